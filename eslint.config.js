@@ -1,0 +1,67 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const hardwareModules = [
+  { name: 'pkcs11js', message: 'Only the PKCS#11 adapter (src/keys/*.pkcs11.ts) may import pkcs11js.' },
+  { name: 'classic-level', message: 'Only store adapters (*.level.ts) may import classic-level.' },
+];
+
+export default tseslint.config(
+  { ignores: ['dist/', 'var/', 'native/build/', 'node_modules/', 'coverage/'] },
+  js.configs.recommended,
+  ...tseslint.configs.strictTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true, allowBigInt: true }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+    },
+  },
+  {
+    // Ports and adapters: services see ports; only adapter files touch hardware modules,
+    // and nothing outside src/http imports src/http.
+    files: ['src/**/*.ts', 'attestation/**/*.ts'],
+    ignores: ['src/**/*.pkcs11.ts', 'src/**/*.level.ts', 'src/**/*.test.ts', 'src/http/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: hardwareModules,
+          patterns: [
+            { group: ['**/http/**', '**/http/*'], message: 'Nothing imports src/http (http -> services -> ports <- adapters).' },
+            { group: ['**/native/build/**'], message: 'Only src/tpm/tpm.native.ts loads the addon.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['attestation/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: hardwareModules,
+          patterns: [
+            { group: ['**/src/http/**', '**/src/grants/**', '**/src/audit/**', '**/src/keys/**', '**/src/policy/**'], message: 'The attester reuses src/tpm and src/shared only; it never imports the appliance services.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+    },
+  },
+  {
+    files: ['**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+);

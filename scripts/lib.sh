@@ -1,0 +1,58 @@
+# Shared helpers for ./scripts/start, ./scripts/test and ./scripts/demo (sourced, not run).
+# shellcheck shell=bash
+
+GRANTOR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+APT_PACKAGES=(swtpm swtpm-tools softhsm2 tpm2-tools libtss2-dev openssl ca-certificates make g++ python3)
+
+log() { printf '[grantor] %s\n' "$*" >&2; }
+die() { printf '[grantor] error: %s\n' "$*" >&2; exit 1; }
+
+# Install the Debian packages that are missing (needs root or sudo).
+ensure_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_node() {
+  command -v node >/dev/null || die "Node.js 20 is required (node not found)"
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" = "20" ] || die "Node.js 20 is required (found $(node --version))"
+}
+
+# npm ci when node_modules does not match the lock file; it also builds the addon
+# (package.json "install" runs node-gyp in native/).
+ensure_node_modules() {
+  cd "$GRANTOR_ROOT"
+  local stamp=node_modules/.grantor-lock-stamp
+  if [ -f "$stamp" ] && cmp -s package-lock.json "$stamp" && [ -f native/build/Release/grantor_tpm.node ]; then
+    return 0
+  fi
+  log "npm ci (installs dependencies and builds the TPM addon)"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+}
+
+ensure_native_fresh() {
+  cd "$GRANTOR_ROOT"
+  local addon=native/build/Release/grantor_tpm.node
+  if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addon" 2>/dev/null | head -1)" ]; then
+    log "building the TPM addon (native/)"
+    npm run --silent build:native >/dev/null
+  fi
+}
+
+ensure_all() {
+  ensure_node
+  ensure_apt_packages
+  ensure_node_modules
+  ensure_native_fresh
+}

@@ -1,0 +1,39 @@
+/**
+ * One base error with a stable `code` (snake_case, part of the wire contract, see
+ * PROTOCOL.md "Errors"). Callers and tests match on `code`, never on message text.
+ * The HTTP status for each code lives in one table in src/http.
+ */
+export class GrantorError extends Error {
+  readonly code: string;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(
+    code: string,
+    message: string,
+    options?: { cause?: unknown; details?: Record<string, unknown> },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = options?.details;
+  }
+}
+
+/** Input that does not satisfy the contract (schema, encoding, ranges). */
+export class BadRequestError extends GrantorError {
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('bad_request', message, options);
+  }
+}
+
+/** A configuration value is missing or invalid; `key` names it. */
+export class ConfigError extends GrantorError {
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super('config_invalid', `${key}: ${message}`, { details: { key } });
+    this.key = key;
+  }
+}
+
+/** A dependency the decision needs (TPM, HSM, audit, policy) cannot be used: fail closed. */
+export class UnavailableError extends GrantorError {}

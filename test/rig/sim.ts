@@ -1,0 +1,117 @@
+/**
+ * The simulated hardware rig for integration tests and benches: real swtpm instances and a
+ * real SoftHSM2 token, provisioned by the same scripts that ./scripts/start uses
+ * (scripts/sim/*), on free loopback ports in a temporary folder.
+ */
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const simScripts = join(repoRoot, 'scripts/sim');
+
+export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.once('error', () => {
+      res(false);
+    });
+    srv.listen(port, '127.0.0.1', () => {
+      srv.close(() => {
+        res(true);
+      });
+    });
+  });
+}
+
+/** Two consecutive free loopback ports (swtpm server and control). */
+export async function freePortPair(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + 2 * Math.floor(Math.random() * 20000);
+    if ((await portIsFree(port)) && (await portIsFree(port + 1))) return port;
+  }
+  throw new Error('no free port pair found');
+}
+
+export async function provisionTpmTemplate(dir: string): Promise<void> {
+  await run(join(simScripts, 'provision-tpm'), [dir]);
+}
+
+export interface SimTpm {
+  readonly dir: string;
+  readonly port: number;
+  readonly tcti: string;
+  /** The local EK CA chain (issuer then root), PEM, that signed this TPM's EK certificates. */
+  readonly ekCaPem: string;
+  stop(): Promise<void>;
+  /** Start again on the same port and state (after stop()). */
+  restart(): Promise<void>;
+  /** Stop and delete the state folder. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * A fresh swtpm, copied from the provisioned template made by the global setup (so each
+ * test file gets its own TPM with the same EK CA, in milliseconds).
+ */
+export async function startSimTpm(templateDir = process.env.GRANTOR_TEST_TPM_TEMPLATE): Promise<SimTpm> {
+  if (templateDir === undefined) throw new Error('GRANTOR_TEST_TPM_TEMPLATE is not set (global setup)');
+  const dir = await mkdtemp(join(tmpdir(), 'grantor-tpm-'));
+  await cp(templateDir, dir, { recursive: true });
+  await rm(join(dir, 'swtpm.pid'), { force: true });
+  const port = await freePortPair();
+  const start = async (): Promise<string> =>
+    (await run(join(simScripts, 'start-tpm'), [dir, String(port)])).stdout.trim();
+  const tcti = await start();
+  const ekCaPem =
+    (await readFile(join(dir, 'ca/issuercert.pem'), 'utf8')) +
+    (await readFile(join(dir, 'ca/swtpm-localca-rootca-cert.pem'), 'utf8'));
+  const stop = async (): Promise<void> => {
+    await run(join(simScripts, 'stop-tpm'), [dir]);
+  };
+  return {
+    dir,
+    port,
+    tcti,
+    ekCaPem,
+    stop,
+    restart: async () => {
+      await start();
+    },
+    destroy: async () => {
+      await stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface SimHsm {
+  readonly dir: string;
+  readonly module: string;
+  readonly conf: string;
+  readonly tokenLabel: string;
+  readonly pinFile: string;
+  readonly pin: string;
+}
+
+/** A SoftHSM2 token in its own folder; set SOFTHSM2_CONF=conf before C_Initialize. */
+export async function provisionSimHsm(dir: string, tokenLabel = 'grantor-test'): Promise<SimHsm> {
+  const pinFile = join(dir, 'user-pin');
+  await run(join(simScripts, 'provision-hsm'), [dir, tokenLabel, pinFile]);
+  const pin = (await readFile(pinFile, 'utf8')).trim();
+  return { dir, module: SOFTHSM_MODULE, conf: join(dir, 'softhsm2.conf'), tokenLabel, pinFile, pin };
+}
+
+/** The HSM token that the global setup provisioned for this test run. */
+export async function testHsm(): Promise<SimHsm> {
+  const dir = process.env.GRANTOR_TEST_HSM_DIR;
+  if (dir === undefined) throw new Error('GRANTOR_TEST_HSM_DIR is not set (global setup)');
+  return provisionSimHsm(dir);
+}
