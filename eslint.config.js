@@ -3,7 +3,10 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const hardwareModules = [
-  { name: 'pkcs11js', message: 'Only the PKCS#11 adapter (src/keys/*.pkcs11.ts) may import pkcs11js.' },
+  {
+    name: 'pkcs11js',
+    message: 'Only the PKCS#11 adapter (src/keys/*.pkcs11.ts) may import pkcs11js.',
+  },
   { name: 'classic-level', message: 'Only store adapters (*.level.ts) may import classic-level.' },
 ];
 
@@ -17,8 +20,14 @@ export default tseslint.config(
     },
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
-      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true, allowBigInt: true }],
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/restrict-template-expressions': [
+        'error',
+        { allowNumber: true, allowBoolean: true },
+      ],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
@@ -33,8 +42,14 @@ export default tseslint.config(
         {
           paths: hardwareModules,
           patterns: [
-            { group: ['**/http/**', '**/http/*'], message: 'Nothing imports src/http (http -> services -> ports <- adapters).' },
-            { group: ['**/native/build/**'], message: 'Only src/tpm/tpm.native.ts loads the addon.' },
+            {
+              group: ['**/http/**', '**/http/*'],
+              message: 'Nothing imports src/http (http -> services -> ports <- adapters).',
+            },
+            {
+              group: ['**/native/build/**'],
+              message: 'Only src/tpm/tpm.native.ts loads the addon.',
+            },
           ],
         },
       ],
@@ -48,7 +63,17 @@ export default tseslint.config(
         {
           paths: hardwareModules,
           patterns: [
-            { group: ['**/src/http/**', '**/src/grants/**', '**/src/audit/**', '**/src/keys/**', '**/src/policy/**'], message: 'The attester reuses src/tpm and src/shared only; it never imports the appliance services.' },
+            {
+              group: [
+                '**/src/http/**',
+                '**/src/grants/**',
+                '**/src/audit/**',
+                '**/src/keys/**',
+                '**/src/policy/**',
+              ],
+              message:
+                'The attester reuses src/tpm and src/shared only; it never imports the appliance services.',
+            },
           ],
         },
       ],

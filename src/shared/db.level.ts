@@ -5,7 +5,7 @@
  */
 import { ClassicLevel } from 'classic-level';
 
-export type Database = ClassicLevel<string, string>;
+export type Database = ClassicLevel;
 
 export async function openDatabase(path: string): Promise<Database> {
   const db = new ClassicLevel<string, string>(path, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
