@@ -1,0 +1,168 @@
+/**
+ * Audit entries as PROTOCOL.md §4: `{seq, time, type, subject, decision?, reasons?, digest,
+ * prevHash, hash}` with `hash = SHA-256(JCS(entry without hash))`, chained by `prevHash`
+ * (64 zeros before seq 0). Entries carry digests and ids only, never parameters or secrets:
+ * the event shape below has no field where a value could go.
+ */
+import { createHash } from 'node:crypto';
+import { BadRequestError } from '../shared/errors.js';
+import { jcs } from './jcs.js';
+
+export const GENESIS_PREV_HASH = '0'.repeat(64);
+
+/** What a caller records: one decision or administrative act. */
+export interface AuditEvent {
+  /** What happened, e.g. `grant.decision`, `runtime.enrolled`, `key.rotated`. */
+  readonly type: string;
+  /** The id the event is about (`rt_...`, `gr_...`, a key id). */
+  readonly subject: string;
+  readonly decision?: string;
+  readonly reasons?: readonly string[];
+  /** Hex SHA-256 of the decision's inputs (the request), never the inputs themselves. */
+  readonly digest: string;
+}
+
+export interface AuditEntry {
+  readonly seq: number;
+  readonly time: string;
+  readonly type: string;
+  readonly subject: string;
+  readonly decision?: string;
+  readonly reasons?: readonly string[];
+  readonly digest: string;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+const ID = /^[A-Za-z0-9_.:@/+-]{1,128}$/;
+const HEX32 = /^[0-9a-f]{64}$/;
+const MAX_REASONS = 32;
+const MAX_REASON_LENGTH = 256;
+
+/** Validate an event before it enters a batch; returns a frozen copy (no later mutation). */
+export function checkEvent(event: AuditEvent): AuditEvent {
+  const { type, subject, decision, reasons, digest } = event;
+  if (typeof type !== 'string' || !ID.test(type))
+    throw new BadRequestError('audit event: bad type');
+  if (typeof subject !== 'string' || !ID.test(subject)) {
+    throw new BadRequestError('audit event: bad subject');
+  }
+  if (decision !== undefined && (typeof decision !== 'string' || !ID.test(decision))) {
+    throw new BadRequestError('audit event: bad decision');
+  }
+  if (typeof digest !== 'string' || !HEX32.test(digest)) {
+    throw new BadRequestError('audit event: digest must be 64 lowercase hex characters');
+  }
+  let reasonsCopy: readonly string[] | undefined;
+  if (reasons !== undefined) {
+    if (!Array.isArray(reasons) || reasons.length > MAX_REASONS) {
+      throw new BadRequestError('audit event: bad reasons');
+    }
+    reasonsCopy = Object.freeze(
+      reasons.map((r) => {
+        if (typeof r !== 'string' || r.length === 0 || r.length > MAX_REASON_LENGTH) {
+          throw new BadRequestError('audit event: bad reason');
+        }
+        return r;
+      }),
+    );
+  }
+  return Object.freeze({
+    type,
+    subject,
+    ...(decision === undefined ? {} : { decision }),
+    ...(reasonsCopy === undefined ? {} : { reasons: reasonsCopy }),
+    digest,
+  });
+}
+
+function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/** `SHA-256(JCS(entry without hash))`, hex. */
+export function entryHash(entry: Omit<AuditEntry, 'hash'>): string {
+  const body: Record<string, unknown> = {
+    seq: entry.seq,
+    time: entry.time,
+    type: entry.type,
+    subject: entry.subject,
+    digest: entry.digest,
+    prevHash: entry.prevHash,
+  };
+  if (entry.decision !== undefined) body.decision = entry.decision;
+  if (entry.reasons !== undefined) body.reasons = entry.reasons;
+  return sha256Hex(jcs(body));
+}
+
+export function buildEntry(
+  event: AuditEvent,
+  seq: number,
+  time: string,
+  prevHash: string,
+): AuditEntry {
+  const body = {
+    seq,
+    time,
+    type: event.type,
+    subject: event.subject,
+    ...(event.decision === undefined ? {} : { decision: event.decision }),
+    ...(event.reasons === undefined ? {} : { reasons: event.reasons }),
+    digest: event.digest,
+    prevHash,
+  };
+  return Object.freeze({ ...body, hash: entryHash(body) });
+}
+
+export type LinkProblem = 'seq' | 'prev_hash' | 'hash' | 'shape';
+
+/**
+ * Check one entry against its predecessor's hash and expected seq; `undefined` when good.
+ * Used by the start-up check and the offline verifier.
+ */
+export function checkLink(
+  entry: AuditEntry,
+  expectedSeq: number,
+  expectedPrev: string,
+): LinkProblem | undefined {
+  if (!isEntryShape(entry)) return 'shape';
+  if (entry.seq !== expectedSeq) return 'seq';
+  if (entry.prevHash !== expectedPrev) return 'prev_hash';
+  if (entryHash(entry) !== entry.hash) return 'hash';
+  return undefined;
+}
+
+const ENTRY_KEYS = new Set([
+  'seq',
+  'time',
+  'type',
+  'subject',
+  'decision',
+  'reasons',
+  'digest',
+  'prevHash',
+  'hash',
+]);
+
+/** Structural check of untrusted JSON (store contents, export files). */
+export function isEntryShape(value: unknown): value is AuditEntry {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const v = value as Record<string, unknown>;
+  for (const k of Object.keys(v)) if (!ENTRY_KEYS.has(k)) return false;
+  return (
+    typeof v.seq === 'number' &&
+    Number.isSafeInteger(v.seq) &&
+    v.seq >= 0 &&
+    typeof v.time === 'string' &&
+    typeof v.type === 'string' &&
+    typeof v.subject === 'string' &&
+    (v.decision === undefined || typeof v.decision === 'string') &&
+    (v.reasons === undefined ||
+      (Array.isArray(v.reasons) && v.reasons.every((r) => typeof r === 'string'))) &&
+    typeof v.digest === 'string' &&
+    typeof v.prevHash === 'string' &&
+    HEX32.test(v.prevHash) &&
+    typeof v.hash === 'string' &&
+    HEX32.test(v.hash)
+  );
+}

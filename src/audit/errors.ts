@@ -1,0 +1,34 @@
+/**
+ * Failure kinds of the audit log. Codes are part of the wire contract (PROTOCOL.md
+ * "Errors"); the HTTP status for each lives in src/http/error-status.ts.
+ */
+import { BadRequestError, GrantorError, UnavailableError } from '../shared/errors.js';
+
+type Options = { cause?: unknown; details?: Record<string, unknown> };
+
+/** The log cannot durably record and anchor right now (store or TPM failing): deny. */
+export class AuditUnavailableError extends UnavailableError {
+  constructor(message: string, options?: Options) {
+    super('audit_unavailable', message, options);
+  }
+}
+
+/**
+ * The store does not match the TPM anchor (rolled back, rewritten, truncated, from another
+ * appliance) or the anchor indices are not the pinned ones: refuse until an operator acts.
+ */
+export class AuditRollbackError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('audit_rollback_detected', message, options);
+  }
+}
+
+/** A tree size, sequence number or range outside what the log (or its checkpoint) holds. */
+export class AuditRangeError extends BadRequestError {}
+
+/** An entry that does not exist (yet). */
+export class AuditNotFoundError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('not_found', message, options);
+  }
+}
