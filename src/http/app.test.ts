@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { Type } from 'typebox';
+import { GrantorError } from '../shared/errors.js';
+import type { ReadinessProbe } from '../shared/readiness.js';
+import { buildApp, createServer } from './app.js';
+
+function probe(
+  name: string,
+  code: string,
+  result: () => Promise<{ ok: true } | { ok: false; reason: string }>,
+): ReadinessProbe {
+  return { name, code, check: result };
+}
+
+describe('health routes', () => {
+  it('answers /healthz and /readyz when every probe passes', async () => {
+    const app = await buildApp({
+      probes: [probe('tpm', 'tpm_unavailable', () => Promise.resolve({ ok: true }))],
+    });
+    expect((await app.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
+    const ready = await app.inject({ url: '/readyz' });
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json()).toEqual({ status: 'ready', checks: { tpm: { ok: true } } });
+    await app.close();
+  });
+
+  it('answers 503 naming every component that is down, coded by the first', async () => {
+    const app = await buildApp({
+      probes: [
+        probe('tpm', 'tpm_unavailable', () => Promise.resolve({ ok: true })),
+        probe('hsm', 'hsm_unavailable', () => Promise.reject(new Error('CKR_PIN_INCORRECT'))),
+        probe('audit', 'audit_unavailable', () =>
+          Promise.resolve({ ok: false, reason: 'store closed' }),
+        ),
+      ],
+    });
+    const res = await app.inject({ url: '/readyz' });
+    expect(res.statusCode).toBe(503);
+    const body = res.json<{
+      error: { code: string; message: string; details: { down: string[] } };
+    }>();
+    expect(body.error.code).toBe('hsm_unavailable');
+    expect(body.error.details.down).toEqual(['hsm', 'audit']);
+    expect(body.error.message).toContain('hsm, audit');
+    await app.close();
+  });
+
+  it('treats a probe that never answers as down', async () => {
+    const app = await buildApp({
+      probes: [probe('tpm', 'tpm_unavailable', () => new Promise(() => undefined))],
+    });
+    // runProbes has a 3 s deadline; the probe never settles.
+    const res = await app.inject({ url: '/readyz' });
+    expect(res.statusCode).toBe(503);
+    expect(res.json<{ error: { code: string } }>().error.code).toBe('tpm_unavailable');
+    await app.close();
+  });
+});
+
+describe('error handling', () => {
+  async function appWithRoutes() {
+    const app = await buildApp({ probes: [] });
+    return app;
+  }
+
+  it('maps typed errors through the table and hides 5xx internals', async () => {
+    const f = createServer();
+    f.get('/deny', () => {
+      throw new GrantorError('policy_denied', 'not allowed: tickets only', {
+        details: { reasons: ['r1'] },
+      });
+    });
+    f.get('/hsm', () => {
+      throw new GrantorError('hsm_unavailable', 'C_Sign failed on slot 0x7731 CKR_DEVICE_ERROR');
+    });
+    f.get('/boom', () => {
+      throw new Error('secret internal path /var/lib/x');
+    });
+    f.post(
+      '/echo',
+      { schema: { body: Type.Object({ a: Type.String() }, { additionalProperties: false }) } },
+      (req) => req.body,
+    );
+    const deny = await f.inject({ url: '/deny' });
+    expect(deny.statusCode).toBe(403);
+    expect(deny.json()).toEqual({
+      error: {
+        code: 'policy_denied',
+        message: 'not allowed: tickets only',
+        details: { reasons: ['r1'] },
+      },
+    });
+    const hsm = await f.inject({ url: '/hsm' });
+    expect(hsm.statusCode).toBe(503);
+    expect(hsm.body).not.toContain('CKR_DEVICE_ERROR');
+    expect(hsm.json<{ error: { code: string } }>().error.code).toBe('hsm_unavailable');
+    const boom = await f.inject({ url: '/boom' });
+    expect(boom.statusCode).toBe(500);
+    expect(boom.body).not.toContain('/var/lib/x');
+    const bad = await f.inject({ method: 'POST', url: '/echo', payload: { a: 1 } });
+    expect(bad.statusCode).toBe(400);
+    const extra = await f.inject({ method: 'POST', url: '/echo', payload: { a: 'x', b: 2 } });
+    expect(extra.statusCode).toBe(400);
+    expect(bad.json<{ error: { code: string } }>().error.code).toBe('bad_request');
+    const proto = await f.inject({
+      method: 'POST',
+      url: '/echo',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"a":"x","__proto__":{"admin":true}}',
+    });
+    expect(proto.statusCode).toBe(400);
+    const malformed = await f.inject({
+      method: 'POST',
+      url: '/echo',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"a":',
+    });
+    expect(malformed.statusCode).toBe(400);
+    await f.close();
+  });
+
+  it('answers unknown routes with the error shape', async () => {
+    const app = await appWithRoutes();
+    const res = await app.inject({ url: '/nope?x=1' });
+    expect(res.statusCode).toBe(404);
+    expect(res.json()).toEqual({ error: { code: 'not_found', message: 'no route GET /nope' } });
+    await app.close();
+  });
+});

@@ -1,0 +1,84 @@
+/**
+ * The Fastify application: one error handler, one code->status table, route plugins per
+ * domain. Routes call services (passed in here), never stores or adapters.
+ */
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type RawServerDefault,
+} from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv } from 'ajv';
+import addFormatsPlugin from 'ajv-formats';
+import type { ReadinessProbe } from '../shared/readiness.js';
+import { installErrorHandler } from './errors.js';
+import { healthRoutes } from './routes/health.js';
+
+export interface AppServices {
+  readonly probes: readonly ReadinessProbe[];
+}
+
+export interface AppOptions {
+  /** A pino logger (see src/shared/logger.ts); none: silent. */
+  readonly logger?: FastifyBaseLogger;
+  /** Default body limit; routes may set a smaller one. */
+  readonly bodyLimit?: number;
+}
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  IncomingMessage,
+  ServerResponse,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+// ajv-formats is CommonJS with a default export.
+const addFormats = addFormatsPlugin as unknown as (ajv: Ajv) => Ajv;
+
+/**
+ * Bodies are validated exactly (no type coercion, no silent removal of unknown members:
+ * `additionalProperties: false` refuses them); params, query and headers arrive as strings
+ * and are coerced to their declared types.
+ */
+function validators(): { body: Ajv; other: Ajv } {
+  const common = {
+    removeAdditional: false,
+    useDefaults: true,
+    allErrors: false,
+    strict: false,
+  } as const;
+  return {
+    body: addFormats(new Ajv({ ...common, coerceTypes: false })),
+    other: addFormats(new Ajv({ ...common, coerceTypes: 'array' })),
+  };
+}
+
+/** A configured server with the error handler and validators, but no routes. */
+export function createServer(options: AppOptions = {}): App {
+  const app = Fastify({
+    ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
+    bodyLimit: options.bodyLimit ?? 64 * 1024,
+    // Refuse prototype-poisoning payloads outright rather than silently stripping them.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    requestTimeout: 10_000,
+    connectionTimeout: 15_000,
+    keepAliveTimeout: 5_000,
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  const ajv = validators();
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === 'body' ? ajv.body : ajv.other).compile(schema),
+  );
+  installErrorHandler(app);
+  return app;
+}
+
+export async function buildApp(services: AppServices, options: AppOptions = {}): Promise<App> {
+  const app = createServer(options);
+  await app.register(healthRoutes, { probes: services.probes });
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,60 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { runProbes, type ReadinessProbe } from '../../shared/readiness.js';
+import { ErrorSchema } from '../schemas.js';
+
+const ProbeResultSchema = Type.Union([
+  Type.Object({ ok: Type.Literal(true) }),
+  Type.Object({ ok: Type.Literal(false), reason: Type.String() }),
+]);
+
+/** GET /healthz (the process is alive) and GET /readyz (every dependency usable). */
+export const healthRoutes: FastifyPluginAsyncTypebox<{
+  probes: readonly ReadinessProbe[];
+}> = (app, opts) => {
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        response: {
+          200: Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false }),
+        },
+      },
+    },
+    () => ({ status: 'ok' as const }),
+  );
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        response: {
+          200: Type.Object(
+            {
+              status: Type.Literal('ready'),
+              checks: Type.Record(Type.String(), ProbeResultSchema),
+            },
+            { additionalProperties: false },
+          ),
+          503: ErrorSchema,
+        },
+      },
+    },
+    async (_request, reply) => {
+      const report = await runProbes(opts.probes);
+      if (report.firstFailure === undefined)
+        return { status: 'ready' as const, checks: report.checks };
+      const down = Object.entries(report.checks)
+        .filter(([, r]) => !r.ok)
+        .map(([name]) => name);
+      // The reasons are operator-facing component states, not internals of a request.
+      return reply.code(503).send({
+        error: {
+          code: report.firstFailure.code,
+          message: `not ready: ${down.join(', ')} unavailable`,
+          details: { down, checks: report.checks },
+        },
+      });
+    },
+  );
+  return Promise.resolve();
+};

@@ -1,0 +1,16 @@
+import { Type } from 'typebox';
+
+/** Every non-2xx answer (PROTOCOL.md "Errors"). */
+export const ErrorSchema = Type.Object(
+  {
+    error: Type.Object(
+      {
+        code: Type.String(),
+        message: Type.String(),
+        details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
