@@ -1,0 +1,297 @@
+#include "common.h"
+
+#include <tss2/tss2_rc.h>
+
+#include <cstring>
+
+#include "context.h"
+
+namespace grantor {
+
+// ---- arguments ----
+
+namespace {
+Napi::TypeError TypeErr(Napi::Env env, const std::string& msg) {
+  Napi::TypeError e = Napi::TypeError::New(env, msg);
+  e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
+  return e;
+}
+
+Bytes CopyBytes(Napi::Value v, Napi::Env env, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw TypeErr(env, std::string(name) + " must be a Uint8Array");
+  }
+  auto arr = v.As<Napi::Uint8Array>();
+  // Copy into C++-owned memory: the caller's buffer may change while the worker runs.
+  return Bytes(arr.Data(), arr.Data() + arr.ByteLength());
+}
+}  // namespace
+
+Context* ContextArg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = info[i];
+  if (!v.IsObject() || Context::constructor == nullptr ||
+      !v.As<Napi::Object>().InstanceOf(Context::constructor->Value())) {
+    throw TypeErr(info.Env(), "argument 0 must be a Context");
+  }
+  return Context::Unwrap(v.As<Napi::Object>());
+}
+
+Bytes BytesArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return CopyBytes(info[i], info.Env(), name);
+}
+
+uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsNumber()) throw TypeErr(info.Env(), std::string(name) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+    throw TypeErr(info.Env(), std::string(name) + " must be an unsigned 32-bit integer");
+  }
+  return static_cast<uint32_t>(d);
+}
+
+bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsBoolean()) throw TypeErr(info.Env(), std::string(name) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsString()) throw TypeErr(info.Env(), std::string(name) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+void Wipe(Bytes* b) {
+  if (!b->empty()) {
+    volatile uint8_t* p = b->data();
+    for (size_t i = 0; i < b->size(); i++) p[i] = 0;
+  }
+  b->clear();
+}
+
+Auth::~Auth() {
+  Wipe(&value);
+  Wipe(&endorsementAuth);
+}
+
+Auth AuthArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Auth a;
+  Napi::Value v = info[i];
+  if (v.IsUndefined() || v.IsNull()) return a;
+  if (!v.IsObject()) throw TypeErr(info.Env(), std::string(name) + " must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Env env = info.Env();
+  if (o.Has("value") && !o.Get("value").IsUndefined()) a.value = CopyBytes(o.Get("value"), env, name);
+  if (o.Has("ekPolicy") && !o.Get("ekPolicy").IsUndefined()) {
+    if (!o.Get("ekPolicy").IsBoolean()) throw TypeErr(env, std::string(name) + ".ekPolicy must be a boolean");
+    a.ekPolicy = o.Get("ekPolicy").As<Napi::Boolean>().Value();
+  }
+  if (o.Has("endorsementAuth") && !o.Get("endorsementAuth").IsUndefined()) {
+    a.endorsementAuth = CopyBytes(o.Get("endorsementAuth"), env, name);
+  }
+  if (a.value.size() > sizeof(TPMU_HA) || a.endorsementAuth.size() > sizeof(TPMU_HA)) {
+    throw TypeErr(env, std::string(name) + ": auth value too long");
+  }
+  return a;
+}
+
+TSS2_RC FillBuffer(const Bytes& in, uint8_t* buffer, size_t capacity, UINT16* size) {
+  if (in.size() > capacity) return TSS2_MU_RC_BAD_SIZE;
+  *size = static_cast<UINT16>(in.size());
+  if (!in.empty()) std::memcpy(buffer, in.data(), in.size());
+  return TSS2_RC_SUCCESS;
+}
+
+Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const Bytes& b) {
+  return Napi::Buffer<uint8_t>::Copy(env, b.data(), b.size());
+}
+
+// ---- handles ----
+
+namespace {
+bool HierarchyTr(TPM2_HANDLE h, ESYS_TR* out) {
+  switch (h) {
+    case TPM2_RH_OWNER:
+      *out = ESYS_TR_RH_OWNER;
+      return true;
+    case TPM2_RH_ENDORSEMENT:
+      *out = ESYS_TR_RH_ENDORSEMENT;
+      return true;
+    case TPM2_RH_PLATFORM:
+      *out = ESYS_TR_RH_PLATFORM;
+      return true;
+    case TPM2_RH_LOCKOUT:
+      *out = ESYS_TR_RH_LOCKOUT;
+      return true;
+    case TPM2_RH_NULL:
+      *out = ESYS_TR_RH_NULL;
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
+HandleScope::~HandleScope() {
+  for (ESYS_TR s : sessions_) {
+    if (Esys_FlushContext(esys_, s) != TSS2_RC_SUCCESS) Esys_TR_Close(esys_, &s);
+  }
+  for (ESYS_TR h : hierarchies_) Esys_TR_SetAuth(esys_, h, nullptr);
+  for (ESYS_TR t : opened_) Esys_TR_Close(esys_, &t);
+}
+
+TSS2_RC HandleScope::Resolve(TPM2_HANDLE handle, ESYS_TR* out) {
+  if (HierarchyTr(handle, out)) return TSS2_RC_SUCCESS;
+  if (handle <= TPM2_PCR_LAST) {
+    *out = ESYS_TR_PCR0 + handle;
+    return TSS2_RC_SUCCESS;
+  }
+  TSS2_RC rc = Esys_TR_FromTPMPublic(esys_, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, out);
+  if (rc == TSS2_RC_SUCCESS) opened_.push_back(*out);
+  return rc;
+}
+
+TSS2_RC HandleScope::SetAuth(ESYS_TR tr, const Bytes& value) {
+  TPM2B_AUTH auth = {};
+  TSS2_RC rc = FillTpm2b(value, &auth);
+  if (rc != TSS2_RC_SUCCESS) return rc;
+  rc = Esys_TR_SetAuth(esys_, tr, &auth);
+  volatile uint8_t* p = auth.buffer;
+  for (size_t i = 0; i < sizeof(auth.buffer); i++) p[i] = 0;
+  if (rc == TSS2_RC_SUCCESS && tr >= ESYS_TR_RH_OWNER && tr <= ESYS_TR_RH_PLATFORM_NV) hierarchies_.push_back(tr);
+  return rc;
+}
+
+TSS2_RC HandleScope::EkPolicySession(ESYS_TR key, const Bytes& endorsementAuth, ESYS_TR* session) {
+  TPM2B_NAME* name = nullptr;
+  TSS2_RC rc = Esys_TR_GetName(esys_, key, &name);
+  if (rc != TSS2_RC_SUCCESS) return rc;
+  // A name starts with the object's nameAlg; the EK policy is a digest in that algorithm.
+  TPMI_ALG_HASH alg = name->size >= 2 ? static_cast<TPMI_ALG_HASH>((name->name[0] << 8) | name->name[1]) : 0;
+  Esys_Free(name);
+  if (alg == 0) return TSS2_ESYS_RC_BAD_VALUE;
+  TPMT_SYM_DEF sym = {};
+  sym.algorithm = TPM2_ALG_NULL;
+  rc = Esys_StartAuthSession(esys_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
+                             TPM2_SE_POLICY, &sym, alg, session);
+  if (rc != TSS2_RC_SUCCESS) return rc;
+  sessions_.push_back(*session);
+  rc = SetAuth(ESYS_TR_RH_ENDORSEMENT, endorsementAuth);
+  if (rc != TSS2_RC_SUCCESS) return rc;
+  TPM2B_TIMEOUT* timeout = nullptr;
+  TPMT_TK_AUTH* ticket = nullptr;
+  rc = Esys_PolicySecret(esys_, ESYS_TR_RH_ENDORSEMENT, *session, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                         nullptr, nullptr, nullptr, 0, &timeout, &ticket);
+  Esys_Free(timeout);
+  Esys_Free(ticket);
+  return rc;
+}
+
+TSS2_RC HandleScope::Authorize(ESYS_TR tr, const Auth& auth, ESYS_TR* session) {
+  TSS2_RC rc = SetAuth(tr, auth.value);
+  if (rc != TSS2_RC_SUCCESS) return rc;
+  if (!auth.ekPolicy) {
+    *session = ESYS_TR_PASSWORD;
+    return TSS2_RC_SUCCESS;
+  }
+  return EkPolicySession(tr, auth.endorsementAuth, session);
+}
+
+// ---- errors ----
+
+namespace {
+const char* LayerName(TSS2_RC rc) {
+  switch ((rc & TSS2_RC_LAYER_MASK) >> TSS2_RC_LAYER_SHIFT) {
+    case 0:
+      return "tpm";
+    case 6:
+      return "feature";
+    case 7:
+      return "esys";
+    case 8:
+      return "sys";
+    case 9:
+      return "mu";
+    case 10:
+      return "tcti";
+    case 11:
+      return "resmgr";
+    case 12:
+      return "resmgr-tpm";
+    default:
+      return "unknown";
+  }
+}
+}  // namespace
+
+Napi::Value MakeTpmError(Napi::Env env, TSS2_RC rc, const char* command) {
+  const char* decoded = Tss2_RC_Decode(rc);
+  std::string text = decoded != nullptr ? decoded : "unknown";
+  Napi::Error e = Napi::Error::New(env, std::string(command) + ": " + text);
+  e.Set("code", Napi::String::New(env, "ERR_TPM_RC"));
+  e.Set("rc", Napi::Number::New(env, rc));
+  e.Set("layer", Napi::String::New(env, LayerName(rc)));
+  e.Set("decoded", Napi::String::New(env, text));
+  e.Set("command", Napi::String::New(env, command));
+  return e.Value();
+}
+
+Napi::Value MakeStateError(Napi::Env env, const char* code, const char* message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  return e.Value();
+}
+
+// ---- worker ----
+
+TpmWorker::TpmWorker(Napi::Env env, Context* ctx, const char* command)
+    : Napi::AsyncWorker(env), ctx_(ctx), deferred_(Napi::Promise::Deferred::New(env)), command_(command) {
+  ctxRef_ = Napi::Persistent(ctx->Value());
+}
+
+Napi::Value TpmWorker::Start() {
+  Napi::Env env = Env();
+  Napi::Promise p = deferred_.Promise();
+  if (ctx_->esys() == nullptr) {
+    deferred_.Reject(MakeStateError(env, "ERR_TPM_CLOSED", "the TPM context is not open"));
+    delete this;
+    return p;
+  }
+  if (ctx_->busy()) {
+    deferred_.Reject(MakeStateError(env, "ERR_TPM_BUSY", "another TPM command is running on this context"));
+    delete this;
+    return p;
+  }
+  ctx_->set_busy(true);
+  esys_ = ctx_->esys();
+  Queue();
+  return p;
+}
+
+void TpmWorker::Execute() {
+  if (rc_ == TSS2_RC_SUCCESS) rc_ = Run(esys_);
+}
+
+void TpmWorker::Release() { ctx_->set_busy(false); }
+
+void TpmWorker::OnOK() {
+  Release();
+  Napi::Env env = Env();
+  if (rc_ != TSS2_RC_SUCCESS) {
+    deferred_.Reject(MakeTpmError(env, rc_, command_));
+    return;
+  }
+  try {
+    deferred_.Resolve(Result(env));
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  }
+}
+
+void TpmWorker::OnError(const Napi::Error& e) {
+  Release();
+  deferred_.Reject(e.Value());
+}
+
+}  // namespace grantor

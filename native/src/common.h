@@ -1,0 +1,154 @@
+// Shared pieces of the addon: argument checks, TPM error objects, marshalling helpers and
+// the base AsyncWorker every TPM command derives from. All TPM calls run in Execute().
+#pragma once
+
+#include <napi.h>
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace grantor {
+
+using Bytes = std::vector<uint8_t>;
+
+class Context;
+
+// ---- arguments (main thread; a wrong type throws a TypeError) ----
+
+Context* ContextArg(const Napi::CallbackInfo& info, size_t i);
+Bytes BytesArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name);
+bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+// How to authorise the use of an object, index or hierarchy: its auth value (password
+// session), or for an EK the TCG EK policy (PolicySecret on the endorsement hierarchy).
+struct Auth {
+  Bytes value;
+  bool ekPolicy = false;
+  Bytes endorsementAuth;
+  Auth() = default;
+  Auth(Auth&&) = default;
+  Auth& operator=(Auth&&) = default;
+  Auth(const Auth&) = delete;
+  Auth& operator=(const Auth&) = delete;
+  ~Auth();
+};
+// Reads {value?: Uint8Array, ekPolicy?: boolean, endorsementAuth?: Uint8Array} or undefined.
+Auth AuthArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+// Overwrites secret bytes before the memory is released.
+void Wipe(Bytes* b);
+
+// ---- marshalling (worker thread) ----
+
+template <typename T>
+using MarshalFn = TSS2_RC (*)(T const*, uint8_t[], size_t, size_t*);
+template <typename T>
+using UnmarshalFn = TSS2_RC (*)(uint8_t const[], size_t, size_t*, T*);
+
+// The whole input must be one structure: trailing bytes are rejected as a MU size error.
+template <typename T>
+TSS2_RC UnmarshalAll(UnmarshalFn<T> fn, const Bytes& in, T* out) {
+  size_t off = 0;
+  TSS2_RC rc = fn(in.data(), in.size(), &off, out);
+  if (rc != TSS2_RC_SUCCESS) return rc;
+  return off == in.size() ? TSS2_RC_SUCCESS : TSS2_MU_RC_BAD_SIZE;
+}
+
+template <typename T>
+TSS2_RC MarshalTo(MarshalFn<T> fn, const T* value, Bytes* out) {
+  // The packed form is never longer than the C struct (no padding, bounded arrays).
+  out->assign(sizeof(T) + 16, 0);
+  size_t off = 0;
+  TSS2_RC rc = fn(value, out->data(), out->size(), &off);
+  if (rc != TSS2_RC_SUCCESS) return rc;
+  out->resize(off);
+  return TSS2_RC_SUCCESS;
+}
+
+// Copies raw bytes into a TPM2B of the given capacity (e.g. TPM2B_DATA, TPM2B_AUTH).
+TSS2_RC FillBuffer(const Bytes& in, uint8_t* buffer, size_t capacity, UINT16* size);
+template <typename T>
+TSS2_RC FillTpm2b(const Bytes& in, T* out) {
+  return FillBuffer(in, out->buffer, sizeof(out->buffer), &out->size);
+}
+
+Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const Bytes& b);
+
+// ---- handles (worker thread) ----
+
+// Turns a TPM handle (hierarchy, PCR, transient, persistent, NV index) into an ESYS_TR.
+// Hierarchies and PCRs map to ESYS constants; others are read from the TPM and closed
+// again by HandleScope (closing an ESYS_TR never flushes the TPM object).
+class HandleScope {
+ public:
+  explicit HandleScope(ESYS_CONTEXT* esys) : esys_(esys) {}
+  ~HandleScope();
+  HandleScope(const HandleScope&) = delete;
+  HandleScope& operator=(const HandleScope&) = delete;
+  TSS2_RC Resolve(TPM2_HANDLE handle, ESYS_TR* out);
+  // Sets the auth value on a resolved handle; hierarchies are reset to empty afterwards.
+  TSS2_RC SetAuth(ESYS_TR tr, const Bytes& value);
+  // Starts the EK policy session (PolicySecret on the endorsement hierarchy) for `key`,
+  // hashing with the key's nameAlg; it is flushed when the scope ends.
+  TSS2_RC EkPolicySession(ESYS_TR key, const Bytes& endorsementAuth, ESYS_TR* session);
+  // Password session or EK policy session for `tr`, per `auth`.
+  TSS2_RC Authorize(ESYS_TR tr, const Auth& auth, ESYS_TR* session);
+
+ private:
+  ESYS_CONTEXT* esys_;
+  std::vector<ESYS_TR> opened_;
+  std::vector<ESYS_TR> hierarchies_;
+  std::vector<ESYS_TR> sessions_;
+};
+
+// ---- the worker base ----
+
+class TpmWorker : public Napi::AsyncWorker {
+ public:
+  TpmWorker(Napi::Env env, Context* ctx, const char* command);
+  // Queues the worker and returns its promise (rejects at once when the context is
+  // closed or already running a command: the TypeScript facade serialises calls).
+  Napi::Value Start();
+
+ protected:
+  virtual TSS2_RC Run(ESYS_CONTEXT* esys) = 0;
+  virtual Napi::Value Result(Napi::Env env) = 0;
+  // Records a failure found while preparing inputs; Run() is then skipped.
+  void Fail(TSS2_RC rc) {
+    if (rc_ == TSS2_RC_SUCCESS) rc_ = rc;
+  }
+  bool Failed() const { return rc_ != TSS2_RC_SUCCESS; }
+
+ private:
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& e) override;
+  void Release();
+
+  Context* ctx_;
+  Napi::ObjectReference ctxRef_;
+  Napi::Promise::Deferred deferred_;
+  const char* command_;
+  ESYS_CONTEXT* esys_ = nullptr;
+  TSS2_RC rc_ = TSS2_RC_SUCCESS;
+};
+
+// {rc, layer, decoded, command} on an Error, code 'ERR_TPM_RC'.
+Napi::Value MakeTpmError(Napi::Env env, TSS2_RC rc, const char* command);
+Napi::Value MakeStateError(Napi::Env env, const char* code, const char* message);
+
+// Registration of each command family.
+void RegisterContext(Napi::Env env, Napi::Object exports);
+void RegisterRandomClock(Napi::Env env, Napi::Object exports);
+void RegisterPcr(Napi::Env env, Napi::Object exports);
+void RegisterKeys(Napi::Env env, Napi::Object exports);
+void RegisterAttest(Napi::Env env, Napi::Object exports);
+void RegisterCredential(Napi::Env env, Napi::Object exports);
+void RegisterNv(Napi::Env env, Napi::Object exports);
+
+}  // namespace grantor
