@@ -1,0 +1,171 @@
+/**
+ * Key templates: the TCG EK Credential Profile default EK templates and our attestation
+ * key (AK) templates, as TPMT_PUBLIC values (marshal with marshalTpm2bPublic for
+ * TPM2_CreatePrimary / TPM2_Create).
+ */
+import { TPM_ALG, TPM_ECC } from './marshal/constants.js';
+import {
+  objectAttributes,
+  type EccPublic,
+  type RsaPublic,
+  type TpmtPublic,
+} from './marshal/public.js';
+
+/**
+ * PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256 ("PolicyA_SHA256" in the EK Credential
+ * Profile): the authPolicy of the low-range EK templates.
+ */
+export const EK_POLICY_A_SHA256 = Buffer.from(
+  '837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa',
+  'hex',
+);
+
+/** PolicySecret(TPM_RH_ENDORSEMENT) with SHA-384 ("PolicyA_SHA384"). */
+export const EK_POLICY_A_SHA384 = Buffer.from(
+  '8bbf2266537c171cb56e403c4dc1d4b64f432611dc386e6f532050c3278c930e143e8bb1133824ccb431053871c6db53',
+  'hex',
+);
+
+/**
+ * The authPolicy of the high-range SHA-384 EK templates (EK Credential Profile 2.3 "PolicyB"
+ * for SHA-384: PolicyOR of PolicyA_SHA384 and the PolicyAuthorizeNV branch). It is what
+ * swtpm_setup puts on its P-384 EK at 0x81010016. These templates also set userWithAuth,
+ * so the EK can be used with its (empty) authValue instead of a policy session.
+ */
+export const EK_POLICY_B_SHA384 = Buffer.from(
+  'b26e7d28d11a50bc53d882bcf5fd3a1a074148bb35d3b4e4cb1c0ad9bde419cacb47ba09699646150f9fc000f3f80e12',
+  'hex',
+);
+
+const ekLowAttributes = objectAttributes(
+  'fixedTPM',
+  'fixedParent',
+  'sensitiveDataOrigin',
+  'adminWithPolicy',
+  'restricted',
+  'decrypt',
+);
+
+const ekHighAttributes = objectAttributes(
+  'fixedTPM',
+  'fixedParent',
+  'sensitiveDataOrigin',
+  'userWithAuth',
+  'adminWithPolicy',
+  'restricted',
+  'decrypt',
+);
+
+/** Template L-1: RSA-2048, AES-128-CFB, SHA-256 name, unique = 256 zero bytes. */
+export const EK_TEMPLATE_RSA2048: RsaPublic = {
+  type: TPM_ALG.RSA,
+  nameAlg: TPM_ALG.SHA256,
+  objectAttributes: ekLowAttributes,
+  authPolicy: EK_POLICY_A_SHA256,
+  parameters: {
+    symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
+    scheme: { scheme: TPM_ALG.NULL },
+    keyBits: 2048,
+    exponent: 0,
+  },
+  unique: Buffer.alloc(256),
+};
+
+/** Template L-2: ECC NIST P-256, AES-128-CFB, SHA-256 name, unique = two 32-byte zeros. */
+export const EK_TEMPLATE_ECC_P256: EccPublic = {
+  type: TPM_ALG.ECC,
+  nameAlg: TPM_ALG.SHA256,
+  objectAttributes: ekLowAttributes,
+  authPolicy: EK_POLICY_A_SHA256,
+  parameters: {
+    symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
+    scheme: { scheme: TPM_ALG.NULL },
+    curveId: TPM_ECC.NIST_P256,
+    kdf: { scheme: TPM_ALG.NULL },
+  },
+  unique: { x: Buffer.alloc(32), y: Buffer.alloc(32) },
+};
+
+/**
+ * Template H-3: ECC NIST P-384, AES-256-CFB, SHA-384 name, PolicyB_SHA384, userWithAuth,
+ * empty unique. swtpm_setup --ecc creates its EK at 0x81010016 from this template.
+ */
+export const EK_TEMPLATE_ECC_P384: EccPublic = {
+  type: TPM_ALG.ECC,
+  nameAlg: TPM_ALG.SHA384,
+  objectAttributes: ekHighAttributes,
+  authPolicy: EK_POLICY_B_SHA384,
+  parameters: {
+    symmetric: { algorithm: TPM_ALG.AES, keyBits: 256, mode: TPM_ALG.CFB },
+    scheme: { scheme: TPM_ALG.NULL },
+    curveId: TPM_ECC.NIST_P384,
+    kdf: { scheme: TPM_ALG.NULL },
+  },
+  unique: { x: Buffer.alloc(0), y: Buffer.alloc(0) },
+};
+
+export type EkKind = 'rsa2048' | 'ecc-p256' | 'ecc-p384';
+
+export const EK_TEMPLATES: Readonly<Record<EkKind, TpmtPublic>> = {
+  rsa2048: EK_TEMPLATE_RSA2048,
+  'ecc-p256': EK_TEMPLATE_ECC_P256,
+  'ecc-p384': EK_TEMPLATE_ECC_P384,
+};
+
+/** Persistent handles and EK certificate NV indices of the EK Credential Profile. */
+export const EK_HANDLES: Readonly<Record<EkKind, { persistent: number; certNvIndex: number }>> = {
+  rsa2048: { persistent: 0x81010001, certNvIndex: 0x01c00002 },
+  'ecc-p256': { persistent: 0x81010002, certNvIndex: 0x01c0000a },
+  'ecc-p384': { persistent: 0x81010016, certNvIndex: 0x01c00016 },
+};
+
+const akAttributes = objectAttributes(
+  'fixedTPM',
+  'fixedParent',
+  'sensitiveDataOrigin',
+  'userWithAuth',
+  'restricted',
+  'sign',
+);
+
+/** Restricted signing AK: ECC NIST P-256, ECDSA with SHA-256. */
+export const AK_TEMPLATE_ECC_P256: EccPublic = {
+  type: TPM_ALG.ECC,
+  nameAlg: TPM_ALG.SHA256,
+  objectAttributes: akAttributes,
+  authPolicy: Buffer.alloc(0),
+  parameters: {
+    symmetric: { algorithm: TPM_ALG.NULL },
+    scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
+    curveId: TPM_ECC.NIST_P256,
+    kdf: { scheme: TPM_ALG.NULL },
+  },
+  unique: { x: Buffer.alloc(0), y: Buffer.alloc(0) },
+};
+
+/** Restricted signing AK: RSA-2048, RSASSA-PKCS1-v1_5 with SHA-256. */
+export const AK_TEMPLATE_RSA2048: RsaPublic = {
+  type: TPM_ALG.RSA,
+  nameAlg: TPM_ALG.SHA256,
+  objectAttributes: akAttributes,
+  authPolicy: Buffer.alloc(0),
+  parameters: {
+    symmetric: { algorithm: TPM_ALG.NULL },
+    scheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
+    keyBits: 2048,
+    exponent: 0,
+  },
+  unique: Buffer.alloc(0),
+};
+
+export type AkKind = 'ecc-p256' | 'rsa2048';
+
+export const AK_TEMPLATES: Readonly<Record<AkKind, TpmtPublic>> = {
+  'ecc-p256': AK_TEMPLATE_ECC_P256,
+  rsa2048: AK_TEMPLATE_RSA2048,
+};
+
+/** A template with its `unique` replaced (e.g. to recompute a key's name from its public point). */
+export function withUnique<T extends TpmtPublic>(template: T, unique: T['unique']): T {
+  return { ...template, unique };
+}
