@@ -1,0 +1,81 @@
+/**
+ * Attestation key checks at enrollment (go-attestation `CheckAKParameters`, stricter): a
+ * flat list of guard clauses, each its own error.
+ */
+import { TPM_ALG, TPM_ECC } from '../tpm/marshal/constants.js';
+import {
+  unmarshalTpm2bPublic,
+  type EccPublic,
+  type RsaPublic,
+  type TpmtPublic,
+} from '../tpm/marshal/public.js';
+import { TpmParseError } from '../tpm/marshal/errors.js';
+import {
+  AkDecryptSetError,
+  AkKeyUnsupportedError,
+  AkNameAlgWeakError,
+  AkNotFixedParentError,
+  AkNotFixedTpmError,
+  AkNotRestrictedError,
+  AkNotSensitiveDataOriginError,
+  AkNotSigningError,
+  AkPublicInvalidError,
+  AkSchemeUnsupportedError,
+} from './errors.js';
+
+export type AkPublic = RsaPublic | EccPublic;
+
+const STRONG_HASHES: readonly number[] = [TPM_ALG.SHA256, TPM_ALG.SHA384, TPM_ALG.SHA512];
+
+/** Parse a TPM2B_PUBLIC (`tpm2_createak -u`) and check it is an acceptable AK. */
+export function parseAkPublic(tpm2bPublic: Uint8Array): AkPublic {
+  let pub: TpmtPublic;
+  try {
+    pub = unmarshalTpm2bPublic(tpm2bPublic);
+  } catch (e) {
+    if (e instanceof TpmParseError) throw new AkPublicInvalidError(undefined, { cause: e });
+    throw e;
+  }
+  return checkAkPublic(pub);
+}
+
+export function checkAkPublic(ak: TpmtPublic): AkPublic {
+  const a = ak.objectAttributes;
+  // Unrestricted: the AK would sign any digest, including a forged TPMS_ATTEST.
+  if (!a.restricted) throw new AkNotRestrictedError();
+  if (!a.sign) throw new AkNotSigningError();
+  // A key that also decrypts is not an attestation-only key.
+  if (a.decrypt) throw new AkDecryptSetError();
+  // Without fixedTPM/fixedParent the key could be duplicated out of this TPM.
+  if (!a.fixedTPM) throw new AkNotFixedTpmError();
+  if (!a.fixedParent) throw new AkNotFixedParentError();
+  // Imported key material could be known outside the TPM.
+  if (!a.sensitiveDataOrigin) throw new AkNotSensitiveDataOriginError();
+  if (!STRONG_HASHES.includes(ak.nameAlg)) throw new AkNameAlgWeakError();
+  if (ak.type === TPM_ALG.RSA) {
+    if (ak.parameters.keyBits < 2048 || ak.unique.length * 8 !== ak.parameters.keyBits)
+      throw new AkKeyUnsupportedError();
+    const s = ak.parameters.scheme;
+    if (
+      (s.scheme !== TPM_ALG.RSASSA && s.scheme !== TPM_ALG.RSAPSS) ||
+      !STRONG_HASHES.includes(s.hashAlg)
+    )
+      throw new AkSchemeUnsupportedError();
+    return ak;
+  }
+  if (ak.type === TPM_ALG.ECC) {
+    const size =
+      ak.parameters.curveId === TPM_ECC.NIST_P256
+        ? 32
+        : ak.parameters.curveId === TPM_ECC.NIST_P384
+          ? 48
+          : 0;
+    if (size === 0 || ak.unique.x.length !== size || ak.unique.y.length !== size)
+      throw new AkKeyUnsupportedError();
+    const s = ak.parameters.scheme;
+    if (s.scheme !== TPM_ALG.ECDSA || !STRONG_HASHES.includes(s.hashAlg))
+      throw new AkSchemeUnsupportedError();
+    return ak;
+  }
+  throw new AkKeyUnsupportedError();
+}

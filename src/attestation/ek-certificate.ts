@@ -1,0 +1,296 @@
+/**
+ * EK certificate validation against the operator's bundle of TPM-manufacturer CA
+ * certificates (TCG EK Credential Profile 2.x): chain, validity at `now`, the EK extended
+ * key usage where present, the subject alternative name, and the certified key being the
+ * EK. Signatures and validity through node:crypto's X509Certificate.
+ */
+import { X509Certificate, type JsonWebKey } from 'node:crypto';
+import { TPM_ALG, TPM_ECC } from '../tpm/marshal/constants.js';
+import type { EccPublic, RsaPublic, TpmtPublic } from '../tpm/marshal/public.js';
+import {
+  EK_TEMPLATE_ECC_P256,
+  EK_TEMPLATE_ECC_P384,
+  EK_TEMPLATE_RSA2048,
+  withUnique,
+} from '../tpm/templates.js';
+import { DerError, certificateExtensions, directoryNameAttributes } from './der.js';
+import {
+  EkCertificateEkuError,
+  EkCertificateExpiredError,
+  EkCertificateInvalidError,
+  EkCertificateKeyMismatchError,
+  EkCertificateSanError,
+  EkCertificateUntrustedError,
+  EkKeyUnsupportedError,
+  EkPublicInvalidError,
+} from './errors.js';
+
+/** TCG OIDs (TCG EK Credential Profile, section 3). */
+export const TCG_OID = {
+  ekCertificate: '2.23.133.8.1',
+  tpmManufacturer: '2.23.133.2.1',
+  tpmModel: '2.23.133.2.2',
+  tpmVersion: '2.23.133.2.3',
+} as const;
+
+const OID_SUBJECT_ALT_NAME = '2.5.29.17';
+const OID_EXT_KEY_USAGE = '2.5.29.37';
+const OID_ANY_EKU = '2.5.29.37.0';
+const MAX_CHAIN = 8;
+
+export interface TpmIdentity {
+  /** "id:XXXXXXXX", the TCG vendor id. */
+  readonly manufacturer: string;
+  readonly model: string;
+  readonly version: string;
+}
+
+export interface ValidatedEk {
+  /** The EK public area: the one given, or the default template filled with the certified key. */
+  readonly ekPublic: TpmtPublic;
+  readonly tpm: TpmIdentity;
+  /** Subjects of the chain, leaf issuer first (for the audit facts). */
+  readonly chain: readonly string[];
+}
+
+/** Parse a PEM bundle (several certificates concatenated) into certificates. */
+export function parseCaBundle(pem: string): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => new X509Certificate(b));
+}
+
+function validAt(cert: X509Certificate, now: Date): boolean {
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  const t = now.getTime();
+  return Number.isFinite(from) && Number.isFinite(to) && from <= t && t <= to;
+}
+
+function signedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
+  try {
+    return issuer.ca && cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Build the chain from `leaf` to a certificate of the bundle (every bundle certificate is
+ * a trust anchor the operator chose); each link must verify and be valid at `now`.
+ */
+function buildChain(
+  leaf: X509Certificate,
+  bundle: readonly X509Certificate[],
+  now: Date,
+): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  let current = leaf;
+  for (let depth = 0; depth < MAX_CHAIN; depth++) {
+    const issuer = bundle.find((ca) => signedBy(current, ca));
+    if (issuer === undefined) {
+      if (depth === 0) throw new EkCertificateUntrustedError();
+      return chain;
+    }
+    if (!validAt(issuer, now)) throw new EkCertificateExpiredError();
+    chain.push(issuer);
+    if (issuer.checkIssued(issuer)) return chain;
+    current = issuer;
+  }
+  return chain;
+}
+
+function tpmIdentityFromSan(der: Uint8Array): TpmIdentity {
+  let parsed: ReturnType<typeof certificateExtensions>;
+  try {
+    parsed = certificateExtensions(der);
+  } catch (e) {
+    throw new EkCertificateInvalidError(undefined, { cause: e });
+  }
+  const san = parsed.extensions.find((e) => e.oid === OID_SUBJECT_ALT_NAME);
+  if (san === undefined) throw new EkCertificateSanError('the EK certificate has no SAN');
+  // Profile: with an empty subject the SAN carries the identity and must be critical.
+  if (parsed.subjectEmpty && !san.critical)
+    throw new EkCertificateSanError('the SAN must be critical when the subject is empty');
+  let names: Map<string, string>[];
+  try {
+    names = directoryNameAttributes(san.value);
+  } catch (e) {
+    if (e instanceof DerError) throw new EkCertificateSanError(undefined, { cause: e });
+    throw e;
+  }
+  for (const attrs of names) {
+    const manufacturer = attrs.get(TCG_OID.tpmManufacturer);
+    const model = attrs.get(TCG_OID.tpmModel);
+    const version = attrs.get(TCG_OID.tpmVersion);
+    if (manufacturer === undefined || model === undefined || version === undefined) continue;
+    if (!/^id:[0-9A-Fa-f]{8}$/.test(manufacturer))
+      throw new EkCertificateSanError('tpmManufacturer is not id:XXXXXXXX');
+    if (model.length === 0 || version.length === 0)
+      throw new EkCertificateSanError('tpmModel or tpmVersion is empty');
+    return { manufacturer, model, version };
+  }
+  throw new EkCertificateSanError(
+    'the SAN has no directoryName with TPM manufacturer, model and version',
+  );
+}
+
+function checkEku(der: Uint8Array, cert: X509Certificate): void {
+  let hasEku: boolean;
+  try {
+    hasEku = certificateExtensions(der).extensions.some((e) => e.oid === OID_EXT_KEY_USAGE);
+  } catch (e) {
+    throw new EkCertificateInvalidError(undefined, { cause: e });
+  }
+  if (!hasEku) return;
+  // node:crypto lists the extended key usages as `keyUsage`.
+  const usages = cert.keyUsage as readonly string[] | undefined;
+  if (usages === undefined) return;
+  if (!usages.includes(TCG_OID.ekCertificate) && !usages.includes(OID_ANY_EKU))
+    throw new EkCertificateEkuError();
+}
+
+function b64u(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('base64url');
+}
+
+function stripZeros(bytes: Uint8Array): Uint8Array {
+  let i = 0;
+  while (i < bytes.length - 1 && bytes[i] === 0) i++;
+  return bytes.subarray(i);
+}
+
+const CURVES: Readonly<Record<string, { id: number; size: number }>> = {
+  'P-256': { id: TPM_ECC.NIST_P256, size: 32 },
+  'P-384': { id: TPM_ECC.NIST_P384, size: 48 },
+};
+
+function leftPad(bytes: Uint8Array, size: number): Buffer {
+  const out = Buffer.alloc(Math.max(size, bytes.length));
+  out.set(bytes, out.length - bytes.length);
+  return out;
+}
+
+/** The EK public area for a certified key: the EK Credential Profile default template. */
+export function ekPublicFromJwk(jwk: JsonWebKey): TpmtPublic {
+  if (jwk.kty === 'RSA' && typeof jwk.n === 'string' && typeof jwk.e === 'string') {
+    const n = stripZeros(Buffer.from(jwk.n, 'base64url'));
+    const e = Buffer.from(jwk.e, 'base64url').readUIntBE(
+      0,
+      Math.min(6, Buffer.from(jwk.e, 'base64url').length),
+    );
+    if (n.length !== 256) throw new EkKeyUnsupportedError();
+    const base = withUnique(EK_TEMPLATE_RSA2048, Buffer.from(n));
+    return { ...base, parameters: { ...base.parameters, exponent: e === 65537 ? 0 : e } };
+  }
+  if (jwk.kty === 'EC' && typeof jwk.x === 'string' && typeof jwk.y === 'string') {
+    const curve = jwk.crv === undefined ? undefined : CURVES[jwk.crv];
+    if (curve === undefined) throw new EkKeyUnsupportedError();
+    const template = curve.id === TPM_ECC.NIST_P256 ? EK_TEMPLATE_ECC_P256 : EK_TEMPLATE_ECC_P384;
+    return withUnique(template, {
+      x: leftPad(Buffer.from(jwk.x, 'base64url'), curve.size),
+      y: leftPad(Buffer.from(jwk.y, 'base64url'), curve.size),
+    });
+  }
+  throw new EkKeyUnsupportedError();
+}
+
+/**
+ * The EK must be a restricted decryption (storage) key with an AES-CFB symmetric, RSA-2048+
+ * or ECC P-256/P-384, and a name algorithm of SHA-256 or stronger, so MakeCredential can
+ * target it.
+ */
+export function checkEkPublic(ek: TpmtPublic): RsaPublic | EccPublic {
+  if (ek.type !== TPM_ALG.RSA && ek.type !== TPM_ALG.ECC) throw new EkKeyUnsupportedError();
+  const a = ek.objectAttributes;
+  if (!a.restricted || !a.decrypt || a.sign)
+    throw new EkPublicInvalidError('the EK is not a restricted decryption key');
+  if (
+    ek.nameAlg !== TPM_ALG.SHA256 &&
+    ek.nameAlg !== TPM_ALG.SHA384 &&
+    ek.nameAlg !== TPM_ALG.SHA512
+  )
+    throw new EkPublicInvalidError('the EK name algorithm is not SHA-256 or stronger');
+  const sym = ek.parameters.symmetric;
+  if (
+    sym.algorithm !== TPM_ALG.AES ||
+    sym.mode !== TPM_ALG.CFB ||
+    (sym.keyBits !== 128 && sym.keyBits !== 256)
+  )
+    throw new EkPublicInvalidError('the EK symmetric is not AES-128/256-CFB');
+  if (ek.type === TPM_ALG.RSA) {
+    if (ek.parameters.keyBits < 2048 || ek.unique.length * 8 !== ek.parameters.keyBits)
+      throw new EkKeyUnsupportedError();
+    return ek;
+  }
+  const size =
+    ek.parameters.curveId === TPM_ECC.NIST_P256
+      ? 32
+      : ek.parameters.curveId === TPM_ECC.NIST_P384
+        ? 48
+        : 0;
+  if (size === 0) throw new EkKeyUnsupportedError();
+  if (ek.unique.x.length !== size || ek.unique.y.length !== size)
+    throw new EkPublicInvalidError('the EK point has the wrong size for its curve');
+  return ek;
+}
+
+function sameKey(jwk: JsonWebKey, ek: TpmtPublic): boolean {
+  if (ek.type === TPM_ALG.RSA && jwk.kty === 'RSA' && typeof jwk.n === 'string') {
+    const e = ek.parameters.exponent === 0 ? 65537 : ek.parameters.exponent;
+    const jwkE = Buffer.from(jwk.e ?? '', 'base64url');
+    return (
+      b64u(stripZeros(ek.unique)) === b64u(stripZeros(Buffer.from(jwk.n, 'base64url'))) &&
+      jwkE.length > 0 &&
+      jwkE.length <= 6 &&
+      jwkE.readUIntBE(0, jwkE.length) === e
+    );
+  }
+  if (ek.type === TPM_ALG.ECC && jwk.kty === 'EC' && jwk.crv !== undefined) {
+    const curve = CURVES[jwk.crv];
+    if (curve?.id !== ek.parameters.curveId) return false;
+    return (
+      b64u(leftPad(ek.unique.x, curve.size)) ===
+        b64u(leftPad(Buffer.from(jwk.x ?? '', 'base64url'), curve.size)) &&
+      b64u(leftPad(ek.unique.y, curve.size)) ===
+        b64u(leftPad(Buffer.from(jwk.y ?? '', 'base64url'), curve.size))
+    );
+  }
+  return false;
+}
+
+export interface EkCertificateOptions {
+  readonly trustedCas: readonly X509Certificate[];
+  readonly now: Date;
+  /** The EK public area the runtime presented (TPM2B_PUBLIC parsed), if any. */
+  readonly ekPublic?: TpmtPublic | undefined;
+}
+
+/**
+ * Validate an EK certificate, in this order: parse; chain to a trusted CA; the leaf valid
+ * at `now`; EKU (where present) allows the TCG EK purpose; SAN per the profile; the
+ * certified key is the EK. Returns the EK public area to make credentials against.
+ */
+export function validateEkCertificate(der: Uint8Array, options: EkCertificateOptions): ValidatedEk {
+  const bytes = Buffer.from(der);
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(bytes);
+  } catch (e) {
+    throw new EkCertificateInvalidError(undefined, { cause: e });
+  }
+  if (cert.ca) throw new EkCertificateInvalidError('the EK certificate is a CA certificate');
+  const chain = buildChain(cert, options.trustedCas, options.now);
+  if (!validAt(cert, options.now)) throw new EkCertificateExpiredError();
+  checkEku(bytes, cert);
+  const tpm = tpmIdentityFromSan(bytes);
+  const jwk = cert.publicKey.export({ format: 'jwk' });
+  let ekPublic: TpmtPublic;
+  if (options.ekPublic !== undefined) {
+    if (!sameKey(jwk, options.ekPublic)) throw new EkCertificateKeyMismatchError();
+    ekPublic = options.ekPublic;
+  } else {
+    ekPublic = ekPublicFromJwk(jwk);
+  }
+  checkEkPublic(ekPublic);
+  return { ekPublic, tpm, chain: chain.map((c) => c.subject) };
+}
