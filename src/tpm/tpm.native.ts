@@ -1,0 +1,665 @@
+/**
+ * The TPM adapter over our tpm2-tss addon (native/): the only file that loads it. Calls go
+ * through a SerialQueue (one ESYS context, one command at a time); inputs are copied when
+ * the call is made; addon rejections become TpmError / TpmUnavailableError. A lost
+ * connection (TCTI failure) is re-opened on the next call.
+ */
+import { createRequire } from 'node:module';
+import { SerialQueue } from './queue.js';
+import {
+  TPM_RC,
+  TpmArgumentError,
+  TpmClosedError,
+  TpmError,
+  TpmResponseError,
+  fromNative,
+} from './tpm-error.js';
+import type {
+  Attestation,
+  CreatedObject,
+  Hierarchy,
+  LoadedObject,
+  NvAuth,
+  NvPublic,
+  PcrRead,
+  PcrValue,
+  PrimaryObject,
+  PublicArea,
+  SigningOptions,
+  TpmAuth,
+  TpmPort,
+} from './tpm.port.js';
+import { TPM_HANDLE } from './tpm.port.js';
+import {
+  HASH_ALGS,
+  SIG_SCHEME_NULL,
+  hashAlgById,
+  marshalDigestValues,
+  marshalNvPublic,
+  marshalPcrSelection,
+  nvPublicDataSize,
+  unmarshalDigestList,
+  unmarshalPcrSelection,
+  unmarshalTimeInfo,
+  unwrapTpm2b,
+  wrapTpm2b,
+  type HashAlgName,
+  type NvSpace,
+  type PcrBankSelection,
+  type TimeInfo,
+} from './tpm.wire.js';
+
+/** The addon's surface (native/src/*.cc); structures are marshalled TPM bytes. */
+interface NativeAuth {
+  value?: Uint8Array;
+  ekPolicy?: boolean;
+  endorsementAuth?: Uint8Array;
+}
+interface NativeContext {
+  open(tcti: string): Promise<void>;
+  close(): void;
+  isOpen(): boolean;
+}
+interface NativeAddon {
+  Context: new () => NativeContext;
+  startup(c: NativeContext, clear: boolean): Promise<void>;
+  selfTest(c: NativeContext, full: boolean): Promise<void>;
+  getRandom(c: NativeContext, n: number): Promise<Buffer>;
+  readClock(c: NativeContext): Promise<Buffer>;
+  pcrRead(
+    c: NativeContext,
+    sel: Uint8Array,
+  ): Promise<{ updateCounter: number; selection: Buffer; digests: Buffer }>;
+  pcrExtend(c: NativeContext, pcr: number, digests: Uint8Array): Promise<void>;
+  createPrimary(
+    c: NativeContext,
+    hierarchy: number,
+    hierarchyAuth: NativeAuth,
+    template: Uint8Array,
+    userAuth: Uint8Array,
+  ): Promise<{ handle: number; public: Buffer; name: Buffer }>;
+  create(
+    c: NativeContext,
+    parent: number,
+    parentAuth: NativeAuth,
+    template: Uint8Array,
+    userAuth: Uint8Array,
+  ): Promise<{ private: Buffer; public: Buffer }>;
+  load(
+    c: NativeContext,
+    parent: number,
+    parentAuth: NativeAuth,
+    priv: Uint8Array,
+    pub: Uint8Array,
+  ): Promise<{ handle: number; name: Buffer }>;
+  flush(c: NativeContext, handle: number): Promise<void>;
+  evictControl(
+    c: NativeContext,
+    ownerAuth: NativeAuth,
+    object: number,
+    persistent: number,
+  ): Promise<void>;
+  readPublic(
+    c: NativeContext,
+    handle: number,
+  ): Promise<{ public: Buffer; name: Buffer; qualifiedName: Buffer }>;
+  quote(
+    c: NativeContext,
+    signKey: number,
+    signAuth: NativeAuth,
+    scheme: Uint8Array,
+    qualifying: Uint8Array,
+    selection: Uint8Array,
+  ): Promise<{ attest: Buffer; signature: Buffer }>;
+  certify(
+    c: NativeContext,
+    object: number,
+    objectAuth: NativeAuth,
+    signKey: number,
+    signAuth: NativeAuth,
+    scheme: Uint8Array,
+    qualifying: Uint8Array,
+  ): Promise<{ attest: Buffer; signature: Buffer }>;
+  nvCertify(
+    c: NativeContext,
+    signKey: number,
+    signAuth: NativeAuth,
+    authHandle: number,
+    auth: NativeAuth,
+    index: number,
+    scheme: Uint8Array,
+    qualifying: Uint8Array,
+    size: number,
+    offset: number,
+  ): Promise<{ attest: Buffer; signature: Buffer }>;
+  activateCredential(
+    c: NativeContext,
+    activate: number,
+    activateAuth: NativeAuth,
+    key: number,
+    keyAuth: NativeAuth,
+    blob: Uint8Array,
+    secret: Uint8Array,
+  ): Promise<Buffer>;
+  nvDefine(
+    c: NativeContext,
+    authHandle: number,
+    hierAuth: NativeAuth,
+    indexAuth: Uint8Array,
+    pub: Uint8Array,
+  ): Promise<void>;
+  nvUndefine(
+    c: NativeContext,
+    authHandle: number,
+    hierAuth: NativeAuth,
+    index: number,
+  ): Promise<void>;
+  nvRead(
+    c: NativeContext,
+    authHandle: number,
+    auth: NativeAuth,
+    index: number,
+    size: number,
+    offset: number,
+  ): Promise<Buffer>;
+  nvWrite(
+    c: NativeContext,
+    authHandle: number,
+    auth: NativeAuth,
+    index: number,
+    data: Uint8Array,
+    offset: number,
+  ): Promise<void>;
+  nvIncrement(c: NativeContext, authHandle: number, auth: NativeAuth, index: number): Promise<void>;
+  nvExtend(
+    c: NativeContext,
+    authHandle: number,
+    auth: NativeAuth,
+    index: number,
+    data: Uint8Array,
+  ): Promise<void>;
+  nvReadPublic(c: NativeContext, index: number): Promise<{ public: Buffer; name: Buffer }>;
+}
+
+// tpm2-tss logs warnings to stderr by default (e.g. on every expected NV_ReadPublic miss);
+// errors reach callers as TpmError instead. An operator can still set TSS2_LOG.
+process.env.TSS2_LOG ??= 'all+none';
+const addon = createRequire(import.meta.url)(
+  '../../native/build/Release/grantor_tpm.node',
+) as NativeAddon;
+
+/** NV reads and writes go in chunks no TPM refuses (MAX_NV_BUFFER_SIZE is at least 512). */
+const NV_CHUNK = 512;
+const PCR_READ_ATTEMPTS = 5;
+
+const HIERARCHIES: Readonly<Record<Hierarchy, number>> = {
+  owner: TPM_HANDLE.OWNER,
+  endorsement: TPM_HANDLE.ENDORSEMENT,
+  platform: TPM_HANDLE.PLATFORM,
+  null: TPM_HANDLE.NULL,
+};
+
+const copy = (b: Uint8Array | undefined): Buffer => Buffer.from(b ?? new Uint8Array(0));
+
+function nativeAuth(a: TpmAuth | undefined): NativeAuth {
+  const out: NativeAuth = { value: copy(a?.value), endorsementAuth: copy(a?.endorsementAuth) };
+  if (a?.ekPolicy === true) out.ekPolicy = true;
+  return out;
+}
+
+function nvAuthHandle(index: number, auth: NvAuth | undefined): number {
+  return auth?.by === 'owner' ? TPM_HANDLE.OWNER : index;
+}
+
+function checkU32(name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new TpmArgumentError(`${name} must be a 32-bit handle`);
+}
+
+function checkSelection(selection: readonly PcrBankSelection[]): void {
+  for (const bank of selection) {
+    if (!(bank.hash in HASH_ALGS)) throw new TpmArgumentError(`unknown PCR bank ${bank.hash}`);
+    for (const p of bank.pcrs) {
+      if (!Number.isInteger(p) || p < 0 || p > 31)
+        throw new TpmArgumentError(`PCR index ${p} out of range`);
+    }
+  }
+}
+
+export class NativeTpm implements TpmPort {
+  readonly #tcti: string;
+  readonly #queue = new SerialQueue(() => new TpmClosedError());
+  #ctx: NativeContext;
+  #broken = false;
+
+  private constructor(tcti: string, ctx: NativeContext) {
+    this.#tcti = tcti;
+    this.#ctx = ctx;
+  }
+
+  /** Connects to the TPM named by a tpm2-tss TCTI string (`swtpm:host=..,port=..`, `device:/dev/tpmrm0`). */
+  static async open(tcti: string): Promise<NativeTpm> {
+    const ctx = new addon.Context();
+    try {
+      await ctx.open(tcti);
+    } catch (e) {
+      throw fromNative(e, 'open');
+    }
+    return new NativeTpm(tcti, ctx);
+  }
+
+  get closed(): boolean {
+    return this.#queue.closed;
+  }
+
+  /** Runs one addon call in the queue, re-opening a connection that failed earlier. */
+  #call<T>(command: string, fn: (ctx: NativeContext) => Promise<T>): Promise<T> {
+    return this.#queue.run(async () => {
+      if (this.#broken) await this.#reopen();
+      try {
+        return await fn(this.#ctx);
+      } catch (e) {
+        const err = fromNative(e, command);
+        if (err.code === 'tpm_unavailable') this.#broken = true;
+        throw err;
+      }
+    });
+  }
+
+  async #reopen(): Promise<void> {
+    this.#ctx.close();
+    const ctx = new addon.Context();
+    try {
+      await ctx.open(this.#tcti);
+    } catch (e) {
+      throw fromNative(e, 'open');
+    }
+    this.#ctx = ctx;
+    this.#broken = false;
+  }
+
+  close(): Promise<void> {
+    return this.#queue.close(() => {
+      this.#ctx.close();
+    });
+  }
+
+  async startup(): Promise<void> {
+    await this.#call('Startup', async (c) => {
+      try {
+        await addon.startup(c, true);
+      } catch (e) {
+        const err = fromNative(e, 'Startup');
+        // TPM_RC_INITIALIZE: already started (by the platform or swtpm's startup-clear).
+        if (err instanceof TpmError && err.is(TPM_RC.INITIALIZE)) return;
+        throw err;
+      }
+    });
+  }
+
+  async selfTest(full = true): Promise<void> {
+    await this.#call('SelfTest', (c) => addon.selfTest(c, full));
+  }
+
+  async getRandom(bytes: number): Promise<Buffer> {
+    if (!Number.isInteger(bytes) || bytes < 0 || bytes > 64)
+      throw new TpmArgumentError('getRandom: 0..64 bytes');
+    const out = await this.#call('GetRandom', (c) => addon.getRandom(c, bytes));
+    return unwrapTpm2b(out, 'TPM2B_DIGEST');
+  }
+
+  async readClock(): Promise<TimeInfo> {
+    return unmarshalTimeInfo(await this.#call('ReadClock', (c) => addon.readClock(c)));
+  }
+
+  async pcrRead(selection: readonly PcrBankSelection[]): Promise<PcrRead> {
+    checkSelection(selection);
+    const wanted = selection.map((b) => ({
+      hash: b.hash,
+      pcrs: [...new Set(b.pcrs)].sort((x, y) => x - y),
+    }));
+    for (let attempt = 0; attempt < PCR_READ_ATTEMPTS; attempt++) {
+      const got = new Map<string, Buffer>();
+      let counter: number | undefined;
+      let consistent = true;
+      // PCR_Read answers at most 8 digests per call: ask again for what is missing.
+      for (;;) {
+        const remaining = wanted
+          .map((b) => ({ hash: b.hash, pcrs: b.pcrs.filter((p) => !got.has(`${b.hash}:${p}`)) }))
+          .filter((b) => b.pcrs.length > 0);
+        if (remaining.length === 0) break;
+        const r = await this.#call('PCR_Read', (c) =>
+          addon.pcrRead(c, marshalPcrSelection(remaining)),
+        );
+        if (counter !== undefined && r.updateCounter !== counter) {
+          consistent = false;
+          break;
+        }
+        counter = r.updateCounter;
+        const digests = unmarshalDigestList(r.digests);
+        let i = 0;
+        for (const bank of unmarshalPcrSelection(r.selection)) {
+          const hash = hashAlgById(bank.alg);
+          for (const pcr of bank.pcrs) {
+            const d = digests[i++];
+            if (hash === undefined || d === undefined)
+              throw new TpmResponseError('PCR_Read: digests do not match the selection');
+            got.set(`${hash}:${pcr}`, d);
+          }
+        }
+        if (i !== digests.length)
+          throw new TpmResponseError('PCR_Read: digests do not match the selection');
+        if (i === 0) {
+          const missing = remaining.map((b) => `${b.hash}:[${b.pcrs.join(',')}]`).join(' ');
+          throw new TpmResponseError(`PCR_Read: the TPM does not provide ${missing}`);
+        }
+      }
+      if (!consistent || counter === undefined) continue;
+      const values: PcrValue[] = [];
+      for (const b of wanted) {
+        for (const pcr of b.pcrs) {
+          const digest = got.get(`${b.hash}:${pcr}`);
+          if (digest === undefined) throw new TpmResponseError('PCR_Read: missing digest');
+          values.push({ hash: b.hash, pcr, digest });
+        }
+      }
+      return { updateCounter: counter, values };
+    }
+    throw new TpmResponseError('PCR_Read: PCRs kept changing while being read');
+  }
+
+  async pcrExtend(
+    pcr: number,
+    digests: readonly { hash: HashAlgName; digest: Uint8Array }[],
+  ): Promise<void> {
+    if (!Number.isInteger(pcr) || pcr < 0 || pcr > 31)
+      throw new TpmArgumentError(`PCR index ${pcr} out of range`);
+    for (const d of digests) {
+      if (!(d.hash in HASH_ALGS) || d.digest.length !== HASH_ALGS[d.hash].size) {
+        throw new TpmArgumentError(
+          `pcrExtend: a ${d.hash} digest must be ${HASH_ALGS[d.hash].size} bytes`,
+        );
+      }
+    }
+    const values = marshalDigestValues(digests);
+    await this.#call('PCR_Extend', (c) => addon.pcrExtend(c, pcr, values));
+  }
+
+  async createPrimary(
+    hierarchy: Hierarchy,
+    template: Uint8Array,
+    options?: { hierarchyAuth?: Uint8Array; userAuth?: Uint8Array },
+  ): Promise<PrimaryObject> {
+    const tmpl = wrapTpm2b(template);
+    const hAuth = nativeAuth({ value: copy(options?.hierarchyAuth) });
+    const userAuth = copy(options?.userAuth);
+    const r = await this.#call('CreatePrimary', (c) =>
+      addon.createPrimary(c, HIERARCHIES[hierarchy], hAuth, tmpl, userAuth),
+    );
+    return { handle: r.handle, public: r.public, name: unwrapTpm2b(r.name, 'TPM2B_NAME') };
+  }
+
+  async create(
+    parent: number,
+    template: Uint8Array,
+    options?: { parentAuth?: TpmAuth; userAuth?: Uint8Array },
+  ): Promise<CreatedObject> {
+    checkU32('parent', parent);
+    const tmpl = wrapTpm2b(template);
+    const pAuth = nativeAuth(options?.parentAuth);
+    const userAuth = copy(options?.userAuth);
+    return this.#call('Create', (c) => addon.create(c, parent, pAuth, tmpl, userAuth));
+  }
+
+  async load(
+    parent: number,
+    key: CreatedObject,
+    options?: { parentAuth?: TpmAuth },
+  ): Promise<LoadedObject> {
+    checkU32('parent', parent);
+    const priv = copy(key.private);
+    const pub = copy(key.public);
+    const pAuth = nativeAuth(options?.parentAuth);
+    const r = await this.#call('Load', (c) => addon.load(c, parent, pAuth, priv, pub));
+    return { handle: r.handle, name: unwrapTpm2b(r.name, 'TPM2B_NAME') };
+  }
+
+  async flush(handle: number): Promise<void> {
+    checkU32('handle', handle);
+    await this.#call('FlushContext', (c) => addon.flush(c, handle));
+  }
+
+  async withLoaded<T>(
+    load: () => Promise<LoadedObject>,
+    use: (object: LoadedObject) => Promise<T>,
+  ): Promise<T> {
+    const object = await load();
+    try {
+      return await use(object);
+    } finally {
+      await this.flush(object.handle);
+    }
+  }
+
+  async makePersistent(
+    handle: number,
+    persistentHandle: number,
+    options?: { ownerAuth?: Uint8Array },
+  ): Promise<void> {
+    checkU32('handle', handle);
+    if (persistentHandle >>> 24 !== 0x81)
+      throw new TpmArgumentError('persistent handles are 0x81xxxxxx');
+    const auth = nativeAuth({ value: copy(options?.ownerAuth) });
+    await this.#call('EvictControl', (c) => addon.evictControl(c, auth, handle, persistentHandle));
+  }
+
+  async evictPersistent(
+    persistentHandle: number,
+    options?: { ownerAuth?: Uint8Array },
+  ): Promise<void> {
+    if (persistentHandle >>> 24 !== 0x81)
+      throw new TpmArgumentError('persistent handles are 0x81xxxxxx');
+    const auth = nativeAuth({ value: copy(options?.ownerAuth) });
+    await this.#call('EvictControl', (c) =>
+      addon.evictControl(c, auth, persistentHandle, persistentHandle),
+    );
+  }
+
+  async readPublic(handle: number): Promise<PublicArea> {
+    checkU32('handle', handle);
+    const r = await this.#call('ReadPublic', (c) => addon.readPublic(c, handle));
+    return {
+      public: r.public,
+      name: unwrapTpm2b(r.name, 'TPM2B_NAME'),
+      qualifiedName: unwrapTpm2b(r.qualifiedName, 'TPM2B_NAME'),
+    };
+  }
+
+  async quote(
+    signKey: number,
+    selection: readonly PcrBankSelection[],
+    qualifyingData: Uint8Array,
+    options?: SigningOptions,
+  ): Promise<Attestation> {
+    checkU32('signKey', signKey);
+    checkSelection(selection);
+    const sel = marshalPcrSelection(selection);
+    const data = copy(qualifyingData);
+    const scheme = copy(options?.scheme ?? SIG_SCHEME_NULL);
+    const auth = nativeAuth(options?.signAuth);
+    const r = await this.#call('Quote', (c) => addon.quote(c, signKey, auth, scheme, data, sel));
+    return { attest: unwrapTpm2b(r.attest, 'TPM2B_ATTEST'), signature: r.signature };
+  }
+
+  async certify(
+    object: number,
+    signKey: number,
+    qualifyingData: Uint8Array,
+    options?: SigningOptions & { objectAuth?: TpmAuth },
+  ): Promise<Attestation> {
+    checkU32('object', object);
+    checkU32('signKey', signKey);
+    const data = copy(qualifyingData);
+    const scheme = copy(options?.scheme ?? SIG_SCHEME_NULL);
+    const oAuth = nativeAuth(options?.objectAuth);
+    const sAuth = nativeAuth(options?.signAuth);
+    const r = await this.#call('Certify', (c) =>
+      addon.certify(c, object, oAuth, signKey, sAuth, scheme, data),
+    );
+    return { attest: unwrapTpm2b(r.attest, 'TPM2B_ATTEST'), signature: r.signature };
+  }
+
+  async activateCredential(
+    activateHandle: number,
+    ekHandle: number,
+    credentialBlob: Uint8Array,
+    encryptedSecret: Uint8Array,
+    options?: { activateAuth?: TpmAuth; ekAuth?: TpmAuth },
+  ): Promise<Buffer> {
+    checkU32('activateHandle', activateHandle);
+    checkU32('ekHandle', ekHandle);
+    const blob = copy(credentialBlob);
+    const secret = copy(encryptedSecret);
+    const aAuth = nativeAuth(options?.activateAuth);
+    const kAuth = nativeAuth(options?.ekAuth ?? { ekPolicy: true });
+    const out = await this.#call('ActivateCredential', (c) =>
+      addon.activateCredential(c, activateHandle, aAuth, ekHandle, kAuth, blob, secret),
+    );
+    return unwrapTpm2b(out, 'TPM2B_DIGEST');
+  }
+
+  async nvDefine(
+    space: NvSpace,
+    options?: { auth?: Uint8Array; hierarchy?: 'owner' | 'platform'; hierarchyAuth?: Uint8Array },
+  ): Promise<void> {
+    if (space.index >>> 24 !== 0x01) throw new TpmArgumentError('NV indices are 0x01xxxxxx');
+    if (!(space.nameAlg in HASH_ALGS))
+      throw new TpmArgumentError(`unknown nameAlg ${space.nameAlg}`);
+    const pub = marshalNvPublic(space);
+    const hier = HIERARCHIES[options?.hierarchy ?? 'owner'];
+    const hAuth = nativeAuth({ value: copy(options?.hierarchyAuth) });
+    const indexAuth = copy(options?.auth);
+    await this.#call('NV_DefineSpace', (c) => addon.nvDefine(c, hier, hAuth, indexAuth, pub));
+  }
+
+  async nvUndefine(
+    index: number,
+    options?: { hierarchy?: 'owner' | 'platform'; hierarchyAuth?: Uint8Array },
+  ): Promise<void> {
+    checkU32('index', index);
+    const hier = HIERARCHIES[options?.hierarchy ?? 'owner'];
+    const hAuth = nativeAuth({ value: copy(options?.hierarchyAuth) });
+    await this.#call('NV_UndefineSpace', (c) => addon.nvUndefine(c, hier, hAuth, index));
+  }
+
+  async nvRead(
+    index: number,
+    options?: { size?: number; offset?: number; auth?: NvAuth },
+  ): Promise<Buffer> {
+    checkU32('index', index);
+    const offset = options?.offset ?? 0;
+    const size =
+      options?.size ?? nvPublicDataSize((await this.nvReadPublic(index)).public) - offset;
+    if (
+      !Number.isInteger(size) ||
+      !Number.isInteger(offset) ||
+      size < 0 ||
+      offset < 0 ||
+      size + offset > 0xffff
+    ) {
+      throw new TpmArgumentError('nvRead: size and offset out of range');
+    }
+    const authHandle = nvAuthHandle(index, options?.auth);
+    const auth = nativeAuth({ value: copy(options?.auth?.value) });
+    const chunks: Buffer[] = [];
+    for (let done = 0; done < size;) {
+      const n = Math.min(NV_CHUNK, size - done);
+      const at = offset + done;
+      const out = await this.#call('NV_Read', (c) =>
+        addon.nvRead(c, authHandle, auth, index, n, at),
+      );
+      chunks.push(unwrapTpm2b(out, 'TPM2B_MAX_NV_BUFFER'));
+      done += n;
+    }
+    return Buffer.concat(chunks);
+  }
+
+  async nvWrite(
+    index: number,
+    data: Uint8Array,
+    options?: { offset?: number; auth?: NvAuth },
+  ): Promise<void> {
+    checkU32('index', index);
+    const bytes = copy(data);
+    const offset = options?.offset ?? 0;
+    if (!Number.isInteger(offset) || offset < 0 || offset + bytes.length > 0xffff) {
+      throw new TpmArgumentError('nvWrite: offset out of range');
+    }
+    const authHandle = nvAuthHandle(index, options?.auth);
+    const auth = nativeAuth({ value: copy(options?.auth?.value) });
+    for (let done = 0; done < bytes.length || (done === 0 && bytes.length === 0);) {
+      const chunk = bytes.subarray(done, done + NV_CHUNK);
+      const at = offset + done;
+      await this.#call('NV_Write', (c) => addon.nvWrite(c, authHandle, auth, index, chunk, at));
+      done += Math.max(chunk.length, 1);
+    }
+  }
+
+  async nvIncrement(index: number, options?: { auth?: NvAuth }): Promise<void> {
+    checkU32('index', index);
+    const authHandle = nvAuthHandle(index, options?.auth);
+    const auth = nativeAuth({ value: copy(options?.auth?.value) });
+    await this.#call('NV_Increment', (c) => addon.nvIncrement(c, authHandle, auth, index));
+  }
+
+  async nvReadCounter(index: number, options?: { auth?: NvAuth }): Promise<bigint> {
+    const bytes = await this.nvRead(index, {
+      size: 8,
+      offset: 0,
+      ...(options?.auth ? { auth: options.auth } : {}),
+    });
+    return bytes.readBigUInt64BE(0);
+  }
+
+  async nvExtend(index: number, data: Uint8Array, options?: { auth?: NvAuth }): Promise<void> {
+    checkU32('index', index);
+    if (data.length > 1024) throw new TpmArgumentError('nvExtend: at most 1024 bytes');
+    const bytes = copy(data);
+    const authHandle = nvAuthHandle(index, options?.auth);
+    const auth = nativeAuth({ value: copy(options?.auth?.value) });
+    await this.#call('NV_Extend', (c) => addon.nvExtend(c, authHandle, auth, index, bytes));
+  }
+
+  async nvReadPublic(index: number): Promise<NvPublic> {
+    checkU32('index', index);
+    const r = await this.#call('NV_ReadPublic', (c) => addon.nvReadPublic(c, index));
+    return { public: r.public, name: unwrapTpm2b(r.name, 'TPM2B_NAME') };
+  }
+
+  async nvCertify(
+    signKey: number,
+    index: number,
+    qualifyingData: Uint8Array,
+    options?: SigningOptions & { size?: number; offset?: number; auth?: NvAuth },
+  ): Promise<Attestation> {
+    checkU32('signKey', signKey);
+    checkU32('index', index);
+    const offset = options?.offset ?? 0;
+    const size =
+      options?.size ?? nvPublicDataSize((await this.nvReadPublic(index)).public) - offset;
+    const data = copy(qualifyingData);
+    const scheme = copy(options?.scheme ?? SIG_SCHEME_NULL);
+    const sAuth = nativeAuth(options?.signAuth);
+    const authHandle = nvAuthHandle(index, options?.auth);
+    const auth = nativeAuth({ value: copy(options?.auth?.value) });
+    const r = await this.#call('NV_Certify', (c) =>
+      addon.nvCertify(c, signKey, sAuth, authHandle, auth, index, scheme, data, size, offset),
+    );
+    return { attest: unwrapTpm2b(r.attest, 'TPM2B_ATTEST'), signature: r.signature };
+  }
+}
+
+/** Wiring for the TPM domain: one adapter per configured TCTI. */
+export function openTpm(config: { readonly tcti: string }): Promise<NativeTpm> {
+  return NativeTpm.open(config.tcti);
+}

@@ -1,0 +1,197 @@
+/**
+ * The TPM as the appliance and the attester see it. Structures cross this port as their
+ * TPM 2.0 marshalled bytes (parse them with ./marshal); handles are TPM handles
+ * (0x80xxxxxx transient, 0x81xxxxxx persistent, 0x01xxxxxx NV). Every method returns a
+ * Promise and rejects with a GrantorError: `tpm_error` (TpmError: rc, layer, decoded),
+ * `tpm_unavailable` (TpmUnavailableError, TpmClosedError) or `bad_request`
+ * (TpmArgumentError).
+ */
+import type { HashAlgName, NvSpace, PcrBankSelection, TimeInfo } from './tpm.wire.js';
+
+export type { HashAlgName, NvSpace, PcrBankSelection, TimeInfo } from './tpm.wire.js';
+
+export const TPM_HANDLE = {
+  OWNER: 0x40000001,
+  NULL: 0x40000007,
+  ENDORSEMENT: 0x4000000b,
+  PLATFORM: 0x4000000c,
+} as const;
+
+export type Hierarchy = 'owner' | 'endorsement' | 'platform' | 'null';
+
+/**
+ * How to authorise an object: its auth value (password session), or for an EK the TCG EK
+ * policy (PolicySecret on the endorsement hierarchy, in the EK's nameAlg).
+ */
+export interface TpmAuth {
+  readonly value?: Uint8Array;
+  readonly ekPolicy?: boolean;
+  /** Endorsement hierarchy auth for the EK policy (empty by default). */
+  readonly endorsementAuth?: Uint8Array;
+}
+
+/** NV authorisation: by the index's own auth value (default) or by the owner hierarchy. */
+export interface NvAuth {
+  readonly by?: 'index' | 'owner';
+  readonly value?: Uint8Array;
+}
+
+export interface LoadedObject {
+  readonly handle: number;
+  /** The object's name: nameAlg (2 bytes) ‖ H(TPMT_PUBLIC). */
+  readonly name: Buffer;
+}
+
+export interface PrimaryObject extends LoadedObject {
+  /** TPM2B_PUBLIC */
+  readonly public: Buffer;
+}
+
+export interface CreatedObject {
+  /** TPM2B_PRIVATE (wrapped by the parent) */
+  readonly private: Buffer;
+  /** TPM2B_PUBLIC */
+  readonly public: Buffer;
+}
+
+export interface PublicArea {
+  /** TPM2B_PUBLIC, as `tpm2_readpublic -o` writes it */
+  readonly public: Buffer;
+  readonly name: Buffer;
+  readonly qualifiedName: Buffer;
+}
+
+export interface PcrValue {
+  readonly hash: HashAlgName;
+  readonly pcr: number;
+  readonly digest: Buffer;
+}
+
+export interface PcrRead {
+  readonly updateCounter: number;
+  /** In selection order: banks as requested, PCRs ascending. */
+  readonly values: readonly PcrValue[];
+}
+
+export interface Attestation {
+  /** TPMS_ATTEST, as `tpm2_quote -m` writes it */
+  readonly attest: Buffer;
+  /** TPMT_SIGNATURE, as `tpm2_quote -s` writes it */
+  readonly signature: Buffer;
+}
+
+export interface NvPublic {
+  /** TPM2B_NV_PUBLIC */
+  readonly public: Buffer;
+  readonly name: Buffer;
+}
+
+export interface SigningOptions {
+  readonly signAuth?: TpmAuth;
+  /** TPMT_SIG_SCHEME; default TPM_ALG_NULL (the key's own scheme). */
+  readonly scheme?: Uint8Array;
+}
+
+export interface TpmPort {
+  /** TPM2_Startup(CLEAR); a TPM that is already started is fine. */
+  startup(): Promise<void>;
+  selfTest(full?: boolean): Promise<void>;
+  getRandom(bytes: number): Promise<Buffer>;
+  readClock(): Promise<TimeInfo>;
+
+  /** Reads every selected PCR as one consistent snapshot (same update counter). */
+  pcrRead(selection: readonly PcrBankSelection[]): Promise<PcrRead>;
+  pcrExtend(
+    pcr: number,
+    digests: readonly { hash: HashAlgName; digest: Uint8Array }[],
+  ): Promise<void>;
+
+  /** `template` is a marshalled TPMT_PUBLIC (e.g. marshalTpmtPublic(ekTemplate(...))). */
+  createPrimary(
+    hierarchy: Hierarchy,
+    template: Uint8Array,
+    options?: { hierarchyAuth?: Uint8Array; userAuth?: Uint8Array },
+  ): Promise<PrimaryObject>;
+  create(
+    parent: number,
+    template: Uint8Array,
+    options?: { parentAuth?: TpmAuth; userAuth?: Uint8Array },
+  ): Promise<CreatedObject>;
+  load(
+    parent: number,
+    key: CreatedObject,
+    options?: { parentAuth?: TpmAuth },
+  ): Promise<LoadedObject>;
+  flush(handle: number): Promise<void>;
+  /** Loads, runs `use`, and always flushes the loaded object (swtpm has 3 object slots). */
+  withLoaded<T>(
+    load: () => Promise<LoadedObject>,
+    use: (object: LoadedObject) => Promise<T>,
+  ): Promise<T>;
+  makePersistent(
+    handle: number,
+    persistentHandle: number,
+    options?: { ownerAuth?: Uint8Array },
+  ): Promise<void>;
+  evictPersistent(persistentHandle: number, options?: { ownerAuth?: Uint8Array }): Promise<void>;
+  readPublic(handle: number): Promise<PublicArea>;
+
+  quote(
+    signKey: number,
+    selection: readonly PcrBankSelection[],
+    qualifyingData: Uint8Array,
+    options?: SigningOptions,
+  ): Promise<Attestation>;
+  certify(
+    object: number,
+    signKey: number,
+    qualifyingData: Uint8Array,
+    options?: SigningOptions & { objectAuth?: TpmAuth },
+  ): Promise<Attestation>;
+  /**
+   * Recovers a credential made for (ekHandle's public key, activateHandle's name);
+   * `credentialBlob` is a TPM2B_ID_OBJECT, `encryptedSecret` a TPM2B_ENCRYPTED_SECRET.
+   * The EK is authorised with the EK policy unless `ekAuth` says otherwise.
+   */
+  activateCredential(
+    activateHandle: number,
+    ekHandle: number,
+    credentialBlob: Uint8Array,
+    encryptedSecret: Uint8Array,
+    options?: { activateAuth?: TpmAuth; ekAuth?: TpmAuth },
+  ): Promise<Buffer>;
+
+  nvDefine(
+    space: NvSpace,
+    options?: { auth?: Uint8Array; hierarchy?: 'owner' | 'platform'; hierarchyAuth?: Uint8Array },
+  ): Promise<void>;
+  nvUndefine(
+    index: number,
+    options?: { hierarchy?: 'owner' | 'platform'; hierarchyAuth?: Uint8Array },
+  ): Promise<void>;
+  /** Reads `size` bytes (default: all of the index after `offset`), in chunks. */
+  nvRead(
+    index: number,
+    options?: { size?: number; offset?: number; auth?: NvAuth },
+  ): Promise<Buffer>;
+  nvWrite(
+    index: number,
+    data: Uint8Array,
+    options?: { offset?: number; auth?: NvAuth },
+  ): Promise<void>;
+  nvIncrement(index: number, options?: { auth?: NvAuth }): Promise<void>;
+  /** The 64-bit value of a counter index. */
+  nvReadCounter(index: number, options?: { auth?: NvAuth }): Promise<bigint>;
+  nvExtend(index: number, data: Uint8Array, options?: { auth?: NvAuth }): Promise<void>;
+  nvReadPublic(index: number): Promise<NvPublic>;
+  nvCertify(
+    signKey: number,
+    index: number,
+    qualifyingData: Uint8Array,
+    options?: SigningOptions & { size?: number; offset?: number; auth?: NvAuth },
+  ): Promise<Attestation>;
+
+  /** Idempotent: rejects queued calls with TpmClosedError, waits for the running one. */
+  close(): Promise<void>;
+  readonly closed: boolean;
+}
