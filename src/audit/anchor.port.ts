@@ -1,0 +1,70 @@
+/**
+ * The audit log's view of its TPM anchor: an NV counter and an NV extend index
+ * (TPM_NT_EXTEND, SHA-256), both defined at provisioning and their NV names pinned in
+ * configuration. The log core decides the order of writes (see docs/audit.md); adapters
+ * only perform single TPM commands. Real adapter: anchor.tpm.ts.
+ */
+import { createHash } from 'node:crypto';
+import { GrantorError } from '../shared/errors.js';
+import { EMPTY_ROOT } from './merkle.js';
+
+export interface AnchorState {
+  /** The NV counter's value. */
+  readonly counter: bigint;
+  /** The extend index's 32-byte value. */
+  readonly extendValue: Buffer;
+}
+
+/** One TPM2_NV_Certify of an anchor index, as the TPM produced it. */
+export interface NvCertification {
+  readonly index: 'counter' | 'extend';
+  /** The NV index handle, e.g. 0x01500020. */
+  readonly nvIndex: number;
+  /** TPMS_ATTEST (type TPM_ST_ATTEST_NV), marshalled. */
+  readonly attest: Buffer;
+  /** TPMT_SIGNATURE by the appliance AK over `attest`, marshalled. */
+  readonly signature: Buffer;
+}
+
+export interface AuditAnchor {
+  /**
+   * Compare the indices' NV names (which cover their attributes and auth policy) with the
+   * pinned ones; a redefined index is tampering. Rejects with AuditRollbackError.
+   */
+  checkPinned(): Promise<void>;
+  read(): Promise<AnchorState>;
+  /** TPM2_NV_Extend of the extend index with `data` (a 32-byte tree root). */
+  extend(data: Buffer): Promise<void>;
+  /** TPM2_NV_Increment of the counter. */
+  increment(): Promise<void>;
+  /** TPM2_NV_Certify of both indices, qualified with `qualifyingData`. */
+  certify(qualifyingData: Buffer): Promise<NvCertification[]>;
+  /** The AK that signs NV_Certify, TPM2B_PUBLIC marshalled, when the anchor has one. */
+  akPublic(): Promise<Buffer | undefined>;
+}
+
+/**
+ * A TPM command failed. `retryable` is true only for response codes after which the
+ * command is known NOT to have executed (TPM_RC_NV_RATE, TPM_RC_RETRY, TPM_RC_YIELDED,
+ * TPM_RC_TESTING); an ambiguous failure (lost connection) is not retryable and sends the
+ * log through its reconciliation, which reads the TPM to learn what happened.
+ */
+export class AnchorError extends GrantorError {
+  readonly retryable: boolean;
+  constructor(message: string, retryable: boolean, options?: { cause?: unknown }) {
+    super('tpm_unavailable', message, options);
+    this.retryable = retryable;
+  }
+}
+
+/** E' = SHA-256(E ‖ data): what TPM2_NV_Extend does to a SHA-256 extend index. */
+export function extendDigest(previous: Uint8Array, data: Uint8Array): Buffer {
+  return createHash('sha256').update(previous).update(data).digest();
+}
+
+/**
+ * The extend index right after provisioning: one extend of the empty tree's root into the
+ * all-zero initial value. Provisioning writes both indices once, so their NV names (which
+ * include TPMA_NV_WRITTEN) are final before they are pinned.
+ */
+export const GENESIS_EXTEND = extendDigest(Buffer.alloc(32), EMPTY_ROOT);

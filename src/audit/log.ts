@@ -1,0 +1,599 @@
+/**
+ * The audit log core: group commit, TPM anchoring and the start-up check. The write order
+ * and the crash argument are in docs/audit.md; in short, per batch:
+ *
+ *   1. entries + batch record in ONE synced store write
+ *   2. TPM2_NV_Extend(extend index, new root)
+ *   3. TPM2_NV_Increment(counter)
+ *   4. acknowledge every waiter
+ *
+ * and `reconcile()` (run at start and after any failure) reads the store's tail and the TPM
+ * and accepts exactly: equal; counter one short (crash between 2 and 3: increment); one
+ * whole batch ahead (crash between 1 and 2: anchor it). Anything else is a rollback.
+ */
+import type { AnchorState, AuditAnchor } from './anchor.port.js';
+import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
+import type { AuditStore, BatchRecord, StoreMeta } from './audit-store.port.js';
+import type { AuditEntry, AuditEvent } from './entry.js';
+import { GENESIS_PREV_HASH, buildEntry, checkEvent, checkLink, isEntryShape } from './entry.js';
+import {
+  AuditNotFoundError,
+  AuditRangeError,
+  AuditRollbackError,
+  AuditUnavailableError,
+} from './errors.js';
+import { MerkleTree, leafHash } from './merkle.js';
+
+export interface AuditLogOptions {
+  /** The log's origin (checkpoint first line), also recorded in the store. */
+  readonly origin: string;
+  /** Most entries in one batch (one store write, one anchor). */
+  readonly maxBatchSize: number;
+  /** Least time between two anchors (NV writes); appends wait, never skip. */
+  readonly minAnchorIntervalMs: number;
+  /** How long retryable TPM responses (TPM_RC_NV_RATE, TPM_RC_RETRY) are retried. */
+  readonly anchorRetryDeadlineMs: number;
+}
+
+export interface AuditLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) =>
+    new Promise((resolve) => {
+      setTimeout(resolve, ms);
+    }),
+};
+
+export const silentLogger: AuditLogger = { info() {}, warn() {}, error() {} };
+
+/** The last anchored state: what a checkpoint states and what proofs are bounded by. */
+export interface AnchoredHead {
+  readonly size: number;
+  readonly root: Buffer;
+  readonly batches: number;
+  readonly counter: bigint;
+  readonly extendValue: Buffer;
+}
+
+export interface Appended {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+export interface AuditStats {
+  /** Batches committed (stored, anchored and acknowledged). */
+  readonly batches: number;
+  /** Appends acknowledged. */
+  readonly appends: number;
+  /** TPM NV writes that succeeded (extend and increment each count one). */
+  readonly nvWrites: number;
+  /** TPM NV writes retried after a retryable response (TPM_RC_NV_RATE, ...). */
+  readonly nvRetries: number;
+}
+
+interface Waiter {
+  readonly event: AuditEvent;
+  readonly resolve: (value: Appended) => void;
+  readonly reject: (err: Error) => void;
+}
+
+type Phase = 'starting' | 'ready' | 'refused' | 'closed';
+
+const hexToBuf = (hex: string): Buffer => Buffer.from(hex, 'hex');
+
+function isBatchRecord(v: unknown): v is BatchRecord {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return (
+    typeof r.index === 'number' &&
+    typeof r.size === 'number' &&
+    Number.isSafeInteger(r.size) &&
+    typeof r.root === 'string' &&
+    /^[0-9a-f]{64}$/.test(r.root)
+  );
+}
+
+function isStoreMeta(v: unknown): v is StoreMeta {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  return (
+    m.version === 1 &&
+    typeof m.origin === 'string' &&
+    typeof m.genesisCounter === 'string' &&
+    /^\d{1,20}$/.test(m.genesisCounter)
+  );
+}
+
+export class AuditLog {
+  private phase: Phase = 'starting';
+  private refusal: AuditRollbackError | undefined;
+  private readonly tree = new MerkleTree();
+  /** The anchored state; `tree` may hold more leaves while a batch is in flight. */
+  private size = 0;
+  private headHash = GENESIS_PREV_HASH;
+  private batches = 0;
+  private extendValue: Buffer = Buffer.from(GENESIS_EXTEND);
+  private genesisCounter = 0n;
+  /** True when the store or TPM may be ahead of the anchored state: reconcile first. */
+  private dirty = true;
+  private queue: Waiter[] = [];
+  private committing: Promise<void> | undefined;
+  private lastAnchorAt = Number.NEGATIVE_INFINITY;
+  private opened: Promise<void> | undefined;
+  private counters = { batches: 0, appends: 0, nvWrites: 0, nvRetries: 0 };
+
+  constructor(
+    private readonly store: AuditStore,
+    private readonly anchor: AuditAnchor,
+    private readonly options: AuditLogOptions,
+    private readonly clock: Clock = systemClock,
+    private readonly logger: AuditLogger = silentLogger,
+  ) {
+    if (!Number.isSafeInteger(options.maxBatchSize) || options.maxBatchSize < 1) {
+      throw new RangeError('maxBatchSize must be a positive integer');
+    }
+  }
+
+  /**
+   * The start-up check; resolves when the log serves, rejects with AuditRollbackError
+   * (refuses until an operator acts) or AuditUnavailableError (TPM or store not usable:
+   * call again). Idempotent while it runs or once it succeeded.
+   */
+  open(): Promise<void> {
+    if (this.phase === 'ready') return Promise.resolve();
+    if (this.refusal !== undefined) return Promise.reject(this.refusal);
+    this.opened ??= this.startUp().finally(() => {
+      this.opened = undefined;
+    });
+    return this.opened;
+  }
+
+  get state(): Phase {
+    return this.phase;
+  }
+
+  stats(): AuditStats {
+    return { ...this.counters };
+  }
+
+  head(): AnchoredHead {
+    this.assertServing();
+    return {
+      size: this.size,
+      root: this.tree.root(this.size),
+      batches: this.batches,
+      counter: this.genesisCounter + BigInt(this.batches),
+      extendValue: Buffer.from(this.extendValue),
+    };
+  }
+
+  append(event: AuditEvent): Promise<Appended> {
+    let checked: AuditEvent;
+    try {
+      checked = checkEvent(event);
+      this.assertServing();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error('invalid audit event'));
+    }
+    return new Promise<Appended>((resolve, reject) => {
+      this.queue.push({ event: checked, resolve, reject });
+      // The first append starts a commit; those arriving while it runs form the next batch.
+      if (this.committing === undefined) this.committing = this.drain();
+    });
+  }
+
+  /** Stop accepting appends; waits for the batch in flight. */
+  async close(): Promise<void> {
+    if (this.phase !== 'refused') this.phase = 'closed';
+    await this.committing;
+  }
+
+  root(size: number): Buffer {
+    this.assertServing();
+    this.checkSize(size);
+    return this.tree.root(size);
+  }
+
+  inclusionProof(seq: number, size: number): { leafHash: Buffer; path: Buffer[] } {
+    this.assertServing();
+    this.checkSize(size);
+    const path = this.tree.inclusionProof(seq, size);
+    return { leafHash: this.tree.leaf(seq), path };
+  }
+
+  consistencyProof(from: number, to: number): Buffer[] {
+    this.assertServing();
+    this.checkSize(to);
+    return this.tree.consistencyProof(from, to);
+  }
+
+  /** Anchored entries from `from`, at most `limit`, each checked against its leaf. */
+  async entries(from: number, limit: number): Promise<AuditEntry[]> {
+    this.assertServing();
+    if (!Number.isSafeInteger(from) || from < 0) throw new AuditRangeError('bad from');
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new AuditRangeError('bad limit');
+    if (from >= this.size) {
+      throw new AuditNotFoundError(`no entry ${from} (log size ${this.size})`);
+    }
+    const count = Math.min(limit, this.size - from);
+    const out: AuditEntry[] = [];
+    try {
+      for await (const value of this.store.readEntries(from, count)) {
+        const seq = from + out.length;
+        // The running log trusts its memory, not the disk: an entry edited since start
+        // no longer matches its leaf.
+        if (!isEntryShape(value) || value.seq !== seq) throw new Error(`entry ${seq} unreadable`);
+        if (!leafHash(hexToBuf(value.hash)).equals(this.tree.leaf(seq))) {
+          throw new Error(`entry ${seq} changed in the store`);
+        }
+        out.push(value);
+        if (out.length === count) break;
+      }
+    } catch (err) {
+      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+    }
+    if (out.length !== count) throw new AuditUnavailableError('audit store is missing entries');
+    return out;
+  }
+
+  private checkSize(size: number): void {
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.size) {
+      throw new AuditRangeError(`tree size ${size} is beyond the latest checkpoint (${this.size})`);
+    }
+  }
+
+  private assertServing(): void {
+    if (this.refusal !== undefined) throw this.refusal;
+    if (this.phase === 'closed') throw new AuditUnavailableError('audit log is closed');
+    if (this.phase !== 'ready') throw new AuditUnavailableError('audit log is not ready');
+  }
+
+  private refuse(message: string, details: Record<string, unknown>): AuditRollbackError {
+    const err = new AuditRollbackError(message, { details });
+    this.refusal = err;
+    this.phase = 'refused';
+    this.logger.error(
+      { event: 'audit_rollback_detected', ...details },
+      `audit: refusing to serve: ${message}; an operator must investigate the store and the TPM anchor`,
+    );
+    return err;
+  }
+
+  // --- start-up -------------------------------------------------------------------------
+
+  private async startUp(): Promise<void> {
+    try {
+      await this.anchor.checkPinned();
+    } catch (err) {
+      if (err instanceof AuditRollbackError) {
+        throw this.refuse(err.message, { ...err.details, reason: 'pinned_nv_name_mismatch' });
+      }
+      throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
+    }
+    let meta: unknown;
+    try {
+      meta = await this.store.readMeta();
+    } catch (err) {
+      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+    }
+    if (meta === undefined) {
+      await this.createLog();
+    } else if (!isStoreMeta(meta)) {
+      throw this.refuse('the audit store metadata is malformed', {
+        reason: 'store_meta_malformed',
+      });
+    } else if (meta.origin !== this.options.origin) {
+      throw this.refuse(
+        `the audit store was created for origin "${meta.origin}", not "${this.options.origin}" (a store from another appliance)`,
+        { reason: 'store_origin_mismatch', storeOrigin: meta.origin },
+      );
+    } else {
+      this.genesisCounter = BigInt(meta.genesisCounter);
+    }
+    await this.reconcile();
+    if (this.refusal !== undefined) throw this.refusal;
+    this.phase = 'ready';
+    this.logger.info(
+      { event: 'audit_ready', size: this.size, batches: this.batches },
+      'audit: log matches its TPM anchor',
+    );
+  }
+
+  /** An empty store: only valid on an anchor that has never recorded a batch. */
+  private async createLog(): Promise<void> {
+    const anchored = await this.readAnchor();
+    let hasData = false;
+    try {
+      for await (const _ of this.store.readEntries(0, 1)) hasData = true;
+      for await (const _ of this.store.readBatches(0)) hasData = true;
+    } catch (err) {
+      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+    }
+    if (hasData) {
+      throw this.refuse('the audit store has entries but no metadata', {
+        reason: 'store_meta_missing',
+      });
+    }
+    if (!anchored.extendValue.equals(GENESIS_EXTEND)) {
+      throw this.refuse(
+        'the audit store is empty but the TPM anchor has recorded batches: the store was lost, replaced or rolled back',
+        {
+          reason: 'store_behind_anchor',
+          tpmCounter: anchored.counter.toString(),
+          storeBatches: 0,
+        },
+      );
+    }
+    const meta: StoreMeta = {
+      version: 1,
+      origin: this.options.origin,
+      genesisCounter: anchored.counter.toString(),
+    };
+    try {
+      await this.store.writeMeta(meta);
+    } catch (err) {
+      throw new AuditUnavailableError('audit store cannot be written', { cause: err });
+    }
+    this.genesisCounter = anchored.counter;
+    this.logger.info(
+      { event: 'audit_created', genesisCounter: meta.genesisCounter },
+      'audit: new log created on a freshly provisioned anchor',
+    );
+  }
+
+  private async readAnchor(): Promise<AnchorState> {
+    try {
+      return await this.anchor.read();
+    } catch (err) {
+      throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
+    }
+  }
+
+  // --- reconciliation (start-up and after any failure) --------------------------------
+
+  /**
+   * Read what the store holds beyond the anchored state, check it, compare with the TPM,
+   * and finish at most one interrupted batch. On success the anchored state covers the
+   * whole store; throws AuditUnavailableError (try again later) or AuditRollbackError.
+   */
+  private async reconcile(): Promise<void> {
+    const trustedSize = this.size;
+    try {
+      await this.reconcileTail();
+    } catch (err) {
+      this.tree.truncate(trustedSize);
+      throw err;
+    }
+  }
+
+  private async reconcileTail(): Promise<void> {
+    const base = { size: this.size, batches: this.batches };
+    // 1. Entries beyond the anchored size, each linked to its predecessor.
+    let prev = this.headHash;
+    try {
+      for await (const value of this.store.readEntries(base.size)) {
+        const seq = this.tree.size;
+        const problem = isEntryShape(value) ? checkLink(value, seq, prev) : 'shape';
+        if (problem !== undefined) {
+          throw this.refuse(
+            `audit store entry ${seq} is broken (${problem}): the store was rewritten`,
+            {
+              reason: 'store_entry_broken',
+              seq,
+              problem,
+            },
+          );
+        }
+        this.tree.appendLeaf(leafHash(hexToBuf((value as AuditEntry).hash)));
+        prev = (value as AuditEntry).hash;
+      }
+    } catch (err) {
+      if (err instanceof AuditRollbackError) throw err;
+      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+    }
+    // 2. Batch records beyond the anchored ones, and the extend chain they imply.
+    const records: BatchRecord[] = [];
+    try {
+      for await (const value of this.store.readBatches(base.batches)) {
+        const index = base.batches + records.length;
+        const lastSize = records.at(-1)?.size ?? base.size;
+        if (!isBatchRecord(value) || value.index !== index || value.size <= lastSize) {
+          throw this.refuse(`audit store batch record ${index} is malformed`, {
+            reason: 'store_batch_malformed',
+            batch: index,
+          });
+        }
+        if (value.size > this.tree.size) {
+          throw this.refuse(
+            `audit store batch ${index} ends at size ${value.size} but the store holds only ${this.tree.size} entries: the tail was truncated`,
+            {
+              reason: 'store_truncated',
+              batch: index,
+              batchSize: value.size,
+              entries: this.tree.size,
+            },
+          );
+        }
+        if (this.tree.root(value.size).toString('hex') !== value.root) {
+          throw this.refuse(`audit store batch ${index} does not match its entries`, {
+            reason: 'store_batch_root_mismatch',
+            batch: index,
+          });
+        }
+        records.push(value);
+      }
+    } catch (err) {
+      if (err instanceof AuditRollbackError) throw err;
+      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+    }
+    const storeSize = records.at(-1)?.size ?? base.size;
+    if (storeSize !== this.tree.size) {
+      throw this.refuse(
+        `audit store holds ${this.tree.size - storeSize} entries after its last batch record: the store was edited`,
+        { reason: 'store_unbatched_entries', size: storeSize, entries: this.tree.size },
+      );
+    }
+    const chain = [this.extendValue];
+    for (const r of records)
+      chain.push(extendDigest(chain.at(-1) ?? GENESIS_EXTEND, hexToBuf(r.root)));
+    const n = base.batches + records.length;
+    const expected = this.genesisCounter + BigInt(n);
+    const eN = chain[chain.length - 1] ?? this.extendValue;
+    const ePrev = chain[chain.length - 2];
+    const lastRoot = records.at(-1)?.root;
+
+    // 3. Compare with the TPM.
+    const tpm = await this.readAnchor();
+    if (tpm.extendValue.equals(eN) && tpm.counter === expected) {
+      // consistent
+    } else if (records.length > 0 && tpm.extendValue.equals(eN) && tpm.counter === expected - 1n) {
+      // Crash between extend and increment of the last batch: finish it.
+      await this.anchorStep(() => this.anchor.increment());
+      this.logger.warn(
+        { event: 'audit_anchor_completed', batch: n - 1 },
+        'audit: finished anchoring the last batch (counter)',
+      );
+    } else if (
+      ePrev !== undefined &&
+      lastRoot !== undefined &&
+      tpm.extendValue.equals(ePrev) &&
+      tpm.counter === expected - 1n
+    ) {
+      // Durable in the store, never anchored, so nothing from it was released: anchor it.
+      await this.anchorStep(() => this.anchor.extend(hexToBuf(lastRoot)));
+      await this.anchorStep(() => this.anchor.increment());
+      this.logger.warn(
+        { event: 'audit_anchor_completed', batch: n - 1 },
+        "audit: anchored the store's last, un-anchored batch",
+      );
+    } else if (tpm.counter > expected) {
+      throw this.refuse(
+        `the TPM anchor is ${tpm.counter - expected} batch(es) ahead of the audit store (counter ${tpm.counter}, store has ${n} batches): the store is behind (restored from an older copy or truncated)`,
+        { reason: 'store_behind_anchor', tpmCounter: tpm.counter.toString(), storeBatches: n },
+      );
+    } else if (tpm.counter < expected - 1n) {
+      throw this.refuse(
+        `the audit store is ${expected - tpm.counter} batches ahead of the TPM anchor: more than one un-anchored batch cannot happen`,
+        { reason: 'store_ahead_of_anchor', tpmCounter: tpm.counter.toString(), storeBatches: n },
+      );
+    } else {
+      throw this.refuse(
+        "the audit store does not match the TPM anchor's extend value (entries rewritten, or a store from another appliance)",
+        { reason: 'store_anchor_mismatch', tpmCounter: tpm.counter.toString(), storeBatches: n },
+      );
+    }
+    this.size = this.tree.size;
+    this.batches = n;
+    this.extendValue = Buffer.from(eN);
+    this.headHash = prev;
+    this.dirty = false;
+  }
+
+  // --- group commit ---------------------------------------------------------------------
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      const wait = this.lastAnchorAt + this.options.minAnchorIntervalMs - this.clock.now();
+      // Rate bound on NV writes: appends arriving meanwhile join this batch.
+      if (wait > 0) await this.clock.sleep(wait);
+      const batch = this.queue.splice(0, this.options.maxBatchSize);
+      await this.commit(batch);
+      // Checked and cleared in one synchronous step, so no append can be left in the queue
+      // with nobody draining it.
+      if (this.queue.length === 0) {
+        this.committing = undefined;
+        return;
+      }
+    }
+  }
+
+  private async commit(batch: readonly Waiter[]): Promise<void> {
+    const trustedSize = this.size;
+    try {
+      this.assertServing();
+      if (this.dirty) await this.reconcile();
+      const time = new Date(this.clock.now()).toISOString();
+      const entries: AuditEntry[] = [];
+      let prev = this.headHash;
+      for (const w of batch) {
+        const entry = buildEntry(w.event, this.tree.size, time, prev);
+        entries.push(entry);
+        this.tree.appendLeaf(leafHash(hexToBuf(entry.hash)));
+        prev = entry.hash;
+      }
+      const root = this.tree.root();
+      const record: BatchRecord = {
+        index: this.batches,
+        size: this.tree.size,
+        root: root.toString('hex'),
+      };
+      // From here a failure may leave the store or the TPM one step ahead: reconcile first.
+      this.dirty = true;
+      await this.store.appendBatch(entries, record);
+      this.lastAnchorAt = this.clock.now();
+      await this.anchorStep(() => this.anchor.extend(root));
+      await this.anchorStep(() => this.anchor.increment());
+      this.size = this.tree.size;
+      this.batches += 1;
+      this.extendValue = extendDigest(this.extendValue, root);
+      this.headHash = prev;
+      this.dirty = false;
+      this.counters.batches += 1;
+      this.counters.appends += entries.length;
+      entries.forEach((e, i) => batch[i]?.resolve({ seq: e.seq, hash: e.hash }));
+    } catch (err) {
+      this.tree.truncate(trustedSize);
+      const failure =
+        err instanceof AuditRollbackError
+          ? err
+          : err instanceof AuditUnavailableError
+            ? err
+            : new AuditUnavailableError('audit log cannot record right now', { cause: err });
+      if (!(err instanceof AuditRollbackError)) {
+        this.logger.warn(
+          { event: 'audit_batch_failed', entries: batch.length },
+          `audit: batch not recorded: ${describe(err)}`,
+        );
+      }
+      for (const w of batch) w.reject(failure);
+    }
+  }
+
+  /** One TPM write, retried while the TPM says it did not execute it, up to the deadline. */
+  private async anchorStep(step: () => Promise<void>): Promise<void> {
+    const deadline = this.clock.now() + this.options.anchorRetryDeadlineMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await step();
+        this.counters.nvWrites += 1;
+        return;
+      } catch (err) {
+        const retry = err instanceof AnchorError && err.retryable;
+        const pause = Math.min(5 * 2 ** attempt, 200);
+        if (!retry || this.clock.now() + pause > deadline) {
+          throw new AuditUnavailableError('TPM anchor cannot be written', { cause: err });
+        }
+        this.counters.nvRetries += 1;
+        await this.clock.sleep(pause);
+      }
+    }
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    return `${err.message}${cause}`;
+  }
+  return 'unknown error';
+}
