@@ -1,0 +1,130 @@
+/**
+ * Verify a TPMT_SIGNATURE over a message with a TPMT_PUBLIC using node:crypto, the way a
+ * TPM signs: ECDSA (r, s), RSASSA-PKCS1-v1_5, and RSASSA-PSS with salt length = hash length.
+ */
+import { constants, verify as cryptoVerify } from 'node:crypto';
+import { GrantorError } from '../../shared/errors.js';
+import { TPM_ALG, TPM_ECC, hashInfo } from './constants.js';
+import { publicToKeyObject } from './keys.js';
+import type { TpmtPublic } from './public.js';
+import type { TpmtSignature } from './signature.js';
+
+/** The signature's scheme does not fit the key (type, or the key's fixed scheme). */
+export class TpmSignatureSchemeMismatchError extends GrantorError {
+  constructor(reason: string) {
+    super('tpm_signature_scheme_mismatch', reason);
+  }
+}
+
+/** The signature's hash is not the key's scheme hash, or not one node:crypto can verify. */
+export class TpmSignatureHashMismatchError extends GrantorError {
+  constructor(reason: string) {
+    super('tpm_signature_hash_mismatch', reason);
+  }
+}
+
+/** ECDSA r or s outside [1, n-1], or an RSA signature not the size of the modulus. */
+export class TpmSignatureOutOfRangeError extends GrantorError {
+  constructor(reason: string) {
+    super('tpm_signature_out_of_range', reason);
+  }
+}
+
+/** The signature does not verify. */
+export class TpmSignatureInvalidError extends GrantorError {
+  constructor() {
+    super('tpm_signature_invalid', 'signature does not verify');
+  }
+}
+
+/** Curve orders n of the curves we verify on. */
+const CURVE_ORDER: Partial<Record<number, { n: bigint; size: number }>> = {
+  [TPM_ECC.NIST_P256]: {
+    n: 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n,
+    size: 32,
+  },
+  [TPM_ECC.NIST_P384]: {
+    n: 0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973n,
+    size: 48,
+  },
+  [TPM_ECC.NIST_P521]: {
+    n: 0x01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n,
+    size: 66,
+  },
+};
+
+function toBigInt(b: Uint8Array): bigint {
+  return b.length === 0 ? 0n : BigInt(`0x${Buffer.from(b).toString('hex')}`);
+}
+
+function toFixed(v: bigint, size: number): Buffer {
+  return Buffer.from(v.toString(16).padStart(size * 2, '0'), 'hex');
+}
+
+/**
+ * Check `signature` over `message` (for a quote: the marshalled TPMS_ATTEST bytes) with
+ * `pub`. Throws one error class per failure; returns normally only for a valid signature.
+ */
+export function verifyTpmtSignature(
+  pub: TpmtPublic,
+  signature: TpmtSignature,
+  message: Uint8Array,
+): void {
+  // The signature scheme must match the key type...
+  if (pub.type === TPM_ALG.RSA) {
+    if (signature.sigAlg !== TPM_ALG.RSASSA && signature.sigAlg !== TPM_ALG.RSAPSS) {
+      throw new TpmSignatureSchemeMismatchError('RSA key, non-RSA signature');
+    }
+  } else if (pub.type === TPM_ALG.ECC) {
+    if (signature.sigAlg !== TPM_ALG.ECDSA)
+      throw new TpmSignatureSchemeMismatchError('ECC key, non-ECDSA signature');
+  } else {
+    throw new TpmSignatureSchemeMismatchError('key cannot sign');
+  }
+  // ...and a key with a fixed scheme (every restricted signing key) signs only with it.
+  const keyScheme = pub.parameters.scheme;
+  if (keyScheme.scheme !== TPM_ALG.NULL) {
+    if (keyScheme.scheme !== signature.sigAlg) {
+      throw new TpmSignatureSchemeMismatchError("signature scheme is not the key's scheme");
+    }
+    if (!('hashAlg' in keyScheme) || keyScheme.hashAlg !== signature.hash) {
+      throw new TpmSignatureHashMismatchError("signature hash is not the key's scheme hash");
+    }
+  }
+  const hash = hashInfo(signature.hash);
+  if (hash?.node === undefined)
+    throw new TpmSignatureHashMismatchError('hash algorithm not supported');
+
+  const key = publicToKeyObject(pub);
+  let ok: boolean;
+  if (signature.sigAlg === TPM_ALG.ECDSA) {
+    if (pub.type !== TPM_ALG.ECC)
+      throw new TpmSignatureSchemeMismatchError('ECDSA needs an ECC key');
+    const curve = CURVE_ORDER[pub.parameters.curveId];
+    if (curve === undefined) throw new TpmSignatureSchemeMismatchError('curve not supported');
+    const r = toBigInt(signature.r);
+    const s = toBigInt(signature.s);
+    // Values outside [1, n-1] are never valid ECDSA signatures.
+    if (r < 1n || r >= curve.n || s < 1n || s >= curve.n) {
+      throw new TpmSignatureOutOfRangeError('ECDSA r or s outside [1, n-1]');
+    }
+    const p1363 = Buffer.concat([toFixed(r, curve.size), toFixed(s, curve.size)]);
+    ok = cryptoVerify(hash.node, message, { key, dsaEncoding: 'ieee-p1363' }, p1363);
+  } else {
+    if (pub.type !== TPM_ALG.RSA)
+      throw new TpmSignatureSchemeMismatchError('RSA signature needs an RSA key');
+    // A TPM's RSA signature is exactly the modulus size and below the modulus.
+    if (
+      signature.sig.length !== pub.unique.length ||
+      toBigInt(signature.sig) >= toBigInt(pub.unique)
+    ) {
+      throw new TpmSignatureOutOfRangeError('RSA signature is not an integer below the modulus');
+    }
+    const padding =
+      signature.sigAlg === TPM_ALG.RSAPSS
+        ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: hash.size }
+        : { padding: constants.RSA_PKCS1_PADDING };
+    ok = cryptoVerify(hash.node, message, { key, ...padding }, signature.sig);
+  }
+  if (!ok) throw new TpmSignatureInvalidError();
+}
