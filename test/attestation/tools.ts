@@ -1,0 +1,54 @@
+/**
+ * tpm2-tools against one swtpm, from a scratch folder: every step flushes its transient
+ * objects and sessions (swtpm has no resource manager and 3 object slots).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface Tools {
+  readonly dir: string;
+  /** Run a tpm2 tool (name without the `tpm2_` prefix), then flush transients. */
+  tpm2(tool: string, args: readonly string[]): Promise<string>;
+  /** Run without flushing (for steps that need a session to survive). */
+  raw(tool: string, args: readonly string[]): Promise<string>;
+  read(name: string): Promise<Buffer>;
+  write(name: string, data: Uint8Array | string): Promise<string>;
+  path(name: string): string;
+  close(): Promise<void>;
+}
+
+export async function tpm2Tools(tcti: string): Promise<Tools> {
+  const dir = await mkdtemp(join(tmpdir(), 'grantor-att-'));
+  const env = { ...process.env, TPM2TOOLS_TCTI: tcti };
+  const raw = async (tool: string, args: readonly string[]): Promise<string> => {
+    const { stdout } = await run(`tpm2_${tool}`, [...args], { cwd: dir, env });
+    return stdout;
+  };
+  const flush = async (): Promise<void> => {
+    await raw('flushcontext', ['-t']);
+    await raw('flushcontext', ['-s']);
+  };
+  return {
+    dir,
+    raw,
+    async tpm2(tool, args) {
+      try {
+        return await raw(tool, args);
+      } finally {
+        await flush();
+      }
+    },
+    read: (name) => readFile(join(dir, name)),
+    write: async (name, data) => {
+      await writeFile(join(dir, name), data);
+      return join(dir, name);
+    },
+    path: (name) => join(dir, name),
+    close: () => rm(dir, { recursive: true, force: true }),
+  };
+}
