@@ -38,6 +38,8 @@ import {
   marshalNvPublic,
   marshalPcrSelection,
   nvPublicDataSize,
+  objectAttributesOf,
+  TPMA_OBJECT_USER_WITH_AUTH,
   unmarshalDigestList,
   unmarshalPcrSelection,
   unmarshalTimeInfo,
@@ -521,11 +523,21 @@ export class NativeTpm implements TpmPort {
     const blob = copy(credentialBlob);
     const secret = copy(encryptedSecret);
     const aAuth = nativeAuth(options?.activateAuth);
-    const kAuth = nativeAuth(options?.ekAuth ?? { ekPolicy: true });
+    const kAuth = nativeAuth(options?.ekAuth ?? (await this.#ekAuth(ekHandle)));
     const out = await this.#call('ActivateCredential', (c) =>
       addon.activateCredential(c, activateHandle, aAuth, ekHandle, kAuth, blob, secret),
     );
     return unwrapTpm2b(out, 'TPM2B_DIGEST');
+  }
+
+  /**
+   * The default authorisation for an EK: its (empty) auth value when the template sets
+   * userWithAuth (the high-range templates, whose PolicyB needs more than PolicySecret),
+   * else the EK policy (PolicySecret on the endorsement hierarchy).
+   */
+  async #ekAuth(ekHandle: number): Promise<TpmAuth> {
+    const attrs = objectAttributesOf((await this.readPublic(ekHandle)).public);
+    return (attrs & TPMA_OBJECT_USER_WITH_AUTH) !== 0 ? {} : { ekPolicy: true };
   }
 
   async nvDefine(

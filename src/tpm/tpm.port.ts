@@ -151,7 +151,8 @@ export interface TpmPort {
   /**
    * Recovers a credential made for (ekHandle's public key, activateHandle's name);
    * `credentialBlob` is a TPM2B_ID_OBJECT, `encryptedSecret` a TPM2B_ENCRYPTED_SECRET.
-   * The EK is authorised with the EK policy unless `ekAuth` says otherwise.
+   * Unless `ekAuth` says otherwise, the EK is authorised by its empty auth value when its
+   * template sets userWithAuth (high-range EKs), else by the EK policy session.
    */
   activateCredential(
     activateHandle: number,

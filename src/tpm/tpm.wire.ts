@@ -195,5 +195,15 @@ export function nvPublicDataSize(tpm2bNvPublic: Uint8Array): number {
   return size;
 }
 
+/** objectAttributes (TPMA_OBJECT) of a TPM2B_PUBLIC. */
+export function objectAttributesOf(tpm2bPublic: Uint8Array): number {
+  const r = new Reader(unwrapTpm2b(tpm2bPublic, 'TPM2B_PUBLIC'), 'TPMT_PUBLIC');
+  r.u16(); // type
+  r.u16(); // nameAlg
+  return r.u32();
+}
+
+export const TPMA_OBJECT_USER_WITH_AUTH = 0x40;
+
 /** TPMT_SIG_SCHEME with TPM_ALG_NULL: sign with the key's own scheme. */
 export const SIG_SCHEME_NULL = Buffer.from([0x00, 0x10]);

@@ -1,109 +1,67 @@
 /**
- * Test helpers for the TPM adapter: hand-built TPMT_PUBLIC templates (byte-exact TCG EK
- * templates and our AK shapes), tpm2-tools runs against the same swtpm, and just enough
- * parsing of public areas and signatures to verify them with node:crypto.
+ * Test helpers for the TPM adapter: marshalled templates, tpm2-tools runs against the same
+ * swtpm, and just enough parsing of public areas and signatures to verify them with
+ * node:crypto.
  */
 import { execFile } from 'node:child_process';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import {
+  marshalTpmtPublic,
+  objectAttributes,
+  type TpmtPublic,
+} from '../../src/tpm/marshal/public.js';
+import {
+  AK_TEMPLATES,
+  EK_POLICY_A_SHA384,
+  EK_TEMPLATE_ECC_P256,
+  EK_TEMPLATE_ECC_P384,
+  EK_TEMPLATES,
+} from '../../src/tpm/templates.js';
 
 const run = promisify(execFile);
 
-const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-const zeros = (n: number): Buffer => Buffer.alloc(n);
-const u16 = (v: number): Buffer => {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(v, 0);
-  return b;
-};
-const u32 = (v: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(v >>> 0, 0);
-  return b;
-};
-const tpm2b = (b: Buffer): Buffer => Buffer.concat([u16(b.length), b]);
+const tmpl = (p: TpmtPublic): Buffer => marshalTpmtPublic(p);
 
-export const EK_POLICY_A_SHA256 = hex(
-  '837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa',
-);
-export const EK_POLICY_A_SHA384 = hex(
-  '8bbf2266537c171cb56e403c4dc1d4b64f432611dc386e6f532050c3278c930e143e8bb1133824ccb431053871c6db53',
-);
-export const EK_POLICY_B_SHA384 = hex(
-  'b26e7d28d11a50bc53d882bcf5fd3a1a074148bb35d3b4e4cb1c0ad9bde419cacb47ba09699646150f9fc000f3f80e12',
-);
+/** TCG EK templates and our AK templates (src/tpm/templates.ts), marshalled. */
+export const EK_RSA2048 = tmpl(EK_TEMPLATES.rsa2048);
+export const EK_ECC_P256 = tmpl(EK_TEMPLATES['ecc-p256']);
+export const EK_ECC_P384_HIGH = tmpl(EK_TEMPLATES['ecc-p384']);
+export const AK_ECC_P256 = tmpl(AK_TEMPLATES['ecc-p256']);
+export const AK_RSA2048 = tmpl(AK_TEMPLATES.rsa2048);
 
-const EK_LOW = 0x000300b2; // fixedTPM fixedParent sensitiveDataOrigin adminWithPolicy restricted decrypt
-const EK_HIGH = 0x000300f2; // ... plus userWithAuth
-const AK_ATTRS = 0x00050072; // fixedTPM fixedParent sensitiveDataOrigin userWithAuth restricted sign
-
-/** TCG EK template L-1 (RSA-2048). */
-export const EK_RSA2048 = Buffer.concat([
-  hex('0001 000b'),
-  u32(EK_LOW),
-  tpm2b(EK_POLICY_A_SHA256),
-  hex('0006 0080 0043 0010 0800 00000000'),
-  tpm2b(zeros(256)),
-]);
-
-/** TCG EK template L-2 (ECC NIST P-256). */
-export const EK_ECC_P256 = Buffer.concat([
-  hex('0023 000b'),
-  u32(EK_LOW),
-  tpm2b(EK_POLICY_A_SHA256),
-  hex('0006 0080 0043 0010 0003 0010'),
-  tpm2b(zeros(32)),
-  tpm2b(zeros(32)),
-]);
-
-/** High-range ECC P-384 EK (PolicyB, userWithAuth), the one swtpm_setup persists. */
-export const EK_ECC_P384_HIGH = Buffer.concat([
-  hex('0023 000c'),
-  u32(EK_HIGH),
-  tpm2b(EK_POLICY_B_SHA384),
-  hex('0006 0100 0043 0010 0004 0010'),
-  tpm2b(zeros(0)),
-  tpm2b(zeros(0)),
-]);
-
-/** ECC P-384 EK authorised only by PolicyA_SHA384 (exercises the SHA-384 policy session). */
-export const EK_ECC_P384_POLICY_A = Buffer.concat([
-  hex('0023 000c'),
-  u32(EK_LOW),
-  tpm2b(EK_POLICY_A_SHA384),
-  hex('0006 0100 0043 0010 0004 0010'),
-  tpm2b(zeros(0)),
-  tpm2b(zeros(0)),
-]);
-
-/** AK: restricted signing ECC P-256, ECDSA/SHA-256. */
-export const AK_ECC_P256 = Buffer.concat([
-  hex('0023 000b'),
-  u32(AK_ATTRS),
-  tpm2b(zeros(0)),
-  hex('0010 0018 000b 0003 0010'),
-  tpm2b(zeros(0)),
-  tpm2b(zeros(0)),
-]);
-
-/** AK: restricted signing RSA-2048, RSASSA/SHA-256. */
-export const AK_RSA2048 = Buffer.concat([
-  hex('0001 000b'),
-  u32(AK_ATTRS),
-  tpm2b(zeros(0)),
-  hex('0010 0014 000b 0800 00000000'),
-  tpm2b(zeros(0)),
-]);
+/**
+ * A P-384 EK authorised only by PolicyA_SHA384 (no userWithAuth): exercises the SHA-384
+ * EK policy session, which the high-range template's PolicyB does not allow.
+ */
+export const EK_ECC_P384_POLICY_A = tmpl({
+  ...EK_TEMPLATE_ECC_P384,
+  objectAttributes: objectAttributes(
+    'fixedTPM',
+    'fixedParent',
+    'sensitiveDataOrigin',
+    'adminWithPolicy',
+    'restricted',
+    'decrypt',
+  ),
+  authPolicy: EK_POLICY_A_SHA384,
+});
 
 /** Storage root key (ECC P-256, AES-128-CFB), a parent for AKs besides the EK. */
-export const SRK_ECC_P256 = Buffer.concat([
-  hex('0023 000b'),
-  u32(0x00030472), // fixedTPM fixedParent sensitiveDataOrigin userWithAuth noDA restricted decrypt
-  tpm2b(zeros(0)),
-  hex('0006 0080 0043 0010 0003 0010'),
-  tpm2b(zeros(0)),
-  tpm2b(zeros(0)),
-]);
+export const SRK_ECC_P256 = tmpl({
+  ...EK_TEMPLATE_ECC_P256,
+  objectAttributes: objectAttributes(
+    'fixedTPM',
+    'fixedParent',
+    'sensitiveDataOrigin',
+    'userWithAuth',
+    'noDA',
+    'restricted',
+    'decrypt',
+  ),
+  authPolicy: Buffer.alloc(0),
+  unique: { x: Buffer.alloc(0), y: Buffer.alloc(0) },
+});
 
 class Cursor {
   off = 0;
