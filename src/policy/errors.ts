@@ -1,0 +1,30 @@
+/**
+ * Failures of the policy domain. Codes are part of the wire contract; the HTTP status for
+ * each lives in src/http/error-status.ts.
+ */
+import { BadRequestError, GrantorError, UnavailableError } from '../shared/errors.js';
+
+type Options = { cause?: unknown; details?: Record<string, unknown> };
+
+/**
+ * The engine cannot decide (no policy set loaded, wasm failure, an evaluation error in any
+ * policy): the caller must fail closed and issue nothing.
+ */
+export class PolicyUnavailableError extends UnavailableError {
+  constructor(message: string, options?: Options) {
+    super('policy_unavailable', message, options);
+  }
+}
+
+/**
+ * A policy set was refused at load (unreadable, does not parse, does not validate against
+ * the schema, bad annotations). The previously active set, if any, stays active.
+ */
+export class PolicySetInvalidError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('policy_set_invalid', message, options);
+  }
+}
+
+/** A decision request that does not satisfy the request model (a caller bug). */
+export class PolicyRequestInvalidError extends BadRequestError {}

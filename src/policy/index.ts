@@ -1,0 +1,39 @@
+/**
+ * The policy domain: Cedar policy sets validated against a schema, content-hashed, reloaded
+ * atomically, and decisions with reasons and obligations. See docs/policy.md.
+ */
+import { cedarWasm } from './cedar.wasm.js';
+import { PolicyEngine, type PolicyEngineOptions } from './engine.js';
+
+export { PolicyEngine, grantTtlSeconds, type PolicyEngineOptions } from './engine.js';
+export {
+  PolicyRequestInvalidError,
+  PolicySetInvalidError,
+  PolicyUnavailableError,
+} from './errors.js';
+export {
+  policySetHash,
+  readPolicySource,
+  type PolicyFile,
+  type PolicySource,
+} from './policy-set.js';
+export { policyReadinessProbe } from './probe.js';
+export type * from './types.js';
+export type { CedarPort } from './cedar.port.js';
+
+export interface PolicyConfig extends Omit<PolicyEngineOptions, 'cedar'> {
+  /** Reload on file changes. Default false. */
+  readonly watch?: boolean;
+}
+
+/**
+ * The engine with the real Cedar build, its first set loaded (throws PolicySetInvalidError
+ * if that set is refused: the appliance does not start without a policy) and, if asked,
+ * watching for changes.
+ */
+export async function createPolicyEngine(config: PolicyConfig): Promise<PolicyEngine> {
+  const engine = new PolicyEngine({ ...config, cedar: cedarWasm });
+  await engine.reload();
+  if (config.watch === true) engine.watch();
+  return engine;
+}
