@@ -166,3 +166,12 @@ export async function tpm2(
   });
   return stdout;
 }
+
+/** Like tpm2(), for tools that write binary data to stdout. */
+export async function tpm2Raw(tcti: string, tool: string, args: string[]): Promise<Buffer> {
+  const { stdout } = await run(tool, args, {
+    encoding: 'buffer',
+    env: { ...process.env, TPM2TOOLS_TCTI: tcti, TSS2_LOG: 'all+none' },
+  });
+  return stdout;
+}
