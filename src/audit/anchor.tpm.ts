@@ -1,0 +1,241 @@
+/**
+ * The audit anchor in the appliance's TPM, through the TPM facade (src/tpm/tpm.port.ts).
+ *
+ * NV attribute choice (both indices, SHA-256 name algorithm):
+ *   ownerWrite | ownerRead | authRead | noDA, and NOT policyWrite, authWrite, policyDelete,
+ *   platformCreate, orderly, writeDefine, writeStClear.
+ * - Writes (extend, increment) need owner authorisation; the index's own auth value
+ *   (empty) cannot write, so anyone may read the anchor (tpm2_nvread) but only the owner
+ *   can advance it.
+ * - Undefining needs owner authorisation too (TPM2_NV_UndefineSpace with TPM_RH_OWNER;
+ *   without policyDelete there is no policy path). platformCreate would make the indices
+ *   survive an owner clear, but needs the platform hierarchy, which firmware keeps.
+ *   Someone holding the owner authorisation can undefine and redefine: a redefined counter
+ *   starts at the highest count the TPM ever had, so it cannot be replayed to an older
+ *   value, and a redefinition with other attributes changes the NV name (pinned).
+ * - Not orderly: an orderly counter jumps forward after an unorderly shutdown, which the
+ *   start-up check would read as tampering; every write goes to NV, so the NV write rate
+ *   is bounded by the log's configuration instead.
+ * - Provisioning writes both once (extend of the empty root, one increment), so
+ *   TPMA_NV_WRITTEN is set and the names are final before they are pinned.
+ */
+import { createHash } from 'node:crypto';
+import type { TpmPort } from '../tpm/tpm.port.js';
+import { TPM_RC, TpmError } from '../tpm/tpm-error.js';
+import { marshalNvPublic, unwrapTpm2b } from '../tpm/tpm.wire.js';
+import type { AnchorState, AuditAnchor, NvCertification } from './anchor.port.js';
+import { AnchorError } from './anchor.port.js';
+import { AuditRollbackError } from './errors.js';
+import { EMPTY_ROOT } from './merkle.js';
+
+/** TPMA_NV bits used here (TPM 2.0 Part 2, 13.4). */
+const NV = {
+  ownerWrite: 1 << 1,
+  ownerRead: 1 << 17,
+  authRead: 1 << 18,
+  noDA: 1 << 25,
+  written: 1 << 29,
+} as const;
+const NT_COUNTER = 0x1;
+const NT_EXTEND = 0x4;
+const NT_SHIFT = 4;
+
+/** TPM_RC_YIELDED and TPM_RC_TESTING: warnings after which the command did not run. */
+const RC_YIELDED = 0x908;
+const RC_TESTING = 0x90a;
+const RETRYABLE = [TPM_RC.NV_RATE, TPM_RC.RETRY, RC_YIELDED, RC_TESTING];
+
+export const ANCHOR_NV_ATTRIBUTES = NV.ownerWrite | NV.ownerRead | NV.authRead | NV.noDA;
+
+export interface TpmAnchorIndices {
+  /** NV index handle of the counter, e.g. 0x01500020. */
+  readonly counterIndex: number;
+  /** NV index handle of the extend index, e.g. 0x01500021. */
+  readonly extendIndex: number;
+}
+
+export interface TpmAnchorConfig extends TpmAnchorIndices {
+  /** NV names pinned at provisioning (hex, nameAlg ‖ digest). */
+  readonly pinnedNames: { readonly counter: string; readonly extend: string };
+  /** Owner hierarchy authorisation (empty by default). Never logged. */
+  readonly ownerAuth?: Uint8Array;
+  /** Endorsement hierarchy authorisation for the AK that signs NV_Certify. */
+  readonly endorsementAuth?: Uint8Array;
+  /**
+   * The AK that signs NV_Certify, as a marshalled TPMT_PUBLIC template of a restricted
+   * signing key created as a primary key in the endorsement hierarchy (deterministic:
+   * the same key on every call; created and flushed around each certify).
+   */
+  readonly akTemplate?: Uint8Array;
+}
+
+function space(index: number, type: number, dataSize: number) {
+  return {
+    index,
+    nameAlg: 'sha256' as const,
+    attributes: ANCHOR_NV_ATTRIBUTES | (type << NT_SHIFT),
+    dataSize,
+  };
+}
+
+/**
+ * The NV name each anchor index has once provisioned (written), from our attribute choice:
+ * SHA-256 nameAlg (0x000b) ‖ SHA-256(TPMS_NV_PUBLIC). Lets an operator check pinned
+ * names without the TPM.
+ */
+export function expectedAnchorNames(indices: TpmAnchorIndices): {
+  counter: string;
+  extend: string;
+} {
+  const name = (s: ReturnType<typeof space>): string => {
+    const pub = unwrapTpm2b(
+      marshalNvPublic({ ...s, attributes: s.attributes | NV.written }),
+      'TPM2B_NV_PUBLIC',
+    );
+    return '000b' + createHash('sha256').update(pub).digest('hex');
+  };
+  return {
+    counter: name(space(indices.counterIndex, NT_COUNTER, 8)),
+    extend: name(space(indices.extendIndex, NT_EXTEND, 32)),
+  };
+}
+
+/**
+ * Provisioning (once per appliance, with owner authorisation): define both indices, write
+ * each once, and return the NV names to pin in configuration.
+ */
+export async function provisionTpmAnchor(
+  tpm: TpmPort,
+  indices: TpmAnchorIndices,
+  options: { ownerAuth?: Uint8Array } = {},
+): Promise<{ counter: string; extend: string }> {
+  const hierarchyAuth = options.ownerAuth ?? new Uint8Array(0);
+  const auth = { by: 'owner' as const, value: hierarchyAuth };
+  await tpm.nvDefine(space(indices.counterIndex, NT_COUNTER, 8), {
+    hierarchy: 'owner',
+    hierarchyAuth,
+  });
+  await tpm.nvDefine(space(indices.extendIndex, NT_EXTEND, 32), {
+    hierarchy: 'owner',
+    hierarchyAuth,
+  });
+  await tpm.nvExtend(indices.extendIndex, EMPTY_ROOT, { auth });
+  await tpm.nvIncrement(indices.counterIndex, { auth });
+  return {
+    counter: (await tpm.nvReadPublic(indices.counterIndex)).name.toString('hex'),
+    extend: (await tpm.nvReadPublic(indices.extendIndex)).name.toString('hex'),
+  };
+}
+
+export class TpmAuditAnchor implements AuditAnchor {
+  private readonly auth;
+
+  constructor(
+    private readonly tpm: TpmPort,
+    private readonly config: TpmAnchorConfig,
+  ) {
+    this.auth = { by: 'owner' as const, value: Buffer.from(config.ownerAuth ?? new Uint8Array(0)) };
+  }
+
+  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof AuditRollbackError) throw err;
+      const retryable = err instanceof TpmError && RETRYABLE.some((rc) => err.is(rc));
+      throw new AnchorError(`${what} failed`, retryable, { cause: err });
+    }
+  }
+
+  checkPinned(): Promise<void> {
+    return this.run('NV_ReadPublic', async () => {
+      const wanted = [
+        ['counter', this.config.counterIndex, this.config.pinnedNames.counter],
+        ['extend', this.config.extendIndex, this.config.pinnedNames.extend],
+      ] as const;
+      for (const [which, index, pinned] of wanted) {
+        let found: string;
+        try {
+          found = (await this.tpm.nvReadPublic(index)).name.toString('hex');
+        } catch (err) {
+          // An anchor index that does not exist was undefined: tampering, not an outage.
+          if (err instanceof TpmError && err.is(TPM_RC.HANDLE)) {
+            throw new AuditRollbackError(
+              `the audit ${which} NV index 0x${index.toString(16)} is not defined`,
+              {
+                details: { index: `0x${index.toString(16)}`, expected: pinned, found: null },
+              },
+            );
+          }
+          throw err;
+        }
+        if (found !== pinned.toLowerCase()) {
+          throw new AuditRollbackError(
+            `the audit ${which} NV index 0x${index.toString(16)} has NV name ${found}, not the pinned ${pinned}: it was redefined`,
+            { details: { index: `0x${index.toString(16)}`, expected: pinned, found } },
+          );
+        }
+      }
+    });
+  }
+
+  read(): Promise<AnchorState> {
+    return this.run('NV_Read', async () => {
+      const counter = await this.tpm.nvReadCounter(this.config.counterIndex, { auth: this.auth });
+      const extendValue = await this.tpm.nvRead(this.config.extendIndex, { auth: this.auth });
+      return { counter, extendValue };
+    });
+  }
+
+  extend(data: Buffer): Promise<void> {
+    return this.run('NV_Extend', () =>
+      this.tpm.nvExtend(this.config.extendIndex, data, { auth: this.auth }),
+    );
+  }
+
+  increment(): Promise<void> {
+    return this.run('NV_Increment', () =>
+      this.tpm.nvIncrement(this.config.counterIndex, { auth: this.auth }),
+    );
+  }
+
+  private withAk<T>(use: (handle: number, publicArea: Buffer) => Promise<T>): Promise<T> {
+    const template = this.config.akTemplate;
+    if (template === undefined) {
+      return Promise.reject(new AnchorError('no AK configured for NV_Certify', false));
+    }
+    let publicArea: Buffer = Buffer.alloc(0);
+    return this.tpm.withLoaded(
+      async () => {
+        const primary = await this.tpm.createPrimary('endorsement', template, {
+          hierarchyAuth: this.config.endorsementAuth ?? new Uint8Array(0),
+        });
+        publicArea = primary.public;
+        return primary;
+      },
+      (ak) => use(ak.handle, publicArea),
+    );
+  }
+
+  certify(qualifyingData: Buffer): Promise<NvCertification[]> {
+    return this.run('NV_Certify', () =>
+      this.withAk(async (ak) => {
+        const out: NvCertification[] = [];
+        const indices = [
+          ['counter', this.config.counterIndex],
+          ['extend', this.config.extendIndex],
+        ] as const;
+        for (const [which, nvIndex] of indices) {
+          const a = await this.tpm.nvCertify(ak, nvIndex, qualifyingData, { auth: this.auth });
+          out.push({ index: which, nvIndex, attest: a.attest, signature: a.signature });
+        }
+        return out;
+      }),
+    );
+  }
+
+  akPublic(): Promise<Buffer | undefined> {
+    if (this.config.akTemplate === undefined) return Promise.resolve(undefined);
+    return this.run('CreatePrimary', () => this.withAk((_h, pub) => Promise.resolve(pub)));
+  }
+}

@@ -1,0 +1,83 @@
+/** Shared pieces of the audit integration tests: a real LevelDB store, the real TPM anchor. */
+import { createHash } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
+import type { TpmAnchorConfig, TpmAnchorIndices } from '../../src/audit/anchor.tpm.js';
+import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
+import type { AuditEvent } from '../../src/audit/entry.js';
+import type { AuditLogOptions, AuditLogger } from '../../src/audit/log.js';
+import { AuditLog } from '../../src/audit/log.js';
+import { openDatabase, type Database } from '../../src/shared/db.level.js';
+import { marshalTpmtPublic } from '../../src/tpm/marshal/public.js';
+import { AK_TEMPLATES } from '../../src/tpm/templates.js';
+import type { TpmPort } from '../../src/tpm/tpm.port.js';
+
+export const INDICES: TpmAnchorIndices = { counterIndex: 0x01500020, extendIndex: 0x01500021 };
+export const AK_TEMPLATE = marshalTpmtPublic(AK_TEMPLATES['ecc-p256']);
+
+export const LOG_OPTIONS: AuditLogOptions = {
+  origin: 'grantor.test/audit',
+  maxBatchSize: 256,
+  minAnchorIntervalMs: 0,
+  anchorRetryDeadlineMs: 2000,
+};
+
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export async function provisionAnchor(tpm: TpmPort): Promise<TpmAnchorConfig> {
+  const pinnedNames = await provisionTpmAnchor(tpm, INDICES);
+  return { ...INDICES, pinnedNames, akTemplate: AK_TEMPLATE };
+}
+
+export function event(i: number): AuditEvent {
+  return {
+    type: 'grant.decision',
+    subject: `rt_${i}`,
+    decision: i % 3 === 0 ? 'deny' : 'allow',
+    digest: createHash('sha256').update(`request ${i}`).digest('hex'),
+  };
+}
+
+export interface OpenedLog {
+  readonly db: Database;
+  readonly log: AuditLog;
+  close(): Promise<void>;
+}
+
+/** A log over a LevelDB folder and the real anchor; open() is NOT called. */
+export async function logAt(
+  path: string,
+  tpm: TpmPort,
+  config: TpmAnchorConfig,
+  options: Partial<AuditLogOptions> = {},
+  logger?: AuditLogger,
+): Promise<OpenedLog> {
+  const db = await openDatabase(path);
+  const log = new AuditLog(
+    new LevelAuditStore(db),
+    new TpmAuditAnchor(tpm, config),
+    { ...LOG_OPTIONS, ...options },
+    undefined,
+    logger,
+  );
+  return {
+    db,
+    log,
+    close: async () => {
+      await log.close();
+      await db.close();
+    },
+  };
+}
+
+export function captureLogger(): AuditLogger & { lines: { obj: object; msg: string }[] } {
+  const lines: { obj: object; msg: string }[] = [];
+  const push = (obj: object, msg: string): void => {
+    lines.push({ obj, msg });
+  };
+  return { lines, info: push, warn: push, error: push };
+}
