@@ -1,0 +1,113 @@
+/**
+ * Reference policies: named sets of acceptable PCR values per bank, assigned to runtimes by
+ * label selector, loaded from JSON files and validated at load (a bad file stops startup).
+ *
+ * File form (one policy per file, or an array of them):
+ *   { "name": "swtpm-dev",
+ *     "selector": { "platform": "swtpm" },          // every label must match; {} matches all
+ *     "pcrs": { "sha256": { "0": ["<hex>", ...], "7": ["<hex>"] } },
+ *     "allowSha1": false,                           // a sha1 bank only when true
+ *     "allowReset": true }                          // a TPM reset since the last quote is
+ *                                                   // reported; false makes it untrusted
+ */
+import { readFile } from 'node:fs/promises';
+import { hashInfoByName, type HashName } from '../tpm/marshal/constants.js';
+import { ConfigError } from '../shared/errors.js';
+
+export interface ReferencePolicy {
+  readonly name: string;
+  readonly selector: Readonly<Record<string, string>>;
+  /** bank -> PCR index -> acceptable values (lower-case hex). Every listed PCR is required. */
+  readonly pcrs: ReadonlyMap<HashName, ReadonlyMap<number, ReadonlySet<string>>>;
+  readonly allowReset: boolean;
+}
+
+const BANKS: readonly HashName[] = ['sha1', 'sha256', 'sha384', 'sha512'];
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Validate one parsed policy object; `where` names it in errors. */
+export function parseReferencePolicy(raw: unknown, where: string): ReferencePolicy {
+  const fail = (msg: string): ConfigError => new ConfigError(`referencePolicies(${where})`, msg);
+  if (!isRecord(raw)) throw fail('a policy must be an object');
+  const known = new Set(['name', 'selector', 'pcrs', 'allowSha1', 'allowReset', 'description']);
+  for (const k of Object.keys(raw)) if (!known.has(k)) throw fail(`unknown member ${k}`);
+  const { name, selector = {}, pcrs, allowSha1 = false, allowReset = true } = raw;
+  if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(name))
+    throw fail('name must be 1-64 characters of A-Z a-z 0-9 . _ -');
+  if (!isRecord(selector) || !Object.values(selector).every((v) => typeof v === 'string'))
+    throw fail('selector must map label names to strings');
+  if (typeof allowSha1 !== 'boolean' || typeof allowReset !== 'boolean')
+    throw fail('allowSha1 and allowReset are booleans');
+  if (!isRecord(pcrs) || Object.keys(pcrs).length === 0)
+    throw fail('pcrs must name at least one bank');
+  const banks = new Map<HashName, Map<number, Set<string>>>();
+  for (const [bank, indices] of Object.entries(pcrs)) {
+    const info = hashInfoByName(bank);
+    if (info === undefined || !BANKS.includes(info.name)) throw fail(`unknown bank ${bank}`);
+    // No silent SHA-1: a policy must say it accepts the SHA-1 bank.
+    if (info.name === 'sha1' && !allowSha1) throw fail('the sha1 bank needs allowSha1: true');
+    if (!isRecord(indices) || Object.keys(indices).length === 0)
+      throw fail(`bank ${bank} must name at least one PCR`);
+    const byIndex = new Map<number, Set<string>>();
+    for (const [index, values] of Object.entries(indices)) {
+      if (!/^(0|[1-9][0-9]?)$/.test(index) || Number(index) > 23)
+        throw fail(`${bank}: PCR index ${index} is not 0..23`);
+      if (!Array.isArray(values) || values.length === 0)
+        throw fail(`${bank}:${index} needs a non-empty array of values`);
+      const set = new Set<string>();
+      for (const v of values) {
+        if (typeof v !== 'string' || !new RegExp(`^[0-9a-fA-F]{${info.size * 2}}$`).test(v))
+          throw fail(`${bank}:${index} has a value that is not ${info.size} bytes of hex`);
+        set.add(v.toLowerCase());
+      }
+      byIndex.set(Number(index), set);
+    }
+    banks.set(info.name, byIndex);
+  }
+  return { name, selector: { ...(selector as Record<string, string>) }, pcrs: banks, allowReset };
+}
+
+/** Load and validate policy files; names must be unique across files. */
+export async function loadReferencePolicies(paths: readonly string[]): Promise<ReferencePolicy[]> {
+  const out: ReferencePolicy[] = [];
+  for (const path of paths) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(await readFile(path, 'utf8'));
+    } catch (e) {
+      throw new ConfigError(`referencePolicies(${path})`, `unreadable: ${(e as Error).message}`);
+    }
+    const list = Array.isArray(parsed) ? (parsed as unknown[]) : [parsed];
+    list.forEach((p, i) => out.push(parseReferencePolicy(p, `${path}#${i}`)));
+  }
+  return checkUnique(out);
+}
+
+export function checkUnique(policies: readonly ReferencePolicy[]): ReferencePolicy[] {
+  const names = new Set<string>();
+  for (const p of policies) {
+    if (names.has(p.name)) throw new ConfigError('referencePolicies', `duplicate name ${p.name}`);
+    names.add(p.name);
+  }
+  return [...policies];
+}
+
+/**
+ * The policy for a runtime's labels: every selector entry must match; the most specific
+ * selector wins, the first loaded among equals. Undefined when none applies.
+ */
+export function policyForLabels(
+  policies: readonly ReferencePolicy[],
+  labels: Readonly<Record<string, string>>,
+): ReferencePolicy | undefined {
+  let best: ReferencePolicy | undefined;
+  for (const p of policies) {
+    const entries = Object.entries(p.selector);
+    if (!entries.every(([k, v]) => labels[k] === v)) continue;
+    if (best === undefined || entries.length > Object.keys(best.selector).length) best = p;
+  }
+  return best;
+}
