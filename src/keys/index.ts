@@ -1,0 +1,88 @@
+/**
+ * Wiring of the key domain: the PKCS#11 signer, the LevelDB key store and the service.
+ * Other domains call the KeyService; only this file knows the concrete adapters.
+ */
+import type { Database } from '../shared/db.level.js';
+import { KeyService, type KeyLifecycleEvent } from './key-service.js';
+import { LevelKeyStore } from './key-store.level.js';
+import { silentLogger, type KeysLogger } from './log.js';
+import { Pkcs11Signer } from './signer.pkcs11.js';
+
+export interface KeysConfig {
+  /** Path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so). */
+  readonly modulePath: string;
+  /** The token is found by its label (slot numbers change across re-initialisation). */
+  readonly tokenLabel: string;
+  /** The user PIN, already read from its file or variable. Never logged. */
+  readonly pin: string;
+  /** Scheduled grant-key rotation period; 0 disables it. */
+  readonly rotationPeriodSeconds: number;
+  /** The longest grant lifetime; bounds how long a retired key stays published. */
+  readonly grantMaxTtlSeconds: number;
+  /** Deadline of one signing call. */
+  readonly signDeadlineMs: number;
+  /** Sessions signing in parallel (default 4). */
+  readonly sessionPoolSize?: number;
+  /** Minimum time between two recovery attempts after an HSM fault (default 1000). */
+  readonly recoveryBackoffMs?: number;
+  /** Upper bound of the JWKS max-age (default 300). */
+  readonly jwksMaxAgeSeconds?: number;
+  /** Scheduler period for rotation and retirement (default 5000; 0 disables the timer). */
+  readonly maintenanceIntervalMs?: number;
+  /** Prefix of HSM object labels (default `grantor`). */
+  readonly labelPrefix?: string;
+}
+
+export interface KeysDeps {
+  readonly db: Database;
+  readonly logger?: KeysLogger;
+  readonly now?: () => number;
+  /** The audit hook: called before each key lifecycle change takes effect. */
+  readonly onLifecycle?: (event: KeyLifecycleEvent) => Promise<void>;
+}
+
+export async function createKeys(config: KeysConfig, deps: KeysDeps): Promise<KeyService> {
+  const logger = deps.logger ?? silentLogger;
+  const signer = new Pkcs11Signer(
+    {
+      modulePath: config.modulePath,
+      tokenLabel: config.tokenLabel,
+      pin: config.pin,
+      sessionPoolSize: config.sessionPoolSize ?? 4,
+      signDeadlineMs: config.signDeadlineMs,
+      recoveryBackoffMs: config.recoveryBackoffMs ?? 1000,
+    },
+    logger,
+  );
+  return KeyService.start(
+    {
+      rotationPeriodSeconds: config.rotationPeriodSeconds,
+      grantMaxTtlSeconds: config.grantMaxTtlSeconds,
+      jwksMaxAgeSeconds: config.jwksMaxAgeSeconds ?? 300,
+      maintenanceIntervalMs: config.maintenanceIntervalMs ?? 5000,
+      labelPrefix: config.labelPrefix ?? 'grantor',
+    },
+    {
+      signer,
+      store: new LevelKeyStore(deps.db),
+      logger,
+      ...(deps.now === undefined ? {} : { now: deps.now }),
+      ...(deps.onLifecycle === undefined ? {} : { onLifecycle: deps.onLifecycle }),
+    },
+  );
+}
+
+export { KeyService } from './key-service.js';
+export type {
+  Jwk,
+  Jwks,
+  KeyLifecycleEvent,
+  KeyLifecycleReason,
+  KeyServiceOptions,
+  PublishedKeySet,
+  RotationResult,
+} from './key-service.js';
+export type { KeyPurpose, KeyRecord, KeyState } from './key-store.port.js';
+export type { KeyAlgorithm, PublicJwk } from './signer.port.js';
+export type { KeysLogger } from './log.js';
+export * from './errors.js';

@@ -1,0 +1,590 @@
+/**
+ * The key lifecycle: one active key per purpose (ES256 for grants, EdDSA for audit
+ * checkpoints), rotation, the published key set, retirement and destruction.
+ *
+ * Rotation generates the new key pair while signing goes on, writes the lifecycle event
+ * (the audit hook) and then, with new grant signatures held for the length of one store
+ * write, records the new key as active and the previous one as retiring with the largest
+ * `exp` it ever signed. Every signature selects its key and raises that bound
+ * synchronously before it is made, so the bound written at rotation covers every grant
+ * the previous key signed or is still signing. A retiring key stays published until that
+ * bound has passed, then it is retired (unpublished); destroying the HSM object is a
+ * separate, explicit act.
+ */
+import { createHash } from 'node:crypto';
+import canonicalizeModule from 'canonicalize';
+import { BadRequestError } from '../shared/errors.js';
+import { HsmKeyUnsafeError, KeyNotFoundError, KeyStateInvalidError } from './errors.js';
+import { ed25519Raw, sameJwk, thumbprint } from './jwk.js';
+import type { KeyPurpose, KeyRecord, KeyStore } from './key-store.port.js';
+import { silentLogger, type KeysLogger } from './log.js';
+import type { HsmSigner, KeyAlgorithm, PublicJwk } from './signer.port.js';
+
+export interface KeyServiceOptions {
+  /** Scheduled rotation of the grant key; 0 disables it (on-demand rotation only). */
+  readonly rotationPeriodSeconds: number;
+  /** The longest grant lifetime the appliance issues; signJws refuses a later `exp`. */
+  readonly grantMaxTtlSeconds: number;
+  /** Upper bound of the JWKS Cache-Control max-age (an on-demand rotation is unforeseeable). */
+  readonly jwksMaxAgeSeconds: number;
+  /** How often scheduled rotation and retirement run; 0 runs them only through maintain(). */
+  readonly maintenanceIntervalMs: number;
+  /** Prefix of the HSM object labels (`<prefix>-grant-<time>`). */
+  readonly labelPrefix: string;
+}
+
+export type KeyLifecycleReason =
+  'first_start' | 'scheduled' | 'on_demand' | 'expired' | 'forced' | 'explicit';
+
+/** One administrative act on a key, given to the audit hook before it takes effect. */
+export interface KeyLifecycleEvent {
+  readonly type: 'key_created' | 'key_rotated' | 'key_retired' | 'key_destroyed';
+  readonly kid: string;
+  readonly purpose: KeyPurpose;
+  readonly previousKid?: string;
+  readonly reason: KeyLifecycleReason;
+  /** RFC 3339. */
+  readonly at: string;
+}
+
+export interface KeyServiceDeps {
+  readonly signer: HsmSigner;
+  readonly store: KeyStore;
+  readonly logger?: KeysLogger;
+  /** Milliseconds since the epoch. */
+  readonly now?: () => number;
+  /** Called before each lifecycle change is applied; a rejection aborts the change. */
+  readonly onLifecycle?: (event: KeyLifecycleEvent) => Promise<void>;
+}
+
+export type Jwk = PublicJwk & {
+  readonly kid: string;
+  readonly alg: KeyAlgorithm;
+  readonly use: 'sig';
+};
+export interface Jwks {
+  readonly keys: Jwk[];
+}
+
+export interface PublishedKeySet {
+  readonly jwks: Jwks;
+  /** A strong ETag (quoted) over the canonical JSON of the set. */
+  readonly etag: string;
+  /** Seconds a cache may keep the set: never past the next scheduled change. */
+  readonly maxAgeSeconds: number;
+}
+
+export interface RotationResult {
+  readonly active: KeyRecord;
+  readonly previous: KeyRecord | undefined;
+}
+
+// The package's types declare an ES default export; its code is `module.exports = fn`.
+const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
+
+const ALG: Record<KeyPurpose, KeyAlgorithm> = { grant: 'ES256', audit: 'EdDSA' };
+
+interface Usage {
+  inFlight: number;
+  /** Largest `exp` (NumericDate) of a grant this key signed or is signing. */
+  maxExp: number;
+}
+
+const b64u = (bytes: Uint8Array | string): string => Buffer.from(bytes).toString('base64url');
+
+export class KeyService {
+  private readonly records = new Map<string, KeyRecord>();
+  private readonly active = new Map<KeyPurpose, KeyRecord>();
+  private readonly usage = new Map<string, Usage>();
+  private readonly logger: KeysLogger;
+  private readonly now: () => number;
+  private chain: Promise<unknown> = Promise.resolve();
+  /** Set while a rotation switches keys: new signatures of that purpose wait for it. */
+  private readonly switching = new Map<KeyPurpose, Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private maintaining = false;
+  private closed = false;
+
+  private constructor(
+    private readonly options: KeyServiceOptions,
+    private readonly deps: KeyServiceDeps,
+  ) {
+    this.logger = deps.logger ?? silentLogger;
+    this.now = deps.now ?? Date.now;
+  }
+
+  /**
+   * Open the signer, load every key in use from the store, check each one in the HSM
+   * (refusing loudly a key that could leave it or is not the key the store names), and
+   * create the first key of a purpose that has none.
+   */
+  static async start(options: KeyServiceOptions, deps: KeyServiceDeps): Promise<KeyService> {
+    const service = new KeyService(options, deps);
+    await deps.signer.open();
+    try {
+      await service.load();
+    } catch (e) {
+      await deps.signer.close();
+      throw e;
+    }
+    if (options.maintenanceIntervalMs > 0) {
+      service.timer = setInterval(() => {
+        service.scheduledMaintenance();
+      }, options.maintenanceIntervalMs);
+      service.timer.unref();
+    }
+    return service;
+  }
+
+  private async load(): Promise<void> {
+    const records = await this.deps.store.list();
+    for (const purpose of ['grant', 'audit'] as const) {
+      const actives = records.filter((r) => r.purpose === purpose && r.state === 'active');
+      if (actives.length > 1) {
+        throw new KeyStateInvalidError(`the store has more than one active ${purpose} key`, {
+          kids: actives.map((r) => r.kid),
+        });
+      }
+    }
+    const nowS = this.nowSeconds();
+    for (const r of records) {
+      if (r.state !== 'retired') await this.checkInHsm(r);
+      this.records.set(r.kid, r);
+      // A previous run may have signed grants up to its maximum TTL with the active key.
+      const maxExp =
+        r.state === 'active' ? nowS + this.options.grantMaxTtlSeconds : (r.maxExp ?? 0);
+      this.usage.set(r.kid, { inFlight: 0, maxExp });
+      if (r.state === 'active') this.active.set(r.purpose, r);
+    }
+    for (const purpose of ['grant', 'audit'] as const) {
+      if (!this.active.has(purpose))
+        await this.exclusive(() => this.rotateNow(purpose, 'first_start'));
+    }
+  }
+
+  private async checkInHsm(r: KeyRecord): Promise<void> {
+    const key = await this.deps.signer.load(r.hsmId, r.alg);
+    // The store names the key by its thumbprint: the HSM object must be that very key.
+    if (!sameJwk(key.publicJwk, r.publicJwk) || (await thumbprint(key.publicJwk)) !== r.kid) {
+      this.logger.error(
+        { kid: r.kid, hsmId: r.hsmId },
+        'REFUSING an HSM key that is not the stored key',
+      );
+      throw new HsmKeyUnsafeError(`HSM key ${r.hsmId} does not match key ${r.kid}`, {
+        details: { kid: r.kid, hsmId: r.hsmId },
+      });
+    }
+  }
+
+  // --- signing ------------------------------------------------------------------------
+
+  /**
+   * A compact JWS (ES256) over `payload` with the active grant key. `protectedHeader`
+   * carries everything but `alg` and `kid` (e.g. `typ`); `payload` must be JSON claims
+   * with a numeric `exp` no later than now + grantMaxTtlSeconds.
+   */
+  async signJws(
+    protectedHeader: Readonly<Record<string, unknown>>,
+    payload: Uint8Array,
+  ): Promise<string> {
+    if ('alg' in protectedHeader || 'kid' in protectedHeader) {
+      throw new BadRequestError('the protected header must not set alg or kid');
+    }
+    const payloadB64 = b64u(payload);
+    const exp = this.grantExp(payload);
+    const key = await this.grantKey();
+    const header = b64u(JSON.stringify({ alg: 'ES256', kid: key.kid, ...protectedHeader }));
+    const signingInput = `${header}.${payloadB64}`;
+    const signature = await this.signWith(key, Buffer.from(signingInput, 'ascii'), exp);
+    return `${signingInput}.${b64u(signature)}`;
+  }
+
+  /** The kid that signGrant accepts now (the active grant key). */
+  activeGrantKid(): string {
+    return this.activeKey('grant').kid;
+  }
+
+  /**
+   * Sign a JWS signing input whose header names `kid` (which must be the active grant
+   * key: KeyStateInvalidError otherwise). Returns the ES256 r‖s signature. signJws is the
+   * race-free way; this is for callers that build the JWS themselves.
+   */
+  async signGrant(kid: string, signingInput: Uint8Array, exp: number): Promise<Uint8Array> {
+    const input = Buffer.from(signingInput);
+    this.checkExp(exp);
+    const record = this.records.get(kid);
+    if (record === undefined) throw new KeyNotFoundError(kid);
+    const key = await this.grantKey();
+    if (key.kid !== kid)
+      throw new KeyStateInvalidError('the key is not the active grant key', {
+        kid,
+        state: record.state,
+      });
+    return this.signWith(key, input, exp);
+  }
+
+  /** Sign an audit checkpoint with the active Ed25519 key. */
+  async signAudit(message: Uint8Array): Promise<{ keyId: string; signature: Uint8Array }> {
+    const input = Buffer.from(message);
+    const pending = this.switching.get('audit');
+    if (pending !== undefined) await pending;
+    const key = this.activeKey('audit');
+    const signature = await this.deps.signer.sign(key.hsmId, input);
+    return { keyId: key.kid, signature };
+  }
+
+  /** The active audit key: 32 raw Ed25519 bytes and its JWK. */
+  auditPublicKey(): { raw: Uint8Array; jwk: Jwk } {
+    const key = this.activeKey('audit');
+    return {
+      raw: ed25519Raw(key.publicJwk),
+      jwk: { ...key.publicJwk, kid: key.kid, alg: 'EdDSA', use: 'sig' },
+    };
+  }
+
+  private grantExp(payload: Uint8Array): number {
+    let claims: unknown;
+    try {
+      claims = JSON.parse(Buffer.from(payload).toString('utf8'));
+    } catch (e) {
+      throw new BadRequestError('the grant payload is not JSON', { cause: e });
+    }
+    const exp =
+      typeof claims === 'object' && claims !== null ? (claims as { exp?: unknown }).exp : undefined;
+    if (typeof exp !== 'number' || !Number.isInteger(exp)) {
+      throw new BadRequestError('the grant payload needs an integer exp');
+    }
+    this.checkExp(exp);
+    return exp;
+  }
+
+  private checkExp(exp: number): void {
+    // The key's publication lifetime is bounded by this: a later exp would outlive it.
+    const limit = this.nowSeconds() + this.options.grantMaxTtlSeconds;
+    if (!Number.isInteger(exp) || exp > limit) {
+      throw new BadRequestError('the grant expires later than the maximum grant TTL allows', {
+        details: { exp, limit },
+      });
+    }
+  }
+
+  private async grantKey(): Promise<KeyRecord> {
+    const pending = this.switching.get('grant');
+    if (pending !== undefined) await pending;
+    return this.activeKey('grant');
+  }
+
+  private activeKey(purpose: KeyPurpose): KeyRecord {
+    const key = this.active.get(purpose);
+    if (key === undefined) throw new KeyStateInvalidError(`there is no active ${purpose} key`);
+    return key;
+  }
+
+  private async signWith(key: KeyRecord, input: Buffer, exp: number): Promise<Uint8Array> {
+    const usage = this.usageOf(key.kid);
+    // Raised before the signature exists, so a rotation starting now sees it.
+    usage.maxExp = Math.max(usage.maxExp, exp);
+    usage.inFlight += 1;
+    try {
+      return await this.deps.signer.sign(key.hsmId, input);
+    } finally {
+      usage.inFlight -= 1;
+    }
+  }
+
+  private usageOf(kid: string): Usage {
+    let u = this.usage.get(kid);
+    if (u === undefined) {
+      u = { inFlight: 0, maxExp: 0 };
+      this.usage.set(kid, u);
+    }
+    return u;
+  }
+
+  // --- the published set --------------------------------------------------------------
+
+  /** Active and retiring grant keys, active first. */
+  jwks(): Jwks {
+    const keys = [...this.records.values()]
+      .filter((r) => r.purpose === 'grant' && (r.state === 'active' || r.state === 'retiring'))
+      .sort((a, b) =>
+        a.state === b.state
+          ? b.createdAt.localeCompare(a.createdAt)
+          : a.state === 'active'
+            ? -1
+            : 1,
+      )
+      .map((r): Jwk => ({ ...r.publicJwk, kid: r.kid, alg: 'ES256', use: 'sig' }));
+    return { keys };
+  }
+
+  /** The set with its ETag and the longest time a cache may keep it. */
+  publishedKeySet(): PublishedKeySet {
+    const jwks = this.jwks();
+    const canonical = canonicalize(jwks) ?? '';
+    const etag = `"${createHash('sha256').update(canonical).digest('base64url')}"`;
+    const nowS = this.nowSeconds();
+    let maxAge = this.options.jwksMaxAgeSeconds;
+    const active = this.active.get('grant');
+    if (active !== undefined && this.options.rotationPeriodSeconds > 0) {
+      maxAge = Math.min(maxAge, this.nextRotationAt(active) - nowS);
+    }
+    for (const r of this.records.values()) {
+      if (r.purpose === 'grant' && r.state === 'retiring')
+        maxAge = Math.min(maxAge, this.retiringUntil(r) - nowS);
+    }
+    return { jwks, etag, maxAgeSeconds: Math.max(0, Math.floor(maxAge)) };
+  }
+
+  private nextRotationAt(active: KeyRecord): number {
+    return Math.floor(Date.parse(active.createdAt) / 1000) + this.options.rotationPeriodSeconds;
+  }
+
+  private retiringUntil(r: KeyRecord): number {
+    return Math.max(r.maxExp ?? 0, this.usage.get(r.kid)?.maxExp ?? 0);
+  }
+
+  // --- lifecycle ----------------------------------------------------------------------
+
+  /** Every key record (the service's copy), newest first. */
+  list(): KeyRecord[] {
+    return [...this.records.values()]
+      .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
+      .map((r) => structuredClone(r));
+  }
+
+  get(kid: string): KeyRecord {
+    const r = this.records.get(kid);
+    if (r === undefined) throw new KeyNotFoundError(kid);
+    return structuredClone(r);
+  }
+
+  /** Generate a new key for `purpose` and make it active; the previous one starts retiring. */
+  rotate(
+    purpose: KeyPurpose,
+    reason: 'on_demand' | 'scheduled' = 'on_demand',
+  ): Promise<RotationResult> {
+    return this.exclusive(() => this.rotateNow(purpose, reason));
+  }
+
+  /**
+   * Retire a retiring key (unpublish it). Refused while a grant it signed may still be
+   * live, unless `force` (an emergency: those grants stop verifying).
+   */
+  retire(kid: string, options: { force?: boolean } = {}): Promise<KeyRecord> {
+    return this.exclusive(async () => {
+      const r = this.records.get(kid);
+      if (r === undefined) throw new KeyNotFoundError(kid);
+      if (r.state !== 'retiring') {
+        throw new KeyStateInvalidError(
+          r.state === 'active'
+            ? 'an active key is retired by rotating it first'
+            : 'the key is already retired',
+          { kid, state: r.state },
+        );
+      }
+      const until = this.retiringUntil(r);
+      const inFlight = this.usage.get(kid)?.inFlight ?? 0;
+      if (options.force !== true && (this.nowSeconds() < until || inFlight > 0)) {
+        throw new KeyStateInvalidError('grants signed by this key may still be live', {
+          kid,
+          until,
+          inFlight,
+        });
+      }
+      return this.retireNow(r, options.force === true ? 'forced' : 'explicit');
+    });
+  }
+
+  /** Destroy the HSM objects of a retired key. Irreversible; the record stays. */
+  destroy(kid: string): Promise<KeyRecord> {
+    return this.exclusive(async () => {
+      const r = this.records.get(kid);
+      if (r === undefined) throw new KeyNotFoundError(kid);
+      if (r.state !== 'retired')
+        throw new KeyStateInvalidError('only a retired key can be destroyed', {
+          kid,
+          state: r.state,
+        });
+      if (r.destroyedAt !== undefined)
+        throw new KeyStateInvalidError('the key is already destroyed', { kid });
+      const at = this.isoNow();
+      await this.emit({ type: 'key_destroyed', kid, purpose: r.purpose, reason: 'explicit', at });
+      await this.deps.signer.destroy(r.hsmId);
+      const next: KeyRecord = { ...r, destroyedAt: at };
+      await this.deps.store.putAll([next]);
+      this.records.set(kid, next);
+      this.logger.info({ kid }, 'key destroyed in the HSM');
+      return structuredClone(next);
+    });
+  }
+
+  /**
+   * Scheduled work: rotate the grant key when its period is over, retire retiring keys
+   * whose grants have all expired. Returns what it did.
+   */
+  maintain(): Promise<{ rotated: boolean; retired: string[] }> {
+    return this.exclusive(async () => {
+      const nowS = this.nowSeconds();
+      let rotated = false;
+      const active = this.active.get('grant');
+      if (
+        active !== undefined &&
+        this.options.rotationPeriodSeconds > 0 &&
+        nowS >= this.nextRotationAt(active)
+      ) {
+        await this.rotateNow('grant', 'scheduled');
+        rotated = true;
+      }
+      const retired: string[] = [];
+      for (const r of [...this.records.values()]) {
+        if (r.state !== 'retiring') continue;
+        if (nowS < this.retiringUntil(r) || (this.usage.get(r.kid)?.inFlight ?? 0) > 0) continue;
+        await this.retireNow(r, 'expired');
+        retired.push(r.kid);
+      }
+      return { rotated, retired };
+    });
+  }
+
+  private scheduledMaintenance(): void {
+    if (this.maintaining || this.closed) return;
+    this.maintaining = true;
+    this.maintain()
+      .catch((e: unknown) => {
+        this.logger.error(
+          { code: (e as { code?: unknown }).code },
+          'scheduled key maintenance failed',
+        );
+      })
+      .finally(() => {
+        this.maintaining = false;
+      });
+  }
+
+  private async rotateNow(
+    purpose: KeyPurpose,
+    reason: KeyLifecycleReason,
+  ): Promise<RotationResult> {
+    if (this.closed) throw new KeyStateInvalidError('the key service is closed');
+    const at = this.isoNow();
+    const label = `${this.options.labelPrefix}-${purpose}-${at.replace(/[^0-9]/g, '')}`;
+    const key = await this.deps.signer.generate(ALG[purpose], label);
+    const kid = await thumbprint(key.publicJwk);
+    const fresh: KeyRecord = {
+      kid,
+      purpose,
+      alg: key.alg,
+      state: 'active',
+      hsmId: key.hsmId,
+      hsmLabel: key.label,
+      publicJwk: key.publicJwk,
+      createdAt: at,
+    };
+    const old = this.active.get(purpose);
+    try {
+      await this.emit(
+        old === undefined
+          ? { type: 'key_created', kid, purpose, reason, at }
+          : { type: 'key_rotated', kid, purpose, previousKid: old.kid, reason, at },
+      );
+    } catch (e) {
+      await this.discard(key.hsmId);
+      throw e;
+    }
+    // Hold new signatures of this purpose for the one store write that switches keys.
+    let open = (): void => undefined;
+    this.switching.set(
+      purpose,
+      new Promise<void>((res) => {
+        open = res;
+      }),
+    );
+    try {
+      let previous: KeyRecord | undefined;
+      if (old !== undefined) {
+        // Grants carry an exp; audit checkpoints do not, so an audit key retires at once.
+        previous =
+          purpose === 'grant'
+            ? { ...old, state: 'retiring', retiringAt: at, maxExp: this.retiringUntil(old) }
+            : { ...old, state: 'retired', retiringAt: at, retiredAt: at };
+      }
+      try {
+        await this.deps.store.putAll(previous === undefined ? [fresh] : [previous, fresh]);
+      } catch (e) {
+        await this.discard(key.hsmId);
+        throw e;
+      }
+      if (previous !== undefined) this.records.set(previous.kid, previous);
+      this.records.set(kid, fresh);
+      this.active.set(purpose, fresh);
+      this.usage.set(kid, { inFlight: 0, maxExp: 0 });
+      this.logger.info({ kid, purpose, previousKid: old?.kid, reason }, 'key rotated');
+      return {
+        active: structuredClone(fresh),
+        previous: previous === undefined ? undefined : structuredClone(previous),
+      };
+    } finally {
+      this.switching.delete(purpose);
+      open();
+    }
+  }
+
+  private async retireNow(r: KeyRecord, reason: KeyLifecycleReason): Promise<KeyRecord> {
+    const at = this.isoNow();
+    await this.emit({ type: 'key_retired', kid: r.kid, purpose: r.purpose, reason, at });
+    const next: KeyRecord = {
+      ...r,
+      state: 'retired',
+      retiredAt: at,
+      maxExp: this.retiringUntil(r),
+    };
+    await this.deps.store.putAll([next]);
+    this.records.set(r.kid, next);
+    this.logger.info({ kid: r.kid, reason }, 'key retired');
+    return structuredClone(next);
+  }
+
+  /** Best effort: a key generated for a change that did not happen is destroyed again. */
+  private async discard(hsmId: string): Promise<void> {
+    try {
+      await this.deps.signer.destroy(hsmId);
+    } catch {
+      this.logger.warn({ hsmId }, 'could not destroy an unused HSM key');
+    }
+  }
+
+  private async emit(event: KeyLifecycleEvent): Promise<void> {
+    if (this.deps.onLifecycle !== undefined) await this.deps.onLifecycle(event);
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private nowSeconds(): number {
+    return Math.floor(this.now() / 1000);
+  }
+
+  private isoNow(): string {
+    return new Date(this.now()).toISOString();
+  }
+
+  // --- health -------------------------------------------------------------------------
+
+  /** An open, logged-in session on the token. */
+  ready(): Promise<{ ok: boolean; reason?: string }> {
+    return this.deps.signer.ready();
+  }
+
+  /** Stop the scheduler and close the signer. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    await this.chain;
+    await this.deps.signer.close();
+  }
+}
