@@ -1,0 +1,144 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryTokenStore } from '../../operators/token-store.memory.js';
+import { OperatorTokens } from '../../operators/tokens.js';
+import { createServer, type App } from '../app.js';
+import { operatorAuth, requireActor } from './auth.js';
+
+let app: App | undefined;
+afterEach(async () => {
+  await app?.close();
+  app = undefined;
+});
+
+async function setup() {
+  const tokens = new OperatorTokens(new MemoryTokenStore());
+  const a = createServer();
+  await a.register(operatorAuth, { tokens });
+  a.get('/audit', { config: { role: 'auditor' } }, (req) => ({ actor: requireActor(req) }));
+  a.post('/keys', { config: { role: 'key_custodian' } }, (req) => ({ id: requireActor(req).id }));
+  a.get('/runtimes', { config: { role: ['auditor', 'operator'] } }, (req) => ({
+    role: requireActor(req).role,
+  }));
+  a.post('/grants', { config: { actor: 'runtime' } }, () => ({ ok: true }));
+  a.get('/public', (req) => ({ actor: req.actor ?? null }));
+  await a.ready();
+  app = a;
+  const auditor = (await tokens.create({ role: 'auditor', actor: 'alice' })).token;
+  const operator = (await tokens.create({ role: 'operator', actor: 'olga' })).token;
+  const custodian = (await tokens.create({ role: 'key_custodian', actor: 'kim' })).token;
+  return { app: a, tokens, auditor, operator, custodian };
+}
+
+const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+const codeOf = (body: string) => (JSON.parse(body) as { error: { code: string } }).error.code;
+
+describe('operatorAuth', () => {
+  it('lets the right role in and exposes the actor', async () => {
+    const s = await setup();
+    const res = await s.app.inject({ url: '/audit', headers: bearer(s.auditor) });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({
+      actor: { kind: 'operator', role: 'auditor', name: 'alice', credential: 'token' },
+    });
+    const many = await s.app.inject({ url: '/runtimes', headers: bearer(s.operator) });
+    expect(many.json()).toEqual({ role: 'operator' });
+  });
+
+  it('answers 401 unauthenticated without a credential, before reading the body', async () => {
+    const s = await setup();
+    const none = await s.app.inject({ url: '/audit' });
+    expect(none.statusCode).toBe(401);
+    expect(codeOf(none.body)).toBe('unauthenticated');
+    const malformedBody = await s.app.inject({
+      method: 'POST',
+      url: '/keys',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"not json',
+    });
+    expect(malformedBody.statusCode).toBe(401);
+    expect(codeOf(malformedBody.body)).toBe('unauthenticated');
+  });
+
+  it('answers 401 for an invalid, malformed or revoked token', async () => {
+    const s = await setup();
+    const forged = 'gop_' + '0'.repeat(16) + 'A'.repeat(43);
+    for (const headers of [
+      bearer(forged),
+      { authorization: 'Basic YWxpY2U6c2VjcmV0' },
+      { authorization: 'Bearer' },
+    ]) {
+      const res = await s.app.inject({ url: '/audit', headers });
+      expect(res.statusCode).toBe(401);
+      expect(codeOf(res.body)).toBe('unauthenticated');
+    }
+    const id = requireIdOf(
+      await s.app.inject({ method: 'POST', url: '/keys', headers: bearer(s.custodian) }),
+    );
+    await s.tokens.revoke(id);
+    const revoked = await s.app.inject({
+      method: 'POST',
+      url: '/keys',
+      headers: bearer(s.custodian),
+    });
+    expect(revoked.statusCode).toBe(401);
+    expect(codeOf(revoked.body)).toBe('unauthenticated');
+  });
+
+  it('answers 401 when a runtime credential is presented where an operator one is needed', async () => {
+    const s = await setup();
+    // A grant (JWS compact) or a runtime's session proof is not an operator credential.
+    const jws = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJydF8xIn0.c2ln';
+    const res = await s.app.inject({ url: '/audit', headers: bearer(jws) });
+    expect(res.statusCode).toBe(401);
+    expect(codeOf(res.body)).toBe('unauthenticated');
+  });
+
+  it('answers 403 forbidden for a valid credential with the wrong role', async () => {
+    const s = await setup();
+    const res = await s.app.inject({ method: 'POST', url: '/keys', headers: bearer(s.auditor) });
+    expect(res.statusCode).toBe(403);
+    expect(codeOf(res.body)).toBe('forbidden');
+    const custodian = await s.app.inject({ url: '/runtimes', headers: bearer(s.custodian) });
+    expect(custodian.statusCode).toBe(403);
+    expect(codeOf(custodian.body)).toBe('forbidden');
+  });
+
+  it('refuses operator credentials on runtime routes, with 403 forbidden', async () => {
+    const s = await setup();
+    const op = await s.app.inject({ method: 'POST', url: '/grants', headers: bearer(s.operator) });
+    expect(op.statusCode).toBe(403);
+    expect(codeOf(op.body)).toBe('forbidden');
+    // Even an invalid operator token: the shape alone says "operator".
+    const forged = 'gop_' + '0'.repeat(16) + 'A'.repeat(43);
+    const f = await s.app.inject({ method: 'POST', url: '/grants', headers: bearer(forged) });
+    expect(f.statusCode).toBe(403);
+    const runtime = await s.app.inject({ method: 'POST', url: '/grants' });
+    expect(runtime.statusCode).toBe(200);
+  });
+
+  it('leaves public routes open and ignores credentials there', async () => {
+    const s = await setup();
+    const res = await s.app.inject({ url: '/public', headers: bearer('garbage') });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ actor: null });
+  });
+
+  it('refuses at start-up a route with an unknown role or both role and actor', async () => {
+    const tokens = new OperatorTokens(new MemoryTokenStore());
+    const a = createServer();
+    await a.register(operatorAuth, { tokens });
+    expect(() =>
+      a.get('/x', { config: { role: 'root' as unknown as 'auditor' } }, () => ({})),
+    ).toThrow(/unknown config.role/);
+    expect(() =>
+      a.get('/y', { config: { role: 'auditor', actor: 'runtime' } }, () => ({})),
+    ).toThrow(/exclude/);
+    expect(() => a.get('/z', { config: { role: [] } }, () => ({}))).toThrow(/unknown config.role/);
+    await a.close();
+  });
+});
+
+function requireIdOf(res: { statusCode: number; json: () => unknown }): string {
+  expect(res.statusCode).toBe(200);
+  return (res.json() as { id: string }).id;
+}

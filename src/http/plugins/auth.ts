@@ -1,0 +1,149 @@
+/**
+ * Operator authentication and roles. One `onRequest` hook for every route registered after
+ * the plugin (it is global on purpose: a route is protected by declaring `config.role` next
+ * to its schema, wherever its plugin lives, so a new route folder cannot forget to install
+ * the hook). It runs before the body is read, so an unauthenticated caller never gets a
+ * body parsed.
+ *
+ * - `config.role` (a role or a list of roles): an operator credential with one of those
+ *   roles is required: none or an invalid one -> 401 `unauthenticated`, another role ->
+ *   403 `forbidden`. The operator is then `request.actor` (audit it).
+ * - `config.actor: 'runtime'`: a runtime protocol route (the body carries its own proof).
+ *   Any operator credential is refused with 403 `forbidden`: operators never ask for grants.
+ * - neither: public (health, JWKS, metrics); credentials are ignored.
+ *
+ * Credentials: `Authorization: Bearer gop_...` (an operator token), or a TLS client
+ * certificate that the listener verified (`socket.authorized`) and that
+ * OperatorCertificateVerifier accepts (issued by the operator CA, role in the certificate).
+ * A bearer header wins over a certificate; any other bearer (a grant, a runtime's proof) is
+ * not an operator credential.
+ */
+import type { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyRequest, onRouteHookHandler } from 'fastify';
+import type { OperatorCertificateVerifier } from '../../operators/client-cert.js';
+import { ForbiddenError, UnauthenticatedError } from '../../operators/errors.js';
+import { isRole, type OperatorActor, type Role } from '../../operators/roles.js';
+import { looksLikeOperatorToken, type OperatorTokens } from '../../operators/tokens.js';
+import { namedGlobalPlugin } from './plugin.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The operator role(s) this route needs; absent: not an operator route. */
+    role?: Role | readonly Role[];
+    /** `runtime`: a runtime protocol route; operator credentials are refused. */
+    actor?: 'runtime';
+  }
+  interface FastifyRequest {
+    /** The authenticated operator on a route with `config.role`; otherwise undefined. */
+    actor: OperatorActor | undefined;
+  }
+}
+
+export interface OperatorAuthOptions {
+  readonly tokens: Pick<OperatorTokens, 'authenticate'>;
+  /** Client certificates are accepted only when this is set (mutual TLS configured). */
+  readonly certificates?: OperatorCertificateVerifier;
+  readonly now?: () => Date;
+}
+
+export const OPERATOR_AUTH_PLUGIN = 'grantor-operator-auth';
+
+function rolesOf(role: Role | readonly Role[]): readonly Role[] {
+  return typeof role === 'string' ? [role] : role;
+}
+
+function bearer(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header === undefined) return undefined;
+  const m = /^Bearer +(\S+) *$/i.exec(header);
+  // A malformed Authorization header is a failed credential, not a missing one.
+  return m?.[1] ?? '';
+}
+
+/** The DER of a client certificate the TLS layer verified against the listener's CA. */
+function verifiedPeerCertificate(request: FastifyRequest): Buffer | undefined {
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') {
+    return undefined;
+  }
+  const peer = socket.getPeerCertificate(false);
+  // An empty object when the client sent none.
+  return Buffer.isBuffer(peer.raw) && peer.raw.length > 0 ? peer.raw : undefined;
+}
+
+async function authenticate(
+  request: FastifyRequest,
+  opts: OperatorAuthOptions,
+  now: () => Date,
+): Promise<OperatorActor> {
+  const token = bearer(request);
+  if (token !== undefined) {
+    if (!looksLikeOperatorToken(token)) {
+      // A runtime's or gateway's bearer (a grant, a proof) never stands for an operator.
+      throw new UnauthenticatedError('this route needs an operator credential');
+    }
+    return opts.tokens.authenticate(token);
+  }
+  const der = opts.certificates === undefined ? undefined : verifiedPeerCertificate(request);
+  if (der !== undefined && opts.certificates !== undefined) {
+    return opts.certificates.verify(der, now());
+  }
+  throw new UnauthenticatedError();
+}
+
+function presentsOperatorCredential(request: FastifyRequest, opts: OperatorAuthOptions): boolean {
+  const token = bearer(request);
+  if (token !== undefined && looksLikeOperatorToken(token)) return true;
+  return opts.certificates !== undefined && verifiedPeerCertificate(request) !== undefined;
+}
+
+/** Refuse, at start-up, a route whose declaration is wrong rather than leave it open. */
+const checkRouteDeclaration: onRouteHookHandler = (route) => {
+  const config = route.config;
+  if (config === undefined) return;
+  if (config.role !== undefined) {
+    const roles = rolesOf(config.role);
+    if (roles.length === 0 || !roles.every(isRole)) {
+      throw new TypeError(`route ${route.method.toString()} ${route.url}: unknown config.role`);
+    }
+    if (config.actor !== undefined) {
+      throw new TypeError(
+        `route ${route.method.toString()} ${route.url}: config.role and config.actor exclude each other`,
+      );
+    }
+  }
+};
+
+/** Handlers of operator routes: the authenticated operator (for the audit entry). */
+export function requireActor(request: FastifyRequest): OperatorActor {
+  if (request.actor === undefined) throw new UnauthenticatedError();
+  return request.actor;
+}
+
+async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOptions): Promise<void> {
+  const now = opts.now ?? (() => new Date());
+  app.decorateRequest('actor', undefined);
+  app.addHook('onRoute', checkRouteDeclaration);
+  app.addHook('onRequest', async (request) => {
+    const config = request.routeOptions.config;
+    if (config.actor === 'runtime') {
+      if (presentsOperatorCredential(request, opts)) {
+        throw new ForbiddenError('operator credentials cannot act as a runtime');
+      }
+      return;
+    }
+    if (config.role === undefined) return;
+    const actor = await authenticate(request, opts, now);
+    const allowed = rolesOf(config.role);
+    if (!allowed.includes(actor.role)) {
+      throw new ForbiddenError(`this route needs role ${allowed.join(' or ')}`, {
+        details: { required: [...allowed], role: actor.role },
+      });
+    }
+    request.actor = actor;
+  });
+  await Promise.resolve();
+}
+
+/** Register before the route plugins: `await app.register(operatorAuth, {tokens, certificates})`. */
+export const operatorAuth = namedGlobalPlugin(OPERATOR_AUTH_PLUGIN, operatorAuthPlugin);

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { runOperatorsCli, parseDuration } from './cli.js';
+import { MemoryTokenStore } from './token-store.memory.js';
+import { OperatorTokens } from './tokens.js';
+
+function capture() {
+  const lines: string[] = [];
+  const errors: string[] = [];
+  return {
+    lines,
+    errors,
+    out: { log: (l: string) => lines.push(l), error: (l: string) => errors.push(l) },
+  };
+}
+
+describe('grantor operators token', () => {
+  it('creates a token, prints it once, lists it without the secret, and revokes it', async () => {
+    const svc = new OperatorTokens(new MemoryTokenStore());
+    const c = capture();
+    expect(
+      await runOperatorsCli(
+        ['token', 'create', '--role', 'auditor', '--actor', 'alice', '--ttl', '1d'],
+        svc,
+        c.out,
+      ),
+    ).toBe(0);
+    const token = c.lines.at(-1) ?? '';
+    expect(token).toMatch(/^gop_/);
+    const actor = await svc.authenticate(token);
+    expect(actor.role).toBe('auditor');
+
+    const l = capture();
+    expect(await runOperatorsCli(['token', 'list'], svc, l.out)).toBe(0);
+    expect(l.lines).toHaveLength(1);
+    expect(l.lines[0]).toContain(actor.id);
+    expect(l.lines[0]).toContain('active');
+    expect(l.lines.join('\n')).not.toContain(token.slice(4));
+
+    const r = capture();
+    expect(await runOperatorsCli(['token', 'revoke', actor.id], svc, r.out)).toBe(0);
+    const after = capture();
+    await runOperatorsCli(['token', 'list'], svc, after.out);
+    expect(after.lines[0]).toContain('revoked');
+  });
+
+  it('refuses bad usage with exit code 2', async () => {
+    const svc = new OperatorTokens(new MemoryTokenStore());
+    for (const argv of [
+      [],
+      ['tokens', 'list'],
+      ['token', 'create', '--role', 'root', '--actor', 'a'],
+      ['token', 'create', '--role', 'auditor'],
+      ['token', 'create', '--role', 'auditor', '--actor', 'a', '--ttl', 'soon'],
+      ['token', 'create', '--role', 'auditor', '--actor', 'a', '--pin', '1234'],
+      ['token', 'revoke'],
+      ['token', 'list', 'extra'],
+      ['token', 'burn'],
+    ]) {
+      const c = capture();
+      expect(await runOperatorsCli(argv, svc, c.out)).toBe(2);
+      expect(c.errors.join('\n')).toContain('usage');
+    }
+  });
+
+  it('reports a service refusal by its code with exit code 1', async () => {
+    const svc = new OperatorTokens(new MemoryTokenStore());
+    const c = capture();
+    expect(await runOperatorsCli(['token', 'revoke', 'tok_0000000000000000'], svc, c.out)).toBe(1);
+    expect(c.errors[0]).toContain('operator_token_not_found');
+    const t = capture();
+    expect(
+      await runOperatorsCli(
+        ['token', 'create', '--role', 'auditor', '--actor', 'a', '--ttl', '5'],
+        svc,
+        t.out,
+      ),
+    ).toBe(1);
+    expect(t.errors[0]).toContain('bad_request');
+  });
+
+  it('parses durations', () => {
+    expect(parseDuration('90d')).toBe(90 * 86400);
+    expect(parseDuration('12h')).toBe(43200);
+    expect(parseDuration('30m')).toBe(1800);
+    expect(parseDuration('600')).toBe(600);
+    expect(parseDuration('1w')).toBeUndefined();
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * `grantor operators token create|list|revoke`: the operator-token half of the CLI. The
+ * lead's cli dispatches `operators ...` here with the rest of argv. The token is printed
+ * once, on its own line, and never again (only its hash is stored).
+ */
+import { GrantorError } from '../shared/errors.js';
+import { isRole, ROLES } from './roles.js';
+import type { OperatorTokens, TokenInfo } from './tokens.js';
+
+export interface CliOutput {
+  log(line: string): void;
+  error(line: string): void;
+}
+
+const USAGE = [
+  'usage: grantor operators token create --role <auditor|operator|key_custodian> --actor <name> [--ttl <90d|12h|30m|seconds>]',
+  '       grantor operators token list',
+  '       grantor operators token revoke <tok_id>',
+].join('\n');
+
+const UNIT_SECONDS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d{1,9})([smhd]?)$/.exec(text);
+  if (m === null) return undefined;
+  return Number(m[1]) * (UNIT_SECONDS[m[2] === '' || m[2] === undefined ? 's' : m[2]] ?? 1);
+}
+
+function flags(args: readonly string[]): Map<string, string> | undefined {
+  const out = new Map<string, string>();
+  for (let i = 0; i < args.length; i += 2) {
+    const name = args[i];
+    const value = args[i + 1];
+    if (name === undefined || !name.startsWith('--') || value === undefined) return undefined;
+    out.set(name.slice(2), value);
+  }
+  return out;
+}
+
+function status(t: TokenInfo, now: Date): string {
+  if (t.revokedAt !== undefined) return `revoked ${t.revokedAt}`;
+  return Date.parse(t.expiresAt) <= now.getTime() ? 'expired' : 'active';
+}
+
+/** Runs one operators subcommand; resolves to the process exit code. */
+export async function runOperatorsCli(
+  argv: readonly string[],
+  svc: OperatorTokens,
+  out: CliOutput,
+  now: () => Date = () => new Date(),
+): Promise<number> {
+  const [noun, verb, ...rest] = argv;
+  if (noun !== 'token') {
+    out.error(USAGE);
+    return 2;
+  }
+  try {
+    switch (verb) {
+      case 'create': {
+        const f = flags(rest);
+        const role = f?.get('role');
+        const actor = f?.get('actor');
+        const ttlText = f?.get('ttl');
+        const ttl = ttlText === undefined ? undefined : parseDuration(ttlText);
+        const unknown = [...(f?.keys() ?? [])].filter((k) => !['role', 'actor', 'ttl'].includes(k));
+        if (f === undefined || !isRole(role) || actor === undefined || unknown.length > 0) {
+          out.error(`expected --role (${ROLES.join('|')}) and --actor\n${USAGE}`);
+          return 2;
+        }
+        if (ttlText !== undefined && ttl === undefined) {
+          out.error(`bad --ttl "${ttlText}"\n${USAGE}`);
+          return 2;
+        }
+        const created = await svc.create({
+          role,
+          actor,
+          ...(ttl === undefined ? {} : { ttlSeconds: ttl }),
+        });
+        out.log(`id:      ${created.info.id}`);
+        out.log(`role:    ${created.info.role}`);
+        out.log(`actor:   ${created.info.actor}`);
+        out.log(`expires: ${created.info.expiresAt}`);
+        out.log('token (shown once; store it now, it cannot be recovered):');
+        out.log(created.token);
+        return 0;
+      }
+      case 'list': {
+        if (rest.length > 0) {
+          out.error(USAGE);
+          return 2;
+        }
+        const t = now();
+        for (const info of await svc.list()) {
+          out.log([info.id, info.role, info.actor, info.expiresAt, status(info, t)].join('\t'));
+        }
+        return 0;
+      }
+      case 'revoke': {
+        const [id, ...extra] = rest;
+        if (id === undefined || extra.length > 0) {
+          out.error(USAGE);
+          return 2;
+        }
+        const info = await svc.revoke(id);
+        out.log(`revoked ${info.id} (${info.role}, ${info.actor})`);
+        return 0;
+      }
+      default:
+        out.error(USAGE);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof GrantorError) {
+      out.error(`error: ${e.code}: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Failures of the operator plane, one class per kind, each with a stable `code` (the HTTP
+ * status for each lives in src/http/error-status.ts). Messages never carry a token.
+ */
+import { GrantorError } from '../shared/errors.js';
+
+type Options = { cause?: unknown; details?: Record<string, unknown> };
+
+/** No usable operator credential: missing, unknown, expired, revoked or malformed. */
+export class UnauthenticatedError extends GrantorError {
+  constructor(message = 'an operator credential is required', options?: Options) {
+    super('unauthenticated', message, options);
+  }
+}
+
+/** The credential is valid but its role may not do this (or it is the wrong kind of actor). */
+export class ForbiddenError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('forbidden', message, options);
+  }
+}
+
+/** No such operator token (CLI revoke). */
+export class OperatorTokenNotFoundError extends GrantorError {
+  constructor(id: string) {
+    super('operator_token_not_found', `no operator token ${id}`, { details: { id } });
+  }
+}
+
+/** The act needs more distinct, valid approvals than it has. */
+export class ApprovalRequiredError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('approval_required', message, options);
+  }
+}
+
+/** The approval request (or every approval it holds) has expired. */
+export class ApprovalExpiredError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('approval_expired', message, options);
+  }
+}
+
+/** The approvals were already used for one act: each approval is single-use. */
+export class ApprovalReusedError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('approval_reused', message, options);
+  }
+}
+
+/** The same actor tried to approve twice: approvals must come from distinct people. */
+export class ApprovalDuplicateActorError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('approval_duplicate_actor', message, options);
+  }
+}
+
+/** No approval request with that id. */
+export class ApprovalNotFoundError extends GrantorError {
+  constructor(id: string) {
+    super('approval_not_found', `no approval request ${id}`, { details: { id } });
+  }
+}
+
+/** A stored operator record does not parse: refuse rather than guess. */
+export class OperatorStoreCorruptError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('operator_store_corrupt', message, options);
+  }
+}
