@@ -199,5 +199,11 @@ describe('TPMS_ATTEST rejections', () => {
   it('gives a value or its own error for arbitrary and mutated bytes', () => {
     expectOnlyOwnErrors(unmarshalTpmsAttest, marshalTpmsAttest, quote);
     expectOnlyOwnErrors(unmarshalTpmsAttest, marshalTpmsAttest, fixture('nvcertify.attest'));
+    expectOnlyOwnErrors(unmarshalTpmsAttest, marshalTpmsAttest, gcpCreation);
+    const sized = (a: TpmsAttest): Buffer => {
+      const body = marshalTpmsAttest(a);
+      return Buffer.concat([Buffer.of(body.length >> 8, body.length & 0xff), body]);
+    };
+    expectOnlyOwnErrors(unmarshalTpm2bAttest, sized, sized(unmarshalTpmsAttest(quote)));
   });
 });

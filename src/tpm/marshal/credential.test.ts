@@ -85,6 +85,8 @@ describe('tpm2_makecredential output', () => {
   });
 
   it('gives a value or its own error for arbitrary and mutated bytes', () => {
+    const blob = unmarshalCredentialFile(fixture('credential-rsa.blob')).credentialBlob;
+    expectOnlyOwnErrors(unmarshalIdObject, marshalIdObject, blob);
     expectOnlyOwnErrors(
       unmarshalCredentialFile,
       marshalCredentialFile,

@@ -41,6 +41,24 @@ describe('TPM2B_PUBLIC / TPMT_PUBLIC from swtpm + tpm2-tools', () => {
     expect(objectName(pub).equals(fixture(`${name}.name`))).toBe(true);
   });
 
+  it('parses the Google Cloud vTPM AK (TPMT_PUBLIC without size prefix) and round-trips it', () => {
+    const gcp = JSON.parse(fixture('gcp/windows_gcp_shielded_vm.json.raw').toString('utf8')) as {
+      AK: { Public: string };
+    };
+    const bytes = Buffer.from(gcp.AK.Public, 'base64');
+    const pub = unmarshalTpmtPublic(bytes);
+    expect(marshalTpmtPublic(pub).equals(bytes)).toBe(true);
+    if (pub.type !== TPM_ALG.RSA) throw new Error('expected RSA');
+    expect(pub.objectAttributes).toMatchObject({
+      restricted: true,
+      sign: true,
+      fixedTPM: true,
+      decrypt: false,
+    });
+    expect(pub.parameters.scheme).toEqual({ scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA1 });
+    expect(pub.unique.length).toBe(256);
+  });
+
   it('decodes the ECC AK fields', () => {
     const pub = unmarshalTpm2bPublic(fixture('ak-ecc.pub'));
     expect(pub.type).toBe(TPM_ALG.ECC);

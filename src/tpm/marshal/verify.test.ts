@@ -1,4 +1,4 @@
-import { constants, generateKeyPairSync, sign } from 'node:crypto';
+import { constants, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { errorCode, fixture } from '../../../test/marshal/support.js';
 import { TPM_ALG, TPM_ECC } from './constants.js';
@@ -10,7 +10,8 @@ import {
   type TpmtPublic,
 } from './public.js';
 import { unmarshalTpmtSignature, type TpmtSignature } from './signature.js';
-import { verifyTpmtSignature } from './verify.js';
+import { publicToKeyObject } from './keys.js';
+import { ecdsaSignatureToDer, ecdsaSignatureToP1363, verifyTpmtSignature } from './verify.js';
 
 const pub = (n: string): TpmtPublic => unmarshalTpm2bPublic(fixture(`${n}.pub`));
 const sig = (n: string): TpmtSignature => unmarshalTpmtSignature(fixture(`${n}.sig`));
@@ -241,5 +242,54 @@ describe('verifyTpmtSignature rejections', () => {
         );
       }),
     ).toBe('tpm_signature_invalid');
+  });
+});
+
+describe('ECDSA signature encodings', () => {
+  it('converts a TPM ECDSA signature to DER and IEEE P1363 that node:crypto verifies', () => {
+    if (eccSig.sigAlg !== TPM_ALG.ECDSA) throw new Error('fixture');
+    const key = publicToKeyObject(eccAk);
+    const der = ecdsaSignatureToDer(eccSig, TPM_ECC.NIST_P256);
+    expect(der[0]).toBe(0x30);
+    expect(verify('sha256', quoteEcc, key, der)).toBe(true);
+    const p1363 = ecdsaSignatureToP1363(eccSig, TPM_ECC.NIST_P256);
+    expect(p1363.length).toBe(64);
+    expect(verify('sha256', quoteEcc, { key, dsaEncoding: 'ieee-p1363' }, p1363)).toBe(true);
+  });
+
+  it('encodes high-bit and short integers, and P-521 lengths, as valid DER', () => {
+    for (let i = 0; i < 40; i++) {
+      const { publicKey, privateKey } = generateKeyPairSync('ec', {
+        namedCurve: i % 2 ? 'P-521' : 'P-256',
+      });
+      const message = randomBytes(16);
+      const size = i % 2 ? 66 : 32;
+      const p1363 = sign('sha256', message, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+      // A TPM may drop leading zero bytes from r and s.
+      const strip = (b: Buffer): Buffer => {
+        let j = 0;
+        while (j < b.length - 1 && b[j] === 0) j++;
+        return b.subarray(j);
+      };
+      const ecdsa = {
+        sigAlg: TPM_ALG.ECDSA,
+        hash: TPM_ALG.SHA256,
+        r: strip(p1363.subarray(0, size)),
+        s: strip(p1363.subarray(size)),
+      } as const;
+      const curve = i % 2 ? TPM_ECC.NIST_P521 : TPM_ECC.NIST_P256;
+      expect(verify('sha256', message, publicKey, ecdsaSignatureToDer(ecdsa, curve))).toBe(true);
+      expect(ecdsaSignatureToP1363(ecdsa, curve).equals(p1363)).toBe(true);
+    }
+  });
+
+  it('refuses out-of-range values and unsupported curves', () => {
+    if (eccSig.sigAlg !== TPM_ALG.ECDSA) throw new Error('fixture');
+    expect(errorCode(() => ecdsaSignatureToDer({ ...eccSig, s: P256_N }, TPM_ECC.NIST_P256))).toBe(
+      'tpm_signature_out_of_range',
+    );
+    expect(errorCode(() => ecdsaSignatureToP1363(eccSig, TPM_ECC.BN_P256))).toBe(
+      'tpm_signature_scheme_mismatch',
+    );
   });
 });

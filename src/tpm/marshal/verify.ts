@@ -61,6 +61,47 @@ function toFixed(v: bigint, size: number): Buffer {
   return Buffer.from(v.toString(16).padStart(size * 2, '0'), 'hex');
 }
 
+function derLength(n: number): Buffer {
+  return n < 0x80
+    ? Buffer.of(n)
+    : n < 0x100
+      ? Buffer.of(0x81, n)
+      : Buffer.of(0x82, n >> 8, n & 0xff);
+}
+
+function derInteger(v: bigint): Buffer {
+  const hex = v.toString(16);
+  let body = Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex');
+  // DER INTEGERs are signed: a leading 1 bit needs a 0x00 byte in front.
+  if (((body[0] ?? 0) & 0x80) !== 0) body = Buffer.concat([Buffer.of(0), body]);
+  return Buffer.concat([Buffer.of(0x02), derLength(body.length), body]);
+}
+
+type EcdsaSignature = Extract<TpmtSignature, { sigAlg: typeof TPM_ALG.ECDSA }>;
+
+/** An ECDSA TPMT_SIGNATURE as IEEE P1363 r || s, each left-padded to the curve size. */
+export function ecdsaSignatureToP1363(signature: EcdsaSignature, curveId: number): Buffer {
+  const curve = CURVE_ORDER[curveId];
+  if (curve === undefined) throw new TpmSignatureSchemeMismatchError('curve not supported');
+  const r = toBigInt(signature.r);
+  const s = toBigInt(signature.s);
+  if (r < 1n || r >= curve.n || s < 1n || s >= curve.n) {
+    throw new TpmSignatureOutOfRangeError('ECDSA r or s outside [1, n-1]');
+  }
+  return Buffer.concat([toFixed(r, curve.size), toFixed(s, curve.size)]);
+}
+
+/** An ECDSA TPMT_SIGNATURE as a DER Ecdsa-Sig-Value (SEQUENCE of INTEGER r, INTEGER s). */
+export function ecdsaSignatureToDer(signature: EcdsaSignature, curveId: number): Buffer {
+  const p1363 = ecdsaSignatureToP1363(signature, curveId);
+  const half = p1363.length / 2;
+  const body = Buffer.concat([
+    derInteger(toBigInt(p1363.subarray(0, half))),
+    derInteger(toBigInt(p1363.subarray(half))),
+  ]);
+  return Buffer.concat([Buffer.of(0x30), derLength(body.length), body]);
+}
+
 /**
  * Check `signature` over `message` (for a quote: the marshalled TPMS_ATTEST bytes) with
  * `pub`. Throws one error class per failure; returns normally only for a valid signature.
@@ -100,15 +141,8 @@ export function verifyTpmtSignature(
   if (signature.sigAlg === TPM_ALG.ECDSA) {
     if (pub.type !== TPM_ALG.ECC)
       throw new TpmSignatureSchemeMismatchError('ECDSA needs an ECC key');
-    const curve = CURVE_ORDER[pub.parameters.curveId];
-    if (curve === undefined) throw new TpmSignatureSchemeMismatchError('curve not supported');
-    const r = toBigInt(signature.r);
-    const s = toBigInt(signature.s);
     // Values outside [1, n-1] are never valid ECDSA signatures.
-    if (r < 1n || r >= curve.n || s < 1n || s >= curve.n) {
-      throw new TpmSignatureOutOfRangeError('ECDSA r or s outside [1, n-1]');
-    }
-    const p1363 = Buffer.concat([toFixed(r, curve.size), toFixed(s, curve.size)]);
+    const p1363 = ecdsaSignatureToP1363(signature, pub.parameters.curveId);
     ok = cryptoVerify(hash.node, message, { key, dsaEncoding: 'ieee-p1363' }, p1363);
   } else {
     if (pub.type !== TPM_ALG.RSA)
