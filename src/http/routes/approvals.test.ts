@@ -1,0 +1,158 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Type } from 'typebox';
+import { MemoryApprovalStore } from '../../operators/approval-store.memory.js';
+import { Approvals } from '../../operators/approvals.js';
+import { MemoryTokenStore } from '../../operators/token-store.memory.js';
+import { OperatorTokens } from '../../operators/tokens.js';
+import { createServer, type App } from '../app.js';
+import { statusForCode } from '../error-status.js';
+import { operatorAuth } from '../plugins/auth.js';
+import { approvalRoutes } from './approvals.js';
+
+let app: App | undefined;
+afterEach(async () => {
+  await app?.close();
+  app = undefined;
+});
+
+async function setup() {
+  const tokens = new OperatorTokens(new MemoryTokenStore());
+  const approvals = new Approvals({ store: new MemoryApprovalStore() });
+  const destroyed: string[] = [];
+  const a = createServer();
+  await a.register(operatorAuth, { tokens });
+  await a.register(approvalRoutes, { approvals });
+  // Stands in for the keys route (someone else's): destroy only with dual control.
+  a.delete(
+    '/v1/keys/:kid',
+    {
+      config: { role: 'key_custodian' },
+      schema: { params: Type.Object({ kid: Type.String() }) },
+    },
+    async (request, reply) => {
+      const { kid } = request.params as { kid: string };
+      await approvals.perform('key.destroy', { kid }, () => {
+        destroyed.push(kid);
+        return Promise.resolve();
+      });
+      return reply.code(204).send();
+    },
+  );
+  await a.ready();
+  app = a;
+  const token = async (role: 'auditor' | 'operator' | 'key_custodian', actor: string) => ({
+    authorization: `Bearer ${(await tokens.create({ role, actor })).token}`,
+  });
+  return {
+    app: a,
+    destroyed,
+    kim: await token('key_custodian', 'kim'),
+    kai: await token('key_custodian', 'kai'),
+    olga: await token('operator', 'olga'),
+    ada: await token('auditor', 'ada'),
+  };
+}
+
+const codeOf = (res: { json: () => unknown }) =>
+  (res.json() as { error: { code: string } }).error.code;
+
+describe('approval routes', () => {
+  it('destroys a key only with two distinct approvals, and only once', async () => {
+    const s = await setup();
+    const created = await s.app.inject({
+      method: 'POST',
+      url: '/v1/approvals',
+      headers: s.kim,
+      payload: { act: 'key.destroy', params: { kid: 'k1' } },
+    });
+    expect(created.statusCode).toBe(201);
+    const id = created.json<{ id: string }>().id;
+    const approve = (headers: Record<string, string>) =>
+      s.app.inject({ method: 'POST', url: `/v1/approvals/${id}/approve`, headers });
+    const destroy = () => s.app.inject({ method: 'DELETE', url: '/v1/keys/k1', headers: s.kim });
+
+    expect((await approve(s.kim)).statusCode).toBe(200);
+    const one = await destroy();
+    expect(codeOf(one)).toBe('approval_required');
+    expect(one.statusCode).toBe(statusForCode('approval_required'));
+
+    const dup = await approve(s.kim);
+    expect(codeOf(dup)).toBe('approval_duplicate_actor');
+    expect(dup.statusCode).toBe(statusForCode('approval_duplicate_actor'));
+
+    const second = await approve(s.kai);
+    expect(second.statusCode).toBe(200);
+    expect(second.json<{ approvals: unknown[] }>().approvals).toHaveLength(2);
+    expect((await destroy()).statusCode).toBe(204);
+    expect(s.destroyed).toEqual(['k1']);
+
+    const again = await destroy();
+    expect(codeOf(again)).toBe('approval_reused');
+    expect(s.destroyed).toEqual(['k1']);
+  });
+
+  it('refuses missing and wrong-role credentials', async () => {
+    const s = await setup();
+    const body = { act: 'key.destroy', params: { kid: 'k1' } };
+    const none = await s.app.inject({ method: 'POST', url: '/v1/approvals', payload: body });
+    expect(none.statusCode).toBe(401);
+    expect(codeOf(none)).toBe('unauthenticated');
+    const auditor = await s.app.inject({
+      method: 'POST',
+      url: '/v1/approvals',
+      headers: s.ada,
+      payload: body,
+    });
+    expect(auditor.statusCode).toBe(403);
+    expect(codeOf(auditor)).toBe('forbidden');
+    // An operator may use the route, but key.destroy needs custodians.
+    const operator = await s.app.inject({
+      method: 'POST',
+      url: '/v1/approvals',
+      headers: s.olga,
+      payload: body,
+    });
+    expect(operator.statusCode).toBe(403);
+    expect(codeOf(operator)).toBe('forbidden');
+  });
+
+  it('lists and reads approvals for auditors', async () => {
+    const s = await setup();
+    const created = await s.app.inject({
+      method: 'POST',
+      url: '/v1/approvals',
+      headers: s.olga,
+      payload: { act: 'refpolicy.disable', params: { policyId: 'p1' } },
+    });
+    const id = created.json<{ id: string }>().id;
+    const list = await s.app.inject({ url: '/v1/approvals?limit=5', headers: s.ada });
+    expect(list.statusCode).toBe(200);
+    expect(list.json<{ approvals: { id: string }[] }>().approvals.map((a) => a.id)).toEqual([id]);
+    const one = await s.app.inject({ url: `/v1/approvals/${id}`, headers: s.ada });
+    expect(one.json<{ act: string }>().act).toBe('refpolicy.disable');
+    const missing = await s.app.inject({
+      url: '/v1/approvals/apr_0000000000000000',
+      headers: s.ada,
+    });
+    expect(codeOf(missing)).toBe('approval_not_found');
+    expect(missing.statusCode).toBe(statusForCode('approval_not_found'));
+  });
+
+  it('refuses unknown acts, extra members and nested params with 400', async () => {
+    const s = await setup();
+    for (const payload of [
+      { act: 'key.export', params: {} },
+      { act: 'key.destroy', params: { kid: 'k1' }, extra: 1 },
+      { act: 'key.destroy', params: { kid: { nested: true } } },
+    ]) {
+      const res = await s.app.inject({
+        method: 'POST',
+        url: '/v1/approvals',
+        headers: s.kim,
+        payload,
+      });
+      expect(res.statusCode).toBe(400);
+      expect(codeOf(res)).toBe('bad_request');
+    }
+  });
+});

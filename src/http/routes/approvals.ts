@@ -1,0 +1,103 @@
+/**
+ * Dual-control approvals (issue 7): open a request for a named act on a target, approve
+ * it, read them. The act itself (key destroy, EK CA replace, reference policy disable)
+ * lives with its domain's route, which calls `approvals.consume(act, params)` first.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import {
+  ApprovalActSchema,
+  ApprovalParamsSchema,
+  ApprovalRecordSchema,
+} from '../../operators/approval-store.port.js';
+import type { Approvals } from '../../operators/approvals.js';
+import { requireActor } from '../plugins/auth.js';
+import { ErrorSchema } from '../schemas.js';
+
+const IdParams = Type.Object(
+  { approvalId: Type.String({ pattern: '^apr_[0-9a-f]{16}$' }) },
+  { additionalProperties: false },
+);
+
+const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 503: ErrorSchema };
+const BODY_LIMIT = 8 * 1024;
+
+export const approvalRoutes: FastifyPluginAsyncTypebox<{ approvals: Approvals }> = (
+  app,
+  { approvals },
+) => {
+  app.post(
+    '/v1/approvals',
+    {
+      bodyLimit: BODY_LIMIT,
+      config: { role: ['operator', 'key_custodian'] },
+      schema: {
+        body: Type.Object(
+          { act: ApprovalActSchema, params: ApprovalParamsSchema },
+          { additionalProperties: false },
+        ),
+        response: { 201: ApprovalRecordSchema, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const record = await approvals.request(
+        requireActor(request),
+        request.body.act,
+        request.body.params,
+      );
+      return reply.code(201).send(record);
+    },
+  );
+
+  app.post(
+    '/v1/approvals/:approvalId/approve',
+    {
+      bodyLimit: 1024,
+      config: { role: ['operator', 'key_custodian'] },
+      schema: {
+        params: IdParams,
+        response: {
+          200: ApprovalRecordSchema,
+          404: ErrorSchema,
+          409: ErrorSchema,
+          ...errors,
+        },
+      },
+    },
+    (request) => approvals.approve(requireActor(request), request.params.approvalId),
+  );
+
+  app.get(
+    '/v1/approvals',
+    {
+      config: { role: ['auditor', 'operator', 'key_custodian'] },
+      schema: {
+        querystring: Type.Object(
+          { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })) },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object(
+            { approvals: Type.Array(ApprovalRecordSchema) },
+            { additionalProperties: false },
+          ),
+          ...errors,
+        },
+      },
+    },
+    async (request) => ({ approvals: await approvals.list(request.query.limit) }),
+  );
+
+  app.get(
+    '/v1/approvals/:approvalId',
+    {
+      config: { role: ['auditor', 'operator', 'key_custodian'] },
+      schema: {
+        params: IdParams,
+        response: { 200: ApprovalRecordSchema, 404: ErrorSchema, ...errors },
+      },
+    },
+    (request) => approvals.get(request.params.approvalId),
+  );
+  return Promise.resolve();
+};

@@ -1,0 +1,60 @@
+/** Where dual-control approval requests live: one record per request, approvals inside. */
+import { Type, type Static } from 'typebox';
+import { RoleSchema } from './token-store.port.js';
+
+export const APPROVAL_ACTS = ['key.destroy', 'ekca.replace', 'refpolicy.disable'] as const;
+export type ApprovalAct = (typeof APPROVAL_ACTS)[number];
+
+export const ApprovalActSchema = Type.Union([
+  Type.Literal('key.destroy'),
+  Type.Literal('ekca.replace'),
+  Type.Literal('refpolicy.disable'),
+]);
+
+/** The act's parameters: a small flat object (e.g. `{kid}`), bound by its hash. */
+export const ApprovalParamsSchema = Type.Record(
+  Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }),
+  Type.Union([Type.String({ maxLength: 512 }), Type.Number(), Type.Boolean(), Type.Null()]),
+  { maxProperties: 16 },
+);
+export type ApprovalParams = Static<typeof ApprovalParamsSchema>;
+
+const ActorRefSchema = Type.Object(
+  { id: Type.String(), name: Type.String(), role: RoleSchema },
+  { additionalProperties: false },
+);
+
+export const GivenApprovalSchema = Type.Object(
+  {
+    actor: ActorRefSchema,
+    approvedAt: Type.String(),
+    expiresAt: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+export const ApprovalRecordSchema = Type.Object(
+  {
+    id: Type.String({ pattern: '^apr_[0-9a-f]{16}$' }),
+    act: ApprovalActSchema,
+    params: ApprovalParamsSchema,
+    /** Hex SHA-256 of JCS({act, params}): what the approvals are bound to. */
+    target: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    requestedBy: ActorRefSchema,
+    createdAt: Type.String(),
+    expiresAt: Type.String(),
+    approvals: Type.Array(GivenApprovalSchema),
+    consumedAt: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type ApprovalRecord = Static<typeof ApprovalRecordSchema>;
+
+export interface ApprovalStore {
+  get(id: string): Promise<ApprovalRecord | undefined>;
+  put(record: ApprovalRecord): Promise<void>;
+  /** Every request bound to `target`, oldest first. */
+  byTarget(target: string): Promise<ApprovalRecord[]>;
+  /** The newest `limit` requests, newest first. */
+  list(limit: number): Promise<ApprovalRecord[]>;
+}

@@ -1,0 +1,308 @@
+/**
+ * Dual control: M-of-N approvals for named acts (`key.destroy`, `ekca.replace`,
+ * `refpolicy.disable`). An operator requests an act on a target (its parameters); other
+ * operators with an allowed role approve it; the act's code calls `consume(act, params)`
+ * just before acting, which succeeds once, when M distinct, unexpired approvals bound to
+ * exactly that act and those parameters exist. Every step is reported to `onEvent`
+ * (the audit log) before it takes effect.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import canonicalizeModule from 'canonicalize';
+import { BadRequestError } from '../shared/errors.js';
+import {
+  APPROVAL_ACTS,
+  type ApprovalAct,
+  type ApprovalParams,
+  type ApprovalRecord,
+  type ApprovalStore,
+} from './approval-store.port.js';
+import {
+  ApprovalDuplicateActorError,
+  ApprovalExpiredError,
+  ApprovalNotFoundError,
+  ApprovalRequiredError,
+  ApprovalReusedError,
+  ForbiddenError,
+} from './errors.js';
+import type { OperatorActor, Role } from './roles.js';
+
+// The package's types declare an ES default export; its code is `module.exports = fn`.
+const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
+
+export interface ActPolicy {
+  /** M: distinct approvals needed. */
+  readonly required: number;
+  /** Roles whose holders may request and approve the act. */
+  readonly roles: readonly Role[];
+  /** How long a request stays open. */
+  readonly requestTtlSeconds: number;
+  /** How long one approval stays valid after it is given. */
+  readonly approvalTtlSeconds: number;
+}
+
+export type ApprovalPolicy = Readonly<Record<ApprovalAct, ActPolicy>>;
+
+export const DEFAULT_APPROVAL_POLICY: ApprovalPolicy = {
+  'key.destroy': {
+    required: 2,
+    roles: ['key_custodian'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
+  'ekca.replace': {
+    required: 2,
+    roles: ['operator'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
+  'refpolicy.disable': {
+    required: 2,
+    roles: ['operator'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
+};
+
+export type ApprovalEventType = 'approval.requested' | 'approval.given' | 'approval.consumed';
+
+/** One audit-worthy step, with the actor who took it. */
+export interface ApprovalEvent {
+  readonly type: ApprovalEventType;
+  readonly approvalId: string;
+  readonly act: ApprovalAct;
+  readonly target: string;
+  readonly params: ApprovalParams;
+  /** Who requested or approved; for `approval.consumed`, the approvers. */
+  readonly actors: readonly { readonly id: string; readonly name: string; readonly role: Role }[];
+  readonly time: string;
+}
+
+export interface ApprovalsOptions {
+  readonly store: ApprovalStore;
+  readonly policy?: ApprovalPolicy;
+  readonly clock?: () => Date;
+  /** Called (and awaited) before each step takes effect: the lead wires the audit log here. */
+  readonly onEvent?: (event: ApprovalEvent) => Promise<void>;
+}
+
+const MAX_PARAMS_BYTES = 4096;
+const MAX_LIST = 200;
+
+function isAct(value: string): value is ApprovalAct {
+  return (APPROVAL_ACTS as readonly string[]).includes(value);
+}
+
+/** Hex SHA-256 of JCS({act, params}): approvals are bound to exactly this. */
+export function approvalTarget(act: ApprovalAct, params: ApprovalParams): string {
+  const text = canonicalize({ act, params });
+  if (text === undefined) throw new BadRequestError('act parameters have no JSON form');
+  return createHash('sha256').update(text).digest('hex');
+}
+
+function ref(actor: OperatorActor): { id: string; name: string; role: Role } {
+  return { id: actor.id, name: actor.name, role: actor.role };
+}
+
+function validatePolicy(policy: ApprovalPolicy): void {
+  for (const act of APPROVAL_ACTS) {
+    const p = policy[act];
+    if (!Number.isInteger(p.required) || p.required < 1 || p.roles.length === 0) {
+      throw new TypeError(`approval policy for ${act}: required >= 1 and at least one role`);
+    }
+    if (p.requestTtlSeconds <= 0 || p.approvalTtlSeconds <= 0) {
+      throw new TypeError(`approval policy for ${act}: ttls must be positive`);
+    }
+  }
+}
+
+export class Approvals {
+  private readonly store: ApprovalStore;
+  private readonly policy: ApprovalPolicy;
+  private readonly clock: () => Date;
+  private readonly onEvent: (event: ApprovalEvent) => Promise<void>;
+  // Approve and consume read-modify-write one record: one at a time, so two concurrent
+  // consumes can never both succeed.
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(options: ApprovalsOptions) {
+    this.store = options.store;
+    this.policy = options.policy ?? DEFAULT_APPROVAL_POLICY;
+    this.clock = options.clock ?? (() => new Date());
+    this.onEvent = options.onEvent ?? (() => Promise.resolve());
+    validatePolicy(this.policy);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private resolve(act: string): { act: ApprovalAct; policy: ActPolicy } {
+    if (!isAct(act)) throw new BadRequestError(`unknown act ${act}`);
+    return { act, policy: this.policy[act] };
+  }
+
+  private requireRole(actor: OperatorActor, act: ApprovalAct, policy: ActPolicy): void {
+    if (!policy.roles.includes(actor.role)) {
+      throw new ForbiddenError(`${act} needs role ${policy.roles.join(' or ')}`, {
+        details: { required: [...policy.roles], role: actor.role },
+      });
+    }
+  }
+
+  /** Open a request for `act` on `params`. */
+  async request(
+    actor: OperatorActor,
+    actName: string,
+    params: ApprovalParams,
+  ): Promise<ApprovalRecord> {
+    const { act, policy } = this.resolve(actName);
+    this.requireRole(actor, act, policy);
+    const snapshot = structuredClone(params);
+    if (Buffer.byteLength(JSON.stringify(snapshot)) > MAX_PARAMS_BYTES) {
+      throw new BadRequestError(`act parameters exceed ${MAX_PARAMS_BYTES} bytes`);
+    }
+    const now = this.clock();
+    const record: ApprovalRecord = {
+      id: `apr_${randomBytes(8).toString('hex')}`,
+      act,
+      params: snapshot,
+      target: approvalTarget(act, snapshot),
+      requestedBy: ref(actor),
+      createdAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + policy.requestTtlSeconds * 1000).toISOString(),
+      approvals: [],
+    };
+    await this.emit('approval.requested', record, [record.requestedBy], now);
+    await this.store.put(record);
+    return record;
+  }
+
+  /** Add `actor`'s approval to request `id`. */
+  approve(actor: OperatorActor, id: string): Promise<ApprovalRecord> {
+    return this.serial(async () => {
+      const record = await this.store.get(id);
+      if (record === undefined) throw new ApprovalNotFoundError(id);
+      const { policy } = this.resolve(record.act);
+      const now = this.clock();
+      if (record.consumedAt !== undefined) {
+        throw new ApprovalReusedError(`approval request ${id} was already used`, {
+          details: { approvalId: id, consumedAt: record.consumedAt },
+        });
+      }
+      if (now.getTime() >= Date.parse(record.expiresAt)) {
+        throw new ApprovalExpiredError(`approval request ${id} has expired`, {
+          details: { approvalId: id, expiresAt: record.expiresAt },
+        });
+      }
+      this.requireRole(actor, record.act, policy);
+      // Distinct people: the same actor id, or the same name under another credential.
+      const name = actor.name.toLowerCase();
+      if (
+        record.approvals.some((a) => a.actor.id === actor.id || a.actor.name.toLowerCase() === name)
+      ) {
+        throw new ApprovalDuplicateActorError(`${actor.name} has already approved ${id}`, {
+          details: { approvalId: id },
+        });
+      }
+      const expiresAt = Math.min(
+        now.getTime() + policy.approvalTtlSeconds * 1000,
+        Date.parse(record.expiresAt),
+      );
+      const updated: ApprovalRecord = {
+        ...record,
+        approvals: [
+          ...record.approvals,
+          {
+            actor: ref(actor),
+            approvedAt: now.toISOString(),
+            expiresAt: new Date(expiresAt).toISOString(),
+          },
+        ],
+      };
+      await this.emit('approval.given', updated, [ref(actor)], now);
+      await this.store.put(updated);
+      return updated;
+    });
+  }
+
+  /**
+   * Use the approvals for `act` on exactly `params`: succeeds once, when one open request
+   * for that target holds M distinct unexpired approvals; it is then closed for good.
+   * The act's own code calls this immediately before acting.
+   */
+  consume(actName: string, params: ApprovalParams): Promise<ApprovalRecord> {
+    return this.serial(async () => {
+      const { act, policy } = this.resolve(actName);
+      const snapshot = structuredClone(params);
+      const target = approvalTarget(act, snapshot);
+      const now = this.clock();
+      const t = now.getTime();
+      const records = await this.store.byTarget(target);
+      const open = records.filter((r) => r.consumedAt === undefined);
+      const live = open.filter((r) => t < Date.parse(r.expiresAt));
+      const valid = (r: ApprovalRecord) => r.approvals.filter((a) => t < Date.parse(a.expiresAt));
+      const ready = live.find((r) => valid(r).length >= policy.required);
+      if (ready === undefined) {
+        const details = { act, target, required: policy.required };
+        if (records.length > 0 && open.length === 0) {
+          throw new ApprovalReusedError(`the approvals for this ${act} were already used`, {
+            details,
+          });
+        }
+        const stale =
+          (open.length > 0 && live.length === 0) ||
+          live.some((r) => r.approvals.length >= policy.required);
+        if (stale) {
+          throw new ApprovalExpiredError(`the approvals for this ${act} have expired`, {
+            details,
+          });
+        }
+        const have = Math.max(0, ...live.map((r) => valid(r).length));
+        throw new ApprovalRequiredError(
+          `${act} needs ${policy.required} distinct approvals, has ${have}`,
+          { details: { ...details, have } },
+        );
+      }
+      const approvers = valid(ready).map((a) => a.actor);
+      const consumed: ApprovalRecord = { ...ready, consumedAt: now.toISOString() };
+      await this.emit('approval.consumed', consumed, approvers, now);
+      await this.store.put(consumed);
+      return consumed;
+    });
+  }
+
+  /** Consume the approvals for `act` on `params`, then run the act. */
+  async perform<T>(act: string, params: ApprovalParams, fn: () => Promise<T>): Promise<T> {
+    await this.consume(act, params);
+    return fn();
+  }
+
+  async get(id: string): Promise<ApprovalRecord> {
+    const record = await this.store.get(id);
+    if (record === undefined) throw new ApprovalNotFoundError(id);
+    return record;
+  }
+
+  list(limit = 50): Promise<ApprovalRecord[]> {
+    return this.store.list(Math.max(1, Math.min(limit, MAX_LIST)));
+  }
+
+  private emit(
+    type: ApprovalEventType,
+    record: ApprovalRecord,
+    actors: ApprovalEvent['actors'],
+    now: Date,
+  ): Promise<void> {
+    return this.onEvent({
+      type,
+      approvalId: record.id,
+      act: record.act,
+      target: record.target,
+      params: record.params,
+      actors,
+      time: now.toISOString(),
+    });
+  }
+}
