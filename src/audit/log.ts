@@ -128,6 +128,10 @@ export class AuditLog {
   private dirty = true;
   private queue: Waiter[] = [];
   private committing: Promise<void> | undefined;
+  /** The commit running now, if any. */
+  private inFlight: Promise<void> | undefined;
+  /** Set while a caller needs the TPM to stay at the anchored head (whileIdle). */
+  private gate: Promise<void> | undefined;
   private lastAnchorAt = Number.NEGATIVE_INFINITY;
   private opened: Promise<void> | undefined;
   private counters = { batches: 0, appends: 0, nvWrites: 0, nvRetries: 0 };
@@ -190,6 +194,25 @@ export class AuditLog {
       // The first append starts a commit; those arriving while it runs form the next batch.
       if (this.committing === undefined) this.committing = this.drain();
     });
+  }
+
+  /**
+   * Run `use` while no batch is being committed, so the TPM holds exactly the anchored
+   * head (e.g. NV_Certify next to a checkpoint). Appends wait meanwhile.
+   */
+  async whileIdle<T>(use: (head: AnchoredHead) => Promise<T>): Promise<T> {
+    while (this.gate !== undefined) await this.gate;
+    let open = (): void => undefined;
+    this.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    try {
+      while (this.inFlight !== undefined) await this.inFlight;
+      return await use(this.head());
+    } finally {
+      this.gate = undefined;
+      open();
+    }
   }
 
   /** Stop accepting appends; waits for the batch in flight. */
@@ -503,11 +526,14 @@ export class AuditLog {
 
   private async drain(): Promise<void> {
     for (;;) {
+      while (this.gate !== undefined) await this.gate;
       const wait = this.lastAnchorAt + this.options.minAnchorIntervalMs - this.clock.now();
       // Rate bound on NV writes: appends arriving meanwhile join this batch.
       if (wait > 0) await this.clock.sleep(wait);
       const batch = this.queue.splice(0, this.options.maxBatchSize);
-      await this.commit(batch);
+      this.inFlight = this.commit(batch);
+      await this.inFlight;
+      this.inFlight = undefined;
       // Checked and cleared in one synchronous step, so no append can be left in the queue
       // with nobody draining it.
       if (this.queue.length === 0) {

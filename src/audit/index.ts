@@ -1,0 +1,97 @@
+/**
+ * Wiring for the audit domain: `createAudit(config, deps)` returns the AuditService.
+ * The anchor (TpmAuditAnchor over the TPM facade) and the signer (the HSM's Ed25519 audit
+ * key) are built by the caller; the log lives in `db.sublevel('audit')`.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Database } from '../shared/db.level.js';
+import { ConfigError } from '../shared/errors.js';
+import type { AuditAnchor } from './anchor.port.js';
+import { LevelAuditStore } from './audit-store.level.js';
+import type { CheckpointSigner } from './checkpoint.js';
+import type { AuditLogger } from './log.js';
+import { AuditLog, systemClock } from './log.js';
+import type { AuditService } from './service.js';
+import { DefaultAuditService } from './service.js';
+
+export interface AuditConfig {
+  /** The log's origin: first checkpoint line and note key name, e.g. `grantor.example/appliance-1`. */
+  readonly origin: string;
+  /** Most entries per batch (default 512). */
+  readonly maxBatchSize?: number;
+  /** Least time between anchors, i.e. NV write pairs (default 0: bounded by the TPM's speed). */
+  readonly minAnchorIntervalMs?: number;
+  /** How long TPM_RC_NV_RATE/TPM_RC_RETRY are retried before appends fail (default 5000). */
+  readonly anchorRetryDeadlineMs?: number;
+  /** Most entries per page of `entries()` (default 1000). */
+  readonly maxPageSize?: number;
+}
+
+export interface AuditDeps {
+  readonly db: Database;
+  readonly anchor: AuditAnchor;
+  readonly signer: CheckpointSigner;
+  readonly now?: () => number;
+  readonly logger?: AuditLogger;
+}
+
+function positiveInt(key: string, value: number | undefined, fallback: number, min = 1): number {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v < min)
+    throw new ConfigError(key, `must be an integer >= ${min}`);
+  return v;
+}
+
+export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService {
+  if (!/^[^\s+]+$/.test(config.origin)) {
+    throw new ConfigError('audit.origin', 'must be one word without spaces or "+"');
+  }
+  const log = new AuditLog(
+    new LevelAuditStore(deps.db),
+    deps.anchor,
+    {
+      origin: config.origin,
+      maxBatchSize: positiveInt('audit.maxBatchSize', config.maxBatchSize, 512),
+      minAnchorIntervalMs: positiveInt(
+        'audit.minAnchorIntervalMs',
+        config.minAnchorIntervalMs,
+        0,
+        0,
+      ),
+      anchorRetryDeadlineMs: positiveInt(
+        'audit.anchorRetryDeadlineMs',
+        config.anchorRetryDeadlineMs,
+        5000,
+        0,
+      ),
+    },
+    deps.now === undefined ? systemClock : { now: deps.now, sleep: (ms) => systemClock.sleep(ms) },
+    deps.logger,
+  );
+  return new DefaultAuditService(
+    log,
+    deps.anchor,
+    deps.signer,
+    config.origin,
+    positiveInt('audit.maxPageSize', config.maxPageSize, 1000),
+    (n) => randomBytes(n),
+  );
+}
+
+export type { AuditAnchor, AnchorState, NvCertification } from './anchor.port.js';
+export { AnchorError } from './anchor.port.js';
+export type { CheckpointSigner } from './checkpoint.js';
+export type { AuditEntry, AuditEvent } from './entry.js';
+export { AuditRollbackError, AuditUnavailableError } from './errors.js';
+export type { Appended, AuditLogger, AuditStats } from './log.js';
+export type {
+  AuditExport,
+  AuditService,
+  ConsistencyProof,
+  InclusionProof,
+  SignedCheckpoint,
+  VerifierInfo,
+} from './service.js';
+export { digestOf } from './service.js';
+export type { TpmAnchorConfig, TpmAnchorIndices } from './anchor.tpm.js';
+export { TpmAuditAnchor, expectedAnchorNames, provisionTpmAnchor } from './anchor.tpm.js';

@@ -1,0 +1,228 @@
+/**
+ * The audit service that the rest of the appliance and the HTTP routes call: appends,
+ * signed checkpoints (optionally with NV_Certify), proofs bounded by the latest
+ * checkpoint, entries and the export for the offline verifier.
+ */
+import { createHash } from 'node:crypto';
+import type { AuditAnchor, NvCertification } from './anchor.port.js';
+import type { CheckpointSigner } from './checkpoint.js';
+import { formatCheckpoint, noteVerifierKey, signNote } from './checkpoint.js';
+import type { AuditEntry, AuditEvent } from './entry.js';
+import { AuditRangeError } from './errors.js';
+import type { AnchoredHead, Appended, AuditLog, AuditStats } from './log.js';
+
+export interface NvCertifyOut {
+  readonly index: 'counter' | 'extend';
+  /** NV index handle, hex (`0x01500020`). */
+  readonly nvIndex: string;
+  /** TPMS_ATTEST, base64. */
+  readonly attest: string;
+  /** TPMT_SIGNATURE, base64. */
+  readonly signature: string;
+}
+
+export interface SignedCheckpoint {
+  /** The C2SP signed note (checkpoint body, blank line, signature line). */
+  readonly note: string;
+  readonly origin: string;
+  readonly treeSize: number;
+  /** base64 */
+  readonly rootHash: string;
+  /** decimal */
+  readonly nvCounter: string;
+  /** base64 */
+  readonly nvExtend: string;
+  /** With a nonce: TPM2_NV_Certify of both anchor indices, qualified with it. */
+  readonly nvCertify?: readonly NvCertifyOut[];
+  /** The nonce the certifications are qualified with, hex. */
+  readonly nonce?: string;
+}
+
+export interface VerifierInfo {
+  readonly origin: string;
+  readonly noteVerifierKey: string;
+  readonly jwk: { readonly kty: 'OKP'; readonly crv: 'Ed25519'; readonly x: string };
+  /** TPM2B_PUBLIC of the AK that signs NV_Certify, base64. */
+  readonly akPublic?: string;
+}
+
+export interface InclusionProof {
+  readonly seq: number;
+  readonly treeSize: number;
+  readonly leafHash: string;
+  readonly path: readonly string[];
+}
+
+export interface ConsistencyProof {
+  readonly from: number;
+  readonly to: number;
+  readonly path: readonly string[];
+}
+
+export const EXPORT_FORMAT = 'grantor-audit-export/1';
+
+/** What `grantor audit export` writes and `grantor audit verify` reads. */
+export interface AuditExport {
+  readonly format: typeof EXPORT_FORMAT;
+  readonly origin: string;
+  readonly noteVerifierKey: string;
+  readonly checkpoint: SignedCheckpoint;
+  readonly akPublic?: string;
+  readonly entries: readonly AuditEntry[];
+}
+
+export interface AuditService {
+  /** Resolves once the start-up check passed; rejects with its error (see AuditLog.open). */
+  ready(): Promise<void>;
+  /** Durably recorded and anchored when it resolves; fails closed with audit_unavailable. */
+  append(event: AuditEvent): Promise<Appended>;
+  checkpoint(options?: { nonce?: Buffer }): Promise<SignedCheckpoint>;
+  verifier(): Promise<VerifierInfo>;
+  entries(from: number, limit: number): Promise<AuditEntry[]>;
+  inclusionProof(seq: number, treeSize: number): InclusionProof;
+  consistencyProof(from: number, to: number): ConsistencyProof;
+  /** Entries up to a fresh checkpoint (with NV_Certify when the anchor has an AK). */
+  exportLog(): Promise<AuditExport>;
+  stats(): AuditStats;
+  close(): Promise<void>;
+}
+
+const MAX_NONCE = 32;
+
+function certOut(c: NvCertification): NvCertifyOut {
+  return {
+    index: c.index,
+    nvIndex: `0x${c.nvIndex.toString(16).padStart(8, '0')}`,
+    attest: c.attest.toString('base64'),
+    signature: c.signature.toString('base64'),
+  };
+}
+
+export class DefaultAuditService implements AuditService {
+  private cached: { size: number; counter: bigint; checkpoint: SignedCheckpoint } | undefined;
+
+  constructor(
+    private readonly log: AuditLog,
+    private readonly anchor: AuditAnchor,
+    private readonly signer: CheckpointSigner,
+    private readonly origin: string,
+    private readonly maxPage: number,
+    private readonly random: (n: number) => Buffer,
+  ) {}
+
+  ready(): Promise<void> {
+    return this.log.open();
+  }
+
+  async append(event: AuditEvent): Promise<Appended> {
+    // A TPM or store that was down at boot: try the start-up check again.
+    if (this.log.state === 'starting') await this.log.open();
+    return this.log.append(event);
+  }
+
+  private async signed(head: AnchoredHead): Promise<SignedCheckpoint> {
+    const c = this.cached;
+    if (c !== undefined && c.size === head.size && c.counter === head.counter) return c.checkpoint;
+    const body = {
+      origin: this.origin,
+      size: head.size,
+      root: head.root,
+      counter: head.counter,
+      extendValue: head.extendValue,
+    };
+    const note = await signNote(formatCheckpoint(body), this.signer);
+    const checkpoint: SignedCheckpoint = {
+      note,
+      origin: this.origin,
+      treeSize: head.size,
+      rootHash: head.root.toString('base64'),
+      nvCounter: head.counter.toString(),
+      nvExtend: head.extendValue.toString('base64'),
+    };
+    this.cached = { size: head.size, counter: head.counter, checkpoint };
+    return checkpoint;
+  }
+
+  async checkpoint(options: { nonce?: Buffer } = {}): Promise<SignedCheckpoint> {
+    if (options.nonce === undefined) return this.signed(this.log.head());
+    const nonce = Buffer.from(options.nonce);
+    if (nonce.length < 1 || nonce.length > MAX_NONCE) {
+      throw new AuditRangeError(`nonce must be 1 to ${MAX_NONCE} bytes`);
+    }
+    // Certify while no batch commits, so the TPM values are the checkpoint's.
+    return this.log.whileIdle(async (head) => {
+      const certs = await this.anchor.certify(nonce);
+      const checkpoint = await this.signed(head);
+      return { ...checkpoint, nvCertify: certs.map(certOut), nonce: nonce.toString('hex') };
+    });
+  }
+
+  async verifier(): Promise<VerifierInfo> {
+    const ak = await this.anchor.akPublic().catch(() => undefined);
+    return {
+      origin: this.origin,
+      noteVerifierKey: noteVerifierKey(this.signer.keyName, this.signer.publicKey),
+      jwk: {
+        kty: 'OKP',
+        crv: 'Ed25519',
+        x: Buffer.from(this.signer.publicKey).toString('base64url'),
+      },
+      ...(ak === undefined ? {} : { akPublic: ak.toString('base64') }),
+    };
+  }
+
+  entries(from: number, limit: number): Promise<AuditEntry[]> {
+    return this.log.entries(from, Math.min(limit, this.maxPage));
+  }
+
+  inclusionProof(seq: number, treeSize: number): InclusionProof {
+    const p = this.log.inclusionProof(seq, treeSize);
+    return {
+      seq,
+      treeSize,
+      leafHash: p.leafHash.toString('hex'),
+      path: p.path.map((h) => h.toString('hex')),
+    };
+  }
+
+  consistencyProof(from: number, to: number): ConsistencyProof {
+    return { from, to, path: this.log.consistencyProof(from, to).map((h) => h.toString('hex')) };
+  }
+
+  async exportLog(): Promise<AuditExport> {
+    const ak = await this.anchor.akPublic().catch(() => undefined);
+    const checkpoint =
+      ak === undefined
+        ? await this.checkpoint()
+        : await this.checkpoint({ nonce: this.random(32) });
+    const entries: AuditEntry[] = [];
+    while (entries.length < checkpoint.treeSize) {
+      const page = await this.log.entries(
+        entries.length,
+        Math.min(this.maxPage, checkpoint.treeSize - entries.length),
+      );
+      entries.push(...page);
+    }
+    return {
+      format: EXPORT_FORMAT,
+      origin: this.origin,
+      noteVerifierKey: noteVerifierKey(this.signer.keyName, this.signer.publicKey),
+      checkpoint,
+      ...(ak === undefined ? {} : { akPublic: ak.toString('base64') }),
+      entries,
+    };
+  }
+
+  stats(): AuditStats {
+    return this.log.stats();
+  }
+
+  async close(): Promise<void> {
+    await this.log.close();
+  }
+}
+
+/** Hex SHA-256, for callers building event digests. */
+export function digestOf(bytes: Uint8Array | string): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
