@@ -3,7 +3,22 @@
  * service: an AK (ECC P-256/ECDSA or RSA-2048/RSASSA, as the AK templates), PCR banks, and
  * quotes marshalled and signed exactly as a TPM does. Integration tests use real swtpm.
  */
-import { constants, createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import {
+  constants,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  generateKeyPairSync,
+  privateDecrypt,
+  sign,
+  type KeyObject,
+} from 'node:crypto';
+import {
+  unmarshalIdObject,
+  unmarshalTpm2bEncryptedSecret,
+  unmarshalTpm2bIdObject,
+} from '../../tpm/marshal/credential.js';
+import { kdfa } from '../make-credential.js';
 import { marshalTpmsAttest, type TpmsAttest } from '../../tpm/marshal/attest.js';
 import {
   TPM_ALG,
@@ -19,7 +34,12 @@ import {
 } from '../../tpm/marshal/pcr-selection.js';
 import { marshalTpm2bPublic, type EccPublic, type RsaPublic } from '../../tpm/marshal/public.js';
 import { marshalTpmtSignature, type TpmtSignature } from '../../tpm/marshal/signature.js';
-import { AK_TEMPLATE_ECC_P256, AK_TEMPLATE_RSA2048, withUnique } from '../../tpm/templates.js';
+import {
+  AK_TEMPLATE_ECC_P256,
+  AK_TEMPLATE_RSA2048,
+  EK_TEMPLATE_RSA2048,
+  withUnique,
+} from '../../tpm/templates.js';
 import type { QuoteRequest } from '../verify-quote.js';
 
 export interface SoftQuoteOptions {
@@ -133,5 +153,47 @@ export class SoftTpm {
       signature: marshalTpmtSignature(this.signBytes(bytes)).toString('base64'),
       pcrs: values,
     };
+  }
+}
+
+/** A software RSA-2048 EK (template L-1) that can run ActivateCredential's math. */
+export class SoftEk {
+  readonly ekPublic: RsaPublic;
+  readonly #key: KeyObject;
+
+  constructor() {
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    this.ekPublic = withUnique(
+      EK_TEMPLATE_RSA2048,
+      Buffer.from(publicKey.export({ format: 'jwk' }).n ?? '', 'base64url'),
+    );
+    this.#key = privateKey;
+  }
+
+  get ekPublicBytes(): Buffer {
+    return marshalTpm2bPublic(this.ekPublic);
+  }
+
+  /** TPM2_ActivateCredential: recover the secret for `name`, or throw on an integrity failure. */
+  activate(credentialBlob: Uint8Array, encryptedSecret: Uint8Array, name: Uint8Array): Buffer {
+    const seed = privateDecrypt(
+      {
+        key: this.#key,
+        padding: constants.RSA_PKCS1_OAEP_PADDING,
+        oaepHash: 'sha256',
+        oaepLabel: Buffer.from('IDENTITY\0'),
+      },
+      unmarshalTpm2bEncryptedSecret(encryptedSecret),
+    );
+    const { integrityHmac, encIdentity } = unmarshalIdObject(
+      unmarshalTpm2bIdObject(credentialBlob),
+    );
+    const hmacKey = kdfa('sha256', seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), 256);
+    const hmac = createHmac('sha256', hmacKey).update(encIdentity).update(name).digest();
+    if (!hmac.equals(Buffer.from(integrityHmac))) throw new Error('integrity check failed');
+    const symKey = kdfa('sha256', seed, 'STORAGE', name, Buffer.alloc(0), 128);
+    const d = createDecipheriv('aes-128-cfb', symKey, Buffer.alloc(16));
+    const plain = Buffer.concat([d.update(encIdentity), d.final()]);
+    return plain.subarray(2, 2 + plain.readUInt16BE(0));
   }
 }

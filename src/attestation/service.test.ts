@@ -1,0 +1,340 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { TPM_ST } from '../tpm/marshal/constants.js';
+import { marshalTpm2bPublic, objectName } from '../tpm/marshal/public.js';
+import { parseReferencePolicy } from './reference-policy.js';
+import { MemoryRuntimeStore } from './runtime-store.port.js';
+import { AttestationService, type AuditSink, type EcSessionJwk } from './service.js';
+import { SoftEk, SoftTpm } from './testing/soft-tpm.js';
+import { qualifyingData } from './verify-quote.js';
+
+class FakeAudit implements AuditSink {
+  events: Parameters<AuditSink['record']>[0][] = [];
+  failing = false;
+  record(event: Parameters<AuditSink['record']>[0]): Promise<void> {
+    if (this.failing) return Promise.reject(new Error('disk full'));
+    this.events.push(event);
+    return Promise.resolve();
+  }
+}
+
+function sessionKey(): EcSessionJwk {
+  const jwk = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({
+    format: 'jwk',
+  });
+  return { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+}
+
+let now: Date;
+let audit: FakeAudit;
+let svc: AttestationService;
+let tpm: SoftTpm;
+let ek: SoftEk;
+
+function policyFor(t: SoftTpm, allowReset = true) {
+  return parseReferencePolicy(
+    {
+      name: 'dev',
+      pcrs: {
+        sha256: {
+          '0': [t.value('sha256', 0).toString('hex')],
+          '7': [t.value('sha256', 7).toString('hex')],
+        },
+      },
+      allowReset,
+    },
+    'test',
+  );
+}
+
+function makeService(allowReset = true): AttestationService {
+  return new AttestationService(
+    { trustedEkCas: [], referencePolicies: [policyFor(tpm, allowReset)], sessionTtlMs: 60_000 },
+    { store: new MemoryRuntimeStore(), audit, now: () => now },
+  );
+}
+
+async function enrollAndActivate(s = svc, t = tpm, e = ek, name = 'agent-7'): Promise<string> {
+  const enrolled = await s.enroll({
+    name,
+    ekPublic: e.ekPublicBytes.toString('base64'),
+    akPublic: t.akPublicBytes.toString('base64'),
+  });
+  const secret = e.activate(
+    Buffer.from(enrolled.credentialBlob, 'base64'),
+    Buffer.from(enrolled.encryptedSecret, 'base64'),
+    objectName(t.akPublic),
+  );
+  expect(await s.activate(enrolled.runtimeId, { secret: secret.toString('base64') })).toEqual({
+    runtimeId: enrolled.runtimeId,
+    state: 'pending_approval',
+  });
+  await s.approve(enrolled.runtimeId);
+  return enrolled.runtimeId;
+}
+
+async function quoteBody(
+  runtimeId: string,
+  options: Parameters<SoftTpm['quote']>[2] = {},
+  s = svc,
+  t = tpm,
+) {
+  const { nonce } = await s.challenge(runtimeId);
+  const key = sessionKey();
+  const n = Buffer.from(nonce, 'base64');
+  return { ...t.quote(n, qualifyingData(n, key), options), sessionKey: key };
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as { code: string }).code;
+  }
+  return 'ok';
+}
+
+beforeEach(() => {
+  now = new Date('2030-01-01T00:00:00Z');
+  audit = new FakeAudit();
+  tpm = new SoftTpm('ecc');
+  tpm.extend('sha256', 7, 'boot');
+  ek = new SoftEk();
+  svc = makeService();
+});
+
+describe('AttestationService', () => {
+  it('enroll -> activate -> approve -> challenge -> attest: trusted, with a live session', async () => {
+    const runtimeId = await enrollAndActivate();
+    const body = await quoteBody(runtimeId);
+    const res = await svc.attest(runtimeId, body);
+    expect(res.verdict).toBe('trusted');
+    expect(res.reasons).toEqual([]);
+    expect(res.validUntil).toBe('2030-01-01T00:01:00.000Z');
+    const session = svc.sessionFor(res.attestationId);
+    expect(session?.sessionKey).toEqual(body.sessionKey);
+    expect(session?.akName).toBe(objectName(tpm.akPublic).toString('hex'));
+    const view = await svc.getRuntime(runtimeId);
+    expect(view.state).toBe('active');
+    expect(view.lastAttestation?.verdict).toBe('trusted');
+    expect(audit.events.map((e) => e.type)).toEqual([
+      'runtime.enroll',
+      'runtime.activate',
+      'runtime.approve',
+      'runtime.attest',
+    ]);
+    // Never a secret in the audit events: only digests and codes.
+    expect(JSON.stringify(audit.events)).not.toContain(body.sessionKey.x);
+    now = new Date('2030-01-01T00:01:00Z');
+    expect(svc.sessionFor(res.attestationId)).toBeUndefined();
+  });
+
+  it('an untrusted quote (PCR value outside the policy) ends the session at once', async () => {
+    const runtimeId = await enrollAndActivate();
+    const first = await svc.attest(runtimeId, await quoteBody(runtimeId));
+    tpm.extend('sha256', 7, 'malware');
+    const second = await svc.attest(runtimeId, await quoteBody(runtimeId));
+    expect(second.verdict).toBe('untrusted');
+    expect(second.reasons).toEqual(['pcr_policy_violation']);
+    expect(second.validUntil).toBeNull();
+    expect(svc.sessionFor(first.attestationId)).toBeUndefined();
+    expect(svc.sessionFor(second.attestationId)).toBeUndefined();
+  });
+
+  it('an authentic quote with a bad digest ends the session; a forged signature does not', async () => {
+    const runtimeId = await enrollAndActivate();
+    const first = await svc.attest(runtimeId, await quoteBody(runtimeId));
+    const forged = await quoteBody(runtimeId);
+    const sig = Buffer.from(forged.signature, 'base64');
+    sig[sig.length - 1] = (sig[sig.length - 1] ?? 0) ^ 1;
+    expect(
+      await codeOf(svc.attest(runtimeId, { ...forged, signature: sig.toString('base64') })),
+    ).toBe('quote_signature_invalid');
+    expect(svc.sessionFor(first.attestationId)).toBeDefined();
+    const bad = await quoteBody(runtimeId, {
+      tamper: (a) =>
+        a.attested.type === TPM_ST.ATTEST_QUOTE
+          ? { ...a, attested: { ...a.attested, pcrDigest: Buffer.alloc(32) } }
+          : a,
+    });
+    expect(await codeOf(svc.attest(runtimeId, bad))).toBe('pcr_digest_mismatch');
+    expect(svc.sessionFor(first.attestationId)).toBeUndefined();
+    expect(audit.events.at(-1)).toMatchObject({
+      type: 'runtime.attestation',
+      decision: 'rejected',
+      reasons: ['pcr_digest_mismatch'],
+    });
+  });
+
+  it('nonces: reused, expired and foreign nonces are refused, and no session opens', async () => {
+    const runtimeId = await enrollAndActivate();
+    const body = await quoteBody(runtimeId);
+    await svc.attest(runtimeId, body);
+    expect(await codeOf(svc.attest(runtimeId, body))).toBe('nonce_reused');
+    const late = await quoteBody(runtimeId);
+    now = new Date(now.getTime() + 61_000);
+    expect(await codeOf(svc.attest(runtimeId, late))).toBe('nonce_expired');
+    const tpm2 = new SoftTpm('ecc');
+    const other = await enrollAndActivate(svc, tpm2, new SoftEk(), 'agent-8');
+    const foreign = await quoteBody(other, {}, svc, tpm2);
+    expect(await codeOf(svc.attest(runtimeId, foreign))).toBe('quote_signature_invalid');
+    const own = await quoteBody(runtimeId);
+    const { nonce } = await svc.challenge(other);
+    expect(await codeOf(svc.attest(runtimeId, { ...own, nonce }))).toBe('quote_nonce_mismatch');
+  });
+
+  it('a failed activation deletes the pending enrollment: a second try is unknown_runtime', async () => {
+    const enrolled = await svc.enroll({
+      name: 'a',
+      ekPublic: ek.ekPublicBytes.toString('base64'),
+      akPublic: tpm.akPublicBytes.toString('base64'),
+    });
+    const wrong = Buffer.alloc(32, 1).toString('base64');
+    expect(await codeOf(svc.activate(enrolled.runtimeId, { secret: wrong }))).toBe(
+      'activation_failed',
+    );
+    expect(await codeOf(svc.activate(enrolled.runtimeId, { secret: wrong }))).toBe(
+      'unknown_runtime',
+    );
+    expect(JSON.stringify(audit.events)).not.toContain(wrong);
+    // The EK is free again: it may enroll anew.
+    expect(
+      (
+        await svc.enroll({
+          name: 'a',
+          ekPublic: ek.ekPublicBytes.toString('base64'),
+          akPublic: tpm.akPublicBytes.toString('base64'),
+        })
+      ).state,
+    ).toBe('pending_activation');
+  });
+
+  it('the credential is single-use', async () => {
+    const runtimeId = await enrollAndActivate();
+    expect(await codeOf(svc.activate(runtimeId, { secret: 'AAAA' }))).toBe('runtime_state_invalid');
+  });
+
+  it('refuses an EK already enrolled, and a known name with another EK/AK', async () => {
+    await enrollAndActivate();
+    const ak2 = new SoftTpm('ecc').akPublicBytes.toString('base64');
+    expect(
+      await codeOf(
+        svc.enroll({ name: 'other', ekPublic: ek.ekPublicBytes.toString('base64'), akPublic: ak2 }),
+      ),
+    ).toBe('ek_already_enrolled');
+    expect(
+      await codeOf(
+        svc.enroll({
+          name: 'agent-7',
+          ekPublic: new SoftEk().ekPublicBytes.toString('base64'),
+          akPublic: ak2,
+        }),
+      ),
+    ).toBe('runtime_identity_mismatch');
+  });
+
+  it('refuses an unrestricted or exportable AK at enrollment', async () => {
+    const ak = tpm.akPublic;
+    for (const [change, code] of [
+      [{ restricted: false }, 'ak_not_restricted'],
+      [{ fixedTPM: false }, 'ak_not_fixed_tpm'],
+      [{ fixedParent: false }, 'ak_not_fixed_parent'],
+    ] as const) {
+      const bad = marshalTpm2bPublic({
+        ...ak,
+        objectAttributes: { ...ak.objectAttributes, ...change },
+      });
+      expect(
+        await codeOf(
+          svc.enroll({
+            name: 'x',
+            ekPublic: ek.ekPublicBytes.toString('base64'),
+            akPublic: bad.toString('base64'),
+          }),
+        ),
+      ).toBe(code);
+    }
+    expect(audit.events).toEqual([]);
+  });
+
+  it('an audit log that cannot record answers audit_unavailable and opens no session', async () => {
+    const runtimeId = await enrollAndActivate();
+    const body = await quoteBody(runtimeId);
+    audit.failing = true;
+    expect(await codeOf(svc.attest(runtimeId, body))).toBe('audit_unavailable');
+    expect((await svc.getRuntime(runtimeId)).lastAttestation).toBeNull();
+    expect(
+      await codeOf(
+        svc.enroll({
+          name: 'n',
+          ekPublic: new SoftEk().ekPublicBytes.toString('base64'),
+          akPublic: tpm.akPublicBytes.toString('base64'),
+        }),
+      ),
+    ).toBe('audit_unavailable');
+  });
+
+  it('only active runtimes are challenged; revocation ends the session', async () => {
+    const enrolled = await svc.enroll({
+      name: 'p',
+      ekPublic: ek.ekPublicBytes.toString('base64'),
+      akPublic: tpm.akPublicBytes.toString('base64'),
+    });
+    expect(await codeOf(svc.challenge(enrolled.runtimeId))).toBe('runtime_state_invalid');
+    expect(await codeOf(svc.challenge('rt_nope'))).toBe('unknown_runtime');
+    expect(await codeOf(svc.approve(enrolled.runtimeId))).toBe('runtime_state_invalid');
+    const runtimeId = await enrollAndActivate(svc, tpm, new SoftEk(), 'q');
+    const res = await svc.attest(runtimeId, await quoteBody(runtimeId));
+    await svc.revoke(runtimeId);
+    expect(svc.sessionFor(res.attestationId)).toBeUndefined();
+    expect(await codeOf(svc.challenge(runtimeId))).toBe('runtime_state_invalid');
+    expect(await codeOf(svc.revoke(runtimeId))).toBe('runtime_state_invalid');
+  });
+
+  it('resetCount going backwards is refused; a reset is reported, and untrusted when the policy forbids it', async () => {
+    const runtimeId = await enrollAndActivate();
+    await svc.attest(runtimeId, await quoteBody(runtimeId, { resetCount: 5 }));
+    expect(await codeOf(svc.attest(runtimeId, await quoteBody(runtimeId, { resetCount: 4 })))).toBe(
+      'tpm_counter_rollback',
+    );
+    const reset = await svc.attest(runtimeId, await quoteBody(runtimeId, { resetCount: 6 }));
+    expect(reset).toMatchObject({
+      verdict: 'trusted',
+      reasons: ['tpm_reset_detected'],
+      resetCount: 6,
+    });
+
+    const strict = makeService(false);
+    const id2 = await enrollAndActivate(strict);
+    await strict.attest(id2, await quoteBody(id2, { resetCount: 5 }, strict));
+    const res = await strict.attest(id2, await quoteBody(id2, { resetCount: 6 }, strict));
+    expect(res).toMatchObject({ verdict: 'untrusted', reasons: ['tpm_reset_detected'] });
+  });
+
+  it('verifyQuote (quote-mode grants) checks against the given qualifying data and throws on violations', async () => {
+    const runtimeId = await enrollAndActivate();
+    const { nonce } = await svc.challenge(runtimeId);
+    const n = Buffer.from(nonce, 'base64');
+    const qd = qualifyingData(n, { action: 'x' });
+    const ok = await svc.verifyQuote(runtimeId, tpm.quote(n, qd), qd);
+    expect(ok.akName).toBe(objectName(tpm.akPublic).toString('hex'));
+    tpm.extend('sha256', 0, 'x');
+    const n2 = Buffer.from((await svc.challenge(runtimeId)).nonce, 'base64');
+    const qd2 = qualifyingData(n2, { action: 'x' });
+    expect(await codeOf(svc.verifyQuote(runtimeId, tpm.quote(n2, qd2), qd2))).toBe(
+      'pcr_policy_violation',
+    );
+  });
+
+  it('refuses a session key that is not an EC P-256 public JWK on the curve', async () => {
+    const runtimeId = await enrollAndActivate();
+    const body = await quoteBody(runtimeId);
+    const offCurve = { ...body.sessionKey, y: body.sessionKey.x };
+    expect(await codeOf(svc.attest(runtimeId, { ...body, sessionKey: offCurve }))).toBe(
+      'session_key_invalid',
+    );
+    expect(
+      await codeOf(svc.attest(runtimeId, { ...body, sessionKey: { ...body.sessionKey, d: 'x' } })),
+    ).toBe('session_key_invalid');
+  });
+});

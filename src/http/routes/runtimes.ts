@@ -1,0 +1,205 @@
+/**
+ * PROTOCOL.md §1 (enrollment, activation, operator reads and approvals) and §2 (challenges,
+ * attestations). Every param, body and response is a schema; `additionalProperties: false`
+ * refuses unknown members and the response schemas filter what leaves the process.
+ * Operator authentication (GET, approve, revoke) is the auth hook's, registered by the app.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { AttestationService } from '../../attestation/index.js';
+import { ErrorSchema } from '../schemas.js';
+
+const closed = { additionalProperties: false } as const;
+const Base64 = (maxLength: number) =>
+  Type.String({ minLength: 1, maxLength, pattern: '^[A-Za-z0-9+/]*={0,2}$' });
+const Hex = Type.String({ pattern: '^[0-9a-fA-F]*$', maxLength: 128 });
+const Time = Type.String({ format: 'date-time' });
+const State = Type.Union([
+  Type.Literal('pending_activation'),
+  Type.Literal('pending_approval'),
+  Type.Literal('active'),
+  Type.Literal('revoked'),
+]);
+const Labels = Type.Record(
+  Type.String({ minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9._/-]+$' }),
+  Type.String({ maxLength: 256 }),
+  { maxProperties: 32 },
+);
+
+const RuntimeParams = Type.Object(
+  { runtimeId: Type.String({ minLength: 4, maxLength: 64, pattern: '^rt_[A-Za-z0-9_-]+$' }) },
+  closed,
+);
+
+const EnrollBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._-]+$' }),
+    labels: Type.Optional(Labels),
+    ekCertificate: Type.Optional(Base64(8192)),
+    ekPublic: Type.Optional(Base64(1024)),
+    akPublic: Base64(1024),
+  },
+  closed,
+);
+
+const EnrollReply = Type.Object(
+  {
+    runtimeId: Type.String(),
+    state: Type.Literal('pending_activation'),
+    credentialBlob: Type.String(),
+    encryptedSecret: Type.String(),
+  },
+  closed,
+);
+
+const StateReply = Type.Object({ runtimeId: Type.String(), state: State }, closed);
+
+const RuntimeReply = Type.Object(
+  {
+    runtimeId: Type.String(),
+    name: Type.String(),
+    labels: Type.Record(Type.String(), Type.String()),
+    state: State,
+    ekCertified: Type.Boolean(),
+    akName: Hex,
+    referencePolicy: Type.Union([Type.String(), Type.Null()]),
+    createdAt: Time,
+    lastAttestation: Type.Union([
+      Type.Object(
+        {
+          attestationId: Type.String(),
+          verdict: Type.Union([Type.Literal('trusted'), Type.Literal('untrusted')]),
+          reasons: Type.Array(Type.String()),
+          at: Time,
+        },
+        closed,
+      ),
+      Type.Null(),
+    ]),
+  },
+  closed,
+);
+
+const PcrValues = Type.Record(
+  Type.String({ maxLength: 16 }),
+  Type.Record(Type.String({ maxLength: 2 }), Type.String({ maxLength: 128 }), {
+    maxProperties: 32,
+  }),
+  { maxProperties: 8 },
+);
+
+const SessionKey = Type.Object(
+  {
+    kty: Type.Literal('EC'),
+    crv: Type.Literal('P-256'),
+    x: Type.String({ minLength: 43, maxLength: 43 }),
+    y: Type.String({ minLength: 43, maxLength: 43 }),
+  },
+  closed,
+);
+
+const AttestBody = Type.Object(
+  {
+    nonce: Base64(64),
+    quote: Base64(4096),
+    signature: Base64(2048),
+    pcrs: PcrValues,
+    sessionKey: SessionKey,
+  },
+  closed,
+);
+
+const AttestReply = Type.Object(
+  {
+    attestationId: Type.String(),
+    verdict: Type.Union([Type.Literal('trusted'), Type.Literal('untrusted')]),
+    reasons: Type.Array(Type.String()),
+    validUntil: Type.Union([Time, Type.Null()]),
+    pcrDigestHex: Hex,
+    resetCount: Type.Integer(),
+    restartCount: Type.Integer(),
+  },
+  closed,
+);
+
+const errors = {
+  400: ErrorSchema,
+  403: ErrorSchema,
+  404: ErrorSchema,
+  409: ErrorSchema,
+  422: ErrorSchema,
+  429: ErrorSchema,
+  503: ErrorSchema,
+};
+
+export const runtimesRoutes: FastifyPluginAsyncTypebox<{ attestation: AttestationService }> = (
+  app,
+  opts,
+) => {
+  const svc = opts.attestation;
+
+  app.post(
+    '/v1/runtimes',
+    { schema: { body: EnrollBody, response: { 201: EnrollReply, ...errors } } },
+    async (request, reply) => reply.code(201).send(await svc.enroll(request.body)),
+  );
+
+  app.post(
+    '/v1/runtimes/:runtimeId/activation',
+    {
+      schema: {
+        params: RuntimeParams,
+        body: Type.Object({ secret: Base64(128) }, closed),
+        response: { 200: StateReply, ...errors },
+      },
+    },
+    (request) => svc.activate(request.params.runtimeId, request.body),
+  );
+
+  app.get(
+    '/v1/runtimes/:runtimeId',
+    { schema: { params: RuntimeParams, response: { 200: RuntimeReply, ...errors } } },
+    (request) => svc.getRuntime(request.params.runtimeId),
+  );
+
+  app.post(
+    '/v1/runtimes/:runtimeId/approve',
+    { schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } } },
+    (request) => svc.approve(request.params.runtimeId),
+  );
+
+  app.post(
+    '/v1/runtimes/:runtimeId/revoke',
+    { schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } } },
+    (request) => svc.revoke(request.params.runtimeId),
+  );
+
+  app.post(
+    '/v1/runtimes/:runtimeId/challenges',
+    {
+      schema: {
+        params: RuntimeParams,
+        response: {
+          201: Type.Object({ nonce: Type.String(), expiresAt: Time }, closed),
+          ...errors,
+        },
+      },
+    },
+    async (request, reply) => reply.code(201).send(await svc.challenge(request.params.runtimeId)),
+  );
+
+  app.post(
+    '/v1/runtimes/:runtimeId/attestations',
+    {
+      schema: {
+        params: RuntimeParams,
+        body: AttestBody,
+        response: { 201: AttestReply, ...errors },
+      },
+    },
+    async (request, reply) =>
+      reply.code(201).send(await svc.attest(request.params.runtimeId, request.body)),
+  );
+
+  return Promise.resolve();
+};
