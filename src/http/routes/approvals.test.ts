@@ -30,7 +30,7 @@ async function setup() {
       schema: { params: Type.Object({ kid: Type.String() }) },
     },
     async (request, reply) => {
-      const { kid } = request.params as { kid: string };
+      const { kid } = request.params;
       await approvals.perform('key.destroy', { kid }, () => {
         destroyed.push(kid);
         return Promise.resolve();
