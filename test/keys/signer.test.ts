@@ -170,6 +170,44 @@ describe('key protection', () => {
   });
 });
 
+describe('deadlines', () => {
+  it('fails a sign that misses its deadline with hsm_unavailable (reason deadline); the pool survives', async () => {
+    const s = new Pkcs11Signer({
+      modulePath: hsm.module,
+      tokenLabel: hsm.tokenLabel,
+      pin: hsm.pin,
+      sessionPoolSize: 1,
+      signDeadlineMs: 1,
+      recoveryBackoffMs: 100,
+    });
+    await s.open();
+    try {
+      const k = await s.load(ec.hsmId, 'ES256');
+      const inputs = Array.from({ length: 200 }, () => randomBytes(32));
+      const results = await Promise.allSettled(inputs.map((d) => s.sign(k.hsmId, d)));
+      const late = results.filter((r) => r.status === 'rejected');
+      expect(late.length).toBeGreaterThan(0);
+      for (const r of late) {
+        expect(r.reason).toMatchObject({
+          code: 'hsm_unavailable',
+          details: { reason: 'deadline' },
+        });
+      }
+      const key = createPublicKey({ key: { ...ec.publicJwk }, format: 'jwk' });
+      results.forEach((r, i) => {
+        if (r.status === 'fulfilled') {
+          expect(verify('sha256', inputs[i]!, { key, dsaEncoding: 'ieee-p1363' }, r.value)).toBe(
+            true,
+          );
+        }
+      });
+      await expect(s.ready()).resolves.toEqual({ ok: true });
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('token and lifecycle', () => {
   it('is ready with an open, logged-in session', async () => {
     await expect(signer.ready()).resolves.toEqual({ ok: true });

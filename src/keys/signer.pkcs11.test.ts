@@ -1,0 +1,145 @@
+/**
+ * PIN handling of the PKCS#11 adapter with a scripted module: SoftHSM2 never locks a PIN
+ * and keeps no retry counter, so a locked PIN, a PIN on its final try and the number of
+ * login attempts can only be observed this way. (The real wrong-PIN path runs against
+ * SoftHSM2 in test/keys/fault.test.ts.)
+ */
+import type pkcs11Default from 'pkcs11js';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+
+type Pkcs11Module = typeof pkcs11Default;
+
+const script = vi.hoisted(() => ({
+  logins: 0,
+  loginRv: undefined as string | undefined,
+  tokenFlags: 0,
+}));
+
+vi.mock('pkcs11js', async (importOriginal) => {
+  const real = (await importOriginal<{ default: Pkcs11Module }>()).default;
+  class ScriptedPkcs11 {
+    load(): void {}
+    C_Initialize(): void {}
+    C_Finalize(): void {}
+    C_GetSlotList(): Buffer[] {
+      return [Buffer.from([1])];
+    }
+    C_GetTokenInfo(): { label: string; flags: number } {
+      return { label: 'tok                             ', flags: script.tokenFlags };
+    }
+    C_OpenSession(): Buffer {
+      return Buffer.from([2]);
+    }
+    C_CloseSession(): void {}
+    C_Login(): void {
+      script.logins += 1;
+      const rv = script.loginRv;
+      if (rv !== undefined) {
+        const code = (real as unknown as Record<string, number>)[rv] ?? 0;
+        throw new real.Pkcs11Error(`${rv}:${code}`, code);
+      }
+    }
+  }
+  return { default: { ...real, PKCS11: ScriptedPkcs11 } };
+});
+
+const { Pkcs11Signer } = await import('./signer.pkcs11.js');
+const pkcs11js = (await import('pkcs11js')).default;
+
+const PIN = 'secret-pin-4711';
+
+function signer(): InstanceType<typeof Pkcs11Signer> {
+  return new Pkcs11Signer({
+    modulePath: '/scripted.so',
+    tokenLabel: 'tok',
+    pin: PIN,
+    sessionPoolSize: 2,
+    signDeadlineMs: 1000,
+    recoveryBackoffMs: 0,
+  });
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'resolved';
+  } catch (e) {
+    const err = e as Error & { code?: string; details?: unknown };
+    // A PIN never appears in an error.
+    expect(`${err.message} ${err.stack ?? ''} ${JSON.stringify(err.details)}`).not.toContain(PIN);
+    return String(err.code);
+  }
+}
+
+beforeEach(() => {
+  script.logins = 0;
+  script.loginRv = undefined;
+  script.tokenFlags = 0;
+});
+
+describe('PIN handling', () => {
+  it.each([
+    ['CKR_PIN_INCORRECT', 'hsm_pin_incorrect'],
+    ['CKR_PIN_LEN_RANGE', 'hsm_pin_incorrect'],
+    ['CKR_PIN_LOCKED', 'hsm_pin_locked'],
+  ])('%s is reported as %s once, and login is never tried again', async (rv, code) => {
+    script.loginRv = rv;
+    const s = signer();
+    expect(await codeOf(s.open())).toBe(code);
+    expect(await codeOf(s.load('aa', 'ES256'))).toBe(code);
+    expect(await codeOf(s.generate('ES256', 'x'))).toBe(code);
+    expect(await codeOf(s.destroy('aa'))).toBe(code);
+    await expect(s.ready()).resolves.toEqual({ ok: false, reason: code });
+    // Even once the token would accept it, this instance does not present the PIN again.
+    script.loginRv = undefined;
+    expect(await codeOf(s.load('aa', 'ES256'))).toBe(code);
+    expect(script.logins).toBe(1);
+    await s.close();
+  });
+
+  it('does not present the PIN to a token whose user PIN is locked', async () => {
+    script.tokenFlags = 0x40000;
+    const s = signer();
+    expect(await codeOf(s.open())).toBe('hsm_pin_locked');
+    expect(script.logins).toBe(0);
+    await s.close();
+  });
+
+  it('does not present the PIN to a token on its final try (a wrong PIN would lock it)', async () => {
+    script.tokenFlags = 0x20000;
+    const s = signer();
+    expect(await codeOf(s.open())).toBe('hsm_pin_incorrect');
+    expect(script.logins).toBe(0);
+    await s.close();
+  });
+
+  it('accepts a session that is already logged in', async () => {
+    script.loginRv = 'CKR_USER_ALREADY_LOGGED_IN';
+    const s = signer();
+    await s.open();
+    expect(script.logins).toBe(1);
+    await s.close();
+  });
+
+  it('refuses an invalid pool size', () => {
+    expect(
+      () =>
+        new Pkcs11Signer({
+          modulePath: '/x',
+          tokenLabel: 't',
+          pin: PIN,
+          sessionPoolSize: 0,
+          signDeadlineMs: 1,
+          recoveryBackoffMs: 0,
+        }),
+    ).toThrow(RangeError);
+  });
+
+  it('reports an unknown key before touching the HSM (hsm_key_missing)', async () => {
+    const s = signer();
+    await s.open();
+    expect(await codeOf(s.sign('bb', new Uint8Array(1)))).toBe('hsm_key_missing');
+    await s.close();
+    expect(pkcs11js.CKR_PIN_LOCKED).toBeTypeOf('number');
+  });
+});
