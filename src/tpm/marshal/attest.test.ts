@@ -207,3 +207,17 @@ describe('TPMS_ATTEST rejections', () => {
     expectOnlyOwnErrors(unmarshalTpm2bAttest, sized, sized(unmarshalTpmsAttest(quote)));
   });
 });
+
+describe('TPMS_ATTEST marshal guards', () => {
+  it('refuses an unknown attestation type smuggled in through a cast', () => {
+    const a = unmarshalTpmsAttest(quote);
+    expect(
+      errorCode(() =>
+        marshalTpmsAttest({
+          ...a,
+          attested: { ...a.attested, type: 0x8001 },
+        } as unknown as TpmsAttest),
+      ),
+    ).toBe('tpm_marshal_invalid');
+  });
+});

@@ -236,6 +236,9 @@ export function writeTpmsAttest(w: TpmWriter, a: TpmsAttest): void {
     case TPM_ST.ATTEST_SESSION_AUDIT:
       w.u8(t.exclusiveSession ? 1 : 0).tpm2b(t.sessionDigest, TPM_MAX.DIGEST, 'sessionDigest');
       return;
+    default:
+      // Only reachable through a cast; never emit a half-written structure.
+      throw new TpmMarshalError('type', 'not an attestation type');
   }
 }
 

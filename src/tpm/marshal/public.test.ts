@@ -275,3 +275,15 @@ describe('object attributes and names', () => {
     );
   });
 });
+
+describe('TPMT_PUBLIC marshal guards', () => {
+  it('refuses an unknown object type or nameAlg smuggled in through a cast', () => {
+    const ak = unmarshalTpm2bPublic(fixture('ak-ecc.pub'));
+    expect(() => marshalTpmtPublic({ ...ak, type: 0x0005 } as unknown as TpmtPublic)).toThrow(
+      expect.objectContaining({ code: 'tpm_marshal_invalid' }),
+    );
+    expect(() => marshalTpmtPublic({ ...ak, nameAlg: 0x0006 } as unknown as TpmtPublic)).toThrow(
+      expect.objectContaining({ code: 'tpm_marshal_invalid' }),
+    );
+  });
+});

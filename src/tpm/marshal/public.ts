@@ -418,6 +418,9 @@ export function writeTpmtPublic(w: TpmWriter, p: TpmtPublic): void {
       writeSymDefObject(w, p.parameters.symmetric, 'parameters.symmetric');
       w.tpm2b(p.unique, TPM_MAX.DIGEST, 'unique.sym');
       return;
+    default:
+      // Only reachable through a cast; never emit a half-written structure.
+      throw new TpmMarshalError('type', 'not a public object type');
   }
 }
 

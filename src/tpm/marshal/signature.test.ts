@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  errorCode,
   expectEveryPrefixTruncated,
   expectOnlyOwnErrors,
   fixture,
@@ -70,5 +71,23 @@ describe('TPMT_SIGNATURE', () => {
   it('gives a value or its own error for arbitrary and mutated bytes', () => {
     expectOnlyOwnErrors(unmarshalTpmtSignature, marshalTpmtSignature, fixture('quote-ecc.sig'));
     expectOnlyOwnErrors(unmarshalTpmtSignature, marshalTpmtSignature, fixture('quote-rsa.sig'));
+  });
+});
+
+describe('TPMT_SIGNATURE marshal rejections', () => {
+  it('refuses schemes and hashes it would not parse back', () => {
+    const ecc = unmarshalTpmtSignature(fixture('quote-ecc.sig'));
+    expect(
+      errorCode(() => marshalTpmtSignature({ ...ecc, hash: 0x0006 as typeof TPM_ALG.SHA256 })),
+    ).toBe('tpm_marshal_invalid');
+    expect(
+      errorCode(() =>
+        marshalTpmtSignature({ ...ecc, sigAlg: TPM_ALG.HMAC } as unknown as typeof ecc),
+      ),
+    ).toBe('tpm_marshal_invalid');
+    if (ecc.sigAlg !== TPM_ALG.ECDSA) throw new Error('fixture');
+    expect(errorCode(() => marshalTpmtSignature({ ...ecc, r: Buffer.alloc(129) }))).toBe(
+      'tpm_marshal_invalid',
+    );
   });
 });

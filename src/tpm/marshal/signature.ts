@@ -1,5 +1,5 @@
 /** TPMT_SIGNATURE (TPM 2.0 Part 2, 11.3.4) for RSASSA, RSAPSS and ECDSA. */
-import { marshal, parseAll, type TpmReader, type TpmWriter } from './buffer.js';
+import { TpmMarshalError, marshal, parseAll, type TpmReader, type TpmWriter } from './buffer.js';
 import { TPM_ALG, TPM_MAX, isHashAlg, type HashAlgId } from './constants.js';
 
 type Alg = typeof TPM_ALG;
@@ -43,13 +43,16 @@ export function unmarshalTpmtSignature(bytes: Uint8Array): TpmtSignature {
 }
 
 export function writeTpmtSignature(w: TpmWriter, sig: TpmtSignature): void {
+  // Only reachable through a cast; never emit a structure we would not parse back.
+  const alg: number = sig.sigAlg;
+  if (alg !== TPM_ALG.ECDSA && alg !== TPM_ALG.RSASSA && alg !== TPM_ALG.RSAPSS) {
+    throw new TpmMarshalError('sigAlg', 'unsupported signature scheme');
+  }
+  if (!isHashAlg(sig.hash)) throw new TpmMarshalError('hash', 'not a hash algorithm');
   w.u16(sig.sigAlg, 'sigAlg').u16(sig.hash, 'hash');
   if (sig.sigAlg === TPM_ALG.ECDSA) {
-    w.tpm2b(sig.r, TPM_MAX.ECC_KEY_BYTES, 'signatureR').tpm2b(
-      sig.s,
-      TPM_MAX.ECC_KEY_BYTES,
-      'signatureS',
-    );
+    w.tpm2b(sig.r, TPM_MAX.ECC_KEY_BYTES, 'signatureR');
+    w.tpm2b(sig.s, TPM_MAX.ECC_KEY_BYTES, 'signatureS');
   } else {
     w.tpm2b(sig.sig, TPM_MAX.RSA_KEY_BYTES, 'sig');
   }
