@@ -1,0 +1,231 @@
+/**
+ * The appliance side for attestation integration tests: a real LevelDB, the real service
+ * through the real routes on a Fastify server, an in-memory audit sink standing in for the
+ * audit log, and an injectable clock; plus a runtime TPM (swtpm) driven by tpm2-tools.
+ */
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  createAttestation,
+  qualifyingData,
+  type AttestationService,
+  type AuditSink,
+  type EcSessionJwk,
+} from '../../src/attestation/index.js';
+import { createServer, type App } from '../../src/http/app.js';
+import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
+import { openDatabase, type Database } from '../../src/shared/db.level.js';
+import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import { tpm2Tools, type Tools } from './tools.js';
+
+export class MemoryAudit implements AuditSink {
+  readonly events: Parameters<AuditSink['record']>[0][] = [];
+  record(event: Parameters<AuditSink['record']>[0]): Promise<void> {
+    this.events.push(event);
+    return Promise.resolve();
+  }
+}
+
+export interface Harness {
+  readonly tpm: SimTpm;
+  readonly tools: Tools;
+  readonly db: Database;
+  readonly svc: AttestationService;
+  readonly app: App;
+  readonly audit: MemoryAudit;
+  readonly clock: { now: Date };
+  close(): Promise<void>;
+}
+
+export const POLICY_PCRS = [0, 7];
+
+/** The runtime's current sha256 PCR values, hex. */
+export async function readPcrs(tools: Tools, pcrs: readonly number[]): Promise<string[]> {
+  await tools.tpm2('pcrread', [`sha256:${pcrs.join(',')}`, '-o', 'pcrread.bin']);
+  const bytes = await tools.read('pcrread.bin');
+  return pcrs.map((_, i) => bytes.subarray(i * 32, i * 32 + 32).toString('hex'));
+}
+
+export async function startHarness(
+  options: { ekCaPem?: string; allowReset?: boolean } = {},
+): Promise<Harness> {
+  const tpm = await startSimTpm();
+  const tools = await tpm2Tools(tpm.tcti);
+  const dir = await mkdtemp(join(tmpdir(), 'grantor-att-db-'));
+  const db = await openDatabase(join(dir, 'db'));
+  const values = await readPcrs(tools, POLICY_PCRS);
+  const policyFile = join(dir, 'policy.json');
+  await writeFile(
+    policyFile,
+    JSON.stringify({
+      name: 'swtpm-test',
+      pcrs: { sha256: Object.fromEntries(POLICY_PCRS.map((p, i) => [String(p), [values[i]]])) },
+      allowReset: options.allowReset ?? true,
+    }),
+  );
+  const audit = new MemoryAudit();
+  const clock = { now: new Date() };
+  const svc = await createAttestation(
+    { ekCaBundlePem: options.ekCaPem ?? tpm.ekCaPem, referencePolicyFiles: [policyFile] },
+    { db, audit, now: () => clock.now },
+  );
+  const app = createServer();
+  await app.register(runtimesRoutes, { attestation: svc });
+  await app.ready();
+  return {
+    tpm,
+    tools,
+    db,
+    svc,
+    app,
+    audit,
+    clock,
+    close: async () => {
+      await app.close();
+      await db.close();
+      await tools.close();
+      await tpm.destroy();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function newSessionKey(): EcSessionJwk {
+  const jwk = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({
+    format: 'jwk',
+  });
+  return { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+}
+
+export function qdHex(nonceB64: string, key: EcSessionJwk): string {
+  return qualifyingData(Buffer.from(nonceB64, 'base64'), key).toString('hex');
+}
+
+export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** Enroll the AK in ak.ctx/ak.pub with the EK certificate, and activate it with tpm2-tools. */
+export async function enrollAndActivate(h: Harness, name: string): Promise<string> {
+  await h.tools.tpm2('nvread', ['0x01c00002', '-o', 'ek.der']);
+  const res = await h.app.inject({
+    method: 'POST',
+    url: '/v1/runtimes',
+    payload: {
+      name,
+      ekCertificate: (await h.tools.read('ek.der')).toString('base64'),
+      akPublic: (await h.tools.read('ak.pub')).toString('base64'),
+    },
+  });
+  if (res.statusCode !== 201) throw new Error(`enroll: ${res.statusCode} ${res.body}`);
+  const enrolled = res.json<{
+    runtimeId: string;
+    credentialBlob: string;
+    encryptedSecret: string;
+  }>();
+  const secret = await activateWithTools(
+    h.tools,
+    enrolled.credentialBlob,
+    enrolled.encryptedSecret,
+  );
+  const act = await h.app.inject({
+    method: 'POST',
+    url: `/v1/runtimes/${enrolled.runtimeId}/activation`,
+    payload: { secret: secret.toString('base64') },
+  });
+  if (act.statusCode !== 200) throw new Error(`activate: ${act.statusCode} ${act.body}`);
+  return enrolled.runtimeId;
+}
+
+export async function activateWithTools(
+  tools: Tools,
+  blob: string,
+  secret: string,
+  ak = 'ak.ctx',
+): Promise<Buffer> {
+  await tools.write(
+    'cred.bin',
+    Buffer.concat([
+      Buffer.from('badcc0de00000001', 'hex'),
+      Buffer.from(blob, 'base64'),
+      Buffer.from(secret, 'base64'),
+    ]),
+  );
+  await tools.raw('startauthsession', ['--policy-session', '-S', 'session.ctx']);
+  await tools.raw('policysecret', ['-S', 'session.ctx', '-c', 'e']);
+  await tools.tpm2('activatecredential', [
+    '-c',
+    ak,
+    '-C',
+    '0x81010001',
+    '-i',
+    'cred.bin',
+    '-o',
+    'secret.bin',
+    '-P',
+    'session:session.ctx',
+  ]);
+  return tools.read('secret.bin');
+}
+
+export interface ToolQuote {
+  nonce: string;
+  quote: string;
+  signature: string;
+  pcrs: Record<string, Record<string, string>>;
+  sessionKey: EcSessionJwk;
+}
+
+/** Ask for a challenge and answer it with tpm2_quote over `bank:pcrs` with `ak`. */
+export async function quoteWithTools(
+  h: Harness,
+  runtimeId: string,
+  options: {
+    bank?: string;
+    pcrs?: readonly number[];
+    ak?: string;
+    nonce?: string;
+    sessionKey?: EcSessionJwk;
+  } = {},
+): Promise<ToolQuote> {
+  const bank = options.bank ?? 'sha256';
+  const pcrs = options.pcrs ?? [0, 1, 2, 3, 7];
+  let nonce = options.nonce;
+  if (nonce === undefined) {
+    const ch = await h.app.inject({ method: 'POST', url: `/v1/runtimes/${runtimeId}/challenges` });
+    if (ch.statusCode !== 201) throw new Error(`challenge: ${ch.statusCode} ${ch.body}`);
+    nonce = ch.json<{ nonce: string }>().nonce;
+  }
+  const sessionKey = options.sessionKey ?? newSessionKey();
+  await h.tools.tpm2('quote', [
+    '-c',
+    options.ak ?? 'ak.ctx',
+    '-l',
+    `${bank}:${pcrs.join(',')}`,
+    '-q',
+    qdHex(nonce, sessionKey),
+    '-g',
+    'sha256',
+    '-m',
+    'quote.msg',
+    '-s',
+    'quote.sig',
+    '-o',
+    'quote.pcrs',
+    '-F',
+    'values',
+  ]);
+  const size = bank === 'sha1' ? 20 : 32;
+  const values = await h.tools.read('quote.pcrs');
+  return {
+    nonce,
+    quote: (await h.tools.read('quote.msg')).toString('base64'),
+    signature: (await h.tools.read('quote.sig')).toString('base64'),
+    pcrs: {
+      [bank]: Object.fromEntries(
+        pcrs.map((p, i) => [String(p), values.subarray(i * size, (i + 1) * size).toString('hex')]),
+      ),
+    },
+    sessionKey,
+  };
+}
