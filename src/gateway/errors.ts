@@ -1,0 +1,143 @@
+/**
+ * Why a gateway refuses a grant: one class per failure kind, each with a stable `code`.
+ * Gateways match on `code` (or on the class), never on message text. All grant refusals
+ * extend GrantRejectedError; failures of a dependency (JWKS, redemption endpoint) extend
+ * UnavailableError: the gateway fails closed and does not execute.
+ */
+import { BadRequestError, GrantorError, UnavailableError } from '../shared/errors.js';
+
+type Options = { cause?: unknown; details?: Record<string, unknown> };
+
+/** Base of every refusal of a grant itself (as opposed to an unavailable dependency). */
+export class GrantRejectedError extends GrantorError {}
+
+/** Not a well-formed compact JWS with JSON header and claims as §3 describes. */
+export class GrantMalformedError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_malformed', message, options);
+  }
+}
+
+/** `alg` is not ES256 (including `none` and HMAC), or the key is not an ES256 key. */
+export class GrantAlgInvalidError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_alg_invalid', message, options);
+  }
+}
+
+/** `typ` is not `grant+jwt`. */
+export class GrantTypInvalidError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_typ_invalid', message, options);
+  }
+}
+
+/** No usable `kid`, or no key with that `kid` in the appliance's JWKS. */
+export class GrantKidUnknownError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_kid_unknown', message, options);
+  }
+}
+
+/** A header member that could point verification at another key or change its rules. */
+export class GrantHeaderForbiddenError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_header_forbidden', message, options);
+  }
+}
+
+/** The signature does not verify, or is not a canonical (low-S, non-zero) ES256 signature. */
+export class GrantSignatureInvalidError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_signature_invalid', message, options);
+  }
+}
+
+export class GrantExpiredError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_expired', message, options);
+  }
+}
+
+/** `nbf` (or `iat`) lies in the future beyond the allowed clock skew. */
+export class GrantNotYetValidError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_not_yet_valid', message, options);
+  }
+}
+
+export class GrantAudienceMismatchError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_audience_mismatch', message, options);
+  }
+}
+
+export class GrantIssuerMismatchError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_issuer_mismatch', message, options);
+  }
+}
+
+export class GrantActionMismatchError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_action_mismatch', message, options);
+  }
+}
+
+export class GrantResourceMismatchError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_resource_mismatch', message, options);
+  }
+}
+
+export class GrantParametersMismatchError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_parameters_mismatch', message, options);
+  }
+}
+
+/** The proof of possession of the `cnf.jkt` key is missing, for another key, or invalid. */
+export class GrantPopInvalidError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_pop_invalid', message, options);
+  }
+}
+
+/** The appliance answered 409: someone redeemed this grant first. */
+export class GrantAlreadyRedeemedError extends GrantRejectedError {
+  constructor(grantId: string) {
+    super('grant_already_redeemed', `grant ${grantId} was already redeemed`, {
+      details: { grantId },
+    });
+  }
+}
+
+/** The appliance refused the redemption for another reason (unknown grant, wrong audience). */
+export class GrantRedemptionRefusedError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_redemption_refused', message, options);
+  }
+}
+
+/** The JWKS cannot be fetched or is not a valid key set: nothing can be verified. */
+export class JwksUnavailableError extends UnavailableError {
+  constructor(message: string, options?: Options) {
+    super('jwks_unavailable', message, options);
+  }
+}
+
+/** The redemption endpoint did not answer usefully (network, timeout, 5xx): do not execute. */
+export class RedemptionUnavailableError extends UnavailableError {
+  constructor(message: string, options?: Options) {
+    super('redemption_unavailable', message, options);
+  }
+}
+
+/** Text that is not JSON, nests too deep, or repeats a member name. */
+export class StrictJsonError extends BadRequestError {
+  readonly reason: 'syntax' | 'duplicate_key' | 'depth';
+  constructor(reason: 'syntax' | 'duplicate_key' | 'depth', message: string) {
+    super(message, { details: { reason } });
+    this.reason = reason;
+  }
+}

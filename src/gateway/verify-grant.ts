@@ -1,0 +1,347 @@
+/**
+ * Offline verification of a grant (PROTOCOL.md §3) before the action executes: a flat list
+ * of guard clauses in a fixed order, each failing with its own error class. Header and
+ * claims are parsed here with a parser that refuses duplicate member names, before any key
+ * is fetched and before jose checks the signature; the claims used are the ones parsed
+ * here, over the very bytes jose verified.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { compactVerify, errors as joseErrors } from 'jose';
+import { ConfigError } from '../shared/errors.js';
+import { parametersDigest } from './digest.js';
+import { decodeBase64url, decodeUtf8, es256SignatureProblem } from './encoding.js';
+import {
+  GrantActionMismatchError,
+  GrantAlgInvalidError,
+  GrantAudienceMismatchError,
+  GrantExpiredError,
+  GrantHeaderForbiddenError,
+  GrantIssuerMismatchError,
+  GrantKidUnknownError,
+  GrantMalformedError,
+  GrantNotYetValidError,
+  GrantParametersMismatchError,
+  GrantResourceMismatchError,
+  GrantSignatureInvalidError,
+  GrantTypInvalidError,
+} from './errors.js';
+import type { KeySource } from './jwks.js';
+import { verifyPop, type PopProof } from './pop.js';
+import type { Redeemer, RedemptionOutcome } from './redeem.js';
+import { parseStrictJson, type JsonValue } from './strict-json.js';
+
+/** The claims of a grant, as §3 defines them. */
+export interface GrantClaims {
+  readonly iss: string;
+  readonly sub: string;
+  readonly aud: string;
+  readonly iat: number;
+  readonly nbf: number;
+  readonly exp: number;
+  readonly jti: string;
+  readonly act: {
+    readonly action: string;
+    readonly resource: string;
+    readonly parametersDigest: string;
+  };
+  readonly att: {
+    readonly akName: string;
+    readonly pcrDigest: string;
+    readonly resetCount: number;
+    readonly restartCount: number;
+    readonly attestationId: string | null;
+  };
+  readonly cnf: { readonly jkt: string };
+  readonly lin: { readonly parent: string | null; readonly root: string; readonly depth: number };
+  readonly pol: string;
+  readonly aud_seq: number;
+  readonly aud_hash: string;
+}
+
+export interface VerifiedGrant {
+  readonly grantId: string;
+  readonly runtimeId: string;
+  readonly kid: string;
+  readonly claims: GrantClaims;
+  /** The `cnf` key was proven (a PoP was supplied and verified). */
+  readonly possessionProven: boolean;
+  /** The grant was redeemed online by this call. */
+  readonly redeemed: boolean;
+}
+
+/** The execution about to run; the grant must name exactly this. */
+export type ExpectedExecution = {
+  readonly action: string;
+  readonly resource: string;
+} & (
+  | { readonly parametersDigest: string; readonly parameters?: never }
+  | { readonly parameters: unknown; readonly parametersDigest?: never }
+);
+
+export interface GrantVerifierConfig {
+  /** The appliance id (`iss`). */
+  readonly issuer: string;
+  /** This gateway's audience (`aud`). */
+  readonly audience: string;
+  /** Keys: a JwksClient (fetched and cached) or a static key source. */
+  readonly keys: KeySource;
+  /** Allowed clock skew for exp/nbf/iat, 0..300 s. Default 30. */
+  readonly clockToleranceSeconds?: number;
+  /** Clock in epoch milliseconds. Default Date.now. */
+  readonly now?: () => number;
+  /** Online redemption; used when a verification asks for it. */
+  readonly redeemer?: Redeemer;
+  /** Longest compact JWS accepted, in characters. Default 16384. */
+  readonly maxTokenLength?: number;
+}
+
+export interface VerifyGrantRequest {
+  readonly execution: ExpectedExecution;
+  /** Require and check a proof of possession of the `cnf.jkt` key. */
+  readonly pop?: { readonly challenge: string; readonly proof: PopProof };
+  /** Redeem online after every offline check passed (needs `redeemer`). */
+  readonly redeem?: boolean | RedemptionOutcome;
+}
+
+export type VerifyGrantOptions = GrantVerifierConfig & VerifyGrantRequest;
+
+const ALLOWED_HEADER = new Set(['alg', 'typ', 'kid']);
+// Members that would let the token choose its own key or change how it is processed.
+const FORBIDDEN_HEADER = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit', 'b64', 'zip'];
+const KID = /^[A-Za-z0-9._~-]{1,128}$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+const HEX = /^[0-9a-f]+$/;
+const MAX_SKEW = 300;
+
+type JsonObject = { [key: string]: JsonValue };
+
+function isObject(v: JsonValue | undefined): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function decodeSegment(segment: string, what: string): JsonObject {
+  const bytes = decodeBase64url(segment);
+  const text = bytes === undefined ? undefined : decodeUtf8(bytes);
+  if (text === undefined) throw new GrantMalformedError(`the ${what} is not base64url UTF-8`);
+  let value: JsonValue;
+  try {
+    value = parseStrictJson(text);
+  } catch (cause) {
+    throw new GrantMalformedError(`the ${what} is not strict JSON`, { cause });
+  }
+  if (!isObject(value)) throw new GrantMalformedError(`the ${what} is not a JSON object`);
+  return value;
+}
+
+function str(v: JsonValue | undefined): v is string {
+  return typeof v === 'string' && v !== '';
+}
+
+function count(v: JsonValue | undefined): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Checks the shape of every §3 claim; the values are checked afterwards. */
+function claimsOf(p: JsonObject): GrantClaims {
+  const bad = (claim: string): never => {
+    throw new GrantMalformedError(`claim ${claim} is missing or has the wrong type`);
+  };
+  const { iss, sub, aud, iat, nbf, exp, jti, act, att, cnf, lin, pol, aud_seq, aud_hash } = p;
+  if (!str(iss)) bad('iss');
+  if (!str(sub)) bad('sub');
+  // §3 issues `aud` as one string; an array would widen the audience.
+  if (!str(aud)) bad('aud');
+  if (!count(iat)) bad('iat');
+  if (!count(nbf)) bad('nbf');
+  if (!count(exp)) bad('exp');
+  if (!str(jti)) bad('jti');
+  if (!isObject(act) || !str(act.action) || !str(act.resource)) bad('act');
+  if (
+    !isObject(act) ||
+    typeof act.parametersDigest !== 'string' ||
+    !HEX64.test(act.parametersDigest)
+  ) {
+    bad('act.parametersDigest');
+  }
+  if (
+    !isObject(att) ||
+    typeof att.akName !== 'string' ||
+    typeof att.pcrDigest !== 'string' ||
+    !count(att.resetCount) ||
+    !count(att.restartCount) ||
+    !(att.attestationId === null || typeof att.attestationId === 'string')
+  ) {
+    bad('att');
+  }
+  if (!isObject(cnf) || !str(cnf.jkt)) bad('cnf');
+  if (
+    !isObject(lin) ||
+    !(lin.parent === null || str(lin.parent)) ||
+    !str(lin.root) ||
+    !count(lin.depth)
+  ) {
+    bad('lin');
+  }
+  if (typeof pol !== 'string' || !HEX64.test(pol)) bad('pol');
+  if (!count(aud_seq)) bad('aud_seq');
+  if (typeof aud_hash !== 'string' || !HEX.test(aud_hash)) bad('aud_hash');
+  return p as unknown as GrantClaims;
+}
+
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function checkConfig(config: GrantVerifierConfig): number {
+  if (config.issuer === '') throw new ConfigError('gateway.issuer', 'is required');
+  if (config.audience === '') throw new ConfigError('gateway.audience', 'is required');
+  const skew = config.clockToleranceSeconds ?? 30;
+  if (!Number.isFinite(skew) || skew < 0 || skew > MAX_SKEW) {
+    throw new ConfigError('gateway.clockToleranceSeconds', `must be in [0, ${MAX_SKEW}]`);
+  }
+  return skew;
+}
+
+/**
+ * Verifies a grant for one execution. Resolves with the verified grant, or rejects with
+ * one of the Grant*Error classes (or JwksUnavailableError / RedemptionUnavailableError):
+ * the gateway must not execute on any rejection.
+ */
+export async function verifyGrant(
+  jws: unknown,
+  options: VerifyGrantOptions,
+): Promise<VerifiedGrant> {
+  const skew = checkConfig(options);
+  const now = (options.now ?? Date.now)() / 1000;
+  // Snapshot the untrusted input before the first await.
+  if (typeof jws !== 'string') throw new GrantMalformedError('the grant is not a string');
+  const token = jws;
+  const execution = {
+    action: options.execution.action,
+    resource: options.execution.resource,
+    // The digest is computed now: parameters mutated during verification do not count.
+    parametersDigest:
+      options.execution.parametersDigest === undefined
+        ? parametersDigest(options.execution.parameters)
+        : options.execution.parametersDigest.toLowerCase(),
+  };
+  const pop =
+    options.pop === undefined
+      ? undefined
+      : {
+          challenge: options.pop.challenge,
+          proof: {
+            publicKey: { ...options.pop.proof.publicKey },
+            signature: options.pop.proof.signature,
+          },
+        };
+  if (token.length > (options.maxTokenLength ?? 16_384)) {
+    throw new GrantMalformedError('the grant is too long');
+  }
+  const segments = token.split('.');
+  if (segments.length !== 3) throw new GrantMalformedError('the grant is not a compact JWS');
+  const [headerB64 = '', payloadB64 = '', signatureB64 = ''] = segments;
+
+  const header = decodeSegment(headerB64, 'header');
+  // alg first: `none` and HMAC-with-the-public-key forgeries stop here.
+  if (header.alg !== 'ES256') {
+    throw new GrantAlgInvalidError(`alg ${JSON.stringify(header.alg ?? null)} is not ES256`);
+  }
+  for (const name of FORBIDDEN_HEADER) {
+    if (name in header) throw new GrantHeaderForbiddenError(`header member ${name} is not allowed`);
+  }
+  for (const name of Object.keys(header)) {
+    if (!ALLOWED_HEADER.has(name)) {
+      throw new GrantHeaderForbiddenError(`header member ${name} is not allowed`);
+    }
+  }
+  if (header.typ !== 'grant+jwt') throw new GrantTypInvalidError('typ is not grant+jwt');
+  const { kid } = header;
+  // A kid that is not a plain token is never looked up (nor does it trigger a JWKS fetch).
+  if (typeof kid !== 'string' || !KID.test(kid)) {
+    throw new GrantKidUnknownError('the kid is missing or not a plain key id');
+  }
+
+  const payload = decodeSegment(payloadB64, 'payload');
+
+  const signature = decodeBase64url(signatureB64);
+  if (signature === undefined) throw new GrantMalformedError('the signature is not base64url');
+  const problem = es256SignatureProblem(signature);
+  if (problem !== undefined) throw new GrantSignatureInvalidError(`signature: ${problem}`);
+
+  const key = await options.keys.getKey(kid);
+  let verifiedPayload: Uint8Array;
+  try {
+    ({ payload: verifiedPayload } = await compactVerify(token, key.key, { algorithms: ['ES256'] }));
+  } catch (cause) {
+    if (cause instanceof joseErrors.JWSSignatureVerificationFailed) {
+      throw new GrantSignatureInvalidError('the signature does not verify', { cause });
+    }
+    throw new GrantMalformedError('the grant could not be verified', { cause });
+  }
+  // jose verified the same segment we parsed; belt and braces.
+  if (!Buffer.from(verifiedPayload).equals(decodeBase64url(payloadB64) ?? Buffer.alloc(0))) {
+    throw new GrantMalformedError('the verified payload differs from the parsed one');
+  }
+
+  const claims = claimsOf(payload);
+  if (!sameText(claims.iss, options.issuer)) {
+    throw new GrantIssuerMismatchError('the grant was issued by another appliance');
+  }
+  if (!sameText(claims.aud, options.audience)) {
+    throw new GrantAudienceMismatchError('the grant is for another audience');
+  }
+  if (now >= claims.exp + skew) throw new GrantExpiredError('the grant has expired');
+  if (now + skew < claims.nbf) throw new GrantNotYetValidError('the grant is not valid yet');
+  if (now + skew < claims.iat)
+    throw new GrantNotYetValidError('the grant was issued in the future');
+  if (claims.exp <= claims.nbf) throw new GrantMalformedError('exp is not after nbf');
+
+  if (!sameText(claims.act.action, execution.action)) {
+    throw new GrantActionMismatchError('the grant is for another action');
+  }
+  if (!sameText(claims.act.resource, execution.resource)) {
+    throw new GrantResourceMismatchError('the grant is for another resource');
+  }
+  if (!sameText(claims.act.parametersDigest, execution.parametersDigest)) {
+    throw new GrantParametersMismatchError('the grant is for other parameters');
+  }
+
+  if (pop !== undefined) {
+    await verifyPop(
+      claims.cnf.jkt,
+      { audience: options.audience, grantId: claims.jti, challenge: pop.challenge },
+      pop.proof,
+    );
+  }
+
+  // Everything checked: only now change state at the appliance.
+  let redeemed = false;
+  if (options.redeem !== undefined && options.redeem !== false) {
+    if (options.redeemer === undefined) {
+      throw new ConfigError('gateway.redeemer', 'redemption was asked for but none is configured');
+    }
+    await options.redeemer.redeem(claims.jti, options.redeem === true ? undefined : options.redeem);
+    redeemed = true;
+  }
+  return {
+    grantId: claims.jti,
+    runtimeId: claims.sub,
+    kid,
+    claims,
+    possessionProven: pop !== undefined,
+    redeemed,
+  };
+}
+
+export interface GrantVerifier {
+  verify(jws: unknown, request: VerifyGrantRequest): Promise<VerifiedGrant>;
+}
+
+/** A verifier bound to one configuration (issuer, audience, keys, redemption, clock). */
+export function createGrantVerifier(config: GrantVerifierConfig): GrantVerifier {
+  checkConfig(config);
+  return { verify: (jws, request) => verifyGrant(jws, { ...config, ...request }) };
+}
