@@ -4,6 +4,7 @@ export * from './buffer.js';
 export * from './constants.js';
 export * from './credential.js';
 export * from './keys.js';
+export * from './name.js';
 export * from './nv.js';
 export * from './pcr-selection.js';
 export * from './public.js';
