@@ -1,0 +1,171 @@
+/**
+ * Audit routes (PROTOCOL.md §4): checkpoint (optionally NV-certified with a nonce), the
+ * verifier key, entries (auditor), inclusion and consistency proofs bounded by the latest
+ * checkpoint. Every answer's schema also filters what leaves the process.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { AuditService } from '../../audit/service.js';
+import { ErrorSchema } from '../schemas.js';
+
+const Hex32 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const Base64 = Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' });
+const Seq = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Size = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+
+const EntrySchema = Type.Object(
+  {
+    seq: Seq,
+    time: Type.String(),
+    type: Type.String(),
+    subject: Type.String(),
+    decision: Type.Optional(Type.String()),
+    reasons: Type.Optional(Type.Array(Type.String())),
+    digest: Type.String(),
+    prevHash: Hex32,
+    hash: Hex32,
+  },
+  { additionalProperties: false },
+);
+
+const NvCertifySchema = Type.Object(
+  {
+    index: Type.Union([Type.Literal('counter'), Type.Literal('extend')]),
+    nvIndex: Type.String({ pattern: '^0x[0-9a-f]{8}$' }),
+    attest: Base64,
+    signature: Base64,
+  },
+  { additionalProperties: false },
+);
+
+const CheckpointSchema = Type.Object(
+  {
+    note: Type.String(),
+    origin: Type.String(),
+    treeSize: Type.Integer({ minimum: 0 }),
+    rootHash: Base64,
+    nvCounter: Type.String({ pattern: '^[0-9]+$' }),
+    nvExtend: Base64,
+    nvCertify: Type.Optional(Type.Array(NvCertifySchema)),
+    nonce: Type.Optional(Type.String({ pattern: '^[0-9a-f]+$' })),
+  },
+  { additionalProperties: false },
+);
+
+const VerifierSchema = Type.Object(
+  {
+    origin: Type.String(),
+    noteVerifierKey: Type.String(),
+    jwk: Type.Object(
+      { kty: Type.Literal('OKP'), crv: Type.Literal('Ed25519'), x: Type.String() },
+      { additionalProperties: false },
+    ),
+    akPublic: Type.Optional(Base64),
+  },
+  { additionalProperties: false },
+);
+
+const PathSchema = Type.Array(Hex32);
+
+const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 503: ErrorSchema };
+
+export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (app, { audit }) => {
+  app.get(
+    '/v1/audit/checkpoint',
+    {
+      schema: {
+        querystring: Type.Object(
+          // At most 32 bytes: it becomes NV_Certify's qualifyingData.
+          { nonce: Type.Optional(Type.String({ pattern: '^([0-9a-fA-F]{2}){1,32}$' })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: CheckpointSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const { nonce } = request.query;
+      const cp = await audit.checkpoint(
+        nonce === undefined ? {} : { nonce: Buffer.from(nonce, 'hex') },
+      );
+      const { nvCertify, ...rest } = cp;
+      return nvCertify === undefined ? rest : { ...rest, nvCertify: [...nvCertify] };
+    },
+  );
+
+  app.get(
+    '/v1/audit/verifier',
+    { schema: { response: { 200: VerifierSchema, ...errors } } },
+    async () => audit.verifier(),
+  );
+
+  app.get(
+    '/v1/audit/entries',
+    {
+      config: { role: 'auditor' },
+      schema: {
+        querystring: Type.Object(
+          {
+            from: Type.Optional(Seq),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({ entries: Type.Array(EntrySchema) }, { additionalProperties: false }),
+          404: ErrorSchema,
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const entries = await audit.entries(request.query.from ?? 0, request.query.limit ?? 100);
+      return {
+        entries: entries.map(({ reasons, ...e }) =>
+          reasons === undefined ? e : { ...e, reasons: [...reasons] },
+        ),
+      };
+    },
+  );
+
+  app.get(
+    '/v1/audit/proof/inclusion',
+    {
+      schema: {
+        querystring: Type.Object({ seq: Seq, size: Size }, { additionalProperties: false }),
+        response: {
+          200: Type.Object(
+            { seq: Seq, treeSize: Size, leafHash: Hex32, path: PathSchema },
+            { additionalProperties: false },
+          ),
+          ...errors,
+        },
+      },
+    },
+    (request) => {
+      const proof = audit.inclusionProof(request.query.seq, request.query.size);
+      return { ...proof, path: [...proof.path] };
+    },
+  );
+
+  app.get(
+    '/v1/audit/proof/consistency',
+    {
+      schema: {
+        querystring: Type.Object({ from: Size, to: Size }, { additionalProperties: false }),
+        response: {
+          200: Type.Object(
+            { from: Size, to: Size, path: PathSchema },
+            { additionalProperties: false },
+          ),
+          ...errors,
+        },
+      },
+    },
+    (request) => {
+      const proof = audit.consistencyProof(request.query.from, request.query.to);
+      return { ...proof, path: [...proof.path] };
+    },
+  );
+
+  return Promise.resolve();
+};

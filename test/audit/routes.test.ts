@@ -1,0 +1,209 @@
+/**
+ * The audit routes through app.inject() on the configured server, with the real adapters
+ * (LevelDB store, NV anchor in swtpm): schemas, proofs bounded by the checkpoint, NV_Certify
+ * with a nonce, and the 503 codes when the log is unavailable or refused.
+ */
+import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
+import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
+import { parseCheckpoint, parseVerifierKey, verifyNote } from '../../src/audit/checkpoint.js';
+import { createAudit } from '../../src/audit/index.js';
+import type { AuditService } from '../../src/audit/service.js';
+import { createServer } from '../../src/http/app.js';
+import { auditRoutes } from '../../src/http/routes/audit.js';
+import { openDatabase, type Database } from '../../src/shared/db.level.js';
+import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import { event, provisionAnchor, tempDir } from './helpers.js';
+import { testSigner } from './signer.js';
+
+const ORIGIN = 'grantor.test/routes';
+let sim: SimTpm;
+let tpm: NativeTpm;
+let config: TpmAnchorConfig;
+let work: string;
+let db: Database;
+let audit: AuditService;
+let app: ReturnType<typeof createServer>;
+
+const H = (...parts: Buffer[]): Buffer => {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+};
+
+beforeAll(async () => {
+  sim = await startSimTpm();
+  tpm = await NativeTpm.open(sim.tcti);
+  config = await provisionAnchor(tpm);
+  work = await tempDir('grantor-audit-routes-');
+  db = await openDatabase(join(work, 'db'));
+  audit = createAudit(
+    { origin: ORIGIN },
+    { db, anchor: new TpmAuditAnchor(tpm, config), signer: testSigner(ORIGIN) },
+  );
+  await audit.ready();
+  for (let i = 0; i < 3; i++) await audit.append(event(i));
+  await Promise.all(Array.from({ length: 10 }, (_, i) => audit.append(event(3 + i))));
+  app = createServer();
+  await app.register(auditRoutes, { audit });
+  await app.ready();
+});
+
+afterAll(async () => {
+  await app.close();
+  await audit.close();
+  await db.close();
+  await tpm.close();
+  await sim.destroy();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('audit routes', () => {
+  it('GET /v1/audit/checkpoint: a signed note that verifies with /v1/audit/verifier', async () => {
+    const v = await app.inject({ method: 'GET', url: '/v1/audit/verifier' });
+    expect(v.statusCode).toBe(200);
+    const verifier = v.json<{ noteVerifierKey: string; origin: string; akPublic?: string }>();
+    expect(verifier.origin).toBe(ORIGIN);
+    expect(verifier.akPublic).toBeDefined();
+    const res = await app.inject({ method: 'GET', url: '/v1/audit/checkpoint' });
+    expect(res.statusCode).toBe(200);
+    const cp = res.json<{ note: string; treeSize: number; nvCounter: string }>();
+    const body = parseCheckpoint(verifyNote(cp.note, parseVerifierKey(verifier.noteVerifierKey)));
+    expect(body.size).toBe(13);
+    expect(cp.treeSize).toBe(13);
+    const anchored = await new TpmAuditAnchor(tpm, config).read();
+    expect(body.counter).toBe(anchored.counter);
+    expect(body.extendValue.equals(anchored.extendValue)).toBe(true);
+  });
+
+  it('GET /v1/audit/checkpoint?nonce=: NV_Certify of both indices with that nonce', async () => {
+    const nonce = 'ab'.repeat(32);
+    const res = await app.inject({ method: 'GET', url: `/v1/audit/checkpoint?nonce=${nonce}` });
+    expect(res.statusCode).toBe(200);
+    const cp = res.json<{ nonce: string; nvCertify: { index: string; attest: string }[] }>();
+    expect(cp.nonce).toBe(nonce);
+    expect(cp.nvCertify.map((c) => c.index)).toEqual(['counter', 'extend']);
+    for (const c of cp.nvCertify) {
+      expect(Buffer.from(c.attest, 'base64').includes(Buffer.from(nonce, 'hex'))).toBe(true);
+    }
+  });
+
+  it.each(['zz', 'abc', 'ab'.repeat(33), ''])(
+    'refuses nonce=%s with 400 bad_request',
+    async (nonce) => {
+      const res = await app.inject({ method: 'GET', url: `/v1/audit/checkpoint?nonce=${nonce}` });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: { code: 'bad_request' } });
+    },
+  );
+
+  it('GET /v1/audit/entries pages through the chain', async () => {
+    const res = await app.inject({ method: 'GET', url: '/v1/audit/entries?from=2&limit=3' });
+    expect(res.statusCode).toBe(200);
+    const { entries } = res.json<{ entries: { seq: number; prevHash: string; hash: string }[] }>();
+    expect(entries.map((e) => e.seq)).toEqual([2, 3, 4]);
+    expect(entries[1]!.prevHash).toBe(entries[0]!.hash);
+    const beyond = await app.inject({ method: 'GET', url: '/v1/audit/entries?from=13' });
+    expect(beyond.statusCode).toBe(404);
+    expect(beyond.json()).toMatchObject({ error: { code: 'not_found' } });
+    const bad = await app.inject({ method: 'GET', url: '/v1/audit/entries?limit=0' });
+    expect(bad.json()).toMatchObject({ error: { code: 'bad_request' } });
+  });
+
+  it('GET /v1/audit/proof/inclusion: the path leads to the checkpoint root', async () => {
+    const cp = (await app.inject({ method: 'GET', url: '/v1/audit/checkpoint' })).json<{
+      rootHash: string;
+    }>();
+    const res = await app.inject({
+      method: 'GET',
+      url: '/v1/audit/proof/inclusion?seq=12&size=13',
+    });
+    expect(res.statusCode).toBe(200);
+    const proof = res.json<{ seq: number; treeSize: number; leafHash: string; path: string[] }>();
+    // Leaf 12 of 13: right child of [8, 13) whose left is [8, 12), under [0, 8).
+    expect(proof.path).toHaveLength(2);
+    const one = Buffer.from([1]);
+    const right = H(one, Buffer.from(proof.path[0]!, 'hex'), Buffer.from(proof.leafHash, 'hex'));
+    const root = H(one, Buffer.from(proof.path[1]!, 'hex'), right);
+    expect(root.toString('base64')).toBe(cp.rootHash);
+    const entry = (
+      await app.inject({ method: 'GET', url: '/v1/audit/entries?from=12&limit=1' })
+    ).json<{
+      entries: { hash: string }[];
+    }>().entries[0]!;
+    expect(H(Buffer.from([0]), Buffer.from(entry.hash, 'hex')).toString('hex')).toBe(
+      proof.leafHash,
+    );
+  });
+
+  it('GET /v1/audit/proof/consistency', async () => {
+    const res = await app.inject({
+      method: 'GET',
+      url: '/v1/audit/proof/consistency?from=3&to=13',
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json<{ path: string[] }>().path.length).toBeGreaterThan(0);
+  });
+
+  it.each([
+    '/v1/audit/proof/inclusion?seq=0&size=14',
+    '/v1/audit/proof/inclusion?seq=13&size=13',
+    '/v1/audit/proof/consistency?from=3&to=14',
+    '/v1/audit/proof/consistency?from=5&to=4',
+    '/v1/audit/proof/consistency?from=0&to=4',
+    '/v1/audit/proof/inclusion?seq=-1&size=4',
+    '/v1/audit/proof/inclusion?seq=1',
+  ])('refuses %s with 400 bad_request', async (url) => {
+    const res = await app.inject({ method: 'GET', url });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ error: { code: 'bad_request' } });
+  });
+
+  it('answers 503 audit_rollback_detected for a refused log, revealing nothing internal', async () => {
+    const otherDb = await openDatabase(join(work, 'empty'));
+    // An empty store on an anchor that has recorded batches: refused at start.
+    const refused = createAudit(
+      { origin: ORIGIN },
+      { db: otherDb, anchor: new TpmAuditAnchor(tpm, config), signer: testSigner(ORIGIN) },
+    );
+    await expect(refused.ready()).rejects.toMatchObject({ code: 'audit_rollback_detected' });
+    const app2 = createServer();
+    await app2.register(auditRoutes, { audit: refused });
+    for (const url of [
+      '/v1/audit/checkpoint',
+      '/v1/audit/entries',
+      '/v1/audit/proof/inclusion?seq=0&size=1',
+    ]) {
+      const res = await app2.inject({ method: 'GET', url });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({
+        error: {
+          code: 'audit_rollback_detected',
+          message: 'the audit log does not match its TPM anchor; an operator must act',
+        },
+      });
+    }
+    await app2.close();
+    await refused.close();
+    await otherDb.close();
+  });
+
+  it('answers 503 audit_unavailable before the log is ready', async () => {
+    const otherDb = await openDatabase(join(work, 'not-ready'));
+    const notReady = createAudit(
+      { origin: ORIGIN },
+      { db: otherDb, anchor: new TpmAuditAnchor(tpm, config), signer: testSigner(ORIGIN) },
+    );
+    const app2 = createServer();
+    await app2.register(auditRoutes, { audit: notReady });
+    const res = await app2.inject({ method: 'GET', url: '/v1/audit/checkpoint' });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toMatchObject({ error: { code: 'audit_unavailable' } });
+    await app2.close();
+    await otherDb.close();
+  });
+});
