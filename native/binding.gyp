@@ -1,3 +1,5 @@
+# AddressSanitizer build: GRANTOR_ASAN=1 npm run build:native, then run the TPM tests with
+#   LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 npx vitest run test/tpm
 {
   "variables": {
     "grantor_asan%": "<!(node -p \"process.env.GRANTOR_ASAN === '1' ? 1 : 0\")"

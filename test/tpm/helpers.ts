@@ -153,6 +153,13 @@ export function attestHeader(attest: Buffer): {
   return { magic, type, signer, extraData, rest: attest.subarray(c.off) };
 }
 
+/** The environment for tpm2-tools: no ASan preload (set when the addon runs under ASan). */
+function toolEnv(tcti: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, TPM2TOOLS_TCTI: tcti, TSS2_LOG: 'all+none' };
+  delete env.LD_PRELOAD;
+  return env;
+}
+
 /** Runs a tpm2-tools command against the given swtpm (our context must be closed). */
 export async function tpm2(
   tcti: string,
@@ -161,7 +168,7 @@ export async function tpm2(
   cwd?: string,
 ): Promise<string> {
   const { stdout } = await run(tool, args, {
-    env: { ...process.env, TPM2TOOLS_TCTI: tcti, TSS2_LOG: 'all+none' },
+    env: toolEnv(tcti),
     ...(cwd === undefined ? {} : { cwd }),
   });
   return stdout;
@@ -171,7 +178,7 @@ export async function tpm2(
 export async function tpm2Raw(tcti: string, tool: string, args: string[]): Promise<Buffer> {
   const { stdout } = await run(tool, args, {
     encoding: 'buffer',
-    env: { ...process.env, TPM2TOOLS_TCTI: tcti, TSS2_LOG: 'all+none' },
+    env: toolEnv(tcti),
   });
   return stdout;
 }
