@@ -250,6 +250,16 @@ export class NativeTpm implements TpmPort {
     return new NativeTpm(tcti, ctx);
   }
 
+  /**
+   * An adapter that connects on its first call (and again after a connection failure), so
+   * a service can start while the TPM is down and report it as unavailable.
+   */
+  static lazy(tcti: string): NativeTpm {
+    const tpm = new NativeTpm(tcti, new addon.Context());
+    tpm.#broken = true;
+    return tpm;
+  }
+
   get closed(): boolean {
     return this.#queue.closed;
   }

@@ -134,6 +134,21 @@ describe('NativeTpm basics', () => {
     expect((err as TpmUnavailableError).rc).toBeGreaterThan(0);
   });
 
+  it('a lazy adapter connects on first use, and reports tpm_unavailable while nothing listens', async () => {
+    const port = await freePortPair();
+    const down = NativeTpm.lazy(`swtpm:host=127.0.0.1,port=${port}`);
+    await expect(down.getRandom(4)).rejects.toMatchObject({
+      code: 'tpm_unavailable',
+      layer: 'tcti',
+    });
+    await down.close();
+    await tpm.close(); // swtpm serves one connection at a time
+    const up = NativeTpm.lazy(sim.tcti);
+    expect(await up.getRandom(4)).toHaveLength(4);
+    await up.close();
+    tpm = await NativeTpm.open(sim.tcti);
+  });
+
   it('fails with tpm_error (TPM layer, TPM_RC_HANDLE) for an undefined NV index', async () => {
     const err = await tpm.nvReadPublic(0x01500aaa).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TpmError);
