@@ -49,6 +49,7 @@ import {
   EK_TEMPLATE_RSA2048,
 } from '../../src/tpm/templates.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import { toolEnv } from './tools.js';
 
 const run = promisify(execFile);
 
@@ -236,7 +237,7 @@ describe('attestations from the addon', () => {
       await run(
         'tpm2_makecredential',
         ['-T', 'none', '-u', 'ek.pub', '-s', 'secret', '-n', ak.name.toString('hex'), '-o', 'cred'],
-        { cwd: dir },
+        { cwd: dir, env: toolEnv() },
       );
       const file = await readFile(join(dir, 'cred'));
       const cred = unmarshalCredentialFile(file);

@@ -12,13 +12,14 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { freePortPair, repoRoot } from '../rig/sim.js';
 import { checkFixtureSet } from './fixture-checks.js';
+import { toolEnv } from './tools.js';
 
 const run = promisify(execFile);
 let out: string;
 
 beforeAll(async () => {
   out = await mkdtemp(join(tmpdir(), 'grantor-fixtures-'));
-  const env: NodeJS.ProcessEnv = { ...process.env, FIXTURE_TPM_PORT: String(await freePortPair()) };
+  const env = toolEnv({ FIXTURE_TPM_PORT: String(await freePortPair()) });
   if (process.env.GRANTOR_TEST_TPM_TEMPLATE !== undefined) {
     env.FIXTURE_TPM_TEMPLATE = process.env.GRANTOR_TEST_TPM_TEMPLATE;
   }

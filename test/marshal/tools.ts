@@ -20,9 +20,19 @@ export interface Tools {
   cleanup(): Promise<void>;
 }
 
+/**
+ * The environment for tpm2-tools and scripts: without the ASan preload that the addon's
+ * AddressSanitizer test job sets (see native/binding.gyp), and with quiet TSS logs.
+ */
+export function toolEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, TSS2_LOG: 'all+none', ...extra };
+  delete env.LD_PRELOAD;
+  return env;
+}
+
 export async function tpmTools(tpm: SimTpm): Promise<Tools> {
   const dir = await mkdtemp(join(tmpdir(), 'grantor-marshal-'));
-  const env = { ...process.env, TPM2TOOLS_TCTI: tpm.tcti };
+  const env = toolEnv({ TPM2TOOLS_TCTI: tpm.tcti });
   const tpm2 = async (tool: string, ...args: string[]): Promise<string> => {
     const { stdout } = await run(`tpm2_${tool}`, args, { cwd: dir, env, maxBuffer: 1 << 22 });
     return stdout;
