@@ -1,0 +1,170 @@
+/**
+ * Rate limits per client address and per runtime id, token buckets kept in a bounded LRU
+ * (memory never grows past `maxEntries` keys, whatever the number of clients; an evicted
+ * key starts again with a full bucket). Routes opt in with
+ * `config.rateLimit: {bucket, perAddress?, perRuntime?}` (both default true); the limits
+ * of each bucket come from the plugin options. The address check runs in `onRequest`,
+ * before the body is read; the runtime check in `preValidation`, where the runtime id is
+ * known (path `:runtimeId`, else a string `runtimeId` member of the body). A refusal is
+ * 429 `rate_limited` with `Retry-After` in whole seconds.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRouteHookHandler } from 'fastify';
+import { GrantorError } from '../../shared/errors.js';
+import type { GrantorMetrics } from '../../shared/metrics.js';
+import { namedGlobalPlugin } from './plugin.js';
+
+export const RATE_LIMIT_BUCKETS = ['challenges', 'enroll', 'grants'] as const;
+export type RateLimitBucket = (typeof RATE_LIMIT_BUCKETS)[number];
+
+export interface RouteRateLimit {
+  readonly bucket: RateLimitBucket;
+  /** Limit per client address (default true). */
+  readonly perAddress?: boolean;
+  /** Limit per runtime id (default true). */
+  readonly perRuntime?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    rateLimit?: RouteRateLimit;
+  }
+}
+
+/** A token bucket: up to `burst` at once, refilled at `perSecond`. */
+export interface BucketLimit {
+  readonly burst: number;
+  readonly perSecond: number;
+}
+
+export type RateLimits = Readonly<
+  Record<RateLimitBucket, { readonly perAddress: BucketLimit; readonly perRuntime: BucketLimit }>
+>;
+
+export const DEFAULT_RATE_LIMITS: RateLimits = {
+  challenges: { perAddress: { burst: 60, perSecond: 20 }, perRuntime: { burst: 10, perSecond: 2 } },
+  enroll: { perAddress: { burst: 10, perSecond: 1 }, perRuntime: { burst: 5, perSecond: 0.5 } },
+  grants: { perAddress: { burst: 400, perSecond: 200 }, perRuntime: { burst: 100, perSecond: 50 } },
+};
+
+export type TakeResult =
+  { readonly ok: true } | { readonly ok: false; readonly retryAfterSeconds: number };
+
+interface BucketState {
+  tokens: number;
+  at: number;
+}
+
+/** Token buckets by key in an LRU of at most `maxEntries` keys. */
+export class RateLimiter {
+  private readonly buckets = new Map<string, BucketState>();
+
+  constructor(
+    readonly maxEntries = 10_000,
+    private readonly now: () => number = () => Date.now(),
+  ) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new TypeError('maxEntries >= 1');
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  take(key: string, limit: BucketLimit): TakeResult {
+    const t = this.now();
+    const previous = this.buckets.get(key);
+    const state = previous ?? { tokens: limit.burst, at: t };
+    // Refill for the time since the last take (never more than the burst).
+    state.tokens = Math.min(limit.burst, state.tokens + ((t - state.at) / 1000) * limit.perSecond);
+    state.at = t;
+    // Most recently used last: Map keeps insertion order.
+    this.buckets.delete(key);
+    this.buckets.set(key, state);
+    if (previous === undefined) this.evict();
+    if (state.tokens >= 1) {
+      state.tokens -= 1;
+      return { ok: true };
+    }
+    const wait = limit.perSecond > 0 ? (1 - state.tokens) / limit.perSecond : 3600;
+    return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(wait)) };
+  }
+
+  private evict(): void {
+    while (this.buckets.size > this.maxEntries) {
+      const oldest = this.buckets.keys().next();
+      if (oldest.done === true) return;
+      this.buckets.delete(oldest.value);
+    }
+  }
+}
+
+export class RateLimitedError extends GrantorError {
+  constructor(retryAfterSeconds: number, scope: 'address' | 'runtime') {
+    super('rate_limited', `too many requests; retry after ${retryAfterSeconds} s`, {
+      details: { retryAfterSeconds, scope },
+    });
+  }
+}
+
+export interface RateLimitOptions {
+  readonly limits?: RateLimits;
+  /** Shared by every bucket and scope; pass one to inspect it (tests) or size it. */
+  readonly limiter?: RateLimiter;
+  readonly metrics?: Pick<GrantorMetrics, 'rateLimited'>;
+}
+
+export const RATE_LIMIT_PLUGIN = 'grantor-rate-limit';
+const MAX_RUNTIME_ID = 128;
+
+function runtimeIdOf(request: FastifyRequest): string | undefined {
+  const params = request.params as Record<string, unknown> | undefined;
+  const body = request.body as Record<string, unknown> | null | undefined;
+  const id =
+    params?.runtimeId ?? (typeof body === 'object' && body !== null ? body.runtimeId : undefined);
+  // Anything else fails validation right after; it is not a key worth keeping.
+  return typeof id === 'string' && id.length > 0 && id.length <= MAX_RUNTIME_ID ? id : undefined;
+}
+
+const checkRouteDeclaration: onRouteHookHandler = (route) => {
+  const rl = route.config?.rateLimit;
+  if (rl !== undefined && !(RATE_LIMIT_BUCKETS as readonly string[]).includes(rl.bucket)) {
+    throw new TypeError(`route ${route.url}: unknown rate limit bucket`);
+  }
+};
+
+async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitOptions): Promise<void> {
+  const limits = opts.limits ?? DEFAULT_RATE_LIMITS;
+  const limiter = opts.limiter ?? new RateLimiter();
+
+  const refuse = (
+    reply: FastifyReply,
+    bucket: RateLimitBucket,
+    scope: 'address' | 'runtime',
+    retryAfterSeconds: number,
+  ): never => {
+    opts.metrics?.rateLimited.inc({ bucket, scope });
+    void reply.header('retry-after', String(retryAfterSeconds));
+    throw new RateLimitedError(retryAfterSeconds, scope);
+  };
+
+  app.addHook('onRoute', checkRouteDeclaration);
+  app.addHook('onRequest', async (request, reply) => {
+    const rl = request.routeOptions.config.rateLimit;
+    if (rl === undefined || rl.perAddress === false) return;
+    const r = limiter.take(`${rl.bucket}|a|${request.ip}`, limits[rl.bucket].perAddress);
+    if (!r.ok) refuse(reply, rl.bucket, 'address', r.retryAfterSeconds);
+    await Promise.resolve();
+  });
+  app.addHook('preValidation', async (request, reply) => {
+    const rl = request.routeOptions.config.rateLimit;
+    if (rl === undefined || rl.perRuntime === false) return;
+    const id = runtimeIdOf(request);
+    if (id === undefined) return;
+    const r = limiter.take(`${rl.bucket}|r|${id}`, limits[rl.bucket].perRuntime);
+    if (!r.ok) refuse(reply, rl.bucket, 'runtime', r.retryAfterSeconds);
+    await Promise.resolve();
+  });
+  await Promise.resolve();
+}
+
+/** `await app.register(rateLimit, {limits, metrics})`, before the route plugins. */
+export const rateLimit = namedGlobalPlugin(RATE_LIMIT_PLUGIN, rateLimitPlugin);
