@@ -1,0 +1,163 @@
+/**
+ * GET /openapi.json: an OpenAPI 3.1 document generated from the route schemas. An onRoute
+ * hook collects every route registered after this plugin (so register it first); TypeBox
+ * schemas are JSON Schema 2020-12, which OpenAPI 3.1 takes as is. Routes declaring
+ * `config.role` are marked as needing an operator credential (bearer or mutual TLS) and
+ * list the roles in `x-grantor-roles`.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { FastifyInstance, RouteOptions } from 'fastify';
+import { namedGlobalPlugin } from './plugin.js';
+
+export interface OpenApiOptions {
+  readonly title?: string;
+  readonly version?: string;
+  readonly description?: string;
+}
+
+type Json = Record<string, unknown>;
+
+interface CollectedRoute {
+  readonly method: string;
+  readonly url: string;
+  readonly schema: Json;
+  readonly roles: readonly string[] | undefined;
+  readonly runtime: boolean;
+}
+
+export const OPENAPI_PLUGIN = 'grantor-openapi';
+const METHODS = new Set(['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']);
+
+/** A plain JSON copy: drops TypeBox's symbol and non-enumerable bookkeeping. */
+function plain(value: unknown): Json | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  return JSON.parse(JSON.stringify(value)) as Json;
+}
+
+/** `/v1/runtimes/:runtimeId` -> `/v1/runtimes/{runtimeId}`. */
+export function openApiPath(url: string): string {
+  return url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+}
+
+function parameters(schema: Json | undefined, where: 'path' | 'query' | 'header'): Json[] {
+  const props = schema?.properties;
+  if (typeof props !== 'object' || props === null) return [];
+  const required = Array.isArray(schema?.required) ? (schema.required as unknown[]) : [];
+  return Object.entries(props as Json).map(([name, s]) => ({
+    name,
+    in: where,
+    required: where === 'path' || required.includes(name),
+    schema: s,
+  }));
+}
+
+function responses(schema: Json | undefined, produces: readonly string[]): Json {
+  const out: Json = {};
+  for (const [status, s] of Object.entries(schema ?? {})) {
+    const type = produces[0] ?? 'application/json';
+    out[status] = {
+      description: STATUS_CODES[Number(status)] ?? status,
+      content: { [type]: { schema: s } },
+    };
+  }
+  if (Object.keys(out).length === 0) out.default = { description: 'see the protocol' };
+  return out;
+}
+
+function operation(route: CollectedRoute): Json {
+  const s = route.schema;
+  const produces = Array.isArray(s.produces)
+    ? s.produces.filter((x): x is string => typeof x === 'string')
+    : [];
+  const op: Json = {
+    operationId: `${route.method.toLowerCase()}${route.url.replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ?? '').toUpperCase())}`,
+    parameters: [
+      ...parameters(plain(s.params), 'path'),
+      ...parameters(plain(s.querystring), 'query'),
+      ...parameters(plain(s.headers), 'header'),
+    ],
+    responses: responses(plain(s.response), produces),
+  };
+  if (typeof s.summary === 'string') op.summary = s.summary;
+  if (typeof s.description === 'string') op.description = s.description;
+  const body = plain(s.body);
+  if (body !== undefined) {
+    op.requestBody = { required: true, content: { 'application/json': { schema: body } } };
+  }
+  if (route.roles !== undefined) {
+    op.security = [{ bearerAuth: [] }, { mutualTLS: [] }];
+    op['x-grantor-roles'] = [...route.roles];
+  } else {
+    op.security = [];
+  }
+  if (route.runtime) op['x-grantor-actor'] = 'runtime';
+  return op;
+}
+
+export function openApiDocument(routes: readonly CollectedRoute[], options: OpenApiOptions): Json {
+  const paths: Record<string, Json> = {};
+  for (const route of routes) {
+    const path = openApiPath(route.url);
+    const item = (paths[path] ??= {});
+    item[route.method.toLowerCase()] = operation(route);
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: options.title ?? 'grantor',
+      version: options.version ?? '1',
+      ...(options.description === undefined ? {} : { description: options.description }),
+    },
+    paths,
+    components: {
+      securitySchemes: {
+        bearerAuth: { type: 'http', scheme: 'bearer', description: 'operator token (gop_...)' },
+        mutualTLS: { type: 'mutualTLS', description: 'client certificate from the operator CA' },
+      },
+    },
+  };
+}
+
+function collect(route: RouteOptions): CollectedRoute[] {
+  const schema = plain(route.schema) ?? {};
+  if (schema.hide === true) return [];
+  const methods = (Array.isArray(route.method) ? route.method : [route.method])
+    .map((m) => m.toLowerCase())
+    .filter((m) => METHODS.has(m) && m !== 'head');
+  const role = route.config?.role;
+  const roles = role === undefined ? undefined : typeof role === 'string' ? [role] : [...role];
+  return methods.map((method) => ({
+    method,
+    url: route.url,
+    schema,
+    roles,
+    runtime: route.config?.actor === 'runtime',
+  }));
+}
+
+async function openApiPlugin(app: FastifyInstance, opts: OpenApiOptions): Promise<void> {
+  const routes: CollectedRoute[] = [];
+  let document: Json | undefined;
+  app.addHook('onRoute', (route) => {
+    routes.push(...collect(route));
+    document = undefined;
+  });
+  app.get(
+    '/openapi.json',
+    {
+      schema: {
+        summary: 'This API, as an OpenAPI 3.1 document',
+        response: { 200: { type: 'object' } },
+      },
+    },
+    (_request, reply) => {
+      document ??= openApiDocument(routes, opts);
+      // Serialized here: a response schema would strip the document's members.
+      return reply.type('application/json').send(JSON.stringify(document));
+    },
+  );
+  await Promise.resolve();
+}
+
+/** `await app.register(openApi, {title, version})`, first, before every route plugin. */
+export const openApi = namedGlobalPlugin(OPENAPI_PLUGIN, openApiPlugin);
