@@ -106,15 +106,25 @@ export function qdHex(nonceB64: string, key: EcSessionJwk): string {
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 /** Enroll the AK in ak.ctx/ak.pub with the EK certificate, and activate it with tpm2-tools. */
-export async function enrollAndActivate(h: Harness, name: string): Promise<string> {
-  await h.tools.tpm2('nvread', ['0x01c00002', '-o', 'ek.der']);
+export async function enrollAndActivate(
+  h: Harness,
+  name: string,
+  options: {
+    ak?: string;
+    akPub?: string;
+    ek?: 'rsa' | 'ecc';
+    secret?: (real: Buffer) => Buffer;
+  } = {},
+): Promise<string> {
+  const ek = options.ek ?? 'rsa';
+  await h.tools.tpm2('nvread', [ek === 'rsa' ? '0x01c00002' : '0x01c00016', '-o', 'ek.der']);
   const res = await h.app.inject({
     method: 'POST',
     url: '/v1/runtimes',
     payload: {
       name,
       ekCertificate: (await h.tools.read('ek.der')).toString('base64'),
-      akPublic: (await h.tools.read('ak.pub')).toString('base64'),
+      akPublic: (await h.tools.read(options.akPub ?? 'ak.pub')).toString('base64'),
     },
   });
   if (res.statusCode !== 201) throw new Error(`enroll: ${res.statusCode} ${res.body}`);
@@ -123,17 +133,21 @@ export async function enrollAndActivate(h: Harness, name: string): Promise<strin
     credentialBlob: string;
     encryptedSecret: string;
   }>();
-  const secret = await activateWithTools(
+  const real = await activateWithTools(
     h.tools,
     enrolled.credentialBlob,
     enrolled.encryptedSecret,
+    options.ak ?? 'ak.ctx',
+    ek,
   );
+  const secret = options.secret === undefined ? real : options.secret(real);
   const act = await h.app.inject({
     method: 'POST',
     url: `/v1/runtimes/${enrolled.runtimeId}/activation`,
     payload: { secret: secret.toString('base64') },
   });
-  if (act.statusCode !== 200) throw new Error(`activate: ${act.statusCode} ${act.body}`);
+  if (act.statusCode !== 200)
+    throw new Error(`activate ${enrolled.runtimeId}: ${act.statusCode} ${act.body}`);
   return enrolled.runtimeId;
 }
 
@@ -142,6 +156,7 @@ export async function activateWithTools(
   blob: string,
   secret: string,
   ak = 'ak.ctx',
+  ek: 'rsa' | 'ecc' = 'rsa',
 ): Promise<Buffer> {
   await tools.write(
     'cred.bin',
@@ -151,20 +166,21 @@ export async function activateWithTools(
       Buffer.from(secret, 'base64'),
     ]),
   );
-  await tools.raw('startauthsession', ['--policy-session', '-S', 'session.ctx']);
-  await tools.raw('policysecret', ['-S', 'session.ctx', '-c', 'e']);
-  await tools.tpm2('activatecredential', [
-    '-c',
-    ak,
-    '-C',
-    '0x81010001',
-    '-i',
-    'cred.bin',
-    '-o',
-    'secret.bin',
-    '-P',
-    'session:session.ctx',
-  ]);
+  const args = ['-c', ak, '-i', 'cred.bin', '-o', 'secret.bin'];
+  if (ek === 'ecc') {
+    // swtpm's P-384 EK (template H-3) has userWithAuth: its empty auth value suffices.
+    await tools.tpm2('activatecredential', [...args, '-C', '0x81010016']);
+  } else {
+    await tools.raw('startauthsession', ['--policy-session', '-S', 'session.ctx']);
+    await tools.raw('policysecret', ['-S', 'session.ctx', '-c', 'e']);
+    await tools.tpm2('activatecredential', [
+      ...args,
+      '-C',
+      '0x81010001',
+      '-P',
+      'session:session.ctx',
+    ]);
+  }
   return tools.read('secret.bin');
 }
 
