@@ -77,7 +77,7 @@ function derInteger(v: bigint): Buffer {
   return Buffer.concat([Buffer.of(0x02), derLength(body.length), body]);
 }
 
-type EcdsaSignature = Extract<TpmtSignature, { sigAlg: typeof TPM_ALG.ECDSA }>;
+export type EcdsaSignature = Extract<TpmtSignature, { sigAlg: typeof TPM_ALG.ECDSA }>;
 
 /** An ECDSA TPMT_SIGNATURE as IEEE P1363 r || s, each left-padded to the curve size. */
 export function ecdsaSignatureToP1363(signature: EcdsaSignature, curveId: number): Buffer {
