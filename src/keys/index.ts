@@ -74,7 +74,8 @@ export async function createKeys(config: KeysConfig, deps: KeysDeps): Promise<Ke
 
 export { KeyService } from './key-service.js';
 export type {
-  Jwk,
+  AuditJwk,
+  GrantJwk,
   Jwks,
   KeyLifecycleEvent,
   KeyLifecycleReason,

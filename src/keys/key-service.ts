@@ -57,14 +57,25 @@ export interface KeyServiceDeps {
   readonly onLifecycle?: (event: KeyLifecycleEvent) => Promise<void>;
 }
 
-export type Jwk = PublicJwk & {
+/** A published grant key (RFC 7517), as gateways see it. */
+export interface GrantJwk {
+  readonly kty: 'EC';
+  readonly crv: 'P-256';
+  readonly x: string;
+  readonly y: string;
   readonly kid: string;
-  readonly alg: KeyAlgorithm;
+  readonly alg: 'ES256';
+  readonly use: 'sig';
+}
+export interface Jwks {
+  readonly keys: GrantJwk[];
+}
+/** The audit checkpoint key as a JWK. */
+export type AuditJwk = PublicJwk & {
+  readonly kid: string;
+  readonly alg: 'EdDSA';
   readonly use: 'sig';
 };
-export interface Jwks {
-  readonly keys: Jwk[];
-}
 
 export interface PublishedKeySet {
   readonly jwks: Jwks;
@@ -234,7 +245,7 @@ export class KeyService {
   }
 
   /** The active audit key: 32 raw Ed25519 bytes and its JWK. */
-  auditPublicKey(): { raw: Uint8Array; jwk: Jwk } {
+  auditPublicKey(): { raw: Uint8Array; jwk: AuditJwk } {
     const key = this.activeKey('audit');
     return {
       raw: ed25519Raw(key.publicJwk),
@@ -305,16 +316,17 @@ export class KeyService {
 
   /** Active and retiring grant keys, active first. */
   jwks(): Jwks {
-    const keys = [...this.records.values()]
+    const keys: GrantJwk[] = [];
+    const published = [...this.records.values()]
       .filter((r) => r.purpose === 'grant' && (r.state === 'active' || r.state === 'retiring'))
-      .sort((a, b) =>
-        a.state === b.state
-          ? b.createdAt.localeCompare(a.createdAt)
-          : a.state === 'active'
-            ? -1
-            : 1,
-      )
-      .map((r): Jwk => ({ ...r.publicJwk, kid: r.kid, alg: 'ES256', use: 'sig' }));
+      .sort((a, b) => {
+        if (a.state !== b.state) return a.state === 'active' ? -1 : 1;
+        return b.createdAt.localeCompare(a.createdAt);
+      });
+    for (const { kid, publicJwk: k } of published) {
+      if (k.kty === 'EC')
+        keys.push({ kty: k.kty, crv: k.crv, x: k.x, y: k.y, kid, alg: 'ES256', use: 'sig' });
+    }
     return { keys };
   }
 

@@ -1,0 +1,155 @@
+/**
+ * Key routes: the public key set gateways trust (GET /.well-known/jwks.json) and the
+ * operator routes of PROTOCOL.md §5. Operator routes declare the role they need in
+ * `config.role`; the authentication hook of the operator issue reads it, so adding it
+ * changes no handler here.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type Static } from 'typebox';
+import type { KeyRecord, KeyService } from '../../keys/index.js';
+import { ErrorSchema } from '../schemas.js';
+
+const JwkSchema = Type.Object(
+  {
+    kty: Type.Literal('EC'),
+    crv: Type.Literal('P-256'),
+    x: Type.String(),
+    y: Type.String(),
+    kid: Type.String(),
+    alg: Type.Literal('ES256'),
+    use: Type.Literal('sig'),
+  },
+  { additionalProperties: false },
+);
+
+const JwksSchema = Type.Object({ keys: Type.Array(JwkSchema) }, { additionalProperties: false });
+
+const PurposeSchema = Type.Union([Type.Literal('grant'), Type.Literal('audit')]);
+
+export const KeyViewSchema = Type.Object(
+  {
+    kid: Type.String(),
+    purpose: PurposeSchema,
+    alg: Type.Union([Type.Literal('ES256'), Type.Literal('EdDSA')]),
+    state: Type.Union([Type.Literal('active'), Type.Literal('retiring'), Type.Literal('retired')]),
+    hsmLabel: Type.String(),
+    createdAt: Type.String(),
+    retiringAt: Type.Optional(Type.String()),
+    retiredAt: Type.Optional(Type.String()),
+    destroyedAt: Type.Optional(Type.String()),
+    /** A retiring or retired grant key: when the last grant it signed expires(d). */
+    lastGrantExpiresAt: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+type KeyView = Static<typeof KeyViewSchema>;
+
+function view(r: KeyRecord): KeyView {
+  return {
+    kid: r.kid,
+    purpose: r.purpose,
+    alg: r.alg,
+    state: r.state,
+    hsmLabel: r.hsmLabel,
+    createdAt: r.createdAt,
+    ...(r.retiringAt === undefined ? {} : { retiringAt: r.retiringAt }),
+    ...(r.retiredAt === undefined ? {} : { retiredAt: r.retiredAt }),
+    ...(r.destroyedAt === undefined ? {} : { destroyedAt: r.destroyedAt }),
+    ...(r.maxExp === undefined || r.state === 'active'
+      ? {}
+      : { lastGrantExpiresAt: new Date(r.maxExp * 1000).toISOString() }),
+  };
+}
+
+/** Does an If-None-Match header name this entity tag (weak comparison, RFC 9110 §13.1.2)? */
+function matches(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (ifNoneMatch === undefined) return false;
+  return ifNoneMatch.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag.replace(/^W\//, '') === etag;
+  });
+}
+
+export const keysRoutes: FastifyPluginAsyncTypebox<{ keys: KeyService }> = (app, opts) => {
+  const { keys } = opts;
+
+  app.get(
+    '/.well-known/jwks.json',
+    {
+      schema: {
+        headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),
+        response: { 200: JwksSchema, 304: Type.Null() },
+      },
+    },
+    async (request, reply) => {
+      const { jwks, etag, maxAgeSeconds } = keys.publishedKeySet();
+      // A cache may keep the set until the next scheduled rotation or retirement, no longer.
+      void reply.header('cache-control', `public, max-age=${maxAgeSeconds}`).header('etag', etag);
+      if (matches(request.headers['if-none-match'], etag)) return reply.code(304).send(null);
+      return reply.code(200).send(jwks);
+    },
+  );
+
+  app.get(
+    '/v1/keys',
+    {
+      config: { role: 'operator' },
+      schema: {
+        querystring: Type.Object(
+          { purpose: Type.Optional(PurposeSchema) },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({ keys: Type.Array(KeyViewSchema) }, { additionalProperties: false }),
+          400: ErrorSchema,
+          401: ErrorSchema,
+          403: ErrorSchema,
+        },
+      },
+    },
+    (request) => {
+      const purpose = request.query.purpose ?? 'grant';
+      return {
+        keys: keys
+          .list()
+          .filter((k) => k.purpose === purpose)
+          .map(view),
+      };
+    },
+  );
+
+  app.post(
+    '/v1/keys/rotate',
+    {
+      config: { role: 'key_custodian' },
+      // A bodiless POST (curl -X POST) means the default: rotate the grant key.
+      preValidation: (request, _reply, done) => {
+        if ((request.body as unknown) === undefined) request.body = {};
+        done();
+      },
+      schema: {
+        body: Type.Optional(
+          Type.Object({ purpose: Type.Optional(PurposeSchema) }, { additionalProperties: false }),
+        ),
+        response: {
+          200: Type.Object(
+            { active: KeyViewSchema, previous: Type.Union([KeyViewSchema, Type.Null()]) },
+            { additionalProperties: false },
+          ),
+          400: ErrorSchema,
+          401: ErrorSchema,
+          403: ErrorSchema,
+          409: ErrorSchema,
+          503: ErrorSchema,
+        },
+      },
+    },
+    async (request) => {
+      const { active, previous } = await keys.rotate(request.body.purpose ?? 'grant', 'on_demand');
+      return { active: view(active), previous: previous === undefined ? null : view(previous) };
+    },
+  );
+
+  return Promise.resolve();
+};
