@@ -1,0 +1,209 @@
+/**
+ * An example gateway: a small Fastify service that protects two toy actions with the
+ * grantor gateway SDK. Each request carries its grant in `Authorization: Grant <jws>`; the
+ * gateway checks that the grant names exactly this execution (action, resource, SHA-256 of
+ * the canonical JSON parameters), redeems it online with the appliance (first call wins),
+ * executes once, and refuses a replay.
+ *
+ *   POST /tickets/read         {"ticketId": "T-42"}                 action tickets.read, resource ticket:T-42
+ *   POST /payments/transfer    {"from": "acct:1234", "to": "acct:9876", "amountCents": 2500, "currency": "EUR"}
+ *                                                                  action payments.transfer, resource = from
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import {
+  GrantRejectedError,
+  JwksClient,
+  RedemptionClient,
+  createGrantVerifier,
+  type GrantVerifier,
+  type KeySource,
+} from '../../src/gateway/index.js';
+import { GrantorError } from '../../src/shared/errors.js';
+
+export interface GatewayExampleOptions {
+  /** The appliance id grants must be issued by (`iss`). */
+  readonly issuer: string;
+  /** This gateway's audience (`aud`), e.g. "gw_payments". */
+  readonly audience: string;
+  /** Base URL of the appliance, for redemption (and the JWKS unless `jwksUrl` is set). */
+  readonly applianceUrl: string;
+  /** Default: `<applianceUrl>/.well-known/jwks.json`. */
+  readonly jwksUrl?: string;
+  /** Keys to use instead of fetching the JWKS (e.g. a pinned key set). */
+  readonly keys?: KeySource;
+  /** Headers sent with each redemption (the gateway's credentials at the appliance). */
+  readonly redeemHeaders?: Readonly<Record<string, string>>;
+  readonly clockToleranceSeconds?: number;
+  readonly now?: () => number;
+  readonly logger?: boolean;
+}
+
+export interface Transfer {
+  readonly transferId: string;
+  readonly grantId: string;
+  readonly runtimeId: string;
+  readonly from: string;
+  readonly to: string;
+  readonly amountCents: number;
+  readonly currency: string;
+}
+
+export interface GatewayExample {
+  readonly app: FastifyInstance;
+  /** Every transfer executed, in order (the "money moved" side effect). */
+  readonly transfers: readonly Transfer[];
+}
+
+const TICKETS: Readonly<Record<string, { id: string; subject: string; status: string }>> = {
+  'T-42': { id: 'T-42', subject: 'Refund for order 1881', status: 'open' },
+  'T-43': { id: 'T-43', subject: 'Cannot log in', status: 'pending' },
+};
+
+class UnauthenticatedError extends GrantorError {
+  constructor(message: string) {
+    super('unauthenticated', message);
+  }
+}
+
+function statusFor(err: GrantorError): number {
+  if (err.code === 'unauthenticated') return 401;
+  if (err.code === 'grant_already_redeemed') return 409;
+  if (err.code === 'bad_request') return 400;
+  if (err instanceof GrantRejectedError) return 403;
+  return 503;
+}
+
+function grantOf(request: FastifyRequest): string {
+  const header = request.headers.authorization;
+  const match = header === undefined ? null : /^Grant ([A-Za-z0-9_.-]+)$/i.exec(header.trim());
+  if (match?.[1] === undefined) throw new UnauthenticatedError('send Authorization: Grant <jws>');
+  return match[1];
+}
+
+export async function createGatewayExample(
+  options: GatewayExampleOptions,
+): Promise<GatewayExample> {
+  const base = options.applianceUrl.endsWith('/')
+    ? options.applianceUrl
+    : `${options.applianceUrl}/`;
+  const keys =
+    options.keys ??
+    new JwksClient({
+      url: options.jwksUrl ?? new URL('.well-known/jwks.json', base).toString(),
+      ...(options.now === undefined ? {} : { now: options.now }),
+    });
+  const verifier: GrantVerifier = createGrantVerifier({
+    issuer: options.issuer,
+    audience: options.audience,
+    keys,
+    redeemer: new RedemptionClient({
+      applianceUrl: base,
+      audience: options.audience,
+      ...(options.redeemHeaders === undefined ? {} : { headers: options.redeemHeaders }),
+    }),
+    ...(options.clockToleranceSeconds === undefined
+      ? {}
+      : { clockToleranceSeconds: options.clockToleranceSeconds }),
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
+  const transfers: Transfer[] = [];
+  // Defence in depth: the appliance's redemption is authoritative, this guards one process.
+  const executed = new Set<string>();
+
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: 16 * 1024,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    // The parameters digest is computed over the body that executes: no coercion, no
+    // silently dropped members.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+  });
+  app.setErrorHandler((err: Error, _request: FastifyRequest, reply: FastifyReply) => {
+    if (err instanceof GrantorError) {
+      return reply.code(statusFor(err)).send({ error: { code: err.code, message: err.message } });
+    }
+    const status = (err as { statusCode?: number }).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return reply.code(status).send({ error: { code: 'bad_request', message: err.message } });
+    }
+    return reply.code(500).send({ error: { code: 'internal_error', message: 'internal error' } });
+  });
+
+  /** Verifies and redeems the grant for this execution; returns who may run it. */
+  async function authorize(
+    request: FastifyRequest,
+    action: string,
+    resource: string,
+  ): Promise<{ grantId: string; runtimeId: string }> {
+    const grant = await verifier.verify(grantOf(request), {
+      execution: { action, resource, parameters: request.body },
+      redeem: true,
+    });
+    if (executed.has(grant.grantId)) {
+      throw new GrantorError('grant_already_redeemed', 'grant already executed here');
+    }
+    executed.add(grant.grantId);
+    return { grantId: grant.grantId, runtimeId: grant.runtimeId };
+  }
+
+  app.post<{ Body: { ticketId: string } }>(
+    '/tickets/read',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['ticketId'],
+          additionalProperties: false,
+          properties: { ticketId: { type: 'string', minLength: 1, maxLength: 64 } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { ticketId } = request.body;
+      await authorize(request, 'tickets.read', `ticket:${ticketId}`);
+      const ticket = TICKETS[ticketId];
+      if (ticket === undefined) {
+        return reply.code(404).send({ error: { code: 'not_found', message: 'no such ticket' } });
+      }
+      return ticket;
+    },
+  );
+
+  app.post<{ Body: { from: string; to: string; amountCents: number; currency: string } }>(
+    '/payments/transfer',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['from', 'to', 'amountCents', 'currency'],
+          additionalProperties: false,
+          properties: {
+            from: { type: 'string', pattern: '^acct:[0-9]{1,20}$' },
+            to: { type: 'string', pattern: '^acct:[0-9]{1,20}$' },
+            amountCents: { type: 'integer', minimum: 1, maximum: 100_000_000 },
+            currency: { type: 'string', pattern: '^[A-Z]{3}$' },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const { from, to, amountCents, currency } = request.body;
+      const { grantId, runtimeId } = await authorize(request, 'payments.transfer', from);
+      const transfer: Transfer = {
+        transferId: `tr_${transfers.length + 1}`,
+        grantId,
+        runtimeId,
+        from,
+        to,
+        amountCents,
+        currency,
+      };
+      transfers.push(transfer);
+      return { transferId: transfer.transferId, status: 'executed' };
+    },
+  );
+
+  await app.ready();
+  return { app, transfers };
+}

@@ -1,0 +1,31 @@
+/**
+ * Runs the example gateway:
+ *
+ *   GATEWAY_ISSUER=<appliance id> GATEWAY_AUDIENCE=gw_payments \
+ *   GRANTOR_URL=http://127.0.0.1:8443 GATEWAY_LISTEN=127.0.0.1:9080 \
+ *   npx tsx examples/gateway/main.ts
+ */
+import { createGatewayExample } from './app.js';
+
+function env(name: string, fallback?: string): string {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined || value === '') {
+    console.error(`${name} is required`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const [host = '127.0.0.1', port = '9080'] = env('GATEWAY_LISTEN', '127.0.0.1:9080').split(':');
+const { app } = await createGatewayExample({
+  issuer: env('GATEWAY_ISSUER'),
+  audience: env('GATEWAY_AUDIENCE', 'gw_payments'),
+  applianceUrl: env('GRANTOR_URL'),
+  logger: true,
+});
+await app.listen({ host, port: Number(port) });
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void app.close();
+  });
+}

@@ -1,0 +1,160 @@
+/**
+ * The example gateway end to end, in process: grants from a stand-in appliance (ES256 key,
+ * JWKS and first-call-wins redemption on 127.0.0.1), requests through `app.inject()`.
+ */
+import { decodeJwt } from 'jose';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createGatewayExample, type GatewayExample } from '../../examples/gateway/app.js';
+import { FakeAppliance, ISSUER, type Execution } from './appliance.js';
+
+const AUDIENCE = 'gw_payments';
+const TRANSFER = { from: 'acct:1234', to: 'acct:9876', amountCents: 2500, currency: 'EUR' };
+
+let appliance: FakeAppliance;
+let gateway: GatewayExample;
+
+function grantFor(execution: Execution, claims: Record<string, unknown> = {}): string {
+  const now = Math.floor(Date.now() / 1000);
+  return appliance.mint({ ...appliance.claims(now, AUDIENCE, execution), ...claims });
+}
+
+const transferGrant = (claims: Record<string, unknown> = {}): string =>
+  grantFor({ action: 'payments.transfer', resource: TRANSFER.from, parameters: TRANSFER }, claims);
+
+function transfer(grant: string | undefined, body: unknown = TRANSFER) {
+  return gateway.app.inject({
+    method: 'POST',
+    url: '/payments/transfer',
+    headers: grant === undefined ? {} : { authorization: `Grant ${grant}` },
+    payload: body as Record<string, unknown>,
+  });
+}
+
+beforeAll(async () => {
+  appliance = await FakeAppliance.start();
+});
+
+afterAll(async () => {
+  await appliance.close();
+});
+
+beforeEach(async () => {
+  appliance.redeemStatus = undefined;
+  gateway = await createGatewayExample({
+    issuer: ISSUER,
+    audience: AUDIENCE,
+    applianceUrl: appliance.url,
+  });
+});
+
+afterEach(async () => {
+  await gateway.app.close();
+});
+
+describe('the example gateway', () => {
+  it('reads a ticket with a tickets.read grant, once', async () => {
+    const body = { ticketId: 'T-42' };
+    const grant = grantFor({ action: 'tickets.read', resource: 'ticket:T-42', parameters: body });
+    const read = () =>
+      gateway.app.inject({
+        method: 'POST',
+        url: '/tickets/read',
+        headers: { authorization: `Grant ${grant}` },
+        payload: body,
+      });
+    const first = await read();
+    expect(first.statusCode).toBe(200);
+    expect(first.json()).toMatchObject({ id: 'T-42', status: 'open' });
+    const replay = await read();
+    expect(replay.statusCode).toBe(409);
+    expect(replay.json()).toMatchObject({ error: { code: 'grant_already_redeemed' } });
+  });
+
+  it('moves money once and refuses the replay', async () => {
+    const grant = transferGrant();
+    const first = await transfer(grant);
+    expect(first.statusCode).toBe(200);
+    expect(first.json()).toEqual({ transferId: 'tr_1', status: 'executed' });
+    const replay = await transfer(grant);
+    expect(replay.statusCode).toBe(409);
+    expect(replay.json()).toMatchObject({ error: { code: 'grant_already_redeemed' } });
+    expect(gateway.transfers).toHaveLength(1);
+    expect(gateway.transfers[0]).toMatchObject({ ...TRANSFER, runtimeId: 'rt_agent7' });
+  });
+
+  it('executes a grant submitted twice concurrently exactly once', async () => {
+    const grant = transferGrant();
+    const answers = await Promise.all([transfer(grant), transfer(grant), transfer(grant)]);
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 409, 409]);
+    expect(gateway.transfers).toHaveLength(1);
+  });
+
+  it('refuses a grant for another action, without redeeming it', async () => {
+    const grant = grantFor({
+      action: 'tickets.read',
+      resource: TRANSFER.from,
+      parameters: TRANSFER,
+    });
+    const answer = await transfer(grant);
+    expect(answer.statusCode).toBe(403);
+    expect(answer.json()).toMatchObject({ error: { code: 'grant_action_mismatch' } });
+    expect(gateway.transfers).toHaveLength(0);
+    expect(appliance.redeemed.has(decodeJwt(grant).jti ?? '')).toBe(false);
+  });
+
+  it('refuses a grant for another audience', async () => {
+    const answer = await transfer(transferGrant({ aud: 'gw_tickets' }));
+    expect(answer.statusCode).toBe(403);
+    expect(answer.json()).toMatchObject({ error: { code: 'grant_audience_mismatch' } });
+  });
+
+  it('refuses a grant for other parameters', async () => {
+    const answer = await transfer(transferGrant(), { ...TRANSFER, amountCents: 250_000 });
+    expect(answer.statusCode).toBe(403);
+    expect(answer.json()).toMatchObject({ error: { code: 'grant_parameters_mismatch' } });
+    expect(gateway.transfers).toHaveLength(0);
+  });
+
+  it('refuses a grant for another resource', async () => {
+    const grant = grantFor({
+      action: 'payments.transfer',
+      resource: 'acct:5555',
+      parameters: TRANSFER,
+    });
+    const answer = await transfer(grant);
+    expect(answer.json()).toMatchObject({ error: { code: 'grant_resource_mismatch' } });
+  });
+
+  it('does not coerce parameters (a string amount is other parameters)', async () => {
+    const answer = await transfer(transferGrant(), { ...TRANSFER, amountCents: '2500' });
+    expect(answer.statusCode).toBe(400);
+    expect(gateway.transfers).toHaveLength(0);
+  });
+
+  it('asks for a grant when there is none', async () => {
+    for (const authorization of [undefined, 'Bearer abc', 'Grant ', 'Grant a b']) {
+      const answer = await gateway.app.inject({
+        method: 'POST',
+        url: '/payments/transfer',
+        headers: authorization === undefined ? {} : { authorization },
+        payload: TRANSFER,
+      });
+      expect(answer.statusCode).toBe(401);
+      expect(answer.json()).toMatchObject({ error: { code: 'unauthenticated' } });
+    }
+  });
+
+  it('refuses a forged grant', async () => {
+    const answer = await transfer(transferGrant().replace(/\.[^.]+$/, '.AAAA'));
+    expect(answer.statusCode).toBe(403);
+    expect(answer.json()).toMatchObject({ error: { code: 'grant_signature_invalid' } });
+  });
+
+  it('does not execute when redemption is unavailable', async () => {
+    appliance.redeemStatus = 503;
+    const answer = await transfer(transferGrant());
+    expect(answer.statusCode).toBe(503);
+    expect(answer.json()).toMatchObject({ error: { code: 'redemption_unavailable' } });
+    expect(gateway.transfers).toHaveLength(0);
+  });
+});
