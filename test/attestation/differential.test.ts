@@ -101,12 +101,7 @@ function ours(akPub: Buffer, c: Case): boolean {
     return true;
   } catch (e) {
     const code = (e as { code?: string }).code ?? 'crash';
-    if (
-      !CHECKED.has(code) &&
-      code.startsWith('pcr_') === false &&
-      code.startsWith('tpm_') === false
-    )
-      throw e;
+    if (!CHECKED.has(code) && !code.startsWith('pcr_') && !code.startsWith('tpm_')) throw e;
     return !CHECKED.has(code);
   }
 }
