@@ -1,0 +1,144 @@
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { calculateJwkThumbprint } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { parametersDigest } from './digest.js';
+import { toLowS } from './encoding.js';
+import { staticKeySource } from './jwks.js';
+import { PopChallenges, popSigningInput, verifyPop } from './pop.js';
+import { createGrantVerifier, verifyGrant } from './verify-grant.js';
+
+const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const { x, y } = publicKey.export({ format: 'jwk' });
+const jwk = { kty: 'EC', crv: 'P-256', x, y };
+const NOW = 1_800_000_000;
+const execution = { action: 'tickets.read', resource: 'ticket:1', parameters: { id: 1 } };
+
+async function setup() {
+  const kid = await calculateJwkThumbprint({ kty: 'EC', crv: 'P-256', x: x ?? '', y: y ?? '' });
+  const keys = await staticKeySource(JSON.stringify({ keys: [{ ...jwk, kid, alg: 'ES256' }] }));
+  const claims = {
+    iss: 'grantor',
+    sub: 'rt_1',
+    aud: 'gw',
+    iat: NOW,
+    nbf: NOW,
+    exp: NOW + 60,
+    jti: 'gr_1',
+    act: {
+      action: 'tickets.read',
+      resource: 'ticket:1',
+      parametersDigest: parametersDigest({ id: 1 }),
+    },
+    att: { akName: 'ak', pcrDigest: 'pcr', resetCount: 0, restartCount: 0, attestationId: null },
+    cnf: { jkt: kid },
+    lin: { parent: null, root: 'gr_1', depth: 0 },
+    pol: 'a'.repeat(64),
+    aud_seq: 0,
+    aud_hash: 'b'.repeat(64),
+  };
+  const input = `${Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'grant+jwt', kid })).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  const sig = toLowS(
+    sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' }),
+  );
+  return { keys, kid, jws: `${input}.${Buffer.from(sig).toString('base64url')}` };
+}
+
+const base = { issuer: 'grantor', audience: 'gw', now: () => NOW * 1000 };
+
+describe('verifyGrant configuration', () => {
+  it('verifies a grant with a static key source', async () => {
+    const { keys, jws } = await setup();
+    await expect(verifyGrant(jws, { ...base, keys, execution })).resolves.toMatchObject({
+      grantId: 'gr_1',
+    });
+  });
+
+  it.each([-1, 301, Number.NaN])(
+    'refuses a clock tolerance of %s',
+    async (clockToleranceSeconds) => {
+      const { keys } = await setup();
+      expect(() => createGrantVerifier({ ...base, keys, clockToleranceSeconds })).toThrow(
+        expect.objectContaining({ code: 'config_invalid' }),
+      );
+    },
+  );
+
+  it('refuses an empty issuer or audience', async () => {
+    const { keys } = await setup();
+    expect(() => createGrantVerifier({ ...base, keys, issuer: '' })).toThrow(
+      expect.objectContaining({ code: 'config_invalid' }),
+    );
+    expect(() => createGrantVerifier({ ...base, keys, audience: '' })).toThrow(
+      expect.objectContaining({ code: 'config_invalid' }),
+    );
+  });
+
+  it('refuses to redeem without a redeemer', async () => {
+    const { keys, jws } = await setup();
+    await expect(
+      verifyGrant(jws, { ...base, keys, execution, redeem: true }),
+    ).rejects.toMatchObject({
+      code: 'config_invalid',
+    });
+  });
+
+  it('computes the digest before verification starts (later mutation does not count)', async () => {
+    const { keys, jws } = await setup();
+    const parameters = { id: 1 };
+    const pending = verifyGrant(jws, { ...base, keys, execution: { ...execution, parameters } });
+    parameters.id = 2;
+    await expect(pending).resolves.toMatchObject({ grantId: 'gr_1' });
+  });
+});
+
+describe('verifyPop', () => {
+  const challenge = Buffer.alloc(32, 1).toString('base64url');
+  const input = { audience: 'gw', grantId: 'gr_1', challenge };
+  const signature = () =>
+    sign('sha256', popSigningInput(input), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString(
+      'base64url',
+    );
+
+  it('accepts a proof by the bound key', async () => {
+    const { kid } = await setup();
+    await expect(
+      verifyPop(kid, input, { publicKey: jwk, signature: signature() }),
+    ).resolves.toBeUndefined();
+  });
+
+  it.each([
+    ['a short challenge', { ...input, challenge: 'AAAA' }],
+    ['a non-base64url challenge', { ...input, challenge: '*'.repeat(43) }],
+  ])('refuses %s', async (_name, bad) => {
+    const { kid } = await setup();
+    await expect(
+      verifyPop(kid, bad, { publicKey: jwk, signature: signature() }),
+    ).rejects.toMatchObject({
+      code: 'grant_pop_invalid',
+    });
+  });
+
+  it('refuses a signature that is not 64 bytes, or a key off the curve', async () => {
+    const { kid } = await setup();
+    await expect(
+      verifyPop(kid, input, { publicKey: jwk, signature: 'AAAA' }),
+    ).rejects.toMatchObject({
+      code: 'grant_pop_invalid',
+    });
+    await expect(
+      verifyPop(kid, input, { publicKey: { ...jwk, x: y }, signature: signature() }),
+    ).rejects.toMatchObject({ code: 'grant_pop_invalid' });
+  });
+
+  it('challenges are single use and expire', () => {
+    let now = 0;
+    const challenges = new PopChallenges({ ttlMs: 1000, now: () => now });
+    const a = challenges.issue();
+    const b = challenges.issue();
+    expect(challenges.consume(a)).toBe(true);
+    expect(challenges.consume(a)).toBe(false);
+    now = 1000;
+    expect(challenges.consume(b)).toBe(false);
+    expect(challenges.consume('never-issued')).toBe(false);
+  });
+});
