@@ -1,6 +1,8 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { calculateJwkThumbprint } from 'jose';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { GrantorError } from '../shared/errors.js';
 import { parametersDigest } from './digest.js';
 import { toLowS } from './encoding.js';
 import { staticKeySource } from './jwks.js';
@@ -140,5 +142,46 @@ describe('verifyPop', () => {
     now = 1000;
     expect(challenges.consume(b)).toBe(false);
     expect(challenges.consume('never-issued')).toBe(false);
+  });
+});
+
+describe('arbitrary input', () => {
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+  it('any string is refused with one of our errors, never a crash', async () => {
+    const { keys } = await setup();
+    await fc.assert(
+      fc.asyncProperty(fc.string({ maxLength: 300 }), async (text) => {
+        const error: unknown = await verifyGrant(text, { ...base, keys, execution }).catch(
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(GrantorError);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('any header and claims (unsigned or mis-signed) are refused with one of our errors', async () => {
+    const { keys, kid } = await setup();
+    const header = fc.oneof(
+      fc.constant({ alg: 'ES256', typ: 'grant+jwt', kid }),
+      fc.record({
+        alg: fc.constantFrom('ES256', 'none', 'HS256'),
+        typ: fc.string(),
+        kid: fc.oneof(fc.constant(kid), fc.string()),
+      }),
+      fc.jsonValue(),
+    );
+    const signature = fc.uint8Array({ minLength: 0, maxLength: 70 });
+    await fc.assert(
+      fc.asyncProperty(header, fc.jsonValue(), signature, async (h, claims, sig) => {
+        const jws = `${b64(h)}.${b64(claims)}.${Buffer.from(sig).toString('base64url')}`;
+        const error: unknown = await verifyGrant(jws, { ...base, keys, execution }).catch(
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(GrantorError);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
