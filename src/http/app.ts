@@ -11,12 +11,30 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import addFormatsPlugin from 'ajv-formats';
+import type { AttestationService } from '../attestation/index.js';
+import type { AuditService } from '../audit/index.js';
+import type { KeyService } from '../keys/index.js';
+import type { Operators } from '../operators/index.js';
+import type { GrantorError } from '../shared/errors.js';
 import type { ReadinessProbe } from '../shared/readiness.js';
-import { installErrorHandler } from './errors.js';
+import { errorBody, installErrorHandler } from './errors.js';
+import { publicMessage, statusForCode } from './error-status.js';
+import { operatorAuth } from './plugins/auth.js';
+import { approvalRoutes } from './routes/approvals.js';
+import { auditRoutes } from './routes/audit.js';
 import { healthRoutes } from './routes/health.js';
+import { keysRoutes } from './routes/keys.js';
+import { runtimesRoutes } from './routes/runtimes.js';
 
+/** The services the routes call; a missing one leaves its routes out (focused tests). */
 export interface AppServices {
   readonly probes: readonly ReadinessProbe[];
+  /** When set (e.g. audit_rollback_detected at start), every route but the health routes answers it. */
+  readonly lockdown?: GrantorError;
+  readonly operators?: Operators;
+  readonly keys?: KeyService;
+  readonly audit?: AuditService;
+  readonly attestation?: AttestationService;
 }
 
 export interface AppOptions {
@@ -78,7 +96,31 @@ export function createServer(options: AppOptions = {}): App {
 
 export async function buildApp(services: AppServices, options: AppOptions = {}): Promise<App> {
   const app = createServer(options);
+  const lockdown = services.lockdown;
+  if (lockdown !== undefined) {
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.url === '/healthz' || request.url === '/readyz') return;
+      const status = statusForCode(lockdown.code);
+      await reply
+        .code(status)
+        .send(errorBody(lockdown.code, publicMessage(lockdown.code, status, lockdown.message)));
+    });
+  }
   await app.register(healthRoutes, { probes: services.probes });
+  if (services.operators !== undefined) {
+    await app.register(operatorAuth, {
+      tokens: services.operators.tokens,
+      ...(services.operators.certificates === undefined
+        ? {}
+        : { certificates: services.operators.certificates }),
+    });
+    await app.register(approvalRoutes, { approvals: services.operators.approvals });
+  }
+  if (services.keys !== undefined) await app.register(keysRoutes, { keys: services.keys });
+  if (services.audit !== undefined) await app.register(auditRoutes, { audit: services.audit });
+  if (services.attestation !== undefined) {
+    await app.register(runtimesRoutes, { attestation: services.attestation });
+  }
   await app.ready();
   return app;
 }

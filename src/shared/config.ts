@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from './errors.js';
 
 export interface ListenConfig {
@@ -27,6 +28,16 @@ export interface HsmConfig {
   readonly pinSource: string;
 }
 
+export interface AuditSettings {
+  /** NV index handles of the anchor (TPM_NT_COUNTER and TPM_NT_EXTEND). */
+  readonly nvCounterIndex: number;
+  readonly nvExtendIndex: number;
+  /** Pinned NV names (hex); by default the names our attribute choice gives these indices. */
+  readonly pinnedNames: { readonly counter: string; readonly extend: string } | undefined;
+  /** Least time between two anchors (NV write pairs). */
+  readonly minAnchorIntervalMs: number;
+}
+
 export interface AppConfig {
   readonly applianceId: string;
   readonly listen: ListenConfig;
@@ -34,6 +45,19 @@ export interface AppConfig {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   readonly tpm: TpmConfig;
   readonly hsm: HsmConfig;
+  readonly audit: AuditSettings;
+  readonly keys: {
+    readonly rotationPeriodSeconds: number;
+    readonly grantMaxTtlSeconds: number;
+    readonly signDeadlineMs: number;
+  };
+  readonly attestation: {
+    /** PEM files or folders of PEM files: trusted TPM-manufacturer (EK) CAs. */
+    readonly ekCaBundle: readonly string[];
+    /** Reference policy JSON files or folders of them. */
+    readonly referencePolicies: readonly string[];
+  };
+  readonly policy: { readonly dir: string; readonly schemaFile: string; readonly watch: boolean };
 }
 
 type Source = Readonly<Record<string, string | undefined>>;
@@ -48,7 +72,75 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   pkcs11Module: 'GRANTOR_PKCS11_MODULE',
   hsmTokenLabel: 'GRANTOR_HSM_TOKEN_LABEL',
   hsmPinFile: 'GRANTOR_HSM_PIN_FILE',
+  auditNvCounter: 'GRANTOR_AUDIT_NV_COUNTER',
+  auditNvExtend: 'GRANTOR_AUDIT_NV_EXTEND',
+  auditNvNames: 'GRANTOR_AUDIT_NV_NAMES',
+  auditMinAnchorIntervalMs: 'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS',
+  keyRotationPeriodSeconds: 'GRANTOR_KEY_ROTATION_PERIOD_SECONDS',
+  grantMaxTtlSeconds: 'GRANTOR_GRANT_MAX_TTL_SECONDS',
+  hsmSignDeadlineMs: 'GRANTOR_HSM_SIGN_DEADLINE_MS',
+  ekCaBundle: 'GRANTOR_EK_CA_BUNDLE',
+  referencePolicies: 'GRANTOR_REFERENCE_POLICIES',
+  policyDir: 'GRANTOR_POLICY_DIR',
+  policySchema: 'GRANTOR_POLICY_SCHEMA',
+  policyWatch: 'GRANTOR_POLICY_WATCH',
 };
+
+/** Where the shipped defaults live (policies, trust bundles), relative to the repository. */
+const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
+const shipped = (p: string): string =>
+  // From dist/src/shared as well as from src/shared.
+  resolve(REPO_ROOT.endsWith('/dist') ? resolve(REPO_ROOT, '..') : REPO_ROOT, p);
+
+function integer(src: Source, key: string, fallback: number, min: number, max: number): number {
+  const raw = src[key];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const text = raw.trim();
+  const v = /^0x[0-9a-f]+$/i.test(text) ? Number.parseInt(text, 16) : Number(text);
+  if (!Number.isSafeInteger(v) || v < min || v > max) {
+    throw new ConfigError(key, `expected an integer from ${min} to ${max}, got "${text}"`);
+  }
+  return v;
+}
+
+function list(src: Source, key: string, fallback: readonly string[], cwd: string): string[] {
+  const raw = src[key];
+  const items = raw === undefined || raw.trim() === '' ? fallback : raw.split(',');
+  return items
+    .map((i) => i.trim())
+    .filter((i) => i !== '')
+    .map((i) => resolve(cwd, i));
+}
+
+function nvIndex(src: Source, key: string, fallback: number): number {
+  const v = integer(src, key, fallback, 0x01000000, 0x01ffffff);
+  // Owner-defined indices only: 0x01000000-0x013fffff (TPM_HT_NV_INDEX, owner range) and
+  // 0x01500000-0x01bfffff (TCG-registered and vendor ranges are refused).
+  if (v >= 0x01c00000)
+    throw new ConfigError(key, 'is in the TCG-reserved NV range (EK certificates)');
+  return v;
+}
+
+function pinnedNames(src: Source): AuditSettings['pinnedNames'] {
+  const raw = src.GRANTOR_AUDIT_NV_NAMES;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const m = /^\s*(000b[0-9a-f]{64})\s*,\s*(000b[0-9a-f]{64})\s*$/i.exec(raw);
+  if (m === null) {
+    throw new ConfigError(
+      'GRANTOR_AUDIT_NV_NAMES',
+      'expected "COUNTER_NAME_HEX,EXTEND_NAME_HEX" (SHA-256 NV names)',
+    );
+  }
+  return { counter: (m[1] ?? '').toLowerCase(), extend: (m[2] ?? '').toLowerCase() };
+}
+
+function bool(src: Source, key: string, fallback: boolean): boolean {
+  const raw = src[key]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(key, 'expected true or false');
+}
 
 function required(src: Source, key: string): string {
   const v = src[key];
@@ -155,6 +247,40 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
       module,
       tokenLabel: required(src, 'GRANTOR_HSM_TOKEN_LABEL'),
       ...readPin(src, cwd),
+    },
+    audit: {
+      nvCounterIndex: nvIndex(src, 'GRANTOR_AUDIT_NV_COUNTER', 0x01500020),
+      nvExtendIndex: nvIndex(src, 'GRANTOR_AUDIT_NV_EXTEND', 0x01500021),
+      pinnedNames: pinnedNames(src),
+      minAnchorIntervalMs: integer(src, 'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS', 0, 0, 60_000),
+    },
+    keys: {
+      rotationPeriodSeconds: integer(
+        src,
+        'GRANTOR_KEY_ROTATION_PERIOD_SECONDS',
+        30 * 86400,
+        0,
+        10 * 365 * 86400,
+      ),
+      grantMaxTtlSeconds: integer(src, 'GRANTOR_GRANT_MAX_TTL_SECONDS', 3600, 1, 86400),
+      signDeadlineMs: integer(src, 'GRANTOR_HSM_SIGN_DEADLINE_MS', 2000, 10, 60_000),
+    },
+    attestation: {
+      ekCaBundle: list(src, 'GRANTOR_EK_CA_BUNDLE', [shipped('trust/ek-ca')], cwd),
+      referencePolicies: list(
+        src,
+        'GRANTOR_REFERENCE_POLICIES',
+        [shipped('reference-policies')],
+        cwd,
+      ),
+    },
+    policy: {
+      dir: resolve(cwd, optional(src, 'GRANTOR_POLICY_DIR', shipped('policies/default'))),
+      schemaFile: resolve(
+        cwd,
+        optional(src, 'GRANTOR_POLICY_SCHEMA', shipped('policies/grantor.cedarschema')),
+      ),
+      watch: bool(src, 'GRANTOR_POLICY_WATCH', true),
     },
   };
 }

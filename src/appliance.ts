@@ -1,0 +1,249 @@
+/**
+ * The composition root: builds every domain from the configuration with plain constructor
+ * arguments, in dependency order, and the HTTP app over them. Used by main.ts (the
+ * server), cli.ts (provisioning and ceremonies) and the end-to-end tests.
+ *
+ * Order: TPM -> database -> audit (its checkpoint key is resolved lazily from the keys
+ * service, so the log can open first) -> keys (lifecycle events are audited) -> policy ->
+ * attestation -> operators -> HTTP.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import {
+  createAudit,
+  expectedAnchorNames,
+  provisionTpmAnchor,
+  TpmAuditAnchor,
+  type AuditService,
+} from './audit/index.js';
+import { createAttestation, type AttestationService } from './attestation/index.js';
+import { createKeys, type KeyService } from './keys/index.js';
+import { createOperators, type Operators } from './operators/index.js';
+import { createPolicyEngine, type PolicyEngine } from './policy/index.js';
+import type { AppConfig } from './shared/config.js';
+import { openDatabase, type Database } from './shared/db.level.js';
+import { GrantorError } from './shared/errors.js';
+import { openTpm } from './tpm/tpm.native.js';
+import type { TpmPort } from './tpm/tpm.port.js';
+import { createHash } from 'node:crypto';
+
+export interface Appliance {
+  readonly config: AppConfig;
+  readonly tpm: TpmPort;
+  readonly db: Database;
+  readonly audit: AuditService;
+  readonly keys: KeyService;
+  readonly policy: PolicyEngine;
+  readonly attestation: AttestationService;
+  readonly operators: Operators;
+  /** Set when the start-up check refused the audit log: every request answers it. */
+  readonly lockdown: GrantorError | undefined;
+  close(): Promise<void>;
+}
+
+/** Files named directly, plus the files with `ext` in named folders (sorted). */
+export async function expandPaths(paths: readonly string[], ext: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths) {
+    const s = await stat(p);
+    if (s.isDirectory()) {
+      const names = (await readdir(p)).filter((n) => n.endsWith(ext)).sort();
+      out.push(...names.map((n) => join(p, n)));
+    } else {
+      out.push(p);
+    }
+  }
+  return out;
+}
+
+async function readBundle(paths: readonly string[]): Promise<string> {
+  const files = await expandPaths(paths, '.pem');
+  const pems = await Promise.all(files.map((f) => readFile(f, 'utf8')));
+  return pems.join('\n');
+}
+
+function digest(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex');
+}
+
+function anchorConfig(config: AppConfig) {
+  const indices = {
+    counterIndex: config.audit.nvCounterIndex,
+    extendIndex: config.audit.nvExtendIndex,
+  };
+  return { ...indices, pinnedNames: config.audit.pinnedNames ?? expectedAnchorNames(indices) };
+}
+
+/**
+ * Provisioning (idempotent): defines the audit anchor NV indices when they do not exist.
+ * Keys are created by the keys service on first start. Returns what it did, for the CLI.
+ */
+export async function provisionAppliance(config: AppConfig, tpm: TpmPort): Promise<string[]> {
+  const done: string[] = [];
+  const a = anchorConfig(config);
+  const exists = async (index: number): Promise<boolean> =>
+    tpm.nvReadPublic(index).then(
+      () => true,
+      (e: unknown) => {
+        if (e instanceof GrantorError && e.code === 'tpm_error') return false;
+        throw e;
+      },
+    );
+  const [counter, extend] = await Promise.all([exists(a.counterIndex), exists(a.extendIndex)]);
+  if (!counter && !extend) {
+    const names = await provisionTpmAnchor(tpm, a);
+    done.push(
+      `defined audit anchor NV indices 0x${a.counterIndex.toString(16)} (counter, name ${names.counter}) and 0x${a.extendIndex.toString(16)} (extend, name ${names.extend})`,
+    );
+  } else if (counter !== extend) {
+    throw new GrantorError(
+      'audit_rollback_detected',
+      'only one of the two audit anchor NV indices exists: the TPM was tampered with or half provisioned; an operator must act',
+    );
+  } else {
+    done.push('audit anchor NV indices already defined');
+  }
+  return done;
+}
+
+export interface StartOptions {
+  readonly logger?: FastifyBaseLogger;
+  readonly now?: () => number;
+}
+
+export async function openAppliance(
+  config: AppConfig,
+  options: StartOptions = {},
+): Promise<Appliance> {
+  const logger = options.logger;
+  const tpm = await openTpm(config.tpm);
+  const closers: (() => Promise<void>)[] = [() => tpm.close()];
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+  };
+  try {
+    const db = await openDatabase(join(config.stateDir, 'db'));
+    closers.push(() => db.close());
+
+    // The checkpoint key lives in the keys service, created below; the log only needs it
+    // when it signs a checkpoint.
+    const keysRef: { current?: KeyService } = {};
+    const keysNow = (): KeyService => {
+      if (keysRef.current === undefined)
+        throw new GrantorError('hsm_unavailable', 'the keys service is not started');
+      return keysRef.current;
+    };
+    const audit = createAudit(
+      { origin: config.applianceId, minAnchorIntervalMs: config.audit.minAnchorIntervalMs },
+      {
+        db,
+        anchor: new TpmAuditAnchor(tpm, anchorConfig(config)),
+        signer: {
+          keyName: config.applianceId,
+          get publicKey() {
+            return keysNow().auditPublicKey().raw;
+          },
+          sign: async (message) => (await keysNow().signAudit(message)).signature,
+        },
+        ...(options.now === undefined ? {} : { now: options.now }),
+        ...(logger === undefined ? {} : { logger }),
+      },
+    );
+    closers.push(() => audit.close());
+    let lockdown: GrantorError | undefined;
+    try {
+      await audit.ready();
+    } catch (e) {
+      if (e instanceof GrantorError && e.code === 'audit_rollback_detected') {
+        lockdown = e;
+        logger?.fatal(
+          { code: e.code, reason: e.message },
+          'audit log refused at start: serving 503 to every request until an operator acts',
+        );
+      } else {
+        throw e;
+      }
+    }
+
+    const keys = await createKeys(
+      {
+        modulePath: config.hsm.module,
+        tokenLabel: config.hsm.tokenLabel,
+        pin: config.hsm.pin,
+        rotationPeriodSeconds: config.keys.rotationPeriodSeconds,
+        grantMaxTtlSeconds: config.keys.grantMaxTtlSeconds,
+        signDeadlineMs: config.keys.signDeadlineMs,
+      },
+      {
+        db,
+        ...(logger === undefined ? {} : { logger }),
+        ...(options.now === undefined ? {} : { now: options.now }),
+        onLifecycle: async (event) => {
+          await audit.append({
+            type: `key.${event.type.replace(/^key_/, '')}`,
+            subject: event.kid,
+            reasons: [event.reason],
+            digest: digest(event),
+          });
+        },
+      },
+    );
+    keysRef.current = keys;
+    closers.push(() => keys.close());
+
+    const policy = await createPolicyEngine({
+      policyDir: config.policy.dir,
+      schemaFile: config.policy.schemaFile,
+      watch: config.policy.watch,
+      ...(options.now === undefined ? {} : { now: options.now }),
+    });
+    closers.push(() => {
+      policy.close();
+      return Promise.resolve();
+    });
+
+    const attestation = await createAttestation(
+      {
+        ekCaBundlePem: await readBundle(config.attestation.ekCaBundle),
+        referencePolicyFiles: await expandPaths(config.attestation.referencePolicies, '.json'),
+      },
+      {
+        db,
+        audit: {
+          record: async (event) => {
+            await audit.append(event);
+          },
+        },
+        ...(options.now === undefined ? {} : { now: () => new Date((options.now ?? Date.now)()) }),
+      },
+    );
+
+    const operators = createOperators(db, {
+      onApprovalEvent: async (event) => {
+        await audit.append({
+          type: event.type,
+          subject: event.approvalId,
+          reasons: [event.act, ...event.actors.map((a) => `${a.role}:${a.id}`)],
+          digest: digest(event),
+        });
+      },
+    });
+
+    return {
+      config,
+      tpm,
+      db,
+      audit,
+      keys,
+      policy,
+      attestation,
+      operators,
+      lockdown,
+      close: closeAll,
+    };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+/**
+ * `grantor` ceremonies on the appliance itself, with the same service code as the server:
+ *   grantor provision                      define the audit anchor in the TPM (idempotent)
+ *   grantor operators token create|list|revoke
+ * The CLI opens the TPM, the HSM and the database itself: run it while the server is
+ * stopped (LevelDB and the simulator's TPM connection are exclusive), or use the
+ * operator routes of a running appliance.
+ */
+import { openAppliance, provisionAppliance } from './appliance.js';
+import { runOperatorsCli } from './operators/cli.js';
+import { loadConfig } from './shared/config.js';
+import { ConfigError, GrantorError } from './shared/errors.js';
+import { openTpm } from './tpm/tpm.native.js';
+
+const USAGE = `usage: grantor provision
+       grantor operators token create|list|revoke ...`;
+
+const out = {
+  log: (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  },
+  error: (line: string): void => {
+    process.stderr.write(`${line}\n`);
+  },
+};
+
+async function run(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h') {
+    out.error(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  const config = loadConfig();
+  switch (command) {
+    case 'provision': {
+      const tpm = await openTpm(config.tpm);
+      try {
+        for (const line of await provisionAppliance(config, tpm)) out.log(line);
+      } finally {
+        await tpm.close();
+      }
+      // Opening the appliance runs the audit start-up check and creates missing keys.
+      const a = await openAppliance(config);
+      try {
+        out.log(
+          `keys: ${a.keys
+            .list()
+            .map((k) => `${k.purpose}:${k.state}:${k.kid}`)
+            .join(', ')}`,
+        );
+        out.log(
+          a.lockdown === undefined
+            ? 'audit log: consistent with its TPM anchor'
+            : `audit log: REFUSED (${a.lockdown.code}): ${a.lockdown.message}`,
+        );
+        return a.lockdown === undefined ? 0 : 1;
+      } finally {
+        await a.close();
+      }
+    }
+    case 'operators': {
+      const a = await openAppliance(config);
+      try {
+        return await runOperatorsCli(rest, a.operators.tokens, out);
+      } finally {
+        await a.close();
+      }
+    }
+    default:
+      out.error(USAGE);
+      return 2;
+  }
+}
+
+run(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof ConfigError) out.error(`grantor: configuration error: ${e.message}`);
+    else if (e instanceof GrantorError) out.error(`grantor: ${e.code}: ${e.message}`);
+    else out.error(`grantor: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,118 @@
+/**
+ * The appliance's HTTP server: readiness probes over every dependency and the app over the
+ * composed services (src/appliance.ts).
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import { openAppliance, type Appliance } from '../appliance.js';
+import type { AppConfig } from '../shared/config.js';
+import { GrantorError } from '../shared/errors.js';
+import { statusForCode } from './error-status.js';
+import { policyReadinessProbe } from '../policy/index.js';
+import type { ReadinessProbe } from '../shared/readiness.js';
+import { tpmProbe } from '../tpm/probe.js';
+import { buildApp, type App } from './app.js';
+
+export function probes(a: Appliance): ReadinessProbe[] {
+  return [
+    tpmProbe(a.tpm),
+    {
+      name: 'hsm',
+      code: 'hsm_unavailable',
+      check: async () => {
+        const r = await a.keys.ready();
+        return r.ok ? { ok: true } : { ok: false, reason: r.reason ?? 'HSM not usable' };
+      },
+    },
+    {
+      name: 'audit',
+      code: a.lockdown?.code ?? 'audit_unavailable',
+      check: async () => {
+        if (a.lockdown !== undefined) return { ok: false, reason: 'audit log refused at start' };
+        await a.audit.ready();
+        return { ok: true };
+      },
+    },
+    policyReadinessProbe(a.policy),
+  ];
+}
+
+export async function buildApplianceApp(a: Appliance, logger?: FastifyBaseLogger): Promise<App> {
+  return buildApp(
+    {
+      probes: probes(a),
+      ...(a.lockdown === undefined ? {} : { lockdown: a.lockdown }),
+      operators: a.operators,
+      keys: a.keys,
+      audit: a.audit,
+      attestation: a.attestation,
+    },
+    logger === undefined ? {} : { logger },
+  );
+}
+
+/** The component a start-up failure's code names (for /readyz). */
+function componentOf(code: string): string {
+  const prefix = /^(tpm|hsm|audit|policy)_/.exec(code)?.[1];
+  return prefix ?? 'appliance';
+}
+
+/**
+ * A server for an appliance that could not start because a dependency failed (wrong HSM
+ * PIN, TPM unreachable, ...): /healthz answers, /readyz names the component, and every
+ * other route fails closed with the start-up error's code. Nothing is retried in a way
+ * that could lock the HSM token: an operator fixes the cause and restarts.
+ */
+export async function buildDegradedApp(
+  failure: GrantorError,
+  logger?: FastifyBaseLogger,
+): Promise<App> {
+  const component = componentOf(failure.code);
+  return buildApp(
+    {
+      probes: [
+        {
+          name: component,
+          code: failure.code,
+          check: () => Promise.resolve({ ok: false, reason: `failed at start (${failure.code})` }),
+        },
+      ],
+      lockdown: failure,
+    },
+    logger === undefined ? {} : { logger },
+  );
+}
+
+export interface RunningServer {
+  readonly app: App;
+  /** Undefined when the appliance runs degraded (see buildDegradedApp). */
+  readonly appliance: Appliance | undefined;
+  close(): Promise<void>;
+}
+
+/** Opens the appliance and its app, or a degraded app when a dependency fails at start. */
+export async function startApplianceServer(
+  config: AppConfig,
+  logger?: FastifyBaseLogger,
+): Promise<RunningServer> {
+  let appliance: Appliance;
+  try {
+    appliance = await openAppliance(config, logger === undefined ? {} : { logger });
+  } catch (e) {
+    if (!(e instanceof GrantorError) || statusForCode(e.code) < 500) throw e;
+    logger?.fatal(
+      { code: e.code, component: componentOf(e.code) },
+      'a dependency failed at start: serving 503 until an operator fixes it and restarts',
+    );
+    const app = await buildDegradedApp(e, logger);
+    return { app, appliance: undefined, close: () => app.close() };
+  }
+  const app = await buildApplianceApp(appliance, logger);
+  return {
+    app,
+    appliance,
+    close: async () => {
+      await app.close();
+      await appliance.close();
+    },
+  };
+}

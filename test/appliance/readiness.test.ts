@@ -1,0 +1,135 @@
+/**
+ * The appliance as ./scripts/start runs it, on a real swtpm and a real SoftHSM2 token:
+ * provisioning, /readyz over every dependency, a TPM that goes away and comes back, and a
+ * wrong HSM PIN (503 naming the HSM, no secret in the answer).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { provisionAppliance } from '../../src/appliance.js';
+import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
+import { loadConfig, type AppConfig } from '../../src/shared/config.js';
+import { openTpm } from '../../src/tpm/tpm.native.js';
+import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
+
+interface ErrorAnswer {
+  error: { code: string; message: string; details?: { down?: string[] } };
+}
+
+let dir: string;
+let tpm: SimTpm;
+let hsm: SimHsm;
+
+function config(overrides: Record<string, string> = {}): AppConfig {
+  return loadConfig(
+    {
+      GRANTOR_TPM_TCTI: tpm.tcti,
+      GRANTOR_PKCS11_MODULE: hsm.module,
+      GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
+      GRANTOR_HSM_PIN_FILE: hsm.pinFile,
+      GRANTOR_STATE_DIR: join(dir, 'state'),
+      GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
+      GRANTOR_POLICY_WATCH: 'false',
+      ...overrides,
+    },
+    repoRoot,
+  );
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'grantor-appliance-'));
+  tpm = await startSimTpm();
+  // A token of this file's own (this process has not initialised the module yet).
+  hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-appliance');
+  process.env.SOFTHSM2_CONF = hsm.conf;
+  await writeFile(join(dir, 'ek-ca.pem'), tpm.ekCaPem);
+  const t = await openTpm({ tcti: tpm.tcti });
+  try {
+    const first = await provisionAppliance(config(), t);
+    expect(first.join('\n')).toContain('defined audit anchor NV indices');
+    const again = await provisionAppliance(config(), t);
+    expect(again).toEqual(['audit anchor NV indices already defined']);
+  } finally {
+    await t.close();
+  }
+});
+
+afterAll(async () => {
+  await tpm.destroy();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('the appliance on real hardware simulators', () => {
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    server = await startApplianceServer(config());
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('is ready when the TPM, the HSM, the audit log and the policy answer', async () => {
+    expect(server.appliance).toBeDefined();
+    const res = await server.app.inject({ url: '/readyz' });
+    expect(res.json()).toEqual({
+      status: 'ready',
+      checks: { tpm: { ok: true }, hsm: { ok: true }, audit: { ok: true }, policy: { ok: true } },
+    });
+    expect(res.statusCode).toBe(200);
+  });
+
+  it('answers 503 naming the TPM while swtpm is down, and recovers when it is back', async () => {
+    await tpm.stop();
+    try {
+      const down = await server.app.inject({ url: '/readyz' });
+      expect(down.statusCode).toBe(503);
+      const body = down.json<ErrorAnswer>();
+      expect(body.error.code).toBe('tpm_unavailable');
+      expect(body.error.details?.down).toEqual(['tpm']);
+      expect((await server.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    } finally {
+      await tpm.restart();
+    }
+    const back = await server.app.inject({ url: '/readyz' });
+    expect(back.statusCode).toBe(200);
+  });
+
+  it('publishes the grant key in the JWKS and serves the audit checkpoint key', async () => {
+    const jwks = await server.app.inject({ url: '/.well-known/jwks.json' });
+    expect(jwks.statusCode).toBe(200);
+    const keys = jwks.json<{ keys: { kid: string; alg: string; crv: string }[] }>().keys;
+    expect(keys.length).toBe(1);
+    expect(keys[0]).toMatchObject({ alg: 'ES256', crv: 'P-256' });
+    const verifier = await server.app.inject({ url: '/v1/audit/verifier' });
+    expect(verifier.statusCode).toBe(200);
+    expect(verifier.json<{ noteVerifierKey: string }>().noteVerifierKey).toMatch(
+      /^grantor\+[0-9a-f]{8}\+/,
+    );
+  });
+});
+
+describe('a wrong HSM PIN', () => {
+  it('leaves a server that answers 503 naming the HSM, without the PIN anywhere', async () => {
+    const wrong = 'wrong-pin-31337';
+    const server = await startApplianceServer(
+      config({ GRANTOR_HSM_PIN_FILE: '', GRANTOR_HSM_PIN: wrong }),
+    );
+    try {
+      expect(server.appliance).toBeUndefined();
+      const ready = await server.app.inject({ url: '/readyz' });
+      expect(ready.statusCode).toBe(503);
+      const body = ready.json<ErrorAnswer>();
+      expect(body.error.code).toBe('hsm_pin_incorrect');
+      expect(body.error.details?.down).toEqual(['hsm']);
+      expect(ready.body).not.toContain(wrong);
+      const other = await server.app.inject({ url: '/.well-known/jwks.json' });
+      expect(other.statusCode).toBe(503);
+      expect(other.json<ErrorAnswer>().error.code).toBe('hsm_pin_incorrect');
+      expect(other.body).not.toContain(wrong);
+    } finally {
+      await server.close();
+    }
+  });
+});
