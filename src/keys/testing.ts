@@ -1,0 +1,52 @@
+/** Test wiring: a KeyService on the fake signer and the memory store, with a movable clock. */
+import { KeyService, type KeyLifecycleEvent, type KeyServiceOptions } from './key-service.js';
+import { MemoryKeyStore } from './key-store.memory.js';
+import { FakeSigner } from './signer.fake.js';
+
+export interface FakeKeys {
+  readonly keys: KeyService;
+  readonly signer: FakeSigner;
+  readonly store: MemoryKeyStore;
+  readonly events: KeyLifecycleEvent[];
+  advance(seconds: number): void;
+  now(): number;
+}
+
+export async function fakeKeys(
+  options: Partial<KeyServiceOptions> = {},
+  hooks: { onLifecycle?: (e: KeyLifecycleEvent) => Promise<void> } = {},
+): Promise<FakeKeys> {
+  let t = Date.parse('2026-06-01T00:00:00Z');
+  const signer = new FakeSigner();
+  const store = new MemoryKeyStore();
+  const events: KeyLifecycleEvent[] = [];
+  const keys = await KeyService.start(
+    {
+      rotationPeriodSeconds: 0,
+      grantMaxTtlSeconds: 300,
+      jwksMaxAgeSeconds: 300,
+      maintenanceIntervalMs: 0,
+      labelPrefix: 'test',
+      ...options,
+    },
+    {
+      signer,
+      store,
+      now: () => t,
+      onLifecycle: async (e) => {
+        await hooks.onLifecycle?.(e);
+        events.push(e);
+      },
+    },
+  );
+  return {
+    keys,
+    signer,
+    store,
+    events,
+    advance: (s) => {
+      t += s * 1000;
+    },
+    now: () => t,
+  };
+}
