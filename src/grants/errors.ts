@@ -1,0 +1,125 @@
+/**
+ * Failures of the grant domain, one class per kind with a stable `code` (PROTOCOL.md §3).
+ * Callers and tests match on `code`; the HTTP status for each lives in
+ * src/http/error-status.ts. Messages never carry keys, signatures or request bodies.
+ */
+import { BadRequestError, GrantorError, UnavailableError } from '../shared/errors.js';
+
+type Options = { cause?: unknown; details?: Record<string, unknown> };
+
+function kind(code: string, defaultMessage: string) {
+  return class extends GrantorError {
+    constructor(message: string = defaultMessage, options?: Options) {
+      super(code, message, options);
+    }
+  };
+}
+
+/** The body breaks a semantic rule the schema cannot express (ranges, one proof). */
+export class GrantRequestInvalidError extends BadRequestError {}
+
+/** The runtime exists but is not `active` (pending, revoked). */
+export class RuntimeNotActiveError extends kind(
+  'runtime_not_active',
+  'the runtime is not active',
+) {}
+
+/** Session mode: no live attested session with this id (unknown, ended or expired). */
+export class SessionNotLiveError extends kind(
+  'session_not_live',
+  'no live attested session with this id',
+) {}
+
+/** Session mode: the session belongs to another runtime. */
+export class SessionRuntimeMismatchError extends kind(
+  'session_runtime_mismatch',
+  'the attested session belongs to another runtime',
+) {}
+
+/** Session mode: the request is not signed by the session key. */
+export class RequestSignatureInvalidError extends kind(
+  'request_signature_invalid',
+  'the request signature does not verify with the session key',
+) {}
+
+/** The requestId was already used by this runtime. */
+export class RequestReplayedError extends kind(
+  'request_replayed',
+  'this requestId was already used by this runtime',
+) {}
+
+/** issuedAt is outside the allowed clock skew. */
+export class RequestStaleError extends kind(
+  'request_stale',
+  'issuedAt is outside the allowed clock skew',
+) {}
+
+export class GrantParentNotFoundError extends kind(
+  'grant_parent_not_found',
+  'the parent grant does not exist',
+) {}
+export class GrantParentExpiredError extends kind(
+  'grant_parent_expired',
+  'the parent grant has expired',
+) {}
+export class GrantParentRevokedError extends kind(
+  'grant_parent_revoked',
+  'the parent grant was revoked',
+) {}
+/** The parent's stored lineage is inconsistent (root differs from its own parent's). */
+export class GrantLineageInvalidError extends kind(
+  'grant_lineage_invalid',
+  'the parent grant is not part of a consistent lineage',
+) {}
+/** The child would be deeper than the appliance-wide bound (policy may bound it lower). */
+export class GrantDepthExceededError extends kind(
+  'grant_depth_exceeded',
+  'the lineage would be deeper than allowed',
+) {}
+
+/** The policy denied the request; `details.reasons` carries the policy's reasons. */
+export class PolicyDeniedError extends GrantorError {
+  constructor(reasons: readonly string[], details: Record<string, unknown>) {
+    super('policy_denied', 'the policy denied this request', {
+      details: { reasons: [...reasons], ...details },
+    });
+  }
+}
+
+export class GrantNotFoundError extends kind('grant_not_found', 'no such grant') {}
+export class GrantAlreadyRedeemedError extends kind(
+  'grant_already_redeemed',
+  'the grant was already redeemed',
+) {}
+export class GrantAudienceMismatchError extends kind(
+  'grant_audience_mismatch',
+  'the grant was issued for another audience',
+) {}
+export class GrantExpiredError extends kind('grant_expired', 'the grant has expired') {}
+export class GrantRevokedError extends kind('grant_revoked', 'the grant was revoked') {}
+
+/** The grant store cannot be read or written: fail closed. */
+export class GrantStoreUnavailableError extends UnavailableError {
+  constructor(options?: Options) {
+    super('grant_store_unavailable', 'the grant store is unavailable', options);
+  }
+}
+
+/** Every code this domain raises (for the status table). */
+export const GRANT_CODES = {
+  runtime_not_active: 403,
+  session_not_live: 403,
+  session_runtime_mismatch: 403,
+  request_signature_invalid: 403,
+  request_replayed: 409,
+  request_stale: 422,
+  grant_parent_not_found: 422,
+  grant_parent_expired: 422,
+  grant_parent_revoked: 422,
+  grant_lineage_invalid: 422,
+  grant_depth_exceeded: 422,
+  grant_audience_mismatch: 403,
+  grant_expired: 410,
+  grant_revoked: 410,
+  grant_store_unavailable: 503,
+} as const;

@@ -1,0 +1,80 @@
+/**
+ * The port to the grant store: issued grants (with their lineage links, revocation and
+ * redemption) and the requestIds each runtime has used (the persisted replay guard).
+ * The LevelDB adapter is grant-store.level.ts; MemoryGrantStore serves fast tests.
+ */
+
+export interface Redemption {
+  /** RFC 3339. */
+  readonly at: string;
+  readonly audience: string;
+  readonly outcome: 'started' | 'succeeded' | 'failed' | null;
+}
+
+export interface GrantRecord {
+  readonly grantId: string;
+  readonly runtimeId: string;
+  readonly action: string;
+  readonly resource: string;
+  readonly audience: string;
+  readonly parent: string | null;
+  readonly root: string;
+  readonly depth: number;
+  /** NumericDate seconds. */
+  readonly iat: number;
+  readonly exp: number;
+  readonly auditSeq: number;
+  /** RFC 3339 time of revocation, or null. */
+  readonly revokedAt: string | null;
+  readonly redemption: Redemption | null;
+}
+
+export interface GrantStore {
+  get(grantId: string): Promise<GrantRecord | undefined>;
+  /** Store a new grant and its link under its parent. */
+  create(record: GrantRecord): Promise<void>;
+  /** Replace grants (revocation, redemption) in one atomic write. */
+  update(records: readonly GrantRecord[]): Promise<void>;
+  /** Ids of the direct children of a grant. */
+  children(grantId: string): Promise<string[]>;
+  /** Whether this runtime used this requestId (and the entry has not expired). */
+  hasRequest(runtimeId: string, requestId: string): Promise<boolean>;
+  /** Remember a used requestId until `expiresAt` (epoch ms). */
+  putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void>;
+}
+
+export class MemoryGrantStore implements GrantStore {
+  readonly grants = new Map<string, GrantRecord>();
+  readonly links = new Map<string, string[]>();
+  readonly requests = new Map<string, number>();
+
+  get(grantId: string): Promise<GrantRecord | undefined> {
+    return Promise.resolve(this.grants.get(grantId));
+  }
+
+  create(record: GrantRecord): Promise<void> {
+    this.grants.set(record.grantId, record);
+    if (record.parent !== null) {
+      this.links.set(record.parent, [...(this.links.get(record.parent) ?? []), record.grantId]);
+    }
+    return Promise.resolve();
+  }
+
+  update(records: readonly GrantRecord[]): Promise<void> {
+    for (const r of records) this.grants.set(r.grantId, r);
+    return Promise.resolve();
+  }
+
+  children(grantId: string): Promise<string[]> {
+    return Promise.resolve([...(this.links.get(grantId) ?? [])]);
+  }
+
+  hasRequest(runtimeId: string, requestId: string): Promise<boolean> {
+    return Promise.resolve(this.requests.has(`${runtimeId}\n${requestId}`));
+  }
+
+  putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
+    this.requests.set(`${runtimeId}\n${requestId}`, expiresAt);
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,638 @@
+/**
+ * The grant decision pipeline (PROTOCOL.md §3), default deny, each step its own error:
+ *
+ *   schema -> runtime active -> proof (session signature or quote; requestId, issuedAt)
+ *   -> lineage -> policy -> audit entry (durable, anchored) -> HSM signature -> store
+ *
+ * Nothing is signed before its audit entry is committed, and an "allow" whose grant is
+ * not returned (signing or storing failed) is followed by a `grant.issue_failed` entry.
+ * Redemption is single-use (serialised per grant, persisted); revoking a grant revokes its
+ * live descendants.
+ */
+import { createHash, randomBytes, verify as verifySignature } from 'node:crypto';
+import {
+  jcs,
+  qualifyingData,
+  type AttestationService,
+  type EcSessionJwk,
+} from '../attestation/index.js';
+import type { AuditService } from '../audit/index.js';
+import { AuditUnavailableError } from '../audit/index.js';
+import type { KeyService } from '../keys/index.js';
+import { HsmUnavailableError } from '../keys/index.js';
+import type { PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/index.js';
+import { PolicyUnavailableError, grantTtlSeconds } from '../policy/index.js';
+import { GrantorError, UnavailableError } from '../shared/errors.js';
+import {
+  GrantAlreadyRedeemedError,
+  GrantAudienceMismatchError,
+  GrantDepthExceededError,
+  GrantExpiredError,
+  GrantLineageInvalidError,
+  GrantNotFoundError,
+  GrantParentExpiredError,
+  GrantParentNotFoundError,
+  GrantParentRevokedError,
+  GrantRevokedError,
+  GrantStoreUnavailableError,
+  PolicyDeniedError,
+  RequestReplayedError,
+  RequestSignatureInvalidError,
+  RequestStaleError,
+  RuntimeNotActiveError,
+  SessionNotLiveError,
+  SessionRuntimeMismatchError,
+} from './errors.js';
+import type { GrantRecord, GrantStore, Redemption } from './grant-store.port.js';
+import { ReplayGuard } from './replay.js';
+import {
+  checkRequest,
+  requestDigest,
+  sessionSigningInput,
+  withoutQuote,
+  type CheckedRequest,
+} from './request.js';
+
+export interface GrantsConfig {
+  /** The appliance id: the grants' `iss`. */
+  readonly issuer: string;
+  /** Appliance-wide bound on ttlSeconds (policy may cap lower). Must not exceed the keys' bound. */
+  readonly maxTtlSeconds: number;
+  /** Allowed distance of issuedAt from the appliance clock, both ways. */
+  readonly clockSkewSeconds: number;
+  /** Appliance-wide bound on lineage depth (policy may bound it lower). */
+  readonly maxDepth: number;
+  /** Deadline of one audit append or one signature; past it the request fails closed. */
+  readonly dependencyDeadlineMs: number;
+  /** Most requestIds kept in memory (all are persisted). */
+  readonly replayCacheSize: number;
+}
+
+/** The services the pipeline calls (ports: the real ones in production, fakes in tests). */
+export interface GrantsDeps {
+  readonly attestation: Pick<AttestationService, 'getRuntime' | 'sessionFor' | 'verifyQuote'>;
+  readonly policy: Pick<PolicyEngine, 'decide'>;
+  readonly audit: Pick<AuditService, 'append'>;
+  readonly keys: Pick<KeyService, 'signJws'>;
+  readonly store: GrantStore;
+  readonly random?: (n: number) => Buffer;
+}
+
+export interface IssuedGrant {
+  readonly grantId: string;
+  /** JWS compact. */
+  readonly grant: string;
+  /** RFC 3339. */
+  readonly expiresAt: string;
+  readonly auditSeq: number;
+}
+
+export type RedemptionOutcome = 'started' | 'succeeded' | 'failed';
+
+export interface RedeemResult {
+  readonly grantId: string;
+  readonly redeemedAt: string;
+  readonly auditSeq: number;
+}
+
+export interface GrantView {
+  readonly grantId: string;
+  readonly runtimeId: string;
+  readonly action: string;
+  readonly resource: string;
+  readonly audience: string;
+  readonly parent: string | null;
+  readonly root: string;
+  readonly depth: number;
+  readonly issuedAt: string;
+  readonly expiresAt: string;
+  readonly state: 'live' | 'expired' | 'revoked' | 'redeemed';
+}
+
+export interface Lineage {
+  readonly grant: GrantView;
+  /** From the parent up to the root. */
+  readonly ancestors: GrantView[];
+  /** Breadth-first, nearest first. */
+  readonly descendants: GrantView[];
+}
+
+export interface RevokeResult {
+  readonly grantId: string;
+  /** The grant and every descendant that was live and is now revoked. */
+  readonly revoked: string[];
+  readonly auditSeq: number;
+}
+
+interface Proven {
+  readonly akName: string;
+  readonly pcrDigest: string;
+  readonly resetCount: number;
+  readonly restartCount: number;
+  /** The attestation whose session key holds the grant (`cnf`). */
+  readonly attestationId: string | null;
+  readonly sessionKey: EcSessionJwk;
+  readonly resetSeen: boolean;
+  readonly sessionAgeSeconds: number;
+}
+
+interface ParentLink {
+  readonly parent: GrantRecord;
+  readonly depth: number;
+  readonly delegated: boolean;
+}
+
+const sha256Hex = (data: string | Uint8Array): string =>
+  createHash('sha256').update(data).digest('hex');
+
+/** RFC 7638 thumbprint of an EC P-256 public JWK, base64url. */
+export function jwkThumbprint(jwk: EcSessionJwk): string {
+  const members = `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}","y":"${jwk.y}"}`;
+  return createHash('sha256').update(members, 'utf8').digest('base64url');
+}
+
+const iso = (seconds: number): string => new Date(seconds * 1000).toISOString();
+
+/** The deadline, as an error of the dependency's own kind. */
+async function within<T>(work: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(onTimeout());
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Failures of a dependency keep their own unavailable code; anything else becomes `fallback`. */
+function unavailable(e: unknown, fallback: (cause: unknown) => GrantorError): GrantorError {
+  if (e instanceof UnavailableError) return e;
+  return fallback(e);
+}
+
+export class GrantService {
+  readonly #config: GrantsConfig;
+  readonly #deps: GrantsDeps;
+  readonly #random: (n: number) => Buffer;
+  readonly #replay: ReplayGuard;
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(config: GrantsConfig, deps: GrantsDeps) {
+    this.#config = config;
+    this.#deps = deps;
+    this.#random = deps.random ?? randomBytes;
+    this.#replay = new ReplayGuard(deps.store, config.replayCacheSize);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // POST /v1/grants
+
+  /** Decide, record, sign and store one grant request. `now` is the decision time. */
+  async request(untrusted: unknown, now: Date): Promise<IssuedGrant> {
+    // Copied and checked before the first await: the caller's object cannot change it.
+    const req = checkRequest(untrusted, this.#config.maxTtlSeconds);
+    const nowMs = now.getTime();
+
+    const runtime = await this.#deps.attestation.getRuntime(req.runtimeId);
+    if (runtime.state !== 'active') throw new RuntimeNotActiveError();
+
+    const proven = await this.#prove(req, runtime, nowMs);
+    await this.#fresh(req, nowMs);
+
+    const link = await this.#lineage(req, nowMs);
+
+    const grantId = `gr_${this.#random(16).toString('base64url')}`;
+    const policyRequest: PolicyRequest = {
+      runtime: { id: runtime.runtimeId, name: runtime.name, labels: { ...runtime.labels } },
+      action: req.action,
+      resource: req.resource,
+      attestation: {
+        pcrPolicy: runtime.referencePolicy ?? '',
+        resetSeen: proven.resetSeen,
+        sessionAgeSeconds: proven.sessionAgeSeconds,
+        proofMode: req.proof.mode,
+      },
+      lineage: {
+        depth: link?.depth ?? 0,
+        root: link?.parent.root ?? '',
+        parentAction: link?.parent.action ?? null,
+        delegated: link?.delegated ?? false,
+      },
+      ttlSeconds: req.ttlSeconds,
+    };
+    const decision = this.#decide(policyRequest);
+
+    const digest = requestDigest(req.body);
+    if (decision.decision === 'deny') {
+      const entry = await this.#append({
+        type: 'grant.decision',
+        subject: grantId,
+        decision: 'deny',
+        reasons: [...decision.reasons],
+        digest,
+      });
+      throw new PolicyDeniedError(decision.reasons, {
+        decisionId: grantId,
+        auditSeq: entry.seq,
+        policy: decision.policyHash,
+      });
+    }
+
+    const iat = Math.floor(nowMs / 1000);
+    let exp = iat + grantTtlSeconds(req.ttlSeconds, decision.obligations);
+    // A child never outlives its parent.
+    if (link !== undefined) exp = Math.min(exp, link.parent.exp);
+
+    const entry = await this.#append({
+      type: 'grant.decision',
+      subject: grantId,
+      decision: 'allow',
+      reasons: [...decision.determiningPolicies],
+      digest,
+    });
+
+    // From here on an "allow" is committed: a grant that is not returned is marked.
+    try {
+      const root = link === undefined ? grantId : link.parent.root;
+      const claims = {
+        iss: this.#config.issuer,
+        sub: req.runtimeId,
+        aud: req.audience,
+        iat,
+        nbf: iat,
+        exp,
+        jti: grantId,
+        act: {
+          action: req.action,
+          resource: req.resource,
+          parametersDigest: req.parametersDigest,
+        },
+        att: {
+          akName: proven.akName,
+          pcrDigest: proven.pcrDigest,
+          resetCount: proven.resetCount,
+          restartCount: proven.restartCount,
+          attestationId: proven.attestationId,
+        },
+        cnf: { jkt: jwkThumbprint(proven.sessionKey) },
+        lin: { parent: link?.parent.grantId ?? null, root, depth: link?.depth ?? 0 },
+        pol: decision.policyHash,
+        aud_seq: entry.seq,
+        aud_hash: entry.hash,
+      };
+      const grant = await this.#sign(claims);
+      const record: GrantRecord = {
+        grantId,
+        runtimeId: req.runtimeId,
+        action: req.action,
+        resource: req.resource,
+        audience: req.audience,
+        parent: link?.parent.grantId ?? null,
+        root,
+        depth: link?.depth ?? 0,
+        iat,
+        exp,
+        auditSeq: entry.seq,
+        revokedAt: null,
+        redemption: null,
+      };
+      await this.#storeCall(() => this.#deps.store.create(record));
+      return { grantId, grant, expiresAt: iso(exp), auditSeq: entry.seq };
+    } catch (e) {
+      const code = e instanceof GrantorError ? e.code : 'internal_error';
+      // Best effort: when the log itself is down this fails too, and the answer is 503 anyway.
+      await this.#append({
+        type: 'grant.issue_failed',
+        subject: grantId,
+        decision: 'failed',
+        reasons: [code],
+        digest,
+      }).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Proof of the request: a live session's signature, or a quote over the request. */
+  async #prove(
+    req: CheckedRequest,
+    runtime: Awaited<ReturnType<AttestationService['getRuntime']>>,
+    nowMs: number,
+  ): Promise<Proven> {
+    const attestation = this.#deps.attestation;
+    if (req.proof.mode === 'session') {
+      const session = attestation.sessionFor(req.proof.attestationId);
+      if (session === undefined) throw new SessionNotLiveError();
+      // A session opened by one runtime never speaks for another.
+      if (session.runtimeId !== req.runtimeId) throw new SessionRuntimeMismatchError();
+      const last = runtime.lastAttestation;
+      // Every attestation ends the previous session: a live one is the runtime's latest.
+      if (last?.attestationId !== session.attestationId) throw new SessionNotLiveError();
+      let valid: boolean;
+      try {
+        valid = verifySignature(
+          'sha256',
+          Buffer.from(sessionSigningInput(req.body), 'utf8'),
+          { key: { ...session.sessionKey }, format: 'jwk', dsaEncoding: 'ieee-p1363' },
+          Buffer.from(req.proof.signature, 'base64url'),
+        );
+      } catch {
+        valid = false;
+      }
+      if (!valid) throw new RequestSignatureInvalidError();
+      return {
+        akName: session.akName,
+        pcrDigest: session.pcrDigestHex,
+        resetCount: session.resetCount,
+        restartCount: session.restartCount,
+        attestationId: session.attestationId,
+        sessionKey: session.sessionKey,
+        resetSeen:
+          last.reasons.includes('tpm_reset_detected') ||
+          last.reasons.includes('tpm_restart_detected'),
+        sessionAgeSeconds: Math.max(0, Math.floor((nowMs - Date.parse(last.at)) / 1000)),
+      };
+    }
+    // Quote mode: the quote is qualified with SHA-256(nonce || SHA-256(JCS(request - quote))).
+    const quote = req.proof.quote;
+    const nonce =
+      typeof quote.nonce === 'string' ? Buffer.from(quote.nonce, 'base64') : Buffer.alloc(0);
+    const qd = qualifyingData(nonce, withoutQuote(req.body));
+    const verified = await attestation.verifyQuote(req.runtimeId, quote, qd);
+    // The grant is held by the session key of the runtime's live attested session, which the
+    // same AK vouched for: without one there is no key to bind the grant to (cnf).
+    const lastId = (await attestation.getRuntime(req.runtimeId)).lastAttestation?.attestationId;
+    const session = lastId === undefined ? undefined : attestation.sessionFor(lastId);
+    if (session?.runtimeId !== req.runtimeId) {
+      throw new SessionNotLiveError('quote mode needs a live attested session to hold the grant');
+    }
+    return {
+      akName: verified.akName,
+      pcrDigest: verified.pcrDigestHex,
+      resetCount: verified.resetCount,
+      restartCount: verified.restartCount,
+      attestationId: session.attestationId,
+      sessionKey: session.sessionKey,
+      resetSeen: verified.resetDetected,
+      sessionAgeSeconds: 0,
+    };
+  }
+
+  /** requestId not seen for this runtime, issuedAt within the skew; then the id is used. */
+  async #fresh(req: CheckedRequest, nowMs: number): Promise<void> {
+    const { runtimeId, requestId } = req;
+    if (this.#replay.seen(runtimeId, requestId, nowMs)) throw new RequestReplayedError();
+    const skewMs = this.#config.clockSkewSeconds * 1000;
+    if (Math.abs(nowMs - req.issuedAtMs) > skewMs) throw new RequestStaleError();
+    const keepUntil = req.issuedAtMs + skewMs;
+    // Reserved synchronously: a concurrent twin now sees it, whatever the store says.
+    this.#replay.reserve(runtimeId, requestId, keepUntil, nowMs);
+    const known = await this.#storeCall(() => this.#replay.persisted(runtimeId, requestId));
+    if (known) throw new RequestReplayedError();
+    await this.#storeCall(() => this.#replay.persist(runtimeId, requestId, keepUntil));
+  }
+
+  async #lineage(req: CheckedRequest, nowMs: number): Promise<ParentLink | undefined> {
+    if (req.parentGrantId === null) return undefined;
+    const parentId = req.parentGrantId;
+    const parent = await this.#storeCall(() => this.#deps.store.get(parentId));
+    if (parent === undefined) throw new GrantParentNotFoundError();
+    if (parent.exp * 1000 <= nowMs) throw new GrantParentExpiredError();
+    if (parent.revokedAt !== null) throw new GrantParentRevokedError();
+    // The parent's own link must agree: same root as its parent, depth one more.
+    if (parent.parent === null) {
+      if (parent.root !== parent.grantId || parent.depth !== 0)
+        throw new GrantLineageInvalidError();
+    } else {
+      const grand = parent.parent;
+      const above = await this.#storeCall(() => this.#deps.store.get(grand));
+      if (above?.root !== parent.root || above.depth + 1 !== parent.depth) {
+        throw new GrantLineageInvalidError();
+      }
+    }
+    const depth = parent.depth + 1;
+    if (depth > this.#config.maxDepth) {
+      throw new GrantDepthExceededError(undefined, {
+        details: { maxDepth: this.#config.maxDepth },
+      });
+    }
+    // Delegation to another runtime is the policy's call (context.lineage.delegated).
+    return { parent, depth, delegated: parent.runtimeId !== req.runtimeId };
+  }
+
+  #decide(request: PolicyRequest): PolicyDecision {
+    try {
+      return this.#deps.policy.decide(request);
+    } catch (e) {
+      if (e instanceof GrantorError && !(e instanceof UnavailableError)) throw e;
+      throw unavailable(
+        e,
+        (cause) => new PolicyUnavailableError('the policy engine failed', { cause }),
+      );
+    }
+  }
+
+  async #append(
+    event: Parameters<AuditService['append']>[0],
+  ): Promise<{ seq: number; hash: string }> {
+    const work = this.#deps.audit.append(event);
+    try {
+      return await within(
+        work,
+        this.#config.dependencyDeadlineMs,
+        () => new AuditUnavailableError('the audit log did not commit within its deadline'),
+      );
+    } catch (e) {
+      if (event.type === 'grant.decision' && event.decision === 'allow') {
+        // A late commit of this "allow" would be unmarked: mark it when it lands.
+        work.then(
+          () =>
+            this.#deps.audit
+              .append({
+                ...event,
+                type: 'grant.issue_failed',
+                decision: 'failed',
+                reasons: ['audit_unavailable'],
+              })
+              .catch(() => undefined),
+          () => undefined,
+        );
+      }
+      throw unavailable(
+        e,
+        (cause) => new AuditUnavailableError('the audit log is unavailable', { cause }),
+      );
+    }
+  }
+
+  async #sign(claims: Record<string, unknown>): Promise<string> {
+    try {
+      return await within(
+        this.#deps.keys.signJws({ typ: 'grant+jwt' }, Buffer.from(JSON.stringify(claims), 'utf8')),
+        this.#config.dependencyDeadlineMs,
+        () => new HsmUnavailableError('the HSM did not sign within its deadline'),
+      );
+    } catch (e) {
+      throw unavailable(
+        e,
+        (cause) => new HsmUnavailableError('the grant could not be signed', { cause }),
+      );
+    }
+  }
+
+  async #storeCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof GrantorError) throw e;
+      throw new GrantStoreUnavailableError({ cause: e });
+    }
+  }
+
+  /** Run `fn` after every earlier call for the same key. */
+  async #serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.#locks.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.#locks.get(key) === tail) this.#locks.delete(key);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // POST /v1/grants/{grantId}/redeem
+
+  /**
+   * Single use: the first call wins (serialised per grant; the redemption is persisted
+   * before it is audited, so a crash in between leaves the grant used, never reusable).
+   */
+  async redeem(
+    grantId: string,
+    body: { audience: string; outcome?: RedemptionOutcome },
+    now: Date,
+  ): Promise<RedeemResult> {
+    const { audience } = body;
+    const outcome = body.outcome ?? null;
+    return this.#serial(grantId, async () => {
+      const record = await this.#storeCall(() => this.#deps.store.get(grantId));
+      if (record === undefined) throw new GrantNotFoundError();
+      if (record.audience !== audience) throw new GrantAudienceMismatchError();
+      if (record.redemption !== null) throw new GrantAlreadyRedeemedError();
+      if (record.revokedAt !== null) throw new GrantRevokedError();
+      if (record.exp * 1000 <= now.getTime()) throw new GrantExpiredError();
+      const redemption: Redemption = { at: now.toISOString(), audience, outcome };
+      await this.#storeCall(() => this.#deps.store.update([{ ...record, redemption }]));
+      const entry = await this.#append({
+        type: 'grant.redeem',
+        subject: grantId,
+        decision: 'redeemed',
+        reasons: outcome === null ? [] : [outcome],
+        digest: sha256Hex(jcs({ grantId, audience, outcome, at: redemption.at })),
+      });
+      return { grantId, redeemedAt: redemption.at, auditSeq: entry.seq };
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // GET /v1/grants/{grantId}/lineage, POST /v1/grants/{grantId}/revoke
+
+  #view(r: GrantRecord, nowMs: number): GrantView {
+    const state =
+      r.revokedAt !== null
+        ? 'revoked'
+        : r.redemption !== null
+          ? 'redeemed'
+          : r.exp * 1000 <= nowMs
+            ? 'expired'
+            : 'live';
+    return {
+      grantId: r.grantId,
+      runtimeId: r.runtimeId,
+      action: r.action,
+      resource: r.resource,
+      audience: r.audience,
+      parent: r.parent,
+      root: r.root,
+      depth: r.depth,
+      issuedAt: iso(r.iat),
+      expiresAt: iso(r.exp),
+      state,
+    };
+  }
+
+  async #descendants(grantId: string): Promise<GrantRecord[]> {
+    const out: GrantRecord[] = [];
+    const seen = new Set<string>([grantId]);
+    let frontier = [grantId];
+    while (frontier.length > 0) {
+      const next: string[] = [];
+      for (const id of frontier) {
+        for (const child of await this.#storeCall(() => this.#deps.store.children(id))) {
+          if (seen.has(child)) continue;
+          seen.add(child);
+          const r = await this.#storeCall(() => this.#deps.store.get(child));
+          if (r === undefined) continue;
+          out.push(r);
+          next.push(child);
+        }
+      }
+      frontier = next;
+    }
+    return out;
+  }
+
+  async lineage(grantId: string, now: Date): Promise<Lineage> {
+    const nowMs = now.getTime();
+    const record = await this.#storeCall(() => this.#deps.store.get(grantId));
+    if (record === undefined) throw new GrantNotFoundError();
+    const ancestors: GrantView[] = [];
+    let parentId = record.parent;
+    const seen = new Set<string>([grantId]);
+    while (parentId !== null && !seen.has(parentId)) {
+      seen.add(parentId);
+      const id = parentId;
+      const p = await this.#storeCall(() => this.#deps.store.get(id));
+      if (p === undefined) break;
+      ancestors.push(this.#view(p, nowMs));
+      parentId = p.parent;
+    }
+    const descendants = (await this.#descendants(grantId)).map((r) => this.#view(r, nowMs));
+    return { grant: this.#view(record, nowMs), ancestors, descendants };
+  }
+
+  /**
+   * Revoke a grant and its live (unexpired, unrevoked) descendants; audited before it
+   * applies. Each grant is rewritten under its own lock, so a redemption racing with the
+   * revocation is never overwritten.
+   */
+  async revoke(grantId: string, actor: string, now: Date): Promise<RevokeResult> {
+    const nowMs = now.getTime();
+    const record = await this.#storeCall(() => this.#deps.store.get(grantId));
+    if (record === undefined) throw new GrantNotFoundError();
+    const isLive = (r: GrantRecord): boolean => r.revokedAt === null && r.exp * 1000 > nowMs;
+    const targets = [record, ...(await this.#descendants(grantId))].filter(isLive);
+    const ids = targets.map((r) => r.grantId);
+    const at = now.toISOString();
+    const entry = await this.#append({
+      type: 'grant.revoke',
+      subject: grantId,
+      decision: 'revoked',
+      reasons: [`by:${actor}`, ...ids],
+      digest: sha256Hex(jcs({ grantId, revoked: ids, actor, at })),
+    });
+    for (const id of ids) {
+      await this.#serial(id, async () => {
+        const current = await this.#storeCall(() => this.#deps.store.get(id));
+        if (current === undefined || current.revokedAt !== null) return;
+        await this.#storeCall(() => this.#deps.store.update([{ ...current, revokedAt: at }]));
+      });
+    }
+    return { grantId, revoked: ids, auditSeq: entry.seq };
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * PROTOCOL.md §3: grant requests, redemption, lineage and revocation. Every param, body
+ * and response is a schema with `additionalProperties: false`; the response schemas filter
+ * what leaves the process. Runtime routes refuse operator credentials (`actor: 'runtime'`);
+ * revocation needs an operator. The semantic checks (ttl range, one proof) are the
+ * service's, so a direct caller gets them too.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { GrantService } from '../../grants/index.js';
+import { ErrorSchema } from '../schemas.js';
+
+const closed = { additionalProperties: false } as const;
+const Base64 = (maxLength: number) =>
+  Type.String({ minLength: 1, maxLength, pattern: '^[A-Za-z0-9+/]*={0,2}$' });
+const Id = (prefix: string) =>
+  Type.String({ minLength: 4, maxLength: 64, pattern: `^${prefix}_[A-Za-z0-9_-]+$` });
+const Time = Type.String({ format: 'date-time' });
+
+const PcrValues = Type.Record(
+  Type.String({ maxLength: 16 }),
+  Type.Record(Type.String({ maxLength: 2 }), Type.String({ maxLength: 128 }), {
+    maxProperties: 32,
+  }),
+  { maxProperties: 8 },
+);
+
+const GrantBody = Type.Object(
+  {
+    runtimeId: Id('rt'),
+    requestId: Type.String({ minLength: 1, maxLength: 128 }),
+    issuedAt: Time,
+    action: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' }),
+    resource: Type.String({ minLength: 1, maxLength: 512 }),
+    parametersDigest: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    audience: Type.String({ minLength: 1, maxLength: 128 }),
+    parentGrantId: Type.Optional(Type.Union([Id('gr'), Type.Null()])),
+    ttlSeconds: Type.Integer({ minimum: 1 }),
+    session: Type.Optional(
+      Type.Object(
+        {
+          attestationId: Id('at'),
+          signature: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$' }),
+        },
+        closed,
+      ),
+    ),
+    quote: Type.Optional(
+      Type.Object(
+        { nonce: Base64(64), quote: Base64(4096), signature: Base64(2048), pcrs: PcrValues },
+        closed,
+      ),
+    ),
+  },
+  closed,
+);
+
+const IssuedReply = Type.Object(
+  { grantId: Type.String(), grant: Type.String(), expiresAt: Time, auditSeq: Type.Integer() },
+  closed,
+);
+
+const GrantParams = Type.Object({ grantId: Id('gr') }, closed);
+
+const RedeemBody = Type.Object(
+  {
+    audience: Type.String({ minLength: 1, maxLength: 128 }),
+    outcome: Type.Optional(
+      Type.Union([Type.Literal('started'), Type.Literal('succeeded'), Type.Literal('failed')]),
+    ),
+  },
+  closed,
+);
+
+const RedeemReply = Type.Object(
+  { grantId: Type.String(), redeemedAt: Time, auditSeq: Type.Integer() },
+  closed,
+);
+
+const GrantView = Type.Object(
+  {
+    grantId: Type.String(),
+    runtimeId: Type.String(),
+    action: Type.String(),
+    resource: Type.String(),
+    audience: Type.String(),
+    parent: Type.Union([Type.String(), Type.Null()]),
+    root: Type.String(),
+    depth: Type.Integer(),
+    issuedAt: Time,
+    expiresAt: Time,
+    state: Type.Union([
+      Type.Literal('live'),
+      Type.Literal('expired'),
+      Type.Literal('revoked'),
+      Type.Literal('redeemed'),
+    ]),
+  },
+  closed,
+);
+
+const LineageReply = Type.Object(
+  { grant: GrantView, ancestors: Type.Array(GrantView), descendants: Type.Array(GrantView) },
+  closed,
+);
+
+const RevokeReply = Type.Object(
+  { grantId: Type.String(), revoked: Type.Array(Type.String()), auditSeq: Type.Integer() },
+  closed,
+);
+
+const errors = {
+  400: ErrorSchema,
+  401: ErrorSchema,
+  403: ErrorSchema,
+  404: ErrorSchema,
+  409: ErrorSchema,
+  410: ErrorSchema,
+  422: ErrorSchema,
+  429: ErrorSchema,
+  500: ErrorSchema,
+  503: ErrorSchema,
+};
+
+export const grantsRoutes: FastifyPluginAsyncTypebox<{
+  grants: GrantService;
+  now?: () => Date;
+}> = (app, opts) => {
+  const svc = opts.grants;
+  const now = opts.now ?? (() => new Date());
+
+  app.post(
+    '/v1/grants',
+    {
+      config: { actor: 'runtime' },
+      schema: { body: GrantBody, response: { 201: IssuedReply, ...errors } },
+    },
+    async (request, reply) => reply.code(201).send(await svc.request(request.body, now())),
+  );
+
+  app.post(
+    '/v1/grants/:grantId/redeem',
+    {
+      // Gateways redeem; like runtimes they are not operators.
+      config: { actor: 'runtime' },
+      schema: { params: GrantParams, body: RedeemBody, response: { 200: RedeemReply, ...errors } },
+    },
+    async (request, reply) =>
+      reply.code(200).send(await svc.redeem(request.params.grantId, request.body, now())),
+  );
+
+  app.get(
+    '/v1/grants/:grantId/lineage',
+    {
+      config: { role: ['auditor', 'operator'] },
+      schema: { params: GrantParams, response: { 200: LineageReply, ...errors } },
+    },
+    async (request, reply) =>
+      reply.code(200).send(await svc.lineage(request.params.grantId, now())),
+  );
+
+  app.post(
+    '/v1/grants/:grantId/revoke',
+    {
+      config: { role: 'operator' },
+      schema: { params: GrantParams, response: { 200: RevokeReply, ...errors } },
+    },
+    async (request, reply) => {
+      const actor = request.actor?.id ?? 'operator';
+      return reply.code(200).send(await svc.revoke(request.params.grantId, actor, now()));
+    },
+  );
+
+  return Promise.resolve();
+};
