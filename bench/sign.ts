@@ -1,0 +1,126 @@
+/**
+ * Signing throughput: raw pkcs11js (one session, synchronous C_Sign) against our adapter
+ * (C_SignAsync over a session pool) at concurrency 1, 4 and 16, with the event-loop delay
+ * p99 during each adapter run. Provisions its own SoftHSM2 token in a temp folder.
+ *
+ *   npx tsx bench/sign.ts            (BENCH_MS=3000 per run, BENCH_POOL=4 sessions)
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import pkcs11js from 'pkcs11js';
+import { provisionSimHsm } from '../test/rig/sim.js';
+
+const runMs = Number(process.env.BENCH_MS ?? 3000);
+const poolSize = Number(process.env.BENCH_POOL ?? 4);
+
+const root = await mkdtemp(join(tmpdir(), 'grantor-bench-sign-'));
+const hsm = await provisionSimHsm(join(root, 'hsm'), 'grantor-bench');
+// SoftHSM reads its configuration at C_Initialize: set it before the adapter opens.
+process.env.SOFTHSM2_CONF = hsm.conf;
+const { Pkcs11Signer } = await import('../src/keys/signer.pkcs11.js');
+
+const signer = new Pkcs11Signer({
+  modulePath: hsm.module,
+  tokenLabel: hsm.tokenLabel,
+  pin: hsm.pin,
+  sessionPoolSize: poolSize,
+  signDeadlineMs: 10_000,
+  recoveryBackoffMs: 1000,
+});
+
+try {
+  await signer.open();
+  const key = await signer.generate('ES256', 'bench');
+  const message = Buffer.from('a grant signing input of typical length: header.payload'.repeat(8));
+
+  // Raw: the same key through a plain pkcs11js session, synchronous, on the event loop.
+  const p = new pkcs11js.PKCS11();
+  p.load(hsm.module);
+  try {
+    p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  } catch (e) {
+    if (
+      !(e instanceof pkcs11js.Pkcs11Error) ||
+      e.code !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED
+    )
+      throw e;
+  }
+  const slot = p
+    .C_GetSlotList(true)
+    .find((s) => p.C_GetTokenInfo(s).label.trim() === hsm.tokenLabel);
+  if (slot === undefined) throw new Error('bench token not found');
+  const session = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
+  p.C_FindObjectsInit(session, [
+    { type: pkcs11js.CKA_ID, value: Buffer.from(key.hsmId, 'hex') },
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+  ]);
+  const [handle] = p.C_FindObjects(session, 1);
+  p.C_FindObjectsFinal(session);
+  if (handle === undefined) throw new Error('bench key not found');
+
+  const rawRate = (): number => {
+    let n = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < runMs) {
+      // Same work as the adapter: hash here, CKM_ECDSA over the digest.
+      const digest = createHash('sha256').update(message).digest();
+      p.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, handle);
+      p.C_Sign(session, digest, Buffer.alloc(64));
+      n++;
+    }
+    return n / ((performance.now() - t0) / 1000);
+  };
+
+  const adapterRate = async (
+    concurrency: number,
+  ): Promise<{ rate: number; p99ms: number; maxms: number }> => {
+    const h = monitorEventLoopDelay({ resolution: 1 });
+    let n = 0;
+    const t0 = performance.now();
+    h.enable();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() - t0 < runMs) {
+          await signer.sign(key.hsmId, message);
+          n++;
+        }
+      }),
+    );
+    h.disable();
+    const rate = n / ((performance.now() - t0) / 1000);
+    return { rate, p99ms: h.percentile(99) / 1e6, maxms: h.max / 1e6 };
+  };
+
+  // Warm up both paths once.
+  for (let i = 0; i < 200; i++) await signer.sign(key.hsmId, message);
+  const raw = rawRate();
+  console.log(
+    `SoftHSM2 P-256 ES256, ${runMs} ms per run, adapter pool ${poolSize} sessions, ${String(process.env.UV_THREADPOOL_SIZE ?? 4)} libuv threads`,
+  );
+  console.log(`raw pkcs11js, 1 session, sync      ${raw.toFixed(0).padStart(7)} signs/s`);
+  const results: { c: number; rate: number; p99ms: number; maxms: number }[] = [];
+  for (const c of [1, 4, 16]) {
+    const r = await adapterRate(c);
+    results.push({ c, ...r });
+    console.log(
+      `adapter, concurrency ${String(c).padEnd(2)}           ${r.rate.toFixed(0).padStart(7)} signs/s  ` +
+        `ratio ${(r.rate / raw).toFixed(2)}  event-loop delay p99 ${r.p99ms.toFixed(2)} ms (max ${r.maxms.toFixed(2)} ms)`,
+    );
+  }
+  const raw2 = rawRate();
+  console.log(`raw pkcs11js again (drift check)   ${raw2.toFixed(0).padStart(7)} signs/s`);
+  const c16 = results.find((r) => r.c === 16);
+  if (c16 !== undefined) {
+    const ratio = c16.rate / Math.max(raw, raw2);
+    console.log(
+      `target: concurrency 16 >= 0.90 x raw: ${ratio.toFixed(2)} ${ratio >= 0.9 ? 'MET' : 'NOT MET'}`,
+    );
+  }
+  p.C_CloseSession(session);
+} finally {
+  await signer.close();
+  await rm(root, { recursive: true, force: true });
+}
