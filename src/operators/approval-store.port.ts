@@ -15,7 +15,8 @@ export const ApprovalActSchema = Type.Union([
 export const ApprovalParamsSchema = Type.Record(
   Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,63}$' }),
   Type.Union([Type.String({ maxLength: 512 }), Type.Number(), Type.Boolean(), Type.Null()]),
-  { maxProperties: 16 },
+  // A Record with a key pattern does not refuse other keys by itself.
+  { maxProperties: 16, additionalProperties: false },
 );
 export type ApprovalParams = Static<typeof ApprovalParamsSchema>;
 

@@ -144,6 +144,7 @@ describe('approval routes', () => {
       { act: 'key.export', params: {} },
       { act: 'key.destroy', params: { kid: 'k1' }, extra: 1 },
       { act: 'key.destroy', params: { kid: { nested: true } } },
+      { act: 'key.destroy', params: { 'not a key!': 'x' } },
     ]) {
       const res = await s.app.inject({
         method: 'POST',
