@@ -11,12 +11,16 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
+  GrantPopInvalidError,
   GrantRejectedError,
   JwksClient,
+  PopChallenges,
+  parseStrictJson,
   RedemptionClient,
   createGrantVerifier,
   type GrantVerifier,
   type KeySource,
+  type PopProof,
 } from '../../src/gateway/index.js';
 import { GrantorError } from '../../src/shared/errors.js';
 
@@ -36,6 +40,12 @@ export interface GatewayExampleOptions {
   readonly clockToleranceSeconds?: number;
   readonly now?: () => number;
   readonly logger?: boolean;
+  /**
+   * Demand proof of possession of the grant's session key: the runtime fetches a challenge
+   * (`POST /pop/challenge`) and sends `Grant-PoP: <base64url of JSON {challenge, signature,
+   * publicKey}>` (see README).
+   */
+  readonly requireProofOfPossession?: boolean;
 }
 
 export interface Transfer {
@@ -73,6 +83,35 @@ function statusFor(err: GrantorError): number {
   return 503;
 }
 
+/** The `Grant-PoP` header: base64url of JSON `{challenge, signature, publicKey}`. */
+function popOf(
+  request: FastifyRequest,
+  challenges: PopChallenges,
+): { challenge: string; proof: PopProof } {
+  const header = request.headers['grant-pop'];
+  if (typeof header !== 'string') throw new GrantPopInvalidError('send a Grant-PoP header');
+  let value: unknown;
+  try {
+    value = parseStrictJson(Buffer.from(header, 'base64url').toString('utf8'));
+  } catch (cause) {
+    throw new GrantPopInvalidError('the Grant-PoP header is not base64url JSON', { cause });
+  }
+  const { challenge, signature, publicKey } = (value ?? {}) as Record<string, unknown>;
+  if (
+    typeof challenge !== 'string' ||
+    typeof signature !== 'string' ||
+    typeof publicKey !== 'object' ||
+    publicKey === null
+  ) {
+    throw new GrantPopInvalidError('Grant-PoP needs challenge, signature and publicKey');
+  }
+  // Single use: a proof cannot be replayed, even for the same grant.
+  if (!challenges.consume(challenge)) {
+    throw new GrantPopInvalidError('the challenge is unknown, used or expired');
+  }
+  return { challenge, proof: { signature, publicKey: publicKey as Record<string, unknown> } };
+}
+
 function grantOf(request: FastifyRequest): string {
   const header = request.headers.authorization;
   const match = header === undefined ? null : /^Grant ([A-Za-z0-9_.-]+)$/i.exec(header.trim());
@@ -107,6 +146,7 @@ export async function createGatewayExample(
     ...(options.now === undefined ? {} : { now: options.now }),
   });
   const transfers: Transfer[] = [];
+  const challenges = new PopChallenges(options.now === undefined ? {} : { now: options.now });
   // Defence in depth: the appliance's redemption is authoritative, this guards one process.
   const executed = new Set<string>();
 
@@ -136,8 +176,11 @@ export async function createGatewayExample(
     action: string,
     resource: string,
   ): Promise<{ grantId: string; runtimeId: string }> {
-    const grant = await verifier.verify(grantOf(request), {
+    const jws = grantOf(request);
+    const pop = options.requireProofOfPossession === true ? popOf(request, challenges) : undefined;
+    const grant = await verifier.verify(jws, {
       execution: { action, resource, parameters: request.body },
+      ...(pop === undefined ? {} : { pop }),
       redeem: true,
     });
     if (executed.has(grant.grantId)) {
@@ -146,6 +189,8 @@ export async function createGatewayExample(
     executed.add(grant.grantId);
     return { grantId: grant.grantId, runtimeId: grant.runtimeId };
   }
+
+  app.post('/pop/challenge', () => ({ challenge: challenges.issue() }));
 
   app.post<{ Body: { ticketId: string } }>(
     '/tickets/read',

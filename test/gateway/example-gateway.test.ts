@@ -5,7 +5,16 @@
 import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createGatewayExample, type GatewayExample } from '../../examples/gateway/app.js';
-import { FakeAppliance, ISSUER, type Execution } from './appliance.js';
+import { popSigningInput } from '../../src/gateway/index.js';
+import {
+  FakeAppliance,
+  ISSUER,
+  b64url,
+  ecKey,
+  es256,
+  type EcKey,
+  type Execution,
+} from './appliance.js';
 
 const AUDIENCE = 'gw_payments';
 const TRANSFER = { from: 'acct:1234', to: 'acct:9876', amountCents: 2500, currency: 'EUR' };
@@ -156,5 +165,79 @@ describe('the example gateway', () => {
     expect(answer.statusCode).toBe(503);
     expect(answer.json()).toMatchObject({ error: { code: 'redemption_unavailable' } });
     expect(gateway.transfers).toHaveLength(0);
+  });
+});
+
+describe('the example gateway with proof of possession', () => {
+  let pg: GatewayExample;
+
+  beforeEach(async () => {
+    pg = await createGatewayExample({
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      applianceUrl: appliance.url,
+      requireProofOfPossession: true,
+    });
+  });
+
+  afterEach(async () => {
+    await pg.app.close();
+  });
+
+  async function challenge(): Promise<string> {
+    const answer = await pg.app.inject({ method: 'POST', url: '/pop/challenge' });
+    return answer.json<{ challenge: string }>().challenge;
+  }
+
+  function popHeader(key: EcKey, grant: string, chal: string): string {
+    const grantId = decodeJwt(grant).jti ?? '';
+    const signature = b64url(
+      es256(key.privateKey, popSigningInput({ audience: AUDIENCE, grantId, challenge: chal })),
+    );
+    return b64url(JSON.stringify({ challenge: chal, signature, publicKey: key.jwk }));
+  }
+
+  function send(grant: string, pop: string | undefined) {
+    return pg.app.inject({
+      method: 'POST',
+      url: '/payments/transfer',
+      headers: {
+        authorization: `Grant ${grant}`,
+        ...(pop === undefined ? {} : { 'grant-pop': pop }),
+      },
+      payload: TRANSFER,
+    });
+  }
+
+  it('executes with a proof by the session key', async () => {
+    const grant = transferGrant();
+    const answer = await send(grant, popHeader(appliance.runtime, grant, await challenge()));
+    expect(answer.statusCode).toBe(200);
+    expect(pg.transfers).toHaveLength(1);
+  });
+
+  it('refuses a copied grant without the session key', async () => {
+    const grant = transferGrant();
+    const thief = await ecKey();
+    for (const pop of [undefined, popHeader(thief, grant, await challenge()), 'not-json']) {
+      const answer = await send(grant, pop);
+      expect(answer.statusCode).toBe(403);
+      expect(answer.json()).toMatchObject({ error: { code: 'grant_pop_invalid' } });
+    }
+    expect(pg.transfers).toHaveLength(0);
+    expect(appliance.redeemed.has(decodeJwt(grant).jti ?? '')).toBe(false);
+  });
+
+  it('refuses a challenge it did not issue, or one used before', async () => {
+    const grant = transferGrant();
+    const own = b64url(Buffer.alloc(32, 3));
+    const answer = await send(grant, popHeader(appliance.runtime, grant, own));
+    expect(answer.json()).toMatchObject({ error: { code: 'grant_pop_invalid' } });
+    const chal = await challenge();
+    const first = await send(grant, popHeader(appliance.runtime, grant, chal));
+    expect(first.statusCode).toBe(200);
+    const next = transferGrant();
+    const again = await send(next, popHeader(appliance.runtime, next, chal));
+    expect(again.json()).toMatchObject({ error: { code: 'grant_pop_invalid' } });
   });
 });
