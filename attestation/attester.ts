@@ -1,0 +1,188 @@
+/**
+ * The runtime-side attester (PROTOCOL.md §1-§2) over our TPM facade (src/tpm): creates or
+ * reuses an AK under the RSA EK, enrolls with the EK certificate, activates the credential,
+ * and answers challenges with quotes that vouch for a fresh EC P-256 session key. It never
+ * imports the appliance's services: the qualifying data is computed here from the spec.
+ */
+import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import canonicalizeModule from 'canonicalize';
+import { marshalTpmtPublic } from '../src/tpm/marshal/public.js';
+import { AK_TEMPLATE_ECC_P256, EK_HANDLES } from '../src/tpm/templates.js';
+import type { CreatedObject, PcrBankSelection, TpmPort } from '../src/tpm/tpm.port.js';
+
+const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
+
+export interface SessionJwk {
+  readonly kty: 'EC';
+  readonly crv: 'P-256';
+  readonly x: string;
+  readonly y: string;
+}
+
+/** What the attester keeps between runs (no secrets: the AK private blob is TPM-wrapped). */
+export interface AttesterState {
+  readonly runtimeId?: string;
+  readonly ak?: { readonly private: string; readonly public: string };
+}
+
+export interface AttestResult {
+  readonly attestationId: string;
+  readonly verdict: 'trusted' | 'untrusted';
+  readonly reasons: readonly string[];
+  readonly validUntil: string | null;
+  readonly pcrDigestHex: string;
+  readonly resetCount: number;
+  readonly restartCount: number;
+}
+
+export class AttesterError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/** `SHA-256(nonce ‖ SHA-256(JCS(bound)))` (PROTOCOL.md §2). */
+export function qualifyingData(nonce: Uint8Array, bound: unknown): Buffer {
+  const text = canonicalize(bound);
+  if (text === undefined) throw new TypeError('value has no JSON form');
+  const inner = createHash('sha256').update(text, 'utf8').digest();
+  return createHash('sha256').update(nonce).update(inner).digest();
+}
+
+const EK = EK_HANDLES.rsa2048;
+
+export interface AttesterOptions {
+  /** The appliance, e.g. http://127.0.0.1:8443 */
+  readonly url: string;
+  readonly fetch?: typeof fetch;
+}
+
+export class Attester {
+  #state: AttesterState;
+  #sessionKey: KeyObject | undefined;
+
+  constructor(
+    private readonly tpm: TpmPort,
+    private readonly options: AttesterOptions,
+    state: AttesterState = {},
+  ) {
+    this.#state = { ...state };
+  }
+
+  get state(): AttesterState {
+    return { ...this.#state };
+  }
+
+  /** The private session key of the last attestation (to sign grant requests), if any. */
+  get sessionPrivateKey(): KeyObject | undefined {
+    return this.#sessionKey;
+  }
+
+  async #call<T>(path: string, body?: unknown): Promise<T> {
+    const f = this.options.fetch ?? fetch;
+    const res = await f(`${this.options.url}${path}`, {
+      method: 'POST',
+      ...(body === undefined
+        ? {}
+        : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    });
+    const json = (await res.json()) as { error?: { code?: string; message?: string } };
+    if (!res.ok)
+      throw new AttesterError(
+        `${path}: ${res.status} ${json.error?.message ?? ''}`,
+        res.status,
+        json.error?.code,
+      );
+    return json as T;
+  }
+
+  /** Create the AK under the RSA EK once; reuse it afterwards. */
+  async ensureAk(): Promise<CreatedObject> {
+    const saved = this.#state.ak;
+    if (saved !== undefined)
+      return {
+        private: Buffer.from(saved.private, 'base64'),
+        public: Buffer.from(saved.public, 'base64'),
+      };
+    const ak = await this.tpm.create(EK.persistent, marshalTpmtPublic(AK_TEMPLATE_ECC_P256), {
+      parentAuth: { ekPolicy: true },
+    });
+    this.#state = {
+      ...this.#state,
+      ak: { private: ak.private.toString('base64'), public: ak.public.toString('base64') },
+    };
+    return ak;
+  }
+
+  async #withAk<T>(use: (handle: number) => Promise<T>): Promise<T> {
+    const ak = await this.ensureAk();
+    return this.tpm.withLoaded(
+      () => this.tpm.load(EK.persistent, ak, { parentAuth: { ekPolicy: true } }),
+      (loaded) => use(loaded.handle),
+    );
+  }
+
+  /** Enroll with the EK certificate and activate the credential: returns the runtime state. */
+  async enroll(name: string, labels: Record<string, string> = {}): Promise<string> {
+    const ak = await this.ensureAk();
+    const ekCertificate = await this.tpm.nvRead(EK.certNvIndex);
+    const enrolled = await this.#call<{
+      runtimeId: string;
+      credentialBlob: string;
+      encryptedSecret: string;
+    }>('/v1/runtimes', {
+      name,
+      labels,
+      ekCertificate: ekCertificate.toString('base64'),
+      akPublic: ak.public.toString('base64'),
+    });
+    this.#state = { ...this.#state, runtimeId: enrolled.runtimeId };
+    const secret = await this.#withAk((akHandle) =>
+      this.tpm.activateCredential(
+        akHandle,
+        EK.persistent,
+        Buffer.from(enrolled.credentialBlob, 'base64'),
+        Buffer.from(enrolled.encryptedSecret, 'base64'),
+      ),
+    );
+    try {
+      const activated = await this.#call<{ state: string }>(
+        `/v1/runtimes/${enrolled.runtimeId}/activation`,
+        { secret: secret.toString('base64') },
+      );
+      return activated.state;
+    } finally {
+      secret.fill(0);
+    }
+  }
+
+  /** Challenge, quote with a fresh session key, and submit. */
+  async attest(
+    selection: readonly PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 1, 2, 3, 7] }],
+  ): Promise<AttestResult> {
+    const runtimeId = this.#state.runtimeId;
+    if (runtimeId === undefined) throw new AttesterError('not enrolled', 0, undefined);
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const jwk = publicKey.export({ format: 'jwk' });
+    const sessionKey: SessionJwk = { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+    const { nonce } = await this.#call<{ nonce: string }>(`/v1/runtimes/${runtimeId}/challenges`);
+    const qd = qualifyingData(Buffer.from(nonce, 'base64'), sessionKey);
+    const pcrs = await this.tpm.pcrRead(selection);
+    const quote = await this.#withAk((akHandle) => this.tpm.quote(akHandle, selection, qd));
+    const values: Record<string, Record<string, string>> = {};
+    for (const v of pcrs.values) (values[v.hash] ??= {})[String(v.pcr)] = v.digest.toString('hex');
+    const result = await this.#call<AttestResult>(`/v1/runtimes/${runtimeId}/attestations`, {
+      nonce,
+      quote: quote.attest.toString('base64'),
+      signature: quote.signature.toString('base64'),
+      pcrs: values,
+      sessionKey,
+    });
+    this.#sessionKey = result.verdict === 'trusted' ? privateKey : undefined;
+    return result;
+  }
+}
