@@ -186,9 +186,23 @@ interface NativeAddon {
 // tpm2-tss logs warnings to stderr by default (e.g. on every expected NV_ReadPublic miss);
 // errors reach callers as TpmError instead. An operator can still set TSS2_LOG.
 process.env.TSS2_LOG ??= 'all+none';
-const addon = createRequire(import.meta.url)(
-  '../../native/build/Release/grantor_tpm.node',
-) as NativeAddon;
+/** The addon, from src/tpm (tests, tsx) or from dist/src/tpm (the built appliance). */
+function loadAddon(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  const candidates = [
+    '../../native/build/Release/grantor_tpm.node',
+    '../../../native/build/Release/grantor_tpm.node',
+  ];
+  for (const path of candidates) {
+    try {
+      return require(path) as NativeAddon;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw e;
+    }
+  }
+  throw new Error('the TPM addon is not built (npm run build:native)');
+}
+const addon = loadAddon();
 
 /** NV reads and writes go in chunks no TPM refuses (MAX_NV_BUFFER_SIZE is at least 512). */
 const NV_CHUNK = 512;
