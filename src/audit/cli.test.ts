@@ -1,0 +1,160 @@
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../shared/db.level.js';
+import { MemoryAnchor } from './anchor.memory.js';
+import type { CheckpointSigner } from './checkpoint.js';
+import { noteVerifierKey } from './checkpoint.js';
+import { runAuditCli } from './cli.js';
+import type { AuditEntry } from './entry.js';
+import { entryHash } from './entry.js';
+import { createAudit } from './index.js';
+import type { AuditExport, AuditService } from './service.js';
+
+const ORIGIN = 'grantor.test/cli';
+let dir: string;
+let db: Database;
+let audit: AuditService;
+let signer: CheckpointSigner;
+let exported: string;
+
+function capture(): {
+  out: string[];
+  err: string[];
+  out_: { out(l: string): void; err(l: string): void };
+} {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, out_: { out: (l) => out.push(l), err: (l) => err.push(l) } };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'grantor-audit-cli-'));
+  db = await openDatabase(join(dir, 'db'));
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  signer = {
+    keyName: ORIGIN,
+    publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
+    sign: (m) => Promise.resolve(sign(null, m, privateKey)),
+  };
+  audit = createAudit({ origin: ORIGIN }, { db, anchor: new MemoryAnchor(), signer });
+  for (let i = 0; i < 9; i++) {
+    await audit.append({
+      type: 'grant.decision',
+      subject: `rt_${i}`,
+      decision: 'allow',
+      digest: createHash('sha256').update(String(i)).digest('hex'),
+    });
+  }
+  const files = new Map<string, string>();
+  const c = capture();
+  const code = await runAuditCli(
+    ['export', 'out.json'],
+    {
+      openAudit: () => Promise.resolve({ audit, close: () => Promise.resolve() }),
+      writeFile: (p, t) => {
+        files.set(p, t);
+        return Promise.resolve();
+      },
+    },
+    c.out_,
+  );
+  expect(code).toBe(0);
+  exported = files.get('out.json') ?? '';
+});
+
+afterAll(async () => {
+  await audit.close();
+  await db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function verify(text: string, key = noteVerifierKey(signer.keyName, signer.publicKey)) {
+  const c = capture();
+  const code = await runAuditCli(
+    ['verify', 'in.json', '--key', key],
+    { readFile: () => Promise.resolve(text) },
+    c.out_,
+  );
+  return { code, out: c.out.join('\n'), err: c.err.join('\n') };
+}
+
+const edit = (f: (e: AuditExport & { entries: AuditEntry[] }) => void): string => {
+  const parsed = JSON.parse(exported) as AuditExport & { entries: AuditEntry[] };
+  f(parsed);
+  return JSON.stringify(parsed);
+};
+
+describe('grantor audit export / verify', () => {
+  it('verifies an untouched export', async () => {
+    const r = await verify(exported);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^OK: 9 entries/);
+  });
+
+  it('reports the first bad index of a rewritten entry (hash recomputed: link breaks next)', async () => {
+    const r = await verify(
+      edit((x) => {
+        const e = { ...x.entries[3]!, decision: 'deny' };
+        x.entries[3] = { ...e, hash: entryHash(e) };
+      }),
+    );
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('FAIL at index 4: entry 4: prev hash does not verify (entry_prev_hash)');
+  });
+
+  it('reports an edited entry whose hash was left alone', async () => {
+    const r = await verify(
+      edit((x) => void (x.entries[2] = { ...x.entries[2]!, subject: 'rt_x' })),
+    );
+    expect(r.out).toMatch(/^FAIL at index 2: .*\(entry_hash\)$/);
+  });
+
+  it('reports a removed entry and a truncated export', async () => {
+    const removed = await verify(edit((x) => void x.entries.splice(5, 1)));
+    expect(removed.out).toMatch(/^FAIL at index 5: .*\(entry_seq\)$/);
+    const truncated = await verify(edit((x) => void x.entries.splice(7)));
+    expect(truncated.out).toMatch(/^FAIL at index 7: .*\(entries_missing\)$/);
+  });
+
+  it('refuses a consistently rebuilt chain: the root is not the signed one', async () => {
+    const r = await verify(
+      edit((x) => {
+        let prev = x.entries[7]!.prevHash;
+        for (const i of [7, 8]) {
+          const e = { ...x.entries[i]!, prevHash: prev, subject: `rt_forged_${i}` };
+          x.entries[i] = { ...e, hash: entryHash(e) };
+          prev = x.entries[i].hash;
+        }
+      }),
+    );
+    expect(r.out).toMatch(/^FAIL: .*\(audit_export_invalid\)$/);
+    expect(r.out).toContain('checkpoint root');
+  });
+
+  it('refuses a checkpoint signed by another key, or a changed checkpoint', async () => {
+    const { publicKey } = generateKeyPairSync('ed25519');
+    const other = noteVerifierKey(
+      ORIGIN,
+      publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
+    );
+    expect((await verify(exported, other)).out).toMatch(/audit_note_signature_invalid/);
+    const changed = edit((x) => {
+      (x.checkpoint as { note: string }).note = x.checkpoint.note.replace('\n9\n', '\n8\n');
+    });
+    expect((await verify(changed)).out).toMatch(/audit_note_signature_invalid/);
+  });
+
+  it('exits 2 on usage errors and unreadable files', async () => {
+    const c = capture();
+    expect(await runAuditCli(['verify', 'in.json'], {}, c.out_)).toBe(2);
+    expect(await runAuditCli(['frobnicate', 'x'], {}, c.out_)).toBe(2);
+    expect(await runAuditCli(['export', 'x'], {}, c.out_)).toBe(2);
+    const bad = await verify('{not json');
+    expect(bad.code).toBe(2);
+    expect((await verify(JSON.stringify({ format: 'other' }))).out).toMatch(/audit_export_invalid/);
+    expect((await verify(exported, 'not-a-key')).out).toMatch(/audit_verifier_key_invalid/);
+  });
+});

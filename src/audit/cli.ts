@@ -1,0 +1,112 @@
+/**
+ * `grantor audit export FILE` and `grantor audit verify FILE --key <verifier key>
+ * [--ak <base64 TPM2B_PUBLIC>]`. The caller (src/cli) passes argv after `audit`, a way to
+ * open the local audit service (export only: verify never needs the appliance) and where
+ * to print. Returns the exit code: 0 good, 1 does not verify, 2 usage or I/O error.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { GrantorError } from '../shared/errors.js';
+import type { AuditService } from './service.js';
+import { ExportInvalidError, verifyExport } from './verify-export.js';
+
+export interface AuditCliDeps {
+  /** Opens the local appliance's audit service; `close` releases what it opened. */
+  readonly openAudit?: () => Promise<{ audit: AuditService; close(): Promise<void> }>;
+  readonly readFile?: (path: string) => Promise<string>;
+  readonly writeFile?: (path: string, text: string) => Promise<void>;
+}
+
+export interface CliOutput {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const USAGE =
+  'usage: grantor audit export FILE\n       grantor audit verify FILE --key <verifier key> [--ak <base64 TPM2B_PUBLIC>]';
+
+function option(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+export async function runAuditCli(
+  argv: readonly string[],
+  deps: AuditCliDeps,
+  out: CliOutput,
+): Promise<number> {
+  const [command, file, ...rest] = argv;
+  const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
+  const write = deps.writeFile ?? ((p: string, t: string) => writeFile(p, t, { mode: 0o600 }));
+  if (file === undefined || file.startsWith('--')) {
+    out.err(USAGE);
+    return 2;
+  }
+  if (command === 'export') {
+    if (deps.openAudit === undefined) {
+      out.err('audit export: the appliance is not configured here');
+      return 2;
+    }
+    const opened = await deps.openAudit();
+    try {
+      await opened.audit.ready();
+      const exported = await opened.audit.exportLog();
+      await write(file, `${JSON.stringify(exported, null, 1)}\n`);
+      out.out(
+        `exported ${exported.entries.length} entries and a checkpoint of size ${exported.checkpoint.treeSize}` +
+          `${exported.checkpoint.nvCertify === undefined ? '' : ' with NV_Certify'} to ${file}`,
+      );
+      return 0;
+    } catch (err) {
+      out.err(
+        `audit export failed: ${err instanceof GrantorError ? `${err.code}: ${err.message}` : String(err)}`,
+      );
+      return 2;
+    } finally {
+      await opened.close();
+    }
+  }
+  if (command === 'verify') {
+    const key = option(rest, '--key');
+    const ak = option(rest, '--ak');
+    if (key === undefined) {
+      out.err(USAGE);
+      return 2;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(await read(file)) as unknown;
+    } catch (err) {
+      out.err(
+        `audit verify: cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+      return 2;
+    }
+    try {
+      const r = verifyExport(
+        parsed,
+        key,
+        ak === undefined ? {} : { akPublic: Buffer.from(ak, 'base64') },
+      );
+      for (const w of r.warnings) out.err(`warning: ${w}`);
+      out.out(
+        `OK: ${r.treeSize} entries of ${r.origin} verify: every link, every leaf, root ${r.rootHash}, ` +
+          `checkpoint signature, NV counter ${r.nvCounter}${r.nvCertified ? ', NV_Certify signatures' : ''}` +
+          (r.uncovered > 0
+            ? ` (${r.uncovered} later entries are not covered by the checkpoint)`
+            : ''),
+      );
+      return 0;
+    } catch (err) {
+      if (err instanceof ExportInvalidError && err.index !== undefined) {
+        out.out(`FAIL at index ${err.index}: ${err.message} (${err.problem})`);
+      } else if (err instanceof GrantorError) {
+        out.out(`FAIL: ${err.message} (${err.code})`);
+      } else {
+        throw err;
+      }
+      return 1;
+    }
+  }
+  out.err(USAGE);
+  return 2;
+}
