@@ -57,7 +57,7 @@ describe('validateEkCertificate (swtpm EK certificates and local CA)', () => {
   });
 
   it('refuses a certificate from a CA that is not in the bundle (real vendor roots)', () => {
-    const vendorDir = '/work/shared/testdata/tpm-vendor-ca';
+    const vendorDir = join(dir, 'tpm-vendor-ca');
     const vendor = readdirSync(vendorDir)
       .filter((f) => f.endsWith('.pem'))
       .flatMap((f) => {
@@ -77,7 +77,7 @@ describe('validateEkCertificate (swtpm EK certificates and local CA)', () => {
   });
 
   it('refuses a vendor CA certificate presented as an EK certificate', () => {
-    const pem = readFileSync('/work/shared/testdata/tpm-vendor-ca/STM_RSA_RT.pem', 'utf8');
+    const pem = readFileSync(join(dir, 'tpm-vendor-ca/STM_RSA_RT.pem'), 'utf8');
     const [ca] = parseCaBundle(pem);
     expect(codeOf(() => validateEkCertificate(ca!.raw, { trustedCas: [ca!], now }))).toBe(
       'ek_certificate_invalid',

@@ -24,6 +24,7 @@ import {
   type Harness,
   type ToolQuote,
 } from './harness.js';
+import { repoRoot } from '../rig/sim.js';
 
 const AK = '0x81010003';
 let h: Harness;
@@ -408,7 +409,7 @@ describe('adversarial quotes (real swtpm quotes, mutated)', () => {
   });
 
   it('an EK certificate from an untrusted CA (real vendor roots only)', async () => {
-    const dir = '/work/shared/testdata/tpm-vendor-ca';
+    const dir = join(repoRoot, 'src/attestation/fixtures/tpm-vendor-ca');
     const vendor = readdirSync(dir)
       .filter((f) => f.endsWith('.pem'))
       .flatMap((f) => parseCaBundle(readFileSync(join(dir, f), 'utf8')));
