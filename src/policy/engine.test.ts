@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { CedarPort } from './cedar.port.js';
 import { cedarWasm } from './cedar.wasm.js';
 import { PolicyEngine, grantTtlSeconds } from './engine.js';
@@ -10,6 +10,9 @@ import { PolicySetInvalidError, PolicyUnavailableError } from './errors.js';
 import { policySetHash } from './policy-set.js';
 import { policyReadinessProbe } from './probe.js';
 import type { PolicyRequest } from './types.js';
+
+// Loading a set costs a few hundred ms of wasm work; the machine is shared.
+vi.setConfig({ testTimeout: 30_000 });
 
 const SCHEMA_FILE = new URL('../../policies/grantor.cedarschema', import.meta.url);
 
@@ -369,7 +372,7 @@ describe('atomic reload', () => {
     flag.stop = true;
     await decider;
     expect(seen.size).toBeGreaterThan(0);
-  });
+  }, 60_000);
 
   it('serialises concurrent reloads in call order', async () => {
     const e = engine();
@@ -418,7 +421,7 @@ describe('atomic reload', () => {
       e.close();
       e.close();
     }
-  });
+  }, 60_000);
 });
 
 describe('engine failure fails closed', () => {
