@@ -422,6 +422,27 @@ describe('atomic reload', () => {
       e.close();
     }
   }, 60_000);
+  it('reloads when the schema file changes (watched)', async () => {
+    let onReload: (hash: string) => void = () => undefined;
+    const e = new PolicyEngine({
+      policyDir,
+      schemaFile,
+      cedar: cedarWasm,
+      watchDebounceMs: 20,
+      onReload: (info) => {
+        onReload(info.hash);
+      },
+    });
+    const first = await e.reload();
+    e.watch();
+    try {
+      const changed = new Promise<string>((r) => (onReload = r));
+      await writeFile(schemaFile, `${await readFile(schemaFile, 'utf8')}\n// edited\n`);
+      expect(await changed).not.toBe(first.hash);
+    } finally {
+      e.close();
+    }
+  }, 60_000);
 });
 
 describe('engine failure fails closed', () => {
