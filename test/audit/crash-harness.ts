@@ -1,0 +1,155 @@
+/**
+ * A reusable crash-consistency harness: runs the audit service in a child process
+ * (crash-child.ts) under concurrent appends, kills it with SIGKILL at random moments
+ * (sometimes during start-up and recovery, mostly under load), restarts it, and fails on
+ * the first restart whose start-up check refuses the store or that misses an append that
+ * was acknowledged before a kill. Later issues rerun it over HTTP with their own child.
+ *
+ * The child is bundled once with esbuild (a tsx dependency) so that each cycle costs a
+ * plain `node` start instead of a TypeScript transform; it is written under var/ two levels
+ * below the repository, where the addon's relative path still resolves.
+ */
+import { spawn } from 'node:child_process';
+import { appendFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { repoRoot } from '../rig/sim.js';
+
+export interface CrashChild {
+  readonly command: string;
+  readonly args: readonly string[];
+  dispose(): Promise<void>;
+}
+
+/** Bundle crash-child.ts (or another child script) to one ESM file for fast starts. */
+export async function buildCrashChild(
+  entry = join(repoRoot, 'test/audit/crash-child.ts'),
+): Promise<CrashChild> {
+  await mkdir(join(repoRoot, 'var'), { recursive: true });
+  const dir = await mkdtemp(join(repoRoot, 'var', 'crash-child-'));
+  const outfile = join(dir, 'child.mjs');
+  const esbuild = await import('esbuild');
+  await esbuild.build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'silent',
+  });
+  return {
+    command: process.execPath,
+    args: [outfile],
+    dispose: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+export interface CrashHarnessOptions {
+  readonly child: CrashChild;
+  readonly cycles: number;
+  /** Environment of the child (its database, TPM, anchor config...). */
+  readonly env: Readonly<Record<string, string>>;
+  /** A file the harness keeps the acknowledged `seq hash` lines in (CRASH_ACKS). */
+  readonly acksFile: string;
+  /** Longest run under load before the kill (default 40 ms). */
+  readonly maxLoadMs?: number;
+  /** Share of kills aimed at start-up/recovery instead of load (default 0.2). */
+  readonly earlyKillShare?: number;
+  readonly random?: () => number;
+  /** Give up on a child that neither becomes ready nor dies (default 20 s). */
+  readonly readyTimeoutMs?: number;
+}
+
+export interface CrashReport {
+  readonly kills: number;
+  readonly earlyKills: number;
+  /** Every acknowledged append: seq -> hash. */
+  readonly acked: ReadonlyMap<number, string>;
+  /** Acks seen per cycle (a cycle with 0 was killed before its first ack). */
+  readonly acksPerCycle: readonly number[];
+}
+
+export class CrashHarnessError extends Error {}
+
+interface CycleResult {
+  readonly acks: [number, string][];
+  readonly early: boolean;
+}
+
+function runCycle(options: CrashHarnessOptions, random: () => number): Promise<CycleResult> {
+  const early = random() < (options.earlyKillShare ?? 0.2);
+  return new Promise<CycleResult>((resolve, reject) => {
+    const child = spawn(options.child.command, [...options.child.args], {
+      env: { ...process.env, ...options.env, CRASH_ACKS: options.acksFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const acks: [number, string][] = [];
+    let buffered = '';
+    let stderr = '';
+    let killed = false;
+    let failure: Error | undefined;
+    const kill = (): void => {
+      if (killed) return;
+      killed = true;
+      child.kill('SIGKILL');
+    };
+    const guard = setTimeout(() => {
+      failure ??= new CrashHarnessError('child neither became ready nor died');
+      kill();
+    }, options.readyTimeoutMs ?? 20_000);
+    if (early) setTimeout(kill, Math.floor(random() * 150));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000);
+    });
+    child.stdout.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        const [kind, a, b] = line.split(' ');
+        if (kind === 'ack' && a !== undefined && b !== undefined) acks.push([Number(a), b]);
+        else if (kind === 'verified' && !early) {
+          setTimeout(kill, Math.floor(random() * (options.maxLoadMs ?? 40)));
+        } else if (kind === 'refused' || kind === 'lost' || kind === 'error') {
+          failure ??= new CrashHarnessError(`child reported: ${line}`);
+        }
+      }
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(guard);
+      if (failure !== undefined) {
+        reject(failure);
+      } else if (signal !== 'SIGKILL') {
+        reject(new CrashHarnessError(`child exited by itself (code ${code}): ${stderr}`));
+      } else {
+        resolve({ acks, early });
+      }
+    });
+  });
+}
+
+export async function runCrashHarness(options: CrashHarnessOptions): Promise<CrashReport> {
+  const random = options.random ?? Math.random;
+  const acked = new Map<number, string>();
+  const acksPerCycle: number[] = [];
+  let earlyKills = 0;
+  for (let cycle = 0; cycle < options.cycles; cycle++) {
+    const result = await runCycle(options, random);
+    if (result.early) earlyKills += 1;
+    acksPerCycle.push(result.acks.length);
+    const lines: string[] = [];
+    for (const [seq, hash] of result.acks) {
+      const known = acked.get(seq);
+      if (known !== undefined && known !== hash) {
+        throw new CrashHarnessError(`seq ${seq} acknowledged twice with different hashes`);
+      }
+      acked.set(seq, hash);
+      lines.push(`${seq} ${hash}\n`);
+    }
+    // The next child checks every one of these is in the log before it appends.
+    if (lines.length > 0) await appendFile(options.acksFile, lines.join(''));
+  }
+  return { kills: options.cycles, earlyKills, acked, acksPerCycle };
+}
