@@ -61,8 +61,11 @@ export interface SimTpm {
  * A fresh swtpm, copied from the provisioned template made by the global setup (so each
  * test file gets its own TPM with the same EK CA, in milliseconds).
  */
-export async function startSimTpm(templateDir = process.env.GRANTOR_TEST_TPM_TEMPLATE): Promise<SimTpm> {
-  if (templateDir === undefined) throw new Error('GRANTOR_TEST_TPM_TEMPLATE is not set (global setup)');
+export async function startSimTpm(
+  templateDir = process.env.GRANTOR_TEST_TPM_TEMPLATE,
+): Promise<SimTpm> {
+  if (templateDir === undefined)
+    throw new Error('GRANTOR_TEST_TPM_TEMPLATE is not set (global setup)');
   const dir = await mkdtemp(join(tmpdir(), 'grantor-tpm-'));
   await cp(templateDir, dir, { recursive: true });
   await rm(join(dir, 'swtpm.pid'), { force: true });
@@ -106,7 +109,14 @@ export async function provisionSimHsm(dir: string, tokenLabel = 'grantor-test'):
   const pinFile = join(dir, 'user-pin');
   await run(join(simScripts, 'provision-hsm'), [dir, tokenLabel, pinFile]);
   const pin = (await readFile(pinFile, 'utf8')).trim();
-  return { dir, module: SOFTHSM_MODULE, conf: join(dir, 'softhsm2.conf'), tokenLabel, pinFile, pin };
+  return {
+    dir,
+    module: SOFTHSM_MODULE,
+    conf: join(dir, 'softhsm2.conf'),
+    tokenLabel,
+    pinFile,
+    pin,
+  };
 }
 
 /** The HSM token that the global setup provisioned for this test run. */
