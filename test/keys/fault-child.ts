@@ -84,17 +84,17 @@ if (mode === 'wrong-pin') {
     }
   });
   const waitFor = async (pred: () => boolean): Promise<void> => {
-    for (let i = 0; i < 2000 && !pred(); i++) await sleep(10);
+    for (let i = 0; i < 3000 && !pred(); i++) await sleep(10);
   };
-  await waitFor(() => outcomes.filter((o) => o.ok).length >= 50);
+  await waitFor(() => outcomes.filter((o) => o.ok).length >= 20);
   const tokens = join(hsmDir, 'tokens');
   await rename(tokens, `${tokens}.away`);
   phase = 'away';
-  await waitFor(() => outcomes.filter((o) => o.startedPhase === 'away' && !o.ok).length >= 30);
+  await waitFor(() => outcomes.filter((o) => o.startedPhase === 'away' && !o.ok).length >= 10);
   const readyAway = await keys.ready();
   await rename(`${tokens}.away`, tokens);
   phase = 'back';
-  await waitFor(() => outcomes.filter((o) => o.startedPhase === 'back' && o.ok).length >= 50);
+  await waitFor(() => outcomes.filter((o) => o.startedPhase === 'back' && o.ok).length >= 20);
   stop = true;
   await Promise.all(loops);
   const readyBack = await keys.ready();
