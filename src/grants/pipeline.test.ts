@@ -3,14 +3,14 @@
  * order of the steps, what is audited and signed on each path, redemption and revocation.
  * The real parts (swtpm, SoftHSM2, Cedar, LevelDB) are in test/grants/.
  */
-import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { qualifyingData, type AttestedSession, type RuntimeView } from '../attestation/index.js';
 import type { AuditEvent } from '../audit/index.js';
 import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { GrantorError, UnavailableError } from '../shared/errors.js';
 import { MemoryGrantStore, type GrantRecord } from './grant-store.port.js';
-import { GrantService, jwkThumbprint, type GrantsConfig } from './pipeline.js';
+import { GrantService, jwkThumbprint, lowS, type GrantsConfig } from './pipeline.js';
 import { requestDigest, sessionSigningInput, withoutQuote } from './request.js';
 
 const NOW = new Date('2026-01-01T12:00:00.000Z');
@@ -160,7 +160,7 @@ class Fakes {
             this.signed.push(claims);
             const h = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'k1', ...header }));
             return Promise.resolve(
-              `${h.toString('base64url')}.${Buffer.from(payload).toString('base64url')}.sig`,
+              `${h.toString('base64url')}.${Buffer.from(payload).toString('base64url')}.${Buffer.alloc(64, 1).toString('base64url')}`,
             );
           },
         },
@@ -310,6 +310,51 @@ describe('GrantService.request: the allow path', () => {
     req.action = 'payments.transfer';
     const claims = decodeClaims((await p).grant);
     expect(claims.act).toMatchObject({ action: 'tickets.read' });
+  });
+});
+
+describe('lowS', () => {
+  const HALF = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n >> 1n;
+  const sOf = (jws: string): bigint =>
+    BigInt(
+      `0x${Buffer.from(jws.split('.')[2] ?? '', 'base64url')
+        .subarray(32)
+        .toString('hex')}`,
+    );
+
+  it('turns a high-S ES256 signature into its low-S twin, which still verifies', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    let seenHigh = false;
+    for (let i = 0; i < 64 && !seenHigh; i++) {
+      const input = `eyJhbGciOiJFUzI1NiJ9.${Buffer.from(String(i)).toString('base64url')}`;
+      const sig = sign('sha256', Buffer.from(input), {
+        key: privateKey,
+        dsaEncoding: 'ieee-p1363',
+      });
+      const jws = `${input}.${sig.toString('base64url')}`;
+      const fixed = lowS(jws);
+      expect(sOf(fixed) <= HALF).toBe(true);
+      const fixedSig = Buffer.from(fixed.split('.')[2] ?? '', 'base64url');
+      expect(
+        verify(
+          'sha256',
+          Buffer.from(input),
+          { key: publicKey, dsaEncoding: 'ieee-p1363' },
+          fixedSig,
+        ),
+      ).toBe(true);
+      if (sOf(jws) > HALF) {
+        seenHigh = true;
+        expect(fixed).not.toBe(jws);
+      } else {
+        expect(fixed).toBe(jws);
+      }
+    }
+    expect(seenHigh).toBe(true);
+  });
+
+  it('refuses a malformed signature as hsm_unavailable', () => {
+    expect(() => lowS('a.b.c')).toThrow(expect.objectContaining({ code: 'hsm_unavailable' }));
   });
 });
 

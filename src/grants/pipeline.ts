@@ -151,6 +151,24 @@ export function jwkThumbprint(jwk: EcSessionJwk): string {
   return createHash('sha256').update(members, 'utf8').digest('base64url');
 }
 
+// P-256 group order. ECDSA (r, s) and (r, n - s) both verify; gateways accept only the
+// low-S form (malleability), and an HSM returns either.
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+/** The JWS with its ES256 signature in low-S form (s <= n/2). */
+export function lowS(jws: string): string {
+  const parts = jws.split('.');
+  const sig = Buffer.from(parts[2] ?? '', 'base64url');
+  if (parts.length !== 3 || sig.length !== 64) {
+    throw new HsmUnavailableError('the HSM returned a malformed ES256 signature');
+  }
+  const s = BigInt(`0x${sig.subarray(32).toString('hex')}`);
+  if (s <= P256_N >> 1n) return jws;
+  const low = Buffer.from((P256_N - s).toString(16).padStart(64, '0'), 'hex');
+  const fixed = Buffer.concat([sig.subarray(0, 32), low]).toString('base64url');
+  return `${parts[0] ?? ''}.${parts[1] ?? ''}.${fixed}`;
+}
+
 const iso = (seconds: number): string => new Date(seconds * 1000).toISOString();
 
 /** The deadline, as an error of the dependency's own kind. */
@@ -470,11 +488,12 @@ export class GrantService {
 
   async #sign(claims: Record<string, unknown>): Promise<string> {
     try {
-      return await within(
+      const jws = await within(
         this.#deps.keys.signJws({ typ: 'grant+jwt' }, Buffer.from(JSON.stringify(claims), 'utf8')),
         this.#config.dependencyDeadlineMs,
         () => new HsmUnavailableError('the HSM did not sign within its deadline'),
       );
+      return lowS(jws);
     } catch (e) {
       throw unavailable(
         e,

@@ -1,0 +1,389 @@
+/**
+ * The appliance side of the grant tests, built with the calls src/appliance.ts makes, over
+ * the real parts: an swtpm for the appliance (audit anchor), SoftHSM2 (grant and checkpoint
+ * keys), the Cedar engine over policies/default, LevelDB, the attestation service; and a
+ * second swtpm for the runtimes, driven by tpm2-tools. Fault switches wrap the real
+ * adapters at their ports (HSM signer, audit append, Cedar call) for the fault tests.
+ */
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  createAttestation,
+  jcs,
+  qualifyingData,
+  type AttestationService,
+  type EcSessionJwk,
+} from '../../src/attestation/index.js';
+import { TpmAuditAnchor, createAudit, type AuditService } from '../../src/audit/index.js';
+import { createGrants, type GrantService, type GrantsSettings } from '../../src/grants/index.js';
+import { createServer, type App } from '../../src/http/app.js';
+import { grantsRoutes } from '../../src/http/routes/grants.js';
+import { keysRoutes } from '../../src/http/routes/keys.js';
+import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
+import { HsmUnavailableError, KeyService } from '../../src/keys/index.js';
+import { LevelKeyStore } from '../../src/keys/key-store.level.js';
+import { Pkcs11Signer } from '../../src/keys/signer.pkcs11.js';
+import type { HsmSigner } from '../../src/keys/signer.port.js';
+import { PolicyEngine } from '../../src/policy/index.js';
+import { cedarWasm } from '../../src/policy/cedar.wasm.js';
+import type { CedarPort } from '../../src/policy/index.js';
+import { openDatabase, type Database } from '../../src/shared/db.level.js';
+import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { activateWithTools, readPcrs } from '../attestation/harness.js';
+import { tpm2Tools, type Tools } from '../attestation/tools.js';
+import { provisionAnchor } from '../audit/helpers.js';
+import { repoRoot, startSimTpm, testHsm, type SimTpm } from '../rig/sim.js';
+
+export const ISSUER = 'grantor-grants-e2e';
+export const PCRS = [0, 7];
+
+export interface Faults {
+  hsmDown: boolean;
+  auditDown: boolean;
+  policyDown: boolean;
+  /** Signatures the HSM made for grants (ES256). */
+  grantSignatures: number;
+}
+
+export interface Rig {
+  readonly applianceTpm: SimTpm;
+  readonly runtimeTpm: SimTpm;
+  readonly tools: Tools;
+  readonly db: Database;
+  readonly keys: KeyService;
+  readonly audit: AuditService;
+  readonly attestation: AttestationService;
+  readonly grants: GrantService;
+  readonly app: App;
+  readonly faults: Faults;
+  readonly clock: { offsetMs: number };
+  /** Another GrantService over the same parts and store, with its own policy engine. */
+  grantsWithPolicy(policyDir: string, settings?: Partial<GrantsSettings>): Promise<GrantService>;
+  close(): Promise<void>;
+}
+
+function faultySigner(inner: HsmSigner, faults: Faults): HsmSigner {
+  return {
+    open: () => inner.open(),
+    generate: (alg, label) => inner.generate(alg, label),
+    load: (id, alg) => inner.load(id, alg),
+    destroy: (id) => inner.destroy(id),
+    ready: () => inner.ready(),
+    close: () => inner.close(),
+    sign: async (id, data) => {
+      if (faults.hsmDown) throw new HsmUnavailableError('token removed (test)');
+      const sig = await inner.sign(id, data);
+      // A grant's signing input is a JWS (`eyJ...`); checkpoints are signed notes.
+      if (Buffer.from(data.subarray(0, 3)).toString('latin1') === 'eyJ')
+        faults.grantSignatures += 1;
+      return sig;
+    },
+  };
+}
+
+function faultyCedar(faults: Faults): CedarPort {
+  return {
+    ...cedarWasm,
+    statefulIsAuthorized: (call) => {
+      if (faults.policyDown) throw new Error('wasm trap (test)');
+      return cedarWasm.statefulIsAuthorized(call);
+    },
+  };
+}
+
+export async function startRig(): Promise<Rig> {
+  const faults: Faults = {
+    hsmDown: false,
+    auditDown: false,
+    policyDown: false,
+    grantSignatures: 0,
+  };
+  const clock = { offsetMs: 0 };
+  const now = (): Date => new Date(Date.now() + clock.offsetMs);
+  const applianceTpm = await startSimTpm();
+  const runtimeTpm = await startSimTpm();
+  const tools = await tpm2Tools(runtimeTpm.tcti);
+  const dir = await mkdtemp(join(tmpdir(), 'grantor-grants-'));
+  const db = await openDatabase(join(dir, 'db'));
+  const tpm = await NativeTpm.open(applianceTpm.tcti);
+  const anchorConfig = await provisionAnchor(tpm);
+  const hsm = await testHsm();
+  const keys = await KeyService.start(
+    {
+      rotationPeriodSeconds: 0,
+      grantMaxTtlSeconds: 3600,
+      jwksMaxAgeSeconds: 300,
+      maintenanceIntervalMs: 0,
+      labelPrefix: 'grantor-grants-e2e',
+    },
+    {
+      signer: faultySigner(
+        new Pkcs11Signer({
+          modulePath: hsm.module,
+          tokenLabel: hsm.tokenLabel,
+          pin: hsm.pin,
+          sessionPoolSize: 4,
+          signDeadlineMs: 10_000,
+          recoveryBackoffMs: 1000,
+        }),
+        faults,
+      ),
+      store: new LevelKeyStore(db),
+    },
+  );
+  const realAudit = createAudit(
+    { origin: ISSUER },
+    {
+      db,
+      anchor: new TpmAuditAnchor(tpm, anchorConfig),
+      signer: {
+        keyName: ISSUER,
+        get publicKey() {
+          return keys.auditPublicKey().raw;
+        },
+        sign: async (message) => (await keys.signAudit(message)).signature,
+      },
+    },
+  );
+  await realAudit.ready();
+  const audit: AuditService = Object.assign(Object.create(realAudit) as AuditService, {
+    append: (event: Parameters<AuditService['append']>[0]) =>
+      faults.auditDown
+        ? Promise.reject(new Error('store write failed (test)'))
+        : realAudit.append(event),
+  });
+
+  const values = await readPcrs(tools, PCRS);
+  const refPolicy = join(dir, 'reference.json');
+  await writeFile(
+    refPolicy,
+    JSON.stringify({
+      name: 'swtpm-grants',
+      pcrs: { sha256: Object.fromEntries(PCRS.map((p, i) => [String(p), [values[i]]])) },
+      allowReset: true,
+    }),
+  );
+  const attestation = await createAttestation(
+    { ekCaBundlePem: runtimeTpm.ekCaPem, referencePolicyFiles: [refPolicy] },
+    {
+      db,
+      audit: {
+        record: async (event) => {
+          await audit.append(event);
+        },
+      },
+      now,
+    },
+  );
+  const engine = async (policyDir: string): Promise<PolicyEngine> => {
+    const e = new PolicyEngine({
+      policyDir,
+      schemaFile: join(repoRoot, 'policies/grantor.cedarschema'),
+      cedar: faultyCedar(faults),
+    });
+    await e.reload();
+    return e;
+  };
+  const policy = await engine(join(repoRoot, 'policies/default'));
+  const settings: GrantsSettings = { issuer: ISSUER, maxTtlSeconds: 3600, clockSkewSeconds: 60 };
+  const grants = createGrants(settings, { db, attestation, policy, audit, keys });
+
+  const app = createServer();
+  await app.register(runtimesRoutes, { attestation });
+  await app.register(keysRoutes, { keys });
+  await app.register(grantsRoutes, { grants, now });
+  await app.ready();
+
+  return {
+    applianceTpm,
+    runtimeTpm,
+    tools,
+    db,
+    keys,
+    audit: realAudit,
+    attestation,
+    grants,
+    app,
+    faults,
+    clock,
+    grantsWithPolicy: async (policyDir, more = {}) =>
+      createGrants(
+        { ...settings, ...more },
+        { db, attestation, policy: await engine(policyDir), audit, keys },
+      ),
+    close: async () => {
+      await app.close();
+      await realAudit.close();
+      await keys.close();
+      await db.close();
+      await tpm.close();
+      await tools.close();
+      await runtimeTpm.destroy();
+      await applianceTpm.destroy();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// --- the runtime side ----------------------------------------------------------------------
+
+export interface SessionKeyPair {
+  readonly privateKey: KeyObject;
+  readonly jwk: EcSessionJwk;
+}
+
+export function newSessionKeyPair(): SessionKeyPair {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const j = publicKey.export({ format: 'jwk' });
+  return { privateKey, jwk: { kty: 'EC', crv: 'P-256', x: j.x ?? '', y: j.y ?? '' } };
+}
+
+export interface Runtime {
+  readonly runtimeId: string;
+  readonly ak: string;
+}
+
+/** Enroll with the EK certificate and the AK, then activate with tpm2_activatecredential. */
+export async function enroll(
+  rig: Rig,
+  name: string,
+  labels: Record<string, string>,
+  ak: { ctx: string; pub: string },
+  ek: 'rsa' | 'ecc',
+): Promise<Runtime> {
+  const t = rig.tools;
+  await t.tpm2('nvread', [ek === 'rsa' ? '0x01c00002' : '0x01c00016', '-o', 'ek.der']);
+  const res = await rig.app.inject({
+    method: 'POST',
+    url: '/v1/runtimes',
+    payload: {
+      name,
+      labels,
+      ekCertificate: (await t.read('ek.der')).toString('base64'),
+      akPublic: (await t.read(ak.pub)).toString('base64'),
+    },
+  });
+  if (res.statusCode !== 201) throw new Error(`enroll: ${res.statusCode} ${res.body}`);
+  const e = res.json<{ runtimeId: string; credentialBlob: string; encryptedSecret: string }>();
+  const secret = await activateWithTools(t, e.credentialBlob, e.encryptedSecret, ak.ctx, ek);
+  const act = await rig.app.inject({
+    method: 'POST',
+    url: `/v1/runtimes/${e.runtimeId}/activation`,
+    payload: { secret: secret.toString('base64') },
+  });
+  if (act.statusCode !== 200) throw new Error(`activate: ${act.statusCode} ${act.body}`);
+  return { runtimeId: e.runtimeId, ak: ak.ctx };
+}
+
+export interface Quote {
+  nonce: string;
+  quote: string;
+  signature: string;
+  pcrs: Record<string, Record<string, string>>;
+}
+
+/** A challenge from the appliance, answered by tpm2_quote qualified with `bound`. */
+export async function quote(rig: Rig, rt: Runtime, bound: unknown): Promise<Quote> {
+  const ch = await rig.app.inject({
+    method: 'POST',
+    url: `/v1/runtimes/${rt.runtimeId}/challenges`,
+  });
+  if (ch.statusCode !== 201) throw new Error(`challenge: ${ch.statusCode} ${ch.body}`);
+  const nonce = ch.json<{ nonce: string }>().nonce;
+  const qd = qualifyingData(Buffer.from(nonce, 'base64'), bound).toString('hex');
+  const t = rig.tools;
+  await t.tpm2('quote', [
+    '-c',
+    rt.ak,
+    '-l',
+    `sha256:${PCRS.join(',')}`,
+    '-q',
+    qd,
+    '-g',
+    'sha256',
+    '-m',
+    'quote.msg',
+    '-s',
+    'quote.sig',
+    '-o',
+    'quote.pcrs',
+    '-F',
+    'values',
+  ]);
+  const values = await t.read('quote.pcrs');
+  return {
+    nonce,
+    quote: (await t.read('quote.msg')).toString('base64'),
+    signature: (await t.read('quote.sig')).toString('base64'),
+    pcrs: {
+      sha256: Object.fromEntries(
+        PCRS.map((p, i) => [String(p), values.subarray(i * 32, (i + 1) * 32).toString('hex')]),
+      ),
+    },
+  };
+}
+
+/** Attest with a fresh session key; returns the attested session's id and key. */
+export async function attest(
+  rig: Rig,
+  rt: Runtime,
+): Promise<{ attestationId: string; key: SessionKeyPair }> {
+  const key = newSessionKeyPair();
+  const q = await quote(rig, rt, key.jwk);
+  const res = await rig.app.inject({
+    method: 'POST',
+    url: `/v1/runtimes/${rt.runtimeId}/attestations`,
+    payload: { ...q, sessionKey: key.jwk },
+  });
+  if (res.statusCode !== 201) throw new Error(`attest: ${res.statusCode} ${res.body}`);
+  const v = res.json<{ attestationId: string; verdict: string }>();
+  if (v.verdict !== 'trusted') throw new Error(`attest: ${res.body}`);
+  return { attestationId: v.attestationId, key };
+}
+
+let requests = 0;
+
+/** A grant request body (unsigned, no proof). */
+export function grantBody(
+  rt: Runtime,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
+  requests += 1;
+  return {
+    runtimeId: rt.runtimeId,
+    requestId: `req-${process.pid}-${requests}`,
+    issuedAt: new Date().toISOString(),
+    action: 'tickets.read',
+    resource: 'ticket:42',
+    parametersDigest: 'ab'.repeat(32),
+    audience: 'gw_tickets',
+    parentGrantId: null,
+    ttlSeconds: 60,
+    ...over,
+  };
+}
+
+/** Session mode: ES256 with the session key over JCS(request without session.signature). */
+export function signed(
+  body: Record<string, unknown>,
+  attestationId: string,
+  key: KeyObject,
+): Record<string, unknown> {
+  const unsigned = { ...body, session: { attestationId } };
+  const signature = sign('sha256', Buffer.from(jcs(unsigned), 'utf8'), {
+    key,
+    dsaEncoding: 'ieee-p1363',
+  }).toString('base64url');
+  return { ...body, session: { attestationId, signature } };
+}
+
+/** Quote mode: a quote qualified with SHA-256(nonce || SHA-256(JCS(request))). */
+export async function quoted(
+  rig: Rig,
+  rt: Runtime,
+  body: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  return { ...body, quote: await quote(rig, rt, body) };
+}
