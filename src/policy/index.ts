@@ -20,6 +20,8 @@ export {
 export { policyReadinessProbe } from './probe.js';
 export type * from './types.js';
 export type { CedarPort } from './cedar.port.js';
+/** The real engine; wrap it to inject failures in fault tests (see engine.test.ts). */
+export { cedarWasm } from './cedar.wasm.js';
 
 export interface PolicyConfig extends Omit<PolicyEngineOptions, 'cedar'> {
   /** Reload on file changes. Default false. */
