@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { GrantorError } from '../../shared/errors.js';
 import { MemoryTokenStore } from '../../operators/token-store.memory.js';
 import { OperatorTokens } from '../../operators/tokens.js';
 import { createServer, type App } from '../app.js';
-import { operatorAuth, requireActor } from './auth.js';
+import { operatorAuth, requireActor, type OperatorAct } from './auth.js';
 
 let app: App | undefined;
 afterEach(async () => {
@@ -135,6 +136,63 @@ describe('operatorAuth', () => {
     ).toThrow(/exclude/);
     expect(() => a.get('/z', { config: { role: [] } }, () => ({}))).toThrow(/unknown config.role/);
     await a.close();
+  });
+});
+
+describe('operatorAuth options', () => {
+  it('refuses at start-up an undeclared route where declarations are required', async () => {
+    const tokens = new OperatorTokens(new MemoryTokenStore());
+    const a = createServer();
+    await a.register(operatorAuth, { tokens, requireDeclaration: /^\/v1\// });
+    expect(() => a.get('/v1/runtimes/:id', () => ({}))).toThrow(/declare config.role/);
+    a.get('/v1/jwks', { config: { public: true } }, () => ({}));
+    a.get('/v1/a', { config: { role: 'auditor' } }, () => ({}));
+    a.post('/v1/g', { config: { actor: 'runtime' } }, () => ({}));
+    a.get('/healthz', () => ({}));
+    expect(() => a.get('/v1/b', { config: { role: 'auditor', public: true } }, () => ({}))).toThrow(
+      /exclude/,
+    );
+    await a.close();
+  });
+
+  it('records every operator act, with its actor, before the handler runs', async () => {
+    const tokens = new OperatorTokens(new MemoryTokenStore());
+    const acts: OperatorAct[] = [];
+    let handled = 0;
+    let auditUp = true;
+    const a = createServer();
+    await a.register(operatorAuth, {
+      tokens,
+      onOperatorAct: (act) => {
+        if (!auditUp) return Promise.reject(new GrantorError('audit_unavailable', 'down'));
+        acts.push(act);
+        return Promise.resolve();
+      },
+    });
+    a.post('/v1/keys/:kid/retire', { config: { role: 'key_custodian' } }, () => {
+      handled++;
+      return { ok: true };
+    });
+    a.get('/public', () => ({ ok: true }));
+    await a.ready();
+    app = a;
+    const { token, info } = await tokens.create({ role: 'key_custodian', actor: 'kim' });
+    const headers = { authorization: `Bearer ${token}` };
+    const ok = await a.inject({ method: 'POST', url: '/v1/keys/k1/retire', headers });
+    expect(ok.statusCode).toBe(200);
+    expect(acts).toHaveLength(1);
+    expect(acts[0]).toMatchObject({
+      actor: { id: info.id, name: 'kim', role: 'key_custodian' },
+      method: 'POST',
+      route: '/v1/keys/:kid/retire',
+      params: { kid: 'k1' },
+    });
+    await a.inject({ url: '/public' });
+    expect(acts).toHaveLength(1);
+    auditUp = false;
+    const down = await a.inject({ method: 'POST', url: '/v1/keys/k2/retire', headers });
+    expect(codeOf(down.body)).toBe('audit_unavailable');
+    expect(handled).toBe(1);
   });
 });
 

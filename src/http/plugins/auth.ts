@@ -32,6 +32,8 @@ declare module 'fastify' {
     role?: Role | readonly Role[];
     /** `runtime`: a runtime protocol route; operator credentials are refused. */
     actor?: 'runtime';
+    /** Explicitly public (health, JWKS, verifier keys): see `requireDeclaration`. */
+    public?: true;
   }
   interface FastifyRequest {
     /** The authenticated operator on a route with `config.role`; otherwise undefined. */
@@ -44,6 +46,28 @@ export interface OperatorAuthOptions {
   /** Client certificates are accepted only when this is set (mutual TLS configured). */
   readonly certificates?: OperatorCertificateVerifier;
   readonly now?: () => Date;
+  /**
+   * Routes whose URL matches must declare `role`, `actor: 'runtime'` or `public: true`;
+   * any other is refused at start-up instead of being public by omission. E.g. /^\/v1\//.
+   */
+  readonly requireDeclaration?: RegExp;
+  /**
+   * Called, and awaited, after authentication and validation and before the handler of
+   * every operator route: the audit log's record of who did what. If it fails, the request
+   * fails (the act is not performed unaudited).
+   */
+  readonly onOperatorAct?: (act: OperatorAct) => Promise<void>;
+}
+
+/** One operator request about to be served. */
+export interface OperatorAct {
+  readonly actor: OperatorActor;
+  readonly method: string;
+  /** The route pattern, e.g. `/v1/keys/rotate`. */
+  readonly route: string;
+  /** The validated path parameters (ids), never the body. */
+  readonly params: Readonly<Record<string, unknown>>;
+  readonly time: string;
 }
 
 export const OPERATOR_AUTH_PLUGIN = 'grantor-operator-auth';
@@ -98,21 +122,28 @@ function presentsOperatorCredential(request: FastifyRequest, opts: OperatorAuthO
 }
 
 /** Refuse, at start-up, a route whose declaration is wrong rather than leave it open. */
-const checkRouteDeclaration: onRouteHookHandler = (route) => {
-  const config = route.config;
-  if (config === undefined) return;
-  if (config.role !== undefined) {
+const checkRouteDeclaration =
+  (requireDeclaration: RegExp | undefined): onRouteHookHandler =>
+  (route) => {
+    const config = route.config ?? {};
+    const declared =
+      config.role !== undefined || config.actor !== undefined || config.public === true;
+    if (requireDeclaration?.test(route.url) === true && !declared) {
+      throw new TypeError(
+        `route ${route.method.toString()} ${route.url}: declare config.role, config.actor or config.public`,
+      );
+    }
+    if (config.role === undefined) return;
     const roles = rolesOf(config.role);
     if (roles.length === 0 || !roles.every(isRole)) {
       throw new TypeError(`route ${route.method.toString()} ${route.url}: unknown config.role`);
     }
-    if (config.actor !== undefined) {
+    if (config.actor !== undefined || config.public === true) {
       throw new TypeError(
-        `route ${route.method.toString()} ${route.url}: config.role and config.actor exclude each other`,
+        `route ${route.method.toString()} ${route.url}: config.role excludes config.actor and config.public`,
       );
     }
-  }
-};
+  };
 
 /** Handlers of operator routes: the authenticated operator (for the audit entry). */
 export function requireActor(request: FastifyRequest): OperatorActor {
@@ -123,7 +154,7 @@ export function requireActor(request: FastifyRequest): OperatorActor {
 async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOptions): Promise<void> {
   const now = opts.now ?? (() => new Date());
   app.decorateRequest('actor', undefined);
-  app.addHook('onRoute', checkRouteDeclaration);
+  app.addHook('onRoute', checkRouteDeclaration(opts.requireDeclaration));
   app.addHook('onRequest', async (request) => {
     const config = request.routeOptions.config;
     if (config.actor === 'runtime') {
@@ -142,6 +173,20 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
     }
     request.actor = actor;
   });
+  const onAct = opts.onOperatorAct;
+  if (onAct !== undefined) {
+    app.addHook('preHandler', async (request) => {
+      const actor = request.actor;
+      if (actor === undefined || request.routeOptions.config.role === undefined) return;
+      await onAct({
+        actor,
+        method: request.method,
+        route: request.routeOptions.url ?? request.url,
+        params: { ...(request.params as Record<string, unknown>) },
+        time: now().toISOString(),
+      });
+    });
+  }
   await Promise.resolve();
 }
 
