@@ -589,6 +589,8 @@ export class Pkcs11Signer implements HsmSigner {
     if (this.state === 'open' && connection === this.connection) {
       this.state = 'broken';
       this.logger.warn({ rv: pkcs11ReturnValue(e) }, 'HSM fault; the connection will be recovered');
+      // Callers queued for a session of the lost connection fail now rather than wait.
+      this.failWaiters(new HsmUnavailableError('the HSM connection was lost'));
     }
   }
 
