@@ -49,7 +49,7 @@ export async function readPcrs(tools: Tools, pcrs: readonly number[]): Promise<s
 }
 
 export async function startHarness(
-  options: { ekCaPem?: string; allowReset?: boolean } = {},
+  options: { ekCaPem?: string; allowReset?: boolean; audit?: AuditSink } = {},
 ): Promise<Harness> {
   const tpm = await startSimTpm();
   const tools = await tpm2Tools(tpm.tcti);
@@ -69,7 +69,7 @@ export async function startHarness(
   const clock = { now: new Date() };
   const svc = await createAttestation(
     { ekCaBundlePem: options.ekCaPem ?? tpm.ekCaPem, referencePolicyFiles: [policyFile] },
-    { db, audit, now: () => clock.now },
+    { db, audit: options.audit ?? audit, now: () => clock.now },
   );
   const app = createServer();
   await app.register(runtimesRoutes, { attestation: svc });
