@@ -1,0 +1,152 @@
+/**
+ * The grant routes behind the operator auth hook, through app.inject() on the configured
+ * server: runtime routes refuse operator credentials, lineage and revocation need an
+ * operator, params are validated. The service runs over an in-memory store and ports that
+ * must not be reached (the pipeline itself is tested in e2e.test.ts on the real parts).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GrantService, MemoryGrantStore } from '../../src/grants/index.js';
+import { createServer, type App } from '../../src/http/app.js';
+import { operatorAuth } from '../../src/http/plugins/auth.js';
+import { grantsRoutes } from '../../src/http/routes/grants.js';
+import { UnauthenticatedError } from '../../src/operators/errors.js';
+import type { OperatorActor } from '../../src/operators/roles.js';
+
+const OPERATOR = `gop_${'0'.repeat(16)}${'A'.repeat(43)}`;
+const AUDITOR = `gop_${'1'.repeat(16)}${'A'.repeat(43)}`;
+const unreachable = (): never => {
+  throw new Error('the service must not be reached');
+};
+
+let app: App;
+
+beforeAll(async () => {
+  const grants = new GrantService(
+    {
+      issuer: 'grantor-routes',
+      maxTtlSeconds: 300,
+      clockSkewSeconds: 60,
+      maxDepth: 2,
+      dependencyDeadlineMs: 1000,
+      replayCacheSize: 10,
+    },
+    {
+      attestation: {
+        getRuntime: unreachable,
+        sessionFor: unreachable,
+        verifyQuote: unreachable,
+      },
+      policy: { decide: unreachable },
+      audit: { append: unreachable },
+      keys: { signJws: unreachable },
+      store: new MemoryGrantStore(),
+    },
+  );
+  app = createServer();
+  await app.register(operatorAuth, {
+    tokens: {
+      authenticate: (token: string): Promise<OperatorActor> => {
+        if (token === OPERATOR)
+          return Promise.resolve({
+            kind: 'operator',
+            id: 'tok_op',
+            role: 'operator',
+            name: 'op',
+          } as OperatorActor);
+        if (token === AUDITOR)
+          return Promise.resolve({
+            kind: 'operator',
+            id: 'tok_au',
+            role: 'auditor',
+            name: 'au',
+          } as OperatorActor);
+        return Promise.reject(new UnauthenticatedError());
+      },
+    },
+  });
+  await app.register(grantsRoutes, { grants });
+  await app.ready();
+});
+
+afterAll(async () => {
+  await app.close();
+});
+
+const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
+const codeOf = (body: string): string =>
+  (JSON.parse(body) as { error: { code: string } }).error.code;
+
+describe('grant routes and roles', () => {
+  it('POST /v1/grants refuses an operator credential (403 forbidden)', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/grants',
+      headers: bearer(OPERATOR),
+      payload: {},
+    });
+    expect(res.statusCode).toBe(403);
+    expect(codeOf(res.body)).toBe('forbidden');
+  });
+
+  it('POST /v1/grants validates the body against the schema (400 bad_request)', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/grants',
+      payload: { runtimeId: 'rt_x' },
+    });
+    expect(res.statusCode).toBe(400);
+    expect(codeOf(res.body)).toBe('bad_request');
+  });
+
+  it('redeem refuses an operator credential and validates params', async () => {
+    const op = await app.inject({
+      method: 'POST',
+      url: '/v1/grants/gr_abc/redeem',
+      headers: bearer(OPERATOR),
+      payload: { audience: 'gw' },
+    });
+    expect(codeOf(op.body)).toBe('forbidden');
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/v1/grants/not-a-grant/redeem',
+      payload: { audience: 'gw' },
+    });
+    expect(bad.statusCode).toBe(400);
+    const extra = await app.inject({
+      method: 'POST',
+      url: '/v1/grants/gr_abc/redeem',
+      payload: { audience: 'gw', outcome: 'maybe' },
+    });
+    expect(extra.statusCode).toBe(400);
+    const unknown = await app.inject({
+      method: 'POST',
+      url: '/v1/grants/gr_abc/redeem',
+      payload: { audience: 'gw' },
+    });
+    expect(unknown.statusCode).toBe(404);
+    expect(codeOf(unknown.body)).toBe('grant_not_found');
+  });
+
+  it('lineage needs an auditor or operator: 401 without, 404 grant_not_found with', async () => {
+    const none = await app.inject({ method: 'GET', url: '/v1/grants/gr_abc/lineage' });
+    expect(none.statusCode).toBe(401);
+    expect(codeOf(none.body)).toBe('unauthenticated');
+    const au = await app.inject({
+      method: 'GET',
+      url: '/v1/grants/gr_abc/lineage',
+      headers: bearer(AUDITOR),
+    });
+    expect(codeOf(au.body)).toBe('grant_not_found');
+  });
+
+  it('revoke needs an operator: 401 without, 403 for an auditor, 404 for an operator on an unknown grant', async () => {
+    const url = '/v1/grants/gr_abc/revoke';
+    expect(codeOf((await app.inject({ method: 'POST', url })).body)).toBe('unauthenticated');
+    expect(codeOf((await app.inject({ method: 'POST', url, headers: bearer(AUDITOR) })).body)).toBe(
+      'forbidden',
+    );
+    const op = await app.inject({ method: 'POST', url, headers: bearer(OPERATOR) });
+    expect(op.statusCode).toBe(404);
+    expect(codeOf(op.body)).toBe('grant_not_found');
+  });
+});
