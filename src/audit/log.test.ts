@@ -204,6 +204,26 @@ describe('AuditLog: faults during appends', () => {
     expect(anchor.extendValue.equals(exp.extend)).toBe(true);
   });
 
+  it('two durable-but-failed store writes in a row: each recovered, the tree stays right', async () => {
+    const { log, store, anchor } = await openLog();
+    await log.append(event(0));
+    store.writeFaults.push(
+      { error: new Error('EIO after write'), durable: true },
+      { error: new Error('EIO after write'), durable: true },
+    );
+    await expect(log.append(event(1))).rejects.toMatchObject(unavailable);
+    // This commit first anchors batch 1 (reconcile), then its own write fails again.
+    await expect(log.append(event(2))).rejects.toMatchObject(unavailable);
+    await expect(log.append(event(3))).resolves.toMatchObject({ seq: 3 });
+    const entries = await log.entries(0, 10);
+    const tree = new MerkleTree();
+    for (const e of entries) tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
+    expect(log.head().root.equals(tree.root())).toBe(true);
+    expect(anchor.extendValue.equals(expectedAnchor(store).extend)).toBe(true);
+    const again = await openLog(store, anchor);
+    expect(again.log.head().size).toBe(4);
+  });
+
   it('a lost TPM response after the extend: recovery finishes with the increment', async () => {
     const { log, store, anchor } = await openLog();
     anchor.faults.push({

@@ -390,11 +390,10 @@ export class AuditLog {
    * whole store; throws AuditUnavailableError (try again later) or AuditRollbackError.
    */
   private async reconcile(): Promise<void> {
-    const trustedSize = this.size;
     try {
       await this.reconcileTail();
     } catch (err) {
-      this.tree.truncate(trustedSize);
+      this.tree.truncate(this.size);
       throw err;
     }
   }
@@ -531,7 +530,11 @@ export class AuditLog {
       // Rate bound on NV writes: appends arriving meanwhile join this batch.
       if (wait > 0) await this.clock.sleep(wait);
       const batch = this.queue.splice(0, this.options.maxBatchSize);
-      this.inFlight = this.commit(batch);
+      this.inFlight = this.commit(batch).catch((err: unknown) => {
+        // commit() settles every waiter itself; this only keeps a bug from wedging the queue.
+        const failure = new AuditUnavailableError('audit log failed', { cause: err });
+        for (const w of batch) w.reject(failure);
+      });
       await this.inFlight;
       this.inFlight = undefined;
       // Checked and cleared in one synchronous step, so no append can be left in the queue
@@ -544,7 +547,6 @@ export class AuditLog {
   }
 
   private async commit(batch: readonly Waiter[]): Promise<void> {
-    const trustedSize = this.size;
     try {
       this.assertServing();
       if (this.dirty) await this.reconcile();
@@ -578,7 +580,8 @@ export class AuditLog {
       this.counters.appends += entries.length;
       entries.forEach((e, i) => batch[i]?.resolve({ seq: e.seq, hash: e.hash }));
     } catch (err) {
-      this.tree.truncate(trustedSize);
+      // Back to the anchored state (which a reconciliation in this commit may have moved).
+      this.tree.truncate(this.size);
       const failure =
         err instanceof AuditRollbackError
           ? err

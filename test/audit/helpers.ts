@@ -28,9 +28,12 @@ export async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
-export async function provisionAnchor(tpm: TpmPort): Promise<TpmAnchorConfig> {
-  const pinnedNames = await provisionTpmAnchor(tpm, INDICES);
-  return { ...INDICES, pinnedNames, akTemplate: AK_TEMPLATE };
+export async function provisionAnchor(
+  tpm: TpmPort,
+  indices: TpmAnchorIndices = INDICES,
+): Promise<TpmAnchorConfig> {
+  const pinnedNames = await provisionTpmAnchor(tpm, indices);
+  return { ...indices, pinnedNames, akTemplate: AK_TEMPLATE };
 }
 
 export function event(i: number): AuditEvent {
