@@ -2,18 +2,25 @@
 /**
  * `grantor` ceremonies on the appliance itself, with the same service code as the server:
  *   grantor provision                      define the audit anchor in the TPM (idempotent)
+ *   grantor keys list|rotate|retire|destroy  key ceremonies (the same KeyService)
+ *   grantor audit export FILE             entries and a fresh checkpoint
+ *   grantor audit verify FILE --key K     offline: needs no appliance, TPM or HSM
  *   grantor operators token create|list|revoke
  * The CLI opens the TPM, the HSM and the database itself: run it while the server is
  * stopped (LevelDB and the simulator's TPM connection are exclusive), or use the
  * operator routes of a running appliance.
  */
 import { openAppliance, provisionAppliance } from './appliance.js';
+import { runAuditCli } from './audit/cli.js';
+import { runKeysCli } from './keys/cli.js';
 import { runOperatorsCli } from './operators/cli.js';
 import { loadConfig } from './shared/config.js';
 import { ConfigError, GrantorError } from './shared/errors.js';
 import { openTpm } from './tpm/tpm.native.js';
 
 const USAGE = `usage: grantor provision
+       grantor keys list|rotate|retire|destroy ...
+       grantor audit export FILE | verify FILE --key <verifier key> [--ak <base64>]
        grantor operators token create|list|revoke ...`;
 
 const out = {
@@ -30,6 +37,19 @@ async function run(argv: readonly string[]): Promise<number> {
   if (command === undefined || command === '--help' || command === '-h') {
     out.error(USAGE);
     return command === undefined ? 2 : 0;
+  }
+  if (command === 'audit') {
+    // verify is offline; export opens the local appliance.
+    return runAuditCli(
+      rest,
+      {
+        openAudit: async () => {
+          const a = await openAppliance(loadConfig());
+          return { audit: a.audit, close: () => a.close() };
+        },
+      },
+      { out: out.log, err: out.error },
+    );
   }
   const config = loadConfig();
   switch (command) {
@@ -55,6 +75,14 @@ async function run(argv: readonly string[]): Promise<number> {
             : `audit log: REFUSED (${a.lockdown.code}): ${a.lockdown.message}`,
         );
         return a.lockdown === undefined ? 0 : 1;
+      } finally {
+        await a.close();
+      }
+    }
+    case 'keys': {
+      const a = await openAppliance(config);
+      try {
+        return await runKeysCli(rest, a.keys, out.log);
       } finally {
         await a.close();
       }
