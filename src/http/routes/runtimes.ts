@@ -2,7 +2,8 @@
  * PROTOCOL.md §1 (enrollment, activation, operator reads and approvals) and §2 (challenges,
  * attestations). Every param, body and response is a schema; `additionalProperties: false`
  * refuses unknown members and the response schemas filter what leaves the process.
- * Operator authentication (GET, approve, revoke) is the auth hook's, registered by the app.
+ * Each route declares who may call it for the operator auth hook (src/http/plugins/auth.ts):
+ * `actor: 'runtime'` for the runtime protocol, operator roles for GET, approve and revoke.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
@@ -140,13 +141,17 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{ attestation: Attestatio
 
   app.post(
     '/v1/runtimes',
-    { schema: { body: EnrollBody, response: { 201: EnrollReply, ...errors } } },
+    {
+      config: { actor: 'runtime' },
+      schema: { body: EnrollBody, response: { 201: EnrollReply, ...errors } },
+    },
     async (request, reply) => reply.code(201).send(await svc.enroll(request.body)),
   );
 
   app.post(
     '/v1/runtimes/:runtimeId/activation',
     {
+      config: { actor: 'runtime' },
       schema: {
         params: RuntimeParams,
         body: Type.Object({ secret: Base64(128) }, closed),
@@ -158,25 +163,35 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{ attestation: Attestatio
 
   app.get(
     '/v1/runtimes/:runtimeId',
-    { schema: { params: RuntimeParams, response: { 200: RuntimeReply, ...errors } } },
+    {
+      config: { role: ['operator', 'auditor'] },
+      schema: { params: RuntimeParams, response: { 200: RuntimeReply, ...errors } },
+    },
     (request) => svc.getRuntime(request.params.runtimeId),
   );
 
   app.post(
     '/v1/runtimes/:runtimeId/approve',
-    { schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } } },
+    {
+      config: { role: 'operator' },
+      schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } },
+    },
     (request) => svc.approve(request.params.runtimeId),
   );
 
   app.post(
     '/v1/runtimes/:runtimeId/revoke',
-    { schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } } },
+    {
+      config: { role: 'operator' },
+      schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } },
+    },
     (request) => svc.revoke(request.params.runtimeId),
   );
 
   app.post(
     '/v1/runtimes/:runtimeId/challenges',
     {
+      config: { actor: 'runtime' },
       schema: {
         params: RuntimeParams,
         response: {
@@ -191,6 +206,7 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{ attestation: Attestatio
   app.post(
     '/v1/runtimes/:runtimeId/attestations',
     {
+      config: { actor: 'runtime' },
       schema: {
         params: RuntimeParams,
         body: AttestBody,
