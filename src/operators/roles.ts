@@ -26,4 +26,14 @@ export interface OperatorActor {
   readonly credential: CredentialKind;
 }
 
-export type Actor = OperatorActor;
+/**
+ * A runtime, identified by the proofs its requests carry (a quote or an attested session),
+ * never by an operator credential; it can never hold a role.
+ */
+export interface RuntimeActor {
+  readonly kind: 'runtime';
+  readonly id: string;
+}
+
+/** Whoever acts; the audit log records one of these for every act. */
+export type Actor = OperatorActor | RuntimeActor;
