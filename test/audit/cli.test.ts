@@ -1,0 +1,113 @@
+/**
+ * `grantor audit export` from a service anchored in swtpm (with NV_Certify), then
+ * `grantor audit verify` offline: good, and a tampered NV_Certify or a wrong AK rejected.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
+import { noteVerifierKey } from '../../src/audit/checkpoint.js';
+import { runAuditCli } from '../../src/audit/cli.js';
+import { createAudit } from '../../src/audit/index.js';
+import type { AuditExport } from '../../src/audit/service.js';
+import { openDatabase } from '../../src/shared/db.level.js';
+import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import { event, provisionAnchor, tempDir } from './helpers.js';
+import { testSigner } from './signer.js';
+
+const ORIGIN = 'grantor.test/cli';
+let sim: SimTpm;
+let work: string;
+let exported: string;
+let verifierKey: string;
+let akPublic: string;
+
+beforeAll(async () => {
+  sim = await startSimTpm();
+  work = await tempDir('grantor-audit-cli-');
+  const tpm = await NativeTpm.open(sim.tcti);
+  const config = await provisionAnchor(tpm);
+  const db = await openDatabase(join(work, 'db'));
+  const signer = testSigner(ORIGIN);
+  verifierKey = noteVerifierKey(signer.keyName, signer.publicKey);
+  const anchor = new TpmAuditAnchor(tpm, config);
+  akPublic = (await anchor.akPublic())!.toString('base64');
+  const lines: string[] = [];
+  const code = await runAuditCli(
+    ['export', join(work, 'export.json')],
+    {
+      openAudit: async () => {
+        const audit = createAudit({ origin: ORIGIN }, { db, anchor, signer });
+        await audit.ready();
+        await Promise.all(Array.from({ length: 12 }, (_, i) => audit.append(event(i))));
+        return { audit, close: () => audit.close() };
+      },
+    },
+    { out: (l) => lines.push(l), err: (l) => lines.push(l) },
+  );
+  expect(code, lines.join('\n')).toBe(0);
+  expect(lines.join('\n')).toContain('with NV_Certify');
+  await db.close();
+  await tpm.close();
+  const { readFile } = await import('node:fs/promises');
+  exported = await readFile(join(work, 'export.json'), 'utf8');
+});
+
+afterAll(async () => {
+  await sim.destroy();
+  await rm(work, { recursive: true, force: true });
+});
+
+async function verify(text: string, extra: string[] = []) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runAuditCli(
+    ['verify', 'f', '--key', verifierKey, ...extra],
+    { readFile: () => Promise.resolve(text) },
+    { out: (l) => out.push(l), err: (l) => err.push(l) },
+  );
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('audit export/verify with NV_Certify from swtpm', () => {
+  it('verifies links, leaves, root, note signature and both NV_Certify signatures', async () => {
+    const r = await verify(exported, ['--ak', akPublic]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^OK: 12 entries .*NV_Certify signatures/);
+    expect(r.err).toBe('');
+    // Without --ak it still checks, with the AK from the file, and says so.
+    const unpinned = await verify(exported);
+    expect(unpinned.code).toBe(0);
+    expect(unpinned.err).toContain('warning');
+  });
+
+  it('rejects a tampered NV_Certify, another nonce and another AK', async () => {
+    const parsed = JSON.parse(exported) as AuditExport;
+    const certs = parsed.checkpoint.nvCertify!;
+    const attest = Buffer.from(certs[1]!.attest, 'base64');
+    attest.writeUInt8(attest.readUInt8(attest.length - 1) ^ 1, attest.length - 1);
+    const tampered = {
+      ...parsed,
+      checkpoint: {
+        ...parsed.checkpoint,
+        nvCertify: [certs[0], { ...certs[1], attest: attest.toString('base64') }],
+      },
+    };
+    const r1 = await verify(JSON.stringify(tampered), ['--ak', akPublic]);
+    expect(r1.code).toBe(1);
+    expect(r1.out).toMatch(/NV_Certify: extend: signature does not verify.*audit_export_invalid/);
+    const otherNonce = { ...parsed, checkpoint: { ...parsed.checkpoint, nonce: '00'.repeat(32) } };
+    expect((await verify(JSON.stringify(otherNonce), ['--ak', akPublic])).out).toMatch(
+      /not qualified with the nonce/,
+    );
+    const oneOnly = { ...parsed, checkpoint: { ...parsed.checkpoint, nvCertify: [certs[0]] } };
+    expect((await verify(JSON.stringify(oneOnly), ['--ak', akPublic])).out).toMatch(
+      /both anchor indices/,
+    );
+    // A different (valid) TPM public key: the EK-like public of another template.
+    const wrongAk = Buffer.from(akPublic, 'base64');
+    wrongAk.writeUInt8(wrongAk.readUInt8(wrongAk.length - 5) ^ 1, wrongAk.length - 5);
+    expect((await verify(exported, ['--ak', wrongAk.toString('base64')])).code).toBe(1);
+  });
+});
