@@ -50,6 +50,8 @@ describe('operatorAuth', () => {
     const none = await s.app.inject({ url: '/audit' });
     expect(none.statusCode).toBe(401);
     expect(codeOf(none.body)).toBe('unauthenticated');
+    // The HEAD route Fastify adds for a GET carries the same role.
+    expect((await s.app.inject({ method: 'HEAD', url: '/audit' })).statusCode).toBe(401);
     const malformedBody = await s.app.inject({
       method: 'POST',
       url: '/keys',
