@@ -1,0 +1,119 @@
+/**
+ * Audit appends per second and TPM NV writes per append at concurrency 1, 16 and 64, next
+ * to the raw synced LevelDB batch rate (one entry-sized put per synced batch) measured in
+ * the same run, on a real swtpm and a LevelDB folder under the system temp directory.
+ *
+ *   npx tsx bench/audit.ts [seconds-per-case]
+ *
+ * Target (issue 4): at concurrency 64, >= 60% of the raw synced batch rate with <= 1 NV
+ * write per 16 appends (an anchor is two NV writes: extend and increment). Run it on an
+ * idle machine: the numbers are only comparable within one run.
+ */
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { TpmAuditAnchor, provisionTpmAnchor } from '../src/audit/anchor.tpm.js';
+import { createAudit } from '../src/audit/index.js';
+import { openDatabase } from '../src/shared/db.level.js';
+import { NativeTpm } from '../src/tpm/tpm.native.js';
+import { provisionTpmTemplate, startSimTpm } from '../test/rig/sim.js';
+
+const seconds = Number(process.argv[2] ?? '3');
+const ORIGIN = 'grantor.bench/audit';
+
+async function rawSyncedBatchRate(path: string): Promise<number> {
+  const db = await openDatabase(path);
+  const value = JSON.stringify({
+    seq: 0,
+    hash: 'f'.repeat(64),
+    prevHash: '0'.repeat(64),
+    pad: 'x'.repeat(200),
+  });
+  let n = 0;
+  const end = performance.now() + seconds * 1000;
+  const start = performance.now();
+  while (performance.now() < end) {
+    await db.batch([{ type: 'put', key: `k${n}`, value }], { sync: true });
+    n++;
+  }
+  const rate = n / ((performance.now() - start) / 1000);
+  await db.close();
+  return rate;
+}
+
+async function main(): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), 'grantor-bench-audit-'));
+  await provisionTpmTemplate(join(root, 'tpm-template'));
+  const sim = await startSimTpm(join(root, 'tpm-template'));
+  const tpm = await NativeTpm.open(sim.tcti);
+  try {
+    const raw = await rawSyncedBatchRate(join(root, 'raw'));
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const signer = {
+      keyName: ORIGIN,
+      publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
+      sign: (m: Uint8Array) => Promise.resolve(sign(null, m, privateKey)),
+    };
+    const rows: { concurrency: number; rate: number; nvPerAppend: number; perBatch: number }[] = [];
+    for (const [i, concurrency] of [1, 16, 64].entries()) {
+      const indices = { counterIndex: 0x01500100 + 2 * i, extendIndex: 0x01500101 + 2 * i };
+      const pinnedNames = await provisionTpmAnchor(tpm, indices);
+      const db = await openDatabase(join(root, `log-${concurrency}`));
+      const audit = createAudit(
+        { origin: ORIGIN },
+        { db, anchor: new TpmAuditAnchor(tpm, { ...indices, pinnedNames }), signer },
+      );
+      await audit.ready();
+      let running = true;
+      let n = 0;
+      const before = audit.stats();
+      const start = performance.now();
+      const workers = Array.from({ length: concurrency }, async () => {
+        while (running) {
+          await audit.append({
+            type: 'bench.append',
+            subject: `w_${n % concurrency}`,
+            digest: createHash('sha256').update(String(n++)).digest('hex'),
+          });
+        }
+      });
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      running = false;
+      await Promise.all(workers);
+      const elapsed = (performance.now() - start) / 1000;
+      const after = audit.stats();
+      const appends = after.appends - before.appends;
+      rows.push({
+        concurrency,
+        rate: appends / elapsed,
+        nvPerAppend: (after.nvWrites - before.nvWrites) / appends,
+        perBatch: appends / (after.batches - before.batches),
+      });
+      await audit.close();
+      await db.close();
+    }
+    const fmt = (x: number, d = 0): string => x.toFixed(d).padStart(10);
+    console.log(`raw synced LevelDB batches/s (1 put each): ${raw.toFixed(0)}`);
+    console.log('concurrency  appends/s  % of raw  NV writes/append  appends/batch');
+    for (const r of rows) {
+      console.log(
+        `${String(r.concurrency).padStart(11)} ${fmt(r.rate)} ${fmt((100 * r.rate) / raw, 1)} ${fmt(r.nvPerAppend, 4).padStart(17)} ${fmt(r.perBatch, 1).padStart(14)}`,
+      );
+    }
+    const c64 = rows.find((r) => r.concurrency === 64);
+    if (c64 !== undefined) {
+      const ok = c64.rate >= 0.6 * raw && c64.nvPerAppend <= 1 / 16;
+      console.log(
+        `target at concurrency 64 (>= 60% of raw, <= 1 NV write per 16 appends): ${ok ? 'met' : 'NOT met'}`,
+      );
+    }
+  } finally {
+    await tpm.close();
+    await sim.destroy();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+await main();
