@@ -121,7 +121,7 @@ describe('crash consistency under SIGKILL', () => {
             CRASH_DB: join(lane.dir, 'db'),
             CRASH_TCTI: lane.sim.tcti,
             CRASH_ANCHOR: JSON.stringify(lane.config),
-            CRASH_CONCURRENCY: '16',
+            CRASH_CONCURRENCY: '8',
           },
         }),
       ),
