@@ -57,6 +57,14 @@ const codeOf = (res: { json: () => unknown }) =>
   (res.json() as { error: { code: string } }).error.code;
 
 describe('approval routes', () => {
+  it('refuses to register without the operator auth hook', async () => {
+    const a = createServer();
+    void a.register(approvalRoutes, {
+      approvals: new Approvals({ store: new MemoryApprovalStore() }),
+    });
+    await expect(a.ready()).rejects.toThrow(/operatorAuth/);
+  });
+
   it('destroys a key only with two distinct approvals, and only once', async () => {
     const s = await setup();
     const created = await s.app.inject({

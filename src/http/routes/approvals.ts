@@ -11,7 +11,7 @@ import {
   ApprovalRecordSchema,
 } from '../../operators/approval-store.port.js';
 import type { Approvals } from '../../operators/approvals.js';
-import { requireActor } from '../plugins/auth.js';
+import { OPERATOR_AUTH_PLUGIN, requireActor } from '../plugins/auth.js';
 import { ErrorSchema } from '../schemas.js';
 
 const IdParams = Type.Object(
@@ -26,6 +26,10 @@ export const approvalRoutes: FastifyPluginAsyncTypebox<{ approvals: Approvals }>
   app,
   { approvals },
 ) => {
+  // Every route here needs a role: without the auth hook they would be open to anyone.
+  if (!app.hasPlugin(OPERATOR_AUTH_PLUGIN)) {
+    return Promise.reject(new TypeError('approvalRoutes needs operatorAuth registered first'));
+  }
   app.post(
     '/v1/approvals',
     {
