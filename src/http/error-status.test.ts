@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { ATTESTATION_CODES } from '../attestation/errors.js';
+import { ERROR_STATUS, publicMessage, statusForCode } from './error-status.js';
+
+// The codes PROTOCOL.md "Errors" names, with the status class the contract implies.
+const PROTOCOL_CODES: Readonly<Record<string, number>> = {
+  bad_request: 400,
+  unknown_runtime: 404,
+  nonce_unknown: 422,
+  nonce_expired: 422,
+  nonce_reused: 422,
+  quote_signature_invalid: 422,
+  quote_nonce_mismatch: 422,
+  pcr_digest_mismatch: 422,
+  pcr_policy_violation: 422,
+  tpm_reset_detected: 422,
+  policy_denied: 403,
+  hsm_unavailable: 503,
+  tpm_unavailable: 503,
+  audit_unavailable: 503,
+  audit_rollback_detected: 503,
+  unauthenticated: 401,
+  forbidden: 403,
+  rate_limited: 429,
+  grant_already_redeemed: 409,
+};
+
+describe('the code -> status table', () => {
+  it.each(Object.entries(PROTOCOL_CODES))('maps the protocol code %s to %i', (code, status) => {
+    expect(statusForCode(code)).toBe(status);
+  });
+
+  it('maps every attestation code to a 4xx status', () => {
+    const unmapped = ATTESTATION_CODES.filter((c) => ERROR_STATUS[c] === undefined);
+    expect(unmapped).toEqual([]);
+    for (const c of ATTESTATION_CODES) expect(statusForCode(c)).toBeLessThan(500);
+  });
+
+  it('answers an unmapped code as 500 and hides 5xx messages', () => {
+    expect(statusForCode('no_such_code')).toBe(500);
+    expect(publicMessage('hsm_unavailable', 503, 'C_Sign: CKR_DEVICE_ERROR slot 3')).toBe(
+      'the HSM is unavailable',
+    );
+    expect(publicMessage('no_such_code', 500, '/etc/secret')).toBe('internal error');
+    expect(publicMessage('policy_denied', 403, 'not allowed')).toBe('not allowed');
+  });
+});
