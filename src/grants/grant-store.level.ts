@@ -1,12 +1,16 @@
 /**
  * Grants in LevelDB: `db.sublevel('grants')` with keys `g!<grantId>` (the record as JSON),
  * `c!<parentId>!<childId>` (lineage links) and `q!<runtimeId>!<requestId>` (used
- * requestIds, value: expiry in epoch ms). Every write is one synced batch.
+ * requestIds, value: expiry in epoch ms). Grant writes are synced batches. A requestId is
+ * written unsynced: LevelDB's log is sequential, so the synced write of the grant that
+ * request produced makes it durable before the grant is released; a crash can only forget
+ * the id of a request that released nothing.
  */
 import type { Database } from '../shared/db.level.js';
 import type { GrantRecord, GrantStore } from './grant-store.port.js';
 
-const enc = encodeURIComponent;
+// encodeURIComponent leaves `!` (the key separator) as is: escape it too.
+const enc = (id: string): string => encodeURIComponent(id).replace(/!/g, '%21');
 
 export class LevelGrantStore implements GrantStore {
   private readonly sub;
@@ -20,10 +24,10 @@ export class LevelGrantStore implements GrantStore {
     return text === undefined ? undefined : (JSON.parse(text) as GrantRecord);
   }
 
-  private async write(ops: readonly { key: string; value: string }[]): Promise<void> {
+  private async write(ops: readonly { key: string; value: string }[], sync = true): Promise<void> {
     await this.db.batch(
       ops.map((op) => ({ type: 'put' as const, key: op.key, value: op.value, sublevel: this.sub })),
-      { sync: true },
+      { sync },
     );
   }
 
@@ -56,6 +60,9 @@ export class LevelGrantStore implements GrantStore {
   }
 
   async putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
-    await this.write([{ key: `q!${enc(runtimeId)}!${enc(requestId)}`, value: String(expiresAt) }]);
+    await this.write(
+      [{ key: `q!${enc(runtimeId)}!${enc(requestId)}`, value: String(expiresAt) }],
+      false,
+    );
   }
 }

@@ -4,7 +4,7 @@
  * The real parts (swtpm, SoftHSM2, Cedar, LevelDB) are in test/grants/.
  */
 import { createHash, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { qualifyingData, type AttestedSession, type RuntimeView } from '../attestation/index.js';
 import type { AuditEvent } from '../audit/index.js';
 import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
@@ -653,11 +653,15 @@ describe('GrantService.request: policy, audit and HSM failures', () => {
       'audit_unavailable',
     );
     expect(f.signed).toHaveLength(0);
-    await new Promise((r) => setTimeout(r, 1000));
-    expect(f.events.map((e) => [e.type, e.decision])).toEqual([
-      ['grant.decision', 'allow'],
-      ['grant.issue_failed', 'failed'],
-    ]);
+    await vi.waitFor(
+      () => {
+        expect(f.events.map((e) => [e.type, e.decision])).toEqual([
+          ['grant.decision', 'allow'],
+          ['grant.issue_failed', 'failed'],
+        ]);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
   });
 
   it('HSM failure after the commit: hsm_unavailable and a grant.issue_failed entry', async () => {
