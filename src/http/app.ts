@@ -19,7 +19,12 @@ import type { GrantorError } from '../shared/errors.js';
 import type { ReadinessProbe } from '../shared/readiness.js';
 import { errorBody, installErrorHandler } from './errors.js';
 import { publicMessage, statusForCode } from './error-status.js';
-import { operatorAuth } from './plugins/auth.js';
+import { UnauthenticatedError } from '../operators/errors.js';
+import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
+import { operatorAuth, type OperatorAct } from './plugins/auth.js';
+import { metricsRoutes } from './plugins/metrics.js';
+import { openApi } from './plugins/openapi.js';
+import { rateLimit } from './plugins/rate-limit.js';
 import { approvalRoutes } from './routes/approvals.js';
 import { auditRoutes } from './routes/audit.js';
 import { healthRoutes } from './routes/health.js';
@@ -35,7 +40,16 @@ export interface AppServices {
   readonly keys?: KeyService;
   readonly audit?: AuditService;
   readonly attestation?: AttestationService;
+  /** The app's metrics registry; a fresh one when absent. */
+  readonly metrics?: GrantorMetrics;
+  /** Records every operator act (who, what) before its handler runs; failing fails the act. */
+  readonly onOperatorAct?: (act: OperatorAct) => Promise<void>;
 }
+
+/** Without an operator store every operator credential is refused (fail closed). */
+const NO_OPERATORS = {
+  authenticate: (): Promise<never> => Promise.reject(new UnauthenticatedError()),
+};
 
 export interface AppOptions {
   /** A pino logger (see src/shared/logger.ts); none: silent. */
@@ -106,14 +120,22 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
         .send(errorBody(lockdown.code, publicMessage(lockdown.code, status, lockdown.message)));
     });
   }
+  const metrics = services.metrics ?? createMetrics();
+  // openApi first: it documents the routes registered after it.
+  await app.register(openApi, { title: 'grantor', version: '1' });
+  await app.register(metricsRoutes, { metrics });
   await app.register(healthRoutes, { probes: services.probes });
+  // Always registered, before every route plugin: a route declaring config.role is never
+  // public by omission, and operator credentials never act as a runtime.
+  await app.register(operatorAuth, {
+    tokens: services.operators?.tokens ?? NO_OPERATORS,
+    ...(services.operators?.certificates === undefined
+      ? {}
+      : { certificates: services.operators.certificates }),
+    ...(services.onOperatorAct === undefined ? {} : { onOperatorAct: services.onOperatorAct }),
+  });
+  await app.register(rateLimit, { metrics });
   if (services.operators !== undefined) {
-    await app.register(operatorAuth, {
-      tokens: services.operators.tokens,
-      ...(services.operators.certificates === undefined
-        ? {}
-        : { certificates: services.operators.certificates }),
-    });
     await app.register(approvalRoutes, { approvals: services.operators.approvals });
   }
   if (services.keys !== undefined) await app.register(keysRoutes, { keys: services.keys });

@@ -63,6 +63,13 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   runtime_identity_mismatch: 409,
   reference_policy_unknown: 409,
   attestation_not_found: 404,
+  // operators (src/operators/errors.ts)
+  approval_required: 409,
+  approval_expired: 409,
+  approval_reused: 409,
+  approval_duplicate_actor: 409,
+  approval_not_found: 404,
+  operator_token_not_found: 404,
   // 5xx: a dependency the decision needs is not usable; the service fails closed
   internal_error: 500,
   hsm_unavailable: 503,
@@ -76,6 +83,7 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   audit_unavailable: 503,
   audit_rollback_detected: 503,
   policy_unavailable: 503,
+  operator_store_corrupt: 503,
   not_ready: 503,
 };
 
@@ -91,6 +99,7 @@ const PUBLIC_5XX_MESSAGE: Readonly<Record<string, string>> = {
   audit_unavailable: 'the audit log is unavailable',
   audit_rollback_detected: 'the audit log does not match its TPM anchor; an operator must act',
   policy_unavailable: 'the policy engine is unavailable',
+  operator_store_corrupt: 'the operator store is unusable; an operator must act',
   not_ready: 'the service is not ready',
 };
 

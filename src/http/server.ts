@@ -2,6 +2,7 @@
  * The appliance's HTTP server: readiness probes over every dependency and the app over the
  * composed services (src/appliance.ts).
  */
+import { createHash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { openAppliance, type Appliance } from '../appliance.js';
 import type { AppConfig } from '../shared/config.js';
@@ -45,6 +46,14 @@ export async function buildApplianceApp(a: Appliance, logger?: FastifyBaseLogger
       keys: a.keys,
       audit: a.audit,
       attestation: a.attestation,
+      onOperatorAct: async (act) => {
+        await a.audit.append({
+          type: 'operator.act',
+          subject: act.actor.id,
+          reasons: [`${act.method} ${act.route}`, `role:${act.actor.role}`],
+          digest: createHash('sha256').update(JSON.stringify(act)).digest('hex'),
+        });
+      },
     },
     logger === undefined ? {} : { logger },
   );

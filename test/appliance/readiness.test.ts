@@ -11,6 +11,8 @@ import { provisionAppliance } from '../../src/appliance.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
+import { ROLES, type Role } from '../../src/operators/roles.js';
+import { checkRouteGuards } from '../operators/route-guard.js';
 import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
 
 interface ErrorAnswer {
@@ -107,6 +109,27 @@ describe('the appliance on real hardware simulators', () => {
     expect(verifier.json<{ noteVerifierKey: string }>().noteVerifierKey).toMatch(
       /^grantor\+[0-9a-f]{8}\+/,
     );
+  });
+
+  it('guards every operator route by role and every runtime route against operators', async () => {
+    const ops = server.appliance?.operators;
+    expect(ops).toBeDefined();
+    if (ops === undefined) return;
+    const tokens = {} as Record<Role, string>;
+    for (const role of ROLES) {
+      tokens[role] = (await ops.tokens.create({ role, actor: `test-${role}` })).token;
+    }
+    const report = await checkRouteGuards(server.app, tokens);
+    expect(report.failures).toEqual([]);
+    expect(report.checked.length).toBeGreaterThan(10);
+    // Operator acts are audited with the actor: the log grew while the guards were checked.
+    const entries = await server.app.inject({
+      url: '/v1/audit/entries?from=0&limit=1000',
+      headers: { authorization: `Bearer ${tokens.auditor}` },
+    });
+    expect(entries.statusCode).toBe(200);
+    const types = entries.json<{ entries: { type: string }[] }>().entries.map((e) => e.type);
+    expect(types).toContain('operator.act');
   });
 });
 
