@@ -18,6 +18,7 @@ import {
   type AuditService,
 } from './audit/index.js';
 import { createAttestation, type AttestationService } from './attestation/index.js';
+import { createGrants, type GrantService } from './grants/index.js';
 import { createKeys, type KeyService } from './keys/index.js';
 import { createOperators, type Operators } from './operators/index.js';
 import { createPolicyEngine, type PolicyEngine } from './policy/index.js';
@@ -37,6 +38,7 @@ export interface Appliance {
   readonly policy: PolicyEngine;
   readonly attestation: AttestationService;
   readonly operators: Operators;
+  readonly grants: GrantService;
   /** Set when the start-up check refused the audit log: every request answers it. */
   readonly lockdown: GrantorError | undefined;
   close(): Promise<void>;
@@ -230,8 +232,14 @@ export async function openAppliance(
       },
     });
 
+    const grants = createGrants(
+      { issuer: config.applianceId, maxTtlSeconds: config.keys.grantMaxTtlSeconds },
+      { db, attestation, policy, audit, keys },
+    );
+
     return {
       config,
+      grants,
       tpm,
       db,
       audit,

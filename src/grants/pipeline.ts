@@ -9,6 +9,7 @@
  * Redemption is single-use (serialised per grant, persisted); revoking a grant revokes its
  * live descendants.
  */
+import { toLowS } from '../shared/es256.js';
 import { createHash, randomBytes, verify as verifySignature } from 'node:crypto';
 import {
   jcs,
@@ -151,21 +152,17 @@ export function jwkThumbprint(jwk: EcSessionJwk): string {
   return createHash('sha256').update(members, 'utf8').digest('base64url');
 }
 
-// P-256 group order. ECDSA (r, s) and (r, n - s) both verify; gateways accept only the
-// low-S form (malleability), and an HSM returns either.
-const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
-
-/** The JWS with its ES256 signature in low-S form (s <= n/2). */
+/**
+ * The JWS with its ES256 signature in low-S form (s <= n/2). The keys service already
+ * signs low-S; this keeps the pipeline's output canonical whatever KeyService it is given.
+ */
 export function lowS(jws: string): string {
   const parts = jws.split('.');
   const sig = Buffer.from(parts[2] ?? '', 'base64url');
   if (parts.length !== 3 || sig.length !== 64) {
     throw new HsmUnavailableError('the HSM returned a malformed ES256 signature');
   }
-  const s = BigInt(`0x${sig.subarray(32).toString('hex')}`);
-  if (s <= P256_N >> 1n) return jws;
-  const low = Buffer.from((P256_N - s).toString(16).padStart(64, '0'), 'hex');
-  const fixed = Buffer.concat([sig.subarray(0, 32), low]).toString('base64url');
+  const fixed = Buffer.from(toLowS(sig)).toString('base64url');
   return `${parts[0] ?? ''}.${parts[1] ?? ''}.${fixed}`;
 }
 

@@ -13,6 +13,7 @@ import { Ajv } from 'ajv';
 import addFormatsPlugin from 'ajv-formats';
 import type { AttestationService } from '../attestation/index.js';
 import type { AuditService } from '../audit/index.js';
+import type { GrantService } from '../grants/index.js';
 import type { KeyService } from '../keys/index.js';
 import type { Operators } from '../operators/index.js';
 import type { GrantorError } from '../shared/errors.js';
@@ -27,6 +28,7 @@ import { openApi } from './plugins/openapi.js';
 import { rateLimit } from './plugins/rate-limit.js';
 import { approvalRoutes } from './routes/approvals.js';
 import { auditRoutes } from './routes/audit.js';
+import { grantsRoutes } from './routes/grants.js';
 import { healthRoutes } from './routes/health.js';
 import { keysRoutes } from './routes/keys.js';
 import { runtimesRoutes } from './routes/runtimes.js';
@@ -40,6 +42,7 @@ export interface AppServices {
   readonly keys?: KeyService;
   readonly audit?: AuditService;
   readonly attestation?: AttestationService;
+  readonly grants?: GrantService;
   /** The app's metrics registry; a fresh one when absent. */
   readonly metrics?: GrantorMetrics;
   /** Records every operator act (who, what) before its handler runs; failing fails the act. */
@@ -143,6 +146,7 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   if (services.attestation !== undefined) {
     await app.register(runtimesRoutes, { attestation: services.attestation });
   }
+  if (services.grants !== undefined) await app.register(grantsRoutes, { grants: services.grants });
   await app.ready();
   return app;
 }

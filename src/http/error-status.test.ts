@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ATTESTATION_CODES } from '../attestation/errors.js';
+import { GRANT_CODES } from '../grants/errors.js';
 import { ERROR_STATUS, publicMessage, statusForCode } from './error-status.js';
 
 // The codes PROTOCOL.md "Errors" names, with the status class the contract implies.
@@ -34,6 +35,11 @@ describe('the code -> status table', () => {
     const unmapped = ATTESTATION_CODES.filter((c) => ERROR_STATUS[c] === undefined);
     expect(unmapped).toEqual([]);
     for (const c of ATTESTATION_CODES) expect(statusForCode(c)).toBeLessThan(500);
+  });
+
+  it('maps every grant code to the status the grants domain declares', () => {
+    for (const [code, status] of Object.entries(GRANT_CODES))
+      expect([code, statusForCode(code)]).toEqual([code, status]);
   });
 
   it('answers an unmapped code as 500 and hides 5xx messages', () => {

@@ -63,6 +63,21 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   runtime_identity_mismatch: 409,
   reference_policy_unknown: 409,
   attestation_not_found: 404,
+  // grants (src/grants/errors.ts GRANT_CODES)
+  runtime_not_active: 403,
+  session_not_live: 403,
+  session_runtime_mismatch: 403,
+  request_signature_invalid: 403,
+  grant_audience_mismatch: 403,
+  request_replayed: 409,
+  grant_expired: 410,
+  grant_revoked: 410,
+  request_stale: 422,
+  grant_parent_not_found: 422,
+  grant_parent_expired: 422,
+  grant_parent_revoked: 422,
+  grant_lineage_invalid: 422,
+  grant_depth_exceeded: 422,
   // operators (src/operators/errors.ts)
   approval_required: 409,
   approval_expired: 409,
@@ -84,6 +99,7 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   audit_rollback_detected: 503,
   policy_unavailable: 503,
   operator_store_corrupt: 503,
+  grant_store_unavailable: 503,
   not_ready: 503,
 };
 
@@ -100,6 +116,7 @@ const PUBLIC_5XX_MESSAGE: Readonly<Record<string, string>> = {
   audit_rollback_detected: 'the audit log does not match its TPM anchor; an operator must act',
   policy_unavailable: 'the policy engine is unavailable',
   operator_store_corrupt: 'the operator store is unusable; an operator must act',
+  grant_store_unavailable: 'the grant store is unavailable',
   not_ready: 'the service is not ready',
 };
 

@@ -46,6 +46,7 @@ export async function buildApplianceApp(a: Appliance, logger?: FastifyBaseLogger
       keys: a.keys,
       audit: a.audit,
       attestation: a.attestation,
+      grants: a.grants,
       onOperatorAct: async (act) => {
         await a.audit.append({
           type: 'operator.act',

@@ -11,6 +11,7 @@
  * bound has passed, then it is retired (unpublished); destroying the HSM object is a
  * separate, explicit act.
  */
+import { toLowS } from '../shared/es256.js';
 import { createHash } from 'node:crypto';
 import canonicalizeModule from 'canonicalize';
 import { BadRequestError } from '../shared/errors.js';
@@ -297,7 +298,9 @@ export class KeyService {
     usage.maxExp = Math.max(usage.maxExp, exp);
     usage.inFlight += 1;
     try {
-      return await this.deps.signer.sign(key.hsmId, input);
+      const signature = await this.deps.signer.sign(key.hsmId, input);
+      // HSMs return either (r, s) or (r, n - s); emit the canonical low-S form only.
+      return key.alg === 'ES256' ? toLowS(signature) : signature;
     } finally {
       usage.inFlight -= 1;
     }
