@@ -4,6 +4,7 @@
  * acknowledged that is not durable and anchored, and the log recovers once it clears.
  */
 import { rm } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
@@ -14,23 +15,107 @@ import type { Appended } from '../../src/audit/log.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import { freePortPair, startSimTpm, type SimTpm } from '../rig/sim.js';
 import { LOG_OPTIONS, event, logAt, provisionAnchor, tempDir } from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
 let config: TpmAnchorConfig;
 let work: string;
+let link: TpmLink;
+
+/**
+ * A TCP hop between the adapter and swtpm that the test can cut: "TPM stopped" without
+ * giving up swtpm's port (another test file could take it before a restart).
+ */
+interface TpmLink {
+  readonly tcti: string;
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+function forward(
+  listenPort: number,
+  port: number,
+  state: { up: boolean; sockets: Set<Socket> },
+): Promise<Server> {
+  const server = createServer((client) => {
+    if (!state.up) {
+      client.destroy();
+      return;
+    }
+    const upstream = createConnection({ host: '127.0.0.1', port });
+    for (const s of [client, upstream]) {
+      state.sockets.add(s);
+      s.on('close', () => {
+        state.sockets.delete(s);
+      });
+      s.on('error', () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  return new Promise<Server>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listenPort, '127.0.0.1', () => {
+      resolve(server);
+    });
+  });
+}
+
+/** Both swtpm ports (commands on P, control on P+1) behind a pair of forwarders. */
+async function tpmLink(port: number): Promise<TpmLink> {
+  const state = { up: true, sockets: new Set<Socket>() };
+  for (let attempt = 0; ; attempt++) {
+    const listen = await freePortPair();
+    try {
+      const servers = [await forward(listen, port, state)];
+      try {
+        servers.push(await forward(listen + 1, port + 1, state));
+      } catch (err) {
+        servers[0]?.close();
+        throw err;
+      }
+      return {
+        tcti: `swtpm:host=127.0.0.1,port=${listen}`,
+        cut: () => {
+          state.up = false;
+          for (const s of state.sockets) s.destroy();
+        },
+        restore: () => {
+          state.up = true;
+        },
+        close: async () => {
+          for (const s of state.sockets) s.destroy();
+          await Promise.all(
+            servers.map(
+              (srv) =>
+                new Promise<void>((resolve) => {
+                  srv.close(() => {
+                    resolve();
+                  });
+                }),
+            ),
+          );
+        },
+      };
+    } catch (err) {
+      if (attempt >= 10) throw err;
+    }
+  }
+}
 
 beforeAll(async () => {
   sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
+  link = await tpmLink(sim.port);
+  tpm = await NativeTpm.open(link.tcti);
   config = await provisionAnchor(tpm);
   work = await tempDir('grantor-audit-fault-');
 });
 
 afterAll(async () => {
   await tpm.close();
+  await link.close();
   await sim.destroy();
   await rm(work, { recursive: true, force: true });
 });
@@ -114,13 +199,13 @@ async function expectDurable(
 }
 
 describe('faults during appends', () => {
-  it('TPM stopped: appends refused with audit_unavailable, acks durable, recovers on restart', async () => {
+  it('TPM unreachable: appends refused with audit_unavailable, acks durable, recovers on restart', async () => {
     const path = join(work, 'tpm-stop');
     const opened = await logAt(path, tpm, config);
     await opened.log.open();
     const before = load(opened.log, 8);
     await until(() => opened.log.stats().appends > 50);
-    await sim.stop();
+    link.cut();
     const during = await before.stop();
     // While the TPM is down nothing is acknowledged.
     const acksAtStop = opened.log.stats().appends;
@@ -128,7 +213,7 @@ describe('faults during appends', () => {
       code: 'audit_unavailable',
     });
     expect(opened.log.stats().appends).toBe(acksAtStop);
-    await sim.restart();
+    link.restore();
     // The facade reconnects; the log reconciles (the interrupted batch included) and serves.
     let recovered: Appended | undefined;
     for (let i = 0; i < 50 && recovered === undefined; i++) {
