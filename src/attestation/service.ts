@@ -250,6 +250,22 @@ export class AttestationService {
     }
   }
 
+  /** Parsed AK publics by their stored bytes: parse once per AK, not per quote (bounded). */
+  readonly #akPublics = new Map<string, AkPublic>();
+
+  #akPublic(stored: string): AkPublic {
+    let ak = this.#akPublics.get(stored);
+    if (ak === undefined) {
+      ak = parseAkPublic(Buffer.from(stored, 'base64'));
+      if (this.#akPublics.size >= 10_000) {
+        const oldest = this.#akPublics.keys().next();
+        if (oldest.done !== true) this.#akPublics.delete(oldest.value);
+      }
+      this.#akPublics.set(stored, ak);
+    }
+    return ak;
+  }
+
   async #load(runtimeId: string): Promise<RuntimeRecord> {
     const r = await this.#store.get(runtimeId);
     if (r === undefined) throw new UnknownRuntimeError();
@@ -539,7 +555,7 @@ export class AttestationService {
     if (record.state !== 'active') throw new RuntimeStateInvalidError();
     const policy = policyForLabels(this.#config.referencePolicies, record.labels);
     if (policy === undefined) throw new ReferencePolicyUnknownError();
-    const akPublic: AkPublic = parseAkPublic(Buffer.from(record.akPublic, 'base64'));
+    const akPublic = this.#akPublic(record.akPublic);
     try {
       const facts = verifyParsedQuote(parsed, {
         akPublic,

@@ -2,12 +2,27 @@
  * Verify a TPMT_SIGNATURE over a message with a TPMT_PUBLIC using node:crypto, the way a
  * TPM signs: ECDSA (r, s), RSASSA-PKCS1-v1_5, and RSASSA-PSS with salt length = hash length.
  */
-import { constants, verify as cryptoVerify } from 'node:crypto';
+import { constants, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { GrantorError } from '../../shared/errors.js';
 import { TPM_ALG, TPM_ECC, hashInfo } from './constants.js';
 import { publicToKeyObject } from './keys.js';
 import type { TpmtPublic } from './public.js';
 import type { TpmtSignature } from './signature.js';
+
+/**
+ * KeyObjects by public area (parsed areas are immutable): building one costs more than the
+ * verification itself, and a verifier checks many quotes of the same AK.
+ */
+const keyObjects = new WeakMap<TpmtPublic, KeyObject>();
+
+function keyObjectOf(pub: TpmtPublic): KeyObject {
+  let key = keyObjects.get(pub);
+  if (key === undefined) {
+    key = publicToKeyObject(pub);
+    keyObjects.set(pub, key);
+  }
+  return key;
+}
 
 /** The signature's scheme does not fit the key (type, or the key's fixed scheme). */
 export class TpmSignatureSchemeMismatchError extends GrantorError {
@@ -136,7 +151,7 @@ export function verifyTpmtSignature(
   if (hash?.node === undefined)
     throw new TpmSignatureHashMismatchError('hash algorithm not supported');
 
-  const key = publicToKeyObject(pub);
+  const key = keyObjectOf(pub);
   let ok: boolean;
   if (signature.sigAlg === TPM_ALG.ECDSA) {
     if (pub.type !== TPM_ALG.ECC)
