@@ -143,6 +143,42 @@ describe('AuditLog: appends', () => {
     expect(anchor.calls.extend).toBe(2);
   });
 
+  it('holds commits back while whileIdle runs, also after a rate-limit wait', async () => {
+    let t = 0;
+    let wake: (() => void) | undefined;
+    const clock: Clock = {
+      now: () => t,
+      sleep: (ms) =>
+        new Promise<void>((resolve) => {
+          wake = () => {
+            t += ms;
+            resolve();
+          };
+        }),
+    };
+    const anchor = new MemoryAnchor();
+    const log = new AuditLog(
+      new MemoryAuditStore(),
+      anchor,
+      { ...options, minAnchorIntervalMs: 500 },
+      clock,
+    );
+    await log.open();
+    await log.append(event(0));
+    const second = log.append(event(1)); // waits out the interval
+    for (let i = 0; i < 100 && wake === undefined; i++) await Promise.resolve();
+    expect(wake).toBeDefined();
+    const extendsDuring = await log.whileIdle(async (head) => {
+      const before = anchor.calls.extend;
+      wake?.();
+      for (let i = 0; i < 20; i++) await Promise.resolve();
+      expect(head.size).toBe(1);
+      return anchor.calls.extend - before;
+    });
+    expect(extendsDuring).toBe(0);
+    await expect(second).resolves.toMatchObject({ seq: 1 });
+  });
+
   it('refuses a malformed event with bad_request before it reaches a batch', async () => {
     const { log } = await openLog();
     await expect(log.append({ ...event(0), digest: 'nothex' })).rejects.toMatchObject({

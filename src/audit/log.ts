@@ -525,10 +525,18 @@ export class AuditLog {
 
   private async drain(): Promise<void> {
     for (;;) {
-      while (this.gate !== undefined) await this.gate;
-      const wait = this.lastAnchorAt + this.options.minAnchorIntervalMs - this.clock.now();
-      // Rate bound on NV writes: appends arriving meanwhile join this batch.
-      if (wait > 0) await this.clock.sleep(wait);
+      // Wait out a whileIdle() caller and the rate bound on NV writes (appends arriving
+      // meanwhile join this batch); the last check and the start of the commit below run
+      // without yielding, so neither can slip in between.
+      for (;;) {
+        if (this.gate !== undefined) {
+          await this.gate;
+          continue;
+        }
+        const wait = this.lastAnchorAt + this.options.minAnchorIntervalMs - this.clock.now();
+        if (wait <= 0) break;
+        await this.clock.sleep(wait);
+      }
       const batch = this.queue.splice(0, this.options.maxBatchSize);
       this.inFlight = this.commit(batch).catch((err: unknown) => {
         // commit() settles every waiter itself; this only keeps a bug from wedging the queue.
