@@ -56,10 +56,74 @@ describe('loadConfig', () => {
     [{ GRANTOR_LISTEN: 'localhost' }, 'GRANTOR_LISTEN'],
     [{ GRANTOR_LISTEN: '127.0.0.1:70000' }, 'GRANTOR_LISTEN'],
     [{ GRANTOR_LOG_LEVEL: 'loud' }, 'GRANTOR_LOG_LEVEL'],
+    [{ GRANTOR_LISTEN: '0.0.0.0:8443' }, 'GRANTOR_LISTEN'],
+    [{ GRANTOR_LISTEN: '192.0.2.7:8443' }, 'GRANTOR_LISTEN'],
+    [{ GRANTOR_LISTEN: '[::]:8443' }, 'GRANTOR_LISTEN'],
+    [{ GRANTOR_LISTEN: 'grantor.example:8443' }, 'GRANTOR_LISTEN'],
+    [{ GRANTOR_TLS_CERT: 'tls/server.pem' }, 'GRANTOR_TLS_KEY'],
+    [{ GRANTOR_TLS_KEY: 'tls/server.key' }, 'GRANTOR_TLS_CERT'],
+    [{ GRANTOR_OPERATOR_CA: 'tls/operator-ca.pem' }, 'GRANTOR_OPERATOR_CA'],
   ])('refuses %o naming %s', (patch, key) => {
     const err = configError({ ...base, ...patch });
     expect(err.code).toBe('config_invalid');
     expect(err.key).toBe(key);
+  });
+
+  it('listens in plain HTTP without TLS settings, on loopback only', () => {
+    expect(loadConfig(base, dir).tls).toBeUndefined();
+    for (const listen of ['127.0.0.1:8443', '127.8.9.10:1', 'localhost:8443', '[::1]:8443']) {
+      const c = loadConfig({ ...base, GRANTOR_LISTEN: listen }, dir);
+      expect(c.tls).toBeUndefined();
+    }
+    const err = configError({ ...base, GRANTOR_LISTEN: '0.0.0.0:8443' });
+    expect(err.message).toContain('GRANTOR_TLS_CERT');
+  });
+
+  it('reads the TLS settings, resolving paths, and then allows any listen host', () => {
+    const c = loadConfig(
+      {
+        ...base,
+        GRANTOR_LISTEN: '0.0.0.0:8443',
+        GRANTOR_TLS_CERT: 'tls/server.pem',
+        GRANTOR_TLS_KEY: '/etc/grantor/server.key',
+      },
+      dir,
+    );
+    expect(c.listen).toEqual({ host: '0.0.0.0', port: 8443 });
+    expect(c.tls).toEqual({
+      certFile: join(dir, 'tls/server.pem'),
+      keyFile: '/etc/grantor/server.key',
+    });
+    expect(c.tls !== undefined && 'operatorCaFile' in c.tls).toBe(false);
+    const withCa = loadConfig(
+      {
+        ...base,
+        GRANTOR_TLS_CERT: 'tls/server.pem',
+        GRANTOR_TLS_KEY: 'tls/server.key',
+        GRANTOR_OPERATOR_CA: 'tls/operator-ca.pem',
+      },
+      dir,
+    );
+    expect(withCa.tls?.operatorCaFile).toBe(join(dir, 'tls/operator-ca.pem'));
+  });
+
+  it('reads the TLS settings from the JSON file too', () => {
+    const file = join(dir, 'grantor-tls.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        listen: '0.0.0.0:9443',
+        tlsCert: 'a.pem',
+        tlsKey: 'a.key',
+        operatorCa: 'ca.pem',
+      }),
+    );
+    const c = loadConfig({ ...base, GRANTOR_CONFIG: file }, dir);
+    expect(c.tls).toEqual({
+      certFile: join(dir, 'a.pem'),
+      keyFile: join(dir, 'a.key'),
+      operatorCaFile: join(dir, 'ca.pem'),
+    });
   });
 
   it('takes the PIN from the environment when no file is given', () => {

@@ -14,6 +14,16 @@ export interface ListenConfig {
   readonly port: number;
 }
 
+/** TLS on the listener (see src/http/plugins/tls.ts). */
+export interface TlsSettings {
+  /** PEM certificate (chain) of the listener (GRANTOR_TLS_CERT). */
+  readonly certFile: string;
+  /** PEM private key of the listener (GRANTOR_TLS_KEY). */
+  readonly keyFile: string;
+  /** PEM operator CA (GRANTOR_OPERATOR_CA); without it, operators log in with tokens only. */
+  readonly operatorCaFile?: string;
+}
+
 export interface TpmConfig {
   /** tpm2-tss TCTI: `swtpm:host=H,port=P` (simulator) or `device:/dev/tpmrm0`. */
   readonly tcti: string;
@@ -41,6 +51,8 @@ export interface AuditSettings {
 export interface AppConfig {
   readonly applianceId: string;
   readonly listen: ListenConfig;
+  /** Absent: plain HTTP, allowed only on a loopback listen host. */
+  readonly tls?: TlsSettings;
   readonly stateDir: string;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   readonly tpm: TpmConfig;
@@ -66,6 +78,9 @@ type Source = Readonly<Record<string, string | undefined>>;
 const FILE_KEYS: Readonly<Record<string, string>> = {
   applianceId: 'GRANTOR_APPLIANCE_ID',
   listen: 'GRANTOR_LISTEN',
+  tlsCert: 'GRANTOR_TLS_CERT',
+  tlsKey: 'GRANTOR_TLS_KEY',
+  operatorCa: 'GRANTOR_OPERATOR_CA',
   stateDir: 'GRANTOR_STATE_DIR',
   logLevel: 'GRANTOR_LOG_LEVEL',
   tpmTcti: 'GRANTOR_TPM_TCTI',
@@ -171,6 +186,45 @@ export function parseTcti(key: string, value: string): string {
   );
 }
 
+/** Loopback hosts: the only ones a plain-HTTP listener may bind. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/**
+ * TLS settings: certificate and key both or neither. Without them the listener is plain
+ * HTTP, which is refused off loopback: operator tokens and grants would cross the network
+ * in the clear.
+ */
+function tlsSettings(src: Source, cwd: string, listen: ListenConfig): TlsSettings | undefined {
+  const cert = optional(src, 'GRANTOR_TLS_CERT', '');
+  const key = optional(src, 'GRANTOR_TLS_KEY', '');
+  const ca = optional(src, 'GRANTOR_OPERATOR_CA', '');
+  if (cert === '' && key === '') {
+    if (ca !== '') {
+      throw new ConfigError(
+        'GRANTOR_OPERATOR_CA',
+        'client certificates need TLS: set GRANTOR_TLS_CERT and GRANTOR_TLS_KEY',
+      );
+    }
+    if (!isLoopbackHost(listen.host)) {
+      throw new ConfigError(
+        'GRANTOR_LISTEN',
+        `plain HTTP is only allowed on a loopback host, got "${listen.host}": set GRANTOR_TLS_CERT and GRANTOR_TLS_KEY`,
+      );
+    }
+    return undefined;
+  }
+  if (cert === '') throw new ConfigError('GRANTOR_TLS_CERT', 'is required with GRANTOR_TLS_KEY');
+  if (key === '') throw new ConfigError('GRANTOR_TLS_KEY', 'is required with GRANTOR_TLS_CERT');
+  return {
+    certFile: resolve(cwd, cert),
+    keyFile: resolve(cwd, key),
+    ...(ca === '' ? {} : { operatorCaFile: resolve(cwd, ca) }),
+  };
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
 function readPin(src: Source, cwd: string): { pin: string; pinSource: string } {
@@ -237,9 +291,12 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
   const module = required(src, 'GRANTOR_PKCS11_MODULE');
   if (!isAbsolute(module))
     throw new ConfigError('GRANTOR_PKCS11_MODULE', 'must be an absolute path');
+  const listen = parseListen('GRANTOR_LISTEN', optional(src, 'GRANTOR_LISTEN', '127.0.0.1:8443'));
+  const tls = tlsSettings(src, cwd, listen);
   return {
     applianceId: optional(src, 'GRANTOR_APPLIANCE_ID', 'grantor'),
-    listen: parseListen('GRANTOR_LISTEN', optional(src, 'GRANTOR_LISTEN', '127.0.0.1:8443')),
+    listen,
+    ...(tls === undefined ? {} : { tls }),
     stateDir: resolve(cwd, optional(src, 'GRANTOR_STATE_DIR', 'var')),
     logLevel: logLevel as AppConfig['logLevel'],
     tpm: { tcti: parseTcti('GRANTOR_TPM_TCTI', required(src, 'GRANTOR_TPM_TCTI')) },
