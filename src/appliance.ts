@@ -112,6 +112,12 @@ export async function provisionAppliance(config: AppConfig, tpm: TpmPort): Promi
 export interface StartOptions {
   readonly logger?: FastifyBaseLogger;
   readonly now?: () => number;
+  /**
+   * The operator CA (PEM) whose client certificates log operators in; the HTTP layer reads
+   * it from config.tls.operatorCaFile (tlsOptions/operatorCaPem in src/http/plugins/tls.ts).
+   * None: certificates are refused and operators log in with tokens only.
+   */
+  readonly operatorCaPem?: string;
 }
 
 export async function openAppliance(
@@ -222,6 +228,7 @@ export async function openAppliance(
     );
 
     const operators = createOperators(db, {
+      ...(options.operatorCaPem === undefined ? {} : { operatorCaPem: options.operatorCaPem }),
       onApprovalEvent: async (event) => {
         await audit.append({
           type: event.type,

@@ -23,6 +23,7 @@ import { publicMessage, statusForCode } from './error-status.js';
 import { UnauthenticatedError } from '../operators/errors.js';
 import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
 import { operatorAuth, type OperatorAct } from './plugins/auth.js';
+import type { HttpsOptions } from './plugins/tls.js';
 import { metricsRoutes } from './plugins/metrics.js';
 import { openApi } from './plugins/openapi.js';
 import { rateLimit } from './plugins/rate-limit.js';
@@ -59,6 +60,8 @@ export interface AppOptions {
   readonly logger?: FastifyBaseLogger;
   /** Default body limit; routes may set a smaller one. */
   readonly bodyLimit?: number;
+  /** TLS on the listener (see tlsOptions in ./plugins/tls.ts); none: plain HTTP. */
+  readonly https?: HttpsOptions;
 }
 
 export type App = FastifyInstance<
@@ -92,7 +95,7 @@ function validators(): { body: Ajv; other: Ajv } {
 
 /** A configured server with the error handler and validators, but no routes. */
 export function createServer(options: AppOptions = {}): App {
-  const app = Fastify({
+  const common = {
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: options.bodyLimit ?? 64 * 1024,
     // Refuse prototype-poisoning payloads outright rather than silently stripping them.
@@ -102,7 +105,16 @@ export function createServer(options: AppOptions = {}): App {
     connectionTimeout: 15_000,
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
-  }).withTypeProvider<TypeBoxTypeProvider>();
+  } as const;
+  // Fastify types an https instance over https.Server, a plain one over http.Server. Both
+  // hand routes the same IncomingMessage/ServerResponse, and nothing here uses the raw
+  // server beyond listen/close/address, which both have: the https instance is typed as
+  // App at this one place rather than spreading the server type through every route.
+  const app = (
+    options.https === undefined
+      ? Fastify(common)
+      : (Fastify({ ...common, https: options.https }) as unknown as FastifyInstance)
+  ).withTypeProvider<TypeBoxTypeProvider>();
   const ajv = validators();
   app.setValidatorCompiler(({ schema, httpPart }) =>
     (httpPart === 'body' ? ajv.body : ajv.other).compile(schema),

@@ -11,7 +11,8 @@ import { statusForCode } from './error-status.js';
 import { policyReadinessProbe } from '../policy/index.js';
 import type { ReadinessProbe } from '../shared/readiness.js';
 import { tpmProbe } from '../tpm/probe.js';
-import { buildApp, type App } from './app.js';
+import { buildApp, type App, type AppOptions } from './app.js';
+import { operatorCaPem, tlsOptions } from './plugins/tls.js';
 
 export function probes(a: Appliance): ReadinessProbe[] {
   return [
@@ -37,7 +38,7 @@ export function probes(a: Appliance): ReadinessProbe[] {
   ];
 }
 
-export async function buildApplianceApp(a: Appliance, logger?: FastifyBaseLogger): Promise<App> {
+export async function buildApplianceApp(a: Appliance, options: AppOptions = {}): Promise<App> {
   return buildApp(
     {
       probes: probes(a),
@@ -56,7 +57,7 @@ export async function buildApplianceApp(a: Appliance, logger?: FastifyBaseLogger
         });
       },
     },
-    logger === undefined ? {} : { logger },
+    options,
   );
 }
 
@@ -74,7 +75,7 @@ function componentOf(code: string): string {
  */
 export async function buildDegradedApp(
   failure: GrantorError,
-  logger?: FastifyBaseLogger,
+  options: AppOptions = {},
 ): Promise<App> {
   const component = componentOf(failure.code);
   return buildApp(
@@ -88,7 +89,7 @@ export async function buildDegradedApp(
       ],
       lockdown: failure,
     },
-    logger === undefined ? {} : { logger },
+    options,
   );
 }
 
@@ -99,24 +100,44 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Opens the appliance and its app, or a degraded app when a dependency fails at start. */
+/**
+ * Opens the appliance and its app, or a degraded app when a dependency fails at start.
+ * With config.tls the app is an https server whose listener asks for (but does not
+ * require) an operator client certificate; the TLS files are read first, so a bad one is a
+ * ConfigError before any hardware is opened.
+ */
 export async function startApplianceServer(
   config: AppConfig,
   logger?: FastifyBaseLogger,
 ): Promise<RunningServer> {
+  const https = config.tls === undefined ? undefined : tlsOptions(config.tls);
+  const caPem = config.tls === undefined ? undefined : operatorCaPem(config.tls);
+  const appOptions: AppOptions = {
+    ...(logger === undefined ? {} : { logger }),
+    ...(https === undefined ? {} : { https }),
+  };
   let appliance: Appliance;
   try {
-    appliance = await openAppliance(config, logger === undefined ? {} : { logger });
+    appliance = await openAppliance(config, {
+      ...(logger === undefined ? {} : { logger }),
+      ...(caPem === undefined ? {} : { operatorCaPem: caPem }),
+    });
   } catch (e) {
     if (!(e instanceof GrantorError) || statusForCode(e.code) < 500) throw e;
     logger?.fatal(
       { code: e.code, component: componentOf(e.code) },
       'a dependency failed at start: serving 503 until an operator fixes it and restarts',
     );
-    const app = await buildDegradedApp(e, logger);
+    const app = await buildDegradedApp(e, appOptions);
     return { app, appliance: undefined, close: () => app.close() };
   }
-  const app = await buildApplianceApp(appliance, logger);
+  let app: App;
+  try {
+    app = await buildApplianceApp(appliance, appOptions);
+  } catch (e) {
+    await appliance.close();
+    throw e;
+  }
   return {
     app,
     appliance,
