@@ -42,9 +42,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await tpm.close();
-  await sim.destroy();
-  await rm(work, { recursive: true, force: true });
+  // Stop swtpm even when set-up failed half-way.
+  try {
+    await tpm.close();
+  } finally {
+    await sim.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 const rollback = (reason: string): object => ({

@@ -52,9 +52,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await child.dispose();
-  for (const lane of lanes) await lane.sim.destroy();
-  await rm(work, { recursive: true, force: true });
+  try {
+    await child.dispose();
+  } finally {
+    for (const lane of lanes) await lane.sim.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 /** A small deterministic PRNG so that a failing run can be replayed from its seed. */

@@ -114,10 +114,14 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await tpm.close();
-  await link.close();
-  await sim.destroy();
-  await rm(work, { recursive: true, force: true });
+  // Stop swtpm even when set-up failed half-way.
+  try {
+    await tpm.close();
+    await link.close();
+  } finally {
+    await sim.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 /** A LevelDB store whose writes can be made to fail, before or after reaching the disk. */

@@ -54,12 +54,16 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await app.close();
-  await audit.close();
-  await db.close();
-  await tpm.close();
-  await sim.destroy();
-  await rm(work, { recursive: true, force: true });
+  // Stop swtpm even when set-up failed half-way.
+  try {
+    await app.close();
+    await audit.close();
+    await db.close();
+    await tpm.close();
+  } finally {
+    await sim.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
 });
 
 describe('audit routes', () => {
