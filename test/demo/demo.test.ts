@@ -1,0 +1,166 @@
+/**
+ * The demo driver (examples/demo/demo.ts, what ./scripts/demo runs) end to end on the real
+ * parts: the appliance in process (listening on a loopback port, as the driver talks HTTP)
+ * over an swtpm and its own SoftHSM2 token, and two runtime swtpms freshly provisioned by
+ * scripts/sim/provision-tpm from one EK CA, which the appliance trusts. Every step's line
+ * and outcome is asserted, and a run against an appliance that does not answer fails.
+ */
+import { execFile } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runDemo } from '../../examples/demo/demo.js';
+import { provisionAppliance } from '../../src/appliance.js';
+import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
+import { loadConfig, type AppConfig } from '../../src/shared/config.js';
+import { openTpm } from '../../src/tpm/tpm.native.js';
+import { freePortPair, provisionSimHsm, repoRoot, startSimTpm, type SimTpm } from '../rig/sim.js';
+
+const run = promisify(execFile);
+const sim = (script: string): string => join(repoRoot, 'scripts/sim', script);
+
+let dir = '';
+let applianceTpm: SimTpm | undefined;
+let server: RunningServer | undefined;
+let url: string;
+let auditorToken: string;
+const runtimeDirs: string[] = [];
+const tctis: string[] = [];
+
+/** A runtime swtpm with an EK of its own; `caFrom` makes its EK CA the same as another's. */
+async function runtimeTpm(name: string, caFrom?: string): Promise<string> {
+  const tpmDir = join(dir, name);
+  await mkdir(join(tpmDir, 'ca'), { recursive: true });
+  if (caFrom !== undefined) {
+    for (const f of ['signkey.pem', 'issuercert.pem', 'swtpm-localca-rootca-cert.pem'])
+      await cp(join(caFrom, 'ca', f), join(tpmDir, 'ca', f));
+  }
+  await run(sim('provision-tpm'), [tpmDir]);
+  runtimeDirs.push(tpmDir);
+  const port = await freePortPair();
+  const tcti = (await run(sim('start-tpm'), [tpmDir, String(port)])).stdout.trim();
+  tctis.push(tcti);
+  return tpmDir;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'grantor-demo-'));
+  const payments = await runtimeTpm('runtime-tpm');
+  await runtimeTpm('support-tpm', payments);
+  applianceTpm = await startSimTpm();
+  // A token of this file's own (this process has not initialised the module yet).
+  const hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-demo-test');
+  process.env.SOFTHSM2_CONF = hsm.conf;
+  const config: AppConfig = loadConfig(
+    {
+      GRANTOR_APPLIANCE_ID: 'grantor-demo-test',
+      GRANTOR_TPM_TCTI: applianceTpm.tcti,
+      GRANTOR_PKCS11_MODULE: hsm.module,
+      GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
+      GRANTOR_HSM_PIN_FILE: hsm.pinFile,
+      GRANTOR_STATE_DIR: join(dir, 'appliance'),
+      GRANTOR_EK_CA_BUNDLE: [
+        join(payments, 'ca/issuercert.pem'),
+        join(payments, 'ca/swtpm-localca-rootca-cert.pem'),
+      ].join(','),
+      GRANTOR_POLICY_WATCH: 'false',
+      GRANTOR_LOG_LEVEL: 'warn',
+    },
+    repoRoot,
+  );
+  const t = await openTpm(config.tpm);
+  try {
+    await provisionAppliance(config, t);
+  } finally {
+    await t.close();
+  }
+  const started = await startApplianceServer(config);
+  server = started;
+  const appliance = started.appliance;
+  if (appliance === undefined) throw new Error('the appliance started degraded');
+  auditorToken = (
+    await appliance.operators.tokens.create({
+      role: 'auditor',
+      actor: 'demo',
+      ttlSeconds: 3600,
+    })
+  ).token;
+  await started.app.listen({ host: '127.0.0.1', port: 0 });
+  const address = started.app.server.address() as AddressInfo;
+  url = `http://127.0.0.1:${address.port}`;
+}, 120_000);
+
+afterAll(async () => {
+  await server?.close();
+  for (const d of runtimeDirs) await run(sim('stop-tpm'), [d]).catch(() => undefined);
+  await applianceTpm?.destroy();
+  if (dir !== '') await rm(dir, { recursive: true, force: true });
+});
+
+describe('./scripts/demo, the driver', () => {
+  it('runs the whole story: every step ok, one line each, the export verifies offline', async () => {
+    const lines: string[] = [];
+    const exportFile = join(dir, 'audit-export.json');
+    const result = await runDemo({
+      url,
+      paymentsTcti: tctis[0] ?? '',
+      supportTcti: tctis[1] ?? '',
+      auditorToken,
+      exportFile,
+      runId: 't1',
+      print: (line) => lines.push(line),
+    });
+    const expected: RegExp[] = [
+      /^ok {3}appliance grantor "grantor-demo-test" is ready/,
+      /^ok {3}enroll {4}support-agent-t1 \(team=support\) enrolled .*: rt_\S+ is active$/,
+      /^ok {3}enroll {4}payments-agent-t1 \(team=payments\) enrolled .*: rt_\S+ is active$/,
+      /^ok {3}attest {4}support-agent-t1 quoted .*: trusted, session at_/,
+      /^ok {3}attest {4}payments-agent-t1 quoted .*: trusted, session at_/,
+      /^ok {3}grant {5}tickets\.read on ticket:T-42, session mode .*: ALLOWED, grant gr_/,
+      /^ok {3}execute {3}gateway verified the grant .* read T-42: "Refund for order 1881"$/,
+      /^ok {3}replay {4}.*gateway refused, 409 grant_already_redeemed$/,
+      /^ok {3}grant {5}payments\.transfer .* session mode: DENIED \(403 policy_denied: "moving money needs a fresh quote"\)$/,
+      /^ok {3}grant {5}payments\.transfer .* quote mode .*: ALLOWED, grant gr_/,
+      /^ok {3}execute {3}gateway verified and redeemed the grant, moved the money once: tr_1 executed \(1 transfer in total\)$/,
+      /^ok {3}replay {4}.*gateway refused, 409 grant_already_redeemed$/,
+      /^ok {3}grant {5}payments\.notify as a child of gr_\S+ \(lineage depth 1\): ALLOWED, grant gr_/,
+      /^ok {3}execute {3}gateway SDK verified and redeemed the child grant \(root gr_\S+, depth 1\)/,
+      /^ok {3}replay {4}the child grant again: gateway SDK refused, grant_already_redeemed$/,
+      /^ok {3}export {4}audit log exported: \d+ entries \(.*grant\.decision.*grant\.redeem.*runtime\.attest.*runtime\.enroll.*\) up to a signed checkpoint/,
+      /^ok {3}verify {4}offline verification OK: \d+ entries chain/,
+      /^the story ran/,
+    ];
+    expect(lines).toHaveLength(expected.length);
+    expected.forEach((re, i) => {
+      expect(lines[i]).toMatch(re);
+    });
+    expect(result.ok).toBe(true);
+    expect(result.steps.every((s) => s.ok)).toBe(true);
+
+    // The export on disk holds every decision of the story, and names the deny's reason.
+    const file = JSON.parse(await readFile(exportFile, 'utf8')) as {
+      entries: { type: string; decision?: string; reasons?: string[] }[];
+    };
+    const decisions = file.entries.filter((e) => e.type === 'grant.decision');
+    expect(decisions.map((e) => e.decision)).toEqual(['allow', 'deny', 'allow', 'allow']);
+    expect(decisions[1]?.reasons).toContain('moving money needs a fresh quote');
+    expect(file.entries.filter((e) => e.type === 'grant.redeem')).toHaveLength(3);
+    expect((await readFile(`${exportFile}.key`, 'utf8')).trim()).toMatch(/^grantor-demo-test\+/);
+  });
+
+  it('stops at the first step that goes wrong and says so (no appliance at the URL)', async () => {
+    const lines: string[] = [];
+    const result = await runDemo({
+      url: `http://127.0.0.1:${await freePortPair()}`, // nothing listens there
+      paymentsTcti: tctis[0] ?? '',
+      supportTcti: tctis[1] ?? '',
+      print: (line) => lines.push(line),
+    });
+    expect(result.ok).toBe(false);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^FAIL appliance /);
+  });
+});
