@@ -25,6 +25,8 @@ import { createPolicyEngine, type PolicyEngine } from './policy/index.js';
 import type { AppConfig } from './shared/config.js';
 import { openDatabase, type Database } from './shared/db.level.js';
 import { GrantorError } from './shared/errors.js';
+import { marshalTpmtPublic } from './tpm/marshal/public.js';
+import { AK_TEMPLATE_ECC_P256 } from './tpm/templates.js';
 import { openTpm } from './tpm/tpm.native.js';
 import type { TpmPort } from './tpm/tpm.port.js';
 import { createHash } from 'node:crypto';
@@ -74,7 +76,13 @@ function anchorConfig(config: AppConfig) {
     counterIndex: config.audit.nvCounterIndex,
     extendIndex: config.audit.nvExtendIndex,
   };
-  return { ...indices, pinnedNames: config.audit.pinnedNames ?? expectedAnchorNames(indices) };
+  return {
+    ...indices,
+    pinnedNames: config.audit.pinnedNames ?? expectedAnchorNames(indices),
+    // NV_Certify (checkpoint ?nonce=) is signed by a restricted P-256 AK derived as an
+    // endorsement-hierarchy primary from this template (the same key every time).
+    akTemplate: marshalTpmtPublic(AK_TEMPLATE_ECC_P256),
+  };
 }
 
 /**
