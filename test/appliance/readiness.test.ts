@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisionAppliance } from '../../src/appliance.js';
+import { NoteSignatureError, parseVerifierKey, verifyNote } from '../../src/audit/checkpoint.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
@@ -106,6 +107,17 @@ describe('the appliance on real hardware simulators', () => {
     expect(keys[0]).toMatchObject({ alg: 'ES256', crv: 'P-256' });
     const verifier = await server.app.inject({ url: '/v1/audit/verifier' });
     expect(verifier.statusCode).toBe(200);
+    const verifierKey = verifier.json<{ noteVerifierKey: string }>().noteVerifierKey;
+    // A checkpoint with a nonce carries the TPM's NV_Certify of the anchor, by the appliance AK.
+    const cp = await server.app.inject({ url: `/v1/audit/checkpoint?nonce=${'a1'.repeat(16)}` });
+    expect(cp.statusCode).toBe(200);
+    const body = cp.json<{ note: string; nvCertify?: unknown[] }>();
+    expect(body.nvCertify?.length).toBe(2);
+    // The note verifies against the published verifier key (Ed25519 in the HSM).
+    const key = parseVerifierKey(verifierKey);
+    expect(verifyNote(body.note, key)).toContain('nv-counter ');
+    const tampered = body.note.replace(/nv-counter \d+/, 'nv-counter 999999');
+    expect(() => verifyNote(tampered, key)).toThrow(NoteSignatureError);
     expect(verifier.json<{ noteVerifierKey: string }>().noteVerifierKey).toMatch(
       /^grantor\+[0-9a-f]{8}\+/,
     );
