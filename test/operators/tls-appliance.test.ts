@@ -31,10 +31,11 @@ interface ErrorBody {
 
 let dir: string;
 let tls: string;
-let tpm: SimTpm;
+let tpm: SimTpm | undefined;
 let hsm: SimHsm;
 
 function config(overrides: Record<string, string> = {}): AppConfig {
+  if (tpm === undefined) throw new Error('the swtpm did not start');
   return loadConfig(
     {
       GRANTOR_TPM_TCTI: tpm.tcti,
@@ -64,7 +65,7 @@ beforeAll(async () => {
   hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-tls-appliance');
   process.env.SOFTHSM2_CONF = hsm.conf;
   await writeFile(join(dir, 'ek-ca.pem'), tpm.ekCaPem);
-  const t = await openTpm({ tcti: tpm.tcti });
+  const t = await openTpm(config().tpm);
   try {
     await provisionAppliance(config(), t);
   } finally {
@@ -72,8 +73,9 @@ beforeAll(async () => {
   }
 });
 
+// Stops the swtpm even when the set-up failed half way.
 afterAll(async () => {
-  await tpm.destroy();
+  await tpm?.destroy();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -123,7 +125,7 @@ function errorCode(a: Answer): string | undefined {
 }
 
 describe('the appliance over TLS with operator client certificates', () => {
-  let server: RunningServer;
+  let server: RunningServer | undefined;
   let port: number;
 
   beforeAll(async () => {
@@ -131,7 +133,7 @@ describe('the appliance over TLS with operator client certificates', () => {
     port = await listen(server);
   });
   afterAll(async () => {
-    await server.close();
+    await server?.close();
   });
 
   it('serves /readyz over https, verified against the local server CA', async () => {
