@@ -7,7 +7,11 @@
 #     -e GRANTOR_TPM_TCTI=device:/dev/tpmrm0 \
 #     -e GRANTOR_PKCS11_MODULE=/usr/lib/vendor-pkcs11/libvendor.so \
 #     -e GRANTOR_HSM_TOKEN_LABEL=grantor -e GRANTOR_HSM_PIN_FILE=/run/secrets/hsm-pin \
+#     -v /etc/grantor/tls:/etc/grantor/tls:ro \
+#     -e GRANTOR_TLS_CERT=/etc/grantor/tls/server.pem -e GRANTOR_TLS_KEY=/etc/grantor/tls/server-key.pem \
+#     -e GRANTOR_OPERATOR_CA=/etc/grantor/tls/operator-ca.pem \
 #     grantor
+# A listener on a non-loopback address must have TLS (the config refuses plain HTTP there).
 FROM node:20-bookworm-slim
 
 WORKDIR /opt/grantor

@@ -2,7 +2,7 @@
  * Runs the example gateway:
  *
  *   GATEWAY_ISSUER=<appliance id> GATEWAY_AUDIENCE=gw_payments \
- *   GRANTOR_URL=http://127.0.0.1:8443 GATEWAY_LISTEN=127.0.0.1:9080 \
+ *   NODE_EXTRA_CA_CERTS=var/tls/server-ca.pem GRANTOR_URL=https://127.0.0.1:8443 GATEWAY_LISTEN=127.0.0.1:9080 \
  *   npx tsx examples/gateway/main.ts
  */
 import { createGatewayExample } from './app.js';
