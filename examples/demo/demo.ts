@@ -8,17 +8,21 @@
  * mode; "payments" asks to move money in session mode (denied: policy wants a quote), then
  * in quote mode (allowed), then for a child grant (payments.notify). The example gateway
  * (in-process) executes each allowed action once and refuses its replay. Finally the audit
- * log is exported over HTTP (auditor token) and verified offline against the verifier key.
+ * log is exported over HTTP (auditor token or client certificate) and verified offline against the verifier key.
  *
  * Each step prints one line: `ok   <what happened>` or `FAIL <what went wrong>`; the first
  * failure stops the story. Exit code 0 only when every step went as the story says.
  *
  *   GRANTOR_DEMO_AUDITOR_TOKEN=gop_... npx tsx examples/demo/demo.ts \
- *     --url http://127.0.0.1:8443 --support-tcti swtpm:host=127.0.0.1,port=2331 \
- *     --payments-tcti swtpm:host=127.0.0.1,port=2341 [--export var/demo/audit-export.json]
+ *     --url http://127.0.0.1:8443 --support-tcti swtpm:host=127.0.0.1,port=2333 \
+ *     --payments-tcti swtpm:host=127.0.0.1,port=2331 [--export var/demo/audit-export.json]
+ *   (an https appliance: NODE_EXTRA_CA_CERTS=<its server CA>; the auditor may instead be a
+ *   client certificate: --auditor-cert var/tls/operators/auditor.pem --auditor-key ...)
  */
 import { randomBytes, sign, type KeyObject } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
 import { Attester, AttesterError, qualifyingData } from '../../attestation/attester.js';
 import { verifyExport } from '../../src/audit/verify-export.js';
@@ -44,8 +48,8 @@ export interface DemoOptions {
   readonly supportTcti: string;
   /** TCTI of the payments runtime's swtpm. */
   readonly paymentsTcti: string;
-  /** An auditor bearer token; without it the audit export is skipped (and the demo fails). */
-  readonly auditorToken?: string;
+  /** Reads the audit log for the export; without it the export step fails. */
+  readonly auditor?: AuditorCredential;
   /** Where to write the audit export (optional). */
   readonly exportFile?: string;
   /** Makes runtime names unique against an appliance that already knows earlier runs. */
@@ -97,19 +101,47 @@ function describeError(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** An auditor credential: a bearer token, or a client certificate (mutual TLS). */
+export type AuditorCredential =
+  { readonly token: string } | { readonly cert: Buffer; readonly key: Buffer };
+
+/**
+ * One JSON call to the appliance. node:http(s) rather than fetch, so that a client
+ * certificate can be presented; the server CA comes from the default store, which
+ * includes NODE_EXTRA_CA_CERTS (what ./scripts/demo sets for an https appliance).
+ */
 async function call(
   url: string,
   method: 'GET' | 'POST',
   path: string,
   body?: unknown,
-  headers: Record<string, string> = {},
+  auditor?: AuditorCredential,
 ): Promise<Reply> {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
+  const target = new URL(`${url}${path}`);
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
+  const headers: Record<string, string> = {};
+  if (payload !== undefined) headers['content-type'] = 'application/json';
+  if (auditor !== undefined && 'token' in auditor)
+    headers.authorization = `Bearer ${auditor.token}`;
+  const tls = auditor !== undefined && 'cert' in auditor ? auditor : {};
+  const { status, text } = await new Promise<{ status: number; text: string }>(
+    (resolve, reject) => {
+      const done = (res: IncomingMessage): void => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+        });
+        res.on('error', reject);
+      };
+      const req =
+        target.protocol === 'https:'
+          ? httpsRequest(target, { method, headers, ...tls }, done)
+          : httpRequest(target, { method, headers }, done);
+      req.on('error', reject);
+      req.end(payload);
+    },
+  );
   let parsed: unknown = {};
   try {
     parsed = text === '' ? {} : JSON.parse(text);
@@ -117,7 +149,7 @@ async function call(
     parsed = { raw: text };
   }
   return {
-    status: res.status,
+    status,
     body: typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : {},
   };
 }
@@ -420,10 +452,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     // --- the audit log, exported and verified offline -----------------------------------
     let exported: AuditExport | undefined;
     await step('export', async () => {
-      const token = options.auditorToken;
-      if (token === undefined || token === '')
+      const auditor = options.auditor;
+      if (auditor === undefined)
         throw new StepFailed(
-          'no auditor token: set GRANTOR_DEMO_AUDITOR_TOKEN (grantor operators token create --role auditor, while the appliance is stopped)',
+          'no auditor credential: set GRANTOR_DEMO_AUDITOR_TOKEN (grantor operators token create --role auditor, while the appliance is stopped) or pass --auditor-cert/--auditor-key',
         );
       // A nonce asks for the TPM's NV_Certify of the anchor, which needs an appliance AK
       // (the verifier names it when there is one).
@@ -440,9 +472,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           'GET',
           `/v1/audit/entries?from=${entries.length}&limit=${limit}`,
           undefined,
-          {
-            authorization: `Bearer ${token}`,
-          },
+          auditor,
         );
         const got = page.body.entries;
         if (page.status !== 200 || !Array.isArray(got) || got.length === 0)
@@ -502,6 +532,8 @@ async function main(argv: readonly string[]): Promise<number> {
       'payments-tcti': { type: 'string' },
       export: { type: 'string' },
       'run-id': { type: 'string' },
+      'auditor-cert': { type: 'string' },
+      'auditor-key': { type: 'string' },
     },
   });
   const support = values['support-tcti'];
@@ -509,16 +541,24 @@ async function main(argv: readonly string[]): Promise<number> {
   if (support === undefined || payments === undefined) {
     process.stderr.write(
       'usage: demo.ts --url URL --support-tcti TCTI --payments-tcti TCTI [--export FILE]\n' +
-        '       (the auditor token comes from GRANTOR_DEMO_AUDITOR_TOKEN)\n',
+        '         [--auditor-cert PEM --auditor-key PEM]  (or GRANTOR_DEMO_AUDITOR_TOKEN)\n',
     );
     return 2;
   }
   const token = process.env.GRANTOR_DEMO_AUDITOR_TOKEN;
+  const certFile = values['auditor-cert'];
+  const keyFile = values['auditor-key'];
+  const auditor: AuditorCredential | undefined =
+    token !== undefined && token !== ''
+      ? { token }
+      : certFile !== undefined && keyFile !== undefined
+        ? { cert: await readFile(certFile), key: await readFile(keyFile) }
+        : undefined;
   const result = await runDemo({
     url: values.url.replace(/\/+$/, ''),
     supportTcti: support,
     paymentsTcti: payments,
-    ...(token === undefined ? {} : { auditorToken: token }),
+    ...(auditor === undefined ? {} : { auditor }),
     ...(values.export === undefined ? {} : { exportFile: values.export }),
     ...(values['run-id'] === undefined ? {} : { runId: values['run-id'] }),
     print: (line) => {

@@ -108,7 +108,7 @@ describe('./scripts/demo, the driver', () => {
       url,
       paymentsTcti: tctis[0] ?? '',
       supportTcti: tctis[1] ?? '',
-      auditorToken,
+      auditor: { token: auditorToken },
       exportFile,
       runId: 't1',
       print: (line) => lines.push(line),
