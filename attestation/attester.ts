@@ -4,7 +4,7 @@
  * and answers challenges with quotes that vouch for a fresh EC P-256 session key. It never
  * imports the appliance's services: the qualifying data is computed here from the spec.
  */
-import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import canonicalizeModule from 'canonicalize';
 import { marshalTpmtPublic } from '../src/tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256, EK_HANDLES } from '../src/tpm/templates.js';
@@ -61,9 +61,32 @@ export interface AttesterOptions {
   readonly fetch?: typeof fetch;
 }
 
+/** A grant request body (PROTOCOL.md §3) before its proof is attached. */
+export interface GrantRequestBody {
+  readonly runtimeId: string;
+  readonly requestId: string;
+  readonly issuedAt: string;
+  readonly action: string;
+  readonly resource: string;
+  readonly parametersDigest: string;
+  readonly audience: string;
+  readonly parentGrantId: string | null;
+  readonly ttlSeconds: number;
+}
+
+export interface GrantAnswer {
+  readonly grantId: string;
+  readonly grant: string;
+  readonly expiresAt: string;
+  readonly auditSeq: number;
+}
+
+const DEFAULT_PCRS: readonly PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 1, 2, 3, 7] }];
+
 export class Attester {
   #state: AttesterState;
   #sessionKey: KeyObject | undefined;
+  #attestationId: string | undefined;
 
   constructor(
     private readonly tpm: TpmPort,
@@ -160,29 +183,89 @@ export class Attester {
     }
   }
 
-  /** Challenge, quote with a fresh session key, and submit. */
-  async attest(
-    selection: readonly PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 1, 2, 3, 7] }],
-  ): Promise<AttestResult> {
+  #runtimeId(): string {
     const runtimeId = this.#state.runtimeId;
     if (runtimeId === undefined) throw new AttesterError('not enrolled', 0, undefined);
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const jwk = publicKey.export({ format: 'jwk' });
-    const sessionKey: SessionJwk = { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+    return runtimeId;
+  }
+
+  /** A fresh challenge answered by a quote over `bound` (§2 qualifying data): the quote body. */
+  async #quote(
+    bound: unknown,
+    selection: readonly PcrBankSelection[],
+  ): Promise<{
+    nonce: string;
+    quote: string;
+    signature: string;
+    pcrs: Record<string, Record<string, string>>;
+  }> {
+    const runtimeId = this.#runtimeId();
     const { nonce } = await this.#call<{ nonce: string }>(`/v1/runtimes/${runtimeId}/challenges`);
-    const qd = qualifyingData(Buffer.from(nonce, 'base64'), sessionKey);
+    const qd = qualifyingData(Buffer.from(nonce, 'base64'), bound);
     const pcrs = await this.tpm.pcrRead(selection);
     const quote = await this.#withAk((akHandle) => this.tpm.quote(akHandle, selection, qd));
     const values: Record<string, Record<string, string>> = {};
     for (const v of pcrs.values) (values[v.hash] ??= {})[String(v.pcr)] = v.digest.toString('hex');
-    const result = await this.#call<AttestResult>(`/v1/runtimes/${runtimeId}/attestations`, {
+    return {
       nonce,
       quote: quote.attest.toString('base64'),
       signature: quote.signature.toString('base64'),
       pcrs: values,
+    };
+  }
+
+  /** Challenge, quote with a fresh session key, and submit. */
+  async attest(selection: readonly PcrBankSelection[] = DEFAULT_PCRS): Promise<AttestResult> {
+    const runtimeId = this.#runtimeId();
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const jwk = publicKey.export({ format: 'jwk' });
+    const sessionKey: SessionJwk = { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+    const quote = await this.#quote(sessionKey, selection);
+    const result = await this.#call<AttestResult>(`/v1/runtimes/${runtimeId}/attestations`, {
+      ...quote,
       sessionKey,
     });
-    this.#sessionKey = result.verdict === 'trusted' ? privateKey : undefined;
+    const trusted = result.verdict === 'trusted';
+    this.#sessionKey = trusted ? privateKey : undefined;
+    this.#attestationId = trusted ? result.attestationId : undefined;
     return result;
+  }
+
+  /**
+   * Session mode (§3): the request signed with the attested session key, ES256 (r‖s,
+   * base64url) over JCS(request without session.signature). Costs no TPM operation.
+   */
+  sessionSigned(
+    body: GrantRequestBody,
+  ): GrantRequestBody & { session: { attestationId: string; signature: string } } {
+    const key = this.#sessionKey;
+    const attestationId = this.#attestationId;
+    if (key === undefined || attestationId === undefined)
+      throw new AttesterError('no attested session: attest first', 0, undefined);
+    const unsigned = { ...body, session: { attestationId } };
+    const text = canonicalize(unsigned);
+    if (text === undefined) throw new TypeError('request has no JSON form');
+    const signature = sign('sha256', Buffer.from(text, 'utf8'), {
+      key,
+      dsaEncoding: 'ieee-p1363',
+    }).toString('base64url');
+    return { ...body, session: { attestationId, signature } };
+  }
+
+  /** Quote mode (§3): a fresh quote qualified with the digest of this very request. */
+  async quoted(
+    body: GrantRequestBody,
+    selection: readonly PcrBankSelection[] = DEFAULT_PCRS,
+  ): Promise<GrantRequestBody & { quote: unknown }> {
+    return { ...body, quote: await this.#quote(body, selection) };
+  }
+
+  /** POST /v1/grants in session mode (default) or quote mode. */
+  async requestGrant(
+    body: GrantRequestBody,
+    mode: 'session' | 'quote' = 'session',
+  ): Promise<GrantAnswer> {
+    const request = mode === 'session' ? this.sessionSigned(body) : await this.quoted(body);
+    return this.#call<GrantAnswer>('/v1/grants', request);
   }
 }

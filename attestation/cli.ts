@@ -2,8 +2,15 @@
  * grantor-attest: the attester as a command.
  *   grantor-attest enroll --url URL --tcti TCTI --state FILE --name NAME [--label k=v ...]
  *   grantor-attest attest --url URL --tcti TCTI --state FILE [--pcrs sha256:0,1,2,3,7]
+ *   grantor-attest grant  --url URL --tcti TCTI --state FILE --action A --resource R
+ *                         --parameters-digest HEX --audience AUD [--parent GRANT_ID]
+ *                         [--ttl SECONDS] [--quote]
+ *     attests (a fresh session key: the private key never leaves this process), then asks
+ *     for the grant in session mode, or with --quote in quote mode (a quote over this very
+ *     request). Prints the grant answer as JSON.
  * The state file keeps the runtime id and the TPM-wrapped AK (no secrets). Prints JSON.
  */
+import { randomUUID } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { openTpm } from '../src/tpm/tpm.native.js';
@@ -32,6 +39,51 @@ async function loadState(path: string): Promise<AttesterState> {
   }
 }
 
+interface GrantFlags {
+  readonly pcrs: string;
+  readonly action?: string | undefined;
+  readonly resource?: string | undefined;
+  readonly 'parameters-digest'?: string | undefined;
+  readonly audience?: string | undefined;
+  readonly parent?: string | undefined;
+  readonly ttl: string;
+  readonly quote: boolean;
+}
+
+async function grant(attester: Attester, flags: GrantFlags): Promise<unknown> {
+  const { action, resource, audience } = flags;
+  const digest = flags['parameters-digest'];
+  if (
+    action === undefined ||
+    resource === undefined ||
+    audience === undefined ||
+    digest === undefined
+  )
+    throw new Error('--action, --resource, --parameters-digest and --audience are required');
+  const ttlSeconds = Number(flags.ttl);
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1)
+    throw new Error('--ttl must be a positive integer');
+  const runtimeId = attester.state.runtimeId;
+  if (runtimeId === undefined) throw new Error('not enrolled (run enroll first)');
+  const attested = await attester.attest(parsePcrs(flags.pcrs));
+  if (attested.verdict !== 'trusted')
+    throw new Error(`attestation untrusted: ${attested.reasons.join(', ')}`);
+  return attester.requestGrant(
+    {
+      runtimeId,
+      requestId: `attest-cli-${randomUUID()}`,
+      issuedAt: new Date().toISOString(),
+      action,
+      resource,
+      parametersDigest: digest,
+      audience,
+      parentGrantId: flags.parent ?? null,
+      ttlSeconds,
+    },
+    flags.quote ? 'quote' : 'session',
+  );
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: [...argv],
@@ -43,16 +95,23 @@ export async function main(argv: readonly string[]): Promise<number> {
       name: { type: 'string' },
       label: { type: 'string', multiple: true, default: [] },
       pcrs: { type: 'string', default: 'sha256:0,1,2,3,7' },
+      action: { type: 'string' },
+      resource: { type: 'string' },
+      'parameters-digest': { type: 'string' },
+      audience: { type: 'string' },
+      parent: { type: 'string' },
+      ttl: { type: 'string', default: '60' },
+      quote: { type: 'boolean', default: false },
     },
   });
   const command = positionals[0];
   if (
-    (command !== 'enroll' && command !== 'attest') ||
+    (command !== 'enroll' && command !== 'attest' && command !== 'grant') ||
     values.url === undefined ||
     values.tcti === undefined
   ) {
     process.stderr.write(
-      'usage: grantor-attest enroll|attest --url URL --tcti TCTI [--state FILE] ...\n',
+      'usage: grantor-attest enroll|attest|grant --url URL --tcti TCTI [--state FILE] ...\n',
     );
     return 2;
   }
@@ -70,8 +129,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       );
       const state = await attester.enroll(values.name, labels);
       out = { runtimeId: attester.state.runtimeId, state };
-    } else {
+    } else if (command === 'attest') {
       out = await attester.attest(parsePcrs(values.pcrs));
+    } else {
+      out = await grant(attester, values);
     }
     await writeFile(values.state, JSON.stringify(attester.state, null, 2));
     process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -19,24 +19,22 @@
  *   (an https appliance: NODE_EXTRA_CA_CERTS=<its server CA>; the auditor may instead be a
  *   client certificate: --auditor-cert var/tls/operators/auditor.pem --auditor-key ...)
  */
-import { randomBytes, sign, type KeyObject } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
-import { Attester, AttesterError, qualifyingData } from '../../attestation/attester.js';
+import { Attester, AttesterError, type GrantRequestBody } from '../../attestation/attester.js';
 import { verifyExport } from '../../src/audit/verify-export.js';
 import type { AuditExport, SignedCheckpoint } from '../../src/audit/service.js';
 import type { AuditEntry } from '../../src/audit/entry.js';
 import {
   JwksClient,
   RedemptionClient,
-  canonicalJson,
   createGrantVerifier,
   parametersDigest,
 } from '../../src/gateway/index.js';
 import { GrantorError } from '../../src/shared/errors.js';
-import { EK_HANDLES } from '../../src/tpm/templates.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import type { PcrBankSelection, TpmPort } from '../../src/tpm/tpm.port.js';
 import { createGatewayExample } from '../gateway/app.js';
@@ -64,7 +62,6 @@ export interface DemoResult {
 
 const PCRS: readonly PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 1, 2, 3, 7] }];
 const AUDIENCE = 'gw_demo';
-const EK = EK_HANDLES.rsa2048;
 
 class StepFailed extends Error {}
 
@@ -160,13 +157,14 @@ interface Runtime {
   readonly tpm: TpmPort;
   readonly attester: Attester;
   runtimeId: string;
-  attestationId: string;
-  sessionKey: KeyObject | undefined;
 }
 
 let counter = 0;
 
-function grantBody(rt: Runtime, over: Record<string, unknown>): Record<string, unknown> {
+type GrantAsk = Pick<GrantRequestBody, 'action' | 'resource' | 'parametersDigest'> &
+  Partial<Pick<GrantRequestBody, 'parentGrantId' | 'ttlSeconds'>>;
+
+function grantBody(rt: Runtime, over: GrantAsk): GrantRequestBody {
   counter += 1;
   return {
     runtimeId: rt.runtimeId,
@@ -176,48 +174,6 @@ function grantBody(rt: Runtime, over: Record<string, unknown>): Record<string, u
     ttlSeconds: 60,
     audience: AUDIENCE,
     ...over,
-  };
-}
-
-/** Session mode: ES256 with the session key over JCS(request without session.signature). */
-function sessionSigned(rt: Runtime, body: Record<string, unknown>): Record<string, unknown> {
-  if (rt.sessionKey === undefined) throw new StepFailed(`${rt.label} has no attested session`);
-  const session = { attestationId: rt.attestationId };
-  const signature = sign('sha256', Buffer.from(canonicalJson({ ...body, session }), 'utf8'), {
-    key: rt.sessionKey,
-    dsaEncoding: 'ieee-p1363',
-  }).toString('base64url');
-  return { ...body, session: { ...session, signature } };
-}
-
-/** Quote mode: a fresh challenge, and a quote qualified with the digest of this request. */
-async function quoted(
-  url: string,
-  rt: Runtime,
-  body: Record<string, unknown>,
-): Promise<Record<string, unknown>> {
-  const ch = await call(url, 'POST', `/v1/runtimes/${rt.runtimeId}/challenges`);
-  if (ch.status !== 201 || typeof ch.body.nonce !== 'string')
-    throw new StepFailed(`challenge: HTTP ${ch.status} ${errorCode(ch.body)}`);
-  const nonce = ch.body.nonce;
-  const qd = qualifyingData(Buffer.from(nonce, 'base64'), body);
-  const ak = await rt.attester.ensureAk();
-  const pcrs = await rt.tpm.pcrRead(PCRS);
-  // Load the AK under the EK for this one quote; withLoaded flushes it (3 object slots).
-  const q = await rt.tpm.withLoaded(
-    () => rt.tpm.load(EK.persistent, ak, { parentAuth: { ekPolicy: true } }),
-    (loaded) => rt.tpm.quote(loaded.handle, PCRS, qd),
-  );
-  const values: Record<string, Record<string, string>> = {};
-  for (const v of pcrs.values) (values[v.hash] ??= {})[String(v.pcr)] = v.digest.toString('hex');
-  return {
-    ...body,
-    quote: {
-      nonce,
-      quote: q.attest.toString('base64'),
-      signature: q.signature.toString('base64'),
-      pcrs: values,
-    },
   };
 }
 
@@ -240,7 +196,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     }
   };
 
-  const expectGrant = async (body: Record<string, unknown>): Promise<Issued> => {
+  const expectGrant = async (body: GrantRequestBody): Promise<Issued> => {
     const res = await call(url, 'POST', '/v1/grants', body);
     if (res.status !== 201)
       throw new StepFailed(
@@ -277,8 +233,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         tpm,
         attester: new Attester(tpm, { url }),
         runtimeId: '',
-        attestationId: '',
-        sessionKey: undefined,
       };
       runtimes.push(rt);
       return rt;
@@ -302,8 +256,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         const r = await rt.attester.attest(PCRS);
         if (r.verdict !== 'trusted')
           throw new StepFailed(`${rt.label}: verdict ${r.verdict} (${r.reasons.join('; ')})`);
-        rt.attestationId = r.attestationId;
-        rt.sessionKey = rt.attester.sessionPrivateKey;
         return `${rt.label} quoted PCRs 0-3,7 over a fresh nonce and session key: trusted, session ${short(r.attestationId)} until ${r.validUntil ?? '?'}`;
       });
     }
@@ -342,8 +294,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     let ticket: Issued | undefined;
     await step('grant', async () => {
       ticket = await expectGrant(
-        sessionSigned(
-          support,
+        support.attester.sessionSigned(
           grantBody(support, {
             action: 'tickets.read',
             resource: 'ticket:T-42',
@@ -379,7 +330,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         url,
         'POST',
         '/v1/grants',
-        sessionSigned(payments, grantBody(payments, transferAsk)),
+        payments.attester.sessionSigned(grantBody(payments, transferAsk)),
       );
       if (res.status !== 403 || errorCode(res.body) !== 'policy_denied')
         throw new StepFailed(
@@ -389,7 +340,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     });
     let transfer: Issued | undefined;
     await step('grant', async () => {
-      transfer = await expectGrant(await quoted(url, payments, grantBody(payments, transferAsk)));
+      transfer = await expectGrant(
+        await payments.attester.quoted(grantBody(payments, transferAsk)),
+      );
       return `payments.transfer 25.00 EUR, quote mode (TPM quote over this very request): ALLOWED, grant ${short(transfer.grantId)}, audit #${transfer.auditSeq}`;
     });
     const transferGrant = transfer?.grant ?? '';
@@ -410,8 +363,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     let notify: Issued | undefined;
     await step('grant', async () => {
       notify = await expectGrant(
-        sessionSigned(
-          payments,
+        payments.attester.sessionSigned(
           grantBody(payments, {
             action: 'payments.notify',
             resource: 'acct:1234',

@@ -6,12 +6,14 @@
  * and outcome is asserted, and a run against an appliance that does not answer fails.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main as attestCli } from '../../attestation/cli.js';
 import { runDemo } from '../../examples/demo/demo.js';
 import { provisionAppliance } from '../../src/appliance.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
@@ -162,5 +164,60 @@ describe('./scripts/demo, the driver', () => {
     expect(result.ok).toBe(false);
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^FAIL appliance /);
+  });
+});
+
+describe('grantor-attest grant (the attester CLI against the same appliance)', () => {
+  it('enrolls, then obtains grants in session mode and in quote mode', async () => {
+    const tpmDir = await runtimeTpm('cli-tpm', runtimeDirs[0]);
+    const tcti = tctis[tctis.length - 1] ?? '';
+    const state = join(tpmDir, 'attester.json');
+    const printed: string[] = [];
+    const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      printed.push(String(chunk));
+      return true;
+    });
+    const base = ['--url', url, '--tcti', tcti, '--state', state];
+    const ask = [
+      '--action',
+      'tickets.read',
+      '--resource',
+      'ticket:T-7',
+      '--parameters-digest',
+      'ab'.repeat(32),
+      '--audience',
+      'gw_cli',
+    ];
+    try {
+      expect(
+        await attestCli([
+          'enroll',
+          ...base,
+          '--name',
+          `cli-${randomBytes(3).toString('hex')}`,
+          '--label',
+          'team=support',
+        ]),
+      ).toBe(0);
+      expect(await attestCli(['grant', ...base, ...ask])).toBe(0);
+      expect(await attestCli(['grant', ...base, ...ask, '--quote'])).toBe(0);
+      // Missing flags are refused before any TPM or HTTP work.
+      await expect(attestCli(['grant', ...base, '--action', 'tickets.read'])).rejects.toThrow(
+        /required/,
+      );
+    } finally {
+      spy.mockRestore();
+    }
+    const grants = printed
+      .map((line) => JSON.parse(line) as { grant?: string })
+      .filter((o) => o.grant !== undefined);
+    expect(grants).toHaveLength(2);
+    for (const g of grants) {
+      const payload = JSON.parse(
+        Buffer.from(g.grant?.split('.')[1] ?? '', 'base64url').toString('utf8'),
+      ) as { aud: string; act: { action: string; resource: string } };
+      expect(payload.aud).toBe('gw_cli');
+      expect(payload.act).toMatchObject({ action: 'tickets.read', resource: 'ticket:T-7' });
+    }
   });
 });
