@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { provisionSimHsm, provisionTpmTemplate } from '../test/rig/sim.js';
+import { createEccAk } from '../test/attestation/tools.js';
 
 const seconds = Number(process.argv[2] ?? '5');
 const root = await mkdtemp(join(tmpdir(), 'grantor-bench-grants-'));
@@ -30,22 +31,7 @@ const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 try {
-  await rig.tools.tpm2('createak', [
-    '-C',
-    '0x81010001',
-    '-c',
-    'ak.ctx',
-    '-G',
-    'ecc',
-    '-g',
-    'sha256',
-    '-s',
-    'ecdsa',
-    '-u',
-    'ak.pub',
-    '-n',
-    'ak.name',
-  ]);
+  await createEccAk(rig.tools);
   await rig.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
   const rt = await enroll(
     rig,

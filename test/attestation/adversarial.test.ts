@@ -25,6 +25,7 @@ import {
   type ToolQuote,
 } from './harness.js';
 import { repoRoot } from '../rig/sim.js';
+import { createEccAk } from './tools.js';
 
 const AK = '0x81010003';
 let h: Harness;
@@ -34,22 +35,7 @@ let rsa: string; // runtime: P-384 EK, RSA AK
 beforeAll(async () => {
   h = await startHarness();
   const t = h.tools;
-  await t.tpm2('createak', [
-    '-C',
-    '0x81010001',
-    '-c',
-    'ak.ctx',
-    '-G',
-    'ecc',
-    '-g',
-    'sha256',
-    '-s',
-    'ecdsa',
-    '-u',
-    'ak.pub',
-    '-n',
-    'ak.name',
-  ]);
+  await createEccAk(t);
   await t.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', AK]);
   await t.tpm2('createak', [
     '-C',

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../rig/sim.js';
 import { enrollAndActivate, quoteWithTools, startHarness, type Harness } from './harness.js';
+import { createEccAk } from './tools.js';
 
 const run = promisify(execFile);
 let h: Harness;
@@ -54,22 +55,7 @@ describe('attestation end to end on swtpm', () => {
   });
 
   it('through the routes: a second runtime AK on the same TPM cannot reuse the EK', async () => {
-    await h.tools.tpm2('createak', [
-      '-C',
-      '0x81010001',
-      '-c',
-      'ak.ctx',
-      '-G',
-      'ecc',
-      '-g',
-      'sha256',
-      '-s',
-      'ecdsa',
-      '-u',
-      'ak.pub',
-      '-n',
-      'ak.name',
-    ]);
+    await createEccAk(h.tools);
     await expect(enrollAndActivate(h, 'second')).rejects.toThrow(/ek_already_enrolled/);
   });
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCredential } from '../../src/attestation/make-credential.js';
 import { objectName, unmarshalTpm2bPublic } from '../../src/tpm/marshal/public.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { tpm2Tools, type Tools } from './tools.js';
+import { tpm2Tools, type Tools, createEccAk } from './tools.js';
 
 let tpm: SimTpm;
 let tools: Tools;
@@ -15,22 +15,7 @@ let tools: Tools;
 beforeAll(async () => {
   tpm = await startSimTpm();
   tools = await tpm2Tools(tpm.tcti);
-  await tools.tpm2('createak', [
-    '-C',
-    '0x81010001',
-    '-c',
-    'ak.ctx',
-    '-G',
-    'ecc',
-    '-g',
-    'sha256',
-    '-s',
-    'ecdsa',
-    '-u',
-    'ak.pub',
-    '-n',
-    'ak.name',
-  ]);
+  await createEccAk(tools);
   await tools.tpm2('readpublic', ['-c', '0x81010001', '-o', 'ek-rsa.pub']);
   await tools.tpm2('readpublic', ['-c', '0x81010016', '-o', 'ek-ecc.pub']);
 });

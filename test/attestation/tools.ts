@@ -22,6 +22,17 @@ export interface Tools {
   close(): Promise<void>;
 }
 
+/**
+ * `tpm2_createak` of an ECC P-256 ECDSA/SHA-256 AK under the EK at `ek` (default the RSA
+ * EK): writes `ak.ctx`, `ak.pub` (TPM2B_PUBLIC) and `ak.name` in the tools' folder.
+ */
+export function createEccAk(tools: Tools, ek = '0x81010001'): Promise<string> {
+  return tools.tpm2('createak', [
+    ...['-C', ek, '-c', 'ak.ctx', '-G', 'ecc', '-g', 'sha256', '-s', 'ecdsa'],
+    ...['-u', 'ak.pub', '-n', 'ak.name'],
+  ]);
+}
+
 export async function tpm2Tools(tcti: string): Promise<Tools> {
   const dir = await mkdtemp(join(tmpdir(), 'grantor-att-'));
   const env = { ...process.env, TPM2TOOLS_TCTI: tcti };

@@ -24,6 +24,7 @@ import {
   type Runtime,
   type SessionKeyPair,
 } from './rig.js';
+import { createEccAk } from '../attestation/tools.js';
 
 let rig: Rig;
 let payments: Runtime; // team payments: RSA EK, ECC AK
@@ -34,22 +35,7 @@ let supSession: { attestationId: string; key: SessionKeyPair };
 beforeAll(async () => {
   rig = await startRig();
   const t = rig.tools;
-  await t.tpm2('createak', [
-    '-C',
-    '0x81010001',
-    '-c',
-    'ak.ctx',
-    '-G',
-    'ecc',
-    '-g',
-    'sha256',
-    '-s',
-    'ecdsa',
-    '-u',
-    'ak.pub',
-    '-n',
-    'ak.name',
-  ]);
+  await createEccAk(t);
   await t.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
   await t.tpm2('createak', [
     '-C',
