@@ -153,7 +153,12 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   if (services.operators !== undefined) {
     await app.register(approvalRoutes, { approvals: services.operators.approvals });
   }
-  if (services.keys !== undefined) await app.register(keysRoutes, { keys: services.keys });
+  if (services.keys !== undefined) {
+    await app.register(keysRoutes, {
+      keys: services.keys,
+      ...(services.operators === undefined ? {} : { approvals: services.operators.approvals }),
+    });
+  }
   if (services.audit !== undefined) await app.register(auditRoutes, { audit: services.audit });
   if (services.attestation !== undefined) {
     await app.register(runtimesRoutes, { attestation: services.attestation });

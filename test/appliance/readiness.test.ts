@@ -145,6 +145,73 @@ describe('the appliance on real hardware simulators', () => {
   });
 });
 
+describe('dual control of key destruction on the real appliance', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    server = await startApplianceServer(config());
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('refuses a destroy with one approval, performs it with two distinct ones, once', async () => {
+    const a = server.appliance;
+    expect(a).toBeDefined();
+    if (a === undefined) return;
+    const custodian = async (name: string): Promise<string> =>
+      (await a.operators.tokens.create({ role: 'key_custodian', actor: name })).token;
+    const [alice, bob, carol] = [
+      await custodian('alice'),
+      await custodian('bob'),
+      await custodian('carol'),
+    ];
+    const as = (token: string) => ({ authorization: `Bearer ${token}` });
+    // A retired key to destroy: rotate, then retire the previous one.
+    const rotated = await server.app.inject({
+      method: 'POST',
+      url: '/v1/keys/rotate',
+      headers: as(alice),
+    });
+    expect(rotated.statusCode).toBe(200);
+    const kid = rotated.json<{ previous: { kid: string } }>().previous.kid;
+    await a.keys.retire(kid, { force: true });
+    const destroy = () =>
+      server.app.inject({ method: 'POST', url: `/v1/keys/${kid}/destroy`, headers: as(alice) });
+
+    const none = await destroy();
+    expect(none.statusCode).toBe(409);
+    expect(none.json<ErrorAnswer>().error.code).toBe('approval_required');
+
+    const req = await server.app.inject({
+      method: 'POST',
+      url: '/v1/approvals',
+      headers: as(alice),
+      payload: { act: 'key.destroy', params: { kid } },
+    });
+    expect(req.statusCode).toBe(201);
+    const id = req.json<{ id: string }>().id;
+    const approve = (token: string) =>
+      server.app.inject({ method: 'POST', url: `/v1/approvals/${id}/approve`, headers: as(token) });
+    expect((await approve(bob)).statusCode).toBe(200);
+    const one = await destroy();
+    expect(one.statusCode).toBe(409);
+    expect(one.json<ErrorAnswer>().error.code).toBe('approval_required');
+    expect(a.keys.get(kid).state).toBe('retired');
+
+    // The same approver twice does not make two approvals.
+    expect((await approve(bob)).json<ErrorAnswer>().error.code).toBe('approval_duplicate_actor');
+    expect((await approve(carol)).statusCode).toBe(200);
+    const done = await destroy();
+    expect(done.statusCode).toBe(200);
+    expect(done.json<{ key: { kid: string } }>().key.kid).toBe(kid);
+
+    // The approvals were used up by that destroy.
+    const again = await destroy();
+    expect(again.statusCode).toBe(409);
+    expect(again.json<ErrorAnswer>().error.code).toMatch(/^approval_/);
+  });
+});
+
 describe('a wrong HSM PIN', () => {
   it('leaves a server that answers 503 naming the HSM, without the PIN anywhere', async () => {
     const wrong = 'wrong-pin-31337';

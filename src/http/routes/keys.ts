@@ -4,6 +4,7 @@
  * `config.role`; the authentication hook of the operator issue reads it, so adding it
  * changes no handler here.
  */
+import type { Approvals } from '../../operators/approvals.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
 import type { KeyRecord, KeyService } from '../../keys/index.js';
@@ -71,8 +72,14 @@ function matches(ifNoneMatch: string | undefined, etag: string): boolean {
   });
 }
 
-export const keysRoutes: FastifyPluginAsyncTypebox<{ keys: KeyService }> = (app, opts) => {
-  const { keys } = opts;
+export interface KeysRoutesOptions {
+  readonly keys: KeyService;
+  /** Dual control of destruction; without it the destroy route is not offered. */
+  readonly approvals?: Pick<Approvals, 'perform'>;
+}
+
+export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, opts) => {
+  const { keys, approvals } = opts;
 
   app.get(
     '/.well-known/jwks.json',
@@ -150,6 +157,37 @@ export const keysRoutes: FastifyPluginAsyncTypebox<{ keys: KeyService }> = (app,
       return { active: view(active), previous: previous === undefined ? null : view(previous) };
     },
   );
+
+  if (approvals !== undefined) {
+    // Destroying the HSM object is irreversible: dual control (M-of-N approvals of
+    // `key.destroy` with params {kid}, see POST /v1/approvals), each approval single-use.
+    app.post(
+      '/v1/keys/:kid/destroy',
+      {
+        config: { role: 'key_custodian' },
+        schema: {
+          params: Type.Object(
+            { kid: Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' }) },
+            { additionalProperties: false },
+          ),
+          response: {
+            200: Type.Object({ key: KeyViewSchema }, { additionalProperties: false }),
+            400: ErrorSchema,
+            401: ErrorSchema,
+            403: ErrorSchema,
+            404: ErrorSchema,
+            409: ErrorSchema,
+            503: ErrorSchema,
+          },
+        },
+      },
+      async (request) => {
+        const { kid } = request.params;
+        const destroyed = await approvals.perform('key.destroy', { kid }, () => keys.destroy(kid));
+        return { key: view(destroyed) };
+      },
+    );
+  }
 
   return Promise.resolve();
 };
