@@ -55,8 +55,8 @@ attest)
   jwk=$(printf '{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}' "$x" "$y")
   # 2. Challenge, and the qualifying data SHA-256(nonce || SHA-256(JCS(sessionKey))).
   nonce=$(post "/v1/runtimes/$id/challenges" | jq -r .nonce)
-  jwk_hash=$(printf '%s' "$jwk" | openssl dgst -sha256 -binary)
-  qd=$({ printf '%s' "$nonce" | base64 -d; printf '%s' "$jwk_hash"; } | openssl dgst -sha256 -binary | xxd -p -c 64)
+  #    Binary digests never go through a shell variable (bash drops NUL bytes): pipe them.
+  qd=$({ printf '%s' "$nonce" | base64 -d; printf '%s' "$jwk" | openssl dgst -sha256 -binary; } | openssl dgst -sha256 -binary | xxd -p -c 64)
   # 3. Quote the PCRs with the AK, qualified with that value.
   tpm2_quote -c ak.ctx -l "$pcrs" -q "$qd" -g sha256 -m quote.msg -s quote.sig -o quote.pcrs -F values >/dev/null
   flush
