@@ -5,12 +5,10 @@
  * imports the appliance's services: the qualifying data is computed here from the spec.
  */
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import canonicalizeModule from 'canonicalize';
+import { jcs } from '../src/shared/jcs.js';
 import { marshalTpmtPublic } from '../src/tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256, EK_HANDLES } from '../src/tpm/templates.js';
 import type { CreatedObject, PcrBankSelection, TpmPort } from '../src/tpm/tpm.port.js';
-
-const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
 
 export interface SessionJwk {
   readonly kty: 'EC';
@@ -47,9 +45,7 @@ export class AttesterError extends Error {
 
 /** `SHA-256(nonce ‖ SHA-256(JCS(bound)))` (PROTOCOL.md §2). */
 export function qualifyingData(nonce: Uint8Array, bound: unknown): Buffer {
-  const text = canonicalize(bound);
-  if (text === undefined) throw new TypeError('value has no JSON form');
-  const inner = createHash('sha256').update(text, 'utf8').digest();
+  const inner = createHash('sha256').update(jcs(bound), 'utf8').digest();
   return createHash('sha256').update(nonce).update(inner).digest();
 }
 
@@ -243,9 +239,7 @@ export class Attester {
     if (key === undefined || attestationId === undefined)
       throw new AttesterError('no attested session: attest first', 0, undefined);
     const unsigned = { ...body, session: { attestationId } };
-    const text = canonicalize(unsigned);
-    if (text === undefined) throw new TypeError('request has no JSON form');
-    const signature = sign('sha256', Buffer.from(text, 'utf8'), {
+    const signature = sign('sha256', Buffer.from(jcs(unsigned), 'utf8'), {
       key,
       dsaEncoding: 'ieee-p1363',
     }).toString('base64url');

@@ -9,7 +9,6 @@
  *   → values vs policy (collected) → counters never decrease → clock safe → reset (policy).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import canonicalizeModule from 'canonicalize';
 import { unmarshalTpmsAttest, type TpmsAttest } from '../tpm/marshal/attest.js';
 import {
   TPM_GENERATED_VALUE,
@@ -52,17 +51,11 @@ import {
   TpmCounterRollbackError,
   TpmResetDetectedError,
 } from './errors.js';
+import { jcs } from '../shared/jcs.js';
 import type { NonceStatus } from './nonces.js';
 import type { ReferencePolicy } from './reference-policy.js';
 
-const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
-
-/** RFC 8785 canonical JSON. */
-export function jcs(value: unknown): string {
-  const text = canonicalize(value);
-  if (text === undefined) throw new TypeError('value has no JSON form');
-  return text;
-}
+export { jcs };
 
 /** `SHA-256(nonce ‖ SHA-256(JCS(bound)))`: the session key (attestation) or request (grant). */
 export function qualifyingData(nonce: Uint8Array, bound: unknown): Buffer {

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { BadRequestError } from '../shared/errors.js';
-import { jcs } from './jcs.js';
+import { jcs } from '../shared/jcs.js';
 
 export const GENESIS_PREV_HASH = '0'.repeat(64);
 

@@ -1,16 +1,9 @@
 /** The `parametersDigest` of an execution (PROTOCOL.md §3): hex SHA-256 of JCS(parameters). */
 import { createHash } from 'node:crypto';
-import canonicalizeModule from 'canonicalize';
-
-// The package's types declare an ES default export, but its code is `module.exports = fn`.
-const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
+import { jcs } from '../shared/jcs.js';
 
 /** RFC 8785 canonical JSON text of a value; throws TypeError if it has no JSON form. */
-export function canonicalJson(value: unknown): string {
-  const text = canonicalize(value);
-  if (text === undefined) throw new TypeError('value has no JSON form');
-  return text;
-}
+export const canonicalJson: (value: unknown) => string = jcs;
 
 /** Hex SHA-256 over the RFC 8785 canonical JSON of the execution's parameters. */
 export function parametersDigest(parameters: unknown): string {

@@ -2,11 +2,11 @@
  * The appliance's HTTP server: readiness probes over every dependency and the app over the
  * composed services (src/appliance.ts).
  */
-import { createHash } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { openAppliance, type Appliance } from '../appliance.js';
 import type { AppConfig } from '../shared/config.js';
 import { GrantorError } from '../shared/errors.js';
+import { jcsSha256Hex } from '../shared/jcs.js';
 import { statusForCode } from './error-status.js';
 import { policyReadinessProbe } from '../policy/index.js';
 import type { ReadinessProbe } from '../shared/readiness.js';
@@ -53,7 +53,7 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
           type: 'operator.act',
           subject: act.actor.id,
           reasons: [`${act.method} ${act.route}`, `role:${act.actor.role}`],
-          digest: createHash('sha256').update(JSON.stringify(act)).digest('hex'),
+          digest: jcsSha256Hex(act),
         });
       },
     },

@@ -13,13 +13,13 @@
  */
 import { toLowS } from '../shared/es256.js';
 import { createHash } from 'node:crypto';
-import canonicalizeModule from 'canonicalize';
 import { BadRequestError } from '../shared/errors.js';
 import { HsmKeyUnsafeError, KeyNotFoundError, KeyStateInvalidError } from './errors.js';
 import { ed25519Raw, sameJwk, thumbprint } from './jwk.js';
 import type { KeyPurpose, KeyRecord, KeyStore } from './key-store.port.js';
 import { silentLogger, type KeysLogger } from './log.js';
 import type { HsmSigner, KeyAlgorithm, PublicJwk } from './signer.port.js';
+import { jcs } from '../shared/jcs.js';
 
 export interface KeyServiceOptions {
   /** Scheduled rotation of the grant key; 0 disables it (on-demand rotation only). */
@@ -90,9 +90,6 @@ export interface RotationResult {
   readonly active: KeyRecord;
   readonly previous: KeyRecord | undefined;
 }
-
-// The package's types declare an ES default export; its code is `module.exports = fn`.
-const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
 
 const ALG: Record<KeyPurpose, KeyAlgorithm> = { grant: 'ES256', audit: 'EdDSA' };
 
@@ -336,7 +333,7 @@ export class KeyService {
   /** The set with its ETag and the longest time a cache may keep it. */
   publishedKeySet(): PublishedKeySet {
     const jwks = this.jwks();
-    const canonical = canonicalize(jwks) ?? '';
+    const canonical = jcs(jwks);
     const etag = `"${createHash('sha256').update(canonical).digest('base64url')}"`;
     const nowS = this.nowSeconds();
     let maxAge = this.options.jwksMaxAgeSeconds;

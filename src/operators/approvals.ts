@@ -6,8 +6,7 @@
  * exactly that act and those parameters exist. Every step is reported to `onEvent`
  * (the audit log) before it takes effect.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import canonicalizeModule from 'canonicalize';
+import { randomBytes } from 'node:crypto';
 import { BadRequestError } from '../shared/errors.js';
 import {
   APPROVAL_ACTS,
@@ -25,9 +24,7 @@ import {
   ForbiddenError,
 } from './errors.js';
 import type { OperatorActor, Role } from './roles.js';
-
-// The package's types declare an ES default export; its code is `module.exports = fn`.
-const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
+import { jcsSha256Hex } from '../shared/jcs.js';
 
 export interface ActPolicy {
   /** M: distinct approvals needed. */
@@ -94,9 +91,7 @@ function isAct(value: string): value is ApprovalAct {
 
 /** Hex SHA-256 of JCS({act, params}): approvals are bound to exactly this. */
 export function approvalTarget(act: ApprovalAct, params: ApprovalParams): string {
-  const text = canonicalize({ act, params });
-  if (text === undefined) throw new BadRequestError('act parameters have no JSON form');
-  return createHash('sha256').update(text).digest('hex');
+  return jcsSha256Hex({ act, params });
 }
 
 function ref(actor: OperatorActor): { id: string; name: string; role: Role } {

@@ -3,15 +3,11 @@
  * parsed, checked (annotations, ids) and validated against the schema. Pure apart from
  * reading files; activation (preparsing into the wasm instance) is the engine's job.
  */
-import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import canonicalizeModule from 'canonicalize';
 import type { CedarPort, DetailedError } from './cedar.port.js';
 import { PolicySetInvalidError } from './errors.js';
-
-// The package's types declare an ES default export, but its code is `module.exports = fn`.
-const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
+import { jcsSha256Hex } from '../shared/jcs.js';
 
 export interface PolicyFile {
   /** File name relative to the policy directory (e.g. "payments.cedar"). */
@@ -68,9 +64,7 @@ const DECIMAL = /^(0|[1-9][0-9]{0,8})$/;
 export function policySetHash(source: PolicySource): string {
   const policies: Record<string, string> = {};
   for (const f of source.files) policies[f.name] = f.text;
-  const text = canonicalize({ schema: source.schema, policies });
-  if (text === undefined) throw new PolicySetInvalidError('policy set has no canonical form');
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+  return jcsSha256Hex({ schema: source.schema, policies });
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
