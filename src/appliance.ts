@@ -25,11 +25,12 @@ import { createPolicyEngine, type PolicyEngine } from './policy/index.js';
 import type { AppConfig } from './shared/config.js';
 import { openDatabase, type Database } from './shared/db.level.js';
 import { GrantorError } from './shared/errors.js';
+import { jcsSha256Hex } from './shared/jcs.js';
 import { marshalTpmtPublic } from './tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256 } from './tpm/templates.js';
+import { TPM_RC, TpmError } from './tpm/tpm-error.js';
 import { openTpm } from './tpm/tpm.native.js';
 import type { TpmPort } from './tpm/tpm.port.js';
-import { createHash } from 'node:crypto';
 
 export interface Appliance {
   readonly config: AppConfig;
@@ -67,10 +68,6 @@ async function readBundle(paths: readonly string[]): Promise<string> {
   return pems.join('\n');
 }
 
-function digest(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value)).digest('hex');
-}
-
 function anchorConfig(config: AppConfig) {
   const indices = {
     counterIndex: config.audit.nvCounterIndex,
@@ -96,7 +93,8 @@ export async function provisionAppliance(config: AppConfig, tpm: TpmPort): Promi
     tpm.nvReadPublic(index).then(
       () => true,
       (e: unknown) => {
-        if (e instanceof GrantorError && e.code === 'tpm_error') return false;
+        // Only "no such handle" means absent; any other TPM error stops provisioning.
+        if (e instanceof TpmError && e.is(TPM_RC.HANDLE)) return false;
         throw e;
       },
     );
@@ -200,7 +198,7 @@ export async function openAppliance(
             type: `key.${event.type.replace(/^key_/, '')}`,
             subject: event.kid,
             reasons: [event.reason],
-            digest: digest(event),
+            digest: jcsSha256Hex(event),
           });
         },
       },
@@ -242,7 +240,7 @@ export async function openAppliance(
           type: event.type,
           subject: event.approvalId,
           reasons: [event.act, ...event.actors.map((a) => `${a.role}:${a.id}`)],
-          digest: digest(event),
+          digest: jcsSha256Hex(event),
         });
       },
     });
