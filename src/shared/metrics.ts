@@ -20,22 +20,35 @@ export interface GrantorMetrics {
   readonly grantsIssued: Counter<'mode'>;
   /** Grant requests refused, by error code (`policy_denied`, `nonce_reused`, ...). */
   readonly grantsDenied: Counter<'reason'>;
-  /** Attestation verdicts (`trusted` | `untrusted`), by first reason code (`ok` when trusted). */
+  /**
+   * Attestation verdicts: `trusted` | `untrusted` (an authentic, fresh quote; reason: the
+   * first reason code, `ok` when there is none) or `rejected` (the quote or request was
+   * refused before a verdict; reason: the error code).
+   */
   readonly attestationVerdicts: Counter<'verdict' | 'reason'>;
   /** Time from grant request to answer, by outcome (`issued` | `denied` | `error`). */
   readonly decisionSeconds: Histogram<'outcome'>;
+  /** HSM calls (`open`, `generate`, `load`, `sign`, `destroy`, `ready`), failed ones too. */
   readonly hsmCallSeconds: Histogram<'op'>;
+  /** Failed HSM calls, by operation and error code (`hsm_unavailable`, ...). */
   readonly hsmErrors: Counter<'op' | 'code'>;
+  /** TPM commands (TPM 2.0 names: `NV_Extend`, `Quote`, ...), queueing included. */
   readonly tpmCallSeconds: Histogram<'command'>;
+  /** Failed TPM commands, by command and code (`tpm_unavailable`, `tpm_rc_0x08b`, ...). */
   readonly tpmErrors: Counter<'command' | 'code'>;
-  /** Entries per committed audit batch. */
+  /** Entries per committed (stored and anchored) audit batch. */
   readonly auditBatchSize: Histogram;
   /** NV writes to the anchor indices (`extend` | `counter`). */
   readonly nvWrites: Counter<'index'>;
   /** Audit entries durable in the store but not yet anchored in the TPM. */
   readonly anchorLagEntries: Gauge;
-  /** Age of the oldest not yet anchored entry (0 when none). */
+  /** Age of the oldest not yet anchored entry (0 when none), computed at scrape time. */
   readonly anchorLagSeconds: Gauge;
+  /**
+   * Set both anchor lag gauges: `entries` stored but not anchored, the oldest of them
+   * stored at `oldestAtMs` (epoch ms; undefined when there is none).
+   */
+  setAnchorLag(entries: number, oldestAtMs: number | undefined): void;
   /** HTTP requests by method, route pattern and status code. */
   readonly httpRequestSeconds: Histogram<'method' | 'route' | 'status'>;
   /** Requests refused by the rate limiter, by bucket and scope (`address` | `runtime`). */
@@ -46,13 +59,31 @@ export interface MetricsOptions {
   /** Process metrics (CPU, memory, event loop lag, GC). Default true. */
   readonly defaultMetrics?: boolean;
   readonly prefix?: string;
+  /** The clock of anchor_lag_seconds (epoch ms); default Date.now. */
+  readonly now?: () => number;
 }
 
 export function createMetrics(options: MetricsOptions = {}): GrantorMetrics {
   const registry = new Registry();
   const p = options.prefix ?? 'grantor_';
   const registers = [registry];
+  const now = options.now ?? Date.now;
+  let lagSince: number | undefined;
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: p });
+  const anchorLagEntries = new Gauge({
+    name: `${p}anchor_lag_entries`,
+    help: 'Audit entries stored but not yet anchored in the TPM',
+    registers,
+  });
+  const anchorLagSeconds = new Gauge({
+    name: `${p}anchor_lag_seconds`,
+    help: 'Age of the oldest audit entry not yet anchored in the TPM',
+    registers,
+    // At scrape time: a batch stuck behind a TPM outage ages even when nothing is appended.
+    collect() {
+      this.set(lagSince === undefined ? 0 : Math.max(0, (now() - lagSince) / 1000));
+    },
+  });
   return {
     registry,
     grantsIssued: new Counter({
@@ -118,16 +149,12 @@ export function createMetrics(options: MetricsOptions = {}): GrantorMetrics {
       labelNames: ['index'] as const,
       registers,
     }),
-    anchorLagEntries: new Gauge({
-      name: `${p}anchor_lag_entries`,
-      help: 'Audit entries stored but not yet anchored in the TPM',
-      registers,
-    }),
-    anchorLagSeconds: new Gauge({
-      name: `${p}anchor_lag_seconds`,
-      help: 'Age of the oldest audit entry not yet anchored in the TPM',
-      registers,
-    }),
+    anchorLagEntries,
+    anchorLagSeconds,
+    setAnchorLag(entries, oldestAtMs) {
+      anchorLagEntries.set(entries);
+      lagSince = entries > 0 ? oldestAtMs : undefined;
+    },
     httpRequestSeconds: new Histogram({
       name: `${p}http_request_duration_seconds`,
       help: 'HTTP request latency, by method, route pattern and status',
@@ -144,15 +171,23 @@ export function createMetrics(options: MetricsOptions = {}): GrantorMetrics {
   };
 }
 
+/** The `code` of an error (GrantorError and the native adapters' errors), else `unknown`. */
+export function errorCode(e: unknown): string {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string'
+    ? e.code
+    : 'unknown';
+}
+
 /**
- * Time one hardware call: observe its latency, and count a failure by the error's `code`
- * (`unknown` without one). The error is rethrown unchanged.
+ * Time one hardware call: observe its latency, and count a failure by `codeOf(error)`
+ * (default: the error's `code`, `unknown` without one). The error is rethrown unchanged.
  */
 export async function timeCall<T, L extends string>(
   latency: Histogram<L>,
   errors: Counter<L | 'code'>,
   labels: Readonly<Record<L, string>>,
   fn: () => Promise<T>,
+  codeOf: (e: unknown) => string = errorCode,
 ): Promise<T> {
   const safe = Object.fromEntries(
     Object.entries<string>(labels).map(([k, v]) => [k, labelValue(v)]),
@@ -161,11 +196,9 @@ export async function timeCall<T, L extends string>(
   try {
     return await fn();
   } catch (e) {
-    const code =
-      typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string'
-        ? e.code
-        : 'unknown';
-    errors.inc({ ...safe, code: labelValue(code) } as Partial<Record<L | 'code', string | number>>);
+    errors.inc({ ...safe, code: labelValue(codeOf(e)) } as Partial<
+      Record<L | 'code', string | number>
+    >);
     throw e;
   } finally {
     end();
