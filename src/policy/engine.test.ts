@@ -276,6 +276,50 @@ describe('loading', () => {
     await expect(engine().reload()).rejects.toMatchObject({ code: 'policy_set_invalid' });
   });
 
+  // Decisions skip Cedar's per-request validation; activation does it once per action.
+  it.each([
+    [
+      'an action that does not apply to runtimes',
+      (schema: string) =>
+        schema.replace(
+          'action "tickets.read", ',
+          'action "tickets.read" appliesTo { principal: [Resource], resource: [Resource], context: GrantContext };\naction ',
+        ),
+    ],
+    [
+      'a context attribute of another type',
+      (schema: string) => schema.replace('ttlSeconds: Long,', 'ttlSeconds: String,'),
+    ],
+  ])('refuses a schema that the requests do not fit: %s', async (_label, edit) => {
+    const original = await readFile(schemaFile, 'utf8');
+    const edited = edit(original);
+    expect(edited).not.toBe(original);
+    await writeFile(schemaFile, edited);
+    const e = engine();
+    await expect(e.reload()).rejects.toMatchObject({
+      code: 'policy_set_invalid',
+      message: expect.stringContaining('do not fit the schema') as unknown,
+    });
+    expect(e.info()).toBeUndefined();
+  });
+
+  it('validates the request shape at activation, not on every decision', async () => {
+    const calls: (boolean | undefined)[] = [];
+    const spy: CedarPort = {
+      ...cedarWasm,
+      statefulIsAuthorized: (call) => {
+        calls.push(call.validateRequest);
+        return cedarWasm.statefulIsAuthorized(call);
+      },
+    };
+    const e = engine({ cedar: spy });
+    const info = await e.reload();
+    expect(calls).toEqual(info.actions.map(() => true));
+    calls.length = 0;
+    expect(e.decide(request()).decision).toBe('allow');
+    expect(calls).toEqual([false]);
+  });
+
   it('fails closed before any set is loaded', () => {
     const e = engine();
     expect(() => e.decide(request())).toThrow(PolicyUnavailableError);
@@ -480,16 +524,21 @@ describe('engine failure fails closed', () => {
   });
 
   it('an engine failure answer is policy_unavailable', async () => {
+    let broken = false;
     const failing: CedarPort = {
       ...cedarWasm,
-      statefulIsAuthorized: () => ({
-        type: 'failure',
-        errors: [{ message: 'lost', help: null, code: null, url: null, severity: null }],
-        warnings: [],
-      }),
+      statefulIsAuthorized: (call) =>
+        broken
+          ? {
+              type: 'failure',
+              errors: [{ message: 'lost', help: null, code: null, url: null, severity: null }],
+              warnings: [],
+            }
+          : cedarWasm.statefulIsAuthorized(call),
     };
     const e = engine({ cedar: failing });
     await e.reload();
+    broken = true;
     expect(() => e.decide(request())).toThrow(
       expect.objectContaining({ code: 'policy_unavailable' }),
     );

@@ -146,6 +146,7 @@ export class PolicyEngine {
         `policy set does not parse: ${setAnswer.errors.map((e) => e.message).join('; ')}`,
       );
     }
+    this.#checkRequestShape(set, slotId, schemaName);
     const info: PolicySetInfo = {
       hash: set.hash,
       version: ++this.#version,
@@ -197,7 +198,8 @@ export class PolicyEngine {
         ...call,
         preparsedPolicySetId: active.slotId,
         preparsedSchemaName: active.schemaName,
-        validateRequest: true,
+        // Checked once per action at activation instead (#checkRequestShape): ~1/3 of a call.
+        validateRequest: false,
       }),
     );
     if (answer.type === 'failure') {
@@ -295,6 +297,51 @@ export class PolicyEngine {
     this.#watchers = [];
     if (this.#debounce !== undefined) clearTimeout(this.#debounce);
     this.#debounce = undefined;
+  }
+
+  /**
+   * Cedar's request validation (principal and resource types in the action's `appliesTo`,
+   * context of the action's context type), done here once per declared action instead of
+   * on every decision. Sound because `#request` fixes everything it checks: the principal
+   * is always a `Runtime`, the resource a `Resource`, and the context always has the same
+   * attributes with the same types (strings, booleans and safe integers, checked per call);
+   * only values vary, and no value can change the outcome of this check. What does depend
+   * on values is still checked on every call, since the schema is passed with it: entity
+   * attributes must conform and context records must have exactly the declared attributes.
+   * A schema our requests do not fit is refused at load rather than failing every decision.
+   */
+  #checkRequestShape(set: CompiledPolicySet, slotId: string, schemaName: string): void {
+    for (const action of set.actions) {
+      const probe = this.#request(
+        {
+          runtime: { id: 'probe', name: '', labels: {} },
+          action,
+          resource: 'probe',
+          attestation: {
+            pcrPolicy: '',
+            resetSeen: false,
+            sessionAgeSeconds: 0,
+            proofMode: 'session',
+          },
+          lineage: { depth: 0, root: '', parentAction: null, delegated: false },
+          ttlSeconds: 1,
+        },
+        set,
+      );
+      const answer = this.#call(() =>
+        this.#cedar.statefulIsAuthorized({
+          ...probe,
+          preparsedPolicySetId: slotId,
+          preparsedSchemaName: schemaName,
+          validateRequest: true,
+        }),
+      );
+      if (answer.type === 'failure') {
+        throw new PolicySetInvalidError(
+          `grant requests for action "${action}" do not fit the schema: ${answer.errors.map((e) => e.message).join('; ')}`,
+        );
+      }
+    }
   }
 
   /** Runs one wasm call; anything it throws (a trap, a panic) means "cannot decide". */
