@@ -448,6 +448,19 @@ describe('GrantService.request: runtime and proof', () => {
     expect(f.events).toHaveLength(0);
   });
 
+  it('the cached session key follows the session: a key changed in place is used, the old one refused', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    expect((await svc.request(signRequest(body(), f.key.privateKey), NOW)).grantId).toMatch(/^gr_/);
+    // The same session object (the cache key) now holds another key.
+    const next = sessionKey();
+    Object.assign(f.key.jwk, { x: next.jwk.x, y: next.jwk.y });
+    expect(await code(svc.request(signRequest(body(), f.key.privateKey), NOW))).toBe(
+      'request_signature_invalid',
+    );
+    expect((await svc.request(signRequest(body(), next.privateKey), NOW)).grantId).toMatch(/^gr_/);
+  });
+
   it('a replayed requestId: request_replayed, also when both race and after a restart', async () => {
     const f = new Fakes();
     const svc = f.service();
