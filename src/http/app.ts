@@ -161,9 +161,11 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   }
   if (services.audit !== undefined) await app.register(auditRoutes, { audit: services.audit });
   if (services.attestation !== undefined) {
-    await app.register(runtimesRoutes, { attestation: services.attestation });
+    await app.register(runtimesRoutes, { attestation: services.attestation, metrics });
   }
-  if (services.grants !== undefined) await app.register(grantsRoutes, { grants: services.grants });
+  if (services.grants !== undefined) {
+    await app.register(grantsRoutes, { grants: services.grants, metrics });
+  }
   await app.ready();
   return app;
 }

@@ -5,8 +5,9 @@
  * series count stays bounded; unmatched requests are labelled `unmatched`.
  */
 import type { FastifyInstance } from 'fastify';
-import type { GrantorMetrics } from '../../shared/metrics.js';
+import { errorCode, labelValue, type GrantorMetrics } from '../../shared/metrics.js';
 import type { Role } from '../../operators/roles.js';
+import { statusForCode } from '../error-status.js';
 import { namedGlobalPlugin } from './plugin.js';
 
 export interface MetricsPluginOptions {
@@ -33,7 +34,7 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
   app.get(
     '/metrics',
     {
-      ...(opts.role === undefined ? {} : { config: { role: opts.role } }),
+      config: opts.role === undefined ? { public: true } : { role: opts.role },
       schema: {
         summary: 'Prometheus metrics (text exposition format)',
         produces: ['text/plain'],
@@ -50,3 +51,74 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
 
 /** `await app.register(metricsPlugin, { metrics })`, before the route plugins. */
 export const metricsRoutes = namedGlobalPlugin(METRICS_PLUGIN, metricsPlugin);
+
+/**
+ * The code of a refusal the caller caused (a 4xx code: policy_denied, nonce_reused, ...);
+ * undefined for a failure of the appliance (5xx: a dependency down, a bug).
+ */
+function refusalCode(e: unknown): string | undefined {
+  const code = errorCode(e);
+  return code !== 'unknown' && statusForCode(code) < 500 ? code : undefined;
+}
+
+export type GrantDecisionMetrics = Pick<
+  GrantorMetrics,
+  'grantsIssued' | 'grantsDenied' | 'decisionSeconds'
+>;
+
+/**
+ * Answer one grant request through `decide` and count it: issued (by proof mode), denied
+ * (by the refusal's code) or error (the appliance failed: no decision was made), and the
+ * time the decision took, by that outcome. The answer or the error is passed on unchanged.
+ */
+export async function meterGrantDecision<T>(
+  metrics: GrantDecisionMetrics | undefined,
+  mode: string,
+  decide: () => Promise<T>,
+): Promise<T> {
+  if (metrics === undefined) return decide();
+  const end = metrics.decisionSeconds.startTimer();
+  try {
+    const issued = await decide();
+    metrics.grantsIssued.inc({ mode: labelValue(mode) });
+    end({ outcome: 'issued' });
+    return issued;
+  } catch (e) {
+    const reason = refusalCode(e);
+    if (reason === undefined) {
+      end({ outcome: 'error' });
+    } else {
+      metrics.grantsDenied.inc({ reason: labelValue(reason) });
+      end({ outcome: 'denied' });
+    }
+    throw e;
+  }
+}
+
+export type AttestationMetrics = Pick<GrantorMetrics, 'attestationVerdicts'>;
+
+/**
+ * Answer one attestation through `attest` and count its verdict: `trusted` or `untrusted`
+ * with the first reason (`ok` without one), or `rejected` with the refusal's code. A
+ * failure of the appliance (5xx) is no verdict and is not counted here.
+ */
+export async function meterAttestation<T extends { verdict: string; reasons: readonly string[] }>(
+  metrics: AttestationMetrics | undefined,
+  attest: () => Promise<T>,
+): Promise<T> {
+  if (metrics === undefined) return attest();
+  try {
+    const answer = await attest();
+    metrics.attestationVerdicts.inc({
+      verdict: labelValue(answer.verdict),
+      reason: labelValue(answer.reasons[0] ?? 'ok'),
+    });
+    return answer;
+  } catch (e) {
+    const reason = refusalCode(e);
+    if (reason !== undefined) {
+      metrics.attestationVerdicts.inc({ verdict: 'rejected', reason: labelValue(reason) });
+    }
+    throw e;
+  }
+}

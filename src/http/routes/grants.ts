@@ -8,6 +8,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { GrantService } from '../../grants/index.js';
+import { meterGrantDecision, type GrantDecisionMetrics } from '../plugins/metrics.js';
 import { ErrorSchema } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
@@ -125,6 +126,8 @@ const errors = {
 export const grantsRoutes: FastifyPluginAsyncTypebox<{
   grants: GrantService;
   now?: () => Date;
+  /** Counts each decision (issued by mode, denied by code) and its latency. */
+  metrics?: GrantDecisionMetrics;
 }> = (app, opts) => {
   const svc = opts.grants;
   const now = opts.now ?? (() => new Date());
@@ -135,7 +138,13 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
       config: { actor: 'runtime' },
       schema: { body: GrantBody, response: { 201: IssuedReply, ...errors } },
     },
-    async (request, reply) => reply.code(201).send(await svc.request(request.body, now())),
+    async (request, reply) => {
+      const mode = request.body.quote === undefined ? 'session' : 'quote';
+      const issued = await meterGrantDecision(opts.metrics, mode, () =>
+        svc.request(request.body, now()),
+      );
+      return reply.code(201).send(issued);
+    },
   );
 
   app.post(

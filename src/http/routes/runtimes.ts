@@ -8,6 +8,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AttestationService } from '../../attestation/index.js';
+import { meterAttestation, type AttestationMetrics } from '../plugins/metrics.js';
 import { ErrorSchema } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
@@ -133,10 +134,11 @@ const errors = {
   503: ErrorSchema,
 };
 
-export const runtimesRoutes: FastifyPluginAsyncTypebox<{ attestation: AttestationService }> = (
-  app,
-  opts,
-) => {
+export const runtimesRoutes: FastifyPluginAsyncTypebox<{
+  attestation: AttestationService;
+  /** Counts each attestation verdict. */
+  metrics?: AttestationMetrics;
+}> = (app, opts) => {
   const svc = opts.attestation;
 
   app.post(
@@ -213,8 +215,12 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{ attestation: Attestatio
         response: { 201: AttestReply, ...errors },
       },
     },
-    async (request, reply) =>
-      reply.code(201).send(await svc.attest(request.params.runtimeId, request.body)),
+    async (request, reply) => {
+      const answer = await meterAttestation(opts.metrics, () =>
+        svc.attest(request.params.runtimeId, request.body),
+      );
+      return reply.code(201).send(answer);
+    },
   );
 
   return Promise.resolve();
