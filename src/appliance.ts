@@ -17,18 +17,22 @@ import {
   TpmAuditAnchor,
   type AuditService,
 } from './audit/index.js';
+import { meterAudit } from './audit/audit.metered.js';
 import { createAttestation, type AttestationService } from './attestation/index.js';
 import { createGrants, type GrantService } from './grants/index.js';
 import { createKeys, type KeyService } from './keys/index.js';
+import { MeteredSigner } from './keys/signer.metered.js';
 import { createOperators, type Operators } from './operators/index.js';
 import { createPolicyEngine, type PolicyEngine } from './policy/index.js';
 import type { AppConfig } from './shared/config.js';
 import { openDatabase, type Database } from './shared/db.level.js';
 import { GrantorError } from './shared/errors.js';
 import { jcsSha256Hex } from './shared/jcs.js';
+import { createMetrics, type GrantorMetrics } from './shared/metrics.js';
 import { marshalTpmtPublic } from './tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256 } from './tpm/templates.js';
 import { TPM_RC, TpmError } from './tpm/tpm-error.js';
+import { MeteredTpm } from './tpm/tpm.metered.js';
 import { openTpm } from './tpm/tpm.native.js';
 import type { TpmPort } from './tpm/tpm.port.js';
 
@@ -42,6 +46,8 @@ export interface Appliance {
   readonly attestation: AttestationService;
   readonly operators: Operators;
   readonly grants: GrantService;
+  /** Counted into by the TPM, the HSM signer and the audit log; served by the app. */
+  readonly metrics: GrantorMetrics;
   /** Set when the start-up check refused the audit log: every request answers it. */
   readonly lockdown: GrantorError | undefined;
   close(): Promise<void>;
@@ -124,6 +130,8 @@ export interface StartOptions {
    * None: certificates are refused and operators log in with tokens only.
    */
   readonly operatorCaPem?: string;
+  /** The registry to count into (default: a new one, exposed as `Appliance.metrics`). */
+  readonly metrics?: GrantorMetrics;
 }
 
 export async function openAppliance(
@@ -131,7 +139,9 @@ export async function openAppliance(
   options: StartOptions = {},
 ): Promise<Appliance> {
   const logger = options.logger;
-  const tpm = await openTpm(config.tpm);
+  const metrics = options.metrics ?? createMetrics();
+  // Every TPM command of the appliance (audit anchor, NV_Certify, readiness) is timed.
+  const tpm: TpmPort = new MeteredTpm(await openTpm(config.tpm), metrics);
   const closers: (() => Promise<void>)[] = [() => tpm.close()];
   const closeAll = async (): Promise<void> => {
     for (const c of closers.reverse()) await c().catch(() => undefined);
@@ -148,11 +158,13 @@ export async function openAppliance(
         throw new GrantorError('hsm_unavailable', 'the keys service is not started');
       return keysRef.current;
     };
+    const meteredAudit = meterAudit(metrics);
     const audit = createAudit(
       { origin: config.applianceId, minAnchorIntervalMs: config.audit.minAnchorIntervalMs },
       {
         db,
-        anchor: new TpmAuditAnchor(tpm, anchorConfig(config)),
+        anchor: meteredAudit.anchor(new TpmAuditAnchor(tpm, anchorConfig(config))),
+        decorateStore: meteredAudit.store,
         signer: {
           keyName: config.applianceId,
           get publicKey() {
@@ -193,6 +205,7 @@ export async function openAppliance(
         db,
         ...(logger === undefined ? {} : { logger }),
         ...(options.now === undefined ? {} : { now: options.now }),
+        decorateSigner: (signer) => new MeteredSigner(signer, metrics),
         onLifecycle: async (event) => {
           await audit.append({
             type: `key.${event.type.replace(/^key_/, '')}`,
@@ -260,6 +273,7 @@ export async function openAppliance(
       policy,
       attestation,
       operators,
+      metrics,
       lockdown,
       close: closeAll,
     };

@@ -8,6 +8,7 @@ import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
 import type { AuditAnchor } from './anchor.port.js';
 import { LevelAuditStore } from './audit-store.level.js';
+import type { AuditStore } from './audit-store.port.js';
 import type { CheckpointSigner } from './checkpoint.js';
 import type { AuditLogger } from './log.js';
 import { AuditLog, systemClock } from './log.js';
@@ -33,6 +34,8 @@ export interface AuditDeps {
   readonly signer: CheckpointSigner;
   readonly now?: () => number;
   readonly logger?: AuditLogger;
+  /** Wraps the log's store (e.g. to measure it, src/audit/audit.metered.ts). */
+  readonly decorateStore?: (store: AuditStore) => AuditStore;
 }
 
 function positiveInt(key: string, value: number | undefined, fallback: number, min = 1): number {
@@ -46,8 +49,9 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
   if (!/^[^\s+]+$/.test(config.origin)) {
     throw new ConfigError('audit.origin', 'must be one word without spaces or "+"');
   }
+  const store = new LevelAuditStore(deps.db);
   const log = new AuditLog(
-    new LevelAuditStore(deps.db),
+    deps.decorateStore?.(store) ?? store,
     deps.anchor,
     {
       origin: config.origin,

@@ -48,6 +48,7 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
       audit: a.audit,
       attestation: a.attestation,
       grants: a.grants,
+      metrics: a.metrics,
       onOperatorAct: async (act) => {
         await a.audit.append({
           type: 'operator.act',

@@ -7,6 +7,7 @@ import { KeyService, type KeyLifecycleEvent } from './key-service.js';
 import { LevelKeyStore } from './key-store.level.js';
 import { silentLogger, type KeysLogger } from './log.js';
 import { Pkcs11Signer } from './signer.pkcs11.js';
+import type { HsmSigner } from './signer.port.js';
 
 export interface KeysConfig {
   /** Path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so). */
@@ -39,6 +40,8 @@ export interface KeysDeps {
   readonly now?: () => number;
   /** The audit hook: called before each key lifecycle change takes effect. */
   readonly onLifecycle?: (event: KeyLifecycleEvent) => Promise<void>;
+  /** Wraps the PKCS#11 signer (e.g. to measure it, src/keys/signer.metered.ts). */
+  readonly decorateSigner?: (signer: HsmSigner) => HsmSigner;
 }
 
 export async function createKeys(config: KeysConfig, deps: KeysDeps): Promise<KeyService> {
@@ -63,7 +66,7 @@ export async function createKeys(config: KeysConfig, deps: KeysDeps): Promise<Ke
       labelPrefix: config.labelPrefix ?? 'grantor',
     },
     {
-      signer,
+      signer: deps.decorateSigner?.(signer) ?? signer,
       store: new LevelKeyStore(deps.db),
       logger,
       ...(deps.now === undefined ? {} : { now: deps.now }),
