@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { TPM_ST } from '../tpm/marshal/constants.js';
 import { marshalTpm2bPublic, objectName } from '../tpm/marshal/public.js';
 import { parseReferencePolicy } from './reference-policy.js';
-import { MemoryRuntimeStore } from './runtime-store.port.js';
+import { MemoryRuntimeStore, type RuntimeStore } from './runtime-store.port.js';
 import { AttestationService, type AuditSink, type EcSessionJwk } from './service.js';
 import { SoftEk, SoftTpm } from './testing/soft-tpm.js';
 import { qualifyingData } from './verify-quote.js';
@@ -289,6 +289,54 @@ describe('AttestationService', () => {
     expect(svc.sessionFor(res.attestationId)).toBeUndefined();
     expect(await codeOf(svc.challenge(runtimeId))).toBe('runtime_state_invalid');
     expect(await codeOf(svc.revoke(runtimeId))).toBe('runtime_state_invalid');
+  });
+
+  it('cached runtime records: reads after a change see it; a read that raced a write is not kept', async () => {
+    const store = new MemoryRuntimeStore();
+    let reads = 0;
+    let holdNext: Promise<void> | undefined;
+    const slow: RuntimeStore = {
+      get: async (id) => {
+        reads += 1;
+        const hold = holdNext;
+        holdNext = undefined;
+        const r = await store.get(id);
+        // Read now, answered after whatever runs while `hold` is pending.
+        if (hold !== undefined) await hold;
+        return r;
+      },
+      findByEk: (fp) => store.findByEk(fp),
+      findByName: (name) => store.findByName(name),
+      create: (r) => store.create(r),
+      update: (r) => store.update(r),
+      delete: (r) => store.delete(r),
+    };
+    const make = () =>
+      new AttestationService(
+        { trustedEkCas: [], referencePolicies: [policyFor(tpm)], sessionTtlMs: 60_000 },
+        { store: slow, audit, now: () => now },
+      );
+    const s = make();
+    const runtimeId = await enrollAndActivate(s);
+    expect((await s.getRuntime(runtimeId)).state).toBe('active');
+    const before = reads;
+    expect((await s.getRuntime(runtimeId)).state).toBe('active');
+    expect(reads).toBe(before);
+    await s.revoke(runtimeId);
+    expect((await s.getRuntime(runtimeId)).state).toBe('revoked');
+
+    // A fresh service (nothing cached): a read that overlaps a revocation.
+    const other = await enrollAndActivate(s, tpm, new SoftEk(), 'other');
+    const t = make();
+    let release = (): void => undefined;
+    holdNext = new Promise((r) => {
+      release = r;
+    });
+    const racing = t.getRuntime(other);
+    await t.revoke(other);
+    release();
+    expect((await racing).state).toBe('active'); // read before the write: its answer stands
+    expect((await t.getRuntime(other)).state).toBe('revoked'); // but it was not kept
   });
 
   it('resetCount going backwards is refused; a reset is reported, and untrusted when the policy forbids it', async () => {

@@ -203,6 +203,18 @@ export function parseSessionKey(value: unknown): EcSessionJwk {
   return jwk;
 }
 
+/** A runtime record and the objects in it, frozen (records are shared from the cache). */
+function freezeRecord(r: RuntimeRecord): RuntimeRecord {
+  const last = r.lastAttestation;
+  return Object.freeze({
+    ...r,
+    labels: Object.freeze({ ...r.labels }),
+    counters: r.counters === null ? null : Object.freeze({ ...r.counters }),
+    lastAttestation:
+      last === null ? null : Object.freeze({ ...last, reasons: Object.freeze([...last.reasons]) }),
+  });
+}
+
 export class AttestationService {
   readonly #config: AttestationConfig;
   readonly #store: RuntimeStore;
@@ -266,10 +278,62 @@ export class AttestationService {
     return ak;
   }
 
+  /**
+   * Runtime records as last read or written, by id (bounded): every grant request reads
+   * its runtime, and a store read per request was a thread-pool round trip. Exact because
+   * every write to the runtime store goes through #write, in this process (LevelDB is
+   * locked to one process): #write forgets the record before the write and remembers what
+   * it wrote once it is durable, and a read that overlapped any write is not remembered,
+   * since it may have returned the record from before that write. Records are frozen, so
+   * no caller can change a cached one in place.
+   */
+  readonly #records = new Map<string, RuntimeRecord>();
+  /** Store writes started and finished (two per write): a read that saw it change overlapped one. */
+  #writeEvents = 0;
+  #writesInFlight = 0;
+
+  #remember(record: RuntimeRecord): void {
+    if (this.#records.size >= 10_000 && !this.#records.has(record.runtimeId)) {
+      const oldest = this.#records.keys().next();
+      if (oldest.done !== true) this.#records.delete(oldest.value);
+    }
+    this.#records.set(record.runtimeId, freezeRecord(record));
+  }
+
   async #load(runtimeId: string): Promise<RuntimeRecord> {
+    const cached = this.#records.get(runtimeId);
+    if (cached !== undefined) return cached;
+    const events = this.#writeEvents;
+    const quiet = this.#writesInFlight === 0;
     const r = await this.#store.get(runtimeId);
     if (r === undefined) throw new UnknownRuntimeError();
+    if (quiet && events === this.#writeEvents) {
+      this.#remember(r);
+      return this.#records.get(runtimeId) ?? r;
+    }
     return r;
+  }
+
+  #update(record: RuntimeRecord): Promise<void> {
+    return this.#write(record.runtimeId, () => this.#store.update(record), record);
+  }
+
+  /** The only path to the runtime store's writes; `after`: the record it leaves, if any. */
+  async #write(
+    runtimeId: string,
+    write: () => Promise<void>,
+    after: RuntimeRecord | undefined,
+  ): Promise<void> {
+    this.#records.delete(runtimeId);
+    this.#writeEvents += 1;
+    this.#writesInFlight += 1;
+    try {
+      await write();
+    } finally {
+      this.#writesInFlight -= 1;
+      this.#writeEvents += 1;
+    }
+    if (after !== undefined) this.#remember(after);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -350,7 +414,7 @@ export class AttestationService {
           ekCertified: record.ekCertified,
         }),
       });
-      await this.#store.create(record);
+      await this.#write(runtimeId, () => this.#store.create(record), record);
       return {
         runtimeId,
         state: 'pending_activation' as const,
@@ -384,11 +448,11 @@ export class AttestationService {
         digest: factsDigest({ runtimeId, akName: r.akName, ok }),
       });
       if (!ok) {
-        await this.#store.delete(r);
+        await this.#write(runtimeId, () => this.#store.delete(r), undefined);
         this.#nonces.forget(runtimeId);
         throw new ActivationFailedError();
       }
-      await this.#store.update({ ...r, state, secretDigest: null });
+      await this.#update({ ...r, state, secretDigest: null });
       return { runtimeId, state };
     });
   }
@@ -420,7 +484,7 @@ export class AttestationService {
         decision: 'active',
         digest: factsDigest({ runtimeId, akName: r.akName }),
       });
-      await this.#store.update({ ...r, state: 'active' });
+      await this.#update({ ...r, state: 'active' });
       return { runtimeId, state: 'active' as const };
     });
   }
@@ -438,7 +502,7 @@ export class AttestationService {
         decision: 'revoked',
         digest: factsDigest({ runtimeId, akName: r.akName }),
       });
-      await this.#store.update({ ...r, state: 'revoked', secretDigest: null });
+      await this.#update({ ...r, state: 'revoked', secretDigest: null });
       return { runtimeId, state: 'revoked' as const };
     });
   }
@@ -510,7 +574,7 @@ export class AttestationService {
           sessionKey,
         }),
       });
-      await this.#store.update({
+      await this.#update({
         ...record,
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
         lastAttestation: { attestationId, verdict, reasons, at: now.toISOString() },
@@ -624,7 +688,7 @@ export class AttestationService {
         nonceStatus,
         'quote',
       );
-      await this.#store.update({
+      await this.#update({
         ...record,
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
       });
