@@ -1,16 +1,25 @@
 /**
  * Grants in LevelDB: `db.sublevel('grants')` with keys `g!<grantId>` (the record as JSON),
- * `c!<parentId>!<childId>` (lineage links) and `q!<runtimeId>!<requestId>` (used
- * requestIds, value: expiry in epoch ms). Grant writes are synced batches. A requestId is
- * written unsynced: LevelDB's log is sequential, so the synced write of the grant that
- * request produced makes it durable before the grant is released; a crash can only forget
- * the id of a request that released nothing.
+ * `c!<parentId>!<childId>` (lineage links), `q!<runtimeId>!<requestId>` (used requestIds,
+ * value: expiry in epoch ms) and `x!<expiry, 16 digits>!<runtimeId>!<requestId>` (the
+ * same requestIds indexed by expiry, written in the same batch, so pruning reads only
+ * what it deletes). Grant writes are synced batches. A requestId is written unsynced:
+ * LevelDB's log is sequential, so the synced write of the grant that request produced
+ * makes it durable before the grant is released; a crash can only forget the id of a
+ * request that released nothing.
  */
 import type { Database } from '../shared/db.level.js';
 import type { GrantRecord, GrantStore } from './grant-store.port.js';
 
 // encodeURIComponent leaves `!` (the key separator) as is: escape it too.
 const enc = (id: string): string => encodeURIComponent(id).replace(/!/g, '%21');
+// Fixed width, so that the keys sort by expiry (epoch ms has 13 digits until the year 2286).
+const EXPIRY_DIGITS = 16;
+const expiryKey = (ms: number): string =>
+  String(Math.min(Math.max(0, Math.floor(ms)), 10 ** EXPIRY_DIGITS - 1)).padStart(
+    EXPIRY_DIGITS,
+    '0',
+  );
 
 export class LevelGrantStore implements GrantStore {
   private readonly sub;
@@ -60,9 +69,57 @@ export class LevelGrantStore implements GrantStore {
   }
 
   async putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
+    const ids = `${enc(runtimeId)}!${enc(requestId)}`;
     await this.write(
-      [{ key: `q!${enc(runtimeId)}!${enc(requestId)}`, value: String(expiresAt) }],
+      [
+        { key: `q!${ids}`, value: String(expiresAt) },
+        { key: `x!${expiryKey(expiresAt)}!${ids}`, value: '' },
+      ],
       false,
     );
+  }
+
+  /** Where the one pass over requestIds stored without an expiry index has got to. */
+  #unindexedFrom: string | undefined = 'q!';
+
+  async pruneRequests(beforeMs: number, limit: number): Promise<number> {
+    const dels: string[] = [];
+    let pruned = 0;
+    const upper = `x!${expiryKey(beforeMs)}`;
+    const indexed = await this.sub.keys({ gte: 'x!', lt: upper, limit }).all();
+    const current = await this.sub.getMany(indexed.map((k) => `q!${k.slice(EXPIRY_DIGITS + 3)}`));
+    indexed.forEach((key, i) => {
+      dels.push(key);
+      // The id's entry goes only if it is still the one this index key was written for.
+      if (current[i] === String(Number(key.slice(2, 2 + EXPIRY_DIGITS)))) {
+        dels.push(`q!${key.slice(EXPIRY_DIGITS + 3)}`);
+      }
+      pruned += 1;
+    });
+    // Ids stored before the index existed: one bounded pass per process, in slices.
+    const from = this.#unindexedFrom;
+    const budget = limit - pruned;
+    if (from !== undefined && budget > 0) {
+      const slice = await this.sub.iterator({ gt: from, lt: 'q!\uffff', limit: budget }).all();
+      const expired = slice.filter(([, value]) => Number(value) < beforeMs);
+      // An id with an index entry is the indexed sweep's to forget (once, and counted once).
+      const index = await this.sub.getMany(
+        expired.map(([key, value]) => `x!${expiryKey(Number(value))}!${key.slice(2)}`),
+      );
+      expired.forEach(([key], i) => {
+        if (index[i] === undefined) {
+          dels.push(key);
+          pruned += 1;
+        }
+      });
+      this.#unindexedFrom = slice.length < budget ? undefined : slice.at(-1)?.[0];
+    }
+    if (dels.length > 0) {
+      await this.db.batch(
+        dels.map((key) => ({ type: 'del' as const, key, sublevel: this.sub })),
+        { sync: false },
+      );
+    }
+    return pruned;
   }
 }

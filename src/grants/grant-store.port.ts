@@ -41,6 +41,11 @@ export interface GrantStore {
   hasRequest(runtimeId: string, requestId: string): Promise<boolean>;
   /** Remember a used requestId until `expiresAt` (epoch ms). */
   putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void>;
+  /**
+   * Forget at most `limit` requestIds whose `expiresAt` is before `beforeMs`, oldest
+   * first; returns how many were forgotten (fewer than `limit`: none older is left).
+   */
+  pruneRequests(beforeMs: number, limit: number): Promise<number>;
 }
 
 export class MemoryGrantStore implements GrantStore {
@@ -76,5 +81,14 @@ export class MemoryGrantStore implements GrantStore {
   putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
     this.requests.set(`${runtimeId}\n${requestId}`, expiresAt);
     return Promise.resolve();
+  }
+
+  pruneRequests(beforeMs: number, limit: number): Promise<number> {
+    const old = [...this.requests]
+      .filter(([, exp]) => exp < beforeMs)
+      .sort(([, a], [, b]) => a - b)
+      .slice(0, limit);
+    for (const [key] of old) this.requests.delete(key);
+    return Promise.resolve(old.length);
   }
 }

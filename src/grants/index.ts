@@ -6,6 +6,7 @@ import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
 import { LevelGrantStore } from './grant-store.level.js';
 import { GrantService, type GrantsConfig, type GrantsDeps } from './pipeline.js';
+import { RequestPruner } from './replay.js';
 
 export interface GrantsSettings {
   /** The appliance id (`iss`). */
@@ -20,6 +21,10 @@ export interface GrantsSettings {
   readonly dependencyDeadlineMs?: number;
   /** Default 100000. */
   readonly replayCacheSize?: number;
+  /** Between sweeps of expired requestIds, ms (default 60000; 0: no sweeps). */
+  readonly requestPruneIntervalMs?: number;
+  /** Most requestIds forgotten per batch of a sweep (default 1000; 10 batches a sweep). */
+  readonly requestPruneBatch?: number;
 }
 
 export interface GrantsWiring extends Omit<GrantsDeps, 'store'> {
@@ -47,7 +52,22 @@ export function createGrants(config: GrantsSettings, deps: GrantsWiring): GrantS
     replayCacheSize: positive('grants.replayCacheSize', config.replayCacheSize ?? 100_000),
   };
   const { db, ...services } = deps;
-  return new GrantService(settings, { ...services, store: new LevelGrantStore(db) });
+  const store = new LevelGrantStore(db);
+  // Used requestIds are forgotten once their issuedAt is past the skew (plus as much again
+  // for a clock stepped back); the sweeper stops when the database starts closing.
+  const pruner = new RequestPruner(store, {
+    intervalMs: positive(
+      'grants.requestPruneIntervalMs',
+      config.requestPruneIntervalMs ?? 60_000,
+      0,
+    ),
+    batch: positive('grants.requestPruneBatch', config.requestPruneBatch ?? 1000),
+    maxBatches: 10,
+    graceMs: settings.clockSkewSeconds * 1000,
+  });
+  db.once('closing', () => void pruner.stop());
+  pruner.start();
+  return new GrantService(settings, { ...services, store });
 }
 
 export {
@@ -63,5 +83,6 @@ export {
   type RevokeResult,
 } from './pipeline.js';
 export { MemoryGrantStore, type GrantRecord, type GrantStore } from './grant-store.port.js';
+export { RequestPruner, type PruneSettings } from './replay.js';
 export { sessionSigningInput, withoutQuote, requestDigest, type GrantRequest } from './request.js';
 export * from './errors.js';

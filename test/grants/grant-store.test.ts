@@ -1,14 +1,27 @@
 /**
  * One contract for the grant store, run against the LevelDB adapter (real classic-level,
- * including a reopen: a restart forgets no grant, link or requestId) and the memory fake.
+ * including a reopen: a restart forgets no grant, link or requestId) and the memory fake;
+ * requestId pruning (the expiry index, bounded batches, ids stored before the index, the
+ * sweeper's timer and its stop when the database closes); and, through the pipeline on the
+ * real parts, that pruning never lets a request be replayed.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { MemoryGrantStore, type GrantRecord, type GrantStore } from '../../src/grants/index.js';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import type { GrantsWiring } from '../../src/grants/index.js';
+import {
+  MemoryGrantStore,
+  RequestPruner,
+  createGrants,
+  type GrantRecord,
+  type GrantStore,
+} from '../../src/grants/index.js';
 import { LevelGrantStore } from '../../src/grants/grant-store.level.js';
 import { openDatabase } from '../../src/shared/db.level.js';
+import { createEccAk } from '../attestation/tools.js';
+import { repoRoot } from '../rig/sim.js';
+import { attest, enroll, grantBody, signed, startRig } from './rig.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -81,6 +94,36 @@ function contract(
       expect(await again.hasRequest('rt_a', 'req-1')).toBe(true);
       await close();
     });
+
+    it('prunes requestIds that expired before the cut-off, oldest first, at most `limit`, for good', async () => {
+      const { store, reopen, close } = await open();
+      for (const [id, exp] of [
+        ['r300', 300],
+        ['r100', 100],
+        ['r200', 200],
+        ['r400', 400],
+      ] as const) {
+        await store.putRequest('rt_p', id, exp);
+      }
+      // Expiry 300 is not before 300: kept (a request is fresh up to its expiry).
+      expect(await store.pruneRequests(300, 1)).toBe(1);
+      expect(await store.hasRequest('rt_p', 'r100')).toBe(false);
+      expect(await store.hasRequest('rt_p', 'r200')).toBe(true);
+      expect(await store.pruneRequests(300, 10)).toBe(1);
+      expect(await store.pruneRequests(300, 10)).toBe(0);
+      const again = await reopen();
+      expect(await again.hasRequest('rt_p', 'r200')).toBe(false);
+      expect(await again.hasRequest('rt_p', 'r300')).toBe(true);
+      expect(await again.hasRequest('rt_p', 'r400')).toBe(true);
+      // A pruned id used again is remembered again.
+      await again.putRequest('rt_p', 'r100', 500);
+      expect(await again.hasRequest('rt_p', 'r100')).toBe(true);
+      expect(await again.pruneRequests(450, 10)).toBe(2);
+      expect(await again.hasRequest('rt_p', 'r100')).toBe(true);
+      expect(await again.pruneRequests(501, 10)).toBe(1);
+      expect(await again.hasRequest('rt_p', 'r100')).toBe(false);
+      await close();
+    });
   });
 }
 
@@ -105,5 +148,179 @@ contract('memory', () => {
     store,
     reopen: () => Promise.resolve(store),
     close: () => Promise.resolve(),
+  });
+});
+
+describe('LevelDB requestId index', () => {
+  async function level() {
+    const dir = await mkdtemp(join(tmpdir(), 'grantor-grant-prune-'));
+    dirs.push(dir);
+    const db = await openDatabase(join(dir, 'db'));
+    const sub = db.sublevel('grants', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    const keys = async (prefix: string) => sub.keys({ gte: prefix, lt: `${prefix}\uffff` }).all();
+    return { db, sub, keys };
+  }
+
+  it('writes the expiry index with the id, and pruning leaves neither behind', async () => {
+    const { db, keys } = await level();
+    const store = new LevelGrantStore(db);
+    for (let i = 0; i < 25; i++) await store.putRequest('rt_!x', `req!${i}`, 1000 + i);
+    expect(await keys('q!')).toHaveLength(25);
+    expect(await keys('x!')).toHaveLength(25);
+    // Sorted by expiry whatever the number of digits.
+    await store.putRequest('rt_b', 'late', 10_000_000_000_000);
+    expect((await keys('x!')).at(-1)).toContain('late');
+    expect(await store.pruneRequests(1010, 4)).toBe(4);
+    expect(await store.pruneRequests(1010, 100)).toBe(6);
+    expect(await store.hasRequest('rt_!x', 'req!9')).toBe(false);
+    expect(await store.hasRequest('rt_!x', 'req!10')).toBe(true);
+    expect(await store.pruneRequests(Number.MAX_SAFE_INTEGER, 100)).toBe(16);
+    expect(await keys('q!')).toEqual([]);
+    expect(await keys('x!')).toEqual([]);
+    await db.close();
+  });
+
+  it('forgets ids stored before the index existed, in bounded slices, once per process', async () => {
+    const { db, sub, keys } = await level();
+    // What an earlier version wrote: the id without an index entry.
+    for (let i = 0; i < 7; i++) await sub.put(`q!rt_old!req-${i}`, String(100 + i));
+    await sub.put('q!rt_old!zz-live', String(10_000));
+    const store = new LevelGrantStore(db);
+    expect(await store.pruneRequests(1000, 3)).toBe(3);
+    expect(await store.pruneRequests(1000, 3)).toBe(3);
+    expect(await store.pruneRequests(1000, 3)).toBe(1);
+    expect(await keys('q!')).toEqual(['q!rt_old!zz-live']);
+    // The pass is over: an unindexed entry that appears now is not looked for again.
+    await sub.put('q!rt_old!req-late', '1');
+    expect(await store.pruneRequests(1000, 3)).toBe(0);
+    expect(await store.hasRequest('rt_old', 'req-late')).toBe(true);
+    await db.close();
+  });
+});
+
+describe('RequestPruner', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('sweeps in batches up to maxBatches, with the grace before the cut-off', async () => {
+    const store = new MemoryGrantStore();
+    for (let i = 0; i < 35; i++) await store.putRequest('rt_a', `r${i}`, 1000 + i);
+    const calls: [number, number][] = [];
+    const spy = {
+      pruneRequests: (before: number, limit: number) => {
+        calls.push([before, limit]);
+        return store.pruneRequests(before, limit);
+      },
+    };
+    const pruner = new RequestPruner(
+      spy,
+      { intervalMs: 0, batch: 10, maxBatches: 2, graceMs: 500 },
+      () => 2000,
+    );
+    expect(await pruner.sweep()).toBe(20);
+    expect(calls).toEqual([
+      [1500, 10],
+      [1500, 10],
+    ]);
+    expect(await pruner.sweep()).toBe(15);
+    expect(await pruner.sweep()).toBe(0);
+    expect(store.requests.size).toBe(0);
+  });
+
+  it('runs on a timer until stopped; createGrants stops its sweeper when the database closes', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const store = new MemoryGrantStore();
+    await store.putRequest('rt_a', 'old', 1);
+    const pruner = new RequestPruner(store, {
+      intervalMs: 1000,
+      batch: 10,
+      maxBatches: 1,
+      graceMs: 0,
+    });
+    pruner.start();
+    expect(pruner.active).toBe(true);
+    await vi.advanceTimersByTimeAsync(1000);
+    await vi.waitFor(() => {
+      expect(store.requests.size).toBe(0);
+    });
+    await pruner.stop();
+    expect(pruner.active).toBe(false);
+    expect(vi.getTimerCount()).toBe(0);
+
+    const dir = await mkdtemp(join(tmpdir(), 'grantor-grant-sweeper-'));
+    dirs.push(dir);
+    const db = await openDatabase(join(dir, 'db'));
+    // The services are not called by the sweeper.
+    createGrants({ issuer: 'grantor-test', maxTtlSeconds: 60, requestPruneIntervalMs: 1000 }, {
+      db,
+    } as unknown as GrantsWiring);
+    expect(vi.getTimerCount()).toBe(1);
+    await db.close();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('pruning through the pipeline (real swtpm, SoftHSM2, Cedar, LevelDB)', () => {
+  it('a replay inside the window is refused from the store; once pruned, the replay is stale', async () => {
+    const rig = await startRig();
+    try {
+      await createEccAk(rig.tools);
+      await rig.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
+      const rt = await enroll(
+        rig,
+        'prune-agent',
+        { team: 'support' },
+        { ctx: '0x81010003', pub: 'ak.pub' },
+        'rsa',
+      );
+      const session = await attest(rig, rt);
+      const skewMs = 2000;
+      // A new service each time: its in-memory guard is empty, only the store remembers.
+      const service = () =>
+        rig.grantsWithPolicy(join(repoRoot, 'policies/default'), {
+          clockSkewSeconds: skewMs / 1000,
+          requestPruneIntervalMs: 0,
+        });
+      const t0 = Date.now();
+      const req = signed(
+        grantBody(rt, { issuedAt: new Date(t0).toISOString() }),
+        session.attestationId,
+        session.key.privateKey,
+      );
+      const code = (p: Promise<unknown>) =>
+        p.then(
+          () => 'issued',
+          (e: unknown) => (e as { code?: string }).code,
+        );
+      expect(await code((await service()).request(req, new Date(t0)))).toBe('issued');
+
+      const store = new LevelGrantStore(rig.db);
+      const prunerAt = (ms: number) =>
+        new RequestPruner(
+          store,
+          { intervalMs: 0, batch: 100, maxBatches: 10, graceMs: skewMs },
+          () => ms,
+        );
+      // Inside the window (and its grace) a sweep keeps the id, and the replay is refused.
+      expect(await prunerAt(t0 + 2 * skewMs).sweep()).toBe(0);
+      expect(await store.hasRequest(rt.runtimeId, req.requestId as string)).toBe(true);
+      expect(await code((await service()).request(req, new Date(t0 + skewMs)))).toBe(
+        'request_replayed',
+      );
+
+      // Past expiry (issuedAt + skew) plus grace: gone from the store...
+      expect(await prunerAt(t0 + 2 * skewMs + 1).sweep()).toBe(1);
+      expect(await store.hasRequest(rt.runtimeId, req.requestId as string)).toBe(false);
+      // ...and the same bytes replayed now are refused as stale, before the store is asked.
+      expect(await code((await service()).request(req, new Date(t0 + 2 * skewMs + 1)))).toBe(
+        'request_stale',
+      );
+      expect(await code((await service()).request(req, new Date(t0 + skewMs + 1)))).toBe(
+        'request_stale',
+      );
+    } finally {
+      await rig.close();
+    }
   });
 });
