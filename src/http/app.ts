@@ -22,11 +22,11 @@ import { errorBody, installErrorHandler } from './errors.js';
 import { publicMessage, statusForCode } from './error-status.js';
 import { UnauthenticatedError } from '../operators/errors.js';
 import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
-import { operatorAuth, type OperatorAct } from './plugins/auth.js';
+import { operatorAuth, type OperatorAct, type OperatorRefusal } from './plugins/auth.js';
 import type { HttpsOptions } from './plugins/tls.js';
 import { metricsRoutes } from './plugins/metrics.js';
 import { openApi } from './plugins/openapi.js';
-import { rateLimit } from './plugins/rate-limit.js';
+import { rateLimit, type RateLimiter, type RateLimits } from './plugins/rate-limit.js';
 import { approvalRoutes } from './routes/approvals.js';
 import { auditRoutes } from './routes/audit.js';
 import { grantsRoutes } from './routes/grants.js';
@@ -48,7 +48,19 @@ export interface AppServices {
   readonly metrics?: GrantorMetrics;
   /** Records every operator act (who, what) before its handler runs; failing fails the act. */
   readonly onOperatorAct?: (act: OperatorAct) => Promise<void>;
+  /** Records refused operator attempts (bounded: see src/operators/refusals.ts). */
+  readonly onOperatorRefused?: (refusal: OperatorRefusal) => Promise<void>;
+  /** Rate limits per bucket (default: DEFAULT_RATE_LIMITS). */
+  readonly rateLimits?: RateLimits;
+  /** The buckets' bounded store (default: 10 000 keys). */
+  readonly rateLimiter?: RateLimiter;
 }
+
+/**
+ * Every route must declare who may call it (config.role, config.actor or config.public):
+ * one that does not stops buildApp instead of being public by omission.
+ */
+export const REQUIRE_DECLARATION = /^\//;
 
 /** Without an operator store every operator credential is refused (fail closed). */
 const NO_OPERATORS = {
@@ -136,20 +148,27 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     });
   }
   const metrics = services.metrics ?? createMetrics();
-  // openApi first: it documents the routes registered after it.
-  await app.register(openApi, { title: 'grantor', version: '1' });
-  await app.register(metricsRoutes, { metrics });
-  await app.register(healthRoutes, { probes: services.probes });
-  // Always registered, before every route plugin: a route declaring config.role is never
-  // public by omission, and operator credentials never act as a runtime.
+  // Always registered, before every route: a route declaring config.role is never public
+  // by omission, operator credentials never act as a runtime, and a route that declares
+  // nothing at all stops the start (REQUIRE_DECLARATION).
   await app.register(operatorAuth, {
     tokens: services.operators?.tokens ?? NO_OPERATORS,
+    requireDeclaration: REQUIRE_DECLARATION,
     ...(services.operators?.certificates === undefined
       ? {}
       : { certificates: services.operators.certificates }),
     ...(services.onOperatorAct === undefined ? {} : { onOperatorAct: services.onOperatorAct }),
+    ...(services.onOperatorRefused === undefined ? {} : { onRefused: services.onOperatorRefused }),
   });
-  await app.register(rateLimit, { metrics });
+  await app.register(rateLimit, {
+    metrics,
+    ...(services.rateLimits === undefined ? {} : { limits: services.rateLimits }),
+    ...(services.rateLimiter === undefined ? {} : { limiter: services.rateLimiter }),
+  });
+  // openApi before the route plugins: it documents the routes registered after it.
+  await app.register(openApi, { title: 'grantor', version: '1' });
+  await app.register(metricsRoutes, { metrics });
+  await app.register(healthRoutes, { probes: services.probes });
   if (services.operators !== undefined) {
     await app.register(approvalRoutes, { approvals: services.operators.approvals });
   }

@@ -11,6 +11,8 @@ import { statusForCode } from './error-status.js';
 import { policyReadinessProbe } from '../policy/index.js';
 import type { ReadinessProbe } from '../shared/readiness.js';
 import { tpmProbe } from '../tpm/probe.js';
+import { RefusalAudit } from '../operators/refusals.js';
+import { RateLimiter } from './plugins/rate-limit.js';
 import { buildApp, type App, type AppOptions } from './app.js';
 import { operatorCaPem, tlsOptions } from './plugins/tls.js';
 
@@ -38,7 +40,31 @@ export function probes(a: Appliance): ReadinessProbe[] {
   ];
 }
 
+/** Refused operator attempts into the audit log, bounded per window (never the token). */
+function refusalAudit(a: Appliance): RefusalAudit {
+  return new RefusalAudit({
+    windowSeconds: a.config.operatorRefusals.windowSeconds,
+    maxEntriesPerWindow: a.config.operatorRefusals.maxEntriesPerWindow,
+    write: async (entry) => {
+      await a.audit.append({
+        type: 'operator.refused',
+        subject: entry.identity ?? `address:${entry.address}`,
+        decision: entry.code,
+        reasons: [
+          entry.reason,
+          `${entry.method} ${entry.route}`,
+          `address:${entry.address}`,
+          ...(entry.repeats > 0 ? [`repeats:${entry.repeats}`] : []),
+          ...(entry.dropped > 0 ? [`dropped:${entry.dropped}`] : []),
+        ],
+        digest: jcsSha256Hex(entry),
+      });
+    },
+  });
+}
+
 export async function buildApplianceApp(a: Appliance, options: AppOptions = {}): Promise<App> {
+  const refusals = refusalAudit(a);
   return buildApp(
     {
       probes: probes(a),
@@ -49,6 +75,9 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
       attestation: a.attestation,
       grants: a.grants,
       metrics: a.metrics,
+      rateLimits: a.config.rateLimits.buckets,
+      rateLimiter: new RateLimiter(a.config.rateLimits.maxKeys),
+      onOperatorRefused: (refusal) => refusals.refused(refusal),
       onOperatorAct: async (act) => {
         await a.audit.append({
           type: 'operator.act',

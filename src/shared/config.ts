@@ -70,6 +70,78 @@ export interface AppConfig {
     readonly referencePolicies: readonly string[];
   };
   readonly policy: { readonly dir: string; readonly schemaFile: string; readonly watch: boolean };
+  /** Token-bucket limits of the runtime-facing routes (src/http/plugins/rate-limit.ts). */
+  readonly rateLimits: RateLimitSettings;
+  /** Dual control of the operator plane (src/operators/approvals.ts). */
+  readonly approvals: ApprovalSettings;
+  /** How refused operator attempts are audited (src/operators/refusals.ts). */
+  readonly operatorRefusals: RefusalAuditSettings;
+}
+
+/** The rate-limited route families; each route names its bucket in `config.rateLimit`. */
+export const RATE_LIMIT_BUCKETS = [
+  'challenges',
+  'enroll',
+  'attestations',
+  'grants',
+  'redeem',
+] as const;
+export type RateLimitBucket = (typeof RATE_LIMIT_BUCKETS)[number];
+
+/** A token bucket: up to `burst` at once, refilled at `perSecond`. */
+export interface BucketLimit {
+  readonly burst: number;
+  readonly perSecond: number;
+}
+
+export interface RateLimitSettings {
+  readonly buckets: Readonly<
+    Record<RateLimitBucket, { readonly perAddress: BucketLimit; readonly perRuntime: BucketLimit }>
+  >;
+  /** Most keys (address or runtime, per bucket) kept; the least recently used go first. */
+  readonly maxKeys: number;
+}
+
+/**
+ * Defaults: generous enough for the benches (bench/grants.ts sends 300-1500 grants/s from
+ * one address and one runtime) and the test suites, tight enough that one runtime flooding
+ * challenges, enrollments or attestations is refused long before it costs a TPM-bound
+ * verification per request.
+ */
+export const DEFAULT_RATE_LIMIT_BUCKETS: RateLimitSettings['buckets'] = {
+  challenges: {
+    perAddress: { burst: 600, perSecond: 300 },
+    perRuntime: { burst: 60, perSecond: 20 },
+  },
+  enroll: { perAddress: { burst: 100, perSecond: 10 }, perRuntime: { burst: 10, perSecond: 1 } },
+  attestations: {
+    perAddress: { burst: 600, perSecond: 300 },
+    perRuntime: { burst: 60, perSecond: 20 },
+  },
+  grants: {
+    perAddress: { burst: 8000, perSecond: 4000 },
+    perRuntime: { burst: 4000, perSecond: 2000 },
+  },
+  redeem: {
+    perAddress: { burst: 8000, perSecond: 4000 },
+    perRuntime: { burst: 4000, perSecond: 2000 },
+  },
+};
+
+export interface ApprovalSettings {
+  /** M: distinct approvals each dual-controlled act needs (at least 2). */
+  readonly required: number;
+  /** How long an approval request stays open. */
+  readonly requestTtlSeconds: number;
+  /** How long one given approval stays usable. */
+  readonly approvalTtlSeconds: number;
+}
+
+export interface RefusalAuditSettings {
+  /** One audit entry per (address, route, reason) per window; repeats are counted into the next. */
+  readonly windowSeconds: number;
+  /** At most this many refusal entries per window in all; the rest are counted, not written. */
+  readonly maxEntriesPerWindow: number;
 }
 
 type Source = Readonly<Record<string, string | undefined>>;
@@ -99,7 +171,63 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   policyDir: 'GRANTOR_POLICY_DIR',
   policySchema: 'GRANTOR_POLICY_SCHEMA',
   policyWatch: 'GRANTOR_POLICY_WATCH',
+  rateLimitMaxKeys: 'GRANTOR_RATE_LIMIT_MAX_KEYS',
+  ...Object.fromEntries(
+    RATE_LIMIT_BUCKETS.flatMap((b) =>
+      (['Address', 'Runtime'] as const).map((scope) => [
+        `rateLimit${b[0]?.toUpperCase() ?? ''}${b.slice(1)}Per${scope}`,
+        rateLimitKey(b, scope),
+      ]),
+    ),
+  ),
+  approvalsRequired: 'GRANTOR_APPROVALS_REQUIRED',
+  approvalRequestTtlSeconds: 'GRANTOR_APPROVAL_REQUEST_TTL_SECONDS',
+  approvalTtlSeconds: 'GRANTOR_APPROVAL_TTL_SECONDS',
+  operatorRefusalWindowSeconds: 'GRANTOR_OPERATOR_REFUSAL_WINDOW_SECONDS',
+  operatorRefusalMaxPerWindow: 'GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW',
 };
+
+/** GRANTOR_RATE_LIMIT_<BUCKET>_PER_<ADDRESS|RUNTIME>, e.g. GRANTOR_RATE_LIMIT_CHALLENGES_PER_RUNTIME. */
+function rateLimitKey(bucket: RateLimitBucket, scope: 'Address' | 'Runtime'): string {
+  return `GRANTOR_RATE_LIMIT_${bucket.toUpperCase()}_PER_${scope.toUpperCase()}`;
+}
+
+/** "BURST:PER_SECOND", e.g. "60:20"; PER_SECOND may be fractional (0.5: one every 2 s). */
+function bucketLimit(src: Source, key: string, fallback: BucketLimit): BucketLimit {
+  const raw = src[key];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const m = /^\s*(\d{1,9})\s*:\s*(\d{1,9}(?:\.\d{1,6})?)\s*$/.exec(raw);
+  const burst = Number(m?.[1]);
+  const perSecond = Number(m?.[2]);
+  if (m === null || burst < 1 || perSecond <= 0) {
+    throw new ConfigError(key, `expected BURST:PER_SECOND (e.g. 60:20, both > 0), got "${raw}"`);
+  }
+  return { burst, perSecond };
+}
+
+function rateLimits(src: Source): RateLimitSettings {
+  const buckets = Object.fromEntries(
+    RATE_LIMIT_BUCKETS.map((b) => [
+      b,
+      {
+        perAddress: bucketLimit(
+          src,
+          rateLimitKey(b, 'Address'),
+          DEFAULT_RATE_LIMIT_BUCKETS[b].perAddress,
+        ),
+        perRuntime: bucketLimit(
+          src,
+          rateLimitKey(b, 'Runtime'),
+          DEFAULT_RATE_LIMIT_BUCKETS[b].perRuntime,
+        ),
+      },
+    ]),
+  ) as unknown as RateLimitSettings['buckets'];
+  return {
+    buckets,
+    maxKeys: integer(src, 'GRANTOR_RATE_LIMIT_MAX_KEYS', 10_000, 100, 10_000_000),
+  };
+}
 
 /** Where the shipped defaults live (policies, trust bundles), relative to the repository. */
 const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
@@ -338,6 +466,23 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
         optional(src, 'GRANTOR_POLICY_SCHEMA', shipped('policies/grantor.cedarschema')),
       ),
       watch: bool(src, 'GRANTOR_POLICY_WATCH', true),
+    },
+    rateLimits: rateLimits(src),
+    approvals: {
+      // Below 2 there is no dual control left to configure.
+      required: integer(src, 'GRANTOR_APPROVALS_REQUIRED', 2, 2, 16),
+      requestTtlSeconds: integer(
+        src,
+        'GRANTOR_APPROVAL_REQUEST_TTL_SECONDS',
+        86_400,
+        60,
+        30 * 86_400,
+      ),
+      approvalTtlSeconds: integer(src, 'GRANTOR_APPROVAL_TTL_SECONDS', 3600, 60, 7 * 86_400),
+    },
+    operatorRefusals: {
+      windowSeconds: integer(src, 'GRANTOR_OPERATOR_REFUSAL_WINDOW_SECONDS', 60, 1, 86_400),
+      maxEntriesPerWindow: integer(src, 'GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW', 100, 1, 100_000),
     },
   };
 }

@@ -17,6 +17,10 @@
  * OperatorCertificateVerifier accepts (issued by the operator CA, role in the certificate).
  * A bearer header wins over a certificate; any other bearer (a grant, a runtime's proof) is
  * not an operator credential.
+ *
+ * Every refusal (no, an invalid or a non-operator credential, a wrong role, an operator
+ * credential on a runtime route) is reported to `onRefused` with a reason code and the
+ * identity presented, if any: a token's id (`tok_...`), never the token.
  */
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest, onRouteHookHandler } from 'fastify';
@@ -24,6 +28,7 @@ import type { OperatorCertificateVerifier } from '../../operators/client-cert.js
 import { ForbiddenError, UnauthenticatedError } from '../../operators/errors.js';
 import { isRole, type OperatorActor, type Role } from '../../operators/roles.js';
 import { looksLikeOperatorToken, type OperatorTokens } from '../../operators/tokens.js';
+import { GrantorError } from '../../shared/errors.js';
 import { namedGlobalPlugin } from './plugin.js';
 
 declare module 'fastify' {
@@ -57,6 +62,41 @@ export interface OperatorAuthOptions {
    * fails (the act is not performed unaudited).
    */
   readonly onOperatorAct?: (act: OperatorAct) => Promise<void>;
+  /**
+   * Called, and awaited, for every refused operator attempt before the refusal is answered;
+   * its own failure is ignored (the request is refused either way). Bound what it writes:
+   * see src/operators/refusals.ts.
+   */
+  readonly onRefused?: (refusal: OperatorRefusal) => Promise<void>;
+}
+
+/** Why an operator attempt was refused (audited as `operator.refused`). */
+export type RefusalReason =
+  /** No credential at all on an operator route. */
+  | 'credential_missing'
+  /** An operator token or certificate that is unknown, expired, revoked or malformed. */
+  | 'credential_invalid'
+  /** A bearer that is not an operator token (a grant, a runtime's proof). */
+  | 'credential_not_operator'
+  /** A valid operator credential whose role may not use the route. */
+  | 'role_forbidden'
+  /** An operator credential on a runtime route. */
+  | 'operator_on_runtime_route';
+
+export interface OperatorRefusal {
+  readonly method: string;
+  /** The route pattern, e.g. `/v1/keys/rotate`. */
+  readonly route: string;
+  readonly reason: RefusalReason;
+  /** The answered error code: `unauthenticated` or `forbidden`. */
+  readonly code: string;
+  readonly address: string;
+  /**
+   * Who the credential claims or proves to be: the operator id (`tok_...`, `cert:...`) when
+   * known, the id part of a token-shaped bearer otherwise; never a secret.
+   */
+  readonly identity?: string;
+  readonly time: string;
 }
 
 /** One operator request about to be served. */
@@ -115,6 +155,25 @@ async function authenticate(
   throw new UnauthenticatedError();
 }
 
+/** The id part of a token-shaped bearer (`gop_<16 hex id><secret>`): safe to record. */
+function claimedIdentity(request: FastifyRequest): string | undefined {
+  const token = bearer(request);
+  if (token === undefined || !looksLikeOperatorToken(token)) return undefined;
+  const id = /^gop_([0-9a-f]{16})/.exec(token)?.[1];
+  return id === undefined ? undefined : `tok_${id}`;
+}
+
+/** The reason code of an authentication failure on an operator route. */
+function unauthenticatedReason(request: FastifyRequest, opts: OperatorAuthOptions): RefusalReason {
+  const token = bearer(request);
+  if (token !== undefined) {
+    return looksLikeOperatorToken(token) ? 'credential_invalid' : 'credential_not_operator';
+  }
+  return opts.certificates !== undefined && verifiedPeerCertificate(request) !== undefined
+    ? 'credential_invalid'
+    : 'credential_missing';
+}
+
 function presentsOperatorCredential(request: FastifyRequest, opts: OperatorAuthOptions): boolean {
   const token = bearer(request);
   if (token !== undefined && looksLikeOperatorToken(token)) return true;
@@ -155,21 +214,63 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
   const now = opts.now ?? (() => new Date());
   app.decorateRequest('actor', undefined);
   app.addHook('onRoute', checkRouteDeclaration(opts.requireDeclaration));
+  const refused = async (
+    request: FastifyRequest,
+    error: GrantorError,
+    reason: RefusalReason,
+    identity: string | undefined,
+  ): Promise<never> => {
+    if (opts.onRefused !== undefined) {
+      await opts
+        .onRefused({
+          method: request.method,
+          route: request.routeOptions.url ?? request.url,
+          reason,
+          code: error.code,
+          address: request.ip,
+          ...(identity === undefined ? {} : { identity }),
+          time: now().toISOString(),
+        })
+        .catch((e: unknown) => {
+          request.log.error({ err: e }, 'could not record a refused operator attempt');
+        });
+    }
+    throw error;
+  };
   app.addHook('onRequest', async (request) => {
     const config = request.routeOptions.config;
     if (config.actor === 'runtime') {
       if (presentsOperatorCredential(request, opts)) {
-        throw new ForbiddenError('operator credentials cannot act as a runtime');
+        await refused(
+          request,
+          new ForbiddenError('operator credentials cannot act as a runtime'),
+          'operator_on_runtime_route',
+          claimedIdentity(request) ?? 'certificate',
+        );
       }
       return;
     }
     if (config.role === undefined) return;
-    const actor = await authenticate(request, opts, now);
+    let actor: OperatorActor;
+    try {
+      actor = await authenticate(request, opts, now);
+    } catch (e) {
+      if (!(e instanceof GrantorError) || (e.code !== 'unauthenticated' && e.code !== 'forbidden'))
+        throw e;
+      const reason =
+        e.code === 'forbidden' ? 'credential_not_operator' : unauthenticatedReason(request, opts);
+      return refused(request, e, reason, claimedIdentity(request));
+    }
     const allowed = rolesOf(config.role);
     if (!allowed.includes(actor.role)) {
-      throw new ForbiddenError(`this route needs role ${allowed.join(' or ')}`, {
-        details: { required: [...allowed], role: actor.role },
-      });
+      await refused(
+        request,
+        new ForbiddenError(`this route needs role ${allowed.join(' or ')}`, {
+          details: { required: [...allowed], role: actor.role },
+        }),
+        'role_forbidden',
+        actor.id,
+      );
     }
     request.actor = actor;
   });

@@ -145,6 +145,7 @@ async function openApiPlugin(app: FastifyInstance, opts: OpenApiOptions): Promis
   app.get(
     '/openapi.json',
     {
+      config: { public: true },
       schema: {
         summary: 'This API, as an OpenAPI 3.1 document',
         response: { 200: { type: 'object' } },

@@ -3,18 +3,27 @@
  * (memory never grows past `maxEntries` keys, whatever the number of clients; an evicted
  * key starts again with a full bucket). Routes opt in with
  * `config.rateLimit: {bucket, perAddress?, perRuntime?}` (both default true); the limits
- * of each bucket come from the plugin options. The address check runs in `onRequest`,
+ * of each bucket come from the plugin options (configuration: GRANTOR_RATE_LIMIT_*, see
+ * src/shared/config.ts). The per-runtime key is the runtime id the request claims, checked
+ * after the address bucket: a caller spending another runtime's budget spends its own
+ * address budget first. The address check runs in `onRequest`,
  * before the body is read; the runtime check in `preValidation`, where the runtime id is
  * known (path `:runtimeId`, else a string `runtimeId` member of the body). A refusal is
  * 429 `rate_limited` with `Retry-After` in whole seconds.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRouteHookHandler } from 'fastify';
+import {
+  DEFAULT_RATE_LIMIT_BUCKETS,
+  RATE_LIMIT_BUCKETS,
+  type BucketLimit,
+  type RateLimitBucket,
+  type RateLimitSettings,
+} from '../../shared/config.js';
 import { GrantorError } from '../../shared/errors.js';
 import type { GrantorMetrics } from '../../shared/metrics.js';
 import { namedGlobalPlugin } from './plugin.js';
 
-export const RATE_LIMIT_BUCKETS = ['challenges', 'enroll', 'grants'] as const;
-export type RateLimitBucket = (typeof RATE_LIMIT_BUCKETS)[number];
+export { RATE_LIMIT_BUCKETS, type BucketLimit, type RateLimitBucket };
 
 export interface RouteRateLimit {
   readonly bucket: RateLimitBucket;
@@ -30,21 +39,10 @@ declare module 'fastify' {
   }
 }
 
-/** A token bucket: up to `burst` at once, refilled at `perSecond`. */
-export interface BucketLimit {
-  readonly burst: number;
-  readonly perSecond: number;
-}
+/** Limits per bucket; a bucket left out keeps its default (src/shared/config.ts). */
+export type RateLimits = Partial<RateLimitSettings['buckets']>;
 
-export type RateLimits = Readonly<
-  Record<RateLimitBucket, { readonly perAddress: BucketLimit; readonly perRuntime: BucketLimit }>
->;
-
-export const DEFAULT_RATE_LIMITS: RateLimits = {
-  challenges: { perAddress: { burst: 60, perSecond: 20 }, perRuntime: { burst: 10, perSecond: 2 } },
-  enroll: { perAddress: { burst: 10, perSecond: 1 }, perRuntime: { burst: 5, perSecond: 0.5 } },
-  grants: { perAddress: { burst: 400, perSecond: 200 }, perRuntime: { burst: 100, perSecond: 50 } },
-};
+export const DEFAULT_RATE_LIMITS: RateLimitSettings['buckets'] = DEFAULT_RATE_LIMIT_BUCKETS;
 
 export type TakeResult =
   { readonly ok: true } | { readonly ok: false; readonly retryAfterSeconds: number };
@@ -132,7 +130,7 @@ const checkRouteDeclaration: onRouteHookHandler = (route) => {
 };
 
 async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitOptions): Promise<void> {
-  const limits = opts.limits ?? DEFAULT_RATE_LIMITS;
+  const limits: RateLimitSettings['buckets'] = { ...DEFAULT_RATE_LIMITS, ...opts.limits };
   const limiter = opts.limiter ?? new RateLimiter();
 
   const refuse = (

@@ -73,6 +73,8 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
   app.get(
     '/v1/audit/checkpoint',
     {
+      // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
+      config: { public: true },
       schema: {
         querystring: Type.Object(
           // At most 32 bytes: it becomes NV_Certify's qualifyingData.
@@ -94,7 +96,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
 
   app.get(
     '/v1/audit/verifier',
-    { schema: { response: { 200: VerifierSchema, ...errors } } },
+    { config: { public: true }, schema: { response: { 200: VerifierSchema, ...errors } } },
     async () => audit.verifier(),
   );
 
@@ -130,6 +132,8 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
   app.get(
     '/v1/audit/proof/inclusion',
     {
+      // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
+      config: { public: true },
       schema: {
         querystring: Type.Object({ seq: Seq, size: Size }, { additionalProperties: false }),
         response: {
@@ -150,6 +154,8 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
   app.get(
     '/v1/audit/proof/consistency',
     {
+      // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
+      config: { public: true },
       schema: {
         querystring: Type.Object({ from: Size, to: Size }, { additionalProperties: false }),
         response: {

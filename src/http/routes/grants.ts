@@ -2,13 +2,15 @@
  * PROTOCOL.md §3: grant requests, redemption, lineage and revocation. Every param, body
  * and response is a schema with `additionalProperties: false`; the response schemas filter
  * what leaves the process. Runtime routes refuse operator credentials (`actor: 'runtime'`);
- * revocation needs an operator. The semantic checks (ttl range, one proof) are the
+ * revocation needs an operator. Runtime routes declare their rate-limit bucket and a body
+ * limit sized to their schema. The semantic checks (ttl range, one proof) are the
  * service's, so a direct caller gets them too.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { GrantService } from '../../grants/index.js';
 import { meterGrantDecision, type GrantDecisionMetrics } from '../plugins/metrics.js';
+import { bodyLimit } from '../plugins/body-limit.js';
 import { ErrorSchema } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
@@ -135,7 +137,9 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/grants',
     {
-      config: { actor: 'runtime' },
+      // Quote mode carries a quote and its PCR values: under 20 KiB; session mode ~1 KiB.
+      ...bodyLimit('medium'),
+      config: { actor: 'runtime', rateLimit: { bucket: 'grants' } },
       schema: { body: GrantBody, response: { 201: IssuedReply, ...errors } },
     },
     async (request, reply) => {
@@ -150,8 +154,9 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/grants/:grantId/redeem',
     {
-      // Gateways redeem; like runtimes they are not operators.
-      config: { actor: 'runtime' },
+      // Gateways redeem; like runtimes they are not operators. No runtime id: per address.
+      ...bodyLimit('tiny'),
+      config: { actor: 'runtime', rateLimit: { bucket: 'redeem', perRuntime: false } },
       schema: { params: GrantParams, body: RedeemBody, response: { 200: RedeemReply, ...errors } },
     },
     async (request, reply) =>
@@ -171,6 +176,7 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/grants/:grantId/revoke',
     {
+      ...bodyLimit('tiny'),
       config: { role: 'operator' },
       schema: { params: GrantParams, response: { 200: RevokeReply, ...errors } },
     },

@@ -15,6 +15,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{
   app.get(
     '/healthz',
     {
+      config: { public: true },
       schema: {
         response: {
           200: Type.Object({ status: Type.Literal('ok') }, { additionalProperties: false }),
@@ -26,6 +27,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{
   app.get(
     '/readyz',
     {
+      config: { public: true },
       schema: {
         response: {
           200: Type.Object(

@@ -8,6 +8,7 @@ import type { Approvals } from '../../operators/approvals.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
 import type { KeyRecord, KeyService } from '../../keys/index.js';
+import { bodyLimit } from '../plugins/body-limit.js';
 import { ErrorSchema } from '../schemas.js';
 
 const JwkSchema = Type.Object(
@@ -84,6 +85,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
   app.get(
     '/.well-known/jwks.json',
     {
+      config: { public: true },
       schema: {
         headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),
         response: { 200: JwksSchema, 304: Type.Null() },
@@ -129,6 +131,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
   app.post(
     '/v1/keys/rotate',
     {
+      ...bodyLimit('tiny'),
       config: { role: 'key_custodian' },
       // A bodiless POST (curl -X POST) means the default: rotate the grant key.
       preValidation: (request, _reply, done) => {
@@ -164,6 +167,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
     app.post(
       '/v1/keys/:kid/destroy',
       {
+        ...bodyLimit('tiny'),
         config: { role: 'key_custodian' },
         schema: {
           params: Type.Object(

@@ -4,11 +4,14 @@
  * refuses unknown members and the response schemas filter what leaves the process.
  * Each route declares who may call it for the operator auth hook (src/http/plugins/auth.ts):
  * `actor: 'runtime'` for the runtime protocol, operator roles for GET, approve and revoke.
+ * Runtime routes also declare their rate-limit bucket (per client address, and per runtime
+ * where the id is known) and a body limit sized to their schema.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AttestationService } from '../../attestation/index.js';
 import { meterAttestation, type AttestationMetrics } from '../plugins/metrics.js';
+import { bodyLimit } from '../plugins/body-limit.js';
 import { ErrorSchema } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
@@ -144,7 +147,9 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/runtimes',
     {
-      config: { actor: 'runtime' },
+      // EK certificate (8 KiB of base64), EK and AK publics, 32 labels: about 22 KiB at most.
+      ...bodyLimit('medium'),
+      config: { actor: 'runtime', rateLimit: { bucket: 'enroll', perRuntime: false } },
       schema: { body: EnrollBody, response: { 201: EnrollReply, ...errors } },
     },
     async (request, reply) => reply.code(201).send(await svc.enroll(request.body)),
@@ -153,7 +158,8 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/runtimes/:runtimeId/activation',
     {
-      config: { actor: 'runtime' },
+      ...bodyLimit('tiny'),
+      config: { actor: 'runtime', rateLimit: { bucket: 'enroll' } },
       schema: {
         params: RuntimeParams,
         body: Type.Object({ secret: Base64(128) }, closed),
@@ -175,6 +181,7 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/runtimes/:runtimeId/approve',
     {
+      ...bodyLimit('tiny'),
       config: { role: 'operator' },
       schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } },
     },
@@ -184,6 +191,7 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/runtimes/:runtimeId/revoke',
     {
+      ...bodyLimit('tiny'),
       config: { role: 'operator' },
       schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } },
     },
@@ -193,7 +201,8 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/runtimes/:runtimeId/challenges',
     {
-      config: { actor: 'runtime' },
+      ...bodyLimit('tiny'),
+      config: { actor: 'runtime', rateLimit: { bucket: 'challenges' } },
       schema: {
         params: RuntimeParams,
         response: {
@@ -208,7 +217,9 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/runtimes/:runtimeId/attestations',
     {
-      config: { actor: 'runtime' },
+      // Quote, signature and every PCR of four banks: under 20 KiB.
+      ...bodyLimit('medium'),
+      config: { actor: 'runtime', rateLimit: { bucket: 'attestations' } },
       schema: {
         params: RuntimeParams,
         body: AttestBody,
