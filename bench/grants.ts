@@ -5,15 +5,27 @@
  *
  *   npx tsx bench/grants.ts [seconds-per-level]
  *
- * Server and clients share this process (and the machine's 2 cores); the clients sign
- * each request with the session key, as a runtime would.
+ * The appliance (this process) and the clients (bench/grants-client.ts, a forked process)
+ * run apart, as they would in production, so the appliance's event loop is what is
+ * measured; they still share the machine's cores. The clients sign each request with the
+ * session key, as a runtime would, over keep-alive HTTP/1.1 (one connection per request in
+ * flight). One warm-up second at concurrency 16 runs first and is not counted. Per level
+ * the appliance's CPU (user+system, all its threads, as % of one core), its event-loop
+ * utilisation and the audit batches (count, mean entries per batch) are printed too.
+ *
+ * The raw rate is the key service's signJws (the call the pipeline makes) with 16 in
+ * flight, before any HTTP load; the logger is off, as in the other benches.
  */
+import { fork } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { provisionSimHsm, provisionTpmTemplate } from '../test/rig/sim.js';
 import { createEccAk } from '../test/attestation/tools.js';
+import type { Level, Result, Setup } from './grants-client.js';
 
 const seconds = Number(process.argv[2] ?? '5');
 const root = await mkdtemp(join(tmpdir(), 'grantor-bench-grants-'));
@@ -24,11 +36,30 @@ process.env.GRANTOR_TEST_HSM_DIR = hsm.dir;
 process.env.SOFTHSM2_CONF = hsm.conf;
 
 // Imported after the environment is set: the PKCS#11 module reads SOFTHSM2_CONF at init.
-const { attest, enroll, grantBody, signed, startRig } = await import('../test/grants/rig.js');
+const { attest, enroll, startRig } = await import('../test/grants/rig.js');
 
 const rig = await startRig();
 const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+
+const client = fork(fileURLToPath(new URL('./grants-client.ts', import.meta.url)), [], {
+  execArgv: ['--import', 'tsx'],
+  stdio: 'inherit',
+});
+const send = (msg: Setup | Level): void => {
+  client.send(msg);
+};
+const answer = (): Promise<Result> =>
+  new Promise((resolve, reject) => {
+    const onExit = (code: number | null): void => {
+      reject(new Error(`the client process exited (${code})`));
+    };
+    client.once('exit', onExit);
+    client.once('message', (msg: Result) => {
+      client.off('exit', onExit);
+      resolve(msg);
+    });
+  });
 
 try {
   await createEccAk(rig.tools);
@@ -57,49 +88,56 @@ try {
   const rawRate = raw / seconds;
 
   await rig.app.listen({ host: '127.0.0.1', port: 0 });
-  const url = `http://127.0.0.1:${(rig.app.server.address() as AddressInfo).port}/v1/grants`;
+  send({
+    kind: 'setup',
+    url: `http://127.0.0.1:${(rig.app.server.address() as AddressInfo).port}/v1/grants`,
+    runtime: rt,
+    attestationId: session.attestationId,
+    privateKeyPem: session.key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+  });
+
+  const warm = answer();
+  send({ kind: 'level', concurrency: 16, seconds: 1 });
+  await warm;
 
   const rows: string[] = [];
   for (const concurrency of [1, 16, 64]) {
-    const latencies: number[] = [];
-    let failures = 0;
-    const end = Date.now() + seconds * 1000;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (Date.now() < end) {
-          const body = JSON.stringify(
-            signed(grantBody(rt), session.attestationId, session.key.privateKey),
-          );
-          const t0 = performance.now();
-          const res = await fetch(url, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body,
-          });
-          await res.arrayBuffer();
-          const ms = performance.now() - t0;
-          if (res.status === 201) latencies.push(ms);
-          else failures += 1;
-        }
-      }),
-    );
+    const audit0 = rig.audit.stats();
+    const cpu0 = process.cpuUsage();
+    const elu0 = performance.eventLoopUtilization();
+    const result = answer();
+    send({ kind: 'level', concurrency, seconds });
+    const { latencies, failures } = await result;
+    const cpu = process.cpuUsage(cpu0);
+    const elu = performance.eventLoopUtilization(elu0);
+    const audit1 = rig.audit.stats();
     latencies.sort((a, b) => a - b);
     const rate = latencies.length / seconds;
+    const batches = audit1.batches - audit0.batches;
+    const failed = Object.values(failures).reduce((a, b) => a + b, 0);
     rows.push(
       [
         String(concurrency).padStart(11),
         rate.toFixed(0).padStart(9),
         percentile(latencies, 50).toFixed(1).padStart(8),
         percentile(latencies, 99).toFixed(1).padStart(8),
-        String(failures).padStart(8),
+        String(failed).padStart(8),
         `${((100 * rate) / rawRate).toFixed(0)}%`.padStart(9),
+        `${((cpu.user + cpu.system) / 10_000 / seconds).toFixed(0)}%`.padStart(8),
+        `${(100 * elu.utilization).toFixed(0)}%`.padStart(6),
+        String(batches).padStart(8),
+        (batches === 0 ? 0 : (audit1.appends - audit0.appends) / batches).toFixed(1).padStart(7),
       ].join(' '),
     );
+    if (failed > 0) console.log(`concurrency ${concurrency}: failures ${JSON.stringify(failures)}`);
   }
   console.log(`raw SoftHSM ES256 signJws: ${rawRate.toFixed(0)}/s (16 in flight, ${seconds} s)`);
-  console.log('concurrency  grants/s  p50 ms  p99 ms  failures  % of raw');
+  console.log(
+    'concurrency  grants/s  p50 ms  p99 ms  failures  % of raw  srv CPU  srv EL  batches  /batch',
+  );
   for (const r of rows) console.log(r);
 } finally {
+  client.kill();
   await rig.close();
   await rm(root, { recursive: true, force: true });
 }
