@@ -135,6 +135,34 @@ describe('PIN handling', () => {
     ).toThrow(RangeError);
   });
 
+  it.each([0, 1.5, Number.NaN])('refuses %s signing threads', (signThreads) => {
+    expect(
+      () =>
+        new Pkcs11Signer({
+          modulePath: '/x',
+          tokenLabel: 't',
+          pin: PIN,
+          sessionPoolSize: 2,
+          signDeadlineMs: 1,
+          recoveryBackoffMs: 0,
+          signThreads,
+        }),
+    ).toThrow(RangeError);
+  });
+
+  it('uses at most one signing thread per pooled session', () => {
+    const s = new Pkcs11Signer({
+      modulePath: '/x',
+      tokenLabel: 't',
+      pin: PIN,
+      sessionPoolSize: 2,
+      signDeadlineMs: 1,
+      recoveryBackoffMs: 0,
+      signThreads: 8,
+    });
+    expect(s.signThreadCount).toBe(2);
+  });
+
   it('reports an unknown key before touching the HSM (hsm_key_missing)', async () => {
     const s = signer();
     await s.open();

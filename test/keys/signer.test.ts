@@ -73,6 +73,67 @@ describe('ES256 (P-256) signing', () => {
   });
 });
 
+describe('signing threads', () => {
+  it('answers every sign of mixed ES256 and EdDSA batches with its own signature', async () => {
+    const ecKey = createPublicKey({ key: { ...ec.publicJwk }, format: 'jwk' });
+    const edKey = createPublicKey({ key: { ...ed.publicJwk }, format: 'jwk' });
+    const inputs = Array.from({ length: 96 }, (_, i) => randomBytes(16 + (i % 40)));
+    const sigs = await Promise.all(
+      inputs.map((d, i) => signer.sign(i % 3 === 0 ? ed.hsmId : ec.hsmId, d)),
+    );
+    sigs.forEach((s, i) => {
+      const d = inputs[i]!;
+      if (i % 3 === 0) expect(verify(null, d, edKey, s)).toBe(true);
+      else expect(verify('sha256', d, { key: ecKey, dsaEncoding: 'ieee-p1363' }, s)).toBe(true);
+    });
+    // Each answer is a copy of its own: changing one changes no other.
+    sigs[1]!.fill(0);
+    expect(verify('sha256', inputs[2]!, { key: ecKey, dsaEncoding: 'ieee-p1363' }, sigs[2]!)).toBe(
+      true,
+    );
+  });
+
+  it('signs the bytes given at the call, even if the caller reuses its buffer', async () => {
+    const buf = Buffer.from('the first message');
+    const pending = signer.sign(ec.hsmId, buf);
+    const copy = Buffer.from(buf);
+    buf.fill(0x41);
+    const sig = await pending;
+    const key = createPublicKey({ key: { ...ec.publicJwk }, format: 'jwk' });
+    expect(verify('sha256', copy, { key, dsaEncoding: 'ieee-p1363' }, sig)).toBe(true);
+  });
+
+  it('signs with one thread and one session as well', async () => {
+    const s = new Pkcs11Signer({
+      modulePath: hsm.module,
+      tokenLabel: hsm.tokenLabel,
+      pin: hsm.pin,
+      sessionPoolSize: 1,
+      signDeadlineMs: 10_000,
+      recoveryBackoffMs: 100,
+      signThreads: 4,
+    });
+    await s.open();
+    try {
+      expect(s.signThreadCount).toBe(1);
+      const k = await s.load(ec.hsmId, 'ES256');
+      const inputs = Array.from({ length: 40 }, () => randomBytes(32));
+      // A key operation on the main thread shares the single session with the thread.
+      const [sigs, again] = await Promise.all([
+        Promise.all(inputs.map((d) => s.sign(k.hsmId, d))),
+        s.load(ec.hsmId, 'ES256'),
+      ]);
+      expect(again.publicJwk).toEqual(ec.publicJwk);
+      const key = createPublicKey({ key: { ...ec.publicJwk }, format: 'jwk' });
+      sigs.forEach((sig, i) => {
+        expect(verify('sha256', inputs[i]!, { key, dsaEncoding: 'ieee-p1363' }, sig)).toBe(true);
+      });
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('EdDSA (Ed25519) signing', () => {
   it('verifies with node:crypto and openssl pkeyutl -rawin', async () => {
     const data = randomBytes(80);

@@ -1,0 +1,103 @@
+/**
+ * The signing thread of the PKCS#11 adapter on its own, with the real SoftHSM2 module:
+ * items past their deadline are not signed, the first failure fails the rest of its batch
+ * with the module's return value, a module that cannot be loaded fails typed, and a thread
+ * lost with a batch in flight rejects that batch and is replaced on the next one.
+ * (Signing through the thread, with real sessions and keys, is in signer.test.ts.)
+ */
+import pkcs11js from 'pkcs11js';
+import { describe, expect, it } from 'vitest';
+import {
+  FAILED,
+  SignThread,
+  SKIPPED,
+  type ThreadItem,
+} from '../../src/keys/signer.thread.pkcs11.js';
+import { SOFTHSM_MODULE } from '../rig/sim.js';
+
+const handle = (n: number): Uint8Array => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(n));
+  return b;
+};
+
+const item = (deadline: number): ThreadItem => ({
+  key: handle(2),
+  mechanism: pkcs11js.CKM_ECDSA,
+  sha256: true,
+  data: Buffer.from('payload'),
+  deadline,
+});
+
+const future = (): number => Date.now() + 60_000;
+
+describe('SignThread', () => {
+  it('skips items whose deadline has passed, without calling the module', async () => {
+    // The module path is bogus: any attempt to sign would fail instead of skip.
+    const t = new SignThread('/nonexistent/libpkcs11.so');
+    try {
+      const reply = await t.run({ session: handle(1), items: [item(1), item(Date.now() - 1)] });
+      expect([...reply.lengths]).toEqual([SKIPPED, SKIPPED]);
+      expect(reply.error).toBeUndefined();
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('fails the first item with the module return value and the rest of the batch alike', async () => {
+    // This process never called C_Initialize: the module answers CKR_CRYPTOKI_NOT_INITIALIZED.
+    const t = new SignThread(SOFTHSM_MODULE);
+    try {
+      const reply = await t.run({
+        session: handle(1),
+        items: [item(future()), item(future()), item(future())],
+      });
+      expect([...reply.lengths]).toEqual([FAILED, FAILED, FAILED]);
+      expect(reply.error).toEqual({
+        rv: pkcs11js.CKR_CRYPTOKI_NOT_INITIALIZED,
+        name: 'CKR_CRYPTOKI_NOT_INITIALIZED',
+      });
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('reports a module it cannot load as a failure without a return value', async () => {
+    const t = new SignThread('/nonexistent/libpkcs11.so');
+    try {
+      const reply = await t.run({ session: handle(1), items: [item(future()), item(future())] });
+      expect([...reply.lengths]).toEqual([FAILED, FAILED]);
+      expect(reply.error?.rv).toBeUndefined();
+      expect(reply.error?.name).toBe('the signing thread could not call the module');
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('takes one batch at a time', async () => {
+    const t = new SignThread('/nonexistent/libpkcs11.so');
+    try {
+      const first = t.run({ session: handle(1), items: [item(1)] });
+      await expect(t.run({ session: handle(1), items: [item(1)] })).rejects.toThrow(/busy/);
+      await first;
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('rejects the batch in flight when the thread is lost, and starts a new thread after', async () => {
+    const t = new SignThread('/nonexistent/libpkcs11.so');
+    // Terminated before it even started: the batch can only be rejected, never answered.
+    const lost = expect(t.run({ session: handle(1), items: [item(future())] })).rejects.toThrow(
+      /signing thread exited/,
+    );
+    await t.close();
+    await lost;
+    try {
+      const reply = await t.run({ session: handle(1), items: [item(1)] });
+      expect([...reply.lengths]).toEqual([SKIPPED]);
+    } finally {
+      await t.close();
+    }
+  });
+});
