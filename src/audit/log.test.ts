@@ -119,6 +119,36 @@ describe('AuditLog: appends', () => {
     expect(log.stats().nvWrites).toBe(4);
   });
 
+  it('an append that arrives while a batch is in flight waits for exactly one more batch', async () => {
+    let release = (): void => undefined;
+    let gate: Promise<void> | undefined;
+    class GatedAnchor extends MemoryAnchor {
+      override async extend(data: Buffer): Promise<void> {
+        if (gate !== undefined) await gate;
+        return super.extend(data);
+      }
+    }
+    const { log, store } = await openLog(undefined, new GatedAnchor());
+    gate = new Promise((r) => {
+      release = r;
+    });
+    const first = log.append(event(0));
+    await new Promise((r) => setImmediate(r)); // batch 0 is now waiting on its extend
+    const during = [log.append(event(1)), log.append(event(2))];
+    let settled = 0;
+    for (const p of during) void p.then(() => (settled += 1));
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(0); // not acknowledged with batch 0
+    gate = undefined;
+    release();
+    expect((await first).seq).toBe(0);
+    expect((await Promise.all(during)).map((a) => a.seq)).toEqual([1, 2]);
+    // Batch 0 held the first append alone; both later ones went into batch 1.
+    const sizes = [...store.batches.values()].map((b) => (JSON.parse(b) as { size: number }).size);
+    expect(sizes).toEqual([1, 3]);
+    expect(log.stats().batches).toBe(2);
+  });
+
   it('bounds the batch size', async () => {
     const { log } = await openLog(undefined, undefined, { maxBatchSize: 10 });
     await appendMany(log, 0, 45);
