@@ -46,6 +46,23 @@ describe('metrics', () => {
     expect(text).toContain('grantor_hsm_errors_total{op="sign",code="unknown"} 1');
   });
 
+  it('computes the anchor lag age at scrape time, and 0 once nothing is pending', async () => {
+    let t = 1_000_000;
+    const m = createMetrics({ defaultMetrics: false, now: () => t });
+    const lag = async (): Promise<string> =>
+      (await m.registry.metrics())
+        .split('\n')
+        .filter((l) => l.startsWith('grantor_anchor_lag'))
+        .join(' ');
+    m.setAnchorLag(3, t);
+    t += 1500;
+    expect(await lag()).toBe('grantor_anchor_lag_entries 3 grantor_anchor_lag_seconds 1.5');
+    t += 1000;
+    expect(await lag()).toBe('grantor_anchor_lag_entries 3 grantor_anchor_lag_seconds 2.5');
+    m.setAnchorLag(0, t - 5000);
+    expect(await lag()).toBe('grantor_anchor_lag_entries 0 grantor_anchor_lag_seconds 0');
+  });
+
   it('folds label values outside the vocabulary into "other"', () => {
     expect(labelValue('policy_denied')).toBe('policy_denied');
     expect(labelValue('a b')).toBe('other');
