@@ -18,11 +18,16 @@ import {
   type AuditService,
 } from './audit/index.js';
 import { meterAudit } from './audit/audit.metered.js';
-import { createAttestation, type AttestationService } from './attestation/index.js';
+import {
+  AttestationTrust,
+  createAttestation,
+  loadReferencePolicies,
+  type AttestationService,
+} from './attestation/index.js';
 import { createGrants, type GrantService } from './grants/index.js';
 import { createKeys, type KeyService } from './keys/index.js';
 import { MeteredSigner } from './keys/signer.metered.js';
-import { createOperators, type Operators } from './operators/index.js';
+import { approvalPolicyFromSettings, createOperators, type Operators } from './operators/index.js';
 import { createPolicyEngine, type PolicyEngine } from './policy/index.js';
 import type { AppConfig } from './shared/config.js';
 import { openDatabase, type Database } from './shared/db.level.js';
@@ -45,6 +50,8 @@ export interface Appliance {
   readonly policy: PolicyEngine;
   readonly attestation: AttestationService;
   readonly operators: Operators;
+  /** The EK CA bundle and reference policies, changed by operators under dual control. */
+  readonly attestationTrust: AttestationTrust;
   readonly grants: GrantService;
   /** Counted into by the TPM, the HSM signer and the audit log; served by the app. */
   readonly metrics: GrantorMetrics;
@@ -230,10 +237,23 @@ export async function openAppliance(
       return Promise.resolve();
     });
 
+    const referencePolicyFiles = await expandPaths(config.attestation.referencePolicies, '.json');
+    const ekCaBundlePem = await readBundle(config.attestation.ekCaBundle);
+    const attestationTrust = await AttestationTrust.open({
+      configuredEkCaPem: ekCaBundlePem,
+      referencePolicies: await loadReferencePolicies(referencePolicyFiles),
+      stateDir: join(config.stateDir, 'attestation'),
+      audit: {
+        record: async (event) => {
+          await audit.append(event);
+        },
+      },
+    });
     const attestation = await createAttestation(
       {
-        ekCaBundlePem: await readBundle(config.attestation.ekCaBundle),
-        referencePolicyFiles: await expandPaths(config.attestation.referencePolicies, '.json'),
+        ekCaBundlePem,
+        referencePolicyFiles,
+        trust: attestationTrust,
       },
       {
         db,
@@ -247,6 +267,9 @@ export async function openAppliance(
     );
 
     const operators = createOperators(db, {
+      approvalPolicy: approvalPolicyFromSettings(config.approvals),
+      // Approvals expire on the appliance's clock, like every other domain's deadlines.
+      ...(options.now === undefined ? {} : { clock: () => new Date((options.now ?? Date.now)()) }),
       ...(options.operatorCaPem === undefined ? {} : { operatorCaPem: options.operatorCaPem }),
       onApprovalEvent: async (event) => {
         await audit.append({
@@ -273,6 +296,7 @@ export async function openAppliance(
       policy,
       attestation,
       operators,
+      attestationTrust,
       metrics,
       lockdown,
       close: closeAll,

@@ -4,7 +4,8 @@
  * key usage where present, the subject alternative name, and the certified key being the
  * EK. Signatures and validity through node:crypto's X509Certificate.
  */
-import { X509Certificate, type JsonWebKey } from 'node:crypto';
+import { createHash, X509Certificate, type JsonWebKey } from 'node:crypto';
+import { GrantorError } from '../shared/errors.js';
 import { TPM_ALG, TPM_ECC } from '../tpm/marshal/constants.js';
 import type { EccPublic, RsaPublic, TpmtPublic } from '../tpm/marshal/public.js';
 import {
@@ -57,6 +58,88 @@ export interface ValidatedEk {
 export function parseCaBundle(pem: string): X509Certificate[] {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   return blocks.map((b) => new X509Certificate(b));
+}
+
+/** A replacement EK CA bundle is refused: `details` name the certificate and the reason. */
+export class EkCaBundleInvalidError extends GrantorError {
+  constructor(message: string, details: { index?: number; reason: string }) {
+    super('ek_ca_bundle_invalid', message, { details });
+  }
+}
+
+/** The most certificates a trusted EK CA bundle may hold (the shipped one has ~70). */
+export const MAX_EK_CA_CERTIFICATES = 512;
+
+export interface EkCaCertificateView {
+  readonly subject: string;
+  readonly issuer: string;
+  readonly serialNumber: string;
+  /** Hex SHA-256 of the DER, lower case without colons. */
+  readonly sha256: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+}
+
+/** What operators see of a trusted certificate (GET /v1/attestation/ek-ca). */
+export function describeCertificate(cert: X509Certificate): EkCaCertificateView {
+  return {
+    subject: cert.subject,
+    issuer: cert.issuer,
+    serialNumber: cert.serialNumber,
+    sha256: createHash('sha256').update(cert.raw).digest('hex'),
+    notBefore: new Date(cert.validFrom).toISOString(),
+    notAfter: new Date(cert.validTo).toISOString(),
+  };
+}
+
+/**
+ * Validate a replacement EK CA bundle before anything trusts it, in this order: not empty;
+ * nothing but certificates (a private key pasted into a bundle is refused, not ignored);
+ * at most MAX_EK_CA_CERTIFICATES; every certificate parses, is a CA (basicConstraints
+ * CA:TRUE: only a CA may anchor an EK chain) and is valid at `now`.
+ */
+export function validateEkCaBundle(pem: string, now: Date): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const begins = pem.match(/-----BEGIN [A-Z0-9 ]+-----/g) ?? [];
+  if (blocks.length === 0) {
+    throw new EkCaBundleInvalidError('the bundle holds no certificate', { reason: 'empty' });
+  }
+  if (begins.length !== blocks.length) {
+    throw new EkCaBundleInvalidError('the bundle holds something other than certificates', {
+      reason: 'not_a_certificate',
+    });
+  }
+  if (blocks.length > MAX_EK_CA_CERTIFICATES) {
+    throw new EkCaBundleInvalidError(
+      `the bundle holds more than ${MAX_EK_CA_CERTIFICATES} certificates`,
+      { reason: 'too_many' },
+    );
+  }
+  return blocks.map((block, index) => {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(block);
+    } catch {
+      throw new EkCaBundleInvalidError(`certificate ${index} does not parse`, {
+        index,
+        reason: 'unparseable',
+      });
+    }
+    if (!cert.ca) {
+      throw new EkCaBundleInvalidError(`certificate ${index} is not a CA certificate`, {
+        index,
+        reason: 'not_ca',
+      });
+    }
+    if (!validAt(cert, now)) {
+      const expired = Date.parse(cert.validTo) < now.getTime();
+      throw new EkCaBundleInvalidError(
+        `certificate ${index} is ${expired ? 'expired' : 'not yet valid'}`,
+        { index, reason: expired ? 'expired' : 'not_yet_valid' },
+      );
+    }
+    return cert;
+  });
 }
 
 function validAt(cert: X509Certificate, now: Date): boolean {

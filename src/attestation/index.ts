@@ -6,6 +6,7 @@ import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
 import { parseCaBundle } from './ek-certificate.js';
 import { loadReferencePolicies } from './reference-policy.js';
+import type { AttestationTrust } from './registrar.js';
 import { LevelRuntimeStore } from './runtime-store.level.js';
 import { AttestationService, type AuditSink } from './service.js';
 
@@ -17,6 +18,12 @@ export interface AttestationSettings {
   readonly sessionTtlSeconds?: number;
   readonly nonceTtlSeconds?: number;
   readonly maxNoncesPerRuntime?: number;
+  /**
+   * Operator-managed trust (src/attestation/registrar.ts): when given, the EK CA bundle and
+   * the reference policies are read from it on every request (replaced and disabled at
+   * run time, persisted), and the two settings above are not used.
+   */
+  readonly trust?: AttestationTrust;
 }
 
 export interface AttestationWiring {
@@ -29,14 +36,25 @@ export async function createAttestation(
   config: AttestationSettings,
   deps: AttestationWiring,
 ): Promise<AttestationService> {
-  const trustedEkCas = parseCaBundle(config.ekCaBundlePem);
-  if (trustedEkCas.length === 0)
+  const trust = config.trust;
+  const fixed =
+    trust === undefined
+      ? {
+          trustedEkCas: parseCaBundle(config.ekCaBundlePem),
+          referencePolicies: await loadReferencePolicies(config.referencePolicyFiles),
+        }
+      : undefined;
+  if (fixed !== undefined && fixed.trustedEkCas.length === 0)
     throw new ConfigError('attestation.ekCaBundle', 'no certificate in the EK CA bundle');
-  const referencePolicies = await loadReferencePolicies(config.referencePolicyFiles);
   return new AttestationService(
     {
-      trustedEkCas,
-      referencePolicies,
+      // The service reads these on each request: getters over the trust see its swaps.
+      get trustedEkCas() {
+        return trust?.trustedEkCas ?? fixed?.trustedEkCas ?? [];
+      },
+      get referencePolicies() {
+        return trust?.referencePolicies ?? fixed?.referencePolicies ?? [];
+      },
       ...(config.sessionTtlSeconds === undefined
         ? {}
         : { sessionTtlMs: config.sessionTtlSeconds * 1000 }),
@@ -72,6 +90,13 @@ export { qualifyingData, jcs, type QuoteRequest } from './verify-quote.js';
 export { ATTESTATION_CODES } from './errors.js';
 export { MemoryRuntimeStore } from './runtime-store.port.js';
 export { parseCaBundle } from './ek-certificate.js';
+export {
+  AttestationTrust,
+  bundleSha256,
+  type EkCaView,
+  type ReferencePolicyView,
+  type TrustActor,
+} from './registrar.js';
 export {
   parseReferencePolicy,
   loadReferencePolicies,

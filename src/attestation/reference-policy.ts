@@ -12,7 +12,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { hashInfoByName, type HashName } from '../tpm/marshal/constants.js';
-import { ConfigError } from '../shared/errors.js';
+import { ConfigError, GrantorError } from '../shared/errors.js';
 
 export interface ReferencePolicy {
   readonly name: string;
@@ -110,4 +110,86 @@ export function policyForLabels(
     if (best === undefined || entries.length > Object.keys(best.selector).length) best = p;
   }
   return best;
+}
+
+/** No reference policy with that name is loaded. */
+export class ReferencePolicyNotFoundError extends GrantorError {
+  constructor(name: string) {
+    super('reference_policy_not_found', `no reference policy ${name}`, { details: { name } });
+  }
+}
+
+/** Disabling a disabled policy, or enabling an enabled one. */
+export class ReferencePolicyStateError extends GrantorError {
+  constructor(name: string, enabled: boolean) {
+    super(
+      'reference_policy_state_invalid',
+      `reference policy ${name} is already ${enabled ? 'enabled' : 'disabled'}`,
+      { details: { name, enabled } },
+    );
+  }
+}
+
+/** Who disabled a policy and when (persisted). */
+export interface DisabledMark {
+  readonly at: string;
+  readonly by: string;
+}
+
+/**
+ * The loaded policies and which of them operators have disabled. Quote verification sees
+ * only `enabled` (one array, replaced whole on every change, so a reader never sees half a
+ * change): a disabled policy matches no runtime, and a runtime that only it matched has
+ * no reference policy any more (reference_policy_unknown).
+ */
+export class ReferencePolicyRegistry {
+  readonly #all: readonly ReferencePolicy[];
+  #disabled: ReadonlyMap<string, DisabledMark>;
+  #enabled: readonly ReferencePolicy[];
+
+  constructor(policies: readonly ReferencePolicy[], disabled: ReadonlyMap<string, DisabledMark>) {
+    this.#all = checkUnique(policies);
+    // A mark for a policy no longer shipped is dropped, not kept for a future namesake.
+    this.#disabled = new Map(
+      [...disabled].filter(([name]) => this.#all.some((p) => p.name === name)),
+    );
+    this.#enabled = this.#compute();
+  }
+
+  #compute(): readonly ReferencePolicy[] {
+    return Object.freeze(this.#all.filter((p) => !this.#disabled.has(p.name)));
+  }
+
+  get enabled(): readonly ReferencePolicy[] {
+    return this.#enabled;
+  }
+
+  get disabled(): ReadonlyMap<string, DisabledMark> {
+    return this.#disabled;
+  }
+
+  list(): { policy: ReferencePolicy; disabled: DisabledMark | undefined }[] {
+    return this.#all.map((policy) => ({ policy, disabled: this.#disabled.get(policy.name) }));
+  }
+
+  /** Throws unless `name` exists and is currently `enabled === expectEnabled`. */
+  check(name: string, expectEnabled: boolean): void {
+    if (!this.#all.some((p) => p.name === name)) throw new ReferencePolicyNotFoundError(name);
+    const enabled = !this.#disabled.has(name);
+    if (enabled !== expectEnabled) throw new ReferencePolicyStateError(name, enabled);
+  }
+
+  /** The disabled set after disabling (`mark`) or enabling (undefined) `name`; not applied. */
+  next(name: string, mark: DisabledMark | undefined): ReadonlyMap<string, DisabledMark> {
+    const next = new Map(this.#disabled);
+    if (mark === undefined) next.delete(name);
+    else next.set(name, mark);
+    return next;
+  }
+
+  /** Apply a disabled set computed by `next` (after it was persisted and audited). */
+  apply(disabled: ReadonlyMap<string, DisabledMark>): void {
+    this.#disabled = disabled;
+    this.#enabled = this.#compute();
+  }
 }

@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
 import addFormatsPlugin from 'ajv-formats';
-import type { AttestationService } from '../attestation/index.js';
+import type { AttestationService, AttestationTrust } from '../attestation/index.js';
 import type { AuditService } from '../audit/index.js';
 import type { GrantService } from '../grants/index.js';
 import type { KeyService } from '../keys/index.js';
@@ -28,6 +28,7 @@ import { metricsRoutes } from './plugins/metrics.js';
 import { openApi } from './plugins/openapi.js';
 import { rateLimit, type RateLimiter, type RateLimits } from './plugins/rate-limit.js';
 import { approvalRoutes } from './routes/approvals.js';
+import { attestationRoutes } from './routes/attestation.js';
 import { auditRoutes } from './routes/audit.js';
 import { grantsRoutes } from './routes/grants.js';
 import { healthRoutes } from './routes/health.js';
@@ -43,6 +44,8 @@ export interface AppServices {
   readonly keys?: KeyService;
   readonly audit?: AuditService;
   readonly attestation?: AttestationService;
+  /** EK CA bundle and reference policy administration (dual control, with operators). */
+  readonly attestationTrust?: AttestationTrust;
   readonly grants?: GrantService;
   /** The app's metrics registry; a fresh one when absent. */
   readonly metrics?: GrantorMetrics;
@@ -181,6 +184,12 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   if (services.audit !== undefined) await app.register(auditRoutes, { audit: services.audit });
   if (services.attestation !== undefined) {
     await app.register(runtimesRoutes, { attestation: services.attestation, metrics });
+  }
+  if (services.attestationTrust !== undefined && services.operators !== undefined) {
+    await app.register(attestationRoutes, {
+      trust: services.attestationTrust,
+      approvals: services.operators.approvals,
+    });
   }
   if (services.grants !== undefined) {
     await app.register(grantsRoutes, { grants: services.grants, metrics });

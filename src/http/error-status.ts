@@ -85,6 +85,10 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   approval_duplicate_actor: 409,
   approval_not_found: 404,
   operator_token_not_found: 404,
+  // operator-managed attestation trust (src/attestation/registrar.ts)
+  ek_ca_bundle_invalid: 400,
+  reference_policy_not_found: 404,
+  reference_policy_state_invalid: 409,
   // 5xx: a dependency the decision needs is not usable; the service fails closed
   internal_error: 500,
   hsm_unavailable: 503,

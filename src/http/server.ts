@@ -73,6 +73,7 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
       keys: a.keys,
       audit: a.audit,
       attestation: a.attestation,
+      attestationTrust: a.attestationTrust,
       grants: a.grants,
       metrics: a.metrics,
       rateLimits: a.config.rateLimits.buckets,

@@ -2,13 +2,19 @@
 import { Type, type Static } from 'typebox';
 import { RoleSchema } from './token-store.port.js';
 
-export const APPROVAL_ACTS = ['key.destroy', 'ekca.replace', 'refpolicy.disable'] as const;
+export const APPROVAL_ACTS = [
+  'key.destroy',
+  'ekca.replace',
+  'refpolicy.disable',
+  'refpolicy.enable',
+] as const;
 export type ApprovalAct = (typeof APPROVAL_ACTS)[number];
 
 export const ApprovalActSchema = Type.Union([
   Type.Literal('key.destroy'),
   Type.Literal('ekca.replace'),
   Type.Literal('refpolicy.disable'),
+  Type.Literal('refpolicy.enable'),
 ]);
 
 /** The act's parameters: a small flat object (e.g. `{kid}`), bound by its hash. */

@@ -1,6 +1,6 @@
 /**
  * Dual control: M-of-N approvals for named acts (`key.destroy`, `ekca.replace`,
- * `refpolicy.disable`). An operator requests an act on a target (its parameters); other
+ * `refpolicy.disable`, `refpolicy.enable`). An operator requests an act on a target (its parameters); other
  * operators with an allowed role approve it; the act's code calls `consume(act, params)`
  * just before acting, which succeeds once, when M distinct, unexpired approvals bound to
  * exactly that act and those parameters exist. Every step is reported to `onEvent`
@@ -58,7 +58,28 @@ export const DEFAULT_APPROVAL_POLICY: ApprovalPolicy = {
     requestTtlSeconds: 24 * 3600,
     approvalTtlSeconds: 3600,
   },
+  // Re-enabling widens what quote verification accepts (the policy may have been disabled
+  // because its PCR values admit vulnerable firmware): as guarded as disabling it.
+  'refpolicy.enable': {
+    required: 2,
+    roles: ['operator'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
 };
+
+/** The default policy with M and the lifetimes from the configuration (GRANTOR_APPROVAL*). */
+export function approvalPolicyFromSettings(settings: {
+  readonly required: number;
+  readonly requestTtlSeconds: number;
+  readonly approvalTtlSeconds: number;
+}): ApprovalPolicy {
+  const entries = APPROVAL_ACTS.map((act) => [
+    act,
+    { ...DEFAULT_APPROVAL_POLICY[act], ...settings },
+  ]);
+  return Object.fromEntries(entries) as Record<ApprovalAct, ActPolicy>;
+}
 
 export type ApprovalEventType = 'approval.requested' | 'approval.given' | 'approval.consumed';
 

@@ -42,7 +42,12 @@ export function createOperators(db: Database, options: OperatorsOptions = {}): O
 }
 
 export type { ApprovalEvent, ApprovalPolicy } from './approvals.js';
-export { Approvals, DEFAULT_APPROVAL_POLICY, approvalTarget } from './approvals.js';
+export {
+  Approvals,
+  DEFAULT_APPROVAL_POLICY,
+  approvalPolicyFromSettings,
+  approvalTarget,
+} from './approvals.js';
 export type { OperatorActor, Actor, Role } from './roles.js';
 export { ROLES } from './roles.js';
 export { OperatorTokens } from './tokens.js';

@@ -3,8 +3,8 @@
  * a missing credential (401), every other role (403) and a runtime's credential (401); a
  * runtime route refuses an operator credential (403). The route inventory is the app's own
  * GET /openapi.json (so the openApi plugin must be registered first). Routes under /v1/
- * that declare neither a role nor `actor: 'runtime'` are listed as undeclared: public by
- * omission.
+ * that declare neither a role, `actor: 'runtime'` nor `public: true` are listed as
+ * undeclared: public by omission.
  */
 import type { FastifyInstance } from 'fastify';
 import { ROLES, type Role } from '../../src/operators/roles.js';
@@ -18,6 +18,7 @@ export interface GuardReport {
 interface Operation {
   'x-grantor-roles'?: Role[];
   'x-grantor-actor'?: string;
+  'x-grantor-public'?: boolean;
 }
 
 /** A runtime-side bearer: a grant JWS. Never an operator credential. */
@@ -72,6 +73,8 @@ export async function checkRouteGuards(
       } else if (op['x-grantor-actor'] === 'runtime') {
         report.checked.push(name);
         expect('operator credential', await send(`Bearer ${tokens.operator}`), 403, 'forbidden');
+      } else if (op['x-grantor-public'] === true) {
+        // Declared public on purpose (config.public): nothing to refuse.
       } else if (path.startsWith('/v1/')) {
         report.undeclared.push(name);
       }

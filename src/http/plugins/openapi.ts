@@ -23,6 +23,8 @@ interface CollectedRoute {
   readonly schema: Json;
   readonly roles: readonly string[] | undefined;
   readonly runtime: boolean;
+  /** Declared `config.public`: open to anyone on purpose. */
+  readonly public: boolean;
 }
 
 export const OPENAPI_PLUGIN = 'grantor-openapi';
@@ -91,6 +93,7 @@ function operation(route: CollectedRoute): Json {
     op.security = [];
   }
   if (route.runtime) op['x-grantor-actor'] = 'runtime';
+  if (route.public) op['x-grantor-public'] = true;
   return op;
 }
 
@@ -132,6 +135,7 @@ function collect(route: RouteOptions): CollectedRoute[] {
     schema,
     roles,
     runtime: route.config?.actor === 'runtime',
+    public: route.config?.public === true,
   }));
 }
 

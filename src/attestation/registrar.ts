@@ -1,0 +1,316 @@
+/**
+ * What the registrar trusts, and its dual-controlled changes (issue 7): the EK CA bundle
+ * that enrollment chains EK certificates to, and which reference policies quote
+ * verification may match. The attestation service reads both through `trustedEkCas` and
+ * `referencePolicies` on every request, so a change takes effect at once, for the next
+ * request, by replacing one reference (never half a bundle or half a policy set).
+ *
+ * Changes are persisted under the state folder (one JSON file each, written to a temporary
+ * file and renamed into place) and survive a restart: a replaced EK CA bundle then takes
+ * precedence over the configured one (GRANTOR_EK_CA_BUNDLE), and disabled policies stay
+ * disabled. Order of every change: validate, write the temporary file, audit, rename,
+ * swap; if the audit log cannot record, nothing changes (503 audit_unavailable).
+ *
+ * The approvals themselves are the HTTP route's business (src/http/routes/attestation.ts
+ * consumes them right before calling here); this module only acts.
+ */
+import { createHash, randomBytes, type X509Certificate } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConfigError } from '../shared/errors.js';
+import { jcsSha256Hex } from '../shared/jcs.js';
+import {
+  describeCertificate,
+  parseCaBundle,
+  validateEkCaBundle,
+  type EkCaCertificateView,
+} from './ek-certificate.js';
+import {
+  ReferencePolicyRegistry,
+  type DisabledMark,
+  type ReferencePolicy,
+} from './reference-policy.js';
+import { AuditUnavailableError, type AuditSink } from './service.js';
+
+/** The operator acting (from the HTTP layer's authenticated actor). */
+export interface TrustActor {
+  readonly id: string;
+  readonly role: string;
+  readonly name: string;
+}
+
+export interface EkCaView {
+  /** Hex SHA-256 of the bundle text as given (what `ekca.replace` approvals bind). */
+  readonly sha256: string;
+  readonly source: 'configuration' | 'replaced';
+  readonly replacedAt?: string;
+  /** The operator id who replaced it. */
+  readonly replacedBy?: string;
+  readonly certificates: EkCaCertificateView[];
+}
+
+export interface ReferencePolicyView {
+  readonly name: string;
+  readonly selector: Readonly<Record<string, string>>;
+  readonly enabled: boolean;
+  readonly disabledAt?: string;
+  readonly disabledBy?: string;
+}
+
+export interface AttestationTrustOptions {
+  /** The configured bundle (GRANTOR_EK_CA_BUNDLE), used until an operator replaces it. */
+  readonly configuredEkCaPem: string;
+  readonly referencePolicies: readonly ReferencePolicy[];
+  /** Where replacements and disabled marks are kept (e.g. `<stateDir>/attestation`). */
+  readonly stateDir: string;
+  readonly audit: AuditSink;
+  readonly now?: () => Date;
+}
+
+interface EkCaState {
+  readonly pem: string;
+  readonly sha256: string;
+  readonly cas: readonly X509Certificate[];
+  readonly source: 'configuration' | 'replaced';
+  readonly replacedAt?: string;
+  readonly replacedBy?: string;
+}
+
+const EK_CA_FILE = 'ek-ca.json';
+const POLICIES_FILE = 'reference-policies.json';
+
+export function bundleSha256(pem: string): string {
+  return createHash('sha256').update(pem, 'utf8').digest('hex');
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+async function readJson(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ConfigError(path, 'is not JSON: the persisted trust state is damaged');
+  }
+}
+
+/** A replaced bundle from the state folder; damage stops the start (fail closed). */
+async function loadReplacedEkCa(path: string): Promise<EkCaState | undefined> {
+  const raw = await readJson(path);
+  if (raw === undefined) return undefined;
+  const bad = (why: string) => new ConfigError(path, `${why}: the persisted EK CA is damaged`);
+  if (!isRecord(raw) || typeof raw.pem !== 'string' || typeof raw.sha256 !== 'string')
+    throw bad('missing members');
+  if (bundleSha256(raw.pem) !== raw.sha256) throw bad('digest mismatch');
+  const cas = parseCaBundle(raw.pem);
+  if (cas.length === 0) throw bad('no certificate');
+  return {
+    pem: raw.pem,
+    sha256: raw.sha256,
+    cas,
+    source: 'replaced',
+    ...(typeof raw.replacedAt === 'string' ? { replacedAt: raw.replacedAt } : {}),
+    ...(typeof raw.replacedBy === 'string' ? { replacedBy: raw.replacedBy } : {}),
+  };
+}
+
+async function loadDisabled(path: string): Promise<Map<string, DisabledMark>> {
+  const raw = await readJson(path);
+  const out = new Map<string, DisabledMark>();
+  if (raw === undefined) return out;
+  if (!isRecord(raw) || !isRecord(raw.disabled))
+    throw new ConfigError(path, 'the persisted reference policy state is damaged');
+  for (const [name, mark] of Object.entries(raw.disabled)) {
+    if (!isRecord(mark) || typeof mark.at !== 'string' || typeof mark.by !== 'string')
+      throw new ConfigError(path, `the persisted mark of ${name} is damaged`);
+    out.set(name, { at: mark.at, by: mark.by });
+  }
+  return out;
+}
+
+/** Write `data` to a temporary file next to `path`; the caller renames it into place. */
+async function stage(path: string, data: unknown): Promise<string> {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(data, null, 2)}\n`, { mode: 0o600, flush: true });
+  return tmp;
+}
+
+export class AttestationTrust {
+  #ekCa: EkCaState;
+  readonly #policies: ReferencePolicyRegistry;
+  readonly #dir: string;
+  readonly #audit: AuditSink;
+  readonly #now: () => Date;
+  // One change at a time: each reads the state the previous one left.
+  #tail: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    ekCa: EkCaState,
+    policies: ReferencePolicyRegistry,
+    options: AttestationTrustOptions,
+  ) {
+    this.#ekCa = ekCa;
+    this.#policies = policies;
+    this.#dir = options.stateDir;
+    this.#audit = options.audit;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  static async open(options: AttestationTrustOptions): Promise<AttestationTrust> {
+    await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
+    const replaced = await loadReplacedEkCa(join(options.stateDir, EK_CA_FILE));
+    let ekCa = replaced;
+    if (ekCa === undefined) {
+      const cas = parseCaBundle(options.configuredEkCaPem);
+      if (cas.length === 0)
+        throw new ConfigError('attestation.ekCaBundle', 'no certificate in the EK CA bundle');
+      ekCa = {
+        pem: options.configuredEkCaPem,
+        sha256: bundleSha256(options.configuredEkCaPem),
+        cas,
+        source: 'configuration',
+      };
+    }
+    const disabled = await loadDisabled(join(options.stateDir, POLICIES_FILE));
+    return new AttestationTrust(
+      ekCa,
+      new ReferencePolicyRegistry(options.referencePolicies, disabled),
+      options,
+    );
+  }
+
+  /** The trust anchors enrollment uses now. */
+  get trustedEkCas(): readonly X509Certificate[] {
+    return this.#ekCa.cas;
+  }
+
+  /** The reference policies quote verification may match now (disabled ones left out). */
+  get referencePolicies(): readonly ReferencePolicy[] {
+    return this.#policies.enabled;
+  }
+
+  ekCa(): EkCaView {
+    const s = this.#ekCa;
+    return {
+      sha256: s.sha256,
+      source: s.source,
+      ...(s.replacedAt === undefined ? {} : { replacedAt: s.replacedAt }),
+      ...(s.replacedBy === undefined ? {} : { replacedBy: s.replacedBy }),
+      certificates: s.cas.map(describeCertificate),
+    };
+  }
+
+  /** Validate a replacement bundle (no state change): its digest, for the approvals. */
+  checkEkCa(pem: string): { sha256: string; certificates: number } {
+    return {
+      sha256: bundleSha256(pem),
+      certificates: validateEkCaBundle(pem, this.#now()).length,
+    };
+  }
+
+  /** Replace the bundle (approvals already consumed by the caller). */
+  replaceEkCa(pem: string, actor: TrustActor): Promise<EkCaView> {
+    const text = pem;
+    return this.#serial(async () => {
+      const now = this.#now();
+      const cas = validateEkCaBundle(text, now);
+      const sha256 = bundleSha256(text);
+      const next: EkCaState = {
+        pem: text,
+        sha256,
+        cas,
+        source: 'replaced',
+        replacedAt: now.toISOString(),
+        replacedBy: actor.id,
+      };
+      const path = join(this.#dir, EK_CA_FILE);
+      const tmp = await stage(path, {
+        pem: text,
+        sha256,
+        replacedAt: next.replacedAt,
+        replacedBy: actor.id,
+      });
+      await this.#record(tmp, {
+        type: 'attestation.ekca.replace',
+        subject: `sha256:${sha256}`,
+        decision: 'replaced',
+        reasons: [
+          `${actor.role}:${actor.id}`,
+          `certificates:${cas.length}`,
+          `previous:sha256:${this.#ekCa.sha256}`,
+        ],
+        digest: jcsSha256Hex({ sha256, previous: this.#ekCa.sha256, actor: actor.id }),
+      });
+      await rename(tmp, path);
+      this.#ekCa = next;
+      return this.ekCa();
+    });
+  }
+
+  referencePolicyViews(): ReferencePolicyView[] {
+    return this.#policies.list().map(({ policy, disabled }) => ({
+      name: policy.name,
+      selector: { ...policy.selector },
+      enabled: disabled === undefined,
+      ...(disabled === undefined ? {} : { disabledAt: disabled.at, disabledBy: disabled.by }),
+    }));
+  }
+
+  /** Throws reference_policy_not_found or reference_policy_state_invalid. */
+  checkReferencePolicy(name: string, expectEnabled: boolean): void {
+    this.#policies.check(name, expectEnabled);
+  }
+
+  /** Disable or enable `name` (approvals, where needed, already consumed by the caller). */
+  setReferencePolicyEnabled(
+    name: string,
+    enabled: boolean,
+    actor: TrustActor,
+  ): Promise<ReferencePolicyView> {
+    return this.#serial(async () => {
+      this.#policies.check(name, !enabled);
+      const now = this.#now();
+      const next = this.#policies.next(
+        name,
+        enabled ? undefined : { at: now.toISOString(), by: actor.id },
+      );
+      const path = join(this.#dir, POLICIES_FILE);
+      const tmp = await stage(path, { disabled: Object.fromEntries(next) });
+      await this.#record(tmp, {
+        type: enabled ? 'attestation.refpolicy.enable' : 'attestation.refpolicy.disable',
+        subject: name,
+        decision: enabled ? 'enabled' : 'disabled',
+        reasons: [`${actor.role}:${actor.id}`],
+        digest: jcsSha256Hex({ name, enabled, actor: actor.id, at: now.toISOString() }),
+      });
+      await rename(tmp, path);
+      this.#policies.apply(next);
+      const view = this.referencePolicyViews().find((p) => p.name === name);
+      if (view === undefined) throw new TypeError(`reference policy ${name} vanished`);
+      return view;
+    });
+  }
+
+  async #record(tmp: string, event: Parameters<AuditSink['record']>[0]): Promise<void> {
+    try {
+      await this.#audit.record(event);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw new AuditUnavailableError(e);
+    }
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn, fn);
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * Operator routes over what the registrar trusts (issue 7, dual control):
+ *
+ * - GET  /v1/attestation/ek-ca: the trusted EK CA bundle's digest and certificates
+ *   (auditor, operator).
+ * - PUT  /v1/attestation/ek-ca {pem}: replace the bundle (operator). Needs M approvals of
+ *   `ekca.replace` with params `{bundleSha256}`, the hex SHA-256 of `pem` exactly as sent
+ *   (`sha256sum bundle.pem`), so approvals for one bundle never replace another.
+ * - GET  /v1/attestation/reference-policies (auditor, operator).
+ * - POST /v1/attestation/reference-policies/{name}/disable | /enable (operator). Need M
+ *   approvals of `refpolicy.disable` / `refpolicy.enable` with params `{name}`.
+ *
+ * Each act validates first (a refused bundle or a no-op never uses up approvals), then
+ * consumes the approvals (single use, audited with the approvers), then acts (audited with
+ * the acting operator; see src/attestation/registrar.ts).
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { AttestationTrust } from '../../attestation/index.js';
+import type { Approvals } from '../../operators/approvals.js';
+import { bodyLimit } from '../plugins/body-limit.js';
+import { OPERATOR_AUTH_PLUGIN, requireActor } from '../plugins/auth.js';
+import { ErrorSchema } from '../schemas.js';
+
+const closed = { additionalProperties: false } as const;
+const Hex64 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+
+const EkCaReply = Type.Object(
+  {
+    sha256: Hex64,
+    source: Type.Union([Type.Literal('configuration'), Type.Literal('replaced')]),
+    replacedAt: Type.Optional(Type.String()),
+    replacedBy: Type.Optional(Type.String()),
+    certificates: Type.Array(
+      Type.Object(
+        {
+          subject: Type.String(),
+          issuer: Type.String(),
+          serialNumber: Type.String(),
+          sha256: Hex64,
+          notBefore: Type.String(),
+          notAfter: Type.String(),
+        },
+        closed,
+      ),
+    ),
+  },
+  closed,
+);
+
+const PolicyView = Type.Object(
+  {
+    name: Type.String(),
+    selector: Type.Record(Type.String(), Type.String()),
+    enabled: Type.Boolean(),
+    disabledAt: Type.Optional(Type.String()),
+    disabledBy: Type.Optional(Type.String()),
+  },
+  closed,
+);
+
+const PolicyParams = Type.Object(
+  { name: Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$' }) },
+  closed,
+);
+
+const errors = {
+  400: ErrorSchema,
+  401: ErrorSchema,
+  403: ErrorSchema,
+  404: ErrorSchema,
+  409: ErrorSchema,
+  413: ErrorSchema,
+  503: ErrorSchema,
+};
+
+export interface AttestationRoutesOptions {
+  readonly trust: AttestationTrust;
+  readonly approvals: Pick<Approvals, 'perform'>;
+}
+
+export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptions> = (
+  app,
+  { trust, approvals },
+) => {
+  if (!app.hasPlugin(OPERATOR_AUTH_PLUGIN)) {
+    return Promise.reject(new TypeError('attestationRoutes needs operatorAuth registered first'));
+  }
+
+  app.get(
+    '/v1/attestation/ek-ca',
+    {
+      config: { role: ['auditor', 'operator'] },
+      schema: { response: { 200: EkCaReply, ...errors } },
+    },
+    () => trust.ekCa(),
+  );
+
+  app.put(
+    '/v1/attestation/ek-ca',
+    {
+      // A vendor bundle of a few hundred CA certificates fits; the schema allows less.
+      ...bodyLimit('large'),
+      config: { role: 'operator' },
+      schema: {
+        body: Type.Object({ pem: Type.String({ minLength: 1, maxLength: 240 * 1024 }) }, closed),
+        response: { 200: EkCaReply, ...errors },
+      },
+    },
+    async (request) => {
+      const actor = requireActor(request);
+      const pem = request.body.pem;
+      // Validate before the approvals are used: a refused bundle leaves them usable.
+      const { sha256 } = trust.checkEkCa(pem);
+      return approvals.perform('ekca.replace', { bundleSha256: sha256 }, () =>
+        trust.replaceEkCa(pem, actor),
+      );
+    },
+  );
+
+  app.get(
+    '/v1/attestation/reference-policies',
+    {
+      config: { role: ['auditor', 'operator'] },
+      schema: {
+        response: { 200: Type.Object({ policies: Type.Array(PolicyView) }, closed), ...errors },
+      },
+    },
+    () => ({ policies: trust.referencePolicyViews() }),
+  );
+
+  for (const change of ['disable', 'enable'] as const) {
+    const enable = change === 'enable';
+    app.post(
+      `/v1/attestation/reference-policies/:name/${change}`,
+      {
+        ...bodyLimit('tiny'),
+        config: { role: 'operator' },
+        schema: { params: PolicyParams, response: { 200: PolicyView, ...errors } },
+      },
+      async (request) => {
+        const actor = requireActor(request);
+        const { name } = request.params;
+        // A missing policy or a no-op is refused before the approvals are used.
+        trust.checkReferencePolicy(name, !enable);
+        return approvals.perform(`refpolicy.${change}`, { name }, () =>
+          trust.setReferencePolicyEnabled(name, enable, actor),
+        );
+      },
+    );
+  }
+
+  return Promise.resolve();
+};

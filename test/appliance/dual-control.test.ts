@@ -1,0 +1,508 @@
+/**
+ * Dual control of the registrar's trust on the real appliance (swtpm, SoftHSM2, LevelDB,
+ * the audit log): replacing the EK CA bundle and disabling/enabling a reference policy
+ * need M=2 distinct operator approvals bound to exactly that act, single use, expiring;
+ * the change takes effect for the next enrollment or quote, survives a restart, and is
+ * audited. Also: refused operator attempts are audited, bounded, without the token.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openAppliance, provisionAppliance, type Appliance } from '../../src/appliance.js';
+import { qualifyingData } from '../../src/attestation/index.js';
+import { bundleSha256 } from '../../src/attestation/registrar.js';
+import { SoftEk, SoftTpm } from '../../src/attestation/testing/soft-tpm.js';
+import type { App } from '../../src/http/app.js';
+import { buildApplianceApp } from '../../src/http/server.js';
+import { makeCa, makeLeaf } from '../../src/operators/testing/certs.js';
+import { loadConfig, type AppConfig } from '../../src/shared/config.js';
+import { objectName } from '../../src/tpm/marshal/public.js';
+import { openTpm } from '../../src/tpm/tpm.native.js';
+import { checkRouteGuards } from '../operators/route-guard.js';
+import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
+import { makeEkCa, type OpensslCa } from './dual-control.rig.js';
+
+interface ErrorAnswer {
+  error: { code: string; message: string; details?: Record<string, unknown> };
+}
+interface EkCaAnswer {
+  sha256: string;
+  source: string;
+  replacedBy?: string;
+  certificates: { subject: string; sha256: string }[];
+}
+interface Entry {
+  type: string;
+  subject: string;
+  decision?: string;
+  reasons?: string[];
+}
+
+let dir: string;
+let tpm: SimTpm;
+let hsm: SimHsm;
+let caOld: OpensslCa;
+let caNew: OpensslCa;
+let caOther: OpensslCa;
+// The appliance's clock: real time, moved forward (never back) to expire approvals.
+const clock = { skewMs: 0 };
+const now = () => Date.now() + clock.skewMs;
+
+let appliance: Appliance;
+let app: App;
+const tokens: Record<string, string> = {};
+const runtimeTpm = new SoftTpm('ecc');
+
+function config(): AppConfig {
+  return loadConfig(
+    {
+      GRANTOR_TPM_TCTI: tpm.tcti,
+      GRANTOR_PKCS11_MODULE: hsm.module,
+      GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
+      GRANTOR_HSM_PIN_FILE: hsm.pinFile,
+      GRANTOR_STATE_DIR: join(dir, 'state'),
+      GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
+      GRANTOR_REFERENCE_POLICIES: join(dir, 'reference-policies.json'),
+      GRANTOR_POLICY_WATCH: 'false',
+      GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW: '1000',
+    },
+    repoRoot,
+  );
+}
+
+async function start(): Promise<void> {
+  appliance = await openAppliance(config(), { now });
+  app = await buildApplianceApp(appliance);
+}
+
+async function stop(): Promise<void> {
+  await app.close();
+  await appliance.close();
+}
+
+const as = (who: string) => ({ authorization: `Bearer ${tokens[who] ?? 'missing'}` });
+const code = (res: { json: () => unknown }) => (res.json() as ErrorAnswer).error.code;
+
+async function approvalFor(
+  act: string,
+  params: Record<string, string>,
+  approvers: string[],
+): Promise<string> {
+  const req = await app.inject({
+    method: 'POST',
+    url: '/v1/approvals',
+    headers: as('alice'),
+    payload: { act, params },
+  });
+  expect(req.statusCode).toBe(201);
+  const id = req.json<{ id: string }>().id;
+  for (const who of approvers) {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/approvals/${id}/approve`,
+      headers: as(who),
+    });
+    expect(res.statusCode).toBe(200);
+  }
+  return id;
+}
+
+/** Enroll a software runtime whose EK certificate `ca` issued; the answer as is. */
+async function enroll(ca: OpensslCa, name: string, labels: Record<string, string> = {}) {
+  const ek = new SoftEk();
+  const cert = await ca.issue(ek);
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/runtimes',
+    payload: {
+      name,
+      labels,
+      ekCertificate: cert.toString('base64'),
+      ekPublic: ek.ekPublicBytes.toString('base64'),
+      akPublic: runtimeTpm.akPublicBytes.toString('base64'),
+    },
+  });
+  return { res, ek };
+}
+
+async function activeRuntime(name: string, labels: Record<string, string>): Promise<string> {
+  const { res, ek } = await enroll(caNew, name, labels);
+  expect(res.statusCode).toBe(201);
+  const e = res.json<{ runtimeId: string; credentialBlob: string; encryptedSecret: string }>();
+  const secret = ek.activate(
+    Buffer.from(e.credentialBlob, 'base64'),
+    Buffer.from(e.encryptedSecret, 'base64'),
+    objectName(runtimeTpm.akPublic),
+  );
+  const act = await app.inject({
+    method: 'POST',
+    url: `/v1/runtimes/${e.runtimeId}/activation`,
+    payload: { secret: secret.toString('base64') },
+  });
+  expect(act.json<{ state: string }>().state).toBe('active');
+  return e.runtimeId;
+}
+
+async function attest(runtimeId: string) {
+  const ch = await app.inject({ method: 'POST', url: `/v1/runtimes/${runtimeId}/challenges` });
+  expect(ch.statusCode).toBe(201);
+  const nonce = Buffer.from(ch.json<{ nonce: string }>().nonce, 'base64');
+  const jwk = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({
+    format: 'jwk',
+  });
+  const sessionKey = { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+  return app.inject({
+    method: 'POST',
+    url: `/v1/runtimes/${runtimeId}/attestations`,
+    payload: {
+      ...runtimeTpm.quote(nonce, qualifyingData(nonce, sessionKey), {
+        selection: [{ bank: 'sha256', pcrs: [0] }],
+      }),
+      sessionKey,
+    },
+  });
+}
+
+async function auditEntries(): Promise<Entry[]> {
+  const res = await app.inject({
+    url: '/v1/audit/entries?from=0&limit=1000',
+    headers: as('auditor'),
+  });
+  expect(res.statusCode).toBe(200);
+  return res.json<{ entries: Entry[] }>().entries;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'grantor-dual-'));
+  tpm = await startSimTpm();
+  hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-dual');
+  process.env.SOFTHSM2_CONF = hsm.conf;
+  caOld = await makeEkCa(dir, 'old-ek-ca');
+  caNew = await makeEkCa(dir, 'new-ek-ca');
+  caOther = await makeEkCa(dir, 'other-ek-ca');
+  await writeFile(join(dir, 'ek-ca.pem'), caOld.pem);
+  const pcr0 = runtimeTpm.value('sha256', 0).toString('hex');
+  await writeFile(
+    join(dir, 'reference-policies.json'),
+    JSON.stringify([
+      { name: 'fleet-a', selector: { fleet: 'a' }, pcrs: { sha256: { '0': [pcr0] } } },
+      { name: 'fleet-b', selector: { fleet: 'b' }, pcrs: { sha256: { '0': [pcr0] } } },
+    ]),
+  );
+  const t = await openTpm({ tcti: tpm.tcti });
+  try {
+    await provisionAppliance(config(), t);
+  } finally {
+    await t.close();
+  }
+  await start();
+  const ops = appliance.operators.tokens;
+  for (const [name, role] of [
+    ['alice', 'operator'],
+    ['bob', 'operator'],
+    ['carol', 'operator'],
+    ['auditor', 'auditor'],
+    ['custodian', 'key_custodian'],
+  ] as const) {
+    tokens[name] = (await ops.create({ role, actor: name })).token;
+  }
+});
+
+afterAll(async () => {
+  await stop().catch(() => undefined);
+  await tpm.destroy();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('replacing the trusted EK CA bundle', () => {
+  it('serves the current bundle to auditors and operators, not to others', async () => {
+    const res = await app.inject({ url: '/v1/attestation/ek-ca', headers: as('auditor') });
+    expect(res.statusCode).toBe(200);
+    const body = res.json<EkCaAnswer>();
+    expect(body.source).toBe('configuration');
+    expect(body.sha256).toBe(bundleSha256(caOld.pem));
+    expect(body.certificates.map((c) => c.subject)).toEqual(['CN=old-ek-ca']);
+    const custodian = await app.inject({ url: '/v1/attestation/ek-ca', headers: as('custodian') });
+    expect(code(custodian)).toBe('forbidden');
+    // Before: the old CA's EK certificates enroll, the new CA's do not.
+    expect((await enroll(caOld, 'before-old')).res.statusCode).toBe(201);
+    const early = await enroll(caNew, 'before-new');
+    expect(code(early.res)).toBe('ek_certificate_untrusted');
+  });
+
+  it('refuses invalid bundles with ek_ca_bundle_invalid, before any approval is used', async () => {
+    const put = (pem: string) =>
+      app.inject({
+        method: 'PUT',
+        url: '/v1/attestation/ek-ca',
+        headers: as('alice'),
+        payload: { pem },
+      });
+    const expired = await makeCa('expired CA', new Date(Date.now() - 400 * 86_400_000));
+    const ca = await makeCa('a CA');
+    const leaf = Buffer.from(await makeLeaf(ca)).toString('base64');
+    const leafPem = `-----BEGIN CERTIFICATE-----\n${leaf.replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`;
+    const cases: [string, string][] = [
+      ['no certificate here', 'empty'],
+      [
+        `${caNew.pem}-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n`,
+        'not_a_certificate',
+      ],
+      ['-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', 'unparseable'],
+      [leafPem, 'not_ca'],
+      [expired.pem, 'expired'],
+    ];
+    for (const [pem, reason] of cases) {
+      const res = await put(pem);
+      expect([reason, res.statusCode, code(res)]).toEqual([reason, 400, 'ek_ca_bundle_invalid']);
+      expect(res.json<ErrorAnswer>().error.details?.reason).toBe(reason);
+    }
+    expect(code(await put(''))).toBe('bad_request');
+  });
+
+  it('needs two distinct operator approvals bound to the bundle digest, used once', async () => {
+    const bundle = caNew.pem;
+    const sha = bundleSha256(bundle);
+    const put = (who: string, pem = bundle) =>
+      app.inject({
+        method: 'PUT',
+        url: '/v1/attestation/ek-ca',
+        headers: as(who),
+        payload: { pem },
+      });
+
+    // Wrong roles, on the act and on the approvals.
+    expect(code(await put('auditor'))).toBe('forbidden');
+    expect(code(await put('custodian'))).toBe('forbidden');
+    expect(code(await put('alice'))).toBe('approval_required');
+
+    const id = await approvalFor('ekca.replace', { bundleSha256: sha }, ['bob']);
+    const one = await put('alice');
+    expect(one.statusCode).toBe(409);
+    expect(code(one)).toBe('approval_required');
+    const byCustodian = await app.inject({
+      method: 'POST',
+      url: `/v1/approvals/${id}/approve`,
+      headers: as('custodian'),
+    });
+    expect(code(byCustodian)).toBe('forbidden');
+    const twice = await app.inject({
+      method: 'POST',
+      url: `/v1/approvals/${id}/approve`,
+      headers: as('bob'),
+    });
+    expect(code(twice)).toBe('approval_duplicate_actor');
+
+    // Two approvals for another bundle do not replace this one.
+    await approvalFor('ekca.replace', { bundleSha256: bundleSha256(caOther.pem) }, [
+      'bob',
+      'carol',
+    ]);
+    expect(code(await put('alice'))).toBe('approval_required');
+
+    const approved = await app.inject({
+      method: 'POST',
+      url: `/v1/approvals/${id}/approve`,
+      headers: as('carol'),
+    });
+    expect(approved.statusCode).toBe(200);
+    const done = await put('alice');
+    expect(done.statusCode).toBe(200);
+    const body = done.json<EkCaAnswer>();
+    expect(body).toMatchObject({ sha256: sha, source: 'replaced' });
+    expect(body.replacedBy).toMatch(/^tok_/);
+    expect(body.certificates.map((c) => c.subject)).toEqual(['CN=new-ek-ca']);
+
+    const again = await put('alice');
+    expect(again.statusCode).toBe(409);
+    expect(code(again)).toBe('approval_reused');
+  });
+
+  it('takes effect at once: the old CA no longer enrolls, the new CA does', async () => {
+    const old = await enroll(caOld, 'after-old');
+    expect(old.res.statusCode).toBe(422);
+    expect(code(old.res)).toBe('ek_certificate_untrusted');
+    const fresh = await enroll(caNew, 'after-new');
+    expect(fresh.res.statusCode).toBe(201);
+  });
+
+  it('refuses approvals that have expired', async () => {
+    const sha = bundleSha256(caOther.pem);
+    // The earlier pair for this digest is still open: expire it too.
+    await approvalFor('ekca.replace', { bundleSha256: sha }, ['bob', 'carol']);
+    clock.skewMs += 2 * 3600 * 1000;
+    const res = await app.inject({
+      method: 'PUT',
+      url: '/v1/attestation/ek-ca',
+      headers: as('alice'),
+      payload: { pem: caOther.pem },
+    });
+    expect(res.statusCode).toBe(409);
+    expect(code(res)).toBe('approval_expired');
+    const current = await app.inject({ url: '/v1/attestation/ek-ca', headers: as('alice') });
+    expect(current.json<EkCaAnswer>().sha256).toBe(bundleSha256(caNew.pem));
+  });
+
+  it('audits the replacement with the actor and the bundle digest', async () => {
+    const entries = await auditEntries();
+    const replaced = entries.filter((e) => e.type === 'attestation.ekca.replace');
+    expect(replaced).toHaveLength(1);
+    expect(replaced[0]?.subject).toBe(`sha256:${bundleSha256(caNew.pem)}`);
+    expect(replaced[0]?.reasons?.[0]).toMatch(/^operator:tok_/);
+    expect(replaced[0]?.reasons).toContain(`previous:sha256:${bundleSha256(caOld.pem)}`);
+    const consumed = entries.filter(
+      (e) => e.type === 'approval.consumed' && e.reasons?.[0] === 'ekca.replace',
+    );
+    expect(consumed).toHaveLength(1);
+    expect(consumed[0]?.reasons?.length).toBe(3);
+  });
+});
+
+describe('disabling and enabling a reference policy', () => {
+  let runtimeId: string;
+
+  it('lists the policies for auditors', async () => {
+    const res = await app.inject({
+      url: '/v1/attestation/reference-policies',
+      headers: as('auditor'),
+    });
+    expect(res.json()).toEqual({
+      policies: [
+        { name: 'fleet-a', selector: { fleet: 'a' }, enabled: true },
+        { name: 'fleet-b', selector: { fleet: 'b' }, enabled: true },
+      ],
+    });
+    runtimeId = await activeRuntime('fleet-a-agent', { fleet: 'a' });
+    const ok = await attest(runtimeId);
+    expect(ok.json<{ verdict: string }>().verdict).toBe('trusted');
+  });
+
+  it('disables only with two approvals; then quotes the policy alone matched are refused', async () => {
+    const disable = (name = 'fleet-a', who = 'alice') =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/attestation/reference-policies/${name}/disable`,
+        headers: as(who),
+      });
+    expect(code(await disable('fleet-a', 'auditor'))).toBe('forbidden');
+    expect(code(await disable())).toBe('approval_required');
+    expect(code(await disable('no-such-policy'))).toBe('reference_policy_not_found');
+    const id = await approvalFor('refpolicy.disable', { name: 'fleet-a' }, ['bob']);
+    expect(code(await disable())).toBe('approval_required');
+    // Approvals to disable another policy do not count.
+    await approvalFor('refpolicy.disable', { name: 'fleet-b' }, ['bob', 'carol']);
+    expect(code(await disable())).toBe('approval_required');
+    await app.inject({ method: 'POST', url: `/v1/approvals/${id}/approve`, headers: as('carol') });
+    const done = await disable();
+    expect(done.statusCode).toBe(200);
+    expect(done.json()).toMatchObject({ name: 'fleet-a', enabled: false });
+
+    const refused = await attest(runtimeId);
+    expect(refused.statusCode).toBe(409);
+    expect(code(refused)).toBe('reference_policy_unknown');
+    const view = await app.inject({ url: `/v1/runtimes/${runtimeId}`, headers: as('auditor') });
+    expect(view.json<{ referencePolicy: string | null }>().referencePolicy).toBeNull();
+    expect(code(await disable())).toBe('reference_policy_state_invalid');
+  });
+
+  it('keeps the replaced bundle and the disabled policy across a restart', async () => {
+    await stop();
+    await start();
+    const ca = await app.inject({ url: '/v1/attestation/ek-ca', headers: as('auditor') });
+    expect(ca.json<EkCaAnswer>()).toMatchObject({
+      sha256: bundleSha256(caNew.pem),
+      source: 'replaced',
+    });
+    const list = await app.inject({
+      url: '/v1/attestation/reference-policies',
+      headers: as('auditor'),
+    });
+    expect(list.json<{ policies: { name: string; enabled: boolean }[] }>().policies).toMatchObject([
+      { name: 'fleet-a', enabled: false },
+      { name: 'fleet-b', enabled: true },
+    ]);
+    expect(code(await attest(runtimeId))).toBe('reference_policy_unknown');
+    expect(code((await enroll(caOld, 'restart-old')).res)).toBe('ek_certificate_untrusted');
+  });
+
+  it('re-enables only with two approvals of its own; then the runtime is trusted again', async () => {
+    const enable = () =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/attestation/reference-policies/fleet-a/enable',
+        headers: as('alice'),
+      });
+    expect(code(await enable())).toBe('approval_required');
+    await approvalFor('refpolicy.enable', { name: 'fleet-a' }, ['bob', 'carol']);
+    const done = await enable();
+    expect(done.statusCode).toBe(200);
+    expect(done.json()).toMatchObject({ name: 'fleet-a', enabled: true });
+    expect(code(await enable())).toBe('reference_policy_state_invalid');
+    const ok = await attest(runtimeId);
+    expect(ok.json<{ verdict: string }>().verdict).toBe('trusted');
+    const types = (await auditEntries()).map((e) => e.type);
+    expect(types).toContain('attestation.refpolicy.disable');
+    expect(types).toContain('attestation.refpolicy.enable');
+  });
+});
+
+describe('refused operator attempts', () => {
+  it('are audited with route, reason and identity, never the token, one entry per window', async () => {
+    const before = (await auditEntries()).length;
+    const garbage = `gop_${'ab'.repeat(8)}${'Z'.repeat(43)}`;
+    const grant = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJydF8xIn0.c2ln';
+    const attempts: [Record<string, string>, string, string, string][] = [
+      [{}, 'GET', '/v1/keys', 'unauthenticated'],
+      [{ authorization: `Bearer ${garbage}` }, 'GET', '/v1/keys', 'unauthenticated'],
+      [{ authorization: `Bearer ${grant}` }, 'GET', '/v1/keys', 'unauthenticated'],
+      [as('auditor'), 'GET', '/v1/keys', 'forbidden'],
+      [as('alice'), 'POST', '/v1/runtimes/rt_someone/challenges', 'forbidden'],
+    ];
+    for (const [headers, method, url, want] of attempts) {
+      // A flood of the same attempt: one entry, the rest counted.
+      for (let i = 0; i < 20; i++) {
+        const res = await app.inject({ method: method as 'GET', url, headers });
+        expect(code(res)).toBe(want);
+      }
+    }
+    const refused = (await auditEntries())
+      .slice(before)
+      .filter((e) => e.type === 'operator.refused');
+    expect(refused.map((e) => e.reasons?.[0])).toEqual([
+      'credential_missing',
+      'credential_invalid',
+      'credential_not_operator',
+      'role_forbidden',
+      'operator_on_runtime_route',
+    ]);
+    expect(refused.map((e) => e.decision)).toEqual([
+      'unauthenticated',
+      'unauthenticated',
+      'unauthenticated',
+      'forbidden',
+      'forbidden',
+    ]);
+    expect(refused[0]?.reasons).toContain('GET /v1/keys');
+    expect(refused[1]?.subject).toBe(`tok_${'ab'.repeat(8)}`);
+    expect(refused[3]?.subject).toMatch(/^tok_[0-9a-f]{16}$/);
+    expect(refused[4]?.reasons).toContain('POST /v1/runtimes/:runtimeId/challenges');
+    const text = JSON.stringify(await auditEntries());
+    for (const secret of [garbage, grant, ...Object.values(tokens)]) {
+      expect(text).not.toContain(secret);
+      expect(text).not.toContain(secret.slice(20));
+    }
+  });
+
+  it('leaves every route declared and guarded', async () => {
+    const report = await checkRouteGuards(app, {
+      auditor: tokens.auditor ?? '',
+      operator: tokens.alice ?? '',
+      key_custodian: tokens.custodian ?? '',
+    });
+    expect(report.failures).toEqual([]);
+    expect(report.undeclared).toEqual([]);
+    expect(report.checked).toContain('PUT /v1/attestation/ek-ca');
+  });
+});
