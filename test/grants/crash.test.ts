@@ -233,6 +233,23 @@ describe('grant issuance under SIGKILL (real appliance over HTTP)', () => {
 
     // One more start: the last kill's store is accepted, then a clean stop and a last check.
     const last = await startServing(`seed ${seed}, final start`);
+    // A few grants that are certainly acknowledged, then a clean stop (SIGTERM).
+    const lastSession = await attestOverHttp(last.base, rig.tools, rt);
+    for (let i = 0; i < 5; i++) {
+      const res = await call(
+        last.base,
+        'POST',
+        '/v1/grants',
+        signed(grantBody(rt), lastSession.attestationId, lastSession.key.privateKey),
+      );
+      expect(res.status, `seed ${seed}: final grant ${res.body}`).toBe(201);
+      const g = res.json() as { grantId: string; grant: string; auditSeq: number };
+      acked.push({
+        grantId: g.grantId,
+        auditSeq: g.auditSeq,
+        audHash: decodeClaims(g.grant).aud_hash,
+      });
+    }
     await last.child.stop();
     running = undefined;
     const size = await checkStore(acked, `seed ${seed}, final`);
