@@ -453,9 +453,16 @@ describe('refused operator attempts', () => {
     const before = (await auditEntries()).length;
     const garbage = `gop_${'ab'.repeat(8)}${'Z'.repeat(43)}`;
     const grant = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJydF8xIn0.c2ln';
+    const ops = appliance.operators.tokens;
+    const expiring = await ops.create({ role: 'operator', actor: 'short-lived', ttlSeconds: 60 });
+    const revoked = await ops.create({ role: 'operator', actor: 'gone' });
+    await ops.revoke(revoked.info.id);
+    clock.skewMs += 61_000;
     const attempts: [Record<string, string>, string, string, string][] = [
       [{}, 'GET', '/v1/keys', 'unauthenticated'],
       [{ authorization: `Bearer ${garbage}` }, 'GET', '/v1/keys', 'unauthenticated'],
+      [{ authorization: `Bearer ${expiring.token}` }, 'GET', '/v1/keys', 'unauthenticated'],
+      [{ authorization: `Bearer ${revoked.token}` }, 'GET', '/v1/keys', 'unauthenticated'],
       [{ authorization: `Bearer ${grant}` }, 'GET', '/v1/keys', 'unauthenticated'],
       [as('auditor'), 'GET', '/v1/keys', 'forbidden'],
       [as('alice'), 'POST', '/v1/runtimes/rt_someone/challenges', 'forbidden'],
@@ -473,6 +480,8 @@ describe('refused operator attempts', () => {
     expect(refused.map((e) => e.reasons?.[0])).toEqual([
       'credential_missing',
       'credential_invalid',
+      'credential_invalid',
+      'credential_invalid',
       'credential_not_operator',
       'role_forbidden',
       'operator_on_runtime_route',
@@ -481,15 +490,28 @@ describe('refused operator attempts', () => {
       'unauthenticated',
       'unauthenticated',
       'unauthenticated',
+      'unauthenticated',
+      'unauthenticated',
       'forbidden',
       'forbidden',
     ]);
     expect(refused[0]?.reasons).toContain('GET /v1/keys');
     expect(refused[1]?.subject).toBe(`tok_${'ab'.repeat(8)}`);
-    expect(refused[3]?.subject).toMatch(/^tok_[0-9a-f]{16}$/);
-    expect(refused[4]?.reasons).toContain('POST /v1/runtimes/:runtimeId/challenges');
+    // Expired and revoked tokens: recorded by their id, not their secret.
+    expect(refused[2]?.subject).toBe(expiring.info.id);
+    expect(refused[3]?.subject).toBe(revoked.info.id);
+    expect(refused[5]?.subject).toMatch(/^tok_[0-9a-f]{16}$/);
+    expect(refused[6]?.reasons).toContain('POST /v1/runtimes/:runtimeId/challenges');
+    // Each flood of 20 is one entry; its 19 repeats are counted, not written.
+    expect(refused).toHaveLength(7);
     const text = JSON.stringify(await auditEntries());
-    for (const secret of [garbage, grant, ...Object.values(tokens)]) {
+    for (const secret of [
+      garbage,
+      grant,
+      expiring.token,
+      revoked.token,
+      ...Object.values(tokens),
+    ]) {
       expect(text).not.toContain(secret);
       expect(text).not.toContain(secret.slice(20));
     }
