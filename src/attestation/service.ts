@@ -120,6 +120,8 @@ export interface AttestedSession {
   readonly resetCount: number;
   readonly restartCount: number;
   readonly validUntil: Date;
+  /** The reference policy the quote was verified against; disabling it ends the session. */
+  readonly referencePolicy?: string;
 }
 
 /** What a quote-mode grant gets from verifyQuote. */
@@ -589,6 +591,7 @@ export class AttestationService {
           resetCount: facts.resetCount,
           restartCount: facts.restartCount,
           validUntil,
+          referencePolicy: policy.name,
         });
         this.#sessionByRuntime.set(runtimeId, attestationId);
       }
@@ -659,6 +662,12 @@ export class AttestationService {
     const s = this.#sessions.get(attestationId);
     if (s === undefined) return undefined;
     if (this.#now().getTime() >= s.validUntil.getTime()) {
+      this.#endSession(s.runtimeId);
+      return undefined;
+    }
+    // An operator disabled the policy this session was verified against (dual control).
+    const policy = s.referencePolicy;
+    if (policy !== undefined && !this.#config.referencePolicies.some((p) => p.name === policy)) {
       this.#endSession(s.runtimeId);
       return undefined;
     }

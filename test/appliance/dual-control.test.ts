@@ -362,6 +362,7 @@ describe('replacing the trusted EK CA bundle', () => {
 
 describe('disabling and enabling a reference policy', () => {
   let runtimeId: string;
+  let attestationId: string;
 
   it('lists the policies for auditors', async () => {
     const res = await app.inject({
@@ -377,6 +378,8 @@ describe('disabling and enabling a reference policy', () => {
     runtimeId = await activeRuntime('fleet-a-agent', { fleet: 'a' });
     const ok = await attest(runtimeId);
     expect(ok.json<{ verdict: string }>().verdict).toBe('trusted');
+    attestationId = ok.json<{ attestationId: string }>().attestationId;
+    expect(appliance.attestation.sessionFor(attestationId)?.runtimeId).toBe(runtimeId);
   });
 
   it('disables only with two approvals; then quotes the policy alone matched are refused', async () => {
@@ -398,6 +401,8 @@ describe('disabling and enabling a reference policy', () => {
     const done = await disable();
     expect(done.statusCode).toBe(200);
     expect(done.json()).toMatchObject({ name: 'fleet-a', enabled: false });
+    // The session verified against it ends at once (no more session-mode grants).
+    expect(appliance.attestation.sessionFor(attestationId)).toBeUndefined();
 
     const refused = await attest(runtimeId);
     expect(refused.statusCode).toBe(409);
