@@ -167,7 +167,10 @@ function claimedIdentity(request: FastifyRequest): string | undefined {
 function unauthenticatedReason(request: FastifyRequest, opts: OperatorAuthOptions): RefusalReason {
   const token = bearer(request);
   if (token !== undefined) {
-    return looksLikeOperatorToken(token) ? 'credential_invalid' : 'credential_not_operator';
+    // A malformed Authorization header ('' here) is a failed credential, not a runtime's.
+    return token === '' || looksLikeOperatorToken(token)
+      ? 'credential_invalid'
+      : 'credential_not_operator';
   }
   return opts.certificates !== undefined && verifiedPeerCertificate(request) !== undefined
     ? 'credential_invalid'
