@@ -84,6 +84,8 @@ export interface Pkcs11SignerConfig {
 
 /** The most signs one thread takes in one batch (bounds the wait of the last in a batch). */
 const MAX_BATCH = 32;
+/** Batches handed to one thread at a time: the next one waits in its port, not on us. */
+const PIPELINE_DEPTH = 2;
 
 /** A PKCS#11 return value name (`CKR_...`) for a thrown pkcs11js error, if it is one. */
 export function pkcs11ReturnValue(e: unknown): string | undefined {
@@ -321,7 +323,6 @@ export class Pkcs11Signer implements HsmSigner {
   /** Signs waiting for a thread and a session, oldest first. */
   private queue: PendingSign[] = [];
   private readonly threads: SignThread[];
-  private idleThreads: SignThread[];
   private flushQueued = false;
   private readonly deadlines = new DeadlineQueue();
 
@@ -341,7 +342,6 @@ export class Pkcs11Signer implements HsmSigner {
       { length: Math.min(threads, config.sessionPoolSize) },
       () => new SignThread(config.modulePath),
     );
-    this.idleThreads = [...this.threads];
   }
 
   /** Signing threads in use (for the bench's report). */
@@ -470,18 +470,27 @@ export class Pkcs11Signer implements HsmSigner {
   private readonly flush = (): void => {
     this.flushQueued = false;
     while (this.queue.length > 0 && this.state === 'open') {
-      const thread = this.idleThreads.pop();
+      const thread = this.leastBusyThread();
       if (thread === undefined) return;
       const session = this.free.pop();
-      if (session === undefined) {
-        this.idleThreads.push(thread);
-        return;
-      }
-      // Share what is queued among the threads, so none idles while another has a backlog.
-      const take = Math.min(MAX_BATCH, Math.ceil(this.queue.length / this.threads.length));
+      if (session === undefined) return;
+      // Share what is queued among the open pipeline slots, so no thread idles while
+      // another has a backlog, and batches stay as large as the load allows.
+      let slots = 0;
+      for (const t of this.threads) slots += PIPELINE_DEPTH - t.inFlight;
+      const take = Math.min(MAX_BATCH, Math.ceil(this.queue.length / slots));
       this.runBatch(thread, session, this.queue.splice(0, take));
     }
   };
+
+  private leastBusyThread(): SignThread | undefined {
+    let best: SignThread | undefined;
+    for (const t of this.threads) {
+      if (t.inFlight < PIPELINE_DEPTH && (best === undefined || t.inFlight < best.inFlight))
+        best = t;
+    }
+    return best;
+  }
 
   private runBatch(thread: SignThread, session: PooledSession, batch: PendingSign[]): void {
     const lib = this.library();
@@ -513,16 +522,14 @@ export class Pkcs11Signer implements HsmSigner {
       live.length = 0;
     }
     if (live.length === 0) {
-      this.idleThreads.push(thread);
       this.release(session);
       return;
     }
     lib.enter();
-    thread.run({ session: session.handle, items }).then(
+    thread.run(session.handle, items).then(
       (reply) => {
         lib.leave();
         this.answer(live, reply, session);
-        this.idleThreads.push(thread);
         this.release(session);
         this.scheduleFlush();
       },
@@ -531,7 +538,6 @@ export class Pkcs11Signer implements HsmSigner {
         // The thread died with the session possibly mid-operation: recover the connection.
         const error = this.fault(e, session, 'the signing thread was lost');
         for (const req of live) req.reject(error);
-        this.idleThreads.push(thread);
         this.release(session);
       },
     );

@@ -26,9 +26,49 @@ export interface ThreadItem {
   readonly deadline: number;
 }
 
-export interface ThreadBatch {
+/**
+ * A batch as it crosses to the thread: the inputs packed into one buffer and the numbers
+ * into another, both transferred rather than copied, and each distinct key handle once.
+ * (A handle Buffer from pkcs11js can be a view of an 8 KiB pool slab, which a structured
+ * clone would copy whole: handles are copied into buffers of their own first.)
+ */
+interface PackedBatch {
   readonly session: Uint8Array;
-  readonly items: readonly ThreadItem[];
+  readonly keys: Uint8Array[];
+  /** Per item: key index, mechanism, sha256 (0/1), deadline, data offset, data length. */
+  readonly meta: Float64Array<ArrayBuffer>;
+  readonly data: Uint8Array<ArrayBuffer>;
+}
+
+const META = 6;
+
+function pack(session: Uint8Array, items: readonly ThreadItem[]): PackedBatch {
+  const keys: Uint8Array[] = [];
+  // The adapter hands the same Buffer for the same key: identity finds the repeats.
+  const keyIndex = new Map<Uint8Array, number>();
+  const meta = new Float64Array(META * items.length);
+  let size = 0;
+  for (const item of items) size += item.data.byteLength;
+  const data = new Uint8Array(size);
+  let offset = 0;
+  let m = 0;
+  for (const item of items) {
+    let k = keyIndex.get(item.key);
+    if (k === undefined) {
+      k = keys.push(new Uint8Array(item.key)) - 1;
+      keyIndex.set(item.key, k);
+    }
+    data.set(item.data, offset);
+    meta[m] = k;
+    meta[m + 1] = item.mechanism;
+    meta[m + 2] = item.sha256 ? 1 : 0;
+    meta[m + 3] = item.deadline;
+    meta[m + 4] = offset;
+    meta[m + 5] = item.data.byteLength;
+    offset += item.data.byteLength;
+    m += META;
+  }
+  return { session: new Uint8Array(session), keys, meta, data };
 }
 
 /**
@@ -55,23 +95,26 @@ const SLOT = ${SIGNATURE_SLOT};
 let p;
 const buf = (u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 parentPort.on('message', (batch) => {
-  const n = batch.items.length;
+  const meta = batch.meta;
+  const n = meta.length / ${META};
   const sigs = new Uint8Array(SLOT * n);
   const lengths = new Int32Array(n);
   let error;
   const session = buf(batch.session);
+  const keys = batch.keys.map(buf);
   for (let i = 0; i < n; i++) {
-    const item = batch.items[i];
+    const m = ${META} * i;
     if (error !== undefined) { lengths[i] = ${FAILED}; continue; }
-    if (performance.timeOrigin + performance.now() > item.deadline) { lengths[i] = ${SKIPPED}; continue; }
+    if (performance.timeOrigin + performance.now() > meta[m + 3]) { lengths[i] = ${SKIPPED}; continue; }
     try {
       if (p === undefined) {
         const q = new pkcs11js.PKCS11();
         q.load(workerData.modulePath);
         p = q;
       }
-      const input = item.sha256 ? createHash('sha256').update(item.data).digest() : buf(item.data);
-      p.C_SignInit(session, { mechanism: item.mechanism }, buf(item.key));
+      const data = Buffer.from(batch.data.buffer, batch.data.byteOffset + meta[m + 4], meta[m + 5]);
+      const input = meta[m + 2] === 1 ? createHash('sha256').update(data).digest() : data;
+      p.C_SignInit(session, { mechanism: meta[m + 1] }, keys[meta[m]]);
       lengths[i] = p.C_Sign(session, input, Buffer.from(sigs.buffer, SLOT * i, SLOT)).length;
     } catch (e) {
       const isPkcs11 = e instanceof pkcs11js.Pkcs11Error;
@@ -85,23 +128,40 @@ parentPort.on('message', (batch) => {
 
 let pkcs11jsPath: string | undefined;
 
-/** One worker thread, one batch at a time; spawned on first use, respawned after a loss. */
+interface Pending {
+  resolve(reply: ThreadReply): void;
+  reject(e: Error): void;
+}
+
+/**
+ * One worker thread; spawned on first use, respawned after a loss. Batches queue in the
+ * thread's message port and are answered in order, so the adapter can hand a thread its
+ * next batch before the current one is done (the thread then never waits for the event
+ * loop between two batches).
+ */
 export class SignThread {
   private worker: Worker | undefined;
-  private pending:
-    { resolve: (reply: ThreadReply) => void; reject: (e: Error) => void } | undefined;
+  private readonly pending: Pending[] = [];
 
   constructor(private readonly modulePath: string) {}
 
-  /** Sign a batch. Rejects only if the thread is lost (crashed or terminated) meanwhile. */
-  run(batch: ThreadBatch): Promise<ThreadReply> {
-    if (this.pending !== undefined) return Promise.reject(new Error('the signing thread is busy'));
+  /** Batches handed over and not yet answered. */
+  get inFlight(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * Sign a batch on `session`, in order. Rejects only if the thread is lost (crashed or
+   * terminated) meanwhile; failures of the module are in the reply.
+   */
+  run(session: Uint8Array, items: readonly ThreadItem[]): Promise<ThreadReply> {
+    const batch = pack(session, items);
     const w = this.worker ?? this.spawn();
     return new Promise((resolve, reject) => {
-      this.pending = { resolve, reject };
-      // A busy thread keeps the process alive until its batch is answered; an idle one not.
-      w.ref();
-      w.postMessage(batch);
+      this.pending.push({ resolve, reject });
+      // A busy thread keeps the process alive until its batches are answered; an idle one not.
+      if (this.pending.length === 1) w.ref();
+      w.postMessage(batch, [batch.meta.buffer, batch.data.buffer]);
     });
   }
 
@@ -109,6 +169,7 @@ export class SignThread {
   async close(): Promise<void> {
     const w = this.worker;
     this.worker = undefined;
+    this.failPending(new Error('the signing thread was closed with a batch in flight'));
     if (w !== undefined) await w.terminate();
   }
 
@@ -122,9 +183,8 @@ export class SignThread {
     });
     w.unref();
     w.on('message', (reply: ThreadReply) => {
-      const p = this.pending;
-      this.pending = undefined;
-      w.unref();
+      const p = this.pending.shift();
+      if (this.pending.length === 0) w.unref();
       p?.resolve(reply);
     });
     w.on('error', (e: Error) => {
@@ -138,9 +198,13 @@ export class SignThread {
   }
 
   private lost(w: Worker, e: Error): void {
-    if (this.worker === w) this.worker = undefined;
-    const p = this.pending;
-    this.pending = undefined;
-    p?.reject(e);
+    // An 'exit' after the 'error' of the same thread, or after close(): already failed.
+    if (this.worker !== w) return;
+    this.worker = undefined;
+    this.failPending(e);
+  }
+
+  private failPending(e: Error): void {
+    for (const p of this.pending.splice(0)) p.reject(e);
   }
 }

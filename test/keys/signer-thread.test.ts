@@ -36,7 +36,7 @@ describe('SignThread', () => {
     // The module path is bogus: any attempt to sign would fail instead of skip.
     const t = new SignThread('/nonexistent/libpkcs11.so');
     try {
-      const reply = await t.run({ session: handle(1), items: [item(1), item(Date.now() - 1)] });
+      const reply = await t.run(handle(1), [item(1), item(Date.now() - 1)]);
       expect([...reply.lengths]).toEqual([SKIPPED, SKIPPED]);
       expect(reply.error).toBeUndefined();
     } finally {
@@ -48,10 +48,7 @@ describe('SignThread', () => {
     // This process never called C_Initialize: the module answers CKR_CRYPTOKI_NOT_INITIALIZED.
     const t = new SignThread(SOFTHSM_MODULE);
     try {
-      const reply = await t.run({
-        session: handle(1),
-        items: [item(future()), item(future()), item(future())],
-      });
+      const reply = await t.run(handle(1), [item(future()), item(future()), item(future())]);
       expect([...reply.lengths]).toEqual([FAILED, FAILED, FAILED]);
       expect(reply.error).toEqual({
         rv: pkcs11js.CKR_CRYPTOKI_NOT_INITIALIZED,
@@ -65,7 +62,7 @@ describe('SignThread', () => {
   it('reports a module it cannot load as a failure without a return value', async () => {
     const t = new SignThread('/nonexistent/libpkcs11.so');
     try {
-      const reply = await t.run({ session: handle(1), items: [item(future()), item(future())] });
+      const reply = await t.run(handle(1), [item(future()), item(future())]);
       expect([...reply.lengths]).toEqual([FAILED, FAILED]);
       expect(reply.error?.rv).toBeUndefined();
       expect(reply.error?.name).toBe('the signing thread could not call the module');
@@ -74,27 +71,35 @@ describe('SignThread', () => {
     }
   });
 
-  it('takes one batch at a time', async () => {
+  it('answers batches handed over before the previous one is done, in order', async () => {
     const t = new SignThread('/nonexistent/libpkcs11.so');
     try {
-      const first = t.run({ session: handle(1), items: [item(1)] });
-      await expect(t.run({ session: handle(1), items: [item(1)] })).rejects.toThrow(/busy/);
-      await first;
+      const replies = await Promise.all([
+        t.run(handle(1), [item(future())]),
+        t.run(handle(1), [item(1), item(1)]),
+        t.run(handle(1), [item(future()), item(1)]),
+      ]);
+      expect(replies.map((r) => [...r.lengths])).toEqual([
+        [FAILED],
+        [SKIPPED, SKIPPED],
+        [FAILED, FAILED],
+      ]);
+      expect(t.inFlight).toBe(0);
     } finally {
       await t.close();
     }
   });
 
-  it('rejects the batch in flight when the thread is lost, and starts a new thread after', async () => {
+  it('rejects the batch in flight when the thread goes, and starts a new thread after', async () => {
     const t = new SignThread('/nonexistent/libpkcs11.so');
     // Terminated before it even started: the batch can only be rejected, never answered.
-    const lost = expect(t.run({ session: handle(1), items: [item(future())] })).rejects.toThrow(
-      /signing thread exited/,
+    const lost = expect(t.run(handle(1), [item(future())])).rejects.toThrow(
+      /signing thread was closed/,
     );
     await t.close();
     await lost;
     try {
-      const reply = await t.run({ session: handle(1), items: [item(1)] });
+      const reply = await t.run(handle(1), [item(1)]);
       expect([...reply.lengths]).toEqual([SKIPPED]);
     } finally {
       await t.close();
