@@ -7,6 +7,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['src/**/*.test.ts', 'attestation/**/*.test.ts'],
+          // Captures every log line and scans it for secrets at the end (test/rig/log-capture.ts).
+          globalSetup: ['test/rig/log-capture.ts'],
           pool: 'forks',
         },
       },
@@ -14,7 +16,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/**/*.test.ts'],
-          globalSetup: ['test/rig/global-setup.ts'],
+          globalSetup: ['test/rig/log-capture.ts', 'test/rig/global-setup.ts'],
           pool: 'forks',
           testTimeout: 60_000,
           hookTimeout: 120_000,

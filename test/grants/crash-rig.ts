@@ -17,6 +17,7 @@ import { openTpm } from '../../src/tpm/tpm.native.js';
 import { activateWithTools, readPcrs } from '../attestation/harness.js';
 import { createEccAk, tpm2Tools, type Tools } from '../attestation/tools.js';
 import { buildCrashChild, type CrashChild } from '../audit/crash-harness.js';
+import { registerSecret } from '../rig/secrets.js';
 import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
 import { newSessionKeyPair, PCRS, type SessionKeyPair } from './rig.js';
 
@@ -222,6 +223,7 @@ export async function enrollOverHttp(
   if (res.status !== 201) throw new Error(`enroll: ${res.status} ${res.body}`);
   const e = res.json() as { runtimeId: string; credentialBlob: string; encryptedSecret: string };
   const secret = await activateWithTools(tools, e.credentialBlob, e.encryptedSecret, handle);
+  registerSecret(`activation secret (${e.runtimeId})`, secret.toString('base64'));
   const act = await call(base, 'POST', `/v1/runtimes/${e.runtimeId}/activation`, {
     secret: secret.toString('base64'),
   });
@@ -241,6 +243,7 @@ export async function attestOverHttp(
   rt: HttpRuntime,
 ): Promise<HttpSession> {
   const key = newSessionKeyPair();
+  registerSecret('session private key (d)', key.privateKey.export({ format: 'jwk' }).d ?? '');
   const ch = await call(base, 'POST', `/v1/runtimes/${rt.runtimeId}/challenges`);
   if (ch.status !== 201) throw new Error(`challenge: ${ch.status} ${ch.body}`);
   const nonce = (ch.json() as { nonce: string }).nonce;

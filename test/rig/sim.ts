@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { registerSecret } from './secrets.js';
 
 const run = promisify(execFile);
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -109,6 +110,12 @@ export async function provisionSimHsm(dir: string, tokenLabel = 'grantor-test'):
   const pinFile = join(dir, 'user-pin');
   await run(join(simScripts, 'provision-hsm'), [dir, tokenLabel, pinFile]);
   const pin = (await readFile(pinFile, 'utf8')).trim();
+  // For the run's log scan (log-capture.ts): neither PIN may appear in a log line.
+  registerSecret(`HSM user PIN (${tokenLabel})`, pin);
+  registerSecret(
+    `HSM SO PIN (${tokenLabel})`,
+    (await readFile(join(dir, 'so-pin'), 'utf8')).trim(),
+  );
   return {
     dir,
     module: SOFTHSM_MODULE,
