@@ -2,7 +2,9 @@
  * PIN handling of the PKCS#11 adapter with a scripted module: SoftHSM2 never locks a PIN
  * and keeps no retry counter, so a locked PIN, a PIN on its final try and the number of
  * login attempts can only be observed this way. (The real wrong-PIN path runs against
- * SoftHSM2 in test/keys/fault.test.ts.)
+ * SoftHSM2 in test/keys/fault.test.ts.) The scripted module also holds one Ed25519 key
+ * (signed with node:crypto), so a sign can reach a signing thread: the thread loads the
+ * module by its path, which does not exist, and must fail typed.
  */
 import type pkcs11Default from 'pkcs11js';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
@@ -13,14 +15,64 @@ const script = vi.hoisted(() => ({
   logins: 0,
   loginRv: undefined as string | undefined,
   tokenFlags: 0,
+  initializes: 0,
+  finalizes: 0,
 }));
 
 vi.mock('pkcs11js', async (importOriginal) => {
   const real = (await importOriginal<{ default: Pkcs11Module }>()).default;
+  const { generateKeyPairSync, sign } = await import('node:crypto');
+  const ed = generateKeyPairSync('ed25519');
+  const edPoint = Buffer.from(ed.publicKey.export({ format: 'jwk' }).x ?? '', 'base64url');
+  const PRIV = Buffer.from([7]);
+  const PUB = Buffer.from([8]);
+  const keyType = Buffer.alloc(8);
+  keyType.writeUInt32LE(0x40); // CKK_EC_EDWARDS
+  const privAttrs = new Map<number, Buffer>([
+    [real.CKA_SENSITIVE, Buffer.from([1])],
+    [real.CKA_EXTRACTABLE, Buffer.from([0])],
+    [real.CKA_NEVER_EXTRACTABLE, Buffer.from([1])],
+    [real.CKA_ALWAYS_SENSITIVE, Buffer.from([1])],
+    [real.CKA_TOKEN, Buffer.from([1])],
+    [real.CKA_KEY_TYPE, keyType],
+    [real.CKA_LABEL, Buffer.from('scripted-ed')],
+  ]);
+  const pubAttrs = new Map<number, Buffer>([
+    [real.CKA_EC_POINT, Buffer.concat([Buffer.from([0x04, 0x20]), edPoint])],
+  ]);
+  let found: Buffer[] = [];
   class ScriptedPkcs11 {
     load(): void {}
-    C_Initialize(): void {}
-    C_Finalize(): void {}
+    C_Initialize(): void {
+      script.initializes += 1;
+    }
+    C_Finalize(): void {
+      script.finalizes += 1;
+    }
+    C_FindObjectsInit(_session: Buffer, template: { type: number; value?: unknown }[]): void {
+      const cls = template.find((a) => a.type === real.CKA_CLASS)?.value;
+      found =
+        cls === real.CKO_PRIVATE_KEY ? [PRIV] : cls === real.CKO_PUBLIC_KEY ? [PUB] : [PRIV, PUB];
+    }
+    C_FindObjects(): Buffer[] {
+      return found;
+    }
+    C_FindObjectsFinal(): void {}
+    C_GetAttributeValue(
+      _session: Buffer,
+      handle: Buffer,
+      template: { type: number }[],
+    ): { type: number; value: Buffer | undefined }[] {
+      const attrs = handle.equals(PRIV) ? privAttrs : pubAttrs;
+      return template.map((a) => ({ type: a.type, value: attrs.get(a.type) }));
+    }
+    C_SignInit(): void {}
+    C_Sign(_session: Buffer, input: Buffer): Buffer {
+      return sign(null, input, ed.privateKey);
+    }
+    C_GetSessionInfo(): { state: number } {
+      return { state: 3 };
+    }
     C_GetSlotList(): Buffer[] {
       return [Buffer.from([1])];
     }
@@ -75,6 +127,30 @@ beforeEach(() => {
   script.logins = 0;
   script.loginRv = undefined;
   script.tokenFlags = 0;
+});
+
+describe('signing threads', () => {
+  it('a sign its thread cannot make fails hsm_unavailable, and the next call re-initialises the module', async () => {
+    const s = signer();
+    await s.open();
+    try {
+      const key = await s.load('ab', 'EdDSA');
+      const before = { ...script };
+      // The thread loads '/scripted.so' itself: there is no such module.
+      expect(await codeOf(s.sign(key.hsmId, new Uint8Array(8)))).toBe('hsm_unavailable');
+      await expect(s.sign(key.hsmId, new Uint8Array(8))).rejects.toMatchObject({
+        code: 'hsm_unavailable',
+        details: { rv: undefined },
+      });
+      // The fault marked the connection broken: it is finalised, initialised and logged in anew.
+      await expect(s.ready()).resolves.toEqual({ ok: true });
+      expect(script.finalizes - before.finalizes).toBeGreaterThanOrEqual(1);
+      expect(script.initializes - before.initializes).toBe(script.finalizes - before.finalizes);
+      expect(script.logins - before.logins).toBe(script.finalizes - before.finalizes);
+    } finally {
+      await s.close();
+    }
+  });
 });
 
 describe('PIN handling', () => {

@@ -454,6 +454,15 @@ export class Pkcs11Signer implements HsmSigner {
 
   private enqueue(req: PendingSign): void {
     if (req.settled) return;
+    // Closed (or broken again) while this sign waited for the recovery: nothing would run it.
+    if (this.state !== 'open') {
+      req.reject(
+        this.state === 'latched' && this.latched !== undefined
+          ? this.latched
+          : new HsmUnavailableError('the HSM connection was lost'),
+      );
+      return;
+    }
     this.queue.push(req);
     this.scheduleFlush();
   }
