@@ -3,7 +3,7 @@
  * for the audit anchor, SoftHSM2, Cedar, LevelDB, audit on) at concurrency 1, 16 and 64,
  * with p50/p99 latency, next to the raw SoftHSM ES256 sign rate measured in the same run.
  *
- *   npx tsx bench/grants.ts [seconds-per-level]
+ *   npx tsx bench/grants.ts [seconds-per-level] [levels, default 1,16,64]
  *
  * The appliance (this process) and the clients (bench/grants-client.ts, a forked process)
  * run apart, as they would in production, so the appliance's event loop is what is
@@ -28,6 +28,7 @@ import { createEccAk } from '../test/attestation/tools.js';
 import type { Level, Result, Setup } from './grants-client.js';
 
 const seconds = Number(process.argv[2] ?? '5');
+const levels = (process.argv[3] ?? '1,16,64').split(',').map(Number);
 const root = await mkdtemp(join(tmpdir(), 'grantor-bench-grants-'));
 await provisionTpmTemplate(join(root, 'tpm-template'));
 const hsm = await provisionSimHsm(join(root, 'hsm'));
@@ -101,7 +102,7 @@ try {
   await warm;
 
   const rows: string[] = [];
-  for (const concurrency of [1, 16, 64]) {
+  for (const concurrency of levels) {
     const audit0 = rig.audit.stats();
     const cpu0 = process.cpuUsage();
     const elu0 = performance.eventLoopUtilization();
