@@ -5,6 +5,8 @@
  * lost with a batch in flight rejects that batch and is replaced on the next one.
  * (Signing through the thread, with real sessions and keys, is in signer.test.ts.)
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import pkcs11js from 'pkcs11js';
 import { describe, expect, it } from 'vitest';
 import {
@@ -85,6 +87,21 @@ describe('SignThread', () => {
         [FAILED, FAILED],
       ]);
       expect(t.inFlight).toBe(0);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('lowers the priority of its own thread, never that of the event loop', async () => {
+    const before = getPriority();
+    const t = new SignThread('/nonexistent/libpkcs11.so');
+    try {
+      await t.run(handle(1), [item(1)]);
+      const niceOf = (task: string): number =>
+        Number(readFileSync(`/proc/self/task/${task}/stat`, 'utf8').split(') ')[1]?.split(' ')[16]);
+      const nices = readdirSync('/proc/self/task').map(niceOf);
+      expect(getPriority()).toBe(before);
+      expect(nices).toContain(before + 5);
     } finally {
       await t.close();
     }
