@@ -6,6 +6,7 @@
  * the session key, each with its own requestId (built in setupRequest), to POST /v1/grants.
  *
  *   npx tsx bench/abuse.ts [seconds-per-phase]    (default 12; loopback only)
+ *   GRANTOR_ABUSE_ONLY=challenges,forged,oversized,malformed,slow   (a subset of the clients)
  *
  * Phase 1 (baseline): the legitimate runtime alone. Phase 2: the same, while abusive
  * clients run: a challenge flood for one runtime (trips its per-runtime 429), grant
@@ -17,14 +18,20 @@
  * client's status counts, and /readyz. Exits 1 on any 5xx, any /readyz other than 200, or
  * an abusive request that was accepted.
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { Agent, request as httpRequest } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fork } from 'node:child_process';
 import { provisionTpmTemplate } from '../test/rig/sim.js';
+import {
+  ABUSERS,
+  flood,
+  type AbuseReport,
+  type AbuseClientsData,
+  type AbuserName,
+} from './abuse-clients.js';
 
 interface AutocannonResult {
   requests: { total: number };
@@ -62,129 +69,20 @@ const { startApplianceRig, enrollOverHttp, attestOverHttp } =
 const { grantBody, signed } = await import('../test/grants/rig.js');
 
 type Tally = Map<string, number>;
-const bump = (t: Tally, key: string): void => {
-  t.set(key, (t.get(key) ?? 0) + 1);
-};
+
 const show = (t: Tally): string =>
   [...t]
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, n]) => `${k}:${n}`)
     .join(' ');
 
-/** `concurrency` loops of one request each until `stop()` says so; statuses tallied. */
-async function flood(
-  base: URL,
-  localAddress: string,
-  concurrency: number,
-  make: () => { path: string; body?: string | Buffer; method?: 'GET' | 'POST' },
-  stop: () => boolean,
-  pauseMs = 0,
-): Promise<Tally> {
-  const tally: Tally = new Map();
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency, localAddress });
-  const one = (): Promise<void> =>
-    new Promise((resolve) => {
-      const r = make();
-      const req = httpRequest(
-        {
-          host: base.hostname,
-          port: base.port,
-          method: r.method ?? 'POST',
-          path: r.path,
-          agent,
-          headers: r.body === undefined ? {} : { 'content-type': 'application/json' },
-        },
-        (res) => {
-          bump(tally, String(res.statusCode));
-          res.resume();
-          res.on('end', resolve);
-          res.on('error', () => {
-            resolve();
-          });
-        },
-      );
-      req.on('error', (e: NodeJS.ErrnoException) => {
-        // The server may answer an oversized body early and close before reading it all.
-        bump(tally, e.code ?? 'error');
-        resolve();
-      });
-      req.end(r.body);
-    });
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (!stop()) {
-        await one();
-        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
-      }
-    }),
-  );
-  agent.destroy();
-  return tally;
-}
-
-/** Connections that send a request body a byte every 500 ms; what each one ends with. */
-async function slowBodies(
-  base: URL,
-  localAddress: string,
-  count: number,
-  stop: () => boolean,
-): Promise<Tally> {
-  const tally: Tally = new Map();
-  await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<void>((resolve) => {
-          const socket = connect({ host: base.hostname, port: Number(base.port), localAddress });
-          let answered = false;
-          let timer: NodeJS.Timeout | undefined;
-          const done = (outcome: string): void => {
-            if (answered) return;
-            answered = true;
-            clearInterval(timer);
-            bump(tally, outcome);
-            socket.destroy();
-            resolve();
-          };
-          socket.on('connect', () => {
-            socket.write(
-              'POST /v1/grants HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
-                'Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n{',
-            );
-            timer = setInterval(() => {
-              if (stop()) done('still-open');
-              else socket.write(' ');
-            }, 500);
-          });
-          socket.on('data', (d: Buffer) => {
-            done(/^HTTP\/1\.1 (\d{3})/.exec(d.toString('latin1'))?.[1] ?? 'garbage');
-          });
-          socket.on('close', () => {
-            done('closed');
-          });
-          socket.on('error', (e: NodeJS.ErrnoException) => {
-            done(e.code ?? 'error');
-          });
-        }),
-    ),
-  );
-  return tally;
-}
-
 const count = (r: AutocannonResult, prefix: string): number =>
   Object.entries(r.statusCodeStats)
     .filter(([code]) => code.startsWith(prefix))
     .reduce((n, [, s]) => n + (s?.count ?? 0), 0);
 
-const rig = await startApplianceRig({
-  env: {
-    // The honest runtime must not be the limit being measured; a flood of challenges for
-    // one runtime must trip its own limit quickly.
-    GRANTOR_RATE_LIMIT_GRANTS_PER_RUNTIME: '1000000:1000000',
-    GRANTOR_RATE_LIMIT_GRANTS_PER_ADDRESS: '1000000:1000000',
-    GRANTOR_RATE_LIMIT_CHALLENGES_PER_RUNTIME: '10:5',
-  },
-});
+// The appliance's default rate limits (src/shared/config.ts), as an operator would run it.
+const rig = await startApplianceRig();
 const child = await rig.start();
 let failed = false;
 try {
@@ -192,7 +90,6 @@ try {
   const base = new URL(`http://127.0.0.1:${port}`);
   const rt = await enrollOverHttp(base.origin, rig.tools, 'bench-honest', { team: 'support' });
   const session = await attestOverHttp(base.origin, rig.tools, rt);
-  const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 
   const legit = (): Promise<AutocannonResult> =>
     autocannon({
@@ -230,34 +127,44 @@ try {
 
   const baseline = await legit();
 
-  let abusing = true;
-  const stop = (): boolean => !abusing;
-  const oversized = JSON.stringify({ ...grantBody(rt), resource: 'x'.repeat(256 * 1024) });
-  const abuse = Promise.all([
-    flood(base, '127.0.0.2', 16, () => ({ path: '/v1/runtimes/rt_flooder/challenges' }), stop),
-    flood(
-      base,
-      '127.0.0.3',
-      4,
-      () => ({
-        path: '/v1/grants',
-        body: JSON.stringify(signed(grantBody(rt), session.attestationId, forger)),
-      }),
-      stop,
-    ),
-    flood(base, '127.0.0.4', 4, () => ({ path: '/v1/grants', body: oversized }), stop),
-    flood(
-      base,
-      '127.0.0.4',
-      4,
-      () => ({ path: '/v1/grants', body: '{"runtimeId":"rt_x","requestId":' }),
-      stop,
-    ),
-    slowBodies(base, '127.0.0.5', 32, stop),
-  ]);
+  // The abusive clients run in a child process (bench/abuse-clients.ts), so that their
+  // loops do not starve this process's legitimate client. GRANTOR_ABUSE_ONLY=forged,slow
+  // runs only those (to see what costs what).
+  const only = process.env.GRANTOR_ABUSE_ONLY?.split(',').map((c) => c.trim());
+  const enabled = ABUSERS.filter((name) => only === undefined || only.includes(name));
+  const abusers = fork(fileURLToPath(new URL('./abuse-clients.ts', import.meta.url)), [], {
+    execArgv: ['--import', 'tsx'],
+    env: {
+      ...process.env,
+      GRANTOR_ABUSE_DATA: JSON.stringify({
+        base: base.origin,
+        runtimeId: rt.runtimeId,
+        attestationId: session.attestationId,
+        enabled,
+      } satisfies AbuseClientsData),
+    },
+  });
+  const report = new Promise<AbuseReport>((resolve, reject) => {
+    abusers.once('message', (m) => {
+      resolve(m as AbuseReport);
+    });
+    abusers.once('exit', (code) => {
+      reject(new Error(`the abusive clients exited (${code ?? 'signal'}) without a report`));
+    });
+  });
+  // Awaited after the legitimate phase; a failure must still reach the finally below.
+  report.catch(() => undefined);
   const underAbuse = await legit();
-  abusing = false;
-  const [challenges, forged, big, malformed, slow] = await abuse;
+  abusers.send('stop');
+  const reported = await report;
+  const tally = (name: AbuserName): Tally => new Map(reported[name] ?? []);
+  const [challenges, forged, big, malformed, slow] = ABUSERS.map(tally) as [
+    Tally,
+    Tally,
+    Tally,
+    Tally,
+    Tally,
+  ];
   probing = false;
   await probe;
 
@@ -284,7 +191,7 @@ try {
     ['malformed JSON', malformed],
     ['slow bodies (1 B / 500 ms)', slow],
   ];
-  for (const [name, t] of abusive) console.log(`${name.padEnd(30)}  ${show(t)}`);
+  for (const [name, t] of abusive) console.log(`${name.padEnd(30)}  ${show(t) || 'off'}`);
   console.log(`${'/readyz (every 200 ms)'.padEnd(30)}  ${show(readyz)}`);
 
   const fiveXx = (t: Tally): number =>
@@ -295,7 +202,7 @@ try {
     count(baseline, '5') + count(underAbuse, '5') > 0 ||
     abusive.some(([, t]) => fiveXx(t) > 0) ||
     [forged, big, malformed, slow].some((t) => accepted(t) > 0) ||
-    (challenges.get('429') ?? 0) === 0 ||
+    (enabled.includes('challenges') && (challenges.get('429') ?? 0) === 0) ||
     [...readyz.keys()].some((k) => k !== '200');
 } finally {
   await child.stop();

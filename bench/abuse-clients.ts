@@ -1,0 +1,182 @@
+/**
+ * The abusive clients of bench/abuse.ts, run in a child process (fork, IPC) so that their
+ * loops do not starve the legitimate client's event loop (the bench would then measure
+ * itself): a
+ * challenge flood for one runtime, forged grant signatures for the honest runtime's id,
+ * oversized bodies, malformed JSON and slow bodies, each from its own loopback address.
+ * The process (GRANTOR_ABUSE_DATA set) runs until it is sent 'stop', then sends each
+ * client's status counts and exits.
+ * `flood` is also used by the bench itself (the /readyz probe).
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { Agent, request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
+
+export type Tally = Map<string, number>;
+const bump = (t: Tally, key: string): void => {
+  t.set(key, (t.get(key) ?? 0) + 1);
+};
+/** `concurrency` loops of one request each until `stop()` says so; statuses tallied. */
+export async function flood(
+  base: URL,
+  localAddress: string,
+  concurrency: number,
+  make: () => { path: string; body?: string | Buffer; method?: 'GET' | 'POST' },
+  stop: () => boolean,
+  pauseMs = 0,
+): Promise<Tally> {
+  const tally: Tally = new Map();
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency, localAddress });
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const r = make();
+      const req = httpRequest(
+        {
+          host: base.hostname,
+          port: base.port,
+          method: r.method ?? 'POST',
+          path: r.path,
+          agent,
+          headers: r.body === undefined ? {} : { 'content-type': 'application/json' },
+        },
+        (res) => {
+          bump(tally, String(res.statusCode));
+          res.resume();
+          res.on('end', resolve);
+          res.on('error', () => {
+            resolve();
+          });
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        // The server may answer an oversized body early and close before reading it all.
+        bump(tally, e.code ?? 'error');
+        resolve();
+      });
+      req.end(r.body);
+    });
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (!stop()) {
+        await one();
+        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+      }
+    }),
+  );
+  agent.destroy();
+  return tally;
+}
+
+/** Connections that send a request body a byte every 500 ms; what each one ends with. */
+export async function slowBodies(
+  base: URL,
+  localAddress: string,
+  count: number,
+  stop: () => boolean,
+): Promise<Tally> {
+  const tally: Tally = new Map();
+  await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<void>((resolve) => {
+          const socket = connect({ host: base.hostname, port: Number(base.port), localAddress });
+          let answered = false;
+          let timer: NodeJS.Timeout | undefined;
+          const done = (outcome: string): void => {
+            if (answered) return;
+            answered = true;
+            clearInterval(timer);
+            bump(tally, outcome);
+            socket.destroy();
+            resolve();
+          };
+          socket.on('connect', () => {
+            socket.write(
+              'POST /v1/grants HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+                'Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n{',
+            );
+            timer = setInterval(() => {
+              if (stop()) done('still-open');
+              else socket.write(' ');
+            }, 500);
+          });
+          socket.on('data', (d: Buffer) => {
+            done(/^HTTP\/1\.1 (\d{3})/.exec(d.toString('latin1'))?.[1] ?? 'garbage');
+          });
+          socket.on('close', () => {
+            done('closed');
+          });
+          socket.on('error', (e: NodeJS.ErrnoException) => {
+            done(e.code ?? 'error');
+          });
+        }),
+    ),
+  );
+  return tally;
+}
+
+export const ABUSERS = ['challenges', 'forged', 'oversized', 'malformed', 'slow'] as const;
+export type AbuserName = (typeof ABUSERS)[number];
+
+export interface AbuseClientsData {
+  readonly base: string;
+  readonly runtimeId: string;
+  readonly attestationId: string;
+  readonly enabled: readonly AbuserName[];
+}
+
+/** Each enabled client's status counts (as plain entries, to cross the process boundary). */
+export type AbuseReport = Partial<Record<AbuserName, [string, number][]>>;
+
+async function runAbusers(data: AbuseClientsData, stopped: () => boolean): Promise<AbuseReport> {
+  const { grantBody, signed } = await import('../test/grants/rig.js');
+  const base = new URL(data.base);
+  const rt = { runtimeId: data.runtimeId, ak: '' };
+  const forger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const oversized = JSON.stringify({ ...grantBody(rt), resource: 'x'.repeat(256 * 1024) });
+  const clients: Record<AbuserName, () => Promise<Tally>> = {
+    challenges: () =>
+      flood(base, '127.0.0.2', 16, () => ({ path: '/v1/runtimes/rt_flooder/challenges' }), stopped),
+    forged: () =>
+      flood(
+        base,
+        '127.0.0.3',
+        4,
+        () => ({
+          path: '/v1/grants',
+          body: JSON.stringify(signed(grantBody(rt), data.attestationId, forger)),
+        }),
+        stopped,
+      ),
+    oversized: () =>
+      flood(base, '127.0.0.4', 4, () => ({ path: '/v1/grants', body: oversized }), stopped),
+    malformed: () =>
+      flood(
+        base,
+        '127.0.0.4',
+        4,
+        () => ({ path: '/v1/grants', body: '{"runtimeId":"rt_x","requestId":' }),
+        stopped,
+      ),
+    slow: () => slowBodies(base, '127.0.0.5', 32, stopped),
+  };
+  const results = await Promise.all(
+    data.enabled.map(async (name) => [name, [...(await clients[name]())]] as const),
+  );
+  return Object.fromEntries(results);
+}
+
+const data = process.env.GRANTOR_ABUSE_DATA;
+const send = process.send?.bind(process);
+if (data !== undefined && send !== undefined) {
+  let stop = false;
+  process.once('message', () => {
+    stop = true;
+  });
+  void runAbusers(JSON.parse(data) as AbuseClientsData, () => stop).then((report) => {
+    send(report, () => {
+      process.exit(0);
+    });
+  });
+}
