@@ -212,8 +212,8 @@ describe('slow and oversized bodies on a real socket', () => {
         `POST ${attest} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"nonce":"AAAA`,
       );
     });
-    // Node's request timeout answers 408 (or closes); never a 2xx or 5xx.
-    expect(text === '' || /^HTTP\/1\.1 408/.test(text)).toBe(true);
+    // The request timeout (2 s here, checked every second) answers 408 and closes.
+    expect(text).toMatch(/^HTTP\/1\.1 408/);
   });
 });
 

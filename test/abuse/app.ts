@@ -1,5 +1,5 @@
 /**
- * The app the abuse tests and bench/abuse.ts attack: the lead's createServer (its error
+ * The app the abuse tests attack (bench/abuse.ts attacks the real appliance): createServer (its error
  * handler, validators, timeouts and logger) with every operator-plane plugin in the order
  * buildApp should register them, the real approval and health routes, and two routes in
  * the shape of the runtime protocol (PROTOCOL.md §2, §3) standing in for routes that need
@@ -73,6 +73,7 @@ export async function buildAbuseApp(
     maxEntries?: number;
     logLevel?: string;
     logger?: FastifyBaseLogger;
+    requestTimeoutMs?: number;
   } = {},
 ): Promise<AbuseApp> {
   const logLines: string[] = [];
@@ -88,6 +89,8 @@ export async function buildAbuseApp(
   const limiter = new RateLimiter(options.maxEntries ?? 1000);
   const app = createServer({
     logger: options.logger ?? createLogger(options.logLevel ?? 'debug', sink),
+    // Short, so the slow-body test sees the cut within a test's time.
+    requestTimeoutMs: options.requestTimeoutMs ?? 2_000,
   });
   await app.register(openApi, { title: 'grantor (abuse test)' });
   await app.register(metricsRoutes, { metrics });
