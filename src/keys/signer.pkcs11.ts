@@ -2,17 +2,29 @@
  * The PKCS#11 adapter (the only file that imports pkcs11js, with its signing thread in
  * signer.thread.pkcs11.ts).
  *
- * Signing runs on worker threads (one per core, at most one per pooled session), each
- * signing a batch of queued requests synchronously (C_SignInit, C_Sign) on a session of
- * the pool; the event loop only queues, hands batches over and answers. Why: measured on
- * the 2-core dev box against SoftHSM2 (P-256, CKM_ECDSA), a raw sign costs ~145 us of CPU,
- * of which C_SignInit is ~90 us (SoftHSM reads and decrypts the private key on every
- * SignInit) and C_Sign ~46 us. The former C_SignAsync design ran C_SignInit on the event
- * loop (pkcs11js has no async SignInit), so the loop paid ~100 us per sign and capped the
- * adapter at 0.55-0.64 of the raw single-session rate at concurrency 16. With threads the
- * event loop spends ~14 us per sign at concurrency 16 (batches amortise the hand-off) and
- * two threads use both cores. One shared deadline timer replaces a timer and a
- * Promise.race per sign (signer.deadlines.ts).
+ * Signing runs on worker threads (signer.thread.pkcs11.ts; one per core, at most one per
+ * pooled session, at nice 5), each signing batches of queued requests synchronously
+ * (C_SignInit, C_Sign) on a session of the pool, with two batches handed to a thread at a
+ * time so it never waits for the event loop between them. The event loop only copies the
+ * input, queues, packs batches and answers; one shared timer keeps every sign's deadline
+ * (signer.deadlines.ts) instead of a setTimeout and a Promise.race per sign.
+ *
+ * Why (measured on the 2-core dev box against SoftHSM2, P-256, CKM_ECDSA): a raw sign
+ * costs ~140 us of CPU, of which C_SignInit is ~90 us (SoftHSM re-reads and decrypts the
+ * private key object on every SignInit) and C_Sign ~46 us. pkcs11js has no async
+ * SignInit, so the former design (C_SignAsync over the pool) paid ~100 us per sign on the
+ * event loop and capped the adapter at 0.55-0.64 of the raw single-session rate at
+ * concurrency 16; no tuning of that path could lift the cap (the event loop alone needs
+ * more CPU per sign than the whole raw loop). With threads the event loop spends ~20-25 us
+ * of CPU per sign at concurrency 16 and all threads ~170-190 us, so two free cores allow
+ * ~1.4-1.5x the raw rate (bench/sign.ts prints this estimate from its own CPU counts).
+ * Measured rates on the shared box swing with other sessions' load (load average 3-10):
+ * concurrency 16 at 0.52-1.20 of the better raw run of the same bench run, MET in about
+ * half the runs, event-loop delay p99 2.8-8.6 ms; the old design swung as much at 0.43-1.04
+ * in the same series but needs ~140-160 us of event-loop CPU per sign. Under contention the
+ * adapter gets about one core, like the raw loop, and then pays its ~30% overhead per sign
+ * (batch hand-offs, thread wake-ups, two threads contending inside SoftHSM). Concurrency 1
+ * pays two thread wake-ups per sign: 0.2-0.7 of raw, as the old design (0.3-0.8).
  *
  * Faults: any PKCS#11 error during an operation fails that operation with
  * HsmUnavailableError and marks the connection broken. The next call recovers: it waits
