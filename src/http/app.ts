@@ -22,6 +22,7 @@ import { errorBody, installErrorHandler } from './errors.js';
 import { publicMessage, statusForCode } from './error-status.js';
 import { UnauthenticatedError } from '../operators/errors.js';
 import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
+import { captureOnlyLogger } from '../shared/logger.js';
 import { operatorAuth, type OperatorAct, type OperatorRefusal } from './plugins/auth.js';
 import type { HttpsOptions } from './plugins/tls.js';
 import { metricsRoutes } from './plugins/metrics.js';
@@ -123,8 +124,9 @@ function validators(): { body: Ajv; other: Ajv } {
 /** A configured server with the error handler and validators, but no routes. */
 export function createServer(options: AppOptions = {}): App {
   const requestTimeout = options.requestTimeoutMs ?? 10_000;
+  const logger = options.logger ?? captureOnlyLogger();
   const common = {
-    ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
+    ...(logger === undefined ? { logger: false } : { loggerInstance: logger }),
     bodyLimit: options.bodyLimit ?? 64 * 1024,
     // Refuse prototype-poisoning payloads outright rather than silently stripping them.
     onProtoPoisoning: 'error',

@@ -37,3 +37,13 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   }
   return destination === undefined ? pino(options) : pino(options, destination);
 }
+
+/**
+ * Tests only: where a caller passed no logger (silence), a run that captures logs still
+ * gets every line into its capture file, so the secrets scan covers in-process apps too.
+ * Outside a captured run: undefined, and the caller stays silent.
+ */
+export function captureOnlyLogger(): Logger | undefined {
+  const capture = process.env.GRANTOR_TEST_LOG_FILE;
+  return capture === undefined || capture === '' ? undefined : createLogger('silent');
+}

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer } from '../../src/http/app.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { describeFindings, scanLogs } from './log-scan.js';
 import { loadSecrets, registerSecret, type Secret } from './secrets.js';
@@ -102,6 +103,26 @@ describe('createLogger with GRANTOR_TEST_LOG_FILE', () => {
     expect(await scanLogs([file], secrets)).toEqual([
       { file, line: 2, label: 'HSM user PIN (planted)' },
     ]);
+  });
+});
+
+describe('an app built without a logger, in a captured run', () => {
+  it('still writes its request lines to the capture file', async () => {
+    const file = join(dir, 'app-capture.log');
+    const saved = process.env.GRANTOR_TEST_LOG_FILE;
+    process.env.GRANTOR_TEST_LOG_FILE = file;
+    try {
+      const app = createServer();
+      app.get('/probe', { config: { public: true } }, () => ({ ok: true }));
+      await app.ready();
+      expect((await app.inject({ url: '/probe' })).statusCode).toBe(200);
+      await app.close();
+    } finally {
+      process.env.GRANTOR_TEST_LOG_FILE = saved;
+    }
+    const captured = (await readFile(file, 'utf8')).trim().split('\n');
+    const urls = captured.map((l) => (JSON.parse(l) as { req?: { url?: unknown } }).req?.url);
+    expect(urls).toContain('/probe');
   });
 });
 
