@@ -15,12 +15,12 @@
  * SignInit, so the former design (C_SignAsync over the pool) paid ~100 us per sign on the
  * event loop and capped the adapter at 0.55-0.64 of the raw single-session rate at
  * concurrency 16; no tuning of that path could lift the cap (the event loop alone needs
- * more CPU per sign than the whole raw loop). With threads the event loop spends ~20-25 us
- * of CPU per sign at concurrency 16 and all threads ~170-190 us, so two free cores allow
- * ~1.4-1.5x the raw rate (bench/sign.ts prints this estimate from its own CPU counts).
+ * more CPU per sign than the whole raw loop). With threads the event loop spends ~20-32 us
+ * of CPU per sign at concurrency 16 and all threads ~170-215 us, so two free cores allow
+ * ~1.2-1.5x the raw rate (bench/sign.ts prints this estimate from its own CPU counts).
  * Measured rates on the shared box swing with other sessions' load (load average 3-10):
- * concurrency 16 at 0.52-1.20 of the better raw run of the same bench run, MET in about
- * half the runs, event-loop delay p99 2.8-8.6 ms; the old design swung as much at 0.43-1.04
+ * concurrency 16 at 0.52-1.20 of the better raw run of the same bench run, MET in 9 of
+ * 15 runs, event-loop delay p99 2.4-8.6 ms; the old design swung as much at 0.43-1.04
  * in the same series but needs ~140-160 us of event-loop CPU per sign. Under contention the
  * adapter gets about one core, like the raw loop, and then pays its ~30% overhead per sign
  * (batch hand-offs, thread wake-ups, two threads contending inside SoftHSM). Concurrency 1
