@@ -22,7 +22,7 @@
  * concurrency 16 at 0.52-1.20 of the better raw run of the same bench run, MET in 9 of
  * 15 runs, event-loop delay p99 2.4-8.6 ms; the old design swung as much at 0.43-1.04
  * in the same series but needs ~140-160 us of event-loop CPU per sign. Under contention the
- * adapter gets about one core, like the raw loop, and then pays its ~30% overhead per sign
+ * adapter gets about one core, like the raw loop, and then pays its 30-60% extra CPU per sign
  * (batch hand-offs, thread wake-ups, two threads contending inside SoftHSM). Concurrency 1
  * pays two thread wake-ups per sign: 0.2-0.7 of raw, as the old design (0.3-0.8).
  *
