@@ -84,6 +84,21 @@ export function grantTtlSeconds(requested: number, obligations: Obligations): nu
     : Math.min(requested, obligations.maxTtlSeconds);
 }
 
+/**
+ * A request of the fixed shape the pipeline sends, with neutral values: for checks that
+ * need one decision's worth of input (the shape check at activation, readiness).
+ */
+export function canaryRequest(action: string): PolicyRequest {
+  return {
+    runtime: { id: 'rt_canary', name: 'canary', labels: {} },
+    action,
+    resource: 'canary',
+    attestation: { pcrPolicy: '', resetSeen: false, sessionAgeSeconds: 0, proofMode: 'session' },
+    lineage: { depth: 0, root: '', parentAction: null, delegated: false },
+    ttlSeconds: 1,
+  };
+}
+
 export class PolicyEngine {
   readonly #options: PolicyEngineOptions;
   readonly #cedar: CedarPort;
@@ -312,22 +327,7 @@ export class PolicyEngine {
    */
   #checkRequestShape(set: CompiledPolicySet, slotId: string, schemaName: string): void {
     for (const action of set.actions) {
-      const probe = this.#request(
-        {
-          runtime: { id: 'probe', name: '', labels: {} },
-          action,
-          resource: 'probe',
-          attestation: {
-            pcrPolicy: '',
-            resetSeen: false,
-            sessionAgeSeconds: 0,
-            proofMode: 'session',
-          },
-          lineage: { depth: 0, root: '', parentAction: null, delegated: false },
-          ttlSeconds: 1,
-        },
-        set,
-      );
+      const probe = this.#request(canaryRequest(action), set);
       const answer = this.#call(() =>
         this.#cedar.statefulIsAuthorized({
           ...probe,

@@ -1,6 +1,6 @@
 /** Readiness of the policy engine for /readyz: a set is active and the engine answers. */
 import type { ReadinessProbe } from '../shared/readiness.js';
-import type { PolicyEngine } from './engine.js';
+import { canaryRequest, type PolicyEngine } from './engine.js';
 
 export function policyReadinessProbe(engine: PolicyEngine): ReadinessProbe {
   return {
@@ -14,19 +14,7 @@ export function policyReadinessProbe(engine: PolicyEngine): ReadinessProbe {
       }
       try {
         // A canary decision through the wasm fast path (its outcome does not matter).
-        engine.decide({
-          runtime: { id: 'rt_readiness', name: 'readiness', labels: {} },
-          action,
-          resource: 'readiness',
-          attestation: {
-            pcrPolicy: '',
-            resetSeen: false,
-            sessionAgeSeconds: 0,
-            proofMode: 'session',
-          },
-          lineage: { depth: 0, root: '', parentAction: null, delegated: false },
-          ttlSeconds: 0,
-        });
+        engine.decide(canaryRequest(action));
       } catch (err) {
         return Promise.resolve({
           ok: false,

@@ -25,6 +25,7 @@ import type {
   TpmAuth,
   TpmPort,
 } from './tpm.port.js';
+import { withLoadedObject } from './tpm.port.js';
 
 export type TpmMetrics = Pick<GrantorMetrics, 'tpmCallSeconds' | 'tpmErrors'>;
 
@@ -110,16 +111,11 @@ export class MeteredTpm implements TpmPort {
   }
 
   /** As the port says; here so that the flush is one of this port's (timed) calls. */
-  async withLoaded<T>(
+  withLoaded<T>(
     load: () => Promise<LoadedObject>,
     use: (object: LoadedObject) => Promise<T>,
   ): Promise<T> {
-    const object = await load();
-    try {
-      return await use(object);
-    } finally {
-      await this.flush(object.handle);
-    }
+    return withLoadedObject((handle) => this.flush(handle), load, use);
   }
 
   makePersistent(

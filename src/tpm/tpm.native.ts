@@ -29,7 +29,7 @@ import type {
   TpmAuth,
   TpmPort,
 } from './tpm.port.js';
-import { TPM_HANDLE } from './tpm.port.js';
+import { TPM_HANDLE, withLoadedObject } from './tpm.port.js';
 import {
   HASH_ALGS,
   SIG_SCHEME_NULL,
@@ -455,16 +455,11 @@ export class NativeTpm implements TpmPort {
     await this.#call('FlushContext', (c) => addon.flush(c, handle));
   }
 
-  async withLoaded<T>(
+  withLoaded<T>(
     load: () => Promise<LoadedObject>,
     use: (object: LoadedObject) => Promise<T>,
   ): Promise<T> {
-    const object = await load();
-    try {
-      return await use(object);
-    } finally {
-      await this.flush(object.handle);
-    }
+    return withLoadedObject((handle) => this.flush(handle), load, use);
   }
 
   async makePersistent(

@@ -196,3 +196,20 @@ export interface TpmPort {
   close(): Promise<void>;
   readonly closed: boolean;
 }
+
+/**
+ * The one implementation of {@link TpmPort.withLoaded} over a port's own `flush`: adapters
+ * and decorators delegate to it, so the flush runs through whatever the port wraps.
+ */
+export async function withLoadedObject<T>(
+  flush: (handle: number) => Promise<void>,
+  load: () => Promise<LoadedObject>,
+  use: (object: LoadedObject) => Promise<T>,
+): Promise<T> {
+  const object = await load();
+  try {
+    return await use(object);
+  } finally {
+    await flush(object.handle);
+  }
+}
