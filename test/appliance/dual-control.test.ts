@@ -21,7 +21,14 @@ import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { objectName } from '../../src/tpm/marshal/public.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import { checkRouteGuards } from '../operators/route-guard.js';
-import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
+import {
+  applianceEnv,
+  provisionSimHsm,
+  repoRoot,
+  startSimTpm,
+  type SimHsm,
+  type SimTpm,
+} from '../rig/sim.js';
 import { makeEkCa, type OpensslCa } from './dual-control.rig.js';
 
 interface ErrorAnswer {
@@ -57,17 +64,10 @@ const runtimeTpm = new SoftTpm('ecc');
 
 function config(): AppConfig {
   return loadConfig(
-    {
-      GRANTOR_TPM_TCTI: tpm.tcti,
-      GRANTOR_PKCS11_MODULE: hsm.module,
-      GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
-      GRANTOR_HSM_PIN_FILE: hsm.pinFile,
-      GRANTOR_STATE_DIR: join(dir, 'state'),
-      GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
+    applianceEnv(tpm, hsm, dir, {
       GRANTOR_REFERENCE_POLICIES: join(dir, 'reference-policies.json'),
-      GRANTOR_POLICY_WATCH: 'false',
       GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW: '1000',
-    },
+    }),
     repoRoot,
   );
 }

@@ -25,7 +25,14 @@ import {
   type Runtime,
   type SessionKeyPair,
 } from '../grants/rig.js';
-import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
+import {
+  applianceEnv,
+  provisionSimHsm,
+  repoRoot,
+  startSimTpm,
+  type SimHsm,
+  type SimTpm,
+} from '../rig/sim.js';
 
 let dir: string;
 let applianceTpm: SimTpm;
@@ -40,16 +47,9 @@ let session: { attestationId: string; key: SessionKeyPair };
 
 function config(): AppConfig {
   return loadConfig(
-    {
-      GRANTOR_TPM_TCTI: applianceTpm.tcti,
-      GRANTOR_PKCS11_MODULE: hsm.module,
-      GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
-      GRANTOR_HSM_PIN_FILE: hsm.pinFile,
-      GRANTOR_STATE_DIR: join(dir, 'state'),
-      GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
+    applianceEnv(applianceTpm, hsm, dir, {
       GRANTOR_REFERENCE_POLICIES: join(dir, 'reference.json'),
-      GRANTOR_POLICY_WATCH: 'false',
-    },
+    }),
     repoRoot,
   );
 }

@@ -14,7 +14,14 @@ import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import { ROLES, type Role } from '../../src/operators/roles.js';
 import { checkRouteGuards } from '../operators/route-guard.js';
-import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
+import {
+  applianceEnv,
+  provisionSimHsm,
+  repoRoot,
+  startSimTpm,
+  type SimHsm,
+  type SimTpm,
+} from '../rig/sim.js';
 
 interface ErrorAnswer {
   error: { code: string; message: string; details?: { down?: string[] } };
@@ -25,19 +32,7 @@ let tpm: SimTpm;
 let hsm: SimHsm;
 
 function config(overrides: Record<string, string> = {}): AppConfig {
-  return loadConfig(
-    {
-      GRANTOR_TPM_TCTI: tpm.tcti,
-      GRANTOR_PKCS11_MODULE: hsm.module,
-      GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
-      GRANTOR_HSM_PIN_FILE: hsm.pinFile,
-      GRANTOR_STATE_DIR: join(dir, 'state'),
-      GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
-      GRANTOR_POLICY_WATCH: 'false',
-      ...overrides,
-    },
-    repoRoot,
-  );
+  return loadConfig(applianceEnv(tpm, hsm, dir, overrides), repoRoot);
 }
 
 beforeAll(async () => {

@@ -18,7 +18,14 @@ import { activateWithTools, readPcrs } from '../attestation/harness.js';
 import { createEccAk, tpm2Tools, type Tools } from '../attestation/tools.js';
 import { buildCrashChild, type CrashChild } from '../audit/crash-harness.js';
 import { registerSecret } from '../rig/secrets.js';
-import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
+import {
+  applianceEnv,
+  provisionSimHsm,
+  repoRoot,
+  startSimTpm,
+  type SimHsm,
+  type SimTpm,
+} from '../rig/sim.js';
 import { newSessionKeyPair, PCRS, type SessionKeyPair } from './rig.js';
 
 export interface ApplianceRig {
@@ -77,21 +84,14 @@ export async function startApplianceRig(
         allowReset: true,
       }),
     );
-    const env: Record<string, string> = {
+    const env: Record<string, string> = applianceEnv(applianceTpm, hsm, dir, {
       GRANTOR_APPLIANCE_ID: 'grantor-crash',
       GRANTOR_LISTEN: '127.0.0.1:0',
-      GRANTOR_TPM_TCTI: applianceTpm.tcti,
-      GRANTOR_PKCS11_MODULE: hsm.module,
-      GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
-      GRANTOR_HSM_PIN_FILE: hsm.pinFile,
-      GRANTOR_STATE_DIR: join(dir, 'state'),
-      GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
       GRANTOR_REFERENCE_POLICIES: join(dir, 'reference.json'),
-      GRANTOR_POLICY_WATCH: 'false',
       GRANTOR_LOG_LEVEL: options.logLevel ?? 'warn',
       SOFTHSM2_CONF: hsm.conf,
       ...options.env,
-    };
+    });
     const config = loadConfig(env, repoRoot);
     const tpm = await openTpm(config.tpm);
     try {

@@ -16,7 +16,14 @@ import { provisionAppliance } from '../../src/appliance.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
-import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
+import {
+  applianceEnv,
+  provisionSimHsm,
+  repoRoot,
+  startSimTpm,
+  type SimHsm,
+  type SimTpm,
+} from '../rig/sim.js';
 
 const run = promisify(execFile);
 
@@ -37,20 +44,13 @@ let hsm: SimHsm;
 function config(overrides: Record<string, string> = {}): AppConfig {
   if (tpm === undefined) throw new Error('the swtpm did not start');
   return loadConfig(
-    {
-      GRANTOR_TPM_TCTI: tpm.tcti,
-      GRANTOR_PKCS11_MODULE: hsm.module,
-      GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
-      GRANTOR_HSM_PIN_FILE: hsm.pinFile,
-      GRANTOR_STATE_DIR: join(dir, 'state'),
-      GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
-      GRANTOR_POLICY_WATCH: 'false',
+    applianceEnv(tpm, hsm, dir, {
       GRANTOR_LISTEN: '127.0.0.1:0',
       GRANTOR_TLS_CERT: join(tls, 'server.pem'),
       GRANTOR_TLS_KEY: join(tls, 'server.key'),
       GRANTOR_OPERATOR_CA: join(tls, 'operator-ca.pem'),
       ...overrides,
-    },
+    }),
     repoRoot,
   );
 }

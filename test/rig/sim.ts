@@ -132,3 +132,25 @@ export async function testHsm(): Promise<SimHsm> {
   if (dir === undefined) throw new Error('GRANTOR_TEST_HSM_DIR is not set (global setup)');
   return provisionSimHsm(dir);
 }
+
+/**
+ * The configuration environment of an appliance on a rig swtpm and SoftHSM2 token, with its
+ * state under `dir/state` and its EK CA bundle at `dir/ek-ca.pem`; `extra` adds or overrides.
+ */
+export function applianceEnv(
+  tpm: { readonly tcti: string },
+  hsm: SimHsm,
+  dir: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    GRANTOR_TPM_TCTI: tpm.tcti,
+    GRANTOR_PKCS11_MODULE: hsm.module,
+    GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
+    GRANTOR_HSM_PIN_FILE: hsm.pinFile,
+    GRANTOR_STATE_DIR: join(dir, 'state'),
+    GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
+    GRANTOR_POLICY_WATCH: 'false',
+    ...extra,
+  };
+}
