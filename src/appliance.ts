@@ -207,6 +207,8 @@ export async function openAppliance(
         rotationPeriodSeconds: config.keys.rotationPeriodSeconds,
         grantMaxTtlSeconds: config.keys.grantMaxTtlSeconds,
         signDeadlineMs: config.keys.signDeadlineMs,
+        sessionPoolSize: config.keys.sessions,
+        signThreads: config.keys.signThreads,
       },
       {
         db,

@@ -24,6 +24,8 @@ export interface KeysConfig {
   readonly signDeadlineMs: number;
   /** Sessions signing in parallel (default 4). */
   readonly sessionPoolSize?: number;
+  /** Signing threads (default: the number of cores, at most sessionPoolSize). */
+  readonly signThreads?: number;
   /** Minimum time between two recovery attempts after an HSM fault (default 1000). */
   readonly recoveryBackoffMs?: number;
   /** Upper bound of the JWKS max-age (default 300). */
@@ -54,6 +56,7 @@ export async function createKeys(config: KeysConfig, deps: KeysDeps): Promise<Ke
       sessionPoolSize: config.sessionPoolSize ?? 4,
       signDeadlineMs: config.signDeadlineMs,
       recoveryBackoffMs: config.recoveryBackoffMs ?? 1000,
+      ...(config.signThreads === undefined ? {} : { signThreads: config.signThreads }),
     },
     logger,
   );

@@ -1,5 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.js';
@@ -34,6 +34,24 @@ describe('loadConfig', () => {
     expect(c.hsm.pin).toBe('not-a-real-pin-4711');
     expect(c.stateDir).toBe(join(dir, 'var'));
     expect(c.logLevel).toBe('info');
+  });
+
+  it('reads the HSM session and signing-thread counts, and refuses them out of range', () => {
+    expect(loadConfig(base, dir).keys).toMatchObject({
+      sessions: 4,
+      signThreads: availableParallelism(),
+    });
+    const c = loadConfig(
+      { ...base, GRANTOR_HSM_SESSIONS: '8', GRANTOR_HSM_SIGN_THREADS: '1' },
+      dir,
+    );
+    expect(c.keys).toMatchObject({ sessions: 8, signThreads: 1 });
+    expect(configError({ ...base, GRANTOR_HSM_SIGN_THREADS: '0' }).message).toContain(
+      'GRANTOR_HSM_SIGN_THREADS',
+    );
+    expect(configError({ ...base, GRANTOR_HSM_SESSIONS: '65' }).message).toContain(
+      'GRANTOR_HSM_SESSIONS',
+    );
   });
 
   it('accepts the device TCTI and an IPv6 listen address', () => {

@@ -5,6 +5,7 @@
  * never printed (see `redactedConfig`).
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './errors.js';
@@ -62,6 +63,10 @@ export interface AppConfig {
     readonly rotationPeriodSeconds: number;
     readonly grantMaxTtlSeconds: number;
     readonly signDeadlineMs: number;
+    /** PKCS#11 sessions signing in parallel. */
+    readonly sessions: number;
+    /** Threads signing batches on those sessions (at most `sessions`). */
+    readonly signThreads: number;
   };
   readonly attestation: {
     /** PEM files or folders of PEM files: trusted TPM-manufacturer (EK) CAs. */
@@ -449,6 +454,8 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
       ),
       grantMaxTtlSeconds: integer(src, 'GRANTOR_GRANT_MAX_TTL_SECONDS', 3600, 1, 86400),
       signDeadlineMs: integer(src, 'GRANTOR_HSM_SIGN_DEADLINE_MS', 2000, 10, 60_000),
+      sessions: integer(src, 'GRANTOR_HSM_SESSIONS', 4, 1, 64),
+      signThreads: integer(src, 'GRANTOR_HSM_SIGN_THREADS', availableParallelism(), 1, 64),
     },
     attestation: {
       ekCaBundle: list(src, 'GRANTOR_EK_CA_BUNDLE', [shipped('trust/ek-ca')], cwd),

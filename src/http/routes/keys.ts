@@ -1,8 +1,7 @@
 /**
  * Key routes: the public key set gateways trust (GET /.well-known/jwks.json) and the
  * operator routes of PROTOCOL.md §5. Operator routes declare the role they need in
- * `config.role`; the authentication hook of the operator issue reads it, so adding it
- * changes no handler here.
+ * `config.role`, which the operator authentication hook (../plugins/auth.ts) enforces.
  */
 import type { Approvals } from '../../operators/approvals.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
