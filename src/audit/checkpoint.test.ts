@@ -110,6 +110,50 @@ describe('checkpoints', () => {
     expect(parseCheckpoint(verifyNote(note, key))).toEqual(body);
   });
 
+  it('signs again when the key is rotated while a signature is in flight', async () => {
+    const keys = [generateKeyPairSync('ed25519'), generateKeyPairSync('ed25519')];
+    const raw = (i: number): Buffer =>
+      (keys[i]?.publicKey.export({ format: 'der', type: 'spki' }) ?? Buffer.alloc(0)).subarray(-32);
+    let active = 0;
+    let signs = 0;
+    const signer: CheckpointSigner = {
+      keyName: body.origin,
+      get publicKey() {
+        return raw(active);
+      },
+      sign: (m) => {
+        signs += 1;
+        const signature = sign(null, m, keys[active]?.privateKey ?? '');
+        // The first signature is made with the old key, then the rotation completes.
+        if (signs === 1) active = 1;
+        return Promise.resolve(signature);
+      },
+    };
+    const note = await signNote(formatCheckpoint(body), signer);
+    expect(signs).toBe(2);
+    expect(() => verifyNote(note, parseVerifierKey(noteVerifierKey(body.origin, raw(0))))).toThrow(
+      expect.objectContaining({ code: 'audit_note_signature_invalid' }) as Error,
+    );
+    const key = parseVerifierKey(noteVerifierKey(body.origin, raw(1)));
+    expect(parseCheckpoint(verifyNote(note, key))).toEqual(body);
+  });
+
+  it('gives up when the key changes during every attempt', async () => {
+    let n = 0;
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const signer: CheckpointSigner = {
+      keyName: body.origin,
+      get publicKey() {
+        n += 1;
+        return Buffer.alloc(32, n);
+      },
+      sign: (m) => Promise.resolve(sign(null, m, privateKey)),
+    };
+    await expect(signNote(formatCheckpoint(body), signer)).rejects.toMatchObject({
+      code: 'audit_note_signature_invalid',
+    });
+  });
+
   it.each([
     'origin\n42\n',
     'origin\n-1\nAAAA\n',

@@ -143,14 +143,24 @@ export function parseCheckpoint(text: string): CheckpointBody {
   return { origin, size, root, counter, extendValue };
 }
 
-/** Sign `text` (ending in a newline) as a C2SP signed note. */
+/**
+ * Sign `text` (ending in a newline) as a C2SP signed note. The signer's key may be rotated
+ * while a signature is in flight: the key id is that of the public key seen both before and
+ * after signing (keys only ever move forward, so the same key on both sides is the one that
+ * signed), and a signature that straddled a rotation is made again.
+ */
 export async function signNote(text: string, signer: CheckpointSigner): Promise<string> {
   if (!text.endsWith('\n')) throw new NoteMalformedError('note text must end with a newline');
-  const signature = Buffer.from(await signer.sign(Buffer.from(text, 'utf8')));
-  if (signature.length !== 64) throw new NoteSignatureError('signer returned a bad signature');
-  const keyId = noteKeyId(signer.keyName, signer.publicKey);
-  const sig = Buffer.concat([keyId, signature]).toString('base64');
-  return `${text}\n${EM_DASH} ${signer.keyName} ${sig}\n`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const publicKey = Buffer.from(signer.publicKey);
+    const signature = Buffer.from(await signer.sign(Buffer.from(text, 'utf8')));
+    if (signature.length !== 64) throw new NoteSignatureError('signer returned a bad signature');
+    if (!publicKey.equals(signer.publicKey)) continue;
+    const keyId = noteKeyId(signer.keyName, publicKey);
+    const sig = Buffer.concat([keyId, signature]).toString('base64');
+    return `${text}\n${EM_DASH} ${signer.keyName} ${sig}\n`;
+  }
+  throw new NoteSignatureError('the checkpoint key changed during every signing attempt');
 }
 
 /**
