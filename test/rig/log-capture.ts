@@ -7,7 +7,7 @@
  * file and line but never the secret, if one is found; the folder is then kept for
  * reading. Listed first, so that secrets made by the other global setups are registered.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeFindings, scanLogs } from './log-scan.js';
@@ -33,7 +33,13 @@ export default async function setup(): Promise<() => Promise<void>> {
     process.env[REFS] = String(left);
     if (left > 0) return;
     const dir = join(logFile, '..');
-    const findings = await scanLogs([logFile], await loadSecrets(secretsFile));
+    const secrets = await loadSecrets(secretsFile);
+    const findings = await scanLogs([logFile], secrets);
+    const { size } = await stat(logFile);
+    // One line in the run's output, so that a reader of CI sees the scan ran, and on what.
+    console.log(
+      `secrets scan: ${size} bytes of captured log lines, ${secrets.length} registered secrets plus token and key formats, ${findings.length} found`,
+    );
     if (findings.length > 0) {
       // Vitest reports an error thrown here but keeps its exit code: set it too.
       process.exitCode = 1;
