@@ -6,26 +6,32 @@
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Pkcs11Signer } from '../../src/keys/signer.pkcs11.js';
+import { Pkcs11Signer, type Pkcs11SignerConfig } from '../../src/keys/signer.pkcs11.js';
 import type { HsmKey } from '../../src/keys/signer.port.js';
 import { testHsm, type SimHsm } from '../rig/sim.js';
 import { findPrivate, openssl, pem, plantEcKey, rawSession, rsToDer } from './hsm-tools.js';
 
 let hsm: SimHsm;
 let signer: Pkcs11Signer;
+
+/** A signer on the rig token: one session, 10 s deadline, 100 ms recovery back-off. */
+function testSigner(overrides: Partial<Pkcs11SignerConfig> = {}): Pkcs11Signer {
+  return new Pkcs11Signer({
+    modulePath: hsm.module,
+    tokenLabel: hsm.tokenLabel,
+    pin: hsm.pin,
+    sessionPoolSize: 1,
+    signDeadlineMs: 10_000,
+    recoveryBackoffMs: 100,
+    ...overrides,
+  });
+}
 let ec: HsmKey;
 let ed: HsmKey;
 
 beforeAll(async () => {
   hsm = await testHsm();
-  signer = new Pkcs11Signer({
-    modulePath: hsm.module,
-    tokenLabel: hsm.tokenLabel,
-    pin: hsm.pin,
-    sessionPoolSize: 2,
-    signDeadlineMs: 10_000,
-    recoveryBackoffMs: 100,
-  });
+  signer = testSigner({ sessionPoolSize: 2 });
   await signer.open();
   ec = await signer.generate('ES256', 'test-signer-ec');
   ed = await signer.generate('EdDSA', 'test-signer-ed');
@@ -104,15 +110,7 @@ describe('signing threads', () => {
   });
 
   it('signs with one thread and one session as well', async () => {
-    const s = new Pkcs11Signer({
-      modulePath: hsm.module,
-      tokenLabel: hsm.tokenLabel,
-      pin: hsm.pin,
-      sessionPoolSize: 1,
-      signDeadlineMs: 10_000,
-      recoveryBackoffMs: 100,
-      signThreads: 4,
-    });
+    const s = testSigner({ signThreads: 4 });
     await s.open();
     try {
       expect(s.signThreadCount).toBe(1);
@@ -202,14 +200,7 @@ describe('key protection', () => {
   });
 
   it('refuses a key loaded with the wrong algorithm (hsm_key_unsafe)', async () => {
-    const fresh = new Pkcs11Signer({
-      modulePath: hsm.module,
-      tokenLabel: hsm.tokenLabel,
-      pin: hsm.pin,
-      sessionPoolSize: 1,
-      signDeadlineMs: 10_000,
-      recoveryBackoffMs: 100,
-    });
+    const fresh = testSigner();
     await fresh.open();
     try {
       await expect(fresh.load(ec.hsmId, 'EdDSA')).rejects.toMatchObject({ code: 'hsm_key_unsafe' });
@@ -233,14 +224,7 @@ describe('key protection', () => {
 
 describe('deadlines', () => {
   it('fails a sign that misses its deadline with hsm_unavailable (reason deadline); the pool survives', async () => {
-    const s = new Pkcs11Signer({
-      modulePath: hsm.module,
-      tokenLabel: hsm.tokenLabel,
-      pin: hsm.pin,
-      sessionPoolSize: 1,
-      signDeadlineMs: 1,
-      recoveryBackoffMs: 100,
-    });
+    const s = testSigner({ signDeadlineMs: 1 });
     await s.open();
     try {
       const k = await s.load(ec.hsmId, 'ES256');
@@ -275,14 +259,7 @@ describe('token and lifecycle', () => {
   });
 
   it('refuses a token label that does not exist (hsm_unavailable)', async () => {
-    const other = new Pkcs11Signer({
-      modulePath: hsm.module,
-      tokenLabel: 'no-such-token',
-      pin: hsm.pin,
-      sessionPoolSize: 1,
-      signDeadlineMs: 1000,
-      recoveryBackoffMs: 100,
-    });
+    const other = testSigner({ tokenLabel: 'no-such-token', signDeadlineMs: 1000 });
     await expect(other.open()).rejects.toMatchObject({ code: 'hsm_unavailable' });
     await other.close();
   });
@@ -297,14 +274,7 @@ describe('token and lifecycle', () => {
   });
 
   it('close is idempotent and a closed signer fails typed', async () => {
-    const s = new Pkcs11Signer({
-      modulePath: hsm.module,
-      tokenLabel: hsm.tokenLabel,
-      pin: hsm.pin,
-      sessionPoolSize: 1,
-      signDeadlineMs: 1000,
-      recoveryBackoffMs: 100,
-    });
+    const s = testSigner({ signDeadlineMs: 1000 });
     await s.open();
     const k = await s.load(ec.hsmId, 'ES256');
     await s.close();
