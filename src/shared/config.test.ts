@@ -3,7 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.js';
-import { loadConfig, redactedConfig } from './config.js';
+import { DEFAULT_RATE_LIMIT_BUCKETS, loadConfig, redactedConfig } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'grantor-config-'));
 const pinFile = join(dir, 'pin');
@@ -24,6 +24,11 @@ function configError(env: Record<string, string | undefined>): ConfigError {
     throw e;
   }
   throw new Error('expected a ConfigError');
+}
+
+/** The configuration key a ConfigError names for `env` over the base environment. */
+function configKeyOfError(env: Record<string, string>): string {
+  return configError({ ...base, ...env }).key;
 }
 
 describe('loadConfig', () => {
@@ -171,5 +176,56 @@ describe('loadConfig', () => {
     expect(JSON.stringify(redactedConfig(c))).not.toContain('not-a-real-pin-4711');
     const err = configError({ ...base, GRANTOR_HSM_PIN: 'secret-pin-77' });
     expect(err.message).not.toContain('secret-pin-77');
+  });
+});
+
+describe('operator-plane configuration', () => {
+  it('has defaults: rate limits, 2 approvals, refusal windows', () => {
+    const c = loadConfig(base, dir);
+    expect(c.rateLimits.buckets).toEqual(DEFAULT_RATE_LIMIT_BUCKETS);
+    expect(c.rateLimits.maxKeys).toBe(10_000);
+    expect(c.approvals).toEqual({
+      required: 2,
+      requestTtlSeconds: 86_400,
+      approvalTtlSeconds: 3600,
+    });
+    expect(c.operatorRefusals).toEqual({ windowSeconds: 60, maxEntriesPerWindow: 100 });
+  });
+
+  it('reads BURST:PER_SECOND per bucket and scope, from the environment and the file', () => {
+    const file = join(dir, 'grantor.json');
+    writeFileSync(file, JSON.stringify({ rateLimitGrantsPerAddress: '100:50' }));
+    const c = loadConfig(
+      {
+        ...base,
+        GRANTOR_CONFIG: file,
+        GRANTOR_RATE_LIMIT_CHALLENGES_PER_RUNTIME: '5:0.5',
+        GRANTOR_APPROVALS_REQUIRED: '3',
+      },
+      dir,
+    );
+    expect(c.rateLimits.buckets.challenges.perRuntime).toEqual({ burst: 5, perSecond: 0.5 });
+    expect(c.rateLimits.buckets.grants.perAddress).toEqual({ burst: 100, perSecond: 50 });
+    expect(c.rateLimits.buckets.grants.perRuntime).toEqual(
+      DEFAULT_RATE_LIMIT_BUCKETS.grants.perRuntime,
+    );
+    expect(c.approvals.required).toBe(3);
+  });
+
+  it('refuses malformed limits and fewer than two approvals, naming the key', () => {
+    for (const bad of ['5', '0:1', '5:0', 'five:1', '5:-1']) {
+      expect(configKeyOfError({ GRANTOR_RATE_LIMIT_ENROLL_PER_ADDRESS: bad })).toBe(
+        'GRANTOR_RATE_LIMIT_ENROLL_PER_ADDRESS',
+      );
+    }
+    expect(configKeyOfError({ GRANTOR_APPROVALS_REQUIRED: '1' })).toBe(
+      'GRANTOR_APPROVALS_REQUIRED',
+    );
+    expect(configKeyOfError({ GRANTOR_RATE_LIMIT_MAX_KEYS: '10' })).toBe(
+      'GRANTOR_RATE_LIMIT_MAX_KEYS',
+    );
+    expect(configKeyOfError({ GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW: '0' })).toBe(
+      'GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW',
+    );
   });
 });
