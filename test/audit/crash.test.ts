@@ -17,6 +17,7 @@ import { startSimTpm, type SimTpm } from '../rig/sim.js';
 import { buildCrashChild, runCrashHarness, type CrashChild } from './crash-harness.js';
 import { mkdir, rm } from 'node:fs/promises';
 import { provisionAnchor, tempDir } from './helpers.js';
+import { mulberry32 } from '../rig/prng.js';
 
 const CYCLES = Number(process.env.GRANTOR_CRASH_CYCLES ?? '200');
 // Independent lanes (own swtpm, own store) run side by side: a cycle is mostly process
@@ -59,18 +60,6 @@ afterAll(async () => {
     await rm(work, { recursive: true, force: true });
   }
 });
-
-/** A small deterministic PRNG so that a failing run can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Independently of the service: links, acks, batch roots and the TPM's extend value. */
 async function checkLane(lane: Lane, acked: ReadonlyMap<number, string>): Promise<void> {

@@ -28,6 +28,7 @@ import {
   type HttpRuntime,
 } from './crash-rig.js';
 import { grantBody, signed } from './rig.js';
+import { mulberry32 } from '../rig/prng.js';
 
 const CYCLES = Math.max(2, Number(process.env.GRANTOR_GRANT_CRASH_CYCLES ?? '20'));
 const WORKERS = 8;
@@ -38,18 +39,6 @@ interface Acked {
   readonly grantId: string;
   readonly auditSeq: number;
   readonly audHash: string;
-}
-
-/** A small deterministic PRNG so that a failing run can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sleep = (ms: number) =>
