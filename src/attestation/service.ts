@@ -41,6 +41,7 @@ import {
   type QuoteFacts,
   type QuoteRequest,
 } from './verify-quote.js';
+import { KeyedQueue } from '../shared/keyed-queue.js';
 
 /** The narrow audit port this domain needs; the lead wires it to the audit log. */
 export interface AuditSink {
@@ -226,7 +227,7 @@ export class AttestationService {
   readonly #nonces: NonceStore;
   readonly #sessions = new Map<string, AttestedSession>();
   readonly #sessionByRuntime = new Map<string, string>();
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #queue = new KeyedQueue();
 
   constructor(config: AttestationConfig, deps: AttestationDeps) {
     this.#config = config;
@@ -244,16 +245,8 @@ export class AttestationService {
   }
 
   /** Run `fn` after every earlier call for the same key (one change per runtime at a time). */
-  async #serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.#locks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(key) === tail) this.#locks.delete(key);
-    }
+  #serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    return this.#queue.run(key, fn);
   }
 
   async #record(event: Parameters<AuditSink['record']>[0]): Promise<void> {

@@ -59,6 +59,7 @@ import {
   withoutQuote,
   type CheckedRequest,
 } from './request.js';
+import { KeyedQueue } from '../shared/keyed-queue.js';
 
 export interface GrantsConfig {
   /** The appliance id: the grants' `iss`. */
@@ -200,7 +201,7 @@ export class GrantService {
   readonly #deps: GrantsDeps;
   readonly #random: (n: number) => Buffer;
   readonly #replay: ReplayGuard;
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #queue = new KeyedQueue();
   /** Session public keys, imported once per session: the JWK import was ~1/3 of a verify. */
   readonly #sessionKeys = new WeakMap<EcSessionJwk, { jwk: string; key: KeyObject }>();
 
@@ -527,16 +528,8 @@ export class GrantService {
   }
 
   /** Run `fn` after every earlier call for the same key. */
-  async #serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.#locks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.#locks.get(key) === tail) this.#locks.delete(key);
-    }
+  #serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    return this.#queue.run(key, fn);
   }
 
   // ---------------------------------------------------------------------------------------
