@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pkcs11js from 'pkcs11js';
 import { provisionSimHsm } from '../test/rig/sim.js';
+import { findPrivate, openRawSession } from '../test/keys/hsm-tools.js';
 
 const runMs = Number(process.env.BENCH_MS ?? 3000);
 const poolSize = Number(process.env.BENCH_POOL ?? 4);
@@ -71,29 +72,8 @@ try {
   const message = Buffer.from('a grant signing input of typical length: header.payload'.repeat(8));
 
   // Raw: the same key through a plain pkcs11js session, synchronous, on the event loop.
-  const p = new pkcs11js.PKCS11();
-  p.load(hsm.module);
-  try {
-    p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
-  } catch (e) {
-    if (
-      !(e instanceof pkcs11js.Pkcs11Error) ||
-      e.code !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED
-    )
-      throw e;
-  }
-  const slot = p
-    .C_GetSlotList(true)
-    .find((s) => p.C_GetTokenInfo(s).label.trim() === hsm.tokenLabel);
-  if (slot === undefined) throw new Error('bench token not found');
-  const session = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION);
-  p.C_FindObjectsInit(session, [
-    { type: pkcs11js.CKA_ID, value: Buffer.from(key.hsmId, 'hex') },
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
-  ]);
-  const [handle] = p.C_FindObjects(session, 1);
-  p.C_FindObjectsFinal(session);
-  if (handle === undefined) throw new Error('bench key not found');
+  const { p, session, close: closeRaw } = openRawSession(hsm);
+  const handle = findPrivate(p, session, key.hsmId);
 
   const rawRate = (): { rate: number; cpuUs: number | undefined } => {
     let n = 0;
@@ -193,7 +173,7 @@ try {
       );
     }
   }
-  p.C_CloseSession(session);
+  closeRaw();
 } finally {
   await signer.close();
   await rm(root, { recursive: true, force: true });

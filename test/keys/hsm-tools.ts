@@ -15,7 +15,15 @@ import type { SimHsm } from '../rig/sim.js';
 
 const run = promisify(execFile);
 
-export function rawSession<T>(hsm: SimHsm, fn: (p: pkcs11js.PKCS11, session: Buffer) => T): T {
+/**
+ * A plain pkcs11js session on the rig token (read-write, logged in), beside whatever the
+ * adapter has open: the module is initialised once per process, login is per application.
+ */
+export function openRawSession(hsm: SimHsm): {
+  readonly p: pkcs11js.PKCS11;
+  readonly session: Buffer;
+  readonly close: () => void;
+} {
   const p = new pkcs11js.PKCS11();
   p.load(hsm.module);
   try {
@@ -30,18 +38,31 @@ export function rawSession<T>(hsm: SimHsm, fn: (p: pkcs11js.PKCS11, session: Buf
   const slot = p
     .C_GetSlotList(true)
     .find((s) => p.C_GetTokenInfo(s).label.trim() === hsm.tokenLabel);
-  if (slot === undefined) throw new Error('test token not found');
+  if (slot === undefined) throw new Error(`token ${hsm.tokenLabel} not found`);
   const session = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
   try {
-    try {
-      p.C_Login(session, pkcs11js.CKU_USER, hsm.pin);
-    } catch (e) {
-      if (!(e instanceof pkcs11js.Pkcs11Error) || e.code !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN)
-        throw e;
+    p.C_Login(session, pkcs11js.CKU_USER, hsm.pin);
+  } catch (e) {
+    if (!(e instanceof pkcs11js.Pkcs11Error) || e.code !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
+      p.C_CloseSession(session);
+      throw e;
     }
-    return fn(p, session);
+  }
+  return {
+    p,
+    session,
+    close: () => {
+      p.C_CloseSession(session);
+    },
+  };
+}
+
+export function rawSession<T>(hsm: SimHsm, fn: (p: pkcs11js.PKCS11, session: Buffer) => T): T {
+  const raw = openRawSession(hsm);
+  try {
+    return fn(raw.p, raw.session);
   } finally {
-    p.C_CloseSession(session);
+    raw.close();
   }
 }
 
