@@ -25,7 +25,7 @@ import {
   type ToolQuote,
 } from './harness.js';
 import { repoRoot } from '../rig/sim.js';
-import { createEccAk } from './tools.js';
+import { createEccAk, createRsaAk } from './tools.js';
 
 const AK = '0x81010003';
 let h: Harness;
@@ -37,22 +37,7 @@ beforeAll(async () => {
   const t = h.tools;
   await createEccAk(t);
   await t.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', AK]);
-  await t.tpm2('createak', [
-    '-C',
-    '0x81010001',
-    '-c',
-    'akrsa.ctx',
-    '-G',
-    'rsa',
-    '-g',
-    'sha256',
-    '-s',
-    'rsassa',
-    '-u',
-    'akrsa.pub',
-    '-n',
-    'akrsa.name',
-  ]);
+  await createRsaAk(t);
   ecc = await enrollAndActivate(h, 'ecc-runtime', { ak: AK });
 }, 120_000);
 

@@ -33,6 +33,14 @@ export function createEccAk(tools: Tools, ek = '0x81010001'): Promise<string> {
   ]);
 }
 
+/** An RSA-2048 RSASSA/SHA-256 AK under the EK, in akrsa.ctx / akrsa.pub / akrsa.name. */
+export function createRsaAk(tools: Tools, ek = '0x81010001'): Promise<string> {
+  return tools.tpm2('createak', [
+    ...['-C', ek, '-c', 'akrsa.ctx', '-G', 'rsa', '-g', 'sha256', '-s', 'rsassa'],
+    ...['-u', 'akrsa.pub', '-n', 'akrsa.name'],
+  ]);
+}
+
 export async function tpm2Tools(tcti: string): Promise<Tools> {
   const dir = await mkdtemp(join(tmpdir(), 'grantor-att-'));
   const env = { ...process.env, TPM2TOOLS_TCTI: tcti };

@@ -24,7 +24,7 @@ import {
   type Runtime,
   type SessionKeyPair,
 } from './rig.js';
-import { createEccAk } from '../attestation/tools.js';
+import { createEccAk, createRsaAk } from '../attestation/tools.js';
 
 let rig: Rig;
 let payments: Runtime; // team payments: RSA EK, ECC AK
@@ -37,22 +37,7 @@ beforeAll(async () => {
   const t = rig.tools;
   await createEccAk(t);
   await t.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
-  await t.tpm2('createak', [
-    '-C',
-    '0x81010001',
-    '-c',
-    'akrsa.ctx',
-    '-G',
-    'rsa',
-    '-g',
-    'sha256',
-    '-s',
-    'rsassa',
-    '-u',
-    'akrsa.pub',
-    '-n',
-    'akrsa.name',
-  ]);
+  await createRsaAk(t);
   payments = await enroll(
     rig,
     'payments-agent',
