@@ -5,6 +5,7 @@
  * imports the appliance's services: the qualifying data is computed here from the spec.
  */
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import type { GrantRequestBody } from '../src/shared/grant-request.js';
 import { jcs } from '../src/shared/jcs.js';
 import { marshalTpmtPublic } from '../src/tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256, EK_HANDLES } from '../src/tpm/templates.js';
@@ -57,18 +58,8 @@ export interface AttesterOptions {
   readonly fetch?: typeof fetch;
 }
 
-/** A grant request body (PROTOCOL.md §3) before its proof is attached. */
-export interface GrantRequestBody {
-  readonly runtimeId: string;
-  readonly requestId: string;
-  readonly issuedAt: string;
-  readonly action: string;
-  readonly resource: string;
-  readonly parametersDigest: string;
-  readonly audience: string;
-  readonly parentGrantId: string | null;
-  readonly ttlSeconds: number;
-}
+/** A grant request body (PROTOCOL.md §3) before its proof is attached (shared with the appliance). */
+export type { GrantRequestBody };
 
 export interface GrantAnswer {
   readonly grantId: string;

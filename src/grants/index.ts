@@ -84,5 +84,11 @@ export {
 } from './pipeline.js';
 export { MemoryGrantStore, type GrantRecord, type GrantStore } from './grant-store.port.js';
 export { RequestPruner, type PruneSettings } from './replay.js';
-export { sessionSigningInput, withoutQuote, requestDigest, type GrantRequest } from './request.js';
+export {
+  sessionSigningInput,
+  withoutQuote,
+  requestDigest,
+  type GrantRequest,
+  type GrantRequestBody,
+} from './request.js';
 export * from './errors.js';

@@ -4,7 +4,10 @@
  */
 import { createHash } from 'node:crypto';
 import { jcs, type QuoteRequest } from '../attestation/index.js';
+import type { GrantRequestBody } from '../shared/grant-request.js';
 import { GrantRequestInvalidError } from './errors.js';
+
+export type { GrantRequestBody };
 
 export interface SessionProof {
   readonly attestationId: string;
@@ -12,16 +15,9 @@ export interface SessionProof {
   readonly signature: string;
 }
 
-export interface GrantRequest {
-  readonly runtimeId: string;
-  readonly requestId: string;
-  readonly issuedAt: string;
-  readonly action: string;
-  readonly resource: string;
-  readonly parametersDigest: string;
-  readonly audience: string;
+/** A grant request as received: `parentGrantId` may be absent, and one proof is attached. */
+export interface GrantRequest extends Omit<GrantRequestBody, 'parentGrantId'> {
   readonly parentGrantId?: string | null;
-  readonly ttlSeconds: number;
   readonly session?: SessionProof;
   readonly quote?: QuoteRequest;
 }
