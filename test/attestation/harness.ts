@@ -18,7 +18,7 @@ import { createServer, type App } from '../../src/http/app.js';
 import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { tpm2Tools, type Tools } from './tools.js';
+import { toolsQuote, tpm2Tools, type Tools } from './tools.js';
 
 export class MemoryAudit implements AuditSink {
   readonly events: Parameters<AuditSink['record']>[0][] = [];
@@ -213,35 +213,12 @@ export async function quoteWithTools(
     nonce = ch.json<{ nonce: string }>().nonce;
   }
   const sessionKey = options.sessionKey ?? newSessionKey();
-  await h.tools.tpm2('quote', [
-    '-c',
+  const out = await toolsQuote(
+    h.tools,
     options.ak ?? 'ak.ctx',
-    '-l',
-    `${bank}:${pcrs.join(',')}`,
-    '-q',
+    bank,
+    pcrs,
     qdHex(nonce, sessionKey),
-    '-g',
-    'sha256',
-    '-m',
-    'quote.msg',
-    '-s',
-    'quote.sig',
-    '-o',
-    'quote.pcrs',
-    '-F',
-    'values',
-  ]);
-  const size = bank === 'sha1' ? 20 : 32;
-  const values = await h.tools.read('quote.pcrs');
-  return {
-    nonce,
-    quote: (await h.tools.read('quote.msg')).toString('base64'),
-    signature: (await h.tools.read('quote.sig')).toString('base64'),
-    pcrs: {
-      [bank]: Object.fromEntries(
-        pcrs.map((p, i) => [String(p), values.subarray(i * size, (i + 1) * size).toString('hex')]),
-      ),
-    },
-    sessionKey,
-  };
+  );
+  return { nonce, ...out, sessionKey };
 }

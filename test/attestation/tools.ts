@@ -41,6 +41,38 @@ export function createRsaAk(tools: Tools, ek = '0x81010001'): Promise<string> {
   ]);
 }
 
+/** What `tpm2_quote` wrote, base64 as the protocol carries it, PCR values by index (hex). */
+export interface ToolsQuoteOutput {
+  readonly quote: string;
+  readonly signature: string;
+  readonly pcrs: Record<string, Record<string, string>>;
+}
+
+/** `tpm2_quote` with `ak` over `bank:pcrs`, qualified with `qualifyingHex`. */
+export async function toolsQuote(
+  tools: Tools,
+  ak: string,
+  bank: string,
+  pcrs: readonly number[],
+  qualifyingHex: string,
+): Promise<ToolsQuoteOutput> {
+  await tools.tpm2('quote', [
+    ...['-c', ak, '-l', `${bank}:${pcrs.join(',')}`, '-q', qualifyingHex, '-g', 'sha256'],
+    ...['-m', 'quote.msg', '-s', 'quote.sig', '-o', 'quote.pcrs', '-F', 'values'],
+  ]);
+  const size = bank === 'sha1' ? 20 : 32;
+  const values = await tools.read('quote.pcrs');
+  return {
+    quote: (await tools.read('quote.msg')).toString('base64'),
+    signature: (await tools.read('quote.sig')).toString('base64'),
+    pcrs: {
+      [bank]: Object.fromEntries(
+        pcrs.map((p, i) => [String(p), values.subarray(i * size, (i + 1) * size).toString('hex')]),
+      ),
+    },
+  };
+}
+
 export async function tpm2Tools(tcti: string): Promise<Tools> {
   const dir = await mkdtemp(join(tmpdir(), 'grantor-att-'));
   const env = { ...process.env, TPM2TOOLS_TCTI: tcti };

@@ -32,7 +32,7 @@ import type { CedarPort } from '../../src/policy/index.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { activateWithTools, readPcrs } from '../attestation/harness.js';
-import { tpm2Tools, type Tools } from '../attestation/tools.js';
+import { toolsQuote, tpm2Tools, type Tools } from '../attestation/tools.js';
 import { provisionAnchor } from '../audit/helpers.js';
 import { repoRoot, startSimTpm, testHsm, type SimTpm } from '../rig/sim.js';
 
@@ -293,36 +293,7 @@ export async function quote(rig: Rig, rt: Runtime, bound: unknown): Promise<Quot
   if (ch.statusCode !== 201) throw new Error(`challenge: ${ch.statusCode} ${ch.body}`);
   const nonce = ch.json<{ nonce: string }>().nonce;
   const qd = qualifyingData(Buffer.from(nonce, 'base64'), bound).toString('hex');
-  const t = rig.tools;
-  await t.tpm2('quote', [
-    '-c',
-    rt.ak,
-    '-l',
-    `sha256:${PCRS.join(',')}`,
-    '-q',
-    qd,
-    '-g',
-    'sha256',
-    '-m',
-    'quote.msg',
-    '-s',
-    'quote.sig',
-    '-o',
-    'quote.pcrs',
-    '-F',
-    'values',
-  ]);
-  const values = await t.read('quote.pcrs');
-  return {
-    nonce,
-    quote: (await t.read('quote.msg')).toString('base64'),
-    signature: (await t.read('quote.sig')).toString('base64'),
-    pcrs: {
-      sha256: Object.fromEntries(
-        PCRS.map((p, i) => [String(p), values.subarray(i * 32, (i + 1) * 32).toString('hex')]),
-      ),
-    },
-  };
+  return { nonce, ...(await toolsQuote(rig.tools, rt.ak, 'sha256', PCRS, qd)) };
 }
 
 /** Attest with a fresh session key; returns the attested session's id and key. */
