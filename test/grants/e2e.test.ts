@@ -535,34 +535,21 @@ describe('faults: fail closed, nothing issued, nothing half-recorded', () => {
     expect((await ask()).statusCode).toBe(201);
   });
 
-  it('audit log failing: 503 audit_unavailable, nothing signed, nothing logged', async () => {
+  it.each([
+    ['audit log', 'audit_unavailable', 'auditDown'],
+    ['policy engine', 'policy_unavailable', 'policyDown'],
+  ] as const)('%s failing: 503 %s, nothing signed, nothing logged', async (_part, code, fault) => {
     const before = (await entries()).length;
     const signatures = rig.faults.grantSignatures;
-    rig.faults.auditDown = true;
+    rig.faults[fault] = true;
     let res;
     try {
       res = await ask();
     } finally {
-      rig.faults.auditDown = false;
+      rig.faults[fault] = false;
     }
     expect(res.statusCode).toBe(503);
-    expect(res.json<ErrorReply>().error.code).toBe('audit_unavailable');
-    expect(rig.faults.grantSignatures).toBe(signatures);
-    expect((await entries()).length).toBe(before);
-  });
-
-  it('policy engine failing: 503 policy_unavailable, nothing signed, nothing logged', async () => {
-    const before = (await entries()).length;
-    const signatures = rig.faults.grantSignatures;
-    rig.faults.policyDown = true;
-    let res;
-    try {
-      res = await ask();
-    } finally {
-      rig.faults.policyDown = false;
-    }
-    expect(res.statusCode).toBe(503);
-    expect(res.json<ErrorReply>().error.code).toBe('policy_unavailable');
+    expect(res.json<ErrorReply>().error.code).toBe(code);
     expect(rig.faults.grantSignatures).toBe(signatures);
     expect((await entries()).length).toBe(before);
   });
