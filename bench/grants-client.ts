@@ -2,7 +2,8 @@
  * The load generator of bench/grants.ts, run as its own process (forked by it) so that the
  * appliance's event loop is measured rather than the clients'. It signs each request with
  * the session key, as a runtime would (test/grants/rig.ts: grantBody, signed), and posts it
- * over keep-alive HTTP/1.1 connections, one per client in flight.
+ * over keep-alive HTTP/1.1 connections, one per client in flight. It reports its own CPU,
+ * since on a 2-core box the clients' cost comes out of the appliance's budget.
  *
  * Protocol (IPC): the parent sends a Setup, then one Level per concurrency; the child
  * answers each Level with a Result.
@@ -33,6 +34,8 @@ export interface Result {
   readonly latencies: number[];
   /** Answers other than 201, by status. */
   readonly failures: Record<string, number>;
+  /** This process's CPU (user + system, ms) over the level: signing requests and HTTP. */
+  readonly cpuMs: number;
 }
 
 let setup: Setup | undefined;
@@ -66,6 +69,7 @@ async function runLevel(s: Setup, level: Level): Promise<Result> {
   const latencies: number[] = [];
   const failures: Record<string, number> = {};
   const end = Date.now() + level.seconds * 1000;
+  const cpu0 = process.cpuUsage();
   await Promise.all(
     Array.from({ length: level.concurrency }, async () => {
       while (Date.now() < end) {
@@ -83,8 +87,10 @@ async function runLevel(s: Setup, level: Level): Promise<Result> {
       }
     }),
   );
+  const cpu = process.cpuUsage(cpu0);
   agent.destroy();
-  return { kind: 'result', concurrency: level.concurrency, latencies, failures };
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  return { kind: 'result', concurrency: level.concurrency, latencies, failures, cpuMs };
 }
 
 process.on('message', (msg: Setup | Level) => {

@@ -14,18 +14,24 @@
  * utilisation and the audit batches (count, mean entries per batch) are printed too.
  *
  * The raw rate is the key service's signJws (the call the pipeline makes) with 16 in
- * flight, before any HTTP load; the logger is off, as in the other benches.
+ * flight, before any HTTP load; the logger is off, as in the other benches. Per level the
+ * CPU per grant of both processes is printed, and at the end the floor
+ * (bench/grants-floor.ts): the CPU per grant of the parts every design pays (HSM signature,
+ * Cedar decision, signature check, a no-op HTTP round trip with the same client), measured
+ * in the same run, and the rate they alone allow on this machine's cores.
  */
 import { fork } from 'node:child_process';
+import { createPublicKey } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { provisionSimHsm, provisionTpmTemplate } from '../test/rig/sim.js';
+import { provisionSimHsm, provisionTpmTemplate, repoRoot } from '../test/rig/sim.js';
 import { createEccAk } from '../test/attestation/tools.js';
 import type { Level, Result, Setup } from './grants-client.js';
+import { cedarCpu, floorReport, noopServer, verifyCpu, type FloorPart } from './grants-floor.js';
 
 const seconds = Number(process.argv[2] ?? '5');
 const levels = (process.argv[3] ?? '1,16,64').split(',').map(Number);
@@ -37,7 +43,7 @@ process.env.GRANTOR_TEST_HSM_DIR = hsm.dir;
 process.env.SOFTHSM2_CONF = hsm.conf;
 
 // Imported after the environment is set: the PKCS#11 module reads SOFTHSM2_CONF at init.
-const { attest, enroll, startRig } = await import('../test/grants/rig.js');
+const { attest, enroll, grantBody, signed, startRig } = await import('../test/grants/rig.js');
 
 const rig = await startRig();
 const percentile = (sorted: number[], p: number): number =>
@@ -77,6 +83,7 @@ try {
   // Raw HSM rate: the key service's signJws (the same call the pipeline makes), 16 in flight.
   const rawEnd = Date.now() + seconds * 1000;
   let raw = 0;
+  const rawCpu0 = process.cpuUsage();
   await Promise.all(
     Array.from({ length: 16 }, async () => {
       while (Date.now() < rawEnd) {
@@ -87,15 +94,56 @@ try {
     }),
   );
   const rawRate = raw / seconds;
+  const rawCpu = process.cpuUsage(rawCpu0);
+  const signCpuMs = (rawCpu.user + rawCpu.system) / 1000 / raw;
 
-  await rig.app.listen({ host: '127.0.0.1', port: 0 });
-  send({
+  // The floor (bench/grants-floor.ts): Cedar, the signature check, a no-op HTTP round trip.
+  const floorSeconds = Math.max(1, seconds / 2);
+  const cedarCpuMs = await cedarCpu(
+    join(repoRoot, 'policies/default'),
+    join(repoRoot, 'policies/grantor.cedarschema'),
+    floorSeconds,
+  );
+  const verifyCpuMs = verifyCpu(
+    signed(grantBody(rt), session.attestationId, session.key.privateKey),
+    createPublicKey({ key: { ...session.key.jwk }, format: 'jwk' }),
+    floorSeconds,
+  );
+  const setup = (url: string): Setup => ({
     kind: 'setup',
-    url: `http://127.0.0.1:${(rig.app.server.address() as AddressInfo).port}/v1/grants`,
+    url,
     runtime: rt,
     attestationId: session.attestationId,
     privateKeyPem: session.key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
   });
+  const noop = await noopServer();
+  send(setup(noop.url));
+  const noopWarm = answer();
+  send({ kind: 'level', concurrency: 16, seconds: 1 });
+  await noopWarm;
+  const noopCpu0 = process.cpuUsage();
+  const noopResult = answer();
+  send({ kind: 'level', concurrency: 16, seconds: floorSeconds });
+  const noopLevel = await noopResult;
+  const noopCpu = process.cpuUsage(noopCpu0);
+  await noop.close();
+  const noopCount = noopLevel.latencies.length;
+  const floorParts: FloorPart[] = [
+    { name: 'HSM signature (signJws, from the raw loop)', cpuMs: signCpuMs },
+    { name: 'Cedar decision (policies/default)', cpuMs: cedarCpuMs },
+    { name: 'session signature check (JCS + ES256 verify)', cpuMs: verifyCpuMs },
+    {
+      name: `no-op HTTP round trip, server side (${(noopCount / floorSeconds).toFixed(0)}/s at c16)`,
+      cpuMs: (noopCpu.user + noopCpu.system) / 1000 / noopCount,
+    },
+    {
+      name: 'no-op HTTP round trip, client side (signing the request too)',
+      cpuMs: noopLevel.cpuMs / noopCount,
+    },
+  ];
+
+  await rig.app.listen({ host: '127.0.0.1', port: 0 });
+  send(setup(`http://127.0.0.1:${(rig.app.server.address() as AddressInfo).port}/v1/grants`));
 
   const warm = answer();
   send({ kind: 'level', concurrency: 16, seconds: 1 });
@@ -108,7 +156,7 @@ try {
     const elu0 = performance.eventLoopUtilization();
     const result = answer();
     send({ kind: 'level', concurrency, seconds });
-    const { latencies, failures } = await result;
+    const { latencies, failures, cpuMs: clientCpuMs } = await result;
     const cpu = process.cpuUsage(cpu0);
     const elu = performance.eventLoopUtilization(elu0);
     const audit1 = rig.audit.stats();
@@ -128,15 +176,19 @@ try {
         `${(100 * elu.utilization).toFixed(0)}%`.padStart(6),
         String(batches).padStart(8),
         (batches === 0 ? 0 : (audit1.appends - audit0.appends) / batches).toFixed(1).padStart(7),
+        ((cpu.user + cpu.system) / 1000 / Math.max(1, latencies.length)).toFixed(2).padStart(7),
+        (clientCpuMs / Math.max(1, latencies.length)).toFixed(2).padStart(7),
       ].join(' '),
     );
     if (failed > 0) console.log(`concurrency ${concurrency}: failures ${JSON.stringify(failures)}`);
   }
   console.log(`raw SoftHSM ES256 signJws: ${rawRate.toFixed(0)}/s (16 in flight, ${seconds} s)`);
   console.log(
-    'concurrency  grants/s  p50 ms  p99 ms  failures  % of raw  srv CPU  srv EL  batches  /batch',
+    'concurrency  grants/s  p50 ms  p99 ms  failures  % of raw  srv CPU  srv EL  batches  /batch  srv ms  cli ms',
   );
   for (const r of rows) console.log(r);
+  console.log('(srv ms, cli ms: CPU per grant of the appliance process and of the client process)');
+  for (const line of floorReport(floorParts, 0.3 * rawRate)) console.log(line);
 } finally {
   client.kill();
   await rig.close();

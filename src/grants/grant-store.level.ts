@@ -3,13 +3,19 @@
  * `c!<parentId>!<childId>` (lineage links), `q!<runtimeId>!<requestId>` (used requestIds,
  * value: expiry in epoch ms) and `x!<expiry, 16 digits>!<runtimeId>!<requestId>` (the
  * same requestIds indexed by expiry, written in the same batch, so pruning reads only
- * what it deletes). Grant writes are synced batches. A requestId is written unsynced:
- * LevelDB's log is sequential, so the synced write of the grant that request produced
- * makes it durable before the grant is released; a crash can only forget the id of a
- * request that released nothing.
+ * what it deletes). Grant writes are synced batches; the requestId of the request that
+ * produced a grant is written in the grant's own batch (one write per grant, durable
+ * before the grant is released). A requestId written on its own (a denied request) is
+ * unsynced: a crash can only forget the id of a request that released nothing.
  */
 import type { Database } from '../shared/db.level.js';
-import type { GrantRecord, GrantStore } from './grant-store.port.js';
+import type {
+  GrantRecord,
+  GrantStore,
+  LiveRequest,
+  LiveRequests,
+  UsedRequest,
+} from './grant-store.port.js';
 
 // encodeURIComponent leaves `!` (the key separator) as is: escape it too.
 const enc = (id: string): string => encodeURIComponent(id).replace(/!/g, '%21');
@@ -20,6 +26,19 @@ const expiryKey = (ms: number): string =>
     EXPIRY_DIGITS,
     '0',
   );
+
+/** A used requestId and its expiry index entry. */
+function requestOps(
+  runtimeId: string,
+  requestId: string,
+  expiresAt: number,
+): { key: string; value: string }[] {
+  const ids = `${enc(runtimeId)}!${enc(requestId)}`;
+  return [
+    { key: `q!${ids}`, value: String(expiresAt) },
+    { key: `x!${expiryKey(expiresAt)}!${ids}`, value: '' },
+  ];
+}
 
 export class LevelGrantStore implements GrantStore {
   private readonly sub;
@@ -40,12 +59,13 @@ export class LevelGrantStore implements GrantStore {
     );
   }
 
-  async create(record: GrantRecord): Promise<void> {
+  async create(record: GrantRecord, used?: UsedRequest): Promise<void> {
     await this.write([
       { key: `g!${enc(record.grantId)}`, value: JSON.stringify(record) },
       ...(record.parent === null
         ? []
         : [{ key: `c!${enc(record.parent)}!${enc(record.grantId)}`, value: '' }]),
+      ...(used === undefined ? [] : requestOps(used.runtimeId, used.requestId, used.expiresAt)),
     ]);
   }
 
@@ -69,14 +89,22 @@ export class LevelGrantStore implements GrantStore {
   }
 
   async putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
-    const ids = `${enc(runtimeId)}!${enc(requestId)}`;
-    await this.write(
-      [
-        { key: `q!${ids}`, value: String(expiresAt) },
-        { key: `x!${expiryKey(expiresAt)}!${ids}`, value: '' },
-      ],
-      false,
-    );
+    await this.write(requestOps(runtimeId, requestId, expiresAt), false);
+  }
+
+  /** Reads every `q!` entry (indexed or not), so that nothing remembered is left out. */
+  async liveRequests(sinceMs: number, limit: number): Promise<LiveRequests> {
+    const ids: LiveRequest[] = [];
+    for await (const [key, value] of this.sub.iterator({ gt: 'q!', lt: 'q!\uffff' })) {
+      // An unreadable expiry is kept (as never expiring) rather than forgotten.
+      const stored = Number(value);
+      const expiresAt = Number.isFinite(stored) ? stored : Number.POSITIVE_INFINITY;
+      if (expiresAt < sinceMs) continue;
+      if (ids.length === limit) return { ids, complete: false };
+      const [runtimeId = '', requestId = ''] = key.slice(2).split('!').map(decodeURIComponent);
+      ids.push({ runtimeId, requestId, expiresAt });
+    }
+    return { ids, complete: true };
   }
 
   /** Where the one pass over requestIds stored without an expiry index has got to. */

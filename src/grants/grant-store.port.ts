@@ -29,10 +29,32 @@ export interface GrantRecord {
   readonly redemption: Redemption | null;
 }
 
+export interface UsedRequest {
+  readonly runtimeId: string;
+  readonly requestId: string;
+  /** Epoch ms: remembered until then. */
+  readonly expiresAt: number;
+}
+
+export interface LiveRequest {
+  readonly runtimeId: string;
+  readonly requestId: string;
+  /** Epoch ms. */
+  readonly expiresAt: number;
+}
+
+export interface LiveRequests {
+  readonly ids: LiveRequest[];
+  readonly complete: boolean;
+}
+
 export interface GrantStore {
   get(grantId: string): Promise<GrantRecord | undefined>;
-  /** Store a new grant and its link under its parent. */
-  create(record: GrantRecord): Promise<void>;
+  /**
+   * Store a new grant and its link under its parent, and (in the same atomic write) the
+   * requestId of the request that produced it.
+   */
+  create(record: GrantRecord, used?: UsedRequest): Promise<void>;
   /** Replace grants (revocation, redemption) in one atomic write. */
   update(records: readonly GrantRecord[]): Promise<void>;
   /** Ids of the direct children of a grant. */
@@ -41,6 +63,11 @@ export interface GrantStore {
   hasRequest(runtimeId: string, requestId: string): Promise<boolean>;
   /** Remember a used requestId until `expiresAt` (epoch ms). */
   putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void>;
+  /**
+   * The requestIds remembered with an expiry at or after `sinceMs`, at most `limit` of them;
+   * `complete` is false when there were more (the replay guard then keeps asking the store).
+   */
+  liveRequests(sinceMs: number, limit: number): Promise<LiveRequests>;
   /**
    * Forget at most `limit` requestIds whose `expiresAt` is before `beforeMs`, oldest
    * first; returns how many were forgotten (fewer than `limit`: none older is left).
@@ -57,7 +84,10 @@ export class MemoryGrantStore implements GrantStore {
     return Promise.resolve(this.grants.get(grantId));
   }
 
-  create(record: GrantRecord): Promise<void> {
+  create(record: GrantRecord, used?: UsedRequest): Promise<void> {
+    if (used !== undefined) {
+      this.requests.set(`${used.runtimeId}\n${used.requestId}`, used.expiresAt);
+    }
     this.grants.set(record.grantId, record);
     if (record.parent !== null) {
       this.links.set(record.parent, [...(this.links.get(record.parent) ?? []), record.grantId]);
@@ -81,6 +111,17 @@ export class MemoryGrantStore implements GrantStore {
   putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
     this.requests.set(`${runtimeId}\n${requestId}`, expiresAt);
     return Promise.resolve();
+  }
+
+  liveRequests(sinceMs: number, limit: number): Promise<LiveRequests> {
+    const ids: LiveRequest[] = [];
+    for (const [key, expiresAt] of this.requests) {
+      if (expiresAt < sinceMs) continue;
+      if (ids.length === limit) return Promise.resolve({ ids, complete: false });
+      const [runtimeId = '', requestId = ''] = key.split('\n');
+      ids.push({ runtimeId, requestId, expiresAt });
+    }
+    return Promise.resolve({ ids, complete: true });
   }
 
   pruneRequests(beforeMs: number, limit: number): Promise<number> {

@@ -476,6 +476,37 @@ describe('GrantService.request: runtime and proof', () => {
     expect(await code(f.service().request(req, NOW))).toBe('request_replayed');
   });
 
+  it('the requestId is written with the grant, after a deny, and after a failure (then unawaited)', async () => {
+    const f = new Fakes();
+    const key = (r: Record<string, unknown>) => `${RT}\n${String(r.requestId)}`;
+    // Allowed: the id and the grant arrive in one write.
+    const writes: string[] = [];
+    const create = f.store.create.bind(f.store);
+    f.store.create = (record, used) => {
+      writes.push(`create ${used?.requestId ?? 'without id'}`);
+      return create(record, used);
+    };
+    const allowed = signRequest(body(), f.key.privateKey);
+    await f.service().request(allowed, NOW);
+    expect(writes).toEqual([`create ${String(allowed.requestId)}`]);
+    expect(f.store.requests.has(key(allowed))).toBe(true);
+    // Denied: written before the answer.
+    f.decision = () => ({ ...allow(), decision: 'deny', reasons: ['no'] });
+    const denied = signRequest(body(), f.key.privateKey);
+    expect(await code(f.service().request(denied, NOW))).toBe('policy_denied');
+    expect(f.store.requests.has(key(denied))).toBe(true);
+    // Failed after the replay check (an unknown parent): written all the same.
+    const failed = signRequest(body({ parentGrantId: 'gr_nope' }), f.key.privateKey);
+    expect(await code(f.service().request(failed, NOW))).toBe('grant_parent_not_found');
+    await vi.waitFor(() => {
+      expect(f.store.requests.has(key(failed))).toBe(true);
+    });
+    // And so a restart refuses all three.
+    for (const r of [allowed, denied, failed]) {
+      expect(await code(f.service().request(r, NOW))).toBe('request_replayed');
+    }
+  });
+
   it('issuedAt outside the skew, either way: request_stale', async () => {
     const f = new Fakes();
     const svc = f.service();

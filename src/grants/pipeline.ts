@@ -209,7 +209,11 @@ export class GrantService {
     this.#config = config;
     this.#deps = deps;
     this.#random = deps.random ?? randomBytes;
-    this.#replay = new ReplayGuard(deps.store, config.replayCacheSize);
+    this.#replay = new ReplayGuard(deps.store, config.replayCacheSize, {
+      skewMs: config.clockSkewSeconds * 1000,
+      // The pruner's grace (index.ts): one more skew window for a clock stepped back.
+      graceMs: config.clockSkewSeconds * 1000,
+    });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -225,117 +229,129 @@ export class GrantService {
     if (runtime.state !== 'active') throw new RuntimeNotActiveError();
 
     const proven = await this.#prove(req, runtime, nowMs);
-    await this.#fresh(req, nowMs);
+    const idExpiresAt = await this.#fresh(req, nowMs);
+    const used = { runtimeId: req.runtimeId, requestId: req.requestId, expiresAt: idExpiresAt };
+    try {
+      const link = await this.#lineage(req, nowMs);
 
-    const link = await this.#lineage(req, nowMs);
+      const grantId = `gr_${this.#random(16).toString('base64url')}`;
+      const policyRequest: PolicyRequest = {
+        runtime: { id: runtime.runtimeId, name: runtime.name, labels: { ...runtime.labels } },
+        action: req.action,
+        resource: req.resource,
+        attestation: {
+          pcrPolicy: runtime.referencePolicy ?? '',
+          resetSeen: proven.resetSeen,
+          sessionAgeSeconds: proven.sessionAgeSeconds,
+          proofMode: req.proof.mode,
+        },
+        lineage: {
+          depth: link?.depth ?? 0,
+          root: link?.parent.root ?? '',
+          parentAction: link?.parent.action ?? null,
+          delegated: link?.delegated ?? false,
+        },
+        ttlSeconds: req.ttlSeconds,
+      };
+      const decision = this.#decide(policyRequest);
 
-    const grantId = `gr_${this.#random(16).toString('base64url')}`;
-    const policyRequest: PolicyRequest = {
-      runtime: { id: runtime.runtimeId, name: runtime.name, labels: { ...runtime.labels } },
-      action: req.action,
-      resource: req.resource,
-      attestation: {
-        pcrPolicy: runtime.referencePolicy ?? '',
-        resetSeen: proven.resetSeen,
-        sessionAgeSeconds: proven.sessionAgeSeconds,
-        proofMode: req.proof.mode,
-      },
-      lineage: {
-        depth: link?.depth ?? 0,
-        root: link?.parent.root ?? '',
-        parentAction: link?.parent.action ?? null,
-        delegated: link?.delegated ?? false,
-      },
-      ttlSeconds: req.ttlSeconds,
-    };
-    const decision = this.#decide(policyRequest);
+      const digest = requestDigest(req.body);
+      if (decision.decision === 'deny') {
+        const entry = await this.#append({
+          type: 'grant.decision',
+          subject: grantId,
+          decision: 'deny',
+          reasons: [...decision.reasons],
+          digest,
+        });
+        await this.#storeCall(() =>
+          this.#replay.persist(used.runtimeId, used.requestId, used.expiresAt),
+        );
+        throw new PolicyDeniedError(decision.reasons, {
+          decisionId: grantId,
+          auditSeq: entry.seq,
+          policy: decision.policyHash,
+        });
+      }
 
-    const digest = requestDigest(req.body);
-    if (decision.decision === 'deny') {
+      const iat = Math.floor(nowMs / 1000);
+      let exp = iat + grantTtlSeconds(req.ttlSeconds, decision.obligations);
+      // A child never outlives its parent.
+      if (link !== undefined) exp = Math.min(exp, link.parent.exp);
+
       const entry = await this.#append({
         type: 'grant.decision',
         subject: grantId,
-        decision: 'deny',
-        reasons: [...decision.reasons],
+        decision: 'allow',
+        reasons: [...decision.determiningPolicies],
         digest,
       });
-      throw new PolicyDeniedError(decision.reasons, {
-        decisionId: grantId,
-        auditSeq: entry.seq,
-        policy: decision.policyHash,
-      });
-    }
 
-    const iat = Math.floor(nowMs / 1000);
-    let exp = iat + grantTtlSeconds(req.ttlSeconds, decision.obligations);
-    // A child never outlives its parent.
-    if (link !== undefined) exp = Math.min(exp, link.parent.exp);
-
-    const entry = await this.#append({
-      type: 'grant.decision',
-      subject: grantId,
-      decision: 'allow',
-      reasons: [...decision.determiningPolicies],
-      digest,
-    });
-
-    // From here on an "allow" is committed: a grant that is not returned is marked.
-    try {
-      const root = link === undefined ? grantId : link.parent.root;
-      const claims = {
-        iss: this.#config.issuer,
-        sub: req.runtimeId,
-        aud: req.audience,
-        iat,
-        nbf: iat,
-        exp,
-        jti: grantId,
-        act: {
+      // From here on an "allow" is committed: a grant that is not returned is marked.
+      try {
+        const root = link === undefined ? grantId : link.parent.root;
+        const claims = {
+          iss: this.#config.issuer,
+          sub: req.runtimeId,
+          aud: req.audience,
+          iat,
+          nbf: iat,
+          exp,
+          jti: grantId,
+          act: {
+            action: req.action,
+            resource: req.resource,
+            parametersDigest: req.parametersDigest,
+          },
+          att: {
+            akName: proven.akName,
+            pcrDigest: proven.pcrDigest,
+            resetCount: proven.resetCount,
+            restartCount: proven.restartCount,
+            attestationId: proven.attestationId,
+          },
+          cnf: { jkt: jwkThumbprint(proven.sessionKey) },
+          lin: { parent: link?.parent.grantId ?? null, root, depth: link?.depth ?? 0 },
+          pol: decision.policyHash,
+          aud_seq: entry.seq,
+          aud_hash: entry.hash,
+        };
+        const grant = await this.#sign(claims);
+        const record: GrantRecord = {
+          grantId,
+          runtimeId: req.runtimeId,
           action: req.action,
           resource: req.resource,
-          parametersDigest: req.parametersDigest,
-        },
-        att: {
-          akName: proven.akName,
-          pcrDigest: proven.pcrDigest,
-          resetCount: proven.resetCount,
-          restartCount: proven.restartCount,
-          attestationId: proven.attestationId,
-        },
-        cnf: { jkt: jwkThumbprint(proven.sessionKey) },
-        lin: { parent: link?.parent.grantId ?? null, root, depth: link?.depth ?? 0 },
-        pol: decision.policyHash,
-        aud_seq: entry.seq,
-        aud_hash: entry.hash,
-      };
-      const grant = await this.#sign(claims);
-      const record: GrantRecord = {
-        grantId,
-        runtimeId: req.runtimeId,
-        action: req.action,
-        resource: req.resource,
-        audience: req.audience,
-        parent: link?.parent.grantId ?? null,
-        root,
-        depth: link?.depth ?? 0,
-        iat,
-        exp,
-        auditSeq: entry.seq,
-        revokedAt: null,
-        redemption: null,
-      };
-      await this.#storeCall(() => this.#deps.store.create(record));
-      return { grantId, grant, expiresAt: iso(exp), auditSeq: entry.seq };
+          audience: req.audience,
+          parent: link?.parent.grantId ?? null,
+          root,
+          depth: link?.depth ?? 0,
+          iat,
+          exp,
+          auditSeq: entry.seq,
+          revokedAt: null,
+          redemption: null,
+        };
+        await this.#storeCall(() => this.#deps.store.create(record, used));
+        return { grantId, grant, expiresAt: iso(exp), auditSeq: entry.seq };
+      } catch (e) {
+        const code = e instanceof GrantorError ? e.code : 'internal_error';
+        // Best effort: when the log itself is down this fails too, and the answer is 503 anyway.
+        await this.#append({
+          type: 'grant.issue_failed',
+          subject: grantId,
+          decision: 'failed',
+          reasons: [code],
+          digest,
+        }).catch(() => undefined);
+        throw e;
+      }
     } catch (e) {
-      const code = e instanceof GrantorError ? e.code : 'internal_error';
-      // Best effort: when the log itself is down this fails too, and the answer is 503 anyway.
-      await this.#append({
-        type: 'grant.issue_failed',
-        subject: grantId,
-        decision: 'failed',
-        reasons: [code],
-        digest,
-      }).catch(() => undefined);
+      // A failed request (a deny has written its id already) keeps its id used across a
+      // graceful restart too; unsynced and not awaited: it released nothing.
+      if (!(e instanceof PolicyDeniedError)) {
+        this.#replay.persist(used.runtimeId, used.requestId, used.expiresAt).catch(() => undefined);
+      }
       throw e;
     }
   }
@@ -415,18 +431,34 @@ export class GrantService {
     return key;
   }
 
-  /** requestId not seen for this runtime, issuedAt within the skew; then the id is used. */
-  async #fresh(req: CheckedRequest, nowMs: number): Promise<void> {
+  /**
+   * requestId not seen for this runtime, issuedAt within the skew; then the id is used:
+   * reserved in memory at once. It is written with the answer that uses it (the grant's
+   * own write, or after a deny's audit entry); a request that fails before that keeps its
+   * id reserved in memory only, having released nothing. Returns the id's expiry.
+   */
+  async #fresh(req: CheckedRequest, nowMs: number): Promise<number> {
     const { runtimeId, requestId } = req;
-    if (this.#replay.seen(runtimeId, requestId, nowMs)) throw new RequestReplayedError();
+    const replay = this.#replay;
+    if (replay.seen(runtimeId, requestId, nowMs)) throw new RequestReplayedError();
     const skewMs = this.#config.clockSkewSeconds * 1000;
     if (Math.abs(nowMs - req.issuedAtMs) > skewMs) throw new RequestStaleError();
+    const loading = replay.ready(nowMs);
+    if (loading !== undefined) {
+      await this.#storeCall(() => loading);
+      // A twin may have reserved the id while this one waited.
+      if (replay.seen(runtimeId, requestId, nowMs)) throw new RequestReplayedError();
+    }
+    // Checked and reserved in one synchronous step: a concurrent twin sees the reservation.
+    const used = replay.usedInMemory(runtimeId, requestId, nowMs);
+    if (used === true) throw new RequestReplayedError();
     const keepUntil = req.issuedAtMs + skewMs;
-    // Reserved synchronously: a concurrent twin now sees it, whatever the store says.
-    this.#replay.reserve(runtimeId, requestId, keepUntil, nowMs);
-    const known = await this.#storeCall(() => this.#replay.persisted(runtimeId, requestId));
-    if (known) throw new RequestReplayedError();
-    await this.#storeCall(() => this.#replay.persist(runtimeId, requestId, keepUntil));
+    replay.reserve(runtimeId, requestId, keepUntil, nowMs);
+    if (used === undefined) {
+      const known = await this.#storeCall(() => replay.persisted(runtimeId, requestId));
+      if (known) throw new RequestReplayedError();
+    }
+    return keepUntil;
   }
 
   async #lineage(req: CheckedRequest, nowMs: number): Promise<ParentLink | undefined> {

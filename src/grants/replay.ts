@@ -2,41 +2,90 @@
  * The replay guard for requestIds: a bounded in-memory set checked and reserved
  * synchronously (so two concurrent requests with one id cannot both pass), backed by the
  * store (so a restart forgets nothing). An id is remembered until its request's issuedAt
- * leaves the skew window; after that the skew check refuses it anyway, which is what lets
- * RequestPruner forget it.
+ * leaves the skew window, plus a grace for a wall clock stepped back; after that the skew
+ * check refuses it anyway, which is what lets RequestPruner forget it.
+ *
+ * The memory stands in for the store once it holds everything the store remembers: on the
+ * first request the guard loads the store's live ids (one read of the requestId range);
+ * from then on every new id is reserved here first. Two things send it back to the store:
+ * more live ids than its bound at load (then it asks the store until everything persisted
+ * before it started has expired: two skew windows plus the grace), and an id evicted by
+ * the bound before its time (then until that id's time is up).
  */
 import type { GrantStore } from './grant-store.port.js';
 
+export interface ReplayWindow {
+  /** The pipeline's clock skew, ms (an id is kept until issuedAt + skew). */
+  readonly skewMs: number;
+  /** Allowance for a wall clock stepped back, ms (the pruner's grace). */
+  readonly graceMs: number;
+}
+
 export class ReplayGuard {
+  /** Key -> expiry (issuedAt + skew), in insertion order. */
   readonly #seen = new Map<string, number>();
+  #loading: Promise<void> | undefined;
+  #loaded = false;
+  /** Ask the store about ids missing in memory until then (epoch ms). */
+  #storeUntil = Number.POSITIVE_INFINITY;
+  #storeReads = 0;
 
   constructor(
-    private readonly store: Pick<GrantStore, 'hasRequest' | 'putRequest'>,
+    private readonly store: Pick<GrantStore, 'hasRequest' | 'putRequest' | 'liveRequests'>,
     private readonly maxEntries: number,
+    private readonly window: ReplayWindow,
   ) {}
 
   static key(runtimeId: string, requestId: string): string {
     return `${runtimeId}\n${requestId}`;
   }
 
-  /** Seen in memory (synchronous). */
+  /** Used by a request that is still inside the skew window (synchronous). */
   seen(runtimeId: string, requestId: string, nowMs: number): boolean {
     const exp = this.#seen.get(ReplayGuard.key(runtimeId, requestId));
     return exp !== undefined && exp > nowMs;
   }
 
-  /** Reserve in memory (synchronous), evicting expired and then the oldest entries. */
+  /**
+   * Resolves once the store's live ids are in memory (the first call loads them; a failed
+   * load is retried by the next call); undefined once they are.
+   */
+  ready(nowMs: number): Promise<void> | undefined {
+    if (this.#loaded) return undefined;
+    this.#loading ??= this.#load(nowMs).catch((e: unknown) => {
+      this.#loading = undefined;
+      throw e;
+    });
+    return this.#loading;
+  }
+
+  /**
+   * Whether the id was used before, answered from memory as the store would answer it
+   * (remembered until expiry plus grace); undefined while only the store can tell.
+   */
+  usedInMemory(runtimeId: string, requestId: string, nowMs: number): boolean | undefined {
+    if (!this.#loaded || nowMs < this.#storeUntil) return undefined;
+    const exp = this.#seen.get(ReplayGuard.key(runtimeId, requestId));
+    return exp !== undefined && exp + this.window.graceMs >= nowMs;
+  }
+
+  /** Reserve in memory (synchronous), evicting forgotten and then the oldest entries. */
   reserve(runtimeId: string, requestId: string, expiresAt: number, nowMs: number): void {
     if (this.#seen.size >= this.maxEntries) {
       for (const [k, exp] of this.#seen) {
-        if (exp <= nowMs || this.#seen.size >= this.maxEntries) this.#seen.delete(k);
-        else break;
+        const forgettable = exp + this.window.graceMs < nowMs;
+        if (!forgettable && this.#seen.size < this.maxEntries) break;
+        this.#seen.delete(k);
+        // Evicted while the store still remembers it: the store must be asked again.
+        if (!forgettable) this.#storeUntil = Math.max(this.#storeUntil, exp + this.window.graceMs);
       }
     }
     this.#seen.set(ReplayGuard.key(runtimeId, requestId), expiresAt);
   }
 
+  /** The store's answer (when `usedInMemory` has none). */
   persisted(runtimeId: string, requestId: string): Promise<boolean> {
+    this.#storeReads += 1;
     return this.store.hasRequest(runtimeId, requestId);
   }
 
@@ -46,6 +95,31 @@ export class ReplayGuard {
 
   get size(): number {
     return this.#seen.size;
+  }
+
+  /** Until when (epoch ms) a miss in memory is checked in the store, and how often it was. */
+  get storeWindow(): { readonly until: number; readonly reads: number } {
+    return { until: this.#storeUntil, reads: this.#storeReads };
+  }
+
+  async #load(nowMs: number): Promise<void> {
+    const { ids, complete } = await this.store.liveRequests(
+      nowMs - this.window.graceMs,
+      this.maxEntries,
+    );
+    // Oldest first, so that the bound evicts them first. (Nothing is reserved before the
+    // load: the pipeline reserves only once `ready` has nothing left to wait for.)
+    ids.sort((a, b) => a.expiresAt - b.expiresAt);
+    for (const { runtimeId, requestId, expiresAt } of ids) {
+      const key = ReplayGuard.key(runtimeId, requestId);
+      if (!this.#seen.has(key)) this.#seen.set(key, expiresAt);
+    }
+    // More than the bound: ask the store until everything persisted before now is past its
+    // time (issuedAt may lead by one skew window and is kept one more, plus the grace).
+    this.#storeUntil = complete
+      ? Number.NEGATIVE_INFINITY
+      : nowMs + 2 * this.window.skewMs + this.window.graceMs;
+    this.#loaded = true;
   }
 }
 

@@ -80,6 +80,13 @@ function contract(
           redemption: { at: '2026-01-01T00:00:00.000Z', audience: 'gw', outcome: 'started' },
         },
       ]);
+      // A grant's own write carries the requestId of the request that produced it.
+      await store.create(record('gr_with_id', null, 'gr_with_id', 0), {
+        runtimeId: 'rt_a',
+        requestId: 'req-g',
+        expiresAt: 456,
+      });
+      expect(await store.hasRequest('rt_a', 'req-g')).toBe(true);
       expect(await store.hasRequest('rt_a', 'req-1')).toBe(false);
       await store.putRequest('rt_a', 'req-1', 123);
       expect(await store.hasRequest('rt_a', 'req-1')).toBe(true);
@@ -92,6 +99,27 @@ function contract(
       expect((await again.get('gr_c2'))?.redemption?.outcome).toBe('started');
       expect((await again.children('gr_root')).sort()).toEqual(['gr_c1', 'gr_c2']);
       expect(await again.hasRequest('rt_a', 'req-1')).toBe(true);
+      expect(await again.hasRequest('rt_a', 'req-g')).toBe(true);
+      expect((await again.get('gr_with_id'))?.grantId).toBe('gr_with_id');
+      await close();
+    });
+
+    it('lists the live requestIds (odd characters decoded, expired left out, bounded)', async () => {
+      const { store, reopen, close } = await open();
+      await store.putRequest('rt_a!x', 'y%21/z', 500);
+      await store.putRequest('rt_b', 'old', 99);
+      await store.putRequest('rt_b', 'edge', 100);
+      const again = await reopen();
+      const live = await again.liveRequests(100, 10);
+      expect(live.complete).toBe(true);
+      expect(live.ids.sort((a, b) => a.expiresAt - b.expiresAt)).toEqual([
+        { runtimeId: 'rt_b', requestId: 'edge', expiresAt: 100 },
+        { runtimeId: 'rt_a!x', requestId: 'y%21/z', expiresAt: 500 },
+      ]);
+      const bounded = await again.liveRequests(0, 2);
+      expect(bounded).toMatchObject({ complete: false });
+      expect(bounded.ids).toHaveLength(2);
+      expect((await again.liveRequests(0, 3)).complete).toBe(true);
       await close();
     });
 
@@ -198,6 +226,27 @@ describe('LevelDB requestId index', () => {
   });
 });
 
+describe('LevelDB live requestIds', () => {
+  it('lists ids stored without an index entry too, and keeps an unreadable expiry as live', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'grantor-grant-live-'));
+    dirs.push(dir);
+    const db = await openDatabase(join(dir, 'db'));
+    const sub = db.sublevel('grants', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    await sub.put('q!rt_old!legacy', '5000');
+    await sub.put('q!rt_old!garbled', 'not-a-number');
+    const store = new LevelGrantStore(db);
+    await store.putRequest('rt_new', 'r1', 6000);
+    const { ids, complete } = await store.liveRequests(4000, 10);
+    expect(complete).toBe(true);
+    expect(ids.map((r) => `${r.runtimeId}/${r.requestId}/${r.expiresAt}`).sort()).toEqual([
+      'rt_new/r1/6000',
+      'rt_old/garbled/Infinity',
+      'rt_old/legacy/5000',
+    ]);
+    await db.close();
+  });
+});
+
 describe('RequestPruner', () => {
   afterEach(() => {
     vi.useRealTimers();
@@ -262,7 +311,7 @@ describe('RequestPruner', () => {
 });
 
 describe('pruning through the pipeline (real swtpm, SoftHSM2, Cedar, LevelDB)', () => {
-  it('a replay inside the window is refused from the store; once pruned, the replay is stale', async () => {
+  it('a replay inside the window is refused (after a restart too); once pruned, the replay is stale', async () => {
     const rig = await startRig();
     try {
       await createEccAk(rig.tools);
