@@ -1,12 +1,22 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   loadReferencePolicies,
   parseReferencePolicy,
   policyForLabels,
 } from './reference-policy.js';
+
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'grantor-refpol-'));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
 
 const zero32 = '00'.repeat(32);
 const valid = {
@@ -66,7 +76,7 @@ describe('reference policies', () => {
   });
 
   it('loads files (one policy or an array) and refuses duplicate names or bad JSON', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'grantor-refpol-'));
+    const dir = await tempDir();
     await writeFile(join(dir, 'a.json'), JSON.stringify(valid));
     await writeFile(join(dir, 'b.json'), JSON.stringify([{ ...valid, name: 'other' }]));
     await writeFile(join(dir, 'bad.json'), '{');

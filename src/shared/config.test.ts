@@ -1,11 +1,14 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.js';
 import { DEFAULT_RATE_LIMIT_BUCKETS, loadConfig, redactedConfig } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'grantor-config-'));
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
 const pinFile = join(dir, 'pin');
 writeFileSync(pinFile, 'not-a-real-pin-4711\n');
 
