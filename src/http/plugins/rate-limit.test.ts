@@ -110,6 +110,26 @@ describe('rate limits', () => {
     expect((await grant(42)).statusCode).toBe(200);
   });
 
+  it('a client elsewhere cannot spend a runtime budget it claims (the key holds the address)', async () => {
+    const s = await setup();
+    const from = (remoteAddress: string) =>
+      s.app.inject({
+        method: 'POST',
+        url: '/v1/runtimes/rt_victim/challenges',
+        remoteAddress,
+      });
+    // The attacker exhausts "rt_victim" from its own address...
+    for (let i = 0; i < 3; i++) expect((await from('10.6.6.6')).statusCode).toBe(200);
+    const refused = await from('10.6.6.6');
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({
+      error: { code: 'rate_limited', details: { scope: 'runtime' } },
+    });
+    // ...and the runtime itself, at its address, still has its whole budget.
+    for (let i = 0; i < 3; i++) expect((await from('10.0.0.7')).statusCode).toBe(200);
+    expect((await from('10.0.0.7')).statusCode).toBe(429);
+  });
+
   it('keeps memory bounded under a flood of distinct runtimes', async () => {
     const s = await setup(50);
     for (let i = 0; i < 500; i++) {

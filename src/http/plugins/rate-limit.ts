@@ -4,9 +4,12 @@
  * key starts again with a full bucket). Routes opt in with
  * `config.rateLimit: {bucket, perAddress?, perRuntime?}` (both default true); the limits
  * of each bucket come from the plugin options (configuration: GRANTOR_RATE_LIMIT_*, see
- * src/shared/config.ts). The per-runtime key is the runtime id the request claims, checked
- * after the address bucket: a caller spending another runtime's budget spends its own
- * address budget first. The address check runs in `onRequest`,
+ * src/shared/config.ts). The per-runtime key is the runtime id the request claims *and* the
+ * client address: the runtime routes are not authenticated before their proof is checked,
+ * so a budget keyed on the claimed id alone could be spent by anyone (and a runtime
+ * starved of challenges or grants); this way only the address that uses a runtime's
+ * budget can spend it, and runtimes behind one address keep separate budgets. The address
+ * check runs in `onRequest`,
  * before the body is read; the runtime check in `preValidation`, where the runtime id is
  * known (path `:runtimeId`, else a string `runtimeId` member of the body). A refusal is
  * 429 `rate_limited` with `Retry-After` in whole seconds.
@@ -157,7 +160,8 @@ async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitOptions): Pr
     if (rl === undefined || rl.perRuntime === false) return;
     const id = runtimeIdOf(request);
     if (id === undefined) return;
-    const r = limiter.take(`${rl.bucket}|r|${id}`, limits[rl.bucket].perRuntime);
+    // Never the claimed id alone: see the module comment.
+    const r = limiter.take(`${rl.bucket}|r|${request.ip}|${id}`, limits[rl.bucket].perRuntime);
     if (!r.ok) refuse(reply, rl.bucket, 'runtime', r.retryAfterSeconds);
     await Promise.resolve();
   });
