@@ -159,9 +159,10 @@ interface Outcome {
 }
 
 /** Appends from `workers` loops until `stop()`; collects acks and refusal codes. */
-function load(log: AuditLog, workers: number): { stop(): Promise<Outcome> } {
+function load(log: AuditLog, workers: number): { stop(): Promise<Outcome>; refusals(): number } {
   let running = true;
   let n = 0;
+  let refusals = 0;
   const acked: Appended[] = [];
   const refusedCodes = new Set<string>();
   const loops = Array.from({ length: workers }, async () => {
@@ -170,6 +171,7 @@ function load(log: AuditLog, workers: number): { stop(): Promise<Outcome> } {
         acked.push(await log.append(event(n++)));
       } catch (err) {
         refusedCodes.add((err as { code?: string }).code ?? 'none');
+        refusals += 1;
         await new Promise((r) => setTimeout(r, 5));
       }
     }
@@ -180,6 +182,7 @@ function load(log: AuditLog, workers: number): { stop(): Promise<Outcome> } {
       await Promise.all(loops);
       return { acked, refusedCodes };
     },
+    refusals: () => refusals,
   };
 }
 
@@ -252,7 +255,9 @@ describe('faults during appends', () => {
       await until(() => log.stats().appends > 30);
       store.mode = mode;
       const acksAtFault = log.stats().appends;
-      await new Promise((r) => setTimeout(r, 100));
+      // Until every loop has been refused at least once (not a fixed time: on a loaded
+      // machine the batch in flight at the fault can outlast any fixed window).
+      await until(() => first.refusals() >= 8);
       const faulted = await first.stop();
       expect(faulted.refusedCodes).toEqual(new Set(['audit_unavailable']));
       // At most the batch in flight when the fault began was acknowledged after it.
