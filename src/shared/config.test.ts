@@ -215,6 +215,24 @@ describe('operator-plane configuration', () => {
     expect(c.approvals.required).toBe(3);
   });
 
+  it('reads an appliance-wide limit for any bucket; certify has one by default', () => {
+    const c = loadConfig(
+      {
+        ...base,
+        GRANTOR_RATE_LIMIT_CERTIFY_PER_APPLIANCE: '5:1',
+        GRANTOR_RATE_LIMIT_GRANTS_PER_APPLIANCE: '100:50',
+      },
+      dir,
+    );
+    expect(c.rateLimits.buckets.certify.perAppliance).toEqual({ burst: 5, perSecond: 1 });
+    expect(c.rateLimits.buckets.grants.perAppliance).toEqual({ burst: 100, perSecond: 50 });
+    expect(loadConfig(base, dir).rateLimits.buckets.grants.perAppliance).toBeUndefined();
+    expect(DEFAULT_RATE_LIMIT_BUCKETS.certify.perAppliance).toBeDefined();
+    expect(configKeyOfError({ GRANTOR_RATE_LIMIT_CERTIFY_PER_APPLIANCE: '0:1' })).toBe(
+      'GRANTOR_RATE_LIMIT_CERTIFY_PER_APPLIANCE',
+    );
+  });
+
   it('refuses malformed limits and fewer than two approvals, naming the key', () => {
     for (const bad of ['5', '0:1', '5:0', 'five:1', '5:-1']) {
       expect(configKeyOfError({ GRANTOR_RATE_LIMIT_ENROLL_PER_ADDRESS: bad })).toBe(

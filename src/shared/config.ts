@@ -90,6 +90,7 @@ export const RATE_LIMIT_BUCKETS = [
   'attestations',
   'grants',
   'redeem',
+  'certify',
 ] as const;
 export type RateLimitBucket = (typeof RATE_LIMIT_BUCKETS)[number];
 
@@ -99,10 +100,15 @@ export interface BucketLimit {
   readonly perSecond: number;
 }
 
+export interface BucketLimits {
+  readonly perAddress: BucketLimit;
+  readonly perRuntime: BucketLimit;
+  /** One bucket for the whole appliance (a shared resource such as its TPM); none if unset. */
+  readonly perAppliance?: BucketLimit;
+}
+
 export interface RateLimitSettings {
-  readonly buckets: Readonly<
-    Record<RateLimitBucket, { readonly perAddress: BucketLimit; readonly perRuntime: BucketLimit }>
-  >;
+  readonly buckets: Readonly<Record<RateLimitBucket, BucketLimits>>;
   /** Most keys (address or runtime, per bucket) kept; the least recently used go first. */
   readonly maxKeys: number;
 }
@@ -130,6 +136,13 @@ export const DEFAULT_RATE_LIMIT_BUCKETS: RateLimitSettings['buckets'] = {
   redeem: {
     perAddress: { burst: 8000, perSecond: 4000 },
     perRuntime: { burst: 4000, perSecond: 2000 },
+  },
+  // Checkpoints with a nonce: each costs the appliance's TPM a CreatePrimary and two
+  // NV_Certify, in the queue the audit anchor needs; anyone may ask (public route).
+  certify: {
+    perAddress: { burst: 10, perSecond: 2 },
+    perRuntime: { burst: 10, perSecond: 2 },
+    perAppliance: { burst: 20, perSecond: 10 },
   },
 };
 
@@ -179,7 +192,7 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   rateLimitMaxKeys: 'GRANTOR_RATE_LIMIT_MAX_KEYS',
   ...Object.fromEntries(
     RATE_LIMIT_BUCKETS.flatMap((b) =>
-      (['Address', 'Runtime'] as const).map((scope) => [
+      (['Address', 'Runtime', 'Appliance'] as const).map((scope) => [
         `rateLimit${b[0]?.toUpperCase() ?? ''}${b.slice(1)}Per${scope}`,
         rateLimitKey(b, scope),
       ]),
@@ -192,13 +205,17 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   operatorRefusalMaxPerWindow: 'GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW',
 };
 
-/** GRANTOR_RATE_LIMIT_<BUCKET>_PER_<ADDRESS|RUNTIME>, e.g. GRANTOR_RATE_LIMIT_CHALLENGES_PER_RUNTIME. */
-function rateLimitKey(bucket: RateLimitBucket, scope: 'Address' | 'Runtime'): string {
+/** GRANTOR_RATE_LIMIT_<BUCKET>_PER_<ADDRESS|RUNTIME|APPLIANCE>, e.g. ..._CHALLENGES_PER_RUNTIME. */
+function rateLimitKey(bucket: RateLimitBucket, scope: 'Address' | 'Runtime' | 'Appliance'): string {
   return `GRANTOR_RATE_LIMIT_${bucket.toUpperCase()}_PER_${scope.toUpperCase()}`;
 }
 
 /** "BURST:PER_SECOND", e.g. "60:20"; PER_SECOND may be fractional (0.5: one every 2 s). */
-function bucketLimit(src: Source, key: string, fallback: BucketLimit): BucketLimit {
+function bucketLimit<F extends BucketLimit | undefined>(
+  src: Source,
+  key: string,
+  fallback: F,
+): BucketLimit | F {
   const raw = src[key];
   if (raw === undefined || raw.trim() === '') return fallback;
   const m = /^\s*(\d{1,9})\s*:\s*(\d{1,9}(?:\.\d{1,6})?)\s*$/.exec(raw);
@@ -209,6 +226,9 @@ function bucketLimit(src: Source, key: string, fallback: BucketLimit): BucketLim
   }
   return { burst, perSecond };
 }
+
+const optionalLimit = (limit: BucketLimit | undefined): { perAppliance?: BucketLimit } =>
+  limit === undefined ? {} : { perAppliance: limit };
 
 function rateLimits(src: Source): RateLimitSettings {
   const buckets = Object.fromEntries(
@@ -224,6 +244,13 @@ function rateLimits(src: Source): RateLimitSettings {
           src,
           rateLimitKey(b, 'Runtime'),
           DEFAULT_RATE_LIMIT_BUCKETS[b].perRuntime,
+        ),
+        ...optionalLimit(
+          bucketLimit(
+            src,
+            rateLimitKey(b, 'Appliance'),
+            DEFAULT_RATE_LIMIT_BUCKETS[b].perAppliance,
+          ),
         ),
       },
     ]),

@@ -51,7 +51,7 @@ export interface GrantorMetrics {
   setAnchorLag(entries: number, oldestAtMs: number | undefined): void;
   /** HTTP requests by method, route pattern and status code. */
   readonly httpRequestSeconds: Histogram<'method' | 'route' | 'status'>;
-  /** Requests refused by the rate limiter, by bucket and scope (`address` | `runtime`). */
+  /** Requests refused by the rate limiter, by bucket and scope (`address`, `runtime`, `appliance`). */
   readonly rateLimited: Counter<'bucket' | 'scope'>;
 }
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisionAppliance } from '../../src/appliance.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
-import { loadConfig, type AppConfig } from '../../src/shared/config.js';
+import { DEFAULT_RATE_LIMIT_BUCKETS, loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import { readPcrs } from '../attestation/harness.js';
 import { createEccAk, tpm2Tools, type Tools } from '../attestation/tools.js';
@@ -187,6 +187,32 @@ describe('GET /metrics on the real appliance', () => {
     expect(sample(text, tpmCalls('NV_Certify'))).toBe(before + 2);
     expect(sample(text, tpmCalls('CreatePrimary'))).toBeGreaterThanOrEqual(1);
     expect(sample(text, tpmCalls('FlushContext'))).toBe(sample(text, tpmCalls('CreatePrimary')));
+  });
+
+  it('limits checkpoints with a nonce per address; a refused one costs the TPM nothing', async () => {
+    const before = sample(await scrape(), tpmCalls('NV_Certify')) ?? 0;
+    const limit = DEFAULT_RATE_LIMIT_BUCKETS.certify.perAddress;
+    const started = Date.now();
+    let served = 0;
+    let refused: Awaited<ReturnType<typeof server.app.inject>> | undefined;
+    for (let i = 0; i < 100 && refused === undefined; i++) {
+      const nonce = (i + 16).toString(16).repeat(16);
+      const r = await server.app.inject({ url: `/v1/audit/checkpoint?nonce=${nonce}` });
+      if (r.statusCode === 200) served += 1;
+      else refused = r;
+    }
+    const refill = Math.ceil(((Date.now() - started) / 1000) * limit.perSecond);
+    expect(refused?.statusCode).toBe(429);
+    expect(refused?.headers['retry-after']).toMatch(/^[1-9][0-9]*$/);
+    expect(refused?.json()).toMatchObject({
+      error: { code: 'rate_limited', details: { scope: 'address' } },
+    });
+    expect(served).toBeLessThanOrEqual(limit.burst + refill);
+    const text = await scrape();
+    expect(sample(text, tpmCalls('NV_Certify'))).toBe(before + 2 * served);
+    expect(sample(text, 'grantor_rate_limited_total{bucket="certify",scope="address"}')).toBe(1);
+    // Without a nonce a checkpoint costs the TPM nothing and is not limited.
+    expect((await server.app.inject({ url: '/v1/audit/checkpoint' })).statusCode).toBe(200);
   });
 
   it('counts TPM errors while the TPM is down, the anchor lag it causes, and its recovery', async () => {

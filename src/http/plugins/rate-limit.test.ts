@@ -13,6 +13,11 @@ const limits: RateLimits = {
   challenges: { perAddress: { burst: 1000, perSecond: 1 }, perRuntime: { burst: 3, perSecond: 1 } },
   enroll: { perAddress: { burst: 2, perSecond: 1 }, perRuntime: { burst: 2, perSecond: 1 } },
   grants: { perAddress: { burst: 1000, perSecond: 1 }, perRuntime: { burst: 2, perSecond: 1 } },
+  certify: {
+    perAddress: { burst: 3, perSecond: 1 },
+    perRuntime: { burst: 1, perSecond: 1 },
+    perAppliance: { burst: 4, perSecond: 1 },
+  },
 };
 
 async function setup(maxEntries = 100) {
@@ -38,6 +43,19 @@ async function setup(maxEntries = 100) {
   a.post('/v1/grants', { config: { rateLimit: { bucket: 'grants', perAddress: false } } }, () => ({
     ok: true,
   }));
+  a.get(
+    '/costly',
+    {
+      config: {
+        rateLimit: {
+          bucket: 'certify',
+          perRuntime: false,
+          when: (r) => Object.hasOwn(r.query as object, 'nonce'),
+        },
+      },
+    },
+    () => ({ ok: true }),
+  );
   a.get('/open', () => ({ ok: true }));
   await a.ready();
   app = a;
@@ -128,6 +146,25 @@ describe('rate limits', () => {
     // ...and the runtime itself, at its address, still has its whole budget.
     for (let i = 0; i < 3; i++) expect((await from('10.0.0.7')).statusCode).toBe(200);
     expect((await from('10.0.0.7')).statusCode).toBe(429);
+  });
+
+  it('an appliance-wide bucket caps all addresses together; `when` exempts the cheap requests', async () => {
+    const s = await setup();
+    const costly = (remoteAddress: string, query = '?nonce=aa') =>
+      s.app.inject({ url: `/costly${query}`, remoteAddress });
+    const scope = async (remoteAddress: string) =>
+      (await costly(remoteAddress)).json<{ error?: { details: { scope: string } } }>().error
+        ?.details.scope;
+    for (let i = 0; i < 3; i++) expect((await costly('10.1.0.1')).statusCode).toBe(200);
+    expect(await scope('10.1.0.1')).toBe('address');
+    expect((await costly('10.1.0.2')).statusCode).toBe(200);
+    // Four taken from the appliance's bucket: the next address is refused for the appliance.
+    expect(await scope('10.1.0.3')).toBe('appliance');
+    // A request the route does not count is never refused.
+    for (let i = 0; i < 10; i++) expect((await costly('10.1.0.1', '')).statusCode).toBe(200);
+    const counted = await s.metrics.registry.getSingleMetricAsString('grantor_rate_limited_total');
+    expect(counted).toContain('bucket="certify",scope="address"} 1');
+    expect(counted).toContain('bucket="certify",scope="appliance"} 1');
   });
 
   it('keeps memory bounded under a flood of distinct runtimes', async () => {

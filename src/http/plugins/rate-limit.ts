@@ -11,8 +11,11 @@
  * budget can spend it, and runtimes behind one address keep separate budgets. The address
  * check runs in `onRequest`,
  * before the body is read; the runtime check in `preValidation`, where the runtime id is
- * known (path `:runtimeId`, else a string `runtimeId` member of the body). A refusal is
- * 429 `rate_limited` with `Retry-After` in whole seconds.
+ * known (path `:runtimeId`, else a string `runtimeId` member of the body). A bucket with a
+ * `perAppliance` limit also has one bucket for the whole appliance (for a shared resource,
+ * e.g. its TPM), checked after the address. A route may limit only some requests
+ * (`when`, decided in `onRequest` from the URL and query). A refusal is 429 `rate_limited`
+ * with `Retry-After` in whole seconds and `details.scope`.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRouteHookHandler } from 'fastify';
 import {
@@ -34,7 +37,11 @@ export interface RouteRateLimit {
   readonly perAddress?: boolean;
   /** Limit per runtime id (default true). */
   readonly perRuntime?: boolean;
+  /** Only requests for which this holds count (default: all); sees the URL and query only. */
+  readonly when?: (request: FastifyRequest) => boolean;
 }
+
+export type RateLimitScope = 'address' | 'runtime' | 'appliance';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -99,7 +106,7 @@ export class RateLimiter {
 }
 
 export class RateLimitedError extends GrantorError {
-  constructor(retryAfterSeconds: number, scope: 'address' | 'runtime') {
+  constructor(retryAfterSeconds: number, scope: RateLimitScope) {
     super('rate_limited', `too many requests; retry after ${retryAfterSeconds} s`, {
       details: { retryAfterSeconds, scope },
     });
@@ -139,7 +146,7 @@ async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitOptions): Pr
   const refuse = (
     reply: FastifyReply,
     bucket: RateLimitBucket,
-    scope: 'address' | 'runtime',
+    scope: RateLimitScope,
     retryAfterSeconds: number,
   ): never => {
     opts.metrics?.rateLimited.inc({ bucket, scope });
@@ -150,14 +157,21 @@ async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitOptions): Pr
   app.addHook('onRoute', checkRouteDeclaration);
   app.addHook('onRequest', async (request, reply) => {
     const rl = request.routeOptions.config.rateLimit;
-    if (rl === undefined || rl.perAddress === false) return;
-    const r = limiter.take(`${rl.bucket}|a|${request.ip}`, limits[rl.bucket].perAddress);
-    if (!r.ok) refuse(reply, rl.bucket, 'address', r.retryAfterSeconds);
+    if (rl === undefined || rl.when?.(request) === false) return;
+    if (rl.perAddress !== false) {
+      const r = limiter.take(`${rl.bucket}|a|${request.ip}`, limits[rl.bucket].perAddress);
+      if (!r.ok) refuse(reply, rl.bucket, 'address', r.retryAfterSeconds);
+    }
+    const whole = limits[rl.bucket].perAppliance;
+    if (whole !== undefined) {
+      const r = limiter.take(`${rl.bucket}|appliance`, whole);
+      if (!r.ok) refuse(reply, rl.bucket, 'appliance', r.retryAfterSeconds);
+    }
     await Promise.resolve();
   });
   app.addHook('preValidation', async (request, reply) => {
     const rl = request.routeOptions.config.rateLimit;
-    if (rl === undefined || rl.perRuntime === false) return;
+    if (rl === undefined || rl.perRuntime === false || rl.when?.(request) === false) return;
     const id = runtimeIdOf(request);
     if (id === undefined) return;
     // Never the claimed id alone: see the module comment.

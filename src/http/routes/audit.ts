@@ -4,6 +4,7 @@
  * checkpoint. Every answer's schema also filters what leaves the process.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AuditService } from '../../audit/service.js';
 import { ErrorSchema } from '../schemas.js';
@@ -67,14 +68,31 @@ const VerifierSchema = Type.Object(
 
 const PathSchema = Type.Array(Hex32);
 
-const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 503: ErrorSchema };
+const errors = {
+  400: ErrorSchema,
+  401: ErrorSchema,
+  403: ErrorSchema,
+  429: ErrorSchema,
+  503: ErrorSchema,
+};
+
+/** Checked before validation: any `nonce` parameter at all asks for TPM work. */
+const hasNonce = (request: FastifyRequest): boolean =>
+  typeof request.query === 'object' &&
+  request.query !== null &&
+  Object.hasOwn(request.query, 'nonce');
 
 export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (app, { audit }) => {
   app.get(
     '/v1/audit/checkpoint',
     {
       // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
-      config: { public: true },
+      // With a nonce it costs the TPM work the audit anchor queues behind: limited per
+      // address and for the whole appliance (bucket `certify`).
+      config: {
+        public: true,
+        rateLimit: { bucket: 'certify', perRuntime: false, when: hasNonce },
+      },
       schema: {
         querystring: Type.Object(
           // At most 32 bytes: it becomes NV_Certify's qualifyingData.
@@ -133,7 +151,12 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
     '/v1/audit/proof/inclusion',
     {
       // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
-      config: { public: true },
+      // With a nonce it costs the TPM work the audit anchor queues behind: limited per
+      // address and for the whole appliance (bucket `certify`).
+      config: {
+        public: true,
+        rateLimit: { bucket: 'certify', perRuntime: false, when: hasNonce },
+      },
       schema: {
         querystring: Type.Object({ seq: Seq, size: Size }, { additionalProperties: false }),
         response: {
@@ -155,7 +178,12 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
     '/v1/audit/proof/consistency',
     {
       // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
-      config: { public: true },
+      // With a nonce it costs the TPM work the audit anchor queues behind: limited per
+      // address and for the whole appliance (bucket `certify`).
+      config: {
+        public: true,
+        rateLimit: { bucket: 'certify', perRuntime: false, when: hasNonce },
+      },
       schema: {
         querystring: Type.Object({ from: Size, to: Size }, { additionalProperties: false }),
         response: {
