@@ -1,5 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -7,16 +6,10 @@ import {
   parseReferencePolicy,
   policyForLabels,
 } from './reference-policy.js';
+import { tempDirs } from '../shared/testing/temp-dirs.js';
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'grantor-refpol-'));
-  dirs.push(dir);
-  return dir;
-}
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('grantor-refpol-');
+afterAll(() => tmp.removeAll());
 
 const zero32 = '00'.repeat(32);
 const valid = {
@@ -76,7 +69,7 @@ describe('reference policies', () => {
   });
 
   it('loads files (one policy or an array) and refuses duplicate names or bad JSON', async () => {
-    const dir = await tempDir();
+    const dir = await tmp.make();
     await writeFile(join(dir, 'a.json'), JSON.stringify(valid));
     await writeFile(join(dir, 'b.json'), JSON.stringify([{ ...valid, name: 'other' }]));
     await writeFile(join(dir, 'bad.json'), '{');

@@ -1,5 +1,4 @@
-import { mkdtemp, rm, readFile, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeCa } from '../operators/testing/certs.js';
@@ -7,16 +6,10 @@ import { ConfigError } from '../shared/errors.js';
 import { parseReferencePolicy } from './reference-policy.js';
 import { AttestationTrust, bundleSha256 } from './registrar.js';
 import type { AuditSink } from './service.js';
+import { tempDirs } from '../shared/testing/temp-dirs.js';
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'grantor-trust-'));
-  dirs.push(dir);
-  return dir;
-}
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('grantor-trust-');
+afterAll(() => tmp.removeAll());
 
 const actor = { id: 'tok_0123456789abcdef', role: 'operator', name: 'alice' };
 const policies = [
@@ -45,7 +38,7 @@ async function open(dir: string, configuredEkCaPem: string, audit?: AuditSink) {
 
 describe('AttestationTrust', () => {
   it('replaces the EK CA bundle at once, audited, and keeps it across a reopen', async () => {
-    const dir = await tempDir();
+    const dir = await tmp.make();
     const [first, second] = [await makeCa('first'), await makeCa('second')];
     const { trust, events } = await open(dir, first.pem);
     const before = trust.trustedEkCas;
@@ -68,7 +61,7 @@ describe('AttestationTrust', () => {
   });
 
   it('changes nothing when the audit log cannot record', async () => {
-    const dir = await tempDir();
+    const dir = await tmp.make();
     const [first, second] = [await makeCa('first'), await makeCa('second')];
     const { trust } = await open(dir, first.pem, {
       record: () => Promise.reject(new Error('log down')),
@@ -85,7 +78,7 @@ describe('AttestationTrust', () => {
   });
 
   it('disables and enables a policy for quote verification, persisted', async () => {
-    const dir = await tempDir();
+    const dir = await tmp.make();
     const ca = await makeCa('ca');
     const { trust } = await open(dir, ca.pem);
     await expect(trust.setReferencePolicyEnabled('a', true, actor)).rejects.toMatchObject({
@@ -107,7 +100,7 @@ describe('AttestationTrust', () => {
   });
 
   it('refuses to start on a damaged persisted bundle (fail closed)', async () => {
-    const dir = await tempDir();
+    const dir = await tmp.make();
     const ca = await makeCa('ca');
     const { trust } = await open(dir, ca.pem);
     await trust.replaceEkCa((await makeCa('other')).pem, actor);
