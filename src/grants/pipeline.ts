@@ -50,7 +50,7 @@ import {
   SessionNotLiveError,
   SessionRuntimeMismatchError,
 } from './errors.js';
-import type { GrantRecord, GrantStore, Redemption } from './grant-store.port.js';
+import type { GrantRecord, GrantStore, Redemption, UsedRequest } from './grant-store.port.js';
 import { ReplayGuard } from './replay.js';
 import {
   checkRequest,
@@ -232,126 +232,137 @@ export class GrantService {
     const idExpiresAt = await this.#fresh(req, nowMs);
     const used = { runtimeId: req.runtimeId, requestId: req.requestId, expiresAt: idExpiresAt };
     try {
-      const link = await this.#lineage(req, nowMs);
-
-      const grantId = `gr_${this.#random(16).toString('base64url')}`;
-      const policyRequest: PolicyRequest = {
-        runtime: { id: runtime.runtimeId, name: runtime.name, labels: { ...runtime.labels } },
-        action: req.action,
-        resource: req.resource,
-        attestation: {
-          pcrPolicy: runtime.referencePolicy ?? '',
-          resetSeen: proven.resetSeen,
-          sessionAgeSeconds: proven.sessionAgeSeconds,
-          proofMode: req.proof.mode,
-        },
-        lineage: {
-          depth: link?.depth ?? 0,
-          root: link?.parent.root ?? '',
-          parentAction: link?.parent.action ?? null,
-          delegated: link?.delegated ?? false,
-        },
-        ttlSeconds: req.ttlSeconds,
-      };
-      const decision = this.#decide(policyRequest);
-
-      const digest = requestDigest(req.body);
-      if (decision.decision === 'deny') {
-        const entry = await this.#append({
-          type: 'grant.decision',
-          subject: grantId,
-          decision: 'deny',
-          reasons: [...decision.reasons],
-          digest,
-        });
-        await this.#storeCall(() =>
-          this.#replay.persist(used.runtimeId, used.requestId, used.expiresAt),
-        );
-        throw new PolicyDeniedError(decision.reasons, {
-          decisionId: grantId,
-          auditSeq: entry.seq,
-          policy: decision.policyHash,
-        });
-      }
-
-      const iat = Math.floor(nowMs / 1000);
-      let exp = iat + grantTtlSeconds(req.ttlSeconds, decision.obligations);
-      // A child never outlives its parent.
-      if (link !== undefined) exp = Math.min(exp, link.parent.exp);
-
-      const entry = await this.#append({
-        type: 'grant.decision',
-        subject: grantId,
-        decision: 'allow',
-        reasons: [...decision.determiningPolicies],
-        digest,
-      });
-
-      // From here on an "allow" is committed: a grant that is not returned is marked.
-      try {
-        const root = link === undefined ? grantId : link.parent.root;
-        const claims = {
-          iss: this.#config.issuer,
-          sub: req.runtimeId,
-          aud: req.audience,
-          iat,
-          nbf: iat,
-          exp,
-          jti: grantId,
-          act: {
-            action: req.action,
-            resource: req.resource,
-            parametersDigest: req.parametersDigest,
-          },
-          att: {
-            akName: proven.akName,
-            pcrDigest: proven.pcrDigest,
-            resetCount: proven.resetCount,
-            restartCount: proven.restartCount,
-            attestationId: proven.attestationId,
-          },
-          cnf: { jkt: jwkThumbprint(proven.sessionKey) },
-          lin: { parent: link?.parent.grantId ?? null, root, depth: link?.depth ?? 0 },
-          pol: decision.policyHash,
-          aud_seq: entry.seq,
-          aud_hash: entry.hash,
-        };
-        const grant = await this.#sign(claims);
-        const record: GrantRecord = {
-          grantId,
-          runtimeId: req.runtimeId,
-          action: req.action,
-          resource: req.resource,
-          audience: req.audience,
-          parent: link?.parent.grantId ?? null,
-          root,
-          depth: link?.depth ?? 0,
-          iat,
-          exp,
-          auditSeq: entry.seq,
-          revokedAt: null,
-          redemption: null,
-        };
-        await this.#storeCall(() => this.#deps.store.create(record, used));
-        return { grantId, grant, expiresAt: iso(exp), auditSeq: entry.seq };
-      } catch (e) {
-        const code = e instanceof GrantorError ? e.code : 'internal_error';
-        // Best effort: when the log itself is down this fails too, and the answer is 503 anyway.
-        await this.#append({
-          type: 'grant.issue_failed',
-          subject: grantId,
-          decision: 'failed',
-          reasons: [code],
-          digest,
-        }).catch(() => undefined);
-        throw e;
-      }
+      return await this.#decideAndIssue(req, runtime, proven, used, nowMs);
     } catch (e) {
       // A failed request (a deny has written its id already) keeps its id used across a
       // graceful restart too; unsynced and not awaited: it released nothing.
       if (!(e instanceof PolicyDeniedError)) {
         this.#replay.persist(used.runtimeId, used.requestId, used.expiresAt).catch(() => undefined);
       }
+      throw e;
+    }
+  }
+
+  /** From lineage to the stored grant: every step after the freshness check. */
+  async #decideAndIssue(
+    req: CheckedRequest,
+    runtime: Awaited<ReturnType<AttestationService['getRuntime']>>,
+    proven: Proven,
+    used: UsedRequest,
+    nowMs: number,
+  ): Promise<IssuedGrant> {
+    const link = await this.#lineage(req, nowMs);
+
+    const grantId = `gr_${this.#random(16).toString('base64url')}`;
+    const policyRequest: PolicyRequest = {
+      runtime: { id: runtime.runtimeId, name: runtime.name, labels: { ...runtime.labels } },
+      action: req.action,
+      resource: req.resource,
+      attestation: {
+        pcrPolicy: runtime.referencePolicy ?? '',
+        resetSeen: proven.resetSeen,
+        sessionAgeSeconds: proven.sessionAgeSeconds,
+        proofMode: req.proof.mode,
+      },
+      lineage: {
+        depth: link?.depth ?? 0,
+        root: link?.parent.root ?? '',
+        parentAction: link?.parent.action ?? null,
+        delegated: link?.delegated ?? false,
+      },
+      ttlSeconds: req.ttlSeconds,
+    };
+    const decision = this.#decide(policyRequest);
+
+    const digest = requestDigest(req.body);
+    if (decision.decision === 'deny') {
+      const entry = await this.#append({
+        type: 'grant.decision',
+        subject: grantId,
+        decision: 'deny',
+        reasons: [...decision.reasons],
+        digest,
+      });
+      await this.#storeCall(() =>
+        this.#replay.persist(used.runtimeId, used.requestId, used.expiresAt),
+      );
+      throw new PolicyDeniedError(decision.reasons, {
+        decisionId: grantId,
+        auditSeq: entry.seq,
+        policy: decision.policyHash,
+      });
+    }
+
+    const iat = Math.floor(nowMs / 1000);
+    let exp = iat + grantTtlSeconds(req.ttlSeconds, decision.obligations);
+    // A child never outlives its parent.
+    if (link !== undefined) exp = Math.min(exp, link.parent.exp);
+
+    const entry = await this.#append({
+      type: 'grant.decision',
+      subject: grantId,
+      decision: 'allow',
+      reasons: [...decision.determiningPolicies],
+      digest,
+    });
+
+    // From here on an "allow" is committed: a grant that is not returned is marked.
+    try {
+      const root = link === undefined ? grantId : link.parent.root;
+      const claims = {
+        iss: this.#config.issuer,
+        sub: req.runtimeId,
+        aud: req.audience,
+        iat,
+        nbf: iat,
+        exp,
+        jti: grantId,
+        act: {
+          action: req.action,
+          resource: req.resource,
+          parametersDigest: req.parametersDigest,
+        },
+        att: {
+          akName: proven.akName,
+          pcrDigest: proven.pcrDigest,
+          resetCount: proven.resetCount,
+          restartCount: proven.restartCount,
+          attestationId: proven.attestationId,
+        },
+        cnf: { jkt: jwkThumbprint(proven.sessionKey) },
+        lin: { parent: link?.parent.grantId ?? null, root, depth: link?.depth ?? 0 },
+        pol: decision.policyHash,
+        aud_seq: entry.seq,
+        aud_hash: entry.hash,
+      };
+      const grant = await this.#sign(claims);
+      const record: GrantRecord = {
+        grantId,
+        runtimeId: req.runtimeId,
+        action: req.action,
+        resource: req.resource,
+        audience: req.audience,
+        parent: link?.parent.grantId ?? null,
+        root,
+        depth: link?.depth ?? 0,
+        iat,
+        exp,
+        auditSeq: entry.seq,
+        revokedAt: null,
+        redemption: null,
+      };
+      await this.#storeCall(() => this.#deps.store.create(record, used));
+      return { grantId, grant, expiresAt: iso(exp), auditSeq: entry.seq };
+    } catch (e) {
+      const code = e instanceof GrantorError ? e.code : 'internal_error';
+      // Best effort: when the log itself is down this fails too, and the answer is 503 anyway.
+      await this.#append({
+        type: 'grant.issue_failed',
+        subject: grantId,
+        decision: 'failed',
+        reasons: [code],
+        digest,
+      }).catch(() => undefined);
       throw e;
     }
   }
