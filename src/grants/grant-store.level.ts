@@ -95,16 +95,25 @@ export class LevelGrantStore implements GrantStore {
   /** Reads every `q!` entry (indexed or not), so that nothing remembered is left out. */
   async liveRequests(sinceMs: number, limit: number): Promise<LiveRequests> {
     const ids: LiveRequest[] = [];
+    let complete = true;
     for await (const [key, value] of this.sub.iterator({ gt: 'q!', lt: 'q!\uffff' })) {
       // An unreadable expiry is kept (as never expiring) rather than forgotten.
       const stored = Number(value);
       const expiresAt = Number.isFinite(stored) ? stored : Number.POSITIVE_INFINITY;
       if (expiresAt < sinceMs) continue;
       if (ids.length === limit) return { ids, complete: false };
-      const [runtimeId = '', requestId = ''] = key.slice(2).split('!').map(decodeURIComponent);
+      let parts: string[];
+      try {
+        parts = key.slice(2).split('!').map(decodeURIComponent);
+      } catch {
+        // A key this code never writes: the store alone can answer for it.
+        complete = false;
+        continue;
+      }
+      const [runtimeId = '', requestId = ''] = parts;
       ids.push({ runtimeId, requestId, expiresAt });
     }
-    return { ids, complete: true };
+    return { ids, complete };
   }
 
   /** Where the one pass over requestIds stored without an expiry index has got to. */

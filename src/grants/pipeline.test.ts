@@ -507,6 +507,36 @@ describe('GrantService.request: runtime and proof', () => {
     }
   });
 
+  it('an id whose request is still in flight is never evicted: its replay is refused', async () => {
+    const f = new Fakes();
+    f.auditHang = true;
+    const svc = f.service({ replayCacheSize: 2, dependencyDeadlineMs: 2000 });
+    const a = signRequest(body(), f.key.privateKey);
+    const first = svc.request(a, NOW);
+    await new Promise((r) => setTimeout(r, 20));
+    // Two more requests fill the bound while the first waits for its audit entry.
+    const others = [1, 2].map(() => svc.request(signRequest(body(), f.key.privateKey), NOW));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await code(svc.request(a, NOW))).toBe('request_replayed');
+    const settled = await Promise.allSettled([first, ...others]);
+    expect(settled.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    expect(f.signed).toHaveLength(3);
+  });
+
+  it('at issuedAt + skew exactly, a concurrent twin is refused, also while the store is asked', async () => {
+    const f = new Fakes();
+    // More live ids than the bound: misses go to the store.
+    for (const id of ['x1', 'x2', 'x3']) await f.store.putRequest(RT, id, NOW.getTime() + 60_000);
+    const svc = f.service({ replayCacheSize: 2 });
+    const edge = new Date(NOW.getTime() - 60_000).toISOString();
+    const req = signRequest(body({ issuedAt: edge }), f.key.privateKey);
+    const results = await Promise.allSettled([svc.request(req, NOW), svc.request(req, NOW)]);
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const rejected = results.find((r) => r.status === 'rejected');
+    expect((rejected?.reason as GrantorError).code).toBe('request_replayed');
+    expect(f.signed).toHaveLength(1);
+  });
+
   it('issuedAt outside the skew, either way: request_stale', async () => {
     const f = new Fakes();
     const svc = f.service();

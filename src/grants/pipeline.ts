@@ -27,7 +27,7 @@ import type { AuditService } from '../audit/index.js';
 import { AuditUnavailableError } from '../audit/index.js';
 import type { KeyService } from '../keys/index.js';
 import { HsmUnavailableError } from '../keys/index.js';
-import type { PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/index.js';
+import type { PolicyDecider, PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { PolicyUnavailableError, grantTtlSeconds } from '../policy/index.js';
 import { GrantorError, UnavailableError } from '../shared/errors.js';
 import {
@@ -79,7 +79,8 @@ export interface GrantsConfig {
 /** The services the pipeline calls (ports: the real ones in production, fakes in tests). */
 export interface GrantsDeps {
   readonly attestation: Pick<AttestationService, 'getRuntime' | 'sessionFor' | 'verifyQuote'>;
-  readonly policy: Pick<PolicyEngine, 'decide'>;
+  /** The engine itself (decides in the event loop) or PolicyWorkers (on worker threads). */
+  readonly policy: PolicyDecider;
   readonly audit: Pick<AuditService, 'append'>;
   readonly keys: Pick<KeyService, 'signJws'>;
   readonly store: GrantStore;
@@ -232,7 +233,10 @@ export class GrantService {
     const idExpiresAt = await this.#fresh(req, nowMs);
     const used = { runtimeId: req.runtimeId, requestId: req.requestId, expiresAt: idExpiresAt };
     try {
-      return await this.#decideAndIssue(req, runtime, proven, used, nowMs);
+      const issued = await this.#decideAndIssue(req, runtime, proven, used, nowMs);
+      // Its id was written with the grant.
+      this.#replay.settled(used.runtimeId, used.requestId);
+      return issued;
     } catch (e) {
       // A failed request (a deny has written its id already) keeps its id used across a
       // graceful restart too; unsynced and not awaited: it released nothing.
@@ -272,7 +276,7 @@ export class GrantService {
       },
       ttlSeconds: req.ttlSeconds,
     };
-    const decision = this.#decide(policyRequest);
+    const decision = await this.#decide(policyRequest);
 
     const digest = requestDigest(req.body);
     if (decision.decision === 'deny') {
@@ -466,8 +470,18 @@ export class GrantService {
     const keepUntil = req.issuedAtMs + skewMs;
     replay.reserve(runtimeId, requestId, keepUntil, nowMs);
     if (used === undefined) {
-      const known = await this.#storeCall(() => replay.persisted(runtimeId, requestId));
-      if (known) throw new RequestReplayedError();
+      let known: boolean;
+      try {
+        known = await this.#storeCall(() => replay.persisted(runtimeId, requestId));
+      } catch (e) {
+        replay.settled(runtimeId, requestId);
+        throw e;
+      }
+      if (known) {
+        // Written long ago: the reservation has nothing left to wait for.
+        replay.settled(runtimeId, requestId);
+        throw new RequestReplayedError();
+      }
     }
     return keepUntil;
   }
@@ -500,9 +514,9 @@ export class GrantService {
     return { parent, depth, delegated: parent.runtimeId !== req.runtimeId };
   }
 
-  #decide(request: PolicyRequest): PolicyDecision {
+  async #decide(request: PolicyRequest): Promise<PolicyDecision> {
     try {
-      return this.#deps.policy.decide(request);
+      return await this.#deps.policy.decide(request);
     } catch (e) {
       if (e instanceof GrantorError && !(e instanceof UnavailableError)) throw e;
       throw unavailable(

@@ -51,9 +51,12 @@ describe('ReplayGuard: memory in place of the store', () => {
     for (const id of ['a', 'b', 'c']) await store.putRequest('rt', id, T0 + SKEW);
     const g = guard(store, 2);
     await g.ready(T0);
-    expect(g.usedInMemory('rt', 'a', T0)).toBeUndefined();
+    // Two of the three made it into memory: what memory holds is an answer...
+    expect(g.usedInMemory('rt', 'a', T0)).toBe(true);
+    // ...a miss is the store's to answer.
+    expect(g.usedInMemory('rt', 'c', T0)).toBeUndefined();
     expect(g.storeWindow.until).toBe(T0 + 3 * SKEW);
-    expect(await g.persisted('rt', 'a')).toBe(true);
+    expect(await g.persisted('rt', 'c')).toBe(true);
     expect(g.storeWindow.reads).toBe(1);
     expect(g.usedInMemory('rt', 'zzz', T0 + 3 * SKEW)).toBe(false);
   });
@@ -73,12 +76,35 @@ describe('ReplayGuard: memory in place of the store', () => {
     expect(g.usedInMemory('rt', 'a', T0 + 2 * SKEW)).toBe(false);
   });
 
+  it('never evicts a reservation whose write has not settled; counts exp == now as used', async () => {
+    const g = guard(new MemoryGrantStore(), 2);
+    await g.ready(T0);
+    g.reserve('rt', 'in-flight', T0 + SKEW, T0);
+    g.reserve('rt', 'b', T0 + SKEW, T0);
+    g.settled('rt', 'b');
+    g.reserve('rt', 'c', T0 + SKEW, T0);
+    g.settled('rt', 'c');
+    expect(g.usedInMemory('rt', 'in-flight', T0)).toBe(true);
+    expect(g.usedInMemory('rt', 'b', T0)).toBeUndefined();
+    expect(g.seen('rt', 'in-flight', T0 + SKEW)).toBe(true);
+    expect(g.seen('rt', 'in-flight', T0 + SKEW + 1)).toBe(false);
+    // Settled through a write of its own, it can go like any other.
+    await g.persist('rt', 'in-flight', T0 + SKEW);
+    g.reserve('rt', 'd', T0 + SKEW, T0);
+    expect(g.usedInMemory('rt', 'in-flight', T0)).toBeUndefined();
+  });
+
   it('forgettable entries (past expiry plus grace) are evicted first, without the store', async () => {
     const g = guard(new MemoryGrantStore(), 2);
     await g.ready(T0);
-    g.reserve('rt', 'old', T0 - 2 * SKEW, T0);
-    g.reserve('rt', 'live', T0 + SKEW, T0);
-    g.reserve('rt', 'new', T0 + SKEW, T0);
+    for (const [id, exp] of [
+      ['old', T0 - 2 * SKEW],
+      ['live', T0 + SKEW],
+      ['new', T0 + SKEW],
+    ] as const) {
+      g.reserve('rt', id, exp, T0);
+      g.settled('rt', id);
+    }
     expect(g.usedInMemory('rt', 'live', T0)).toBe(true);
     expect(g.usedInMemory('rt', 'new', T0)).toBe(true);
     expect(g.size).toBe(2);

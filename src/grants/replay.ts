@@ -10,7 +10,9 @@
  * from then on every new id is reserved here first. Two things send it back to the store:
  * more live ids than its bound at load (then it asks the store until everything persisted
  * before it started has expired: two skew windows plus the grace), and an id evicted by
- * the bound before its time (then until that id's time is up).
+ * the bound before its time (then until that id's time is up). An id reserved but not yet
+ * written (its request is still in the pipeline) is never evicted: the store could not
+ * answer for it. Whatever the memory holds is an answer (used), wherever misses go.
  */
 import type { GrantStore } from './grant-store.port.js';
 
@@ -24,6 +26,8 @@ export interface ReplayWindow {
 export class ReplayGuard {
   /** Key -> expiry (issuedAt + skew), in insertion order. */
   readonly #seen = new Map<string, number>();
+  /** Reserved, not yet written: never evicted (bounded by the requests in flight). */
+  readonly #unwritten = new Set<string>();
   #loading: Promise<void> | undefined;
   #loaded = false;
   /** Ask the store about ids missing in memory until then (epoch ms). */
@@ -40,10 +44,13 @@ export class ReplayGuard {
     return `${runtimeId}\n${requestId}`;
   }
 
-  /** Used by a request that is still inside the skew window (synchronous). */
+  /**
+   * Used by a request that is still inside the skew window (synchronous). At `exp == now`
+   * the skew check still lets the bytes through, so that instant counts as inside.
+   */
   seen(runtimeId: string, requestId: string, nowMs: number): boolean {
     const exp = this.#seen.get(ReplayGuard.key(runtimeId, requestId));
-    return exp !== undefined && exp > nowMs;
+    return exp !== undefined && exp >= nowMs;
   }
 
   /**
@@ -64,9 +71,10 @@ export class ReplayGuard {
    * (remembered until expiry plus grace); undefined while only the store can tell.
    */
   usedInMemory(runtimeId: string, requestId: string, nowMs: number): boolean | undefined {
-    if (!this.#loaded || nowMs < this.#storeUntil) return undefined;
+    if (!this.#loaded) return undefined;
     const exp = this.#seen.get(ReplayGuard.key(runtimeId, requestId));
-    return exp !== undefined && exp + this.window.graceMs >= nowMs;
+    if (exp !== undefined && exp + this.window.graceMs >= nowMs) return true;
+    return nowMs < this.#storeUntil ? undefined : false;
   }
 
   /** Reserve in memory (synchronous), evicting forgotten and then the oldest entries. */
@@ -75,12 +83,23 @@ export class ReplayGuard {
       for (const [k, exp] of this.#seen) {
         const forgettable = exp + this.window.graceMs < nowMs;
         if (!forgettable && this.#seen.size < this.maxEntries) break;
+        if (this.#unwritten.has(k)) continue;
         this.#seen.delete(k);
         // Evicted while the store still remembers it: the store must be asked again.
         if (!forgettable) this.#storeUntil = Math.max(this.#storeUntil, exp + this.window.graceMs);
       }
     }
-    this.#seen.set(ReplayGuard.key(runtimeId, requestId), expiresAt);
+    const key = ReplayGuard.key(runtimeId, requestId);
+    this.#seen.set(key, expiresAt);
+    this.#unwritten.add(key);
+  }
+
+  /**
+   * The reservation's write has settled (written with the grant, written alone, or given
+   * up): from now on the bound may evict it. Call exactly once per `reserve`.
+   */
+  settled(runtimeId: string, requestId: string): void {
+    this.#unwritten.delete(ReplayGuard.key(runtimeId, requestId));
   }
 
   /** The store's answer (when `usedInMemory` has none). */
@@ -89,8 +108,13 @@ export class ReplayGuard {
     return this.store.hasRequest(runtimeId, requestId);
   }
 
-  persist(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
-    return this.store.putRequest(runtimeId, requestId, expiresAt);
+  /** Writes the id alone (unsynced); settles the reservation either way. */
+  async persist(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
+    try {
+      await this.store.putRequest(runtimeId, requestId, expiresAt);
+    } finally {
+      this.settled(runtimeId, requestId);
+    }
   }
 
   get size(): number {

@@ -79,3 +79,8 @@ export interface PolicySetInfo {
   /** Epoch milliseconds of activation (engine clock). */
   readonly activatedAt: number;
 }
+
+/** What the grant pipeline asks for decisions: the engine, or its worker threads. */
+export interface PolicyDecider {
+  decide(req: PolicyRequest): PolicyDecision | Promise<PolicyDecision>;
+}
