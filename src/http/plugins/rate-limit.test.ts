@@ -25,7 +25,7 @@ async function setup(maxEntries = 100) {
   const limiter = new RateLimiter(maxEntries, () => now);
   const metrics = createMetrics({ defaultMetrics: false });
   const a = createServer();
-  await a.register(rateLimit, { limits, limiter, metrics });
+  await a.register(rateLimit, { limits, limiter, metrics, clock: () => now });
   a.post(
     '/v1/runtimes/:runtimeId/challenges',
     { config: { rateLimit: { bucket: 'challenges' } } },
@@ -46,6 +46,12 @@ async function setup(maxEntries = 100) {
   a.get(
     '/costly',
     {
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: { nonce: { type: 'string', pattern: '^[0-9a-f]{2}$' } },
+        },
+      },
       config: {
         rateLimit: {
           bucket: 'certify',
@@ -162,9 +168,30 @@ describe('rate limits', () => {
     expect(await scope('10.1.0.3')).toBe('appliance');
     // A request the route does not count is never refused.
     for (let i = 0; i < 10; i++) expect((await costly('10.1.0.1', '')).statusCode).toBe(200);
+    s.advance(1000);
+    // One token back. A request refused by validation does not spend it...
+    expect((await costly('10.1.0.4', '?nonce=zz')).statusCode).toBe(400);
+    expect((await costly('10.1.0.4')).statusCode).toBe(200);
+    expect(await scope('10.1.0.5')).toBe('appliance');
     const counted = await s.metrics.registry.getSingleMetricAsString('grantor_rate_limited_total');
     expect(counted).toContain('bucket="certify",scope="address"} 1');
-    expect(counted).toContain('bucket="certify",scope="appliance"} 1');
+    expect(counted).toContain('bucket="certify",scope="appliance"} 2');
+  });
+
+  it('a flood of other keys cannot evict (and so refill) the appliance-wide bucket', async () => {
+    const s = await setup(20);
+    for (let i = 0; i < 4; i++) {
+      expect(
+        (await s.app.inject({ url: '/costly?nonce=aa', remoteAddress: `10.2.0.${i}` })).statusCode,
+      ).toBe(200);
+    }
+    for (let i = 0; i < 100; i++) {
+      await s.app.inject({ method: 'POST', url: `/v1/runtimes/rt_${i}/challenges` });
+    }
+    expect(s.limiter.size).toBeLessThanOrEqual(20);
+    const after = await s.app.inject({ url: '/costly?nonce=aa', remoteAddress: '10.2.0.9' });
+    expect(after.statusCode).toBe(429);
+    expect(after.json()).toMatchObject({ error: { details: { scope: 'appliance' } } });
   });
 
   it('keeps memory bounded under a flood of distinct runtimes', async () => {

@@ -13,7 +13,9 @@
  * before the body is read; the runtime check in `preValidation`, where the runtime id is
  * known (path `:runtimeId`, else a string `runtimeId` member of the body). A bucket with a
  * `perAppliance` limit also has one bucket for the whole appliance (for a shared resource,
- * e.g. its TPM), checked after the address. A route may limit only some requests
+ * e.g. its TPM), kept apart from the LRU (no flood of other keys can evict and so refill
+ * it) and taken in `preHandler`, after validation, so that requests refused anyway do not
+ * spend it. A route may limit only some requests
  * (`when`, decided in `onRequest` from the URL and query). A refusal is 429 `rate_limited`
  * with `Retry-After` in whole seconds and `details.scope`.
  */
@@ -118,6 +120,8 @@ export interface RateLimitOptions {
   /** Shared by every bucket and scope; pass one to inspect it (tests) or size it. */
   readonly limiter?: RateLimiter;
   readonly metrics?: Pick<GrantorMetrics, 'rateLimited'>;
+  /** Clock of the appliance-wide buckets (tests); the shared limiter has its own. */
+  readonly clock?: () => number;
 }
 
 export const RATE_LIMIT_PLUGIN = 'grantor-rate-limit';
@@ -142,6 +146,8 @@ const checkRouteDeclaration: onRouteHookHandler = (route) => {
 async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitOptions): Promise<void> {
   const limits: RateLimitSettings['buckets'] = { ...DEFAULT_RATE_LIMITS, ...opts.limits };
   const limiter = opts.limiter ?? new RateLimiter();
+  // One key per bucket at most: never evicted, whatever floods the shared LRU.
+  const applianceLimiter = new RateLimiter(RATE_LIMIT_BUCKETS.length, opts.clock);
 
   const refuse = (
     reply: FastifyReply,
@@ -162,11 +168,14 @@ async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitOptions): Pr
       const r = limiter.take(`${rl.bucket}|a|${request.ip}`, limits[rl.bucket].perAddress);
       if (!r.ok) refuse(reply, rl.bucket, 'address', r.retryAfterSeconds);
     }
-    const whole = limits[rl.bucket].perAppliance;
-    if (whole !== undefined) {
-      const r = limiter.take(`${rl.bucket}|appliance`, whole);
-      if (!r.ok) refuse(reply, rl.bucket, 'appliance', r.retryAfterSeconds);
-    }
+    await Promise.resolve();
+  });
+  app.addHook('preHandler', async (request, reply) => {
+    const rl = request.routeOptions.config.rateLimit;
+    const whole = rl === undefined ? undefined : limits[rl.bucket].perAppliance;
+    if (rl === undefined || whole === undefined || rl.when?.(request) === false) return;
+    const r = applianceLimiter.take(rl.bucket, whole);
+    if (!r.ok) refuse(reply, rl.bucket, 'appliance', r.retryAfterSeconds);
     await Promise.resolve();
   });
   app.addHook('preValidation', async (request, reply) => {

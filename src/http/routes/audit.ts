@@ -151,12 +151,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
     '/v1/audit/proof/inclusion',
     {
       // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
-      // With a nonce it costs the TPM work the audit anchor queues behind: limited per
-      // address and for the whole appliance (bucket `certify`).
-      config: {
-        public: true,
-        rateLimit: { bucket: 'certify', perRuntime: false, when: hasNonce },
-      },
+      config: { public: true },
       schema: {
         querystring: Type.Object({ seq: Seq, size: Size }, { additionalProperties: false }),
         response: {
@@ -178,12 +173,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
     '/v1/audit/proof/consistency',
     {
       // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
-      // With a nonce it costs the TPM work the audit anchor queues behind: limited per
-      // address and for the whole appliance (bucket `certify`).
-      config: {
-        public: true,
-        rateLimit: { bucket: 'certify', perRuntime: false, when: hasNonce },
-      },
+      config: { public: true },
       schema: {
         querystring: Type.Object({ from: Size, to: Size }, { additionalProperties: false }),
         response: {
