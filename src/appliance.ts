@@ -28,7 +28,7 @@ import { createGrants, type GrantService } from './grants/index.js';
 import { createKeys, type KeyService } from './keys/index.js';
 import { MeteredSigner } from './keys/signer.metered.js';
 import { approvalPolicyFromSettings, createOperators, type Operators } from './operators/index.js';
-import { createPolicyEngine, type PolicyEngine } from './policy/index.js';
+import { PolicyWorkers, createPolicyEngine, type PolicyEngine } from './policy/index.js';
 import type { AppConfig } from './shared/config.js';
 import { openDatabase, type Database } from './shared/db.level.js';
 import { GrantorError } from './shared/errors.js';
@@ -238,6 +238,17 @@ export async function openAppliance(
       policy.close();
       return Promise.resolve();
     });
+    // Decisions on worker threads (docs/policy.md, "Decisions off the event loop").
+    const policyWorkers =
+      config.policy.threads === 0
+        ? undefined
+        : PolicyWorkers.start(policy, {
+            threads: config.policy.threads,
+            onLoadError: (message) => {
+              logger?.error({ event: 'policy_worker_load_failed' }, `policy worker: ${message}`);
+            },
+          });
+    if (policyWorkers !== undefined) closers.push(() => policyWorkers.close());
 
     const referencePolicyFiles = await expandPaths(config.attestation.referencePolicies, '.json');
     const ekCaBundlePem = await readBundle(config.attestation.ekCaBundle);
@@ -285,7 +296,7 @@ export async function openAppliance(
 
     const grants = createGrants(
       { issuer: config.applianceId, maxTtlSeconds: config.keys.grantMaxTtlSeconds },
-      { db, attestation, policy, audit, keys },
+      { db, attestation, policy: policyWorkers ?? policy, audit, keys },
     );
 
     return {

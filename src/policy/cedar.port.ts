@@ -21,6 +21,7 @@ export type {
   DetailedError,
   EntityJson,
   PolicyJson,
+  PolicySet,
   SchemaJson,
   StatefulAuthorizationCall,
 } from '@cedar-policy/cedar-wasm/nodejs';

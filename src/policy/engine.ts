@@ -5,7 +5,14 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { CedarPort, CedarValueJson, EntityJson } from './cedar.port.js';
+import type {
+  AuthorizationAnswer,
+  CedarPort,
+  CedarValueJson,
+  EntityJson,
+  PolicySet,
+  StatefulAuthorizationCall,
+} from './cedar.port.js';
 import {
   PolicyRequestInvalidError,
   PolicySetInvalidError,
@@ -77,6 +84,42 @@ function strictest(a: number | undefined, b: number | undefined): number | undef
   return Math.min(a, b);
 }
 
+function decided(
+  info: PolicySetInfo,
+  decision: 'allow' | 'deny',
+  reasons: string[],
+  determiningPolicies: string[],
+  obligations: Obligations,
+): PolicyDecision {
+  return {
+    decision,
+    reasons,
+    determiningPolicies,
+    policyHash: info.hash,
+    policyVersion: info.version,
+    obligations,
+  };
+}
+
+/** What another wasm instance needs to hold a set: the slot names and the texts. */
+export interface PolicySlot {
+  readonly slotId: string;
+  readonly schemaName: string;
+  readonly policies: PolicySet;
+  readonly schema: string;
+  readonly hash: string;
+}
+
+function slotOf(active: ActiveSet): PolicySlot {
+  return {
+    slotId: active.slotId,
+    schemaName: active.schemaName,
+    policies: { staticPolicies: staticPolicies(active.set.policies) },
+    schema: active.set.schema,
+    hash: active.info.hash,
+  };
+}
+
 /** The lifetime to issue: the requested one, capped by the decision's `maxTtlSeconds`. */
 export function grantTtlSeconds(requested: number, obligations: Obligations): number {
   return obligations.maxTtlSeconds === undefined
@@ -109,6 +152,7 @@ export class PolicyEngine {
   #nextSlot = 0;
   #reloads: Promise<unknown> = Promise.resolve();
   #watchers: FSWatcher[] = [];
+  readonly #listeners: ((slot: PolicySlot) => void)[] = [];
   #debounce: NodeJS.Timeout | undefined;
 
   constructor(options: PolicyEngineOptions) {
@@ -164,13 +208,25 @@ export class PolicyEngine {
     this.#checkRequestShape(set, slotId, schemaName);
     const info: PolicySetInfo = {
       hash: set.hash,
-      version: ++this.#version,
+      version: this.#version + 1,
       files: set.files,
       policyIds: [...set.policies.keys()].sort(),
       actions: [...set.actions].sort(),
       activatedAt: this.#now(),
     };
-    this.#active = { set, slotId, schemaName, info };
+    const next: ActiveSet = { set, slotId, schemaName, info };
+    // Other instances get the set before any decision can name it (see onActivate).
+    for (const listener of this.#listeners) {
+      try {
+        listener(slotOf(next));
+      } catch (cause) {
+        throw new PolicySetInvalidError('the policy set could not be handed to a worker', {
+          cause,
+        });
+      }
+    }
+    this.#version += 1;
+    this.#active = next;
     this.#nextSlot = 1 - slot;
     this.#options.onReload?.(info);
     return info;
@@ -183,40 +239,76 @@ export class PolicyEngine {
    * PolicyRequestInvalidError when the request does not fit the model.
    */
   decide(req: PolicyRequest): PolicyDecision {
+    const begun = this.#begin(req);
+    if ('decision' in begun) return begun;
+    const { active, call } = begun;
+    const answer = this.#call(() => this.#cedar.statefulIsAuthorized(call));
+    return this.#finish(active, req, answer);
+  }
+
+  /**
+   * `decide`, with the Cedar call made by `evaluate` (another thread's wasm instance, see
+   * workers.ts) against the slot the call names. The set is the one active when this is
+   * called: a reload meanwhile does not change which set decides (or which hash it reports).
+   */
+  async decideWith(
+    req: PolicyRequest,
+    evaluate: (call: StatefulAuthorizationCall) => Promise<AuthorizationAnswer>,
+  ): Promise<PolicyDecision> {
+    const begun = this.#begin(req);
+    if ('decision' in begun) return begun;
+    let answer: AuthorizationAnswer;
+    try {
+      answer = await evaluate(begun.call);
+    } catch (cause) {
+      if (cause instanceof PolicyUnavailableError) throw cause;
+      throw new PolicyUnavailableError('the policy engine failed', { cause });
+    }
+    return this.#finish(begun.active, req, answer);
+  }
+
+  /**
+   * Calls `listener` with every set activated from now on (before any decision can use it)
+   * and at once with the active one: how another thread's wasm instance follows reloads.
+   * A listener that throws refuses the activation (the previous set stays active).
+   */
+  onActivate(listener: (slot: PolicySlot) => void): void {
+    this.#listeners.push(listener);
+    const active = this.#active;
+    if (active !== undefined) listener(slotOf(active));
+  }
+
+  /** The active set and its Cedar call, or the decision when no call is needed. */
+  #begin(
+    req: PolicyRequest,
+  ): { active: ActiveSet; call: StatefulAuthorizationCall } | PolicyDecision {
     const active = this.#active;
     if (active === undefined) throw new PolicyUnavailableError('no policy set is loaded');
-    const { set, info } = active;
-    const call = this.#request(req, set);
-    const decided = (
-      decision: 'allow' | 'deny',
-      reasons: string[],
-      determiningPolicies: string[],
-      obligations: Obligations,
-    ): PolicyDecision => ({
-      decision,
-      reasons,
-      determiningPolicies,
-      policyHash: info.hash,
-      policyVersion: info.version,
-      obligations,
-    });
-    if (!set.actions.has(req.action)) {
+    const call = this.#request(req, active.set);
+    if (!active.set.actions.has(req.action)) {
       return decided(
+        active.info,
         'deny',
         [`action "${req.action}" is not declared in the policy schema`],
         [],
         NO_OBLIGATIONS,
       );
     }
-    const answer = this.#call(() =>
-      this.#cedar.statefulIsAuthorized({
+    return {
+      active,
+      call: {
         ...call,
         preparsedPolicySetId: active.slotId,
         preparsedSchemaName: active.schemaName,
         // Checked once per action at activation instead (#checkRequestShape): ~1/3 of a call.
         validateRequest: false,
-      }),
-    );
+      },
+    };
+  }
+
+  /** The decision from Cedar's answer: diagnostics, reasons and obligations. */
+  #finish(active: ActiveSet, req: PolicyRequest, answer: AuthorizationAnswer): PolicyDecision {
+    const { set, info } = active;
     if (answer.type === 'failure') {
       throw new PolicyUnavailableError('the policy engine could not evaluate the request', {
         details: { errors: answer.errors.map((e) => e.message) },
@@ -239,9 +331,10 @@ export class PolicyEngine {
     });
     if (decision === 'deny') {
       if (policies.length === 0) {
-        return decided('deny', ['no policy permits this request'], [], NO_OBLIGATIONS);
+        return decided(info, 'deny', ['no policy permits this request'], [], NO_OBLIGATIONS);
       }
       return decided(
+        info,
         'deny',
         policies.map((p) => p.reason ?? `denied by policy "${p.id}"`),
         determining,
@@ -272,8 +365,8 @@ export class PolicyEngine {
         brokenBy.push(p.id);
       }
     }
-    if (broken.length > 0) return decided('deny', broken, brokenBy, obligations);
-    return decided('allow', [], determining, obligations);
+    if (broken.length > 0) return decided(info, 'deny', broken, brokenBy, obligations);
+    return decided(info, 'allow', [], determining, obligations);
   }
 
   /**

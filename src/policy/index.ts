@@ -5,7 +5,13 @@
 import { cedarWasm } from './cedar.wasm.js';
 import { PolicyEngine, type PolicyEngineOptions } from './engine.js';
 
-export { PolicyEngine, grantTtlSeconds, type PolicyEngineOptions } from './engine.js';
+export {
+  PolicyEngine,
+  grantTtlSeconds,
+  type PolicyEngineOptions,
+  type PolicySlot,
+} from './engine.js';
+export { PolicyWorkers, type PolicyWorkersOptions } from './workers.js';
 export {
   PolicyRequestInvalidError,
   PolicySetInvalidError,

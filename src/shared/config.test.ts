@@ -44,6 +44,14 @@ describe('loadConfig', () => {
     expect(c.logLevel).toBe('info');
   });
 
+  it('reads the policy worker threads: cores - 1 (at most 4) by default, 0 decides in the loop', () => {
+    expect(loadConfig(base, dir).policy.threads).toBe(Math.min(4, availableParallelism() - 1));
+    expect(loadConfig({ ...base, GRANTOR_POLICY_THREADS: '0' }, dir).policy.threads).toBe(0);
+    expect(configError({ ...base, GRANTOR_POLICY_THREADS: '65' }).message).toContain(
+      'GRANTOR_POLICY_THREADS',
+    );
+  });
+
   it('reads the HSM session and signing-thread counts, and refuses them out of range', () => {
     expect(loadConfig(base, dir).keys).toMatchObject({
       sessions: 4,

@@ -74,7 +74,13 @@ export interface AppConfig {
     /** Reference policy JSON files or folders of them. */
     readonly referencePolicies: readonly string[];
   };
-  readonly policy: { readonly dir: string; readonly schemaFile: string; readonly watch: boolean };
+  readonly policy: {
+    readonly dir: string;
+    readonly schemaFile: string;
+    readonly watch: boolean;
+    /** Worker threads deciding grant requests (0: in the event loop). */
+    readonly threads: number;
+  };
   /** Token-bucket limits of the runtime-facing routes (src/http/plugins/rate-limit.ts). */
   readonly rateLimits: RateLimitSettings;
   /** Dual control of the operator plane (src/operators/approvals.ts). */
@@ -189,6 +195,7 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   policyDir: 'GRANTOR_POLICY_DIR',
   policySchema: 'GRANTOR_POLICY_SCHEMA',
   policyWatch: 'GRANTOR_POLICY_WATCH',
+  policyThreads: 'GRANTOR_POLICY_THREADS',
   rateLimitMaxKeys: 'GRANTOR_RATE_LIMIT_MAX_KEYS',
   ...Object.fromEntries(
     RATE_LIMIT_BUCKETS.flatMap((b) =>
@@ -500,6 +507,14 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
         optional(src, 'GRANTOR_POLICY_SCHEMA', shipped('policies/grantor.cedarschema')),
       ),
       watch: bool(src, 'GRANTOR_POLICY_WATCH', true),
+      // One core stays with the event loop; a one-core machine decides in it.
+      threads: integer(
+        src,
+        'GRANTOR_POLICY_THREADS',
+        Math.min(4, availableParallelism() - 1),
+        0,
+        64,
+      ),
     },
     rateLimits: rateLimits(src),
     approvals: {

@@ -1,0 +1,194 @@
+/**
+ * The policy workers against the real Cedar build and policies/default: the same decisions
+ * as the engine deciding in the event loop, reloads that reach the workers before any
+ * decision uses them, and failing closed (a worker that dies, a deadline, closing).
+ */
+import fc from 'fast-check';
+import { fileURLToPath } from 'node:url';
+import { cp, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { tempDirs } from '../shared/testing/temp-dirs.js';
+import { cedarWasm } from './cedar.wasm.js';
+import { PolicyEngine } from './engine.js';
+import { readPolicySource } from './policy-set.js';
+import { PolicyUnavailableError } from './errors.js';
+import type { PolicyRequest } from './types.js';
+import { PolicyWorkers } from './workers.js';
+
+vi.setConfig({ testTimeout: 60_000 });
+
+const DEFAULT_DIR = fileURLToPath(new URL('../../policies/default', import.meta.url));
+const SCHEMA_FILE = fileURLToPath(new URL('../../policies/grantor.cedarschema', import.meta.url));
+const tmp = tempDirs('grantor-policy-workers-');
+afterAll(() => tmp.removeAll());
+
+const NOW = Date.parse('2026-11-27T10:00:00Z');
+
+function request(overrides: Partial<PolicyRequest> = {}): PolicyRequest {
+  return {
+    runtime: { id: 'rt_1', name: 'agent-1', labels: { team: 'support' } },
+    action: 'tickets.read',
+    resource: 'ticket:1',
+    attestation: {
+      pcrPolicy: 'base',
+      resetSeen: false,
+      sessionAgeSeconds: 10,
+      proofMode: 'session',
+    },
+    lineage: { depth: 0, root: '', parentAction: null, delegated: false },
+    ttlSeconds: 60,
+    ...overrides,
+  };
+}
+
+async function engineOver(policyDir: string): Promise<PolicyEngine> {
+  const e = new PolicyEngine({
+    policyDir,
+    schemaFile: SCHEMA_FILE,
+    cedar: cedarWasm,
+    now: () => NOW,
+  });
+  await e.reload();
+  return e;
+}
+
+const unavailable = async (p: Promise<unknown>): Promise<string> => {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(PolicyUnavailableError);
+  return (e as PolicyUnavailableError).code;
+};
+
+describe('PolicyWorkers', () => {
+  let engine: PolicyEngine;
+  let workers: PolicyWorkers;
+  let policyDir: string;
+
+  beforeAll(async () => {
+    policyDir = join(await tmp.make(), 'policies');
+    await cp(DEFAULT_DIR, policyDir, { recursive: true });
+    engine = await engineOver(policyDir);
+    workers = PolicyWorkers.start(engine, { threads: 2 });
+  });
+  afterAll(() => workers.close());
+
+  it('decides exactly as the engine in the event loop (property, policies/default)', async () => {
+    const actions = [
+      'tickets.read',
+      'payments.transfer',
+      'payments.notify',
+      'audit.delete',
+      'nope.undeclared',
+    ];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          action: fc.constantFrom(...actions),
+          team: fc.constantFrom('support', 'payments', 'other'),
+          proofMode: fc.constantFrom('session' as const, 'quote' as const),
+          resetSeen: fc.boolean(),
+          depth: fc.integer({ min: 0, max: 4 }),
+          parentAction: fc.constantFrom(null, 'payments.transfer', 'tickets.read'),
+          delegated: fc.boolean(),
+          ttlSeconds: fc.integer({ min: 1, max: 7200 }),
+        }),
+        async (r) => {
+          const req = request({
+            runtime: { id: 'rt_p', name: 'p', labels: { team: r.team } },
+            action: r.action,
+            attestation: {
+              pcrPolicy: 'base',
+              resetSeen: r.resetSeen,
+              sessionAgeSeconds: 1,
+              proofMode: r.proofMode,
+            },
+            lineage: {
+              depth: r.depth,
+              root: r.depth > 0 ? 'gr_root' : '',
+              parentAction: r.parentAction,
+              delegated: r.delegated,
+            },
+            ttlSeconds: r.ttlSeconds,
+          });
+          expect(await workers.decide(req)).toEqual(engine.decide(req));
+        },
+      ),
+      { numRuns: 150 },
+    );
+    // Both outcomes were reached (the property is not vacuous).
+    expect((await workers.decide(request())).decision).toBe('allow');
+    expect((await workers.decide(request({ action: 'audit.delete' }))).decision).toBe('deny');
+  });
+
+  it('a reload reaches every worker before any decision can use it; one begun before keeps its set', async () => {
+    const before = engine.info()?.hash;
+    await writeFile(
+      join(policyDir, 'tickets.cedar'),
+      '@id("tickets-closed") @reason("tickets are closed today")\nforbid(principal, action == Action::"tickets.read", resource);\n',
+    );
+    const source = await readPolicySource(policyDir, SCHEMA_FILE);
+    // Posted, then the swap, then more posted: all in one synchronous run.
+    const begunBefore = Array.from({ length: 20 }, () => workers.decide(request()));
+    const after = engine.activate(source).hash;
+    const begunAfter = Array.from({ length: 20 }, () => workers.decide(request()));
+    expect(after).not.toBe(before);
+    for (const d of await Promise.all(begunBefore)) {
+      expect(d).toMatchObject({ decision: 'allow', policyHash: before });
+    }
+    for (const d of await Promise.all(begunAfter)) {
+      expect(d).toMatchObject({
+        decision: 'deny',
+        reasons: ['tickets are closed today'],
+        policyHash: after,
+      });
+    }
+  });
+
+  it('a worker that dies fails what it held with policy_unavailable and is replaced with the active set', async () => {
+    const hash = engine.info()?.hash;
+    const held = Array.from({ length: 200 }, () =>
+      workers.decide(request()).then(
+        (d) => d.policyHash,
+        (e: unknown) => (e instanceof PolicyUnavailableError ? e.code : 'other error'),
+      ),
+    );
+    await workers.recycle();
+    const outcomes = new Set(await Promise.all(held));
+    for (const o of outcomes) expect([hash, 'policy_unavailable']).toContain(o);
+    await vi.waitFor(() => {
+      expect(workers.replaced).toBe(2);
+    });
+    const again = await workers.decide(request());
+    expect(again.policyHash).toBe(hash);
+  });
+
+  it('a decision past its deadline fails closed; a closed pool decides nothing', async () => {
+    // A fresh worker needs far more than a millisecond to load Cedar: the first decision
+    // cannot be answered in time.
+    const slow = PolicyWorkers.start(engine, { threads: 1, deadlineMs: 1 });
+    expect(await unavailable(slow.decide(request()))).toBe('policy_unavailable');
+    await slow.close();
+    expect(await unavailable(slow.decide(request()))).toBe('policy_unavailable');
+  });
+
+  it('an activation a listener cannot take is refused, and the previous set stays', async () => {
+    const e = await engineOver(DEFAULT_DIR);
+    const active = e.info();
+    const seen: string[] = [];
+    e.onActivate((slot) => {
+      seen.push(slot.hash);
+      if (seen.length > 1) throw new Error('worker gone');
+    });
+    expect(seen).toEqual([active?.hash]);
+    const source = await readPolicySource(policyDir, SCHEMA_FILE);
+    expect(() => e.activate(source)).toThrow(/could not be handed to a worker/);
+    expect(e.info()).toEqual(active);
+  });
+
+  it('refuses a pool without threads', () => {
+    expect(() => PolicyWorkers.start(engine, { threads: 0 })).toThrow(RangeError);
+  });
+});
