@@ -2,8 +2,11 @@
  * End-to-end grants per second in session mode over HTTP (real swtpm for the runtime and
  * for the audit anchor, SoftHSM2, Cedar, LevelDB, audit on) at concurrency 1, 16 and 64,
  * with p50/p99 latency, next to the raw SoftHSM ES256 sign rate measured in the same run.
+ * The appliance is the production one (test/appliance/real.ts: `startApplianceServer` with
+ * every plugin, the default limits and the policy workers), over plain HTTP on loopback.
  *
  *   npx tsx bench/grants.ts [seconds-per-level] [levels, default 1,16,64]
+ *   GRANTOR_POLICY_THREADS=0 npx tsx bench/grants.ts ...   (decisions in the event loop)
  *
  * The appliance (this process) and the clients (bench/grants-client.ts, a forked process)
  * run apart, as they would in production, so the appliance's event loop is what is
@@ -28,7 +31,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { provisionSimHsm, provisionTpmTemplate, repoRoot } from '../test/rig/sim.js';
+import { provisionTpmTemplate, repoRoot } from '../test/rig/sim.js';
 import { createEccAk } from '../test/attestation/tools.js';
 import type { Level, Result, Setup } from './grants-client.js';
 import { cedarCpu, floorReport, noopServer, verifyCpu, type FloorPart } from './grants-floor.js';
@@ -37,15 +40,23 @@ const seconds = Number(process.argv[2] ?? '5');
 const levels = (process.argv[3] ?? '1,16,64').split(',').map(Number);
 const root = await mkdtemp(join(tmpdir(), 'grantor-bench-grants-'));
 await provisionTpmTemplate(join(root, 'tpm-template'));
-const hsm = await provisionSimHsm(join(root, 'hsm'));
 process.env.GRANTOR_TEST_TPM_TEMPLATE = join(root, 'tpm-template');
-process.env.GRANTOR_TEST_HSM_DIR = hsm.dir;
-process.env.SOFTHSM2_CONF = hsm.conf;
 
 // Imported after the environment is set: the PKCS#11 module reads SOFTHSM2_CONF at init.
-const { attest, enroll, grantBody, signed, startRig } = await import('../test/grants/rig.js');
+const { attest, enroll, grantBody, signed } = await import('../test/grants/rig.js');
+const { startRealAppliance } = await import('../test/appliance/real.js');
 
-const rig = await startRig();
+// The appliance exactly as ./scripts/start composes it (every plugin, the policy workers),
+// with its default limits; only its log is quiet.
+// GRANTOR_POLICY_THREADS from the environment passes through (0: decide in the event loop).
+const threads = process.env.GRANTOR_POLICY_THREADS;
+const real = await startRealAppliance('bench-grants', {
+  GRANTOR_LOG_LEVEL: 'error',
+  ...(threads === undefined ? {} : { GRANTOR_POLICY_THREADS: threads }),
+});
+const appliance = real.server.appliance;
+if (appliance === undefined) throw new Error('the appliance did not start');
+const rig = real.rig;
 const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
@@ -69,8 +80,8 @@ const answer = (): Promise<Result> =>
   });
 
 try {
-  await createEccAk(rig.tools);
-  await rig.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
+  await createEccAk(real.tools);
+  await real.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
   const rt = await enroll(
     rig,
     'bench-agent',
@@ -88,7 +99,7 @@ try {
     Array.from({ length: 16 }, async () => {
       while (Date.now() < rawEnd) {
         const exp = Math.floor(Date.now() / 1000) + 60;
-        await rig.keys.signJws({ typ: 'grant+jwt' }, Buffer.from(JSON.stringify({ exp })));
+        await appliance.keys.signJws({ typ: 'grant+jwt' }, Buffer.from(JSON.stringify({ exp })));
         raw += 1;
       }
     }),
@@ -151,7 +162,7 @@ try {
 
   const rows: string[] = [];
   for (const concurrency of levels) {
-    const audit0 = rig.audit.stats();
+    const audit0 = appliance.audit.stats();
     const cpu0 = process.cpuUsage();
     const elu0 = performance.eventLoopUtilization();
     const result = answer();
@@ -159,7 +170,7 @@ try {
     const { latencies, failures, cpuMs: clientCpuMs } = await result;
     const cpu = process.cpuUsage(cpu0);
     const elu = performance.eventLoopUtilization(elu0);
-    const audit1 = rig.audit.stats();
+    const audit1 = appliance.audit.stats();
     latencies.sort((a, b) => a - b);
     const rate = latencies.length / seconds;
     const batches = audit1.batches - audit0.batches;
@@ -191,6 +202,6 @@ try {
   for (const line of floorReport(floorParts, 0.3 * rawRate)) console.log(line);
 } finally {
   client.kill();
-  await rig.close();
+  await real.close();
   await rm(root, { recursive: true, force: true });
 }

@@ -5,83 +5,34 @@
  * enrollment and attestation, a granted and a denied grant, an NV-certified checkpoint,
  * and the appliance's TPM going away and coming back. Counts are asserted, never durations.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisionAppliance } from '../../src/appliance.js';
-import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
-import { DEFAULT_RATE_LIMIT_BUCKETS, loadConfig, type AppConfig } from '../../src/shared/config.js';
-import { openTpm } from '../../src/tpm/tpm.native.js';
-import { readPcrs } from '../attestation/harness.js';
-import { createEccAk, tpm2Tools, type Tools } from '../attestation/tools.js';
+import type { RunningServer } from '../../src/http/server.js';
+import { DEFAULT_RATE_LIMIT_BUCKETS } from '../../src/shared/config.js';
+import { createEccAk } from '../attestation/tools.js';
 import {
   attest,
   enroll,
   grantBody,
   signed,
-  PCRS,
   type Rig,
   type Runtime,
   type SessionKeyPair,
 } from '../grants/rig.js';
-import {
-  applianceEnv,
-  provisionSimHsm,
-  repoRoot,
-  startSimTpm,
-  type SimHsm,
-  type SimTpm,
-} from '../rig/sim.js';
+import type { SimTpm } from '../rig/sim.js';
+import { startRealAppliance, type RealAppliance } from './real.js';
 
-let dir: string;
+let real: RealAppliance;
 let applianceTpm: SimTpm;
-let runtimeTpm: SimTpm;
-let tools: Tools;
-let hsm: SimHsm;
 let server: RunningServer;
 /** The runtime helpers of the grants suite drive the app and the runtime's tpm2-tools. */
 let rig: Rig;
 let runtime: Runtime;
 let session: { attestationId: string; key: SessionKeyPair };
 
-function config(): AppConfig {
-  return loadConfig(
-    applianceEnv(applianceTpm, hsm, dir, {
-      GRANTOR_REFERENCE_POLICIES: join(dir, 'reference.json'),
-    }),
-    repoRoot,
-  );
-}
-
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'grantor-metrics-'));
-  applianceTpm = await startSimTpm();
-  runtimeTpm = await startSimTpm();
-  tools = await tpm2Tools(runtimeTpm.tcti);
-  hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-metrics');
-  process.env.SOFTHSM2_CONF = hsm.conf;
-  // Both swtpms come from one template: the same local EK CA signed their EK certificates.
-  await writeFile(join(dir, 'ek-ca.pem'), runtimeTpm.ekCaPem);
-  const values = await readPcrs(tools, PCRS);
-  await writeFile(
-    join(dir, 'reference.json'),
-    JSON.stringify({
-      name: 'swtpm-metrics',
-      selector: {},
-      pcrs: { sha256: Object.fromEntries(PCRS.map((p, i) => [String(p), [values[i]]])) },
-      allowReset: true,
-    }),
-  );
-  const t = await openTpm({ tcti: applianceTpm.tcti });
-  try {
-    await provisionAppliance(config(), t);
-  } finally {
-    await t.close();
-  }
-  server = await startApplianceServer(config());
-  rig = { app: server.app, tools } as unknown as Rig;
-  await createEccAk(tools);
+  real = await startRealAppliance('metrics');
+  ({ applianceTpm, server, rig } = real);
+  await createEccAk(real.tools);
   runtime = await enroll(
     rig,
     'support-agent',
@@ -93,11 +44,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await server.close();
-  await tools.close();
-  await runtimeTpm.destroy();
-  await applianceTpm.destroy();
-  await rm(dir, { recursive: true, force: true });
+  await real.close();
 });
 
 /** One scrape of GET /metrics. */
