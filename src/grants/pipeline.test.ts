@@ -171,6 +171,7 @@ class Fakes {
 }
 
 let counter = 0;
+const POLICY_HASH = 'ee'.repeat(32);
 function allow(
   obligations: PolicyDecision['obligations'] = { requireQuote: false },
 ): PolicyDecision {
@@ -178,7 +179,7 @@ function allow(
     decision: 'allow',
     reasons: [],
     determiningPolicies: ['p1'],
-    policyHash: 'ee'.repeat(32),
+    policyHash: POLICY_HASH,
     policyVersion: 1,
     obligations,
   };
@@ -257,7 +258,7 @@ describe('GrantService.request: the allow path', () => {
       att: { pcrDigest: 'bb'.repeat(32), resetCount: 1, restartCount: 0, attestationId: AT },
       cnf: { jkt: jwkThumbprint(f.key.jwk) },
       lin: { parent: null, root: issued.grantId, depth: 0 },
-      pol: 'ee'.repeat(32),
+      pol: POLICY_HASH,
       aud_seq: issued.auditSeq,
     });
     expect(
@@ -268,7 +269,8 @@ describe('GrantService.request: the allow path', () => {
         type: 'grant.decision',
         subject: issued.grantId,
         decision: 'allow',
-        reasons: ['p1'],
+        // The policy set that decided comes first: the same hash as the grant's `pol`.
+        reasons: [`pol:${POLICY_HASH}`, 'p1'],
         digest: requestDigest(req),
       },
     ]);
@@ -692,7 +694,7 @@ describe('GrantService.request: policy, audit and HSM failures', () => {
       expect.objectContaining({
         type: 'grant.decision',
         decision: 'deny',
-        reasons: ['moving money needs a fresh quote'],
+        reasons: [`pol:${POLICY_HASH}`, 'moving money needs a fresh quote'],
         digest: requestDigest(req),
       }),
     ]);
@@ -745,7 +747,7 @@ describe('GrantService.request: policy, audit and HSM failures', () => {
       'hsm_unavailable',
     );
     expect(f.events.map((e) => [e.type, e.decision, e.reasons])).toEqual([
-      ['grant.decision', 'allow', ['p1']],
+      ['grant.decision', 'allow', [`pol:${POLICY_HASH}`, 'p1']],
       ['grant.issue_failed', 'failed', ['hsm_unavailable']],
     ]);
     expect(f.events[0]?.subject).toBe(f.events[1]?.subject);

@@ -176,6 +176,12 @@ export function lowS(jws: string): string {
 
 const iso = (seconds: number): string => new Date(seconds * 1000).toISOString();
 
+/**
+ * The first reason of every `grant.decision` entry: the content hash of the policy set that
+ * decided (the grant's `pol`). PROTOCOL.md §4 gives an entry no field of its own for it.
+ */
+export const policyReason = (policyHash: string): string => `pol:${policyHash}`;
+
 /** The deadline, as an error of the dependency's own kind. */
 async function within<T>(work: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -284,7 +290,7 @@ export class GrantService {
         type: 'grant.decision',
         subject: grantId,
         decision: 'deny',
-        reasons: [...decision.reasons],
+        reasons: [policyReason(decision.policyHash), ...decision.reasons],
         digest,
       });
       await this.#storeCall(() =>
@@ -306,7 +312,7 @@ export class GrantService {
       type: 'grant.decision',
       subject: grantId,
       decision: 'allow',
-      reasons: [...decision.determiningPolicies],
+      reasons: [policyReason(decision.policyHash), ...decision.determiningPolicies],
       digest,
     });
 

@@ -5,7 +5,9 @@
  * (appliance swtpm), signed in SoftHSM2; verified with src/gateway and plain jose against
  * the JWKS; redeemed once. Then the adversarial suite and the fault tests.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import canonicalizeModule from 'canonicalize';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compactVerify, createLocalJWKSet, decodeJwt, type JSONWebKeySet } from 'jose';
@@ -25,6 +27,10 @@ import {
   type SessionKeyPair,
 } from './rig.js';
 import { createEccAk, createRsaAk } from '../attestation/tools.js';
+import { repoRoot } from '../rig/sim.js';
+
+// The library itself (not src/shared/jcs.ts): `module.exports = fn` under its declared default.
+const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
 
 let rig: Rig;
 let payments: Runtime; // team payments: RSA EK, ECC AK
@@ -128,6 +134,19 @@ describe('the story, end to end', () => {
       decision: 'allow',
     });
     expect(claims.aud_hash).toBe(entry?.hash);
+    // `pol` is the SHA-256 of JCS({schema, policies: {file: text}}) of the files on disk, and
+    // the entry's first reason names the same set.
+    const dir = join(repoRoot, 'policies/default');
+    const files = (await readdir(dir)).filter((n) => n.endsWith('.cedar')).sort();
+    const policies = Object.fromEntries(
+      await Promise.all(files.map(async (n) => [n, await readFile(join(dir, n), 'utf8')])),
+    ) as Record<string, string>;
+    const schema = await readFile(join(repoRoot, 'policies/grantor.cedarschema'), 'utf8');
+    const pol = createHash('sha256')
+      .update(canonicalize({ schema, policies }) ?? '')
+      .digest('hex');
+    expect(claims.pol).toBe(pol);
+    expect(entry?.reasons?.[0]).toBe(`pol:${pol}`);
   });
 
   it('every grant verifies at the gateway (the HSM signature is normalised to low S)', async () => {
