@@ -7,6 +7,7 @@
  * service, so the log can open first) -> keys (lifecycle events are audited) -> policy ->
  * attestation -> operators -> HTTP.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
@@ -28,7 +29,13 @@ import { createGrants, type GrantService } from './grants/index.js';
 import { createKeys, type KeyService } from './keys/index.js';
 import { MeteredSigner } from './keys/signer.metered.js';
 import { approvalPolicyFromSettings, createOperators, type Operators } from './operators/index.js';
-import { PolicyWorkers, createPolicyEngine, type PolicyEngine } from './policy/index.js';
+import {
+  PolicySetInvalidError,
+  PolicyWorkers,
+  createPolicyEngine,
+  type PolicyEngine,
+  type PolicySetInfo,
+} from './policy/index.js';
 import type { AppConfig } from './shared/config.js';
 import { openDatabase, type Database } from './shared/db.level.js';
 import { GrantorError } from './shared/errors.js';
@@ -48,6 +55,11 @@ export interface Appliance {
   readonly audit: AuditService;
   readonly keys: KeyService;
   readonly policy: PolicyEngine;
+  /**
+   * An operator's reload of the policy set (`by`: the operator id), audited like a watched
+   * one (`policy.reloaded` / `policy.reload_refused`); resolves once its entry is written.
+   */
+  reloadPolicy(by: string): Promise<PolicySetInfo>;
   readonly attestation: AttestationService;
   readonly operators: Operators;
   /** The EK CA bundle and reference policies, changed by operators under dual control. */
@@ -73,6 +85,16 @@ export async function expandPaths(paths: readonly string[], ext: string): Promis
     }
   }
   return out;
+}
+
+/** An error message as one audit reason (at most 256 UTF-16 units, see src/audit/entry.ts). */
+function auditReason(message: string): string {
+  if (message.length === 0) return 'refused';
+  if (message.length <= 256) return message;
+  let cut = message.slice(0, 255);
+  // Never end on half a surrogate pair (JCS would refuse the entry).
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  return `${cut}…`;
 }
 
 async function readBundle(paths: readonly string[]): Promise<string> {
@@ -228,12 +250,69 @@ export async function openAppliance(
     keysRef.current = keys;
     closers.push(() => keys.close());
 
+    // Every reload after the first set is logged and audited, whoever asked: an operator
+    // (reloadPolicy) or the file watch. The engine calls onReload inside the reload it runs,
+    // and the reload's promise chain carries its caller's AsyncLocalStorage context, so an
+    // operator's reload is told apart from a watched one without a shared flag to race on.
+    const policyReloader = new AsyncLocalStorage<{ by: string; audited?: Promise<unknown> }>();
+    let activePolicy: PolicySetInfo | undefined;
+    const auditPolicyRefused = (error: PolicySetInvalidError, by: string) => {
+      logger?.error(
+        { event: 'policy_reload_refused', code: error.code, by, active: activePolicy?.hash },
+        `policy set refused, the previous one stays active: ${error.message}`,
+      );
+      return audit.append({
+        type: 'policy.reload_refused',
+        subject: activePolicy?.hash ?? 'none',
+        decision: error.code,
+        reasons: [`by:${by}`, auditReason(error.message)],
+        digest: jcsSha256Hex({ error: error.code, message: error.message, by }),
+      });
+    };
     const policy = await createPolicyEngine({
       policyDir: config.policy.dir,
       schemaFile: config.policy.schemaFile,
       watch: config.policy.watch,
       ...(options.now === undefined ? {} : { now: options.now }),
+      onReload: (info) => {
+        activePolicy = info;
+        if (info.version === 1) return; // the set loaded at start, not a reload
+        const asked = policyReloader.getStore();
+        const by = asked?.by ?? 'watch';
+        logger?.info(
+          { event: 'policy_reloaded', hash: info.hash, version: info.version, by },
+          'policy set activated',
+        );
+        const appended = audit.append({
+          type: 'policy.reloaded',
+          subject: info.hash,
+          reasons: [`version:${info.version}`, `by:${by}`],
+          digest: jcsSha256Hex(info),
+        });
+        // An operator's reload awaits its entry (and fails with it); a watched one logs.
+        if (asked !== undefined) asked.audited = appended;
+        appended.catch((e: unknown) => {
+          logger?.error({ err: e, event: 'policy_reload_unaudited', by }, 'audit append failed');
+        });
+      },
+      onReloadError: (error) => {
+        auditPolicyRefused(error, 'watch').catch((e: unknown) => {
+          logger?.error({ err: e, event: 'policy_reload_unaudited' }, 'audit append failed');
+        });
+      },
     });
+    const reloadPolicy = async (by: string): Promise<PolicySetInfo> => {
+      const asked: { by: string; audited?: Promise<unknown> } = { by };
+      let info: PolicySetInfo;
+      try {
+        info = await policyReloader.run(asked, () => policy.reload());
+      } catch (e) {
+        if (e instanceof PolicySetInvalidError) await auditPolicyRefused(e, by);
+        throw e;
+      }
+      await asked.audited;
+      return info;
+    };
     closers.push(() => {
       policy.close();
       return Promise.resolve();
@@ -307,6 +386,7 @@ export async function openAppliance(
       audit,
       keys,
       policy,
+      reloadPolicy,
       attestation,
       operators,
       attestationTrust,

@@ -34,6 +34,7 @@ import { auditRoutes } from './routes/audit.js';
 import { grantsRoutes } from './routes/grants.js';
 import { healthRoutes } from './routes/health.js';
 import { keysRoutes } from './routes/keys.js';
+import { policyRoutes, type PolicyAdministration } from './routes/policy.js';
 import { runtimesRoutes } from './routes/runtimes.js';
 
 /** The services the routes call; a missing one leaves its routes out (focused tests). */
@@ -48,6 +49,8 @@ export interface AppServices {
   /** EK CA bundle and reference policy administration (dual control, with operators). */
   readonly attestationTrust?: AttestationTrust;
   readonly grants?: GrantService;
+  /** The active policy set and operator reloads (GET /v1/policy, POST /v1/policy/reload). */
+  readonly policy?: PolicyAdministration;
   /** The app's metrics registry; a fresh one when absent. */
   readonly metrics?: GrantorMetrics;
   /** Records every operator act (who, what) before its handler runs; failing fails the act. */
@@ -214,6 +217,9 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
       trust: services.attestationTrust,
       approvals: services.operators.approvals,
     });
+  }
+  if (services.policy !== undefined) {
+    await app.register(policyRoutes, { policy: services.policy });
   }
   if (services.grants !== undefined) {
     await app.register(grantsRoutes, { grants: services.grants, metrics });

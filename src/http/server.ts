@@ -75,6 +75,10 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
       attestation: a.attestation,
       attestationTrust: a.attestationTrust,
       grants: a.grants,
+      policy: {
+        info: () => a.policy.info(),
+        reload: (actor) => a.reloadPolicy(actor.id),
+      },
       metrics: a.metrics,
       rateLimits: a.config.rateLimits.buckets,
       rateLimiter: new RateLimiter(a.config.rateLimits.maxKeys),
