@@ -375,7 +375,26 @@ export async function openAppliance(
 
     const grants = createGrants(
       { issuer: config.applianceId, maxTtlSeconds: config.keys.grantMaxTtlSeconds },
-      { db, attestation, policy: policyWorkers ?? policy, audit, keys },
+      {
+        db,
+        attestation,
+        policy: policyWorkers ?? policy,
+        audit,
+        keys,
+        onUnreleased: (outcome) => {
+          if ('error' in outcome) {
+            logger?.error(
+              { event: 'grants_unreleased_failed' },
+              'could not check the audit log for allows a previous run never released; checked again at the next start',
+            );
+          } else if (outcome.marked > 0) {
+            logger?.warn(
+              { event: 'grants_unreleased_marked', marked: outcome.marked },
+              `marked ${outcome.marked} allow(s) a previous run committed but never released (grant.issue_failed, not_released)`,
+            );
+          }
+        },
+      },
     );
 
     return {

@@ -7,6 +7,7 @@
  * produced a grant is written in the grant's own batch (one write per grant, durable
  * before the grant is released). A requestId written on its own (a denied request) is
  * unsynced: a crash can only forget the id of a request that released nothing.
+ * `m!reconciled` holds how far the audit log was checked for unreleased allows.
  */
 import type { Database } from '../shared/db.level.js';
 import type {
@@ -90,6 +91,17 @@ export class LevelGrantStore implements GrantStore {
 
   async putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
     await this.write(requestOps(runtimeId, requestId, expiresAt), false);
+  }
+
+  async reconciledUpTo(): Promise<number> {
+    const text = await this.sub.get('m!reconciled');
+    const seq = text === undefined ? 0 : Number(text);
+    // A damaged mark checks the whole log again: slower, never a skipped entry.
+    return Number.isSafeInteger(seq) && seq >= 0 ? seq : 0;
+  }
+
+  async setReconciledUpTo(seq: number): Promise<void> {
+    await this.write([{ key: 'm!reconciled', value: String(seq) }]);
   }
 
   /** Reads every `q!` entry (indexed or not), so that nothing remembered is left out. */

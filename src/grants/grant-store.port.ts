@@ -69,6 +69,12 @@ export interface GrantStore {
    */
   liveRequests(sinceMs: number, limit: number): Promise<LiveRequests>;
   /**
+   * How far the audit log was checked for allows whose grant was never released (the next
+   * entry to check; 0 before the first check), and the setter.
+   */
+  reconciledUpTo(): Promise<number>;
+  setReconciledUpTo(seq: number): Promise<void>;
+  /**
    * Forget at most `limit` requestIds whose `expiresAt` is before `beforeMs`, oldest
    * first; returns how many were forgotten (fewer than `limit`: none older is left).
    */
@@ -122,6 +128,17 @@ export class MemoryGrantStore implements GrantStore {
       ids.push({ runtimeId, requestId, expiresAt });
     }
     return Promise.resolve({ ids, complete: true });
+  }
+
+  reconciled = 0;
+
+  reconciledUpTo(): Promise<number> {
+    return Promise.resolve(this.reconciled);
+  }
+
+  setReconciledUpTo(seq: number): Promise<void> {
+    this.reconciled = seq;
+    return Promise.resolve();
   }
 
   pruneRequests(beforeMs: number, limit: number): Promise<number> {

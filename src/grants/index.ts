@@ -7,6 +7,7 @@ import { ConfigError } from '../shared/errors.js';
 import { LevelGrantStore } from './grant-store.level.js';
 import { GrantService, type GrantsConfig, type GrantsDeps } from './pipeline.js';
 import { RequestPruner } from './replay.js';
+import { markUnreleased, type UnreleasedAudit } from './unreleased.js';
 
 export interface GrantsSettings {
   /** The appliance id (`iss`). */
@@ -27,8 +28,12 @@ export interface GrantsSettings {
   readonly requestPruneBatch?: number;
 }
 
-export interface GrantsWiring extends Omit<GrantsDeps, 'store'> {
+export interface GrantsWiring extends Omit<GrantsDeps, 'store' | 'audit'> {
   readonly db: Database;
+  /** The log itself: appends, and the entries read by the start-up marking. */
+  readonly audit: UnreleasedAudit;
+  /** How the start-up marking of unreleased allows went (unreleased.ts). */
+  readonly onUnreleased?: (outcome: { marked: number } | { error: unknown }) => void;
 }
 
 function positive(key: string, value: number, min = 1): number {
@@ -67,7 +72,16 @@ export function createGrants(config: GrantsSettings, deps: GrantsWiring): GrantS
   });
   db.once('closing', () => void pruner.stop());
   pruner.start();
-  return new GrantService(settings, { ...services, store });
+  const { onUnreleased, ...wired } = services;
+  const service = new GrantService(settings, { ...wired, store });
+  // Before the first decision of this process: allows a previous one never released.
+  const marking = markUnreleased(wired.audit, store);
+  service.holdDecisionsUntil(marking);
+  marking.then(
+    (marked) => onUnreleased?.({ marked }),
+    (error: unknown) => onUnreleased?.({ error }),
+  );
+  return service;
 }
 
 export {
@@ -84,6 +98,7 @@ export {
 } from './pipeline.js';
 export { MemoryGrantStore, type GrantRecord, type GrantStore } from './grant-store.port.js';
 export { RequestPruner, type PruneSettings } from './replay.js';
+export { NOT_RELEASED, markUnreleased } from './unreleased.js';
 export {
   sessionSigningInput,
   withoutQuote,

@@ -539,6 +539,26 @@ describe('GrantService.request: runtime and proof', () => {
     expect(f.signed).toHaveLength(1);
   });
 
+  it('holds decisions until the start-up work settles, whether it succeeds or fails', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    let finish: (ok: boolean) => void = () => undefined;
+    svc.holdDecisionsUntil(
+      new Promise<void>((resolve, reject) => {
+        finish = (ok) => {
+          if (ok) resolve();
+          else reject(new Error('store down'));
+        };
+      }),
+    );
+    const held = svc.request(signRequest(body(), f.key.privateKey), NOW);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(f.policyCalls).toHaveLength(0);
+    finish(false);
+    expect((await held).grantId).toMatch(/^gr_/);
+    expect(f.policyCalls).toHaveLength(1);
+  });
+
   it('issuedAt outside the skew, either way: request_stale', async () => {
     const f = new Fakes();
     const svc = f.service();

@@ -209,6 +209,7 @@ export class GrantService {
   readonly #random: (n: number) => Buffer;
   readonly #replay: ReplayGuard;
   readonly #queue = new KeyedQueue();
+  #gate: Promise<void> | undefined;
   /** Session public keys, imported once per session: the JWK import was ~1/3 of a verify. */
   readonly #sessionKeys = new WeakMap<EcSessionJwk, { jwk: string; key: KeyObject }>();
 
@@ -226,11 +227,28 @@ export class GrantService {
   // ---------------------------------------------------------------------------------------
   // POST /v1/grants
 
+  /**
+   * Holds every decision until `work` settles (the start-up marking of unreleased allows,
+   * unreleased.ts, which must not see a request of this process half done). A failure of
+   * `work` is the caller's to report; decisions then go ahead.
+   */
+  holdDecisionsUntil(work: Promise<unknown>): void {
+    const gate = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#gate = gate;
+    void gate.then(() => {
+      if (this.#gate === gate) this.#gate = undefined;
+    });
+  }
+
   /** Decide, record, sign and store one grant request. `now` is the decision time. */
   async request(untrusted: unknown, now: Date): Promise<IssuedGrant> {
     // Copied and checked before the first await: the caller's object cannot change it.
     const req = checkRequest(untrusted, this.#config.maxTtlSeconds);
     const nowMs = now.getTime();
+    if (this.#gate !== undefined) await this.#gate;
 
     const runtime = await this.#deps.attestation.getRuntime(req.runtimeId);
     if (runtime.state !== 'active') throw new RuntimeNotActiveError();

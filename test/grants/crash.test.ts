@@ -59,12 +59,21 @@ afterAll(async () => {
   await rig.close();
 });
 
-/** Read the store of a dead child: log links, anchor, every acked grant. */
-async function checkStore(acked: readonly Acked[], label: string): Promise<number> {
+/**
+ * Read the store of a dead child: log links, anchor, every acked grant; with
+ * `everyAllowAccounted` also the other way round: every allow in the log has its grant
+ * record or a `grant.issue_failed` mark (a start marks what an earlier kill left unreleased).
+ */
+async function checkStore(
+  acked: readonly Acked[],
+  label: string,
+  everyAllowAccounted = false,
+): Promise<number> {
   const db = await openDatabase(rig.dbPath);
   let entries: unknown[];
   let batches: { size: number; root: string }[];
   const missingRecords: string[] = [];
+  const unaccounted: string[] = [];
   try {
     const audit = db.sublevel('audit', { valueEncoding: 'utf8' });
     entries = (await audit.values({ gte: 'e!', lt: 'e!~' }).all()).map(
@@ -74,14 +83,27 @@ async function checkStore(acked: readonly Acked[], label: string): Promise<numbe
       (v) => JSON.parse(v) as { size: number; root: string },
     );
     const grants = db.sublevel('grants', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    const recordKey = (id: string): string => `g!${encodeURIComponent(id).replace(/!/g, '%21')}`;
     for (const a of acked) {
-      const key = `g!${encodeURIComponent(a.grantId).replace(/!/g, '%21')}`;
-      if ((await grants.get(key)) === undefined) missingRecords.push(a.grantId);
+      if ((await grants.get(recordKey(a.grantId))) === undefined) missingRecords.push(a.grantId);
+    }
+    if (everyAllowAccounted) {
+      const marked = new Set(
+        entries
+          .filter(isEntryShape)
+          .flatMap((e) => (e.type === 'grant.issue_failed' ? [e.subject] : [])),
+      );
+      for (const e of entries.filter(isEntryShape)) {
+        if (e.type !== 'grant.decision' || e.decision !== 'allow' || marked.has(e.subject))
+          continue;
+        if ((await grants.get(recordKey(e.subject))) === undefined) unaccounted.push(e.subject);
+      }
     }
   } finally {
     await db.close();
   }
   expect(missingRecords, `${label}: grant records of acked grants`).toEqual([]);
+  expect(unaccounted, `${label}: allows with neither a grant record nor a mark`).toEqual([]);
   let prev = GENESIS_PREV_HASH;
   entries.forEach((e, seq) => {
     if (!isEntryShape(e)) throw new Error(`${label}: entry ${seq} malformed`);
@@ -241,7 +263,7 @@ describe('grant issuance under SIGKILL (real appliance over HTTP)', () => {
     }
     await last.child.stop();
     running = undefined;
-    const size = await checkStore(acked, `seed ${seed}, final`);
+    const size = await checkStore(acked, `seed ${seed}, final`, true);
     ackedInRun = acked;
 
     expect(earlyKills + loadKills, `seed ${seed}`).toBe(CYCLES);
@@ -255,7 +277,7 @@ describe('grant issuance under SIGKILL (real appliance over HTTP)', () => {
     ).toEqual([]);
   }, 900_000);
 
-  it('the store check is not vacuous: it refuses a 201 the log does not hold', async () => {
+  it('the store check is not vacuous: it refuses a 201 the log does not hold, and an unmarked lost allow', async () => {
     expect(ackedInRun.length).toBeGreaterThan(0);
     const real = ackedInRun[0] as Acked;
     await expect(
@@ -264,5 +286,16 @@ describe('grant issuance under SIGKILL (real appliance over HTTP)', () => {
     await expect(
       checkStore([{ ...real, audHash: '00'.repeat(32) }], 'planted hash'),
     ).rejects.toThrow(/audit entry of acked grant/);
+    // An allow whose record is gone and that nobody marked is found.
+    const db = await openDatabase(rig.dbPath);
+    try {
+      const grants = db.sublevel('grants', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+      await grants.del(`g!${encodeURIComponent(real.grantId).replace(/!/g, '%21')}`);
+    } finally {
+      await db.close();
+    }
+    await expect(checkStore([], 'planted loss', true)).rejects.toThrow(
+      /allows with neither a grant record nor a mark/,
+    );
   });
 });
