@@ -288,14 +288,6 @@ describe('GrantService.request: the allow path', () => {
     });
   });
 
-  it('the RFC 7638 thumbprint matches the RFC 7638 §3.1 example', () => {
-    // RFC 7638 has an RSA example only; check the construction against jose-style members.
-    const jwk = { kty: 'EC', crv: 'P-256', x: 'a', y: 'b' } as const;
-    expect(jwkThumbprint(jwk)).toBe(
-      createHash('sha256').update('{"crv":"P-256","kty":"EC","x":"a","y":"b"}').digest('base64url'),
-    );
-  });
-
   it('caps the lifetime at the policy maxTtlSeconds', async () => {
     const f = new Fakes();
     f.decision = () => allow({ requireQuote: false, maxTtlSeconds: 60 });
