@@ -10,6 +10,7 @@ import { PolicySetInvalidError, PolicyUnavailableError } from './errors.js';
 import { policySetHash } from './policy-set.js';
 import { policyReadinessProbe } from './probe.js';
 import type { PolicyRequest } from './types.js';
+import { policyRequest } from './testing/request.js';
 
 // Loading a set costs a few hundred ms of wasm work; the machine is shared.
 vi.setConfig({ testTimeout: 30_000 });
@@ -20,22 +21,7 @@ const ALLOW_READ = `@id("read") permit(principal, action == Action::"tickets.rea
 const FORBID_ACME = `@id("no-acme") @reason("acme is off limits")
 forbid(principal, action, resource) when { resource == Resource::"acme" };`;
 
-function request(overrides: Partial<PolicyRequest> = {}): PolicyRequest {
-  return {
-    runtime: { id: 'rt_1', name: 'agent-1', labels: { team: 'support' } },
-    action: 'tickets.read',
-    resource: 'ticket:1',
-    attestation: {
-      pcrPolicy: 'base',
-      resetSeen: false,
-      sessionAgeSeconds: 10,
-      proofMode: 'session',
-    },
-    lineage: { depth: 0, root: '', parentAction: null, delegated: false },
-    ttlSeconds: 60,
-    ...overrides,
-  };
-}
+const request = policyRequest;
 
 let dir: string;
 let schemaFile: string;

@@ -13,7 +13,7 @@ import { cedarWasm } from './cedar.wasm.js';
 import { PolicyEngine } from './engine.js';
 import { readPolicySource } from './policy-set.js';
 import { PolicyUnavailableError } from './errors.js';
-import type { PolicyRequest } from './types.js';
+import { policyRequest } from './testing/request.js';
 import { PolicyWorkers } from './workers.js';
 
 vi.setConfig({ testTimeout: 60_000 });
@@ -25,22 +25,7 @@ afterAll(() => tmp.removeAll());
 
 const NOW = Date.parse('2026-11-27T10:00:00Z');
 
-function request(overrides: Partial<PolicyRequest> = {}): PolicyRequest {
-  return {
-    runtime: { id: 'rt_1', name: 'agent-1', labels: { team: 'support' } },
-    action: 'tickets.read',
-    resource: 'ticket:1',
-    attestation: {
-      pcrPolicy: 'base',
-      resetSeen: false,
-      sessionAgeSeconds: 10,
-      proofMode: 'session',
-    },
-    lineage: { depth: 0, root: '', parentAction: null, delegated: false },
-    ttlSeconds: 60,
-    ...overrides,
-  };
-}
+const request = policyRequest;
 
 async function engineOver(policyDir: string): Promise<PolicyEngine> {
   const e = new PolicyEngine({
