@@ -6,6 +6,7 @@
  * the JWKS; redeemed once. Then the adversarial suite and the fault tests.
  */
 import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import canonicalizeModule from 'canonicalize';
 import { tmpdir } from 'node:os';
@@ -28,6 +29,7 @@ import {
 } from './rig.js';
 import { createEccAk, createRsaAk } from '../attestation/tools.js';
 import { repoRoot } from '../rig/sim.js';
+import { createGatewayExample } from '../../examples/gateway/app.js';
 
 // The library itself (not src/shared/jcs.ts): `module.exports = fn` under its declared default.
 const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
@@ -147,6 +149,53 @@ describe('the story, end to end', () => {
       .digest('hex');
     expect(claims.pol).toBe(pol);
     expect(entry?.reasons?.[0]).toBe(`pol:${pol}`);
+  });
+
+  it('the example gateway executes a granted ticket read once, refuses its replay and another ticket', async () => {
+    await rig.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = rig.app.server.address() as AddressInfo;
+    const gateway = await createGatewayExample({
+      issuer: ISSUER,
+      audience: 'gw_tickets',
+      applianceUrl: `http://127.0.0.1:${port}`,
+    });
+    try {
+      const params = { ticketId: 'T-42' };
+      const parametersDigest = createHash('sha256')
+        .update(canonicalize(params) ?? '')
+        .digest('hex');
+      const issued = await post(
+        signed(
+          grantBody(support, { resource: 'ticket:T-42', parametersDigest }),
+          supSession.attestationId,
+          supSession.key.privateKey,
+        ),
+      );
+      expect(issued.statusCode).toBe(201);
+      const { grant, grantId } = issued.json<Issued>();
+      const read = (payload: Record<string, unknown>) =>
+        gateway.app.inject({
+          method: 'POST',
+          url: '/tickets/read',
+          headers: { authorization: `Grant ${grant}` },
+          payload,
+        });
+      // Another ticket than the grant names: refused before anything is redeemed.
+      const other = await read({ ticketId: 'T-43' });
+      expect(other.statusCode).toBe(403);
+      expect(other.json()).toMatchObject({ error: { code: 'grant_resource_mismatch' } });
+      const first = await read(params);
+      expect(first.statusCode).toBe(200);
+      expect(first.json()).toMatchObject({ id: 'T-42' });
+      const replay = await read(params);
+      expect(replay.statusCode).toBe(409);
+      expect(replay.json()).toMatchObject({ error: { code: 'grant_already_redeemed' } });
+      // The appliance recorded the one redemption.
+      const lineage = await rig.app.inject({ url: `/v1/grants/${grantId}/lineage` });
+      expect(lineage.json()).toMatchObject({ grant: { grantId, state: 'redeemed' } });
+    } finally {
+      await gateway.app.close();
+    }
   });
 
   it('every grant verifies at the gateway (the HSM signature is normalised to low S)', async () => {
