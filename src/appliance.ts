@@ -326,6 +326,12 @@ export async function openAppliance(
             onLoadError: (message) => {
               logger?.error({ event: 'policy_worker_load_failed' }, `policy worker: ${message}`);
             },
+            onExit: ({ code, error }) => {
+              logger?.warn(
+                { event: 'policy_worker_exit', code, err: error },
+                'a policy worker stopped; its decisions failed closed and it is being replaced',
+              );
+            },
           });
     if (policyWorkers !== undefined) closers.push(() => policyWorkers.close());
 

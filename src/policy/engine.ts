@@ -248,18 +248,19 @@ export class PolicyEngine {
 
   /**
    * `decide`, with the Cedar call made by `evaluate` (another thread's wasm instance, see
-   * workers.ts) against the slot the call names. The set is the one active when this is
-   * called: a reload meanwhile does not change which set decides (or which hash it reports).
+   * workers.ts) against the slot the call names, which must hold the set of `hash` (the
+   * evaluator refuses otherwise). The set is the one active when this is called: a reload
+   * meanwhile does not change which set decides (or which hash it reports).
    */
   async decideWith(
     req: PolicyRequest,
-    evaluate: (call: StatefulAuthorizationCall) => Promise<AuthorizationAnswer>,
+    evaluate: (call: StatefulAuthorizationCall, hash: string) => Promise<AuthorizationAnswer>,
   ): Promise<PolicyDecision> {
     const begun = this.#begin(req);
     if ('decision' in begun) return begun;
     let answer: AuthorizationAnswer;
     try {
-      answer = await evaluate(begun.call);
+      answer = await evaluate(begun.call, begun.active.info.hash);
     } catch (cause) {
       if (cause instanceof PolicyUnavailableError) throw cause;
       throw new PolicyUnavailableError('the policy engine failed', { cause });

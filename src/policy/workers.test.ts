@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { tempDirs } from '../shared/testing/temp-dirs.js';
 import { cedarWasm } from './cedar.wasm.js';
-import { PolicyEngine } from './engine.js';
+import { PolicyEngine, type PolicySlot } from './engine.js';
 import { readPolicySource } from './policy-set.js';
 import { PolicyUnavailableError } from './errors.js';
 import { policyRequest } from './testing/request.js';
@@ -143,9 +143,13 @@ describe('PolicyWorkers', () => {
     await workers.recycle();
     const outcomes = new Set(await Promise.all(held));
     for (const o of outcomes) expect([hash, 'policy_unavailable']).toContain(o);
-    await vi.waitFor(() => {
-      expect(workers.replaced).toBe(2);
-    });
+    // Workers that die young are replaced after a pause.
+    await vi.waitFor(
+      () => {
+        expect(workers.replaced).toBe(2);
+      },
+      { timeout: 10_000 },
+    );
     const again = await workers.decide(request());
     expect(again.policyHash).toBe(hash);
   });
@@ -153,10 +157,78 @@ describe('PolicyWorkers', () => {
   it('a decision past its deadline fails closed; a closed pool decides nothing', async () => {
     // A fresh worker needs far more than a millisecond to load Cedar: the first decision
     // cannot be answered in time.
-    const slow = PolicyWorkers.start(engine, { threads: 1, deadlineMs: 1 });
+    const exits: number[] = [];
+    const slow = PolicyWorkers.start(engine, {
+      threads: 1,
+      deadlineMs: 1,
+      onExit: ({ code }) => exits.push(code),
+    });
     expect(await unavailable(slow.decide(request()))).toBe('policy_unavailable');
+    // The worker that missed its deadline may be stuck: it is replaced.
+    await vi.waitFor(
+      () => {
+        expect(slow.replaced).toBe(1);
+      },
+      { timeout: 10_000 },
+    );
+    expect(exits).toHaveLength(1);
     await slow.close();
     expect(await unavailable(slow.decide(request()))).toBe('policy_unavailable');
+  });
+
+  it('decisions queued behind two quick reloads decide against the set they were begun with', async () => {
+    const original = await engineOver(DEFAULT_DIR);
+    const pool = PolicyWorkers.start(original, { threads: 1 });
+    try {
+      const first = await readPolicySource(DEFAULT_DIR, SCHEMA_FILE);
+      const closed = await readPolicySource(policyDir, SCHEMA_FILE); // tickets closed
+      const before = original.info()?.hash;
+      const begun = Array.from({ length: 30 }, () => pool.decide(request()));
+      // Slot B, then slot A again (the slot the queued decisions name), synchronously.
+      original.activate(closed);
+      original.activate({ ...first, files: [...first.files, { name: 'z.cedar', text: '' }] });
+      for (const d of await Promise.all(begun)) {
+        expect(d).toMatchObject({ decision: 'allow', policyHash: before });
+      }
+      const now = await pool.decide(request());
+      expect(now.policyHash).toBe(original.info()?.hash);
+      expect(now.policyHash).not.toBe(before);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a set a worker failed to load never decides, not even under the old content of its slot', async () => {
+    // A stand-in engine whose listener the test drives: the pool sees a load fail.
+    const real = await engineOver(DEFAULT_DIR);
+    let active: PolicySlot | undefined;
+    real.onActivate((slot) => {
+      active = slot;
+    });
+    let handTo: ((slot: PolicySlot) => void) | undefined;
+    const driven = {
+      onActivate: (l: (slot: PolicySlot) => void) => {
+        handTo = l;
+      },
+      decideWith: real.decideWith.bind(real),
+    } as unknown as PolicyEngine;
+    const loadErrors: string[] = [];
+    const pool = PolicyWorkers.start(driven, {
+      threads: 1,
+      onLoadError: (m) => loadErrors.push(m),
+    });
+    try {
+      if (active === undefined || handTo === undefined) throw new Error('no slot');
+      handTo(active);
+      expect((await pool.decide(request())).decision).toBe('allow');
+      // The same slot and hash, but a text the worker's Cedar refuses: its old content stays
+      // in the wasm cache, and must not answer.
+      handTo({ ...active, policies: { staticPolicies: 'permit(' } });
+      expect(await unavailable(pool.decide(request()))).toBe('policy_unavailable');
+      expect(loadErrors).toHaveLength(1);
+    } finally {
+      await pool.close();
+    }
   });
 
   it('an activation a listener cannot take is refused, and the previous set stays', async () => {

@@ -13,8 +13,10 @@
  * a slot is only overwritten by the activation after next).
  *
  * Fails closed: a worker that dies fails the decisions it held (policy_unavailable) and is
- * replaced with the active set; a decision not answered within `deadlineMs` fails the same
- * way. The worker code is a plain JavaScript string run with `eval: true` (as the signing
+ * replaced with the active set (after a pause if it died young); a decision not answered
+ * within `deadlineMs` fails the same way and has its worker replaced (it may be stuck); a
+ * worker answers a decision only from the very set the engine names (slot and hash), so a
+ * set it failed to load never decides under another set's name. The worker code is a plain JavaScript string run with `eval: true` (as the signing
  * threads are), so it runs under tsx, vitest and the compiled build alike.
  */
 import { createRequire } from 'node:module';
@@ -31,11 +33,19 @@ export interface PolicyWorkersOptions {
   readonly deadlineMs?: number;
   /** A worker could not load a set it was handed (it then answers nothing with it). */
   readonly onLoadError?: (message: string) => void;
+  /** A worker stopped (crash, deadline, recycle) and is being replaced. */
+  readonly onExit?: (exit: { code: number; error: unknown }) => void;
 }
 
 type ToWorker =
   | { readonly kind: 'load'; readonly slot: PolicySlot }
-  | { readonly kind: 'decide'; readonly id: number; readonly call: StatefulAuthorizationCall };
+  | {
+      readonly kind: 'decide';
+      readonly id: number;
+      readonly call: StatefulAuthorizationCall;
+      /** The set the call's slot must hold. */
+      readonly hash: string;
+    };
 
 type FromWorker =
   | { readonly kind: 'loaded'; readonly slotId: string; readonly error?: string }
@@ -45,6 +55,9 @@ type FromWorker =
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const cedar = require(workerData.cedarPath);
+// Slot id -> hash of the set it holds. A failed load forgets the slot: cedar keeps the
+// previous content under that id, which must never decide in the new set's name.
+const loaded = new Map();
 const failures = (answer) =>
   answer.type === 'failure' ? answer.errors.map((e) => e.message).join('; ') : undefined;
 parentPort.on('message', (m) => {
@@ -56,7 +69,13 @@ parentPort.on('message', (m) => {
     } catch (e) {
       error = String((e && e.message) || e);
     }
+    if (error === undefined) loaded.set(m.slot.slotId, m.slot.hash);
+    else loaded.delete(m.slot.slotId);
     parentPort.postMessage({ kind: 'loaded', slotId: m.slot.slotId, error });
+    return;
+  }
+  if (loaded.get(m.call.preparsedPolicySetId) !== m.hash) {
+    parentPort.postMessage({ kind: 'failed', id: m.id, error: 'this worker does not hold that policy set' });
     return;
   }
   let answer;
@@ -69,6 +88,9 @@ parentPort.on('message', (m) => {
   parentPort.postMessage({ kind: 'decided', id: m.id, answer });
 });
 `;
+
+/** A worker that dies sooner than this after its start is replaced this much later. */
+const RESPAWN_PAUSE_MS = 1000;
 
 interface Pending {
   readonly resolve: (answer: AuthorizationAnswer) => void;
@@ -85,6 +107,7 @@ export class PolicyWorkers {
   readonly #engine: PolicyEngine;
   readonly #deadlineMs: number;
   readonly #onLoadError: (message: string) => void;
+  readonly #onExit: (exit: { code: number; error: unknown }) => void;
   readonly #cedarPath: string;
   readonly #threads: Thread[] = [];
   /** The last set handed out: what a replacement worker loads. */
@@ -100,6 +123,7 @@ export class PolicyWorkers {
     this.#engine = engine;
     this.#deadlineMs = options.deadlineMs ?? 2000;
     this.#onLoadError = options.onLoadError ?? (() => undefined);
+    this.#onExit = options.onExit ?? (() => undefined);
     this.#cedarPath = createRequire(import.meta.url).resolve('@cedar-policy/cedar-wasm/nodejs');
     for (let i = 0; i < options.threads; i++) this.#threads.push(this.#spawn());
   }
@@ -115,7 +139,7 @@ export class PolicyWorkers {
 
   /** `PolicyEngine.decide`, evaluated on the least busy worker. */
   decide(req: PolicyRequest): Promise<PolicyDecision> {
-    return this.#engine.decideWith(req, (call) => this.#evaluate(call));
+    return this.#engine.decideWith(req, (call, hash) => this.#evaluate(call, hash));
   }
 
   /** Workers replaced after dying (for tests and metrics). */
@@ -145,7 +169,7 @@ export class PolicyWorkers {
     for (const t of this.#threads) this.#post(t, { kind: 'load', slot });
   }
 
-  #evaluate(call: StatefulAuthorizationCall): Promise<AuthorizationAnswer> {
+  #evaluate(call: StatefulAuthorizationCall, hash: string): Promise<AuthorizationAnswer> {
     let thread: Thread | undefined;
     for (const t of this.#threads) {
       if (thread === undefined || t.pending.size < thread.pending.size) thread = t;
@@ -159,9 +183,11 @@ export class PolicyWorkers {
       const timer = setTimeout(() => {
         target.pending.delete(id);
         reject(new PolicyUnavailableError('the policy engine did not decide within its deadline'));
+        // A worker past a deadline may be stuck: replace it (its exit fails the rest).
+        void target.worker.terminate();
       }, this.#deadlineMs);
       target.pending.set(id, { resolve, reject, timer });
-      this.#post(target, { kind: 'decide', id, call });
+      this.#post(target, { kind: 'decide', id, call, hash });
     });
   }
 
@@ -194,14 +220,24 @@ export class PolicyWorkers {
           new PolicyUnavailableError('the policy engine failed', { details: { error: m.error } }),
         );
     });
-    worker.on('error', () => undefined); // 'exit' follows and does the work
-    worker.on('exit', () => {
+    let failure: unknown;
+    worker.on('error', (e: unknown) => {
+      failure = e; // 'exit' follows and does the work
+    });
+    const spawnedAt = Date.now();
+    worker.on('exit', (code) => {
       this.#failAll(thread, 'a policy worker stopped');
-      const at = this.#threads.indexOf(thread);
-      if (at < 0 || this.#closed) return;
-      const fresh = this.#spawn();
-      this.#threads[at] = fresh;
-      this.#replaced += 1;
+      if (this.#closed || !this.#threads.includes(thread)) return;
+      this.#onExit({ code, error: failure });
+      // One that dies young is replaced after a pause, not in a tight loop.
+      const replace = (): void => {
+        const at = this.#threads.indexOf(thread);
+        if (at < 0 || this.#closed) return;
+        this.#threads[at] = this.#spawn();
+        this.#replaced += 1;
+      };
+      if (Date.now() - spawnedAt < RESPAWN_PAUSE_MS) setTimeout(replace, RESPAWN_PAUSE_MS).unref();
+      else replace();
     });
     // A replacement starts with the active set (the first workers get it from onActivate).
     if (this.#current !== undefined) this.#post(thread, { kind: 'load', slot: this.#current });
