@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import {
   createAudit,
+  fitReason,
   expectedAnchorNames,
   provisionTpmAnchor,
   TpmAuditAnchor,
@@ -87,14 +88,9 @@ export async function expandPaths(paths: readonly string[], ext: string): Promis
   return out;
 }
 
-/** An error message as one audit reason (at most 256 UTF-16 units, see src/audit/entry.ts). */
+/** An error message as one audit reason (see fitReason). */
 function auditReason(message: string): string {
-  if (message.length === 0) return 'refused';
-  if (message.length <= 256) return message;
-  let cut = message.slice(0, 255);
-  // Never end on half a surrogate pair (JCS would refuse the entry).
-  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
-  return `${cut}…`;
+  return message.length === 0 ? 'refused' : fitReason(message);
 }
 
 async function readBundle(paths: readonly string[]): Promise<string> {

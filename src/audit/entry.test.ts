@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { GENESIS_PREV_HASH, buildEntry, checkEvent, checkLink, entryHash } from './entry.js';
+import {
+  GENESIS_PREV_HASH,
+  buildEntry,
+  checkEvent,
+  checkLink,
+  entryHash,
+  fitReason,
+} from './entry.js';
 
 const digest = createHash('sha256').update('request').digest('hex');
 
@@ -55,5 +62,16 @@ describe('audit entries', () => {
     const copy = checkEvent({ type: 't', subject: 's', reasons, digest });
     reasons.push('b');
     expect(copy.reasons).toEqual(['a']);
+  });
+});
+
+describe('fitReason', () => {
+  it('keeps a short text, cuts a long one to 256 units, never through a surrogate pair', () => {
+    expect(fitReason('short')).toBe('short');
+    expect(fitReason('a'.repeat(256))).toBe('a'.repeat(256));
+    expect(fitReason('a'.repeat(300))).toBe(`${'a'.repeat(255)}…`);
+    const pair = `${'a'.repeat(254)}😀tail`;
+    expect(fitReason(pair)).toBe(`${'a'.repeat(254)}…`);
+    expect(fitReason(pair).length).toBeLessThanOrEqual(256);
   });
 });

@@ -39,6 +39,14 @@ const HEX32 = /^[0-9a-f]{64}$/;
 const MAX_REASONS = 32;
 const MAX_REASON_LENGTH = 256;
 
+/** A text cut to fit one reason (at most 256 UTF-16 units, never half a surrogate pair). */
+export function fitReason(text: string): string {
+  if (text.length <= MAX_REASON_LENGTH) return text;
+  let head = text.slice(0, MAX_REASON_LENGTH - 1);
+  if (/[\uD800-\uDBFF]$/.test(head)) head = head.slice(0, -1);
+  return `${head}…`;
+}
+
 /** Validate an event before it enters a batch; returns a frozen copy (no later mutation). */
 export function checkEvent(event: AuditEvent): AuditEvent {
   const { type, subject, decision, reasons, digest } = event;

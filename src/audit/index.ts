@@ -86,6 +86,7 @@ export type { AuditAnchor, AnchorState, NvCertification } from './anchor.port.js
 export { AnchorError } from './anchor.port.js';
 export type { CheckpointSigner } from './checkpoint.js';
 export type { AuditEntry, AuditEvent } from './entry.js';
+export { fitReason } from './entry.js';
 export { AuditNotFoundError, AuditRollbackError, AuditUnavailableError } from './errors.js';
 export type { Appended, AuditLogger, AuditStats } from './log.js';
 export type {

@@ -551,6 +551,36 @@ describe('GrantService.request: runtime and proof', () => {
     expect(f.policyCalls).toHaveLength(1);
   });
 
+  it('a start-up hold past the dependency deadline answers grant_store_unavailable; a done one lets all through', async () => {
+    const f = new Fakes();
+    const stuck = f.service();
+    stuck.holdDecisionsUntil(new Promise<void>(() => undefined));
+    expect(await code(stuck.request(signRequest(body(), f.key.privateKey), NOW))).toBe(
+      'grant_store_unavailable',
+    );
+    expect(f.policyCalls).toHaveLength(0);
+    const done = f.service();
+    done.holdDecisionsUntil(Promise.resolve());
+    const issued = await Promise.all(
+      [1, 2].map(() => done.request(signRequest(body(), f.key.privateKey), NOW)),
+    );
+    expect(issued.map((g) => g.grantId.startsWith('gr_'))).toEqual([true, true]);
+  });
+
+  it('records at most 32 reasons of at most 256 characters; the rest are counted, never refused', async () => {
+    const f = new Fakes();
+    const many = Array.from({ length: 40 }, (_, i) => `policy ${i}`);
+    f.decision = () => ({ ...allow(), decision: 'deny', reasons: ['x'.repeat(300), ...many] });
+    expect(await code(f.service().request(signRequest(body(), f.key.privateKey), NOW))).toBe(
+      'policy_denied',
+    );
+    const reasons = f.events[0]?.reasons ?? [];
+    expect(reasons).toHaveLength(32);
+    expect(reasons[0]).toBe(`pol:${POLICY_HASH}`);
+    expect(reasons[1]).toBe(`${'x'.repeat(255)}…`);
+    expect(reasons[31]).toBe('and 11 more');
+  });
+
   it('issuedAt outside the skew, either way: request_stale', async () => {
     const f = new Fakes();
     const svc = f.service();

@@ -24,7 +24,7 @@ import {
   type EcSessionJwk,
 } from '../attestation/index.js';
 import type { AuditService } from '../audit/index.js';
-import { AuditUnavailableError } from '../audit/index.js';
+import { AuditUnavailableError, fitReason } from '../audit/index.js';
 import type { KeyService } from '../keys/index.js';
 import { HsmUnavailableError } from '../keys/index.js';
 import type { PolicyDecider, PolicyDecision, PolicyRequest } from '../policy/index.js';
@@ -182,6 +182,22 @@ const iso = (seconds: number): string => new Date(seconds * 1000).toISOString();
  */
 export const policyReason = (policyHash: string): string => `pol:${policyHash}`;
 
+/**
+ * An audit entry holds at most 32 reasons of at most 256 characters (src/audit/entry.ts):
+ * a decision with more is recorded with the rest counted and long ones cut, never refused
+ * by the log (which would fail the request closed for a policy's wording).
+ */
+const MAX_AUDIT_REASONS = 32;
+
+function auditReasons(policyHash: string, reasons: readonly string[]): string[] {
+  const room = MAX_AUDIT_REASONS - 1;
+  const listed =
+    reasons.length <= room
+      ? reasons
+      : [...reasons.slice(0, room - 1), `and ${reasons.length - (room - 1)} more`];
+  return [policyReason(policyHash), ...listed.map(fitReason)];
+}
+
 /** The deadline, as an error of the dependency's own kind. */
 async function within<T>(work: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -248,7 +264,16 @@ export class GrantService {
     // Copied and checked before the first await: the caller's object cannot change it.
     const req = checkRequest(untrusted, this.#config.maxTtlSeconds);
     const nowMs = now.getTime();
-    if (this.#gate !== undefined) await this.#gate;
+    if (this.#gate !== undefined) {
+      await within(
+        this.#gate,
+        this.#config.dependencyDeadlineMs,
+        () =>
+          new GrantStoreUnavailableError({
+            details: { reason: 'still marking the allows a previous run never released' },
+          }),
+      );
+    }
 
     const runtime = await this.#deps.attestation.getRuntime(req.runtimeId);
     if (runtime.state !== 'active') throw new RuntimeNotActiveError();
@@ -308,7 +333,7 @@ export class GrantService {
         type: 'grant.decision',
         subject: grantId,
         decision: 'deny',
-        reasons: [policyReason(decision.policyHash), ...decision.reasons],
+        reasons: auditReasons(decision.policyHash, decision.reasons),
         digest,
       });
       await this.#storeCall(() =>
@@ -330,7 +355,7 @@ export class GrantService {
       type: 'grant.decision',
       subject: grantId,
       decision: 'allow',
-      reasons: [policyReason(decision.policyHash), ...decision.determiningPolicies],
+      reasons: auditReasons(decision.policyHash, decision.determiningPolicies),
       digest,
     });
 

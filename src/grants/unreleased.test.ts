@@ -96,6 +96,22 @@ describe('markUnreleased', () => {
     expect(await markUnreleased(log, store, 100)).toBe(0);
   });
 
+  it('appends failing halfway leave the mark; the next start marks only what is still unmarked', async () => {
+    const log = new Log();
+    for (const id of ['gr_1', 'gr_2', 'gr_3']) log.add(allow(id, 1));
+    const store = new MemoryGrantStore();
+    const append = log.append.bind(log);
+    let calls = 0;
+    log.append = (event) =>
+      ++calls === 2 ? Promise.reject(new Error('anchor down')) : append(event);
+    await expect(markUnreleased(log, store)).rejects.toThrow('anchor down');
+    expect(await store.reconciledUpTo()).toBe(0);
+    log.append = append;
+    expect(await markUnreleased(log, store)).toBe(1);
+    const marks = log.entries_.filter((e) => e.type === 'grant.issue_failed').map((e) => e.subject);
+    expect(marks.sort()).toEqual(['gr_1', 'gr_2', 'gr_3']);
+  });
+
   it('a store that cannot answer fails the marking and leaves the mark where it was', async () => {
     const log = new Log();
     log.add(allow('gr_a', 1));

@@ -54,15 +54,19 @@ export async function markUnreleased(
     }
     next = last.seq + 1;
   }
-  for (const [subject, digest] of open) {
-    await audit.append({
-      type: 'grant.issue_failed',
-      subject,
-      decision: 'failed',
-      reasons: [NOT_RELEASED],
-      digest,
-    });
-  }
+  // Appended together: they join one audit batch (one anchor), not one each. If some fail,
+  // the mark stays and the next start finds only the ones still unmarked.
+  await Promise.all(
+    [...open].map(([subject, digest]) =>
+      audit.append({
+        type: 'grant.issue_failed',
+        subject,
+        decision: 'failed',
+        reasons: [NOT_RELEASED],
+        digest,
+      }),
+    ),
+  );
   await store.setReconciledUpTo(next);
   return open.size;
 }
