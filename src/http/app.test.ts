@@ -127,3 +127,33 @@ describe('error handling', () => {
     await app.close();
   });
 });
+
+describe('bodies that are not Unicode text', () => {
+  it('refuses a JSON string with a lone surrogate (escaped in the body) before any handler: 400', async () => {
+    const app = createServer();
+    let handled = 0;
+    app.post('/echo', { config: { public: true } }, (request) => {
+      handled += 1;
+      return { got: request.body };
+    });
+    const send = (raw: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/echo',
+        headers: { 'content-type': 'application/json' },
+        payload: raw,
+      });
+    for (const raw of ['{"a":"\\ud800"}', '{"a":["x","\\udc00"]}', '{"\\ud83d":1}']) {
+      const res = await send(raw);
+      expect(res.statusCode, raw).toBe(400);
+      expect(res.json()).toMatchObject({ error: { code: 'bad_request' } });
+    }
+    expect(handled).toBe(0);
+    // A pair, escaped or not, and the escape spelt out as text are fine.
+    for (const raw of ['{"a":"\\ud83d\\ude00"}', '{"a":"😀"}', '{"a":"\\\\ud800"}']) {
+      expect((await send(raw)).statusCode, raw).toBe(200);
+    }
+    expect(handled).toBe(3);
+    await app.close();
+  });
+});

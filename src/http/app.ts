@@ -16,7 +16,8 @@ import type { AuditService } from '../audit/index.js';
 import type { GrantService } from '../grants/index.js';
 import type { KeyService } from '../keys/index.js';
 import type { Operators } from '../operators/index.js';
-import type { GrantorError } from '../shared/errors.js';
+import { BadRequestError, type GrantorError } from '../shared/errors.js';
+import { holdsLoneSurrogate } from '../shared/jcs.js';
 import type { ReadinessProbe } from '../shared/readiness.js';
 import { errorBody, installErrorHandler } from './errors.js';
 import { publicMessage, statusForCode } from './error-status.js';
@@ -162,6 +163,18 @@ export function createServer(options: AppOptions = {}): App {
     (httpPart === 'body' ? ajv.body : ajv.other).compile(schema),
   );
   installErrorHandler(app);
+  // A JSON string with half a surrogate pair is not text and has no canonical form
+  // (RFC 8785 §3.2.2.2): refused before any route sees it, so every JCS over a body (the
+  // request signatures, digests, quotes' qualifying data) is defined.
+  app.addHook('preValidation', (request, _reply, done) => {
+    if (request.body !== undefined && holdsLoneSurrogate(request.body)) {
+      done(
+        new BadRequestError('the body holds a string that is not Unicode text (a lone surrogate)'),
+      );
+      return;
+    }
+    done();
+  });
   return app;
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { jcs, jcsSha256Hex } from './jcs.js';
+import { holdsLoneSurrogate, jcs, jcsSha256Hex } from './jcs.js';
 
 /** The double whose IEEE-754 bits are `hex`, so the input is exact, as in RFC 8785 Appendix B. */
 function ieee(hex: string): number {
@@ -179,8 +179,22 @@ describe('jcs: values JSON cannot hold', () => {
     expect(() => jcs({ a: () => 1 })).toThrow(TypeError);
   });
 
-  it.fails('refuses a lone surrogate, as RFC 8785 §3.2.2.2 requires (today: "\\ud800")', () => {
-    expect(() => jcs('\ud800')).toThrow();
+  it('refuses a lone surrogate, as RFC 8785 §3.2.2.2 requires; pairs and the escape as text pass', () => {
+    for (const bad of ['\ud800', 'a\udc00b', { k: ['x', '\udbff'] }, { ['\ud83d']: 1 }]) {
+      expect(() => jcs(bad)).toThrow(TypeError);
+    }
+    expect(jcs('😀')).toBe('"😀"');
+    // Six characters of text that spell an escape are text.
+    expect(jcs('\\ud800')).toBe('"\\\\ud800"');
+  });
+
+  it('holdsLoneSurrogate finds one in any value or member name, at any depth', () => {
+    expect(holdsLoneSurrogate({ a: [1, { b: 'ok 😀' }] })).toBe(false);
+    expect(holdsLoneSurrogate({ a: [1, { b: 'x\udc00' }] })).toBe(true);
+    expect(holdsLoneSurrogate({ ['\ud800']: 'v' })).toBe(true);
+    let deep: unknown = '\ud800';
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(holdsLoneSurrogate(deep)).toBe(true);
   });
 
   it('writes what toJSON returns (a Date as its ISO string)', () => {

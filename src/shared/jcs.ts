@@ -10,10 +10,45 @@ import canonicalizeModule from 'canonicalize';
 // which Node hands to an ESM default import as is.
 const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
 
-/** The canonical JSON text of a value; TypeError if it has no JSON form. */
+/** Half of a surrogate pair standing alone: a string that is not Unicode text. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/**
+ * In canonical JSON text a lone surrogate can only be JSON.stringify's escape of one
+ * (pairs are written as is): `\udXXX` after an even number of backslashes.
+ */
+const ESCAPED_LONE_SURROGATE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/;
+
+/**
+ * Whether any string (value or member name) in parsed JSON holds half of a surrogate pair
+ * on its own (RFC 8785 §3.2.2.2 refuses it). Iterative: no depth can exhaust the stack.
+ */
+export function holdsLoneSurrogate(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v)) return true;
+    } else if (Array.isArray(v)) {
+      for (const item of v) stack.push(item);
+    } else if (typeof v === 'object' && v !== null) {
+      for (const [key, item] of Object.entries(v)) {
+        if (LONE_SURROGATE.test(key)) return true;
+        stack.push(item);
+      }
+    }
+  }
+  return false;
+}
+
+/**
+ * The canonical JSON text of a value; TypeError if it has no JSON form or holds a lone
+ * surrogate (RFC 8785 §3.2.2.2). HTTP bodies with one are refused as bad_request before
+ * any handler runs (src/http/app.ts), so this only stops a programming error.
+ */
 export function jcs(value: unknown): string {
   const text = canonicalize(value);
   if (text === undefined) throw new TypeError('value has no JSON form');
+  if (ESCAPED_LONE_SURROGATE.test(text)) throw new TypeError('value holds a lone surrogate');
   return text;
 }
 
