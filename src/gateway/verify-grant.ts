@@ -224,7 +224,7 @@ export async function verifyGrant(
     // The digest is computed now: parameters mutated during verification do not count.
     parametersDigest:
       options.execution.parametersDigest === undefined
-        ? parametersDigest(options.execution.parameters)
+        ? digestOf(options.execution.parameters)
         : options.execution.parametersDigest.toLowerCase(),
   };
   const pop =
@@ -344,4 +344,19 @@ export interface GrantVerifier {
 export function createGrantVerifier(config: GrantVerifierConfig): GrantVerifier {
   checkConfig(config);
   return { verify: (jws, request) => verifyGrant(jws, { ...config, ...request }) };
+}
+
+/**
+ * The digest of the execution's parameters; parameters with no canonical JSON form (a lone
+ * surrogate, a value JSON cannot hold) match no grant: refused, never a crash.
+ */
+function digestOf(parameters: unknown): string {
+  try {
+    return parametersDigest(parameters);
+  } catch (cause) {
+    throw new GrantParametersMismatchError(
+      'the parameters have no canonical JSON form (RFC 8785): no grant can name them',
+      { cause },
+    );
+  }
 }

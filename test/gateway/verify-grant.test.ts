@@ -403,6 +403,12 @@ describe('claims', () => {
     expect(await rejection(jws, { execution: other })).toBe('grant_parameters_mismatch');
   });
 
+  it('refuses parameters with no canonical JSON form (a lone surrogate) instead of crashing', async () => {
+    const jws = appliance.mint(good());
+    const odd = { ...EXECUTION, parameters: { ...EXECUTION.parameters, memo: 'x\ud800' } };
+    expect(await rejection(jws, { execution: odd })).toBe('grant_parameters_mismatch');
+  });
+
   it.each([
     ['sub', { sub: 42 }],
     ['exp', { exp: '9999999999' }],
