@@ -34,6 +34,7 @@ import {
   PolicySetInvalidError,
   PolicyWorkers,
   createPolicyEngine,
+  type PolicyDecider,
   type PolicyEngine,
   type PolicySetInfo,
 } from './policy/index.js';
@@ -56,6 +57,8 @@ export interface Appliance {
   readonly audit: AuditService;
   readonly keys: KeyService;
   readonly policy: PolicyEngine;
+  /** What decides grant requests: the policy workers, or the engine itself (0 threads). */
+  readonly decisions: PolicyDecider;
   /**
    * An operator's reload of the policy set (`by`: the operator id), audited like a watched
    * one (`policy.reloaded` / `policy.reload_refused`); resolves once its entry is written.
@@ -407,6 +410,7 @@ export async function openAppliance(
       audit,
       keys,
       policy,
+      decisions: policyWorkers ?? policy,
       reloadPolicy,
       attestation,
       operators,

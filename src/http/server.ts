@@ -36,7 +36,7 @@ export function probes(a: Appliance): ReadinessProbe[] {
         return { ok: true };
       },
     },
-    policyReadinessProbe(a.policy),
+    policyReadinessProbe(a.policy, a.decisions),
   ];
 }
 

@@ -12,6 +12,7 @@ import { tempDirs } from '../shared/testing/temp-dirs.js';
 import { cedarWasm } from './cedar.wasm.js';
 import { PolicyEngine, type PolicySlot } from './engine.js';
 import { readPolicySource } from './policy-set.js';
+import { policyReadinessProbe } from './probe.js';
 import { PolicyUnavailableError } from './errors.js';
 import { policyRequest } from './testing/request.js';
 import { PolicyWorkers } from './workers.js';
@@ -243,6 +244,16 @@ describe('PolicyWorkers', () => {
     const source = await readPolicySource(policyDir, SCHEMA_FILE);
     expect(() => e.activate(source)).toThrow(/could not be handed to a worker/);
     expect(e.info()).toEqual(active);
+  });
+
+  it('readiness asks the workers: ready while they answer, not once they cannot', async () => {
+    const pool = PolicyWorkers.start(engine, { threads: 1 });
+    const probe = policyReadinessProbe(engine, pool);
+    expect(await probe.check()).toEqual({ ok: true });
+    await pool.close();
+    expect(await probe.check()).toMatchObject({ ok: false });
+    // The engine alone still answers: the probe really asked the pool.
+    expect(await policyReadinessProbe(engine).check()).toEqual({ ok: true });
   });
 
   it('refuses a pool without threads', () => {
