@@ -59,6 +59,9 @@ afterAll(async () => {
   await rig.close();
 });
 
+/** The grant store's key of a grant record (src/grants/grant-store.level.ts). */
+const recordKey = (id: string): string => `g!${encodeURIComponent(id).replace(/!/g, '%21')}`;
+
 /**
  * Read the store of a dead child: log links, anchor, every acked grant; with
  * `everyAllowAccounted` also the other way round: every allow in the log has its grant
@@ -83,7 +86,6 @@ async function checkStore(
       (v) => JSON.parse(v) as { size: number; root: string },
     );
     const grants = db.sublevel('grants', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
-    const recordKey = (id: string): string => `g!${encodeURIComponent(id).replace(/!/g, '%21')}`;
     for (const a of acked) {
       if ((await grants.get(recordKey(a.grantId))) === undefined) missingRecords.push(a.grantId);
     }
@@ -290,7 +292,7 @@ describe('grant issuance under SIGKILL (real appliance over HTTP)', () => {
     const db = await openDatabase(rig.dbPath);
     try {
       const grants = db.sublevel('grants', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
-      await grants.del(`g!${encodeURIComponent(real.grantId).replace(/!/g, '%21')}`);
+      await grants.del(recordKey(real.grantId));
     } finally {
       await db.close();
     }
