@@ -23,6 +23,7 @@ import { meterAudit } from './audit/audit.metered.js';
 import {
   AttestationTrust,
   createAttestation,
+  loadEnrollmentRules,
   loadReferencePolicies,
   type AttestationService,
 } from './attestation/index.js';
@@ -338,6 +339,7 @@ export async function openAppliance(
     const ekCaBundlePem = await readBundle(config.attestation.ekCaBundle);
     const attestationTrust = await AttestationTrust.open({
       configuredEkCaPem: ekCaBundlePem,
+      configuredEnrollmentRules: await loadEnrollmentRules(config.attestation.enrollmentRules),
       referencePolicies: await loadReferencePolicies(referencePolicyFiles),
       stateDir: join(config.stateDir, 'attestation'),
       audit: {
@@ -351,6 +353,7 @@ export async function openAppliance(
         ekCaBundlePem,
         referencePolicyFiles,
         trust: attestationTrust,
+        pendingEnrollmentTtlSeconds: config.attestation.pendingEnrollmentTtlSeconds,
       },
       {
         db,

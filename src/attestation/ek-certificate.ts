@@ -52,6 +52,11 @@ export interface ValidatedEk {
   readonly tpm: TpmIdentity;
   /** Subjects of the chain, leaf issuer first (for the audit facts). */
   readonly chain: readonly string[];
+  /** Hex SHA-256 of each CA certificate of the chain, leaf issuer first (enrollment rules). */
+  readonly chainSha256: readonly string[];
+  /** The leaf's issuer and serial number (what operators see in the inventory). */
+  readonly issuer: string;
+  readonly serialNumber: string;
 }
 
 /** Parse a PEM bundle (several certificates concatenated) into certificates. */
@@ -375,5 +380,12 @@ export function validateEkCertificate(der: Uint8Array, options: EkCertificateOpt
     ekPublic = ekPublicFromJwk(jwk);
   }
   checkEkPublic(ekPublic);
-  return { ekPublic, tpm, chain: chain.map((c) => c.subject) };
+  return {
+    ekPublic,
+    tpm,
+    chain: chain.map((c) => c.subject),
+    chainSha256: chain.map((c) => describeCertificate(c).sha256),
+    issuer: cert.issuer,
+    serialNumber: cert.serialNumber,
+  };
 }

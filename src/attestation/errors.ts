@@ -18,6 +18,8 @@ export const ATTESTATION_CODES = [
   'ek_public_invalid',
   'ek_key_unsupported',
   'ek_already_enrolled',
+  'ek_revoked',
+  'enrollment_expired',
   'runtime_identity_mismatch',
   'ak_public_invalid',
   'ak_key_unsupported',
@@ -108,6 +110,16 @@ export class EkKeyUnsupportedError extends kind(
 export class EkAlreadyEnrolledError extends kind(
   'ek_already_enrolled',
   'this EK is already enrolled',
+) {}
+/** The EK belongs to a revoked runtime: blocked on purpose until an operator releases it. */
+export class EkRevokedError extends kind(
+  'ek_revoked',
+  'this EK belongs to a revoked runtime; an operator must release it before it can enroll again',
+) {}
+/** The pending enrollment outlived its lifetime; it is deleted and its EK and name freed. */
+export class EnrollmentExpiredError extends kind(
+  'enrollment_expired',
+  'the enrollment expired before activation; enroll again',
 ) {}
 export class RuntimeIdentityMismatchError extends kind(
   'runtime_identity_mismatch',

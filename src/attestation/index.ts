@@ -5,6 +5,8 @@
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
 import { parseCaBundle } from './ek-certificate.js';
+import { EMPTY_RULE_SET } from './enrollment-rules.js';
+import type { EnrollmentRuleSet } from './enrollment-rules.js';
 import { loadReferencePolicies } from './reference-policy.js';
 import type { AttestationTrust } from './registrar.js';
 import { LevelRuntimeStore } from './runtime-store.level.js';
@@ -18,6 +20,10 @@ export interface AttestationSettings {
   readonly sessionTtlSeconds?: number;
   readonly nonceTtlSeconds?: number;
   readonly maxNoncesPerRuntime?: number;
+  /** Enrollment rules when no `trust` is given (tests); none: nothing is assigned. */
+  readonly enrollmentRules?: EnrollmentRuleSet;
+  /** How long an enrollment may wait for activation (default 900 s). */
+  readonly pendingEnrollmentTtlSeconds?: number;
   /**
    * Operator-managed trust (src/attestation/registrar.ts): when given, the EK CA bundle and
    * the reference policies are read from it on every request (replaced and disabled at
@@ -55,6 +61,12 @@ export async function createAttestation(
       get referencePolicies() {
         return trust?.referencePolicies ?? fixed?.referencePolicies ?? [];
       },
+      get enrollmentRules() {
+        return trust?.enrollmentRules ?? config.enrollmentRules ?? EMPTY_RULE_SET;
+      },
+      ...(config.pendingEnrollmentTtlSeconds === undefined
+        ? {}
+        : { pendingEnrollmentTtlMs: config.pendingEnrollmentTtlSeconds * 1000 }),
       ...(config.sessionTtlSeconds === undefined
         ? {}
         : { sessionTtlMs: config.sessionTtlSeconds * 1000 }),
@@ -83,6 +95,9 @@ export type {
   EcSessionJwk,
   EnrollRequest,
   EnrollResponse,
+  RuntimeActor,
+  RuntimeFilter,
+  RuntimePage,
   RuntimeView,
   VerifiedQuote,
 } from './service.js';
@@ -94,9 +109,15 @@ export {
   AttestationTrust,
   bundleSha256,
   type EkCaView,
+  type EnrollmentRulesView,
   type ReferencePolicyView,
   type TrustActor,
 } from './registrar.js';
+export {
+  loadEnrollmentRules,
+  parseEnrollmentRules,
+  type EnrollmentRuleSet,
+} from './enrollment-rules.js';
 export {
   parseReferencePolicy,
   loadReferencePolicies,

@@ -26,6 +26,14 @@ import {
   type EkCaCertificateView,
 } from './ek-certificate.js';
 import {
+  EMPTY_RULE_SET,
+  EnrollmentRulesInvalidError,
+  parseEnrollmentRules,
+  ruleSetJson,
+  ruleSetSha256,
+  type EnrollmentRuleSet,
+} from './enrollment-rules.js';
+import {
   ReferencePolicyRegistry,
   type DisabledMark,
   type ReferencePolicy,
@@ -57,9 +65,20 @@ export interface ReferencePolicyView {
   readonly disabledBy?: string;
 }
 
+export interface EnrollmentRulesView {
+  /** Hex SHA-256 of the set's canonical JSON (what `enrollrules.replace` approvals bind). */
+  readonly sha256: string;
+  readonly source: 'configuration' | 'replaced';
+  readonly replacedAt?: string;
+  readonly replacedBy?: string;
+  readonly ruleSet: unknown;
+}
+
 export interface AttestationTrustOptions {
   /** The configured bundle (GRANTOR_EK_CA_BUNDLE), used until an operator replaces it. */
   readonly configuredEkCaPem: string;
+  /** The configured rules (GRANTOR_ENROLLMENT_RULES), used until an operator replaces them. */
+  readonly configuredEnrollmentRules?: EnrollmentRuleSet;
   readonly referencePolicies: readonly ReferencePolicy[];
   /** Where replacements and disabled marks are kept (e.g. `<stateDir>/attestation`). */
   readonly stateDir: string;
@@ -78,6 +97,15 @@ interface EkCaState {
 
 const EK_CA_FILE = 'ek-ca.json';
 const POLICIES_FILE = 'reference-policies.json';
+const RULES_FILE = 'enrollment-rules.json';
+
+interface RulesState {
+  readonly set: EnrollmentRuleSet;
+  readonly sha256: string;
+  readonly source: 'configuration' | 'replaced';
+  readonly replacedAt?: string;
+  readonly replacedBy?: string;
+}
 
 export function bundleSha256(pem: string): string {
   return createHash('sha256').update(pem, 'utf8').digest('hex');
@@ -122,6 +150,24 @@ async function loadReplacedEkCa(path: string): Promise<EkCaState | undefined> {
   };
 }
 
+/** Replaced rules from the state folder; damage stops the start (fail closed). */
+async function loadReplacedRules(path: string): Promise<RulesState | undefined> {
+  const raw = await readJson(path);
+  if (raw === undefined) return undefined;
+  if (!isRecord(raw) || typeof raw.sha256 !== 'string')
+    throw new ConfigError(path, 'missing members: the persisted enrollment rules are damaged');
+  const set = parseEnrollmentRules(raw.ruleSet, path);
+  if (ruleSetSha256(set) !== raw.sha256)
+    throw new ConfigError(path, 'digest mismatch: the persisted enrollment rules are damaged');
+  return {
+    set,
+    sha256: raw.sha256,
+    source: 'replaced',
+    ...(typeof raw.replacedAt === 'string' ? { replacedAt: raw.replacedAt } : {}),
+    ...(typeof raw.replacedBy === 'string' ? { replacedBy: raw.replacedBy } : {}),
+  };
+}
+
 async function loadDisabled(path: string): Promise<Map<string, DisabledMark>> {
   const raw = await readJson(path);
   const out = new Map<string, DisabledMark>();
@@ -145,6 +191,7 @@ async function stage(path: string, data: unknown): Promise<string> {
 
 export class AttestationTrust {
   #ekCa: EkCaState;
+  #rules: RulesState;
   readonly #policies: ReferencePolicyRegistry;
   readonly #dir: string;
   readonly #audit: AuditSink;
@@ -154,10 +201,12 @@ export class AttestationTrust {
 
   private constructor(
     ekCa: EkCaState,
+    rules: RulesState,
     policies: ReferencePolicyRegistry,
     options: AttestationTrustOptions,
   ) {
     this.#ekCa = ekCa;
+    this.#rules = rules;
     this.#policies = policies;
     this.#dir = options.stateDir;
     this.#audit = options.audit;
@@ -180,8 +229,15 @@ export class AttestationTrust {
       };
     }
     const disabled = await loadDisabled(join(options.stateDir, POLICIES_FILE));
+    const configuredRules = options.configuredEnrollmentRules ?? EMPTY_RULE_SET;
+    const rules = (await loadReplacedRules(join(options.stateDir, RULES_FILE))) ?? {
+      set: configuredRules,
+      sha256: ruleSetSha256(configuredRules),
+      source: 'configuration' as const,
+    };
     return new AttestationTrust(
       ekCa,
+      rules,
       new ReferencePolicyRegistry(options.referencePolicies, disabled),
       options,
     );
@@ -195,6 +251,64 @@ export class AttestationTrust {
   /** The reference policies quote verification may match now (disabled ones left out). */
   get referencePolicies(): readonly ReferencePolicy[] {
     return this.#policies.enabled;
+  }
+
+  /** The enrollment rules enrollment uses now. */
+  get enrollmentRules(): EnrollmentRuleSet {
+    return this.#rules.set;
+  }
+
+  enrollmentRulesView(): EnrollmentRulesView {
+    const r = this.#rules;
+    return {
+      sha256: r.sha256,
+      source: r.source,
+      ...(r.replacedAt === undefined ? {} : { replacedAt: r.replacedAt }),
+      ...(r.replacedBy === undefined ? {} : { replacedBy: r.replacedBy }),
+      ruleSet: ruleSetJson(r.set),
+    };
+  }
+
+  /** Validate a replacement set whole (no state change): its digest, for the approvals. */
+  checkEnrollmentRules(raw: unknown): { sha256: string; set: EnrollmentRuleSet } {
+    let set: EnrollmentRuleSet;
+    try {
+      set = parseEnrollmentRules(raw, 'request');
+    } catch (e) {
+      if (e instanceof ConfigError) throw new EnrollmentRulesInvalidError(e.message);
+      throw e;
+    }
+    return { sha256: ruleSetSha256(set), set };
+  }
+
+  /** Replace the rules (approvals already consumed by the caller); future enrollments only. */
+  replaceEnrollmentRules(set: EnrollmentRuleSet, actor: TrustActor): Promise<EnrollmentRulesView> {
+    return this.#serial(async () => {
+      const now = this.#now();
+      const sha256 = ruleSetSha256(set);
+      const path = join(this.#dir, RULES_FILE);
+      const replacedAt = now.toISOString();
+      const tmp = await stage(path, {
+        ruleSet: ruleSetJson(set),
+        sha256,
+        replacedAt,
+        replacedBy: actor.id,
+      });
+      await this.#record(tmp, {
+        type: 'attestation.enrollrules.replace',
+        subject: `sha256:${sha256}`,
+        decision: 'replaced',
+        reasons: [
+          `${actor.role}:${actor.id}`,
+          `rules:${set.rules.length}`,
+          `previous:sha256:${this.#rules.sha256}`,
+        ],
+        digest: jcsSha256Hex({ sha256, previous: this.#rules.sha256, actor: actor.id }),
+      });
+      await rename(tmp, path);
+      this.#rules = { set, sha256, source: 'replaced', replacedAt, replacedBy: actor.id };
+      return this.enrollmentRulesView();
+    });
   }
 
   ekCa(): EkCaView {

@@ -4,7 +4,7 @@
  * synced batch on the root database.
  */
 import type { Database } from '../shared/db.level.js';
-import type { RuntimeRecord, RuntimeStore } from './runtime-store.port.js';
+import { upgradeRecord, type RuntimeRecord, type RuntimeStore } from './runtime-store.port.js';
 
 export class LevelRuntimeStore implements RuntimeStore {
   private readonly sub;
@@ -15,7 +15,20 @@ export class LevelRuntimeStore implements RuntimeStore {
 
   async get(runtimeId: string): Promise<RuntimeRecord | undefined> {
     const text = await this.sub.get(`r!${runtimeId}`);
-    return text === undefined ? undefined : (JSON.parse(text) as RuntimeRecord);
+    return text === undefined ? undefined : upgradeRecord(JSON.parse(text) as RuntimeRecord);
+  }
+
+  async scan(after: string | undefined, limit: number): Promise<RuntimeRecord[]> {
+    const out: RuntimeRecord[] = [];
+    // `r!` ids sort before `r"`: the range holds exactly the records.
+    for await (const text of this.sub.values({
+      ...(after === undefined ? { gte: 'r!' } : { gt: `r!${after}` }),
+      lt: 'r"',
+      limit,
+    })) {
+      out.push(upgradeRecord(JSON.parse(text) as RuntimeRecord));
+    }
+    return out;
   }
 
   findByEk(ekFingerprint: string): Promise<string | undefined> {
@@ -56,8 +69,23 @@ export class LevelRuntimeStore implements RuntimeStore {
   async delete(record: RuntimeRecord): Promise<void> {
     await this.write([
       { type: 'del', key: `r!${record.runtimeId}` },
-      { type: 'del', key: `ek!${record.ekFingerprint}` },
-      { type: 'del', key: `n!${encodeURIComponent(record.name)}` },
+      ...(await this.indexDrops(record)),
     ]);
+  }
+
+  async release(record: RuntimeRecord): Promise<void> {
+    await this.write([
+      { type: 'put', key: `r!${record.runtimeId}`, value: JSON.stringify(record) },
+      ...(await this.indexDrops(record)),
+    ]);
+  }
+
+  /** Index entries are dropped only where they still point to this runtime. */
+  private async indexDrops(record: RuntimeRecord): Promise<{ type: 'del'; key: string }[]> {
+    const keys = [`ek!${record.ekFingerprint}`, `n!${encodeURIComponent(record.name)}`];
+    const owners = await this.sub.getMany(keys);
+    return keys.flatMap((key, i) =>
+      owners[i] === record.runtimeId ? [{ type: 'del' as const, key }] : [],
+    );
   }
 }

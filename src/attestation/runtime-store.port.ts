@@ -9,10 +9,48 @@ export interface LastAttestation {
   readonly at: string;
 }
 
+/** What the appliance verified about a runtime's EK at enrollment (issue 12). */
+export interface EkIdentity {
+  /** Hex SHA-256 of the EK's SubjectPublicKeyInfo (DER): `openssl pkey -pubin -outform der | sha256sum`. */
+  readonly publicKeySha256: string;
+  /** The EK certificate that chained, when one was presented. */
+  readonly certificate: {
+    readonly issuer: string;
+    readonly serialNumber: string;
+    /** Hex SHA-256 of each CA certificate of the verified chain, the leaf's issuer first. */
+    readonly chainSha256: readonly string[];
+  } | null;
+  /** TPM manufacturer, model and version from the EK certificate's SAN. */
+  readonly tpm: {
+    readonly manufacturer: string;
+    readonly model: string;
+    readonly version: string;
+  } | null;
+}
+
+/** An operator's release of a runtime's EK and name (they may enroll again). */
+export interface ReleaseMark {
+  readonly at: string;
+  readonly by: string;
+}
+
 export interface RuntimeRecord {
   readonly runtimeId: string;
   readonly name: string;
+  /**
+   * The labels policies see: assigned by an enrollment rule or an operator, never by the
+   * runtime (`requestedLabels` is what it asked for).
+   */
   readonly labels: Readonly<Record<string, string>>;
+  /** The labels the runtime sent at enrollment: a request shown to operators, nothing more. */
+  readonly requestedLabels: Readonly<Record<string, string>>;
+  /** Who assigned `labels`: `rule:<name>`, `operator:<id>`, or null (nobody: none). */
+  readonly labelSource: string | null;
+  /** The state activation leads to: the matching rule's, else `pending_approval`. */
+  readonly activationState: 'active' | 'pending_approval';
+  readonly ek: EkIdentity | null;
+  /** Set when an operator released the EK and name of this (revoked) runtime. */
+  readonly released: ReleaseMark | null;
   readonly state: RuntimeState;
   /** True when the EK came with a certificate that chains to a trusted CA. */
   readonly ekCertified: boolean;
@@ -28,10 +66,34 @@ export interface RuntimeRecord {
   /** Clock counters of this AK's last verified quote. */
   readonly counters: { readonly resetCount: number; readonly restartCount: number } | null;
   readonly lastAttestation: LastAttestation | null;
+  readonly lastQuote?: {
+    readonly clock: string /* decimal uint64 ms */;
+    readonly firmwareVersion: string; /* 16 hex chars */
+  };
+}
+
+/**
+ * A record as stored before issue 12 had only self-claimed `labels`: they become the
+ * request, and nothing is assigned (fail closed: an operator assigns them again).
+ */
+export function upgradeRecord(raw: RuntimeRecord): RuntimeRecord {
+  const r: Omit<RuntimeRecord, 'requestedLabels'> & { requestedLabels?: unknown } = raw;
+  if (r.requestedLabels !== undefined) return raw;
+  return {
+    ...r,
+    requestedLabels: r.labels,
+    labels: {},
+    labelSource: null,
+    activationState: 'pending_approval',
+    ek: null,
+    released: null,
+  };
 }
 
 export interface RuntimeStore {
   get(runtimeId: string): Promise<RuntimeRecord | undefined>;
+  /** Up to `limit` runtimes in runtime id order, after `after` (exclusive). */
+  scan(after: string | undefined, limit: number): Promise<RuntimeRecord[]>;
   /** The runtime that holds this EK, if any. */
   findByEk(ekFingerprint: string): Promise<string | undefined>;
   findByName(name: string): Promise<string | undefined>;
@@ -40,6 +102,8 @@ export interface RuntimeStore {
   update(record: RuntimeRecord): Promise<void>;
   /** Delete a runtime and its index entries, atomically. */
   delete(record: RuntimeRecord): Promise<void>;
+  /** Write the record and drop its EK and name index entries, atomically (a release). */
+  release(record: RuntimeRecord): Promise<void>;
 }
 
 /** In-memory store for fast service tests (the LevelDB adapter passes the same contract). */
@@ -50,6 +114,16 @@ export class MemoryRuntimeStore implements RuntimeStore {
 
   get(runtimeId: string): Promise<RuntimeRecord | undefined> {
     return Promise.resolve(this.#runtimes.get(runtimeId));
+  }
+
+  scan(after: string | undefined, limit: number): Promise<RuntimeRecord[]> {
+    const ids = [...this.#runtimes.keys()].filter((id) => after === undefined || id > after).sort();
+    return Promise.resolve(
+      ids.slice(0, limit).flatMap((id) => {
+        const r = this.#runtimes.get(id);
+        return r === undefined ? [] : [r];
+      }),
+    );
   }
 
   findByEk(ekFingerprint: string): Promise<string | undefined> {
@@ -74,8 +148,20 @@ export class MemoryRuntimeStore implements RuntimeStore {
 
   delete(record: RuntimeRecord): Promise<void> {
     this.#runtimes.delete(record.runtimeId);
-    this.#ek.delete(record.ekFingerprint);
-    this.#names.delete(record.name);
+    this.#dropIndices(record);
     return Promise.resolve();
+  }
+
+  release(record: RuntimeRecord): Promise<void> {
+    this.#runtimes.set(record.runtimeId, record);
+    this.#dropIndices(record);
+    return Promise.resolve();
+  }
+
+  /** Index entries go only where they still point to this runtime. */
+  #dropIndices(record: RuntimeRecord): void {
+    if (this.#ek.get(record.ekFingerprint) === record.runtimeId)
+      this.#ek.delete(record.ekFingerprint);
+    if (this.#names.get(record.name) === record.runtimeId) this.#names.delete(record.name);
   }
 }

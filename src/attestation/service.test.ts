@@ -1,29 +1,12 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { TPM_ST } from '../tpm/marshal/constants.js';
 import { marshalTpm2bPublic, objectName } from '../tpm/marshal/public.js';
 import { parseReferencePolicy } from './reference-policy.js';
 import { MemoryRuntimeStore, type RuntimeStore } from './runtime-store.port.js';
-import { AttestationService, type AuditSink, type EcSessionJwk } from './service.js';
+import { AttestationService } from './service.js';
+import { codeOf, FakeAudit, sessionKey } from './testing/fakes.js';
 import { SoftEk, SoftTpm } from './testing/soft-tpm.js';
 import { qualifyingData } from './verify-quote.js';
-
-class FakeAudit implements AuditSink {
-  events: Parameters<AuditSink['record']>[0][] = [];
-  failing = false;
-  record(event: Parameters<AuditSink['record']>[0]): Promise<void> {
-    if (this.failing) return Promise.reject(new Error('disk full'));
-    this.events.push(event);
-    return Promise.resolve();
-  }
-}
-
-function sessionKey(): EcSessionJwk {
-  const jwk = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({
-    format: 'jwk',
-  });
-  return { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
-}
 
 let now: Date;
 let audit: FakeAudit;
@@ -83,15 +66,6 @@ async function quoteBody(
   const key = sessionKey();
   const n = Buffer.from(nonce, 'base64');
   return { ...t.quote(n, qualifyingData(n, key), options), sessionKey: key };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { code: string }).code;
-  }
-  return 'ok';
 }
 
 beforeEach(() => {
@@ -305,6 +279,8 @@ describe('AttestationService', () => {
         if (hold !== undefined) await hold;
         return r;
       },
+      scan: (after, limit) => store.scan(after, limit),
+      release: (r) => store.release(r),
       findByEk: (fp) => store.findByEk(fp),
       findByName: (name) => store.findByName(name),
       create: (r) => store.create(r),

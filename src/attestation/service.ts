@@ -13,13 +13,22 @@ import {
 } from 'node:crypto';
 import { UnavailableError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
+import { publicToKeyObject } from '../tpm/marshal/keys.js';
 import { TpmParseError } from '../tpm/marshal/errors.js';
 import { objectName, unmarshalTpm2bPublic, type TpmtPublic } from '../tpm/marshal/public.js';
 import { parseAkPublic, type AkPublic } from './ak.js';
 import { checkEkPublic, validateEkCertificate } from './ek-certificate.js';
 import {
+  matchRule,
+  normaliseManufacturer,
+  type EnrollmentFacts,
+  type EnrollmentRuleSet,
+} from './enrollment-rules.js';
+import {
   ActivationFailedError,
   EkAlreadyEnrolledError,
+  EkRevokedError,
+  EnrollmentExpiredError,
   EkPublicInvalidError,
   ReferencePolicyUnknownError,
   RuntimeIdentityMismatchError,
@@ -31,7 +40,13 @@ import {
 import { makeCredential } from './make-credential.js';
 import { NonceStore, type NonceStatus } from './nonces.js';
 import { policyForLabels, type ReferencePolicy } from './reference-policy.js';
-import type { RuntimeRecord, RuntimeState, RuntimeStore } from './runtime-store.port.js';
+import type {
+  EkIdentity,
+  LastAttestation,
+  RuntimeRecord,
+  RuntimeState,
+  RuntimeStore,
+} from './runtime-store.port.js';
 import {
   jcs,
   parseQuoteRequest,
@@ -83,21 +98,61 @@ export interface EnrollResponse {
   readonly encryptedSecret: string;
 }
 
+/** What operators see of a runtime (GET /v1/runtimes, GET /v1/runtimes/{id}). */
 export interface RuntimeView {
   readonly runtimeId: string;
   readonly name: string;
+  /** Assigned by a rule or an operator: what policies see. */
   readonly labels: Record<string, string>;
+  /** What the runtime asked for at enrollment: never used by a decision. */
+  readonly requestedLabels: Record<string, string>;
+  /** `rule:<name>`, `operator:<id>`, or null. */
+  readonly labelSource: string | null;
   readonly state: RuntimeState;
   readonly ekCertified: boolean;
+  readonly ek: {
+    publicKeySha256: string | null;
+    certificate: { issuer: string; serialNumber: string } | null;
+    tpm: { manufacturer: string; model: string; version: string } | null;
+  };
   readonly akName: string;
   readonly referencePolicy: string | null;
   readonly createdAt: string;
+  /** When a pending enrollment expires (null once activated). */
+  readonly pendingExpiresAt: string | null;
+  readonly released: { at: string; by: string } | null;
+  readonly counters: { resetCount: number; restartCount: number } | null;
+  readonly lastQuote: { clock: string; firmwareVersion: string } | null;
   readonly lastAttestation: {
     attestationId: string;
     verdict: 'trusted' | 'untrusted';
     reasons: string[];
     at: string;
   } | null;
+}
+
+/** Inventory filters (every one optional; all given must hold). */
+export interface RuntimeFilter {
+  readonly state?: RuntimeState;
+  /** `[name, value]`: the assigned label `name` equals `value`. */
+  readonly label?: readonly [string, string];
+  readonly referencePolicy?: string;
+  readonly verdict?: 'trusted' | 'untrusted' | 'none';
+  /** Continue after this runtime id (the previous page's `nextCursor`). */
+  readonly after?: string;
+  readonly limit: number;
+}
+
+export interface RuntimePage {
+  readonly runtimes: RuntimeView[];
+  /** Pass as `after` for the next page; null at the end. */
+  readonly nextCursor: string | null;
+}
+
+/** The operator acting on a runtime (from the HTTP layer's authenticated actor). */
+export interface RuntimeActor {
+  readonly id: string;
+  readonly role: string;
 }
 
 export interface AttestationResponse {
@@ -138,6 +193,10 @@ export interface VerifiedQuote {
 export interface AttestationConfig {
   readonly trustedEkCas: readonly X509Certificate[];
   readonly referencePolicies: readonly ReferencePolicy[];
+  /** Operators' enrollment rules (read on every enrollment; absent: none match). */
+  readonly enrollmentRules?: EnrollmentRuleSet;
+  /** How long an enrollment may wait for activation (default 15 min). */
+  readonly pendingEnrollmentTtlMs?: number;
   /** Attested session lifetime (default 15 min). */
   readonly sessionTtlMs?: number;
   readonly nonceTtlMs?: number;
@@ -163,6 +222,17 @@ const AUTHENTIC_FAILURES: ReadonlySet<string> = new Set([
 
 const sha256Hex = (data: Uint8Array | string): string =>
   createHash('sha256').update(data).digest('hex');
+
+/** The most records one inventory page reads. */
+const LIST_SCAN_LIMIT = 4096;
+
+function matchesFilter(v: RuntimeView, f: RuntimeFilter): boolean {
+  if (f.state !== undefined && v.state !== f.state) return false;
+  if (f.label !== undefined && v.labels[f.label[0]] !== f.label[1]) return false;
+  if (f.referencePolicy !== undefined && v.referencePolicy !== f.referencePolicy) return false;
+  if (f.verdict !== undefined && (v.lastAttestation?.verdict ?? 'none') !== f.verdict) return false;
+  return true;
+}
 
 function factsDigest(facts: Record<string, unknown>): string {
   return sha256Hex(jcs(facts));
@@ -338,7 +408,8 @@ export class AttestationService {
     // Copy and check everything before the first await.
     const now = this.#now();
     const name = body.name;
-    const labels = { ...(body.labels ?? {}) };
+    // A request: shown to operators, never used by a decision (issue 12).
+    const requestedLabels = { ...(body.labels ?? {}) };
     const akBytes = decode('akPublic', body.akPublic, 1024);
     const certBytes =
       body.ekCertificate === undefined
@@ -356,6 +427,8 @@ export class AttestationService {
       }
     }
     let ek: TpmtPublic;
+    let certificate: EkIdentity['certificate'] = null;
+    let tpm: EkIdentity['tpm'] = null;
     if (certBytes !== undefined) {
       const validated = validateEkCertificate(certBytes, {
         trustedCas: this.#config.trustedEkCas,
@@ -363,8 +436,15 @@ export class AttestationService {
         ekPublic,
       });
       ek = checkEkPublic(validated.ekPublic);
+      certificate = {
+        issuer: validated.issuer,
+        serialNumber: validated.serialNumber,
+        chainSha256: [...validated.chainSha256],
+      };
+      tpm = { ...validated.tpm, manufacturer: normaliseManufacturer(validated.tpm.manufacturer) };
     } else if (ekPublic !== undefined) {
-      // A bare EK public key: the runtime waits for operator approval after activation.
+      // A bare EK public key: only an operator (a rule listing its fingerprint, or an
+      // approval) can vouch for it.
       ek = checkEkPublic(ekPublic);
     } else {
       throw new EkPublicInvalidError('an ekCertificate or an ekPublic is required');
@@ -372,19 +452,46 @@ export class AttestationService {
     const ak = parseAkPublic(akBytes);
     const akName = objectName(ak);
     const fingerprint = ekFingerprint(ek);
+    const identity: EkIdentity = {
+      publicKeySha256: sha256Hex(publicToKeyObject(ek).export({ type: 'spki', format: 'der' })),
+      certificate,
+      tpm,
+    };
+    const facts: EnrollmentFacts = {
+      ekPublicKeySha256: identity.publicKeySha256,
+      ...(certificate === null || tpm === null
+        ? {}
+        : {
+            certificate: {
+              chainSha256: certificate.chainSha256,
+              tpmManufacturer: tpm.manufacturer,
+              tpmModel: tpm.model,
+            },
+          }),
+    };
+    const rule = matchRule(this.#config.enrollmentRules ?? { version: 1, rules: [] }, facts);
 
     return this.#serial('enroll', async () => {
-      const holder = await this.#store.findByEk(fingerprint);
-      if (holder !== undefined) throw new EkAlreadyEnrolledError();
-      const sameName = await this.#store.findByName(name);
-      if (sameName !== undefined) throw new RuntimeIdentityMismatchError();
+      await this.#freeIfExpired(await this.#store.findByEk(fingerprint), now, (holder) =>
+        holder.state === 'revoked' ? new EkRevokedError() : new EkAlreadyEnrolledError(),
+      );
+      await this.#freeIfExpired(
+        await this.#store.findByName(name),
+        now,
+        () => new RuntimeIdentityMismatchError(),
+      );
       const secret = this.#random(32);
       const made = makeCredential(ek, akName, secret);
       const runtimeId = `rt_${this.#random(16).toString('base64url')}`;
       const record: RuntimeRecord = {
         runtimeId,
         name,
-        labels,
+        labels: { ...(rule?.labels ?? {}) },
+        requestedLabels,
+        labelSource: rule === undefined ? null : `rule:${rule.name}`,
+        activationState: rule?.state ?? 'pending_approval',
+        ek: identity,
+        released: null,
         state: 'pending_activation',
         ekCertified: certBytes !== undefined,
         ekFingerprint: fingerprint,
@@ -400,11 +507,16 @@ export class AttestationService {
         type: 'runtime.enroll',
         subject: runtimeId,
         decision: 'pending_activation',
+        reasons: [rule === undefined ? 'rule:none' : `rule:${rule.name}`],
         digest: factsDigest({
           runtimeId,
           name,
-          labels,
+          requestedLabels,
+          labels: record.labels,
+          rule: rule?.name ?? null,
+          activationState: record.activationState,
           ekFingerprint: fingerprint,
+          ekPublicKeySha256: identity.publicKeySha256,
           akName: record.akName,
           ekCertified: record.ekCertified,
         }),
@@ -419,22 +531,75 @@ export class AttestationService {
     });
   }
 
+  #pendingTtlMs(): number {
+    return this.#config.pendingEnrollmentTtlMs ?? 15 * 60_000;
+  }
+
+  #expiresAt(r: RuntimeRecord): number | null {
+    if (r.state !== 'pending_activation') return null;
+    return Date.parse(r.createdAt) + this.#pendingTtlMs();
+  }
+
+  /**
+   * The runtime `holderId` holds an EK or a name an enrollment wants: a pending enrollment
+   * past its lifetime is deleted (audited) and frees both; anything else refuses with
+   * `refusal(holder)`.
+   */
+  async #freeIfExpired(
+    holderId: string | undefined,
+    now: Date,
+    refusal: (holder: RuntimeRecord) => Error,
+  ): Promise<void> {
+    if (holderId === undefined) return;
+    await this.#serial(holderId, async () => {
+      const holder = await this.#store.get(holderId);
+      if (holder === undefined) return;
+      const expiresAt = this.#expiresAt(holder);
+      if (expiresAt === null || now.getTime() < expiresAt) throw refusal(holder);
+      await this.#expire(holder);
+    });
+  }
+
+  /** Delete an expired pending enrollment, audited first (its EK and name are free after). */
+  async #expire(r: RuntimeRecord): Promise<void> {
+    await this.#record({
+      type: 'runtime.enroll_expired',
+      subject: r.runtimeId,
+      decision: 'expired',
+      digest: factsDigest({ runtimeId: r.runtimeId, akName: r.akName, createdAt: r.createdAt }),
+    });
+    await this.#write(r.runtimeId, () => this.#store.delete(r), undefined);
+    this.#nonces.forget(r.runtimeId);
+  }
+
   /**
    * One attempt: the secret is compared in constant time; a wrong one deletes the pending
    * enrollment (the runtime must enroll again) and says nothing about the expected value.
+   * An enrollment past its lifetime is deleted (`enrollment_expired`) whatever the secret.
    */
   async activate(
     runtimeId: string,
     body: { secret: string },
   ): Promise<{ runtimeId: string; state: RuntimeState }> {
     const secretDigest = Buffer.from(sha256Hex(decode('secret', body.secret, 128)), 'hex');
+    const now = this.#now();
     return this.#serial(runtimeId, async () => {
       const r = await this.#load(runtimeId);
       if (r.state !== 'pending_activation' || r.secretDigest === null)
         throw new RuntimeStateInvalidError();
+      const expiresAt = this.#expiresAt(r);
+      if (expiresAt !== null && now.getTime() >= expiresAt) {
+        await this.#expire(r);
+        throw new EnrollmentExpiredError();
+      }
       const expected = Buffer.from(r.secretDigest, 'hex');
       const ok = expected.length === secretDigest.length && timingSafeEqual(expected, secretDigest);
-      const state: RuntimeState = ok ? (r.ekCertified ? 'active' : 'pending_approval') : r.state;
+      // What the operators' rule decided at enrollment; a bare EK never activates itself.
+      const state: RuntimeState = ok
+        ? r.ekCertified || r.labelSource !== null
+          ? r.activationState
+          : 'pending_approval'
+        : r.state;
       await this.#record({
         type: 'runtime.activate',
         subject: runtimeId,
@@ -452,20 +617,126 @@ export class AttestationService {
     });
   }
 
-  async getRuntime(runtimeId: string): Promise<RuntimeView> {
-    const r = await this.#load(runtimeId);
+  #view(r: RuntimeRecord): RuntimeView {
     const last = r.lastAttestation;
+    const expiresAt = this.#expiresAt(r);
     return {
       runtimeId: r.runtimeId,
       name: r.name,
       labels: { ...r.labels },
+      requestedLabels: { ...r.requestedLabels },
+      labelSource: r.labelSource,
       state: r.state,
       ekCertified: r.ekCertified,
+      ek: {
+        publicKeySha256: r.ek?.publicKeySha256 ?? null,
+        certificate:
+          r.ek?.certificate == null
+            ? null
+            : { issuer: r.ek.certificate.issuer, serialNumber: r.ek.certificate.serialNumber },
+        tpm: r.ek?.tpm == null ? null : { ...r.ek.tpm },
+      },
       akName: r.akName,
       referencePolicy: policyForLabels(this.#config.referencePolicies, r.labels)?.name ?? null,
       createdAt: r.createdAt,
+      pendingExpiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString(),
+      released: r.released === null ? null : { ...r.released },
+      counters: r.counters === null ? null : { ...r.counters },
+      lastQuote: r.lastQuote === undefined ? null : { ...r.lastQuote },
       lastAttestation: last === null ? null : { ...last, reasons: [...last.reasons] },
     };
+  }
+
+  async getRuntime(runtimeId: string): Promise<RuntimeView> {
+    return this.#view(await this.#load(runtimeId));
+  }
+
+  /**
+   * One page of the inventory, in runtime id order. A page reads at most a bounded number of
+   * records however selective the filter: it may come back short (even empty) with a cursor,
+   * so a filter matching nothing never scans the whole store in one request.
+   */
+  async listRuntimes(filter: RuntimeFilter): Promise<RuntimePage> {
+    const runtimes: RuntimeView[] = [];
+    let after = filter.after;
+    let scanned = 0;
+    while (runtimes.length < filter.limit && scanned < LIST_SCAN_LIMIT) {
+      const batch = await this.#store.scan(after, Math.min(256, LIST_SCAN_LIMIT - scanned));
+      if (batch.length === 0) return { runtimes, nextCursor: null };
+      for (const r of batch) {
+        scanned += 1;
+        after = r.runtimeId;
+        const view = this.#view(r);
+        if (matchesFilter(view, filter)) runtimes.push(view);
+        if (runtimes.length === filter.limit) break;
+      }
+    }
+    return { runtimes, nextCursor: after ?? null };
+  }
+
+  /**
+   * An operator assigns the labels policies see (audited before it takes effect). The
+   * runtime's session ends: it attests again under its new identity, so the reference
+   * policy it is verified against always follows the labels it is judged by.
+   */
+  async assignLabels(
+    runtimeId: string,
+    labels: Readonly<Record<string, string>>,
+    actor: RuntimeActor,
+  ): Promise<RuntimeView> {
+    const next = { ...labels };
+    return this.#serial(runtimeId, async () => {
+      const r = await this.#load(runtimeId);
+      if (r.state === 'revoked') throw new RuntimeStateInvalidError();
+      this.#endSession(runtimeId);
+      await this.#record({
+        type: 'runtime.labels.assign',
+        subject: runtimeId,
+        decision: 'assigned',
+        reasons: [`${actor.role}:${actor.id}`],
+        digest: factsDigest({ runtimeId, labels: next, previous: r.labels, by: actor.id }),
+      });
+      const updated: RuntimeRecord = { ...r, labels: next, labelSource: `operator:${actor.id}` };
+      await this.#update(updated);
+      return this.#view(updated);
+    });
+  }
+
+  /**
+   * An operator frees the EK and the name of a revoked runtime, or of an enrollment still
+   * pending (revoking it): a revoked runtime's EK stays blocked until then, on purpose. The
+   * record stays, marked released, for the inventory and the log.
+   */
+  async release(runtimeId: string, actor: RuntimeActor): Promise<RuntimeView> {
+    return this.#serial(runtimeId, async () => {
+      const r = await this.#load(runtimeId);
+      if (r.released !== null || (r.state !== 'revoked' && r.state !== 'pending_activation'))
+        throw new RuntimeStateInvalidError();
+      this.#endSession(runtimeId);
+      this.#nonces.forget(runtimeId);
+      const at = this.#now().toISOString();
+      await this.#record({
+        type: 'runtime.release',
+        subject: runtimeId,
+        decision: 'released',
+        reasons: [`${actor.role}:${actor.id}`],
+        digest: factsDigest({
+          runtimeId,
+          ekFingerprint: r.ekFingerprint,
+          name: r.name,
+          by: actor.id,
+          at,
+        }),
+      });
+      const updated: RuntimeRecord = {
+        ...r,
+        state: 'revoked',
+        secretDigest: null,
+        released: { at, by: actor.id },
+      };
+      await this.#write(runtimeId, () => this.#store.release(updated), updated);
+      return this.#view(updated);
+    });
   }
 
   /** Operator approval of a runtime enrolled with a bare EK public key. */
@@ -629,6 +900,7 @@ export class AttestationService {
       const code = (e as { code?: unknown }).code;
       const authentic = typeof code === 'string' && AUTHENTIC_FAILURES.has(code);
       if (authentic) this.#endSession(runtimeId);
+      const attestationId = `at_${this.#random(16).toString('base64url')}`;
       await this.#record({
         type: `runtime.${kind}`,
         subject: runtimeId,
@@ -638,10 +910,23 @@ export class AttestationService {
           runtimeId,
           akName: record.akName,
           code: typeof code === 'string' ? code : null,
+          ...(authentic ? { attestationId } : {}),
         }),
       });
+      // The TPM itself said the platform is not as it should be: the runtime's standing
+      // reads so, not the verdict of an earlier quote.
+      if (authentic && typeof code === 'string') {
+        await this.#update({
+          ...record,
+          lastAttestation: this.#untrusted(attestationId, [code]),
+        });
+      }
       throw e;
     }
+  }
+
+  #untrusted(attestationId: string, reasons: string[]): LastAttestation {
+    return { attestationId, verdict: 'untrusted', reasons, at: this.#now().toISOString() };
   }
 
   #endSession(runtimeId: string): void {
@@ -683,23 +968,52 @@ export class AttestationService {
     const parsed = parseQuoteRequest(quote);
     const expected = Buffer.from(qd);
     return this.#serial(runtimeId, async () => {
-      const { record, facts } = await this.#verify(
+      const { record, policy, facts } = await this.#verify(
         runtimeId,
         parsed,
         expected,
         nonceStatus,
         'quote',
       );
+      // The verdict is recorded like an attestation's, before the grant answer: the entry,
+      // the counters, and on a violation the runtime's standing and its session.
+      const first = facts.violations[0];
+      const reasons =
+        first === undefined
+          ? [
+              ...(facts.resetDetected ? ['tpm_reset_detected'] : []),
+              ...(facts.restartDetected ? ['tpm_restart_detected'] : []),
+            ]
+          : facts.violations.map((v) => v.code);
+      if (first !== undefined || facts.resetDetected) this.#endSession(runtimeId);
+      const attestationId = `at_${this.#random(16).toString('base64url')}`;
+      const pcrDigestHex = facts.pcrDigest.toString('hex');
+      await this.#record({
+        type: 'runtime.quote',
+        subject: runtimeId,
+        decision: first === undefined ? 'trusted' : 'untrusted',
+        reasons,
+        digest: factsDigest({
+          runtimeId,
+          attestationId,
+          akName: record.akName,
+          policy: policy.name,
+          pcrDigest: pcrDigestHex,
+          resetCount: facts.resetCount,
+          restartCount: facts.restartCount,
+          qualifyingData: expected.toString('hex'),
+        }),
+      });
       await this.#update({
         ...record,
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
+        // A trusted quote leaves the session's attestation as the runtime's standing (the
+        // grant is bound to that session's key); an untrusted one replaces it.
+        ...(first === undefined
+          ? {}
+          : { lastAttestation: this.#untrusted(attestationId, reasons) }),
       });
-      const first = facts.violations[0];
-      if (first !== undefined) {
-        this.#endSession(runtimeId);
-        throw first;
-      }
-      if (facts.resetDetected) this.#endSession(runtimeId);
+      if (first !== undefined) throw first;
       return {
         runtimeId,
         akName: record.akName,

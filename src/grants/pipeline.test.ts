@@ -64,11 +64,18 @@ class Fakes {
       runtimeId: id,
       name: id,
       labels,
+      requestedLabels: {},
+      labelSource: 'rule:test',
       state,
       ekCertified: true,
+      ek: { publicKeySha256: null, certificate: null, tpm: null },
       akName: '000b' + 'aa'.repeat(32),
       referencePolicy: 'ref',
       createdAt: NOW.toISOString(),
+      pendingExpiresAt: null,
+      released: null,
+      counters: null,
+      lastQuote: null,
       lastAttestation: null,
     });
   }

@@ -28,6 +28,7 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   pcr_policy_violation: 422,
   tpm_reset_detected: 422,
   policy_set_invalid: 422,
+  enrollment_rules_invalid: 422,
   rate_limited: 429,
   // attestation (src/attestation/errors.ts)
   quote_malformed: 400,
@@ -60,6 +61,8 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   tpm_counter_rollback: 422,
   tpm_clock_unsafe: 422,
   ek_already_enrolled: 409,
+  ek_revoked: 409,
+  enrollment_expired: 409,
   runtime_identity_mismatch: 409,
   reference_policy_unknown: 409,
   attestation_not_found: 404,

@@ -7,6 +7,7 @@ export const APPROVAL_ACTS = [
   'ekca.replace',
   'refpolicy.disable',
   'refpolicy.enable',
+  'enrollrules.replace',
 ] as const;
 export type ApprovalAct = (typeof APPROVAL_ACTS)[number];
 
@@ -15,6 +16,7 @@ export const ApprovalActSchema = Type.Union([
   Type.Literal('ekca.replace'),
   Type.Literal('refpolicy.disable'),
   Type.Literal('refpolicy.enable'),
+  Type.Literal('enrollrules.replace'),
 ]);
 
 /** The act's parameters: a small flat object (e.g. `{kid}`), bound by its hash. */

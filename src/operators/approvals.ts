@@ -66,6 +66,14 @@ export const DEFAULT_APPROVAL_POLICY: ApprovalPolicy = {
     requestTtlSeconds: 24 * 3600,
     approvalTtlSeconds: 3600,
   },
+  // The rules decide what every future runtime is (its labels, so its grants): as guarded
+  // as the EK CA bundle that decides which TPMs may enroll at all.
+  'enrollrules.replace': {
+    required: 2,
+    roles: ['operator'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
 };
 
 /** The default policy with M and the lifetimes from the configuration (GRANTOR_APPROVAL*). */

@@ -73,6 +73,10 @@ export interface AppConfig {
     readonly ekCaBundle: readonly string[];
     /** Reference policy JSON files or folders of them. */
     readonly referencePolicies: readonly string[];
+    /** The operators' enrollment rules (JSON); none: no runtime is assigned anything. */
+    readonly enrollmentRules: string | undefined;
+    /** How long an enrollment may wait for activation before it expires. */
+    readonly pendingEnrollmentTtlSeconds: number;
   };
   readonly policy: {
     readonly dir: string;
@@ -97,6 +101,7 @@ export const RATE_LIMIT_BUCKETS = [
   'grants',
   'redeem',
   'certify',
+  'inventory',
 ] as const;
 export type RateLimitBucket = (typeof RATE_LIMIT_BUCKETS)[number];
 
@@ -150,6 +155,11 @@ export const DEFAULT_RATE_LIMIT_BUCKETS: RateLimitSettings['buckets'] = {
     perRuntime: { burst: 10, perSecond: 2 },
     perAppliance: { burst: 20, perSecond: 10 },
   },
+  // Operators reading and changing runtimes (GET /v1/runtimes reads up to 4,096 records).
+  inventory: {
+    perAddress: { burst: 60, perSecond: 10 },
+    perRuntime: { burst: 60, perSecond: 10 },
+  },
 };
 
 export interface ApprovalSettings {
@@ -192,6 +202,8 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   hsmSignDeadlineMs: 'GRANTOR_HSM_SIGN_DEADLINE_MS',
   ekCaBundle: 'GRANTOR_EK_CA_BUNDLE',
   referencePolicies: 'GRANTOR_REFERENCE_POLICIES',
+  enrollmentRules: 'GRANTOR_ENROLLMENT_RULES',
+  enrollmentPendingTtlSeconds: 'GRANTOR_ENROLLMENT_PENDING_TTL_SECONDS',
   policyDir: 'GRANTOR_POLICY_DIR',
   policySchema: 'GRANTOR_POLICY_SCHEMA',
   policyWatch: 'GRANTOR_POLICY_WATCH',
@@ -498,6 +510,17 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
         'GRANTOR_REFERENCE_POLICIES',
         [shipped('reference-policies')],
         cwd,
+      ),
+      enrollmentRules:
+        src.GRANTOR_ENROLLMENT_RULES === undefined || src.GRANTOR_ENROLLMENT_RULES.trim() === ''
+          ? undefined
+          : resolve(cwd, src.GRANTOR_ENROLLMENT_RULES.trim()),
+      pendingEnrollmentTtlSeconds: integer(
+        src,
+        'GRANTOR_ENROLLMENT_PENDING_TTL_SECONDS',
+        900,
+        10,
+        7 * 86400,
       ),
     },
     policy: {

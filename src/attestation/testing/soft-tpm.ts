@@ -159,10 +159,15 @@ export class SoftTpm {
 /** A software RSA-2048 EK (template L-1) that can run ActivateCredential's math. */
 export class SoftEk {
   readonly ekPublic: RsaPublic;
+  /** Hex SHA-256 of the EK's SubjectPublicKeyInfo (DER), as enrollment rules list it. */
+  readonly publicKeySha256: string;
   readonly #key: KeyObject;
 
   constructor() {
     const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    this.publicKeySha256 = createHash('sha256')
+      .update(publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
     this.ekPublic = withUnique(
       EK_TEMPLATE_RSA2048,
       Buffer.from(publicKey.export({ format: 'jwk' }).n ?? '', 'base64url'),

@@ -59,6 +59,18 @@ const PolicyView = Type.Object(
   closed,
 );
 
+const RulesReply = Type.Object(
+  {
+    sha256: Hex64,
+    source: Type.Union([Type.Literal('configuration'), Type.Literal('replaced')]),
+    replacedAt: Type.Optional(Type.String()),
+    replacedBy: Type.Optional(Type.String()),
+    // Validated by the registrar (src/attestation/enrollment-rules.ts), shown as stored.
+    ruleSet: Type.Unknown(),
+  },
+  closed,
+);
+
 const PolicyParams = Type.Object(
   { name: Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$' }) },
   closed,
@@ -66,6 +78,7 @@ const PolicyParams = Type.Object(
 
 const errors = {
   400: ErrorSchema,
+  422: ErrorSchema,
   401: ErrorSchema,
   403: ErrorSchema,
   404: ErrorSchema,
@@ -114,6 +127,39 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
       const { sha256 } = trust.checkEkCa(pem);
       return approvals.perform('ekca.replace', { bundleSha256: sha256 }, () =>
         trust.replaceEkCa(pem, actor),
+      );
+    },
+  );
+
+  app.get(
+    '/v1/attestation/enrollment-rules',
+    {
+      config: { role: ['auditor', 'operator'] },
+      schema: { response: { 200: RulesReply, ...errors } },
+    },
+    () => trust.enrollmentRulesView(),
+  );
+
+  app.put(
+    '/v1/attestation/enrollment-rules',
+    {
+      ...bodyLimit('large'),
+      config: { role: 'operator' },
+      schema: {
+        // The whole set, validated whole by the registrar (422 enrollment_rules_invalid).
+        body: Type.Object(
+          { version: Type.Literal(1), rules: Type.Array(Type.Unknown(), { maxItems: 256 }) },
+          closed,
+        ),
+        response: { 200: RulesReply, ...errors },
+      },
+    },
+    async (request) => {
+      const actor = requireActor(request);
+      // Validate before the approvals are used: a refused set leaves them usable.
+      const { sha256, set } = trust.checkEnrollmentRules(request.body);
+      return approvals.perform('enrollrules.replace', { rulesSha256: sha256 }, () =>
+        trust.replaceEnrollmentRules(set, actor),
       );
     },
   );

@@ -11,6 +11,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AttestationService } from '../../attestation/index.js';
 import { meterAttestation, type AttestationMetrics } from '../plugins/metrics.js';
+import { requireActor } from '../plugins/auth.js';
 import { bodyLimit } from '../plugins/body-limit.js';
 import { ErrorSchema } from '../schemas.js';
 
@@ -59,16 +60,50 @@ const EnrollReply = Type.Object(
 
 const StateReply = Type.Object({ runtimeId: Type.String(), state: State }, closed);
 
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) =>
+  Type.Union([t, Type.Null()]);
+
 const RuntimeReply = Type.Object(
   {
     runtimeId: Type.String(),
     name: Type.String(),
     labels: Type.Record(Type.String(), Type.String()),
+    requestedLabels: Type.Record(Type.String(), Type.String()),
+    labelSource: Nullable(Type.String()),
     state: State,
     ekCertified: Type.Boolean(),
+    ek: Type.Object(
+      {
+        publicKeySha256: Nullable(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+        certificate: Nullable(
+          Type.Object({ issuer: Type.String(), serialNumber: Type.String() }, closed),
+        ),
+        tpm: Nullable(
+          Type.Object(
+            { manufacturer: Type.String(), model: Type.String(), version: Type.String() },
+            closed,
+          ),
+        ),
+      },
+      closed,
+    ),
     akName: Hex,
     referencePolicy: Type.Union([Type.String(), Type.Null()]),
     createdAt: Time,
+    pendingExpiresAt: Nullable(Time),
+    released: Nullable(Type.Object({ at: Time, by: Type.String() }, closed)),
+    counters: Nullable(
+      Type.Object({ resetCount: Type.Integer(), restartCount: Type.Integer() }, closed),
+    ),
+    lastQuote: Nullable(
+      Type.Object(
+        {
+          clock: Type.String({ pattern: '^[0-9]{1,20}$' }),
+          firmwareVersion: Type.String({ pattern: '^[0-9a-f]{16}$' }),
+        },
+        closed,
+      ),
+    ),
     lastAttestation: Type.Union([
       Type.Object(
         {
@@ -81,6 +116,28 @@ const RuntimeReply = Type.Object(
       ),
       Type.Null(),
     ]),
+  },
+  closed,
+);
+
+const RuntimeList = Type.Object(
+  { runtimes: Type.Array(RuntimeReply), nextCursor: Nullable(Type.String()) },
+  closed,
+);
+
+const ListQuery = Type.Object(
+  {
+    state: Type.Optional(State),
+    /** `name=value`: the assigned label. */
+    label: Type.Optional(
+      Type.String({ maxLength: 320, pattern: '^[A-Za-z0-9._/-]{1,63}=[\\s\\S]{0,256}$' }),
+    ),
+    referencePolicy: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$' })),
+    verdict: Type.Optional(
+      Type.Union([Type.Literal('trusted'), Type.Literal('untrusted'), Type.Literal('none')]),
+    ),
+    after: Type.Optional(Type.String({ maxLength: 64, pattern: '^rt_[A-Za-z0-9_-]+$' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
   },
   closed,
 );
@@ -167,6 +224,57 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
       },
     },
     (request) => svc.activate(request.params.runtimeId, request.body),
+  );
+
+  app.get(
+    '/v1/runtimes',
+    {
+      config: {
+        role: ['operator', 'auditor'],
+        rateLimit: { bucket: 'inventory', perRuntime: false },
+      },
+      schema: { querystring: ListQuery, response: { 200: RuntimeList, ...errors } },
+    },
+    (request) => {
+      const q = request.query;
+      const eq = q.label?.indexOf('=') ?? -1;
+      return svc.listRuntimes({
+        limit: q.limit ?? 50,
+        ...(q.state === undefined ? {} : { state: q.state }),
+        ...(q.label === undefined ? {} : { label: [q.label.slice(0, eq), q.label.slice(eq + 1)] }),
+        ...(q.referencePolicy === undefined ? {} : { referencePolicy: q.referencePolicy }),
+        ...(q.verdict === undefined ? {} : { verdict: q.verdict }),
+        ...(q.after === undefined ? {} : { after: q.after }),
+      });
+    },
+  );
+
+  app.put(
+    '/v1/runtimes/:runtimeId/labels',
+    {
+      // 32 labels of 63 + 256 characters, JSON-escaped.
+      ...bodyLimit('medium'),
+      config: { role: 'operator', rateLimit: { bucket: 'inventory', perRuntime: false } },
+      schema: {
+        params: RuntimeParams,
+        body: Type.Object({ labels: Labels }, closed),
+        response: { 200: RuntimeReply, ...errors },
+      },
+    },
+    (request) => {
+      const actor = requireActor(request);
+      return svc.assignLabels(request.params.runtimeId, request.body.labels, actor);
+    },
+  );
+
+  app.post(
+    '/v1/runtimes/:runtimeId/release',
+    {
+      ...bodyLimit('tiny'),
+      config: { role: 'operator', rateLimit: { bucket: 'inventory', perRuntime: false } },
+      schema: { params: RuntimeParams, response: { 200: RuntimeReply, ...errors } },
+    },
+    (request) => svc.release(request.params.runtimeId, requireActor(request)),
   );
 
   app.get(
