@@ -46,8 +46,13 @@ export interface DemoOptions {
   readonly supportTcti: string;
   /** TCTI of the payments runtime's swtpm. */
   readonly paymentsTcti: string;
-  /** Reads the audit log for the export; without it the export step fails. */
+  /** Reads the audit log for the export, and the runtimes; without it those steps fail. */
   readonly auditor?: AuditorCredential;
+  /**
+   * Assigns the runtimes their labels when no enrollment rule did (an appliance whose
+   * rules do not know the demo's TPMs, e.g. ./scripts/start's).
+   */
+  readonly operator?: AuditorCredential;
   /** Where to write the audit export (optional). */
   readonly exportFile?: string;
   /** Makes runtime names unique against an appliance that already knows earlier runs. */
@@ -109,7 +114,7 @@ export type AuditorCredential =
  */
 async function call(
   url: string,
-  method: 'GET' | 'POST',
+  method: 'GET' | 'POST' | 'PUT',
   path: string,
   body?: unknown,
   auditor?: AuditorCredential,
@@ -245,10 +250,29 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       [payments, 'payments'],
     ] as const) {
       await step('enroll', async () => {
+        // The labels a runtime sends are a request: operators decide what it is.
         const state = await rt.attester.enroll(rt.label, { team });
         rt.runtimeId = rt.attester.state.runtimeId ?? '';
         if (state !== 'active') throw new StepFailed(`${rt.label} is ${state}, not active`);
-        return `${rt.label} (team=${team}) enrolled with its TPM's EK certificate, activated the credential in its TPM: ${rt.runtimeId} is active`;
+        return `${rt.label} enrolled with its TPM's EK certificate (requesting team=${team}), activated the credential in its TPM: ${rt.runtimeId} is active`;
+      });
+      await step('identity', async () => {
+        const auditor = options.auditor;
+        if (auditor === undefined)
+          throw new StepFailed('no auditor credential to read the runtime with');
+        const path = `/v1/runtimes/${rt.runtimeId}`;
+        const read = await call(url, 'GET', path, undefined, auditor);
+        if (read.status !== 200) throw new StepFailed(`GET ${path} answered ${read.status}`);
+        const view = read.body as { labels?: Record<string, string>; labelSource?: unknown };
+        if (view.labels?.team === team)
+          return `the operators' enrollment rule assigned it team=${team} (${String(view.labelSource)}): what the policies will see`;
+        if (options.operator === undefined)
+          throw new StepFailed(
+            `${rt.label} has labels ${JSON.stringify(view.labels ?? {})}: no enrollment rule matched its EK and no operator credential was given (--operator-cert/--operator-key or GRANTOR_DEMO_OPERATOR_TOKEN)`,
+          );
+        const put = await call(url, 'PUT', `${path}/labels`, { labels: { team } }, options.operator);
+        if (put.status !== 200) throw new StepFailed(`PUT ${path}/labels answered ${put.status}`);
+        return `no rule knew its EK: an operator assigned team=${team} (audited runtime.labels.assign)`;
       });
     }
     for (const rt of [support, payments]) {
@@ -486,6 +510,8 @@ async function main(argv: readonly string[]): Promise<number> {
       'run-id': { type: 'string' },
       'auditor-cert': { type: 'string' },
       'auditor-key': { type: 'string' },
+      'operator-cert': { type: 'string' },
+      'operator-key': { type: 'string' },
     },
   });
   const support = values['support-tcti'];
@@ -493,24 +519,37 @@ async function main(argv: readonly string[]): Promise<number> {
   if (support === undefined || payments === undefined) {
     process.stderr.write(
       'usage: demo.ts --url URL --support-tcti TCTI --payments-tcti TCTI [--export FILE]\n' +
-        '         [--auditor-cert PEM --auditor-key PEM]  (or GRANTOR_DEMO_AUDITOR_TOKEN)\n',
+        '         [--auditor-cert PEM --auditor-key PEM]  (or GRANTOR_DEMO_AUDITOR_TOKEN)\n' +
+        '         [--operator-cert PEM --operator-key PEM]  (or GRANTOR_DEMO_OPERATOR_TOKEN)\n',
     );
     return 2;
   }
-  const token = process.env.GRANTOR_DEMO_AUDITOR_TOKEN;
-  const certFile = values['auditor-cert'];
-  const keyFile = values['auditor-key'];
-  const auditor: AuditorCredential | undefined =
+  const credential = async (
+    token: string | undefined,
+    certFile: string | undefined,
+    keyFile: string | undefined,
+  ): Promise<AuditorCredential | undefined> =>
     token !== undefined && token !== ''
       ? { token }
       : certFile !== undefined && keyFile !== undefined
         ? { cert: await readFile(certFile), key: await readFile(keyFile) }
         : undefined;
+  const auditor = await credential(
+    process.env.GRANTOR_DEMO_AUDITOR_TOKEN,
+    values['auditor-cert'],
+    values['auditor-key'],
+  );
+  const operator = await credential(
+    process.env.GRANTOR_DEMO_OPERATOR_TOKEN,
+    values['operator-cert'],
+    values['operator-key'],
+  );
   const result = await runDemo({
     url: values.url.replace(/\/+$/, ''),
     supportTcti: support,
     paymentsTcti: payments,
     ...(auditor === undefined ? {} : { auditor }),
+    ...(operator === undefined ? {} : { operator }),
     ...(values.export === undefined ? {} : { exportFile: values.export }),
     ...(values['run-id'] === undefined ? {} : { runId: values['run-id'] }),
     print: (line) => {

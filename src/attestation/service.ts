@@ -900,7 +900,6 @@ export class AttestationService {
       const code = (e as { code?: unknown }).code;
       const authentic = typeof code === 'string' && AUTHENTIC_FAILURES.has(code);
       if (authentic) this.#endSession(runtimeId);
-      const attestationId = `at_${this.#random(16).toString('base64url')}`;
       await this.#record({
         type: `runtime.${kind}`,
         subject: runtimeId,
@@ -910,17 +909,8 @@ export class AttestationService {
           runtimeId,
           akName: record.akName,
           code: typeof code === 'string' ? code : null,
-          ...(authentic ? { attestationId } : {}),
         }),
       });
-      // The TPM itself said the platform is not as it should be: the runtime's standing
-      // reads so, not the verdict of an earlier quote.
-      if (authentic && typeof code === 'string') {
-        await this.#update({
-          ...record,
-          lastAttestation: this.#untrusted(attestationId, [code]),
-        });
-      }
       throw e;
     }
   }

@@ -28,6 +28,7 @@ import {
   startSimTpm,
   type SimHsm,
   type SimTpm,
+  writeEkTrust,
 } from '../rig/sim.js';
 import { makeEkCa, type OpensslCa } from './dual-control.rig.js';
 
@@ -142,6 +143,14 @@ async function activeRuntime(name: string, labels: Record<string, string>): Prom
     payload: { secret: secret.toString('base64') },
   });
   expect(act.json<{ state: string }>().state).toBe('active');
+  // What the runtime asked for is a request: an operator assigns the labels.
+  const assigned = await app.inject({
+    method: 'PUT',
+    url: `/v1/runtimes/${e.runtimeId}/labels`,
+    headers: as('alice'),
+    payload: { labels },
+  });
+  expect(assigned.statusCode).toBe(200);
   return e.runtimeId;
 }
 
@@ -182,7 +191,7 @@ beforeAll(async () => {
   caOld = await makeEkCa(dir, 'old-ek-ca');
   caNew = await makeEkCa(dir, 'new-ek-ca');
   caOther = await makeEkCa(dir, 'other-ek-ca');
-  await writeFile(join(dir, 'ek-ca.pem'), caOld.pem);
+  await writeEkTrust(dir, caOld.pem);
   const pcr0 = runtimeTpm.value('sha256', 0).toString('hex');
   await writeFile(
     join(dir, 'reference-policies.json'),

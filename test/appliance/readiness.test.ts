@@ -3,7 +3,7 @@
  * provisioning, /readyz over every dependency, a TPM that goes away and comes back, and a
  * wrong HSM PIN (503 naming the HSM, no secret in the answer).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +21,7 @@ import {
   startSimTpm,
   type SimHsm,
   type SimTpm,
+  writeEkTrust,
 } from '../rig/sim.js';
 
 interface ErrorAnswer {
@@ -41,7 +42,7 @@ beforeAll(async () => {
   // A token of this file's own (this process has not initialised the module yet).
   hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-appliance');
   process.env.SOFTHSM2_CONF = hsm.conf;
-  await writeFile(join(dir, 'ek-ca.pem'), tpm.ekCaPem);
+  await writeEkTrust(dir, tpm.ekCaPem);
   const t = await openTpm({ tcti: tpm.tcti });
   try {
     const first = await provisionAppliance(config(), t);

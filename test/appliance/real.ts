@@ -23,6 +23,7 @@ import {
   startSimTpm,
   type SimHsm,
   type SimTpm,
+  writeEkTrust,
 } from '../rig/sim.js';
 
 export interface RealAppliance {
@@ -50,7 +51,7 @@ export async function startRealAppliance(
   const hsm = await provisionSimHsm(join(dir, 'hsm'), `grantor-${name}`);
   process.env.SOFTHSM2_CONF = hsm.conf;
   // Both swtpms come from one template: the same local EK CA signed their EK certificates.
-  await writeFile(join(dir, 'ek-ca.pem'), runtimeTpm.ekCaPem);
+  await writeEkTrust(dir, runtimeTpm.ekCaPem);
   const values = await readPcrs(tools, PCRS);
   await writeFile(
     join(dir, 'reference.json'),
@@ -83,7 +84,7 @@ export async function startRealAppliance(
     tools,
     hsm,
     server,
-    rig: { app: server.app, tools } as unknown as Rig,
+    rig: { app: server.app, tools, attestation: server.appliance?.attestation } as unknown as Rig,
     config,
     close: async () => {
       await server.close();

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   createAttestation,
+  parseEnrollmentRules,
   qualifyingData,
   type AttestationService,
   type AuditSink,
@@ -17,7 +18,7 @@ import {
 import { createServer, type App } from '../../src/http/app.js';
 import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import { rigEnrollmentRules, startSimTpm, type SimTpm } from '../rig/sim.js';
 import { toolsQuote, tpm2Tools, type Tools } from './tools.js';
 
 export class MemoryAudit implements AuditSink {
@@ -49,7 +50,13 @@ export async function readPcrs(tools: Tools, pcrs: readonly number[]): Promise<s
 }
 
 export async function startHarness(
-  options: { ekCaPem?: string; allowReset?: boolean; audit?: AuditSink } = {},
+  options: {
+    ekCaPem?: string;
+    allowReset?: boolean;
+    audit?: AuditSink;
+    /** The operators' enrollment rules (default: one catch-all, every certified EK active). */
+    enrollmentRules?: unknown;
+  } = {},
 ): Promise<Harness> {
   const tpm = await startSimTpm();
   const tools = await tpm2Tools(tpm.tcti);
@@ -68,7 +75,14 @@ export async function startHarness(
   const audit = new MemoryAudit();
   const clock = { now: new Date() };
   const svc = await createAttestation(
-    { ekCaBundlePem: options.ekCaPem ?? tpm.ekCaPem, referencePolicyFiles: [policyFile] },
+    {
+      ekCaBundlePem: options.ekCaPem ?? tpm.ekCaPem,
+      referencePolicyFiles: [policyFile],
+      enrollmentRules: parseEnrollmentRules(
+        options.enrollmentRules ?? rigEnrollmentRules(),
+        'harness',
+      ),
+    },
     { db, audit: options.audit ?? audit, now: () => clock.now },
   );
   const app = createServer();

@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +55,26 @@ beforeAll(async () => {
   applianceTpm = await startSimTpm();
   // A token of this file's own (this process has not initialised the module yet).
   const hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-demo-test');
+  // The operators' enrollment rules, as ./scripts/demo writes them: each runtime TPM's EKs
+  // by fingerprint (tpm2-tools and openssl), with its team.
+  const fingerprints = async (tcti: string): Promise<string[]> =>
+    (await run(sim('ek-fingerprint'), [tcti])).stdout.trim().split('\n');
+  const rule = async (name: string, tcti: string, team: string) => ({
+    name,
+    match: { ekPublicKeySha256: await fingerprints(tcti) },
+    labels: { team },
+    state: 'active',
+  });
+  await writeFile(
+    join(dir, 'enrollment-rules.json'),
+    JSON.stringify({
+      version: 1,
+      rules: [
+        await rule('payments-fleet', tctis[0] ?? '', 'payments'),
+        await rule('support-fleet', tctis[1] ?? '', 'support'),
+      ],
+    }),
+  );
   process.env.SOFTHSM2_CONF = hsm.conf;
   const config: AppConfig = loadConfig(
     {
@@ -68,6 +88,7 @@ beforeAll(async () => {
         join(payments, 'ca/issuercert.pem'),
         join(payments, 'ca/swtpm-localca-rootca-cert.pem'),
       ].join(','),
+      GRANTOR_ENROLLMENT_RULES: join(dir, 'enrollment-rules.json'),
       GRANTOR_POLICY_WATCH: 'false',
       GRANTOR_LOG_LEVEL: 'warn',
     },
@@ -117,8 +138,10 @@ describe('./scripts/demo, the driver', () => {
     });
     const expected: RegExp[] = [
       /^ok {3}appliance grantor "grantor-demo-test" is ready/,
-      /^ok {3}enroll {4}support-agent-t1 \(team=support\) enrolled .*: rt_\S+ is active$/,
-      /^ok {3}enroll {4}payments-agent-t1 \(team=payments\) enrolled .*: rt_\S+ is active$/,
+      /^ok {3}enroll {4}support-agent-t1 enrolled .*\(requesting team=support\).*: rt_\S+ is active$/,
+      /^ok {3}identity {2}the operators' enrollment rule assigned it team=support \(rule:support-fleet\)/,
+      /^ok {3}enroll {4}payments-agent-t1 enrolled .*\(requesting team=payments\).*: rt_\S+ is active$/,
+      /^ok {3}identity {2}the operators' enrollment rule assigned it team=payments \(rule:payments-fleet\)/,
       /^ok {3}attest {4}support-agent-t1 quoted .*: trusted, session at_/,
       /^ok {3}attest {4}payments-agent-t1 quoted .*: trusted, session at_/,
       /^ok {3}grant {5}tickets\.read on ticket:T-42, session mode .*: ALLOWED, grant gr_/,
@@ -199,6 +222,18 @@ describe('grantor-attest grant (the attester CLI against the same appliance)', (
           'team=support',
         ]),
       ).toBe(0);
+      // No enrollment rule knows this TPM: it waits, with no labels, until an operator
+      // approves it and assigns what it asked for.
+      const { runtimeId } = JSON.parse(await readFile(state, 'utf8')) as { runtimeId: string };
+      const attestation = server?.appliance?.attestation;
+      if (attestation === undefined) throw new Error('no appliance');
+      expect((await attestation.getRuntime(runtimeId)).state).toBe('pending_approval');
+      await attestation.approve(runtimeId);
+      await attestation.assignLabels(
+        runtimeId,
+        { team: 'support' },
+        { id: 'op_t', role: 'operator' },
+      );
       expect(await attestCli(['grant', ...base, ...ask])).toBe(0);
       expect(await attestCli(['grant', ...base, ...ask, '--quote'])).toBe(0);
       // Missing flags are refused before any TPM or HTTP work.

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   createAttestation,
+  parseEnrollmentRules,
   jcs,
   qualifyingData,
   type AttestationService,
@@ -34,9 +35,11 @@ import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { activateWithTools, readPcrs } from '../attestation/harness.js';
 import { toolsQuote, tpm2Tools, type Tools } from '../attestation/tools.js';
 import { provisionAnchor } from '../audit/helpers.js';
-import { repoRoot, startSimTpm, testHsm, type SimTpm } from '../rig/sim.js';
+import { repoRoot, rigEnrollmentRules, startSimTpm, testHsm, type SimTpm } from '../rig/sim.js';
 
 export const ISSUER = 'grantor-grants-e2e';
+/** The operator who assigns the rig's runtimes their labels. */
+export const RIG_OPERATOR = { id: 'op_rig', role: 'operator' } as const;
 export const PCRS = [0, 7];
 
 export interface Faults {
@@ -166,7 +169,11 @@ export async function startRig(): Promise<Rig> {
     }),
   );
   const attestation = await createAttestation(
-    { ekCaBundlePem: runtimeTpm.ekCaPem, referencePolicyFiles: [refPolicy] },
+    {
+      ekCaBundlePem: runtimeTpm.ekCaPem,
+      referencePolicyFiles: [refPolicy],
+      enrollmentRules: parseEnrollmentRules(rigEnrollmentRules(), 'rig'),
+    },
     {
       db,
       audit: {
@@ -274,6 +281,9 @@ export async function enroll(
     payload: { secret: secret.toString('base64') },
   });
   if (act.statusCode !== 200) throw new Error(`activate: ${act.statusCode} ${act.body}`);
+  // The labels are the runtime's request; an operator assigns them (issue 12).
+  if (Object.keys(labels).length > 0)
+    await rig.attestation.assignLabels(e.runtimeId, labels, RIG_OPERATOR);
   return { runtimeId: e.runtimeId, ak: ak.ctx };
 }
 

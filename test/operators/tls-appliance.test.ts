@@ -5,7 +5,7 @@
  * the local server CA; operators log in with the make-tls client certificates.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,7 @@ import {
   startSimTpm,
   type SimHsm,
   type SimTpm,
+  writeEkTrust,
 } from '../rig/sim.js';
 
 const run = promisify(execFile);
@@ -64,7 +65,7 @@ beforeAll(async () => {
   tpm = await startSimTpm();
   hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-tls-appliance');
   process.env.SOFTHSM2_CONF = hsm.conf;
-  await writeFile(join(dir, 'ek-ca.pem'), tpm.ekCaPem);
+  await writeEkTrust(dir, tpm.ekCaPem);
   const t = await openTpm(config().tpm);
   try {
     await provisionAppliance(config(), t);

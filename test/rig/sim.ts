@@ -4,7 +4,7 @@
  * (scripts/sim/*), on free loopback ports in a temporary folder.
  */
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -133,9 +133,31 @@ export async function testHsm(): Promise<SimHsm> {
   return provisionSimHsm(dir);
 }
 
+/** One catch-all enrollment rule: every EK that chains to the trusted bundle, active, `labels`. */
+export function rigEnrollmentRules(labels: Record<string, string> = {}): unknown {
+  return {
+    version: 1,
+    rules: [{ name: 'rig', match: {}, catchAll: true, labels, state: 'active' }],
+  };
+}
+
+/**
+ * What the operators of a rig appliance trust, written where `applianceEnv` points: the EK
+ * CA bundle (`dir/ek-ca.pem`) and the enrollment rules (`dir/enrollment-rules.json`).
+ */
+export async function writeEkTrust(
+  dir: string,
+  caPem: string,
+  labels: Record<string, string> = {},
+): Promise<void> {
+  await writeFile(join(dir, 'ek-ca.pem'), caPem);
+  await writeFile(join(dir, 'enrollment-rules.json'), JSON.stringify(rigEnrollmentRules(labels)));
+}
+
 /**
  * The configuration environment of an appliance on a rig swtpm and SoftHSM2 token, with its
- * state under `dir/state` and its EK CA bundle at `dir/ek-ca.pem`; `extra` adds or overrides.
+ * state under `dir/state`, its EK CA bundle at `dir/ek-ca.pem` and its enrollment rules at
+ * `dir/enrollment-rules.json` (`writeEkTrust`); `extra` adds or overrides.
  */
 export function applianceEnv(
   tpm: { readonly tcti: string },
@@ -150,6 +172,7 @@ export function applianceEnv(
     GRANTOR_HSM_PIN_FILE: hsm.pinFile,
     GRANTOR_STATE_DIR: join(dir, 'state'),
     GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
+    GRANTOR_ENROLLMENT_RULES: join(dir, 'enrollment-rules.json'),
     GRANTOR_POLICY_WATCH: 'false',
     ...extra,
   };

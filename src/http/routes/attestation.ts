@@ -71,6 +71,12 @@ const RulesReply = Type.Object(
   closed,
 );
 
+// The whole set, validated whole by the registrar (422 enrollment_rules_invalid).
+const RuleSetBody = Type.Object(
+  { version: Type.Literal(1), rules: Type.Array(Type.Unknown(), { maxItems: 256 }) },
+  closed,
+);
+
 const PolicyParams = Type.Object(
   { name: Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$' }) },
   closed,
@@ -84,6 +90,7 @@ const errors = {
   404: ErrorSchema,
   409: ErrorSchema,
   413: ErrorSchema,
+  429: ErrorSchema,
   503: ErrorSchema,
 };
 
@@ -134,25 +141,42 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
   app.get(
     '/v1/attestation/enrollment-rules',
     {
-      config: { role: ['auditor', 'operator'] },
+      config: {
+        role: ['auditor', 'operator'],
+        rateLimit: { bucket: 'inventory', perRuntime: false },
+      },
       schema: { response: { 200: RulesReply, ...errors } },
     },
     () => trust.enrollmentRulesView(),
+  );
+
+  // Validates a set and answers the digest that `enrollrules.replace` approvals must bind,
+  // changing nothing: what an operator asks approvals for before the PUT.
+  app.post(
+    '/v1/attestation/enrollment-rules/check',
+    {
+      ...bodyLimit('large'),
+      config: { role: 'operator', rateLimit: { bucket: 'inventory', perRuntime: false } },
+      schema: {
+        body: RuleSetBody,
+        response: {
+          200: Type.Object({ sha256: Hex64, rules: Type.Integer() }, closed),
+          ...errors,
+        },
+      },
+    },
+    (request) => {
+      const { sha256, set } = trust.checkEnrollmentRules(request.body);
+      return { sha256, rules: set.rules.length };
+    },
   );
 
   app.put(
     '/v1/attestation/enrollment-rules',
     {
       ...bodyLimit('large'),
-      config: { role: 'operator' },
-      schema: {
-        // The whole set, validated whole by the registrar (422 enrollment_rules_invalid).
-        body: Type.Object(
-          { version: Type.Literal(1), rules: Type.Array(Type.Unknown(), { maxItems: 256 }) },
-          closed,
-        ),
-        response: { 200: RulesReply, ...errors },
-      },
+      config: { role: 'operator', rateLimit: { bucket: 'inventory', perRuntime: false } },
+      schema: { body: RuleSetBody, response: { 200: RulesReply, ...errors } },
     },
     async (request) => {
       const actor = requireActor(request);

@@ -29,7 +29,8 @@ const State = Type.Union([
 const Labels = Type.Record(
   Type.String({ minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9._/-]+$' }),
   Type.String({ maxLength: 256 }),
-  { maxProperties: 32 },
+  // A Record with a key pattern does not refuse other keys by itself.
+  { maxProperties: 32, additionalProperties: false },
 );
 
 const RuntimeParams = Type.Object(
