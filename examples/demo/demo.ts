@@ -270,7 +270,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           throw new StepFailed(
             `${rt.label} has labels ${JSON.stringify(view.labels ?? {})}: no enrollment rule matched its EK and no operator credential was given (--operator-cert/--operator-key or GRANTOR_DEMO_OPERATOR_TOKEN)`,
           );
-        const put = await call(url, 'PUT', `${path}/labels`, { labels: { team } }, options.operator);
+        const put = await call(
+          url,
+          'PUT',
+          `${path}/labels`,
+          { labels: { team } },
+          options.operator,
+        );
         if (put.status !== 200) throw new StepFailed(`PUT ${path}/labels answered ${put.status}`);
         return `no rule knew its EK: an operator assigned team=${team} (audited runtime.labels.assign)`;
       });
