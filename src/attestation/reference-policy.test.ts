@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  firmwareRefused,
   loadReferencePolicies,
   parseReferencePolicy,
   policyForLabels,
@@ -45,6 +46,23 @@ describe('reference policies', () => {
     ['empty values', { ...valid, pcrs: { sha256: { '0': [] } } }],
     ['wrong value length', { ...valid, pcrs: { sha256: { '0': ['00'] } } }],
     ['selector not strings', { ...valid, selector: { a: 1 } }],
+    ['firmware not an object', { ...valid, firmware: '0049000400000000' }],
+    ['firmware empty', { ...valid, firmware: {} }],
+    ['firmware unknown member', { ...valid, firmware: { maximum: '0049000400000000' } }],
+    ['firmware version not 16 hex', { ...valid, firmware: { minimum: '4904' } }],
+    [
+      'firmware range reversed',
+      { ...valid, firmware: { refuse: [{ from: 'ff'.repeat(8), to: '00'.repeat(8) }] } },
+    ],
+    [
+      'firmware range member',
+      { ...valid, firmware: { refuse: [{ from: '00'.repeat(8), upto: '00'.repeat(8) }] } },
+    ],
+    ['firmware refuse not a list', { ...valid, firmware: { refuse: 'all' } }],
+    [
+      'firmware refuse too long',
+      { ...valid, firmware: { refuse: Array(257).fill('00'.repeat(8)) } },
+    ],
   ])('refuses %s at load (config_invalid)', (_what, raw) => {
     expect(codeOf(() => parseReferencePolicy(raw, 't'))).toBe('config_invalid');
   });
@@ -84,5 +102,23 @@ describe('reference policies', () => {
     await expect(loadReferencePolicies([join(dir, 'bad.json')])).rejects.toMatchObject({
       code: 'config_invalid',
     });
+  });
+
+  it('the shipped TPM-Fail example refuses the vulnerable Intel PTT and ST33 firmware only', async () => {
+    const file = join(import.meta.dirname, '../../reference-policies/examples/tpm-fail.json');
+    const [intel, st] = await loadReferencePolicies([file]);
+    if (intel === undefined || st === undefined) throw new Error('two policies expected');
+    const refused = (p: typeof intel, hex: string) => firmwareRefused(p, BigInt(`0x${hex}`));
+    // Intel PTT 11.8.50.3426 (a real version) and 12.0.40: refused; 11.8.70.0, 12.0.45: not.
+    expect(refused(intel, '000b000800320d62')).toBe(true);
+    expect(refused(intel, '000c000000280000')).toBe(true);
+    expect(refused(intel, '000b000800460000')).toBe(false);
+    expect(refused(intel, '000c0000002d0000')).toBe(false);
+    // ST33 73.4 (the firmware of the real ST33HTPH EK in the fixtures) and 71.12: refused;
+    // the fixed 73.20 and 71.16: not.
+    expect(refused(st, '0049000400000000')).toBe(true);
+    expect(refused(st, '0047000c12345678')).toBe(true);
+    expect(refused(st, '0049001400000000')).toBe(false);
+    expect(refused(st, '0047001000000000')).toBe(false);
   });
 });

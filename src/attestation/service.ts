@@ -15,7 +15,7 @@ import { UnavailableError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { TpmParseError } from '../tpm/marshal/errors.js';
 import { objectName, unmarshalTpm2bPublic, type TpmtPublic } from '../tpm/marshal/public.js';
-import { parseAkPublic, type AkPublic } from './ak.js';
+import { akQualifiedNameUnderEk, parseAkPublic, type AkPublic } from './ak.js';
 import { checkEkPublic, validateEkCertificate } from './ek-certificate.js';
 import {
   ActivationFailedError,
@@ -35,6 +35,7 @@ import type { RuntimeRecord, RuntimeState, RuntimeStore } from './runtime-store.
 import {
   jcs,
   parseQuoteRequest,
+  firmwareHex,
   qualifyingData,
   verifyParsedQuote,
   type ParsedQuote,
@@ -158,7 +159,9 @@ const AUTHENTIC_FAILURES: ReadonlySet<string> = new Set([
   'pcr_selection_incomplete',
   'pcr_digest_mismatch',
   'tpm_counter_rollback',
+  'tpm_clock_rollback',
   'tpm_clock_unsafe',
+  'quote_signer_mismatch',
 ]);
 
 const sha256Hex = (data: Uint8Array | string): string =>
@@ -166,6 +169,10 @@ const sha256Hex = (data: Uint8Array | string): string =>
 
 function factsDigest(facts: Record<string, unknown>): string {
   return sha256Hex(jcs(facts));
+}
+
+function lastQuoteOf(facts: QuoteFacts): NonNullable<RuntimeRecord['lastQuote']> {
+  return { clock: facts.clock.toString(), firmwareVersion: firmwareHex(facts.firmwareVersion) };
 }
 
 function decode(field: string, value: string, max: number): Buffer {
@@ -213,6 +220,7 @@ function freezeRecord(r: RuntimeRecord): RuntimeRecord {
     ...r,
     labels: Object.freeze({ ...r.labels }),
     counters: r.counters === null ? null : Object.freeze({ ...r.counters }),
+    ...(r.lastQuote === undefined ? {} : { lastQuote: Object.freeze({ ...r.lastQuote }) }),
     lastAttestation:
       last === null ? null : Object.freeze({ ...last, reasons: Object.freeze([...last.reasons]) }),
   });
@@ -394,6 +402,7 @@ export class AttestationService {
         createdAt: now.toISOString(),
         counters: null,
         lastAttestation: null,
+        akQualifiedName: akQualifiedNameUnderEk(ek, akName).toString('hex'),
       };
       secret.fill(0);
       await this.#record({
@@ -569,9 +578,11 @@ export class AttestationService {
           sessionKey,
         }),
       });
+      await this.#recordFirmwareChange(record, facts);
       await this.#update({
         ...record,
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
+        lastQuote: lastQuoteOf(facts),
         lastAttestation: { attestationId, verdict, reasons, at: now.toISOString() },
       });
       if (validUntil !== null) {
@@ -622,7 +633,17 @@ export class AttestationService {
         qualifyingData: qd,
         nonceStatus,
         policy,
-        previous: record.counters ?? undefined,
+        previous:
+          record.counters === null
+            ? undefined
+            : {
+                ...record.counters,
+                clock: record.lastQuote === undefined ? undefined : BigInt(record.lastQuote.clock),
+              },
+        expectedSigner:
+          record.akQualifiedName === undefined
+            ? undefined
+            : Buffer.from(record.akQualifiedName, 'hex'),
       });
       return { record, policy, facts };
     } catch (e) {
@@ -642,6 +663,25 @@ export class AttestationService {
       });
       throw e;
     }
+  }
+
+  /** A firmware version other than the last quote's is an audited fact of its own. */
+  async #recordFirmwareChange(record: RuntimeRecord, facts: QuoteFacts): Promise<void> {
+    const previous = record.lastQuote?.firmwareVersion;
+    const current = firmwareHex(facts.firmwareVersion);
+    if (previous === undefined || previous === current) return;
+    await this.#record({
+      type: 'runtime.firmware',
+      subject: record.runtimeId,
+      decision: 'changed',
+      reasons: [`from:${previous}`, `to:${current}`],
+      digest: factsDigest({
+        runtimeId: record.runtimeId,
+        akName: record.akName,
+        previous,
+        current,
+      }),
+    });
   }
 
   #endSession(runtimeId: string): void {
@@ -690,9 +730,11 @@ export class AttestationService {
         nonceStatus,
         'quote',
       );
+      await this.#recordFirmwareChange(record, facts);
       await this.#update({
         ...record,
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
+        lastQuote: lastQuoteOf(facts),
       });
       const first = facts.violations[0];
       if (first !== undefined) {

@@ -37,7 +37,8 @@ beforeAll(async () => {
   const t = h.tools;
   await createEccAk(t);
   await t.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', AK]);
-  await createRsaAk(t);
+  // Under the P-384 EK it enrolls with: a quote names its signer by the AK's place under the EK.
+  await createRsaAk(t, '0x81010016');
   ecc = await enrollAndActivate(h, 'ecc-runtime', { ak: AK });
 }, 120_000);
 
