@@ -29,7 +29,7 @@ import {
   QuoteMalformedError,
 } from './errors.js';
 import { makeCredential } from './make-credential.js';
-import { NonceStore, type NonceStatus } from './nonces.js';
+import { NonceStore } from './nonces.js';
 import { policyForLabels, type ReferencePolicy } from './reference-policy.js';
 import type { RuntimeRecord, RuntimeState, RuntimeStore } from './runtime-store.port.js';
 import {
@@ -162,6 +162,15 @@ const AUTHENTIC_FAILURES: ReadonlySet<string> = new Set([
   'tpm_clock_rollback',
   'tpm_clock_unsafe',
   'quote_signer_mismatch',
+]);
+
+/** Failures before the AK's signature is known good: they leave the nonce unspent. */
+const UNSIGNED_FAILURES: ReadonlySet<string> = new Set([
+  'quote_magic_invalid',
+  'quote_type_invalid',
+  'quote_signature_scheme_mismatch',
+  'quote_signature_out_of_range',
+  'quote_signature_invalid',
 ]);
 
 const sha256Hex = (data: Uint8Array | string): string =>
@@ -521,21 +530,11 @@ export class AttestationService {
     return { nonce: nonce.toString('base64'), expiresAt: expiresAt.toISOString() };
   }
 
-  /**
-   * Decode the nonce and consume it at once (synchronously, before anything else can fail
-   * or await): any attempt uses it up, pass or fail.
-   */
-  #consumeNonce(runtimeId: string, nonce: unknown, now: Date): NonceStatus {
-    if (typeof nonce !== 'string' || nonce.length > 64) return 'unknown';
-    return this.#nonces.consume(runtimeId, Buffer.from(nonce, 'base64'), now);
-  }
-
   async attest(
     runtimeId: string,
     body: QuoteRequest & { sessionKey: unknown },
   ): Promise<AttestationResponse> {
     const now = this.#now();
-    const nonceStatus = this.#consumeNonce(runtimeId, body.nonce, now);
     const parsed = parseQuoteRequest(body);
     const sessionKey = parseSessionKey(body.sessionKey);
     const qd = qualifyingData(parsed.nonce, sessionKey);
@@ -544,7 +543,7 @@ export class AttestationService {
         runtimeId,
         parsed,
         qd,
-        nonceStatus,
+        now,
         'attestation',
       );
       const attestationId = `at_${this.#random(16).toString('base64url')}`;
@@ -619,7 +618,7 @@ export class AttestationService {
     runtimeId: string,
     parsed: ParsedQuote,
     qd: Buffer,
-    nonceStatus: NonceStatus,
+    now: Date,
     kind: string,
   ): Promise<{ record: RuntimeRecord; policy: ReferencePolicy; facts: QuoteFacts }> {
     const record = await this.#load(runtimeId);
@@ -627,6 +626,9 @@ export class AttestationService {
     const policy = policyForLabels(this.#config.referencePolicies, record.labels);
     if (policy === undefined) throw new ReferencePolicyUnknownError();
     const akPublic = this.#akPublic(record.akPublic);
+    // Check, verify and consume in one synchronous step (no await between): of two attempts
+    // with one nonce, the second sees it consumed.
+    const nonceStatus = this.#nonces.check(runtimeId, parsed.nonce, now);
     try {
       const facts = verifyParsedQuote(parsed, {
         akPublic,
@@ -645,9 +647,13 @@ export class AttestationService {
             ? undefined
             : Buffer.from(record.akQualifiedName, 'hex'),
       });
+      if (nonceStatus === 'ok') this.#nonces.consume(runtimeId, parsed.nonce);
       return { record, policy, facts };
     } catch (e) {
       const code = (e as { code?: unknown }).code;
+      // Signed by the runtime's AK, pass or fail: the nonce is spent.
+      if (nonceStatus === 'ok' && typeof code === 'string' && !UNSIGNED_FAILURES.has(code))
+        this.#nonces.consume(runtimeId, parsed.nonce);
       const authentic = typeof code === 'string' && AUTHENTIC_FAILURES.has(code);
       if (authentic) this.#endSession(runtimeId);
       await this.#record({
@@ -719,17 +725,10 @@ export class AttestationService {
     qd: Uint8Array,
   ): Promise<VerifiedQuote> {
     const now = this.#now();
-    const nonceStatus = this.#consumeNonce(runtimeId, quote.nonce, now);
     const parsed = parseQuoteRequest(quote);
     const expected = Buffer.from(qd);
     return this.#serial(runtimeId, async () => {
-      const { record, facts } = await this.#verify(
-        runtimeId,
-        parsed,
-        expected,
-        nonceStatus,
-        'quote',
-      );
+      const { record, facts } = await this.#verify(runtimeId, parsed, expected, now, 'quote');
       await this.#recordFirmwareChange(record, facts);
       await this.#update({
         ...record,

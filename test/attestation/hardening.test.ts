@@ -162,3 +162,41 @@ describe('quote checks (swtpm, routes)', () => {
     expect(res.json()).toMatchObject({ error: { code: 'tpm_clock_rollback' } });
   });
 });
+
+describe('challenges no outsider can cancel (swtpm, routes)', () => {
+  it("a flood of challenges and failed attempts in a runtime's name leaves its own challenge usable", async () => {
+    const own = await quoteWithTools(h, runtimeId, { ak: AK });
+    // Anyone can ask for challenges in the runtime's name (its id is public)...
+    const flood: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const ch = await h.app.inject({
+        method: 'POST',
+        url: `/v1/runtimes/${runtimeId}/challenges`,
+      });
+      expect(ch.statusCode).toBe(201);
+      flood.push(ch.json<{ nonce: string }>().nonce);
+    }
+    // ...and send garbage with them, or with the runtime's own nonce if it ever saw it.
+    const garbage = (nonce: string) =>
+      h.app.inject({
+        method: 'POST',
+        url: `/v1/runtimes/${runtimeId}/attestations`,
+        payload: { ...own, nonce, signature: Buffer.alloc(70, 1).toString('base64') },
+      });
+    for (const nonce of [...flood.slice(0, 5), own.nonce])
+      expect((await garbage(nonce)).statusCode).toBeGreaterThanOrEqual(400);
+    const res = await h.app.inject({
+      method: 'POST',
+      url: `/v1/runtimes/${runtimeId}/attestations`,
+      payload: own,
+    });
+    expect(res.json()).toMatchObject({ verdict: 'trusted' });
+    // Single use still holds for the quote that was verified.
+    const again = await h.app.inject({
+      method: 'POST',
+      url: `/v1/runtimes/${runtimeId}/attestations`,
+      payload: own,
+    });
+    expect(again.json()).toMatchObject({ error: { code: 'nonce_reused' } });
+  });
+});
