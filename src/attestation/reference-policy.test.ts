@@ -16,6 +16,7 @@ const zero32 = '00'.repeat(32);
 const valid = {
   name: 'dev',
   selector: {},
+  catchAll: true,
   pcrs: { sha256: { '0': [zero32], '7': [zero32, 'AB'.repeat(32)] } },
 };
 
@@ -31,7 +32,9 @@ function codeOf(fn: () => unknown): string {
 describe('reference policies', () => {
   it('parses a valid policy with lower-cased values and defaults', () => {
     const p = parseReferencePolicy(valid, 't');
-    expect(p.allowReset).toBe(true);
+    // Fail closed: a reset since the last quote is untrusted unless the policy allows it.
+    expect(p.allowReset).toBe(false);
+    expect(parseReferencePolicy({ ...valid, allowReset: true }, 't').allowReset).toBe(true);
     expect([...(p.pcrs.get('sha256')?.get(7) ?? [])]).toEqual([zero32, 'ab'.repeat(32)]);
   });
 
@@ -46,6 +49,10 @@ describe('reference policies', () => {
     ['empty values', { ...valid, pcrs: { sha256: { '0': [] } } }],
     ['wrong value length', { ...valid, pcrs: { sha256: { '0': ['00'] } } }],
     ['selector not strings', { ...valid, selector: { a: 1 } }],
+    ['an empty selector not declared a catch-all', { ...valid, catchAll: false }],
+    ['no selector and no catchAll', { name: 'x', pcrs: valid.pcrs }],
+    ['a catch-all with a selector', { ...valid, selector: { team: 'a' } }],
+    ['catchAll not a boolean', { ...valid, catchAll: 'yes' }],
     ['firmware not an object', { ...valid, firmware: '0049000400000000' }],
     ['firmware empty', { ...valid, firmware: {} }],
     ['firmware unknown member', { ...valid, firmware: { maximum: '0049000400000000' } }],
@@ -78,7 +85,7 @@ describe('reference policies', () => {
   it('assigns by label selector, the most specific first', () => {
     const base = parseReferencePolicy(valid, 'a');
     const team = parseReferencePolicy(
-      { ...valid, name: 'team', selector: { team: 'payments' } },
+      { ...valid, name: 'team', selector: { team: 'payments' }, catchAll: false },
       'b',
     );
     expect(policyForLabels([base, team], { team: 'payments' })?.name).toBe('team');
@@ -120,5 +127,14 @@ describe('reference policies', () => {
     expect(refused(st, '0047000c12345678')).toBe(true);
     expect(refused(st, '0049001400000000')).toBe(false);
     expect(refused(st, '0047001000000000')).toBe(false);
+  });
+
+  it('the shipped swtpm-dev policy is an explicit catch-all (development only)', async () => {
+    const file = join(import.meta.dirname, '../../reference-policies/swtpm-dev.json');
+    const [dev] = await loadReferencePolicies([file]);
+    expect(dev?.selector).toEqual({});
+    expect(policyForLabels(dev === undefined ? [] : [dev], { any: 'thing' })?.name).toBe(
+      'swtpm-dev',
+    );
   });
 });

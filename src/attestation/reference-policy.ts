@@ -4,11 +4,13 @@
  *
  * File form (one policy per file, or an array of them):
  *   { "name": "swtpm-dev",
- *     "selector": { "platform": "swtpm" },          // every label must match; {} matches all
+ *     "selector": { "platform": "swtpm" },          // every label must match
+ *     "catchAll": false,                            // true (and no selector): every runtime
  *     "pcrs": { "sha256": { "0": ["<hex>", ...], "7": ["<hex>"] } },
  *     "allowSha1": false,                           // a sha1 bank only when true
- *     "allowReset": true,                           // a TPM reset since the last quote is
- *                                                   // reported; false makes it untrusted
+ *     "allowReset": false,                          // default false: a TPM reset since the
+ *                                                   // last quote makes it untrusted; true
+ *                                                   // only reports it
  *     "firmware": {                                 // optional: TPMS_ATTEST.firmwareVersion,
  *       "minimum": "<16 hex>",                      // 16 hex characters (vendor-specific
  *       "refuse": ["<16 hex>", { "from": "<16 hex>", "to": "<16 hex>" }] } }  // uint64)
@@ -99,13 +101,27 @@ export function parseReferencePolicy(raw: unknown, where: string): ReferencePoli
     'allowReset',
     'description',
     'firmware',
+    'catchAll',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw fail(`unknown member ${k}`);
-  const { name, selector = {}, pcrs, allowSha1 = false, allowReset = true } = raw;
+  const {
+    name,
+    selector = {},
+    pcrs,
+    allowSha1 = false,
+    allowReset = false,
+    catchAll = false,
+  } = raw;
   if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(name))
     throw fail('name must be 1-64 characters of A-Z a-z 0-9 . _ -');
   if (!isRecord(selector) || !Object.values(selector).every((v) => typeof v === 'string'))
     throw fail('selector must map label names to strings');
+  if (typeof catchAll !== 'boolean') throw fail('catchAll is a boolean');
+  // A policy that matches every runtime is said so, never the accident of a missing selector.
+  if (Object.keys(selector).length === 0 && !catchAll)
+    throw fail('an empty selector matches every runtime: declare it with "catchAll": true');
+  if (Object.keys(selector).length > 0 && catchAll)
+    throw fail('a catch-all policy has no selector');
   if (typeof allowSha1 !== 'boolean' || typeof allowReset !== 'boolean')
     throw fail('allowSha1 and allowReset are booleans');
   if (!isRecord(pcrs) || Object.keys(pcrs).length === 0)

@@ -23,6 +23,7 @@ const sessionKey = { kty: 'EC', crv: 'P-256', x: 'x', y: 'y' };
 const policy = parseReferencePolicy(
   {
     name: 'test',
+    catchAll: true,
     pcrs: {
       sha256: {
         '0': [tpm.value('sha256', 0).toString('hex')],
@@ -283,6 +284,7 @@ describe('verifyParsedQuote', () => {
       parseReferencePolicy(
         {
           name: 'fw',
+          catchAll: true,
           pcrs: {
             sha256: {
               '0': [tpm.value('sha256', 0).toString('hex')],

@@ -493,12 +493,8 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
     },
     attestation: {
       ekCaBundle: list(src, 'GRANTOR_EK_CA_BUNDLE', [shipped('trust/ek-ca')], cwd),
-      referencePolicies: list(
-        src,
-        'GRANTOR_REFERENCE_POLICIES',
-        [shipped('reference-policies')],
-        cwd,
-      ),
+      // No default: no reference policy is active unless configured (fail closed).
+      referencePolicies: list(src, 'GRANTOR_REFERENCE_POLICIES', [], cwd),
     },
     policy: {
       dir: resolve(cwd, optional(src, 'GRANTOR_POLICY_DIR', shipped('policies/default'))),

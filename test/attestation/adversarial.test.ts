@@ -389,7 +389,10 @@ describe('adversarial quotes (real swtpm quotes, mutated)', () => {
       {
         trustedEkCas: vendor,
         referencePolicies: [
-          parseReferencePolicy({ name: 'p', pcrs: { sha256: { '0': ['00'.repeat(32)] } } }, 't'),
+          parseReferencePolicy(
+            { name: 'p', catchAll: true, pcrs: { sha256: { '0': ['00'.repeat(32)] } } },
+            't',
+          ),
         ],
       },
       { store: new MemoryRuntimeStore(), audit: h.audit },

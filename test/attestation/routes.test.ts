@@ -35,7 +35,11 @@ beforeAll(async () => {
       trustedEkCas: [],
       referencePolicies: [
         parseReferencePolicy(
-          { name: 'soft', pcrs: { sha256: { '0': [tpm.value('sha256', 0).toString('hex')] } } },
+          {
+            name: 'soft',
+            catchAll: true,
+            pcrs: { sha256: { '0': [tpm.value('sha256', 0).toString('hex')] } },
+          },
           'routes',
         ),
       ],
