@@ -2,8 +2,10 @@
  * Attestation key checks at enrollment (go-attestation `CheckAKParameters`, stricter): a
  * flat list of guard clauses, each its own error.
  */
-import { TPM_ALG, TPM_ECC } from '../tpm/marshal/constants.js';
+import { createHash } from 'node:crypto';
+import { TPM_ALG, TPM_ECC, TPM_RH, hashInfo } from '../tpm/marshal/constants.js';
 import {
+  objectName,
   unmarshalTpm2bPublic,
   type EccPublic,
   type RsaPublic,
@@ -13,6 +15,7 @@ import { TpmParseError } from '../tpm/marshal/errors.js';
 import {
   AkDecryptSetError,
   AkKeyUnsupportedError,
+  AkKeyWeakError,
   AkNameAlgWeakError,
   AkNotFixedParentError,
   AkNotFixedTpmError,
@@ -22,6 +25,7 @@ import {
   AkPublicInvalidError,
   AkSchemeUnsupportedError,
 } from './errors.js';
+import { hasRocaFingerprint } from './roca.js';
 
 export type AkPublic = RsaPublic | EccPublic;
 
@@ -55,6 +59,8 @@ export function checkAkPublic(ak: TpmtPublic): AkPublic {
   if (ak.type === TPM_ALG.RSA) {
     if (ak.parameters.keyBits < 2048 || ak.unique.length * 8 !== ak.parameters.keyBits)
       throw new AkKeyUnsupportedError();
+    // A ROCA modulus can be factored: whoever does can sign quotes without the TPM.
+    if (hasRocaFingerprint(ak.unique)) throw new AkKeyWeakError();
     const s = ak.parameters.scheme;
     if (
       (s.scheme !== TPM_ALG.RSASSA && s.scheme !== TPM_ALG.RSAPSS) ||
@@ -78,4 +84,24 @@ export function checkAkPublic(ak: TpmtPublic): AkPublic {
     return ak;
   }
   throw new AkKeyUnsupportedError();
+}
+
+/** QN = nameAlg ‖ H_nameAlg(QN of the parent ‖ Name) (TPM 2.0 Part 1, "Qualified Name"). */
+function qualify(parentQn: Uint8Array, name: Uint8Array): Buffer {
+  const alg = name.length >= 2 ? ((name[0] ?? 0) << 8) | (name[1] ?? 0) : 0;
+  const info = hashInfo(alg);
+  if (info?.node === undefined) throw new AkPublicInvalidError('the name has no hash algorithm');
+  const digest = createHash(info.node).update(parentQn).update(name).digest();
+  return Buffer.concat([name.subarray(0, 2), digest]);
+}
+
+/**
+ * The qualified name of an AK created directly under the EK (a primary key of the
+ * endorsement hierarchy, whose QN is its handle): what a quote by that AK carries as
+ * qualifiedSigner. Checked against `tpm2_readpublic -q` on swtpm (test/attestation).
+ */
+export function akQualifiedNameUnderEk(ek: TpmtPublic, akName: Uint8Array): Buffer {
+  const hierarchy = Buffer.alloc(4);
+  hierarchy.writeUInt32BE(TPM_RH.ENDORSEMENT);
+  return qualify(qualify(hierarchy, objectName(ek)), akName);
 }

@@ -14,7 +14,7 @@ import {
   EK_TEMPLATE_RSA2048,
   withUnique,
 } from '../tpm/templates.js';
-import { DerError, certificateExtensions, directoryNameAttributes } from './der.js';
+import { DerError, certificateExtensions, directoryNameAttributes, readTlv } from './der.js';
 import {
   EkCertificateEkuError,
   EkCertificateExpiredError,
@@ -23,8 +23,10 @@ import {
   EkCertificateSanError,
   EkCertificateUntrustedError,
   EkKeyUnsupportedError,
+  EkKeyWeakError,
   EkPublicInvalidError,
 } from './errors.js';
+import { hasRocaFingerprint } from './roca.js';
 
 /** TCG OIDs (TCG EK Credential Profile, section 3). */
 export const TCG_OID = {
@@ -36,6 +38,7 @@ export const TCG_OID = {
 
 const OID_SUBJECT_ALT_NAME = '2.5.29.17';
 const OID_EXT_KEY_USAGE = '2.5.29.37';
+const OID_KEY_USAGE = '2.5.29.15';
 const OID_ANY_EKU = '2.5.29.37.0';
 const MAX_CHAIN = 8;
 
@@ -187,6 +190,22 @@ function buildChain(
   return chain;
 }
 
+/**
+ * The TPM manufacturer, model and version from an EK certificate's SAN (TCG EK Credential
+ * Profile: a directoryName with tcg-at-tpmManufacturer 2.23.133.2.1, tcg-at-tpmModel
+ * 2.23.133.2.2 and tcg-at-tpmVersion 2.23.133.2.3), or null when the certificate carries
+ * none that satisfies the profile. Only as trustworthy as the certificate: read it from one
+ * that validateEkCertificate accepted.
+ */
+export function ekTpmIdentity(cert: X509Certificate): TpmIdentity | null {
+  try {
+    return tpmIdentityFromSan(cert.raw);
+  } catch (e) {
+    if (e instanceof EkCertificateSanError || e instanceof EkCertificateInvalidError) return null;
+    throw e;
+  }
+}
+
 function tpmIdentityFromSan(der: Uint8Array): TpmIdentity {
   let parsed: ReturnType<typeof certificateExtensions>;
   try {
@@ -220,6 +239,61 @@ function tpmIdentityFromSan(der: Uint8Array): TpmIdentity {
   throw new EkCertificateSanError(
     'the SAN has no directoryName with TPM manufacturer, model and version',
   );
+}
+
+/** KeyUsage bits (RFC 5280 4.2.1.3), first octet after the unused-bits octet. */
+const KU_KEY_ENCIPHERMENT = 0x20;
+const KU_KEY_AGREEMENT = 0x08;
+
+/**
+ * Where the certificate has a KeyUsage, it must allow the EK's use (TCG EK Credential
+ * Profile: keyEncipherment for RSA, keyAgreement for ECC). Refuses, for instance, an AK
+ * certificate that carries the EK purpose OID (Google's vTPM AK certificates do).
+ */
+function checkKeyUsage(der: Uint8Array, cert: X509Certificate): void {
+  let ku: Uint8Array | undefined;
+  try {
+    const ext = certificateExtensions(der).extensions.find((e) => e.oid === OID_KEY_USAGE);
+    if (ext === undefined) return;
+    const bits = readTlv(ext.value, 0);
+    if (bits.tag !== 0x03 || bits.end !== ext.value.length) throw new DerError('not a BIT STRING');
+    ku = bits.value;
+  } catch (e) {
+    throw new EkCertificateInvalidError(undefined, { cause: e });
+  }
+  const first = ku[1] ?? 0;
+  const needed = cert.publicKey.asymmetricKeyType === 'ec' ? KU_KEY_AGREEMENT : KU_KEY_ENCIPHERMENT;
+  if ((first & needed) === 0)
+    throw new EkCertificateInvalidError('the certified key is not for EK use (key usage)', {
+      details: { reason: 'key_usage' },
+    });
+}
+
+/**
+ * The DER certificate in what was read from the EK certificate's NV index. TPMs store it in
+ * an index larger than the certificate and tools read the whole index, so the DER may be
+ * followed by padding: cut at the end of the outer SEQUENCE when everything after it is 0xFF
+ * or everything is 0x00 (erased or zeroed NV). Any other trailing byte is refused: it is not
+ * padding but data no signature covers.
+ */
+export function trimNvPadding(read: Uint8Array): Buffer {
+  const bytes = Buffer.from(read);
+  let end: number;
+  try {
+    const outer = readTlv(bytes, 0);
+    if (outer.tag !== 0x30) throw new DerError('not a SEQUENCE');
+    end = outer.end;
+  } catch (e) {
+    throw new EkCertificateInvalidError(undefined, { cause: e });
+  }
+  if (end === bytes.length) return bytes;
+  const rest = bytes.subarray(end);
+  const fill = rest[0];
+  if ((fill !== 0xff && fill !== 0x00) || !rest.every((b) => b === fill))
+    throw new EkCertificateInvalidError('bytes other than NV padding follow the certificate', {
+      details: { reason: 'trailing_bytes' },
+    });
+  return bytes.subarray(0, end);
 }
 
 function checkEku(der: Uint8Array, cert: X509Certificate): void {
@@ -308,6 +382,8 @@ export function checkEkPublic(ek: TpmtPublic): RsaPublic | EccPublic {
   if (ek.type === TPM_ALG.RSA) {
     if (ek.parameters.keyBits < 2048 || ek.unique.length * 8 !== ek.parameters.keyBits)
       throw new EkKeyUnsupportedError();
+    // A ROCA modulus can be factored: whoever does can activate credentials without the TPM.
+    if (hasRocaFingerprint(ek.unique)) throw new EkKeyWeakError();
     return ek;
   }
   const size =
@@ -354,12 +430,17 @@ export interface EkCertificateOptions {
 }
 
 /**
- * Validate an EK certificate, in this order: parse; chain to a trusted CA; the leaf valid
- * at `now`; EKU (where present) allows the TCG EK purpose; SAN per the profile; the
+ * Validate an EK certificate, in this order: cut NV padding; parse; chain to a trusted CA;
+ * the leaf valid at `now`; EKU (where present) allows the TCG EK purpose; KeyUsage (where
+ * present) allows encipherment (RSA) or key agreement (ECC); SAN per the profile; the
  * certified key is the EK. Returns the EK public area to make credentials against.
+ *
+ * Names are compared and signatures checked by OpenSSL on the bytes as sent, never
+ * re-encoded: Nuvoton's CA and EK certificates carry multi-valued RDNs whose SET is not in
+ * DER order, which strict parsers refuse; they are accepted here (docs/attestation.md).
  */
 export function validateEkCertificate(der: Uint8Array, options: EkCertificateOptions): ValidatedEk {
-  const bytes = Buffer.from(der);
+  const bytes = trimNvPadding(der);
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(bytes);
@@ -370,6 +451,7 @@ export function validateEkCertificate(der: Uint8Array, options: EkCertificateOpt
   const chain = buildChain(cert, options.trustedCas, options.now);
   if (!validAt(cert, options.now)) throw new EkCertificateExpiredError();
   checkEku(bytes, cert);
+  checkKeyUsage(bytes, cert);
   const tpm = tpmIdentityFromSan(bytes);
   const jwk = cert.publicKey.export({ format: 'jwk' });
   let ekPublic: TpmtPublic;

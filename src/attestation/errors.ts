@@ -17,6 +17,7 @@ export const ATTESTATION_CODES = [
   'ek_certificate_key_mismatch',
   'ek_public_invalid',
   'ek_key_unsupported',
+  'ek_key_weak',
   'ek_already_enrolled',
   'ek_revoked',
   'enrollment_expired',
@@ -31,6 +32,7 @@ export const ATTESTATION_CODES = [
   'ak_not_fixed_parent',
   'ak_not_sensitive_data_origin',
   'ak_scheme_unsupported',
+  'ak_key_weak',
   'activation_failed',
   'unknown_runtime',
   'runtime_state_invalid',
@@ -53,6 +55,9 @@ export const ATTESTATION_CODES = [
   'tpm_counter_rollback',
   'tpm_clock_unsafe',
   'tpm_reset_detected',
+  'tpm_clock_rollback',
+  'tpm_firmware_refused',
+  'quote_signer_mismatch',
   'reference_policy_unknown',
   'attestation_not_found',
 ] as const;
@@ -106,6 +111,10 @@ export class EkPublicInvalidError extends kind(
 export class EkKeyUnsupportedError extends kind(
   'ek_key_unsupported',
   'the EK key type is not RSA-2048 or ECC P-256/P-384',
+) {}
+export class EkKeyWeakError extends kind(
+  'ek_key_weak',
+  'the EK is an RSA key with the ROCA fingerprint (CVE-2017-15361)',
 ) {}
 export class EkAlreadyEnrolledError extends kind(
   'ek_already_enrolled',
@@ -251,4 +260,20 @@ export class TpmClockUnsafeError extends kind(
 export class TpmResetDetectedError extends kind(
   'tpm_reset_detected',
   'the TPM was reset since the last quote and the reference policy forbids it',
+) {}
+export class AkKeyWeakError extends kind(
+  'ak_key_weak',
+  'the AK is an RSA key with the ROCA fingerprint (CVE-2017-15361)',
+) {}
+export class TpmClockRollbackError extends kind(
+  'tpm_clock_rollback',
+  'the TPM clock went back within one boot (same reset and restart counts)',
+) {}
+export class QuoteSignerMismatchError extends kind(
+  'quote_signer_mismatch',
+  'the quote qualifiedSigner is not the qualified name of the AK under its EK',
+) {}
+export class TpmFirmwareRefusedError extends kind(
+  'tpm_firmware_refused',
+  'the TPM firmware version is refused by the reference policy',
 ) {}

@@ -4,11 +4,16 @@
  *
  * File form (one policy per file, or an array of them):
  *   { "name": "swtpm-dev",
- *     "selector": { "platform": "swtpm" },          // every label must match; {} matches all
+ *     "selector": { "platform": "swtpm" },          // every label must match
+ *     "catchAll": false,                            // true (and no selector): every runtime
  *     "pcrs": { "sha256": { "0": ["<hex>", ...], "7": ["<hex>"] } },
  *     "allowSha1": false,                           // a sha1 bank only when true
- *     "allowReset": true }                          // a TPM reset since the last quote is
- *                                                   // reported; false makes it untrusted
+ *     "allowReset": false,                          // default false: a TPM reset since the
+ *                                                   // last quote makes it untrusted; true
+ *                                                   // only reports it
+ *     "firmware": {                                 // optional: TPMS_ATTEST.firmwareVersion,
+ *       "minimum": "<16 hex>",                      // 16 hex characters (vendor-specific
+ *       "refuse": ["<16 hex>", { "from": "<16 hex>", "to": "<16 hex>" }] } }  // uint64)
  */
 import { readFile } from 'node:fs/promises';
 import { hashInfoByName, type HashName } from '../tpm/marshal/constants.js';
@@ -20,6 +25,62 @@ export interface ReferencePolicy {
   /** bank -> PCR index -> acceptable values (lower-case hex). Every listed PCR is required. */
   readonly pcrs: ReadonlyMap<HashName, ReadonlyMap<number, ReadonlySet<string>>>;
   readonly allowReset: boolean;
+  /** Firmware versions the policy refuses (a quote with one is untrusted). */
+  readonly firmware?: FirmwarePolicy;
+}
+
+/** Bounds on TPMS_ATTEST.firmwareVersion (vendor-specific uint64, compared as a number). */
+export interface FirmwarePolicy {
+  /** Versions below it are refused. */
+  readonly minimum?: bigint;
+  /** Inclusive ranges refused (a single version is a range of one). */
+  readonly refuse: readonly { readonly from: bigint; readonly to: bigint }[];
+}
+
+/** The most refused ranges one policy may list. */
+const MAX_FIRMWARE_RANGES = 256;
+
+/** True when the policy refuses this firmware version. */
+export function firmwareRefused(policy: ReferencePolicy, version: bigint): boolean {
+  const f = policy.firmware;
+  if (f === undefined) return false;
+  if (f.minimum !== undefined && version < f.minimum) return true;
+  return f.refuse.some((r) => r.from <= version && version <= r.to);
+}
+
+function parseFirmware(raw: unknown, fail: (msg: string) => ConfigError): FirmwarePolicy {
+  if (!isRecord(raw)) throw fail('firmware must be an object');
+  for (const k of Object.keys(raw))
+    if (k !== 'minimum' && k !== 'refuse' && k !== 'description')
+      throw fail(`unknown member firmware.${k}`);
+  const version = (v: unknown, what: string): bigint => {
+    if (typeof v !== 'string' || !/^[0-9a-fA-F]{16}$/.test(v))
+      throw fail(`${what} must be 16 hex characters (the uint64 firmwareVersion)`);
+    return BigInt(`0x${v}`);
+  };
+  const { minimum, refuse = [] } = raw;
+  if (!Array.isArray(refuse) || refuse.length > MAX_FIRMWARE_RANGES)
+    throw fail(`firmware.refuse must be an array of at most ${MAX_FIRMWARE_RANGES} entries`);
+  const ranges = refuse.map((r: unknown, i) => {
+    if (typeof r === 'string') {
+      const v = version(r, `firmware.refuse[${i}]`);
+      return { from: v, to: v };
+    }
+    if (!isRecord(r)) throw fail(`firmware.refuse[${i}] must be a version or {from, to}`);
+    for (const k of Object.keys(r))
+      if (k !== 'from' && k !== 'to' && k !== 'description')
+        throw fail(`unknown member firmware.refuse[${i}].${k}`);
+    const from = version(r.from, `firmware.refuse[${i}].from`);
+    const to = version(r.to, `firmware.refuse[${i}].to`);
+    if (from > to) throw fail(`firmware.refuse[${i}]: from is above to`);
+    return { from, to };
+  });
+  if (minimum === undefined && ranges.length === 0)
+    throw fail('firmware needs a minimum or refused versions');
+  return {
+    ...(minimum === undefined ? {} : { minimum: version(minimum, 'firmware.minimum') }),
+    refuse: ranges,
+  };
 }
 
 const BANKS: readonly HashName[] = ['sha1', 'sha256', 'sha384', 'sha512'];
@@ -32,13 +93,35 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 export function parseReferencePolicy(raw: unknown, where: string): ReferencePolicy {
   const fail = (msg: string): ConfigError => new ConfigError(`referencePolicies(${where})`, msg);
   if (!isRecord(raw)) throw fail('a policy must be an object');
-  const known = new Set(['name', 'selector', 'pcrs', 'allowSha1', 'allowReset', 'description']);
+  const known = new Set([
+    'name',
+    'selector',
+    'pcrs',
+    'allowSha1',
+    'allowReset',
+    'description',
+    'firmware',
+    'catchAll',
+  ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw fail(`unknown member ${k}`);
-  const { name, selector = {}, pcrs, allowSha1 = false, allowReset = true } = raw;
+  const {
+    name,
+    selector = {},
+    pcrs,
+    allowSha1 = false,
+    allowReset = false,
+    catchAll = false,
+  } = raw;
   if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(name))
     throw fail('name must be 1-64 characters of A-Z a-z 0-9 . _ -');
   if (!isRecord(selector) || !Object.values(selector).every((v) => typeof v === 'string'))
     throw fail('selector must map label names to strings');
+  if (typeof catchAll !== 'boolean') throw fail('catchAll is a boolean');
+  // A policy that matches every runtime is said so, never the accident of a missing selector.
+  if (Object.keys(selector).length === 0 && !catchAll)
+    throw fail('an empty selector matches every runtime: declare it with "catchAll": true');
+  if (Object.keys(selector).length > 0 && catchAll)
+    throw fail('a catch-all policy has no selector');
   if (typeof allowSha1 !== 'boolean' || typeof allowReset !== 'boolean')
     throw fail('allowSha1 and allowReset are booleans');
   if (!isRecord(pcrs) || Object.keys(pcrs).length === 0)
@@ -67,7 +150,13 @@ export function parseReferencePolicy(raw: unknown, where: string): ReferencePoli
     }
     banks.set(info.name, byIndex);
   }
-  return { name, selector: { ...(selector as Record<string, string>) }, pcrs: banks, allowReset };
+  return {
+    name,
+    selector: { ...(selector as Record<string, string>) },
+    pcrs: banks,
+    allowReset,
+    ...(raw.firmware === undefined ? {} : { firmware: parseFirmware(raw.firmware, fail) }),
+  };
 }
 
 /** Load and validate policy files; names must be unique across files. */

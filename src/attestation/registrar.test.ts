@@ -17,7 +17,10 @@ const policies = [
     { name: 'a', selector: { fleet: 'a' }, pcrs: { sha256: { '0': ['00'.repeat(32)] } } },
     't',
   ),
-  parseReferencePolicy({ name: 'b', pcrs: { sha256: { '0': ['00'.repeat(32)] } } }, 't'),
+  parseReferencePolicy(
+    { name: 'b', catchAll: true, pcrs: { sha256: { '0': ['00'.repeat(32)] } } },
+    't',
+  ),
 ];
 
 async function open(dir: string, configuredEkCaPem: string, audit?: AuditSink) {

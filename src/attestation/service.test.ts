@@ -18,6 +18,7 @@ function policyFor(t: SoftTpm, allowReset = true) {
   return parseReferencePolicy(
     {
       name: 'dev',
+      catchAll: true,
       pcrs: {
         sha256: {
           '0': [t.value('sha256', 0).toString('hex')],
@@ -38,6 +39,7 @@ function makeService(allowReset = true): AttestationService {
 }
 
 async function enrollAndActivate(s = svc, t = tpm, e = ek, name = 'agent-7'): Promise<string> {
+  t.parentEk = e.ekPublic;
   const enrolled = await s.enroll({
     name,
     ekPublic: e.ekPublicBytes.toString('base64'),
@@ -333,6 +335,46 @@ describe('AttestationService', () => {
     await strict.attest(id2, await quoteBody(id2, { resetCount: 5 }, strict));
     const res = await strict.attest(id2, await quoteBody(id2, { resetCount: 6 }, strict));
     expect(res).toMatchObject({ verdict: 'untrusted', reasons: ['tpm_reset_detected'] });
+  });
+
+  it('records clock and firmware of the last quote; a clock rollback and a firmware change', async () => {
+    const store = new MemoryRuntimeStore();
+    const s = new AttestationService(
+      { trustedEkCas: [], referencePolicies: [policyFor(tpm)], sessionTtlMs: 60_000 },
+      { store, audit, now: () => now },
+    );
+    const runtimeId = await enrollAndActivate(s);
+    const ekRecord = await store.get(runtimeId);
+    expect(ekRecord?.akQualifiedName).toMatch(/^000b[0-9a-f]{64}$/);
+    expect(ekRecord?.lastQuote).toBeUndefined();
+    await s.attest(runtimeId, await quoteBody(runtimeId, { clock: 5000n }, s));
+    expect((await store.get(runtimeId))?.lastQuote).toEqual({
+      clock: '5000',
+      firmwareVersion: '0000200000000001',
+    });
+    // The first quote sets the firmware version: nothing to compare it with, no change.
+    expect(audit.events.some((e) => e.type === 'runtime.firmware')).toBe(false);
+    expect(await codeOf(s.attest(runtimeId, await quoteBody(runtimeId, { clock: 4999n }, s)))).toBe(
+      'tpm_clock_rollback',
+    );
+    expect(audit.events.at(-1)).toMatchObject({
+      type: 'runtime.attestation',
+      decision: 'rejected',
+      reasons: ['tpm_clock_rollback'],
+    });
+    tpm.firmwareVersion = 0x2000_0000_0002n;
+    await s.attest(runtimeId, await quoteBody(runtimeId, { clock: 6000n }, s));
+    expect(audit.events.filter((e) => e.type === 'runtime.firmware')).toMatchObject([
+      {
+        subject: runtimeId,
+        decision: 'changed',
+        reasons: ['from:0000200000000001', 'to:0000200000000002'],
+      },
+    ]);
+    expect((await store.get(runtimeId))?.lastQuote).toEqual({
+      clock: '6000',
+      firmwareVersion: '0000200000000002',
+    });
   });
 
   it('verifyQuote (quote-mode grants) checks against the given qualifying data and throws on violations', async () => {

@@ -16,7 +16,7 @@ import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
 import { TpmParseError } from '../tpm/marshal/errors.js';
 import { objectName, unmarshalTpm2bPublic, type TpmtPublic } from '../tpm/marshal/public.js';
-import { parseAkPublic, type AkPublic } from './ak.js';
+import { akQualifiedNameUnderEk, parseAkPublic, type AkPublic } from './ak.js';
 import { checkEkPublic, validateEkCertificate } from './ek-certificate.js';
 import {
   matchRule,
@@ -38,7 +38,7 @@ import {
   QuoteMalformedError,
 } from './errors.js';
 import { makeCredential } from './make-credential.js';
-import { NonceStore, type NonceStatus } from './nonces.js';
+import { NonceStore } from './nonces.js';
 import { policyForLabels, type ReferencePolicy } from './reference-policy.js';
 import type {
   EkIdentity,
@@ -50,6 +50,7 @@ import type {
 import {
   jcs,
   parseQuoteRequest,
+  firmwareHex,
   qualifyingData,
   verifyParsedQuote,
   type ParsedQuote,
@@ -217,7 +218,18 @@ const AUTHENTIC_FAILURES: ReadonlySet<string> = new Set([
   'pcr_selection_incomplete',
   'pcr_digest_mismatch',
   'tpm_counter_rollback',
+  'tpm_clock_rollback',
   'tpm_clock_unsafe',
+  'quote_signer_mismatch',
+]);
+
+/** Failures before the AK's signature is known good: they leave the nonce unspent. */
+const UNSIGNED_FAILURES: ReadonlySet<string> = new Set([
+  'quote_magic_invalid',
+  'quote_type_invalid',
+  'quote_signature_scheme_mismatch',
+  'quote_signature_out_of_range',
+  'quote_signature_invalid',
 ]);
 
 const sha256Hex = (data: Uint8Array | string): string =>
@@ -236,6 +248,10 @@ function matchesFilter(v: RuntimeView, f: RuntimeFilter): boolean {
 
 function factsDigest(facts: Record<string, unknown>): string {
   return sha256Hex(jcs(facts));
+}
+
+function lastQuoteOf(facts: QuoteFacts): NonNullable<RuntimeRecord['lastQuote']> {
+  return { clock: facts.clock.toString(), firmwareVersion: firmwareHex(facts.firmwareVersion) };
 }
 
 function decode(field: string, value: string, max: number): Buffer {
@@ -283,6 +299,7 @@ function freezeRecord(r: RuntimeRecord): RuntimeRecord {
     ...r,
     labels: Object.freeze({ ...r.labels }),
     counters: r.counters === null ? null : Object.freeze({ ...r.counters }),
+    ...(r.lastQuote === undefined ? {} : { lastQuote: Object.freeze({ ...r.lastQuote }) }),
     lastAttestation:
       last === null ? null : Object.freeze({ ...last, reasons: Object.freeze([...last.reasons]) }),
   });
@@ -501,6 +518,7 @@ export class AttestationService {
         createdAt: now.toISOString(),
         counters: null,
         lastAttestation: null,
+        akQualifiedName: akQualifiedNameUnderEk(ek, akName).toString('hex'),
       };
       secret.fill(0);
       await this.#record({
@@ -783,21 +801,11 @@ export class AttestationService {
     return { nonce: nonce.toString('base64'), expiresAt: expiresAt.toISOString() };
   }
 
-  /**
-   * Decode the nonce and consume it at once (synchronously, before anything else can fail
-   * or await): any attempt uses it up, pass or fail.
-   */
-  #consumeNonce(runtimeId: string, nonce: unknown, now: Date): NonceStatus {
-    if (typeof nonce !== 'string' || nonce.length > 64) return 'unknown';
-    return this.#nonces.consume(runtimeId, Buffer.from(nonce, 'base64'), now);
-  }
-
   async attest(
     runtimeId: string,
     body: QuoteRequest & { sessionKey: unknown },
   ): Promise<AttestationResponse> {
     const now = this.#now();
-    const nonceStatus = this.#consumeNonce(runtimeId, body.nonce, now);
     const parsed = parseQuoteRequest(body);
     const sessionKey = parseSessionKey(body.sessionKey);
     const qd = qualifyingData(parsed.nonce, sessionKey);
@@ -806,7 +814,7 @@ export class AttestationService {
         runtimeId,
         parsed,
         qd,
-        nonceStatus,
+        now,
         'attestation',
       );
       const attestationId = `at_${this.#random(16).toString('base64url')}`;
@@ -840,9 +848,11 @@ export class AttestationService {
           sessionKey,
         }),
       });
+      await this.#recordFirmwareChange(record, facts);
       await this.#update({
         ...record,
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
+        lastQuote: lastQuoteOf(facts),
         lastAttestation: { attestationId, verdict, reasons, at: now.toISOString() },
       });
       if (validUntil !== null) {
@@ -879,7 +889,7 @@ export class AttestationService {
     runtimeId: string,
     parsed: ParsedQuote,
     qd: Buffer,
-    nonceStatus: NonceStatus,
+    now: Date,
     kind: string,
   ): Promise<{ record: RuntimeRecord; policy: ReferencePolicy; facts: QuoteFacts }> {
     const record = await this.#load(runtimeId);
@@ -887,17 +897,34 @@ export class AttestationService {
     const policy = policyForLabels(this.#config.referencePolicies, record.labels);
     if (policy === undefined) throw new ReferencePolicyUnknownError();
     const akPublic = this.#akPublic(record.akPublic);
+    // Check, verify and consume in one synchronous step (no await between): of two attempts
+    // with one nonce, the second sees it consumed.
+    const nonceStatus = this.#nonces.check(runtimeId, parsed.nonce, now);
     try {
       const facts = verifyParsedQuote(parsed, {
         akPublic,
         qualifyingData: qd,
         nonceStatus,
         policy,
-        previous: record.counters ?? undefined,
+        previous:
+          record.counters === null
+            ? undefined
+            : {
+                ...record.counters,
+                clock: record.lastQuote === undefined ? undefined : BigInt(record.lastQuote.clock),
+              },
+        expectedSigner:
+          record.akQualifiedName === undefined
+            ? undefined
+            : Buffer.from(record.akQualifiedName, 'hex'),
       });
+      if (nonceStatus === 'ok') this.#nonces.consume(runtimeId, parsed.nonce);
       return { record, policy, facts };
     } catch (e) {
       const code = (e as { code?: unknown }).code;
+      // Signed by the runtime's AK, pass or fail: the nonce is spent.
+      if (nonceStatus === 'ok' && typeof code === 'string' && !UNSIGNED_FAILURES.has(code))
+        this.#nonces.consume(runtimeId, parsed.nonce);
       const authentic = typeof code === 'string' && AUTHENTIC_FAILURES.has(code);
       if (authentic) this.#endSession(runtimeId);
       await this.#record({
@@ -917,6 +944,25 @@ export class AttestationService {
 
   #untrusted(attestationId: string, reasons: string[]): LastAttestation {
     return { attestationId, verdict: 'untrusted', reasons, at: this.#now().toISOString() };
+  }
+
+  /** A firmware version other than the last quote's is an audited fact of its own. */
+  async #recordFirmwareChange(record: RuntimeRecord, facts: QuoteFacts): Promise<void> {
+    const previous = record.lastQuote?.firmwareVersion;
+    const current = firmwareHex(facts.firmwareVersion);
+    if (previous === undefined || previous === current) return;
+    await this.#record({
+      type: 'runtime.firmware',
+      subject: record.runtimeId,
+      decision: 'changed',
+      reasons: [`from:${previous}`, `to:${current}`],
+      digest: factsDigest({
+        runtimeId: record.runtimeId,
+        akName: record.akName,
+        previous,
+        current,
+      }),
+    });
   }
 
   #endSession(runtimeId: string): void {
@@ -954,7 +1000,6 @@ export class AttestationService {
     qd: Uint8Array,
   ): Promise<VerifiedQuote> {
     const now = this.#now();
-    const nonceStatus = this.#consumeNonce(runtimeId, quote.nonce, now);
     const parsed = parseQuoteRequest(quote);
     const expected = Buffer.from(qd);
     return this.#serial(runtimeId, async () => {
@@ -962,9 +1007,10 @@ export class AttestationService {
         runtimeId,
         parsed,
         expected,
-        nonceStatus,
+        now,
         'quote',
       );
+      await this.#recordFirmwareChange(record, facts);
       // The verdict is recorded like an attestation's, before the grant answer: the entry,
       // the counters, and on a violation the runtime's standing and its session.
       const first = facts.violations[0];
@@ -997,6 +1043,7 @@ export class AttestationService {
       await this.#update({
         ...record,
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
+        lastQuote: lastQuoteOf(facts),
         // A trusted quote leaves the session's attestation as the runtime's standing (the
         // grant is bound to that session's key); an untrusted one replaces it.
         ...(first === undefined

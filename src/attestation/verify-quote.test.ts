@@ -6,7 +6,9 @@ import { TPM_ALG, TPM_ST } from '../tpm/marshal/constants.js';
 import { marshalTpmtSignature, unmarshalTpmtSignature } from '../tpm/marshal/signature.js';
 import { GrantorError } from '../shared/errors.js';
 import { parseReferencePolicy } from './reference-policy.js';
-import { SoftTpm } from './testing/soft-tpm.js';
+import { objectName } from '../tpm/marshal/public.js';
+import { akQualifiedNameUnderEk } from './ak.js';
+import { SoftEk, SoftTpm } from './testing/soft-tpm.js';
 import {
   parseQuoteRequest,
   qualifyingData,
@@ -21,6 +23,7 @@ const sessionKey = { kty: 'EC', crv: 'P-256', x: 'x', y: 'y' };
 const policy = parseReferencePolicy(
   {
     name: 'test',
+    catchAll: true,
     pcrs: {
       sha256: {
         '0': [tpm.value('sha256', 0).toString('hex')],
@@ -234,6 +237,83 @@ describe('verifyParsedQuote', () => {
     expect(codeOf(s.req, { ...s.ctx, previous: { resetCount: 3, restartCount: 2 } })).toBe(
       'tpm_counter_rollback',
     );
+  });
+
+  it('tpm_clock_rollback: the clock going back while reset and restart counts are unchanged', () => {
+    const prev = { resetCount: 3, restartCount: 0, clock: 200_000n };
+    const back = setup({ clock: 199_999n });
+    expect(codeOf(back.req, { ...back.ctx, previous: prev })).toBe('tpm_clock_rollback');
+    // The same clock, a later clock, or no recorded clock: accepted.
+    for (const [clock, previous] of [
+      [200_000n, prev],
+      [200_001n, prev],
+      [1n, { resetCount: 3, restartCount: 0 }],
+    ] as const) {
+      const s = setup({ clock });
+      expect(codeOf(s.req, { ...s.ctx, previous })).toBe('ok');
+    }
+    // After a restart or a reset the clock may be lower (it was last saved to NV earlier).
+    const restarted = setup({ clock: 1n, restartCount: 1 });
+    expect(codeOf(restarted.req, { ...restarted.ctx, previous: prev })).toBe('ok');
+    const reset = setup({ clock: 1n, resetCount: 4 });
+    expect(
+      codeOf(reset.req, { ...reset.ctx, previous: prev, policy: { ...policy, allowReset: true } }),
+    ).toBe('ok');
+  });
+
+  it('quote_signer_mismatch: a qualifiedSigner other than the AK under its EK, where known', () => {
+    const ek = new SoftEk();
+    const child = new SoftTpm('ecc');
+    child.extend('sha256', 7, 'secure-boot');
+    const expectedSigner = akQualifiedNameUnderEk(ek.ekPublic, objectName(child.akPublic));
+    const orphan = setup({}, child);
+    expect(codeOf(orphan.req, { ...orphan.ctx, expectedSigner })).toBe('quote_signer_mismatch');
+    // Not known (records from before): not checked.
+    expect(codeOf(orphan.req, orphan.ctx)).toBe('ok');
+    child.parentEk = ek.ekPublic;
+    const under = setup({}, child);
+    expect(codeOf(under.req, { ...under.ctx, expectedSigner })).toBe('ok');
+    // Under another EK: another qualified name.
+    child.parentEk = new SoftEk().ekPublic;
+    const other = setup({}, child);
+    expect(codeOf(other.req, { ...other.ctx, expectedSigner })).toBe('quote_signer_mismatch');
+  });
+
+  it('tpm_firmware_refused: below the minimum or in a refused range, a collected violation', () => {
+    const fw = (firmware: unknown) =>
+      parseReferencePolicy(
+        {
+          name: 'fw',
+          catchAll: true,
+          pcrs: {
+            sha256: {
+              '0': [tpm.value('sha256', 0).toString('hex')],
+              '7': [tpm.value('sha256', 7).toString('hex')],
+            },
+          },
+          firmware,
+        },
+        't',
+      );
+    const t = new SoftTpm('ecc');
+    t.extend('sha256', 7, 'secure-boot');
+    const verdicts = (firmwareVersion: bigint, p: ReturnType<typeof fw>) => {
+      t.firmwareVersion = firmwareVersion;
+      const { req, ctx } = setup({}, t);
+      const facts = verifyParsedQuote(parseQuoteRequest(req), { ...ctx, policy: p });
+      expect(facts.firmwareVersion).toBe(firmwareVersion);
+      return facts.violations.map((v) => v.code);
+    };
+    const min = fw({ minimum: '0049001400000000' });
+    expect(verdicts(0x0049_0004_0000_0000n, min)).toEqual(['tpm_firmware_refused']);
+    expect(verdicts(0x0049_0014_0000_0000n, min)).toEqual([]);
+    const ranges = fw({
+      refuse: ['0049000400000001', { from: '000b000800000000', to: '000b00080045ffff' }],
+    });
+    expect(verdicts(0x0049_0004_0000_0001n, ranges)).toEqual(['tpm_firmware_refused']);
+    expect(verdicts(0x0049_0004_0000_0002n, ranges)).toEqual([]);
+    expect(verdicts(0x000b_0008_0032_0d62n, ranges)).toEqual(['tpm_firmware_refused']);
+    expect(verdicts(0x000b_0008_0046_0000n, ranges)).toEqual([]);
   });
 
   it('tpm_clock_unsafe: safe flag clear', () => {

@@ -4,9 +4,11 @@
  * qualifying data, the reference policy, the previous counters and `now` are inputs.
  *
  *   magic → type QUOTE → signature scheme/hash = AK's, signature verifies (ECDSA r, s in
- *   range) → extraData = qualifying data → nonce issued/unexpired/unused → signed selection
- *   = claimed selection → banks allowed → policy PCRs covered → digest of values = pcrDigest
- *   → values vs policy (collected) → counters never decrease → clock safe → reset (policy).
+ *   range) → extraData = qualifying data → nonce issued/unexpired/unused
+ *   → qualifiedSigner = AK under its EK (where known) → signed selection = claimed selection
+ *   → banks allowed → policy PCRs covered → digest of values = pcrDigest → values vs policy
+ *   (collected) → counters never decrease → clock never goes back within a boot → clock safe
+ *   → reset (policy) → firmware version (policy).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { unmarshalTpmsAttest, type TpmsAttest } from '../tpm/marshal/attest.js';
@@ -47,13 +49,16 @@ import {
   QuoteSignatureRangeError,
   QuoteSignatureSchemeError,
   QuoteTypeError,
+  QuoteSignerMismatchError,
+  TpmClockRollbackError,
   TpmClockUnsafeError,
   TpmCounterRollbackError,
+  TpmFirmwareRefusedError,
   TpmResetDetectedError,
 } from './errors.js';
 import { jcs } from '../shared/jcs.js';
 import type { NonceStatus } from './nonces.js';
-import type { ReferencePolicy } from './reference-policy.js';
+import { firmwareRefused, type ReferencePolicy } from './reference-policy.js';
 
 export { jcs };
 
@@ -150,6 +155,8 @@ export function parseQuoteRequest(req: QuoteRequest): ParsedQuote {
 export interface PreviousCounters {
   readonly resetCount: number;
   readonly restartCount: number;
+  /** TPM clock (ms) of the last verified quote, where recorded. */
+  readonly clock?: bigint | undefined;
 }
 
 export interface VerifyQuoteContext {
@@ -161,7 +168,15 @@ export interface VerifyQuoteContext {
   readonly policy: ReferencePolicy;
   /** The counters of this AK's last verified quote, if any. */
   readonly previous: PreviousCounters | undefined;
+  /**
+   * The AK's qualified name (TPM2B_NAME) where its parent is known (the AK under the EK,
+   * computed at enrollment): the quote's qualifiedSigner must be it.
+   */
+  readonly expectedSigner?: Uint8Array | undefined;
 }
+
+export type StateViolation =
+  PcrPolicyViolationError | TpmResetDetectedError | TpmFirmwareRefusedError;
 
 /** What a verified quote establishes. */
 export interface QuoteFacts {
@@ -169,11 +184,18 @@ export interface QuoteFacts {
   readonly resetCount: number;
   readonly restartCount: number;
   readonly clock: bigint;
+  /** TPMS_ATTEST.firmwareVersion (vendor-specific uint64). */
+  readonly firmwareVersion: bigint;
   /** The TPM was reset (resetCount increased) or restarted since the last quote. */
   readonly resetDetected: boolean;
   readonly restartDetected: boolean;
   /** State failures of an authentic, fresh quote (the verdict is untrusted when non-empty). */
-  readonly violations: readonly (PcrPolicyViolationError | TpmResetDetectedError)[];
+  readonly violations: readonly StateViolation[];
+}
+
+/** The recorded form of a firmware version: 16 lower-case hex characters. */
+export function firmwareHex(version: bigint): string {
+  return version.toString(16).padStart(16, '0');
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -226,6 +248,10 @@ export function verifyParsedQuote(q: ParsedQuote, ctx: VerifyQuoteContext): Quot
   if (ctx.nonceStatus === 'unknown') throw new NonceUnknownError();
   if (ctx.nonceStatus === 'expired') throw new NonceExpiredError();
   if (ctx.nonceStatus === 'reused') throw new NonceReusedError();
+  // The TPM names the signing key by its place in the hierarchy: an AK that is not the child
+  // of the EK it was enrolled with is not the key the enrollment vouched for.
+  if (ctx.expectedSigner !== undefined && !equalBytes(a.qualifiedSigner, ctx.expectedSigner))
+    throw new QuoteSignerMismatchError();
 
   // PCR relabelling: values must be claimed for exactly the PCRs the TPM signed.
   const signed = selectionMap(attested.pcrSelect);
@@ -247,7 +273,7 @@ export function verifyParsedQuote(q: ParsedQuote, ctx: VerifyQuoteContext): Quot
   const digest = pcrDigest(digestAlg.id, attested.pcrSelect, q.values);
   if (!equalBytes(digest, attested.pcrDigest)) throw new PcrDigestMismatchError();
 
-  const violations: (PcrPolicyViolationError | TpmResetDetectedError)[] = [];
+  const violations: StateViolation[] = [];
   const failing: string[] = [];
   for (const [bank, byIndex] of ctx.policy.pcrs) {
     for (const [pcr, allowed] of byIndex) {
@@ -268,16 +294,31 @@ export function verifyParsedQuote(q: ParsedQuote, ctx: VerifyQuoteContext): Quot
       (resetCount === prev.resetCount && restartCount < prev.restartCount))
   )
     throw new TpmCounterRollbackError();
+  // Within one boot the clock only advances: an earlier clock is an older quote held back.
+  if (
+    prev?.clock !== undefined &&
+    resetCount === prev.resetCount &&
+    restartCount === prev.restartCount &&
+    clock < prev.clock
+  )
+    throw new TpmClockRollbackError();
   // Unsafe: the clock may have gone backwards, so counters and clock cannot be trusted.
   if (!safe) throw new TpmClockUnsafeError();
   const resetDetected = prev !== undefined && resetCount > prev.resetCount;
   const restartDetected = prev !== undefined && !resetDetected && restartCount > prev.restartCount;
   if (resetDetected && !ctx.policy.allowReset) violations.push(new TpmResetDetectedError());
+  if (firmwareRefused(ctx.policy, a.firmwareVersion))
+    violations.push(
+      new TpmFirmwareRefusedError(undefined, {
+        details: { firmwareVersion: firmwareHex(a.firmwareVersion) },
+      }),
+    );
   return {
     pcrDigest: Buffer.from(attested.pcrDigest),
     resetCount,
     restartCount,
     clock,
+    firmwareVersion: a.firmwareVersion,
     resetDetected,
     restartDetected,
     violations,

@@ -44,6 +44,14 @@ describe('loadConfig', () => {
     expect(c.logLevel).toBe('info');
   });
 
+  it('activates no reference policy unless one is configured (fail closed)', () => {
+    expect(loadConfig(base, dir).attestation.referencePolicies).toEqual([]);
+    expect(
+      loadConfig({ ...base, GRANTOR_REFERENCE_POLICIES: 'a.json,b' }, dir).attestation
+        .referencePolicies,
+    ).toEqual([join(dir, 'a.json'), join(dir, 'b')]);
+  });
+
   it('reads the policy worker threads: cores - 1 (at most 4) by default, 0 decides in the loop', () => {
     expect(loadConfig(base, dir).policy.threads).toBe(Math.min(4, availableParallelism() - 1));
     expect(loadConfig({ ...base, GRANTOR_POLICY_THREADS: '0' }, dir).policy.threads).toBe(0);

@@ -505,12 +505,8 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
     },
     attestation: {
       ekCaBundle: list(src, 'GRANTOR_EK_CA_BUNDLE', [shipped('trust/ek-ca')], cwd),
-      referencePolicies: list(
-        src,
-        'GRANTOR_REFERENCE_POLICIES',
-        [shipped('reference-policies')],
-        cwd,
-      ),
+      // No default: no reference policy is active unless configured (fail closed).
+      referencePolicies: list(src, 'GRANTOR_REFERENCE_POLICIES', [], cwd),
       enrollmentRules:
         src.GRANTOR_ENROLLMENT_RULES === undefined || src.GRANTOR_ENROLLMENT_RULES.trim() === ''
           ? undefined

@@ -37,6 +37,7 @@ let operator: string;
 async function activeRuntime(name: string): Promise<string> {
   const ek = new SoftEk();
   const ak = new SoftTpm('ecc');
+  ak.parentEk = ek.ekPublic;
   const enrolled = await app.inject({
     method: 'POST',
     url: '/v1/runtimes',
@@ -76,7 +77,11 @@ beforeAll(async () => {
       trustedEkCas: [],
       referencePolicies: [
         parseReferencePolicy(
-          { name: 'soft', pcrs: { sha256: { '0': [tpm.value('sha256', 0).toString('hex')] } } },
+          {
+            name: 'soft',
+            catchAll: true,
+            pcrs: { sha256: { '0': [tpm.value('sha256', 0).toString('hex')] } },
+          },
           'abuse',
         ),
       ],

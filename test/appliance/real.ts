@@ -58,6 +58,7 @@ export async function startRealAppliance(
     JSON.stringify({
       name: `swtpm-${name}`,
       selector: {},
+      catchAll: true,
       pcrs: { sha256: Object.fromEntries(PCRS.map((p, i) => [String(p), [values[i]]])) },
       allowReset: true,
     }),

@@ -68,6 +68,7 @@ export async function startHarness(
     policyFile,
     JSON.stringify({
       name: 'swtpm-test',
+      catchAll: true,
       pcrs: { sha256: Object.fromEntries(POLICY_PCRS.map((p, i) => [String(p), [values[i]]])) },
       allowReset: options.allowReset ?? true,
     }),

@@ -27,6 +27,7 @@ const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 let app: App;
 const tpm = new SoftTpm('ecc');
 const ek = new SoftEk();
+tpm.parentEk = ek.ekPublic;
 
 beforeAll(async () => {
   const svc = new AttestationService(
@@ -34,7 +35,11 @@ beforeAll(async () => {
       trustedEkCas: [],
       referencePolicies: [
         parseReferencePolicy(
-          { name: 'soft', pcrs: { sha256: { '0': [tpm.value('sha256', 0).toString('hex')] } } },
+          {
+            name: 'soft',
+            catchAll: true,
+            pcrs: { sha256: { '0': [tpm.value('sha256', 0).toString('hex')] } },
+          },
           'routes',
         ),
       ],

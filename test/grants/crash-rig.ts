@@ -82,6 +82,7 @@ export async function startApplianceRig(
       join(dir, 'reference.json'),
       JSON.stringify({
         name: 'swtpm-crash',
+        catchAll: true,
         pcrs: { sha256: Object.fromEntries(PCRS.map((p, i) => [String(p), [values[i]]])) },
         allowReset: true,
       }),

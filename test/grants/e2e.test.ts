@@ -45,7 +45,7 @@ beforeAll(async () => {
   const t = rig.tools;
   await createEccAk(t);
   await t.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
-  await createRsaAk(t);
+  await createRsaAk(t, '0x81010016'); // under the P-384 EK that support enrolls with
   payments = await enroll(
     rig,
     'payments-agent',

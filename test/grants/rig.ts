@@ -164,6 +164,7 @@ export async function startRig(): Promise<Rig> {
     refPolicy,
     JSON.stringify({
       name: 'swtpm-grants',
+      catchAll: true,
       pcrs: { sha256: Object.fromEntries(PCRS.map((p, i) => [String(p), [values[i]]])) },
       allowReset: true,
     }),

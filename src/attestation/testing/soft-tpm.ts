@@ -19,6 +19,7 @@ import {
   unmarshalTpm2bIdObject,
 } from '../../tpm/marshal/credential.js';
 import { kdfa } from '../make-credential.js';
+import { akQualifiedNameUnderEk } from '../ak.js';
 import { marshalTpmsAttest, type TpmsAttest } from '../../tpm/marshal/attest.js';
 import {
   TPM_ALG,
@@ -32,7 +33,13 @@ import {
   pcrListToSelection,
   type PcrBankSelection,
 } from '../../tpm/marshal/pcr-selection.js';
-import { marshalTpm2bPublic, type EccPublic, type RsaPublic } from '../../tpm/marshal/public.js';
+import {
+  marshalTpm2bPublic,
+  objectName,
+  type EccPublic,
+  type RsaPublic,
+  type TpmtPublic,
+} from '../../tpm/marshal/public.js';
 import { marshalTpmtSignature, type TpmtSignature } from '../../tpm/marshal/signature.js';
 import {
   AK_TEMPLATE_ECC_P256,
@@ -47,6 +54,7 @@ export interface SoftQuoteOptions {
   readonly resetCount?: number;
   readonly restartCount?: number;
   readonly safe?: boolean;
+  readonly clock?: bigint;
   /** Override what goes into the signed structure. */
   readonly tamper?: (a: TpmsAttest) => TpmsAttest;
 }
@@ -57,6 +65,10 @@ export class SoftTpm {
   readonly pcrs = new Map<HashName, Buffer[]>();
   resetCount = 3;
   restartCount = 0;
+  clock = 123456n;
+  firmwareVersion = 0x2000_0000_0001n;
+  /** The EK this AK was created under (sets qualifiedSigner as a real TPM would). */
+  parentEk: TpmtPublic | undefined;
 
   constructor(kind: 'ecc' | 'rsa' = 'ecc') {
     if (kind === 'ecc') {
@@ -130,15 +142,18 @@ export class SoftTpm {
     }
     let attest: TpmsAttest = {
       magic: TPM_GENERATED_VALUE,
-      qualifiedSigner: Buffer.concat([Buffer.from('000b', 'hex'), Buffer.alloc(32, 0xaa)]),
+      qualifiedSigner:
+        this.parentEk === undefined
+          ? Buffer.concat([Buffer.from('000b', 'hex'), Buffer.alloc(32, 0xaa)])
+          : akQualifiedNameUnderEk(this.parentEk, objectName(this.akPublic)),
       extraData,
       clockInfo: {
-        clock: 123456n,
+        clock: options.clock ?? this.clock,
         resetCount: options.resetCount ?? this.resetCount,
         restartCount: options.restartCount ?? this.restartCount,
         safe: options.safe ?? true,
       },
-      firmwareVersion: 0x2000_0000_0001n,
+      firmwareVersion: this.firmwareVersion,
       attested: {
         type: TPM_ST.ATTEST_QUOTE,
         pcrSelect: sel,
