@@ -18,6 +18,7 @@ import type {
 export type {
   AuthorizationAnswer,
   CedarValueJson,
+  CheckParseAnswer,
   DetailedError,
   EntityJson,
   PolicyJson,

@@ -16,11 +16,12 @@
  * replaced with the active set (after a pause if it died young); a decision not answered
  * within `deadlineMs` fails the same way and has its worker replaced (it may be stuck); a
  * worker answers a decision only from the very set the engine names (slot and hash), so a
- * set it failed to load never decides under another set's name. The worker code is a plain JavaScript string run with `eval: true` (as the signing
- * threads are), so it runs under tsx, vitest and the compiled build alike.
+ * set it failed to load never decides under another set's name. The worker's body is
+ * policy.worker.ts, a real source file (src/shared/worker.ts starts it from the sources
+ * and from the build alike).
  */
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorker, workerEntry } from '../shared/worker.js';
 import type { AuthorizationAnswer, StatefulAuthorizationCall } from './cedar.port.js';
 import type { PolicyEngine, PolicySlot } from './engine.js';
 import { PolicyUnavailableError } from './errors.js';
@@ -37,7 +38,8 @@ export interface PolicyWorkersOptions {
   readonly onExit?: (exit: { code: number; error: unknown }) => void;
 }
 
-type ToWorker =
+/** Messages to a worker (policy.worker.ts). */
+export type ToWorker =
   | { readonly kind: 'load'; readonly slot: PolicySlot }
   | {
       readonly kind: 'decide';
@@ -47,60 +49,33 @@ type ToWorker =
       readonly hash: string;
     };
 
-type FromWorker =
+/** Messages from a worker. */
+export type FromWorker =
+  | { readonly kind: 'ready' }
   | { readonly kind: 'loaded'; readonly slotId: string; readonly error?: string }
   | { readonly kind: 'decided'; readonly id: number; readonly answer: AuthorizationAnswer }
   | { readonly kind: 'failed'; readonly id: number; readonly error: string };
 
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const cedar = require(workerData.cedarPath);
-// Slot id -> hash of the set it holds. A failed load forgets the slot: cedar keeps the
-// previous content under that id, which must never decide in the new set's name.
-const loaded = new Map();
-const failures = (answer) =>
-  answer.type === 'failure' ? answer.errors.map((e) => e.message).join('; ') : undefined;
-parentPort.on('message', (m) => {
-  if (m.kind === 'load') {
-    let error;
-    try {
-      error = failures(cedar.preparseSchema(m.slot.schemaName, m.slot.schema)) ??
-        failures(cedar.preparsePolicySet(m.slot.slotId, m.slot.policies));
-    } catch (e) {
-      error = String((e && e.message) || e);
-    }
-    if (error === undefined) loaded.set(m.slot.slotId, m.slot.hash);
-    else loaded.delete(m.slot.slotId);
-    parentPort.postMessage({ kind: 'loaded', slotId: m.slot.slotId, error });
-    return;
-  }
-  if (loaded.get(m.call.preparsedPolicySetId) !== m.hash) {
-    parentPort.postMessage({ kind: 'failed', id: m.id, error: 'this worker does not hold that policy set' });
-    return;
-  }
-  let answer;
-  try {
-    answer = cedar.statefulIsAuthorized(m.call);
-  } catch (e) {
-    parentPort.postMessage({ kind: 'failed', id: m.id, error: String((e && e.message) || e) });
-    return;
-  }
-  parentPort.postMessage({ kind: 'decided', id: m.id, answer });
-});
-`;
+const WORKER_ENTRY = workerEntry('policy.worker', import.meta.url);
 
 /** A worker that dies sooner than this after its start is replaced this much later. */
 const RESPAWN_PAUSE_MS = 1000;
 
+/** The most time a worker may take to start (load its code and Cedar) before it is replaced. */
+const BOOT_DEADLINE_MS = 30_000;
+
 interface Pending {
   readonly resolve: (answer: AuthorizationAnswer) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  /** The decision deadline, armed once the worker is ready (its start is not the decision's). */
+  timer: NodeJS.Timeout | undefined;
 }
 
 interface Thread {
   readonly worker: Worker;
   readonly pending: Map<number, Pending>;
+  /** The worker said it listens: deadlines run from here on. */
+  ready: boolean;
 }
 
 export class PolicyWorkers {
@@ -108,7 +83,6 @@ export class PolicyWorkers {
   readonly #deadlineMs: number;
   readonly #onLoadError: (message: string) => void;
   readonly #onExit: (exit: { code: number; error: unknown }) => void;
-  readonly #cedarPath: string;
   readonly #threads: Thread[] = [];
   /** The last set handed out: what a replacement worker loads. */
   #current: PolicySlot | undefined;
@@ -124,7 +98,6 @@ export class PolicyWorkers {
     this.#deadlineMs = options.deadlineMs ?? 2000;
     this.#onLoadError = options.onLoadError ?? (() => undefined);
     this.#onExit = options.onExit ?? (() => undefined);
-    this.#cedarPath = createRequire(import.meta.url).resolve('@cedar-policy/cedar-wasm/nodejs');
     for (let i = 0; i < options.threads; i++) this.#threads.push(this.#spawn());
   }
 
@@ -170,9 +143,11 @@ export class PolicyWorkers {
   }
 
   #evaluate(call: StatefulAuthorizationCall, hash: string): Promise<AuthorizationAnswer> {
+    // The least busy of the ready workers; one still starting only when none is ready.
+    const load = (t: Thread): number => (t.ready ? 0 : 1e9) + t.pending.size;
     let thread: Thread | undefined;
     for (const t of this.#threads) {
-      if (thread === undefined || t.pending.size < thread.pending.size) thread = t;
+      if (thread === undefined || load(t) < load(thread)) thread = t;
     }
     if (thread === undefined || this.#closed) {
       return Promise.reject(new PolicyUnavailableError('the policy workers are closed'));
@@ -180,15 +155,22 @@ export class PolicyWorkers {
     const target = thread;
     const id = ++this.#nextId;
     return new Promise<AuthorizationAnswer>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        target.pending.delete(id);
-        reject(new PolicyUnavailableError('the policy engine did not decide within its deadline'));
-        // A worker past a deadline may be stuck: replace it (its exit fails the rest).
-        void target.worker.terminate();
-      }, this.#deadlineMs);
-      target.pending.set(id, { resolve, reject, timer });
+      const pending: Pending = { resolve, reject, timer: undefined };
+      target.pending.set(id, pending);
+      if (target.ready) this.#arm(target, id, pending);
       this.#post(target, { kind: 'decide', id, call, hash });
     });
+  }
+
+  #arm(target: Thread, id: number, pending: Pending): void {
+    pending.timer = setTimeout(() => {
+      target.pending.delete(id);
+      pending.reject(
+        new PolicyUnavailableError('the policy engine did not decide within its deadline'),
+      );
+      // A worker past a deadline may be stuck: replace it (its exit fails the rest).
+      void target.worker.terminate();
+    }, this.#deadlineMs);
   }
 
   #post(thread: Thread, message: ToWorker): void {
@@ -196,16 +178,23 @@ export class PolicyWorkers {
   }
 
   #spawn(): Thread {
-    const worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { cedarPath: this.#cedarPath },
+    const worker = startWorker(WORKER_ENTRY, {
       // A wedged worker must not keep the process alive.
       stdout: false,
       stderr: false,
     });
     worker.unref();
-    const thread: Thread = { worker, pending: new Map() };
+    const thread: Thread = { worker, pending: new Map(), ready: false };
+    const boot = setTimeout(() => {
+      if (!thread.ready) void worker.terminate();
+    }, BOOT_DEADLINE_MS).unref();
     worker.on('message', (m: FromWorker) => {
+      if (m.kind === 'ready') {
+        clearTimeout(boot);
+        thread.ready = true;
+        for (const [id, p] of thread.pending) this.#arm(thread, id, p);
+        return;
+      }
       if (m.kind === 'loaded') {
         if (m.error !== undefined) this.#onLoadError(`${m.slotId}: ${m.error}`);
         return;
@@ -226,6 +215,7 @@ export class PolicyWorkers {
     });
     const spawnedAt = Date.now();
     worker.on('exit', (code) => {
+      clearTimeout(boot);
       this.#failAll(thread, 'a policy worker stopped');
       if (this.#closed || !this.#threads.includes(thread)) return;
       this.#onExit({ code, error: failure });
