@@ -230,6 +230,15 @@ export async function openAppliance(
         signDeadlineMs: config.keys.signDeadlineMs,
         sessionPoolSize: config.keys.sessions,
         signThreads: config.keys.signThreads,
+        ...(config.auditHsm === undefined
+          ? {}
+          : {
+              audit: {
+                modulePath: config.auditHsm.module,
+                tokenLabel: config.auditHsm.tokenLabel,
+                pin: config.auditHsm.pin,
+              },
+            }),
       },
       {
         db,

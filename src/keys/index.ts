@@ -34,6 +34,16 @@ export interface KeysConfig {
   readonly maintenanceIntervalMs?: number;
   /** Prefix of HSM object labels (default `grantor`). */
   readonly labelPrefix?: string;
+  /**
+   * The audit checkpoint key's token, when it is not the grant key's: needed when the grant
+   * key lives in the TPM (tpm2-pkcs11 has no Ed25519). Same session pool and deadline.
+   */
+  readonly audit?: {
+    readonly modulePath: string;
+    readonly tokenLabel: string;
+    /** Never logged. */
+    readonly pin: string;
+  };
 }
 
 export interface KeysDeps {
@@ -48,18 +58,22 @@ export interface KeysDeps {
 
 export async function createKeys(config: KeysConfig, deps: KeysDeps): Promise<KeyService> {
   const logger = deps.logger ?? silentLogger;
-  const signer = new Pkcs11Signer(
-    {
-      modulePath: config.modulePath,
-      tokenLabel: config.tokenLabel,
-      pin: config.pin,
-      sessionPoolSize: config.sessionPoolSize ?? 4,
-      signDeadlineMs: config.signDeadlineMs,
-      recoveryBackoffMs: config.recoveryBackoffMs ?? 1000,
-      ...(config.signThreads === undefined ? {} : { signThreads: config.signThreads }),
-    },
-    logger,
-  );
+  const token = (t: { modulePath: string; tokenLabel: string; pin: string }): HsmSigner => {
+    const signer = new Pkcs11Signer(
+      {
+        modulePath: t.modulePath,
+        tokenLabel: t.tokenLabel,
+        pin: t.pin,
+        sessionPoolSize: config.sessionPoolSize ?? 4,
+        signDeadlineMs: config.signDeadlineMs,
+        recoveryBackoffMs: config.recoveryBackoffMs ?? 1000,
+        ...(config.signThreads === undefined ? {} : { signThreads: config.signThreads }),
+      },
+      logger,
+    );
+    return deps.decorateSigner?.(signer) ?? signer;
+  };
+  const signer = token(config);
   return KeyService.start(
     {
       rotationPeriodSeconds: config.rotationPeriodSeconds,
@@ -69,7 +83,8 @@ export async function createKeys(config: KeysConfig, deps: KeysDeps): Promise<Ke
       labelPrefix: config.labelPrefix ?? 'grantor',
     },
     {
-      signer: deps.decorateSigner?.(signer) ?? signer,
+      signer,
+      ...(config.audit === undefined ? {} : { auditSigner: token(config.audit) }),
       store: new LevelKeyStore(deps.db),
       logger,
       ...(deps.now === undefined ? {} : { now: deps.now }),

@@ -49,7 +49,13 @@ export interface KeyLifecycleEvent {
 }
 
 export interface KeyServiceDeps {
+  /** The token of the grant key (and of the audit key when `auditSigner` is absent). */
   readonly signer: HsmSigner;
+  /**
+   * The token of the audit checkpoint key when it is not the grant key's: a TPM token
+   * (tpm2-pkcs11) has no Ed25519, which the checkpoint format needs (docs/audit.md).
+   */
+  readonly auditSigner?: HsmSigner;
   readonly store: KeyStore;
   readonly logger?: KeysLogger;
   /** Milliseconds since the epoch. */
@@ -131,8 +137,10 @@ export class KeyService {
     const service = new KeyService(options, deps);
     await deps.signer.open();
     try {
+      await deps.auditSigner?.open();
       await service.load();
     } catch (e) {
+      await deps.auditSigner?.close();
       await deps.signer.close();
       throw e;
     }
@@ -172,7 +180,7 @@ export class KeyService {
   }
 
   private async checkInHsm(r: KeyRecord): Promise<void> {
-    const key = await this.deps.signer.load(r.hsmId, r.alg);
+    const key = await this.signerFor(r.purpose).load(r.hsmId, r.alg);
     // The store names the key by its thumbprint: the HSM object must be that very key.
     if (!sameJwk(key.publicJwk, r.publicJwk) || (await thumbprint(key.publicJwk)) !== r.kid) {
       this.logger.error(
@@ -238,7 +246,7 @@ export class KeyService {
     const pending = this.switching.get('audit');
     if (pending !== undefined) await pending;
     const key = this.activeKey('audit');
-    const signature = await this.deps.signer.sign(key.hsmId, input);
+    const signature = await this.signerFor('audit').sign(key.hsmId, input);
     return { keyId: key.kid, signature };
   }
 
@@ -295,7 +303,7 @@ export class KeyService {
     usage.maxExp = Math.max(usage.maxExp, exp);
     usage.inFlight += 1;
     try {
-      const signature = await this.deps.signer.sign(key.hsmId, input);
+      const signature = await this.signerFor(key.purpose).sign(key.hsmId, input);
       // HSMs return either (r, s) or (r, n - s); emit the canonical low-S form only.
       return key.alg === 'ES256' ? toLowS(signature) : signature;
     } finally {
@@ -422,7 +430,7 @@ export class KeyService {
         throw new KeyStateInvalidError('the key is already destroyed', { kid });
       const at = this.isoNow();
       await this.emit({ type: 'key_destroyed', kid, purpose: r.purpose, reason: 'explicit', at });
-      await this.deps.signer.destroy(r.hsmId);
+      await this.signerFor(r.purpose).destroy(r.hsmId);
       const next: KeyRecord = { ...r, destroyedAt: at };
       await this.deps.store.putAll([next]);
       this.records.set(kid, next);
@@ -481,7 +489,7 @@ export class KeyService {
     if (this.closed) throw new KeyStateInvalidError('the key service is closed');
     const at = this.isoNow();
     const label = `${this.options.labelPrefix}-${purpose}-${at.replace(/[^0-9]/g, '')}`;
-    const key = await this.deps.signer.generate(ALG[purpose], label);
+    const key = await this.signerFor(purpose).generate(ALG[purpose], label);
     const kid = await thumbprint(key.publicJwk);
     const fresh: KeyRecord = {
       kid,
@@ -501,7 +509,7 @@ export class KeyService {
           : { type: 'key_rotated', kid, purpose, previousKid: old.kid, reason, at },
       );
     } catch (e) {
-      await this.discard(key.hsmId);
+      await this.discard(purpose, key.hsmId);
       throw e;
     }
     // Hold new signatures of this purpose for the one store write that switches keys.
@@ -524,7 +532,7 @@ export class KeyService {
       try {
         await this.deps.store.putAll(previous === undefined ? [fresh] : [previous, fresh]);
       } catch (e) {
-        await this.discard(key.hsmId);
+        await this.discard(purpose, key.hsmId);
         throw e;
       }
       if (previous !== undefined) this.records.set(previous.kid, previous);
@@ -558,9 +566,9 @@ export class KeyService {
   }
 
   /** Best effort: a key generated for a change that did not happen is destroyed again. */
-  private async discard(hsmId: string): Promise<void> {
+  private async discard(purpose: KeyPurpose, hsmId: string): Promise<void> {
     try {
-      await this.deps.signer.destroy(hsmId);
+      await this.signerFor(purpose).destroy(hsmId);
     } catch {
       this.logger.warn({ hsmId }, 'could not destroy an unused HSM key');
     }
@@ -568,6 +576,11 @@ export class KeyService {
 
   private async emit(event: KeyLifecycleEvent): Promise<void> {
     if (this.deps.onLifecycle !== undefined) await this.deps.onLifecycle(event);
+  }
+
+  /** The token that holds the keys of `purpose`. */
+  private signerFor(purpose: KeyPurpose): HsmSigner {
+    return purpose === 'audit' ? (this.deps.auditSigner ?? this.deps.signer) : this.deps.signer;
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -586,9 +599,11 @@ export class KeyService {
 
   // --- health -------------------------------------------------------------------------
 
-  /** An open, logged-in session on the token. */
-  ready(): Promise<{ ok: boolean; reason?: string }> {
-    return this.deps.signer.ready();
+  /** An open, logged-in session on the token (on both, when the audit key has its own). */
+  async ready(): Promise<{ ok: boolean; reason?: string }> {
+    const grant = await this.deps.signer.ready();
+    if (!grant.ok || this.deps.auditSigner === undefined) return grant;
+    return this.deps.auditSigner.ready();
   }
 
   /** Stop the scheduler and close the signer. Idempotent. */
@@ -597,6 +612,7 @@ export class KeyService {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     await this.chain;
+    await this.deps.auditSigner?.close();
     await this.deps.signer.close();
   }
 }
