@@ -230,6 +230,14 @@ export async function openAppliance(
         signDeadlineMs: config.keys.signDeadlineMs,
         sessionPoolSize: config.keys.sessions,
         signThreads: config.keys.signThreads,
+        ...(config.keys.grantBatch.enabled
+          ? {
+              grantBatch: {
+                maxSize: config.keys.grantBatch.maxSize,
+                maxWaitMs: config.keys.grantBatch.maxWaitMs,
+              },
+            }
+          : {}),
         ...(config.auditHsm === undefined
           ? {}
           : {

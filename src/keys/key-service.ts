@@ -20,6 +20,14 @@ import type { KeyPurpose, KeyRecord, KeyStore } from './key-store.port.js';
 import { silentLogger, type KeysLogger } from './log.js';
 import type { HsmSigner, KeyAlgorithm, PublicJwk } from './signer.port.js';
 import { jcs } from '../shared/jcs.js';
+import {
+  BATCH_ALG,
+  batchHead,
+  batchLeafHash,
+  batchTree,
+  encodeBatchProof,
+} from '../gateway/batch.js';
+import { GrantBatcher, type BatchItem, type GrantBatchOptions } from './grant-batch.js';
 
 export interface KeyServiceOptions {
   /** Scheduled rotation of the grant key; 0 disables it (on-demand rotation only). */
@@ -32,6 +40,11 @@ export interface KeyServiceOptions {
   readonly maintenanceIntervalMs: number;
   /** Prefix of the HSM object labels (`<prefix>-grant-<time>`). */
   readonly labelPrefix: string;
+  /**
+   * Batch-signed grants: signGrantToken puts grants in batches, one signature over each
+   * batch's Merkle root (docs/protocol.md §3). Absent: every grant is its own JWS.
+   */
+  readonly grantBatch?: GrantBatchOptions;
 }
 
 export type KeyLifecycleReason =
@@ -119,6 +132,7 @@ export class KeyService {
   private timer: NodeJS.Timeout | undefined;
   private maintaining = false;
   private closed = false;
+  private readonly batcher: GrantBatcher | undefined;
 
   private constructor(
     private readonly options: KeyServiceOptions,
@@ -126,6 +140,10 @@ export class KeyService {
   ) {
     this.logger = deps.logger ?? silentLogger;
     this.now = deps.now ?? Date.now;
+    this.batcher =
+      options.grantBatch === undefined
+        ? undefined
+        : new GrantBatcher(options.grantBatch, (items) => this.signBatch(items));
   }
 
   /**
@@ -214,6 +232,59 @@ export class KeyService {
     const signingInput = `${header}.${payloadB64}`;
     const signature = await this.signWith(key, Buffer.from(signingInput, 'ascii'), exp);
     return `${signingInput}.${b64u(signature)}`;
+  }
+
+  /**
+   * A grant in the configured form: a JWS (signJws), or, in batch mode, a batch-signed grant
+   * whose batch is signed with one key operation (docs/protocol.md §3). `batched` tells
+   * which. Same checks as signJws: no alg or kid in the header, an integer exp in bounds.
+   */
+  async signGrantToken(
+    protectedHeader: Readonly<Record<string, unknown>>,
+    payload: Uint8Array,
+  ): Promise<{ token: string; batched: boolean }> {
+    if (this.batcher === undefined)
+      return { token: await this.signJws(protectedHeader, payload), batched: false };
+    if ('alg' in protectedHeader || 'kid' in protectedHeader) {
+      throw new BadRequestError('the protected header must not set alg or kid');
+    }
+    const header = { ...protectedHeader };
+    const payloadB64 = b64u(payload);
+    const exp = this.grantExp(payload);
+    return { token: await this.batcher.add({ header, payloadB64, exp }), batched: true };
+  }
+
+  /**
+   * One closed batch: the active key is chosen (after any rotation in progress), each
+   * grant's header names it, and one signature covers the root over every grant. Settles
+   * every item; never rejects.
+   */
+  private async signBatch(items: BatchItem[]): Promise<void> {
+    try {
+      const key = await this.grantKey();
+      // Synchronous from here to signWith: the key's usage bound rises before a rotation
+      // can read it, exactly as for a single JWS.
+      const inputs = items.map(
+        (item) =>
+          `${b64u(JSON.stringify({ alg: BATCH_ALG, kid: key.kid, ...item.header }))}.${item.payloadB64}`,
+      );
+      const { root, paths } = batchTree(inputs.map((i) => batchLeafHash(Buffer.from(i, 'ascii'))));
+      const exp = Math.max(...items.map((i) => i.exp));
+      const signature = await this.signWith(key, batchHead(key.kid, items.length, root), exp);
+      items.forEach((item, index) => {
+        const proof = encodeBatchProof({
+          size: items.length,
+          index,
+          root,
+          signature,
+          path: paths[index] ?? [],
+        });
+        item.resolve(`${inputs[index] ?? ''}.${b64u(proof)}`);
+      });
+    } catch (e) {
+      const error = e instanceof Error ? e : new KeyStateInvalidError('the batch was not signed');
+      for (const item of items) item.reject(error);
+    }
   }
 
   /** The kid that signGrant accepts now (the active grant key). */
@@ -610,6 +681,7 @@ export class KeyService {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.batcher?.close();
     if (this.timer !== undefined) clearInterval(this.timer);
     await this.chain;
     await this.deps.auditSigner?.close();
