@@ -69,6 +69,33 @@ describe('batch-signed grants in the key service', () => {
     expect(signs.n).toBe(2);
   });
 
+  it('lets batches grow while the key is busy: a due batch waits for a signature to finish', async () => {
+    const f = await fakeKeys({ grantBatch: { maxSize: 64, maxWaitMs: 1 } });
+    const release: (() => void)[] = [];
+    const sign = f.signer.sign.bind(f.signer);
+    f.signer.sign = async (id, data) => {
+      await new Promise<void>((r) => release.push(r));
+      return sign(id, data);
+    };
+    const tick = () => new Promise((r) => setTimeout(r, 10));
+    const issue = (i: number) => f.keys.signGrantToken({}, claims(f, `g${String(i)}`));
+    const first = issue(1);
+    await tick();
+    const second = issue(2);
+    await tick();
+    // Two batches are being signed: the next ones wait past their deadline, and grow.
+    const rest = [3, 4, 5, 6, 7].map(issue);
+    await tick();
+    expect(release.length).toBe(2);
+    release.shift()?.();
+    expect(sizeOf((await first).token)).toBe(1);
+    await tick();
+    expect(release.length).toBe(2);
+    for (const r of release.splice(0)) r();
+    expect(sizeOf((await second).token)).toBe(1);
+    for (const r of await Promise.all(rest)) expect(sizeOf(r.token)).toBe(5);
+  });
+
   it('keeps the JWS form when batching is off', async () => {
     const f = await fakeKeys();
     const out = await f.keys.signGrantToken({ typ: 'grant+jwt' }, claims(f, 'g1'));

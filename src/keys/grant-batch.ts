@@ -1,10 +1,17 @@
 /**
  * The queue of batch-signed grants (docs/protocol.md §3, "Batch-signed grants"): grants
  * wait here until the batch is full (`maxSize`) or its first grant has waited `maxWaitMs`,
- * then the whole batch goes to one key operation (KeyService#signBatch). Batches do not
- * wait for each other: the next one fills while the previous one is being signed.
+ * then the whole batch goes to one key operation (KeyService#signBatch). The next batch
+ * fills while earlier ones are being signed; at most MAX_IN_FLIGHT of them are signed at a
+ * time on a deadline: past that, a batch whose deadline has passed closes as soon as one
+ * finishes (a full batch closes at once). So a slow key store (a TPM) gets larger batches
+ * instead of a queue of small ones, and a grant never waits for more than its deadline
+ * plus one signature beyond what the key store's queue would make it wait anyway.
  */
 import { HsmUnavailableError } from './errors.js';
+
+/** Batches signed at once before a due batch waits for one of them (see above). */
+export const MAX_IN_FLIGHT = 2;
 
 export interface GrantBatchOptions {
   /** Grants per batch (2..4096). */
@@ -28,6 +35,9 @@ export class GrantBatcher {
   private open: BatchItem[] = [];
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private inFlight = 0;
+  /** The open batch's deadline passed while MAX_IN_FLIGHT batches were being signed. */
+  private due = false;
 
   constructor(
     private readonly options: GrantBatchOptions,
@@ -47,24 +57,41 @@ export class GrantBatcher {
       this.open.push({ ...item, resolve, reject });
       if (this.open.length >= this.options.maxSize) {
         this.flush();
-      } else if (this.timer === undefined) {
-        this.timer = setTimeout(this.flush, this.options.maxWaitMs);
+      } else if (this.timer === undefined && !this.due) {
+        this.timer = setTimeout(this.deadline, this.options.maxWaitMs);
       }
     });
   }
 
-  /** Close the open batch now (its deadline, or a full batch). */
-  private readonly flush = (): void => {
+  /** The open batch's deadline: it closes now, or when a batch being signed is done. */
+  private readonly deadline = (): void => {
+    this.timer = undefined;
+    if (this.inFlight >= MAX_IN_FLIGHT) {
+      this.due = true;
+      return;
+    }
+    this.flush();
+  };
+
+  /** Close the open batch now and sign it. */
+  private flush(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    this.due = false;
     const items = this.open;
     this.open = [];
-    if (items.length > 0) void this.signBatch(items);
-  };
+    if (items.length === 0) return;
+    this.inFlight += 1;
+    void this.signBatch(items).finally(() => {
+      this.inFlight -= 1;
+      if (this.due && !this.closed) this.flush();
+    });
+  }
 
   /** Refuse new grants and fail the open batch (fail closed: nothing is signed after close). */
   close(): void {
     this.closed = true;
+    this.due = false;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     const items = this.open;
