@@ -11,7 +11,10 @@
  *   npx tsx bench/grants.ts [seconds-per-level] [levels, default 1,16,64]
  *       [configs, default softhsm-jws,softhsm-batch,tpm-jws,tpm-batch]
  *   GRANTOR_POLICY_THREADS=0 npx tsx bench/grants.ts ...   (decisions in the event loop)
- *   node --cpu-prof --import tsx bench/grants.ts ...        (profile the appliance process)
+ *   GRANTOR_BENCH_CPU_PROFILE=DIR npx tsx bench/grants.ts ...
+ *       (the V8 CPU profile of the appliance's event loop during each level, as --cpu-prof
+ *       takes it but without the set-up: DIR/<config>-c<N>.cpuprofile; read it with
+ *       bench/cpuprofile-summary.ts)
  *
  * The appliance (this process) and the clients (bench/grants-client.ts, a forked process)
  * run apart, as they would in production; they still share the machine's cores. The
@@ -29,7 +32,8 @@
  */
 import { fork } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +74,14 @@ const stopBus = await startSessionBus();
 // Imported after the environment is set: the PKCS#11 module reads SOFTHSM2_CONF at init.
 const { attest, enroll, grantBody, signed } = await import('../test/grants/rig.js');
 const { startRealAppliance } = await import('../test/appliance/real.js');
+
+const profileDir = process.env.GRANTOR_BENCH_CPU_PROFILE;
+const inspector = profileDir === undefined ? undefined : new Session();
+if (inspector !== undefined && profileDir !== undefined) {
+  inspector.connect();
+  await inspector.post('Profiler.enable');
+  await mkdir(profileDir, { recursive: true });
+}
 
 const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -189,9 +201,17 @@ async function runConfig(name: ConfigName): Promise<void> {
       const ops0 = await keyOps();
       const cpu0 = process.cpuUsage();
       const elu0 = performance.eventLoopUtilization();
+      await inspector?.post('Profiler.start');
       const result = answer();
       send({ kind: 'level', concurrency, seconds });
       const { latencies, failures, cpuMs: clientCpuMs } = await result;
+      if (inspector !== undefined && profileDir !== undefined) {
+        const { profile } = await inspector.post('Profiler.stop');
+        await writeFile(
+          join(profileDir, `${name}-c${String(concurrency)}.cpuprofile`),
+          JSON.stringify(profile),
+        );
+      }
       const cpu = process.cpuUsage(cpu0);
       const elu = performance.eventLoopUtilization(elu0);
       const audit1 = appliance.audit.stats();
