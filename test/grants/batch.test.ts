@@ -4,12 +4,14 @@
  * time over HTTP come back batch-signed; each verifies offline with the gateway SDK from the
  * JWKS alone; the TPM made exactly one signature per batch (GET /metrics); each grant has
  * its own audit entry, as in JWS mode; a rotation in the middle of the load leaves every
- * grant verifiable.
+ * grant verifiable; the example gateway (grantor-gateway) executes a batch-signed grant once.
  */
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGatewayExample } from '../../examples/gateway/app.js';
 import { decodeBatchProof } from '../../src/gateway/batch.js';
 import { decodeBase64url } from '../../src/gateway/encoding.js';
-import { staticKeySource, verifyGrant } from '../../src/gateway/index.js';
+import { parametersDigest, staticKeySource, verifyGrant } from '../../src/gateway/index.js';
 import { createEccAk } from '../attestation/tools.js';
 import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
 import { attest, enroll, grantBody, signed, type Runtime } from './rig.js';
@@ -139,5 +141,49 @@ describe('batch-signed grants on the appliance, grant key in the TPM', () => {
     const fresh = appliance.keys.activeGrantKid();
     expect(fresh).not.toBe(old);
     for (const kid of kids) expect([old, fresh]).toContain(kid);
+  });
+
+  it('the example gateway executes a batch-signed grant once (JWKS and redemption over HTTP)', async () => {
+    await real.server.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = real.server.app.server.address() as AddressInfo;
+    const gateway = await createGatewayExample({
+      issuer: real.config().applianceId,
+      audience: 'gw_tickets',
+      applianceUrl: `http://127.0.0.1:${String(port)}`,
+    });
+    try {
+      const params = { ticketId: 'T-42' };
+      const res = await real.server.app.inject({
+        method: 'POST',
+        url: '/v1/grants',
+        payload: signed(
+          grantBody(rt, { resource: 'ticket:T-42', parametersDigest: parametersDigest(params) }),
+          session.attestationId,
+          session.key.privateKey,
+        ),
+      });
+      expect(res.statusCode).toBe(201);
+      const { grant } = res.json<{ grant: string }>();
+      expect(
+        JSON.parse(Buffer.from(grant.split('.')[0] ?? '', 'base64url').toString()),
+      ).toMatchObject({
+        alg: 'ES256-MTB',
+      });
+      const read = () =>
+        gateway.app.inject({
+          method: 'POST',
+          url: '/tickets/read',
+          headers: { authorization: `Grant ${grant}` },
+          payload: params,
+        });
+      const first = await read();
+      expect(first.statusCode).toBe(200);
+      expect(first.json()).toMatchObject({ id: 'T-42' });
+      const replay = await read();
+      expect(replay.statusCode).toBe(409);
+      expect(replay.json()).toMatchObject({ error: { code: 'grant_already_redeemed' } });
+    } finally {
+      await gateway.app.close();
+    }
   });
 });
