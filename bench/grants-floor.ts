@@ -92,11 +92,17 @@ export async function noopServer(): Promise<{ url: string; close: () => Promise<
   return { url: `http://127.0.0.1:${port}/v1/grants`, close: () => app.close() };
 }
 
+/** The rate the floor's parts alone allow with every core of this machine busy with them. */
+export function floorCeiling(parts: readonly FloorPart[]): number {
+  const sum = parts.reduce((a, p) => a + p.cpuMs, 0);
+  return (availableParallelism() * 1000) / sum;
+}
+
 /** The floor's lines: each part, the sum and the rate it allows on this machine's cores. */
 export function floorReport(parts: readonly FloorPart[], target: number): string[] {
   const cores = availableParallelism();
   const sum = parts.reduce((a, p) => a + p.cpuMs, 0);
-  const ceiling = (cores * 1000) / sum;
+  const ceiling = floorCeiling(parts);
   return [
     `floor: CPU per grant in the parts every design pays (measured in this run):`,
     ...parts.map((p) => `  ${p.name.padEnd(58)} ${p.cpuMs.toFixed(3).padStart(6)} ms`),

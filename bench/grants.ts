@@ -1,62 +1,88 @@
 /**
- * End-to-end grants per second in session mode over HTTP (real swtpm for the runtime and
- * for the audit anchor, SoftHSM2, Cedar, LevelDB, audit on) at concurrency 1, 16 and 64,
- * with p50/p99 latency, next to the raw SoftHSM ES256 sign rate measured in the same run.
- * The appliance is the production one (test/appliance/real.ts: `startApplianceServer` with
- * every plugin, the default limits and the policy workers), over plain HTTP on loopback.
+ * End-to-end grants per second in session mode over HTTP at concurrency 1, 16 and 64, with
+ * p50/p99 latency, for four appliances in one run: the grant key in SoftHSM2 or in the
+ * appliance's TPM (tpm2-pkcs11 behind tpm2-abrmd, the audit key then in SoftHSM2), each
+ * signing one JWS per grant or one root per batch (GRANTOR_GRANT_BATCH). Beside them: the
+ * raw sign rate of each key store and the floor. Every appliance is the production one
+ * (test/appliance/real.ts: `startApplianceServer` with every plugin, the default limits and
+ * the policy workers) over real parts (swtpm for the runtime and the audit anchor, Cedar,
+ * LevelDB, audit on), plain HTTP on loopback.
  *
  *   npx tsx bench/grants.ts [seconds-per-level] [levels, default 1,16,64]
+ *       [configs, default softhsm-jws,softhsm-batch,tpm-jws,tpm-batch]
  *   GRANTOR_POLICY_THREADS=0 npx tsx bench/grants.ts ...   (decisions in the event loop)
+ *   GRANTOR_BENCH_CPU_PROFILE=DIR npx tsx bench/grants.ts ...
+ *       (the V8 CPU profile of the appliance's event loop during each level, as --cpu-prof
+ *       takes it but without the set-up: DIR/<config>-c<N>.cpuprofile; read it with
+ *       bench/cpuprofile-summary.ts)
  *
  * The appliance (this process) and the clients (bench/grants-client.ts, a forked process)
- * run apart, as they would in production, so the appliance's event loop is what is
- * measured; they still share the machine's cores. The clients sign each request with the
- * session key, as a runtime would, over keep-alive HTTP/1.1 (one connection per request in
- * flight). One warm-up second at concurrency 16 runs first and is not counted. Per level
- * the appliance's CPU (user+system, all its threads, as % of one core), its event-loop
- * utilisation and the audit batches (count, mean entries per batch) are printed too.
+ * run apart, as they would in production; they still share the machine's cores. The
+ * clients sign each request with the session key, as a runtime would, over keep-alive
+ * HTTP/1.1 (one connection per request in flight). One warm-up second at concurrency 16
+ * runs first for each appliance and is not counted. Per level the appliance's CPU
+ * (user+system, all its threads, % of one core), its event-loop utilisation, the key
+ * operations per grant (from GET /metrics), and the CPU per grant of both processes.
  *
- * The raw rate is the key service's signJws (the call the pipeline makes) with 16 in
- * flight, before any HTTP load; the logger is off, as in the other benches. Per level the
- * CPU per grant of both processes is printed, and at the end the floor
- * (bench/grants-floor.ts): the CPU per grant of the parts every design pays (HSM signature,
- * Cedar decision, signature check, a no-op HTTP round trip with the same client), measured
- * in the same run, and the rate they alone allow on this machine's cores.
+ * The raw rate of a key store is the key service's signJws (one JWS, one key operation)
+ * with 16 in flight, before any HTTP load. The floor (bench/grants-floor.ts) is the CPU per
+ * grant of the parts every design pays (the SoftHSM signature, Cedar, the signature check,
+ * a no-op HTTP round trip with the same client) and the ceiling those allow on this
+ * machine's cores. The last three lines are the issue's summary ratios, for scripts.
  */
 import { fork } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { provisionTpmTemplate, repoRoot } from '../test/rig/sim.js';
+import { provisionTpmTemplate, repoRoot, startSessionBus } from '../test/rig/sim.js';
 import { createEccAk } from '../test/attestation/tools.js';
 import type { Level, Result, Setup } from './grants-client.js';
-import { cedarCpu, floorReport, noopServer, verifyCpu, type FloorPart } from './grants-floor.js';
+import {
+  cedarCpu,
+  floorCeiling,
+  floorReport,
+  noopServer,
+  verifyCpu,
+  type FloorPart,
+} from './grants-floor.js';
+
+const CONFIGS = {
+  'softhsm-jws': { label: 'SoftHSM JWS', store: 'SoftHSM', tpm: false, batch: false },
+  'softhsm-batch': { label: 'SoftHSM batch', store: 'SoftHSM', tpm: false, batch: true },
+  'tpm-jws': { label: 'TPM JWS', store: 'TPM', tpm: true, batch: false },
+  'tpm-batch': { label: 'TPM batch', store: 'TPM', tpm: true, batch: true },
+} as const;
+type ConfigName = keyof typeof CONFIGS;
 
 const seconds = Number(process.argv[2] ?? '5');
 const levels = (process.argv[3] ?? '1,16,64').split(',').map(Number);
+const chosen = (process.argv[4] ?? Object.keys(CONFIGS).join(',')).split(',');
+for (const c of chosen) if (!(c in CONFIGS)) throw new Error(`unknown configuration ${c}`);
+const configs = chosen as ConfigName[];
+
 const root = await mkdtemp(join(tmpdir(), 'grantor-bench-grants-'));
 await provisionTpmTemplate(join(root, 'tpm-template'));
 process.env.GRANTOR_TEST_TPM_TEMPLATE = join(root, 'tpm-template');
+// The bus of tpm2-abrmd, which the addon and tpm2-pkcs11 share the appliance's TPM through.
+const stopBus = await startSessionBus();
 
 // Imported after the environment is set: the PKCS#11 module reads SOFTHSM2_CONF at init.
 const { attest, enroll, grantBody, signed } = await import('../test/grants/rig.js');
 const { startRealAppliance } = await import('../test/appliance/real.js');
 
-// The appliance exactly as ./scripts/start composes it (every plugin, the policy workers),
-// with its default limits; only its log is quiet.
-// GRANTOR_POLICY_THREADS from the environment passes through (0: decide in the event loop).
-const threads = process.env.GRANTOR_POLICY_THREADS;
-const real = await startRealAppliance('bench-grants', {
-  GRANTOR_LOG_LEVEL: 'error',
-  ...(threads === undefined ? {} : { GRANTOR_POLICY_THREADS: threads }),
-});
-const appliance = real.server.appliance;
-if (appliance === undefined) throw new Error('the appliance did not start');
-const rig = real.rig;
+const profileDir = process.env.GRANTOR_BENCH_CPU_PROFILE;
+const inspector = profileDir === undefined ? undefined : new Session();
+if (inspector !== undefined && profileDir !== undefined) {
+  inspector.connect();
+  await inspector.post('Profiler.enable');
+  await mkdir(profileDir, { recursive: true });
+}
+
 const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
@@ -79,54 +105,163 @@ const answer = (): Promise<Result> =>
     });
   });
 
-try {
-  await createEccAk(real.tools);
-  await real.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
-  const rt = await enroll(
-    rig,
-    'bench-agent',
-    { team: 'support' },
-    { ctx: '0x81010003', pub: 'ak.pub' },
-    'rsa',
-  );
-  const session = await attest(rig, rt);
+interface LevelRow {
+  readonly concurrency: number;
+  readonly rate: number;
+  readonly line: string;
+}
 
-  // Raw HSM rate: the key service's signJws (the same call the pipeline makes), 16 in flight.
-  const rawEnd = Date.now() + seconds * 1000;
-  let raw = 0;
-  const rawCpu0 = process.cpuUsage();
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (Date.now() < rawEnd) {
-        const exp = Math.floor(Date.now() / 1000) + 60;
-        await appliance.keys.signJws({ typ: 'grant+jwt' }, Buffer.from(JSON.stringify({ exp })));
-        raw += 1;
+const rawRates: Partial<Record<'SoftHSM' | 'TPM', number>> = {};
+const results = new Map<ConfigName, LevelRow[]>();
+let floorParts: FloorPart[] | undefined;
+
+/** One appliance: its raw sign rate, the floor (first SoftHSM one), then every level. */
+async function runConfig(name: ConfigName): Promise<void> {
+  const c = CONFIGS[name];
+  const threads = process.env.GRANTOR_POLICY_THREADS;
+  const real = await startRealAppliance(
+    `bench-${name}`,
+    {
+      GRANTOR_LOG_LEVEL: 'error',
+      ...(threads === undefined ? {} : { GRANTOR_POLICY_THREADS: threads }),
+      ...(c.batch ? { GRANTOR_GRANT_BATCH: 'true' } : {}),
+    },
+    { grantKeys: c.tpm ? 'tpm' : 'hsm' },
+  );
+  try {
+    const appliance = real.server.appliance;
+    if (appliance === undefined) throw new Error('the appliance did not start');
+    const rig = real.rig;
+    await createEccAk(real.tools);
+    await real.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
+    const rt = await enroll(
+      rig,
+      'bench-agent',
+      { team: 'support' },
+      { ctx: '0x81010003', pub: 'ak.pub' },
+      'rsa',
+    );
+    const session = await attest(rig, rt);
+
+    // The key store's raw rate: signJws (one key operation each), 16 in flight.
+    let signCpuMs: number | undefined;
+    if (rawRates[c.store] === undefined) {
+      const rawEnd = Date.now() + seconds * 1000;
+      let raw = 0;
+      const rawCpu0 = process.cpuUsage();
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (Date.now() < rawEnd) {
+            const exp = Math.floor(Date.now() / 1000) + 60;
+            await appliance.keys.signJws(
+              { typ: 'grant+jwt' },
+              Buffer.from(JSON.stringify({ exp })),
+            );
+            raw += 1;
+          }
+        }),
+      );
+      rawRates[c.store] = raw / seconds;
+      const rawCpu = process.cpuUsage(rawCpu0);
+      signCpuMs = (rawCpu.user + rawCpu.system) / 1000 / raw;
+    }
+
+    const setup = (url: string): Setup => ({
+      kind: 'setup',
+      url,
+      runtime: rt,
+      attestationId: session.attestationId,
+      privateKeyPem: session.key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    });
+
+    if (floorParts === undefined && c.store === 'SoftHSM' && signCpuMs !== undefined) {
+      floorParts = await measureFloor(
+        signCpuMs,
+        signed(grantBody(rt), session.attestationId, session.key.privateKey),
+        createPublicKey({ key: { ...session.key.jwk }, format: 'jwk' }),
+        setup,
+      );
+    }
+
+    await rig.app.listen({ host: '127.0.0.1', port: 0 });
+    send(setup(`http://127.0.0.1:${(rig.app.server.address() as AddressInfo).port}/v1/grants`));
+    const warm = answer();
+    send({ kind: 'level', concurrency: 16, seconds: 1 });
+    await warm;
+
+    const keyOps = async (): Promise<number> => {
+      const text = (await rig.app.inject({ url: '/metrics' })).body;
+      const series = 'grantor_hsm_call_duration_seconds_count{op="sign"}';
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? 0 : Number(line.slice(series.length + 1));
+    };
+    const rows: LevelRow[] = [];
+    for (const concurrency of levels) {
+      const audit0 = appliance.audit.stats();
+      const ops0 = await keyOps();
+      const cpu0 = process.cpuUsage();
+      const elu0 = performance.eventLoopUtilization();
+      await inspector?.post('Profiler.start');
+      const result = answer();
+      send({ kind: 'level', concurrency, seconds });
+      const { latencies, failures, cpuMs: clientCpuMs } = await result;
+      if (inspector !== undefined && profileDir !== undefined) {
+        const { profile } = await inspector.post('Profiler.stop');
+        await writeFile(
+          join(profileDir, `${name}-c${String(concurrency)}.cpuprofile`),
+          JSON.stringify(profile),
+        );
       }
-    }),
-  );
-  const rawRate = raw / seconds;
-  const rawCpu = process.cpuUsage(rawCpu0);
-  const signCpuMs = (rawCpu.user + rawCpu.system) / 1000 / raw;
+      const cpu = process.cpuUsage(cpu0);
+      const elu = performance.eventLoopUtilization(elu0);
+      const audit1 = appliance.audit.stats();
+      const ops = (await keyOps()) - ops0;
+      latencies.sort((a, b) => a - b);
+      const rate = latencies.length / seconds;
+      const batches = audit1.batches - audit0.batches;
+      const failed = Object.values(failures).reduce((a, b) => a + b, 0);
+      const n = Math.max(1, latencies.length);
+      rows.push({
+        concurrency,
+        rate,
+        line: [
+          c.label.padEnd(14),
+          String(concurrency).padStart(4),
+          rate.toFixed(0).padStart(9),
+          percentile(latencies, 50).toFixed(1).padStart(8),
+          percentile(latencies, 99).toFixed(1).padStart(8),
+          String(failed).padStart(8),
+          (ops / n).toFixed(2).padStart(8),
+          `${((cpu.user + cpu.system) / 10_000 / seconds).toFixed(0)}%`.padStart(8),
+          `${(100 * elu.utilization).toFixed(0)}%`.padStart(6),
+          (batches === 0 ? 0 : (audit1.appends - audit0.appends) / batches).toFixed(1).padStart(7),
+          ((cpu.user + cpu.system) / 1000 / n).toFixed(2).padStart(7),
+          (clientCpuMs / n).toFixed(2).padStart(7),
+        ].join(' '),
+      });
+      if (failed > 0)
+        console.log(`${c.label} at ${concurrency}: failures ${JSON.stringify(failures)}`);
+    }
+    results.set(name, rows);
+  } finally {
+    await real.close();
+  }
+}
 
-  // The floor (bench/grants-floor.ts): Cedar, the signature check, a no-op HTTP round trip.
+/** The floor's parts other than the signature, measured next to the SoftHSM appliance. */
+async function measureFloor(
+  signCpuMs: number,
+  body: Record<string, unknown>,
+  sessionKey: ReturnType<typeof createPublicKey>,
+  setup: (url: string) => Setup,
+): Promise<FloorPart[]> {
   const floorSeconds = Math.max(1, seconds / 2);
   const cedarCpuMs = await cedarCpu(
     join(repoRoot, 'policies/default'),
     join(repoRoot, 'policies/grantor.cedarschema'),
     floorSeconds,
   );
-  const verifyCpuMs = verifyCpu(
-    signed(grantBody(rt), session.attestationId, session.key.privateKey),
-    createPublicKey({ key: { ...session.key.jwk }, format: 'jwk' }),
-    floorSeconds,
-  );
-  const setup = (url: string): Setup => ({
-    kind: 'setup',
-    url,
-    runtime: rt,
-    attestationId: session.attestationId,
-    privateKeyPem: session.key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-  });
+  const verifyCpuMs = verifyCpu(body, sessionKey, floorSeconds);
   const noop = await noopServer();
   send(setup(noop.url));
   const noopWarm = answer();
@@ -139,8 +274,8 @@ try {
   const noopCpu = process.cpuUsage(noopCpu0);
   await noop.close();
   const noopCount = noopLevel.latencies.length;
-  const floorParts: FloorPart[] = [
-    { name: 'HSM signature (signJws, from the raw loop)', cpuMs: signCpuMs },
+  return [
+    { name: 'HSM signature (SoftHSM signJws, from the raw loop)', cpuMs: signCpuMs },
     { name: 'Cedar decision (policies/default)', cpuMs: cedarCpuMs },
     { name: 'session signature check (JCS + ES256 verify)', cpuMs: verifyCpuMs },
     {
@@ -152,56 +287,38 @@ try {
       cpuMs: noopLevel.cpuMs / noopCount,
     },
   ];
+}
 
-  await rig.app.listen({ host: '127.0.0.1', port: 0 });
-  send(setup(`http://127.0.0.1:${(rig.app.server.address() as AddressInfo).port}/v1/grants`));
+const at = (name: ConfigName, concurrency: number): number | undefined =>
+  results.get(name)?.find((r) => r.concurrency === concurrency)?.rate;
+const ratio = (a: number | undefined, b: number | undefined): string =>
+  a === undefined || b === undefined || b === 0 ? 'n/a' : (a / b).toFixed(2);
 
-  const warm = answer();
-  send({ kind: 'level', concurrency: 16, seconds: 1 });
-  await warm;
-
-  const rows: string[] = [];
-  for (const concurrency of levels) {
-    const audit0 = appliance.audit.stats();
-    const cpu0 = process.cpuUsage();
-    const elu0 = performance.eventLoopUtilization();
-    const result = answer();
-    send({ kind: 'level', concurrency, seconds });
-    const { latencies, failures, cpuMs: clientCpuMs } = await result;
-    const cpu = process.cpuUsage(cpu0);
-    const elu = performance.eventLoopUtilization(elu0);
-    const audit1 = appliance.audit.stats();
-    latencies.sort((a, b) => a - b);
-    const rate = latencies.length / seconds;
-    const batches = audit1.batches - audit0.batches;
-    const failed = Object.values(failures).reduce((a, b) => a + b, 0);
-    rows.push(
-      [
-        String(concurrency).padStart(11),
-        rate.toFixed(0).padStart(9),
-        percentile(latencies, 50).toFixed(1).padStart(8),
-        percentile(latencies, 99).toFixed(1).padStart(8),
-        String(failed).padStart(8),
-        `${((100 * rate) / rawRate).toFixed(0)}%`.padStart(9),
-        `${((cpu.user + cpu.system) / 10_000 / seconds).toFixed(0)}%`.padStart(8),
-        `${(100 * elu.utilization).toFixed(0)}%`.padStart(6),
-        String(batches).padStart(8),
-        (batches === 0 ? 0 : (audit1.appends - audit0.appends) / batches).toFixed(1).padStart(7),
-        ((cpu.user + cpu.system) / 1000 / Math.max(1, latencies.length)).toFixed(2).padStart(7),
-        (clientCpuMs / Math.max(1, latencies.length)).toFixed(2).padStart(7),
-      ].join(' '),
-    );
-    if (failed > 0) console.log(`concurrency ${concurrency}: failures ${JSON.stringify(failures)}`);
-  }
-  console.log(`raw SoftHSM ES256 signJws: ${rawRate.toFixed(0)}/s (16 in flight, ${seconds} s)`);
+try {
+  for (const name of configs) await runConfig(name);
   console.log(
-    'concurrency  grants/s  p50 ms  p99 ms  failures  % of raw  srv CPU  srv EL  batches  /batch  srv ms  cli ms',
+    `raw key store rates (signJws, 16 in flight, ${seconds} s): ` +
+      Object.entries(rawRates)
+        .map(([store, rate]) => `${store} ${rate.toFixed(0)}/s`)
+        .join(', '),
   );
-  for (const r of rows) console.log(r);
-  console.log('(srv ms, cli ms: CPU per grant of the appliance process and of the client process)');
-  for (const line of floorReport(floorParts, 0.3 * rawRate)) console.log(line);
+  console.log(
+    'configuration     c  grants/s  p50 ms  p99 ms  failures  ops/gr  srv CPU  srv EL  /batch  srv ms  cli ms',
+  );
+  for (const name of configs) for (const r of results.get(name) ?? []) console.log(r.line);
+  console.log(
+    '(ops/gr: key operations per grant; /batch: audit entries per audit batch; srv ms, cli ms: CPU per grant of the appliance and of the client process)',
+  );
+  const ceiling = floorParts === undefined ? undefined : floorCeiling(floorParts);
+  if (floorParts !== undefined)
+    for (const line of floorReport(floorParts, 0.3 * (rawRates.SoftHSM ?? 0))) console.log(line);
+  console.log(`TPM batch / TPM JWS at c64 = ${ratio(at('tpm-batch', 64), at('tpm-jws', 64))}`);
+  console.log(
+    `SoftHSM batch / SoftHSM JWS at c64 = ${ratio(at('softhsm-batch', 64), at('softhsm-jws', 64))}`,
+  );
+  console.log(`SoftHSM JWS at c64 / floor ceiling = ${ratio(at('softhsm-jws', 64), ceiling)}`);
 } finally {
   client.kill();
-  await real.close();
+  await stopBus();
   await rm(root, { recursive: true, force: true });
 }

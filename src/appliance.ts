@@ -231,6 +231,23 @@ export async function openAppliance(
         signDeadlineMs: config.keys.signDeadlineMs,
         sessionPoolSize: config.keys.sessions,
         signThreads: config.keys.signThreads,
+        ...(config.keys.grantBatch.enabled
+          ? {
+              grantBatch: {
+                maxSize: config.keys.grantBatch.maxSize,
+                maxWaitMs: config.keys.grantBatch.maxWaitMs,
+              },
+            }
+          : {}),
+        ...(config.auditHsm === undefined
+          ? {}
+          : {
+              audit: {
+                modulePath: config.auditHsm.module,
+                tokenLabel: config.auditHsm.tokenLabel,
+                pin: config.auditHsm.pin,
+              },
+            }),
       },
       {
         db,

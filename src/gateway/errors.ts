@@ -53,6 +53,23 @@ export class GrantSignatureInvalidError extends GrantRejectedError {
   }
 }
 
+/**
+ * A batch-signed grant's inclusion path does not lead from the grant to the signed root,
+ * or does not have the length its position needs (docs/protocol.md §3).
+ */
+export class GrantBatchPathInvalidError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_batch_path_invalid', message, options);
+  }
+}
+
+/** A batch-signed grant names a position outside its batch. */
+export class GrantBatchPositionInvalidError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_batch_position_invalid', message, options);
+  }
+}
+
 export class GrantExpiredError extends GrantRejectedError {
   constructor(message: string, options?: Options) {
     super('grant_expired', message, options);

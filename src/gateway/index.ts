@@ -46,6 +46,15 @@ export {
   type PopInput,
   type PopProof,
 } from './pop.js';
+export {
+  BATCH_ALG,
+  batchHead,
+  batchLeafHash,
+  batchTree,
+  decodeBatchProof,
+  encodeBatchProof,
+  type BatchProof,
+} from './batch.js';
 export { canonicalJson, parametersDigest } from './digest.js';
 export { es256SignatureProblem, toLowS } from './encoding.js';
 export { parseStrictJson, type JsonValue } from './strict-json.js';

@@ -8,6 +8,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { compactVerify, errors as joseErrors } from 'jose';
 import { ConfigError } from '../shared/errors.js';
+import { BATCH_ALG, verifyBatchProof } from './batch.js';
 import { parametersDigest } from './digest.js';
 import { decodeBase64url, decodeUtf8, es256SignatureProblem } from './encoding.js';
 import {
@@ -62,6 +63,8 @@ export interface VerifiedGrant {
   readonly grantId: string;
   readonly runtimeId: string;
   readonly kid: string;
+  /** `jws`: an ES256 JWS; `batch`: batch-signed (its position and batch size). */
+  readonly form: 'jws' | { readonly batch: { readonly index: number; readonly size: number } };
   readonly claims: GrantClaims;
   /** The `cnf` key was proven (a PoP was supplied and verified). */
   readonly possessionProven: boolean;
@@ -246,8 +249,10 @@ export async function verifyGrant(
 
   const header = decodeSegment(headerB64, 'header');
   // alg first: `none` and HMAC-with-the-public-key forgeries stop here.
-  if (header.alg !== 'ES256') {
-    throw new GrantAlgInvalidError(`alg ${JSON.stringify(header.alg ?? null)} is not ES256`);
+  if (header.alg !== 'ES256' && header.alg !== BATCH_ALG) {
+    throw new GrantAlgInvalidError(
+      `alg ${JSON.stringify(header.alg ?? null)} is not ES256 or ${BATCH_ALG}`,
+    );
   }
   for (const name of FORBIDDEN_HEADER) {
     if (name in header) throw new GrantHeaderForbiddenError(`header member ${name} is not allowed`);
@@ -266,24 +271,18 @@ export async function verifyGrant(
 
   const payload = decodeSegment(payloadB64, 'payload');
 
-  const signature = decodeBase64url(signatureB64);
-  if (signature === undefined) throw new GrantMalformedError('the signature is not base64url');
-  const problem = es256SignatureProblem(signature);
-  if (problem !== undefined) throw new GrantSignatureInvalidError(`signature: ${problem}`);
-
-  const key = await options.keys.getKey(kid);
-  let verifiedPayload: Uint8Array;
-  try {
-    ({ payload: verifiedPayload } = await compactVerify(token, key.key, { algorithms: ['ES256'] }));
-  } catch (cause) {
-    if (cause instanceof joseErrors.JWSSignatureVerificationFailed) {
-      throw new GrantSignatureInvalidError('the signature does not verify', { cause });
-    }
-    throw new GrantMalformedError('the grant could not be verified', { cause });
-  }
-  // jose verified the same segment we parsed; belt and braces.
-  if (!Buffer.from(verifiedPayload).equals(decodeBase64url(payloadB64) ?? Buffer.alloc(0))) {
-    throw new GrantMalformedError('the verified payload differs from the parsed one');
+  let form: VerifiedGrant['form'] = 'jws';
+  if (header.alg === BATCH_ALG) {
+    // One signature over the batch's root; the third segment leads this grant up to it.
+    const proof = await verifyBatchProof(
+      `${headerB64}.${payloadB64}`,
+      signatureB64,
+      kid,
+      options.keys,
+    );
+    form = { batch: { index: proof.index, size: proof.size } };
+  } else {
+    await verifyJwsSignature(token, payloadB64, signatureB64, kid, options);
   }
 
   const claims = claimsOf(payload);
@@ -330,10 +329,40 @@ export async function verifyGrant(
     grantId: claims.jti,
     runtimeId: claims.sub,
     kid,
+    form,
     claims,
     possessionProven: pop !== undefined,
     redeemed,
   };
+}
+
+/** The ES256 JWS form: the canonical signature, then jose over the very bytes parsed. */
+async function verifyJwsSignature(
+  token: string,
+  payloadB64: string,
+  signatureB64: string,
+  kid: string,
+  options: GrantVerifierConfig,
+): Promise<void> {
+  const signature = decodeBase64url(signatureB64);
+  if (signature === undefined) throw new GrantMalformedError('the signature is not base64url');
+  const problem = es256SignatureProblem(signature);
+  if (problem !== undefined) throw new GrantSignatureInvalidError(`signature: ${problem}`);
+
+  const key = await options.keys.getKey(kid);
+  let verifiedPayload: Uint8Array;
+  try {
+    ({ payload: verifiedPayload } = await compactVerify(token, key.key, { algorithms: ['ES256'] }));
+  } catch (cause) {
+    if (cause instanceof joseErrors.JWSSignatureVerificationFailed) {
+      throw new GrantSignatureInvalidError('the signature does not verify', { cause });
+    }
+    throw new GrantMalformedError('the grant could not be verified', { cause });
+  }
+  // jose verified the same segment we parsed; belt and braces.
+  if (!Buffer.from(verifiedPayload).equals(decodeBase64url(payloadB64) ?? Buffer.alloc(0))) {
+    throw new GrantMalformedError('the verified payload differs from the parsed one');
+  }
 }
 
 export interface GrantVerifier {

@@ -158,7 +158,7 @@ class Fakes {
           },
         },
         keys: {
-          signJws: (header, payload) => {
+          signGrantToken: (header, payload) => {
             if (this.signFails !== undefined) return Promise.reject(this.signFails());
             const claims = JSON.parse(Buffer.from(payload).toString('utf8')) as Record<
               string,
@@ -166,9 +166,10 @@ class Fakes {
             >;
             this.signed.push(claims);
             const h = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'k1', ...header }));
-            return Promise.resolve(
-              `${h.toString('base64url')}.${Buffer.from(payload).toString('base64url')}.${Buffer.alloc(64, 1).toString('base64url')}`,
-            );
+            return Promise.resolve({
+              token: `${h.toString('base64url')}.${Buffer.from(payload).toString('base64url')}.${Buffer.alloc(64, 1).toString('base64url')}`,
+              batched: false,
+            });
           },
         },
         store: this.store,

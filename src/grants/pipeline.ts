@@ -82,7 +82,7 @@ export interface GrantsDeps {
   /** The engine itself (decides in the event loop) or PolicyWorkers (on worker threads). */
   readonly policy: PolicyDecider;
   readonly audit: Pick<AuditService, 'append'>;
-  readonly keys: Pick<KeyService, 'signJws'>;
+  readonly keys: Pick<KeyService, 'signGrantToken'>;
   readonly store: GrantStore;
   readonly random?: (n: number) => Buffer;
 }
@@ -610,12 +610,16 @@ export class GrantService {
 
   async #sign(claims: Record<string, unknown>): Promise<string> {
     try {
-      const jws = await within(
-        this.#deps.keys.signJws({ typ: 'grant+jwt' }, Buffer.from(JSON.stringify(claims), 'utf8')),
+      const { token, batched } = await within(
+        this.#deps.keys.signGrantToken(
+          { typ: 'grant+jwt' },
+          Buffer.from(JSON.stringify(claims), 'utf8'),
+        ),
         this.#config.dependencyDeadlineMs,
         () => new HsmUnavailableError('the HSM did not sign within its deadline'),
       );
-      return lowS(jws);
+      // A batch-signed grant's signature is its batch's (low-S by the keys service).
+      return batched ? token : lowS(token);
     } catch (e) {
       throw unavailable(
         e,

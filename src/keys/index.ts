@@ -3,6 +3,7 @@
  * Other domains call the KeyService; only this file knows the concrete adapters.
  */
 import type { Database } from '../shared/db.level.js';
+import type { GrantBatchOptions } from './grant-batch.js';
 import { KeyService, type KeyLifecycleEvent } from './key-service.js';
 import { LevelKeyStore } from './key-store.level.js';
 import { silentLogger, type KeysLogger } from './log.js';
@@ -34,6 +35,18 @@ export interface KeysConfig {
   readonly maintenanceIntervalMs?: number;
   /** Prefix of HSM object labels (default `grantor`). */
   readonly labelPrefix?: string;
+  /** Batch-signed grants (docs/protocol.md §3); absent: one JWS per grant. */
+  readonly grantBatch?: GrantBatchOptions;
+  /**
+   * The audit checkpoint key's token, when it is not the grant key's: needed when the grant
+   * key lives in the TPM (tpm2-pkcs11 has no Ed25519). Same session pool and deadline.
+   */
+  readonly audit?: {
+    readonly modulePath: string;
+    readonly tokenLabel: string;
+    /** Never logged. */
+    readonly pin: string;
+  };
 }
 
 export interface KeysDeps {
@@ -48,18 +61,22 @@ export interface KeysDeps {
 
 export async function createKeys(config: KeysConfig, deps: KeysDeps): Promise<KeyService> {
   const logger = deps.logger ?? silentLogger;
-  const signer = new Pkcs11Signer(
-    {
-      modulePath: config.modulePath,
-      tokenLabel: config.tokenLabel,
-      pin: config.pin,
-      sessionPoolSize: config.sessionPoolSize ?? 4,
-      signDeadlineMs: config.signDeadlineMs,
-      recoveryBackoffMs: config.recoveryBackoffMs ?? 1000,
-      ...(config.signThreads === undefined ? {} : { signThreads: config.signThreads }),
-    },
-    logger,
-  );
+  const token = (t: { modulePath: string; tokenLabel: string; pin: string }): HsmSigner => {
+    const signer = new Pkcs11Signer(
+      {
+        modulePath: t.modulePath,
+        tokenLabel: t.tokenLabel,
+        pin: t.pin,
+        sessionPoolSize: config.sessionPoolSize ?? 4,
+        signDeadlineMs: config.signDeadlineMs,
+        recoveryBackoffMs: config.recoveryBackoffMs ?? 1000,
+        ...(config.signThreads === undefined ? {} : { signThreads: config.signThreads }),
+      },
+      logger,
+    );
+    return deps.decorateSigner?.(signer) ?? signer;
+  };
+  const signer = token(config);
   return KeyService.start(
     {
       rotationPeriodSeconds: config.rotationPeriodSeconds,
@@ -67,9 +84,11 @@ export async function createKeys(config: KeysConfig, deps: KeysDeps): Promise<Ke
       jwksMaxAgeSeconds: config.jwksMaxAgeSeconds ?? 300,
       maintenanceIntervalMs: config.maintenanceIntervalMs ?? 5000,
       labelPrefix: config.labelPrefix ?? 'grantor',
+      ...(config.grantBatch === undefined ? {} : { grantBatch: config.grantBatch }),
     },
     {
-      signer: deps.decorateSigner?.(signer) ?? signer,
+      signer,
+      ...(config.audit === undefined ? {} : { auditSigner: token(config.audit) }),
       store: new LevelKeyStore(deps.db),
       logger,
       ...(deps.now === undefined ? {} : { now: deps.now }),
@@ -90,6 +109,7 @@ export type {
   RotationResult,
 } from './key-service.js';
 export type { KeyPurpose, KeyRecord, KeyState } from './key-store.port.js';
+export type { GrantBatchOptions } from './grant-batch.js';
 export type { KeyAlgorithm, PublicJwk } from './signer.port.js';
 export type { KeysLogger } from './log.js';
 export * from './errors.js';

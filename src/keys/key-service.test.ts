@@ -1,5 +1,8 @@
 /** Service rules on the fake signer (the same rules run against SoftHSM2 in test/keys). */
 import { describe, expect, it } from 'vitest';
+import { KeyService } from './key-service.js';
+import { MemoryKeyStore } from './key-store.memory.js';
+import { FakeSigner } from './signer.fake.js';
 import { fakeKeys } from './testing.js';
 
 const claims = (now: number, ttl: number): Uint8Array =>
@@ -76,5 +79,47 @@ describe('KeyService', () => {
   it('get refuses an unknown kid (key_not_found)', async () => {
     const f = await fakeKeys();
     expect(() => f.keys.get('nope')).toThrow(expect.objectContaining({ code: 'key_not_found' }));
+  });
+
+  it('keeps the audit key in its own token when one is given (a TPM grant token has no Ed25519)', async () => {
+    const grantToken = new FakeSigner();
+    const auditToken = new FakeSigner();
+    const keys = await KeyService.start(
+      {
+        rotationPeriodSeconds: 0,
+        grantMaxTtlSeconds: 300,
+        jwksMaxAgeSeconds: 300,
+        maintenanceIntervalMs: 0,
+        labelPrefix: 'test',
+      },
+      { signer: grantToken, auditSigner: auditToken, store: new MemoryKeyStore() },
+    );
+    const grant = keys.get(keys.activeGrantKid());
+    const audit = keys.list().find((r) => r.purpose === 'audit');
+    if (audit === undefined) throw new Error('no audit key');
+    expect(grantToken.has(grant.hsmId)).toBe(true);
+    expect(auditToken.has(grant.hsmId)).toBe(false);
+    expect(auditToken.has(audit.hsmId)).toBe(true);
+    expect(grantToken.has(audit.hsmId)).toBe(false);
+    await expect(keys.signAudit(new Uint8Array(3))).resolves.toMatchObject({ keyId: audit.kid });
+    // Either token down makes the service not ready; a fault of one fails only its own keys.
+    auditToken.failSigns = true;
+    await expect(keys.signAudit(new Uint8Array(3))).rejects.toMatchObject({
+      code: 'hsm_unavailable',
+    });
+    await expect(
+      keys.signJws({}, new TextEncoder().encode(JSON.stringify({ exp: 1 }))),
+    ).resolves.toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    await auditToken.close();
+    await expect(keys.ready()).resolves.toEqual({ ok: false, reason: 'hsm_unavailable' });
+    await auditToken.open();
+    await expect(keys.ready()).resolves.toEqual({ ok: true });
+    // Destroying a retired grant key removes it from the grant token.
+    const { previous } = await keys.rotate('grant');
+    if (previous === undefined) throw new Error('no previous key');
+    await keys.retire(previous.kid, { force: true });
+    await keys.destroy(previous.kid);
+    expect(grantToken.has(previous.hsmId)).toBe(false);
+    await keys.close();
   });
 });

@@ -20,6 +20,14 @@ import type { KeyPurpose, KeyRecord, KeyStore } from './key-store.port.js';
 import { silentLogger, type KeysLogger } from './log.js';
 import type { HsmSigner, KeyAlgorithm, PublicJwk } from './signer.port.js';
 import { jcs } from '../shared/jcs.js';
+import {
+  BATCH_ALG,
+  batchHead,
+  batchLeafHash,
+  batchTree,
+  encodeBatchProof,
+} from '../gateway/batch.js';
+import { GrantBatcher, type BatchItem, type GrantBatchOptions } from './grant-batch.js';
 
 export interface KeyServiceOptions {
   /** Scheduled rotation of the grant key; 0 disables it (on-demand rotation only). */
@@ -32,6 +40,11 @@ export interface KeyServiceOptions {
   readonly maintenanceIntervalMs: number;
   /** Prefix of the HSM object labels (`<prefix>-grant-<time>`). */
   readonly labelPrefix: string;
+  /**
+   * Batch-signed grants: signGrantToken puts grants in batches, one signature over each
+   * batch's Merkle root (docs/protocol.md §3). Absent: every grant is its own JWS.
+   */
+  readonly grantBatch?: GrantBatchOptions;
 }
 
 export type KeyLifecycleReason =
@@ -49,7 +62,13 @@ export interface KeyLifecycleEvent {
 }
 
 export interface KeyServiceDeps {
+  /** The token of the grant key (and of the audit key when `auditSigner` is absent). */
   readonly signer: HsmSigner;
+  /**
+   * The token of the audit checkpoint key when it is not the grant key's: a TPM token
+   * (tpm2-pkcs11) has no Ed25519, which the checkpoint format needs (docs/audit.md).
+   */
+  readonly auditSigner?: HsmSigner;
   readonly store: KeyStore;
   readonly logger?: KeysLogger;
   /** Milliseconds since the epoch. */
@@ -113,6 +132,7 @@ export class KeyService {
   private timer: NodeJS.Timeout | undefined;
   private maintaining = false;
   private closed = false;
+  private readonly batcher: GrantBatcher | undefined;
 
   private constructor(
     private readonly options: KeyServiceOptions,
@@ -120,6 +140,10 @@ export class KeyService {
   ) {
     this.logger = deps.logger ?? silentLogger;
     this.now = deps.now ?? Date.now;
+    this.batcher =
+      options.grantBatch === undefined
+        ? undefined
+        : new GrantBatcher(options.grantBatch, (items) => this.signBatch(items));
   }
 
   /**
@@ -131,8 +155,10 @@ export class KeyService {
     const service = new KeyService(options, deps);
     await deps.signer.open();
     try {
+      await deps.auditSigner?.open();
       await service.load();
     } catch (e) {
+      await deps.auditSigner?.close();
       await deps.signer.close();
       throw e;
     }
@@ -172,7 +198,7 @@ export class KeyService {
   }
 
   private async checkInHsm(r: KeyRecord): Promise<void> {
-    const key = await this.deps.signer.load(r.hsmId, r.alg);
+    const key = await this.signerFor(r.purpose).load(r.hsmId, r.alg);
     // The store names the key by its thumbprint: the HSM object must be that very key.
     if (!sameJwk(key.publicJwk, r.publicJwk) || (await thumbprint(key.publicJwk)) !== r.kid) {
       this.logger.error(
@@ -208,6 +234,59 @@ export class KeyService {
     return `${signingInput}.${b64u(signature)}`;
   }
 
+  /**
+   * A grant in the configured form: a JWS (signJws), or, in batch mode, a batch-signed grant
+   * whose batch is signed with one key operation (docs/protocol.md §3). `batched` tells
+   * which. Same checks as signJws: no alg or kid in the header, an integer exp in bounds.
+   */
+  async signGrantToken(
+    protectedHeader: Readonly<Record<string, unknown>>,
+    payload: Uint8Array,
+  ): Promise<{ token: string; batched: boolean }> {
+    if (this.batcher === undefined)
+      return { token: await this.signJws(protectedHeader, payload), batched: false };
+    if ('alg' in protectedHeader || 'kid' in protectedHeader) {
+      throw new BadRequestError('the protected header must not set alg or kid');
+    }
+    const header = { ...protectedHeader };
+    const payloadB64 = b64u(payload);
+    const exp = this.grantExp(payload);
+    return { token: await this.batcher.add({ header, payloadB64, exp }), batched: true };
+  }
+
+  /**
+   * One closed batch: the active key is chosen (after any rotation in progress), each
+   * grant's header names it, and one signature covers the root over every grant. Settles
+   * every item; never rejects.
+   */
+  private async signBatch(items: BatchItem[]): Promise<void> {
+    try {
+      const key = await this.grantKey();
+      // Synchronous from here to signWith: the key's usage bound rises before a rotation
+      // can read it, exactly as for a single JWS.
+      const inputs = items.map(
+        (item) =>
+          `${b64u(JSON.stringify({ alg: BATCH_ALG, kid: key.kid, ...item.header }))}.${item.payloadB64}`,
+      );
+      const { root, paths } = batchTree(inputs.map((i) => batchLeafHash(Buffer.from(i, 'ascii'))));
+      const exp = Math.max(...items.map((i) => i.exp));
+      const signature = await this.signWith(key, batchHead(key.kid, items.length, root), exp);
+      items.forEach((item, index) => {
+        const proof = encodeBatchProof({
+          size: items.length,
+          index,
+          root,
+          signature,
+          path: paths[index] ?? [],
+        });
+        item.resolve(`${inputs[index] ?? ''}.${b64u(proof)}`);
+      });
+    } catch (e) {
+      const error = e instanceof Error ? e : new KeyStateInvalidError('the batch was not signed');
+      for (const item of items) item.reject(error);
+    }
+  }
+
   /** The kid that signGrant accepts now (the active grant key). */
   activeGrantKid(): string {
     return this.activeKey('grant').kid;
@@ -238,7 +317,7 @@ export class KeyService {
     const pending = this.switching.get('audit');
     if (pending !== undefined) await pending;
     const key = this.activeKey('audit');
-    const signature = await this.deps.signer.sign(key.hsmId, input);
+    const signature = await this.signerFor('audit').sign(key.hsmId, input);
     return { keyId: key.kid, signature };
   }
 
@@ -295,7 +374,7 @@ export class KeyService {
     usage.maxExp = Math.max(usage.maxExp, exp);
     usage.inFlight += 1;
     try {
-      const signature = await this.deps.signer.sign(key.hsmId, input);
+      const signature = await this.signerFor(key.purpose).sign(key.hsmId, input);
       // HSMs return either (r, s) or (r, n - s); emit the canonical low-S form only.
       return key.alg === 'ES256' ? toLowS(signature) : signature;
     } finally {
@@ -422,7 +501,7 @@ export class KeyService {
         throw new KeyStateInvalidError('the key is already destroyed', { kid });
       const at = this.isoNow();
       await this.emit({ type: 'key_destroyed', kid, purpose: r.purpose, reason: 'explicit', at });
-      await this.deps.signer.destroy(r.hsmId);
+      await this.signerFor(r.purpose).destroy(r.hsmId);
       const next: KeyRecord = { ...r, destroyedAt: at };
       await this.deps.store.putAll([next]);
       this.records.set(kid, next);
@@ -481,7 +560,7 @@ export class KeyService {
     if (this.closed) throw new KeyStateInvalidError('the key service is closed');
     const at = this.isoNow();
     const label = `${this.options.labelPrefix}-${purpose}-${at.replace(/[^0-9]/g, '')}`;
-    const key = await this.deps.signer.generate(ALG[purpose], label);
+    const key = await this.signerFor(purpose).generate(ALG[purpose], label);
     const kid = await thumbprint(key.publicJwk);
     const fresh: KeyRecord = {
       kid,
@@ -501,7 +580,7 @@ export class KeyService {
           : { type: 'key_rotated', kid, purpose, previousKid: old.kid, reason, at },
       );
     } catch (e) {
-      await this.discard(key.hsmId);
+      await this.discard(purpose, key.hsmId);
       throw e;
     }
     // Hold new signatures of this purpose for the one store write that switches keys.
@@ -524,7 +603,7 @@ export class KeyService {
       try {
         await this.deps.store.putAll(previous === undefined ? [fresh] : [previous, fresh]);
       } catch (e) {
-        await this.discard(key.hsmId);
+        await this.discard(purpose, key.hsmId);
         throw e;
       }
       if (previous !== undefined) this.records.set(previous.kid, previous);
@@ -558,9 +637,9 @@ export class KeyService {
   }
 
   /** Best effort: a key generated for a change that did not happen is destroyed again. */
-  private async discard(hsmId: string): Promise<void> {
+  private async discard(purpose: KeyPurpose, hsmId: string): Promise<void> {
     try {
-      await this.deps.signer.destroy(hsmId);
+      await this.signerFor(purpose).destroy(hsmId);
     } catch {
       this.logger.warn({ hsmId }, 'could not destroy an unused HSM key');
     }
@@ -568,6 +647,11 @@ export class KeyService {
 
   private async emit(event: KeyLifecycleEvent): Promise<void> {
     if (this.deps.onLifecycle !== undefined) await this.deps.onLifecycle(event);
+  }
+
+  /** The token that holds the keys of `purpose`. */
+  private signerFor(purpose: KeyPurpose): HsmSigner {
+    return purpose === 'audit' ? (this.deps.auditSigner ?? this.deps.signer) : this.deps.signer;
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -586,17 +670,21 @@ export class KeyService {
 
   // --- health -------------------------------------------------------------------------
 
-  /** An open, logged-in session on the token. */
-  ready(): Promise<{ ok: boolean; reason?: string }> {
-    return this.deps.signer.ready();
+  /** An open, logged-in session on the token (on both, when the audit key has its own). */
+  async ready(): Promise<{ ok: boolean; reason?: string }> {
+    const grant = await this.deps.signer.ready();
+    if (!grant.ok || this.deps.auditSigner === undefined) return grant;
+    return this.deps.auditSigner.ready();
   }
 
   /** Stop the scheduler and close the signer. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.batcher?.close();
     if (this.timer !== undefined) clearInterval(this.timer);
     await this.chain;
+    await this.deps.auditSigner?.close();
     await this.deps.signer.close();
   }
 }

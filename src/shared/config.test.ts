@@ -266,3 +266,82 @@ describe('operator-plane configuration', () => {
     );
   });
 });
+
+describe('grant keys in the TPM (tpm2-pkcs11) and batch-signed grants', () => {
+  const tpmModule = '/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so';
+  const auditPinFile = join(dir, 'audit-pin');
+  writeFileSync(auditPinFile, 'audit-pin-not-real-0815\n');
+  const tpmBase = {
+    ...base,
+    GRANTOR_TPM_TCTI: 'tabrmd:bus_name=com.intel.tss2.Tabrmd,bus_type=session',
+    GRANTOR_PKCS11_MODULE: tpmModule,
+    GRANTOR_AUDIT_PKCS11_MODULE: '/usr/lib/softhsm/libsofthsm2.so',
+    GRANTOR_AUDIT_HSM_TOKEN_LABEL: 'grantor-audit',
+    GRANTOR_AUDIT_HSM_PIN_FILE: auditPinFile,
+  };
+
+  it('reads the audit key token beside a TPM grant token, and the resource manager TCTI', () => {
+    const c = loadConfig(tpmBase, dir);
+    expect(c.tpm.tcti).toBe(tpmBase.GRANTOR_TPM_TCTI);
+    expect(c.hsm.module).toBe(tpmModule);
+    expect(c.auditHsm).toMatchObject({
+      module: '/usr/lib/softhsm/libsofthsm2.so',
+      tokenLabel: 'grantor-audit',
+      pin: 'audit-pin-not-real-0815',
+    });
+    expect(loadConfig(base, dir).auditHsm).toBeUndefined();
+  });
+
+  it('refuses a TPM grant token without an Ed25519-capable audit token', () => {
+    expect(configKeyOfError({ ...tpmBase, GRANTOR_AUDIT_PKCS11_MODULE: '' })).toBe(
+      'GRANTOR_AUDIT_PKCS11_MODULE',
+    );
+    expect(configKeyOfError({ ...tpmBase, GRANTOR_AUDIT_PKCS11_MODULE: tpmModule })).toBe(
+      'GRANTOR_AUDIT_PKCS11_MODULE',
+    );
+    expect(configKeyOfError({ ...tpmBase, GRANTOR_AUDIT_PKCS11_MODULE: 'libsofthsm2.so' })).toBe(
+      'GRANTOR_AUDIT_PKCS11_MODULE',
+    );
+    expect(configKeyOfError({ ...tpmBase, GRANTOR_AUDIT_HSM_TOKEN_LABEL: '' })).toBe(
+      'GRANTOR_AUDIT_HSM_TOKEN_LABEL',
+    );
+    expect(configKeyOfError({ ...tpmBase, GRANTOR_AUDIT_HSM_PIN_FILE: join(dir, 'missing') })).toBe(
+      'GRANTOR_AUDIT_HSM_PIN_FILE',
+    );
+    expect(configKeyOfError({ ...tpmBase, GRANTOR_AUDIT_HSM_PIN: 'x' })).toBe(
+      'GRANTOR_AUDIT_HSM_PIN',
+    );
+    expect(configKeyOfError({ GRANTOR_TPM_TCTI: 'tabrmd:bus_name=x;rm -rf' })).toBe(
+      'GRANTOR_TPM_TCTI',
+    );
+  });
+
+  it('never shows the audit token PIN in the printable form', () => {
+    const printed = JSON.stringify(redactedConfig(loadConfig(tpmBase, dir)));
+    expect(printed).not.toContain('audit-pin-not-real-0815');
+    expect(printed).not.toContain('not-a-real-pin-4711');
+  });
+
+  it('reads the batch mode (off by default) and bounds its size and wait', () => {
+    expect(loadConfig(base, dir).keys.grantBatch).toEqual({
+      enabled: false,
+      maxSize: 64,
+      maxWaitMs: 2,
+    });
+    const on = loadConfig(
+      {
+        ...base,
+        GRANTOR_GRANT_BATCH: 'true',
+        GRANTOR_GRANT_BATCH_SIZE: '128',
+        GRANTOR_GRANT_BATCH_WAIT_MS: '5',
+      },
+      dir,
+    );
+    expect(on.keys.grantBatch).toEqual({ enabled: true, maxSize: 128, maxWaitMs: 5 });
+    expect(configKeyOfError({ GRANTOR_GRANT_BATCH: 'sometimes' })).toBe('GRANTOR_GRANT_BATCH');
+    expect(configKeyOfError({ GRANTOR_GRANT_BATCH_SIZE: '1' })).toBe('GRANTOR_GRANT_BATCH_SIZE');
+    expect(configKeyOfError({ GRANTOR_GRANT_BATCH_WAIT_MS: '5000' })).toBe(
+      'GRANTOR_GRANT_BATCH_WAIT_MS',
+    );
+  });
+});

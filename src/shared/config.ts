@@ -58,6 +58,11 @@ export interface AppConfig {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   readonly tpm: TpmConfig;
   readonly hsm: HsmConfig;
+  /**
+   * The audit checkpoint key's token when it is not `hsm`'s (GRANTOR_AUDIT_PKCS11_MODULE):
+   * required when `hsm` is the TPM (tpm2-pkcs11), which has no Ed25519.
+   */
+  readonly auditHsm?: HsmConfig;
   readonly audit: AuditSettings;
   readonly keys: {
     readonly rotationPeriodSeconds: number;
@@ -67,6 +72,15 @@ export interface AppConfig {
     readonly sessions: number;
     /** Threads signing batches on those sessions (at most `sessions`). */
     readonly signThreads: number;
+    /**
+     * Batch-signed grants (GRANTOR_GRANT_BATCH=on; docs/protocol.md §3): one signature over
+     * the Merkle root of up to `maxSize` grants, a batch closing after at most `maxWaitMs`.
+     */
+    readonly grantBatch: {
+      readonly enabled: boolean;
+      readonly maxSize: number;
+      readonly maxWaitMs: number;
+    };
   };
   readonly attestation: {
     /** PEM files or folders of PEM files: trusted TPM-manufacturer (EK) CAs. */
@@ -193,6 +207,12 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   pkcs11Module: 'GRANTOR_PKCS11_MODULE',
   hsmTokenLabel: 'GRANTOR_HSM_TOKEN_LABEL',
   hsmPinFile: 'GRANTOR_HSM_PIN_FILE',
+  auditPkcs11Module: 'GRANTOR_AUDIT_PKCS11_MODULE',
+  auditHsmTokenLabel: 'GRANTOR_AUDIT_HSM_TOKEN_LABEL',
+  auditHsmPinFile: 'GRANTOR_AUDIT_HSM_PIN_FILE',
+  grantBatch: 'GRANTOR_GRANT_BATCH',
+  grantBatchSize: 'GRANTOR_GRANT_BATCH_SIZE',
+  grantBatchWaitMs: 'GRANTOR_GRANT_BATCH_WAIT_MS',
   auditNvCounter: 'GRANTOR_AUDIT_NV_COUNTER',
   auditNvExtend: 'GRANTOR_AUDIT_NV_EXTEND',
   auditNvNames: 'GRANTOR_AUDIT_NV_NAMES',
@@ -359,6 +379,8 @@ export function parseListen(key: string, value: string): ListenConfig {
 
 export function parseTcti(key: string, value: string): string {
   if (/^swtpm:host=[^,]+,port=\d{1,5}$/.test(value) || /^device:\/\S+$/.test(value)) return value;
+  // The resource manager daemon (tpm2-abrmd), shared with tpm2-pkcs11 on one TPM.
+  if (/^tabrmd(:[A-Za-z0-9_.=,-]*)?$/.test(value)) return value;
   throw new ConfigError(
     key,
     `expected "swtpm:host=H,port=P" or "device:/dev/tpmrm0", got "${value}"`,
@@ -406,13 +428,17 @@ function tlsSettings(src: Source, cwd: string, listen: ListenConfig): TlsSetting
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
-function readPin(src: Source, cwd: string): { pin: string; pinSource: string } {
-  const file = src.GRANTOR_HSM_PIN_FILE;
-  const env = src.GRANTOR_HSM_PIN;
+function readPin(
+  src: Source,
+  cwd: string,
+  prefix: 'GRANTOR_HSM' | 'GRANTOR_AUDIT_HSM' = 'GRANTOR_HSM',
+): { pin: string; pinSource: string } {
+  const file = src[`${prefix}_PIN_FILE`];
+  const env = src[`${prefix}_PIN`];
   if (file !== undefined && file !== '' && env !== undefined && env !== '') {
     throw new ConfigError(
-      'GRANTOR_HSM_PIN',
-      'set either GRANTOR_HSM_PIN_FILE or GRANTOR_HSM_PIN, not both',
+      `${prefix}_PIN`,
+      `set either ${prefix}_PIN_FILE or ${prefix}_PIN, not both`,
     );
   }
   if (file !== undefined && file !== '') {
@@ -422,13 +448,48 @@ function readPin(src: Source, cwd: string): { pin: string; pinSource: string } {
       pin = readFileSync(path, 'utf8').trim();
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? 'unreadable';
-      throw new ConfigError('GRANTOR_HSM_PIN_FILE', `cannot read ${path} (${code})`);
+      throw new ConfigError(`${prefix}_PIN_FILE`, `cannot read ${path} (${code})`);
     }
-    if (pin === '') throw new ConfigError('GRANTOR_HSM_PIN_FILE', `${path} is empty`);
+    if (pin === '') throw new ConfigError(`${prefix}_PIN_FILE`, `${path} is empty`);
     return { pin, pinSource: `file ${path}` };
   }
   if (env !== undefined && env !== '') return { pin: env, pinSource: 'environment' };
-  throw new ConfigError('GRANTOR_HSM_PIN_FILE', 'is required (or GRANTOR_HSM_PIN)');
+  throw new ConfigError(`${prefix}_PIN_FILE`, `is required (or ${prefix}_PIN)`);
+}
+
+/** tpm2-pkcs11, the TPM's PKCS#11 module (recognised by its file name). */
+export function isTpmPkcs11Module(path: string): boolean {
+  return /(^|\/)libtpm2_pkcs11\.so(\.[0-9.]+)?$/.test(path);
+}
+
+/**
+ * The audit key's own token. A TPM has no Ed25519 (the checkpoint format's algorithm): with
+ * the grant key in the TPM, the audit key needs a token that has it (an HSM, SoftHSM2).
+ */
+function auditHsm(src: Source, cwd: string, grantModule: string): HsmConfig | undefined {
+  const module = optional(src, 'GRANTOR_AUDIT_PKCS11_MODULE', '');
+  if (module === '') {
+    if (isTpmPkcs11Module(grantModule)) {
+      throw new ConfigError(
+        'GRANTOR_AUDIT_PKCS11_MODULE',
+        'is required when GRANTOR_PKCS11_MODULE is tpm2-pkcs11: the audit checkpoint key is Ed25519, which a TPM does not have',
+      );
+    }
+    return undefined;
+  }
+  if (!isAbsolute(module))
+    throw new ConfigError('GRANTOR_AUDIT_PKCS11_MODULE', 'must be an absolute path');
+  if (isTpmPkcs11Module(module)) {
+    throw new ConfigError(
+      'GRANTOR_AUDIT_PKCS11_MODULE',
+      'cannot be tpm2-pkcs11: the audit checkpoint key is Ed25519, which a TPM does not have',
+    );
+  }
+  return {
+    module,
+    tokenLabel: required(src, 'GRANTOR_AUDIT_HSM_TOKEN_LABEL'),
+    ...readPin(src, cwd, 'GRANTOR_AUDIT_HSM'),
+  };
 }
 
 function readFileLayer(path: string): Record<string, string> {
@@ -470,6 +531,7 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
   const module = required(src, 'GRANTOR_PKCS11_MODULE');
   if (!isAbsolute(module))
     throw new ConfigError('GRANTOR_PKCS11_MODULE', 'must be an absolute path');
+  const audHsm = auditHsm(src, cwd, module);
   const listen = parseListen('GRANTOR_LISTEN', optional(src, 'GRANTOR_LISTEN', '127.0.0.1:8443'));
   const tls = tlsSettings(src, cwd, listen);
   return {
@@ -484,6 +546,7 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
       tokenLabel: required(src, 'GRANTOR_HSM_TOKEN_LABEL'),
       ...readPin(src, cwd),
     },
+    ...(audHsm === undefined ? {} : { auditHsm: audHsm }),
     audit: {
       nvCounterIndex: nvIndex(src, 'GRANTOR_AUDIT_NV_COUNTER', 0x01500020),
       nvExtendIndex: nvIndex(src, 'GRANTOR_AUDIT_NV_EXTEND', 0x01500021),
@@ -502,6 +565,11 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
       signDeadlineMs: integer(src, 'GRANTOR_HSM_SIGN_DEADLINE_MS', 2000, 10, 60_000),
       sessions: integer(src, 'GRANTOR_HSM_SESSIONS', 4, 1, 64),
       signThreads: integer(src, 'GRANTOR_HSM_SIGN_THREADS', availableParallelism(), 1, 64),
+      grantBatch: {
+        enabled: bool(src, 'GRANTOR_GRANT_BATCH', false),
+        maxSize: integer(src, 'GRANTOR_GRANT_BATCH_SIZE', 64, 2, 4096),
+        maxWaitMs: integer(src, 'GRANTOR_GRANT_BATCH_WAIT_MS', 2, 0, 1000),
+      },
     },
     attestation: {
       ekCaBundle: list(src, 'GRANTOR_EK_CA_BUNDLE', [shipped('trust/ek-ca')], cwd),
@@ -557,5 +625,11 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
 
 /** The configuration as it may be printed or logged: secrets replaced. */
 export function redactedConfig(config: AppConfig): unknown {
-  return { ...config, hsm: { ...config.hsm, pin: '[redacted]' } };
+  return {
+    ...config,
+    hsm: { ...config.hsm, pin: '[redacted]' },
+    ...(config.auditHsm === undefined
+      ? {}
+      : { auditHsm: { ...config.auditHsm, pin: '[redacted]' } }),
+  };
 }

@@ -19,10 +19,14 @@ import { PCRS, type Rig } from '../grants/rig.js';
 import {
   applianceEnv,
   provisionSimHsm,
+  provisionSimTpmToken,
   repoRoot,
   startSimTpm,
+  tpmKeysEnv,
+  useTpmToken,
   type SimHsm,
   type SimTpm,
+  type SimTpmToken,
   writeEkTrust,
 } from '../rig/sim.js';
 
@@ -32,6 +36,8 @@ export interface RealAppliance {
   readonly runtimeTpm: SimTpm;
   readonly tools: Tools;
   readonly hsm: SimHsm;
+  /** The grant key's token in the appliance's TPM (`grantKeys: 'tpm'`). */
+  readonly tpmToken: SimTpmToken | undefined;
   readonly server: RunningServer;
   /** For the grants suite's runtime helpers: the app and the runtime's tpm2-tools. */
   readonly rig: Rig;
@@ -39,17 +45,28 @@ export interface RealAppliance {
   close(): Promise<void>;
 }
 
-/** `name` labels the temporary folder and the HSM token; `env` adds to the configuration. */
+/**
+ * `name` labels the temporary folder and the HSM token; `env` adds to the configuration.
+ * With `grantKeys: 'tpm'` the appliance's swtpm runs behind tpm2-abrmd, shared by the addon
+ * (anchoring) and tpm2-pkcs11 (the grant key, in a token provisioned in that TPM); the
+ * audit checkpoint key stays in the SoftHSM2 token. One such appliance per process.
+ */
 export async function startRealAppliance(
   name: string,
   env: Record<string, string> = {},
+  options: { readonly grantKeys?: 'hsm' | 'tpm' } = {},
 ): Promise<RealAppliance> {
   const dir = await mkdtemp(join(tmpdir(), `grantor-${name}-`));
-  const applianceTpm = await startSimTpm();
+  const inTpm = options.grantKeys === 'tpm';
+  const applianceTpm = await startSimTpm(undefined, { resourceManager: inTpm });
   const runtimeTpm = await startSimTpm();
   const tools = await tpm2Tools(runtimeTpm.tcti);
   const hsm = await provisionSimHsm(join(dir, 'hsm'), `grantor-${name}`);
   process.env.SOFTHSM2_CONF = hsm.conf;
+  const tpmToken = inTpm
+    ? await provisionSimTpmToken(join(dir, 'tpm-token'), applianceTpm, `grantor-${name}-tpm`)
+    : undefined;
+  if (tpmToken !== undefined) useTpmToken(tpmToken);
   // Both swtpms come from one template: the same local EK CA signed their EK certificates.
   await writeEkTrust(dir, runtimeTpm.ekCaPem);
   const values = await readPcrs(tools, PCRS);
@@ -67,6 +84,7 @@ export async function startRealAppliance(
     loadConfig(
       applianceEnv(applianceTpm, hsm, dir, {
         GRANTOR_REFERENCE_POLICIES: join(dir, 'reference.json'),
+        ...(tpmToken === undefined ? {} : tpmKeysEnv(tpmToken, hsm)),
         ...env,
       }),
       repoRoot,
@@ -84,6 +102,7 @@ export async function startRealAppliance(
     runtimeTpm,
     tools,
     hsm,
+    tpmToken,
     server,
     rig: { app: server.app, tools, attestation: server.appliance?.attestation } as unknown as Rig,
     config,

@@ -38,7 +38,7 @@ beforeAll(async () => {
       },
       policy: { decide: unreachable },
       audit: { append: unreachable },
-      keys: { signJws: unreachable },
+      keys: { signGrantToken: unreachable },
       store: new MemoryGrantStore(),
     },
   );

@@ -17,6 +17,33 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..'
 const simScripts = join(repoRoot, 'scripts/sim');
 
 export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+/** tpm2-pkcs11 as Debian installs it (libtpm2-pkcs11-1). */
+export const TPM_PKCS11_MODULE = '/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so';
+
+/**
+ * A private D-Bus session bus for the resource managers of this run (start-abrmd), named in
+ * DBUS_SESSION_BUS_ADDRESS for this process and what it spawns afterwards. Returns a stop.
+ */
+export async function startSessionBus(): Promise<() => Promise<void>> {
+  const { stdout } = await run('dbus-daemon', [
+    '--session',
+    '--fork',
+    '--print-address=1',
+    '--print-pid=1',
+  ]);
+  const [address = '', pid = ''] = stdout.trim().split('\n');
+  if (!address.startsWith('unix:') || !/^\d+$/.test(pid))
+    throw new Error('dbus-daemon did not report its address');
+  process.env.DBUS_SESSION_BUS_ADDRESS = address;
+  return () => {
+    try {
+      process.kill(Number(pid));
+    } catch {
+      // Already gone.
+    }
+    return Promise.resolve();
+  };
+}
 
 async function portIsFree(port: number): Promise<boolean> {
   return new Promise((res) => {
@@ -48,7 +75,10 @@ export async function provisionTpmTemplate(dir: string): Promise<void> {
 export interface SimTpm {
   readonly dir: string;
   readonly port: number;
+  /** The TCTI of the clients: through the resource manager when there is one. */
   readonly tcti: string;
+  /** Whether a tpm2-abrmd sits in front of the swtpm (see startSimTpm). */
+  readonly resourceManager: boolean;
   /** The local EK CA chain (issuer then root), PEM, that signed this TPM's EK certificates. */
   readonly ekCaPem: string;
   stop(): Promise<void>;
@@ -60,10 +90,13 @@ export interface SimTpm {
 
 /**
  * A fresh swtpm, copied from the provisioned template made by the global setup (so each
- * test file gets its own TPM with the same EK CA, in milliseconds).
+ * test file gets its own TPM with the same EK CA, in milliseconds). With `resourceManager`
+ * a tpm2-abrmd runs in front of it (scripts/sim/start-abrmd, on the run's session bus) and
+ * `tcti` names it: the addon and tpm2-pkcs11 then share the TPM as on /dev/tpmrm0.
  */
 export async function startSimTpm(
   templateDir = process.env.GRANTOR_TEST_TPM_TEMPLATE,
+  options: { readonly resourceManager?: boolean } = {},
 ): Promise<SimTpm> {
   if (templateDir === undefined)
     throw new Error('GRANTOR_TEST_TPM_TEMPLATE is not set (global setup)');
@@ -71,19 +104,26 @@ export async function startSimTpm(
   await cp(templateDir, dir, { recursive: true });
   await rm(join(dir, 'swtpm.pid'), { force: true });
   const port = await freePortPair();
-  const start = async (): Promise<string> =>
-    (await run(join(simScripts, 'start-tpm'), [dir, String(port)])).stdout.trim();
+  const resourceManager = options.resourceManager === true;
+  await rm(join(dir, 'abrmd.pid'), { force: true });
+  const start = async (): Promise<string> => {
+    const direct = (await run(join(simScripts, 'start-tpm'), [dir, String(port)])).stdout.trim();
+    if (!resourceManager) return direct;
+    return (await run(join(simScripts, 'start-abrmd'), [dir, String(port)])).stdout.trim();
+  };
   const tcti = await start();
   const ekCaPem =
     (await readFile(join(dir, 'ca/issuercert.pem'), 'utf8')) +
     (await readFile(join(dir, 'ca/swtpm-localca-rootca-cert.pem'), 'utf8'));
   const stop = async (): Promise<void> => {
+    if (resourceManager) await run(join(simScripts, 'stop-abrmd'), [dir]);
     await run(join(simScripts, 'stop-tpm'), [dir]);
   };
   return {
     dir,
     port,
     tcti,
+    resourceManager,
     ekCaPem,
     stop,
     restart: async () => {
@@ -123,6 +163,65 @@ export async function provisionSimHsm(dir: string, tokenLabel = 'grantor-test'):
     tokenLabel,
     pinFile,
     pin,
+  };
+}
+
+export interface SimTpmToken {
+  readonly dir: string;
+  readonly module: string;
+  readonly tokenLabel: string;
+  readonly pinFile: string;
+  readonly pin: string;
+  /** The module's environment (TPM2_PKCS11_STORE, TPM2_PKCS11_TCTI). */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/**
+ * A tpm2-pkcs11 token in `tpm` (which must run behind its resource manager), its store
+ * under `dir` (scripts/sim/provision-tpm-pkcs11). Both PINs are registered for the log scan.
+ * A process loads one tpm2-pkcs11 store: `useTpmToken` points the module at this one.
+ */
+export async function provisionSimTpmToken(
+  dir: string,
+  tpm: SimTpm,
+  tokenLabel = 'grantor-tpm',
+): Promise<SimTpmToken> {
+  if (!tpm.resourceManager) throw new Error('tpm2-pkcs11 needs the TPM behind tpm2-abrmd');
+  const pinFile = join(dir, 'user-pin');
+  await run(join(simScripts, 'provision-tpm-pkcs11'), [dir, tokenLabel, pinFile, tpm.tcti]);
+  const pin = (await readFile(pinFile, 'utf8')).trim();
+  registerSecret(`TPM token user PIN (${tokenLabel})`, pin);
+  registerSecret(
+    `TPM token SO PIN (${tokenLabel})`,
+    (await readFile(join(dir, 'so-pin'), 'utf8')).trim(),
+  );
+  return {
+    dir,
+    module: TPM_PKCS11_MODULE,
+    tokenLabel,
+    pinFile,
+    pin,
+    env: { TPM2_PKCS11_STORE: join(dir, 'store'), TPM2_PKCS11_TCTI: tpm.tcti },
+  };
+}
+
+/** Point this process's tpm2-pkcs11 at `token` (before the module's first C_Initialize). */
+export function useTpmToken(token: SimTpmToken): void {
+  Object.assign(process.env, token.env);
+}
+
+/**
+ * The configuration overrides of an appliance whose grant key lives in `token` (the TPM)
+ * and whose audit checkpoint key lives in `hsm` (Ed25519), for applianceEnv's `extra`.
+ */
+export function tpmKeysEnv(token: SimTpmToken, hsm: SimHsm): Record<string, string> {
+  return {
+    GRANTOR_PKCS11_MODULE: token.module,
+    GRANTOR_HSM_TOKEN_LABEL: token.tokenLabel,
+    GRANTOR_HSM_PIN_FILE: token.pinFile,
+    GRANTOR_AUDIT_PKCS11_MODULE: hsm.module,
+    GRANTOR_AUDIT_HSM_TOKEN_LABEL: hsm.tokenLabel,
+    GRANTOR_AUDIT_HSM_PIN_FILE: hsm.pinFile,
   };
 }
 

@@ -1,0 +1,189 @@
+/**
+ * Batch-signed grants end to end on the production appliance with its grant key in its own
+ * TPM (tpm2-pkcs11 behind tpm2-abrmd, GRANTOR_GRANT_BATCH=true): grants requested 16 at a
+ * time over HTTP come back batch-signed; each verifies offline with the gateway SDK from the
+ * JWKS alone; the TPM made exactly one signature per batch (GET /metrics); each grant has
+ * its own audit entry, as in JWS mode; a rotation in the middle of the load leaves every
+ * grant verifiable; the example gateway (grantor-gateway) executes a batch-signed grant once.
+ */
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGatewayExample } from '../../examples/gateway/app.js';
+import { decodeBatchProof } from '../../src/gateway/batch.js';
+import { decodeBase64url } from '../../src/gateway/encoding.js';
+import { parametersDigest, staticKeySource, verifyGrant } from '../../src/gateway/index.js';
+import { createEccAk } from '../attestation/tools.js';
+import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
+import { attest, enroll, grantBody, signed, type Runtime } from './rig.js';
+
+let real: RealAppliance;
+let rt: Runtime;
+let session: Awaited<ReturnType<typeof attest>>;
+
+beforeAll(async () => {
+  real = await startRealAppliance(
+    'batch',
+    {
+      GRANTOR_GRANT_BATCH: 'true',
+      GRANTOR_GRANT_BATCH_SIZE: '8',
+      GRANTOR_GRANT_BATCH_WAIT_MS: '20',
+    },
+    { grantKeys: 'tpm' },
+  );
+  await createEccAk(real.tools);
+  await real.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
+  rt = await enroll(
+    real.rig,
+    'batch-agent',
+    { team: 'support' },
+    { ctx: '0x81010003', pub: 'ak.pub' },
+    'rsa',
+  );
+  session = await attest(real.rig, rt);
+});
+
+afterAll(async () => {
+  await real.close();
+});
+
+async function signs(): Promise<number> {
+  const text = (await real.server.app.inject({ url: '/metrics' })).body;
+  const series = 'grantor_hsm_call_duration_seconds_count{op="sign"}';
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+/** `total` grants, 16 in flight; `during` runs once the first grant is back. */
+async function load(total: number, during?: () => Promise<unknown>): Promise<string[]> {
+  let next = 0;
+  const grants: string[] = [];
+  const failures: string[] = [];
+  let started: Promise<unknown> | undefined;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < total) {
+        next += 1;
+        const res = await real.server.app.inject({
+          method: 'POST',
+          url: '/v1/grants',
+          payload: signed(grantBody(rt), session.attestationId, session.key.privateKey),
+        });
+        if (res.statusCode === 201) grants.push(res.json<{ grant: string }>().grant);
+        else failures.push(`${res.statusCode} ${res.body}`);
+        if (during !== undefined && started === undefined) started = during();
+      }
+    }),
+  );
+  await started;
+  expect(failures).toEqual([]);
+  return grants;
+}
+
+async function verifyAll(grants: readonly string[]): Promise<Set<string>> {
+  const keys = await staticKeySource(
+    (await real.server.app.inject({ url: '/.well-known/jwks.json' })).body,
+  );
+  const kids = new Set<string>();
+  for (const grant of grants) {
+    const v = await verifyGrant(grant, {
+      issuer: real.config().applianceId,
+      audience: 'gw_tickets',
+      keys,
+      execution: {
+        action: 'tickets.read',
+        resource: 'ticket:42',
+        parametersDigest: 'ab'.repeat(32),
+      },
+    });
+    expect(v.form).not.toBe('jws');
+    kids.add(v.kid);
+  }
+  return kids;
+}
+
+const rootOf = (grant: string): string =>
+  Buffer.from(
+    decodeBatchProof(decodeBase64url(grant.split('.')[2] ?? '') ?? Buffer.alloc(0)).root,
+  ).toString('hex');
+
+describe('batch-signed grants on the appliance, grant key in the TPM', () => {
+  it('signs once per batch; every grant verifies offline and has its own audit entry', async () => {
+    const before = await signs();
+    const grants = await load(48);
+    const roots = new Set(grants.map(rootOf));
+    // One TPM signature per batch, and batches of more than one grant.
+    expect((await signs()) - before).toBe(roots.size);
+    expect(roots.size).toBeLessThan(grants.length);
+    await verifyAll(grants);
+
+    const appliance = real.server.appliance;
+    if (appliance === undefined) throw new Error('no appliance');
+    for (const grant of grants) {
+      const claims = JSON.parse(
+        Buffer.from(grant.split('.')[1] ?? '', 'base64url').toString('utf8'),
+      ) as { jti: string; aud_seq: number; aud_hash: string };
+      const [entry] = await appliance.audit.entries(claims.aud_seq, 1);
+      expect(entry).toMatchObject({
+        type: 'grant.decision',
+        decision: 'allow',
+        subject: claims.jti,
+        hash: claims.aud_hash,
+      });
+    }
+  });
+
+  it('keeps every grant verifiable across a rotation in the middle of batching', async () => {
+    const appliance = real.server.appliance;
+    if (appliance === undefined) throw new Error('no appliance');
+    const old = appliance.keys.activeGrantKid();
+    const grants = await load(48, () => appliance.keys.rotate('grant'));
+    const kids = await verifyAll(grants);
+    const fresh = appliance.keys.activeGrantKid();
+    expect(fresh).not.toBe(old);
+    for (const kid of kids) expect([old, fresh]).toContain(kid);
+  });
+
+  it('the example gateway executes a batch-signed grant once (JWKS and redemption over HTTP)', async () => {
+    await real.server.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = real.server.app.server.address() as AddressInfo;
+    const gateway = await createGatewayExample({
+      issuer: real.config().applianceId,
+      audience: 'gw_tickets',
+      applianceUrl: `http://127.0.0.1:${String(port)}`,
+    });
+    try {
+      const params = { ticketId: 'T-42' };
+      const res = await real.server.app.inject({
+        method: 'POST',
+        url: '/v1/grants',
+        payload: signed(
+          grantBody(rt, { resource: 'ticket:T-42', parametersDigest: parametersDigest(params) }),
+          session.attestationId,
+          session.key.privateKey,
+        ),
+      });
+      expect(res.statusCode).toBe(201);
+      const { grant } = res.json<{ grant: string }>();
+      expect(
+        JSON.parse(Buffer.from(grant.split('.')[0] ?? '', 'base64url').toString()),
+      ).toMatchObject({
+        alg: 'ES256-MTB',
+      });
+      const read = () =>
+        gateway.app.inject({
+          method: 'POST',
+          url: '/tickets/read',
+          headers: { authorization: `Grant ${grant}` },
+          payload: params,
+        });
+      const first = await read();
+      expect(first.statusCode).toBe(200);
+      expect(first.json()).toMatchObject({ id: 'T-42' });
+      const replay = await read();
+      expect(replay.statusCode).toBe(409);
+      expect(replay.json()).toMatchObject({ error: { code: 'grant_already_redeemed' } });
+    } finally {
+      await gateway.app.close();
+    }
+  });
+});
