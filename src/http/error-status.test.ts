@@ -51,3 +51,21 @@ describe('the code -> status table', () => {
     expect(publicMessage('policy_denied', 403, 'not allowed')).toBe('not allowed');
   });
 });
+
+describe('the wire contract (docs/protocol.md)', () => {
+  it('lists every code the appliance answers with, under its status', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const text = await readFile(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+    const rows = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      const m = /^\| (\d{3}) \| (.*) \|$/.exec(line);
+      if (m === null) continue;
+      for (const code of (m[2] ?? '').matchAll(/`([a-z0-9_]+)`/g))
+        rows.set(code[1] ?? '', Number(m[1]));
+    }
+    const missing = Object.keys(ERROR_STATUS).filter((c) => rows.get(c) !== ERROR_STATUS[c]);
+    expect(missing).toEqual([]);
+    const unknown = [...rows.keys()].filter((c) => ERROR_STATUS[c] === undefined);
+    expect(unknown).toEqual([]);
+  });
+});
