@@ -142,10 +142,15 @@ async function activeRuntime(name: string, labels: Record<string, string>): Prom
     payload: { secret: secret.toString('base64') },
   });
   expect(act.json<{ state: string }>().state).toBe('active');
+  parentEks.set(e.runtimeId, ek);
   return e.runtimeId;
 }
 
+/** The EK each runtime enrolled with: the shared AK quotes as its child (qualifiedSigner). */
+const parentEks = new Map<string, SoftEk>();
+
 async function attest(runtimeId: string) {
+  runtimeTpm.parentEk = parentEks.get(runtimeId)?.ekPublic;
   const ch = await app.inject({ method: 'POST', url: `/v1/runtimes/${runtimeId}/challenges` });
   expect(ch.statusCode).toBe(201);
   const nonce = Buffer.from(ch.json<{ nonce: string }>().nonce, 'base64');
