@@ -65,17 +65,16 @@ export interface RuntimeRecord {
   readonly createdAt: string;
   /** Clock counters of this AK's last verified quote. */
   readonly counters: { readonly resetCount: number; readonly restartCount: number } | null;
-  /** Clock and firmware of this AK's last verified quote (absent in records from before). */
-  readonly lastQuote?: {
-    readonly clock: string /* decimal uint64 ms */;
-    readonly firmwareVersion: string /* 16 hex chars */;
-  };
   /**
    * The AK's qualified name under the EK it enrolled with (hex TPM2B_NAME): a quote's
    * qualifiedSigner must equal it. Absent in records from before: not checked.
    */
   readonly akQualifiedName?: string;
   readonly lastAttestation: LastAttestation | null;
+  readonly lastQuote?: {
+    readonly clock: string /* decimal uint64 ms */;
+    readonly firmwareVersion: string; /* 16 hex chars */
+  };
 }
 
 /**

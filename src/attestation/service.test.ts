@@ -39,7 +39,6 @@ function makeService(allowReset = true): AttestationService {
 }
 
 async function enrollAndActivate(s = svc, t = tpm, e = ek, name = 'agent-7'): Promise<string> {
-  t.parentEk = e.ekPublic;
   const enrolled = await s.enroll({
     name,
     ekPublic: e.ekPublicBytes.toString('base64'),

@@ -37,7 +37,6 @@ let operator: string;
 async function activeRuntime(name: string): Promise<string> {
   const ek = new SoftEk();
   const ak = new SoftTpm('ecc');
-  ak.parentEk = ek.ekPublic;
   const enrolled = await app.inject({
     method: 'POST',
     url: '/v1/runtimes',

@@ -27,7 +27,6 @@ const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 let app: App;
 const tpm = new SoftTpm('ecc');
 const ek = new SoftEk();
-tpm.parentEk = ek.ekPublic;
 
 beforeAll(async () => {
   const svc = new AttestationService(

@@ -59,6 +59,9 @@ export interface SoftQuoteOptions {
   readonly tamper?: (a: TpmsAttest) => TpmsAttest;
 }
 
+/** Every SoftTpm by its AK name, so a SoftEk's activation can adopt the AK as its child. */
+const softAks = new Map<string, SoftTpm>();
+
 export class SoftTpm {
   readonly akPublic: EccPublic | RsaPublic;
   readonly #key: KeyObject;
@@ -67,7 +70,11 @@ export class SoftTpm {
   restartCount = 0;
   clock = 123456n;
   firmwareVersion = 0x2000_0000_0001n;
-  /** The EK this AK was created under (sets qualifiedSigner as a real TPM would). */
+  /**
+   * The EK this AK was created under (sets qualifiedSigner as a real TPM would). A
+   * SoftEk's successful activation for this AK sets it: the AK activated with an EK is
+   * taken as its child, as our attester creates it.
+   */
   parentEk: TpmtPublic | undefined;
 
   constructor(kind: 'ecc' | 'rsa' = 'ecc') {
@@ -85,6 +92,7 @@ export class SoftTpm {
       this.akPublic = withUnique(AK_TEMPLATE_RSA2048, Buffer.from(jwk.n ?? '', 'base64url'));
       this.#key = privateKey;
     }
+    softAks.set(objectName(this.akPublic).toString('hex'), this);
     for (const bank of ['sha1', 'sha256'] as const) {
       const size = hashInfoByName(bank)?.size ?? 32;
       this.pcrs.set(
@@ -214,6 +222,8 @@ export class SoftEk {
     const symKey = kdfa('sha256', seed, 'STORAGE', name, Buffer.alloc(0), 128);
     const d = createDecipheriv('aes-128-cfb', symKey, Buffer.alloc(16));
     const plain = Buffer.concat([d.update(encIdentity), d.final()]);
+    const ak = softAks.get(Buffer.from(name).toString('hex'));
+    if (ak !== undefined) ak.parentEk = this.ekPublic;
     return plain.subarray(2, 2 + plain.readUInt16BE(0));
   }
 }
