@@ -350,7 +350,13 @@ export async function openAppliance(
               );
             },
           });
-    if (policyWorkers !== undefined) closers.push(() => policyWorkers.close());
+    if (policyWorkers !== undefined) {
+      closers.push(() => policyWorkers.close());
+      // Serve once the workers have started (their code and Cedar loaded), so that the first
+      // decisions and the readiness canary do not wait for them; one that cannot start is
+      // replaced and, until then, readiness shows `policy` down.
+      await policyWorkers.started();
+    }
 
     const referencePolicyFiles = await expandPaths(config.attestation.referencePolicies, '.json');
     const ekCaBundlePem = await readBundle(config.attestation.ekCaBundle);

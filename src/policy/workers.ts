@@ -115,6 +115,24 @@ export class PolicyWorkers {
     return this.#engine.decideWith(req, (call, hash) => this.#evaluate(call, hash));
   }
 
+  /**
+   * Resolves when every worker has started or the boot deadline has passed (a worker that
+   * has not started by then is being replaced; decisions fail closed meanwhile).
+   */
+  started(): Promise<void> {
+    return new Promise((resolve) => {
+      const deadline = Date.now() + BOOT_DEADLINE_MS;
+      const check = (): void => {
+        if (this.#closed || this.#threads.every((t) => t.ready) || Date.now() >= deadline) {
+          resolve();
+          return;
+        }
+        setTimeout(check, 20);
+      };
+      check();
+    });
+  }
+
   /** Workers replaced after dying (for tests and metrics). */
   get replaced(): number {
     return this.#replaced;
