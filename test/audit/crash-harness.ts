@@ -10,7 +10,7 @@
  * below the repository, where the addon's relative path still resolves.
  */
 import { spawn } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { repoRoot } from '../rig/sim.js';
 
@@ -26,11 +26,16 @@ export async function buildCrashChild(
 ): Promise<CrashChild> {
   await mkdir(join(repoRoot, 'var'), { recursive: true });
   const dir = await mkdtemp(join(repoRoot, 'var', 'crash-child-'));
-  const outfile = join(dir, 'child.mjs');
   const esbuild = await import('esbuild');
+  // The worker threads' files go beside the bundle, where `workerEntry` (src/shared/worker.ts)
+  // looks for them; a package.json makes every .js there an ES module.
+  await writeFile(join(dir, 'package.json'), '{"type":"module"}\n');
   await esbuild.build({
-    entryPoints: [entry],
-    outfile,
+    entryPoints: {
+      child: entry,
+      'policy.worker': join(repoRoot, 'src/policy/policy.worker.ts'),
+    },
+    outdir: dir,
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -40,7 +45,7 @@ export async function buildCrashChild(
   });
   return {
     command: process.execPath,
-    args: [outfile],
+    args: [join(dir, 'child.js')],
     dispose: () => rm(dir, { recursive: true, force: true }),
   };
 }
