@@ -59,12 +59,15 @@ async function main(): Promise<void> {
     const rows: { concurrency: number; rate: number; nvPerAppend: number; perBatch: number }[] = [];
     for (const [i, concurrency] of [1, 16, 64].entries()) {
       const indices = { counterIndex: 0x01500100 + 2 * i, extendIndex: 0x01500101 + 2 * i };
-      const pinnedNames = await provisionTpmAnchor(tpm, indices);
+      const pin = await provisionTpmAnchor(tpm, indices);
       const db = await openDatabase(join(root, `log-${concurrency}`));
-      const audit = createAudit(
-        { origin: ORIGIN },
-        { db, anchor: new TpmAuditAnchor(tpm, { ...indices, pinnedNames }), signer },
-      );
+      const anchor = new TpmAuditAnchor(tpm, {
+        ...indices,
+        pinnedNames: pin.names,
+        pinnedGenesis: pin.genesisCounter,
+      });
+      const audit = createAudit({ origin: ORIGIN }, { db, anchor, signer });
+      await audit.provision();
       await audit.ready();
       let running = true;
       let n = 0;

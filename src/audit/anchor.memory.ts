@@ -18,6 +18,8 @@ export interface AnchorFault {
 
 export class MemoryAnchor implements AuditAnchor {
   counter: bigint;
+  /** Pinned at construction: the counter as provisioned (set `undefined` for "never provisioned"). */
+  genesis: bigint | undefined;
   extendValue: Buffer = Buffer.from(GENESIS_EXTEND);
   pinnedNamesMatch = true;
   readonly faults: AnchorFault[] = [];
@@ -25,6 +27,7 @@ export class MemoryAnchor implements AuditAnchor {
 
   constructor(initialCounter = 1n) {
     this.counter = initialCounter;
+    this.genesis = initialCounter;
   }
 
   private fault(op: AnchorOp): AnchorFault | undefined {

@@ -28,6 +28,13 @@ export interface NvCertification {
 
 export interface AuditAnchor {
   /**
+   * The counter value at provisioning, pinned in operator configuration beside the NV names
+   * (never read from the store); `undefined`: the appliance was never provisioned. Batch i
+   * (0-based) is anchored at genesis + i + 1, and a new log starts only on a counter equal
+   * to it (docs/audit.md "The anchor").
+   */
+  readonly genesis: bigint | undefined;
+  /**
    * Compare the indices' NV names (which cover their attributes and auth policy) with the
    * pinned ones; a redefined index is tampering. Rejects with AuditRollbackError.
    */

@@ -83,6 +83,10 @@ class MeteredAuditAnchor implements AuditAnchor {
     private readonly pending: PendingBatches,
   ) {}
 
+  get genesis(): bigint | undefined {
+    return this.anchor.genesis;
+  }
+
   checkPinned(): Promise<void> {
     return this.anchor.checkPinned();
   }

@@ -40,6 +40,7 @@ beforeAll(async () => {
     sign: (m) => Promise.resolve(sign(null, m, privateKey)),
   };
   audit = createAudit({ origin: ORIGIN }, { db, anchor: new MemoryAnchor(), signer });
+  await audit.provision();
   for (let i = 0; i < 9; i++) {
     await audit.append({
       type: 'grant.decision',

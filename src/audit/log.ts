@@ -18,6 +18,7 @@ import type { AuditEntry, AuditEvent } from './entry.js';
 import { GENESIS_PREV_HASH, buildEntry, checkEvent, checkLink, isEntryShape } from './entry.js';
 import {
   AuditNotFoundError,
+  AuditNotProvisionedError,
   AuditRangeError,
   AuditRollbackError,
   AuditUnavailableError,
@@ -116,7 +117,7 @@ function isStoreMeta(v: unknown): v is StoreMeta {
 
 export class AuditLog {
   private phase: Phase = 'starting';
-  private refusal: AuditRollbackError | undefined;
+  private refusal: AuditRollbackError | AuditNotProvisionedError | undefined;
   private readonly tree = new MerkleTree();
   /** The anchored state; `tree` may hold more leaves while a batch is in flight. */
   private size = 0;
@@ -294,7 +295,23 @@ export class AuditLog {
 
   // --- start-up -------------------------------------------------------------------------
 
-  private async startUp(): Promise<void> {
+  /**
+   * The pinned genesis, or a refusal: without a pin there is nothing to compare the store
+   * with, and that is a fresh appliance, not a rollback.
+   */
+  private pinnedGenesis(): bigint {
+    const genesis = this.anchor.genesis;
+    if (genesis === undefined) {
+      const err = new AuditNotProvisionedError();
+      this.refusal = err;
+      this.phase = 'refused';
+      this.logger.error({ event: 'audit_not_provisioned' }, `audit: ${err.message}`);
+      throw err;
+    }
+    return genesis;
+  }
+
+  private async checkNames(): Promise<void> {
     try {
       await this.anchor.checkPinned();
     } catch (err) {
@@ -303,26 +320,71 @@ export class AuditLog {
       }
       throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
     }
+  }
+
+  /** The store's metadata: `undefined` for an empty store; refuses anything not this log's. */
+  private async readStoreMeta(genesis: bigint): Promise<StoreMeta | undefined> {
     let meta: unknown;
+    let hasData = false;
     try {
       meta = await this.store.readMeta();
+      if (meta === undefined) {
+        for await (const _ of this.store.readEntries(0, 1)) hasData = true;
+        for await (const _ of this.store.readBatches(0)) hasData = true;
+      }
     } catch (err) {
       throw new AuditUnavailableError('audit store cannot be read', { cause: err });
     }
     if (meta === undefined) {
-      await this.createLog();
-    } else if (!isStoreMeta(meta)) {
+      if (hasData) {
+        throw this.refuse('the audit store has entries but no metadata', {
+          reason: 'store_meta_missing',
+        });
+      }
+      return undefined;
+    }
+    if (!isStoreMeta(meta)) {
       throw this.refuse('the audit store metadata is malformed', {
         reason: 'store_meta_malformed',
       });
-    } else if (meta.origin !== this.options.origin) {
+    }
+    if (meta.origin !== this.options.origin) {
       throw this.refuse(
         `the audit store was created for origin "${meta.origin}", not "${this.options.origin}" (a store from another appliance)`,
         { reason: 'store_origin_mismatch', storeOrigin: meta.origin },
       );
-    } else {
-      this.genesisCounter = BigInt(meta.genesisCounter);
     }
+    // The store's own genesis is only compared, never used: whoever holds the disk writes it.
+    if (BigInt(meta.genesisCounter) !== genesis) {
+      throw this.refuse(
+        `the audit store was created at NV counter ${meta.genesisCounter}, not at the pinned genesis ${genesis} (a foreign or edited store)`,
+        {
+          reason: 'store_genesis_mismatch',
+          storeGenesis: meta.genesisCounter,
+          pinnedGenesis: genesis.toString(),
+        },
+      );
+    }
+    return meta;
+  }
+
+  private async startUp(): Promise<void> {
+    const genesis = this.pinnedGenesis();
+    await this.checkNames();
+    const meta = await this.readStoreMeta(genesis);
+    if (meta === undefined) {
+      // Start-up never creates a log: that is `grantor provision`'s explicit act.
+      const tpm = await this.readAnchor();
+      throw this.refuse(
+        `the audit store is missing but the anchor is pinned (genesis ${genesis}, TPM counter ${tpm.counter}): restore the store; on a freshly provisioned appliance run \`grantor provision\``,
+        {
+          reason: 'store_missing',
+          tpmCounter: tpm.counter.toString(),
+          pinnedGenesis: genesis.toString(),
+        },
+      );
+    }
+    this.genesisCounter = genesis;
     await this.reconcile();
     if (this.refusal !== undefined) throw this.refusal;
     this.phase = 'ready';
@@ -332,46 +394,44 @@ export class AuditLog {
     );
   }
 
-  /** An empty store: only valid on an anchor that has never recorded a batch. */
-  private async createLog(): Promise<void> {
-    const anchored = await this.readAnchor();
-    let hasData = false;
-    try {
-      for await (const _ of this.store.readEntries(0, 1)) hasData = true;
-      for await (const _ of this.store.readBatches(0)) hasData = true;
-    } catch (err) {
-      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
-    }
-    if (hasData) {
-      throw this.refuse('the audit store has entries but no metadata', {
-        reason: 'store_meta_missing',
-      });
-    }
-    if (!anchored.extendValue.equals(GENESIS_EXTEND)) {
+  /**
+   * Provisioning's last step (`grantor provision`): create the store of a new log. Only on
+   * an empty store, and only while the TPM holds exactly the pinned genesis (counter equal
+   * to it, extend index at its provisioned value): a counter past the genesis has anchored
+   * batches of a log whose store is gone, and a new log there would hide that. Idempotent:
+   * resolves `false` when this log's store already exists (start-up then checks it).
+   */
+  async provision(): Promise<boolean> {
+    if (this.phase !== 'starting') return false;
+    const genesis = this.pinnedGenesis();
+    await this.checkNames();
+    if ((await this.readStoreMeta(genesis)) !== undefined) return false;
+    const tpm = await this.readAnchor();
+    if (tpm.counter !== genesis || !tpm.extendValue.equals(GENESIS_EXTEND)) {
       throw this.refuse(
-        'the audit store is empty but the TPM anchor has recorded batches: the store was lost, replaced or rolled back',
+        `a new audit log starts only on an anchor at its pinned genesis ${genesis}; the TPM counter is ${tpm.counter}: this anchor has recorded batches whose store is missing`,
         {
-          reason: 'store_behind_anchor',
-          tpmCounter: anchored.counter.toString(),
-          storeBatches: 0,
+          reason: 'store_missing',
+          tpmCounter: tpm.counter.toString(),
+          pinnedGenesis: genesis.toString(),
         },
       );
     }
     const meta: StoreMeta = {
       version: 1,
       origin: this.options.origin,
-      genesisCounter: anchored.counter.toString(),
+      genesisCounter: genesis.toString(),
     };
     try {
       await this.store.writeMeta(meta);
     } catch (err) {
       throw new AuditUnavailableError('audit store cannot be written', { cause: err });
     }
-    this.genesisCounter = anchored.counter;
     this.logger.info(
       { event: 'audit_created', genesisCounter: meta.genesisCounter },
       'audit: new log created on a freshly provisioned anchor',
     );
+    return true;
   }
 
   private async readAnchor(): Promise<AnchorState> {

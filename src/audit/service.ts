@@ -74,6 +74,11 @@ export interface AuditExport {
 export interface AuditService {
   /** Resolves once the start-up check passed; rejects with its error (see AuditLog.open). */
   ready(): Promise<void>;
+  /**
+   * `grantor provision`'s last step: create the store of a new log on an anchor at its
+   * pinned genesis (see AuditLog.provision); `false` when this log's store exists already.
+   */
+  provision(): Promise<boolean>;
   /** Durably recorded and anchored when it resolves; fails closed with audit_unavailable. */
   append(event: AuditEvent): Promise<Appended>;
   checkpoint(options?: { nonce?: Buffer }): Promise<SignedCheckpoint>;
@@ -112,6 +117,10 @@ export class DefaultAuditService implements AuditService {
 
   ready(): Promise<void> {
     return this.log.open();
+  }
+
+  provision(): Promise<boolean> {
+    return this.log.provision();
   }
 
   async append(event: AuditEvent): Promise<Appended> {

@@ -39,6 +39,7 @@ beforeAll(async () => {
     {
       openAudit: async () => {
         const audit = createAudit({ origin: ORIGIN }, { db, anchor, signer });
+        await audit.provision();
         await audit.ready();
         await Promise.all(Array.from({ length: 12 }, (_, i) => audit.append(event(i))));
         return { audit, close: () => audit.close() };

@@ -112,7 +112,10 @@ describe('crash consistency under SIGKILL', () => {
           env: {
             CRASH_DB: join(lane.dir, 'db'),
             CRASH_TCTI: lane.sim.tcti,
-            CRASH_ANCHOR: JSON.stringify(lane.config),
+            CRASH_ANCHOR: JSON.stringify({
+              ...lane.config,
+              pinnedGenesis: lane.config.pinnedGenesis?.toString(),
+            }),
             CRASH_CONCURRENCY: '8',
           },
         }),

@@ -32,8 +32,13 @@ export async function provisionAnchor(
   tpm: TpmPort,
   indices: TpmAnchorIndices = INDICES,
 ): Promise<TpmAnchorConfig> {
-  const pinnedNames = await provisionTpmAnchor(tpm, indices);
-  return { ...indices, pinnedNames, akTemplate: AK_TEMPLATE };
+  const pin = await provisionTpmAnchor(tpm, indices);
+  return {
+    ...indices,
+    pinnedNames: pin.names,
+    pinnedGenesis: pin.genesisCounter,
+    akTemplate: AK_TEMPLATE,
+  };
 }
 
 export function event(i: number): AuditEvent {

@@ -45,6 +45,7 @@ beforeAll(async () => {
     { origin: ORIGIN },
     { db, anchor: new TpmAuditAnchor(tpm, config), signer: testSigner(ORIGIN) },
   );
+  await audit.provision();
   await audit.ready();
   for (let i = 0; i < 3; i++) await audit.append(event(i));
   await Promise.all(Array.from({ length: 10 }, (_, i) => audit.append(event(3 + i))));
