@@ -20,6 +20,7 @@ export class MemoryAnchor implements AuditAnchor {
   counter: bigint;
   /** Pinned at construction: the counter as provisioned (set `undefined` for "never provisioned"). */
   genesis: bigint | undefined;
+  readonly pinnedNames = undefined;
   extendValue: Buffer = Buffer.from(GENESIS_EXTEND);
   pinnedNamesMatch = true;
   readonly faults: AnchorFault[] = [];

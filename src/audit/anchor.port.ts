@@ -34,6 +34,8 @@ export interface AuditAnchor {
    * to it (docs/audit.md "The anchor").
    */
   readonly genesis: bigint | undefined;
+  /** The pinned NV names (hex), published for auditors to compare with their own pin. */
+  readonly pinnedNames: { readonly counter: string; readonly extend: string } | undefined;
   /**
    * Compare the indices' NV names (which cover their attributes and auth policy) with the
    * pinned ones; a redefined index is tampering. Rejects with AuditRollbackError.

@@ -209,6 +209,7 @@ export async function provisionTpmAnchor(
 export class TpmAuditAnchor implements AuditAnchor {
   private readonly auth;
   readonly genesis: bigint | undefined;
+  readonly pinnedNames: { readonly counter: string; readonly extend: string };
 
   constructor(
     private readonly tpm: TpmPort,
@@ -216,6 +217,7 @@ export class TpmAuditAnchor implements AuditAnchor {
   ) {
     this.auth = { by: 'owner' as const, value: Buffer.from(config.ownerAuth ?? new Uint8Array(0)) };
     this.genesis = config.pinnedGenesis;
+    this.pinnedNames = config.pinnedNames;
   }
 
   private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {

@@ -87,6 +87,10 @@ class MeteredAuditAnchor implements AuditAnchor {
     return this.anchor.genesis;
   }
 
+  get pinnedNames(): AuditAnchor['pinnedNames'] {
+    return this.anchor.pinnedNames;
+  }
+
   checkPinned(): Promise<void> {
     return this.anchor.checkPinned();
   }

@@ -270,6 +270,43 @@ export class AuditLog {
     return out;
   }
 
+  /**
+   * Anchored batch records from `from`, at most `limit`: each batch's tree size and root,
+   * checked against the running log's memory (the boundaries that tie the TPM's counter and
+   * extend value to the entries).
+   */
+  async batchRecords(from: number, limit: number): Promise<BatchRecord[]> {
+    this.assertServing();
+    if (!Number.isSafeInteger(from) || from < 0) throw new AuditRangeError('bad from');
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new AuditRangeError('bad limit');
+    if (from >= this.batches) {
+      throw new AuditNotFoundError(`no batch ${from} (${this.batches} anchored)`);
+    }
+    const count = Math.min(limit, this.batches - from);
+    const out: BatchRecord[] = [];
+    try {
+      for await (const value of this.store.readBatches(from)) {
+        const index = from + out.length;
+        const last = out.at(-1)?.size ?? 0;
+        if (
+          !isBatchRecord(value) ||
+          value.index !== index ||
+          value.size <= last ||
+          value.size > this.size ||
+          value.root !== this.tree.root(value.size).toString('hex')
+        ) {
+          throw new Error(`batch ${index} changed in the store`);
+        }
+        out.push({ index: value.index, size: value.size, root: value.root });
+        if (out.length === count) break;
+      }
+    } catch (err) {
+      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+    }
+    if (out.length !== count) throw new AuditUnavailableError('audit store is missing batches');
+    return out;
+  }
+
   private checkSize(size: number): void {
     if (!Number.isSafeInteger(size) || size < 0 || size > this.size) {
       throw new AuditRangeError(`tree size ${size} is beyond the latest checkpoint (${this.size})`);
