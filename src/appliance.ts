@@ -114,7 +114,9 @@ function anchorConfig(config: AppConfig, pin?: PinnedAnchor) {
   return {
     ...indices,
     pinnedNames: pin?.names ?? config.audit.pinnedNames ?? expectedAnchorNames(indices),
-    ...(pin === undefined ? {} : { pinnedGenesis: pin.genesisCounter }),
+    ...(pin === undefined
+      ? {}
+      : { pinnedGenesis: pin.genesisCounter, pinnedAkPublic: pin.akPublic }),
     // NV_Certify (checkpoint ?nonce=) is signed by a restricted P-256 AK derived as an
     // endorsement-hierarchy primary from this template (the same key every time).
     akTemplate: marshalTpmtPublic(AK_TEMPLATE_ECC_P256),
@@ -171,7 +173,10 @@ export async function provisionAppliance(
     const anchored = await provisionTpmAnchor(tpm, indices, {
       ...(options.afterStep === undefined ? {} : { afterStep: options.afterStep }),
     });
-    pin = { ...indices, ...anchored };
+    // The AK that certifies every start-up read of the anchor, pinned with it.
+    const akPublic = await new TpmAuditAnchor(tpm, anchorConfig(config)).akPublic();
+    if (akPublic === undefined) throw new GrantorError('tpm_unavailable', 'no AK for the anchor');
+    pin = { ...indices, ...anchored, akPublic };
     await writeAnchorPin(file, pin);
     await options.afterStep?.('write_pin');
     done.push(

@@ -4,14 +4,19 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../shared/errors.js';
+import { marshalTpm2bPublic } from '../tpm/marshal/public.js';
+import { AK_TEMPLATE_ECC_P256 } from '../tpm/templates.js';
 import type { PinnedAnchor } from './anchor-pin.js';
 import { formatAnchorPin, parseAnchorPin, readAnchorPin, writeAnchorPin } from './anchor-pin.js';
 
+// Any TPM2B_PUBLIC that parses (the AK template itself).
+const AK_PUBLIC = marshalTpm2bPublic(AK_TEMPLATE_ECC_P256);
 const pin: PinnedAnchor = {
   counterIndex: 0x01500020,
   extendIndex: 0x01500021,
   names: { counter: `000b${'ab'.repeat(32)}`, extend: `000b${'cd'.repeat(32)}` },
   genesisCounter: 42n,
+  akPublic: AK_PUBLIC,
 };
 
 const KEY = 'GRANTOR_AUDIT_ANCHOR_PIN';
@@ -38,6 +43,11 @@ describe('the anchor pin file', () => {
     ['a negative genesis', formatAnchorPin(pin).replace('"42"', '"-1"')],
     ['a numeric genesis', formatAnchorPin(pin).replace('"42"', '42')],
     ['a genesis past 64 bits', formatAnchorPin(pin).replace('"42"', `"${2n ** 64n}"`)],
+    ['no AK', formatAnchorPin(pin).replace(/"akPublic": "[^"]*"/, '"akPublic": ""')],
+    [
+      'an AK that is not a TPM2B_PUBLIC',
+      formatAnchorPin(pin).replace(/"akPublic": "[^"]*"/, '"akPublic": "AAEC"'),
+    ],
   ])('refuses %s with a ConfigError naming the key', (_what, text) => {
     expect(invalid(text)).toBeInstanceOf(ConfigError);
     expect(invalid(text)).toMatchObject({ code: 'config_invalid', key: KEY });

@@ -7,21 +7,26 @@
  *
  *   { "format": "grantor-anchor-pin/1", "counterIndex": "0x01500020",
  *     "extendIndex": "0x01500021", "names": { "counter": "000b…", "extend": "000b…" },
- *     "genesisCounter": "42" }
+ *     "genesisCounter": "42", "akPublic": "<base64 TPM2B_PUBLIC>" }
  */
 import { constants } from 'node:fs';
 import { link, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
+import { unmarshalTpm2bPublic } from '../tpm/marshal/public.js';
 import type { AnchorPin, TpmAnchorIndices } from './anchor.tpm.js';
 
 export const PIN_FORMAT = 'grantor-anchor-pin/1';
 
-export interface PinnedAnchor extends AnchorPin, TpmAnchorIndices {}
+export interface PinnedAnchor extends AnchorPin, TpmAnchorIndices {
+  /** TPM2B_PUBLIC of the appliance AK that certifies the anchor (start-up reads, exports). */
+  readonly akPublic: Buffer;
+}
 
 const NAME = /^000b[0-9a-f]{64}$/;
 const INDEX = /^0x[0-9a-f]{8}$/;
 const COUNTER = /^\d{1,20}$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -40,7 +45,7 @@ export function parseAnchorPin(text: string, key: string): PinnedAnchor {
   if (!isRecord(raw) || raw.format !== PIN_FORMAT) {
     throw new ConfigError(key, `the anchor pin is not a ${PIN_FORMAT} object`);
   }
-  const { counterIndex, extendIndex, names, genesisCounter } = raw;
+  const { counterIndex, extendIndex, names, genesisCounter, akPublic } = raw;
   if (typeof counterIndex !== 'string' || !INDEX.test(counterIndex)) {
     throw new ConfigError(key, 'the anchor pin has no valid counterIndex');
   }
@@ -61,11 +66,21 @@ export function parseAnchorPin(text: string, key: string): PinnedAnchor {
   }
   const genesis = BigInt(genesisCounter);
   if (genesis >= 2n ** 64n) throw new ConfigError(key, 'the anchor pin genesisCounter overflows');
+  if (typeof akPublic !== 'string' || !BASE64.test(akPublic) || akPublic.length > 2048) {
+    throw new ConfigError(key, 'the anchor pin has no valid akPublic');
+  }
+  const ak = Buffer.from(akPublic, 'base64');
+  try {
+    unmarshalTpm2bPublic(ak);
+  } catch {
+    throw new ConfigError(key, 'the anchor pin akPublic is not a TPM2B_PUBLIC');
+  }
   return {
     counterIndex: Number.parseInt(counterIndex, 16),
     extendIndex: Number.parseInt(extendIndex, 16),
     names: { counter: names.counter, extend: names.extend },
     genesisCounter: genesis,
+    akPublic: ak,
   };
 }
 
@@ -77,6 +92,7 @@ export function formatAnchorPin(pin: PinnedAnchor): string {
       extendIndex: hex8(pin.extendIndex),
       names: pin.names,
       genesisCounter: pin.genesisCounter.toString(),
+      akPublic: pin.akPublic.toString('base64'),
     },
     null,
     2,

@@ -19,7 +19,7 @@
  * - Provisioning writes both once (extend of the empty root, one increment), so
  *   TPMA_NV_WRITTEN is set and the names are final before they are pinned.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { TpmPort } from '../tpm/tpm.port.js';
 import { TPM_RC, TpmError } from '../tpm/tpm-error.js';
 import { marshalNvPublic, unwrapTpm2b } from '../tpm/tpm.wire.js';
@@ -28,6 +28,7 @@ import type { AnchorState, AuditAnchor, NvCertification } from './anchor.port.js
 import { AnchorError, GENESIS_EXTEND } from './anchor.port.js';
 import { AuditRollbackError } from './errors.js';
 import { EMPTY_ROOT } from './merkle.js';
+import { NvCertifyCheckError, checkNvCertification } from './nv-certify.js';
 
 /** TPMA_NV bits used here (TPM 2.0 Part 2, 13.4). */
 const NV = {
@@ -63,6 +64,13 @@ export interface TpmAnchorConfig extends TpmAnchorIndices {
    * absent: never provisioned, and the log refuses with audit_not_provisioned.
    */
   readonly pinnedGenesis?: bigint;
+  /**
+   * The appliance AK (TPM2B_PUBLIC of the primary made from `akTemplate`), pinned at
+   * provisioning. With it every read of the anchor is an NV_Certify with a fresh nonce,
+   * checked against this key and the pinned names: an interposer on the TPM bus cannot
+   * answer with other values. Without it reads are plain NV_Read (tests of the log core).
+   */
+  readonly pinnedAkPublic?: Uint8Array;
   /** Owner hierarchy authorisation (empty by default). Never logged. */
   readonly ownerAuth?: Uint8Array;
   /** Endorsement hierarchy authorisation for the AK that signs NV_Certify. */
@@ -263,11 +271,42 @@ export class TpmAuditAnchor implements AuditAnchor {
   }
 
   read(): Promise<AnchorState> {
+    const ak = this.config.pinnedAkPublic;
+    if (ak !== undefined) return this.certifiedRead(Buffer.from(ak));
     return this.run('NV_Read', async () => {
       const counter = await this.tpm.nvReadCounter(this.config.counterIndex, { auth: this.auth });
       const extendValue = await this.tpm.nvRead(this.config.extendIndex, { auth: this.auth });
       return { counter, extendValue };
     });
+  }
+
+  /** The anchor as the TPM itself states it: NV_Certify, fresh nonce, pinned AK and names. */
+  private async certifiedRead(akPublic: Buffer): Promise<AnchorState> {
+    const nonce = randomBytes(32);
+    const certs = await this.certify(nonce);
+    const values: Partial<Record<'counter' | 'extend', Buffer>> = {};
+    for (const c of certs) {
+      try {
+        values[c.index] = checkNvCertification(c.attest, c.signature, {
+          akPublic,
+          nonce,
+          name: this.config.pinnedNames[c.index],
+          size: c.index === 'counter' ? 8 : 32,
+        });
+      } catch (err) {
+        if (!(err instanceof NvCertifyCheckError)) throw err;
+        // Not an outage: something between us and the TPM answered in its place.
+        throw new AuditRollbackError(
+          `the TPM's certification of the audit ${c.index} index does not verify (${err.message}): the anchor read was not answered by this TPM`,
+          { details: { reason: 'anchor_read_unverified', index: c.index, problem: err.message } },
+        );
+      }
+    }
+    const { counter, extend } = values;
+    if (counter === undefined || extend === undefined) {
+      throw new AnchorError('NV_Certify did not certify both indices', false);
+    }
+    return { counter: counter.readBigUInt64BE(0), extendValue: extend };
   }
 
   extend(data: Buffer): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * `grantor audit export FILE` and `grantor audit verify FILE --key <verifier key>
- * (--ak <base64 TPM2B_PUBLIC> --pin <anchor pin file> | --skip-tpm-evidence)`. The caller (src/cli) passes argv after `audit`, a way to
+ * (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)`. The caller (src/cli) passes argv after `audit`, a way to
  * open the local audit service (export only: verify never needs the appliance) and where
  * to print. Returns the exit code: 0 good, 1 does not verify, 2 usage or I/O error.
  */
@@ -23,7 +23,7 @@ export interface CliOutput {
 }
 
 const USAGE =
-  'usage: grantor audit export FILE\n       grantor audit verify FILE --key <verifier key> (--ak <base64 TPM2B_PUBLIC> --pin <anchor pin file> | --skip-tpm-evidence)';
+  'usage: grantor audit export FILE\n       grantor audit verify FILE --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)';
 
 function option(args: readonly string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -88,7 +88,12 @@ export async function runAuditCli(
     }
     try {
       const r = verifyExport(parsed, key, {
-        ...(ak === undefined ? {} : { akPublic: Buffer.from(ak, 'base64') }),
+        // The pin carries the AK provisioning pinned; --ak names another one explicitly.
+        ...(ak !== undefined
+          ? { akPublic: Buffer.from(ak, 'base64') }
+          : pin === undefined
+            ? {}
+            : { akPublic: pin.akPublic }),
         ...(pin === undefined ? {} : { pin }),
         skipTpmEvidence,
       });

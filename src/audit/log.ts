@@ -475,6 +475,8 @@ export class AuditLog {
     try {
       return await this.anchor.read();
     } catch (err) {
+      // A read the TPM's own certification contradicts (anchor_read_unverified).
+      if (err instanceof AuditRollbackError) throw this.refuse(err.message, { ...err.details });
       throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
     }
   }

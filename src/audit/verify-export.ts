@@ -11,16 +11,12 @@
  * Without a pinned AK and pin it refuses, unless told to skip the TPM evidence.
  */
 import { GrantorError } from '../shared/errors.js';
-import { unmarshalTpmsAttest } from '../tpm/marshal/attest.js';
-import { TPM_GENERATED_VALUE, TPM_ST } from '../tpm/marshal/constants.js';
-import { unmarshalTpm2bPublic } from '../tpm/marshal/public.js';
-import { unmarshalTpmtSignature } from '../tpm/marshal/signature.js';
-import { verifyTpmtSignature } from '../tpm/marshal/verify.js';
 import { parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
 import type { AuditEntry } from './entry.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape } from './entry.js';
 import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { MerkleTree, leafHash } from './merkle.js';
+import { NvCertifyCheckError, checkNvCertification } from './nv-certify.js';
 import { EXPORT_FORMAT } from './service.js';
 
 export type ExportProblem =
@@ -240,12 +236,6 @@ function verifyCertifications(
   const fail = (msg: string, cause?: unknown): never => {
     throw new ExportInvalidError('nv_certify_invalid', `NV_Certify: ${msg}`, undefined, { cause });
   };
-  let ak;
-  try {
-    ak = unmarshalTpm2bPublic(akPublic);
-  } catch (err) {
-    return fail('AK public key does not parse', err);
-  }
   const seen = new Set<string>();
   for (const c of certs) {
     if (!isRecord(c) || typeof c.attest !== 'string' || typeof c.signature !== 'string') {
@@ -254,29 +244,17 @@ function verifyCertifications(
     const which = c.index;
     if (which !== 'counter' && which !== 'extend') return fail('unknown index kind');
     if (seen.has(which)) return fail(`${which}: certified twice`);
-    const attestBytes = Buffer.from(c.attest, 'base64');
-    let attest;
+    let contents: Buffer;
     try {
-      attest = unmarshalTpmsAttest(attestBytes);
-      verifyTpmtSignature(
-        ak,
-        unmarshalTpmtSignature(Buffer.from(c.signature, 'base64')),
-        attestBytes,
+      contents = checkNvCertification(
+        Buffer.from(c.attest, 'base64'),
+        Buffer.from(c.signature, 'base64'),
+        { akPublic, nonce, name: names[which], size: which === 'counter' ? 8 : 32 },
       );
     } catch (err) {
-      return fail(`${which}: signature does not verify with the AK`, err);
+      if (err instanceof NvCertifyCheckError) return fail(`${which}: ${err.message}`, err.cause);
+      throw err;
     }
-    // Only a TPM writes TPM_GENERATED into what a restricted key signs.
-    if (attest.magic !== TPM_GENERATED_VALUE) return fail(`${which}: not TPM-generated`);
-    if (attest.attested.type !== TPM_ST.ATTEST_NV) return fail(`${which}: not an NV attestation`);
-    if (!Buffer.from(attest.extraData).equals(nonce))
-      return fail(`${which}: not qualified with the nonce`);
-    // A decoy index (same values, another handle or other attributes) has another name.
-    if (Buffer.from(attest.attested.indexName).toString('hex') !== names[which].toLowerCase()) {
-      return fail(`${which}: certifies an NV index that is not the pinned one`);
-    }
-    if (attest.attested.offset !== 0) return fail(`${which}: partial read`);
-    const contents = Buffer.from(attest.attested.nvContents);
     const expected = which === 'counter' ? Buffer.alloc(8) : extendValue;
     if (which === 'counter') expected.writeBigUInt64BE(counter);
     if (!contents.equals(expected))

@@ -34,16 +34,17 @@ beforeAll(async () => {
   work = await tempDir('grantor-audit-cli-');
   const tpm = await NativeTpm.open(sim.tcti);
   config = await provisionAnchor(tpm);
-  pinText = formatAnchorPin({
-    ...INDICES,
-    names: config.pinnedNames,
-    genesisCounter: config.pinnedGenesis ?? 0n,
-  });
   const db = await openDatabase(join(work, 'db'));
   const signer = testSigner(ORIGIN);
   verifierKey = noteVerifierKey(signer.keyName, signer.publicKey);
   const anchor = new TpmAuditAnchor(tpm, config);
   akPublic = (await anchor.akPublic())!.toString('base64');
+  pinText = formatAnchorPin({
+    ...INDICES,
+    names: config.pinnedNames,
+    genesisCounter: config.pinnedGenesis ?? 0n,
+    akPublic: Buffer.from(akPublic, 'base64'),
+  });
   const lines: string[] = [];
   const code = await runAuditCli(
     ['export', join(work, 'export.json')],
@@ -71,11 +72,11 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function verify(text: string, extra: string[] = [], pin = pinText) {
+async function verify(text: string, extra: string[] = [], pin = pinText, withPin = true) {
   const out: string[] = [];
   const err: string[] = [];
   const code = await runAuditCli(
-    ['verify', 'f', '--key', verifierKey, '--pin', 'pin.json', ...extra],
+    ['verify', 'f', '--key', verifierKey, ...(withPin ? ['--pin', 'pin.json'] : []), ...extra],
     { readFile: (p) => Promise.resolve(p === 'pin.json' ? pin : text) },
     { out: (l) => out.push(l), err: (l) => err.push(l) },
   );
@@ -88,10 +89,15 @@ describe('audit export/verify with NV_Certify from swtpm', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^OK: 12 entries .*NV_Certify of the pinned indices/);
     expect(r.err).toBe('');
-    // Without --ak it refuses: the AK inside the export is the appliance's own word.
-    const unpinned = await verify(exported);
+    // The pin file carries the pinned AK...
+    const byPin = await verify(exported);
+    expect(byPin.code).toBe(0);
+    // ...without it the verifier refuses: the AK inside the export is the appliance's word.
+    const unpinned = await verify(exported, [], undefined, false);
     expect(unpinned.code).toBe(1);
     expect(unpinned.out).toMatch(/no pinned AK/);
+    const akOnly = await verify(exported, ['--ak', akPublic], undefined, false);
+    expect(akOnly.code).toBe(1);
     const skipped = await verify(exported, ['--skip-tpm-evidence']);
     expect(skipped.code).toBe(0);
     expect(skipped.err).toContain('TPM evidence NOT checked');

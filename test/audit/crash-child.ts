@@ -33,6 +33,8 @@ async function main(): Promise<void> {
     extendIndex: number;
     pinnedNames: { counter: string; extend: string };
     pinnedGenesis: string;
+    pinnedAkPublic: string;
+    akTemplate: string;
   };
   const db = await openDatabase(env('CRASH_DB'));
   const tpm = await NativeTpm.open(env('CRASH_TCTI'));
@@ -44,6 +46,8 @@ async function main(): Promise<void> {
       anchor: new TpmAuditAnchor(tpm, {
         ...anchorConfig,
         pinnedGenesis: BigInt(anchorConfig.pinnedGenesis),
+        pinnedAkPublic: Buffer.from(anchorConfig.pinnedAkPublic, 'base64'),
+        akTemplate: Buffer.from(anchorConfig.akTemplate, 'base64'),
       }),
       signer: testSigner(origin),
     },

@@ -115,6 +115,8 @@ describe('crash consistency under SIGKILL', () => {
             CRASH_ANCHOR: JSON.stringify({
               ...lane.config,
               pinnedGenesis: lane.config.pinnedGenesis?.toString(),
+              pinnedAkPublic: Buffer.from(lane.config.pinnedAkPublic ?? []).toString('base64'),
+              akTemplate: Buffer.from(lane.config.akTemplate ?? []).toString('base64'),
             }),
             CRASH_CONCURRENCY: '8',
           },

@@ -33,12 +33,15 @@ export async function provisionAnchor(
   indices: TpmAnchorIndices = INDICES,
 ): Promise<TpmAnchorConfig> {
   const pin = await provisionTpmAnchor(tpm, indices);
-  return {
+  const config = {
     ...indices,
     pinnedNames: pin.names,
     pinnedGenesis: pin.genesisCounter,
     akTemplate: AK_TEMPLATE,
   };
+  // Pinned as provisioning pins it: every anchor read is then a certified one.
+  const pinnedAkPublic = await new TpmAuditAnchor(tpm, config).akPublic();
+  return pinnedAkPublic === undefined ? config : { ...config, pinnedAkPublic };
 }
 
 export function event(i: number): AuditEvent {
