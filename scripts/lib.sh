@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 
 GRANTOR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-APT_PACKAGES=(swtpm swtpm-tools softhsm2 tpm2-tools libtss2-dev openssl ca-certificates make g++ python3)
+APT_PACKAGES=(swtpm swtpm-tools softhsm2 tpm2-tools libtss2-dev openssl ca-certificates make g++ python3 spin)
 
 log() { printf '[grantor] %s\n' "$*" >&2; }
 die() { printf '[grantor] error: %s\n' "$*" >&2; exit 1; }
