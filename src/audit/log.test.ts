@@ -4,7 +4,7 @@ import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { MemoryAuditStore } from './audit-store.memory.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
-import { GENESIS_PREV_HASH, entryHash } from './entry.js';
+import { GENESIS_PREV_HASH, buildEntry, entryHash } from './entry.js';
 import type { AuditLogOptions, AuditLogger, Clock } from './log.js';
 import { AuditLog } from './log.js';
 import { MerkleTree, leafHash } from './merkle.js';
@@ -346,6 +346,50 @@ describe('AuditLog: start-up check', () => {
     expect(again.log.head().size).toBe(4);
     expect(anchor.extendValue.equals(expectedAnchor(store).extend)).toBe(true);
     expect(logger.lines.some((l) => l.msg.includes('un-anchored batch'))).toBe(true);
+  });
+
+  it('refuses to anchor an un-anchored batch the log could not have written', async () => {
+    const { log, store, anchor } = await openLog();
+    await log.append(event(0));
+    await log.append(event(1));
+    const before = { counter: anchor.counter, extend: Buffer.from(anchor.extendValue) };
+    const head = await log.entries(0, 2);
+    // A batch of 10 written to the store but never anchored, entry times chosen by `time`.
+    const withBatch = (time: (seq: number) => string): MemoryAuditStore => {
+      const f = store.clone();
+      const tree = new MerkleTree();
+      for (const e of head) tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
+      let prev = head[1]?.hash ?? '';
+      const entries: AuditEntry[] = [];
+      for (let seq = 2; seq < 12; seq++) {
+        const e = buildEntry(event(seq), seq, time(seq), prev);
+        entries.push(e);
+        tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
+        prev = e.hash;
+      }
+      void f.appendBatch(entries, { index: 2, size: 12, root: tree.root().toString('hex') });
+      return f;
+    };
+    const open = (f: MemoryAuditStore, opts: Partial<AuditLogOptions> = {}) =>
+      new AuditLog(f, anchor, { ...options, ...opts }, fakeClock()).open();
+    const honest = () => '2026-01-01T00:00:00.000Z';
+    // Larger than a commit makes (maxBatchSize 5, the batch holds 10).
+    await expect(open(withBatch(honest), { maxBatchSize: 5 })).rejects.toMatchObject(
+      refused('store_unanchored_batch_implausible', { batch: 2, entries: 10, problem: 'size' }),
+    );
+    await expect(
+      open(withBatch((seq) => new Date(Date.parse(honest()) + seq).toISOString())),
+    ).rejects.toMatchObject(
+      refused('store_unanchored_batch_implausible', { problem: 'times_differ' }),
+    );
+    await expect(open(withBatch(() => '2030-01-01T00:00:00.000Z'))).rejects.toMatchObject(
+      refused('store_unanchored_batch_implausible', { problem: 'time_in_future' }),
+    );
+    // Nothing was anchored on the way; the plausible batch is.
+    expect(anchor.counter).toBe(before.counter);
+    expect(anchor.extendValue.equals(before.extend)).toBe(true);
+    await expect(open(withBatch(honest))).resolves.toBeUndefined();
+    expect(anchor.counter).toBe(before.counter + 1n);
   });
 
   it('detects a store restored from an older copy', async () => {

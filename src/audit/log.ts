@@ -501,6 +501,7 @@ export class AuditLog {
     const base = { size: this.size, batches: this.batches };
     // 1. Entries beyond the anchored size, each linked to its predecessor.
     let prev = this.headHash;
+    const times: string[] = [];
     try {
       for await (const value of this.store.readEntries(base.size)) {
         const seq = this.tree.size;
@@ -517,6 +518,7 @@ export class AuditLog {
         }
         this.tree.appendLeaf(leafHash(hexToBuf((value as AuditEntry).hash)));
         prev = (value as AuditEntry).hash;
+        times.push((value as AuditEntry).time);
       }
     } catch (err) {
       if (err instanceof AuditRollbackError) throw err;
@@ -590,7 +592,10 @@ export class AuditLog {
       tpm.extendValue.equals(ePrev) &&
       tpm.counter === expected - 1n
     ) {
-      // Durable in the store, never anchored, so nothing from it was released: anchor it.
+      // Durable in the store, never anchored, so nothing from it was released: anchor it,
+      // if it is one the log could have written (whoever holds the disk may write it).
+      const from = records.at(-2)?.size ?? base.size;
+      this.checkUnanchoredBatch(n - 1, times.slice(from - base.size));
       await this.anchorStep(() => this.anchor.extend(hexToBuf(lastRoot)));
       await this.anchorStep(() => this.anchor.increment());
       this.logger.warn(
@@ -618,6 +623,31 @@ export class AuditLog {
     this.extendValue = Buffer.from(eN);
     this.headHash = prev;
     this.dirty = false;
+  }
+
+  /**
+   * The one batch start-up anchors on the store's word: no larger than a commit makes it,
+   * one time for the whole batch (a commit stamps all entries alike), not in the future
+   * beyond a minute of clock skew. Bounds what a forger with the disk can slip in.
+   */
+  private checkUnanchoredBatch(batch: number, times: readonly string[]): void {
+    const first = times[0];
+    const at = first === undefined ? Number.NaN : Date.parse(first);
+    let problem: string | undefined;
+    if (times.length > this.options.maxBatchSize) problem = 'size';
+    else if (first === undefined || times.some((t) => t !== first)) problem = 'times_differ';
+    else if (!Number.isFinite(at) || at > this.clock.now() + 60_000) problem = 'time_in_future';
+    if (problem !== undefined) {
+      throw this.refuse(
+        `the store's un-anchored batch ${batch} is not one this log writes (${problem}): refusing to anchor it`,
+        {
+          reason: 'store_unanchored_batch_implausible',
+          batch,
+          entries: times.length,
+          problem,
+        },
+      );
+    }
   }
 
   // --- group commit ---------------------------------------------------------------------
