@@ -53,6 +53,10 @@ export class MemoryAnchor implements AuditAnchor {
     return Promise.resolve({ counter: this.counter, extendValue: Buffer.from(this.extendValue) });
   }
 
+  readAfterWrite(): Promise<AnchorState> {
+    return this.read();
+  }
+
   extend(data: Buffer): Promise<void> {
     const f = this.fault('extend');
     if (f?.executed === true) this.extendValue = extendDigest(this.extendValue, data);

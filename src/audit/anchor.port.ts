@@ -42,6 +42,11 @@ export interface AuditAnchor {
    */
   checkPinned(): Promise<void>;
   read(): Promise<AnchorState>;
+  /**
+   * A plain read (NV_Read) after each anchor write, to notice a third party's write at the
+   * next batch instead of the next start. Not proof against a bus interposer: `read()` is.
+   */
+  readAfterWrite(): Promise<AnchorState>;
   /** TPM2_NV_Extend of the extend index with `data` (a 32-byte tree root). */
   extend(data: Buffer): Promise<void>;
   /** TPM2_NV_Increment of the counter. */

@@ -273,6 +273,10 @@ export class TpmAuditAnchor implements AuditAnchor {
   read(): Promise<AnchorState> {
     const ak = this.config.pinnedAkPublic;
     if (ak !== undefined) return this.certifiedRead(Buffer.from(ak));
+    return this.readAfterWrite();
+  }
+
+  readAfterWrite(): Promise<AnchorState> {
     return this.run('NV_Read', async () => {
       const counter = await this.tpm.nvReadCounter(this.config.counterIndex, { auth: this.auth });
       const extendValue = await this.tpm.nvRead(this.config.extendIndex, { auth: this.auth });

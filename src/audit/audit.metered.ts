@@ -99,6 +99,10 @@ class MeteredAuditAnchor implements AuditAnchor {
     return this.anchor.read();
   }
 
+  readAfterWrite(): Promise<AnchorState> {
+    return this.anchor.readAfterWrite();
+  }
+
   async extend(data: Buffer): Promise<void> {
     await this.anchor.extend(data);
     this.metrics.nvWrites.inc({ index: 'extend' });

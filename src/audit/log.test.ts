@@ -348,6 +348,21 @@ describe('AuditLog: start-up check', () => {
     expect(logger.lines.some((l) => l.msg.includes('un-anchored batch'))).toBe(true);
   });
 
+  it.each([
+    ['an increment', (a: MemoryAnchor) => void (a.counter += 1n)],
+    [
+      'an extend',
+      (a: MemoryAnchor) => void (a.extendValue = extendDigest(a.extendValue, a.extendValue)),
+    ],
+  ])('notices a foreign write (%s) at the next batch: anchor_foreign_write', async (_w, write) => {
+    const { log, anchor } = await openLog();
+    await log.append(event(0));
+    write(anchor);
+    await expect(log.append(event(1))).rejects.toMatchObject(refused('anchor_foreign_write'));
+    expect(log.state).toBe('refused');
+    await expect(log.append(event(2))).rejects.toMatchObject(rollback);
+  });
+
   it('refuses to anchor an un-anchored batch the log could not have written', async () => {
     const { log, store, anchor } = await openLog();
     await log.append(event(0));

@@ -708,6 +708,10 @@ export class AuditLog {
       this.lastAnchorAt = this.clock.now();
       await this.anchorStep(() => this.anchor.extend(root));
       await this.anchorStep(() => this.anchor.increment());
+      await this.checkNoForeignWrite(
+        this.genesisCounter + BigInt(this.batches + 1),
+        extendDigest(this.extendValue, root),
+      );
       this.size = this.tree.size;
       this.batches += 1;
       this.extendValue = extendDigest(this.extendValue, root);
@@ -732,6 +736,30 @@ export class AuditLog {
         );
       }
       for (const w of batch) w.reject(failure);
+    }
+  }
+
+  /**
+   * After our two writes the TPM must hold exactly what they make: anything else is a third
+   * party's write to the anchor (owner auth) since the last batch. Refuse now, not at the
+   * next start. A read that fails is an outage: the reconciliation decides.
+   */
+  private async checkNoForeignWrite(counter: bigint, extendValue: Buffer): Promise<void> {
+    let seen: AnchorState;
+    try {
+      seen = await this.anchor.readAfterWrite();
+    } catch (err) {
+      throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
+    }
+    if (seen.counter !== counter || !seen.extendValue.equals(extendValue)) {
+      throw this.refuse(
+        `the TPM anchor changed beside this log's writes (counter ${seen.counter}, expected ${counter}): someone else wrote the anchor NV indices`,
+        {
+          reason: 'anchor_foreign_write',
+          tpmCounter: seen.counter.toString(),
+          expectedCounter: counter.toString(),
+        },
+      );
     }
   }
 

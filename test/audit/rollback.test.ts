@@ -72,6 +72,24 @@ describe('the TPM counter rule the pinned genesis relies on (swtpm)', () => {
   });
 });
 
+describe('a third party writing the anchor while the log runs', () => {
+  it('is noticed at the next anchor write (anchor_foreign_write), not the next start', async () => {
+    const indices = { counterIndex: 0x01500064, extendIndex: 0x01500065 };
+    const config = await provisionAnchor(tpm, indices);
+    const opened = await logAt(join(work, 'foreign'), tpm, config);
+    await opened.log.provision();
+    await opened.log.open();
+    await opened.log.append(event(0));
+    // With the (empty) owner authorisation, as tpm2_nvincrement -C o would.
+    await tpm.nvIncrement(indices.counterIndex, ownerWrite);
+    await expect(opened.log.append(event(1))).rejects.toMatchObject({
+      code: 'audit_rollback_detected',
+      details: { reason: 'anchor_foreign_write' },
+    });
+    await opened.close();
+  });
+});
+
 describe('rollback by redefining the anchor and replaying a backup (issue 13)', () => {
   let config: TpmAnchorConfig;
   let forgedGenesis: bigint;
