@@ -5,6 +5,8 @@ GRANTOR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 APT_PACKAGES=(swtpm swtpm-tools softhsm2 tpm2-tools libtss2-dev openssl ca-certificates make g++ python3)
 # Grant keys in the TPM (tpm2-pkcs11) and the resource manager it shares the TPM through.
 APT_PACKAGES+=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus)
+# The audit anchor's model checker (models/anchor.pml, run by ./scripts/test).
+APT_PACKAGES+=(spin)
 
 log() { printf '[grantor] %s\n' "$*" >&2; }
 die() { printf '[grantor] error: %s\n' "$*" >&2; exit 1; }

@@ -15,9 +15,14 @@ import {
   createAudit,
   fitReason,
   expectedAnchorNames,
+  provisionAuditStore,
   provisionTpmAnchor,
+  readAnchorPin,
+  writeAnchorPin,
   TpmAuditAnchor,
+  type AnchorProvisionStep,
   type AuditService,
+  type PinnedAnchor,
 } from './audit/index.js';
 import { meterAudit } from './audit/audit.metered.js';
 import {
@@ -41,12 +46,11 @@ import {
 } from './policy/index.js';
 import type { AppConfig } from './shared/config.js';
 import { openDatabase, type Database } from './shared/db.level.js';
-import { GrantorError } from './shared/errors.js';
+import { ConfigError, GrantorError } from './shared/errors.js';
 import { jcsSha256Hex } from './shared/jcs.js';
 import { createMetrics, type GrantorMetrics } from './shared/metrics.js';
 import { marshalTpmtPublic } from './tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256 } from './tpm/templates.js';
-import { TPM_RC, TpmError } from './tpm/tpm-error.js';
 import { MeteredTpm } from './tpm/tpm.metered.js';
 import { openTpm } from './tpm/tpm.native.js';
 import type { TpmPort } from './tpm/tpm.port.js';
@@ -103,14 +107,17 @@ async function readBundle(paths: readonly string[]): Promise<string> {
   return pems.join('\n');
 }
 
-function anchorConfig(config: AppConfig) {
+function anchorConfig(config: AppConfig, pin?: PinnedAnchor) {
   const indices = {
     counterIndex: config.audit.nvCounterIndex,
     extendIndex: config.audit.nvExtendIndex,
   };
   return {
     ...indices,
-    pinnedNames: config.audit.pinnedNames ?? expectedAnchorNames(indices),
+    pinnedNames: pin?.names ?? config.audit.pinnedNames ?? expectedAnchorNames(indices),
+    ...(pin === undefined
+      ? {}
+      : { pinnedGenesis: pin.genesisCounter, pinnedAkPublic: pin.akPublic }),
     // NV_Certify (checkpoint ?nonce=) is signed by a restricted P-256 AK derived as an
     // endorsement-hierarchy primary from this template (the same key every time).
     akTemplate: marshalTpmtPublic(AK_TEMPLATE_ECC_P256),
@@ -118,34 +125,77 @@ function anchorConfig(config: AppConfig) {
 }
 
 /**
- * Provisioning (idempotent): defines the audit anchor NV indices when they do not exist.
- * Keys are created by the keys service on first start. Returns what it did, for the CLI.
+ * The anchor pin (src/audit/anchor-pin.ts), checked against the rest of the configuration;
+ * `undefined` when the appliance was never provisioned.
  */
-export async function provisionAppliance(config: AppConfig, tpm: TpmPort): Promise<string[]> {
+async function readPin(config: AppConfig): Promise<PinnedAnchor | undefined> {
+  const key = 'GRANTOR_AUDIT_ANCHOR_PIN';
+  const pin = await readAnchorPin(config.audit.pinFile, key);
+  if (pin === undefined) return undefined;
+  if (
+    pin.counterIndex !== config.audit.nvCounterIndex ||
+    pin.extendIndex !== config.audit.nvExtendIndex
+  ) {
+    throw new ConfigError(key, 'the anchor pin names other NV indices than GRANTOR_AUDIT_NV_*');
+  }
+  const names = config.audit.pinnedNames;
+  if (
+    names !== undefined &&
+    (names.counter !== pin.names.counter || names.extend !== pin.names.extend)
+  ) {
+    throw new ConfigError(key, 'the anchor pin disagrees with GRANTOR_AUDIT_NV_NAMES');
+  }
+  return pin;
+}
+
+/** Provisioning's steps: the TPM's (src/audit/anchor.tpm.ts), then the pin, then the store. */
+export type ProvisionStep = AnchorProvisionStep | 'write_pin' | 'create_store';
+
+/**
+ * Provisioning (`grantor provision`), the one explicit act that starts an audit log:
+ * defines and writes the anchor NV indices, pins their names and the genesis counter in
+ * the pin file, and creates the log's store on the anchor at that genesis. Resumes from a
+ * stop after any step; a second run on a provisioned appliance changes nothing. Keys are
+ * created by the keys service on first start. Returns what it did, for the CLI.
+ */
+export async function provisionAppliance(
+  config: AppConfig,
+  tpm: TpmPort,
+  options: { afterStep?: (step: ProvisionStep) => Promise<void> | void } = {},
+): Promise<string[]> {
   const done: string[] = [];
-  const a = anchorConfig(config);
-  const exists = async (index: number): Promise<boolean> =>
-    tpm.nvReadPublic(index).then(
-      () => true,
-      (e: unknown) => {
-        // Only "no such handle" means absent; any other TPM error stops provisioning.
-        if (e instanceof TpmError && e.is(TPM_RC.HANDLE)) return false;
-        throw e;
-      },
-    );
-  const [counter, extend] = await Promise.all([exists(a.counterIndex), exists(a.extendIndex)]);
-  if (!counter && !extend) {
-    const names = await provisionTpmAnchor(tpm, a);
+  const file = config.audit.pinFile;
+  let pin = await readPin(config);
+  if (pin === undefined) {
+    const indices = {
+      counterIndex: config.audit.nvCounterIndex,
+      extendIndex: config.audit.nvExtendIndex,
+    };
+    const anchored = await provisionTpmAnchor(tpm, indices, {
+      ...(options.afterStep === undefined ? {} : { afterStep: options.afterStep }),
+    });
+    // The AK that certifies every start-up read of the anchor, pinned with it.
+    const akPublic = await new TpmAuditAnchor(tpm, anchorConfig(config)).akPublic();
+    if (akPublic === undefined) throw new GrantorError('tpm_unavailable', 'no AK for the anchor');
+    pin = { ...indices, ...anchored, akPublic };
+    await writeAnchorPin(file, pin);
+    await options.afterStep?.('write_pin');
     done.push(
-      `defined audit anchor NV indices 0x${a.counterIndex.toString(16)} (counter, name ${names.counter}) and 0x${a.extendIndex.toString(16)} (extend, name ${names.extend})`,
-    );
-  } else if (counter !== extend) {
-    throw new GrantorError(
-      'audit_rollback_detected',
-      'only one of the two audit anchor NV indices exists: the TPM was tampered with or half provisioned; an operator must act',
+      `audit anchor: NV indices 0x${indices.counterIndex.toString(16)} (counter, name ${pin.names.counter}) and 0x${indices.extendIndex.toString(16)} (extend, name ${pin.names.extend}), genesis counter ${pin.genesisCounter}, pinned in ${file} (operator configuration: keep it outside the state folder, read-only)`,
     );
   } else {
-    done.push('audit anchor NV indices already defined');
+    done.push(`audit anchor: pinned in ${file} (genesis counter ${pin.genesisCounter})`);
+  }
+  const db = await openDatabase(join(config.stateDir, 'db'));
+  try {
+    const created = await provisionAuditStore(
+      { origin: config.applianceId },
+      { db, anchor: new TpmAuditAnchor(tpm, anchorConfig(config, pin)) },
+    );
+    if (created) await options.afterStep?.('create_store');
+    done.push(created ? 'audit log: created' : 'audit log: exists');
+  } finally {
+    await db.close();
   }
   return done;
 }
@@ -187,12 +237,13 @@ export async function openAppliance(
         throw new GrantorError('hsm_unavailable', 'the keys service is not started');
       return keysRef.current;
     };
+    const pin = await readPin(config);
     const meteredAudit = meterAudit(metrics);
     const audit = createAudit(
       { origin: config.applianceId, minAnchorIntervalMs: config.audit.minAnchorIntervalMs },
       {
         db,
-        anchor: meteredAudit.anchor(new TpmAuditAnchor(tpm, anchorConfig(config))),
+        anchor: meteredAudit.anchor(new TpmAuditAnchor(tpm, anchorConfig(config, pin))),
         decorateStore: meteredAudit.store,
         signer: {
           keyName: config.applianceId,
@@ -210,7 +261,10 @@ export async function openAppliance(
     try {
       await audit.ready();
     } catch (e) {
-      if (e instanceof GrantorError && e.code === 'audit_rollback_detected') {
+      if (
+        e instanceof GrantorError &&
+        (e.code === 'audit_rollback_detected' || e.code === 'audit_not_provisioned')
+      ) {
         lockdown = e;
         logger?.fatal(
           { code: e.code, reason: e.message },

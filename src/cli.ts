@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * `grantor` ceremonies on the appliance itself, with the same service code as the server:
- *   grantor provision                      define the audit anchor in the TPM (idempotent)
+ *   grantor provision                      define and pin the audit anchor, create the log
+ *                                          (resumes an interrupted run; then changes nothing)
  *   grantor keys list|rotate|retire|destroy  key ceremonies (the same KeyService)
  *   grantor audit export FILE             entries and a fresh checkpoint
  *   grantor audit verify FILE --key K     offline: needs no appliance, TPM or HSM

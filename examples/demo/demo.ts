@@ -26,7 +26,7 @@ import { request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
 import { Attester, AttesterError, type GrantRequestBody } from '../../attestation/attester.js';
 import { verifyExport } from '../../src/audit/verify-export.js';
-import type { AuditExport, SignedCheckpoint } from '../../src/audit/service.js';
+import type { AuditExport, BatchBoundary, SignedCheckpoint } from '../../src/audit/service.js';
 import type { AuditEntry } from '../../src/audit/entry.js';
 import {
   JwksClient,
@@ -215,6 +215,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     let issuer = '';
     let verifierKey = '';
     let akPublic: string | undefined;
+    // The anchor pin as the appliance states it: a real auditor holds it from provisioning.
+    let anchorPin:
+      { names: { counter: string; extend: string }; genesisCounter: bigint } | undefined;
     await step('appliance', async () => {
       const ready = await call(url, 'GET', '/readyz');
       if (ready.status !== 200)
@@ -227,6 +230,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       issuer = v.body.origin;
       verifierKey = String(v.body.noteVerifierKey);
       akPublic = typeof v.body.akPublic === 'string' ? v.body.akPublic : undefined;
+      const pin = v.body.anchorPin as
+        { names: { counter: string; extend: string }; genesisCounter: string } | undefined;
+      anchorPin =
+        pin === undefined ? undefined : { ...pin, genesisCounter: BigInt(pin.genesisCounter) };
       return `grantor "${issuer}" is ready at ${url} (TPM, HSM, audit log and policy answer)`;
     });
 
@@ -461,6 +468,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           throw new StepFailed(`entries: HTTP ${page.status} ${errorCode(page.body)}`);
         entries.push(...(got as AuditEntry[]));
       }
+      const batches: BatchBoundary[] = [];
+      while ((batches.at(-1)?.size ?? 0) < checkpoint.treeSize) {
+        const page = await call(url, 'GET', `/v1/audit/batches?from=${batches.length}&limit=1000`);
+        const got = page.body.batches;
+        if (page.status !== 200 || !Array.isArray(got) || got.length === 0)
+          throw new StepFailed(`batches: HTTP ${page.status} ${errorCode(page.body)}`);
+        batches.push(...(got as BatchBoundary[]).filter((b) => b.size <= checkpoint.treeSize));
+      }
       exported = {
         format: 'grantor-audit-export/1',
         origin: issuer,
@@ -468,6 +483,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         checkpoint,
         ...(akPublic === undefined ? {} : { akPublic }),
         entries,
+        batches,
       };
       if (options.exportFile !== undefined) {
         await writeFile(options.exportFile, `${JSON.stringify(exported, null, 1)}\n`);
@@ -483,7 +499,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       const r = verifyExport(
         file,
         verifierKey,
-        akPublic === undefined ? {} : { akPublic: Buffer.from(akPublic, 'base64') },
+        akPublic === undefined || anchorPin === undefined
+          ? { skipTpmEvidence: true }
+          : { akPublic: Buffer.from(akPublic, 'base64'), pin: anchorPin },
       );
       return Promise.resolve(
         `offline verification OK: ${r.treeSize} entries chain, Merkle root ${r.rootHash.slice(0, 16)}… matches the Ed25519-signed checkpoint${r.nvCertified ? ', TPM anchor certified' : ''}`,

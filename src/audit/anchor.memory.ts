@@ -18,6 +18,9 @@ export interface AnchorFault {
 
 export class MemoryAnchor implements AuditAnchor {
   counter: bigint;
+  /** Pinned at construction: the counter as provisioned (set `undefined` for "never provisioned"). */
+  genesis: bigint | undefined;
+  readonly pinnedNames = undefined;
   extendValue: Buffer = Buffer.from(GENESIS_EXTEND);
   pinnedNamesMatch = true;
   readonly faults: AnchorFault[] = [];
@@ -25,6 +28,7 @@ export class MemoryAnchor implements AuditAnchor {
 
   constructor(initialCounter = 1n) {
     this.counter = initialCounter;
+    this.genesis = initialCounter;
   }
 
   private fault(op: AnchorOp): AnchorFault | undefined {
@@ -47,6 +51,10 @@ export class MemoryAnchor implements AuditAnchor {
     const f = this.fault('read');
     if (f !== undefined) return Promise.reject(f.error);
     return Promise.resolve({ counter: this.counter, extendValue: Buffer.from(this.extendValue) });
+  }
+
+  readAfterWrite(): Promise<AnchorState> {
+    return this.read();
   }
 
   extend(data: Buffer): Promise<void> {

@@ -28,11 +28,25 @@ export interface NvCertification {
 
 export interface AuditAnchor {
   /**
+   * The counter value at provisioning, pinned in operator configuration beside the NV names
+   * (never read from the store); `undefined`: the appliance was never provisioned. Batch i
+   * (0-based) is anchored at genesis + i + 1, and a new log starts only on a counter equal
+   * to it (docs/audit.md "The anchor").
+   */
+  readonly genesis: bigint | undefined;
+  /** The pinned NV names (hex), published for auditors to compare with their own pin. */
+  readonly pinnedNames: { readonly counter: string; readonly extend: string } | undefined;
+  /**
    * Compare the indices' NV names (which cover their attributes and auth policy) with the
    * pinned ones; a redefined index is tampering. Rejects with AuditRollbackError.
    */
   checkPinned(): Promise<void>;
   read(): Promise<AnchorState>;
+  /**
+   * A plain read (NV_Read) after each anchor write, to notice a third party's write at the
+   * next batch instead of the next start. Not proof against a bus interposer: `read()` is.
+   */
+  readAfterWrite(): Promise<AnchorState>;
   /** TPM2_NV_Extend of the extend index with `data` (a 32-byte tree root). */
   extend(data: Buffer): Promise<void>;
   /** TPM2_NV_Increment of the counter. */

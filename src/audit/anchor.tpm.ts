@@ -19,14 +19,16 @@
  * - Provisioning writes both once (extend of the empty root, one increment), so
  *   TPMA_NV_WRITTEN is set and the names are final before they are pinned.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { TpmPort } from '../tpm/tpm.port.js';
 import { TPM_RC, TpmError } from '../tpm/tpm-error.js';
 import { marshalNvPublic, unwrapTpm2b } from '../tpm/tpm.wire.js';
+import { GrantorError } from '../shared/errors.js';
 import type { AnchorState, AuditAnchor, NvCertification } from './anchor.port.js';
-import { AnchorError } from './anchor.port.js';
+import { AnchorError, GENESIS_EXTEND } from './anchor.port.js';
 import { AuditRollbackError } from './errors.js';
 import { EMPTY_ROOT } from './merkle.js';
+import { NvCertifyCheckError, checkNvCertification } from './nv-certify.js';
 
 /** TPMA_NV bits used here (TPM 2.0 Part 2, 13.4). */
 const NV = {
@@ -57,6 +59,18 @@ export interface TpmAnchorIndices {
 export interface TpmAnchorConfig extends TpmAnchorIndices {
   /** NV names pinned at provisioning (hex, nameAlg ‖ digest). */
   readonly pinnedNames: { readonly counter: string; readonly extend: string };
+  /**
+   * The counter value at provisioning, pinned beside the names (the anchor pin file);
+   * absent: never provisioned, and the log refuses with audit_not_provisioned.
+   */
+  readonly pinnedGenesis?: bigint;
+  /**
+   * The appliance AK (TPM2B_PUBLIC of the primary made from `akTemplate`), pinned at
+   * provisioning. With it every read of the anchor is an NV_Certify with a fresh nonce,
+   * checked against this key and the pinned names: an interposer on the TPM bus cannot
+   * answer with other values. Without it reads are plain NV_Read (tests of the log core).
+   */
+  readonly pinnedAkPublic?: Uint8Array;
   /** Owner hierarchy authorisation (empty by default). Never logged. */
   readonly ownerAuth?: Uint8Array;
   /** Endorsement hierarchy authorisation for the AK that signs NV_Certify. */
@@ -78,6 +92,14 @@ function space(index: number, type: number, dataSize: number) {
   };
 }
 
+function nvName(s: ReturnType<typeof space>, written: boolean): string {
+  const pub = unwrapTpm2b(
+    marshalNvPublic({ ...s, attributes: written ? s.attributes | NV.written : s.attributes }),
+    'TPM2B_NV_PUBLIC',
+  );
+  return '000b' + createHash('sha256').update(pub).digest('hex');
+}
+
 /**
  * The NV name each anchor index has once provisioned (written), from our attribute choice:
  * SHA-256 nameAlg (0x000b) ‖ SHA-256(TPMS_NV_PUBLIC). Lets an operator check pinned
@@ -87,54 +109,123 @@ export function expectedAnchorNames(indices: TpmAnchorIndices): {
   counter: string;
   extend: string;
 } {
-  const name = (s: ReturnType<typeof space>): string => {
-    const pub = unwrapTpm2b(
-      marshalNvPublic({ ...s, attributes: s.attributes | NV.written }),
-      'TPM2B_NV_PUBLIC',
-    );
-    return '000b' + createHash('sha256').update(pub).digest('hex');
-  };
   return {
-    counter: name(space(indices.counterIndex, NT_COUNTER, 8)),
-    extend: name(space(indices.extendIndex, NT_EXTEND, 32)),
+    counter: nvName(space(indices.counterIndex, NT_COUNTER, 8), true),
+    extend: nvName(space(indices.extendIndex, NT_EXTEND, 32), true),
   };
+}
+
+/** What provisioning pins in operator configuration (the anchor pin file). */
+export interface AnchorPin {
+  readonly names: { readonly counter: string; readonly extend: string };
+  /** The counter right after provisioning: the first batch is anchored at genesis + 1. */
+  readonly genesisCounter: bigint;
+}
+
+/** Provisioning's TPM steps, in order; each is skipped when a resumed run finds it done. */
+export const ANCHOR_PROVISION_STEPS = [
+  'define_counter',
+  'define_extend',
+  'extend_genesis',
+  'increment_counter',
+] as const;
+export type AnchorProvisionStep = (typeof ANCHOR_PROVISION_STEPS)[number];
+
+/** Provisioning found the TPM in a state it must not adopt; `reason` says which. */
+export class AnchorProvisionError extends GrantorError {
+  constructor(reason: 'nv_index_foreign' | 'anchor_in_use', message: string, index: number) {
+    super('audit_provision_refused', message, {
+      details: { reason, index: `0x${index.toString(16)}` },
+    });
+  }
 }
 
 /**
  * Provisioning (once per appliance, with owner authorisation): define both indices, write
- * each once, and return the NV names to pin in configuration.
+ * each once, and return what to pin. Resumes a run that stopped after any step (crash,
+ * power loss): an index already defined with our attributes is kept, a step already done
+ * is skipped. It never adopts an index with other attributes or an extend index that has
+ * recorded a batch. `afterStep` runs after each step it performed (tests kill there).
  */
 export async function provisionTpmAnchor(
   tpm: TpmPort,
   indices: TpmAnchorIndices,
-  options: { ownerAuth?: Uint8Array } = {},
-): Promise<{ counter: string; extend: string }> {
+  options: {
+    ownerAuth?: Uint8Array;
+    afterStep?: (step: AnchorProvisionStep) => Promise<void> | void;
+  } = {},
+): Promise<AnchorPin> {
   const hierarchyAuth = options.ownerAuth ?? new Uint8Array(0);
   const auth = { by: 'owner' as const, value: hierarchyAuth };
-  await tpm.nvDefine(space(indices.counterIndex, NT_COUNTER, 8), {
-    hierarchy: 'owner',
-    hierarchyAuth,
-  });
-  await tpm.nvDefine(space(indices.extendIndex, NT_EXTEND, 32), {
-    hierarchy: 'owner',
-    hierarchyAuth,
-  });
-  await tpm.nvExtend(indices.extendIndex, EMPTY_ROOT, { auth });
-  await tpm.nvIncrement(indices.counterIndex, { auth });
+  const done = async (step: AnchorProvisionStep): Promise<void> => {
+    await options.afterStep?.(step);
+  };
+  const counterSpace = space(indices.counterIndex, NT_COUNTER, 8);
+  const extendSpace = space(indices.extendIndex, NT_EXTEND, 32);
+  /** 'absent', 'defined' (not written) or 'written'; anything else is not ours. */
+  const stateOf = async (s: typeof counterSpace): Promise<'absent' | 'defined' | 'written'> => {
+    let found: string;
+    try {
+      found = (await tpm.nvReadPublic(s.index)).name.toString('hex');
+    } catch (err) {
+      if (err instanceof TpmError && err.is(TPM_RC.HANDLE)) return 'absent';
+      throw err;
+    }
+    if (found === nvName(s, true)) return 'written';
+    if (found === nvName(s, false)) return 'defined';
+    throw new AnchorProvisionError(
+      'nv_index_foreign',
+      `NV index 0x${s.index.toString(16)} exists with other attributes (name ${found}): not an audit anchor index; pick other indices or remove it`,
+      s.index,
+    );
+  };
+  let counter = await stateOf(counterSpace);
+  let extend = await stateOf(extendSpace);
+  if (counter === 'absent') {
+    await tpm.nvDefine(counterSpace, { hierarchy: 'owner', hierarchyAuth });
+    counter = 'defined';
+    await done('define_counter');
+  }
+  if (extend === 'absent') {
+    await tpm.nvDefine(extendSpace, { hierarchy: 'owner', hierarchyAuth });
+    extend = 'defined';
+    await done('define_extend');
+  }
+  if (extend === 'defined') {
+    await tpm.nvExtend(indices.extendIndex, EMPTY_ROOT, { auth });
+    await done('extend_genesis');
+  } else if (!(await tpm.nvRead(indices.extendIndex, { auth })).equals(GENESIS_EXTEND)) {
+    throw new AnchorProvisionError(
+      'anchor_in_use',
+      `the extend index 0x${indices.extendIndex.toString(16)} has recorded batches: provisioning does not adopt a used anchor (restore its pin, or undefine both indices to start a new one)`,
+      indices.extendIndex,
+    );
+  }
+  if (counter === 'defined') {
+    await tpm.nvIncrement(indices.counterIndex, { auth });
+    await done('increment_counter');
+  }
   return {
-    counter: (await tpm.nvReadPublic(indices.counterIndex)).name.toString('hex'),
-    extend: (await tpm.nvReadPublic(indices.extendIndex)).name.toString('hex'),
+    names: {
+      counter: (await tpm.nvReadPublic(indices.counterIndex)).name.toString('hex'),
+      extend: (await tpm.nvReadPublic(indices.extendIndex)).name.toString('hex'),
+    },
+    genesisCounter: await tpm.nvReadCounter(indices.counterIndex, { auth }),
   };
 }
 
 export class TpmAuditAnchor implements AuditAnchor {
   private readonly auth;
+  readonly genesis: bigint | undefined;
+  readonly pinnedNames: { readonly counter: string; readonly extend: string };
 
   constructor(
     private readonly tpm: TpmPort,
     private readonly config: TpmAnchorConfig,
   ) {
     this.auth = { by: 'owner' as const, value: Buffer.from(config.ownerAuth ?? new Uint8Array(0)) };
+    this.genesis = config.pinnedGenesis;
+    this.pinnedNames = config.pinnedNames;
   }
 
   private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -180,11 +271,46 @@ export class TpmAuditAnchor implements AuditAnchor {
   }
 
   read(): Promise<AnchorState> {
+    const ak = this.config.pinnedAkPublic;
+    if (ak !== undefined) return this.certifiedRead(Buffer.from(ak));
+    return this.readAfterWrite();
+  }
+
+  readAfterWrite(): Promise<AnchorState> {
     return this.run('NV_Read', async () => {
       const counter = await this.tpm.nvReadCounter(this.config.counterIndex, { auth: this.auth });
       const extendValue = await this.tpm.nvRead(this.config.extendIndex, { auth: this.auth });
       return { counter, extendValue };
     });
+  }
+
+  /** The anchor as the TPM itself states it: NV_Certify, fresh nonce, pinned AK and names. */
+  private async certifiedRead(akPublic: Buffer): Promise<AnchorState> {
+    const nonce = randomBytes(32);
+    const certs = await this.certify(nonce);
+    const values: Partial<Record<'counter' | 'extend', Buffer>> = {};
+    for (const c of certs) {
+      try {
+        values[c.index] = checkNvCertification(c.attest, c.signature, {
+          akPublic,
+          nonce,
+          name: this.config.pinnedNames[c.index],
+          size: c.index === 'counter' ? 8 : 32,
+        });
+      } catch (err) {
+        if (!(err instanceof NvCertifyCheckError)) throw err;
+        // Not an outage: something between us and the TPM answered in its place.
+        throw new AuditRollbackError(
+          `the TPM's certification of the audit ${c.index} index does not verify (${err.message}): the anchor read was not answered by this TPM`,
+          { details: { reason: 'anchor_read_unverified', index: c.index, problem: err.message } },
+        );
+      }
+    }
+    const { counter, extend } = values;
+    if (counter === undefined || extend === undefined) {
+      throw new AnchorError('NV_Certify did not certify both indices', false);
+    }
+    return { counter: counter.readBigUInt64BE(0), extendValue: extend };
   }
 
   extend(data: Buffer): Promise<void> {

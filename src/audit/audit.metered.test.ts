@@ -39,6 +39,7 @@ async function meteredLog() {
     },
     clock,
   );
+  await log.provision();
   await log.open();
   const value = async (name: string): Promise<string> =>
     (await metrics.registry.getSingleMetricAsString(name))

@@ -83,12 +83,24 @@ class MeteredAuditAnchor implements AuditAnchor {
     private readonly pending: PendingBatches,
   ) {}
 
+  get genesis(): bigint | undefined {
+    return this.anchor.genesis;
+  }
+
+  get pinnedNames(): AuditAnchor['pinnedNames'] {
+    return this.anchor.pinnedNames;
+  }
+
   checkPinned(): Promise<void> {
     return this.anchor.checkPinned();
   }
 
   read(): Promise<AnchorState> {
     return this.anchor.read();
+  }
+
+  readAfterWrite(): Promise<AnchorState> {
+    return this.anchor.readAfterWrite();
   }
 
   async extend(data: Buffer): Promise<void> {

@@ -40,6 +40,7 @@ beforeAll(async () => {
     sign: (m) => Promise.resolve(sign(null, m, privateKey)),
   };
   audit = createAudit({ origin: ORIGIN }, { db, anchor: new MemoryAnchor(), signer });
+  await audit.provision();
   for (let i = 0; i < 9; i++) {
     await audit.append({
       type: 'grant.decision',
@@ -71,10 +72,14 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function verify(text: string, key = noteVerifierKey(signer.keyName, signer.publicKey)) {
+async function verify(
+  text: string,
+  key = noteVerifierKey(signer.keyName, signer.publicKey),
+  flags = ['--skip-tpm-evidence'],
+) {
   const c = capture();
   const code = await runAuditCli(
-    ['verify', 'in.json', '--key', key],
+    ['verify', 'in.json', '--key', key, ...flags],
     { readFile: () => Promise.resolve(text) },
     c.out_,
   );
@@ -88,10 +93,48 @@ const edit = (f: (e: AuditExport & { entries: AuditEntry[] }) => void): string =
 };
 
 describe('grantor audit export / verify', () => {
-  it('verifies an untouched export', async () => {
+  it('verifies an untouched export, saying that the TPM evidence was skipped', async () => {
     const r = await verify(exported);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^OK: 9 entries/);
+    expect(r.out).toMatch(
+      /^OK: 9 entries .* 9 batches and their extend chain, NV counter 10 \(not checked\)/,
+    );
+    expect(r.err).toContain('TPM evidence NOT checked');
+  });
+
+  it('refuses (exit 1) without a pinned AK and anchor pin unless told to skip TPM evidence', async () => {
+    const r = await verify(exported, undefined, []);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/no pinned AK .*\(audit_export_invalid\)$/);
+  });
+
+  it('recomputes the batch boundaries: a root, a missing batch, a moved boundary', async () => {
+    const badRoot = await verify(
+      edit((x) => {
+        const b = x.batches as { index: number; size: number; root: string }[];
+        b[3] = { ...b[3]!, root: '00'.repeat(32) };
+      }),
+    );
+    expect(badRoot.out).toMatch(
+      /batch 3 root is not the root of entries 0\.\.3 .*audit_export_invalid/,
+    );
+    const missing = await verify(edit((x) => void (x.batches as unknown[]).splice(8, 1)));
+    expect(missing.out).toMatch(/batches end at size 8, the checkpoint at 9/);
+    const none = await verify(
+      edit((x) => {
+        delete (x as { batches?: unknown }).batches;
+      }),
+    );
+    expect(none.out).toMatch(/no batch boundaries/);
+    // Two batches merged into one: every root still one of the entries', the chain is not.
+    const merged = await verify(
+      edit((x) => {
+        const b = x.batches as { index: number; size: number; root: string }[];
+        b.splice(0, 1);
+        b.forEach((r, i) => (r.index = i));
+      }),
+    );
+    expect(merged.out).toMatch(/extend chain is not the checkpoint's nv-extend/);
   });
 
   it('reports the first bad index of a rewritten entry (hash recomputed: link breaks next)', async () => {

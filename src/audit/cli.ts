@@ -1,12 +1,13 @@
 /**
  * `grantor audit export FILE` and `grantor audit verify FILE --key <verifier key>
- * [--ak <base64 TPM2B_PUBLIC>]`. The caller (src/cli) passes argv after `audit`, a way to
+ * (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)`. The caller (src/cli) passes argv after `audit`, a way to
  * open the local audit service (export only: verify never needs the appliance) and where
  * to print. Returns the exit code: 0 good, 1 does not verify, 2 usage or I/O error.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { GrantorError } from '../shared/errors.js';
 import type { AuditService } from './service.js';
+import { parseAnchorPin } from './anchor-pin.js';
 import { ExportInvalidError, verifyExport } from './verify-export.js';
 
 export interface AuditCliDeps {
@@ -22,7 +23,7 @@ export interface CliOutput {
 }
 
 const USAGE =
-  'usage: grantor audit export FILE\n       grantor audit verify FILE --key <verifier key> [--ak <base64 TPM2B_PUBLIC>]';
+  'usage: grantor audit export FILE\n       grantor audit verify FILE --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)';
 
 function option(args: readonly string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -68,29 +69,39 @@ export async function runAuditCli(
   if (command === 'verify') {
     const key = option(rest, '--key');
     const ak = option(rest, '--ak');
+    const pinFile = option(rest, '--pin');
+    const skipTpmEvidence = rest.includes('--skip-tpm-evidence');
     if (key === undefined) {
       out.err(USAGE);
       return 2;
     }
     let parsed: unknown;
+    let pin;
     try {
       parsed = JSON.parse(await read(file)) as unknown;
+      if (pinFile !== undefined) pin = parseAnchorPin(await read(pinFile), '--pin');
     } catch (err) {
       out.err(
-        `audit verify: cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`,
+        `audit verify: cannot read ${file}${pinFile === undefined ? '' : ` or ${pinFile}`}: ${err instanceof Error ? err.message : String(err)}`,
       );
       return 2;
     }
     try {
-      const r = verifyExport(
-        parsed,
-        key,
-        ak === undefined ? {} : { akPublic: Buffer.from(ak, 'base64') },
-      );
+      const r = verifyExport(parsed, key, {
+        // The pin carries the AK provisioning pinned; --ak names another one explicitly.
+        ...(ak !== undefined
+          ? { akPublic: Buffer.from(ak, 'base64') }
+          : pin === undefined
+            ? {}
+            : { akPublic: pin.akPublic }),
+        ...(pin === undefined ? {} : { pin }),
+        skipTpmEvidence,
+      });
       for (const w of r.warnings) out.err(`warning: ${w}`);
       out.out(
         `OK: ${r.treeSize} entries of ${r.origin} verify: every link, every leaf, root ${r.rootHash}, ` +
-          `checkpoint signature, NV counter ${r.nvCounter}${r.nvCertified ? ', NV_Certify signatures' : ''}` +
+          `checkpoint signature, ${r.batches} batches and their extend chain, ` +
+          `NV counter ${r.nvCounter}${r.nvCertified ? ' (pinned genesis), NV_Certify of the pinned indices' : ' (not checked)'}` +
           (r.uncovered > 0
             ? ` (${r.uncovered} later entries are not covered by the checkpoint)`
             : ''),

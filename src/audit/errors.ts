@@ -23,6 +23,16 @@ export class AuditRollbackError extends GrantorError {
   }
 }
 
+/**
+ * No anchor is pinned in the operator configuration: the appliance was never provisioned.
+ * Not a rollback: `grantor provision` is the remedy.
+ */
+export class AuditNotProvisionedError extends UnavailableError {
+  constructor(message = 'not provisioned: run `grantor provision`', options?: Options) {
+    super('audit_not_provisioned', message, options);
+  }
+}
+
 /** A tree size, sequence number or range outside what the log (or its checkpoint) holds. */
 export class AuditRangeError extends BadRequestError {}
 

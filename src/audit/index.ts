@@ -82,12 +82,39 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
   );
 }
 
+/**
+ * `grantor provision`'s store step: create the store of a new log on an anchor at its
+ * pinned genesis (AuditLog.provision). Resolves `false` when this log's store exists.
+ */
+export async function provisionAuditStore(
+  config: { readonly origin: string },
+  deps: { readonly db: Database; readonly anchor: AuditAnchor; readonly logger?: AuditLogger },
+): Promise<boolean> {
+  const log = new AuditLog(
+    new LevelAuditStore(deps.db),
+    deps.anchor,
+    { origin: config.origin, maxBatchSize: 1, minAnchorIntervalMs: 0, anchorRetryDeadlineMs: 0 },
+    systemClock,
+    deps.logger,
+  );
+  try {
+    return await log.provision();
+  } finally {
+    await log.close();
+  }
+}
+
 export type { AuditAnchor, AnchorState, NvCertification } from './anchor.port.js';
 export { AnchorError } from './anchor.port.js';
 export type { CheckpointSigner } from './checkpoint.js';
 export type { AuditEntry, AuditEvent } from './entry.js';
 export { fitReason } from './entry.js';
-export { AuditNotFoundError, AuditRollbackError, AuditUnavailableError } from './errors.js';
+export {
+  AuditNotFoundError,
+  AuditNotProvisionedError,
+  AuditRollbackError,
+  AuditUnavailableError,
+} from './errors.js';
 export type { Appended, AuditLogger, AuditStats } from './log.js';
 export type {
   AuditExport,
@@ -98,5 +125,17 @@ export type {
   VerifierInfo,
 } from './service.js';
 export { digestOf } from './service.js';
-export type { TpmAnchorConfig, TpmAnchorIndices } from './anchor.tpm.js';
-export { TpmAuditAnchor, expectedAnchorNames, provisionTpmAnchor } from './anchor.tpm.js';
+export type {
+  AnchorPin,
+  AnchorProvisionStep,
+  TpmAnchorConfig,
+  TpmAnchorIndices,
+} from './anchor.tpm.js';
+export {
+  AnchorProvisionError,
+  TpmAuditAnchor,
+  expectedAnchorNames,
+  provisionTpmAnchor,
+} from './anchor.tpm.js';
+export type { PinnedAnchor } from './anchor-pin.js';
+export { readAnchorPin, writeAnchorPin } from './anchor-pin.js';

@@ -4,7 +4,7 @@ import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { MemoryAuditStore } from './audit-store.memory.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
-import { GENESIS_PREV_HASH, entryHash } from './entry.js';
+import { GENESIS_PREV_HASH, buildEntry, entryHash } from './entry.js';
 import type { AuditLogOptions, AuditLogger, Clock } from './log.js';
 import { AuditLog } from './log.js';
 import { MerkleTree, leafHash } from './merkle.js';
@@ -53,6 +53,7 @@ async function openLog(
   logger?: AuditLogger,
 ): Promise<{ log: AuditLog; store: MemoryAuditStore; anchor: MemoryAnchor }> {
   const log = new AuditLog(store, anchor, { ...options, ...opts }, fakeClock(), logger);
+  await log.provision();
   await log.open();
   return { log, store, anchor };
 }
@@ -165,6 +166,7 @@ describe('AuditLog: appends', () => {
       { ...options, minAnchorIntervalMs: 500 },
       clock,
     );
+    await log.provision();
     await log.open();
     await log.append(event(0));
     expect(clock.sleeps).toEqual([]);
@@ -193,6 +195,7 @@ describe('AuditLog: appends', () => {
       { ...options, minAnchorIntervalMs: 500 },
       clock,
     );
+    await log.provision();
     await log.open();
     await log.append(event(0));
     const second = log.append(event(1)); // waits out the interval
@@ -219,6 +222,7 @@ describe('AuditLog: appends', () => {
 
   it('refuses appends before open and after close', async () => {
     const log = new AuditLog(new MemoryAuditStore(), new MemoryAnchor(), options, fakeClock());
+    await log.provision();
     await expect(log.append(event(0))).rejects.toMatchObject(unavailable);
     await log.open();
     await log.close();
@@ -344,6 +348,65 @@ describe('AuditLog: start-up check', () => {
     expect(logger.lines.some((l) => l.msg.includes('un-anchored batch'))).toBe(true);
   });
 
+  it.each([
+    ['an increment', (a: MemoryAnchor) => void (a.counter += 1n)],
+    [
+      'an extend',
+      (a: MemoryAnchor) => void (a.extendValue = extendDigest(a.extendValue, a.extendValue)),
+    ],
+  ])('notices a foreign write (%s) at the next batch: anchor_foreign_write', async (_w, write) => {
+    const { log, anchor } = await openLog();
+    await log.append(event(0));
+    write(anchor);
+    await expect(log.append(event(1))).rejects.toMatchObject(refused('anchor_foreign_write'));
+    expect(log.state).toBe('refused');
+    await expect(log.append(event(2))).rejects.toMatchObject(rollback);
+  });
+
+  it('refuses to anchor an un-anchored batch the log could not have written', async () => {
+    const { log, store, anchor } = await openLog();
+    await log.append(event(0));
+    await log.append(event(1));
+    const before = { counter: anchor.counter, extend: Buffer.from(anchor.extendValue) };
+    const head = await log.entries(0, 2);
+    // A batch of 10 written to the store but never anchored, entry times chosen by `time`.
+    const withBatch = (time: (seq: number) => string): MemoryAuditStore => {
+      const f = store.clone();
+      const tree = new MerkleTree();
+      for (const e of head) tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
+      let prev = head[1]?.hash ?? '';
+      const entries: AuditEntry[] = [];
+      for (let seq = 2; seq < 12; seq++) {
+        const e = buildEntry(event(seq), seq, time(seq), prev);
+        entries.push(e);
+        tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
+        prev = e.hash;
+      }
+      void f.appendBatch(entries, { index: 2, size: 12, root: tree.root().toString('hex') });
+      return f;
+    };
+    const open = (f: MemoryAuditStore, opts: Partial<AuditLogOptions> = {}) =>
+      new AuditLog(f, anchor, { ...options, ...opts }, fakeClock()).open();
+    const honest = () => '2026-01-01T00:00:00.000Z';
+    // Larger than a commit makes (maxBatchSize 5, the batch holds 10).
+    await expect(open(withBatch(honest), { maxBatchSize: 5 })).rejects.toMatchObject(
+      refused('store_unanchored_batch_implausible', { batch: 2, entries: 10, problem: 'size' }),
+    );
+    await expect(
+      open(withBatch((seq) => new Date(Date.parse(honest()) + seq).toISOString())),
+    ).rejects.toMatchObject(
+      refused('store_unanchored_batch_implausible', { problem: 'times_differ' }),
+    );
+    await expect(open(withBatch(() => '2030-01-01T00:00:00.000Z'))).rejects.toMatchObject(
+      refused('store_unanchored_batch_implausible', { problem: 'time_in_future' }),
+    );
+    // Nothing was anchored on the way; the plausible batch is.
+    expect(anchor.counter).toBe(before.counter);
+    expect(anchor.extendValue.equals(before.extend)).toBe(true);
+    await expect(open(withBatch(honest))).resolves.toBeUndefined();
+    expect(anchor.counter).toBe(before.counter + 1n);
+  });
+
   it('detects a store restored from an older copy', async () => {
     const { log, store, anchor } = await openLog();
     await appendMany(log, 0, 4);
@@ -425,7 +488,58 @@ describe('AuditLog: start-up check', () => {
     await log.append(event(0));
     await expect(
       new AuditLog(new MemoryAuditStore(), anchor, options, fakeClock()).open(),
-    ).rejects.toMatchObject(refused('store_behind_anchor'));
+    ).rejects.toMatchObject(refused('store_missing', { tpmCounter: '2', pinnedGenesis: '1' }));
+    // Provisioning does not start a new log there either: the counter is past the genesis.
+    await expect(
+      new AuditLog(new MemoryAuditStore(), anchor, options, fakeClock()).provision(),
+    ).rejects.toMatchObject(refused('store_missing'));
+  });
+
+  it('never creates a log at start, even on an anchor at its genesis: provisioning does', async () => {
+    const anchor = new MemoryAnchor(7n);
+    const store = new MemoryAuditStore();
+    await expect(new AuditLog(store, anchor, options, fakeClock()).open()).rejects.toMatchObject(
+      refused('store_missing', { tpmCounter: '7', pinnedGenesis: '7' }),
+    );
+    expect(store.meta).toBeUndefined();
+    const log = new AuditLog(store, anchor, options, fakeClock());
+    await expect(log.provision()).resolves.toBe(true);
+    await expect(log.provision()).resolves.toBe(false);
+    await log.open();
+    await expect(log.append(event(0))).resolves.toMatchObject({ seq: 0 });
+    expect(anchor.counter).toBe(8n);
+  });
+
+  it('says "not provisioned" (not a rollback) when no anchor is pinned', async () => {
+    const anchor = new MemoryAnchor();
+    anchor.genesis = undefined;
+    anchor.pinnedNamesMatch = false; // not even looked at
+    const logger = captureLogger();
+    const log = new AuditLog(new MemoryAuditStore(), anchor, options, fakeClock(), logger);
+    await expect(log.open()).rejects.toMatchObject({
+      code: 'audit_not_provisioned',
+      message: 'not provisioned: run `grantor provision`',
+    });
+    await expect(log.append(event(0))).rejects.toMatchObject({ code: 'audit_not_provisioned' });
+    expect(logger.lines.map((l) => l.obj)).toEqual([{ event: 'audit_not_provisioned' }]);
+    await expect(
+      new AuditLog(new MemoryAuditStore(), anchor, options, fakeClock()).provision(),
+    ).rejects.toMatchObject({ code: 'audit_not_provisioned' });
+  });
+
+  it('takes the genesis from the pin, never from the store (edited or foreign meta)', async () => {
+    const { log, store, anchor } = await openLog(undefined, new MemoryAnchor(5n));
+    await appendMany(log, 0, 3);
+    const edited = store.clone();
+    edited.meta = JSON.stringify({ version: 1, origin: options.origin, genesisCounter: '4' });
+    await expect(new AuditLog(edited, anchor, options, fakeClock()).open()).rejects.toMatchObject(
+      refused('store_genesis_mismatch', { storeGenesis: '4', pinnedGenesis: '5' }),
+    );
+    // A store genesis that the equation would accept still loses to the pin.
+    anchor.genesis = 4n;
+    await expect(new AuditLog(store, anchor, options, fakeClock()).open()).rejects.toMatchObject(
+      refused('store_genesis_mismatch', { storeGenesis: '5', pinnedGenesis: '4' }),
+    );
   });
 
   it('refuses a store more than one batch ahead of the anchor', async () => {
@@ -465,8 +579,9 @@ describe('AuditLog: start-up check', () => {
 
   it('is unavailable (not refused) when the TPM cannot be read at start, and retries', async () => {
     const anchor = new MemoryAnchor();
-    anchor.faults.push({ op: 'read', error: new AnchorError('no TPM', false) });
     const log = new AuditLog(new MemoryAuditStore(), anchor, options, fakeClock());
+    await log.provision();
+    anchor.faults.push({ op: 'read', error: new AnchorError('no TPM', false) });
     await expect(log.open()).rejects.toMatchObject(unavailable);
     await expect(log.open()).resolves.toBeUndefined();
   });

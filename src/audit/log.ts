@@ -18,6 +18,7 @@ import type { AuditEntry, AuditEvent } from './entry.js';
 import { GENESIS_PREV_HASH, buildEntry, checkEvent, checkLink, isEntryShape } from './entry.js';
 import {
   AuditNotFoundError,
+  AuditNotProvisionedError,
   AuditRangeError,
   AuditRollbackError,
   AuditUnavailableError,
@@ -116,7 +117,7 @@ function isStoreMeta(v: unknown): v is StoreMeta {
 
 export class AuditLog {
   private phase: Phase = 'starting';
-  private refusal: AuditRollbackError | undefined;
+  private refusal: AuditRollbackError | AuditNotProvisionedError | undefined;
   private readonly tree = new MerkleTree();
   /** The anchored state; `tree` may hold more leaves while a batch is in flight. */
   private size = 0;
@@ -269,6 +270,43 @@ export class AuditLog {
     return out;
   }
 
+  /**
+   * Anchored batch records from `from`, at most `limit`: each batch's tree size and root,
+   * checked against the running log's memory (the boundaries that tie the TPM's counter and
+   * extend value to the entries).
+   */
+  async batchRecords(from: number, limit: number): Promise<BatchRecord[]> {
+    this.assertServing();
+    if (!Number.isSafeInteger(from) || from < 0) throw new AuditRangeError('bad from');
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new AuditRangeError('bad limit');
+    if (from >= this.batches) {
+      throw new AuditNotFoundError(`no batch ${from} (${this.batches} anchored)`);
+    }
+    const count = Math.min(limit, this.batches - from);
+    const out: BatchRecord[] = [];
+    try {
+      for await (const value of this.store.readBatches(from)) {
+        const index = from + out.length;
+        const last = out.at(-1)?.size ?? 0;
+        if (
+          !isBatchRecord(value) ||
+          value.index !== index ||
+          value.size <= last ||
+          value.size > this.size ||
+          value.root !== this.tree.root(value.size).toString('hex')
+        ) {
+          throw new Error(`batch ${index} changed in the store`);
+        }
+        out.push({ index: value.index, size: value.size, root: value.root });
+        if (out.length === count) break;
+      }
+    } catch (err) {
+      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+    }
+    if (out.length !== count) throw new AuditUnavailableError('audit store is missing batches');
+    return out;
+  }
+
   private checkSize(size: number): void {
     if (!Number.isSafeInteger(size) || size < 0 || size > this.size) {
       throw new AuditRangeError(`tree size ${size} is beyond the latest checkpoint (${this.size})`);
@@ -294,7 +332,23 @@ export class AuditLog {
 
   // --- start-up -------------------------------------------------------------------------
 
-  private async startUp(): Promise<void> {
+  /**
+   * The pinned genesis, or a refusal: without a pin there is nothing to compare the store
+   * with, and that is a fresh appliance, not a rollback.
+   */
+  private pinnedGenesis(): bigint {
+    const genesis = this.anchor.genesis;
+    if (genesis === undefined) {
+      const err = new AuditNotProvisionedError();
+      this.refusal = err;
+      this.phase = 'refused';
+      this.logger.error({ event: 'audit_not_provisioned' }, `audit: ${err.message}`);
+      throw err;
+    }
+    return genesis;
+  }
+
+  private async checkNames(): Promise<void> {
     try {
       await this.anchor.checkPinned();
     } catch (err) {
@@ -303,26 +357,71 @@ export class AuditLog {
       }
       throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
     }
+  }
+
+  /** The store's metadata: `undefined` for an empty store; refuses anything not this log's. */
+  private async readStoreMeta(genesis: bigint): Promise<StoreMeta | undefined> {
     let meta: unknown;
+    let hasData = false;
     try {
       meta = await this.store.readMeta();
+      if (meta === undefined) {
+        for await (const _ of this.store.readEntries(0, 1)) hasData = true;
+        for await (const _ of this.store.readBatches(0)) hasData = true;
+      }
     } catch (err) {
       throw new AuditUnavailableError('audit store cannot be read', { cause: err });
     }
     if (meta === undefined) {
-      await this.createLog();
-    } else if (!isStoreMeta(meta)) {
+      if (hasData) {
+        throw this.refuse('the audit store has entries but no metadata', {
+          reason: 'store_meta_missing',
+        });
+      }
+      return undefined;
+    }
+    if (!isStoreMeta(meta)) {
       throw this.refuse('the audit store metadata is malformed', {
         reason: 'store_meta_malformed',
       });
-    } else if (meta.origin !== this.options.origin) {
+    }
+    if (meta.origin !== this.options.origin) {
       throw this.refuse(
         `the audit store was created for origin "${meta.origin}", not "${this.options.origin}" (a store from another appliance)`,
         { reason: 'store_origin_mismatch', storeOrigin: meta.origin },
       );
-    } else {
-      this.genesisCounter = BigInt(meta.genesisCounter);
     }
+    // The store's own genesis is only compared, never used: whoever holds the disk writes it.
+    if (BigInt(meta.genesisCounter) !== genesis) {
+      throw this.refuse(
+        `the audit store was created at NV counter ${meta.genesisCounter}, not at the pinned genesis ${genesis} (a foreign or edited store)`,
+        {
+          reason: 'store_genesis_mismatch',
+          storeGenesis: meta.genesisCounter,
+          pinnedGenesis: genesis.toString(),
+        },
+      );
+    }
+    return meta;
+  }
+
+  private async startUp(): Promise<void> {
+    const genesis = this.pinnedGenesis();
+    await this.checkNames();
+    const meta = await this.readStoreMeta(genesis);
+    if (meta === undefined) {
+      // Start-up never creates a log: that is `grantor provision`'s explicit act.
+      const tpm = await this.readAnchor();
+      throw this.refuse(
+        `the audit store is missing but the anchor is pinned (genesis ${genesis}, TPM counter ${tpm.counter}): restore the store; on a freshly provisioned appliance run \`grantor provision\``,
+        {
+          reason: 'store_missing',
+          tpmCounter: tpm.counter.toString(),
+          pinnedGenesis: genesis.toString(),
+        },
+      );
+    }
+    this.genesisCounter = genesis;
     await this.reconcile();
     if (this.refusal !== undefined) throw this.refusal;
     this.phase = 'ready';
@@ -332,52 +431,52 @@ export class AuditLog {
     );
   }
 
-  /** An empty store: only valid on an anchor that has never recorded a batch. */
-  private async createLog(): Promise<void> {
-    const anchored = await this.readAnchor();
-    let hasData = false;
-    try {
-      for await (const _ of this.store.readEntries(0, 1)) hasData = true;
-      for await (const _ of this.store.readBatches(0)) hasData = true;
-    } catch (err) {
-      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
-    }
-    if (hasData) {
-      throw this.refuse('the audit store has entries but no metadata', {
-        reason: 'store_meta_missing',
-      });
-    }
-    if (!anchored.extendValue.equals(GENESIS_EXTEND)) {
+  /**
+   * Provisioning's last step (`grantor provision`): create the store of a new log. Only on
+   * an empty store, and only while the TPM holds exactly the pinned genesis (counter equal
+   * to it, extend index at its provisioned value): a counter past the genesis has anchored
+   * batches of a log whose store is gone, and a new log there would hide that. Idempotent:
+   * resolves `false` when this log's store already exists (start-up then checks it).
+   */
+  async provision(): Promise<boolean> {
+    if (this.phase !== 'starting') return false;
+    const genesis = this.pinnedGenesis();
+    await this.checkNames();
+    if ((await this.readStoreMeta(genesis)) !== undefined) return false;
+    const tpm = await this.readAnchor();
+    if (tpm.counter !== genesis || !tpm.extendValue.equals(GENESIS_EXTEND)) {
       throw this.refuse(
-        'the audit store is empty but the TPM anchor has recorded batches: the store was lost, replaced or rolled back',
+        `a new audit log starts only on an anchor at its pinned genesis ${genesis}; the TPM counter is ${tpm.counter}: this anchor has recorded batches whose store is missing`,
         {
-          reason: 'store_behind_anchor',
-          tpmCounter: anchored.counter.toString(),
-          storeBatches: 0,
+          reason: 'store_missing',
+          tpmCounter: tpm.counter.toString(),
+          pinnedGenesis: genesis.toString(),
         },
       );
     }
     const meta: StoreMeta = {
       version: 1,
       origin: this.options.origin,
-      genesisCounter: anchored.counter.toString(),
+      genesisCounter: genesis.toString(),
     };
     try {
       await this.store.writeMeta(meta);
     } catch (err) {
       throw new AuditUnavailableError('audit store cannot be written', { cause: err });
     }
-    this.genesisCounter = anchored.counter;
     this.logger.info(
       { event: 'audit_created', genesisCounter: meta.genesisCounter },
       'audit: new log created on a freshly provisioned anchor',
     );
+    return true;
   }
 
   private async readAnchor(): Promise<AnchorState> {
     try {
       return await this.anchor.read();
     } catch (err) {
+      // A read the TPM's own certification contradicts (anchor_read_unverified).
+      if (err instanceof AuditRollbackError) throw this.refuse(err.message, { ...err.details });
       throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
     }
   }
@@ -402,6 +501,7 @@ export class AuditLog {
     const base = { size: this.size, batches: this.batches };
     // 1. Entries beyond the anchored size, each linked to its predecessor.
     let prev = this.headHash;
+    const times: string[] = [];
     try {
       for await (const value of this.store.readEntries(base.size)) {
         const seq = this.tree.size;
@@ -418,6 +518,7 @@ export class AuditLog {
         }
         this.tree.appendLeaf(leafHash(hexToBuf((value as AuditEntry).hash)));
         prev = (value as AuditEntry).hash;
+        times.push((value as AuditEntry).time);
       }
     } catch (err) {
       if (err instanceof AuditRollbackError) throw err;
@@ -491,7 +592,10 @@ export class AuditLog {
       tpm.extendValue.equals(ePrev) &&
       tpm.counter === expected - 1n
     ) {
-      // Durable in the store, never anchored, so nothing from it was released: anchor it.
+      // Durable in the store, never anchored, so nothing from it was released: anchor it,
+      // if it is one the log could have written (whoever holds the disk may write it).
+      const from = records.at(-2)?.size ?? base.size;
+      this.checkUnanchoredBatch(n - 1, times.slice(from - base.size));
       await this.anchorStep(() => this.anchor.extend(hexToBuf(lastRoot)));
       await this.anchorStep(() => this.anchor.increment());
       this.logger.warn(
@@ -519,6 +623,31 @@ export class AuditLog {
     this.extendValue = Buffer.from(eN);
     this.headHash = prev;
     this.dirty = false;
+  }
+
+  /**
+   * The one batch start-up anchors on the store's word: no larger than a commit makes it,
+   * one time for the whole batch (a commit stamps all entries alike), not in the future
+   * beyond a minute of clock skew. Bounds what a forger with the disk can slip in.
+   */
+  private checkUnanchoredBatch(batch: number, times: readonly string[]): void {
+    const first = times[0];
+    const at = first === undefined ? Number.NaN : Date.parse(first);
+    let problem: string | undefined;
+    if (times.length > this.options.maxBatchSize) problem = 'size';
+    else if (first === undefined || times.some((t) => t !== first)) problem = 'times_differ';
+    else if (!Number.isFinite(at) || at > this.clock.now() + 60_000) problem = 'time_in_future';
+    if (problem !== undefined) {
+      throw this.refuse(
+        `the store's un-anchored batch ${batch} is not one this log writes (${problem}): refusing to anchor it`,
+        {
+          reason: 'store_unanchored_batch_implausible',
+          batch,
+          entries: times.length,
+          problem,
+        },
+      );
+    }
   }
 
   // --- group commit ---------------------------------------------------------------------
@@ -579,6 +708,10 @@ export class AuditLog {
       this.lastAnchorAt = this.clock.now();
       await this.anchorStep(() => this.anchor.extend(root));
       await this.anchorStep(() => this.anchor.increment());
+      await this.checkNoForeignWrite(
+        this.genesisCounter + BigInt(this.batches + 1),
+        extendDigest(this.extendValue, root),
+      );
       this.size = this.tree.size;
       this.batches += 1;
       this.extendValue = extendDigest(this.extendValue, root);
@@ -603,6 +736,30 @@ export class AuditLog {
         );
       }
       for (const w of batch) w.reject(failure);
+    }
+  }
+
+  /**
+   * After our two writes the TPM must hold exactly what they make: anything else is a third
+   * party's write to the anchor (owner auth) since the last batch. Refuse now, not at the
+   * next start. A read that fails is an outage: the reconciliation decides.
+   */
+  private async checkNoForeignWrite(counter: bigint, extendValue: Buffer): Promise<void> {
+    let seen: AnchorState;
+    try {
+      seen = await this.anchor.readAfterWrite();
+    } catch (err) {
+      throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
+    }
+    if (seen.counter !== counter || !seen.extendValue.equals(extendValue)) {
+      throw this.refuse(
+        `the TPM anchor changed beside this log's writes (counter ${seen.counter}, expected ${counter}): someone else wrote the anchor NV indices`,
+        {
+          reason: 'anchor_foreign_write',
+          tpmCounter: seen.counter.toString(),
+          expectedCounter: counter.toString(),
+        },
+      );
     }
   }
 

@@ -52,6 +52,7 @@ async function service(origin = 'grantor.test/svc') {
   const anchor = new RecordingAnchor();
   const signer = testSigner(origin);
   const audit = createAudit({ origin }, { db, anchor, signer });
+  await audit.provision();
   await audit.ready();
   return { audit, anchor, signer };
 }

@@ -44,6 +44,14 @@ export interface VerifierInfo {
   readonly jwk: { readonly kty: 'OKP'; readonly crv: 'Ed25519'; readonly x: string };
   /** TPM2B_PUBLIC of the AK that signs NV_Certify, base64. */
   readonly akPublic?: string;
+  /**
+   * The anchor as pinned at provisioning (NV names, genesis counter): for auditors to compare
+   * with the pin they hold, never to trust in its place.
+   */
+  readonly anchorPin?: {
+    readonly names: { readonly counter: string; readonly extend: string };
+    readonly genesisCounter: string;
+  };
 }
 
 export interface InclusionProof {
@@ -61,6 +69,13 @@ export interface ConsistencyProof {
 
 export const EXPORT_FORMAT = 'grantor-audit-export/1';
 
+/** One anchored batch: the tree size after it and that tree's root (hex). */
+export interface BatchBoundary {
+  readonly index: number;
+  readonly size: number;
+  readonly root: string;
+}
+
 /** What `grantor audit export` writes and `grantor audit verify` reads. */
 export interface AuditExport {
   readonly format: typeof EXPORT_FORMAT;
@@ -69,16 +84,28 @@ export interface AuditExport {
   readonly checkpoint: SignedCheckpoint;
   readonly akPublic?: string;
   readonly entries: readonly AuditEntry[];
+  /**
+   * Every batch up to the checkpoint: the offline verifier recomputes the extend chain and
+   * the counter from them and the entries.
+   */
+  readonly batches: readonly BatchBoundary[];
 }
 
 export interface AuditService {
   /** Resolves once the start-up check passed; rejects with its error (see AuditLog.open). */
   ready(): Promise<void>;
+  /**
+   * `grantor provision`'s last step: create the store of a new log on an anchor at its
+   * pinned genesis (see AuditLog.provision); `false` when this log's store exists already.
+   */
+  provision(): Promise<boolean>;
   /** Durably recorded and anchored when it resolves; fails closed with audit_unavailable. */
   append(event: AuditEvent): Promise<Appended>;
   checkpoint(options?: { nonce?: Buffer }): Promise<SignedCheckpoint>;
   verifier(): Promise<VerifierInfo>;
   entries(from: number, limit: number): Promise<AuditEntry[]>;
+  /** Anchored batch boundaries from batch `from` (GET /v1/audit/batches). */
+  batches(from: number, limit: number): Promise<BatchBoundary[]>;
   inclusionProof(seq: number, treeSize: number): InclusionProof;
   consistencyProof(from: number, to: number): ConsistencyProof;
   /** Entries up to a fresh checkpoint (with NV_Certify when the anchor has an AK). */
@@ -112,6 +139,10 @@ export class DefaultAuditService implements AuditService {
 
   ready(): Promise<void> {
     return this.log.open();
+  }
+
+  provision(): Promise<boolean> {
+    return this.log.provision();
   }
 
   async append(event: AuditEvent): Promise<Appended> {
@@ -168,11 +199,23 @@ export class DefaultAuditService implements AuditService {
         x: Buffer.from(this.signer.publicKey).toString('base64url'),
       },
       ...(ak === undefined ? {} : { akPublic: ak.toString('base64') }),
+      ...(this.anchor.pinnedNames === undefined || this.anchor.genesis === undefined
+        ? {}
+        : {
+            anchorPin: {
+              names: { ...this.anchor.pinnedNames },
+              genesisCounter: this.anchor.genesis.toString(),
+            },
+          }),
     };
   }
 
   entries(from: number, limit: number): Promise<AuditEntry[]> {
     return this.log.entries(from, Math.min(limit, this.maxPage));
+  }
+
+  batches(from: number, limit: number): Promise<BatchBoundary[]> {
+    return this.log.batchRecords(from, Math.min(limit, this.maxPage));
   }
 
   inclusionProof(seq: number, treeSize: number): InclusionProof {
@@ -203,6 +246,13 @@ export class DefaultAuditService implements AuditService {
       );
       entries.push(...page);
     }
+    // The batches the checkpoint covers: its size is always a batch boundary.
+    const batches: BatchBoundary[] = [];
+    while ((batches.at(-1)?.size ?? 0) < checkpoint.treeSize) {
+      const page = await this.log.batchRecords(batches.length, this.maxPage);
+      batches.push(...page.filter((b) => b.size <= checkpoint.treeSize));
+      if (page.some((b) => b.size >= checkpoint.treeSize)) break;
+    }
     return {
       format: EXPORT_FORMAT,
       origin: this.origin,
@@ -210,6 +260,7 @@ export class DefaultAuditService implements AuditService {
       checkpoint,
       ...(ak === undefined ? {} : { akPublic: ak.toString('base64') }),
       entries,
+      batches,
     };
   }
 

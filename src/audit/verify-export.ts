@@ -1,21 +1,22 @@
 /**
- * The offline verifier (`grantor audit verify FILE --key <verifier key>`): checks an export
- * without the appliance, in this order, stopping at the first failure with its index:
- * the checkpoint's note signature (against the given key, never one from the file), every
- * entry's shape, seq and link, the Merkle root over the checkpoint's size, and, when
- * present, each NV_Certify (TPM-generated, NV attestation, qualified with the export's
- * nonce, contents equal to the checkpoint's anchor lines, signed by the AK).
+ * The offline verifier (`grantor audit verify FILE --key <verifier key> --ak <AK> --pin
+ * <anchor pin>`): checks an export without the appliance, in this order, stopping at the
+ * first failure with its index: the checkpoint's note signature (against the given key,
+ * never one from the file), every entry's shape, seq and link, the Merkle root over the
+ * checkpoint's size, the batch boundaries (each root recomputed from the entries) and the
+ * extend chain they make against the checkpoint's `nv-extend` line, then the TPM's own
+ * evidence against what the auditor pinned: the counter equals the pinned genesis plus the
+ * batches, and each NV_Certify is TPM-generated, of the pinned NV name, qualified with the
+ * export's nonce, equal to the checkpoint's anchor lines and signed by the pinned AK.
+ * Without a pinned AK and pin it refuses, unless told to skip the TPM evidence.
  */
 import { GrantorError } from '../shared/errors.js';
-import { unmarshalTpmsAttest } from '../tpm/marshal/attest.js';
-import { TPM_GENERATED_VALUE, TPM_ST } from '../tpm/marshal/constants.js';
-import { unmarshalTpm2bPublic } from '../tpm/marshal/public.js';
-import { unmarshalTpmtSignature } from '../tpm/marshal/signature.js';
-import { verifyTpmtSignature } from '../tpm/marshal/verify.js';
 import { parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
 import type { AuditEntry } from './entry.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape } from './entry.js';
+import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { MerkleTree, leafHash } from './merkle.js';
+import { NvCertifyCheckError, checkNvCertification } from './nv-certify.js';
 import { EXPORT_FORMAT } from './service.js';
 
 export type ExportProblem =
@@ -26,6 +27,9 @@ export type ExportProblem =
   | 'entry_hash'
   | 'entries_missing'
   | 'root_mismatch'
+  | 'batches_invalid'
+  | 'anchor_mismatch'
+  | 'tpm_evidence_unpinned'
   | 'nv_certify_invalid';
 
 /** The export does not verify; `index` is the first bad entry where one can be named. */
@@ -53,6 +57,8 @@ export interface ExportVerification {
   readonly rootHash: string;
   readonly nvCounter: string;
   readonly nvCertified: boolean;
+  /** Batches the checkpoint covers (their roots and extend chain recomputed). */
+  readonly batches: number;
   /** Entries after the checkpoint's size, present but not covered by it. */
   readonly uncovered: number;
   readonly warnings: readonly string[];
@@ -69,10 +75,25 @@ const LINK_PROBLEM = {
   hash: 'entry_hash',
 } as const;
 
+/** What the auditor pinned about the appliance's anchor (e.g. its anchor pin file). */
+export interface PinnedEvidence {
+  /** TPM2B_PUBLIC of the appliance AK that signs NV_Certify. */
+  readonly akPublic?: Buffer;
+  /** The anchor's NV names (hex) and genesis counter. */
+  readonly pin?: {
+    readonly names: { readonly counter: string; readonly extend: string };
+    readonly genesisCounter: bigint;
+  };
+  /** Check entries, root, batches and extend chain only; say so in the warnings. */
+  readonly skipTpmEvidence?: boolean;
+}
+
+const HEX32 = /^[0-9a-f]{64}$/;
+
 export function verifyExport(
   file: unknown,
   verifierKey: string,
-  options: { akPublic?: Buffer } = {},
+  options: PinnedEvidence = {},
 ): ExportVerification {
   const key = parseVerifierKey(verifierKey);
   if (!isRecord(file) || file.format !== EXPORT_FORMAT) {
@@ -114,27 +135,79 @@ export function verifyExport(
       `entries 0..${body.size - 1} do not make the checkpoint root`,
     );
   }
-  // 4. The TPM's own statement of the anchor, when the export carries one.
-  const warnings: string[] = [];
-  const certs = checkpoint.nvCertify;
-  let nvCertified = false;
-  if (certs !== undefined) {
-    let akText: Buffer | undefined = options.akPublic;
-    if (akText === undefined && typeof file.akPublic === 'string') {
-      akText = Buffer.from(file.akPublic, 'base64');
-      warnings.push(
-        'NV_Certify checked against the AK public key inside the export (pass --ak to pin it)',
+  // 4. Batch boundaries: each a root of the entries, the last one the checkpoint's size.
+  const batches = file.batches;
+  if (!Array.isArray(batches)) {
+    throw new ExportInvalidError('batches_invalid', 'the export has no batch boundaries');
+  }
+  let extend: Buffer = Buffer.from(GENESIS_EXTEND);
+  let lastSize = 0;
+  for (const [i, b] of (batches as unknown[]).entries()) {
+    if (
+      !isRecord(b) ||
+      b.index !== i ||
+      typeof b.size !== 'number' ||
+      !Number.isSafeInteger(b.size) ||
+      b.size <= lastSize ||
+      b.size > body.size ||
+      typeof b.root !== 'string' ||
+      !HEX32.test(b.root)
+    ) {
+      throw new ExportInvalidError('batches_invalid', `batch ${i} is malformed or out of order`);
+    }
+    if (!tree.root(b.size).equals(Buffer.from(b.root, 'hex'))) {
+      throw new ExportInvalidError(
+        'batches_invalid',
+        `batch ${i} root is not the root of entries 0..${b.size - 1}`,
       );
     }
-    if (akText === undefined)
-      throw new ExportInvalidError('nv_certify_invalid', 'NV_Certify present but no AK public key');
+    extend = extendDigest(extend, Buffer.from(b.root, 'hex'));
+    lastSize = b.size;
+  }
+  if (lastSize !== body.size) {
+    throw new ExportInvalidError(
+      'batches_invalid',
+      `the batches end at size ${lastSize}, the checkpoint at ${body.size}`,
+    );
+  }
+  // 5. The extend chain those batches make is what the checkpoint says the TPM holds.
+  if (!extend.equals(body.extendValue)) {
+    throw new ExportInvalidError(
+      'anchor_mismatch',
+      "the batches' extend chain is not the checkpoint's nv-extend",
+    );
+  }
+  // 6. The TPM's own statement, checked against what the auditor pinned, never the file.
+  const warnings: string[] = [];
+  let nvCertified = false;
+  if (options.skipTpmEvidence === true) {
+    warnings.push(
+      'TPM evidence NOT checked (--skip-tpm-evidence): the counter and NV_Certify are unverified',
+    );
+  } else {
+    const { akPublic, pin } = options;
+    if (akPublic === undefined || pin === undefined) {
+      throw new ExportInvalidError(
+        'tpm_evidence_unpinned',
+        'no pinned AK (--ak) and anchor pin (--pin): refusing to trust the AK or names inside the export (--skip-tpm-evidence checks the log alone)',
+      );
+    }
+    const expectedCounter = pin.genesisCounter + BigInt(batches.length);
+    if (body.counter !== expectedCounter) {
+      throw new ExportInvalidError(
+        'anchor_mismatch',
+        `nv-counter ${body.counter} is not the pinned genesis ${pin.genesisCounter} + ${batches.length} batches`,
+      );
+    }
+    const certs = checkpoint.nvCertify;
     if (!Array.isArray(certs) || typeof checkpoint.nonce !== 'string') {
-      throw new ExportInvalidError('nv_certify_invalid', 'malformed nvCertify');
+      throw new ExportInvalidError('nv_certify_invalid', 'the export has no NV_Certify');
     }
     verifyCertifications(
       certs,
       Buffer.from(checkpoint.nonce, 'hex'),
-      akText,
+      akPublic,
+      pin.names,
       body.counter,
       body.extendValue,
     );
@@ -146,6 +219,7 @@ export function verifyExport(
     rootHash: body.root.toString('base64'),
     nvCounter: body.counter.toString(),
     nvCertified,
+    batches: batches.length,
     uncovered: tree.size - body.size,
     warnings,
   };
@@ -155,18 +229,13 @@ function verifyCertifications(
   certs: unknown[],
   nonce: Buffer,
   akPublic: Buffer,
+  names: { readonly counter: string; readonly extend: string },
   counter: bigint,
   extendValue: Buffer,
 ): void {
   const fail = (msg: string, cause?: unknown): never => {
     throw new ExportInvalidError('nv_certify_invalid', `NV_Certify: ${msg}`, undefined, { cause });
   };
-  let ak;
-  try {
-    ak = unmarshalTpm2bPublic(akPublic);
-  } catch (err) {
-    return fail('AK public key does not parse', err);
-  }
   const seen = new Set<string>();
   for (const c of certs) {
     if (!isRecord(c) || typeof c.attest !== 'string' || typeof c.signature !== 'string') {
@@ -174,25 +243,18 @@ function verifyCertifications(
     }
     const which = c.index;
     if (which !== 'counter' && which !== 'extend') return fail('unknown index kind');
-    const attestBytes = Buffer.from(c.attest, 'base64');
-    let attest;
+    if (seen.has(which)) return fail(`${which}: certified twice`);
+    let contents: Buffer;
     try {
-      attest = unmarshalTpmsAttest(attestBytes);
-      verifyTpmtSignature(
-        ak,
-        unmarshalTpmtSignature(Buffer.from(c.signature, 'base64')),
-        attestBytes,
+      contents = checkNvCertification(
+        Buffer.from(c.attest, 'base64'),
+        Buffer.from(c.signature, 'base64'),
+        { akPublic, nonce, name: names[which], size: which === 'counter' ? 8 : 32 },
       );
     } catch (err) {
-      return fail(`${which}: signature does not verify with the AK`, err);
+      if (err instanceof NvCertifyCheckError) return fail(`${which}: ${err.message}`, err.cause);
+      throw err;
     }
-    // Only a TPM writes TPM_GENERATED into what a restricted key signs.
-    if (attest.magic !== TPM_GENERATED_VALUE) return fail(`${which}: not TPM-generated`);
-    if (attest.attested.type !== TPM_ST.ATTEST_NV) return fail(`${which}: not an NV attestation`);
-    if (!Buffer.from(attest.extraData).equals(nonce))
-      return fail(`${which}: not qualified with the nonce`);
-    if (attest.attested.offset !== 0) return fail(`${which}: partial read`);
-    const contents = Buffer.from(attest.attested.nvContents);
     const expected = which === 'counter' ? Buffer.alloc(8) : extendValue;
     if (which === 'counter') expected.writeBigUInt64BE(counter);
     if (!contents.equals(expected))

@@ -47,6 +47,12 @@ export interface AuditSettings {
   readonly pinnedNames: { readonly counter: string; readonly extend: string } | undefined;
   /** Least time between two anchors (NV write pairs). */
   readonly minAnchorIntervalMs: number;
+  /**
+   * The anchor pin file (NV names and genesis counter) that `grantor provision` writes and
+   * every start reads (src/audit/anchor-pin.ts); operator configuration, kept outside the
+   * state folder. Default: `<state dir>.anchor-pin.json`, beside the state folder.
+   */
+  readonly pinFile: string;
 }
 
 export interface AppConfig {
@@ -217,6 +223,7 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   auditNvExtend: 'GRANTOR_AUDIT_NV_EXTEND',
   auditNvNames: 'GRANTOR_AUDIT_NV_NAMES',
   auditMinAnchorIntervalMs: 'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS',
+  auditAnchorPin: 'GRANTOR_AUDIT_ANCHOR_PIN',
   keyRotationPeriodSeconds: 'GRANTOR_KEY_ROTATION_PERIOD_SECONDS',
   grantMaxTtlSeconds: 'GRANTOR_GRANT_MAX_TTL_SECONDS',
   hsmSignDeadlineMs: 'GRANTOR_HSM_SIGN_DEADLINE_MS',
@@ -552,6 +559,14 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
       nvExtendIndex: nvIndex(src, 'GRANTOR_AUDIT_NV_EXTEND', 0x01500021),
       pinnedNames: pinnedNames(src),
       minAnchorIntervalMs: integer(src, 'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS', 0, 0, 60_000),
+      pinFile: resolve(
+        cwd,
+        optional(
+          src,
+          'GRANTOR_AUDIT_ANCHOR_PIN',
+          `${resolve(cwd, optional(src, 'GRANTOR_STATE_DIR', 'var'))}.anchor-pin.json`,
+        ),
+      ),
     },
     keys: {
       rotationPeriodSeconds: integer(

@@ -46,9 +46,13 @@ beforeAll(async () => {
   const t = await openTpm({ tcti: tpm.tcti });
   try {
     const first = await provisionAppliance(config(), t);
-    expect(first.join('\n')).toContain('defined audit anchor NV indices');
+    expect(first.join('\n')).toMatch(/audit anchor: NV indices .* genesis counter \d+, pinned in/);
+    expect(first).toContain('audit log: created');
     const again = await provisionAppliance(config(), t);
-    expect(again).toEqual(['audit anchor NV indices already defined']);
+    expect(again).toEqual([
+      `audit anchor: pinned in ${config().audit.pinFile} (genesis counter ${/genesis counter (\d+)/.exec(first[0] ?? '')?.[1]})`,
+      'audit log: exists',
+    ]);
   } finally {
     await t.close();
   }
@@ -226,6 +230,28 @@ describe('a wrong HSM PIN', () => {
       expect(other.statusCode).toBe(503);
       expect(other.json<ErrorAnswer>().error.code).toBe('hsm_pin_incorrect');
       expect(other.body).not.toContain(wrong);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('a never-provisioned appliance', () => {
+  it('answers 503 audit_not_provisioned ("run `grantor provision`"), not a rollback', async () => {
+    const server = await startApplianceServer(config({ GRANTOR_STATE_DIR: join(dir, 'fresh') }));
+    try {
+      const ready = await server.app.inject({ url: '/readyz' });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json<ErrorAnswer>().error).toMatchObject({
+        code: 'audit_not_provisioned',
+        details: { down: ['audit'] },
+      });
+      const other = await server.app.inject({ url: '/v1/audit/checkpoint' });
+      expect(other.statusCode).toBe(503);
+      expect(other.json<ErrorAnswer>().error).toEqual({
+        code: 'audit_not_provisioned',
+        message: 'not provisioned: run `grantor provision`',
+      });
     } finally {
       await server.close();
     }

@@ -38,6 +38,7 @@ beforeAll(async () => {
     { origin: ORIGIN },
     { db: auditDb, anchor: new TpmAuditAnchor(applianceTpm, anchor), signer: testSigner(ORIGIN) },
   );
+  await audit.provision();
   await audit.ready();
   const sink: AuditSink = {
     record: async (event) => {

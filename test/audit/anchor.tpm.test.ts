@@ -68,6 +68,7 @@ describe('TPM anchor', () => {
 
   it('anchors every batch: extend value and counter follow the store', async () => {
     const opened = await logAt(join(work, 'main'), tpm, config);
+    await opened.log.provision();
     await opened.log.open();
     const genesis = (await new TpmAuditAnchor(tpm, config).read()).counter;
     await opened.log.append(event(0));
@@ -175,6 +176,7 @@ describe('TPM anchor', () => {
       // Same indices and attributes: the same pinned names on both appliances.
       expect(otherConfig.pinnedNames).toEqual(config.pinnedNames);
       const theirs = await logAt(join(work, 'other'), otherTpm, otherConfig);
+      await theirs.log.provision();
       await theirs.log.open();
       await Promise.all(Array.from({ length: 40 }, (_, i) => theirs.log.append(event(i))));
       await theirs.close();

@@ -32,15 +32,29 @@ async function main(): Promise<void> {
     counterIndex: number;
     extendIndex: number;
     pinnedNames: { counter: string; extend: string };
+    pinnedGenesis: string;
+    pinnedAkPublic: string;
+    akTemplate: string;
   };
   const db = await openDatabase(env('CRASH_DB'));
   const tpm = await NativeTpm.open(env('CRASH_TCTI'));
   const origin = 'grantor.test/crash';
   const audit = createAudit(
     { origin, maxBatchSize: 64 },
-    { db, anchor: new TpmAuditAnchor(tpm, anchorConfig), signer: testSigner(origin) },
+    {
+      db,
+      anchor: new TpmAuditAnchor(tpm, {
+        ...anchorConfig,
+        pinnedGenesis: BigInt(anchorConfig.pinnedGenesis),
+        pinnedAkPublic: Buffer.from(anchorConfig.pinnedAkPublic, 'base64'),
+        akTemplate: Buffer.from(anchorConfig.akTemplate, 'base64'),
+      }),
+      signer: testSigner(origin),
+    },
   );
   try {
+    // Provisioning's store step is idempotent; a killed first run is provisioned again.
+    await audit.provision();
     await audit.ready();
   } catch (err) {
     const e = err as { code?: string; details?: { reason?: string } };

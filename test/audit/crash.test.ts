@@ -112,7 +112,12 @@ describe('crash consistency under SIGKILL', () => {
           env: {
             CRASH_DB: join(lane.dir, 'db'),
             CRASH_TCTI: lane.sim.tcti,
-            CRASH_ANCHOR: JSON.stringify(lane.config),
+            CRASH_ANCHOR: JSON.stringify({
+              ...lane.config,
+              pinnedGenesis: lane.config.pinnedGenesis?.toString(),
+              pinnedAkPublic: Buffer.from(lane.config.pinnedAkPublic ?? []).toString('base64'),
+              akTemplate: Buffer.from(lane.config.akTemplate ?? []).toString('base64'),
+            }),
             CRASH_CONCURRENCY: '8',
           },
         }),

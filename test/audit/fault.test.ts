@@ -209,6 +209,7 @@ describe('faults during appends', () => {
   it('TPM unreachable: appends refused with audit_unavailable, acks durable, recovers on restart', async () => {
     const path = join(work, 'tpm-stop');
     const opened = await logAt(path, tpm, config);
+    await opened.log.provision();
     await opened.log.open();
     const before = load(opened.log, 8);
     await until(() => opened.log.stats().appends > 50);
@@ -250,6 +251,7 @@ describe('faults during appends', () => {
       const db = await openDatabase(path);
       const store = new FlakyStore(db);
       const log = new AuditLog(store, new TpmAuditAnchor(tpm, anchorConfig), LOG_OPTIONS);
+      await log.provision();
       await log.open();
       const first = load(log, 8);
       await until(() => log.stats().appends > 30);

@@ -32,8 +32,16 @@ export async function provisionAnchor(
   tpm: TpmPort,
   indices: TpmAnchorIndices = INDICES,
 ): Promise<TpmAnchorConfig> {
-  const pinnedNames = await provisionTpmAnchor(tpm, indices);
-  return { ...indices, pinnedNames, akTemplate: AK_TEMPLATE };
+  const pin = await provisionTpmAnchor(tpm, indices);
+  const config = {
+    ...indices,
+    pinnedNames: pin.names,
+    pinnedGenesis: pin.genesisCounter,
+    akTemplate: AK_TEMPLATE,
+  };
+  // Pinned as provisioning pins it: every anchor read is then a certified one.
+  const pinnedAkPublic = await new TpmAuditAnchor(tpm, config).akPublic();
+  return pinnedAkPublic === undefined ? config : { ...config, pinnedAkPublic };
 }
 
 export function event(i: number): AuditEvent {

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GENESIS_EXTEND, extendDigest } from '../../src/audit/anchor.port.js';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
 import { parseCheckpoint, parseVerifierKey, verifyNote } from '../../src/audit/checkpoint.js';
@@ -45,6 +46,7 @@ beforeAll(async () => {
     { origin: ORIGIN },
     { db, anchor: new TpmAuditAnchor(tpm, config), signer: testSigner(ORIGIN) },
   );
+  await audit.provision();
   await audit.ready();
   for (let i = 0; i < 3; i++) await audit.append(event(i));
   await Promise.all(Array.from({ length: 10 }, (_, i) => audit.append(event(3 + i))));
@@ -104,6 +106,37 @@ describe('audit routes', () => {
       expect(res.json()).toMatchObject({ error: { code: 'bad_request' } });
     },
   );
+
+  it('GET /v1/audit/batches: boundaries that recompute the TPM extend value and counter', async () => {
+    const res = await app.inject({ method: 'GET', url: '/v1/audit/batches?from=0' });
+    expect(res.statusCode).toBe(200);
+    const { batches } = res.json<{ batches: { index: number; size: number; root: string }[] }>();
+    expect(batches.map((b) => b.index)).toEqual(batches.map((_, i) => i));
+    expect(batches.at(-1)?.size).toBe(13);
+    let e: Buffer = Buffer.from(GENESIS_EXTEND);
+    for (const b of batches) e = extendDigest(e, Buffer.from(b.root, 'hex'));
+    const anchored = await new TpmAuditAnchor(tpm, config).read();
+    expect(e.equals(anchored.extendValue)).toBe(true);
+    expect(anchored.counter).toBe((config.pinnedGenesis ?? 0n) + BigInt(batches.length));
+    const page = await app.inject({ method: 'GET', url: '/v1/audit/batches?from=1&limit=1' });
+    expect(page.json()).toEqual({ batches: [batches[1]] });
+    const beyond = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/batches?from=${batches.length}`,
+    });
+    expect(beyond.statusCode).toBe(404);
+    expect(beyond.json()).toMatchObject({ error: { code: 'not_found' } });
+    const bad = await app.inject({ method: 'GET', url: '/v1/audit/batches?from=-1' });
+    expect(bad.statusCode).toBe(400);
+    // The verifier publishes the pin for auditors to compare with theirs.
+    const v = await app.inject({ method: 'GET', url: '/v1/audit/verifier' });
+    expect(v.json()).toMatchObject({
+      anchorPin: {
+        names: config.pinnedNames,
+        genesisCounter: String(config.pinnedGenesis),
+      },
+    });
+  });
 
   it('GET /v1/audit/entries pages through the chain', async () => {
     const res = await app.inject({ method: 'GET', url: '/v1/audit/entries?from=2&limit=3' });

@@ -150,6 +150,7 @@ export async function startRig(): Promise<Rig> {
       },
     },
   );
+  await realAudit.provision();
   await realAudit.ready();
   const audit: AuditService = Object.assign(Object.create(realAudit) as AuditService, {
     append: (event: Parameters<AuditService['append']>[0]) =>

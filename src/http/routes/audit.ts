@@ -1,7 +1,7 @@
 /**
  * Audit routes (PROTOCOL.md §4): checkpoint (optionally NV-certified with a nonce), the
- * verifier key, entries (auditor), inclusion and consistency proofs bounded by the latest
- * checkpoint. Every answer's schema also filters what leaves the process.
+ * verifier key, entries (auditor), batch boundaries, inclusion and consistency proofs
+ * bounded by the latest checkpoint. Every answer's schema also filters what leaves the process.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
@@ -62,7 +62,27 @@ const VerifierSchema = Type.Object(
       { additionalProperties: false },
     ),
     akPublic: Type.Optional(Base64),
+    anchorPin: Type.Optional(
+      Type.Object(
+        {
+          names: Type.Object(
+            {
+              counter: Type.String({ pattern: '^000b[0-9a-f]{64}$' }),
+              extend: Type.String({ pattern: '^000b[0-9a-f]{64}$' }),
+            },
+            { additionalProperties: false },
+          ),
+          genesisCounter: Type.String({ pattern: '^[0-9]+$' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
+  { additionalProperties: false },
+);
+
+const BatchSchema = Type.Object(
+  { index: Seq, size: Size, root: Hex32 },
   { additionalProperties: false },
 );
 
@@ -145,6 +165,31 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
         ),
       };
     },
+  );
+
+  app.get(
+    '/v1/audit/batches',
+    {
+      // Public like the proofs: sizes and roots tie the TPM anchor to the checkpoints.
+      config: { public: true },
+      schema: {
+        querystring: Type.Object(
+          {
+            from: Type.Optional(Seq),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({ batches: Type.Array(BatchSchema) }, { additionalProperties: false }),
+          404: ErrorSchema,
+          ...errors,
+        },
+      },
+    },
+    async (request) => ({
+      batches: [...(await audit.batches(request.query.from ?? 0, request.query.limit ?? 100))],
+    }),
   );
 
   app.get(

@@ -1,0 +1,200 @@
+/**
+ * The rollback of issue 13, on swtpm and LevelDB: an attacker with the disk and the (empty)
+ * owner authorisation undefines both anchor indices, defines them again with the same
+ * attributes (same names, so the name pin holds), replays a backup's batch roots into the
+ * extend index and sets the backup store's genesis to `counter - batches`. With the genesis
+ * taken from the store, the backup (1 entry) was accepted over the live log (4 acknowledged
+ * entries) and appends continued at seq 1. The genesis is now pinned beside the names.
+ * Also: the TPM's counter rule that the pin relies on, measured on swtpm.
+ */
+import { cp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
+import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
+import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import { INDICES, event, logAt, provisionAnchor, tempDir } from './helpers.js';
+
+let sim: SimTpm;
+let tpm: NativeTpm;
+let work: string;
+
+const owner = { hierarchy: 'owner' as const, hierarchyAuth: new Uint8Array(0) };
+const ownerWrite = { auth: { by: 'owner' as const } };
+
+beforeAll(async () => {
+  sim = await startSimTpm();
+  tpm = await NativeTpm.open(sim.tcti);
+  work = await tempDir('grantor-audit-rollback-');
+});
+
+afterAll(async () => {
+  try {
+    await tpm.close();
+  } finally {
+    await sim.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+describe('the TPM counter rule the pinned genesis relies on (swtpm)', () => {
+  it('a redefined counter starts above the count its undefined predecessor held', async () => {
+    const a = 0x01500060;
+    const b = 0x01500061;
+    const space = (index: number) => ({
+      index,
+      nameAlg: 'sha256' as const,
+      // ownerWrite | ownerRead | authRead | noDA, TPM_NT_COUNTER
+      attributes: (1 << 1) | (1 << 17) | (1 << 18) | (1 << 25) | (0x1 << 4),
+      dataSize: 8,
+    });
+    await tpm.nvDefine(space(a), owner);
+    for (let i = 0; i < 5; i++) await tpm.nvIncrement(a, ownerWrite);
+    const high = await tpm.nvReadCounter(a, ownerWrite);
+    await tpm.nvUndefine(a, owner);
+    await tpm.nvDefine(space(a), owner);
+    await tpm.nvIncrement(a, ownerWrite);
+    const redefined = await tpm.nvReadCounter(a, ownerWrite);
+    expect(redefined).toBe(high + 1n);
+    // The TPM remembers the highest count of an UNDEFINED counter (maxCount): a second new
+    // counter starts from there too, not above the live one (this swtpm: 6, not 7). What the
+    // pin needs holds: redefining the anchor counter means undefining it first.
+    await tpm.nvDefine(space(b), owner);
+    await tpm.nvIncrement(b, ownerWrite);
+    expect(await tpm.nvReadCounter(b, ownerWrite)).toBe(high + 1n);
+    await tpm.nvUndefine(a, owner);
+    await tpm.nvUndefine(b, owner);
+    await tpm.nvDefine(space(a), owner);
+    await tpm.nvIncrement(a, ownerWrite);
+    expect(await tpm.nvReadCounter(a, ownerWrite)).toBe(redefined + 1n);
+    await tpm.nvUndefine(a, owner);
+  });
+});
+
+describe('a third party writing the anchor while the log runs', () => {
+  it('is noticed at the next anchor write (anchor_foreign_write), not the next start', async () => {
+    const indices = { counterIndex: 0x01500064, extendIndex: 0x01500065 };
+    const config = await provisionAnchor(tpm, indices);
+    const opened = await logAt(join(work, 'foreign'), tpm, config);
+    await opened.log.provision();
+    await opened.log.open();
+    await opened.log.append(event(0));
+    // With the (empty) owner authorisation, as tpm2_nvincrement -C o would.
+    await tpm.nvIncrement(indices.counterIndex, ownerWrite);
+    await expect(opened.log.append(event(1))).rejects.toMatchObject({
+      code: 'audit_rollback_detected',
+      details: { reason: 'anchor_foreign_write' },
+    });
+    await opened.close();
+  });
+});
+
+describe('rollback by redefining the anchor and replaying a backup (issue 13)', () => {
+  let config: TpmAnchorConfig;
+  let forgedGenesis: bigint;
+
+  it('sets the scene: a backup with 1 entry, a live log with 4 acknowledged entries', async () => {
+    config = await provisionAnchor(tpm);
+    const live = await logAt(join(work, 'live'), tpm, config);
+    await live.log.provision();
+    await live.log.open();
+    await live.log.append(event(0));
+    await live.close();
+    await cp(join(work, 'live'), join(work, 'backup'), { recursive: true });
+    const again = await logAt(join(work, 'live'), tpm, config);
+    await again.log.open();
+    for (let i = 1; i < 4; i++) await again.log.append(event(i));
+    expect(again.log.head()).toMatchObject({ size: 4, batches: 4 });
+    await again.close();
+  });
+
+  it('performs the attack: redefine both indices, replay the roots, rewrite the genesis', async () => {
+    await tpm.nvUndefine(INDICES.extendIndex, owner);
+    await tpm.nvUndefine(INDICES.counterIndex, owner);
+    const redone = await provisionTpmAnchor(tpm, INDICES);
+    // Same attributes: the same NV names, so the name pin alone holds.
+    expect(redone.names).toEqual(config.pinnedNames);
+    const backup = await logAt(join(work, 'backup'), tpm, config);
+    const sub = backup.db.sublevel('audit', { valueEncoding: 'utf8' });
+    const roots = (await sub.values({ gte: 'b!', lt: 'b!~' }).all()).map(
+      (r) => (JSON.parse(r) as { root: string }).root,
+    );
+    expect(roots).toHaveLength(1);
+    for (const root of roots) {
+      await tpm.nvExtend(INDICES.extendIndex, Buffer.from(root, 'hex'), ownerWrite);
+    }
+    const counter = await tpm.nvReadCounter(INDICES.counterIndex, ownerWrite);
+    forgedGenesis = counter - BigInt(roots.length);
+    const meta = JSON.parse((await sub.get('meta')) ?? '') as Record<string, unknown>;
+    await sub.put('meta', JSON.stringify({ ...meta, genesisCounter: forgedGenesis.toString() }));
+    await backup.close();
+    // The pinned genesis is below: the redefined counter started above the live log's count.
+    expect(forgedGenesis).toBeGreaterThan(config.pinnedGenesis ?? 0n);
+  });
+
+  it('would be accepted with the genesis the store states (the old design), appending at seq 1', async () => {
+    const asStored = { ...config, pinnedGenesis: forgedGenesis };
+    await cp(join(work, 'backup'), join(work, 'backup-old-design'), { recursive: true });
+    const opened = await logAt(join(work, 'backup-old-design'), tpm, asStored);
+    await opened.log.open();
+    // Nothing is written: appending here would move the TPM on for the next case.
+    expect(opened.log.head()).toMatchObject({ size: 1, batches: 1 });
+    await opened.close();
+  });
+
+  it('is refused against the pinned genesis: store_genesis_mismatch', async () => {
+    const opened = await logAt(join(work, 'backup'), tpm, config);
+    await expect(opened.log.open()).rejects.toMatchObject({
+      code: 'audit_rollback_detected',
+      details: {
+        reason: 'store_genesis_mismatch',
+        storeGenesis: forgedGenesis.toString(),
+        pinnedGenesis: (config.pinnedGenesis ?? 0n).toString(),
+      },
+    });
+    await expect(opened.log.append(event(9))).rejects.toMatchObject({
+      code: 'audit_rollback_detected',
+    });
+    await opened.close();
+  });
+
+  it('is refused with the genesis left alone: the counter is past genesis + 1 batch', async () => {
+    const opened = await logAt(join(work, 'backup'), tpm, config);
+    const sub = opened.db.sublevel('audit', { valueEncoding: 'utf8' });
+    const meta = JSON.parse((await sub.get('meta')) ?? '') as Record<string, unknown>;
+    await sub.put(
+      'meta',
+      JSON.stringify({ ...meta, genesisCounter: (config.pinnedGenesis ?? 0n).toString() }),
+    );
+    await expect(opened.log.open()).rejects.toMatchObject({
+      code: 'audit_rollback_detected',
+      details: { reason: 'store_behind_anchor' },
+    });
+    await opened.close();
+  });
+
+  it('an empty store on the redefined indices is not a new log (start and provisioning refuse)', async () => {
+    const fresh = await logAt(join(work, 'empty'), tpm, config);
+    await expect(fresh.log.provision()).rejects.toMatchObject({
+      details: { reason: 'store_missing' },
+    });
+    await fresh.close();
+    const started = await logAt(join(work, 'empty'), tpm, config);
+    await expect(started.log.open()).rejects.toMatchObject({
+      details: { reason: 'store_missing' },
+    });
+    await started.close();
+    // Even with the forged extend index reset to its genesis value, the counter is not.
+    await tpm.nvUndefine(INDICES.extendIndex, owner);
+    await tpm.nvUndefine(INDICES.counterIndex, owner);
+    await provisionTpmAnchor(tpm, INDICES);
+    const state = await new TpmAuditAnchor(tpm, config).read();
+    expect(state.counter).toBeGreaterThan(config.pinnedGenesis ?? 0n);
+    const again = await logAt(join(work, 'empty'), tpm, config);
+    await expect(again.log.provision()).rejects.toMatchObject({
+      details: { reason: 'store_missing', tpmCounter: state.counter.toString() },
+    });
+    await again.close();
+  });
+});
