@@ -35,6 +35,7 @@ import { auditRoutes } from './routes/audit.js';
 import { grantsRoutes } from './routes/grants.js';
 import { healthRoutes } from './routes/health.js';
 import { keysRoutes } from './routes/keys.js';
+import { operatorRoutes } from './routes/operators.js';
 import { policyRoutes, type PolicyAdministration } from './routes/policy.js';
 import { runtimesRoutes } from './routes/runtimes.js';
 
@@ -214,6 +215,10 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   await app.register(healthRoutes, { probes: services.probes });
   if (services.operators !== undefined) {
     await app.register(approvalRoutes, { approvals: services.operators.approvals });
+    await app.register(operatorRoutes, {
+      operators: services.operators,
+      approvals: services.operators.approvals,
+    });
   }
   if (services.keys !== undefined) {
     await app.register(keysRoutes, {

@@ -13,7 +13,9 @@ export interface CliOutput {
 }
 
 const USAGE = [
-  'usage: grantor operators token create --role <auditor|operator|key_custodian> --actor <name> [--ttl <90d|12h|30m|seconds>]',
+  'usage: grantor operators person add <id> --role <auditor|operator|key_custodian> [--name <display name>]',
+  '       grantor operators person list',
+  '       grantor operators token create --role <auditor|operator|key_custodian> --actor <person id> [--ttl <90d|12h|30m|seconds>]',
   '       grantor operators token list',
   '       grantor operators token revoke <tok_id>',
 ].join('\n');
@@ -50,6 +52,7 @@ export async function runOperatorsCli(
   now: () => Date = () => new Date(),
 ): Promise<number> {
   const [noun, verb, ...rest] = argv;
+  if (noun === 'person') return runPersonCli(verb, rest, svc, out);
   if (noun !== 'token') {
     out.error(USAGE);
     return 2;
@@ -109,6 +112,45 @@ export async function runOperatorsCli(
         out.error(USAGE);
         return 2;
     }
+  } catch (e) {
+    if (e instanceof GrantorError) {
+      out.error(`error: ${e.code}: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+/**
+ * `person add|list`: the offline bootstrap of the operator registry (appliance stopped).
+ * On a running appliance the registry changes only under dual control (PUT
+ * /v1/operators/{id}); this path exists for the very first people.
+ */
+async function runPersonCli(
+  verb: string | undefined,
+  rest: readonly string[],
+  svc: OperatorTokens,
+  out: CliOutput,
+): Promise<number> {
+  try {
+    if (verb === 'list' && rest.length === 0) {
+      for (const p of await svc.people.list()) {
+        const state = p.removedAt === undefined ? 'active' : `removed ${p.removedAt}`;
+        out.log([p.id, p.displayName, p.roles.join(','), p.emails.join(','), state].join('\t'));
+      }
+      return 0;
+    }
+    const [id, ...flagArgs] = rest;
+    const f = flags(flagArgs);
+    const role = f?.get('role');
+    const unknown = [...(f?.keys() ?? [])].filter((k) => !['role', 'name'].includes(k));
+    if (verb !== 'add' || id === undefined || !isRole(role) || unknown.length > 0) {
+      out.error(USAGE);
+      return 2;
+    }
+    const person = await svc.people.bootstrap(id, role, f?.get('name'));
+    out.log(`${person.id}\t${person.displayName}\t${person.roles.join(',')}`);
+    return 0;
   } catch (e) {
     if (e instanceof GrantorError) {
       out.error(`error: ${e.code}: ${e.message}`);
