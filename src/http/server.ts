@@ -150,6 +150,8 @@ export async function startApplianceServer(
   const appOptions: AppOptions = {
     ...(logger === undefined ? {} : { logger }),
     ...(https === undefined ? {} : { https }),
+    tlsHandshakeTimeoutMs: config.connections.tlsHandshakeTimeoutMs,
+    connections: config.connections,
   };
   let appliance: Appliance;
   try {

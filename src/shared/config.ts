@@ -87,6 +87,17 @@ export interface AppConfig {
   readonly approvals: ApprovalSettings;
   /** How refused operator attempts are audited (src/operators/refusals.ts). */
   readonly operatorRefusals: RefusalAuditSettings;
+  /** Connection limits of the listener (src/http/plugins/connections.ts). */
+  readonly connections: ConnectionSettings;
+}
+
+export interface ConnectionSettings {
+  /** A TLS handshake not finished in this time closes the connection. */
+  readonly tlsHandshakeTimeoutMs: number;
+  /** Open connections at most, in all. */
+  readonly maxConnections: number;
+  /** Open connections at most per client address (IPv6: per /64). */
+  readonly maxConnectionsPerAddress: number;
 }
 
 /** The rate-limited route families; each route names its bucket in `config.rateLimit`. */
@@ -210,6 +221,9 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   approvalTtlSeconds: 'GRANTOR_APPROVAL_TTL_SECONDS',
   operatorRefusalWindowSeconds: 'GRANTOR_OPERATOR_REFUSAL_WINDOW_SECONDS',
   operatorRefusalMaxPerWindow: 'GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW',
+  tlsHandshakeTimeoutMs: 'GRANTOR_TLS_HANDSHAKE_TIMEOUT_MS',
+  maxConnections: 'GRANTOR_MAX_CONNECTIONS',
+  maxConnectionsPerAddress: 'GRANTOR_MAX_CONNECTIONS_PER_ADDRESS',
 };
 
 /** GRANTOR_RATE_LIMIT_<BUCKET>_PER_<ADDRESS|RUNTIME|APPLIANCE>, e.g. ..._CHALLENGES_PER_RUNTIME. */
@@ -532,6 +546,17 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
     operatorRefusals: {
       windowSeconds: integer(src, 'GRANTOR_OPERATOR_REFUSAL_WINDOW_SECONDS', 60, 1, 86_400),
       maxEntriesPerWindow: integer(src, 'GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW', 100, 1, 100_000),
+    },
+    connections: {
+      tlsHandshakeTimeoutMs: integer(src, 'GRANTOR_TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 120_000),
+      maxConnections: integer(src, 'GRANTOR_MAX_CONNECTIONS', 4096, 1, 1_000_000),
+      maxConnectionsPerAddress: integer(
+        src,
+        'GRANTOR_MAX_CONNECTIONS_PER_ADDRESS',
+        256,
+        1,
+        1_000_000,
+      ),
     },
   };
 }

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -367,6 +367,60 @@ describe('people behind tokens and certificates over TLS (issue 14)', () => {
     expect(revoked?.subject).toBe((revoke.json as { id: string }).id);
     expect(revoked?.reasons).toContain('person:alice');
   });
+});
+
+describe('the listener under connection floods (issue 14)', () => {
+  let server: RunningServer | undefined;
+  let port: number;
+
+  beforeAll(async () => {
+    server = await startApplianceServer(
+      config({
+        GRANTOR_TLS_HANDSHAKE_TIMEOUT_MS: '3000',
+        GRANTOR_MAX_CONNECTIONS_PER_ADDRESS: '3',
+      }),
+    );
+    port = await listen(server);
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  /** A bare TCP connection that never sends a ClientHello; resolves once it is open. */
+  function bare(): Promise<{ socket: Socket; closed: Promise<void> }> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port });
+      const closed = new Promise<void>((done) => {
+        socket.once('close', () => {
+          done();
+        });
+      });
+      socket.once('connect', () => {
+        resolve({ socket, closed });
+      });
+      socket.once('error', reject);
+    });
+  }
+
+  it('closes a connection that never completes the TLS handshake', async () => {
+    const { socket, closed } = await bare();
+    // Closed by the server (Node's default would hold it 120 s, past this test's deadline).
+    await closed;
+    expect(socket.destroyed).toBe(true);
+    expect(socket.bytesWritten).toBe(0);
+  }, 20_000);
+
+  it('caps the open connections of one address', async () => {
+    const held = [await bare(), await bare(), await bare()];
+    const extra = await bare();
+    await extra.closed;
+    // The first three are still open: the fourth was refused by the cap, not the timeout.
+    expect(held.map((h) => h.socket.destroyed)).toEqual([false, false, false]);
+    for (const h of held) h.socket.destroy();
+    await Promise.all(held.map((h) => h.closed));
+    const ok = await call(port, 'GET', '/readyz');
+    expect(ok.status).toBe(200);
+  }, 20_000);
 });
 
 describe('a degraded appliance over TLS', () => {
