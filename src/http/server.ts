@@ -54,6 +54,7 @@ function refusalAudit(a: Appliance): RefusalAudit {
           entry.reason,
           `${entry.method} ${entry.route}`,
           `address:${entry.address}`,
+          ...(entry.detail === undefined ? [] : [`tls:${entry.detail}`]),
           ...(entry.repeats > 0 ? [`repeats:${entry.repeats}`] : []),
           ...(entry.dropped > 0 ? [`dropped:${entry.dropped}`] : []),
         ],

@@ -421,6 +421,42 @@ describe('the listener under connection floods (issue 14)', () => {
     const ok = await call(port, 'GET', '/readyz');
     expect(ok.status).toBe(200);
   }, 20_000);
+
+  it('audits a stolen token refused after a junk flood, and a TLS-rejected certificate as such', async () => {
+    const ops = server?.appliance?.operators;
+    if (ops === undefined) throw new Error('no appliance');
+    const stolen = await ops.tokens.create({ role: 'auditor', actor: 'auditor-demo' });
+    // A certificate from another operator CA: refused by TLS, recorded as such (junk, on
+    // this address's budget: before the flood below spends it).
+    const foreign = await call(port, 'GET', '/v1/keys', {
+      cert: { dir: join(dir, 'foreign'), role: 'key_custodian' },
+    });
+    expect(foreign.status).toBe(401);
+    // 100 junk tokens spend what used to be the whole window's budget...
+    for (let i = 0; i < 100; i++) {
+      const junk = `gop_${i.toString(16).padStart(16, '0')}${'J'.repeat(43)}`;
+      const res = await call(port, 'GET', '/v1/audit/entries?from=0', { token: junk });
+      expect(res.status).toBe(401);
+    }
+    // ...then a stolen auditor token tries to rotate the keys.
+    const rotate = await call(port, 'POST', '/v1/keys/rotate', { token: stolen.token });
+    expect(rotate.status).toBe(403);
+    const read = await call(port, 'GET', '/v1/audit/entries?from=0&limit=1000', {
+      cert: { dir: tls, role: 'auditor' },
+    });
+    const entries = (
+      read.json as { entries: { type: string; subject: string; reasons: string[] }[] }
+    ).entries.filter((e) => e.type === 'operator.refused');
+    expect(entries).toContainEqual(
+      expect.objectContaining({
+        subject: stolen.info.id,
+        reasons: expect.arrayContaining(['role_forbidden', 'POST /v1/keys/rotate']) as unknown,
+      }),
+    );
+    const rejected = entries.find((e) => e.reasons.includes('GET /v1/keys'));
+    expect(rejected?.reasons[0]).toBe('certificate_rejected');
+    expect(rejected?.reasons.some((r) => r.startsWith('tls:'))).toBe(true);
+  }, 60_000);
 });
 
 describe('a degraded appliance over TLS', () => {
