@@ -108,6 +108,7 @@ export const RATE_LIMIT_BUCKETS = [
   'grants',
   'redeem',
   'certify',
+  'rotate',
 ] as const;
 export type RateLimitBucket = (typeof RATE_LIMIT_BUCKETS)[number];
 
@@ -160,6 +161,13 @@ export const DEFAULT_RATE_LIMIT_BUCKETS: RateLimitSettings['buckets'] = {
     perAddress: { burst: 10, perSecond: 2 },
     perRuntime: { burst: 10, perSecond: 2 },
     perAppliance: { burst: 20, perSecond: 10 },
+  },
+  // On-demand key rotations (key custodians): each is an HSM key generation and a new key
+  // every verifier must fetch; a few in a row at most, then one per 5 minutes.
+  rotate: {
+    perAddress: { burst: 3, perSecond: 1 / 60 },
+    perRuntime: { burst: 3, perSecond: 1 / 60 },
+    perAppliance: { burst: 3, perSecond: 1 / 300 },
   },
 };
 

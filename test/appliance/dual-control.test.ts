@@ -569,6 +569,17 @@ describe('dual control counts people (issue 14)', () => {
     expect(done.statusCode).toBe(200);
     expect(done.json<{ active: { purpose: string } }>().active.purpose).toBe('audit');
   });
+
+  it('limits on-demand rotations (bucket rotate), after authentication', async () => {
+    // Two rotation calls above; the burst is 3.
+    const rotate = (who: string) => post('/v1/keys/rotate', who);
+    for (let i = 0; i < 5; i++) expect(code(await rotate('auditor'))).toBe('forbidden');
+    expect((await rotate('custodian')).statusCode).toBe(200);
+    const limited = await rotate('kai');
+    expect(limited.statusCode).toBe(429);
+    expect(code(limited)).toBe('rate_limited');
+    expect(limited.headers['retry-after']).toBeDefined();
+  });
 });
 
 describe('refused operator attempts', () => {

@@ -135,7 +135,8 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
     '/v1/keys/rotate',
     {
       ...bodyLimit('tiny'),
-      config: { role: 'key_custodian' },
+      // Limited after authentication (the auth hook runs first): only custodians spend it.
+      config: { role: 'key_custodian', rateLimit: { bucket: 'rotate', perRuntime: false } },
       // A bodiless POST (curl -X POST) means the default: rotate the grant key.
       preValidation: (request, _reply, done) => {
         if ((request.body as unknown) === undefined) request.body = {};
@@ -154,6 +155,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
           401: ErrorSchema,
           403: ErrorSchema,
           409: ErrorSchema,
+          429: ErrorSchema,
           503: ErrorSchema,
         },
       },
