@@ -55,6 +55,7 @@ function refusalAudit(a: Appliance): RefusalAudit {
           `${entry.method} ${entry.route}`,
           `address:${entry.address}`,
           ...(entry.detail === undefined ? [] : [`tls:${entry.detail}`]),
+          ...(entry.person === undefined ? [] : [`person:${entry.person}`]),
           ...(entry.repeats > 0 ? [`repeats:${entry.repeats}`] : []),
           ...(entry.dropped > 0 ? [`dropped:${entry.dropped}`] : []),
         ],

@@ -34,6 +34,8 @@ export interface RefusedAttempt {
   readonly identity?: string;
   /** A valid operator credential was refused (its own budget, per identity). */
   readonly credentialed?: boolean;
+  /** The person a refused valid credential was issued to. */
+  readonly person?: string;
   /** For a certificate the TLS layer refused: its reason (an OpenSSL verify code). */
   readonly detail?: string;
   readonly time: string;

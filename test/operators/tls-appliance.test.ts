@@ -450,7 +450,11 @@ describe('the listener under connection floods (issue 14)', () => {
     expect(entries).toContainEqual(
       expect.objectContaining({
         subject: stolen.info.id,
-        reasons: expect.arrayContaining(['role_forbidden', 'POST /v1/keys/rotate']) as unknown,
+        reasons: expect.arrayContaining([
+          'role_forbidden',
+          'POST /v1/keys/rotate',
+          'person:auditor-demo',
+        ]) as unknown,
       }),
     );
     const rejected = entries.find((e) => e.reasons.includes('GET /v1/keys'));

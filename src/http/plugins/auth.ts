@@ -103,6 +103,8 @@ export interface OperatorRefusal {
    * route): audited on its own budget, which junk cannot spend (src/operators/refusals.ts).
    */
   readonly credentialed?: boolean;
+  /** The person the valid credential was issued to (operator registry id). */
+  readonly person?: string;
   /** For `certificate_rejected`: the TLS layer's reason, e.g. `UNABLE_TO_VERIFY_LEAF_SIGNATURE`. */
   readonly detail?: string;
   readonly time: string;
@@ -251,8 +253,9 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
     error: GrantorError,
     reason: RefusalReason,
     identity: string | undefined,
-    credentialed = false,
+    person?: string,
   ): Promise<never> => {
+    const credentialed = person !== undefined;
     const detail = reason === 'certificate_rejected' ? rejectedPeerCertificate(request) : undefined;
     if (opts.onRefused !== undefined) {
       await opts
@@ -263,7 +266,7 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
           code: error.code,
           address: request.ip,
           ...(identity === undefined ? {} : { identity }),
-          ...(credentialed ? { credentialed } : {}),
+          ...(credentialed ? { credentialed, person } : {}),
           ...(detail === undefined ? {} : { detail }),
           time: now().toISOString(),
         })
@@ -285,7 +288,7 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
           new ForbiddenError('operator credentials cannot act as a runtime'),
           'operator_on_runtime_route',
           valid?.id ?? claimedIdentity(request) ?? 'certificate',
-          valid !== undefined,
+          valid?.person,
         );
       }
       return;
@@ -310,7 +313,7 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
         }),
         'role_forbidden',
         actor.id,
-        true,
+        actor.person,
       );
     }
     request.actor = actor;
