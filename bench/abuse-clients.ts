@@ -3,12 +3,13 @@
  * loops do not starve the legitimate client's event loop (the bench would then measure
  * itself): a
  * challenge flood for one runtime, forged grant signatures for the honest runtime's id,
- * oversized bodies, malformed JSON and slow bodies, each from its own loopback address.
+ * oversized bodies, malformed JSON, slow bodies, junk operator tokens and half-open
+ * connections, each from its own loopback address.
  * The process (GRANTOR_ABUSE_DATA set) runs until it is sent 'stop', then sends each
  * client's status counts and exits.
  * `flood` is also used by the bench itself (the /readyz probe).
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 
@@ -21,7 +22,12 @@ export async function flood(
   base: URL,
   localAddress: string,
   concurrency: number,
-  make: () => { path: string; body?: string | Buffer; method?: 'GET' | 'POST' },
+  make: () => {
+    path: string;
+    body?: string | Buffer;
+    method?: 'GET' | 'POST';
+    headers?: Record<string, string>;
+  },
   stop: () => boolean,
   pauseMs = 0,
 ): Promise<Tally> {
@@ -37,7 +43,10 @@ export async function flood(
           method: r.method ?? 'POST',
           path: r.path,
           agent,
-          headers: r.body === undefined ? {} : { 'content-type': 'application/json' },
+          headers: {
+            ...(r.body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...r.headers,
+          },
         },
         (res) => {
           bump(tally, String(res.statusCode));
@@ -116,7 +125,60 @@ export async function slowBodies(
   return tally;
 }
 
-export const ABUSERS = ['challenges', 'forged', 'oversized', 'malformed', 'slow'] as const;
+/**
+ * Bare TCP connections that never send a byte, kept at `count` (each one the listener
+ * closes is opened again): a half-open flood against the connection caps and timeouts.
+ * Tallies how each ended (`closed` by the server, `still-open` at the stop).
+ */
+export async function halfOpen(
+  base: URL,
+  localAddress: string,
+  count: number,
+  stop: () => boolean,
+): Promise<Tally> {
+  const tally: Tally = new Map();
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const socket = connect({ host: base.hostname, port: Number(base.port), localAddress });
+      const timer = setInterval(() => {
+        if (stop()) {
+          bump(tally, 'still-open');
+          clearInterval(timer);
+          socket.destroy();
+          resolve();
+        }
+      }, 200);
+      socket.on('close', () => {
+        clearInterval(timer);
+        if (!stop()) bump(tally, 'closed');
+        resolve();
+      });
+      socket.on('error', () => undefined);
+    });
+  await Promise.all(
+    Array.from({ length: count }, async () => {
+      while (!stop()) {
+        await one();
+        // Reconnecting at once after a refusal would only spin this process.
+        if (!stop()) await new Promise((r) => setTimeout(r, 100));
+      }
+    }),
+  );
+  return tally;
+}
+
+export const ABUSERS = [
+  'challenges',
+  'forged',
+  'oversized',
+  'malformed',
+  'slow',
+  'junk-tokens',
+  'half-open',
+] as const;
+
+/** The flood cases of issue 14 (operator plane and connections), run in their own phase. */
+export const OPERATOR_PLANE_ABUSERS: readonly AbuserName[] = ['junk-tokens', 'half-open'];
 export type AbuserName = (typeof ABUSERS)[number];
 
 export interface AbuseClientsData {
@@ -160,6 +222,24 @@ async function runAbusers(data: AbuseClientsData, stopped: () => boolean): Promi
         stopped,
       ),
     slow: () => slowBodies(base, '127.0.0.5', 32, stopped),
+    // Invalid operator tokens (each its own id) on an operator route: 401, their audit
+    // entries budgeted per address.
+    'junk-tokens': () =>
+      flood(
+        base,
+        '127.0.0.7',
+        4,
+        () => ({
+          method: 'GET',
+          path: '/v1/audit/entries?from=0',
+          headers: {
+            authorization: `Bearer gop_${randomBytes(8).toString('hex')}${'J'.repeat(43)}`,
+          },
+        }),
+        stopped,
+      ),
+    // More bare connections than one address may hold (GRANTOR_MAX_CONNECTIONS_PER_ADDRESS).
+    'half-open': () => halfOpen(base, '127.0.0.8', 300, stopped),
   };
   const results = await Promise.all(
     data.enabled.map(async (name) => [name, [...(await clients[name]())]] as const),

@@ -11,8 +11,11 @@
  * Phase 1 (baseline): the legitimate runtime alone. Phase 2: the same, while abusive
  * clients run: a challenge flood for one runtime (trips its per-runtime 429), grant
  * requests with a forged signature for the honest runtime's id, oversized bodies,
- * malformed JSON, and slow bodies (a byte every 500 ms). /readyz is polled throughout.
- * Abusive clients bind 127.0.0.2-127.0.0.6 (Linux routes all of 127/8 to loopback), so
+ * malformed JSON, slow bodies (a byte every 500 ms), junk operator tokens on an operator
+ * route and 300 half-open connections from one address (more than the per-address cap).
+ * Phase 3: the legitimate runtime under the junk-token and half-open floods alone (issue
+ * 14), against the same baseline. /readyz is polled throughout.
+ * Abusive clients bind 127.0.0.2-127.0.0.8 (Linux routes all of 127/8 to loopback), so
  * the per-address limits apply to them and not to the honest runtime on 127.0.0.1.
  * Reports the legitimate grant rate alone and under abuse, their ratio, every abusive
  * client's status counts, and /readyz. Exits 1 on any 5xx, any /readyz other than 200, or
@@ -27,6 +30,7 @@ import { fork } from 'node:child_process';
 import { provisionTpmTemplate } from '../test/rig/sim.js';
 import {
   ABUSERS,
+  OPERATOR_PLANE_ABUSERS,
   flood,
   type AbuseReport,
   type AbuseClientsData,
@@ -131,40 +135,47 @@ try {
   // loops do not starve this process's legitimate client. GRANTOR_ABUSE_ONLY=forged,slow
   // runs only those (to see what costs what).
   const only = process.env.GRANTOR_ABUSE_ONLY?.split(',').map((c) => c.trim());
-  const enabled = ABUSERS.filter((name) => only === undefined || only.includes(name));
-  const abusers = fork(fileURLToPath(new URL('./abuse-clients.ts', import.meta.url)), [], {
-    execArgv: ['--import', 'tsx'],
-    env: {
-      ...process.env,
-      GRANTOR_ABUSE_DATA: JSON.stringify({
-        base: base.origin,
-        runtimeId: rt.runtimeId,
-        attestationId: session.attestationId,
-        enabled,
-      } satisfies AbuseClientsData),
-    },
-  });
-  const report = new Promise<AbuseReport>((resolve, reject) => {
-    abusers.once('message', (m) => {
-      resolve(m as AbuseReport);
+  const selected = (names: readonly AbuserName[]): AbuserName[] =>
+    names.filter((name) => only === undefined || only.includes(name));
+  /** The legitimate client while the `enabled` abusive clients run; both results. */
+  const abusePhase = async (
+    enabled: readonly AbuserName[],
+  ): Promise<{ result: AutocannonResult; reported: AbuseReport }> => {
+    const abusers = fork(fileURLToPath(new URL('./abuse-clients.ts', import.meta.url)), [], {
+      execArgv: ['--import', 'tsx'],
+      env: {
+        ...process.env,
+        GRANTOR_ABUSE_DATA: JSON.stringify({
+          base: base.origin,
+          runtimeId: rt.runtimeId,
+          attestationId: session.attestationId,
+          enabled,
+        } satisfies AbuseClientsData),
+      },
     });
-    abusers.once('exit', (code) => {
-      reject(new Error(`the abusive clients exited (${code ?? 'signal'}) without a report`));
+    const report = new Promise<AbuseReport>((resolve, reject) => {
+      abusers.once('message', (m) => {
+        resolve(m as AbuseReport);
+      });
+      abusers.once('exit', (code) => {
+        reject(new Error(`the abusive clients exited (${code ?? 'signal'}) without a report`));
+      });
     });
-  });
-  // Awaited after the legitimate phase; a failure must still reach the finally below.
-  report.catch(() => undefined);
-  const underAbuse = await legit();
-  abusers.send('stop');
-  const reported = await report;
+    // Awaited after the legitimate phase; a failure must still reach the finally below.
+    report.catch(() => undefined);
+    const result = await legit();
+    abusers.send('stop');
+    return { result, reported: await report };
+  };
+  const enabled = selected(ABUSERS);
+  const { result: underAbuse, reported } = await abusePhase(enabled);
+  // The flood cases of issue 14 alone: junk operator tokens and half-open connections.
+  const operatorPlane = selected(OPERATOR_PLANE_ABUSERS);
+  const planePhase = operatorPlane.length > 0 ? await abusePhase(operatorPlane) : undefined;
   const tally = (name: AbuserName): Tally => new Map(reported[name] ?? []);
-  const [challenges, forged, big, malformed, slow] = ABUSERS.map(tally) as [
-    Tally,
-    Tally,
-    Tally,
-    Tally,
-    Tally,
-  ];
+  const [challenges, forged, big, malformed, slow, junkTokens, halfOpenConns] = ABUSERS.map(
+    tally,
+  ) as [Tally, Tally, Tally, Tally, Tally, Tally, Tally];
   probing = false;
   await probe;
 
@@ -184,13 +195,26 @@ try {
   console.log(legitLine('legitimate, alone', baseline));
   console.log(legitLine('legitimate, under abuse', underAbuse));
   console.log(`ratio under abuse / alone: ${(rate(underAbuse) / rate(baseline)).toFixed(2)}`);
+  if (planePhase !== undefined) {
+    console.log(legitLine('legitimate, under 14 floods', planePhase.result));
+    console.log(
+      `ratio under junk tokens + half-open / alone: ${(rate(planePhase.result) / rate(baseline)).toFixed(2)}`,
+    );
+  }
   const abusive: [string, Tally][] = [
     ['challenge flood (one runtime)', challenges],
     ['forged signatures', forged],
     ['oversized bodies (256 KiB)', big],
     ['malformed JSON', malformed],
     ['slow bodies (1 B / 500 ms)', slow],
+    ['junk operator tokens', junkTokens],
+    ['half-open connections (300)', halfOpenConns],
   ];
+  if (planePhase !== undefined) {
+    for (const name of operatorPlane) {
+      abusive.push([`${name} (own phase)`, new Map(planePhase.reported[name] ?? [])]);
+    }
+  }
   for (const [name, t] of abusive) console.log(`${name.padEnd(30)}  ${show(t) || 'off'}`);
   console.log(`${'/readyz (every 200 ms)'.padEnd(30)}  ${show(readyz)}`);
 
@@ -199,9 +223,12 @@ try {
   const accepted = (t: Tally): number =>
     [...t].filter(([k]) => k.startsWith('2')).reduce((n, [, v]) => n + v, 0);
   failed =
-    count(baseline, '5') + count(underAbuse, '5') > 0 ||
+    count(baseline, '5') +
+      count(underAbuse, '5') +
+      (planePhase ? count(planePhase.result, '5') : 0) >
+      0 ||
     abusive.some(([, t]) => fiveXx(t) > 0) ||
-    [forged, big, malformed, slow].some((t) => accepted(t) > 0) ||
+    [forged, big, malformed, slow, junkTokens].some((t) => accepted(t) > 0) ||
     (enabled.includes('challenges') && (challenges.get('429') ?? 0) === 0) ||
     [...readyz.keys()].some((k) => k !== '200');
 } finally {

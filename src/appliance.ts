@@ -452,7 +452,25 @@ export async function openAppliance(
         await audit.append({
           type: event.type,
           subject: event.approvalId,
-          reasons: [event.act, ...event.actors.map((a) => `${a.role}:${a.id}`)],
+          reasons: [
+            event.act,
+            ...event.actors.map(
+              (a) => `${a.role}:${a.id}${a.person === undefined ? '' : `:${a.person}`}`,
+            ),
+          ],
+          digest: jcsSha256Hex(event),
+        });
+      },
+      // Every credential and registry change, with the person and who made it.
+      onCredentialEvent: async (event) => {
+        await audit.append({
+          type: event.type,
+          subject: event.subject,
+          reasons: [
+            ...(event.person === undefined ? [] : [`person:${event.person}`]),
+            `by:${event.by}`,
+            ...(event.roles ?? []).map((r) => `role:${r}`),
+          ],
           digest: jcsSha256Hex(event),
         });
       },

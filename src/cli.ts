@@ -6,7 +6,9 @@
  *   grantor keys list|rotate|retire|destroy  key ceremonies (the same KeyService)
  *   grantor audit export FILE             entries and a fresh checkpoint
  *   grantor audit verify FILE --key K     offline: needs no appliance, TPM or HSM
- *   grantor operators token create|list|revoke
+ *   grantor operators person add|list      offline bootstrap of the operator registry
+ *   grantor operators token create|list|revoke  (with GRANTOR_URL and GRANTOR_OPERATOR_TOKEN:
+ *                                          over the operator API of a running appliance)
  * The CLI opens the TPM, the HSM and the database itself: run it while the server is
  * stopped (LevelDB and the simulator's TPM connection are exclusive), or use the
  * operator routes of a running appliance.
@@ -14,7 +16,9 @@
 import { openAppliance, provisionAppliance } from './appliance.js';
 import { runAuditCli } from './audit/cli.js';
 import { runKeysCli } from './keys/cli.js';
+import { readFileSync } from 'node:fs';
 import { runOperatorsCli } from './operators/cli.js';
+import { RemoteTokens } from './operators/remote.js';
 import { loadConfig } from './shared/config.js';
 import { ConfigError, GrantorError } from './shared/errors.js';
 import { openTpm } from './tpm/tpm.native.js';
@@ -51,6 +55,17 @@ async function run(argv: readonly string[]): Promise<number> {
       },
       { out: out.log, err: out.error },
     );
+  }
+  if (command === 'operators') {
+    // A running appliance: token create|list|revoke over its operator API (no local config).
+    const url = process.env.GRANTOR_URL;
+    const token = process.env.GRANTOR_OPERATOR_TOKEN;
+    if (url !== undefined && url !== '' && token !== undefined && token !== '') {
+      const caFile = process.env.GRANTOR_URL_CA;
+      const ca = caFile === undefined || caFile === '' ? undefined : readFileSync(caFile, 'utf8');
+      const client = new RemoteTokens({ url, token, ...(ca === undefined ? {} : { ca }) });
+      return runOperatorsCli(rest, client, out);
+    }
   }
   const config = loadConfig();
   switch (command) {

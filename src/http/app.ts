@@ -26,6 +26,11 @@ import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
 import { captureOnlyLogger } from '../shared/logger.js';
 import { operatorAuth, type OperatorAct, type OperatorRefusal } from './plugins/auth.js';
 import type { HttpsOptions } from './plugins/tls.js';
+import {
+  DEFAULT_CONNECTION_LIMITS,
+  limitConnections,
+  type ConnectionLimits,
+} from './plugins/connections.js';
 import { metricsRoutes } from './plugins/metrics.js';
 import { openApi } from './plugins/openapi.js';
 import { rateLimit, type RateLimiter, type RateLimits } from './plugins/rate-limit.js';
@@ -35,6 +40,7 @@ import { auditRoutes } from './routes/audit.js';
 import { grantsRoutes } from './routes/grants.js';
 import { healthRoutes } from './routes/health.js';
 import { keysRoutes } from './routes/keys.js';
+import { operatorRoutes } from './routes/operators.js';
 import { policyRoutes, type PolicyAdministration } from './routes/policy.js';
 import { runtimesRoutes } from './routes/runtimes.js';
 
@@ -87,6 +93,10 @@ export interface AppOptions {
    * is answered 408 and its connection closed, at most a second past this.
    */
   readonly requestTimeoutMs?: number;
+  /** A TLS handshake not finished in this time closes the connection (default 10 s). */
+  readonly tlsHandshakeTimeoutMs?: number;
+  /** Open connections at most, in all and per client address (IPv6: per /64). */
+  readonly connections?: ConnectionLimits;
 }
 
 /**
@@ -155,9 +165,16 @@ export function createServer(options: AppOptions = {}): App {
       ? Fastify({ ...common, http: listener })
       : (Fastify({
           ...common,
-          https: { ...options.https, ...listener },
+          // Node's default is 120 s: a bare TCP connection that never sends a ClientHello
+          // would hold its slot that long.
+          https: {
+            ...options.https,
+            ...listener,
+            handshakeTimeout: options.tlsHandshakeTimeoutMs ?? 10_000,
+          },
         }) as unknown as FastifyInstance)
   ).withTypeProvider<TypeBoxTypeProvider>();
+  limitConnections(app.server, options.connections ?? DEFAULT_CONNECTION_LIMITS);
   const ajv = validators();
   app.setValidatorCompiler(({ schema, httpPart }) =>
     (httpPart === 'body' ? ajv.body : ajv.other).compile(schema),
@@ -214,6 +231,10 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   await app.register(healthRoutes, { probes: services.probes });
   if (services.operators !== undefined) {
     await app.register(approvalRoutes, { approvals: services.operators.approvals });
+    await app.register(operatorRoutes, {
+      operators: services.operators,
+      approvals: services.operators.approvals,
+    });
   }
   if (services.keys !== undefined) {
     await app.register(keysRoutes, {

@@ -93,6 +93,11 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   approval_duplicate_actor: 409,
   approval_not_found: 404,
   operator_token_not_found: 404,
+  approval_own_request: 403,
+  approval_request_open: 409,
+  approval_request_limit: 409,
+  operator_not_found: 404,
+  operator_identifier_conflict: 409,
   // operator-managed attestation trust (src/attestation/registrar.ts)
   ek_ca_bundle_invalid: 400,
   reference_policy_not_found: 404,

@@ -54,6 +54,8 @@ function refusalAudit(a: Appliance): RefusalAudit {
           entry.reason,
           `${entry.method} ${entry.route}`,
           `address:${entry.address}`,
+          ...(entry.detail === undefined ? [] : [`tls:${entry.detail}`]),
+          ...(entry.person === undefined ? [] : [`person:${entry.person}`]),
           ...(entry.repeats > 0 ? [`repeats:${entry.repeats}`] : []),
           ...(entry.dropped > 0 ? [`dropped:${entry.dropped}`] : []),
         ],
@@ -150,6 +152,8 @@ export async function startApplianceServer(
   const appOptions: AppOptions = {
     ...(logger === undefined ? {} : { logger }),
     ...(https === undefined ? {} : { https }),
+    tlsHandshakeTimeoutMs: config.connections.tlsHandshakeTimeoutMs,
+    connections: config.connections,
   };
   let appliance: Appliance;
   try {

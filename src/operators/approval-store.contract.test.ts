@@ -58,6 +58,16 @@ describe.each([
       'apr_0000000000000003',
       'apr_0000000000000002',
     ]);
+    // Open by requester: consumed ones drop out; legacy refs by their normalised name.
+    expect((await store.openBy('a')).map((r) => r.id).sort()).toEqual([
+      'apr_0000000000000002',
+      'apr_0000000000000003',
+    ]);
+    await store.put({
+      ...record('apr_0000000000000004', T2, '2026-01-05T00:00:00.000Z'),
+      requestedBy: { id: 'tok_b', person: 'bob', name: 'Bob', role: 'key_custodian' },
+    });
+    expect((await store.openBy('bob')).map((r) => r.id)).toEqual(['apr_0000000000000004']);
   });
 });
 

@@ -1,12 +1,14 @@
 /**
  * Approval requests on the appliance's LevelDB, sublevel `approvals`: `r!<id>` holds the
  * record (JSON), `t!<target>!<createdAt>!<id>` indexes it by target, `c!<createdAt>!<id>`
- * by creation time. A record and its index keys are written in one synced batch.
+ * by creation time, `o!<person>!<id>` by requester while not consumed. A record and its
+ * index keys are written in one synced batch.
  */
 import { Check } from 'typebox/value';
 import type { Database } from '../shared/db.level.js';
 import { OperatorStoreCorruptError } from './errors.js';
 import {
+  requesterOf,
   ApprovalRecordSchema,
   type ApprovalRecord,
   type ApprovalStore,
@@ -47,10 +49,23 @@ export class LevelApprovalStore implements ApprovalStore {
       { key: `t!${record.target}!${record.createdAt}!${record.id}`, value: record.id },
       { key: `c!${record.createdAt}!${record.id}`, value: record.id },
     ];
+    const openKey = `o!${encodeURIComponent(requesterOf(record))}!${record.id}`;
     await this.db.batch(
-      ops.map((op) => ({ type: 'put' as const, ...op, sublevel: this.sub })),
+      [
+        ...ops.map((op) => ({ type: 'put' as const, ...op, sublevel: this.sub })),
+        record.consumedAt === undefined
+          ? { type: 'put' as const, key: openKey, value: record.id, sublevel: this.sub }
+          : { type: 'del' as const, key: openKey, sublevel: this.sub },
+      ],
       { sync: true },
     );
+  }
+
+  async openBy(person: string): Promise<ApprovalRecord[]> {
+    const prefix = `o!${encodeURIComponent(person)}!`;
+    const ids: string[] = [];
+    for await (const id of this.sub.values({ gt: prefix, lt: `${prefix}~` })) ids.push(id);
+    return this.resolve(ids);
   }
 
   private async resolve(ids: readonly string[]): Promise<ApprovalRecord[]> {

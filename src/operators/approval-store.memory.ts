@@ -1,5 +1,5 @@
 /** An in-memory approval store, for service tests. */
-import type { ApprovalRecord, ApprovalStore } from './approval-store.port.js';
+import { requesterOf, type ApprovalRecord, type ApprovalStore } from './approval-store.port.js';
 
 export class MemoryApprovalStore implements ApprovalStore {
   private readonly records = new Map<string, ApprovalRecord>();
@@ -18,6 +18,14 @@ export class MemoryApprovalStore implements ApprovalStore {
       [...this.records.values()]
         .filter((r) => r.target === target)
         .sort((a, b) => a.createdAt.localeCompare(b.createdAt)),
+    );
+  }
+
+  openBy(person: string): Promise<ApprovalRecord[]> {
+    return Promise.resolve(
+      [...this.records.values()].filter(
+        (r) => r.consumedAt === undefined && requesterOf(r) === person,
+      ),
     );
   }
 

@@ -1,5 +1,6 @@
 /** Where dual-control approval requests live: one record per request, approvals inside. */
 import { Type, type Static } from 'typebox';
+import { normaliseIdentifier } from './people.js';
 import { RoleSchema } from './token-store.port.js';
 
 export const APPROVAL_ACTS = [
@@ -8,6 +9,9 @@ export const APPROVAL_ACTS = [
   'refpolicy.disable',
   'refpolicy.enable',
   'enrollrules.replace',
+  'audit_key.rotate',
+  'operator.put',
+  'operator.remove',
 ] as const;
 export type ApprovalAct = (typeof APPROVAL_ACTS)[number];
 
@@ -17,6 +21,9 @@ export const ApprovalActSchema = Type.Union([
   Type.Literal('refpolicy.disable'),
   Type.Literal('refpolicy.enable'),
   Type.Literal('enrollrules.replace'),
+  Type.Literal('audit_key.rotate'),
+  Type.Literal('operator.put'),
+  Type.Literal('operator.remove'),
 ]);
 
 /** The act's parameters: a small flat object (e.g. `{kid}`), bound by its hash. */
@@ -29,9 +36,19 @@ export const ApprovalParamsSchema = Type.Record(
 export type ApprovalParams = Static<typeof ApprovalParamsSchema>;
 
 const ActorRefSchema = Type.Object(
-  { id: Type.String(), name: Type.String(), role: RoleSchema },
+  {
+    /** The credential: `tok_...` or `cert:<issuer hash>:<serial>`. */
+    id: Type.String(),
+    /** The person (operator registry id); records from before the registry: absent. */
+    person: Type.Optional(Type.String()),
+    name: Type.String(),
+    role: RoleSchema,
+    /** When the credential expires; checked again when the approval is used. */
+    credentialExpiresAt: Type.Optional(Type.String()),
+  },
   { additionalProperties: false },
 );
+export type ApprovalActorRef = Static<typeof ActorRefSchema>;
 
 export const GivenApprovalSchema = Type.Object(
   {
@@ -64,6 +81,18 @@ export interface ApprovalStore {
   put(record: ApprovalRecord): Promise<void>;
   /** Every request bound to `target`, oldest first. */
   byTarget(target: string): Promise<ApprovalRecord[]>;
+  /** The requests `person` opened that are not consumed (expired ones included). */
+  openBy(person: string): Promise<ApprovalRecord[]>;
   /** The newest `limit` requests, newest first. */
   list(limit: number): Promise<ApprovalRecord[]>;
+}
+
+/** The person who opened a request (older records: the requester's name, normalised). */
+export function requesterOf(record: ApprovalRecord): string {
+  return personOfRef(record.requestedBy);
+}
+
+/** The person behind an actor reference (older records: the name, normalised). */
+export function personOfRef(ref: ApprovalActorRef): string {
+  return ref.person ?? normaliseIdentifier(ref.name);
 }

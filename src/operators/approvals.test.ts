@@ -19,13 +19,16 @@ async function code(p: Promise<unknown>): Promise<string> {
   throw new Error('expected a refusal');
 }
 
-const actor = (id: string, role: Role, name = id): OperatorActor => ({
+const actor = (id: string, role: Role, name = id, person = name.toLowerCase()): OperatorActor => ({
   kind: 'operator',
   id,
+  person,
   role,
   name,
   credential: 'token',
+  expiresAt: '2027-01-01T00:00:00Z',
 });
+const kev = actor('tok_kev', 'key_custodian', 'kev');
 const kim = actor('tok_kim', 'key_custodian', 'kim');
 const kai = actor('tok_kai', 'key_custodian', 'kai');
 const kit = actor('tok_kit', 'key_custodian', 'kit');
@@ -63,7 +66,7 @@ function setup() {
 describe('dual control', () => {
   it('refuses a key destroy with one approval and performs it once with two', async () => {
     const s = setup();
-    const req = await s.approvals.request(kim, 'key.destroy', { kid: 'k1' });
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
     expect(await code(s.destroyKey('k1'))).toBe('approval_required');
     await s.approvals.approve(kim, req.id);
     expect(await code(s.destroyKey('k1'))).toBe('approval_required');
@@ -90,7 +93,7 @@ describe('dual control', () => {
 
   it('binds approvals to the exact act and target', async () => {
     const s = setup();
-    const req = await s.approvals.request(kim, 'key.destroy', { kid: 'k1' });
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
     await s.approvals.approve(kim, req.id);
     await s.approvals.approve(kai, req.id);
     expect(await code(s.destroyKey('k2'))).toBe('approval_required');
@@ -103,26 +106,87 @@ describe('dual control', () => {
     expect(await s.destroyKey('k1')).toBe('k1');
   });
 
-  it('refuses a second approval by the same actor, or the same name by another credential', async () => {
+  it('refuses a second approval by the same person, under any credential or name', async () => {
     const s = setup();
-    const req = await s.approvals.request(kim, 'key.destroy', { kid: 'k1' });
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
     await s.approvals.approve(kim, req.id);
     expect(await code(s.approvals.approve(kim, req.id))).toBe('approval_duplicate_actor');
-    const kimByCert = actor('cert:01', 'key_custodian', 'KIM');
+    // Another credential of the same person, with another display name.
+    const kimByCert = actor('cert:0123456789abcdef:01', 'key_custodian', 'Kim Smith', 'kim');
     expect(await code(s.approvals.approve(kimByCert, req.id))).toBe('approval_duplicate_actor');
     expect(await code(s.destroyKey('k1'))).toBe('approval_required');
+  });
+
+  it('refuses the requester approving its own request, under any credential', async () => {
+    const s = setup();
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
+    expect(await code(s.approvals.approve(kev, req.id))).toBe('approval_own_request');
+    const kevByCert = actor('cert:0123456789abcdef:02', 'key_custodian', 'Kev', 'kev');
+    expect(await code(s.approvals.approve(kevByCert, req.id))).toBe('approval_own_request');
+  });
+
+  it('counts no approval whose credential is no longer valid when used', async () => {
+    const revoked = new Set<string>();
+    const approvals = new Approvals({
+      store: new MemoryApprovalStore(),
+      credentialValid: (ref) => Promise.resolve(!revoked.has(ref.id)),
+    });
+    const req = await approvals.request(kev, 'key.destroy', { kid: 'k1' });
+    await approvals.approve(kim, req.id);
+    await approvals.approve(kai, req.id);
+    revoked.add('tok_kai');
+    expect(await code(approvals.consume('key.destroy', { kid: 'k1' }))).toBe('approval_required');
+    await approvals.approve(kit, req.id);
+    expect((await approvals.consume('key.destroy', { kid: 'k1' })).consumedAt).toBeDefined();
+  });
+
+  it('refuses a second open request for the same act and parameters', async () => {
+    const s = setup();
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
+    expect(await code(s.approvals.request(kim, 'key.destroy', { kid: 'k1' }))).toBe(
+      'approval_request_open',
+    );
+    await s.approvals.approve(kim, req.id);
+    await s.approvals.approve(kai, req.id);
+    await s.destroyKey('k1');
+    // Once used (or expired), a new one may be opened.
+    await s.approvals.request(kim, 'key.destroy', { kid: 'k1' });
+  });
+
+  it('caps the open requests of one person', async () => {
+    const approvals = new Approvals({ store: new MemoryApprovalStore(), maxOpenPerPerson: 3 });
+    for (const kid of ['k1', 'k2', 'k3']) await approvals.request(kev, 'key.destroy', { kid });
+    expect(await code(approvals.request(kev, 'key.destroy', { kid: 'k4' }))).toBe(
+      'approval_request_limit',
+    );
+    await approvals.request(kim, 'key.destroy', { kid: 'k4' });
+  });
+
+  it('checks the target before using the approvals', async () => {
+    const s = setup();
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
+    await s.approvals.approve(kim, req.id);
+    await s.approvals.approve(kai, req.id);
+    const refused = s.approvals.perform(
+      'key.destroy',
+      { kid: 'k1' },
+      () => Promise.resolve('done'),
+      () => Promise.reject(new GrantorError('key_not_found', 'no such key')),
+    );
+    expect(await code(refused)).toBe('key_not_found');
+    expect(await s.destroyKey('k1')).toBe('k1');
   });
 
   it('refuses approvers and requesters without an allowed role', async () => {
     const s = setup();
     expect(await code(s.approvals.request(olga, 'key.destroy', { kid: 'k1' }))).toBe('forbidden');
-    const req = await s.approvals.request(kim, 'key.destroy', { kid: 'k1' });
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
     expect(await code(s.approvals.approve(olga, req.id))).toBe('forbidden');
   });
 
   it('refuses an expired request, for approving and for consuming', async () => {
     const s = setup();
-    const req = await s.approvals.request(kim, 'key.destroy', { kid: 'k1' });
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
     await s.approvals.approve(kim, req.id);
     s.advance(DEFAULT_APPROVAL_POLICY['key.destroy'].requestTtlSeconds * 1000);
     expect(await code(s.approvals.approve(kai, req.id))).toBe('approval_expired');
@@ -131,7 +195,7 @@ describe('dual control', () => {
 
   it('refuses when enough approvals were given but one has expired', async () => {
     const s = setup();
-    const req = await s.approvals.request(kim, 'key.destroy', { kid: 'k1' });
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
     await s.approvals.approve(kim, req.id);
     s.advance(DEFAULT_APPROVAL_POLICY['key.destroy'].approvalTtlSeconds * 1000);
     await s.approvals.approve(kai, req.id);
@@ -143,7 +207,7 @@ describe('dual control', () => {
 
   it('refuses approving a used request', async () => {
     const s = setup();
-    const req = await s.approvals.request(kim, 'key.destroy', { kid: 'k1' });
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
     await s.approvals.approve(kim, req.id);
     await s.approvals.approve(kai, req.id);
     await s.destroyKey('k1');
@@ -152,7 +216,7 @@ describe('dual control', () => {
 
   it('lets only one of two concurrent consumes succeed', async () => {
     const s = setup();
-    const req = await s.approvals.request(kim, 'key.destroy', { kid: 'k1' });
+    const req = await s.approvals.request(kev, 'key.destroy', { kid: 'k1' });
     await s.approvals.approve(kim, req.id);
     await s.approvals.approve(kai, req.id);
     const results = await Promise.allSettled([s.destroyKey('k1'), s.destroyKey('k1')]);
@@ -173,7 +237,7 @@ describe('dual control', () => {
       store: new MemoryApprovalStore(),
       onEvent: () => Promise.reject(new GrantorError('audit_unavailable', 'audit down')),
     });
-    expect(await code(approvals.request(kim, 'key.destroy', { kid: 'k1' }))).toBe(
+    expect(await code(approvals.request(kev, 'key.destroy', { kid: 'k1' }))).toBe(
       'audit_unavailable',
     );
     expect(await approvals.list()).toEqual([]);

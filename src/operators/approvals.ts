@@ -1,16 +1,23 @@
 /**
  * Dual control: M-of-N approvals for named acts (`key.destroy`, `ekca.replace`,
- * `refpolicy.disable`, `refpolicy.enable`). An operator requests an act on a target (its parameters); other
- * operators with an allowed role approve it; the act's code calls `consume(act, params)`
- * just before acting, which succeeds once, when M distinct, unexpired approvals bound to
- * exactly that act and those parameters exist. Every step is reported to `onEvent`
- * (the audit log) before it takes effect.
+ * `refpolicy.disable`, `refpolicy.enable`, `audit_key.rotate`, `operator.put`,
+ * `operator.remove`). A person requests an act on a target (its parameters); M other
+ * people with an allowed role approve it; the act's code calls `perform(act, params, fn,
+ * precheck)` which checks the target's state, then consumes, then acts. Consumption
+ * succeeds once, when M approvals from distinct people (never the requester) bound to
+ * exactly that act and those parameters are unexpired and each approver's credential is
+ * still valid (not revoked, not expired, the person still holding the role). One open
+ * request per act and parameters; at most `maxOpenPerPerson` open requests per person.
+ * Every step is reported to `onEvent` (the audit log) before it takes effect.
  */
 import { randomBytes } from 'node:crypto';
 import { BadRequestError } from '../shared/errors.js';
 import {
   APPROVAL_ACTS,
+  personOfRef,
+  requesterOf,
   type ApprovalAct,
+  type ApprovalActorRef,
   type ApprovalParams,
   type ApprovalRecord,
   type ApprovalStore,
@@ -19,6 +26,9 @@ import {
   ApprovalDuplicateActorError,
   ApprovalExpiredError,
   ApprovalNotFoundError,
+  ApprovalOwnRequestError,
+  ApprovalRequestLimitError,
+  ApprovalRequestOpenError,
   ApprovalRequiredError,
   ApprovalReusedError,
   ForbiddenError,
@@ -66,6 +76,27 @@ export const DEFAULT_APPROVAL_POLICY: ApprovalPolicy = {
     requestTtlSeconds: 24 * 3600,
     approvalTtlSeconds: 3600,
   },
+  // Auditors pin the audit key: one custodian alone must not be able to change it.
+  'audit_key.rotate': {
+    required: 2,
+    roles: ['key_custodian'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
+  // The registry decides who is a person and which roles they hold, so whose approvals
+  // count: changing it is itself dual-controlled.
+  'operator.put': {
+    required: 2,
+    roles: ['operator'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
+  'operator.remove': {
+    required: 2,
+    roles: ['operator'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
   // The rules decide what every future runtime is (its labels, so its grants): as guarded
   // as the EK CA bundle that decides which TPMs may enroll at all.
   'enrollrules.replace': {
@@ -75,6 +106,9 @@ export const DEFAULT_APPROVAL_POLICY: ApprovalPolicy = {
     approvalTtlSeconds: 3600,
   },
 };
+
+/** Open (unconsumed, unexpired) requests one person may hold at a time, by default. */
+export const DEFAULT_MAX_OPEN_REQUESTS_PER_PERSON = 16;
 
 /** The default policy with M and the lifetimes from the configuration (GRANTOR_APPROVAL*). */
 export function approvalPolicyFromSettings(settings: {
@@ -99,7 +133,7 @@ export interface ApprovalEvent {
   readonly target: string;
   readonly params: ApprovalParams;
   /** Who requested or approved; for `approval.consumed`, the approvers. */
-  readonly actors: readonly { readonly id: string; readonly name: string; readonly role: Role }[];
+  readonly actors: readonly ApprovalActorRef[];
   readonly time: string;
 }
 
@@ -109,6 +143,14 @@ export interface ApprovalsOptions {
   readonly clock?: () => Date;
   /** Called (and awaited) before each step takes effect: the lead wires the audit log here. */
   readonly onEvent?: (event: ApprovalEvent) => Promise<void>;
+  /**
+   * Is the credential an approval was given with still valid now (not revoked, not
+   * expired, its person still holding the role)? Asked of every approval when it is used;
+   * default: yes (service tests without credentials).
+   */
+  readonly credentialValid?: (ref: ApprovalActorRef) => Promise<boolean>;
+  /** At most this many open requests per person (default 16). */
+  readonly maxOpenPerPerson?: number;
 }
 
 const MAX_PARAMS_BYTES = 4096;
@@ -123,8 +165,14 @@ export function approvalTarget(act: ApprovalAct, params: ApprovalParams): string
   return jcsSha256Hex({ act, params });
 }
 
-function ref(actor: OperatorActor): { id: string; name: string; role: Role } {
-  return { id: actor.id, name: actor.name, role: actor.role };
+function ref(actor: OperatorActor): ApprovalActorRef {
+  return {
+    id: actor.id,
+    person: actor.person,
+    name: actor.name,
+    role: actor.role,
+    credentialExpiresAt: actor.expiresAt,
+  };
 }
 
 function validatePolicy(policy: ApprovalPolicy): void {
@@ -144,7 +192,9 @@ export class Approvals {
   private readonly policy: ApprovalPolicy;
   private readonly clock: () => Date;
   private readonly onEvent: (event: ApprovalEvent) => Promise<void>;
-  // Approve and consume read-modify-write one record: one at a time, so two concurrent
+  private readonly credentialValid: (ref: ApprovalActorRef) => Promise<boolean>;
+  private readonly maxOpenPerPerson: number;
+  // Request, approve and consume read-modify-write one record: one at a time, so two concurrent
   // consumes can never both succeed.
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -153,6 +203,8 @@ export class Approvals {
     this.policy = options.policy ?? DEFAULT_APPROVAL_POLICY;
     this.clock = options.clock ?? (() => new Date());
     this.onEvent = options.onEvent ?? (() => Promise.resolve());
+    this.credentialValid = options.credentialValid ?? (() => Promise.resolve(true));
+    this.maxOpenPerPerson = options.maxOpenPerPerson ?? DEFAULT_MAX_OPEN_REQUESTS_PER_PERSON;
     validatePolicy(this.policy);
   }
 
@@ -175,7 +227,12 @@ export class Approvals {
     }
   }
 
-  /** Open a request for `act` on `params`. */
+  /**
+   * Open a request for `act` on `params`: refused while another request for the same act
+   * and parameters is open (approve that one: a spare pre-approved request would let one
+   * person repeat the act later alone), and when the person already holds
+   * `maxOpenPerPerson` open requests.
+   */
   async request(
     actor: OperatorActor,
     actName: string,
@@ -187,20 +244,38 @@ export class Approvals {
     if (Buffer.byteLength(JSON.stringify(snapshot)) > MAX_PARAMS_BYTES) {
       throw new BadRequestError(`act parameters exceed ${MAX_PARAMS_BYTES} bytes`);
     }
-    const now = this.clock();
-    const record: ApprovalRecord = {
-      id: `apr_${randomBytes(8).toString('hex')}`,
-      act,
-      params: snapshot,
-      target: approvalTarget(act, snapshot),
-      requestedBy: ref(actor),
-      createdAt: now.toISOString(),
-      expiresAt: new Date(now.getTime() + policy.requestTtlSeconds * 1000).toISOString(),
-      approvals: [],
-    };
-    await this.emit('approval.requested', record, [record.requestedBy], now);
-    await this.store.put(record);
-    return record;
+    const target = approvalTarget(act, snapshot);
+    return this.serial(async () => {
+      const now = this.clock();
+      const t = now.getTime();
+      const live = (r: ApprovalRecord) => r.consumedAt === undefined && t < Date.parse(r.expiresAt);
+      const open = (await this.store.byTarget(target)).find(live);
+      if (open !== undefined) {
+        throw new ApprovalRequestOpenError(`request ${open.id} for this ${act} is still open`, {
+          details: { approvalId: open.id, act, target },
+        });
+      }
+      const mine = (await this.store.openBy(actor.person)).filter(live);
+      if (mine.length >= this.maxOpenPerPerson) {
+        throw new ApprovalRequestLimitError(
+          `${actor.person} already has ${mine.length} open approval requests`,
+          { details: { open: mine.length, limit: this.maxOpenPerPerson } },
+        );
+      }
+      const record: ApprovalRecord = {
+        id: `apr_${randomBytes(8).toString('hex')}`,
+        act,
+        params: snapshot,
+        target,
+        requestedBy: ref(actor),
+        createdAt: now.toISOString(),
+        expiresAt: new Date(t + policy.requestTtlSeconds * 1000).toISOString(),
+        approvals: [],
+      };
+      await this.emit('approval.requested', record, [record.requestedBy], now);
+      await this.store.put(record);
+      return record;
+    });
   }
 
   /** Add `actor`'s approval to request `id`. */
@@ -221,12 +296,19 @@ export class Approvals {
         });
       }
       this.requireRole(actor, record.act, policy);
-      // Distinct people: the same actor id, or the same name under another credential.
-      const name = actor.name.toLowerCase();
+      // Dual control: the requester plus M others, never the requester approving itself.
+      if (requesterOf(record) === actor.person) {
+        throw new ApprovalOwnRequestError(`${actor.person} opened ${id} and cannot approve it`, {
+          details: { approvalId: id },
+        });
+      }
+      // Distinct people, whatever credential each uses.
       if (
-        record.approvals.some((a) => a.actor.id === actor.id || a.actor.name.toLowerCase() === name)
+        record.approvals.some(
+          (a) => a.actor.id === actor.id || personOfRef(a.actor) === actor.person,
+        )
       ) {
-        throw new ApprovalDuplicateActorError(`${actor.name} has already approved ${id}`, {
+        throw new ApprovalDuplicateActorError(`${actor.person} has already approved ${id}`, {
           details: { approvalId: id },
         });
       }
@@ -256,50 +338,93 @@ export class Approvals {
    * for that target holds M distinct unexpired approvals; it is then closed for good.
    * The act's own code calls this immediately before acting.
    */
-  consume(actName: string, params: ApprovalParams): Promise<ApprovalRecord> {
+  consume(
+    actName: string,
+    params: ApprovalParams,
+    precheck?: () => Promise<void> | void,
+  ): Promise<ApprovalRecord> {
     return this.serial(async () => {
       const { act, policy } = this.resolve(actName);
       const snapshot = structuredClone(params);
+      // The target's state first: a refused act must not use up its approvals.
+      await precheck?.();
       const target = approvalTarget(act, snapshot);
       const now = this.clock();
       const t = now.getTime();
       const records = await this.store.byTarget(target);
       const open = records.filter((r) => r.consumedAt === undefined);
       const live = open.filter((r) => t < Date.parse(r.expiresAt));
-      const valid = (r: ApprovalRecord) => r.approvals.filter((a) => t < Date.parse(a.expiresAt));
-      const ready = live.find((r) => valid(r).length >= policy.required);
+      // Counted: unexpired approvals whose credential is still valid now, one per person,
+      // never the requester's (records written before these rules are held to them too).
+      const valid = async (r: ApprovalRecord) => {
+        const seen = new Set<string>([requesterOf(r)]);
+        const out: ApprovalActorRef[] = [];
+        for (const a of r.approvals) {
+          const person = personOfRef(a.actor);
+          if (seen.has(person) || t >= Date.parse(a.expiresAt)) continue;
+          const expires = a.actor.credentialExpiresAt;
+          if (expires !== undefined && t >= Date.parse(expires)) continue;
+          if (!(await this.credentialValid(a.actor))) continue;
+          seen.add(person);
+          out.push(a.actor);
+        }
+        return out;
+      };
+      let ready: { record: ApprovalRecord; approvers: ApprovalActorRef[] } | undefined;
+      let have = 0;
+      for (const r of live) {
+        const approvers = await valid(r);
+        have = Math.max(have, approvers.length);
+        if (approvers.length >= policy.required) {
+          ready = { record: r, approvers };
+          break;
+        }
+      }
       if (ready === undefined) {
-        const details = { act, target, required: policy.required };
+        // The parameters as bound: a requester who sent another spelling sees what counts.
+        const details = { act, target, params: snapshot, required: policy.required };
         if (records.length > 0 && open.length === 0) {
           throw new ApprovalReusedError(`the approvals for this ${act} were already used`, {
             details,
           });
         }
+        // Expired: the request, or enough of its approvals, ran out of time. Approvals whose
+        // credential was revoked since are not expired: more approvals are required.
         const stale =
           (open.length > 0 && live.length === 0) ||
-          live.some((r) => r.approvals.length >= policy.required);
+          live.some(
+            (r) =>
+              r.approvals.length >= policy.required &&
+              r.approvals.filter((a) => t < Date.parse(a.expiresAt)).length < policy.required,
+          );
         if (stale) {
           throw new ApprovalExpiredError(`the approvals for this ${act} have expired`, {
             details,
           });
         }
-        const have = Math.max(0, ...live.map((r) => valid(r).length));
         throw new ApprovalRequiredError(
           `${act} needs ${policy.required} distinct approvals, has ${have}`,
           { details: { ...details, have } },
         );
       }
-      const approvers = valid(ready).map((a) => a.actor);
-      const consumed: ApprovalRecord = { ...ready, consumedAt: now.toISOString() };
-      await this.emit('approval.consumed', consumed, approvers, now);
+      const consumed: ApprovalRecord = { ...ready.record, consumedAt: now.toISOString() };
+      await this.emit('approval.consumed', consumed, ready.approvers, now);
       await this.store.put(consumed);
       return consumed;
     });
   }
 
-  /** Consume the approvals for `act` on `params`, then run the act. */
-  async perform<T>(act: string, params: ApprovalParams, fn: () => Promise<T>): Promise<T> {
-    await this.consume(act, params);
+  /**
+   * Check the target (`precheck`: throws the act's own refusal, e.g. key_not_found),
+   * consume the approvals for `act` on `params`, then run the act.
+   */
+  async perform<T>(
+    act: string,
+    params: ApprovalParams,
+    fn: () => Promise<T>,
+    precheck?: () => Promise<void> | void,
+  ): Promise<T> {
+    await this.consume(act, params, precheck);
     return fn();
   }
 

@@ -86,3 +86,18 @@ describe('grantor operators token', () => {
     expect(parseDuration('1w')).toBeUndefined();
   });
 });
+
+describe('grantor operators person (offline bootstrap)', () => {
+  it('registers a person with a role, adds a role, and lists them', async () => {
+    const svc = new OperatorTokens(new MemoryTokenStore());
+    const c = capture();
+    const add = (argv: string[]) => runOperatorsCli(['person', 'add', ...argv], svc, c.out);
+    expect(await add(['Alice', '--role', 'operator', '--name', 'Alice Smith'])).toBe(0);
+    expect(await add(['alice', '--role', 'auditor'])).toBe(0);
+    expect(await add(['alice', '--role', 'root'])).toBe(2);
+    expect(await add(['bad id', '--role', 'auditor'])).toBe(1);
+    const l = capture();
+    expect(await runOperatorsCli(['person', 'list'], svc, l.out)).toBe(0);
+    expect(l.lines).toEqual(['alice\tAlice Smith\tauditor,operator\t\tactive']);
+  });
+});

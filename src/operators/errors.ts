@@ -68,3 +68,38 @@ export class OperatorStoreCorruptError extends GrantorError {
     super('operator_store_corrupt', message, options);
   }
 }
+
+/** No person with that id in the operator registry. */
+export class OperatorNotFoundError extends GrantorError {
+  constructor(id: string) {
+    super('operator_not_found', `no operator ${id}`, { details: { id } });
+  }
+}
+
+/** An e-mail address (a certificate identifier) already names another person. */
+export class OperatorIdentifierConflictError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('operator_identifier_conflict', message, options);
+  }
+}
+
+/** The requester of an approval request may not approve it (dual control needs others). */
+export class ApprovalOwnRequestError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('approval_own_request', message, options);
+  }
+}
+
+/** An open request for the same act and parameters exists: approve that one. */
+export class ApprovalRequestOpenError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('approval_request_open', message, options);
+  }
+}
+
+/** The person already has the most open approval requests allowed. */
+export class ApprovalRequestLimitError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('approval_request_limit', message, options);
+  }
+}

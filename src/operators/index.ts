@@ -1,11 +1,28 @@
 /**
- * Wiring for the operator plane: tokens and approvals on the appliance database, and the
- * client-certificate verifier when an operator CA is configured.
+ * Wiring for the operator plane: the registry of people, their tokens, the certificate
+ * denylist and approvals on the appliance database, and the client-certificate verifier
+ * when an operator CA is configured.
  */
 import type { Database } from '../shared/db.level.js';
 import { LevelApprovalStore } from './approval-store.level.js';
+import { personOfRef, type ApprovalActorRef } from './approval-store.port.js';
 import { Approvals, type ApprovalEvent, type ApprovalPolicy } from './approvals.js';
+import { CertificateRevocations } from './cert-revocations.service.js';
+import {
+  LevelCertificateRevocationStore,
+  MemoryCertificateRevocationStore,
+  type CertificateRevocationStore,
+} from './cert-revocations.js';
+import { MemoryApprovalStore } from './approval-store.memory.js';
+import type { ApprovalStore } from './approval-store.port.js';
+import { MemoryPersonStore } from './person-store.memory.js';
+import type { PersonStore } from './person-store.port.js';
+import { MemoryTokenStore } from './token-store.memory.js';
+import type { TokenStore } from './token-store.port.js';
 import { OperatorCertificateVerifier } from './client-cert.js';
+import { NO_EVENTS, type CredentialEventSink } from './events.js';
+import { People } from './people.js';
+import { LevelPersonStore } from './person-store.level.js';
 import { LevelTokenStore } from './token-store.level.js';
 import { OperatorTokens } from './tokens.js';
 
@@ -13,35 +30,105 @@ export interface OperatorsOptions {
   /** PEM of the operator CA; client certificates are refused without it. */
   readonly operatorCaPem?: string;
   readonly approvalPolicy?: ApprovalPolicy;
+  /** At most this many open approval requests per person. */
+  readonly maxOpenApprovalRequestsPerPerson?: number;
+  /** The audit log's append, for every credential and registry change. */
+  readonly onCredentialEvent?: CredentialEventSink;
   /** The audit log's append, for every approval step. */
   readonly onApprovalEvent?: (event: ApprovalEvent) => Promise<void>;
   readonly clock?: () => Date;
 }
 
 export interface Operators {
+  readonly people: People;
   readonly tokens: OperatorTokens;
   readonly approvals: Approvals;
+  readonly revocations: CertificateRevocations;
   readonly certificates: OperatorCertificateVerifier | undefined;
 }
 
+/** The operator plane's stores (LevelDB on the appliance, memory in service tests). */
+export interface OperatorStores {
+  readonly people: PersonStore;
+  readonly tokens: TokenStore;
+  readonly revocations: CertificateRevocationStore;
+  readonly approvals: ApprovalStore;
+}
+
 export function createOperators(db: Database, options: OperatorsOptions = {}): Operators {
+  return createOperatorsOn(
+    {
+      people: new LevelPersonStore(db),
+      tokens: new LevelTokenStore(db),
+      revocations: new LevelCertificateRevocationStore(db),
+      approvals: new LevelApprovalStore(db),
+    },
+    options,
+  );
+}
+
+/** The operator plane on memory stores, for service and route tests. */
+export function createMemoryOperators(options: OperatorsOptions = {}): Operators {
+  return createOperatorsOn(
+    {
+      people: new MemoryPersonStore(),
+      tokens: new MemoryTokenStore(),
+      revocations: new MemoryCertificateRevocationStore(),
+      approvals: new MemoryApprovalStore(),
+    },
+    options,
+  );
+}
+
+export function createOperatorsOn(
+  stores: OperatorStores,
+  options: OperatorsOptions = {},
+): Operators {
   const clock = options.clock ?? (() => new Date());
+  const onEvent = options.onCredentialEvent ?? NO_EVENTS;
+  const people = new People(stores.people, clock, onEvent);
+  const tokens = new OperatorTokens(stores.tokens, clock, people, onEvent);
+  const revocationStore = stores.revocations;
+  const certificates =
+    options.operatorCaPem === undefined
+      ? undefined
+      : new OperatorCertificateVerifier(options.operatorCaPem, {
+          people,
+          revocations: revocationStore,
+        });
+  // Each approval's credential, checked again when the approvals are used.
+  const credentialValid = async (ref: ApprovalActorRef): Promise<boolean> => {
+    const person = personOfRef(ref);
+    if (ref.id.startsWith('tok_')) return tokens.stillValid(ref.id, person, ref.role);
+    if (ref.id.startsWith('cert:') && ref.credentialExpiresAt !== undefined) {
+      // Without an operator CA no certificate is a credential any more.
+      return (
+        certificates?.stillValid(ref.id, person, ref.role, ref.credentialExpiresAt, clock()) ??
+        false
+      );
+    }
+    return false;
+  };
   return {
-    tokens: new OperatorTokens(new LevelTokenStore(db), clock),
+    people,
+    tokens,
+    revocations: new CertificateRevocations(revocationStore, clock, onEvent),
+    certificates,
     approvals: new Approvals({
-      store: new LevelApprovalStore(db),
+      store: stores.approvals,
       clock,
+      credentialValid,
       ...(options.approvalPolicy === undefined ? {} : { policy: options.approvalPolicy }),
       ...(options.onApprovalEvent === undefined ? {} : { onEvent: options.onApprovalEvent }),
+      ...(options.maxOpenApprovalRequestsPerPerson === undefined
+        ? {}
+        : { maxOpenPerPerson: options.maxOpenApprovalRequestsPerPerson }),
     }),
-    certificates:
-      options.operatorCaPem === undefined
-        ? undefined
-        : new OperatorCertificateVerifier(options.operatorCaPem),
   };
 }
 
 export type { ApprovalEvent, ApprovalPolicy } from './approvals.js';
+export type { CredentialEvent } from './events.js';
 export {
   Approvals,
   DEFAULT_APPROVAL_POLICY,
@@ -51,5 +138,7 @@ export {
 export type { OperatorActor, Actor, Role } from './roles.js';
 export { ROLES } from './roles.js';
 export { OperatorTokens } from './tokens.js';
+export { People } from './people.js';
+export { CertificateRevocations } from './cert-revocations.service.js';
 export { OperatorCertificateVerifier } from './client-cert.js';
 export { runOperatorsCli } from './cli.js';

@@ -85,3 +85,74 @@ describe('RefusalAudit', () => {
     ).toThrow(TypeError);
   });
 });
+
+describe('RefusalAudit budgets (issue 14)', () => {
+  it('always writes a valid credential refused after a junk flood filled the window', async () => {
+    const { written, audit } = setup(100);
+    // 100 junk tokens from 100 addresses spend the junk budget of the window...
+    for (let i = 0; i < 100; i++) {
+      await audit.refused(
+        attempt({ address: `10.3.0.${i}`, reason: 'credential_invalid', identity: `tok_${i}` }),
+      );
+    }
+    expect(written).toHaveLength(100);
+    await audit.refused(attempt({ address: '10.3.1.1', reason: 'credential_invalid' }));
+    expect(written).toHaveLength(100);
+    // ...and a stolen auditor token trying to rotate keys is still written, with its id.
+    await audit.refused(
+      attempt({
+        method: 'POST',
+        route: '/v1/keys/rotate',
+        reason: 'role_forbidden',
+        code: 'forbidden',
+        identity: 'tok_stolenauditor00',
+        credentialed: true,
+      }),
+    );
+    expect(written).toHaveLength(101);
+    expect(written[100]).toMatchObject({ identity: 'tok_stolenauditor00', dropped: 0 });
+  });
+
+  it('budgets junk per address (IPv6 per /64), so one address cannot spend the window', async () => {
+    const clock = { t: 0 };
+    const written: RefusalEntry[] = [];
+    const audit = new RefusalAudit({
+      windowSeconds: 60,
+      maxEntriesPerWindow: 100,
+      maxPerAddress: 5,
+      now: () => clock.t,
+      write: (e) => {
+        written.push(e);
+        return Promise.resolve();
+      },
+    });
+    for (let i = 0; i < 1000; i++) {
+      await audit.refused(
+        attempt({ address: `2001:db8:0:1::${i.toString(16)}`, identity: `tok_${i}` }),
+      );
+    }
+    expect(written).toHaveLength(5);
+    await audit.refused(attempt({ address: '192.0.2.9' }));
+    expect(written).toHaveLength(6);
+    expect(written[5]?.dropped).toBe(995);
+  });
+
+  it("budgets credentialed refusals per identity: one credential's flood hides no other", async () => {
+    const { written, audit } = setup();
+    for (let i = 0; i < 200; i++) {
+      await audit.refused(
+        attempt({
+          route: `/v1/r${i}`,
+          reason: 'role_forbidden',
+          identity: 'tok_a',
+          credentialed: true,
+        }),
+      );
+    }
+    expect(written).toHaveLength(20);
+    await audit.refused(
+      attempt({ reason: 'role_forbidden', identity: 'tok_b', credentialed: true }),
+    );
+    expect(written.at(-1)?.identity).toBe('tok_b');
+  });
+});

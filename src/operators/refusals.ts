@@ -1,15 +1,27 @@
 /**
- * Refused operator attempts, audited without letting a flood fill the log.
+ * Refused operator attempts, audited without letting a flood fill the log, and without
+ * letting a flood hide anything that matters.
  *
- * A refusal is keyed by (client address, method and route, reason, presented identity).
- * The first refusal of a key in its window is written at once; repeats within the window
- * are only counted, and the count is written (`repeats:N`) with the next refusal of that
- * key after the window. Across all keys at most `maxEntriesPerWindow` entries are written
- * per window; refusals beyond that (and the unreported repeats of keys evicted from the
- * bounded key table) are counted and written as `dropped:N` on the next entry. So the log
- * grows by at most `maxEntriesPerWindow` refusal entries per window, and memory by at most
- * `maxKeys` keys, whatever the flood; nothing is silently lost, only summarised.
+ * Two lanes, each with its own key table, window counters and budgets, so junk can never
+ * spend what a real credential's refusal needs:
+ *
+ * - `credentialed`: a valid operator credential was refused (`role_forbidden`, a valid
+ *   operator credential on a runtime route): someone holds a working credential and tried
+ *   something outside it, maybe a stolen one. Budgeted per identity (`maxPerIdentity`
+ *   entries per window each), so one credential's flood cannot hide another's attempt.
+ * - `junk`: no, an invalid or a non-operator credential. Budgeted per client address
+ *   (`maxPerAddress`; IPv6 per /64) and in all (`maxEntriesPerWindow`).
+ *
+ * Within a lane a refusal is keyed by (client address, method and route, reason, presented
+ * identity). The first refusal of a key in its window is written at once; repeats within
+ * the window are only counted, and the count is written (`repeats:N`) with the next
+ * refusal of that key after the window. Refusals beyond a budget (and the unreported
+ * repeats of keys evicted from the bounded key table) are counted and written as
+ * `dropped:N` on the lane's next entry. So the log grows by a bounded number of refusal
+ * entries per window and memory by at most `maxKeys` keys per lane, whatever the flood;
+ * nothing is silently lost, only summarised.
  */
+import { addressKey } from '../shared/address.js';
 
 /** One refused attempt, as the operator auth hook reports it (src/http/plugins/auth.ts). */
 export interface RefusedAttempt {
@@ -20,6 +32,12 @@ export interface RefusedAttempt {
   readonly address: string;
   /** An operator id or a token id; never a secret. */
   readonly identity?: string;
+  /** A valid operator credential was refused (its own budget, per identity). */
+  readonly credentialed?: boolean;
+  /** The person a refused valid credential was issued to. */
+  readonly person?: string;
+  /** For a certificate the TLS layer refused: its reason (an OpenSSL verify code). */
+  readonly detail?: string;
   readonly time: string;
 }
 
@@ -27,14 +45,21 @@ export interface RefusedAttempt {
 export interface RefusalEntry extends RefusedAttempt {
   /** Refusals of this same key in its previous window that were counted, not written. */
   readonly repeats: number;
-  /** Refusals of any key counted, not written, since the last entry (cap or eviction). */
+  /** Refusals of this lane counted, not written, since its last entry (budget, eviction). */
   readonly dropped: number;
 }
 
 export interface RefusalAuditOptions {
   readonly windowSeconds: number;
+  /** Junk refusal entries at most per window, in all. */
   readonly maxEntriesPerWindow: number;
-  /** Keys remembered at most (least recently used evicted first). */
+  /** Junk refusal entries at most per window and client address (default 10). */
+  readonly maxPerAddress?: number;
+  /** Credentialed refusal entries at most per window and identity (default 20). */
+  readonly maxPerIdentity?: number;
+  /** Credentialed refusal entries at most per window, in all (default 10 000). */
+  readonly maxCredentialedPerWindow?: number;
+  /** Keys remembered at most per lane (least recently used evicted first). */
   readonly maxKeys?: number;
   readonly write: (entry: RefusalEntry) => Promise<void>;
   readonly now?: () => number;
@@ -45,78 +70,117 @@ interface KeyState {
   repeats: number;
 }
 
-export class RefusalAudit {
-  readonly #keys = new Map<string, KeyState>();
-  readonly #windowMs: number;
-  readonly #max: number;
-  readonly #maxKeys: number;
-  readonly #write: (entry: RefusalEntry) => Promise<void>;
-  readonly #now: () => number;
+type Admission =
+  | { readonly write: false }
+  | { readonly write: true; readonly repeats: number; readonly dropped: number };
+
+/** One lane: a key table, a window and budgets (in all and per bucket). */
+class Lane {
+  readonly keys = new Map<string, KeyState>();
   #windowStart = Number.NEGATIVE_INFINITY;
   #written = 0;
+  readonly #perBucket = new Map<string, number>();
   #dropped = 0;
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly max: number,
+    private readonly maxPerBucket: number,
+    private readonly maxKeys: number,
+  ) {}
+
+  admit(key: string, bucket: string, t: number): Admission {
+    if (t - this.#windowStart >= this.windowMs) {
+      this.#windowStart = t;
+      this.#written = 0;
+      this.#perBucket.clear();
+    }
+    const state = this.keys.get(key);
+    if (state !== undefined) {
+      // Most recently used last.
+      this.keys.delete(key);
+      this.keys.set(key, state);
+      if (t - state.since < this.windowMs) {
+        state.repeats += 1;
+        return { write: false };
+      }
+    }
+    const repeats = state?.repeats ?? 0;
+    const inBucket = this.#perBucket.get(bucket) ?? 0;
+    if (this.#written >= this.max || inBucket >= this.maxPerBucket) {
+      this.#dropped += 1 + repeats;
+      this.keys.delete(key);
+      return { write: false };
+    }
+    this.#written += 1;
+    // Bounded: a bucket is remembered only once it wrote, at most `max` per window.
+    this.#perBucket.set(bucket, inBucket + 1);
+    const dropped = this.#dropped;
+    this.#dropped = 0;
+    this.keys.delete(key);
+    this.keys.set(key, { since: t, repeats: 0 });
+    this.#evict();
+    return { write: true, repeats, dropped };
+  }
+
+  #evict(): void {
+    while (this.keys.size > this.maxKeys) {
+      const oldest = this.keys.entries().next();
+      if (oldest.done === true) return;
+      this.#dropped += oldest.value[1].repeats;
+      this.keys.delete(oldest.value[0]);
+    }
+  }
+}
+
+export class RefusalAudit {
+  readonly #junk: Lane;
+  readonly #credentialed: Lane;
+  readonly #write: (entry: RefusalEntry) => Promise<void>;
+  readonly #now: () => number;
 
   constructor(options: RefusalAuditOptions) {
     if (!(options.windowSeconds > 0) || !Number.isInteger(options.maxEntriesPerWindow)) {
       throw new TypeError('windowSeconds > 0 and an integer maxEntriesPerWindow are required');
     }
-    this.#windowMs = options.windowSeconds * 1000;
-    this.#max = Math.max(1, options.maxEntriesPerWindow);
-    this.#maxKeys = Math.max(1, options.maxKeys ?? 10_000);
+    const windowMs = options.windowSeconds * 1000;
+    const maxKeys = Math.max(1, options.maxKeys ?? 10_000);
+    this.#junk = new Lane(
+      windowMs,
+      Math.max(1, options.maxEntriesPerWindow),
+      Math.max(1, options.maxPerAddress ?? 10),
+      maxKeys,
+    );
+    this.#credentialed = new Lane(
+      windowMs,
+      Math.max(1, options.maxCredentialedPerWindow ?? 10_000),
+      Math.max(1, options.maxPerIdentity ?? 20),
+      maxKeys,
+    );
     this.#write = options.write;
     this.#now = options.now ?? (() => Date.now());
   }
 
-  /** Keys currently remembered (bounded by maxKeys). */
+  /** Keys currently remembered (bounded by maxKeys per lane). */
   get size(): number {
-    return this.#keys.size;
+    return this.#junk.keys.size + this.#credentialed.keys.size;
   }
 
   /** Record one refusal: written, counted as a repeat, or counted as dropped. */
   async refused(attempt: RefusedAttempt): Promise<void> {
-    const t = this.#now();
-    if (t - this.#windowStart >= this.#windowMs) {
-      this.#windowStart = t;
-      this.#written = 0;
-    }
+    const address = addressKey(attempt.address);
     const key = [
-      attempt.address,
+      address,
       attempt.method,
       attempt.route,
       attempt.reason,
       attempt.identity ?? '',
     ].join('\u0000');
-    const state = this.#keys.get(key);
-    if (state !== undefined) {
-      // Most recently used last.
-      this.#keys.delete(key);
-      this.#keys.set(key, state);
-      if (t - state.since < this.#windowMs) {
-        state.repeats += 1;
-        return;
-      }
-    }
-    const repeats = state?.repeats ?? 0;
-    if (this.#written >= this.#max) {
-      this.#dropped += 1 + repeats;
-      this.#keys.delete(key);
-      return;
-    }
-    this.#written += 1;
-    const dropped = this.#dropped;
-    this.#dropped = 0;
-    this.#keys.delete(key);
-    this.#keys.set(key, { since: t, repeats: 0 });
-    this.#evict();
-    await this.#write({ ...attempt, repeats, dropped });
-  }
-
-  #evict(): void {
-    while (this.#keys.size > this.#maxKeys) {
-      const oldest = this.#keys.entries().next();
-      if (oldest.done === true) return;
-      this.#dropped += oldest.value[1].repeats;
-      this.#keys.delete(oldest.value[0]);
-    }
+    const credentialed = attempt.credentialed === true && attempt.identity !== undefined;
+    const admission = credentialed
+      ? this.#credentialed.admit(key, attempt.identity ?? '', this.#now())
+      : this.#junk.admit(key, address, this.#now());
+    if (!admission.write) return;
+    await this.#write({ ...attempt, repeats: admission.repeats, dropped: admission.dropped });
   }
 }

@@ -15,15 +15,23 @@ export function isRole(value: unknown): value is Role {
 /** How the operator proved who they are. */
 export type CredentialKind = 'token' | 'certificate';
 
-/** An authenticated operator, as audited: `id` is stable (token id or certificate serial). */
+/**
+ * An authenticated operator, as audited: `id` names the credential (token id, or the
+ * certificate's issuer and serial), `person` the person it was issued to (the operator
+ * registry's id): dual control counts people.
+ */
 export interface OperatorActor {
   readonly kind: 'operator';
-  /** `tok_<hex>` for a bearer token, `cert:<issuer serial hex>` for a client certificate. */
+  /** `tok_<hex>` for a bearer token, `cert:<issuer hash>:<serial hex>` for a certificate. */
   readonly id: string;
+  /** The normalised id of the person in the operator registry. */
+  readonly person: string;
   readonly role: Role;
-  /** The human-readable name (token's actor name, or the certificate subject CN). */
+  /** The person's display name. */
   readonly name: string;
   readonly credential: CredentialKind;
+  /** When the credential stops being valid (token expiry, certificate notAfter). */
+  readonly expiresAt: string;
 }
 
 /**

@@ -15,6 +15,8 @@ export const TokenRecordSchema = Type.Object(
     id: Type.String({ pattern: '^tok_[0-9a-f]{16}$' }),
     role: RoleSchema,
     actor: Type.String({ minLength: 1, maxLength: 128 }),
+    /** The person it was issued to (normalised registry id); older records: `actor`. */
+    person: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
     /** Hex SHA-256 of the 32 secret bytes. */
     secretHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
     createdAt: Type.String(),

@@ -35,9 +35,11 @@ describe('operator tokens', () => {
     expect(actor).toEqual({
       kind: 'operator',
       id: info.id,
+      person: 'alice',
       role: 'auditor',
       name: 'alice',
       credential: 'token',
+      expiresAt: info.expiresAt,
     });
     const stored = JSON.stringify(await store.list());
     expect(stored).not.toContain(token.slice(20));
@@ -98,5 +100,37 @@ describe('operator tokens', () => {
     );
     expect(await code(tokens.create({ role: 'auditor', actor: '  ' }))).toBe('bad_request');
     expect(await code(tokens.create({ role: 'auditor', actor: 'a\nb' }))).toBe('bad_request');
+  });
+
+  it('refuses a token once its person is removed or no longer holds its role', async () => {
+    const { tokens } = setup();
+    const { token } = await tokens.create({ role: 'operator', actor: 'Olga' });
+    expect((await tokens.authenticate(token)).person).toBe('olga');
+    await tokens.people.put('olga', { displayName: 'Olga', roles: ['auditor'] });
+    expect(await code(tokens.authenticate(token))).toBe('unauthenticated');
+    await tokens.people.put('olga', { displayName: 'Olga', roles: ['operator'] });
+    expect((await tokens.authenticate(token)).name).toBe('Olga');
+    await tokens.people.remove('olga');
+    expect(await code(tokens.authenticate(token))).toBe('unauthenticated');
+  });
+
+  it('issues tokens over the API only to the authenticated person, in a role they hold', async () => {
+    const { tokens } = setup();
+    const { token } = await tokens.create({ role: 'operator', actor: 'olga' });
+    const olga = await tokens.authenticate(token);
+    const own = await tokens.createForSelf(olga, 'operator', 3600);
+    expect(own.info.person).toBe('olga');
+    expect(await code(tokens.createForSelf(olga, 'key_custodian'))).toBe('forbidden');
+  });
+
+  it('binds one person to one id whatever the spelling (NFKC, case fold, trim)', async () => {
+    const { tokens } = setup();
+    const composed = await tokens.create({ role: 'operator', actor: 'Jos\u00e9 ' });
+    const decomposed = await tokens.create({ role: 'operator', actor: 'JOSE\u0301' });
+    expect(composed.info.person).toBe('jos\u00e9');
+    expect(decomposed.info.person).toBe('jos\u00e9');
+    expect((await tokens.people.list()).map((p) => p.id)).toEqual(['jos\u00e9']);
+    const sharp = await tokens.create({ role: 'auditor', actor: 'Stra\u00dfe' });
+    expect(sharp.info.person).toBe('strasse');
   });
 });

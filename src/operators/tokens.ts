@@ -5,7 +5,10 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BadRequestError } from '../shared/errors.js';
-import { OperatorTokenNotFoundError, UnauthenticatedError } from './errors.js';
+import { ForbiddenError, OperatorTokenNotFoundError, UnauthenticatedError } from './errors.js';
+import { byActor, NO_EVENTS, type CredentialEventSink } from './events.js';
+import { normaliseIdentifier, People } from './people.js';
+import { MemoryPersonStore } from './person-store.memory.js';
 import type { OperatorActor, Role } from './roles.js';
 import type { TokenRecord, TokenStore } from './token-store.port.js';
 
@@ -17,12 +20,20 @@ export const DEFAULT_TOKEN_TTL_SECONDS = 90 * 24 * 3600;
 const DUMMY_HASH = Buffer.alloc(32);
 
 /** What may be shown about a token: everything but the hash. */
-export type TokenInfo = Omit<TokenRecord, 'secretHash'>;
+export type TokenInfo = Omit<TokenRecord, 'secretHash'> & { readonly person: string };
 
 export interface CreatedToken {
   /** Shown once. */
   readonly token: string;
   readonly info: TokenInfo;
+}
+
+function checkTtl(ttlSeconds: number | undefined): number {
+  const ttl = ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
+  if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_TOKEN_TTL_SECONDS) {
+    throw new BadRequestError(`token ttl must be 60..${MAX_TOKEN_TTL_SECONDS} seconds`);
+  }
+  return ttl;
 }
 
 function sha256(bytes: Buffer): Buffer {
@@ -34,43 +45,104 @@ export function looksLikeOperatorToken(value: string): boolean {
   return value.startsWith(TOKEN_PREFIX);
 }
 
+/** The person a token was issued to (records from before the registry: its actor name). */
+function personOf(record: TokenRecord): string {
+  return record.person ?? normaliseIdentifier(record.actor);
+}
+
 function info(record: TokenRecord): TokenInfo {
   const { secretHash: _hash, ...rest } = record;
-  return rest;
+  return { ...rest, person: personOf(record) };
 }
 
 export class OperatorTokens {
+  /** The operator registry: a token stands for a person, who must still hold its role. */
+  readonly people: People;
+
   constructor(
     private readonly store: TokenStore,
     private readonly clock: () => Date = () => new Date(),
-  ) {}
+    people?: People,
+    private readonly onEvent: CredentialEventSink = NO_EVENTS,
+  ) {
+    this.people = people ?? new People(new MemoryPersonStore(), clock, onEvent);
+  }
 
+  /**
+   * Offline bootstrap (the CLI with the appliance stopped, and tests): registers `actor` as
+   * a person holding `role` if needed, then issues the token. The API never calls this: it
+   * issues tokens only to the authenticated person (`createForSelf`).
+   */
   async create(input: {
     readonly role: Role;
     readonly actor: string;
     readonly ttlSeconds?: number;
   }): Promise<CreatedToken> {
-    const ttl = input.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
-    if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_TOKEN_TTL_SECONDS) {
-      throw new BadRequestError(`token ttl must be 60..${MAX_TOKEN_TTL_SECONDS} seconds`);
+    const ttl = checkTtl(input.ttlSeconds);
+    const person = await this.people.bootstrap(input.actor, input.role);
+    return this.issue(person.id, input.role, ttl, 'cli');
+  }
+
+  /**
+   * A new token for the authenticated person, in one of the roles the registry gives them:
+   * nobody can mint a credential for someone else (and so approve as them).
+   */
+  async createForSelf(
+    actor: OperatorActor,
+    role: Role,
+    ttlSeconds?: number,
+  ): Promise<CreatedToken> {
+    const ttl = checkTtl(ttlSeconds);
+    if ((await this.people.holding(actor.person, role)) === undefined) {
+      throw new ForbiddenError(`${actor.person} does not hold role ${role}`, {
+        details: { role },
+      });
     }
-    const actor = input.actor.trim();
-    if (actor === '' || actor.length > 128 || !/^[\p{L}\p{N}\p{P}\p{Zs}]+$/u.test(actor)) {
-      throw new BadRequestError('actor name must be 1..128 printable characters');
-    }
+    return this.issue(actor.person, role, ttl, byActor(actor));
+  }
+
+  private async issue(person: string, role: Role, ttl: number, by: string): Promise<CreatedToken> {
     const idHex = randomBytes(8).toString('hex');
     const secret = randomBytes(32);
     const now = this.clock();
     const record: TokenRecord = {
       id: `tok_${idHex}`,
-      role: input.role,
-      actor,
+      role,
+      actor: person,
+      person,
       secretHash: sha256(secret).toString('hex'),
       createdAt: now.toISOString(),
       expiresAt: new Date(now.getTime() + ttl * 1000).toISOString(),
     };
+    await this.onEvent({
+      type: 'operator.token_created',
+      subject: record.id,
+      person,
+      by,
+      roles: [role],
+      time: record.createdAt,
+    });
     await this.store.put(record);
     return { token: `${TOKEN_PREFIX}${idHex}${secret.toString('base64url')}`, info: info(record) };
+  }
+
+  async get(id: string): Promise<TokenInfo> {
+    const record = await this.store.get(id);
+    if (record === undefined) throw new OperatorTokenNotFoundError(id);
+    return info(record);
+  }
+
+  /**
+   * Is token `id` still a valid credential for `person` in `role` at `now` (not revoked,
+   * not expired, the person still registered with the role)? Dual control asks this of
+   * every approval when it is used.
+   */
+  async stillValid(id: string, person: string, role: Role): Promise<boolean> {
+    const record = await this.store.get(id);
+    if (record === undefined || record.revokedAt !== undefined) return false;
+    if (personOf(record) !== person || record.role !== role) return false;
+    if (this.clock().getTime() >= Date.parse(record.expiresAt)) return false;
+    return (await this.people.holding(person, role)) !== undefined;
   }
 
   async list(): Promise<TokenInfo[]> {
@@ -78,11 +150,20 @@ export class OperatorTokens {
     return records.map(info).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
-  async revoke(id: string): Promise<TokenInfo> {
+  /** Revoke token `id`; `by` names who (audited first). Takes effect on the next request. */
+  async revoke(id: string, by = 'cli'): Promise<TokenInfo> {
     const record = await this.store.get(id);
     if (record === undefined) throw new OperatorTokenNotFoundError(id);
     if (record.revokedAt !== undefined) return info(record);
     const revoked: TokenRecord = { ...record, revokedAt: this.clock().toISOString() };
+    await this.onEvent({
+      type: 'operator.token_revoked',
+      subject: id,
+      person: personOf(record),
+      by,
+      roles: [record.role],
+      time: revoked.revokedAt ?? '',
+    });
     await this.store.put(revoked);
     return info(revoked);
   }
@@ -107,12 +188,18 @@ export class OperatorTokens {
     if (record === undefined || !matches) throw new UnauthenticatedError();
     if (record.revokedAt !== undefined) throw new UnauthenticatedError();
     if (this.clock().getTime() >= Date.parse(record.expiresAt)) throw new UnauthenticatedError();
+    // The registry decides, on every request: a person removed, or no longer holding the
+    // role, is refused at once, whatever tokens they still hold.
+    const person = await this.people.holding(personOf(record), record.role);
+    if (person === undefined) throw new UnauthenticatedError();
     return {
       kind: 'operator',
       id: record.id,
+      person: person.id,
       role: record.role,
-      name: record.actor,
+      name: person.displayName,
       credential: 'token',
+      expiresAt: record.expiresAt,
     };
   }
 }

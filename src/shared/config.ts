@@ -111,6 +111,17 @@ export interface AppConfig {
   readonly approvals: ApprovalSettings;
   /** How refused operator attempts are audited (src/operators/refusals.ts). */
   readonly operatorRefusals: RefusalAuditSettings;
+  /** Connection limits of the listener (src/http/plugins/connections.ts). */
+  readonly connections: ConnectionSettings;
+}
+
+export interface ConnectionSettings {
+  /** A TLS handshake not finished in this time closes the connection. */
+  readonly tlsHandshakeTimeoutMs: number;
+  /** Open connections at most, in all. */
+  readonly maxConnections: number;
+  /** Open connections at most per client address (IPv6: per /64). */
+  readonly maxConnectionsPerAddress: number;
 }
 
 /** The rate-limited route families; each route names its bucket in `config.rateLimit`. */
@@ -122,6 +133,7 @@ export const RATE_LIMIT_BUCKETS = [
   'redeem',
   'certify',
   'inventory',
+  'rotate',
 ] as const;
 export type RateLimitBucket = (typeof RATE_LIMIT_BUCKETS)[number];
 
@@ -179,6 +191,13 @@ export const DEFAULT_RATE_LIMIT_BUCKETS: RateLimitSettings['buckets'] = {
   inventory: {
     perAddress: { burst: 60, perSecond: 10 },
     perRuntime: { burst: 60, perSecond: 10 },
+  },
+  // On-demand key rotations (key custodians): each is an HSM key generation and a new key
+  // every verifier must fetch; a few in a row at most, then one per 5 minutes.
+  rotate: {
+    perAddress: { burst: 3, perSecond: 1 / 60 },
+    perRuntime: { burst: 3, perSecond: 1 / 60 },
+    perAppliance: { burst: 3, perSecond: 1 / 300 },
   },
 };
 
@@ -249,6 +268,9 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   approvalTtlSeconds: 'GRANTOR_APPROVAL_TTL_SECONDS',
   operatorRefusalWindowSeconds: 'GRANTOR_OPERATOR_REFUSAL_WINDOW_SECONDS',
   operatorRefusalMaxPerWindow: 'GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW',
+  tlsHandshakeTimeoutMs: 'GRANTOR_TLS_HANDSHAKE_TIMEOUT_MS',
+  maxConnections: 'GRANTOR_MAX_CONNECTIONS',
+  maxConnectionsPerAddress: 'GRANTOR_MAX_CONNECTIONS_PER_ADDRESS',
 };
 
 /** GRANTOR_RATE_LIMIT_<BUCKET>_PER_<ADDRESS|RUNTIME|APPLIANCE>, e.g. ..._CHALLENGES_PER_RUNTIME. */
@@ -634,6 +656,17 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
     operatorRefusals: {
       windowSeconds: integer(src, 'GRANTOR_OPERATOR_REFUSAL_WINDOW_SECONDS', 60, 1, 86_400),
       maxEntriesPerWindow: integer(src, 'GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW', 100, 1, 100_000),
+    },
+    connections: {
+      tlsHandshakeTimeoutMs: integer(src, 'GRANTOR_TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 120_000),
+      maxConnections: integer(src, 'GRANTOR_MAX_CONNECTIONS', 4096, 1, 1_000_000),
+      maxConnectionsPerAddress: integer(
+        src,
+        'GRANTOR_MAX_CONNECTIONS_PER_ADDRESS',
+        256,
+        1,
+        1_000_000,
+      ),
     },
   };
 }

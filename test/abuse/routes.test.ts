@@ -15,8 +15,7 @@ import { SoftEk, SoftTpm } from '../../src/attestation/testing/soft-tpm.js';
 import type { GrantService } from '../../src/grants/index.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import { RateLimiter } from '../../src/http/plugins/rate-limit.js';
-import { MemoryApprovalStore } from '../../src/operators/approval-store.memory.js';
-import { Approvals } from '../../src/operators/approvals.js';
+import { createMemoryOperators } from '../../src/operators/index.js';
 import { MemoryTokenStore } from '../../src/operators/token-store.memory.js';
 import { OperatorTokens } from '../../src/operators/tokens.js';
 import { DEFAULT_RATE_LIMIT_BUCKETS } from '../../src/shared/config.js';
@@ -93,11 +92,7 @@ beforeAll(async () => {
   } as unknown as GrantService;
   app = await buildApp({
     probes: [],
-    operators: {
-      tokens,
-      approvals: new Approvals({ store: new MemoryApprovalStore() }),
-      certificates: undefined,
-    },
+    operators: { ...createMemoryOperators(), tokens },
     attestation,
     grants,
     rateLimiter: limiter,

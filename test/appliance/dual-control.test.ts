@@ -217,8 +217,11 @@ beforeAll(async () => {
     ['alice', 'operator'],
     ['bob', 'operator'],
     ['carol', 'operator'],
+    ['dave', 'operator'],
     ['auditor', 'auditor'],
     ['custodian', 'key_custodian'],
+    ['kai', 'key_custodian'],
+    ['kit', 'key_custodian'],
   ] as const) {
     tokens[name] = (await ops.create({ role, actor: name })).token;
   }
@@ -343,9 +346,8 @@ describe('replacing the trusted EK CA bundle', () => {
   });
 
   it('refuses approvals that have expired', async () => {
-    const sha = bundleSha256(caOther.pem);
-    // The earlier pair for this digest is still open: expire it too.
-    await approvalFor('ekca.replace', { bundleSha256: sha }, ['bob', 'carol']);
+    // The earlier pair for this digest is still open (one open request per target): let
+    // it expire.
     clock.skewMs += 2 * 3600 * 1000;
     const res = await app.inject({
       method: 'PUT',
@@ -464,6 +466,133 @@ describe('disabling and enabling a reference policy', () => {
     const types = (await auditEntries()).map((e) => e.type);
     expect(types).toContain('attestation.refpolicy.disable');
     expect(types).toContain('attestation.refpolicy.enable');
+  });
+});
+
+describe('dual control counts people (issue 14)', () => {
+  const post = (url: string, who: string, payload?: unknown) =>
+    app.inject({
+      method: 'POST',
+      url,
+      headers: as(who),
+      ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }),
+    });
+  const request = (who: string, act: string, params: Record<string, string>) =>
+    post('/v1/approvals', who, { act, params });
+  const approve = (who: string, id: string) => post(`/v1/approvals/${id}/approve`, who);
+  const disable = (name: string) =>
+    post(`/v1/attestation/reference-policies/${name}/disable`, 'alice');
+
+  it('refuses the requester approving its own request', async () => {
+    const res = await request('alice', 'refpolicy.enable', { name: 'no-such' });
+    expect(res.statusCode).toBe(201);
+    const own = await approve('alice', res.json<{ id: string }>().id);
+    expect(own.statusCode).toBe(403);
+    expect(code(own)).toBe('approval_own_request');
+  });
+
+  it('refuses a spare request for an act and parameters already open', async () => {
+    // fleet-b: bob and carol approved a request earlier that was never used.
+    const spare = await request('dave', 'refpolicy.disable', { name: 'fleet-b' });
+    expect(spare.statusCode).toBe(409);
+    expect(code(spare)).toBe('approval_request_open');
+  });
+
+  it('checks each approver again when the approvals are used: a revoked token no longer counts', async () => {
+    const list = await app.inject({ url: '/v1/operator-tokens', headers: as('alice') });
+    expect(list.statusCode).toBe(200);
+    const carol = list
+      .json<{ tokens: { id: string; person: string; revokedAt?: string }[] }>()
+      .tokens.find((t) => t.person === 'carol' && t.revokedAt === undefined);
+    if (carol === undefined) throw new Error('no token for carol');
+    // Revoked over the API, the appliance running: audited with the person.
+    const revoked = await post(`/v1/operator-tokens/${carol.id}/revoke`, 'alice');
+    expect(revoked.statusCode).toBe(200);
+    expect(code(await app.inject({ url: '/v1/approvals', headers: as('carol') }))).toBe(
+      'unauthenticated',
+    );
+    const refused = await disable('fleet-b');
+    expect(refused.statusCode).toBe(409);
+    expect(code(refused)).toBe('approval_required');
+    const open = (await app.inject({ url: '/v1/approvals', headers: as('alice') }))
+      .json<{
+        approvals: { id: string; act: string; params: { name?: string }; consumedAt?: string }[];
+      }>()
+      .approvals.find((a) => a.act === 'refpolicy.disable' && a.params.name === 'fleet-b');
+    expect(open?.consumedAt).toBeUndefined();
+    expect((await approve('dave', open?.id ?? '')).statusCode).toBe(200);
+    const done = await disable('fleet-b');
+    expect(done.statusCode).toBe(200);
+    const entries = await auditEntries();
+    const revocation = entries.find((e) => e.type === 'operator.token_revoked');
+    expect(revocation).toMatchObject({ subject: carol.id });
+    expect(revocation?.reasons).toContain('person:carol');
+    expect(revocation?.reasons?.some((r) => r.startsWith('by:alice:tok_'))).toBe(true);
+    const consumed = entries.filter(
+      (e) => e.type === 'approval.consumed' && e.reasons?.[0] === 'refpolicy.disable',
+    );
+    expect(consumed.at(-1)?.reasons?.some((r) => r.endsWith(':carol'))).toBe(false);
+    expect(consumed.at(-1)?.reasons?.some((r) => r.endsWith(':dave'))).toBe(true);
+  });
+
+  it('caps the open requests of one person (20 000 requests are not accepted)', async () => {
+    let accepted = 0;
+    let refusal: string | undefined;
+    for (let i = 0; i < 20_000 && refusal === undefined; i++) {
+      const res = await request('dave', 'refpolicy.enable', { name: `flood-${i}` });
+      if (res.statusCode === 201) accepted += 1;
+      else refusal = code(res);
+    }
+    expect(refusal).toBe('approval_request_limit');
+    expect(accepted).toBe(16);
+    // Another person is not held up by dave's flood.
+    expect((await request('bob', 'refpolicy.enable', { name: 'flood-0-bob' })).statusCode).toBe(
+      201,
+    );
+  });
+
+  it('checks the key before using key.destroy approvals', async () => {
+    const keys = await app.inject({ url: '/v1/keys', headers: as('custodian') });
+    expect(keys.statusCode).toBe(200);
+    const active = keys.json<{ keys: { kid: string; state: string }[] }>().keys[0];
+    if (active === undefined) throw new Error('no grant key');
+    expect(active.state).toBe('active');
+    const missing = 'A'.repeat(43);
+    for (const kid of [active.kid, missing]) {
+      const req = await request('custodian', 'key.destroy', { kid });
+      const id = req.json<{ id: string }>().id;
+      await approve('kai', id);
+      await approve('kit', id);
+      const res = await post(`/v1/keys/${kid}/destroy`, 'custodian');
+      expect(code(res)).toBe(kid === missing ? 'key_not_found' : 'key_state_invalid');
+      const record = await app.inject({ url: `/v1/approvals/${id}`, headers: as('custodian') });
+      expect(record.json<{ consumedAt?: string }>().consumedAt).toBeUndefined();
+    }
+  });
+
+  it('rotates the audit key only under dual control', async () => {
+    const rotate = () => post('/v1/keys/rotate', 'custodian', { purpose: 'audit' });
+    const alone = await rotate();
+    expect(alone.statusCode).toBe(409);
+    expect(code(alone)).toBe('approval_required');
+    const req = await request('custodian', 'audit_key.rotate', {});
+    const id = req.json<{ id: string }>().id;
+    await approve('kai', id);
+    await approve('kit', id);
+    const done = await rotate();
+    expect(done.statusCode).toBe(200);
+    expect(done.json<{ active: { purpose: string } }>().active.purpose).toBe('audit');
+  });
+
+  it('limits on-demand rotations (bucket rotate), after authentication', async () => {
+    // Two rotation calls above; the burst is 3.
+    const rotate = (who: string) => post('/v1/keys/rotate', who);
+    for (let i = 0; i < 5; i++) expect(code(await rotate('auditor'))).toBe('forbidden');
+    expect((await rotate('custodian')).statusCode).toBe(200);
+    const limited = await rotate('kai');
+    expect(limited.statusCode).toBe(429);
+    expect(code(limited)).toBe('rate_limited');
+    expect(limited.headers['retry-after']).toBeDefined();
   });
 });
 

@@ -9,6 +9,11 @@ import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type App } from '../../src/http/app.js';
 import { keysRoutes } from '../../src/http/routes/keys.js';
+import { MemoryApprovalStore } from '../../src/operators/approval-store.memory.js';
+import { Approvals } from '../../src/operators/approvals.js';
+import type { OperatorActor } from '../../src/operators/roles.js';
+
+const approvals = new Approvals({ store: new MemoryApprovalStore() });
 import { createKeys, type KeyService } from '../../src/keys/index.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { testHsm } from '../rig/sim.js';
@@ -43,7 +48,7 @@ beforeAll(async () => {
       (route.config as { role?: unknown } | undefined)?.role,
     );
   });
-  await app.register(keysRoutes, { keys });
+  await app.register(keysRoutes, { keys, approvals });
   await app.ready();
 });
 
@@ -102,7 +107,7 @@ describe('GET /.well-known/jwks.json', () => {
 
 describe('operator routes', () => {
   it('declare the role their future authentication hook checks', () => {
-    expect(roles.get('GET /v1/keys')).toBe('operator');
+    expect(roles.get('GET /v1/keys')).toEqual(['operator', 'key_custodian']);
     expect(roles.get('POST /v1/keys/rotate')).toBe('key_custodian');
     expect(roles.get('GET /.well-known/jwks.json')).toBeUndefined();
   });
@@ -167,13 +172,26 @@ describe('operator routes', () => {
     expect(res.statusCode).toBe(200);
   });
 
-  it('POST /v1/keys/rotate rotates the audit key on request', async () => {
+  it('POST /v1/keys/rotate rotates the audit key on request, under dual control only', async () => {
     const before = keys.auditPublicKey().jwk.kid;
-    const res = await app.inject({
-      method: 'POST',
-      url: '/v1/keys/rotate',
-      payload: { purpose: 'audit' },
+    const rotate = () =>
+      app.inject({ method: 'POST', url: '/v1/keys/rotate', payload: { purpose: 'audit' } });
+    const alone = await rotate();
+    expect(alone.statusCode).toBe(409);
+    expect(alone.json<{ error: { code: string } }>().error.code).toBe('approval_required');
+    const custodian = (person: string): OperatorActor => ({
+      kind: 'operator',
+      id: `tok_${person}`,
+      person,
+      role: 'key_custodian',
+      name: person,
+      credential: 'token',
+      expiresAt: '2099-01-01T00:00:00Z',
     });
+    const req = await approvals.request(custodian('kim'), 'audit_key.rotate', {});
+    await approvals.approve(custodian('kai'), req.id);
+    await approvals.approve(custodian('kit'), req.id);
+    const res = await rotate();
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({
       active: { purpose: 'audit', alg: 'EdDSA' },

@@ -44,9 +44,16 @@ beforeAll(async () => {
   const ca = operatorCaPem(config);
   if (ca === undefined) throw new Error('no operator CA');
   tokens = new OperatorTokens(new MemoryTokenStore());
+  // The make-tls certificates name the people <role>-demo (SAN urn:grantor:operator:...).
+  for (const role of ['auditor', 'operator', 'key_custodian'] as const) {
+    await tokens.people.put(`${role}-demo`, { displayName: `${role} demo`, roles: [role] });
+  }
   const a = Fastify({ https: tlsOptions(config) });
   installErrorHandler(a);
-  await a.register(operatorAuth, { tokens, certificates: new OperatorCertificateVerifier(ca) });
+  await a.register(operatorAuth, {
+    tokens,
+    certificates: new OperatorCertificateVerifier(ca, { people: tokens.people }),
+  });
   a.get('/v1/audit/entries', { config: { role: 'auditor' } }, (req) => {
     const actor = requireActor(req);
     return { role: actor.role, credential: actor.credential };

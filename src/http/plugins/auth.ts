@@ -78,6 +78,8 @@ export type RefusalReason =
   | 'credential_invalid'
   /** A bearer that is not an operator token (a grant, a runtime's proof). */
   | 'credential_not_operator'
+  /** A client certificate the TLS layer refused (not from the operator CA, expired, ...). */
+  | 'certificate_rejected'
   /** A valid operator credential whose role may not use the route. */
   | 'role_forbidden'
   /** An operator credential on a runtime route. */
@@ -96,6 +98,15 @@ export interface OperatorRefusal {
    * known, the id part of a token-shaped bearer otherwise; never a secret.
    */
   readonly identity?: string;
+  /**
+   * The credential was valid (role_forbidden, or a valid operator credential on a runtime
+   * route): audited on its own budget, which junk cannot spend (src/operators/refusals.ts).
+   */
+  readonly credentialed?: boolean;
+  /** The person the valid credential was issued to (operator registry id). */
+  readonly person?: string;
+  /** For `certificate_rejected`: the TLS layer's reason, e.g. `UNABLE_TO_VERIFY_LEAF_SIGNATURE`. */
+  readonly detail?: string;
   readonly time: string;
 }
 
@@ -163,6 +174,23 @@ function claimedIdentity(request: FastifyRequest): string | undefined {
   return id === undefined ? undefined : `tok_${id}`;
 }
 
+/**
+ * The TLS layer's reason for refusing a client certificate that was presented (Node keeps
+ * the connection: requestCert without rejectUnauthorized), or undefined.
+ */
+function rejectedPeerCertificate(request: FastifyRequest): string | undefined {
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  if (socket.authorized !== false || typeof socket.getPeerCertificate !== 'function') {
+    return undefined;
+  }
+  const peer = socket.getPeerCertificate(false);
+  if (!Buffer.isBuffer(peer.raw) || peer.raw.length === 0) return undefined;
+  const reason = socket.authorizationError;
+  const code = typeof reason === 'string' ? reason : reason?.message;
+  // A fixed vocabulary (OpenSSL's X509 verify codes): never free text from the client.
+  return code !== undefined && /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'UNKNOWN';
+}
+
 /** The reason code of an authentication failure on an operator route. */
 function unauthenticatedReason(request: FastifyRequest, opts: OperatorAuthOptions): RefusalReason {
   const token = bearer(request);
@@ -172,9 +200,12 @@ function unauthenticatedReason(request: FastifyRequest, opts: OperatorAuthOption
       ? 'credential_invalid'
       : 'credential_not_operator';
   }
-  return opts.certificates !== undefined && verifiedPeerCertificate(request) !== undefined
-    ? 'credential_invalid'
-    : 'credential_missing';
+  if (opts.certificates !== undefined && verifiedPeerCertificate(request) !== undefined) {
+    return 'credential_invalid';
+  }
+  return rejectedPeerCertificate(request) === undefined
+    ? 'credential_missing'
+    : 'certificate_rejected';
 }
 
 function presentsOperatorCredential(request: FastifyRequest, opts: OperatorAuthOptions): boolean {
@@ -222,7 +253,10 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
     error: GrantorError,
     reason: RefusalReason,
     identity: string | undefined,
+    person?: string,
   ): Promise<never> => {
+    const credentialed = person !== undefined;
+    const detail = reason === 'certificate_rejected' ? rejectedPeerCertificate(request) : undefined;
     if (opts.onRefused !== undefined) {
       await opts
         .onRefused({
@@ -232,6 +266,8 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
           code: error.code,
           address: request.ip,
           ...(identity === undefined ? {} : { identity }),
+          ...(credentialed ? { credentialed, person } : {}),
+          ...(detail === undefined ? {} : { detail }),
           time: now().toISOString(),
         })
         .catch((e: unknown) => {
@@ -244,11 +280,15 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
     const config = request.routeOptions.config;
     if (config.actor === 'runtime') {
       if (presentsOperatorCredential(request, opts)) {
+        // A valid credential here is a real operator (or a stolen credential) trying the
+        // runtime protocol: recorded by its id, on the budget junk cannot spend.
+        const valid = await authenticate(request, opts, now).catch(() => undefined);
         await refused(
           request,
           new ForbiddenError('operator credentials cannot act as a runtime'),
           'operator_on_runtime_route',
-          claimedIdentity(request) ?? 'certificate',
+          valid?.id ?? claimedIdentity(request) ?? 'certificate',
+          valid?.person,
         );
       }
       return;
@@ -273,6 +313,7 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
         }),
         'role_forbidden',
         actor.id,
+        actor.person,
       );
     }
     request.actor = actor;

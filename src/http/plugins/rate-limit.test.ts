@@ -122,6 +122,19 @@ describe('rate limits', () => {
     expect(other.statusCode).toBe(200);
   });
 
+  it('limits IPv6 clients per /64, not per address', async () => {
+    const s = await setup();
+    const enroll = (remoteAddress: string) =>
+      s.app.inject({ method: 'POST', url: '/v1/runtimes', remoteAddress, payload: { name: 'x' } });
+    expect((await enroll('2001:db8:1:2::1')).statusCode).toBe(200);
+    expect((await enroll('2001:db8:1:2::2')).statusCode).toBe(200);
+    // A third address of the same /64 shares the budget.
+    const limited = await enroll('2001:db8:1:2:ffff::3');
+    expect(limited.statusCode).toBe(429);
+    expect(limited.json()).toMatchObject({ error: { details: { scope: 'address' } } });
+    expect((await enroll('2001:db8:1:3::1')).statusCode).toBe(200);
+  });
+
   it('keys grants by the runtime id in the body', async () => {
     const s = await setup();
     const grant = (runtimeId: unknown) =>

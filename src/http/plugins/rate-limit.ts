@@ -5,7 +5,7 @@
  * `config.rateLimit: {bucket, perAddress?, perRuntime?}` (both default true); the limits
  * of each bucket come from the plugin options (configuration: GRANTOR_RATE_LIMIT_*, see
  * src/shared/config.ts). The per-runtime key is the runtime id the request claims *and* the
- * client address: the runtime routes are not authenticated before their proof is checked,
+ * client address (IPv6: per /64, src/shared/address.ts): the runtime routes are not authenticated before their proof is checked,
  * so a budget keyed on the claimed id alone could be spent by anyone (and a runtime
  * starved of challenges or grants); this way only the address that uses a runtime's
  * budget can spend it, and runtimes behind one address keep separate budgets. The address
@@ -27,6 +27,7 @@ import {
   type RateLimitBucket,
   type RateLimitSettings,
 } from '../../shared/config.js';
+import { addressKey } from '../../shared/address.js';
 import { GrantorError } from '../../shared/errors.js';
 import type { GrantorMetrics } from '../../shared/metrics.js';
 import { namedGlobalPlugin } from './plugin.js';
@@ -165,7 +166,10 @@ async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitOptions): Pr
     const rl = request.routeOptions.config.rateLimit;
     if (rl === undefined || rl.when?.(request) === false) return;
     if (rl.perAddress !== false) {
-      const r = limiter.take(`${rl.bucket}|a|${request.ip}`, limits[rl.bucket].perAddress);
+      const r = limiter.take(
+        `${rl.bucket}|a|${addressKey(request.ip)}`,
+        limits[rl.bucket].perAddress,
+      );
       if (!r.ok) refuse(reply, rl.bucket, 'address', r.retryAfterSeconds);
     }
     await Promise.resolve();
@@ -184,7 +188,10 @@ async function rateLimitPlugin(app: FastifyInstance, opts: RateLimitOptions): Pr
     const id = runtimeIdOf(request);
     if (id === undefined) return;
     // Never the claimed id alone: see the module comment.
-    const r = limiter.take(`${rl.bucket}|r|${request.ip}|${id}`, limits[rl.bucket].perRuntime);
+    const r = limiter.take(
+      `${rl.bucket}|r|${addressKey(request.ip)}|${id}`,
+      limits[rl.bucket].perRuntime,
+    );
     if (!r.ok) refuse(reply, rl.bucket, 'runtime', r.retryAfterSeconds);
     await Promise.resolve();
   });

@@ -48,6 +48,7 @@ async function setup() {
     destroyed,
     kim: await token('key_custodian', 'kim'),
     kai: await token('key_custodian', 'kai'),
+    kit: await token('key_custodian', 'kit'),
     olga: await token('operator', 'olga'),
     ada: await token('auditor', 'ada'),
   };
@@ -79,12 +80,15 @@ describe('approval routes', () => {
       s.app.inject({ method: 'POST', url: `/v1/approvals/${id}/approve`, headers });
     const destroy = () => s.app.inject({ method: 'DELETE', url: '/v1/keys/k1', headers: s.kim });
 
-    expect((await approve(s.kim)).statusCode).toBe(200);
+    const own = await approve(s.kim);
+    expect(codeOf(own)).toBe('approval_own_request');
+    expect(own.statusCode).toBe(statusForCode('approval_own_request'));
+    expect((await approve(s.kit)).statusCode).toBe(200);
     const one = await destroy();
     expect(codeOf(one)).toBe('approval_required');
     expect(one.statusCode).toBe(statusForCode('approval_required'));
 
-    const dup = await approve(s.kim);
+    const dup = await approve(s.kit);
     expect(codeOf(dup)).toBe('approval_duplicate_actor');
     expect(dup.statusCode).toBe(statusForCode('approval_duplicate_actor'));
 

@@ -40,7 +40,9 @@ export const approvalRoutes: FastifyPluginAsyncTypebox<{ approvals: Approvals }>
           { act: ApprovalActSchema, params: ApprovalParamsSchema },
           { additionalProperties: false },
         ),
-        response: { 201: ApprovalRecordSchema, ...errors },
+        // 409: approval_request_open (one open request per act and parameters),
+        // approval_request_limit (too many open requests by this person).
+        response: { 201: ApprovalRecordSchema, 409: ErrorSchema, ...errors },
       },
     },
     async (request, reply) => {

@@ -6,7 +6,7 @@
 import type { Approvals } from '../../operators/approvals.js';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
-import type { KeyRecord, KeyService } from '../../keys/index.js';
+import { KeyStateInvalidError, type KeyRecord, type KeyService } from '../../keys/index.js';
 import { bodyLimit } from '../plugins/body-limit.js';
 import { ErrorSchema } from '../schemas.js';
 
@@ -74,7 +74,10 @@ function matches(ifNoneMatch: string | undefined, etag: string): boolean {
 
 export interface KeysRoutesOptions {
   readonly keys: KeyService;
-  /** Dual control of destruction; without it the destroy route is not offered. */
+  /**
+   * Dual control of destruction and of audit-key rotation; without it the destroy route is
+   * not offered and the audit key cannot be rotated over the API.
+   */
   readonly approvals?: Pick<Approvals, 'perform'>;
 }
 
@@ -102,7 +105,8 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
   app.get(
     '/v1/keys',
     {
-      config: { role: 'operator' },
+      // Key custodians list the keys they are asked to retire and destroy.
+      config: { role: ['operator', 'key_custodian'] },
       schema: {
         querystring: Type.Object(
           { purpose: Type.Optional(PurposeSchema) },
@@ -131,7 +135,8 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
     '/v1/keys/rotate',
     {
       ...bodyLimit('tiny'),
-      config: { role: 'key_custodian' },
+      // Limited after authentication (the auth hook runs first): only custodians spend it.
+      config: { role: 'key_custodian', rateLimit: { bucket: 'rotate', perRuntime: false } },
       // A bodiless POST (curl -X POST) means the default: rotate the grant key.
       preValidation: (request, _reply, done) => {
         if ((request.body as unknown) === undefined) request.body = {};
@@ -150,12 +155,25 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
           401: ErrorSchema,
           403: ErrorSchema,
           409: ErrorSchema,
+          429: ErrorSchema,
           503: ErrorSchema,
         },
       },
     },
     async (request) => {
-      const { active, previous } = await keys.rotate(request.body.purpose ?? 'grant', 'on_demand');
+      const purpose = request.body.purpose ?? 'grant';
+      // Auditors pin the audit key: rotating it is dual-controlled (act audit_key.rotate).
+      const rotate = () => keys.rotate(purpose, 'on_demand');
+      let result: Awaited<ReturnType<typeof rotate>>;
+      if (purpose === 'audit') {
+        if (approvals === undefined) {
+          throw new KeyStateInvalidError('the audit key is rotated under dual control only');
+        }
+        result = await approvals.perform('audit_key.rotate', {}, rotate);
+      } else {
+        result = await rotate();
+      }
+      const { active, previous } = result;
       return { active: view(active), previous: previous === undefined ? null : view(previous) };
     },
   );
@@ -186,7 +204,26 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
       },
       async (request) => {
         const { kid } = request.params;
-        const destroyed = await approvals.perform('key.destroy', { kid }, () => keys.destroy(kid));
+        // The key's state first (404 key_not_found, 409 key_state_invalid): a destroy that
+        // cannot happen must not use up its approvals.
+        const precheck = () => {
+          const r = keys.get(kid);
+          if (r.state !== 'retired' || r.destroyedAt !== undefined) {
+            throw new KeyStateInvalidError(
+              'only a retired, not yet destroyed key can be destroyed',
+              {
+                kid,
+                state: r.state,
+              },
+            );
+          }
+        };
+        const destroyed = await approvals.perform(
+          'key.destroy',
+          { kid },
+          () => keys.destroy(kid),
+          precheck,
+        );
         return { key: view(destroyed) };
       },
     );

@@ -31,6 +31,9 @@ export interface LeafOptions {
   readonly cn?: string;
   readonly ou?: readonly string[];
   readonly uris?: readonly string[];
+  /** SAN e-mail addresses (default `alice@example.com`, naming the test person alice). */
+  readonly emails?: readonly string[];
+  readonly serial?: string;
   readonly eku?: readonly string[];
   readonly notBefore?: Date;
   readonly notAfter?: Date;
@@ -46,19 +49,18 @@ export async function makeLeaf(ca: TestCa, options: LeafOptions = {}): Promise<U
       false,
     ),
   ];
-  if (options.uris !== undefined && options.uris.length > 0) {
-    extensions.push(
-      new x509.SubjectAlternativeNameExtension(
-        options.uris.map((u) => ({ type: 'url', value: u })),
-      ),
-    );
-  }
+  const names = [
+    ...(options.uris ?? []).map((u) => ({ type: 'url' as const, value: u })),
+    ...(options.emails ?? ['alice@example.com']).map((e) => ({ type: 'email' as const, value: e })),
+  ];
+  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names));
   const cert = await x509.X509CertificateGenerator.create({
     subject: subject.join(', '),
     issuer: ca.cert.subject,
     publicKey: keys.publicKey,
     signingKey: ca.keys.privateKey,
     signingAlgorithm: ALG,
+    ...(options.serial === undefined ? {} : { serialNumber: options.serial }),
     notBefore: options.notBefore ?? new Date(now - DAY),
     notAfter: options.notAfter ?? new Date(now + 7 * DAY),
     extensions,
