@@ -9,9 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { EV } from './event-types.js';
 import { replayEventLog } from './replay.js';
 import { parseEventLog } from './tcg-log.js';
-import { FIXTURES, fixture, syntheticLog } from './testing.js';
-
-type Pcrs = Record<string, Record<string, string>>;
+import { FIXTURES, fixture, syntheticLog, yamlPcrs, type Pcrs } from './testing.js';
 
 function replayed(path: string): Pcrs {
   const out: Pcrs = {};
@@ -19,23 +17,6 @@ function replayed(path: string): Pcrs {
     const b: Record<string, string> = {};
     for (const [i, v] of pcrs) b[String(i)] = v.toString('hex');
     out[bank] = b;
-  }
-  return out;
-}
-
-/** The `pcrs:` block of tpm2_eventlog's YAML output. */
-export function yamlPcrs(text: string): Pcrs {
-  const out: Pcrs = {};
-  const lines = text
-    .slice(text.lastIndexOf('\npcrs:') + 1)
-    .split('\n')
-    .slice(1);
-  let bank: Record<string, string> | undefined;
-  for (const line of lines) {
-    const b = /^ {2}([a-z0-9_]+):\s*$/.exec(line);
-    const v = /^ {4}(\d+)\s*: 0x([0-9a-f]+)$/.exec(line);
-    if (b?.[1] !== undefined) out[b[1]] = bank = {};
-    else if (v?.[1] !== undefined && v[2] !== undefined && bank !== undefined) bank[v[1]] = v[2];
   }
   return out;
 }

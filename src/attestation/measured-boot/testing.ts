@@ -73,3 +73,23 @@ export function event2(banks: readonly string[], e: SyntheticEvent): Buffer {
 export function syntheticLog(banks: readonly string[], events: readonly SyntheticEvent[]): Buffer {
   return Buffer.concat([specIdEvent(banks), ...events.map((e) => event2(banks, e))]);
 }
+
+/** PCR values as hex by bank and index (the form of the shipped expected values). */
+export type Pcrs = Record<string, Record<string, string>>;
+
+/** The `pcrs:` block of tpm2_eventlog's YAML output. */
+export function yamlPcrs(text: string): Pcrs {
+  const out: Pcrs = {};
+  const lines = text
+    .slice(text.lastIndexOf('\npcrs:') + 1)
+    .split('\n')
+    .slice(1);
+  let bank: Record<string, string> | undefined;
+  for (const line of lines) {
+    const b = /^ {2}([a-z0-9_]+):\s*$/.exec(line);
+    const v = /^ {4}(\d+)\s*: 0x([0-9a-f]+)$/.exec(line);
+    if (b?.[1] !== undefined) out[b[1]] = bank = {};
+    else if (v?.[1] !== undefined && v[2] !== undefined && bank !== undefined) bank[v[1]] = v[2];
+  }
+  return out;
+}
