@@ -8,6 +8,8 @@ import { GrantorError } from '../../shared/errors.js';
 
 export const MEASURED_BOOT_CODES = [
   'event_log_malformed',
+  'event_log_required',
+  'ima_log_required',
   'event_log_too_large',
   'event_log_mismatch',
   'ima_log_malformed',
@@ -95,5 +97,17 @@ export class ImaLogOffsetError extends MeasuredBootError {
     super('ima_log_offset_invalid', `IMA entries must start at ${expected}, not ${got}`, {
       details: { expected, got },
     });
+  }
+}
+
+/** The reference policy needs an event log (or IMA list) and the attestation has none. */
+export class MeasuredBootRequiredError extends MeasuredBootError {
+  constructor(code: 'event_log_required' | 'ima_log_required') {
+    super(
+      code,
+      code === 'event_log_required'
+        ? 'the reference policy requires the TCG event log with the quote'
+        : 'the reference policy requires the IMA measurement list with the quote',
+    );
   }
 }

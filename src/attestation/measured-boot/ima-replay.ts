@@ -24,25 +24,32 @@ export interface ImaState {
 export const EMPTY_IMA_STATE: ImaState = { count: 0, pcrs: new Map() };
 
 /**
- * Replay `entries` on top of `from` in each of `banks`. Throws ima_log_offset_invalid when
- * the entries do not start at `from.count`, ima_log_mismatch when an entry's template hash
- * is not the hash of its fields. `templateHash`: the template hash algorithm (SHA-1).
+ * Replays entries one at a time on top of a verified state, in each of `banks`. Throws
+ * ima_log_offset_invalid when an entry is not the next one, ima_log_mismatch when its
+ * template hash is not the hash of its fields. `templateHash`: the template hash algorithm.
  */
-export function replayIma(
-  entries: readonly ImaEntry[],
-  banks: readonly HashName[],
-  from: ImaState = EMPTY_IMA_STATE,
-  templateHash: HashName = 'sha1',
-): ImaState {
-  const first = entries[0];
-  if (first !== undefined && first.index !== from.count)
-    throw new ImaLogOffsetError(from.count, first.index);
-  const th = bankByName(templateHash);
-  if (th === undefined) throw new Error(`no template hash ${templateHash}`);
-  const resolved = banks.map(bankByName).filter((b): b is Bank => b !== undefined);
-  const next = new Map<HashName, Map<number, Buffer>>();
-  for (const b of resolved) next.set(b.name, new Map(from.pcrs.get(b.name) ?? []));
-  for (const e of entries) {
+export class ImaReplayer {
+  readonly #banks: readonly Bank[];
+  readonly #pcrs = new Map<HashName, Map<number, Buffer>>();
+  readonly #templateHash: Bank;
+  #count: number;
+
+  constructor(
+    banks: readonly HashName[],
+    from: ImaState = EMPTY_IMA_STATE,
+    templateHash: HashName = 'sha1',
+  ) {
+    const th = bankByName(templateHash);
+    if (th === undefined) throw new Error(`no template hash ${templateHash}`);
+    this.#templateHash = th;
+    this.#banks = banks.map(bankByName).filter((b): b is Bank => b !== undefined);
+    for (const b of this.#banks) this.#pcrs.set(b.name, new Map(from.pcrs.get(b.name) ?? []));
+    this.#count = from.count;
+  }
+
+  push(e: ImaEntry): void {
+    if (e.index !== this.#count) throw new ImaLogOffsetError(this.#count, e.index);
+    const th = this.#templateHash;
     if (!e.violation) {
       const computed = createHash(th.node).update(e.hashInput).digest();
       // The template hash is what the SHA-1 bank extends: it must be the hash of the fields
@@ -57,16 +64,39 @@ export function replayIma(
           },
         );
     }
-    for (const b of resolved) {
-      const pcrs = next.get(b.name);
+    for (const b of this.#banks) {
+      const pcrs = this.#pcrs.get(b.name);
       if (pcrs === undefined) continue;
       const digest = e.violation
         ? Buffer.alloc(b.size, 0xff)
-        : b.name === templateHash
+        : b.name === th.name
           ? e.templateHash
           : createHash(b.node).update(e.hashInput).digest();
       pcrs.set(e.pcr, extend(b, pcrs.get(e.pcr) ?? Buffer.alloc(b.size), digest));
     }
+    this.#count += 1;
   }
-  return { count: from.count + entries.length, pcrs: next };
+
+  /** The current value of a PCR in a bank (zero if no entry extended it). */
+  value(bank: HashName, pcr: number): Buffer | undefined {
+    const b = this.#banks.find((x) => x.name === bank);
+    return b === undefined ? undefined : (this.#pcrs.get(bank)?.get(pcr) ?? Buffer.alloc(b.size));
+  }
+
+  /** A copy of the state reached. */
+  state(): ImaState {
+    return { count: this.#count, pcrs: new Map([...this.#pcrs].map(([k, v]) => [k, new Map(v)])) };
+  }
+}
+
+/** Replay `entries` on top of `from` in each of `banks` (see ImaReplayer). */
+export function replayIma(
+  entries: readonly ImaEntry[],
+  banks: readonly HashName[],
+  from: ImaState = EMPTY_IMA_STATE,
+  templateHash: HashName = 'sha1',
+): ImaState {
+  const r = new ImaReplayer(banks, from, templateHash);
+  for (const e of entries) r.push(e);
+  return r.state();
 }
