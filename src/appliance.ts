@@ -351,6 +351,7 @@ export async function openAppliance(
         ekCaBundlePem,
         referencePolicyFiles,
         trust: attestationTrust,
+        measuredBoot: config.attestation,
       },
       {
         db,

@@ -73,6 +73,9 @@ export interface AppConfig {
     readonly ekCaBundle: readonly string[];
     /** Reference policy JSON files or folders of them. */
     readonly referencePolicies: readonly string[];
+    /** Largest TCG event log (bytes) and IMA list (bytes, per attestation) accepted. */
+    readonly eventLogMaxBytes: number;
+    readonly imaLogMaxBytes: number;
   };
   readonly policy: {
     readonly dir: string;
@@ -499,6 +502,8 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
         [shipped('reference-policies')],
         cwd,
       ),
+      eventLogMaxBytes: integer(src, 'GRANTOR_EVENT_LOG_MAX_BYTES', 1 << 20, 1024, 1 << 26),
+      imaLogMaxBytes: integer(src, 'GRANTOR_IMA_LOG_MAX_BYTES', 1 << 24, 1024, 1 << 28),
     },
     policy: {
       dir: resolve(cwd, optional(src, 'GRANTOR_POLICY_DIR', shipped('policies/default'))),

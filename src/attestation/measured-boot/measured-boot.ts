@@ -30,6 +30,17 @@ export const DEFAULT_MEASURED_BOOT_LIMITS: MeasuredBootLimits = {
   ima: DEFAULT_IMA_LIMITS,
 };
 
+/** Limits from the two configured byte sizes (event and entry counts follow the defaults). */
+export function measuredBootLimits(
+  sizes: { readonly eventLogMaxBytes: number; readonly imaLogMaxBytes: number } | undefined,
+): MeasuredBootLimits {
+  if (sizes === undefined) return DEFAULT_MEASURED_BOOT_LIMITS;
+  return {
+    eventLog: { ...DEFAULT_EVENT_LOG_LIMITS, maxBytes: sizes.eventLogMaxBytes },
+    ima: { ...DEFAULT_IMA_LIMITS, maxBytes: sizes.imaLogMaxBytes },
+  };
+}
+
 interface RuntimeImaState {
   readonly resetCount: number;
   readonly restartCount: number;
