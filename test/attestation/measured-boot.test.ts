@@ -119,7 +119,20 @@ beforeAll(async () => {
   const policyFile = join(dir, 'policy.json');
   await writeFile(
     policyFile,
-    JSON.stringify({ name: 'measured', measuredBoot: { pcrs: { sha256: [0, 2, 4, 7] }, ima: {} } }),
+    JSON.stringify({
+      name: 'measured',
+      measuredBoot: {
+        pcrs: { sha256: [0, 2, 4, 7] },
+        bootApplications: ['shim', 'option-rom'].map((c) =>
+          hash('sha256', Buffer.from(c)).toString('hex'),
+        ),
+        ima: {
+          allowDigests: ['aggregate', 'agent v1', 'tool v2'].map((c) =>
+            hash('sha256', Buffer.from(c)).toString('hex'),
+          ),
+        },
+      },
+    }),
   );
   const svc = await createAttestation(
     { ekCaBundlePem: sim.ekCaPem, referencePolicyFiles: [policyFile] },
@@ -155,6 +168,19 @@ describe('measured boot against swtpm', () => {
     const second = await attester.attest(sel, source());
     expect(second.verdict).toBe('trusted');
     expect(second.measuredBoot?.imaEntries).toBe(3);
+  });
+
+  it('an unlisted file measured makes the runtime untrusted, naming its digest, until it reboots', async () => {
+    await measure('/tmp/dropper', 'not on the list');
+    const digest = hash('sha256', Buffer.from('not on the list')).toString('hex');
+    const reason = `ima_digest_not_allowed pcr=10 entry=3 name="/tmp/dropper" sha256=${digest}`;
+    const bad = await attester.attest(sel, source());
+    expect(bad).toMatchObject({ verdict: 'untrusted', reasons: [reason], validUntil: null });
+    // Sending only the entries after it does not wash it out.
+    await measure('/usr/bin/agent', 'agent v1');
+    const again = await attester.attest(sel, source());
+    expect(again).toMatchObject({ verdict: 'untrusted', reasons: [reason] });
+    expect(again.measuredBoot?.imaEntries).toBe(5);
   });
 
   const swap = <T>(a: readonly T[], i: number, j: number): T[] => {
