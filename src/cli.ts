@@ -6,6 +6,7 @@
  *   grantor audit export FILE             entries and a fresh checkpoint
  *   grantor audit verify FILE --key K     offline: needs no appliance, TPM or HSM
  *   grantor operators token create|list|revoke
+ *   grantor reference-policies learn --event-log FILE [--ima FILE] --name NAME  (offline)
  * The CLI opens the TPM, the HSM and the database itself: run it while the server is
  * stopped (LevelDB and the simulator's TPM connection are exclusive), or use the
  * operator routes of a running appliance.
@@ -14,6 +15,7 @@ import { openAppliance, provisionAppliance } from './appliance.js';
 import { runAuditCli } from './audit/cli.js';
 import { runKeysCli } from './keys/cli.js';
 import { runOperatorsCli } from './operators/cli.js';
+import { runReferencePoliciesCli } from './attestation/measured-boot/learn-cli.js';
 import { loadConfig } from './shared/config.js';
 import { ConfigError, GrantorError } from './shared/errors.js';
 import { openTpm } from './tpm/tpm.native.js';
@@ -21,7 +23,8 @@ import { openTpm } from './tpm/tpm.native.js';
 const USAGE = `usage: grantor provision
        grantor keys list|rotate|retire|destroy ...
        grantor audit export FILE | verify FILE --key <verifier key> [--ak <base64>]
-       grantor operators token create|list|revoke ...`;
+       grantor operators token create|list|revoke ...
+       grantor reference-policies learn --event-log FILE [--ima FILE] --name NAME ...`;
 
 const out = {
   log: (line: string): void => {
@@ -51,6 +54,8 @@ async function run(argv: readonly string[]): Promise<number> {
       { out: out.log, err: out.error },
     );
   }
+  if (command === 'reference-policies')
+    return runReferencePoliciesCli(rest, { out: out.log, err: out.error });
   const config = loadConfig();
   switch (command) {
     case 'provision': {
