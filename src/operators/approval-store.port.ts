@@ -7,6 +7,7 @@ export const APPROVAL_ACTS = [
   'ekca.replace',
   'refpolicy.disable',
   'refpolicy.enable',
+  'refpolicy.put',
 ] as const;
 export type ApprovalAct = (typeof APPROVAL_ACTS)[number];
 
@@ -15,6 +16,7 @@ export const ApprovalActSchema = Type.Union([
   Type.Literal('ekca.replace'),
   Type.Literal('refpolicy.disable'),
   Type.Literal('refpolicy.enable'),
+  Type.Literal('refpolicy.put'),
 ]);
 
 /** The act's parameters: a small flat object (e.g. `{kid}`), bound by its hash. */

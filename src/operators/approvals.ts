@@ -1,6 +1,6 @@
 /**
  * Dual control: M-of-N approvals for named acts (`key.destroy`, `ekca.replace`,
- * `refpolicy.disable`, `refpolicy.enable`). An operator requests an act on a target (its parameters); other
+ * `refpolicy.disable`, `refpolicy.enable`, `refpolicy.put`). An operator requests an act on a target (its parameters); other
  * operators with an allowed role approve it; the act's code calls `consume(act, params)`
  * just before acting, which succeeds once, when M distinct, unexpired approvals bound to
  * exactly that act and those parameters exist. Every step is reported to `onEvent`
@@ -61,6 +61,14 @@ export const DEFAULT_APPROVAL_POLICY: ApprovalPolicy = {
   // Re-enabling widens what quote verification accepts (the policy may have been disabled
   // because its PCR values admit vulnerable firmware): as guarded as disabling it.
   'refpolicy.enable': {
+    required: 2,
+    roles: ['operator'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
+  // Adding or replacing a reference policy (issue 19, golden values) decides what boots
+  // are trusted: bound to the JCS SHA-256 of the exact policy JSON.
+  'refpolicy.put': {
     required: 2,
     roles: ['operator'],
     requestTtlSeconds: 24 * 3600,
