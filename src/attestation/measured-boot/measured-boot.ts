@@ -59,6 +59,14 @@ export interface MeasuredBootOutcome {
 }
 
 const MAX_RUNTIMES = 10_000;
+const MAX_REASONS = 64;
+
+/** Bounded: reasons are audited and answered; the first ones name the problem. */
+function cap(reasons: readonly string[]): string[] {
+  if (reasons.length <= MAX_REASONS) return [...reasons];
+  const more = reasons.length - MAX_REASONS + 1;
+  return [...reasons.slice(0, MAX_REASONS - 1), `measured_boot_more_reasons count=${more}`];
+}
 
 export class MeasuredBoot {
   readonly limits: MeasuredBootLimits;
@@ -111,11 +119,8 @@ export class MeasuredBoot {
     const imaViolations =
       policy?.ima === undefined ? [] : evaluateImaRules(policy.ima, facts.imaEntries);
     const format = (v: MeasuredBootViolation) => `${v.code} ${v.detail}`;
-    const sticky = [...(sameBoot ? previous.sticky : []), ...imaViolations.map(format)].slice(
-      0,
-      64,
-    );
-    const reasons = [...violations.map(format), ...sticky];
+    const sticky = cap([...(sameBoot ? previous.sticky : []), ...imaViolations.map(format)]);
+    const reasons = cap([...violations.map(format), ...sticky]);
     return {
       reasons,
       summary: { events: facts.events.length, imaEntries: facts.imaState.count },
