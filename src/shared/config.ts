@@ -502,8 +502,8 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
         [shipped('reference-policies')],
         cwd,
       ),
-      eventLogMaxBytes: integer(src, 'GRANTOR_EVENT_LOG_MAX_BYTES', 1 << 20, 1024, 1 << 26),
-      imaLogMaxBytes: integer(src, 'GRANTOR_IMA_LOG_MAX_BYTES', 1 << 24, 1024, 1 << 28),
+      eventLogMaxBytes: integer(src, 'GRANTOR_EVENT_LOG_MAX_BYTES', 1 << 19, 1024, 1 << 26),
+      imaLogMaxBytes: integer(src, 'GRANTOR_IMA_LOG_MAX_BYTES', 1 << 22, 1024, 1 << 28),
     },
     policy: {
       dir: resolve(cwd, optional(src, 'GRANTOR_POLICY_DIR', shipped('policies/default'))),

@@ -43,7 +43,7 @@ export interface ImaLimits {
   readonly maxEntries: number;
 }
 
-export const DEFAULT_IMA_LIMITS: ImaLimits = { maxBytes: 1 << 24, maxEntries: 200_000 };
+export const DEFAULT_IMA_LIMITS: ImaLimits = { maxBytes: 1 << 22, maxEntries: 200_000 };
 
 const TEMPLATES: readonly ImaTemplate[] = ['ima', 'ima-ng', 'ima-sig', 'ima-buf'];
 const MAX_NAME = 255;

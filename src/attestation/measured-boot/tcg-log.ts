@@ -46,7 +46,7 @@ export interface EventLogLimits {
   readonly maxEvents: number;
 }
 
-export const DEFAULT_EVENT_LOG_LIMITS: EventLogLimits = { maxBytes: 1 << 20, maxEvents: 20_000 };
+export const DEFAULT_EVENT_LOG_LIMITS: EventLogLimits = { maxBytes: 1 << 19, maxEvents: 20_000 };
 
 const SHA1 = 0x0004;
 const MAX_PCR = 23;
