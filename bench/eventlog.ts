@@ -78,10 +78,12 @@ function imaList(n: number, from = 0): string {
   return out.join('\n');
 }
 const N = 100_000;
+// The whole list at once, above the per-attestation default (docs/measured-boot.md).
+const BENCH_LIMITS = { maxBytes: 1 << 26, maxEntries: 200_000 };
 const big = imaList(N);
 const bigBytes = Buffer.from(big, 'latin1');
 const imaRate = perSecond(() => {
-  replayIma(parseImaAscii(bigBytes), ['sha1', 'sha256']);
+  replayIma(parseImaAscii(bigBytes, { limits: BENCH_LIMITS }), ['sha1', 'sha256']);
 });
 line(
   `IMA: parse + check + replay sha1,sha256 (${N} entries, ${bigBytes.length} bytes)`,
@@ -96,7 +98,7 @@ line(
 // Per attestation: 10 new entries on top of 100,000 verified ones vs on top of none.
 function attestationCost(verified: number): number {
   const mbv = new MeasuredBoot();
-  const earlier = parseImaAscii(imaList(verified), { offset: 0 });
+  const earlier = parseImaAscii(imaList(verified), { offset: 0, limits: BENCH_LIMITS });
   const fresh = parseImaAscii(imaList(10, verified), { offset: verified });
   const quoted = (entries: typeof earlier) => ({
     sha256: { 10: replayIma(entries, ['sha256']).pcrs.get('sha256')?.get(10) ?? Buffer.alloc(32) },
