@@ -538,7 +538,7 @@ describe('adding and replacing a reference policy (golden values, issue 19)', ()
   const golden = {
     name: 'fleet-c',
     selector: { fleet: 'c' },
-    measuredBoot: { pcrs: { sha256: [0] }, secureBoot: true },
+    measuredBoot: { pcrs: { sha256: [0] }, ima: { deny: ['ab'.repeat(32)] } },
   };
   const put = (name: string, policy: unknown) =>
     app.inject({

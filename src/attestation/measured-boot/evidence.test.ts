@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { GrantorError } from '../../shared/errors.js';
 import { parseImaAscii } from './ima.js';
-import { replayIma } from './ima-replay.js';
+import { EMPTY_IMA_STATE, replayIma } from './ima-replay.js';
+import { verifyMeasuredBoot } from './verify.js';
 import { DEFAULT_MEASURED_BOOT_LIMITS, MeasuredBoot } from './measured-boot.js';
 import { parseMeasuredBootPolicy } from './policy.js';
 import { EV } from './event-types.js';
@@ -93,5 +94,34 @@ describe('measured-boot request members', () => {
     expect(out.reasons).toHaveLength(64);
     expect(out.reasons[0]).toMatch(/^ima_digest_not_allowed pcr=10 entry=0 name="\/f0" sha256=/);
     expect(out.reasons.at(-1)).toBe('measured_boot_more_reasons count=37');
+  });
+});
+
+describe('verified events', () => {
+  it('are only those on PCRs whose replay matched in the bank the rules read', () => {
+    const events = [
+      { pcr: 0, type: EV.SEPARATOR, data: Buffer.alloc(4) },
+      { pcr: 4, type: EV.EFI_BOOT_SERVICES_APPLICATION, data: Buffer.from('app') },
+    ];
+    const log = parseEventLog(syntheticLog(['sha1', 'sha256'], events));
+    const r = replayEventLog(log).pcrs;
+    const v = (bank: 'sha1' | 'sha256', pcr: number) => r.get(bank)?.get(pcr) ?? Buffer.alloc(0);
+    const policy = parseMeasuredBootPolicy({ pcrs: { sha256: [0] } }, 't');
+    // PCR 4 quoted in SHA-1 only: its events' SHA-256 digests are bound to nothing.
+    const facts = verifyMeasuredBoot(
+      { eventLog: log, ima: undefined },
+      { sha256: { 0: v('sha256', 0) }, sha1: { 4: v('sha1', 4) } },
+      policy,
+      EMPTY_IMA_STATE,
+    );
+    expect(facts.bank).toBe('sha256');
+    expect(facts.events.map((e) => e.pcr)).toEqual([0]);
+    const both = verifyMeasuredBoot(
+      { eventLog: log, ima: undefined },
+      { sha256: { 0: v('sha256', 0), 4: v('sha256', 4) } },
+      policy,
+      EMPTY_IMA_STATE,
+    );
+    expect(both.events.map((e) => e.pcr)).toEqual([0, 4]);
   });
 });

@@ -110,6 +110,12 @@ export function learnReferencePolicy(
     }
     measured.ima = { pcr: ima[0]?.pcr ?? 10, allow };
   }
+  // The PCRs the learned rules read must be quoted (policy.ts), extended or not.
+  const pcrList = new Set((measured.pcrs as Record<string, number[]>)[bank.name]);
+  if (apps.size > 0) [2, 4].forEach((p) => pcrList.add(p));
+  if (['secureBoot', 'pk', 'kek', 'db', 'dbx'].some((k) => k in measured)) pcrList.add(7);
+  if (cmdline !== undefined) pcrList.add(8);
+  measured.pcrs = { [bank.name]: [...pcrList].sort((a, b) => a - b) };
   const json: Record<string, unknown> = {
     name: options.name,
     selector: { ...(options.selector ?? {}) },

@@ -154,6 +154,17 @@ export function parseMeasuredBootPolicy(raw: unknown, where: string): MeasuredBo
       forbid: strings(k.forbid, 'kernelCmdline.forbid'),
     };
   }
+  // A rule reads only events on quoted, replayed PCRs: the PCRs its events live on must be
+  // in `pcrs` (bank of the rules), or the rule would pass for want of verified events.
+  const quoted = pcrs.get(bank) ?? [];
+  const needs = (what: string, list: readonly number[]) => {
+    if (!list.every((p) => quoted.includes(p)))
+      throw fail(`${what} needs PCR ${list.join(' and ')} in pcrs.${bank}`);
+  };
+  if (raw.secureBoot !== undefined || signatureDbs.size > 0) needs('secureBoot/pk/kek/db/dbx', [7]);
+  if (raw.bootApplications !== undefined) needs('bootApplications', [2, 4]);
+  if (kernelCmdline !== undefined && !quoted.includes(8) && !quoted.includes(12))
+    throw fail(`kernelCmdline needs PCR 8 or 12 in pcrs.${bank}`);
   return {
     pcrs,
     bank,

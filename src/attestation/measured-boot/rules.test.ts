@@ -13,7 +13,7 @@ import { parseSignatureLists, parseUefiVariable } from './uefi.js';
 const events = (path: string): TcgEvent[] =>
   parseEventLog(fixture(path)).events.filter((e) => e.type !== EV.NO_ACTION);
 const policy = (raw: Record<string, unknown>) =>
-  parseMeasuredBootPolicy({ pcrs: { sha256: [0, 7] }, ...raw }, 'test');
+  parseMeasuredBootPolicy({ pcrs: { sha256: [0, 2, 4, 7, 8, 12] }, ...raw }, 'test');
 const codes = (v: { code: string }[]) => v.map((x) => x.code);
 
 describe('boot rules', () => {
@@ -168,6 +168,10 @@ describe('boot rules', () => {
       { pcrs: { sha256: [0] }, ima: { keys: ['not a key'] } },
       { pcrs: { sha256: [0] }, ima: { exclude: ['('] } },
       { pcrs: { sha256: [0] }, other: 1 },
+      // A rule over events on PCRs the policy does not have quoted would pass vacuously.
+      { pcrs: { sha256: [0] }, secureBoot: true },
+      { pcrs: { sha256: [0, 4] }, bootApplications: [] },
+      { pcrs: { sha256: [0] }, kernelCmdline: { require: ['ro'] } },
     ])
       expect(() => parseMeasuredBootPolicy(raw, 't'), JSON.stringify(raw)).toThrow(ConfigError);
   });

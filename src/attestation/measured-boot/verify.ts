@@ -77,6 +77,8 @@ export function verifyMeasuredBoot(
     throw new MeasuredBootRequiredError('event_log_required');
 
   const banks = quotedBanks(quoted, policy?.bank);
+  // PCRs whose replay matched the quote in the bank the rules read digests in: an event's
+  // digest in another bank is not bound to the quote by a match in this one.
   const verifiedPcrs = new Set<number>();
   if (log !== undefined) {
     const replay = replayEventLog(log);
@@ -98,7 +100,7 @@ export function verifyMeasuredBoot(
         if (expected === undefined)
           throw new EventLogMismatchError(bank, pcr, 'an event has no digest in this bank');
         if (!equal(expected, value)) throw new EventLogMismatchError(bank, pcr);
-        verifiedPcrs.add(pcr);
+        if (bank === banks[0]) verifiedPcrs.add(pcr);
       }
     }
   }
