@@ -32,6 +32,17 @@ export interface AttestResult {
   readonly pcrDigestHex: string;
   readonly resetCount: number;
   readonly restartCount: number;
+  readonly measuredBoot?: { readonly events: number; readonly imaEntries: number };
+}
+
+/**
+ * Where the attester reads measured-boot evidence, after the quote (so the IMA list holds
+ * at least what the quote covers): the TCG event log (binary_bios_measurements) and the
+ * IMA list in ASCII (ascii_runtime_measurements), whole; only new lines are sent.
+ */
+export interface MeasuredBootSource {
+  readonly eventLog?: () => Promise<Buffer>;
+  readonly imaAscii?: () => Promise<Buffer>;
 }
 
 export class AttesterError extends Error {
@@ -39,6 +50,7 @@ export class AttesterError extends Error {
     message: string,
     readonly status: number,
     readonly code: string | undefined,
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
   }
@@ -100,12 +112,15 @@ export class Attester {
         ? {}
         : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
     });
-    const json = (await res.json()) as { error?: { code?: string; message?: string } };
+    const json = (await res.json()) as {
+      error?: { code?: string; message?: string; details?: Record<string, unknown> };
+    };
     if (!res.ok)
       throw new AttesterError(
         `${path}: ${res.status} ${json.error?.message ?? ''}`,
         res.status,
         json.error?.code,
+        json.error?.details,
       );
     return json as T;
   }
@@ -201,8 +216,51 @@ export class Attester {
     };
   }
 
-  /** Challenge, quote with a fresh session key, and submit. */
-  async attest(selection: readonly PcrBankSelection[] = DEFAULT_PCRS): Promise<AttestResult> {
+  /** IMA entries the appliance has verified (the offset of the next list sent). */
+  #imaNext = 0;
+
+  /** Measured-boot members of the attestation body, read after the quote. */
+  async #measuredBoot(source: MeasuredBootSource | undefined): Promise<Record<string, unknown>> {
+    if (source === undefined) return {};
+    const out: Record<string, unknown> = {};
+    if (source.eventLog !== undefined) out.eventLog = (await source.eventLog()).toString('base64');
+    if (source.imaAscii !== undefined) {
+      const lines = (await source.imaAscii()).toString('latin1').split('\n');
+      if (lines.at(-1) === '') lines.pop();
+      const fresh = lines.slice(this.#imaNext);
+      out.ima = {
+        offset: this.#imaNext,
+        format: 'ascii',
+        log: Buffer.from(fresh.join('\n'), 'latin1').toString('base64'),
+      };
+    }
+    return out;
+  }
+
+  /**
+   * Challenge, quote with a fresh session key, and submit, with the event log and the new
+   * IMA entries when `measured` says where to read them. When the appliance expects the IMA
+   * list from another offset (after a reboot or its restart), attest once more from there.
+   */
+  async attest(
+    selection: readonly PcrBankSelection[] = DEFAULT_PCRS,
+    measured?: MeasuredBootSource,
+  ): Promise<AttestResult> {
+    try {
+      return await this.#attestOnce(selection, measured);
+    } catch (e) {
+      const expected = e instanceof AttesterError ? e.details?.expected : undefined;
+      if (!(e instanceof AttesterError) || e.code !== 'ima_log_offset_invalid') throw e;
+      if (typeof expected !== 'number') throw e;
+      this.#imaNext = expected;
+      return this.#attestOnce(selection, measured);
+    }
+  }
+
+  async #attestOnce(
+    selection: readonly PcrBankSelection[],
+    measured: MeasuredBootSource | undefined,
+  ): Promise<AttestResult> {
     const runtimeId = this.#runtimeId();
     const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const jwk = publicKey.export({ format: 'jwk' });
@@ -211,7 +269,9 @@ export class Attester {
     const result = await this.#call<AttestResult>(`/v1/runtimes/${runtimeId}/attestations`, {
       ...quote,
       sessionKey,
+      ...(await this.#measuredBoot(measured)),
     });
+    if (result.measuredBoot !== undefined) this.#imaNext = result.measuredBoot.imaEntries;
     const trusted = result.verdict === 'trusted';
     this.#sessionKey = trusted ? privateKey : undefined;
     this.#attestationId = trusted ? result.attestationId : undefined;

@@ -431,6 +431,7 @@ export async function openAppliance(
         referencePolicyFiles,
         trust: attestationTrust,
         pendingEnrollmentTtlSeconds: config.attestation.pendingEnrollmentTtlSeconds,
+        measuredBoot: config.attestation,
       },
       {
         db,

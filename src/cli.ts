@@ -9,6 +9,8 @@
  *   grantor operators person add|list      offline bootstrap of the operator registry
  *   grantor operators token create|list|revoke  (with GRANTOR_URL and GRANTOR_OPERATOR_TOKEN:
  *                                          over the operator API of a running appliance)
+ *   grantor operators token create|list|revoke
+ *   grantor reference-policies learn --event-log FILE [--ima FILE] --name NAME  (offline)
  * The CLI opens the TPM, the HSM and the database itself: run it while the server is
  * stopped (LevelDB and the simulator's TPM connection are exclusive), or use the
  * operator routes of a running appliance.
@@ -19,6 +21,7 @@ import { runKeysCli } from './keys/cli.js';
 import { readFileSync } from 'node:fs';
 import { runOperatorsCli } from './operators/cli.js';
 import { RemoteTokens } from './operators/remote.js';
+import { runReferencePoliciesCli } from './attestation/measured-boot/learn-cli.js';
 import { loadConfig } from './shared/config.js';
 import { ConfigError, GrantorError } from './shared/errors.js';
 import { openTpm } from './tpm/tpm.native.js';
@@ -26,7 +29,8 @@ import { openTpm } from './tpm/tpm.native.js';
 const USAGE = `usage: grantor provision
        grantor keys list|rotate|retire|destroy ...
        grantor audit export FILE | verify FILE --key <verifier key> [--ak <base64>]
-       grantor operators token create|list|revoke ...`;
+       grantor operators token create|list|revoke ...
+       grantor reference-policies learn --event-log FILE [--ima FILE] --name NAME ...`;
 
 const out = {
   log: (line: string): void => {
@@ -67,6 +71,8 @@ async function run(argv: readonly string[]): Promise<number> {
       return runOperatorsCli(rest, client, out);
     }
   }
+  if (command === 'reference-policies')
+    return runReferencePoliciesCli(rest, { out: out.log, err: out.error });
   const config = loadConfig();
   switch (command) {
     case 'provision': {

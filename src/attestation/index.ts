@@ -11,6 +11,7 @@ import { loadReferencePolicies } from './reference-policy.js';
 import type { AttestationTrust } from './registrar.js';
 import { LevelRuntimeStore } from './runtime-store.level.js';
 import { AttestationService, type AuditSink } from './service.js';
+import { MeasuredBoot, measuredBootLimits } from './measured-boot/measured-boot.js';
 
 export interface AttestationSettings {
   /** PEM bundle of trusted TPM-manufacturer CA certificates (EK certificate chains). */
@@ -30,6 +31,8 @@ export interface AttestationSettings {
    * run time, persisted), and the two settings above are not used.
    */
   readonly trust?: AttestationTrust;
+  /** Size limits of event logs and IMA lists (measured-boot/); defaults when absent. */
+  readonly measuredBoot?: { readonly eventLogMaxBytes: number; readonly imaLogMaxBytes: number };
 }
 
 export interface AttestationWiring {
@@ -80,6 +83,7 @@ export async function createAttestation(
     {
       store: new LevelRuntimeStore(deps.db),
       audit: deps.audit,
+      measuredBoot: new MeasuredBoot(measuredBootLimits(config.measuredBoot)),
       ...(deps.now === undefined ? {} : { now: deps.now }),
     },
   );

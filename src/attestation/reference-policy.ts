@@ -18,6 +18,7 @@
 import { readFile } from 'node:fs/promises';
 import { hashInfoByName, type HashName } from '../tpm/marshal/constants.js';
 import { ConfigError, GrantorError } from '../shared/errors.js';
+import { parseMeasuredBootPolicy, type MeasuredBootPolicy } from './measured-boot/policy.js';
 
 export interface ReferencePolicy {
   readonly name: string;
@@ -27,6 +28,8 @@ export interface ReferencePolicy {
   readonly allowReset: boolean;
   /** Firmware versions the policy refuses (a quote with one is untrusted). */
   readonly firmware?: FirmwarePolicy;
+  /** Event-log replay and rules over what booted (measured-boot/policy.ts). */
+  readonly measuredBoot?: MeasuredBootPolicy;
 }
 
 /** Bounds on TPMS_ATTEST.firmwareVersion (vendor-specific uint64, compared as a number). */
@@ -102,16 +105,14 @@ export function parseReferencePolicy(raw: unknown, where: string): ReferencePoli
     'description',
     'firmware',
     'catchAll',
+    'measuredBoot',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw fail(`unknown member ${k}`);
-  const {
-    name,
-    selector = {},
-    pcrs,
-    allowSha1 = false,
-    allowReset = false,
-    catchAll = false,
-  } = raw;
+  const { name, selector = {}, allowSha1 = false, allowReset = false, catchAll = false } = raw;
+  const measuredBoot =
+    raw.measuredBoot === undefined ? undefined : parseMeasuredBootPolicy(raw.measuredBoot, where);
+  // With measured boot, PCRs are checked by replaying the event log: raw values are optional.
+  const pcrs = raw.pcrs === undefined && measuredBoot !== undefined ? {} : raw.pcrs;
   if (typeof name !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(name))
     throw fail('name must be 1-64 characters of A-Z a-z 0-9 . _ -');
   if (!isRecord(selector) || !Object.values(selector).every((v) => typeof v === 'string'))
@@ -124,7 +125,7 @@ export function parseReferencePolicy(raw: unknown, where: string): ReferencePoli
     throw fail('a catch-all policy has no selector');
   if (typeof allowSha1 !== 'boolean' || typeof allowReset !== 'boolean')
     throw fail('allowSha1 and allowReset are booleans');
-  if (!isRecord(pcrs) || Object.keys(pcrs).length === 0)
+  if (!isRecord(pcrs) || (Object.keys(pcrs).length === 0 && measuredBoot === undefined))
     throw fail('pcrs must name at least one bank');
   const banks = new Map<HashName, Map<number, Set<string>>>();
   for (const [bank, indices] of Object.entries(pcrs)) {
@@ -150,12 +151,18 @@ export function parseReferencePolicy(raw: unknown, where: string): ReferencePoli
     }
     banks.set(info.name, byIndex);
   }
+  // The measured-boot banks are quoted banks this policy allows (no raw values of their own).
+  for (const bank of measuredBoot?.pcrs.keys() ?? []) {
+    if (bank === 'sha1' && !allowSha1) throw fail('the sha1 bank needs allowSha1: true');
+    if (!banks.has(bank)) banks.set(bank, new Map());
+  }
   return {
     name,
     selector: { ...(selector as Record<string, string>) },
     pcrs: banks,
     allowReset,
     ...(raw.firmware === undefined ? {} : { firmware: parseFirmware(raw.firmware, fail) }),
+    ...(measuredBoot === undefined ? {} : { measuredBoot }),
   };
 }
 

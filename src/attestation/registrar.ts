@@ -35,10 +35,19 @@ import {
 } from './enrollment-rules.js';
 import {
   ReferencePolicyRegistry,
+  parseReferencePolicy as parsePolicyJson,
   type DisabledMark,
   type ReferencePolicy,
 } from './reference-policy.js';
 import { AuditUnavailableError, type AuditSink } from './service.js';
+import {
+  PUT_POLICIES_FILE,
+  loadPutPolicies,
+  mergePutPolicies,
+  nextHistory,
+  policySha256,
+  type PolicyHistory,
+} from './reference-policy-versions.js';
 
 /** The operator acting (from the HTTP layer's authenticated actor). */
 export interface TrustActor {
@@ -192,7 +201,9 @@ async function stage(path: string, data: unknown): Promise<string> {
 export class AttestationTrust {
   #ekCa: EkCaState;
   #rules: RulesState;
-  readonly #policies: ReferencePolicyRegistry;
+  #policies: ReferencePolicyRegistry;
+  /** Operator-put policies and their previous versions (reference-policy-versions.ts). */
+  #put: ReadonlyMap<string, PolicyHistory> = new Map();
   readonly #dir: string;
   readonly #audit: AuditSink;
   readonly #now: () => Date;
@@ -235,12 +246,19 @@ export class AttestationTrust {
       sha256: ruleSetSha256(configuredRules),
       source: 'configuration' as const,
     };
-    return new AttestationTrust(
+    const putPath = join(options.stateDir, PUT_POLICIES_FILE);
+    const put = await loadPutPolicies(putPath);
+    const trust = new AttestationTrust(
       ekCa,
       rules,
-      new ReferencePolicyRegistry(options.referencePolicies, disabled),
+      new ReferencePolicyRegistry(
+        mergePutPolicies(options.referencePolicies, put, putPath),
+        disabled,
+      ),
       options,
     );
+    trust.#put = put;
+    return trust;
   }
 
   /** The trust anchors enrollment uses now. */
@@ -411,6 +429,81 @@ export class AttestationTrust {
       if (view === undefined) throw new TypeError(`reference policy ${name} vanished`);
       return view;
     });
+  }
+
+  /**
+   * Validate a policy an operator wants to add or replace (no state change): the JCS
+   * SHA-256 of its JSON, which the `refpolicy.put` approvals bind.
+   */
+  checkPutReferencePolicy(name: string, json: unknown): { sha256: string } {
+    const policy = parsePolicyJson(json, `put:${name}`);
+    if (policy.name !== name)
+      throw new ConfigError(`put:${name}`, 'the policy name is not the one in the path');
+    return { sha256: policySha256(json) };
+  }
+
+  /** Add or replace a policy (approvals already consumed); the previous version is kept. */
+  putReferencePolicy(
+    name: string,
+    json: Record<string, unknown>,
+    actor: TrustActor,
+  ): Promise<{ name: string; sha256: string; replaced: boolean; versions: number }> {
+    const copy = JSON.parse(JSON.stringify(json)) as Record<string, unknown>;
+    return this.#serial(async () => {
+      const policy = parsePolicyJson(copy, `put:${name}`);
+      const now = this.#now().toISOString();
+      const sha256 = policySha256(copy);
+      const existing = this.#policies.list().find((p) => p.policy.name === name);
+      const configured =
+        existing === undefined || this.#put.has(name)
+          ? undefined
+          : {
+              policy: { name, configured: true },
+              sha256: policySha256({ name, configured: true }),
+              at: now,
+              by: 'configuration',
+            };
+      const next = nextHistory(
+        this.#put,
+        name,
+        { policy: copy, sha256, at: now, by: actor.id },
+        configured,
+      );
+      const path = join(this.#dir, PUT_POLICIES_FILE);
+      const tmp = await stage(path, {
+        policies: Object.fromEntries([...next].map(([n, h]) => [n, h])),
+      });
+      const previous =
+        this.#put.get(name)?.current.sha256 ?? (existing === undefined ? null : 'configuration');
+      await this.#record(tmp, {
+        type: 'attestation.refpolicy.put',
+        subject: name,
+        decision: existing === undefined ? 'added' : 'replaced',
+        reasons: [
+          `${actor.role}:${actor.id}`,
+          `sha256:${sha256}`,
+          `previous:${previous ?? 'none'}`,
+        ],
+        digest: jcsSha256Hex({ name, sha256, previous, actor: actor.id, at: now }),
+      });
+      await rename(tmp, path);
+      const all = this.#policies.list().map((p) => p.policy);
+      const merged =
+        existing === undefined ? [...all, policy] : all.map((p) => (p.name === name ? policy : p));
+      this.#policies = new ReferencePolicyRegistry(merged, this.#policies.disabled);
+      this.#put = next;
+      return {
+        name,
+        sha256,
+        replaced: existing !== undefined,
+        versions: (next.get(name)?.previous.length ?? 0) + 1,
+      };
+    });
+  }
+
+  /** The operator-put versions of a policy, newest first (undefined: only configured). */
+  referencePolicyHistory(name: string): PolicyHistory | undefined {
+    return this.#put.get(name);
   }
 
   async #record(tmp: string, event: Parameters<AuditSink['record']>[0]): Promise<void> {

@@ -58,6 +58,9 @@ import {
   type QuoteRequest,
 } from './verify-quote.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
+import { MeasuredBoot, type MeasuredBootOutcome } from './measured-boot/measured-boot.js';
+import type { MeasuredBootRequest } from './measured-boot/evidence.js';
+import type { MeasuredBootEvidence } from './measured-boot/verify.js';
 
 /** The narrow audit port this domain needs; the lead wires it to the audit log. */
 export interface AuditSink {
@@ -165,6 +168,8 @@ export interface AttestationResponse {
   readonly pcrDigestHex: string;
   readonly resetCount: number;
   readonly restartCount: number;
+  /** With an event log or IMA list: events verified, IMA entries verified so far (next offset). */
+  readonly measuredBoot?: { readonly events: number; readonly imaEntries: number };
 }
 
 /** A live attested session (for grants in session mode). */
@@ -209,6 +214,8 @@ export interface AttestationDeps {
   readonly audit: AuditSink;
   readonly now?: () => Date;
   readonly random?: (n: number) => Buffer;
+  /** Event-log and IMA verification (measured-boot/); a default one when not given. */
+  readonly measuredBoot?: MeasuredBoot;
 }
 
 /** Failures after which the quote is known authentic and fresh: they end the session. */
@@ -221,6 +228,11 @@ const AUTHENTIC_FAILURES: ReadonlySet<string> = new Set([
   'tpm_clock_rollback',
   'tpm_clock_unsafe',
   'quote_signer_mismatch',
+  'event_log_mismatch',
+  'event_log_required',
+  'ima_log_mismatch',
+  'ima_log_required',
+  'ima_log_offset_invalid',
 ]);
 
 /** Failures before the AK's signature is known good: they leave the nonce unspent. */
@@ -315,6 +327,7 @@ export class AttestationService {
   readonly #sessions = new Map<string, AttestedSession>();
   readonly #sessionByRuntime = new Map<string, string>();
   readonly #queue = new KeyedQueue();
+  readonly #measuredBoot: MeasuredBoot;
 
   constructor(config: AttestationConfig, deps: AttestationDeps) {
     this.#config = config;
@@ -322,6 +335,7 @@ export class AttestationService {
     this.#audit = deps.audit;
     this.#now = deps.now ?? (() => new Date());
     this.#random = deps.random ?? randomBytes;
+    this.#measuredBoot = deps.measuredBoot ?? new MeasuredBoot();
     this.#nonces = new NonceStore({
       random: this.#random,
       ...(config.nonceTtlMs === undefined ? {} : { ttlMs: config.nonceTtlMs }),
@@ -329,6 +343,11 @@ export class AttestationService {
         ? {}
         : { maxPerRuntime: config.maxNoncesPerRuntime }),
     });
+  }
+
+  /** Largest attestation request body: a quote with an event log and an IMA list. */
+  get attestationBodyLimit(): number {
+    return this.#measuredBoot.bodyLimit;
   }
 
   /** Run `fn` after every earlier call for the same key (one change per runtime at a time). */
@@ -780,6 +799,7 @@ export class AttestationService {
       // Fail closed: the session ends even if the audit write below fails.
       this.#endSession(runtimeId);
       this.#nonces.forget(runtimeId);
+      this.#measuredBoot.forget(runtimeId);
       await this.#record({
         type: 'runtime.revoke',
         subject: runtimeId,
@@ -803,28 +823,30 @@ export class AttestationService {
 
   async attest(
     runtimeId: string,
-    body: QuoteRequest & { sessionKey: unknown },
+    body: QuoteRequest & { sessionKey: unknown } & MeasuredBootRequest,
   ): Promise<AttestationResponse> {
     const now = this.#now();
     const parsed = parseQuoteRequest(body);
     const sessionKey = parseSessionKey(body.sessionKey);
+    const evidence = this.#measuredBoot.parse(body);
     const qd = qualifyingData(parsed.nonce, sessionKey);
     return this.#serial(runtimeId, async () => {
-      const { record, policy, facts } = await this.#verify(
+      const { record, policy, facts, measured } = await this.#verify(
         runtimeId,
         parsed,
         qd,
         now,
         'attestation',
+        evidence,
       );
       const attestationId = `at_${this.#random(16).toString('base64url')}`;
-      const trusted = facts.violations.length === 0;
+      const trusted = facts.violations.length === 0 && measured.reasons.length === 0;
       const reasons = trusted
         ? [
             ...(facts.resetDetected ? ['tpm_reset_detected'] : []),
             ...(facts.restartDetected ? ['tpm_restart_detected'] : []),
           ]
-        : facts.violations.map((v) => v.code);
+        : [...facts.violations.map((v) => v.code), ...measured.reasons];
       const verdict = trusted ? ('trusted' as const) : ('untrusted' as const);
       const validUntil = trusted
         ? new Date(now.getTime() + (this.#config.sessionTtlMs ?? 15 * 60_000))
@@ -846,6 +868,7 @@ export class AttestationService {
           resetCount: facts.resetCount,
           restartCount: facts.restartCount,
           sessionKey,
+          ...(measured.summary === undefined ? {} : { measuredBoot: measured.summary }),
         }),
       });
       await this.#recordFirmwareChange(record, facts);
@@ -855,6 +878,7 @@ export class AttestationService {
         lastQuote: lastQuoteOf(facts),
         lastAttestation: { attestationId, verdict, reasons, at: now.toISOString() },
       });
+      measured.commit();
       if (validUntil !== null) {
         this.#sessions.set(attestationId, {
           attestationId,
@@ -877,6 +901,7 @@ export class AttestationService {
         pcrDigestHex,
         resetCount: facts.resetCount,
         restartCount: facts.restartCount,
+        ...(measured.summary === undefined ? {} : { measuredBoot: measured.summary }),
       };
     });
   }
@@ -891,7 +916,13 @@ export class AttestationService {
     qd: Buffer,
     now: Date,
     kind: string,
-  ): Promise<{ record: RuntimeRecord; policy: ReferencePolicy; facts: QuoteFacts }> {
+    evidence?: MeasuredBootEvidence,
+  ): Promise<{
+    record: RuntimeRecord;
+    policy: ReferencePolicy;
+    facts: QuoteFacts;
+    measured: MeasuredBootOutcome;
+  }> {
     const record = await this.#load(runtimeId);
     if (record.state !== 'active') throw new RuntimeStateInvalidError();
     const policy = policyForLabels(this.#config.referencePolicies, record.labels);
@@ -918,8 +949,16 @@ export class AttestationService {
             ? undefined
             : Buffer.from(record.akQualifiedName, 'hex'),
       });
+      // The event log and IMA list against the now authentic quote (measured-boot/).
+      const measured = this.#measuredBoot.verify(
+        runtimeId,
+        evidence,
+        parsed.values,
+        facts,
+        policy.measuredBoot,
+      );
       if (nonceStatus === 'ok') this.#nonces.consume(runtimeId, parsed.nonce);
-      return { record, policy, facts };
+      return { record, policy, facts, measured };
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       // Signed by the runtime's AK, pass or fail: the nonce is spent.

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ATTESTATION_CODES } from '../attestation/errors.js';
+import { MEASURED_BOOT_CODES } from '../attestation/measured-boot/errors.js';
 import { GRANT_CODES } from '../grants/errors.js';
 import { ERROR_STATUS, publicMessage, statusForCode } from './error-status.js';
 
@@ -35,6 +36,10 @@ describe('the code -> status table', () => {
     const unmapped = ATTESTATION_CODES.filter((c) => ERROR_STATUS[c] === undefined);
     expect(unmapped).toEqual([]);
     for (const c of ATTESTATION_CODES) expect(statusForCode(c)).toBeLessThan(500);
+  });
+
+  it('maps every measured-boot code to a 4xx status', () => {
+    for (const c of MEASURED_BOOT_CODES) expect([c, statusForCode(c) < 500]).toEqual([c, true]);
   });
 
   it('maps every grant code to the status the grants domain declares', () => {

@@ -71,6 +71,16 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   runtime_identity_mismatch: 409,
   reference_policy_unknown: 409,
   attestation_not_found: 404,
+  // measured boot (src/attestation/measured-boot/errors.ts MEASURED_BOOT_CODES)
+  event_log_malformed: 400,
+  ima_log_malformed: 400,
+  event_log_too_large: 413,
+  ima_log_too_large: 413,
+  event_log_required: 422,
+  ima_log_required: 422,
+  event_log_mismatch: 422,
+  ima_log_mismatch: 422,
+  ima_log_offset_invalid: 409,
   // grants (src/grants/errors.ts GRANT_CODES)
   runtime_not_active: 403,
   session_not_live: 403,

@@ -12,6 +12,7 @@ export const APPROVAL_ACTS = [
   'audit_key.rotate',
   'operator.put',
   'operator.remove',
+  'refpolicy.put',
 ] as const;
 export type ApprovalAct = (typeof APPROVAL_ACTS)[number];
 
@@ -24,6 +25,7 @@ export const ApprovalActSchema = Type.Union([
   Type.Literal('audit_key.rotate'),
   Type.Literal('operator.put'),
   Type.Literal('operator.remove'),
+  Type.Literal('refpolicy.put'),
 ]);
 
 /** The act's parameters: a small flat object (e.g. `{kid}`), bound by its hash. */

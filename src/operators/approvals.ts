@@ -1,6 +1,7 @@
 /**
  * Dual control: M-of-N approvals for named acts (`key.destroy`, `ekca.replace`,
- * `refpolicy.disable`, `refpolicy.enable`, `audit_key.rotate`, `operator.put`,
+ * `refpolicy.disable`, `refpolicy.enable`, `refpolicy.put`, `enrollrules.replace`,
+ * `audit_key.rotate`, `operator.put`,
  * `operator.remove`). A person requests an act on a target (its parameters); M other
  * people with an allowed role approve it; the act's code calls `perform(act, params, fn,
  * precheck)` which checks the target's state, then consumes, then acts. Consumption
@@ -100,6 +101,14 @@ export const DEFAULT_APPROVAL_POLICY: ApprovalPolicy = {
   // The rules decide what every future runtime is (its labels, so its grants): as guarded
   // as the EK CA bundle that decides which TPMs may enroll at all.
   'enrollrules.replace': {
+    required: 2,
+    roles: ['operator'],
+    requestTtlSeconds: 24 * 3600,
+    approvalTtlSeconds: 3600,
+  },
+  // Adding or replacing a reference policy (issue 19, golden values) decides what boots
+  // are trusted: bound to the JCS SHA-256 of the exact policy JSON.
+  'refpolicy.put': {
     required: 2,
     roles: ['operator'],
     requestTtlSeconds: 24 * 3600,

@@ -97,6 +97,9 @@ export interface AppConfig {
     readonly enrollmentRules: string | undefined;
     /** How long an enrollment may wait for activation before it expires. */
     readonly pendingEnrollmentTtlSeconds: number;
+    /** Largest TCG event log (bytes) and IMA list (bytes, per attestation) accepted. */
+    readonly eventLogMaxBytes: number;
+    readonly imaLogMaxBytes: number;
   };
   readonly policy: {
     readonly dir: string;
@@ -623,6 +626,8 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
         10,
         7 * 86400,
       ),
+      eventLogMaxBytes: integer(src, 'GRANTOR_EVENT_LOG_MAX_BYTES', 1 << 19, 1024, 1 << 26),
+      imaLogMaxBytes: integer(src, 'GRANTOR_IMA_LOG_MAX_BYTES', 1 << 22, 1024, 1 << 28),
     },
     policy: {
       dir: resolve(cwd, optional(src, 'GRANTOR_POLICY_DIR', shipped('policies/default'))),

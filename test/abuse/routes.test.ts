@@ -11,6 +11,7 @@ import {
   MemoryRuntimeStore,
   parseReferencePolicy,
 } from '../../src/attestation/index.js';
+import { MeasuredBoot } from '../../src/attestation/measured-boot/measured-boot.js';
 import { SoftEk, SoftTpm } from '../../src/attestation/testing/soft-tpm.js';
 import type { GrantService } from '../../src/grants/index.js';
 import { buildApp, type App } from '../../src/http/app.js';
@@ -204,7 +205,8 @@ describe('body limits per route', () => {
       ['/v1/runtimes', 40 * 1024],
       ['/v1/runtimes/rt_abcd/activation', 2 * 1024],
       ['/v1/runtimes/rt_abcd/challenges', 2 * 1024],
-      ['/v1/runtimes/rt_abcd/attestations', 40 * 1024],
+      // Larger since measured boot: the quote with an event log and an IMA list.
+      ['/v1/runtimes/rt_abcd/attestations', new MeasuredBoot().bodyLimit + 1024],
       ['/v1/grants', 40 * 1024],
       ['/v1/grants/gr_abcd/redeem', 2 * 1024],
     ];

@@ -676,3 +676,67 @@ describe('refused operator attempts', () => {
     expect(report.checked).toContain('PUT /v1/attestation/ek-ca');
   });
 });
+
+describe('adding and replacing a reference policy (golden values, issue 19)', () => {
+  const golden = {
+    name: 'fleet-c',
+    selector: { fleet: 'c' },
+    measuredBoot: { pcrs: { sha256: [0] }, ima: { deny: ['ab'.repeat(32)] } },
+  };
+  const put = (name: string, policy: unknown) =>
+    app.inject({
+      method: 'PUT',
+      url: `/v1/attestation/reference-policies/${name}`,
+      headers: as('alice'),
+      payload: { policy },
+    });
+
+  it('refuses an invalid policy before any approval is used, then needs two approvals bound to its digest', async () => {
+    expect(code(await put('fleet-c', { ...golden, measuredBoot: { pcrs: {} } }))).toBe(
+      'config_invalid',
+    );
+    expect(code(await put('other-name', golden))).toBe('config_invalid');
+    expect(code(await put('fleet-c', golden))).toBe('approval_required');
+    const sha = appliance.attestationTrust.checkPutReferencePolicy('fleet-c', golden).sha256;
+    // Approvals for another policy body do not put this one.
+    await approvalFor('refpolicy.put', { name: 'fleet-c', policySha256: 'ab'.repeat(32) }, [
+      'bob',
+      'carol',
+    ]);
+    expect(code(await put('fleet-c', golden))).toBe('approval_required');
+    await approvalFor('refpolicy.put', { name: 'fleet-c', policySha256: sha }, ['bob', 'carol']);
+    const done = await put('fleet-c', golden);
+    expect(done.statusCode).toBe(200);
+    expect(done.json()).toEqual({ name: 'fleet-c', sha256: sha, replaced: false, versions: 1 });
+    // Takes effect at once: a runtime of fleet c must now send its event log.
+    const runtimeId = await activeRuntime('fleet-c-agent', { fleet: 'c' });
+    expect(code(await attest(runtimeId))).toBe('event_log_required');
+  });
+
+  it('replaces a configured policy keeping the previous versions, audited, across a restart', async () => {
+    const pcr0 = runtimeTpm.value('sha256', 0).toString('hex');
+    const v2 = {
+      name: 'fleet-b',
+      selector: { fleet: 'b' },
+      pcrs: { sha256: { '0': [pcr0, '00'.repeat(32)] } },
+    };
+    const sha = appliance.attestationTrust.checkPutReferencePolicy('fleet-b', v2).sha256;
+    await approvalFor('refpolicy.put', { name: 'fleet-b', policySha256: sha }, ['bob', 'carol']);
+    expect((await put('fleet-b', v2)).json()).toMatchObject({ replaced: true, versions: 2 });
+    await stop();
+    await start();
+    const versions = await app.inject({
+      url: '/v1/attestation/reference-policies/fleet-b/versions',
+      headers: as('auditor'),
+    });
+    expect(versions.json()).toMatchObject({
+      current: { policy: v2, sha256: sha, by: expect.any(String) as unknown },
+      previous: [{ by: 'configuration' }],
+    });
+    const entries = (await auditEntries()).filter((e) => e.type === 'attestation.refpolicy.put');
+    expect(entries.map((e) => [e.subject, e.decision])).toEqual([
+      ['fleet-c', 'added'],
+      ['fleet-b', 'replaced'],
+    ]);
+  });
+});

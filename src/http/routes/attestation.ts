@@ -9,6 +9,10 @@
  * - GET  /v1/attestation/reference-policies (auditor, operator).
  * - POST /v1/attestation/reference-policies/{name}/disable | /enable (operator). Need M
  *   approvals of `refpolicy.disable` / `refpolicy.enable` with params `{name}`.
+ * - PUT  /v1/attestation/reference-policies/{name} {policy}: add or replace a reference
+ *   policy (operator; e.g. golden values from `grantor reference-policies learn`). Needs M
+ *   approvals of `refpolicy.put` with params `{name, policySha256}`, the hex SHA-256 of
+ *   JCS(policy); the previous version is kept (GET .../{name}/versions).
  *
  * Each act validates first (a refused bundle or a no-op never uses up approvals), then
  * consumes the approvals (single use, audited with the approvers), then acts (audited with
@@ -79,6 +83,16 @@ const RuleSetBody = Type.Object(
 
 const PolicyParams = Type.Object(
   { name: Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$' }) },
+  closed,
+);
+
+const PolicyVersionView = Type.Object(
+  {
+    policy: Type.Record(Type.String(), Type.Unknown()),
+    sha256: Hex64,
+    at: Type.String(),
+    by: Type.String(),
+  },
   closed,
 );
 
@@ -197,6 +211,64 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
       },
     },
     () => ({ policies: trust.referencePolicyViews() }),
+  );
+
+  app.put(
+    '/v1/attestation/reference-policies/:name',
+    {
+      ...bodyLimit('large'),
+      config: { role: 'operator' },
+      schema: {
+        params: PolicyParams,
+        body: Type.Object({ policy: Type.Record(Type.String(), Type.Unknown()) }, closed),
+        response: {
+          200: Type.Object(
+            {
+              name: Type.String(),
+              sha256: Hex64,
+              replaced: Type.Boolean(),
+              versions: Type.Integer(),
+            },
+            closed,
+          ),
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const actor = requireActor(request);
+      const { name } = request.params;
+      const policy = request.body.policy;
+      // Validate before the approvals are used: a refused policy leaves them usable.
+      const { sha256 } = trust.checkPutReferencePolicy(name, policy);
+      return approvals.perform('refpolicy.put', { name, policySha256: sha256 }, () =>
+        trust.putReferencePolicy(name, policy, actor),
+      );
+    },
+  );
+
+  app.get(
+    '/v1/attestation/reference-policies/:name/versions',
+    {
+      config: { role: ['auditor', 'operator'] },
+      schema: {
+        params: PolicyParams,
+        response: {
+          200: Type.Object(
+            {
+              current: Type.Union([PolicyVersionView, Type.Null()]),
+              previous: Type.Array(PolicyVersionView),
+            },
+            closed,
+          ),
+          ...errors,
+        },
+      },
+    },
+    (request) => {
+      const h = trust.referencePolicyHistory(request.params.name);
+      return { current: h?.current ?? null, previous: [...(h?.previous ?? [])] };
+    },
   );
 
   for (const change of ['disable', 'enable'] as const) {

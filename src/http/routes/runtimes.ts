@@ -168,6 +168,18 @@ const AttestBody = Type.Object(
     signature: Base64(2048),
     pcrs: PcrValues,
     sessionKey: SessionKey,
+    // Measured boot (docs/measured-boot.md): sizes are checked by the service's limits.
+    eventLog: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9+/]*={0,2}$' })),
+    ima: Type.Optional(
+      Type.Object(
+        {
+          offset: Type.Integer({ minimum: 0 }),
+          format: Type.Union([Type.Literal('binary'), Type.Literal('ascii')]),
+          log: Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
+        },
+        closed,
+      ),
+    ),
   },
   closed,
 );
@@ -181,6 +193,9 @@ const AttestReply = Type.Object(
     pcrDigestHex: Hex,
     resetCount: Type.Integer(),
     restartCount: Type.Integer(),
+    measuredBoot: Type.Optional(
+      Type.Object({ events: Type.Integer(), imaEntries: Type.Integer() }, closed),
+    ),
   },
   closed,
 );
@@ -326,8 +341,9 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/runtimes/:runtimeId/attestations',
     {
-      // Quote, signature and every PCR of four banks: under 20 KiB.
-      ...bodyLimit('medium'),
+      // Quote, signature and every PCR of four banks (under 20 KiB), plus the event log and
+      // IMA list within their configured limits.
+      bodyLimit: Math.max(svc.attestationBodyLimit, bodyLimit('medium').bodyLimit),
       config: { actor: 'runtime', rateLimit: { bucket: 'attestations' } },
       schema: {
         params: RuntimeParams,

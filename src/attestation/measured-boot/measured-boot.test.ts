@@ -1,0 +1,279 @@
+/**
+ * The attestation service with measured boot, against a software TPM whose PCRs are set to
+ * what the firmware would have extended: the log replays to the quote, and every edit of
+ * the log (event removed, reordered, digest changed, event added, wrong bank) is refused
+ * with its code. IMA is replayed incrementally. (The swtpm version of this is
+ * test/attestation/measured-boot.test.ts.)
+ */
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { objectName } from '../../tpm/marshal/public.js';
+import { parseReferencePolicy } from '../reference-policy.js';
+import { MemoryRuntimeStore } from '../runtime-store.port.js';
+import { AttestationService, type AuditSink, type EcSessionJwk } from '../service.js';
+import { SoftEk, SoftTpm } from '../testing/soft-tpm.js';
+import { qualifyingData } from '../verify-quote.js';
+import { EV } from './event-types.js';
+import { parseImaAscii } from './ima.js';
+import { replayEventLog } from './replay.js';
+import { parseEventLog } from './tcg-log.js';
+import { event2, specIdEvent, type SyntheticEvent } from './testing.js';
+
+const audit: AuditSink = { record: () => Promise.resolve() };
+
+function sessionKey(): EcSessionJwk {
+  const jwk = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({
+    format: 'jwk',
+  });
+  return { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+}
+
+const BANKS = ['sha1', 'sha256'];
+const EVENTS: SyntheticEvent[] = [
+  { pcr: 0, type: EV.S_CRTM_VERSION, data: Buffer.from('1.0\0', 'utf16le') },
+  { pcr: 0, type: EV.EFI_PLATFORM_FIRMWARE_BLOB, data: Buffer.alloc(16, 1) },
+  { pcr: 7, type: EV.EFI_VARIABLE_DRIVER_CONFIG, data: Buffer.from('SecureBoot') },
+  { pcr: 4, type: EV.EFI_ACTION, data: Buffer.from('Calling EFI Application from Boot Option') },
+  ...[0, 4, 7].map((pcr) => ({ pcr, type: EV.SEPARATOR, data: Buffer.alloc(4) })),
+  { pcr: 4, type: EV.EFI_BOOT_SERVICES_APPLICATION, data: Buffer.from('shim') },
+  { pcr: 4, type: EV.EFI_BOOT_SERVICES_APPLICATION, data: Buffer.from('grub') },
+];
+
+function logOf(events: readonly SyntheticEvent[], banks = BANKS): Buffer {
+  return Buffer.concat([specIdEvent(banks), ...events.map((e) => event2(banks, e))]);
+}
+
+/** Put the replay of `log` into the soft TPM's PCRs, as firmware extending them would. */
+function boot(tpm: SoftTpm, log: Buffer): void {
+  for (const [bank, pcrs] of replayEventLog(parseEventLog(log)).pcrs)
+    for (const [i, v] of pcrs) {
+      const values = tpm.pcrs.get(bank);
+      if (values !== undefined) values[i] = v;
+    }
+}
+
+const IMA = [
+  '10 1d8d532d463c9f8c205d0df7787669a85f93e260 ima-ng sha1:0000000000000000000000000000000000000000 boot_aggregate',
+  '10 c156ebdcbfcd28fe1060ef4cdec0aab04d3a9b63 ima-ng sha1:19f13b42c2745066347e76454788c0fe083643f3 /init',
+  '10 790ff4fe72889b071a0f7585112710be6d0084fe ima-ng sha1:c90333979f56f38bbd41b81806015b0de502f3cc /bin/sh',
+];
+
+function extendIma(tpm: SoftTpm, lines: readonly string[]): void {
+  for (const e of parseImaAscii(lines.join('\n'))) {
+    const values = tpm.pcrs.get('sha256');
+    const old = values?.[10];
+    if (values === undefined || old === undefined) throw new Error('no PCR');
+    values[10] = createHash('sha256')
+      .update(old)
+      .update(createHash('sha256').update(e.hashInput).digest())
+      .digest();
+  }
+}
+
+let tpm: SoftTpm;
+let svc: AttestationService;
+let runtimeId: string;
+const sel = [{ bank: 'sha256' as const, pcrs: [0, 4, 7, 10] }];
+
+async function attest(
+  extra: Record<string, unknown>,
+  options: Parameters<SoftTpm['quote']>[2] = { selection: sel },
+) {
+  const { nonce } = await svc.challenge(runtimeId);
+  const key = sessionKey();
+  const n = Buffer.from(nonce, 'base64');
+  return svc.attest(runtimeId, {
+    ...tpm.quote(n, qualifyingData(n, key), options),
+    sessionKey: key,
+    ...extra,
+  });
+}
+
+async function codeOf(p: Promise<unknown>): Promise<{ code: string; details?: unknown }> {
+  try {
+    await p;
+  } catch (e) {
+    const err = e as { code: string; details?: unknown };
+    return { code: err.code, details: err.details };
+  }
+  return { code: 'ok' };
+}
+
+const ima = (lines: readonly string[], offset = 0) => ({
+  offset,
+  format: 'ascii',
+  log: Buffer.from(lines.join('\n')).toString('base64'),
+});
+
+beforeEach(async () => {
+  tpm = new SoftTpm('ecc');
+  const ek = new SoftEk();
+  const policy = parseReferencePolicy(
+    { name: 'mb', measuredBoot: { pcrs: { sha256: [0, 4, 7] }, ima: {} } },
+    'test',
+  );
+  svc = new AttestationService(
+    { trustedEkCas: [], referencePolicies: [policy] },
+    { store: new MemoryRuntimeStore(), audit },
+  );
+  const enrolled = await svc.enroll({
+    name: 'agent',
+    ekPublic: ek.ekPublicBytes.toString('base64'),
+    akPublic: tpm.akPublicBytes.toString('base64'),
+  });
+  const secret = ek.activate(
+    Buffer.from(enrolled.credentialBlob, 'base64'),
+    Buffer.from(enrolled.encryptedSecret, 'base64'),
+    objectName(tpm.akPublic),
+  );
+  await svc.activate(enrolled.runtimeId, { secret: secret.toString('base64') });
+  await svc.approve(enrolled.runtimeId);
+  runtimeId = enrolled.runtimeId;
+  boot(tpm, logOf(EVENTS));
+  extendIma(tpm, IMA);
+});
+
+describe('measured boot in the attestation service', () => {
+  it('trusts a quote whose event log and IMA list replay to it', async () => {
+    const res = await attest({ eventLog: logOf(EVENTS).toString('base64'), ima: ima(IMA) });
+    expect(res.verdict).toBe('trusted');
+    expect(res.measuredBoot).toEqual({ events: 9, imaEntries: 3 });
+  });
+
+  const swap = <T>(a: readonly T[], i: number, j: number): T[] => {
+    const out = [...a];
+    const x = out[i];
+    const y = out[j];
+    if (x === undefined || y === undefined) throw new Error('index');
+    out[i] = y;
+    out[j] = x;
+    return out;
+  };
+
+  it.each([
+    ['an event removed', logOf(EVENTS.filter((_, i) => i !== 8)), 4],
+    ['events reordered', logOf(swap(EVENTS, 7, 8)), 4],
+    [
+      'a digest changed',
+      logOf(
+        EVENTS.map((e, i) =>
+          i === 2 ? { ...e, digests: { sha1: Buffer.alloc(20), sha256: Buffer.alloc(32, 7) } } : e,
+        ),
+      ),
+      7,
+    ],
+    [
+      'an event added',
+      logOf([
+        ...EVENTS,
+        { pcr: 4, type: EV.EFI_BOOT_SERVICES_APPLICATION, data: Buffer.from('evil') },
+      ]),
+      4,
+    ],
+    ['a PCR left out of the log', logOf(EVENTS.filter((e) => e.pcr !== 7)), 7],
+    ['the wrong bank', logOf(EVENTS, ['sha1']), 0],
+  ] as const)(
+    'refuses the log with %s (event_log_mismatch naming the PCR)',
+    async (_, log, pcr) => {
+      const err = await codeOf(attest({ eventLog: log.toString('base64'), ima: ima(IMA) }));
+      expect(err).toEqual({ code: 'event_log_mismatch', details: { bank: 'sha256', pcr } });
+    },
+  );
+
+  it('refuses an attestation without the log the policy requires', async () => {
+    expect((await codeOf(attest({ ima: ima(IMA) }))).code).toBe('event_log_required');
+    expect((await codeOf(attest({ eventLog: logOf(EVENTS).toString('base64') }))).code).toBe(
+      'ima_log_required',
+    );
+  });
+
+  it('refuses a malformed or oversized log before verifying anything', async () => {
+    expect(
+      (await codeOf(attest({ eventLog: logOf(EVENTS).subarray(0, 100).toString('base64') }))).code,
+    ).toBe('event_log_malformed');
+    expect((await codeOf(attest({ eventLog: 'not base64!' }))).code).toBe('quote_malformed');
+    expect((await codeOf(attest({ eventLog: 'AAAA'.repeat(1 << 19) }))).code).toBe(
+      'event_log_too_large',
+    );
+    expect(
+      (
+        await codeOf(
+          attest({
+            eventLog: logOf(EVENTS).toString('base64'),
+            ima: { offset: -1, format: 'ascii', log: '' },
+          }),
+        )
+      ).code,
+    ).toBe('quote_malformed');
+  });
+
+  it('replays IMA incrementally: only the entries after the last verified quote', async () => {
+    const log = logOf(EVENTS).toString('base64');
+    expect(
+      (await attest({ eventLog: log, ima: ima(IMA.slice(0, 3)) })).measuredBoot?.imaEntries,
+    ).toBe(3);
+    const more = [
+      '10 5426cf3031a43f5bfca183d79950698a95a728f6 ima-ng sha1:19f13b42c2745066347e76454788c0fe083643f3 /init2',
+    ];
+    // A new entry the kernel logged; the verifier gets only it, from offset 3.
+    const line = parseImaAscii(more.join('\n'))[0];
+    if (line === undefined) throw new Error('entry');
+    const fixed = [
+      `10 ${createHash('sha1').update(line.hashInput).digest('hex')} ima-ng sha1:19f13b42c2745066347e76454788c0fe083643f3 /init2`,
+    ];
+    extendIma(tpm, fixed);
+    expect((await attest({ eventLog: log, ima: ima(fixed, 3) })).measuredBoot?.imaEntries).toBe(4);
+    // Sending from the wrong offset: told where to start.
+    expect(await codeOf(attest({ eventLog: log, ima: ima(fixed, 3) }))).toEqual({
+      code: 'ima_log_offset_invalid',
+      details: { expected: 4, got: 3 },
+    });
+    // Nothing new: an empty list from offset 4 still matches.
+    expect((await attest({ eventLog: log, ima: ima([], 4) })).verdict).toBe('trusted');
+  });
+
+  it('accepts entries logged after the quote, verifying only the prefix the quote covers', async () => {
+    const draft = parseImaAscii(`10 ${'00'.repeat(20)} ima-ng sha1:${'11'.repeat(20)} /late`)[0];
+    if (draft === undefined) throw new Error('entry');
+    const th = createHash('sha1').update(draft.hashInput).digest('hex');
+    const late = `10 ${th} ima-ng sha1:${'11'.repeat(20)} /late`;
+    const res = await attest({
+      eventLog: logOf(EVENTS).toString('base64'),
+      ima: ima([...IMA, late]),
+    });
+    expect(res.measuredBoot?.imaEntries).toBe(3);
+  });
+
+  it('refuses an IMA list that does not replay to the quote, or a tampered entry', async () => {
+    const log = logOf(EVENTS).toString('base64');
+    expect(await codeOf(attest({ eventLog: log, ima: ima(IMA.slice(0, 2)) }))).toMatchObject({
+      code: 'ima_log_mismatch',
+    });
+    const tampered = [...IMA.slice(0, 2), IMA[2]?.replace('/bin/sh', '/bin/xx') ?? ''];
+    expect(await codeOf(attest({ eventLog: log, ima: ima(tampered) }))).toMatchObject({
+      code: 'ima_log_mismatch',
+      details: { reason: 'template_hash', entry: 2 },
+    });
+  });
+
+  it('starts IMA again at 0 after a TPM reset', async () => {
+    const log = logOf(EVENTS).toString('base64');
+    await attest({ eventLog: log, ima: ima(IMA) });
+    tpm.resetCount += 1;
+    expect(await codeOf(attest({ eventLog: log, ima: ima([], 3) }))).toEqual({
+      code: 'ima_log_offset_invalid',
+      details: { expected: 0, got: 3 },
+    });
+    expect((await attest({ eventLog: log, ima: ima(IMA) })).measuredBoot?.imaEntries).toBe(3);
+  });
+
+  it('requires the policy PCRs in the quote', async () => {
+    const err = await codeOf(
+      attest(
+        { eventLog: logOf(EVENTS).toString('base64'), ima: ima(IMA) },
+        { selection: [{ bank: 'sha256', pcrs: [0, 7, 10] }] },
+      ),
+    );
+    expect(err.code).toBe('pcr_selection_incomplete');
+  });
+});
