@@ -119,6 +119,8 @@ export function learnReferencePolicy(
   const json: Record<string, unknown> = {
     name: options.name,
     selector: { ...(options.selector ?? {}) },
+    // Without a selector the policy is for every runtime: it must say so (reference-policy.ts).
+    ...(Object.keys(options.selector ?? {}).length === 0 ? { catchAll: true } : {}),
     description: `learned from an event log (${log.events.length} events)${ima === undefined ? '' : ` and ${ima.length} IMA entries`}`,
     ...(bank.name === 'sha1' ? { allowSha1: true } : {}),
     allowReset: true,

@@ -109,7 +109,12 @@ beforeEach(async () => {
   tpm = new SoftTpm('ecc');
   const ek = new SoftEk();
   const policy = parseReferencePolicy(
-    { name: 'mb', measuredBoot: { pcrs: { sha256: [0, 4, 7] }, ima: {} } },
+    {
+      name: 'mb',
+      catchAll: true,
+      allowReset: true,
+      measuredBoot: { pcrs: { sha256: [0, 4, 7] }, ima: {} },
+    },
     'test',
   );
   svc = new AttestationService(
