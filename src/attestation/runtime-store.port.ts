@@ -79,7 +79,8 @@ export interface RuntimeRecord {
 
 /**
  * A record as stored before issue 12 had only self-claimed `labels`: they become the
- * request, and nothing is assigned (fail closed: an operator assigns them again).
+ * request, nothing is assigned, and an active runtime waits for an operator's approval
+ * again (fail closed: an operator decides what it is).
  */
 export function upgradeRecord(raw: RuntimeRecord): RuntimeRecord {
   const r: Omit<RuntimeRecord, 'requestedLabels'> & { requestedLabels?: unknown } = raw;
@@ -88,6 +89,7 @@ export function upgradeRecord(raw: RuntimeRecord): RuntimeRecord {
     ...r,
     requestedLabels: r.labels,
     labels: {},
+    state: r.state === 'active' ? 'pending_approval' : r.state,
     labelSource: null,
     activationState: 'pending_approval',
     ek: null,

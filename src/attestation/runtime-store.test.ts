@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../shared/db.level.js';
 import { LevelRuntimeStore } from './runtime-store.level.js';
-import { MemoryRuntimeStore, type RuntimeRecord, type RuntimeStore } from './runtime-store.port.js';
+import {
+  MemoryRuntimeStore,
+  upgradeRecord,
+  type RuntimeRecord,
+  type RuntimeStore,
+} from './runtime-store.port.js';
 
 const record = (id: string, name: string, ek: string): RuntimeRecord => ({
   runtimeId: id,
@@ -84,5 +89,23 @@ describe.each(stores)('RuntimeStore contract (%s)', (_name, make) => {
     await store.create(record('rt_b', 'b', 'ek2'));
     expect(await store.findByEk('ek2')).toBe('rt_b');
     expect((await store.get('rt_a'))?.name).toBe('a');
+  });
+});
+
+describe('records stored before operators assigned identity', () => {
+  it('keep their self-claimed labels only as a request, and wait for approval again', () => {
+    const {
+      requestedLabels: _r,
+      labelSource: _s,
+      activationState: _a,
+      ek: _e,
+      released: _d,
+      ...legacy
+    } = record('rt_old', 'old', 'ek9');
+    const upgraded = upgradeRecord({ ...legacy, state: 'active' } as unknown as RuntimeRecord);
+    expect(upgraded.labels).toEqual({});
+    expect(upgraded.requestedLabels).toEqual({ team: 'payments' });
+    expect(upgraded.state).toBe('pending_approval');
+    expect(upgraded.labelSource).toBeNull();
   });
 });

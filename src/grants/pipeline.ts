@@ -565,7 +565,12 @@ export class GrantService {
 
   async #decide(request: PolicyRequest): Promise<PolicyDecision> {
     try {
-      return await this.#deps.policy.decide(request);
+      // The decider has deadlines of its own; this one holds whatever it is.
+      return await within(
+        Promise.resolve(this.#deps.policy.decide(request)),
+        this.#config.dependencyDeadlineMs,
+        () => new PolicyUnavailableError('the policy engine did not decide within its deadline'),
+      );
     } catch (e) {
       if (e instanceof GrantorError && !(e instanceof UnavailableError)) throw e;
       throw unavailable(

@@ -168,6 +168,27 @@ describe('PolicyWorkers', () => {
     }
   });
 
+  it('with no worker running (one died young, its replacement is paused), decisions fail at once', async () => {
+    const pool = PolicyWorkers.start(engine, { threads: 1 });
+    try {
+      await pool.recycle(); // dies at once: replaced only after a pause
+      await vi.waitFor(() => {
+        expect(pool.replaced).toBe(0);
+      });
+      // Before the fix this decision went to the dead worker and never settled.
+      expect(await unavailable(pool.decide(request()))).toBe('policy_unavailable');
+      // The replacement then decides.
+      await vi.waitFor(
+        async () => {
+          expect((await pool.decide(request())).policyHash).toBe(engine.info()?.hash);
+        },
+        { timeout: 20_000, interval: 200 },
+      );
+    } finally {
+      await pool.close();
+    }
+  }, 60_000);
+
   it('a decision past its deadline fails closed; a closed pool decides nothing', async () => {
     // No decision is answered within a millisecond of reaching a ready worker (a message
     // each way and Cedar's evaluation).

@@ -76,6 +76,8 @@ interface Thread {
   readonly pending: Map<number, Pending>;
   /** The worker said it listens: deadlines run from here on. */
   ready: boolean;
+  /** False once it exited: it takes no decision while its replacement is on the way. */
+  alive: boolean;
 }
 
 export class PolicyWorkers {
@@ -161,26 +163,32 @@ export class PolicyWorkers {
   }
 
   #evaluate(call: StatefulAuthorizationCall, hash: string): Promise<AuthorizationAnswer> {
-    // The least busy of the ready workers; one still starting only when none is ready.
+    // The least busy of the ready workers; one still starting only when none is ready; a
+    // dead one never (none alive: fail closed at once).
     const load = (t: Thread): number => (t.ready ? 0 : 1e9) + t.pending.size;
     let thread: Thread | undefined;
     for (const t of this.#threads) {
-      if (thread === undefined || load(t) < load(thread)) thread = t;
+      if (t.alive && (thread === undefined || load(t) < load(thread))) thread = t;
     }
-    if (thread === undefined || this.#closed) {
+    if (this.#closed) {
       return Promise.reject(new PolicyUnavailableError('the policy workers are closed'));
+    }
+    if (thread === undefined) {
+      return Promise.reject(new PolicyUnavailableError('no policy worker is running'));
     }
     const target = thread;
     const id = ++this.#nextId;
     return new Promise<AuthorizationAnswer>((resolve, reject) => {
       const pending: Pending = { resolve, reject, timer: undefined };
       target.pending.set(id, pending);
-      if (target.ready) this.#arm(target, id, pending);
+      // On a worker still starting, the decision waits at most its start and its deadline.
+      this.#arm(target, id, pending, target.ready ? 0 : BOOT_DEADLINE_MS);
       this.#post(target, { kind: 'decide', id, call, hash });
     });
   }
 
-  #arm(target: Thread, id: number, pending: Pending): void {
+  #arm(target: Thread, id: number, pending: Pending, extraMs = 0): void {
+    clearTimeout(pending.timer);
     pending.timer = setTimeout(() => {
       target.pending.delete(id);
       pending.reject(
@@ -188,7 +196,7 @@ export class PolicyWorkers {
       );
       // A worker past a deadline may be stuck: replace it (its exit fails the rest).
       void target.worker.terminate();
-    }, this.#deadlineMs);
+    }, this.#deadlineMs + extraMs);
   }
 
   #post(thread: Thread, message: ToWorker): void {
@@ -202,7 +210,7 @@ export class PolicyWorkers {
       stderr: false,
     });
     worker.unref();
-    const thread: Thread = { worker, pending: new Map(), ready: false };
+    const thread: Thread = { worker, pending: new Map(), ready: false, alive: true };
     const boot = setTimeout(() => {
       if (!thread.ready) void worker.terminate();
     }, BOOT_DEADLINE_MS).unref();
@@ -233,6 +241,7 @@ export class PolicyWorkers {
     });
     const spawnedAt = Date.now();
     worker.on('exit', (code) => {
+      thread.alive = false;
       clearTimeout(boot);
       this.#failAll(thread, 'a policy worker stopped');
       if (this.#closed || !this.#threads.includes(thread)) return;
