@@ -115,6 +115,7 @@ class Fakes {
         maxTtlSeconds: 3600,
         clockSkewSeconds: 60,
         maxDepth: 4,
+        maxChildren: 64,
         dependencyDeadlineMs: 200,
         replayCacheSize: 1000,
         ...config,
@@ -1086,5 +1087,37 @@ describe('revocation on real trees (issue 18)', () => {
     expect(await code(f.service().request(req, NOW))).toBe('policy_denied');
     expect(f.signed).toHaveLength(0);
     expect(f.events.at(-1)).toMatchObject({ type: 'grant.decision', decision: 'deny' });
+  });
+});
+
+describe('tree width (issue 18)', () => {
+  it('a parent with maxChildren children: grant_width_exceeded, also for children in flight', async () => {
+    const f = new Fakes();
+    const svc = f.service({ maxChildren: 3 });
+    const parent = await svc.request(signRequest(body({ ttlSeconds: 600 }), f.key.privateKey), NOW);
+    f.auditDelayMs = 5;
+    const child = () =>
+      svc.request(signRequest(body({ parentGrantId: parent.grantId }), f.key.privateKey), NOW);
+    // Five at once: the in-flight ones count, so exactly three are issued.
+    const results = await Promise.allSettled(Array.from({ length: 5 }, child));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+    for (const r of results) {
+      if (r.status === 'rejected')
+        expect((r.reason as GrantorError).code).toBe('grant_width_exceeded');
+    }
+    expect(await f.store.children(parent.grantId)).toHaveLength(3);
+    // A failed child frees its place: none is held by a request that released nothing.
+    const other = await svc.request(signRequest(body({ ttlSeconds: 600 }), f.key.privateKey), NOW);
+    f.policyFails = () => new Error('engine down');
+    expect(
+      await code(
+        svc.request(signRequest(body({ parentGrantId: other.grantId }), f.key.privateKey), NOW),
+      ),
+    ).toBe('policy_unavailable');
+    f.policyFails = undefined;
+    const childOf = (id: string) =>
+      svc.request(signRequest(body({ parentGrantId: id }), f.key.privateKey), NOW);
+    for (let i = 0; i < 3; i += 1) await childOf(other.grantId);
+    expect(await code(childOf(other.grantId))).toBe('grant_width_exceeded');
   });
 });

@@ -34,6 +34,7 @@ import {
   GrantAlreadyRedeemedError,
   GrantAudienceMismatchError,
   GrantDepthExceededError,
+  GrantWidthExceededError,
   GrantExpiredError,
   GrantLineageInvalidError,
   GrantNotFoundError,
@@ -71,6 +72,8 @@ export interface GrantsConfig {
   readonly clockSkewSeconds: number;
   /** Appliance-wide bound on lineage depth (policy may bound it lower). */
   readonly maxDepth: number;
+  /** Most children of one grant (stored ones, live or not, and those in flight). */
+  readonly maxChildren: number;
   /** Deadline of one audit append or one signature; past it the request fails closed. */
   readonly dependencyDeadlineMs: number;
   /** Most requestIds kept in memory (all are persisted). */
@@ -255,6 +258,8 @@ export class GrantService {
   readonly #queue = new KeyedQueue();
   /** Child issuance (shared) against revocation (exclusive), per lineage root. */
   readonly #roots = new RootLocks();
+  /** Children past the width check and not yet settled, per parent. */
+  readonly #pendingChildren = new Map<string, number>();
   #gate: Promise<void> | undefined;
   /** Session public keys, imported once per session: the JWK import was ~1/3 of a verify. */
   readonly #sessionKeys = new WeakMap<EcSessionJwk, { jwk: string; key: KeyObject }>();
@@ -338,7 +343,29 @@ export class GrantService {
     nowMs: number,
   ): Promise<IssuedGrant> {
     const link = await this.#lineage(req, nowMs);
+    try {
+      return await this.#issue(req, runtime, proven, used, nowMs, link);
+    } finally {
+      if (link !== undefined) this.#childSettled(link.parent.grantId);
+    }
+  }
 
+  /** A child's place under its parent is held from the width check until it settles. */
+  #childSettled(parentId: string): void {
+    const n = (this.#pendingChildren.get(parentId) ?? 1) - 1;
+    if (n <= 0) this.#pendingChildren.delete(parentId);
+    else this.#pendingChildren.set(parentId, n);
+  }
+
+  /** From the policy decision to the stored grant. */
+  async #issue(
+    req: CheckedRequest,
+    runtime: Awaited<ReturnType<AttestationService['getRuntime']>>,
+    proven: Proven,
+    used: UsedRequest,
+    nowMs: number,
+    link: ParentLink | undefined,
+  ): Promise<IssuedGrant> {
     const grantId = `gr_${this.#random(16).toString('base64url')}`;
     const policyRequest: PolicyRequest = {
       runtime: { id: runtime.runtimeId, name: runtime.name, labels: { ...runtime.labels } },
@@ -636,6 +663,15 @@ export class GrantService {
         details: { maxDepth: this.#config.maxDepth },
       });
     }
+    // Width: the stored children and those in flight, checked and counted in one step.
+    const stored = (await this.#storeCall(() => this.#deps.store.children(parentId))).length;
+    const pending = this.#pendingChildren.get(parentId) ?? 0;
+    if (stored + pending >= this.#config.maxChildren) {
+      throw new GrantWidthExceededError(undefined, {
+        details: { maxChildren: this.#config.maxChildren },
+      });
+    }
+    this.#pendingChildren.set(parentId, pending + 1);
     // Delegation to another runtime is the policy's call (context.lineage.delegated).
     return { parent, depth, delegated: parent.runtimeId !== req.runtimeId };
   }
