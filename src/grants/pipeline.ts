@@ -636,9 +636,10 @@ export class GrantService {
         const runtime = await this.#deps.attestation.getRuntime(runtimeId);
         if (runtime.state === 'revoked') return true;
       } catch (e) {
-        if (e instanceof UnavailableError) throw e;
-        // A runtime the appliance no longer knows vouches for nothing.
-        return true;
+        // A runtime the appliance no longer knows vouches for nothing; a store failure is
+        // an unavailable dependency, not an answer.
+        if (e instanceof GrantorError && !(e instanceof UnavailableError)) return true;
+        throw unavailable(e, (cause) => new GrantStoreUnavailableError({ cause }));
       }
     }
     return false;
