@@ -106,7 +106,8 @@ function popOf(
     throw new GrantPopInvalidError('Grant-PoP needs challenge, signature and publicKey');
   }
   // Single use: a proof cannot be replayed, even for the same grant.
-  if (!challenges.consume(challenge)) {
+  // A challenge is good only from the client it was issued to (PopChallenges bounds each).
+  if (!challenges.consume(challenge, request.ip)) {
     throw new GrantPopInvalidError('the challenge is unknown, used or expired');
   }
   return { challenge, proof: { signature, publicKey: publicKey as Record<string, unknown> } };
@@ -190,7 +191,9 @@ export async function createGatewayExample(
     return { grantId: grant.grantId, runtimeId: grant.runtimeId };
   }
 
-  app.post('/pop/challenge', () => ({ challenge: challenges.issue() }));
+  // Bounded per client address and in all (PopChallenges); past the bound: 503
+  // pop_challenges_exhausted. Who may ask at all is not restricted yet (issue 18).
+  app.post('/pop/challenge', (request) => ({ challenge: challenges.issue(request.ip) }));
 
   app.post<{ Body: { ticketId: string } }>(
     '/tickets/read',

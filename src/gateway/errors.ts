@@ -150,6 +150,16 @@ export class RedemptionUnavailableError extends UnavailableError {
   }
 }
 
+/**
+ * Every outstanding proof-of-possession challenge slot is taken (PopChallenges'
+ * `maxOutstanding`): the gateway refuses to issue more rather than grow without bound.
+ */
+export class PopChallengesExhaustedError extends UnavailableError {
+  constructor(message = 'too many outstanding proof-of-possession challenges', options?: Options) {
+    super('pop_challenges_exhausted', message, options);
+  }
+}
+
 /** Text that is not JSON, nests too deep, or repeats a member name. */
 export class StrictJsonError extends BadRequestError {
   readonly reason: 'syntax' | 'duplicate_key' | 'depth';

@@ -43,6 +43,7 @@ export {
   createPopChallenge,
   popSigningInput,
   verifyPop,
+  type PopChallengeOptions,
   type PopInput,
   type PopProof,
 } from './pop.js';

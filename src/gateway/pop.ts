@@ -9,7 +9,7 @@ import { createPublicKey, randomBytes, timingSafeEqual, verify } from 'node:cryp
 import { calculateJwkThumbprint } from 'jose';
 import { canonicalJson } from './digest.js';
 import { decodeBase64url } from './encoding.js';
-import { GrantPopInvalidError } from './errors.js';
+import { GrantPopInvalidError, PopChallengesExhaustedError } from './errors.js';
 
 export interface PopProof {
   /** The runtime's session public key (EC P-256 JWK: kty, crv, x, y). */
@@ -77,35 +77,108 @@ export async function verifyPop(jkt: string, input: PopInput, proof: PopProof): 
   if (!ok) throw new GrantPopInvalidError('the proof signature does not verify');
 }
 
+export interface PopChallengeOptions {
+  /** How long a challenge may be used (default 60000 ms). */
+  readonly ttlMs?: number;
+  /** Outstanding challenges per client; issuing one more drops its oldest (default 16). */
+  readonly maxPerClient?: number;
+  /** Outstanding challenges in all; past it `issue` refuses (default 10000). */
+  readonly maxOutstanding?: number;
+  readonly now?: () => number;
+}
+
+/** Expired challenges forgotten per call at most: each call's work stays bounded. */
+const SWEEP_PER_CALL = 32;
+
 /**
- * Issues challenges and accepts each once, within `ttlMs` (in-memory: one gateway process).
+ * Issues challenges and accepts each once, within `ttlMs`, for the client it was issued to
+ * (in-memory: one gateway process). Memory is bounded per client (`maxPerClient`, its
+ * oldest dropped) and in all (`maxOutstanding`, then PopChallengesExhaustedError), and
+ * each call does bounded work: challenges are kept in issue order, which with one ttl is
+ * expiry order, so expired ones are forgotten from the front, a few per call, never by
+ * scanning every outstanding challenge (40,000 of them cost 4.6 s per call before).
  */
 export class PopChallenges {
   readonly #ttlMs: number;
+  readonly #maxPerClient: number;
+  readonly #maxOutstanding: number;
   readonly #now: () => number;
-  readonly #issued = new Map<string, number>();
+  /** Challenge → its client and expiry, in issue order. */
+  readonly #issued = new Map<string, { client: string; expiresAt: number }>();
+  /** Client → its outstanding challenges, oldest first (at most maxPerClient). */
+  readonly #byClient = new Map<string, string[]>();
 
-  constructor(options: { ttlMs?: number; now?: () => number } = {}) {
+  constructor(options: PopChallengeOptions = {}) {
     this.#ttlMs = options.ttlMs ?? 60_000;
+    this.#maxPerClient = options.maxPerClient ?? 16;
+    this.#maxOutstanding = options.maxOutstanding ?? 10_000;
     this.#now = options.now ?? Date.now;
+    for (const [name, v] of [
+      ['ttlMs', this.#ttlMs],
+      ['maxPerClient', this.#maxPerClient],
+      ['maxOutstanding', this.#maxOutstanding],
+    ] as const) {
+      if (!Number.isSafeInteger(v) || v < 1)
+        throw new RangeError(`${name} must be an integer >= 1`);
+    }
   }
 
-  issue(): string {
-    this.#sweep();
+  /** Outstanding challenges (expired ones not yet forgotten included). */
+  get size(): number {
+    return this.#issued.size;
+  }
+
+  /** A fresh challenge for `client` (e.g. its address or its credential's id). */
+  issue(client = ''): string {
+    const now = this.#now();
+    this.#sweep(now, SWEEP_PER_CALL);
+    const mine = this.#byClient.get(client) ?? [];
+    if (mine.length >= this.#maxPerClient) {
+      const oldest = mine.shift();
+      if (oldest !== undefined) this.#issued.delete(oldest);
+    }
+    if (this.#issued.size >= this.#maxOutstanding) {
+      // Whatever expired must go before anyone is refused.
+      this.#sweep(now, this.#maxOutstanding);
+      if (this.#issued.size >= this.#maxOutstanding) {
+        if (mine.length === 0) this.#byClient.delete(client);
+        throw new PopChallengesExhaustedError();
+      }
+    }
     const challenge = createPopChallenge();
-    this.#issued.set(challenge, this.#now() + this.#ttlMs);
+    this.#issued.set(challenge, { client, expiresAt: now + this.#ttlMs });
+    mine.push(challenge);
+    this.#byClient.set(client, mine);
     return challenge;
   }
 
-  /** True once for a challenge this instance issued and that has not expired. */
-  consume(challenge: string): boolean {
-    const expiresAt = this.#issued.get(challenge);
-    this.#issued.delete(challenge);
-    return expiresAt !== undefined && this.#now() < expiresAt;
+  /**
+   * True once for a challenge this instance issued to `client` and that has not expired.
+   * A challenge presented by another client is refused and stays its own client's.
+   */
+  consume(challenge: string, client = ''): boolean {
+    const entry = this.#issued.get(challenge);
+    if (entry === undefined || entry.client !== client) return false;
+    this.#forget(challenge, entry.client);
+    return this.#now() < entry.expiresAt;
   }
 
-  #sweep(): void {
-    const now = this.#now();
-    for (const [c, expiresAt] of this.#issued) if (now >= expiresAt) this.#issued.delete(c);
+  #forget(challenge: string, client: string): void {
+    this.#issued.delete(challenge);
+    const mine = this.#byClient.get(client);
+    if (mine === undefined) return;
+    const at = mine.indexOf(challenge);
+    if (at >= 0) mine.splice(at, 1);
+    if (mine.length === 0) this.#byClient.delete(client);
+  }
+
+  /** Forget at most `limit` expired challenges from the front (the oldest). */
+  #sweep(now: number, limit: number): void {
+    let left = limit;
+    for (const [challenge, { client, expiresAt }] of this.#issued) {
+      if (left === 0 || now < expiresAt) return;
+      this.#forget(challenge, client);
+      left -= 1;
+    }
   }
 }

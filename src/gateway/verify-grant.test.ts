@@ -15,7 +15,7 @@ const jwk = { kty: 'EC', crv: 'P-256', x, y };
 const NOW = 1_800_000_000;
 const execution = { action: 'tickets.read', resource: 'ticket:1', parameters: { id: 1 } };
 
-async function setup() {
+async function setup(resource = 'ticket:1') {
   const kid = await calculateJwkThumbprint({ kty: 'EC', crv: 'P-256', x: x ?? '', y: y ?? '' });
   const keys = await staticKeySource(JSON.stringify({ keys: [{ ...jwk, kid, alg: 'ES256' }] }));
   const claims = {
@@ -28,7 +28,7 @@ async function setup() {
     jti: 'gr_1',
     act: {
       action: 'tickets.read',
-      resource: 'ticket:1',
+      resource,
       parametersDigest: parametersDigest({ id: 1 }),
     },
     att: { akName: 'ak', pcrDigest: 'pcr', resetCount: 0, restartCount: 0, attestationId: null },
@@ -142,6 +142,93 @@ describe('verifyPop', () => {
     now = 1000;
     expect(challenges.consume(b)).toBe(false);
     expect(challenges.consume('never-issued')).toBe(false);
+  });
+
+  it('a flood stays bounded per client and in all; expired challenges make room again', () => {
+    let now = 0;
+    const challenges = new PopChallenges({
+      ttlMs: 1000,
+      maxPerClient: 4,
+      maxOutstanding: 100,
+      now: () => now,
+    });
+    // One client flooding: only its 4 newest challenges are kept, the oldest dropped.
+    const mine = Array.from({ length: 10_000 }, () => challenges.issue('10.0.0.1'));
+    expect(challenges.size).toBe(4);
+    expect(challenges.consume(mine[0] ?? '', '10.0.0.1')).toBe(false);
+    expect(challenges.consume(mine[9_999] ?? '', '10.0.0.1')).toBe(true);
+    // Many clients flooding: never more than maxOutstanding, then a coded refusal.
+    let refused = 0;
+    for (let i = 0; i < 10_000; i += 1) {
+      try {
+        challenges.issue(`client-${i}`);
+      } catch (e) {
+        expect(e).toMatchObject({ code: 'pop_challenges_exhausted' });
+        refused += 1;
+      }
+      expect(challenges.size).toBeLessThanOrEqual(100);
+    }
+    expect(refused).toBeGreaterThan(9_000);
+    // Once they expire, room is made without scanning on every call.
+    now = 1000;
+    const fresh = challenges.issue('10.0.0.2');
+    expect(challenges.size).toBeLessThanOrEqual(100);
+    expect(challenges.consume(fresh, '10.0.0.2')).toBe(true);
+  });
+
+  it('a challenge is accepted only from the client it was issued to', () => {
+    const challenges = new PopChallenges();
+    const c = challenges.issue('10.0.0.1');
+    expect(challenges.consume(c, '10.0.0.9')).toBe(false);
+    // Still its own client's: a bystander cannot burn it.
+    expect(challenges.consume(c, '10.0.0.1')).toBe(true);
+    expect(() => new PopChallenges({ maxPerClient: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('text is compared as well-formed UTF-16 code units', () => {
+  it('a grant for ticket:\\uFFFD is not accepted for ticket:\\uD800 (UTF-8 would merge them)', async () => {
+    const { keys, jws } = await setup('ticket:\uFFFD');
+    await expect(
+      verifyGrant(jws, { ...base, keys, execution: { ...execution, resource: 'ticket:\uD800' } }),
+    ).rejects.toMatchObject({ code: 'grant_resource_mismatch' });
+    await expect(
+      verifyGrant(jws, { ...base, keys, execution: { ...execution, resource: 'ticket:\uFFFD' } }),
+    ).resolves.toMatchObject({ grantId: 'gr_1' });
+  });
+
+  it('a lone surrogate never matches, not even itself; a surrogate pair does', async () => {
+    const lone = await setup('ticket:\uDC00');
+    // A claim can carry one through a JSON escape (\\udc00): even the same text is refused.
+    await expect(
+      verifyGrant(lone.jws, {
+        ...base,
+        keys: lone.keys,
+        execution: { ...execution, resource: 'ticket:\uDC00' },
+      }),
+    ).rejects.toMatchObject({ code: 'grant_resource_mismatch' });
+    const { keys, jws } = await setup('ticket:\u{1F600}');
+    await expect(
+      verifyGrant(jws, {
+        ...base,
+        keys,
+        execution: { ...execution, action: 'tickets.read\uD800', resource: 'ticket:\u{1F600}' },
+      }),
+    ).rejects.toMatchObject({ code: 'grant_action_mismatch' });
+    await expect(
+      verifyGrant(jws, {
+        ...base,
+        keys,
+        execution: { ...execution, resource: 'ticket:\u{1F600}' },
+      }),
+    ).resolves.toMatchObject({ grantId: 'gr_1' });
+  });
+
+  it('refuses an issuer or audience that is not well-formed: config_invalid', async () => {
+    const { keys } = await setup();
+    expect(() => createGrantVerifier({ ...base, keys, audience: 'gw\uD800' })).toThrow(
+      expect.objectContaining({ code: 'config_invalid' }),
+    );
   });
 });
 

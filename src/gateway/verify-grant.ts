@@ -191,15 +191,27 @@ function claimsOf(p: JsonObject): GrantClaims {
   return p as unknown as GrantClaims;
 }
 
+/** A lone surrogate (matched by code point under the `u` flag; a paired one is not). */
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/**
+ * Equal as UTF-16 code units, and only well-formed text is ever equal. Comparing UTF-8
+ * encodings was wrong: the encoder turns every lone surrogate into U+FFFD, so a grant for
+ * `ticket:\uFFFD` matched an execution on `ticket:\uD800`.
+ */
 function sameText(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'utf8');
-  const y = Buffer.from(b, 'utf8');
+  if (LONE_SURROGATE.test(a) || LONE_SURROGATE.test(b)) return false;
+  const x = Buffer.from(a, 'utf16le');
+  const y = Buffer.from(b, 'utf16le');
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
 function checkConfig(config: GrantVerifierConfig): number {
   if (config.issuer === '') throw new ConfigError('gateway.issuer', 'is required');
   if (config.audience === '') throw new ConfigError('gateway.audience', 'is required');
+  if (LONE_SURROGATE.test(config.issuer) || LONE_SURROGATE.test(config.audience)) {
+    throw new ConfigError('gateway', 'issuer and audience must be well-formed Unicode text');
+  }
   const skew = config.clockToleranceSeconds ?? 30;
   if (!Number.isFinite(skew) || skew < 0 || skew > MAX_SKEW) {
     throw new ConfigError('gateway.clockToleranceSeconds', `must be in [0, ${MAX_SKEW}]`);

@@ -77,6 +77,12 @@ export class GrantDepthExceededError extends kind(
   'the lineage would be deeper than allowed',
 ) {}
 
+/** The parent already has as many children as allowed (`maxChildren`, issue 18). */
+export class GrantWidthExceededError extends kind(
+  'grant_width_exceeded',
+  'the parent grant has as many children as allowed',
+) {}
+
 /** The policy denied the request; `details.reasons` carries the policy's reasons. */
 export class PolicyDeniedError extends GrantorError {
   constructor(reasons: readonly string[], details: Record<string, unknown>) {
@@ -118,6 +124,7 @@ export const GRANT_CODES = {
   grant_parent_revoked: 422,
   grant_lineage_invalid: 422,
   grant_depth_exceeded: 422,
+  grant_width_exceeded: 422,
   grant_audience_mismatch: 403,
   grant_expired: 410,
   grant_revoked: 410,

@@ -1,6 +1,8 @@
 /**
  * Grants in LevelDB: `db.sublevel('grants')` with keys `g!<grantId>` (the record as JSON),
- * `c!<parentId>!<childId>` (lineage links), `q!<runtimeId>!<requestId>` (used requestIds,
+ * `c!<parentId>!<childId>` (lineage links), `r!<runtimeId>!<grantId>` (the grants of a
+ * runtime, for the cascade of a runtime revoke; grants stored before this index existed
+ * are not listed, and redeem refuses them by their runtime's state instead), `q!<runtimeId>!<requestId>` (used requestIds,
  * value: expiry in epoch ms) and `x!<expiry, 16 digits>!<runtimeId>!<requestId>` (the
  * same requestIds indexed by expiry, written in the same batch, so pruning reads only
  * what it deletes). Grant writes are synced batches; the requestId of the request that
@@ -66,6 +68,7 @@ export class LevelGrantStore implements GrantStore {
       ...(record.parent === null
         ? []
         : [{ key: `c!${enc(record.parent)}!${enc(record.grantId)}`, value: '' }]),
+      { key: `r!${enc(record.runtimeId)}!${enc(record.grantId)}`, value: '' },
       ...(used === undefined ? [] : requestOps(used.runtimeId, used.requestId, used.expiresAt)),
     ]);
   }
@@ -78,6 +81,15 @@ export class LevelGrantStore implements GrantStore {
 
   async children(grantId: string): Promise<string[]> {
     const prefix = `c!${enc(grantId)}!`;
+    const out: string[] = [];
+    for await (const key of this.sub.keys({ gte: prefix, lt: `${prefix}\uffff` })) {
+      out.push(decodeURIComponent(key.slice(prefix.length)));
+    }
+    return out;
+  }
+
+  async grantsOf(runtimeId: string): Promise<string[]> {
+    const prefix = `r!${enc(runtimeId)}!`;
     const out: string[] = [];
     for await (const key of this.sub.keys({ gte: prefix, lt: `${prefix}\uffff` })) {
       out.push(decodeURIComponent(key.slice(prefix.length)));

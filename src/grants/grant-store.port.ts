@@ -59,6 +59,8 @@ export interface GrantStore {
   update(records: readonly GrantRecord[]): Promise<void>;
   /** Ids of the direct children of a grant. */
   children(grantId: string): Promise<string[]>;
+  /** Ids of the grants issued to a runtime (indexed at create; the runtime revoke's cascade). */
+  grantsOf(runtimeId: string): Promise<string[]>;
   /** Whether this runtime used this requestId (and the entry has not expired). */
   hasRequest(runtimeId: string, requestId: string): Promise<boolean>;
   /** Remember a used requestId until `expiresAt` (epoch ms). */
@@ -84,6 +86,7 @@ export interface GrantStore {
 export class MemoryGrantStore implements GrantStore {
   readonly grants = new Map<string, GrantRecord>();
   readonly links = new Map<string, string[]>();
+  readonly byRuntime = new Map<string, string[]>();
   readonly requests = new Map<string, number>();
 
   get(grantId: string): Promise<GrantRecord | undefined> {
@@ -95,6 +98,10 @@ export class MemoryGrantStore implements GrantStore {
       this.requests.set(`${used.runtimeId}\n${used.requestId}`, used.expiresAt);
     }
     this.grants.set(record.grantId, record);
+    this.byRuntime.set(record.runtimeId, [
+      ...(this.byRuntime.get(record.runtimeId) ?? []),
+      record.grantId,
+    ]);
     if (record.parent !== null) {
       this.links.set(record.parent, [...(this.links.get(record.parent) ?? []), record.grantId]);
     }
@@ -108,6 +115,10 @@ export class MemoryGrantStore implements GrantStore {
 
   children(grantId: string): Promise<string[]> {
     return Promise.resolve([...(this.links.get(grantId) ?? [])]);
+  }
+
+  grantsOf(runtimeId: string): Promise<string[]> {
+    return Promise.resolve([...(this.byRuntime.get(runtimeId) ?? [])]);
   }
 
   hasRequest(runtimeId: string, requestId: string): Promise<boolean> {

@@ -18,6 +18,8 @@ export interface GrantsSettings {
   readonly clockSkewSeconds?: number;
   /** Default 4 (policy may bound it lower). */
   readonly maxDepth?: number;
+  /** Most children of one grant, default 64 (`grant_width_exceeded` past it). */
+  readonly maxChildren?: number;
   /** Default 10000. */
   readonly dependencyDeadlineMs?: number;
   /** Default 100000. */
@@ -50,6 +52,7 @@ export function createGrants(config: GrantsSettings, deps: GrantsWiring): GrantS
     maxTtlSeconds: positive('grants.maxTtlSeconds', config.maxTtlSeconds),
     clockSkewSeconds: positive('grants.clockSkewSeconds', config.clockSkewSeconds ?? 60, 0),
     maxDepth: positive('grants.maxDepth', config.maxDepth ?? 4, 0),
+    maxChildren: positive('grants.maxChildren', config.maxChildren ?? 64, 0),
     dependencyDeadlineMs: positive(
       'grants.dependencyDeadlineMs',
       config.dependencyDeadlineMs ?? 10_000,

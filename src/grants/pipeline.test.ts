@@ -7,6 +7,7 @@ import { createHash, generateKeyPairSync, sign, verify, type KeyObject } from 'n
 import { describe, expect, it, vi } from 'vitest';
 import { qualifyingData, type AttestedSession, type RuntimeView } from '../attestation/index.js';
 import type { AuditEvent } from '../audit/index.js';
+import { checkEvent } from '../audit/entry.js';
 import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { GrantorError, UnavailableError } from '../shared/errors.js';
 import { MemoryGrantStore, type GrantRecord } from './grant-store.port.js';
@@ -48,6 +49,8 @@ class Fakes {
   quoteCalls: { runtimeId: string; qd: Buffer }[] = [];
   auditFails: (() => Error) | undefined;
   auditHang = false;
+  /** A realistic commit latency for every append (ms). */
+  auditDelayMs = 0;
   signFails: (() => Error) | undefined;
   policyFails: (() => Error) | undefined;
   decision: (req: PolicyRequest) => PolicyDecision = () => allow();
@@ -112,6 +115,7 @@ class Fakes {
         maxTtlSeconds: 3600,
         clockSkewSeconds: 60,
         maxDepth: 4,
+        maxChildren: 64,
         dependencyDeadlineMs: 200,
         replayCacheSize: 1000,
         ...config,
@@ -151,7 +155,12 @@ class Fakes {
         audit: {
           append: async (event) => {
             if (this.auditHang) await new Promise((r) => setTimeout(r, 400));
+            if (this.auditDelayMs > 0) {
+              await new Promise((r) => setTimeout(r, this.auditDelayMs));
+            }
             if (this.auditFails !== undefined) throw this.auditFails();
+            // The log's own limits (32 reasons of 256 characters), as the real one refuses.
+            checkEvent(event);
             this.events.push(event);
             const seq = this.seq++;
             return { seq, hash: createHash('sha256').update(String(seq)).digest('hex') };
@@ -681,6 +690,7 @@ describe('GrantService.request: lineage', () => {
 
   it('a parent of another runtime is a delegation for the policy to decide', async () => {
     const f = new Fakes();
+    f.addRuntime('rt_other', {});
     await f.store.create(parentRecord({ runtimeId: 'rt_other' }));
     f.decision = (req) =>
       req.lineage.delegated
@@ -911,5 +921,203 @@ describe('redemption, lineage and revocation', () => {
     expect(await code(svc.request(req, later))).toBe('grant_parent_revoked');
     expect(await code(svc.lineage('gr_none', NOW))).toBe('grant_not_found');
     expect(await code(svc.revoke('gr_none', 'tok', NOW))).toBe('grant_not_found');
+  });
+});
+
+describe('revocation on real trees (issue 18)', () => {
+  async function issue(f: Fakes, svc: GrantService, over: Record<string, unknown> = {}) {
+    return svc.request(signRequest(body({ ttlSeconds: 600, ...over }), f.key.privateKey), NOW);
+  }
+  const record = (id: string, over: Partial<GrantRecord> = {}): GrantRecord => ({
+    grantId: id,
+    runtimeId: RT,
+    action: 'payments.transfer',
+    resource: 'acct:1',
+    audience: 'gw_tickets',
+    parent: null,
+    root: id,
+    depth: 0,
+    iat: NOW.getTime() / 1000 - 10,
+    exp: NOW.getTime() / 1000 + 500,
+    auditSeq: 0,
+    revokedAt: null,
+    redemption: null,
+    ...over,
+  });
+
+  it('revokes a root with 40 live children: one entry within the log limits, count and ids digest', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    const root = await issue(f, svc);
+    const children = [];
+    for (let i = 0; i < 40; i += 1) {
+      children.push(await issue(f, svc, { parentGrantId: root.grantId }));
+    }
+    const r = await svc.revoke(root.grantId, 'tok_op', NOW);
+    expect(r.revoked).toHaveLength(41);
+    const entry = f.events.at(-1);
+    expect(entry?.type).toBe('grant.revoke');
+    const reasons = entry?.reasons ?? [];
+    expect(reasons.length).toBeLessThanOrEqual(32);
+    for (const reason of reasons) expect(reason.length).toBeLessThanOrEqual(256);
+    const ids = [...r.revoked].sort();
+    const digest = createHash('sha256').update(JSON.stringify(ids)).digest('hex');
+    expect(reasons.slice(0, 3)).toEqual(['by:tok_op', 'count:41', `ids:${digest}`]);
+    expect(reasons.at(-1)).toMatch(/^and \d+ more$/);
+    for (const c of children) {
+      expect((await f.store.get(c.grantId))?.revokedAt).toBe(NOW.toISOString());
+      expect(await code(svc.redeem(c.grantId, { audience: 'gw_tickets' }, NOW))).toBe(
+        'grant_revoked',
+      );
+    }
+  });
+
+  it('children requested while their parent is revoked never escape (5 ms audit latency)', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    const parent = await issue(f, svc);
+    f.auditDelayMs = 5;
+    const child = (delayMs: number) =>
+      new Promise((r) => setTimeout(r, delayMs)).then(() =>
+        issue(f, svc, { parentGrantId: parent.grantId }),
+      );
+    const early = Array.from({ length: 20 }, (_, i) => child(i % 4));
+    const revoke = new Promise((r) => setTimeout(r, 2)).then(() =>
+      svc.revoke(parent.grantId, 'tok_op', NOW),
+    );
+    const late = Array.from({ length: 20 }, (_, i) => child(2 + (i % 6)));
+    const results = await Promise.allSettled([...early, ...late]);
+    await revoke;
+    let issued = 0;
+    for (const res of results) {
+      if (res.status === 'rejected') {
+        expect((res.reason as GrantorError).code).toBe('grant_parent_revoked');
+        continue;
+      }
+      issued += 1;
+      const stored = await f.store.get(res.value.grantId);
+      expect(stored?.revokedAt, `child ${res.value.grantId} escaped the revoke`).not.toBeNull();
+    }
+    // Both sides of the race happened: some children before the revoke, some refused after.
+    expect(issued).toBeGreaterThan(0);
+    expect(issued).toBeLessThan(40);
+  });
+
+  it('redeem and child issuance refuse when any ancestor is revoked, not only the parent', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    // A cascade cut short: the root is revoked, the branch below it was never rewritten.
+    await f.store.create(record('gr_top', { revokedAt: NOW.toISOString() }));
+    await f.store.create(record('gr_mid', { parent: 'gr_top', root: 'gr_top', depth: 1 }));
+    await f.store.create(record('gr_leaf', { parent: 'gr_mid', root: 'gr_top', depth: 2 }));
+    expect(await code(svc.redeem('gr_leaf', { audience: 'gw_tickets' }, NOW))).toBe(
+      'grant_revoked',
+    );
+    expect(await code(issue(f, svc, { parentGrantId: 'gr_leaf' }))).toBe('grant_parent_revoked');
+    expect(f.policyCalls).toHaveLength(0);
+  });
+
+  it('redeem refuses a grant whose chain is inconsistent: grant_lineage_invalid', async () => {
+    const f = new Fakes();
+    await f.store.create(record('gr_top'));
+    await f.store.create(record('gr_leaf', { parent: 'gr_top', root: 'gr_top', depth: 0 }));
+    expect(await code(f.service().redeem('gr_leaf', { audience: 'gw_tickets' }, NOW))).toBe(
+      'grant_lineage_invalid',
+    );
+  });
+
+  it("a revoked runtime's grants and their descendants no longer redeem, cascade or not", async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    const a = await issue(f, svc);
+    const child = await issue(f, svc, { parentGrantId: a.grantId });
+    const r = f.runtimes.get(RT);
+    if (r === undefined) throw new Error('no runtime');
+    f.runtimes.set(RT, { ...r, state: 'revoked' });
+    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW))).toBe(
+      'grant_revoked',
+    );
+    expect(await code(svc.redeem(child.grantId, { audience: 'gw_tickets' }, NOW))).toBe(
+      'grant_revoked',
+    );
+  });
+
+  it('revokeRuntime revokes its live grants and their descendants, delegated ones too, audited with counts', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    const a = await issue(f, svc);
+    const b = await issue(f, svc);
+    const redeemed = await issue(f, svc);
+    await svc.redeem(redeemed.grantId, { audience: 'gw_tickets' }, NOW);
+    // A child held by another runtime under one of this runtime's grants.
+    await f.store.create(
+      record('gr_delegated', {
+        runtimeId: 'rt_other',
+        parent: a.grantId,
+        root: a.grantId,
+        depth: 1,
+      }),
+    );
+    f.addRuntime('rt_other', {});
+    // Another runtime's tree is not touched.
+    await f.store.create(record('gr_foreign', { runtimeId: 'rt_other' }));
+    const out = await svc.revokeRuntime(RT, 'tok_op', NOW);
+    expect(out.revoked.sort()).toEqual(
+      [a.grantId, b.grantId, redeemed.grantId, 'gr_delegated'].sort(),
+    );
+    expect((await f.store.get('gr_foreign'))?.revokedAt).toBeNull();
+    expect(f.events.at(-1)).toMatchObject({
+      type: 'grant.revoke',
+      subject: RT,
+      reasons: expect.arrayContaining(['by:tok_op', `runtime:${RT}`, 'count:4']) as unknown,
+    });
+    expect(out.auditSeq).toBe(f.seq - 1);
+    // Nothing live left: no entry, nothing to record.
+    expect(await svc.revokeRuntime(RT, 'tok_op', NOW)).toEqual({
+      runtimeId: RT,
+      revoked: [],
+      auditSeq: null,
+    });
+  });
+
+  it('a decision other than an explicit allow denies', async () => {
+    const f = new Fakes();
+    f.decision = () => ({ ...allow(), decision: 'maybe' as unknown as 'allow' });
+    const req = signRequest(body(), f.key.privateKey);
+    expect(await code(f.service().request(req, NOW))).toBe('policy_denied');
+    expect(f.signed).toHaveLength(0);
+    expect(f.events.at(-1)).toMatchObject({ type: 'grant.decision', decision: 'deny' });
+  });
+});
+
+describe('tree width (issue 18)', () => {
+  it('a parent with maxChildren children: grant_width_exceeded, also for children in flight', async () => {
+    const f = new Fakes();
+    const svc = f.service({ maxChildren: 3 });
+    const parent = await svc.request(signRequest(body({ ttlSeconds: 600 }), f.key.privateKey), NOW);
+    f.auditDelayMs = 5;
+    const child = () =>
+      svc.request(signRequest(body({ parentGrantId: parent.grantId }), f.key.privateKey), NOW);
+    // Five at once: the in-flight ones count, so exactly three are issued.
+    const results = await Promise.allSettled(Array.from({ length: 5 }, child));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+    for (const r of results) {
+      if (r.status === 'rejected')
+        expect((r.reason as GrantorError).code).toBe('grant_width_exceeded');
+    }
+    expect(await f.store.children(parent.grantId)).toHaveLength(3);
+    // A failed child frees its place: none is held by a request that released nothing.
+    const other = await svc.request(signRequest(body({ ttlSeconds: 600 }), f.key.privateKey), NOW);
+    f.policyFails = () => new Error('engine down');
+    expect(
+      await code(
+        svc.request(signRequest(body({ parentGrantId: other.grantId }), f.key.privateKey), NOW),
+      ),
+    ).toBe('policy_unavailable');
+    f.policyFails = undefined;
+    const childOf = (id: string) =>
+      svc.request(signRequest(body({ parentGrantId: id }), f.key.privateKey), NOW);
+    for (let i = 0; i < 3; i += 1) await childOf(other.grantId);
+    expect(await code(childOf(other.grantId))).toBe('grant_width_exceeded');
   });
 });

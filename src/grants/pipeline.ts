@@ -34,6 +34,7 @@ import {
   GrantAlreadyRedeemedError,
   GrantAudienceMismatchError,
   GrantDepthExceededError,
+  GrantWidthExceededError,
   GrantExpiredError,
   GrantLineageInvalidError,
   GrantNotFoundError,
@@ -60,6 +61,7 @@ import {
   type CheckedRequest,
 } from './request.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
+import { RootLocks } from './root-lock.js';
 
 export interface GrantsConfig {
   /** The appliance id: the grants' `iss`. */
@@ -70,6 +72,8 @@ export interface GrantsConfig {
   readonly clockSkewSeconds: number;
   /** Appliance-wide bound on lineage depth (policy may bound it lower). */
   readonly maxDepth: number;
+  /** Most children of one grant (stored ones, live or not, and those in flight). */
+  readonly maxChildren: number;
   /** Deadline of one audit append or one signature; past it the request fails closed. */
   readonly dependencyDeadlineMs: number;
   /** Most requestIds kept in memory (all are persisted). */
@@ -124,6 +128,14 @@ export interface Lineage {
   readonly ancestors: GrantView[];
   /** Breadth-first, nearest first. */
   readonly descendants: GrantView[];
+}
+
+export interface RuntimeRevokeResult {
+  readonly runtimeId: string;
+  /** The runtime's live grants and their live descendants, now revoked. */
+  readonly revoked: string[];
+  /** The `grant.revoke` entry, or null when nothing was live (nothing to record). */
+  readonly auditSeq: number | null;
 }
 
 export interface RevokeResult {
@@ -198,6 +210,25 @@ function auditReasons(policyHash: string, reasons: readonly string[]): string[] 
   return [policyReason(policyHash), ...listed.map(fitReason)];
 }
 
+/**
+ * The reasons of a `grant.revoke` entry: who, how many, and the ids, at any size. The ids
+ * are named by their digest (SHA-256 of JCS of the sorted list, which the lineage route
+ * lets an auditor recompute) and listed as far as the entry's 32 reasons allow; the rest
+ * are counted. A revoke is never refused by the log for the size of the tree.
+ */
+export function revokeReasons(
+  head: readonly string[],
+  ids: readonly string[],
+): { reasons: string[]; idsDigest: string } {
+  const sorted = [...ids].sort();
+  const idsDigest = sha256Hex(jcs(sorted));
+  const fixed = [...head, `count:${ids.length}`, `ids:${idsDigest}`].map(fitReason);
+  const room = MAX_AUDIT_REASONS - fixed.length;
+  const listed =
+    ids.length <= room ? ids : [...ids.slice(0, room - 1), `and ${ids.length - (room - 1)} more`];
+  return { reasons: [...fixed, ...listed.map(fitReason)], idsDigest };
+}
+
 /** The deadline, as an error of the dependency's own kind. */
 async function within<T>(work: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -225,6 +256,10 @@ export class GrantService {
   readonly #random: (n: number) => Buffer;
   readonly #replay: ReplayGuard;
   readonly #queue = new KeyedQueue();
+  /** Child issuance (shared) against revocation (exclusive), per lineage root. */
+  readonly #roots = new RootLocks();
+  /** Children past the width check and not yet settled, per parent. */
+  readonly #pendingChildren = new Map<string, number>();
   #gate: Promise<void> | undefined;
   /** Session public keys, imported once per session: the JWK import was ~1/3 of a verify. */
   readonly #sessionKeys = new WeakMap<EcSessionJwk, { jwk: string; key: KeyObject }>();
@@ -282,7 +317,10 @@ export class GrantService {
     const idExpiresAt = await this.#fresh(req, nowMs);
     const used = { runtimeId: req.runtimeId, requestId: req.requestId, expiresAt: idExpiresAt };
     try {
-      const issued = await this.#decideAndIssue(req, runtime, proven, used, nowMs);
+      const run = () => this.#decideAndIssue(req, runtime, proven, used, nowMs);
+      // A child is checked and stored while no revoke of its tree runs (root-lock.ts).
+      const root = await this.#parentRoot(req);
+      const issued = root === undefined ? await run() : await this.#roots.shared(root, run);
       // Its id was written with the grant.
       this.#replay.settled(used.runtimeId, used.requestId);
       return issued;
@@ -305,7 +343,29 @@ export class GrantService {
     nowMs: number,
   ): Promise<IssuedGrant> {
     const link = await this.#lineage(req, nowMs);
+    try {
+      return await this.#issue(req, runtime, proven, used, nowMs, link);
+    } finally {
+      if (link !== undefined) this.#childSettled(link.parent.grantId);
+    }
+  }
 
+  /** A child's place under its parent is held from the width check until it settles. */
+  #childSettled(parentId: string): void {
+    const n = (this.#pendingChildren.get(parentId) ?? 1) - 1;
+    if (n <= 0) this.#pendingChildren.delete(parentId);
+    else this.#pendingChildren.set(parentId, n);
+  }
+
+  /** From the policy decision to the stored grant. */
+  async #issue(
+    req: CheckedRequest,
+    runtime: Awaited<ReturnType<AttestationService['getRuntime']>>,
+    proven: Proven,
+    used: UsedRequest,
+    nowMs: number,
+    link: ParentLink | undefined,
+  ): Promise<IssuedGrant> {
     const grantId = `gr_${this.#random(16).toString('base64url')}`;
     const policyRequest: PolicyRequest = {
       runtime: { id: runtime.runtimeId, name: runtime.name, labels: { ...runtime.labels } },
@@ -328,7 +388,8 @@ export class GrantService {
     const decision = await this.#decide(policyRequest);
 
     const digest = requestDigest(req.body);
-    if (decision.decision === 'deny') {
+    // Allow-only: anything but an explicit "allow" (a new kind, a damaged answer) denies.
+    if (decision.decision !== 'allow') {
       const entry = await this.#append({
         type: 'grant.decision',
         subject: grantId,
@@ -535,6 +596,55 @@ export class GrantService {
     return keepUntil;
   }
 
+  /** The root of the requested parent's tree (undefined: no parent, or none stored). */
+  async #parentRoot(req: CheckedRequest): Promise<string | undefined> {
+    const parentId = req.parentGrantId;
+    if (parentId === null) return undefined;
+    return (await this.#storeCall(() => this.#deps.store.get(parentId)))?.root;
+  }
+
+  /**
+   * The chain above a grant, parent first, up to its root; every link must agree (same
+   * root, depth one less, depth 0 only at the root). Throws GrantLineageInvalidError.
+   */
+  async #ancestors(record: GrantRecord): Promise<GrantRecord[]> {
+    const chain: GrantRecord[] = [];
+    let node = record;
+    while (node.parent !== null) {
+      const parentId = node.parent;
+      // Depth strictly falls to 0 at the root: a damaged store cannot make this loop.
+      if (node.depth <= 0) throw new GrantLineageInvalidError();
+      const above = await this.#storeCall(() => this.#deps.store.get(parentId));
+      if (above?.root !== node.root || above.depth + 1 !== node.depth) {
+        throw new GrantLineageInvalidError();
+      }
+      chain.push(above);
+      node = above;
+    }
+    if (node.root !== node.grantId || node.depth !== 0) throw new GrantLineageInvalidError();
+    return chain;
+  }
+
+  /**
+   * Whether any of `records` is revoked, or was issued to a runtime that has since been
+   * revoked (a runtime revoke whose cascade failed, or a grant stored after it ran).
+   */
+  async #revokedIn(records: readonly GrantRecord[]): Promise<boolean> {
+    if (records.some((r) => r.revokedAt !== null)) return true;
+    for (const runtimeId of new Set(records.map((r) => r.runtimeId))) {
+      try {
+        const runtime = await this.#deps.attestation.getRuntime(runtimeId);
+        if (runtime.state === 'revoked') return true;
+      } catch (e) {
+        // A runtime the appliance no longer knows vouches for nothing; a store failure is
+        // an unavailable dependency, not an answer.
+        if (e instanceof GrantorError && !(e instanceof UnavailableError)) return true;
+        throw unavailable(e, (cause) => new GrantStoreUnavailableError({ cause }));
+      }
+    }
+    return false;
+  }
+
   async #lineage(req: CheckedRequest, nowMs: number): Promise<ParentLink | undefined> {
     if (req.parentGrantId === null) return undefined;
     const parentId = req.parentGrantId;
@@ -542,16 +652,11 @@ export class GrantService {
     if (parent === undefined) throw new GrantParentNotFoundError();
     if (parent.exp * 1000 <= nowMs) throw new GrantParentExpiredError();
     if (parent.revokedAt !== null) throw new GrantParentRevokedError();
-    // The parent's own link must agree: same root as its parent, depth one more.
-    if (parent.parent === null) {
-      if (parent.root !== parent.grantId || parent.depth !== 0)
-        throw new GrantLineageInvalidError();
-    } else {
-      const grand = parent.parent;
-      const above = await this.#storeCall(() => this.#deps.store.get(grand));
-      if (above?.root !== parent.root || above.depth + 1 !== parent.depth) {
-        throw new GrantLineageInvalidError();
-      }
+    // Every link up to the root must agree, and no ancestor (nor its runtime) be revoked:
+    // a cascade cut short (a crash, a failed write) must not leave a branch usable.
+    const chain = [parent, ...(await this.#ancestors(parent))];
+    if (await this.#revokedIn(chain)) {
+      throw new GrantParentRevokedError('a grant above the parent, or its runtime, was revoked');
     }
     const depth = parent.depth + 1;
     if (depth > this.#config.maxDepth) {
@@ -559,6 +664,15 @@ export class GrantService {
         details: { maxDepth: this.#config.maxDepth },
       });
     }
+    // Width: the stored children and those in flight, checked and counted in one step.
+    const stored = (await this.#storeCall(() => this.#deps.store.children(parentId))).length;
+    const pending = this.#pendingChildren.get(parentId) ?? 0;
+    if (stored + pending >= this.#config.maxChildren) {
+      throw new GrantWidthExceededError(undefined, {
+        details: { maxChildren: this.#config.maxChildren },
+      });
+    }
+    this.#pendingChildren.set(parentId, pending + 1);
     // Delegation to another runtime is the policy's call (context.lineage.delegated).
     return { parent, depth, delegated: parent.runtimeId !== req.runtimeId };
   }
@@ -668,6 +782,10 @@ export class GrantService {
       if (record.redemption !== null) throw new GrantAlreadyRedeemedError();
       if (record.revokedAt !== null) throw new GrantRevokedError();
       if (record.exp * 1000 <= now.getTime()) throw new GrantExpiredError();
+      // Not only the grant: any grant above it, or the runtime of any of them, revoked.
+      if (await this.#revokedIn([record, ...(await this.#ancestors(record))])) {
+        throw new GrantRevokedError('a grant above it, or its runtime, was revoked');
+      }
       const redemption: Redemption = { at: now.toISOString(), audience, outcome };
       await this.#storeCall(() => this.#deps.store.update([{ ...record, redemption }]));
       const entry = await this.#append({
@@ -750,24 +868,84 @@ export class GrantService {
 
   /**
    * Revoke a grant and its live (unexpired, unrevoked) descendants; audited before it
-   * applies. Each grant is rewritten under its own lock, so a redemption racing with the
-   * revocation is never overwritten.
+   * applies. Runs alone on the grant's lineage root, so no child of the tree is checked or
+   * stored meanwhile (root-lock.ts). Each grant is rewritten under its own lock, so a
+   * redemption racing with the revocation is never overwritten.
    */
   async revoke(grantId: string, actor: string, now: Date): Promise<RevokeResult> {
-    const nowMs = now.getTime();
-    const record = await this.#storeCall(() => this.#deps.store.get(grantId));
-    if (record === undefined) throw new GrantNotFoundError();
-    const isLive = (r: GrantRecord): boolean => r.revokedAt === null && r.exp * 1000 > nowMs;
-    const targets = [record, ...(await this.#descendants(grantId))].filter(isLive);
-    const ids = targets.map((r) => r.grantId);
-    const at = now.toISOString();
-    const entry = await this.#append({
-      type: 'grant.revoke',
-      subject: grantId,
-      decision: 'revoked',
-      reasons: [`by:${actor}`, ...ids],
-      digest: sha256Hex(jcs({ grantId, revoked: ids, actor, at })),
+    const first = await this.#storeCall(() => this.#deps.store.get(grantId));
+    if (first === undefined) throw new GrantNotFoundError();
+    return this.#roots.exclusive(first.root, async () => {
+      const targets = await this.#liveSubtree([first], now.getTime());
+      const ids = targets.map((r) => r.grantId);
+      const at = now.toISOString();
+      const { reasons, idsDigest } = revokeReasons([`by:${actor}`], ids);
+      const entry = await this.#append({
+        type: 'grant.revoke',
+        subject: grantId,
+        decision: 'revoked',
+        reasons,
+        digest: sha256Hex(jcs({ grantId, revoked: ids, idsDigest, actor, at })),
+      });
+      await this.#markRevoked(ids, at);
+      return { grantId, revoked: ids, auditSeq: entry.seq };
     });
+  }
+
+  /**
+   * Revoke every live grant of a runtime and their live descendants (the grants-side half
+   * of `POST /v1/runtimes/{id}/revoke`): one `grant.revoke` entry under the runtime's id,
+   * with the count and the ids' digest, before the records change. The roots involved are
+   * held in sorted order, so two cascades never wait on each other in a cycle.
+   */
+  async revokeRuntime(runtimeId: string, actor: string, now: Date): Promise<RuntimeRevokeResult> {
+    const nowMs = now.getTime();
+    const own: GrantRecord[] = [];
+    for (const id of await this.#storeCall(() => this.#deps.store.grantsOf(runtimeId))) {
+      const r = await this.#storeCall(() => this.#deps.store.get(id));
+      if (r !== undefined && r.runtimeId === runtimeId) own.push(r);
+    }
+    const roots = [...new Set(own.map((r) => r.root))].sort();
+    const underAll = async <T>(i: number, fn: () => Promise<T>): Promise<T> => {
+      const root = roots[i];
+      if (root === undefined) return fn();
+      return this.#roots.exclusive(root, () => underAll(i + 1, fn));
+    };
+    return underAll(0, async () => {
+      const targets = await this.#liveSubtree(own, nowMs);
+      const ids = targets.map((r) => r.grantId);
+      if (ids.length === 0) return { runtimeId, revoked: [], auditSeq: null };
+      const at = now.toISOString();
+      const { reasons, idsDigest } = revokeReasons([`by:${actor}`, `runtime:${runtimeId}`], ids);
+      const entry = await this.#append({
+        type: 'grant.revoke',
+        subject: runtimeId,
+        decision: 'revoked',
+        reasons,
+        digest: sha256Hex(jcs({ runtimeId, revoked: ids, idsDigest, actor, at })),
+      });
+      await this.#markRevoked(ids, at);
+      return { runtimeId, revoked: ids, auditSeq: entry.seq };
+    });
+  }
+
+  /** The live ones among `starts` and all their descendants, each once, in walk order. */
+  async #liveSubtree(starts: readonly GrantRecord[], nowMs: number): Promise<GrantRecord[]> {
+    const isLive = (r: GrantRecord): boolean => r.revokedAt === null && r.exp * 1000 > nowMs;
+    const seen = new Set<string>();
+    const out: GrantRecord[] = [];
+    for (const start of starts) {
+      if (seen.has(start.grantId)) continue;
+      for (const r of [start, ...(await this.#descendants(start.grantId))]) {
+        if (seen.has(r.grantId)) continue;
+        seen.add(r.grantId);
+        if (isLive(r)) out.push(r);
+      }
+    }
+    return out;
+  }
+
+  async #markRevoked(ids: readonly string[], at: string): Promise<void> {
     for (const id of ids) {
       await this.#serial(id, async () => {
         const current = await this.#storeCall(() => this.#deps.store.get(id));
@@ -775,6 +953,5 @@ export class GrantService {
         await this.#storeCall(() => this.#deps.store.update([{ ...current, revokedAt: at }]));
       });
     }
-    return { grantId, revoked: ids, auditSeq: entry.seq };
   }
 }

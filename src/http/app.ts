@@ -244,7 +244,18 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   }
   if (services.audit !== undefined) await app.register(auditRoutes, { audit: services.audit });
   if (services.attestation !== undefined) {
-    await app.register(runtimesRoutes, { attestation: services.attestation, metrics });
+    const grants = services.grants;
+    await app.register(runtimesRoutes, {
+      attestation: services.attestation,
+      metrics,
+      // Revoking a runtime revokes its live grants and their descendants (issue 18).
+      ...(grants === undefined
+        ? {}
+        : {
+            revokeGrants: (id: string, actor: string) =>
+              grants.revokeRuntime(id, actor, new Date()),
+          }),
+    });
   }
   if (services.attestationTrust !== undefined && services.operators !== undefined) {
     await app.register(attestationRoutes, {

@@ -96,6 +96,7 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   grant_parent_revoked: 422,
   grant_lineage_invalid: 422,
   grant_depth_exceeded: 422,
+  grant_width_exceeded: 422,
   // operators (src/operators/errors.ts)
   approval_required: 409,
   approval_expired: 409,

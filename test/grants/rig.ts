@@ -200,7 +200,10 @@ export async function startRig(): Promise<Rig> {
   const grants = createGrants(settings, { db, attestation, policy, audit, keys });
 
   const app = createServer();
-  await app.register(runtimesRoutes, { attestation });
+  await app.register(runtimesRoutes, {
+    attestation,
+    revokeGrants: (id, actor) => grants.revokeRuntime(id, actor, now()),
+  });
   await app.register(keysRoutes, { keys });
   await app.register(grantsRoutes, { grants, now });
   await app.ready();

@@ -27,6 +27,7 @@ beforeAll(async () => {
       maxTtlSeconds: 300,
       clockSkewSeconds: 60,
       maxDepth: 2,
+      maxChildren: 64,
       dependencyDeadlineMs: 1000,
       replayCacheSize: 10,
     },

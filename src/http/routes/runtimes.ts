@@ -60,6 +60,15 @@ const EnrollReply = Type.Object(
 );
 
 const StateReply = Type.Object({ runtimeId: Type.String(), state: State }, closed);
+/** A runtime revoke: `grantsRevoked` counts its live grants and descendants revoked with it. */
+const RevokeReply = Type.Object(
+  {
+    runtimeId: Type.String(),
+    state: State,
+    grantsRevoked: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  closed,
+);
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) =>
   Type.Union([t, Type.Null()]);
@@ -214,6 +223,11 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
   attestation: AttestationService;
   /** Counts each attestation verdict. */
   metrics?: AttestationMetrics;
+  /**
+   * The grants side of a runtime revoke (GrantService.revokeRuntime, wired in src/http/app.ts
+   * from the composition root's services): its live grants and their descendants.
+   */
+  revokeGrants?: (runtimeId: string, actor: string) => Promise<{ revoked: readonly string[] }>;
 }> = (app, opts) => {
   const svc = opts.attestation;
 
@@ -317,9 +331,18 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
     {
       ...bodyLimit('tiny'),
       config: { role: 'operator' },
-      schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } },
+      schema: { params: RuntimeParams, response: { 200: RevokeReply, ...errors } },
     },
-    (request) => svc.revoke(request.params.runtimeId),
+    async (request) => {
+      const actor = request.actor?.id ?? 'operator';
+      const out = await svc.revoke(request.params.runtimeId);
+      if (opts.revokeGrants === undefined) return out;
+      // After the runtime: no new grant is issued to it while its grants are revoked. A
+      // failure here answers its error (the runtime stays revoked); redeem refuses the
+      // grants of a revoked runtime whatever this cascade did.
+      const { revoked } = await opts.revokeGrants(out.runtimeId, actor);
+      return { ...out, grantsRevoked: revoked.length };
+    },
   );
 
   app.post(

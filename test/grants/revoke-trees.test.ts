@@ -1,0 +1,147 @@
+/**
+ * Issue 18 on the real parts (test/grants/rig.ts: swtpm, SoftHSM2, Cedar over
+ * policies/default, the anchored audit log that refuses an entry past 32 reasons): a
+ * transfer with 40 notify children revoked in one call, and `POST /v1/runtimes/{id}/revoke`
+ * revoking the runtime's live grants and their descendants, both through the routes.
+ */
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  attest,
+  enroll,
+  grantBody,
+  quoted,
+  signed,
+  startRig,
+  type Rig,
+  type Runtime,
+} from './rig.js';
+import { createEccAk } from '../attestation/tools.js';
+
+let rig: Rig;
+let payments: Runtime;
+let session: Awaited<ReturnType<typeof attest>>;
+
+beforeAll(async () => {
+  rig = await startRig();
+  await createEccAk(rig.tools);
+  await rig.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
+  payments = await enroll(
+    rig,
+    'payments-trees',
+    { team: 'payments' },
+    { ctx: '0x81010003', pub: 'ak.pub' },
+    'rsa',
+  );
+  session = await attest(rig, payments);
+}, 180_000);
+
+afterAll(async () => {
+  await rig.close();
+});
+
+interface Issued {
+  grantId: string;
+}
+const codeOf = (body: string): string =>
+  (JSON.parse(body) as { error: { code: string } }).error.code;
+
+async function transferWithChildren(children: number): Promise<{ root: string; kids: string[] }> {
+  const body = await quoted(
+    rig,
+    payments,
+    grantBody(payments, {
+      action: 'payments.transfer',
+      resource: 'acct:1234',
+      audience: 'gw_payments',
+    }),
+  );
+  const res = await rig.app.inject({ method: 'POST', url: '/v1/grants', payload: body });
+  expect(res.statusCode, res.body).toBe(201);
+  const root = res.json<Issued>().grantId;
+  const kids: string[] = [];
+  for (let i = 0; i < children; i += 1) {
+    const child = signed(
+      grantBody(payments, {
+        action: 'payments.notify',
+        resource: `acct:${i}`,
+        audience: 'gw_payments',
+        parentGrantId: root,
+      }),
+      session.attestationId,
+      session.key.privateKey,
+    );
+    const c = await rig.app.inject({ method: 'POST', url: '/v1/grants', payload: child });
+    expect(c.statusCode, c.body).toBe(201);
+    kids.push(c.json<Issued>().grantId);
+  }
+  return { root, kids };
+}
+
+const redeem = (grantId: string) =>
+  rig.app.inject({
+    method: 'POST',
+    url: `/v1/grants/${grantId}/redeem`,
+    payload: { audience: 'gw_payments' },
+  });
+
+describe('revocation on real trees', () => {
+  it('a transfer with 40 live children is revoked whole: 200, one entry within the log limits', async () => {
+    const { root, kids } = await transferWithChildren(40);
+    const res = await rig.app.inject({ method: 'POST', url: `/v1/grants/${root}/revoke` });
+    expect(res.statusCode, res.body).toBe(200);
+    const out = res.json<{ revoked: string[]; auditSeq: number }>();
+    expect(out.revoked).toHaveLength(41);
+    const [entry] = await rig.audit.entries(out.auditSeq, out.auditSeq + 1);
+    expect(entry).toMatchObject({ type: 'grant.revoke', subject: root, decision: 'revoked' });
+    const reasons = entry?.reasons ?? [];
+    expect(reasons.length).toBeLessThanOrEqual(32);
+    const digest = createHash('sha256')
+      .update(JSON.stringify([...out.revoked].sort()))
+      .digest('hex');
+    expect(reasons).toContain('count:41');
+    expect(reasons).toContain(`ids:${digest}`);
+    for (const id of [kids[0] ?? '', kids[39] ?? '']) {
+      const r = await redeem(id);
+      expect(r.statusCode).toBe(410);
+      expect(codeOf(r.body)).toBe('grant_revoked');
+    }
+  }, 120_000);
+
+  it('POST /v1/runtimes/{id}/revoke revokes its live grants and their descendants, audited with counts', async () => {
+    const { root, kids } = await transferWithChildren(3);
+    const res = await rig.app.inject({
+      method: 'POST',
+      url: `/v1/runtimes/${payments.runtimeId}/revoke`,
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toEqual({
+      runtimeId: payments.runtimeId,
+      state: 'revoked',
+      grantsRevoked: 4,
+    });
+    for (const id of [root, ...kids]) {
+      const r = await redeem(id);
+      expect(r.statusCode).toBe(410);
+      expect(codeOf(r.body)).toBe('grant_revoked');
+    }
+    const lin = await rig.app.inject({ method: 'GET', url: `/v1/grants/${root}/lineage` });
+    const l = lin.json<{ grant: { state: string }; descendants: { state: string }[] }>();
+    expect(l.grant.state).toBe('revoked');
+    expect(l.descendants.map((d) => d.state)).toEqual(['revoked', 'revoked', 'revoked']);
+    const log = await rig.audit.entries(0, 10_000);
+    const isCascade = (e: (typeof log)[number]) =>
+      e.type === 'grant.revoke' && e.subject === payments.runtimeId;
+    const cascade = log.filter(isCascade);
+    expect(cascade).toHaveLength(1);
+    expect(cascade[0]?.reasons).toEqual(
+      expect.arrayContaining([`runtime:${payments.runtimeId}`, 'count:4']),
+    );
+    // The runtime's own entry comes first: no grant of it is issued during the cascade.
+    const runtimeEntry = log.findIndex(
+      (e) => e.type === 'runtime.revoke' && e.subject === payments.runtimeId,
+    );
+    expect(runtimeEntry).toBeGreaterThanOrEqual(0);
+    expect(runtimeEntry).toBeLessThan(log.findIndex(isCascade));
+  }, 120_000);
+});
