@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Attester, AttesterError, type MeasuredBootSource } from '../../attestation/attester.js';
-import { createAttestation } from '../../src/attestation/index.js';
+import { createAttestation, parseEnrollmentRules } from '../../src/attestation/index.js';
 import { EV } from '../../src/attestation/measured-boot/event-types.js';
 import { parseImaAscii } from '../../src/attestation/measured-boot/ima.js';
 import {
@@ -25,7 +25,7 @@ import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import type { TpmPort } from '../../src/tpm/tpm.port.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import { rigEnrollmentRules, startSimTpm, type SimTpm } from '../rig/sim.js';
 import { MemoryAudit } from './harness.js';
 
 const BANKS = ['sha1', 'sha256'];
@@ -121,6 +121,8 @@ beforeAll(async () => {
     policyFile,
     JSON.stringify({
       name: 'measured',
+      catchAll: true,
+      allowReset: true,
       measuredBoot: {
         pcrs: { sha256: [0, 2, 4, 7] },
         bootApplications: ['shim', 'option-rom'].map((c) =>
@@ -135,7 +137,11 @@ beforeAll(async () => {
     }),
   );
   const svc = await createAttestation(
-    { ekCaBundlePem: sim.ekCaPem, referencePolicyFiles: [policyFile] },
+    {
+      ekCaBundlePem: sim.ekCaPem,
+      referencePolicyFiles: [policyFile],
+      enrollmentRules: parseEnrollmentRules(rigEnrollmentRules(), 'rig'),
+    },
     { db, audit: new MemoryAudit() },
   );
   app = createServer();
