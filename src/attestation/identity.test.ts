@@ -301,3 +301,28 @@ describe('quote-mode verdicts', () => {
     expect((await svc.getRuntime(runtimeId)).lastAttestation?.attestationId).toBe(attestationId);
   });
 });
+
+describe('challenges', () => {
+  it("an old quote replayed against a runtime's fresh nonce does not spend it", async () => {
+    const { runtimeId, secret } = await enroll('agent-1');
+    await svc.activate(runtimeId, { secret });
+    await svc.approve(runtimeId);
+    // A quote the runtime made earlier (quotes are not secret).
+    const old = await svc.challenge(runtimeId);
+    const key = sessionKey();
+    const n = Buffer.from(old.nonce, 'base64');
+    const oldQuote = tpm.quote(n, qualifyingData(n, key));
+    const fresh = await svc.challenge(runtimeId);
+    expect(
+      await codeOf(svc.attest(runtimeId, { ...oldQuote, nonce: fresh.nonce, sessionKey: key })),
+    ).toBe('quote_nonce_mismatch');
+    // The runtime's own answer to the fresh nonce still works.
+    const f = Buffer.from(fresh.nonce, 'base64');
+    const own = sessionKey();
+    const verdict = await svc.attest(runtimeId, {
+      ...tpm.quote(f, qualifyingData(f, own)),
+      sessionKey: own,
+    });
+    expect(verdict.verdict).toBe('trusted');
+  });
+});

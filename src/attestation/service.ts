@@ -242,6 +242,9 @@ const UNSIGNED_FAILURES: ReadonlySet<string> = new Set([
   'quote_signature_scheme_mismatch',
   'quote_signature_out_of_range',
   'quote_signature_invalid',
+  // Signed, but over another nonce: it does not answer this one (quotes are not secret, so
+  // anyone could replay an old one to fill the runtime's spent-nonce table otherwise).
+  'quote_nonce_mismatch',
 ]);
 
 const sha256Hex = (data: Uint8Array | string): string =>
