@@ -261,6 +261,41 @@ function matchesFilter(v: RuntimeView, f: RuntimeFilter): boolean {
   return true;
 }
 
+/** A verdict: trusted with the resets it reports, or untrusted with every violation. */
+function verdictOf(
+  facts: QuoteFacts,
+  measured: readonly string[],
+): { trusted: boolean; reasons: string[] } {
+  const trusted = facts.violations.length === 0 && measured.length === 0;
+  return {
+    trusted,
+    reasons: trusted
+      ? [
+          ...(facts.resetDetected ? ['tpm_reset_detected'] : []),
+          ...(facts.restartDetected ? ['tpm_restart_detected'] : []),
+        ]
+      : [...facts.violations.map((v) => v.code), ...measured],
+  };
+}
+
+/** What a verdict's audit entry digests, on either route. */
+function verdictFacts(
+  record: RuntimeRecord,
+  attestationId: string,
+  policy: ReferencePolicy,
+  facts: QuoteFacts,
+): Record<string, unknown> {
+  return {
+    runtimeId: record.runtimeId,
+    attestationId,
+    akName: record.akName,
+    policy: policy.name,
+    pcrDigest: facts.pcrDigest.toString('hex'),
+    resetCount: facts.resetCount,
+    restartCount: facts.restartCount,
+  };
+}
+
 function factsDigest(facts: Record<string, unknown>): string {
   return sha256Hex(jcs(facts));
 }
@@ -843,13 +878,7 @@ export class AttestationService {
         evidence,
       );
       const attestationId = `at_${this.#random(16).toString('base64url')}`;
-      const trusted = facts.violations.length === 0 && measured.reasons.length === 0;
-      const reasons = trusted
-        ? [
-            ...(facts.resetDetected ? ['tpm_reset_detected'] : []),
-            ...(facts.restartDetected ? ['tpm_restart_detected'] : []),
-          ]
-        : [...facts.violations.map((v) => v.code), ...measured.reasons];
+      const { trusted, reasons } = verdictOf(facts, measured.reasons);
       const verdict = trusted ? ('trusted' as const) : ('untrusted' as const);
       const validUntil = trusted
         ? new Date(now.getTime() + (this.#config.sessionTtlMs ?? 15 * 60_000))
@@ -863,13 +892,7 @@ export class AttestationService {
         decision: verdict,
         reasons,
         digest: factsDigest({
-          runtimeId,
-          attestationId,
-          akName: record.akName,
-          policy: policy.name,
-          pcrDigest: pcrDigestHex,
-          resetCount: facts.resetCount,
-          restartCount: facts.restartCount,
+          ...verdictFacts(record, attestationId, policy, facts),
           sessionKey,
           ...(measured.summary === undefined ? {} : { measuredBoot: measured.summary }),
         }),
@@ -1056,29 +1079,16 @@ export class AttestationService {
       // The verdict is recorded like an attestation's, before the grant answer: the entry,
       // the counters, and on a violation the runtime's standing and its session.
       const first = facts.violations[0];
-      const reasons =
-        first === undefined
-          ? [
-              ...(facts.resetDetected ? ['tpm_reset_detected'] : []),
-              ...(facts.restartDetected ? ['tpm_restart_detected'] : []),
-            ]
-          : facts.violations.map((v) => v.code);
+      const { reasons } = verdictOf(facts, []);
       if (first !== undefined || facts.resetDetected) this.#endSession(runtimeId);
       const attestationId = `at_${this.#random(16).toString('base64url')}`;
-      const pcrDigestHex = facts.pcrDigest.toString('hex');
       await this.#record({
         type: 'runtime.quote',
         subject: runtimeId,
         decision: first === undefined ? 'trusted' : 'untrusted',
         reasons,
         digest: factsDigest({
-          runtimeId,
-          attestationId,
-          akName: record.akName,
-          policy: policy.name,
-          pcrDigest: pcrDigestHex,
-          resetCount: facts.resetCount,
-          restartCount: facts.restartCount,
+          ...verdictFacts(record, attestationId, policy, facts),
           qualifyingData: expected.toString('hex'),
         }),
       });
