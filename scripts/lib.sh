@@ -73,8 +73,7 @@ write_cli_env() {
       printf '# written by ./scripts/start; read by ./scripts/cli\n'
       for name in $(compgen -e | grep -E '^(GRANTOR_[A-Z0-9_]+|SOFTHSM2_CONF|TPM2_PKCS11_STORE)$'); do
         case "$name" in
-          *_FILE) ;;
-          *PIN* | *TOKEN* | *AUTH* | *PASSWORD* | *SECRET*) continue ;;
+          *_PIN | *_TOKEN | *_AUTH | *_PASSWORD | *_SECRET) continue ;;
         esac
         printf 'export %s=%q\n' "$name" "${!name}"
       done

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expandPaths } from '../appliance.js';
 import { loadReferencePolicies, loadEnrollmentRules } from '../attestation/index.js';
-import { validateEkCaBundle } from '../attestation/ek-certificate.js';
+import { parseCaBundle } from '../attestation/ek-certificate.js';
 import { expectedAnchorNames, readAnchorPin } from '../audit/index.js';
 import { checkHsmToken } from '../keys/hsm-check.pkcs11.js';
 import { createPolicyEngine } from '../policy/index.js';
@@ -206,12 +206,25 @@ async function trustChecks(config: AppConfig, now: Date): Promise<Check[]> {
   try {
     const files = await expandPaths(bundle, '.pem');
     const pem = (await Promise.all(files.map((f) => readFile(f, 'utf8')))).join('\n');
-    const certs = validateEkCaBundle(pem, now);
-    out.push({
-      check: 'ek-ca',
-      state: 'ok',
-      detail: `${certs.length} EK CA certificate(s) from ${files.length} file(s)`,
-    });
+    // As the server reads it: every certificate parses; an expired one only warns (a
+    // vendor's old CA still anchors the EK certificates it issued).
+    const certs = parseCaBundle(pem);
+    const expired = certs.filter((c) => new Date(c.validTo) < now).length;
+    out.push(
+      certs.length === 0
+        ? {
+            check: 'ek-ca',
+            state: 'fail',
+            detail: `GRANTOR_EK_CA_BUNDLE ${bundle.join(',')}: no certificate`,
+            fix: "give the TPM vendors' EK CA certificates (PEM)",
+          }
+        : {
+            check: 'ek-ca',
+            state: expired === 0 ? 'ok' : 'warn',
+            detail: `${certs.length} EK CA certificate(s) from ${files.length} file(s)${expired === 0 ? '' : `, ${expired} expired`}`,
+            ...(expired === 0 ? {} : { fix: 'check that the expired CAs are still wanted' }),
+          },
+    );
   } catch (e) {
     const path = (e as { path?: unknown }).path;
     out.push({
