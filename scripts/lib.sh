@@ -60,3 +60,35 @@ ensure_all() {
   ensure_node_modules
   ensure_native_fresh
 }
+
+# ./scripts/start's environment for ./scripts/cli: $1/grantor.env (mode 0600) with every
+# GRANTOR_* setting except secrets given by value (PIN, token, auth, password, secret: the
+# *_FILE settings naming their files are kept) and SOFTHSM2_CONF, plus one remote profile per role in $1/profiles/ for the URL $2
+# (with the client certificates of the TLS folder $3, when there is one).
+write_cli_env() {
+  local state=$1 url=$2 tls=${3:-} name role
+  (
+    umask 077
+    {
+      printf '# written by ./scripts/start; read by ./scripts/cli\n'
+      for name in $(compgen -e | grep -E '^(GRANTOR_[A-Z0-9_]+|SOFTHSM2_CONF|TPM2_PKCS11_STORE)$'); do
+        case "$name" in
+          *_PIN | *_TOKEN | *_AUTH | *_PASSWORD | *_SECRET) continue ;;
+        esac
+        printf 'export %s=%q\n' "$name" "${!name}"
+      done
+      printf 'export GRANTOR_SIM_TPM_DIR=%q\n' "$state/tpm"
+      printf 'export GRANTOR_SIM_TPM_PORT=%q\n' "${tpm_port:-2321}"
+    } >"$state/grantor.env.tmp"
+    mv "$state/grantor.env.tmp" "$state/grantor.env"
+    mkdir -p "$state/profiles"
+    for role in auditor operator key_custodian; do
+      if [ -n "$tls" ]; then
+        printf '{ "url": "%s", "cacert": "%s", "cert": "%s", "key": "%s" }\n' "$url" \
+          "$tls/server-ca.pem" "$tls/operators/$role.pem" "$tls/operators/$role.key"
+      else
+        printf '{ "url": "%s" }\n' "$url"
+      fi >"$state/profiles/$role.json"
+    done
+  )
+}

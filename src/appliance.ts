@@ -48,6 +48,7 @@ import type { AppConfig } from './shared/config.js';
 import { openDatabase, type Database } from './shared/db.level.js';
 import { ConfigError, GrantorError } from './shared/errors.js';
 import { jcsSha256Hex } from './shared/jcs.js';
+import { fileConfigError } from './startup-cause.js';
 import { createMetrics, type GrantorMetrics } from './shared/metrics.js';
 import { marshalTpmtPublic } from './tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256 } from './tpm/templates.js';
@@ -412,8 +413,16 @@ export async function openAppliance(
       await policyWorkers.started();
     }
 
-    const referencePolicyFiles = await expandPaths(config.attestation.referencePolicies, '.json');
-    const ekCaBundlePem = await readBundle(config.attestation.ekCaBundle);
+    // A missing file names its key and path (src/startup-cause.ts), not a bare ENOENT.
+    const referencePolicyFiles = await expandPaths(
+      config.attestation.referencePolicies,
+      '.json',
+    ).catch((e: unknown) => {
+      throw fileConfigError('GRANTOR_REFERENCE_POLICIES', config.attestation.referencePolicies, e);
+    });
+    const ekCaBundlePem = await readBundle(config.attestation.ekCaBundle).catch((e: unknown) => {
+      throw fileConfigError('GRANTOR_EK_CA_BUNDLE', config.attestation.ekCaBundle, e);
+    });
     const attestationTrust = await AttestationTrust.open({
       configuredEkCaPem: ekCaBundlePem,
       configuredEnrollmentRules: await loadEnrollmentRules(config.attestation.enrollmentRules),

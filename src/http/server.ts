@@ -5,7 +5,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { openAppliance, type Appliance } from '../appliance.js';
 import type { AppConfig } from '../shared/config.js';
-import { GrantorError } from '../shared/errors.js';
+import { ConfigError, GrantorError } from '../shared/errors.js';
+import { componentOfCode, describeStartupFailure, type StartupFailure } from '../startup-cause.js';
 import { jcsSha256Hex } from '../shared/jcs.js';
 import { statusForCode } from './error-status.js';
 import { policyReadinessProbe } from '../policy/index.js';
@@ -31,7 +32,8 @@ export function probes(a: Appliance): ReadinessProbe[] {
       name: 'audit',
       code: a.lockdown?.code ?? 'audit_unavailable',
       check: async () => {
-        if (a.lockdown !== undefined) return { ok: false, reason: 'audit log refused at start' };
+        if (a.lockdown !== undefined)
+          return { ok: false, reason: `audit log refused at start: ${a.lockdown.message}` };
         await a.audit.ready();
         return { ok: true };
       },
@@ -98,12 +100,6 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
   );
 }
 
-/** The component a start-up failure's code names (for /readyz). */
-function componentOf(code: string): string {
-  const prefix = /^(tpm|hsm|audit|policy)_/.exec(code)?.[1];
-  return prefix ?? 'appliance';
-}
-
 /**
  * A server for an appliance that could not start because a dependency failed (wrong HSM
  * PIN, TPM unreachable, ...): /healthz answers, /readyz names the component, and every
@@ -113,18 +109,27 @@ function componentOf(code: string): string {
 export async function buildDegradedApp(
   failure: GrantorError,
   options: AppOptions = {},
+  startup?: StartupFailure,
 ): Promise<App> {
-  const component = componentOf(failure.code);
+  const component = startup?.component ?? componentOfCode(failure.code);
+  // The cause is for the operator reading /readyz: paths, labels and addresses, no secret.
+  const reason =
+    startup === undefined
+      ? `failed at start (${failure.code})`
+      : `failed at start (${failure.code}): ${startup.cause}`;
   return buildApp(
     {
       probes: [
         {
           name: component,
-          code: failure.code,
-          check: () => Promise.resolve({ ok: false, reason: `failed at start (${failure.code})` }),
+          code: startup?.code ?? failure.code,
+          check: () => Promise.resolve({ ok: false, reason }),
         },
       ],
-      lockdown: failure,
+      lockdown:
+        startup === undefined || startup.code === failure.code
+          ? failure
+          : new GrantorError(startup.code, startup.cause),
     },
     options,
   );
@@ -162,12 +167,18 @@ export async function startApplianceServer(
       ...(caPem === undefined ? {} : { operatorCaPem: caPem }),
     });
   } catch (e) {
-    if (!(e instanceof GrantorError) || statusForCode(e.code) < 500) throw e;
+    // Hardware and configuration states (a 5xx code, a configuration file, the policy set)
+    // degrade the server with their cause; anything else is a bug and stops the process.
+    const known =
+      e instanceof GrantorError &&
+      (e instanceof ConfigError || e.code === 'policy_set_invalid' || statusForCode(e.code) >= 500);
+    const startup = known ? await describeStartupFailure(e, config) : undefined;
+    if (!(e instanceof GrantorError) || startup === undefined) throw e;
     logger?.fatal(
-      { code: e.code, component: componentOf(e.code) },
-      'a dependency failed at start: serving 503 until an operator fixes it and restarts',
+      { code: startup.code, component: startup.component, cause: startup.cause },
+      `a dependency failed at start: ${startup.cause}; serving 503 until an operator fixes it and restarts`,
     );
-    const app = await buildDegradedApp(e, appOptions);
+    const app = await buildDegradedApp(e, appOptions, startup);
     return { app, appliance: undefined, close: () => app.close() };
   }
   let app: App;

@@ -116,6 +116,23 @@ function describe(errors: readonly DetailedError[]): string {
   return errors.map((e) => e.message).join('; ');
 }
 
+/** `line:column` (1-based) of a character offset in `text`. */
+export function lineAndColumn(text: string, offset: number): string {
+  const before = text.slice(0, Math.max(0, Math.min(offset, text.length)));
+  const lines = before.split('\n');
+  return `${lines.length}:${(lines[lines.length - 1] ?? '').length + 1}`;
+}
+
+/** Parse errors of one file, each with the line and column Cedar points at. */
+function describeIn(text: string, errors: readonly DetailedError[]): string {
+  return errors
+    .map((e) => {
+      const at = e.sourceLocations?.[0];
+      return at === undefined ? e.message : `line ${lineAndColumn(text, at.start)}: ${e.message}`;
+    })
+    .join('; ');
+}
+
 function record(value: unknown): Record<string, unknown> | undefined {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
     ? (value as Record<string, unknown>)
@@ -227,7 +244,10 @@ export function compilePolicySet(cedar: CedarPort, source: PolicySource): Compil
   for (const file of source.files) {
     const parts = cedar.policySetTextToParts(file.text);
     if (parts.type === 'failure') {
-      throw new PolicySetInvalidError(`${file.name} does not parse: ${describe(parts.errors)}`);
+      throw new PolicySetInvalidError(
+        `${file.name} does not parse: ${describeIn(file.text, parts.errors)}`,
+        { details: { file: file.name } },
+      );
     }
     if (parts.policy_templates.length > 0) {
       throw new PolicySetInvalidError(`${file.name}: templates are not supported`);

@@ -12,3 +12,23 @@ export async function openDatabase(path: string): Promise<Database> {
   await db.open();
   return db;
 }
+
+function codeOf(e: unknown): unknown {
+  return typeof e === 'object' && e !== null && 'code' in e ? e.code : undefined;
+}
+
+/**
+ * Whether another process (the running server) holds the database's lock. Opens it
+ * without creating it and closes it at once; a missing database is not held.
+ */
+export async function databaseHeld(path: string): Promise<boolean> {
+  const db = new ClassicLevel<string, string>(path, { createIfMissing: false });
+  try {
+    await db.open();
+  } catch (e) {
+    const cause = e instanceof Error ? e.cause : undefined;
+    return codeOf(e) === 'LEVEL_LOCKED' || codeOf(cause) === 'LEVEL_LOCKED';
+  }
+  await db.close();
+  return false;
+}

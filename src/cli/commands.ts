@@ -1,0 +1,448 @@
+/**
+ * Every `grantor` command, its options and its help, as data: help, `--version` and the
+ * refusal of unknown commands and options need no configuration, no TPM, no HSM and no
+ * database. The runners (src/cli/local.ts, src/cli/remote.ts) are loaded only to run.
+ *
+ * Where a command runs:
+ *   offline  files only (audit verify, reference-policies learn)
+ *   local    this appliance's TPM, HSM and database (the server must be stopped)
+ *   config   the configuration and the hardware, read-only (doctor)
+ *   remote   a running appliance over its HTTP API (--url/--profile)
+ */
+import type { Options } from './args.js';
+
+export type Where = 'offline' | 'local' | 'config' | 'remote';
+
+export interface Command {
+  /** The words that name it: `['keys', 'list']`. */
+  readonly path: readonly string[];
+  readonly summary: string;
+  /** Arguments after the path, for the usage line. */
+  readonly args: string;
+  readonly positionals: { readonly min: number; readonly max: number };
+  readonly options: Options;
+  readonly description: string;
+  readonly examples: readonly string[];
+  /** Where it runs; `local` commands listed with `remote` too accept the remote options. */
+  readonly where: readonly Where[];
+}
+
+const json = {
+  json: { type: 'boolean', help: 'print JSON for scripts instead of a table' },
+} as const satisfies Options;
+
+/** How a remote command reaches the appliance (flags over GRANTOR_* variables over profile). */
+export const REMOTE_OPTIONS = {
+  url: {
+    type: 'string',
+    value: 'https://host:port',
+    help: 'the appliance (or GRANTOR_URL, or "url" in the profile)',
+  },
+  cacert: {
+    type: 'string',
+    value: 'FILE',
+    help: "PEM CA of the appliance's certificate (or GRANTOR_URL_CA)",
+  },
+  cert: { type: 'string', value: 'FILE', help: 'operator client certificate (PEM), with --key' },
+  key: { type: 'string', value: 'FILE', help: 'its private key (PEM)' },
+  token: {
+    type: 'string',
+    value: 'TOKEN',
+    help: 'operator bearer token (prefer GRANTOR_OPERATOR_TOKEN or "tokenFile" in the profile)',
+  },
+  profile: {
+    type: 'string',
+    value: 'FILE',
+    help: 'profile file (default $GRANTOR_PROFILE or ~/.config/grantor/profile.json)',
+  },
+} as const satisfies Options;
+
+const help = { help: { type: 'boolean', short: 'h', help: 'this help' } } as const;
+
+export const COMMANDS: readonly Command[] = [
+  {
+    path: ['provision'],
+    summary: 'define and pin the audit anchor in the TPM, create the audit log',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: {},
+    description:
+      'The one explicit act that starts an audit log: defines the NV indices of the audit anchor in the appliance TPM, pins their names and the genesis counter in GRANTOR_AUDIT_ANCHOR_PIN, creates the log, then opens the appliance once (creates the HSM keys). Resumes an interrupted run; on a provisioned appliance it changes nothing. Run it while the server is stopped.',
+    examples: ['grantor provision', './scripts/cli provision'],
+    where: ['local'],
+  },
+  {
+    path: ['doctor'],
+    summary: 'check the configuration and the hardware without serving',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: { ...json },
+    description:
+      'Checks, one line each with what to do: the configuration, the TLS files (present, parse, key matches certificate, expiry), the policy set (compiles), the EK CA bundle, the PKCS#11 module, token and mechanisms, TPM reachability and the audit anchor in NV (agrees with its pin). Opens nothing for writing and starts no server; run it with the server stopped (the TPM simulator takes one connection). Exit code 1 when any check fails.',
+    examples: ['grantor doctor', './scripts/cli doctor --json'],
+    where: ['config'],
+  },
+  {
+    path: ['status'],
+    summary: "a running appliance's readiness, component by component",
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: { ...json },
+    description:
+      'GET /readyz of a running appliance: each component (tpm, hsm, audit, policy) and, when it is down, why. Exit code 1 when it is not ready.',
+    examples: [
+      'grantor status --url https://127.0.0.1:8443 --cacert var/tls/server-ca.pem',
+      'grantor status --profile ~/.config/grantor/prod.json --json',
+    ],
+    where: ['remote'],
+  },
+  {
+    path: ['runtimes', 'list'],
+    summary: 'list enrolled runtimes',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: {
+      ...json,
+      state: { type: 'string', value: 'STATE', help: 'only runtimes in this state' },
+      limit: { type: 'string', value: 'N', help: 'at most N runtimes (1-200, default 50)' },
+    },
+    description: 'GET /v1/runtimes (auditor, operator), one page in runtime id order.',
+    examples: [
+      'grantor runtimes list --profile prod.json',
+      'grantor runtimes list --state active --json',
+    ],
+    where: ['remote'],
+  },
+  {
+    path: ['runtimes', 'show'],
+    summary: 'one runtime',
+    args: 'ID',
+    positionals: { min: 1, max: 1 },
+    options: { ...json },
+    description: 'GET /v1/runtimes/{id} (auditor, operator).',
+    examples: ['grantor runtimes show rt_0123456789abcdef'],
+    where: ['remote'],
+  },
+  {
+    path: ['keys', 'list'],
+    summary: 'the grant and audit keys and their states',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: {
+      ...json,
+      purpose: { type: 'string', value: 'grant|audit', help: 'only keys of this purpose' },
+    },
+    description:
+      'Local (server stopped): the key store of this appliance. Remote (--url/--profile): GET /v1/keys (operator, key custodian).',
+    examples: ['grantor keys list', 'grantor keys list --purpose audit --json --profile prod.json'],
+    where: ['local', 'remote'],
+  },
+  {
+    path: ['keys', 'rotate'],
+    summary: 'make a new active key (the previous one starts retiring)',
+    args: '[grant|audit]',
+    positionals: { min: 0, max: 1 },
+    options: {},
+    description:
+      'A key ceremony on this appliance (server stopped), through the same KeyService as POST /v1/keys/rotate. Default purpose: grant.',
+    examples: ['grantor keys rotate', 'grantor keys rotate audit'],
+    where: ['local'],
+  },
+  {
+    path: ['keys', 'retire'],
+    summary: 'retire a retiring key',
+    args: 'KID',
+    positionals: { min: 1, max: 1 },
+    options: { force: { type: 'boolean', help: 'before its grants have expired' } },
+    description: 'Ends the use of a key for verification (server stopped).',
+    examples: ['grantor keys retire 5f2c9e...'],
+    where: ['local'],
+  },
+  {
+    path: ['keys', 'destroy'],
+    summary: 'destroy a retired key in the HSM (irreversible)',
+    args: 'KID',
+    positionals: { min: 1, max: 1 },
+    options: { yes: { type: 'boolean', help: 'confirm: this cannot be undone' } },
+    description:
+      'Destroys the private key object in the HSM (server stopped). On a running appliance this is POST /v1/keys/{kid}/destroy under dual control.',
+    examples: ['grantor keys destroy 5f2c9e... --yes'],
+    where: ['local'],
+  },
+  {
+    path: ['audit', 'export'],
+    summary: 'write every entry and a fresh checkpoint to FILE',
+    args: 'FILE',
+    positionals: { min: 1, max: 1 },
+    options: {},
+    description: 'Exports the local audit log (server stopped) for `grantor audit verify`.',
+    examples: ['grantor audit export audit.json'],
+    where: ['local'],
+  },
+  {
+    path: ['audit', 'verify'],
+    summary: 'verify an export offline (no appliance needed)',
+    args: 'FILE',
+    positionals: { min: 1, max: 1 },
+    options: {
+      key: {
+        type: 'string',
+        value: 'VERIFIER',
+        help: 'the note verifier key (/v1/audit/verifier)',
+      },
+      pin: { type: 'string', value: 'FILE', help: 'the anchor pin file (TPM evidence)' },
+      ak: {
+        type: 'string',
+        value: 'BASE64',
+        help: 'the AK public (TPM2B_PUBLIC) instead of the pin',
+      },
+      'skip-tpm-evidence': { type: 'boolean', help: 'check signatures and hashes only' },
+    },
+    description:
+      'Recomputes the hash chain and the Merkle tree, checks the checkpoint signature and, with --pin, the TPM NV_Certify of the anchor. Exit code 1 when it does not verify.',
+    examples: [
+      "grantor audit verify audit.json --key 'grantor+1a2b3c4d+AQ...' --pin var/appliance.anchor-pin.json",
+    ],
+    where: ['offline'],
+  },
+  {
+    path: ['audit', 'entries'],
+    summary: "read a running appliance's audit entries",
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: {
+      ...json,
+      from: { type: 'string', value: 'N', help: 'first sequence number (default 0)' },
+      limit: { type: 'string', value: 'N', help: 'at most N entries (1-1000, default 100)' },
+    },
+    description: 'GET /v1/audit/entries (auditor).',
+    examples: ['grantor audit entries --from 0 --limit 20 --profile auditor.json'],
+    where: ['remote'],
+  },
+  {
+    path: ['audit', 'checkpoint'],
+    summary: "a running appliance's signed audit checkpoint",
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: { ...json },
+    description: 'GET /v1/audit/checkpoint (public): the tree size, root hash and signed note.',
+    examples: [
+      'grantor audit checkpoint --url https://127.0.0.1:8443 --cacert var/tls/server-ca.pem',
+    ],
+    where: ['remote'],
+  },
+  {
+    path: ['approvals', 'list'],
+    summary: 'dual-control requests and their approvals',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: {
+      ...json,
+      limit: { type: 'string', value: 'N', help: 'at most N requests' },
+    },
+    description: 'GET /v1/approvals (auditor, operator, key custodian).',
+    examples: ['grantor approvals list --profile prod.json'],
+    where: ['remote'],
+  },
+  {
+    path: ['approvals', 'show'],
+    summary: 'one dual-control request',
+    args: 'ID',
+    positionals: { min: 1, max: 1 },
+    options: { ...json },
+    description: 'GET /v1/approvals/{id}.',
+    examples: ['grantor approvals show apr_0123456789abcdef'],
+    where: ['remote'],
+  },
+  {
+    path: ['policy', 'show'],
+    summary: 'the active Cedar policy set',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: { ...json },
+    description: 'GET /v1/policy (auditor, operator): its hash, version, files and policy ids.',
+    examples: ['grantor policy show --profile prod.json'],
+    where: ['remote'],
+  },
+  {
+    path: ['policy', 'reload'],
+    summary: 're-read the policy directory (audited)',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: { ...json },
+    description:
+      'POST /v1/policy/reload (operator): activates the policy directory as it is now, or keeps the active set and prints why the new one was refused.',
+    examples: ['grantor policy reload --profile operator.json'],
+    where: ['remote'],
+  },
+  {
+    path: ['operators', 'person', 'add'],
+    summary: 'register an operator person (offline bootstrap)',
+    args: 'ID',
+    positionals: { min: 1, max: 1 },
+    options: {
+      role: { type: 'string', value: 'ROLE', help: 'auditor, operator or key_custodian' },
+      name: { type: 'string', value: 'NAME', help: 'display name' },
+    },
+    description:
+      'Adds a person to the operator registry of this appliance (server stopped). On a running appliance: PUT /v1/operators/{id} under dual control.',
+    examples: ['grantor operators person add alice --role key_custodian --name "Alice A."'],
+    where: ['local'],
+  },
+  {
+    path: ['operators', 'person', 'list'],
+    summary: 'the operator registry',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: {},
+    description: 'Lists the registered people and their roles (server stopped).',
+    examples: ['grantor operators person list'],
+    where: ['local'],
+  },
+  {
+    path: ['operators', 'token', 'create'],
+    summary: 'issue an operator bearer token (printed once)',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: {
+      role: { type: 'string', value: 'ROLE', help: 'auditor, operator or key_custodian' },
+      actor: { type: 'string', value: 'PERSON', help: 'the person it is for (local only)' },
+      ttl: { type: 'string', value: '90d|12h|30m|SECONDS', help: 'lifetime' },
+    },
+    description:
+      'Local (server stopped): a token for --actor. With GRANTOR_URL and GRANTOR_OPERATOR_TOKEN set: a token for your own person from the running appliance (GRANTOR_URL_CA: its CA).',
+    examples: ['grantor operators token create --role key_custodian --actor alice --ttl 12h'],
+    where: ['local'],
+  },
+  {
+    path: ['operators', 'token', 'list'],
+    summary: 'issued operator tokens (never the tokens themselves)',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: {},
+    description: 'Local, or remote with GRANTOR_URL and GRANTOR_OPERATOR_TOKEN.',
+    examples: ['grantor operators token list'],
+    where: ['local'],
+  },
+  {
+    path: ['operators', 'token', 'revoke'],
+    summary: 'revoke an operator token',
+    args: 'TOKEN_ID',
+    positionals: { min: 1, max: 1 },
+    options: {},
+    description: 'Local, or remote with GRANTOR_URL and GRANTOR_OPERATOR_TOKEN.',
+    examples: ['grantor operators token revoke tok_0123456789abcdef'],
+    where: ['local'],
+  },
+  {
+    path: ['reference-policies', 'learn'],
+    summary: 'golden PCR values from an event log (offline)',
+    args: '',
+    positionals: { min: 0, max: 0 },
+    options: {
+      'event-log': { type: 'string', value: 'FILE', help: 'TCG binary event log' },
+      ima: { type: 'string', value: 'FILE', help: 'IMA measurement list' },
+      'ima-format': { type: 'string', value: 'ascii|binary', help: 'its format' },
+      name: { type: 'string', value: 'NAME', help: 'the reference policy name' },
+      selector: { type: 'string', value: 'K=V', help: 'runtime label selector', multiple: true },
+      bank: { type: 'string', value: 'ALG', help: 'PCR bank (default sha256)' },
+      out: { type: 'string', value: 'FILE', help: 'write here instead of stdout' },
+    },
+    description:
+      'Replays a measured-boot event log into a reference policy (docs/measured-boot.md).',
+    examples: [
+      'grantor reference-policies learn --event-log binary_bios_measurements --name fleet-2026 --out fleet.json',
+    ],
+    where: ['offline'],
+  },
+];
+
+/** The options a command accepts in the mode it runs in (plus --help). */
+export function optionsOf(command: Command, remote: boolean): Options {
+  return { ...command.options, ...help, ...(remote ? REMOTE_OPTIONS : {}) };
+}
+
+/** The command named by the first words of `argv`, and the rest; or the group it starts. */
+export function resolve(
+  argv: readonly string[],
+): { command: Command; rest: string[] } | { group: string[]; unknown?: string } {
+  const words: string[] = [];
+  for (const w of argv) {
+    if (w.startsWith('-')) break;
+    words.push(w);
+    const exact = COMMANDS.find(
+      (c) => c.path.length === words.length && c.path.every((p, i) => p === words[i]),
+    );
+    if (exact !== undefined) return { command: exact, rest: argv.slice(words.length) };
+    const prefix = COMMANDS.some((c) => words.every((p, i) => c.path[i] === p));
+    if (!prefix) return { group: words.slice(0, -1), unknown: w };
+  }
+  return { group: words };
+}
+
+function usageLine(c: Command): string {
+  return ['grantor', ...c.path, c.args, '[options]'].filter((s) => s !== '').join(' ');
+}
+
+function optionLines(options: Options): string[] {
+  return Object.entries(options).map(([name, o]) => {
+    const left = `${o.short === undefined ? '    ' : `-${o.short}, `}--${name}${o.value === undefined ? '' : ` <${o.value}>`}`;
+    return `  ${left.padEnd(34)} ${o.help}`;
+  });
+}
+
+export function commandHelp(c: Command): string {
+  const remote = c.where.includes('remote');
+  return [
+    `usage: ${usageLine(c)}`,
+    '',
+    `${c.summary}.`,
+    c.description,
+    '',
+    `runs: ${c.where.map((w) => WHERE[w]).join('; or ')}`,
+    '',
+    'options:',
+    ...optionLines({ ...c.options, ...help }),
+    ...(remote ? ['', 'remote options:', ...optionLines(REMOTE_OPTIONS)] : []),
+    '',
+    'examples:',
+    ...c.examples.map((e) => `  ${e}`),
+  ].join('\n');
+}
+
+const WHERE: Readonly<Record<Where, string>> = {
+  offline: 'anywhere, on files only',
+  local: 'on the appliance, with its configuration, while the server is stopped',
+  config: 'on the appliance, with its configuration (read-only checks)',
+  remote: 'against a running appliance (--url, --profile, or GRANTOR_URL)',
+};
+
+export function groupHelp(group: readonly string[]): string {
+  const members = COMMANDS.filter((c) => group.every((p, i) => c.path[i] === p));
+  const width = Math.max(...members.map((c) => c.path.join(' ').length)) + 2;
+  const top = group.length === 0;
+  return [
+    top
+      ? 'usage: grantor <command> [options]'
+      : `usage: grantor ${group.join(' ')} <command> [options]`,
+    '',
+    ...(top
+      ? [
+          'grantor: the trust appliance, its ceremonies on the appliance and a client of a running one.',
+          '',
+        ]
+      : []),
+    'commands:',
+    ...members.map((c) => `  ${c.path.join(' ').padEnd(width)}${c.summary}`),
+    '',
+    top
+      ? "grantor <command> --help shows a command's options and examples; grantor --version the version."
+      : `grantor ${group.join(' ')} <command> --help shows its options and examples.`,
+    ...(top
+      ? [
+          'Local commands open the TPM, the HSM and the database: stop the server first, or use',
+          'the remote commands (--url/--cacert with --cert/--key or --token, or a profile file).',
+        ]
+      : []),
+  ].join('\n');
+}

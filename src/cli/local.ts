@@ -1,0 +1,104 @@
+/**
+ * The commands that run on the appliance itself (provision, keys, audit export, the
+ * operator registry) or on files (audit verify, reference-policies learn), with the same
+ * service code as the server. Loaded only when such a command runs, so that help and
+ * usage errors never load the TPM addon or read the configuration.
+ */
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { openAppliance, provisionAppliance } from '../appliance.js';
+import { runReferencePoliciesCli } from '../attestation/measured-boot/learn-cli.js';
+import { runAuditCli } from '../audit/cli.js';
+import { runKeysCli } from '../keys/cli.js';
+import { runOperatorsCli } from '../operators/cli.js';
+import { RemoteTokens } from '../operators/remote.js';
+import { loadConfig, type AppConfig } from '../shared/config.js';
+import { databaseHeld } from '../shared/db.level.js';
+import { GrantorError } from '../shared/errors.js';
+import { openTpm } from '../tpm/tpm.native.js';
+import type { Command } from './commands.js';
+import type { Io } from './io.js';
+
+/** The running server holds the state: say so, and what to do instead. */
+export class StateHeldError extends GrantorError {
+  constructor(stateDir: string) {
+    super(
+      'state_held',
+      `the running grantor server holds the state in ${stateDir} (LevelDB lock on db/LOCK): stop the server to run this command, or operate the running appliance remotely (grantor --help: status, runtimes, keys list, approvals, policy, audit entries with --url or --profile)`,
+    );
+  }
+}
+
+async function ensureNotHeld(config: AppConfig): Promise<void> {
+  if (await databaseHeld(join(config.stateDir, 'db'))) throw new StateHeldError(config.stateDir);
+}
+
+async function provision(config: AppConfig, io: Io): Promise<number> {
+  const tpm = await openTpm(config.tpm);
+  try {
+    for (const line of await provisionAppliance(config, tpm)) io.out(line);
+  } finally {
+    await tpm.close();
+  }
+  // Opening the appliance runs the audit start-up check and creates missing keys.
+  const a = await openAppliance(config);
+  try {
+    io.out(
+      `keys: ${a.keys
+        .list()
+        .map((k) => `${k.purpose}:${k.state}:${k.kid}`)
+        .join(', ')}`,
+    );
+    io.out(
+      a.lockdown === undefined
+        ? 'audit log: consistent with its TPM anchor'
+        : `audit log: REFUSED (${a.lockdown.code}): ${a.lockdown.message}`,
+    );
+    return a.lockdown === undefined ? 0 : 1;
+  } finally {
+    await a.close();
+  }
+}
+
+/** Runs a local or offline command; `args` are its checked arguments after its path. */
+export async function runLocal(command: Command, args: readonly string[], io: Io): Promise<number> {
+  const [group, verb] = command.path;
+  const sub = command.path.slice(1);
+  if (group === 'reference-policies') {
+    return runReferencePoliciesCli([...sub, ...args], { out: io.out, err: io.err });
+  }
+  if (group === 'audit' && verb === 'verify') {
+    return runAuditCli([...sub, ...args], {}, { out: io.out, err: io.err });
+  }
+  if (group === 'operators' && command.path[1] === 'token') {
+    // A running appliance: token create|list|revoke over its operator API (no local config).
+    const url = process.env.GRANTOR_URL;
+    const token = process.env.GRANTOR_OPERATOR_TOKEN;
+    if (url !== undefined && url !== '' && token !== undefined && token !== '') {
+      const caFile = process.env.GRANTOR_URL_CA;
+      const ca = caFile === undefined || caFile === '' ? undefined : readFileSync(caFile, 'utf8');
+      const client = new RemoteTokens({ url, token, ...(ca === undefined ? {} : { ca }) });
+      return runOperatorsCli([...sub, ...args], client, { log: io.out, error: io.err });
+    }
+  }
+  const config = loadConfig();
+  await ensureNotHeld(config);
+  if (group === 'provision') return provision(config, io);
+  const a = await openAppliance(config);
+  try {
+    if (group === 'keys') return await runKeysCli([...sub, ...args], a.keys, io.out);
+    if (group === 'audit') {
+      return await runAuditCli(
+        [...sub, ...args],
+        { openAudit: () => Promise.resolve({ audit: a.audit, close: () => Promise.resolve() }) },
+        { out: io.out, err: io.err },
+      );
+    }
+    return await runOperatorsCli([...sub, ...args], a.operators.tokens, {
+      log: io.out,
+      error: io.err,
+    });
+  } finally {
+    await a.close();
+  }
+}
