@@ -837,14 +837,13 @@ export class AttestationService {
       // Fail closed: the session ends even if the audit write below fails.
       this.#endSession(runtimeId);
       this.#nonces.forget(runtimeId);
-      this.#measuredBoot.forget(runtimeId);
       await this.#record({
         type: 'runtime.revoke',
         subject: runtimeId,
         decision: 'revoked',
         digest: factsDigest({ runtimeId, akName: r.akName }),
       });
-      await this.#update({ ...r, state: 'revoked', secretDigest: null });
+      await this.#update({ ...r, state: 'revoked', secretDigest: null, imaState: null });
       return { runtimeId, state: 'revoked' as const };
     });
   }
@@ -903,8 +902,9 @@ export class AttestationService {
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
         lastQuote: lastQuoteOf(facts),
         lastAttestation: { attestationId, verdict, reasons, at: now.toISOString() },
+        // The IMA entries verified against this quote, written with the audited verdict.
+        ...(measured.imaState === undefined ? {} : { imaState: measured.imaState }),
       });
-      measured.commit();
       if (validUntil !== null) {
         this.#sessions.set(attestationId, {
           attestationId,
@@ -977,11 +977,11 @@ export class AttestationService {
       });
       // The event log and IMA list against the now authentic quote (measured-boot/).
       const measured = this.#measuredBoot.verify(
-        runtimeId,
         evidence,
         parsed.values,
         facts,
         policy.measuredBoot,
+        record.imaState,
       );
       if (nonceStatus === 'ok') this.#nonces.consume(runtimeId, parsed.nonce);
       return { record, policy, facts, measured };

@@ -23,6 +23,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import type { HashName } from '../../tpm/marshal/constants.js';
 import { ConfigError } from '../../shared/errors.js';
+import { jcsSha256Hex } from '../../shared/jcs.js';
 import { bankByName } from './hashes.js';
 
 export interface SignatureDbRule {
@@ -43,6 +44,8 @@ export interface ImaKey {
 }
 
 export interface ImaRules {
+  /** Hex JCS SHA-256 of the rules as written: which rules a stored verdict was found under. */
+  readonly id: string;
   readonly pcr: number;
   readonly allow: ReadonlyMap<string, ReadonlySet<string>>;
   readonly allowDigests: ReadonlySet<string>;
@@ -217,6 +220,7 @@ function parseImaRules(
   if (raw.allowViolations !== undefined && typeof raw.allowViolations !== 'boolean')
     throw fail('ima.allowViolations is a boolean');
   return {
+    id: jcsSha256Hex(raw),
     pcr,
     allow,
     allowDigests:
