@@ -419,3 +419,69 @@ describe('the IMA state stored with the runtime', () => {
     expect((await store.get(runtimeId))?.imaState).toBeNull();
   });
 });
+
+describe('quote mode (a grant request carrying a fresh quote)', () => {
+  const log = () => logOf(EVENTS).toString('base64');
+  const qd = createHash('sha256').update('the grant request').digest();
+
+  async function quoted(extra: Record<string, unknown>) {
+    const { nonce } = await svc.challenge(runtimeId);
+    const n = Buffer.from(nonce, 'base64');
+    return svc.verifyQuote(
+      runtimeId,
+      { ...tpm.quote(n, qualifyingData(n, qd), { selection: sel }), ...extra },
+      qualifyingData(n, qd),
+    );
+  }
+
+  it('replays the event log and the IMA entries since the last attestation', async () => {
+    expect((await attest({ eventLog: log(), ima: ima(IMA) })).verdict).toBe('trusted');
+    const more = [imaLine('/usr/bin/new', '22'.repeat(20))];
+    extendIma(tpm, more);
+    const verified = await quoted({ eventLog: log(), ima: ima(more, 3) });
+    expect(verified.runtimeId).toBe(runtimeId);
+    // The stored state stays where the last attestation left it (the grant answer cannot
+    // tell the attester where the verified entries end).
+    expect((await store.get(runtimeId))?.imaState?.count).toBe(3);
+  });
+
+  it.each([
+    ['an event removed', logOf(EVENTS.filter((_, i) => i !== 8)), 4],
+    ['the wrong bank', logOf(EVENTS, ['sha1']), 0],
+  ] as const)('refuses a log with %s: event_log_mismatch naming the PCR', async (_, bad, pcr) => {
+    const { attestationId } = await attest({ eventLog: log(), ima: ima(IMA) });
+    expect(svc.sessionFor(attestationId)).toBeDefined();
+    expect(await codeOf(quoted({ eventLog: bad.toString('base64'), ima: ima([], 3) }))).toEqual({
+      code: 'event_log_mismatch',
+      details: { bank: 'sha256', pcr },
+    });
+    // The quote was authentic: the runtime's attested session ends.
+    expect(svc.sessionFor(attestationId)).toBeUndefined();
+  });
+
+  it('refuses a quote without the logs the policy requires', async () => {
+    expect((await codeOf(quoted({ ima: ima(IMA) }))).code).toBe('event_log_required');
+    expect((await codeOf(quoted({ eventLog: log() }))).code).toBe('ima_log_required');
+  });
+
+  it('applies the same policy rules: a denied file is measured_boot_violation naming it', async () => {
+    await restart({
+      ...POLICY,
+      measuredBoot: { ...POLICY.measuredBoot, ima: { deny: ['22'.repeat(20)] } },
+    });
+    expect((await attest({ eventLog: log(), ima: ima(IMA) })).verdict).toBe('trusted');
+    const more = [imaLine('/usr/bin/new', '22'.repeat(20))];
+    extendIma(tpm, more);
+    expect(await codeOf(quoted({ eventLog: log(), ima: ima(more, 3) }))).toEqual({
+      code: 'measured_boot_violation',
+      details: {
+        reasons: [`ima_digest_denied pcr=10 entry=3 name="/usr/bin/new" sha1=${'22'.repeat(20)}`],
+      },
+    });
+    const record = await store.get(runtimeId);
+    expect(record?.lastAttestation).toMatchObject({
+      verdict: 'untrusted',
+      reasons: [expect.stringMatching(/^ima_digest_denied /)],
+    });
+  });
+});
