@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main as attestCli } from '../../attestation/cli.js';
+import { MeasuredRuntime } from '../../examples/demo/boot.js';
 import { runDemo } from '../../examples/demo/demo.js';
 import { provisionAppliance } from '../../src/appliance.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
@@ -243,6 +244,30 @@ describe('grantor-attest grant (the attester CLI against the same appliance)', (
       );
       expect(await attestCli(['grant', ...base, ...ask])).toBe(0);
       expect(await attestCli(['grant', ...base, ...ask, '--quote'])).toBe(0);
+      // Measured boot from the command line: the TPM boots (examples/demo/boot.ts), the
+      // operator moves it to the measured policy, and the logs go with both quotes.
+      const t = await openTpm({ tcti });
+      let booted: MeasuredRuntime;
+      try {
+        booted = await MeasuredRuntime.boot(t);
+      } finally {
+        await t.close();
+      }
+      const logFile = join(tpmDir, 'binary_bios_measurements');
+      const imaFile = join(tpmDir, 'ascii_runtime_measurements');
+      await writeFile(logFile, booted.log);
+      await writeFile(imaFile, (await booted.source().imaAscii?.()) ?? '');
+      await attestation.assignLabels(
+        runtimeId,
+        { team: 'support', boot: 'measured' },
+        { id: 'op_t', role: 'operator' },
+      );
+      const measured = ['--pcrs', 'sha256:0,2,4,7,8,10'];
+      await expect(attestCli(['attest', ...base, ...measured])).rejects.toMatchObject({
+        code: 'event_log_required',
+      });
+      const files = ['--event-log', logFile, '--ima', imaFile];
+      expect(await attestCli(['grant', ...base, ...ask, '--quote', ...measured, ...files])).toBe(0);
       // Missing flags are refused before any TPM or HTTP work.
       await expect(attestCli(['grant', ...base, '--action', 'tickets.read'])).rejects.toThrow(
         /required/,
@@ -253,7 +278,7 @@ describe('grantor-attest grant (the attester CLI against the same appliance)', (
     const grants = printed
       .map((line) => JSON.parse(line) as { grant?: string })
       .filter((o) => o.grant !== undefined);
-    expect(grants).toHaveLength(2);
+    expect(grants).toHaveLength(3);
     for (const g of grants) {
       const payload = JSON.parse(
         Buffer.from(g.grant?.split('.')[1] ?? '', 'base64url').toString('utf8'),
