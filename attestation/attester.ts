@@ -297,20 +297,34 @@ export class Attester {
     return { ...body, session: { attestationId, signature } };
   }
 
-  /** Quote mode (§3): a fresh quote qualified with the digest of this very request. */
+  /**
+   * Quote mode (§3): a fresh quote qualified with the digest of this very request, with the
+   * event log and the IMA entries since the last attestation when `measured` says where to
+   * read them (read after the quote, as for an attestation; not part of the digest: the
+   * replay binds them to the quote).
+   */
   async quoted(
     body: GrantRequestBody,
     selection: readonly PcrBankSelection[] = DEFAULT_PCRS,
+    measured?: MeasuredBootSource,
   ): Promise<GrantRequestBody & { quote: unknown }> {
-    return { ...body, quote: await this.#quote(body, selection) };
+    const quote = await this.#quote(body, selection);
+    return { ...body, quote: { ...quote, ...(await this.#measuredBoot(measured)) } };
   }
 
   /** POST /v1/grants in session mode (default) or quote mode. */
   async requestGrant(
     body: GrantRequestBody,
     mode: 'session' | 'quote' = 'session',
+    options: {
+      readonly selection?: readonly PcrBankSelection[];
+      readonly measured?: MeasuredBootSource;
+    } = {},
   ): Promise<GrantAnswer> {
-    const request = mode === 'session' ? this.sessionSigned(body) : await this.quoted(body);
+    const request =
+      mode === 'session'
+        ? this.sessionSigned(body)
+        : await this.quoted(body, options.selection, options.measured);
     return this.#call<GrantAnswer>('/v1/grants', request);
   }
 }

@@ -2,9 +2,13 @@
  * grantor-attest: the attester as a command.
  *   grantor-attest enroll --url URL --tcti TCTI --state FILE --name NAME [--label k=v ...]
  *   grantor-attest attest --url URL --tcti TCTI --state FILE [--pcrs sha256:0,1,2,3,7]
+ *                         [--event-log FILE] [--ima FILE]
  *   grantor-attest grant  --url URL --tcti TCTI --state FILE --action A --resource R
  *                         --parameters-digest HEX --audience AUD [--parent GRANT_ID]
- *                         [--ttl SECONDS] [--quote]
+ *                         [--ttl SECONDS] [--quote] [--event-log FILE] [--ima FILE]
+ *     --event-log: the TCG event log (/sys/kernel/security/tpm0/binary_bios_measurements),
+ *     --ima: the IMA list in ASCII (/sys/kernel/security/ima/ascii_runtime_measurements),
+ *     both read after each quote and sent with it (measured boot, also in quote mode).
  *     attests (a fresh session key: the private key never leaves this process), then asks
  *     for the grant in session mode, or with --quote in quote mode (a quote over this very
  *     request). Prints the grant answer as JSON.
@@ -15,7 +19,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { openTpm } from '../src/tpm/tpm.native.js';
 import type { HashAlgName, PcrBankSelection } from '../src/tpm/tpm.port.js';
-import { Attester, type AttesterState } from './attester.js';
+import { Attester, type AttesterState, type MeasuredBootSource } from './attester.js';
 
 const BANKS: readonly string[] = ['sha1', 'sha256', 'sha384', 'sha512'];
 
@@ -29,6 +33,20 @@ export function parsePcrs(spec: string): PcrBankSelection[] {
       throw new Error(`bad PCR index in ${part}`);
     return { hash: bank as HashAlgName, pcrs };
   });
+}
+
+/** The measured-boot files to send, read when each quote is made. */
+function measuredSource(flags: {
+  readonly 'event-log'?: string | undefined;
+  readonly ima?: string | undefined;
+}): MeasuredBootSource | undefined {
+  const eventLog = flags['event-log'];
+  const ima = flags.ima;
+  if (eventLog === undefined && ima === undefined) return undefined;
+  return {
+    ...(eventLog === undefined ? {} : { eventLog: () => readFile(eventLog) }),
+    ...(ima === undefined ? {} : { imaAscii: () => readFile(ima) }),
+  };
 }
 
 async function loadState(path: string): Promise<AttesterState> {
@@ -48,6 +66,8 @@ interface GrantFlags {
   readonly parent?: string | undefined;
   readonly ttl: string;
   readonly quote: boolean;
+  readonly 'event-log'?: string | undefined;
+  readonly ima?: string | undefined;
 }
 
 async function grant(attester: Attester, flags: GrantFlags): Promise<unknown> {
@@ -65,7 +85,9 @@ async function grant(attester: Attester, flags: GrantFlags): Promise<unknown> {
     throw new Error('--ttl must be a positive integer');
   const runtimeId = attester.state.runtimeId;
   if (runtimeId === undefined) throw new Error('not enrolled (run enroll first)');
-  const attested = await attester.attest(parsePcrs(flags.pcrs));
+  const selection = parsePcrs(flags.pcrs);
+  const measured = measuredSource(flags);
+  const attested = await attester.attest(selection, measured);
   if (attested.verdict !== 'trusted')
     throw new Error(`attestation untrusted: ${attested.reasons.join(', ')}`);
   return attester.requestGrant(
@@ -81,6 +103,7 @@ async function grant(attester: Attester, flags: GrantFlags): Promise<unknown> {
       ttlSeconds,
     },
     flags.quote ? 'quote' : 'session',
+    { selection, ...(measured === undefined ? {} : { measured }) },
   );
 }
 
@@ -102,6 +125,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       parent: { type: 'string' },
       ttl: { type: 'string', default: '60' },
       quote: { type: 'boolean', default: false },
+      'event-log': { type: 'string' },
+      ima: { type: 'string' },
     },
   });
   const command = positionals[0];
@@ -130,7 +155,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       const state = await attester.enroll(values.name, labels);
       out = { runtimeId: attester.state.runtimeId, state };
     } else if (command === 'attest') {
-      out = await attester.attest(parsePcrs(values.pcrs));
+      out = await attester.attest(parsePcrs(values.pcrs), measuredSource(values));
     } else {
       out = await grant(attester, values);
     }

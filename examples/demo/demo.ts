@@ -38,6 +38,7 @@ import { GrantorError } from '../../src/shared/errors.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import type { PcrBankSelection, TpmPort } from '../../src/tpm/tpm.port.js';
 import { createGatewayExample } from '../gateway/app.js';
+import { MeasuredRuntime, bootEvents, eventLog } from './boot.js';
 
 export interface DemoOptions {
   /** The appliance, e.g. http://127.0.0.1:8443 */
@@ -65,7 +66,8 @@ export interface DemoResult {
   readonly steps: readonly { readonly step: string; readonly ok: boolean }[];
 }
 
-const PCRS: readonly PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 1, 2, 3, 7] }];
+/** 0 and 7 for the raw values, 2, 4 and 8 replayed from the event log, 10 for IMA. */
+const PCRS: readonly PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 2, 4, 7, 8, 10] }];
 const AUDIENCE = 'gw_demo';
 
 class StepFailed extends Error {}
@@ -162,6 +164,8 @@ interface Runtime {
   readonly tpm: TpmPort;
   readonly attester: Attester;
   runtimeId: string;
+  /** Its measured boot (event log, IMA list), once the `boot` step ran. */
+  boot?: MeasuredRuntime;
 }
 
 let counter = 0;
@@ -281,19 +285,31 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
           url,
           'PUT',
           `${path}/labels`,
-          { labels: { team } },
+          { labels: { team, boot: 'measured' } },
           options.operator,
         );
         if (put.status !== 200) throw new StepFailed(`PUT ${path}/labels answered ${put.status}`);
         return `no rule knew its EK: an operator assigned team=${team} (audited runtime.labels.assign)`;
       });
     }
+    const measured = (rt: Runtime): MeasuredRuntime => {
+      if (rt.boot === undefined) throw new StepFailed(`${rt.label} has not booted`);
+      return rt.boot;
+    };
+    for (const rt of [support, payments]) {
+      await step('boot', async () => {
+        rt.boot = await MeasuredRuntime.boot(rt.tpm);
+        return `${rt.label}'s firmware measured shim, GRUB, the kernel and its command line into PCRs 2, 4, 8 (event log: ${bootEvents().length} events) and IMA ${rt.boot.imaEntries} files into PCR 10`;
+      });
+    }
     for (const rt of [support, payments]) {
       await step('attest', async () => {
-        const r = await rt.attester.attest(PCRS);
+        const r = await rt.attester.attest(PCRS, measured(rt).source());
         if (r.verdict !== 'trusted')
           throw new StepFailed(`${rt.label}: verdict ${r.verdict} (${r.reasons.join('; ')})`);
-        return `${rt.label} quoted PCRs 0-3,7 over a fresh nonce and session key: trusted, session ${short(r.attestationId)} until ${r.validUntil ?? '?'}`;
+        if (r.measuredBoot === undefined)
+          throw new StepFailed(`${rt.label}: the appliance did not replay the logs`);
+        return `${rt.label} quoted PCRs 0,2,4,7,8,10 over a fresh nonce and session key, with its event log (${r.measuredBoot.events} events replayed) and IMA list (${r.measuredBoot.imaEntries} entries): trusted, session ${short(r.attestationId)} until ${r.validUntil ?? '?'}`;
       });
     }
 
@@ -378,9 +394,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     let transfer: Issued | undefined;
     await step('grant', async () => {
       transfer = await expectGrant(
-        await payments.attester.quoted(grantBody(payments, transferAsk)),
+        await payments.attester.quoted(
+          grantBody(payments, transferAsk),
+          PCRS,
+          measured(payments).source(),
+        ),
       );
-      return `payments.transfer 25.00 EUR, quote mode (TPM quote over this very request): ALLOWED, grant ${short(transfer.grantId)}, audit #${transfer.auditSeq}`;
+      return `payments.transfer 25.00 EUR, quote mode (TPM quote over this very request, event log and IMA replayed again): ALLOWED, grant ${short(transfer.grantId)}, audit #${transfer.auditSeq}`;
     });
     const transferGrant = transfer?.grant ?? '';
     const transferId = transfer?.grantId ?? '';
@@ -436,6 +456,33 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         throw e;
       }
       throw new StepFailed('the replayed child grant was accepted');
+    });
+
+    // --- measured boot refusals ----------------------------------------------------------
+    await step('tamper', async () => {
+      // The runtime hides that it booted another kernel: the log names the allowed one.
+      const events = bootEvents().map((e, i) =>
+        i === 4 ? { ...e, digests: { sha256: Buffer.alloc(32, 0xee) } } : e,
+      );
+      try {
+        await payments.attester.attest(PCRS, measured(payments).source(eventLog(events)));
+      } catch (e) {
+        const d = e instanceof AttesterError ? e.details : undefined;
+        if (e instanceof AttesterError && e.code === 'event_log_mismatch')
+          return `${payments.label} sent an event log with the kernel's digest edited: REFUSED (${e.status} ${e.code}, ${String(d?.bank)} PCR ${String(d?.pcr)}); its session ended`;
+        throw e;
+      }
+      throw new StepFailed('the tampered event log was accepted');
+    });
+    await step('ima', async () => {
+      const digest = await measured(support).measure('/tmp/dropper', 'not on the allowlist');
+      const r = await support.attester.attest(PCRS, measured(support).source());
+      const reason = r.reasons.find((x) => x.includes(digest));
+      if (r.verdict !== 'untrusted' || reason === undefined)
+        throw new StepFailed(
+          `${support.label} measured an unlisted file and was ${r.verdict} (${r.reasons.join('; ')}); the appliance needs reference-policies/swtpm-demo-measured.json`,
+        );
+      return `${support.label}'s kernel measured /tmp/dropper (not on the IMA allowlist): only the new entry sent, UNTRUSTED: ${reason}`;
     });
 
     // --- the audit log, exported and verified offline -----------------------------------

@@ -34,6 +34,27 @@ export interface ReleaseMark {
   readonly by: string;
 }
 
+/**
+ * The measured-boot verifier's incremental IMA state for one boot of a runtime
+ * (measured-boot/measured-boot.ts): written only by the appliance, with the record, after
+ * an attestation whose quote was authentic and whose IMA entries replayed to it. A state
+ * that is absent or unreadable is lost, never trusted: the runtime then sends its list from
+ * entry 0 and everything is verified again.
+ */
+export interface StoredImaState {
+  /** The TPM boot it belongs to: the quote's counters when it was verified. */
+  readonly resetCount: number;
+  readonly restartCount: number;
+  /** Entries verified: the next list must start at this index. */
+  readonly count: number;
+  /** bank -> PCR -> hex value the verified entries replay to. */
+  readonly pcrs: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** Verdict reasons found in verified entries (they stay until the TPM resets). */
+  readonly sticky: readonly string[];
+  /** Hex SHA-256 of the IMA rules the reasons were found under (other rules: start again). */
+  readonly rules: string;
+}
+
 export interface RuntimeRecord {
   readonly runtimeId: string;
   readonly name: string;
@@ -75,6 +96,8 @@ export interface RuntimeRecord {
     readonly clock: string /* decimal uint64 ms */;
     readonly firmwareVersion: string; /* 16 hex chars */
   };
+  /** Measured boot: the IMA entries verified in this boot (absent: none, or from before). */
+  readonly imaState?: StoredImaState | null;
 }
 
 /**

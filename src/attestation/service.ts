@@ -61,6 +61,7 @@ import { KeyedQueue } from '../shared/keyed-queue.js';
 import { MeasuredBoot, type MeasuredBootOutcome } from './measured-boot/measured-boot.js';
 import type { MeasuredBootRequest } from './measured-boot/evidence.js';
 import type { MeasuredBootEvidence } from './measured-boot/verify.js';
+import { MeasuredBootViolationError } from './measured-boot/errors.js';
 
 /** The narrow audit port this domain needs; the lead wires it to the audit log. */
 export interface AuditSink {
@@ -837,14 +838,13 @@ export class AttestationService {
       // Fail closed: the session ends even if the audit write below fails.
       this.#endSession(runtimeId);
       this.#nonces.forget(runtimeId);
-      this.#measuredBoot.forget(runtimeId);
       await this.#record({
         type: 'runtime.revoke',
         subject: runtimeId,
         decision: 'revoked',
         digest: factsDigest({ runtimeId, akName: r.akName }),
       });
-      await this.#update({ ...r, state: 'revoked', secretDigest: null });
+      await this.#update({ ...r, state: 'revoked', secretDigest: null, imaState: null });
       return { runtimeId, state: 'revoked' as const };
     });
   }
@@ -903,8 +903,9 @@ export class AttestationService {
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
         lastQuote: lastQuoteOf(facts),
         lastAttestation: { attestationId, verdict, reasons, at: now.toISOString() },
+        // The IMA entries verified against this quote, written with the audited verdict.
+        ...(measured.imaState === undefined ? {} : { imaState: measured.imaState }),
       });
-      measured.commit();
       if (validUntil !== null) {
         this.#sessions.set(attestationId, {
           attestationId,
@@ -977,11 +978,11 @@ export class AttestationService {
       });
       // The event log and IMA list against the now authentic quote (measured-boot/).
       const measured = this.#measuredBoot.verify(
-        runtimeId,
         evidence,
         parsed.values,
         facts,
         policy.measuredBoot,
+        record.imaState,
       );
       if (nonceStatus === 'ok') this.#nonces.consume(runtimeId, parsed.nonce);
       return { record, policy, facts, measured };
@@ -1061,25 +1062,32 @@ export class AttestationService {
    */
   async verifyQuote(
     runtimeId: string,
-    quote: QuoteRequest,
+    quote: QuoteRequest & MeasuredBootRequest,
     qd: Uint8Array,
   ): Promise<VerifiedQuote> {
     const now = this.#now();
     const parsed = parseQuoteRequest(quote);
+    // The quote's event log and IMA entries, parsed before the first await like the quote.
+    const evidence = this.#measuredBoot.parse(quote);
     const expected = Buffer.from(qd);
     return this.#serial(runtimeId, async () => {
-      const { record, policy, facts } = await this.#verify(
+      const { record, policy, facts, measured } = await this.#verify(
         runtimeId,
         parsed,
         expected,
         now,
         'quote',
+        evidence,
       );
       await this.#recordFirmwareChange(record, facts);
       // The verdict is recorded like an attestation's, before the grant answer: the entry,
       // the counters, and on a violation the runtime's standing and its session.
-      const first = facts.violations[0];
-      const { reasons } = verdictOf(facts, []);
+      const first =
+        facts.violations[0] ??
+        (measured.reasons.length > 0
+          ? new MeasuredBootViolationError(measured.reasons)
+          : undefined);
+      const { reasons } = verdictOf(facts, measured.reasons);
       if (first !== undefined || facts.resetDetected) this.#endSession(runtimeId);
       const attestationId = `at_${this.#random(16).toString('base64url')}`;
       await this.#record({
@@ -1090,8 +1098,11 @@ export class AttestationService {
         digest: factsDigest({
           ...verdictFacts(record, attestationId, policy, facts),
           qualifyingData: expected.toString('hex'),
+          ...(measured.summary === undefined ? {} : { measuredBoot: measured.summary }),
         }),
       });
+      // The stored IMA state is not moved here: the grant answer cannot tell the attester
+      // where the verified entries end (docs/measured-boot.md).
       await this.#update({
         ...record,
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },

@@ -267,7 +267,14 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     await app.register(policyRoutes, { policy: services.policy });
   }
   if (services.grants !== undefined) {
-    await app.register(grantsRoutes, { grants: services.grants, metrics });
+    await app.register(grantsRoutes, {
+      grants: services.grants,
+      metrics,
+      // Quote mode may carry the event log and IMA list (measured boot): the same limit.
+      ...(services.attestation === undefined
+        ? {}
+        : { quoteBodyLimit: services.attestation.attestationBodyLimit }),
+    });
   }
   await app.ready();
   return app;

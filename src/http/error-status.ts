@@ -81,6 +81,7 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   event_log_mismatch: 422,
   ima_log_mismatch: 422,
   ima_log_offset_invalid: 409,
+  measured_boot_violation: 422,
   // grants (src/grants/errors.ts GRANT_CODES)
   runtime_not_active: 403,
   session_not_live: 403,

@@ -111,6 +111,27 @@ async function refusal(
   return { status: 201 };
 }
 
+let audit: MemoryAudit;
+
+/** The appliance's attestation routes over `db`, on `port` (0: any). */
+async function serve(port: number): Promise<string> {
+  audit = new MemoryAudit();
+  const svc = await createAttestation(
+    {
+      ekCaBundlePem: sim.ekCaPem,
+      referencePolicyFiles: [join(dir, 'policy.json')],
+      enrollmentRules: parseEnrollmentRules(rigEnrollmentRules(), 'rig'),
+    },
+    { db, audit },
+  );
+  app = createServer();
+  await app.register(runtimesRoutes, { attestation: svc });
+  await app.listen({ host: '127.0.0.1', port });
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('no address');
+  return `http://127.0.0.1:${address.port}`;
+}
+
 beforeAll(async () => {
   sim = await startSimTpm();
   tpm = await openTpm({ tcti: sim.tcti });
@@ -136,20 +157,7 @@ beforeAll(async () => {
       },
     }),
   );
-  const svc = await createAttestation(
-    {
-      ekCaBundlePem: sim.ekCaPem,
-      referencePolicyFiles: [policyFile],
-      enrollmentRules: parseEnrollmentRules(rigEnrollmentRules(), 'rig'),
-    },
-    { db, audit: new MemoryAudit() },
-  );
-  app = createServer();
-  await app.register(runtimesRoutes, { attestation: svc });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('no address');
-  url = `http://127.0.0.1:${address.port}`;
+  url = await serve(0);
   await extendLog(EVENTS);
   await measure('boot_aggregate', 'aggregate');
   await measure('/usr/bin/agent', 'agent v1');
@@ -187,6 +195,28 @@ describe('measured boot against swtpm', () => {
     const again = await attester.attest(sel, source());
     expect(again).toMatchObject({ verdict: 'untrusted', reasons: [reason] });
     expect(again.measuredBoot?.imaEntries).toBe(5);
+  });
+
+  it('keeps the verified IMA state across an appliance restart: only new entries are sent, the dropper still named', async () => {
+    const before = await attester.attest(sel, source());
+    // The dropper measured in the test before stays a reason until the TPM resets.
+    expect(before.verdict).toBe('untrusted');
+    const verified = before.measuredBoot?.imaEntries ?? 0;
+    // The appliance stops and starts again on the same LevelDB and port.
+    const port = Number(new URL(url).port);
+    await app.close();
+    await db.close();
+    db = await openDatabase(join(dir, 'db'));
+    expect(await serve(port)).toBe(url);
+    await measure('/usr/bin/agent', 'agent v1');
+    const after = await attester.attest(sel, source());
+    expect(after).toMatchObject({
+      verdict: 'untrusted',
+      reasons: before.reasons,
+      measuredBoot: { imaEntries: verified + 1 },
+    });
+    // Sent from where the attester left off and accepted at once: no offset was refused.
+    expect(audit.events.map((e) => e.decision)).toEqual(['untrusted']);
   });
 
   const swap = <T>(a: readonly T[], i: number, j: number): T[] => {

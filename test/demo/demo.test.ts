@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main as attestCli } from '../../attestation/cli.js';
+import { MeasuredRuntime } from '../../examples/demo/boot.js';
 import { runDemo } from '../../examples/demo/demo.js';
 import { provisionAppliance } from '../../src/appliance.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
@@ -62,7 +63,7 @@ beforeAll(async () => {
   const rule = async (name: string, tcti: string, team: string) => ({
     name,
     match: { ekPublicKeySha256: await fingerprints(tcti) },
-    labels: { team },
+    labels: { team, boot: 'measured' },
     state: 'active',
   });
   await writeFile(
@@ -92,7 +93,8 @@ beforeAll(async () => {
       GRANTOR_POLICY_WATCH: 'false',
       GRANTOR_LOG_LEVEL: 'warn',
       // As ./scripts/demo passes it: no reference policy is active by default.
-      GRANTOR_REFERENCE_POLICIES: 'reference-policies/swtpm-dev.json',
+      GRANTOR_REFERENCE_POLICIES:
+        'reference-policies/swtpm-dev.json,reference-policies/swtpm-demo-measured.json',
     },
     repoRoot,
   );
@@ -144,7 +146,9 @@ describe('./scripts/demo, the driver', () => {
       /^ok {3}identity {2}the operators' enrollment rule assigned it team=support \(rule:support-fleet\)/,
       /^ok {3}enroll {4}payments-agent-t1 enrolled .*\(requesting team=payments\).*: rt_\S+ is active$/,
       /^ok {3}identity {2}the operators' enrollment rule assigned it team=payments \(rule:payments-fleet\)/,
-      /^ok {3}attest {4}support-agent-t1 quoted .*: trusted, session at_/,
+      /^ok {3}boot {6}support-agent-t1's firmware measured .* PCRs 2, 4, 8 \(event log: 6 events\) and IMA 2 files into PCR 10$/,
+      /^ok {3}boot {6}payments-agent-t1's firmware measured /,
+      /^ok {3}attest {4}support-agent-t1 quoted PCRs 0,2,4,7,8,10 .*event log \(6 events replayed\) and IMA list \(2 entries\): trusted, session at_/,
       /^ok {3}attest {4}payments-agent-t1 quoted .*: trusted, session at_/,
       /^ok {3}grant {5}tickets\.read on ticket:T-42, session mode .*: ALLOWED, grant gr_/,
       /^ok {3}execute {3}gateway verified the grant .* read T-42: "Refund for order 1881"$/,
@@ -156,6 +160,8 @@ describe('./scripts/demo, the driver', () => {
       /^ok {3}grant {5}payments\.notify as a child of gr_\S+ \(lineage depth 1\): ALLOWED, grant gr_/,
       /^ok {3}execute {3}gateway SDK verified and redeemed the child grant \(root gr_\S+, depth 1\)/,
       /^ok {3}replay {4}the child grant again: gateway SDK refused, grant_already_redeemed$/,
+      /^ok {3}tamper {4}payments-agent-t1 sent an event log with the kernel's digest edited: REFUSED \(422 event_log_mismatch, sha256 PCR 4\)/,
+      /^ok {3}ima {7}support-agent-t1's kernel measured \/tmp\/dropper .* UNTRUSTED: ima_digest_not_allowed pcr=10 entry=2 name="\/tmp\/dropper" sha256=[0-9a-f]{64}$/,
       /^ok {3}export {4}audit log exported: \d+ entries \(.*grant\.decision.*grant\.redeem.*runtime\.attest.*runtime\.enroll.*\) up to a signed checkpoint/,
       /^ok {3}verify {4}offline verification OK: \d+ entries chain/,
       /^the story ran/,
@@ -238,6 +244,30 @@ describe('grantor-attest grant (the attester CLI against the same appliance)', (
       );
       expect(await attestCli(['grant', ...base, ...ask])).toBe(0);
       expect(await attestCli(['grant', ...base, ...ask, '--quote'])).toBe(0);
+      // Measured boot from the command line: the TPM boots (examples/demo/boot.ts), the
+      // operator moves it to the measured policy, and the logs go with both quotes.
+      const t = await openTpm({ tcti });
+      let booted: MeasuredRuntime;
+      try {
+        booted = await MeasuredRuntime.boot(t);
+      } finally {
+        await t.close();
+      }
+      const logFile = join(tpmDir, 'binary_bios_measurements');
+      const imaFile = join(tpmDir, 'ascii_runtime_measurements');
+      await writeFile(logFile, booted.log);
+      await writeFile(imaFile, (await booted.source().imaAscii?.()) ?? '');
+      await attestation.assignLabels(
+        runtimeId,
+        { team: 'support', boot: 'measured' },
+        { id: 'op_t', role: 'operator' },
+      );
+      const measured = ['--pcrs', 'sha256:0,2,4,7,8,10'];
+      await expect(attestCli(['attest', ...base, ...measured])).rejects.toMatchObject({
+        code: 'event_log_required',
+      });
+      const files = ['--event-log', logFile, '--ima', imaFile];
+      expect(await attestCli(['grant', ...base, ...ask, '--quote', ...measured, ...files])).toBe(0);
       // Missing flags are refused before any TPM or HTTP work.
       await expect(attestCli(['grant', ...base, '--action', 'tickets.read'])).rejects.toThrow(
         /required/,
@@ -248,7 +278,7 @@ describe('grantor-attest grant (the attester CLI against the same appliance)', (
     const grants = printed
       .map((line) => JSON.parse(line) as { grant?: string })
       .filter((o) => o.grant !== undefined);
-    expect(grants).toHaveLength(2);
+    expect(grants).toHaveLength(3);
     for (const g of grants) {
       const payload = JSON.parse(
         Buffer.from(g.grant?.split('.')[1] ?? '', 'base64url').toString('utf8'),

@@ -16,6 +16,7 @@ export const MEASURED_BOOT_CODES = [
   'ima_log_too_large',
   'ima_log_mismatch',
   'ima_log_offset_invalid',
+  'measured_boot_violation',
 ] as const;
 
 export type MeasuredBootCode = (typeof MEASURED_BOOT_CODES)[number];
@@ -109,5 +110,17 @@ export class MeasuredBootRequiredError extends MeasuredBootError {
         ? 'the reference policy requires the TCG event log with the quote'
         : 'the reference policy requires the IMA measurement list with the quote',
     );
+  }
+}
+
+/**
+ * Quote mode: the logs replayed to the quote, and the policy's rules over their events
+ * found something (an attestation answers `untrusted` with these reasons instead).
+ */
+export class MeasuredBootViolationError extends MeasuredBootError {
+  constructor(reasons: readonly string[]) {
+    super('measured_boot_violation', 'the measured boot does not satisfy the reference policy', {
+      details: { reasons: [...reasons] },
+    });
   }
 }

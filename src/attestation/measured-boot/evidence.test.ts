@@ -85,11 +85,11 @@ describe('measured-boot request members', () => {
     );
     const pcr0 = replayEventLog(log).pcrs.get('sha256')?.get(0) ?? Buffer.alloc(32);
     const out = mb.verify(
-      'rt',
       { eventLog: log, ima: { offset: 0, entries } },
       { sha256: { 0: pcr0, 10: value } },
       { resetCount: 1, restartCount: 0 },
       policy,
+      undefined,
     );
     expect(out.reasons).toHaveLength(64);
     expect(out.reasons[0]).toMatch(/^ima_digest_not_allowed pcr=10 entry=0 name="\/f0" sha256=/);

@@ -109,3 +109,38 @@ describe('learning a reference policy from a known-good machine', () => {
     }
   });
 });
+
+describe('learning the shim and authority rules', () => {
+  it('learns the authorities, the SbatLevel and the MOK variables; another machine is named', () => {
+    const learned = learnReferencePolicy(
+      parseEventLog(fixture('keylime-eventlogs/binary_bios_measurements-secureboot')),
+      undefined,
+      { name: 'k' },
+    );
+    const mb = learned.policy.measuredBoot;
+    if (mb === undefined) throw new Error('no measuredBoot');
+    expect(mb.authority?.allow?.size).toBe(2);
+    expect(mb.sbatLevel).toEqual(
+      new Map([
+        ['sbat', 1],
+        ['shim', 2],
+        ['grub', 3],
+        ['grub.debian', 4],
+      ]),
+    );
+    expect([...(mb.mok?.keys() ?? [])]).toEqual(['MokList', 'MokListX', 'MokListTrusted']);
+    expect(mb.pcrs.get('sha256')).toContain(14);
+    const other = parseEventLog(fixture('go-tpm-tools/eventlogs/cos-101-amd-sev.bin')).events;
+    const codes = new Set(evaluateBootRules(mb, other, 'sha256').map((v) => v.code));
+    expect(codes).toContain('boot_authority_not_allowed');
+    expect(codes).toContain('sbat_level_too_low');
+    expect(codes).toContain('mok_variable_not_allowed');
+    // A log whose authority events cannot all be read (old shim) learns no authority rule.
+    const old = learnReferencePolicy(
+      parseEventLog(fixture('go-attestation/sb_cert_eventlog')),
+      undefined,
+      { name: 'o' },
+    );
+    expect(old.policy.measuredBoot?.authority).toBeUndefined();
+  });
+});

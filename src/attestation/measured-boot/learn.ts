@@ -19,6 +19,7 @@ import {
   parseUefiVariable,
 } from './uefi.js';
 import { createHash } from 'node:crypto';
+import { authorityId, parseSbatLevel, SHIM_LOCK_GUID } from './shim-rules.js';
 
 export interface LearnOptions {
   readonly name: string;
@@ -60,6 +61,10 @@ export function learnReferencePolicy(
   };
   const apps = new Set<string>();
   let cmdline: string[] | undefined;
+  const authorities = new Set<string>();
+  let unreadableAuthority = false;
+  let sbat: Record<string, number> | undefined;
+  const mok: Record<string, string[]> = {};
   for (const e of log.events) {
     const digest = e.digests.get(bank.id);
     if (APPLICATIONS.has(e.type) && digest !== undefined) apps.add(hex(digest));
@@ -85,6 +90,30 @@ export function learnReferencePolicy(
       }
       measured[db] = db === 'dbx' ? { require: ids } : { allow: ids };
     }
+    if (e.pcr === 7 && e.type === EV.EFI_VARIABLE_AUTHORITY) {
+      let v;
+      try {
+        v = parseUefiVariable(e.data);
+      } catch {
+        // The rule would refuse the machine it is learned from (shim-rules.ts fails closed).
+        unreadableAuthority = true;
+        continue;
+      }
+      if (!covers(digest, e.data) && !covers(digest, v.data)) continue;
+      if (v.guid === SHIM_LOCK_GUID && v.name === 'SbatLevel') {
+        // The level it booted with is the least the fleet may fall back to.
+        const level = parseSbatLevel(v.data.toString('latin1'));
+        if (level !== undefined) sbat = Object.fromEntries(level);
+        continue;
+      }
+      const id = authorityId(v.data);
+      if (id !== undefined && v.name !== 'MokListTrusted') authorities.add(id);
+    }
+    if (e.pcr === 14 && e.type === EV.IPL && digest !== undefined) {
+      const name = e.data.toString('latin1').replace(/\0$/u, '');
+      if (name === 'MokList' || name === 'MokListX' || name === 'MokListTrusted')
+        mok[name] = [hex(digest)];
+    }
     if (e.type === EV.IPL && e.pcr === 8) {
       const text = e.data.toString('latin1');
       const prefix = ['kernel_cmdline: ', 'kernel_cmdline '].find((p) => text.startsWith(p));
@@ -100,6 +129,10 @@ export function learnReferencePolicy(
   }
   if (apps.size > 0) measured.bootApplications = [...apps];
   if (cmdline !== undefined) measured.kernelCmdline = { require: [...new Set(cmdline)] };
+  if (authorities.size > 0 && !unreadableAuthority)
+    measured.authority = { allow: [...authorities] };
+  if (sbat !== undefined) measured.sbatLevel = sbat;
+  if (Object.keys(mok).length > 0) measured.mok = mok;
   if (ima !== undefined) {
     const allow: Record<string, string[]> = {};
     for (const e of ima) {
@@ -113,7 +146,9 @@ export function learnReferencePolicy(
   // The PCRs the learned rules read must be quoted (policy.ts), extended or not.
   const pcrList = new Set((measured.pcrs as Record<string, number[]>)[bank.name]);
   if (apps.size > 0) [2, 4].forEach((p) => pcrList.add(p));
-  if (['secureBoot', 'pk', 'kek', 'db', 'dbx'].some((k) => k in measured)) pcrList.add(7);
+  if (['secureBoot', 'pk', 'kek', 'db', 'dbx', 'authority', 'sbatLevel'].some((k) => k in measured))
+    pcrList.add(7);
+  if ('mok' in measured) pcrList.add(14);
   if (cmdline !== undefined) pcrList.add(8);
   measured.pcrs = { [bank.name]: [...pcrList].sort((a, b) => a - b) };
   const json: Record<string, unknown> = {

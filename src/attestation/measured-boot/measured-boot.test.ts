@@ -6,10 +6,14 @@
  * test/attestation/measured-boot.test.ts.)
  */
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../../shared/db.level.js';
 import { objectName } from '../../tpm/marshal/public.js';
 import { parseReferencePolicy } from '../reference-policy.js';
-import { MemoryRuntimeStore } from '../runtime-store.port.js';
+import { LevelRuntimeStore } from '../runtime-store.level.js';
 import { AttestationService, type AuditSink, type EcSessionJwk } from '../service.js';
 import { SoftEk, SoftTpm } from '../testing/soft-tpm.js';
 import { qualifyingData } from '../verify-quote.js';
@@ -72,6 +76,9 @@ function extendIma(tpm: SoftTpm, lines: readonly string[]): void {
 
 let tpm: SoftTpm;
 let svc: AttestationService;
+let dir: string;
+let db: Database;
+let store: LevelRuntimeStore;
 let runtimeId: string;
 const sel = [{ bank: 'sha256' as const, pcrs: [0, 4, 7, 10] }];
 
@@ -105,22 +112,40 @@ const ima = (lines: readonly string[], offset = 0) => ({
   log: Buffer.from(lines.join('\n')).toString('base64'),
 });
 
+const POLICY = {
+  name: 'mb',
+  catchAll: true,
+  allowReset: true,
+  measuredBoot: { pcrs: { sha256: [0, 4, 7] }, ima: {} },
+};
+
+function service(policy: Record<string, unknown> = POLICY): AttestationService {
+  return new AttestationService(
+    { trustedEkCas: [], referencePolicies: [parseReferencePolicy(policy, 'test')] },
+    { store, audit },
+  );
+}
+
+/** The appliance stops and starts again on the same LevelDB (nothing in memory survives). */
+async function restart(policy?: Record<string, unknown>): Promise<void> {
+  await db.close();
+  db = await openDatabase(join(dir, 'db'));
+  store = new LevelRuntimeStore(db);
+  svc = service(policy);
+}
+
+afterEach(async () => {
+  await db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
 beforeEach(async () => {
   tpm = new SoftTpm('ecc');
   const ek = new SoftEk();
-  const policy = parseReferencePolicy(
-    {
-      name: 'mb',
-      catchAll: true,
-      allowReset: true,
-      measuredBoot: { pcrs: { sha256: [0, 4, 7] }, ima: {} },
-    },
-    'test',
-  );
-  svc = new AttestationService(
-    { trustedEkCas: [], referencePolicies: [policy] },
-    { store: new MemoryRuntimeStore(), audit },
-  );
+  dir = await mkdtemp(join(tmpdir(), 'grantor-mb-svc-'));
+  db = await openDatabase(join(dir, 'db'));
+  store = new LevelRuntimeStore(db);
+  svc = service();
   const enrolled = await svc.enroll({
     name: 'agent',
     ekPublic: ek.ekPublicBytes.toString('base64'),
@@ -280,5 +305,183 @@ describe('measured boot in the attestation service', () => {
       ),
     );
     expect(err.code).toBe('pcr_selection_incomplete');
+  });
+});
+
+/** An ima-ng line with a correct template hash. */
+function imaLine(path: string, sha1Hex: string): string {
+  const draft = parseImaAscii(`10 ${'00'.repeat(20)} ima-ng sha1:${sha1Hex} ${path}`)[0];
+  if (draft === undefined) throw new Error('entry');
+  const th = createHash('sha1').update(draft.hashInput).digest('hex');
+  return `10 ${th} ima-ng sha1:${sha1Hex} ${path}`;
+}
+
+describe('the IMA state stored with the runtime', () => {
+  const log = () => logOf(EVENTS).toString('base64');
+  const SH = 'c90333979f56f38bbd41b81806015b0de502f3cc'; // /bin/sh in IMA
+  const denySh = { ...POLICY, measuredBoot: { ...POLICY.measuredBoot, ima: { deny: [SH] } } };
+
+  it('survives an appliance restart: the next attestation sends only the new entries', async () => {
+    expect((await attest({ eventLog: log(), ima: ima(IMA) })).measuredBoot?.imaEntries).toBe(3);
+    await restart();
+    const more = [imaLine('/usr/bin/new', '22'.repeat(20))];
+    extendIma(tpm, more);
+    const res = await attest({ eventLog: log(), ima: ima(more, 3) });
+    expect(res).toMatchObject({ verdict: 'trusted', measuredBoot: { imaEntries: 4 } });
+    expect((await store.get(runtimeId))?.imaState).toMatchObject({
+      resetCount: tpm.resetCount,
+      restartCount: tpm.restartCount,
+      count: 4,
+    });
+  });
+
+  it('keeps a violation found before the restart as a reason after it', async () => {
+    await restart(denySh);
+    const reason = `ima_digest_denied pcr=10 entry=2 name="/bin/sh" sha1=${SH}`;
+    expect(await attest({ eventLog: log(), ima: ima(IMA) })).toMatchObject({
+      verdict: 'untrusted',
+      reasons: [expect.stringMatching(/^ima_digest_denied pcr=10 entry=2 name="\/bin\/sh"/)],
+    });
+    await restart(denySh);
+    const again = await attest({ eventLog: log(), ima: ima([], 3) });
+    expect(again.verdict).toBe('untrusted');
+    expect(again.reasons[0]?.startsWith(reason.slice(0, 40))).toBe(true);
+  });
+
+  it.each([
+    ['absent (a record from before, or lost)', null],
+    ['unreadable (a value of the wrong length)', { pcrs: { sha256: { 10: 'abcd' } } }],
+    ['unreadable (a bank the verifier does not know)', { pcrs: { md5: {} } }],
+    ['unreadable (a count that is not a count)', { count: -1 }],
+  ])('a state %s starts again at 0 and verifies every entry again', async (_, edit) => {
+    await attest({ eventLog: log(), ima: ima(IMA) });
+    const record = await store.get(runtimeId);
+    if (record?.imaState === undefined || record.imaState === null) throw new Error('no state');
+    await store.update({
+      ...record,
+      imaState: edit === null ? null : { ...record.imaState, ...edit },
+    });
+    await restart();
+    expect(await codeOf(attest({ eventLog: log(), ima: ima([], 3) }))).toEqual({
+      code: 'ima_log_offset_invalid',
+      details: { expected: 0, got: 3 },
+    });
+    expect((await attest({ eventLog: log(), ima: ima(IMA) })).measuredBoot?.imaEntries).toBe(3);
+  });
+
+  it('starts again at 0 after a TPM restart, and under other IMA rules', async () => {
+    await attest({ eventLog: log(), ima: ima(IMA) });
+    tpm.restartCount += 1;
+    expect(await codeOf(attest({ eventLog: log(), ima: ima([], 3) }))).toMatchObject({
+      code: 'ima_log_offset_invalid',
+      details: { expected: 0 },
+    });
+    await attest({ eventLog: log(), ima: ima(IMA) });
+    // The operator now denies a file the runtime measured before: every entry is judged again.
+    await restart(denySh);
+    expect(await codeOf(attest({ eventLog: log(), ima: ima([], 3) }))).toMatchObject({
+      code: 'ima_log_offset_invalid',
+      details: { expected: 0 },
+    });
+    expect((await attest({ eventLog: log(), ima: ima(IMA) })).verdict).toBe('untrusted');
+  });
+
+  it('is written only by a verified quote whose IMA entries replayed to it', async () => {
+    await attest({ eventLog: log(), ima: ima(IMA) });
+    const before = (await store.get(runtimeId))?.imaState;
+    const more = [imaLine('/usr/bin/other', '33'.repeat(20))];
+    extendIma(tpm, more);
+    // An entry the TPM never measured in place of the one it did: refused, the state stays.
+    const other = [imaLine('/usr/bin/listed', '44'.repeat(20))];
+    expect(await codeOf(attest({ eventLog: log(), ima: ima(other, 3) }))).toMatchObject({
+      code: 'ima_log_mismatch',
+    });
+    expect((await store.get(runtimeId))?.imaState).toEqual(before);
+    // A quote that is not the runtime's AK's: refused before anything is replayed.
+    const { nonce } = await svc.challenge(runtimeId);
+    const key = sessionKey();
+    const n = Buffer.from(nonce, 'base64');
+    const forged = { ...tpm.quote(n, qualifyingData(n, key), { selection: sel }) };
+    forged.signature = new SoftTpm('ecc').quote(n, qualifyingData(n, key), {
+      selection: sel,
+    }).signature;
+    expect(
+      await codeOf(
+        svc.attest(runtimeId, { ...forged, sessionKey: key, eventLog: log(), ima: ima(more, 3) }),
+      ),
+    ).toMatchObject({ code: 'quote_signature_invalid' });
+    expect((await store.get(runtimeId))?.imaState).toEqual(before);
+  });
+
+  it('is dropped when the runtime is revoked', async () => {
+    await attest({ eventLog: log(), ima: ima(IMA) });
+    await svc.revoke(runtimeId);
+    expect((await store.get(runtimeId))?.imaState).toBeNull();
+  });
+});
+
+describe('quote mode (a grant request carrying a fresh quote)', () => {
+  const log = () => logOf(EVENTS).toString('base64');
+  const qd = createHash('sha256').update('the grant request').digest();
+
+  async function quoted(extra: Record<string, unknown>) {
+    const { nonce } = await svc.challenge(runtimeId);
+    const n = Buffer.from(nonce, 'base64');
+    return svc.verifyQuote(
+      runtimeId,
+      { ...tpm.quote(n, qualifyingData(n, qd), { selection: sel }), ...extra },
+      qualifyingData(n, qd),
+    );
+  }
+
+  it('replays the event log and the IMA entries since the last attestation', async () => {
+    expect((await attest({ eventLog: log(), ima: ima(IMA) })).verdict).toBe('trusted');
+    const more = [imaLine('/usr/bin/new', '22'.repeat(20))];
+    extendIma(tpm, more);
+    const verified = await quoted({ eventLog: log(), ima: ima(more, 3) });
+    expect(verified.runtimeId).toBe(runtimeId);
+    // The stored state stays where the last attestation left it (the grant answer cannot
+    // tell the attester where the verified entries end).
+    expect((await store.get(runtimeId))?.imaState?.count).toBe(3);
+  });
+
+  it.each([
+    ['an event removed', logOf(EVENTS.filter((_, i) => i !== 8)), 4],
+    ['the wrong bank', logOf(EVENTS, ['sha1']), 0],
+  ] as const)('refuses a log with %s: event_log_mismatch naming the PCR', async (_, bad, pcr) => {
+    const { attestationId } = await attest({ eventLog: log(), ima: ima(IMA) });
+    expect(svc.sessionFor(attestationId)).toBeDefined();
+    expect(await codeOf(quoted({ eventLog: bad.toString('base64'), ima: ima([], 3) }))).toEqual({
+      code: 'event_log_mismatch',
+      details: { bank: 'sha256', pcr },
+    });
+    // The quote was authentic: the runtime's attested session ends.
+    expect(svc.sessionFor(attestationId)).toBeUndefined();
+  });
+
+  it('refuses a quote without the logs the policy requires', async () => {
+    expect((await codeOf(quoted({ ima: ima(IMA) }))).code).toBe('event_log_required');
+    expect((await codeOf(quoted({ eventLog: log() }))).code).toBe('ima_log_required');
+  });
+
+  it('applies the same policy rules: a denied file is measured_boot_violation naming it', async () => {
+    await restart({
+      ...POLICY,
+      measuredBoot: { ...POLICY.measuredBoot, ima: { deny: ['22'.repeat(20)] } },
+    });
+    expect((await attest({ eventLog: log(), ima: ima(IMA) })).verdict).toBe('trusted');
+    const more = [imaLine('/usr/bin/new', '22'.repeat(20))];
+    extendIma(tpm, more);
+    expect(await codeOf(quoted({ eventLog: log(), ima: ima(more, 3) }))).toEqual({
+      code: 'measured_boot_violation',
+      details: {
+        reasons: [`ima_digest_denied pcr=10 entry=3 name="/usr/bin/new" sha1=${'22'.repeat(20)}`],
+      },
+    });
+    const record = await store.get(runtimeId);
+    expect(record?.lastAttestation).toMatchObject({
+      verdict: 'untrusted',
+      reasons: [expect.stringMatching(/^ima_digest_denied /)],
+    });
   });
 });

@@ -15,6 +15,9 @@
  *     "bootApplications": ["<hex>", ...],              // EV_EFI_BOOT_SERVICES_APPLICATION,
  *                                                      // _DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER
  *     "kernelCmdline": { "require": ["lockdown=integrity"], "forbid": ["init=", "selinux=0"] },
+ *     "authority": { "allow": ["<hex>"], "forbid": [...] }, // EV_EFI_VARIABLE_AUTHORITY entries
+ *     "sbatLevel": { "shim": 2, "grub": 3 },           // shim's SbatLevel at least these
+ *     "mok": { "MokList": ["<hex>"], "MokListX": [...] }, // PCR 14: digests of the contents
  *     "ima": { "pcr": 10, "allow": { "/usr/bin/dd": ["<hex>"] }, "allowDigests": ["<hex>"],
  *              "deny": ["<hex>"], "keys": ["<PEM public key>"], "exclude": ["^/tmp/"],
  *              "allowViolations": false }
@@ -23,6 +26,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import type { HashName } from '../../tpm/marshal/constants.js';
 import { ConfigError } from '../../shared/errors.js';
+import { jcsSha256Hex } from '../../shared/jcs.js';
 import { bankByName } from './hashes.js';
 
 export interface SignatureDbRule {
@@ -36,6 +40,9 @@ export interface SignatureDbRule {
 
 export type SignatureDbName = 'pk' | 'kek' | 'db' | 'dbx';
 
+/** shim's MOK variables, measured on PCR 14 (the digest of their contents). */
+export type MokVariableName = 'MokList' | 'MokListX' | 'MokListTrusted';
+
 export interface ImaKey {
   readonly key: KeyObject;
   /** The 4-byte key id IMA signatures name (last 4 bytes of SHA-1 of the DER SPKI). */
@@ -43,6 +50,8 @@ export interface ImaKey {
 }
 
 export interface ImaRules {
+  /** Hex JCS SHA-256 of the rules as written: which rules a stored verdict was found under. */
+  readonly id: string;
   readonly pcr: number;
   readonly allow: ReadonlyMap<string, ReadonlySet<string>>;
   readonly allowDigests: ReadonlySet<string>;
@@ -62,6 +71,14 @@ export interface MeasuredBootPolicy {
   readonly bootApplications: ReadonlySet<string> | undefined;
   readonly kernelCmdline:
     { readonly require: readonly string[]; readonly forbid: readonly string[] } | undefined;
+  /** EV_EFI_VARIABLE_AUTHORITY: the db/vendor_db/MokList/shim entries that may verify images. */
+  readonly authority:
+    | { readonly allow: ReadonlySet<string> | undefined; readonly forbid: ReadonlySet<string> }
+    | undefined;
+  /** shim's SbatLevel: component -> lowest revocation generation it must hold. */
+  readonly sbatLevel: ReadonlyMap<string, number> | undefined;
+  /** MokList/MokListX/MokListTrusted: the digests (policy bank) their contents may have. */
+  readonly mok: ReadonlyMap<MokVariableName, ReadonlySet<string>> | undefined;
   readonly ima: ImaRules | undefined;
 }
 
@@ -85,6 +102,9 @@ export function parseMeasuredBootPolicy(raw: unknown, where: string): MeasuredBo
     'dbx',
     'bootApplications',
     'kernelCmdline',
+    'authority',
+    'sbatLevel',
+    'mok',
     'ima',
   ];
   for (const k of Object.keys(raw)) if (!known.includes(k)) throw fail(`unknown member ${k}`);
@@ -154,6 +174,40 @@ export function parseMeasuredBootPolicy(raw: unknown, where: string): MeasuredBo
       forbid: strings(k.forbid, 'kernelCmdline.forbid'),
     };
   }
+  let authority: MeasuredBootPolicy['authority'];
+  if (raw.authority !== undefined) {
+    const a = raw.authority;
+    if (!isRecord(a) || Object.keys(a).some((x) => x !== 'allow' && x !== 'forbid'))
+      throw fail('authority takes allow and forbid');
+    authority = {
+      allow: a.allow === undefined ? undefined : hexSet(a.allow, 'authority.allow'),
+      forbid: a.forbid === undefined ? new Set() : hexSet(a.forbid, 'authority.forbid'),
+    };
+  }
+  let sbatLevel: Map<string, number> | undefined;
+  if (raw.sbatLevel !== undefined) {
+    const l = raw.sbatLevel;
+    if (!isRecord(l) || Object.keys(l).length === 0 || Object.keys(l).length > 256)
+      throw fail('sbatLevel maps components to their lowest generation');
+    sbatLevel = new Map();
+    for (const [component, generation] of Object.entries(l)) {
+      if (!/^[A-Za-z0-9._-]{1,64}$/u.test(component))
+        throw fail(`sbatLevel: ${component.slice(0, 64)} is not a component name`);
+      if (!Number.isInteger(generation) || (generation as number) < 0)
+        throw fail(`sbatLevel.${component} must be a generation (integer)`);
+      sbatLevel.set(component, generation as number);
+    }
+  }
+  let mok: Map<MokVariableName, Set<string>> | undefined;
+  if (raw.mok !== undefined) {
+    const m = raw.mok;
+    const names: readonly string[] = ['MokList', 'MokListX', 'MokListTrusted'];
+    if (!isRecord(m) || Object.keys(m).some((x) => !names.includes(x)))
+      throw fail('mok takes MokList, MokListX and MokListTrusted');
+    mok = new Map();
+    for (const [name, digests] of Object.entries(m))
+      mok.set(name as MokVariableName, hexSet(digests, `mok.${name}`));
+  }
   // A rule reads only events on quoted, replayed PCRs: the PCRs its events live on must be
   // in `pcrs` (bank of the rules), or the rule would pass for want of verified events.
   const quoted = pcrs.get(bank) ?? [];
@@ -162,6 +216,8 @@ export function parseMeasuredBootPolicy(raw: unknown, where: string): MeasuredBo
       throw fail(`${what} needs PCR ${list.join(' and ')} in pcrs.${bank}`);
   };
   if (raw.secureBoot !== undefined || signatureDbs.size > 0) needs('secureBoot/pk/kek/db/dbx', [7]);
+  if (authority !== undefined || sbatLevel !== undefined) needs('authority/sbatLevel', [7]);
+  if (mok !== undefined) needs('mok', [14]);
   if (raw.bootApplications !== undefined) needs('bootApplications', [2, 4]);
   if (kernelCmdline !== undefined && !quoted.includes(8) && !quoted.includes(12))
     throw fail(`kernelCmdline needs PCR 8 or 12 in pcrs.${bank}`);
@@ -175,6 +231,9 @@ export function parseMeasuredBootPolicy(raw: unknown, where: string): MeasuredBo
         ? undefined
         : hexSet(raw.bootApplications, 'bootApplications'),
     kernelCmdline,
+    authority,
+    sbatLevel,
+    mok,
     ima: raw.ima === undefined ? undefined : parseImaRules(raw.ima, fail, hexSet, strings),
   };
 }
@@ -217,6 +276,7 @@ function parseImaRules(
   if (raw.allowViolations !== undefined && typeof raw.allowViolations !== 'boolean')
     throw fail('ima.allowViolations is a boolean');
   return {
+    id: jcsSha256Hex(raw),
     pcr,
     allow,
     allowDigests:

@@ -11,6 +11,7 @@ import type { HashName } from '../../tpm/marshal/constants.js';
 import { EV, eventTypeName } from './event-types.js';
 import { bankByName } from './hashes.js';
 import type { MeasuredBootPolicy, SignatureDbName } from './policy.js';
+import { evaluateShimRules } from './shim-rules.js';
 import type { TcgEvent } from './tcg-log.js';
 import {
   EFI_GLOBAL_VARIABLE,
@@ -128,6 +129,7 @@ export function evaluateBootRules(
 
   if (policy.kernelCmdline !== undefined)
     out.push(...cmdlineRules(policy.kernelCmdline, events, bank, v));
+  out.push(...evaluateShimRules(policy, events, bank));
   return out;
 }
 

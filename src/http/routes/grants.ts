@@ -50,7 +50,24 @@ const GrantBody = Type.Object(
     ),
     quote: Type.Optional(
       Type.Object(
-        { nonce: Base64(64), quote: Base64(4096), signature: Base64(2048), pcrs: PcrValues },
+        {
+          nonce: Base64(64),
+          quote: Base64(4096),
+          signature: Base64(2048),
+          pcrs: PcrValues,
+          // Measured boot (§2, docs/measured-boot.md): sizes are the attestation service's.
+          eventLog: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9+/]*={0,2}$' })),
+          ima: Type.Optional(
+            Type.Object(
+              {
+                offset: Type.Integer({ minimum: 0 }),
+                format: Type.Union([Type.Literal('binary'), Type.Literal('ascii')]),
+                log: Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
+              },
+              closed,
+            ),
+          ),
+        },
         closed,
       ),
     ),
@@ -130,6 +147,8 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
   now?: () => Date;
   /** Counts each decision (issued by mode, denied by code) and its latency. */
   metrics?: GrantDecisionMetrics;
+  /** Body limit for quote mode with measured-boot logs (the attestation route's). */
+  quoteBodyLimit?: number;
 }> = (app, opts) => {
   const svc = opts.grants;
   const now = opts.now ?? (() => new Date());
@@ -137,8 +156,9 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/grants',
     {
-      // Quote mode carries a quote and its PCR values: under 20 KiB; session mode ~1 KiB.
-      ...bodyLimit('medium'),
+      // Quote mode carries a quote and its PCR values: under 20 KiB; session mode ~1 KiB;
+      // with measured boot also the event log and IMA entries (the attestation route's limit).
+      bodyLimit: Math.max(opts.quoteBodyLimit ?? 0, bodyLimit('medium').bodyLimit),
       config: { actor: 'runtime', rateLimit: { bucket: 'grants' } },
       schema: { body: GrantBody, response: { 201: IssuedReply, ...errors } },
     },
