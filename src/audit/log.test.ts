@@ -309,6 +309,22 @@ describe('AuditLog: faults during appends', () => {
     expect(anchor.counter).toBe(3n);
   });
 
+  it('whileIdle settles a batch that failed half-way before it shows the head', async () => {
+    const { log, anchor } = await openLog();
+    await log.append(event(0));
+    anchor.faults.push({ op: 'increment', error: new AnchorError('connection reset', false) });
+    await expect(log.append(event(1))).rejects.toMatchObject(unavailable);
+    // The TPM holds batch 1's extend; the head must not be shown beside it unsettled.
+    anchor.faults.push({ op: 'read', error: new AnchorError('TPM not reachable', false) });
+    await expect(log.whileIdle(() => Promise.resolve(0))).rejects.toMatchObject(unavailable);
+    const seen = await log.whileIdle((head) =>
+      Promise.resolve({ head, tpm: { counter: anchor.counter, extend: anchor.extendValue } }),
+    );
+    expect(seen.head.size).toBe(2);
+    expect(seen.head.counter).toBe(seen.tpm.counter);
+    expect(seen.head.extendValue.equals(seen.tpm.extend)).toBe(true);
+  });
+
   it('TPM unreachable: rejected while it lasts, recovers when it returns', async () => {
     const { log, anchor } = await openLog();
     const down = new AnchorError('TPM not reachable', false);
