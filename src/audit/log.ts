@@ -588,7 +588,7 @@ export class AuditLog {
       // Crash between extend and increment of the last batch: finish it.
       await this.anchorStep(() => this.anchor.increment());
       this.logger.warn(
-        { event: 'audit_anchor_completed', batch: n - 1 },
+        { event: 'audit_anchor_completed', batch: n - 1, recovered: 'extended_not_counted' },
         'audit: finished anchoring the last batch (counter)',
       );
     } else if (
@@ -604,7 +604,7 @@ export class AuditLog {
       await this.anchorStep(() => this.anchor.extend(hexToBuf(lastRoot)));
       await this.anchorStep(() => this.anchor.increment());
       this.logger.warn(
-        { event: 'audit_anchor_completed', batch: n - 1 },
+        { event: 'audit_anchor_completed', batch: n - 1, recovered: 'stored_not_anchored' },
         "audit: anchored the store's last, un-anchored batch",
       );
     } else if (tpm.counter > expected) {
