@@ -386,11 +386,14 @@ describe('AuditLog: start-up check', () => {
     const before = { counter: anchor.counter, extend: Buffer.from(anchor.extendValue) };
     const head = await log.entries(0, 2);
     // A batch of 10 written to the store but never anchored, entry times chosen by `time`.
-    const withBatch = (time: (seq: number) => string): MemoryAuditStore => {
+    const withBatch = (
+      time: (seq: number) => string,
+      linkedTo = head[1]?.hash ?? '',
+    ): MemoryAuditStore => {
       const f = store.clone();
       const tree = new MerkleTree();
       for (const e of head) tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
-      let prev = head[1]?.hash ?? '';
+      let prev = linkedTo;
       const entries: AuditEntry[] = [];
       for (let seq = 2; seq < 12; seq++) {
         const e = buildEntry(event(seq), seq, time(seq), prev);
@@ -415,6 +418,10 @@ describe('AuditLog: start-up check', () => {
     );
     await expect(open(withBatch(() => '2030-01-01T00:00:00.000Z'))).rejects.toMatchObject(
       refused('store_unanchored_batch_implausible', { problem: 'time_in_future' }),
+    );
+    // Not chained to the anchored head (a batch built on another history).
+    await expect(open(withBatch(honest, 'ab'.repeat(32)))).rejects.toMatchObject(
+      refused('store_entry_broken', { seq: 2, problem: 'prev_hash' }),
     );
     // Nothing was anchored on the way; the plausible batch is.
     expect(anchor.counter).toBe(before.counter);
