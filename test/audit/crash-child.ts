@@ -15,7 +15,9 @@
  * CRASH_KILL_AT=`stored:<n>` or `extended:<n>`: the child SIGKILLs itself right after the
  * n-th batch of this run is durable in the store (before its extend), or right after its
  * extend (before its increment): the crash points the start-up check must complete, hit
- * without waiting for a random kill to land in a window of a few milliseconds.
+ * without waiting for a random kill to land in a window of a few milliseconds. Extends are
+ * counted from the start, so `extended:1` also lands in the start-up check's own recovery
+ * when it anchors a stored batch (a crash during recovery).
  */
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
