@@ -309,6 +309,22 @@ describe('AuditLog: faults during appends', () => {
     expect(anchor.counter).toBe(3n);
   });
 
+  it('whileIdle settles a batch that failed half-way before it shows the head', async () => {
+    const { log, anchor } = await openLog();
+    await log.append(event(0));
+    anchor.faults.push({ op: 'increment', error: new AnchorError('connection reset', false) });
+    await expect(log.append(event(1))).rejects.toMatchObject(unavailable);
+    // The TPM holds batch 1's extend; the head must not be shown beside it unsettled.
+    anchor.faults.push({ op: 'read', error: new AnchorError('TPM not reachable', false) });
+    await expect(log.whileIdle(() => Promise.resolve(0))).rejects.toMatchObject(unavailable);
+    const seen = await log.whileIdle((head) =>
+      Promise.resolve({ head, tpm: { counter: anchor.counter, extend: anchor.extendValue } }),
+    );
+    expect(seen.head.size).toBe(2);
+    expect(seen.head.counter).toBe(seen.tpm.counter);
+    expect(seen.head.extendValue.equals(seen.tpm.extend)).toBe(true);
+  });
+
   it('TPM unreachable: rejected while it lasts, recovers when it returns', async () => {
     const { log, anchor } = await openLog();
     const down = new AnchorError('TPM not reachable', false);
@@ -370,11 +386,14 @@ describe('AuditLog: start-up check', () => {
     const before = { counter: anchor.counter, extend: Buffer.from(anchor.extendValue) };
     const head = await log.entries(0, 2);
     // A batch of 10 written to the store but never anchored, entry times chosen by `time`.
-    const withBatch = (time: (seq: number) => string): MemoryAuditStore => {
+    const withBatch = (
+      time: (seq: number) => string,
+      linkedTo = head[1]?.hash ?? '',
+    ): MemoryAuditStore => {
       const f = store.clone();
       const tree = new MerkleTree();
       for (const e of head) tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
-      let prev = head[1]?.hash ?? '';
+      let prev = linkedTo;
       const entries: AuditEntry[] = [];
       for (let seq = 2; seq < 12; seq++) {
         const e = buildEntry(event(seq), seq, time(seq), prev);
@@ -399,6 +418,10 @@ describe('AuditLog: start-up check', () => {
     );
     await expect(open(withBatch(() => '2030-01-01T00:00:00.000Z'))).rejects.toMatchObject(
       refused('store_unanchored_batch_implausible', { problem: 'time_in_future' }),
+    );
+    // Not chained to the anchored head (a batch built on another history).
+    await expect(open(withBatch(honest, 'ab'.repeat(32)))).rejects.toMatchObject(
+      refused('store_entry_broken', { seq: 2, problem: 'prev_hash' }),
     );
     // Nothing was anchored on the way; the plausible batch is.
     expect(anchor.counter).toBe(before.counter);

@@ -198,8 +198,9 @@ export class AuditLog {
   }
 
   /**
-   * Run `use` while no batch is being committed, so the TPM holds exactly the anchored
-   * head (e.g. NV_Certify next to a checkpoint). Appends wait meanwhile.
+   * Run `use` while no batch is being committed and the last one is settled, so the TPM
+   * holds exactly the anchored head (e.g. NV_Certify next to a checkpoint). Appends wait
+   * meanwhile. Rejects like a commit's reconciliation when the TPM or store cannot say.
    */
   async whileIdle<T>(use: (head: AnchoredHead) => Promise<T>): Promise<T> {
     while (this.gate !== undefined) await this.gate;
@@ -209,6 +210,10 @@ export class AuditLog {
     });
     try {
       while (this.inFlight !== undefined) await this.inFlight;
+      // A batch that failed half-way may have left the TPM a step ahead of the head: settle
+      // it first (as the next commit would), so the TPM holds exactly the head `use` sees.
+      this.assertServing();
+      if (this.dirty) await this.reconcile();
       return await use(this.head());
     } finally {
       this.gate = undefined;
@@ -583,7 +588,7 @@ export class AuditLog {
       // Crash between extend and increment of the last batch: finish it.
       await this.anchorStep(() => this.anchor.increment());
       this.logger.warn(
-        { event: 'audit_anchor_completed', batch: n - 1 },
+        { event: 'audit_anchor_completed', batch: n - 1, recovered: 'extended_not_counted' },
         'audit: finished anchoring the last batch (counter)',
       );
     } else if (
@@ -599,7 +604,7 @@ export class AuditLog {
       await this.anchorStep(() => this.anchor.extend(hexToBuf(lastRoot)));
       await this.anchorStep(() => this.anchor.increment());
       this.logger.warn(
-        { event: 'audit_anchor_completed', batch: n - 1 },
+        { event: 'audit_anchor_completed', batch: n - 1, recovered: 'stored_not_anchored' },
         "audit: anchored the store's last, un-anchored batch",
       );
     } else if (tpm.counter > expected) {

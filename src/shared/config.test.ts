@@ -44,6 +44,17 @@ describe('loadConfig', () => {
     expect(c.logLevel).toBe('info');
   });
 
+  it('bounds NV anchor writes to one pair a second by default (hardware TPM wear); 0 for swtpm', () => {
+    expect(loadConfig(base, dir).audit.minAnchorIntervalMs).toBe(1000);
+    expect(
+      loadConfig({ ...base, GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS: '0' }, dir).audit
+        .minAnchorIntervalMs,
+    ).toBe(0);
+    expect(configKeyOfError({ GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS: '60001' })).toBe(
+      'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS',
+    );
+  });
+
   it('activates no reference policy unless one is configured (fail closed)', () => {
     expect(loadConfig(base, dir).attestation.referencePolicies).toEqual([]);
     expect(

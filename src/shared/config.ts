@@ -45,7 +45,7 @@ export interface AuditSettings {
   readonly nvExtendIndex: number;
   /** Pinned NV names (hex); by default the names our attribute choice gives these indices. */
   readonly pinnedNames: { readonly counter: string; readonly extend: string } | undefined;
-  /** Least time between two anchors (NV write pairs). */
+  /** Least time between two anchors (NV write pairs); default 1000 ms (NV wear). */
   readonly minAnchorIntervalMs: number;
   /**
    * The anchor pin file (NV names and genesis counter) that `grantor provision` writes and
@@ -583,7 +583,8 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
       nvCounterIndex: nvIndex(src, 'GRANTOR_AUDIT_NV_COUNTER', 0x01500020),
       nvExtendIndex: nvIndex(src, 'GRANTOR_AUDIT_NV_EXTEND', 0x01500021),
       pinnedNames: pinnedNames(src),
-      minAnchorIntervalMs: integer(src, 'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS', 0, 0, 60_000),
+      // Production default for a hardware TPM (NV wear, docs/audit.md); swtpm rigs set 0.
+      minAnchorIntervalMs: integer(src, 'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS', 1000, 0, 60_000),
       pinFile: resolve(
         cwd,
         optional(

@@ -1,18 +1,31 @@
 /**
  * The process the crash harness kills: the audit service on its real adapters (LevelDB,
  * NV anchor in swtpm) under concurrent appends. Protocol on stdout, one line each:
+ *   boot                  the modules are loaded; the start-up check begins
  *   ready <size>          start-up check passed
  *   verified <n>          every previously acknowledged append (from ACKS_FILE) is in the log
  *   lost <seq>            an acknowledged append is missing or different (harness fails)
  *   ack <seq> <hash>      an append was acknowledged (durable and anchored)
  *   refused <reason>      the start-up check refused the store (harness fails)
+ *   start <case>          what the start-up check found: `equal` (store and anchor agree),
+ *                         `stored_not_anchored` (one stored batch never anchored: anchored
+ *                         now), `extended_not_counted` (its extend done, increment now)
  * Configuration in the environment: CRASH_DB, CRASH_TCTI, CRASH_ANCHOR (JSON of the
- * anchor config), CRASH_ACKS (file of `seq hash` lines), CRASH_CONCURRENCY.
+ * anchor config), CRASH_ACKS (file of `seq hash` lines), CRASH_CONCURRENCY, and
+ * CRASH_KILL_AT=`stored:<n>` or `extended:<n>`: the child SIGKILLs itself right after the
+ * n-th batch of this run is durable in the store (before its extend), or right after its
+ * extend (before its increment): the crash points the start-up check must complete, hit
+ * without waiting for a random kill to land in a window of a few milliseconds. Extends are
+ * counted from the start, so `extended:1` also lands in the start-up check's own recovery
+ * when it anchors a stored batch (a crash during recovery).
  */
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
+import type { AuditAnchor } from '../../src/audit/anchor.port.js';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
+import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { createAudit } from '../../src/audit/index.js';
+import type { AuditLogger } from '../../src/audit/log.js';
 import { openDatabase } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { testSigner } from './signer.js';
@@ -28,6 +41,7 @@ function say(line: string): void {
 }
 
 async function main(): Promise<void> {
+  say('boot');
   const anchorConfig = JSON.parse(env('CRASH_ANCHOR')) as {
     counterIndex: number;
     extendIndex: number;
@@ -39,18 +53,62 @@ async function main(): Promise<void> {
   const db = await openDatabase(env('CRASH_DB'));
   const tpm = await NativeTpm.open(env('CRASH_TCTI'));
   const origin = 'grantor.test/crash';
+  const [killPoint, killAfter] = (process.env.CRASH_KILL_AT ?? '').split(':');
+  const aimed = (point: string): (() => void) => {
+    let batches = 0;
+    return () => {
+      batches += 1;
+      if (killPoint === point && batches === Number(killAfter))
+        process.kill(process.pid, 'SIGKILL');
+    };
+  };
+  const afterStored = aimed('stored');
+  const afterExtended = aimed('extended');
+  let recovered = 'equal';
+  const logger: AuditLogger = {
+    info: () => undefined,
+    error: () => undefined,
+    warn: (obj) => {
+      const o = obj as { event?: string; recovered?: string };
+      if (o.event === 'audit_anchor_completed' && o.recovered !== undefined)
+        recovered = o.recovered;
+    },
+  };
+  const anchor = new TpmAuditAnchor(tpm, {
+    ...anchorConfig,
+    pinnedGenesis: BigInt(anchorConfig.pinnedGenesis),
+    pinnedAkPublic: Buffer.from(anchorConfig.pinnedAkPublic, 'base64'),
+    akTemplate: Buffer.from(anchorConfig.akTemplate, 'base64'),
+  });
+  // The real anchor and store, with the aimed kill right after the write it names.
+  const aimedAnchor: AuditAnchor = {
+    genesis: anchor.genesis,
+    pinnedNames: anchor.pinnedNames,
+    checkPinned: () => anchor.checkPinned(),
+    read: () => anchor.read(),
+    readAfterWrite: () => anchor.readAfterWrite(),
+    extend: async (data) => {
+      await anchor.extend(data);
+      afterExtended();
+    },
+    increment: () => anchor.increment(),
+    certify: (q) => anchor.certify(q),
+    akPublic: () => anchor.akPublic(),
+  };
+  const aimedStore = (store: AuditStore): AuditStore => ({
+    readMeta: () => store.readMeta(),
+    writeMeta: (meta) => store.writeMeta(meta),
+    readEntries: (from, limit) => store.readEntries(from, limit),
+    readBatches: (from) => store.readBatches(from),
+    appendBatch: async (entries, record) => {
+      await store.appendBatch(entries, record);
+      afterStored();
+    },
+    close: () => store.close(),
+  });
   const audit = createAudit(
     { origin, maxBatchSize: 64 },
-    {
-      db,
-      anchor: new TpmAuditAnchor(tpm, {
-        ...anchorConfig,
-        pinnedGenesis: BigInt(anchorConfig.pinnedGenesis),
-        pinnedAkPublic: Buffer.from(anchorConfig.pinnedAkPublic, 'base64'),
-        akTemplate: Buffer.from(anchorConfig.akTemplate, 'base64'),
-      }),
-      signer: testSigner(origin),
-    },
+    { db, anchor: aimedAnchor, signer: testSigner(origin), logger, decorateStore: aimedStore },
   );
   try {
     // Provisioning's store step is idempotent; a killed first run is provisioned again.
@@ -62,6 +120,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const head = await audit.checkpoint();
+  say(`start ${recovered}`);
   say(`ready ${head.treeSize}`);
 
   const acked = (await readFile(env('CRASH_ACKS'), 'utf8').catch(() => ''))

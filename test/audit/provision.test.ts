@@ -54,6 +54,7 @@ function envFor(name: string, counterIndex: number): Record<string, string> {
     GRANTOR_STATE_DIR: join(work, name, 'state'),
     GRANTOR_AUDIT_NV_COUNTER: `0x${counterIndex.toString(16)}`,
     GRANTOR_AUDIT_NV_EXTEND: `0x${(counterIndex + 1).toString(16)}`,
+    GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS: '0',
   };
 }
 

@@ -92,6 +92,8 @@ beforeAll(async () => {
       GRANTOR_ENROLLMENT_RULES: join(dir, 'enrollment-rules.json'),
       GRANTOR_POLICY_WATCH: 'false',
       GRANTOR_LOG_LEVEL: 'warn',
+      // As ./scripts/demo passes it for its swtpm.
+      GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS: '0',
       // As ./scripts/demo passes it: no reference policy is active by default.
       GRANTOR_REFERENCE_POLICIES:
         'reference-policies/swtpm-dev.json,reference-policies/swtpm-demo-measured.json',

@@ -273,6 +273,8 @@ export function applianceEnv(
     GRANTOR_EK_CA_BUNDLE: join(dir, 'ek-ca.pem'),
     GRANTOR_ENROLLMENT_RULES: join(dir, 'enrollment-rules.json'),
     GRANTOR_POLICY_WATCH: 'false',
+    // swtpm's NV is a file: no wear, so no rate bound (the shipped default is for hardware).
+    GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS: '0',
     ...extra,
   };
 }
