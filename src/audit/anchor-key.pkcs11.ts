@@ -8,7 +8,8 @@
  * re-opened once.
  */
 import pkcs11js from 'pkcs11js';
-import { HsmUnavailableError } from '../keys/errors.js';
+import { HsmPinIncorrectError, HsmPinLockedError, HsmUnavailableError } from '../keys/errors.js';
+import { GrantorError } from '../shared/errors.js';
 import { ANCHOR_KEY_LABEL, AnchorKeyError, type AnchorWriteKey } from './anchor-key.port.js';
 
 const P256_PARAMS = Buffer.from('06082a8648ce3d030107', 'hex');
@@ -50,6 +51,8 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
   #p: pkcs11js.PKCS11 | undefined;
   #session: Handle | undefined;
   #key: { priv: Handle; point: Buffer } | undefined;
+  /** A refused PIN: never tried again (each try counts towards the token's lock). */
+  #latched: Error | undefined;
 
   constructor(config: AnchorKeyTokenConfig, options: { create?: boolean } = {}) {
     this.#config = config;
@@ -88,10 +91,12 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
 
   /** Runs `fn`; after a PKCS#11 fault, re-opens the session and runs it once more. */
   async #retry<T>(fn: () => T): Promise<T> {
+    if (this.#latched !== undefined) throw this.#latched;
     try {
       return await Promise.resolve().then(fn);
     } catch (e) {
-      if (e instanceof AnchorKeyError || code(e) === undefined) throw this.#map(e);
+      // Ours (a refused PIN, a missing key) or not PKCS#11's: no second try.
+      if (e instanceof GrantorError || code(e) === undefined) throw this.#map(e);
       this.#session = undefined;
       this.#key = undefined;
       try {
@@ -103,7 +108,7 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
   }
 
   #map(e: unknown): Error {
-    if (e instanceof AnchorKeyError || e instanceof HsmUnavailableError) return e;
+    if (e instanceof GrantorError) return e;
     // PKCS#11 return values only: never the PIN, never the module's own text.
     const rv = code(e);
     return new HsmUnavailableError('the anchor write key could not be used', {
@@ -142,9 +147,14 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
     try {
       p.C_Login(session, pkcs11js.CKU_USER, this.#config.pin);
     } catch (e) {
-      if (code(e) !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
+      const rv = code(e);
+      if (rv !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
         p.C_CloseSession(session);
-        throw e;
+        if (rv === pkcs11js.CKR_PIN_LOCKED) this.#latched = new HsmPinLockedError();
+        if (rv === pkcs11js.CKR_PIN_INCORRECT || rv === pkcs11js.CKR_PIN_LEN_RANGE) {
+          this.#latched = new HsmPinIncorrectError();
+        }
+        throw this.#latched ?? e;
       }
     }
     this.#session = session;
