@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * `grantor` ceremonies on the appliance itself, with the same service code as the server:
- *   grantor provision                      define and pin the audit anchor, create the log
- *                                          (resumes an interrupted run; then changes nothing)
+ *   grantor provision [--set-owner-auth FILE]  define and pin the audit anchor, create the log
+ *                                          (resumes an interrupted run; then changes nothing);
+ *                                          with --set-owner-auth, first set a random TPM owner
+ *                                          authorisation (when empty) and keep it in FILE
  *   grantor keys list|rotate|retire|destroy  key ceremonies (the same KeyService)
  *   grantor audit export FILE             entries and a fresh checkpoint
  *   grantor audit verify FILE --key K     offline: needs no appliance, TPM or HSM
@@ -19,14 +21,16 @@ import { openAppliance, provisionAppliance } from './appliance.js';
 import { runAuditCli } from './audit/cli.js';
 import { runKeysCli } from './keys/cli.js';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { runOperatorsCli } from './operators/cli.js';
 import { RemoteTokens } from './operators/remote.js';
 import { runReferencePoliciesCli } from './attestation/measured-boot/learn-cli.js';
 import { loadConfig } from './shared/config.js';
 import { ConfigError, GrantorError } from './shared/errors.js';
 import { openTpm } from './tpm/tpm.native.js';
+import { setRandomOwnerAuth } from './tpm/owner-auth.js';
 
-const USAGE = `usage: grantor provision
+const USAGE = `usage: grantor provision [--set-owner-auth FILE]
        grantor keys list|rotate|retire|destroy ...
        grantor audit export FILE | verify FILE --key <verifier key> [--ak <base64>]
        grantor operators token create|list|revoke ...
@@ -73,11 +77,26 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   if (command === 'reference-policies')
     return runReferencePoliciesCli(rest, { out: out.log, err: out.error });
-  const config = loadConfig();
+  let config = loadConfig();
   switch (command) {
     case 'provision': {
+      const [flag, file, ...extra] = rest;
+      const setOwnerAuth = flag === '--set-owner-auth' && file !== undefined && file !== '';
+      if ((rest.length > 0 && !setOwnerAuth) || extra.length > 0) {
+        out.error(USAGE);
+        return 2;
+      }
       const tpm = await openTpm(config.tpm);
       try {
+        if (setOwnerAuth) {
+          const path = resolve(file);
+          await setRandomOwnerAuth(tpm, path);
+          // The value stays in the file: never printed, never logged.
+          out.log(
+            `tpm: owner authorisation set to a random value, kept in ${path} (mode 0400): keep it offline; provisioning and undefining the audit anchor need it (GRANTOR_TPM_OWNER_AUTH_FILE)`,
+          );
+          config = { ...config, tpm: { ...config.tpm, ownerAuthFile: path } };
+        }
         for (const line of await provisionAppliance(config, tpm)) out.log(line);
       } finally {
         await tpm.close();

@@ -12,6 +12,8 @@ import { constants } from 'node:fs';
 import { link, open, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
+import { TPM_RC, TpmError } from './tpm-error.js';
+import type { TpmPort } from './tpm.port.js';
 
 const KEY = 'GRANTOR_TPM_OWNER_AUTH_FILE';
 /** SHA-256 digest size: the largest auth value every TPM with a SHA-256 bank takes. */
@@ -75,4 +77,35 @@ export async function createOwnerAuthFile(path: string): Promise<Buffer> {
     await dir.close();
   }
   return value;
+}
+
+/**
+ * `grantor provision --set-owner-auth FILE`: when the owner authorisation is empty, sets a
+ * random one (TPM2_HierarchyChangeAuth) and keeps it in FILE (createOwnerAuthFile). Refuses
+ * when the owner authorisation is already set (nothing changes) or FILE exists.
+ */
+export async function setRandomOwnerAuth(tpm: TpmPort, path: string): Promise<void> {
+  const empty = new Uint8Array(0);
+  // Empty to empty: succeeds only while the owner authorisation is empty, changes nothing.
+  try {
+    await tpm.hierarchyChangeAuth('owner', empty, { hierarchyAuth: empty });
+  } catch (e) {
+    if (e instanceof TpmError && (e.is(TPM_RC.BAD_AUTH) || e.is(TPM_RC.AUTH_FAIL))) {
+      throw new ConfigError(
+        '--set-owner-auth',
+        'the TPM owner authorisation is already set: not changed (give it with GRANTOR_TPM_OWNER_AUTH_FILE)',
+      );
+    }
+    throw e;
+  }
+  const value = await createOwnerAuthFile(path);
+  try {
+    await tpm.hierarchyChangeAuth('owner', value, { hierarchyAuth: empty });
+  } catch (e) {
+    // The TPM kept the empty value: a file naming another one would mislead.
+    await rm(path, { force: true });
+    throw e;
+  } finally {
+    value.fill(0);
+  }
 }
