@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisionAppliance } from '../../src/appliance.js';
 import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
-import { readAnchorPin } from '../../src/audit/anchor-pin.js';
+import { formatAnchorPin, readAnchorPin } from '../../src/audit/anchor-pin.js';
 import { loadConfig } from '../../src/shared/config.js';
 import {
   createOwnerAuthFile,
@@ -151,6 +151,32 @@ describe('owner authorisation', () => {
         await opened.close();
         await writeKey.close();
       }
+    } finally {
+      await tpm.close();
+    }
+  });
+});
+
+describe('migration', () => {
+  it('refuses an owner-written anchor pin (grantor-anchor-pin/1) with a clear reason', async () => {
+    const config = loadConfig(
+      env({ GRANTOR_AUDIT_ANCHOR_PIN: join(work, 'old-pin.json') }),
+      repoRoot,
+    );
+    const current = await readAnchorPin(
+      loadConfig(env(), repoRoot).audit.pinFile,
+      'GRANTOR_AUDIT_ANCHOR_PIN',
+    );
+    if (current === undefined) throw new Error('the test above provisions first');
+    const { writeKey: _, ...old } = current;
+    await writeFile(config.audit.pinFile, formatAnchorPin(old));
+    const tpm = await NativeTpm.open(sim.tcti);
+    try {
+      await expect(provisionAppliance(config, tpm)).rejects.toMatchObject({
+        code: 'config_invalid',
+        key: 'GRANTOR_AUDIT_ANCHOR_PIN',
+        message: expect.stringContaining('re-provision') as unknown,
+      });
     } finally {
       await tpm.close();
     }
