@@ -16,7 +16,8 @@
         "src/keys.cc",
         "src/attest.cc",
         "src/credential.cc",
-        "src/nv.cc"
+        "src/nv.cc",
+        "src/policy.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_ADDON_API_CPP_EXCEPTIONS"],

@@ -20,7 +20,10 @@ import {
   readAnchorPin,
   writeAnchorPin,
   TpmAuditAnchor,
+  Pkcs11AnchorKey,
+  AnchorKeyError,
   type AnchorProvisionStep,
+  type AnchorWriteKey,
   type AuditService,
   type PinnedAnchor,
 } from './audit/index.js';
@@ -53,6 +56,7 @@ import { createMetrics, type GrantorMetrics } from './shared/metrics.js';
 import { marshalTpmtPublic } from './tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256 } from './tpm/templates.js';
 import { MeteredTpm } from './tpm/tpm.metered.js';
+import { readOwnerAuth } from './tpm/owner-auth.js';
 import { openTpm } from './tpm/tpm.native.js';
 import type { TpmPort } from './tpm/tpm.port.js';
 
@@ -108,7 +112,19 @@ async function readBundle(paths: readonly string[]): Promise<string> {
   return pems.join('\n');
 }
 
-function anchorConfig(config: AppConfig, pin?: PinnedAnchor) {
+/**
+ * The anchor write key's token (src/audit/anchor-key.pkcs11.ts): the audit token when
+ * configured, else the main one. Provisioning creates the key; a start only finds it.
+ */
+function anchorWriteKey(config: AppConfig, create = false): Pkcs11AnchorKey {
+  const token = config.auditHsm ?? config.hsm;
+  return new Pkcs11AnchorKey(
+    { modulePath: token.module, tokenLabel: token.tokenLabel, pin: token.pin },
+    { create },
+  );
+}
+
+function anchorConfig(config: AppConfig, pin?: PinnedAnchor, writeKey?: AnchorWriteKey) {
   const indices = {
     counterIndex: config.audit.nvCounterIndex,
     extendIndex: config.audit.nvExtendIndex,
@@ -119,6 +135,10 @@ function anchorConfig(config: AppConfig, pin?: PinnedAnchor) {
     ...(pin === undefined
       ? {}
       : { pinnedGenesis: pin.genesisCounter, pinnedAkPublic: pin.akPublic }),
+    ...(writeKey === undefined ? {} : { writeKey }),
+    ...(pin?.writeKey === undefined
+      ? {}
+      : { pinnedWritePolicy: Buffer.from(pin.writeKey.policy, 'hex') }),
     // NV_Certify (checkpoint ?nonce=) is signed by a restricted P-256 AK derived as an
     // endorsement-hierarchy primary from this template (the same key every time).
     akTemplate: marshalTpmtPublic(AK_TEMPLATE_ECC_P256),
@@ -146,6 +166,17 @@ async function readPin(config: AppConfig): Promise<PinnedAnchor | undefined> {
   ) {
     throw new ConfigError(key, 'the anchor pin disagrees with GRANTOR_AUDIT_NV_NAMES');
   }
+  // Owner-written indices: whoever holds the owner auth could rewrite them (issue 13).
+  if (pin.writeKey === undefined) {
+    throw new ConfigError(
+      key,
+      `${config.audit.pinFile} pins owner-written anchor indices (grantor-anchor-pin/1), which this version refuses: re-provision with a write policy (docs/audit.md "Migration")`,
+    );
+  }
+  const byPolicy = expectedAnchorNames(pin, Buffer.from(pin.writeKey.policy, 'hex'));
+  if (byPolicy.counter !== pin.names.counter || byPolicy.extend !== pin.names.extend) {
+    throw new ConfigError(key, 'the anchor pin names are not those of its write policy');
+  }
   return pin;
 }
 
@@ -164,6 +195,20 @@ export async function provisionAppliance(
   tpm: TpmPort,
   options: { afterStep?: (step: ProvisionStep) => Promise<void> | void } = {},
 ): Promise<string[]> {
+  const writeKey = anchorWriteKey(config, true);
+  try {
+    return await provisionWith(config, tpm, writeKey, options);
+  } finally {
+    await writeKey.close();
+  }
+}
+
+async function provisionWith(
+  config: AppConfig,
+  tpm: TpmPort,
+  writeKey: AnchorWriteKey,
+  options: { afterStep?: (step: ProvisionStep) => Promise<void> | void },
+): Promise<string[]> {
   const done: string[] = [];
   const file = config.audit.pinFile;
   let pin = await readPin(config);
@@ -172,7 +217,10 @@ export async function provisionAppliance(
       counterIndex: config.audit.nvCounterIndex,
       extendIndex: config.audit.nvExtendIndex,
     };
+    const ownerFile = config.tpm.ownerAuthFile;
     const anchored = await provisionTpmAnchor(tpm, indices, {
+      writeKey,
+      ...(ownerFile === undefined ? {} : { ownerAuth: await readOwnerAuth(ownerFile) }),
       ...(options.afterStep === undefined ? {} : { afterStep: options.afterStep }),
     });
     // The AK that certifies every start-up read of the anchor, pinned with it.
@@ -182,7 +230,7 @@ export async function provisionAppliance(
     await writeAnchorPin(file, pin);
     await options.afterStep?.('write_pin');
     done.push(
-      `audit anchor: NV indices 0x${indices.counterIndex.toString(16)} (counter, name ${pin.names.counter}) and 0x${indices.extendIndex.toString(16)} (extend, name ${pin.names.extend}), genesis counter ${pin.genesisCounter}, pinned in ${file} (operator configuration: keep it outside the state folder, read-only)`,
+      `audit anchor: NV indices 0x${indices.counterIndex.toString(16)} (counter, name ${pin.names.counter}) and 0x${indices.extendIndex.toString(16)} (extend, name ${pin.names.extend}), written only with the key store's anchor write key (name ${anchored.writeKey?.name ?? '?'}), genesis counter ${pin.genesisCounter}, pinned in ${file} (operator configuration: keep it outside the state folder, read-only)`,
     );
   } else {
     done.push(`audit anchor: pinned in ${file} (genesis counter ${pin.genesisCounter})`);
@@ -191,7 +239,7 @@ export async function provisionAppliance(
   try {
     const created = await provisionAuditStore(
       { origin: config.applianceId },
-      { db, anchor: new TpmAuditAnchor(tpm, anchorConfig(config, pin)) },
+      { db, anchor: new TpmAuditAnchor(tpm, anchorConfig(config, pin, writeKey)) },
     );
     if (created) await options.afterStep?.('create_store');
     done.push(created ? 'audit log: created' : 'audit log: exists');
@@ -239,12 +287,20 @@ export async function openAppliance(
       return keysRef.current;
     };
     const pin = await readPin(config);
+    // Found, never created, here: a missing key is refused (anchor_key_missing).
+    const writeKey = anchorWriteKey(config);
+    closers.push(() => writeKey.close());
+    // The key store answers first: a refused PIN or a missing token is the HSM's failure,
+    // named as such; a missing or foreign key is the audit start-up's refusal (lockdown).
+    await writeKey.publicPoint().catch((e: unknown) => {
+      if (!(e instanceof AnchorKeyError)) throw e;
+    });
     const meteredAudit = meterAudit(metrics);
     const audit = createAudit(
       { origin: config.applianceId, minAnchorIntervalMs: config.audit.minAnchorIntervalMs },
       {
         db,
-        anchor: meteredAudit.anchor(new TpmAuditAnchor(tpm, anchorConfig(config, pin))),
+        anchor: meteredAudit.anchor(new TpmAuditAnchor(tpm, anchorConfig(config, pin, writeKey))),
         decorateStore: meteredAudit.store,
         signer: {
           keyName: config.applianceId,

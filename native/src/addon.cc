@@ -9,6 +9,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   grantor::RegisterAttest(env, exports);
   grantor::RegisterCredential(env, exports);
   grantor::RegisterNv(env, exports);
+  grantor::RegisterPolicy(env, exports);
   return exports;
 }
 

@@ -150,5 +150,6 @@ void RegisterKeys(Napi::Env env, Napi::Object exports);
 void RegisterAttest(Napi::Env env, Napi::Object exports);
 void RegisterCredential(Napi::Env env, Napi::Object exports);
 void RegisterNv(Napi::Env env, Napi::Object exports);
+void RegisterPolicy(Napi::Env env, Napi::Object exports);
 
 }  // namespace grantor

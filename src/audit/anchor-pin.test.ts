@@ -17,6 +17,7 @@ const pin: PinnedAnchor = {
   names: { counter: `000b${'ab'.repeat(32)}`, extend: `000b${'cd'.repeat(32)}` },
   genesisCounter: 42n,
   akPublic: AK_PUBLIC,
+  writeKey: { name: `000b${'ef'.repeat(32)}`, policy: '12'.repeat(32) },
 };
 
 const KEY = 'GRANTOR_AUDIT_ANCHOR_PIN';
@@ -34,6 +35,12 @@ describe('the anchor pin file', () => {
     expect(parseAnchorPin(formatAnchorPin(pin), KEY)).toEqual(pin);
   });
 
+  it('still parses a format-1 pin (owner-written indices), which has no write key', () => {
+    const { writeKey: _, ...old } = pin;
+    expect(formatAnchorPin(old)).toContain('grantor-anchor-pin/1');
+    expect(parseAnchorPin(formatAnchorPin(old), KEY)).toEqual(old);
+  });
+
   it.each([
     ['not JSON', '{'],
     ['another format', JSON.stringify({ format: 'x' })],
@@ -43,6 +50,12 @@ describe('the anchor pin file', () => {
     ['a negative genesis', formatAnchorPin(pin).replace('"42"', '"-1"')],
     ['a numeric genesis', formatAnchorPin(pin).replace('"42"', '42')],
     ['a genesis past 64 bits', formatAnchorPin(pin).replace('"42"', `"${2n ** 64n}"`)],
+    ['no write key', formatAnchorPin(pin).replace(/"writeKey": \{[^}]*\}/, '"writeKey": {}')],
+    [
+      'a format-1 pin with a write key',
+      formatAnchorPin(pin).replace('grantor-anchor-pin/2', 'grantor-anchor-pin/1'),
+    ],
+    ['a short write policy', formatAnchorPin(pin).replace('12'.repeat(32), '12'.repeat(31))],
     ['no AK', formatAnchorPin(pin).replace(/"akPublic": "[^"]*"/, '"akPublic": ""')],
     [
       'an AK that is not a TPM2B_PUBLIC',
@@ -61,10 +74,11 @@ describe('the anchor pin file', () => {
           fc.json(),
           fc
             .record({
-              format: fc.constant('grantor-anchor-pin/1'),
+              format: fc.constantFrom('grantor-anchor-pin/1', 'grantor-anchor-pin/2'),
               counterIndex: fc.oneof(fc.string(), fc.integer()),
               extendIndex: fc.string(),
               names: fc.anything(),
+              writeKey: fc.anything(),
               genesisCounter: fc.oneof(fc.bigInt().map(String), fc.string()),
             })
             .map((o) => JSON.stringify(o)),

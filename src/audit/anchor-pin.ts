@@ -8,6 +8,12 @@
  *   { "format": "grantor-anchor-pin/1", "counterIndex": "0x01500020",
  *     "extendIndex": "0x01500021", "names": { "counter": "000b…", "extend": "000b…" },
  *     "genesisCounter": "42", "akPublic": "<base64 TPM2B_PUBLIC>" }
+ *
+ * Format 2 (`grantor-anchor-pin/2`, indices written only through the write policy,
+ * anchor-policy.ts) adds the write key: its TPM name and the indices' authPolicy (hex),
+ *     "writeKey": { "name": "000b…", "policy": "…" }
+ * Format 1 pins (owner-written indices) still parse, for offline verification; the
+ * appliance refuses to start on one (docs/audit.md "Migration").
  */
 import { constants } from 'node:fs';
 import { link, mkdir, open, readFile, rm } from 'node:fs/promises';
@@ -16,7 +22,9 @@ import { ConfigError } from '../shared/errors.js';
 import { unmarshalTpm2bPublic } from '../tpm/marshal/public.js';
 import type { AnchorPin, TpmAnchorIndices } from './anchor.tpm.js';
 
-export const PIN_FORMAT = 'grantor-anchor-pin/1';
+export const PIN_FORMAT = 'grantor-anchor-pin/2';
+/** Owner-written indices, before write policies. */
+export const PIN_FORMAT_1 = 'grantor-anchor-pin/1';
 
 export interface PinnedAnchor extends AnchorPin, TpmAnchorIndices {
   /** TPM2B_PUBLIC of the appliance AK that certifies the anchor (start-up reads, exports). */
@@ -26,6 +34,7 @@ export interface PinnedAnchor extends AnchorPin, TpmAnchorIndices {
 const NAME = /^000b[0-9a-f]{64}$/;
 const INDEX = /^0x[0-9a-f]{8}$/;
 const COUNTER = /^\d{1,20}$/;
+const DIGEST = /^[0-9a-f]{64}$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -42,10 +51,13 @@ export function parseAnchorPin(text: string, key: string): PinnedAnchor {
   } catch {
     throw new ConfigError(key, 'the anchor pin is not JSON');
   }
-  if (!isRecord(raw) || raw.format !== PIN_FORMAT) {
+  if (!isRecord(raw) || (raw.format !== PIN_FORMAT && raw.format !== PIN_FORMAT_1)) {
     throw new ConfigError(key, `the anchor pin is not a ${PIN_FORMAT} object`);
   }
-  const { counterIndex, extendIndex, names, genesisCounter, akPublic } = raw;
+  const { counterIndex, extendIndex, names, genesisCounter, akPublic, writeKey } = raw;
+  if (raw.format === PIN_FORMAT_1 ? writeKey !== undefined : !isWriteKey(writeKey)) {
+    throw new ConfigError(key, 'the anchor pin has no valid writeKey');
+  }
   if (typeof counterIndex !== 'string' || !INDEX.test(counterIndex)) {
     throw new ConfigError(key, 'the anchor pin has no valid counterIndex');
   }
@@ -81,18 +93,30 @@ export function parseAnchorPin(text: string, key: string): PinnedAnchor {
     names: { counter: names.counter, extend: names.extend },
     genesisCounter: genesis,
     akPublic: ak,
+    ...(isWriteKey(writeKey) ? { writeKey: { name: writeKey.name, policy: writeKey.policy } } : {}),
   };
+}
+
+function isWriteKey(v: unknown): v is { name: string; policy: string } {
+  return (
+    isRecord(v) &&
+    typeof v.name === 'string' &&
+    NAME.test(v.name) &&
+    typeof v.policy === 'string' &&
+    DIGEST.test(v.policy)
+  );
 }
 
 export function formatAnchorPin(pin: PinnedAnchor): string {
   return `${JSON.stringify(
     {
-      format: PIN_FORMAT,
+      format: pin.writeKey === undefined ? PIN_FORMAT_1 : PIN_FORMAT,
       counterIndex: hex8(pin.counterIndex),
       extendIndex: hex8(pin.extendIndex),
       names: pin.names,
       genesisCounter: pin.genesisCounter.toString(),
       akPublic: pin.akPublic.toString('base64'),
+      ...(pin.writeKey === undefined ? {} : { writeKey: pin.writeKey }),
     },
     null,
     2,

@@ -18,12 +18,23 @@
  *   is bounded by the log's configuration instead.
  * - Provisioning writes both once (extend of the empty root, one increment), so
  *   TPMA_NV_WRITTEN is set and the names are final before they are pinned.
+ *
+ * With a write key (the appliance's, always; see anchor-policy.ts) the indices are defined
+ * instead with policyWrite | ownerRead | authRead | noDA and authPolicy = PolicySigned(key):
+ * no password (owner or index) can write them, only a policy session in which the HSM
+ * signed the TPM's nonce. The owner can still undefine them (docs/audit.md "Write
+ * policy"). Reads use the index's empty auth value, so the running appliance needs no
+ * owner authorisation. Without a write key (tests of the log core) writes take owner auth.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { TpmPort } from '../tpm/tpm.port.js';
 import { TPM_RC, TpmError } from '../tpm/tpm-error.js';
 import { marshalNvPublic, unwrapTpm2b } from '../tpm/tpm.wire.js';
 import { GrantorError } from '../shared/errors.js';
+import type { PolicySigner } from '../tpm/tpm.port.js';
+import type { AnchorWriteKey } from './anchor-key.port.js';
+import { AnchorKeyError } from './anchor-key.port.js';
+import { anchorKeyName, anchorPolicySigner, anchorWritePolicy } from './anchor-policy.js';
 import type { AnchorState, AuditAnchor, NvCertification } from './anchor.port.js';
 import { AnchorError, GENESIS_EXTEND } from './anchor.port.js';
 import { AuditRollbackError } from './errors.js';
@@ -33,6 +44,7 @@ import { NvCertifyCheckError, checkNvCertification } from './nv-certify.js';
 /** TPMA_NV bits used here (TPM 2.0 Part 2, 13.4). */
 const NV = {
   ownerWrite: 1 << 1,
+  policyWrite: 1 << 3,
   ownerRead: 1 << 17,
   authRead: 1 << 18,
   noDA: 1 << 25,
@@ -48,6 +60,8 @@ const RC_TESTING = 0x90a;
 const RETRYABLE = [TPM_RC.NV_RATE, TPM_RC.RETRY, RC_YIELDED, RC_TESTING];
 
 export const ANCHOR_NV_ATTRIBUTES = NV.ownerWrite | NV.ownerRead | NV.authRead | NV.noDA;
+/** The appliance's indices: written only through the write policy (anchor-policy.ts). */
+export const ANCHOR_POLICY_NV_ATTRIBUTES = NV.policyWrite | NV.ownerRead | NV.authRead | NV.noDA;
 
 export interface TpmAnchorIndices {
   /** NV index handle of the counter, e.g. 0x01500020. */
@@ -71,8 +85,16 @@ export interface TpmAnchorConfig extends TpmAnchorIndices {
    * answer with other values. Without it reads are plain NV_Read (tests of the log core).
    */
   readonly pinnedAkPublic?: Uint8Array;
-  /** Owner hierarchy authorisation (empty by default). Never logged. */
+  /** Owner hierarchy authorisation (empty by default), without a write key. Never logged. */
   readonly ownerAuth?: Uint8Array;
+  /**
+   * The key that authorises every write (TPM2_PolicySigned); the indices then carry its
+   * policy. With `pinnedWritePolicy` (the pin), checkPinned also checks that this is the
+   * pinned key.
+   */
+  readonly writeKey?: AnchorWriteKey;
+  /** The pinned authPolicy of the indices (32 bytes). */
+  readonly pinnedWritePolicy?: Uint8Array;
   /** Endorsement hierarchy authorisation for the AK that signs NV_Certify. */
   readonly endorsementAuth?: Uint8Array;
   /**
@@ -83,11 +105,14 @@ export interface TpmAnchorConfig extends TpmAnchorIndices {
   readonly akTemplate?: Uint8Array;
 }
 
-function space(index: number, type: number, dataSize: number) {
+function space(index: number, type: number, dataSize: number, authPolicy?: Uint8Array) {
   return {
     index,
     nameAlg: 'sha256' as const,
-    attributes: ANCHOR_NV_ATTRIBUTES | (type << NT_SHIFT),
+    attributes:
+      (authPolicy === undefined ? ANCHOR_NV_ATTRIBUTES : ANCHOR_POLICY_NV_ATTRIBUTES) |
+      (type << NT_SHIFT),
+    ...(authPolicy === undefined ? {} : { authPolicy }),
     dataSize,
   };
 }
@@ -101,17 +126,34 @@ function nvName(s: ReturnType<typeof space>, written: boolean): string {
 }
 
 /**
- * The NV name each anchor index has once provisioned (written), from our attribute choice:
- * SHA-256 nameAlg (0x000b) ‖ SHA-256(TPMS_NV_PUBLIC). Lets an operator check pinned
- * names without the TPM.
+ * The NV name each anchor index has once provisioned (written), from our attribute choice
+ * and the write policy (when given): SHA-256 nameAlg (0x000b) ‖ SHA-256(TPMS_NV_PUBLIC).
+ * Lets an operator check pinned names without the TPM.
  */
-export function expectedAnchorNames(indices: TpmAnchorIndices): {
+export function expectedAnchorNames(
+  indices: TpmAnchorIndices,
+  writePolicy?: Uint8Array,
+): {
   counter: string;
   extend: string;
 } {
   return {
-    counter: nvName(space(indices.counterIndex, NT_COUNTER, 8), true),
-    extend: nvName(space(indices.extendIndex, NT_EXTEND, 32), true),
+    counter: nvName(space(indices.counterIndex, NT_COUNTER, 8, writePolicy), true),
+    extend: nvName(space(indices.extendIndex, NT_EXTEND, 32, writePolicy), true),
+  };
+}
+
+/** The write key as the pin records it: its TPM name and the indices' policy (hex). */
+export interface PinnedWriteKey {
+  readonly name: string;
+  readonly policy: string;
+}
+
+/** What the pin records of a write key with this public point. */
+export function pinnedWriteKey(point: Uint8Array): PinnedWriteKey {
+  return {
+    name: anchorKeyName(point).toString('hex'),
+    policy: anchorWritePolicy(point).toString('hex'),
   };
 }
 
@@ -120,6 +162,8 @@ export interface AnchorPin {
   readonly names: { readonly counter: string; readonly extend: string };
   /** The counter right after provisioning: the first batch is anchored at genesis + 1. */
   readonly genesisCounter: bigint;
+  /** The key whose policy the indices carry (absent: owner-written test anchors). */
+  readonly writeKey?: PinnedWriteKey;
 }
 
 /** Provisioning's TPM steps, in order; each is skipped when a resumed run finds it done. */
@@ -133,7 +177,11 @@ export type AnchorProvisionStep = (typeof ANCHOR_PROVISION_STEPS)[number];
 
 /** Provisioning found the TPM in a state it must not adopt; `reason` says which. */
 export class AnchorProvisionError extends GrantorError {
-  constructor(reason: 'nv_index_foreign' | 'anchor_in_use', message: string, index: number) {
+  constructor(
+    reason: 'nv_index_foreign' | 'anchor_in_use' | 'anchor_owner_written',
+    message: string,
+    index: number,
+  ) {
     super('audit_provision_refused', message, {
       details: { reason, index: `0x${index.toString(16)}` },
     });
@@ -152,16 +200,31 @@ export async function provisionTpmAnchor(
   indices: TpmAnchorIndices,
   options: {
     ownerAuth?: Uint8Array;
+    /** The appliance's: every write then needs its signature (anchor-policy.ts). */
+    writeKey?: AnchorWriteKey;
     afterStep?: (step: AnchorProvisionStep) => Promise<void> | void;
   } = {},
 ): Promise<AnchorPin> {
   const hierarchyAuth = options.ownerAuth ?? new Uint8Array(0);
-  const auth = { by: 'owner' as const, value: hierarchyAuth };
   const done = async (step: AnchorProvisionStep): Promise<void> => {
     await options.afterStep?.(step);
   };
-  const counterSpace = space(indices.counterIndex, NT_COUNTER, 8);
-  const extendSpace = space(indices.extendIndex, NT_EXTEND, 32);
+  const key = options.writeKey;
+  const point = key === undefined ? undefined : await key.publicPoint();
+  const policy = point === undefined ? undefined : anchorWritePolicy(point);
+  const signer =
+    key === undefined || point === undefined ? undefined : anchorPolicySigner(key, point);
+  // Reads by the index's empty auth value with a write key (the owner's may be set).
+  const auth =
+    signer === undefined
+      ? { by: 'owner' as const, value: hierarchyAuth }
+      : { by: 'index' as const };
+  const counterSpace = space(indices.counterIndex, NT_COUNTER, 8, policy);
+  const extendSpace = space(indices.extendIndex, NT_EXTEND, 32, policy);
+  const legacy = {
+    [indices.counterIndex]: nvName(space(indices.counterIndex, NT_COUNTER, 8), true),
+    [indices.extendIndex]: nvName(space(indices.extendIndex, NT_EXTEND, 32), true),
+  };
   /** 'absent', 'defined' (not written) or 'written'; anything else is not ours. */
   const stateOf = async (s: typeof counterSpace): Promise<'absent' | 'defined' | 'written'> => {
     let found: string;
@@ -173,6 +236,13 @@ export async function provisionTpmAnchor(
     }
     if (found === nvName(s, true)) return 'written';
     if (found === nvName(s, false)) return 'defined';
+    if (policy !== undefined && found === legacy[s.index]) {
+      throw new AnchorProvisionError(
+        'anchor_owner_written',
+        `NV index 0x${s.index.toString(16)} is an audit anchor index from before write policies (owner-written): re-provision (docs/audit.md "Migration")`,
+        s.index,
+      );
+    }
     throw new AnchorProvisionError(
       'nv_index_foreign',
       `NV index 0x${s.index.toString(16)} exists with other attributes (name ${found}): not an audit anchor index; pick other indices or remove it`,
@@ -192,7 +262,13 @@ export async function provisionTpmAnchor(
     await done('define_extend');
   }
   if (extend === 'defined') {
-    await tpm.nvExtend(indices.extendIndex, EMPTY_ROOT, { auth });
+    await (signer === undefined
+      ? tpm.nvExtend(indices.extendIndex, EMPTY_ROOT, { auth })
+      : tpm.nvWriteByPolicySigned(
+          indices.extendIndex,
+          { kind: 'extend', data: EMPTY_ROOT },
+          signer,
+        ));
     await done('extend_genesis');
   } else if (!(await tpm.nvRead(indices.extendIndex, { auth })).equals(GENESIS_EXTEND)) {
     throw new AnchorProvisionError(
@@ -202,7 +278,9 @@ export async function provisionTpmAnchor(
     );
   }
   if (counter === 'defined') {
-    await tpm.nvIncrement(indices.counterIndex, { auth });
+    await (signer === undefined
+      ? tpm.nvIncrement(indices.counterIndex, { auth })
+      : tpm.nvWriteByPolicySigned(indices.counterIndex, { kind: 'increment' }, signer));
     await done('increment_counter');
   }
   return {
@@ -211,11 +289,13 @@ export async function provisionTpmAnchor(
       extend: (await tpm.nvReadPublic(indices.extendIndex)).name.toString('hex'),
     },
     genesisCounter: await tpm.nvReadCounter(indices.counterIndex, { auth }),
+    ...(point === undefined ? {} : { writeKey: pinnedWriteKey(point) }),
   };
 }
 
 export class TpmAuditAnchor implements AuditAnchor {
   private readonly auth;
+  private signer: Promise<PolicySigner> | undefined;
   readonly genesis: bigint | undefined;
   readonly pinnedNames: { readonly counter: string; readonly extend: string };
 
@@ -223,7 +303,11 @@ export class TpmAuditAnchor implements AuditAnchor {
     private readonly tpm: TpmPort,
     private readonly config: TpmAnchorConfig,
   ) {
-    this.auth = { by: 'owner' as const, value: Buffer.from(config.ownerAuth ?? new Uint8Array(0)) };
+    // With a write key the owner's auth is not needed: reads use the index's (empty) one.
+    this.auth =
+      config.writeKey === undefined
+        ? { by: 'owner' as const, value: Buffer.from(config.ownerAuth ?? new Uint8Array(0)) }
+        : { by: 'index' as const };
     this.genesis = config.pinnedGenesis;
     this.pinnedNames = config.pinnedNames;
   }
@@ -267,7 +351,43 @@ export class TpmAuditAnchor implements AuditAnchor {
           );
         }
       }
+      await this.checkWriteKey();
     });
+  }
+
+  /**
+   * The key store's write key is the one whose policy the pin records: another key could
+   * not write the indices, and signing with it would only fail later, at the first batch.
+   */
+  private async checkWriteKey(): Promise<void> {
+    const { writeKey, pinnedWritePolicy } = this.config;
+    if (writeKey === undefined || pinnedWritePolicy === undefined) return;
+    let point: Buffer;
+    try {
+      point = await writeKey.publicPoint();
+    } catch (err) {
+      if (!(err instanceof AnchorKeyError)) throw err;
+      throw new AuditRollbackError(err.message, { details: { reason: err.reason } });
+    }
+    const policy = anchorWritePolicy(point);
+    if (!policy.equals(Buffer.from(pinnedWritePolicy))) {
+      throw new AuditRollbackError(
+        `the key store's anchor write key (name ${anchorKeyName(point).toString('hex')}) is not the pinned one: its policy ${policy.toString('hex')} is not the pinned ${Buffer.from(pinnedWritePolicy).toString('hex')}`,
+        { details: { reason: 'anchor_key_mismatch' } },
+      );
+    }
+  }
+
+  /** The write key as the TPM port takes it, made once. */
+  private policySigner(key: AnchorWriteKey): Promise<PolicySigner> {
+    this.signer ??= key.publicPoint().then(
+      (point) => anchorPolicySigner(key, point),
+      (err: unknown) => {
+        this.signer = undefined;
+        throw err;
+      },
+    );
+    return this.signer;
   }
 
   read(): Promise<AnchorState> {
@@ -314,14 +434,28 @@ export class TpmAuditAnchor implements AuditAnchor {
   }
 
   extend(data: Buffer): Promise<void> {
-    return this.run('NV_Extend', () =>
-      this.tpm.nvExtend(this.config.extendIndex, data, { auth: this.auth }),
+    const key = this.config.writeKey;
+    return this.run('NV_Extend', async () =>
+      key === undefined
+        ? this.tpm.nvExtend(this.config.extendIndex, data, { auth: this.auth })
+        : this.tpm.nvWriteByPolicySigned(
+            this.config.extendIndex,
+            { kind: 'extend', data },
+            await this.policySigner(key),
+          ),
     );
   }
 
   increment(): Promise<void> {
-    return this.run('NV_Increment', () =>
-      this.tpm.nvIncrement(this.config.counterIndex, { auth: this.auth }),
+    const key = this.config.writeKey;
+    return this.run('NV_Increment', async () =>
+      key === undefined
+        ? this.tpm.nvIncrement(this.config.counterIndex, { auth: this.auth })
+        : this.tpm.nvWriteByPolicySigned(
+            this.config.counterIndex,
+            { kind: 'increment' },
+            await this.policySigner(key),
+          ),
     );
   }
 

@@ -139,3 +139,5 @@ export {
 } from './anchor.tpm.js';
 export type { PinnedAnchor } from './anchor-pin.js';
 export { readAnchorPin, writeAnchorPin } from './anchor-pin.js';
+export { AnchorKeyError, type AnchorWriteKey } from './anchor-key.port.js';
+export { Pkcs11AnchorKey, type AnchorKeyTokenConfig } from './anchor-key.pkcs11.js';

@@ -358,7 +358,8 @@ export class AuditLog {
       await this.anchor.checkPinned();
     } catch (err) {
       if (err instanceof AuditRollbackError) {
-        throw this.refuse(err.message, { ...err.details, reason: 'pinned_nv_name_mismatch' });
+        // The anchor names its own reason (e.g. anchor_key_mismatch); by default a name.
+        throw this.refuse(err.message, { reason: 'pinned_nv_name_mismatch', ...err.details });
       }
       throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
     }

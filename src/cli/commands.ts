@@ -65,10 +65,20 @@ export const COMMANDS: readonly Command[] = [
     summary: 'define and pin the audit anchor in the TPM, create the audit log',
     args: '',
     positionals: { min: 0, max: 0 },
-    options: {},
+    options: {
+      'set-owner-auth': {
+        type: 'string',
+        value: 'FILE',
+        help: 'first set a random TPM owner authorisation (only when it is empty) and keep it in FILE (mode 0400, never overwritten, never printed)',
+      },
+    },
     description:
-      'The one explicit act that starts an audit log: defines the NV indices of the audit anchor in the appliance TPM, pins their names and the genesis counter in GRANTOR_AUDIT_ANCHOR_PIN, creates the log, then opens the appliance once (creates the HSM keys). Resumes an interrupted run; on a provisioned appliance it changes nothing. Run it while the server is stopped.',
-    examples: ['grantor provision', './scripts/cli provision'],
+      "The one explicit act that starts an audit log: defines the NV indices of the audit anchor in the appliance TPM (writable only through the key store's anchor write key), pins their names, write policy and genesis counter in GRANTOR_AUDIT_ANCHOR_PIN, creates the log, then opens the appliance once (creates the HSM keys). Resumes an interrupted run; on a provisioned appliance it changes nothing. Run it while the server is stopped. Provisioning and undefining the anchor need the TPM owner authorisation (GRANTOR_TPM_OWNER_AUTH_FILE when it is not empty); the running appliance does not.",
+    examples: [
+      'grantor provision',
+      './scripts/cli provision',
+      'grantor provision --set-owner-auth /etc/grantor/tpm-owner-auth',
+    ],
     where: ['local'],
   },
   {

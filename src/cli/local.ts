@@ -4,7 +4,7 @@
  * service code as the server. Loaded only when such a command runs, so that help and
  * usage errors never load the TPM addon or read the configuration.
  */
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { openAppliance, provisionAppliance } from '../appliance.js';
 import { runReferencePoliciesCli } from '../attestation/measured-boot/learn-cli.js';
@@ -16,6 +16,7 @@ import { loadConfig, type AppConfig } from '../shared/config.js';
 import { databaseHeld } from '../shared/db.level.js';
 import { GrantorError } from '../shared/errors.js';
 import { openTpm } from '../tpm/tpm.native.js';
+import { setRandomOwnerAuth } from '../tpm/owner-auth.js';
 import type { Command } from './commands.js';
 import type { Io } from './io.js';
 
@@ -33,9 +34,21 @@ async function ensureNotHeld(config: AppConfig): Promise<void> {
   if (await databaseHeld(join(config.stateDir, 'db'))) throw new StateHeldError(config.stateDir);
 }
 
-async function provision(config: AppConfig, io: Io): Promise<number> {
+async function provision(given: AppConfig, args: readonly string[], io: Io): Promise<number> {
+  let config = given;
+  const flag = args.indexOf('--set-owner-auth');
+  const file = flag === -1 ? undefined : args[flag + 1];
   const tpm = await openTpm(config.tpm);
   try {
+    if (file !== undefined && file !== '') {
+      const path = resolvePath(file);
+      await setRandomOwnerAuth(tpm, path);
+      // The value stays in the file: never printed, never logged.
+      io.out(
+        `tpm: owner authorisation set to a random value, kept in ${path} (mode 0400): keep it offline; provisioning and undefining the audit anchor need it (GRANTOR_TPM_OWNER_AUTH_FILE)`,
+      );
+      config = { ...config, tpm: { ...config.tpm, ownerAuthFile: path } };
+    }
     for (const line of await provisionAppliance(config, tpm)) io.out(line);
   } finally {
     await tpm.close();
@@ -83,7 +96,7 @@ export async function runLocal(command: Command, args: readonly string[], io: Io
   }
   const config = loadConfig();
   await ensureNotHeld(config);
-  if (group === 'provision') return provision(config, io);
+  if (group === 'provision') return provision(config, args, io);
   const a = await openAppliance(config);
   try {
     if (group === 'keys') return await runKeysCli([...sub, ...args], a.keys, io.out);

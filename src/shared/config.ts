@@ -28,6 +28,11 @@ export interface TlsSettings {
 export interface TpmConfig {
   /** tpm2-tss TCTI: `swtpm:host=H,port=P` (simulator) or `device:/dev/tpmrm0`. */
   readonly tcti: string;
+  /**
+   * The owner hierarchy's authorisation (GRANTOR_TPM_OWNER_AUTH_FILE, hex, mode 0400;
+   * src/tpm/owner-auth.ts): read by provisioning only. Absent: empty owner auth.
+   */
+  readonly ownerAuthFile?: string;
 }
 
 export interface HsmConfig {
@@ -232,6 +237,7 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   stateDir: 'GRANTOR_STATE_DIR',
   logLevel: 'GRANTOR_LOG_LEVEL',
   tpmTcti: 'GRANTOR_TPM_TCTI',
+  tpmOwnerAuthFile: 'GRANTOR_TPM_OWNER_AUTH_FILE',
   pkcs11Module: 'GRANTOR_PKCS11_MODULE',
   hsmTokenLabel: 'GRANTOR_HSM_TOKEN_LABEL',
   hsmPinFile: 'GRANTOR_HSM_PIN_FILE',
@@ -489,6 +495,12 @@ function readPin(
   throw new ConfigError(`${prefix}_PIN_FILE`, `is required (or ${prefix}_PIN)`);
 }
 
+/** GRANTOR_TPM_OWNER_AUTH_FILE, resolved; read (and its mode checked) when used. */
+function ownerAuthFile(src: Source, cwd: string): { ownerAuthFile?: string } {
+  const path = optional(src, 'GRANTOR_TPM_OWNER_AUTH_FILE', '');
+  return path === '' ? {} : { ownerAuthFile: resolve(cwd, path) };
+}
+
 /** tpm2-pkcs11, the TPM's PKCS#11 module (recognised by its file name). */
 export function isTpmPkcs11Module(path: string): boolean {
   return /(^|\/)libtpm2_pkcs11\.so(\.[0-9.]+)?$/.test(path);
@@ -572,7 +584,10 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
     ...(tls === undefined ? {} : { tls }),
     stateDir: resolve(cwd, optional(src, 'GRANTOR_STATE_DIR', 'var')),
     logLevel: logLevel as AppConfig['logLevel'],
-    tpm: { tcti: parseTcti('GRANTOR_TPM_TCTI', required(src, 'GRANTOR_TPM_TCTI')) },
+    tpm: {
+      tcti: parseTcti('GRANTOR_TPM_TCTI', required(src, 'GRANTOR_TPM_TCTI')),
+      ...ownerAuthFile(src, cwd),
+    },
     hsm: {
       module,
       tokenLabel: required(src, 'GRANTOR_HSM_TOKEN_LABEL'),

@@ -14,10 +14,12 @@ import type {
   Hierarchy,
   LoadedObject,
   NvAuth,
+  NvPolicyWrite,
   NvPublic,
   NvSpace,
   PcrBankSelection,
   PcrRead,
+  PolicySigner,
   PrimaryObject,
   PublicArea,
   SigningOptions,
@@ -216,6 +218,22 @@ export class MeteredTpm implements TpmPort {
 
   nvReadPublic(index: number): Promise<NvPublic> {
     return this.#time('NV_ReadPublic', () => this.#tpm.nvReadPublic(index));
+  }
+
+  nvWriteByPolicySigned(index: number, write: NvPolicyWrite, signer: PolicySigner): Promise<void> {
+    // Timed as its NV command; the session, PolicySigned and the signer's time included.
+    const command = write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
+    return this.#time(command, () => this.#tpm.nvWriteByPolicySigned(index, write, signer));
+  }
+
+  hierarchyChangeAuth(
+    hierarchy: 'owner' | 'endorsement',
+    newAuth: Uint8Array,
+    options?: { hierarchyAuth?: Uint8Array },
+  ): Promise<void> {
+    return this.#time('HierarchyChangeAuth', () =>
+      this.#tpm.hierarchyChangeAuth(hierarchy, newAuth, options),
+    );
   }
 
   nvCertify(

@@ -20,9 +20,11 @@ import type {
   Hierarchy,
   LoadedObject,
   NvAuth,
+  NvPolicyWrite,
   NvPublic,
   PcrRead,
   PcrValue,
+  PolicySigner,
   PrimaryObject,
   PublicArea,
   SigningOptions,
@@ -181,6 +183,23 @@ interface NativeAddon {
     data: Uint8Array,
   ): Promise<void>;
   nvReadPublic(c: NativeContext, index: number): Promise<{ public: Buffer; name: Buffer }>;
+  policySessionStart(c: NativeContext): Promise<{ session: number; nonceTpm: Buffer }>;
+  policySessionFlush(c: NativeContext, session: number): Promise<void>;
+  nvPolicySignedUpdate(
+    c: NativeContext,
+    session: number,
+    kind: 0 | 1,
+    index: number,
+    data: Uint8Array,
+    keyPublic: Uint8Array,
+    signature: Uint8Array,
+  ): Promise<void>;
+  hierarchyChangeAuth(
+    c: NativeContext,
+    hierarchy: number,
+    auth: NativeAuth,
+    newAuth: Uint8Array,
+  ): Promise<void>;
 }
 
 // tpm2-tss logs warnings to stderr by default (e.g. on every expected NV_ReadPublic miss);
@@ -665,6 +684,57 @@ export class NativeTpm implements TpmPort {
     checkU32('index', index);
     const r = await this.#call('NV_ReadPublic', (c) => addon.nvReadPublic(c, index));
     return { public: r.public, name: unwrapTpm2b(r.name, 'TPM2B_NAME') };
+  }
+
+  async nvWriteByPolicySigned(
+    index: number,
+    write: NvPolicyWrite,
+    signer: PolicySigner,
+  ): Promise<void> {
+    checkU32('index', index);
+    const data = write.kind === 'extend' ? copy(write.data) : Buffer.alloc(0);
+    if (data.length > 1024) throw new TpmArgumentError('nvExtend: at most 1024 bytes');
+    const keyPublic = copy(signer.public);
+    const kind = write.kind === 'increment' ? 0 : 1;
+    const command = write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
+    // One queue slot for the whole write: the session must not interleave with other calls.
+    await this.#queue.run(async () => {
+      if (this.#broken) await this.#reopen();
+      const native = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+        try {
+          return await fn();
+        } catch (e) {
+          const err = fromNative(e, what);
+          if (err.code === 'tpm_unavailable') this.#broken = true;
+          throw err;
+        }
+      };
+      const ctx = this.#ctx;
+      const { session, nonceTpm } = await native('StartAuthSession', () =>
+        addon.policySessionStart(ctx),
+      );
+      let signature: Buffer;
+      try {
+        signature = copy(await signer.sign(nonceTpm));
+      } catch (e) {
+        await addon.policySessionFlush(ctx, session).catch(() => undefined);
+        throw e;
+      }
+      await native(command, () =>
+        addon.nvPolicySignedUpdate(ctx, session, kind, index, data, keyPublic, signature),
+      );
+    });
+  }
+
+  async hierarchyChangeAuth(
+    hierarchy: 'owner' | 'endorsement',
+    newAuth: Uint8Array,
+    options?: { hierarchyAuth?: Uint8Array },
+  ): Promise<void> {
+    const hier = HIERARCHIES[hierarchy];
+    const auth = nativeAuth({ value: copy(options?.hierarchyAuth) });
+    const value = copy(newAuth);
+    await this.#call('HierarchyChangeAuth', (c) => addon.hierarchyChangeAuth(c, hier, auth, value));
   }
 
   async nvCertify(

@@ -92,6 +92,25 @@ export interface SigningOptions {
   readonly scheme?: Uint8Array;
 }
 
+/**
+ * Who authorises an NV write through TPM2_PolicySigned: a key outside the TPM (the audit
+ * anchor's HSM key). The TPM checks the signature with `public`, loaded as an external
+ * public key for the one command.
+ */
+export interface PolicySigner {
+  /** TPM2B_PUBLIC of the signing key (public part only). */
+  readonly public: Uint8Array;
+  /**
+   * TPMT_SIGNATURE over aHash = SHA-256(nonceTPM ‖ expiration 0), with cpHashA and
+   * policyRef empty (TPM 2.0 Part 3, 23.3): valid for this session's nonce only.
+   */
+  sign(nonceTpm: Buffer): Promise<Uint8Array>;
+}
+
+/** An NV write a policy session can authorise. */
+export type NvPolicyWrite =
+  { readonly kind: 'increment' } | { readonly kind: 'extend'; readonly data: Uint8Array };
+
 export interface TpmPort {
   /** TPM2_Startup(CLEAR); a TPM that is already started is fine. */
   startup(): Promise<void>;
@@ -185,6 +204,18 @@ export interface TpmPort {
   nvReadCounter(index: number, options?: { auth?: NvAuth }): Promise<bigint>;
   nvExtend(index: number, data: Uint8Array, options?: { auth?: NvAuth }): Promise<void>;
   nvReadPublic(index: number): Promise<NvPublic>;
+  /**
+   * NV_Increment or NV_Extend of an index with TPMA_NV_POLICYWRITE, in a fresh policy
+   * session (SHA-256) satisfied by TPM2_PolicySigned with `signer` over its nonceTPM. One
+   * signature per write: the session is flushed after the command, whatever happened.
+   */
+  nvWriteByPolicySigned(index: number, write: NvPolicyWrite, signer: PolicySigner): Promise<void>;
+  /** TPM2_HierarchyChangeAuth: sets `newAuth` on the hierarchy (empty: clears it). */
+  hierarchyChangeAuth(
+    hierarchy: 'owner' | 'endorsement',
+    newAuth: Uint8Array,
+    options?: { hierarchyAuth?: Uint8Array },
+  ): Promise<void>;
   nvCertify(
     signKey: number,
     index: number,

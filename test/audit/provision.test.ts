@@ -15,7 +15,15 @@ import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { buildCrashChild, type CrashChild } from './crash-harness.js';
 import { AK_TEMPLATE, event, logAt, tempDir } from './helpers.js';
-import { repoRoot, startSimTpm, SOFTHSM_MODULE, type SimTpm } from '../rig/sim.js';
+import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
+import {
+  provisionSimHsm,
+  repoRoot,
+  startSimTpm,
+  SOFTHSM_MODULE,
+  type SimHsm,
+  type SimTpm,
+} from '../rig/sim.js';
 
 const STEPS = [
   'define_counter',
@@ -27,6 +35,9 @@ const STEPS = [
 ] as const;
 
 let sim: SimTpm;
+/** The key store: provisioning creates the anchor write key in it (one token for all). */
+let hsm: SimHsm;
+let writeKey: Pkcs11AnchorKey;
 let child: CrashChild;
 let work: string;
 
@@ -34,10 +45,18 @@ beforeAll(async () => {
   sim = await startSimTpm();
   child = await buildCrashChild(join(repoRoot, 'test/audit/provision-child.ts'));
   work = await tempDir('grantor-audit-provision-');
+  hsm = await provisionSimHsm(join(work, 'hsm'), 'grantor-provision');
+  process.env.SOFTHSM2_CONF = hsm.conf;
+  writeKey = new Pkcs11AnchorKey({
+    modulePath: hsm.module,
+    tokenLabel: hsm.tokenLabel,
+    pin: hsm.pin,
+  });
 }, 60_000);
 
 afterAll(async () => {
   try {
+    await writeKey.close();
     await child.dispose();
   } finally {
     await sim.destroy();
@@ -49,8 +68,9 @@ function envFor(name: string, counterIndex: number): Record<string, string> {
   return {
     GRANTOR_TPM_TCTI: sim.tcti,
     GRANTOR_PKCS11_MODULE: SOFTHSM_MODULE,
-    GRANTOR_HSM_TOKEN_LABEL: 'unused',
-    GRANTOR_HSM_PIN: 'unused-by-provisioning',
+    GRANTOR_HSM_TOKEN_LABEL: hsm.tokenLabel,
+    GRANTOR_HSM_PIN_FILE: hsm.pinFile,
+    SOFTHSM2_CONF: hsm.conf,
     GRANTOR_STATE_DIR: join(work, name, 'state'),
     GRANTOR_AUDIT_NV_COUNTER: `0x${counterIndex.toString(16)}`,
     GRANTOR_AUDIT_NV_EXTEND: `0x${(counterIndex + 1).toString(16)}`,
@@ -95,6 +115,10 @@ async function startView(config: AppConfig): Promise<{ outcome: string; counter?
       pinnedNames: pin?.names ?? expectedAnchorNames(indices),
       ...(pin === undefined ? {} : { pinnedGenesis: pin.genesisCounter }),
       akTemplate: AK_TEMPLATE,
+      writeKey,
+      ...(pin?.writeKey === undefined
+        ? {}
+        : { pinnedWritePolicy: Buffer.from(pin.writeKey.policy, 'hex') }),
     };
     const opened = await logAt(join(config.stateDir, 'db'), tpm, anchorConfig, {
       origin: config.applianceId,

@@ -1,0 +1,184 @@
+// NV writes authorised by TPM2_PolicySigned (the audit anchor, docs/audit.md "Write policy").
+// The signature over the TPM's nonce is made outside the TPM (by the HSM), so one write
+// takes two calls: PolicySessionStart returns the session and its nonceTPM; then
+// NvPolicySignedUpdate loads the signer's public key, runs PolicySigned, flushes the key
+// (swtpm has 3 object slots) and runs NV_Increment or NV_Extend in that session, which it
+// always flushes. PolicySessionFlush ends a session whose signature never came.
+#include "common.h"
+
+namespace grantor {
+namespace {
+
+class PolicySessionStartWorker : public TpmWorker {
+ public:
+  PolicySessionStartWorker(Napi::Env env, Context* ctx) : TpmWorker(env, ctx, "StartAuthSession") {}
+
+ private:
+  TSS2_RC Run(ESYS_CONTEXT* esys) override {
+    TPMT_SYM_DEF sym = {};
+    sym.algorithm = TPM2_ALG_NULL;
+    TSS2_RC rc = Esys_StartAuthSession(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                       nullptr, TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &session_);
+    if (rc != TSS2_RC_SUCCESS) return rc;
+    // Kept after the NV command so that NvPolicySignedUpdate flushes it in every case.
+    rc = Esys_TRSess_SetAttributes(esys, session_, TPMA_SESSION_CONTINUESESSION, 0xff);
+    TPM2B_NONCE* nonce = nullptr;
+    if (rc == TSS2_RC_SUCCESS) rc = Esys_TRSess_GetNonceTPM(esys, session_, &nonce);
+    if (rc == TSS2_RC_SUCCESS) nonce_.assign(nonce->buffer, nonce->buffer + nonce->size);
+    Esys_Free(nonce);
+    if (rc != TSS2_RC_SUCCESS && Esys_FlushContext(esys, session_) != TSS2_RC_SUCCESS) {
+      Esys_TR_Close(esys, &session_);
+    }
+    return rc;
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("session", Napi::Number::New(env, session_));
+    o.Set("nonceTpm", ToBuffer(env, nonce_));
+    return o;
+  }
+  ESYS_TR session_ = ESYS_TR_NONE;
+  Bytes nonce_;
+};
+
+class PolicySessionFlushWorker : public TpmWorker {
+ public:
+  PolicySessionFlushWorker(Napi::Env env, Context* ctx, uint32_t session)
+      : TpmWorker(env, ctx, "FlushContext"), session_(session) {}
+
+ private:
+  TSS2_RC Run(ESYS_CONTEXT* esys) override {
+    TSS2_RC rc = Esys_FlushContext(esys, session_);
+    if (rc != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &session_);
+    return rc;
+  }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+  ESYS_TR session_;
+};
+
+class NvPolicySignedUpdateWorker : public TpmWorker {
+ public:
+  enum class Kind : uint32_t { kIncrement = 0, kExtend = 1 };
+  NvPolicySignedUpdateWorker(Napi::Env env, Context* ctx, uint32_t session, uint32_t kind, uint32_t index,
+                             const Bytes& data, const Bytes& keyPublic, const Bytes& signature)
+      : TpmWorker(env, ctx, kind == 0 ? "NV_Increment" : "NV_Extend"),
+        session_(session),
+        kind_(static_cast<Kind>(kind)),
+        index_(index) {
+    if (kind > 1) Fail(TSS2_ESYS_RC_BAD_VALUE);
+    Fail(FillTpm2b(data, &data_));
+    Fail(UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, keyPublic, &keyPublic_));
+    Fail(UnmarshalAll(Tss2_MU_TPMT_SIGNATURE_Unmarshal, signature, &signature_));
+  }
+
+ private:
+  TSS2_RC Run(ESYS_CONTEXT* esys) override {
+    TSS2_RC rc = Authorize(esys);
+    if (rc == TSS2_RC_SUCCESS) rc = Update(esys);
+    // A policy session is spent by one command (and useless after a failed one).
+    if (Esys_FlushContext(esys, session_) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &session_);
+    return rc;
+  }
+
+  // LoadExternal (public part only, null hierarchy), PolicySigned, FlushContext.
+  TSS2_RC Authorize(ESYS_CONTEXT* esys) {
+    ESYS_TR key = ESYS_TR_NONE;
+    TSS2_RC rc = Esys_LoadExternal(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr, &keyPublic_,
+                                   ESYS_TR_RH_NULL, &key);
+    if (rc != TSS2_RC_SUCCESS) return rc;
+    TPM2B_NONCE* nonce = nullptr;
+    rc = Esys_TRSess_GetNonceTPM(esys, session_, &nonce);
+    if (rc == TSS2_RC_SUCCESS) {
+      TPM2B_DIGEST cpHash = {};
+      TPM2B_NONCE policyRef = {};
+      TPM2B_TIMEOUT* timeout = nullptr;
+      TPMT_TK_AUTH* ticket = nullptr;
+      rc = Esys_PolicySigned(esys, key, session_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nonce, &cpHash,
+                             &policyRef, 0, &signature_, &timeout, &ticket);
+      Esys_Free(timeout);
+      Esys_Free(ticket);
+    }
+    Esys_Free(nonce);
+    if (Esys_FlushContext(esys, key) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &key);
+    return rc;
+  }
+
+  TSS2_RC Update(ESYS_CONTEXT* esys) {
+    HandleScope scope(esys);
+    ESYS_TR nv = ESYS_TR_NONE;
+    TSS2_RC rc = scope.Resolve(index_, &nv);
+    if (rc != TSS2_RC_SUCCESS) return rc;
+    if (kind_ == Kind::kIncrement) return Esys_NV_Increment(esys, nv, nv, session_, ESYS_TR_NONE, ESYS_TR_NONE);
+    return Esys_NV_Extend(esys, nv, nv, session_, ESYS_TR_NONE, ESYS_TR_NONE, &data_);
+  }
+
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+  ESYS_TR session_;
+  Kind kind_;
+  uint32_t index_;
+  TPM2B_MAX_NV_BUFFER data_ = {};
+  TPM2B_PUBLIC keyPublic_ = {};
+  TPMT_SIGNATURE signature_ = {};
+};
+
+class HierarchyChangeAuthWorker : public TpmWorker {
+ public:
+  HierarchyChangeAuthWorker(Napi::Env env, Context* ctx, uint32_t hierarchy, Auth auth, Bytes newAuth)
+      : TpmWorker(env, ctx, "HierarchyChangeAuth"), hierarchy_(hierarchy), auth_(std::move(auth)) {
+    Fail(FillTpm2b(newAuth, &newAuth_));
+    Wipe(&newAuth);
+  }
+  ~HierarchyChangeAuthWorker() override {
+    volatile uint8_t* p = newAuth_.buffer;
+    for (size_t i = 0; i < sizeof(newAuth_.buffer); i++) p[i] = 0;
+  }
+
+ private:
+  TSS2_RC Run(ESYS_CONTEXT* esys) override {
+    HandleScope scope(esys);
+    ESYS_TR hier = ESYS_TR_NONE;
+    ESYS_TR session = ESYS_TR_NONE;
+    TSS2_RC rc = scope.Resolve(hierarchy_, &hier);
+    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(hier, auth_, &session);
+    if (rc != TSS2_RC_SUCCESS) return rc;
+    return Esys_HierarchyChangeAuth(esys, hier, session, ESYS_TR_NONE, ESYS_TR_NONE, &newAuth_);
+  }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+  uint32_t hierarchy_;
+  Auth auth_;
+  TPM2B_AUTH newAuth_ = {};
+};
+
+// policySessionStart(ctx) -> {session: ESYS_TR, nonceTpm: Buffer}
+Napi::Value PolicySessionStart(const Napi::CallbackInfo& info) {
+  return (new PolicySessionStartWorker(info.Env(), ContextArg(info, 0)))->Start();
+}
+// policySessionFlush(ctx, session)
+Napi::Value PolicySessionFlush(const Napi::CallbackInfo& info) {
+  return (new PolicySessionFlushWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "session")))->Start();
+}
+// nvPolicySignedUpdate(ctx, session, kind (0 increment, 1 extend), index, data,
+//                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE)
+Napi::Value NvPolicySignedUpdate(const Napi::CallbackInfo& info) {
+  return (new NvPolicySignedUpdateWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "session"),
+                                         U32Arg(info, 2, "kind"), U32Arg(info, 3, "index"), BytesArg(info, 4, "data"),
+                                         BytesArg(info, 5, "keyPublic"), BytesArg(info, 6, "signature")))
+      ->Start();
+}
+// hierarchyChangeAuth(ctx, hierarchy, auth, newAuth: Uint8Array)
+Napi::Value HierarchyChangeAuth(const Napi::CallbackInfo& info) {
+  return (new HierarchyChangeAuthWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "hierarchy"),
+                                        AuthArg(info, 2, "auth"), BytesArg(info, 3, "newAuth")))
+      ->Start();
+}
+
+}  // namespace
+
+void RegisterPolicy(Napi::Env env, Napi::Object exports) {
+  exports.Set("policySessionStart", Napi::Function::New(env, PolicySessionStart, "policySessionStart"));
+  exports.Set("policySessionFlush", Napi::Function::New(env, PolicySessionFlush, "policySessionFlush"));
+  exports.Set("nvPolicySignedUpdate", Napi::Function::New(env, NvPolicySignedUpdate, "nvPolicySignedUpdate"));
+  exports.Set("hierarchyChangeAuth", Napi::Function::New(env, HierarchyChangeAuth, "hierarchyChangeAuth"));
+}
+
+}  // namespace grantor

@@ -1,0 +1,34 @@
+/**
+ * The key that authorises every write to the audit anchor's NV indices (TPM2_PolicySigned,
+ * anchor-policy.ts): a non-extractable P-256 key in the appliance's key store, found by its
+ * label. Real adapter: anchor-key.pkcs11.ts.
+ */
+import { GrantorError } from '../shared/errors.js';
+
+/** CKA_LABEL of the anchor write key on the audit token. */
+export const ANCHOR_KEY_LABEL = 'grantor-audit-anchor-write';
+
+export interface AnchorWriteKey {
+  /**
+   * The key's public point, uncompressed SEC1 (0x04 ‖ x ‖ y, 65 bytes). Rejects with
+   * AnchorKeyError when the token has no such key (or more than one, or one that could
+   * leave the token).
+   */
+  publicPoint(): Promise<Buffer>;
+  /** ECDSA over `digest` as given (already SHA-256): r ‖ s, 64 bytes. */
+  signDigest(digest: Buffer): Promise<Buffer>;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The anchor write key is missing, duplicated or unsafe on its token. */
+export class AnchorKeyError extends GrantorError {
+  constructor(
+    readonly reason: 'anchor_key_missing' | 'anchor_key_ambiguous' | 'anchor_key_unsafe',
+    message: string,
+  ) {
+    super(reason === 'anchor_key_missing' ? 'hsm_key_missing' : 'hsm_key_unsafe', message, {
+      details: { reason },
+    });
+  }
+}
