@@ -349,7 +349,7 @@ export class Pkcs11Signer implements HsmSigner {
     if (!Number.isInteger(threads) || threads < 1) {
       throw new RangeError('signThreads must be a positive integer');
     }
-    // Threads are spawned on their first batch: an instance that never signs has none.
+    // Started by open(); one lost later is restarted by the next flush.
     this.threads = Array.from(
       { length: Math.min(threads, config.sessionPoolSize) },
       () => new SignThread(config.modulePath),
@@ -361,14 +361,18 @@ export class Pkcs11Signer implements HsmSigner {
     return this.threads.length;
   }
 
-  open(): Promise<void> {
-    if (this.state !== 'closed') return Promise.resolve();
+  /**
+   * Connect (token, sessions, login) and start the signing threads. Resolves once every
+   * thread listens: a sign's deadline is never spent waiting for a thread to boot.
+   */
+  async open(): Promise<void> {
+    if (this.state !== 'closed') return;
     try {
       this.lib = acquireLibrary(this.config.modulePath);
       this.lib.initialize();
     } catch (e) {
       this.releaseLib();
-      return Promise.reject(this.mapError(e, 'the PKCS#11 module could not be initialised'));
+      throw this.mapError(e, 'the PKCS#11 module could not be initialised');
     }
     try {
       this.connect(this.lib);
@@ -379,9 +383,14 @@ export class Pkcs11Signer implements HsmSigner {
         this.releaseLib();
         this.state = 'closed';
       }
-      return Promise.reject(mapped);
+      throw mapped;
     }
-    return Promise.resolve();
+    try {
+      await Promise.all(this.threads.map((t) => t.start()));
+    } catch (e) {
+      await this.close();
+      throw new HsmUnavailableError('the signing threads could not be started', { cause: e });
+    }
   }
 
   async generate(alg: KeyAlgorithm, label: string): Promise<HsmKey> {
@@ -498,19 +507,35 @@ export class Pkcs11Signer implements HsmSigner {
       // Share what is queued among the open pipeline slots, so no thread idles while
       // another has a backlog, and batches stay as large as the load allows.
       let slots = 0;
-      for (const t of this.threads) slots += PIPELINE_DEPTH - t.inFlight;
+      for (const t of this.threads) if (t.ready) slots += PIPELINE_DEPTH - t.inFlight;
       const take = Math.min(MAX_BATCH, Math.ceil(this.queue.length / slots));
       this.runBatch(thread, session, this.queue.splice(0, take));
     }
   };
 
+  /** The least busy thread that listens; threads lost since are restarted meanwhile. */
   private leastBusyThread(): SignThread | undefined {
     let best: SignThread | undefined;
     for (const t of this.threads) {
+      if (!t.running) this.restart(t);
+      if (!t.ready) continue;
       if (t.inFlight < PIPELINE_DEPTH && (best === undefined || t.inFlight < best.inFlight))
         best = t;
     }
     return best;
+  }
+
+  private restart(thread: SignThread): void {
+    const connection = this.connection;
+    thread.start().then(
+      () => {
+        this.scheduleFlush();
+      },
+      (e: unknown) => {
+        // A thread that cannot start is a fault like a lost one: the queue fails typed.
+        this.markBroken(connection, e);
+      },
+    );
   }
 
   private runBatch(thread: SignThread, session: PooledSession, batch: PendingSign[]): void {
