@@ -65,7 +65,7 @@ export interface DemoResult {
   readonly steps: readonly { readonly step: string; readonly ok: boolean }[];
 }
 
-const PCRS: readonly PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 1, 2, 3, 7] }];
+const PCRS: readonly PcrBankSelection[] = [{ bank: 'sha256', pcrs: [0, 1, 2, 3, 7] }];
 const AUDIENCE = 'gw_demo';
 
 class StepFailed extends Error {}

@@ -22,7 +22,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { TpmPort } from '../tpm/tpm.port.js';
 import { TPM_RC, TpmError } from '../tpm/tpm-error.js';
-import { marshalNvPublic, unwrapTpm2b } from '../tpm/tpm.wire.js';
+import { marshalTpmsNvPublic, nvSpacePublic } from '../tpm/marshal/index.js';
 import { GrantorError } from '../shared/errors.js';
 import type { AnchorState, AuditAnchor, NvCertification } from './anchor.port.js';
 import { AnchorError, GENESIS_EXTEND } from './anchor.port.js';
@@ -93,9 +93,8 @@ function space(index: number, type: number, dataSize: number) {
 }
 
 function nvName(s: ReturnType<typeof space>, written: boolean): string {
-  const pub = unwrapTpm2b(
-    marshalNvPublic({ ...s, attributes: written ? s.attributes | NV.written : s.attributes }),
-    'TPM2B_NV_PUBLIC',
+  const pub = marshalTpmsNvPublic(
+    nvSpacePublic({ ...s, attributes: written ? s.attributes | NV.written : s.attributes }),
   );
   return '000b' + createHash('sha256').update(pub).digest('hex');
 }
