@@ -6,7 +6,7 @@ import type { Database } from '../shared/db.level.js';
 import type { GrantBatchOptions } from './grant-batch.js';
 import { KeyService, type KeyLifecycleEvent } from './key-service.js';
 import { LevelKeyStore } from './key-store.level.js';
-import { silentLogger, type KeysLogger } from './log.js';
+import { silentLogger, type DomainLogger } from '../shared/log.js';
 import { Pkcs11Signer } from './signer.pkcs11.js';
 import type { HsmSigner } from './signer.port.js';
 
@@ -51,7 +51,7 @@ export interface KeysConfig {
 
 export interface KeysDeps {
   readonly db: Database;
-  readonly logger?: KeysLogger;
+  readonly logger?: DomainLogger;
   readonly now?: () => number;
   /** The audit hook: called before each key lifecycle change takes effect. */
   readonly onLifecycle?: (event: KeyLifecycleEvent) => Promise<void>;
@@ -111,5 +111,4 @@ export type {
 export type { KeyPurpose, KeyRecord, KeyState } from './key-store.port.js';
 export type { GrantBatchOptions } from './grant-batch.js';
 export type { KeyAlgorithm, PublicJwk } from './signer.port.js';
-export type { KeysLogger } from './log.js';
 export * from './errors.js';

@@ -50,7 +50,7 @@ import {
   HsmUnavailableError,
 } from './errors.js';
 import { publicKeyObject, sameJwk } from './jwk.js';
-import { silentLogger, type KeysLogger } from './log.js';
+import { silentLogger, type DomainLogger } from '../shared/log.js';
 import { DeadlineQueue, type Expirable } from './signer.deadlines.js';
 import type { HsmKey, HsmSigner, KeyAlgorithm, PublicJwk } from './signer.port.js';
 import {
@@ -340,7 +340,7 @@ export class Pkcs11Signer implements HsmSigner {
 
   constructor(
     private readonly config: Pkcs11SignerConfig,
-    private readonly logger: KeysLogger = silentLogger,
+    private readonly logger: DomainLogger = silentLogger,
   ) {
     if (!Number.isInteger(config.sessionPoolSize) || config.sessionPoolSize < 1) {
       throw new RangeError('sessionPoolSize must be a positive integer');
