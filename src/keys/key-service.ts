@@ -287,30 +287,6 @@ export class KeyService {
     }
   }
 
-  /** The kid that signGrant accepts now (the active grant key). */
-  activeGrantKid(): string {
-    return this.activeKey('grant').kid;
-  }
-
-  /**
-   * Sign a JWS signing input whose header names `kid` (which must be the active grant
-   * key: KeyStateInvalidError otherwise). Returns the ES256 r‖s signature. signJws is the
-   * race-free way; this is for callers that build the JWS themselves.
-   */
-  async signGrant(kid: string, signingInput: Uint8Array, exp: number): Promise<Uint8Array> {
-    const input = Buffer.from(signingInput);
-    this.checkExp(exp);
-    const record = this.records.get(kid);
-    if (record === undefined) throw new KeyNotFoundError(kid);
-    const key = await this.grantKey();
-    if (key.kid !== kid)
-      throw new KeyStateInvalidError('the key is not the active grant key', {
-        kid,
-        state: record.state,
-      });
-    return this.signWith(key, input, exp);
-  }
-
   /** Sign an audit checkpoint with the active Ed25519 key. */
   async signAudit(message: Uint8Array): Promise<{ keyId: string; signature: Uint8Array }> {
     const input = Buffer.from(message);
