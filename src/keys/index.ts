@@ -1,6 +1,13 @@
 /**
  * Wiring of the key domain: the PKCS#11 signer, the LevelDB key store and the service.
  * Other domains call the KeyService; only this file knows the concrete adapters.
+ *
+ * Rooms: key-service.ts (lifecycle, signing, JWKS) and grant-batch.ts (batch-signed
+ * grants); the key store (key-store.port/.level/.memory); the HSM port (signer.port.ts)
+ * with its fake (signer.fake.ts), metering and deadline timer; the PKCS#11 adapter
+ * (signer.pkcs11.ts: connection, pool, recovery, dispatch; library.pkcs11.ts,
+ * key-inspection.pkcs11.ts, sign-batch.pkcs11.ts; the signing thread in
+ * signer.thread.pkcs11.ts and its body sign.worker.pkcs11.ts). See docs/keys.md.
  */
 import type { Database } from '../shared/db.level.js';
 import type { GrantBatchOptions } from './grant-batch.js';
