@@ -29,6 +29,17 @@ export default tseslint.config(
         { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
       ],
       '@typescript-eslint/consistent-type-imports': 'error',
+      // Every line that runs is seen by the type checker and the linter: no code from strings.
+      'no-eval': 'error',
+      'no-new-func': 'error',
+      '@typescript-eslint/no-implied-eval': 'error',
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "NewExpression[callee.name='Worker'] Property[key.name='eval']",
+          message: 'A worker runs a real source file (src/shared/worker.ts), never a string.',
+        },
+      ],
     },
   },
   {

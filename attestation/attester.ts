@@ -80,7 +80,7 @@ export interface GrantAnswer {
   readonly auditSeq: number;
 }
 
-const DEFAULT_PCRS: readonly PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 1, 2, 3, 7] }];
+const DEFAULT_PCRS: readonly PcrBankSelection[] = [{ bank: 'sha256', pcrs: [0, 1, 2, 3, 7] }];
 
 export class Attester {
   #state: AttesterState;

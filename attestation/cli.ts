@@ -18,20 +18,19 @@ import { randomUUID } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { openTpm } from '../src/tpm/tpm.native.js';
-import type { HashAlgName, PcrBankSelection } from '../src/tpm/tpm.port.js';
+import { isHashAlgName } from '../src/tpm/marshal/index.js';
+import type { PcrBankSelection } from '../src/tpm/tpm.port.js';
 import { Attester, type AttesterState, type MeasuredBootSource } from './attester.js';
-
-const BANKS: readonly string[] = ['sha1', 'sha256', 'sha384', 'sha512'];
 
 export function parsePcrs(spec: string): PcrBankSelection[] {
   return spec.split('+').map((part) => {
     const [bank, list] = part.split(':');
-    if (bank === undefined || list === undefined || !BANKS.includes(bank))
+    if (bank === undefined || list === undefined || !isHashAlgName(bank))
       throw new Error(`bad PCR selection ${part}`);
     const pcrs = list.split(',').map(Number);
     if (pcrs.some((p) => !Number.isInteger(p) || p < 0 || p > 23))
       throw new Error(`bad PCR index in ${part}`);
-    return { hash: bank as HashAlgName, pcrs };
+    return { bank, pcrs };
   });
 }
 

@@ -21,7 +21,7 @@ const SRK = 0x81000001;
 const AK = 0x81000010;
 const COUNTER = 0x01500001;
 const EXTEND = 0x01500002;
-const selection: PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 1, 2, 3, 4, 5, 6, 7] }];
+const selection: PcrBankSelection[] = [{ bank: 'sha256', pcrs: [0, 1, 2, 3, 4, 5, 6, 7] }];
 
 /** Runs `op` repeatedly for about `budget` seconds; returns operations per second. */
 async function rate(

@@ -75,7 +75,7 @@ export class MeasuredRuntime {
 
   /** Firmware and kernel: extend every event, then every boot-time IMA file. */
   static async boot(tpm: TpmPort): Promise<MeasuredRuntime> {
-    const pcrs = await tpm.pcrRead([{ hash: 'sha256', pcrs: [2, 4, 8, 10] }]);
+    const pcrs = await tpm.pcrRead([{ bank: 'sha256', pcrs: [2, 4, 8, 10] }]);
     if (pcrs.values.some((v) => v.digest.some((b) => b !== 0)))
       throw new Error('the runtime TPM has booted already (PCRs 2, 4, 8, 10 not zero): restart it');
     const events = bootEvents();

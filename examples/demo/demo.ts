@@ -67,7 +67,7 @@ export interface DemoResult {
 }
 
 /** 0 and 7 for the raw values, 2, 4 and 8 replayed from the event log, 10 for IMA. */
-const PCRS: readonly PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 2, 4, 7, 8, 10] }];
+const PCRS: readonly PcrBankSelection[] = [{ bank: 'sha256', pcrs: [0, 2, 4, 7, 8, 10] }];
 const AUDIENCE = 'gw_demo';
 
 class StepFailed extends Error {}

@@ -62,11 +62,13 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name
   return v.As<Napi::String>().Utf8Value();
 }
 
+void WipeMemory(void* p, size_t n) {
+  volatile uint8_t* v = static_cast<uint8_t*>(p);
+  for (size_t i = 0; i < n; i++) v[i] = 0;
+}
+
 void Wipe(Bytes* b) {
-  if (!b->empty()) {
-    volatile uint8_t* p = b->data();
-    for (size_t i = 0; i < b->size(); i++) p[i] = 0;
-  }
+  if (!b->empty()) WipeMemory(b->data(), b->size());
   b->clear();
 }
 
@@ -157,8 +159,7 @@ TSS2_RC HandleScope::SetAuth(ESYS_TR tr, const Bytes& value) {
   TSS2_RC rc = FillTpm2b(value, &auth);
   if (rc != TSS2_RC_SUCCESS) return rc;
   rc = Esys_TR_SetAuth(esys_, tr, &auth);
-  volatile uint8_t* p = auth.buffer;
-  for (size_t i = 0; i < sizeof(auth.buffer); i++) p[i] = 0;
+  WipeTpm2b(&auth);
   if (rc == TSS2_RC_SUCCESS && tr >= ESYS_TR_RH_OWNER && tr <= ESYS_TR_RH_PLATFORM_NV) hierarchies_.push_back(tr);
   return rc;
 }

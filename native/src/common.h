@@ -42,6 +42,11 @@ Auth AuthArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
 // Overwrites secret bytes before the memory is released.
 void Wipe(Bytes* b);
+void WipeMemory(void* p, size_t n);
+template <typename T>
+void WipeTpm2b(T* b) {
+  WipeMemory(b->buffer, sizeof(b->buffer));
+}
 
 // ---- marshalling (worker thread) ----
 

@@ -35,10 +35,7 @@ class ActivateCredentialWorker : public TpmWorker {
     rc = Esys_ActivateCredential(esys, activate, key, activateSession, keySession, ESYS_TR_NONE, &blob_, &secret_,
                                  &certInfo);
     if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_DIGEST_Marshal, certInfo, &certInfo_);
-    if (certInfo != nullptr) {
-      volatile uint8_t* p = certInfo->buffer;
-      for (size_t i = 0; i < sizeof(certInfo->buffer); i++) p[i] = 0;
-    }
+    if (certInfo != nullptr) WipeTpm2b(certInfo);
     Esys_Free(certInfo);
     return rc;
   }

@@ -28,42 +28,67 @@ Napi::Object LoadedResult(Napi::Env env, TPM2_HANDLE handle, const Bytes& pub, c
   return o;
 }
 
-class CreatePrimaryWorker : public TpmWorker {
- public:
-  CreatePrimaryWorker(Napi::Env env, Context* ctx, uint32_t hierarchy, Auth hierarchyAuth, const Bytes& tmpl,
-                      Bytes userAuth)
-      : TpmWorker(env, ctx, "CreatePrimary"), hierarchy_(hierarchy), hierarchyAuth_(std::move(hierarchyAuth)) {
+// CreatePrimary and Create: a template and the new object's userAuth under a parent (a
+// hierarchy for CreatePrimary) that is resolved and authorised; the userAuth is wiped when
+// the worker goes.
+class CreateObjectWorker : public TpmWorker {
+ protected:
+  CreateObjectWorker(Napi::Env env, Context* ctx, const char* command, uint32_t parent, Auth parentAuth,
+                     const Bytes& tmpl, Bytes userAuth)
+      : TpmWorker(env, ctx, command), parent_(parent), parentAuth_(std::move(parentAuth)) {
     Fail(UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, tmpl, &template_));
     Fail(FillTpm2b(userAuth, &sensitive_.sensitive.userAuth));
     Wipe(&userAuth);
   }
-  ~CreatePrimaryWorker() override {
-    volatile uint8_t* p = sensitive_.sensitive.userAuth.buffer;
-    for (size_t i = 0; i < sizeof(sensitive_.sensitive.userAuth.buffer); i++) p[i] = 0;
+  ~CreateObjectWorker() override { WipeTpm2b(&sensitive_.sensitive.userAuth); }
+
+  TSS2_RC AuthorizeParent(HandleScope* scope, ESYS_TR* parent, ESYS_TR* session) {
+    TSS2_RC rc = scope->Resolve(parent_, parent);
+    if (rc == TSS2_RC_SUCCESS) rc = scope->Authorize(*parent, parentAuth_, session);
+    return rc;
   }
+  // Frees the creation outputs neither command answers with.
+  void FreeCreation() {
+    Esys_Free(creationData_);
+    Esys_Free(creationHash_);
+    Esys_Free(ticket_);
+    creationData_ = nullptr;
+    creationHash_ = nullptr;
+    ticket_ = nullptr;
+  }
+
+  uint32_t parent_;
+  Auth parentAuth_;
+  TPM2B_PUBLIC template_ = {};
+  TPM2B_SENSITIVE_CREATE sensitive_ = {};
+  TPM2B_DATA outside_ = {};
+  TPML_PCR_SELECTION creationPcr_ = {};
+  TPM2B_CREATION_DATA* creationData_ = nullptr;
+  TPM2B_DIGEST* creationHash_ = nullptr;
+  TPMT_TK_CREATION* ticket_ = nullptr;
+  Bytes public_;
+};
+
+class CreatePrimaryWorker : public CreateObjectWorker {
+ public:
+  CreatePrimaryWorker(Napi::Env env, Context* ctx, uint32_t hierarchy, Auth hierarchyAuth, const Bytes& tmpl,
+                      Bytes userAuth)
+      : CreateObjectWorker(env, ctx, "CreatePrimary", hierarchy, std::move(hierarchyAuth), tmpl, std::move(userAuth)) {}
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
     HandleScope scope(esys);
     ESYS_TR hier = ESYS_TR_NONE;
     ESYS_TR session = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(hierarchy_, &hier);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(hier, hierarchyAuth_, &session);
+    TSS2_RC rc = AuthorizeParent(&scope, &hier, &session);
     if (rc != TSS2_RC_SUCCESS) return rc;
-    TPM2B_DATA outside = {};
-    TPML_PCR_SELECTION creationPcr = {};
     ESYS_TR obj = ESYS_TR_NONE;
     TPM2B_PUBLIC* outPublic = nullptr;
-    TPM2B_CREATION_DATA* creationData = nullptr;
-    TPM2B_DIGEST* creationHash = nullptr;
-    TPMT_TK_CREATION* ticket = nullptr;
-    rc = Esys_CreatePrimary(esys, hier, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive_, &template_, &outside,
-                            &creationPcr, &obj, &outPublic, &creationData, &creationHash, &ticket);
+    rc = Esys_CreatePrimary(esys, hier, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive_, &template_, &outside_,
+                            &creationPcr_, &obj, &outPublic, &creationData_, &creationHash_, &ticket_);
     if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_PUBLIC_Marshal, outPublic, &public_);
     Esys_Free(outPublic);
-    Esys_Free(creationData);
-    Esys_Free(creationHash);
-    Esys_Free(ticket);
+    FreeCreation();
     if (obj == ESYS_TR_NONE) return rc;
     if (rc == TSS2_RC_SUCCESS) rc = DescribeLoaded(esys, &obj, &handle_, &name_);
     if (rc != TSS2_RC_SUCCESS) {
@@ -74,52 +99,31 @@ class CreatePrimaryWorker : public TpmWorker {
   }
   Napi::Value Result(Napi::Env env) override { return LoadedResult(env, handle_, public_, name_); }
 
-  uint32_t hierarchy_;
-  Auth hierarchyAuth_;
-  TPM2B_PUBLIC template_ = {};
-  TPM2B_SENSITIVE_CREATE sensitive_ = {};
   TPM2_HANDLE handle_ = 0;
-  Bytes public_;
   Bytes name_;
 };
 
-class CreateWorker : public TpmWorker {
+class CreateWorker : public CreateObjectWorker {
  public:
   CreateWorker(Napi::Env env, Context* ctx, uint32_t parent, Auth parentAuth, const Bytes& tmpl, Bytes userAuth)
-      : TpmWorker(env, ctx, "Create"), parent_(parent), parentAuth_(std::move(parentAuth)) {
-    Fail(UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, tmpl, &template_));
-    Fail(FillTpm2b(userAuth, &sensitive_.sensitive.userAuth));
-    Wipe(&userAuth);
-  }
-  ~CreateWorker() override {
-    volatile uint8_t* p = sensitive_.sensitive.userAuth.buffer;
-    for (size_t i = 0; i < sizeof(sensitive_.sensitive.userAuth.buffer); i++) p[i] = 0;
-  }
+      : CreateObjectWorker(env, ctx, "Create", parent, std::move(parentAuth), tmpl, std::move(userAuth)) {}
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
     HandleScope scope(esys);
     ESYS_TR parent = ESYS_TR_NONE;
     ESYS_TR session = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(parent_, &parent);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(parent, parentAuth_, &session);
+    TSS2_RC rc = AuthorizeParent(&scope, &parent, &session);
     if (rc != TSS2_RC_SUCCESS) return rc;
-    TPM2B_DATA outside = {};
-    TPML_PCR_SELECTION creationPcr = {};
     TPM2B_PRIVATE* outPrivate = nullptr;
     TPM2B_PUBLIC* outPublic = nullptr;
-    TPM2B_CREATION_DATA* creationData = nullptr;
-    TPM2B_DIGEST* creationHash = nullptr;
-    TPMT_TK_CREATION* ticket = nullptr;
-    rc = Esys_Create(esys, parent, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive_, &template_, &outside,
-                     &creationPcr, &outPrivate, &outPublic, &creationData, &creationHash, &ticket);
+    rc = Esys_Create(esys, parent, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive_, &template_, &outside_,
+                     &creationPcr_, &outPrivate, &outPublic, &creationData_, &creationHash_, &ticket_);
     if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_PRIVATE_Marshal, outPrivate, &private_);
     if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_PUBLIC_Marshal, outPublic, &public_);
     Esys_Free(outPrivate);
     Esys_Free(outPublic);
-    Esys_Free(creationData);
-    Esys_Free(creationHash);
-    Esys_Free(ticket);
+    FreeCreation();
     return rc;
   }
   Napi::Value Result(Napi::Env env) override {
@@ -129,12 +133,7 @@ class CreateWorker : public TpmWorker {
     return o;
   }
 
-  uint32_t parent_;
-  Auth parentAuth_;
-  TPM2B_PUBLIC template_ = {};
-  TPM2B_SENSITIVE_CREATE sensitive_ = {};
   Bytes private_;
-  Bytes public_;
 };
 
 class LoadWorker : public TpmWorker {

@@ -28,10 +28,7 @@ class NvDefineWorker : public TpmWorker {
     Wipe(&indexAuth);
     Fail(UnmarshalAll(Tss2_MU_TPM2B_NV_PUBLIC_Unmarshal, pub, &public_));
   }
-  ~NvDefineWorker() override {
-    volatile uint8_t* p = indexAuth_.buffer;
-    for (size_t i = 0; i < sizeof(indexAuth_.buffer); i++) p[i] = 0;
-  }
+  ~NvDefineWorker() override { WipeTpm2b(&indexAuth_); }
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {

@@ -29,7 +29,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { TpmPort } from '../tpm/tpm.port.js';
 import { TPM_RC, TpmError } from '../tpm/tpm-error.js';
-import { marshalNvPublic, unwrapTpm2b } from '../tpm/tpm.wire.js';
+import { marshalTpmsNvPublic, nvSpacePublic } from '../tpm/marshal/index.js';
 import { GrantorError } from '../shared/errors.js';
 import type { PolicySigner } from '../tpm/tpm.port.js';
 import type { AnchorWriteKey } from './anchor-key.port.js';
@@ -118,9 +118,8 @@ function space(index: number, type: number, dataSize: number, authPolicy?: Uint8
 }
 
 function nvName(s: ReturnType<typeof space>, written: boolean): string {
-  const pub = unwrapTpm2b(
-    marshalNvPublic({ ...s, attributes: written ? s.attributes | NV.written : s.attributes }),
-    'TPM2B_NV_PUBLIC',
+  const pub = marshalTpmsNvPublic(
+    nvSpacePublic({ ...s, attributes: written ? s.attributes | NV.written : s.attributes }),
   );
   return '000b' + createHash('sha256').update(pub).digest('hex');
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runKeysCli } from './cli.js';
-import { fakeKeys, type FakeKeys } from './testing.js';
+import { fakeKeys, type FakeKeys, activeGrantKid } from './testing.js';
 
 async function cli(f: FakeKeys, ...argv: string[]): Promise<{ code: number; lines: string[] }> {
   const lines: string[] = [];
@@ -20,7 +20,7 @@ describe('grantor keys', () => {
     expect(all.lines).toHaveLength(3);
     const grant = await cli(f, 'list', '--purpose', 'grant');
     expect(grant.lines.slice(1).map((l) => l.split('\t')[1])).toEqual(['grant']);
-    expect(grant.lines[1]?.split('\t')[0]).toBe(f.keys.activeGrantKid());
+    expect(grant.lines[1]?.split('\t')[0]).toBe(activeGrantKid(f.keys));
     const json = await cli(f, 'list', '--json');
     const parsed = JSON.parse(json.lines[0] ?? '') as Record<string, unknown>[];
     expect(parsed).toHaveLength(2);
@@ -29,11 +29,11 @@ describe('grantor keys', () => {
 
   it('rotate makes a new active key and prints the previous one', async () => {
     const f = await fakeKeys();
-    const old = f.keys.activeGrantKid();
+    const old = activeGrantKid(f.keys);
     const r = await cli(f, 'rotate');
     expect(r.code).toBe(0);
     expect(r.lines[0]).toMatch(
-      new RegExp(`^active\\t${f.keys.activeGrantKid()}\\tgrant\\tES256\\tactive`),
+      new RegExp(`^active\\t${activeGrantKid(f.keys)}\\tgrant\\tES256\\tactive`),
     );
     expect(r.lines[1]).toMatch(new RegExp(`^previous\\t${old}\\tgrant\\tES256\\tretiring`));
     const audit = await cli(f, 'rotate', 'audit');
@@ -43,7 +43,7 @@ describe('grantor keys', () => {
 
   it('retire refuses an active key, an unknown key and a key with live grants; --force overrides', async () => {
     const f = await fakeKeys();
-    const old = f.keys.activeGrantKid();
+    const old = activeGrantKid(f.keys);
     expect(await cli(f, 'retire', old)).toEqual({
       code: 1,
       lines: [expect.stringMatching(/^error: key_state_invalid: /)],
@@ -64,7 +64,7 @@ describe('grantor keys', () => {
 
   it('retire --force unpublishes a key whose grants are still live', async () => {
     const f = await fakeKeys();
-    const old = f.keys.activeGrantKid();
+    const old = activeGrantKid(f.keys);
     await f.keys.signJws({}, claims(f, 200));
     await cli(f, 'rotate');
     expect((await cli(f, 'retire', old, '--force')).code).toBe(0);
@@ -73,7 +73,7 @@ describe('grantor keys', () => {
 
   it('destroy needs --yes and a retired key, and removes the HSM objects', async () => {
     const f = await fakeKeys();
-    const old = f.keys.get(f.keys.activeGrantKid());
+    const old = f.keys.get(activeGrantKid(f.keys));
     expect((await cli(f, 'destroy', old.kid, '--yes')).lines[0]).toMatch(
       /^error: key_state_invalid: /,
     );

@@ -10,7 +10,7 @@ import { decodeBase64url } from '../gateway/encoding.js';
 import { staticKeySource } from '../gateway/jwks.js';
 import { verifyGrant } from '../gateway/verify-grant.js';
 import { GrantBatcher } from './grant-batch.js';
-import { fakeKeys, type FakeKeys } from './testing.js';
+import { fakeKeys, type FakeKeys, activeGrantKid } from './testing.js';
 
 const claims = (f: FakeKeys, jti: string, ttl = 60): Uint8Array =>
   Buffer.from(
@@ -102,7 +102,7 @@ describe('batch-signed grants in the key service', () => {
     expect(out.batched).toBe(false);
     expect(JSON.parse(Buffer.from(out.token.split('.')[0] ?? '', 'base64url').toString())).toEqual({
       alg: 'ES256',
-      kid: f.keys.activeGrantKid(),
+      kid: activeGrantKid(f.keys),
       typ: 'grant+jwt',
     });
   });
@@ -134,7 +134,7 @@ describe('batch-signed grants in the key service', () => {
 
   it('rotation in the middle of batching: one kid per batch, every grant verifies, the old key stays published', async () => {
     const f = await fakeKeys({ grantBatch: { maxSize: 3, maxWaitMs: 2 } });
-    const old = f.keys.activeGrantKid();
+    const old = activeGrantKid(f.keys);
     const issue = (i: number, ttl: number) =>
       f.keys.signGrantToken({ typ: 'grant+jwt' }, claims(f, `g${String(i)}`, ttl));
     const before = Array.from({ length: 7 }, (_, i) => issue(i, 250));

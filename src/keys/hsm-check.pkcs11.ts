@@ -6,7 +6,8 @@
  * finding is a line for people; the PIN never appears in one.
  */
 import pkcs11js from 'pkcs11js';
-import { CKM_EDDSA, pkcs11ReturnValue } from './signer.pkcs11.js';
+import { CKM_EDDSA } from './key-inspection.pkcs11.js';
+import { pkcs11ReturnValue } from './library.pkcs11.js';
 
 const CKF_USER_PIN_FINAL_TRY = 0x20000;
 const CKF_USER_PIN_LOCKED = 0x40000;

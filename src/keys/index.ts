@@ -1,12 +1,19 @@
 /**
  * Wiring of the key domain: the PKCS#11 signer, the LevelDB key store and the service.
  * Other domains call the KeyService; only this file knows the concrete adapters.
+ *
+ * Rooms: key-service.ts (lifecycle, signing, JWKS) and grant-batch.ts (batch-signed
+ * grants); the key store (key-store.port/.level/.memory); the HSM port (signer.port.ts)
+ * with its fake (signer.fake.ts), metering and deadline timer; the PKCS#11 adapter
+ * (signer.pkcs11.ts: connection, pool, recovery, dispatch; library.pkcs11.ts,
+ * key-inspection.pkcs11.ts, sign-batch.pkcs11.ts; the signing thread in
+ * signer.thread.pkcs11.ts and its body sign.worker.pkcs11.ts). See docs/keys.md.
  */
 import type { Database } from '../shared/db.level.js';
 import type { GrantBatchOptions } from './grant-batch.js';
 import { KeyService, type KeyLifecycleEvent } from './key-service.js';
 import { LevelKeyStore } from './key-store.level.js';
-import { silentLogger, type KeysLogger } from './log.js';
+import { silentLogger, type DomainLogger } from '../shared/log.js';
 import { Pkcs11Signer } from './signer.pkcs11.js';
 import type { HsmSigner } from './signer.port.js';
 
@@ -51,7 +58,7 @@ export interface KeysConfig {
 
 export interface KeysDeps {
   readonly db: Database;
-  readonly logger?: KeysLogger;
+  readonly logger?: DomainLogger;
   readonly now?: () => number;
   /** The audit hook: called before each key lifecycle change takes effect. */
   readonly onLifecycle?: (event: KeyLifecycleEvent) => Promise<void>;
@@ -111,5 +118,4 @@ export type {
 export type { KeyPurpose, KeyRecord, KeyState } from './key-store.port.js';
 export type { GrantBatchOptions } from './grant-batch.js';
 export type { KeyAlgorithm, PublicJwk } from './signer.port.js';
-export type { KeysLogger } from './log.js';
 export * from './errors.js';

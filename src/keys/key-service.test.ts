@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { KeyService } from './key-service.js';
 import { MemoryKeyStore } from './key-store.memory.js';
 import { FakeSigner } from './signer.fake.js';
-import { fakeKeys } from './testing.js';
+import { fakeKeys, activeGrantKid } from './testing.js';
 
 const claims = (now: number, ttl: number): Uint8Array =>
   new TextEncoder().encode(JSON.stringify({ exp: Math.floor(now / 1000) + ttl }));
@@ -26,7 +26,7 @@ describe('KeyService', () => {
 
   it('a failed sign still holds the retiring key for its exp (fail closed on publication)', async () => {
     const f = await fakeKeys();
-    const old = f.keys.activeGrantKid();
+    const old = activeGrantKid(f.keys);
     f.signer.failSigns = true;
     await expect(f.keys.signJws({}, claims(f.now(), 250))).rejects.toMatchObject({
       code: 'hsm_unavailable',
@@ -94,7 +94,7 @@ describe('KeyService', () => {
       },
       { signer: grantToken, auditSigner: auditToken, store: new MemoryKeyStore() },
     );
-    const grant = keys.get(keys.activeGrantKid());
+    const grant = keys.get(activeGrantKid(keys));
     const audit = keys.list().find((r) => r.purpose === 'audit');
     if (audit === undefined) throw new Error('no audit key');
     expect(grantToken.has(grant.hsmId)).toBe(true);

@@ -17,7 +17,7 @@ import { BadRequestError } from '../shared/errors.js';
 import { HsmKeyUnsafeError, KeyNotFoundError, KeyStateInvalidError } from './errors.js';
 import { ed25519Raw, sameJwk, thumbprint } from './jwk.js';
 import type { KeyPurpose, KeyRecord, KeyStore } from './key-store.port.js';
-import { silentLogger, type KeysLogger } from './log.js';
+import { silentLogger, type DomainLogger } from '../shared/log.js';
 import type { HsmSigner, KeyAlgorithm, PublicJwk } from './signer.port.js';
 import { jcs } from '../shared/jcs.js';
 import {
@@ -70,7 +70,7 @@ export interface KeyServiceDeps {
    */
   readonly auditSigner?: HsmSigner;
   readonly store: KeyStore;
-  readonly logger?: KeysLogger;
+  readonly logger?: DomainLogger;
   /** Milliseconds since the epoch. */
   readonly now?: () => number;
   /** Called before each lifecycle change is applied; a rejection aborts the change. */
@@ -124,7 +124,7 @@ export class KeyService {
   private readonly records = new Map<string, KeyRecord>();
   private readonly active = new Map<KeyPurpose, KeyRecord>();
   private readonly usage = new Map<string, Usage>();
-  private readonly logger: KeysLogger;
+  private readonly logger: DomainLogger;
   private readonly now: () => number;
   private chain: Promise<unknown> = Promise.resolve();
   /** Set while a rotation switches keys: new signatures of that purpose wait for it. */
@@ -285,30 +285,6 @@ export class KeyService {
       const error = e instanceof Error ? e : new KeyStateInvalidError('the batch was not signed');
       for (const item of items) item.reject(error);
     }
-  }
-
-  /** The kid that signGrant accepts now (the active grant key). */
-  activeGrantKid(): string {
-    return this.activeKey('grant').kid;
-  }
-
-  /**
-   * Sign a JWS signing input whose header names `kid` (which must be the active grant
-   * key: KeyStateInvalidError otherwise). Returns the ES256 r‖s signature. signJws is the
-   * race-free way; this is for callers that build the JWS themselves.
-   */
-  async signGrant(kid: string, signingInput: Uint8Array, exp: number): Promise<Uint8Array> {
-    const input = Buffer.from(signingInput);
-    this.checkExp(exp);
-    const record = this.records.get(kid);
-    if (record === undefined) throw new KeyNotFoundError(kid);
-    const key = await this.grantKey();
-    if (key.kid !== kid)
-      throw new KeyStateInvalidError('the key is not the active grant key', {
-        kid,
-        state: record.state,
-      });
-    return this.signWith(key, input, exp);
   }
 
   /** Sign an audit checkpoint with the active Ed25519 key. */

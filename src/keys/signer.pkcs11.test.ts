@@ -129,7 +129,8 @@ beforeEach(() => {
   script.tokenFlags = 0;
 });
 
-describe('signing threads', () => {
+// open() waits for the signing threads, which boot through tsx here: seconds on a busy box.
+describe('signing threads', { timeout: 30_000 }, () => {
   it('a sign its thread cannot make fails hsm_unavailable, and the next call re-initialises the module', async () => {
     const s = signer();
     await s.open();
@@ -153,7 +154,7 @@ describe('signing threads', () => {
   });
 });
 
-describe('PIN handling', () => {
+describe('PIN handling', { timeout: 30_000 }, () => {
   it.each([
     ['CKR_PIN_INCORRECT', 'hsm_pin_incorrect'],
     ['CKR_PIN_LEN_RANGE', 'hsm_pin_incorrect'],

@@ -1,6 +1,9 @@
 /**
- * The PKCS#11 adapter (the only file that imports pkcs11js, with its signing thread in
- * signer.thread.pkcs11.ts).
+ * The PKCS#11 adapter: the connection (token, login, session pool, recovery after a fault)
+ * and the dispatch of queued signs to the signing threads. Its rooms: library.pkcs11.ts
+ * (the module's lifetime), key-inspection.pkcs11.ts (finding and checking keys),
+ * sign-batch.pkcs11.ts (a sign's life, batch replies), signer.thread.pkcs11.ts and
+ * sign.worker.pkcs11.ts (the signing threads).
  *
  * Signing runs on worker threads (signer.thread.pkcs11.ts; one per core, at most one per
  * pooled session, at nice 5), each signing batches of queued requests synchronously
@@ -9,22 +12,7 @@
  * input, queues, packs batches and answers; one shared timer keeps every sign's deadline
  * (signer.deadlines.ts) instead of a setTimeout and a Promise.race per sign.
  *
- * Why (measured on the 2-core dev box against SoftHSM2, P-256, CKM_ECDSA): a raw sign
- * costs ~140 us of CPU, of which C_SignInit is ~90 us (SoftHSM re-reads and decrypts the
- * private key object on every SignInit) and C_Sign ~46 us. pkcs11js has no async
- * SignInit, so the former design (C_SignAsync over the pool) paid ~100 us per sign on the
- * event loop and capped the adapter at 0.55-0.64 of the raw single-session rate at
- * concurrency 16; no tuning of that path could lift the cap (the event loop alone needs
- * more CPU per sign than the whole raw loop). With threads the event loop spends ~20-32 us
- * of CPU per sign at concurrency 16 and all threads ~170-215 us, so two free cores allow
- * ~1.2-1.5x the raw rate (bench/sign.ts prints this estimate from its own CPU counts).
- * Measured rates on the shared box swing with other sessions' load (load average 3-10):
- * concurrency 16 at 0.52-1.20 of the better raw run of the same bench run, MET in 9 of
- * 15 runs, event-loop delay p99 2.4-8.6 ms; the old design swung as much at 0.43-1.04
- * in the same series but needs ~140-160 us of event-loop CPU per sign. Under contention the
- * adapter gets about one core, like the raw loop, and then pays its 30-60% extra CPU per sign
- * (batch hand-offs, thread wake-ups, two threads contending inside SoftHSM). Concurrency 1
- * pays two thread wake-ups per sign: 0.2-0.7 of raw, as the old design (0.3-0.8).
+ * Why threads, and what they measured: docs/keys.md.
  *
  * Faults: any PKCS#11 error during an operation fails that operation with
  * HsmUnavailableError and marks the connection broken. The next call recovers: it waits
@@ -37,10 +25,11 @@
  * error in a batch fails the rest of that batch and the queued signs, and a lost thread is
  * a fault like any other (its session may be left mid-operation).
  */
-import { createHash, randomBytes, verify as cryptoVerify } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import pkcs11js from 'pkcs11js';
 import { GrantorError } from '../shared/errors.js';
+import { silentLogger, type DomainLogger } from '../shared/log.js';
 import {
   HsmDeadlineExceededError,
   HsmKeyMissingError,
@@ -49,33 +38,37 @@ import {
   HsmPinLockedError,
   HsmUnavailableError,
 } from './errors.js';
-import { publicKeyObject, sameJwk } from './jwk.js';
-import { silentLogger, type KeysLogger } from './log.js';
-import { DeadlineQueue, type Expirable } from './signer.deadlines.js';
-import type { HsmKey, HsmSigner, KeyAlgorithm, PublicJwk } from './signer.port.js';
 import {
-  FAILED,
-  SIGNATURE_SLOT,
-  SignThread,
-  SKIPPED,
-  type ThreadItem,
-  type ThreadReply,
-} from './signer.thread.pkcs11.js';
+  CKM_EC_EDWARDS_KEY_PAIR_GEN,
+  ED25519_PARAMS,
+  P256_PARAMS,
+  findObjects,
+  inspectKey,
+  mechanism,
+  type Handle,
+} from './key-inspection.pkcs11.js';
+import {
+  acquireLibrary,
+  pkcs11Code,
+  pkcs11ReturnValue,
+  releaseLibrary,
+  type Library,
+} from './library.pkcs11.js';
+import {
+  MAX_BATCH,
+  PIPELINE_DEPTH,
+  PendingSign,
+  answerBatch,
+  type Pinned,
+} from './sign-batch.pkcs11.js';
+import { DeadlineQueue } from './signer.deadlines.js';
+import type { HsmKey, HsmSigner, KeyAlgorithm } from './signer.port.js';
+import { SignThread, type ThreadItem } from './signer.thread.pkcs11.js';
 
-// PKCS#11 3.0 values that pkcs11js 2.1.7 does not define.
-export const CKM_EC_EDWARDS_KEY_PAIR_GEN = 0x1055;
-export const CKM_EDDSA = 0x1057;
-export const CKK_EC_EDWARDS = 0x40;
 const CKF_USER_PIN_FINAL_TRY = 0x20000;
 const CKF_USER_PIN_LOCKED = 0x40000;
 const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;
-
-// DER OIDs for CKA_EC_PARAMS: prime256v1 and id-Ed25519.
-const P256_PARAMS = Buffer.from('06082a8648ce3d030107', 'hex');
-const ED25519_PARAMS = Buffer.from('06032b6570', 'hex');
-
-type Handle = Buffer;
 
 export interface Pkcs11SignerConfig {
   readonly modulePath: string;
@@ -94,106 +87,6 @@ export interface Pkcs11SignerConfig {
   readonly signThreads?: number;
 }
 
-/** The most signs one thread takes in one batch (bounds the wait of the last in a batch). */
-const MAX_BATCH = 32;
-/** Batches handed to one thread at a time: the next one waits in its port, not on us. */
-const PIPELINE_DEPTH = 2;
-
-/** A PKCS#11 return value name (`CKR_...`) for a thrown pkcs11js error, if it is one. */
-export function pkcs11ReturnValue(e: unknown): string | undefined {
-  if (e instanceof pkcs11js.Pkcs11Error)
-    return e.message.startsWith('CKR_') ? e.message : `CKR_0x${e.code.toString(16)}`;
-  return undefined;
-}
-
-function pkcs11Code(e: unknown): number | undefined {
-  return e instanceof pkcs11js.Pkcs11Error ? e.code : undefined;
-}
-
-/**
- * PKCS#11 state is per process and per module: every adapter instance on the same module
- * shares one loaded library, one C_Initialize, and the count of native calls in flight
- * (the module is only finalised when none is).
- */
-class Library {
-  readonly p = new pkcs11js.PKCS11();
-  refs = 0;
-  initialized = false;
-  generation = 0;
-  private inFlight = 0;
-  private idleWaiters: (() => void)[] = [];
-
-  constructor(readonly path: string) {
-    this.p.load(path);
-  }
-
-  initialize(): void {
-    if (this.initialized) return;
-    try {
-      this.p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
-    } catch (e) {
-      if (pkcs11Code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e;
-    }
-    this.initialized = true;
-  }
-
-  finalize(): void {
-    this.initialized = false;
-    try {
-      this.p.C_Finalize();
-    } catch {
-      // Already finalised or the module is in a bad state: initialize() will tell.
-    }
-  }
-
-  /** Re-initialise the module: every session and handle of the previous generation dies. */
-  reinitialize(): void {
-    this.finalize();
-    this.generation += 1;
-    this.initialize();
-  }
-
-  enter(): void {
-    this.inFlight += 1;
-  }
-
-  leave(): void {
-    this.inFlight -= 1;
-    if (this.inFlight === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
-    }
-  }
-
-  waitIdle(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((res) => {
-      this.idleWaiters.push(res);
-    });
-  }
-}
-
-const libraries = new Map<string, Library>();
-
-function acquireLibrary(path: string): Library {
-  let lib = libraries.get(path);
-  if (lib === undefined) {
-    lib = new Library(path);
-    libraries.set(path, lib);
-  }
-  lib.refs += 1;
-  return lib;
-}
-
-function releaseLibrary(lib: Library): void {
-  lib.refs -= 1;
-  if (lib.refs === 0) {
-    lib.finalize();
-    libraries.delete(lib.path);
-  }
-}
-
 interface PooledSession {
   readonly handle: Handle;
   readonly connection: number;
@@ -204,118 +97,7 @@ interface Waiter {
   reject(e: Error): void;
 }
 
-interface Pinned {
-  readonly alg: KeyAlgorithm;
-  readonly label: string;
-  readonly publicJwk: PublicJwk;
-}
-
 type State = 'closed' | 'open' | 'broken' | 'latched';
-
-/** A sign from its call to its answer: the first of signature, error or deadline wins. */
-class PendingSign implements Expirable {
-  settled = false;
-  readonly promise: Promise<Uint8Array>;
-  private resolveFn: (sig: Uint8Array) => void = () => undefined;
-  private rejectFn: (e: Error) => void = () => undefined;
-
-  constructor(
-    readonly hsmId: string,
-    readonly pinned: Pinned,
-    /** A copy of the caller's bytes (the caller may reuse its buffer). */
-    readonly data: Uint8Array,
-    readonly deadline: number,
-    private readonly deadlineMs: number,
-  ) {
-    this.promise = new Promise<Uint8Array>((resolve, reject) => {
-      this.resolveFn = resolve;
-      this.rejectFn = reject;
-    });
-  }
-
-  resolve(sig: Uint8Array): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.resolveFn(sig);
-  }
-
-  reject(e: Error): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.rejectFn(e);
-  }
-
-  expire(): void {
-    this.reject(new HsmDeadlineExceededError(this.deadlineMs));
-  }
-}
-
-function bool(buf: Buffer | undefined): boolean | undefined {
-  if (buf === undefined || buf.length === 0) return undefined;
-  return buf.some((b) => b !== 0);
-}
-
-function ulong(buf: Buffer | undefined): number | undefined {
-  if (buf === undefined) return undefined;
-  if (buf.length === 8) return Number(buf.readBigUInt64LE(0));
-  if (buf.length === 4) return buf.readUInt32LE(0);
-  return undefined;
-}
-
-/** CKA_EC_POINT is a DER OCTET STRING around the point; some modules return it bare. */
-function ecPointBytes(buf: Buffer, expectedLength: number): Buffer {
-  if (buf.length === expectedLength) return buf;
-  if (buf.length === expectedLength + 2 && buf[0] === 0x04 && buf[1] === expectedLength)
-    return buf.subarray(2);
-  if (
-    buf.length === expectedLength + 3 &&
-    buf[0] === 0x04 &&
-    buf[1] === 0x81 &&
-    buf[2] === expectedLength
-  ) {
-    return buf.subarray(3);
-  }
-  throw new HsmKeyUnsafeError('the public key on the token has an unexpected encoding', {
-    details: { length: buf.length },
-  });
-}
-
-function toJwk(alg: KeyAlgorithm, point: Buffer): PublicJwk {
-  if (alg === 'ES256') {
-    const raw = ecPointBytes(point, 65);
-    if (raw[0] !== 0x04)
-      throw new HsmKeyUnsafeError('the P-256 public key is not an uncompressed point');
-    return {
-      kty: 'EC',
-      crv: 'P-256',
-      x: raw.subarray(1, 33).toString('base64url'),
-      y: raw.subarray(33, 65).toString('base64url'),
-    };
-  }
-  return { kty: 'OKP', crv: 'Ed25519', x: ecPointBytes(point, 32).toString('base64url') };
-}
-
-function mechanism(alg: KeyAlgorithm): pkcs11js.Mechanism {
-  return { mechanism: alg === 'ES256' ? pkcs11js.CKM_ECDSA : CKM_EDDSA };
-}
-
-function rebuildPkcs11Error(error: { rv: number | undefined; name: string }): Error {
-  return error.rv === undefined
-    ? new Error(error.name)
-    : new pkcs11js.Pkcs11Error(`${error.name}:${String(error.rv)}`, error.rv);
-}
-
-function signInput(alg: KeyAlgorithm, data: Uint8Array): Buffer {
-  return alg === 'ES256' ? createHash('sha256').update(data).digest() : Buffer.from(data);
-}
-
-/** Check a signature made by the token against the pinned public key (node:crypto). */
-function signatureVerifies(alg: KeyAlgorithm, jwk: PublicJwk, data: Buffer, sig: Buffer): boolean {
-  const key = publicKeyObject(jwk);
-  return alg === 'ES256'
-    ? cryptoVerify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, sig)
-    : cryptoVerify(null, data, key, sig);
-}
 
 export class Pkcs11Signer implements HsmSigner {
   private lib: Library | undefined;
@@ -340,7 +122,7 @@ export class Pkcs11Signer implements HsmSigner {
 
   constructor(
     private readonly config: Pkcs11SignerConfig,
-    private readonly logger: KeysLogger = silentLogger,
+    private readonly logger: DomainLogger = silentLogger,
   ) {
     if (!Number.isInteger(config.sessionPoolSize) || config.sessionPoolSize < 1) {
       throw new RangeError('sessionPoolSize must be a positive integer');
@@ -349,7 +131,7 @@ export class Pkcs11Signer implements HsmSigner {
     if (!Number.isInteger(threads) || threads < 1) {
       throw new RangeError('signThreads must be a positive integer');
     }
-    // Threads are spawned on their first batch: an instance that never signs has none.
+    // Started by open(); one lost later is restarted by the next flush.
     this.threads = Array.from(
       { length: Math.min(threads, config.sessionPoolSize) },
       () => new SignThread(config.modulePath),
@@ -361,14 +143,18 @@ export class Pkcs11Signer implements HsmSigner {
     return this.threads.length;
   }
 
-  open(): Promise<void> {
-    if (this.state !== 'closed') return Promise.resolve();
+  /**
+   * Connect (token, sessions, login) and start the signing threads. Resolves once every
+   * thread listens: a sign's deadline is never spent waiting for a thread to boot.
+   */
+  async open(): Promise<void> {
+    if (this.state !== 'closed') return;
     try {
       this.lib = acquireLibrary(this.config.modulePath);
       this.lib.initialize();
     } catch (e) {
       this.releaseLib();
-      return Promise.reject(this.mapError(e, 'the PKCS#11 module could not be initialised'));
+      throw this.mapError(e, 'the PKCS#11 module could not be initialised');
     }
     try {
       this.connect(this.lib);
@@ -379,9 +165,14 @@ export class Pkcs11Signer implements HsmSigner {
         this.releaseLib();
         this.state = 'closed';
       }
-      return Promise.reject(mapped);
+      throw mapped;
     }
-    return Promise.resolve();
+    try {
+      await Promise.all(this.threads.map((t) => t.start()));
+    } catch (e) {
+      await this.close();
+      throw new HsmUnavailableError('the signing threads could not be started', { cause: e });
+    }
   }
 
   async generate(alg: KeyAlgorithm, label: string): Promise<HsmKey> {
@@ -498,19 +289,35 @@ export class Pkcs11Signer implements HsmSigner {
       // Share what is queued among the open pipeline slots, so no thread idles while
       // another has a backlog, and batches stay as large as the load allows.
       let slots = 0;
-      for (const t of this.threads) slots += PIPELINE_DEPTH - t.inFlight;
+      for (const t of this.threads) if (t.ready) slots += PIPELINE_DEPTH - t.inFlight;
       const take = Math.min(MAX_BATCH, Math.ceil(this.queue.length / slots));
       this.runBatch(thread, session, this.queue.splice(0, take));
     }
   };
 
+  /** The least busy thread that listens; threads lost since are restarted meanwhile. */
   private leastBusyThread(): SignThread | undefined {
     let best: SignThread | undefined;
     for (const t of this.threads) {
+      if (!t.running) this.restart(t);
+      if (!t.ready) continue;
       if (t.inFlight < PIPELINE_DEPTH && (best === undefined || t.inFlight < best.inFlight))
         best = t;
     }
     return best;
+  }
+
+  private restart(thread: SignThread): void {
+    const connection = this.connection;
+    thread.start().then(
+      () => {
+        this.scheduleFlush();
+      },
+      (e: unknown) => {
+        // A thread that cannot start is a fault like a lost one: the queue fails typed.
+        this.markBroken(connection, e);
+      },
+    );
   }
 
   private runBatch(thread: SignThread, session: PooledSession, batch: PendingSign[]): void {
@@ -550,7 +357,7 @@ export class Pkcs11Signer implements HsmSigner {
     thread.run(session.handle, items).then(
       (reply) => {
         lib.leave();
-        this.answer(live, reply, session);
+        answerBatch(live, reply, (e) => this.fault(e, session, 'signing failed in the HSM'));
         this.release(session);
         this.scheduleFlush();
       },
@@ -564,39 +371,12 @@ export class Pkcs11Signer implements HsmSigner {
     );
   }
 
-  private answer(live: readonly PendingSign[], reply: ThreadReply, session: PooledSession): void {
-    let failure: Error | undefined;
-    for (let i = 0; i < live.length; i++) {
-      const req = live[i];
-      const length = reply.lengths[i];
-      if (req === undefined || length === undefined) continue;
-      if (length === SKIPPED) {
-        req.expire();
-      } else if (length === FAILED) {
-        failure ??= this.fault(
-          rebuildPkcs11Error(reply.error ?? { rv: undefined, name: 'no error reported' }),
-          session,
-          'signing failed in the HSM',
-        );
-        req.reject(failure);
-      } else if (length !== 64) {
-        req.reject(
-          new HsmUnavailableError('the HSM returned a signature of unexpected length', {
-            details: { length },
-          }),
-        );
-      } else {
-        req.resolve(reply.sigs.slice(SIGNATURE_SLOT * i, SIGNATURE_SLOT * i + 64));
-      }
-    }
-  }
-
   async destroy(hsmId: string): Promise<void> {
     await this.ensureConnected();
     const session = await this.acquire();
     try {
       const p = this.library().p;
-      const objects = this.find(session.handle, hsmId, undefined);
+      const objects = findObjects(p, session.handle, hsmId, undefined);
       for (const h of objects) p.C_DestroyObject(session.handle, h);
       this.handles.delete(hsmId);
       this.pinned.delete(hsmId);
@@ -857,99 +637,14 @@ export class Pkcs11Signer implements HsmSigner {
 
   // --- objects ------------------------------------------------------------------------
 
-  private find(session: Handle, hsmId: string, cls: number | undefined): Handle[] {
-    const p = this.library().p;
-    const template: pkcs11js.Template = [
-      { type: pkcs11js.CKA_ID, value: Buffer.from(hsmId, 'hex') },
-    ];
-    if (cls !== undefined) template.push({ type: pkcs11js.CKA_CLASS, value: cls });
-    p.C_FindObjectsInit(session, template);
-    try {
-      return p.C_FindObjects(session, 8);
-    } finally {
-      p.C_FindObjectsFinal(session);
-    }
-  }
-
-  private findOne(session: Handle, hsmId: string, cls: number, what: string): Handle {
-    const found = this.find(session, hsmId, cls);
-    const h = found[0];
-    if (h === undefined)
-      throw new HsmKeyMissingError(`the HSM has no ${what} with this id`, { details: { hsmId } });
-    // Two objects under one id: we cannot tell which one the store means.
-    if (found.length > 1)
-      throw new HsmKeyUnsafeError(`the HSM has more than one ${what} with this id`, {
-        details: { hsmId },
-      });
-    return h;
-  }
-
-  /** Check the private key's protection, read the public key, prove they are one pair. */
+  /** Inspect a key on this connection and pin it (its public key, its private handle). */
   private inspect(session: Handle, hsmId: string, alg: KeyAlgorithm): HsmKey {
+    const known = this.pinned.get(hsmId)?.publicJwk;
     const p = this.library().p;
-    const priv = this.findOne(session, hsmId, pkcs11js.CKO_PRIVATE_KEY, 'private key');
-    const pub = this.findOne(session, hsmId, pkcs11js.CKO_PUBLIC_KEY, 'public key');
-    const attrs = p.C_GetAttributeValue(session, priv, [
-      { type: pkcs11js.CKA_SENSITIVE },
-      { type: pkcs11js.CKA_EXTRACTABLE },
-      { type: pkcs11js.CKA_NEVER_EXTRACTABLE },
-      { type: pkcs11js.CKA_ALWAYS_SENSITIVE },
-      { type: pkcs11js.CKA_TOKEN },
-      { type: pkcs11js.CKA_KEY_TYPE },
-      { type: pkcs11js.CKA_LABEL },
-    ]);
-    const value = (type: number): Buffer | undefined => {
-      const v = attrs.find((a) => a.type === type)?.value;
-      return Buffer.isBuffer(v) ? v : undefined;
-    };
-    const failures: string[] = [];
-    if (bool(value(pkcs11js.CKA_SENSITIVE)) !== true) failures.push('CKA_SENSITIVE is not true');
-    if (bool(value(pkcs11js.CKA_EXTRACTABLE)) !== false)
-      failures.push('CKA_EXTRACTABLE is not false');
-    if (bool(value(pkcs11js.CKA_NEVER_EXTRACTABLE)) !== true)
-      failures.push('CKA_NEVER_EXTRACTABLE is not true');
-    if (bool(value(pkcs11js.CKA_ALWAYS_SENSITIVE)) !== true)
-      failures.push('CKA_ALWAYS_SENSITIVE is not true');
-    if (bool(value(pkcs11js.CKA_TOKEN)) !== true) failures.push('CKA_TOKEN is not true');
-    const keyType = ulong(value(pkcs11js.CKA_KEY_TYPE));
-    if (keyType !== (alg === 'ES256' ? pkcs11js.CKK_EC : CKK_EC_EDWARDS))
-      failures.push(`CKA_KEY_TYPE is not the ${alg} type`);
-    if (failures.length > 0) {
-      this.logger.error({ hsmId, failures }, 'REFUSING an HSM key that could leave the HSM');
-      throw new HsmKeyUnsafeError(`HSM key ${hsmId} is refused: ${failures.join('; ')}`, {
-        details: { hsmId, failures },
-      });
-    }
-    const [point] = p.C_GetAttributeValue(session, pub, [{ type: pkcs11js.CKA_EC_POINT }]);
-    if (point === undefined || !Buffer.isBuffer(point.value)) {
-      throw new HsmKeyMissingError('the public key has no CKA_EC_POINT', { details: { hsmId } });
-    }
-    const publicJwk = toJwk(alg, point.value);
-    const known = this.pinned.get(hsmId);
-    if (known !== undefined && !sameJwk(known.publicJwk, publicJwk)) {
-      this.logger.error({ hsmId }, 'REFUSING an HSM key whose public key changed');
-      throw new HsmKeyUnsafeError(`HSM key ${hsmId} is not the key that was loaded before`, {
-        details: { hsmId },
-      });
-    }
-    // Prove the private object belongs to the public one before trusting either.
-    const challenge = randomBytes(32);
-    const input = signInput(alg, challenge);
-    p.C_SignInit(session, mechanism(alg), priv);
-    const sig = p.C_Sign(session, input, Buffer.alloc(64));
-    if (!signatureVerifies(alg, publicJwk, challenge, sig)) {
-      throw new HsmKeyUnsafeError(
-        `HSM key ${hsmId}: the private key does not match its public key`,
-        {
-          details: { hsmId },
-        },
-      );
-    }
-    const labelBuf = value(pkcs11js.CKA_LABEL);
-    const label = labelBuf === undefined ? '' : labelBuf.toString('utf8');
-    this.pinned.set(hsmId, { alg, label, publicJwk });
+    const { key, priv } = inspectKey(p, session, hsmId, alg, known, this.logger);
+    this.pinned.set(hsmId, { alg, label: key.label, publicJwk: key.publicJwk });
     this.handles.set(hsmId, priv);
-    return { hsmId, label, alg, publicJwk };
+    return key;
   }
 
   /** The private key handle of this connection; re-found (and re-checked) after a fault. */

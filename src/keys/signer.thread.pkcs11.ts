@@ -9,12 +9,13 @@
  * thread's own pkcs11js instance only dlopen()s the module already loaded (same copy, same
  * C_Initialize) and never initialises, logs in or finalises it.
  *
- * The thread's code is a plain JavaScript string run with `eval: true`, so it loads the
- * same way under tsx, vitest and the compiled dist (a .ts worker file would need a loader
- * in the thread). It holds no PIN and no secret: it sees handles, inputs and signatures.
+ * The thread's body is a real source file, sign.worker.pkcs11.ts, started like every worker
+ * (src/shared/worker.ts). The adapter starts its threads when it opens and waits for each
+ * to say it is ready before it hands out batches: under tsx a thread takes longer to boot
+ * than a sign's deadline, which must never be spent on a thread that is still starting.
  */
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorker, workerEntry } from '../shared/worker.js';
 
 export interface ThreadItem {
   readonly key: Uint8Array;
@@ -32,7 +33,7 @@ export interface ThreadItem {
  * (A handle Buffer from pkcs11js can be a view of an 8 KiB pool slab, which a structured
  * clone would copy whole: handles are copied into buffers of their own first.)
  */
-interface PackedBatch {
+export interface PackedBatch {
   readonly session: Uint8Array;
   readonly keys: Uint8Array[];
   /** Per item: key index, mechanism, sha256 (0/1), deadline, data offset, data length. */
@@ -40,7 +41,7 @@ interface PackedBatch {
   readonly data: Uint8Array<ArrayBuffer>;
 }
 
-const META = 6;
+export const META = 6;
 
 function pack(session: Uint8Array, items: readonly ThreadItem[]): PackedBatch {
   const keys: Uint8Array[] = [];
@@ -77,9 +78,24 @@ function pack(session: Uint8Array, items: readonly ThreadItem[]): PackedBatch {
  * `error`: after the first failure the rest of the batch is not attempted and fails alike).
  */
 export interface ThreadReply {
-  readonly sigs: Uint8Array;
-  readonly lengths: Int32Array;
-  readonly error?: { readonly rv: number | undefined; readonly name: string };
+  readonly sigs: Uint8Array<ArrayBuffer>;
+  readonly lengths: Int32Array<ArrayBuffer>;
+  readonly error?: ThreadError;
+}
+
+/** A failure of the module in a batch: its return value, if it was a PKCS#11 error. */
+export interface ThreadError {
+  readonly rv: number | undefined;
+  readonly name: string;
+}
+
+/** What a thread posts: `'ready'` once, when it listens, then one reply per batch. */
+export type FromThread = ThreadReply | 'ready';
+
+/** The thread's workerData. */
+export interface ThreadData {
+  readonly modulePath: string;
+  readonly nice: number;
 }
 
 export const SIGNATURE_SLOT = 64;
@@ -94,50 +110,7 @@ export const FAILED = -2;
  */
 const THREAD_NICE = 5;
 
-const THREAD_SOURCE = String.raw`
-'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const pkcs11js = require(workerData.pkcs11js);
-const SLOT = ${SIGNATURE_SLOT};
-// On Linux this lowers the priority of this thread only: when the threads keep every core
-// busy, the event loop still runs first.
-try { require('node:os').setPriority(workerData.nice); } catch {}
-let p;
-const buf = (u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-parentPort.on('message', (batch) => {
-  const meta = batch.meta;
-  const n = meta.length / ${META};
-  const sigs = new Uint8Array(SLOT * n);
-  const lengths = new Int32Array(n);
-  let error;
-  const session = buf(batch.session);
-  const keys = batch.keys.map(buf);
-  for (let i = 0; i < n; i++) {
-    const m = ${META} * i;
-    if (error !== undefined) { lengths[i] = ${FAILED}; continue; }
-    if (performance.timeOrigin + performance.now() > meta[m + 3]) { lengths[i] = ${SKIPPED}; continue; }
-    try {
-      if (p === undefined) {
-        const q = new pkcs11js.PKCS11();
-        q.load(workerData.modulePath);
-        p = q;
-      }
-      const data = Buffer.from(batch.data.buffer, batch.data.byteOffset + meta[m + 4], meta[m + 5]);
-      const input = meta[m + 2] === 1 ? createHash('sha256').update(data).digest() : data;
-      p.C_SignInit(session, { mechanism: meta[m + 1] }, keys[meta[m]]);
-      lengths[i] = p.C_Sign(session, input, Buffer.from(sigs.buffer, SLOT * i, SLOT)).length;
-    } catch (e) {
-      const isPkcs11 = e instanceof pkcs11js.Pkcs11Error;
-      error = { rv: isPkcs11 ? e.code : undefined, name: isPkcs11 ? e.message : 'the signing thread could not call the module' };
-      lengths[i] = ${FAILED};
-    }
-  }
-  parentPort.postMessage(error === undefined ? { sigs, lengths } : { sigs, lengths, error }, [sigs.buffer, lengths.buffer]);
-});
-`;
-
-let pkcs11jsPath: string | undefined;
+const THREAD_ENTRY = workerEntry('sign.worker.pkcs11', import.meta.url);
 
 interface Pending {
   resolve(reply: ThreadReply): void;
@@ -145,13 +118,17 @@ interface Pending {
 }
 
 /**
- * One worker thread; spawned on first use, respawned after a loss. Batches queue in the
- * thread's message port and are answered in order, so the adapter can hand a thread its
- * next batch before the current one is done (the thread then never waits for the event
- * loop between two batches).
+ * One worker thread; started by `start()` (or on first use), restarted after a loss.
+ * Batches queue in the thread's message port and are answered in order, so the adapter can
+ * hand a thread its next batch before the current one is done (the thread then never waits
+ * for the event loop between two batches).
  */
 export class SignThread {
   private worker: Worker | undefined;
+  private booting: Promise<void> | undefined;
+  private isReady = false;
+  /** Fails the start in progress, if any (a no-op once the thread is ready). */
+  private bootFailed: (e: Error) => void = () => undefined;
   private readonly pending: Pending[] = [];
 
   constructor(private readonly modulePath: string) {}
@@ -159,6 +136,25 @@ export class SignThread {
   /** Batches handed over and not yet answered. */
   get inFlight(): number {
     return this.pending.length;
+  }
+
+  /** True from start (or first use) until the thread is lost or closed. */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
+
+  /** True once the running thread listens; false while it starts and after a loss. */
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  /**
+   * Start the thread if none runs; resolves once it listens for batches, rejects if it is
+   * lost (or closed) before that.
+   */
+  start(): Promise<void> {
+    if (this.worker === undefined) this.spawn();
+    return this.booting ?? Promise.resolve();
   }
 
   /**
@@ -179,24 +175,33 @@ export class SignThread {
   /** Terminate the thread (the caller waits until no batch is in flight first). */
   async close(): Promise<void> {
     const w = this.worker;
-    this.worker = undefined;
+    this.forget(new Error('the signing thread was closed'));
     this.failPending(new Error('the signing thread was closed with a batch in flight'));
     if (w !== undefined) await w.terminate();
   }
 
   private spawn(): Worker {
-    pkcs11jsPath ??= createRequire(import.meta.url).resolve('pkcs11js');
-    const w = new Worker(THREAD_SOURCE, {
-      eval: true,
-      // No tsx or vitest loader in the thread: it runs plain JavaScript.
-      execArgv: [],
-      workerData: { pkcs11js: pkcs11jsPath, modulePath: this.modulePath, nice: THREAD_NICE },
-    });
+    const data: ThreadData = { modulePath: this.modulePath, nice: THREAD_NICE };
+    const w = startWorker(THREAD_ENTRY, { workerData: { ...data } });
     w.unref();
-    w.on('message', (reply: ThreadReply) => {
+    let booted: () => void = () => undefined;
+    let failed: (e: Error) => void = () => undefined;
+    this.booting = new Promise<void>((resolve, reject) => {
+      booted = resolve;
+      failed = reject;
+    });
+    // A boot nobody awaits (a thread started by run()) must not be an unhandled rejection.
+    this.booting.catch(() => undefined);
+    this.bootFailed = failed;
+    w.on('message', (m: FromThread) => {
+      if (m === 'ready') {
+        if (this.worker === w) this.isReady = true;
+        booted();
+        return;
+      }
       const p = this.pending.shift();
       if (this.pending.length === 0) w.unref();
-      p?.resolve(reply);
+      p?.resolve(m);
     });
     w.on('error', (e: Error) => {
       this.lost(w, e);
@@ -205,14 +210,24 @@ export class SignThread {
       this.lost(w, new Error(`the signing thread exited with code ${String(code)}`));
     });
     this.worker = w;
+    this.isReady = false;
     return w;
   }
 
   private lost(w: Worker, e: Error): void {
     // An 'exit' after the 'error' of the same thread, or after close(): already failed.
     if (this.worker !== w) return;
-    this.worker = undefined;
+    this.forget(e);
     this.failPending(e);
+  }
+
+  /** Let go of the running thread; a start still waiting for it fails with `e`. */
+  private forget(e: Error): void {
+    this.worker = undefined;
+    this.isReady = false;
+    this.booting = undefined;
+    this.bootFailed(e);
+    this.bootFailed = () => undefined;
   }
 
   private failPending(e: Error): void {

@@ -50,3 +50,10 @@ export async function fakeKeys(
     now: () => t,
   };
 }
+
+/** The kid of the active grant key (tests read it from the service's own list). */
+export function activeGrantKid(keys: Pick<KeyService, 'list'>): string {
+  const active = keys.list().find((r) => r.purpose === 'grant' && r.state === 'active');
+  if (active === undefined) throw new Error('no active grant key');
+  return active.kid;
+}

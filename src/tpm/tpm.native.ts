@@ -33,25 +33,31 @@ import type {
 } from './tpm.port.js';
 import { TPM_HANDLE, withLoadedObject } from './tpm.port.js';
 import {
-  HASH_ALGS,
+  MAX_TPMT_PUBLIC_SIZE,
   SIG_SCHEME_NULL,
-  hashAlgById,
-  marshalDigestValues,
-  marshalNvPublic,
-  marshalPcrSelection,
-  nvPublicDataSize,
-  objectAttributesOf,
-  TPMA_OBJECT_USER_WITH_AUTH,
-  unmarshalDigestList,
-  unmarshalPcrSelection,
-  unmarshalTimeInfo,
-  unwrapTpm2b,
-  wrapTpm2b,
+  TPM2B,
+  TpmParseError,
+  hashInfoByName,
+  isHashAlgName,
+  marshalTpm2b,
+  marshalTpm2bNvPublic,
+  marshalTpmlDigestValues,
+  marshalTpmlPcrSelection,
+  nvSpacePublic,
+  pcrListToSelection,
+  pcrSelectionToList,
+  unmarshalTpm2b,
+  unmarshalTpm2bNvPublic,
+  unmarshalTpm2bPublic,
+  unmarshalTpmlDigest,
+  unmarshalTpmlPcrSelection,
+  unmarshalTpmsTimeInfo,
   type HashAlgName,
   type NvSpace,
   type PcrBankSelection,
   type TimeInfo,
-} from './tpm.wire.js';
+  type Tpm2bKind,
+} from './marshal/index.js';
 
 /** The addon's surface (native/src/*.cc); structures are marshalled TPM bytes. */
 interface NativeAuth {
@@ -251,14 +257,48 @@ function checkU32(name: string, v: number): void {
     throw new TpmArgumentError(`${name} must be a 32-bit handle`);
 }
 
-function checkSelection(selection: readonly PcrBankSelection[]): void {
-  for (const bank of selection) {
-    if (!(bank.hash in HASH_ALGS)) throw new TpmArgumentError(`unknown PCR bank ${bank.hash}`);
-    for (const p of bank.pcrs) {
+/** The selection's banks are ones the facade reads, each once, with PCRs 0-31. */
+function checkSelection(
+  selection: readonly PcrBankSelection[],
+): { bank: HashAlgName; pcrs: readonly number[] }[] {
+  const seen = new Set<string>();
+  return selection.map(({ bank, pcrs }) => {
+    if (!isHashAlgName(bank)) throw new TpmArgumentError(`unknown PCR bank ${bank}`);
+    if (seen.has(bank)) throw new TpmArgumentError(`PCR bank ${bank} listed twice`);
+    seen.add(bank);
+    for (const p of pcrs) {
       if (!Number.isInteger(p) || p < 0 || p > 31)
         throw new TpmArgumentError(`PCR index ${p} out of range`);
     }
+    return { bank, pcrs };
+  });
+}
+
+/**
+ * Read a structure the TPM answered: a malformed one is the TPM's failure (`tpm_error`,
+ * TpmResponseError), not a bad request.
+ */
+function fromTpm<T>(structure: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof TpmParseError)
+      throw new TpmResponseError(`${structure}: ${e.message}`, { cause: e });
+    throw e;
   }
+}
+
+/** Bounded by its u16 size only here; readers of TPMS_ATTEST check the contents. */
+const TPM2B_ATTEST: Tpm2bKind = { name: 'TPM2B_ATTEST', max: 0xffff };
+/** A TPMT_PUBLIC template as CreatePrimary and Create take it. */
+const TPM2B_TEMPLATE: Tpm2bKind = { name: 'TPM2B_TEMPLATE', max: MAX_TPMT_PUBLIC_SIZE };
+
+function unwrap(kind: Tpm2bKind, bytes: Uint8Array): Buffer {
+  return fromTpm(kind.name, () => unmarshalTpm2b(kind, bytes));
+}
+
+function marshalSelection(selection: readonly PcrBankSelection[]): Buffer {
+  return marshalTpmlPcrSelection(pcrListToSelection(selection));
 }
 
 export class NativeTpm implements TpmPort {
@@ -350,17 +390,17 @@ export class NativeTpm implements TpmPort {
     if (!Number.isInteger(bytes) || bytes < 0 || bytes > 64)
       throw new TpmArgumentError('getRandom: 0..64 bytes');
     const out = await this.#call('GetRandom', (c) => addon.getRandom(c, bytes));
-    return unwrapTpm2b(out, 'TPM2B_DIGEST');
+    return unwrap(TPM2B.DIGEST, out);
   }
 
   async readClock(): Promise<TimeInfo> {
-    return unmarshalTimeInfo(await this.#call('ReadClock', (c) => addon.readClock(c)));
+    const out = await this.#call('ReadClock', (c) => addon.readClock(c));
+    return fromTpm('TPMS_TIME_INFO', () => unmarshalTpmsTimeInfo(out));
   }
 
   async pcrRead(selection: readonly PcrBankSelection[]): Promise<PcrRead> {
-    checkSelection(selection);
-    const wanted = selection.map((b) => ({
-      hash: b.hash,
+    const wanted = checkSelection(selection).map((b) => ({
+      bank: b.bank,
       pcrs: [...new Set(b.pcrs)].sort((x, y) => x - y),
     }));
     for (let attempt = 0; attempt < PCR_READ_ATTEMPTS; attempt++) {
@@ -370,32 +410,34 @@ export class NativeTpm implements TpmPort {
       // PCR_Read answers at most 8 digests per call: ask again for what is missing.
       for (;;) {
         const remaining = wanted
-          .map((b) => ({ hash: b.hash, pcrs: b.pcrs.filter((p) => !got.has(`${b.hash}:${p}`)) }))
+          .map((b) => ({ bank: b.bank, pcrs: b.pcrs.filter((p) => !got.has(`${b.bank}:${p}`)) }))
           .filter((b) => b.pcrs.length > 0);
         if (remaining.length === 0) break;
         const r = await this.#call('PCR_Read', (c) =>
-          addon.pcrRead(c, marshalPcrSelection(remaining)),
+          addon.pcrRead(c, marshalSelection(remaining)),
         );
         if (counter !== undefined && r.updateCounter !== counter) {
           consistent = false;
           break;
         }
         counter = r.updateCounter;
-        const digests = unmarshalDigestList(r.digests);
+        const digests = fromTpm('TPML_DIGEST', () => unmarshalTpmlDigest(r.digests));
+        const answered = fromTpm('TPML_PCR_SELECTION', () =>
+          pcrSelectionToList(unmarshalTpmlPcrSelection(r.selection)),
+        );
         let i = 0;
-        for (const bank of unmarshalPcrSelection(r.selection)) {
-          const hash = hashAlgById(bank.alg);
-          for (const pcr of bank.pcrs) {
+        for (const { bank, pcrs } of answered) {
+          for (const pcr of pcrs) {
             const d = digests[i++];
-            if (hash === undefined || d === undefined)
+            if (d === undefined)
               throw new TpmResponseError('PCR_Read: digests do not match the selection');
-            got.set(`${hash}:${pcr}`, d);
+            got.set(`${bank}:${pcr}`, d);
           }
         }
         if (i !== digests.length)
           throw new TpmResponseError('PCR_Read: digests do not match the selection');
         if (i === 0) {
-          const missing = remaining.map((b) => `${b.hash}:[${b.pcrs.join(',')}]`).join(' ');
+          const missing = remaining.map((b) => `${b.bank}:[${b.pcrs.join(',')}]`).join(' ');
           throw new TpmResponseError(`PCR_Read: the TPM does not provide ${missing}`);
         }
       }
@@ -403,9 +445,9 @@ export class NativeTpm implements TpmPort {
       const values: PcrValue[] = [];
       for (const b of wanted) {
         for (const pcr of b.pcrs) {
-          const digest = got.get(`${b.hash}:${pcr}`);
+          const digest = got.get(`${b.bank}:${pcr}`);
           if (digest === undefined) throw new TpmResponseError('PCR_Read: missing digest');
-          values.push({ hash: b.hash, pcr, digest });
+          values.push({ hash: b.bank, pcr, digest });
         }
       }
       return { updateCounter: counter, values };
@@ -420,13 +462,12 @@ export class NativeTpm implements TpmPort {
     if (!Number.isInteger(pcr) || pcr < 0 || pcr > 31)
       throw new TpmArgumentError(`PCR index ${pcr} out of range`);
     for (const d of digests) {
-      if (!(d.hash in HASH_ALGS) || d.digest.length !== HASH_ALGS[d.hash].size) {
-        throw new TpmArgumentError(
-          `pcrExtend: a ${d.hash} digest must be ${HASH_ALGS[d.hash].size} bytes`,
-        );
+      const size = isHashAlgName(d.hash) ? hashInfoByName(d.hash)?.size : undefined;
+      if (d.digest.length !== size) {
+        throw new TpmArgumentError(`pcrExtend: a ${d.hash} digest must be ${size ?? '?'} bytes`);
       }
     }
-    const values = marshalDigestValues(digests);
+    const values = marshalTpmlDigestValues(digests);
     await this.#call('PCR_Extend', (c) => addon.pcrExtend(c, pcr, values));
   }
 
@@ -435,13 +476,13 @@ export class NativeTpm implements TpmPort {
     template: Uint8Array,
     options?: { hierarchyAuth?: Uint8Array; userAuth?: Uint8Array },
   ): Promise<PrimaryObject> {
-    const tmpl = wrapTpm2b(template);
+    const tmpl = marshalTpm2b(TPM2B_TEMPLATE, template);
     const hAuth = nativeAuth({ value: copy(options?.hierarchyAuth) });
     const userAuth = copy(options?.userAuth);
     const r = await this.#call('CreatePrimary', (c) =>
       addon.createPrimary(c, HIERARCHIES[hierarchy], hAuth, tmpl, userAuth),
     );
-    return { handle: r.handle, public: r.public, name: unwrapTpm2b(r.name, 'TPM2B_NAME') };
+    return { handle: r.handle, public: r.public, name: unwrap(TPM2B.NAME, r.name) };
   }
 
   async create(
@@ -450,7 +491,7 @@ export class NativeTpm implements TpmPort {
     options?: { parentAuth?: TpmAuth; userAuth?: Uint8Array },
   ): Promise<CreatedObject> {
     checkU32('parent', parent);
-    const tmpl = wrapTpm2b(template);
+    const tmpl = marshalTpm2b(TPM2B_TEMPLATE, template);
     const pAuth = nativeAuth(options?.parentAuth);
     const userAuth = copy(options?.userAuth);
     return this.#call('Create', (c) => addon.create(c, parent, pAuth, tmpl, userAuth));
@@ -466,7 +507,7 @@ export class NativeTpm implements TpmPort {
     const pub = copy(key.public);
     const pAuth = nativeAuth(options?.parentAuth);
     const r = await this.#call('Load', (c) => addon.load(c, parent, pAuth, priv, pub));
-    return { handle: r.handle, name: unwrapTpm2b(r.name, 'TPM2B_NAME') };
+    return { handle: r.handle, name: unwrap(TPM2B.NAME, r.name) };
   }
 
   async flush(handle: number): Promise<void> {
@@ -510,8 +551,8 @@ export class NativeTpm implements TpmPort {
     const r = await this.#call('ReadPublic', (c) => addon.readPublic(c, handle));
     return {
       public: r.public,
-      name: unwrapTpm2b(r.name, 'TPM2B_NAME'),
-      qualifiedName: unwrapTpm2b(r.qualifiedName, 'TPM2B_NAME'),
+      name: unwrap(TPM2B.NAME, r.name),
+      qualifiedName: unwrap(TPM2B.NAME, r.qualifiedName),
     };
   }
 
@@ -523,12 +564,12 @@ export class NativeTpm implements TpmPort {
   ): Promise<Attestation> {
     checkU32('signKey', signKey);
     checkSelection(selection);
-    const sel = marshalPcrSelection(selection);
+    const sel = marshalSelection(checkSelection(selection));
     const data = copy(qualifyingData);
     const scheme = copy(options?.scheme ?? SIG_SCHEME_NULL);
     const auth = nativeAuth(options?.signAuth);
     const r = await this.#call('Quote', (c) => addon.quote(c, signKey, auth, scheme, data, sel));
-    return { attest: unwrapTpm2b(r.attest, 'TPM2B_ATTEST'), signature: r.signature };
+    return { attest: unwrap(TPM2B_ATTEST, r.attest), signature: r.signature };
   }
 
   async certify(
@@ -546,7 +587,7 @@ export class NativeTpm implements TpmPort {
     const r = await this.#call('Certify', (c) =>
       addon.certify(c, object, oAuth, signKey, sAuth, scheme, data),
     );
-    return { attest: unwrapTpm2b(r.attest, 'TPM2B_ATTEST'), signature: r.signature };
+    return { attest: unwrap(TPM2B_ATTEST, r.attest), signature: r.signature };
   }
 
   async activateCredential(
@@ -565,7 +606,7 @@ export class NativeTpm implements TpmPort {
     const out = await this.#call('ActivateCredential', (c) =>
       addon.activateCredential(c, activateHandle, aAuth, ekHandle, kAuth, blob, secret),
     );
-    return unwrapTpm2b(out, 'TPM2B_DIGEST');
+    return unwrap(TPM2B.DIGEST, out);
   }
 
   /**
@@ -574,8 +615,14 @@ export class NativeTpm implements TpmPort {
    * else the EK policy (PolicySecret on the endorsement hierarchy).
    */
   async #ekAuth(ekHandle: number): Promise<TpmAuth> {
-    const attrs = objectAttributesOf((await this.readPublic(ekHandle)).public);
-    return (attrs & TPMA_OBJECT_USER_WITH_AUTH) !== 0 ? {} : { ekPolicy: true };
+    const { public: ek } = await this.readPublic(ekHandle);
+    const { objectAttributes } = fromTpm('TPM2B_PUBLIC', () => unmarshalTpm2bPublic(ek));
+    return objectAttributes.userWithAuth ? {} : { ekPolicy: true };
+  }
+
+  async #nvDataSize(index: number): Promise<number> {
+    const { public: pub } = await this.nvReadPublic(index);
+    return fromTpm('TPM2B_NV_PUBLIC', () => unmarshalTpm2bNvPublic(pub)).dataSize;
   }
 
   async nvDefine(
@@ -583,9 +630,9 @@ export class NativeTpm implements TpmPort {
     options?: { auth?: Uint8Array; hierarchy?: 'owner' | 'platform'; hierarchyAuth?: Uint8Array },
   ): Promise<void> {
     if (space.index >>> 24 !== 0x01) throw new TpmArgumentError('NV indices are 0x01xxxxxx');
-    if (!(space.nameAlg in HASH_ALGS))
-      throw new TpmArgumentError(`unknown nameAlg ${space.nameAlg}`);
-    const pub = marshalNvPublic(space);
+    if (!isHashAlgName(space.nameAlg))
+      throw new TpmArgumentError(`unknown nameAlg ${String(space.nameAlg)}`);
+    const pub = marshalTpm2bNvPublic(nvSpacePublic(space));
     const hier = HIERARCHIES[options?.hierarchy ?? 'owner'];
     const hAuth = nativeAuth({ value: copy(options?.hierarchyAuth) });
     const indexAuth = copy(options?.auth);
@@ -608,8 +655,7 @@ export class NativeTpm implements TpmPort {
   ): Promise<Buffer> {
     checkU32('index', index);
     const offset = options?.offset ?? 0;
-    const size =
-      options?.size ?? nvPublicDataSize((await this.nvReadPublic(index)).public) - offset;
+    const size = options?.size ?? (await this.#nvDataSize(index)) - offset;
     if (
       !Number.isInteger(size) ||
       !Number.isInteger(offset) ||
@@ -628,7 +674,7 @@ export class NativeTpm implements TpmPort {
       const out = await this.#call('NV_Read', (c) =>
         addon.nvRead(c, authHandle, auth, index, n, at),
       );
-      chunks.push(unwrapTpm2b(out, 'TPM2B_MAX_NV_BUFFER'));
+      chunks.push(unwrap(TPM2B.MAX_NV_BUFFER, out));
       done += n;
     }
     return Buffer.concat(chunks);
@@ -683,7 +729,7 @@ export class NativeTpm implements TpmPort {
   async nvReadPublic(index: number): Promise<NvPublic> {
     checkU32('index', index);
     const r = await this.#call('NV_ReadPublic', (c) => addon.nvReadPublic(c, index));
-    return { public: r.public, name: unwrapTpm2b(r.name, 'TPM2B_NAME') };
+    return { public: r.public, name: unwrap(TPM2B.NAME, r.name) };
   }
 
   async nvWriteByPolicySigned(
@@ -746,8 +792,7 @@ export class NativeTpm implements TpmPort {
     checkU32('signKey', signKey);
     checkU32('index', index);
     const offset = options?.offset ?? 0;
-    const size =
-      options?.size ?? nvPublicDataSize((await this.nvReadPublic(index)).public) - offset;
+    const size = options?.size ?? (await this.#nvDataSize(index)) - offset;
     const data = copy(qualifyingData);
     const scheme = copy(options?.scheme ?? SIG_SCHEME_NULL);
     const sAuth = nativeAuth(options?.signAuth);
@@ -756,7 +801,7 @@ export class NativeTpm implements TpmPort {
     const r = await this.#call('NV_Certify', (c) =>
       addon.nvCertify(c, signKey, sAuth, authHandle, auth, index, scheme, data, size, offset),
     );
-    return { attest: unwrapTpm2b(r.attest, 'TPM2B_ATTEST'), signature: r.signature };
+    return { attest: unwrap(TPM2B_ATTEST, r.attest), signature: r.signature };
   }
 }
 

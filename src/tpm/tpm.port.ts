@@ -6,9 +6,9 @@
  * `tpm_unavailable` (TpmUnavailableError, TpmClosedError) or `bad_request`
  * (TpmArgumentError).
  */
-import type { HashAlgName, NvSpace, PcrBankSelection, TimeInfo } from './tpm.wire.js';
+import type { HashAlgName, NvSpace, PcrBankSelection, TimeInfo } from './marshal/index.js';
 
-export type { HashAlgName, NvSpace, PcrBankSelection, TimeInfo } from './tpm.wire.js';
+export type { HashAlgName, NvSpace, PcrBankSelection, TimeInfo } from './marshal/index.js';
 
 export const TPM_HANDLE = {
   OWNER: 0x40000001,

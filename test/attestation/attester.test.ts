@@ -49,8 +49,8 @@ describe('attester', () => {
     expect(() => parsePcrs('md5:0')).toThrow();
     expect(() => parsePcrs('sha256:99')).toThrow();
     expect(parsePcrs('sha256:0,7+sha1:0')).toEqual([
-      { hash: 'sha256', pcrs: [0, 7] },
-      { hash: 'sha1', pcrs: [0] },
+      { bank: 'sha256', pcrs: [0, 7] },
+      { bank: 'sha1', pcrs: [0] },
     ]);
   });
 

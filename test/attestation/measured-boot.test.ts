@@ -71,7 +71,7 @@ let dir: string;
 let url: string;
 let attester: Attester;
 const imaLines: string[] = [];
-const sel = [{ hash: 'sha256' as const, pcrs: [0, 2, 4, 7, 10] }];
+const sel = [{ bank: 'sha256' as const, pcrs: [0, 2, 4, 7, 10] }];
 
 /** Firmware: extend every event's digests; the kernel: extend each IMA entry. */
 async function extendLog(events: readonly SyntheticEvent[]): Promise<void> {

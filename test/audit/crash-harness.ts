@@ -37,6 +37,7 @@ export async function buildCrashChild(
     entryPoints: {
       child: entry,
       'policy.worker': join(repoRoot, 'src/policy/policy.worker.ts'),
+      'sign.worker.pkcs11': join(repoRoot, 'src/keys/sign.worker.pkcs11.ts'),
     },
     outdir: dir,
     bundle: true,

@@ -34,6 +34,31 @@ const item = (deadline: number): ThreadItem => ({
 const future = (): number => Date.now() + 60_000;
 
 describe('SignThread', () => {
+  it('is ready once start() resolves, and no longer once closed', async () => {
+    const t = new SignThread('/nonexistent/libpkcs11.so');
+    try {
+      expect([t.running, t.ready]).toEqual([false, false]);
+      const started = t.start();
+      expect(t.running).toBe(true);
+      await started;
+      expect(t.ready).toBe(true);
+      // A second start of a running thread is the same thread.
+      await t.start();
+      expect(t.ready).toBe(true);
+    } finally {
+      await t.close();
+    }
+    expect([t.running, t.ready]).toEqual([false, false]);
+  });
+
+  it('fails a start that the thread does not live to finish', async () => {
+    const t = new SignThread('/nonexistent/libpkcs11.so');
+    const started = t.start();
+    await t.close();
+    await expect(started).rejects.toThrow(/signing thread was closed/);
+    expect(t.ready).toBe(false);
+  });
+
   it('skips items whose deadline has passed, without calling the module', async () => {
     // The module path is bogus: any attempt to sign would fail instead of skip.
     const t = new SignThread('/nonexistent/libpkcs11.so');

@@ -23,6 +23,7 @@ import {
   type SimTpm,
   type SimTpmToken,
 } from '../rig/sim.js';
+import { activeGrantKid } from '../../src/keys/testing.js';
 
 let root: string;
 let tpm: SimTpm;
@@ -144,7 +145,7 @@ describe('grant keys in the TPM (tpm2-pkcs11), the audit key in SoftHSM2', () =>
     const now = (): number => t;
     const db = await tempDb();
     const keys = await start(db, now);
-    const first = keys.activeGrantKid();
+    const first = activeGrantKid(keys);
     const exp = Math.floor(t / 1000) + 60;
     const signing = Array.from({ length: 24 }, (_, i) =>
       keys.signJws({ typ: 'grant+jwt' }, claims(exp, { i })),
@@ -177,13 +178,13 @@ describe('grant keys in the TPM (tpm2-pkcs11), the audit key in SoftHSM2', () =>
     // A restart finds the active key in the TPM again (checked against the store's record).
     await keys.close();
     const again = await start(db, now);
-    expect(again.activeGrantKid()).toBe(active.kid);
+    expect(activeGrantKid(again)).toBe(active.kid);
     expect(await verifies(await again.signJws({}, claims(exp)), again)).toBe(active.kid);
   });
 
   it('fails closed (hsm_unavailable) while the TPM is away and signs again when it is back', async () => {
     const keys = await start(await tempDb());
-    const kid = keys.activeGrantKid();
+    const kid = activeGrantKid(keys);
     const exp = (): number => Math.floor(Date.now() / 1000) + 60;
     await verifies(await keys.signJws({}, claims(exp())), keys);
 

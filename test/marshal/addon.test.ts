@@ -148,8 +148,8 @@ describe('attestations from the addon', () => {
     await tpm.pcrExtend(16, [{ hash: 'sha256', digest: randomBytes(32) }]);
     const nonce = randomBytes(32);
     const selection = [
-      { hash: 'sha256', pcrs: [0, 16] },
-      { hash: 'sha1', pcrs: [16] },
+      { bank: 'sha256', pcrs: [0, 16] },
+      { bank: 'sha1', pcrs: [16] },
     ] as const;
     const { attest, signature } = await withAk(k, (ak) => tpm.quote(ak.handle, selection, nonce));
     const read = await tpm.pcrRead(selection);

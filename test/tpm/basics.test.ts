@@ -60,8 +60,8 @@ describe('NativeTpm basics', () => {
 
   it('reads all 24 PCRs of two banks in one snapshot (more than 8 per TPM call)', async () => {
     const r = await tpm.pcrRead([
-      { hash: 'sha256', pcrs: Array.from({ length: 24 }, (_, i) => i) },
-      { hash: 'sha1', pcrs: [0, 1, 23] },
+      { bank: 'sha256', pcrs: Array.from({ length: 24 }, (_, i) => i) },
+      { bank: 'sha1', pcrs: [0, 1, 23] },
     ]);
     expect(r.values).toHaveLength(27);
     expect(r.values.slice(0, 24).map((v) => v.pcr)).toEqual(
@@ -74,13 +74,13 @@ describe('NativeTpm basics', () => {
   });
 
   it('rejects a PCR bank the TPM does not have', async () => {
-    await expect(tpm.pcrRead([{ hash: 'sha512', pcrs: [0] }])).rejects.toMatchObject({
+    await expect(tpm.pcrRead([{ bank: 'sha512', pcrs: [0] }])).rejects.toMatchObject({
       code: 'tpm_error',
     });
   });
 
   it('rejects a PCR index out of range', async () => {
-    await expect(tpm.pcrRead([{ hash: 'sha256', pcrs: [32] }])).rejects.toMatchObject({
+    await expect(tpm.pcrRead([{ bank: 'sha256', pcrs: [32] }])).rejects.toMatchObject({
       code: 'bad_request',
     });
     await expect(tpm.pcrExtend(40, [])).rejects.toMatchObject({ code: 'bad_request' });
@@ -88,8 +88,8 @@ describe('NativeTpm basics', () => {
 
   it('extends a PCR in two banks, and tpm2_pcrread agrees', async () => {
     const before = await tpm.pcrRead([
-      { hash: 'sha256', pcrs: [15] },
-      { hash: 'sha1', pcrs: [15] },
+      { bank: 'sha256', pcrs: [15] },
+      { bank: 'sha1', pcrs: [15] },
     ]);
     const d256 = createHash('sha256').update('grantor').digest();
     const d1 = createHash('sha1').update('grantor').digest();
@@ -98,8 +98,8 @@ describe('NativeTpm basics', () => {
       { hash: 'sha1', digest: d1 },
     ]);
     const after = await tpm.pcrRead([
-      { hash: 'sha256', pcrs: [15] },
-      { hash: 'sha1', pcrs: [15] },
+      { bank: 'sha256', pcrs: [15] },
+      { bank: 'sha1', pcrs: [15] },
     ]);
     const expect256 = createHash('sha256')
       .update(Buffer.concat([before.values[0]!.digest, d256]))

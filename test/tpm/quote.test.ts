@@ -26,7 +26,7 @@ let tpm: NativeTpm;
 let dir: string;
 const persistentSrk = 0x81000001;
 const aks: Record<'ecc' | 'rsa', CreatedObject> = {} as Record<'ecc' | 'rsa', CreatedObject>;
-const selection: PcrBankSelection[] = [{ hash: 'sha256', pcrs: [0, 1, 2, 15] }];
+const selection: PcrBankSelection[] = [{ bank: 'sha256', pcrs: [0, 1, 2, 15] }];
 
 beforeAll(async () => {
   sim = await startSimTpm();

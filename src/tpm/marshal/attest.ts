@@ -93,6 +93,23 @@ function readClockInfo(r: TpmReader, field: string): ClockInfo {
   }));
 }
 
+/** TPMS_TIME_INFO, as TPM2_ReadClock answers it. */
+export interface TimeInfo extends ClockInfo {
+  /** Milliseconds since the last TPM reset or restart (TPM2_Startup). */
+  readonly time: bigint;
+}
+
+export function readTpmsTimeInfo(r: TpmReader): TimeInfo {
+  return r.struct((s) => {
+    const time = s.u64('time');
+    return { time, ...readClockInfo(s, 'clockInfo') };
+  });
+}
+
+export function unmarshalTpmsTimeInfo(bytes: Uint8Array): TimeInfo {
+  return parseAll(bytes, 'TPMS_TIME_INFO', readTpmsTimeInfo);
+}
+
 function writeClockInfo(w: TpmWriter, c: ClockInfo): void {
   w.u64(c.clock, 'clock').u32(c.resetCount, 'resetCount').u32(c.restartCount, 'restartCount');
   w.u8(c.safe ? 1 : 0);

@@ -164,6 +164,23 @@ export type HashAlgId =
 export type HashName =
   'sha1' | 'sha256' | 'sha384' | 'sha512' | 'sm3_256' | 'sha3_256' | 'sha3_384' | 'sha3_512';
 
+/**
+ * The hash algorithms the TPM facade reads, extends and names NV indices with: those PC
+ * Client TPMs implement and node:crypto computes.
+ */
+export type HashAlgName = Extract<HashName, 'sha1' | 'sha256' | 'sha384' | 'sha512'>;
+
+const HASH_ALG_NAMES: ReadonlySet<string> = new Set<HashAlgName>([
+  'sha1',
+  'sha256',
+  'sha384',
+  'sha512',
+]);
+
+export function isHashAlgName(name: string): name is HashAlgName {
+  return HASH_ALG_NAMES.has(name);
+}
+
 interface HashInfo {
   readonly id: HashAlgId;
   readonly name: HashName;
@@ -214,6 +231,8 @@ export const TPM_MAX = {
   ECC_KEY_BYTES: 128,
   NV_BUFFER: 2048,
   NV_INDEX_SIZE: 2048,
+  /** TPML_DIGEST count (a PCR_Read answers at most 8 digests). */
+  DIGESTS: 8,
   /** TPML_PCR_SELECTION count (TPM2_NUM_PCR_BANKS). */
   PCR_BANKS: 16,
   /** TPMS_PCR_SELECTION.sizeofSelect (TPM2_PCR_SELECT_MAX). */

@@ -3,6 +3,7 @@ export * from './attest.js';
 export * from './buffer.js';
 export * from './constants.js';
 export * from './credential.js';
+export * from './digests.js';
 export * from './keys.js';
 export * from './name.js';
 export * from './nv.js';

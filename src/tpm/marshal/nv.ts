@@ -9,8 +9,10 @@ import {
   TPM_MAX,
   TPM_NT,
   hashInfo,
+  hashInfoByName,
   isHashAlg,
   type HashAlgId,
+  type HashAlgName,
 } from './constants.js';
 import { TpmParseOversizedError } from './errors.js';
 
@@ -130,4 +132,31 @@ export function nvIndexName(p: TpmsNvPublic): Buffer {
   if (info?.node === undefined) throw new TpmMarshalError('nameAlg', 'no name for this nameAlg');
   const digest = createHash(info.node).update(marshalTpmsNvPublic(p)).digest();
   return marshal((w) => w.u16(info.id, 'nameAlg').bytes(digest));
+}
+
+/** What NV_DefineSpace needs to know about a new index, in the facade's terms. */
+export interface NvSpace {
+  readonly index: number;
+  readonly nameAlg: HashAlgName;
+  /** TPMA_NV bits, including the TPM_NT type in bits 4-7. */
+  readonly attributes: number;
+  readonly authPolicy?: Uint8Array;
+  /** Bytes of data: 8 for counters and bit fields, the digest size for extend indices. */
+  readonly dataSize: number;
+}
+
+/** The TPMS_NV_PUBLIC of a space (its attributes decoded; reserved bits refused). */
+export function nvSpacePublic(space: NvSpace): TpmsNvPublic {
+  const nameAlg = hashInfoByName(space.nameAlg)?.id;
+  if (nameAlg === undefined) throw new TpmMarshalError('nameAlg', 'not a hash algorithm');
+  const attributes = decodeNvAttributes(space.attributes >>> 0);
+  if (attributes === undefined)
+    throw new TpmMarshalError('attributes', 'reserved bit or unknown TPM_NT');
+  return {
+    nvIndex: space.index >>> 0,
+    nameAlg,
+    attributes,
+    authPolicy: space.authPolicy ?? new Uint8Array(0),
+    dataSize: space.dataSize,
+  };
 }

@@ -63,3 +63,6 @@ export function marshalTpmtSignature(sig: TpmtSignature): Buffer {
     writeTpmtSignature(w, sig);
   });
 }
+
+/** TPMT_SIG_SCHEME with TPM_ALG_NULL: sign with the key's own scheme. */
+export const SIG_SCHEME_NULL: Buffer = Buffer.from([0x00, 0x10]);
