@@ -3,6 +3,7 @@
  * domain. Routes call services (passed in here), never stores or adapters.
  */
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
   type FastifyInstance,
   type RawServerDefault,
@@ -33,6 +34,7 @@ import {
 } from './plugins/connections.js';
 import { metricsRoutes } from './plugins/metrics.js';
 import { openApi } from './plugins/openapi.js';
+import { installRequestLog, requestIdGenerator } from './plugins/request-log.js';
 import { rateLimit, type RateLimiter, type RateLimits } from './plugins/rate-limit.js';
 import { approvalRoutes } from './routes/approvals.js';
 import { attestationRoutes } from './routes/attestation.js';
@@ -149,6 +151,9 @@ export function createServer(options: AppOptions = {}): App {
     connectionTimeout: 15_000,
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
+    // One line per request instead (./plugins/request-log.ts).
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: requestIdGenerator(),
   } as const;
   // Given to http(s).createServer: the headers timeout may not exceed the request timeout.
   const listener = {
@@ -180,6 +185,7 @@ export function createServer(options: AppOptions = {}): App {
     (httpPart === 'body' ? ajv.body : ajv.other).compile(schema),
   );
   installErrorHandler(app);
+  installRequestLog(app);
   // A JSON string with half a surrogate pair is not text and has no canonical form
   // (RFC 8785 §3.2.2.2): refused before any route sees it, so every JCS over a body (the
   // request signatures, digests, quotes' qualifying data) is defined.
