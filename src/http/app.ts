@@ -207,6 +207,8 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   if (lockdown !== undefined) {
     app.addHook('onRequest', async (request, reply) => {
       if (request.url === '/healthz' || request.url === '/readyz') return;
+      // Scraped while degraded too: grantor_ready says which component is down.
+      if (request.url === '/metrics') return;
       const status = statusForCode(lockdown.code);
       await reply
         .code(status)
@@ -214,6 +216,10 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     });
   }
   const metrics = services.metrics ?? createMetrics();
+  // What start-up found: every component opened, but the one a lockdown names.
+  metrics.setReadiness(
+    Object.fromEntries(services.probes.map((p) => [p.name, p.code !== lockdown?.code])),
+  );
   // Always registered, before every route: a route declaring config.role is never public
   // by omission, operator credentials never act as a runtime, and a route that declares
   // nothing at all stops the start (REQUIRE_DECLARATION).
@@ -234,7 +240,12 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   // openApi before the route plugins: it documents the routes registered after it.
   await app.register(openApi, { title: 'grantor', version: '1' });
   await app.register(metricsRoutes, { metrics });
-  await app.register(healthRoutes, { probes: services.probes });
+  await app.register(healthRoutes, {
+    probes: services.probes,
+    onReport: (checks) => {
+      metrics.setReadiness(Object.fromEntries(Object.entries(checks).map(([n, r]) => [n, r.ok])));
+    },
+  });
   if (services.operators !== undefined) {
     await app.register(approvalRoutes, { approvals: services.operators.approvals });
     await app.register(operatorRoutes, {

@@ -14,7 +14,8 @@ import { tpmProbe } from '../tpm/probe.js';
 import { RefusalAudit } from '../operators/refusals.js';
 import { RateLimiter } from './plugins/rate-limit.js';
 import { buildApp, type App, type AppOptions } from './app.js';
-import { operatorCaPem, tlsOptions } from './plugins/tls.js';
+import { certificateExpiries, operatorCaPem, tlsOptions } from './plugins/tls.js';
+import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
 
 export function probes(a: Appliance): ReadinessProbe[] {
   return [
@@ -113,6 +114,7 @@ function componentOf(code: string): string {
 export async function buildDegradedApp(
   failure: GrantorError,
   options: AppOptions = {},
+  metrics?: GrantorMetrics,
 ): Promise<App> {
   const component = componentOf(failure.code);
   return buildApp(
@@ -125,6 +127,7 @@ export async function buildDegradedApp(
         },
       ],
       lockdown: failure,
+      ...(metrics === undefined ? {} : { metrics }),
     },
     options,
   );
@@ -155,9 +158,13 @@ export async function startApplianceServer(
     tlsHandshakeTimeoutMs: config.connections.tlsHandshakeTimeoutMs,
     connections: config.connections,
   };
+  // One registry for the appliance or the degraded app, with the TLS certificates' expiry.
+  const metrics = createMetrics();
+  if (https !== undefined) metrics.observe({ tlsCertificates: certificateExpiries(https) });
   let appliance: Appliance;
   try {
     appliance = await openAppliance(config, {
+      metrics,
       ...(logger === undefined ? {} : { logger }),
       ...(caPem === undefined ? {} : { operatorCaPem: caPem }),
     });
@@ -167,7 +174,7 @@ export async function startApplianceServer(
       { code: e.code, component: componentOf(e.code) },
       'a dependency failed at start: serving 503 until an operator fixes it and restarts',
     );
-    const app = await buildDegradedApp(e, appOptions);
+    const app = await buildDegradedApp(e, appOptions, metrics);
     return { app, appliance: undefined, close: () => app.close() };
   }
   let app: App;
