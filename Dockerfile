@@ -26,6 +26,11 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY attestation ./attestation
 COPY examples ./examples
+# What the appliance reads at run time by default: the Cedar policy set and schema, the
+# reference policy examples and the EK CA bundle of the TPM vendors.
+COPY policies ./policies
+COPY reference-policies ./reference-policies
+COPY trust ./trust
 RUN npm run build && npm prune --omit=dev
 
 RUN groupadd --system grantor && useradd --system --gid grantor --home /var/lib/grantor grantor \
@@ -36,4 +41,6 @@ ENV GRANTOR_STATE_DIR=/var/lib/grantor \
     GRANTOR_LISTEN=0.0.0.0:8443 \
     NODE_ENV=production
 EXPOSE 8443
+# scripts/docker-tree materialises this file's COPY list and runs this command outside
+# Docker (test/appliance/docker-tree.test.ts).
 CMD ["node", "dist/src/main.js"]

@@ -7,6 +7,8 @@ APT_PACKAGES=(swtpm swtpm-tools softhsm2 tpm2-tools libtss2-dev openssl ca-certi
 APT_PACKAGES+=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus)
 # The audit anchor's model checker (models/anchor.pml, run by ./scripts/test).
 APT_PACKAGES+=(spin)
+# promtool (metrics exposition and alert rule tests, test/appliance/alerts.test.ts).
+APT_PACKAGES+=(prometheus)
 
 log() { printf '[grantor] %s\n' "$*" >&2; }
 die() { printf '[grantor] error: %s\n' "$*" >&2; exit 1; }

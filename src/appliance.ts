@@ -376,6 +376,18 @@ export async function openAppliance(
       },
     );
     keysRef.current = keys;
+    metrics.observe({
+      auditTreeSize: () => audit.treeSize(),
+      grantKey: () => {
+        const active = keys.list().find((k) => k.purpose === 'grant' && k.state === 'active');
+        if (active === undefined) return undefined;
+        const createdAtMs = Date.parse(active.createdAt);
+        const period = config.keys.rotationPeriodSeconds;
+        return period > 0
+          ? { createdAtMs, nextRotationAtMs: createdAtMs + period * 1000 }
+          : { createdAtMs };
+      },
+    });
     closers.push(() => keys.close());
 
     // Every reload after the first set is logged and audited, whoever asked: an operator
@@ -385,6 +397,10 @@ export async function openAppliance(
     const policyReloader = new AsyncLocalStorage<{ by: string; audited?: Promise<unknown> }>();
     let activePolicy: PolicySetInfo | undefined;
     const auditPolicyRefused = (error: PolicySetInvalidError, by: string) => {
+      metrics.policyReloads.inc({
+        outcome: 'refused',
+        trigger: by === 'watch' ? 'watch' : 'operator',
+      });
       logger?.error(
         { event: 'policy_reload_refused', code: error.code, by, active: activePolicy?.hash },
         `policy set refused, the previous one stays active: ${error.message}`,
@@ -407,6 +423,10 @@ export async function openAppliance(
         if (info.version === 1) return; // the set loaded at start, not a reload
         const asked = policyReloader.getStore();
         const by = asked?.by ?? 'watch';
+        metrics.policyReloads.inc({
+          outcome: 'applied',
+          trigger: asked === undefined ? 'watch' : 'operator',
+        });
         logger?.info(
           { event: 'policy_reloaded', hash: info.hash, version: info.version, by },
           'policy set activated',

@@ -111,6 +111,8 @@ export interface AuditService {
   /** Entries up to a fresh checkpoint (with NV_Certify when the anchor has an AK). */
   exportLog(): Promise<AuditExport>;
   stats(): AuditStats;
+  /** Entries in the log (its tree size); undefined while the log is not serving. */
+  treeSize(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -266,6 +268,14 @@ export class DefaultAuditService implements AuditService {
 
   stats(): AuditStats {
     return this.log.stats();
+  }
+
+  treeSize(): number | undefined {
+    try {
+      return this.log.head().size;
+    } catch {
+      return undefined;
+    }
   }
 
   async close(): Promise<void> {

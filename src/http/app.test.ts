@@ -3,6 +3,7 @@ import { Type } from 'typebox';
 import { GrantorError } from '../shared/errors.js';
 import type { ReadinessProbe } from '../shared/readiness.js';
 import { buildApp, createServer } from './app.js';
+import { buildDegradedApp } from './server.js';
 
 function probe(
   name: string,
@@ -154,6 +155,42 @@ describe('bodies that are not Unicode text', () => {
       expect((await send(raw)).statusCode, raw).toBe(200);
     }
     expect(handled).toBe(3);
+    await app.close();
+  });
+});
+
+describe('metrics while degraded', () => {
+  it('serves /metrics under a start-up lockdown, with the failed component not ready', async () => {
+    const app = await buildDegradedApp(new GrantorError('hsm_pin_incorrect', 'CKR_PIN_INCORRECT'));
+    expect((await app.inject({ url: '/v1/keys' })).statusCode).toBe(503);
+    const res = await app.inject({ url: '/metrics' });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toContain('grantor_ready{component="hsm"} 0');
+    expect(res.body).toMatch(/^grantor_build_info\{version="[^"]+",node="[^"]+"\} 1$/m);
+    // A lookalike path is not exempt from the lockdown.
+    expect((await app.inject({ url: '/metrics/' })).statusCode).toBe(503);
+    await app.close();
+  });
+
+  it('reports each probe as grantor_ready{component}, as the last /readyz found it', async () => {
+    let probed = 0;
+    const app = await buildApp({
+      probes: [
+        probe('tpm', 'tpm_unavailable', () => {
+          probed += 1;
+          return Promise.resolve({ ok: true });
+        }),
+        probe('audit', 'audit_unavailable', () => Promise.resolve({ ok: false, reason: 'x' })),
+      ],
+    });
+    // Started: every component opened. A scrape probes nothing.
+    const atStart = (await app.inject({ url: '/metrics' })).body;
+    expect(atStart).toContain('grantor_ready{component="audit"} 1');
+    expect(probed).toBe(0);
+    expect((await app.inject({ url: '/readyz' })).statusCode).toBe(503);
+    const text = (await app.inject({ url: '/metrics' })).body;
+    expect(text).toContain('grantor_ready{component="tpm"} 1');
+    expect(text).toContain('grantor_ready{component="audit"} 0');
     await app.close();
   });
 });

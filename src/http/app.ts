@@ -3,6 +3,7 @@
  * domain. Routes call services (passed in here), never stores or adapters.
  */
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
   type FastifyInstance,
   type RawServerDefault,
@@ -33,6 +34,7 @@ import {
 } from './plugins/connections.js';
 import { metricsRoutes } from './plugins/metrics.js';
 import { openApi } from './plugins/openapi.js';
+import { installRequestLog, requestIdGenerator } from './plugins/request-log.js';
 import { rateLimit, type RateLimiter, type RateLimits } from './plugins/rate-limit.js';
 import { approvalRoutes } from './routes/approvals.js';
 import { attestationRoutes } from './routes/attestation.js';
@@ -149,6 +151,9 @@ export function createServer(options: AppOptions = {}): App {
     connectionTimeout: 15_000,
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
+    // One line per request instead (./plugins/request-log.ts).
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: requestIdGenerator(),
   } as const;
   // Given to http(s).createServer: the headers timeout may not exceed the request timeout.
   const listener = {
@@ -180,6 +185,7 @@ export function createServer(options: AppOptions = {}): App {
     (httpPart === 'body' ? ajv.body : ajv.other).compile(schema),
   );
   installErrorHandler(app);
+  installRequestLog(app);
   // A JSON string with half a surrogate pair is not text and has no canonical form
   // (RFC 8785 §3.2.2.2): refused before any route sees it, so every JCS over a body (the
   // request signatures, digests, quotes' qualifying data) is defined.
@@ -201,6 +207,8 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   if (lockdown !== undefined) {
     app.addHook('onRequest', async (request, reply) => {
       if (request.url === '/healthz' || request.url === '/readyz') return;
+      // Scraped while degraded too: grantor_ready says which component is down.
+      if (request.url === '/metrics') return;
       const status = statusForCode(lockdown.code);
       await reply
         .code(status)
@@ -208,6 +216,10 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     });
   }
   const metrics = services.metrics ?? createMetrics();
+  // What start-up found: every component opened, but the one a lockdown names.
+  metrics.setReadiness(
+    Object.fromEntries(services.probes.map((p) => [p.name, p.code !== lockdown?.code])),
+  );
   // Always registered, before every route: a route declaring config.role is never public
   // by omission, operator credentials never act as a runtime, and a route that declares
   // nothing at all stops the start (REQUIRE_DECLARATION).
@@ -228,7 +240,12 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
   // openApi before the route plugins: it documents the routes registered after it.
   await app.register(openApi, { title: 'grantor', version: '1' });
   await app.register(metricsRoutes, { metrics });
-  await app.register(healthRoutes, { probes: services.probes });
+  await app.register(healthRoutes, {
+    probes: services.probes,
+    onReport: (checks) => {
+      metrics.setReadiness(Object.fromEntries(Object.entries(checks).map(([n, r]) => [n, r.ok])));
+    },
+  });
   if (services.operators !== undefined) {
     await app.register(approvalRoutes, { approvals: services.operators.approvals });
     await app.register(operatorRoutes, {

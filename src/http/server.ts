@@ -15,7 +15,8 @@ import { tpmProbe } from '../tpm/probe.js';
 import { RefusalAudit } from '../operators/refusals.js';
 import { RateLimiter } from './plugins/rate-limit.js';
 import { buildApp, type App, type AppOptions } from './app.js';
-import { operatorCaPem, tlsOptions } from './plugins/tls.js';
+import { certificateExpiries, operatorCaPem, tlsOptions } from './plugins/tls.js';
+import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
 
 export function probes(a: Appliance): ReadinessProbe[] {
   return [
@@ -110,6 +111,7 @@ export async function buildDegradedApp(
   failure: GrantorError,
   options: AppOptions = {},
   startup?: StartupFailure,
+  metrics?: GrantorMetrics,
 ): Promise<App> {
   const component = startup?.component ?? componentOfCode(failure.code);
   // The cause is for the operator reading /readyz: paths, labels and addresses, no secret.
@@ -130,6 +132,7 @@ export async function buildDegradedApp(
         startup === undefined || startup.code === failure.code
           ? failure
           : new GrantorError(startup.code, startup.cause),
+      ...(metrics === undefined ? {} : { metrics }),
     },
     options,
   );
@@ -160,9 +163,13 @@ export async function startApplianceServer(
     tlsHandshakeTimeoutMs: config.connections.tlsHandshakeTimeoutMs,
     connections: config.connections,
   };
+  // One registry for the appliance or the degraded app, with the TLS certificates' expiry.
+  const metrics = createMetrics();
+  if (https !== undefined) metrics.observe({ tlsCertificates: certificateExpiries(https) });
   let appliance: Appliance;
   try {
     appliance = await openAppliance(config, {
+      metrics,
       ...(logger === undefined ? {} : { logger }),
       ...(caPem === undefined ? {} : { operatorCaPem: caPem }),
     });
@@ -178,7 +185,7 @@ export async function startApplianceServer(
       { code: startup.code, component: startup.component, cause: startup.cause },
       `a dependency failed at start: ${startup.cause}; serving 503 until an operator fixes it and restarts`,
     );
-    const app = await buildDegradedApp(e, appOptions, startup);
+    const app = await buildDegradedApp(e, appOptions, startup, metrics);
     return { app, appliance: undefined, close: () => app.close() };
   }
   let app: App;

@@ -24,7 +24,12 @@ export const REDACT_PATHS = [
 ];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  const options = { level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
+  const options = {
+    level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    // ISO 8601 times (`"time":"2026-12-02T11:15:05.123Z"`), not epoch milliseconds.
+    timestamp: pino.stdTimeFunctions.isoTime,
+  };
   const capture = process.env.GRANTOR_TEST_LOG_FILE;
   if (capture !== undefined && capture !== '') {
     const streams: StreamEntry[] = [

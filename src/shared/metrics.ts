@@ -5,6 +5,7 @@
  * anything else is folded into `other` so a caller cannot blow up the series count.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { BUILD } from './build.js';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
@@ -53,7 +54,73 @@ export interface GrantorMetrics {
   readonly httpRequestSeconds: Histogram<'method' | 'route' | 'status'>;
   /** Requests refused by the rate limiter, by bucket and scope (`address`, `runtime`, `appliance`). */
   readonly rateLimited: Counter<'bucket' | 'scope'>;
+  /** Policy set reloads, by outcome (`applied` | `refused`) and trigger (`operator` | `watch`). */
+  readonly policyReloads: Counter<'outcome' | 'trigger'>;
+  /**
+   * Where the scrape-time gauges read their values (readiness, audit tree size, grant key
+   * age and next rotation, TLS certificate expiry); each source is optional and later calls
+   * add to or replace earlier ones.
+   */
+  observe(sources: MetricSources): void;
+  /**
+   * grantor_ready{component}: true when usable. Set from what start-up found and from every
+   * /readyz run, never probed by a scrape (a scrape must not send TPM or HSM commands).
+   */
+  setReadiness(report: Readonly<Record<string, boolean>>): void;
+  /**
+   * Give every labelled counter a zero series for every label value it can take, so a
+   * `rate()` or `increase()` sees the first event (a series born at 1 has no rate).
+   */
+  startAtZero(vocabulary: MetricVocabulary): void;
 }
+
+/** What the scrape-time gauges read (see GrantorMetrics.observe). */
+export interface MetricSources {
+  /** Entries in the audit log's tree (undefined while the log is not serving). */
+  readonly auditTreeSize?: () => number | undefined;
+  /**
+   * The active grant key: when it was created and when scheduled rotation replaces it
+   * (epoch ms; `nextRotationAtMs` undefined when scheduled rotation is off).
+   */
+  readonly grantKey?: () => { createdAtMs: number; nextRotationAtMs?: number } | undefined;
+  /** TLS certificates the listener presents or trusts, by name, with their notAfter (epoch ms). */
+  readonly tlsCertificates?: Readonly<Record<string, number>>;
+}
+
+/** The label values of the counters that depend on other domains' vocabularies. */
+export interface MetricVocabulary {
+  /** Error codes a caller can be refused with (4xx): grant denials, attestation rejections. */
+  readonly refusalCodes: readonly string[];
+  /** Reason codes of an `untrusted` attestation verdict. */
+  readonly verdictReasons: readonly string[];
+  /** Rate limit buckets. */
+  readonly rateLimitBuckets: readonly string[];
+}
+
+/** The HSM operations of the metered signer (src/keys/signer.metered.ts). */
+export const HSM_OPERATIONS = ['open', 'generate', 'load', 'sign', 'destroy', 'ready'] as const;
+/** The HSM error codes (src/keys/errors.ts). */
+export const HSM_ERROR_CODES = [
+  'hsm_unavailable',
+  'hsm_pin_incorrect',
+  'hsm_pin_locked',
+  'hsm_key_unsafe',
+  'hsm_key_missing',
+] as const;
+/** The TPM commands the appliance itself sends (anchoring, checkpoints, readiness). */
+export const APPLIANCE_TPM_COMMANDS = [
+  'NV_Extend',
+  'NV_Increment',
+  'NV_Read',
+  'NV_ReadPublic',
+  'NV_Certify',
+  'CreatePrimary',
+  'FlushContext',
+  'GetRandom',
+] as const;
+/** Components of grantor_ready (the readiness probes). */
+export const READY_COMPONENTS = ['tpm', 'hsm', 'audit', 'policy'] as const;
+const RATE_LIMIT_SCOPES = ['address', 'runtime', 'appliance'] as const;
 
 export interface MetricsOptions {
   /** Process metrics (CPU, memory, event loop lag, GC). Default true. */
@@ -69,7 +136,60 @@ export function createMetrics(options: MetricsOptions = {}): GrantorMetrics {
   const registers = [registry];
   const now = options.now ?? Date.now;
   let lagSince: number | undefined;
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: p });
+  let sources: MetricSources = {};
+  if (options.defaultMetrics ?? true) defaultMetrics(registry, p);
+  new Gauge({
+    name: `${p}build_info`,
+    help: 'The running build: always 1, labelled with its version and Node.js version',
+    labelNames: ['version', 'node'] as const,
+    registers,
+  }).set({ version: BUILD.version, node: BUILD.node }, 1);
+  const ready = new Gauge({
+    name: `${p}ready`,
+    help: 'Readiness by component (1 usable, 0 not), as found at start and by the last /readyz',
+    labelNames: ['component'] as const,
+    registers,
+  });
+  new Gauge({
+    name: `${p}audit_tree_size`,
+    help: 'Entries in the audit log (its Merkle tree size)',
+    registers,
+    collect() {
+      const size = sources.auditTreeSize?.();
+      if (size !== undefined) this.set(size);
+    },
+  });
+  new Gauge({
+    name: `${p}grant_key_age_seconds`,
+    help: 'Age of the active grant signing key',
+    registers,
+    collect() {
+      const key = sources.grantKey?.();
+      if (key !== undefined) this.set(Math.max(0, (now() - key.createdAtMs) / 1000));
+    },
+  });
+  new Gauge({
+    name: `${p}grant_key_next_rotation_timestamp_seconds`,
+    help: 'When scheduled rotation replaces the active grant key (epoch seconds; absent when off)',
+    registers,
+    collect() {
+      const next = sources.grantKey?.()?.nextRotationAtMs;
+      this.reset();
+      if (next !== undefined) this.set(next / 1000);
+    },
+  });
+  new Gauge({
+    name: `${p}tls_certificate_expiry_timestamp_seconds`,
+    help: 'notAfter of the TLS certificates the listener presents or trusts (epoch seconds)',
+    labelNames: ['certificate'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [name, notAfterMs] of Object.entries(sources.tlsCertificates ?? {})) {
+        this.set({ certificate: labelValue(name) }, notAfterMs / 1000);
+      }
+    },
+  });
   const anchorLagEntries = new Gauge({
     name: `${p}anchor_lag_entries`,
     help: 'Audit entries stored but not yet anchored in the TPM',
@@ -84,7 +204,7 @@ export function createMetrics(options: MetricsOptions = {}): GrantorMetrics {
       this.set(lagSince === undefined ? 0 : Math.max(0, (now() - lagSince) / 1000));
     },
   });
-  return {
+  const m: GrantorMetrics = {
     registry,
     grantsIssued: new Counter({
       name: `${p}grants_issued_total`,
@@ -168,7 +288,74 @@ export function createMetrics(options: MetricsOptions = {}): GrantorMetrics {
       labelNames: ['bucket', 'scope'] as const,
       registers,
     }),
+    policyReloads: new Counter({
+      name: `${p}policy_reloads_total`,
+      help: 'Policy set reloads, by outcome and trigger',
+      labelNames: ['outcome', 'trigger'] as const,
+      registers,
+    }),
+    observe(more: MetricSources) {
+      sources = { ...sources, ...more };
+    },
+    setReadiness(report) {
+      for (const [component, ok] of Object.entries(report)) {
+        ready.set({ component: labelValue(component) }, ok ? 1 : 0);
+      }
+    },
+    startAtZero(vocabulary: MetricVocabulary) {
+      // Counters only: inc(0) never resets a series already counted.
+      for (const code of vocabulary.refusalCodes) {
+        m.grantsDenied.inc({ reason: labelValue(code) }, 0);
+        m.attestationVerdicts.inc({ verdict: 'rejected', reason: labelValue(code) }, 0);
+      }
+      for (const reason of vocabulary.verdictReasons) {
+        m.attestationVerdicts.inc({ verdict: 'untrusted', reason: labelValue(reason) }, 0);
+      }
+      for (const bucket of vocabulary.rateLimitBuckets) {
+        for (const scope of RATE_LIMIT_SCOPES) {
+          m.rateLimited.inc({ bucket: labelValue(bucket), scope }, 0);
+        }
+      }
+    },
   };
+  zeroOwnVocabulary(m);
+  return m;
+}
+
+/** At creation, before anything is observed: the label values this module knows. */
+function zeroOwnVocabulary(m: GrantorMetrics): void {
+  for (const mode of ['session', 'quote']) m.grantsIssued.inc({ mode }, 0);
+  m.attestationVerdicts.inc({ verdict: 'trusted', reason: 'ok' }, 0);
+  for (const outcome of ['issued', 'denied', 'error']) m.decisionSeconds.zero({ outcome });
+  for (const op of HSM_OPERATIONS) {
+    m.hsmCallSeconds.zero({ op });
+    for (const code of HSM_ERROR_CODES) m.hsmErrors.inc({ op, code }, 0);
+  }
+  m.hsmErrors.inc({ op: 'ready', code: 'hsm_not_ready' }, 0);
+  for (const command of APPLIANCE_TPM_COMMANDS) {
+    m.tpmCallSeconds.zero({ command });
+    for (const code of ['tpm_unavailable', 'tpm_error']) m.tpmErrors.inc({ command, code }, 0);
+  }
+  for (const index of ['extend', 'counter']) m.nvWrites.inc({ index }, 0);
+  for (const outcome of ['applied', 'refused']) {
+    for (const trigger of ['operator', 'watch']) m.policyReloads.inc({ outcome, trigger }, 0);
+  }
+}
+
+/**
+ * prom-client's process metrics, except its three `nodejs_active_*_total`: gauges named
+ * like counters, which `promtool check metrics` refuses. prom-client exposes the same
+ * values without the suffix (`nodejs_active_handles`, `_requests`, `_resources`).
+ */
+const MISNAMED_DEFAULTS = [
+  'active_handles_total',
+  'active_requests_total',
+  'active_resources_total',
+];
+
+function defaultMetrics(registry: Registry, p: string): void {
+  collectDefaultMetrics({ register: registry, prefix: p });
+  for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(`${p}nodejs_${name}`);
 }
 
 /** The `code` of an error (GrantorError and the native adapters' errors), else `unknown`. */

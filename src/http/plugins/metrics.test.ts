@@ -13,7 +13,7 @@ describe('decision and verdict counting', () => {
     await expect(meterGrantDecision(m, 'session', () => Promise.reject(down))).rejects.toBe(down);
     const text = await m.registry.metrics();
     expect(text).toContain('grantor_grants_issued_total{mode="session"} 1');
-    expect(text).not.toContain('grantor_grants_issued_total{mode="quote"}');
+    expect(text).toContain('grantor_grants_issued_total{mode="quote"} 0');
     expect(text).toContain('grantor_grants_denied_total{reason="policy_denied"} 1');
     expect(text).not.toContain('reason="hsm_unavailable"');
     for (const outcome of ['issued', 'denied', 'error']) {

@@ -5,9 +5,15 @@
  * series count stays bounded; unmatched requests are labelled `unmatched`.
  */
 import type { FastifyInstance } from 'fastify';
-import { errorCode, labelValue, type GrantorMetrics } from '../../shared/metrics.js';
+import {
+  errorCode,
+  labelValue,
+  type GrantorMetrics,
+  type MetricVocabulary,
+} from '../../shared/metrics.js';
 import type { Role } from '../../operators/roles.js';
-import { statusForCode } from '../error-status.js';
+import { DEFAULT_RATE_LIMIT_BUCKETS } from '../../shared/config.js';
+import { ERROR_STATUS, statusForCode } from '../error-status.js';
 import { namedGlobalPlugin } from './plugin.js';
 
 export interface MetricsPluginOptions {
@@ -18,8 +24,25 @@ export interface MetricsPluginOptions {
 
 export const METRICS_PLUGIN = 'grantor-metrics';
 
+const codesWith = (test: (status: number) => boolean) =>
+  Object.entries(ERROR_STATUS)
+    .filter(([, status]) => test(status))
+    .map(([code]) => code);
+
+/**
+ * The label values the counters start at zero with: every refusal code (4xx) for grant
+ * denials and rejected attestations, every 422 code for untrusted verdicts' reasons, and
+ * every rate limit bucket.
+ */
+export const METRIC_VOCABULARY: MetricVocabulary = {
+  refusalCodes: codesWith((s) => s >= 400 && s < 500),
+  verdictReasons: codesWith((s) => s === 422),
+  rateLimitBuckets: Object.keys(DEFAULT_RATE_LIMIT_BUCKETS),
+};
+
 async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): Promise<void> {
   const { metrics } = opts;
+  metrics.startAtZero(METRIC_VOCABULARY);
   app.addHook('onResponse', async (request, reply) => {
     metrics.httpRequestSeconds.observe(
       {

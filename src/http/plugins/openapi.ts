@@ -7,12 +7,16 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { FastifyInstance, RouteOptions } from 'fastify';
+import { ERROR_STATUS } from '../error-status.js';
+import { SUMMARIES, TAGS, tagOf } from './openapi.catalog.js';
 import { namedGlobalPlugin } from './plugin.js';
 
 export interface OpenApiOptions {
   readonly title?: string;
   readonly version?: string;
   readonly description?: string;
+  /** Default: the server that answers (relative URL `/`). */
+  readonly servers?: readonly { readonly url: string; readonly description?: string }[];
 }
 
 type Json = Record<string, unknown>;
@@ -25,6 +29,43 @@ interface CollectedRoute {
   readonly runtime: boolean;
   /** Declared `config.public`: open to anyone on purpose. */
   readonly public: boolean;
+  /** Declared `config.rateLimit`: may answer 429. */
+  readonly rateLimited: boolean;
+}
+
+const ERROR_RESPONSE = { $ref: '#/components/responses/Error' };
+
+/** A response schema of the contract's error shape (src/http/schemas.ts ErrorSchema). */
+function isErrorSchema(schema: unknown): boolean {
+  if (typeof schema !== 'object' || schema === null || !('properties' in schema)) return false;
+  const error = (schema.properties as Json | undefined)?.error;
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    'properties' in error &&
+    typeof (error.properties as Json | undefined)?.code === 'object'
+  );
+}
+
+/**
+ * Statuses every route of a kind can answer whatever its schema declares: the validation
+ * and body parser errors, the operator guard, the rate limiter, and a failure of the
+ * appliance (500; 503 from a dependency or a start-up lockdown, /healthz excepted).
+ */
+function impliedStatuses(route: CollectedRoute): string[] {
+  const s = route.schema;
+  const hasBody = route.method === 'post' || route.method === 'put' || route.method === 'patch';
+  const out: string[] = [];
+  if (hasBody || s.params !== undefined || s.querystring !== undefined || s.headers !== undefined)
+    out.push('400');
+  if (route.roles !== undefined) out.push('401', '403');
+  if (route.runtime) out.push('403');
+  if (s.params !== undefined) out.push('404');
+  if (hasBody) out.push('413', '415');
+  if (route.rateLimited) out.push('429');
+  out.push('500');
+  if (route.url !== '/healthz') out.push('503');
+  return out;
 }
 
 export const OPENAPI_PLUGIN = 'grantor-openapi';
@@ -53,16 +94,18 @@ function parameters(schema: Json | undefined, where: 'path' | 'query' | 'header'
   }));
 }
 
-function responses(schema: Json | undefined, produces: readonly string[]): Json {
+function responses(route: CollectedRoute, produces: readonly string[]): Json {
   const out: Json = {};
-  for (const [status, s] of Object.entries(schema ?? {})) {
+  for (const [status, s] of Object.entries(plain(route.schema.response) ?? {})) {
     const type = produces[0] ?? 'application/json';
-    out[status] = {
-      description: STATUS_CODES[Number(status)] ?? status,
-      content: { [type]: { schema: s } },
-    };
+    out[status] = isErrorSchema(s)
+      ? ERROR_RESPONSE
+      : { description: STATUS_CODES[Number(status)] ?? status, content: { [type]: { schema: s } } };
   }
-  if (Object.keys(out).length === 0) out.default = { description: 'see the protocol' };
+  if (!Object.keys(out).some((status) => status.startsWith('2'))) {
+    out['200'] = { description: 'OK (see docs/protocol.md)' };
+  }
+  for (const status of impliedStatuses(route)) out[status] ??= ERROR_RESPONSE;
   return out;
 }
 
@@ -78,9 +121,14 @@ function operation(route: CollectedRoute): Json {
       ...parameters(plain(s.querystring), 'query'),
       ...parameters(plain(s.headers), 'header'),
     ],
-    responses: responses(plain(s.response), produces),
+    responses: responses(route, produces),
   };
-  if (typeof s.summary === 'string') op.summary = s.summary;
+  const summary =
+    typeof s.summary === 'string'
+      ? s.summary
+      : SUMMARIES[`${route.method.toUpperCase()} ${openApiPath(route.url)}`];
+  if (summary !== undefined) op.summary = summary;
+  op.tags = [tagOf(route.url)];
   if (typeof s.description === 'string') op.description = s.description;
   const body = plain(s.body);
   if (body !== undefined) {
@@ -111,8 +159,38 @@ export function openApiDocument(routes: readonly CollectedRoute[], options: Open
       version: options.version ?? '1',
       ...(options.description === undefined ? {} : { description: options.description }),
     },
+    servers: (
+      options.servers ?? [{ url: '/', description: 'the appliance serving this document' }]
+    ).map((s) => ({ ...s })),
+    tags: TAGS.map((t) => ({ ...t })),
     paths,
     components: {
+      schemas: {
+        Error: {
+          type: 'object',
+          description: 'Every non-2xx answer (docs/protocol.md, "Errors")',
+          required: ['error'],
+          additionalProperties: false,
+          properties: {
+            error: {
+              type: 'object',
+              required: ['code', 'message'],
+              additionalProperties: false,
+              properties: {
+                code: { type: 'string', enum: Object.keys(ERROR_STATUS).sort() },
+                message: { type: 'string' },
+                details: { type: 'object', additionalProperties: true },
+              },
+            },
+          },
+        },
+      },
+      responses: {
+        Error: {
+          description: 'An error: its code says which (the status follows from the code)',
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+        },
+      },
       securitySchemes: {
         bearerAuth: { type: 'http', scheme: 'bearer', description: 'operator token (gop_...)' },
         mutualTLS: { type: 'mutualTLS', description: 'client certificate from the operator CA' },
@@ -136,6 +214,7 @@ function collect(route: RouteOptions): CollectedRoute[] {
     roles,
     runtime: route.config?.actor === 'runtime',
     public: route.config?.public === true,
+    rateLimited: route.config?.rateLimit !== undefined,
   }));
 }
 

@@ -5,6 +5,7 @@
  * `socket.authorized` only when the client certificate chains to `ca` (the operator CA),
  * and operatorAuth accepts a certificate only then, and after its own check.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { ConfigError } from '../../shared/errors.js';
@@ -66,4 +67,28 @@ export function tlsOptions(config: TlsConfig): HttpsOptions {
       ? { requestCert: false }
       : { ca, requestCert: true, rejectUnauthorized: false }),
   };
+}
+
+/** The first certificate of a PEM text's notAfter (epoch ms); undefined when unparsable. */
+function notAfterMs(pem: string | undefined): number | undefined {
+  if (pem === undefined) return undefined;
+  try {
+    const ms = Date.parse(new X509Certificate(pem).validTo);
+    return Number.isNaN(ms) ? undefined : ms;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * notAfter of the listener's certificate (`server`) and of the operator CA
+ * (`operator_ca`), for grantor_tls_certificate_expiry_timestamp_seconds.
+ */
+export function certificateExpiries(https: HttpsOptions): Record<string, number> {
+  const out: Record<string, number> = {};
+  const server = notAfterMs(typeof https.cert === 'string' ? https.cert : undefined);
+  if (server !== undefined) out.server = server;
+  const ca = notAfterMs(typeof https.ca === 'string' ? https.ca : undefined);
+  if (ca !== undefined) out.operator_ca = ca;
+  return out;
 }

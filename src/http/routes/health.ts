@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { runProbes, type ReadinessProbe } from '../../shared/readiness.js';
+import { runProbes, type ReadinessProbe, type ReadinessReport } from '../../shared/readiness.js';
 import { ErrorSchema } from '../schemas.js';
 
 const ProbeResultSchema = Type.Union([
@@ -11,6 +11,8 @@ const ProbeResultSchema = Type.Union([
 /** GET /healthz (the process is alive) and GET /readyz (every dependency usable). */
 export const healthRoutes: FastifyPluginAsyncTypebox<{
   probes: readonly ReadinessProbe[];
+  /** Told every /readyz result (grantor_ready). */
+  onReport?: (checks: ReadinessReport['checks']) => void;
 }> = (app, opts) => {
   app.get(
     '/healthz',
@@ -43,6 +45,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{
     },
     async (_request, reply) => {
       const report = await runProbes(opts.probes);
+      opts.onReport?.(report.checks);
       if (report.firstFailure === undefined)
         return { status: 'ready' as const, checks: report.checks };
       const down = Object.entries(report.checks)
