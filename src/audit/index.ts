@@ -115,7 +115,7 @@ export type { CheckpointSigner } from './checkpoint.js';
 export type { AuditEntry, AuditEvent } from './entry.js';
 export type { AuditFilter, QueryPage } from './query.js';
 export type * from './facts.js';
-export { fitReason } from './entry.js';
+export { MAX_BODY_LENGTH, fitReason } from './entry.js';
 export {
   AuditNotFoundError,
   AuditNotProvisionedError,

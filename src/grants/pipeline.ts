@@ -485,7 +485,7 @@ export class GrantService {
       attestationId: proven.attestationId === null ? null : auditId(proven.attestationId),
       policyHash: decision.policyHash,
       matchedPolicies: auditList(matched),
-      keyId: exp === null ? null : (this.#deps.keys.activeGrantKid?.() ?? null),
+      keyId: exp === null ? null : this.#activeKid(),
       expiresAt: exp === null ? null : iso(exp),
     });
     // Allow-only: anything but an explicit "allow" (a new kind, a damaged answer) denies.
@@ -584,6 +584,16 @@ export class GrantService {
         facts: allowFacts,
       }).catch(() => undefined);
       throw e;
+    }
+  }
+
+  /** The grant key that will sign (recorded with an allow); null when it cannot be told. */
+  #activeKid(): string | null {
+    try {
+      const kid = this.#deps.keys.activeGrantKid?.();
+      return kid === undefined ? null : auditId(kid);
+    } catch {
+      return null;
     }
   }
 
