@@ -137,14 +137,12 @@ describe('evidence an auditor can use', () => {
 
   it('attestation verdicts carry the AK name, PCR digest, counters and firmware', async () => {
     const { entries } = await query(`subject=${rt.runtimeId}&type=runtime.attest`);
-    expect(entries[0]?.facts).toMatchObject({
-      runtime: rt.runtimeId,
-      attestationId: session.attestationId,
-      akName: expect.stringMatching(/^000b[0-9a-f]{64}$/),
-      pcrDigest: expect.stringMatching(/^[0-9a-f]{64}$/),
-      resetCount: expect.any(Number),
-      firmware: expect.stringMatching(/^[0-9a-f]{16}$/),
-    });
+    const facts = entries[0]?.facts ?? {};
+    expect(facts).toMatchObject({ runtime: rt.runtimeId, attestationId: session.attestationId });
+    expect(facts.akName).toMatch(/^000b[0-9a-f]{64}$/);
+    expect(facts.pcrDigest).toMatch(/^[0-9a-f]{64}$/);
+    expect(typeof facts.resetCount).toBe('number');
+    expect(facts.firmware).toMatch(/^[0-9a-f]{16}$/);
   });
 
   it('validates filters: bad id 400, since not before until 422 audit_query_invalid, from with cursor 422', async () => {
