@@ -14,6 +14,7 @@ import type { GrantDecisionFacts } from './facts.js';
 import { createAudit } from './index.js';
 import { matches, type AuditFilter } from './query.js';
 import type { AuditService } from './service.js';
+import { verifyExport } from './verify-export.js';
 
 function testSigner(keyName: string): CheckpointSigner {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -244,5 +245,31 @@ describe('audit entry queries', () => {
     expect(page.next).toBe(3);
     await expect(audit.query({}, -1, 10)).rejects.toMatchObject({ code: 'bad_request' });
     await expect(audit.query({}, 0, 0)).rejects.toMatchObject({ code: 'bad_request' });
+  });
+});
+
+describe('offline verification of a log with version-1 and version-2 entries', () => {
+  it('verifies both, and names an edited fact as a broken entry', async () => {
+    const { audit } = await service();
+    await audit.append({ type: 'runtime.enroll', subject: 'rt_a', digest: sha('v1') });
+    await audit.append({
+      type: 'grant.decision',
+      subject: 'gr_1',
+      decision: 'allow',
+      digest: sha('v2'),
+      facts: decisionFacts('rt_a', null),
+    });
+    const exported = await audit.exportLog();
+    const key = exported.noteVerifierKey;
+    const result = verifyExport(JSON.parse(JSON.stringify(exported)), key, {
+      skipTpmEvidence: true,
+    });
+    expect(result.treeSize).toBe(2);
+    const edited = JSON.parse(JSON.stringify(exported)) as {
+      entries: { facts?: { runtime: string } }[];
+    };
+    const fact = edited.entries[1]?.facts;
+    if (fact !== undefined) fact.runtime = 'rt_b';
+    expect(() => verifyExport(edited, key, { skipTpmEvidence: true })).toThrow(/entry 1/);
   });
 });
