@@ -97,12 +97,26 @@ async function main(): Promise<void> {
       publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
       sign: (m: Uint8Array) => Promise.resolve(sign(null, m, privateKey)),
     };
-    const rows: { concurrency: number; rate: number; nvPerAppend: number; perBatch: number }[] = [];
+    const rows: {
+      concurrency: number;
+      typed: boolean;
+      rate: number;
+      nvPerAppend: number;
+      perBatch: number;
+    }[] = [];
     let readCost: { plain: number; certified: number } | undefined;
-    for (const [i, concurrency] of [1, 16, 64].entries()) {
+    // The last case: version-2 grant decisions with typed facts, the request body kept by
+    // its digest and the index terms, all in the same synced batch (issue 16).
+    const cases: [number, boolean][] = [
+      [1, false],
+      [16, false],
+      [64, false],
+      [64, true],
+    ];
+    for (const [i, [concurrency, typed]] of cases.entries()) {
       const indices = { counterIndex: 0x01500100 + 2 * i, extendIndex: 0x01500101 + 2 * i };
       const pin = await provisionTpmAnchor(tpm, indices, { writeKey });
-      const db = await openDatabase(join(root, `log-${concurrency}`));
+      const db = await openDatabase(join(root, `log-${concurrency}${typed ? '-typed' : ''}`));
       const plain = {
         ...indices,
         pinnedNames: pin.names,
@@ -139,10 +153,49 @@ async function main(): Promise<void> {
       const start = performance.now();
       const workers = Array.from({ length: concurrency }, async () => {
         while (running) {
+          const k = n++;
+          if (!typed) {
+            await audit.append({
+              type: 'bench.append',
+              subject: `w_${k % concurrency}`,
+              digest: createHash('sha256').update(String(k)).digest('hex'),
+            });
+            continue;
+          }
+          const body = JSON.stringify({
+            action: 'tickets.read',
+            audience: 'gw_tickets',
+            issuedAt: new Date().toISOString(),
+            parametersDigest: 'ab'.repeat(32),
+            requestId: `req-${k}`,
+            resource: `ticket:${k}`,
+            runtimeId: `rt_bench${k % 50}`,
+            session: { attestationId: 'at_bench' },
+            ttlSeconds: 120,
+          });
+          const digest = createHash('sha256').update(body).digest('hex');
           await audit.append({
-            type: 'bench.append',
-            subject: `w_${n % concurrency}`,
-            digest: createHash('sha256').update(String(n++)).digest('hex'),
+            type: 'grant.decision',
+            subject: `gr_bench${k}`,
+            decision: k % 5 === 0 ? 'deny' : 'allow',
+            reasons: ['pol:' + 'cd'.repeat(32), 'allow-support-read'],
+            digest,
+            body,
+            facts: {
+              runtime: `rt_bench${k % 50}`,
+              action: 'tickets.read',
+              resource: `ticket:${k}`,
+              audience: 'gw_tickets',
+              parent: null,
+              requestId: `req-${k}`,
+              parametersDigest: 'ab'.repeat(32),
+              proofMode: 'session',
+              attestationId: 'at_bench',
+              policyHash: 'cd'.repeat(32),
+              matchedPolicies: ['allow-support-read'],
+              keyId: 'grant-bench',
+              expiresAt: '2026-12-02T12:00:00.000Z',
+            },
           });
         }
       });
@@ -154,6 +207,7 @@ async function main(): Promise<void> {
       const appends = after.appends - before.appends;
       rows.push({
         concurrency,
+        typed,
         rate: appends / elapsed,
         nvPerAppend: (after.nvWrites - before.nvWrites) / appends,
         perBatch: appends / (after.batches - before.batches),
@@ -166,7 +220,7 @@ async function main(): Promise<void> {
     console.log('concurrency  appends/s  % of raw  NV writes/append  appends/batch');
     for (const r of rows) {
       console.log(
-        `${String(r.concurrency).padStart(11)} ${fmt(r.rate)} ${fmt((100 * r.rate) / raw, 1)} ${fmt(r.nvPerAppend, 4).padStart(17)} ${fmt(r.perBatch, 1).padStart(14)}`,
+        `${`${r.concurrency}${r.typed ? ' typed' : ''}`.padStart(11)} ${fmt(r.rate)} ${fmt((100 * r.rate) / raw, 1)} ${fmt(r.nvPerAppend, 4).padStart(17)} ${fmt(r.perBatch, 1).padStart(14)}`,
       );
     }
     console.log(
@@ -177,7 +231,7 @@ async function main(): Promise<void> {
         `anchor read at start-up/reconcile (not per batch): plain NV_Read ${readCost.plain.toFixed(1)} ms, certified (CreatePrimary + 2 NV_Certify, checked) ${readCost.certified.toFixed(1)} ms`,
       );
     }
-    const c64 = rows.find((r) => r.concurrency === 64);
+    const c64 = rows.find((r) => r.concurrency === 64 && !r.typed);
     if (c64 !== undefined) {
       const ok = c64.rate >= 0.6 * raw && c64.nvPerAppend <= 1 / 16;
       console.log(

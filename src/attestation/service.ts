@@ -72,7 +72,42 @@ export interface AuditSink {
     reasons?: string[];
     /** Hex SHA-256 of the facts (JCS), never secrets. */
     digest: string;
+    /** Typed facts of the entry (src/audit/facts.ts `AttestationFacts`). */
+    facts?: AttestationAuditFacts;
   }): Promise<void>;
+}
+
+/** What an attestation or quote verdict's entry states (src/audit/facts.ts). */
+export interface AttestationAuditFacts {
+  readonly runtime: string;
+  readonly attestationId: string | null;
+  readonly ekFingerprint: string | null;
+  readonly akName: string;
+  readonly referencePolicy: string | null;
+  readonly pcrDigest: string;
+  readonly resetCount: number;
+  readonly restartCount: number;
+  readonly firmware: string | null;
+}
+
+/** The typed audit facts of a verdict (the same facts its digest covers, and more). */
+function verdictAuditFacts(
+  record: RuntimeRecord,
+  attestationId: string,
+  policy: ReferencePolicy,
+  facts: QuoteFacts,
+): AttestationAuditFacts {
+  return {
+    runtime: record.runtimeId,
+    attestationId,
+    ekFingerprint: /^[0-9a-f]{64}$/.test(record.ekFingerprint) ? record.ekFingerprint : null,
+    akName: record.akName,
+    referencePolicy: policy.name,
+    pcrDigest: facts.pcrDigest.toString('hex'),
+    resetCount: facts.resetCount,
+    restartCount: facts.restartCount,
+    firmware: firmwareHex(facts.firmwareVersion),
+  };
 }
 
 export class AuditUnavailableError extends UnavailableError {
@@ -896,6 +931,7 @@ export class AttestationService {
           sessionKey,
           ...(measured.summary === undefined ? {} : { measuredBoot: measured.summary }),
         }),
+        facts: verdictAuditFacts(record, attestationId, policy, facts),
       });
       await this.#recordFirmwareChange(record, facts);
       await this.#update({
@@ -1100,6 +1136,7 @@ export class AttestationService {
           qualifyingData: expected.toString('hex'),
           ...(measured.summary === undefined ? {} : { measuredBoot: measured.summary }),
         }),
+        facts: verdictAuditFacts(record, attestationId, policy, facts),
       });
       // The stored IMA state is not moved here: the grant answer cannot tell the attester
       // where the verified entries end (docs/measured-boot.md).

@@ -1,15 +1,22 @@
 /**
  * The audit store in LevelDB: `db.sublevel('audit')` of the appliance database, keys
- * `meta`, `e!<seq, 16 digits>` (entries as JSON) and `b!<index, 16 digits>` (batch
- * records). A batch of entries and its record go in one `batch(..., { sync: true })`.
+ * `meta`, `e!<seq, 16 digits>` (entries as JSON), `b!<index, 16 digits>` (batch records),
+ * `x!<term>!<seq, 16 digits>` (index terms, query.ts), `r!<digest>` (request bodies) and
+ * `ixfrom` (the first seq indexed). A batch of entries, its record, its index terms and its
+ * bodies go in one `batch(..., { sync: true })`: the index never disagrees with the log.
  */
 import type { Database } from '../shared/db.level.js';
-import type { AuditStore, BatchRecord, StoreMeta } from './audit-store.port.js';
+import type { AuditStore, BatchRecord, StoreMeta, StoredBody } from './audit-store.port.js';
+import type { AuditEntry } from './entry.js';
+import { indexTerms } from './query.js';
 
 const pad = (n: number): string => n.toString().padStart(16, '0');
 const ENTRY = 'e!';
 const BATCH = 'b!';
+const INDEX = 'x!';
+const BODY = 'r!';
 const META = 'meta';
+const INDEXED_FROM = 'ixfrom';
 
 function parse(text: string): unknown {
   try {
@@ -22,6 +29,8 @@ function parse(text: string): unknown {
 
 export class LevelAuditStore implements AuditStore {
   private readonly sub;
+  /** The first seq indexed, once known (written with the first indexed batch). */
+  private indexStart: number | undefined;
 
   constructor(
     private readonly db: Database,
@@ -62,13 +71,56 @@ export class LevelAuditStore implements AuditStore {
     }
   }
 
-  async appendBatch(entries: readonly object[], batch: BatchRecord): Promise<void> {
-    const ops = entries.map((e) => {
-      const seq = (e as { seq: number }).seq;
-      return { key: ENTRY + pad(seq), value: JSON.stringify(e) };
-    });
+  async appendBatch(
+    entries: readonly object[],
+    batch: BatchRecord,
+    bodies: readonly StoredBody[] = [],
+  ): Promise<void> {
+    const ops: { key: string; value: string }[] = [];
+    // A store written before indexing existed is indexed from its next entry on.
+    const first = (entries[0] as { seq?: number } | undefined)?.seq;
+    let start = this.indexStart;
+    if (start === undefined && first !== undefined) {
+      const known = await this.sub.get(INDEXED_FROM);
+      if (known === undefined) ops.push({ key: INDEXED_FROM, value: String(first) });
+      start = known === undefined ? first : Number(known);
+    }
+    for (const e of entries) {
+      const seq = pad((e as { seq: number }).seq);
+      ops.push({ key: ENTRY + seq, value: JSON.stringify(e) });
+      for (const term of indexTerms(e as AuditEntry))
+        ops.push({ key: `${INDEX}${term}!${seq}`, value: '' });
+    }
+    for (const b of bodies) ops.push({ key: BODY + b.digest, value: b.text });
     ops.push({ key: BATCH + pad(batch.index), value: JSON.stringify(batch) });
     await this.write(ops);
+    // Known only once durable: a failed write leaves `ixfrom` to the next batch.
+    this.indexStart = start;
+  }
+
+  async *scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
+    const prefix = `${INDEX}${term}!`;
+    for await (const key of this.sub.keys({ gte: prefix + pad(from), lt: `${prefix}~`, limit })) {
+      const seq = Number(key.slice(prefix.length));
+      if (!Number.isSafeInteger(seq)) return;
+      yield seq;
+    }
+  }
+
+  async indexedFrom(): Promise<number> {
+    if (this.indexStart !== undefined) return this.indexStart;
+    const known = await this.sub.get(INDEXED_FROM);
+    // Nothing indexed yet: the index starts with the next entry written (none before it
+    // exists while the store is empty, and a non-empty unindexed store is scanned).
+    if (known === undefined) return Number.MAX_SAFE_INTEGER;
+    const n = Number(known);
+    this.indexStart = Number.isSafeInteger(n) && n >= 0 ? n : 0;
+    return this.indexStart;
+  }
+
+  async readBody(digest: string): Promise<string | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(digest)) return undefined;
+    return this.sub.get(BODY + digest);
   }
 
   async close(): Promise<void> {

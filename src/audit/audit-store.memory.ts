@@ -3,12 +3,17 @@
  * atomic write per batch), plus `clone()` (copy the store aside) and scripted write
  * faults. Values are kept as JSON text, as on disk, so tests can edit them.
  */
-import type { AuditStore, BatchRecord, StoreMeta } from './audit-store.port.js';
+import type { AuditStore, BatchRecord, StoreMeta, StoredBody } from './audit-store.port.js';
+import type { AuditEntry } from './entry.js';
+import { indexTerms } from './query.js';
 
 export class MemoryAuditStore implements AuditStore {
   meta: string | undefined;
   readonly entries = new Map<number, string>();
   readonly batches = new Map<number, string>();
+  /** Index term -> seqs (written with the entries, like the LevelDB adapter). */
+  readonly index = new Map<string, number[]>();
+  readonly bodies = new Map<string, string>();
   /** Errors thrown by the next writes; `durable` ones are written before throwing. */
   readonly writeFaults: { error: Error; durable: boolean }[] = [];
   readFault: Error | undefined;
@@ -18,6 +23,8 @@ export class MemoryAuditStore implements AuditStore {
     c.meta = this.meta;
     for (const [k, v] of this.entries) c.entries.set(k, v);
     for (const [k, v] of this.batches) c.batches.set(k, v);
+    for (const [k, v] of this.index) c.index.set(k, [...v]);
+    for (const [k, v] of this.bodies) c.bodies.set(k, v);
     return c;
   }
 
@@ -48,13 +55,41 @@ export class MemoryAuditStore implements AuditStore {
     for (const k of keys) yield JSON.parse(this.batches.get(k) ?? 'null') as unknown;
   }
 
-  async appendBatch(entries: readonly object[], batch: BatchRecord): Promise<void> {
+  async appendBatch(
+    entries: readonly object[],
+    batch: BatchRecord,
+    bodies: readonly StoredBody[] = [],
+  ): Promise<void> {
     await Promise.resolve();
     const fault = this.writeFaults.shift();
     if (fault !== undefined && !fault.durable) throw fault.error;
-    for (const e of entries) this.entries.set((e as { seq: number }).seq, JSON.stringify(e));
+    for (const e of entries) {
+      const seq = (e as { seq: number }).seq;
+      this.entries.set(seq, JSON.stringify(e));
+      for (const term of indexTerms(e as AuditEntry)) {
+        const seqs = this.index.get(term) ?? [];
+        if (!seqs.includes(seq)) seqs.push(seq);
+        seqs.sort((a, b) => a - b);
+        this.index.set(term, seqs);
+      }
+    }
+    for (const b of bodies) this.bodies.set(b.digest, b.text);
     this.batches.set(batch.index, JSON.stringify(batch));
     if (fault !== undefined) throw fault.error;
+  }
+
+  async *scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
+    await Promise.resolve();
+    const seqs = (this.index.get(term) ?? []).filter((s) => s >= from).slice(0, limit);
+    for (const s of seqs) yield s;
+  }
+
+  indexedFrom(): Promise<number> {
+    return Promise.resolve(0);
+  }
+
+  readBody(digest: string): Promise<string | undefined> {
+    return Promise.resolve(this.bodies.get(digest));
   }
 
   close(): Promise<void> {

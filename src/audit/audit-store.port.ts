@@ -19,6 +19,12 @@ export interface StoreMeta {
   readonly genesisCounter: string;
 }
 
+/** A request body kept by the hex SHA-256 of its text. */
+export interface StoredBody {
+  readonly digest: string;
+  readonly text: string;
+}
+
 export interface AuditStore {
   /** `undefined` for an empty store; anything else is returned as read, unchecked. */
   readMeta(): Promise<unknown>;
@@ -27,7 +33,20 @@ export interface AuditStore {
   readEntries(from: number, limit?: number): AsyncIterable<unknown>;
   /** Batch records with index >= from, in order. */
   readBatches(from: number): AsyncIterable<unknown>;
-  /** The entries and their batch record, in ONE synced write (all or nothing). */
-  appendBatch(entries: readonly object[], batch: BatchRecord): Promise<void>;
+  /**
+   * The entries, their batch record, their index terms (query.ts `indexTerms`) and the
+   * request bodies they name, in ONE synced write (all or nothing).
+   */
+  appendBatch(
+    entries: readonly object[],
+    batch: BatchRecord,
+    bodies?: readonly StoredBody[],
+  ): Promise<void>;
+  /** Seqs indexed under `term`, ascending from `from`, at most `limit` (unchecked). */
+  scanIndex(term: string, from: number, limit: number): AsyncIterable<number>;
+  /** The first seq the index covers (0 for a store indexed from its start). */
+  indexedFrom(): Promise<number>;
+  /** A request body by its digest (unchecked: the caller hashes it), or undefined. */
+  readBody(digest: string): Promise<string | undefined>;
   close(): Promise<void>;
 }

@@ -14,7 +14,7 @@
  */
 import type { GrantorMetrics } from '../shared/metrics.js';
 import type { AnchorState, AuditAnchor, NvCertification } from './anchor.port.js';
-import type { AuditStore, BatchRecord, StoreMeta } from './audit-store.port.js';
+import type { AuditStore, BatchRecord, StoreMeta, StoredBody } from './audit-store.port.js';
 
 export type AuditMetrics = Pick<GrantorMetrics, 'auditBatchSize' | 'nvWrites' | 'setAnchorLag'>;
 
@@ -66,9 +66,25 @@ class MeteredAuditStore implements AuditStore {
     return this.store.readBatches(from);
   }
 
-  async appendBatch(entries: readonly object[], batch: BatchRecord): Promise<void> {
-    await this.store.appendBatch(entries, batch);
+  async appendBatch(
+    entries: readonly object[],
+    batch: BatchRecord,
+    bodies?: readonly StoredBody[],
+  ): Promise<void> {
+    await this.store.appendBatch(entries, batch, bodies);
     this.pending.stored(entries.length);
+  }
+
+  scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
+    return this.store.scanIndex(term, from, limit);
+  }
+
+  indexedFrom(): Promise<number> {
+    return this.store.indexedFrom();
+  }
+
+  readBody(digest: string): Promise<string | undefined> {
+    return this.store.readBody(digest);
   }
 
   close(): Promise<void> {

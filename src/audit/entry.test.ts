@@ -7,7 +7,10 @@ import {
   checkLink,
   entryHash,
   fitReason,
+  isEntryShape,
 } from './entry.js';
+import { factsProblem } from './facts.js';
+import fc from 'fast-check';
 
 const digest = createHash('sha256').update('request').digest('hex');
 
@@ -73,5 +76,80 @@ describe('fitReason', () => {
     const pair = `${'a'.repeat(254)}😀tail`;
     expect(fitReason(pair)).toBe(`${'a'.repeat(254)}…`);
     expect(fitReason(pair).length).toBeLessThanOrEqual(256);
+  });
+});
+
+describe('version-2 entries (typed facts)', () => {
+  const facts = {
+    runtime: 'rt_1',
+    action: 'payments.transfer',
+    resource: 'acct/1',
+    audience: 'gw',
+    parent: null,
+    requestId: 'req-1',
+    parametersDigest: digest,
+    proofMode: 'session' as const,
+    attestationId: 'att_1',
+    policyHash: digest,
+    matchedPolicies: ['p1'],
+    keyId: 'k1',
+    expiresAt: '2026-01-01T00:05:00.000Z',
+  };
+  const v2 = () =>
+    buildEntry(
+      { type: 'grant.decision', subject: 'gr_1', decision: 'allow', digest, facts },
+      0,
+      '2026-01-01T00:00:00.000Z',
+      GENESIS_PREV_HASH,
+    );
+
+  it('carries v: 2 and its facts, both covered by the hash', () => {
+    const e = v2();
+    expect(e.v).toBe(2);
+    expect(checkLink(e, 0, GENESIS_PREV_HASH)).toBeUndefined();
+    const edited = { ...e, facts: { ...facts, runtime: 'rt_2' } };
+    expect(checkLink(edited, 0, GENESIS_PREV_HASH)).toBe('hash');
+    const downgraded: Record<string, unknown> = { ...e };
+    delete downgraded.v;
+    expect(isEntryShape(downgraded)).toBe(false);
+  });
+
+  it('still verifies a version-1 entry (no v, no facts)', () => {
+    const e = buildEntry(
+      { type: 'grant.decision', subject: 'gr_1', digest },
+      0,
+      't',
+      GENESIS_PREV_HASH,
+    );
+    expect(e.v).toBeUndefined();
+    expect(checkLink(e, 0, GENESIS_PREV_HASH)).toBeUndefined();
+  });
+
+  it('refuses facts that do not fit the type (missing, unknown, wrong kind, untyped type)', () => {
+    const bad: [string, unknown][] = [
+      ['grant.decision', { ...facts, runtime: undefined }],
+      ['grant.decision', { ...facts, secretValue: 'x' }],
+      ['grant.decision', { ...facts, parametersDigest: 'not-a-digest' }],
+      ['grant.decision', { ...facts, resource: 'line\nbreak' }],
+      ['grant.decision', { ...facts, matchedPolicies: Array.from({ length: 33 }, () => 'p') }],
+      ['key.rotated', facts],
+    ];
+    for (const [type, f] of bad) {
+      expect(() => checkEvent({ type, subject: 's', digest, facts: f as typeof facts })).toThrow(
+        /audit event/,
+      );
+      expect(factsProblem(type, f)).toBeDefined();
+    }
+    // A stored v2 entry whose facts do not fit is not an entry.
+    expect(isEntryShape({ ...v2(), facts: { ...facts, extra: 1 } })).toBe(false);
+  });
+
+  it('property: arbitrary facts objects are accepted only when they fit the schema exactly', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), (f) => {
+        const problem = factsProblem('grant.decision', f);
+        if (problem === undefined) expect(Object.keys(f).sort()).toEqual(Object.keys(facts).sort());
+      }),
+    );
   });
 });

@@ -1,12 +1,15 @@
 /**
  * Audit entries as PROTOCOL.md §4: `{seq, time, type, subject, decision?, reasons?, digest,
  * prevHash, hash}` with `hash = SHA-256(JCS(entry without hash))`, chained by `prevHash`
- * (64 zeros before seq 0). Entries carry digests and ids only, never parameters or secrets:
- * the event shape below has no field where a value could go.
+ * (64 zeros before seq 0). Version 2 adds `v: 2` and the typed `facts` of its type
+ * (facts.ts), both covered by the hash; an entry without them is version 1 and verifies as
+ * it always did. Entries carry digests, ids and bounded names only, never parameters or
+ * secrets: the event shape below has no field where a value could go.
  */
 import { createHash } from 'node:crypto';
 import { BadRequestError } from '../shared/errors.js';
 import { jcs } from '../shared/jcs.js';
+import { copyFacts, factsProblem, type Facts } from './facts.js';
 
 export const GENESIS_PREV_HASH = '0'.repeat(64);
 
@@ -20,9 +23,21 @@ export interface AuditEvent {
   readonly reasons?: readonly string[];
   /** Hex SHA-256 of the decision's inputs (the request), never the inputs themselves. */
   readonly digest: string;
+  /** The typed facts of this type (facts.ts); makes the entry version 2. */
+  readonly facts?: Facts;
+  /**
+   * The text whose SHA-256 is `digest` (the JCS of a request body without its signatures),
+   * kept content-addressed beside the entry, in the same synced write; not in the entry.
+   */
+  readonly body?: string;
 }
 
+/** Largest request body kept by its digest (a grant request is far smaller). */
+export const MAX_BODY_LENGTH = 64 * 1024;
+
 export interface AuditEntry {
+  /** 2 for an entry with facts; absent on a version-1 entry. */
+  readonly v?: 2;
   readonly seq: number;
   readonly time: string;
   readonly type: string;
@@ -30,6 +45,7 @@ export interface AuditEntry {
   readonly decision?: string;
   readonly reasons?: readonly string[];
   readonly digest: string;
+  readonly facts?: Facts;
   readonly prevHash: string;
   readonly hash: string;
 }
@@ -49,7 +65,7 @@ export function fitReason(text: string): string {
 
 /** Validate an event before it enters a batch; returns a frozen copy (no later mutation). */
 export function checkEvent(event: AuditEvent): AuditEvent {
-  const { type, subject, decision, reasons, digest } = event;
+  const { type, subject, decision, reasons, digest, facts, body } = event;
   if (typeof type !== 'string' || !ID.test(type))
     throw new BadRequestError('audit event: bad type');
   if (typeof subject !== 'string' || !ID.test(subject)) {
@@ -75,12 +91,26 @@ export function checkEvent(event: AuditEvent): AuditEvent {
       }),
     );
   }
+  let factsCopy: Facts | undefined;
+  if (facts !== undefined) {
+    const problem = factsProblem(type, facts);
+    if (problem !== undefined) throw new BadRequestError(`audit event: ${problem}`);
+    factsCopy = copyFacts(facts);
+  }
+  if (body !== undefined) {
+    // Content-addressed: the body must be exactly what the digest names.
+    if (typeof body !== 'string' || body.length > MAX_BODY_LENGTH || sha256Hex(body) !== digest) {
+      throw new BadRequestError('audit event: body does not match its digest');
+    }
+  }
   return Object.freeze({
     type,
     subject,
     ...(decision === undefined ? {} : { decision }),
     ...(reasonsCopy === undefined ? {} : { reasons: reasonsCopy }),
     digest,
+    ...(factsCopy === undefined ? {} : { facts: factsCopy }),
+    ...(body === undefined ? {} : { body }),
   });
 }
 
@@ -100,6 +130,8 @@ export function entryHash(entry: Omit<AuditEntry, 'hash'>): string {
   };
   if (entry.decision !== undefined) body.decision = entry.decision;
   if (entry.reasons !== undefined) body.reasons = entry.reasons;
+  if (entry.v !== undefined) body.v = entry.v;
+  if (entry.facts !== undefined) body.facts = entry.facts;
   return sha256Hex(jcs(body));
 }
 
@@ -110,6 +142,7 @@ export function buildEntry(
   prevHash: string,
 ): AuditEntry {
   const body = {
+    ...(event.facts === undefined ? {} : { v: 2 as const }),
     seq,
     time,
     type: event.type,
@@ -117,6 +150,7 @@ export function buildEntry(
     ...(event.decision === undefined ? {} : { decision: event.decision }),
     ...(event.reasons === undefined ? {} : { reasons: event.reasons }),
     digest: event.digest,
+    ...(event.facts === undefined ? {} : { facts: event.facts }),
     prevHash,
   };
   return Object.freeze({ ...body, hash: entryHash(body) });
@@ -141,6 +175,8 @@ export function checkLink(
 }
 
 const ENTRY_KEYS = new Set([
+  'v',
+  'facts',
   'seq',
   'time',
   'type',
@@ -168,6 +204,10 @@ export function isEntryShape(value: unknown): value is AuditEntry {
     (v.reasons === undefined ||
       (Array.isArray(v.reasons) && v.reasons.every((r) => typeof r === 'string'))) &&
     typeof v.digest === 'string' &&
+    // Version 2 (`v: 2`) and its facts come together, and the facts fit the type's schema.
+    (v.v === undefined
+      ? v.facts === undefined
+      : v.v === 2 && factsProblem(v.type, v.facts) === undefined) &&
     typeof v.prevHash === 'string' &&
     HEX32.test(v.prevHash) &&
     typeof v.hash === 'string' &&

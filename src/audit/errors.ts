@@ -42,3 +42,10 @@ export class AuditNotFoundError extends GrantorError {
     super('not_found', message, options);
   }
 }
+
+/** A query's parameters do not make a query (a time that is not one, an empty range). */
+export class AuditQueryInvalidError extends GrantorError {
+  constructor(message: string, parameter: string, options?: Options) {
+    super('audit_query_invalid', message, { ...options, details: { parameter } });
+  }
+}

@@ -26,6 +26,8 @@ export interface AuditConfig {
   readonly anchorRetryDeadlineMs?: number;
   /** Most entries per page of `entries()` (default 1000). */
   readonly maxPageSize?: number;
+  /** Most candidate entries one query page examines (default 10 000). */
+  readonly maxQueryScan?: number;
 }
 
 export interface AuditDeps {
@@ -49,9 +51,10 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
   if (!/^[^\s+]+$/.test(config.origin)) {
     throw new ConfigError('audit.origin', 'must be one word without spaces or "+"');
   }
-  const store = new LevelAuditStore(deps.db);
+  const level = new LevelAuditStore(deps.db);
+  const store = deps.decorateStore?.(level) ?? level;
   const log = new AuditLog(
-    deps.decorateStore?.(store) ?? store,
+    store,
     deps.anchor,
     {
       origin: config.origin,
@@ -79,6 +82,8 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
     config.origin,
     positiveInt('audit.maxPageSize', config.maxPageSize, 1000),
     (n) => randomBytes(n),
+    store,
+    positiveInt('audit.maxQueryScan', config.maxQueryScan, 10_000),
   );
 }
 
@@ -108,7 +113,9 @@ export type { AuditAnchor, AnchorState, NvCertification } from './anchor.port.js
 export { AnchorError } from './anchor.port.js';
 export type { CheckpointSigner } from './checkpoint.js';
 export type { AuditEntry, AuditEvent } from './entry.js';
-export { fitReason } from './entry.js';
+export type { AuditFilter, QueryPage } from './query.js';
+export type * from './facts.js';
+export { MAX_BODY_LENGTH, fitReason } from './entry.js';
 export {
   AuditNotFoundError,
   AuditNotProvisionedError,

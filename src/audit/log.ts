@@ -171,6 +171,12 @@ export class AuditLog {
     return { ...this.counters };
   }
 
+  /** Entries anchored so far (queries answer nothing beyond it). */
+  anchoredSize(): number {
+    this.assertServing();
+    return this.size;
+  }
+
   head(): AnchoredHead {
     this.assertServing();
     return {
@@ -710,7 +716,11 @@ export class AuditLog {
       };
       // From here a failure may leave the store or the TPM one step ahead: reconcile first.
       this.dirty = true;
-      await this.store.appendBatch(entries, record);
+      // The request bodies the entries name, content-addressed, in the same synced write.
+      const bodies = batch.flatMap((w) =>
+        w.event.body === undefined ? [] : [{ digest: w.event.digest, text: w.event.body }],
+      );
+      await this.store.appendBatch(entries, record, bodies);
       this.lastAnchorAt = this.clock.now();
       await this.anchorStep(() => this.anchor.extend(root));
       await this.anchorStep(() => this.anchor.increment());

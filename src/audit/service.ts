@@ -7,9 +7,12 @@ import { createHash } from 'node:crypto';
 import type { AuditAnchor, NvCertification } from './anchor.port.js';
 import type { CheckpointSigner } from './checkpoint.js';
 import { formatCheckpoint, noteVerifierKey, signNote } from './checkpoint.js';
+import { GrantorError } from '../shared/errors.js';
+import type { AuditStore } from './audit-store.port.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
-import { AuditRangeError } from './errors.js';
+import { AuditNotFoundError, AuditRangeError, AuditUnavailableError } from './errors.js';
 import type { AnchoredHead, Appended, AuditLog, AuditStats } from './log.js';
+import { runQuery, type AuditFilter, type QueryPage } from './query.js';
 
 export interface NvCertifyOut {
   readonly index: 'counter' | 'extend';
@@ -104,6 +107,13 @@ export interface AuditService {
   checkpoint(options?: { nonce?: Buffer }): Promise<SignedCheckpoint>;
   verifier(): Promise<VerifierInfo>;
   entries(from: number, limit: number): Promise<AuditEntry[]>;
+  /**
+   * Anchored entries matching `filter` from seq `cursor`, at most `limit` (bounded by the
+   * page size), examining a bounded number of candidates per page (query.ts).
+   */
+  query(filter: AuditFilter, cursor: number, limit: number): Promise<QueryPage>;
+  /** The request body kept under `digest` (checked against it), for auditors. */
+  body(digest: string): Promise<string>;
   /** Anchored batch boundaries from batch `from` (GET /v1/audit/batches). */
   batches(from: number, limit: number): Promise<BatchBoundary[]>;
   inclusionProof(seq: number, treeSize: number): InclusionProof;
@@ -137,6 +147,8 @@ export class DefaultAuditService implements AuditService {
     private readonly origin: string,
     private readonly maxPage: number,
     private readonly random: (n: number) => Buffer,
+    private readonly store?: AuditStore,
+    private readonly maxScan = 10_000,
   ) {}
 
   ready(): Promise<void> {
@@ -214,6 +226,46 @@ export class DefaultAuditService implements AuditService {
 
   entries(from: number, limit: number): Promise<AuditEntry[]> {
     return this.log.entries(from, Math.min(limit, this.maxPage));
+  }
+
+  async query(filter: AuditFilter, cursor: number, limit: number): Promise<QueryPage> {
+    const store = this.store;
+    if (store === undefined) throw new AuditUnavailableError('this audit service has no index');
+    if (!Number.isSafeInteger(cursor) || cursor < 0) throw new AuditRangeError('bad cursor');
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new AuditRangeError('bad limit');
+    const log = this.log;
+    try {
+      return await runQuery(
+        {
+          size: () => log.anchoredSize(),
+          entries: (from, n) => log.entries(from, n),
+          scanIndex: (term, from, n) => store.scanIndex(term, from, n),
+          indexedFrom: () => store.indexedFrom(),
+        },
+        filter,
+        cursor,
+        Math.min(limit, this.maxPage),
+        this.maxScan,
+      );
+    } catch (e) {
+      if (e instanceof GrantorError) throw e;
+      throw new AuditUnavailableError('audit store cannot be read', { cause: e });
+    }
+  }
+
+  async body(digest: string): Promise<string> {
+    if (!/^[0-9a-f]{64}$/.test(digest)) throw new AuditRangeError('bad digest');
+    let text: string | undefined;
+    try {
+      text = await this.store?.readBody(digest);
+    } catch (e) {
+      throw new AuditUnavailableError('audit store cannot be read', { cause: e });
+    }
+    // The store is untrusted: a body is answered only if it is what its digest names.
+    if (text === undefined || digestOf(text) !== digest) {
+      throw new AuditNotFoundError(`no request body ${digest}`);
+    }
+    return text;
   }
 
   batches(from: number, limit: number): Promise<BatchBoundary[]> {

@@ -12,7 +12,12 @@ import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { GrantorError, UnavailableError } from '../shared/errors.js';
 import { MemoryGrantStore, type GrantRecord } from './grant-store.port.js';
 import { GrantService, jwkThumbprint, lowS, type GrantsConfig } from './pipeline.js';
-import { requestDigest, sessionSigningInput, withoutQuote } from './request.js';
+import {
+  requestDigest,
+  sessionSigningInput,
+  unsignedRequestText,
+  withoutQuote,
+} from './request.js';
 
 const NOW = new Date('2026-01-01T12:00:00.000Z');
 const RT = 'rt_alpha';
@@ -289,8 +294,28 @@ describe('GrantService.request: the allow path', () => {
         // The policy set that decided comes first: the same hash as the grant's `pol`.
         reasons: [`pol:${POLICY_HASH}`, 'p1'],
         digest: requestDigest(req),
+        // What was decided, as typed facts (docs/protocol.md §4), and the request itself.
+        facts: {
+          runtime: RT,
+          action: 'tickets.read',
+          resource: 'ticket:42',
+          audience: 'gw_tickets',
+          parent: null,
+          requestId: req.requestId,
+          parametersDigest: 'ab'.repeat(32),
+          proofMode: 'session',
+          attestationId: AT,
+          policyHash: POLICY_HASH,
+          matchedPolicies: ['p1'],
+          keyId: null,
+          expiresAt: issued.expiresAt,
+        },
+        body: unsignedRequestText(req),
       },
     ]);
+    expect(createHash('sha256').update(unsignedRequestText(req)).digest('hex')).toBe(
+      requestDigest(req),
+    );
     expect(issued.expiresAt).toBe(new Date((iat + 120) * 1000).toISOString());
     expect(f.policyCalls[0]).toMatchObject({
       runtime: { id: RT, labels: { team: 'payments' } },
@@ -456,7 +481,15 @@ describe('GrantService.request: runtime and proof', () => {
     );
     const altered = { ...signRequest(body(), f.key.privateKey), resource: 'ticket:43' };
     expect(await code(svc.request(altered, NOW))).toBe('request_signature_invalid');
-    expect(f.events).toHaveLength(0);
+    // On the record: one entry for the (runtime, code) window; the repeat is counted.
+    expect(f.events).toMatchObject([
+      {
+        type: 'grant.refused',
+        subject: RT,
+        decision: 'request_signature_invalid',
+        facts: { runtime: RT, code: 'request_signature_invalid', repeats: 0, dropped: 0 },
+      },
+    ]);
   });
 
   it('the cached session key follows the session: a key changed in place is used, the old one refused', async () => {
@@ -1120,4 +1153,115 @@ describe('tree width (issue 18)', () => {
     for (let i = 0; i < 3; i += 1) await childOf(other.grantId);
     expect(await code(childOf(other.grantId))).toBe('grant_width_exceeded');
   });
+});
+
+describe('refusals on the record (issue 16)', () => {
+  /** One refusal per code, each from a fresh service: its grant.refused entry. */
+  const cases: [string, (f: Fakes) => Record<string, unknown>][] = [
+    ['unknown_runtime', (f) => signRequest(body({ runtimeId: 'rt_nobody' }), f.key.privateKey)],
+    [
+      'runtime_not_active',
+      (f) => {
+        f.addRuntime('rt_revoked', {}, 'revoked');
+        f.addSession('at_r', 'rt_revoked', f.key);
+        return signRequest(
+          body({ runtimeId: 'rt_revoked', session: { attestationId: 'at_r' } }),
+          f.key.privateKey,
+        );
+      },
+    ],
+    [
+      'session_not_live',
+      (f) => signRequest(body({ session: { attestationId: 'at_gone' } }), f.key.privateKey),
+    ],
+    [
+      'session_runtime_mismatch',
+      (f) => {
+        f.addRuntime('rt_other', {});
+        f.addSession('at_other', 'rt_other', f.key);
+        return signRequest(body({ session: { attestationId: 'at_other' } }), f.key.privateKey);
+      },
+    ],
+    ['request_signature_invalid', () => signRequest(body(), sessionKey().privateKey)],
+    [
+      'request_stale',
+      (f) =>
+        signRequest(
+          body({ issuedAt: new Date(NOW.getTime() - 61_000).toISOString() }),
+          f.key.privateKey,
+        ),
+    ],
+    [
+      'grant_parent_not_found',
+      (f) => signRequest(body({ parentGrantId: 'gr_missing' }), f.key.privateKey),
+    ],
+  ];
+  for (const [expected, make] of cases) {
+    it(`${expected}: one grant.refused entry with its code, the claimed runtime and the body`, async () => {
+      const f = new Fakes();
+      const req = make(f);
+      expect(await code(f.service().request(req, NOW))).toBe(expected);
+      const refused = f.events.filter((e) => e.type === 'grant.refused');
+      expect(refused).toHaveLength(1);
+      expect(refused[0]).toMatchObject({
+        decision: expected,
+        subject: req.runtimeId,
+        digest: requestDigest(req),
+        body: unsignedRequestText(req),
+        facts: { code: expected, runtime: req.runtimeId, requestId: req.requestId },
+      });
+    });
+  }
+
+  it('request_replayed: the replay is on the record, the first request is a decision', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    const req = signRequest(body(), f.key.privateKey);
+    await svc.request(req, NOW);
+    expect(await code(svc.request(req, NOW))).toBe('request_replayed');
+    expect(f.events.map((e) => [e.type, e.decision])).toEqual([
+      ['grant.decision', 'allow'],
+      ['grant.refused', 'request_replayed'],
+    ]);
+  });
+
+  it('a body that does not parse is not a refusal on the record (bad_request, nothing audited)', async () => {
+    const f = new Fakes();
+    expect(await code(f.service().request(body({ ttlSeconds: 0 }), NOW))).toBe('bad_request');
+    expect(f.events).toHaveLength(0);
+  });
+
+  it('a runtime id that is no id is recorded by its digest, never as written', async () => {
+    const f = new Fakes();
+    const req = signRequest(body({ runtimeId: 'rt\nforged line' }), f.key.privateKey);
+    expect(await code(f.service().request(req, NOW))).toBe('unknown_runtime');
+    const facts = f.events[0]?.facts as { runtime: string } | undefined;
+    expect(facts?.runtime).toMatch(/^digest:[0-9a-f]{64}$/);
+  });
+
+  it('a flood of 10,000 refusals writes a bounded number of entries, and counts the rest', async () => {
+    const f = new Fakes();
+    const svc = f.service({
+      refusals: { windowSeconds: 60, maxEntriesPerWindow: 50, maxPerRuntime: 5 },
+    });
+    const bad = sessionKey().privateKey;
+    // 10,000 bad signatures under 1,000 made-up runtime names plus the real one.
+    const forged = new Map<string, Record<string, unknown>>();
+    for (let i = 0; i < 10_000; i += 1) {
+      const runtimeId = i % 10 === 0 ? RT : `rt_fake_${i % 1000}`;
+      const req = forged.get(runtimeId) ?? signRequest(body({ runtimeId }), bad);
+      forged.set(runtimeId, req);
+      await code(svc.request(req, NOW));
+    }
+    const refused = f.events.filter((e) => e.type === 'grant.refused');
+    expect(refused.length).toBeLessThanOrEqual(50);
+    expect(refused.length).toBeGreaterThan(0);
+    // The next window: the summary of what was only counted is written.
+    const later = new Date(NOW.getTime() + 61_000);
+    await code(svc.request(signRequest(body({ issuedAt: later.toISOString() }), bad), later));
+    const last = f.events.at(-1)?.facts as { repeats: number; dropped: number } | undefined;
+    const counted = (last?.repeats ?? 0) + (last?.dropped ?? 0);
+    expect(counted).toBeGreaterThan(0);
+    expect(refused.length + counted).toBeLessThanOrEqual(10_000);
+  }, 60_000);
 });

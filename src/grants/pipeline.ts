@@ -23,8 +23,8 @@ import {
   type AttestationService,
   type EcSessionJwk,
 } from '../attestation/index.js';
-import type { AuditService } from '../audit/index.js';
-import { AuditUnavailableError, fitReason } from '../audit/index.js';
+import type { AuditService, GrantDecisionFacts } from '../audit/index.js';
+import { AuditUnavailableError, MAX_BODY_LENGTH, fitReason } from '../audit/index.js';
 import type { KeyService } from '../keys/index.js';
 import { HsmUnavailableError } from '../keys/index.js';
 import type { PolicyDecider, PolicyDecision, PolicyRequest } from '../policy/index.js';
@@ -57,11 +57,13 @@ import {
   checkRequest,
   requestDigest,
   sessionSigningInput,
+  unsignedRequestText,
   withoutQuote,
   type CheckedRequest,
 } from './request.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import { RootLocks } from './root-lock.js';
+import { GrantRefusalWindow, type RefusalWindowOptions } from './refusals.js';
 
 export interface GrantsConfig {
   /** The appliance id: the grants' `iss`. */
@@ -78,6 +80,8 @@ export interface GrantsConfig {
   readonly dependencyDeadlineMs: number;
   /** Most requestIds kept in memory (all are persisted). */
   readonly replayCacheSize: number;
+  /** How refused requests are aggregated in the audit log (default: 60 s windows). */
+  readonly refusals?: RefusalWindowOptions;
 }
 
 /** The services the pipeline calls (ports: the real ones in production, fakes in tests). */
@@ -86,7 +90,7 @@ export interface GrantsDeps {
   /** The engine itself (decides in the event loop) or PolicyWorkers (on worker threads). */
   readonly policy: PolicyDecider;
   readonly audit: Pick<AuditService, 'append'>;
-  readonly keys: Pick<KeyService, 'signGrantToken'>;
+  readonly keys: Pick<KeyService, 'signGrantToken'> & Partial<Pick<KeyService, 'activeGrantKid'>>;
   readonly store: GrantStore;
   readonly random?: (n: number) => Buffer;
 }
@@ -229,6 +233,34 @@ export function revokeReasons(
   return { reasons: [...fixed, ...listed.map(fitReason)], idsDigest };
 }
 
+const AUDIT_ID = /^[A-Za-z0-9_.:@/+-]{1,128}$/;
+// eslint-disable-next-line no-control-regex -- the control characters are what it excludes
+const AUDIT_TEXT = /^[^\u0000-\u001f\u007f]{1,512}$/u;
+
+/**
+ * A claimed id as an audit id fact: itself when it is one, else `digest:` and its SHA-256
+ * (a refused request's runtime id is whatever the sender wrote).
+ */
+function auditId(value: string): string {
+  return AUDIT_ID.test(value) ? value : `digest:${sha256Hex(value)}`;
+}
+
+/** A claimed name as an audit text fact (control characters are never written). */
+function auditText(value: string): string {
+  return AUDIT_TEXT.test(value) ? value : `digest:${sha256Hex(value)}`;
+}
+
+/** At most 32 policy ids, each a text fact (the rest counted, like reasons). */
+function auditList(ids: readonly string[]): string[] {
+  const fitted = ids.map(auditText);
+  return fitted.length <= MAX_AUDIT_REASONS
+    ? fitted
+    : [
+        ...fitted.slice(0, MAX_AUDIT_REASONS - 1),
+        `and ${fitted.length - (MAX_AUDIT_REASONS - 1)} more`,
+      ];
+}
+
 /** The deadline, as an error of the dependency's own kind. */
 async function within<T>(work: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -263,11 +295,13 @@ export class GrantService {
   #gate: Promise<void> | undefined;
   /** Session public keys, imported once per session: the JWK import was ~1/3 of a verify. */
   readonly #sessionKeys = new WeakMap<EcSessionJwk, { jwk: string; key: KeyObject }>();
+  readonly #refusals: GrantRefusalWindow;
 
   constructor(config: GrantsConfig, deps: GrantsDeps) {
     this.#config = config;
     this.#deps = deps;
     this.#random = deps.random ?? randomBytes;
+    this.#refusals = new GrantRefusalWindow(config.refusals ?? { windowSeconds: 60 });
     this.#replay = new ReplayGuard(deps.store, config.replayCacheSize, {
       skewMs: config.clockSkewSeconds * 1000,
       // The pruner's grace (index.ts): one more skew window for a clock stepped back.
@@ -298,6 +332,53 @@ export class GrantService {
   async request(untrusted: unknown, now: Date): Promise<IssuedGrant> {
     // Copied and checked before the first await: the caller's object cannot change it.
     const req = checkRequest(untrusted, this.#config.maxTtlSeconds);
+    try {
+      return await this.#request(req, now);
+    } catch (e) {
+      // Every refusal after the body parsed is on the record (a deny is already, and an
+      // unavailable dependency refused nothing: it failed closed).
+      if (
+        e instanceof GrantorError &&
+        !(e instanceof PolicyDeniedError) &&
+        !(e instanceof UnavailableError)
+      ) {
+        await this.#recordRefusal(req, e.code, now.getTime());
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * One `grant.refused` entry per (claimed runtime, code) and window, with counts
+   * (refusals.ts). Best effort: the refusal's own answer stands when the log cannot record
+   * (what it would have held is counted as dropped on the next refusal entry).
+   */
+  async #recordRefusal(req: CheckedRequest, code: string, nowMs: number): Promise<void> {
+    const runtime = auditId(req.runtimeId);
+    const admission = this.#refusals.admit(runtime, code, nowMs);
+    if (!admission.write) return;
+    const body = unsignedRequestText(req.body);
+    try {
+      await this.#deps.audit.append({
+        type: 'grant.refused',
+        subject: runtime,
+        decision: code,
+        digest: requestDigest(req.body),
+        facts: {
+          runtime,
+          code,
+          requestId: auditText(req.requestId),
+          repeats: admission.repeats,
+          dropped: admission.dropped,
+        },
+        ...(body.length <= MAX_BODY_LENGTH ? { body } : {}),
+      });
+    } catch {
+      this.#refusals.unwritten(1 + admission.repeats + admission.dropped);
+    }
+  }
+
+  async #request(req: CheckedRequest, now: Date): Promise<IssuedGrant> {
     const nowMs = now.getTime();
     if (this.#gate !== undefined) {
       await within(
@@ -388,6 +469,25 @@ export class GrantService {
     const decision = await this.#decide(policyRequest);
 
     const digest = requestDigest(req.body);
+    const bodyText = unsignedRequestText(req.body);
+    // The request the decision was made on, kept by its digest with the entry.
+    const body = bodyText.length <= MAX_BODY_LENGTH ? { body: bodyText } : {};
+    const facts = (matched: readonly string[], exp: number | null): GrantDecisionFacts => ({
+      // Facts are bounded names: whatever the request wrote is made one (never refused).
+      runtime: auditId(req.runtimeId),
+      action: auditText(req.action),
+      resource: auditText(req.resource),
+      audience: auditText(req.audience),
+      parent: req.parentGrantId === null ? null : auditId(req.parentGrantId),
+      requestId: auditText(req.requestId),
+      parametersDigest: req.parametersDigest,
+      proofMode: req.proof.mode,
+      attestationId: proven.attestationId === null ? null : auditId(proven.attestationId),
+      policyHash: decision.policyHash,
+      matchedPolicies: auditList(matched),
+      keyId: exp === null ? null : this.#activeKid(),
+      expiresAt: exp === null ? null : iso(exp),
+    });
     // Allow-only: anything but an explicit "allow" (a new kind, a damaged answer) denies.
     if (decision.decision !== 'allow') {
       const entry = await this.#append({
@@ -396,6 +496,8 @@ export class GrantService {
         decision: 'deny',
         reasons: auditReasons(decision.policyHash, decision.reasons),
         digest,
+        facts: facts(decision.determiningPolicies, null),
+        ...body,
       });
       await this.#storeCall(() =>
         this.#replay.persist(used.runtimeId, used.requestId, used.expiresAt),
@@ -412,12 +514,15 @@ export class GrantService {
     // A child never outlives its parent.
     if (link !== undefined) exp = Math.min(exp, link.parent.exp);
 
+    const allowFacts = facts(decision.determiningPolicies, exp);
     const entry = await this.#append({
       type: 'grant.decision',
       subject: grantId,
       decision: 'allow',
       reasons: auditReasons(decision.policyHash, decision.determiningPolicies),
       digest,
+      facts: allowFacts,
+      ...body,
     });
 
     // From here on an "allow" is committed: a grant that is not returned is marked.
@@ -476,8 +581,19 @@ export class GrantService {
         decision: 'failed',
         reasons: [code],
         digest,
+        facts: allowFacts,
       }).catch(() => undefined);
       throw e;
+    }
+  }
+
+  /** The grant key that will sign (recorded with an allow); null when it cannot be told. */
+  #activeKid(): string | null {
+    try {
+      const kid = this.#deps.keys.activeGrantKid?.();
+      return kid === undefined ? null : auditId(kid);
+    } catch {
+      return null;
     }
   }
 
@@ -794,6 +910,12 @@ export class GrantService {
         decision: 'redeemed',
         reasons: outcome === null ? [] : [outcome],
         digest: sha256Hex(jcs({ grantId, audience, outcome, at: redemption.at })),
+        facts: {
+          grant: grantId,
+          runtime: auditId(record.runtimeId),
+          gateway: auditText(audience),
+          outcome,
+        },
       });
       return { grantId, redeemedAt: redemption.at, auditSeq: entry.seq };
     });
@@ -886,6 +1008,13 @@ export class GrantService {
         decision: 'revoked',
         reasons,
         digest: sha256Hex(jcs({ grantId, revoked: ids, idsDigest, actor, at })),
+        facts: {
+          grant: grantId,
+          runtime: first.runtimeId,
+          actor: auditText(actor),
+          count: ids.length,
+          idsDigest,
+        },
       });
       await this.#markRevoked(ids, at);
       return { grantId, revoked: ids, auditSeq: entry.seq };
@@ -923,6 +1052,13 @@ export class GrantService {
         decision: 'revoked',
         reasons,
         digest: sha256Hex(jcs({ runtimeId, revoked: ids, idsDigest, actor, at })),
+        facts: {
+          grant: null,
+          runtime: runtimeId,
+          actor: auditText(actor),
+          count: ids.length,
+          idsDigest,
+        },
       });
       await this.#markRevoked(ids, at);
       return { runtimeId, revoked: ids, auditSeq: entry.seq };

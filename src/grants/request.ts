@@ -152,8 +152,8 @@ export function withoutQuote(body: Readonly<Record<string, unknown>>): Record<st
   return rest;
 }
 
-/** Hex SHA-256 of JCS(request without signatures): the audit entry's digest. */
-export function requestDigest(body: Readonly<Record<string, unknown>>): string {
+/** JCS(request without signatures): the text the audit log keeps under the entry's digest. */
+export function unsignedRequestText(body: Readonly<Record<string, unknown>>): string {
   const { session, quote, ...rest } = body;
   const unsigned: Record<string, unknown> = { ...rest };
   if (isObject(session)) {
@@ -164,5 +164,10 @@ export function requestDigest(body: Readonly<Record<string, unknown>>): string {
     const { signature: _s, ...q } = quote;
     unsigned.quote = q;
   }
-  return createHash('sha256').update(jcs(unsigned), 'utf8').digest('hex');
+  return jcs(unsigned);
+}
+
+/** Hex SHA-256 of JCS(request without signatures): the audit entry's digest. */
+export function requestDigest(body: Readonly<Record<string, unknown>>): string {
+  return createHash('sha256').update(unsignedRequestText(body), 'utf8').digest('hex');
 }

@@ -114,6 +114,8 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   ek_ca_bundle_invalid: 400,
   reference_policy_not_found: 404,
   reference_policy_state_invalid: 409,
+  // audit entry queries (src/audit/query.ts): parameters that do not make a query
+  audit_query_invalid: 422,
   // 5xx: a dependency the decision needs is not usable; the service fails closed
   internal_error: 500,
   hsm_unavailable: 503,

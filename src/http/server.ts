@@ -17,6 +17,8 @@ import { RateLimiter } from './plugins/rate-limit.js';
 import { buildApp, type App, type AppOptions } from './app.js';
 import { certificateExpiries, operatorCaPem, tlsOptions } from './plugins/tls.js';
 import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
+import type { OperatorAct } from './plugins/auth.js';
+import type { OperatorActFacts } from '../audit/index.js';
 
 export function probes(a: Appliance): ReadinessProbe[] {
   return [
@@ -94,11 +96,31 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
           subject: act.actor.id,
           reasons: [`${act.method} ${act.route}`, `role:${act.actor.role}`],
           digest: jcsSha256Hex(act),
+          facts: operatorActFacts(act),
         });
       },
     },
     options,
   );
+}
+
+/** The typed facts of an operator act (docs/protocol.md §4): ids from the path, never the body. */
+function operatorActFacts(act: OperatorAct): OperatorActFacts {
+  const ids = Object.values(act.params).filter(
+    (v): v is string => typeof v === 'string' && /^[A-Za-z0-9_.:@/+-]{1,128}$/.test(v),
+  );
+  const id = /^[A-Za-z0-9_.:@/+-]{1,128}$/;
+  return {
+    // An id the log cannot hold as one is named by its digest, never refused.
+    actor: id.test(act.actor.id) ? act.actor.id : `digest:${jcsSha256Hex(act.actor.id)}`,
+    role: act.actor.role,
+    act: `${act.method} ${act.route}`,
+    target: ids[0] ?? null,
+    approvals:
+      typeof act.params.approvalId === 'string'
+        ? ids.filter((v) => v === act.params.approvalId)
+        : [],
+  };
 }
 
 /**

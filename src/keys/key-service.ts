@@ -287,6 +287,11 @@ export class KeyService {
     }
   }
 
+  /** The active grant key's kid (recorded in the audit facts of an allow). */
+  activeGrantKid(): string {
+    return this.activeKey('grant').kid;
+  }
+
   /** Sign an audit checkpoint with the active Ed25519 key. */
   async signAudit(message: Uint8Array): Promise<{ keyId: string; signature: Uint8Array }> {
     const input = Buffer.from(message);

@@ -100,10 +100,13 @@ async function main(): Promise<void> {
     writeMeta: (meta) => store.writeMeta(meta),
     readEntries: (from, limit) => store.readEntries(from, limit),
     readBatches: (from) => store.readBatches(from),
-    appendBatch: async (entries, record) => {
-      await store.appendBatch(entries, record);
+    appendBatch: async (entries, record, bodies) => {
+      await store.appendBatch(entries, record, bodies);
       afterStored();
     },
+    scanIndex: (term, from, limit) => store.scanIndex(term, from, limit),
+    indexedFrom: () => store.indexedFrom(),
+    readBody: (digest) => store.readBody(digest),
     close: () => store.close(),
   });
   const audit = createAudit(

@@ -143,10 +143,23 @@ class FlakyStore implements AuditStore {
   readBatches(from: number): AsyncIterable<unknown> {
     return this.inner.readBatches(from);
   }
-  async appendBatch(entries: readonly object[], batch: BatchRecord): Promise<void> {
+  async appendBatch(
+    entries: readonly object[],
+    batch: BatchRecord,
+    bodies?: Parameters<AuditStore['appendBatch']>[2],
+  ): Promise<void> {
     if (this.mode === 'fail') throw new Error('EIO: simulated disk failure');
-    await this.inner.appendBatch(entries, batch);
+    await this.inner.appendBatch(entries, batch, bodies);
     if (this.mode === 'fail-after-write') throw new Error('EIO: simulated failure after write');
+  }
+  scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
+    return this.inner.scanIndex(term, from, limit);
+  }
+  indexedFrom(): Promise<number> {
+    return this.inner.indexedFrom();
+  }
+  readBody(digest: string): Promise<string | undefined> {
+    return this.inner.readBody(digest);
   }
   close(): Promise<void> {
     return this.inner.close();

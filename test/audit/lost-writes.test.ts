@@ -73,9 +73,22 @@ class SnapshotStore implements AuditStore {
   readBatches(from: number): AsyncIterable<unknown> {
     return this.inner.readBatches(from);
   }
-  async appendBatch(entries: readonly object[], batch: BatchRecord): Promise<void> {
-    await this.inner.appendBatch(entries, batch);
+  async appendBatch(
+    entries: readonly object[],
+    batch: BatchRecord,
+    bodies?: Parameters<AuditStore['appendBatch']>[2],
+  ): Promise<void> {
+    await this.inner.appendBatch(entries, batch, bodies);
     await this.snapshot();
+  }
+  scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
+    return this.inner.scanIndex(term, from, limit);
+  }
+  indexedFrom(): Promise<number> {
+    return this.inner.indexedFrom();
+  }
+  readBody(digest: string): Promise<string | undefined> {
+    return this.inner.readBody(digest);
   }
   close(): Promise<void> {
     return this.inner.close();

@@ -5,7 +5,11 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
+import { Type, type Static } from 'typebox';
+import type { AuditEntry } from '../../audit/entry.js';
+import { AuditQueryInvalidError } from '../../audit/errors.js';
+import { factOf } from '../../audit/facts.js';
+import type { AuditFilter } from '../../audit/query.js';
 import type { AuditService } from '../../audit/service.js';
 import { ErrorSchema } from '../schemas.js';
 
@@ -23,11 +27,52 @@ const EntrySchema = Type.Object(
     decision: Type.Optional(Type.String()),
     reasons: Type.Optional(Type.Array(Type.String())),
     digest: Type.String(),
+    /** 2 on an entry with typed facts (docs/protocol.md §4, "Entry facts"). */
+    v: Type.Optional(Type.Literal(2)),
+    facts: Type.Optional(
+      Type.Record(
+        Type.String(),
+        Type.Union([
+          Type.String(),
+          Type.Number(),
+          Type.Boolean(),
+          Type.Null(),
+          Type.Array(Type.String()),
+        ]),
+      ),
+    ),
     prevHash: Hex32,
     hash: Hex32,
   },
   { additionalProperties: false },
 );
+
+/** An id as the log writes them (entry.ts): type, subject, decision filters. */
+const AuditId = Type.String({ pattern: '^[A-Za-z0-9_.:@/+-]{1,128}$' });
+const Rfc3339 = Type.String({
+  pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$',
+  maxLength: 40,
+});
+
+/** RFC 3339 as the log writes times (`toISOString`), or a 400 naming the parameter. */
+function normalisedTime(name: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new AuditQueryInvalidError(`${name} is not a time`, name);
+  return new Date(ms).toISOString();
+}
+
+/** Copies an entry for the response schema (arrays copied, readonly dropped). */
+function entryOut(entry: AuditEntry): Static<typeof EntrySchema> {
+  const { reasons, facts, ...rest } = entry;
+  return {
+    ...rest,
+    ...(reasons === undefined ? {} : { reasons: [...reasons] }),
+    ...(facts === undefined
+      ? {}
+      : { facts: { ...(facts as Readonly<Record<string, string | number | boolean | null>>) } }),
+  };
+}
 
 const NvCertifySchema = Type.Object(
   {
@@ -96,6 +141,55 @@ const errors = {
   503: ErrorSchema,
 };
 
+const TimelineLine = Type.Object(
+  {
+    seq: Seq,
+    time: Type.String(),
+    /** enrollment, attestation, grant, refusal, outcome, revocation, other */
+    kind: Type.String(),
+    type: Type.String(),
+    subject: Type.String(),
+    decision: Type.Optional(Type.String()),
+    grant: Type.Optional(Type.String()),
+    hash: Hex32,
+  },
+  { additionalProperties: false },
+);
+
+/** The timeline's kinds: what an auditor reads a runtime's history by. */
+function kindOf(type: string): string {
+  if (type === 'runtime.enroll' || type === 'runtime.activate' || type === 'runtime.approve') {
+    return 'enrollment';
+  }
+  if (type === 'runtime.attest' || type === 'runtime.quote' || type === 'runtime.firmware') {
+    return 'attestation';
+  }
+  if (type === 'grant.decision' || type === 'grant.issue_failed') return 'grant';
+  if (type === 'grant.refused') return 'refusal';
+  if (type === 'grant.redeem') return 'outcome';
+  if (type === 'grant.revoke' || type === 'runtime.revoke') return 'revocation';
+  return 'other';
+}
+
+function timelineLine(e: AuditEntry): Static<typeof TimelineLine> {
+  const fact = factOf(e.facts, 'grant');
+  const grant = e.subject.startsWith('gr_')
+    ? e.subject
+    : typeof fact === 'string'
+      ? fact
+      : undefined;
+  return {
+    seq: e.seq,
+    time: e.time,
+    kind: kindOf(e.type),
+    type: e.type,
+    subject: e.subject,
+    ...(e.decision === undefined ? {} : { decision: e.decision }),
+    ...(grant === undefined ? {} : { grant }),
+    hash: e.hash,
+  };
+}
+
 /** Checked before validation: any `nonce` parameter at all asks for TPM work. */
 const hasNonce = (request: FastifyRequest): boolean =>
   typeof request.query === 'object' &&
@@ -147,23 +241,132 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
           {
             from: Type.Optional(Seq),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+            type: Type.Optional(AuditId),
+            subject: Type.Optional(AuditId),
+            decision: Type.Optional(AuditId),
+            since: Type.Optional(Rfc3339),
+            until: Type.Optional(Rfc3339),
+            cursor: Type.Optional(Seq),
           },
           { additionalProperties: false },
         ),
         response: {
-          200: Type.Object({ entries: Type.Array(EntrySchema) }, { additionalProperties: false }),
+          200: Type.Object(
+            {
+              entries: Type.Array(EntrySchema),
+              /** With a filter or a cursor: the next page's cursor, null at the end. */
+              next: Type.Optional(Type.Union([Seq, Type.Null()])),
+            },
+            { additionalProperties: false },
+          ),
           404: ErrorSchema,
+          422: ErrorSchema,
           ...errors,
         },
       },
     },
     async (request) => {
-      const entries = await audit.entries(request.query.from ?? 0, request.query.limit ?? 100);
-      return {
-        entries: entries.map(({ reasons, ...e }) =>
-          reasons === undefined ? e : { ...e, reasons: [...reasons] },
-        ),
+      const { from, limit, type, subject, decision, since, until, cursor } = request.query;
+      const filtered = [type, subject, decision, since, until, cursor].some((v) => v !== undefined);
+      if (!filtered) {
+        const entries = await audit.entries(from ?? 0, limit ?? 100);
+        return { entries: entries.map(entryOut) };
+      }
+      if (from !== undefined && cursor !== undefined) {
+        throw new AuditQueryInvalidError('give either from or cursor, not both', 'cursor');
+      }
+      const filter: AuditFilter = {
+        ...(type === undefined ? {} : { type }),
+        ...(subject === undefined ? {} : { subject }),
+        ...(decision === undefined ? {} : { decision }),
+        ...(since === undefined ? {} : { since: normalisedTime('since', since) ?? '' }),
+        ...(until === undefined ? {} : { until: normalisedTime('until', until) ?? '' }),
       };
+      if (
+        filter.since !== undefined &&
+        filter.until !== undefined &&
+        filter.since >= filter.until
+      ) {
+        throw new AuditQueryInvalidError('since must be before until', 'until');
+      }
+      const page = await audit.query(filter, cursor ?? from ?? 0, limit ?? 100);
+      return { entries: page.entries.map(entryOut), next: page.next };
+    },
+  );
+
+  app.get(
+    '/v1/audit/bodies/:digest',
+    {
+      // The request a decision was made on (its digest is the entry's): auditors only.
+      config: { role: 'auditor' },
+      schema: {
+        params: Type.Object({ digest: Hex32 }, { additionalProperties: false }),
+        response: {
+          200: Type.Object({ digest: Hex32, body: Type.String() }, { additionalProperties: false }),
+          404: ErrorSchema,
+          ...errors,
+        },
+      },
+    },
+    async (request) => ({
+      digest: request.params.digest,
+      body: await audit.body(request.params.digest),
+    }),
+  );
+
+  app.get(
+    '/v1/runtimes/:runtimeId/timeline',
+    {
+      // What one runtime did, each line with its seq (provable with the inclusion proof).
+      config: { role: 'auditor' },
+      schema: {
+        params: Type.Object(
+          {
+            runtimeId: Type.String({ minLength: 4, maxLength: 64, pattern: '^rt_[A-Za-z0-9_-]+$' }),
+          },
+          { additionalProperties: false },
+        ),
+        querystring: Type.Object(
+          {
+            cursor: Type.Optional(Seq),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+            since: Type.Optional(Rfc3339),
+            until: Type.Optional(Rfc3339),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object(
+            {
+              runtimeId: Type.String(),
+              events: Type.Array(TimelineLine),
+              next: Type.Union([Seq, Type.Null()]),
+            },
+            { additionalProperties: false },
+          ),
+          422: ErrorSchema,
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const { runtimeId } = request.params;
+      const { cursor, limit, since, until } = request.query;
+      const s = normalisedTime('since', since);
+      const u = normalisedTime('until', until);
+      if (s !== undefined && u !== undefined && s >= u) {
+        throw new AuditQueryInvalidError('since must be before until', 'until');
+      }
+      const page = await audit.query(
+        {
+          subject: runtimeId,
+          ...(s === undefined ? {} : { since: s }),
+          ...(u === undefined ? {} : { until: u }),
+        },
+        cursor ?? 0,
+        limit ?? 100,
+      );
+      return { runtimeId, events: page.entries.map(timelineLine), next: page.next };
     },
   );
 
