@@ -53,6 +53,11 @@ export interface DemoOptions {
    * rules do not know the demo's TPMs, e.g. ./scripts/start's).
    */
   readonly operator?: AuditorCredential;
+  /**
+   * The example gateway's token at the appliance (`ggw_...`). Without it the demo enrolls
+   * a gateway for its audience with the operator credential (`POST /v1/gateways`).
+   */
+  readonly gatewayToken?: string;
   /** Where to write the audit export (optional). */
   readonly exportFile?: string;
   /** Makes runtime names unique against an appliance that already knows earlier runs. */
@@ -298,7 +303,36 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     }
 
     // --- the gateway --------------------------------------------------------------------
-    const gateway = await createGatewayExample({ issuer, audience: AUDIENCE, applianceUrl: url });
+    // Redemption and outcomes come only from an enrolled gateway, for its own audiences.
+    let gatewayToken = options.gatewayToken ?? '';
+    await step('gateway', async () => {
+      if (gatewayToken !== '') return `the gateway for ${AUDIENCE} uses the token it was given`;
+      if (options.operator === undefined)
+        throw new StepFailed(
+          'no gateway credential: set GRANTOR_DEMO_GATEWAY_TOKEN or give an operator credential (GRANTOR_DEMO_OPERATOR_TOKEN or --operator-cert/--operator-key)',
+        );
+      const enrolled = await call(
+        url,
+        'POST',
+        '/v1/gateways',
+        { name: `demo-gateway-${runId}`, audiences: [AUDIENCE] },
+        options.operator,
+      );
+      const token = enrolled.body.token;
+      const gw = enrolled.body.gateway as { id?: string } | undefined;
+      if (enrolled.status !== 201 || typeof token !== 'string')
+        throw new StepFailed(
+          `POST /v1/gateways answered ${enrolled.status} ${errorCode(enrolled.body)}`,
+        );
+      gatewayToken = token;
+      return `an operator enrolled the example gateway for ${AUDIENCE}: ${String(gw?.id)} (audited gateway.enrolled); it redeems only with its token`;
+    });
+    const gateway = await createGatewayExample({
+      issuer,
+      audience: AUDIENCE,
+      applianceUrl: url,
+      gatewayToken,
+    });
     closeGateway = () => gateway.app.close();
     const execute = (
       path: string,
@@ -416,7 +450,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       issuer,
       audience: AUDIENCE,
       keys: new JwksClient({ url: `${url}/.well-known/jwks.json` }),
-      redeemer: new RedemptionClient({ applianceUrl: `${url}/`, audience: AUDIENCE }),
+      redeemer: new RedemptionClient({ applianceUrl: `${url}/`, audience: AUDIENCE, gatewayToken }),
     });
     const notifyExecution = {
       execution: { action: 'payments.notify', resource: 'acct:1234', parameters: notifyParams },
@@ -574,6 +608,10 @@ async function main(argv: readonly string[]): Promise<number> {
     paymentsTcti: payments,
     ...(auditor === undefined ? {} : { auditor }),
     ...(operator === undefined ? {} : { operator }),
+    ...(process.env.GRANTOR_DEMO_GATEWAY_TOKEN === undefined ||
+    process.env.GRANTOR_DEMO_GATEWAY_TOKEN === ''
+      ? {}
+      : { gatewayToken: process.env.GRANTOR_DEMO_GATEWAY_TOKEN }),
     ...(values.export === undefined ? {} : { exportFile: values.export }),
     ...(values['run-id'] === undefined ? {} : { runId: values['run-id'] }),
     print: (line) => {

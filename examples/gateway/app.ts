@@ -3,7 +3,9 @@
  * grantor gateway SDK. Each request carries its grant in `Authorization: Grant <jws>`; the
  * gateway checks that the grant names exactly this execution (action, resource, SHA-256 of
  * the canonical JSON parameters), redeems it online with the appliance (first call wins),
- * executes once, and refuses a replay.
+ * executes once, refuses a replay, and reports the outcome (`succeeded`/`failed` with the
+ * digest of the result) to the appliance. It authenticates at the appliance as an enrolled
+ * gateway (`gatewayToken`).
  *
  *   POST /tickets/read         {"ticketId": "T-42"}                 action tickets.read, resource ticket:T-42
  *   POST /payments/transfer    {"from": "acct:1234", "to": "acct:9876", "amountCents": 2500, "currency": "EUR"}
@@ -18,6 +20,8 @@ import {
   parseStrictJson,
   RedemptionClient,
   createGrantVerifier,
+  parametersDigest,
+  type ExecutionOutcome,
   type GrantVerifier,
   type KeySource,
   type PopProof,
@@ -35,7 +39,12 @@ export interface GatewayExampleOptions {
   readonly jwksUrl?: string;
   /** Keys to use instead of fetching the JWKS (e.g. a pinned key set). */
   readonly keys?: KeySource;
-  /** Headers sent with each redemption (the gateway's credentials at the appliance). */
+  /**
+   * This gateway's token at the appliance (`ggw_...`, from `POST /v1/gateways` by an
+   * operator): redemptions and outcomes are refused without it.
+   */
+  readonly gatewayToken?: string;
+  /** Extra headers sent with each redemption. */
   readonly redeemHeaders?: Readonly<Record<string, string>>;
   readonly clockToleranceSeconds?: number;
   readonly now?: () => number;
@@ -132,15 +141,17 @@ export async function createGatewayExample(
       url: options.jwksUrl ?? new URL('.well-known/jwks.json', base).toString(),
       ...(options.now === undefined ? {} : { now: options.now }),
     });
+  const redeemer = new RedemptionClient({
+    applianceUrl: base,
+    audience: options.audience,
+    ...(options.gatewayToken === undefined ? {} : { gatewayToken: options.gatewayToken }),
+    ...(options.redeemHeaders === undefined ? {} : { headers: options.redeemHeaders }),
+  });
   const verifier: GrantVerifier = createGrantVerifier({
     issuer: options.issuer,
     audience: options.audience,
     keys,
-    redeemer: new RedemptionClient({
-      applianceUrl: base,
-      audience: options.audience,
-      ...(options.redeemHeaders === undefined ? {} : { headers: options.redeemHeaders }),
-    }),
+    redeemer,
     ...(options.clockToleranceSeconds === undefined
       ? {}
       : { clockToleranceSeconds: options.clockToleranceSeconds }),
@@ -191,6 +202,23 @@ export async function createGatewayExample(
     return { grantId: grant.grantId, runtimeId: grant.runtimeId };
   }
 
+  /**
+   * Reports what was executed (once per grant). The action already ran: a failed report is
+   * logged, never turned into an error for the caller.
+   */
+  async function report(
+    request: FastifyRequest,
+    grantId: string,
+    outcome: ExecutionOutcome,
+    result?: unknown,
+  ): Promise<void> {
+    // The result digest: SHA-256 of its canonical JSON, like the parameters digest.
+    const digest = result === undefined ? undefined : parametersDigest(result);
+    await redeemer.reportOutcome(grantId, outcome, digest).catch((err: unknown) => {
+      request.log.warn({ err, grantId }, 'could not report the outcome to the appliance');
+    });
+  }
+
   // Bounded per client address and in all (PopChallenges); past the bound: 503
   // pop_challenges_exhausted. Who may ask at all is not restricted yet (issue 18).
   app.post('/pop/challenge', (request) => ({ challenge: challenges.issue(request.ip) }));
@@ -209,11 +237,13 @@ export async function createGatewayExample(
     },
     async (request, reply) => {
       const { ticketId } = request.body;
-      await authorize(request, 'tickets.read', `ticket:${ticketId}`);
+      const { grantId } = await authorize(request, 'tickets.read', `ticket:${ticketId}`);
       const ticket = TICKETS[ticketId];
       if (ticket === undefined) {
+        await report(request, grantId, 'failed');
         return reply.code(404).send({ error: { code: 'not_found', message: 'no such ticket' } });
       }
+      await report(request, grantId, 'succeeded', ticket);
       return ticket;
     },
   );
@@ -248,7 +278,9 @@ export async function createGatewayExample(
         currency,
       };
       transfers.push(transfer);
-      return { transferId: transfer.transferId, status: 'executed' };
+      const result = { transferId: transfer.transferId, status: 'executed' };
+      await report(request, grantId, 'succeeded', result);
+      return result;
     },
   );
 

@@ -38,6 +38,7 @@ import { approvalRoutes } from './routes/approvals.js';
 import { attestationRoutes } from './routes/attestation.js';
 import { auditRoutes } from './routes/audit.js';
 import { grantsRoutes } from './routes/grants.js';
+import { gatewayRoutes } from './routes/gateways.js';
 import { healthRoutes } from './routes/health.js';
 import { keysRoutes } from './routes/keys.js';
 import { operatorRoutes } from './routes/operators.js';
@@ -235,6 +236,7 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
       operators: services.operators,
       approvals: services.operators.approvals,
     });
+    await app.register(gatewayRoutes, { gateways: services.operators.gateways });
   }
   if (services.keys !== undefined) {
     await app.register(keysRoutes, {
@@ -267,7 +269,11 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     await app.register(policyRoutes, { policy: services.policy });
   }
   if (services.grants !== undefined) {
-    await app.register(grantsRoutes, { grants: services.grants, metrics });
+    await app.register(grantsRoutes, {
+      grants: services.grants,
+      metrics,
+      ...(services.operators === undefined ? {} : { gateways: services.operators.gateways }),
+    });
   }
   await app.ready();
   return app;

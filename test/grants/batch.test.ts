@@ -146,10 +146,15 @@ describe('batch-signed grants on the appliance, grant key in the TPM', () => {
   it('the example gateway executes a batch-signed grant once (JWKS and redemption over HTTP)', async () => {
     await real.server.app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = real.server.app.server.address() as AddressInfo;
+    const enrolled = await real.server.appliance?.operators.gateways.enroll(
+      { name: 'batch-gateway', audiences: ['gw_tickets'] },
+      'cli',
+    );
     const gateway = await createGatewayExample({
       issuer: real.config().applianceId,
       audience: 'gw_tickets',
       applianceUrl: `http://127.0.0.1:${String(port)}`,
+      ...(enrolled === undefined ? {} : { gatewayToken: enrolled.token }),
     });
     try {
       const params = { ticketId: 'T-42' };

@@ -23,6 +23,8 @@ interface CollectedRoute {
   readonly schema: Json;
   readonly roles: readonly string[] | undefined;
   readonly runtime: boolean;
+  /** A route of enrolled gateways (bearer `ggw_...`). */
+  readonly gateway?: boolean;
   /** Declared `config.public`: open to anyone on purpose. */
   readonly public: boolean;
 }
@@ -93,6 +95,10 @@ function operation(route: CollectedRoute): Json {
     op.security = [];
   }
   if (route.runtime) op['x-grantor-actor'] = 'runtime';
+  if (route.gateway === true) {
+    op.security = [{ bearerAuth: [] }];
+    op['x-grantor-actor'] = 'gateway';
+  }
   if (route.public) op['x-grantor-public'] = true;
   return op;
 }
@@ -135,6 +141,7 @@ function collect(route: RouteOptions): CollectedRoute[] {
     schema,
     roles,
     runtime: route.config?.actor === 'runtime',
+    gateway: route.config?.actor === 'gateway',
     public: route.config?.public === true,
   }));
 }
