@@ -6,7 +6,17 @@
  * and shown in lineage. Each refusal asserts its code.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attest, enroll, grantBody, signed, startRig, type Rig, type Runtime } from './rig.js';
+import { staticKeySource, verifyGrant } from '../../src/gateway/index.js';
+import {
+  ISSUER,
+  attest,
+  enroll,
+  grantBody,
+  signed,
+  startRig,
+  type Rig,
+  type Runtime,
+} from './rig.js';
 import { createEccAk } from '../attestation/tools.js';
 
 let rig: Rig;
@@ -192,5 +202,34 @@ describe('execution outcomes', () => {
     expect(res.statusCode).toBe(200);
     const [entry] = await entriesOf(grantId, 'grant.outcome');
     expect(entry).toMatchObject({ decision: 'aborted', reasons: [`gateway:${rig.gateway.id}`] });
+  });
+});
+
+describe('the next grant key is published before it signs', () => {
+  it('a gateway that cached the JWKS before a rotation verifies a grant signed after it', async () => {
+    // The gateway fetched the set once and never fetches it again.
+    const cached = await staticKeySource(
+      (await rig.app.inject({ url: '/.well-known/jwks.json' })).body,
+    );
+    const before = rig.keys.activeGrantKid();
+    await rig.keys.rotate('grant');
+    expect(rig.keys.activeGrantKid()).not.toBe(before);
+    const res = await rig.app.inject({
+      method: 'POST',
+      url: '/v1/grants',
+      payload: signed(grantBody(support), session.attestationId, session.key.privateKey),
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const verified = await verifyGrant(res.json<{ grant: string }>().grant, {
+      issuer: ISSUER,
+      audience: 'gw_tickets',
+      keys: cached,
+      execution: {
+        action: 'tickets.read',
+        resource: 'ticket:42',
+        parametersDigest: 'ab'.repeat(32),
+      },
+    });
+    expect(verified.kid).toBe(rig.keys.activeGrantKid());
   });
 });
