@@ -32,6 +32,7 @@ import {
   JwksClient,
   RedemptionClient,
   createGrantVerifier,
+  createPopChallenge,
   parametersDigest,
 } from '../../src/gateway/index.js';
 import { GrantorError } from '../../src/shared/errors.js';
@@ -334,25 +335,44 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       gatewayToken,
     });
     closeGateway = () => gateway.app.close();
-    const execute = (
+    const grantIdOf = (grant: string): string =>
+      String(
+        (
+          JSON.parse(Buffer.from(grant.split('.')[1] ?? '', 'base64url').toString('utf8')) as {
+            jti?: unknown;
+          }
+        ).jti,
+      );
+    // Proof of possession is on in the example gateway: the runtime gets a challenge and
+    // its attester signs it with the attested session key (the grant's cnf.jkt).
+    const execute = async (
+      rt: Runtime,
       path: string,
       grant: string,
       payload: Record<string, unknown>,
-    ): Promise<{ statusCode: number; body: Record<string, unknown> }> =>
-      gateway.app
-        .inject({
-          method: 'POST',
-          url: path,
-          payload,
-          headers: { authorization: `Grant ${grant}` },
-        })
-        .then((r) => ({ statusCode: r.statusCode, body: r.json<Record<string, unknown>>() }));
+    ): Promise<{ statusCode: number; body: Record<string, unknown> }> => {
+      const issued = await gateway.app.inject({ method: 'POST', url: '/pop/challenge' });
+      const challenge = String(issued.json<{ challenge?: unknown }>().challenge);
+      const pop = rt.attester.proofOfPossession({
+        audience: AUDIENCE,
+        grantId: grantIdOf(grant),
+        challenge,
+      });
+      const r = await gateway.app.inject({
+        method: 'POST',
+        url: path,
+        payload,
+        headers: { authorization: `Grant ${grant}`, 'grant-pop': pop.header },
+      });
+      return { statusCode: r.statusCode, body: r.json<Record<string, unknown>>() };
+    };
     const expectReplayRefused = async (
+      rt: Runtime,
       path: string,
       grant: string,
       payload: Record<string, unknown>,
     ): Promise<string> => {
-      const again = await execute(path, grant, payload);
+      const again = await execute(rt, path, grant, payload);
       if (again.statusCode !== 409 || errorCode(again.body) !== 'grant_already_redeemed')
         throw new StepFailed(
           `replay: expected 409 grant_already_redeemed, got ${again.statusCode}`,
@@ -377,12 +397,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     });
     const ticketGrant = ticket?.grant ?? '';
     await step('execute', async () => {
-      const r = await execute('/tickets/read', ticketGrant, ticketParams);
+      const r = await execute(support, '/tickets/read', ticketGrant, ticketParams);
       if (r.statusCode !== 200)
         throw new StepFailed(`gateway: ${r.statusCode} ${errorCode(r.body)}`);
-      return `gateway verified the grant offline, redeemed it, read T-42: "${String(r.body.subject)}"`;
+      return `gateway verified the grant offline and the runtime's proof of possession, redeemed it, read T-42: "${String(r.body.subject)}"`;
     });
-    await step('replay', () => expectReplayRefused('/tickets/read', ticketGrant, ticketParams));
+    await step('replay', () =>
+      expectReplayRefused(support, '/tickets/read', ticketGrant, ticketParams),
+    );
 
     // --- move money: session mode (denied), quote mode (allowed) ------------------------
     const transferParams = {
@@ -419,14 +441,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const transferGrant = transfer?.grant ?? '';
     const transferId = transfer?.grantId ?? '';
     await step('execute', async () => {
-      const r = await execute('/payments/transfer', transferGrant, transferParams);
+      const r = await execute(payments, '/payments/transfer', transferGrant, transferParams);
       if (r.statusCode !== 200)
         throw new StepFailed(`gateway: ${r.statusCode} ${errorCode(r.body)}`);
       const moved = gateway.transfers.length;
       return `gateway verified and redeemed the grant, moved the money once: ${String(r.body.transferId)} ${String(r.body.status)} (${moved} transfer in total)`;
     });
     await step('replay', () =>
-      expectReplayRefused('/payments/transfer', transferGrant, transferParams),
+      expectReplayRefused(payments, '/payments/transfer', transferGrant, transferParams),
     );
 
     // --- a child grant under the transfer -----------------------------------------------
@@ -452,18 +474,31 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       keys: new JwksClient({ url: `${url}/.well-known/jwks.json` }),
       redeemer: new RedemptionClient({ applianceUrl: `${url}/`, audience: AUDIENCE, gatewayToken }),
     });
-    const notifyExecution = {
-      execution: { action: 'payments.notify', resource: 'acct:1234', parameters: notifyParams },
-      redeem: true,
-    } as const;
     const notifyGrant = notify?.grant ?? '';
+    // With a proof of possession, from a fresh challenge each time.
+    const notifyExecution = () => {
+      const challenge = createPopChallenge();
+      const proof = payments.attester.proofOfPossession({
+        audience: AUDIENCE,
+        grantId: grantIdOf(notifyGrant),
+        challenge,
+      });
+      return {
+        execution: { action: 'payments.notify', resource: 'acct:1234', parameters: notifyParams },
+        pop: {
+          challenge,
+          proof: { signature: proof.signature, publicKey: { ...proof.publicKey } },
+        },
+        redeem: true,
+      } as const;
+    };
     await step('execute', async () => {
-      const v = await verifier.verify(notifyGrant, notifyExecution);
+      const v = await verifier.verify(notifyGrant, notifyExecution());
       return `gateway SDK verified and redeemed the child grant (root ${short(v.claims.lin.root)}, depth ${v.claims.lin.depth}): notification sent`;
     });
     await step('replay', async () => {
       try {
-        await verifier.verify(notifyGrant, notifyExecution);
+        await verifier.verify(notifyGrant, notifyExecution());
       } catch (e) {
         if (e instanceof GrantorError && e.code === 'grant_already_redeemed')
           return `the child grant again: gateway SDK refused, ${e.code}`;

@@ -50,9 +50,10 @@ export interface GatewayExampleOptions {
   readonly now?: () => number;
   readonly logger?: boolean;
   /**
-   * Demand proof of possession of the grant's session key: the runtime fetches a challenge
-   * (`POST /pop/challenge`) and sends `Grant-PoP: <base64url of JSON {challenge, signature,
-   * publicKey}>` (see README).
+   * Demand proof of possession of the grant's session key (default: on, issue 18): the
+   * runtime fetches a challenge (`POST /pop/challenge`) and sends `Grant-PoP: <base64url of
+   * JSON {challenge, signature, publicKey}>` (the attester's `proofOfPossession().header`;
+   * see README). `false` accepts a bare grant: anyone holding a copy can use it.
    */
   readonly requireProofOfPossession?: boolean;
 }
@@ -189,7 +190,7 @@ export async function createGatewayExample(
     resource: string,
   ): Promise<{ grantId: string; runtimeId: string }> {
     const jws = grantOf(request);
-    const pop = options.requireProofOfPossession === true ? popOf(request, challenges) : undefined;
+    const pop = options.requireProofOfPossession === false ? undefined : popOf(request, challenges);
     const grant = await verifier.verify(jws, {
       execution: { action, resource, parameters: request.body },
       ...(pop === undefined ? {} : { pop }),

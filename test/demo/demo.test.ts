@@ -157,7 +157,7 @@ describe('./scripts/demo, the driver', () => {
       /^ok {3}attest {4}payments-agent-t1 quoted .*: trusted, session at_/,
       /^ok {3}gateway {3}an operator enrolled the example gateway for gw_\S+: gw_[0-9a-f]{16} \(audited gateway\.enrolled\)/,
       /^ok {3}grant {5}tickets\.read on ticket:T-42, session mode .*: ALLOWED, grant gr_/,
-      /^ok {3}execute {3}gateway verified the grant .* read T-42: "Refund for order 1881"$/,
+      /^ok {3}execute {3}gateway verified the grant offline and the runtime's proof of possession, .* read T-42: "Refund for order 1881"$/,
       /^ok {3}replay {4}.*gateway refused, 409 grant_already_redeemed$/,
       /^ok {3}grant {5}payments\.transfer .* session mode: DENIED \(403 policy_denied: "moving money needs a fresh quote"\)$/,
       /^ok {3}grant {5}payments\.transfer .* quote mode .*: ALLOWED, grant gr_/,

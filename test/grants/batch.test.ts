@@ -14,7 +14,7 @@ import { decodeBase64url } from '../../src/gateway/encoding.js';
 import { parametersDigest, staticKeySource, verifyGrant } from '../../src/gateway/index.js';
 import { createEccAk } from '../attestation/tools.js';
 import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
-import { attest, enroll, grantBody, signed, type Runtime } from './rig.js';
+import { attest, enroll, grantBody, popHeader, signed, type Runtime } from './rig.js';
 
 let real: RealAppliance;
 let rt: Runtime;
@@ -174,13 +174,22 @@ describe('batch-signed grants on the appliance, grant key in the TPM', () => {
       ).toMatchObject({
         alg: 'ES256-MTB',
       });
-      const read = () =>
-        gateway.app.inject({
+      const { grantId } = res.json<{ grantId: string }>();
+      // Proof of possession is on by default: a fresh challenge, signed with the session key.
+      const read = async () => {
+        const challenge = (
+          await gateway.app.inject({ method: 'POST', url: '/pop/challenge' })
+        ).json<{ challenge: string }>().challenge;
+        return gateway.app.inject({
           method: 'POST',
           url: '/tickets/read',
-          headers: { authorization: `Grant ${grant}` },
+          headers: {
+            authorization: `Grant ${grant}`,
+            'grant-pop': popHeader(session.key, { audience: 'gw_tickets', grantId, challenge }),
+          },
           payload: params,
         });
+      };
       const first = await read();
       expect(first.statusCode).toBe(200);
       expect(first.json()).toMatchObject({ id: 'T-42' });

@@ -32,6 +32,7 @@ import { cedarWasm } from '../../src/policy/cedar.wasm.js';
 import type { CedarPort } from '../../src/policy/index.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { LevelGatewayStore } from '../../src/operators/gateway-store.level.js';
+import { popSigningInput } from '../../src/gateway/pop.js';
 import { GatewayRegistry } from '../../src/operators/gateways.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { activateWithTools, readPcrs } from '../attestation/harness.js';
@@ -273,6 +274,24 @@ export async function startRig(): Promise<Rig> {
 export interface SessionKeyPair {
   readonly privateKey: KeyObject;
   readonly jwk: EcSessionJwk;
+}
+
+/**
+ * The example gateway's `Grant-PoP` header for a grant (proof of possession, on by
+ * default): ES256 with the session key over the SDK's PoP signing input.
+ */
+export function popHeader(
+  key: SessionKeyPair,
+  input: { audience: string; grantId: string; challenge: string },
+): string {
+  const signature = sign('sha256', Buffer.from(popSigningInput(input)), {
+    key: key.privateKey,
+    dsaEncoding: 'ieee-p1363',
+  }).toString('base64url');
+  return Buffer.from(
+    JSON.stringify({ challenge: input.challenge, signature, publicKey: key.jwk }),
+    'utf8',
+  ).toString('base64url');
 }
 
 export function newSessionKeyPair(): SessionKeyPair {
