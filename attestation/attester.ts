@@ -4,7 +4,13 @@
  * and answers challenges with quotes that vouch for a fresh EC P-256 session key. It never
  * imports the appliance's services: the qualifying data is computed here from the spec.
  */
-import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  type KeyObject,
+} from 'node:crypto';
 import type { GrantRequestBody } from '../src/shared/grant-request.js';
 import { jcs } from '../src/shared/jcs.js';
 import { marshalTpmtPublic } from '../src/tpm/marshal/public.js';
@@ -295,6 +301,40 @@ export class Attester {
       dsaEncoding: 'ieee-p1363',
     }).toString('base64url');
     return { ...body, session: { attestationId, signature } };
+  }
+
+  /**
+   * Proof of possession of the session key for a gateway (§3, `cnf.jkt`): ES256 (r‖s,
+   * base64url) over JCS({typ: "grantor-pop/v1", aud, jti, challenge}), with the session's
+   * public JWK. `header` is the example gateway's `Grant-PoP` value: base64url of the JSON
+   * `{challenge, signature, publicKey}`. The private key never leaves this object.
+   */
+  proofOfPossession(input: { audience: string; grantId: string; challenge: string }): {
+    challenge: string;
+    signature: string;
+    publicKey: SessionJwk;
+    header: string;
+  } {
+    const key = this.#sessionKey;
+    if (key === undefined)
+      throw new AttesterError('no attested session: attest first', 0, undefined);
+    const signingInput = jcs({
+      typ: 'grantor-pop/v1',
+      aud: input.audience,
+      jti: input.grantId,
+      challenge: input.challenge,
+    });
+    const signature = sign('sha256', Buffer.from(signingInput, 'utf8'), {
+      key,
+      dsaEncoding: 'ieee-p1363',
+    }).toString('base64url');
+    const jwk = createPublicKey(key).export({ format: 'jwk' });
+    const publicKey: SessionJwk = { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+    const header = Buffer.from(
+      JSON.stringify({ challenge: input.challenge, signature, publicKey }),
+      'utf8',
+    ).toString('base64url');
+    return { challenge: input.challenge, signature, publicKey, header };
   }
 
   /**

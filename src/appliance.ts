@@ -556,6 +556,7 @@ export async function openAppliance(
             ...(event.person === undefined ? [] : [`person:${event.person}`]),
             `by:${event.by}`,
             ...(event.roles ?? []).map((r) => `role:${r}`),
+            ...(event.audiences ?? []).map((a) => `audience:${a}`),
           ],
           digest: jcsSha256Hex(event),
         });

@@ -32,6 +32,7 @@ import {
   JwksClient,
   RedemptionClient,
   createGrantVerifier,
+  createPopChallenge,
   parametersDigest,
 } from '../../src/gateway/index.js';
 import { GrantorError } from '../../src/shared/errors.js';
@@ -54,6 +55,11 @@ export interface DemoOptions {
    * rules do not know the demo's TPMs, e.g. ./scripts/start's).
    */
   readonly operator?: AuditorCredential;
+  /**
+   * The example gateway's token at the appliance (`ggw_...`). Without it the demo enrolls
+   * a gateway for its audience with the operator credential (`POST /v1/gateways`).
+   */
+  readonly gatewayToken?: string;
   /** Where to write the audit export (optional). */
   readonly exportFile?: string;
   /** Makes runtime names unique against an appliance that already knows earlier runs. */
@@ -314,27 +320,75 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     }
 
     // --- the gateway --------------------------------------------------------------------
-    const gateway = await createGatewayExample({ issuer, audience: AUDIENCE, applianceUrl: url });
+    // Redemption and outcomes come only from an enrolled gateway, for its own audiences.
+    let gatewayToken = options.gatewayToken ?? '';
+    await step('gateway', async () => {
+      if (gatewayToken !== '') return `the gateway for ${AUDIENCE} uses the token it was given`;
+      if (options.operator === undefined)
+        throw new StepFailed(
+          'no gateway credential: set GRANTOR_DEMO_GATEWAY_TOKEN or give an operator credential (GRANTOR_DEMO_OPERATOR_TOKEN or --operator-cert/--operator-key)',
+        );
+      const enrolled = await call(
+        url,
+        'POST',
+        '/v1/gateways',
+        { name: `demo-gateway-${runId}`, audiences: [AUDIENCE] },
+        options.operator,
+      );
+      const token = enrolled.body.token;
+      const gw = enrolled.body.gateway as { id?: string } | undefined;
+      if (enrolled.status !== 201 || typeof token !== 'string')
+        throw new StepFailed(
+          `POST /v1/gateways answered ${enrolled.status} ${errorCode(enrolled.body)}`,
+        );
+      gatewayToken = token;
+      return `an operator enrolled the example gateway for ${AUDIENCE}: ${String(gw?.id)} (audited gateway.enrolled); it redeems only with its token`;
+    });
+    const gateway = await createGatewayExample({
+      issuer,
+      audience: AUDIENCE,
+      applianceUrl: url,
+      gatewayToken,
+    });
     closeGateway = () => gateway.app.close();
-    const execute = (
+    const grantIdOf = (grant: string): string =>
+      String(
+        (
+          JSON.parse(Buffer.from(grant.split('.')[1] ?? '', 'base64url').toString('utf8')) as {
+            jti?: unknown;
+          }
+        ).jti,
+      );
+    // Proof of possession is on in the example gateway: the runtime gets a challenge and
+    // its attester signs it with the attested session key (the grant's cnf.jkt).
+    const execute = async (
+      rt: Runtime,
       path: string,
       grant: string,
       payload: Record<string, unknown>,
-    ): Promise<{ statusCode: number; body: Record<string, unknown> }> =>
-      gateway.app
-        .inject({
-          method: 'POST',
-          url: path,
-          payload,
-          headers: { authorization: `Grant ${grant}` },
-        })
-        .then((r) => ({ statusCode: r.statusCode, body: r.json<Record<string, unknown>>() }));
+    ): Promise<{ statusCode: number; body: Record<string, unknown> }> => {
+      const issued = await gateway.app.inject({ method: 'POST', url: '/pop/challenge' });
+      const challenge = String(issued.json<{ challenge?: unknown }>().challenge);
+      const pop = rt.attester.proofOfPossession({
+        audience: AUDIENCE,
+        grantId: grantIdOf(grant),
+        challenge,
+      });
+      const r = await gateway.app.inject({
+        method: 'POST',
+        url: path,
+        payload,
+        headers: { authorization: `Grant ${grant}`, 'grant-pop': pop.header },
+      });
+      return { statusCode: r.statusCode, body: r.json<Record<string, unknown>>() };
+    };
     const expectReplayRefused = async (
+      rt: Runtime,
       path: string,
       grant: string,
       payload: Record<string, unknown>,
     ): Promise<string> => {
-      const again = await execute(path, grant, payload);
+      const again = await execute(rt, path, grant, payload);
       if (again.statusCode !== 409 || errorCode(again.body) !== 'grant_already_redeemed')
         throw new StepFailed(
           `replay: expected 409 grant_already_redeemed, got ${again.statusCode}`,
@@ -359,12 +413,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     });
     const ticketGrant = ticket?.grant ?? '';
     await step('execute', async () => {
-      const r = await execute('/tickets/read', ticketGrant, ticketParams);
+      const r = await execute(support, '/tickets/read', ticketGrant, ticketParams);
       if (r.statusCode !== 200)
         throw new StepFailed(`gateway: ${r.statusCode} ${errorCode(r.body)}`);
-      return `gateway verified the grant offline, redeemed it, read T-42: "${String(r.body.subject)}"`;
+      return `gateway verified the grant offline and the runtime's proof of possession, redeemed it, read T-42: "${String(r.body.subject)}"`;
     });
-    await step('replay', () => expectReplayRefused('/tickets/read', ticketGrant, ticketParams));
+    await step('replay', () =>
+      expectReplayRefused(support, '/tickets/read', ticketGrant, ticketParams),
+    );
 
     // --- move money: session mode (denied), quote mode (allowed) ------------------------
     const transferParams = {
@@ -405,14 +461,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const transferGrant = transfer?.grant ?? '';
     const transferId = transfer?.grantId ?? '';
     await step('execute', async () => {
-      const r = await execute('/payments/transfer', transferGrant, transferParams);
+      const r = await execute(payments, '/payments/transfer', transferGrant, transferParams);
       if (r.statusCode !== 200)
         throw new StepFailed(`gateway: ${r.statusCode} ${errorCode(r.body)}`);
       const moved = gateway.transfers.length;
       return `gateway verified and redeemed the grant, moved the money once: ${String(r.body.transferId)} ${String(r.body.status)} (${moved} transfer in total)`;
     });
     await step('replay', () =>
-      expectReplayRefused('/payments/transfer', transferGrant, transferParams),
+      expectReplayRefused(payments, '/payments/transfer', transferGrant, transferParams),
     );
 
     // --- a child grant under the transfer -----------------------------------------------
@@ -436,20 +492,33 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       issuer,
       audience: AUDIENCE,
       keys: new JwksClient({ url: `${url}/.well-known/jwks.json` }),
-      redeemer: new RedemptionClient({ applianceUrl: `${url}/`, audience: AUDIENCE }),
+      redeemer: new RedemptionClient({ applianceUrl: `${url}/`, audience: AUDIENCE, gatewayToken }),
     });
-    const notifyExecution = {
-      execution: { action: 'payments.notify', resource: 'acct:1234', parameters: notifyParams },
-      redeem: true,
-    } as const;
     const notifyGrant = notify?.grant ?? '';
+    // With a proof of possession, from a fresh challenge each time.
+    const notifyExecution = () => {
+      const challenge = createPopChallenge();
+      const proof = payments.attester.proofOfPossession({
+        audience: AUDIENCE,
+        grantId: grantIdOf(notifyGrant),
+        challenge,
+      });
+      return {
+        execution: { action: 'payments.notify', resource: 'acct:1234', parameters: notifyParams },
+        pop: {
+          challenge,
+          proof: { signature: proof.signature, publicKey: { ...proof.publicKey } },
+        },
+        redeem: true,
+      } as const;
+    };
     await step('execute', async () => {
-      const v = await verifier.verify(notifyGrant, notifyExecution);
+      const v = await verifier.verify(notifyGrant, notifyExecution());
       return `gateway SDK verified and redeemed the child grant (root ${short(v.claims.lin.root)}, depth ${v.claims.lin.depth}): notification sent`;
     });
     await step('replay', async () => {
       try {
-        await verifier.verify(notifyGrant, notifyExecution);
+        await verifier.verify(notifyGrant, notifyExecution());
       } catch (e) {
         if (e instanceof GrantorError && e.code === 'grant_already_redeemed')
           return `the child grant again: gateway SDK refused, ${e.code}`;
@@ -621,6 +690,10 @@ async function main(argv: readonly string[]): Promise<number> {
     paymentsTcti: payments,
     ...(auditor === undefined ? {} : { auditor }),
     ...(operator === undefined ? {} : { operator }),
+    ...(process.env.GRANTOR_DEMO_GATEWAY_TOKEN === undefined ||
+    process.env.GRANTOR_DEMO_GATEWAY_TOKEN === ''
+      ? {}
+      : { gatewayToken: process.env.GRANTOR_DEMO_GATEWAY_TOKEN }),
     ...(values.export === undefined ? {} : { exportFile: values.export }),
     ...(values['run-id'] === undefined ? {} : { runId: values['run-id'] }),
     print: (line) => {

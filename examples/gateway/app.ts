@@ -3,7 +3,9 @@
  * grantor gateway SDK. Each request carries its grant in `Authorization: Grant <jws>`; the
  * gateway checks that the grant names exactly this execution (action, resource, SHA-256 of
  * the canonical JSON parameters), redeems it online with the appliance (first call wins),
- * executes once, and refuses a replay.
+ * executes once, refuses a replay, and reports the outcome (`succeeded`/`failed` with the
+ * digest of the result) to the appliance. It authenticates at the appliance as an enrolled
+ * gateway (`gatewayToken`).
  *
  *   POST /tickets/read         {"ticketId": "T-42"}                 action tickets.read, resource ticket:T-42
  *   POST /payments/transfer    {"from": "acct:1234", "to": "acct:9876", "amountCents": 2500, "currency": "EUR"}
@@ -18,6 +20,8 @@ import {
   parseStrictJson,
   RedemptionClient,
   createGrantVerifier,
+  parametersDigest,
+  type ExecutionOutcome,
   type GrantVerifier,
   type KeySource,
   type PopProof,
@@ -35,15 +39,21 @@ export interface GatewayExampleOptions {
   readonly jwksUrl?: string;
   /** Keys to use instead of fetching the JWKS (e.g. a pinned key set). */
   readonly keys?: KeySource;
-  /** Headers sent with each redemption (the gateway's credentials at the appliance). */
+  /**
+   * This gateway's token at the appliance (`ggw_...`, from `POST /v1/gateways` by an
+   * operator): redemptions and outcomes are refused without it.
+   */
+  readonly gatewayToken?: string;
+  /** Extra headers sent with each redemption. */
   readonly redeemHeaders?: Readonly<Record<string, string>>;
   readonly clockToleranceSeconds?: number;
   readonly now?: () => number;
   readonly logger?: boolean;
   /**
-   * Demand proof of possession of the grant's session key: the runtime fetches a challenge
-   * (`POST /pop/challenge`) and sends `Grant-PoP: <base64url of JSON {challenge, signature,
-   * publicKey}>` (see README).
+   * Demand proof of possession of the grant's session key (default: on, issue 18): the
+   * runtime fetches a challenge (`POST /pop/challenge`) and sends `Grant-PoP: <base64url of
+   * JSON {challenge, signature, publicKey}>` (the attester's `proofOfPossession().header`;
+   * see README). `false` accepts a bare grant: anyone holding a copy can use it.
    */
   readonly requireProofOfPossession?: boolean;
 }
@@ -132,15 +142,17 @@ export async function createGatewayExample(
       url: options.jwksUrl ?? new URL('.well-known/jwks.json', base).toString(),
       ...(options.now === undefined ? {} : { now: options.now }),
     });
+  const redeemer = new RedemptionClient({
+    applianceUrl: base,
+    audience: options.audience,
+    ...(options.gatewayToken === undefined ? {} : { gatewayToken: options.gatewayToken }),
+    ...(options.redeemHeaders === undefined ? {} : { headers: options.redeemHeaders }),
+  });
   const verifier: GrantVerifier = createGrantVerifier({
     issuer: options.issuer,
     audience: options.audience,
     keys,
-    redeemer: new RedemptionClient({
-      applianceUrl: base,
-      audience: options.audience,
-      ...(options.redeemHeaders === undefined ? {} : { headers: options.redeemHeaders }),
-    }),
+    redeemer,
     ...(options.clockToleranceSeconds === undefined
       ? {}
       : { clockToleranceSeconds: options.clockToleranceSeconds }),
@@ -178,7 +190,7 @@ export async function createGatewayExample(
     resource: string,
   ): Promise<{ grantId: string; runtimeId: string }> {
     const jws = grantOf(request);
-    const pop = options.requireProofOfPossession === true ? popOf(request, challenges) : undefined;
+    const pop = options.requireProofOfPossession === false ? undefined : popOf(request, challenges);
     const grant = await verifier.verify(jws, {
       execution: { action, resource, parameters: request.body },
       ...(pop === undefined ? {} : { pop }),
@@ -189,6 +201,23 @@ export async function createGatewayExample(
     }
     executed.add(grant.grantId);
     return { grantId: grant.grantId, runtimeId: grant.runtimeId };
+  }
+
+  /**
+   * Reports what was executed (once per grant). The action already ran: a failed report is
+   * logged, never turned into an error for the caller.
+   */
+  async function report(
+    request: FastifyRequest,
+    grantId: string,
+    outcome: ExecutionOutcome,
+    result?: unknown,
+  ): Promise<void> {
+    // The result digest: SHA-256 of its canonical JSON, like the parameters digest.
+    const digest = result === undefined ? undefined : parametersDigest(result);
+    await redeemer.reportOutcome(grantId, outcome, digest).catch((err: unknown) => {
+      request.log.warn({ err, grantId }, 'could not report the outcome to the appliance');
+    });
   }
 
   // Bounded per client address and in all (PopChallenges); past the bound: 503
@@ -209,11 +238,13 @@ export async function createGatewayExample(
     },
     async (request, reply) => {
       const { ticketId } = request.body;
-      await authorize(request, 'tickets.read', `ticket:${ticketId}`);
+      const { grantId } = await authorize(request, 'tickets.read', `ticket:${ticketId}`);
       const ticket = TICKETS[ticketId];
       if (ticket === undefined) {
+        await report(request, grantId, 'failed');
         return reply.code(404).send({ error: { code: 'not_found', message: 'no such ticket' } });
       }
+      await report(request, grantId, 'succeeded', ticket);
       return ticket;
     },
   );
@@ -248,7 +279,9 @@ export async function createGatewayExample(
         currency,
       };
       transfers.push(transfer);
-      return { transferId: transfer.transferId, status: 'executed' };
+      const result = { transferId: transfer.transferId, status: 'executed' };
+      await report(request, grantId, 'succeeded', result);
+      return result;
     },
   );
 

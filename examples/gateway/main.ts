@@ -1,7 +1,7 @@
 /**
  * Runs the example gateway:
  *
- *   GATEWAY_ISSUER=<appliance id> GATEWAY_AUDIENCE=gw_payments \
+ *   GATEWAY_ISSUER=<appliance id> GATEWAY_AUDIENCE=gw_payments GATEWAY_TOKEN=ggw_... \
  *   NODE_EXTRA_CA_CERTS=var/tls/server-ca.pem GRANTOR_URL=https://127.0.0.1:8443 GATEWAY_LISTEN=127.0.0.1:9080 \
  *   npx tsx examples/gateway/main.ts
  */
@@ -21,6 +21,8 @@ const { app } = await createGatewayExample({
   issuer: env('GATEWAY_ISSUER'),
   audience: env('GATEWAY_AUDIENCE', 'gw_payments'),
   applianceUrl: env('GRANTOR_URL'),
+  // From an operator: POST /v1/gateways {"name", "audiences": ["gw_payments"]}.
+  gatewayToken: env('GATEWAY_TOKEN'),
   logger: true,
 });
 await app.listen({ host, port: Number(port) });

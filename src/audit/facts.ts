@@ -61,7 +61,7 @@ export type GrantRefusedFacts = {
 export type GrantRedeemFacts = {
   readonly grant: string;
   readonly runtime: string;
-  /** The audience the gateway named (an authenticated gateway identity once i18 lands). */
+  /** The enrolled gateway that redeemed (its authenticated id, `ggw_…`). */
   readonly gateway: string;
   readonly outcome: string | null;
 };

@@ -37,6 +37,7 @@ export {
   type Redeemer,
   type RedemptionClientOptions,
   type RedemptionOutcome,
+  type ExecutionOutcome,
 } from './redeem.js';
 export {
   PopChallenges,

@@ -14,6 +14,9 @@ import { endpointUrl } from './url.js';
 
 export type RedemptionOutcome = 'started' | 'succeeded' | 'failed';
 
+/** What the gateway executed, reported once after redeem (`POST .../outcome`). */
+export type ExecutionOutcome = 'succeeded' | 'failed' | 'aborted';
+
 export interface Redeemer {
   redeem(grantId: string, outcome?: RedemptionOutcome): Promise<void>;
 }
@@ -23,6 +26,11 @@ export interface RedemptionClientOptions {
   readonly applianceUrl: string;
   /** The gateway's audience, sent with each redemption. */
   readonly audience: string;
+  /**
+   * The gateway's token (`ggw_...`, from `POST /v1/gateways`), sent as
+   * `Authorization: Bearer`: the appliance refuses redemptions from anyone else.
+   */
+  readonly gatewayToken?: string;
   readonly fetch?: typeof fetch;
   /** Extra headers, e.g. the gateway's credentials. */
   readonly headers?: Readonly<Record<string, string>>;
@@ -59,18 +67,46 @@ export class RedemptionClient implements Redeemer {
    * (another 4xx) or RedemptionUnavailableError (network, deadline, 5xx, anything else).
    */
   async redeem(grantId: string, outcome?: RedemptionOutcome): Promise<void> {
-    const url = new URL(`v1/grants/${encodeURIComponent(grantId)}/redeem`, this.#base);
-    const body = JSON.stringify(
+    await this.#post(
+      grantId,
+      'redeem',
       outcome === undefined
         ? { audience: this.#options.audience }
         : { audience: this.#options.audience, outcome },
     );
+  }
+
+  /**
+   * Reports what this gateway executed for a grant it redeemed (once). Throws like
+   * `redeem`: GrantRedemptionRefusedError with the appliance's code (e.g.
+   * `grant_outcome_recorded`), RedemptionUnavailableError otherwise.
+   */
+  async reportOutcome(
+    grantId: string,
+    outcome: ExecutionOutcome,
+    resultDigest?: string,
+  ): Promise<void> {
+    await this.#post(
+      grantId,
+      'outcome',
+      resultDigest === undefined ? { outcome } : { outcome, resultDigest },
+    );
+  }
+
+  async #post(grantId: string, what: 'redeem' | 'outcome', payload: object): Promise<void> {
+    const url = new URL(`v1/grants/${encodeURIComponent(grantId)}/${what}`, this.#base);
+    const body = JSON.stringify(payload);
+    const token = this.#options.gatewayToken;
     let response: Response;
     let text: string;
     try {
       response = await this.#fetch(url, {
         method: 'POST',
-        headers: { ...this.#options.headers, 'content-type': 'application/json' },
+        headers: {
+          ...this.#options.headers,
+          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+          'content-type': 'application/json',
+        },
         body,
         redirect: 'error',
         signal: AbortSignal.timeout(this.#options.timeoutMs ?? 5000),

@@ -104,6 +104,27 @@ export class GrantAudienceMismatchError extends kind(
 export class GrantExpiredError extends kind('grant_expired', 'the grant has expired') {}
 export class GrantRevokedError extends kind('grant_revoked', 'the grant was revoked') {}
 
+/** The authenticated gateway is not enrolled for the audience it redeems for. */
+export class GatewayAudienceForbiddenError extends kind(
+  'gateway_audience_forbidden',
+  'this gateway is not enrolled for that audience',
+) {}
+/** An outcome for a grant nobody redeemed. */
+export class GrantNotRedeemedError extends kind(
+  'grant_not_redeemed',
+  'the grant was not redeemed',
+) {}
+/** An outcome from a gateway other than the one that redeemed the grant. */
+export class GrantOutcomeForbiddenError extends kind(
+  'grant_outcome_forbidden',
+  'only the gateway that redeemed the grant reports its outcome',
+) {}
+/** The outcome was already reported: once per grant. */
+export class GrantOutcomeRecordedError extends kind(
+  'grant_outcome_recorded',
+  'the outcome of this grant was already reported',
+) {}
+
 /** The grant store cannot be read or written: fail closed. */
 export class GrantStoreUnavailableError extends UnavailableError {
   constructor(options?: Options) {
@@ -126,6 +147,10 @@ export const GRANT_CODES = {
   grant_depth_exceeded: 422,
   grant_width_exceeded: 422,
   grant_audience_mismatch: 403,
+  gateway_audience_forbidden: 403,
+  grant_not_redeemed: 409,
+  grant_outcome_forbidden: 403,
+  grant_outcome_recorded: 409,
   grant_expired: 410,
   grant_revoked: 410,
   grant_store_unavailable: 503,

@@ -9,6 +9,18 @@ export interface Redemption {
   readonly at: string;
   readonly audience: string;
   readonly outcome: 'started' | 'succeeded' | 'failed' | null;
+  /** The enrolled gateway that redeemed it (`gw_...`); absent on redemptions before issue 18. */
+  readonly gateway?: string;
+}
+
+/** What the redeeming gateway reported after it executed (`POST .../outcome`, once). */
+export interface Execution {
+  /** RFC 3339. */
+  readonly at: string;
+  readonly gateway: string;
+  readonly outcome: 'succeeded' | 'failed' | 'aborted';
+  /** Hex SHA-256 of the action's result, as the gateway computed it; unverified by grantor. */
+  readonly resultDigest?: string;
 }
 
 export interface GrantRecord {
@@ -27,6 +39,8 @@ export interface GrantRecord {
   /** RFC 3339 time of revocation, or null. */
   readonly revokedAt: string | null;
   readonly redemption: Redemption | null;
+  /** Absent until the redeeming gateway reports its outcome. */
+  readonly execution?: Execution;
 }
 
 export interface UsedRequest {

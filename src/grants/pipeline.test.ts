@@ -20,6 +20,8 @@ import {
 } from './request.js';
 
 const NOW = new Date('2026-01-01T12:00:00.000Z');
+/** An enrolled gateway for the audiences the tests redeem for. */
+const GW = { id: 'gw_00000000000000a1', audiences: ['gw_tickets', 'gw_other'] } as const;
 const RT = 'rt_alpha';
 const AT = 'at_session1';
 
@@ -867,7 +869,7 @@ describe('redemption, lineage and revocation', () => {
     const { grantId } = await issue(f, svc);
     const results = await Promise.allSettled(
       Array.from({ length: 8 }, () =>
-        svc.redeem(grantId, { audience: 'gw_tickets', outcome: 'started' }, NOW),
+        svc.redeem(grantId, { audience: 'gw_tickets', outcome: 'started' }, NOW, GW),
       ),
     );
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
@@ -876,7 +878,11 @@ describe('redemption, lineage and revocation', () => {
         expect((r.reason as GrantorError).code).toBe('grant_already_redeemed');
     }
     expect(f.events.filter((e) => e.type === 'grant.redeem')).toEqual([
-      expect.objectContaining({ subject: grantId, decision: 'redeemed', reasons: ['started'] }),
+      expect.objectContaining({
+        subject: grantId,
+        decision: 'redeemed',
+        reasons: [`gateway:${GW.id}`, 'started'],
+      }),
     ]);
     expect((await f.store.get(grantId))?.redemption).toMatchObject({
       audience: 'gw_tickets',
@@ -887,20 +893,20 @@ describe('redemption, lineage and revocation', () => {
   it('refusals: grant_not_found, grant_audience_mismatch, grant_expired, grant_revoked', async () => {
     const f = new Fakes();
     const svc = f.service();
-    expect(await code(svc.redeem('gr_none', { audience: 'gw_tickets' }, NOW))).toBe(
+    expect(await code(svc.redeem('gr_none', { audience: 'gw_tickets' }, NOW, GW))).toBe(
       'grant_not_found',
     );
     const a = await issue(f, svc);
-    expect(await code(svc.redeem(a.grantId, { audience: 'gw_other' }, NOW))).toBe(
+    expect(await code(svc.redeem(a.grantId, { audience: 'gw_other' }, NOW, GW))).toBe(
       'grant_audience_mismatch',
     );
     expect(
       await code(
-        svc.redeem(a.grantId, { audience: 'gw_tickets' }, new Date(NOW.getTime() + 121_000)),
+        svc.redeem(a.grantId, { audience: 'gw_tickets' }, new Date(NOW.getTime() + 121_000), GW),
       ),
     ).toBe('grant_expired');
     await svc.revoke(a.grantId, 'tok_1', NOW);
-    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW))).toBe(
+    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW, GW))).toBe(
       'grant_revoked',
     );
   });
@@ -910,12 +916,12 @@ describe('redemption, lineage and revocation', () => {
     const svc = f.service();
     const a = await issue(f, svc);
     f.auditFails = () => new Error('down');
-    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW))).toBe(
+    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW, GW))).toBe(
       'audit_unavailable',
     );
     f.auditFails = undefined;
     // The grant is used up, never reusable after an unclear answer.
-    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW))).toBe(
+    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW, GW))).toBe(
       'grant_already_redeemed',
     );
   });
@@ -999,7 +1005,7 @@ describe('revocation on real trees (issue 18)', () => {
     expect(reasons.at(-1)).toMatch(/^and \d+ more$/);
     for (const c of children) {
       expect((await f.store.get(c.grantId))?.revokedAt).toBe(NOW.toISOString());
-      expect(await code(svc.redeem(c.grantId, { audience: 'gw_tickets' }, NOW))).toBe(
+      expect(await code(svc.redeem(c.grantId, { audience: 'gw_tickets' }, NOW, GW))).toBe(
         'grant_revoked',
       );
     }
@@ -1043,7 +1049,7 @@ describe('revocation on real trees (issue 18)', () => {
     await f.store.create(record('gr_top', { revokedAt: NOW.toISOString() }));
     await f.store.create(record('gr_mid', { parent: 'gr_top', root: 'gr_top', depth: 1 }));
     await f.store.create(record('gr_leaf', { parent: 'gr_mid', root: 'gr_top', depth: 2 }));
-    expect(await code(svc.redeem('gr_leaf', { audience: 'gw_tickets' }, NOW))).toBe(
+    expect(await code(svc.redeem('gr_leaf', { audience: 'gw_tickets' }, NOW, GW))).toBe(
       'grant_revoked',
     );
     expect(await code(issue(f, svc, { parentGrantId: 'gr_leaf' }))).toBe('grant_parent_revoked');
@@ -1054,7 +1060,7 @@ describe('revocation on real trees (issue 18)', () => {
     const f = new Fakes();
     await f.store.create(record('gr_top'));
     await f.store.create(record('gr_leaf', { parent: 'gr_top', root: 'gr_top', depth: 0 }));
-    expect(await code(f.service().redeem('gr_leaf', { audience: 'gw_tickets' }, NOW))).toBe(
+    expect(await code(f.service().redeem('gr_leaf', { audience: 'gw_tickets' }, NOW, GW))).toBe(
       'grant_lineage_invalid',
     );
   });
@@ -1067,10 +1073,10 @@ describe('revocation on real trees (issue 18)', () => {
     const r = f.runtimes.get(RT);
     if (r === undefined) throw new Error('no runtime');
     f.runtimes.set(RT, { ...r, state: 'revoked' });
-    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW))).toBe(
+    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW, GW))).toBe(
       'grant_revoked',
     );
-    expect(await code(svc.redeem(child.grantId, { audience: 'gw_tickets' }, NOW))).toBe(
+    expect(await code(svc.redeem(child.grantId, { audience: 'gw_tickets' }, NOW, GW))).toBe(
       'grant_revoked',
     );
   });
@@ -1081,7 +1087,7 @@ describe('revocation on real trees (issue 18)', () => {
     const a = await issue(f, svc);
     const b = await issue(f, svc);
     const redeemed = await issue(f, svc);
-    await svc.redeem(redeemed.grantId, { audience: 'gw_tickets' }, NOW);
+    await svc.redeem(redeemed.grantId, { audience: 'gw_tickets' }, NOW, GW);
     // A child held by another runtime under one of this runtime's grants.
     await f.store.create(
       record('gr_delegated', {

@@ -51,7 +51,19 @@ import {
   SessionNotLiveError,
   SessionRuntimeMismatchError,
 } from './errors.js';
-import type { GrantRecord, GrantStore, Redemption, UsedRequest } from './grant-store.port.js';
+import {
+  GatewayAudienceForbiddenError,
+  GrantNotRedeemedError,
+  GrantOutcomeForbiddenError,
+  GrantOutcomeRecordedError,
+} from './errors.js';
+import type {
+  Execution,
+  GrantRecord,
+  GrantStore,
+  Redemption,
+  UsedRequest,
+} from './grant-store.port.js';
 import { ReplayGuard } from './replay.js';
 import {
   checkRequest,
@@ -112,6 +124,21 @@ export interface RedeemResult {
   readonly auditSeq: number;
 }
 
+/** The enrolled gateway that calls redeem or outcome (authenticated by the routes). */
+export interface RedeemingGateway {
+  readonly id: string;
+  readonly audiences: readonly string[];
+}
+
+export type ExecutionOutcome = Execution['outcome'];
+
+export interface OutcomeResult {
+  readonly grantId: string;
+  readonly outcome: ExecutionOutcome;
+  readonly recordedAt: string;
+  readonly auditSeq: number;
+}
+
 export interface GrantView {
   readonly grantId: string;
   readonly runtimeId: string;
@@ -124,6 +151,10 @@ export interface GrantView {
   readonly issuedAt: string;
   readonly expiresAt: string;
   readonly state: 'live' | 'expired' | 'revoked' | 'redeemed';
+  /** The gateway that redeemed it (issue 18), when one did. */
+  readonly redeemedBy?: string;
+  /** What that gateway reported after executing, once reported. */
+  readonly execution?: Execution;
 }
 
 export interface Lineage {
@@ -888,9 +919,12 @@ export class GrantService {
     grantId: string,
     body: { audience: string; outcome?: RedemptionOutcome },
     now: Date,
+    gateway: RedeemingGateway,
   ): Promise<RedeemResult> {
     const { audience } = body;
     const outcome = body.outcome ?? null;
+    // Before the grant is read: a gateway learns nothing about grants of other audiences.
+    if (!gateway.audiences.includes(audience)) throw new GatewayAudienceForbiddenError();
     return this.#serial(grantId, async () => {
       const record = await this.#storeCall(() => this.#deps.store.get(grantId));
       if (record === undefined) throw new GrantNotFoundError();
@@ -902,22 +936,71 @@ export class GrantService {
       if (await this.#revokedIn([record, ...(await this.#ancestors(record))])) {
         throw new GrantRevokedError('a grant above it, or its runtime, was revoked');
       }
-      const redemption: Redemption = { at: now.toISOString(), audience, outcome };
+      const redemption: Redemption = {
+        at: now.toISOString(),
+        audience,
+        outcome,
+        gateway: gateway.id,
+      };
       await this.#storeCall(() => this.#deps.store.update([{ ...record, redemption }]));
       const entry = await this.#append({
         type: 'grant.redeem',
         subject: grantId,
         decision: 'redeemed',
-        reasons: outcome === null ? [] : [outcome],
-        digest: sha256Hex(jcs({ grantId, audience, outcome, at: redemption.at })),
+        reasons: [`gateway:${gateway.id}`, ...(outcome === null ? [] : [outcome])],
+        digest: sha256Hex(
+          jcs({ grantId, audience, outcome, gateway: gateway.id, at: redemption.at }),
+        ),
         facts: {
           grant: grantId,
           runtime: auditId(record.runtimeId),
-          gateway: auditText(audience),
+          gateway: auditText(gateway.id),
           outcome,
         },
       });
       return { grantId, redeemedAt: redemption.at, auditSeq: entry.seq };
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // POST /v1/grants/{grantId}/outcome
+
+  /**
+   * What the redeeming gateway executed: once per grant, by that gateway only. Audited
+   * (`grant.outcome`) before it is stored; a store failure after the entry leaves the
+   * outcome unrecorded, and the gateway may report it again.
+   */
+  async outcome(
+    grantId: string,
+    body: { outcome: ExecutionOutcome; resultDigest?: string },
+    now: Date,
+    gateway: RedeemingGateway,
+  ): Promise<OutcomeResult> {
+    return this.#serial(grantId, async () => {
+      const record = await this.#storeCall(() => this.#deps.store.get(grantId));
+      if (record === undefined) throw new GrantNotFoundError();
+      if (record.redemption === null) throw new GrantNotRedeemedError();
+      // Redemptions from before gateways were enrolled name none: nobody reports for them.
+      if (record.redemption.gateway !== gateway.id) throw new GrantOutcomeForbiddenError();
+      if (record.execution !== undefined) throw new GrantOutcomeRecordedError();
+      const execution: Execution = {
+        at: now.toISOString(),
+        gateway: gateway.id,
+        outcome: body.outcome,
+        ...(body.resultDigest === undefined ? {} : { resultDigest: body.resultDigest }),
+      };
+      const entry = await this.#append({
+        type: 'grant.outcome',
+        subject: grantId,
+        decision: body.outcome,
+        reasons: [
+          `gateway:${gateway.id}`,
+          ...(body.resultDigest === undefined ? [] : [`result:${body.resultDigest}`]),
+        ],
+        digest: sha256Hex(jcs({ grantId, ...execution })),
+      });
+      await this.#storeCall(() => this.#deps.store.update([{ ...record, execution }]));
+      return { grantId, outcome: body.outcome, recordedAt: execution.at, auditSeq: entry.seq };
     });
   }
 
@@ -945,6 +1028,8 @@ export class GrantService {
       issuedAt: iso(r.iat),
       expiresAt: iso(r.exp),
       state,
+      ...(r.redemption?.gateway === undefined ? {} : { redeemedBy: r.redemption.gateway }),
+      ...(r.execution === undefined ? {} : { execution: r.execution }),
     };
   }
 

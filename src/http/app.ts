@@ -40,6 +40,7 @@ import { approvalRoutes } from './routes/approvals.js';
 import { attestationRoutes } from './routes/attestation.js';
 import { auditRoutes } from './routes/audit.js';
 import { grantsRoutes } from './routes/grants.js';
+import { gatewayRoutes } from './routes/gateways.js';
 import { healthRoutes } from './routes/health.js';
 import { keysRoutes } from './routes/keys.js';
 import { operatorRoutes } from './routes/operators.js';
@@ -252,6 +253,7 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
       operators: services.operators,
       approvals: services.operators.approvals,
     });
+    await app.register(gatewayRoutes, { gateways: services.operators.gateways });
   }
   if (services.keys !== undefined) {
     await app.register(keysRoutes, {
@@ -291,6 +293,7 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
       ...(services.attestation === undefined
         ? {}
         : { quoteBodyLimit: services.attestation.attestationBodyLimit }),
+      ...(services.operators === undefined ? {} : { gateways: services.operators.gateways }),
     });
   }
   await app.ready();

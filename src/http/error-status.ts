@@ -98,6 +98,13 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   grant_lineage_invalid: 422,
   grant_depth_exceeded: 422,
   grant_width_exceeded: 422,
+  // gateways and execution outcomes (issue 18)
+  gateway_unauthenticated: 401,
+  gateway_audience_forbidden: 403,
+  gateway_not_found: 404,
+  grant_not_redeemed: 409,
+  grant_outcome_forbidden: 403,
+  grant_outcome_recorded: 409,
   // operators (src/operators/errors.ts)
   approval_required: 409,
   approval_expired: 409,

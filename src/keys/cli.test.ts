@@ -17,13 +17,14 @@ describe('grantor keys', () => {
     const all = await cli(f, 'list');
     expect(all.code).toBe(0);
     expect(all.lines[0]).toBe('kid\tpurpose\talg\tstate\tcreated\tlabel');
-    expect(all.lines).toHaveLength(3);
+    // The active and the next grant key, and the audit key.
+    expect(all.lines).toHaveLength(4);
     const grant = await cli(f, 'list', '--purpose', 'grant');
-    expect(grant.lines.slice(1).map((l) => l.split('\t')[1])).toEqual(['grant']);
+    expect(grant.lines.slice(1).map((l) => l.split('\t')[1])).toEqual(['grant', 'grant']);
     expect(grant.lines[1]?.split('\t')[0]).toBe(activeGrantKid(f.keys));
     const json = await cli(f, 'list', '--json');
     const parsed = JSON.parse(json.lines[0] ?? '') as Record<string, unknown>[];
-    expect(parsed).toHaveLength(2);
+    expect(parsed).toHaveLength(3);
     for (const r of parsed) expect(r).not.toHaveProperty('hsmId');
   });
 

@@ -42,14 +42,90 @@ describe('KeyService', () => {
       { onLifecycle: () => (refuse ? Promise.reject(new Error('audit down')) : Promise.resolve()) },
     );
     const before = f.keys.list();
-    expect(f.signer.size).toBe(2);
+    // The active grant key, the next grant key (published, not signing) and the audit key.
+    expect(f.signer.size).toBe(3);
     refuse = true;
     await expect(f.keys.rotate('grant')).rejects.toThrow('audit down');
     expect(f.keys.list()).toEqual(before);
     expect(await f.store.list()).toHaveLength(before.length);
     // Only the keys the store knows remain in the (fake) HSM.
     for (const k of before) expect(f.signer.has(k.hsmId)).toBe(true);
-    expect(f.signer.size).toBe(2);
+    expect(f.signer.size).toBe(3);
+  });
+
+  it('publishes the next grant key before it signs: a rotation makes it active (issue 18)', async () => {
+    const f = await fakeKeys();
+    const signing = f.keys.activeGrantKid();
+    const cached = new Set(f.keys.jwks().keys.map((k) => k.kid));
+    // The set holds the signing key and the next one.
+    expect(cached.size).toBe(2);
+    const next = [...cached].find((k) => k !== signing) ?? '';
+    expect(f.keys.get(next).state).toBe('next');
+    expect(f.events.filter((e) => e.type === 'key_published').map((e) => e.kid)).toEqual([next]);
+    await f.keys.rotate('grant');
+    // The key that signs now was in the set a gateway cached before the rotation.
+    expect(f.keys.activeGrantKid()).toBe(next);
+    const jws = await f.keys.signJws({}, claims(f.now(), 60));
+    const header = JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString()) as {
+      kid: string;
+    };
+    expect(cached.has(header.kid)).toBe(true);
+    // A new next key is published in the same write; the old one verifies until its grants expire.
+    const after = f.keys.jwks().keys.map((k) => k.kid);
+    expect(after[0]).toBe(next);
+    expect(after).toContain(signing);
+    expect(after).toHaveLength(3);
+    expect(f.keys.get(after[1] ?? '').state).toBe('next');
+    expect((await f.store.list()).filter((r) => r.state === 'next')).toHaveLength(1);
+  });
+
+  it('the rotation period counts from activation, not from when the next key was made', async () => {
+    const f = await fakeKeys({ rotationPeriodSeconds: 100 });
+    f.advance(100);
+    expect((await f.keys.maintain()).rotated).toBe(true);
+    // The promoted key was made 100 s ago but became active now: not due again yet.
+    expect((await f.keys.maintain()).rotated).toBe(false);
+    f.advance(100);
+    expect((await f.keys.maintain()).rotated).toBe(true);
+  });
+
+  it('a next key is retired only by rotating it in first (key_state_invalid)', async () => {
+    const f = await fakeKeys();
+    const next = f.keys.list().find((r) => r.state === 'next')?.kid ?? '';
+    await expect(f.keys.retire(next, { force: true })).rejects.toMatchObject({
+      code: 'key_state_invalid',
+    });
+  });
+
+  it('a store from before the next key gets one at start, audited as key_published', async () => {
+    const f = await fakeKeys();
+    const records = await f.store.list();
+    const next = records.find((r) => r.state === 'next');
+    const store = new MemoryKeyStore();
+    await store.putAll(records.filter((r) => r.state !== 'next'));
+    const published: string[] = [];
+    const again = await KeyService.start(
+      {
+        rotationPeriodSeconds: 0,
+        grantMaxTtlSeconds: 300,
+        jwksMaxAgeSeconds: 300,
+        maintenanceIntervalMs: 0,
+        labelPrefix: 'test',
+      },
+      {
+        signer: f.signer,
+        store,
+        onLifecycle: (e) => {
+          if (e.type === 'key_published') published.push(e.kid);
+          return Promise.resolve();
+        },
+      },
+    );
+    const fresh = (await store.list()).filter((r) => r.state === 'next');
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0]?.kid).not.toBe(next?.kid);
+    expect(published).toEqual([fresh[0]?.kid]);
+    await again.close();
   });
 
   it('loses no signature racing a rotation; each names a published key', async () => {

@@ -29,6 +29,14 @@ import {
 } from '../gateway/batch.js';
 import { GrantBatcher, type BatchItem, type GrantBatchOptions } from './grant-batch.js';
 
+/** JWKS order: the signing key first, then the next one, then those still verifying. */
+const STATE_ORDER: Readonly<Record<KeyRecord['state'], number>> = {
+  active: 0,
+  next: 1,
+  retiring: 2,
+  retired: 3,
+};
+
 export interface KeyServiceOptions {
   /** Scheduled rotation of the grant key; 0 disables it (on-demand rotation only). */
   readonly rotationPeriodSeconds: number;
@@ -52,7 +60,13 @@ export type KeyLifecycleReason =
 
 /** One administrative act on a key, given to the audit hook before it takes effect. */
 export interface KeyLifecycleEvent {
-  readonly type: 'key_created' | 'key_rotated' | 'key_retired' | 'key_destroyed';
+  readonly type:
+    | 'key_created'
+    | 'key_rotated'
+    | 'key_retired'
+    | 'key_destroyed'
+    /** A next grant key generated and published in the JWKS; it signs after the next rotation. */
+    | 'key_published';
   readonly kid: string;
   readonly purpose: KeyPurpose;
   readonly previousKid?: string;
@@ -195,6 +209,47 @@ export class KeyService {
       if (!this.active.has(purpose))
         await this.exclusive(() => this.rotateNow(purpose, 'first_start'));
     }
+    // The next grant key is published before it signs (stores from before issue 18 have none).
+    if (this.nextGrantKey() === undefined) {
+      await this.exclusive(async () => {
+        const next = await this.generateNext('first_start');
+        await this.deps.store.putAll([next]);
+        this.records.set(next.kid, next);
+        this.usage.set(next.kid, { inFlight: 0, maxExp: 0 });
+      });
+    }
+  }
+
+  /** The published grant key that the next rotation makes active. */
+  private nextGrantKey(): KeyRecord | undefined {
+    return [...this.records.values()].find((r) => r.purpose === 'grant' && r.state === 'next');
+  }
+
+  /**
+   * A new grant key in the HSM, recorded as `next` (published, not signing). Audited
+   * (`key_published`) before it is stored; discarded from the HSM if that fails.
+   */
+  private async generateNext(reason: KeyLifecycleReason): Promise<KeyRecord> {
+    const at = this.isoNow();
+    const label = `${this.options.labelPrefix}-grant-next-${at.replace(/[^0-9]/g, '')}`;
+    const key = await this.signerFor('grant').generate(ALG.grant, label);
+    const kid = await thumbprint(key.publicJwk);
+    try {
+      await this.emit({ type: 'key_published', kid, purpose: 'grant', reason, at });
+    } catch (e) {
+      await this.discard('grant', key.hsmId);
+      throw e;
+    }
+    return {
+      kid,
+      purpose: 'grant',
+      alg: key.alg,
+      state: 'next',
+      hsmId: key.hsmId,
+      hsmLabel: key.label,
+      publicJwk: key.publicJwk,
+      createdAt: at,
+    };
   }
 
   private async checkInHsm(r: KeyRecord): Promise<void> {
@@ -374,13 +429,17 @@ export class KeyService {
 
   // --- the published set --------------------------------------------------------------
 
-  /** Active and retiring grant keys, active first. */
+  /** Active, next and retiring grant keys, in that order. */
   jwks(): Jwks {
     const keys: GrantJwk[] = [];
     const published = [...this.records.values()]
-      .filter((r) => r.purpose === 'grant' && (r.state === 'active' || r.state === 'retiring'))
+      .filter(
+        (r) =>
+          r.purpose === 'grant' &&
+          (r.state === 'active' || r.state === 'next' || r.state === 'retiring'),
+      )
       .sort((a, b) => {
-        if (a.state !== b.state) return a.state === 'active' ? -1 : 1;
+        if (a.state !== b.state) return STATE_ORDER[a.state] - STATE_ORDER[b.state];
         return b.createdAt.localeCompare(a.createdAt);
       });
     for (const { kid, publicJwk: k } of published) {
@@ -409,7 +468,8 @@ export class KeyService {
   }
 
   private nextRotationAt(active: KeyRecord): number {
-    return Math.floor(Date.parse(active.createdAt) / 1000) + this.options.rotationPeriodSeconds;
+    const since = active.activatedAt ?? active.createdAt;
+    return Math.floor(Date.parse(since) / 1000) + this.options.rotationPeriodSeconds;
   }
 
   private retiringUntil(r: KeyRecord): number {
@@ -449,8 +509,8 @@ export class KeyService {
       if (r === undefined) throw new KeyNotFoundError(kid);
       if (r.state !== 'retiring') {
         throw new KeyStateInvalidError(
-          r.state === 'active'
-            ? 'an active key is retired by rotating it first'
+          r.state === 'active' || r.state === 'next'
+            ? 'an active or next key is retired by rotating it first'
             : 'the key is already retired',
           { kid, state: r.state },
         );
@@ -540,20 +600,33 @@ export class KeyService {
   ): Promise<RotationResult> {
     if (this.closed) throw new KeyStateInvalidError('the key service is closed');
     const at = this.isoNow();
-    const label = `${this.options.labelPrefix}-${purpose}-${at.replace(/[^0-9]/g, '')}`;
-    const key = await this.signerFor(purpose).generate(ALG[purpose], label);
-    const kid = await thumbprint(key.publicJwk);
-    const fresh: KeyRecord = {
-      kid,
-      purpose,
-      alg: key.alg,
-      state: 'active',
-      hsmId: key.hsmId,
-      hsmLabel: key.label,
-      publicJwk: key.publicJwk,
-      createdAt: at,
-    };
     const old = this.active.get(purpose);
+    // A grant rotation makes the published next key active (gateways that cached the JWKS
+    // already hold it) and publishes a new next key in the same store write.
+    const promoted = purpose === 'grant' && old !== undefined ? this.nextGrantKey() : undefined;
+    let fresh: KeyRecord;
+    let upcoming: KeyRecord | undefined;
+    let generatedHsmId: string | undefined;
+    if (promoted !== undefined) {
+      upcoming = await this.generateNext(reason);
+      generatedHsmId = upcoming.hsmId;
+      fresh = { ...promoted, state: 'active', activatedAt: at };
+    } else {
+      const label = `${this.options.labelPrefix}-${purpose}-${at.replace(/[^0-9]/g, '')}`;
+      const key = await this.signerFor(purpose).generate(ALG[purpose], label);
+      generatedHsmId = key.hsmId;
+      fresh = {
+        kid: await thumbprint(key.publicJwk),
+        purpose,
+        alg: key.alg,
+        state: 'active',
+        hsmId: key.hsmId,
+        hsmLabel: key.label,
+        publicJwk: key.publicJwk,
+        createdAt: at,
+      };
+    }
+    const kid = fresh.kid;
     try {
       await this.emit(
         old === undefined
@@ -561,7 +634,7 @@ export class KeyService {
           : { type: 'key_rotated', kid, purpose, previousKid: old.kid, reason, at },
       );
     } catch (e) {
-      await this.discard(purpose, key.hsmId);
+      await this.discard(purpose, generatedHsmId);
       throw e;
     }
     // Hold new signatures of this purpose for the one store write that switches keys.
@@ -582,15 +655,23 @@ export class KeyService {
             : { ...old, state: 'retired', retiringAt: at, retiredAt: at };
       }
       try {
-        await this.deps.store.putAll(previous === undefined ? [fresh] : [previous, fresh]);
+        await this.deps.store.putAll([
+          ...(previous === undefined ? [] : [previous]),
+          fresh,
+          ...(upcoming === undefined ? [] : [upcoming]),
+        ]);
       } catch (e) {
-        await this.discard(purpose, key.hsmId);
+        await this.discard(purpose, generatedHsmId);
         throw e;
       }
       if (previous !== undefined) this.records.set(previous.kid, previous);
       this.records.set(kid, fresh);
       this.active.set(purpose, fresh);
       this.usage.set(kid, { inFlight: 0, maxExp: 0 });
+      if (upcoming !== undefined) {
+        this.records.set(upcoming.kid, upcoming);
+        this.usage.set(upcoming.kid, { inFlight: 0, maxExp: 0 });
+      }
       this.logger.info({ kid, purpose, previousKid: old?.kid, reason }, 'key rotated');
       return {
         active: structuredClone(fresh),

@@ -8,6 +8,11 @@ import { Type, type Static } from 'typebox';
 export const KeyPurposeSchema = Type.Union([Type.Literal('grant'), Type.Literal('audit')]);
 export const KeyStateSchema = Type.Union([
   Type.Literal('active'),
+  /**
+   * A grant key published in the JWKS that does not sign yet: the next rotation makes it
+   * active, so gateways that cached the set already hold it (issue 18).
+   */
+  Type.Literal('next'),
   Type.Literal('retiring'),
   Type.Literal('retired'),
 ]);
@@ -37,6 +42,8 @@ export const KeyRecordSchema = Type.Object(
     publicJwk: PublicJwkSchema,
     /** RFC 3339 times of each transition. */
     createdAt: Type.String(),
+    /** When a `next` key became active (the rotation period counts from here). */
+    activatedAt: Type.Optional(Type.String()),
     retiringAt: Type.Optional(Type.String()),
     retiredAt: Type.Optional(Type.String()),
     destroyedAt: Type.Optional(Type.String()),

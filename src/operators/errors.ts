@@ -103,3 +103,21 @@ export class ApprovalRequestLimitError extends GrantorError {
     super('approval_request_limit', message, options);
   }
 }
+
+/**
+ * No usable gateway credential on a gateway route (redeem, outcome): missing, not a
+ * gateway token, unknown, expired or revoked. One code for all, so a caller learns nothing
+ * about which ids exist.
+ */
+export class GatewayUnauthenticatedError extends GrantorError {
+  constructor(message = 'a gateway credential is required', options?: Options) {
+    super('gateway_unauthenticated', message, options);
+  }
+}
+
+/** No enrolled gateway with that id. */
+export class GatewayNotFoundError extends GrantorError {
+  constructor(id: string) {
+    super('gateway_not_found', `no gateway ${id}`, { details: { id } });
+  }
+}

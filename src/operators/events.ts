@@ -9,7 +9,9 @@ export type CredentialEventType =
   | 'operator.removed'
   | 'operator.token_created'
   | 'operator.token_revoked'
-  | 'operator.certificate_revoked';
+  | 'operator.certificate_revoked'
+  | 'gateway.enrolled'
+  | 'gateway.revoked';
 
 export interface CredentialEvent {
   readonly type: CredentialEventType;
@@ -20,6 +22,8 @@ export interface CredentialEvent {
   /** Who did it: an operator credential id with its person (`tok_...(alice)`), or `cli`. */
   readonly by: string;
   readonly roles?: readonly Role[];
+  /** For gateway events: the audiences the gateway may redeem for. */
+  readonly audiences?: readonly string[];
   readonly time: string;
 }
 

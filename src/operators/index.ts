@@ -24,6 +24,10 @@ import { NO_EVENTS, type CredentialEventSink } from './events.js';
 import { People } from './people.js';
 import { LevelPersonStore } from './person-store.level.js';
 import { LevelTokenStore } from './token-store.level.js';
+import { LevelGatewayStore } from './gateway-store.level.js';
+import { MemoryGatewayStore } from './gateway-store.memory.js';
+import type { GatewayStore } from './gateway-store.port.js';
+import { GatewayRegistry } from './gateways.js';
 import { OperatorTokens } from './tokens.js';
 
 export interface OperatorsOptions {
@@ -45,6 +49,8 @@ export interface Operators {
   readonly approvals: Approvals;
   readonly revocations: CertificateRevocations;
   readonly certificates: OperatorCertificateVerifier | undefined;
+  /** Enrolled gateways (redeem, outcome): created and revoked by operators. */
+  readonly gateways: GatewayRegistry;
 }
 
 /** The operator plane's stores (LevelDB on the appliance, memory in service tests). */
@@ -53,6 +59,8 @@ export interface OperatorStores {
   readonly tokens: TokenStore;
   readonly revocations: CertificateRevocationStore;
   readonly approvals: ApprovalStore;
+  /** Enrolled gateways; memory when absent. */
+  readonly gateways?: GatewayStore;
 }
 
 export function createOperators(db: Database, options: OperatorsOptions = {}): Operators {
@@ -62,6 +70,7 @@ export function createOperators(db: Database, options: OperatorsOptions = {}): O
       tokens: new LevelTokenStore(db),
       revocations: new LevelCertificateRevocationStore(db),
       approvals: new LevelApprovalStore(db),
+      gateways: new LevelGatewayStore(db),
     },
     options,
   );
@@ -75,6 +84,7 @@ export function createMemoryOperators(options: OperatorsOptions = {}): Operators
       tokens: new MemoryTokenStore(),
       revocations: new MemoryCertificateRevocationStore(),
       approvals: new MemoryApprovalStore(),
+      gateways: new MemoryGatewayStore(),
     },
     options,
   );
@@ -114,6 +124,7 @@ export function createOperatorsOn(
     tokens,
     revocations: new CertificateRevocations(revocationStore, clock, onEvent),
     certificates,
+    gateways: new GatewayRegistry(stores.gateways ?? new MemoryGatewayStore(), clock, onEvent),
     approvals: new Approvals({
       store: stores.approvals,
       clock,
@@ -141,4 +152,6 @@ export { OperatorTokens } from './tokens.js';
 export { People } from './people.js';
 export { CertificateRevocations } from './cert-revocations.service.js';
 export { OperatorCertificateVerifier } from './client-cert.js';
+export { GatewayRegistry, looksLikeGatewayToken } from './gateways.js';
+export type { GatewayIdentity, GatewayInfo, EnrolledGateway } from './gateways.js';
 export { runOperatorsCli } from './cli.js';

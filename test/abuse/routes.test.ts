@@ -32,6 +32,7 @@ const tpm = new SoftTpm('ecc');
 const limiter = new RateLimiter(200);
 let app: App;
 let operator: string;
+let gatewayToken: string;
 
 /** Enroll a software runtime with a bare EK, activate it and approve it: an active runtime. */
 async function activeRuntime(name: string): Promise<string> {
@@ -91,9 +92,12 @@ beforeAll(async () => {
   const grants = {
     request: () => Promise.reject(new GrantorError('runtime_not_active', 'not active')),
   } as unknown as GrantService;
+  const operators = { ...createMemoryOperators(), tokens };
+  gatewayToken = (await operators.gateways.enroll({ name: 'abuse', audiences: ['gw'] }, 'cli'))
+    .token;
   app = await buildApp({
     probes: [],
-    operators: { ...createMemoryOperators(), tokens },
+    operators,
     attestation,
     grants,
     rateLimiter: limiter,
@@ -215,11 +219,27 @@ describe('body limits per route', () => {
         method: 'POST',
         url,
         remoteAddress: '203.0.113.9',
-        headers: { 'content-type': 'application/json' },
+        headers: {
+          'content-type': 'application/json',
+          // Gateway routes authenticate before the body is read.
+          ...(url.endsWith('/redeem') ? { authorization: `Bearer ${gatewayToken}` } : {}),
+        },
         payload: JSON.stringify({ pad: 'A'.repeat(size) }),
       });
       expect([url, res.statusCode]).toEqual([url, 413]);
       expect(res.json<ErrorAnswer>().error.code).toBe('payload_too_large');
     }
+  });
+
+  it('an oversized redeem without a gateway credential is refused before its body (401)', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/grants/gr_abcd/redeem',
+      remoteAddress: '203.0.113.9',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ pad: 'A'.repeat(2 * 1024) }),
+    });
+    expect(res.statusCode).toBe(401);
+    expect(res.json<ErrorAnswer>().error.code).toBe('gateway_unauthenticated');
   });
 });

@@ -674,6 +674,14 @@ describe('refused operator attempts', () => {
     expect(report.failures).toEqual([]);
     expect(report.undeclared).toEqual([]);
     expect(report.checked).toContain('PUT /v1/attestation/ek-ca');
+    // The gateway routes refuse operators and anyone not enrolled (issue 18).
+    expect(report.checked).toEqual(
+      expect.arrayContaining([
+        'POST /v1/grants/{grantId}/redeem',
+        'POST /v1/grants/{grantId}/outcome',
+        'POST /v1/gateways',
+      ]),
+    );
   });
 });
 

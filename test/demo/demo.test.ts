@@ -30,6 +30,7 @@ let applianceTpm: SimTpm | undefined;
 let server: RunningServer | undefined;
 let url: string;
 let auditorToken: string;
+let operatorToken: string;
 const runtimeDirs: string[] = [];
 const tctis: string[] = [];
 
@@ -117,6 +118,13 @@ beforeAll(async () => {
       ttlSeconds: 3600,
     })
   ).token;
+  operatorToken = (
+    await appliance.operators.tokens.create({
+      role: 'operator',
+      actor: 'demo-operator',
+      ttlSeconds: 3600,
+    })
+  ).token;
   await started.app.listen({ host: '127.0.0.1', port: 0 });
   const address = started.app.server.address() as AddressInfo;
   url = `http://127.0.0.1:${address.port}`;
@@ -138,6 +146,7 @@ describe('./scripts/demo, the driver', () => {
       paymentsTcti: tctis[0] ?? '',
       supportTcti: tctis[1] ?? '',
       auditor: { token: auditorToken },
+      operator: { token: operatorToken },
       exportFile,
       runId: 't1',
       print: (line) => lines.push(line),
@@ -152,8 +161,9 @@ describe('./scripts/demo, the driver', () => {
       /^ok {3}boot {6}payments-agent-t1's firmware measured /,
       /^ok {3}attest {4}support-agent-t1 quoted PCRs 0,2,4,7,8,10 .*event log \(6 events replayed\) and IMA list \(2 entries\): trusted, session at_/,
       /^ok {3}attest {4}payments-agent-t1 quoted .*: trusted, session at_/,
+      /^ok {3}gateway {3}an operator enrolled the example gateway for gw_\S+: gw_[0-9a-f]{16} \(audited gateway\.enrolled\)/,
       /^ok {3}grant {5}tickets\.read on ticket:T-42, session mode .*: ALLOWED, grant gr_/,
-      /^ok {3}execute {3}gateway verified the grant .* read T-42: "Refund for order 1881"$/,
+      /^ok {3}execute {3}gateway verified the grant offline and the runtime's proof of possession, .* read T-42: "Refund for order 1881"$/,
       /^ok {3}replay {4}.*gateway refused, 409 grant_already_redeemed$/,
       /^ok {3}grant {5}payments\.transfer .* session mode: DENIED \(403 policy_denied: "moving money needs a fresh quote"\)$/,
       /^ok {3}grant {5}payments\.transfer .* quote mode .*: ALLOWED, grant gr_/,
@@ -183,6 +193,12 @@ describe('./scripts/demo, the driver', () => {
     expect(decisions.map((e) => e.decision)).toEqual(['allow', 'deny', 'allow', 'allow']);
     expect(decisions[1]?.reasons).toContain('moving money needs a fresh quote');
     expect(file.entries.filter((e) => e.type === 'grant.redeem')).toHaveLength(3);
+    // The example gateway reported what it executed: the ticket read and the transfer.
+    expect(file.entries.filter((e) => e.type === 'grant.outcome').map((e) => e.decision)).toEqual([
+      'succeeded',
+      'succeeded',
+    ]);
+    expect(file.entries.filter((e) => e.type === 'gateway.enrolled')).toHaveLength(1);
     expect((await readFile(`${exportFile}.key`, 'utf8')).trim()).toMatch(/^grantor-demo-test\+/);
   });
 

@@ -49,10 +49,12 @@ afterAll(async () => {
 
 beforeEach(async () => {
   appliance.redeemStatus = undefined;
+  // The grant checks without a proof; proof of possession (on by default) has its own suite.
   gateway = await createGatewayExample({
     issuer: ISSUER,
     audience: AUDIENCE,
     applianceUrl: appliance.url,
+    requireProofOfPossession: false,
   });
 });
 
@@ -165,6 +167,31 @@ describe('the example gateway', () => {
     expect(answer.statusCode).toBe(503);
     expect(answer.json()).toMatchObject({ error: { code: 'redemption_unavailable' } });
     expect(gateway.transfers).toHaveLength(0);
+  });
+});
+
+describe('proof of possession is on by default (issue 18)', () => {
+  it('refuses a good grant without a Grant-PoP header (grant_pop_invalid), executes nothing', async () => {
+    const byDefault = await createGatewayExample({
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      applianceUrl: appliance.url,
+    });
+    try {
+      const grant = transferGrant();
+      const res = await byDefault.app.inject({
+        method: 'POST',
+        url: '/payments/transfer',
+        headers: { authorization: `Grant ${grant}` },
+        payload: TRANSFER,
+      });
+      expect(res.statusCode).toBe(403);
+      expect(res.json()).toMatchObject({ error: { code: 'grant_pop_invalid' } });
+      expect(byDefault.transfers).toEqual([]);
+      expect(appliance.redeemed.has(decodeJwt(grant).jti ?? '')).toBe(false);
+    } finally {
+      await byDefault.app.close();
+    }
   });
 });
 

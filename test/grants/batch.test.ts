@@ -14,7 +14,7 @@ import { decodeBase64url } from '../../src/gateway/encoding.js';
 import { parametersDigest, staticKeySource, verifyGrant } from '../../src/gateway/index.js';
 import { createEccAk } from '../attestation/tools.js';
 import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
-import { attest, enroll, grantBody, signed, type Runtime } from './rig.js';
+import { attest, enroll, grantBody, popHeader, signed, type Runtime } from './rig.js';
 import { activeGrantKid } from '../../src/keys/testing.js';
 
 let real: RealAppliance;
@@ -147,10 +147,15 @@ describe('batch-signed grants on the appliance, grant key in the TPM', () => {
   it('the example gateway executes a batch-signed grant once (JWKS and redemption over HTTP)', async () => {
     await real.server.app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = real.server.app.server.address() as AddressInfo;
+    const enrolled = await real.server.appliance?.operators.gateways.enroll(
+      { name: 'batch-gateway', audiences: ['gw_tickets'] },
+      'cli',
+    );
     const gateway = await createGatewayExample({
       issuer: real.config().applianceId,
       audience: 'gw_tickets',
       applianceUrl: `http://127.0.0.1:${String(port)}`,
+      ...(enrolled === undefined ? {} : { gatewayToken: enrolled.token }),
     });
     try {
       const params = { ticketId: 'T-42' };
@@ -170,13 +175,22 @@ describe('batch-signed grants on the appliance, grant key in the TPM', () => {
       ).toMatchObject({
         alg: 'ES256-MTB',
       });
-      const read = () =>
-        gateway.app.inject({
+      const { grantId } = res.json<{ grantId: string }>();
+      // Proof of possession is on by default: a fresh challenge, signed with the session key.
+      const read = async () => {
+        const challenge = (
+          await gateway.app.inject({ method: 'POST', url: '/pop/challenge' })
+        ).json<{ challenge: string }>().challenge;
+        return gateway.app.inject({
           method: 'POST',
           url: '/tickets/read',
-          headers: { authorization: `Grant ${grant}` },
+          headers: {
+            authorization: `Grant ${grant}`,
+            'grant-pop': popHeader(session.key, { audience: 'gw_tickets', grantId, challenge }),
+          },
           payload: params,
         });
+      };
       const first = await read();
       expect(first.statusCode).toBe(200);
       expect(first.json()).toMatchObject({ id: 'T-42' });

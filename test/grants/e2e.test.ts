@@ -20,6 +20,7 @@ import {
   attest,
   enroll,
   grantBody,
+  popHeader,
   quoted,
   signed,
   startRig,
@@ -158,6 +159,7 @@ describe('the story, end to end', () => {
       issuer: ISSUER,
       audience: 'gw_tickets',
       applianceUrl: `http://127.0.0.1:${port}`,
+      gatewayToken: rig.gateway.token,
     });
     try {
       const params = { ticketId: 'T-42' };
@@ -173,13 +175,21 @@ describe('the story, end to end', () => {
       );
       expect(issued.statusCode).toBe(201);
       const { grant, grantId } = issued.json<Issued>();
-      const read = (payload: Record<string, unknown>) =>
-        gateway.app.inject({
+      // Proof of possession is on by default: a fresh challenge, signed with the session key.
+      const read = async (payload: Record<string, unknown>) => {
+        const challenge = (
+          await gateway.app.inject({ method: 'POST', url: '/pop/challenge' })
+        ).json<{ challenge: string }>().challenge;
+        return gateway.app.inject({
           method: 'POST',
           url: '/tickets/read',
-          headers: { authorization: `Grant ${grant}` },
+          headers: {
+            authorization: `Grant ${grant}`,
+            'grant-pop': popHeader(supSession.key, { audience: 'gw_tickets', grantId, challenge }),
+          },
           payload,
         });
+      };
       // Another ticket than the grant names: refused before anything is redeemed.
       const other = await read({ ticketId: 'T-43' });
       expect(other.statusCode).toBe(403);
@@ -190,9 +200,22 @@ describe('the story, end to end', () => {
       const replay = await read(params);
       expect(replay.statusCode).toBe(409);
       expect(replay.json()).toMatchObject({ error: { code: 'grant_already_redeemed' } });
-      // The appliance recorded the one redemption.
+      // The appliance recorded the one redemption, by this gateway, and what it executed.
       const lineage = await rig.app.inject({ url: `/v1/grants/${grantId}/lineage` });
-      expect(lineage.json()).toMatchObject({ grant: { grantId, state: 'redeemed' } });
+      expect(lineage.json()).toMatchObject({
+        grant: {
+          grantId,
+          state: 'redeemed',
+          redeemedBy: rig.gateway.id,
+          execution: {
+            gateway: rig.gateway.id,
+            outcome: 'succeeded',
+            resultDigest: createHash('sha256')
+              .update(canonicalize(first.json()) ?? '')
+              .digest('hex'),
+          },
+        },
+      });
     } finally {
       await gateway.app.close();
     }
@@ -334,18 +357,21 @@ describe('the story, end to end', () => {
     const wrong = await rig.app.inject({
       method: 'POST',
       url,
+      headers: rig.gateway.headers,
       payload: { audience: 'gw_payments' },
     });
     expect(wrong.json<ErrorReply>().error.code).toBe('grant_audience_mismatch');
     const first = await rig.app.inject({
       method: 'POST',
       url,
+      headers: rig.gateway.headers,
       payload: { audience: 'gw_tickets', outcome: 'started' },
     });
     expect(first.statusCode).toBe(200);
     const again = await rig.app.inject({
       method: 'POST',
       url,
+      headers: rig.gateway.headers,
       payload: { audience: 'gw_tickets' },
     });
     expect(again.statusCode).toBe(409);
@@ -359,7 +385,8 @@ describe('the story, end to end', () => {
     const res = await rig.app.inject({
       method: 'POST',
       url: '/v1/grants/gr_nope/redeem',
-      payload: { audience: 'gw' },
+      headers: rig.gateway.headers,
+      payload: { audience: 'gw_tickets' },
     });
     expect(res.statusCode).toBe(404);
     expect(res.json<ErrorReply>().error.code).toBe('grant_not_found');
@@ -387,6 +414,7 @@ describe('the story, end to end', () => {
     const redeem = await rig.app.inject({
       method: 'POST',
       url: `/v1/grants/${childId}/redeem`,
+      headers: rig.gateway.headers,
       payload: { audience: 'gw_payments' },
     });
     expect(redeem.json<ErrorReply>().error.code).toBe('grant_revoked');

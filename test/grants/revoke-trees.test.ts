@@ -82,6 +82,7 @@ const redeem = (grantId: string) =>
   rig.app.inject({
     method: 'POST',
     url: `/v1/grants/${grantId}/redeem`,
+    headers: rig.gateway.headers,
     payload: { audience: 'gw_payments' },
   });
 

@@ -5,7 +5,7 @@
  * second swtpm for the runtimes, driven by tpm2-tools. Fault switches wrap the real
  * adapters at their ports (HSM signer, audit append, Cedar call) for the fault tests.
  */
-import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +31,9 @@ import { PolicyEngine } from '../../src/policy/index.js';
 import { cedarWasm } from '../../src/policy/cedar.wasm.js';
 import type { CedarPort } from '../../src/policy/index.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
+import { LevelGatewayStore } from '../../src/operators/gateway-store.level.js';
+import { popSigningInput } from '../../src/gateway/pop.js';
+import { GatewayRegistry } from '../../src/operators/gateways.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { activateWithTools, readPcrs } from '../attestation/harness.js';
 import { toolsQuote, tpm2Tools, type Tools } from '../attestation/tools.js';
@@ -62,6 +65,14 @@ export interface Rig {
   readonly app: App;
   readonly faults: Faults;
   readonly clock: { offsetMs: number };
+  /** Enrolled gateways (the routes authenticate redeem and outcome against it). */
+  readonly gateways: GatewayRegistry;
+  /** A gateway enrolled for `gw_tickets` and `gw_payments`: its id and bearer headers. */
+  readonly gateway: {
+    readonly id: string;
+    readonly token: string;
+    readonly headers: { authorization: string };
+  };
   /** Another GrantService over the same parts and store, with its own policy engine. */
   grantsWithPolicy(policyDir: string, settings?: Partial<GrantsSettings>): Promise<GrantService>;
   close(): Promise<void>;
@@ -199,13 +210,26 @@ export async function startRig(): Promise<Rig> {
   const settings: GrantsSettings = { issuer: ISSUER, maxTtlSeconds: 3600, clockSkewSeconds: 60 };
   const grants = createGrants(settings, { db, attestation, policy, audit, keys });
 
+  const gateways = new GatewayRegistry(new LevelGatewayStore(db), now, async (event) => {
+    await audit.append({
+      type: event.type,
+      subject: event.subject,
+      reasons: [`by:${event.by}`, ...(event.audiences ?? []).map((a) => `audience:${a}`)],
+      digest: createHash('sha256').update(JSON.stringify(event)).digest('hex'),
+    });
+  });
+  const enrolled = await gateways.enroll(
+    { name: 'rig-gateway', audiences: ['gw_tickets', 'gw_payments'] },
+    'cli',
+  );
+
   const app = createServer();
   await app.register(runtimesRoutes, {
     attestation,
     revokeGrants: (id, actor) => grants.revokeRuntime(id, actor, now()),
   });
   await app.register(keysRoutes, { keys });
-  await app.register(grantsRoutes, { grants, now });
+  await app.register(grantsRoutes, { grants, now, gateways });
   await app.ready();
 
   return {
@@ -220,6 +244,12 @@ export async function startRig(): Promise<Rig> {
     app,
     faults,
     clock,
+    gateways,
+    gateway: {
+      id: enrolled.gateway.id,
+      token: enrolled.token,
+      headers: { authorization: `Bearer ${enrolled.token}` },
+    },
     grantsWithPolicy: async (policyDir, more = {}) =>
       createGrants(
         { ...settings, ...more },
@@ -244,6 +274,24 @@ export async function startRig(): Promise<Rig> {
 export interface SessionKeyPair {
   readonly privateKey: KeyObject;
   readonly jwk: EcSessionJwk;
+}
+
+/**
+ * The example gateway's `Grant-PoP` header for a grant (proof of possession, on by
+ * default): ES256 with the session key over the SDK's PoP signing input.
+ */
+export function popHeader(
+  key: SessionKeyPair,
+  input: { audience: string; grantId: string; challenge: string },
+): string {
+  const signature = sign('sha256', Buffer.from(popSigningInput(input)), {
+    key: key.privateKey,
+    dsaEncoding: 'ieee-p1363',
+  }).toString('base64url');
+  return Buffer.from(
+    JSON.stringify({ challenge: input.challenge, signature, publicKey: key.jwk }),
+    'utf8',
+  ).toString('base64url');
 }
 
 export function newSessionKeyPair(): SessionKeyPair {

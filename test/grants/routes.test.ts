@@ -10,6 +10,8 @@ import { createServer, type App } from '../../src/http/app.js';
 import { operatorAuth } from '../../src/http/plugins/auth.js';
 import { grantsRoutes } from '../../src/http/routes/grants.js';
 import { UnauthenticatedError } from '../../src/operators/errors.js';
+import { MemoryGatewayStore } from '../../src/operators/gateway-store.memory.js';
+import { GatewayRegistry } from '../../src/operators/gateways.js';
 import type { OperatorActor } from '../../src/operators/roles.js';
 
 const OPERATOR = `gop_${'0'.repeat(16)}${'A'.repeat(43)}`;
@@ -19,6 +21,7 @@ const unreachable = (): never => {
 };
 
 let app: App;
+let gatewayToken: string;
 
 beforeAll(async () => {
   const grants = new GrantService(
@@ -65,7 +68,9 @@ beforeAll(async () => {
       },
     },
   });
-  await app.register(grantsRoutes, { grants });
+  const gateways = new GatewayRegistry(new MemoryGatewayStore());
+  gatewayToken = (await gateways.enroll({ name: 'gw', audiences: ['gw'] }, 'cli')).token;
+  await app.register(grantsRoutes, { grants, gateways });
   await app.ready();
 });
 
@@ -106,26 +111,56 @@ describe('grant routes and roles', () => {
       headers: bearer(OPERATOR),
       payload: { audience: 'gw' },
     });
+    expect(op.statusCode).toBe(403);
     expect(codeOf(op.body)).toBe('forbidden');
+    const none = await app.inject({
+      method: 'POST',
+      url: '/v1/grants/gr_abc/redeem',
+      payload: { audience: 'gw' },
+    });
+    expect(none.statusCode).toBe(401);
+    expect(codeOf(none.body)).toBe('gateway_unauthenticated');
+    const gw = bearer(gatewayToken);
     const bad = await app.inject({
       method: 'POST',
       url: '/v1/grants/not-a-grant/redeem',
+      headers: gw,
       payload: { audience: 'gw' },
     });
     expect(bad.statusCode).toBe(400);
     const extra = await app.inject({
       method: 'POST',
       url: '/v1/grants/gr_abc/redeem',
+      headers: gw,
       payload: { audience: 'gw', outcome: 'maybe' },
     });
     expect(extra.statusCode).toBe(400);
     const unknown = await app.inject({
       method: 'POST',
       url: '/v1/grants/gr_abc/redeem',
+      headers: gw,
       payload: { audience: 'gw' },
     });
     expect(unknown.statusCode).toBe(404);
     expect(codeOf(unknown.body)).toBe('grant_not_found');
+  });
+
+  it('outcome refuses an operator credential (403) and no credential (401)', async () => {
+    const op = await app.inject({
+      method: 'POST',
+      url: '/v1/grants/gr_abc/outcome',
+      headers: bearer(OPERATOR),
+      payload: { outcome: 'succeeded' },
+    });
+    expect(op.statusCode).toBe(403);
+    expect(codeOf(op.body)).toBe('forbidden');
+    const none = await app.inject({
+      method: 'POST',
+      url: '/v1/grants/gr_abc/outcome',
+      payload: { outcome: 'succeeded' },
+    });
+    expect(none.statusCode).toBe(401);
+    expect(codeOf(none.body)).toBe('gateway_unauthenticated');
   });
 
   it('lineage needs an auditor or operator: 401 without, 404 grant_not_found with', async () => {

@@ -67,7 +67,8 @@ describe('GET /.well-known/jwks.json', () => {
     expect(res.headers['content-type']).toMatch(/^application\/json/);
     const body = res.json<JSONWebKeySet>();
     expect(body).toEqual(keys.jwks());
-    expect(body.keys).toHaveLength(1);
+    // The active key and the next one (published before it signs).
+    expect(body.keys).toHaveLength(2);
     const etag = String(res.headers.etag);
     expect(etag).toMatch(/^"[A-Za-z0-9_-]+"$/);
     const maxAge = Number(
@@ -156,7 +157,10 @@ describe('operator routes', () => {
     expect(body.previous.lastGrantExpiresAt).toEqual(expect.any(String));
     const after = await app.inject({ method: 'GET', url: '/.well-known/jwks.json' });
     expect(after.headers.etag).not.toBe(before.headers.etag);
-    expect(after.json<JSONWebKeySet>().keys.map((k) => k.kid)).toEqual([body.active.kid, oldKid]);
+    const kids = after.json<JSONWebKeySet>().keys.map((k) => k.kid);
+    // Active, the new next key, then the retiring one.
+    expect(kids).toHaveLength(3);
+    expect([kids[0], kids[2]]).toEqual([body.active.kid, oldKid]);
     // The old ETag no longer matches.
     const cached = await app.inject({
       method: 'GET',

@@ -109,14 +109,19 @@ describe('first start', () => {
     expect(list.map((k) => [k.purpose, k.state, k.alg]).sort()).toEqual([
       ['audit', 'active', 'EdDSA'],
       ['grant', 'active', 'ES256'],
+      // Published before it signs (issue 18).
+      ['grant', 'next', 'ES256'],
     ]);
     expect(events.map((e) => [e.type, e.purpose, e.reason]).sort()).toEqual([
       ['key_created', 'audit', 'first_start'],
       ['key_created', 'grant', 'first_start'],
+      ['key_published', 'grant', 'first_start'],
     ]);
-    const grantKey = list.find((k) => k.purpose === 'grant')!;
+    const grantKey = list.find((k) => k.purpose === 'grant' && k.state === 'active')!;
     const { keys: published } = keys.jwks();
-    expect(published).toHaveLength(1);
+    // The active key first, then the next one.
+    expect(published).toHaveLength(2);
+    expect(published[1]?.kid).toBe(list.find((k) => k.state === 'next')?.kid);
     const [jwk] = published;
     expect(jwk).toMatchObject({
       kid: grantKey.kid,
@@ -214,7 +219,10 @@ describe('rotation', () => {
     expect(kids).toContain(first);
     expect(kids).toContain(r2.active.kid);
     // The set now holds the active key and both retiring ones.
-    expect(keys.jwks().keys.map((k) => k.kid)).toEqual([r2.active.kid, r1.active.kid, first]);
+    // Active, then the next key (published, not signing yet), then the retiring ones.
+    const published = keys.jwks().keys.map((k) => k.kid);
+    expect(keys.get(published[1] ?? '').state).toBe('next');
+    expect(published.filter((_, i) => i !== 1)).toEqual([r2.active.kid, r1.active.kid, first]);
     for (const jws of jwss) await verifyJws(jws, keys);
     // The retiring keys stay until the last grant they signed expires.
     const retiring = keys.list().filter((k) => k.state === 'retiring');
@@ -369,7 +377,12 @@ describe('restart', () => {
     const second = await start(db);
     expect(activeGrantKid(second)).toBe(active);
     expect(second.auditPublicKey().jwk.kid).toBe(audit);
-    expect(second.jwks().keys.map((k) => k.kid)).toEqual([active, old]);
+    expect(
+      second
+        .jwks()
+        .keys.map((k) => k.kid)
+        .filter((k) => second.get(k).state !== 'next'),
+    ).toEqual([active, old]);
     await verifyJws(await second.signJws({}, claims(Math.floor(Date.now() / 1000) + 100)), second);
   });
 
@@ -410,7 +423,7 @@ describe('restart', () => {
   it('refuses to start with two active keys of one purpose (key_state_invalid)', async () => {
     const db = await tempDb();
     const keys = await createKeys(config(), { db });
-    const grant = keys.list().find((k) => k.purpose === 'grant')!;
+    const grant = keys.list().find((k) => k.purpose === 'grant' && k.state === 'active')!;
     await keys.close();
     await new LevelKeyStore(db).putAll([{ ...grant, kid: 'second-active' }]);
     await expect(createKeys(config(), { db })).rejects.toMatchObject({ code: 'key_state_invalid' });

@@ -108,7 +108,7 @@ async function inspector(module: string, label: string, pin: string): Promise<Pk
 describe('grant keys in the TPM (tpm2-pkcs11), the audit key in SoftHSM2', () => {
   it('generates the ES256 grant key in the TPM token and the Ed25519 audit key in the HSM', async () => {
     const keys = await start(await tempDb());
-    const [grant] = keys.list().filter((r) => r.purpose === 'grant');
+    const [grant] = keys.list().filter((r) => r.purpose === 'grant' && r.state === 'active');
     const [audit] = keys.list().filter((r) => r.purpose === 'audit');
     expect(grant?.alg).toBe('ES256');
     expect(audit?.alg).toBe('EdDSA');
@@ -165,7 +165,11 @@ describe('grant keys in the TPM (tpm2-pkcs11), the audit key in SoftHSM2', () =>
     await expect(keys.retire(first)).rejects.toMatchObject({ code: 'key_state_invalid' });
     t += 61_000;
     expect((await keys.maintain()).retired).toEqual([first]);
-    expect(keys.jwks().keys.map((k) => k.kid)).toEqual([active.kid]);
+    // The active key and the next one (published before it signs) remain.
+    expect(keys.jwks().keys.map((k) => k.kid)).toEqual([
+      active.kid,
+      keys.list().find((r) => r.state === 'next')?.kid,
+    ]);
     await expect(verifies(jwss[0] ?? '', keys)).rejects.toThrow();
 
     // Destroyed: the object is gone from the TPM token.

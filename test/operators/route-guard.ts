@@ -3,7 +3,7 @@
  * a missing credential (401), every other role (403) and a runtime's credential (401); a
  * runtime route refuses an operator credential (403). The route inventory is the app's own
  * GET /openapi.json (so the openApi plugin must be registered first). Routes under /v1/
- * that declare neither a role, `actor: 'runtime'` nor `public: true` are listed as
+ * that declare neither a role, `actor: 'runtime'`, `actor: 'gateway'` nor `public: true` are listed as
  * undeclared: public by omission.
  */
 import type { FastifyInstance } from 'fastify';
@@ -73,6 +73,17 @@ export async function checkRouteGuards(
       } else if (op['x-grantor-actor'] === 'runtime') {
         report.checked.push(name);
         expect('operator credential', await send(`Bearer ${tokens.operator}`), 403, 'forbidden');
+      } else if (op['x-grantor-actor'] === 'gateway') {
+        // Enrolled gateways only (issue 18): operators refused, nobody else authenticated.
+        report.checked.push(name);
+        expect('operator credential', await send(`Bearer ${tokens.operator}`), 403, 'forbidden');
+        expect('no credential', await send(), 401, 'gateway_unauthenticated');
+        expect(
+          'runtime credential',
+          await send(`Bearer ${RUNTIME_BEARER}`),
+          401,
+          'gateway_unauthenticated',
+        );
       } else if (op['x-grantor-public'] === true) {
         // Declared public on purpose (config.public): nothing to refuse.
       } else if (path.startsWith('/v1/')) {

@@ -47,6 +47,7 @@ describe('scanLogs', () => {
         `{"level":30,"key":${JSON.stringify(pem)}}`,
         `{"level":30,"body":${JSON.stringify(JSON.stringify({ sessionKey: jwk }))}}`,
         `{"level":30,"blob":"${Buffer.from(PIN).toString('base64')}"}`,
+        `{"level":30,"auth":"Bearer ggw_${randomBytes(8).toString('hex')}${randomBytes(32).toString('base64url')}"}`,
       ].join('\n') + '\n',
     );
     const findings = await scanLogs([file], secrets);
@@ -56,6 +57,7 @@ describe('scanLogs', () => {
       { file, line: 4, label: 'PEM private key' },
       { file, line: 5, label: 'private JWK member "d"' },
       { file, line: 6, label: 'HSM user PIN (planted) (base64)' },
+      { file, line: 7, label: 'gateway bearer token' },
     ]);
     const report = describeFindings(findings);
     expect(report).toContain(`${file}:2: HSM user PIN (planted)`);

@@ -18,6 +18,8 @@ export interface Finding {
 export const SECRET_PATTERNS: readonly { readonly label: string; readonly pattern: RegExp }[] = [
   // src/operators/tokens.ts: gop_ + 16 hex id + 43 base64url of a 32-byte secret.
   { label: 'operator bearer token', pattern: /gop_[0-9a-f]{16}[A-Za-z0-9_-]{43}/ },
+  // src/operators/gateways.ts: ggw_ + 16 hex id + 43 base64url of a 32-byte secret.
+  { label: 'gateway bearer token', pattern: /ggw_[0-9a-f]{16}[A-Za-z0-9_-]{43}/ },
   { label: 'PEM private key', pattern: /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----/ },
   // The private member of an EC JWK (a session key, a signing key).
   { label: 'private JWK member "d"', pattern: /\\?"d\\?"\s*:\s*\\?"[A-Za-z0-9_-]{32,}/ },

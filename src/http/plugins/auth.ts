@@ -35,8 +35,12 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The operator role(s) this route needs; absent: not an operator route. */
     role?: Role | readonly Role[];
-    /** `runtime`: a runtime protocol route; operator credentials are refused. */
-    actor?: 'runtime';
+    /**
+     * `runtime`: a runtime protocol route; `gateway`: a route of enrolled gateways (their
+     * own hook authenticates them, src/http/plugins/gateway-auth.ts). On both, operator
+     * credentials are refused.
+     */
+    actor?: 'runtime' | 'gateway';
     /** Explicitly public (health, JWKS, verifier keys): see `requireDeclaration`. */
     public?: true;
   }
@@ -278,7 +282,7 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
   };
   app.addHook('onRequest', async (request) => {
     const config = request.routeOptions.config;
-    if (config.actor === 'runtime') {
+    if (config.actor === 'runtime' || config.actor === 'gateway') {
       if (presentsOperatorCredential(request, opts)) {
         // A valid credential here is a real operator (or a stolen credential) trying the
         // runtime protocol: recorded by its id, on the budget junk cannot spend.

@@ -27,6 +27,8 @@ interface CollectedRoute {
   readonly schema: Json;
   readonly roles: readonly string[] | undefined;
   readonly runtime: boolean;
+  /** A route of enrolled gateways (bearer `ggw_...`). */
+  readonly gateway?: boolean;
   /** Declared `config.public`: open to anyone on purpose. */
   readonly public: boolean;
   /** Declared `config.rateLimit`: may answer 429. */
@@ -141,6 +143,10 @@ function operation(route: CollectedRoute): Json {
     op.security = [];
   }
   if (route.runtime) op['x-grantor-actor'] = 'runtime';
+  if (route.gateway === true) {
+    op.security = [{ bearerAuth: [] }];
+    op['x-grantor-actor'] = 'gateway';
+  }
   if (route.public) op['x-grantor-public'] = true;
   return op;
 }
@@ -213,6 +219,7 @@ function collect(route: RouteOptions): CollectedRoute[] {
     schema,
     roles,
     runtime: route.config?.actor === 'runtime',
+    gateway: route.config?.actor === 'gateway',
     public: route.config?.public === true,
     rateLimited: route.config?.rateLimit !== undefined,
   }));

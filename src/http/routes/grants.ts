@@ -11,6 +11,11 @@ import { Type } from 'typebox';
 import type { GrantService } from '../../grants/index.js';
 import { meterGrantDecision, type GrantDecisionMetrics } from '../plugins/metrics.js';
 import { bodyLimit } from '../plugins/body-limit.js';
+import {
+  authenticateGateway,
+  requireGateway,
+  type GatewayAuthenticator,
+} from '../plugins/gateway-auth.js';
 import { ErrorSchema } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
@@ -97,6 +102,33 @@ const RedeemReply = Type.Object(
   closed,
 );
 
+const ExecutionOutcome = Type.Union([
+  Type.Literal('succeeded'),
+  Type.Literal('failed'),
+  Type.Literal('aborted'),
+]);
+const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
+
+const OutcomeBody = Type.Object(
+  { outcome: ExecutionOutcome, resultDigest: Type.Optional(Sha256Hex) },
+  closed,
+);
+
+const OutcomeReply = Type.Object(
+  { grantId: Type.String(), outcome: ExecutionOutcome, recordedAt: Time, auditSeq: Type.Integer() },
+  closed,
+);
+
+const Execution = Type.Object(
+  {
+    at: Time,
+    gateway: Type.String(),
+    outcome: ExecutionOutcome,
+    resultDigest: Type.Optional(Sha256Hex),
+  },
+  closed,
+);
+
 const GrantView = Type.Object(
   {
     grantId: Type.String(),
@@ -115,6 +147,8 @@ const GrantView = Type.Object(
       Type.Literal('revoked'),
       Type.Literal('redeemed'),
     ]),
+    redeemedBy: Type.Optional(Type.String()),
+    execution: Type.Optional(Execution),
   },
   closed,
 );
@@ -149,9 +183,13 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
   metrics?: GrantDecisionMetrics;
   /** Body limit for quote mode with measured-boot logs (the attestation route's). */
   quoteBodyLimit?: number;
+  /** Enrolled gateways (redeem, outcome); none: every gateway call is refused. */
+  gateways?: GatewayAuthenticator;
 }> = (app, opts) => {
   const svc = opts.grants;
   const now = opts.now ?? (() => new Date());
+  if (!app.hasRequestDecorator('gateway')) app.decorateRequest('gateway', undefined);
+  const gatewayOnly = authenticateGateway(opts.gateways);
 
   app.post(
     '/v1/grants',
@@ -174,13 +212,39 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/grants/:grantId/redeem',
     {
-      // Gateways redeem; like runtimes they are not operators. No runtime id: per address.
+      // Enrolled gateways redeem, for their own audiences; operators are refused (403).
       ...bodyLimit('tiny'),
-      config: { actor: 'runtime', rateLimit: { bucket: 'redeem', perRuntime: false } },
+      config: { actor: 'gateway', rateLimit: { bucket: 'redeem', perRuntime: false } },
+      onRequest: gatewayOnly,
       schema: { params: GrantParams, body: RedeemBody, response: { 200: RedeemReply, ...errors } },
     },
     async (request, reply) =>
-      reply.code(200).send(await svc.redeem(request.params.grantId, request.body, now())),
+      reply
+        .code(200)
+        .send(
+          await svc.redeem(request.params.grantId, request.body, now(), requireGateway(request)),
+        ),
+  );
+
+  app.post(
+    '/v1/grants/:grantId/outcome',
+    {
+      // What the redeeming gateway executed: once, by that gateway only.
+      ...bodyLimit('tiny'),
+      config: { actor: 'gateway', rateLimit: { bucket: 'redeem', perRuntime: false } },
+      onRequest: gatewayOnly,
+      schema: {
+        params: GrantParams,
+        body: OutcomeBody,
+        response: { 200: OutcomeReply, ...errors },
+      },
+    },
+    async (request, reply) =>
+      reply
+        .code(200)
+        .send(
+          await svc.outcome(request.params.grantId, request.body, now(), requireGateway(request)),
+        ),
   );
 
   app.get(

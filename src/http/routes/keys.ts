@@ -32,7 +32,12 @@ export const KeyViewSchema = Type.Object(
     kid: Type.String(),
     purpose: PurposeSchema,
     alg: Type.Union([Type.Literal('ES256'), Type.Literal('EdDSA')]),
-    state: Type.Union([Type.Literal('active'), Type.Literal('retiring'), Type.Literal('retired')]),
+    state: Type.Union([
+      Type.Literal('active'),
+      Type.Literal('retiring'),
+      Type.Literal('retired'),
+      Type.Literal('next'),
+    ]),
     hsmLabel: Type.String(),
     createdAt: Type.String(),
     retiringAt: Type.Optional(Type.String()),
@@ -57,7 +62,7 @@ function view(r: KeyRecord): KeyView {
     ...(r.retiringAt === undefined ? {} : { retiringAt: r.retiringAt }),
     ...(r.retiredAt === undefined ? {} : { retiredAt: r.retiredAt }),
     ...(r.destroyedAt === undefined ? {} : { destroyedAt: r.destroyedAt }),
-    ...(r.maxExp === undefined || r.state === 'active'
+    ...(r.maxExp === undefined || r.state === 'active' || r.state === 'next'
       ? {}
       : { lastGrantExpiresAt: new Date(r.maxExp * 1000).toISOString() }),
   };

@@ -1,0 +1,108 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { GrantorError } from '../shared/errors.js';
+import type { CredentialEvent } from './events.js';
+import { MemoryGatewayStore } from './gateway-store.memory.js';
+import { GatewayRegistry } from './gateways.js';
+
+const T0 = new Date('2026-01-01T00:00:00.000Z');
+
+function registry(clock = { now: T0 }) {
+  const events: CredentialEvent[] = [];
+  const store = new MemoryGatewayStore();
+  const reg = new GatewayRegistry(
+    store,
+    () => clock.now,
+    (e) => {
+      events.push(e);
+      return Promise.resolve();
+    },
+  );
+  return { reg, events, store, clock };
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as GrantorError).code;
+  }
+  return 'resolved';
+}
+
+const ADMIN = { id: 'tok_0123456789abcdef', person: 'alice' };
+
+describe('GatewayRegistry', () => {
+  it('enrolls, authenticates, lists without the hash, revokes; audited before each change', async () => {
+    const { reg, events, store } = registry();
+    const { token, gateway } = await reg.enroll(
+      { name: 'pay-gw', audiences: ['gw_payments', 'gw_b', 'gw_payments'] },
+      ADMIN,
+    );
+    expect(token).toMatch(/^ggw_[0-9a-f]{16}[A-Za-z0-9_-]{43}$/);
+    expect(gateway.audiences).toEqual(['gw_b', 'gw_payments']);
+    expect(gateway.createdBy).toBe('alice:tok_0123456789abcdef');
+    expect(await reg.authenticate(token)).toEqual({
+      kind: 'gateway',
+      id: gateway.id,
+      name: 'pay-gw',
+      audiences: ['gw_b', 'gw_payments'],
+    });
+    expect(JSON.stringify(await reg.list())).not.toContain('secretHash');
+    expect((await store.get(gateway.id))?.secretHash).toMatch(/^[0-9a-f]{64}$/);
+    await reg.revoke(gateway.id, ADMIN);
+    expect(await code(reg.authenticate(token))).toBe('gateway_unauthenticated');
+    expect(events.map((e) => [e.type, e.subject, e.audiences])).toEqual([
+      ['gateway.enrolled', gateway.id, ['gw_b', 'gw_payments']],
+      ['gateway.revoked', gateway.id, ['gw_b', 'gw_payments']],
+    ]);
+    expect(JSON.stringify(events)).not.toContain(token.slice(20));
+  });
+
+  it('a failed audit write fails the enrollment: nothing stored', async () => {
+    const store = new MemoryGatewayStore();
+    const reg = new GatewayRegistry(
+      store,
+      () => T0,
+      () => Promise.reject(new Error('audit down')),
+    );
+    await expect(reg.enroll({ name: 'x', audiences: ['a'] }, 'cli')).rejects.toThrow('audit down');
+    expect(await store.list()).toEqual([]);
+  });
+
+  it('refuses expired tokens, wrong secrets, non-canonical encodings and junk', async () => {
+    const { reg, clock } = registry({ now: T0 });
+    const { token } = await reg.enroll({ name: 'x', audiences: ['a'], ttlSeconds: 60 }, 'cli');
+    const last = token.at(-1) === 'A' ? 'B' : 'A';
+    for (const bad of [token.slice(0, -1) + last, `${token}x`, 'ggw_', 'gop_x', '']) {
+      expect(await code(reg.authenticate(bad))).toBe('gateway_unauthenticated');
+    }
+    clock.now = new Date(T0.getTime() + 60_000);
+    expect(await code(reg.authenticate(token))).toBe('gateway_unauthenticated');
+  });
+
+  it('bad enrollments: bad_request; unknown ids: gateway_not_found', async () => {
+    const { reg } = registry();
+    for (const input of [
+      { name: 'no spaces', audiences: ['a'] },
+      { name: 'x', audiences: [] },
+      { name: 'x', audiences: Array.from({ length: 17 }, (_, i) => `a${i}`) },
+      { name: 'x', audiences: ['\uD800'] },
+      { name: 'x', audiences: ['a'], ttlSeconds: 59 },
+    ]) {
+      expect(await code(reg.enroll(input, 'cli'))).toBe('bad_request');
+    }
+    expect(await code(reg.revoke('gw_0000000000000000', 'cli'))).toBe('gateway_not_found');
+    expect(await code(reg.get('gw_0000000000000000'))).toBe('gateway_not_found');
+  });
+
+  it('any string is a gateway or gateway_unauthenticated, never another failure', async () => {
+    const { reg } = registry();
+    await fc.assert(
+      fc.asyncProperty(fc.string({ maxLength: 80 }), async (s) => {
+        expect(await code(reg.authenticate(`ggw_${s}`))).toBe('gateway_unauthenticated');
+      }),
+      { numRuns: 200 },
+    );
+  });
+});

@@ -1,0 +1,185 @@
+/**
+ * Enrolled gateways: the enforcement points that redeem grants and report what they
+ * executed. A gateway is created by an operator, bound to the audiences (`aud`) it may
+ * redeem for, and proves itself with a bearer token `ggw_` + a 16-hex id + 43 base64url
+ * characters of a 32-byte secret (the store keeps only SHA-256 of the secret, compared in
+ * constant time; the token is shown once). Without this, anyone who saw a grant id could
+ * burn the grant before the real gateway ran it, and the log could not name who ran what.
+ *
+ * One operator enrolls or revokes a gateway (audited first): a gateway can only spend
+ * grants already issued for its audiences, never obtain one, so enrolling it widens no
+ * runtime's power; revoking only removes power.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { BadRequestError } from '../shared/errors.js';
+import { holdsLoneSurrogate } from '../shared/jcs.js';
+import { GatewayNotFoundError, GatewayUnauthenticatedError } from './errors.js';
+import { byActor, NO_EVENTS, type CredentialEventSink } from './events.js';
+import {
+  MAX_GATEWAY_AUDIENCES,
+  type GatewayRecord,
+  type GatewayStore,
+} from './gateway-store.port.js';
+import { DEFAULT_TOKEN_TTL_SECONDS, MAX_TOKEN_TTL_SECONDS } from './tokens.js';
+
+export const GATEWAY_TOKEN_PREFIX = 'ggw_';
+const TOKEN_PATTERN = /^ggw_([0-9a-f]{16})([A-Za-z0-9_-]{43})$/;
+const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+const DUMMY_HASH = Buffer.alloc(32);
+
+/** What may be shown about a gateway: everything but the hash. */
+export type GatewayInfo = Omit<GatewayRecord, 'secretHash'>;
+
+/** An authenticated gateway, as the grant routes see it. */
+export interface GatewayIdentity {
+  readonly kind: 'gateway';
+  /** `gw_<16 hex>`: named in every redeem and outcome entry. */
+  readonly id: string;
+  readonly name: string;
+  readonly audiences: readonly string[];
+}
+
+export interface EnrolledGateway {
+  /** Shown once. */
+  readonly token: string;
+  readonly gateway: GatewayInfo;
+}
+
+/** True if `value` has the shape of a gateway token (valid or not). */
+export function looksLikeGatewayToken(value: string): boolean {
+  return value.startsWith(GATEWAY_TOKEN_PREFIX);
+}
+
+function sha256(bytes: Buffer): Buffer {
+  return createHash('sha256').update(bytes).digest();
+}
+
+function info(record: GatewayRecord): GatewayInfo {
+  const { secretHash: _hash, ...rest } = record;
+  return rest;
+}
+
+function checkInput(input: EnrollGatewayInput): { audiences: string[]; ttl: number } {
+  if (!NAME.test(input.name)) {
+    throw new BadRequestError('a gateway name is 1..64 letters, digits or ._-');
+  }
+  const audiences = [...new Set(input.audiences)].sort();
+  if (audiences.length === 0 || audiences.length > MAX_GATEWAY_AUDIENCES) {
+    throw new BadRequestError(`a gateway has 1..${MAX_GATEWAY_AUDIENCES} audiences`);
+  }
+  for (const a of audiences) {
+    if (a.length === 0 || a.length > 128 || holdsLoneSurrogate(a)) {
+      throw new BadRequestError('an audience is 1..128 characters of Unicode text');
+    }
+  }
+  const ttl = input.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
+  if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_TOKEN_TTL_SECONDS) {
+    throw new BadRequestError(`gateway token ttl must be 60..${MAX_TOKEN_TTL_SECONDS} seconds`);
+  }
+  return { audiences, ttl };
+}
+
+export interface EnrollGatewayInput {
+  readonly name: string;
+  readonly audiences: readonly string[];
+  readonly ttlSeconds?: number;
+}
+
+/** Who enrolls or revokes: an authenticated operator, or `cli` offline. */
+export type GatewayAdmin = { readonly id: string; readonly person: string } | 'cli';
+
+const by = (admin: GatewayAdmin): string => (admin === 'cli' ? 'cli' : byActor(admin));
+
+export class GatewayRegistry {
+  constructor(
+    private readonly store: GatewayStore,
+    private readonly clock: () => Date = () => new Date(),
+    private readonly onEvent: CredentialEventSink = NO_EVENTS,
+  ) {}
+
+  /** Enrolls a gateway for `audiences`; audited (`gateway.enrolled`) before it exists. */
+  async enroll(input: EnrollGatewayInput, admin: GatewayAdmin): Promise<EnrolledGateway> {
+    const { audiences, ttl } = checkInput(input);
+    const idHex = randomBytes(8).toString('hex');
+    const secret = randomBytes(32);
+    const now = this.clock();
+    const record: GatewayRecord = {
+      id: `gw_${idHex}`,
+      name: input.name,
+      audiences,
+      secretHash: sha256(secret).toString('hex'),
+      createdAt: now.toISOString(),
+      createdBy: by(admin),
+      expiresAt: new Date(now.getTime() + ttl * 1000).toISOString(),
+    };
+    await this.onEvent({
+      type: 'gateway.enrolled',
+      subject: record.id,
+      by: record.createdBy,
+      audiences,
+      time: record.createdAt,
+    });
+    await this.store.put(record);
+    return {
+      token: `${GATEWAY_TOKEN_PREFIX}${idHex}${secret.toString('base64url')}`,
+      gateway: info(record),
+    };
+  }
+
+  async get(id: string): Promise<GatewayInfo> {
+    const record = await this.store.get(id);
+    if (record === undefined) throw new GatewayNotFoundError(id);
+    return info(record);
+  }
+
+  async list(): Promise<GatewayInfo[]> {
+    const records = await this.store.list();
+    return records.map(info).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  /** Revokes gateway `id` (audited first); its token fails from the next request on. */
+  async revoke(id: string, admin: GatewayAdmin): Promise<GatewayInfo> {
+    const record = await this.store.get(id);
+    if (record === undefined) throw new GatewayNotFoundError(id);
+    if (record.revokedAt !== undefined) return info(record);
+    const revoked: GatewayRecord = {
+      ...record,
+      revokedAt: this.clock().toISOString(),
+      revokedBy: by(admin),
+    };
+    await this.onEvent({
+      type: 'gateway.revoked',
+      subject: id,
+      by: revoked.revokedBy ?? 'cli',
+      audiences: record.audiences,
+      time: revoked.revokedAt ?? '',
+    });
+    await this.store.put(revoked);
+    return info(revoked);
+  }
+
+  /**
+   * The gateway a bearer token stands for. Every failure is `gateway_unauthenticated` with
+   * the same message, so a caller learns nothing about which ids exist.
+   */
+  async authenticate(token: string): Promise<GatewayIdentity> {
+    const m = TOKEN_PATTERN.exec(token);
+    const idHex = m?.[1];
+    const secretText = m?.[2];
+    if (idHex === undefined || secretText === undefined) throw new GatewayUnauthenticatedError();
+    const secret = Buffer.from(secretText, 'base64url');
+    // Only the canonical encoding: two texts must not name the same secret.
+    if (secret.length !== 32 || secret.toString('base64url') !== secretText) {
+      throw new GatewayUnauthenticatedError();
+    }
+    const record = await this.store.get(`gw_${idHex}`);
+    const expected = record === undefined ? DUMMY_HASH : Buffer.from(record.secretHash, 'hex');
+    const matches = timingSafeEqual(sha256(secret), expected);
+    if (record === undefined || !matches) throw new GatewayUnauthenticatedError();
+    if (record.revokedAt !== undefined) throw new GatewayUnauthenticatedError();
+    if (this.clock().getTime() >= Date.parse(record.expiresAt)) {
+      throw new GatewayUnauthenticatedError();
+    }
+    return { kind: 'gateway', id: record.id, name: record.name, audiences: record.audiences };
+  }
+}
