@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { expandPaths } from '../appliance.js';
 import { loadReferencePolicies, loadEnrollmentRules } from '../attestation/index.js';
 import { parseCaBundle } from '../attestation/ek-certificate.js';
-import { expectedAnchorNames, readAnchorPin } from '../audit/index.js';
+import { readAnchorPin } from '../audit/index.js';
 import { checkHsmToken } from '../keys/hsm-check.pkcs11.js';
 import { createPolicyEngine } from '../policy/index.js';
 import { loadConfig, type AppConfig } from '../shared/config.js';
@@ -378,7 +378,8 @@ async function anchorCheck(
       fix: 'run `grantor provision` (a new appliance only; on an existing one restore the pin from its backup)',
     };
   }
-  const names = config.audit.pinnedNames ?? expectedAnchorNames(pin);
+  // GRANTOR_AUDIT_NV_NAMES, when set, must agree with the pin; unset, the pin is the only source.
+  const names = config.audit.pinnedNames ?? pin.names;
   const found: string[] = [];
   for (const [which, index, pinned] of [
     ['counter', pin.counterIndex, pin.names.counter],

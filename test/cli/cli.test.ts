@@ -155,7 +155,7 @@ describe('grantor doctor', () => {
   it('passes on a good set-up, one line per check (exit 0)', async () => {
     const r = await grantor(['doctor'], env());
     expect(r.err).toBe('');
-    expect(r.code).toBe(0);
+    expect(r.code, r.out).toBe(0);
     for (const check of ['config', 'tls', 'policy', 'ek-ca', 'hsm', 'tpm', 'anchor']) {
       expect(r.out).toMatch(new RegExp(`^ok\\s+${check}\\s`, 'm'));
     }
