@@ -1,7 +1,8 @@
 // NV writes authorised by TPM2_PolicySigned (the audit anchor, docs/audit.md "Write policy").
 // The signature over the TPM's nonce is made outside the TPM (by the HSM), so one write
 // takes two calls: PolicySessionStart returns the session and its nonceTPM; then
-// NvPolicySignedUpdate loads the signer's public key, runs PolicySigned, flushes the key
+// NvPolicySignedUpdate loads the signer's public key, runs PolicySigned with the command's
+// cpHashA (so the signature authorises that NV command with those parameters only), flushes the key
 // (swtpm has 3 object slots) and runs NV_Increment or NV_Extend in that session, which it
 // always flushes. PolicySessionFlush ends a session whose signature never came.
 #include "common.h"
@@ -60,7 +61,8 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
  public:
   enum class Kind : uint32_t { kIncrement = 0, kExtend = 1 };
   NvPolicySignedUpdateWorker(Napi::Env env, Context* ctx, uint32_t session, uint32_t kind, uint32_t index,
-                             const Bytes& data, const Bytes& keyPublic, const Bytes& signature)
+                             const Bytes& data, const Bytes& keyPublic, const Bytes& signature,
+                             const Bytes& cpHash)
       : TpmWorker(env, ctx, kind == 0 ? "NV_Increment" : "NV_Extend"),
         session_(session),
         kind_(static_cast<Kind>(kind)),
@@ -69,6 +71,9 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     Fail(FillTpm2b(data, &data_));
     Fail(UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, keyPublic, &keyPublic_));
     Fail(UnmarshalAll(Tss2_MU_TPMT_SIGNATURE_Unmarshal, signature, &signature_));
+    // cpHashA binds the signature to the one NV command (a SHA-256 digest, never empty).
+    if (cpHash.size() != 32) Fail(TSS2_ESYS_RC_BAD_VALUE);
+    Fail(FillTpm2b(cpHash, &cpHash_));
   }
 
  private:
@@ -89,11 +94,10 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     TPM2B_NONCE* nonce = nullptr;
     rc = Esys_TRSess_GetNonceTPM(esys, session_, &nonce);
     if (rc == TSS2_RC_SUCCESS) {
-      TPM2B_DIGEST cpHash = {};
       TPM2B_NONCE policyRef = {};
       TPM2B_TIMEOUT* timeout = nullptr;
       TPMT_TK_AUTH* ticket = nullptr;
-      rc = Esys_PolicySigned(esys, key, session_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nonce, &cpHash,
+      rc = Esys_PolicySigned(esys, key, session_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nonce, &cpHash_,
                              &policyRef, 0, &signature_, &timeout, &ticket);
       Esys_Free(timeout);
       Esys_Free(ticket);
@@ -119,6 +123,7 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
   TPM2B_MAX_NV_BUFFER data_ = {};
   TPM2B_PUBLIC keyPublic_ = {};
   TPMT_SIGNATURE signature_ = {};
+  TPM2B_DIGEST cpHash_ = {};
 };
 
 class HierarchyChangeAuthWorker : public TpmWorker {
@@ -158,11 +163,12 @@ Napi::Value PolicySessionFlush(const Napi::CallbackInfo& info) {
   return (new PolicySessionFlushWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "session")))->Start();
 }
 // nvPolicySignedUpdate(ctx, session, kind (0 increment, 1 extend), index, data,
-//                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE)
+//                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE, cpHash: 32 bytes)
 Napi::Value NvPolicySignedUpdate(const Napi::CallbackInfo& info) {
   return (new NvPolicySignedUpdateWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "session"),
                                          U32Arg(info, 2, "kind"), U32Arg(info, 3, "index"), BytesArg(info, 4, "data"),
-                                         BytesArg(info, 5, "keyPublic"), BytesArg(info, 6, "signature")))
+                                         BytesArg(info, 5, "keyPublic"), BytesArg(info, 6, "signature"),
+                                         BytesArg(info, 7, "cpHash")))
       ->Start();
 }
 // hierarchyChangeAuth(ctx, hierarchy, auth, newAuth: Uint8Array)

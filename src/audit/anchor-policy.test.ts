@@ -40,13 +40,16 @@ describe('the anchor write policy', () => {
     expect(anchorWritePolicy(point()).equals(anchorWritePolicy(p))).toBe(false);
   });
 
-  it('signs SHA-256(nonceTPM ‖ expiration 0)', () => {
+  it('signs SHA-256(nonceTPM ‖ expiration 0 ‖ cpHashA), and only with a cpHashA', () => {
     const nonce = Buffer.alloc(32, 7);
-    expect(policySignedDigest(nonce)).toEqual(
+    const cpHash = Buffer.alloc(32, 9);
+    expect(policySignedDigest(nonce, cpHash)).toEqual(
       createHash('sha256')
-        .update(Buffer.concat([nonce, Buffer.alloc(4)]))
+        .update(Buffer.concat([nonce, Buffer.alloc(4), cpHash]))
         .digest(),
     );
+    // An empty cpHashA would authorise any command in the session.
+    expect(() => policySignedDigest(nonce, Buffer.alloc(0))).toThrow(RangeError);
   });
 
   it.each([
@@ -60,9 +63,9 @@ describe('the anchor write policy', () => {
   it('wraps r ‖ s as an ECDSA/SHA-256 TPMT_SIGNATURE and refuses anything else', async () => {
     const rs = Buffer.concat([Buffer.alloc(32, 1), Buffer.alloc(32, 2)]);
     const signer = anchorPolicySigner(keyReturning(rs), point());
-    const sig = unmarshalTpmtSignature(await signer.sign(Buffer.alloc(32)));
+    const sig = unmarshalTpmtSignature(await signer.sign(Buffer.alloc(32), Buffer.alloc(32)));
     expect(sig).toMatchObject({ sigAlg: 0x18, hash: 0x0b });
     const short = anchorPolicySigner(keyReturning(Buffer.alloc(63)), point());
-    await expect(short.sign(Buffer.alloc(32))).rejects.toThrow(RangeError);
+    await expect(short.sign(Buffer.alloc(32), Buffer.alloc(32))).rejects.toThrow(RangeError);
   });
 });

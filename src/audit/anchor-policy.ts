@@ -71,19 +71,22 @@ export function anchorWritePolicy(point: Uint8Array): Buffer {
 }
 
 /**
- * What the key signs for one write: aHash = SHA-256(nonceTPM ‖ expiration), expiration 0
- * (the authorisation holds for this session only), cpHashA and policyRef empty.
+ * What the key signs for one write: aHash = SHA-256(nonceTPM ‖ expiration ‖ cpHashA ‖
+ * policyRef), expiration 0 (the authorisation holds for this session only), cpHashA the
+ * NV command's parameter hash (nvWriteCpHash: this index, this data; an interposer cannot
+ * swap them), policyRef empty.
  */
-export function policySignedDigest(nonceTpm: Uint8Array): Buffer {
-  return createHash('sha256').update(nonceTpm).update(Buffer.alloc(4)).digest();
+export function policySignedDigest(nonceTpm: Uint8Array, cpHashA: Uint8Array): Buffer {
+  if (cpHashA.length !== 32) throw new RangeError('cpHashA is not a SHA-256 digest');
+  return createHash('sha256').update(nonceTpm).update(Buffer.alloc(4)).update(cpHashA).digest();
 }
 
 /** The TPM port's view of the anchor write key: TPM2B_PUBLIC, TPMT_SIGNATURE. */
 export function anchorPolicySigner(key: AnchorWriteKey, point: Uint8Array): PolicySigner {
   return {
     public: marshalTpm2bPublic(anchorKeyTpmPublic(point)),
-    async sign(nonceTpm: Buffer): Promise<Uint8Array> {
-      const rs = await key.signDigest(policySignedDigest(nonceTpm));
+    async sign(nonceTpm: Buffer, cpHashA: Buffer): Promise<Uint8Array> {
+      const rs = await key.signDigest(policySignedDigest(nonceTpm, cpHashA));
       if (rs.length !== 64)
         throw new RangeError('the anchor write key returned no P-256 signature');
       return marshalTpmtSignature({

@@ -265,7 +265,12 @@ export async function provisionTpmAnchor(
       ? tpm.nvExtend(indices.extendIndex, EMPTY_ROOT, { auth })
       : tpm.nvWriteByPolicySigned(
           indices.extendIndex,
-          { kind: 'extend', data: EMPTY_ROOT },
+          // The first write: the name without TPMA_NV_WRITTEN, computed, not read back.
+          {
+            kind: 'extend',
+            data: EMPTY_ROOT,
+            name: Buffer.from(nvName(extendSpace, false), 'hex'),
+          },
           signer,
         ));
     await done('extend_genesis');
@@ -279,7 +284,11 @@ export async function provisionTpmAnchor(
   if (counter === 'defined') {
     await (signer === undefined
       ? tpm.nvIncrement(indices.counterIndex, { auth })
-      : tpm.nvWriteByPolicySigned(indices.counterIndex, { kind: 'increment' }, signer));
+      : tpm.nvWriteByPolicySigned(
+          indices.counterIndex,
+          { kind: 'increment', name: Buffer.from(nvName(counterSpace, false), 'hex') },
+          signer,
+        ));
     await done('increment_counter');
   }
   return {
@@ -439,7 +448,8 @@ export class TpmAuditAnchor implements AuditAnchor {
         ? this.tpm.nvExtend(this.config.extendIndex, data, { auth: this.auth })
         : this.tpm.nvWriteByPolicySigned(
             this.config.extendIndex,
-            { kind: 'extend', data },
+            // Bound to the pinned (written) name: a write lands on the pinned index or fails.
+            { kind: 'extend', data, name: Buffer.from(this.config.pinnedNames.extend, 'hex') },
             await this.policySigner(key),
           ),
     );
@@ -452,7 +462,7 @@ export class TpmAuditAnchor implements AuditAnchor {
         ? this.tpm.nvIncrement(this.config.counterIndex, { auth: this.auth })
         : this.tpm.nvWriteByPolicySigned(
             this.config.counterIndex,
-            { kind: 'increment' },
+            { kind: 'increment', name: Buffer.from(this.config.pinnedNames.counter, 'hex') },
             await this.policySigner(key),
           ),
     );

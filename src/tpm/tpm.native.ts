@@ -44,6 +44,7 @@ import {
   marshalTpmlDigestValues,
   marshalTpmlPcrSelection,
   nvSpacePublic,
+  nvWriteCpHash,
   pcrListToSelection,
   pcrSelectionToList,
   unmarshalTpm2b,
@@ -199,6 +200,7 @@ interface NativeAddon {
     data: Uint8Array,
     keyPublic: Uint8Array,
     signature: Uint8Array,
+    cpHash: Uint8Array,
   ): Promise<void>;
   hierarchyChangeAuth(
     c: NativeContext,
@@ -741,6 +743,10 @@ export class NativeTpm implements TpmPort {
     const data = write.kind === 'extend' ? copy(write.data) : Buffer.alloc(0);
     if (data.length > 1024) throw new TpmArgumentError('nvExtend: at most 1024 bytes');
     const keyPublic = copy(signer.public);
+    const cpHash = nvWriteCpHash(
+      copy(write.name),
+      write.kind === 'extend' ? { kind: 'extend', data } : { kind: 'increment' },
+    );
     const kind = write.kind === 'increment' ? 0 : 1;
     const command = write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
     // One queue slot for the whole write: the session must not interleave with other calls.
@@ -761,13 +767,13 @@ export class NativeTpm implements TpmPort {
       );
       let signature: Buffer;
       try {
-        signature = copy(await signer.sign(nonceTpm));
+        signature = copy(await signer.sign(nonceTpm, cpHash));
       } catch (e) {
         await addon.policySessionFlush(ctx, session).catch(() => undefined);
         throw e;
       }
       await native(command, () =>
-        addon.nvPolicySignedUpdate(ctx, session, kind, index, data, keyPublic, signature),
+        addon.nvPolicySignedUpdate(ctx, session, kind, index, data, keyPublic, signature, cpHash),
       );
     });
   }

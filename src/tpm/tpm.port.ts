@@ -101,15 +101,21 @@ export interface PolicySigner {
   /** TPM2B_PUBLIC of the signing key (public part only). */
   readonly public: Uint8Array;
   /**
-   * TPMT_SIGNATURE over aHash = SHA-256(nonceTPM ‖ expiration 0), with cpHashA and
-   * policyRef empty (TPM 2.0 Part 3, 23.3): valid for this session's nonce only.
+   * TPMT_SIGNATURE over aHash = SHA-256(nonceTPM ‖ expiration 0 ‖ cpHashA), policyRef
+   * empty (TPM 2.0 Part 3, 23.3): valid for this session's nonce and for the one command
+   * whose parameter hash is `cpHashA` (marshal/nv.ts nvWriteCpHash).
    */
-  sign(nonceTpm: Buffer): Promise<Uint8Array>;
+  sign(nonceTpm: Buffer, cpHashA: Buffer): Promise<Uint8Array>;
 }
 
-/** An NV write a policy session can authorise. */
-export type NvPolicyWrite =
-  { readonly kind: 'increment' } | { readonly kind: 'extend'; readonly data: Uint8Array };
+/**
+ * An NV write a policy session can authorise, bound to the index's `name` as the caller
+ * knows it (computed from the attributes it defined, TPMA_NV_WRITTEN as it is before this
+ * write; never read back from the bus): the signature covers that name and the data.
+ */
+export type NvPolicyWrite = { readonly name: Uint8Array } & (
+  { readonly kind: 'increment' } | { readonly kind: 'extend'; readonly data: Uint8Array }
+);
 
 export interface TpmPort {
   /** TPM2_Startup(CLEAR); a TPM that is already started is fine. */

@@ -1,7 +1,8 @@
 /**
  * An interposer on the TPM "bus" for tests: a TCP proxy between the addon (tcti swtpm) and
- * swtpm that forwards both ports (commands on P, control on P+1) and may rewrite the
- * response to chosen commands, as an attacker on the LPC/SPI bus could. Commands and
+ * swtpm that forwards both ports (commands on P, control on P+1) and may rewrite chosen
+ * commands on their way to the TPM and the responses to them, as an attacker on the
+ * LPC/SPI bus could. Commands and
  * responses are raw TPM 2.0 byte streams framed by their header's size field.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -9,12 +10,15 @@ import { freePortPair } from '../rig/sim.js';
 
 /** Given the command and its response, return the response to deliver. */
 export type Rewrite = (command: Buffer, response: Buffer) => Buffer;
+/** Given a command from the addon, return the command the TPM receives. */
+export type RewriteCommand = (command: Buffer) => Buffer;
 
 export interface BusProxy {
   readonly tcti: string;
   /** Responses changed so far. */
   readonly rewritten: number;
   rewrite: Rewrite | undefined;
+  rewriteCommand: RewriteCommand | undefined;
   close(): Promise<void>;
 }
 
@@ -35,8 +39,13 @@ function framer(onFrame: (frame: Buffer) => void): (chunk: Buffer) => void {
 export async function startBusProxy(upstreamPort: number): Promise<BusProxy> {
   const port = await freePortPair();
   const sockets = new Set<Socket>();
-  const state: { rewrite: Rewrite | undefined; rewritten: number } = {
+  const state: {
+    rewrite: Rewrite | undefined;
+    rewriteCommand: RewriteCommand | undefined;
+    rewritten: number;
+  } = {
     rewrite: undefined,
+    rewriteCommand: undefined,
     rewritten: 0,
   };
   const track = (s: Socket): void => {
@@ -52,8 +61,14 @@ export async function startBusProxy(upstreamPort: number): Promise<BusProxy> {
     down.on(
       'data',
       framer((cmd) => {
-        commands.push(Buffer.from(cmd));
-        up.write(cmd);
+        let sent: Buffer = Buffer.from(cmd);
+        if (state.rewriteCommand !== undefined) {
+          const changed = state.rewriteCommand(sent);
+          if (!changed.equals(sent)) state.rewritten += 1;
+          sent = changed;
+        }
+        commands.push(sent);
+        up.write(sent);
       }),
     );
     up.on(
@@ -99,6 +114,12 @@ export async function startBusProxy(upstreamPort: number): Promise<BusProxy> {
     set rewrite(r) {
       state.rewrite = r;
     },
+    get rewriteCommand() {
+      return state.rewriteCommand;
+    },
+    set rewriteCommand(r) {
+      state.rewriteCommand = r;
+    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await Promise.all(
@@ -116,6 +137,7 @@ export async function startBusProxy(upstreamPort: number): Promise<BusProxy> {
 }
 
 export const TPM_CC_NV_READ = 0x0000014e;
+export const TPM_CC_NV_EXTEND = 0x00000136;
 export const TPM_CC_NV_CERTIFY = 0x00000184;
 
 /** The command code and the handle at `handleIndex` (0-based) of a command. */

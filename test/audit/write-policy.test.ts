@@ -7,7 +7,7 @@
  * write without the HSM key; a redefinition with another policy changes the names.
  */
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { createHmac, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -31,10 +31,12 @@ import {
 import { TPM_ALG } from '../../src/tpm/marshal/constants.js';
 import { marshalTpm2bPublic } from '../../src/tpm/marshal/public.js';
 import { marshalTpmtSignature } from '../../src/tpm/marshal/signature.js';
-import type { PolicySigner } from '../../src/tpm/tpm.port.js';
+import { nvIndexName, nvSpacePublic, nvWriteCpHash } from '../../src/tpm/marshal/nv.js';
+import type { NvPolicyWrite, PolicySigner } from '../../src/tpm/tpm.port.js';
 import { TPM_RC, TpmError } from '../../src/tpm/tpm-error.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { provisionSimHsm, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
+import { TPM_CC_NV_EXTEND, commandOf, startBusProxy } from './bus-proxy.js';
 import { AK_TEMPLATE, event, logAt, tempDir } from './helpers.js';
 
 const run = promisify(execFile);
@@ -43,8 +45,56 @@ const NT_COUNTER = 0x1;
 const NT_EXTEND = 0x4;
 /** TPM_RC_AUTH_UNAVAILABLE: the index has no password path for writes. */
 const RC_AUTH_UNAVAILABLE = 0x12f;
+/** TPM_RC_SIGNATURE: PolicySigned's signature does not verify over its aHash. */
+const RC_SIGNATURE = 0x09b;
 /** TPM_RC_NV_AUTHORIZATION: the owner cannot write an index without TPMA_NV_OWNERWRITE. */
 const RC_NV_AUTHORIZATION = 0x149;
+
+const TPM_CC_START_AUTH_SESSION = 0x176;
+
+/**
+ * An NV_Extend command (one policy session) with other data and a command HMAC recomputed
+ * for it: HMAC-SHA256 with an empty key over cpHash ‖ nonceCaller ‖ nonceTPM ‖ attributes
+ * (TPM 2.0 Part 1, 19.6.5), what a bus interposer can do for an unsalted, unbound session.
+ */
+function swapExtendData(command: Buffer, name: Buffer, nonceTpm: Buffer): Buffer {
+  let at = 10 + 8 + 4 + 4; // header, authHandle, nvIndex, authorizationSize, session handle
+  const nonceCaller = command.subarray(at + 2, at + 2 + command.readUInt16BE(at));
+  at += 2 + nonceCaller.length;
+  const attributes = command.subarray(at, at + 1);
+  const hmacAt = at + 1;
+  const hmacSize = command.readUInt16BE(hmacAt);
+  const params = hmacAt + 2 + hmacSize;
+  const data = Buffer.from(command.subarray(params + 2));
+  data[0] = (data[0] ?? 0) ^ 0xff;
+  const cpHash = nvWriteCpHash(name, { kind: 'extend', data });
+  const hmac = createHmac('sha256', Buffer.alloc(0))
+    .update(Buffer.concat([cpHash, nonceCaller, nonceTpm, attributes]))
+    .digest();
+  const out = Buffer.concat([
+    command.subarray(0, hmacAt),
+    Buffer.from([0, 32]),
+    hmac,
+    command.subarray(params, params + 2),
+    data,
+  ]);
+  out.writeUInt32BE(out.length, 2);
+  out.writeUInt32BE(command.readUInt32BE(18) + 32 - hmacSize, 18);
+  return out;
+}
+
+/** The extend index's name before its first write: the pinned one minus TPMA_NV_WRITTEN. */
+function unwrittenName(index: number): Buffer {
+  return nvIndexName(
+    nvSpacePublic({
+      index,
+      nameAlg: 'sha256',
+      attributes: ANCHOR_POLICY_NV_ATTRIBUTES | (NT_EXTEND << 4),
+      authPolicy: anchorWritePolicy(point),
+      dataSize: 32,
+    }),
+  );
+}
 
 let sim: SimTpm;
 let tpm: NativeTpm;
@@ -69,11 +119,11 @@ function softwareKey(): { key: AnchorWriteKey; signer: PolicySigner } {
     signDigest: () => Promise.reject(new Error('not used')),
     close: () => Promise.resolve(),
   };
-  // A valid PolicySigned signature by this key: ECDSA-SHA-256 over nonceTPM ‖ expiration 0.
+  // A valid PolicySigned signature by this key: ECDSA-SHA-256 over nonceTPM ‖ 0 ‖ cpHashA.
   const signer: PolicySigner = {
     public: marshalTpm2bPublic(anchorKeyTpmPublic(raw)),
-    sign: (nonceTpm) => {
-      const rs = cryptoSign('sha256', Buffer.concat([nonceTpm, Buffer.alloc(4)]), {
+    sign: (nonceTpm, cpHashA) => {
+      const rs = cryptoSign('sha256', Buffer.concat([nonceTpm, Buffer.alloc(4), cpHashA]), {
         key: privateKey,
         dsaEncoding: 'ieee-p1363',
       });
@@ -173,6 +223,97 @@ describe('anchor write policy', () => {
     await opened.close();
   });
 
+  it('binds each signature to its command: NV_Extend data rewritten on the bus is refused', async () => {
+    const before = await new TpmAuditAnchor(tpm, config).read();
+    await tpm.close();
+    const proxy = await startBusProxy(sim.port);
+    const proxied = await NativeTpm.open(proxy.tcti);
+    try {
+      // The interposer lets PolicySigned pass and swaps the data of the NV_Extend after it.
+      // The policy session is unbound and unsalted and needs no authValue: its command HMAC
+      // has an empty key, so the interposer recomputes it over its own command (nonceTPM
+      // from the StartAuthSession answer it saw). Only cpHashA in the signature stops it.
+      let nonceTpm = Buffer.alloc(0);
+      proxy.rewrite = (command, response) => {
+        if (commandOf(command, 0).cc === TPM_CC_START_AUTH_SESSION && response.length > 16) {
+          nonceTpm = Buffer.from(response.subarray(16, 16 + response.readUInt16BE(14)));
+        }
+        return response;
+      };
+      proxy.rewriteCommand = (command) =>
+        commandOf(command, 0).cc === TPM_CC_NV_EXTEND
+          ? swapExtendData(command, Buffer.from(config.pinnedNames.extend, 'hex'), nonceTpm)
+          : command;
+      const err = await proxied
+        .nvWriteByPolicySigned(
+          INDICES.extendIndex,
+          {
+            kind: 'extend',
+            data: extendDigest(Buffer.alloc(32), Buffer.from('honest batch')),
+            name: Buffer.from(config.pinnedNames.extend, 'hex'),
+          },
+          anchorPolicySigner(key, point),
+        )
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(proxy.rewritten).toBe(1);
+      expect(err).toBeInstanceOf(TpmError);
+      expect((err as TpmError).is(TPM_RC.POLICY_FAIL), String(err)).toBe(true);
+    } finally {
+      await proxied.close();
+      await proxy.close();
+      tpm = await NativeTpm.open(sim.tcti);
+    }
+    // Nothing was written.
+    const after = await new TpmAuditAnchor(tpm, config).read();
+    expect(after.extendValue.equals(before.extendValue)).toBe(true);
+    expect(after.counter).toBe(before.counter);
+  });
+
+  it('refuses a signature over another command: other data, another name, an increment', async () => {
+    const written = Buffer.from(config.pinnedNames.extend, 'hex');
+    const data = extendDigest(Buffer.alloc(32), Buffer.from('honest batch'));
+    const other = extendDigest(Buffer.alloc(32), Buffer.from('forged batch'));
+    const hsm = anchorPolicySigner(key, point);
+    /** The HSM key, signing the cpHash of `signed` whatever the write presented. */
+    const signingOther = (signed: Buffer): PolicySigner => ({
+      public: hsm.public,
+      sign: (nonceTpm) => hsm.sign(nonceTpm, signed),
+    });
+    const before = await new TpmAuditAnchor(tpm, config).read();
+    const cases: [PolicySigner, NvPolicyWrite, number][] = [
+      // Signed for other data: the signature does not verify over this command's cpHash.
+      [
+        signingOther(nvWriteCpHash(written, { kind: 'extend', data: other })),
+        { kind: 'extend', data, name: written },
+        RC_SIGNATURE,
+      ],
+      // Signed for an increment of the counter, presented for an extend.
+      [
+        signingOther(
+          nvWriteCpHash(Buffer.from(config.pinnedNames.counter, 'hex'), { kind: 'increment' }),
+        ),
+        { kind: 'extend', data, name: written },
+        RC_SIGNATURE,
+      ],
+      // A consistent signature for a name the index does not have (the unwritten one, as a
+      // lying NV_ReadPublic could report): the TPM's own cpHash differs.
+      [hsm, { kind: 'extend', data, name: unwrittenName(INDICES.extendIndex) }, TPM_RC.POLICY_FAIL],
+    ];
+    for (const [signer, write, rc] of cases) {
+      const err = await tpm.nvWriteByPolicySigned(INDICES.extendIndex, write, signer).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(TpmError);
+      expect((err as TpmError).is(rc), `${String(err)} is not rc 0x${rc.toString(16)}`).toBe(true);
+    }
+    const after = await new TpmAuditAnchor(tpm, config).read();
+    expect(after.extendValue.equals(before.extendValue)).toBe(true);
+  });
+
   it('tpm2-tools computes the same key name and policy digest, and reads the attributes', async () => {
     await tpm.close();
     try {
@@ -187,7 +328,7 @@ describe('anchor write policy', () => {
       const session = join(work, 'trial.ctx');
       const sig = join(work, 'any.sig');
       const signer = anchorPolicySigner(key, point);
-      await writeFile(sig, await signer.sign(Buffer.alloc(32)));
+      await writeFile(sig, await signer.sign(Buffer.alloc(32), Buffer.alloc(32)));
       const digest = join(work, 'policy.bin');
       await run('tpm2_startauthsession', ['-S', session], { env });
       await run('tpm2_policysigned', ['-S', session, '-c', ctx, '-s', sig, '-L', digest], {
@@ -245,6 +386,9 @@ describe('the same-length rewrite (issue 13, item 3)', () => {
     const owner = { auth: { by: 'owner' as const } };
     const byIndex = { auth: { by: 'index' as const } };
     const forged = softwareKey().signer;
+    // The names as the TPM has them now (defined, not written): what a write is bound to.
+    const extendName = (await tpm.nvReadPublic(INDICES.extendIndex)).name;
+    const counterName = (await tpm.nvReadPublic(INDICES.counterIndex)).name;
     const attempts: [() => Promise<unknown>, number][] = [
       [() => tpm.nvExtend(INDICES.extendIndex, forgedRoot, owner), RC_NV_AUTHORIZATION],
       [() => tpm.nvIncrement(INDICES.counterIndex, owner), RC_NV_AUTHORIZATION],
@@ -254,13 +398,18 @@ describe('the same-length rewrite (issue 13, item 3)', () => {
         () =>
           tpm.nvWriteByPolicySigned(
             INDICES.extendIndex,
-            { kind: 'extend', data: forgedRoot },
+            { kind: 'extend', data: forgedRoot, name: extendName },
             forged,
           ),
         TPM_RC.POLICY_FAIL,
       ],
       [
-        () => tpm.nvWriteByPolicySigned(INDICES.counterIndex, { kind: 'increment' }, forged),
+        () =>
+          tpm.nvWriteByPolicySigned(
+            INDICES.counterIndex,
+            { kind: 'increment', name: counterName },
+            forged,
+          ),
         TPM_RC.POLICY_FAIL,
       ],
     ];
@@ -279,7 +428,7 @@ describe('the same-length rewrite (issue 13, item 3)', () => {
     const signer = anchorPolicySigner(key, point);
     await tpm.nvWriteByPolicySigned(
       INDICES.extendIndex,
-      { kind: 'extend', data: forgedRoot },
+      { kind: 'extend', data: forgedRoot, name: extendName },
       signer,
     );
     expect((await tpm.nvReadPublic(INDICES.extendIndex)).name.toString('hex')).toBe(
@@ -301,7 +450,11 @@ describe('the same-length rewrite (issue 13, item 3)', () => {
     // The attacker's own key writes the attacker's index...
     await tpm.nvWriteByPolicySigned(
       INDICES.extendIndex,
-      { kind: 'extend', data: Buffer.alloc(32) },
+      {
+        kind: 'extend',
+        data: Buffer.alloc(32),
+        name: (await tpm.nvReadPublic(INDICES.extendIndex)).name,
+      },
       attacker.signer,
     );
     // ...whose name is not the pinned one.

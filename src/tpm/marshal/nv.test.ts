@@ -15,6 +15,8 @@ import {
   marshalTpmsNvPublic,
   nvAttributes,
   nvIndexName,
+  nvSpacePublic,
+  nvWriteCpHash,
   unmarshalTpm2bNvPublic,
   unmarshalTpmsNvPublic,
   type TpmsNvPublic,
@@ -164,5 +166,66 @@ describe('TPMS_NV_PUBLIC and NV names', () => {
       marshalTpm2bNvPublic(ordinary),
     );
     expectOnlyOwnErrors(unmarshalTpmsNvPublic, marshalTpmsNvPublic, marshalTpmsNvPublic(ordinary));
+  });
+});
+
+describe('nvWriteCpHash', () => {
+  // Captured on swtpm with tpm2-tools 5.4: `tpm2_nvdefine -a <attributes>`, then
+  // `tpm2_nvextend -C <index> -i data --cphash` / `tpm2_nvincrement -C <index> --cphash`
+  // (TPM2B_DIGEST output, size prefix dropped) and `tpm2_nvreadpublic` for the names.
+  const WRITTEN = 1 << 29;
+  const extend = {
+    index: 0x01500099,
+    nameAlg: 'sha256' as const,
+    attributes: 0x2060042,
+    dataSize: 32,
+  };
+  const counter = {
+    index: 0x01500098,
+    nameAlg: 'sha256' as const,
+    attributes: 0x2060012,
+    dataSize: 8,
+  };
+  const name = (space: typeof extend, written: boolean) =>
+    nvIndexName(
+      nvSpacePublic({ ...space, attributes: space.attributes | (written ? WRITTEN : 0) }),
+    );
+  const abc = Buffer.from('abc');
+
+  it('computes the names tpm2_nvreadpublic reported', () => {
+    expect(name(extend, false).toString('hex')).toBe(
+      '000bd5fdd08334d3eaf7bbf82358fd3affb0d7c2bd0af5190c8f30ecca1730f0fd64',
+    );
+    expect(name(extend, true).toString('hex')).toBe(
+      '000bd669e9f5560acbdf6920d4bfde659ce357ad327b898aae5dbeddf96a78e2a32c',
+    );
+    expect(name(counter, false).toString('hex')).toBe(
+      '000ba8aff5ed102bbc05dbf03a66103a03b8f54773bf62b5c1864f9a4ab6c84072cf',
+    );
+  });
+
+  it('equals tpm2_nvextend --cphash, before and after the first write', () => {
+    expect(nvWriteCpHash(name(extend, false), { kind: 'extend', data: abc }).toString('hex')).toBe(
+      'fe4928e3213c125b550a9911621aa0c0b4a8c21b3f480fe7afec87c609002beb',
+    );
+    expect(nvWriteCpHash(name(extend, true), { kind: 'extend', data: abc }).toString('hex')).toBe(
+      '4f2acfb3e274bfd788bcc1117a963fd899b5664d83a14c600d19aceba0b301dc',
+    );
+  });
+
+  it('equals tpm2_nvincrement --cphash', () => {
+    expect(nvWriteCpHash(name(counter, false), { kind: 'increment' }).toString('hex')).toBe(
+      '5cb61a6afcf659576c651aca80fe8c54e1eee76fe0c231e16d5b6dea12f4ad45',
+    );
+  });
+
+  it('differs for other data, another command and another name', () => {
+    const n = name(extend, true);
+    const base = nvWriteCpHash(n, { kind: 'extend', data: abc });
+    expect(nvWriteCpHash(n, { kind: 'extend', data: Buffer.from('abd') }).equals(base)).toBe(false);
+    expect(nvWriteCpHash(n, { kind: 'increment' }).equals(base)).toBe(false);
+    expect(nvWriteCpHash(name(extend, false), { kind: 'extend', data: abc }).equals(base)).toBe(
+      false,
+    );
   });
 });

@@ -160,3 +160,26 @@ export function nvSpacePublic(space: NvSpace): TpmsNvPublic {
     dataSize: space.dataSize,
   };
 }
+
+/** TPM_CC_NV_Increment and TPM_CC_NV_Extend (TPM 2.0 Part 2, 6.5.2). */
+const TPM_CC_NV_INCREMENT = 0x134;
+const TPM_CC_NV_EXTEND = 0x136;
+
+/**
+ * cpHashA of an NV write whose authHandle is the index itself (TPM 2.0 Part 1, 18.7):
+ * SHA-256(TPM_CC ‖ name(authHandle) ‖ name(nvIndex) ‖ parameters), the index's name twice;
+ * NV_Extend's parameters are the TPM2B_MAX_NV_BUFFER of `data`, NV_Increment has none.
+ * `name` is the index's name as the command finds it (TPMA_NV_WRITTEN as it is then): a
+ * PolicySigned signature over this digest authorises exactly this command on this index.
+ */
+export function nvWriteCpHash(
+  name: Uint8Array,
+  write: { readonly kind: 'increment' } | { readonly kind: 'extend'; readonly data: Uint8Array },
+): Buffer {
+  const command = marshal((w) => {
+    w.u32(write.kind === 'extend' ? TPM_CC_NV_EXTEND : TPM_CC_NV_INCREMENT, 'commandCode');
+    w.bytes(name).bytes(name);
+    if (write.kind === 'extend') w.tpm2b(write.data, TPM_MAX.NV_BUFFER, 'data');
+  });
+  return createHash('sha256').update(command).digest();
+}
