@@ -20,6 +20,7 @@ export const TAGS: readonly Tag[] = [
     description: 'EK CA bundle, reference policies, enrollment rules (§1, §6)',
   },
   { name: 'operators', description: 'People, credentials and dual control (§6)' },
+  { name: 'gateways', description: 'Enrolled gateways: the parties that redeem grants (§3)' },
   { name: 'policy', description: 'The active Cedar policy set (§6)' },
   { name: 'operations', description: 'Health, readiness, metrics and this document' },
 ];
@@ -35,6 +36,7 @@ export function tagOf(path: string): string {
     case 'keys':
     case 'attestation':
     case 'policy':
+    case 'gateways':
       return first;
     case 'approvals':
     case 'operators':
@@ -66,6 +68,12 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'GET /v1/audit/checkpoint': 'A signed checkpoint of the audit log (TPM-certified with a nonce)',
   'GET /v1/audit/verifier': 'The audit log verifier key and anchor description',
   'GET /v1/audit/entries': 'Read audit entries',
+  'GET /v1/audit/bodies/{digest}': 'Read a grant request body by its digest',
+  'GET /v1/runtimes/{runtimeId}/timeline': "A runtime's timeline, each line with its seq",
+  'GET /v1/gateways': 'List enrolled gateways',
+  'POST /v1/gateways': 'Enroll a gateway for its audiences (token shown once)',
+  'POST /v1/gateways/{gatewayId}/revoke': 'Revoke a gateway',
+  'POST /v1/grants/{grantId}/outcome': 'Record the outcome of an execution (redeeming gateway)',
   'GET /v1/audit/batches': 'Read anchored batch boundaries',
   'GET /v1/audit/proof/inclusion': 'Merkle inclusion proof of an entry',
   'GET /v1/audit/proof/consistency': 'Merkle consistency proof between two tree sizes',
