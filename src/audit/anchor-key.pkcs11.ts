@@ -139,9 +139,13 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
       .filter((s) => p.C_GetTokenInfo(s).label.trim() === this.#config.tokenLabel);
     const slot = slots[0];
     if (slot === undefined || slots.length > 1) {
-      throw new HsmUnavailableError('the anchor write key token is not (uniquely) present', {
-        details: { tokenLabel: this.#config.tokenLabel },
-      });
+      // The signer's wording, so that start-up names the label the same way (startup-cause.ts).
+      throw new HsmUnavailableError(
+        slots.length > 1
+          ? 'more than one HSM token has the configured label (anchor write key)'
+          : 'no HSM token has the configured label (anchor write key)',
+        { details: { tokenLabel: this.#config.tokenLabel } },
+      );
     }
     const session = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
     try {

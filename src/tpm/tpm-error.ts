@@ -36,6 +36,8 @@ export const TPM_RC = {
   NV_RATE: 0x920,
   RETRY: 0x922,
   OBJECT_MEMORY: 0x902,
+  SESSION_MEMORY: 0x903,
+  SESSION_HANDLES: 0x905,
 } as const;
 
 /**

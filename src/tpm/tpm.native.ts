@@ -751,6 +751,38 @@ export class NativeTpm implements TpmPort {
     const command = write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
     // One queue slot for the whole write: the session must not interleave with other calls.
     await this.#queue.run(async () => {
+      try {
+        await this.#policyWrite(index, kind, command, data, keyPublic, cpHash, signer);
+      } catch (e) {
+        if (!(e instanceof TpmError) || ![...SLOTS_FULL].some((rc) => e.is(rc))) throw e;
+        // A process killed mid-write (no resource manager: swtpm, /dev/tpm0) leaves its
+        // policy session and loaded key in the TPM's few slots. This adapter holds nothing
+        // between calls, so anything loaded now is stale: flush it and write once more.
+        await this.#flushStale();
+        await this.#policyWrite(index, kind, command, data, keyPublic, cpHash, signer);
+      }
+    });
+  }
+
+  /** Flushes every loaded session and transient object this TPM reports (see callers). */
+  async #flushStale(): Promise<void> {
+    for (const first of [0x02000000, 0x03000000, 0x80000000]) {
+      for (let i = 0; i < STALE_SWEEP; i++) {
+        await addon.flush(this.#ctx, first + i).catch(() => undefined);
+      }
+    }
+  }
+
+  async #policyWrite(
+    index: number,
+    kind: 0 | 1,
+    command: string,
+    data: Buffer,
+    keyPublic: Buffer,
+    cpHash: Buffer,
+    signer: PolicySigner,
+  ): Promise<void> {
+    {
       if (this.#broken) await this.#reopen();
       const native = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
         try {
@@ -775,7 +807,7 @@ export class NativeTpm implements TpmPort {
       await native(command, () =>
         addon.nvPolicySignedUpdate(ctx, session, kind, index, data, keyPublic, signature, cpHash),
       );
-    });
+    }
   }
 
   async hierarchyChangeAuth(
@@ -811,6 +843,14 @@ export class NativeTpm implements TpmPort {
   }
 }
 
+/** The TPM's answers when its session or object slots are full. */
+const SLOTS_FULL: ReadonlySet<number> = new Set([
+  TPM_RC.OBJECT_MEMORY,
+  TPM_RC.SESSION_MEMORY,
+  TPM_RC.SESSION_HANDLES,
+]);
+/** Handles swept per range: libtpms numbers sessions and transients by slot, from 0. */
+const STALE_SWEEP = 64;
 /** Wiring for the TPM domain: one adapter per configured TCTI. */
 export function openTpm(config: { readonly tcti: string }): Promise<NativeTpm> {
   return NativeTpm.open(config.tcti);

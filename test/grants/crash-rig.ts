@@ -96,6 +96,9 @@ export async function startApplianceRig(
       ...options.env,
     });
     const config = loadConfig(env, repoRoot);
+    // Provisioning runs here and creates the anchor write key in this rig's own token:
+    // SoftHSM2 reads its configuration from this process's environment at C_Initialize.
+    process.env.SOFTHSM2_CONF = hsm.conf;
     const tpm = await openTpm(config.tpm);
     try {
       await provisionAppliance(config, tpm);
