@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { marshalTpmtPublic } from '../src/tpm/marshal/public.js';
-import { AK_TEMPLATE_ECC_P256 } from '../src/tpm/templates.js';
+import { APPLIANCE_AK_TEMPLATE } from '../src/tpm/templates.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../src/audit/anchor.tpm.js';
 import { createAudit } from '../src/audit/index.js';
 import { openDatabase } from '../src/shared/db.level.js';
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
         ...indices,
         pinnedNames: pin.names,
         pinnedGenesis: pin.genesisCounter,
-        akTemplate: marshalTpmtPublic(AK_TEMPLATE_ECC_P256),
+        akTemplate: marshalTpmtPublic(APPLIANCE_AK_TEMPLATE),
         writeKey,
         ...(pin.writeKey === undefined
           ? {}

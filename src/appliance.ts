@@ -54,7 +54,7 @@ import { jcsSha256Hex } from './shared/jcs.js';
 import { fileConfigError } from './startup-cause.js';
 import { createMetrics, type GrantorMetrics } from './shared/metrics.js';
 import { marshalTpmtPublic } from './tpm/marshal/public.js';
-import { AK_TEMPLATE_ECC_P256 } from './tpm/templates.js';
+import { APPLIANCE_AK_TEMPLATE } from './tpm/templates.js';
 import { MeteredTpm } from './tpm/tpm.metered.js';
 import { readOwnerAuth } from './tpm/owner-auth.js';
 import { openTpm } from './tpm/tpm.native.js';
@@ -141,7 +141,7 @@ function anchorConfig(config: AppConfig, pin?: PinnedAnchor, writeKey?: AnchorWr
       : { pinnedWritePolicy: Buffer.from(pin.writeKey.policy, 'hex') }),
     // NV_Certify (checkpoint ?nonce=) is signed by a restricted P-256 AK derived as an
     // endorsement-hierarchy primary from this template (the same key every time).
-    akTemplate: marshalTpmtPublic(AK_TEMPLATE_ECC_P256),
+    akTemplate: marshalTpmtPublic(APPLIANCE_AK_TEMPLATE),
   };
 }
 

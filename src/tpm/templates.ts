@@ -143,6 +143,17 @@ export const AK_TEMPLATE_ECC_P256: EccPublic = {
   unique: { x: Buffer.alloc(0), y: Buffer.alloc(0) },
 };
 
+/**
+ * The appliance's own AK (it certifies the audit anchor at every start): the ECC AK with
+ * noDA. Its authorisation is empty, so dictionary-attack protection guards nothing; without
+ * noDA a TPM in DA lockout (after unorderly shutdowns: a power loss, a killed simulator)
+ * refuses it (TPM_RC_LOCKOUT) and the appliance could not start until lockout recovery.
+ */
+export const APPLIANCE_AK_TEMPLATE: EccPublic = {
+  ...AK_TEMPLATE_ECC_P256,
+  objectAttributes: { ...akAttributes, noDA: true },
+};
+
 /** Restricted signing AK: RSA-2048, RSASSA-PKCS1-v1_5 with SHA-256. */
 export const AK_TEMPLATE_RSA2048: RsaPublic = {
   type: TPM_ALG.RSA,

@@ -24,6 +24,8 @@ import { unmarshalTpm2bPublic } from '../../src/tpm/marshal/public.js';
 import { unmarshalTpmtSignature } from '../../src/tpm/marshal/signature.js';
 import { verifyTpmtSignature } from '../../src/tpm/marshal/verify.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { marshalTpmtPublic } from '../../src/tpm/marshal/public.js';
+import { AK_TEMPLATE_ECC_P256 } from '../../src/tpm/templates.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
 import { INDICES, captureLogger, event, logAt, provisionAnchor, tempDir } from './helpers.js';
 
@@ -260,6 +262,45 @@ describe('TPM anchor', () => {
       expect(pub.stdout).not.toMatch(/policy_delete|platformcreate|orderly/);
     }
     tpm = await NativeTpm.open(sim.tcti);
+  });
+
+  it('certifies the anchor while the TPM is in dictionary-attack lockout: its AK is noDA', async () => {
+    const env = { ...process.env, TPM2TOOLS_TCTI: sim.tcti };
+    const lockout = (args: string[]) => run('tpm2_dictionarylockout', args, { env });
+    await tpm.close();
+    // One try allowed, then an unorderly shutdown (the simulator killed, as a power loss on
+    // a real TPM) counts as a failure: the TPM is in lockout and refuses every
+    // DA-protected authorisation (TPM_RC_LOCKOUT).
+    await lockout(['-s', '-n', '1', '-t', '1000', '-l', '1000']);
+    // A DA-protected authorisation in this boot (the runtimes' AK template, without noDA):
+    // only then does an unorderly shutdown count.
+    const daTemplate = { ...config, akTemplate: marshalTpmtPublic(AK_TEMPLATE_ECC_P256) };
+    tpm = await NativeTpm.open(sim.tcti);
+    await new TpmAuditAnchor(tpm, daTemplate).read().catch(() => undefined);
+    await tpm.close();
+    await sim.stop();
+    await sim.restart();
+    const props = await run('tpm2_getcap', ['properties-variable'], { env });
+    expect(props.stdout).toMatch(/inLockout:\s+1/);
+    tpm = await NativeTpm.open(sim.tcti);
+    try {
+      const state = await new TpmAuditAnchor(tpm, config).read();
+      expect(state.extendValue).toHaveLength(32);
+      // The same read with the runtimes' AK template (no noDA) is refused: the test can fail.
+      const daProtected = new TpmAuditAnchor(tpm, daTemplate);
+      const refused: unknown = await daProtected.read().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      const messages: string[] = [];
+      for (let e = refused; e instanceof Error; e = e.cause) messages.push(e.message);
+      expect(messages.join(' | ')).toMatch(/lockout/i);
+    } finally {
+      await tpm.close();
+      await lockout(['-c']);
+      await lockout(['-s', '-n', '32', '-t', '1', '-l', '1']);
+      tpm = await NativeTpm.open(sim.tcti);
+    }
   });
 });
 

@@ -11,11 +11,11 @@ import type { AuditLogOptions, AuditLogger } from '../../src/audit/log.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { marshalTpmtPublic } from '../../src/tpm/marshal/public.js';
-import { AK_TEMPLATES } from '../../src/tpm/templates.js';
+import { APPLIANCE_AK_TEMPLATE } from '../../src/tpm/templates.js';
 import type { TpmPort } from '../../src/tpm/tpm.port.js';
 
 export const INDICES: TpmAnchorIndices = { counterIndex: 0x01500020, extendIndex: 0x01500021 };
-export const AK_TEMPLATE = marshalTpmtPublic(AK_TEMPLATES['ecc-p256']);
+export const AK_TEMPLATE = marshalTpmtPublic(APPLIANCE_AK_TEMPLATE);
 
 export const LOG_OPTIONS: AuditLogOptions = {
   origin: 'grantor.test/audit',
