@@ -15,7 +15,7 @@ import { tpmProbe } from '../tpm/probe.js';
 import { RefusalAudit } from '../operators/refusals.js';
 import { RateLimiter } from './plugins/rate-limit.js';
 import { buildApp, type App, type AppOptions } from './app.js';
-import { certificateExpiries, operatorCaPem, tlsOptions } from './plugins/tls.js';
+import { certificateExpiries, tlsOptions } from './plugins/tls.js';
 import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
 import type { OperatorAct } from './plugins/auth.js';
 import type { OperatorActFacts } from '../audit/index.js';
@@ -186,7 +186,8 @@ export async function startApplianceServer(
   logger?: FastifyBaseLogger,
 ): Promise<RunningServer> {
   const https = config.tls === undefined ? undefined : tlsOptions(config.tls);
-  const caPem = config.tls === undefined ? undefined : operatorCaPem(config.tls);
+  // The operator CA as the listener read it: the TLS layer and the credential check trust one text.
+  const caPem = typeof https?.ca === 'string' ? https.ca : undefined;
   const appOptions: AppOptions = {
     ...(logger === undefined ? {} : { logger }),
     ...(https === undefined ? {} : { https }),
