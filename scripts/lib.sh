@@ -5,18 +5,18 @@ GRANTOR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 APT_PACKAGES=(swtpm swtpm-tools softhsm2 tpm2-tools libtss2-dev openssl ca-certificates make g++ python3)
 # Grant keys in the TPM (tpm2-pkcs11) and the resource manager it shares the TPM through.
 APT_PACKAGES+=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus)
-# The audit anchor's model checker (models/anchor.pml, run by ./scripts/test).
-APT_PACKAGES+=(spin)
-# promtool (metrics exposition and alert rule tests, test/appliance/alerts.test.ts).
-APT_PACKAGES+=(prometheus)
+# Only ./scripts/test needs these (ensure_test_tools), so the image does not ship them:
+# the audit anchor's model checker (models/anchor.pml, scripts/check-model) and promtool
+# (metrics exposition and alert rule tests, test/appliance/alerts.test.ts).
+APT_TEST_PACKAGES=(spin prometheus)
 
 log() { printf '[grantor] %s\n' "$*" >&2; }
 die() { printf '[grantor] error: %s\n' "$*" >&2; exit 1; }
 
-# Install the Debian packages that are missing (needs root or sudo).
+# Install those of the Debian packages "$@" that are missing (needs root or sudo).
 ensure_apt_packages() {
   local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -58,9 +58,14 @@ ensure_native_fresh() {
 
 ensure_all() {
   ensure_node
-  ensure_apt_packages
+  ensure_apt_packages "${APT_PACKAGES[@]}"
   ensure_node_modules
   ensure_native_fresh
+}
+
+# What ./scripts/test needs beyond ensure_all.
+ensure_test_tools() {
+  ensure_apt_packages "${APT_TEST_PACKAGES[@]}"
 }
 
 # ./scripts/start's environment for ./scripts/cli: $1/grantor.env (mode 0600) with every

@@ -15,7 +15,7 @@ import { tpmProbe } from '../tpm/probe.js';
 import { RefusalAudit } from '../operators/refusals.js';
 import { RateLimiter } from './plugins/rate-limit.js';
 import { buildApp, type App, type AppOptions } from './app.js';
-import { certificateExpiries, operatorCaPem, tlsOptions } from './plugins/tls.js';
+import { certificateExpiries, tlsOptions } from './plugins/tls.js';
 import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
 import type { OperatorAct } from './plugins/auth.js';
 import type { OperatorActFacts } from '../audit/index.js';
@@ -123,6 +123,14 @@ function operatorActFacts(act: OperatorAct): OperatorActFacts {
   };
 }
 
+/** What a failed start leaves for the degraded app. */
+export interface DegradedStart {
+  /** The failure's cause for people (describeStartupFailure); default: its code alone. */
+  readonly startup?: StartupFailure;
+  /** The registry start-up already filled (TLS certificates' expiry); default: a new one. */
+  readonly metrics?: GrantorMetrics;
+}
+
 /**
  * A server for an appliance that could not start because a dependency failed (wrong HSM
  * PIN, TPM unreachable, ...): /healthz answers, /readyz names the component, and every
@@ -132,9 +140,9 @@ function operatorActFacts(act: OperatorAct): OperatorActFacts {
 export async function buildDegradedApp(
   failure: GrantorError,
   options: AppOptions = {},
-  startup?: StartupFailure,
-  metrics?: GrantorMetrics,
+  degraded: DegradedStart = {},
 ): Promise<App> {
+  const { startup, metrics } = degraded;
   const component = startup?.component ?? componentOfCode(failure.code);
   // The cause is for the operator reading /readyz: paths, labels and addresses, no secret.
   const reason =
@@ -178,7 +186,8 @@ export async function startApplianceServer(
   logger?: FastifyBaseLogger,
 ): Promise<RunningServer> {
   const https = config.tls === undefined ? undefined : tlsOptions(config.tls);
-  const caPem = config.tls === undefined ? undefined : operatorCaPem(config.tls);
+  // The operator CA as the listener read it: the TLS layer and the credential check trust one text.
+  const caPem = typeof https?.ca === 'string' ? https.ca : undefined;
   const appOptions: AppOptions = {
     ...(logger === undefined ? {} : { logger }),
     ...(https === undefined ? {} : { https }),
@@ -207,7 +216,7 @@ export async function startApplianceServer(
       { code: startup.code, component: startup.component, cause: startup.cause },
       `a dependency failed at start: ${startup.cause}; serving 503 until an operator fixes it and restarts`,
     );
-    const app = await buildDegradedApp(e, appOptions, startup, metrics);
+    const app = await buildDegradedApp(e, appOptions, { startup, metrics });
     return { app, appliance: undefined, close: () => app.close() };
   }
   let app: App;

@@ -3,10 +3,11 @@
  * SoftHSM2 token): `redocly lint` clean with redocly.yaml, every operation summarised and
  * tagged, and every answer the real app gives, to a sweep of every route with each
  * credential and to the runtime protocol's real flow, has a declared status and a body
- * that matches the declared schema.
+ * that matches the declared schema. The summaries table and docs/protocol.md §7 name
+ * exactly the document's operations.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,7 +15,7 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsPlugin from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_STATUS } from '../../src/http/error-status.js';
-import { TAGS } from '../../src/http/plugins/openapi.catalog.js';
+import { SUMMARIES, TAGS } from '../../src/http/plugins/openapi.catalog.js';
 import { ROLES, type Role } from '../../src/operators/roles.js';
 import { createEccAk } from '../attestation/tools.js';
 import { attest, enroll, grantBody, signed } from '../grants/rig.js';
@@ -102,6 +103,45 @@ function templateOf(url: string, method: string): string | undefined {
   return candidates.sort((a, b) => a.split('{').length - b.split('{').length)[0];
 }
 
+/** `GET /v1/runtimes/{}`: method in capitals, parameters unnamed. */
+function route(method: string, path: string): string {
+  return `${method.toUpperCase()} ${path.replace(/\{[^}]+\}/g, '{}')}`;
+}
+
+function split(key: string): [string, string] {
+  const [method = '', path = ''] = key.split(' ');
+  return [method, path];
+}
+
+/**
+ * The routes of docs/protocol.md §7's table. A row's first cell holds `METHOD /path`
+ * parts, a bare `METHOD` for the next path too, and `/x` for a sibling of the path before
+ * (`/revoke` after `/v1/runtimes/{id}/approve`) or, when it is a whole path, itself.
+ */
+async function protocolRouteIndex(): Promise<Set<string>> {
+  const text = await readFile(join(repoRoot, 'docs/protocol.md'), 'utf8');
+  const start = text.indexOf('## 7. Every route');
+  const section = text.slice(start, text.indexOf('\n## ', start + 1));
+  const out = new Set<string>();
+  for (const line of section.split('\n').filter((l) => l.startsWith('| `'))) {
+    const methods: string[] = [];
+    let base = '';
+    for (const [, part = ''] of (line.split(' | ')[0] ?? '').matchAll(/`([^`]+)`/g)) {
+      if (/^[A-Z]+$/.test(part)) {
+        methods.push(part);
+        continue;
+      }
+      const [method, path] = part.includes(' ') ? split(part) : ['', part];
+      if (method !== '') methods.push(method);
+      const sibling = method === '' && base.startsWith('/v1/') && !path.startsWith('/v1/');
+      const full = sibling ? base.replace(/\/[^/]+$/, path) : path;
+      for (const m of methods) out.add(route(m, full));
+      if (method !== '') base = path;
+    }
+  }
+  return out;
+}
+
 describe('GET /openapi.json of the real appliance', () => {
   it('is redocly lint clean', async () => {
     const file = join(dir, 'openapi.json');
@@ -128,6 +168,19 @@ describe('GET /openapi.json of the real appliance', () => {
       }
     }
     expect(missing).toEqual([]);
+  });
+
+  it('has a summary table and a docs/protocol.md §7 row for exactly its operations', async () => {
+    const operations = new Set(
+      Object.entries(doc.paths).flatMap(([path, item]) =>
+        Object.keys(item).map((method) => route(method, path)),
+      ),
+    );
+    const summarised = new Set(Object.keys(SUMMARIES).map((k) => route(...split(k))));
+    expect([...summarised].filter((r) => !operations.has(r))).toEqual([]);
+    const listed = await protocolRouteIndex();
+    expect([...operations].filter((r) => !listed.has(r)).sort()).toEqual([]);
+    expect([...listed].filter((r) => !operations.has(r)).sort()).toEqual([]);
   });
 
   it('declares error.code as the enum of every real code', () => {

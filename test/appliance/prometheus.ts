@@ -1,6 +1,6 @@
 /**
  * Helpers for the Prometheus artefacts shipped in deploy/: the metric names an alert rule
- * or a Grafana panel uses, and promtool (Debian package `prometheus`, in APT_PACKAGES).
+ * or a Grafana panel uses, and promtool (Debian package `prometheus`, in APT_TEST_PACKAGES).
  */
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';

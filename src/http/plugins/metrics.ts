@@ -59,7 +59,6 @@ async function metricsPlugin(app: FastifyInstance, opts: MetricsPluginOptions): 
     {
       config: opts.role === undefined ? { public: true } : { role: opts.role },
       schema: {
-        summary: 'Prometheus metrics (text exposition format)',
         produces: ['text/plain'],
         response: { 200: { type: 'string' } },
       },

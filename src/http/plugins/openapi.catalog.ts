@@ -1,8 +1,8 @@
 /**
  * The words of the OpenAPI document that the route schemas do not carry: a summary per
  * operation and the tags that group them. One table, so the route files stay about
- * behaviour; a route's own `schema.summary` wins. A route missing here is caught by
- * openapi.test.ts (every operation of the real app has a summary and a defined tag).
+ * behaviour. test/appliance/openapi.test.ts keeps it exact: every operation of the real
+ * app has a summary and a defined tag, and every summary is of a real operation.
  */
 
 export interface Tag {

@@ -125,10 +125,7 @@ function operation(route: CollectedRoute): Json {
     ],
     responses: responses(route, produces),
   };
-  const summary =
-    typeof s.summary === 'string'
-      ? s.summary
-      : SUMMARIES[`${route.method.toUpperCase()} ${openApiPath(route.url)}`];
+  const summary = SUMMARIES[`${route.method.toUpperCase()} ${openApiPath(route.url)}`];
   if (summary !== undefined) op.summary = summary;
   op.tags = [tagOf(route.url)];
   if (typeof s.description === 'string') op.description = s.description;
@@ -237,7 +234,6 @@ async function openApiPlugin(app: FastifyInstance, opts: OpenApiOptions): Promis
     {
       config: { public: true },
       schema: {
-        summary: 'This API, as an OpenAPI 3.1 document',
         response: { 200: { type: 'object' } },
       },
     },

@@ -54,12 +54,25 @@ const Rfc3339 = Type.String({
   maxLength: 40,
 });
 
-/** RFC 3339 as the log writes times (`toISOString`), or a 400 naming the parameter. */
+/** RFC 3339 as the log writes times (`toISOString`), or a 422 naming the parameter. */
 function normalisedTime(name: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
   const ms = Date.parse(value);
   if (Number.isNaN(ms)) throw new AuditQueryInvalidError(`${name} is not a time`, name);
   return new Date(ms).toISOString();
+}
+
+/** The `since` and `until` parameters as a filter's range, or a 422 when they make none. */
+function timeRange(
+  since: string | undefined,
+  until: string | undefined,
+): Pick<AuditFilter, 'since' | 'until'> {
+  const s = normalisedTime('since', since);
+  const u = normalisedTime('until', until);
+  if (s !== undefined && u !== undefined && s >= u) {
+    throw new AuditQueryInvalidError('since must be before until', 'until');
+  }
+  return { ...(s === undefined ? {} : { since: s }), ...(u === undefined ? {} : { until: u }) };
 }
 
 /** Copies an entry for the response schema (arrays copied, readonly dropped). */
@@ -279,16 +292,8 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
         ...(type === undefined ? {} : { type }),
         ...(subject === undefined ? {} : { subject }),
         ...(decision === undefined ? {} : { decision }),
-        ...(since === undefined ? {} : { since: normalisedTime('since', since) ?? '' }),
-        ...(until === undefined ? {} : { until: normalisedTime('until', until) ?? '' }),
+        ...timeRange(since, until),
       };
-      if (
-        filter.since !== undefined &&
-        filter.until !== undefined &&
-        filter.since >= filter.until
-      ) {
-        throw new AuditQueryInvalidError('since must be before until', 'until');
-      }
       const page = await audit.query(filter, cursor ?? from ?? 0, limit ?? 100);
       return { entries: page.entries.map(entryOut), next: page.next };
     },
@@ -352,17 +357,8 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
     async (request) => {
       const { runtimeId } = request.params;
       const { cursor, limit, since, until } = request.query;
-      const s = normalisedTime('since', since);
-      const u = normalisedTime('until', until);
-      if (s !== undefined && u !== undefined && s >= u) {
-        throw new AuditQueryInvalidError('since must be before until', 'until');
-      }
       const page = await audit.query(
-        {
-          subject: runtimeId,
-          ...(s === undefined ? {} : { since: s }),
-          ...(u === undefined ? {} : { until: u }),
-        },
+        { subject: runtimeId, ...timeRange(since, until) },
         cursor ?? 0,
         limit ?? 100,
       );
