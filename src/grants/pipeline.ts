@@ -382,7 +382,8 @@ export class GrantService {
   /**
    * One `grant.refused` entry per (claimed runtime, code) and window, with counts
    * (refusals.ts). Best effort: the refusal's own answer stands when the log cannot record
-   * (what it would have held is counted as dropped on the next refusal entry).
+   * within the dependency deadline (what it would have held is counted as dropped on the
+   * next refusal entry); a stuck log never holds the answer.
    */
   async #recordRefusal(req: CheckedRequest, code: string, nowMs: number): Promise<void> {
     const runtime = auditId(req.runtimeId);
@@ -390,7 +391,7 @@ export class GrantService {
     if (!admission.write) return;
     const body = unsignedRequestText(req.body);
     try {
-      await this.#deps.audit.append({
+      await this.#append({
         type: 'grant.refused',
         subject: runtime,
         decision: code,
