@@ -67,7 +67,6 @@ import type {
 import { ReplayGuard } from './replay.js';
 import {
   checkRequest,
-  requestDigest,
   sessionSigningInput,
   unsignedRequestText,
   withoutQuote,
@@ -395,7 +394,7 @@ export class GrantService {
         type: 'grant.refused',
         subject: runtime,
         decision: code,
-        digest: requestDigest(req.body),
+        digest: sha256Hex(body),
         facts: {
           runtime,
           code,
@@ -500,8 +499,9 @@ export class GrantService {
     };
     const decision = await this.#decide(policyRequest);
 
-    const digest = requestDigest(req.body);
     const bodyText = unsignedRequestText(req.body);
+    // requestDigest's value, without canonicalising the request twice on every decision.
+    const digest = sha256Hex(bodyText);
     // The request the decision was made on, kept by its digest with the entry.
     const body = bodyText.length <= MAX_BODY_LENGTH ? { body: bodyText } : {};
     const facts = (matched: readonly string[], exp: number | null): GrantDecisionFacts => ({
