@@ -56,6 +56,8 @@ class Fakes {
   quoteCalls: { runtimeId: string; qd: Buffer }[] = [];
   auditFails: (() => Error) | undefined;
   auditHang = false;
+  /** An append that never settles (a log stuck on its storage or its TPM anchor). */
+  auditStuck = false;
   /** A realistic commit latency for every append (ms). */
   auditDelayMs = 0;
   signFails: (() => Error) | undefined;
@@ -162,6 +164,7 @@ class Fakes {
         audit: {
           append: async (event) => {
             if (this.auditHang) await new Promise((r) => setTimeout(r, 400));
+            if (this.auditStuck) await new Promise<never>(() => undefined);
             if (this.auditDelayMs > 0) {
               await new Promise((r) => setTimeout(r, this.auditDelayMs));
             }
@@ -1229,6 +1232,25 @@ describe('refusals on the record (issue 16)', () => {
       ['grant.decision', 'allow'],
       ['grant.refused', 'request_replayed'],
     ]);
+  });
+
+  it('a refusal answers within the audit deadline when the log is stuck, and is counted as dropped', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    f.auditStuck = true;
+    const stale = { issuedAt: new Date(NOW.getTime() - 61_000).toISOString() };
+    expect(await code(svc.request(signRequest(body(stale), f.key.privateKey), NOW))).toBe(
+      'request_stale',
+    );
+    f.auditStuck = false;
+    const other = signRequest(body({ session: { attestationId: 'at_gone' } }), f.key.privateKey);
+    expect(await code(svc.request(other, NOW))).toBe('session_not_live');
+    expect(f.events).toHaveLength(1);
+    expect(f.events[0]).toMatchObject({
+      type: 'grant.refused',
+      decision: 'session_not_live',
+      facts: { dropped: 1 },
+    });
   });
 
   it('a body that does not parse is not a refusal on the record (bad_request, nothing audited)', async () => {

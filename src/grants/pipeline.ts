@@ -67,7 +67,6 @@ import type {
 import { ReplayGuard } from './replay.js';
 import {
   checkRequest,
-  requestDigest,
   sessionSigningInput,
   unsignedRequestText,
   withoutQuote,
@@ -382,7 +381,8 @@ export class GrantService {
   /**
    * One `grant.refused` entry per (claimed runtime, code) and window, with counts
    * (refusals.ts). Best effort: the refusal's own answer stands when the log cannot record
-   * (what it would have held is counted as dropped on the next refusal entry).
+   * within the dependency deadline (what it would have held is counted as dropped on the
+   * next refusal entry); a stuck log never holds the answer.
    */
   async #recordRefusal(req: CheckedRequest, code: string, nowMs: number): Promise<void> {
     const runtime = auditId(req.runtimeId);
@@ -390,11 +390,11 @@ export class GrantService {
     if (!admission.write) return;
     const body = unsignedRequestText(req.body);
     try {
-      await this.#deps.audit.append({
+      await this.#append({
         type: 'grant.refused',
         subject: runtime,
         decision: code,
-        digest: requestDigest(req.body),
+        digest: sha256Hex(body),
         facts: {
           runtime,
           code,
@@ -499,8 +499,9 @@ export class GrantService {
     };
     const decision = await this.#decide(policyRequest);
 
-    const digest = requestDigest(req.body);
     const bodyText = unsignedRequestText(req.body);
+    // requestDigest's value, without canonicalising the request twice on every decision.
+    const digest = sha256Hex(bodyText);
     // The request the decision was made on, kept by its digest with the entry.
     const body = bodyText.length <= MAX_BODY_LENGTH ? { body: bodyText } : {};
     const facts = (matched: readonly string[], exp: number | null): GrantDecisionFacts => ({

@@ -10,7 +10,6 @@
  * grants already issued for its audiences, never obtain one, so enrolling it widens no
  * runtime's power; revoking only removes power.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BadRequestError } from '../shared/errors.js';
 import { holdsLoneSurrogate } from '../shared/jcs.js';
 import { GatewayNotFoundError, GatewayUnauthenticatedError } from './errors.js';
@@ -20,12 +19,11 @@ import {
   type GatewayRecord,
   type GatewayStore,
 } from './gateway-store.port.js';
-import { DEFAULT_TOKEN_TTL_SECONDS, MAX_TOKEN_TTL_SECONDS } from './tokens.js';
+import { expired, mintBearer, parseBearer, secretMatches } from './bearer.js';
+import { checkTtl } from './tokens.js';
 
 export const GATEWAY_TOKEN_PREFIX = 'ggw_';
-const TOKEN_PATTERN = /^ggw_([0-9a-f]{16})([A-Za-z0-9_-]{43})$/;
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
-const DUMMY_HASH = Buffer.alloc(32);
 
 /** What may be shown about a gateway: everything but the hash. */
 export type GatewayInfo = Omit<GatewayRecord, 'secretHash'>;
@@ -50,10 +48,6 @@ export function looksLikeGatewayToken(value: string): boolean {
   return value.startsWith(GATEWAY_TOKEN_PREFIX);
 }
 
-function sha256(bytes: Buffer): Buffer {
-  return createHash('sha256').update(bytes).digest();
-}
-
 function info(record: GatewayRecord): GatewayInfo {
   const { secretHash: _hash, ...rest } = record;
   return rest;
@@ -72,11 +66,7 @@ function checkInput(input: EnrollGatewayInput): { audiences: string[]; ttl: numb
       throw new BadRequestError('an audience is 1..128 characters of Unicode text');
     }
   }
-  const ttl = input.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
-  if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_TOKEN_TTL_SECONDS) {
-    throw new BadRequestError(`gateway token ttl must be 60..${MAX_TOKEN_TTL_SECONDS} seconds`);
-  }
-  return { audiences, ttl };
+  return { audiences, ttl: checkTtl(input.ttlSeconds) };
 }
 
 export interface EnrollGatewayInput {
@@ -100,14 +90,13 @@ export class GatewayRegistry {
   /** Enrolls a gateway for `audiences`; audited (`gateway.enrolled`) before it exists. */
   async enroll(input: EnrollGatewayInput, admin: GatewayAdmin): Promise<EnrolledGateway> {
     const { audiences, ttl } = checkInput(input);
-    const idHex = randomBytes(8).toString('hex');
-    const secret = randomBytes(32);
+    const { idHex, token, secretHash } = mintBearer(GATEWAY_TOKEN_PREFIX);
     const now = this.clock();
     const record: GatewayRecord = {
       id: `gw_${idHex}`,
       name: input.name,
       audiences,
-      secretHash: sha256(secret).toString('hex'),
+      secretHash,
       createdAt: now.toISOString(),
       createdBy: by(admin),
       expiresAt: new Date(now.getTime() + ttl * 1000).toISOString(),
@@ -120,10 +109,7 @@ export class GatewayRegistry {
       time: record.createdAt,
     });
     await this.store.put(record);
-    return {
-      token: `${GATEWAY_TOKEN_PREFIX}${idHex}${secret.toString('base64url')}`,
-      gateway: info(record),
-    };
+    return { token, gateway: info(record) };
   }
 
   async get(id: string): Promise<GatewayInfo> {
@@ -163,23 +149,14 @@ export class GatewayRegistry {
    * the same message, so a caller learns nothing about which ids exist.
    */
   async authenticate(token: string): Promise<GatewayIdentity> {
-    const m = TOKEN_PATTERN.exec(token);
-    const idHex = m?.[1];
-    const secretText = m?.[2];
-    if (idHex === undefined || secretText === undefined) throw new GatewayUnauthenticatedError();
-    const secret = Buffer.from(secretText, 'base64url');
-    // Only the canonical encoding: two texts must not name the same secret.
-    if (secret.length !== 32 || secret.toString('base64url') !== secretText) {
-      throw new GatewayUnauthenticatedError();
-    }
-    const record = await this.store.get(`gw_${idHex}`);
-    const expected = record === undefined ? DUMMY_HASH : Buffer.from(record.secretHash, 'hex');
-    const matches = timingSafeEqual(sha256(secret), expected);
+    const parsed = parseBearer(GATEWAY_TOKEN_PREFIX, token);
+    if (parsed === undefined) throw new GatewayUnauthenticatedError();
+    const record = await this.store.get(`gw_${parsed.idHex}`);
+    // Compared whether or not the id exists (bearer.ts).
+    const matches = secretMatches(parsed.secret, record?.secretHash);
     if (record === undefined || !matches) throw new GatewayUnauthenticatedError();
     if (record.revokedAt !== undefined) throw new GatewayUnauthenticatedError();
-    if (this.clock().getTime() >= Date.parse(record.expiresAt)) {
-      throw new GatewayUnauthenticatedError();
-    }
+    if (expired(record.expiresAt, this.clock())) throw new GatewayUnauthenticatedError();
     return { kind: 'gateway', id: record.id, name: record.name, audiences: record.audiences };
   }
 }

@@ -22,6 +22,7 @@
  * nothing is silently lost, only summarised.
  */
 import { addressKey } from '../shared/address.js';
+import { RefusalWindow } from '../shared/refusal-window.js';
 
 /** One refused attempt, as the operator auth hook reports it (src/http/plugins/auth.ts). */
 export interface RefusedAttempt {
@@ -65,77 +66,9 @@ export interface RefusalAuditOptions {
   readonly now?: () => number;
 }
 
-interface KeyState {
-  since: number;
-  repeats: number;
-}
-
-type Admission =
-  | { readonly write: false }
-  | { readonly write: true; readonly repeats: number; readonly dropped: number };
-
-/** One lane: a key table, a window and budgets (in all and per bucket). */
-class Lane {
-  readonly keys = new Map<string, KeyState>();
-  #windowStart = Number.NEGATIVE_INFINITY;
-  #written = 0;
-  readonly #perBucket = new Map<string, number>();
-  #dropped = 0;
-
-  constructor(
-    private readonly windowMs: number,
-    private readonly max: number,
-    private readonly maxPerBucket: number,
-    private readonly maxKeys: number,
-  ) {}
-
-  admit(key: string, bucket: string, t: number): Admission {
-    if (t - this.#windowStart >= this.windowMs) {
-      this.#windowStart = t;
-      this.#written = 0;
-      this.#perBucket.clear();
-    }
-    const state = this.keys.get(key);
-    if (state !== undefined) {
-      // Most recently used last.
-      this.keys.delete(key);
-      this.keys.set(key, state);
-      if (t - state.since < this.windowMs) {
-        state.repeats += 1;
-        return { write: false };
-      }
-    }
-    const repeats = state?.repeats ?? 0;
-    const inBucket = this.#perBucket.get(bucket) ?? 0;
-    if (this.#written >= this.max || inBucket >= this.maxPerBucket) {
-      this.#dropped += 1 + repeats;
-      this.keys.delete(key);
-      return { write: false };
-    }
-    this.#written += 1;
-    // Bounded: a bucket is remembered only once it wrote, at most `max` per window.
-    this.#perBucket.set(bucket, inBucket + 1);
-    const dropped = this.#dropped;
-    this.#dropped = 0;
-    this.keys.delete(key);
-    this.keys.set(key, { since: t, repeats: 0 });
-    this.#evict();
-    return { write: true, repeats, dropped };
-  }
-
-  #evict(): void {
-    while (this.keys.size > this.maxKeys) {
-      const oldest = this.keys.entries().next();
-      if (oldest.done === true) return;
-      this.#dropped += oldest.value[1].repeats;
-      this.keys.delete(oldest.value[0]);
-    }
-  }
-}
-
 export class RefusalAudit {
-  readonly #junk: Lane;
-  readonly #credentialed: Lane;
+  readonly #junk: RefusalWindow;
+  readonly #credentialed: RefusalWindow;
   readonly #write: (entry: RefusalEntry) => Promise<void>;
   readonly #now: () => number;
 
@@ -145,25 +78,25 @@ export class RefusalAudit {
     }
     const windowMs = options.windowSeconds * 1000;
     const maxKeys = Math.max(1, options.maxKeys ?? 10_000);
-    this.#junk = new Lane(
+    this.#junk = new RefusalWindow({
       windowMs,
-      Math.max(1, options.maxEntriesPerWindow),
-      Math.max(1, options.maxPerAddress ?? 10),
+      max: Math.max(1, options.maxEntriesPerWindow),
+      maxPerBucket: Math.max(1, options.maxPerAddress ?? 10),
       maxKeys,
-    );
-    this.#credentialed = new Lane(
+    });
+    this.#credentialed = new RefusalWindow({
       windowMs,
-      Math.max(1, options.maxCredentialedPerWindow ?? 10_000),
-      Math.max(1, options.maxPerIdentity ?? 20),
+      max: Math.max(1, options.maxCredentialedPerWindow ?? 10_000),
+      maxPerBucket: Math.max(1, options.maxPerIdentity ?? 20),
       maxKeys,
-    );
+    });
     this.#write = options.write;
     this.#now = options.now ?? (() => Date.now());
   }
 
   /** Keys currently remembered (bounded by maxKeys per lane). */
   get size(): number {
-    return this.#junk.keys.size + this.#credentialed.keys.size;
+    return this.#junk.size + this.#credentialed.size;
   }
 
   /** Record one refusal: written, counted as a repeat, or counted as dropped. */

@@ -3,7 +3,7 @@
  * 32-byte random secret; the store keeps only SHA-256(secret), compared in constant time.
  * The token itself is shown once, at creation, and never logged.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { expired, mintBearer, parseBearer, secretMatches } from './bearer.js';
 import { BadRequestError } from '../shared/errors.js';
 import { ForbiddenError, OperatorTokenNotFoundError, UnauthenticatedError } from './errors.js';
 import { byActor, NO_EVENTS, type CredentialEventSink } from './events.js';
@@ -13,11 +13,8 @@ import type { OperatorActor, Role } from './roles.js';
 import type { TokenRecord, TokenStore } from './token-store.port.js';
 
 export const TOKEN_PREFIX = 'gop_';
-const TOKEN_PATTERN = /^gop_([0-9a-f]{16})([A-Za-z0-9_-]{43})$/;
 export const MAX_TOKEN_TTL_SECONDS = 366 * 24 * 3600;
 export const DEFAULT_TOKEN_TTL_SECONDS = 90 * 24 * 3600;
-// Compared against when the id is unknown, so that an unknown id costs the same as a bad secret.
-const DUMMY_HASH = Buffer.alloc(32);
 
 /** What may be shown about a token: everything but the hash. */
 export type TokenInfo = Omit<TokenRecord, 'secretHash'> & { readonly person: string };
@@ -28,16 +25,13 @@ export interface CreatedToken {
   readonly info: TokenInfo;
 }
 
-function checkTtl(ttlSeconds: number | undefined): number {
+/** A credential's ttl in seconds (default 90 days), 60 s .. 366 days. */
+export function checkTtl(ttlSeconds: number | undefined): number {
   const ttl = ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
   if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_TOKEN_TTL_SECONDS) {
     throw new BadRequestError(`token ttl must be 60..${MAX_TOKEN_TTL_SECONDS} seconds`);
   }
   return ttl;
-}
-
-function sha256(bytes: Buffer): Buffer {
-  return createHash('sha256').update(bytes).digest();
 }
 
 /** True if `value` has the shape of an operator token (valid or not). */
@@ -102,15 +96,14 @@ export class OperatorTokens {
   }
 
   private async issue(person: string, role: Role, ttl: number, by: string): Promise<CreatedToken> {
-    const idHex = randomBytes(8).toString('hex');
-    const secret = randomBytes(32);
+    const { idHex, token, secretHash } = mintBearer(TOKEN_PREFIX);
     const now = this.clock();
     const record: TokenRecord = {
       id: `tok_${idHex}`,
       role,
       actor: person,
       person,
-      secretHash: sha256(secret).toString('hex'),
+      secretHash,
       createdAt: now.toISOString(),
       expiresAt: new Date(now.getTime() + ttl * 1000).toISOString(),
     };
@@ -123,7 +116,7 @@ export class OperatorTokens {
       time: record.createdAt,
     });
     await this.store.put(record);
-    return { token: `${TOKEN_PREFIX}${idHex}${secret.toString('base64url')}`, info: info(record) };
+    return { token, info: info(record) };
   }
 
   async get(id: string): Promise<TokenInfo> {
@@ -141,7 +134,7 @@ export class OperatorTokens {
     const record = await this.store.get(id);
     if (record === undefined || record.revokedAt !== undefined) return false;
     if (personOf(record) !== person || record.role !== role) return false;
-    if (this.clock().getTime() >= Date.parse(record.expiresAt)) return false;
+    if (expired(record.expiresAt, this.clock())) return false;
     return (await this.people.holding(person, role)) !== undefined;
   }
 
@@ -173,21 +166,14 @@ export class OperatorTokens {
    * message, so a caller learns nothing about which ids exist.
    */
   async authenticate(token: string): Promise<OperatorActor> {
-    const m = TOKEN_PATTERN.exec(token);
-    const idHex = m?.[1];
-    const secretText = m?.[2];
-    if (idHex === undefined || secretText === undefined) throw new UnauthenticatedError();
-    const secret = Buffer.from(secretText, 'base64url');
-    // Only the canonical encoding: two texts must not name the same secret.
-    if (secret.length !== 32 || secret.toString('base64url') !== secretText) {
-      throw new UnauthenticatedError();
-    }
-    const record = await this.store.get(`tok_${idHex}`);
-    const expected = record === undefined ? DUMMY_HASH : Buffer.from(record.secretHash, 'hex');
-    const matches = timingSafeEqual(sha256(secret), expected);
+    const parsed = parseBearer(TOKEN_PREFIX, token);
+    if (parsed === undefined) throw new UnauthenticatedError();
+    const record = await this.store.get(`tok_${parsed.idHex}`);
+    // Compared whether or not the id exists: an unknown id costs the same as a bad secret.
+    const matches = secretMatches(parsed.secret, record?.secretHash);
     if (record === undefined || !matches) throw new UnauthenticatedError();
     if (record.revokedAt !== undefined) throw new UnauthenticatedError();
-    if (this.clock().getTime() >= Date.parse(record.expiresAt)) throw new UnauthenticatedError();
+    if (expired(record.expiresAt, this.clock())) throw new UnauthenticatedError();
     // The registry decides, on every request: a person removed, or no longer holding the
     // role, is refused at once, whatever tokens they still hold.
     const person = await this.people.holding(personOf(record), record.role);

@@ -19,6 +19,7 @@ import {
   ISSUER,
   attest,
   enroll,
+  enrollWithEccAk,
   grantBody,
   popHeader,
   quoted,
@@ -28,7 +29,7 @@ import {
   type Runtime,
   type SessionKeyPair,
 } from './rig.js';
-import { createEccAk, createRsaAk } from '../attestation/tools.js';
+import { createRsaAk } from '../attestation/tools.js';
 import { repoRoot } from '../rig/sim.js';
 import { createGatewayExample } from '../../examples/gateway/app.js';
 
@@ -44,16 +45,8 @@ let supSession: { attestationId: string; key: SessionKeyPair };
 beforeAll(async () => {
   rig = await startRig();
   const t = rig.tools;
-  await createEccAk(t);
-  await t.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
+  payments = await enrollWithEccAk(rig, 'payments-agent', { team: 'payments' });
   await createRsaAk(t, '0x81010016'); // under the P-384 EK that support enrolls with
-  payments = await enroll(
-    rig,
-    'payments-agent',
-    { team: 'payments' },
-    { ctx: '0x81010003', pub: 'ak.pub' },
-    'rsa',
-  );
   support = await enroll(
     rig,
     'support-agent',

@@ -10,14 +10,14 @@ import { staticKeySource, verifyGrant } from '../../src/gateway/index.js';
 import {
   ISSUER,
   attest,
-  enroll,
+  codeOf,
+  enrollWithEccAk,
   grantBody,
   signed,
   startRig,
   type Rig,
   type Runtime,
 } from './rig.js';
-import { createEccAk } from '../attestation/tools.js';
 
 let rig: Rig;
 let support: Runtime;
@@ -27,15 +27,7 @@ let payGateway: { id: string; token: string };
 
 beforeAll(async () => {
   rig = await startRig();
-  await createEccAk(rig.tools);
-  await rig.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
-  support = await enroll(
-    rig,
-    'support-gateways',
-    { team: 'support' },
-    { ctx: '0x81010003', pub: 'ak.pub' },
-    'rsa',
-  );
+  support = await enrollWithEccAk(rig, 'support-gateways', { team: 'support' });
   session = await attest(rig, support);
   const enrolled = await rig.gateways.enroll(
     { name: 'payments-only', audiences: ['gw_payments'] },
@@ -48,8 +40,6 @@ afterAll(async () => {
   await rig.close();
 });
 
-const codeOf = (body: string): string =>
-  (JSON.parse(body) as { error: { code: string } }).error.code;
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 async function ticketGrant(): Promise<string> {

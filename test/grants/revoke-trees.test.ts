@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   attest,
-  enroll,
+  codeOf,
+  enrollWithEccAk,
   grantBody,
   quoted,
   signed,
@@ -16,7 +17,6 @@ import {
   type Rig,
   type Runtime,
 } from './rig.js';
-import { createEccAk } from '../attestation/tools.js';
 
 let rig: Rig;
 let payments: Runtime;
@@ -24,15 +24,7 @@ let session: Awaited<ReturnType<typeof attest>>;
 
 beforeAll(async () => {
   rig = await startRig();
-  await createEccAk(rig.tools);
-  await rig.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
-  payments = await enroll(
-    rig,
-    'payments-trees',
-    { team: 'payments' },
-    { ctx: '0x81010003', pub: 'ak.pub' },
-    'rsa',
-  );
+  payments = await enrollWithEccAk(rig, 'payments-trees', { team: 'payments' });
   session = await attest(rig, payments);
 }, 180_000);
 
@@ -43,8 +35,6 @@ afterAll(async () => {
 interface Issued {
   grantId: string;
 }
-const codeOf = (body: string): string =>
-  (JSON.parse(body) as { error: { code: string } }).error.code;
 
 async function transferWithChildren(children: number): Promise<{ root: string; kids: string[] }> {
   const body = await quoted(

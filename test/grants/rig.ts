@@ -36,7 +36,7 @@ import { popSigningInput } from '../../src/gateway/pop.js';
 import { GatewayRegistry } from '../../src/operators/gateways.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { activateWithTools, readPcrs } from '../attestation/harness.js';
-import { toolsQuote, tpm2Tools, type Tools } from '../attestation/tools.js';
+import { createEccAk, toolsQuote, tpm2Tools, type Tools } from '../attestation/tools.js';
 import { provisionAnchor } from '../audit/helpers.js';
 import { repoRoot, rigEnrollmentRules, startSimTpm, testHsm, type SimTpm } from '../rig/sim.js';
 
@@ -339,6 +339,22 @@ export async function enroll(
     await rig.attestation.assignLabels(e.runtimeId, labels, RIG_OPERATOR);
   return { runtimeId: e.runtimeId, ak: ak.ctx };
 }
+
+/** The rig's usual runtime: an ECC AK persisted at `handle` under the RSA EK, enrolled. */
+export async function enrollWithEccAk(
+  rig: Rig,
+  name: string,
+  labels: Record<string, string>,
+  handle = '0x81010003',
+): Promise<Runtime> {
+  await createEccAk(rig.tools);
+  await rig.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', handle]);
+  return enroll(rig, name, labels, { ctx: handle, pub: 'ak.pub' }, 'rsa');
+}
+
+/** The `error.code` of an error reply's body. */
+export const codeOf = (body: string): string =>
+  (JSON.parse(body) as { error: { code: string } }).error.code;
 
 export interface Quote {
   nonce: string;

@@ -16,22 +16,12 @@ import {
   requireGateway,
   type GatewayAuthenticator,
 } from '../plugins/gateway-auth.js';
-import { ErrorSchema } from '../schemas.js';
+import { ErrorSchema, QuoteEvidence } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
-const Base64 = (maxLength: number) =>
-  Type.String({ minLength: 1, maxLength, pattern: '^[A-Za-z0-9+/]*={0,2}$' });
 const Id = (prefix: string) =>
   Type.String({ minLength: 4, maxLength: 64, pattern: `^${prefix}_[A-Za-z0-9_-]+$` });
 const Time = Type.String({ format: 'date-time' });
-
-const PcrValues = Type.Record(
-  Type.String({ maxLength: 16 }),
-  Type.Record(Type.String({ maxLength: 2 }), Type.String({ maxLength: 128 }), {
-    maxProperties: 32,
-  }),
-  { maxProperties: 8 },
-);
 
 const GrantBody = Type.Object(
   {
@@ -53,29 +43,7 @@ const GrantBody = Type.Object(
         closed,
       ),
     ),
-    quote: Type.Optional(
-      Type.Object(
-        {
-          nonce: Base64(64),
-          quote: Base64(4096),
-          signature: Base64(2048),
-          pcrs: PcrValues,
-          // Measured boot (§2, docs/measured-boot.md): sizes are the attestation service's.
-          eventLog: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9+/]*={0,2}$' })),
-          ima: Type.Optional(
-            Type.Object(
-              {
-                offset: Type.Integer({ minimum: 0 }),
-                format: Type.Union([Type.Literal('binary'), Type.Literal('ascii')]),
-                log: Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
-              },
-              closed,
-            ),
-          ),
-        },
-        closed,
-      ),
-    ),
+    quote: Type.Optional(Type.Object(QuoteEvidence, closed)),
   },
   closed,
 );

@@ -13,11 +13,9 @@ import type { AttestationService } from '../../attestation/index.js';
 import { meterAttestation, type AttestationMetrics } from '../plugins/metrics.js';
 import { requireActor } from '../plugins/auth.js';
 import { bodyLimit } from '../plugins/body-limit.js';
-import { ErrorSchema } from '../schemas.js';
+import { Base64, ErrorSchema, QuoteEvidence } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
-const Base64 = (maxLength: number) =>
-  Type.String({ minLength: 1, maxLength, pattern: '^[A-Za-z0-9+/]*={0,2}$' });
 const Hex = Type.String({ pattern: '^[0-9a-fA-F]*$', maxLength: 128 });
 const Time = Type.String({ format: 'date-time' });
 const State = Type.Union([
@@ -152,14 +150,6 @@ const ListQuery = Type.Object(
   closed,
 );
 
-const PcrValues = Type.Record(
-  Type.String({ maxLength: 16 }),
-  Type.Record(Type.String({ maxLength: 2 }), Type.String({ maxLength: 128 }), {
-    maxProperties: 32,
-  }),
-  { maxProperties: 8 },
-);
-
 const SessionKey = Type.Object(
   {
     kty: Type.Literal('EC'),
@@ -170,28 +160,7 @@ const SessionKey = Type.Object(
   closed,
 );
 
-const AttestBody = Type.Object(
-  {
-    nonce: Base64(64),
-    quote: Base64(4096),
-    signature: Base64(2048),
-    pcrs: PcrValues,
-    sessionKey: SessionKey,
-    // Measured boot (docs/measured-boot.md): sizes are checked by the service's limits.
-    eventLog: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9+/]*={0,2}$' })),
-    ima: Type.Optional(
-      Type.Object(
-        {
-          offset: Type.Integer({ minimum: 0 }),
-          format: Type.Union([Type.Literal('binary'), Type.Literal('ascii')]),
-          log: Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
-        },
-        closed,
-      ),
-    ),
-  },
-  closed,
-);
+const AttestBody = Type.Object({ ...QuoteEvidence, sessionKey: SessionKey }, closed);
 
 const AttestReply = Type.Object(
   {
