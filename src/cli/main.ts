@@ -3,30 +3,15 @@
  * commands and unknown options are answered from the command table (src/cli/commands.ts)
  * before anything is configured or opened. Exit codes: 0 done, 1 failed or refused, 2 usage.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BUILD } from '../shared/build.js';
 import { ConfigError, GrantorError } from '../shared/errors.js';
 import { checkArgs, UsageError, type Parsed } from './args.js';
 import { commandHelp, groupHelp, optionsOf, resolve, type Command } from './commands.js';
 import type { Io } from './io.js';
 
-/** The version in the package.json above this file (src/ under tsx, dist/src/ when built). */
+/** The package version, read the one way grantor_build_info reads it (src/shared/build.ts). */
 export function version(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
-        name?: unknown;
-        version?: unknown;
-      };
-      if (pkg.name === 'grantor' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // not here: one folder up
-    }
-    dir = dirname(dir);
-  }
-  return 'unknown';
+  return BUILD.version;
 }
 
 const REMOTE_FLAGS = /^--(url|profile)(=|$)/;
