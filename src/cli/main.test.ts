@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { checkArgs, UsageError } from './args.js';
 import { COMMANDS, optionsOf } from './commands.js';
 import type { Io } from './io.js';
@@ -106,6 +106,23 @@ describe('grantor help and usage (no configuration read)', () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain('remote_config_invalid');
     expect(r.err).not.toContain('    at ');
+  });
+
+  it('operators token with GRANTOR_URL goes through the remote checks: no token over plain http off loopback', async () => {
+    const token = `gop_${'0'.repeat(16)}${'A'.repeat(43)}`;
+    vi.stubEnv('XDG_CONFIG_HOME', '/nonexistent');
+    vi.stubEnv('GRANTOR_PROFILE', '');
+    vi.stubEnv('GRANTOR_URL', 'http://appliance.invalid:8080');
+    vi.stubEnv('GRANTOR_OPERATOR_TOKEN', token);
+    try {
+      const r = await cli('operators', 'token', 'list');
+      expect(r.code).toBe(1);
+      expect(r.err).toContain('remote_config_invalid');
+      expect(r.err).toContain('a token is only sent over https');
+      expect(`${r.out}${r.err}`).not.toContain(token);
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 });
 

@@ -104,6 +104,13 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     const { runDoctor } = await import('./doctor.js');
     return runDoctor(parsed, io);
   }
+  if (command.path[0] === 'operators' && command.path[1] === 'token') {
+    // Without loading the local runner (the TPM addon): GRANTOR_URL with a token.
+    const { remoteTokensSet, runRemoteTokens } = await import('./remote-tokens.js');
+    if (remoteTokensSet(process.env)) {
+      return runRemoteTokens(command, parsed, canonical(command, parsed), io);
+    }
+  }
   const { runLocal } = await import('./local.js');
   return runLocal(command, canonical(command, parsed), io);
 }
