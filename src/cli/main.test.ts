@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { checkArgs, UsageError } from './args.js';
-import { COMMANDS, optionsOf } from './commands.js';
+import { COMMANDS, optionsOf, positionalsOf } from './commands.js';
 import type { Io } from './io.js';
 import { run, version } from './main.js';
 
@@ -99,6 +99,11 @@ describe('grantor help and usage (no configuration read)', () => {
     const missing = await cli('keys', 'retire');
     expect(missing.code).toBe(2);
     expect(missing.err).toContain('missing argument');
+    // `[grant|audit]`: optional, at most one.
+    const optional = await cli('keys', 'rotate', 'grant', 'audit');
+    expect(optional.code).toBe(2);
+    expect(optional.err).toContain('unexpected argument audit');
+    expect((await cli('status', 'x')).err).toContain('unexpected argument x');
   });
 
   it('a remote command without an appliance says how to name one, never a stack', async () => {
@@ -123,6 +128,19 @@ describe('grantor help and usage (no configuration read)', () => {
     } finally {
       vi.unstubAllEnvs();
     }
+  });
+});
+
+describe('positionalsOf', () => {
+  it('reads the argument bounds from the usage words', () => {
+    const of = (path: string) => {
+      const c = COMMANDS.find((x) => x.path.join(' ') === path);
+      if (c === undefined) throw new Error(path);
+      return positionalsOf(c);
+    };
+    expect(of('status')).toEqual({ min: 0, max: 0 });
+    expect(of('keys retire')).toEqual({ min: 1, max: 1 });
+    expect(of('keys rotate')).toEqual({ min: 0, max: 1 });
   });
 });
 

@@ -6,7 +6,14 @@
 import { BUILD } from '../shared/build.js';
 import { ConfigError, GrantorError } from '../shared/errors.js';
 import { checkArgs, UsageError, type Parsed } from './args.js';
-import { commandHelp, groupHelp, optionsOf, resolve, type Command } from './commands.js';
+import {
+  commandHelp,
+  groupHelp,
+  optionsOf,
+  positionalsOf,
+  resolve,
+  type Command,
+} from './commands.js';
 import type { Io } from './io.js';
 
 /** The package version, read the one way grantor_build_info reads it (src/shared/build.ts). */
@@ -90,7 +97,7 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     (command.where.length === 1 || rest.some((a) => REMOTE_FLAGS.test(a)));
   let parsed: Parsed;
   try {
-    parsed = checkArgs(rest, optionsOf(command, remote), command.positionals);
+    parsed = checkArgs(rest, optionsOf(command, remote), positionalsOf(command));
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     io.err(`${name}: ${e.message} (see ${name} --help)`);
