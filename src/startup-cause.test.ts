@@ -1,8 +1,18 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { HsmUnavailableError } from './keys/errors.js';
 import { lineAndColumn } from './policy/policy-set.js';
+import { loadConfig } from './shared/config.js';
 import { ConfigError, GrantorError } from './shared/errors.js';
-import { componentOfCode, fileConfigError, socketOfTcti } from './startup-cause.js';
+import {
+  componentOfCode,
+  describeStartupFailure,
+  fileConfigError,
+  socketOfTcti,
+} from './startup-cause.js';
 
 describe('socketOfTcti', () => {
   it('reads host and port of the socket TCTIs only', () => {
@@ -41,6 +51,39 @@ describe('fileConfigError', () => {
   it('maps codes to components', () => {
     expect(componentOfCode('hsm_pin_locked')).toBe('hsm');
     expect(componentOfCode('not_ready')).toBe('appliance');
+  });
+});
+
+describe('describeStartupFailure', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'grantor-cause-'));
+  writeFileSync(join(dir, 'pin'), 'not-a-real-pin-4711\n');
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const config = loadConfig(
+    {
+      GRANTOR_TPM_TCTI: 'device:/dev/tpmrm0',
+      GRANTOR_PKCS11_MODULE: '/usr/lib/softhsm/libsofthsm2.so',
+      GRANTOR_HSM_TOKEN_LABEL: 'grantor',
+      GRANTOR_HSM_PIN_FILE: join(dir, 'pin'),
+    },
+    dir,
+  );
+
+  it('names the token label from the error details, whatever the message says', async () => {
+    for (const [count, found] of [
+      [0, 'no token'],
+      [2, 'more than one token'],
+    ] as const) {
+      const e = new HsmUnavailableError('token lookup failed', {
+        details: { tokenLabel: 'grantor', tokensWithLabel: count },
+      });
+      expect(await describeStartupFailure(e, config)).toEqual({
+        component: 'hsm',
+        code: 'hsm_unavailable',
+        cause: `GRANTOR_PKCS11_MODULE / GRANTOR_HSM_TOKEN_LABEL: ${found} labelled "grantor" in /usr/lib/softhsm/libsofthsm2.so`,
+      });
+    }
   });
 });
 

@@ -157,8 +157,10 @@ export async function describeStartupFailure(
   }
   if (component === 'hsm') {
     const hsm = hsmOf(config, e);
-    if (e.details?.tokenLabel !== undefined && /configured label/.test(e.message)) {
-      const many = /more than one/.test(e.message);
+    // tokenSlot (src/keys/library.pkcs11.ts) counts the tokens that carry the label.
+    const count = e.details?.tokensWithLabel;
+    if (typeof count === 'number') {
+      const many = count > 1;
       return {
         component,
         code: e.code,

@@ -9,6 +9,7 @@
  */
 import pkcs11js from 'pkcs11js';
 import { HsmPinIncorrectError, HsmPinLockedError, HsmUnavailableError } from '../keys/errors.js';
+import { tokenSlot } from '../keys/library.pkcs11.js';
 import { GrantorError } from '../shared/errors.js';
 import { ANCHOR_KEY_LABEL, AnchorKeyError, type AnchorWriteKey } from './anchor-key.port.js';
 
@@ -134,19 +135,8 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
       // The keys adapter shares the module in this process.
       if (code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e;
     }
-    const slots = p
-      .C_GetSlotList(true)
-      .filter((s) => p.C_GetTokenInfo(s).label.trim() === this.#config.tokenLabel);
-    const slot = slots[0];
-    if (slot === undefined || slots.length > 1) {
-      // The signer's wording, so that start-up names the label the same way (startup-cause.ts).
-      throw new HsmUnavailableError(
-        slots.length > 1
-          ? 'more than one HSM token has the configured label (anchor write key)'
-          : 'no HSM token has the configured label (anchor write key)',
-        { details: { tokenLabel: this.#config.tokenLabel } },
-      );
-    }
+    // The signer's lookup and error, so that start-up names the label the same way.
+    const slot = tokenSlot(p, this.#config.tokenLabel, 'anchor write key');
     const session = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
     try {
       p.C_Login(session, pkcs11js.CKU_USER, this.#config.pin);

@@ -17,9 +17,11 @@ export interface Command {
   /** The words that name it: `['keys', 'list']`. */
   readonly path: readonly string[];
   readonly summary: string;
-  /** Arguments after the path, for the usage line. */
+  /**
+   * Arguments after the path, for the usage line and the check: each word is one argument,
+   * a `[bracketed]` one is optional (`KID`: exactly one; `[grant|audit]`: at most one).
+   */
   readonly args: string;
-  readonly positionals: { readonly min: number; readonly max: number };
   readonly options: Options;
   readonly description: string;
   readonly examples: readonly string[];
@@ -64,7 +66,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['provision'],
     summary: 'define and pin the audit anchor in the TPM, create the audit log',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: {
       'set-owner-auth': {
         type: 'string',
@@ -85,7 +86,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['doctor'],
     summary: 'check the configuration and the hardware without serving',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: { ...json },
     description:
       'Checks, one line each with what to do: the configuration, the TLS files (present, parse, key matches certificate, expiry), the policy set (compiles), the EK CA bundle, the PKCS#11 module, token and mechanisms, TPM reachability and the audit anchor in NV (agrees with its pin). Opens nothing for writing and starts no server; run it with the server stopped (the TPM simulator takes one connection). Exit code 1 when any check fails.',
@@ -96,7 +96,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['status'],
     summary: "a running appliance's readiness, component by component",
     args: '',
-    positionals: { min: 0, max: 0 },
     options: { ...json },
     description:
       'GET /readyz of a running appliance: each component (tpm, hsm, audit, policy) and, when it is down, why. Exit code 1 when it is not ready.',
@@ -110,7 +109,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['runtimes', 'list'],
     summary: 'list enrolled runtimes',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: {
       ...json,
       state: { type: 'string', value: 'STATE', help: 'only runtimes in this state' },
@@ -127,7 +125,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['runtimes', 'show'],
     summary: 'one runtime',
     args: 'ID',
-    positionals: { min: 1, max: 1 },
     options: { ...json },
     description: 'GET /v1/runtimes/{id} (auditor, operator).',
     examples: ['grantor runtimes show rt_0123456789abcdef'],
@@ -137,7 +134,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['keys', 'list'],
     summary: 'the grant and audit keys and their states',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: {
       ...json,
       purpose: { type: 'string', value: 'grant|audit', help: 'only keys of this purpose' },
@@ -151,7 +147,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['keys', 'rotate'],
     summary: 'make a new active key (the previous one starts retiring)',
     args: '[grant|audit]',
-    positionals: { min: 0, max: 1 },
     options: {},
     description:
       'A key ceremony on this appliance (server stopped), through the same KeyService as POST /v1/keys/rotate. Default purpose: grant.',
@@ -162,7 +157,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['keys', 'retire'],
     summary: 'retire a retiring key',
     args: 'KID',
-    positionals: { min: 1, max: 1 },
     options: { force: { type: 'boolean', help: 'before its grants have expired' } },
     description: 'Ends the use of a key for verification (server stopped).',
     examples: ['grantor keys retire 5f2c9e...'],
@@ -172,7 +166,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['keys', 'destroy'],
     summary: 'destroy a retired key in the HSM (irreversible)',
     args: 'KID',
-    positionals: { min: 1, max: 1 },
     options: { yes: { type: 'boolean', help: 'confirm: this cannot be undone' } },
     description:
       'Destroys the private key object in the HSM (server stopped). On a running appliance this is POST /v1/keys/{kid}/destroy under dual control.',
@@ -183,7 +176,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['audit', 'export'],
     summary: 'write every entry and a fresh checkpoint to FILE',
     args: 'FILE',
-    positionals: { min: 1, max: 1 },
     options: {},
     description: 'Exports the local audit log (server stopped) for `grantor audit verify`.',
     examples: ['grantor audit export audit.json'],
@@ -193,7 +185,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['audit', 'verify'],
     summary: 'verify an export offline (no appliance needed)',
     args: 'FILE',
-    positionals: { min: 1, max: 1 },
     options: {
       key: {
         type: 'string',
@@ -219,7 +210,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['audit', 'entries'],
     summary: "read a running appliance's audit entries",
     args: '',
-    positionals: { min: 0, max: 0 },
     options: {
       ...json,
       from: { type: 'string', value: 'N', help: 'first sequence number (default 0)' },
@@ -233,7 +223,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['audit', 'checkpoint'],
     summary: "a running appliance's signed audit checkpoint",
     args: '',
-    positionals: { min: 0, max: 0 },
     options: { ...json },
     description: 'GET /v1/audit/checkpoint (public): the tree size, root hash and signed note.',
     examples: [
@@ -245,7 +234,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['approvals', 'list'],
     summary: 'dual-control requests and their approvals',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: {
       ...json,
       limit: { type: 'string', value: 'N', help: 'at most N requests' },
@@ -258,7 +246,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['approvals', 'show'],
     summary: 'one dual-control request',
     args: 'ID',
-    positionals: { min: 1, max: 1 },
     options: { ...json },
     description: 'GET /v1/approvals/{id}.',
     examples: ['grantor approvals show apr_0123456789abcdef'],
@@ -268,7 +255,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['policy', 'show'],
     summary: 'the active Cedar policy set',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: { ...json },
     description: 'GET /v1/policy (auditor, operator): its hash, version, files and policy ids.',
     examples: ['grantor policy show --profile prod.json'],
@@ -278,7 +264,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['policy', 'reload'],
     summary: 're-read the policy directory (audited)',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: { ...json },
     description:
       'POST /v1/policy/reload (operator): activates the policy directory as it is now, or keeps the active set and prints why the new one was refused.',
@@ -289,7 +274,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['operators', 'person', 'add'],
     summary: 'register an operator person (offline bootstrap)',
     args: 'ID',
-    positionals: { min: 1, max: 1 },
     options: {
       role: { type: 'string', value: 'ROLE', help: 'auditor, operator or key_custodian' },
       name: { type: 'string', value: 'NAME', help: 'display name' },
@@ -303,7 +287,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['operators', 'person', 'list'],
     summary: 'the operator registry',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: {},
     description: 'Lists the registered people and their roles (server stopped).',
     examples: ['grantor operators person list'],
@@ -313,7 +296,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['operators', 'token', 'create'],
     summary: 'issue an operator bearer token (printed once)',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: {
       role: { type: 'string', value: 'ROLE', help: 'auditor, operator or key_custodian' },
       actor: { type: 'string', value: 'PERSON', help: 'the person it is for (local only)' },
@@ -328,7 +310,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['operators', 'token', 'list'],
     summary: 'issued operator tokens (never the tokens themselves)',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: {},
     description: 'Local, or remote with GRANTOR_URL and GRANTOR_OPERATOR_TOKEN.',
     examples: ['grantor operators token list'],
@@ -338,7 +319,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['operators', 'token', 'revoke'],
     summary: 'revoke an operator token',
     args: 'TOKEN_ID',
-    positionals: { min: 1, max: 1 },
     options: {},
     description: 'Local, or remote with GRANTOR_URL and GRANTOR_OPERATOR_TOKEN.',
     examples: ['grantor operators token revoke tok_0123456789abcdef'],
@@ -348,7 +328,6 @@ export const COMMANDS: readonly Command[] = [
     path: ['reference-policies', 'learn'],
     summary: 'golden PCR values from an event log (offline)',
     args: '',
-    positionals: { min: 0, max: 0 },
     options: {
       'event-log': { type: 'string', value: 'FILE', help: 'TCG binary event log' },
       ima: { type: 'string', value: 'FILE', help: 'IMA measurement list' },
@@ -370,6 +349,12 @@ export const COMMANDS: readonly Command[] = [
 /** The options a command accepts in the mode it runs in (plus --help). */
 export function optionsOf(command: Command, remote: boolean): Options {
   return { ...command.options, ...help, ...(remote ? REMOTE_OPTIONS : {}) };
+}
+
+/** How many arguments a command takes, read from its usage words (`args`). */
+export function positionalsOf(c: Command): { min: number; max: number } {
+  const words = c.args.split(' ').filter((w) => w !== '');
+  return { min: words.filter((w) => !w.startsWith('[')).length, max: words.length };
 }
 
 /** The command named by the first words of `argv`, and the rest; or the group it starts. */

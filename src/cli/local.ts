@@ -5,13 +5,11 @@
  * usage errors never load the TPM addon or read the configuration.
  */
 import { join, resolve as resolvePath } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { openAppliance, provisionAppliance } from '../appliance.js';
 import { runReferencePoliciesCli } from '../attestation/measured-boot/learn-cli.js';
 import { runAuditCli } from '../audit/cli.js';
 import { runKeysCli } from '../keys/cli.js';
 import { runOperatorsCli } from '../operators/cli.js';
-import { RemoteTokens } from '../operators/remote.js';
 import { loadConfig, type AppConfig } from '../shared/config.js';
 import { databaseHeld } from '../shared/db.level.js';
 import { GrantorError } from '../shared/errors.js';
@@ -82,17 +80,6 @@ export async function runLocal(command: Command, args: readonly string[], io: Io
   }
   if (group === 'audit' && verb === 'verify') {
     return runAuditCli([...sub, ...args], {}, { out: io.out, err: io.err });
-  }
-  if (group === 'operators' && command.path[1] === 'token') {
-    // A running appliance: token create|list|revoke over its operator API (no local config).
-    const url = process.env.GRANTOR_URL;
-    const token = process.env.GRANTOR_OPERATOR_TOKEN;
-    if (url !== undefined && url !== '' && token !== undefined && token !== '') {
-      const caFile = process.env.GRANTOR_URL_CA;
-      const ca = caFile === undefined || caFile === '' ? undefined : readFileSync(caFile, 'utf8');
-      const client = new RemoteTokens({ url, token, ...(ca === undefined ? {} : { ca }) });
-      return runOperatorsCli([...sub, ...args], client, { log: io.out, error: io.err });
-    }
   }
   const config = loadConfig();
   await ensureNotHeld(config);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { checkArgs, UsageError } from './args.js';
-import { COMMANDS, optionsOf } from './commands.js';
+import { COMMANDS, optionsOf, positionalsOf } from './commands.js';
 import type { Io } from './io.js';
 import { run, version } from './main.js';
 
@@ -99,6 +99,11 @@ describe('grantor help and usage (no configuration read)', () => {
     const missing = await cli('keys', 'retire');
     expect(missing.code).toBe(2);
     expect(missing.err).toContain('missing argument');
+    // `[grant|audit]`: optional, at most one.
+    const optional = await cli('keys', 'rotate', 'grant', 'audit');
+    expect(optional.code).toBe(2);
+    expect(optional.err).toContain('unexpected argument audit');
+    expect((await cli('status', 'x')).err).toContain('unexpected argument x');
   });
 
   it('a remote command without an appliance says how to name one, never a stack', async () => {
@@ -106,6 +111,36 @@ describe('grantor help and usage (no configuration read)', () => {
     expect(r.code).toBe(1);
     expect(r.err).toContain('remote_config_invalid');
     expect(r.err).not.toContain('    at ');
+  });
+
+  it('operators token with GRANTOR_URL goes through the remote checks: no token over plain http off loopback', async () => {
+    const token = `gop_${'0'.repeat(16)}${'A'.repeat(43)}`;
+    vi.stubEnv('XDG_CONFIG_HOME', '/nonexistent');
+    vi.stubEnv('GRANTOR_PROFILE', '');
+    vi.stubEnv('GRANTOR_URL', 'http://appliance.invalid:8080');
+    vi.stubEnv('GRANTOR_OPERATOR_TOKEN', token);
+    try {
+      const r = await cli('operators', 'token', 'list');
+      expect(r.code).toBe(1);
+      expect(r.err).toContain('remote_config_invalid');
+      expect(r.err).toContain('a token is only sent over https');
+      expect(`${r.out}${r.err}`).not.toContain(token);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+});
+
+describe('positionalsOf', () => {
+  it('reads the argument bounds from the usage words', () => {
+    const of = (path: string) => {
+      const c = COMMANDS.find((x) => x.path.join(' ') === path);
+      if (c === undefined) throw new Error(path);
+      return positionalsOf(c);
+    };
+    expect(of('status')).toEqual({ min: 0, max: 0 });
+    expect(of('keys retire')).toEqual({ min: 1, max: 1 });
+    expect(of('keys rotate')).toEqual({ min: 0, max: 1 });
   });
 });
 

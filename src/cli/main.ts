@@ -3,30 +3,22 @@
  * commands and unknown options are answered from the command table (src/cli/commands.ts)
  * before anything is configured or opened. Exit codes: 0 done, 1 failed or refused, 2 usage.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BUILD } from '../shared/build.js';
 import { ConfigError, GrantorError } from '../shared/errors.js';
 import { checkArgs, UsageError, type Parsed } from './args.js';
-import { commandHelp, groupHelp, optionsOf, resolve, type Command } from './commands.js';
+import {
+  commandHelp,
+  groupHelp,
+  optionsOf,
+  positionalsOf,
+  resolve,
+  type Command,
+} from './commands.js';
 import type { Io } from './io.js';
 
-/** The version in the package.json above this file (src/ under tsx, dist/src/ when built). */
+/** The package version, read the one way grantor_build_info reads it (src/shared/build.ts). */
 export function version(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
-        name?: unknown;
-        version?: unknown;
-      };
-      if (pkg.name === 'grantor' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // not here: one folder up
-    }
-    dir = dirname(dir);
-  }
-  return 'unknown';
+  return BUILD.version;
 }
 
 const REMOTE_FLAGS = /^--(url|profile)(=|$)/;
@@ -105,7 +97,7 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
     (command.where.length === 1 || rest.some((a) => REMOTE_FLAGS.test(a)));
   let parsed: Parsed;
   try {
-    parsed = checkArgs(rest, optionsOf(command, remote), command.positionals);
+    parsed = checkArgs(rest, optionsOf(command, remote), positionalsOf(command));
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     io.err(`${name}: ${e.message} (see ${name} --help)`);
@@ -118,6 +110,13 @@ async function dispatch(argv: readonly string[], io: Io): Promise<number> {
   if (command.where.includes('config')) {
     const { runDoctor } = await import('./doctor.js');
     return runDoctor(parsed, io);
+  }
+  if (command.path[0] === 'operators' && command.path[1] === 'token') {
+    // Without loading the local runner (the TPM addon): GRANTOR_URL with a token.
+    const { remoteTokensSet, runRemoteTokens } = await import('./remote-tokens.js');
+    if (remoteTokensSet(process.env)) {
+      return runRemoteTokens(command, parsed, canonical(command, parsed), io);
+    }
   }
   const { runLocal } = await import('./local.js');
   return runLocal(command, canonical(command, parsed), io);

@@ -169,14 +169,19 @@ export interface Answer {
   readonly body: unknown;
 }
 
-/** One HTTP(S) call to the appliance; the token only in the Authorization header. */
+/**
+ * One HTTP(S) call to the appliance; the token only in the Authorization header. A POST
+ * sends `body` as JSON (`{}` when there is none).
+ */
 export function call(
   conn: Connection,
   method: string,
   path: string,
+  body?: unknown,
   timeoutMs = 15_000,
 ): Promise<Answer> {
   const url = new URL(path, conn.url);
+  const payload = method === 'POST' ? JSON.stringify(body ?? {}) : undefined;
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = send(
@@ -186,7 +191,7 @@ export function call(
         headers: {
           accept: 'application/json',
           ...(conn.token === undefined ? {} : { authorization: `Bearer ${conn.token}` }),
-          ...(method === 'POST' ? { 'content-type': 'application/json' } : {}),
+          ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
         },
         ...(conn.ca === undefined ? {} : { ca: conn.ca }),
         ...(conn.cert === undefined ? {} : { cert: conn.cert }),
@@ -221,11 +226,12 @@ export function call(
         ),
       );
     });
-    req.end(method === 'POST' ? '{}' : undefined);
+    req.end(payload);
   });
 }
 
-function errorOf(answer: Answer): GrantorError {
+/** The appliance's refusal as a GrantorError with its code (the message names the status). */
+export function errorOf(answer: Answer): GrantorError {
   const e = (answer.body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
   const code = typeof e?.code === 'string' ? e.code : 'remote_error';
   const message = typeof e?.message === 'string' ? e.message : 'the appliance refused';

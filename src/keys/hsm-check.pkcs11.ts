@@ -6,11 +6,17 @@
  * finding is a line for people; the PIN never appears in one.
  */
 import pkcs11js from 'pkcs11js';
+import { GrantorError } from '../shared/errors.js';
 import { CKM_EDDSA } from './key-inspection.pkcs11.js';
-import { pkcs11ReturnValue } from './library.pkcs11.js';
-
-const CKF_USER_PIN_FINAL_TRY = 0x20000;
-const CKF_USER_PIN_LOCKED = 0x40000;
+import {
+  CKF_USER_PIN_FINAL_TRY,
+  CKF_USER_PIN_LOCKED,
+  acquireLibrary,
+  pkcs11ReturnValue,
+  releaseLibrary,
+  tokenSlot,
+  type Library,
+} from './library.pkcs11.js';
 
 export interface TokenCheck {
   readonly ok: boolean;
@@ -38,26 +44,30 @@ function reason(e: unknown): string {
 /** Module, token, PIN and mechanisms, in that order; stops at the first that fails. */
 export function checkHsmToken(config: HsmCheckConfig): TokenCheck[] {
   const out: TokenCheck[] = [];
-  const p = new pkcs11js.PKCS11();
+  let lib: Library | undefined;
   try {
-    p.load(config.modulePath);
-    p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    // The signer's loaded module (one dlopen, one C_Initialize per process), not a copy.
+    lib = acquireLibrary(config.modulePath);
+    lib.initialize();
   } catch (e) {
+    if (lib !== undefined) releaseLibrary(lib);
     out.push({ ok: false, detail: `module ${config.modulePath} does not load: ${reason(e)}` });
     return out;
   }
+  const p = lib.p;
   try {
     out.push({ ok: true, detail: `module ${config.modulePath} loads` });
-    const slots = p
-      .C_GetSlotList(true)
-      .filter((s) => p.C_GetTokenInfo(s).label.trim() === config.tokenLabel);
-    const slot = slots[0];
-    if (slot === undefined || slots.length > 1) {
+    let slot: Buffer;
+    try {
+      slot = tokenSlot(p, config.tokenLabel);
+    } catch (e) {
+      const count = e instanceof GrantorError ? e.details?.tokensWithLabel : undefined;
+      if (typeof count !== 'number') throw e;
       const labels = p.C_GetSlotList(true).map((s) => `"${p.C_GetTokenInfo(s).label.trim()}"`);
       out.push({
         ok: false,
         detail:
-          slots.length > 1
+          count > 1
             ? `more than one token labelled "${config.tokenLabel}"`
             : `no token labelled "${config.tokenLabel}" (tokens: ${labels.length === 0 ? 'none' : labels.join(', ')})`,
       });
@@ -114,10 +124,6 @@ export function checkHsmToken(config: HsmCheckConfig): TokenCheck[] {
     out.push({ ok: false, detail: `the token could not be read: ${reason(e)}` });
     return out;
   } finally {
-    try {
-      p.C_Finalize();
-    } catch {
-      // not initialised
-    }
+    releaseLibrary(lib);
   }
 }

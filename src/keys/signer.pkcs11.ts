@@ -48,10 +48,13 @@ import {
   type Handle,
 } from './key-inspection.pkcs11.js';
 import {
+  CKF_USER_PIN_FINAL_TRY,
+  CKF_USER_PIN_LOCKED,
   acquireLibrary,
   pkcs11Code,
   pkcs11ReturnValue,
   releaseLibrary,
+  tokenSlot,
   type Library,
 } from './library.pkcs11.js';
 import {
@@ -65,8 +68,6 @@ import { DeadlineQueue } from './signer.deadlines.js';
 import type { HsmKey, HsmSigner, KeyAlgorithm } from './signer.port.js';
 import { SignThread, type ThreadItem } from './signer.thread.pkcs11.js';
 
-const CKF_USER_PIN_FINAL_TRY = 0x20000;
-const CKF_USER_PIN_LOCKED = 0x40000;
 const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;
 
@@ -445,18 +446,7 @@ export class Pkcs11Signer implements HsmSigner {
   /** Find the token by label, open the pool and log in (once). Synchronous PKCS#11 calls. */
   private connect(lib: Library): void {
     const p = lib.p;
-    const matches = p
-      .C_GetSlotList(true)
-      .filter((s) => p.C_GetTokenInfo(s).label.trim() === this.config.tokenLabel);
-    const slot = matches[0];
-    if (slot === undefined || matches.length > 1) {
-      throw new HsmUnavailableError(
-        matches.length > 1
-          ? 'more than one HSM token has the configured label'
-          : 'no HSM token has the configured label',
-        { details: { tokenLabel: this.config.tokenLabel } },
-      );
-    }
+    const slot = tokenSlot(p, this.config.tokenLabel);
     const flags = p.C_GetTokenInfo(slot).flags;
     // Never present a PIN the token says is locked or on its final try: a wrong one locks it.
     if ((flags & CKF_USER_PIN_LOCKED) !== 0) throw this.latch(new HsmPinLockedError());

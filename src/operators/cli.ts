@@ -4,9 +4,19 @@
  * once, on its own line, and never again (only its hash is stored).
  */
 import { GrantorError } from '../shared/errors.js';
-import { isRole, ROLES } from './roles.js';
-import type { TokenAdministration } from './remote.js';
-import type { OperatorTokens, TokenInfo } from './tokens.js';
+import { isRole, ROLES, type Role } from './roles.js';
+import type { CreatedToken, OperatorTokens, TokenInfo } from './tokens.js';
+
+/** What the token commands need: the local service (offline) or a client of a running one. */
+export interface TokenAdministration {
+  create(input: {
+    readonly role: Role;
+    readonly actor?: string;
+    readonly ttlSeconds?: number;
+  }): Promise<CreatedToken>;
+  list(): Promise<TokenInfo[]>;
+  revoke(id: string): Promise<TokenInfo>;
+}
 
 export interface CliOutput {
   log(line: string): void;
@@ -49,8 +59,8 @@ function status(t: TokenInfo, now: Date): string {
 
 /**
  * Runs one operators subcommand; resolves to the process exit code. `svc` is the local
- * token service (offline, appliance stopped) or a RemoteTokens client of a running
- * appliance (`remote`: tokens are then issued to the caller's own person, `--actor` is
+ * token service (offline, appliance stopped) or a RemoteTokens client (src/cli/remote-tokens.ts) of
+ * a running appliance (`remote`: tokens are then issued to the caller's own person, `--actor` is
  * refused, and `person` needs the offline path).
  */
 export async function runOperatorsCli(

@@ -4,26 +4,15 @@
  * connections, the policy file and line that does not parse, a missing EK CA file or policy
  * directory (real swtpm, real SoftHSM2, real policy engine; nothing faked).
  */
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisionAppliance } from '../../src/appliance.js';
 import { startApplianceServer } from '../../src/http/server.js';
 import { loadConfig } from '../../src/shared/config.js';
 import { createLogger } from '../../src/shared/logger.js';
-import { openTpm } from '../../src/tpm/tpm.native.js';
-import {
-  applianceEnv,
-  freePortPair,
-  provisionSimHsm,
-  repoRoot,
-  startSimTpm,
-  type SimHsm,
-  type SimTpm,
-  writeEkTrust,
-} from '../rig/sim.js';
+import { provisionOnTpm, startApplianceRig, type ApplianceRig } from '../rig/appliance.js';
+import { applianceEnv, freePortPair, repoRoot, type SimHsm, type SimTpm } from '../rig/sim.js';
 
 interface ReadyAnswer {
   error: {
@@ -32,28 +21,20 @@ interface ReadyAnswer {
   };
 }
 
+let rig: ApplianceRig | undefined;
 let dir: string;
 let tpm: SimTpm;
 let hsm: SimHsm;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'grantor-causes-'));
-  tpm = await startSimTpm();
-  hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-causes');
-  process.env.SOFTHSM2_CONF = hsm.conf;
-  await writeEkTrust(dir, tpm.ekCaPem);
+  rig = await startApplianceRig('causes');
+  ({ dir, tpm, hsm } = rig);
   // Provisioned, so that the failures after the audit start-up check are reached.
-  const t = await openTpm({ tcti: tpm.tcti });
-  try {
-    await provisionAppliance(loadConfig(applianceEnv(tpm, hsm, dir), repoRoot), t);
-  } finally {
-    await t.close();
-  }
+  await provisionOnTpm(loadConfig(rig.env(), repoRoot));
 });
 
 afterAll(async () => {
-  await tpm.destroy();
-  await rm(dir, { recursive: true, force: true });
+  await rig?.destroy();
 });
 
 /** Starts the server with `overrides`, returns its /readyz answer and its log lines. */

@@ -6,7 +6,7 @@
  * with a bearer token from a profile file.
  */
 import { execFile } from 'node:child_process';
-import { chmod, cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,16 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { doctor, type Check } from '../../src/cli/doctor.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
 import { loadConfig } from '../../src/shared/config.js';
-import {
-  applianceEnv,
-  freePortPair,
-  provisionSimHsm,
-  repoRoot,
-  startSimTpm,
-  type SimHsm,
-  type SimTpm,
-  writeEkTrust,
-} from '../rig/sim.js';
+import { startApplianceRig, type ApplianceRig } from '../rig/appliance.js';
+import { freePortPair, repoRoot } from '../rig/sim.js';
 
 interface Result {
   code: number;
@@ -31,19 +23,13 @@ interface Result {
   err: string;
 }
 
+let rig: ApplianceRig | undefined;
 let dir: string;
 let tls: string;
-let tpm: SimTpm | undefined;
-let hsm: SimHsm;
 
 function env(overrides: Record<string, string> = {}): Record<string, string> {
-  if (tpm === undefined) throw new Error('the swtpm did not start');
-  return applianceEnv(tpm, hsm, dir, {
-    GRANTOR_TLS_CERT: join(tls, 'server.pem'),
-    GRANTOR_TLS_KEY: join(tls, 'server.key'),
-    GRANTOR_OPERATOR_CA: join(tls, 'operator-ca.pem'),
-    ...overrides,
-  });
+  if (rig === undefined) throw new Error('the rig did not start');
+  return rig.env(overrides);
 }
 
 /** Runs the CLI as a process; `base` replaces the inherited environment when given. */
@@ -65,26 +51,11 @@ function grantor(
   });
 }
 
-function run(cmd: string, args: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, (e) => {
-      if (e === null) resolve();
-      else reject(new Error(`${cmd} failed`, { cause: e }));
-    });
-  });
-}
-
 let auditorToken = '';
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'grantor-cli-'));
-  tls = join(dir, 'tls');
-  await run(join(repoRoot, 'scripts/sim/make-tls'), [tls]);
-  await run(join(repoRoot, 'scripts/sim/make-tls'), [join(dir, 'foreign')]);
-  tpm = await startSimTpm();
-  hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-cli');
-  process.env.SOFTHSM2_CONF = hsm.conf;
-  await writeEkTrust(dir, tpm.ekCaPem);
+  rig = await startApplianceRig('cli', { tls: true });
+  ({ dir, tls } = rig);
   const provisioned = await grantor(['provision'], env());
   expect(provisioned.err).toBe('');
   expect(provisioned.code).toBe(0);
@@ -106,8 +77,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await tpm?.destroy();
-  await rm(dir, { recursive: true, force: true });
+  await rig?.destroy();
 });
 
 describe('help and usage need no configuration', () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../src/http/app.js';
 import { runOperatorsCli } from '../../src/operators/cli.js';
 import { createMemoryOperators, type Operators } from '../../src/operators/index.js';
-import { RemoteTokens } from '../../src/operators/remote.js';
+import { RemoteTokens } from '../../src/cli/remote-tokens.js';
 
 let app: App;
 let url: string;
@@ -46,7 +46,7 @@ afterAll(async () => {
 
 describe('grantor operators token, remote', () => {
   it('creates a token for the caller, lists it and revokes it while the appliance runs', async () => {
-    const remote = new RemoteTokens({ url, token: alice });
+    const remote = new RemoteTokens({ url: new URL(url), token: alice });
     const c = capture();
     expect(
       await runOperatorsCli(
@@ -82,7 +82,7 @@ describe('grantor operators token, remote', () => {
 
   it('refuses --actor over the API, and a bad credential with its code', async () => {
     const c = capture();
-    const remote = new RemoteTokens({ url, token: alice });
+    const remote = new RemoteTokens({ url: new URL(url), token: alice });
     expect(
       await runOperatorsCli(
         ['token', 'create', '--role', 'operator', '--actor', 'bob'],
@@ -91,7 +91,10 @@ describe('grantor operators token, remote', () => {
       ),
     ).toBe(2);
     expect(await runOperatorsCli(['person', 'list'], remote, c.out)).toBe(2);
-    const wrong = new RemoteTokens({ url, token: `gop_${'0'.repeat(16)}${'A'.repeat(43)}` });
+    const wrong = new RemoteTokens({
+      url: new URL(url),
+      token: `gop_${'0'.repeat(16)}${'A'.repeat(43)}`,
+    });
     const w = capture();
     expect(await runOperatorsCli(['token', 'list'], wrong, w.out)).toBe(1);
     expect(w.errors.join('\n')).toContain('unauthenticated');
@@ -106,13 +109,13 @@ describe('grantor operators token, remote', () => {
   it("lets only an operator revoke another person's token", async () => {
     const bob = await operators.tokens.create({ role: 'auditor', actor: 'bob' });
     const carol = await operators.tokens.create({ role: 'auditor', actor: 'carol' });
-    const asBob = new RemoteTokens({ url, token: bob.token });
+    const asBob = new RemoteTokens({ url: new URL(url), token: bob.token });
     await expect(asBob.revoke(carol.info.id)).rejects.toMatchObject({ code: 'forbidden' });
     await expect(asBob.revoke('tok_0000000000000000')).rejects.toMatchObject({
       code: 'operator_token_not_found',
     });
     expect((await asBob.revoke(bob.info.id)).revokedAt).toBeDefined();
-    const asAlice = new RemoteTokens({ url, token: alice });
+    const asAlice = new RemoteTokens({ url: new URL(url), token: alice });
     expect((await asAlice.revoke(carol.info.id)).revokedAt).toBeDefined();
   });
 });

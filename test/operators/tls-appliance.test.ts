@@ -5,27 +5,17 @@
  * the local server CA; operators log in with the make-tls client certificates.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { connect, type AddressInfo, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisionAppliance } from '../../src/appliance.js';
 import { operatorPutParams } from '../../src/http/routes/operators.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
-import { openTpm } from '../../src/tpm/tpm.native.js';
-import {
-  applianceEnv,
-  provisionSimHsm,
-  repoRoot,
-  startSimTpm,
-  type SimHsm,
-  type SimTpm,
-  writeEkTrust,
-} from '../rig/sim.js';
+import { provisionOnTpm, startApplianceRig, type ApplianceRig } from '../rig/appliance.js';
+import { repoRoot } from '../rig/sim.js';
 
 const run = promisify(execFile);
 
@@ -38,47 +28,25 @@ interface ErrorBody {
   error: { code: string };
 }
 
+let rig: ApplianceRig | undefined;
 let dir: string;
 let tls: string;
-let tpm: SimTpm | undefined;
-let hsm: SimHsm;
 
 function config(overrides: Record<string, string> = {}): AppConfig {
-  if (tpm === undefined) throw new Error('the swtpm did not start');
-  return loadConfig(
-    applianceEnv(tpm, hsm, dir, {
-      GRANTOR_LISTEN: '127.0.0.1:0',
-      GRANTOR_TLS_CERT: join(tls, 'server.pem'),
-      GRANTOR_TLS_KEY: join(tls, 'server.key'),
-      GRANTOR_OPERATOR_CA: join(tls, 'operator-ca.pem'),
-      ...overrides,
-    }),
-    repoRoot,
-  );
+  if (rig === undefined) throw new Error('the rig did not start');
+  return loadConfig(rig.env({ GRANTOR_LISTEN: '127.0.0.1:0', ...overrides }), repoRoot);
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'grantor-tls-appliance-'));
-  tls = join(dir, 'tls');
-  await run(join(repoRoot, 'scripts/sim/make-tls'), [tls]);
-  // A second, unrelated set: its operator CA is not the appliance's.
-  await run(join(repoRoot, 'scripts/sim/make-tls'), [join(dir, 'foreign')]);
-  tpm = await startSimTpm();
-  hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-tls-appliance');
-  process.env.SOFTHSM2_CONF = hsm.conf;
-  await writeEkTrust(dir, tpm.ekCaPem);
-  const t = await openTpm(config().tpm);
-  try {
-    await provisionAppliance(config(), t);
-  } finally {
-    await t.close();
-  }
+  // With a second, unrelated make-tls set in dir/foreign: its operator CA is not the appliance's.
+  rig = await startApplianceRig('tls-appliance', { tls: true });
+  ({ dir, tls } = rig);
+  await provisionOnTpm(config());
 });
 
 // Stops the swtpm even when the set-up failed half way.
 afterAll(async () => {
-  await tpm?.destroy();
-  await rm(dir, { recursive: true, force: true });
+  await rig?.destroy();
 });
 
 async function listen(server: RunningServer): Promise<number> {
