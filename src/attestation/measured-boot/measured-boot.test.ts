@@ -9,7 +9,7 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type Database } from '../../shared/db.level.js';
 import { objectName } from '../../tpm/marshal/public.js';
 import { parseReferencePolicy } from '../reference-policy.js';
@@ -411,6 +411,25 @@ describe('the IMA state stored with the runtime', () => {
       ),
     ).toMatchObject({ code: 'quote_signature_invalid' });
     expect((await store.get(runtimeId))?.imaState).toEqual(before);
+  });
+
+  it('stays where it was when its write fails after the verdict: no session, nothing skipped', async () => {
+    const { attestationId } = await attest({ eventLog: log(), ima: ima(IMA) });
+    const before = (await store.get(runtimeId))?.imaState;
+    const more = [imaLine('/usr/bin/new', '22'.repeat(20))];
+    extendIma(tpm, more);
+    vi.spyOn(store, 'update').mockRejectedValueOnce(new Error('disk full'));
+    await expect(attest({ eventLog: log(), ima: ima(more, 3) })).rejects.toThrow('disk full');
+    expect((await store.get(runtimeId))?.imaState).toEqual(before);
+    // The failed attestation opened no session, and the one before it ended.
+    expect(svc.sessionFor(attestationId)).toBeUndefined();
+    // The runtime was not told the entries were verified: it sends them again, from 3.
+    expect(await codeOf(attest({ eventLog: log(), ima: ima([], 4) }))).toMatchObject({
+      code: 'ima_log_offset_invalid',
+      details: { expected: 3, got: 4 },
+    });
+    const res = await attest({ eventLog: log(), ima: ima(more, 3) });
+    expect(res).toMatchObject({ verdict: 'trusted', measuredBoot: { imaEntries: 4 } });
   });
 
   it('is dropped when the runtime is revoked', async () => {
