@@ -5,12 +5,11 @@
  * (the real routes on swtpm: test/attestation/identity.test.ts).
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import { objectName } from '../tpm/marshal/public.js';
 import { parseEnrollmentRules, type EnrollmentRuleSet } from './enrollment-rules.js';
 import { parseReferencePolicy } from './reference-policy.js';
 import { MemoryRuntimeStore } from './runtime-store.port.js';
 import { AttestationService } from './service.js';
-import { codeOf, FakeAudit, sessionKey } from './testing/fakes.js';
+import { codeOf, enrollRuntime, FakeAudit, sessionKey } from './testing/fakes.js';
 import { SoftEk, SoftTpm } from './testing/soft-tpm.js';
 import { qualifyingData } from './verify-quote.js';
 
@@ -63,18 +62,7 @@ async function enroll(
 ): Promise<{ runtimeId: string; secret: string }> {
   // The AK is created under this EK, as a real TPM's would be (its quotes name it).
   t.parentEk = e.ekPublic;
-  const enrolled = await svc.enroll({
-    name,
-    labels,
-    ekPublic: e.ekPublicBytes.toString('base64'),
-    akPublic: t.akPublicBytes.toString('base64'),
-  });
-  const secret = e.activate(
-    Buffer.from(enrolled.credentialBlob, 'base64'),
-    Buffer.from(enrolled.encryptedSecret, 'base64'),
-    objectName(t.akPublic),
-  );
-  return { runtimeId: enrolled.runtimeId, secret: secret.toString('base64') };
+  return enrollRuntime(svc, e, t, name, labels);
 }
 
 async function attest(runtimeId: string) {

@@ -4,7 +4,7 @@ import { marshalTpm2bPublic, objectName } from '../tpm/marshal/public.js';
 import { parseReferencePolicy } from './reference-policy.js';
 import { MemoryRuntimeStore, type RuntimeStore } from './runtime-store.port.js';
 import { AttestationService } from './service.js';
-import { codeOf, FakeAudit, sessionKey } from './testing/fakes.js';
+import { codeOf, enrollRuntime, FakeAudit, sessionKey } from './testing/fakes.js';
 import { SoftEk, SoftTpm } from './testing/soft-tpm.js';
 import { qualifyingData } from './verify-quote.js';
 
@@ -39,22 +39,13 @@ function makeService(allowReset = true): AttestationService {
 }
 
 async function enrollAndActivate(s = svc, t = tpm, e = ek, name = 'agent-7'): Promise<string> {
-  const enrolled = await s.enroll({
-    name,
-    ekPublic: e.ekPublicBytes.toString('base64'),
-    akPublic: t.akPublicBytes.toString('base64'),
-  });
-  const secret = e.activate(
-    Buffer.from(enrolled.credentialBlob, 'base64'),
-    Buffer.from(enrolled.encryptedSecret, 'base64'),
-    objectName(t.akPublic),
-  );
-  expect(await s.activate(enrolled.runtimeId, { secret: secret.toString('base64') })).toEqual({
-    runtimeId: enrolled.runtimeId,
+  const { runtimeId, secret } = await enrollRuntime(s, e, t, name);
+  expect(await s.activate(runtimeId, { secret })).toEqual({
+    runtimeId,
     state: 'pending_approval',
   });
-  await s.approve(enrolled.runtimeId);
-  return enrolled.runtimeId;
+  await s.approve(runtimeId);
+  return runtimeId;
 }
 
 async function quoteBody(

@@ -11,6 +11,7 @@ import {
   timingSafeEqual,
   type X509Certificate,
 } from 'node:crypto';
+import type { AttestationFacts } from '../audit/index.js';
 import { UnavailableError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
@@ -72,22 +73,9 @@ export interface AuditSink {
     reasons?: string[];
     /** Hex SHA-256 of the facts (JCS), never secrets. */
     digest: string;
-    /** Typed facts of the entry (src/audit/facts.ts `AttestationFacts`). */
-    facts?: AttestationAuditFacts;
+    /** Typed facts of the entry. */
+    facts?: AttestationFacts;
   }): Promise<void>;
-}
-
-/** What an attestation or quote verdict's entry states (src/audit/facts.ts). */
-export interface AttestationAuditFacts {
-  readonly runtime: string;
-  readonly attestationId: string | null;
-  readonly ekFingerprint: string | null;
-  readonly akName: string;
-  readonly referencePolicy: string | null;
-  readonly pcrDigest: string;
-  readonly resetCount: number;
-  readonly restartCount: number;
-  readonly firmware: string | null;
 }
 
 /** The typed audit facts of a verdict (the same facts its digest covers, and more). */
@@ -96,7 +84,7 @@ function verdictAuditFacts(
   attestationId: string,
   policy: ReferencePolicy,
   facts: QuoteFacts,
-): AttestationAuditFacts {
+): AttestationFacts {
   return {
     runtime: record.runtimeId,
     attestationId,

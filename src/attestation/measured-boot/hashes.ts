@@ -1,5 +1,5 @@
 /** The PCR banks measured boot can replay: TPM hash algorithms node:crypto implements. */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { hashInfo, hashInfoByName, type HashName } from '../../tpm/marshal/constants.js';
 
 export interface Bank {
@@ -22,10 +22,6 @@ export function bankById(id: number): Bank | undefined {
 
 export function bankByName(name: string): Bank | undefined {
   return bank(hashInfoByName(name));
-}
-
-export function hasher(b: Bank): Hash {
-  return createHash(b.node);
 }
 
 /** PCR extend: new = H(old ‖ digest). */

@@ -4,19 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { LogMalformedError, LogTooLargeError } from './errors.js';
 import { parseImaAscii, parseImaBinary } from './ima.js';
 import { EMPTY_IMA_STATE, replayIma } from './ima-replay.js';
-import { FIXTURES, fixture } from './testing.js';
-
-function failure(fn: () => unknown): { code: string; reason?: string; field?: string } {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof LogMalformedError)
-      return { code: e.code, reason: e.reason, field: e.location.field };
-    if (e instanceof Error && 'code' in e) return { code: String(e.code) };
-    throw e;
-  }
-  throw new Error('expected a failure');
-}
+import { FIXTURES, failure, fixture } from './testing.js';
 
 type Shipped = Record<
   string,

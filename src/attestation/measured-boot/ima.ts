@@ -73,13 +73,6 @@ function encodeFields(fields: readonly Buffer[]): Buffer {
   return Buffer.concat(fields.flatMap((f) => [u32le(f.length), f]));
 }
 
-/** The legacy `ima` template hash input: SHA-1 digest ‖ name NUL-padded to 256 bytes. */
-function imaLegacyInput(digest: Buffer, name: Buffer): Buffer {
-  const padded = Buffer.alloc(MAX_NAME + 1);
-  name.copy(padded);
-  return Buffer.concat([digest, padded]);
-}
-
 // ---------------------------------------------------------------------------------------
 // binary
 
@@ -118,23 +111,10 @@ function readBinaryEntry(r: LogReader, index: number, hashSize: number): ImaEntr
       'template is not ima, ima-ng, ima-sig or ima-buf',
       nameAt,
     );
-  const violation = templateHash.every((b) => b === 0);
+  const head: EntryHead = { index, pcr, templateHash, template };
   if (template === 'ima') {
     const digest = r.bytes('digest', 20);
-    const name = r.sized('fileName', MAX_NAME);
-    return entry(
-      index,
-      pcr,
-      templateHash,
-      template,
-      'sha1',
-      digest,
-      name,
-      undefined,
-      undefined,
-      imaLegacyInput(digest, name),
-      violation,
-    );
+    return legacyEntry(head, digest, r.sized('fileName', MAX_NAME));
   }
   const dataAt = r.offset;
   const data = r.sized('templateData', MAX_TEMPLATE_DATA);
@@ -154,20 +134,7 @@ function readBinaryEntry(r: LogReader, index: number, hashSize: number): ImaEntr
       'the name is not NUL-terminated',
       dataAt + 8 + dng.length,
     );
-  const name = nng.subarray(0, nng.length - 1);
-  return entry(
-    index,
-    pcr,
-    templateHash,
-    template,
-    alg,
-    digest,
-    name,
-    template === 'ima-sig' ? third : undefined,
-    template === 'ima-buf' ? third : undefined,
-    data,
-    violation,
-  );
+  return entry(head, alg, digest, nng.subarray(0, nng.length - 1), third, data);
 }
 
 /** A d-ng field: `<alg>:` NUL digest (the algorithm name, a colon, a NUL, the digest). */
@@ -187,32 +154,40 @@ function checkDigest(alg: string, size: number, fail: (m: string) => Error): voi
   if (size !== b.size) throw fail(`a ${alg} digest is ${b.size} bytes, not ${size}`);
 }
 
+/** What every template's entry starts with: its place, PCR, template hash and template. */
+interface EntryHead {
+  readonly index: number;
+  readonly pcr: number;
+  readonly templateHash: Buffer;
+  readonly template: ImaTemplate;
+}
+
+/** An entry; `name` without n-ng's NUL, `third` the ima-sig or ima-buf field. */
 function entry(
-  index: number,
-  pcr: number,
-  templateHash: Buffer,
-  template: ImaTemplate,
+  head: EntryHead,
   digestAlg: string,
   digest: Buffer,
   name: Buffer,
-  signature: Buffer | undefined,
-  buf: Buffer | undefined,
+  third: Buffer | undefined,
   hashInput: Buffer,
-  violation: boolean,
 ): ImaEntry {
   return {
-    index,
-    pcr,
-    templateHash,
-    template,
+    ...head,
     digestAlg: digestAlg === 'sm3' ? 'sm3_256' : digestAlg,
     digest,
     name: name.toString('utf8'),
-    signature,
-    buf,
+    signature: head.template === 'ima-sig' ? third : undefined,
+    buf: head.template === 'ima-buf' ? third : undefined,
     hashInput,
-    violation,
+    violation: head.templateHash.every((b) => b === 0),
   };
+}
+
+/** The legacy `ima` template, hashed as its SHA-1 digest ‖ the name NUL-padded to 256 bytes. */
+function legacyEntry(head: EntryHead, digest: Buffer, name: Buffer): ImaEntry {
+  const padded = Buffer.alloc(MAX_NAME + 1);
+  name.copy(padded);
+  return entry(head, 'sha1', digest, name, undefined, Buffer.concat([digest, padded]));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -274,28 +249,14 @@ function readAsciiLine(
   const template = TEMPLATES.find((t) => t === templateName);
   if (template === undefined)
     throw fail('templateName', 'template is not ima, ima-ng, ima-sig or ima-buf');
-  const violation = templateHash.every((x) => x === 0);
-  const pcr = Number(pcrText);
+  const head: EntryHead = { index, pcr: Number(pcrText), templateHash, template };
   const [digestText, rest] = cut(c, 'digest');
   if (template === 'ima') {
     if (digestText.length !== 40 || !HEX.test(digestText))
       throw fail('digest', 'digest is not 20 bytes of hex');
-    const digest = Buffer.from(digestText, 'hex');
     const name = Buffer.from(rest, 'latin1');
     if (name.length > MAX_NAME) throw fail('fileName', `name exceeds ${MAX_NAME} bytes`);
-    return entry(
-      index,
-      pcr,
-      templateHash,
-      template,
-      'sha1',
-      digest,
-      name,
-      undefined,
-      undefined,
-      imaLegacyInput(digest, name),
-      violation,
-    );
+    return legacyEntry(head, Buffer.from(digestText, 'hex'), name);
   }
   const colon = digestText.indexOf(':');
   const alg = digestText.slice(0, colon);
@@ -322,17 +283,5 @@ function readAsciiLine(
   const dng = Buffer.concat([Buffer.from(`${alg}:\0`, 'latin1'), digest]);
   const nng = Buffer.concat([name, Buffer.alloc(1)]);
   const fields = third === undefined ? [dng, nng] : [dng, nng, third];
-  return entry(
-    index,
-    pcr,
-    templateHash,
-    template,
-    alg,
-    digest,
-    name,
-    template === 'ima-sig' ? third : undefined,
-    template === 'ima-buf' ? third : undefined,
-    encodeFields(fields),
-    violation,
-  );
+  return entry(head, alg, digest, name, third, encodeFields(fields));
 }

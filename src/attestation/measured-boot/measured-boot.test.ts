@@ -5,16 +5,16 @@
  * with its code. IMA is replayed incrementally. (The swtpm version of this is
  * test/attestation/measured-boot.test.ts.)
  */
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type Database } from '../../shared/db.level.js';
-import { objectName } from '../../tpm/marshal/public.js';
 import { parseReferencePolicy } from '../reference-policy.js';
 import { LevelRuntimeStore } from '../runtime-store.level.js';
-import { AttestationService, type AuditSink, type EcSessionJwk } from '../service.js';
+import { AttestationService, type AuditSink } from '../service.js';
+import { enrollRuntime, sessionKey } from '../testing/fakes.js';
 import { SoftEk, SoftTpm } from '../testing/soft-tpm.js';
 import { qualifyingData } from '../verify-quote.js';
 import { EV } from './event-types.js';
@@ -24,13 +24,6 @@ import { parseEventLog } from './tcg-log.js';
 import { event2, specIdEvent, type SyntheticEvent } from './testing.js';
 
 const audit: AuditSink = { record: () => Promise.resolve() };
-
-function sessionKey(): EcSessionJwk {
-  const jwk = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({
-    format: 'jwk',
-  });
-  return { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
-}
 
 const BANKS = ['sha1', 'sha256'];
 const EVENTS: SyntheticEvent[] = [
@@ -141,22 +134,12 @@ afterEach(async () => {
 
 beforeEach(async () => {
   tpm = new SoftTpm('ecc');
-  const ek = new SoftEk();
   dir = await mkdtemp(join(tmpdir(), 'grantor-mb-svc-'));
   db = await openDatabase(join(dir, 'db'));
   store = new LevelRuntimeStore(db);
   svc = service();
-  const enrolled = await svc.enroll({
-    name: 'agent',
-    ekPublic: ek.ekPublicBytes.toString('base64'),
-    akPublic: tpm.akPublicBytes.toString('base64'),
-  });
-  const secret = ek.activate(
-    Buffer.from(enrolled.credentialBlob, 'base64'),
-    Buffer.from(enrolled.encryptedSecret, 'base64'),
-    objectName(tpm.akPublic),
-  );
-  await svc.activate(enrolled.runtimeId, { secret: secret.toString('base64') });
+  const enrolled = await enrollRuntime(svc, new SoftEk(), tpm, 'agent');
+  await svc.activate(enrolled.runtimeId, { secret: enrolled.secret });
   await svc.approve(enrolled.runtimeId);
   runtimeId = enrolled.runtimeId;
   boot(tpm, logOf(EVENTS));
@@ -411,6 +394,25 @@ describe('the IMA state stored with the runtime', () => {
       ),
     ).toMatchObject({ code: 'quote_signature_invalid' });
     expect((await store.get(runtimeId))?.imaState).toEqual(before);
+  });
+
+  it('stays where it was when its write fails after the verdict: no session, nothing skipped', async () => {
+    const { attestationId } = await attest({ eventLog: log(), ima: ima(IMA) });
+    const before = (await store.get(runtimeId))?.imaState;
+    const more = [imaLine('/usr/bin/new', '22'.repeat(20))];
+    extendIma(tpm, more);
+    vi.spyOn(store, 'update').mockRejectedValueOnce(new Error('disk full'));
+    await expect(attest({ eventLog: log(), ima: ima(more, 3) })).rejects.toThrow('disk full');
+    expect((await store.get(runtimeId))?.imaState).toEqual(before);
+    // The failed attestation opened no session, and the one before it ended.
+    expect(svc.sessionFor(attestationId)).toBeUndefined();
+    // The runtime was not told the entries were verified: it sends them again, from 3.
+    expect(await codeOf(attest({ eventLog: log(), ima: ima([], 4) }))).toMatchObject({
+      code: 'ima_log_offset_invalid',
+      details: { expected: 3, got: 4 },
+    });
+    const res = await attest({ eventLog: log(), ima: ima(more, 3) });
+    expect(res).toMatchObject({ verdict: 'trusted', measuredBoot: { imaEntries: 4 } });
   });
 
   it('is dropped when the runtime is revoked', async () => {

@@ -42,6 +42,42 @@ function digestCovers(e: TcgEvent, bank: HashName, candidates: readonly Buffer[]
   return candidates.some((c) => createHash(b.node).update(c).digest().equals(digest));
 }
 
+/** A PCR 7 event's UEFI variable, read where the event's digest covers it. */
+export interface MeasuredVariable {
+  readonly event: TcgEvent;
+  readonly variable: UefiVariable;
+}
+
+/**
+ * The UEFI variables of the PCR 7 events of `type` whose digest in `bank` is the hash of the
+ * event data or of the variable's data; an event that does not parse or is not covered is
+ * reported to `violation` (event_data_malformed, event_data_mismatch) and left out.
+ */
+export function measuredVariables(
+  events: readonly TcgEvent[],
+  type: number,
+  bank: HashName,
+  violation: (code: string, e: TcgEvent, extra?: string) => void,
+): MeasuredVariable[] {
+  const out: MeasuredVariable[] = [];
+  for (const e of events) {
+    if (e.pcr !== 7 || e.type !== type) continue;
+    let variable: UefiVariable;
+    try {
+      variable = parseUefiVariable(e.data);
+    } catch {
+      violation('event_data_malformed', e);
+      continue;
+    }
+    if (!digestCovers(e, bank, [e.data, variable.data])) {
+      violation('event_data_mismatch', e, ` variable=${JSON.stringify(variable.name)}`);
+      continue;
+    }
+    out.push({ event: e, variable });
+  }
+  return out;
+}
+
 const VARIABLES: Record<SignatureDbName, { guid: string; name: string }> = {
   pk: { guid: EFI_GLOBAL_VARIABLE, name: 'PK' },
   kek: { guid: EFI_GLOBAL_VARIABLE, name: 'KEK' },
@@ -65,23 +101,12 @@ export function evaluateBootRules(
     out.push({ code, detail: `${describeEvent(e, bank)}${extra}` });
 
   // The Secure Boot configuration (PCR 7): each variable's data must be what was hashed.
-  const variables = new Map<string, { event: TcgEvent; variable: UefiVariable }>();
   const needVariables = policy.secureBoot === true || policy.signatureDbs.size > 0;
-  for (const e of needVariables ? events : []) {
-    if (e.pcr !== 7 || e.type !== EV.EFI_VARIABLE_DRIVER_CONFIG) continue;
-    let variable: UefiVariable;
-    try {
-      variable = parseUefiVariable(e.data);
-    } catch {
-      v('event_data_malformed', e);
-      continue;
-    }
-    if (!digestCovers(e, bank, [e.data, variable.data])) {
-      v('event_data_mismatch', e, ` variable=${JSON.stringify(variable.name)}`);
-      continue;
-    }
-    variables.set(`${variable.guid}/${variable.name}`, { event: e, variable });
-  }
+  const variables = new Map(
+    (needVariables ? measuredVariables(events, EV.EFI_VARIABLE_DRIVER_CONFIG, bank, v) : []).map(
+      (m) => [`${m.variable.guid}/${m.variable.name}`, m],
+    ),
+  );
 
   if (policy.secureBoot === true) {
     const sb = variables.get(`${EFI_GLOBAL_VARIABLE}/SecureBoot`);

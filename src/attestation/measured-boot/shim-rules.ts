@@ -11,9 +11,9 @@ import type { HashName } from '../../tpm/marshal/constants.js';
 import { EV } from './event-types.js';
 import { bankByName } from './hashes.js';
 import type { MeasuredBootPolicy, MokVariableName } from './policy.js';
-import { describeEvent, type MeasuredBootViolation } from './rules.js';
+import { describeEvent, measuredVariables, type MeasuredBootViolation } from './rules.js';
 import type { TcgEvent } from './tcg-log.js';
-import { EFI_IMAGE_SECURITY_DATABASE, parseUefiVariable, type UefiVariable } from './uefi.js';
+import { EFI_IMAGE_SECURITY_DATABASE } from './uefi.js';
 
 /** shim's vendor GUID (SHIM_LOCK_GUID): SbatLevel, MokListTrusted, its built-in cert. */
 export const SHIM_LOCK_GUID = '605dab50-e046-4300-abb6-3dd810dd8b23';
@@ -29,16 +29,6 @@ const DATABASES: ReadonlySet<string> = new Set([
 function digestOf(e: TcgEvent, bank: HashName): Buffer | undefined {
   const b = bankByName(bank);
   return b === undefined ? undefined : e.digests.get(b.id);
-}
-
-function covers(e: TcgEvent, bank: HashName, data: Buffer): boolean {
-  const b = bankByName(bank);
-  const digest = digestOf(e, bank);
-  return (
-    b !== undefined &&
-    digest !== undefined &&
-    createHash(b.node).update(data).digest().equals(digest)
-  );
 }
 
 /**
@@ -84,22 +74,7 @@ export function evaluateShimRules(
   if (authority === undefined && sbatLevel === undefined && mok === undefined) return out;
 
   // PCR 7 authority events, each read only where its digest covers what is read.
-  const authorities: { event: TcgEvent; variable: UefiVariable }[] = [];
-  for (const e of events) {
-    if (e.pcr !== 7 || e.type !== EV.EFI_VARIABLE_AUTHORITY) continue;
-    let variable: UefiVariable;
-    try {
-      variable = parseUefiVariable(e.data);
-    } catch {
-      v('event_data_malformed', e);
-      continue;
-    }
-    if (!covers(e, bank, e.data) && !covers(e, bank, variable.data)) {
-      v('event_data_mismatch', e, ` variable=${JSON.stringify(variable.name)}`);
-      continue;
-    }
-    authorities.push({ event: e, variable });
-  }
+  const authorities = measuredVariables(events, EV.EFI_VARIABLE_AUTHORITY, bank, v);
 
   if (authority !== undefined) {
     for (const { event, variable } of authorities) {

@@ -2,6 +2,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { GrantorError } from '../../shared/errors.js';
+import { LogMalformedError } from './errors.js';
 import { EV } from './event-types.js';
 import { bankByName } from './hashes.js';
 
@@ -11,6 +13,19 @@ export const FIXTURES = fileURLToPath(
 
 export function fixture(path: string): Buffer {
   return readFileSync(FIXTURES + path);
+}
+
+/** How a parser or replay refused: its code, and for a malformed log the reason and field. */
+export function failure(fn: () => unknown): { code: string; reason?: string; field?: string } {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof LogMalformedError)
+      return { code: e.code, reason: e.reason, field: e.location.field };
+    if (e instanceof GrantorError) return { code: e.code };
+    throw e;
+  }
+  throw new Error('expected a failure');
 }
 
 export interface SyntheticEvent {

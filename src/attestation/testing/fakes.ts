@@ -1,6 +1,8 @@
 /** Test doubles shared by the attestation service tests. */
 import { generateKeyPairSync } from 'node:crypto';
-import type { AuditSink, EcSessionJwk } from '../service.js';
+import { objectName } from '../../tpm/marshal/public.js';
+import type { AttestationService, AuditSink, EcSessionJwk } from '../service.js';
+import type { SoftEk, SoftTpm } from './soft-tpm.js';
 
 /** An audit sink that keeps what it is given, or fails when told to. */
 export class FakeAudit implements AuditSink {
@@ -29,4 +31,26 @@ export async function codeOf(p: Promise<unknown>): Promise<string> {
     return (e as { code: string }).code;
   }
   return 'ok';
+}
+
+/** Enroll `tpm`'s AK under `ek` with a bare EK public key; the EK's answer to MakeCredential. */
+export async function enrollRuntime(
+  svc: AttestationService,
+  ek: SoftEk,
+  tpm: SoftTpm,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<{ runtimeId: string; secret: string }> {
+  const enrolled = await svc.enroll({
+    name,
+    labels,
+    ekPublic: ek.ekPublicBytes.toString('base64'),
+    akPublic: tpm.akPublicBytes.toString('base64'),
+  });
+  const secret = ek.activate(
+    Buffer.from(enrolled.credentialBlob, 'base64'),
+    Buffer.from(enrolled.encryptedSecret, 'base64'),
+    objectName(tpm.akPublic),
+  );
+  return { runtimeId: enrolled.runtimeId, secret: secret.toString('base64') };
 }
