@@ -187,11 +187,17 @@ export class KeyService {
 
   private async load(): Promise<void> {
     const records = await this.deps.store.list();
-    for (const purpose of ['grant', 'audit'] as const) {
-      const actives = records.filter((r) => r.purpose === purpose && r.state === 'active');
-      if (actives.length > 1) {
-        throw new KeyStateInvalidError(`the store has more than one active ${purpose} key`, {
-          kids: actives.map((r) => r.kid),
+    // One key signs per purpose, and one grant key is next: never guess which.
+    const single = [
+      ['grant', 'active'],
+      ['audit', 'active'],
+      ['grant', 'next'],
+    ] as const;
+    for (const [purpose, state] of single) {
+      const found = records.filter((r) => r.purpose === purpose && r.state === state);
+      if (found.length > 1) {
+        throw new KeyStateInvalidError(`the store has more than one ${state} ${purpose} key`, {
+          kids: found.map((r) => r.kid),
         });
       }
     }
