@@ -473,7 +473,7 @@ export class NativeTpm implements TpmPort {
         for (const pcr of b.pcrs) {
           const digest = got.get(`${b.bank}:${pcr}`);
           if (digest === undefined) throw new TpmResponseError('PCR_Read: missing digest');
-          values.push({ hash: b.bank, pcr, digest });
+          values.push({ bank: b.bank, pcr, digest });
         }
       }
       return { updateCounter: counter, values };
