@@ -213,7 +213,7 @@ export class Attester {
     const pcrs = await this.tpm.pcrRead(selection);
     const quote = await this.#withAk((akHandle) => this.tpm.quote(akHandle, selection, qd));
     const values: Record<string, Record<string, string>> = {};
-    for (const v of pcrs.values) (values[v.hash] ??= {})[String(v.pcr)] = v.digest.toString('hex');
+    for (const v of pcrs.values) (values[v.bank] ??= {})[String(v.pcr)] = v.digest.toString('hex');
     return {
       nonce,
       quote: quote.attest.toString('base64'),

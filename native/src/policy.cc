@@ -133,10 +133,7 @@ class HierarchyChangeAuthWorker : public TpmWorker {
     Fail(FillTpm2b(newAuth, &newAuth_));
     Wipe(&newAuth);
   }
-  ~HierarchyChangeAuthWorker() override {
-    volatile uint8_t* p = newAuth_.buffer;
-    for (size_t i = 0; i < sizeof(newAuth_.buffer); i++) p[i] = 0;
-  }
+  ~HierarchyChangeAuthWorker() override { WipeTpm2b(&newAuth_); }
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {

@@ -4,6 +4,7 @@
  * key) are built by the caller; the log lives in `db.sublevel('audit')`.
  */
 import { randomBytes } from 'node:crypto';
+import { clockFrom } from '../shared/clock.js';
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
 import type { AuditAnchor } from './anchor.port.js';
@@ -72,7 +73,7 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
         0,
       ),
     },
-    deps.now === undefined ? systemClock : { now: deps.now, sleep: (ms) => systemClock.sleep(ms) },
+    deps.now === undefined ? systemClock : clockFrom(deps.now),
     deps.logger,
   );
   return new DefaultAuditService(

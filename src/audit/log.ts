@@ -24,6 +24,8 @@ import {
   AuditUnavailableError,
 } from './errors.js';
 import { MerkleTree, leafHash } from './merkle.js';
+import { systemClock, type Clock } from '../shared/clock.js';
+import { silentLogger, type DomainLogger as AuditLogger } from '../shared/log.js';
 
 export interface AuditLogOptions {
   /** The log's origin (checkpoint first line), also recorded in the store. */
@@ -36,26 +38,8 @@ export interface AuditLogOptions {
   readonly anchorRetryDeadlineMs: number;
 }
 
-export interface AuditLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-export interface Clock {
-  now(): number;
-  sleep(ms: number): Promise<void>;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms) =>
-    new Promise((resolve) => {
-      setTimeout(resolve, ms);
-    }),
-};
-
-export const silentLogger: AuditLogger = { info() {}, warn() {}, error() {} };
+// The domains' one clock and logger shapes (src/shared), under the names audit callers use.
+export { silentLogger, systemClock, type AuditLogger, type Clock };
 
 /** The last anchored state: what a checkpoint states and what proofs are bounded by. */
 export interface AnchoredHead {

@@ -128,6 +128,29 @@ describe('KeyService', () => {
     await again.close();
   });
 
+  it('refuses a store with two next grant keys at start (key_state_invalid)', async () => {
+    const f = await fakeKeys();
+    const before = await f.store.list();
+    await f.keys.rotate('grant');
+    const second = (await f.store.list()).find((r) => r.state === 'next');
+    if (second === undefined) throw new Error('no next key after the rotation');
+    const store = new MemoryKeyStore();
+    await store.putAll([...before, second]);
+    expect((await store.list()).filter((r) => r.state === 'next')).toHaveLength(2);
+    await expect(
+      KeyService.start(
+        {
+          rotationPeriodSeconds: 0,
+          grantMaxTtlSeconds: 300,
+          jwksMaxAgeSeconds: 300,
+          maintenanceIntervalMs: 0,
+          labelPrefix: 'test',
+        },
+        { signer: f.signer, store },
+      ),
+    ).rejects.toMatchObject({ code: 'key_state_invalid' });
+  });
+
   it('loses no signature racing a rotation; each names a published key', async () => {
     const f = await fakeKeys();
     const pending = Array.from({ length: 50 }, () => f.keys.signJws({}, claims(f.now(), 60)));

@@ -187,11 +187,17 @@ export class KeyService {
 
   private async load(): Promise<void> {
     const records = await this.deps.store.list();
-    for (const purpose of ['grant', 'audit'] as const) {
-      const actives = records.filter((r) => r.purpose === purpose && r.state === 'active');
-      if (actives.length > 1) {
-        throw new KeyStateInvalidError(`the store has more than one active ${purpose} key`, {
-          kids: actives.map((r) => r.kid),
+    // One key signs per purpose, and one grant key is next: never guess which.
+    const single = [
+      ['grant', 'active'],
+      ['audit', 'active'],
+      ['grant', 'next'],
+    ] as const;
+    for (const [purpose, state] of single) {
+      const found = records.filter((r) => r.purpose === purpose && r.state === state);
+      if (found.length > 1) {
+        throw new KeyStateInvalidError(`the store has more than one ${state} ${purpose} key`, {
+          kids: found.map((r) => r.kid),
         });
       }
     }
@@ -213,9 +219,13 @@ export class KeyService {
     if (this.nextGrantKey() === undefined) {
       await this.exclusive(async () => {
         const next = await this.generateNext('first_start');
-        await this.deps.store.putAll([next]);
+        try {
+          await this.deps.store.putAll([next]);
+        } catch (e) {
+          await this.discard('grant', next.hsmId);
+          throw e;
+        }
         this.records.set(next.kid, next);
-        this.usage.set(next.kid, { inFlight: 0, maxExp: 0 });
       });
     }
   }
@@ -230,21 +240,36 @@ export class KeyService {
    * (`key_published`) before it is stored; discarded from the HSM if that fails.
    */
   private async generateNext(reason: KeyLifecycleReason): Promise<KeyRecord> {
-    const at = this.isoNow();
-    const label = `${this.options.labelPrefix}-grant-next-${at.replace(/[^0-9]/g, '')}`;
-    const key = await this.signerFor('grant').generate(ALG.grant, label);
-    const kid = await thumbprint(key.publicJwk);
+    const next = await this.generate('grant', 'next', this.isoNow());
     try {
-      await this.emit({ type: 'key_published', kid, purpose: 'grant', reason, at });
+      await this.emit({
+        type: 'key_published',
+        kid: next.kid,
+        purpose: 'grant',
+        reason,
+        at: next.createdAt,
+      });
     } catch (e) {
-      await this.discard('grant', key.hsmId);
+      await this.discard('grant', next.hsmId);
       throw e;
     }
+    return next;
+  }
+
+  /** A new key pair in the HSM and its record (neither audited nor stored yet). */
+  private async generate(
+    purpose: KeyPurpose,
+    state: 'active' | 'next',
+    at: string,
+  ): Promise<KeyRecord> {
+    const kind = state === 'next' ? `${purpose}-next` : purpose;
+    const label = `${this.options.labelPrefix}-${kind}-${at.replace(/[^0-9]/g, '')}`;
+    const key = await this.signerFor(purpose).generate(ALG[purpose], label);
     return {
-      kid,
-      purpose: 'grant',
+      kid: await thumbprint(key.publicJwk),
+      purpose,
       alg: key.alg,
-      state: 'next',
+      state,
       hsmId: key.hsmId,
       hsmLabel: key.label,
       publicJwk: key.publicJwk,
@@ -604,28 +629,13 @@ export class KeyService {
     // A grant rotation makes the published next key active (gateways that cached the JWKS
     // already hold it) and publishes a new next key in the same store write.
     const promoted = purpose === 'grant' && old !== undefined ? this.nextGrantKey() : undefined;
-    let fresh: KeyRecord;
-    let upcoming: KeyRecord | undefined;
-    let generatedHsmId: string | undefined;
-    if (promoted !== undefined) {
-      upcoming = await this.generateNext(reason);
-      generatedHsmId = upcoming.hsmId;
-      fresh = { ...promoted, state: 'active', activatedAt: at };
-    } else {
-      const label = `${this.options.labelPrefix}-${purpose}-${at.replace(/[^0-9]/g, '')}`;
-      const key = await this.signerFor(purpose).generate(ALG[purpose], label);
-      generatedHsmId = key.hsmId;
-      fresh = {
-        kid: await thumbprint(key.publicJwk),
-        purpose,
-        alg: key.alg,
-        state: 'active',
-        hsmId: key.hsmId,
-        hsmLabel: key.label,
-        publicJwk: key.publicJwk,
-        createdAt: at,
-      };
-    }
+    const upcoming = promoted === undefined ? undefined : await this.generateNext(reason);
+    const fresh: KeyRecord =
+      promoted === undefined
+        ? await this.generate(purpose, 'active', at)
+        : { ...promoted, state: 'active', activatedAt: at };
+    // The one key this rotation made in the HSM, discarded if the rotation does not land.
+    const generatedHsmId = (upcoming ?? fresh).hsmId;
     const kid = fresh.kid;
     try {
       await this.emit(
@@ -668,10 +678,7 @@ export class KeyService {
       this.records.set(kid, fresh);
       this.active.set(purpose, fresh);
       this.usage.set(kid, { inFlight: 0, maxExp: 0 });
-      if (upcoming !== undefined) {
-        this.records.set(upcoming.kid, upcoming);
-        this.usage.set(upcoming.kid, { inFlight: 0, maxExp: 0 });
-      }
+      if (upcoming !== undefined) this.records.set(upcoming.kid, upcoming);
       this.logger.info({ kid, purpose, previousKid: old?.kid, reason }, 'key rotated');
       return {
         active: structuredClone(fresh),

@@ -112,6 +112,14 @@ const THREAD_NICE = 5;
 
 const THREAD_ENTRY = workerEntry('sign.worker.pkcs11', import.meta.url);
 
+/**
+ * How long a thread may take to say it is ready (booting under tsx on a loaded machine takes
+ * seconds). One that takes longer is terminated and its start fails: the adapter's open()
+ * then fails typed instead of hanging, and a restart counts as a fault, so the connection
+ * is recovered and the thread started again rather than waited for forever.
+ */
+const BOOT_TIMEOUT_MS = 60_000;
+
 interface Pending {
   resolve(reply: ThreadReply): void;
   reject(e: Error): void;
@@ -131,7 +139,10 @@ export class SignThread {
   private bootFailed: (e: Error) => void = () => undefined;
   private readonly pending: Pending[] = [];
 
-  constructor(private readonly modulePath: string) {}
+  constructor(
+    private readonly modulePath: string,
+    private readonly bootTimeoutMs = BOOT_TIMEOUT_MS,
+  ) {}
 
   /** Batches handed over and not yet answered. */
   get inFlight(): number {
@@ -193,8 +204,14 @@ export class SignThread {
     // A boot nobody awaits (a thread started by run()) must not be an unhandled rejection.
     this.booting.catch(() => undefined);
     this.bootFailed = failed;
+    const boot = setTimeout(() => {
+      this.lost(w, new Error(`the signing thread was not ready within ${this.bootTimeoutMs} ms`));
+      void w.terminate();
+    }, this.bootTimeoutMs);
+    boot.unref();
     w.on('message', (m: FromThread) => {
       if (m === 'ready') {
+        clearTimeout(boot);
         if (this.worker === w) this.isReady = true;
         booted();
         return;
@@ -207,6 +224,7 @@ export class SignThread {
       this.lost(w, e);
     });
     w.on('exit', (code: number) => {
+      clearTimeout(boot);
       this.lost(w, new Error(`the signing thread exited with code ${String(code)}`));
     });
     this.worker = w;

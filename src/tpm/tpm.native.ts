@@ -308,6 +308,8 @@ export class NativeTpm implements TpmPort {
   readonly #queue = new SerialQueue(() => new TpmClosedError());
   #ctx: NativeContext;
   #broken = false;
+  /** Transient objects created or loaded through this adapter and not yet flushed. */
+  readonly #held = new Set<number>();
 
   private constructor(tcti: string, ctx: NativeContext) {
     this.#tcti = tcti;
@@ -339,18 +341,40 @@ export class NativeTpm implements TpmPort {
     return this.#queue.closed;
   }
 
-  /** Runs one addon call in the queue, re-opening a connection that failed earlier. */
+  /** Runs one addon call in its own queue slot. */
   #call<T>(command: string, fn: (ctx: NativeContext) => Promise<T>): Promise<T> {
+    return this.#slot(() => this.#native(command, fn));
+  }
+
+  /**
+   * One queue slot for `work`. When the TPM answers that its object or session slots are
+   * full, `work` runs once more after flushing what is stale: without a resource manager
+   * (swtpm, /dev/tpm0) a process killed mid-command leaves its sessions and transient
+   * objects in the TPM's few slots, and every command that loads one (CreatePrimary, Load,
+   * a policy session) would fail until a TPM restart.
+   */
+  #slot<T>(work: () => Promise<T>): Promise<T> {
     return this.#queue.run(async () => {
-      if (this.#broken) await this.#reopen();
       try {
-        return await fn(this.#ctx);
+        return await work();
       } catch (e) {
-        const err = fromNative(e, command);
-        if (err.code === 'tpm_unavailable') this.#broken = true;
-        throw err;
+        if (!(e instanceof TpmError) || ![...SLOTS_FULL].some((rc) => e.is(rc))) throw e;
+        await this.#flushStale();
+        return work();
       }
     });
+  }
+
+  /** One addon call (the caller holds the queue), re-opening a connection that failed. */
+  async #native<T>(command: string, fn: (ctx: NativeContext) => Promise<T>): Promise<T> {
+    if (this.#broken) await this.#reopen();
+    try {
+      return await fn(this.#ctx);
+    } catch (e) {
+      const err = fromNative(e, command);
+      if (err.code === 'tpm_unavailable') this.#broken = true;
+      throw err;
+    }
   }
 
   async #reopen(): Promise<void> {
@@ -449,7 +473,7 @@ export class NativeTpm implements TpmPort {
         for (const pcr of b.pcrs) {
           const digest = got.get(`${b.bank}:${pcr}`);
           if (digest === undefined) throw new TpmResponseError('PCR_Read: missing digest');
-          values.push({ hash: b.bank, pcr, digest });
+          values.push({ bank: b.bank, pcr, digest });
         }
       }
       return { updateCounter: counter, values };
@@ -484,6 +508,7 @@ export class NativeTpm implements TpmPort {
     const r = await this.#call('CreatePrimary', (c) =>
       addon.createPrimary(c, HIERARCHIES[hierarchy], hAuth, tmpl, userAuth),
     );
+    this.#held.add(r.handle);
     return { handle: r.handle, public: r.public, name: unwrap(TPM2B.NAME, r.name) };
   }
 
@@ -509,12 +534,18 @@ export class NativeTpm implements TpmPort {
     const pub = copy(key.public);
     const pAuth = nativeAuth(options?.parentAuth);
     const r = await this.#call('Load', (c) => addon.load(c, parent, pAuth, priv, pub));
+    this.#held.add(r.handle);
     return { handle: r.handle, name: unwrap(TPM2B.NAME, r.name) };
   }
 
   async flush(handle: number): Promise<void> {
     checkU32('handle', handle);
-    await this.#call('FlushContext', (c) => addon.flush(c, handle));
+    try {
+      await this.#call('FlushContext', (c) => addon.flush(c, handle));
+    } finally {
+      // The caller has let go of it either way; a sweep may take it if it is still loaded.
+      this.#held.delete(handle);
+    }
   }
 
   withLoaded<T>(
@@ -565,7 +596,6 @@ export class NativeTpm implements TpmPort {
     options?: SigningOptions,
   ): Promise<Attestation> {
     checkU32('signKey', signKey);
-    checkSelection(selection);
     const sel = marshalSelection(checkSelection(selection));
     const data = copy(qualifyingData);
     const scheme = copy(options?.scheme ?? SIG_SCHEME_NULL);
@@ -750,24 +780,20 @@ export class NativeTpm implements TpmPort {
     const kind = write.kind === 'increment' ? 0 : 1;
     const command = write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
     // One queue slot for the whole write: the session must not interleave with other calls.
-    await this.#queue.run(async () => {
-      try {
-        await this.#policyWrite(index, kind, command, data, keyPublic, cpHash, signer);
-      } catch (e) {
-        if (!(e instanceof TpmError) || ![...SLOTS_FULL].some((rc) => e.is(rc))) throw e;
-        // A process killed mid-write (no resource manager: swtpm, /dev/tpm0) leaves its
-        // policy session and loaded key in the TPM's few slots. This adapter holds nothing
-        // between calls, so anything loaded now is stale: flush it and write once more.
-        await this.#flushStale();
-        await this.#policyWrite(index, kind, command, data, keyPublic, cpHash, signer);
-      }
-    });
+    await this.#slot(() =>
+      this.#policyWrite(index, kind, command, data, keyPublic, cpHash, signer),
+    );
   }
 
-  /** Flushes every loaded session and transient object this TPM reports (see callers). */
+  /**
+   * Flushes every loaded session and transient object but the objects this adapter holds
+   * (created or loaded and not yet flushed): between queue slots it holds no session, so
+   * everything else is a dead process's.
+   */
   async #flushStale(): Promise<void> {
     for (const first of [0x02000000, 0x03000000, 0x80000000]) {
       for (let i = 0; i < STALE_SWEEP; i++) {
+        if (this.#held.has(first + i)) continue;
         await addon.flush(this.#ctx, first + i).catch(() => undefined);
       }
     }
@@ -782,32 +808,19 @@ export class NativeTpm implements TpmPort {
     cpHash: Buffer,
     signer: PolicySigner,
   ): Promise<void> {
-    {
-      if (this.#broken) await this.#reopen();
-      const native = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-        try {
-          return await fn();
-        } catch (e) {
-          const err = fromNative(e, what);
-          if (err.code === 'tpm_unavailable') this.#broken = true;
-          throw err;
-        }
-      };
-      const ctx = this.#ctx;
-      const { session, nonceTpm } = await native('StartAuthSession', () =>
-        addon.policySessionStart(ctx),
-      );
-      let signature: Buffer;
-      try {
-        signature = copy(await signer.sign(nonceTpm, cpHash));
-      } catch (e) {
-        await addon.policySessionFlush(ctx, session).catch(() => undefined);
-        throw e;
-      }
-      await native(command, () =>
-        addon.nvPolicySignedUpdate(ctx, session, kind, index, data, keyPublic, signature, cpHash),
-      );
+    const { session, nonceTpm } = await this.#native('StartAuthSession', (c) =>
+      addon.policySessionStart(c),
+    );
+    let signature: Buffer;
+    try {
+      signature = copy(await signer.sign(nonceTpm, cpHash));
+    } catch (e) {
+      await addon.policySessionFlush(this.#ctx, session).catch(() => undefined);
+      throw e;
     }
+    await this.#native(command, (c) =>
+      addon.nvPolicySignedUpdate(c, session, kind, index, data, keyPublic, signature, cpHash),
+    );
   }
 
   async hierarchyChangeAuth(

@@ -61,8 +61,9 @@ export interface PublicArea {
   readonly qualifiedName: Buffer;
 }
 
+/** One PCR of one bank; `bank` as in {@link PcrBankSelection}. */
 export interface PcrValue {
-  readonly hash: HashAlgName;
+  readonly bank: HashAlgName;
   readonly pcr: number;
   readonly digest: Buffer;
 }

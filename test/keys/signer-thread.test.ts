@@ -2,7 +2,8 @@
  * The signing thread of the PKCS#11 adapter on its own, with the real SoftHSM2 module:
  * items past their deadline are not signed, the first failure fails the rest of its batch
  * with the module's return value, a module that cannot be loaded fails typed, and a thread
- * lost with a batch in flight rejects that batch and is replaced on the next one.
+ * lost with a batch in flight rejects that batch and is replaced on the next one, and a
+ * thread that is not ready within its boot time fails its start.
  * (Signing through the thread, with real sessions and keys, is in signer.test.ts.)
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -57,6 +58,17 @@ describe('SignThread', () => {
     await t.close();
     await expect(started).rejects.toThrow(/signing thread was closed/);
     expect(t.ready).toBe(false);
+  });
+
+  it('fails a start the thread does not finish within its boot time, and lets it go', async () => {
+    // 1 ms: no thread boots that fast, so the start must fail rather than wait on.
+    const t = new SignThread('/nonexistent/libpkcs11.so', 1);
+    try {
+      await expect(t.start()).rejects.toThrow(/not ready within 1 ms/);
+      expect([t.running, t.ready]).toEqual([false, false]);
+    } finally {
+      await t.close();
+    }
   });
 
   it('skips items whose deadline has passed, without calling the module', async () => {

@@ -162,7 +162,7 @@ describe('attestations from the addon', () => {
     verifyTpmtSignature(unmarshalTpm2bPublic(akOf(k).public), s, attest);
     if (a.attested.type !== TPM_ST.ATTEST_QUOTE) throw new Error('not a quote');
     const values: Record<string, Record<number, Uint8Array>> = {};
-    for (const v of read.values) (values[v.hash] ??= {})[v.pcr] = v.digest;
+    for (const v of read.values) (values[v.bank] ??= {})[v.pcr] = v.digest;
     expect(pcrDigest(TPM_ALG.SHA256, a.attested.pcrSelect, values as PcrValues)).toEqual(
       Buffer.from(a.attested.pcrDigest),
     );

@@ -67,8 +67,8 @@ describe('NativeTpm basics', () => {
     expect(r.values.slice(0, 24).map((v) => v.pcr)).toEqual(
       Array.from({ length: 24 }, (_, i) => i),
     );
-    expect(r.values[0]).toMatchObject({ hash: 'sha256', pcr: 0 });
-    expect(r.values[24]).toMatchObject({ hash: 'sha1', pcr: 0 });
+    expect(r.values[0]).toMatchObject({ bank: 'sha256', pcr: 0 });
+    expect(r.values[24]).toMatchObject({ bank: 'sha1', pcr: 0 });
     expect(r.values[0]?.digest).toHaveLength(32);
     expect(r.values[24]?.digest).toHaveLength(20);
   });
