@@ -4,14 +4,15 @@
  * key) are built by the caller; the log lives in `db.sublevel('audit')`.
  */
 import { randomBytes } from 'node:crypto';
+import { clockFrom, systemClock } from '../shared/clock.js';
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
+import type { DomainLogger } from '../shared/log.js';
 import type { AuditAnchor } from './anchor.port.js';
 import { LevelAuditStore } from './audit-store.level.js';
 import type { AuditStore } from './audit-store.port.js';
 import type { CheckpointSigner } from './checkpoint.js';
-import type { AuditLogger } from './log.js';
-import { AuditLog, systemClock } from './log.js';
+import { AuditLog } from './log.js';
 import type { AuditService } from './service.js';
 import { DefaultAuditService } from './service.js';
 
@@ -35,7 +36,7 @@ export interface AuditDeps {
   readonly anchor: AuditAnchor;
   readonly signer: CheckpointSigner;
   readonly now?: () => number;
-  readonly logger?: AuditLogger;
+  readonly logger?: DomainLogger;
   /** Wraps the log's store (e.g. to measure it, src/audit/audit.metered.ts). */
   readonly decorateStore?: (store: AuditStore) => AuditStore;
 }
@@ -72,7 +73,7 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
         0,
       ),
     },
-    deps.now === undefined ? systemClock : { now: deps.now, sleep: (ms) => systemClock.sleep(ms) },
+    deps.now === undefined ? systemClock : clockFrom(deps.now),
     deps.logger,
   );
   return new DefaultAuditService(
@@ -93,7 +94,7 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
  */
 export async function provisionAuditStore(
   config: { readonly origin: string },
-  deps: { readonly db: Database; readonly anchor: AuditAnchor; readonly logger?: AuditLogger },
+  deps: { readonly db: Database; readonly anchor: AuditAnchor; readonly logger?: DomainLogger },
 ): Promise<boolean> {
   const log = new AuditLog(
     new LevelAuditStore(deps.db),
@@ -122,7 +123,7 @@ export {
   AuditRollbackError,
   AuditUnavailableError,
 } from './errors.js';
-export type { Appended, AuditLogger, AuditStats } from './log.js';
+export type { Appended, AuditStats } from './log.js';
 export type {
   AuditExport,
   AuditService,

@@ -11,6 +11,8 @@
  * and accepts exactly: equal; counter one short (crash between 2 and 3: increment); one
  * whole batch ahead (crash between 1 and 2: anchor it). Anything else is a rollback.
  */
+import { systemClock, type Clock } from '../shared/clock.js';
+import { silentLogger, type DomainLogger } from '../shared/log.js';
 import type { AnchorState, AuditAnchor } from './anchor.port.js';
 import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import type { AuditStore, BatchRecord, StoreMeta } from './audit-store.port.js';
@@ -35,27 +37,6 @@ export interface AuditLogOptions {
   /** How long retryable TPM responses (TPM_RC_NV_RATE, TPM_RC_RETRY) are retried. */
   readonly anchorRetryDeadlineMs: number;
 }
-
-export interface AuditLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-export interface Clock {
-  now(): number;
-  sleep(ms: number): Promise<void>;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms) =>
-    new Promise((resolve) => {
-      setTimeout(resolve, ms);
-    }),
-};
-
-export const silentLogger: AuditLogger = { info() {}, warn() {}, error() {} };
 
 /** The last anchored state: what a checkpoint states and what proofs are bounded by. */
 export interface AnchoredHead {
@@ -142,7 +123,7 @@ export class AuditLog {
     private readonly anchor: AuditAnchor,
     private readonly options: AuditLogOptions,
     private readonly clock: Clock = systemClock,
-    private readonly logger: AuditLogger = silentLogger,
+    private readonly logger: DomainLogger = silentLogger,
   ) {
     if (!Number.isSafeInteger(options.maxBatchSize) || options.maxBatchSize < 1) {
       throw new RangeError('maxBatchSize must be a positive integer');

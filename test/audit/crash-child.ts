@@ -25,7 +25,7 @@ import type { AuditAnchor } from '../../src/audit/anchor.port.js';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { createAudit } from '../../src/audit/index.js';
-import type { AuditLogger } from '../../src/audit/log.js';
+import type { DomainLogger } from '../../src/shared/log.js';
 import { openDatabase } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { testSigner } from './signer.js';
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   const afterStored = aimed('stored');
   const afterExtended = aimed('extended');
   let recovered = 'equal';
-  const logger: AuditLogger = {
+  const logger: DomainLogger = {
     info: () => undefined,
     error: () => undefined,
     warn: (obj) => {

@@ -7,7 +7,8 @@ import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
 import type { TpmAnchorConfig, TpmAnchorIndices } from '../../src/audit/anchor.tpm.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
 import type { AuditEvent } from '../../src/audit/entry.js';
-import type { AuditLogOptions, AuditLogger } from '../../src/audit/log.js';
+import type { AuditLogOptions } from '../../src/audit/log.js';
+import type { DomainLogger } from '../../src/shared/log.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { marshalTpmtPublic } from '../../src/tpm/marshal/public.js';
@@ -65,7 +66,7 @@ export async function logAt(
   tpm: TpmPort,
   config: TpmAnchorConfig,
   options: Partial<AuditLogOptions> = {},
-  logger?: AuditLogger,
+  logger?: DomainLogger,
 ): Promise<OpenedLog> {
   const db = await openDatabase(path);
   const log = new AuditLog(
@@ -85,7 +86,7 @@ export async function logAt(
   };
 }
 
-export function captureLogger(): AuditLogger & { lines: { obj: object; msg: string }[] } {
+export function captureLogger(): DomainLogger & { lines: { obj: object; msg: string }[] } {
   const lines: { obj: object; msg: string }[] = [];
   const push = (obj: object, msg: string): void => {
     lines.push({ obj, msg });
