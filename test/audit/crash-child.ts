@@ -110,7 +110,7 @@ async function main(): Promise<void> {
     close: () => store.close(),
   });
   const audit = createAudit(
-    { origin, maxBatchSize: 64 },
+    { origin, maxBatchSize: 64, minAnchorIntervalMs: 0 },
     { db, anchor: aimedAnchor, signer: testSigner(origin), logger, decorateStore: aimedStore },
   );
   try {
