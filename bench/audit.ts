@@ -144,7 +144,7 @@ async function main(): Promise<void> {
           certified: await timeReads(anchor),
         };
       }
-      const audit = createAudit({ origin: ORIGIN }, { db, anchor, signer });
+      const audit = createAudit({ origin: ORIGIN, minAnchorIntervalMs: 0 }, { db, anchor, signer });
       await audit.provision();
       await audit.ready();
       let running = true;

@@ -157,7 +157,7 @@ export async function describeStartupFailure(
   }
   if (component === 'hsm') {
     const hsm = hsmOf(config, e);
-    // tokenSlot (src/keys/library.pkcs11.ts) counts the tokens that carry the label.
+    // findTokenSlot (src/keys/token.pkcs11.ts) counts the tokens that carry the label.
     const count = e.details?.tokensWithLabel;
     if (typeof count === 'number') {
       const many = count > 1;

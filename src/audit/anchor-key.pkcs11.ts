@@ -3,29 +3,29 @@
  * set, else the main one): a P-256 key pair labelled ANCHOR_KEY_LABEL, private half
  * CKA_SENSITIVE, never extractable. `grantor provision` creates it (`create: true`); the
  * running appliance only finds it. One signature per anchored batch: a single session on
- * the event loop is enough (a sign takes well under a millisecond on SoftHSM2), and a
- * session lost to a fault (or to the keys adapter re-initialising the shared module) is
- * re-opened once.
+ * the event loop is enough (a sign takes well under a millisecond on SoftHSM2). The module
+ * is the keys adapter's (library.pkcs11.ts: one load, one C_Initialize per process), and
+ * the token is found and logged into the same way (token.pkcs11.ts); a session of an older
+ * module generation is re-opened, and one lost to a fault is re-opened once.
  */
 import pkcs11js from 'pkcs11js';
-import { HsmPinIncorrectError, HsmPinLockedError, HsmUnavailableError } from '../keys/errors.js';
-import { tokenSlot } from '../keys/library.pkcs11.js';
+import { HsmUnavailableError } from '../keys/errors.js';
+import { P256_PARAMS, type Handle } from '../keys/key-inspection.pkcs11.js';
+import {
+  acquireLibrary,
+  pkcs11Code,
+  releaseLibrary,
+  type Library,
+} from '../keys/library.pkcs11.js';
+import { findTokenSlot, isPinRefusal, loginUser, refuseUnsafeLogin } from '../keys/token.pkcs11.js';
 import { GrantorError } from '../shared/errors.js';
 import { ANCHOR_KEY_LABEL, AnchorKeyError, type AnchorWriteKey } from './anchor-key.port.js';
-
-const P256_PARAMS = Buffer.from('06082a8648ce3d030107', 'hex');
 
 export interface AnchorKeyTokenConfig {
   readonly modulePath: string;
   readonly tokenLabel: string;
   /** The user PIN. Never logged. */
   readonly pin: string;
-}
-
-type Handle = Buffer;
-
-function code(e: unknown): number | undefined {
-  return e instanceof pkcs11js.Pkcs11Error ? e.code : undefined;
 }
 
 function isTrue(v: Buffer | undefined): boolean {
@@ -49,8 +49,9 @@ function point(buf: Buffer): Buffer {
 export class Pkcs11AnchorKey implements AnchorWriteKey {
   readonly #config: AnchorKeyTokenConfig;
   readonly #create: boolean;
-  #p: pkcs11js.PKCS11 | undefined;
-  #session: Handle | undefined;
+  #lib: Library | undefined;
+  /** The session, and the module generation it was opened in (library.pkcs11.ts). */
+  #session: { handle: Handle; generation: number } | undefined;
   #key: { priv: Handle; point: Buffer } | undefined;
   /** A refused PIN: never tried again (each try counts towards the token's lock). */
   #latched: Error | undefined;
@@ -67,7 +68,7 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
   signDigest(digest: Buffer): Promise<Buffer> {
     const input = Buffer.from(digest);
     return this.#retry(() => {
-      const p = this.#lib();
+      const p = this.#library().p;
       const session = this.#open();
       const { priv } = this.#found();
       p.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, priv);
@@ -76,17 +77,9 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
   }
 
   close(): Promise<void> {
-    const p = this.#p;
-    const s = this.#session;
-    this.#session = undefined;
-    this.#key = undefined;
-    if (p !== undefined && s !== undefined) {
-      try {
-        p.C_CloseSession(s);
-      } catch {
-        // Already gone with the module or the token.
-      }
-    }
+    this.#dropSession();
+    if (this.#lib !== undefined) releaseLibrary(this.#lib);
+    this.#lib = undefined;
     return Promise.resolve();
   }
 
@@ -97,9 +90,8 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
       return await Promise.resolve().then(fn);
     } catch (e) {
       // Ours (a refused PIN, a missing key) or not PKCS#11's: no second try.
-      if (e instanceof GrantorError || code(e) === undefined) throw this.#map(e);
-      this.#session = undefined;
-      this.#key = undefined;
+      if (e instanceof GrantorError || pkcs11Code(e) === undefined) throw this.#map(e);
+      this.#dropSession();
       try {
         return fn();
       } catch (again) {
@@ -111,52 +103,59 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
   #map(e: unknown): Error {
     if (e instanceof GrantorError) return e;
     // PKCS#11 return values only: never the PIN, never the module's own text.
-    const rv = code(e);
+    const rv = pkcs11Code(e);
     return new HsmUnavailableError('the anchor write key could not be used', {
       ...(rv === undefined ? {} : { details: { rv: `0x${rv.toString(16)}` } }),
       cause: e,
     });
   }
 
-  #lib(): pkcs11js.PKCS11 {
-    if (this.#p !== undefined) return this.#p;
-    const p = new pkcs11js.PKCS11();
-    p.load(this.#config.modulePath);
-    this.#p = p;
-    return p;
+  /** The module, shared with the keys adapter in this process (one C_Initialize). */
+  #library(): Library {
+    if (this.#lib === undefined) this.#lib = acquireLibrary(this.#config.modulePath);
+    this.#lib.initialize();
+    return this.#lib;
   }
 
+  /** Forget the session and the key handles found in it, closing it if it is still alive. */
+  #dropSession(): void {
+    const s = this.#session;
+    this.#session = undefined;
+    this.#key = undefined;
+    if (s === undefined || s.generation !== this.#lib?.generation) return;
+    try {
+      this.#lib.p.C_CloseSession(s.handle);
+    } catch {
+      // Already gone with the token.
+    }
+  }
+
+  /** The logged-in session; a fresh one when the module was re-initialised since. */
   #open(): Handle {
-    if (this.#session !== undefined) return this.#session;
-    const p = this.#lib();
+    const lib = this.#library();
+    if (this.#session?.generation === lib.generation) return this.#session.handle;
+    this.#dropSession();
+    const p = lib.p;
+    const slot = findTokenSlot(p, this.#config.tokenLabel, 'anchor write key');
     try {
-      p.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
-    } catch (e) {
-      // The keys adapter shares the module in this process.
-      if (code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e;
-    }
-    // The signer's lookup and error, so that start-up names the label the same way.
-    const slot = tokenSlot(p, this.#config.tokenLabel, 'anchor write key');
-    const session = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
-    try {
-      p.C_Login(session, pkcs11js.CKU_USER, this.#config.pin);
-    } catch (e) {
-      const rv = code(e);
-      if (rv !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
-        p.C_CloseSession(session);
-        if (rv === pkcs11js.CKR_PIN_LOCKED) this.#latched = new HsmPinLockedError();
-        if (rv === pkcs11js.CKR_PIN_INCORRECT || rv === pkcs11js.CKR_PIN_LEN_RANGE) {
-          this.#latched = new HsmPinIncorrectError();
-        }
-        throw this.#latched ?? e;
+      refuseUnsafeLogin(p, slot);
+      const handle = p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      try {
+        loginUser(p, handle, this.#config.pin);
+      } catch (e) {
+        p.C_CloseSession(handle);
+        throw e;
       }
+      this.#session = { handle, generation: lib.generation };
+      return handle;
+    } catch (e) {
+      if (isPinRefusal(e)) this.#latched = e;
+      throw e;
     }
-    this.#session = session;
-    return session;
   }
 
   #find(session: Handle, cls: number): Handle[] {
-    const p = this.#lib();
+    const p = this.#library().p;
     p.C_FindObjectsInit(session, [
       { type: pkcs11js.CKA_LABEL, value: ANCHOR_KEY_LABEL },
       { type: pkcs11js.CKA_CLASS, value: cls },
@@ -170,9 +169,9 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
 
   /** The key pair by label; created first when asked to and absent. */
   #found(): { priv: Handle; point: Buffer } {
-    if (this.#key !== undefined) return this.#key;
-    const p = this.#lib();
     const session = this.#open();
+    if (this.#key !== undefined) return this.#key;
+    const p = this.#library().p;
     let privs = this.#find(session, pkcs11js.CKO_PRIVATE_KEY);
     let pubs = this.#find(session, pkcs11js.CKO_PUBLIC_KEY);
     if (privs.length === 0 && pubs.length === 0 && this.#create) {
@@ -227,7 +226,7 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
       { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_LABEL, value: ANCHOR_KEY_LABEL },
     ];
-    this.#lib().C_GenerateKeyPair(
+    this.#library().p.C_GenerateKeyPair(
       session,
       { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN },
       [

@@ -15,10 +15,10 @@
  * Format 1 pins (owner-written indices) still parse, for offline verification; the
  * appliance refuses to start on one (docs/audit.md "Migration").
  */
-import { constants } from 'node:fs';
-import { link, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ConfigError } from '../shared/errors.js';
+import { writeFileOnce } from '../shared/write-once.js';
 import { unmarshalTpm2bPublic } from '../tpm/marshal/public.js';
 import type { AnchorPin, TpmAnchorIndices } from './anchor.tpm.js';
 
@@ -136,30 +136,11 @@ export async function readAnchorPin(path: string, key: string): Promise<PinnedAn
 }
 
 /**
- * Write the pin durably and atomically (temporary file, fsync, hard link, fsync of the
- * folder: link, then unlink the temporary name), read-only (0444). Refuses to replace an existing pin: re-pinning is an
- * operator's act (remove the file), never a side effect of provisioning.
+ * Write the pin durably and atomically, read-only (0444; writeFileOnce). Refuses to replace
+ * an existing pin: re-pinning is an operator's act (remove the file), never a side effect
+ * of provisioning.
  */
 export async function writeAnchorPin(path: string, pin: PinnedAnchor): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const file = await open(tmp, 'w', 0o444);
-  try {
-    await file.writeFile(formatAnchorPin(pin));
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  try {
-    // link() refuses an existing target, where rename() would replace it.
-    await link(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
-  }
-  const dir = await open(dirname(path), constants.O_RDONLY);
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await writeFileOnce(path, formatAnchorPin(pin), 0o444);
 }

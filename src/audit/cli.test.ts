@@ -39,7 +39,10 @@ beforeAll(async () => {
     publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
     sign: (m) => Promise.resolve(sign(null, m, privateKey)),
   };
-  audit = createAudit({ origin: ORIGIN }, { db, anchor: new MemoryAnchor(), signer });
+  audit = createAudit(
+    { origin: ORIGIN, minAnchorIntervalMs: 0 },
+    { db, anchor: new MemoryAnchor(), signer },
+  );
   await audit.provision();
   for (let i = 0; i < 9; i++) {
     await audit.append({

@@ -4,15 +4,15 @@
  * key) are built by the caller; the log lives in `db.sublevel('audit')`.
  */
 import { randomBytes } from 'node:crypto';
-import { clockFrom } from '../shared/clock.js';
+import { clockFrom, systemClock } from '../shared/clock.js';
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
+import type { DomainLogger } from '../shared/log.js';
 import type { AuditAnchor } from './anchor.port.js';
 import { LevelAuditStore } from './audit-store.level.js';
 import type { AuditStore } from './audit-store.port.js';
 import type { CheckpointSigner } from './checkpoint.js';
-import type { AuditLogger } from './log.js';
-import { AuditLog, systemClock } from './log.js';
+import { AuditLog } from './log.js';
 import type { AuditService } from './service.js';
 import { DefaultAuditService } from './service.js';
 
@@ -21,8 +21,11 @@ export interface AuditConfig {
   readonly origin: string;
   /** Most entries per batch (default 512). */
   readonly maxBatchSize?: number;
-  /** Least time between anchors, i.e. NV write pairs (default 0: bounded by the TPM's speed). */
-  readonly minAnchorIntervalMs?: number;
+  /**
+   * Least time between anchors, i.e. NV write pairs (0: bounded by the TPM's speed). No
+   * default here: the appliance's is GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS's (config.ts).
+   */
+  readonly minAnchorIntervalMs: number;
   /** How long TPM_RC_NV_RATE/TPM_RC_RETRY are retried before appends fail (default 5000). */
   readonly anchorRetryDeadlineMs?: number;
   /** Most entries per page of `entries()` (default 1000). */
@@ -36,13 +39,12 @@ export interface AuditDeps {
   readonly anchor: AuditAnchor;
   readonly signer: CheckpointSigner;
   readonly now?: () => number;
-  readonly logger?: AuditLogger;
+  readonly logger?: DomainLogger;
   /** Wraps the log's store (e.g. to measure it, src/audit/audit.metered.ts). */
   readonly decorateStore?: (store: AuditStore) => AuditStore;
 }
 
-function positiveInt(key: string, value: number | undefined, fallback: number, min = 1): number {
-  const v = value ?? fallback;
+function positiveInt(key: string, v: number, min = 1): number {
   if (!Number.isSafeInteger(v) || v < min)
     throw new ConfigError(key, `must be an integer >= ${min}`);
   return v;
@@ -59,17 +61,11 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
     deps.anchor,
     {
       origin: config.origin,
-      maxBatchSize: positiveInt('audit.maxBatchSize', config.maxBatchSize, 512),
-      minAnchorIntervalMs: positiveInt(
-        'audit.minAnchorIntervalMs',
-        config.minAnchorIntervalMs,
-        0,
-        0,
-      ),
+      maxBatchSize: positiveInt('audit.maxBatchSize', config.maxBatchSize ?? 512),
+      minAnchorIntervalMs: positiveInt('audit.minAnchorIntervalMs', config.minAnchorIntervalMs, 0),
       anchorRetryDeadlineMs: positiveInt(
         'audit.anchorRetryDeadlineMs',
-        config.anchorRetryDeadlineMs,
-        5000,
+        config.anchorRetryDeadlineMs ?? 5000,
         0,
       ),
     },
@@ -81,10 +77,10 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
     deps.anchor,
     deps.signer,
     config.origin,
-    positiveInt('audit.maxPageSize', config.maxPageSize, 1000),
+    positiveInt('audit.maxPageSize', config.maxPageSize ?? 1000),
     (n) => randomBytes(n),
     store,
-    positiveInt('audit.maxQueryScan', config.maxQueryScan, 10_000),
+    positiveInt('audit.maxQueryScan', config.maxQueryScan ?? 10_000),
   );
 }
 
@@ -94,7 +90,7 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
  */
 export async function provisionAuditStore(
   config: { readonly origin: string },
-  deps: { readonly db: Database; readonly anchor: AuditAnchor; readonly logger?: AuditLogger },
+  deps: { readonly db: Database; readonly anchor: AuditAnchor; readonly logger?: DomainLogger },
 ): Promise<boolean> {
   const log = new AuditLog(
     new LevelAuditStore(deps.db),
@@ -123,7 +119,7 @@ export {
   AuditRollbackError,
   AuditUnavailableError,
 } from './errors.js';
-export type { Appended, AuditLogger, AuditStats } from './log.js';
+export type { Appended, AuditStats } from './log.js';
 export type {
   AuditExport,
   AuditService,

@@ -5,7 +5,9 @@ import { MemoryAnchor } from './anchor.memory.js';
 import { MemoryAuditStore } from './audit-store.memory.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
 import { GENESIS_PREV_HASH, buildEntry, entryHash } from './entry.js';
-import type { AuditLogOptions, AuditLogger, Clock } from './log.js';
+import type { Clock } from '../shared/clock.js';
+import type { DomainLogger } from '../shared/log.js';
+import type { AuditLogOptions } from './log.js';
 import { AuditLog } from './log.js';
 import { MerkleTree, leafHash } from './merkle.js';
 
@@ -31,7 +33,7 @@ function fakeClock(): Clock & { sleeps: number[] } {
   };
 }
 
-function captureLogger(): AuditLogger & { lines: { obj: object; msg: string }[] } {
+function captureLogger(): DomainLogger & { lines: { obj: object; msg: string }[] } {
   const lines: { obj: object; msg: string }[] = [];
   const push = (obj: object, msg: string): void => {
     lines.push({ obj, msg });
@@ -50,7 +52,7 @@ async function openLog(
   store = new MemoryAuditStore(),
   anchor = new MemoryAnchor(),
   opts: Partial<AuditLogOptions> = {},
-  logger?: AuditLogger,
+  logger?: DomainLogger,
 ): Promise<{ log: AuditLog; store: MemoryAuditStore; anchor: MemoryAnchor }> {
   const log = new AuditLog(store, anchor, { ...options, ...opts }, fakeClock(), logger);
   await log.provision();

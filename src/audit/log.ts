@@ -11,6 +11,8 @@
  * and accepts exactly: equal; counter one short (crash between 2 and 3: increment); one
  * whole batch ahead (crash between 1 and 2: anchor it). Anything else is a rollback.
  */
+import { systemClock, type Clock } from '../shared/clock.js';
+import { silentLogger, type DomainLogger } from '../shared/log.js';
 import type { AnchorState, AuditAnchor } from './anchor.port.js';
 import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import type { AuditStore, BatchRecord, StoreMeta } from './audit-store.port.js';
@@ -24,8 +26,6 @@ import {
   AuditUnavailableError,
 } from './errors.js';
 import { MerkleTree, leafHash } from './merkle.js';
-import { systemClock, type Clock } from '../shared/clock.js';
-import { silentLogger, type DomainLogger as AuditLogger } from '../shared/log.js';
 
 export interface AuditLogOptions {
   /** The log's origin (checkpoint first line), also recorded in the store. */
@@ -37,9 +37,6 @@ export interface AuditLogOptions {
   /** How long retryable TPM responses (TPM_RC_NV_RATE, TPM_RC_RETRY) are retried. */
   readonly anchorRetryDeadlineMs: number;
 }
-
-// The domains' one clock and logger shapes (src/shared), under the names audit callers use.
-export { silentLogger, systemClock, type AuditLogger, type Clock };
 
 /** The last anchored state: what a checkpoint states and what proofs are bounded by. */
 export interface AnchoredHead {
@@ -126,7 +123,7 @@ export class AuditLog {
     private readonly anchor: AuditAnchor,
     private readonly options: AuditLogOptions,
     private readonly clock: Clock = systemClock,
-    private readonly logger: AuditLogger = silentLogger,
+    private readonly logger: DomainLogger = silentLogger,
   ) {
     if (!Number.isSafeInteger(options.maxBatchSize) || options.maxBatchSize < 1) {
       throw new RangeError('maxBatchSize must be a positive integer');

@@ -46,7 +46,7 @@ async function service(
   const origin = 'grantor.test/query';
   const { now, ...config } = options;
   const audit = createAudit(
-    { origin, ...config },
+    { origin, minAnchorIntervalMs: 0, ...config },
     {
       db,
       anchor: new MemoryAnchor(),

@@ -51,7 +51,7 @@ async function service(origin = 'grantor.test/svc') {
   dbs.push(db);
   const anchor = new RecordingAnchor();
   const signer = testSigner(origin);
-  const audit = createAudit({ origin }, { db, anchor, signer });
+  const audit = createAudit({ origin, minAnchorIntervalMs: 0 }, { db, anchor, signer });
   await audit.provision();
   await audit.ready();
   return { audit, anchor, signer };
@@ -122,7 +122,7 @@ describe('AuditService', () => {
     dbs.push(db);
     expect(() =>
       createAudit(
-        { origin: 'has space' },
+        { origin: 'has space', minAnchorIntervalMs: 0 },
         { db, anchor: new MemoryAnchor(), signer: testSigner('x') },
       ),
     ).toThrow(expect.objectContaining({ code: 'config_invalid' }) as Error);

@@ -9,14 +9,12 @@ import pkcs11js from 'pkcs11js';
 import { GrantorError } from '../shared/errors.js';
 import { CKM_EDDSA } from './key-inspection.pkcs11.js';
 import {
-  CKF_USER_PIN_FINAL_TRY,
-  CKF_USER_PIN_LOCKED,
   acquireLibrary,
   pkcs11ReturnValue,
   releaseLibrary,
-  tokenSlot,
   type Library,
 } from './library.pkcs11.js';
+import { CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED, findTokenSlot } from './token.pkcs11.js';
 
 export interface TokenCheck {
   readonly ok: boolean;
@@ -59,7 +57,7 @@ export function checkHsmToken(config: HsmCheckConfig): TokenCheck[] {
     out.push({ ok: true, detail: `module ${config.modulePath} loads` });
     let slot: Buffer;
     try {
-      slot = tokenSlot(p, config.tokenLabel);
+      slot = findTokenSlot(p, config.tokenLabel);
     } catch (e) {
       const count = e instanceof GrantorError ? e.details?.tokensWithLabel : undefined;
       if (typeof count !== 'number') throw e;

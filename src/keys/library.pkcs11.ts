@@ -4,11 +4,6 @@
  * finalised only when the last instance lets go and no native call is in flight.
  */
 import pkcs11js from 'pkcs11js';
-import { HsmUnavailableError } from './errors.js';
-
-// CK_TOKEN_INFO flags: never present a PIN the token says is locked or on its final try.
-export const CKF_USER_PIN_FINAL_TRY = 0x20000;
-export const CKF_USER_PIN_LOCKED = 0x40000;
 
 /** A PKCS#11 return value name (`CKR_...`) for a thrown pkcs11js error, if it is one. */
 export function pkcs11ReturnValue(e: unknown): string | undefined {
@@ -19,22 +14,6 @@ export function pkcs11ReturnValue(e: unknown): string | undefined {
 
 export function pkcs11Code(e: unknown): number | undefined {
   return e instanceof pkcs11js.Pkcs11Error ? e.code : undefined;
-}
-
-/**
- * The slot of the one token labelled `label`. None, or more than one (we cannot tell which
- * the configuration means), is an HsmUnavailableError whose details name the label and how
- * many tokens carry it (`tokensWithLabel`), for start-up causes and `grantor doctor`.
- */
-export function tokenSlot(p: pkcs11js.PKCS11, label: string, use?: string): Buffer {
-  const matches = p.C_GetSlotList(true).filter((s) => p.C_GetTokenInfo(s).label.trim() === label);
-  const slot = matches[0];
-  if (slot !== undefined && matches.length === 1) return slot;
-  const found = matches.length > 1 ? 'more than one HSM token has' : 'no HSM token has';
-  throw new HsmUnavailableError(
-    `${found} the configured label${use === undefined ? '' : ` (${use})`}`,
-    { details: { tokenLabel: label, tokensWithLabel: matches.length } },
-  );
 }
 
 /**

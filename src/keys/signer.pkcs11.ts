@@ -48,13 +48,9 @@ import {
   type Handle,
 } from './key-inspection.pkcs11.js';
 import {
-  CKF_USER_PIN_FINAL_TRY,
-  CKF_USER_PIN_LOCKED,
   acquireLibrary,
-  pkcs11Code,
   pkcs11ReturnValue,
   releaseLibrary,
-  tokenSlot,
   type Library,
 } from './library.pkcs11.js';
 import {
@@ -67,6 +63,7 @@ import {
 import { DeadlineQueue } from './signer.deadlines.js';
 import type { HsmKey, HsmSigner, KeyAlgorithm } from './signer.port.js';
 import { SignThread, type ThreadItem } from './signer.thread.pkcs11.js';
+import { findTokenSlot, isPinRefusal, loginUser, refuseUnsafeLogin } from './token.pkcs11.js';
 
 const CKS_RO_USER_FUNCTIONS = 1;
 const CKS_RW_USER_FUNCTIONS = 3;
@@ -446,12 +443,11 @@ export class Pkcs11Signer implements HsmSigner {
   /** Find the token by label, open the pool and log in (once). Synchronous PKCS#11 calls. */
   private connect(lib: Library): void {
     const p = lib.p;
-    const slot = tokenSlot(p, this.config.tokenLabel);
-    const flags = p.C_GetTokenInfo(slot).flags;
-    // Never present a PIN the token says is locked or on its final try: a wrong one locks it.
-    if ((flags & CKF_USER_PIN_LOCKED) !== 0) throw this.latch(new HsmPinLockedError());
-    if ((flags & CKF_USER_PIN_FINAL_TRY) !== 0) {
-      throw this.latch(new HsmPinIncorrectError({ details: { reason: 'final_try' } }));
+    const slot = findTokenSlot(p, this.config.tokenLabel);
+    try {
+      refuseUnsafeLogin(p, slot);
+    } catch (e) {
+      throw isPinRefusal(e) ? this.latch(e) : e;
     }
     this.closeSessions();
     this.slot = slot;
@@ -463,20 +459,9 @@ export class Pkcs11Signer implements HsmSigner {
     const first = this.sessions[0];
     if (first === undefined) throw new HsmUnavailableError('no session could be opened');
     try {
-      p.C_Login(first, pkcs11js.CKU_USER, this.config.pin);
+      loginUser(p, first, this.config.pin);
     } catch (e) {
-      const rv = pkcs11Code(e);
-      if (rv === pkcs11js.CKR_PIN_LOCKED) throw this.latch(new HsmPinLockedError());
-      if (
-        rv === pkcs11js.CKR_PIN_INCORRECT ||
-        rv === pkcs11js.CKR_PIN_INVALID ||
-        rv === pkcs11js.CKR_PIN_LEN_RANGE ||
-        rv === pkcs11js.CKR_PIN_EXPIRED
-      ) {
-        // The pkcs11js error names only the return value; it is still not kept as cause.
-        throw this.latch(new HsmPinIncorrectError({ details: { rv: pkcs11ReturnValue(e) } }));
-      }
-      if (rv !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) throw e;
+      throw isPinRefusal(e) ? this.latch(e) : e;
     }
     this.connection += 1;
     this.libGeneration = lib.generation;

@@ -8,10 +8,9 @@
  * Format: the value as lowercase hex on one line (tpm2-tools takes it as `-P hex:$(cat FILE)`).
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { link, open, readFile, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { ConfigError } from '../shared/errors.js';
+import { writeFileOnce } from '../shared/write-once.js';
 import { TPM_RC, TpmError } from './tpm-error.js';
 import type { TpmPort } from './tpm.port.js';
 
@@ -52,29 +51,13 @@ export async function readOwnerAuth(path: string): Promise<Buffer> {
  */
 export async function createOwnerAuthFile(path: string): Promise<Buffer> {
   const value = randomBytes(OWNER_AUTH_BYTES);
-  const tmp = `${path}.tmp-${process.pid}`;
-  const file = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o400);
   try {
-    await file.writeFile(`${value.toString('hex')}\n`);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  try {
-    await link(tmp, path);
+    await writeFileOnce(path, `${value.toString('hex')}\n`, 0o400);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new ConfigError('--set-owner-auth', `${path} exists: it is never overwritten`);
     }
     throw e;
-  } finally {
-    await rm(tmp, { force: true });
-  }
-  const dir = await open(dirname(path), constants.O_RDONLY);
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
   }
   return value;
 }

@@ -35,7 +35,7 @@ beforeAll(async () => {
   work = await tempDir('grantor-att-audit-');
   auditDb = await openDatabase(join(work, 'db'));
   audit = createAudit(
-    { origin: ORIGIN },
+    { origin: ORIGIN, minAnchorIntervalMs: 0 },
     { db: auditDb, anchor: new TpmAuditAnchor(applianceTpm, anchor), signer: testSigner(ORIGIN) },
   );
   await audit.provision();

@@ -97,7 +97,7 @@ async function openAudit(dir: string): Promise<{
   const db = await openDatabase(join(work, dir));
   const anchor = new FailingIncrement(new TpmAuditAnchor(tpm, config));
   const audit = createAudit(
-    { origin: ORIGIN, maxBatchSize: 8 },
+    { origin: ORIGIN, maxBatchSize: 8, minAnchorIntervalMs: 0 },
     { db, anchor, signer: testSigner(ORIGIN) },
   );
   await audit.provision();

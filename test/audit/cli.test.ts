@@ -50,7 +50,10 @@ beforeAll(async () => {
     ['export', join(work, 'export.json')],
     {
       openAudit: async () => {
-        const audit = createAudit({ origin: ORIGIN }, { db, anchor, signer });
+        const audit = createAudit(
+          { origin: ORIGIN, minAnchorIntervalMs: 0 },
+          { db, anchor, signer },
+        );
         await audit.provision();
         await audit.ready();
         await Promise.all(Array.from({ length: 12 }, (_, i) => audit.append(event(i))));

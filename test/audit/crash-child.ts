@@ -25,9 +25,10 @@ import type { AuditAnchor } from '../../src/audit/anchor.port.js';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { createAudit } from '../../src/audit/index.js';
-import type { AuditLogger } from '../../src/audit/log.js';
+import type { DomainLogger } from '../../src/shared/log.js';
 import { openDatabase } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { storeWith } from './helpers.js';
 import { testSigner } from './signer.js';
 
 function env(name: string): string {
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
   const afterStored = aimed('stored');
   const afterExtended = aimed('extended');
   let recovered = 'equal';
-  const logger: AuditLogger = {
+  const logger: DomainLogger = {
     info: () => undefined,
     error: () => undefined,
     warn: (obj) => {
@@ -95,22 +96,15 @@ async function main(): Promise<void> {
     certify: (q) => anchor.certify(q),
     akPublic: () => anchor.akPublic(),
   };
-  const aimedStore = (store: AuditStore): AuditStore => ({
-    readMeta: () => store.readMeta(),
-    writeMeta: (meta) => store.writeMeta(meta),
-    readEntries: (from, limit) => store.readEntries(from, limit),
-    readBatches: (from) => store.readBatches(from),
-    appendBatch: async (entries, record, bodies) => {
-      await store.appendBatch(entries, record, bodies);
-      afterStored();
-    },
-    scanIndex: (term, from, limit) => store.scanIndex(term, from, limit),
-    indexedFrom: () => store.indexedFrom(),
-    readBody: (digest) => store.readBody(digest),
-    close: () => store.close(),
-  });
+  const aimedStore = (store: AuditStore): AuditStore =>
+    storeWith(store, {
+      appendBatch: async (entries, record, bodies) => {
+        await store.appendBatch(entries, record, bodies);
+        afterStored();
+      },
+    });
   const audit = createAudit(
-    { origin, maxBatchSize: 64 },
+    { origin, maxBatchSize: 64, minAnchorIntervalMs: 0 },
     { db, anchor: aimedAnchor, signer: testSigner(origin), logger, decorateStore: aimedStore },
   );
   try {

@@ -10,13 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
 import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
-import type { AuditStore, BatchRecord } from '../../src/audit/audit-store.port.js';
+import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import type { Appended } from '../../src/audit/log.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { freePortPair, startSimTpm, type SimTpm } from '../rig/sim.js';
-import { LOG_OPTIONS, event, logAt, provisionAnchor, tempDir } from './helpers.js';
+import { LOG_OPTIONS, event, logAt, provisionAnchor, storeWith, tempDir } from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
@@ -124,46 +124,23 @@ afterAll(async () => {
   }
 });
 
+type FaultMode = 'ok' | 'fail' | 'fail-after-write';
+
 /** A LevelDB store whose writes can be made to fail, before or after reaching the disk. */
-class FlakyStore implements AuditStore {
-  mode: 'ok' | 'fail' | 'fail-after-write' = 'ok';
-  private readonly inner: LevelAuditStore;
-  constructor(db: Database) {
-    this.inner = new LevelAuditStore(db);
-  }
-  readMeta(): Promise<unknown> {
-    return this.inner.readMeta();
-  }
-  writeMeta(meta: Parameters<AuditStore['writeMeta']>[0]): Promise<void> {
-    return this.inner.writeMeta(meta);
-  }
-  readEntries(from: number, limit?: number): AsyncIterable<unknown> {
-    return this.inner.readEntries(from, limit);
-  }
-  readBatches(from: number): AsyncIterable<unknown> {
-    return this.inner.readBatches(from);
-  }
-  async appendBatch(
-    entries: readonly object[],
-    batch: BatchRecord,
-    bodies?: Parameters<AuditStore['appendBatch']>[2],
-  ): Promise<void> {
-    if (this.mode === 'fail') throw new Error('EIO: simulated disk failure');
-    await this.inner.appendBatch(entries, batch, bodies);
-    if (this.mode === 'fail-after-write') throw new Error('EIO: simulated failure after write');
-  }
-  scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
-    return this.inner.scanIndex(term, from, limit);
-  }
-  indexedFrom(): Promise<number> {
-    return this.inner.indexedFrom();
-  }
-  readBody(digest: string): Promise<string | undefined> {
-    return this.inner.readBody(digest);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
+function flakyStore(db: Database): AuditStore & { mode: FaultMode } {
+  const inner = new LevelAuditStore(db);
+  const store: AuditStore & { mode: FaultMode } = {
+    ...storeWith(inner, {
+      appendBatch: async (entries, batch, bodies) => {
+        if (store.mode === 'fail') throw new Error('EIO: simulated disk failure');
+        await inner.appendBatch(entries, batch, bodies);
+        if (store.mode === 'fail-after-write')
+          throw new Error('EIO: simulated failure after write');
+      },
+    }),
+    mode: 'ok',
+  };
+  return store;
 }
 
 interface Outcome {
@@ -262,7 +239,7 @@ describe('faults during appends', () => {
         extendIndex: base + 1,
       });
       const db = await openDatabase(path);
-      const store = new FlakyStore(db);
+      const store = flakyStore(db);
       const log = new AuditLog(store, new TpmAuditAnchor(tpm, anchorConfig), LOG_OPTIONS);
       await log.provision();
       await log.open();

@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
 import type { TpmAnchorConfig, TpmAnchorIndices } from '../../src/audit/anchor.tpm.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
+import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import type { AuditEvent } from '../../src/audit/entry.js';
-import type { AuditLogOptions, AuditLogger } from '../../src/audit/log.js';
+import type { AuditLogOptions } from '../../src/audit/log.js';
+import type { DomainLogger } from '../../src/shared/log.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { marshalTpmtPublic } from '../../src/tpm/marshal/public.js';
@@ -65,7 +67,7 @@ export async function logAt(
   tpm: TpmPort,
   config: TpmAnchorConfig,
   options: Partial<AuditLogOptions> = {},
-  logger?: AuditLogger,
+  logger?: DomainLogger,
 ): Promise<OpenedLog> {
   const db = await openDatabase(path);
   const log = new AuditLog(
@@ -85,10 +87,26 @@ export async function logAt(
   };
 }
 
-export function captureLogger(): AuditLogger & { lines: { obj: object; msg: string }[] } {
+export function captureLogger(): DomainLogger & { lines: { obj: object; msg: string }[] } {
   const lines: { obj: object; msg: string }[] = [];
   const push = (obj: object, msg: string): void => {
     lines.push({ obj, msg });
   };
   return { lines, info: push, warn: push, error: push };
+}
+
+/** A store that forwards every call to `inner`, except the ones `over` replaces. */
+export function storeWith(inner: AuditStore, over: Partial<AuditStore> = {}): AuditStore {
+  return {
+    readMeta: () => inner.readMeta(),
+    writeMeta: (meta) => inner.writeMeta(meta),
+    readEntries: (from, limit) => inner.readEntries(from, limit),
+    readBatches: (from) => inner.readBatches(from),
+    appendBatch: (entries, batch, bodies) => inner.appendBatch(entries, batch, bodies),
+    scanIndex: (term, from, limit) => inner.scanIndex(term, from, limit),
+    indexedFrom: () => inner.indexedFrom(),
+    readBody: (digest) => inner.readBody(digest),
+    close: () => inner.close(),
+    ...over,
+  };
 }

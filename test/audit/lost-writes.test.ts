@@ -17,12 +17,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
-import type { AuditStore, BatchRecord, StoreMeta } from '../../src/audit/audit-store.port.js';
+import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { LOG_OPTIONS, event, provisionAnchor, tempDir } from './helpers.js';
+import { LOG_OPTIONS, event, provisionAnchor, storeWith, tempDir } from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
@@ -46,53 +46,27 @@ afterAll(async () => {
 });
 
 /** The LevelDB store, copied to `synced-<n>` each time a synced write returns. */
-class SnapshotStore implements AuditStore {
-  readonly snapshots: string[] = [];
-  private readonly inner: LevelAuditStore;
-  constructor(
-    db: Database,
-    private readonly path: string,
-  ) {
-    this.inner = new LevelAuditStore(db);
-  }
-  private async snapshot(): Promise<void> {
-    const to = join(work, `synced-${this.snapshots.length}`);
-    await cp(this.path, to, { recursive: true });
-    this.snapshots.push(to);
-  }
-  readMeta(): Promise<unknown> {
-    return this.inner.readMeta();
-  }
-  async writeMeta(meta: StoreMeta): Promise<void> {
-    await this.inner.writeMeta(meta);
-    await this.snapshot();
-  }
-  readEntries(from: number, limit?: number): AsyncIterable<unknown> {
-    return this.inner.readEntries(from, limit);
-  }
-  readBatches(from: number): AsyncIterable<unknown> {
-    return this.inner.readBatches(from);
-  }
-  async appendBatch(
-    entries: readonly object[],
-    batch: BatchRecord,
-    bodies?: Parameters<AuditStore['appendBatch']>[2],
-  ): Promise<void> {
-    await this.inner.appendBatch(entries, batch, bodies);
-    await this.snapshot();
-  }
-  scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
-    return this.inner.scanIndex(term, from, limit);
-  }
-  indexedFrom(): Promise<number> {
-    return this.inner.indexedFrom();
-  }
-  readBody(digest: string): Promise<string | undefined> {
-    return this.inner.readBody(digest);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
+function snapshotStore(db: Database, path: string): AuditStore & { snapshots: string[] } {
+  const inner = new LevelAuditStore(db);
+  const snapshots: string[] = [];
+  const snapshot = async (): Promise<void> => {
+    const to = join(work, `synced-${snapshots.length}`);
+    await cp(path, to, { recursive: true });
+    snapshots.push(to);
+  };
+  return {
+    ...storeWith(inner, {
+      writeMeta: async (meta) => {
+        await inner.writeMeta(meta);
+        await snapshot();
+      },
+      appendBatch: async (entries, batch, bodies) => {
+        await inner.appendBatch(entries, batch, bodies);
+        await snapshot();
+      },
+    }),
+    snapshots,
+  };
 }
 
 async function openAt(path: string): Promise<{ db: Database; log: AuditLog }> {
@@ -105,7 +79,7 @@ describe('the store reverted to an earlier synced state (lost writes)', () => {
   it('is refused as store_behind_anchor at every earlier sync point, and serves at the last', async () => {
     const live = join(work, 'live');
     const db = await openDatabase(live);
-    const store = new SnapshotStore(db, live);
+    const store = snapshotStore(db, live);
     const log = new AuditLog(store, new TpmAuditAnchor(tpm, config), LOG_OPTIONS);
     await log.provision();
     await log.open();

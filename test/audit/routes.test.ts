@@ -43,7 +43,7 @@ beforeAll(async () => {
   work = await tempDir('grantor-audit-routes-');
   db = await openDatabase(join(work, 'db'));
   audit = createAudit(
-    { origin: ORIGIN },
+    { origin: ORIGIN, minAnchorIntervalMs: 0 },
     { db, anchor: new TpmAuditAnchor(tpm, config), signer: testSigner(ORIGIN) },
   );
   await audit.provision();
@@ -204,7 +204,7 @@ describe('audit routes', () => {
     const otherDb = await openDatabase(join(work, 'empty'));
     // An empty store on an anchor that has recorded batches: refused at start.
     const refused = createAudit(
-      { origin: ORIGIN },
+      { origin: ORIGIN, minAnchorIntervalMs: 0 },
       { db: otherDb, anchor: new TpmAuditAnchor(tpm, config), signer: testSigner(ORIGIN) },
     );
     await expect(refused.ready()).rejects.toMatchObject({ code: 'audit_rollback_detected' });
@@ -232,7 +232,7 @@ describe('audit routes', () => {
   it('answers 503 audit_unavailable before the log is ready', async () => {
     const otherDb = await openDatabase(join(work, 'not-ready'));
     const notReady = createAudit(
-      { origin: ORIGIN },
+      { origin: ORIGIN, minAnchorIntervalMs: 0 },
       { db: otherDb, anchor: new TpmAuditAnchor(tpm, config), signer: testSigner(ORIGIN) },
     );
     const app2 = createServer();

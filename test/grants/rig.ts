@@ -148,7 +148,7 @@ export async function startRig(): Promise<Rig> {
     },
   );
   const realAudit = createAudit(
-    { origin: ISSUER },
+    { origin: ISSUER, minAnchorIntervalMs: 0 },
     {
       db,
       anchor: new TpmAuditAnchor(tpm, anchorConfig),
