@@ -62,7 +62,9 @@ async function portIsFree(port: number): Promise<boolean> {
 /** Two consecutive free loopback ports (swtpm server and control). */
 export async function freePortPair(): Promise<number> {
   for (let i = 0; i < 200; i++) {
-    const port = 20000 + 2 * Math.floor(Math.random() * 20000);
+    // Below Linux's ephemeral range (32768-60999): a port bound seconds after it was found
+    // free must not meanwhile become some outgoing connection's local port.
+    const port = 10000 + 2 * Math.floor(Math.random() * 11383);
     if ((await portIsFree(port)) && (await portIsFree(port + 1))) return port;
   }
   throw new Error('no free port pair found');
