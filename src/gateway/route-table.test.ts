@@ -130,7 +130,7 @@ describe('RouteTable.executionOf', () => {
       'POST',
       '/accounts/1/transfer',
       { kind: 'unknown', present: true } as const,
-      'request_body_invalid',
+      'route_body_unavailable',
     ],
   ] as const)('%s %s (%o) → %s', (method, target, body, code) => {
     expect(codeOf(() => table.executionOf({ method, target, body }))).toBe(code);

@@ -16,6 +16,7 @@ import {
   RequestBodyInvalidError,
   RequestPathInvalidError,
   RequestQueryInvalidError,
+  RouteBodyUnavailableError,
   RouteNotFoundError,
 } from './errors.js';
 import { parseStrictJson, type JsonValue } from './strict-json.js';
@@ -224,6 +225,8 @@ function bodyValue(body: RouteRequest['body']): JsonValue {
         throw new RequestBodyInvalidError('the body is not strict JSON', { cause });
       }
     }
+    case 'unknown':
+      throw new RouteBodyUnavailableError('the route needs the body and it cannot be read here');
     default:
       throw new RequestBodyInvalidError('the route needs the body and there is none');
   }
