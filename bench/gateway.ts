@@ -117,6 +117,28 @@ const gateway = createGateway(
   { gatewayToken: appliance.rig.gateway.token },
 );
 const gwUrl = await gateway.listen();
+// The same proxy with redemption in memory (first call wins): the gateway's own cost.
+const redeemed = new Set<string>();
+const localGateway = createGateway(
+  parseGatewayConfig({
+    listen: { host: '127.0.0.1', port: 0 },
+    upstream: upstream.url,
+    appliance: { url: appliance.url, issuer: ISSUER, audience: AUDIENCE },
+    routes,
+  }),
+  {
+    gatewayToken: appliance.rig.gateway.token,
+    redeemer: {
+      redeem: (grantId) => {
+        if (redeemed.has(grantId)) return Promise.reject(new Error('already redeemed'));
+        redeemed.add(grantId);
+        return Promise.resolve();
+      },
+      reportOutcome: () => Promise.resolve(),
+    },
+  },
+);
+const localUrl = await localGateway.listen();
 const authGateway = createGateway(
   parseGatewayConfig({
     listen: { host: '127.0.0.1', port: 0 },
@@ -173,6 +195,7 @@ try {
     });
   const proxied = await run(`http://127.0.0.1:${gwUrl.port}`, forProxy);
   const gated = await run(gatedNginx.url, forNginx);
+  const local = await run(`http://127.0.0.1:${localUrl.port}`, forProxy);
 
   // 3. nginx alone, to the same upstream, the same number of requests (no grant).
   const plain = await load(GRANTS, async (i) => {
@@ -186,9 +209,11 @@ try {
       `raw ES256 verify (jose)         ${fmt(raw)}`,
       `grantor-gateway (proxy)         ${fmt(proxied)}`,
       `nginx + auth_request + gateway  ${fmt(gated)}`,
+      `grantor-gateway, local redeem   ${fmt(local)}`,
       `nginx alone (no grant)          ${fmt(plain)}`,
       `gateway / raw verify:  ${(proxied.perSecond / raw.perSecond).toFixed(3)} of the verify ceiling`,
       `gateway vs nginx alone: ${(plain.perSecond / proxied.perSecond).toFixed(1)}x fewer requests/s, p99 ${(proxied.p99 / Math.max(plain.p99, 0.001)).toFixed(1)}x`,
+      `gateway's own cost (local redeem) vs nginx alone: ${(plain.perSecond / local.perSecond).toFixed(1)}x fewer requests/s, p99 ${(local.p99 / Math.max(plain.p99, 0.001)).toFixed(1)}x`,
       `nginx+auth vs nginx alone: ${(plain.perSecond / gated.perSecond).toFixed(1)}x fewer requests/s`,
       '',
     ].join('\n'),
@@ -197,6 +222,7 @@ try {
   await gatedNginx.stop();
   await plainNginx.stop();
   await authGateway.close();
+  await localGateway.close();
   await gateway.close();
   await upstream.close();
   await appliance.close();

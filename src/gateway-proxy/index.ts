@@ -8,6 +8,7 @@ import {
   JwksClient,
   PopChallenges,
   RedemptionClient,
+  type EnforcementRedeemer,
   type KeySource,
   type RevocationView,
 } from '../gateway/index.js';
@@ -28,6 +29,8 @@ export interface GatewayWiring {
   /** Keys instead of the appliance's JWKS (pinned keys, tests). */
   readonly keys?: KeySource;
   readonly revocation?: RevocationView;
+  /** Redemption other than the appliance's (the bench's local first-call-wins set). */
+  readonly redeemer?: EnforcementRedeemer;
   readonly now?: () => number;
   readonly log?: (event: GatewayProxyEvent) => void;
 }
@@ -40,11 +43,13 @@ export function createGateway(config: GatewayProxyConfig, wiring: GatewayWiring)
       url: config.appliance.jwksUrl ?? new URL('.well-known/jwks.json', base).toString(),
       ...(wiring.now === undefined ? {} : { now: wiring.now }),
     });
-  const redeemer = new RedemptionClient({
-    applianceUrl: base,
-    audience: config.appliance.audience,
-    gatewayToken: wiring.gatewayToken,
-  });
+  const redeemer =
+    wiring.redeemer ??
+    new RedemptionClient({
+      applianceUrl: base,
+      audience: config.appliance.audience,
+      gatewayToken: wiring.gatewayToken,
+    });
   const enforcer = new Enforcer({
     issuer: config.appliance.issuer,
     audience: config.appliance.audience,
