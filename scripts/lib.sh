@@ -9,6 +9,9 @@ APT_PACKAGES+=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tab
 # the audit anchor's model checker (models/anchor.pml, scripts/check-model) and promtool
 # (metrics exposition and alert rule tests, test/appliance/alerts.test.ts).
 APT_TEST_PACKAGES=(spin prometheus)
+# nginx in front of a test upstream, gated by grantor-gateway's auth_request endpoint
+# (test/gateway-proxy/nginx.test.ts, bench/gateway.ts).
+APT_TEST_PACKAGES+=(nginx)
 
 log() { printf '[grantor] %s\n' "$*" >&2; }
 die() { printf '[grantor] error: %s\n' "$*" >&2; exit 1; }

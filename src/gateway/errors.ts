@@ -160,6 +160,69 @@ export class PopChallengesExhaustedError extends UnavailableError {
   }
 }
 
+/** No grant was presented where the route table asks for one (gateway: 401). */
+export class GrantMissingError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('grant_missing', message, options);
+  }
+}
+
+/** No route of the gateway's route table names this method and path: nothing is forwarded. */
+export class RouteNotFoundError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('route_not_found', message, options);
+  }
+}
+
+/**
+ * The request path is not in the one canonical form the gateway matches and forwards
+ * (dot segments, empty segments, encoded slashes or backslashes, bad percent-encoding), so
+ * the upstream could read another path than the one the grant was checked against.
+ */
+export class RequestPathInvalidError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('request_path_invalid', message, options);
+  }
+}
+
+/** A query string the route's parameters do not cover, or a repeated query name. */
+export class RequestQueryInvalidError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('request_query_invalid', message, options);
+  }
+}
+
+/** A body the route's parameters do not cover, or a body that is not strict JSON. */
+export class RequestBodyInvalidError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('request_body_invalid', message, options);
+  }
+}
+
+/** The request's headers or body are past the gateway's limits. */
+export class RequestTooLargeError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('request_too_large', message, options);
+  }
+}
+
+/**
+ * The route needs the request body for its parameters digest, but the body is not
+ * available (nginx `auth_request` sends headers only): refused, never guessed.
+ */
+export class RouteBodyUnavailableError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('route_body_unavailable', message, options);
+  }
+}
+
+/** The gateway's upstream did not answer (connection refused, reset, timed out). */
+export class UpstreamUnavailableError extends UnavailableError {
+  constructor(message: string, options?: Options) {
+    super('upstream_unavailable', message, options);
+  }
+}
+
 /** Text that is not JSON, nests too deep, or repeats a member name. */
 export class StrictJsonError extends BadRequestError {
   readonly reason: 'syntax' | 'duplicate_key' | 'depth';

@@ -61,3 +61,32 @@ export { canonicalJson, parametersDigest } from './digest.js';
 export { es256SignatureProblem, toLowS } from './encoding.js';
 export { parseStrictJson, type JsonValue } from './strict-json.js';
 export * from './errors.js';
+export {
+  RouteTable,
+  MAX_ROUTES,
+  type GatewayRoute,
+  type ParameterPart,
+  type RouteExecution,
+  type RouteRequest,
+} from './route-table.js';
+export {
+  Enforcer,
+  outcomeOfStatus,
+  refusalCode,
+  refusalStatus,
+  type Authorized,
+  type EnforceRequest,
+  type EnforcementRedeemer,
+  type EnforcerConfig,
+  type GrantPresentation,
+  type RevocationView,
+} from './enforce.js';
+export {
+  grantEnforcement,
+  nodeEnforcement,
+  readBody,
+  refusalBody,
+  type EnforcedHandler,
+  type MiddlewareOptions,
+} from './middleware.js';
+export { ConfigError, GrantorError, UnavailableError } from '../shared/errors.js';
