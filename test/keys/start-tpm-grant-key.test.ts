@@ -8,13 +8,16 @@
  * the script stops the appliance and everything the script started (swtpm, tpm2-abrmd and
  * its D-Bus daemon); neither PIN reaches its output. A state folder keeps its mode.
  *
- * The script builds the TypeScript (npm run build) before it starts, as it always does:
- * this file is slow on a busy machine.
+ * The script runs from a copy of the repository's files (node_modules linked, the built
+ * addon copied after the sources so that it is fresh): it builds the TypeScript into that
+ * copy's dist/ as it always does (slow on a busy machine), and neither that build nor a
+ * rebuild of the addon can touch the tree other tests run from.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +34,8 @@ const sim = (name: string): string => join(repoRoot, 'scripts/sim', name);
 const START_TIMEOUT_MS = 600_000;
 
 let root: string;
+/** The copy of the repository the script runs from. */
+let tree: string;
 let state: string;
 let url: string;
 let script: ChildProcess | undefined;
@@ -54,13 +59,38 @@ async function readyz(): Promise<number> {
   }
 }
 
+/** An even free loopback port below 32768 whose successor is free too. */
+async function freeLowPort(): Promise<number> {
+  const free = (port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => {
+        resolve(false);
+      });
+      srv.listen(port, '127.0.0.1', () => {
+        srv.close(() => {
+          resolve(true);
+        });
+      });
+    });
+  for (let i = 0; i < 200; i++) {
+    const port = 10000 + 2 * Math.floor(Math.random() * 11000);
+    if ((await free(port)) && (await free(port + 1))) return port;
+  }
+  throw new Error('no free port below 32768');
+}
+
 /** Starts the script in `state`; resolves when /readyz is 200 (or the script exits). */
 async function startScript(args: readonly string[]): Promise<void> {
-  const [listenPort, tpmPort] = [await freePortPair(), await freePortPair()];
+  // Bound only after the build (minutes): ports below Linux's ephemeral range (32768-60999),
+  // which the box's outgoing connections cannot take in the meantime.
+  const listenPort = await freeLowPort();
+  let tpmPort = await freeLowPort();
+  while (tpmPort === listenPort) tpmPort = await freeLowPort();
   url = `http://127.0.0.1:${listenPort}`;
   output = '';
-  const child = spawn(join(repoRoot, 'scripts/start'), [...args], {
-    cwd: repoRoot,
+  const child = spawn(join(tree, 'scripts/start'), [...args], {
+    cwd: tree,
     env: {
       ...process.env,
       GRANTOR_STATE_DIR: state,
@@ -114,8 +144,34 @@ async function tokenPoints(): Promise<string[]> {
   return points;
 }
 
+/** The repository's files in `tree`, node_modules linked, the built addon copied last. */
+async function copyRepository(): Promise<void> {
+  const stamp = join(repoRoot, 'node_modules/.grantor-lock-stamp');
+  const [lock, stamped] = await Promise.all([
+    readFile(join(repoRoot, 'package-lock.json'), 'utf8'),
+    readFile(stamp, 'utf8').catch(() => ''),
+  ]);
+  // Otherwise the script would run npm ci in the copy (through the link).
+  if (lock !== stamped) throw new Error('node_modules does not match package-lock.json: npm ci');
+  const { stdout } = await run('git', ['ls-files', '-z'], {
+    cwd: repoRoot,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  for (const file of stdout.split('\0').filter((f) => f !== '')) {
+    await mkdir(dirname(join(tree, file)), { recursive: true });
+    await copyFile(join(repoRoot, file), join(tree, file)).catch((e: unknown) => {
+      // A file deleted in the working tree and not yet committed.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    });
+  }
+  await symlink(join(repoRoot, 'node_modules'), join(tree, 'node_modules'));
+  await cp(join(repoRoot, 'native/build'), join(tree, 'native/build'), { recursive: true });
+}
+
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'grantor-start-tpm-'));
+  tree = join(root, 'repo');
+  await copyRepository();
   state = join(root, 'var');
   await writeFile(
     join(root, 'rules.json'),
