@@ -4,9 +4,9 @@
  * the engine names, slot and hash, or fails the call. It decides nothing else.
  */
 import { parentPort } from 'node:worker_threads';
-import type { AuthorizationAnswer, CheckParseAnswer } from './cedar.port.js';
+import type { CheckParseAnswer } from './cedar.port.js';
 import { cedarWasm as cedar } from './cedar.wasm.js';
-import type { FromWorker, ToWorker } from './workers.js';
+import type { DecisionCall, DecisionOutcome, FromWorker, ToWorker } from './workers.js';
 
 const port = parentPort;
 if (port === null) throw new TypeError('policy.worker.ts runs on a worker thread only');
@@ -37,18 +37,20 @@ port.on('message', (m: ToWorker) => {
     post({ kind: 'loaded', slotId: m.slot.slotId, ...(error === undefined ? {} : { error }) });
     return;
   }
-  if (loaded.get(m.call.preparsedPolicySetId) !== m.hash) {
-    post({ kind: 'failed', id: m.id, error: 'this worker does not hold that policy set' });
-    return;
-  }
-  let answer: AuthorizationAnswer;
-  try {
-    answer = cedar.statefulIsAuthorized(m.call);
-  } catch (e) {
-    post({ kind: 'failed', id: m.id, error: e instanceof Error ? e.message : String(e) });
-    return;
-  }
-  post({ kind: 'decided', id: m.id, answer });
+  // One message answers the whole batch, in its order.
+  post({ kind: 'decided', outcomes: m.calls.map(decide) });
 });
+
+function decide({ id, call, hash }: DecisionCall): DecisionOutcome {
+  if (loaded.get(call.preparsedPolicySetId) !== hash) {
+    return { id, error: 'this worker does not hold that policy set' };
+  }
+  try {
+    return { id, answer: cedar.statefulIsAuthorized(call) };
+  } catch (e) {
+    return { id, error: e instanceof Error ? e.message : String(e) };
+  }
+}
+
 // Messages queued while the worker started are delivered now; deadlines run from here.
 post({ kind: 'ready' });

@@ -109,6 +109,29 @@ describe('PolicyWorkers', () => {
     expect((await workers.decide(request({ action: 'audit.delete' }))).decision).toBe('deny');
   });
 
+  it('decisions begun in one turn of the event loop go to a worker in one message, each answered', async () => {
+    const pool = PolicyWorkers.start(engine, { threads: 1 });
+    try {
+      await pool.started();
+      const before = pool.messages;
+      const actions = ['tickets.read', 'audit.delete', 'nope.undeclared', 'payments.notify'];
+      const reqs = Array.from({ length: 40 }, (_, i) =>
+        request({ action: actions[i % actions.length] ?? 'tickets.read' }),
+      );
+      const decided = await Promise.all(reqs.map((r) => pool.decide(r)));
+      // Each answer is its own request's (not another's of the batch).
+      expect(decided).toEqual(reqs.map((r) => engine.decide(r)));
+      expect(new Set(decided.map((d) => d.decision))).toEqual(new Set(['allow', 'deny']));
+      // The undeclared action is denied without Cedar: 30 calls, one message.
+      expect(pool.messages - before).toBe(1);
+      // The next turn's decisions go in the next message.
+      await pool.decide(request());
+      expect(pool.messages - before).toBe(2);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('a reload reaches every worker before any decision can use it; one begun before keeps its set', async () => {
     const before = engine.info()?.hash;
     await writeFile(

@@ -19,6 +19,12 @@
  * set it failed to load never decides under another set's name. The worker's body is
  * policy.worker.ts, a real source file (src/shared/worker.ts starts it from the sources
  * and from the build alike).
+ *
+ * Decisions travel in batches: those begun in one turn of the event loop go out together
+ * in one message (posted from `setImmediate`, or before a reload's `load` message so that
+ * the order of loads and decisions is the order they were begun in), and the worker answers
+ * a batch with one message. Each message costs a structured clone and a thread wake-up;
+ * one per decision was the largest item of the event loop's profile (docs/grants.md).
  */
 import type { Worker } from 'node:worker_threads';
 import { startWorker, workerEntry } from '../shared/worker.js';
@@ -38,23 +44,29 @@ export interface PolicyWorkersOptions {
   readonly onExit?: (exit: { code: number; error: unknown }) => void;
 }
 
+/** One decision for a worker: the Cedar call and the set its slot must hold. */
+export interface DecisionCall {
+  readonly id: number;
+  readonly call: StatefulAuthorizationCall;
+  /** The set the call's slot must hold. */
+  readonly hash: string;
+}
+
+/** A worker's outcome of one decision: Cedar's answer, or why it gave none. */
+export type DecisionOutcome =
+  | { readonly id: number; readonly answer: AuthorizationAnswer }
+  | { readonly id: number; readonly error: string };
+
 /** Messages to a worker (policy.worker.ts). */
 export type ToWorker =
   | { readonly kind: 'load'; readonly slot: PolicySlot }
-  | {
-      readonly kind: 'decide';
-      readonly id: number;
-      readonly call: StatefulAuthorizationCall;
-      /** The set the call's slot must hold. */
-      readonly hash: string;
-    };
+  | { readonly kind: 'decide'; readonly calls: readonly DecisionCall[] };
 
-/** Messages from a worker. */
+/** Messages from a worker: `decided` answers one `decide` message, in its order. */
 export type FromWorker =
   | { readonly kind: 'ready' }
   | { readonly kind: 'loaded'; readonly slotId: string; readonly error?: string }
-  | { readonly kind: 'decided'; readonly id: number; readonly answer: AuthorizationAnswer }
-  | { readonly kind: 'failed'; readonly id: number; readonly error: string };
+  | { readonly kind: 'decided'; readonly outcomes: readonly DecisionOutcome[] };
 
 const WORKER_ENTRY = workerEntry('policy.worker', import.meta.url);
 
@@ -67,13 +79,30 @@ const BOOT_DEADLINE_MS = 30_000;
 interface Pending {
   readonly resolve: (answer: AuthorizationAnswer) => void;
   readonly reject: (error: Error) => void;
-  /** The decision deadline, armed once the worker is ready (its start is not the decision's). */
+  /** The message it went out in, which holds its deadline. */
+  readonly sent: Sent;
+}
+
+/** One `decide` message: its decisions share the deadline of the moment it was posted. */
+interface Sent {
+  readonly ids: readonly number[];
+  /** Its decisions not yet settled. */
+  open: number;
+  /** The deadline, armed once the worker is ready (its start is not the decisions'). */
   timer: NodeJS.Timeout | undefined;
+}
+
+/** A decision begun and not yet posted. */
+interface Queued extends DecisionCall {
+  readonly resolve: (answer: AuthorizationAnswer) => void;
+  readonly reject: (error: Error) => void;
 }
 
 interface Thread {
   readonly worker: Worker;
   readonly pending: Map<number, Pending>;
+  /** The messages with decisions still pending, for their deadlines. */
+  readonly sent: Set<Sent>;
   /** The worker said it listens: deadlines run from here on. */
   ready: boolean;
   /** False once it exited: it takes no decision while its replacement is on the way. */
@@ -89,8 +118,12 @@ export class PolicyWorkers {
   /** The last set handed out: what a replacement worker loads. */
   #current: PolicySlot | undefined;
   #nextId = 0;
+  /** Decisions begun in this turn of the event loop, posted together by #flush. */
+  #queue: Queued[] = [];
+  #flushScheduled = false;
   #closed = false;
   #replaced = 0;
+  #messages = 0;
 
   private constructor(engine: PolicyEngine, options: PolicyWorkersOptions) {
     if (!Number.isSafeInteger(options.threads) || options.threads < 1) {
@@ -140,6 +173,11 @@ export class PolicyWorkers {
     return this.#replaced;
   }
 
+  /** `decide` messages posted to workers (for tests and metrics). */
+  get messages(): number {
+    return this.#messages;
+  }
+
   /**
    * Replaces every worker (each is replaced as it exits, with the active set): decisions
    * they held fail closed. For an engine suspected of a fault, and for the tests.
@@ -151,6 +189,7 @@ export class PolicyWorkers {
   /** Terminates the workers; decisions still held fail closed. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#failQueued('the policy workers are closing');
     const threads = this.#threads.splice(0);
     for (const t of threads) this.#failAll(t, 'the policy workers are closing');
     await Promise.all(threads.map((t) => t.worker.terminate()));
@@ -158,42 +197,93 @@ export class PolicyWorkers {
 
   #load(slot: PolicySlot): void {
     if (this.#closed) return;
+    // Decisions begun before this set go out before it: a worker handles its messages in
+    // order, so they are evaluated while their slot still holds the set they were begun with.
+    this.#flush();
     this.#current = slot;
     for (const t of this.#threads) this.#post(t, { kind: 'load', slot });
   }
 
   #evaluate(call: StatefulAuthorizationCall, hash: string): Promise<AuthorizationAnswer> {
-    // The least busy of the ready workers; one still starting only when none is ready; a
-    // dead one never (none alive: fail closed at once).
-    const load = (t: Thread): number => (t.ready ? 0 : 1e9) + t.pending.size;
-    let thread: Thread | undefined;
-    for (const t of this.#threads) {
-      if (t.alive && (thread === undefined || load(t) < load(thread))) thread = t;
-    }
     if (this.#closed) {
       return Promise.reject(new PolicyUnavailableError('the policy workers are closed'));
     }
-    if (thread === undefined) {
+    // None alive: fail closed at once (a dead worker never takes a decision).
+    if (!this.#threads.some((t) => t.alive)) {
       return Promise.reject(new PolicyUnavailableError('no policy worker is running'));
     }
-    const target = thread;
     const id = ++this.#nextId;
     return new Promise<AuthorizationAnswer>((resolve, reject) => {
-      const pending: Pending = { resolve, reject, timer: undefined };
-      target.pending.set(id, pending);
-      // On a worker still starting, the decision waits at most its start and its deadline.
-      this.#arm(target, id, pending, target.ready ? 0 : BOOT_DEADLINE_MS);
-      this.#post(target, { kind: 'decide', id, call, hash });
+      this.#queue.push({ id, call, hash, resolve, reject });
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(() => {
+          this.#flush();
+        });
+      }
     });
   }
 
-  #arm(target: Thread, id: number, pending: Pending, extraMs = 0): void {
-    clearTimeout(pending.timer);
-    pending.timer = setTimeout(() => {
-      target.pending.delete(id);
-      pending.reject(
-        new PolicyUnavailableError('the policy engine did not decide within its deadline'),
-      );
+  /** Posts the queued decisions, one message per worker, to the least busy workers. */
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#queue.length === 0) return;
+    const queued = this.#queue;
+    this.#queue = [];
+    // The least busy of the ready workers; one still starting only when none is ready; a
+    // dead one never (none alive: fail closed).
+    const load = (t: Thread, extra: number): number => (t.ready ? 0 : 1e9) + t.pending.size + extra;
+    const alive = this.#threads.filter((t) => t.alive);
+    if (alive.length === 0) {
+      for (const q of queued) q.reject(new PolicyUnavailableError('no policy worker is running'));
+      return;
+    }
+    const shares = new Map<Thread, Queued[]>();
+    for (const q of queued) {
+      let target: Thread | undefined;
+      for (const t of alive) {
+        if (
+          target === undefined ||
+          load(t, shares.get(t)?.length ?? 0) < load(target, shares.get(target)?.length ?? 0)
+        ) {
+          target = t;
+        }
+      }
+      if (target === undefined) continue; // alive is not empty
+      const share = shares.get(target);
+      if (share === undefined) shares.set(target, [q]);
+      else share.push(q);
+    }
+    for (const [target, share] of shares) this.#send(target, share);
+  }
+
+  #send(target: Thread, share: readonly Queued[]): void {
+    const sent: Sent = { ids: share.map((q) => q.id), open: share.length, timer: undefined };
+    for (const q of share) {
+      target.pending.set(q.id, { resolve: q.resolve, reject: q.reject, sent });
+    }
+    target.sent.add(sent);
+    // On a worker still starting, the decisions wait at most its start and their deadline.
+    this.#arm(target, sent, target.ready ? 0 : BOOT_DEADLINE_MS);
+    this.#messages += 1;
+    this.#post(target, {
+      kind: 'decide',
+      calls: share.map(({ id, call, hash }) => ({ id, call, hash })),
+    });
+  }
+
+  #arm(target: Thread, sent: Sent, extraMs = 0): void {
+    clearTimeout(sent.timer);
+    sent.timer = setTimeout(() => {
+      target.sent.delete(sent);
+      for (const id of sent.ids) {
+        const p = target.pending.get(id);
+        if (p === undefined) continue;
+        target.pending.delete(id);
+        p.reject(
+          new PolicyUnavailableError('the policy engine did not decide within its deadline'),
+        );
+      }
       // A worker past a deadline may be stuck: replace it (its exit fails the rest).
       void target.worker.terminate();
     }, this.#deadlineMs + extraMs);
@@ -210,7 +300,13 @@ export class PolicyWorkers {
       stderr: false,
     });
     worker.unref();
-    const thread: Thread = { worker, pending: new Map(), ready: false, alive: true };
+    const thread: Thread = {
+      worker,
+      pending: new Map(),
+      sent: new Set(),
+      ready: false,
+      alive: true,
+    };
     const boot = setTimeout(() => {
       if (!thread.ready) void worker.terminate();
     }, BOOT_DEADLINE_MS).unref();
@@ -218,22 +314,24 @@ export class PolicyWorkers {
       if (m.kind === 'ready') {
         clearTimeout(boot);
         thread.ready = true;
-        for (const [id, p] of thread.pending) this.#arm(thread, id, p);
+        for (const sent of thread.sent) this.#arm(thread, sent);
         return;
       }
       if (m.kind === 'loaded') {
         if (m.error !== undefined) this.#onLoadError(`${m.slotId}: ${m.error}`);
         return;
       }
-      const p = thread.pending.get(m.id);
-      if (p === undefined) return; // past its deadline: nobody waits for it
-      thread.pending.delete(m.id);
-      clearTimeout(p.timer);
-      if (m.kind === 'decided') p.resolve(m.answer);
-      else
-        p.reject(
-          new PolicyUnavailableError('the policy engine failed', { details: { error: m.error } }),
-        );
+      for (const o of m.outcomes) {
+        const p = thread.pending.get(o.id);
+        if (p === undefined) continue; // past its deadline: nobody waits for it
+        thread.pending.delete(o.id);
+        this.#settled(thread, p.sent);
+        if ('answer' in o) p.resolve(o.answer);
+        else
+          p.reject(
+            new PolicyUnavailableError('the policy engine failed', { details: { error: o.error } }),
+          );
+      }
     });
     let failure: unknown;
     worker.on('error', (e: unknown) => {
@@ -261,11 +359,24 @@ export class PolicyWorkers {
     return thread;
   }
 
+  /** Disarms a message's deadline once none of its decisions is pending. */
+  #settled(thread: Thread, sent: Sent): void {
+    sent.open -= 1;
+    if (sent.open > 0) return;
+    clearTimeout(sent.timer);
+    thread.sent.delete(sent);
+  }
+
   #failAll(thread: Thread, message: string): void {
-    for (const p of thread.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new PolicyUnavailableError(message));
-    }
+    for (const sent of thread.sent) clearTimeout(sent.timer);
+    thread.sent.clear();
+    for (const p of thread.pending.values()) p.reject(new PolicyUnavailableError(message));
     thread.pending.clear();
+  }
+
+  #failQueued(message: string): void {
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const q of queued) q.reject(new PolicyUnavailableError(message));
   }
 }
