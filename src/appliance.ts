@@ -571,6 +571,8 @@ export async function openAppliance(
         policy: policyWorkers ?? policy,
         audit,
         keys,
+        // Policies see which enrolled gateways hold a grant's audience (issue 18).
+        gateways: operators.gateways,
         onUnreleased: (outcome) => {
           if ('error' in outcome) {
             logger?.error(

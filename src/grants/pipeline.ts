@@ -74,6 +74,7 @@ import {
 } from './request.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import { RootLocks } from './root-lock.js';
+import { policyRequestFor, type AudienceGateways } from './cedar-context.js';
 import { GrantRefusalWindow, type RefusalWindowOptions } from './refusals.js';
 
 export interface GrantsConfig {
@@ -104,6 +105,8 @@ export interface GrantsDeps {
   readonly keys: Pick<KeyService, 'signGrantToken'> & Partial<Pick<KeyService, 'activeGrantKid'>>;
   readonly store: GrantStore;
   readonly random?: (n: number) => Buffer;
+  /** The enrolled gateways per audience, for the policy context (absent: none known). */
+  readonly gateways?: AudienceGateways;
 }
 
 export interface IssuedGrant {
@@ -479,24 +482,10 @@ export class GrantService {
     link: ParentLink | undefined,
   ): Promise<IssuedGrant> {
     const grantId = `gr_${this.#random(16).toString('base64url')}`;
-    const policyRequest: PolicyRequest = {
-      runtime: { id: runtime.runtimeId, name: runtime.name, labels: { ...runtime.labels } },
-      action: req.action,
-      resource: req.resource,
-      attestation: {
-        pcrPolicy: runtime.referencePolicy ?? '',
-        resetSeen: proven.resetSeen,
-        sessionAgeSeconds: proven.sessionAgeSeconds,
-        proofMode: req.proof.mode,
-      },
-      lineage: {
-        depth: link?.depth ?? 0,
-        root: link?.parent.root ?? '',
-        parentAction: link?.parent.action ?? null,
-        delegated: link?.delegated ?? false,
-      },
-      ttlSeconds: req.ttlSeconds,
-    };
+    const policyRequest = await policyRequestFor(
+      { req, runtime, proof: proven, link },
+      { attestation: this.#deps.attestation, gateways: this.#deps.gateways },
+    );
     const decision = await this.#decide(policyRequest);
 
     const bodyText = unsignedRequestText(req.body);

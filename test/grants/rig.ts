@@ -208,8 +208,6 @@ export async function startRig(): Promise<Rig> {
   };
   const policy = await engine(join(repoRoot, 'policies/default'));
   const settings: GrantsSettings = { issuer: ISSUER, maxTtlSeconds: 3600, clockSkewSeconds: 60 };
-  const grants = createGrants(settings, { db, attestation, policy, audit, keys });
-
   const gateways = new GatewayRegistry(new LevelGatewayStore(db), now, async (event) => {
     await audit.append({
       type: event.type,
@@ -218,6 +216,7 @@ export async function startRig(): Promise<Rig> {
       digest: createHash('sha256').update(JSON.stringify(event)).digest('hex'),
     });
   });
+  const grants = createGrants(settings, { db, attestation, policy, audit, keys, gateways });
   const enrolled = await gateways.enroll(
     { name: 'rig-gateway', audiences: ['gw_tickets', 'gw_payments'] },
     'cli',
@@ -253,7 +252,7 @@ export async function startRig(): Promise<Rig> {
     grantsWithPolicy: async (policyDir, more = {}) =>
       createGrants(
         { ...settings, ...more },
-        { db, attestation, policy: await engine(policyDir), audit, keys },
+        { db, attestation, policy: await engine(policyDir), audit, keys, gateways },
       ),
     close: async () => {
       await app.close();
