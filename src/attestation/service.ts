@@ -1055,6 +1055,67 @@ export class AttestationService {
     });
   }
 
+  // ---------------------------------------------------------------------------------------
+  // Trust changes (issue 18): who rested on what an operator withdrew
+
+  /** Every active runtime record, in id order (operator acts only: a full scan). */
+  async #activeRecords(): Promise<RuntimeRecord[]> {
+    const out: RuntimeRecord[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.#store.scan(after, 512);
+      for (const r of page) if (r.state === 'active') out.push(r);
+      const last = page.at(-1);
+      if (page.length < 512 || last === undefined) return out;
+      after = last.runtimeId;
+    }
+  }
+
+  /**
+   * The active runtimes whose attestation rests on reference policy `name`: those whose
+   * labels select it among `policies` (the enabled set before the change: what their quotes
+   * were verified against), and any whose live session was verified against it.
+   */
+  async runtimesOnReferencePolicy(
+    name: string,
+    policies: readonly ReferencePolicy[],
+  ): Promise<string[]> {
+    const ids = new Set<string>();
+    for (const s of this.#sessions.values()) if (s.referencePolicy === name) ids.add(s.runtimeId);
+    for (const r of await this.#activeRecords()) {
+      if (policyForLabels(policies, r.labels)?.name === name) ids.add(r.runtimeId);
+    }
+    return [...ids].sort();
+  }
+
+  /**
+   * The active runtimes enrolled with an EK certificate whose verified chain is no longer
+   * wholly in `cas` (by SHA-256 of each CA certificate): their EK no longer chains to what
+   * the appliance trusts. Runtimes enrolled with a bare EK key were vouched for by an
+   * operator, not a CA, and are not affected.
+   */
+  async runtimesOutsideEkCas(cas: readonly X509Certificate[]): Promise<string[]> {
+    const trusted = new Set(cas.map((c) => sha256Hex(c.raw)));
+    const out: string[] = [];
+    for (const r of await this.#activeRecords()) {
+      const chain = r.ek?.certificate?.chainSha256;
+      if (chain === undefined) continue;
+      if (chain.length === 0 || !chain.every((h) => trusted.has(h))) out.push(r.runtimeId);
+    }
+    return out;
+  }
+
+  /** Ends the attested session of each runtime; how many were live. */
+  endSessions(runtimeIds: readonly string[]): number {
+    let ended = 0;
+    for (const id of runtimeIds) {
+      if (this.#sessionByRuntime.has(id)) ended += 1;
+      this.#endSession(id);
+      this.#nonces.forget(id);
+    }
+    return ended;
+  }
+
   #endSession(runtimeId: string): void {
     const current = this.#sessionByRuntime.get(runtimeId);
     if (current !== undefined) this.#sessions.delete(current);

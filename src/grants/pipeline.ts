@@ -1140,6 +1140,69 @@ export class GrantService {
     });
   }
 
+  /**
+   * Revoke every live grant of `runtimeIds` and their live descendants for a trust change
+   * (src/grants/trust-cascade.ts): one `grant.revoke` entry whose subject names the change,
+   * with reasons `by:<actor>`, the cause, `runtimes:<n>`, `runtimeIds:<hex SHA-256 of JCS(the
+   * sorted ids)>`, then `count:`, `ids:` and the ids as for any revoke; written even when no
+   * grant was live (the runtimes' sessions ended with it). The roots involved are held in
+   * sorted order, as by `revokeRuntime`.
+   */
+  async revokeRuntimes(
+    runtimeIds: readonly string[],
+    cause: { readonly subject: string; readonly reason: string },
+    actor: string,
+    now: Date,
+  ): Promise<{ runtimes: number; revoked: string[]; auditSeq: number }> {
+    const nowMs = now.getTime();
+    const runtimes = [...new Set(runtimeIds)].sort();
+    const own: GrantRecord[] = [];
+    for (const runtimeId of runtimes) {
+      for (const id of await this.#storeCall(() => this.#deps.store.grantsOf(runtimeId))) {
+        const r = await this.#storeCall(() => this.#deps.store.get(id));
+        if (r !== undefined && r.runtimeId === runtimeId) own.push(r);
+      }
+    }
+    const roots = [...new Set(own.map((r) => r.root))].sort();
+    const underAll = async <T>(i: number, fn: () => Promise<T>): Promise<T> => {
+      const root = roots[i];
+      if (root === undefined) return fn();
+      return this.#roots.exclusive(root, () => underAll(i + 1, fn));
+    };
+    return underAll(0, async () => {
+      const ids = (await this.#liveSubtree(own, nowMs)).map((r) => r.grantId);
+      const at = now.toISOString();
+      const runtimesDigest = sha256Hex(jcs(runtimes));
+      const { reasons, idsDigest } = revokeReasons(
+        [
+          `by:${actor}`,
+          cause.reason,
+          `runtimes:${runtimes.length}`,
+          `runtimeIds:${runtimesDigest}`,
+        ],
+        ids,
+      );
+      const entry = await this.#append({
+        type: 'grant.revoke',
+        subject: cause.subject,
+        decision: 'revoked',
+        reasons,
+        digest: sha256Hex(
+          jcs({ cause: cause.subject, runtimes, revoked: ids, idsDigest, actor, at }),
+        ),
+        facts: {
+          grant: null,
+          runtime: null,
+          actor: auditText(actor),
+          count: ids.length,
+          idsDigest,
+        },
+      });
+      await this.#markRevoked(ids, at);
+      return { runtimes: runtimes.length, revoked: ids, auditSeq: entry.seq };
+    });
+  }
+
   /** The live ones among `starts` and all their descendants, each once, in walk order. */
   async #liveSubtree(starts: readonly GrantRecord[], nowMs: number): Promise<GrantRecord[]> {
     const isLive = (r: GrantRecord): boolean => r.revokedAt === null && r.exp * 1000 > nowMs;
