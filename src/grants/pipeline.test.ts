@@ -1364,3 +1364,64 @@ describe('the policy context (issue 18)', () => {
     expect(f.events.filter((e) => e.type === 'grant.decision')).toHaveLength(0);
   });
 });
+
+describe('revokeRuntimes: a trust change cascade (issue 18)', () => {
+  it('40 runtimes with a live grant each: one entry within the log limits, with both counts', async () => {
+    const f = new Fakes();
+    const runtimes: string[] = [];
+    for (let i = 0; i < 40; i += 1) {
+      const id = `rt_many${String(i).padStart(2, '0')}`;
+      runtimes.push(id);
+      f.addRuntime(id, {});
+      await f.store.create({
+        grantId: `gr_${id}`,
+        runtimeId: id,
+        action: 'tickets.read',
+        resource: 'ticket:1',
+        audience: 'gw_tickets',
+        parent: null,
+        root: `gr_${id}`,
+        depth: 0,
+        iat: NOW.getTime() / 1000 - 10,
+        exp: NOW.getTime() / 1000 + 50,
+        auditSeq: 0,
+        revokedAt: null,
+        redemption: null,
+      });
+    }
+    const out = await f
+      .service()
+      .revokeRuntimes(
+        runtimes,
+        { subject: 'refpolicy:fleet', reason: 'cause:refpolicy.disable' },
+        'operator:tok_1',
+        NOW,
+      );
+    expect(out.runtimes).toBe(40);
+    expect(out.revoked).toHaveLength(40);
+    const entry = f.events.at(-1);
+    expect(entry).toMatchObject({ type: 'grant.revoke', subject: 'refpolicy:fleet' });
+    expect(entry?.reasons?.length).toBeLessThanOrEqual(32);
+    const runtimeIds = createHash('sha256')
+      .update(JSON.stringify([...runtimes].sort()))
+      .digest('hex');
+    expect(entry?.reasons?.slice(0, 6)).toEqual([
+      'by:operator:tok_1',
+      'cause:refpolicy.disable',
+      'runtimes:40',
+      `runtimeIds:${runtimeIds}`,
+      'count:40',
+      expect.stringMatching(/^ids:[0-9a-f]{64}$/),
+    ]);
+    expect((await f.store.get('gr_rt_many07'))?.revokedAt).toBe(NOW.toISOString());
+  });
+
+  it('no live grant: the entry still counts the runtimes (their sessions ended)', async () => {
+    const f = new Fakes();
+    const out = await f
+      .service()
+      .revokeRuntimes([RT], { subject: 'ekca:sha256:aa', reason: 'cause:ekca.replace' }, 'x', NOW);
+    expect(out).toMatchObject({ runtimes: 1, revoked: [] });
+    expect(f.events.at(-1)?.reasons).toEqual(expect.arrayContaining(['runtimes:1', 'count:0']));
+  });
+});
