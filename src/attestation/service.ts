@@ -28,6 +28,7 @@ import {
 import {
   ActivationFailedError,
   EkAlreadyEnrolledError,
+  EkCertificateUntrustedError,
   EkRevokedError,
   EnrollmentExpiredError,
   EkPublicInvalidError,
@@ -388,6 +389,8 @@ export class AttestationService {
   readonly #nonces: NonceStore;
   readonly #sessions = new Map<string, AttestedSession>();
   readonly #sessionByRuntime = new Map<string, string>();
+  /** SHA-256 of each trusted EK CA, for the bundle in use (recomputed when it is replaced). */
+  #caDigests: { cas: readonly X509Certificate[]; digests: Set<string> } | undefined;
   readonly #queue = new KeyedQueue();
   readonly #measuredBoot: MeasuredBoot;
 
@@ -978,6 +981,11 @@ export class AttestationService {
     if (record.state !== 'active') throw new RuntimeStateInvalidError();
     const policy = policyForLabels(this.#config.referencePolicies, record.labels);
     if (policy === undefined) throw new ReferencePolicyUnknownError();
+    // An EK a CA vouched for stands only while the appliance trusts that CA: after an
+    // operator replaced the bundle without it, the runtime's identity is vouched for by no one.
+    if (!this.#ekChainTrusted(record)) {
+      throw new EkCertificateUntrustedError('the EK certificate no longer chains to a trusted CA');
+    }
     const akPublic = this.#akPublic(record.akPublic);
     // Check, verify and consume in one synchronous step (no await between): of two attempts
     // with one nonce, the second sees it consumed.
@@ -1103,6 +1111,18 @@ export class AttestationService {
       if (chain.length === 0 || !chain.every((h) => trusted.has(h))) out.push(r.runtimeId);
     }
     return out;
+  }
+
+  /** Whether the runtime's recorded EK chain (if it has one) is wholly in the trusted CAs. */
+  #ekChainTrusted(record: RuntimeRecord): boolean {
+    const chain = record.ek?.certificate?.chainSha256;
+    if (chain === undefined) return true;
+    const cas = this.#config.trustedEkCas;
+    if (this.#caDigests?.cas !== cas) {
+      this.#caDigests = { cas, digests: new Set(cas.map((c) => sha256Hex(c.raw))) };
+    }
+    const trusted = this.#caDigests.digests;
+    return chain.length > 0 && chain.every((h) => trusted.has(h));
   }
 
   /** Ends the attested session of each runtime; how many were live. */

@@ -3,7 +3,8 @@
  * swtpm, SoftHSM2, Cedar over policies/default, LevelDB, the anchored audit log): disabling
  * or replacing the reference policy a runtime's attestation rested on, and replacing the EK
  * CA bundle so that its EK no longer chains, end its session and revoke its live grants and
- * their descendants, audited with counts in one entry; a revoked grant then refuses redeem.
+ * their descendants, audited with counts in one entry; a revoked grant then refuses redeem,
+ * and a runtime whose EK CA was dropped cannot attest again until it is trusted again.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -184,5 +185,11 @@ describe('trust withdrawn cascades to sessions and grants', () => {
     );
     // The bundle that kept the CA wrote no cascade.
     expect(await cascadeEntries(`ekca:sha256:${kept.sha256}`)).toEqual([]);
+    // And the runtime cannot simply attest again: its EK is vouched for by no trusted CA.
+    await expect(attest(rig, payments)).rejects.toThrow(/422 .*ek_certificate_untrusted/);
+    // Until an operator trusts its CA again.
+    await trust.replaceEkCa(rig.runtimeTpm.ekCaPem, OP);
+    session = await attest(rig, payments);
+    expect(rig.attestation.sessionFor(session.attestationId)).toBeDefined();
   }, 180_000);
 });
