@@ -35,7 +35,7 @@ import {
   loadReferencePolicies,
   type AttestationService,
 } from './attestation/index.js';
-import { createGrants, type GrantService } from './grants/index.js';
+import { TrustCascade, createGrants, type GrantService } from './grants/index.js';
 import { createKeys, type KeyService } from './keys/index.js';
 import { MeteredSigner } from './keys/signer.metered.js';
 import { approvalPolicyFromSettings, createOperators, type Operators } from './operators/index.js';
@@ -571,6 +571,8 @@ export async function openAppliance(
         policy: policyWorkers ?? policy,
         audit,
         keys,
+        // Policies see which enrolled gateways hold a grant's audience (issue 18).
+        gateways: operators.gateways,
         onUnreleased: (outcome) => {
           if ('error' in outcome) {
             logger?.error(
@@ -586,6 +588,16 @@ export async function openAppliance(
         },
       },
     );
+
+    // Trust an operator withdraws takes the sessions and grants that rested on it (issue 18).
+    if (config.attestation.trustChangeCascade) {
+      const cascade = new TrustCascade({
+        attestation,
+        grants,
+        ...(options.now === undefined ? {} : { now: () => new Date((options.now ?? Date.now)()) }),
+      });
+      attestationTrust.onTrustWithdrawn((change) => cascade.apply(change));
+    }
 
     return {
       config,

@@ -116,6 +116,7 @@ export {
   type EnrollmentRulesView,
   type ReferencePolicyView,
   type TrustActor,
+  type TrustWithdrawal,
 } from './registrar.js';
 export {
   loadEnrollmentRules,

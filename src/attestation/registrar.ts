@@ -83,6 +83,26 @@ export interface EnrollmentRulesView {
   readonly ruleSet: unknown;
 }
 
+/**
+ * A change that withdraws trust some runtimes rested on (issue 18), told to the listener
+ * (`onTrustWithdrawn`) after it applied: a reference policy disabled or replaced (with the
+ * enabled policies as they were before, which runtimes' quotes were verified against), or
+ * the EK CA bundle replaced (with the CAs now trusted).
+ */
+export type TrustWithdrawal =
+  | {
+      readonly kind: 'refpolicy.disable' | 'refpolicy.put';
+      readonly name: string;
+      readonly previous: readonly ReferencePolicy[];
+      readonly actor: TrustActor;
+    }
+  | {
+      readonly kind: 'ekca.replace';
+      readonly sha256: string;
+      readonly cas: readonly X509Certificate[];
+      readonly actor: TrustActor;
+    };
+
 export interface AttestationTrustOptions {
   /** The configured bundle (GRANTOR_EK_CA_BUNDLE), used until an operator replaces it. */
   readonly configuredEkCaPem: string;
@@ -209,6 +229,7 @@ export class AttestationTrust {
   readonly #now: () => Date;
   // One change at a time: each reads the state the previous one left.
   #tail: Promise<unknown> = Promise.resolve();
+  #onWithdrawn: ((change: TrustWithdrawal) => Promise<unknown>) | undefined;
 
   private constructor(
     ekCa: EkCaState,
@@ -259,6 +280,19 @@ export class AttestationTrust {
     );
     trust.#put = put;
     return trust;
+  }
+
+  /**
+   * Called after each change that withdraws trust, within the change's turn (the next
+   * change waits for it): the cascade to the sessions and grants that rested on it
+   * (src/grants/trust-cascade.ts). Its failure is the change's answer; the change stands.
+   */
+  onTrustWithdrawn(listener: (change: TrustWithdrawal) => Promise<unknown>): void {
+    this.#onWithdrawn = listener;
+  }
+
+  async #withdrawn(change: TrustWithdrawal): Promise<void> {
+    await this.#onWithdrawn?.(change);
   }
 
   /** The trust anchors enrollment uses now. */
@@ -383,6 +417,7 @@ export class AttestationTrust {
       });
       await rename(tmp, path);
       this.#ekCa = next;
+      await this.#withdrawn({ kind: 'ekca.replace', sha256, cas, actor });
       return this.ekCa();
     });
   }
@@ -409,6 +444,7 @@ export class AttestationTrust {
   ): Promise<ReferencePolicyView> {
     return this.#serial(async () => {
       this.#policies.check(name, !enabled);
+      const previous = this.#policies.enabled;
       const now = this.#now();
       const next = this.#policies.next(
         name,
@@ -425,6 +461,7 @@ export class AttestationTrust {
       });
       await rename(tmp, path);
       this.#policies.apply(next);
+      if (!enabled) await this.#withdrawn({ kind: 'refpolicy.disable', name, previous, actor });
       const view = this.referencePolicyViews().find((p) => p.name === name);
       if (view === undefined) throw new TypeError(`reference policy ${name} vanished`);
       return view;
@@ -490,8 +527,17 @@ export class AttestationTrust {
       const all = this.#policies.list().map((p) => p.policy);
       const merged =
         existing === undefined ? [...all, policy] : all.map((p) => (p.name === name ? policy : p));
+      const previousEnabled = this.#policies.enabled;
       this.#policies = new ReferencePolicyRegistry(merged, this.#policies.disabled);
       this.#put = next;
+      if (existing !== undefined) {
+        await this.#withdrawn({
+          kind: 'refpolicy.put',
+          name,
+          previous: previousEnabled,
+          actor,
+        });
+      }
       return {
         name,
         sha256,

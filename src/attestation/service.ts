@@ -28,6 +28,7 @@ import {
 import {
   ActivationFailedError,
   EkAlreadyEnrolledError,
+  EkCertificateUntrustedError,
   EkRevokedError,
   EnrollmentExpiredError,
   EkPublicInvalidError,
@@ -388,6 +389,8 @@ export class AttestationService {
   readonly #nonces: NonceStore;
   readonly #sessions = new Map<string, AttestedSession>();
   readonly #sessionByRuntime = new Map<string, string>();
+  /** SHA-256 of each trusted EK CA, for the bundle in use (recomputed when it is replaced). */
+  #caDigests: { cas: readonly X509Certificate[]; digests: Set<string> } | undefined;
   readonly #queue = new KeyedQueue();
   readonly #measuredBoot: MeasuredBoot;
 
@@ -978,6 +981,11 @@ export class AttestationService {
     if (record.state !== 'active') throw new RuntimeStateInvalidError();
     const policy = policyForLabels(this.#config.referencePolicies, record.labels);
     if (policy === undefined) throw new ReferencePolicyUnknownError();
+    // An EK a CA vouched for stands only while the appliance trusts that CA: after an
+    // operator replaced the bundle without it, the runtime's identity is vouched for by no one.
+    if (!this.#ekChainTrusted(record)) {
+      throw new EkCertificateUntrustedError('the EK certificate no longer chains to a trusted CA');
+    }
     const akPublic = this.#akPublic(record.akPublic);
     // Check, verify and consume in one synchronous step (no await between): of two attempts
     // with one nonce, the second sees it consumed.
@@ -1053,6 +1061,79 @@ export class AttestationService {
         current,
       }),
     });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Trust changes (issue 18): who rested on what an operator withdrew
+
+  /** Every active runtime record, in id order (operator acts only: a full scan). */
+  async #activeRecords(): Promise<RuntimeRecord[]> {
+    const out: RuntimeRecord[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.#store.scan(after, 512);
+      for (const r of page) if (r.state === 'active') out.push(r);
+      const last = page.at(-1);
+      if (page.length < 512 || last === undefined) return out;
+      after = last.runtimeId;
+    }
+  }
+
+  /**
+   * The active runtimes whose attestation rests on reference policy `name`: those whose
+   * labels select it among `policies` (the enabled set before the change: what their quotes
+   * were verified against), and any whose live session was verified against it.
+   */
+  async runtimesOnReferencePolicy(
+    name: string,
+    policies: readonly ReferencePolicy[],
+  ): Promise<string[]> {
+    const ids = new Set<string>();
+    for (const s of this.#sessions.values()) if (s.referencePolicy === name) ids.add(s.runtimeId);
+    for (const r of await this.#activeRecords()) {
+      if (policyForLabels(policies, r.labels)?.name === name) ids.add(r.runtimeId);
+    }
+    return [...ids].sort();
+  }
+
+  /**
+   * The active runtimes enrolled with an EK certificate whose verified chain is no longer
+   * wholly in `cas` (by SHA-256 of each CA certificate): their EK no longer chains to what
+   * the appliance trusts. Runtimes enrolled with a bare EK key were vouched for by an
+   * operator, not a CA, and are not affected.
+   */
+  async runtimesOutsideEkCas(cas: readonly X509Certificate[]): Promise<string[]> {
+    const trusted = new Set(cas.map((c) => sha256Hex(c.raw)));
+    const out: string[] = [];
+    for (const r of await this.#activeRecords()) {
+      const chain = r.ek?.certificate?.chainSha256;
+      if (chain === undefined) continue;
+      if (chain.length === 0 || !chain.every((h) => trusted.has(h))) out.push(r.runtimeId);
+    }
+    return out;
+  }
+
+  /** Whether the runtime's recorded EK chain (if it has one) is wholly in the trusted CAs. */
+  #ekChainTrusted(record: RuntimeRecord): boolean {
+    const chain = record.ek?.certificate?.chainSha256;
+    if (chain === undefined) return true;
+    const cas = this.#config.trustedEkCas;
+    if (this.#caDigests?.cas !== cas) {
+      this.#caDigests = { cas, digests: new Set(cas.map((c) => sha256Hex(c.raw))) };
+    }
+    const trusted = this.#caDigests.digests;
+    return chain.length > 0 && chain.every((h) => trusted.has(h));
+  }
+
+  /** Ends the attested session of each runtime; how many were live. */
+  endSessions(runtimeIds: readonly string[]): number {
+    let ended = 0;
+    for (const id of runtimeIds) {
+      if (this.#sessionByRuntime.has(id)) ended += 1;
+      this.#endSession(id);
+      this.#nonces.forget(id);
+    }
+    return ended;
   }
 
   #endSession(runtimeId: string): void {

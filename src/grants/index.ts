@@ -100,6 +100,7 @@ export {
   type RevokeResult,
 } from './pipeline.js';
 export { MemoryGrantStore, type GrantRecord, type GrantStore } from './grant-store.port.js';
+export { TrustCascade, type TrustCascadeDeps, type TrustCascadeResult } from './trust-cascade.js';
 export { RequestPruner, type PruneSettings } from './replay.js';
 export { NOT_RELEASED, markUnreleased } from './unreleased.js';
 export {

@@ -12,6 +12,7 @@ import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { GrantorError, UnavailableError } from '../shared/errors.js';
 import { MemoryGrantStore, type GrantRecord } from './grant-store.port.js';
 import { GrantService, jwkThumbprint, lowS, type GrantsConfig } from './pipeline.js';
+import type { AudienceGateways } from './cedar-context.js';
 import {
   requestDigest,
   sessionSigningInput,
@@ -63,6 +64,8 @@ class Fakes {
   signFails: (() => Error) | undefined;
   policyFails: (() => Error) | undefined;
   decision: (req: PolicyRequest) => PolicyDecision = () => allow();
+  /** The enrolled gateways per audience (issue 18); undefined: no port wired. */
+  gateways: AudienceGateways | undefined;
   verifyQuoteFails: (() => Error) | undefined;
   seq = 0;
 
@@ -192,6 +195,7 @@ class Fakes {
           },
         },
         store: this.store,
+        ...(this.gateways === undefined ? {} : { gateways: this.gateways }),
       },
     );
   }
@@ -722,6 +726,8 @@ describe('GrantService.request: lineage', () => {
       root: 'gr_parent',
       parentAction: 'payments.transfer',
       delegated: false,
+      parentResource: 'acct:1',
+      parentRuntime: { id: RT, labels: { team: 'payments' } },
     });
     expect(await f.store.children('gr_parent')).toEqual([issued.grantId]);
   });
@@ -1292,4 +1298,130 @@ describe('refusals on the record (issue 16)', () => {
     expect(counted).toBeGreaterThan(0);
     expect(refused.length + counted).toBeLessThanOrEqual(10_000);
   }, 60_000);
+});
+
+describe('the policy context (issue 18)', () => {
+  it('a root grant: the audience and the gateways holding it; no parent', async () => {
+    const f = new Fakes();
+    const asked: string[] = [];
+    f.gateways = {
+      serving: (audience) => {
+        asked.push(audience);
+        return Promise.resolve([{ id: 'gw_00000000000000aa', name: 'tickets' }]);
+      },
+    };
+    await f.service().request(signRequest(body(), f.key.privateKey), NOW);
+    expect(asked).toEqual(['gw_tickets']);
+    expect(f.policyCalls[0]?.audience).toEqual({
+      name: 'gw_tickets',
+      gateways: [{ id: 'gw_00000000000000aa', name: 'tickets' }],
+    });
+    expect(f.policyCalls[0]?.lineage).toMatchObject({ parentResource: null, parentRuntime: null });
+  });
+
+  it("a delegated child: the parent's resource, runtime and assigned (not requested) labels", async () => {
+    const f = new Fakes();
+    f.addRuntime('rt_parent', { team: 'ops' });
+    const view = f.runtimes.get('rt_parent');
+    if (view !== undefined) {
+      f.runtimes.set('rt_parent', { ...view, requestedLabels: { team: 'payments', env: 'x' } });
+    }
+    await f.store.create({
+      grantId: 'gr_p',
+      runtimeId: 'rt_parent',
+      action: 'payments.transfer',
+      resource: 'acct:77',
+      audience: 'gw_payments',
+      parent: null,
+      root: 'gr_p',
+      depth: 0,
+      iat: NOW.getTime() / 1000 - 10,
+      exp: NOW.getTime() / 1000 + 50,
+      auditSeq: 0,
+      revokedAt: null,
+      redemption: null,
+    });
+    await f.service().request(signRequest(body({ parentGrantId: 'gr_p' }), f.key.privateKey), NOW);
+    expect(f.policyCalls[0]?.lineage).toEqual({
+      depth: 1,
+      root: 'gr_p',
+      parentAction: 'payments.transfer',
+      delegated: true,
+      parentResource: 'acct:77',
+      parentRuntime: { id: 'rt_parent', labels: { team: 'ops' } },
+    });
+    // No gateway port: policies see none (a rule that needs one denies).
+    expect(f.policyCalls[0]?.audience).toEqual({ name: 'gw_tickets', gateways: [] });
+  });
+
+  it('the gateways cannot be read: policy_unavailable, nothing decided, signed or recorded', async () => {
+    const f = new Fakes();
+    f.gateways = { serving: () => Promise.reject(new Error('LevelDB closed')) };
+    const req = signRequest(body(), f.key.privateKey);
+    expect(await code(f.service().request(req, NOW))).toBe('policy_unavailable');
+    expect(f.policyCalls).toHaveLength(0);
+    expect(f.signed).toHaveLength(0);
+    expect(f.events.filter((e) => e.type === 'grant.decision')).toHaveLength(0);
+  });
+});
+
+describe('revokeRuntimes: a trust change cascade (issue 18)', () => {
+  it('40 runtimes with a live grant each: one entry within the log limits, with both counts', async () => {
+    const f = new Fakes();
+    const runtimes: string[] = [];
+    for (let i = 0; i < 40; i += 1) {
+      const id = `rt_many${String(i).padStart(2, '0')}`;
+      runtimes.push(id);
+      f.addRuntime(id, {});
+      await f.store.create({
+        grantId: `gr_${id}`,
+        runtimeId: id,
+        action: 'tickets.read',
+        resource: 'ticket:1',
+        audience: 'gw_tickets',
+        parent: null,
+        root: `gr_${id}`,
+        depth: 0,
+        iat: NOW.getTime() / 1000 - 10,
+        exp: NOW.getTime() / 1000 + 50,
+        auditSeq: 0,
+        revokedAt: null,
+        redemption: null,
+      });
+    }
+    const out = await f
+      .service()
+      .revokeRuntimes(
+        runtimes,
+        { subject: 'refpolicy:fleet', reason: 'cause:refpolicy.disable' },
+        'operator:tok_1',
+        NOW,
+      );
+    expect(out.runtimes).toBe(40);
+    expect(out.revoked).toHaveLength(40);
+    const entry = f.events.at(-1);
+    expect(entry).toMatchObject({ type: 'grant.revoke', subject: 'refpolicy:fleet' });
+    expect(entry?.reasons?.length).toBeLessThanOrEqual(32);
+    const runtimeIds = createHash('sha256')
+      .update(JSON.stringify([...runtimes].sort()))
+      .digest('hex');
+    expect(entry?.reasons?.slice(0, 6)).toEqual([
+      'by:operator:tok_1',
+      'cause:refpolicy.disable',
+      'runtimes:40',
+      `runtimeIds:${runtimeIds}`,
+      'count:40',
+      expect.stringMatching(/^ids:[0-9a-f]{64}$/),
+    ]);
+    expect((await f.store.get('gr_rt_many07'))?.revokedAt).toBe(NOW.toISOString());
+  });
+
+  it('no live grant: the entry still counts the runtimes (their sessions ended)', async () => {
+    const f = new Fakes();
+    const out = await f
+      .service()
+      .revokeRuntimes([RT], { subject: 'ekca:sha256:aa', reason: 'cause:ekca.replace' }, 'x', NOW);
+    expect(out).toMatchObject({ runtimes: 1, revoked: [] });
+    expect(f.events.at(-1)?.reasons).toEqual(expect.arrayContaining(['runtimes:1', 'count:0']));
+  });
 });

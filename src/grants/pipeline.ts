@@ -74,6 +74,7 @@ import {
 } from './request.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import { RootLocks } from './root-lock.js';
+import { policyRequestFor, type AudienceGateways } from './cedar-context.js';
 import { GrantRefusalWindow, type RefusalWindowOptions } from './refusals.js';
 
 export interface GrantsConfig {
@@ -104,6 +105,8 @@ export interface GrantsDeps {
   readonly keys: Pick<KeyService, 'signGrantToken'> & Partial<Pick<KeyService, 'activeGrantKid'>>;
   readonly store: GrantStore;
   readonly random?: (n: number) => Buffer;
+  /** The enrolled gateways per audience, for the policy context (absent: none known). */
+  readonly gateways?: AudienceGateways;
 }
 
 export interface IssuedGrant {
@@ -480,24 +483,10 @@ export class GrantService {
     link: ParentLink | undefined,
   ): Promise<IssuedGrant> {
     const grantId = `gr_${this.#random(16).toString('base64url')}`;
-    const policyRequest: PolicyRequest = {
-      runtime: { id: runtime.runtimeId, name: runtime.name, labels: { ...runtime.labels } },
-      action: req.action,
-      resource: req.resource,
-      attestation: {
-        pcrPolicy: runtime.referencePolicy ?? '',
-        resetSeen: proven.resetSeen,
-        sessionAgeSeconds: proven.sessionAgeSeconds,
-        proofMode: req.proof.mode,
-      },
-      lineage: {
-        depth: link?.depth ?? 0,
-        root: link?.parent.root ?? '',
-        parentAction: link?.parent.action ?? null,
-        delegated: link?.delegated ?? false,
-      },
-      ttlSeconds: req.ttlSeconds,
-    };
+    const policyRequest = await policyRequestFor(
+      { req, runtime, proof: proven, link },
+      { attestation: this.#deps.attestation, gateways: this.#deps.gateways },
+    );
     const decision = await this.#decide(policyRequest);
 
     const bodyText = unsignedRequestText(req.body);
@@ -1149,6 +1138,69 @@ export class GrantService {
       });
       await this.#markRevoked(ids, at);
       return { runtimeId, revoked: ids, auditSeq: entry.seq };
+    });
+  }
+
+  /**
+   * Revoke every live grant of `runtimeIds` and their live descendants for a trust change
+   * (src/grants/trust-cascade.ts): one `grant.revoke` entry whose subject names the change,
+   * with reasons `by:<actor>`, the cause, `runtimes:<n>`, `runtimeIds:<hex SHA-256 of JCS(the
+   * sorted ids)>`, then `count:`, `ids:` and the ids as for any revoke; written even when no
+   * grant was live (the runtimes' sessions ended with it). The roots involved are held in
+   * sorted order, as by `revokeRuntime`.
+   */
+  async revokeRuntimes(
+    runtimeIds: readonly string[],
+    cause: { readonly subject: string; readonly reason: string },
+    actor: string,
+    now: Date,
+  ): Promise<{ runtimes: number; revoked: string[]; auditSeq: number }> {
+    const nowMs = now.getTime();
+    const runtimes = [...new Set(runtimeIds)].sort();
+    const own: GrantRecord[] = [];
+    for (const runtimeId of runtimes) {
+      for (const id of await this.#storeCall(() => this.#deps.store.grantsOf(runtimeId))) {
+        const r = await this.#storeCall(() => this.#deps.store.get(id));
+        if (r !== undefined && r.runtimeId === runtimeId) own.push(r);
+      }
+    }
+    const roots = [...new Set(own.map((r) => r.root))].sort();
+    const underAll = async <T>(i: number, fn: () => Promise<T>): Promise<T> => {
+      const root = roots[i];
+      if (root === undefined) return fn();
+      return this.#roots.exclusive(root, () => underAll(i + 1, fn));
+    };
+    return underAll(0, async () => {
+      const ids = (await this.#liveSubtree(own, nowMs)).map((r) => r.grantId);
+      const at = now.toISOString();
+      const runtimesDigest = sha256Hex(jcs(runtimes));
+      const { reasons, idsDigest } = revokeReasons(
+        [
+          `by:${actor}`,
+          cause.reason,
+          `runtimes:${runtimes.length}`,
+          `runtimeIds:${runtimesDigest}`,
+        ],
+        ids,
+      );
+      const entry = await this.#append({
+        type: 'grant.revoke',
+        subject: cause.subject,
+        decision: 'revoked',
+        reasons,
+        digest: sha256Hex(
+          jcs({ cause: cause.subject, runtimes, revoked: ids, idsDigest, actor, at }),
+        ),
+        facts: {
+          grant: null,
+          runtime: null,
+          actor: auditText(actor),
+          count: ids.length,
+          idsDigest,
+        },
+      });
+      await this.#markRevoked(ids, at);
+      return { runtimes: runtimes.length, revoked: ids, auditSeq: entry.seq };
     });
   }
 

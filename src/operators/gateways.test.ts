@@ -33,6 +33,23 @@ async function code(p: Promise<unknown>): Promise<string> {
 const ADMIN = { id: 'tok_0123456789abcdef', person: 'alice' };
 
 describe('GatewayRegistry', () => {
+  it('serving(audience): the unrevoked, unexpired gateways holding it (the policy context)', async () => {
+    const { reg, clock } = registry({ now: T0 });
+    const a = await reg.enroll({ name: 'a', audiences: ['gw_payments'], ttlSeconds: 60 }, ADMIN);
+    const b = await reg.enroll({ name: 'b', audiences: ['gw_payments', 'gw_x'] }, ADMIN);
+    const c = await reg.enroll({ name: 'c', audiences: ['gw_x'] }, ADMIN);
+    const ids = async (aud: string) => (await reg.serving(aud)).map((g) => g.id).sort();
+    expect(await ids('gw_payments')).toEqual([a.gateway.id, b.gateway.id].sort());
+    expect(await reg.serving('gw_x')).toEqual(
+      expect.arrayContaining([{ id: c.gateway.id, name: 'c' }]),
+    );
+    expect(await ids('gw_none')).toEqual([]);
+    await reg.revoke(b.gateway.id, ADMIN);
+    expect(await ids('gw_payments')).toEqual([a.gateway.id]);
+    clock.now = new Date(T0.getTime() + 61_000);
+    expect(await ids('gw_payments')).toEqual([]);
+  });
+
   it('enrolls, authenticates, lists without the hash, revokes; audited before each change', async () => {
     const { reg, events, store } = registry();
     const { token, gateway } = await reg.enroll(

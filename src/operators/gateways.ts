@@ -123,6 +123,20 @@ export class GatewayRegistry {
     return records.map(info).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
+  /**
+   * The enrolled gateways that hold `audience` now (unrevoked, unexpired): the only ones
+   * that can redeem a grant for it. The grant pipeline shows them to policies.
+   */
+  async serving(audience: string): Promise<{ id: string; name: string }[]> {
+    const now = this.clock();
+    return (await this.store.list())
+      .filter(
+        (r) =>
+          r.revokedAt === undefined && !expired(r.expiresAt, now) && r.audiences.includes(audience),
+      )
+      .map((r) => ({ id: r.id, name: r.name }));
+  }
+
   /** Revokes gateway `id` (audited first); its token fails from the next request on. */
   async revoke(id: string, admin: GatewayAdmin): Promise<GatewayInfo> {
     const record = await this.store.get(id);

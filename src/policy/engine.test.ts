@@ -549,3 +549,80 @@ describe('engine failure fails closed', () => {
     expect(await policyReadinessProbe(e).check()).toEqual({ ok: true });
   });
 });
+
+describe('the request whole in the context (issue 18)', () => {
+  const child = (over: Partial<PolicyRequest['lineage']> = {}): PolicyRequest['lineage'] => ({
+    depth: 1,
+    root: 'gr_root',
+    parentAction: 'tickets.read',
+    delegated: true,
+    parentResource: 'ticket:1',
+    parentRuntime: { id: 'rt_parent', labels: { team: 'ops', undeclared: 'x' } },
+    ...over,
+  });
+
+  it('the parent resource compares with the resource; a root grant has Resource::""', async () => {
+    await writeSet({
+      'a.cedar': `@id("same") permit(principal, action, resource)
+        when { resource == context.lineage.parentResource };`,
+    });
+    const e = engine();
+    await e.reload();
+    expect(e.decide(request({ lineage: child() })).decision).toBe('allow');
+    expect(e.decide(request({ lineage: child({ parentResource: 'ticket:2' }) })).decision).toBe(
+      'deny',
+    );
+    // A root grant: "" is no resource a request can name.
+    expect(e.decide(request()).decision).toBe('deny');
+  });
+
+  it("the parent's runtime and its declared labels (undeclared ones dropped)", async () => {
+    await writeSet({
+      'a.cedar': `@id("ops-parent") permit(principal, action, resource)
+        when { context.lineage.parentRuntime == "rt_parent" &&
+               context.lineage.parentLabels has team && context.lineage.parentLabels.team == "ops" };`,
+    });
+    const e = engine();
+    await e.reload();
+    expect(e.decide(request({ lineage: child() })).decision).toBe('allow');
+    const other = child({ parentRuntime: { id: 'rt_parent', labels: { team: 'support' } } });
+    expect(e.decide(request({ lineage: other })).decision).toBe('deny');
+    expect(e.decide(request()).decision).toBe('deny');
+  });
+
+  it('the audience and the gateways holding it, as sets of ids and names', async () => {
+    await writeSet({
+      'a.cedar': `@id("gw") permit(principal, action, resource)
+        when { context.audience.name == "gw_tickets" &&
+               !context.audience.gateways.isEmpty() &&
+               ["gw_a", "gw_b"].containsAll(context.audience.gateways) &&
+               context.audience.gatewayNames.contains("tickets-1") };`,
+    });
+    const e = engine();
+    await e.reload();
+    const aud = (gateways: { id: string; name: string }[], name = 'gw_tickets') => ({
+      audience: { name, gateways },
+    });
+    const a = { id: 'gw_a', name: 'tickets-1' };
+    expect(e.decide(request(aud([a, a]))).decision).toBe('allow');
+    expect(e.decide(request(aud([a, { id: 'gw_c', name: 'tickets-1' }]))).decision).toBe('deny');
+    expect(e.decide(request(aud([]))).decision).toBe('deny');
+    expect(e.decide(request(aud([a], 'gw_payments'))).decision).toBe('deny');
+    // No audience given: "" and no gateway.
+    expect(e.decide(request()).decision).toBe('deny');
+  });
+
+  it('a malformed context value is bad_request, never a decision', async () => {
+    const e = engine();
+    await e.reload();
+    const bad = [
+      request({ audience: { name: 'x', gateways: [{ id: '', name: 'n' }] } }),
+      request({ audience: { name: 'x'.repeat(5000), gateways: [] } }),
+      request({ lineage: child({ parentResource: '' }) }),
+      request({ lineage: child({ parentRuntime: { id: '', labels: {} } }) }),
+    ];
+    for (const r of bad) {
+      expect(() => e.decide(r)).toThrow(expect.objectContaining({ code: 'bad_request' }));
+    }
+  });
+});

@@ -78,6 +78,32 @@ function checkBool(name: string, value: unknown): boolean {
   return value;
 }
 
+/** The labels the schema declares (undeclared keys could not appear in a validated policy). */
+function declaredLabels(
+  name: string,
+  given: Readonly<Record<string, string>>,
+  declared: ReadonlySet<string>,
+): Record<string, CedarValueJson> {
+  const labels: Record<string, CedarValueJson> = {};
+  for (const [key, value] of Object.entries(given)) {
+    checkString(`${name}.${key}`, value, true);
+    if (declared.has(key)) labels[key] = value;
+  }
+  return labels;
+}
+
+/** A Cedar set (JSON array, each member once) of one member of each gateway. */
+function gatewaySet(name: string, gateways: unknown, key: 'id' | 'name'): string[] {
+  // The type says so, but callers build requests from parsed JSON: check at run time.
+  if (!Array.isArray(gateways)) invalid(`${name} must be a list`);
+  const out = new Set<string>();
+  for (const g of gateways as unknown[]) {
+    const value = typeof g === 'object' && g !== null ? (g as Record<string, unknown>)[key] : g;
+    out.add(checkString(`${name}.${key}`, value));
+  }
+  return [...out].sort();
+}
+
 function strictest(a: number | undefined, b: number | undefined): number | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;
@@ -138,6 +164,7 @@ export function canaryRequest(action: string): PolicyRequest {
     resource: 'canary',
     attestation: { pcrPolicy: '', resetSeen: false, sessionAgeSeconds: 0, proofMode: 'session' },
     lineage: { depth: 0, root: '', parentAction: null, delegated: false },
+    audience: { name: 'canary', gateways: [{ id: 'gw_canary', name: 'canary' }] },
     ttlSeconds: 1,
   };
 }
@@ -461,12 +488,7 @@ export class PolicyEngine {
     const name = checkString('runtime.name', req.runtime.name, true);
     const action = checkString('action', req.action);
     const resource = checkString('resource', req.resource);
-    const labels: Record<string, CedarValueJson> = {};
-    for (const [key, value] of Object.entries(req.runtime.labels)) {
-      checkString(`runtime.labels.${key}`, value, true);
-      // Undeclared keys cannot appear in a validated policy; the schema would refuse them.
-      if (set.labelKeys.has(key)) labels[key] = value;
-    }
+    const labels = declaredLabels('runtime.labels', req.runtime.labels, set.labelKeys);
     const { attestation: att, lineage: lin } = req;
     // The type says so, but callers build requests from parsed JSON: check at run time.
     const proofMode: string = att.proofMode;
@@ -475,6 +497,13 @@ export class PolicyEngine {
     }
     const parentAction =
       lin.parentAction === null ? '' : checkString('lineage.parentAction', lin.parentAction);
+    // A root grant has no parent: "" and no labels (policies test `depth > 0` first).
+    const parentResource =
+      lin.parentResource === undefined || lin.parentResource === null
+        ? ''
+        : checkString('lineage.parentResource', lin.parentResource);
+    const parentRuntime = lin.parentRuntime ?? null;
+    const audience = req.audience ?? { name: '', gateways: [] };
     const nowMs = this.#now();
     const context: Record<string, CedarValueJson> = {
       attestation: {
@@ -488,6 +517,20 @@ export class PolicyEngine {
         root: checkString('lineage.root', lin.root, true),
         parentAction,
         delegated: checkBool('lineage.delegated', lin.delegated),
+        // An entity, so a policy compares it with `resource` itself; Resource::"" (no request
+        // can name it: a resource is never empty) for a root grant.
+        parentResource: { __entity: { type: 'Resource', id: parentResource } },
+        parentRuntime:
+          parentRuntime === null ? '' : checkString('lineage.parentRuntime.id', parentRuntime.id),
+        parentLabels:
+          parentRuntime === null
+            ? {}
+            : declaredLabels('lineage.parentRuntime.labels', parentRuntime.labels, set.labelKeys),
+      },
+      audience: {
+        name: checkString('audience.name', audience.name, true),
+        gateways: gatewaySet('audience.gateways', audience.gateways, 'id'),
+        gatewayNames: gatewaySet('audience.gateways', audience.gateways, 'name'),
       },
       time: {
         epochSeconds: Math.floor(nowMs / 1000),

@@ -33,9 +33,32 @@ export interface PolicyRequest {
     readonly parentAction: string | null;
     /** The parent grant belongs to another runtime. */
     readonly delegated: boolean;
+    /** The parent grant's resource; absent or null for a root grant (Cedar sees ""). */
+    readonly parentResource?: string | null;
+    /**
+     * The parent grant's runtime and its labels as an operator or enrollment rule assigned
+     * them (never what a runtime asked for); absent or null for a root grant.
+     */
+    readonly parentRuntime?: PolicyParentRuntime | null;
   };
+  /**
+   * Where the grant may be executed: the requested audience and the enrolled gateways
+   * (unrevoked, unexpired) that hold it at decision time, the only ones that can redeem it.
+   * The pipeline always sets it; absent, Cedar sees `""` and no gateway.
+   */
+  readonly audience?: PolicyAudience;
   /** The lifetime the runtime asked for. */
   readonly ttlSeconds: number;
+}
+
+export interface PolicyParentRuntime {
+  readonly id: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface PolicyAudience {
+  readonly name: string;
+  readonly gateways: readonly { readonly id: string; readonly name: string }[];
 }
 
 /**

@@ -355,4 +355,13 @@ describe('grant keys in the TPM (tpm2-pkcs11) and batch-signed grants', () => {
       'GRANTOR_GRANT_BATCH_WAIT_MS',
     );
   });
+
+  it('trust changes cascade by default; a value that is not a boolean stops the start', () => {
+    expect(loadConfig(base, dir).attestation.trustChangeCascade).toBe(true);
+    const off = loadConfig({ ...base, GRANTOR_TRUST_CHANGE_CASCADE: 'false' }, dir);
+    expect(off.attestation.trustChangeCascade).toBe(false);
+    expect(configKeyOfError({ GRANTOR_TRUST_CHANGE_CASCADE: 'off' })).toBe(
+      'GRANTOR_TRUST_CHANGE_CASCADE',
+    );
+  });
 });

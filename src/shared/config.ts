@@ -105,6 +105,11 @@ export interface AppConfig {
     /** Largest TCG event log (bytes) and IMA list (bytes, per attestation) accepted. */
     readonly eventLogMaxBytes: number;
     readonly imaLogMaxBytes: number;
+    /**
+     * Whether disabling or replacing a reference policy, or replacing the EK CA bundle, ends
+     * the sessions and revokes the grants of the runtimes that rested on it (issue 18).
+     */
+    readonly trustChangeCascade: boolean;
   };
   readonly policy: {
     readonly dir: string;
@@ -259,6 +264,7 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   referencePolicies: 'GRANTOR_REFERENCE_POLICIES',
   enrollmentRules: 'GRANTOR_ENROLLMENT_RULES',
   enrollmentPendingTtlSeconds: 'GRANTOR_ENROLLMENT_PENDING_TTL_SECONDS',
+  trustChangeCascade: 'GRANTOR_TRUST_CHANGE_CASCADE',
   policyDir: 'GRANTOR_POLICY_DIR',
   policySchema: 'GRANTOR_POLICY_SCHEMA',
   policyWatch: 'GRANTOR_POLICY_WATCH',
@@ -644,6 +650,8 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
       ),
       eventLogMaxBytes: integer(src, 'GRANTOR_EVENT_LOG_MAX_BYTES', 1 << 19, 1024, 1 << 26),
       imaLogMaxBytes: integer(src, 'GRANTOR_IMA_LOG_MAX_BYTES', 1 << 22, 1024, 1 << 28),
+      // On unless turned off; anything but true/false/1/0 stops the start (fail closed).
+      trustChangeCascade: bool(src, 'GRANTOR_TRUST_CHANGE_CASCADE', true),
     },
     policy: {
       dir: resolve(cwd, optional(src, 'GRANTOR_POLICY_DIR', shipped('policies/default'))),

@@ -54,7 +54,7 @@ async function transferWithChildren(children: number): Promise<{ root: string; k
     const child = signed(
       grantBody(payments, {
         action: 'payments.notify',
-        resource: `acct:${i}`,
+        resource: 'acct:1234',
         audience: 'gw_payments',
         parentGrantId: root,
       }),

@@ -10,7 +10,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  AttestationTrust,
   createAttestation,
+  loadReferencePolicies,
   parseEnrollmentRules,
   jcs,
   qualifyingData,
@@ -18,7 +20,12 @@ import {
   type EcSessionJwk,
 } from '../../src/attestation/index.js';
 import { TpmAuditAnchor, createAudit, type AuditService } from '../../src/audit/index.js';
-import { createGrants, type GrantService, type GrantsSettings } from '../../src/grants/index.js';
+import {
+  TrustCascade,
+  createGrants,
+  type GrantService,
+  type GrantsSettings,
+} from '../../src/grants/index.js';
 import { createServer, type App } from '../../src/http/app.js';
 import { grantsRoutes } from '../../src/http/routes/grants.js';
 import { keysRoutes } from '../../src/http/routes/keys.js';
@@ -73,6 +80,8 @@ export interface Rig {
     readonly token: string;
     readonly headers: { authorization: string };
   };
+  /** The operator-managed trust, when started with `{trust: true}`. */
+  readonly trust: AttestationTrust | undefined;
   /** Another GrantService over the same parts and store, with its own policy engine. */
   grantsWithPolicy(policyDir: string, settings?: Partial<GrantsSettings>): Promise<GrantService>;
   close(): Promise<void>;
@@ -107,7 +116,16 @@ function faultyCedar(faults: Faults): CedarPort {
   };
 }
 
-export async function startRig(): Promise<Rig> {
+export interface RigOptions {
+  /**
+   * Operator-managed trust (src/attestation/registrar.ts) over the rig's EK CA and
+   * reference policy, with trust withdrawals cascading to sessions and grants as the
+   * appliance wires them (src/grants/trust-cascade.ts).
+   */
+  readonly trust?: boolean;
+}
+
+export async function startRig(options: RigOptions = {}): Promise<Rig> {
   const faults: Faults = {
     hsmDown: false,
     auditDown: false,
@@ -181,11 +199,27 @@ export async function startRig(): Promise<Rig> {
       allowReset: true,
     }),
   );
+  const trust =
+    options.trust === true
+      ? await AttestationTrust.open({
+          configuredEkCaPem: runtimeTpm.ekCaPem,
+          configuredEnrollmentRules: parseEnrollmentRules(rigEnrollmentRules(), 'rig'),
+          referencePolicies: await loadReferencePolicies([refPolicy]),
+          stateDir: join(dir, 'attestation'),
+          audit: {
+            record: async (event) => {
+              await audit.append(event);
+            },
+          },
+          now,
+        })
+      : undefined;
   const attestation = await createAttestation(
     {
       ekCaBundlePem: runtimeTpm.ekCaPem,
       referencePolicyFiles: [refPolicy],
       enrollmentRules: parseEnrollmentRules(rigEnrollmentRules(), 'rig'),
+      ...(trust === undefined ? {} : { trust }),
     },
     {
       db,
@@ -208,8 +242,6 @@ export async function startRig(): Promise<Rig> {
   };
   const policy = await engine(join(repoRoot, 'policies/default'));
   const settings: GrantsSettings = { issuer: ISSUER, maxTtlSeconds: 3600, clockSkewSeconds: 60 };
-  const grants = createGrants(settings, { db, attestation, policy, audit, keys });
-
   const gateways = new GatewayRegistry(new LevelGatewayStore(db), now, async (event) => {
     await audit.append({
       type: event.type,
@@ -218,6 +250,11 @@ export async function startRig(): Promise<Rig> {
       digest: createHash('sha256').update(JSON.stringify(event)).digest('hex'),
     });
   });
+  const grants = createGrants(settings, { db, attestation, policy, audit, keys, gateways });
+  if (trust !== undefined) {
+    const cascade = new TrustCascade({ attestation, grants, now });
+    trust.onTrustWithdrawn((change) => cascade.apply(change));
+  }
   const enrolled = await gateways.enroll(
     { name: 'rig-gateway', audiences: ['gw_tickets', 'gw_payments'] },
     'cli',
@@ -245,6 +282,7 @@ export async function startRig(): Promise<Rig> {
     faults,
     clock,
     gateways,
+    trust,
     gateway: {
       id: enrolled.gateway.id,
       token: enrolled.token,
@@ -253,7 +291,7 @@ export async function startRig(): Promise<Rig> {
     grantsWithPolicy: async (policyDir, more = {}) =>
       createGrants(
         { ...settings, ...more },
-        { db, attestation, policy: await engine(policyDir), audit, keys },
+        { db, attestation, policy: await engine(policyDir), audit, keys, gateways },
       ),
     close: async () => {
       await app.close();

@@ -31,13 +31,17 @@ function req(
     parentAction?: string;
     delegated?: boolean;
     resetSeen?: boolean;
+    resource?: string;
+    parentResource?: string;
+    audience?: string;
+    gateways?: { id: string; name: string }[];
   } = {},
 ): PolicyRequest {
   const depth = opts.depth ?? 0;
   return {
     runtime: { id: `rt_${team}`, name: `agent-${team}`, labels: { team } },
     action,
-    resource: action.startsWith('tickets') ? 'ticket:42' : 'acct:1234',
+    resource: opts.resource ?? (action.startsWith('tickets') ? 'ticket:42' : 'acct:1234'),
     attestation: {
       pcrPolicy: 'debian-12',
       resetSeen: opts.resetSeen ?? false,
@@ -49,6 +53,12 @@ function req(
       root: depth === 0 ? '' : 'gr_root',
       parentAction: opts.parentAction ?? null,
       delegated: opts.delegated ?? false,
+      parentResource: depth === 0 ? null : (opts.parentResource ?? 'acct:1234'),
+      parentRuntime: depth === 0 ? null : { id: `rt_${team}`, labels: { team } },
+    },
+    audience: {
+      name: opts.audience ?? (action.startsWith('tickets') ? 'gw_tickets' : 'gw_payments'),
+      gateways: opts.gateways ?? [{ id: 'gw_00000000000000aa', name: 'payments-gateway' }],
     },
     ttlSeconds: opts.ttl ?? 60,
   };
@@ -188,6 +198,53 @@ describe('the default policy set', () => {
       );
       expect(d.decision).toBe('deny');
       expect(d.reasons).toEqual(['delegation to another runtime is not allowed']);
+    });
+  });
+
+  describe('the request whole: parent resource, audience and gateways (issue 18)', () => {
+    const notify = (over: Parameters<typeof req>[2] = {}) =>
+      req('payments', 'payments.notify', { depth: 1, parentAction: 'payments.transfer', ...over });
+
+    it("a notify child for its transfer's account is allowed; for any other account denied", () => {
+      expect(engine.decide(notify({ resource: 'acct:1234' })).decision).toBe('allow');
+      for (const resource of ['acct:0', 'acct:39', 'acct:12345', 'acct:1234 ']) {
+        const d = engine.decide(notify({ resource }));
+        expect(d.decision, resource).toBe('deny');
+        expect(d.determiningPolicies).toEqual(['payments-notify-own-account']);
+        expect(d.reasons).toEqual(["a payments.notify child must name its transfer's account"]);
+      }
+    });
+
+    it('payments only for the payments audiences', () => {
+      const quote = { mode: 'quote' as const };
+      for (const audience of ['gw_payments', 'gw_demo']) {
+        expect(
+          engine.decide(req('payments', 'payments.transfer', { ...quote, audience })).decision,
+        ).toBe('allow');
+      }
+      for (const audience of ['gw_tickets', '', 'gw_payments2']) {
+        const d = engine.decide(req('payments', 'payments.transfer', { ...quote, audience }));
+        expect(d.decision, audience).toBe('deny');
+        expect(d.determiningPolicies).toEqual(['payments-audiences']);
+      }
+      expect(engine.decide(notify({ audience: 'gw_tickets' })).determiningPolicies).toEqual([
+        'payments-audiences',
+      ]);
+    });
+
+    it('payments only while an enrolled gateway holds the audience', () => {
+      const d = engine.decide(
+        req('payments', 'payments.transfer', { mode: 'quote', gateways: [] }),
+      );
+      expect(d.decision).toBe('deny');
+      expect(d.reasons).toEqual(['no enrolled gateway holds this audience']);
+      expect(engine.decide(notify({ gateways: [] })).decision).toBe('deny');
+    });
+
+    it('tickets are not bound to an audience by the shipped set', () => {
+      expect(
+        engine.decide(req('support', 'tickets.read', { audience: 'gw_x', gateways: [] })).decision,
+      ).toBe('allow');
     });
   });
 

@@ -1,0 +1,195 @@
+/**
+ * Issue 18, item 2, on the real parts (test/grants/rig.ts with operator-managed trust:
+ * swtpm, SoftHSM2, Cedar over policies/default, LevelDB, the anchored audit log): disabling
+ * or replacing the reference policy a runtime's attestation rested on, and replacing the EK
+ * CA bundle so that its EK no longer chains, end its session and revoke its live grants and
+ * their descendants, audited with counts in one entry; a revoked grant then refuses redeem,
+ * and a runtime whose EK CA was dropped cannot attest again until it is trusted again.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AttestationTrust, TrustActor } from '../../src/attestation/index.js';
+import { readPcrs } from '../attestation/harness.js';
+import { makeEkCa } from '../appliance/dual-control.rig.js';
+import {
+  PCRS,
+  attest,
+  codeOf,
+  enrollWithEccAk,
+  grantBody,
+  quoted,
+  signed,
+  startRig,
+  type Rig,
+  type Runtime,
+} from './rig.js';
+
+const OP: TrustActor = { id: 'op_rig', role: 'operator', name: 'rig' };
+const POLICY = 'swtpm-grants';
+
+let rig: Rig;
+let trust: AttestationTrust;
+let payments: Runtime;
+let session: Awaited<ReturnType<typeof attest>>;
+let dir: string;
+
+beforeAll(async () => {
+  rig = await startRig({ trust: true });
+  if (rig.trust === undefined) throw new Error('the rig has no trust');
+  trust = rig.trust;
+  payments = await enrollWithEccAk(rig, 'payments-cascade', { team: 'payments' });
+  session = await attest(rig, payments);
+  dir = await mkdtemp(join(tmpdir(), 'grantor-cascade-'));
+}, 180_000);
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+  await rig.close();
+});
+
+interface Entry {
+  readonly type: string;
+  readonly subject: string;
+  readonly reasons?: readonly string[];
+}
+
+/** A transfer for acct:1234 and two notify children: three live grants. */
+async function tree(): Promise<string[]> {
+  const t = await rig.app.inject({
+    method: 'POST',
+    url: '/v1/grants',
+    payload: await quoted(
+      rig,
+      payments,
+      grantBody(payments, {
+        action: 'payments.transfer',
+        resource: 'acct:1234',
+        audience: 'gw_payments',
+      }),
+    ),
+  });
+  expect(t.statusCode, t.body).toBe(201);
+  const root = t.json<{ grantId: string }>().grantId;
+  const ids = [root];
+  for (let i = 0; i < 2; i += 1) {
+    const c = await rig.app.inject({
+      method: 'POST',
+      url: '/v1/grants',
+      payload: signed(
+        grantBody(payments, {
+          action: 'payments.notify',
+          resource: 'acct:1234',
+          audience: 'gw_payments',
+          parentGrantId: root,
+        }),
+        session.attestationId,
+        session.key.privateKey,
+      ),
+    });
+    expect(c.statusCode, c.body).toBe(201);
+    ids.push(c.json<{ grantId: string }>().grantId);
+  }
+  return ids;
+}
+
+const redeem = (grantId: string) =>
+  rig.app.inject({
+    method: 'POST',
+    url: `/v1/grants/${grantId}/redeem`,
+    headers: rig.gateway.headers,
+    payload: { audience: 'gw_payments' },
+  });
+
+async function states(root: string): Promise<string[]> {
+  const lin = await rig.app.inject({ method: 'GET', url: `/v1/grants/${root}/lineage` });
+  const l = lin.json<{ grant: { state: string }; descendants: { state: string }[] }>();
+  return [l.grant.state, ...l.descendants.map((d) => d.state)];
+}
+
+async function cascadeEntries(subject: string): Promise<Entry[]> {
+  const log: readonly Entry[] = await rig.audit.entries(0, 100_000);
+  return log.filter((e) => e.type === 'grant.revoke' && e.subject === subject);
+}
+
+/** Every grant of `ids` refuses redeem (410 grant_revoked) and the session is gone. */
+async function expectCascaded(ids: string[]): Promise<void> {
+  expect(rig.attestation.sessionFor(session.attestationId)).toBeUndefined();
+  for (const id of ids) {
+    const r = await redeem(id);
+    expect(r.statusCode, r.body).toBe(410);
+    expect(codeOf(r.body)).toBe('grant_revoked');
+  }
+  expect(await states(ids[0] ?? '')).toEqual(['revoked', 'revoked', 'revoked']);
+}
+
+describe('trust withdrawn cascades to sessions and grants', () => {
+  it('disabling the reference policy ends the session and revokes the grants, one entry with counts', async () => {
+    const ids = await tree();
+    await trust.setReferencePolicyEnabled(POLICY, false, OP);
+    await expectCascaded(ids);
+    const [entry] = await cascadeEntries(`refpolicy:${POLICY}`);
+    expect(entry?.reasons).toEqual(
+      expect.arrayContaining([
+        'by:operator:op_rig',
+        'cause:refpolicy.disable',
+        'runtimes:1',
+        'count:3',
+        ...ids,
+      ]),
+    );
+    expect(entry?.reasons?.length).toBeLessThanOrEqual(32);
+    // Enabling withdraws nothing; the runtime attests again.
+    await trust.setReferencePolicyEnabled(POLICY, true, OP);
+    session = await attest(rig, payments);
+    expect(await cascadeEntries(`refpolicy:${POLICY}`)).toHaveLength(1);
+  }, 180_000);
+
+  it('replacing the reference policy (refpolicy.put of an existing one) cascades the same way', async () => {
+    const ids = await tree();
+    const values = await readPcrs(rig.tools, PCRS);
+    const res = await trust.putReferencePolicy(
+      POLICY,
+      {
+        name: POLICY,
+        catchAll: true,
+        pcrs: { sha256: Object.fromEntries(PCRS.map((p, i) => [String(p), [values[i]]])) },
+        allowReset: true,
+      },
+      OP,
+    );
+    expect(res.replaced).toBe(true);
+    await expectCascaded(ids);
+    const entries = await cascadeEntries(`refpolicy:${POLICY}`);
+    expect(entries.at(-1)?.reasons).toEqual(
+      expect.arrayContaining(['cause:refpolicy.put', 'runtimes:1', 'count:3']),
+    );
+    session = await attest(rig, payments);
+  }, 180_000);
+
+  it("an EK CA bundle that keeps the runtime's CA changes nothing; one without it cascades", async () => {
+    const ids = await tree();
+    const other = await makeEkCa(dir, 'other-vendor');
+    const kept = await trust.replaceEkCa(`${rig.runtimeTpm.ekCaPem}\n${other.pem}`, OP);
+    expect(kept.certificates.length).toBeGreaterThanOrEqual(2);
+    expect(rig.attestation.sessionFor(session.attestationId)).toBeDefined();
+    expect(await states(ids[0] ?? '')).toEqual(['live', 'live', 'live']);
+
+    const dropped = await trust.replaceEkCa(other.pem, OP);
+    await expectCascaded(ids);
+    const entries = await cascadeEntries(`ekca:sha256:${dropped.sha256}`);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]?.reasons).toEqual(
+      expect.arrayContaining(['cause:ekca.replace', 'runtimes:1', 'count:3']),
+    );
+    // The bundle that kept the CA wrote no cascade.
+    expect(await cascadeEntries(`ekca:sha256:${kept.sha256}`)).toEqual([]);
+    // And the runtime cannot simply attest again: its EK is vouched for by no trusted CA.
+    await expect(attest(rig, payments)).rejects.toThrow(/422 .*ek_certificate_untrusted/);
+    // Until an operator trusts its CA again.
+    await trust.replaceEkCa(rig.runtimeTpm.ekCaPem, OP);
+    session = await attest(rig, payments);
+    expect(rig.attestation.sessionFor(session.attestationId)).toBeDefined();
+  }, 180_000);
+});
