@@ -1,21 +1,31 @@
 /**
  * The audit store in LevelDB: `db.sublevel('audit')` of the appliance database, keys
  * `meta`, `e!<seq, 16 digits>` (entries as JSON), `b!<index, 16 digits>` (batch records),
- * `x!<term>!<seq, 16 digits>` (index terms, query.ts), `r!<digest>` (request bodies) and
- * `ixfrom` (the first seq indexed). A batch of entries, its record, its index terms and its
- * bodies go in one `batch(..., { sync: true })`: the index never disagrees with the log.
+ * `x!<term>!<seq, 16 digits>` (index terms, query.ts), `r!<digest>` (request bodies),
+ * `t!<level, 2 digits>!<index, 16 digits>` (tiles: the base64 of their hashes, the widest
+ * version of each) and `ixfrom` (the first seq indexed). A batch of entries, its record,
+ * its index terms, its bodies and its tiles go in one `batch(..., { sync: true })`: neither
+ * the index nor the tiles ever disagree with the log.
  */
 import type { Database } from '../shared/db.level.js';
-import type { AuditStore, BatchRecord, StoreMeta, StoredBody } from './audit-store.port.js';
+import type { AuditStore, StoreMeta, StoredBatch, StoredBody } from './audit-store.port.js';
 import type { AuditEntry } from './entry.js';
 import { indexTerms } from './query.js';
+import type { TileData } from './tiles.js';
 
 const pad = (n: number): string => n.toString().padStart(16, '0');
 const ENTRY = 'e!';
 const BATCH = 'b!';
 const INDEX = 'x!';
 const BODY = 'r!';
+const TILE = 't!';
 const META = 'meta';
+const tileKey = (level: number, index: number): string =>
+  `${TILE}${level.toString().padStart(2, '0')}!${pad(index)}`;
+const tileOp = (t: TileData): { key: string; value: string } => ({
+  key: tileKey(t.level, t.index),
+  value: t.hashes.toString('base64'),
+});
 const INDEXED_FROM = 'ixfrom';
 
 function parse(text: string): unknown {
@@ -71,10 +81,34 @@ export class LevelAuditStore implements AuditStore {
     }
   }
 
+  async lastBatches(count: number): Promise<unknown[]> {
+    const values = await this.sub
+      .values({ gte: BATCH, lt: BATCH + '~', reverse: true, limit: count })
+      .all();
+    return values.reverse().map(parse);
+  }
+
+  async readTile(level: number, index: number): Promise<Buffer | undefined> {
+    const text = await this.sub.get(tileKey(level, index));
+    return text === undefined ? undefined : Buffer.from(text, 'base64');
+  }
+
+  async writeDerived(
+    tiles: readonly TileData[],
+    batches: readonly StoredBatch[],
+    meta?: StoreMeta,
+  ): Promise<void> {
+    const ops = tiles.map(tileOp);
+    for (const b of batches) ops.push({ key: BATCH + pad(b.index), value: JSON.stringify(b) });
+    if (meta !== undefined) ops.push({ key: META, value: JSON.stringify(meta) });
+    await this.write(ops);
+  }
+
   async appendBatch(
     entries: readonly object[],
-    batch: BatchRecord,
-    bodies: readonly StoredBody[] = [],
+    batch: StoredBatch,
+    bodies: readonly StoredBody[],
+    tiles: readonly TileData[],
   ): Promise<void> {
     const ops: { key: string; value: string }[] = [];
     // A store written before indexing existed is indexed from its next entry on.
@@ -92,6 +126,7 @@ export class LevelAuditStore implements AuditStore {
         ops.push({ key: `${INDEX}${term}!${seq}`, value: '' });
     }
     for (const b of bodies) ops.push({ key: BODY + b.digest, value: b.text });
+    for (const t of tiles) ops.push(tileOp(t));
     ops.push({ key: BATCH + pad(batch.index), value: JSON.stringify(batch) });
     await this.write(ops);
     // Known only once durable: a failed write leaves `ixfrom` to the next batch.

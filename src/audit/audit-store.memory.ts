@@ -3,9 +3,10 @@
  * atomic write per batch), plus `clone()` (copy the store aside) and scripted write
  * faults. Values are kept as JSON text, as on disk, so tests can edit them.
  */
-import type { AuditStore, BatchRecord, StoreMeta, StoredBody } from './audit-store.port.js';
+import type { AuditStore, StoreMeta, StoredBatch, StoredBody } from './audit-store.port.js';
 import type { AuditEntry } from './entry.js';
 import { indexTerms } from './query.js';
+import type { TileData } from './tiles.js';
 
 export class MemoryAuditStore implements AuditStore {
   meta: string | undefined;
@@ -14,6 +15,8 @@ export class MemoryAuditStore implements AuditStore {
   /** Index term -> seqs (written with the entries, like the LevelDB adapter). */
   readonly index = new Map<string, number[]>();
   readonly bodies = new Map<string, string>();
+  /** `<level>/<index>` -> base64 of the tile's hashes (as on disk). */
+  readonly tiles = new Map<string, string>();
   /** Errors thrown by the next writes; `durable` ones are written before throwing. */
   readonly writeFaults: { error: Error; durable: boolean }[] = [];
   readFault: Error | undefined;
@@ -25,6 +28,7 @@ export class MemoryAuditStore implements AuditStore {
     for (const [k, v] of this.batches) c.batches.set(k, v);
     for (const [k, v] of this.index) c.index.set(k, [...v]);
     for (const [k, v] of this.bodies) c.bodies.set(k, v);
+    for (const [k, v] of this.tiles) c.tiles.set(k, v);
     return c;
   }
 
@@ -55,14 +59,42 @@ export class MemoryAuditStore implements AuditStore {
     for (const k of keys) yield JSON.parse(this.batches.get(k) ?? 'null') as unknown;
   }
 
-  async appendBatch(
-    entries: readonly object[],
-    batch: BatchRecord,
-    bodies: readonly StoredBody[] = [],
+  lastBatches(count: number): Promise<unknown[]> {
+    if (this.readFault !== undefined) return Promise.reject(this.readFault);
+    const keys = [...this.batches.keys()].sort((a, b) => a - b).slice(-count);
+    return Promise.resolve(keys.map((k) => JSON.parse(this.batches.get(k) ?? 'null') as unknown));
+  }
+
+  readTile(level: number, index: number): Promise<Buffer | undefined> {
+    if (this.readFault !== undefined) return Promise.reject(this.readFault);
+    const text = this.tiles.get(`${level}/${index}`);
+    return Promise.resolve(text === undefined ? undefined : Buffer.from(text, 'base64'));
+  }
+
+  async writeDerived(
+    tiles: readonly TileData[],
+    batches: readonly StoredBatch[],
+    meta?: StoreMeta,
   ): Promise<void> {
     await Promise.resolve();
     const fault = this.writeFaults.shift();
     if (fault !== undefined && !fault.durable) throw fault.error;
+    for (const t of tiles) this.tiles.set(`${t.level}/${t.index}`, t.hashes.toString('base64'));
+    for (const b of batches) this.batches.set(b.index, JSON.stringify(b));
+    if (meta !== undefined) this.meta = JSON.stringify(meta);
+    if (fault !== undefined) throw fault.error;
+  }
+
+  async appendBatch(
+    entries: readonly object[],
+    batch: StoredBatch,
+    bodies: readonly StoredBody[],
+    tiles: readonly TileData[],
+  ): Promise<void> {
+    await Promise.resolve();
+    const fault = this.writeFaults.shift();
+    if (fault !== undefined && !fault.durable) throw fault.error;
+    for (const t of tiles) this.tiles.set(`${t.level}/${t.index}`, t.hashes.toString('base64'));
     for (const e of entries) {
       const seq = (e as { seq: number }).seq;
       this.entries.set(seq, JSON.stringify(e));

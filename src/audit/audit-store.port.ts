@@ -1,5 +1,8 @@
+import type { TileData } from './tiles.js';
+
 /**
- * Where the log lives: entries, one record per anchored batch, and the store's identity.
+ * Where the log lives: entries, one record per anchored batch, the tree's tiles (C2SP
+ * tlog-tiles, tiles.ts) and the store's identity.
  * The store is untrusted (the disk can be copied, restored, edited): everything read back
  * is checked by the log core. Real adapter: audit-store.level.ts (LevelDB, synced writes).
  */
@@ -11,9 +14,22 @@ export interface BatchRecord {
   readonly root: string;
 }
 
-/** Written once, when the log is created on a freshly provisioned anchor. */
+/**
+ * A batch record as stored (version 2 stores): also the TPM extend value after the batch
+ * (hex), E_i = SHA-256(E_{i-1} ‖ root_i), so that start-up can check the last batches
+ * against the TPM without recomputing the chain from the first.
+ */
+export interface StoredBatch extends BatchRecord {
+  readonly extend: string;
+}
+
+/**
+ * Written once, when the log is created on a freshly provisioned anchor. Version 1 stores
+ * (written before tiles) have no tiles and no `extend` in their batch records; start-up
+ * builds both once (log.ts `upgrade`) and then writes version 2.
+ */
 export interface StoreMeta {
-  readonly version: 1;
+  readonly version: 1 | 2;
   readonly origin: string;
   /** The NV counter at creation (decimal string); batch i is anchored at genesis + i + 1. */
   readonly genesisCounter: string;
@@ -33,14 +49,29 @@ export interface AuditStore {
   readEntries(from: number, limit?: number): AsyncIterable<unknown>;
   /** Batch records with index >= from, in order. */
   readBatches(from: number): AsyncIterable<unknown>;
+  /** The last `count` batch records (fewer when the store has fewer), in order. */
+  lastBatches(count: number): Promise<unknown[]>;
+  /** A tile's hashes as stored (its widest version), unchecked; undefined when absent. */
+  readTile(level: number, index: number): Promise<Buffer | undefined>;
   /**
-   * The entries, their batch record, their index terms (query.ts `indexTerms`) and the
-   * request bodies they name, in ONE synced write (all or nothing).
+   * The entries, their batch record, their index terms (query.ts `indexTerms`), the
+   * request bodies they name and the tiles they change, in ONE synced write (all or
+   * nothing): tiles never disagree with the entries, whatever the crash.
    */
   appendBatch(
     entries: readonly object[],
-    batch: BatchRecord,
-    bodies?: readonly StoredBody[],
+    batch: StoredBatch,
+    bodies: readonly StoredBody[],
+    tiles: readonly TileData[],
+  ): Promise<void>;
+  /**
+   * What a version 1 store lacks (tiles, batch records with `extend`), in one synced write;
+   * with `meta` last, the upgrade's end (log.ts `upgrade`).
+   */
+  writeDerived(
+    tiles: readonly TileData[],
+    batches: readonly StoredBatch[],
+    meta?: StoreMeta,
   ): Promise<void>;
   /** Seqs indexed under `term`, ascending from `from`, at most `limit` (unchecked). */
   scanIndex(term: string, from: number, limit: number): AsyncIterable<number>;

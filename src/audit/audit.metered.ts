@@ -14,7 +14,8 @@
  */
 import type { GrantorMetrics } from '../shared/metrics.js';
 import type { AnchorState, AuditAnchor, NvCertification } from './anchor.port.js';
-import type { AuditStore, BatchRecord, StoreMeta, StoredBody } from './audit-store.port.js';
+import type { AuditStore, StoreMeta, StoredBatch, StoredBody } from './audit-store.port.js';
+import type { TileData } from './tiles.js';
 
 export type AuditMetrics = Pick<GrantorMetrics, 'auditBatchSize' | 'nvWrites' | 'setAnchorLag'>;
 
@@ -66,12 +67,29 @@ class MeteredAuditStore implements AuditStore {
     return this.store.readBatches(from);
   }
 
+  lastBatches(count: number): Promise<unknown[]> {
+    return this.store.lastBatches(count);
+  }
+
+  readTile(level: number, index: number): Promise<Buffer | undefined> {
+    return this.store.readTile(level, index);
+  }
+
+  writeDerived(
+    tiles: readonly TileData[],
+    batches: readonly StoredBatch[],
+    meta?: StoreMeta,
+  ): Promise<void> {
+    return this.store.writeDerived(tiles, batches, meta);
+  }
+
   async appendBatch(
     entries: readonly object[],
-    batch: BatchRecord,
-    bodies?: readonly StoredBody[],
+    batch: StoredBatch,
+    bodies: readonly StoredBody[],
+    tiles: readonly TileData[],
   ): Promise<void> {
-    await this.store.appendBatch(entries, batch, bodies);
+    await this.store.appendBatch(entries, batch, bodies, tiles);
     this.pending.stored(entries.length);
   }
 

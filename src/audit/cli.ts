@@ -9,8 +9,15 @@ import { GrantorError } from '../shared/errors.js';
 import type { AuditService } from './service.js';
 import { parseAnchorPin } from './anchor-pin.js';
 import { ExportInvalidError, verifyExport } from './verify-export.js';
+import type { AuditStore } from './audit-store.port.js';
+import { verifyStoreFull } from './full-check.js';
+import { ReplayProblem } from './replay.js';
 
 export interface AuditCliDeps {
+  /** The local store, for `verify --full` (the server stopped). */
+  readonly openStore?: () => Promise<AuditStore>;
+  /** Raw progress output (stderr): the bar of `verify --full`. */
+  readonly progress?: (text: string) => void;
   /** Opens the local appliance's audit service; `close` releases what it opened. */
   readonly openAudit?: () => Promise<{ audit: AuditService; close(): Promise<void> }>;
   readonly readFile?: (path: string) => Promise<string>;
@@ -23,7 +30,48 @@ export interface CliOutput {
 }
 
 const USAGE =
-  'usage: grantor audit export FILE\n       grantor audit verify FILE --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)';
+  'usage: grantor audit export FILE\n       grantor audit verify FILE --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)\n       grantor audit verify --full';
+
+/** A one-line bar, redrawn in place, at most once per percent. */
+function progressBar(write: (text: string) => void): (done: number, total: number) => void {
+  let shown = -1;
+  return (done, total) => {
+    const pct = total === 0 ? 100 : Math.min(100, Math.floor((done * 100) / total));
+    if (pct === shown) return;
+    shown = pct;
+    const filled = Math.round(pct / 5);
+    write(`\r[${'#'.repeat(filled)}${'.'.repeat(20 - filled)}] ${pct}% ${done}/${total} entries`);
+  };
+}
+
+/** `verify --full`: replays the local store; exit 0 good, 1 does not verify, 2 cannot read. */
+async function verifyFull(deps: AuditCliDeps, out: CliOutput): Promise<number> {
+  if (deps.openStore === undefined) {
+    out.err('audit verify --full: the appliance is not configured here');
+    return 2;
+  }
+  const write = deps.progress ?? (() => undefined);
+  try {
+    const r = await verifyStoreFull(await deps.openStore(), progressBar(write));
+    write('\n');
+    out.out(
+      `OK: ${r.size} entries in ${r.batches} batches replayed from the first: every link, hash, ` +
+        `batch root, tile and extend value recomputed; root ${r.root.toString('hex')}, ` +
+        `extend value ${r.extend.toString('hex')} (start-up compares the last with the TPM anchor)`,
+    );
+    return 0;
+  } catch (err) {
+    write('\n');
+    if (err instanceof ReplayProblem) {
+      out.out(`FAIL: ${err.message} (${err.details.reason})`);
+      return 1;
+    }
+    out.err(
+      `audit verify --full: cannot read the store: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    return 2;
+  }
+}
 
 function option(args: readonly string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -36,6 +84,7 @@ export async function runAuditCli(
   out: CliOutput,
 ): Promise<number> {
   const [command, file, ...rest] = argv;
+  if (command === 'verify' && argv.includes('--full')) return verifyFull(deps, out);
   const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
   const write = deps.writeFile ?? ((p: string, t: string) => writeFile(p, t, { mode: 0o600 }));
   if (file === undefined || file.startsWith('--')) {

@@ -10,6 +10,7 @@ import type { DomainLogger } from '../shared/log.js';
 import type { AuditLogOptions } from './log.js';
 import { AuditLog } from './log.js';
 import { MerkleTree, leafHash } from './merkle.js';
+import { TiledTree } from './tiled-tree.js';
 
 const options: AuditLogOptions = {
   origin: 'grantor.test/log',
@@ -388,13 +389,13 @@ describe('AuditLog: start-up check', () => {
     const before = { counter: anchor.counter, extend: Buffer.from(anchor.extendValue) };
     const head = await log.entries(0, 2);
     // A batch of 10 written to the store but never anchored, entry times chosen by `time`.
-    const withBatch = (
+    // The forger writes what a commit writes: entries, tiles and a chained batch record.
+    const withBatch = async (
       time: (seq: number) => string,
       linkedTo = head[1]?.hash ?? '',
-    ): MemoryAuditStore => {
+    ): Promise<MemoryAuditStore> => {
       const f = store.clone();
-      const tree = new MerkleTree();
-      for (const e of head) tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
+      const tree = await TiledTree.load(f, 2);
       let prev = linkedTo;
       const entries: AuditEntry[] = [];
       for (let seq = 2; seq < 12; seq++) {
@@ -403,32 +404,39 @@ describe('AuditLog: start-up check', () => {
         tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
         prev = e.hash;
       }
-      void f.appendBatch(entries, { index: 2, size: 12, root: tree.root().toString('hex') });
+      const root = tree.root();
+      const extend = extendDigest(before.extend, root).toString('hex');
+      await f.appendBatch(
+        entries,
+        { index: 2, size: 12, root: root.toString('hex'), extend },
+        [],
+        tree.writes(),
+      );
       return f;
     };
     const open = (f: MemoryAuditStore, opts: Partial<AuditLogOptions> = {}) =>
       new AuditLog(f, anchor, { ...options, ...opts }, fakeClock()).open();
     const honest = () => '2026-01-01T00:00:00.000Z';
     // Larger than a commit makes (maxBatchSize 5, the batch holds 10).
-    await expect(open(withBatch(honest), { maxBatchSize: 5 })).rejects.toMatchObject(
+    await expect(open(await withBatch(honest), { maxBatchSize: 5 })).rejects.toMatchObject(
       refused('store_unanchored_batch_implausible', { batch: 2, entries: 10, problem: 'size' }),
     );
     await expect(
-      open(withBatch((seq) => new Date(Date.parse(honest()) + seq).toISOString())),
+      open(await withBatch((seq) => new Date(Date.parse(honest()) + seq).toISOString())),
     ).rejects.toMatchObject(
       refused('store_unanchored_batch_implausible', { problem: 'times_differ' }),
     );
-    await expect(open(withBatch(() => '2030-01-01T00:00:00.000Z'))).rejects.toMatchObject(
+    await expect(open(await withBatch(() => '2030-01-01T00:00:00.000Z'))).rejects.toMatchObject(
       refused('store_unanchored_batch_implausible', { problem: 'time_in_future' }),
     );
     // Not chained to the anchored head (a batch built on another history).
-    await expect(open(withBatch(honest, 'ab'.repeat(32)))).rejects.toMatchObject(
+    await expect(open(await withBatch(honest, 'ab'.repeat(32)))).rejects.toMatchObject(
       refused('store_entry_broken', { seq: 2, problem: 'prev_hash' }),
     );
     // Nothing was anchored on the way; the plausible batch is.
     expect(anchor.counter).toBe(before.counter);
     expect(anchor.extendValue.equals(before.extend)).toBe(true);
-    await expect(open(withBatch(honest))).resolves.toBeUndefined();
+    await expect(open(await withBatch(honest))).resolves.toBeUndefined();
     expect(anchor.counter).toBe(before.counter + 1n);
   });
 
@@ -624,9 +632,9 @@ describe('AuditLog: reads are bounded by the anchored state', () => {
   it('refuses sizes beyond the anchored head and unknown entries', async () => {
     const { log } = await openLog();
     await appendMany(log, 0, 3);
-    expect(thrown(() => log.inclusionProof(0, 4))).toMatchObject({ code: 'bad_request' });
-    expect(thrown(() => log.consistencyProof(1, 4))).toMatchObject({ code: 'bad_request' });
-    expect(thrown(() => log.root(4))).toMatchObject({ code: 'bad_request' });
+    await expect(log.inclusionProof(0, 4)).rejects.toMatchObject({ code: 'bad_request' });
+    await expect(log.consistencyProof(1, 4)).rejects.toMatchObject({ code: 'bad_request' });
+    await expect(log.root(4)).rejects.toMatchObject({ code: 'bad_request' });
     await expect(log.entries(3, 1)).rejects.toMatchObject({ code: 'not_found' });
     await expect(log.entries(-1, 1)).rejects.toMatchObject({ code: 'bad_request' });
     expect((await log.entries(1, 100)).length).toBe(2);

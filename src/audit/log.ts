@@ -15,7 +15,7 @@ import { systemClock, type Clock } from '../shared/clock.js';
 import { silentLogger, type DomainLogger } from '../shared/log.js';
 import type { AnchorState, AuditAnchor } from './anchor.port.js';
 import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
-import type { AuditStore, BatchRecord, StoreMeta } from './audit-store.port.js';
+import type { AuditStore, BatchRecord, StoreMeta, StoredBatch } from './audit-store.port.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
 import { GENESIS_PREV_HASH, buildEntry, checkEvent, checkLink, isEntryShape } from './entry.js';
 import {
@@ -25,7 +25,9 @@ import {
   AuditRollbackError,
   AuditUnavailableError,
 } from './errors.js';
-import { MerkleTree, leafHash } from './merkle.js';
+import { EMPTY_ROOT, leafHash } from './merkle.js';
+import { ReplayProblem, replayLog } from './replay.js';
+import { TileMismatchError, TiledTree, type Frontier } from './tiled-tree.js';
 
 export interface AuditLogOptions {
   /** The log's origin (checkpoint first line), also recorded in the store. */
@@ -85,11 +87,17 @@ function isBatchRecord(v: unknown): v is BatchRecord {
   );
 }
 
+function isStoredBatch(v: unknown): v is StoredBatch {
+  if (!isBatchRecord(v)) return false;
+  const extend = (v as unknown as Record<string, unknown>).extend;
+  return typeof extend === 'string' && /^[0-9a-f]{64}$/.test(extend);
+}
+
 function isStoreMeta(v: unknown): v is StoreMeta {
   if (typeof v !== 'object' || v === null) return false;
   const m = v as Record<string, unknown>;
   return (
-    m.version === 1 &&
+    (m.version === 1 || m.version === 2) &&
     typeof m.origin === 'string' &&
     typeof m.genesisCounter === 'string' &&
     /^\d{1,20}$/.test(m.genesisCounter)
@@ -99,8 +107,13 @@ function isStoreMeta(v: unknown): v is StoreMeta {
 export class AuditLog {
   private phase: Phase = 'starting';
   private refusal: AuditRollbackError | AuditNotProvisionedError | undefined;
-  private readonly tree = new MerkleTree();
-  /** The anchored state; `tree` may hold more leaves while a batch is in flight. */
+  /** The tree: tiles in the store, its right edge here; more leaves while a batch is in flight. */
+  private tree: TiledTree;
+  /** The anchored state: the tree's right edge and root, and what the TPM holds. */
+  private anchoredFrontier: Frontier = { size: 0, edges: [] };
+  private anchoredRoot: Buffer = Buffer.from(EMPTY_ROOT);
+  /** False until start-up has checked the store's tail against the TPM once. */
+  private loaded = false;
   private size = 0;
   private headHash = GENESIS_PREV_HASH;
   private batches = 0;
@@ -128,6 +141,7 @@ export class AuditLog {
     if (!Number.isSafeInteger(options.maxBatchSize) || options.maxBatchSize < 1) {
       throw new RangeError('maxBatchSize must be a positive integer');
     }
+    this.tree = new TiledTree(store);
   }
 
   /**
@@ -162,7 +176,7 @@ export class AuditLog {
     this.assertServing();
     return {
       size: this.size,
-      root: this.tree.root(this.size),
+      root: Buffer.from(this.anchoredRoot),
       batches: this.batches,
       counter: this.genesisCounter + BigInt(this.batches),
       extendValue: Buffer.from(this.extendValue),
@@ -214,23 +228,47 @@ export class AuditLog {
     await this.committing;
   }
 
-  root(size: number): Buffer {
+  /** Roots and proofs are computed from the stored tiles: they resolve asynchronously. */
+  async root(size: number): Promise<Buffer> {
     this.assertServing();
     this.checkSize(size);
-    return this.tree.root(size);
+    if (size === this.size) return Buffer.from(this.anchoredRoot);
+    return this.fromTiles(() => this.tree.rootAt(size));
   }
 
-  inclusionProof(seq: number, size: number): { leafHash: Buffer; path: Buffer[] } {
+  async inclusionProof(seq: number, size: number): Promise<{ leafHash: Buffer; path: Buffer[] }> {
     this.assertServing();
     this.checkSize(size);
-    const path = this.tree.inclusionProof(seq, size);
-    return { leafHash: this.tree.leaf(seq), path };
+    return this.fromTiles(async () => {
+      const path = await this.tree.inclusionProof(seq, size);
+      return { leafHash: await this.tree.leaf(seq), path };
+    });
   }
 
-  consistencyProof(from: number, to: number): Buffer[] {
+  async consistencyProof(from: number, to: number): Promise<Buffer[]> {
     this.assertServing();
     this.checkSize(to);
-    return this.tree.consistencyProof(from, to);
+    return this.fromTiles(() => this.tree.consistencyProof(from, to));
+  }
+
+  /**
+   * A stored tile that does not agree with the tree (edited on disk since start) is never
+   * served: the request fails (503) and the operator is told; `grantor audit verify
+   * --full` then says what else changed.
+   */
+  private async fromTiles<T>(compute: () => Promise<T>): Promise<T> {
+    try {
+      return await compute();
+    } catch (err) {
+      if (err instanceof TileMismatchError) {
+        this.logger.error(
+          { event: 'audit_tile_mismatch', tile: err.tile, problem: err.problem },
+          `audit: ${err.message}: the store was edited; run \`grantor audit verify --full\``,
+        );
+        throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+      }
+      throw err;
+    }
   }
 
   /** Anchored entries from `from`, at most `limit`, each checked against its leaf. */
@@ -249,7 +287,9 @@ export class AuditLog {
         // The running log trusts its memory, not the disk: an entry edited since start
         // no longer matches its leaf.
         if (!isEntryShape(value) || value.seq !== seq) throw new Error(`entry ${seq} unreadable`);
-        if (!leafHash(hexToBuf(value.hash)).equals(this.tree.leaf(seq))) {
+        if (
+          !leafHash(hexToBuf(value.hash)).equals(await this.fromTiles(() => this.tree.leaf(seq)))
+        ) {
           throw new Error(`entry ${seq} changed in the store`);
         }
         out.push(value);
@@ -285,7 +325,7 @@ export class AuditLog {
           value.index !== index ||
           value.size <= last ||
           value.size > this.size ||
-          value.root !== this.tree.root(value.size).toString('hex')
+          value.root !== (await this.fromTiles(() => this.tree.rootAt(value.size))).toString('hex')
         ) {
           throw new Error(`batch ${index} changed in the store`);
         }
@@ -398,6 +438,39 @@ export class AuditLog {
     return meta;
   }
 
+  /**
+   * A store written before tiles (version 1): replay it once from its first entry (every
+   * link, batch root and the extend chain from the provisioned value), writing its tiles and
+   * batch records with `extend` in synced chunks, then version 2 last. A crash on the way
+   * leaves version 1 and the next start replays again (it writes the same values). The
+   * bounded check that follows compares the result with the TPM anchor.
+   */
+  private async upgrade(meta: StoreMeta): Promise<void> {
+    this.logger.warn(
+      { event: 'audit_upgrade_started' },
+      'audit: the store has no tiles (written by an older version): building them once from every entry',
+    );
+    let logged = 0;
+    try {
+      const done = await replayLog(this.store, {
+        derived: (tiles, batches) => this.store.writeDerived(tiles, batches),
+        progress: (entries) => {
+          if (entries - logged < 100_000) return;
+          logged = entries;
+          this.logger.info({ event: 'audit_upgrade_progress', entries }, 'audit: building tiles');
+        },
+      });
+      await this.store.writeDerived([], [], { ...meta, version: 2 });
+      this.logger.warn(
+        { event: 'audit_upgrade_done', entries: done.size, batches: done.batches },
+        'audit: tiles built; the store is now version 2',
+      );
+    } catch (err) {
+      if (err instanceof ReplayProblem) throw this.refuse(err.message, { ...err.details });
+      throw new AuditUnavailableError('audit store cannot be upgraded', { cause: err });
+    }
+  }
+
   private async startUp(): Promise<void> {
     const genesis = this.pinnedGenesis();
     await this.checkNames();
@@ -415,6 +488,7 @@ export class AuditLog {
       );
     }
     this.genesisCounter = genesis;
+    if (meta.version === 1) await this.upgrade(meta);
     await this.reconcile();
     if (this.refusal !== undefined) throw this.refusal;
     this.phase = 'ready';
@@ -448,7 +522,7 @@ export class AuditLog {
       );
     }
     const meta: StoreMeta = {
-      version: 1,
+      version: 2,
       origin: this.options.origin,
       genesisCounter: genesis.toString(),
     };
@@ -477,102 +551,200 @@ export class AuditLog {
   // --- reconciliation (start-up and after any failure) --------------------------------
 
   /**
-   * Read what the store holds beyond the anchored state, check it, compare with the TPM,
-   * and finish at most one interrupted batch. On success the anchored state covers the
+   * Read the store's tail, check it, compare with the TPM, and finish at most one
+   * interrupted batch. Bounded whatever the log's size: it reads the last batch records,
+   * the tiles of the tree's right edge before the last batch and that batch's entries
+   * (docs/audit.md, "What start-up checks"). On success the anchored state covers the
    * whole store; throws AuditUnavailableError (try again later) or AuditRollbackError.
    */
   private async reconcile(): Promise<void> {
     try {
       await this.reconcileTail();
     } catch (err) {
-      this.tree.truncate(this.size);
-      throw err;
+      this.tree.reset(this.anchoredFrontier);
+      if (err instanceof ReplayProblem) throw this.refuse(err.message, { ...err.details });
+      if (err instanceof TileMismatchError) {
+        throw this.refuse(`${err.message}: the tiles do not match the entries`, {
+          reason: 'store_tiles_mismatch',
+          tile: `${err.tile.level}/${err.tile.index}`,
+          problem: err.problem,
+        });
+      }
+      if (err instanceof AuditRollbackError || err instanceof AuditUnavailableError) throw err;
+      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
     }
   }
 
+  /** The last (up to) three batch records, each well formed and chained to the one before. */
+  private async lastRecords(): Promise<StoredBatch[]> {
+    const values = await this.store.lastBatches(3);
+    const records: StoredBatch[] = [];
+    for (const value of values) {
+      const before = records.at(-1);
+      const index = before === undefined ? (value as { index?: unknown }).index : before.index + 1;
+      if (
+        !isStoredBatch(value) ||
+        value.index !== index ||
+        value.size <= (before?.size ?? 0) ||
+        // The first record's extend is the provisioned value's; each next one chains.
+        (before === undefined && value.index === 0 && !this.chains(GENESIS_EXTEND, value)) ||
+        (before !== undefined && !this.chains(hexToBuf(before.extend), value))
+      ) {
+        throw new ReplayProblem(`audit store batch record ${String(index)} is malformed`, {
+          reason: 'store_batch_malformed',
+          batch: index,
+        });
+      }
+      records.push(value);
+    }
+    return records;
+  }
+
+  private chains(previous: Buffer, record: StoredBatch): boolean {
+    return extendDigest(previous, hexToBuf(record.root)).toString('hex') === record.extend;
+  }
+
   private async reconcileTail(): Promise<void> {
-    const base = { size: this.size, batches: this.batches };
-    // 1. Entries beyond the anchored size, each linked to its predecessor.
-    let prev = this.headHash;
+    const records = await this.lastRecords();
+    const last = records.at(-1);
+    const n = last === undefined ? 0 : last.index + 1;
+    // 1. The state before the store's last batch: kept in memory once running, at start
+    //    read from the right-edge tiles and checked against that batch's record.
+    let hasTail = true;
+    let baseSize: number;
+    let baseExtend: Buffer;
+    if (this.loaded && n === this.batches) {
+      hasTail = false;
+      baseSize = this.size;
+      baseExtend = this.extendValue;
+      if (last !== undefined && last.root !== this.anchoredRoot.toString('hex')) {
+        throw new ReplayProblem(`audit store batch record ${n - 1} changed`, {
+          reason: 'store_batch_malformed',
+          batch: n - 1,
+        });
+      }
+    } else if (this.loaded && n === this.batches + 1) {
+      this.tree.reset(this.anchoredFrontier);
+      baseSize = this.size;
+      baseExtend = this.extendValue;
+    } else if (this.loaded) {
+      throw new ReplayProblem(
+        `the audit store holds ${n} batch records, the running log ${this.batches}: the store was edited`,
+        { reason: n < this.batches ? 'store_truncated' : 'store_ahead_of_anchor', batch: n },
+      );
+    } else if (last === undefined) {
+      hasTail = false;
+      baseSize = 0;
+      baseExtend = Buffer.from(GENESIS_EXTEND);
+    } else {
+      const before = records.at(-2);
+      if (before === undefined && last.index > 0) {
+        throw new ReplayProblem(`audit store batch record ${last.index - 1} is missing`, {
+          reason: 'store_batch_malformed',
+          batch: last.index - 1,
+        });
+      }
+      baseSize = before?.size ?? 0;
+      baseExtend = before === undefined ? Buffer.from(GENESIS_EXTEND) : hexToBuf(before.extend);
+      this.tree = await TiledTree.load(this.store, baseSize);
+      const baseRoot = before === undefined ? EMPTY_ROOT : hexToBuf(before.root);
+      if (!this.tree.root().equals(baseRoot)) {
+        throw new TileMismatchError(
+          { level: 0, index: Math.floor(baseSize / 256) },
+          'root_mismatch',
+        );
+      }
+    }
+    // 2. The last batch's entries re-hashed onto that state (and the entry before them for
+    //    the link), its root and its tiles compared with the store's.
+    let prev = this.loaded ? this.headHash : GENESIS_PREV_HASH;
     const times: string[] = [];
-    try {
-      for await (const value of this.store.readEntries(base.size)) {
-        const seq = this.tree.size;
-        const problem = isEntryShape(value) ? checkLink(value, seq, prev) : 'shape';
-        if (problem !== undefined) {
-          throw this.refuse(
-            `audit store entry ${seq} is broken (${problem}): the store was rewritten`,
+    let linkFirst = !this.loaded && baseSize > 0;
+    for await (const value of this.store.readEntries(linkFirst ? baseSize - 1 : baseSize)) {
+      if (linkFirst) {
+        // The entry before the tail: only its hash matters, bound by its leaf.
+        linkFirst = false;
+        const seq = baseSize - 1;
+        const leaf = await this.tree.leaf(seq);
+        if (
+          !isEntryShape(value) ||
+          value.seq !== seq ||
+          !leafHash(hexToBuf(value.hash)).equals(leaf)
+        ) {
+          throw new ReplayProblem(
+            `audit store entry ${seq} is broken (leaf): the store was rewritten`,
             {
               reason: 'store_entry_broken',
               seq,
-              problem,
+              problem: 'leaf',
             },
           );
         }
-        this.tree.appendLeaf(leafHash(hexToBuf((value as AuditEntry).hash)));
-        prev = (value as AuditEntry).hash;
-        times.push((value as AuditEntry).time);
+        prev = value.hash;
+        continue;
       }
-    } catch (err) {
-      if (err instanceof AuditRollbackError) throw err;
-      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
-    }
-    // 2. Batch records beyond the anchored ones, and the extend chain they imply.
-    const records: BatchRecord[] = [];
-    try {
-      for await (const value of this.store.readBatches(base.batches)) {
-        const index = base.batches + records.length;
-        const lastSize = records.at(-1)?.size ?? base.size;
-        if (!isBatchRecord(value) || value.index !== index || value.size <= lastSize) {
-          throw this.refuse(`audit store batch record ${index} is malformed`, {
-            reason: 'store_batch_malformed',
-            batch: index,
-          });
-        }
-        if (value.size > this.tree.size) {
-          throw this.refuse(
-            `audit store batch ${index} ends at size ${value.size} but the store holds only ${this.tree.size} entries: the tail was truncated`,
-            {
-              reason: 'store_truncated',
-              batch: index,
-              batchSize: value.size,
-              entries: this.tree.size,
-            },
-          );
-        }
-        if (this.tree.root(value.size).toString('hex') !== value.root) {
-          throw this.refuse(`audit store batch ${index} does not match its entries`, {
-            reason: 'store_batch_root_mismatch',
-            batch: index,
-          });
-        }
-        records.push(value);
+      const seq = this.tree.size;
+      if (!hasTail || seq >= (last?.size ?? 0)) {
+        throw new ReplayProblem(
+          `audit store holds entries after its last batch record (size ${last?.size ?? 0}): the store was edited`,
+          { reason: 'store_unbatched_entries', size: last?.size ?? 0, entries: seq + 1 },
+        );
       }
-    } catch (err) {
-      if (err instanceof AuditRollbackError) throw err;
-      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+      const problem = isEntryShape(value) ? checkLink(value, seq, prev) : 'shape';
+      if (problem !== undefined) {
+        throw new ReplayProblem(
+          `audit store entry ${seq} is broken (${problem}): the store was rewritten`,
+          {
+            reason: 'store_entry_broken',
+            seq,
+            problem,
+          },
+        );
+      }
+      this.tree.appendLeaf(leafHash(hexToBuf((value as AuditEntry).hash)));
+      prev = (value as AuditEntry).hash;
+      times.push((value as AuditEntry).time);
     }
-    const storeSize = records.at(-1)?.size ?? base.size;
-    if (storeSize !== this.tree.size) {
-      throw this.refuse(
-        `audit store holds ${this.tree.size - storeSize} entries after its last batch record: the store was edited`,
-        { reason: 'store_unbatched_entries', size: storeSize, entries: this.tree.size },
-      );
+    let eN = baseExtend;
+    if (hasTail && last !== undefined) {
+      if (this.tree.size !== last.size) {
+        throw new ReplayProblem(
+          `audit store batch ${n - 1} ends at size ${last.size} but the store holds only ${this.tree.size} entries: the tail was truncated`,
+          {
+            reason: 'store_truncated',
+            batch: n - 1,
+            batchSize: last.size,
+            entries: this.tree.size,
+          },
+        );
+      }
+      if (this.tree.root().toString('hex') !== last.root) {
+        throw new ReplayProblem(`audit store batch ${n - 1} does not match its entries`, {
+          reason: 'store_batch_root_mismatch',
+          batch: n - 1,
+        });
+      }
+      eN = extendDigest(baseExtend, hexToBuf(last.root));
+      if (eN.toString('hex') !== last.extend) {
+        throw new ReplayProblem(`audit store batch record ${n - 1} is malformed`, {
+          reason: 'store_batch_malformed',
+          batch: n - 1,
+        });
+      }
+      for (const t of this.tree.writes()) {
+        const stored = await this.store.readTile(t.level, t.index);
+        if (stored === undefined || !stored.equals(t.hashes)) {
+          throw new TileMismatchError(t, stored === undefined ? 'missing' : 'root_mismatch');
+        }
+      }
     }
-    const chain = [this.extendValue];
-    for (const r of records)
-      chain.push(extendDigest(chain.at(-1) ?? GENESIS_EXTEND, hexToBuf(r.root)));
-    const n = base.batches + records.length;
     const expected = this.genesisCounter + BigInt(n);
-    const eN = chain[chain.length - 1] ?? this.extendValue;
-    const ePrev = chain[chain.length - 2];
-    const lastRoot = records.at(-1)?.root;
 
     // 3. Compare with the TPM.
     const tpm = await this.readAnchor();
     if (tpm.extendValue.equals(eN) && tpm.counter === expected) {
       // consistent
-    } else if (records.length > 0 && tpm.extendValue.equals(eN) && tpm.counter === expected - 1n) {
+    } else if (hasTail && tpm.extendValue.equals(eN) && tpm.counter === expected - 1n) {
       // Crash between extend and increment of the last batch: finish it.
       await this.anchorStep(() => this.anchor.increment());
       this.logger.warn(
@@ -580,16 +752,15 @@ export class AuditLog {
         'audit: finished anchoring the last batch (counter)',
       );
     } else if (
-      ePrev !== undefined &&
-      lastRoot !== undefined &&
-      tpm.extendValue.equals(ePrev) &&
+      hasTail &&
+      last !== undefined &&
+      tpm.extendValue.equals(baseExtend) &&
       tpm.counter === expected - 1n
     ) {
       // Durable in the store, never anchored, so nothing from it was released: anchor it,
       // if it is one the log could have written (whoever holds the disk may write it).
-      const from = records.at(-2)?.size ?? base.size;
-      this.checkUnanchoredBatch(n - 1, times.slice(from - base.size));
-      await this.anchorStep(() => this.anchor.extend(hexToBuf(lastRoot)));
+      this.checkUnanchoredBatch(n - 1, times);
+      await this.anchorStep(() => this.anchor.extend(hexToBuf(last.root)));
       await this.anchorStep(() => this.anchor.increment());
       this.logger.warn(
         { event: 'audit_anchor_completed', batch: n - 1, recovered: 'stored_not_anchored' },
@@ -611,10 +782,14 @@ export class AuditLog {
         { reason: 'store_anchor_mismatch', tpmCounter: tpm.counter.toString(), storeBatches: n },
       );
     }
+    this.tree.settle();
+    this.anchoredFrontier = this.tree.frontier();
+    this.anchoredRoot = this.tree.root();
     this.size = this.tree.size;
     this.batches = n;
     this.extendValue = Buffer.from(eN);
     this.headHash = prev;
+    this.loaded = true;
     this.dirty = false;
   }
 
@@ -690,10 +865,12 @@ export class AuditLog {
         prev = entry.hash;
       }
       const root = this.tree.root();
-      const record: BatchRecord = {
+      const extendValue = extendDigest(this.extendValue, root);
+      const record: StoredBatch = {
         index: this.batches,
         size: this.tree.size,
         root: root.toString('hex'),
+        extend: extendValue.toString('hex'),
       };
       // From here a failure may leave the store or the TPM one step ahead: reconcile first.
       this.dirty = true;
@@ -701,17 +878,18 @@ export class AuditLog {
       const bodies = batch.flatMap((w) =>
         w.event.body === undefined ? [] : [{ digest: w.event.digest, text: w.event.body }],
       );
-      await this.store.appendBatch(entries, record, bodies);
+      // The tiles the batch changed go in the same synced write as its entries.
+      await this.store.appendBatch(entries, record, bodies, this.tree.writes());
       this.lastAnchorAt = this.clock.now();
       await this.anchorStep(() => this.anchor.extend(root));
       await this.anchorStep(() => this.anchor.increment());
-      await this.checkNoForeignWrite(
-        this.genesisCounter + BigInt(this.batches + 1),
-        extendDigest(this.extendValue, root),
-      );
+      await this.checkNoForeignWrite(this.genesisCounter + BigInt(this.batches + 1), extendValue);
+      this.tree.settle();
+      this.anchoredFrontier = this.tree.frontier();
+      this.anchoredRoot = root;
       this.size = this.tree.size;
       this.batches += 1;
-      this.extendValue = extendDigest(this.extendValue, root);
+      this.extendValue = extendValue;
       this.headHash = prev;
       this.dirty = false;
       this.counters.batches += 1;
@@ -719,7 +897,7 @@ export class AuditLog {
       entries.forEach((e, i) => batch[i]?.resolve({ seq: e.seq, hash: e.hash }));
     } catch (err) {
       // Back to the anchored state (which a reconciliation in this commit may have moved).
-      this.tree.truncate(this.size);
+      this.tree.reset(this.anchoredFrontier);
       const failure =
         err instanceof AuditRollbackError
           ? err

@@ -116,8 +116,9 @@ export interface AuditService {
   body(digest: string): Promise<string>;
   /** Anchored batch boundaries from batch `from` (GET /v1/audit/batches). */
   batches(from: number, limit: number): Promise<BatchBoundary[]>;
-  inclusionProof(seq: number, treeSize: number): InclusionProof;
-  consistencyProof(from: number, to: number): ConsistencyProof;
+  /** Computed from the stored tiles (so asynchronous). */
+  inclusionProof(seq: number, treeSize: number): Promise<InclusionProof>;
+  consistencyProof(from: number, to: number): Promise<ConsistencyProof>;
   /** Entries up to a fresh checkpoint (with NV_Certify when the anchor has an AK). */
   exportLog(): Promise<AuditExport>;
   stats(): AuditStats;
@@ -272,8 +273,8 @@ export class DefaultAuditService implements AuditService {
     return this.log.batchRecords(from, Math.min(limit, this.maxPage));
   }
 
-  inclusionProof(seq: number, treeSize: number): InclusionProof {
-    const p = this.log.inclusionProof(seq, treeSize);
+  async inclusionProof(seq: number, treeSize: number): Promise<InclusionProof> {
+    const p = await this.log.inclusionProof(seq, treeSize);
     return {
       seq,
       treeSize,
@@ -282,8 +283,9 @@ export class DefaultAuditService implements AuditService {
     };
   }
 
-  consistencyProof(from: number, to: number): ConsistencyProof {
-    return { from, to, path: this.log.consistencyProof(from, to).map((h) => h.toString('hex')) };
+  async consistencyProof(from: number, to: number): Promise<ConsistencyProof> {
+    const path = await this.log.consistencyProof(from, to);
+    return { from, to, path: path.map((h) => h.toString('hex')) };
   }
 
   async exportLog(): Promise<AuditExport> {

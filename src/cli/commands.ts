@@ -183,9 +183,13 @@ export const COMMANDS: readonly Command[] = [
   },
   {
     path: ['audit', 'verify'],
-    summary: 'verify an export offline (no appliance needed)',
-    args: 'FILE',
+    summary: 'verify an export offline (no appliance needed), or the local store with --full',
+    args: '[FILE]',
     options: {
+      full: {
+        type: 'boolean',
+        help: 'replay the local store from its first entry (server stopped; no FILE)',
+      },
       key: {
         type: 'string',
         value: 'VERIFIER',
@@ -203,6 +207,7 @@ export const COMMANDS: readonly Command[] = [
       'Recomputes the hash chain and the Merkle tree, checks the checkpoint signature and, with --pin, the TPM NV_Certify of the anchor. Exit code 1 when it does not verify.',
     examples: [
       "grantor audit verify audit.json --key 'grantor+1a2b3c4d+AQ...' --pin var/appliance.anchor-pin.json",
+      'grantor audit verify --full',
     ],
     where: ['offline'],
   },

@@ -11,7 +11,8 @@ import { runAuditCli } from '../audit/cli.js';
 import { runKeysCli } from '../keys/cli.js';
 import { runOperatorsCli } from '../operators/cli.js';
 import { loadConfig, type AppConfig } from '../shared/config.js';
-import { databaseHeld } from '../shared/db.level.js';
+import { LevelAuditStore } from '../audit/audit-store.level.js';
+import { databaseHeld, openDatabase } from '../shared/db.level.js';
 import { GrantorError } from '../shared/errors.js';
 import { openTpm } from '../tpm/tpm.native.js';
 import { setRandomOwnerAuth } from '../tpm/owner-auth.js';
@@ -78,11 +79,27 @@ export async function runLocal(command: Command, args: readonly string[], io: Io
   if (group === 'reference-policies') {
     return runReferencePoliciesCli([...sub, ...args], { out: io.out, err: io.err });
   }
-  if (group === 'audit' && verb === 'verify') {
+  if (group === 'audit' && verb === 'verify' && !args.includes('--full')) {
     return runAuditCli([...sub, ...args], {}, { out: io.out, err: io.err });
   }
   const config = loadConfig();
   await ensureNotHeld(config);
+  if (group === 'audit' && verb === 'verify') {
+    // The full replay reads the store only: no TPM, no HSM, no appliance start.
+    const db = await openDatabase(join(config.stateDir, 'db'));
+    try {
+      return await runAuditCli(
+        [...sub, ...args],
+        {
+          openStore: () => Promise.resolve(new LevelAuditStore(db)),
+          progress: (text) => process.stderr.write(text),
+        },
+        { out: io.out, err: io.err },
+      );
+    } finally {
+      await db.close();
+    }
+  }
   if (group === 'provision') return provision(config, args, io);
   const a = await openAppliance(config);
   try {

@@ -6,7 +6,9 @@
  * after a batch is durable in the store; right after its extend). After every restart the
  * start-up check must accept the store and every acknowledged append must be in it; every
  * recovery case must have been hit many times (counted from the children's start-up
- * reports); at the end the log is checked again here, independently.
+ * reports); after every restart the child checks that the stored tiles equal those recomputed
+ * from the entries (tiles-check.ts, code independent of the server's tree), and at the end
+ * the log and its tiles are checked again here, independently.
  * GRANTOR_CRASH_CYCLES sets the number of kills (default 1000) for a longer run.
  */
 import { join } from 'node:path';
@@ -22,6 +24,7 @@ import { buildCrashChild, runCrashHarness, type CrashChild } from './crash-harne
 import { mkdir, rm } from 'node:fs/promises';
 import { provisionAnchor, tempDir } from './helpers.js';
 import { mulberry32 } from '../rig/prng.js';
+import { expectedTiles, storedTiles, tilesDisagree } from './tiles-check.js';
 
 const CYCLES = Number(process.env.GRANTOR_CRASH_CYCLES ?? '1000');
 /** Each recovery case must be reported by at least this many starts. */
@@ -77,7 +80,11 @@ async function checkLane(lane: Lane, acked: ReadonlyMap<number, string>): Promis
   const batches = (await sub.values({ gte: 'b!', lt: 'b!~' }).all()).map(
     (v) => JSON.parse(v) as { size: number; root: string },
   );
+  const tiles = await storedTiles(db);
   await db.close();
+  // The tiles agree with the entries, whatever the last kill interrupted.
+  const hashes = entries.map((e) => (isEntryShape(e) ? e.hash : ''));
+  expect(tilesDisagree(tiles, expectedTiles(hashes))).toBeUndefined();
   let prev = GENESIS_PREV_HASH;
   entries.forEach((e, seq) => {
     if (!isEntryShape(e)) throw new Error(`entry ${seq} malformed`);

@@ -131,9 +131,9 @@ function flakyStore(db: Database): AuditStore & { mode: FaultMode } {
   const inner = new LevelAuditStore(db);
   const store: AuditStore & { mode: FaultMode } = {
     ...storeWith(inner, {
-      appendBatch: async (entries, batch, bodies) => {
+      appendBatch: async (entries, batch, bodies, tiles) => {
         if (store.mode === 'fail') throw new Error('EIO: simulated disk failure');
-        await inner.appendBatch(entries, batch, bodies);
+        await inner.appendBatch(entries, batch, bodies, tiles);
         if (store.mode === 'fail-after-write')
           throw new Error('EIO: simulated failure after write');
       },

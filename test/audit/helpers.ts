@@ -102,7 +102,11 @@ export function storeWith(inner: AuditStore, over: Partial<AuditStore> = {}): Au
     writeMeta: (meta) => inner.writeMeta(meta),
     readEntries: (from, limit) => inner.readEntries(from, limit),
     readBatches: (from) => inner.readBatches(from),
-    appendBatch: (entries, batch, bodies) => inner.appendBatch(entries, batch, bodies),
+    appendBatch: (entries, batch, bodies, tiles) =>
+      inner.appendBatch(entries, batch, bodies, tiles),
+    lastBatches: (count) => inner.lastBatches(count),
+    readTile: (level, index) => inner.readTile(level, index),
+    writeDerived: (tiles, batches, meta) => inner.writeDerived(tiles, batches, meta),
     scanIndex: (term, from, limit) => inner.scanIndex(term, from, limit),
     indexedFrom: () => inner.indexedFrom(),
     readBody: (digest) => inner.readBody(digest),

@@ -48,8 +48,9 @@ async function main(): Promise<void> {
     }
     await store.appendBatch(
       entries,
-      { index: batchIndex, size: seq, root: '0'.repeat(64) },
+      { index: batchIndex, size: seq, root: '0'.repeat(64), extend: '0'.repeat(64) },
       bodies,
+      [],
     );
     batchIndex += 1;
   }

@@ -60,8 +60,8 @@ function snapshotStore(db: Database, path: string): AuditStore & { snapshots: st
         await inner.writeMeta(meta);
         await snapshot();
       },
-      appendBatch: async (entries, batch, bodies) => {
-        await inner.appendBatch(entries, batch, bodies);
+      appendBatch: async (entries, batch, bodies, tiles) => {
+        await inner.appendBatch(entries, batch, bodies, tiles);
         await snapshot();
       },
     }),

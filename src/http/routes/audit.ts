@@ -407,8 +407,8 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
         },
       },
     },
-    (request) => {
-      const proof = audit.inclusionProof(request.query.seq, request.query.size);
+    async (request) => {
+      const proof = await audit.inclusionProof(request.query.seq, request.query.size);
       return { ...proof, path: [...proof.path] };
     },
   );
@@ -429,8 +429,8 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
         },
       },
     },
-    (request) => {
-      const proof = audit.consistencyProof(request.query.from, request.query.to);
+    async (request) => {
+      const proof = await audit.consistencyProof(request.query.from, request.query.to);
       return { ...proof, path: [...proof.path] };
     },
   );
