@@ -11,7 +11,8 @@ import {
   timingSafeEqual,
   type X509Certificate,
 } from 'node:crypto';
-import type { AttestationFacts } from '../audit/index.js';
+import type { AttestationFacts, Facts, RuntimeEventFacts } from '../audit/index.js';
+import { factHex, factId, factText } from '../audit/index.js';
 import { UnavailableError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
@@ -74,7 +75,7 @@ export interface AuditSink {
     /** Hex SHA-256 of the facts (JCS), never secrets. */
     digest: string;
     /** Typed facts of the entry. */
-    facts?: AttestationFacts;
+    facts?: Facts;
   }): Promise<void>;
 }
 
@@ -95,6 +96,21 @@ function verdictAuditFacts(
     resetCount: facts.resetCount,
     restartCount: facts.restartCount,
     firmware: firmwareHex(facts.firmwareVersion),
+  };
+}
+
+/** The facts of a runtime's enrollment and registry events (docs/protocol.md §4.1). */
+function runtimeEventFacts(
+  r: { readonly runtimeId: string; readonly akName: string; readonly ekFingerprint: string },
+  more: { actor?: string; rule?: string | null; labels?: Readonly<Record<string, string>> } = {},
+): RuntimeEventFacts {
+  return {
+    runtime: factId(r.runtimeId),
+    akName: r.akName === '' ? null : factText(r.akName),
+    ekFingerprint: factHex(r.ekFingerprint),
+    actor: more.actor === undefined ? null : factId(more.actor),
+    rule: more.rule === undefined || more.rule === null ? null : factText(more.rule),
+    labelsDigest: more.labels === undefined ? null : factsDigest(more.labels),
   };
 }
 
@@ -619,6 +635,7 @@ export class AttestationService {
           akName: record.akName,
           ekCertified: record.ekCertified,
         }),
+        facts: runtimeEventFacts(record, { rule: rule?.name ?? null, labels: record.labels }),
       });
       await this.#write(runtimeId, () => this.#store.create(record), record);
       return {
@@ -666,6 +683,7 @@ export class AttestationService {
       subject: r.runtimeId,
       decision: 'expired',
       digest: factsDigest({ runtimeId: r.runtimeId, akName: r.akName, createdAt: r.createdAt }),
+      facts: runtimeEventFacts(r),
     });
     await this.#write(r.runtimeId, () => this.#store.delete(r), undefined);
     this.#nonces.forget(r.runtimeId);
@@ -705,6 +723,7 @@ export class AttestationService {
         decision: ok ? state : 'activation_failed',
         ...(ok ? {} : { reasons: ['activation_failed'] }),
         digest: factsDigest({ runtimeId, akName: r.akName, ok }),
+        facts: runtimeEventFacts(r),
       });
       if (!ok) {
         await this.#write(runtimeId, () => this.#store.delete(r), undefined);
@@ -794,6 +813,7 @@ export class AttestationService {
         decision: 'assigned',
         reasons: [`${actor.role}:${actor.id}`],
         digest: factsDigest({ runtimeId, labels: next, previous: r.labels, by: actor.id }),
+        facts: runtimeEventFacts(r, { actor: actor.id, labels: next }),
       });
       const updated: RuntimeRecord = { ...r, labels: next, labelSource: `operator:${actor.id}` };
       await this.#update(updated);
@@ -826,6 +846,7 @@ export class AttestationService {
           by: actor.id,
           at,
         }),
+        facts: runtimeEventFacts(r, { actor: actor.id }),
       });
       const updated: RuntimeRecord = {
         ...r,
@@ -848,6 +869,7 @@ export class AttestationService {
         subject: runtimeId,
         decision: 'active',
         digest: factsDigest({ runtimeId, akName: r.akName }),
+        facts: runtimeEventFacts(r),
       });
       await this.#update({ ...r, state: 'active' });
       return { runtimeId, state: 'active' as const };
@@ -866,6 +888,7 @@ export class AttestationService {
         subject: runtimeId,
         decision: 'revoked',
         digest: factsDigest({ runtimeId, akName: r.akName }),
+        facts: runtimeEventFacts(r),
       });
       await this.#update({ ...r, state: 'revoked', secretDigest: null, imaState: null });
       return { runtimeId, state: 'revoked' as const };
@@ -1052,6 +1075,12 @@ export class AttestationService {
         previous,
         current,
       }),
+      facts: {
+        runtime: factId(record.runtimeId),
+        akName: factText(record.akName),
+        previous: factText(previous),
+        current: factText(current),
+      },
     });
   }
 
