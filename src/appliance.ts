@@ -566,7 +566,7 @@ export async function openAppliance(
           digest: jcsSha256Hex(event),
           facts: {
             approval: factId(event.approvalId),
-            act: event.act,
+            act: factId(event.act),
             target: factText(event.target),
             paramsDigest: jcsSha256Hex(event.params),
             actors: factList(
