@@ -27,6 +27,7 @@ import {
   type AuditService,
   type PinnedAnchor,
 } from './audit/index.js';
+import { factHex, factId, factList, factText } from './audit/index.js';
 import { meterAudit } from './audit/audit.metered.js';
 import {
   AttestationTrust,
@@ -371,6 +372,12 @@ export async function openAppliance(
             subject: event.kid,
             reasons: [event.reason],
             digest: jcsSha256Hex(event),
+            facts: {
+              kid: factId(event.kid),
+              purpose: event.purpose,
+              previousKid: event.previousKid === undefined ? null : factId(event.previousKid),
+              reason: event.reason,
+            },
           });
         },
       },
@@ -411,6 +418,12 @@ export async function openAppliance(
         decision: error.code,
         reasons: [`by:${by}`, auditReason(error.message)],
         digest: jcsSha256Hex({ error: error.code, message: error.message, by }),
+        facts: {
+          policyHash: factHex(activePolicy?.hash),
+          version: activePolicy?.version ?? null,
+          by: factText(by),
+          code: factId(error.code),
+        },
       });
     };
     const policy = await createPolicyEngine({
@@ -436,6 +449,12 @@ export async function openAppliance(
           subject: info.hash,
           reasons: [`version:${info.version}`, `by:${by}`],
           digest: jcsSha256Hex(info),
+          facts: {
+            policyHash: factHex(info.hash),
+            version: info.version,
+            by: factText(by),
+            code: null,
+          },
         });
         // An operator's reload awaits its entry (and fails with it); a watched one logs.
         if (asked !== undefined) asked.audited = appended;
@@ -545,6 +564,17 @@ export async function openAppliance(
             ),
           ],
           digest: jcsSha256Hex(event),
+          facts: {
+            approval: factId(event.approvalId),
+            act: factId(event.act),
+            target: factText(event.target),
+            paramsDigest: jcsSha256Hex(event.params),
+            actors: factList(
+              event.actors.map(
+                (a) => `${a.role}:${a.id}${a.person === undefined ? '' : `:${a.person}`}`,
+              ),
+            ),
+          },
         });
       },
       // Every credential and registry change, with the person and who made it.
@@ -559,6 +589,13 @@ export async function openAppliance(
             ...(event.audiences ?? []).map((a) => `audience:${a}`),
           ],
           digest: jcsSha256Hex(event),
+          facts: {
+            credential: factText(event.subject),
+            person: event.person === undefined ? null : factId(event.person),
+            actor: factId(event.by),
+            roles: factList(event.roles ?? []),
+            audiences: factList(event.audiences ?? []),
+          },
         });
       },
     });

@@ -39,6 +39,7 @@ import {
   type DisabledMark,
   type ReferencePolicy,
 } from './reference-policy.js';
+import { factHex, factId, factText } from '../audit/index.js';
 import { AuditUnavailableError, type AuditSink } from './service.js';
 import {
   PUT_POLICIES_FILE,
@@ -356,6 +357,13 @@ export class AttestationTrust {
           `previous:sha256:${this.#rules.sha256}`,
         ],
         digest: jcsSha256Hex({ sha256, previous: this.#rules.sha256, actor: actor.id }),
+        facts: {
+          actor: factId(actor.id),
+          name: null,
+          contentDigest: factHex(sha256),
+          previous: factText(this.#rules.sha256),
+          count: set.rules.length,
+        },
       });
       await rename(tmp, path);
       this.#rules = { set, sha256, source: 'replaced', replacedAt, replacedBy: actor.id };
@@ -414,6 +422,13 @@ export class AttestationTrust {
           `previous:sha256:${this.#ekCa.sha256}`,
         ],
         digest: jcsSha256Hex({ sha256, previous: this.#ekCa.sha256, actor: actor.id }),
+        facts: {
+          actor: factId(actor.id),
+          name: null,
+          contentDigest: factHex(sha256),
+          previous: factText(this.#ekCa.sha256),
+          count: cas.length,
+        },
       });
       await rename(tmp, path);
       this.#ekCa = next;
@@ -458,6 +473,13 @@ export class AttestationTrust {
         decision: enabled ? 'enabled' : 'disabled',
         reasons: [`${actor.role}:${actor.id}`],
         digest: jcsSha256Hex({ name, enabled, actor: actor.id, at: now.toISOString() }),
+        facts: {
+          actor: factId(actor.id),
+          name: factText(name),
+          contentDigest: null,
+          previous: null,
+          count: null,
+        },
       });
       await rename(tmp, path);
       this.#policies.apply(next);
@@ -522,6 +544,13 @@ export class AttestationTrust {
           `previous:${previous ?? 'none'}`,
         ],
         digest: jcsSha256Hex({ name, sha256, previous, actor: actor.id, at: now }),
+        facts: {
+          actor: factId(actor.id),
+          name: factText(name),
+          contentDigest: factHex(sha256),
+          previous: previous === null ? null : factText(previous),
+          count: null,
+        },
       });
       await rename(tmp, path);
       const all = this.#policies.list().map((p) => p.policy);

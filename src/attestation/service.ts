@@ -11,7 +11,8 @@ import {
   timingSafeEqual,
   type X509Certificate,
 } from 'node:crypto';
-import type { AttestationFacts } from '../audit/index.js';
+import type { AttestationFacts, Facts, RuntimeEventFacts } from '../audit/index.js';
+import { factHex, factId, factText } from '../audit/index.js';
 import { UnavailableError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
@@ -75,7 +76,7 @@ export interface AuditSink {
     /** Hex SHA-256 of the facts (JCS), never secrets. */
     digest: string;
     /** Typed facts of the entry. */
-    facts?: AttestationFacts;
+    facts?: Facts;
   }): Promise<void>;
 }
 
@@ -96,6 +97,21 @@ function verdictAuditFacts(
     resetCount: facts.resetCount,
     restartCount: facts.restartCount,
     firmware: firmwareHex(facts.firmwareVersion),
+  };
+}
+
+/** The facts of a runtime's enrollment and registry events (docs/protocol.md §4.1). */
+function runtimeEventFacts(
+  r: { readonly runtimeId: string; readonly akName: string; readonly ekFingerprint: string },
+  more: { actor?: string; rule?: string | null; labels?: Readonly<Record<string, string>> } = {},
+): RuntimeEventFacts {
+  return {
+    runtime: factId(r.runtimeId),
+    akName: r.akName === '' ? null : factText(r.akName),
+    ekFingerprint: factHex(r.ekFingerprint),
+    actor: more.actor === undefined ? null : factId(more.actor),
+    rule: more.rule === undefined || more.rule === null ? null : factText(more.rule),
+    labelsDigest: more.labels === undefined ? null : factsDigest(more.labels),
   };
 }
 
@@ -622,6 +638,7 @@ export class AttestationService {
           akName: record.akName,
           ekCertified: record.ekCertified,
         }),
+        facts: runtimeEventFacts(record, { rule: rule?.name ?? null, labels: record.labels }),
       });
       await this.#write(runtimeId, () => this.#store.create(record), record);
       return {
@@ -669,6 +686,7 @@ export class AttestationService {
       subject: r.runtimeId,
       decision: 'expired',
       digest: factsDigest({ runtimeId: r.runtimeId, akName: r.akName, createdAt: r.createdAt }),
+      facts: runtimeEventFacts(r),
     });
     await this.#write(r.runtimeId, () => this.#store.delete(r), undefined);
     this.#nonces.forget(r.runtimeId);
@@ -708,6 +726,7 @@ export class AttestationService {
         decision: ok ? state : 'activation_failed',
         ...(ok ? {} : { reasons: ['activation_failed'] }),
         digest: factsDigest({ runtimeId, akName: r.akName, ok }),
+        facts: runtimeEventFacts(r),
       });
       if (!ok) {
         await this.#write(runtimeId, () => this.#store.delete(r), undefined);
@@ -797,6 +816,7 @@ export class AttestationService {
         decision: 'assigned',
         reasons: [`${actor.role}:${actor.id}`],
         digest: factsDigest({ runtimeId, labels: next, previous: r.labels, by: actor.id }),
+        facts: runtimeEventFacts(r, { actor: actor.id, labels: next }),
       });
       const updated: RuntimeRecord = { ...r, labels: next, labelSource: `operator:${actor.id}` };
       await this.#update(updated);
@@ -829,6 +849,7 @@ export class AttestationService {
           by: actor.id,
           at,
         }),
+        facts: runtimeEventFacts(r, { actor: actor.id }),
       });
       const updated: RuntimeRecord = {
         ...r,
@@ -851,6 +872,7 @@ export class AttestationService {
         subject: runtimeId,
         decision: 'active',
         digest: factsDigest({ runtimeId, akName: r.akName }),
+        facts: runtimeEventFacts(r),
       });
       await this.#update({ ...r, state: 'active' });
       return { runtimeId, state: 'active' as const };
@@ -869,6 +891,7 @@ export class AttestationService {
         subject: runtimeId,
         decision: 'revoked',
         digest: factsDigest({ runtimeId, akName: r.akName }),
+        facts: runtimeEventFacts(r),
       });
       await this.#update({ ...r, state: 'revoked', secretDigest: null, imaState: null });
       return { runtimeId, state: 'revoked' as const };
@@ -1060,6 +1083,12 @@ export class AttestationService {
         previous,
         current,
       }),
+      facts: {
+        runtime: factId(record.runtimeId),
+        akName: factText(record.akName),
+        previous: factText(previous),
+        current: factText(current),
+      },
     });
   }
 

@@ -7,6 +7,8 @@
  * entries of one type always have the same shape.
  */
 
+import { createHash } from 'node:crypto';
+
 /** One fact value: ids and names, digests, integers, flags, null, or a list of ids. */
 export type FactValue = string | number | boolean | null | readonly string[];
 
@@ -98,6 +100,108 @@ export type OperatorActFacts = {
   readonly approvals: readonly string[];
 };
 
+/**
+ * A runtime's enrollment and registry events (`runtime.enroll`, `runtime.enroll_expired`,
+ * `runtime.activate`, `runtime.approve`, `runtime.revoke`, `runtime.labels.assign`,
+ * `runtime.release`). `actor` is the operator when the service is told who acted (labels,
+ * release), else null (the act's own `operator.act` entry names them).
+ */
+export type RuntimeEventFacts = {
+  readonly runtime: string;
+  readonly akName: string | null;
+  readonly ekFingerprint: string | null;
+  readonly actor: string | null;
+  /** The enrollment rule that matched (`runtime.enroll`), else null. */
+  readonly rule: string | null;
+  /** SHA-256 of JCS of the labels the runtime has after the event, when it changes them. */
+  readonly labelsDigest: string | null;
+};
+
+/** A runtime's firmware version other than its last quote's (`runtime.firmware`). */
+export type RuntimeFirmwareFacts = {
+  readonly runtime: string;
+  readonly akName: string;
+  readonly previous: string;
+  readonly current: string;
+};
+
+/** A change of the attestation trust material (`attestation.*`): rules, EK CAs, policies. */
+export type TrustChangeFacts = {
+  readonly actor: string;
+  /** The reference policy concerned; null for the rule set and the EK CA bundle. */
+  readonly name: string | null;
+  /** SHA-256 of the new content; null when only a state changes (enable, disable). */
+  readonly contentDigest: string | null;
+  /** SHA-256 of the content replaced (`configuration` or null when there was none). */
+  readonly previous: string | null;
+  /** Rules or certificates in the new content; null where it does not apply. */
+  readonly count: number | null;
+};
+
+/** One step of a dual-control request (`approval.requested`, `.given`, `.consumed`). */
+export type ApprovalFacts = {
+  readonly approval: string;
+  readonly act: string;
+  readonly target: string;
+  /** SHA-256 of JCS of the act's parameters (never the parameters). */
+  readonly paramsDigest: string;
+  /** Who requested or approved; for `approval.consumed`, the approvers. */
+  readonly actors: readonly string[];
+};
+
+/** A change to who may act: people, tokens, certificates, gateways (`operator.*`, `gateway.*`). */
+export type CredentialFacts = {
+  /** The credential (`tok_…`, `cert:…`, `gw_…`) or, for registry events, the person id. */
+  readonly credential: string;
+  readonly person: string | null;
+  /** Who made the change (`person:credential`, or `cli`). */
+  readonly actor: string;
+  readonly roles: readonly string[];
+  readonly audiences: readonly string[];
+};
+
+/** A grant or audit key's lifecycle event (`key.created`, `.rotated`, `.retired`, ...). */
+export type KeyLifecycleFacts = {
+  readonly kid: string;
+  readonly purpose: string;
+  readonly previousKid: string | null;
+  readonly reason: string;
+};
+
+/** A policy set activated (`policy.reloaded`) or refused (`policy.reload_refused`). */
+export type PolicyReloadFacts = {
+  /** The set active after the event (the new one, or the one that stays); null if none. */
+  readonly policyHash: string | null;
+  readonly version: number | null;
+  /** The operator who asked, or `watch` (the file watch). */
+  readonly by: string;
+  /** The refusal's code; null when the set was activated. */
+  readonly code: string | null;
+};
+
+/** A gateway's report of what a redeemed grant did (`grant.outcome`). */
+export type GrantOutcomeFacts = {
+  readonly grant: string;
+  readonly runtime: string;
+  readonly gateway: string;
+  readonly outcome: string;
+  /** The gateway's SHA-256 of the action's result (unverified by grantor), or null. */
+  readonly resultDigest: string | null;
+};
+
+/** Refused operator attempts of one (identity, code) in one window (`operator.refused`). */
+export type OperatorRefusedFacts = {
+  /** The credential or certificate presented, when one was; null when none. */
+  readonly identity: string | null;
+  readonly person: string | null;
+  readonly address: string;
+  readonly code: string;
+  /** `METHOD /route` of the first refused attempt. */
+  readonly act: string;
+  readonly repeats: number;
+  readonly dropped: number;
+};
+
 export interface FactsByType {
   readonly 'grant.decision': GrantDecisionFacts;
   readonly 'grant.issue_failed': GrantDecisionFacts;
@@ -107,6 +211,38 @@ export interface FactsByType {
   readonly 'runtime.attest': AttestationFacts;
   readonly 'runtime.quote': AttestationFacts;
   readonly 'operator.act': OperatorActFacts;
+  readonly 'runtime.enroll': RuntimeEventFacts;
+  readonly 'runtime.enroll_expired': RuntimeEventFacts;
+  readonly 'runtime.activate': RuntimeEventFacts;
+  readonly 'runtime.approve': RuntimeEventFacts;
+  readonly 'runtime.revoke': RuntimeEventFacts;
+  readonly 'runtime.labels.assign': RuntimeEventFacts;
+  readonly 'runtime.release': RuntimeEventFacts;
+  readonly 'runtime.firmware': RuntimeFirmwareFacts;
+  readonly 'attestation.enrollrules.replace': TrustChangeFacts;
+  readonly 'attestation.ekca.replace': TrustChangeFacts;
+  readonly 'attestation.refpolicy.put': TrustChangeFacts;
+  readonly 'attestation.refpolicy.enable': TrustChangeFacts;
+  readonly 'attestation.refpolicy.disable': TrustChangeFacts;
+  readonly 'approval.requested': ApprovalFacts;
+  readonly 'approval.given': ApprovalFacts;
+  readonly 'approval.consumed': ApprovalFacts;
+  readonly 'operator.registered': CredentialFacts;
+  readonly 'operator.removed': CredentialFacts;
+  readonly 'operator.token_created': CredentialFacts;
+  readonly 'operator.token_revoked': CredentialFacts;
+  readonly 'operator.certificate_revoked': CredentialFacts;
+  readonly 'gateway.enrolled': CredentialFacts;
+  readonly 'gateway.revoked': CredentialFacts;
+  readonly 'key.created': KeyLifecycleFacts;
+  readonly 'key.rotated': KeyLifecycleFacts;
+  readonly 'key.retired': KeyLifecycleFacts;
+  readonly 'key.destroyed': KeyLifecycleFacts;
+  readonly 'key.published': KeyLifecycleFacts;
+  readonly 'policy.reloaded': PolicyReloadFacts;
+  readonly 'policy.reload_refused': PolicyReloadFacts;
+  readonly 'grant.outcome': GrantOutcomeFacts;
+  readonly 'operator.refused': OperatorRefusedFacts;
 }
 
 const GRANT_DECISION: Record<keyof GrantDecisionFacts, Field> = {
@@ -135,6 +271,53 @@ const ATTESTATION: Record<keyof AttestationFacts, Field> = {
   resetCount: ['int'],
   restartCount: ['int'],
   firmware: ['text', 'nullable'],
+};
+
+const RUNTIME_EVENT: Record<keyof RuntimeEventFacts, Field> = {
+  runtime: ['id'],
+  akName: ['text', 'nullable'],
+  ekFingerprint: ['hex', 'nullable'],
+  actor: ['id', 'nullable'],
+  rule: ['text', 'nullable'],
+  labelsDigest: ['hex', 'nullable'],
+};
+
+const TRUST_CHANGE: Record<keyof TrustChangeFacts, Field> = {
+  actor: ['id'],
+  name: ['text', 'nullable'],
+  contentDigest: ['hex', 'nullable'],
+  previous: ['text', 'nullable'],
+  count: ['int', 'nullable'],
+};
+
+const APPROVAL: Record<keyof ApprovalFacts, Field> = {
+  approval: ['id'],
+  act: ['id'],
+  target: ['text'],
+  paramsDigest: ['hex'],
+  actors: ['ids'],
+};
+
+const CREDENTIAL: Record<keyof CredentialFacts, Field> = {
+  credential: ['text'],
+  person: ['id', 'nullable'],
+  actor: ['id'],
+  roles: ['ids'],
+  audiences: ['ids'],
+};
+
+const KEY_LIFECYCLE: Record<keyof KeyLifecycleFacts, Field> = {
+  kid: ['id'],
+  purpose: ['id'],
+  previousKid: ['id', 'nullable'],
+  reason: ['id'],
+};
+
+const POLICY_RELOAD: Record<keyof PolicyReloadFacts, Field> = {
+  policyHash: ['hex', 'nullable'],
+  version: ['int', 'nullable'],
+  by: ['text'],
+  code: ['id', 'nullable'],
 };
 
 const SCHEMAS: { readonly [T in keyof FactsByType]: Record<keyof FactsByType[T], Field> } = {
@@ -168,6 +351,57 @@ const SCHEMAS: { readonly [T in keyof FactsByType]: Record<keyof FactsByType[T],
     act: ['text'],
     target: ['text', 'nullable'],
     approvals: ['ids'],
+  },
+  'runtime.enroll': RUNTIME_EVENT,
+  'runtime.enroll_expired': RUNTIME_EVENT,
+  'runtime.activate': RUNTIME_EVENT,
+  'runtime.approve': RUNTIME_EVENT,
+  'runtime.revoke': RUNTIME_EVENT,
+  'runtime.labels.assign': RUNTIME_EVENT,
+  'runtime.release': RUNTIME_EVENT,
+  'runtime.firmware': {
+    runtime: ['id'],
+    akName: ['text'],
+    previous: ['text'],
+    current: ['text'],
+  },
+  'attestation.enrollrules.replace': TRUST_CHANGE,
+  'attestation.ekca.replace': TRUST_CHANGE,
+  'attestation.refpolicy.put': TRUST_CHANGE,
+  'attestation.refpolicy.enable': TRUST_CHANGE,
+  'attestation.refpolicy.disable': TRUST_CHANGE,
+  'approval.requested': APPROVAL,
+  'approval.given': APPROVAL,
+  'approval.consumed': APPROVAL,
+  'operator.registered': CREDENTIAL,
+  'operator.removed': CREDENTIAL,
+  'operator.token_created': CREDENTIAL,
+  'operator.token_revoked': CREDENTIAL,
+  'operator.certificate_revoked': CREDENTIAL,
+  'gateway.enrolled': CREDENTIAL,
+  'gateway.revoked': CREDENTIAL,
+  'key.created': KEY_LIFECYCLE,
+  'key.rotated': KEY_LIFECYCLE,
+  'key.retired': KEY_LIFECYCLE,
+  'key.destroyed': KEY_LIFECYCLE,
+  'key.published': KEY_LIFECYCLE,
+  'policy.reloaded': POLICY_RELOAD,
+  'policy.reload_refused': POLICY_RELOAD,
+  'grant.outcome': {
+    grant: ['id'],
+    runtime: ['id'],
+    gateway: ['id'],
+    outcome: ['id'],
+    resultDigest: ['hex', 'nullable'],
+  },
+  'operator.refused': {
+    identity: ['text', 'nullable'],
+    person: ['id', 'nullable'],
+    address: ['text'],
+    code: ['id'],
+    act: ['text'],
+    repeats: ['int'],
+    dropped: ['int'],
   },
 };
 
@@ -241,4 +475,34 @@ export function copyFacts(facts: Facts): Facts {
   }
   // Checked by factsProblem before it is copied: the same shape.
   return Object.freeze(out) as unknown as Facts;
+}
+
+/**
+ * A value someone else wrote, as an `id` fact: itself when it is one, else `digest:` and its
+ * SHA-256, so a fact never refuses the act it records.
+ */
+export function factId(value: string): string {
+  return ID.test(value)
+    ? value
+    : `digest:${createHash('sha256').update(value, 'utf8').digest('hex')}`;
+}
+
+/** A value as a `text` fact (control characters are never written; digested instead). */
+export function factText(value: string): string {
+  return TEXT.test(value)
+    ? value
+    : `digest:${createHash('sha256').update(value, 'utf8').digest('hex')}`;
+}
+
+/** A list as an `ids` fact: each a text fact, at most 32 (the rest counted). */
+export function factList(values: readonly string[]): string[] {
+  const fitted = values.map(factText);
+  return fitted.length <= MAX_IDS
+    ? fitted
+    : [...fitted.slice(0, MAX_IDS - 1), `and ${fitted.length - (MAX_IDS - 1)} more`];
+}
+
+/** A hex SHA-256 as a `hex` fact, or null when it is none. */
+export function factHex(value: string | null | undefined): string | null {
+  return typeof value === 'string' && HEX32.test(value) ? value : null;
 }

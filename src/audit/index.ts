@@ -113,6 +113,7 @@ export type { AuditEntry, AuditEvent } from './entry.js';
 export type { AuditFilter, QueryPage } from './query.js';
 export type * from './facts.js';
 export { MAX_BODY_LENGTH, fitReason } from './entry.js';
+export { factHex, factId, factList, factText } from './facts.js';
 export {
   AuditNotFoundError,
   AuditNotProvisionedError,

@@ -236,6 +236,34 @@ export const COMMANDS: readonly Command[] = [
     where: ['remote'],
   },
   {
+    path: ['audit', 'watch'],
+    summary: "monitor a running appliance's log: each checkpoint consistent with the last",
+    args: '',
+    options: {
+      state: {
+        type: 'string',
+        value: 'FILE',
+        help: 'the last verified checkpoint (created at the first visit)',
+      },
+      verifier: {
+        type: 'string',
+        value: 'VERIFIER',
+        help: 'a pinned note verifier key, <name>+<id>+<key> (repeatable)',
+        multiple: true,
+      },
+      'verifier-file': { type: 'string', value: 'FILE', help: 'pinned verifier keys, one a line' },
+      once: { type: 'boolean', help: 'one visit, then exit' },
+      interval: { type: 'string', value: 'SECONDS', help: 'between visits (default 300)' },
+    },
+    description:
+      'At each visit: GET /v1/audit/checkpoint, its signature against a pinned key (never one the appliance serves), and a consistency proof from the size in --state to the new one; then --state is replaced atomically. Any inconsistency is one ALARM line on stderr, the evidence kept beside the state, and an exit code of its own: 10 signature_invalid, 11 origin_changed, 12 tree_shrunk, 13 root_mismatch, 14 proof_invalid, 15 checkpoint_malformed, 16 anchor_regressed; 3 a corrupt state file (never reset), 1 a visit that failed (--once; the loop retries). Loops until SIGINT/SIGTERM without --once.',
+    examples: [
+      "grantor audit watch --once --state witness.json --verifier 'grantor+1a2b3c4d+AQ...' --profile auditor.json",
+      'grantor audit watch --state witness.json --verifier-file pinned-keys.txt --interval 60 --profile auditor.json',
+    ],
+    where: ['remote'],
+  },
+  {
     path: ['approvals', 'list'],
     summary: 'dual-control requests and their approvals',
     args: '',

@@ -406,6 +406,10 @@ export async function runRemote(command: Command, parsed: Parsed, io: Io): Promi
       });
       return 0;
     }
+    case 'audit watch': {
+      const { runAuditWatch } = await import('./audit-watch.js');
+      return runAuditWatch(conn, parsed, io);
+    }
     default:
       throw new RemoteConfigError(`${key}: not a remote command`);
   }

@@ -25,6 +25,7 @@ import {
 } from '../attestation/index.js';
 import type { AuditService, GrantDecisionFacts } from '../audit/index.js';
 import { AuditUnavailableError, MAX_BODY_LENGTH, fitReason } from '../audit/index.js';
+import { factHex, factId } from '../audit/index.js';
 import type { KeyService } from '../keys/index.js';
 import { HsmUnavailableError } from '../keys/index.js';
 import type { PolicyDecider, PolicyDecision, PolicyRequest } from '../policy/index.js';
@@ -989,6 +990,13 @@ export class GrantService {
           ...(body.resultDigest === undefined ? [] : [`result:${body.resultDigest}`]),
         ],
         digest: sha256Hex(jcs({ grantId, ...execution })),
+        facts: {
+          grant: factId(grantId),
+          runtime: factId(record.runtimeId),
+          gateway: factId(gateway.id),
+          outcome: body.outcome,
+          resultDigest: factHex(body.resultDigest),
+        },
       });
       await this.#storeCall(() => this.#deps.store.update([{ ...record, execution }]));
       return { grantId, outcome: body.outcome, recordedAt: execution.at, auditSeq: entry.seq };

@@ -19,6 +19,7 @@ import { certificateExpiries, tlsOptions } from './plugins/tls.js';
 import { createMetrics, type GrantorMetrics } from '../shared/metrics.js';
 import type { OperatorAct } from './plugins/auth.js';
 import type { OperatorActFacts } from '../audit/index.js';
+import { factId, factText } from '../audit/index.js';
 
 export function probes(a: Appliance): ReadinessProbe[] {
   return [
@@ -65,6 +66,15 @@ function refusalAudit(a: Appliance): RefusalAudit {
           ...(entry.dropped > 0 ? [`dropped:${entry.dropped}`] : []),
         ],
         digest: jcsSha256Hex(entry),
+        facts: {
+          identity: entry.identity === undefined ? null : factText(entry.identity),
+          person: entry.person === undefined ? null : factId(entry.person),
+          address: factText(entry.address),
+          code: factId(entry.code),
+          act: factText(`${entry.method} ${entry.route}`),
+          repeats: entry.repeats,
+          dropped: entry.dropped,
+        },
       });
     },
   });

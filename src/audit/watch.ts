@@ -1,0 +1,330 @@
+/**
+ * The log monitor behind `grantor audit watch`, as certificate-transparency witnesses watch
+ * a log: it keeps the last checkpoint it verified and, at each visit, accepts a new one only
+ * when it is signed by a key the auditor pinned and is consistent with the old one (an
+ * RFC 9162 consistency proof). Anything else is an alarm with its own class; the state is
+ * then left as it was, so the next visit alarms again.
+ *
+ * Who writes what: the appliance (or whatever answers at its address) writes the checkpoint
+ * and the proof, so neither is trusted before the checks; the auditor writes the pinned keys
+ * and the state file. The state is the last verified signed note itself, verified again with
+ * the pinned keys whenever it is read: a state file edited to forget a larger tree no longer
+ * verifies, and a corrupt one is refused, never silently reset.
+ */
+import { constants } from 'node:fs';
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { GrantorError } from '../shared/errors.js';
+import {
+  NoteMalformedError,
+  NoteSignatureError,
+  parseCheckpoint,
+  verifyNote,
+  type CheckpointBody,
+  type VerifierKey,
+} from './checkpoint.js';
+import { verifyConsistency } from './consistency.js';
+
+export const WATCH_STATE_FORMAT = 'grantor-audit-watch/1';
+
+/**
+ * What a visit can find wrong with the log. Each is its own exit code of `grantor audit
+ * watch` (docs/audit.md "Watching the log"), stable like an error code.
+ */
+export const WATCH_ALARMS = {
+  /** The note is not signed by any pinned key (or its signature does not verify). */
+  signature_invalid: 10,
+  /** The new checkpoint names another log than the state does. */
+  origin_changed: 11,
+  /** The new tree is smaller than the one already verified. */
+  tree_shrunk: 12,
+  /** Same size, another root (or other anchor lines): two histories of one size. */
+  root_mismatch: 13,
+  /** The consistency proof from the verified size to the new one does not verify. */
+  proof_invalid: 14,
+  /** The answer is no checkpoint (no note, a note that does not parse). */
+  checkpoint_malformed: 15,
+  /** The tree grew but the TPM counter line did not move forward. */
+  anchor_regressed: 16,
+} as const;
+
+export type WatchAlarm = keyof typeof WATCH_ALARMS;
+
+/** Exit codes that are not alarms. */
+export const WATCH_EXIT = {
+  ok: 0,
+  /** The visit could not be made (appliance unreachable, an HTTP error): not a verdict. */
+  visit_failed: 1,
+  usage: 2,
+  /** The state file is unreadable, corrupt or not signed by a pinned key: refused. */
+  state_invalid: 3,
+} as const;
+
+/** An inconsistency found by a visit; `code` is `audit_watch_<alarm>`. */
+export class WatchAlarmError extends GrantorError {
+  readonly alarm: WatchAlarm;
+  /**
+   * The signed note that contradicts the state (with the state's own note it is the
+   * evidence of a fork: two notes the log's key signed), and the proof that failed.
+   */
+  readonly evidence: { readonly note?: string; readonly proof?: unknown } | undefined;
+  constructor(
+    alarm: WatchAlarm,
+    message: string,
+    options?: { cause?: unknown; evidence?: { note?: string; proof?: unknown } },
+  ) {
+    super(
+      `audit_watch_${alarm}`,
+      message,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.alarm = alarm;
+    this.evidence = options?.evidence;
+  }
+}
+
+/** The state file cannot be used; never reset by the watcher (the auditor decides). */
+export class WatchStateError extends GrantorError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('audit_watch_state_invalid', message, options);
+  }
+}
+
+/** The last verified checkpoint, as the state file holds it. */
+export interface WatchState {
+  readonly note: string;
+  readonly checkpoint: CheckpointBody;
+  /** RFC 3339: when this note was verified. */
+  readonly verifiedAt: string;
+}
+
+/** Where a visit reads from: the appliance's checkpoint and consistency proof routes. */
+export interface WatchSource {
+  /** `GET /v1/audit/checkpoint`'s body (untrusted). */
+  checkpoint(): Promise<unknown>;
+  /** `GET /v1/audit/proof/consistency?from=&to=`'s body (untrusted). */
+  consistency(from: number, to: number): Promise<unknown>;
+}
+
+export type VisitResult =
+  | { readonly kind: 'first'; readonly state: WatchState }
+  | { readonly kind: 'unchanged'; readonly state: WatchState }
+  | { readonly kind: 'grew'; readonly from: number; readonly state: WatchState };
+
+/**
+ * Verify `note` with the pinned keys; returns the signed text. A note with no line of a
+ * pinned key, or a pinned key's line that does not verify, is `signature_invalid`.
+ */
+function verifyWithPinned(note: string, keys: readonly VerifierKey[]): string {
+  let last: unknown;
+  for (const key of keys) {
+    try {
+      return verifyNote(note, key);
+    } catch (e) {
+      if (e instanceof NoteMalformedError) {
+        throw new WatchAlarmError('checkpoint_malformed', e.message, { cause: e });
+      }
+      if (!(e instanceof NoteSignatureError)) throw e;
+      last = e;
+    }
+  }
+  throw new WatchAlarmError(
+    'signature_invalid',
+    `checkpoint not signed by a pinned key (${keys.map((k) => k.name).join(', ')})`,
+    { cause: last },
+  );
+}
+
+function parsedCheckpoint(text: string): CheckpointBody {
+  try {
+    return parseCheckpoint(text);
+  } catch (e) {
+    if (e instanceof NoteMalformedError) {
+      throw new WatchAlarmError('checkpoint_malformed', e.message, { cause: e });
+    }
+    throw e;
+  }
+}
+
+const HEX32 = /^[0-9a-f]{64}$/;
+
+/** The proof's path, when the answer is one for exactly (from, to). */
+function proofPath(body: unknown, from: number, to: number): Buffer[] | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const b = body as { from?: unknown; to?: unknown; path?: unknown };
+  if (b.from !== from || b.to !== to || !Array.isArray(b.path) || b.path.length > 128) {
+    return undefined;
+  }
+  const path: Buffer[] = [];
+  for (const h of b.path as unknown[]) {
+    if (typeof h !== 'string' || !HEX32.test(h)) return undefined;
+    path.push(Buffer.from(h, 'hex'));
+  }
+  return path;
+}
+
+/**
+ * One visit: fetch, verify, compare; the new state on success, a WatchAlarmError on any
+ * inconsistency. Nothing is written here (the caller saves the state it returns).
+ */
+export async function visit(
+  previous: WatchState | undefined,
+  keys: readonly VerifierKey[],
+  source: WatchSource,
+  now: () => Date,
+): Promise<VisitResult> {
+  const answer = await source.checkpoint();
+  // Copied before the next await: the answer is not read again.
+  const note =
+    typeof answer === 'object' && answer !== null ? (answer as { note?: unknown }).note : undefined;
+  if (typeof note !== 'string' || note.length > 64 * 1024) {
+    throw new WatchAlarmError('checkpoint_malformed', 'the answer holds no signed note');
+  }
+  const checkpoint = parsedCheckpoint(verifyWithPinned(note, keys));
+  const state: WatchState = { note, checkpoint, verifiedAt: now().toISOString() };
+  if (previous === undefined) return { kind: 'first', state };
+  const old = previous.checkpoint;
+  if (checkpoint.origin !== old.origin) {
+    throw new WatchAlarmError(
+      'origin_changed',
+      `checkpoint of ${checkpoint.origin}, the verified one is of ${old.origin}`,
+      { evidence: { note } },
+    );
+  }
+  if (checkpoint.size < old.size) {
+    throw new WatchAlarmError(
+      'tree_shrunk',
+      `tree size ${checkpoint.size} is smaller than the verified ${old.size}`,
+      { evidence: { note } },
+    );
+  }
+  if (checkpoint.size === old.size) {
+    // One size, one history: the root, the counter and the extend value are all determined.
+    if (
+      !checkpoint.root.equals(old.root) ||
+      checkpoint.counter !== old.counter ||
+      !checkpoint.extendValue.equals(old.extendValue)
+    ) {
+      throw new WatchAlarmError(
+        'root_mismatch',
+        `tree size ${old.size} with another root or anchor than the verified checkpoint`,
+        { evidence: { note } },
+      );
+    }
+    return { kind: 'unchanged', state };
+  }
+  // A larger tree holds at least one more anchored batch: the TPM counter moved forward.
+  if (checkpoint.counter <= old.counter) {
+    throw new WatchAlarmError(
+      'anchor_regressed',
+      `tree grew from ${old.size} to ${checkpoint.size} but nv-counter ${checkpoint.counter} is not above ${old.counter}`,
+      { evidence: { note } },
+    );
+  }
+  // The empty tree is a prefix of every tree: nothing to prove from size 0.
+  if (old.size > 0) {
+    const proof = await source.consistency(old.size, checkpoint.size);
+    const path = proofPath(proof, old.size, checkpoint.size);
+    if (
+      path === undefined ||
+      !verifyConsistency(old.size, checkpoint.size, old.root, checkpoint.root, path)
+    ) {
+      throw new WatchAlarmError(
+        'proof_invalid',
+        `no valid consistency proof from size ${old.size} to ${checkpoint.size}`,
+        { evidence: { note, proof } },
+      );
+    }
+  }
+  return { kind: 'grew', from: old.size, state };
+}
+
+const STATE_KEYS = ['format', 'note', 'verifiedAt'] as const;
+
+/** The state file's text (versioned JSON). */
+export function formatState(state: WatchState): string {
+  return `${JSON.stringify({ format: WATCH_STATE_FORMAT, note: state.note, verifiedAt: state.verifiedAt }, null, 1)}\n`;
+}
+
+/**
+ * Parse a state file and verify its note again with the pinned keys: a state the auditor's
+ * keys do not vouch for is refused (WatchStateError), never reset.
+ */
+export function parseState(text: string, keys: readonly VerifierKey[]): WatchState {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new WatchStateError('state file is not JSON', { cause: e });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new WatchStateError('state file is not a JSON object');
+  }
+  const s = parsed as Record<string, unknown>;
+  const keysOf = Object.keys(s).sort();
+  if (keysOf.join() !== [...STATE_KEYS].sort().join()) {
+    throw new WatchStateError(`state file must hold exactly ${STATE_KEYS.join(', ')}`);
+  }
+  if (s.format !== WATCH_STATE_FORMAT) {
+    throw new WatchStateError(`state file format is not ${WATCH_STATE_FORMAT}`);
+  }
+  if (typeof s.note !== 'string' || typeof s.verifiedAt !== 'string') {
+    throw new WatchStateError('state file: note and verifiedAt must be strings');
+  }
+  if (Number.isNaN(Date.parse(s.verifiedAt))) {
+    throw new WatchStateError('state file: verifiedAt is not a time');
+  }
+  let checkpoint: CheckpointBody;
+  try {
+    checkpoint = parsedCheckpoint(verifyWithPinned(s.note, keys));
+  } catch (e) {
+    throw new WatchStateError(
+      `state file: its checkpoint does not verify with the pinned keys (${e instanceof Error ? e.message : String(e)}); keep the key that signed it pinned beside a new one`,
+      { cause: e },
+    );
+  }
+  return { note: s.note, checkpoint, verifiedAt: s.verifiedAt };
+}
+
+/** The state at `path`, or undefined when there is none yet (the first visit). */
+export async function readState(
+  path: string,
+  keys: readonly VerifierKey[],
+): Promise<WatchState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as { code?: unknown }).code === 'ENOENT') return undefined;
+    throw new WatchStateError(`cannot read the state file ${path}`, { cause: e });
+  }
+  return parseState(text, keys);
+}
+
+/**
+ * Replace the state file whole or not at all: a temporary file beside it (mode 0600),
+ * fsync, rename over the old one, fsync of the folder. A crash leaves the old state or the
+ * new one, never a mix.
+ */
+export async function writeState(path: string, state: WatchState): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const file = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
+  try {
+    await file.writeFile(formatState(state));
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  const dir = await open(dirname(path), constants.O_RDONLY);
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
