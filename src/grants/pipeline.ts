@@ -698,7 +698,13 @@ export class GrantService {
       restartCount: verified.restartCount,
       attestationId: session.attestationId,
       sessionKey: session.sessionKey,
-      resetSeen: verified.resetDetected,
+      // As in session mode, the session's attestation reported a reset or restart; or the
+      // quote shows one since that attestation (a restart leaves the session live; a reset
+      // ends it, and the session check above refuses).
+      resetSeen:
+        resetReported(last.reasons) ||
+        verified.resetCount !== session.resetCount ||
+        verified.restartCount !== session.restartCount,
       sessionAgeSeconds: 0,
     };
   }

@@ -129,3 +129,45 @@ describe('freshness and replay before the proof (quote mode)', () => {
     expect(rig.attestation.sessionFor(session.attestationId)).toBeUndefined();
   });
 });
+
+describe('resetSeen reaches the policy in quote mode (payments.cedar)', () => {
+  it('after a TPM restart the live session stands, and a transfer is refused until the runtime re-attests', async () => {
+    // The reset above ended the session; a restart (restartCount + 1) would not.
+    session = await attest(rig, payments);
+    await powerCycle('restart');
+    // A restart (restartCount + 1) does not end the session: quote mode may use it.
+    expect(rig.attestation.sessionFor(session.attestationId)).toBeDefined();
+    const res = await post(await quoted(rig, payments, transfer()));
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({
+      error: {
+        code: 'policy_denied',
+        details: {
+          reasons: ['moving money is refused after a TPM reset until the runtime re-attests'],
+        },
+      },
+    });
+    session = await attest(rig, payments);
+    expect((await post(await quoted(rig, payments, transfer()))).statusCode).toBe(201);
+  });
+
+  it('an attestation that reports a reset: the transfer is refused until the next one', async () => {
+    // A quote-mode request records a reset's counters, so the attestation must come first.
+    await powerCycle('reset');
+    session = await attest(rig, payments);
+    const view = await rig.attestation.getRuntime(payments.runtimeId);
+    expect(view.lastAttestation?.reasons).toEqual(['tpm_reset_detected']);
+    const res = await post(await quoted(rig, payments, transfer()));
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({
+      error: {
+        code: 'policy_denied',
+        details: {
+          reasons: ['moving money is refused after a TPM reset until the runtime re-attests'],
+        },
+      },
+    });
+    session = await attest(rig, payments);
+    expect((await post(await quoted(rig, payments, transfer()))).statusCode).toBe(201);
+  });
+});
