@@ -130,6 +130,22 @@ describe('freshness and replay before the proof (quote mode)', () => {
   });
 });
 
+/** A quote-mode transfer is refused by payments-transfer-no-reset, then allowed once re-attested. */
+async function refusedUntilReattested(): Promise<void> {
+  const res = await post(await quoted(rig, payments, transfer()));
+  expect(res.statusCode).toBe(403);
+  expect(res.json()).toMatchObject({
+    error: {
+      code: 'policy_denied',
+      details: {
+        reasons: ['moving money is refused after a TPM reset until the runtime re-attests'],
+      },
+    },
+  });
+  session = await attest(rig, payments);
+  expect((await post(await quoted(rig, payments, transfer()))).statusCode).toBe(201);
+}
+
 describe('resetSeen reaches the policy in quote mode (payments.cedar)', () => {
   it('after a TPM restart the live session stands, and a transfer is refused until the runtime re-attests', async () => {
     // The reset above ended the session; a restart (restartCount + 1) would not.
@@ -137,18 +153,7 @@ describe('resetSeen reaches the policy in quote mode (payments.cedar)', () => {
     await powerCycle('restart');
     // A restart (restartCount + 1) does not end the session: quote mode may use it.
     expect(rig.attestation.sessionFor(session.attestationId)).toBeDefined();
-    const res = await post(await quoted(rig, payments, transfer()));
-    expect(res.statusCode).toBe(403);
-    expect(res.json()).toMatchObject({
-      error: {
-        code: 'policy_denied',
-        details: {
-          reasons: ['moving money is refused after a TPM reset until the runtime re-attests'],
-        },
-      },
-    });
-    session = await attest(rig, payments);
-    expect((await post(await quoted(rig, payments, transfer()))).statusCode).toBe(201);
+    await refusedUntilReattested();
   });
 
   it('an attestation that reports a reset: the transfer is refused until the next one', async () => {
@@ -157,17 +162,6 @@ describe('resetSeen reaches the policy in quote mode (payments.cedar)', () => {
     session = await attest(rig, payments);
     const view = await rig.attestation.getRuntime(payments.runtimeId);
     expect(view.lastAttestation?.reasons).toEqual(['tpm_reset_detected']);
-    const res = await post(await quoted(rig, payments, transfer()));
-    expect(res.statusCode).toBe(403);
-    expect(res.json()).toMatchObject({
-      error: {
-        code: 'policy_denied',
-        details: {
-          reasons: ['moving money is refused after a TPM reset until the runtime re-attests'],
-        },
-      },
-    });
-    session = await attest(rig, payments);
-    expect((await post(await quoted(rig, payments, transfer()))).statusCode).toBe(201);
+    await refusedUntilReattested();
   });
 });
