@@ -7,13 +7,11 @@
  * service, so the log can open first) -> keys (lifecycle events are audited) -> policy ->
  * attestation -> operators -> HTTP.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import {
   createAudit,
-  fitReason,
   expectedAnchorNames,
   provisionAuditStore,
   provisionTpmAnchor,
@@ -27,7 +25,7 @@ import {
   type AuditService,
   type PinnedAnchor,
 } from './audit/index.js';
-import { factHex, factId, factList, factText } from './audit/index.js';
+import { factId, factList, factText } from './audit/index.js';
 import { meterAudit } from './audit/audit.metered.js';
 import {
   AttestationTrust,
@@ -41,9 +39,8 @@ import { createKeys, type KeyService } from './keys/index.js';
 import { MeteredSigner } from './keys/signer.metered.js';
 import { approvalPolicyFromSettings, createOperators, type Operators } from './operators/index.js';
 import {
-  PolicySetInvalidError,
   PolicyWorkers,
-  createPolicyEngine,
+  createAuditedPolicyEngine,
   type PolicyDecider,
   type PolicyEngine,
   type PolicySetInfo,
@@ -100,11 +97,6 @@ export async function expandPaths(paths: readonly string[], ext: string): Promis
     }
   }
   return out;
-}
-
-/** An error message as one audit reason (see fitReason). */
-function auditReason(message: string): string {
-  return message.length === 0 ? 'refused' : fitReason(message);
 }
 
 async function readBundle(paths: readonly string[]): Promise<string> {
@@ -397,89 +389,16 @@ export async function openAppliance(
     });
     closers.push(() => keys.close());
 
-    // Every reload after the first set is logged and audited, whoever asked: an operator
-    // (reloadPolicy) or the file watch. The engine calls onReload inside the reload it runs,
-    // and the reload's promise chain carries its caller's AsyncLocalStorage context, so an
-    // operator's reload is told apart from a watched one without a shared flag to race on.
-    const policyReloader = new AsyncLocalStorage<{ by: string; audited?: Promise<unknown> }>();
-    let activePolicy: PolicySetInfo | undefined;
-    const auditPolicyRefused = (error: PolicySetInvalidError, by: string) => {
-      metrics.policyReloads.inc({
-        outcome: 'refused',
-        trigger: by === 'watch' ? 'watch' : 'operator',
-      });
-      logger?.error(
-        { event: 'policy_reload_refused', code: error.code, by, active: activePolicy?.hash },
-        `policy set refused, the previous one stays active: ${error.message}`,
-      );
-      return audit.append({
-        type: 'policy.reload_refused',
-        subject: activePolicy?.hash ?? 'none',
-        decision: error.code,
-        reasons: [`by:${by}`, auditReason(error.message)],
-        digest: jcsSha256Hex({ error: error.code, message: error.message, by }),
-        facts: {
-          policyHash: factHex(activePolicy?.hash),
-          version: activePolicy?.version ?? null,
-          by: factText(by),
-          code: factId(error.code),
-        },
-      });
-    };
-    const policy = await createPolicyEngine({
-      policyDir: config.policy.dir,
-      schemaFile: config.policy.schemaFile,
-      watch: config.policy.watch,
-      ...(options.now === undefined ? {} : { now: options.now }),
-      onReload: (info) => {
-        activePolicy = info;
-        if (info.version === 1) return; // the set loaded at start, not a reload
-        const asked = policyReloader.getStore();
-        const by = asked?.by ?? 'watch';
-        metrics.policyReloads.inc({
-          outcome: 'applied',
-          trigger: asked === undefined ? 'watch' : 'operator',
-        });
-        logger?.info(
-          { event: 'policy_reloaded', hash: info.hash, version: info.version, by },
-          'policy set activated',
-        );
-        const appended = audit.append({
-          type: 'policy.reloaded',
-          subject: info.hash,
-          reasons: [`version:${info.version}`, `by:${by}`],
-          digest: jcsSha256Hex(info),
-          facts: {
-            policyHash: factHex(info.hash),
-            version: info.version,
-            by: factText(by),
-            code: null,
-          },
-        });
-        // An operator's reload awaits its entry (and fails with it); a watched one logs.
-        if (asked !== undefined) asked.audited = appended;
-        appended.catch((e: unknown) => {
-          logger?.error({ err: e, event: 'policy_reload_unaudited', by }, 'audit append failed');
-        });
+    // Every reload after the first set is logged, counted and audited (src/policy/reloads.ts).
+    const { engine: policy, reload: reloadPolicy } = await createAuditedPolicyEngine(
+      {
+        policyDir: config.policy.dir,
+        schemaFile: config.policy.schemaFile,
+        watch: config.policy.watch,
+        ...(options.now === undefined ? {} : { now: options.now }),
       },
-      onReloadError: (error) => {
-        auditPolicyRefused(error, 'watch').catch((e: unknown) => {
-          logger?.error({ err: e, event: 'policy_reload_unaudited' }, 'audit append failed');
-        });
-      },
-    });
-    const reloadPolicy = async (by: string): Promise<PolicySetInfo> => {
-      const asked: { by: string; audited?: Promise<unknown> } = { by };
-      let info: PolicySetInfo;
-      try {
-        info = await policyReloader.run(asked, () => policy.reload());
-      } catch (e) {
-        if (e instanceof PolicySetInvalidError) await auditPolicyRefused(e, by);
-        throw e;
-      }
-      await asked.audited;
-      return info;
-    };
+      { audit, metrics, logger },
+    );
     closers.push(() => {
       policy.close();
       return Promise.resolve();

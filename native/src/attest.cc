@@ -15,19 +15,11 @@ class SigningWorker : public TpmWorker {
     Fail(UnmarshalAll(Tss2_MU_TPMT_SIG_SCHEME_Unmarshal, scheme, &scheme_));
     Fail(FillTpm2b(qualifying, &qualifying_));
   }
-  TSS2_RC Keep(TPM2B_ATTEST* attest, TPMT_SIGNATURE* sig, TSS2_RC rc) {
-    if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_ATTEST_Marshal, attest, &attest_);
-    if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPMT_SIGNATURE_Marshal, sig, &signature_);
-    Esys_Free(attest);
-    Esys_Free(sig);
-    return rc;
+  TSS2_RC Signed(TPM2B_ATTEST* attest, TPMT_SIGNATURE* sig, TSS2_RC rc) {
+    rc = Keep(rc, Tss2_MU_TPM2B_ATTEST_Marshal, attest, &attest_);
+    return Keep(rc, Tss2_MU_TPMT_SIGNATURE_Marshal, sig, &signature_);
   }
-  Napi::Value Result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("attest", ToBuffer(env, attest_));
-    o.Set("signature", ToBuffer(env, signature_));
-    return o;
-  }
+  Napi::Value Result(Napi::Env env) override { return Fields(env, {{"attest", &attest_}, {"signature", &signature_}}); }
 
   uint32_t signKey_;
   Auth signAuth_;
@@ -50,14 +42,13 @@ class QuoteWorker : public SigningWorker {
     HandleScope scope(esys);
     ESYS_TR key = ESYS_TR_NONE;
     ESYS_TR session = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(signKey_, &key);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(key, signAuth_, &session);
+    TSS2_RC rc = scope.Authorized(signKey_, signAuth_, &key, &session);
     if (rc != TSS2_RC_SUCCESS) return rc;
     TPM2B_ATTEST* attest = nullptr;
     TPMT_SIGNATURE* sig = nullptr;
     rc = Esys_Quote(esys, key, session, ESYS_TR_NONE, ESYS_TR_NONE, &qualifying_, &scheme_, &selection_, &attest,
                     &sig);
-    return Keep(attest, sig, rc);
+    return Signed(attest, sig, rc);
   }
   TPML_PCR_SELECTION selection_ = {};
 };
@@ -77,15 +68,13 @@ class CertifyWorker : public SigningWorker {
     ESYS_TR key = ESYS_TR_NONE;
     ESYS_TR objSession = ESYS_TR_NONE;
     ESYS_TR keySession = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(object_, &obj);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Resolve(signKey_, &key);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(obj, objectAuth_, &objSession);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(key, signAuth_, &keySession);
+    TSS2_RC rc = scope.Authorized(object_, objectAuth_, &obj, &objSession);
+    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorized(signKey_, signAuth_, &key, &keySession);
     if (rc != TSS2_RC_SUCCESS) return rc;
     TPM2B_ATTEST* attest = nullptr;
     TPMT_SIGNATURE* sig = nullptr;
     rc = Esys_Certify(esys, obj, key, objSession, keySession, ESYS_TR_NONE, &qualifying_, &scheme_, &attest, &sig);
-    return Keep(attest, sig, rc);
+    return Signed(attest, sig, rc);
   }
   uint32_t object_;
   Auth objectAuth_;
@@ -112,23 +101,14 @@ class NvCertifyWorker : public SigningWorker {
     ESYS_TR authTr = ESYS_TR_NONE;
     ESYS_TR keySession = ESYS_TR_NONE;
     ESYS_TR authSession = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(signKey_, &key);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Resolve(index_, &index);
-    if (rc == TSS2_RC_SUCCESS) {
-      if (authHandle_ == index_) {
-        authTr = index;
-      } else {
-        rc = scope.Resolve(authHandle_, &authTr);
-      }
-    }
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(key, signAuth_, &keySession);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(authTr, auth_, &authSession);
+    TSS2_RC rc = scope.Authorized(signKey_, signAuth_, &key, &keySession);
+    if (rc == TSS2_RC_SUCCESS) rc = scope.AuthorizedNv(authHandle_, auth_, index_, &authTr, &index, &authSession);
     if (rc != TSS2_RC_SUCCESS) return rc;
     TPM2B_ATTEST* attest = nullptr;
     TPMT_SIGNATURE* sig = nullptr;
     rc = Esys_NV_Certify(esys, key, authTr, index, keySession, authSession, ESYS_TR_NONE, &qualifying_, &scheme_,
                          static_cast<UINT16>(size_), static_cast<UINT16>(offset_), &attest, &sig);
-    return Keep(attest, sig, rc);
+    return Signed(attest, sig, rc);
   }
   uint32_t authHandle_;
   Auth auth_;
@@ -137,37 +117,30 @@ class NvCertifyWorker : public SigningWorker {
   uint32_t offset_;
 };
 
-// quote(ctx, signKey, signAuth, TPMT_SIG_SCHEME, qualifyingData, TPML_PCR_SELECTION)
-Napi::Value Quote(const Napi::CallbackInfo& info) {
-  return (new QuoteWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "signKey"), AuthArg(info, 2, "signAuth"),
-                          BytesArg(info, 3, "scheme"), BytesArg(info, 4, "qualifyingData"),
-                          BytesArg(info, 5, "selection")))
-      ->Start();
-}
-// certify(ctx, object, objectAuth, signKey, signAuth, TPMT_SIG_SCHEME, qualifyingData)
-Napi::Value Certify(const Napi::CallbackInfo& info) {
-  return (new CertifyWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "object"), AuthArg(info, 2, "objectAuth"),
-                            U32Arg(info, 3, "signKey"), AuthArg(info, 4, "signAuth"), BytesArg(info, 5, "scheme"),
-                            BytesArg(info, 6, "qualifyingData")))
-      ->Start();
-}
-// nvCertify(ctx, signKey, signAuth, authHandle, auth, index, TPMT_SIG_SCHEME, qualifyingData,
-//           size, offset)
-Napi::Value NvCertify(const Napi::CallbackInfo& info) {
-  return (new NvCertifyWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "signKey"),
-                              AuthArg(info, 2, "signAuth"), U32Arg(info, 3, "authHandle"), AuthArg(info, 4, "auth"),
-                              U32Arg(info, 5, "index"), BytesArg(info, 6, "scheme"),
-                              BytesArg(info, 7, "qualifyingData"), U32Arg(info, 8, "size"),
-                              U32Arg(info, 9, "offset")))
-      ->Start();
-}
-
 }  // namespace
 
 void RegisterAttest(Napi::Env env, Napi::Object exports) {
-  exports.Set("quote", Napi::Function::New(env, Quote, "quote"));
-  exports.Set("certify", Napi::Function::New(env, Certify, "certify"));
-  exports.Set("nvCertify", Napi::Function::New(env, NvCertify, "nvCertify"));
+  // quote(ctx, signKey, signAuth, TPMT_SIG_SCHEME, qualifyingData, TPML_PCR_SELECTION)
+  Export(env, exports, "quote", [](const Napi::CallbackInfo& info) {
+    return StartWorker<QuoteWorker>(info, U32Arg(info, 1, "signKey"), AuthArg(info, 2, "signAuth"),
+                                    BytesArg(info, 3, "scheme"), BytesArg(info, 4, "qualifyingData"),
+                                    BytesArg(info, 5, "selection"));
+  });
+  // certify(ctx, object, objectAuth, signKey, signAuth, TPMT_SIG_SCHEME, qualifyingData)
+  Export(env, exports, "certify", [](const Napi::CallbackInfo& info) {
+    return StartWorker<CertifyWorker>(info, U32Arg(info, 1, "object"), AuthArg(info, 2, "objectAuth"),
+                                      U32Arg(info, 3, "signKey"), AuthArg(info, 4, "signAuth"),
+                                      BytesArg(info, 5, "scheme"), BytesArg(info, 6, "qualifyingData"));
+  });
+  // nvCertify(ctx, signKey, signAuth, authHandle, auth, index, TPMT_SIG_SCHEME, qualifyingData,
+  //           size, offset)
+  Export(env, exports, "nvCertify", [](const Napi::CallbackInfo& info) {
+    return StartWorker<NvCertifyWorker>(info, U32Arg(info, 1, "signKey"), AuthArg(info, 2, "signAuth"),
+                                        U32Arg(info, 3, "authHandle"), AuthArg(info, 4, "auth"),
+                                        U32Arg(info, 5, "index"), BytesArg(info, 6, "scheme"),
+                                        BytesArg(info, 7, "qualifyingData"), U32Arg(info, 8, "size"),
+                                        U32Arg(info, 9, "offset"));
+  });
 }
 
 }  // namespace grantor

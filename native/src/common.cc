@@ -109,36 +109,39 @@ Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const Bytes& b) {
   return Napi::Buffer<uint8_t>::Copy(env, b.data(), b.size());
 }
 
+Napi::Object Fields(Napi::Env env, std::initializer_list<std::pair<const char*, const Bytes*>> fields) {
+  Napi::Object o = Napi::Object::New(env);
+  for (const auto& f : fields) o.Set(f.first, ToBuffer(env, *f.second));
+  return o;
+}
+
+void FlushOrClose(ESYS_CONTEXT* esys, ESYS_TR* tr) {
+  if (Esys_FlushContext(esys, *tr) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, tr);
+}
+
+void Export(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
+  exports.Set(name, Napi::Function::New(env, fn, name));
+}
+
 // ---- handles ----
 
 namespace {
 bool HierarchyTr(TPM2_HANDLE h, ESYS_TR* out) {
-  switch (h) {
-    case TPM2_RH_OWNER:
-      *out = ESYS_TR_RH_OWNER;
-      return true;
-    case TPM2_RH_ENDORSEMENT:
-      *out = ESYS_TR_RH_ENDORSEMENT;
-      return true;
-    case TPM2_RH_PLATFORM:
-      *out = ESYS_TR_RH_PLATFORM;
-      return true;
-    case TPM2_RH_LOCKOUT:
-      *out = ESYS_TR_RH_LOCKOUT;
-      return true;
-    case TPM2_RH_NULL:
-      *out = ESYS_TR_RH_NULL;
-      return true;
-    default:
-      return false;
+  static const std::pair<TPM2_HANDLE, ESYS_TR> kHierarchies[] = {
+      {TPM2_RH_OWNER, ESYS_TR_RH_OWNER},     {TPM2_RH_ENDORSEMENT, ESYS_TR_RH_ENDORSEMENT},
+      {TPM2_RH_PLATFORM, ESYS_TR_RH_PLATFORM}, {TPM2_RH_LOCKOUT, ESYS_TR_RH_LOCKOUT},
+      {TPM2_RH_NULL, ESYS_TR_RH_NULL}};
+  for (const auto& [handle, tr] : kHierarchies) {
+    if (h != handle) continue;
+    *out = tr;
+    return true;
   }
+  return false;
 }
 }  // namespace
 
 HandleScope::~HandleScope() {
-  for (ESYS_TR s : sessions_) {
-    if (Esys_FlushContext(esys_, s) != TSS2_RC_SUCCESS) Esys_TR_Close(esys_, &s);
-  }
+  for (ESYS_TR s : sessions_) FlushOrClose(esys_, &s);
   for (ESYS_TR h : hierarchies_) Esys_TR_SetAuth(esys_, h, nullptr);
   for (ESYS_TR t : opened_) Esys_TR_Close(esys_, &t);
 }
@@ -189,6 +192,24 @@ TSS2_RC HandleScope::EkPolicySession(ESYS_TR key, const Bytes& endorsementAuth, 
   return rc;
 }
 
+TSS2_RC HandleScope::Authorized(TPM2_HANDLE handle, const Auth& auth, ESYS_TR* tr, ESYS_TR* session) {
+  TSS2_RC rc = Resolve(handle, tr);
+  return rc == TSS2_RC_SUCCESS ? Authorize(*tr, auth, session) : rc;
+}
+
+TSS2_RC HandleScope::AuthorizedNv(TPM2_HANDLE authHandle, const Auth& auth, TPM2_HANDLE index, ESYS_TR* authTr,
+                                  ESYS_TR* indexTr, ESYS_TR* session) {
+  TSS2_RC rc = Resolve(index, indexTr);
+  if (rc != TSS2_RC_SUCCESS) return rc;
+  if (authHandle == index) {
+    *authTr = *indexTr;
+  } else {
+    rc = Resolve(authHandle, authTr);
+    if (rc != TSS2_RC_SUCCESS) return rc;
+  }
+  return Authorize(*authTr, auth, session);
+}
+
 TSS2_RC HandleScope::Authorize(ESYS_TR tr, const Auth& auth, ESYS_TR* session) {
   TSS2_RC rc = SetAuth(tr, auth.value);
   if (rc != TSS2_RC_SUCCESS) return rc;
@@ -203,26 +224,12 @@ TSS2_RC HandleScope::Authorize(ESYS_TR tr, const Auth& auth, ESYS_TR* session) {
 
 namespace {
 const char* LayerName(TSS2_RC rc) {
-  switch ((rc & TSS2_RC_LAYER_MASK) >> TSS2_RC_LAYER_SHIFT) {
-    case 0:
-      return "tpm";
-    case 6:
-      return "feature";
-    case 7:
-      return "esys";
-    case 8:
-      return "sys";
-    case 9:
-      return "mu";
-    case 10:
-      return "tcti";
-    case 11:
-      return "resmgr";
-    case 12:
-      return "resmgr-tpm";
-    default:
-      return "unknown";
-  }
+  // Indexed by TSS2_RC_LAYER: 0 TPM, 6 feature, 7 ESYS, 8 SYS, 9 MU, 10 TCTI, 11-12 resource manager.
+  static const char* const kLayers[] = {"tpm", nullptr, nullptr, nullptr, nullptr, nullptr, "feature",
+                                        "esys", "sys",  "mu",    "tcti",  "resmgr", "resmgr-tpm"};
+  size_t layer = (rc & TSS2_RC_LAYER_MASK) >> TSS2_RC_LAYER_SHIFT;
+  const char* name = layer < sizeof(kLayers) / sizeof(kLayers[0]) ? kLayers[layer] : nullptr;
+  return name != nullptr ? name : "unknown";
 }
 }  // namespace
 
@@ -246,21 +253,28 @@ Napi::Value MakeStateError(Napi::Env env, const char* code, const char* message)
 
 // ---- worker ----
 
-TpmWorker::TpmWorker(Napi::Env env, Context* ctx, const char* command)
-    : Napi::AsyncWorker(env), ctx_(ctx), deferred_(Napi::Promise::Deferred::New(env)), command_(command) {
+TpmWorker::TpmWorker(Napi::Env env, Context* ctx, const char* command, bool opens)
+    : Napi::AsyncWorker(env),
+      ctx_(ctx),
+      deferred_(Napi::Promise::Deferred::New(env)),
+      command_(command),
+      opens_(opens) {
   ctxRef_ = Napi::Persistent(ctx->Value());
 }
 
 Napi::Value TpmWorker::Start() {
   Napi::Env env = Env();
   Napi::Promise p = deferred_.Promise();
-  if (ctx_->esys() == nullptr) {
-    deferred_.Reject(MakeStateError(env, "ERR_TPM_CLOSED", "the TPM context is not open"));
-    delete this;
-    return p;
+  Napi::Value refused;
+  if (opens_ && (ctx_->esys() != nullptr || ctx_->busy())) {
+    refused = MakeStateError(env, "ERR_TPM_BUSY", "context is already open");
+  } else if (!opens_ && ctx_->esys() == nullptr) {
+    refused = MakeStateError(env, "ERR_TPM_CLOSED", "the TPM context is not open");
+  } else if (ctx_->busy()) {
+    refused = MakeStateError(env, "ERR_TPM_BUSY", "another TPM command is running on this context");
   }
-  if (ctx_->busy()) {
-    deferred_.Reject(MakeStateError(env, "ERR_TPM_BUSY", "another TPM command is running on this context"));
+  if (!refused.IsEmpty()) {
+    deferred_.Reject(refused);
     delete this;
     return p;
   }

@@ -1,5 +1,6 @@
-// Shared pieces of the addon: argument checks, TPM error objects, marshalling helpers and
-// the base AsyncWorker every TPM command derives from. All TPM calls run in Execute().
+// Shared pieces of the addon: argument checks, TPM error objects, marshalling helpers, the
+// base AsyncWorker every TPM command derives from (a class per command family, or one
+// closure through Call), and Export. All TPM calls run in Execute().
 #pragma once
 
 #include <napi.h>
@@ -7,7 +8,9 @@
 #include <tss2/tss2_mu.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace grantor {
@@ -83,6 +86,19 @@ TSS2_RC FillTpm2b(const Bytes& in, T* out) {
 }
 
 Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const Bytes& b);
+// {key: Buffer, ...} of marshalled results.
+Napi::Object Fields(Napi::Env env, std::initializer_list<std::pair<const char*, const Bytes*>> fields);
+
+// Marshals an ESYS output into `out` when `rc` is success, and frees the output either way.
+template <typename T>
+TSS2_RC Keep(TSS2_RC rc, MarshalFn<T> fn, T* value, Bytes* out) {
+  if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(fn, value, out);
+  Esys_Free(value);
+  return rc;
+}
+
+// Flushes a session or transient object; when the TPM refuses, forgets its ESYS_TR.
+void FlushOrClose(ESYS_CONTEXT* esys, ESYS_TR* tr);
 
 // ---- handles (worker thread) ----
 
@@ -103,6 +119,11 @@ class HandleScope {
   TSS2_RC EkPolicySession(ESYS_TR key, const Bytes& endorsementAuth, ESYS_TR* session);
   // Password session or EK policy session for `tr`, per `auth`.
   TSS2_RC Authorize(ESYS_TR tr, const Auth& auth, ESYS_TR* session);
+  // Resolve, then Authorize.
+  TSS2_RC Authorized(TPM2_HANDLE handle, const Auth& auth, ESYS_TR* tr, ESYS_TR* session);
+  // An NV index and its authorisation handle (a hierarchy, or the index itself), authorised.
+  TSS2_RC AuthorizedNv(TPM2_HANDLE authHandle, const Auth& auth, TPM2_HANDLE index, ESYS_TR* authTr,
+                       ESYS_TR* indexTr, ESYS_TR* session);
 
  private:
   ESYS_CONTEXT* esys_;
@@ -115,14 +136,16 @@ class HandleScope {
 
 class TpmWorker : public Napi::AsyncWorker {
  public:
-  TpmWorker(Napi::Env env, Context* ctx, const char* command);
+  // `opens`: the worker opens the context (Context::open), which must then be closed.
+  TpmWorker(Napi::Env env, Context* ctx, const char* command, bool opens = false);
   // Queues the worker and returns its promise (rejects at once when the context is
   // closed or already running a command: the TypeScript facade serialises calls).
   Napi::Value Start();
 
  protected:
   virtual TSS2_RC Run(ESYS_CONTEXT* esys) = 0;
-  virtual Napi::Value Result(Napi::Env env) = 0;
+  // What the promise resolves with (by default nothing).
+  virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
   // Records a failure found while preparing inputs; Run() is then skipped.
   void Fail(TSS2_RC rc) {
     if (rc_ == TSS2_RC_SUCCESS) rc_ = rc;
@@ -139,9 +162,46 @@ class TpmWorker : public Napi::AsyncWorker {
   Napi::ObjectReference ctxRef_;
   Napi::Promise::Deferred deferred_;
   const char* command_;
+  bool opens_;
   ESYS_CONTEXT* esys_ = nullptr;
   TSS2_RC rc_ = TSS2_RC_SUCCESS;
 };
+
+// A command in one closure: `run(esys, out)` runs on the worker thread with its inputs
+// captured (checked and copied) on the main thread, and fills out[i] for fields[i]; resolves
+// with nothing (no fields), out[0] as a Buffer (one field, nullptr), or {field: Buffer, ...}.
+template <typename F>
+class CallWorker : public TpmWorker {
+ public:
+  CallWorker(Napi::Env env, Context* ctx, const char* command, std::vector<const char*> fields, F run)
+      : TpmWorker(env, ctx, command), fields_(std::move(fields)), out_(fields_.size()), run_(std::move(run)) {}
+
+ private:
+  TSS2_RC Run(ESYS_CONTEXT* esys) override { return run_(esys, out_.data()); }
+  Napi::Value Result(Napi::Env env) override {
+    if (fields_.empty()) return env.Undefined();
+    if (fields_[0] == nullptr) return ToBuffer(env, out_[0]);
+    Napi::Object o = Napi::Object::New(env);
+    for (size_t i = 0; i < fields_.size(); i++) o.Set(fields_[i], ToBuffer(env, out_[i]));
+    return o;
+  }
+  std::vector<const char*> fields_;
+  std::vector<Bytes> out_;
+  F run_;
+};
+template <typename F>
+Napi::Value Call(const Napi::CallbackInfo& info, const char* command, std::vector<const char*> fields, F run) {
+  return (new CallWorker<F>(info.Env(), ContextArg(info, 0), command, std::move(fields), std::move(run)))->Start();
+}
+
+// Starts worker W on the context in argument 0 with the command's other (checked) arguments.
+template <typename W, typename... Args>
+Napi::Value StartWorker(const Napi::CallbackInfo& info, Args&&... args) {
+  return (new W(info.Env(), ContextArg(info, 0), std::forward<Args>(args)...))->Start();
+}
+
+// exports[name] = fn, a function named `name`.
+void Export(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&));
 
 // {rc, layer, decoded, command} on an Error, code 'ERR_TPM_RC'.
 Napi::Value MakeTpmError(Napi::Env env, TSS2_RC rc, const char* command);

@@ -6,49 +6,35 @@ Napi::FunctionReference* Context::constructor = nullptr;
 
 namespace {
 
-// Connects the TCTI and initialises ESYS off the event loop.
-class OpenWorker : public Napi::AsyncWorker {
+// Connects the TCTI and initialises ESYS off the event loop; the context adopts both.
+class OpenWorker : public TpmWorker {
  public:
-  OpenWorker(Napi::Env env, Context* ctx, Napi::Object self, std::string tcti)
-      : Napi::AsyncWorker(env), ctx_(ctx), deferred_(Napi::Promise::Deferred::New(env)), tcti_(std::move(tcti)) {
-    self_ = Napi::Persistent(self);
-  }
-  Napi::Promise Promise() const { return deferred_.Promise(); }
+  OpenWorker(Napi::Env env, Context* ctx, std::string tcti)
+      : TpmWorker(env, ctx, "open", true), ctx_(ctx), tcti_(std::move(tcti)) {}
 
  private:
-  void Execute() override {
-    rc_ = Tss2_TctiLdr_Initialize(tcti_.c_str(), &tcti_ctx_);
-    if (rc_ != TSS2_RC_SUCCESS) {
+  TSS2_RC Run(ESYS_CONTEXT*) override {
+    TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti_.c_str(), &tcti_ctx_);
+    if (rc != TSS2_RC_SUCCESS) {
       tcti_ctx_ = nullptr;
-      return;
+      return rc;
     }
-    rc_ = Esys_Initialize(&esys_, tcti_ctx_, nullptr);
-    if (rc_ != TSS2_RC_SUCCESS) {
+    rc = Esys_Initialize(&esys_, tcti_ctx_, nullptr);
+    if (rc != TSS2_RC_SUCCESS) {
       esys_ = nullptr;
       Tss2_TctiLdr_Finalize(&tcti_ctx_);
     }
+    return rc;
   }
-  void OnOK() override {
-    ctx_->set_busy(false);
-    if (rc_ != TSS2_RC_SUCCESS) {
-      deferred_.Reject(MakeTpmError(Env(), rc_, "open"));
-      return;
-    }
+  Napi::Value Result(Napi::Env env) override {
     ctx_->Adopt(tcti_ctx_, esys_);
-    deferred_.Resolve(Env().Undefined());
-  }
-  void OnError(const Napi::Error& e) override {
-    ctx_->set_busy(false);
-    deferred_.Reject(e.Value());
+    return env.Undefined();
   }
 
   Context* ctx_;
-  Napi::ObjectReference self_;
-  Napi::Promise::Deferred deferred_;
   std::string tcti_;
   TSS2_TCTI_CONTEXT* tcti_ctx_ = nullptr;
   ESYS_CONTEXT* esys_ = nullptr;
-  TSS2_RC rc_ = TSS2_RC_SUCCESS;
 };
 
 }  // namespace
@@ -83,18 +69,8 @@ void Context::Finalize() {
 
 // open(tcti: string): Promise<void>
 Napi::Value Context::Open(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   std::string tcti = StringArg(info, 0, "tcti");
-  auto deferred = Napi::Promise::Deferred::New(env);
-  if (esys_ != nullptr || busy_) {
-    deferred.Reject(MakeStateError(env, "ERR_TPM_BUSY", "context is already open"));
-    return deferred.Promise();
-  }
-  busy_ = true;
-  auto* w = new OpenWorker(env, this, info.This().As<Napi::Object>(), std::move(tcti));
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return (new OpenWorker(info.Env(), this, std::move(tcti)))->Start();
 }
 
 // close(): idempotent; throws when a command is still running.

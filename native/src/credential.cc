@@ -26,10 +26,8 @@ class ActivateCredentialWorker : public TpmWorker {
     ESYS_TR key = ESYS_TR_NONE;
     ESYS_TR activateSession = ESYS_TR_NONE;
     ESYS_TR keySession = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(activate_, &activate);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Resolve(key_, &key);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(activate, activateAuth_, &activateSession);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(key, keyAuth_, &keySession);
+    TSS2_RC rc = scope.Authorized(activate_, activateAuth_, &activate, &activateSession);
+    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorized(key_, keyAuth_, &key, &keySession);
     if (rc != TSS2_RC_SUCCESS) return rc;
     TPM2B_DIGEST* certInfo = nullptr;
     rc = Esys_ActivateCredential(esys, activate, key, activateSession, keySession, ESYS_TR_NONE, &blob_, &secret_,
@@ -50,20 +48,17 @@ class ActivateCredentialWorker : public TpmWorker {
   Bytes certInfo_;
 };
 
-// activateCredential(ctx, activateHandle, activateAuth, keyHandle, keyAuth, TPM2B_ID_OBJECT,
-//                    TPM2B_ENCRYPTED_SECRET) -> TPM2B_DIGEST
-Napi::Value ActivateCredential(const Napi::CallbackInfo& info) {
-  return (new ActivateCredentialWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "activateHandle"),
-                                       AuthArg(info, 2, "activateAuth"), U32Arg(info, 3, "keyHandle"),
-                                       AuthArg(info, 4, "keyAuth"), BytesArg(info, 5, "credentialBlob"),
-                                       BytesArg(info, 6, "secret")))
-      ->Start();
-}
-
 }  // namespace
 
 void RegisterCredential(Napi::Env env, Napi::Object exports) {
-  exports.Set("activateCredential", Napi::Function::New(env, ActivateCredential, "activateCredential"));
+  // activateCredential(ctx, activateHandle, activateAuth, keyHandle, keyAuth, TPM2B_ID_OBJECT,
+  //                    TPM2B_ENCRYPTED_SECRET) -> TPM2B_DIGEST
+  Export(env, exports, "activateCredential", [](const Napi::CallbackInfo& info) {
+    return StartWorker<ActivateCredentialWorker>(info, U32Arg(info, 1, "activateHandle"),
+                                                 AuthArg(info, 2, "activateAuth"), U32Arg(info, 3, "keyHandle"),
+                                                 AuthArg(info, 4, "keyAuth"), BytesArg(info, 5, "credentialBlob"),
+                                                 BytesArg(info, 6, "secret"));
+  });
 }
 
 }  // namespace grantor

@@ -4,20 +4,19 @@
 namespace grantor {
 namespace {
 
-// Resolves {handle, public, name} for a freshly loaded object and forgets its ESYS_TR
-// (the TPM object stays loaded; the caller flushes it by handle).
+// Resolves {handle, name} of a freshly loaded object and forgets its ESYS_TR (the TPM
+// object stays loaded; the caller flushes it by handle). Flushed when describing it fails,
+// so no slot leaks.
 TSS2_RC DescribeLoaded(ESYS_CONTEXT* esys, ESYS_TR* tr, TPM2_HANDLE* handle, Bytes* name) {
   TSS2_RC rc = Esys_TR_GetTpmHandle(esys, *tr, handle);
   TPM2B_NAME* n = nullptr;
   if (rc == TSS2_RC_SUCCESS) rc = Esys_TR_GetName(esys, *tr, &n);
-  if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_NAME_Marshal, n, name);
-  Esys_Free(n);
-  return rc;
-}
-
-// Flushes a just-created object when describing it failed, so no slot leaks.
-void Abandon(ESYS_CONTEXT* esys, ESYS_TR* tr) {
-  if (Esys_FlushContext(esys, *tr) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, tr);
+  rc = Keep(rc, Tss2_MU_TPM2B_NAME_Marshal, n, name);
+  if (rc != TSS2_RC_SUCCESS) {
+    FlushOrClose(esys, tr);
+    return rc;
+  }
+  return Esys_TR_Close(esys, tr);
 }
 
 Napi::Object LoadedResult(Napi::Env env, TPM2_HANDLE handle, const Bytes& pub, const Bytes& name) {
@@ -28,112 +27,72 @@ Napi::Object LoadedResult(Napi::Env env, TPM2_HANDLE handle, const Bytes& pub, c
   return o;
 }
 
-// CreatePrimary and Create: a template and the new object's userAuth under a parent (a
-// hierarchy for CreatePrimary) that is resolved and authorised; the userAuth is wiped when
-// the worker goes.
+// CreatePrimary (`primary`: the parent is a hierarchy; the object stays loaded) and Create:
+// a template and the new object's userAuth under a parent that is resolved and authorised;
+// the userAuth is wiped when the worker goes.
 class CreateObjectWorker : public TpmWorker {
- protected:
-  CreateObjectWorker(Napi::Env env, Context* ctx, const char* command, uint32_t parent, Auth parentAuth,
-                     const Bytes& tmpl, Bytes userAuth)
-      : TpmWorker(env, ctx, command), parent_(parent), parentAuth_(std::move(parentAuth)) {
+ public:
+  CreateObjectWorker(Napi::Env env, Context* ctx, bool primary, uint32_t parent, Auth parentAuth, const Bytes& tmpl,
+                     Bytes userAuth)
+      : TpmWorker(env, ctx, primary ? "CreatePrimary" : "Create"),
+        primary_(primary),
+        parent_(parent),
+        parentAuth_(std::move(parentAuth)) {
     Fail(UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, tmpl, &template_));
     Fail(FillTpm2b(userAuth, &sensitive_.sensitive.userAuth));
     Wipe(&userAuth);
   }
   ~CreateObjectWorker() override { WipeTpm2b(&sensitive_.sensitive.userAuth); }
 
-  TSS2_RC AuthorizeParent(HandleScope* scope, ESYS_TR* parent, ESYS_TR* session) {
-    TSS2_RC rc = scope->Resolve(parent_, parent);
-    if (rc == TSS2_RC_SUCCESS) rc = scope->Authorize(*parent, parentAuth_, session);
-    return rc;
-  }
-  // Frees the creation outputs neither command answers with.
-  void FreeCreation() {
-    Esys_Free(creationData_);
-    Esys_Free(creationHash_);
-    Esys_Free(ticket_);
-    creationData_ = nullptr;
-    creationHash_ = nullptr;
-    ticket_ = nullptr;
-  }
-
-  uint32_t parent_;
-  Auth parentAuth_;
-  TPM2B_PUBLIC template_ = {};
-  TPM2B_SENSITIVE_CREATE sensitive_ = {};
-  TPM2B_DATA outside_ = {};
-  TPML_PCR_SELECTION creationPcr_ = {};
-  TPM2B_CREATION_DATA* creationData_ = nullptr;
-  TPM2B_DIGEST* creationHash_ = nullptr;
-  TPMT_TK_CREATION* ticket_ = nullptr;
-  Bytes public_;
-};
-
-class CreatePrimaryWorker : public CreateObjectWorker {
- public:
-  CreatePrimaryWorker(Napi::Env env, Context* ctx, uint32_t hierarchy, Auth hierarchyAuth, const Bytes& tmpl,
-                      Bytes userAuth)
-      : CreateObjectWorker(env, ctx, "CreatePrimary", hierarchy, std::move(hierarchyAuth), tmpl, std::move(userAuth)) {}
-
- private:
-  TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    HandleScope scope(esys);
-    ESYS_TR hier = ESYS_TR_NONE;
-    ESYS_TR session = ESYS_TR_NONE;
-    TSS2_RC rc = AuthorizeParent(&scope, &hier, &session);
-    if (rc != TSS2_RC_SUCCESS) return rc;
-    ESYS_TR obj = ESYS_TR_NONE;
-    TPM2B_PUBLIC* outPublic = nullptr;
-    rc = Esys_CreatePrimary(esys, hier, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive_, &template_, &outside_,
-                            &creationPcr_, &obj, &outPublic, &creationData_, &creationHash_, &ticket_);
-    if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_PUBLIC_Marshal, outPublic, &public_);
-    Esys_Free(outPublic);
-    FreeCreation();
-    if (obj == ESYS_TR_NONE) return rc;
-    if (rc == TSS2_RC_SUCCESS) rc = DescribeLoaded(esys, &obj, &handle_, &name_);
-    if (rc != TSS2_RC_SUCCESS) {
-      Abandon(esys, &obj);
-      return rc;
-    }
-    return Esys_TR_Close(esys, &obj);
-  }
-  Napi::Value Result(Napi::Env env) override { return LoadedResult(env, handle_, public_, name_); }
-
-  TPM2_HANDLE handle_ = 0;
-  Bytes name_;
-};
-
-class CreateWorker : public CreateObjectWorker {
- public:
-  CreateWorker(Napi::Env env, Context* ctx, uint32_t parent, Auth parentAuth, const Bytes& tmpl, Bytes userAuth)
-      : CreateObjectWorker(env, ctx, "Create", parent, std::move(parentAuth), tmpl, std::move(userAuth)) {}
-
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
     HandleScope scope(esys);
     ESYS_TR parent = ESYS_TR_NONE;
     ESYS_TR session = ESYS_TR_NONE;
-    TSS2_RC rc = AuthorizeParent(&scope, &parent, &session);
+    TSS2_RC rc = scope.Authorized(parent_, parentAuth_, &parent, &session);
     if (rc != TSS2_RC_SUCCESS) return rc;
-    TPM2B_PRIVATE* outPrivate = nullptr;
+    TPM2B_DATA outside = {};
+    TPML_PCR_SELECTION creationPcr = {};
+    TPM2B_CREATION_DATA* creationData = nullptr;
+    TPM2B_DIGEST* creationHash = nullptr;
+    TPMT_TK_CREATION* ticket = nullptr;
     TPM2B_PUBLIC* outPublic = nullptr;
-    rc = Esys_Create(esys, parent, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive_, &template_, &outside_,
-                     &creationPcr_, &outPrivate, &outPublic, &creationData_, &creationHash_, &ticket_);
-    if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_PRIVATE_Marshal, outPrivate, &private_);
-    if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_PUBLIC_Marshal, outPublic, &public_);
-    Esys_Free(outPrivate);
-    Esys_Free(outPublic);
-    FreeCreation();
-    return rc;
+    ESYS_TR obj = ESYS_TR_NONE;
+    if (primary_) {
+      rc = Esys_CreatePrimary(esys, parent, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive_, &template_, &outside,
+                              &creationPcr, &obj, &outPublic, &creationData, &creationHash, &ticket);
+    } else {
+      TPM2B_PRIVATE* outPrivate = nullptr;
+      rc = Esys_Create(esys, parent, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive_, &template_, &outside,
+                       &creationPcr, &outPrivate, &outPublic, &creationData, &creationHash, &ticket);
+      rc = Keep(rc, Tss2_MU_TPM2B_PRIVATE_Marshal, outPrivate, &private_);
+    }
+    rc = Keep(rc, Tss2_MU_TPM2B_PUBLIC_Marshal, outPublic, &public_);
+    // The creation data and ticket: neither command answers with them.
+    Esys_Free(creationData);
+    Esys_Free(creationHash);
+    Esys_Free(ticket);
+    if (obj == ESYS_TR_NONE) return rc;
+    if (rc != TSS2_RC_SUCCESS) {
+      FlushOrClose(esys, &obj);
+      return rc;
+    }
+    return DescribeLoaded(esys, &obj, &handle_, &name_);
   }
   Napi::Value Result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("private", ToBuffer(env, private_));
-    o.Set("public", ToBuffer(env, public_));
-    return o;
+    if (primary_) return LoadedResult(env, handle_, public_, name_);
+    return Fields(env, {{"private", &private_}, {"public", &public_}});
   }
 
+  bool primary_;
+  uint32_t parent_;
+  Auth parentAuth_;
+  TPM2B_PUBLIC template_ = {};
+  TPM2B_SENSITIVE_CREATE sensitive_ = {};
   Bytes private_;
+  Bytes public_;
+  TPM2_HANDLE handle_ = 0;
+  Bytes name_;
 };
 
 class LoadWorker : public TpmWorker {
@@ -149,18 +108,11 @@ class LoadWorker : public TpmWorker {
     HandleScope scope(esys);
     ESYS_TR parent = ESYS_TR_NONE;
     ESYS_TR session = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(parent_, &parent);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(parent, parentAuth_, &session);
+    TSS2_RC rc = scope.Authorized(parent_, parentAuth_, &parent, &session);
     if (rc != TSS2_RC_SUCCESS) return rc;
     ESYS_TR obj = ESYS_TR_NONE;
     rc = Esys_Load(esys, parent, session, ESYS_TR_NONE, ESYS_TR_NONE, &private_, &public_, &obj);
-    if (rc != TSS2_RC_SUCCESS) return rc;
-    rc = DescribeLoaded(esys, &obj, &handle_, &name_);
-    if (rc != TSS2_RC_SUCCESS) {
-      Abandon(esys, &obj);
-      return rc;
-    }
-    return Esys_TR_Close(esys, &obj);
+    return rc == TSS2_RC_SUCCESS ? DescribeLoaded(esys, &obj, &handle_, &name_) : rc;
   }
   Napi::Value Result(Napi::Env env) override { return LoadedResult(env, handle_, Bytes(), name_); }
 
@@ -172,127 +124,74 @@ class LoadWorker : public TpmWorker {
   Bytes name_;
 };
 
-class FlushWorker : public TpmWorker {
- public:
-  FlushWorker(Napi::Env env, Context* ctx, uint32_t handle) : TpmWorker(env, ctx, "FlushContext"), handle_(handle) {}
-
- private:
-  TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    ESYS_TR tr = ESYS_TR_NONE;
-    TSS2_RC rc = Esys_TR_FromTPMPublic(esys, handle_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
-    if (rc != TSS2_RC_SUCCESS) return rc;
-    rc = Esys_FlushContext(esys, tr);  // frees tr on success
-    if (rc != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &tr);
-    return rc;
-  }
-  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
-  uint32_t handle_;
-};
-
-class EvictControlWorker : public TpmWorker {
- public:
-  EvictControlWorker(Napi::Env env, Context* ctx, Auth ownerAuth, uint32_t object, uint32_t persistent)
-      : TpmWorker(env, ctx, "EvictControl"), ownerAuth_(std::move(ownerAuth)), object_(object), persistent_(persistent) {}
-
- private:
-  TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    HandleScope scope(esys);
-    ESYS_TR owner = ESYS_TR_RH_OWNER;
-    ESYS_TR session = ESYS_TR_NONE;
-    ESYS_TR obj = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Authorize(owner, ownerAuth_, &session);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Resolve(object_, &obj);
-    if (rc != TSS2_RC_SUCCESS) return rc;
-    ESYS_TR out = ESYS_TR_NONE;
-    rc = Esys_EvictControl(esys, owner, obj, session, ESYS_TR_NONE, ESYS_TR_NONE, persistent_, &out);
-    if (rc == TSS2_RC_SUCCESS && out != ESYS_TR_NONE) Esys_TR_Close(esys, &out);
-    return rc;
-  }
-  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
-  Auth ownerAuth_;
-  uint32_t object_;
-  uint32_t persistent_;
-};
-
-class ReadPublicWorker : public TpmWorker {
- public:
-  ReadPublicWorker(Napi::Env env, Context* ctx, uint32_t handle) : TpmWorker(env, ctx, "ReadPublic"), handle_(handle) {}
-
- private:
-  TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    HandleScope scope(esys);
-    ESYS_TR obj = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(handle_, &obj);
-    if (rc != TSS2_RC_SUCCESS) return rc;
-    TPM2B_PUBLIC* pub = nullptr;
-    TPM2B_NAME* name = nullptr;
-    TPM2B_NAME* qualified = nullptr;
-    rc = Esys_ReadPublic(esys, obj, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name, &qualified);
-    if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_PUBLIC_Marshal, pub, &public_);
-    if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_NAME_Marshal, name, &name_);
-    if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_NAME_Marshal, qualified, &qualified_);
-    Esys_Free(pub);
-    Esys_Free(name);
-    Esys_Free(qualified);
-    return rc;
-  }
-  Napi::Value Result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("public", ToBuffer(env, public_));
-    o.Set("name", ToBuffer(env, name_));
-    o.Set("qualifiedName", ToBuffer(env, qualified_));
-    return o;
-  }
-  uint32_t handle_;
-  Bytes public_;
-  Bytes name_;
-  Bytes qualified_;
-};
-
-// createPrimary(ctx, hierarchy, hierarchyAuth, TPM2B_PUBLIC template, userAuth: Uint8Array)
-//   -> {handle, public: TPM2B_PUBLIC, name: TPM2B_NAME}
-Napi::Value CreatePrimary(const Napi::CallbackInfo& info) {
-  return (new CreatePrimaryWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "hierarchy"),
-                                  AuthArg(info, 2, "hierarchyAuth"), BytesArg(info, 3, "template"),
-                                  BytesArg(info, 4, "userAuth")))
-      ->Start();
-}
-// create(ctx, parent, parentAuth, TPM2B_PUBLIC template, userAuth) -> {private, public}
-Napi::Value Create(const Napi::CallbackInfo& info) {
-  return (new CreateWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "parent"), AuthArg(info, 2, "parentAuth"),
-                           BytesArg(info, 3, "template"), BytesArg(info, 4, "userAuth")))
-      ->Start();
-}
-// load(ctx, parent, parentAuth, TPM2B_PRIVATE, TPM2B_PUBLIC) -> {handle, name}
-Napi::Value Load(const Napi::CallbackInfo& info) {
-  return (new LoadWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "parent"), AuthArg(info, 2, "parentAuth"),
-                         BytesArg(info, 3, "private"), BytesArg(info, 4, "public")))
-      ->Start();
-}
-// flush(ctx, handle)
-Napi::Value Flush(const Napi::CallbackInfo& info) {
-  return (new FlushWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "handle")))->Start();
-}
-// evictControl(ctx, ownerAuth, object, persistentHandle)
-Napi::Value EvictControl(const Napi::CallbackInfo& info) {
-  return (new EvictControlWorker(info.Env(), ContextArg(info, 0), AuthArg(info, 1, "ownerAuth"),
-                                 U32Arg(info, 2, "object"), U32Arg(info, 3, "persistentHandle")))
-      ->Start();
-}
-// readPublic(ctx, handle) -> {public: TPM2B_PUBLIC, name: TPM2B_NAME, qualifiedName: TPM2B_NAME}
-Napi::Value ReadPublic(const Napi::CallbackInfo& info) {
-  return (new ReadPublicWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "handle")))->Start();
-}
-
 }  // namespace
 
 void RegisterKeys(Napi::Env env, Napi::Object exports) {
-  exports.Set("createPrimary", Napi::Function::New(env, CreatePrimary, "createPrimary"));
-  exports.Set("create", Napi::Function::New(env, Create, "create"));
-  exports.Set("load", Napi::Function::New(env, Load, "load"));
-  exports.Set("flush", Napi::Function::New(env, Flush, "flush"));
-  exports.Set("evictControl", Napi::Function::New(env, EvictControl, "evictControl"));
-  exports.Set("readPublic", Napi::Function::New(env, ReadPublic, "readPublic"));
+  // createPrimary(ctx, hierarchy, hierarchyAuth, TPM2B_PUBLIC template, userAuth: Uint8Array)
+  //   -> {handle, public: TPM2B_PUBLIC, name: TPM2B_NAME}
+  Export(env, exports, "createPrimary", [](const Napi::CallbackInfo& info) {
+    return StartWorker<CreateObjectWorker>(info, true, U32Arg(info, 1, "hierarchy"), AuthArg(info, 2, "hierarchyAuth"),
+                                            BytesArg(info, 3, "template"), BytesArg(info, 4, "userAuth"));
+  });
+  // create(ctx, parent, parentAuth, TPM2B_PUBLIC template, userAuth) -> {private, public}
+  Export(env, exports, "create", [](const Napi::CallbackInfo& info) {
+    return StartWorker<CreateObjectWorker>(info, false, U32Arg(info, 1, "parent"), AuthArg(info, 2, "parentAuth"),
+                                     BytesArg(info, 3, "template"), BytesArg(info, 4, "userAuth"));
+  });
+  // load(ctx, parent, parentAuth, TPM2B_PRIVATE, TPM2B_PUBLIC) -> {handle, name}
+  Export(env, exports, "load", [](const Napi::CallbackInfo& info) {
+    return StartWorker<LoadWorker>(info, U32Arg(info, 1, "parent"), AuthArg(info, 2, "parentAuth"),
+                                   BytesArg(info, 3, "private"), BytesArg(info, 4, "public"));
+  });
+  // flush(ctx, handle)
+  Export(env, exports, "flush", [](const Napi::CallbackInfo& info) {
+    uint32_t handle = U32Arg(info, 1, "handle");
+    return Call(info, "FlushContext", {}, [handle](ESYS_CONTEXT* esys, Bytes*) {
+      ESYS_TR tr = ESYS_TR_NONE;
+      TSS2_RC rc = Esys_TR_FromTPMPublic(esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+      if (rc != TSS2_RC_SUCCESS) return rc;
+      rc = Esys_FlushContext(esys, tr);  // frees tr on success
+      if (rc != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &tr);
+      return rc;
+    });
+  });
+  // evictControl(ctx, ownerAuth, object, persistentHandle)
+  Export(env, exports, "evictControl", [](const Napi::CallbackInfo& info) {
+    Auth ownerAuth = AuthArg(info, 1, "ownerAuth");
+    uint32_t object = U32Arg(info, 2, "object");
+    uint32_t persistent = U32Arg(info, 3, "persistentHandle");
+    return Call(info, "EvictControl", {},
+                [auth = std::move(ownerAuth), object, persistent](ESYS_CONTEXT* esys, Bytes*) {
+                  HandleScope scope(esys);
+                  ESYS_TR session = ESYS_TR_NONE;
+                  ESYS_TR obj = ESYS_TR_NONE;
+                  TSS2_RC rc = scope.Authorize(ESYS_TR_RH_OWNER, auth, &session);
+                  if (rc == TSS2_RC_SUCCESS) rc = scope.Resolve(object, &obj);
+                  if (rc != TSS2_RC_SUCCESS) return rc;
+                  ESYS_TR out = ESYS_TR_NONE;
+                  rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, obj, session, ESYS_TR_NONE, ESYS_TR_NONE, persistent,
+                                         &out);
+                  if (rc == TSS2_RC_SUCCESS && out != ESYS_TR_NONE) Esys_TR_Close(esys, &out);
+                  return rc;
+                });
+  });
+  // readPublic(ctx, handle) -> {public: TPM2B_PUBLIC, name: TPM2B_NAME, qualifiedName: TPM2B_NAME}
+  Export(env, exports, "readPublic", [](const Napi::CallbackInfo& info) {
+    uint32_t handle = U32Arg(info, 1, "handle");
+    return Call(info, "ReadPublic", {"public", "name", "qualifiedName"}, [handle](ESYS_CONTEXT* esys, Bytes* out) {
+      HandleScope scope(esys);
+      ESYS_TR obj = ESYS_TR_NONE;
+      TSS2_RC rc = scope.Resolve(handle, &obj);
+      if (rc != TSS2_RC_SUCCESS) return rc;
+      TPM2B_PUBLIC* pub = nullptr;
+      TPM2B_NAME* name = nullptr;
+      TPM2B_NAME* qualified = nullptr;
+      rc = Esys_ReadPublic(esys, obj, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name, &qualified);
+      rc = Keep(rc, Tss2_MU_TPM2B_PUBLIC_Marshal, pub, &out[0]);
+      rc = Keep(rc, Tss2_MU_TPM2B_NAME_Marshal, name, &out[1]);
+      return Keep(rc, Tss2_MU_TPM2B_NAME_Marshal, qualified, &out[2]);
+    });
+  });
 }
 
 }  // namespace grantor

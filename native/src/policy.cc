@@ -27,9 +27,7 @@ class PolicySessionStartWorker : public TpmWorker {
     if (rc == TSS2_RC_SUCCESS) rc = Esys_TRSess_GetNonceTPM(esys, session_, &nonce);
     if (rc == TSS2_RC_SUCCESS) nonce_.assign(nonce->buffer, nonce->buffer + nonce->size);
     Esys_Free(nonce);
-    if (rc != TSS2_RC_SUCCESS && Esys_FlushContext(esys, session_) != TSS2_RC_SUCCESS) {
-      Esys_TR_Close(esys, &session_);
-    }
+    if (rc != TSS2_RC_SUCCESS) FlushOrClose(esys, &session_);
     return rc;
   }
   Napi::Value Result(Napi::Env env) override {
@@ -40,21 +38,6 @@ class PolicySessionStartWorker : public TpmWorker {
   }
   ESYS_TR session_ = ESYS_TR_NONE;
   Bytes nonce_;
-};
-
-class PolicySessionFlushWorker : public TpmWorker {
- public:
-  PolicySessionFlushWorker(Napi::Env env, Context* ctx, uint32_t session)
-      : TpmWorker(env, ctx, "FlushContext"), session_(session) {}
-
- private:
-  TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    TSS2_RC rc = Esys_FlushContext(esys, session_);
-    if (rc != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &session_);
-    return rc;
-  }
-  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
-  ESYS_TR session_;
 };
 
 class NvPolicySignedUpdateWorker : public TpmWorker {
@@ -81,7 +64,7 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     TSS2_RC rc = Authorize(esys);
     if (rc == TSS2_RC_SUCCESS) rc = Update(esys);
     // A policy session is spent by one command (and useless after a failed one).
-    if (Esys_FlushContext(esys, session_) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &session_);
+    FlushOrClose(esys, &session_);
     return rc;
   }
 
@@ -103,7 +86,7 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
       Esys_Free(ticket);
     }
     Esys_Free(nonce);
-    if (Esys_FlushContext(esys, key) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &key);
+    FlushOrClose(esys, &key);
     return rc;
   }
 
@@ -116,7 +99,6 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     return Esys_NV_Extend(esys, nv, nv, session_, ESYS_TR_NONE, ESYS_TR_NONE, &data_);
   }
 
-  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
   ESYS_TR session_;
   Kind kind_;
   uint32_t index_;
@@ -140,48 +122,43 @@ class HierarchyChangeAuthWorker : public TpmWorker {
     HandleScope scope(esys);
     ESYS_TR hier = ESYS_TR_NONE;
     ESYS_TR session = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(hierarchy_, &hier);
-    if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(hier, auth_, &session);
+    TSS2_RC rc = scope.Authorized(hierarchy_, auth_, &hier, &session);
     if (rc != TSS2_RC_SUCCESS) return rc;
     return Esys_HierarchyChangeAuth(esys, hier, session, ESYS_TR_NONE, ESYS_TR_NONE, &newAuth_);
   }
-  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
   uint32_t hierarchy_;
   Auth auth_;
   TPM2B_AUTH newAuth_ = {};
 };
 
-// policySessionStart(ctx) -> {session: ESYS_TR, nonceTpm: Buffer}
-Napi::Value PolicySessionStart(const Napi::CallbackInfo& info) {
-  return (new PolicySessionStartWorker(info.Env(), ContextArg(info, 0)))->Start();
-}
-// policySessionFlush(ctx, session)
-Napi::Value PolicySessionFlush(const Napi::CallbackInfo& info) {
-  return (new PolicySessionFlushWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "session")))->Start();
-}
-// nvPolicySignedUpdate(ctx, session, kind (0 increment, 1 extend), index, data,
-//                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE, cpHash: 32 bytes)
-Napi::Value NvPolicySignedUpdate(const Napi::CallbackInfo& info) {
-  return (new NvPolicySignedUpdateWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "session"),
-                                         U32Arg(info, 2, "kind"), U32Arg(info, 3, "index"), BytesArg(info, 4, "data"),
-                                         BytesArg(info, 5, "keyPublic"), BytesArg(info, 6, "signature"),
-                                         BytesArg(info, 7, "cpHash")))
-      ->Start();
-}
-// hierarchyChangeAuth(ctx, hierarchy, auth, newAuth: Uint8Array)
-Napi::Value HierarchyChangeAuth(const Napi::CallbackInfo& info) {
-  return (new HierarchyChangeAuthWorker(info.Env(), ContextArg(info, 0), U32Arg(info, 1, "hierarchy"),
-                                        AuthArg(info, 2, "auth"), BytesArg(info, 3, "newAuth")))
-      ->Start();
-}
-
 }  // namespace
 
 void RegisterPolicy(Napi::Env env, Napi::Object exports) {
-  exports.Set("policySessionStart", Napi::Function::New(env, PolicySessionStart, "policySessionStart"));
-  exports.Set("policySessionFlush", Napi::Function::New(env, PolicySessionFlush, "policySessionFlush"));
-  exports.Set("nvPolicySignedUpdate", Napi::Function::New(env, NvPolicySignedUpdate, "nvPolicySignedUpdate"));
-  exports.Set("hierarchyChangeAuth", Napi::Function::New(env, HierarchyChangeAuth, "hierarchyChangeAuth"));
+  // policySessionStart(ctx) -> {session: ESYS_TR, nonceTpm: Buffer}
+  Export(env, exports, "policySessionStart",
+         [](const Napi::CallbackInfo& info) { return StartWorker<PolicySessionStartWorker>(info); });
+  // policySessionFlush(ctx, session)
+  Export(env, exports, "policySessionFlush", [](const Napi::CallbackInfo& info) {
+    ESYS_TR session = U32Arg(info, 1, "session");
+    return Call(info, "FlushContext", {}, [session](ESYS_CONTEXT* esys, Bytes*) mutable {
+      TSS2_RC rc = Esys_FlushContext(esys, session);
+      if (rc != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &session);
+      return rc;
+    });
+  });
+  // nvPolicySignedUpdate(ctx, session, kind (0 increment, 1 extend), index, data,
+  //                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE, cpHash: 32 bytes)
+  Export(env, exports, "nvPolicySignedUpdate", [](const Napi::CallbackInfo& info) {
+    return StartWorker<NvPolicySignedUpdateWorker>(info, U32Arg(info, 1, "session"), U32Arg(info, 2, "kind"),
+                                                   U32Arg(info, 3, "index"), BytesArg(info, 4, "data"),
+                                                   BytesArg(info, 5, "keyPublic"), BytesArg(info, 6, "signature"),
+                                                   BytesArg(info, 7, "cpHash"));
+  });
+  // hierarchyChangeAuth(ctx, hierarchy, auth, newAuth: Uint8Array)
+  Export(env, exports, "hierarchyChangeAuth", [](const Napi::CallbackInfo& info) {
+    return StartWorker<HierarchyChangeAuthWorker>(info, U32Arg(info, 1, "hierarchy"), AuthArg(info, 2, "auth"),
+                                                  BytesArg(info, 3, "newAuth"));
+  });
 }
 
 }  // namespace grantor

@@ -1,6 +1,12 @@
 /**
  * Wiring of the grant domain: `createGrants(config, deps)` with plain arguments; the grant
  * store lives in `db.sublevel('grants')`. See docs/grants.md.
+ *
+ * Rooms: pipeline.ts (the request path: runtime, freshness before the proof, proof,
+ * lineage, policy, audit, signature, store; redeem, outcome, lineage, revoke), request.ts
+ * (the checked body), replay.ts (requestIds used and forgotten), root-lock.ts (children
+ * against revocation), refusals.ts (refusals aggregated for the log), unreleased.ts
+ * (allows a crash never released), grant-store.port.ts with grant-store.level.ts.
  */
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';

@@ -1,8 +1,12 @@
 /**
  * The grant decision pipeline (PROTOCOL.md §3), default deny, each step its own error:
  *
- *   schema -> runtime active -> proof (session signature or quote; requestId, issuedAt)
- *   -> lineage -> policy -> audit entry (durable, anchored) -> HSM signature -> store
+ *   schema -> runtime active -> freshness (requestId, issuedAt) -> proof (session
+ *   signature or quote) -> lineage -> policy -> audit entry (durable, anchored)
+ *   -> HSM signature -> store
+ *
+ * Freshness comes before the proof, which may spend state (a quote's nonce, the runtime's
+ * counters, its session): a stale or replayed request changes nothing.
  *
  * Nothing is signed before its audit entry is committed, and an "allow" whose grant is
  * not returned (signing or storing failed) is followed by a `grant.issue_failed` entry.
@@ -226,6 +230,10 @@ export function lowS(jws: string): string {
 
 const iso = (seconds: number): string => new Date(seconds * 1000).toISOString();
 
+/** An attestation's reasons report a TPM reset or restart (the policy's `resetSeen`). */
+const resetReported = (reasons: readonly string[]): boolean =>
+  reasons.includes('tpm_reset_detected') || reasons.includes('tpm_restart_detected');
+
 /**
  * The first reason of every `grant.decision` entry: the content hash of the policy set that
  * decided (the grant's `pol`). PROTOCOL.md §4 gives an entry no field of its own for it.
@@ -430,6 +438,9 @@ export class GrantService {
     const runtime = await this.#deps.attestation.getRuntime(req.runtimeId);
     if (runtime.state !== 'active') throw new RuntimeNotActiveError();
 
+    // Before the proof, which may spend state (a quote's nonce, the runtime's counters, its
+    // session): a stale or replayed request changes nothing.
+    await this.#unused(req, nowMs);
     const proven = await this.#prove(req, runtime, nowMs);
     const idExpiresAt = await this.#fresh(req, nowMs);
     const used = { runtimeId: req.runtimeId, requestId: req.requestId, expiresAt: idExpiresAt };
@@ -654,9 +665,7 @@ export class GrantService {
         restartCount: session.restartCount,
         attestationId: session.attestationId,
         sessionKey: session.sessionKey,
-        resetSeen:
-          last.reasons.includes('tpm_reset_detected') ||
-          last.reasons.includes('tpm_restart_detected'),
+        resetSeen: resetReported(last.reasons),
         sessionAgeSeconds: Math.max(0, Math.floor((nowMs - Date.parse(last.at)) / 1000)),
       };
     }
@@ -668,9 +677,9 @@ export class GrantService {
     const verified = await attestation.verifyQuote(req.runtimeId, quote, qd);
     // The grant is held by the session key of the runtime's live attested session, which the
     // same AK vouched for: without one there is no key to bind the grant to (cnf).
-    const lastId = (await attestation.getRuntime(req.runtimeId)).lastAttestation?.attestationId;
-    const session = lastId === undefined ? undefined : attestation.sessionFor(lastId);
-    if (session?.runtimeId !== req.runtimeId) {
+    const last = (await attestation.getRuntime(req.runtimeId)).lastAttestation;
+    const session = last === null ? undefined : attestation.sessionFor(last.attestationId);
+    if (last === null || session?.runtimeId !== req.runtimeId) {
       throw new SessionNotLiveError('quote mode needs a live attested session to hold the grant');
     }
     return {
@@ -680,7 +689,13 @@ export class GrantService {
       restartCount: verified.restartCount,
       attestationId: session.attestationId,
       sessionKey: session.sessionKey,
-      resetSeen: verified.resetDetected,
+      // As in session mode, the session's attestation reported a reset or restart; or the
+      // quote shows one since that attestation (a restart leaves the session live; a reset
+      // ends it, and the session check above refuses).
+      resetSeen:
+        resetReported(last.reasons) ||
+        verified.resetCount !== session.resetCount ||
+        verified.restartCount !== session.restartCount,
       sessionAgeSeconds: 0,
     };
   }
@@ -696,6 +711,38 @@ export class GrantService {
   }
 
   /**
+   * requestId not seen in memory, issuedAt within the skew, and the memory loaded (the
+   * first request after a start loads the store's live ids).
+   */
+  async #inWindow(req: CheckedRequest, nowMs: number): Promise<void> {
+    const { runtimeId, requestId } = req;
+    const replay = this.#replay;
+    if (replay.seen(runtimeId, requestId, nowMs)) throw new RequestReplayedError();
+    if (Math.abs(nowMs - req.issuedAtMs) > this.#config.clockSkewSeconds * 1000) {
+      throw new RequestStaleError();
+    }
+    const loading = replay.ready(nowMs);
+    if (loading === undefined) return;
+    await this.#storeCall(() => loading);
+    // A twin may have reserved the id while this one waited.
+    if (replay.seen(runtimeId, requestId, nowMs)) throw new RequestReplayedError();
+  }
+
+  /**
+   * The freshness and replay checks of `#fresh`, run before the proof and reserving
+   * nothing: an unproven request never holds an id (a forged copy cannot burn a real
+   * request's id), and `#fresh` checks again and reserves once the proof has passed.
+   */
+  async #unused(req: CheckedRequest, nowMs: number): Promise<void> {
+    const { runtimeId, requestId } = req;
+    const replay = this.#replay;
+    await this.#inWindow(req, nowMs);
+    const used = replay.usedInMemory(runtimeId, requestId, nowMs);
+    const known = used ?? (await this.#storeCall(() => replay.persisted(runtimeId, requestId)));
+    if (known) throw new RequestReplayedError();
+  }
+
+  /**
    * requestId not seen for this runtime, issuedAt within the skew; then the id is used:
    * reserved in memory at once. It is written with the answer that uses it (the grant's
    * own write, or after a deny's audit entry); a request that fails before that keeps its
@@ -704,19 +751,11 @@ export class GrantService {
   async #fresh(req: CheckedRequest, nowMs: number): Promise<number> {
     const { runtimeId, requestId } = req;
     const replay = this.#replay;
-    if (replay.seen(runtimeId, requestId, nowMs)) throw new RequestReplayedError();
-    const skewMs = this.#config.clockSkewSeconds * 1000;
-    if (Math.abs(nowMs - req.issuedAtMs) > skewMs) throw new RequestStaleError();
-    const loading = replay.ready(nowMs);
-    if (loading !== undefined) {
-      await this.#storeCall(() => loading);
-      // A twin may have reserved the id while this one waited.
-      if (replay.seen(runtimeId, requestId, nowMs)) throw new RequestReplayedError();
-    }
+    await this.#inWindow(req, nowMs);
     // Checked and reserved in one synchronous step: a concurrent twin sees the reservation.
     const used = replay.usedInMemory(runtimeId, requestId, nowMs);
     if (used === true) throw new RequestReplayedError();
-    const keepUntil = req.issuedAtMs + skewMs;
+    const keepUntil = req.issuedAtMs + this.#config.clockSkewSeconds * 1000;
     replay.reserve(runtimeId, requestId, keepUntil, nowMs);
     if (used === undefined) {
       let known: boolean;

@@ -1,9 +1,16 @@
 /**
  * The policy domain: Cedar policy sets validated against a schema, content-hashed, reloaded
  * atomically, and decisions with reasons and obligations. See docs/policy.md.
+ *
+ * Rooms: engine.ts (load, validate, decide), policy-set.ts (the files and their hash),
+ * reloads.ts (every reload after the first logged, counted and audited, by an operator or
+ * the watch), workers.ts with policy.worker.ts (decisions on worker threads), cedar.port.ts
+ * with cedar.wasm.ts (the Cedar build), probe.ts (readiness).
  */
 import { cedarWasm } from './cedar.wasm.js';
 import { PolicyEngine, type PolicyEngineOptions } from './engine.js';
+import { policyReloads, type PolicyReloadDeps } from './reloads.js';
+import type { PolicySetInfo } from './types.js';
 
 export {
   PolicyEngine,
@@ -24,6 +31,7 @@ export {
   type PolicySource,
 } from './policy-set.js';
 export { policyReadinessProbe } from './probe.js';
+export type { PolicyReloadDeps } from './reloads.js';
 export type * from './types.js';
 export type { CedarPort } from './cedar.port.js';
 /** The real engine; wrap it to inject failures in fault tests (see engine.test.ts). */
@@ -44,4 +52,30 @@ export async function createPolicyEngine(config: PolicyConfig): Promise<PolicyEn
   await engine.reload();
   if (config.watch === true) engine.watch();
   return engine;
+}
+
+export interface AuditedPolicyEngine {
+  readonly engine: PolicyEngine;
+  /**
+   * An operator's reload (`by`: the operator id), audited like a watched one
+   * (`policy.reloaded` / `policy.reload_refused`); resolves once its entry is written.
+   */
+  readonly reload: (by: string) => Promise<PolicySetInfo>;
+}
+
+/**
+ * createPolicyEngine with every later reload logged, counted and audited (reloads.ts):
+ * what the appliance runs.
+ */
+export async function createAuditedPolicyEngine(
+  config: Omit<PolicyConfig, 'onReload' | 'onReloadError'>,
+  deps: PolicyReloadDeps,
+): Promise<AuditedPolicyEngine> {
+  const reloads = policyReloads(deps);
+  const engine = await createPolicyEngine({
+    ...config,
+    onReload: reloads.onReload,
+    onReloadError: reloads.onReloadError,
+  });
+  return { engine, reload: (by) => reloads.reload(engine, by) };
 }

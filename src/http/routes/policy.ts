@@ -2,7 +2,7 @@
  * Policy set routes: which Cedar set decides (GET /v1/policy) and an operator's reload of
  * the policy directory and schema (POST /v1/policy/reload). The reload is the engine's
  * (atomic: a refused set answers `policy_set_invalid` and the previous set keeps deciding);
- * auditing it is the service's job (src/appliance.ts `reloadPolicy`), not the route's.
+ * auditing it is the policy domain's job (src/policy/reloads.ts), not the route's.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
