@@ -230,6 +230,7 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     ...(services.operators?.certificates === undefined
       ? {}
       : { certificates: services.operators.certificates }),
+    ...(services.operators === undefined ? {} : { gateways: services.operators.gateways }),
     ...(services.onOperatorAct === undefined ? {} : { onOperatorAct: services.onOperatorAct }),
     ...(services.onOperatorRefused === undefined ? {} : { onRefused: services.onOperatorRefused }),
   });
@@ -293,7 +294,6 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
       ...(services.attestation === undefined
         ? {}
         : { quoteBodyLimit: services.attestation.attestationBodyLimit }),
-      ...(services.operators === undefined ? {} : { gateways: services.operators.gateways }),
     });
   }
   await app.ready();
