@@ -22,6 +22,7 @@ import { createGrants, type GrantService, type GrantsSettings } from '../../src/
 import { createServer, type App } from '../../src/http/app.js';
 import { grantsRoutes } from '../../src/http/routes/grants.js';
 import { operatorAuth } from '../../src/http/plugins/auth.js';
+import { revocationRoutes } from '../../src/http/routes/revocations.js';
 import type { OperatorActor } from '../../src/operators/roles.js';
 import { UnauthenticatedError } from '../../src/operators/errors.js';
 import { keysRoutes } from '../../src/http/routes/keys.js';
@@ -257,6 +258,11 @@ export async function startRig(): Promise<Rig> {
   });
   await app.register(keysRoutes, { keys });
   await app.register(grantsRoutes, { grants, now });
+  await app.register(revocationRoutes, {
+    feed: grants.revocations,
+    snapshots: grants.snapshots,
+    now,
+  });
   await app.ready();
 
   return {
