@@ -16,6 +16,8 @@ import {
   type GrantVerifier,
 } from '../../src/gateway/index.js';
 import { GrantorError } from '../../src/shared/errors.js';
+import { parametersDigest } from '../../src/gateway/index.js';
+import { createGatewayExample } from '../../examples/gateway/app.js';
 import {
   ISSUER,
   attest,
@@ -189,6 +191,33 @@ describe('offline revocation at a gateway', () => {
     const ok = await verifier.verify(grant, { execution });
     expect(ok.runtimeId).toBe(support.runtimeId);
     const from = view.seq ?? -1;
+    // The example gateway in offline mode, its own view following the same feed.
+    const example = await createGatewayExample({
+      issuer: ISSUER,
+      audience: 'gw_tickets',
+      applianceUrl: base,
+      gatewayToken: rig.gateway.token,
+      requireProofOfPossession: false,
+      offline: { maxStalenessSeconds: 30 },
+    });
+    const params = { ticketId: 'T-42' };
+    const exampleGrant = await (async () => {
+      const body = signed(
+        grantBody(support, { resource: 'ticket:T-42', parametersDigest: parametersDigest(params) }),
+        session.attestationId,
+        session.key.privateKey,
+      );
+      const res = await rig.app.inject({ method: 'POST', url: '/v1/grants', payload: body });
+      expect(res.statusCode, res.body).toBe(201);
+      return res.json<{ grant: string }>().grant;
+    })();
+    const read = () =>
+      example.app.inject({
+        method: 'POST',
+        url: '/tickets/read',
+        headers: { authorization: `Grant ${exampleGrant}` },
+        payload: params,
+      });
 
     // The gateway long-polls; the operator revokes the runtime meanwhile.
     const polled = view.poll(25);
@@ -203,6 +232,14 @@ describe('offline revocation at a gateway', () => {
     expect(view.lagSeconds()).toBeLessThan(30);
     expect(view.size.runtimes).toBe(1);
     expect(await codeOf(verifier.verify(grant, { execution }))).toBe('grant_revoked');
+    // The example gateway refuses its grant too, once its own view has the events.
+    while ((example.revocations?.seq ?? 0) < (view.seq ?? 0)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const refused = await read();
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json()).toMatchObject({ error: { code: 'grant_revoked' } });
+    await example.app.close();
 
     // A fresh gateway learns the same from the signed snapshot alone.
     const fresh = gateway();
