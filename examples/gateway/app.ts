@@ -19,6 +19,7 @@ import {
   PopChallenges,
   parseStrictJson,
   RedemptionClient,
+  RevocationView,
   createGrantVerifier,
   parametersDigest,
   type ExecutionOutcome,
@@ -56,6 +57,12 @@ export interface GatewayExampleOptions {
    * see README). `false` accepts a bare grant: anyone holding a copy can use it.
    */
   readonly requireProofOfPossession?: boolean;
+  /**
+   * Offline verification (docs/protocol.md §3.1): no redeem call per request; revocations are
+   * learned from the appliance's signed snapshot and feed (needs `gatewayToken`), and every
+   * grant is refused while the view is older than `maxStalenessSeconds` (default 60).
+   */
+  readonly offline?: { readonly maxStalenessSeconds?: number };
 }
 
 export interface Transfer {
@@ -70,6 +77,8 @@ export interface Transfer {
 
 export interface GatewayExample {
   readonly app: FastifyInstance;
+  /** The revocation view in offline mode (its `lagSeconds()` is the feed lag). */
+  readonly revocations?: RevocationView;
   /** Every transfer executed, in order (the "money moved" side effect). */
   readonly transfers: readonly Transfer[];
 }
@@ -148,11 +157,29 @@ export async function createGatewayExample(
     ...(options.gatewayToken === undefined ? {} : { gatewayToken: options.gatewayToken }),
     ...(options.redeemHeaders === undefined ? {} : { headers: options.redeemHeaders }),
   });
+  const offline = options.offline;
+  let revocations: RevocationView | undefined;
+  if (offline !== undefined) {
+    if (options.gatewayToken === undefined) {
+      throw new GrantorError('config_invalid', 'offline mode needs the gateway token (the feed)');
+    }
+    revocations = new RevocationView({
+      applianceUrl: base,
+      gatewayToken: options.gatewayToken,
+      issuer: options.issuer,
+      keys,
+      ...(offline.maxStalenessSeconds === undefined
+        ? {}
+        : { maxStalenessSeconds: offline.maxStalenessSeconds }),
+      ...(options.now === undefined ? {} : { now: options.now }),
+    });
+  }
   const verifier: GrantVerifier = createGrantVerifier({
     issuer: options.issuer,
     audience: options.audience,
     keys,
     redeemer,
+    ...(revocations === undefined ? {} : { revocations }),
     ...(options.clockToleranceSeconds === undefined
       ? {}
       : { clockToleranceSeconds: options.clockToleranceSeconds }),
@@ -194,7 +221,8 @@ export async function createGatewayExample(
     const grant = await verifier.verify(jws, {
       execution: { action, resource, parameters: request.body },
       ...(pop === undefined ? {} : { pop }),
-      redeem: true,
+      // Offline: the revocation view stands in for the appliance; `executed` for single use.
+      redeem: revocations === undefined,
     });
     if (executed.has(grant.grantId)) {
       throw new GrantorError('grant_already_redeemed', 'grant already executed here');
@@ -285,6 +313,16 @@ export async function createGatewayExample(
     },
   );
 
+  if (revocations !== undefined) {
+    const view = revocations;
+    await view.loadSnapshot();
+    view.start((err) => {
+      app.log.warn({ err }, 'revocation feed: retrying');
+    });
+    app.addHook('onClose', async () => {
+      await view.stop();
+    });
+  }
   await app.ready();
-  return { app, transfers };
+  return { app, transfers, ...(revocations === undefined ? {} : { revocations }) };
 }

@@ -23,6 +23,10 @@ const { app } = await createGatewayExample({
   applianceUrl: env('GRANTOR_URL'),
   // From an operator: POST /v1/gateways {"name", "audiences": ["gw_payments"]}.
   gatewayToken: env('GATEWAY_TOKEN'),
+  // GATEWAY_OFFLINE=1: verify offline, revocations from the appliance's feed (§3.1).
+  ...(process.env.GATEWAY_OFFLINE === '1'
+    ? { offline: { maxStalenessSeconds: Number(process.env.GATEWAY_MAX_STALENESS_SECONDS ?? 60) } }
+    : {}),
   logger: true,
 });
 await app.listen({ host, port: Number(port) });

@@ -10,7 +10,7 @@ import {
   RedemptionClient,
   type EnforcementRedeemer,
   type KeySource,
-  type RevocationView,
+  type RevocationCheck,
 } from '../gateway/index.js';
 import type { GatewayProxyConfig } from './config.js';
 import { createGatewayProxy, type GatewayProxy, type GatewayProxyEvent } from './proxy.js';
@@ -28,7 +28,7 @@ export interface GatewayWiring {
   readonly gatewayToken: string;
   /** Keys instead of the appliance's JWKS (pinned keys, tests). */
   readonly keys?: KeySource;
-  readonly revocation?: RevocationView;
+  readonly revocation?: RevocationCheck;
   /** Redemption other than the appliance's (the bench's local first-call-wins set). */
   readonly redeemer?: EnforcementRedeemer;
   readonly now?: () => number;

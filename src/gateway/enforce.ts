@@ -6,6 +6,7 @@
  * revocation view, and only then redeems it at the appliance (first call wins). After the
  * action ran, `report` tells the appliance what happened, once.
  */
+import type { RevocationCheck } from './revocations.js';
 import { GrantorError, UnavailableError } from '../shared/errors.js';
 import {
   GrantAlreadyRedeemedError,
@@ -25,12 +26,7 @@ import type { PopChallenges, PopProof } from './pop.js';
 import type { ExecutionOutcome, Redeemer } from './redeem.js';
 import type { RouteExecution, RouteRequest, RouteTable } from './route-table.js';
 import { parseStrictJson } from './strict-json.js';
-import {
-  createGrantVerifier,
-  type GrantClaims,
-  type GrantVerifier,
-  type VerifiedGrant,
-} from './verify-grant.js';
+import { createGrantVerifier, type GrantVerifier, type VerifiedGrant } from './verify-grant.js';
 
 /** How the runtime presents its grant and its proof of possession. */
 export interface GrantPresentation {
@@ -42,16 +38,6 @@ export interface GrantPresentation {
   readonly popHeader?: string;
   /** Demand a proof of possession of the grant's `cnf` key. Default true. */
   readonly requirePop?: boolean;
-}
-
-/**
- * The seam for a revocation feed (issue 18 item 4): the set of revoked grants and runtimes
- * a gateway follows. `check` throws a GrantRejectedError (revoked) or an UnavailableError
- * (the view is older than its bound) for a grant that must not execute. It runs after the
- * offline checks and before redemption; redemption at the appliance stays the online check.
- */
-export interface RevocationView {
-  check(claims: GrantClaims): void;
 }
 
 /** Redeems and reports outcomes (the SDK's RedemptionClient). */
@@ -68,7 +54,8 @@ export interface EnforcerConfig {
   readonly presentation?: GrantPresentation;
   /** Challenges for proofs of possession; required when `requirePop` (the default). */
   readonly challenges?: PopChallenges;
-  readonly revocation?: RevocationView;
+  /** The revoked grants and runtimes this gateway follows (revocations.ts, RevocationView). */
+  readonly revocation?: RevocationCheck;
   readonly clockToleranceSeconds?: number;
   readonly now?: () => number;
 }

@@ -231,3 +231,41 @@ export class StrictJsonError extends BadRequestError {
     this.reason = reason;
   }
 }
+
+/** The grant, or the grant above it (`lin.parent`) or its root (`lin.root`), was revoked. */
+export class GrantRevokedError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_revoked', message, options);
+  }
+}
+
+/** The runtime the grant was issued to (`sub`) was revoked. */
+export class GrantRuntimeRevokedError extends GrantRejectedError {
+  constructor(message: string, options?: Options) {
+    super('grant_runtime_revoked', message, options);
+  }
+}
+
+/**
+ * The gateway's view of revocations was last confirmed current longer ago than its bound:
+ * a revocation may have been missed, so no grant is accepted (fail closed).
+ */
+export class RevocationViewStaleError extends UnavailableError {
+  constructor(message: string, options?: Options) {
+    super('revocation_view_stale', message, options);
+  }
+}
+
+/** A revocation snapshot that does not verify (signature, key, typ, iss, exp, shape). */
+export class RevocationSnapshotInvalidError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('revocation_snapshot_invalid', message, options);
+  }
+}
+
+/** The appliance's revocation feed or snapshot could not be fetched or used. */
+export class RevocationFeedUnavailableError extends UnavailableError {
+  constructor(message: string, options?: Options) {
+    super('revocation_feed_unavailable', message, options);
+  }
+}

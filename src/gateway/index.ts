@@ -57,6 +57,15 @@ export {
   encodeBatchProof,
   type BatchProof,
 } from './batch.js';
+export {
+  RevocationView,
+  SNAPSHOT_TYP,
+  verifyRevocationSnapshot,
+  type RevocableClaims,
+  type RevocationCheck,
+  type RevocationViewOptions,
+  type SnapshotClaims,
+} from './revocations.js';
 export { canonicalJson, parametersDigest } from './digest.js';
 export { es256SignatureProblem, toLowS } from './encoding.js';
 export { parseStrictJson, type JsonValue } from './strict-json.js';
@@ -79,7 +88,6 @@ export {
   type EnforcementRedeemer,
   type EnforcerConfig,
   type GrantPresentation,
-  type RevocationView,
 } from './enforce.js';
 export {
   grantEnforcement,

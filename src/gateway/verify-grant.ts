@@ -29,6 +29,7 @@ import {
 import type { KeySource } from './jwks.js';
 import { verifyPop, type PopProof } from './pop.js';
 import type { Redeemer, RedemptionOutcome } from './redeem.js';
+import type { RevocationCheck } from './revocations.js';
 import { parseStrictJson, type JsonValue } from './strict-json.js';
 
 /** The claims of a grant, as §3 defines them. */
@@ -96,6 +97,11 @@ export interface GrantVerifierConfig {
   readonly redeemer?: Redeemer;
   /** Longest compact JWS accepted, in characters. Default 16384. */
   readonly maxTokenLength?: number;
+  /**
+   * What this gateway knows of revocations (a RevocationView, revocations.ts): consulted
+   * after every offline check and before proof of possession and redemption.
+   */
+  readonly revocations?: RevocationCheck;
 }
 
 export interface VerifyGrantRequest {
@@ -319,6 +325,9 @@ export async function verifyGrant(
   if (!sameText(claims.act.parametersDigest, execution.parametersDigest)) {
     throw new GrantParametersMismatchError('the grant is for other parameters');
   }
+
+  // Revoked (the grant, its lineage, its runtime), or a view too old to tell: refused.
+  options.revocations?.check(claims);
 
   if (pop !== undefined) {
     await verifyPop(

@@ -132,6 +132,27 @@ export class GrantStoreUnavailableError extends UnavailableError {
   }
 }
 
+/**
+ * The revocation feed cannot answer from `since`: older than what it keeps (pruned), or
+ * beyond its head (another appliance, or a restored database). The gateway fetches the
+ * snapshot and follows the feed from the snapshot's `seq`.
+ */
+export class RevocationSnapshotRequiredError extends kind(
+  'revocation_snapshot_required',
+  'the feed does not reach back to this sequence number: fetch the snapshot',
+) {}
+
+/** The feed holds as many waiting subscribers as it may: try again later. */
+export class RevocationFeedFullError extends UnavailableError {
+  constructor(options?: Options) {
+    super(
+      'revocation_feed_full',
+      'the revocation feed has no room for another subscriber',
+      options,
+    );
+  }
+}
+
 /** Every code this domain raises (for the status table). */
 export const GRANT_CODES = {
   runtime_not_active: 403,
@@ -154,4 +175,6 @@ export const GRANT_CODES = {
   grant_expired: 410,
   grant_revoked: 410,
   grant_store_unavailable: 503,
+  revocation_snapshot_required: 410,
+  revocation_feed_full: 503,
 } as const;

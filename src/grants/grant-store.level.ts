@@ -10,8 +10,12 @@
  * before the grant is released). A requestId written on its own (a denied request) is
  * unsynced: a crash can only forget the id of a request that released nothing.
  * `m!reconciled` holds how far the audit log was checked for unreleased allows.
+ * The revocation feed (revocations.port.ts): `v!<seq, 16 digits>` (the event as JSON), written
+ * in the synced batch of the revocation it records; `m!revocations-floor`, the highest
+ * sequence number pruned, raised in the batch that deletes.
  */
 import type { Database } from '../shared/db.level.js';
+import type { RevocationBounds, RevocationEvent } from './revocations.port.js';
 import type {
   GrantRecord,
   GrantStore,
@@ -41,6 +45,14 @@ function requestOps(
     { key: `q!${ids}`, value: String(expiresAt) },
     { key: `x!${expiryKey(expiresAt)}!${ids}`, value: '' },
   ];
+}
+
+const seqKey = (seq: number): string => `v!${String(seq).padStart(EXPIRY_DIGITS, '0')}`;
+const FLOOR = 'm!revocations-floor';
+
+function storedSeq(text: string | undefined): number {
+  const n = text === undefined ? 0 : Number(text);
+  return Number.isSafeInteger(n) && n >= 0 ? n : 0;
 }
 
 export class LevelGrantStore implements GrantStore {
@@ -73,10 +85,49 @@ export class LevelGrantStore implements GrantStore {
     ]);
   }
 
-  async update(records: readonly GrantRecord[]): Promise<void> {
-    await this.write(
-      records.map((r) => ({ key: `g!${enc(r.grantId)}`, value: JSON.stringify(r) })),
+  async update(
+    records: readonly GrantRecord[],
+    revocations: readonly RevocationEvent[] = [],
+  ): Promise<void> {
+    await this.write([
+      ...records.map((r) => ({ key: `g!${enc(r.grantId)}`, value: JSON.stringify(r) })),
+      ...revocations.map((e) => ({ key: seqKey(e.seq), value: JSON.stringify(e) })),
+    ]);
+  }
+
+  async revocationsSince(since: number, limit: number): Promise<RevocationEvent[]> {
+    const rows = await this.sub.values({ gt: seqKey(since), lt: 'v!\uffff', limit }).all();
+    return rows.map((text) => JSON.parse(text) as RevocationEvent);
+  }
+
+  async revocationBounds(): Promise<RevocationBounds> {
+    const floor = storedSeq(await this.sub.get(FLOOR));
+    const [last] = await this.sub.keys({ gt: 'v!', lt: 'v!\uffff', reverse: true, limit: 1 }).all();
+    // Everything pruned: the head is the floor.
+    const head = last === undefined ? floor : storedSeq(last.slice(2));
+    return { floor, head: Math.max(head, floor) };
+  }
+
+  async pruneRevocations(beforeSec: number, limit: number): Promise<number> {
+    const rows = await this.sub.iterator({ gt: 'v!', lt: 'v!\uffff', limit }).all();
+    const dels: string[] = [];
+    let floor: number | undefined;
+    for (const [key, text] of rows) {
+      const event = JSON.parse(text) as RevocationEvent;
+      // A prefix only: the floor then says exactly what a gateway may have missed.
+      if (event.exp >= beforeSec) break;
+      dels.push(key);
+      floor = event.seq;
+    }
+    if (floor === undefined) return 0;
+    await this.db.batch(
+      [
+        ...dels.map((key) => ({ type: 'del' as const, key, sublevel: this.sub })),
+        { type: 'put' as const, key: FLOOR, value: String(floor), sublevel: this.sub },
+      ],
+      { sync: true },
     );
+    return dels.length;
   }
 
   async children(grantId: string): Promise<string[]> {

@@ -3,6 +3,7 @@
  * redemption) and the requestIds each runtime has used (the persisted replay guard).
  * The LevelDB adapter is grant-store.level.ts; MemoryGrantStore serves fast tests.
  */
+import type { RevocationBounds, RevocationEvent, RevocationLog } from './revocations.port.js';
 
 export interface Redemption {
   /** RFC 3339. */
@@ -62,15 +63,18 @@ export interface LiveRequests {
   readonly complete: boolean;
 }
 
-export interface GrantStore {
+export interface GrantStore extends RevocationLog {
   get(grantId: string): Promise<GrantRecord | undefined>;
   /**
    * Store a new grant and its link under its parent, and (in the same atomic write) the
    * requestId of the request that produced it.
    */
   create(record: GrantRecord, used?: UsedRequest): Promise<void>;
-  /** Replace grants (revocation, redemption) in one atomic write. */
-  update(records: readonly GrantRecord[]): Promise<void>;
+  /**
+   * Replace grants (revocation, redemption) in one atomic write, with the revocation feed's
+   * events for them (revocations.port.ts) in that same synced write.
+   */
+  update(records: readonly GrantRecord[], revocations?: readonly RevocationEvent[]): Promise<void>;
   /** Ids of the direct children of a grant. */
   children(grantId: string): Promise<string[]>;
   /** Ids of the grants issued to a runtime (indexed at create; the runtime revoke's cascade). */
@@ -122,9 +126,37 @@ export class MemoryGrantStore implements GrantStore {
     return Promise.resolve();
   }
 
-  update(records: readonly GrantRecord[]): Promise<void> {
+  update(records: readonly GrantRecord[], revocations?: readonly RevocationEvent[]): Promise<void> {
     for (const r of records) this.grants.set(r.grantId, r);
+    for (const e of revocations ?? []) {
+      this.revocations.push(e);
+      this.revocationHead = Math.max(this.revocationHead, e.seq);
+    }
     return Promise.resolve();
+  }
+
+  readonly revocations: RevocationEvent[] = [];
+  revocationHead = 0;
+  revocationFloor = 0;
+
+  revocationsSince(since: number, limit: number): Promise<RevocationEvent[]> {
+    return Promise.resolve(this.revocations.filter((e) => e.seq > since).slice(0, limit));
+  }
+
+  revocationBounds(): Promise<RevocationBounds> {
+    return Promise.resolve({ floor: this.revocationFloor, head: this.revocationHead });
+  }
+
+  pruneRevocations(beforeSec: number, limit: number): Promise<number> {
+    let n = 0;
+    while (n < limit) {
+      const first = this.revocations[0];
+      if (first === undefined || first.exp >= beforeSec) break;
+      this.revocations.shift();
+      this.revocationFloor = first.seq;
+      n += 1;
+    }
+    return Promise.resolve(n);
   }
 
   children(grantId: string): Promise<string[]> {

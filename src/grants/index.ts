@@ -14,6 +14,7 @@ import { LevelGrantStore } from './grant-store.level.js';
 import { GrantService, type GrantsConfig, type GrantsDeps } from './pipeline.js';
 import { RequestPruner } from './replay.js';
 import { markUnreleased, type UnreleasedAudit } from './unreleased.js';
+import type { RevocationFeedSettings } from './revocation-feed.js';
 
 export interface GrantsSettings {
   /** The appliance id (`iss`). */
@@ -34,6 +35,10 @@ export interface GrantsSettings {
   readonly requestPruneIntervalMs?: number;
   /** Most requestIds forgotten per batch of a sweep (default 1000; 10 batches a sweep). */
   readonly requestPruneBatch?: number;
+  /** The revocation feed's bounds (revocation-feed.ts). */
+  readonly revocationFeed?: RevocationFeedSettings;
+  /** Lifetime of a signed revocation snapshot, seconds (default 300). */
+  readonly revocationSnapshotTtlSeconds?: number;
 }
 
 export interface GrantsWiring extends Omit<GrantsDeps, 'store' | 'audit'> {
@@ -64,6 +69,10 @@ export function createGrants(config: GrantsSettings, deps: GrantsWiring): GrantS
       config.dependencyDeadlineMs ?? 10_000,
     ),
     replayCacheSize: positive('grants.replayCacheSize', config.replayCacheSize ?? 100_000),
+    ...(config.revocationFeed === undefined ? {} : { revocationFeed: config.revocationFeed }),
+    ...(config.revocationSnapshotTtlSeconds === undefined
+      ? {}
+      : { revocationSnapshotTtlSeconds: config.revocationSnapshotTtlSeconds }),
   };
   const { db, ...services } = deps;
   const store = new LevelGrantStore(db);
@@ -83,6 +92,17 @@ export function createGrants(config: GrantsSettings, deps: GrantsWiring): GrantS
   pruner.start();
   const { onUnreleased, ...wired } = services;
   const service = new GrantService(settings, { ...wired, store });
+  // Feed events past their grants' lifetime are forgotten on the requestId sweep's cadence.
+  const pruneMs = config.requestPruneIntervalMs ?? 60_000;
+  if (pruneMs > 0) {
+    const feedPruner = setInterval(() => {
+      service.revocations.prune(Math.floor(Date.now() / 1000)).catch(() => undefined);
+    }, pruneMs);
+    feedPruner.unref();
+    db.once('closing', () => {
+      clearInterval(feedPruner);
+    });
+  }
   // Before the first decision of this process: allows a previous one never released.
   const marking = markUnreleased(wired.audit, store);
   service.holdDecisionsUntil(marking);
@@ -107,6 +127,19 @@ export {
 } from './pipeline.js';
 export { MemoryGrantStore, type GrantRecord, type GrantStore } from './grant-store.port.js';
 export { TrustCascade, type TrustCascadeDeps, type TrustCascadeResult } from './trust-cascade.js';
+export {
+  RevocationFeed,
+  type RevocationFeedSettings,
+  type RevocationPage,
+  type RevokedNow,
+} from './revocation-feed.js';
+export {
+  RevocationSnapshots,
+  SNAPSHOT_TYP,
+  type SignedSnapshot,
+  type SnapshotSigner,
+} from './revocation-snapshot.js';
+export type { RevocationEvent, RevocationInput } from './revocations.port.js';
 export { RequestPruner, type PruneSettings } from './replay.js';
 export { NOT_RELEASED, markUnreleased } from './unreleased.js';
 export {

@@ -81,6 +81,8 @@ import { KeyedQueue } from '../shared/keyed-queue.js';
 import { RootLocks } from './root-lock.js';
 import { policyRequestFor, type AudienceGateways } from './cedar-context.js';
 import { GrantRefusalWindow, type RefusalWindowOptions } from './refusals.js';
+import { RevocationFeed, type RevocationFeedSettings } from './revocation-feed.js';
+import { RevocationSnapshots } from './revocation-snapshot.js';
 
 export interface GrantsConfig {
   /** The appliance id: the grants' `iss`. */
@@ -99,6 +101,10 @@ export interface GrantsConfig {
   readonly replayCacheSize: number;
   /** How refused requests are aggregated in the audit log (default: 60 s windows). */
   readonly refusals?: RefusalWindowOptions;
+  /** The revocation feed's bounds (revocation-feed.ts). */
+  readonly revocationFeed?: RevocationFeedSettings;
+  /** Lifetime of a signed revocation snapshot, seconds (default 300). */
+  readonly revocationSnapshotTtlSeconds?: number;
 }
 
 /** The services the pipeline calls (ports: the real ones in production, fakes in tests). */
@@ -107,7 +113,8 @@ export interface GrantsDeps {
   /** The engine itself (decides in the event loop) or PolicyWorkers (on worker threads). */
   readonly policy: PolicyDecider;
   readonly audit: Pick<AuditService, 'append'>;
-  readonly keys: Pick<KeyService, 'signGrantToken'> & Partial<Pick<KeyService, 'activeGrantKid'>>;
+  readonly keys: Pick<KeyService, 'signGrantToken'> &
+    Partial<Pick<KeyService, 'activeGrantKid' | 'signJws'>>;
   readonly store: GrantStore;
   readonly random?: (n: number) => Buffer;
   /** The enrolled gateways per audience, for the policy context (absent: none known). */
@@ -338,10 +345,26 @@ export class GrantService {
   /** Session public keys, imported once per session: the JWK import was ~1/3 of a verify. */
   readonly #sessionKeys = new WeakMap<EcSessionJwk, { jwk: string; key: KeyObject }>();
   readonly #refusals: GrantRefusalWindow;
+  /** Every revocation applied, sequenced, for gateways (docs/protocol.md §3.1). */
+  readonly revocations: RevocationFeed;
+  /** The signed list of what is revoked now (same section). */
+  readonly snapshots: RevocationSnapshots;
 
   constructor(config: GrantsConfig, deps: GrantsDeps) {
     this.#config = config;
     this.#deps = deps;
+    this.revocations = new RevocationFeed(deps.store, config.revocationFeed);
+    const { signJws } = deps.keys;
+    this.snapshots = new RevocationSnapshots(
+      this.revocations,
+      signJws === undefined ? undefined : { signJws: (h, p) => signJws.call(deps.keys, h, p) },
+      {
+        issuer: config.issuer,
+        ...(config.revocationSnapshotTtlSeconds === undefined
+          ? {}
+          : { ttlSeconds: config.revocationSnapshotTtlSeconds }),
+      },
+    );
     // Grant ids from a pooled CSPRNG: randomBytes per grant was ~1% of the event loop.
     this.#random = deps.random ?? pooledRandomBytes;
     this.#refusals = new GrantRefusalWindow(config.refusals ?? { windowSeconds: 60 });
@@ -1164,6 +1187,20 @@ export class GrantService {
       return this.#roots.exclusive(root, () => underAll(i + 1, fn));
     };
     return underAll(0, async () => {
+      // Gateways learn of the runtime itself, whether or not it has a live grant.
+      await this.#storeCall(() =>
+        this.revocations.apply(
+          [],
+          [
+            {
+              kind: 'runtime',
+              runtimeId,
+              at: now.toISOString(),
+              exp: Math.floor(nowMs / 1000) + this.#config.maxTtlSeconds,
+            },
+          ],
+        ),
+      );
       const targets = await this.#liveSubtree(own, nowMs);
       const ids = targets.map((r) => r.grantId);
       if (ids.length === 0) return { runtimeId, revoked: [], auditSeq: null };
@@ -1272,7 +1309,13 @@ export class GrantService {
       await this.#serial(id, async () => {
         const current = await this.#storeCall(() => this.#deps.store.get(id));
         if (current === undefined || current.revokedAt !== null) return;
-        await this.#storeCall(() => this.#deps.store.update([{ ...current, revokedAt: at }]));
+        // The record and its feed event, in one synced write (revocation-feed.ts).
+        await this.#storeCall(() =>
+          this.revocations.apply(
+            [{ ...current, revokedAt: at }],
+            [{ kind: 'grant', grantId: id, runtimeId: current.runtimeId, at, exp: current.exp }],
+          ),
+        );
       });
     }
   }

@@ -46,6 +46,7 @@ import { keysRoutes } from './routes/keys.js';
 import { operatorRoutes } from './routes/operators.js';
 import { policyRoutes, type PolicyAdministration } from './routes/policy.js';
 import { runtimesRoutes } from './routes/runtimes.js';
+import { revocationRoutes } from './routes/revocations.js';
 
 /** The services the routes call; a missing one leaves its routes out (focused tests). */
 export interface AppServices {
@@ -230,6 +231,7 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     ...(services.operators?.certificates === undefined
       ? {}
       : { certificates: services.operators.certificates }),
+    ...(services.operators === undefined ? {} : { gateways: services.operators.gateways }),
     ...(services.onOperatorAct === undefined ? {} : { onOperatorAct: services.onOperatorAct }),
     ...(services.onOperatorRefused === undefined ? {} : { onRefused: services.onOperatorRefused }),
   });
@@ -293,7 +295,11 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
       ...(services.attestation === undefined
         ? {}
         : { quoteBodyLimit: services.attestation.attestationBodyLimit }),
-      ...(services.operators === undefined ? {} : { gateways: services.operators.gateways }),
+    });
+    // The revocation feed and snapshot for gateways (docs/protocol.md §3.1).
+    await app.register(revocationRoutes, {
+      feed: services.grants.revocations,
+      snapshots: services.grants.snapshots,
     });
   }
   await app.ready();

@@ -140,6 +140,8 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   operator_store_corrupt: 503,
   grant_store_unavailable: 503,
   not_ready: 503,
+  revocation_snapshot_required: 410,
+  revocation_feed_full: 503,
 };
 
 const PUBLIC_5XX_MESSAGE: Readonly<Record<string, string>> = {
@@ -158,6 +160,7 @@ const PUBLIC_5XX_MESSAGE: Readonly<Record<string, string>> = {
   operator_store_corrupt: 'the operator store is unusable; an operator must act',
   grant_store_unavailable: 'the grant store is unavailable',
   not_ready: 'the service is not ready',
+  revocation_feed_full: 'the revocation feed is full; try again later',
 };
 
 /** Status for a code; an unmapped code is a bug and answers 500. */

@@ -28,6 +28,10 @@ import {
 } from '../../src/grants/index.js';
 import { createServer, type App } from '../../src/http/app.js';
 import { grantsRoutes } from '../../src/http/routes/grants.js';
+import { operatorAuth } from '../../src/http/plugins/auth.js';
+import { revocationRoutes } from '../../src/http/routes/revocations.js';
+import type { OperatorActor } from '../../src/operators/roles.js';
+import { UnauthenticatedError } from '../../src/operators/errors.js';
 import { keysRoutes } from '../../src/http/routes/keys.js';
 import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
 import { HsmUnavailableError, KeyService } from '../../src/keys/index.js';
@@ -261,12 +265,41 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
   );
 
   const app = createServer();
+  // The real auth plugin (it authenticates gateways from `config.actor`); a rig request on an
+  // operator route without credentials acts as the rig's one operator.
+  const RIG_OPERATOR = 'gop_' + 'f'.repeat(16) + 'rig-operator-secret-not-a-real-one';
+  app.addHook('onRequest', async (request) => {
+    const config = request.routeOptions.config;
+    if (config.role !== undefined && request.headers.authorization === undefined) {
+      request.headers.authorization = `Bearer ${RIG_OPERATOR}`;
+    }
+    await Promise.resolve();
+  });
+  await app.register(operatorAuth, {
+    gateways,
+    tokens: {
+      authenticate: (token) =>
+        token === RIG_OPERATOR
+          ? Promise.resolve({
+              kind: 'operator',
+              id: 'tok_rig',
+              role: 'operator',
+              name: 'rig',
+            } as OperatorActor)
+          : Promise.reject(new UnauthenticatedError()),
+    },
+  });
   await app.register(runtimesRoutes, {
     attestation,
     revokeGrants: (id, actor) => grants.revokeRuntime(id, actor, now()),
   });
   await app.register(keysRoutes, { keys });
-  await app.register(grantsRoutes, { grants, now, gateways });
+  await app.register(grantsRoutes, { grants, now });
+  await app.register(revocationRoutes, {
+    feed: grants.revocations,
+    snapshots: grants.snapshots,
+    now,
+  });
   await app.ready();
 
   return {

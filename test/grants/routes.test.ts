@@ -47,7 +47,10 @@ beforeAll(async () => {
     },
   );
   app = createServer();
+  const gateways = new GatewayRegistry(new MemoryGatewayStore());
+  gatewayToken = (await gateways.enroll({ name: 'gw', audiences: ['gw'] }, 'cli')).token;
   await app.register(operatorAuth, {
+    gateways,
     tokens: {
       authenticate: (token: string): Promise<OperatorActor> => {
         if (token === OPERATOR)
@@ -68,9 +71,7 @@ beforeAll(async () => {
       },
     },
   });
-  const gateways = new GatewayRegistry(new MemoryGatewayStore());
-  gatewayToken = (await gateways.enroll({ name: 'gw', audiences: ['gw'] }, 'cli')).token;
-  await app.register(grantsRoutes, { grants, gateways });
+  await app.register(grantsRoutes, { grants });
   await app.ready();
 });
 

@@ -3,6 +3,8 @@ import { GrantorError } from '../../shared/errors.js';
 import { MemoryTokenStore } from '../../operators/token-store.memory.js';
 import { OperatorTokens } from '../../operators/tokens.js';
 import { createServer, type App } from '../app.js';
+import { MemoryGatewayStore } from '../../operators/gateway-store.memory.js';
+import { GatewayRegistry } from '../../operators/gateways.js';
 import { operatorAuth, requireActor, type OperatorAct } from './auth.js';
 
 let app: App | undefined;
@@ -138,6 +140,48 @@ describe('operatorAuth', () => {
     ).toThrow(/exclude/);
     expect(() => a.get('/z', { config: { role: [] } }, () => ({}))).toThrow(/unknown config.role/);
     await a.close();
+  });
+});
+
+describe('gateway routes', () => {
+  // A route declared for gateways is closed by the plugin itself: it carries no hook.
+  async function gatewaySetup(withRegistry = true) {
+    const tokens = new OperatorTokens(new MemoryTokenStore());
+    const gateways = new GatewayRegistry(new MemoryGatewayStore());
+    const a = createServer();
+    await a.register(operatorAuth, { tokens, ...(withRegistry ? { gateways } : {}) });
+    // The handler does not check either: only the declaration protects it.
+    a.get('/feed', { config: { actor: 'gateway' } }, (req) => ({ id: req.gateway?.id ?? null }));
+    await a.ready();
+    app = a;
+    const enrolled = await gateways.enroll({ name: 'gw', audiences: ['payments'] }, 'cli');
+    const operator = (await tokens.create({ role: 'operator', actor: 'olga' })).token;
+    return { app: a, gateways, enrolled, operator };
+  }
+
+  it('refuses a gateway route without a valid gateway token, with no hook on the route', async () => {
+    const s = await gatewaySetup();
+    for (const headers of [{}, bearer('ggw_' + '0'.repeat(16) + 'A'.repeat(43)), bearer('x')]) {
+      const res = await s.app.inject({ url: '/feed', headers });
+      expect(res.statusCode).toBe(401);
+      expect(codeOf(res.body)).toBe('gateway_unauthenticated');
+    }
+    const op = await s.app.inject({ url: '/feed', headers: bearer(s.operator) });
+    expect(op.statusCode).toBe(403);
+    expect(codeOf(op.body)).toBe('forbidden');
+    const ok = await s.app.inject({ url: '/feed', headers: bearer(s.enrolled.token) });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json()).toEqual({ id: s.enrolled.gateway.id });
+    await s.gateways.revoke(s.enrolled.gateway.id, 'cli');
+    const revoked = await s.app.inject({ url: '/feed', headers: bearer(s.enrolled.token) });
+    expect(codeOf(revoked.body)).toBe('gateway_unauthenticated');
+  });
+
+  it('refuses every gateway call when no registry is configured (fail closed)', async () => {
+    const s = await gatewaySetup(false);
+    const res = await s.app.inject({ url: '/feed', headers: bearer(s.enrolled.token) });
+    expect(res.statusCode).toBe(401);
+    expect(codeOf(res.body)).toBe('gateway_unauthenticated');
   });
 });
 

@@ -10,6 +10,10 @@
  *   403 `forbidden`. The operator is then `request.actor` (audit it).
  * - `config.actor: 'runtime'`: a runtime protocol route (the body carries its own proof).
  *   Any operator credential is refused with 403 `forbidden`: operators never ask for grants.
+ * - `config.actor: 'gateway'`: a route of enrolled gateways (redeem, outcome, the revocation
+ *   feed). Operator credentials are refused (403), and then a valid gateway token is required
+ *   (401 `gateway_unauthenticated`; none configured: every call refused). This hook does it,
+ *   not the route: a gateway route that forgets a hook of its own is still closed.
  * - neither: public (health, JWKS, metrics); credentials are ignored.
  *
  * Credentials: `Authorization: Bearer gop_...` (an operator token), or a TLS client
@@ -29,6 +33,7 @@ import { ForbiddenError, UnauthenticatedError } from '../../operators/errors.js'
 import { isRole, type OperatorActor, type Role } from '../../operators/roles.js';
 import { looksLikeOperatorToken, type OperatorTokens } from '../../operators/tokens.js';
 import { GrantorError } from '../../shared/errors.js';
+import { authenticateGateway, type GatewayAuthenticator } from './gateway-auth.js';
 import { namedGlobalPlugin } from './plugin.js';
 
 declare module 'fastify' {
@@ -54,6 +59,8 @@ export interface OperatorAuthOptions {
   readonly tokens: Pick<OperatorTokens, 'authenticate'>;
   /** Client certificates are accepted only when this is set (mutual TLS configured). */
   readonly certificates?: OperatorCertificateVerifier;
+  /** Enrolled gateways (`config.actor: 'gateway'` routes); none: every gateway call is refused. */
+  readonly gateways?: GatewayAuthenticator;
   readonly now?: () => Date;
   /**
    * Routes whose URL matches must declare `role`, `actor: 'runtime'` or `public: true`;
@@ -251,6 +258,8 @@ export function requireActor(request: FastifyRequest): OperatorActor {
 async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOptions): Promise<void> {
   const now = opts.now ?? (() => new Date());
   app.decorateRequest('actor', undefined);
+  app.decorateRequest('gateway', undefined);
+  const gatewayOnly = authenticateGateway(opts.gateways);
   app.addHook('onRoute', checkRouteDeclaration(opts.requireDeclaration));
   const refused = async (
     request: FastifyRequest,
@@ -295,6 +304,8 @@ async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOption
           valid?.person,
         );
       }
+      // Enforced here, from the route's declaration, never by a hook each route must add.
+      if (config.actor === 'gateway') await gatewayOnly(request);
       return;
     }
     if (config.role === undefined) return;

@@ -1,7 +1,7 @@
 /**
- * Gateway authentication for the routes a gateway calls (redeem, outcome): an
- * `onRequest` hook the grant routes install on exactly those routes, before the body is
- * read. `Authorization: Bearer ggw_...` must name an enrolled, unrevoked, unexpired gateway
+ * Gateway authentication for the routes a gateway calls (redeem, outcome, the revocation
+ * feed): the operator auth plugin (auth.ts) runs it in its global `onRequest` hook on every
+ * route that declares `config.actor: 'gateway'`, before the body is read. `Authorization: Bearer ggw_...` must name an enrolled, unrevoked, unexpired gateway
  * (src/operators/gateways.ts); anything else is 401 `gateway_unauthenticated`. Without a
  * registry every gateway call is refused (fail closed). Operator credentials never reach
  * here: the operator auth plugin refuses them on `config.actor` routes (403).

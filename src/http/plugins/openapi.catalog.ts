@@ -38,6 +38,8 @@ export function tagOf(path: string): string {
     case 'policy':
     case 'gateways':
       return first;
+    case 'revocations':
+      return 'grants';
     case 'approvals':
     case 'operators':
     case 'operator-tokens':
@@ -64,6 +66,8 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'POST /v1/grants/{grantId}/redeem': 'Redeem a grant (gateway)',
   'GET /v1/grants/{grantId}/lineage': 'Read the lineage of a grant',
   'POST /v1/grants/{grantId}/revoke': 'Revoke a grant and its descendants',
+  'GET /v1/revocations': 'Follow the revocation feed from a sequence number (long-poll)',
+  'GET /v1/revocations/snapshot': 'The signed snapshot of what is revoked now',
   'GET /.well-known/jwks.json': 'The grant verification keys (JWKS)',
   'GET /v1/audit/checkpoint': 'A signed checkpoint of the audit log (TPM-certified with a nonce)',
   'GET /v1/audit/verifier': 'The audit log verifier key and anchor description',

@@ -11,11 +11,7 @@ import { Type } from 'typebox';
 import type { GrantService } from '../../grants/index.js';
 import { meterGrantDecision, type GrantDecisionMetrics } from '../plugins/metrics.js';
 import { bodyLimit } from '../plugins/body-limit.js';
-import {
-  authenticateGateway,
-  requireGateway,
-  type GatewayAuthenticator,
-} from '../plugins/gateway-auth.js';
+import { requireGateway } from '../plugins/gateway-auth.js';
 import { ErrorSchema, QuoteEvidence } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
@@ -151,13 +147,9 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
   metrics?: GrantDecisionMetrics;
   /** Body limit for quote mode with measured-boot logs (the attestation route's). */
   quoteBodyLimit?: number;
-  /** Enrolled gateways (redeem, outcome); none: every gateway call is refused. */
-  gateways?: GatewayAuthenticator;
 }> = (app, opts) => {
   const svc = opts.grants;
   const now = opts.now ?? (() => new Date());
-  if (!app.hasRequestDecorator('gateway')) app.decorateRequest('gateway', undefined);
-  const gatewayOnly = authenticateGateway(opts.gateways);
 
   app.post(
     '/v1/grants',
@@ -180,10 +172,10 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/v1/grants/:grantId/redeem',
     {
-      // Enrolled gateways redeem, for their own audiences; operators are refused (403).
+      // Enrolled gateways redeem, for their own audiences; operators are refused (403). The
+      // gateway token is checked by the auth plugin from `actor: 'gateway'` (plugins/auth.ts).
       ...bodyLimit('tiny'),
       config: { actor: 'gateway', rateLimit: { bucket: 'redeem', perRuntime: false } },
-      onRequest: gatewayOnly,
       schema: { params: GrantParams, body: RedeemBody, response: { 200: RedeemReply, ...errors } },
     },
     async (request, reply) =>
@@ -200,7 +192,6 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
       // What the redeeming gateway executed: once, by that gateway only.
       ...bodyLimit('tiny'),
       config: { actor: 'gateway', rateLimit: { bucket: 'redeem', perRuntime: false } },
-      onRequest: gatewayOnly,
       schema: {
         params: GrantParams,
         body: OutcomeBody,
