@@ -40,8 +40,10 @@ import { createKeys, type KeyService } from './keys/index.js';
 import { MeteredSigner } from './keys/signer.metered.js';
 import { approvalPolicyFromSettings, createOperators, type Operators } from './operators/index.js';
 import {
+  LevelPolicyArchive,
   PolicySetInvalidError,
   PolicyWorkers,
+  type PolicyArchive,
   createPolicyEngine,
   type PolicyDecider,
   type PolicyEngine,
@@ -74,6 +76,8 @@ export interface Appliance {
    * one (`policy.reloaded` / `policy.reload_refused`); resolves once its entry is written.
    */
   reloadPolicy(by: string): Promise<PolicySetInfo>;
+  /** Every policy set ever active, by hash (kept before it activates: docs/policy.md). */
+  readonly policyArchive: PolicyArchive;
   readonly attestation: AttestationService;
   readonly operators: Operators;
   /** The EK CA bundle and reference policies, changed by operators under dual control. */
@@ -413,10 +417,12 @@ export async function openAppliance(
         digest: jcsSha256Hex({ error: error.code, message: error.message, by }),
       });
     };
+    const policyArchive = new LevelPolicyArchive(db);
     const policy = await createPolicyEngine({
       policyDir: config.policy.dir,
       schemaFile: config.policy.schemaFile,
       watch: config.policy.watch,
+      keep: (source) => policyArchive.keep(source),
       ...(options.now === undefined ? {} : { now: options.now }),
       onReload: (info) => {
         activePolicy = info;
@@ -597,6 +603,7 @@ export async function openAppliance(
       policy,
       decisions: policyWorkers ?? policy,
       reloadPolicy,
+      policyArchive,
       attestation,
       operators,
       attestationTrust,

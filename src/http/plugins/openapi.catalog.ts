@@ -108,6 +108,7 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'POST /v1/operator-certificates/revocations': 'Revoke an operator certificate',
   'GET /v1/policy': 'Read the active policy set',
   'POST /v1/policy/reload': 'Reload the policy set from disk',
+  'GET /v1/policy/{hash}': 'Read a policy set ever active from the archive, by its hash',
   'GET /healthz': 'Liveness: the process answers',
   'GET /readyz': 'Readiness: TPM, HSM, audit log and policy usable',
   'GET /metrics': 'Prometheus metrics (text exposition format)',
