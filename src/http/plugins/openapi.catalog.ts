@@ -75,6 +75,7 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'POST /v1/gateways/{gatewayId}/revoke': 'Revoke a gateway',
   'POST /v1/grants/{grantId}/outcome': 'Record the outcome of an execution (redeeming gateway)',
   'GET /v1/audit/batches': 'Read anchored batch boundaries',
+  'GET /v1/audit/export': 'Stream an evidence bundle of the audit log (NDJSON)',
   'GET /v1/audit/proof/inclusion': 'Merkle inclusion proof of an entry',
   'GET /v1/audit/proof/consistency': 'Merkle consistency proof between two tree sizes',
   'GET /v1/keys': 'List signing keys',
