@@ -39,8 +39,10 @@ import { createKeys, type KeyService } from './keys/index.js';
 import { MeteredSigner } from './keys/signer.metered.js';
 import { approvalPolicyFromSettings, createOperators, type Operators } from './operators/index.js';
 import {
+  LevelPolicyArchive,
   PolicyWorkers,
   createAuditedPolicyEngine,
+  type PolicyArchive,
   type PolicyDecider,
   type PolicyEngine,
   type PolicySetInfo,
@@ -72,6 +74,8 @@ export interface Appliance {
    * one (`policy.reloaded` / `policy.reload_refused`); resolves once its entry is written.
    */
   reloadPolicy(by: string): Promise<PolicySetInfo>;
+  /** Every policy set ever active, by hash (kept before it activates: docs/policy.md). */
+  readonly policyArchive: PolicyArchive;
   readonly attestation: AttestationService;
   readonly operators: Operators;
   /** The EK CA bundle and reference policies, changed by operators under dual control. */
@@ -389,12 +393,15 @@ export async function openAppliance(
     });
     closers.push(() => keys.close());
 
+    // Every policy set is archived by its hash before it activates (GET /v1/policy/{hash}).
+    const policyArchive = new LevelPolicyArchive(db);
     // Every reload after the first set is logged, counted and audited (src/policy/reloads.ts).
     const { engine: policy, reload: reloadPolicy } = await createAuditedPolicyEngine(
       {
         policyDir: config.policy.dir,
         schemaFile: config.policy.schemaFile,
         watch: config.policy.watch,
+        keep: (source) => policyArchive.keep(source),
         ...(options.now === undefined ? {} : { now: options.now }),
       },
       { audit, metrics, logger },
@@ -565,6 +572,7 @@ export async function openAppliance(
       policy,
       decisions: policyWorkers ?? policy,
       reloadPolicy,
+      policyArchive,
       attestation,
       operators,
       attestationTrust,

@@ -225,7 +225,7 @@ export function verifyExport(
   };
 }
 
-function verifyCertifications(
+export function verifyCertifications(
   certs: unknown[],
   nonce: Buffer,
   akPublic: Buffer,

@@ -174,16 +174,38 @@ export const COMMANDS: readonly Command[] = [
   },
   {
     path: ['audit', 'export'],
-    summary: 'write every entry and a fresh checkpoint to FILE',
+    summary: 'write an evidence bundle (entries, bodies, policy sets, proofs) to FILE',
     args: 'FILE',
-    options: {},
-    description: 'Exports the local audit log (server stopped) for `grantor audit verify`.',
-    examples: ['grantor audit export audit.json'],
-    where: ['local'],
+    options: {
+      from: { type: 'string', value: 'N', help: 'first entry (default 0)' },
+      to: { type: 'string', value: 'N', help: 'tree size to stop at (default the checkpoint)' },
+      since: {
+        type: 'string',
+        value: 'N',
+        help: 'a tree size you hold a checkpoint of: adds a consistency proof from it',
+      },
+      nonce: {
+        type: 'string',
+        value: 'HEX',
+        help: 'your nonce for the NV_Certify (default random)',
+      },
+      legacy: {
+        type: 'boolean',
+        help: 'the older grantor-audit-export/1 JSON instead (local only)',
+      },
+    },
+    description:
+      'Writes a grantor-audit-bundle/1 evidence bundle (NDJSON, docs/audit.md "Evidence bundles"): the entries, their batch boundaries, request bodies and policy sets, a signed checkpoint with NV_Certify over the nonce, and consistency proofs. Locally with the server stopped, or from a running appliance over HTTPS with an auditor credential (--url/--profile: GET /v1/audit/export, with a progress bar on stderr). Never overwrites FILE.',
+    examples: [
+      'grantor audit export audit.ndjson',
+      'grantor audit export audit.ndjson --from 0 --to 5000 --nonce $(openssl rand -hex 32) --profile auditor.json',
+    ],
+    where: ['local', 'remote'],
   },
   {
     path: ['audit', 'verify'],
-    summary: 'verify an export offline (no appliance needed), or the local store with --full',
+    summary:
+      'verify a bundle or an export offline (no appliance needed), or the local store with --full',
     args: '[FILE]',
     options: {
       full: {
@@ -202,11 +224,25 @@ export const COMMANDS: readonly Command[] = [
         help: 'the AK public (TPM2B_PUBLIC) instead of the pin',
       },
       'skip-tpm-evidence': { type: 'boolean', help: 'check signatures and hashes only' },
+      nonce: {
+        type: 'string',
+        value: 'HEX',
+        help: 'the nonce you exported with: the NV_Certify must be over it',
+      },
+      'since-checkpoint': {
+        type: 'string',
+        value: 'FILE',
+        help: 'a checkpoint note you kept: the bundle must extend it (export with --since)',
+      },
+      'allow-missing-policies': {
+        type: 'boolean',
+        help: 'warn instead of failing when a named policy set is not carried',
+      },
     },
     description:
-      'Recomputes the hash chain and the Merkle tree, checks the checkpoint signature and, with --pin, the TPM NV_Certify of the anchor. Exit code 1 when it does not verify.',
+      'Checks an evidence bundle line by line: the checkpoint signature, the TPM NV_Certify against the pin (and your nonce), every entry, leaf and batch root, the extend chain, the consistency proofs, every request body and policy set against the digests the entries name; reports what it checked, or the first bad line. Older grantor-audit-export/1 files are checked as before. Exit code 1 when it does not verify.',
     examples: [
-      "grantor audit verify audit.json --key 'grantor+1a2b3c4d+AQ...' --pin var/appliance.anchor-pin.json",
+      "grantor audit verify audit.ndjson --key 'grantor+1a2b3c4d+AQ...' --pin var/appliance.anchor-pin.json --nonce <the hex you exported with>",
       'grantor audit verify --full',
     ],
     where: ['offline'],

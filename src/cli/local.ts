@@ -7,6 +7,7 @@
 import { join, resolve as resolvePath } from 'node:path';
 import { openAppliance, provisionAppliance } from '../appliance.js';
 import { runReferencePoliciesCli } from '../attestation/measured-boot/learn-cli.js';
+import { runBundleCli } from '../audit/bundle-cli.js';
 import { runAuditCli } from '../audit/cli.js';
 import { runKeysCli } from '../keys/cli.js';
 import { runOperatorsCli } from '../operators/cli.js';
@@ -80,7 +81,7 @@ export async function runLocal(command: Command, args: readonly string[], io: Io
     return runReferencePoliciesCli([...sub, ...args], { out: io.out, err: io.err });
   }
   if (group === 'audit' && verb === 'verify' && !args.includes('--full')) {
-    return runAuditCli([...sub, ...args], {}, { out: io.out, err: io.err });
+    return runBundleCli([...sub, ...args], {}, { out: io.out, err: io.err });
   }
   const config = loadConfig();
   await ensureNotHeld(config);
@@ -105,9 +106,18 @@ export async function runLocal(command: Command, args: readonly string[], io: Io
   try {
     if (group === 'keys') return await runKeysCli([...sub, ...args], a.keys, io.out);
     if (group === 'audit') {
-      return await runAuditCli(
+      const close = () => Promise.resolve();
+      return await runBundleCli(
         [...sub, ...args],
-        { openAudit: () => Promise.resolve({ audit: a.audit, close: () => Promise.resolve() }) },
+        {
+          openAudit: () => Promise.resolve({ audit: a.audit, close }),
+          openSources: () =>
+            Promise.resolve({
+              audit: a.audit,
+              policySet: (hash: string) => a.policyArchive.get(hash),
+              close,
+            }),
+        },
         { out: io.out, err: io.err },
       );
     }

@@ -398,6 +398,10 @@ export async function runRemote(command: Command, parsed: Parsed, io: Io): Promi
       );
       return 0;
     }
+    case 'audit export': {
+      const { remoteExport } = await import('./remote-export.js');
+      return remoteExport(conn, parsed, io);
+    }
     case 'audit checkpoint': {
       const body = (await expectOk(conn, 'GET', '/v1/audit/checkpoint')) as Row;
       print(body, () => {

@@ -39,6 +39,7 @@ import { rateLimit, type RateLimiter, type RateLimits } from './plugins/rate-lim
 import { approvalRoutes } from './routes/approvals.js';
 import { attestationRoutes } from './routes/attestation.js';
 import { auditRoutes } from './routes/audit.js';
+import { auditExportRoutes } from './routes/audit-export.js';
 import { grantsRoutes } from './routes/grants.js';
 import { gatewayRoutes } from './routes/gateways.js';
 import { healthRoutes } from './routes/health.js';
@@ -264,6 +265,14 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     });
   }
   if (services.audit !== undefined) await app.register(auditRoutes, { audit: services.audit });
+  if (services.audit !== undefined) {
+    // The live evidence bundle; policy sets from the archive (GET /v1/policy/{hash}).
+    const archived = services.policy?.archived?.bind(services.policy);
+    await app.register(auditExportRoutes, {
+      audit: services.audit,
+      policySet: (hash) => archived?.(hash) ?? Promise.resolve(undefined),
+    });
+  }
   if (services.attestation !== undefined) {
     const grants = services.grants;
     await app.register(runtimesRoutes, {

@@ -95,6 +95,7 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
       policy: {
         info: () => a.policy.info(),
         reload: (actor) => a.reloadPolicy(actor.id),
+        archived: (hash) => a.policyArchive.get(hash),
       },
       metrics: a.metrics,
       rateLimits: a.config.rateLimits.buckets,

@@ -42,6 +42,12 @@ export interface PolicyEngineOptions {
   readonly onReload?: (info: PolicySetInfo) => void;
   /** Called when a watched reload is refused; the previous set stays active. */
   readonly onReloadError?: (error: PolicySetInvalidError) => void;
+  /**
+   * Called by `reload` with every set that compiled, before it becomes active (e.g. the
+   * policy archive's `keep`): a rejection refuses the activation with policy_unavailable and
+   * the previous set stays active. `activate` alone does not call it.
+   */
+  readonly keep?: (source: PolicySource) => Promise<unknown>;
 }
 
 interface ActiveSet {
@@ -202,6 +208,17 @@ export class PolicyEngine {
   reload(): Promise<PolicySetInfo> {
     const next = this.#reloads.then(async () => {
       const source = await readPolicySource(this.#options.policyDir, this.#options.schemaFile);
+      const keep = this.#options.keep;
+      if (keep !== undefined) {
+        // Kept before it can decide: every hash a decision names can be looked up. Only a
+        // set that compiles is kept (activation may still refuse it later; harmless).
+        compilePolicySet(this.#cedar, source);
+        try {
+          await keep(source);
+        } catch (cause) {
+          throw new PolicyUnavailableError('the policy set could not be archived', { cause });
+        }
+      }
       return this.activate(source);
     });
     this.#reloads = next.catch(() => undefined);

@@ -28,3 +28,10 @@ export class PolicySetInvalidError extends GrantorError {
 
 /** A decision request that does not satisfy the request model (a caller bug). */
 export class PolicyRequestInvalidError extends BadRequestError {}
+
+/** No policy set with this hash was ever kept in the policy archive. */
+export class PolicySetNotFoundError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('policy_set_not_found', message, options);
+  }
+}

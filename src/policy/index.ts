@@ -22,6 +22,7 @@ export { PolicyWorkers, type PolicyWorkersOptions } from './workers.js';
 export {
   PolicyRequestInvalidError,
   PolicySetInvalidError,
+  PolicySetNotFoundError,
   PolicyUnavailableError,
 } from './errors.js';
 export {
@@ -32,6 +33,9 @@ export {
 } from './policy-set.js';
 export { policyReadinessProbe } from './probe.js';
 export type { PolicyReloadDeps } from './reloads.js';
+export type { ArchivedPolicySet, PolicyArchive } from './archive.port.js';
+export { LevelPolicyArchive } from './archive.level.js';
+export { POLICY_HASH, canonicalPolicySet, parseArchivedPolicySet } from './archive.js';
 export type * from './types.js';
 export type { CedarPort } from './cedar.port.js';
 /** The real engine; wrap it to inject failures in fault tests (see engine.test.ts). */

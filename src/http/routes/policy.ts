@@ -7,7 +7,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
 import type { OperatorActor } from '../../operators/roles.js';
-import { PolicyUnavailableError, type PolicySetInfo } from '../../policy/index.js';
+import {
+  PolicySetNotFoundError,
+  PolicyUnavailableError,
+  type ArchivedPolicySet,
+  type PolicySetInfo,
+} from '../../policy/index.js';
 import { OPERATOR_AUTH_PLUGIN, requireActor } from '../plugins/auth.js';
 import { bodyLimit } from '../plugins/body-limit.js';
 import { ErrorSchema } from '../schemas.js';
@@ -21,7 +26,20 @@ export interface PolicyAdministration {
    * by `actor`; rejects with PolicySetInvalidError (the previous set stays active).
    */
   reload(actor: OperatorActor): Promise<PolicySetInfo>;
+  /** A set from the policy archive by its hash (checked against it), or undefined. */
+  archived?(hash: string): Promise<ArchivedPolicySet | undefined>;
 }
+
+/** An archived set: its texts exactly as hashed (docs/protocol.md §6, "Policy archive"). */
+export const ArchivedPolicySetSchema = Type.Object(
+  {
+    hash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    schema: Type.String(),
+    /** File name -> text; hash = SHA-256(JCS({policies, schema})). */
+    policies: Type.Record(Type.String(), Type.String()),
+  },
+  { additionalProperties: false },
+);
 
 export const PolicySetInfoSchema = Type.Object(
   {
@@ -75,6 +93,31 @@ export const policyRoutes: FastifyPluginAsyncTypebox<{ policy: PolicyAdministrat
       return view(info);
     },
   );
+
+  const archived = policy.archived?.bind(policy);
+  if (archived !== undefined) {
+    app.get(
+      '/v1/policy/:hash',
+      {
+        // Which rules decided: a grant's `pol`, an entry's policyHash, back into texts.
+        config: { role: ['auditor', 'operator'] },
+        schema: {
+          params: Type.Object(
+            { hash: Type.String({ pattern: '^[0-9a-f]{64}$' }) },
+            { additionalProperties: false },
+          ),
+          response: { 200: ArchivedPolicySetSchema, 404: ErrorSchema, ...errors },
+        },
+      },
+      async (request) => {
+        const set = await archived(request.params.hash);
+        if (set === undefined) {
+          throw new PolicySetNotFoundError(`no policy set ${request.params.hash} in the archive`);
+        }
+        return { hash: set.hash, schema: set.schema, policies: { ...set.policies } };
+      },
+    );
+  }
 
   app.post(
     '/v1/policy/reload',

@@ -1,0 +1,300 @@
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../shared/db.level.js';
+import { jcsSha256Hex } from '../shared/jcs.js';
+import { MemoryAnchor } from './anchor.memory.js';
+import { openBundle, type BundlePolicySet, type BundleRequest } from './bundle.js';
+import { noteVerifierKey, parseVerifierKey, type CheckpointSigner } from './checkpoint.js';
+import type { AuditEvent } from './entry.js';
+import { createAudit } from './index.js';
+import type { AuditService } from './service.js';
+import { BundleInvalidError, verifyBundle, type BundleTrust } from './verify-bundle.js';
+
+function testSigner(keyName: string): CheckpointSigner {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return {
+    keyName,
+    publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
+    sign: (m) => Promise.resolve(sign(null, m, privateKey)),
+  };
+}
+
+const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
+const SET_A: Omit<BundlePolicySet, 'hash'> = {
+  schema: 'entity Runtime;',
+  policies: { 'a.cedar': '@id("a") permit(principal, action, resource);' },
+};
+const SET_B: Omit<BundlePolicySet, 'hash'> = {
+  schema: 'entity Runtime;',
+  policies: { 'b.cedar': '@id("b") forbid(principal, action, resource);' },
+};
+const HASH_A = jcsSha256Hex({ policies: SET_A.policies, schema: SET_A.schema });
+const HASH_B = jcsSha256Hex({ policies: SET_B.policies, schema: SET_B.schema });
+const archive = new Map<string, BundlePolicySet>([
+  [HASH_A, { hash: HASH_A, ...SET_A }],
+  [HASH_B, { hash: HASH_B, ...SET_B }],
+]);
+
+/** Decisions under set A then B, each with its body; a reload between; other acts. */
+function event(i: number): AuditEvent {
+  if (i % 5 === 4) {
+    return { type: 'runtime.enrolled', subject: `rt_${i}`, digest: sha(`other ${i}`) };
+  }
+  const body = JSON.stringify({ runtimeId: `rt_${i % 3}`, action: 'tickets.read', n: i });
+  return {
+    type: 'grant.decision',
+    subject: `gr_${i}`,
+    decision: i % 3 === 0 ? 'deny' : 'allow',
+    reasons: [`pol:${i < 20 ? HASH_A : HASH_B}`],
+    digest: sha(body),
+    body,
+  };
+}
+
+let dir: string;
+let db: Database;
+let audit: AuditService;
+let trust: BundleTrust;
+const N = 40;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'grantor-bundle-'));
+  db = await openDatabase(dir);
+  const signer = testSigner('grantor.test/bundle');
+  audit = createAudit(
+    { origin: 'grantor.test/bundle', minAnchorIntervalMs: 0, maxBatchSize: 7 },
+    { db, anchor: new MemoryAnchor(), signer },
+  );
+  await audit.provision();
+  await audit.ready();
+  // Several batches of different sizes (at most 7 entries each).
+  for (let i = 0; i < N; i += 5) {
+    await Promise.all([0, 1, 2, 3, 4].map((k) => audit.append(event(i + k))));
+  }
+  trust = {
+    verifierKey: parseVerifierKey(noteVerifierKey(signer.keyName, signer.publicKey)),
+    skipTpmEvidence: true,
+  };
+}, 60_000);
+
+afterAll(async () => {
+  await audit.close();
+  await db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function bundle(request: BundleRequest = {}, maxEntries?: number): Promise<string[]> {
+  const opened = await openBundle(
+    {
+      audit,
+      policySet: (h) => Promise.resolve(archive.get(h)),
+      ...(maxEntries === undefined ? {} : { maxEntries }),
+    },
+    request,
+  );
+  const out: string[] = [];
+  for await (const l of opened.lines()) out.push(l.trimEnd());
+  return out;
+}
+
+async function failure(lines: readonly string[], t: BundleTrust = trust) {
+  try {
+    await verifyBundle(lines, t);
+  } catch (e) {
+    if (e instanceof BundleInvalidError) return { problem: e.problem, line: e.line };
+    throw e;
+  }
+  return undefined;
+}
+
+const kind = (l: string): string => (JSON.parse(l) as { type: string }).type;
+const indexOf = (lines: readonly string[], type: string, nth = 0): number =>
+  lines.map((l, i) => [kind(l), i] as const).filter(([k]) => k === type)[nth]?.[1] ?? -1;
+function edit(lines: readonly string[], i: number, f: (r: Record<string, unknown>) => void) {
+  const copy = [...lines];
+  const r = JSON.parse(copy[i] ?? '{}') as Record<string, unknown>;
+  f(r);
+  copy[i] = JSON.stringify(r);
+  return copy;
+}
+
+describe('the evidence bundle', () => {
+  it('exports the whole log and verifies: entries, bodies, policy sets, batches', async () => {
+    const lines = await bundle();
+    const report = await verifyBundle(lines, trust);
+    expect(report.entries).toBe(N);
+    expect(report.treeSize).toBe(N);
+    expect(report.bodies).toBe(32);
+    expect(report.bodiesAbsent).toBe(0);
+    expect(report.policies).toBe(2);
+    expect(report.batches).toBeGreaterThan(5);
+    expect(report.warnings.join()).toMatch(/TPM evidence NOT checked/);
+    expect(kind(lines[0] ?? '')).toBe('header');
+    expect(kind(lines.at(-1) ?? '')).toBe('end');
+  });
+
+  it('verifies every sub-range, with and without since, against the same checkpoint', async () => {
+    const boundaries = (await audit.batches(0, 100)).map((b) => b.size);
+    for (const [from, to] of [
+      [1, 40],
+      [0, 13],
+      [7, 8],
+      [13, 29],
+      [39, 40],
+      [20, 33],
+    ] as const) {
+      for (const since of [undefined, boundaries[0], boundaries[3]]) {
+        const lines = await bundle({ from, to, ...(since === undefined ? {} : { since }) });
+        const r = await verifyBundle(lines, trust);
+        expect([r.from, r.to, r.entries, r.since]).toEqual([from, to, to - from, since ?? null]);
+      }
+    }
+  });
+
+  it('refuses ranges that make no bundle, before any byte', async () => {
+    const code = (p: Promise<unknown>) =>
+      p.then(
+        () => 'ok',
+        (e: unknown) => (e as { code?: string }).code,
+      );
+    expect(await code(bundle({ from: 0, to: 41 }))).toBe('audit_query_invalid');
+    expect(await code(bundle({ from: 5, to: 5 }))).toBe('audit_query_invalid');
+    expect(await code(bundle({ from: 9, to: 3 }))).toBe('audit_query_invalid');
+    expect(await code(bundle({ since: 41 }))).toBe('audit_query_invalid');
+    expect(await code(bundle({ from: 0, to: 40 }, 39))).toBe('audit_export_range_too_large');
+    expect(await code(bundle({ from: 1, to: 40 }, 39))).toBe('ok');
+  });
+});
+
+describe('a tampered bundle names its first bad line', () => {
+  let lines: string[];
+  beforeAll(async () => {
+    const since = (await audit.batches(0, 1))[0]?.size ?? 1;
+    lines = await bundle({ from: 3, to: 30, since });
+  });
+
+  it('verifies untouched', async () => {
+    expect(await failure(lines)).toBeUndefined();
+  });
+
+  it('an edited entry', async () => {
+    const i = indexOf(lines, 'entry', 4);
+    const bad = edit(lines, i, (r) => {
+      (r.entry as Record<string, unknown>).subject = 'rt_someone_else';
+    });
+    expect(await failure(bad)).toEqual({ problem: 'entry_hash', line: i + 1 });
+  });
+
+  it('an edited request body', async () => {
+    const i = indexOf(lines, 'body', 2);
+    const bad = edit(lines, i, (r) => {
+      r.body = String(r.body).replace('tickets.read', 'payments.transfer');
+    });
+    expect(await failure(bad)).toEqual({ problem: 'body', line: i + 1 });
+  });
+
+  it('an edited policy text', async () => {
+    const i = indexOf(lines, 'policy', 1);
+    const bad = edit(lines, i, (r) => {
+      r.policies = { 'b.cedar': '@id("b") permit(principal, action, resource);' };
+    });
+    expect(await failure(bad)).toEqual({ problem: 'policy', line: i + 1 });
+  });
+
+  it('a policy set left out', async () => {
+    const i = indexOf(lines, 'policy', 1);
+    const end = lines.length - 1;
+    const bad = edit(
+      lines.filter((_, k) => k !== i),
+      end - 1,
+      (r) => {
+        r.policies = 1;
+      },
+    );
+    expect(await failure(bad)).toEqual({ problem: 'policy_missing', line: end });
+    const allowed = await verifyBundle(bad, { ...trust, allowMissingPolicies: true });
+    expect(allowed.warnings.join()).toMatch(new RegExp(`names policy set ${HASH_B}`));
+  });
+
+  it('an edited batch boundary', async () => {
+    const i = indexOf(lines, 'batch', 2);
+    const bad = edit(lines, i, (r) => {
+      r.root = 'ab'.repeat(32);
+    });
+    expect(await failure(bad)).toEqual({ problem: 'batch', line: i + 1 });
+  });
+
+  it('an edited checkpoint', async () => {
+    const bad = edit(lines, 1, (r) => {
+      r.note = String(r.note).replace(/\n\d+\n/, '\n41\n');
+    });
+    expect(await failure(bad)).toEqual({ problem: 'checkpoint', line: 2 });
+  });
+
+  it('an edited consistency proof (range, then since)', async () => {
+    for (const of of ['range', 'since']) {
+      const i = lines.findIndex((l) => l.includes(`"of":"${of}"`));
+      const bad = edit(lines, i, (r) => {
+        const path = r.path as string[];
+        path[0] = 'cd'.repeat(32);
+      });
+      expect(await failure(bad)).toEqual({ problem: 'consistency', line: i + 1 });
+    }
+  });
+
+  it('an edited frontier', async () => {
+    const bad = edit(lines, 2, (r) => {
+      (r.hashes as string[])[0] = 'ef'.repeat(32);
+    });
+    // The first batch inside the range no longer has its root.
+    const first = await failure(bad);
+    expect(first?.problem).toBe('batch');
+  });
+
+  it('a truncated bundle', async () => {
+    expect(await failure(lines.slice(0, -1))).toEqual({
+      problem: 'truncated',
+      line: lines.length,
+    });
+    expect(await failure(lines.slice(0, 20))).toEqual({ problem: 'truncated', line: 21 });
+  });
+
+  it('reordered entries', async () => {
+    const a = indexOf(lines, 'entry', 5);
+    const b = indexOf(lines, 'entry', 6);
+    const bad = [...lines];
+    [bad[a], bad[b]] = [lines[b] ?? '', lines[a] ?? ''];
+    expect(await failure(bad)).toEqual({ problem: 'entry_seq', line: a + 1 });
+  });
+
+  it('an end record that counts other records', async () => {
+    const bad = edit(lines, lines.length - 1, (r) => {
+      r.entries = 26;
+    });
+    expect(await failure(bad)).toEqual({ problem: 'truncated', line: lines.length });
+  });
+
+  it('a record after the end', async () => {
+    expect(await failure([...lines, lines[3] ?? ''])).toEqual({
+      problem: 'format',
+      line: lines.length + 1,
+    });
+  });
+
+  it('arbitrary lines make a report or a BundleInvalidError, never a crash', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.string(), fc.json(), fc.constantFrom(...lines)), { maxLength: 12 }),
+        async (arbitrary) => {
+          await verifyBundle(arbitrary, trust).catch((e: unknown) => {
+            if (!(e instanceof BundleInvalidError)) throw e;
+          });
+        },
+      ),
+    );
+  });
+});

@@ -1,0 +1,164 @@
+/**
+ * The Merkle arithmetic an evidence bundle needs without the whole tree in memory: a
+ * compact range (the roots of the perfect subtrees covering leaves [0, end), at most one
+ * per bit of `end`), the frontier an RFC 9162 inclusion path of leaf `end` carries, and the
+ * RFC 9162 §2.1.4.2 consistency check. Sizes are plain numbers (≤ 2^53): no 32-bit bit
+ * operators anywhere.
+ */
+import { EMPTY_ROOT, HASH_SIZE, nodeHash } from './merkle.js';
+
+/** Largest power of two strictly smaller than n (n >= 2). */
+function splitPoint(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/** The sizes of the perfect subtrees covering [0, n), largest (leftmost) first. */
+export function frontierSizes(n: number): number[] {
+  const sizes: number[] = [];
+  let p = 1;
+  while (p * 2 <= n) p *= 2;
+  let rest = n;
+  for (; p >= 1 && rest > 0; p /= 2) {
+    if (rest >= p) {
+      sizes.push(p);
+      rest -= p;
+    }
+  }
+  return sizes;
+}
+
+/**
+ * The frontier of leaf `index` (the roots of the perfect subtrees covering [0, index),
+ * leftmost first) from its RFC 9162 inclusion path in a tree of `size` leaves: the path's
+ * left siblings. Throws RangeError when the path has not the length the sizes imply.
+ */
+export function frontierFromInclusion(
+  index: number,
+  size: number,
+  path: readonly Buffer[],
+): Buffer[] {
+  const left: boolean[] = [];
+  const walk = (m: number, lo: number, hi: number): void => {
+    const n = hi - lo;
+    if (n === 1) return;
+    const k = splitPoint(n);
+    if (m < k) {
+      walk(m, lo, lo + k);
+      left.push(false);
+    } else {
+      walk(m - k, lo + k, hi);
+      left.push(true);
+    }
+  };
+  if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
+    throw new RangeError(`leaf ${index} is not in a tree of size ${size}`);
+  }
+  walk(index, 0, size);
+  if (left.length !== path.length) throw new RangeError('inclusion path of the wrong length');
+  // The path runs leaf to root: the deepest (smallest, rightmost) left sibling comes first.
+  return path.filter((_, i) => left[i] === true).reverse();
+}
+
+/** Leaves [0, end) as the roots of their perfect subtrees; grows by appending leaves. */
+export class CompactRange {
+  private readonly stack: { size: number; hash: Buffer }[] = [];
+  private count = 0;
+
+  /** From a frontier (leftmost first); RangeError when it does not fit `end`. */
+  static fromFrontier(end: number, hashes: readonly Buffer[]): CompactRange {
+    const sizes = frontierSizes(end);
+    if (sizes.length !== hashes.length) {
+      throw new RangeError(`a frontier of ${end} leaves has ${sizes.length} hashes`);
+    }
+    const range = new CompactRange();
+    sizes.forEach((size, i) => {
+      const hash = hashes[i];
+      if (hash?.length !== HASH_SIZE) throw new RangeError('frontier hash must be 32 bytes');
+      range.stack.push({ size, hash });
+    });
+    range.count = end;
+    return range;
+  }
+
+  get end(): number {
+    return this.count;
+  }
+
+  appendLeaf(leaf: Buffer): void {
+    let top = { size: 1, hash: leaf };
+    for (;;) {
+      const last = this.stack.at(-1);
+      if (last?.size !== top.size) break;
+      this.stack.pop();
+      top = { size: top.size * 2, hash: nodeHash(last.hash, top.hash) };
+    }
+    this.stack.push(top);
+    this.count += 1;
+  }
+
+  /** MTH(D[0:end]). */
+  root(): Buffer {
+    let acc: Buffer | undefined;
+    for (let i = this.stack.length - 1; i >= 0; i--) {
+      const node = this.stack[i];
+      if (node === undefined) continue;
+      acc = acc === undefined ? node.hash : nodeHash(node.hash, acc);
+    }
+    return acc ?? Buffer.from(EMPTY_ROOT);
+  }
+}
+
+const odd = (n: number): boolean => n % 2 === 1;
+const half = (n: number): number => Math.floor(n / 2);
+
+/**
+ * RFC 9162 §2.1.4.2: whether `proof` shows the tree of `second` leaves with root
+ * `secondRoot` extends the tree of `first` leaves with root `firstRoot` (1 <= first <= second).
+ */
+export function verifyConsistency(
+  first: number,
+  second: number,
+  firstRoot: Buffer,
+  secondRoot: Buffer,
+  proof: readonly Buffer[],
+): boolean {
+  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(second)) return false;
+  if (first < 1 || first > second) return false;
+  if (first === second) return proof.length === 0 && firstRoot.equals(secondRoot);
+  // A first tree that is a perfect subtree is its own first proof node.
+  const path = isPow2(first) ? [firstRoot, ...proof] : [...proof];
+  const [head, ...rest] = path;
+  if (head === undefined) return false;
+  let fn = first - 1;
+  let sn = second - 1;
+  while (odd(fn)) {
+    fn = half(fn);
+    sn = half(sn);
+  }
+  let fr = head;
+  let sr = head;
+  for (const c of rest) {
+    if (sn === 0) return false;
+    if (odd(fn) || fn === sn) {
+      fr = nodeHash(c, fr);
+      sr = nodeHash(c, sr);
+      while (!odd(fn) && fn !== 0) {
+        fn = half(fn);
+        sn = half(sn);
+      }
+    } else {
+      sr = nodeHash(sr, c);
+    }
+    fn = half(fn);
+    sn = half(sn);
+  }
+  return fr.equals(firstRoot) && sr.equals(secondRoot) && sn === 0;
+}
+
+function isPow2(n: number): boolean {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p === n;
+}

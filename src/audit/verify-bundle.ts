@@ -1,0 +1,552 @@
+/**
+ * The offline verifier of an evidence bundle (`grantor audit verify BUNDLE`, bundle.ts):
+ * reads it line by line (memory bounded by one record and the Merkle frontier), checks
+ * every record against what came before it and against what the AUDITOR trusts, never
+ * against anything the bundle says about itself, and stops at the first bad line:
+ *
+ *   - the checkpoint's note signature, with the note verifier key the auditor pinned;
+ *   - the checkpoint's NV_Certify, against the pinned AK, NV names and (when given) the
+ *     auditor's own nonce; the counter against the pinned genesis plus the batches;
+ *   - every entry's shape, seq, link and hash, and its leaf in the Merkle tree (from the
+ *     frontier at `from`); every batch root inside the range recomputed from the entries;
+ *     the extend chain over every batch root equal to the certified `nv-extend`;
+ *   - the range's root consistent with the checkpoint's (RFC 9162 proof), and the tree at
+ *     `since` (a batch boundary, anchored) consistent with it too;
+ *   - every request body hashing to the digest of the entry before it, every policy set
+ *     re-hashing to a hash an entry named; the end record's counts.
+ */
+import { createHash } from 'node:crypto';
+import { GrantorError } from '../shared/errors.js';
+import { jcsSha256Hex } from '../shared/jcs.js';
+import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
+import { BUNDLE_FORMAT, keepsBody, policyHashesOf } from './bundle.js';
+import { parseCheckpoint, verifyNote, type VerifierKey } from './checkpoint.js';
+import { CompactRange, verifyConsistency } from './compact-range.js';
+import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
+import { leafHash } from './merkle.js';
+import { ExportInvalidError, verifyCertifications } from './verify-export.js';
+
+export type BundleProblem =
+  | 'format'
+  | 'order'
+  | 'checkpoint'
+  | 'nonce_mismatch'
+  | 'tpm_evidence_unpinned'
+  | 'nv_certify_invalid'
+  | 'frontier'
+  | 'entry_shape'
+  | 'entry_seq'
+  | 'entry_prev_hash'
+  | 'entry_hash'
+  | 'body'
+  | 'policy'
+  | 'policy_missing'
+  | 'batch'
+  | 'anchor_mismatch'
+  | 'root_mismatch'
+  | 'consistency'
+  | 'since_mismatch'
+  | 'truncated';
+
+/** The bundle does not verify; `line` (1-based) is the first bad record. */
+export class BundleInvalidError extends GrantorError {
+  readonly problem: BundleProblem;
+  readonly line: number;
+  constructor(
+    problem: BundleProblem,
+    line: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super('audit_bundle_invalid', `line ${line}: ${message}`, {
+      ...(options?.cause === undefined ? {} : { cause: options.cause }),
+      details: { problem, line },
+    });
+    this.problem = problem;
+    this.line = line;
+  }
+}
+
+/** What the auditor trusts: nothing here may come from the bundle. */
+export interface BundleTrust {
+  /** The C2SP note verifier key of the log (pinned, or from GET /v1/audit/verifier once). */
+  readonly verifierKey: VerifierKey;
+  /** The anchor pin (provisioning's file): NV names, genesis counter, AK public. */
+  readonly pin?: {
+    readonly names: { readonly counter: string; readonly extend: string };
+    readonly genesisCounter: bigint;
+    readonly akPublic: Buffer;
+  };
+  /** The nonce the auditor sent (hex): the certification must be over it. */
+  readonly nonce?: string;
+  /** A checkpoint note the auditor kept from before: the bundle must extend it. */
+  readonly sinceNote?: string;
+  /** Check everything but the TPM evidence (said in the warnings). */
+  readonly skipTpmEvidence?: boolean;
+  /** Report policy sets named but not carried as warnings instead of failing. */
+  readonly allowMissingPolicies?: boolean;
+}
+
+export interface BundleReport {
+  readonly origin: string;
+  readonly from: number;
+  readonly to: number;
+  readonly treeSize: number;
+  readonly rootHash: string;
+  readonly nvCounter: string;
+  readonly entries: number;
+  readonly bodies: number;
+  /** Entries whose kind keeps a body but whose body the bundle does not carry. */
+  readonly bodiesAbsent: number;
+  readonly policies: number;
+  readonly batches: number;
+  readonly nvCertified: boolean;
+  readonly nonceChecked: boolean;
+  readonly since: number | null;
+  readonly warnings: readonly string[];
+}
+
+const HEX32 = /^[0-9a-f]{64}$/;
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isSize = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const hexList = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.length <= 64 && v.every((h) => typeof h === 'string' && HEX32.test(h));
+const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+type Phase = 'header' | 'checkpoint' | 'frontier' | 'body' | 'proofs' | 'done';
+
+const LINK_PROBLEM = {
+  shape: 'entry_shape',
+  seq: 'entry_seq',
+  prev_hash: 'entry_prev_hash',
+  hash: 'entry_hash',
+} as const;
+
+export class BundleVerifier {
+  private n = 0;
+  private phase: Phase = 'header';
+  private from = 0;
+  private to = 0;
+  private size = 0;
+  private since: number | null = null;
+  private nonce: string | null = null;
+  private origin = '';
+  private signedRoot: Buffer = Buffer.alloc(0);
+  private counter = 0n;
+  private extendValue: Buffer = Buffer.alloc(0);
+  private nvCertified = false;
+  private range = new CompactRange();
+  private prevHash: string | undefined;
+  private lastEntry: AuditEntry | undefined;
+  private bodyAllowed = false;
+  private extend: Buffer = Buffer.from(GENESIS_EXTEND);
+  private batchCount = 0;
+  private lastBatchSize = 0;
+  private sinceRoot: Buffer | undefined;
+  private rangeChecked = false;
+  private sinceChecked = false;
+  private readonly named = new Map<string, number>();
+  private readonly delivered = new Set<string>();
+  private counts = { entries: 0, bodies: 0, policies: 0, bodiesAbsent: 0 };
+  private readonly warnings: string[] = [];
+
+  constructor(private readonly trust: BundleTrust) {}
+
+  private fail(problem: BundleProblem, message: string, cause?: unknown): never {
+    throw new BundleInvalidError(
+      problem,
+      this.n,
+      message,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+
+  /** One line of the bundle (without its newline). */
+  line(text: string): void {
+    this.n += 1;
+    if (this.phase === 'done') this.fail('format', 'a record after the end record');
+    let record: unknown;
+    try {
+      record = JSON.parse(text);
+    } catch {
+      this.fail('format', 'not a JSON record');
+    }
+    if (!isRecord(record) || typeof record.type !== 'string') this.fail('format', 'not a record');
+    const handle = this.handlers[record.type];
+    if (handle === undefined) this.fail('format', `unknown record type ${record.type}`);
+    handle(record);
+  }
+
+  private readonly handlers: Readonly<
+    Record<string, ((r: Record<string, unknown>) => void) | undefined>
+  > = {
+    header: (r) => {
+      this.header(r);
+    },
+    checkpoint: (r) => {
+      this.checkpoint(r);
+    },
+    frontier: (r) => {
+      this.frontier(r);
+    },
+    batch: (r) => {
+      this.batch(r);
+    },
+    entry: (r) => {
+      this.entry(r);
+    },
+    body: (r) => {
+      this.body(r);
+    },
+    policy: (r) => {
+      this.policy(r);
+    },
+    consistency: (r) => {
+      this.consistency(r);
+    },
+    end: (r) => {
+      this.end(r);
+    },
+  };
+
+  private expect(phase: Phase, what: string): void {
+    if (this.phase !== phase) this.fail('order', `${what} out of place`);
+  }
+
+  private header(r: Record<string, unknown>): void {
+    this.expect('header', 'header');
+    if (r.format !== BUNDLE_FORMAT) this.fail('format', `not a ${BUNDLE_FORMAT} bundle`);
+    const { from, to, treeSize, since, nonce, origin } = r;
+    if (typeof origin !== 'string' || !isSize(from) || !isSize(to) || !isSize(treeSize)) {
+      this.fail('format', 'header lacks origin, from, to or treeSize');
+    }
+    if (from > to || to > treeSize)
+      this.fail('format', 'header range is not from <= to <= treeSize');
+    if (since !== null && (!isSize(since) || since < 1 || since > treeSize)) {
+      this.fail('format', 'header since is not a tree size');
+    }
+    if (nonce !== null && (typeof nonce !== 'string' || !/^([0-9a-f]{2}){1,32}$/.test(nonce))) {
+      this.fail('format', 'header nonce is not hex');
+    }
+    // The auditor's nonce, not the bundle's: a replayed old bundle carries an old nonce.
+    if (this.trust.nonce !== undefined && nonce !== this.trust.nonce.toLowerCase()) {
+      this.fail('nonce_mismatch', 'the bundle is not certified over the nonce given');
+    }
+    Object.assign(this, { from, to, size: treeSize, since, nonce, origin });
+    this.phase = 'checkpoint';
+  }
+
+  private checkpoint(r: Record<string, unknown>): void {
+    this.expect('checkpoint', 'checkpoint');
+    if (typeof r.note !== 'string') this.fail('checkpoint', 'checkpoint has no note');
+    let body;
+    try {
+      body = parseCheckpoint(verifyNote(r.note, this.trust.verifierKey));
+    } catch (e) {
+      this.fail('checkpoint', `checkpoint note: ${e instanceof Error ? e.message : 'invalid'}`, e);
+    }
+    if (body.origin !== this.origin || body.size !== this.size) {
+      this.fail('checkpoint', 'the signed checkpoint is not the one the header names');
+    }
+    this.signedRoot = body.root;
+    this.counter = body.counter;
+    this.extendValue = body.extendValue;
+    if (this.trust.skipTpmEvidence === true) {
+      this.warnings.push('TPM evidence NOT checked: the NV counter and NV_Certify are unverified');
+    } else {
+      const pin = this.trust.pin;
+      if (pin === undefined) {
+        this.fail(
+          'tpm_evidence_unpinned',
+          'no anchor pin: the AK and NV names inside a bundle vouch for nothing',
+        );
+      }
+      if (this.nonce === null || r.nonce !== this.nonce || !Array.isArray(r.nvCertify)) {
+        this.fail('nv_certify_invalid', 'the checkpoint has no NV_Certify over the header nonce');
+      }
+      try {
+        verifyCertifications(
+          r.nvCertify as unknown[],
+          Buffer.from(this.nonce, 'hex'),
+          pin.akPublic,
+          pin.names,
+          body.counter,
+          body.extendValue,
+        );
+      } catch (e) {
+        if (e instanceof ExportInvalidError) this.fail('nv_certify_invalid', e.message, e);
+        throw e;
+      }
+      this.nvCertified = true;
+    }
+    this.phase = 'frontier';
+  }
+
+  private frontier(r: Record<string, unknown>): void {
+    this.expect('frontier', 'frontier');
+    if (r.size !== this.from || !hexList(r.hashes)) this.fail('frontier', 'malformed frontier');
+    try {
+      this.range = CompactRange.fromFrontier(
+        this.from,
+        r.hashes.map((h) => Buffer.from(h, 'hex')),
+      );
+    } catch (e) {
+      this.fail('frontier', e instanceof Error ? e.message : 'bad frontier', e);
+    }
+    this.phase = 'body';
+  }
+
+  private batch(r: Record<string, unknown>): void {
+    if (this.phase !== 'body') this.fail('order', 'batch out of place');
+    const { index, size, root } = r;
+    if (
+      index !== this.batchCount ||
+      !isSize(size) ||
+      typeof root !== 'string' ||
+      !HEX32.test(root)
+    ) {
+      this.fail('batch', `batch ${this.batchCount} is malformed or out of order`);
+    }
+    if (size <= this.lastBatchSize || size > this.size) {
+      this.fail(
+        'batch',
+        `batch ${index} size ${size} is not after ${this.lastBatchSize} and within the checkpoint`,
+      );
+    }
+    const at = this.range.end;
+    if (size >= this.from && size <= this.to) {
+      // Inside the range: it must come right after its last entry, and be its root.
+      if (size !== at)
+        this.fail('order', `batch ${index} (size ${size}) is not after entry ${size - 1}`);
+      if (!this.range.root().equals(Buffer.from(root, 'hex'))) {
+        this.fail('batch', `batch ${index} root is not the root of the entries up to ${size}`);
+      }
+    } else if (size > this.to && at !== this.to) {
+      this.fail('order', `batch ${index} (size ${size}) comes before the range's entries end`);
+    }
+    if (size === this.since) this.sinceRoot = Buffer.from(root, 'hex');
+    this.extend = extendDigest(this.extend, Buffer.from(root, 'hex'));
+    this.batchCount += 1;
+    this.lastBatchSize = size;
+    this.bodyAllowed = false;
+  }
+
+  private entry(r: Record<string, unknown>): void {
+    if (this.phase !== 'body') this.fail('order', 'entry out of place');
+    const seq = this.range.end;
+    if (seq >= this.to) this.fail('order', `an entry beyond the range (to ${this.to})`);
+    const raw = r.entry;
+    // The first entry of a range starting after 0 links to an entry not in the bundle: its
+    // leaf (through the frontier and the signed root) proves it instead.
+    const prev =
+      this.prevHash ?? (isRecord(raw) && typeof raw.prevHash === 'string' ? raw.prevHash : '');
+    const problem = isEntryShape(raw)
+      ? checkLink(raw, seq, seq === 0 ? GENESIS_PREV_HASH : prev)
+      : 'shape';
+    if (problem !== undefined) {
+      this.fail(
+        LINK_PROBLEM[problem],
+        `entry ${seq}: ${problem.replace('_', ' ')} does not verify`,
+      );
+    }
+    const entry = raw as AuditEntry;
+    this.range.appendLeaf(leafHash(Buffer.from(entry.hash, 'hex')));
+    this.prevHash = entry.hash;
+    this.lastEntry = entry;
+    this.bodyAllowed = keepsBody(entry);
+    if (this.bodyAllowed) this.counts.bodiesAbsent += 1;
+    for (const hash of policyHashesOf(entry)) if (!this.named.has(hash)) this.named.set(hash, seq);
+    this.counts.entries += 1;
+  }
+
+  private body(r: Record<string, unknown>): void {
+    if (this.phase !== 'body') this.fail('order', 'body out of place');
+    const entry = this.lastEntry;
+    if (!this.bodyAllowed || entry === undefined)
+      this.fail('order', 'a body no entry before it names');
+    if (r.digest !== entry.digest || typeof r.body !== 'string') {
+      this.fail('body', `the body after entry ${entry.seq} is not under its digest`);
+    }
+    if (sha256Hex(r.body) !== entry.digest) {
+      this.fail('body', `the body of entry ${entry.seq} does not hash to its digest`);
+    }
+    this.bodyAllowed = false;
+    this.counts.bodiesAbsent -= 1;
+    this.counts.bodies += 1;
+  }
+
+  private policy(r: Record<string, unknown>): void {
+    if (this.phase !== 'body') this.fail('order', 'policy set out of place');
+    const { hash, schema, policies } = r;
+    if (typeof hash !== 'string' || !this.named.has(hash) || this.delivered.has(hash)) {
+      this.fail('policy', 'a policy set no entry before it names (or twice)');
+    }
+    if (
+      typeof schema !== 'string' ||
+      !isRecord(policies) ||
+      !Object.values(policies).every((t) => typeof t === 'string')
+    ) {
+      this.fail('policy', `policy set ${hash} is malformed`);
+    }
+    // docs/policy.md: SHA-256 of JCS({policies, schema}), recomputed here from the texts.
+    if (jcsSha256Hex({ policies, schema }) !== hash) {
+      this.fail('policy', `policy set ${hash}: its texts do not hash to it`);
+    }
+    this.delivered.add(hash);
+    this.counts.policies += 1;
+  }
+
+  private rangeEnded(what: string): void {
+    if (this.phase !== 'body' && this.phase !== 'proofs')
+      this.fail('order', `${what} out of place`);
+    if (this.range.end !== this.to)
+      this.fail('truncated', `${what} before entry ${this.range.end}`);
+    if (this.lastBatchSize !== this.size) {
+      this.fail('truncated', `${what} before the batch ending at ${this.size}`);
+    }
+    if (!this.rangeChecked && this.to === this.size) {
+      if (!this.range.root().equals(this.signedRoot)) {
+        this.fail(
+          'root_mismatch',
+          `entries ${this.from}..${this.to - 1} do not make the checkpoint root`,
+        );
+      }
+      this.rangeChecked = true;
+    }
+    this.phase = 'proofs';
+  }
+
+  private consistency(r: Record<string, unknown>): void {
+    this.rangeEnded('consistency proof');
+    const { of, from, to, path } = r;
+    if (to !== this.size || !hexList(path)) this.fail('consistency', 'malformed consistency proof');
+    const proof = path.map((h) => Buffer.from(h, 'hex'));
+    if (of === 'range' && from === this.to && !this.rangeChecked) {
+      if (!verifyConsistency(this.to, this.size, this.range.root(), this.signedRoot, proof)) {
+        this.fail(
+          'consistency',
+          `the tree at ${this.to} (from the entries) is not consistent with the checkpoint`,
+        );
+      }
+      this.rangeChecked = true;
+      return;
+    }
+    const since = this.since;
+    if (of === 'since' && since !== null && from === since && !this.sinceChecked) {
+      const root = this.sinceRoot;
+      if (root === undefined) this.fail('consistency', `since ${since} is not a batch boundary`);
+      if (!verifyConsistency(since, this.size, root, this.signedRoot, proof)) {
+        this.fail(
+          'consistency',
+          `the anchored tree at ${since} is not consistent with the checkpoint`,
+        );
+      }
+      this.sinceChecked = true;
+      return;
+    }
+    this.fail('consistency', 'a consistency proof the header does not ask for (or twice)');
+  }
+
+  private end(r: Record<string, unknown>): void {
+    this.rangeEnded('end record');
+    if (!this.rangeChecked) this.fail('truncated', `no consistency proof from ${this.to}`);
+    if (this.since !== null && !this.sinceChecked) {
+      this.fail('truncated', `no consistency proof from since ${this.since}`);
+    }
+    if (
+      r.entries !== this.counts.entries ||
+      r.bodies !== this.counts.bodies ||
+      r.policies !== this.counts.policies ||
+      r.batches !== this.batchCount
+    ) {
+      this.fail('truncated', 'the end record counts other records than the bundle holds');
+    }
+    // The TPM's own statement: the extend chain of every batch root, the counter.
+    if (!this.extend.equals(this.extendValue)) {
+      this.fail('anchor_mismatch', "the batches' extend chain is not the checkpoint's nv-extend");
+    }
+    const pin = this.trust.pin;
+    if (this.trust.skipTpmEvidence !== true && pin !== undefined) {
+      if (this.counter !== pin.genesisCounter + BigInt(this.batchCount)) {
+        this.fail(
+          'anchor_mismatch',
+          `nv-counter ${this.counter} is not the pinned genesis + ${this.batchCount} batches`,
+        );
+      }
+    }
+    if (this.trust.sinceNote !== undefined) {
+      let held;
+      try {
+        held = parseCheckpoint(verifyNote(this.trust.sinceNote, this.trust.verifierKey));
+      } catch (e) {
+        this.fail(
+          'since_mismatch',
+          `the checkpoint held: ${e instanceof Error ? e.message : 'invalid'}`,
+          e,
+        );
+      }
+      if (
+        held.size !== this.since ||
+        this.sinceRoot === undefined ||
+        !held.root.equals(this.sinceRoot)
+      ) {
+        this.fail(
+          'since_mismatch',
+          `the checkpoint held (size ${held.size}) is not the bundle's tree at since`,
+        );
+      }
+    }
+    for (const [hash, seq] of this.named) {
+      if (this.delivered.has(hash)) continue;
+      const message = `entry ${seq} names policy set ${hash}, which the bundle does not carry`;
+      if (this.trust.allowMissingPolicies !== true) this.fail('policy_missing', message);
+      this.warnings.push(message);
+    }
+    if (this.counts.bodiesAbsent > 0) {
+      this.warnings.push(
+        `${this.counts.bodiesAbsent} entries name a request body the bundle does not carry (not kept: larger than the limit, or written before bodies were kept)`,
+      );
+    }
+    this.phase = 'done';
+  }
+
+  /** After the last line: the report, or `truncated` when the end record never came. */
+  finish(): BundleReport {
+    if (this.phase !== 'done') {
+      this.n += 1;
+      this.fail('truncated', 'the bundle ends before its end record');
+    }
+    return {
+      origin: this.origin,
+      from: this.from,
+      to: this.to,
+      treeSize: this.size,
+      rootHash: this.signedRoot.toString('base64'),
+      nvCounter: this.counter.toString(),
+      entries: this.counts.entries,
+      bodies: this.counts.bodies,
+      bodiesAbsent: this.counts.bodiesAbsent,
+      policies: this.counts.policies,
+      batches: this.batchCount,
+      nvCertified: this.nvCertified,
+      nonceChecked: this.trust.nonce !== undefined,
+      since: this.since,
+      warnings: this.warnings,
+    };
+  }
+}
+
+/** Verifies a whole bundle from its lines (a file read line by line, or a test's array). */
+export async function verifyBundle(
+  lines: AsyncIterable<string> | Iterable<string>,
+  trust: BundleTrust,
+): Promise<BundleReport> {
+  const v = new BundleVerifier(trust);
+  for await (const l of lines) {
+    if (l === '') continue;
+    v.line(l);
+  }
+  return v.finish();
+}

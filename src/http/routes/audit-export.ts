@@ -1,0 +1,82 @@
+/**
+ * GET /v1/audit/export (auditor): the live evidence bundle (src/audit/bundle.ts), streamed
+ * as NDJSON while the appliance serves. The range is checked and the (NV-certified)
+ * checkpoint taken before the first byte, so a refusal is an ordinary error answer; a
+ * failure later ends the stream without its end record, which the verifier calls truncated.
+ */
+import { Readable } from 'node:stream';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
+import { Type } from 'typebox';
+import { openBundle, type BundlePolicySet } from '../../audit/bundle.js';
+import type { AuditService } from '../../audit/service.js';
+import { ErrorSchema } from '../schemas.js';
+
+const Seq = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Size = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+
+export interface AuditExportOptions {
+  readonly audit: AuditService;
+  /** A set from the policy archive by hash, or undefined (no archive, or not kept). */
+  readonly policySet: (hash: string) => Promise<BundlePolicySet | undefined>;
+  /** Most entries per bundle (default bundle.ts DEFAULT_MAX_BUNDLE_ENTRIES). */
+  readonly maxEntries?: number;
+}
+
+/** Sends a stream of NDJSON lines (the typed reply only knows the schema's JSON shapes). */
+function ndjson(reply: FastifyReply, body: Readable): FastifyReply {
+  return reply
+    .type('application/x-ndjson; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .send(body);
+}
+
+export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = (
+  app,
+  { audit, policySet, maxEntries },
+) => {
+  app.get(
+    '/v1/audit/export',
+    {
+      // Auditors only (it carries request bodies); each call is one NV_Certify of TPM work.
+      config: { role: 'auditor', rateLimit: { bucket: 'certify', perRuntime: false } },
+      schema: {
+        produces: ['application/x-ndjson'],
+        querystring: Type.Object(
+          {
+            from: Type.Optional(Seq),
+            to: Type.Optional(Size),
+            since: Type.Optional(Size),
+            // At most 32 bytes: it becomes NV_Certify's qualifyingData.
+            nonce: Type.Optional(Type.String({ pattern: '^([0-9a-fA-F]{2}){1,32}$' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          // NDJSON, `grantor-audit-bundle/1` (docs/protocol.md §4.2), one record a line.
+          200: { type: 'string', description: 'grantor-audit-bundle/1 NDJSON' },
+          400: ErrorSchema,
+          401: ErrorSchema,
+          403: ErrorSchema,
+          422: ErrorSchema,
+          429: ErrorSchema,
+          503: ErrorSchema,
+        },
+      },
+    },
+    async (request, reply) => {
+      const { from, to, since, nonce } = request.query;
+      const opened = await openBundle(
+        { audit, policySet, ...(maxEntries === undefined ? {} : { maxEntries }) },
+        {
+          ...(from === undefined ? {} : { from }),
+          ...(to === undefined ? {} : { to }),
+          ...(since === undefined ? {} : { since }),
+          ...(nonce === undefined ? {} : { nonce: Buffer.from(nonce, 'hex') }),
+        },
+      );
+      return ndjson(reply, Readable.from(opened.lines()));
+    },
+  );
+  return Promise.resolve();
+};

@@ -1,0 +1,35 @@
+/**
+ * The policy archive in LevelDB: `db.sublevel('policy-archive')`, key = the set's hash,
+ * value = its canonical text (archive.ts). Written with a synced batch; never rewritten
+ * with other content (the key is the hash of the value), only repaired if the disk's copy
+ * no longer hashes to its key.
+ */
+import { createHash } from 'node:crypto';
+import type { Database } from '../shared/db.level.js';
+import type { ArchivedPolicySet, PolicyArchive } from './archive.port.js';
+import { POLICY_HASH, canonicalPolicySet, parseArchivedPolicySet } from './archive.js';
+import type { PolicySource } from './policy-set.js';
+
+export class LevelPolicyArchive implements PolicyArchive {
+  private readonly sub;
+
+  constructor(private readonly db: Database) {
+    this.sub = db.sublevel('policy-archive', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+  }
+
+  async keep(source: PolicySource): Promise<string> {
+    const canonical = canonicalPolicySet(source);
+    const hash = createHash('sha256').update(canonical, 'utf8').digest('hex');
+    if ((await this.sub.get(hash)) === canonical) return hash;
+    await this.db.batch([{ type: 'put', key: hash, value: canonical, sublevel: this.sub }], {
+      sync: true,
+    });
+    return hash;
+  }
+
+  async get(hash: string): Promise<ArchivedPolicySet | undefined> {
+    if (!POLICY_HASH.test(hash)) return undefined;
+    const canonical = await this.sub.get(hash);
+    return canonical === undefined ? undefined : parseArchivedPolicySet(hash, canonical);
+  }
+}
