@@ -300,11 +300,13 @@ describe('RequestPruner', () => {
     const dir = await mkdtemp(join(tmpdir(), 'grantor-grant-sweeper-'));
     dirs.push(dir);
     const db = await openDatabase(join(dir, 'db'));
-    // The services are not called by the sweeper.
+    // The services are not called by the sweeper (the keys only by the snapshot signer).
     createGrants({ issuer: 'grantor-test', maxTtlSeconds: 60, requestPruneIntervalMs: 1000 }, {
       db,
+      keys: {},
     } as unknown as GrantsWiring);
-    expect(vi.getTimerCount()).toBe(1);
+    // The requestId sweeper and the revocation feed's pruner.
+    expect(vi.getTimerCount()).toBe(2);
     await db.close();
     expect(vi.getTimerCount()).toBe(0);
   });
