@@ -28,6 +28,7 @@ import {
 import { EMPTY_ROOT, leafHash } from './merkle.js';
 import { ReplayProblem, replayLog } from './replay.js';
 import { TileMismatchError, TiledTree, type Frontier } from './tiled-tree.js';
+import { TILE_WIDTH, levelCount } from './tiles.js';
 
 export interface AuditLogOptions {
   /** The log's origin (checkpoint first line), also recorded in the store. */
@@ -249,6 +250,15 @@ export class AuditLog {
     this.assertServing();
     this.checkSize(to);
     return this.fromTiles(() => this.tree.consistencyProof(from, to));
+  }
+
+  /** The first `width` hashes of a tile of the anchored tree (tlog-tiles), verified. */
+  async tile(level: number, index: number, width: number): Promise<Buffer> {
+    this.assertServing();
+    if (index * TILE_WIDTH + width > levelCount(this.size, level)) {
+      throw new AuditRangeError(`tile ${level}/${index} is beyond the anchored tree`);
+    }
+    return this.fromTiles(() => this.tree.tileHashes(level, index, width));
   }
 
   /**
