@@ -223,7 +223,9 @@ describe('an independent tlog-tiles client against the real appliance', () => {
     expect(other.statusCode).toBe(404);
     expect(errorCode(other)).toBe('audit_period_not_found');
     expect(errorCode(await get('/v1/audit/tlog/1/tile/0/000'))).toBe('audit_period_not_found');
-    expect((await get('/v1/audit/tlog/01/checkpoint')).statusCode).toBe(400);
+    const malformed = await get('/v1/audit/tlog/01/checkpoint');
+    expect(malformed.statusCode).toBe(400);
+    expect(errorCode(malformed)).toBe('bad_request');
   });
 
   describe('tampering seen by the client', () => {
