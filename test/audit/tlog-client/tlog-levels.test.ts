@@ -5,20 +5,8 @@
  * 1" (c2sp.org/tlog-tiles). Real swtpm anchor and LevelDB store, routes through inject();
  * proofs across the level-1 tile boundary, each cross-checked with the JSON proofs.
  */
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TpmAuditAnchor } from '../../../src/audit/anchor.tpm.js';
-import { noteVerifierKey } from '../../../src/audit/checkpoint.js';
-import { createAudit } from '../../../src/audit/index.js';
-import type { AuditService } from '../../../src/audit/service.js';
-import { createServer } from '../../../src/http/app.js';
-import { auditTlogRoutes } from '../../../src/http/routes/audit-tlog.js';
-import { openDatabase, type Database } from '../../../src/shared/db.level.js';
-import { NativeTpm } from '../../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../../rig/sim.js';
-import { event, provisionAnchor, tempDir } from '../helpers.js';
-import { testSigner } from '../signer.js';
+import { startServedLog, type ServedLog } from '../tlog-rig.js';
 import {
   TlogClient,
   leafHashOf,
@@ -30,62 +18,29 @@ import {
 
 const ORIGIN = 'grantor.test/tlog-levels';
 const SIZE = 70_000;
-const signer = testSigner(ORIGIN);
-let sim: SimTpm;
-let tpm: NativeTpm;
-let work: string;
-let db: Database;
-let audit: AuditService;
-let app: ReturnType<typeof createServer>;
+let log: ServedLog;
 const notes = new Map<number, string>();
 
 const fetched: string[] = [];
 const fetcher: Fetcher = async (path) => {
   fetched.push(path);
-  const res = await app.inject({ url: `/v1/audit/tlog/0/${path}` });
-  return { status: res.statusCode, body: res.rawPayload };
+  return log.fetch(path);
 };
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
-  const config = await provisionAnchor(tpm);
-  work = await tempDir('grantor-tlog-levels-');
-  db = await openDatabase(join(work, 'db'));
-  audit = createAudit(
-    { origin: ORIGIN, minAnchorIntervalMs: 0, maxBatchSize: 2000 },
-    { db, anchor: new TpmAuditAnchor(tpm, config), signer },
-  );
-  await audit.provision();
-  await audit.ready();
-  app = createServer();
-  await app.register(auditTlogRoutes, { audit });
-  await app.ready();
-  for (const stop of [600, 65_536, SIZE]) {
-    while ((audit.treeSize() ?? 0) < stop) {
-      const from = audit.treeSize() ?? 0;
-      const n = Math.min(2000, stop - from);
-      await Promise.all(Array.from({ length: n }, (_, i) => audit.append(event(from + i))));
-    }
-    notes.set(stop, (await audit.checkpoint()).note);
+  log = await startServedLog(ORIGIN, { maxBatchSize: 2000 });
+  for (const size of [600, 65_536, SIZE]) {
+    await log.fill(size);
+    notes.set(size, (await log.audit.checkpoint()).note);
   }
 }, 600_000);
 
 afterAll(async () => {
-  try {
-    await app.close();
-    await audit.close();
-    await db.close();
-    await tpm.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
+  await log.close();
 });
 
 describe('the tlog-tiles example tree of 70,000 entries', () => {
-  const client = (): TlogClient =>
-    new TlogClient(fetcher, noteVerifierKey(signer.keyName, signer.publicKey), ORIGIN);
+  const client = (): TlogClient => new TlogClient(fetcher, log.vkey, ORIGIN);
 
   it('is the tiles the spec lists, and they make the checkpoint root', async () => {
     const c = client();
@@ -111,7 +66,7 @@ describe('the tlog-tiles example tree of 70,000 entries', () => {
       expect(leafHashOf(bundle[seq % 256] ?? Buffer.alloc(0)).equals(leaf)).toBe(true);
       const proof = await c.inclusionProof(seq);
       expect(verifyInclusion(leaf, seq, SIZE, proof, checkpoint.root)).toBe(true);
-      const json = await audit.inclusionProof(seq, SIZE);
+      const json = await log.audit.inclusionProof(seq, SIZE);
       expect(proof.map((p) => p.toString('hex'))).toEqual(json.path);
     }
     for (const [size, note] of notes) {
@@ -121,7 +76,7 @@ describe('the tlog-tiles example tree of 70,000 entries', () => {
       const proof = await c.consistencyProof(size);
       expect(verifyConsistency(size, SIZE, proof, old.root, checkpoint.root)).toBe(true);
       if (size < SIZE) {
-        const json = await audit.consistencyProof(size, SIZE);
+        const json = await log.audit.consistencyProof(size, SIZE);
         expect(proof.map((p) => p.toString('hex'))).toEqual(json.path);
       }
     }
