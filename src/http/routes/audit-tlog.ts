@@ -83,7 +83,7 @@ export const auditTlogRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }>
       schema: {
         produces: ['application/octet-stream'],
         params: Type.Object(
-          { period: Period, '*': Type.String({ maxLength: 128 }) },
+          { period: Period, '*': Type.String() },
           { additionalProperties: false },
         ),
         response: { 200: binary, ...errors, 401: ErrorSchema, 403: ErrorSchema },
@@ -103,7 +103,7 @@ export const auditTlogRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }>
       schema: {
         produces: ['application/octet-stream'],
         params: Type.Object(
-          { period: Period, '*': Type.String({ maxLength: 128 }) },
+          { period: Period, '*': Type.String() },
           { additionalProperties: false },
         ),
         response: { 200: binary, ...errors },

@@ -105,6 +105,7 @@ describe('parseTilePath', () => {
     'entries/x1/000',
     '0/x009/x007/x199/x254/x740/992',
     `0/${'x999/'.repeat(6)}999`,
+    `0/${'x001/'.repeat(40)}001`,
   ])('refuses %j with audit_tile_path_invalid', (path) => {
     expect(outcome(path)).toBe('audit_tile_path_invalid');
   });

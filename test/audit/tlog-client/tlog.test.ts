@@ -200,6 +200,8 @@ describe('an independent tlog-tiles client against the real appliance', () => {
     ['tile/0/000.p/007', 'audit_tile_path_invalid', 400],
     ['tile/0/000.p', 'audit_tile_path_invalid', 400],
     ['tile/entries', 'audit_tile_path_invalid', 400],
+    [`tile/0/${'x001/'.repeat(40)}001`, 'audit_tile_path_invalid', 400],
+    [`tile/entries/${'x001/'.repeat(40)}001`, 'audit_tile_path_invalid', 400],
     ['tile/0/x001/000', 'audit_tile_beyond_tree', 404],
     ['tile/2/000.p/1', 'audit_tile_beyond_tree', 404],
     ['tile/entries/009', 'audit_tile_beyond_tree', 404],
