@@ -17,7 +17,14 @@ import type { AnchorState, AuditAnchor } from './anchor.port.js';
 import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import type { AuditStore, BatchRecord, StoreMeta, StoredBatch } from './audit-store.port.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
-import { GENESIS_PREV_HASH, buildEntry, checkEvent, checkLink, isEntryShape } from './entry.js';
+import {
+  GENESIS_PREV_HASH,
+  buildEntry,
+  checkEvent,
+  checkLink,
+  entryHash,
+  isEntryShape,
+} from './entry.js';
 import {
   AuditNotFoundError,
   AuditNotProvisionedError,
@@ -297,6 +304,8 @@ export class AuditLog {
         // The running log trusts its memory, not the disk: an entry edited since start
         // no longer matches its leaf.
         if (!isEntryShape(value) || value.seq !== seq) throw new Error(`entry ${seq} unreadable`);
+        // Its content must still be what its hash says (the leaf holds the hash only).
+        if (entryHash(value) !== value.hash) throw new Error(`entry ${seq} changed in the store`);
         if (
           !leafHash(hexToBuf(value.hash)).equals(await this.fromTiles(() => this.tree.leaf(seq)))
         ) {

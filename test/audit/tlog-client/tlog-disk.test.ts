@@ -55,4 +55,17 @@ describe('a tile edited on disk', () => {
     expect((await client.inclusionProof(300)).length).toBeGreaterThan(0);
     await expect(client.inclusionProof(10)).rejects.toThrow(/fetch: tile\/0\/000: HTTP 503/);
   });
+
+  it('an older entry edited with its hash left in place is never served', async () => {
+    // Entry 300's subject changed on disk, its `hash` member kept: the leaf, the tiles and
+    // the entry bundle still agree, only the entry's content no longer hashes to `hash`.
+    await log.reopen(async (db) => {
+      const store = db.sublevel('audit', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+      const key = `e!${'300'.padStart(16, '0')}`;
+      const entry = JSON.parse((await store.get(key)) ?? '{}') as { subject: string };
+      await store.put(key, JSON.stringify({ ...entry, subject: 'rt_someone_else' }));
+    });
+    await expect(log.audit.entries(300, 1)).rejects.toMatchObject({ code: 'audit_unavailable' });
+    await expect(log.audit.entries(301, 1)).resolves.toHaveLength(1);
+  });
 });
