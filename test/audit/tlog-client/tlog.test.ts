@@ -6,7 +6,12 @@
  * JSON proof routes; the refusals with their codes; tampered tiles and bundles named by the
  * client. The server's own refusal of a tile edited on disk is in tlog-disk.test.ts.
  */
+import { execFile } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRealAppliance, type RealAppliance } from '../../appliance/real.js';
 import {
@@ -20,6 +25,7 @@ import {
 } from './client.js';
 import { canonicalJson } from './jcs.js';
 
+const run = promisify(execFile);
 const PREFIX = '/v1/audit/tlog/0';
 let real: RealAppliance;
 let auditor: string;
@@ -95,6 +101,31 @@ describe('an independent tlog-tiles client against the real appliance', () => {
     expect(checkpoint.size).toBe(600);
     // The same note as the JSON route's.
     expect((await get('/v1/audit/checkpoint')).json<{ note: string }>().note).toBe(note);
+    // openssl agrees: the signature line (after the 4-byte key id) over the note text, by
+    // the key of the pinned verifier key.
+    const dir = await mkdtemp(join(tmpdir(), 'grantor-tlog-openssl-'));
+    try {
+      const split = note.lastIndexOf('\n\n');
+      const sig = Buffer.from(note.slice(split + 2).split(' ')[2] ?? '', 'base64');
+      const key = Buffer.from(vkey.split('+').slice(2).join('+'), 'base64').subarray(1);
+      const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), key]);
+      await writeFile(join(dir, 'text'), note.slice(0, split + 1));
+      await writeFile(join(dir, 'sig'), sig.subarray(4));
+      await writeFile(join(dir, 'pub.der'), spki);
+      const { stdout } = await run(
+        'openssl',
+        ['pkeyutl', '-verify', '-pubin', '-keyform', 'DER', '-inkey', 'pub.der', '-rawin'].concat([
+          '-in',
+          'text',
+          '-sigfile',
+          'sig',
+        ]),
+        { cwd: dir },
+      );
+      expect(stdout).toContain('Signature Verified Successfully');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
     // A verifier key whose id is not its own is refused; another key of the same name is
     // not the log's: its signature is ignored, so the note has none by the pinned key.
     expect(
