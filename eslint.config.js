@@ -98,6 +98,24 @@ export default tseslint.config(
     },
   },
   {
+    // The independent tlog-tiles client: written from the C2SP texts, sharing no server code.
+    files: ['test/audit/tlog-client/**/*.ts'],
+    ignores: ['test/audit/tlog-client/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/src/**', '**/test/**', '../**'],
+              message: 'The tlog-tiles client imports nothing from the server or the test rig.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',

@@ -49,3 +49,31 @@ export class AuditQueryInvalidError extends GrantorError {
     super('audit_query_invalid', message, { ...options, details: { parameter } });
   }
 }
+
+/** A tlog-tiles path that is not `<L>/<N>[.p/<W>]` in the C2SP canonical form. */
+export class AuditTilePathError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('audit_tile_path_invalid', message, options);
+  }
+}
+
+/** A tile or entry bundle with no hash in the checkpointed tree. */
+export class AuditTileBeyondTreeError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('audit_tile_beyond_tree', message, options);
+  }
+}
+
+/** A tile or entry bundle that exists, with fewer hashes than the width asked for. */
+export class AuditTileWidthError extends GrantorError {
+  constructor(message: string, width: number, options?: Options) {
+    super('audit_tile_width_mismatch', message, { ...options, details: { width } });
+  }
+}
+
+/** A log period the appliance does not have. */
+export class AuditPeriodNotFoundError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('audit_period_not_found', message, options);
+  }
+}

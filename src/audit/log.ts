@@ -17,7 +17,14 @@ import type { AnchorState, AuditAnchor } from './anchor.port.js';
 import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import type { AuditStore, BatchRecord, StoreMeta, StoredBatch } from './audit-store.port.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
-import { GENESIS_PREV_HASH, buildEntry, checkEvent, checkLink, isEntryShape } from './entry.js';
+import {
+  GENESIS_PREV_HASH,
+  buildEntry,
+  checkEvent,
+  checkLink,
+  entryHash,
+  isEntryShape,
+} from './entry.js';
 import {
   AuditNotFoundError,
   AuditNotProvisionedError,
@@ -28,6 +35,7 @@ import {
 import { EMPTY_ROOT, leafHash } from './merkle.js';
 import { ReplayProblem, replayLog } from './replay.js';
 import { TileMismatchError, TiledTree, type Frontier } from './tiled-tree.js';
+import { TILE_WIDTH, levelCount } from './tiles.js';
 
 export interface AuditLogOptions {
   /** The log's origin (checkpoint first line), also recorded in the store. */
@@ -251,6 +259,15 @@ export class AuditLog {
     return this.fromTiles(() => this.tree.consistencyProof(from, to));
   }
 
+  /** The first `width` hashes of a tile of the anchored tree (tlog-tiles), verified. */
+  async tile(level: number, index: number, width: number): Promise<Buffer> {
+    this.assertServing();
+    if (index * TILE_WIDTH + width > levelCount(this.size, level)) {
+      throw new AuditRangeError(`tile ${level}/${index} is beyond the anchored tree`);
+    }
+    return this.fromTiles(() => this.tree.tileHashes(level, index, width));
+  }
+
   /**
    * A stored tile that does not agree with the tree (edited on disk since start) is never
    * served: the request fails (503) and the operator is told; `grantor audit verify
@@ -287,6 +304,8 @@ export class AuditLog {
         // The running log trusts its memory, not the disk: an entry edited since start
         // no longer matches its leaf.
         if (!isEntryShape(value) || value.seq !== seq) throw new Error(`entry ${seq} unreadable`);
+        // Its content must still be what its hash says (the leaf holds the hash only).
+        if (entryHash(value) !== value.hash) throw new Error(`entry ${seq} changed in the store`);
         if (
           !leafHash(hexToBuf(value.hash)).equals(await this.fromTiles(() => this.tree.leaf(seq)))
         ) {

@@ -13,6 +13,8 @@ import type { AuditEntry, AuditEvent } from './entry.js';
 import { AuditNotFoundError, AuditRangeError, AuditUnavailableError } from './errors.js';
 import type { AnchoredHead, Appended, AuditLog, AuditStats } from './log.js';
 import { runQuery, type AuditFilter, type QueryPage } from './query.js';
+import type { TileRequest } from './tiles.js';
+import { readTlogResource } from './tlog.js';
 
 export interface NvCertifyOut {
   readonly index: 'counter' | 'extend';
@@ -119,6 +121,11 @@ export interface AuditService {
   /** Computed from the stored tiles (so asynchronous). */
   inclusionProof(seq: number, treeSize: number): Promise<InclusionProof>;
   consistencyProof(from: number, to: number): Promise<ConsistencyProof>;
+  /**
+   * C2SP tlog-tiles (tlog.ts): a hash tile or an entry bundle of the tree of the latest
+   * checkpoint, verified against the tree before it leaves.
+   */
+  tlogResource(request: TileRequest): Promise<Buffer>;
   /** Entries up to a fresh checkpoint (with NV_Certify when the anchor has an AK). */
   exportLog(): Promise<AuditExport>;
   stats(): AuditStats;
@@ -286,6 +293,10 @@ export class DefaultAuditService implements AuditService {
   async consistencyProof(from: number, to: number): Promise<ConsistencyProof> {
     const path = await this.log.consistencyProof(from, to);
     return { from, to, path: path.map((h) => h.toString('hex')) };
+  }
+
+  tlogResource(request: TileRequest): Promise<Buffer> {
+    return readTlogResource(this.log, this.log.head().size, request);
   }
 
   async exportLog(): Promise<AuditExport> {

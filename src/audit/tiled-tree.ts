@@ -17,6 +17,7 @@ import {
   TILE_WIDTH,
   edgeTile,
   fullTileRoot,
+  levelCount,
   tileInnerLevels,
   tileLevels,
   type TileData,
@@ -283,6 +284,19 @@ export class TiledTree {
     const path: Buffer[] = [];
     for (const [a, b] of ranges.reverse()) path.push(await this.subtree(a, b));
     return path;
+  }
+
+  /**
+   * The first `width` hashes of tile (level, index) as C2SP tlog-tiles serves them: the edge
+   * from memory, a full tile only once it agrees with its parent (TileMismatchError if not).
+   */
+  async tileHashes(level: number, index: number, width: number): Promise<Buffer> {
+    const available = levelCount(this.treeSize, level) - index * TILE_WIDTH;
+    if (!Number.isSafeInteger(index) || index < 0 || width < 1 || width > available) {
+      throw new AuditRangeError(`tile ${level}/${index} has no ${width} hashes in this tree`);
+    }
+    const hashes = (await this.tileLevelsOf(level, index))[0] ?? Buffer.alloc(0);
+    return Buffer.from(hashes.subarray(0, width * HASH_SIZE));
   }
 
   private checkSize(size: number): void {

@@ -5,6 +5,7 @@
  * it becomes, so one stored value per tile (its widest version) answers every width.
  * Pure functions only: the tree that uses them is tiled-tree.ts.
  */
+import { AuditTilePathError } from './errors.js';
 import { HASH_SIZE, nodeHash } from './merkle.js';
 
 export const TILE_HEIGHT = 8;
@@ -87,4 +88,58 @@ export function encodeTileIndex(index: number): string {
 export function tilePath(level: number, index: number, width = TILE_WIDTH): string {
   const base = `tile/${level}/${encodeTileIndex(index)}`;
   return width === TILE_WIDTH ? base : `${base}.p/${width}`;
+}
+
+/** The tiles of hashes at level L, or the entry bundles (level 0 of the entries). */
+export interface TileRequest {
+  readonly kind: 'hashes' | 'entries';
+  /** 0 for entry bundles. */
+  readonly level: number;
+  readonly index: number;
+  /** 1 … 256 (256: the full tile, no `.p/` suffix). */
+  readonly width: number;
+}
+
+/** Tile levels C2SP allows (0 … 63). */
+export const MAX_TILE_LEVEL = 63;
+const GROUP = /^x\d{3}$/;
+const LAST = /^\d{3}$/;
+const DECIMAL = /^(0|[1-9]\d{0,2})$/;
+
+/**
+ * Parse what follows `<prefix>/tile/`: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`, accepting
+ * only the C2SP canonical form (no extra leading zero group such as `x000/`, L and W with no
+ * leading zeros, 1 <= W <= 255), so one resource has one path. Anything else:
+ * AuditTilePathError.
+ */
+export function parseTilePath(path: string): TileRequest {
+  const bad = (why: string): AuditTilePathError =>
+    new AuditTilePathError(`not a tile path (${why}): want <L>/<N>[.p/<W>] or entries/<N>[.p/<W>]`);
+  if (path.length > 128) throw bad('too long');
+  const parts = path.split('/');
+  const head = parts.shift();
+  let kind: TileRequest['kind'] = 'hashes';
+  let level = 0;
+  if (head === 'entries') kind = 'entries';
+  else if (head !== undefined && DECIMAL.test(head) && Number(head) <= MAX_TILE_LEVEL) {
+    level = Number(head);
+  } else throw bad('level');
+  let width = TILE_WIDTH;
+  if (parts.length >= 2 && parts.at(-2)?.endsWith('.p') === true) {
+    const w = parts.pop() ?? '';
+    if (!DECIMAL.test(w) || Number(w) < 1 || Number(w) >= TILE_WIDTH) throw bad('width');
+    width = Number(w);
+    const last = parts.pop() ?? '';
+    parts.push(last.slice(0, -'.p'.length));
+  }
+  const last = parts.pop();
+  if (last === undefined || !LAST.test(last) || !parts.every((g) => GROUP.test(g))) {
+    throw bad('index');
+  }
+  if (parts.length > 0 && parts[0] === 'x000') throw bad('index not canonical');
+  // 2^53 has 16 digits: at most five groups, then the safe-integer check.
+  if (parts.length > 5) throw bad('index too large');
+  const index = Number([...parts.map((g) => g.slice(1)), last].join(''));
+  if (!Number.isSafeInteger(index)) throw bad('index too large');
+  return { kind, level, index, width };
 }

@@ -40,6 +40,7 @@ import { approvalRoutes } from './routes/approvals.js';
 import { attestationRoutes } from './routes/attestation.js';
 import { auditRoutes } from './routes/audit.js';
 import { auditExportRoutes } from './routes/audit-export.js';
+import { auditTlogRoutes } from './routes/audit-tlog.js';
 import { grantsRoutes } from './routes/grants.js';
 import { gatewayRoutes } from './routes/gateways.js';
 import { healthRoutes } from './routes/health.js';
@@ -264,7 +265,10 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
       ...(services.operators === undefined ? {} : { approvals: services.operators.approvals }),
     });
   }
-  if (services.audit !== undefined) await app.register(auditRoutes, { audit: services.audit });
+  if (services.audit !== undefined) {
+    await app.register(auditRoutes, { audit: services.audit });
+    await app.register(auditTlogRoutes, { audit: services.audit });
+  }
   if (services.audit !== undefined) {
     // The live evidence bundle; policy sets from the archive (GET /v1/policy/{hash}).
     const archived = services.policy?.archived?.bind(services.policy);

@@ -126,6 +126,11 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   // the policy archive (src/policy/archive.port.ts) and the live export (src/audit/bundle.ts)
   policy_set_not_found: 404,
   audit_export_range_too_large: 422,
+  // the log as C2SP tlog-tiles (src/audit/tiles.ts, src/audit/tlog.ts)
+  audit_tile_path_invalid: 400,
+  audit_tile_beyond_tree: 404,
+  audit_tile_width_mismatch: 404,
+  audit_period_not_found: 404,
   // 5xx: a dependency the decision needs is not usable; the service fails closed
   internal_error: 500,
   hsm_unavailable: 503,

@@ -79,9 +79,9 @@ function plain(value: unknown): Json | undefined {
   return JSON.parse(JSON.stringify(value)) as Json;
 }
 
-/** `/v1/runtimes/:runtimeId` -> `/v1/runtimes/{runtimeId}`. */
+/** `/v1/runtimes/:runtimeId` -> `/v1/runtimes/{runtimeId}`; a trailing `*` -> `{path}`. */
 export function openApiPath(url: string): string {
-  return url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+  return url.replace(/:([A-Za-z0-9_]+)/g, '{$1}').replace(/\/\*$/, '/{path}');
 }
 
 function parameters(schema: Json | undefined, where: 'path' | 'query' | 'header'): Json[] {
@@ -89,7 +89,8 @@ function parameters(schema: Json | undefined, where: 'path' | 'query' | 'header'
   if (typeof props !== 'object' || props === null) return [];
   const required = Array.isArray(schema?.required) ? (schema.required as unknown[]) : [];
   return Object.entries(props as Json).map(([name, s]) => ({
-    name,
+    // A wildcard's parameter (fastify names it `*`) is `{path}` in the document.
+    name: name === '*' ? 'path' : name,
     in: where,
     required: where === 'path' || required.includes(name),
     schema: s,

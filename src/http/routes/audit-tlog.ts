@@ -1,0 +1,122 @@
+/**
+ * The audit log as a C2SP tiled transparency log (docs/protocol.md §4.4) under
+ * `/v1/audit/tlog/<period>/`: the signed checkpoint, the hash tiles and the entry bundles, so
+ * that a standard tlog-tiles client verifies inclusion and consistency on its own. The
+ * checkpoint and hash tiles are public like the JSON proofs (they reveal the tree's size and
+ * hashes, no entry); entry bundles are for auditors (entry hashes can be confirmed against
+ * guessed entries). Full tiles never change: cached for a year; partial ones and the
+ * checkpoint are not cached.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
+import { Type } from 'typebox';
+import { AuditPeriodNotFoundError, AuditTilePathError } from '../../audit/errors.js';
+import type { AuditService } from '../../audit/service.js';
+import { TILE_WIDTH, parseTilePath, type TileRequest } from '../../audit/tiles.js';
+import { ErrorSchema } from '../schemas.js';
+
+/** The log period the routes serve (docs/protocol.md §4.4: period 0 is today's one log). */
+const CURRENT_PERIOD = 0;
+
+const Period = Type.String({ pattern: '^(0|[1-9][0-9]{0,15})$' });
+
+const errors = {
+  400: ErrorSchema,
+  404: ErrorSchema,
+  500: ErrorSchema,
+  503: ErrorSchema,
+};
+
+const binary = { type: 'string', description: 'application/octet-stream bytes' } as const;
+
+function checkPeriod(period: string): void {
+  if (Number(period) !== CURRENT_PERIOD) {
+    throw new AuditPeriodNotFoundError(`no log period ${period}`);
+  }
+}
+
+function sendTile(
+  reply: FastifyReply,
+  request: TileRequest,
+  bytes: Buffer,
+  scope: 'public' | 'private',
+): FastifyReply {
+  return reply
+    .type('application/octet-stream')
+    .header(
+      'cache-control',
+      request.width === TILE_WIDTH ? `${scope}, max-age=31536000, immutable` : 'no-store',
+    )
+    .send(bytes);
+}
+
+export const auditTlogRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
+  app,
+  { audit },
+) => {
+  // Refusals and answers of unknown tiles must not be kept by a cache: the tree grows.
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+  });
+
+  app.get(
+    '/v1/audit/tlog/:period/checkpoint',
+    {
+      config: { public: true },
+      schema: {
+        produces: ['text/plain'],
+        params: Type.Object({ period: Period }, { additionalProperties: false }),
+        response: { 200: { type: 'string', description: 'C2SP signed note' }, ...errors },
+      },
+    },
+    async (request, reply) => {
+      checkPeriod(request.params.period);
+      const { note } = await audit.checkpoint();
+      return reply.type('text/plain; charset=utf-8').send(note);
+    },
+  );
+
+  app.get(
+    '/v1/audit/tlog/:period/tile/entries/*',
+    {
+      config: { role: 'auditor' },
+      schema: {
+        produces: ['application/octet-stream'],
+        params: Type.Object(
+          { period: Period, '*': Type.String() },
+          { additionalProperties: false },
+        ),
+        response: { 200: binary, ...errors, 401: ErrorSchema, 403: ErrorSchema },
+      },
+    },
+    async (request, reply) => {
+      checkPeriod(request.params.period);
+      const tile = parseTilePath(`entries/${request.params['*']}`);
+      return sendTile(reply, tile, await audit.tlogResource(tile), 'private');
+    },
+  );
+
+  app.get(
+    '/v1/audit/tlog/:period/tile/*',
+    {
+      config: { public: true },
+      schema: {
+        produces: ['application/octet-stream'],
+        params: Type.Object(
+          { period: Period, '*': Type.String() },
+          { additionalProperties: false },
+        ),
+        response: { 200: binary, ...errors },
+      },
+    },
+    async (request, reply) => {
+      checkPeriod(request.params.period);
+      const tile = parseTilePath(request.params['*']);
+      // Entry bundles are the auditor route's alone, whatever the router matched.
+      if (tile.kind !== 'hashes') throw new AuditTilePathError('entry bundles: tile/entries/<N>');
+      return sendTile(reply, tile, await audit.tlogResource(tile), 'public');
+    },
+  );
+
+  return Promise.resolve();
+};
