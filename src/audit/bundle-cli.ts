@@ -21,6 +21,8 @@ export interface BundleCliDeps extends AuditCliDeps {
   readonly openSources?: () => Promise<{
     audit: AuditService;
     policySet: (hash: string) => Promise<BundlePolicySet | undefined>;
+    /** Most entries per bundle (GRANTOR_AUDIT_EXPORT_MAX_ENTRIES). */
+    maxEntries?: number;
     close(): Promise<void>;
   }>;
 }

@@ -115,6 +115,7 @@ export async function runLocal(command: Command, args: readonly string[], io: Io
             Promise.resolve({
               audit: a.audit,
               policySet: (hash: string) => a.policyArchive.get(hash),
+              maxEntries: config.audit.exportMaxEntries,
               close,
             }),
         },
