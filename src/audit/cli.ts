@@ -191,9 +191,10 @@ export async function runAuditCli(
       out.err(`audit verify: cannot read ${file}: ${describeError(err)}`);
       return 2;
     }
+    const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
     return head.startsWith('{"type":"header"')
-      ? verifyBundleFile(file, rest, deps, out)
-      : verifyLegacy(file, rest, deps, out);
+      ? verifyBundleFile(file, rest, read, out)
+      : verifyLegacy(file, rest, read, out);
   }
   out.err(USAGE);
   return 2;
@@ -309,10 +310,9 @@ async function readTrust(
 async function verifyLegacy(
   file: string,
   rest: readonly string[],
-  deps: AuditCliDeps,
+  read: (path: string) => Promise<string>,
   out: CliOutput,
 ): Promise<number> {
-  const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
   let parsed: unknown;
   let trust: Trust | undefined;
   try {
@@ -362,10 +362,9 @@ async function verifyLegacy(
 async function verifyBundleFile(
   file: string,
   rest: readonly string[],
-  deps: AuditCliDeps,
+  read: (path: string) => Promise<string>,
   out: CliOutput,
 ): Promise<number> {
-  const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
   const nonce = option(rest, '--nonce');
   const sinceFile = option(rest, '--since-checkpoint');
   if (nonce !== undefined && !/^([0-9a-fA-F]{2}){1,32}$/.test(nonce)) {

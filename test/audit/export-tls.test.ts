@@ -6,14 +6,11 @@
  * GRANTOR_AUDIT_EXPORT_MAX_ENTRIES bounds one bundle (422 audit_export_range_too_large).
  */
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/main.js';
-import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
-import { loadConfig } from '../../src/shared/config.js';
-import { provisionOnTpm, startApplianceRig, type ApplianceRig } from '../rig/appliance.js';
-import { repoRoot } from '../rig/sim.js';
+import type { RunningServer } from '../../src/http/server.js';
+import { startHttpsAppliance, type HttpsAppliance } from './https-appliance.js';
 
 interface Result {
   code: number;
@@ -31,7 +28,7 @@ async function grantor(args: readonly string[]): Promise<Result> {
 /** A small bound, so that a range past it is cheap to ask for. */
 const MAX_ENTRIES = 40;
 
-let rig: ApplianceRig | undefined;
+let https: HttpsAppliance | undefined;
 let server: RunningServer | undefined;
 let url: string;
 let token: string;
@@ -40,18 +37,13 @@ let dir: string;
 let pinFile: string;
 
 beforeAll(async () => {
-  rig = await startApplianceRig('export-tls', { tls: true });
-  dir = rig.dir;
-  const config = loadConfig(
-    rig.env({ GRANTOR_AUDIT_EXPORT_MAX_ENTRIES: String(MAX_ENTRIES) }),
-    repoRoot,
-  );
-  expect(config.audit.exportMaxEntries).toBe(MAX_ENTRIES);
-  pinFile = config.audit.pinFile;
-  await provisionOnTpm(config);
-  server = await startApplianceServer(config);
-  await server.app.listen({ host: '127.0.0.1', port: 0 });
-  url = `https://127.0.0.1:${(server.app.server.address() as AddressInfo).port}`;
+  https = await startHttpsAppliance('export-tls', {
+    GRANTOR_AUDIT_EXPORT_MAX_ENTRIES: String(MAX_ENTRIES),
+  });
+  ({ server, url } = https);
+  dir = https.rig.dir;
+  expect(https.config.audit.exportMaxEntries).toBe(MAX_ENTRIES);
+  pinFile = https.config.audit.pinFile;
   const appliance = server.appliance;
   if (appliance === undefined) throw new Error('the appliance did not start');
   token = (await appliance.operators.tokens.create({ role: 'auditor', actor: 'aude' })).token;
@@ -66,15 +58,14 @@ beforeAll(async () => {
     join(dir, 'auditor.json'),
     JSON.stringify({
       url,
-      cacert: join(rig.tls, 'server-ca.pem'),
+      cacert: join(https.rig.tls, 'server-ca.pem'),
       tokenFile: 'auditor.token',
     }),
   );
 }, 180_000);
 
 afterAll(async () => {
-  await server?.close();
-  await rig?.destroy();
+  await https?.close();
 });
 
 describe('grantor audit export over HTTPS', () => {
