@@ -12,17 +12,9 @@ import { MemoryAnchor } from '../../src/audit/anchor.memory.js';
 import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
 import { createAudit } from '../../src/audit/index.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import type { DomainLogger } from '../../src/shared/log.js';
+import { captureLogger } from './helpers.js';
 import { testSigner } from './signer.js';
 import { timeIndexDisagrees } from './tiles-check.js';
-
-function eventLogger(): DomainLogger & { events: Record<string, unknown>[] } {
-  const events: Record<string, unknown>[] = [];
-  const push = (obj: object): void => {
-    events.push(obj as Record<string, unknown>);
-  };
-  return { events, info: push, warn: push, error: push };
-}
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 
@@ -70,13 +62,13 @@ describe('the audit time index on an older store', () => {
     await sub.put('ixfrom', '20');
     expect(await timeIndexDisagrees(db)).toMatch(/missing/);
 
-    const logger = eventLogger();
+    const logger = captureLogger();
     const second = createAudit(
       { origin, minAnchorIntervalMs: 0, maxQueryScan: 4 },
       { ...deps, logger },
     );
     await second.ready();
-    expect(logger.events).toContainEqual(
+    expect(logger.lines.map((l) => l.obj)).toContainEqual(
       expect.objectContaining({ event: 'audit_index_built', entries: 30 }),
     );
     expect(await timeIndexDisagrees(db)).toBeUndefined();
@@ -89,9 +81,11 @@ describe('the audit time index on an older store', () => {
     // Once: the next start finds the mark.
     await second.close();
     const third = createAudit({ origin, minAnchorIntervalMs: 0 }, { ...deps, logger });
-    logger.events.length = 0;
+    logger.lines.length = 0;
     await third.ready();
-    expect(logger.events.map((e) => e.event)).not.toContain('audit_index_built');
+    expect(logger.lines.map((l) => (l.obj as { event?: string }).event)).not.toContain(
+      'audit_index_built',
+    );
     await third.close();
   });
 });
