@@ -4,35 +4,29 @@
  * independent checker of the crash harness (tiles-check.ts), and used by the next query.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { rm } from 'node:fs/promises';
+import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryAnchor } from '../../src/audit/anchor.memory.js';
 import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
 import { createAudit } from '../../src/audit/index.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import { captureLogger } from './helpers.js';
+import { captureLogger, tempDir } from './helpers.js';
 import { testSigner } from './signer.js';
 import { timeIndexDisagrees } from './tiles-check.js';
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 
-let dirs: string[] = [];
-let dbs: Database[] = [];
-afterEach(async () => {
-  for (const db of dbs) await db.close();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-  dirs = [];
-  dbs = [];
+let opened: { dir: string; db: Database } | undefined;
+afterAll(async () => {
+  await opened?.db.close();
+  if (opened !== undefined) await rm(opened.dir, { recursive: true, force: true });
 });
 
 describe('the audit time index on an older store', () => {
   it('indexes a store written before the time index once, at first start, and logs it', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'grantor-audit-query-'));
-    dirs.push(dir);
+    const dir = await tempDir('grantor-audit-time-index-');
     const db = await openDatabase(dir);
-    dbs.push(db);
+    opened = { dir, db };
     const origin = 'grantor.test/query';
     const anchor = new MemoryAnchor();
     const signer = testSigner(origin);
