@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
+import { factsProblem } from '../audit/facts.js';
 import { TPM_ST } from '../tpm/marshal/constants.js';
 import { marshalTpm2bPublic, objectName } from '../tpm/marshal/public.js';
 import { parseReferencePolicy } from './reference-policy.js';
@@ -117,6 +118,14 @@ describe('AttestationService', () => {
       await codeOf(svc.attest(runtimeId, { ...forged, signature: sig.toString('base64') })),
     ).toBe('quote_signature_invalid');
     expect(svc.sessionFor(first.attestationId)).toBeDefined();
+    // Rejected before a verdict: typed facts (issue 16), the quote not authentic.
+    const forgedEntry = audit.events.at(-1);
+    expect(forgedEntry).toMatchObject({
+      type: 'runtime.attest',
+      decision: 'rejected',
+      facts: { runtime: runtimeId, code: 'quote_signature_invalid', authentic: false },
+    });
+    expect(factsProblem('runtime.attest', forgedEntry?.facts)).toBeUndefined();
     const bad = await quoteBody(runtimeId, {
       tamper: (a) =>
         a.attested.type === TPM_ST.ATTEST_QUOTE
@@ -126,10 +135,18 @@ describe('AttestationService', () => {
     expect(await codeOf(svc.attest(runtimeId, bad))).toBe('pcr_digest_mismatch');
     expect(svc.sessionFor(first.attestationId)).toBeUndefined();
     expect(audit.events.at(-1)).toMatchObject({
-      type: 'runtime.attestation',
+      type: 'runtime.attest',
       decision: 'rejected',
       reasons: ['pcr_digest_mismatch'],
+      facts: {
+        runtime: runtimeId,
+        akName: expect.stringMatching(/^000b/) as unknown,
+        referencePolicy: expect.any(String) as unknown,
+        code: 'pcr_digest_mismatch',
+        authentic: true,
+      },
     });
+    expect(factsProblem('runtime.attest', audit.events.at(-1)?.facts)).toBeUndefined();
   });
 
   it('nonces: reused, expired and foreign nonces are refused, and no session opens', async () => {
@@ -348,7 +365,7 @@ describe('AttestationService', () => {
       'tpm_clock_rollback',
     );
     expect(audit.events.at(-1)).toMatchObject({
-      type: 'runtime.attestation',
+      type: 'runtime.attest',
       decision: 'rejected',
       reasons: ['tpm_clock_rollback'],
     });

@@ -11,7 +11,12 @@ import {
   timingSafeEqual,
   type X509Certificate,
 } from 'node:crypto';
-import type { AttestationFacts, Facts, RuntimeEventFacts } from '../audit/index.js';
+import type {
+  AttestationFacts,
+  AttestationRejectedFacts,
+  Facts,
+  RuntimeEventFacts,
+} from '../audit/index.js';
 import { factHex, factId, factText } from '../audit/index.js';
 import { UnavailableError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
@@ -97,6 +102,23 @@ function verdictAuditFacts(
     resetCount: facts.resetCount,
     restartCount: facts.restartCount,
     firmware: firmwareHex(facts.firmwareVersion),
+  };
+}
+
+/** The typed audit facts of an attestation or quote rejected before a verdict. */
+function rejectedAuditFacts(
+  record: RuntimeRecord,
+  policy: ReferencePolicy,
+  code: unknown,
+  authentic: boolean,
+): AttestationRejectedFacts {
+  return {
+    runtime: factId(record.runtimeId),
+    akName: factText(record.akName),
+    ekFingerprint: factHex(record.ekFingerprint),
+    referencePolicy: factText(policy.name),
+    code: typeof code === 'string' ? factId(code) : 'internal_error',
+    authentic,
   };
 }
 
@@ -923,7 +945,7 @@ export class AttestationService {
         parsed,
         qd,
         now,
-        'attestation',
+        'attest',
         evidence,
       );
       const attestationId = `at_${this.#random(16).toString('base64url')}`;
@@ -992,7 +1014,8 @@ export class AttestationService {
     parsed: ParsedQuote,
     qd: Buffer,
     now: Date,
-    kind: string,
+    /** The entry type's suffix: `runtime.attest` or `runtime.quote`. */
+    kind: 'attest' | 'quote',
     evidence?: MeasuredBootEvidence,
   ): Promise<{
     record: RuntimeRecord;
@@ -1058,6 +1081,7 @@ export class AttestationService {
           akName: record.akName,
           code: typeof code === 'string' ? code : null,
         }),
+        facts: rejectedAuditFacts(record, policy, code, authentic),
       });
       throw e;
     }

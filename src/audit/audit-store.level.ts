@@ -3,14 +3,17 @@
  * `meta`, `e!<seq, 16 digits>` (entries as JSON), `b!<index, 16 digits>` (batch records),
  * `x!<term>!<seq, 16 digits>` (index terms, query.ts), `r!<digest>` (request bodies),
  * `t!<level, 2 digits>!<index, 16 digits>` (tiles: the base64 of their hashes, the widest
- * version of each) and `ixfrom` (the first seq indexed). A batch of entries, its record,
- * its index terms, its bodies and its tiles go in one `batch(..., { sync: true })`: neither
- * the index nor the tiles ever disagree with the log.
+ * version of each), `m!<time>!<seq, 16 digits>` and `k!<time>!<seq, 16 digits>` (the time
+ * index's rises and step-backs, query.ts `timeKeys`), `ixfrom` (the first seq indexed) and
+ * `ixdone` (every entry indexed, terms and times: `buildIndexes` on a store written before).
+ * A batch of entries, its record, its index terms and time keys, its bodies and its tiles go
+ * in one `batch(..., { sync: true })`: neither the indexes nor the tiles ever disagree with
+ * the log.
  */
 import type { Database } from '../shared/db.level.js';
 import type { AuditStore, StoreMeta, StoredBatch, StoredBody } from './audit-store.port.js';
 import type { AuditEntry } from './entry.js';
-import { indexTerms } from './query.js';
+import { indexTerms, timeKeys, type TimeKey } from './query.js';
 import type { TileData } from './tiles.js';
 
 const pad = (n: number): string => n.toString().padStart(16, '0');
@@ -27,6 +30,27 @@ const tileOp = (t: TileData): { key: string; value: string } => ({
   value: t.hashes.toString('base64'),
 });
 const INDEXED_FROM = 'ixfrom';
+const RISE = 'm!';
+const BACK = 'k!';
+const INDEXED_ALL = 'ixdone';
+const timeKey = (k: TimeKey): string => `${k.kind === 'rise' ? RISE : BACK}${k.time}!${pad(k.seq)}`;
+/** The seq at the end of a time key. */
+const seqOfKey = (key: string): number => Number(key.slice(key.lastIndexOf('!') + 1));
+/** Build chunks: entries per synced write. */
+const BUILD_CHUNK = 1000;
+
+/** What indexing needs of an entry read back (unchecked: a corrupt one is left out). */
+function isIndexable(v: unknown): v is AuditEntry {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  return (
+    typeof e.seq === 'number' &&
+    Number.isSafeInteger(e.seq) &&
+    typeof e.time === 'string' &&
+    typeof e.type === 'string' &&
+    typeof e.subject === 'string'
+  );
+}
 
 function parse(text: string): unknown {
   try {
@@ -41,6 +65,8 @@ export class LevelAuditStore implements AuditStore {
   private readonly sub;
   /** The first seq indexed, once known (written with the first indexed batch). */
   private indexStart: number | undefined;
+  /** The latest entry time written (the last rise), once read; `null` while unknown. */
+  private timeTop: string | undefined | null = null;
 
   constructor(
     private readonly db: Database,
@@ -120,17 +146,91 @@ export class LevelAuditStore implements AuditStore {
       start = known === undefined ? first : Number(known);
     }
     for (const e of entries) {
-      const seq = pad((e as { seq: number }).seq);
-      ops.push({ key: ENTRY + seq, value: JSON.stringify(e) });
-      for (const term of indexTerms(e as AuditEntry))
-        ops.push({ key: `${INDEX}${term}!${seq}`, value: '' });
+      ops.push({ key: ENTRY + pad((e as { seq: number }).seq), value: JSON.stringify(e) });
     }
+    const time = this.indexOps(entries as readonly AuditEntry[], await this.latestTime());
+    ops.push(...time.ops);
     for (const b of bodies) ops.push({ key: BODY + b.digest, value: b.text });
     for (const t of tiles) ops.push(tileOp(t));
     ops.push({ key: BATCH + pad(batch.index), value: JSON.stringify(batch) });
-    await this.write(ops);
+    try {
+      await this.write(ops);
+    } catch (err) {
+      // The write may still be durable: read the latest time back before the next batch.
+      this.timeTop = null;
+      throw err;
+    }
     // Known only once durable: a failed write leaves `ixfrom` to the next batch.
     this.indexStart = start;
+    this.timeTop = time.top;
+  }
+
+  /** The index terms and time keys of entries appended after a log whose latest time is `top`. */
+  private indexOps(
+    entries: readonly AuditEntry[],
+    top: string | undefined,
+  ): { ops: { key: string; value: string }[]; top: string | undefined } {
+    const ops: { key: string; value: string }[] = [];
+    for (const e of entries) {
+      for (const term of indexTerms(e))
+        ops.push({ key: `${INDEX}${term}!${pad(e.seq)}`, value: '' });
+    }
+    const time = timeKeys(entries, top);
+    for (const k of time.keys) ops.push({ key: timeKey(k), value: '' });
+    return { ops, top: time.top };
+  }
+
+  /** The time of the last rise key: the latest entry time indexed. */
+  private async latestTime(): Promise<string | undefined> {
+    if (this.timeTop !== null) return this.timeTop;
+    const [last] = await this.sub
+      .keys({ gte: RISE, lt: `${RISE}~`, reverse: true, limit: 1 })
+      .all();
+    this.timeTop = last === undefined ? undefined : last.slice(RISE.length, last.lastIndexOf('!'));
+    return this.timeTop;
+  }
+
+  async firstTimeRise(time: string): Promise<number | undefined> {
+    const [first] = await this.sub.keys({ gte: RISE + time, lt: `${RISE}~`, limit: 1 }).all();
+    return first === undefined ? undefined : seqOfKey(first);
+  }
+
+  async *timeStepBacks(
+    since: string | undefined,
+    until: string,
+    limit: number,
+  ): AsyncIterable<number> {
+    for await (const key of this.sub.keys({ gte: BACK + (since ?? ''), lt: BACK + until, limit })) {
+      const seq = seqOfKey(key);
+      if (Number.isSafeInteger(seq)) yield seq;
+    }
+  }
+
+  async buildIndexes(progress?: (entries: number) => void): Promise<number | undefined> {
+    if ((await this.sub.get(INDEXED_ALL)) !== undefined) return undefined;
+    let top: string | undefined;
+    let chunk: AuditEntry[] = [];
+    let done = 0;
+    const flush = async (): Promise<void> => {
+      const { ops, top: next } = this.indexOps(chunk, top);
+      await this.write(ops);
+      top = next;
+      done += chunk.length;
+      chunk = [];
+      progress?.(done);
+    };
+    for await (const value of this.readEntries(0)) {
+      if (isIndexable(value)) chunk.push(value);
+      if (chunk.length === BUILD_CHUNK) await flush();
+    }
+    if (chunk.length > 0) await flush();
+    await this.write([
+      { key: INDEXED_FROM, value: '0' },
+      { key: INDEXED_ALL, value: '1' },
+    ]);
+    this.indexStart = 0;
+    this.timeTop = top;
+    return done;
   }
 
   async *scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {

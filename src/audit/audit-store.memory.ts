@@ -5,7 +5,7 @@
  */
 import type { AuditStore, StoreMeta, StoredBatch, StoredBody } from './audit-store.port.js';
 import type { AuditEntry } from './entry.js';
-import { indexTerms } from './query.js';
+import { indexTerms, timeKeys, type TimeKey } from './query.js';
 import type { TileData } from './tiles.js';
 
 export class MemoryAuditStore implements AuditStore {
@@ -15,6 +15,8 @@ export class MemoryAuditStore implements AuditStore {
   /** Index term -> seqs (written with the entries, like the LevelDB adapter). */
   readonly index = new Map<string, number[]>();
   readonly bodies = new Map<string, string>();
+  /** The time index's keys (query.ts `timeKeys`), written with the entries. */
+  timeIndex: TimeKey[] = [];
   /** `<level>/<index>` -> base64 of the tile's hashes (as on disk). */
   readonly tiles = new Map<string, string>();
   /** Errors thrown by the next writes; `durable` ones are written before throwing. */
@@ -29,6 +31,7 @@ export class MemoryAuditStore implements AuditStore {
     for (const [k, v] of this.index) c.index.set(k, [...v]);
     for (const [k, v] of this.bodies) c.bodies.set(k, v);
     for (const [k, v] of this.tiles) c.tiles.set(k, v);
+    c.timeIndex = [...this.timeIndex];
     return c;
   }
 
@@ -105,9 +108,33 @@ export class MemoryAuditStore implements AuditStore {
         this.index.set(term, seqs);
       }
     }
+    const rises = this.timeIndex.filter((k) => k.kind === 'rise');
+    this.timeIndex.push(...timeKeys(entries as AuditEntry[], rises.at(-1)?.time).keys);
     for (const b of bodies) this.bodies.set(b.digest, b.text);
     this.batches.set(batch.index, JSON.stringify(batch));
     if (fault !== undefined) throw fault.error;
+  }
+
+  firstTimeRise(time: string): Promise<number | undefined> {
+    const rise = this.timeIndex.find((k) => k.kind === 'rise' && k.time >= time);
+    return Promise.resolve(rise?.seq);
+  }
+
+  async *timeStepBacks(
+    since: string | undefined,
+    until: string,
+    limit: number,
+  ): AsyncIterable<number> {
+    await Promise.resolve();
+    const backs = this.timeIndex
+      .filter((k) => k.kind === 'back' && k.time >= (since ?? '') && k.time < until)
+      .sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.seq - b.seq));
+    for (const k of backs.slice(0, limit)) yield k.seq;
+  }
+
+  /** Indexed at every append from the start: nothing to build. */
+  buildIndexes(): Promise<number | undefined> {
+    return Promise.resolve(undefined);
   }
 
   async *scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {

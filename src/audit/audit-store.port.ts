@@ -54,7 +54,8 @@ export interface AuditStore {
   /** A tile's hashes as stored (its widest version), unchecked; undefined when absent. */
   readTile(level: number, index: number): Promise<Buffer | undefined>;
   /**
-   * The entries, their batch record, their index terms (query.ts `indexTerms`), the
+   * The entries, their batch record, their index terms (query.ts `indexTerms`) and time
+   * keys (query.ts `timeKeys`), the
    * request bodies they name and the tiles they change, in ONE synced write (all or
    * nothing): tiles never disagree with the entries, whatever the crash.
    */
@@ -77,6 +78,17 @@ export interface AuditStore {
   scanIndex(term: string, from: number, limit: number): AsyncIterable<number>;
   /** The first seq the index covers (0 for a store indexed from its start). */
   indexedFrom(): Promise<number>;
+  /** The seq of the first `rise` time key at or after `time` (query.ts `timeKeys`), if any. */
+  firstTimeRise(time: string): Promise<number | undefined>;
+  /** Seqs of the `back` time keys with times in [since, until), at most `limit` (unchecked). */
+  timeStepBacks(since: string | undefined, until: string, limit: number): AsyncIterable<number>;
+  /**
+   * A store whose entries were written before the time index (or before the term index):
+   * index every entry once, in synced chunks, the mark that it is done last (a crash on the
+   * way indexes again: the keys are the same). Resolves the entries indexed, or `undefined`
+   * when the store was indexed already (log.ts start-up).
+   */
+  buildIndexes(progress?: (entries: number) => void): Promise<number | undefined>;
   /** A request body by its digest (unchecked: the caller hashes it), or undefined. */
   readBody(digest: string): Promise<string | undefined>;
   close(): Promise<void>;

@@ -101,6 +101,18 @@ class MeteredAuditStore implements AuditStore {
     return this.store.indexedFrom();
   }
 
+  firstTimeRise(time: string): Promise<number | undefined> {
+    return this.store.firstTimeRise(time);
+  }
+
+  timeStepBacks(since: string | undefined, until: string, limit: number): AsyncIterable<number> {
+    return this.store.timeStepBacks(since, until, limit);
+  }
+
+  buildIndexes(progress?: (entries: number) => void): Promise<number | undefined> {
+    return this.store.buildIndexes(progress);
+  }
+
   readBody(digest: string): Promise<string | undefined> {
     return this.store.readBody(digest);
   }

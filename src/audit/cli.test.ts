@@ -1,5 +1,5 @@
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,7 +55,7 @@ beforeAll(async () => {
   const files = new Map<string, string>();
   const c = capture();
   const code = await runAuditCli(
-    ['export', 'out.json'],
+    ['export', 'out.json', '--legacy'],
     {
       openAudit: () => Promise.resolve({ audit, close: () => Promise.resolve() }),
       writeFile: (p, t) => {
@@ -202,5 +202,46 @@ describe('grantor audit export / verify', () => {
     expect(bad.code).toBe(2);
     expect((await verify(JSON.stringify({ format: 'other' }))).out).toMatch(/audit_export_invalid/);
     expect((await verify(exported, 'not-a-key')).out).toMatch(/audit_verifier_key_invalid/);
+  });
+
+  it('one CLI for both formats: a local bundle export, and verify telling the formats apart on disk', async () => {
+    const key = noteVerifierKey(signer.keyName, signer.publicKey);
+    const local = {
+      openAudit: () => Promise.resolve({ audit, close: () => Promise.resolve() }),
+    };
+    const file = join(dir, 'local.ndjson');
+    const c = capture();
+    expect(await runAuditCli(['export', file, '--to', '5'], local, c.out_)).toBe(0);
+    expect(c.out.join('\n')).toContain('exported an evidence bundle of 5 entries');
+    // Never overwrites evidence: the same error path and message shape as any export failure.
+    const again = capture();
+    expect(await runAuditCli(['export', file], local, again.out_)).toBe(2);
+    expect(again.err.join('\n')).toMatch(/^audit export failed: .*EEXIST/);
+    // The bound given by the caller (GRANTOR_AUDIT_EXPORT_MAX_ENTRIES) is the bundle's.
+    const bounded = capture();
+    const tooMany = await runAuditCli(
+      ['export', join(dir, 'big.ndjson'), '--to', '5'],
+      {
+        openAudit: () => Promise.resolve({ audit, maxEntries: 4, close: () => Promise.resolve() }),
+      },
+      bounded.out_,
+    );
+    expect(tooMany).toBe(2);
+    expect(bounded.err.join('\n')).toContain('audit_export_range_too_large');
+    const bad = capture();
+    expect(
+      await runAuditCli(['export', join(dir, 'x.ndjson'), '--from', '-1'], local, bad.out_),
+    ).toBe(2);
+    expect(bad.err.join('\n')).toContain('--from must be a non-negative integer');
+
+    const ok = capture();
+    const args = ['--key', key, '--skip-tpm-evidence'];
+    expect(await runAuditCli(['verify', file, ...args], {}, ok.out_)).toBe(0);
+    expect(ok.out.join('\n')).toMatch(/^OK: evidence bundle of /);
+    const legacyFile = join(dir, 'legacy.json');
+    await writeFile(legacyFile, exported);
+    const legacy = capture();
+    expect(await runAuditCli(['verify', legacyFile, ...args], {}, legacy.out_)).toBe(0);
+    expect(legacy.out.join('\n')).toMatch(/^OK: 9 entries of /);
   });
 });

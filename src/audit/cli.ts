@@ -1,25 +1,44 @@
 /**
- * `grantor audit export FILE` and `grantor audit verify FILE --key <verifier key>
- * (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)`. The caller (src/cli) passes argv after `audit`, a way to
- * open the local audit service (export only: verify never needs the appliance) and where
- * to print. Returns the exit code: 0 good, 1 does not verify, 2 usage or I/O error.
+ * `grantor audit export` and `grantor audit verify` on this machine: the one audit CLI. An
+ * export is an evidence bundle (`grantor-audit-bundle/1`, bundle.ts) of the local (stopped)
+ * appliance, or with `--legacy` the older `grantor-audit-export/1` JSON; `verify FILE` tells
+ * the two formats apart by the first line and checks either offline (verify-bundle.ts,
+ * verify-export.ts); `verify --full` replays the local store (full-check.ts). The caller
+ * (src/cli/local.ts) passes argv after `audit`, how to open the appliance or the store, and
+ * where to print. Exit codes: 0 good, 1 does not verify, 2 usage or I/O error.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, readFile, writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { GrantorError } from '../shared/errors.js';
-import type { AuditService } from './service.js';
 import { parseAnchorPin } from './anchor-pin.js';
-import { ExportInvalidError, verifyExport } from './verify-export.js';
 import type { AuditStore } from './audit-store.port.js';
+import { openBundle, type BundlePolicySet, type BundleRequest } from './bundle.js';
+import { parseVerifierKey } from './checkpoint.js';
 import { verifyStoreFull } from './full-check.js';
 import { ReplayProblem } from './replay.js';
+import type { AuditService } from './service.js';
+import { BundleInvalidError, verifyBundle, type BundleReport } from './verify-bundle.js';
+import { ExportInvalidError, verifyExport } from './verify-export.js';
+
+/** The local appliance's audit service and policy archive, for an export. */
+export interface LocalAudit {
+  readonly audit: AuditService;
+  /** A set from the policy archive by hash (none: bundles carry no policy sets). */
+  readonly policySet?: (hash: string) => Promise<BundlePolicySet | undefined>;
+  /** Most entries per bundle (GRANTOR_AUDIT_EXPORT_MAX_ENTRIES). */
+  readonly maxEntries?: number;
+  close(): Promise<void>;
+}
 
 export interface AuditCliDeps {
   /** The local store, for `verify --full` (the server stopped). */
   readonly openStore?: () => Promise<AuditStore>;
   /** Raw progress output (stderr): the bar of `verify --full`. */
   readonly progress?: (text: string) => void;
-  /** Opens the local appliance's audit service; `close` releases what it opened. */
-  readonly openAudit?: () => Promise<{ audit: AuditService; close(): Promise<void> }>;
+  /** Opens the local appliance's audit service (export only: verify never needs it). */
+  readonly openAudit?: () => Promise<LocalAudit>;
+  /** Where files are read (the legacy format, pins, notes) and written (a legacy export). */
   readonly readFile?: (path: string) => Promise<string>;
   readonly writeFile?: (path: string, text: string) => Promise<void>;
 }
@@ -30,7 +49,82 @@ export interface CliOutput {
 }
 
 const USAGE =
-  'usage: grantor audit export FILE\n       grantor audit verify FILE --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)\n       grantor audit verify --full';
+  'usage: grantor audit export FILE [--from N] [--to N] [--since N] [--nonce HEX] [--legacy]\n' +
+  '       grantor audit verify FILE --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)\n' +
+  '                            [--nonce HEX] [--since-checkpoint NOTE_FILE] [--allow-missing-policies]\n' +
+  '       grantor audit verify --full';
+
+/** An error as one line: its code first when it has one. */
+function describeError(err: unknown): string {
+  if (err instanceof GrantorError) return `${err.code}: ${err.message}`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function option(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+/** A non-negative integer option, or a usage error. */
+function count(args: readonly string[], name: string): number | undefined | 'bad' {
+  const v = option(args, name);
+  if (v === undefined) return undefined;
+  return /^(0|[1-9]\d{0,15})$/.test(v) && Number.isSafeInteger(Number(v)) ? Number(v) : 'bad';
+}
+
+/** The range options of an export, or a message naming the bad one. */
+export function bundleRequestFrom(args: readonly string[]): BundleRequest | string {
+  const from = count(args, '--from');
+  const to = count(args, '--to');
+  const since = count(args, '--since');
+  const nonce = option(args, '--nonce');
+  for (const [name, v] of [
+    ['--from', from],
+    ['--to', to],
+    ['--since', since],
+  ] as const) {
+    if (v === 'bad') return `${name} must be a non-negative integer`;
+  }
+  if (nonce !== undefined && !/^([0-9a-fA-F]{2}){1,32}$/.test(nonce)) {
+    return '--nonce must be 1 to 32 bytes of hex';
+  }
+  return {
+    ...(typeof from === 'number' ? { from } : {}),
+    ...(typeof to === 'number' ? { to } : {}),
+    ...(typeof since === 'number' ? { since } : {}),
+    ...(nonce === undefined ? {} : { nonce: Buffer.from(nonce, 'hex') }),
+  };
+}
+
+async function firstLine(path: string): Promise<string> {
+  const handle = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(256);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead).toString('utf8').split('\n', 1)[0] ?? '';
+  } finally {
+    await handle.close();
+  }
+}
+
+/** What the verifier checked, one line each (the report of `grantor audit verify`). */
+export function describeReport(r: BundleReport, keyName: string): string[] {
+  const range = r.to > r.from ? `entries ${r.from}..${r.to - 1}` : 'no entries';
+  return [
+    `OK: evidence bundle of ${r.origin}: ${range} of a tree of ${r.treeSize}`,
+    `  checkpoint: note signed by ${keyName} (the key given), root ${r.rootHash}`,
+    r.nvCertified
+      ? `  TPM: NV_Certify by the pinned AK of the pinned NV indices over nonce ${r.nonceChecked ? '(the one given)' : '(NOT checked as yours: no --nonce)'}; nv-counter ${r.nvCounter} = pinned genesis + ${r.batches} batches; nv-extend = the extend chain of the batch roots`
+      : `  TPM: NOT checked (--skip-tpm-evidence); nv-extend = the extend chain of the ${r.batches} batch roots`,
+    `  entries: ${r.entries}, every shape, seq, link and hash; their leaves make the checkpoint root${r.to < r.treeSize ? ' (consistency proof from ' + String(r.to) + ')' : ''}`,
+    `  batches: ${r.batches} boundaries in order; those inside the range recomputed from the entries`,
+    `  request bodies: ${r.bodies} hash to their entries' digests${r.bodiesAbsent > 0 ? `; ${r.bodiesAbsent} not carried` : ''}`,
+    `  policy sets: ${r.policies} re-hash to the hashes their entries name`,
+    ...(r.since === null
+      ? []
+      : [`  since: the anchored tree at ${r.since} is consistent with the checkpoint`]),
+  ];
+}
 
 /** A one-line bar, redrawn in place, at most once per percent. */
 function progressBar(write: (text: string) => void): (done: number, total: number) => void {
@@ -73,11 +167,6 @@ async function verifyFull(deps: AuditCliDeps, out: CliOutput): Promise<number> {
   }
 }
 
-function option(args: readonly string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
-
 export async function runAuditCli(
   argv: readonly string[],
   deps: AuditCliDeps,
@@ -85,88 +174,241 @@ export async function runAuditCli(
 ): Promise<number> {
   const [command, file, ...rest] = argv;
   if (command === 'verify' && argv.includes('--full')) return verifyFull(deps, out);
-  const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
-  const write = deps.writeFile ?? ((p: string, t: string) => writeFile(p, t, { mode: 0o600 }));
   if (file === undefined || file.startsWith('--')) {
     out.err(USAGE);
     return 2;
   }
-  if (command === 'export') {
-    if (deps.openAudit === undefined) {
-      out.err('audit export: the appliance is not configured here');
-      return 2;
-    }
-    const opened = await deps.openAudit();
-    try {
-      await opened.audit.ready();
-      const exported = await opened.audit.exportLog();
-      await write(file, `${JSON.stringify(exported, null, 1)}\n`);
-      out.out(
-        `exported ${exported.entries.length} entries and a checkpoint of size ${exported.checkpoint.treeSize}` +
-          `${exported.checkpoint.nvCertify === undefined ? '' : ' with NV_Certify'} to ${file}`,
-      );
-      return 0;
-    } catch (err) {
-      out.err(
-        `audit export failed: ${err instanceof GrantorError ? `${err.code}: ${err.message}` : String(err)}`,
-      );
-      return 2;
-    } finally {
-      await opened.close();
-    }
-  }
+  if (command === 'export') return exportLocal(file, rest, deps, out);
   if (command === 'verify') {
-    const key = option(rest, '--key');
-    const ak = option(rest, '--ak');
-    const pinFile = option(rest, '--pin');
-    const skipTpmEvidence = rest.includes('--skip-tpm-evidence');
-    if (key === undefined) {
-      out.err(USAGE);
+    let head: string;
+    try {
+      // Files given by the caller (tests) come whole; a bundle on disk is only streamed.
+      head =
+        deps.readFile === undefined
+          ? await firstLine(file)
+          : ((await deps.readFile(file)).split('\n', 1)[0] ?? '');
+    } catch (err) {
+      out.err(`audit verify: cannot read ${file}: ${describeError(err)}`);
       return 2;
     }
-    let parsed: unknown;
-    let pin;
-    try {
-      parsed = JSON.parse(await read(file)) as unknown;
-      if (pinFile !== undefined) pin = parseAnchorPin(await read(pinFile), '--pin');
-    } catch (err) {
-      out.err(
-        `audit verify: cannot read ${file}${pinFile === undefined ? '' : ` or ${pinFile}`}: ${err instanceof Error ? err.message : String(err)}`,
-      );
-      return 2;
-    }
-    try {
-      const r = verifyExport(parsed, key, {
-        // The pin carries the AK provisioning pinned; --ak names another one explicitly.
-        ...(ak !== undefined
-          ? { akPublic: Buffer.from(ak, 'base64') }
-          : pin === undefined
-            ? {}
-            : { akPublic: pin.akPublic }),
-        ...(pin === undefined ? {} : { pin }),
-        skipTpmEvidence,
-      });
-      for (const w of r.warnings) out.err(`warning: ${w}`);
-      out.out(
-        `OK: ${r.treeSize} entries of ${r.origin} verify: every link, every leaf, root ${r.rootHash}, ` +
-          `checkpoint signature, ${r.batches} batches and their extend chain, ` +
-          `NV counter ${r.nvCounter}${r.nvCertified ? ' (pinned genesis), NV_Certify of the pinned indices' : ' (not checked)'}` +
-          (r.uncovered > 0
-            ? ` (${r.uncovered} later entries are not covered by the checkpoint)`
-            : ''),
-      );
-      return 0;
-    } catch (err) {
-      if (err instanceof ExportInvalidError && err.index !== undefined) {
-        out.out(`FAIL at index ${err.index}: ${err.message} (${err.problem})`);
-      } else if (err instanceof GrantorError) {
-        out.out(`FAIL: ${err.message} (${err.code})`);
-      } else {
-        throw err;
-      }
-      return 1;
-    }
+    const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
+    return head.startsWith('{"type":"header"')
+      ? verifyBundleFile(file, rest, read, out)
+      : verifyLegacy(file, rest, read, out);
   }
   out.err(USAGE);
   return 2;
+}
+
+/** `export FILE`: a bundle, or with `--legacy` the older JSON, of the local appliance. */
+async function exportLocal(
+  file: string,
+  rest: readonly string[],
+  deps: AuditCliDeps,
+  out: CliOutput,
+): Promise<number> {
+  const legacy = rest.includes('--legacy');
+  const request = legacy ? {} : bundleRequestFrom(rest);
+  if (typeof request === 'string') {
+    out.err(`audit export: ${request}`);
+    return 2;
+  }
+  if (deps.openAudit === undefined) {
+    out.err('audit export: the appliance is not configured here');
+    return 2;
+  }
+  const local = await deps.openAudit();
+  try {
+    await local.audit.ready();
+    out.out(
+      legacy ? await writeLegacy(local, file, deps) : await writeBundle(local, file, request),
+    );
+    return 0;
+  } catch (err) {
+    out.err(`audit export failed: ${describeError(err)}`);
+    return 2;
+  } finally {
+    await local.close();
+  }
+}
+
+/** Writes a bundle to a new file (never overwriting evidence); the line to print. */
+async function writeBundle(
+  local: LocalAudit,
+  file: string,
+  request: BundleRequest,
+): Promise<string> {
+  const opened = await openBundle(
+    {
+      audit: local.audit,
+      policySet: local.policySet ?? (() => Promise.resolve(undefined)),
+      ...(local.maxEntries === undefined ? {} : { maxEntries: local.maxEntries }),
+    },
+    request,
+  );
+  const handle = await open(file, 'wx', 0o600);
+  let entries = 0;
+  try {
+    for await (const l of opened.lines()) {
+      if (l.startsWith('{"type":"entry"')) entries += 1;
+      await handle.write(l);
+    }
+  } finally {
+    await handle.close();
+  }
+  return `exported an evidence bundle of ${entries} entries to ${file}`;
+}
+
+/** Writes the older `grantor-audit-export/1` JSON; the line to print. */
+async function writeLegacy(local: LocalAudit, file: string, deps: AuditCliDeps): Promise<string> {
+  const write = deps.writeFile ?? ((p: string, t: string) => writeFile(p, t, { mode: 0o600 }));
+  const exported = await local.audit.exportLog();
+  await write(file, `${JSON.stringify(exported, null, 1)}\n`);
+  return (
+    `exported ${exported.entries.length} entries and a checkpoint of size ${exported.checkpoint.treeSize}` +
+    `${exported.checkpoint.nvCertify === undefined ? '' : ' with NV_Certify'} to ${file}`
+  );
+}
+
+/** What both formats' verify take: the verifier key and the pinned anchor (or none). */
+interface Trust {
+  readonly keyText: string;
+  /** The pin file's NV names and genesis, with the AK it pins or the one `--ak` names. */
+  readonly pin:
+    | {
+        readonly names: { readonly counter: string; readonly extend: string };
+        readonly genesisCounter: bigint;
+        readonly akPublic: Buffer;
+      }
+    | undefined;
+  readonly skipTpmEvidence: boolean;
+}
+
+/** `--key`, `--pin`, `--ak`, `--skip-tpm-evidence`; undefined without `--key` (usage). */
+async function readTrust(
+  rest: readonly string[],
+  read: (path: string) => Promise<string>,
+): Promise<Trust | undefined> {
+  const keyText = option(rest, '--key');
+  if (keyText === undefined) return undefined;
+  const pinFile = option(rest, '--pin');
+  const ak = option(rest, '--ak');
+  let pin: Trust['pin'];
+  if (pinFile !== undefined) {
+    const pinned = parseAnchorPin(await read(pinFile), '--pin');
+    pin = {
+      names: pinned.names,
+      genesisCounter: pinned.genesisCounter,
+      // The pin carries the AK provisioning pinned; --ak names another one explicitly.
+      akPublic: ak === undefined ? pinned.akPublic : Buffer.from(ak, 'base64'),
+    };
+  }
+  return { keyText, pin, skipTpmEvidence: rest.includes('--skip-tpm-evidence') };
+}
+
+/** `verify FILE` of an older `grantor-audit-export/1` JSON document. */
+async function verifyLegacy(
+  file: string,
+  rest: readonly string[],
+  read: (path: string) => Promise<string>,
+  out: CliOutput,
+): Promise<number> {
+  let parsed: unknown;
+  let trust: Trust | undefined;
+  try {
+    trust = await readTrust(rest, read);
+    if (trust === undefined) {
+      out.err(USAGE);
+      return 2;
+    }
+    parsed = JSON.parse(await read(file)) as unknown;
+  } catch (err) {
+    out.err(`audit verify: cannot read ${file} or its trust files: ${describeError(err)}`);
+    return 2;
+  }
+  try {
+    // The pin's AK, or the one --ak names (also without a pin: the legacy export has none).
+    const ak = option(rest, '--ak');
+    const akPublic =
+      trust.pin?.akPublic ?? (ak === undefined ? undefined : Buffer.from(ak, 'base64'));
+    const r = verifyExport(parsed, trust.keyText, {
+      ...(akPublic === undefined ? {} : { akPublic }),
+      ...(trust.pin === undefined ? {} : { pin: trust.pin }),
+      skipTpmEvidence: trust.skipTpmEvidence,
+    });
+    for (const w of r.warnings) out.err(`warning: ${w}`);
+    out.out(
+      `OK: ${r.treeSize} entries of ${r.origin} verify: every link, every leaf, root ${r.rootHash}, ` +
+        `checkpoint signature, ${r.batches} batches and their extend chain, ` +
+        `NV counter ${r.nvCounter}${r.nvCertified ? ' (pinned genesis), NV_Certify of the pinned indices' : ' (not checked)'}` +
+        (r.uncovered > 0
+          ? ` (${r.uncovered} later entries are not covered by the checkpoint)`
+          : ''),
+    );
+    return 0;
+  } catch (err) {
+    if (err instanceof ExportInvalidError && err.index !== undefined) {
+      out.out(`FAIL at index ${err.index}: ${err.message} (${err.problem})`);
+    } else if (err instanceof GrantorError) {
+      out.out(`FAIL: ${err.message} (${err.code})`);
+    } else {
+      throw err;
+    }
+    return 1;
+  }
+}
+
+/** `verify FILE` of an evidence bundle, streamed line by line. */
+async function verifyBundleFile(
+  file: string,
+  rest: readonly string[],
+  read: (path: string) => Promise<string>,
+  out: CliOutput,
+): Promise<number> {
+  const nonce = option(rest, '--nonce');
+  const sinceFile = option(rest, '--since-checkpoint');
+  if (nonce !== undefined && !/^([0-9a-fA-F]{2}){1,32}$/.test(nonce)) {
+    out.err('audit verify: --nonce must be 1 to 32 bytes of hex');
+    return 2;
+  }
+  let trust: Trust | undefined;
+  let sinceNote: string | undefined;
+  let verifierKey;
+  try {
+    trust = await readTrust(rest, read);
+    if (trust === undefined) {
+      out.err(USAGE);
+      return 2;
+    }
+    verifierKey = parseVerifierKey(trust.keyText);
+    if (sinceFile !== undefined) sinceNote = await read(sinceFile);
+  } catch (err) {
+    out.err(`audit verify: ${describeError(err)}`);
+    return 2;
+  }
+  const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+  try {
+    const report = await verifyBundle(lines, {
+      verifierKey,
+      ...(trust.pin === undefined ? {} : { pin: trust.pin }),
+      ...(nonce === undefined ? {} : { nonce: nonce.toLowerCase() }),
+      ...(sinceNote === undefined ? {} : { sinceNote }),
+      skipTpmEvidence: trust.skipTpmEvidence,
+      allowMissingPolicies: rest.includes('--allow-missing-policies'),
+    });
+    for (const w of report.warnings) out.err(`warning: ${w}`);
+    for (const l of describeReport(report, verifierKey.name)) out.out(l);
+    return 0;
+  } catch (err) {
+    if (err instanceof BundleInvalidError) {
+      out.out(
+        `FAIL at line ${err.line}: ${err.message.replace(/^line \d+: /, '')} (${err.problem})`,
+      );
+      return 1;
+    }
+    out.err(`audit verify: cannot read ${file}: ${describeError(err)}`);
+    return 2;
+  } finally {
+    lines.close();
+  }
 }

@@ -91,6 +91,21 @@ export type AttestationFacts = {
   readonly firmware: string | null;
 };
 
+/**
+ * A `runtime.attest` or `runtime.quote` rejected before a verdict (`decision: rejected`):
+ * what the appliance knew of the runtime, the code, and whether the quote was authentic
+ * (signed by the runtime's AK: the failure came after the signature verified). Nothing of
+ * the unverified quote itself.
+ */
+export type AttestationRejectedFacts = {
+  readonly runtime: string;
+  readonly akName: string;
+  readonly ekFingerprint: string | null;
+  readonly referencePolicy: string | null;
+  readonly code: string;
+  readonly authentic: boolean;
+};
+
 /** An operator's administrative act (`operator.act`) or an approval event. */
 export type OperatorActFacts = {
   readonly actor: string;
@@ -273,6 +288,24 @@ const ATTESTATION: Record<keyof AttestationFacts, Field> = {
   firmware: ['text', 'nullable'],
 };
 
+const ATTESTATION_REJECTED: Record<keyof AttestationRejectedFacts, Field> = {
+  runtime: ['id'],
+  akName: ['text'],
+  ekFingerprint: ['hex', 'nullable'],
+  referencePolicy: ['text', 'nullable'],
+  code: ['id'],
+  authentic: ['bool'],
+};
+
+/**
+ * Types whose entries have a second shape, told apart by a field only it has: a rejected
+ * attestation or quote (`code`) beside the verdict's facts.
+ */
+const SECOND_SHAPES: Readonly<Record<string, { by: string; schema: Record<string, Field> }>> = {
+  'runtime.attest': { by: 'code', schema: ATTESTATION_REJECTED },
+  'runtime.quote': { by: 'code', schema: ATTESTATION_REJECTED },
+};
+
 const RUNTIME_EVENT: Record<keyof RuntimeEventFacts, Field> = {
   runtime: ['id'],
   akName: ['text', 'nullable'],
@@ -406,7 +439,7 @@ const SCHEMAS: { readonly [T in keyof FactsByType]: Record<keyof FactsByType[T],
 };
 
 /** The facts of any type (an entry's `facts`). */
-export type Facts = FactsByType[keyof FactsByType];
+export type Facts = FactsByType[keyof FactsByType] | AttestationRejectedFacts;
 
 /** One fact by name, whatever the type (undefined when the type has no such fact). */
 export function factOf(facts: Facts | undefined, key: string): unknown {
@@ -453,10 +486,12 @@ function valueProblem(kind: Kind, value: unknown): boolean {
  * exactly (every field present, no other). Used on append and by every verifier.
  */
 export function factsProblem(type: string, facts: unknown): string | undefined {
-  const schema = schemaOf(type);
-  if (schema === undefined) return `type ${type} has no facts`;
+  const main = schemaOf(type);
+  if (main === undefined) return `type ${type} has no facts`;
   if (typeof facts !== 'object' || facts === null || Array.isArray(facts)) return 'not an object';
   const f = facts as Record<string, unknown>;
+  const second = Object.hasOwn(SECOND_SHAPES, type) ? SECOND_SHAPES[type] : undefined;
+  const schema = second !== undefined && Object.hasOwn(f, second.by) ? second.schema : main;
   for (const key of Object.keys(f)) if (!Object.hasOwn(schema, key)) return `unknown fact ${key}`;
   for (const [key, [kind, nullable]] of Object.entries(schema)) {
     if (!Object.hasOwn(f, key)) return `missing fact ${key}`;

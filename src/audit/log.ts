@@ -490,6 +490,28 @@ export class AuditLog {
     }
   }
 
+  /**
+   * A store written before the time index (or with entries before the term index): index
+   * every entry once (audit-store.port.ts `buildIndexes`); nothing on an indexed store.
+   */
+  private async buildIndexes(): Promise<void> {
+    try {
+      const built = await this.store.buildIndexes((entries) => {
+        if (entries % 100_000 === 0) {
+          this.logger.info({ event: 'audit_index_progress', entries }, 'audit: indexing');
+        }
+      });
+      if (built !== undefined && built > 0) {
+        this.logger.warn(
+          { event: 'audit_index_built', entries: built },
+          'audit: the store was written before the time index: every entry indexed once',
+        );
+      }
+    } catch (err) {
+      throw new AuditUnavailableError('audit store cannot be indexed', { cause: err });
+    }
+  }
+
   private async startUp(): Promise<void> {
     const genesis = this.pinnedGenesis();
     await this.checkNames();
@@ -508,6 +530,7 @@ export class AuditLog {
     }
     this.genesisCounter = genesis;
     if (meta.version === 1) await this.upgrade(meta);
+    await this.buildIndexes();
     await this.reconcile();
     if (this.refusal !== undefined) throw this.refusal;
     this.phase = 'ready';
@@ -849,7 +872,11 @@ export class AuditLog {
           await this.gate;
           continue;
         }
-        const wait = this.lastAnchorAt + this.options.minAnchorIntervalMs - this.clock.now();
+        // Never longer than the interval: a wall clock stepped back must not stall appends.
+        const wait = Math.min(
+          this.options.minAnchorIntervalMs,
+          this.lastAnchorAt + this.options.minAnchorIntervalMs - this.clock.now(),
+        );
         if (wait <= 0) break;
         await this.clock.sleep(wait);
       }

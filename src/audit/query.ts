@@ -3,6 +3,10 @@
  * subject, decision and time range, paged by a seq cursor. Secondary index terms are
  * written by the store in the same synced batch as the entries they name
  * (audit-store.level.ts), so after any crash the index holds exactly the stored entries.
+ * The time index (`timeKeys`) keeps the entries at which the log's time first rises past
+ * every earlier time, and the entries stamped earlier than one before them (the clock
+ * stepped back): from those two, `seqRange` bounds the seqs a time range can match without
+ * assuming that time grows with seq.
  * The index only says where to look: every entry returned is read from the log (checked
  * against its anchored leaf) and matched against the whole filter again, so an edited
  * index can hide an entry from a query but never put a wrong one in its answer (the export
@@ -38,6 +42,73 @@ export interface QuerySource {
   scanIndex(term: string, from: number, limit: number): AsyncIterable<number>;
   /** The first seq the index covers (entries before it were written before indexing). */
   indexedFrom(): Promise<number>;
+  /** The seq of the first `rise` time key at or after `time`, if any (`timeKeys`). */
+  firstTimeRise(time: string): Promise<number | undefined>;
+  /** Seqs of the `back` time keys with times in [since, until), at most `limit`. */
+  timeStepBacks(since: string | undefined, until: string, limit: number): AsyncIterable<number>;
+}
+
+/**
+ * One time index key: `rise` at an entry whose time is later than every earlier entry's
+ * (the running maximum, so rises are ordered alike by time and by seq), `back` at an entry
+ * whose time is earlier than the running maximum (a clock stepped back).
+ */
+export interface TimeKey {
+  readonly kind: 'rise' | 'back';
+  readonly time: string;
+  readonly seq: number;
+}
+
+/**
+ * The time keys of entries appended after a log whose latest time so far is `top`
+ * (undefined for an empty log), and the new `top`. Entries at the running maximum make no
+ * key: the rise before them bounds them.
+ */
+export function timeKeys(
+  entries: readonly Pick<AuditEntry, 'seq' | 'time'>[],
+  top: string | undefined,
+): { keys: TimeKey[]; top: string | undefined } {
+  const keys: TimeKey[] = [];
+  let max = top;
+  for (const e of entries) {
+    if (max === undefined || e.time > max) {
+      keys.push({ kind: 'rise', time: e.time, seq: e.seq });
+      max = e.time;
+    } else if (e.time < max) keys.push({ kind: 'back', time: e.time, seq: e.seq });
+  }
+  return { keys, top: max };
+}
+
+/** Most step-back keys one query reads to bound its range; past it the range runs to the end. */
+const MAX_STEP_BACKS = 10_000;
+
+/**
+ * The seqs [from, to) that can hold an entry with a time in [since, until). Before the
+ * first rise at or after `since` every time is below `since` (the running maximum is). From
+ * the first rise at or after `until` on, an entry below `until` is a step-back: the range
+ * ends after the last step-back inside the time range.
+ */
+async function seqRange(
+  source: QuerySource,
+  f: AuditFilter,
+  size: number,
+): Promise<{ from: number; to: number }> {
+  let from = 0;
+  let to = size;
+  if (f.since !== undefined) from = Math.min(size, (await source.firstTimeRise(f.since)) ?? size);
+  if (f.until !== undefined) {
+    const rise = await source.firstTimeRise(f.until);
+    if (rise !== undefined) {
+      let end = rise;
+      let seen = 0;
+      for await (const seq of source.timeStepBacks(f.since, f.until, MAX_STEP_BACKS + 1)) {
+        seen += 1;
+        end = Math.max(end, seq + 1);
+      }
+      if (seen <= MAX_STEP_BACKS) to = Math.min(size, end);
+    }
+  }
+  return { from, to };
 }
 
 /** Every subject an entry is about: its `subject` and its subject facts. */
@@ -89,21 +160,23 @@ export async function runQuery(
   limit: number,
   maxScan: number,
 ): Promise<QueryPage> {
-  const size = source.size();
+  // Entries in flight (stored, not yet anchored) are not answered until anchored.
+  const range = await seqRange(source, filter, source.size());
+  const end = range.to;
   const out: AuditEntry[] = [];
-  let seq = cursor;
+  let seq = Math.max(cursor, range.from);
   let scanned = 0;
   const term = termOf(filter);
-  const indexedFrom = term === undefined ? size : Math.min(size, await source.indexedFrom());
+  const indexedFrom = term === undefined ? end : Math.min(end, await source.indexedFrom());
   // Entries before the index began (an older store), and queries without a term: a scan.
   while (
-    seq < size &&
+    seq < end &&
     out.length < limit &&
     scanned < maxScan &&
     (term === undefined || seq < indexedFrom)
   ) {
-    const end = term === undefined ? size : indexedFrom;
-    const page = await source.entries(seq, Math.min(1000, maxScan - scanned, end - seq));
+    const stop = term === undefined ? end : indexedFrom;
+    const page = await source.entries(seq, Math.min(1000, maxScan - scanned, stop - seq));
     for (const entry of page) {
       scanned += 1;
       seq = entry.seq + 1;
@@ -114,8 +187,7 @@ export async function runQuery(
   if (term !== undefined && seq >= indexedFrom) {
     let exhausted = true;
     for await (const candidate of source.scanIndex(term, seq, maxScan - scanned + 1)) {
-      // In-flight (stored, not yet anchored) entries are not answered until anchored.
-      if (candidate >= size) break;
+      if (candidate >= end) break;
       if (scanned >= maxScan || out.length >= limit) {
         exhausted = false;
         seq = candidate;
@@ -128,5 +200,5 @@ export async function runQuery(
     }
     return { entries: out, next: exhausted ? null : seq };
   }
-  return { entries: out, next: seq < size ? seq : null };
+  return { entries: out, next: seq < end ? seq : null };
 }

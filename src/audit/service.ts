@@ -249,6 +249,8 @@ export class DefaultAuditService implements AuditService {
           entries: (from, n) => log.entries(from, n),
           scanIndex: (term, from, n) => store.scanIndex(term, from, n),
           indexedFrom: () => store.indexedFrom(),
+          firstTimeRise: (time) => store.firstTimeRise(time),
+          timeStepBacks: (since, until, n) => store.timeStepBacks(since, until, n),
         },
         filter,
         cursor,

@@ -221,22 +221,22 @@ export const COMMANDS: readonly Command[] = [
       ak: {
         type: 'string',
         value: 'BASE64',
-        help: 'the AK public (TPM2B_PUBLIC) instead of the pin',
+        help: "another AK public (TPM2B_PUBLIC) than the pin's",
       },
       'skip-tpm-evidence': { type: 'boolean', help: 'check signatures and hashes only' },
       nonce: {
         type: 'string',
         value: 'HEX',
-        help: 'the nonce you exported with: the NV_Certify must be over it',
+        help: 'bundles: the nonce you exported with; the NV_Certify must be over it',
       },
       'since-checkpoint': {
         type: 'string',
         value: 'FILE',
-        help: 'a checkpoint note you kept: the bundle must extend it (export with --since)',
+        help: 'bundles: a checkpoint note you kept; the bundle must extend it (export with --since)',
       },
       'allow-missing-policies': {
         type: 'boolean',
-        help: 'warn instead of failing when a named policy set is not carried',
+        help: 'bundles: warn instead of failing when a named policy set is not carried',
       },
     },
     description:

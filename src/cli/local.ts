@@ -7,7 +7,6 @@
 import { join, resolve as resolvePath } from 'node:path';
 import { openAppliance, provisionAppliance } from '../appliance.js';
 import { runReferencePoliciesCli } from '../attestation/measured-boot/learn-cli.js';
-import { runBundleCli } from '../audit/bundle-cli.js';
 import { runAuditCli } from '../audit/cli.js';
 import { runKeysCli } from '../keys/cli.js';
 import { runOperatorsCli } from '../operators/cli.js';
@@ -81,7 +80,7 @@ export async function runLocal(command: Command, args: readonly string[], io: Io
     return runReferencePoliciesCli([...sub, ...args], { out: io.out, err: io.err });
   }
   if (group === 'audit' && verb === 'verify' && !args.includes('--full')) {
-    return runBundleCli([...sub, ...args], {}, { out: io.out, err: io.err });
+    return runAuditCli([...sub, ...args], {}, { out: io.out, err: io.err });
   }
   const config = loadConfig();
   await ensureNotHeld(config);
@@ -106,16 +105,15 @@ export async function runLocal(command: Command, args: readonly string[], io: Io
   try {
     if (group === 'keys') return await runKeysCli([...sub, ...args], a.keys, io.out);
     if (group === 'audit') {
-      const close = () => Promise.resolve();
-      return await runBundleCli(
+      return await runAuditCli(
         [...sub, ...args],
         {
-          openAudit: () => Promise.resolve({ audit: a.audit, close }),
-          openSources: () =>
+          openAudit: () =>
             Promise.resolve({
               audit: a.audit,
               policySet: (hash: string) => a.policyArchive.get(hash),
-              close,
+              maxEntries: config.audit.exportMaxEntries,
+              close: () => Promise.resolve(),
             }),
         },
         { out: io.out, err: io.err },

@@ -8,10 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { GrantorError } from '../shared/errors.js';
 import { stringOption, flag, type Parsed } from './args.js';
 import type { Io } from './io.js';
-import { errorOf, RemoteConfigError, type Connection } from './remote.js';
+import { errorOf, RemoteConfigError, unreachable, type Connection } from './remote.js';
 
 const IDLE_TIMEOUT_MS = 60_000;
 
@@ -38,12 +37,7 @@ function get(conn: Connection, path: string): Promise<IncomingMessage> {
       req.destroy(new Error(`no data from ${conn.url.origin} within ${IDLE_TIMEOUT_MS} ms`));
     });
     req.on('error', (e: Error & { code?: string }) => {
-      reject(
-        new GrantorError(
-          'remote_unreachable',
-          `${conn.url.origin}: ${e.code === undefined ? e.message : `${e.code}: ${e.message}`}`,
-        ),
-      );
+      reject(unreachable(conn, e));
     });
     req.end();
   });

@@ -217,17 +217,36 @@ export function call(
     req.on('timeout', () => {
       req.destroy(new Error(`no answer from ${conn.url.origin} within ${timeoutMs} ms`));
     });
-    // Node's own messages name the address and the TLS problem, never the headers.
     req.on('error', (e: Error & { code?: string }) => {
-      reject(
-        new GrantorError(
-          'remote_unreachable',
-          `${conn.url.origin}: ${e.code === undefined ? e.message : `${e.code}: ${e.message}`}`,
-        ),
-      );
+      reject(unreachable(conn, e));
     });
     req.end(payload);
   });
+}
+
+/** OpenSSL's codes for a server certificate that does not verify against the CA given. */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
+/**
+ * A request that got no answer, as `remote_unreachable`. Node's own messages name the
+ * address and the TLS problem, never the headers (the token is never in them); a server
+ * certificate the CA does not vouch for says which setting names the CA.
+ */
+export function unreachable(conn: Connection, e: Error & { code?: string }): GrantorError {
+  const hint =
+    e.code !== undefined && UNTRUSTED_CERTIFICATE.has(e.code)
+      ? ": the server's certificate does not verify against the CA given (--cacert, GRANTOR_URL_CA or the profile's cacert)"
+      : '';
+  return new GrantorError(
+    'remote_unreachable',
+    `${conn.url.origin}: ${e.code === undefined ? e.message : `${e.code}: ${e.message}`}${hint}`,
+  );
 }
 
 /** The appliance's refusal as a GrantorError with its code (the message names the status). */

@@ -72,6 +72,8 @@ export interface AppServices {
   readonly onOperatorRefused?: (refusal: OperatorRefusal) => Promise<void>;
   /** Rate limits per bucket (default: DEFAULT_RATE_LIMITS). */
   readonly rateLimits?: RateLimits;
+  /** Most entries per evidence bundle (GRANTOR_AUDIT_EXPORT_MAX_ENTRIES; default bundle.ts's). */
+  readonly auditExportMaxEntries?: number;
   /** The buckets' bounded store (default: 10 000 keys). */
   readonly rateLimiter?: RateLimiter;
 }
@@ -275,6 +277,9 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     await app.register(auditExportRoutes, {
       audit: services.audit,
       policySet: (hash) => archived?.(hash) ?? Promise.resolve(undefined),
+      ...(services.auditExportMaxEntries === undefined
+        ? {}
+        : { maxEntries: services.auditExportMaxEntries }),
     });
   }
   if (services.attestation !== undefined) {

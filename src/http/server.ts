@@ -99,6 +99,7 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
       },
       metrics: a.metrics,
       rateLimits: a.config.rateLimits.buckets,
+      auditExportMaxEntries: a.config.audit.exportMaxEntries,
       rateLimiter: new RateLimiter(a.config.rateLimits.maxKeys),
       onOperatorRefused: (refusal) => refusals.refused(refusal),
       onOperatorAct: async (act) => {

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_BUNDLE_ENTRIES } from '../audit/bundle.js';
 import { ConfigError } from './errors.js';
 import { DEFAULT_RATE_LIMIT_BUCKETS, loadConfig, redactedConfig } from './config.js';
 
@@ -53,6 +54,18 @@ describe('loadConfig', () => {
     expect(configKeyOfError({ GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS: '60001' })).toBe(
       'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS',
     );
+  });
+
+  it('bounds one evidence bundle to 100,000 entries by default, configurable, validated', () => {
+    expect(loadConfig(base, dir).audit.exportMaxEntries).toBe(DEFAULT_MAX_BUNDLE_ENTRIES);
+    expect(
+      loadConfig({ ...base, GRANTOR_AUDIT_EXPORT_MAX_ENTRIES: '2500' }, dir).audit.exportMaxEntries,
+    ).toBe(2500);
+    for (const bad of ['0', '-1', '1.5', 'many', '100000001']) {
+      expect(configKeyOfError({ GRANTOR_AUDIT_EXPORT_MAX_ENTRIES: bad })).toBe(
+        'GRANTOR_AUDIT_EXPORT_MAX_ENTRIES',
+      );
+    }
   });
 
   it('activates no reference policy unless one is configured (fail closed)', () => {

@@ -58,6 +58,11 @@ export interface AuditSettings {
    * state folder. Default: `<state dir>.anchor-pin.json`, beside the state folder.
    */
   readonly pinFile: string;
+  /**
+   * Most entries one evidence bundle covers (GET /v1/audit/export and the local `grantor
+   * audit export`); a larger range is 422 audit_export_range_too_large. Default 100,000.
+   */
+  readonly exportMaxEntries: number;
 }
 
 export interface AppConfig {
@@ -257,6 +262,7 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   auditNvNames: 'GRANTOR_AUDIT_NV_NAMES',
   auditMinAnchorIntervalMs: 'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS',
   auditAnchorPin: 'GRANTOR_AUDIT_ANCHOR_PIN',
+  auditExportMaxEntries: 'GRANTOR_AUDIT_EXPORT_MAX_ENTRIES',
   keyRotationPeriodSeconds: 'GRANTOR_KEY_ROTATION_PERIOD_SECONDS',
   grantMaxTtlSeconds: 'GRANTOR_GRANT_MAX_TTL_SECONDS',
   hsmSignDeadlineMs: 'GRANTOR_HSM_SIGN_DEADLINE_MS',
@@ -613,6 +619,16 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
           'GRANTOR_AUDIT_ANCHOR_PIN',
           `${resolve(cwd, optional(src, 'GRANTOR_STATE_DIR', 'var'))}.anchor-pin.json`,
         ),
+      ),
+      // A bundle streams (bounded memory at any size); the bound is per call, for the TPM
+      // and disk time one call may take.
+      exportMaxEntries: integer(
+        src,
+        'GRANTOR_AUDIT_EXPORT_MAX_ENTRIES',
+        // The default of src/audit/bundle.ts DEFAULT_MAX_BUNDLE_ENTRIES (config.test.ts).
+        100_000,
+        1,
+        100_000_000,
       ),
     },
     keys: {

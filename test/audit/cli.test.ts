@@ -47,7 +47,7 @@ beforeAll(async () => {
   });
   const lines: string[] = [];
   const code = await runAuditCli(
-    ['export', join(work, 'export.json')],
+    ['export', join(work, 'export.json'), '--legacy'],
     {
       openAudit: async () => {
         const audit = createAudit(

@@ -4,7 +4,8 @@
  *   boot                  the modules are loaded; the start-up check begins
  *   ready <size>          start-up check passed
  *   verified <n>          every previously acknowledged append (from ACKS_FILE) is in the log
- *   tiles <n>             the stored tiles equal those recomputed from the n entries
+ *   tiles <n>             the stored tiles and the time index equal those recomputed
+ *                         from the n entries
  *   lost <seq>            an acknowledged append is missing or different (harness fails)
  *   ack <seq> <hash>      an append was acknowledged (durable and anchored)
  *   refused <reason>      the start-up check refused the store (harness fails)
@@ -31,7 +32,7 @@ import { openDatabase } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { storeWith } from './helpers.js';
 import { testSigner } from './signer.js';
-import { expectedTiles, storedTiles, tilesDisagree } from './tiles-check.js';
+import { expectedTiles, storedTiles, tilesDisagree, timeIndexDisagrees } from './tiles-check.js';
 
 function env(name: string): string {
   const v = process.env[name];
@@ -139,12 +140,14 @@ async function main(): Promise<void> {
     }
   }
   say(`verified ${acked.length}`);
-  // After every recovery the tiles agree with the entries (recomputed independently).
+  // After every recovery the tiles and the time index agree with the entries (recomputed
+  // independently).
   const hashes: string[] = [];
   while (hashes.length < head.treeSize) {
     hashes.push(...(await audit.entries(hashes.length, 1000)).map((e) => e.hash));
   }
-  const disagree = tilesDisagree(await storedTiles(db), expectedTiles(hashes));
+  const disagree =
+    tilesDisagree(await storedTiles(db), expectedTiles(hashes)) ?? (await timeIndexDisagrees(db));
   if (disagree !== undefined) {
     say(`error tiles: ${disagree}`);
     process.exit(4);

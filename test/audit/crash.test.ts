@@ -24,7 +24,7 @@ import { buildCrashChild, runCrashHarness, type CrashChild } from './crash-harne
 import { mkdir, rm } from 'node:fs/promises';
 import { provisionAnchor, tempDir } from './helpers.js';
 import { mulberry32 } from '../rig/prng.js';
-import { expectedTiles, storedTiles, tilesDisagree } from './tiles-check.js';
+import { expectedTiles, storedTiles, tilesDisagree, timeIndexDisagrees } from './tiles-check.js';
 
 const CYCLES = Number(process.env.GRANTOR_CRASH_CYCLES ?? '1000');
 /** Each recovery case must be reported by at least this many starts. */
@@ -81,6 +81,8 @@ async function checkLane(lane: Lane, acked: ReadonlyMap<number, string>): Promis
     (v) => JSON.parse(v) as { size: number; root: string },
   );
   const tiles = await storedTiles(db);
+  // The time index agrees with the entries, whatever the last kill interrupted.
+  expect(await timeIndexDisagrees(db)).toBeUndefined();
   await db.close();
   // The tiles agree with the entries, whatever the last kill interrupted.
   const hashes = entries.map((e) => (isEntryShape(e) ? e.hash : ''));

@@ -60,3 +60,31 @@ export function tilesDisagree(
   for (const k of stored.keys()) if (!expected.has(k)) return `tile ${k} is extra`;
   return undefined;
 }
+
+/**
+ * The time index recomputed here from the stored entries (not with src/audit's code): a
+ * `m!` key at each entry whose time is later than every earlier one, a `k!` key at each
+ * entry earlier than one before it, nothing else. Returns the first disagreement with the
+ * stored keys, both ways, or undefined.
+ */
+export async function timeIndexDisagrees(db: Database): Promise<string | undefined> {
+  const sub = db.sublevel('audit', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+  const expected = new Set<string>();
+  let latest = '';
+  let seq = 0;
+  for await (const value of sub.values({ gte: 'e!', lt: 'e!~' })) {
+    const { time } = JSON.parse(value) as { time: string };
+    const padded = seq.toString().padStart(16, '0');
+    if (time > latest) {
+      expected.add(`m!${time}!${padded}`);
+      latest = time;
+    } else if (time < latest) expected.add(`k!${time}!${padded}`);
+    seq += 1;
+  }
+  const stored = new Set<string>();
+  for await (const key of sub.keys({ gte: 'k!', lt: 'k!~' })) stored.add(key);
+  for await (const key of sub.keys({ gte: 'm!', lt: 'm!~' })) stored.add(key);
+  for (const k of expected) if (!stored.has(k)) return `time key ${k} missing`;
+  for (const k of stored) if (!expected.has(k)) return `time key ${k} is extra`;
+  return undefined;
+}

@@ -21,12 +21,11 @@ import { WATCH_STATE_FORMAT } from '../../src/audit/watch.js';
 import { run } from '../../src/cli/main.js';
 import { createServer } from '../../src/http/app.js';
 import { auditRoutes } from '../../src/http/routes/audit.js';
-import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
+import type { RunningServer } from '../../src/http/server.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import { loadConfig } from '../../src/shared/config.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { provisionOnTpm, startApplianceRig, type ApplianceRig } from '../rig/appliance.js';
 import { repoRoot, startSimTpm, type SimTpm } from '../rig/sim.js';
+import { startHttpsAppliance, type HttpsAppliance } from './https-appliance.js';
 import { event, provisionAnchor, tempDir } from './helpers.js';
 import { testSigner } from './signer.js';
 
@@ -200,6 +199,12 @@ function watchOnce(url: string, state: string, keys: readonly string[] = [KEY]):
   ]);
 }
 
+/** The TPM counters of the two forks' checkpoints (A's, B's). */
+async function counters(): Promise<[bigint, bigint]> {
+  const [cpA, cpB] = await Promise.all([a.audit.checkpoint({}), b.audit.checkpoint({})]);
+  return [BigInt(cpA.nvCounter), BigInt(cpB.nvCounter)];
+}
+
 async function alarms(state: string): Promise<string[]> {
   const base = state.split('/').pop() ?? '';
   return (await readdir(work)).filter((f) => f.startsWith(`${base}.alarm-`));
@@ -267,16 +272,16 @@ describe('grantor audit watch against forked and tampered logs', () => {
 
   it('a larger tree whose TPM counter did not move forward: anchor_regressed (16)', async () => {
     await appendTogether(b, 4, 3000);
-    const [cpA, cpB] = await Promise.all([a.audit.checkpoint({}), b.audit.checkpoint({})]);
+    const [counterA, counterB] = await counters();
     // The precondition the case needs: B's 14 entries in fewer batches than A's 10.
-    expect(BigInt(cpB.nvCounter)).toBeLessThanOrEqual(BigInt(cpA.nvCounter));
+    expect(counterB).toBeLessThanOrEqual(counterA);
     await expectAlarm(await watchOnce(b.url, state()), 16, 'anchor_regressed');
   }, 60_000);
 
   it('a larger forked tree: proof_invalid (14)', async () => {
     await appendEach(b, 10, 4000);
-    const [cpA, cpB] = await Promise.all([a.audit.checkpoint({}), b.audit.checkpoint({})]);
-    expect(BigInt(cpB.nvCounter)).toBeGreaterThan(BigInt(cpA.nvCounter));
+    const [counterA, counterB] = await counters();
+    expect(counterB).toBeGreaterThan(counterA);
     await expectAlarm(await watchOnce(b.url, state()), 14, 'proof_invalid');
   }, 60_000);
 
@@ -416,35 +421,30 @@ function spawnGrantor(args: readonly string[]): {
 }
 
 describe('grantor audit watch against the whole appliance over HTTPS', () => {
-  let rig: ApplianceRig | undefined;
+  let https: HttpsAppliance | undefined;
   let server: RunningServer | undefined;
   let url: string;
   let key: string;
   let tlsArgs: string[];
 
   beforeAll(async () => {
-    rig = await startApplianceRig('watch', { tls: true });
-    const config = loadConfig(rig.env(), repoRoot);
-    await provisionOnTpm(config);
-    server = await startApplianceServer(config);
-    await server.app.listen({ host: '127.0.0.1', port: 0 });
-    url = `https://127.0.0.1:${(server.app.server.address() as AddressInfo).port}`;
+    https = await startHttpsAppliance('watch');
+    ({ server, url } = https);
     // Pinned out of band: read on the appliance itself, not from the network it is watched on.
     const appliance = server.appliance;
     if (appliance === undefined) throw new Error('the appliance did not start');
     key = (await appliance.audit.verifier()).noteVerifierKey;
-    tlsArgs = ['--url', url, '--cacert', join(rig.tls, 'server-ca.pem')];
+    tlsArgs = ['--url', url, '--cacert', join(https.rig.tls, 'server-ca.pem')];
   }, 180_000);
 
   afterAll(async () => {
-    await server?.close();
-    await rig?.destroy();
+    await https?.close();
   });
 
   it('appended between visits (policy reloads, audited): each visit proves consistency', async () => {
     const appliance = server?.appliance;
-    if (appliance === undefined || rig === undefined) throw new Error('no appliance');
-    const state = join(rig.dir, 'witness.json');
+    if (appliance === undefined || https === undefined) throw new Error('no appliance');
+    const state = join(https.rig.dir, 'witness.json');
     const first = await grantor([
       'audit',
       'watch',
@@ -479,8 +479,8 @@ describe('grantor audit watch against the whole appliance over HTTPS', () => {
 
   it('loop mode: visits every interval, proves growth, stops cleanly on SIGTERM', async () => {
     const appliance = server?.appliance;
-    if (appliance === undefined || rig === undefined) throw new Error('no appliance');
-    const state = join(rig.dir, 'loop.json');
+    if (appliance === undefined || https === undefined) throw new Error('no appliance');
+    const state = join(https.rig.dir, 'loop.json');
     const child = spawnGrantor([
       'audit',
       'watch',

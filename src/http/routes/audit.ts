@@ -174,7 +174,13 @@ function kindOf(type: string): string {
   if (type === 'runtime.enroll' || type === 'runtime.activate' || type === 'runtime.approve') {
     return 'enrollment';
   }
-  if (type === 'runtime.attest' || type === 'runtime.quote' || type === 'runtime.firmware') {
+  // `runtime.attestation`: a rejected attestation as stores before the fix wrote it.
+  if (
+    type === 'runtime.attest' ||
+    type === 'runtime.attestation' ||
+    type === 'runtime.quote' ||
+    type === 'runtime.firmware'
+  ) {
     return 'attestation';
   }
   if (type === 'grant.decision' || type === 'grant.issue_failed') return 'grant';
