@@ -13,7 +13,7 @@ import {
   type EnforcedGateway,
   type Upstream,
 } from './harness.js';
-import { startNginx, type Nginx } from './nginx.js';
+import { startNginx, type Nginx } from '../../examples/nginx.js';
 
 let rig: EnforcedGateway;
 let appliance: Appliance;
