@@ -6,7 +6,7 @@
  * (src/audit/bundle-story.ts): an allow, a deny and a refusal, each with its `seq`.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { bundleRecords, runtimeStory, type StoryLine } from '../../src/audit/bundle-story.js';
 import { run } from '../../src/cli/main.js';
 import { StepFailed, short, type AuditorCredential, type Step } from './story.js';
@@ -33,14 +33,7 @@ function credentialArgs(auditor: AuditorCredential): string[] {
   if ('token' in auditor) return ['--token', auditor.token];
   if (auditor.certFile === undefined || auditor.keyFile === undefined)
     throw new StepFailed('the auditor certificate was given without its files');
-  const ca = process.env.NODE_EXTRA_CA_CERTS;
-  return [
-    '--cert',
-    auditor.certFile,
-    '--key',
-    auditor.keyFile,
-    ...(ca === undefined ? [] : ['--cacert', ca]),
-  ];
+  return ['--cert', auditor.certFile, '--key', auditor.keyFile];
 }
 
 function describe(line: StoryLine): string {
@@ -79,12 +72,18 @@ export async function auditorStory(
       '--url',
       ctx.url,
       ...credentialArgs(ctx.auditor),
+      // An https appliance: its server CA, as ./scripts/demo gives it to node.
+      ...(ctx.url.startsWith('https:') && process.env.NODE_EXTRA_CA_CERTS !== undefined
+        ? ['--cacert', process.env.NODE_EXTRA_CA_CERTS]
+        : []),
       '--nonce',
       nonce,
     ]);
     const said = r.lines.find((l) => l.startsWith('exported'));
     if (r.code !== 0 || said === undefined)
       throw new StepFailed(`grantor audit export: exit ${r.code}: ${r.lines.at(-1) ?? ''}`);
+    // To verify again later: the key comes from the appliance, not from the file it verifies.
+    await writeFile(`${file}.key`, `${ctx.verifierKey}\n`);
     return `grantor audit export --url ${ctx.url} (auditor, while the appliance serves, nonce ${nonce.slice(0, 8)}…): ${said}`;
   });
   await step('verify', async () => {

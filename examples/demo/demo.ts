@@ -7,15 +7,21 @@
  * move money, so the story needs one runtime of each: "support" reads a ticket in session
  * mode; "payments" asks to move money in session mode (denied: policy wants a quote), then
  * in quote mode (allowed), then for a child grant (payments.notify). The example gateway
- * (in-process) executes each allowed action once and refuses its replay. Finally the audit
- * log is exported over HTTP (auditor token or client certificate) and verified offline against the verifier key.
+ * (in-process) executes each allowed action once and refuses its replay. Then the
+ * enforcement stories (enforcement.ts): a transfer through the real nginx in front of
+ * grantor-gateway, its outcome in the lineage; an offline gateway refusing the payments
+ * runtime's grant within its bound once an operator revoked the runtime, which is then
+ * refused a new grant. The measured-boot refusals follow (support). Finally the auditor
+ * (auditor.ts): `grantor audit export` while the appliance serves, `grantor audit verify`
+ * offline, and "what did the payments runtime do" answered from the bundle alone.
  *
  * Each step prints one line: `ok   <what happened>` or `FAIL <what went wrong>`; the first
  * failure stops the story. Exit code 0 only when every step went as the story says.
  *
  *   GRANTOR_DEMO_AUDITOR_TOKEN=gop_... npx tsx examples/demo/demo.ts \
  *     --url http://127.0.0.1:8443 --support-tcti swtpm:host=127.0.0.1,port=2333 \
- *     --payments-tcti swtpm:host=127.0.0.1,port=2331 [--export var/demo/audit-export.json]
+ *     --payments-tcti swtpm:host=127.0.0.1,port=2331 [--export var/demo/audit-bundle.ndjson] \
+ *     [--pin var/demo/appliance.anchor-pin.json] [--nginx-dir var/demo/nginx]
  *   (an https appliance: NODE_EXTRA_CA_CERTS=<its server CA>; the auditor may instead be a
  *   client certificate: --auditor-cert var/tls/operators/auditor.pem --auditor-key ...)
  */
@@ -548,6 +554,9 @@ async function main(argv: readonly string[]): Promise<number> {
       'support-tcti': { type: 'string' },
       'payments-tcti': { type: 'string' },
       export: { type: 'string' },
+      pin: { type: 'string' },
+      'nginx-dir': { type: 'string' },
+      'offline-bound': { type: 'string' },
       'run-id': { type: 'string' },
       'auditor-cert': { type: 'string' },
       'auditor-key': { type: 'string' },
@@ -559,7 +568,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const payments = values['payments-tcti'];
   if (support === undefined || payments === undefined) {
     process.stderr.write(
-      'usage: demo.ts --url URL --support-tcti TCTI --payments-tcti TCTI [--export FILE]\n' +
+      'usage: demo.ts --url URL --support-tcti TCTI --payments-tcti TCTI [--export BUNDLE]\n' +
+        '         [--pin ANCHOR_PIN_FILE] [--nginx-dir DIR] [--offline-bound SECONDS]\n' +
         '         [--auditor-cert PEM --auditor-key PEM]  (or GRANTOR_DEMO_AUDITOR_TOKEN)\n' +
         '         [--operator-cert PEM --operator-key PEM]  (or GRANTOR_DEMO_OPERATOR_TOKEN)\n',
     );
@@ -573,7 +583,7 @@ async function main(argv: readonly string[]): Promise<number> {
     token !== undefined && token !== ''
       ? { token }
       : certFile !== undefined && keyFile !== undefined
-        ? { cert: await readFile(certFile), key: await readFile(keyFile) }
+        ? { cert: await readFile(certFile), key: await readFile(keyFile), certFile, keyFile }
         : undefined;
   const auditor = await credential(
     process.env.GRANTOR_DEMO_AUDITOR_TOKEN,
@@ -596,6 +606,11 @@ async function main(argv: readonly string[]): Promise<number> {
       ? {}
       : { gatewayToken: process.env.GRANTOR_DEMO_GATEWAY_TOKEN }),
     ...(values.export === undefined ? {} : { exportFile: values.export }),
+    ...(values.pin === undefined ? {} : { pinFile: values.pin }),
+    ...(values['nginx-dir'] === undefined ? {} : { nginxDir: values['nginx-dir'] }),
+    ...(values['offline-bound'] === undefined
+      ? {}
+      : { offlineBoundSeconds: Number(values['offline-bound']) }),
     ...(values['run-id'] === undefined ? {} : { runId: values['run-id'] }),
     print: (line) => {
       process.stdout.write(`${line}\n`);
