@@ -39,17 +39,15 @@ function credentialArgs(auditor: AuditorCredential): string[] {
 function describe(line: StoryLine): string {
   const { entry } = line;
   const facts = (entry.facts ?? {}) as Readonly<Record<string, unknown>>;
-  const what =
-    typeof facts.action === 'string' ? `${facts.action} on ${String(facts.resource)}` : '';
-  const rules =
+  const parts = [`#${entry.seq}`, entry.type, entry.decision ?? ''];
+  if (typeof facts.action === 'string') parts.push(`${facts.action} on ${String(facts.resource)}`);
+  const said = [
     line.policy === undefined
       ? ''
-      : `, rules ${short(line.policy.hash)} (${Object.keys(line.policy.policies).join(', ')})`;
-  const request = line.body === undefined ? '' : ', its request body in the bundle';
-  return `#${entry.seq} ${entry.type} ${entry.decision ?? ''} ${what}${rules}${request}`.replace(
-    /\s+/g,
-    ' ',
-  );
+      : `under policy set ${short(line.policy.hash)} (${Object.keys(line.policy.policies).join(', ')})`,
+    line.body === undefined ? '' : 'its request body in the bundle',
+  ].filter((p) => p !== '');
+  return `${parts.filter((p) => p !== '').join(' ')}${said.length === 0 ? '' : `, ${said.join(', ')}`}`;
 }
 
 /** Exports the bundle to `file`, verifies it, and answers for `runtime`. */

@@ -193,9 +193,9 @@ describe('./scripts/demo, the driver', () => {
       /^ok {3}export {4}grantor audit export --url http:\/\/127\.0\.0\.1:\d+ \(auditor, .*\): exported an evidence bundle of \d+ entries/,
       /^ok {3}verify {4}grantor audit verify, offline \(verifier key, anchor pin and the nonce\): OK: evidence bundle of /,
       /^ok {3}auditor {3}what did payments-agent-t1 \(rt_\S+\) do\? From the bundle alone: \d+ entries \(.*grant\.decision.*\)$/,
-      /^ok {3}allow {5}#\d+ grant\.decision allow payments\.transfer on acct:1234, rules \S+ \(.*payments\.cedar.*\), its request body in the bundle$/,
-      /^ok {3}deny {6}#\d+ grant\.decision deny payments\.transfer on acct:1234, rules .*, its request body in the bundle$/,
-      /^ok {3}refusal {3}#\d+ grant\.refused [a-z_]+/,
+      /^ok {3}allow {5}#\d+ grant\.decision allow payments\.transfer on acct:1234, under policy set \S+ \(.*payments\.cedar.*\), its request body in the bundle$/,
+      /^ok {3}deny {6}#\d+ grant\.decision deny payments\.transfer on acct:1234, under policy set .*, its request body in the bundle$/,
+      /^ok {3}refusal {3}#\d+ grant\.refused [a-z_]+, its request body in the bundle$/,
       /^the story ran/,
     ];
     expect(lines.length, lines.join('\n')).toBe(expected.length);
