@@ -355,18 +355,35 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       amountCents: 2500,
       currency: 'EUR',
     };
-    const transferAsk = {
-      action: 'payments.transfer',
-      resource: 'acct:1234',
-      parametersDigest: parametersDigest(transferParams),
-    };
-    await step('grant', async () => {
-      const res = await call(
+    /** A payments.transfer for `acct:1234`, in quote mode (what the policy wants). */
+    const quotedTransfer = async (parameters: Record<string, unknown>): Promise<Issued> =>
+      expectGrant(
+        await payments.attester.quoted(
+          grantBody(payments, {
+            action: 'payments.transfer',
+            resource: 'acct:1234',
+            parametersDigest: parametersDigest(parameters),
+          }),
+          PCRS,
+          measured(payments).source(),
+        ),
+      );
+    /** The same in session mode (denied by the policy; refused once the runtime is revoked). */
+    const sessionTransfer = () =>
+      call(
         url,
         'POST',
         '/v1/grants',
-        payments.attester.sessionSigned(grantBody(payments, transferAsk)),
+        payments.attester.sessionSigned(
+          grantBody(payments, {
+            action: 'payments.transfer',
+            resource: 'acct:1234',
+            parametersDigest: parametersDigest(transferParams),
+          }),
+        ),
       );
+    await step('grant', async () => {
+      const res = await sessionTransfer();
       if (res.status !== 403 || errorCode(res.body) !== 'policy_denied')
         throw new StepFailed(
           `expected 403 policy_denied, got ${res.status} ${errorCode(res.body)}`,
@@ -375,13 +392,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     });
     let transfer: Issued | undefined;
     await step('grant', async () => {
-      transfer = await expectGrant(
-        await payments.attester.quoted(
-          grantBody(payments, transferAsk),
-          PCRS,
-          measured(payments).source(),
-        ),
-      );
+      transfer = await quotedTransfer(transferParams);
       return `payments.transfer 25.00 EUR, quote mode (TPM quote over this very request, event log and IMA replayed again): ALLOWED, grant ${short(transfer.grantId)}, audit #${transfer.auditSeq}`;
     });
     const transferGrant = transfer?.grant ?? '';
@@ -464,18 +475,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       step,
       onClose: (close) => closers.push(close),
     };
-    const quotedTransfer = async (parameters: Record<string, unknown>): Promise<Issued> =>
-      expectGrant(
-        await payments.attester.quoted(
-          grantBody(payments, {
-            action: 'payments.transfer',
-            resource: 'acct:1234',
-            parametersDigest: parametersDigest(parameters),
-          }),
-          PCRS,
-          measured(payments).source(),
-        ),
-      );
     await nginxStory(enforcement, payments, quotedTransfer, options.nginxDir);
     await offlineRevocationStory(
       enforcement,
@@ -485,12 +484,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     );
     await step('refusal', async () => {
       // A revoked runtime asks again: refused before any policy, and audited as a refusal.
-      const res = await call(
-        url,
-        'POST',
-        '/v1/grants',
-        payments.attester.sessionSigned(grantBody(payments, transferAsk)),
-      );
+      const res = await sessionTransfer();
       if (res.status < 400 || res.status >= 500)
         throw new StepFailed(`a revoked runtime's grant request answered ${res.status}`);
       return `${payments.label}, revoked, asks for another transfer: REFUSED (${res.status} ${errorCode(res.body)}), audited grant.refused`;
