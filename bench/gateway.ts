@@ -30,7 +30,7 @@ process.env.GRANTOR_TEST_HSM_DIR = hsm.dir;
 process.env.SOFTHSM2_CONF = hsm.conf;
 const { AUDIENCE, ISSUER, startAppliance, startUpstream } =
   await import('../test/gateway-proxy/harness.js');
-const { startNginx } = await import('../test/gateway-proxy/nginx.js');
+const { startNginx } = await import('../examples/nginx.js');
 
 const GRANTS = Number(process.argv[2] ?? 200);
 const CONCURRENCY = Number(process.argv[3] ?? 8);

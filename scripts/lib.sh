@@ -10,7 +10,8 @@ APT_PACKAGES+=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tab
 # (metrics exposition and alert rule tests, test/appliance/alerts.test.ts).
 APT_TEST_PACKAGES=(spin prometheus)
 # nginx in front of a test upstream, gated by grantor-gateway's auth_request endpoint
-# (test/gateway-proxy/nginx.test.ts, bench/gateway.ts).
+# (test/gateway-proxy/nginx.test.ts, bench/gateway.ts), and in front of its proxy mode in
+# the demo (test/demo/demo.test.ts; ./scripts/demo installs it itself when missing).
 APT_TEST_PACKAGES+=(nginx)
 
 log() { printf '[grantor] %s\n' "$*" >&2; }

@@ -7,27 +7,30 @@
  * move money, so the story needs one runtime of each: "support" reads a ticket in session
  * mode; "payments" asks to move money in session mode (denied: policy wants a quote), then
  * in quote mode (allowed), then for a child grant (payments.notify). The example gateway
- * (in-process) executes each allowed action once and refuses its replay. Finally the audit
- * log is exported over HTTP (auditor token or client certificate) and verified offline against the verifier key.
+ * (in-process) executes each allowed action once and refuses its replay. Then the
+ * enforcement stories (enforcement.ts): a transfer through the real nginx in front of
+ * grantor-gateway, its outcome in the lineage; an offline gateway refusing the payments
+ * runtime's grant within its bound once an operator revoked the runtime, which is then
+ * refused a new grant. The measured-boot refusals follow (support). Finally the auditor
+ * (auditor.ts): `grantor audit export` while the appliance serves, `grantor audit verify`
+ * offline, and "what did the payments runtime do" answered from the bundle alone.
  *
  * Each step prints one line: `ok   <what happened>` or `FAIL <what went wrong>`; the first
  * failure stops the story. Exit code 0 only when every step went as the story says.
  *
  *   GRANTOR_DEMO_AUDITOR_TOKEN=gop_... npx tsx examples/demo/demo.ts \
  *     --url http://127.0.0.1:8443 --support-tcti swtpm:host=127.0.0.1,port=2333 \
- *     --payments-tcti swtpm:host=127.0.0.1,port=2331 [--export var/demo/audit-export.json]
+ *     --payments-tcti swtpm:host=127.0.0.1,port=2331 [--export var/demo/audit-bundle.ndjson] \
+ *     [--pin var/demo/appliance.anchor-pin.json] [--nginx-dir var/demo/nginx]
  *   (an https appliance: NODE_EXTRA_CA_CERTS=<its server CA>; the auditor may instead be a
  *   client certificate: --auditor-cert var/tls/operators/auditor.pem --auditor-key ...)
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Attester, AttesterError, type GrantRequestBody } from '../../attestation/attester.js';
-import { verifyExport } from '../../src/audit/verify-export.js';
-import type { AuditExport, BatchBoundary, SignedCheckpoint } from '../../src/audit/service.js';
-import type { AuditEntry } from '../../src/audit/entry.js';
 import {
   JwksClient,
   RedemptionClient,
@@ -39,7 +42,21 @@ import { GrantorError } from '../../src/shared/errors.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import type { PcrBankSelection, TpmPort } from '../../src/tpm/tpm.port.js';
 import { createGatewayExample } from '../gateway/app.js';
+import { auditorStory } from './auditor.js';
 import { MeasuredRuntime, bootEvents, eventLog } from './boot.js';
+import { nginxStory, offlineRevocationStory, type EnforcementContext } from './enforcement.js';
+import {
+  StepFailed,
+  call,
+  describeError,
+  errorCode,
+  reasonsOf,
+  short,
+  type AuditorCredential,
+  type Issued,
+} from './story.js';
+
+export type { AuditorCredential } from './story.js';
 
 export interface DemoOptions {
   /** The appliance, e.g. http://127.0.0.1:8443 */
@@ -60,8 +77,14 @@ export interface DemoOptions {
    * a gateway for its audience with the operator credential (`POST /v1/gateways`).
    */
   readonly gatewayToken?: string;
-  /** Where to write the audit export (optional). */
+  /** Where `grantor audit export` writes the evidence bundle (default: a temporary file). */
   readonly exportFile?: string;
+  /** The appliance's anchor pin file (from provisioning): the bundle's TPM evidence is checked. */
+  readonly pinFile?: string;
+  /** nginx's prefix folder (its configuration and logs); default: a temporary one. */
+  readonly nginxDir?: string;
+  /** The offline gateway's revocation bound, seconds (default 60, above the 25 s long-poll). */
+  readonly offlineBoundSeconds?: number;
   /** Makes runtime names unique against an appliance that already knows earlier runs. */
   readonly runId?: string;
   readonly print: (line: string) => void;
@@ -75,94 +98,6 @@ export interface DemoResult {
 /** 0 and 7 for the raw values, 2, 4 and 8 replayed from the event log, 10 for IMA. */
 const PCRS: readonly PcrBankSelection[] = [{ bank: 'sha256', pcrs: [0, 2, 4, 7, 8, 10] }];
 const AUDIENCE = 'gw_demo';
-
-class StepFailed extends Error {}
-
-interface Issued {
-  readonly grantId: string;
-  readonly grant: string;
-  readonly expiresAt: string;
-  readonly auditSeq: number;
-}
-
-interface Reply {
-  readonly status: number;
-  readonly body: Record<string, unknown>;
-}
-
-function errorCode(body: Record<string, unknown>): string {
-  const err = body.error as { code?: unknown } | undefined;
-  return typeof err?.code === 'string' ? err.code : 'unknown';
-}
-
-function reasonsOf(body: Record<string, unknown>): string[] {
-  const err = body.error as { details?: { reasons?: unknown } } | undefined;
-  const reasons = err?.details?.reasons;
-  return Array.isArray(reasons) ? reasons.filter((r): r is string => typeof r === 'string') : [];
-}
-
-function short(id: string): string {
-  return id.length > 14 ? `${id.slice(0, 14)}…` : id;
-}
-
-function describeError(e: unknown): string {
-  if (e instanceof AttesterError) return `${e.code ?? `HTTP ${e.status}`}: ${e.message}`;
-  if (e instanceof GrantorError) return `${e.code}: ${e.message}`;
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** An auditor credential: a bearer token, or a client certificate (mutual TLS). */
-export type AuditorCredential =
-  { readonly token: string } | { readonly cert: Buffer; readonly key: Buffer };
-
-/**
- * One JSON call to the appliance. node:http(s) rather than fetch, so that a client
- * certificate can be presented; the server CA comes from the default store, which
- * includes NODE_EXTRA_CA_CERTS (what ./scripts/demo sets for an https appliance).
- */
-async function call(
-  url: string,
-  method: 'GET' | 'POST' | 'PUT',
-  path: string,
-  body?: unknown,
-  auditor?: AuditorCredential,
-): Promise<Reply> {
-  const target = new URL(`${url}${path}`);
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8');
-  const headers: Record<string, string> = {};
-  if (payload !== undefined) headers['content-type'] = 'application/json';
-  if (auditor !== undefined && 'token' in auditor)
-    headers.authorization = `Bearer ${auditor.token}`;
-  const tls = auditor !== undefined && 'cert' in auditor ? auditor : {};
-  const { status, text } = await new Promise<{ status: number; text: string }>(
-    (resolve, reject) => {
-      const done = (res: IncomingMessage): void => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
-        });
-        res.on('error', reject);
-      };
-      const req =
-        target.protocol === 'https:'
-          ? httpsRequest(target, { method, headers, ...tls }, done)
-          : httpRequest(target, { method, headers }, done);
-      req.on('error', reject);
-      req.end(payload);
-    },
-  );
-  let parsed: unknown = {};
-  try {
-    parsed = text === '' ? {} : JSON.parse(text);
-  } catch {
-    parsed = { raw: text };
-  }
-  return {
-    status,
-    body: typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : {},
-  };
-}
 
 /** One runtime: its TPM, the attester over it, and what the attestation gave it. */
 interface Runtime {
@@ -197,7 +132,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const steps: { step: string; ok: boolean }[] = [];
   const runId = options.runId ?? randomBytes(3).toString('hex');
   const runtimes: Runtime[] = [];
-  let closeGateway: (() => Promise<void>) | undefined;
+  const closers: (() => Promise<void>)[] = [];
 
   const step = async (name: string, run: () => Promise<string>): Promise<void> => {
     try {
@@ -224,10 +159,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     // --- the appliance ------------------------------------------------------------------
     let issuer = '';
     let verifierKey = '';
-    let akPublic: string | undefined;
-    // The anchor pin as the appliance states it: a real auditor holds it from provisioning.
-    let anchorPin:
-      { names: { counter: string; extend: string }; genesisCounter: bigint } | undefined;
     await step('appliance', async () => {
       const ready = await call(url, 'GET', '/readyz');
       if (ready.status !== 200)
@@ -239,11 +170,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         throw new StepFailed(`/v1/audit/verifier answered ${v.status}`);
       issuer = v.body.origin;
       verifierKey = String(v.body.noteVerifierKey);
-      akPublic = typeof v.body.akPublic === 'string' ? v.body.akPublic : undefined;
-      const pin = v.body.anchorPin as
-        { names: { counter: string; extend: string }; genesisCounter: string } | undefined;
-      anchorPin =
-        pin === undefined ? undefined : { ...pin, genesisCounter: BigInt(pin.genesisCounter) };
       return `grantor "${issuer}" is ready at ${url} (TPM, HSM, audit log and policy answer)`;
     });
 
@@ -350,7 +276,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       applianceUrl: url,
       gatewayToken,
     });
-    closeGateway = () => gateway.app.close();
+    closers.push(() => gateway.app.close());
     const grantIdOf = (grant: string): string =>
       String(
         (
@@ -429,18 +355,35 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       amountCents: 2500,
       currency: 'EUR',
     };
-    const transferAsk = {
-      action: 'payments.transfer',
-      resource: 'acct:1234',
-      parametersDigest: parametersDigest(transferParams),
-    };
-    await step('grant', async () => {
-      const res = await call(
+    /** A payments.transfer for `acct:1234`, in quote mode (what the policy wants). */
+    const quotedTransfer = async (parameters: Record<string, unknown>): Promise<Issued> =>
+      expectGrant(
+        await payments.attester.quoted(
+          grantBody(payments, {
+            action: 'payments.transfer',
+            resource: 'acct:1234',
+            parametersDigest: parametersDigest(parameters),
+          }),
+          PCRS,
+          measured(payments).source(),
+        ),
+      );
+    /** The same in session mode (denied by the policy; refused once the runtime is revoked). */
+    const sessionTransfer = () =>
+      call(
         url,
         'POST',
         '/v1/grants',
-        payments.attester.sessionSigned(grantBody(payments, transferAsk)),
+        payments.attester.sessionSigned(
+          grantBody(payments, {
+            action: 'payments.transfer',
+            resource: 'acct:1234',
+            parametersDigest: parametersDigest(transferParams),
+          }),
+        ),
       );
+    await step('grant', async () => {
+      const res = await sessionTransfer();
       if (res.status !== 403 || errorCode(res.body) !== 'policy_denied')
         throw new StepFailed(
           `expected 403 policy_denied, got ${res.status} ${errorCode(res.body)}`,
@@ -449,13 +392,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     });
     let transfer: Issued | undefined;
     await step('grant', async () => {
-      transfer = await expectGrant(
-        await payments.attester.quoted(
-          grantBody(payments, transferAsk),
-          PCRS,
-          measured(payments).source(),
-        ),
-      );
+      transfer = await quotedTransfer(transferParams);
       return `payments.transfer 25.00 EUR, quote mode (TPM quote over this very request, event log and IMA replayed again): ALLOWED, grant ${short(transfer.grantId)}, audit #${transfer.auditSeq}`;
     });
     const transferGrant = transfer?.grant ?? '';
@@ -527,6 +464,32 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       throw new StepFailed('the replayed child grant was accepted');
     });
 
+    // --- enforcement: through nginx, then an offline gateway and a revoked runtime ------
+    const enforcement: EnforcementContext = {
+      url,
+      issuer,
+      audience: AUDIENCE,
+      gatewayToken,
+      auditor: options.auditor,
+      operator: options.operator,
+      step,
+      onClose: (close) => closers.push(close),
+    };
+    await nginxStory(enforcement, payments, quotedTransfer, options.nginxDir);
+    await offlineRevocationStory(
+      enforcement,
+      payments,
+      quotedTransfer,
+      options.offlineBoundSeconds ?? 60,
+    );
+    await step('refusal', async () => {
+      // A revoked runtime asks again: refused before any policy, and audited as a refusal.
+      const res = await sessionTransfer();
+      if (res.status < 400 || res.status >= 500)
+        throw new StepFailed(`a revoked runtime's grant request answered ${res.status}`);
+      return `${payments.label}, revoked, asks for another transfer: REFUSED (${res.status} ${errorCode(res.body)}), audited grant.refused`;
+    });
+
     // --- measured boot refusals ----------------------------------------------------------
     await step('tamper', async () => {
       // The runtime hides that it booted another kernel: the log names the allowed one.
@@ -534,11 +497,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         i === 4 ? { ...e, digests: { sha256: Buffer.alloc(32, 0xee) } } : e,
       );
       try {
-        await payments.attester.attest(PCRS, measured(payments).source(eventLog(events)));
+        await support.attester.attest(PCRS, measured(support).source(eventLog(events)));
       } catch (e) {
         const d = e instanceof AttesterError ? e.details : undefined;
         if (e instanceof AttesterError && e.code === 'event_log_mismatch')
-          return `${payments.label} sent an event log with the kernel's digest edited: REFUSED (${e.status} ${e.code}, ${String(d?.bank)} PCR ${String(d?.pcr)}); its session ended`;
+          return `${support.label} sent an event log with the kernel's digest edited: REFUSED (${e.status} ${e.code}, ${String(d?.bank)} PCR ${String(d?.pcr)}); its session ended`;
         throw e;
       }
       throw new StepFailed('the tampered event log was accepted');
@@ -554,75 +517,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       return `${support.label}'s kernel measured /tmp/dropper (not on the IMA allowlist): only the new entry sent, UNTRUSTED: ${reason}`;
     });
 
-    // --- the audit log, exported and verified offline -----------------------------------
-    let exported: AuditExport | undefined;
-    await step('export', async () => {
-      const auditor = options.auditor;
-      if (auditor === undefined)
-        throw new StepFailed(
-          'no auditor credential: set GRANTOR_DEMO_AUDITOR_TOKEN (grantor operators token create --role auditor, while the appliance is stopped) or pass --auditor-cert/--auditor-key',
-        );
-      // A nonce asks for the TPM's NV_Certify of the anchor, which needs an appliance AK
-      // (the verifier names it when there is one).
-      const query = akPublic === undefined ? '' : `?nonce=${randomBytes(32).toString('hex')}`;
-      const cp = await call(url, 'GET', `/v1/audit/checkpoint${query}`);
-      if (cp.status !== 200)
-        throw new StepFailed(`checkpoint: HTTP ${cp.status} ${errorCode(cp.body)}`);
-      const checkpoint = cp.body as unknown as SignedCheckpoint;
-      const entries: AuditEntry[] = [];
-      while (entries.length < checkpoint.treeSize) {
-        const limit = Math.min(1000, checkpoint.treeSize - entries.length);
-        const page = await call(
-          url,
-          'GET',
-          `/v1/audit/entries?from=${entries.length}&limit=${limit}`,
-          undefined,
-          auditor,
-        );
-        const got = page.body.entries;
-        if (page.status !== 200 || !Array.isArray(got) || got.length === 0)
-          throw new StepFailed(`entries: HTTP ${page.status} ${errorCode(page.body)}`);
-        entries.push(...(got as AuditEntry[]));
-      }
-      const batches: BatchBoundary[] = [];
-      while ((batches.at(-1)?.size ?? 0) < checkpoint.treeSize) {
-        const page = await call(url, 'GET', `/v1/audit/batches?from=${batches.length}&limit=1000`);
-        const got = page.body.batches;
-        if (page.status !== 200 || !Array.isArray(got) || got.length === 0)
-          throw new StepFailed(`batches: HTTP ${page.status} ${errorCode(page.body)}`);
-        batches.push(...(got as BatchBoundary[]).filter((b) => b.size <= checkpoint.treeSize));
-      }
-      exported = {
-        format: 'grantor-audit-export/1',
-        origin: issuer,
-        noteVerifierKey: verifierKey,
-        checkpoint,
-        ...(akPublic === undefined ? {} : { akPublic }),
-        entries,
-        batches,
-      };
-      if (options.exportFile !== undefined) {
-        await writeFile(options.exportFile, `${JSON.stringify(exported, null, 1)}\n`);
-        // The key to verify with comes from the appliance, not from the file it verifies.
-        await writeFile(`${options.exportFile}.key`, `${verifierKey}\n`);
-      }
-      const types = new Set(entries.map((e) => e.type));
-      return `audit log exported: ${entries.length} entries (${[...types].sort().join(', ')}) up to a signed checkpoint${checkpoint.nvCertify === undefined ? '' : ' with TPM NV_Certify'}${options.exportFile === undefined ? '' : ` -> ${options.exportFile}`}`;
-    });
-    await step('verify', () => {
-      // Offline: only the export, the verifier key and the appliance AK; no appliance call.
-      const file: unknown = JSON.parse(JSON.stringify(exported));
-      const r = verifyExport(
-        file,
-        verifierKey,
-        akPublic === undefined || anchorPin === undefined
-          ? { skipTpmEvidence: true }
-          : { akPublic: Buffer.from(akPublic, 'base64'), pin: anchorPin },
-      );
-      return Promise.resolve(
-        `offline verification OK: ${r.treeSize} entries chain, Merkle root ${r.rootHash.slice(0, 16)}… matches the Ed25519-signed checkpoint${r.nvCertified ? ', TPM anchor certified' : ''}`,
-      );
-    });
+    // --- the auditor's question -----------------------------------------------------------
+    await auditorStory(
+      { url, auditor: options.auditor, verifierKey, pinFile: options.pinFile, step },
+      options.exportFile ??
+        join(tmpdir(), `grantor-demo-${runId}-${randomBytes(4).toString('hex')}.ndjson`),
+      payments,
+    );
     print(
       'the story ran: every allowed action executed exactly once, the log proves each decision',
     );
@@ -634,7 +535,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     }
     return { ok: false, steps };
   } finally {
-    await closeGateway?.();
+    for (const close of closers.reverse()) await close().catch(() => undefined);
     for (const rt of runtimes) await rt.tpm.close();
   }
 }
@@ -647,6 +548,9 @@ async function main(argv: readonly string[]): Promise<number> {
       'support-tcti': { type: 'string' },
       'payments-tcti': { type: 'string' },
       export: { type: 'string' },
+      pin: { type: 'string' },
+      'nginx-dir': { type: 'string' },
+      'offline-bound': { type: 'string' },
       'run-id': { type: 'string' },
       'auditor-cert': { type: 'string' },
       'auditor-key': { type: 'string' },
@@ -658,7 +562,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const payments = values['payments-tcti'];
   if (support === undefined || payments === undefined) {
     process.stderr.write(
-      'usage: demo.ts --url URL --support-tcti TCTI --payments-tcti TCTI [--export FILE]\n' +
+      'usage: demo.ts --url URL --support-tcti TCTI --payments-tcti TCTI [--export BUNDLE]\n' +
+        '         [--pin ANCHOR_PIN_FILE] [--nginx-dir DIR] [--offline-bound SECONDS]\n' +
         '         [--auditor-cert PEM --auditor-key PEM]  (or GRANTOR_DEMO_AUDITOR_TOKEN)\n' +
         '         [--operator-cert PEM --operator-key PEM]  (or GRANTOR_DEMO_OPERATOR_TOKEN)\n',
     );
@@ -672,7 +577,7 @@ async function main(argv: readonly string[]): Promise<number> {
     token !== undefined && token !== ''
       ? { token }
       : certFile !== undefined && keyFile !== undefined
-        ? { cert: await readFile(certFile), key: await readFile(keyFile) }
+        ? { cert: await readFile(certFile), key: await readFile(keyFile), certFile, keyFile }
         : undefined;
   const auditor = await credential(
     process.env.GRANTOR_DEMO_AUDITOR_TOKEN,
@@ -695,6 +600,11 @@ async function main(argv: readonly string[]): Promise<number> {
       ? {}
       : { gatewayToken: process.env.GRANTOR_DEMO_GATEWAY_TOKEN }),
     ...(values.export === undefined ? {} : { exportFile: values.export }),
+    ...(values.pin === undefined ? {} : { pinFile: values.pin }),
+    ...(values['nginx-dir'] === undefined ? {} : { nginxDir: values['nginx-dir'] }),
+    ...(values['offline-bound'] === undefined
+      ? {}
+      : { offlineBoundSeconds: Number(values['offline-bound']) }),
     ...(values['run-id'] === undefined ? {} : { runId: values['run-id'] }),
     print: (line) => {
       process.stdout.write(`${line}\n`);

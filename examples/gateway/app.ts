@@ -13,19 +13,17 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
-  GrantPopInvalidError,
   GrantRejectedError,
   JwksClient,
   PopChallenges,
-  parseStrictJson,
   RedemptionClient,
   RevocationView,
   createGrantVerifier,
+  parsePopHeader,
   parametersDigest,
   type ExecutionOutcome,
   type GrantVerifier,
   type KeySource,
-  type PopProof,
 } from '../../src/gateway/index.js';
 import { GrantorError } from '../../src/shared/errors.js';
 
@@ -102,36 +100,6 @@ function statusFor(err: GrantorError): number {
   return 503;
 }
 
-/** The `Grant-PoP` header: base64url of JSON `{challenge, signature, publicKey}`. */
-function popOf(
-  request: FastifyRequest,
-  challenges: PopChallenges,
-): { challenge: string; proof: PopProof } {
-  const header = request.headers['grant-pop'];
-  if (typeof header !== 'string') throw new GrantPopInvalidError('send a Grant-PoP header');
-  let value: unknown;
-  try {
-    value = parseStrictJson(Buffer.from(header, 'base64url').toString('utf8'));
-  } catch (cause) {
-    throw new GrantPopInvalidError('the Grant-PoP header is not base64url JSON', { cause });
-  }
-  const { challenge, signature, publicKey } = (value ?? {}) as Record<string, unknown>;
-  if (
-    typeof challenge !== 'string' ||
-    typeof signature !== 'string' ||
-    typeof publicKey !== 'object' ||
-    publicKey === null
-  ) {
-    throw new GrantPopInvalidError('Grant-PoP needs challenge, signature and publicKey');
-  }
-  // Single use: a proof cannot be replayed, even for the same grant.
-  // A challenge is good only from the client it was issued to (PopChallenges bounds each).
-  if (!challenges.consume(challenge, request.ip)) {
-    throw new GrantPopInvalidError('the challenge is unknown, used or expired');
-  }
-  return { challenge, proof: { signature, publicKey: publicKey as Record<string, unknown> } };
-}
-
 function grantOf(request: FastifyRequest): string {
   const header = request.headers.authorization;
   const match = header === undefined ? null : /^Grant ([A-Za-z0-9_.-]+)$/i.exec(header.trim());
@@ -174,11 +142,15 @@ export async function createGatewayExample(
       ...(options.now === undefined ? {} : { now: options.now }),
     });
   }
+  // Bounded per client address and in all; the verifier spends one only for a proof that
+  // verified (the Enforcer's model: verify first, then consume atomically).
+  const challenges = new PopChallenges(options.now === undefined ? {} : { now: options.now });
   const verifier: GrantVerifier = createGrantVerifier({
     issuer: options.issuer,
     audience: options.audience,
     keys,
     redeemer,
+    challenges,
     ...(revocations === undefined ? {} : { revocations }),
     ...(options.clockToleranceSeconds === undefined
       ? {}
@@ -186,7 +158,6 @@ export async function createGatewayExample(
     ...(options.now === undefined ? {} : { now: options.now }),
   });
   const transfers: Transfer[] = [];
-  const challenges = new PopChallenges(options.now === undefined ? {} : { now: options.now });
   // Defence in depth: the appliance's redemption is authoritative, this guards one process.
   const executed = new Set<string>();
 
@@ -217,10 +188,15 @@ export async function createGatewayExample(
     resource: string,
   ): Promise<{ grantId: string; runtimeId: string }> {
     const jws = grantOf(request);
-    const pop = options.requireProofOfPossession === false ? undefined : popOf(request, challenges);
+    const header = request.headers['grant-pop'];
+    const pop =
+      options.requireProofOfPossession === false
+        ? undefined
+        : parsePopHeader(typeof header === 'string' ? header : undefined);
     const grant = await verifier.verify(jws, {
       execution: { action, resource, parameters: request.body },
-      ...(pop === undefined ? {} : { pop }),
+      // A challenge is good only from the client it was issued to.
+      ...(pop === undefined ? {} : { pop: { ...pop, client: request.ip } }),
       // Offline: the revocation view stands in for the appliance; `executed` for single use.
       redeem: revocations === undefined,
     });

@@ -43,6 +43,12 @@ describe('parseGatewayConfig', () => {
     });
     expect(c.popChallengePath).toBe('/grantor/pop/challenge');
     expect(c.authRequestPath).toBeUndefined();
+    expect(c.metricsPath).toBeUndefined();
+    expect(c.revocations).toBeUndefined();
+    expect(parseGatewayConfig({ ...good, revocations: {} }).revocations).toEqual({
+      maxStalenessSeconds: 60,
+      waitSeconds: 25,
+    });
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 9080 });
   });
 
@@ -65,6 +71,16 @@ describe('parseGatewayConfig', () => {
     [{ ...good, authRequestPath: 'auth' }, 'authRequestPath'],
     [{ ...good, authRequestPath: '/grantor/pop/challenge' }, 'authRequestPath'],
     [{ ...good, routes: [] }, 'routes'],
+    [{ ...good, metricsPath: 'metrics' }, 'metricsPath'],
+    [{ ...good, metricsPath: '/grantor/pop/challenge' }, 'metricsPath'],
+    [{ ...good, revocations: true }, 'revocations'],
+    [{ ...good, revocations: { lag: 1 } }, 'revocations.lag'],
+    [{ ...good, revocations: { waitSeconds: 61 } }, 'revocations.waitSeconds'],
+    [{ ...good, revocations: { maxStalenessSeconds: 0 } }, 'revocations.maxStalenessSeconds'],
+    [
+      { ...good, revocations: { maxStalenessSeconds: 20, waitSeconds: 20 } },
+      'revocations.maxStalenessSeconds',
+    ],
     [{ ...good, routes: [{ ...good.routes[0], resource: 'x:{nope}' }] }, 'routes[0].resource'],
   ])('%j → %s', (value, key) => {
     expect(keyOf(value)).toBe(key);

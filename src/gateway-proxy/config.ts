@@ -34,6 +34,14 @@ export interface GatewayProxyConfig {
   readonly authRequestPath: string | undefined;
   /** Path where runtimes get proof-of-possession challenges (POST). */
   readonly popChallengePath: string;
+  /** Path of the Prometheus metrics (GET), or absent (off). */
+  readonly metricsPath: string | undefined;
+  /**
+   * Follow the appliance's revocation feed (docs/protocol.md §3.1) and refuse every grant
+   * while the view is older than `maxStalenessSeconds`; absent: redemption alone decides.
+   */
+  readonly revocations:
+    { readonly maxStalenessSeconds: number; readonly waitSeconds: number } | undefined;
   /**
    * A header that names the client (e.g. `x-real-ip` set by nginx). Only for a gateway
    * reachable by that proxy alone: whoever can reach it can claim any client.
@@ -99,6 +107,25 @@ function url(v: unknown, key: string): URL {
   return u;
 }
 
+function revocationsOf(v: unknown): GatewayProxyConfig['revocations'] {
+  if (v === undefined) return undefined;
+  if (!isRecord(v)) throw new ConfigError('revocations', 'must be an object');
+  only(v, 'revocations.', ['maxStalenessSeconds', 'waitSeconds']);
+  const waitSeconds = int(v.waitSeconds, 'revocations.waitSeconds', 25, 0, 60);
+  const maxStalenessSeconds = int(
+    v.maxStalenessSeconds,
+    'revocations.maxStalenessSeconds',
+    60,
+    1,
+    86_400,
+  );
+  // A long-poll counts from when it was sent: a bound not above the wait refuses every grant.
+  if (maxStalenessSeconds <= waitSeconds) {
+    throw new ConfigError('revocations.maxStalenessSeconds', 'must be more than waitSeconds');
+  }
+  return { maxStalenessSeconds, waitSeconds };
+}
+
 /** Checks a parsed configuration file. Throws ConfigError naming the field. */
 export function parseGatewayConfig(value: unknown): GatewayProxyConfig {
   if (!isRecord(value)) throw new ConfigError('config', 'must be a JSON object');
@@ -110,6 +137,8 @@ export function parseGatewayConfig(value: unknown): GatewayProxyConfig {
     'limits',
     'authRequestPath',
     'popChallengePath',
+    'metricsPath',
+    'revocations',
     'clientAddressHeader',
     'routes',
   ]);
@@ -141,6 +170,7 @@ export function parseGatewayConfig(value: unknown): GatewayProxyConfig {
   const authRequestPath = path(value.authRequestPath, 'authRequestPath', undefined);
   const popChallengePath =
     path(value.popChallengePath, 'popChallengePath', '/grantor/pop/challenge') ?? '';
+  const metricsPath = path(value.metricsPath, 'metricsPath', undefined);
   const upstream = value.upstream === undefined ? undefined : url(value.upstream, 'upstream');
   if (upstream === undefined && authRequestPath === undefined) {
     throw new ConfigError('upstream', 'is required unless authRequestPath is set');
@@ -184,6 +214,8 @@ export function parseGatewayConfig(value: unknown): GatewayProxyConfig {
     },
     authRequestPath,
     popChallengePath,
+    metricsPath,
+    revocations: revocationsOf(value.revocations),
     clientAddressHeader:
       value.clientAddressHeader === undefined
         ? undefined
@@ -195,6 +227,12 @@ export function parseGatewayConfig(value: unknown): GatewayProxyConfig {
   }
   if (authRequestPath !== undefined && authRequestPath === popChallengePath) {
     throw new ConfigError('authRequestPath', 'must differ from popChallengePath');
+  }
+  if (
+    metricsPath !== undefined &&
+    (metricsPath === popChallengePath || metricsPath === authRequestPath)
+  ) {
+    throw new ConfigError('metricsPath', 'must differ from popChallengePath and authRequestPath');
   }
   return config;
 }

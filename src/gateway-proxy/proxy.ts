@@ -33,9 +33,16 @@ import {
   type Enforcer,
 } from '../gateway/index.js';
 import type { GatewayProxyConfig } from './config.js';
+import type { GatewayMetrics } from './metrics.js';
 
 export interface GatewayProxyEvent {
-  readonly event: 'forwarded' | 'refused' | 'authorised' | 'report_failed' | 'upstream_failed';
+  readonly event:
+    | 'forwarded'
+    | 'refused'
+    | 'authorised'
+    | 'report_failed'
+    | 'upstream_failed'
+    | 'revocation_feed_failed';
   readonly method?: string;
   readonly path?: string;
   readonly grantId?: string;
@@ -48,6 +55,8 @@ export interface GatewayProxyDeps {
   readonly enforcer: Enforcer;
   /** One line per decision; never given a grant, a proof or a token. */
   readonly log?: (event: GatewayProxyEvent) => void;
+  /** Counts what was authorised and refused; served at `metricsPath`. */
+  readonly metrics?: GatewayMetrics;
 }
 
 export interface GatewayProxy {
@@ -109,6 +118,7 @@ export function createGatewayProxy(
     status = refusalStatus(err),
   ) => {
     const code = refusalCode(err);
+    deps.metrics?.refused(code);
     log({
       event: 'refused',
       method: request.method ?? '',
@@ -189,6 +199,7 @@ export function createGatewayProxy(
       return;
     }
     const { grant } = authorized;
+    deps.metrics?.authorised();
     log({ event: 'authorised', method, path: pathOf(target), grantId: grant.grantId });
     response.writeHead(200, {
       'grantor-grant-id': grant.grantId,
@@ -217,6 +228,7 @@ export function createGatewayProxy(
       return;
     }
     const grantId = authorized.grant.grantId;
+    deps.metrics?.authorised();
     if (request.socket.destroyed) {
       // The client left before anything ran: redeemed, never executed.
       report(grantId, 'aborted');
@@ -288,6 +300,13 @@ export function createGatewayProxy(
     upstreamRequest.end(body);
   };
 
+  /** `GET <metricsPath>`: the Prometheus text exposition. */
+  const metrics = async (response: ServerResponse, source: GatewayMetrics) => {
+    const { contentType, text } = await source.exposition();
+    response.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
+    response.end(text);
+  };
+
   const server = createServer(
     {
       maxHeaderSize: limits.maxHeaderBytes,
@@ -299,6 +318,13 @@ export function createGatewayProxy(
       const work = async () => {
         if (path === config.popChallengePath && request.method === 'POST') {
           challenge(request, response);
+        } else if (
+          deps.metrics !== undefined &&
+          path === config.metricsPath &&
+          request.method === 'GET'
+        ) {
+          request.resume();
+          await metrics(response, deps.metrics);
         } else if (config.authRequestPath !== undefined && path === config.authRequestPath) {
           await authRequest(request, response);
         } else if (config.upstream !== undefined) {

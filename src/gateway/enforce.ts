@@ -22,10 +22,9 @@ import {
   RouteNotFoundError,
 } from './errors.js';
 import type { KeySource } from './jwks.js';
-import type { PopChallenges, PopProof } from './pop.js';
+import { parsePopHeader, type PopChallenges, type PresentedPop } from './pop.js';
 import type { ExecutionOutcome, Redeemer } from './redeem.js';
 import type { RouteExecution, RouteRequest, RouteTable } from './route-table.js';
-import { parseStrictJson } from './strict-json.js';
 import { createGrantVerifier, type GrantVerifier, type VerifiedGrant } from './verify-grant.js';
 
 /** How the runtime presents its grant and its proof of possession. */
@@ -143,6 +142,7 @@ export class Enforcer {
       issuer: config.issuer,
       audience: config.audience,
       keys: config.keys,
+      ...(config.challenges === undefined ? {} : { challenges: config.challenges }),
       ...(config.clockToleranceSeconds === undefined
         ? {}
         : { clockToleranceSeconds: config.clockToleranceSeconds }),
@@ -174,15 +174,9 @@ export class Enforcer {
         resource: execution.resource,
         parameters: execution.parameters,
       },
-      ...(pop === undefined ? {} : { pop: { challenge: pop.challenge, proof: pop.proof } }),
+      // The verifier spends the challenge once the proof verified (its `challenges`).
+      ...(pop === undefined ? {} : { pop: { ...pop, client: request.client } }),
     });
-    // A challenge is spent only by a proof that verified, for the client it was issued to.
-    if (
-      pop !== undefined &&
-      this.#config.challenges?.consume(pop.challenge, request.client) !== true
-    ) {
-      throw new GrantPopInvalidError("the challenge is unknown, used, expired or another client's");
-    }
     this.#config.revocation?.check(grant.claims);
     await this.#config.redeemer.redeem(grant.grantId);
     return { grant: { ...grant, redeemed: true }, execution };
@@ -232,31 +226,10 @@ export class Enforcer {
     return jws;
   }
 
-  #popOf(headers: EnforceRequest['headers']): { challenge: string; proof: PopProof } {
+  #popOf(headers: EnforceRequest['headers']): PresentedPop {
     const header = single(headers, this.#popHeader, () => {
       throw new GrantPopInvalidError(`send one ${this.#popHeader} header`);
     });
-    if (header === undefined || header.length > 4096) {
-      throw new GrantPopInvalidError(`send a ${this.#popHeader} header`);
-    }
-    let value: unknown;
-    try {
-      value = parseStrictJson(Buffer.from(header, 'base64url').toString('utf8'));
-    } catch (cause) {
-      throw new GrantPopInvalidError(`the ${this.#popHeader} header is not base64url JSON`, {
-        cause,
-      });
-    }
-    const { challenge, signature, publicKey } = (value ?? {}) as Record<string, unknown>;
-    if (
-      typeof challenge !== 'string' ||
-      typeof signature !== 'string' ||
-      typeof publicKey !== 'object' ||
-      publicKey === null ||
-      Array.isArray(publicKey)
-    ) {
-      throw new GrantPopInvalidError('the proof needs challenge, signature and publicKey');
-    }
-    return { challenge, proof: { signature, publicKey: publicKey as Record<string, unknown> } };
+    return parsePopHeader(header, this.#popHeader);
   }
 }

@@ -42,11 +42,13 @@ export {
 export {
   PopChallenges,
   createPopChallenge,
+  parsePopHeader,
   popSigningInput,
   verifyPop,
   type PopChallengeOptions,
   type PopInput,
   type PopProof,
+  type PresentedPop,
 } from './pop.js';
 export {
   BATCH_ALG,

@@ -10,6 +10,7 @@ import { calculateJwkThumbprint } from 'jose';
 import { canonicalJson } from './digest.js';
 import { decodeBase64url } from './encoding.js';
 import { GrantPopInvalidError, PopChallengesExhaustedError } from './errors.js';
+import { parseStrictJson } from './strict-json.js';
 
 export interface PopProof {
   /** The runtime's session public key (EC P-256 JWK: kty, crv, x, y). */
@@ -25,6 +26,40 @@ export interface PopInput {
   readonly grantId: string;
   /** The challenge the gateway issued (base64url). */
   readonly challenge: string;
+}
+
+/** A proof as presented: the challenge it answers and the proof itself. */
+export interface PresentedPop {
+  readonly challenge: string;
+  readonly proof: PopProof;
+}
+
+/**
+ * Reads a `Grant-PoP` header value: base64url of JSON `{challenge, signature, publicKey}`
+ * (what the attester's `proofOfPossession().header` sends). Only the shape is checked here;
+ * the verifier checks the proof, then spends the challenge. Throws GrantPopInvalidError.
+ */
+export function parsePopHeader(value: string | undefined, name = 'grant-pop'): PresentedPop {
+  if (value === undefined || value.length > 4096) {
+    throw new GrantPopInvalidError(`send a ${name} header`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseStrictJson(Buffer.from(value, 'base64url').toString('utf8'));
+  } catch (cause) {
+    throw new GrantPopInvalidError(`the ${name} header is not base64url JSON`, { cause });
+  }
+  const { challenge, signature, publicKey } = (parsed ?? {}) as Record<string, unknown>;
+  if (
+    typeof challenge !== 'string' ||
+    typeof signature !== 'string' ||
+    typeof publicKey !== 'object' ||
+    publicKey === null ||
+    Array.isArray(publicKey)
+  ) {
+    throw new GrantPopInvalidError('the proof needs challenge, signature and publicKey');
+  }
+  return { challenge, proof: { signature, publicKey: publicKey as Record<string, unknown> } };
 }
 
 /** The exact bytes the runtime signs. */

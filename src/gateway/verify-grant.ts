@@ -22,12 +22,13 @@ import {
   GrantMalformedError,
   GrantNotYetValidError,
   GrantParametersMismatchError,
+  GrantPopInvalidError,
   GrantResourceMismatchError,
   GrantSignatureInvalidError,
   GrantTypInvalidError,
 } from './errors.js';
 import type { KeySource } from './jwks.js';
-import { verifyPop, type PopProof } from './pop.js';
+import { verifyPop, type PopChallenges, type PopProof } from './pop.js';
 import type { Redeemer, RedemptionOutcome } from './redeem.js';
 import type { RevocationCheck } from './revocations.js';
 import { parseStrictJson, type JsonValue } from './strict-json.js';
@@ -102,12 +103,22 @@ export interface GrantVerifierConfig {
    * after every offline check and before proof of possession and redemption.
    */
   readonly revocations?: RevocationCheck;
+  /**
+   * The challenges this gateway issued. With them, a proof's challenge is spent here, once
+   * the proof verified and before redemption, for the client it was issued to: a refused
+   * grant or proof leaves it unspent, and of two proofs on one challenge one passes. Without
+   * them the caller keeps each challenge single use.
+   */
+  readonly challenges?: PopChallenges;
 }
 
 export interface VerifyGrantRequest {
   readonly execution: ExpectedExecution;
-  /** Require and check a proof of possession of the `cnf.jkt` key. */
-  readonly pop?: { readonly challenge: string; readonly proof: PopProof };
+  /**
+   * Require and check a proof of possession of the `cnf.jkt` key; `client` is who asked
+   * for the challenge (`PopChallenges.issue(client)`).
+   */
+  readonly pop?: { readonly challenge: string; readonly proof: PopProof; readonly client?: string };
   /** Redeem online after every offline check passed (needs `redeemer`). */
   readonly redeem?: boolean | RedemptionOutcome;
 }
@@ -253,6 +264,7 @@ export async function verifyGrant(
       ? undefined
       : {
           challenge: options.pop.challenge,
+          client: options.pop.client ?? '',
           proof: {
             publicKey: { ...options.pop.proof.publicKey },
             signature: options.pop.proof.signature,
@@ -335,6 +347,10 @@ export async function verifyGrant(
       { audience: options.audience, grantId: claims.jti, challenge: pop.challenge },
       pop.proof,
     );
+    // Verified first, then spent: synchronous, so no other verification interleaves.
+    if (options.challenges?.consume(pop.challenge, pop.client) === false) {
+      throw new GrantPopInvalidError("the challenge is unknown, used, expired or another client's");
+    }
   }
 
   // Everything checked: only now change state at the appliance.

@@ -19,6 +19,7 @@ import {
   verifyBundle,
   type BundleTrust,
 } from '../../src/audit/verify-bundle.js';
+import { bundleRecords, runtimeStory } from '../../src/audit/bundle-story.js';
 import { run } from '../../src/cli/main.js';
 import type { App } from '../../src/http/app.js';
 import { createEccAk } from '../attestation/tools.js';
@@ -41,22 +42,6 @@ const tokens = { operator: '', auditor: '' };
 const as = (who: keyof typeof tokens) => ({ authorization: `Bearer ${tokens[who]}` });
 let trust: BundleTrust;
 let verifierKeyText: string;
-
-interface Rec {
-  type: string;
-  entry?: {
-    seq: number;
-    type: string;
-    subject: string;
-    decision?: string;
-    digest: string;
-    facts?: Record<string, unknown>;
-  };
-  digest?: string;
-  body?: string;
-  hash?: string;
-  policies?: Record<string, string>;
-}
 
 const grant = (over: Record<string, unknown> = {}, key = session.key.privateKey) =>
   app.inject({
@@ -151,18 +136,15 @@ describe('GET /v1/audit/export on the real appliance', () => {
   });
 
   it('answers "what did this runtime do" from the bundle alone: allow, deny, refusal, with bodies and rules', () => {
-    const records = lines.map((l) => JSON.parse(l) as Rec);
-    const mine = records.filter((r) => r.entry?.facts?.runtime === runtime.runtimeId);
-    const decisions = mine.map((r) => `${r.entry?.type}:${r.entry?.decision ?? ''}`);
+    const mine = runtimeStory(bundleRecords(lines), runtime.runtimeId);
+    const decisions = mine.map(({ entry }) => `${entry.type}:${entry.decision ?? ''}`);
     expect(decisions).toContain('grant.decision:allow');
     expect(decisions).toContain('grant.decision:deny');
     expect(decisions).toContain('grant.refused:request_signature_invalid');
-    const deny = mine.find((r) => r.entry?.decision === 'deny')?.entry;
+    const deny = mine.find(({ entry }) => entry.decision === 'deny');
     // The request it was made on, and the rules that decided, are both in the bundle.
-    const body = records.find((r) => r.type === 'body' && r.digest === deny?.digest)?.body;
-    expect(JSON.parse(body ?? '{}')).toMatchObject({ action: 'payments.transfer' });
-    const rules = records.find((r) => r.type === 'policy' && r.hash === deny?.facts?.policyHash);
-    expect(Object.keys(rules?.policies ?? {})).toContain('payments.cedar');
+    expect(JSON.parse(deny?.body ?? '{}')).toMatchObject({ action: 'payments.transfer' });
+    expect(Object.keys(deny?.policy?.policies ?? {})).toContain('payments.cedar');
   });
 
   it('a partial range with since verifies too', async () => {

@@ -31,6 +31,7 @@ let server: RunningServer | undefined;
 let url: string;
 let auditorToken: string;
 let operatorToken: string;
+let pinFile: string;
 const runtimeDirs: string[] = [];
 const tctis: string[] = [];
 
@@ -101,6 +102,7 @@ beforeAll(async () => {
     },
     repoRoot,
   );
+  pinFile = config.audit.pinFile;
   const t = await openTpm(config.tpm);
   try {
     await provisionAppliance(config, t);
@@ -138,9 +140,9 @@ afterAll(async () => {
 });
 
 describe('./scripts/demo, the driver', () => {
-  it('runs the whole story: every step ok, one line each, the export verifies offline', async () => {
+  it('runs the whole story: every step ok, one line each, nginx, the offline revoke, the auditor', async () => {
     const lines: string[] = [];
-    const exportFile = join(dir, 'audit-export.json');
+    const exportFile = join(dir, 'audit-bundle.ndjson');
     const result = await runDemo({
       url,
       paymentsTcti: tctis[0] ?? '',
@@ -148,6 +150,8 @@ describe('./scripts/demo, the driver', () => {
       auditor: { token: auditorToken },
       operator: { token: operatorToken },
       exportFile,
+      pinFile,
+      nginxDir: join(dir, 'nginx'),
       runId: 't1',
       print: (line) => lines.push(line),
     });
@@ -172,34 +176,69 @@ describe('./scripts/demo, the driver', () => {
       /^ok {3}grant {5}payments\.notify as a child of gr_\S+ \(lineage depth 1\): ALLOWED, grant gr_/,
       /^ok {3}execute {3}gateway SDK verified and redeemed the child grant \(root gr_\S+, depth 1\)/,
       /^ok {3}replay {4}the child grant again: gateway SDK refused, grant_already_redeemed$/,
-      /^ok {3}tamper {4}payments-agent-t1 sent an event log with the kernel's digest edited: REFUSED \(422 event_log_mismatch, sha256 PCR 4\)/,
+      // A transfer through the real nginx, its outcome in the lineage.
+      /^ok {3}nginx {5}\S*nginx at http:\/\/127\.0\.0\.1:\d+ \(its own configuration in \S+\) in front of grantor-gateway \(proxy mode/,
+      /^ok {3}grant {5}payments\.transfer 12\.00 EUR to acct:5555, quote mode: ALLOWED, grant gr_/,
+      /^ok {3}execute {3}through nginx: .* the bank moved the money: bank_1 \(1 transfer\)$/,
+      /^ok {3}outcome {3}GET \/v1\/grants\/gr_\S+\/lineage: redeemed by gw_[0-9a-f]{16}, outcome succeeded/,
+      /^ok {3}replay {4}the same grant again through nginx: refused, 409 grant_already_redeemed; the bank moved 1 transfer in all$/,
+      // The offline gateway refuses the revoked runtime's grant within its bound.
+      /^ok {3}offline {3}an offline gateway \(no redeem call; revocation feed at seq \d+, bound 60 s\) verified grant gr_/,
+      /^ok {3}revoke {4}an operator revoked payments-agent-t1 \(rt_\S+\)/,
+      /^ok {3}refused {3}the same grant at the offline gateway: REFUSED 403 grant_(runtime_)?revoked, \d+\.\d\d s after the revoke \(bound 60 s\)$/,
+      /^ok {3}refusal {3}payments-agent-t1, revoked, asks for another transfer: REFUSED \(4\d\d [a-z_]+\), audited grant\.refused$/,
+      /^ok {3}tamper {4}support-agent-t1 sent an event log with the kernel's digest edited: REFUSED \(422 event_log_mismatch, sha256 PCR 4\)/,
       /^ok {3}ima {7}support-agent-t1's kernel measured \/tmp\/dropper .* UNTRUSTED: ima_digest_not_allowed pcr=10 entry=2 name="\/tmp\/dropper" sha256=[0-9a-f]{64}$/,
-      /^ok {3}export {4}audit log exported: \d+ entries \(.*grant\.decision.*grant\.redeem.*runtime\.attest.*runtime\.enroll.*\) up to a signed checkpoint/,
-      /^ok {3}verify {4}offline verification OK: \d+ entries chain/,
+      // The auditor: a bundle exported while serving, verified offline, the question answered.
+      /^ok {3}export {4}grantor audit export --url http:\/\/127\.0\.0\.1:\d+ \(auditor, .*\): exported an evidence bundle of \d+ entries/,
+      /^ok {3}verify {4}grantor audit verify, offline \(verifier key, anchor pin and the nonce\): OK: evidence bundle of /,
+      /^ok {3}auditor {3}what did payments-agent-t1 \(rt_\S+\) do\? From the bundle alone: \d+ entries \(.*grant\.decision.*\)$/,
+      /^ok {3}allow {5}#\d+ grant\.decision allow payments\.transfer on acct:1234, under policy set \S+ \(.*payments\.cedar.*\), its request body in the bundle$/,
+      /^ok {3}deny {6}#\d+ grant\.decision deny payments\.transfer on acct:1234, under policy set .*, its request body in the bundle$/,
+      /^ok {3}refusal {3}#\d+ grant\.refused [a-z_]+, its request body in the bundle$/,
       /^the story ran/,
     ];
-    expect(lines).toHaveLength(expected.length);
+    expect(lines.length, lines.join('\n')).toBe(expected.length);
     expected.forEach((re, i) => {
       expect(lines[i]).toMatch(re);
     });
     expect(result.ok).toBe(true);
     expect(result.steps.every((s) => s.ok)).toBe(true);
 
-    // The export on disk holds every decision of the story, and names the deny's reason.
-    const file = JSON.parse(await readFile(exportFile, 'utf8')) as {
-      entries: { type: string; decision?: string; reasons?: string[] }[];
-    };
-    const decisions = file.entries.filter((e) => e.type === 'grant.decision');
-    expect(decisions.map((e) => e.decision)).toEqual(['allow', 'deny', 'allow', 'allow']);
+    // The bundle on disk, read independently of the demo: every decision of the story, the
+    // deny's reason, both outcomes of the example gateway and the one reported through nginx.
+    const records = (await readFile(exportFile, 'utf8'))
+      .split('\n')
+      .filter((l) => l !== '')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            type: string;
+            entry?: { type: string; decision?: string; reasons?: string[] };
+          },
+      );
+    const entries = records.flatMap((r) => (r.entry === undefined ? [] : [r.entry]));
+    const decisions = entries.filter((e) => e.type === 'grant.decision');
+    expect(decisions.map((e) => e.decision)).toEqual([
+      'allow',
+      'deny',
+      'allow',
+      'allow',
+      'allow',
+      'allow',
+    ]);
     expect(decisions[1]?.reasons).toContain('moving money needs a fresh quote');
-    expect(file.entries.filter((e) => e.type === 'grant.redeem')).toHaveLength(3);
-    // The example gateway reported what it executed: the ticket read and the transfer.
-    expect(file.entries.filter((e) => e.type === 'grant.outcome').map((e) => e.decision)).toEqual([
+    expect(entries.filter((e) => e.type === 'grant.redeem')).toHaveLength(4);
+    expect(entries.filter((e) => e.type === 'grant.outcome').map((e) => e.decision)).toEqual([
+      'succeeded',
       'succeeded',
       'succeeded',
     ]);
-    expect(file.entries.filter((e) => e.type === 'gateway.enrolled')).toHaveLength(1);
-    expect((await readFile(`${exportFile}.key`, 'utf8')).trim()).toMatch(/^grantor-demo-test\+/);
+    expect(entries.filter((e) => e.type === 'gateway.enrolled')).toHaveLength(1);
+    // nginx ran from the demo's folder, with its own configuration.
+    expect(await readFile(join(dir, 'nginx/nginx.conf'), 'utf8')).toContain(
+      'proxy_pass http://127.0.0.1:',
+    );
   });
 
   it('stops at the first step that goes wrong and says so (no appliance at the URL)', async () => {

@@ -2,11 +2,18 @@
  * The real appliance for the enforcement tests (test/grants/rig.ts: swtpm, SoftHSM2, Cedar
  * over policies/default, the anchored audit log) listening on 127.0.0.1, one support
  * runtime attested with a session key, a test upstream that counts what it executes, and
- * helpers that issue real grants and make their proofs of possession.
+ * helpers that issue real grants and make their proofs of possession; and `grantor-gateway`
+ * over both (`startEnforcedGateway`), as the proxy and the nginx tests use it.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parametersDigest } from '../../src/gateway/index.js';
+import {
+  createGateway,
+  parseGatewayConfig,
+  type GatewayProxy,
+  type GatewayWiring,
+} from '../../src/gateway-proxy/index.js';
 import {
   ISSUER,
   attest,
@@ -132,5 +139,89 @@ export async function startAppliance(): Promise<Appliance> {
       return res.json<{ grant: Record<string, unknown> }>().grant;
     },
     close: () => rig.close(),
+  };
+}
+
+/** The route table of the enforcement tests. */
+export const ROUTES = [
+  {
+    method: 'GET',
+    path: '/tickets/:id',
+    action: 'tickets.read',
+    resource: 'ticket:{id}',
+    parameters: ['path', 'query'],
+  },
+  {
+    method: 'POST',
+    path: '/tickets/:id/read',
+    action: 'tickets.read',
+    resource: 'ticket:{id}',
+    parameters: 'body',
+  },
+  {
+    method: 'POST',
+    path: '/failing/:id',
+    action: 'tickets.read',
+    resource: 'ticket:{id}',
+    parameters: 'none',
+  },
+];
+
+/** The real appliance, a counting upstream and `grantor-gateway` over them, listening. */
+export interface EnforcedGateway {
+  readonly appliance: Appliance;
+  readonly upstream: Upstream;
+  readonly gateway: GatewayProxy;
+  /** Where the gateway listens. */
+  readonly url: URL;
+  /** Moves the gateway's clock (a test resets it). */
+  readonly clock: { offsetMs: number };
+  /** The grant and a proof over a fresh challenge from `via` (default: the gateway). */
+  presented(grantId: string, grant: string, via?: string): Promise<Record<string, string>>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the three with the ROUTES table; `config` adds to the gateway's configuration
+ * (its `upstream`, `authRequestPath`, limits) and may use the upstream's URL.
+ */
+export async function startEnforcedGateway(
+  config: (upstream: Upstream) => Record<string, unknown>,
+  wiring: Pick<GatewayWiring, 'log'> = {},
+): Promise<EnforcedGateway> {
+  const appliance = await startAppliance();
+  const upstream = await startUpstream();
+  const clock = { offsetMs: 0 };
+  const gateway = createGateway(
+    parseGatewayConfig({
+      listen: { host: '127.0.0.1', port: 0 },
+      appliance: { url: appliance.url, issuer: ISSUER, audience: AUDIENCE },
+      routes: ROUTES,
+      ...config(upstream),
+    }),
+    {
+      gatewayToken: appliance.rig.gateway.token,
+      now: () => Date.now() + clock.offsetMs,
+      ...wiring,
+    },
+  );
+  const url = await gateway.listen();
+  return {
+    appliance,
+    upstream,
+    gateway,
+    url,
+    clock,
+    presented: async (grantId, grant, via = url.toString()) => {
+      const res = await fetch(new URL('grantor/pop/challenge', via), { method: 'POST' });
+      if (res.status !== 200) throw new Error(`challenge: ${res.status}`);
+      const { challenge } = (await res.json()) as { challenge: string };
+      return { authorization: `Grant ${grant}`, 'grant-pop': appliance.pop(grantId, challenge) };
+    },
+    close: async () => {
+      await gateway.close();
+      await upstream.close();
+      await appliance.close();
+    },
   };
 }

@@ -8,81 +8,39 @@
 import { request as httpRequest } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  createGateway,
-  parseGatewayConfig,
-  type GatewayProxy,
-} from '../../src/gateway-proxy/index.js';
-import {
-  AUDIENCE,
-  ISSUER,
-  startAppliance,
-  startUpstream,
+  startEnforcedGateway,
   type Appliance,
+  type EnforcedGateway,
   type Upstream,
 } from './harness.js';
-import { startNginx, type Nginx } from './nginx.js';
+import { startNginx, type Nginx } from '../../examples/nginx.js';
 
+let rig: EnforcedGateway;
 let appliance: Appliance;
 let upstream: Upstream;
-let gateway: GatewayProxy;
 let nginx: Nginx;
-const clock = { offsetMs: 0 };
 
 beforeAll(async () => {
-  appliance = await startAppliance();
-  upstream = await startUpstream();
-  gateway = createGateway(
-    parseGatewayConfig({
-      listen: { host: '127.0.0.1', port: 0 },
-      appliance: { url: appliance.url, issuer: ISSUER, audience: AUDIENCE },
-      authRequestPath: '/grantor-auth',
-      clientAddressHeader: 'x-real-ip',
-      routes: [
-        {
-          method: 'GET',
-          path: '/tickets/:id',
-          action: 'tickets.read',
-          resource: 'ticket:{id}',
-          parameters: ['path', 'query'],
-        },
-        {
-          method: 'POST',
-          path: '/tickets/:id/read',
-          action: 'tickets.read',
-          resource: 'ticket:{id}',
-          parameters: 'body',
-        },
-      ],
-    }),
-    { gatewayToken: appliance.rig.gateway.token, now: () => Date.now() + clock.offsetMs },
-  );
-  const url = await gateway.listen();
-  nginx = await startNginx(upstream.url, `http://127.0.0.1:${url.port}`);
+  rig = await startEnforcedGateway(() => ({
+    authRequestPath: '/grantor-auth',
+    clientAddressHeader: 'x-real-ip',
+  }));
+  ({ appliance, upstream } = rig);
+  nginx = await startNginx(upstream.url, `http://127.0.0.1:${rig.url.port}`);
 }, 180_000);
 
 afterAll(async () => {
   await nginx.stop();
-  await gateway.close();
-  await upstream.close();
-  await appliance.close();
+  await rig.close();
 });
 
 afterEach(() => {
-  clock.offsetMs = 0;
+  rig.clock.offsetMs = 0;
 });
 
-async function challenge(): Promise<string> {
-  const res = await fetch(`${nginx.url}/grantor/pop/challenge`, { method: 'POST' });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { challenge: string }).challenge;
-}
-
-async function headersFor(grantId: string, grant: string): Promise<Record<string, string>> {
-  return {
-    authorization: `Grant ${grant}`,
-    'grant-pop': appliance.pop(grantId, await challenge()),
-  };
-}
+/** The grant and its proof, the challenge asked through nginx (bound to the client). */
+const headersFor = (grantId: string, grant: string): Promise<Record<string, string>> =>
+  rig.presented(grantId, grant, nginx.url);
 
 const ticket = { path: { id: '42' }, query: { full: '1' } };
 
@@ -145,7 +103,7 @@ describe('nginx auth_request through grantor-gateway', () => {
     it('expired: 403 grant_expired', async () => {
       const { grantId, grant } = await appliance.issue('ticket:42', ticket);
       const headers = await headersFor(grantId, grant);
-      clock.offsetMs = 10 * 60_000;
+      rig.clock.offsetMs = 10 * 60_000;
       await refused(
         await fetch(`${nginx.url}/tickets/42?full=1`, { headers }),
         403,

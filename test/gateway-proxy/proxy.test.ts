@@ -10,75 +10,38 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createGateway,
   parseGatewayConfig,
-  type GatewayProxy,
   type GatewayProxyEvent,
 } from '../../src/gateway-proxy/index.js';
 import {
   AUDIENCE,
   ISSUER,
-  startAppliance,
-  startUpstream,
+  ROUTES,
+  startEnforcedGateway,
   type Appliance,
+  type EnforcedGateway,
   type Upstream,
 } from './harness.js';
 
+let rig: EnforcedGateway;
 let appliance: Appliance;
 let upstream: Upstream;
-let proxy: GatewayProxy;
 let base: URL;
-const clock = { offsetMs: 0 };
 const events: GatewayProxyEvent[] = [];
 
-export const ROUTES = [
-  {
-    method: 'GET',
-    path: '/tickets/:id',
-    action: 'tickets.read',
-    resource: 'ticket:{id}',
-    parameters: ['path', 'query'],
-  },
-  {
-    method: 'POST',
-    path: '/tickets/:id/read',
-    action: 'tickets.read',
-    resource: 'ticket:{id}',
-    parameters: 'body',
-  },
-  {
-    method: 'POST',
-    path: '/failing/:id',
-    action: 'tickets.read',
-    resource: 'ticket:{id}',
-    parameters: 'none',
-  },
-];
-
 beforeAll(async () => {
-  appliance = await startAppliance();
-  upstream = await startUpstream();
-  const config = parseGatewayConfig({
-    listen: { host: '127.0.0.1', port: 0 },
-    upstream: upstream.url,
-    appliance: { url: appliance.url, issuer: ISSUER, audience: AUDIENCE },
-    limits: { maxBodyBytes: 4096, maxHeaderBytes: 8192 },
-    routes: ROUTES,
-  });
-  proxy = createGateway(config, {
-    gatewayToken: appliance.rig.gateway.token,
-    now: () => Date.now() + clock.offsetMs,
-    log: (e) => events.push(e),
-  });
-  base = await proxy.listen();
+  rig = await startEnforcedGateway(
+    (up) => ({ upstream: up.url, limits: { maxBodyBytes: 4096, maxHeaderBytes: 8192 } }),
+    { log: (e) => events.push(e) },
+  );
+  ({ appliance, upstream, url: base } = rig);
 }, 180_000);
 
 afterAll(async () => {
-  await proxy.close();
-  await upstream.close();
-  await appliance.close();
+  await rig.close();
 });
 
 afterEach(() => {
-  clock.offsetMs = 0;
+  rig.clock.offsetMs = 0;
 });
 
 interface Answer {
@@ -120,12 +83,8 @@ async function challenge(): Promise<string> {
   return (JSON.parse(res.body) as { challenge: string }).challenge;
 }
 
-async function presented(grantId: string, grant: string): Promise<Record<string, string>> {
-  return {
-    authorization: `Grant ${grant}`,
-    'grant-pop': appliance.pop(grantId, await challenge()),
-  };
-}
+const presented = (grantId: string, grant: string): Promise<Record<string, string>> =>
+  rig.presented(grantId, grant);
 
 const codeOf = (a: Answer): string =>
   (JSON.parse(a.body) as { error: { code: string } }).error.code;
@@ -246,7 +205,7 @@ describe('grantor-gateway forwards only authorised requests', () => {
         query: {},
       });
       const headers = await presented(grantId, grant);
-      clock.offsetMs = 10 * 60_000;
+      rig.clock.offsetMs = 10 * 60_000;
       expectRefused(await send('GET', '/tickets/1', headers), 403, 'grant_expired');
     });
 

@@ -267,4 +267,34 @@ describe('the example gateway with proof of possession', () => {
     const again = await send(next, popHeader(appliance.runtime, next, chal));
     expect(again.json()).toMatchObject({ error: { code: 'grant_pop_invalid' } });
   });
+
+  // One model with the SDK's Enforcer: the proof is verified first, then its challenge is
+  // spent atomically. A refused proof or grant leaves the challenge to the runtime it was
+  // issued to (it consumed it first before, so the good proof after was refused).
+  it('spends a challenge only on a proof that verified, for a grant that verified', async () => {
+    const grant = transferGrant();
+    const chal = await challenge();
+    const thief = await ecKey();
+    const stolen = await send(grant, popHeader(thief, grant, chal));
+    expect(stolen.json()).toMatchObject({ error: { code: 'grant_pop_invalid' } });
+    const other = transferGrant({ aud: 'gw_tickets' });
+    const wrong = await send(other, popHeader(appliance.runtime, other, chal));
+    expect(wrong.json()).toMatchObject({ error: { code: 'grant_audience_mismatch' } });
+    const good = await send(grant, popHeader(appliance.runtime, grant, chal));
+    expect(good.statusCode, good.body).toBe(200);
+    expect(pg.transfers).toHaveLength(1);
+  });
+
+  it('lets one of two good proofs on the same challenge through, concurrently', async () => {
+    const chal = await challenge();
+    const grants = [transferGrant(), transferGrant()];
+    const answers = await Promise.all(
+      grants.map((g) => send(g, popHeader(appliance.runtime, g, chal))),
+    );
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 403]);
+    expect(answers.find((a) => a.statusCode === 403)?.json()).toMatchObject({
+      error: { code: 'grant_pop_invalid' },
+    });
+    expect(pg.transfers).toHaveLength(1);
+  });
 });

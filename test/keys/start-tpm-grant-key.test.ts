@@ -14,10 +14,10 @@
  * rebuild of the addon can touch the tree other tests run from.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,7 @@ import { Attester } from '../../attestation/attester.js';
 import { JwksClient, createGrantVerifier } from '../../src/gateway/index.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import type { TpmPort } from '../../src/tpm/tpm.port.js';
+import { copyRepository } from '../rig/repo-copy.js';
 import { freePortPair, repoRoot, rigEnrollmentRules } from '../rig/sim.js';
 import { registerSecret } from '../rig/secrets.js';
 
@@ -144,34 +145,10 @@ async function tokenPoints(): Promise<string[]> {
   return points;
 }
 
-/** The repository's files in `tree`, node_modules linked, the built addon copied last. */
-async function copyRepository(): Promise<void> {
-  const stamp = join(repoRoot, 'node_modules/.grantor-lock-stamp');
-  const [lock, stamped] = await Promise.all([
-    readFile(join(repoRoot, 'package-lock.json'), 'utf8'),
-    readFile(stamp, 'utf8').catch(() => ''),
-  ]);
-  // Otherwise the script would run npm ci in the copy (through the link).
-  if (lock !== stamped) throw new Error('node_modules does not match package-lock.json: npm ci');
-  const { stdout } = await run('git', ['ls-files', '-z'], {
-    cwd: repoRoot,
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  for (const file of stdout.split('\0').filter((f) => f !== '')) {
-    await mkdir(dirname(join(tree, file)), { recursive: true });
-    await copyFile(join(repoRoot, file), join(tree, file)).catch((e: unknown) => {
-      // A file deleted in the working tree and not yet committed.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    });
-  }
-  await symlink(join(repoRoot, 'node_modules'), join(tree, 'node_modules'));
-  await cp(join(repoRoot, 'native/build'), join(tree, 'native/build'), { recursive: true });
-}
-
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'grantor-start-tpm-'));
   tree = join(root, 'repo');
-  await copyRepository();
+  await copyRepository(tree);
   state = join(root, 'var');
   await writeFile(
     join(root, 'rules.json'),

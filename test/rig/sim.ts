@@ -45,7 +45,7 @@ export async function startSessionBus(): Promise<() => Promise<void>> {
   };
 }
 
-async function portIsFree(port: number): Promise<boolean> {
+export async function portIsFree(port: number): Promise<boolean> {
   return new Promise((res) => {
     const srv = createServer();
     srv.once('error', () => {

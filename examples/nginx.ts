@@ -1,17 +1,31 @@
 /**
- * A real nginx (the Debian package) in front of an upstream, gated by `grantor-gateway`'s
- * auth_request endpoint: run without root privileges needed, from a temporary prefix
- * (`-p DIR -c nginx.conf`, `daemon off`), on a free port. The configuration is the one
- * docs/gateway.md shows operators (deploy/nginx/grantor-gateway.conf).
+ * A real nginx (the Debian package) in front of `grantor-gateway`, run with no root
+ * privileges from a prefix of its own (`-p DIR -c nginx.conf`, `daemon off`; a temporary
+ * one unless `dir` is given, e.g. the demo's folder), never the system's configuration, on
+ * a free port. The site is one of the files docs/gateway.md shows operators:
+ * deploy/nginx/grantor-gateway.conf (auth_request: nginx forwards to the upstream itself)
+ * or deploy/nginx/grantor-gateway-proxy.conf (nginx forwards to the gateway in proxy mode,
+ * which forwards to the upstream and reports the outcome). Used by the demo, the tests in
+ * test/gateway-proxy and bench/gateway.ts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { repoRoot } from '../rig/sim.js';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-export const NGINX = process.env.GRANTOR_TEST_NGINX ?? '/usr/sbin/nginx';
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+export const NGINX =
+  process.env.GRANTOR_NGINX ?? process.env.GRANTOR_TEST_NGINX ?? '/usr/sbin/nginx';
+
+export interface NginxOptions {
+  /** The site file in deploy/nginx/. Default grantor-gateway.conf (auth_request). */
+  readonly site?: 'grantor-gateway.conf' | 'grantor-gateway-proxy.conf';
+  /** The prefix folder (its configuration, logs, temporary files); kept after stop. */
+  readonly dir?: string;
+}
 
 export interface Nginx {
   readonly url: string;
@@ -33,19 +47,28 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts nginx on a free port: `location /` goes to `upstream` after the auth_request to
- * `gateway` when `gateway` is given, and straight through without it (the bench's baseline).
+ * Starts nginx on a free port. With the auth_request site, `location /` goes to `upstream`
+ * after the auth_request to `gateway` when `gateway` is given, and straight through without
+ * it (the bench's baseline); with the proxy site, everything goes to `gateway`.
  */
-export async function startNginx(upstream: string, gateway: string | undefined): Promise<Nginx> {
-  const dir = await mkdtemp(join(tmpdir(), 'grantor-nginx-'));
+export async function startNginx(
+  upstream: string,
+  gateway: string | undefined,
+  options: NginxOptions = {},
+): Promise<Nginx> {
+  const own = options.dir === undefined;
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'grantor-nginx-')));
   const port = await freePort();
-  const template = await readFile(join(repoRoot, 'deploy/nginx/grantor-gateway.conf'), 'utf8');
+  const template = await readFile(
+    join(repoRoot, 'deploy/nginx', options.site ?? 'grantor-gateway.conf'),
+    'utf8',
+  );
   const site = template
     .replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`)
     .replaceAll('http://127.0.0.1:9000', upstream)
     .replaceAll('http://127.0.0.1:9080', gateway ?? 'http://127.0.0.1:1');
   const gated = gateway === undefined ? site.replace(/^\s*auth_request .*$/gm, '') : site;
-  await mkdir(join(dir, 'logs'));
+  await mkdir(join(dir, 'logs'), { recursive: true });
   await writeFile(
     join(dir, 'nginx.conf'),
     [
@@ -94,7 +117,7 @@ export async function startNginx(upstream: string, gateway: string | undefined):
         child.kill('SIGQUIT');
         await exited;
       }
-      await rm(dir, { recursive: true, force: true });
+      if (own) await rm(dir, { recursive: true, force: true });
     },
   };
 }
