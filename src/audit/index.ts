@@ -15,6 +15,7 @@ import type { CheckpointSigner } from './checkpoint.js';
 import { AuditLog } from './log.js';
 import type { AuditService } from './service.js';
 import { LevelPeriodStore } from './period-store.level.js';
+import type { PeriodStore } from './period-store.port.js';
 import { PeriodicAuditService } from './periodic.js';
 import { DefaultAuditService } from './service.js';
 
@@ -49,6 +50,8 @@ export interface AuditDeps {
   readonly logger?: DomainLogger;
   /** Wraps the log's store (e.g. to measure it, src/audit/audit.metered.ts). */
   readonly decorateStore?: (store: AuditStore) => AuditStore;
+  /** Wraps the log periods' registry (e.g. to crash right after a period's start). */
+  readonly decoratePeriods?: (periods: PeriodStore) => PeriodStore;
 }
 
 function positiveInt(key: string, v: number, min = 1): number {
@@ -78,7 +81,9 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
   if (periodHours !== undefined) positiveInt('audit.periodHours', periodHours);
   return new PeriodicAuditService({
     origin: config.origin,
-    periods: new LevelPeriodStore(deps.db, deps.decorateStore),
+    periods: ((p: PeriodStore) => deps.decoratePeriods?.(p) ?? p)(
+      new LevelPeriodStore(deps.db, deps.decorateStore),
+    ),
     anchor: deps.anchor,
     clock,
     logger,

@@ -66,6 +66,8 @@ export interface AnchoredHead {
 export interface Appended {
   readonly seq: number;
   readonly hash: string;
+  /** The log period the entry is in (periodic.ts); absent from a single period's log. */
+  readonly period?: number;
 }
 
 export interface AuditStats {

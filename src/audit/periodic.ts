@@ -433,7 +433,7 @@ export class PeriodicAuditService implements AuditService {
         () => this.pending.delete(appended),
         () => this.pending.delete(appended),
       );
-      return appended;
+      return appended.then((a) => ({ ...a, period: cur.period }));
     }
   }
 
