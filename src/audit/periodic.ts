@@ -18,6 +18,7 @@ import type { AuditEntry, AuditEvent } from './entry.js';
 import { GENESIS_PREV_HASH, buildEntry, checkEvent } from './entry.js';
 import {
   AuditNotFoundError,
+  AuditNotProvisionedError,
   AuditRangeError,
   AuditRollbackError,
   AuditUnavailableError,
@@ -87,7 +88,7 @@ function baseOf(record: PeriodRecord | undefined): AnchorState | undefined {
 export class PeriodicAuditService implements AuditService {
   private current: Current | undefined;
   private starting: Promise<Current> | undefined;
-  private refusal: AuditRollbackError | undefined;
+  private refusal: AuditRollbackError | AuditNotProvisionedError | undefined;
   /** Set (synchronously) for the whole of a switch: appends wait for the next period. */
   private switching: Promise<PeriodInfo> | undefined;
   /** Appends handed to the current period's log and not yet settled. */
@@ -202,10 +203,25 @@ export class PeriodicAuditService implements AuditService {
         this.current = c;
         return c;
       })
+      .catch((err: unknown) => {
+        // A refusal stands until an operator acts, as a period's own log keeps it.
+        if (err instanceof AuditRollbackError || err instanceof AuditNotProvisionedError) {
+          this.refusal = err;
+        }
+        throw err;
+      })
       .finally(() => {
         this.starting = undefined;
       });
     return this.starting;
+  }
+
+  /** The current period for a read: never runs the start-up check (that is ready()'s). */
+  private async serving(): Promise<Current> {
+    if (this.refusal !== undefined) throw this.refusal;
+    const current = this.current ?? (this.switching === undefined ? undefined : await this.now());
+    if (current === undefined) throw new AuditUnavailableError('audit log is not ready');
+    return current;
   }
 
   async ready(): Promise<void> {
@@ -269,7 +285,7 @@ export class PeriodicAuditService implements AuditService {
 
   async inPeriod(period: number): Promise<LogService> {
     if (!isPeriodNumber(period)) throw new AuditRangeError('bad period');
-    const current = await this.now();
+    const current = await this.serving();
     if (period === current.period) return current.service;
     if (period > current.period) {
       throw new AuditNotFoundError(`no log period ${period} (current ${current.period})`);
@@ -278,7 +294,7 @@ export class PeriodicAuditService implements AuditService {
   }
 
   async periods(): Promise<PeriodInfo[]> {
-    const current = await this.now();
+    const current = await this.serving();
     const out: PeriodInfo[] = [];
     for (let n = 0; n <= current.period; n++) {
       const record = n === 0 ? undefined : await this.record(n);
@@ -438,39 +454,39 @@ export class PeriodicAuditService implements AuditService {
   }
 
   async checkpoint(options?: { nonce?: Buffer }): Promise<SignedCheckpoint> {
-    return (await this.now()).service.checkpoint(options);
+    return (await this.serving()).service.checkpoint(options);
   }
 
   async verifier(): Promise<VerifierInfo> {
-    return (await this.now()).service.verifier();
+    return (await this.serving()).service.verifier();
   }
 
   async entries(from: number, limit: number): Promise<AuditEntry[]> {
-    return (await this.now()).service.entries(from, limit);
+    return (await this.serving()).service.entries(from, limit);
   }
 
   async query(filter: AuditFilter, cursor: number, limit: number): Promise<QueryPage> {
-    return (await this.now()).service.query(filter, cursor, limit);
+    return (await this.serving()).service.query(filter, cursor, limit);
   }
 
   async body(digest: string): Promise<string> {
-    return (await this.now()).service.body(digest);
+    return (await this.serving()).service.body(digest);
   }
 
   async batches(from: number, limit: number): Promise<BatchBoundary[]> {
-    return (await this.now()).service.batches(from, limit);
+    return (await this.serving()).service.batches(from, limit);
   }
 
   async inclusionProof(seq: number, treeSize: number): Promise<InclusionProof> {
-    return (await this.now()).service.inclusionProof(seq, treeSize);
+    return (await this.serving()).service.inclusionProof(seq, treeSize);
   }
 
   async consistencyProof(from: number, to: number): Promise<ConsistencyProof> {
-    return (await this.now()).service.consistencyProof(from, to);
+    return (await this.serving()).service.consistencyProof(from, to);
   }
 
   async exportLog(): Promise<AuditExport> {
-    return (await this.now()).service.exportLog();
+    return (await this.serving()).service.exportLog();
   }
 
   stats(): AuditStats {
