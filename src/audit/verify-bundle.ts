@@ -23,7 +23,8 @@ import { BUNDLE_FORMAT, keepsBody, policyHashesOf } from './bundle.js';
 import { parseCheckpoint, verifyNote, type VerifierKey } from './checkpoint.js';
 import { CompactRange, verifyConsistency } from './compact-range.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
-import { leafHash } from './merkle.js';
+import { leafHash, nodeHash } from './merkle.js';
+import { endFromLink, periodOrigin } from './periods.js';
 import { ExportInvalidError, verifyCertifications } from './verify-export.js';
 
 export type BundleProblem =
@@ -46,6 +47,7 @@ export type BundleProblem =
   | 'root_mismatch'
   | 'consistency'
   | 'since_mismatch'
+  | 'link'
   | 'truncated';
 
 /** The bundle does not verify; `line` (1-based) is the first bad record. */
@@ -151,6 +153,8 @@ export class BundleVerifier {
   private readonly delivered = new Set<string>();
   private counts = { entries: 0, bodies: 0, policies: 0, bodiesAbsent: 0 };
   private readonly warnings: string[] = [];
+  /** A later log period's anchor base, from its link entry (periods.ts); else the pin's. */
+  private linkedCounter: bigint | undefined;
 
   constructor(private readonly trust: BundleTrust) {}
 
@@ -190,6 +194,9 @@ export class BundleVerifier {
     },
     frontier: (r) => {
       this.frontier(r);
+    },
+    link: (r) => {
+      this.link(r);
     },
     batch: (r) => {
       this.batch(r);
@@ -296,6 +303,46 @@ export class BundleVerifier {
       this.fail('frontier', e instanceof Error ? e.message : 'bad frontier', e);
     }
     this.phase = 'body';
+  }
+
+  /**
+   * A later log period's first entry (protocol §4.4), proved as leaf 0 of the signed tree:
+   * the frozen period's end it names is where this period's anchor chain starts.
+   */
+  private link(r: Record<string, unknown>): void {
+    if (this.phase !== 'body' || this.batchCount > 0 || this.range.end !== this.from) {
+      this.fail('order', 'link out of place');
+    }
+    if (this.linkedCounter !== undefined) this.fail('order', 'a second link');
+    const entry = r.entry;
+    if (!isEntryShape(entry) || checkLink(entry, 0, GENESIS_PREV_HASH) !== undefined) {
+      this.fail('link', 'the link is not a well-formed first entry');
+    }
+    const end = endFromLink(entry);
+    const period = (entry.facts as { period?: unknown } | undefined)?.period;
+    if (end === undefined || typeof period !== 'number' || end.period !== period - 1) {
+      this.fail('link', 'the first entry is not a log period link');
+    }
+    // The origin this period must have, from the origin of the period it follows.
+    const base = end.period === 0 ? end.origin : end.origin.replace(/\/period-\d+$/, '');
+    if (this.origin !== periodOrigin(base, period)) {
+      this.fail('link', `the link names period ${period} of another origin than ${this.origin}`);
+    }
+    if (!hexList(r.path)) this.fail('link', 'the link has no inclusion path');
+    const path = r.path.map((h) => Buffer.from(h, 'hex'));
+    if (
+      !inclusionVerifies(
+        leafHash(Buffer.from(entry.hash, 'hex')),
+        0,
+        this.size,
+        path,
+        this.signedRoot,
+      )
+    ) {
+      this.fail('link', 'the link is not leaf 0 of the signed tree');
+    }
+    this.extend = Buffer.from(end.extend, 'hex');
+    this.linkedCounter = BigInt(end.counter);
   }
 
   private batch(r: Record<string, unknown>): void {
@@ -463,16 +510,21 @@ export class BundleVerifier {
     ) {
       this.fail('truncated', 'the end record counts other records than the bundle holds');
     }
+    // A later period's bundle must carry its link: its anchor chain starts there.
+    if (/\/period-\d+$/.test(this.origin) && this.linkedCounter === undefined) {
+      this.fail('link', `a bundle of log period ${this.origin} without its link entry`);
+    }
     // The TPM's own statement: the extend chain of every batch root, the counter.
     if (!this.extend.equals(this.extendValue)) {
       this.fail('anchor_mismatch', "the batches' extend chain is not the checkpoint's nv-extend");
     }
     const pin = this.trust.pin;
     if (this.trust.skipTpmEvidence !== true && pin !== undefined) {
-      if (this.counter !== pin.genesisCounter + BigInt(this.batchCount)) {
+      const base = this.linkedCounter ?? pin.genesisCounter;
+      if (this.counter !== base + BigInt(this.batchCount)) {
         this.fail(
           'anchor_mismatch',
-          `nv-counter ${this.counter} is not the pinned genesis + ${this.batchCount} batches`,
+          `nv-counter ${this.counter} is not the ${this.linkedCounter === undefined ? 'pinned genesis' : "link's counter"} + ${this.batchCount} batches`,
         );
       }
     }
@@ -549,4 +601,33 @@ export async function verifyBundle(
     v.line(l);
   }
   return v.finish();
+}
+
+/** RFC 9162 §2.1.3.2: does `path` prove `leaf` at `index` in the tree of `size` with `root`? */
+function inclusionVerifies(
+  leaf: Buffer,
+  index: number,
+  size: number,
+  path: readonly Buffer[],
+  root: Buffer,
+): boolean {
+  if (index >= size) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of path) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = nodeHash(p, r);
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
+      }
+    } else {
+      r = nodeHash(r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && r.equals(root);
 }
