@@ -163,7 +163,7 @@ describe('log periods', () => {
     await expect(frozen.checkpoint({ nonce: Buffer.alloc(8, 1) })).rejects.toMatchObject({
       code: 'bad_request',
     });
-    await expect(audit.inPeriod(2)).rejects.toMatchObject({ code: 'not_found' });
+    await expect(audit.inPeriod(2)).rejects.toMatchObject({ code: 'audit_period_not_found' });
     await expect(audit.inPeriod(-1)).rejects.toMatchObject({ code: 'bad_request' });
     expect((await audit.periods()).map((p) => [p.period, p.state])).toEqual([
       [0, 'frozen'],

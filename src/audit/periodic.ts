@@ -17,8 +17,8 @@ import type { AuditStore } from './audit-store.port.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
 import { GENESIS_PREV_HASH, buildEntry, checkEvent } from './entry.js';
 import {
-  AuditNotFoundError,
   AuditNotProvisionedError,
+  AuditPeriodNotFoundError,
   AuditRangeError,
   AuditRollbackError,
   AuditUnavailableError,
@@ -288,7 +288,7 @@ export class PeriodicAuditService implements AuditService {
     const current = await this.serving();
     if (period === current.period) return current.service;
     if (period > current.period) {
-      throw new AuditNotFoundError(`no log period ${period} (current ${current.period})`);
+      throw new AuditPeriodNotFoundError(`no log period ${period} (current ${current.period})`);
     }
     return this.openFrozen(period, await this.record(period + 1));
   }

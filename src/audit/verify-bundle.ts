@@ -306,7 +306,7 @@ export class BundleVerifier {
   }
 
   /**
-   * A later log period's first entry (protocol §4.4), proved as leaf 0 of the signed tree:
+   * A later log period's first entry (protocol §4.5), proved as leaf 0 of the signed tree:
    * the frozen period's end it names is where this period's anchor chain starts.
    */
   private link(r: Record<string, unknown>): void {

@@ -123,6 +123,8 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   reference_policy_state_invalid: 409,
   // audit entry queries (src/audit/query.ts): parameters that do not make a query
   audit_query_invalid: 422,
+  // a log period after the current one (src/audit/periodic.ts)
+  audit_period_not_found: 404,
   // the policy archive (src/policy/archive.port.ts) and the live export (src/audit/bundle.ts)
   policy_set_not_found: 404,
   audit_export_range_too_large: 422,

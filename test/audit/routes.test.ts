@@ -301,7 +301,7 @@ describe('audit routes across log periods', () => {
       url: `/v1/audit/checkpoint?period=${started.period + 1}`,
     });
     expect(future.statusCode).toBe(404);
-    expect(future.json()).toMatchObject({ error: { code: 'not_found' } });
+    expect(future.json()).toMatchObject({ error: { code: 'audit_period_not_found' } });
     const bad = await app.inject({ method: 'GET', url: '/v1/audit/checkpoint?period=x' });
     expect(bad.statusCode).toBe(400);
     expect(bad.json()).toMatchObject({ error: { code: 'bad_request' } });
