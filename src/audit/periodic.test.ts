@@ -135,6 +135,8 @@ describe('log periods', () => {
     // Appends go on in the new period, from seq 1.
     const a = await audit.append(event(9));
     expect(a).toMatchObject({ seq: 1, period: 1 });
+    // Counters span the periods (5 appends before the switch, 1 after).
+    expect(audit.stats()).toMatchObject({ appends: 6 });
     expect(r.anchor.counter).toBe(counterBefore + 2n);
   });
 

@@ -77,6 +77,15 @@ const ZERO_STATS: AuditStats = { batches: 0, appends: 0, nvWrites: 0, nvRetries:
 /** Frozen periods kept open (each holds its tree's right edge and a tile cache). */
 const FROZEN_OPEN = 4;
 
+function addStats(a: AuditStats, b: AuditStats): AuditStats {
+  return {
+    batches: a.batches + b.batches,
+    appends: a.appends + b.appends,
+    nvWrites: a.nvWrites + b.nvWrites,
+    nvRetries: a.nvRetries + b.nvRetries,
+  };
+}
+
 const hexToBuf = (hex: string): Buffer => Buffer.from(hex, 'hex');
 
 function baseOf(record: PeriodRecord | undefined): AnchorState | undefined {
@@ -95,6 +104,8 @@ export class PeriodicAuditService implements AuditService {
   private readonly pending = new Set<Promise<unknown>>();
   private readonly frozen = new Map<number, Promise<LogService>>();
   private timer: NodeJS.Timeout | undefined;
+  /** Counters of the periods frozen while this process ran (stats() spans them). */
+  private carried: AuditStats = ZERO_STATS;
   private closed = false;
 
   constructor(private readonly o: PeriodicOptions) {}
@@ -384,6 +395,7 @@ export class PeriodicAuditService implements AuditService {
       throw err;
     }
     await closing;
+    this.carried = addStats(this.carried, cur.service.stats());
     this.current = undefined;
     this.frozen.clear();
     // The new period's start-up check anchors its first batch (stored, not anchored).
@@ -490,7 +502,7 @@ export class PeriodicAuditService implements AuditService {
   }
 
   stats(): AuditStats {
-    return this.current?.service.stats() ?? ZERO_STATS;
+    return addStats(this.carried, this.current?.service.stats() ?? ZERO_STATS);
   }
 
   treeSize(): number | undefined {
