@@ -291,6 +291,48 @@ describe('log periods', () => {
     expect(await tick()).toBe(false);
   });
 
+  it('a switch whose write fails leaves the old period current; one that landed but reported failure is found at the next append', async () => {
+    const r = await rig();
+    let fault: 'before' | 'after' | undefined;
+    const audit = createAudit(
+      { origin: ORIGIN, minAnchorIntervalMs: 0 },
+      {
+        db: r.db,
+        anchor: r.anchor,
+        signer: r.signer,
+        now: () => r.now,
+        decoratePeriods: (p) => ({
+          readCurrent: () => p.readCurrent(),
+          readRecord: (n) => p.readRecord(n),
+          store: (n) => p.store(n),
+          startPeriod: async (...args) => {
+            if (fault === 'before') throw new Error('disk full');
+            await p.startPeriod(...args);
+            if (fault === 'after') throw new Error('sync reported failure');
+          },
+        }),
+      },
+    );
+    services.push(audit);
+    await audit.provision();
+    await audit.ready();
+    await audit.append(event(0));
+    const counter = r.anchor.counter;
+
+    fault = 'before';
+    await expect(audit.startPeriod('alice')).rejects.toThrow('disk full');
+    expect(r.anchor.counter).toBe(counter);
+    await expect(audit.append(event(1))).resolves.toMatchObject({ seq: 1, period: 0 });
+
+    fault = 'after';
+    await expect(audit.startPeriod('alice')).rejects.toThrow('sync reported failure');
+    fault = undefined;
+    // The registry says period 1: the next append starts it (anchoring its link) and lands there.
+    await expect(audit.append(event(2))).resolves.toMatchObject({ seq: 1, period: 1 });
+    const [link] = await audit.entries(0, 1);
+    expect(link?.facts).toMatchObject({ previousSize: 2, previousPeriod: 0 });
+  });
+
   it('refuses a period length that is not a whole number of hours', () => {
     const r = { db: undefined as unknown as Database };
     for (const periodHours of [0, -1, 1.5]) {
