@@ -566,15 +566,7 @@ export class AuditLog {
       }
       this.batches = batches;
     } catch (err) {
-      if (err instanceof ReplayProblem) throw this.refuse(err.message, { ...err.details });
-      if (err instanceof TileMismatchError) {
-        throw this.refuse(`${err.message}: the tiles do not match the entries`, {
-          reason: 'store_tiles_mismatch',
-          tile: `${err.tile.level}/${err.tile.index}`,
-          problem: err.problem,
-        });
-      }
-      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+      throw this.checkFailure(err);
     }
     this.tree.settle();
     this.anchoredFrontier = this.tree.frontier();
@@ -651,17 +643,22 @@ export class AuditLog {
       await this.reconcileTail();
     } catch (err) {
       this.tree.reset(this.anchoredFrontier);
-      if (err instanceof ReplayProblem) throw this.refuse(err.message, { ...err.details });
-      if (err instanceof TileMismatchError) {
-        throw this.refuse(`${err.message}: the tiles do not match the entries`, {
-          reason: 'store_tiles_mismatch',
-          tile: `${err.tile.level}/${err.tile.index}`,
-          problem: err.problem,
-        });
-      }
-      if (err instanceof AuditRollbackError || err instanceof AuditUnavailableError) throw err;
-      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+      throw this.checkFailure(err);
     }
+  }
+
+  /** What a failed check of the store means: a refusal (what it found), or an outage. */
+  private checkFailure(err: unknown): Error {
+    if (err instanceof ReplayProblem) return this.refuse(err.message, { ...err.details });
+    if (err instanceof TileMismatchError) {
+      return this.refuse(`${err.message}: the tiles do not match the entries`, {
+        reason: 'store_tiles_mismatch',
+        tile: `${err.tile.level}/${err.tile.index}`,
+        problem: err.problem,
+      });
+    }
+    if (err instanceof AuditRollbackError || err instanceof AuditUnavailableError) return err;
+    return new AuditUnavailableError('audit store cannot be read', { cause: err });
   }
 
   /** The last (up to) three batch records, each well formed and chained to the one before. */
