@@ -18,8 +18,6 @@
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { GENESIS_EXTEND, extendDigest } from '../../src/audit/anchor.port.js';
-import type { AuditAnchor } from '../../src/audit/anchor.port.js';
-import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import type { AuditEntry } from '../../src/audit/entry.js';
 import { createAudit, type AuditService } from '../../src/audit/index.js';
@@ -28,6 +26,7 @@ import { periodStoreName } from '../../src/audit/periods.js';
 import type { DomainLogger } from '../../src/shared/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { crashAnchor } from './crash-anchor.js';
 import { storeWith } from './helpers.js';
 import { testSigner } from './signer.js';
 import { expectedTiles, storedTiles, tilesDisagree } from './tiles-check.js';
@@ -70,14 +69,6 @@ async function registryCurrent(db: Database): Promise<number> {
 
 async function main(): Promise<void> {
   say('boot');
-  const anchorConfig = JSON.parse(env('CRASH_ANCHOR')) as {
-    counterIndex: number;
-    extendIndex: number;
-    pinnedNames: { counter: string; extend: string };
-    pinnedGenesis: string;
-    pinnedAkPublic: string;
-    akTemplate: string;
-  };
   const db = await openDatabase(env('CRASH_DB'));
   const tpm = await NativeTpm.open(env('CRASH_TCTI'));
   const origin = 'grantor.test/period-crash';
@@ -95,31 +86,16 @@ async function main(): Promise<void> {
         recovered = o.recovered;
     },
   };
-  const anchor = new TpmAuditAnchor(tpm, {
-    ...anchorConfig,
-    pinnedGenesis: BigInt(anchorConfig.pinnedGenesis),
-    pinnedAkPublic: Buffer.from(anchorConfig.pinnedAkPublic, 'base64'),
-    akTemplate: Buffer.from(anchorConfig.akTemplate, 'base64'),
-  });
-  const aimedAnchor: AuditAnchor = {
-    genesis: anchor.genesis,
-    pinnedNames: anchor.pinnedNames,
-    checkPinned: () => anchor.checkPinned(),
-    read: () => anchor.read(),
-    readAfterWrite: () => anchor.readAfterWrite(),
-    extend: async (data) => {
-      await anchor.extend(data);
+  const { anchor, aimed: aimedAnchor } = crashAnchor(tpm, {
+    afterExtend: () => {
       counted.extended += 1;
       if (switchWritten && killAt === 'switch:extended') die();
       if (killAt === `extended:${counted.extended}`) die();
     },
-    increment: async () => {
-      await anchor.increment();
+    afterIncrement: () => {
       if (switchWritten && killAt === 'switch:counted') die();
     },
-    certify: (q) => anchor.certify(q),
-    akPublic: () => anchor.akPublic(),
-  };
+  });
   const aimedStore = (store: AuditStore): AuditStore =>
     storeWith(store, {
       appendBatch: async (entries, record, bodies, tiles) => {
