@@ -23,7 +23,8 @@ import { BUNDLE_FORMAT, keepsBody, policyHashesOf } from './bundle.js';
 import { parseCheckpoint, verifyNote, type VerifierKey } from './checkpoint.js';
 import { CompactRange, verifyConsistency } from './compact-range.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
-import { leafHash, nodeHash } from './merkle.js';
+import { rootFromPath } from '../gateway/batch.js';
+import { leafHash } from './merkle.js';
 import { endFromLink, periodOrigin } from './periods.js';
 import { ExportInvalidError, verifyCertifications } from './verify-export.js';
 
@@ -330,15 +331,9 @@ export class BundleVerifier {
     }
     if (!hexList(r.path)) this.fail('link', 'the link has no inclusion path');
     const path = r.path.map((h) => Buffer.from(h, 'hex'));
-    if (
-      !inclusionVerifies(
-        leafHash(Buffer.from(entry.hash, 'hex')),
-        0,
-        this.size,
-        path,
-        this.signedRoot,
-      )
-    ) {
+    // RFC 9162 §2.1.3.2, the one implementation (the gateway SDK's, as src/keys uses it).
+    const root = rootFromPath(0, this.size, leafHash(Buffer.from(entry.hash, 'hex')), path);
+    if (root === undefined || !root.equals(this.signedRoot)) {
       this.fail('link', 'the link is not leaf 0 of the signed tree');
     }
     this.extend = Buffer.from(end.extend, 'hex');
@@ -601,33 +596,4 @@ export async function verifyBundle(
     v.line(l);
   }
   return v.finish();
-}
-
-/** RFC 9162 §2.1.3.2: does `path` prove `leaf` at `index` in the tree of `size` with `root`? */
-function inclusionVerifies(
-  leaf: Buffer,
-  index: number,
-  size: number,
-  path: readonly Buffer[],
-  root: Buffer,
-): boolean {
-  if (index >= size) return false;
-  let fn = index;
-  let sn = size - 1;
-  let r = leaf;
-  for (const p of path) {
-    if (sn === 0) return false;
-    if (fn % 2 === 1 || fn === sn) {
-      r = nodeHash(p, r);
-      while (fn % 2 === 0 && fn !== 0) {
-        fn = Math.floor(fn / 2);
-        sn = Math.floor(sn / 2);
-      }
-    } else {
-      r = nodeHash(r, p);
-    }
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
-  }
-  return sn === 0 && r.equals(root);
 }
