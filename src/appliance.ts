@@ -294,7 +294,13 @@ export async function openAppliance(
     });
     const meteredAudit = meterAudit(metrics);
     const audit = createAudit(
-      { origin: config.applianceId, minAnchorIntervalMs: config.audit.minAnchorIntervalMs },
+      {
+        origin: config.applianceId,
+        minAnchorIntervalMs: config.audit.minAnchorIntervalMs,
+        ...(config.audit.periodHours === undefined
+          ? {}
+          : { periodHours: config.audit.periodHours }),
+      },
       {
         db,
         anchor: meteredAudit.anchor(new TpmAuditAnchor(tpm, anchorConfig(config, pin, writeKey))),

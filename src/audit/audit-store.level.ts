@@ -61,6 +61,21 @@ function parse(text: string): unknown {
   }
 }
 
+/** One put on a sublevel of the appliance database, for a synced batch on the root. */
+export interface LevelOp {
+  readonly type: 'put';
+  readonly key: string;
+  readonly value: string;
+  readonly sublevel: Sublevel;
+}
+
+/** A string-keyed, string-valued sublevel (what every store here opens). */
+export type Sublevel = ReturnType<typeof stringSublevel>;
+
+export function stringSublevel(db: Database, name: string) {
+  return db.sublevel(name, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+}
+
 export class LevelAuditStore implements AuditStore {
   private readonly sub;
   /** The first seq indexed, once known (written with the first indexed batch). */
@@ -72,13 +87,17 @@ export class LevelAuditStore implements AuditStore {
     private readonly db: Database,
     name = 'audit',
   ) {
-    this.sub = db.sublevel(name, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    this.sub = stringSublevel(db, name);
+  }
+
+  private op(op: { key: string; value: string }): LevelOp {
+    return { type: 'put', key: op.key, value: op.value, sublevel: this.sub };
   }
 
   /** One synced write on the root database (sublevel batches do not type `sync`). */
-  private async write(ops: readonly { key: string; value: string }[]): Promise<void> {
+  private async write(ops: readonly ({ key: string; value: string } | LevelOp)[]): Promise<void> {
     await this.db.batch(
-      ops.map((op) => ({ type: 'put' as const, key: op.key, value: op.value, sublevel: this.sub })),
+      ops.map((op) => ('sublevel' in op ? op : this.op(op))),
       { sync: true },
     );
   }
@@ -136,6 +155,30 @@ export class LevelAuditStore implements AuditStore {
     bodies: readonly StoredBody[],
     tiles: readonly TileData[],
   ): Promise<void> {
+    const { ops, start, top } = await this.batchOps(entries, batch, bodies, tiles);
+    try {
+      await this.write(ops);
+    } catch (err) {
+      // The write may still be durable: read the latest time back before the next batch.
+      this.timeTop = null;
+      throw err;
+    }
+    // Known only once durable: a failed write leaves `ixfrom` to the next batch.
+    this.indexStart = start;
+    this.timeTop = top;
+  }
+
+  /**
+   * What `appendBatch` writes, as operations on this store's sublevel, for a caller that
+   * writes them with others in one synced batch (a log period's start, period-store.level.ts).
+   */
+  async batchOps(
+    entries: readonly object[],
+    batch: StoredBatch,
+    bodies: readonly StoredBody[],
+    tiles: readonly TileData[],
+    meta?: StoreMeta,
+  ): Promise<{ ops: LevelOp[]; start: number | undefined; top: string | undefined }> {
     const ops: { key: string; value: string }[] = [];
     // A store written before indexing existed is indexed from its next entry on.
     const first = (entries[0] as { seq?: number } | undefined)?.seq;
@@ -153,16 +196,8 @@ export class LevelAuditStore implements AuditStore {
     for (const b of bodies) ops.push({ key: BODY + b.digest, value: b.text });
     for (const t of tiles) ops.push(tileOp(t));
     ops.push({ key: BATCH + pad(batch.index), value: JSON.stringify(batch) });
-    try {
-      await this.write(ops);
-    } catch (err) {
-      // The write may still be durable: read the latest time back before the next batch.
-      this.timeTop = null;
-      throw err;
-    }
-    // Known only once durable: a failed write leaves `ixfrom` to the next batch.
-    this.indexStart = start;
-    this.timeTop = time.top;
+    if (meta !== undefined) ops.push({ key: META, value: JSON.stringify(meta) });
+    return { ops: ops.map((op) => this.op(op)), start, top: time.top };
   }
 
   /** The index terms and time keys of entries appended after a log whose latest time is `top`. */

@@ -298,3 +298,74 @@ describe('a tampered bundle names its first bad line', () => {
     );
   });
 });
+
+describe('a bundle of a later log period', () => {
+  it('verifies with the anchor chain starting at its link, and refuses a bundle without it or with a forged one', async () => {
+    const own = await mkdtemp(join(tmpdir(), 'grantor-bundle-period-'));
+    const ownDb = await openDatabase(own);
+    const signer = testSigner('grantor.test/bundle-period');
+    const log = createAudit(
+      { origin: 'grantor.test/bundle-period', minAnchorIntervalMs: 0, maxBatchSize: 3 },
+      { db: ownDb, anchor: new MemoryAnchor(), signer },
+    );
+    try {
+      await log.provision();
+      await log.ready();
+      for (let i = 0; i < 7; i++) await log.append(event(i));
+      await log.startPeriod('alice');
+      for (let i = 7; i < 12; i++) await log.append(event(i));
+      const periodTrust: BundleTrust = {
+        verifierKey: parseVerifierKey(noteVerifierKey(signer.keyName, signer.publicKey)),
+        skipTpmEvidence: true,
+      };
+      const lines = async (request: BundleRequest): Promise<string[]> => {
+        const opened = await openBundle(
+          { audit: log, policySet: (h) => Promise.resolve(archive.get(h)) },
+          request,
+        );
+        const out: string[] = [];
+        for await (const l of opened.lines()) out.push(l.trimEnd());
+        return out;
+      };
+      const whole = await lines({});
+      const linkAt = whole.findIndex((l) => l.includes('"type":"link"'));
+      expect(linkAt).toBe(3);
+      await expect(verifyBundle(whole, periodTrust)).resolves.toBeDefined();
+      const tail = await lines({ from: 3 });
+      await expect(verifyBundle(tail, periodTrust)).resolves.toBeDefined();
+
+      const refused = async (bad: readonly string[]): Promise<string | undefined> => {
+        try {
+          await verifyBundle(bad, periodTrust);
+          return undefined;
+        } catch (e) {
+          return e instanceof BundleInvalidError ? e.problem : 'other';
+        }
+      };
+      // Without the link the chain would start at the provisioned value: refused by name.
+      expect(await refused(tail.filter((l) => !l.includes('"type":"link"')))).toBe('link');
+      const link = JSON.parse(tail[3] ?? '{}') as {
+        entry: { facts: { previousExtend: string } };
+        path: string[];
+      };
+      const forgedPath = {
+        ...link,
+        path: link.path.map((h, i) => (i === 0 ? 'ab'.repeat(32) : h)),
+      };
+      expect(await refused(tail.map((l, i) => (i === 3 ? JSON.stringify(forgedPath) : l)))).toBe(
+        'link',
+      );
+      const forgedBase = {
+        ...link,
+        entry: { ...link.entry, facts: { ...link.entry.facts, previousExtend: 'cd'.repeat(32) } },
+      };
+      expect(await refused(tail.map((l, i) => (i === 3 ? JSON.stringify(forgedBase) : l)))).toBe(
+        'link',
+      );
+    } finally {
+      await log.close();
+      await ownDb.close();
+      await rm(own, { recursive: true, force: true });
+    }
+  });
+});

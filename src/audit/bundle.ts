@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { frontierFromInclusion } from './compact-range.js';
 import type { AuditEntry } from './entry.js';
+import { PERIOD_STARTED } from './periods.js';
 import { AuditNotFoundError, AuditQueryInvalidError } from './errors.js';
 import { GrantorError } from '../shared/errors.js';
 import type { AuditService, BatchBoundary, SignedCheckpoint } from './service.js';
@@ -41,6 +42,7 @@ export type BundleRecord =
     }
   | ({ readonly type: 'checkpoint' } & SignedCheckpoint)
   | { readonly type: 'frontier'; readonly size: number; readonly hashes: readonly string[] }
+  | { readonly type: 'link'; readonly entry: AuditEntry; readonly path: readonly string[] }
   | ({ readonly type: 'batch' } & BatchBoundary)
   | { readonly type: 'entry'; readonly entry: AuditEntry }
   | { readonly type: 'body'; readonly digest: string; readonly body: string }
@@ -178,6 +180,12 @@ export async function openBundle(
             (await audit.inclusionProof(from, to)).path.map((h) => Buffer.from(h, 'hex')),
           );
     yield line({ type: 'frontier', size: from, hashes: frontier.map((h) => h.toString('hex')) });
+    // A later log period: its link entry, proved as leaf 0, starts its anchor chain.
+    const [first] = size === 0 ? [] : await audit.entries(0, 1);
+    if (first !== undefined && first.type === PERIOD_STARTED) {
+      const path = (await audit.inclusionProof(0, size)).path;
+      yield line({ type: 'link', entry: first, path: [...path] });
+    }
     const batches = size === 0 ? undefined : batchesOf(audit, size);
     const following = async (): Promise<BatchBoundary | undefined> => {
       const r = await batches?.next();

@@ -43,6 +43,13 @@ export class AuditNotFoundError extends GrantorError {
   }
 }
 
+/** A log period after the current one (periods.ts): it does not exist (yet). */
+export class AuditPeriodNotFoundError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('audit_period_not_found', message, options);
+  }
+}
+
 /** A query's parameters do not make a query (a time that is not one, an empty range). */
 export class AuditQueryInvalidError extends GrantorError {
   constructor(message: string, parameter: string, options?: Options) {
@@ -72,8 +79,3 @@ export class AuditTileWidthError extends GrantorError {
 }
 
 /** A log period the appliance does not have. */
-export class AuditPeriodNotFoundError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('audit_period_not_found', message, options);
-  }
-}

@@ -217,6 +217,22 @@ export type OperatorRefusedFacts = {
   readonly dropped: number;
 };
 
+/** A log period's first entry (`audit.period.started`, periods.ts): the previous one's end. */
+export type PeriodStartedFacts = {
+  readonly period: number;
+  readonly previousPeriod: number;
+  readonly previousOrigin: string;
+  readonly previousSize: number;
+  /** The previous period's final tree root, hex. */
+  readonly previousRoot: string;
+  /** The TPM counter after the previous period's last batch, decimal. */
+  readonly previousCounter: string;
+  /** The TPM extend value after the previous period's last batch, hex. */
+  readonly previousExtend: string;
+  /** The operator who asked, or `schedule` (GRANTOR_AUDIT_PERIOD_HOURS). */
+  readonly actor: string;
+};
+
 export interface FactsByType {
   readonly 'grant.decision': GrantDecisionFacts;
   readonly 'grant.issue_failed': GrantDecisionFacts;
@@ -258,6 +274,7 @@ export interface FactsByType {
   readonly 'policy.reload_refused': PolicyReloadFacts;
   readonly 'grant.outcome': GrantOutcomeFacts;
   readonly 'operator.refused': OperatorRefusedFacts;
+  readonly 'audit.period.started': PeriodStartedFacts;
 }
 
 const GRANT_DECISION: Record<keyof GrantDecisionFacts, Field> = {
@@ -435,6 +452,16 @@ const SCHEMAS: { readonly [T in keyof FactsByType]: Record<keyof FactsByType[T],
     act: ['text'],
     repeats: ['int'],
     dropped: ['int'],
+  },
+  'audit.period.started': {
+    period: ['int'],
+    previousPeriod: ['int'],
+    previousOrigin: ['text'],
+    previousSize: ['int'],
+    previousRoot: ['hex'],
+    previousCounter: ['text'],
+    previousExtend: ['hex'],
+    actor: ['id'],
   },
 };
 

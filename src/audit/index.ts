@@ -7,13 +7,16 @@ import { randomBytes } from 'node:crypto';
 import { clockFrom, systemClock } from '../shared/clock.js';
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
-import type { DomainLogger } from '../shared/log.js';
+import { silentLogger, type DomainLogger } from '../shared/log.js';
 import type { AuditAnchor } from './anchor.port.js';
 import { LevelAuditStore } from './audit-store.level.js';
 import type { AuditStore } from './audit-store.port.js';
 import type { CheckpointSigner } from './checkpoint.js';
 import { AuditLog } from './log.js';
 import type { AuditService } from './service.js';
+import { LevelPeriodStore } from './period-store.level.js';
+import type { PeriodStore } from './period-store.port.js';
+import { PeriodicAuditService } from './periodic.js';
 import { DefaultAuditService } from './service.js';
 
 export interface AuditConfig {
@@ -32,6 +35,11 @@ export interface AuditConfig {
   readonly maxPageSize?: number;
   /** Most candidate entries one query page examines (default 10 000). */
   readonly maxQueryScan?: number;
+  /**
+   * Length of a log period in hours (GRANTOR_AUDIT_PERIOD_HOURS): a new period (origin,
+   * tree) when the current one is older; unset: periods start only on demand.
+   */
+  readonly periodHours?: number;
 }
 
 export interface AuditDeps {
@@ -42,6 +50,8 @@ export interface AuditDeps {
   readonly logger?: DomainLogger;
   /** Wraps the log's store (e.g. to measure it, src/audit/audit.metered.ts). */
   readonly decorateStore?: (store: AuditStore) => AuditStore;
+  /** Wraps the log periods' registry (e.g. to crash right after a period's start). */
+  readonly decoratePeriods?: (periods: PeriodStore) => PeriodStore;
 }
 
 function positiveInt(key: string, v: number, min = 1): number {
@@ -54,34 +64,51 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
   if (!/^[^\s+]+$/.test(config.origin)) {
     throw new ConfigError('audit.origin', 'must be one word without spaces or "+"');
   }
-  const level = new LevelAuditStore(deps.db);
-  const store = deps.decorateStore?.(level) ?? level;
-  const log = new AuditLog(
-    store,
-    deps.anchor,
-    {
-      origin: config.origin,
-      maxBatchSize: positiveInt('audit.maxBatchSize', config.maxBatchSize ?? 512),
-      minAnchorIntervalMs: positiveInt('audit.minAnchorIntervalMs', config.minAnchorIntervalMs, 0),
-      anchorRetryDeadlineMs: positiveInt(
-        'audit.anchorRetryDeadlineMs',
-        config.anchorRetryDeadlineMs ?? 5000,
-        0,
-      ),
+  const options = {
+    maxBatchSize: positiveInt('audit.maxBatchSize', config.maxBatchSize ?? 512),
+    minAnchorIntervalMs: positiveInt('audit.minAnchorIntervalMs', config.minAnchorIntervalMs, 0),
+    anchorRetryDeadlineMs: positiveInt(
+      'audit.anchorRetryDeadlineMs',
+      config.anchorRetryDeadlineMs ?? 5000,
+      0,
+    ),
+  };
+  const maxPage = positiveInt('audit.maxPageSize', config.maxPageSize ?? 1000);
+  const maxScan = positiveInt('audit.maxQueryScan', config.maxQueryScan ?? 10_000);
+  const clock = deps.now === undefined ? systemClock : clockFrom(deps.now);
+  const logger = deps.logger ?? silentLogger;
+  const periodHours = config.periodHours;
+  if (periodHours !== undefined) positiveInt('audit.periodHours', periodHours);
+  return new PeriodicAuditService({
+    origin: config.origin,
+    periods: ((p: PeriodStore) => deps.decoratePeriods?.(p) ?? p)(
+      new LevelPeriodStore(deps.db, deps.decorateStore),
+    ),
+    anchor: deps.anchor,
+    clock,
+    logger,
+    ...(periodHours === undefined ? {} : { periodMs: periodHours * 3_600_000 }),
+    build: (origin, store, base) => {
+      const log = new AuditLog(
+        store,
+        deps.anchor,
+        { origin, ...options, ...(base === undefined ? {} : { base }) },
+        clock,
+        logger,
+      );
+      const service = new DefaultAuditService(
+        log,
+        deps.anchor,
+        deps.signer,
+        origin,
+        maxPage,
+        (n) => randomBytes(n),
+        store,
+        maxScan,
+      );
+      return { log, service };
     },
-    deps.now === undefined ? systemClock : clockFrom(deps.now),
-    deps.logger,
-  );
-  return new DefaultAuditService(
-    log,
-    deps.anchor,
-    deps.signer,
-    config.origin,
-    positiveInt('audit.maxPageSize', config.maxPageSize ?? 1000),
-    (n) => randomBytes(n),
-    store,
-    positiveInt('audit.maxQueryScan', config.maxQueryScan ?? 10_000),
-  );
+  });
 }
 
 /**
@@ -124,6 +151,8 @@ export type { Appended, AuditStats } from './log.js';
 export type {
   AuditExport,
   AuditService,
+  LogService,
+  PeriodInfo,
   ConsistencyProof,
   InclusionProof,
   SignedCheckpoint,

@@ -46,6 +46,20 @@ export interface AuditLogOptions {
   readonly minAnchorIntervalMs: number;
   /** How long retryable TPM responses (TPM_RC_NV_RATE, TPM_RC_RETRY) are retried. */
   readonly anchorRetryDeadlineMs: number;
+  /**
+   * Where a later log period's anchor chain starts (periods.ts): the TPM counter and extend
+   * value after the previous period's last batch, as its link entry records them. Absent:
+   * the first period, which starts at the pinned genesis and the provisioned extend value.
+   */
+  readonly base?: AnchorState;
+}
+
+/** A frozen period's final state, as the next period's (anchored) link entry records it. */
+export interface FrozenHead {
+  readonly size: number;
+  readonly root: Buffer;
+  readonly counter: bigint;
+  readonly extendValue: Buffer;
 }
 
 /** The last anchored state: what a checkpoint states and what proofs are bounded by. */
@@ -60,6 +74,8 @@ export interface AnchoredHead {
 export interface Appended {
   readonly seq: number;
   readonly hash: string;
+  /** The log period the entry is in (periodic.ts); absent from a single period's log. */
+  readonly period?: number;
 }
 
 export interface AuditStats {
@@ -137,6 +153,8 @@ export class AuditLog {
   private gate: Promise<void> | undefined;
   private lastAnchorAt = Number.NEGATIVE_INFINITY;
   private opened: Promise<void> | undefined;
+  /** A frozen period (openFrozen): read-only, its head fixed by the next period's link. */
+  private frozen = false;
   private counters = { batches: 0, appends: 0, nvWrites: 0, nvRetries: 0 };
 
   constructor(
@@ -196,6 +214,7 @@ export class AuditLog {
     try {
       checked = checkEvent(event);
       this.assertServing();
+      if (this.frozen) throw new AuditUnavailableError('this log period is frozen');
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error('invalid audit event'));
     }
@@ -528,7 +547,9 @@ export class AuditLog {
         },
       );
     }
-    this.genesisCounter = genesis;
+    // A later period's chain continues the previous period's (periods.ts).
+    this.genesisCounter = this.options.base?.counter ?? genesis;
+    this.extendValue = this.baseExtend();
     if (meta.version === 1) await this.upgrade(meta);
     await this.buildIndexes();
     await this.reconcile();
@@ -538,6 +559,66 @@ export class AuditLog {
       { event: 'audit_ready', size: this.size, batches: this.batches },
       'audit: log matches its TPM anchor',
     );
+  }
+
+  /**
+   * Open a frozen log period read-only: its final state is `head` (the next period's link
+   * entry, itself anchored, records it), not the TPM's, which has moved on. Checks, bounded
+   * like start-up: the store is this period's, its last batch record ends exactly at the
+   * head (size, root, extend value, counter), and the right-edge tiles give that root.
+   * Anything else refuses (`audit_rollback_detected`, `period_link_mismatch` or the store's
+   * own reason); appends are refused.
+   */
+  async openFrozen(head: FrozenHead): Promise<void> {
+    if (this.phase === 'ready') return;
+    if (this.refusal !== undefined) throw this.refusal;
+    const genesis = this.pinnedGenesis();
+    const meta = await this.readStoreMeta(genesis);
+    if (meta === undefined) {
+      throw this.refuse(`the store of frozen log period ${this.options.origin} is missing`, {
+        reason: 'store_missing',
+        origin: this.options.origin,
+      });
+    }
+    this.genesisCounter = this.options.base?.counter ?? genesis;
+    let records: StoredBatch[];
+    try {
+      records = await this.lastRecords();
+      const last = records.at(-1);
+      const batches = last === undefined ? 0 : last.index + 1;
+      if (
+        (last?.size ?? 0) !== head.size ||
+        (last?.root ?? EMPTY_ROOT.toString('hex')) !== head.root.toString('hex') ||
+        (last === undefined ? this.baseExtend() : hexToBuf(last.extend)).compare(
+          head.extendValue,
+        ) !== 0 ||
+        this.genesisCounter + BigInt(batches) !== head.counter
+      ) {
+        throw new ReplayProblem(
+          `frozen log period ${this.options.origin} does not end where the next period's link entry says`,
+          { reason: 'period_link_mismatch', origin: this.options.origin },
+        );
+      }
+      this.tree = await TiledTree.load(this.store, head.size);
+      if (!this.tree.root().equals(head.root)) {
+        throw new TileMismatchError(
+          { level: 0, index: Math.floor(head.size / 256) },
+          'root_mismatch',
+        );
+      }
+      this.batches = batches;
+    } catch (err) {
+      throw this.checkFailure(err);
+    }
+    this.tree.settle();
+    this.anchoredFrontier = this.tree.frontier();
+    this.anchoredRoot = Buffer.from(head.root);
+    this.size = head.size;
+    this.extendValue = Buffer.from(head.extendValue);
+    this.loaded = true;
+    this.dirty = false;
+    this.frozen = true;
+    this.phase = 'ready';
   }
 
   /**
@@ -604,17 +685,22 @@ export class AuditLog {
       await this.reconcileTail();
     } catch (err) {
       this.tree.reset(this.anchoredFrontier);
-      if (err instanceof ReplayProblem) throw this.refuse(err.message, { ...err.details });
-      if (err instanceof TileMismatchError) {
-        throw this.refuse(`${err.message}: the tiles do not match the entries`, {
-          reason: 'store_tiles_mismatch',
-          tile: `${err.tile.level}/${err.tile.index}`,
-          problem: err.problem,
-        });
-      }
-      if (err instanceof AuditRollbackError || err instanceof AuditUnavailableError) throw err;
-      throw new AuditUnavailableError('audit store cannot be read', { cause: err });
+      throw this.checkFailure(err);
     }
+  }
+
+  /** What a failed check of the store means: a refusal (what it found), or an outage. */
+  private checkFailure(err: unknown): Error {
+    if (err instanceof ReplayProblem) return this.refuse(err.message, { ...err.details });
+    if (err instanceof TileMismatchError) {
+      return this.refuse(`${err.message}: the tiles do not match the entries`, {
+        reason: 'store_tiles_mismatch',
+        tile: `${err.tile.level}/${err.tile.index}`,
+        problem: err.problem,
+      });
+    }
+    if (err instanceof AuditRollbackError || err instanceof AuditUnavailableError) return err;
+    return new AuditUnavailableError('audit store cannot be read', { cause: err });
   }
 
   /** The last (up to) three batch records, each well formed and chained to the one before. */
@@ -629,7 +715,7 @@ export class AuditLog {
         value.index !== index ||
         value.size <= (before?.size ?? 0) ||
         // The first record's extend is the provisioned value's; each next one chains.
-        (before === undefined && value.index === 0 && !this.chains(GENESIS_EXTEND, value)) ||
+        (before === undefined && value.index === 0 && !this.chains(this.baseExtend(), value)) ||
         (before !== undefined && !this.chains(hexToBuf(before.extend), value))
       ) {
         throw new ReplayProblem(`audit store batch record ${String(index)} is malformed`, {
@@ -640,6 +726,11 @@ export class AuditLog {
       records.push(value);
     }
     return records;
+  }
+
+  /** The extend value before this log's first batch (the provisioned one, or the base's). */
+  private baseExtend(): Buffer {
+    return Buffer.from(this.options.base?.extendValue ?? GENESIS_EXTEND);
   }
 
   private chains(previous: Buffer, record: StoredBatch): boolean {
@@ -677,7 +768,7 @@ export class AuditLog {
     } else if (last === undefined) {
       hasTail = false;
       baseSize = 0;
-      baseExtend = Buffer.from(GENESIS_EXTEND);
+      baseExtend = this.baseExtend();
     } else {
       const before = records.at(-2);
       if (before === undefined && last.index > 0) {
@@ -687,7 +778,7 @@ export class AuditLog {
         });
       }
       baseSize = before?.size ?? 0;
-      baseExtend = before === undefined ? Buffer.from(GENESIS_EXTEND) : hexToBuf(before.extend);
+      baseExtend = before === undefined ? this.baseExtend() : hexToBuf(before.extend);
       this.tree = await TiledTree.load(this.store, baseSize);
       const baseRoot = before === undefined ? EMPTY_ROOT : hexToBuf(before.root);
       if (!this.tree.root().equals(baseRoot)) {

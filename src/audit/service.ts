@@ -12,6 +12,7 @@ import type { AuditStore } from './audit-store.port.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
 import { AuditNotFoundError, AuditRangeError, AuditUnavailableError } from './errors.js';
 import type { AnchoredHead, Appended, AuditLog, AuditStats } from './log.js';
+import type { PeriodEnd } from './periods.js';
 import { runQuery, type AuditFilter, type QueryPage } from './query.js';
 import type { TileRequest } from './tiles.js';
 import { readTlogResource } from './tlog.js';
@@ -96,7 +97,8 @@ export interface AuditExport {
   readonly batches: readonly BatchBoundary[];
 }
 
-export interface AuditService {
+/** One log period's service (service.ts); the appliance's AuditService spans the periods. */
+export interface LogService {
   /** Resolves once the start-up check passed; rejects with its error (see AuditLog.open). */
   ready(): Promise<void>;
   /**
@@ -145,7 +147,7 @@ function certOut(c: NvCertification): NvCertifyOut {
   };
 }
 
-export class DefaultAuditService implements AuditService {
+export class DefaultAuditService implements LogService {
   private cached: { size: number; counter: bigint; checkpoint: SignedCheckpoint } | undefined;
 
   constructor(
@@ -348,6 +350,35 @@ export class DefaultAuditService implements AuditService {
   async close(): Promise<void> {
     await this.log.close();
   }
+}
+
+/** A log period as `GET /v1/audit/periods` lists it (periods.ts). */
+export interface PeriodInfo {
+  readonly period: number;
+  readonly origin: string;
+  readonly state: 'current' | 'frozen';
+  /** When the period started (its link entry's time); null for the first period. */
+  readonly startedAt: string | null;
+  /** The previous period's end, as the link entry records it; absent for the first. */
+  readonly previous?: PeriodEnd;
+}
+
+/**
+ * The appliance's audit service: the current log period's service (appends, reads), and
+ * the periods (periodic.ts): every frozen one readable, a new one on demand.
+ */
+export interface AuditService extends LogService {
+  /** The current period's number (undefined while the log is not serving). */
+  currentPeriod(): number | undefined;
+  /** Every period, the first first. */
+  periods(): Promise<PeriodInfo[]>;
+  /** Period `period`'s service (current or frozen, read-only); `not_found` beyond the current. */
+  inPeriod(period: number): Promise<LogService>;
+  /**
+   * Freeze the current period and start the next, its first entry recording the frozen
+   * one's final checkpoint and anchor state; `actor` is the operator, or `schedule`.
+   */
+  startPeriod(actor: string): Promise<PeriodInfo>;
 }
 
 /** Hex SHA-256, for callers building event digests. */

@@ -23,7 +23,9 @@ import { BUNDLE_FORMAT, keepsBody, policyHashesOf } from './bundle.js';
 import { parseCheckpoint, verifyNote, type VerifierKey } from './checkpoint.js';
 import { CompactRange, verifyConsistency } from './compact-range.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
+import { rootFromPath } from '../gateway/batch.js';
 import { leafHash } from './merkle.js';
+import { endFromLink, periodOrigin } from './periods.js';
 import { ExportInvalidError, verifyCertifications } from './verify-export.js';
 
 export type BundleProblem =
@@ -46,6 +48,7 @@ export type BundleProblem =
   | 'root_mismatch'
   | 'consistency'
   | 'since_mismatch'
+  | 'link'
   | 'truncated';
 
 /** The bundle does not verify; `line` (1-based) is the first bad record. */
@@ -151,6 +154,8 @@ export class BundleVerifier {
   private readonly delivered = new Set<string>();
   private counts = { entries: 0, bodies: 0, policies: 0, bodiesAbsent: 0 };
   private readonly warnings: string[] = [];
+  /** A later log period's anchor base, from its link entry (periods.ts); else the pin's. */
+  private linkedCounter: bigint | undefined;
 
   constructor(private readonly trust: BundleTrust) {}
 
@@ -190,6 +195,9 @@ export class BundleVerifier {
     },
     frontier: (r) => {
       this.frontier(r);
+    },
+    link: (r) => {
+      this.link(r);
     },
     batch: (r) => {
       this.batch(r);
@@ -296,6 +304,40 @@ export class BundleVerifier {
       this.fail('frontier', e instanceof Error ? e.message : 'bad frontier', e);
     }
     this.phase = 'body';
+  }
+
+  /**
+   * A later log period's first entry (protocol §4.5), proved as leaf 0 of the signed tree:
+   * the frozen period's end it names is where this period's anchor chain starts.
+   */
+  private link(r: Record<string, unknown>): void {
+    if (this.phase !== 'body' || this.batchCount > 0 || this.range.end !== this.from) {
+      this.fail('order', 'link out of place');
+    }
+    if (this.linkedCounter !== undefined) this.fail('order', 'a second link');
+    const entry = r.entry;
+    if (!isEntryShape(entry) || checkLink(entry, 0, GENESIS_PREV_HASH) !== undefined) {
+      this.fail('link', 'the link is not a well-formed first entry');
+    }
+    const end = endFromLink(entry);
+    const period = (entry.facts as { period?: unknown } | undefined)?.period;
+    if (end === undefined || typeof period !== 'number' || end.period !== period - 1) {
+      this.fail('link', 'the first entry is not a log period link');
+    }
+    // The origin this period must have, from the origin of the period it follows.
+    const base = end.period === 0 ? end.origin : end.origin.replace(/\/period-\d+$/, '');
+    if (this.origin !== periodOrigin(base, period)) {
+      this.fail('link', `the link names period ${period} of another origin than ${this.origin}`);
+    }
+    if (!hexList(r.path)) this.fail('link', 'the link has no inclusion path');
+    const path = r.path.map((h) => Buffer.from(h, 'hex'));
+    // RFC 9162 §2.1.3.2, the one implementation (the gateway SDK's, as src/keys uses it).
+    const root = rootFromPath(0, this.size, leafHash(Buffer.from(entry.hash, 'hex')), path);
+    if (root === undefined || !root.equals(this.signedRoot)) {
+      this.fail('link', 'the link is not leaf 0 of the signed tree');
+    }
+    this.extend = Buffer.from(end.extend, 'hex');
+    this.linkedCounter = BigInt(end.counter);
   }
 
   private batch(r: Record<string, unknown>): void {
@@ -463,16 +505,21 @@ export class BundleVerifier {
     ) {
       this.fail('truncated', 'the end record counts other records than the bundle holds');
     }
+    // A later period's bundle must carry its link: its anchor chain starts there.
+    if (/\/period-\d+$/.test(this.origin) && this.linkedCounter === undefined) {
+      this.fail('link', `a bundle of log period ${this.origin} without its link entry`);
+    }
     // The TPM's own statement: the extend chain of every batch root, the counter.
     if (!this.extend.equals(this.extendValue)) {
       this.fail('anchor_mismatch', "the batches' extend chain is not the checkpoint's nv-extend");
     }
     const pin = this.trust.pin;
     if (this.trust.skipTpmEvidence !== true && pin !== undefined) {
-      if (this.counter !== pin.genesisCounter + BigInt(this.batchCount)) {
+      const base = this.linkedCounter ?? pin.genesisCounter;
+      if (this.counter !== base + BigInt(this.batchCount)) {
         this.fail(
           'anchor_mismatch',
-          `nv-counter ${this.counter} is not the pinned genesis + ${this.batchCount} batches`,
+          `nv-counter ${this.counter} is not the ${this.linkedCounter === undefined ? 'pinned genesis' : "link's counter"} + ${this.batchCount} batches`,
         );
       }
     }

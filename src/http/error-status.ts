@@ -123,6 +123,8 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   reference_policy_state_invalid: 409,
   // audit entry queries (src/audit/query.ts): parameters that do not make a query
   audit_query_invalid: 422,
+  // a log period after the current one (src/audit/periodic.ts)
+  audit_period_not_found: 404,
   // the policy archive (src/policy/archive.port.ts) and the live export (src/audit/bundle.ts)
   policy_set_not_found: 404,
   audit_export_range_too_large: 422,
@@ -130,7 +132,6 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   audit_tile_path_invalid: 400,
   audit_tile_beyond_tree: 404,
   audit_tile_width_mismatch: 404,
-  audit_period_not_found: 404,
   // 5xx: a dependency the decision needs is not usable; the service fails closed
   internal_error: 500,
   hsm_unavailable: 503,

@@ -68,6 +68,21 @@ describe('loadConfig', () => {
     }
   });
 
+  it('starts log periods on demand only by default; GRANTOR_AUDIT_PERIOD_HOURS is whole hours up to ten years', () => {
+    expect(loadConfig(base, dir).audit.periodHours).toBeUndefined();
+    expect(loadConfig({ ...base, GRANTOR_AUDIT_PERIOD_HOURS: '0' }, dir).audit.periodHours).toBe(
+      undefined,
+    );
+    expect(loadConfig({ ...base, GRANTOR_AUDIT_PERIOD_HOURS: '24' }, dir).audit.periodHours).toBe(
+      24,
+    );
+    for (const bad of ['1.5', '-1', '87601', 'daily']) {
+      expect(configKeyOfError({ GRANTOR_AUDIT_PERIOD_HOURS: bad })).toBe(
+        'GRANTOR_AUDIT_PERIOD_HOURS',
+      );
+    }
+  });
+
   it('activates no reference policy unless one is configured (fail closed)', () => {
     expect(loadConfig(base, dir).attestation.referencePolicies).toEqual([]);
     expect(

@@ -53,6 +53,11 @@ export interface AuditSettings {
   /** Least time between two anchors (NV write pairs); default 1000 ms (NV wear). */
   readonly minAnchorIntervalMs: number;
   /**
+   * Length of a log period in hours (GRANTOR_AUDIT_PERIOD_HOURS, docs/audit.md "Log
+   * periods"); absent (0): a new period only on an operator's demand.
+   */
+  readonly periodHours?: number;
+  /**
    * The anchor pin file (NV names and genesis counter) that `grantor provision` writes and
    * every start reads (src/audit/anchor-pin.ts); operator configuration, kept outside the
    * state folder. Default: `<state dir>.anchor-pin.json`, beside the state folder.
@@ -261,6 +266,7 @@ const FILE_KEYS: Readonly<Record<string, string>> = {
   auditNvExtend: 'GRANTOR_AUDIT_NV_EXTEND',
   auditNvNames: 'GRANTOR_AUDIT_NV_NAMES',
   auditMinAnchorIntervalMs: 'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS',
+  auditPeriodHours: 'GRANTOR_AUDIT_PERIOD_HOURS',
   auditAnchorPin: 'GRANTOR_AUDIT_ANCHOR_PIN',
   auditExportMaxEntries: 'GRANTOR_AUDIT_EXPORT_MAX_ENTRIES',
   keyRotationPeriodSeconds: 'GRANTOR_KEY_ROTATION_PERIOD_SECONDS',
@@ -355,6 +361,11 @@ const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..')
 const shipped = (p: string): string =>
   // From dist/src/shared as well as from src/shared.
   resolve(REPO_ROOT.endsWith('/dist') ? resolve(REPO_ROOT, '..') : REPO_ROOT, p);
+
+/** 0 (the default) is no scheduled log period: none in the settings. */
+function auditPeriod(hours: number): { periodHours?: number } {
+  return hours === 0 ? {} : { periodHours: hours };
+}
 
 function integer(src: Source, key: string, fallback: number, min: number, max: number): number {
   const raw = src[key];
@@ -612,6 +623,7 @@ export function loadConfig(env: Source = process.env, cwd = process.cwd()): AppC
       pinnedNames: pinnedNames(src),
       // Production default for a hardware TPM (NV wear, docs/audit.md); swtpm rigs set 0.
       minAnchorIntervalMs: integer(src, 'GRANTOR_AUDIT_MIN_ANCHOR_INTERVAL_MS', 1000, 0, 60_000),
+      ...auditPeriod(integer(src, 'GRANTOR_AUDIT_PERIOD_HOURS', 0, 0, 87_600)),
       pinFile: resolve(
         cwd,
         optional(

@@ -23,13 +23,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import type { AuditAnchor } from '../../src/audit/anchor.port.js';
-import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { createAudit } from '../../src/audit/index.js';
 import type { DomainLogger } from '../../src/shared/log.js';
 import { openDatabase } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { crashAnchor } from './crash-anchor.js';
 import { storeWith } from './helpers.js';
 import { testSigner } from './signer.js';
 import { expectedTiles, storedTiles, tilesDisagree, timeIndexDisagrees } from './tiles-check.js';
@@ -46,14 +45,6 @@ function say(line: string): void {
 
 async function main(): Promise<void> {
   say('boot');
-  const anchorConfig = JSON.parse(env('CRASH_ANCHOR')) as {
-    counterIndex: number;
-    extendIndex: number;
-    pinnedNames: { counter: string; extend: string };
-    pinnedGenesis: string;
-    pinnedAkPublic: string;
-    akTemplate: string;
-  };
   const db = await openDatabase(env('CRASH_DB'));
   const tpm = await NativeTpm.open(env('CRASH_TCTI'));
   const origin = 'grantor.test/crash';
@@ -78,27 +69,8 @@ async function main(): Promise<void> {
         recovered = o.recovered;
     },
   };
-  const anchor = new TpmAuditAnchor(tpm, {
-    ...anchorConfig,
-    pinnedGenesis: BigInt(anchorConfig.pinnedGenesis),
-    pinnedAkPublic: Buffer.from(anchorConfig.pinnedAkPublic, 'base64'),
-    akTemplate: Buffer.from(anchorConfig.akTemplate, 'base64'),
-  });
   // The real anchor and store, with the aimed kill right after the write it names.
-  const aimedAnchor: AuditAnchor = {
-    genesis: anchor.genesis,
-    pinnedNames: anchor.pinnedNames,
-    checkPinned: () => anchor.checkPinned(),
-    read: () => anchor.read(),
-    readAfterWrite: () => anchor.readAfterWrite(),
-    extend: async (data) => {
-      await anchor.extend(data);
-      afterExtended();
-    },
-    increment: () => anchor.increment(),
-    certify: (q) => anchor.certify(q),
-    akPublic: () => anchor.akPublic(),
-  };
+  const { aimed: aimedAnchor } = crashAnchor(tpm, { afterExtend: afterExtended });
   const aimedStore = (store: AuditStore): AuditStore =>
     storeWith(store, {
       appendBatch: async (entries, record, bodies, tiles) => {

@@ -71,6 +71,11 @@ export interface CrashHarnessOptions {
    * its 1st or 2nd batch (default 0: every kill is random).
    */
   readonly aimedKillShare?: number;
+  /**
+   * The CRASH_KILL_AT value of an aimed kill of `kind` (default `<kind>:<1 or 2>`); a child
+   * with crash points of its own (period-crash-child.ts) names them here.
+   */
+  readonly aimAt?: (kind: 'stored' | 'extended', random: () => number) => string;
   readonly random?: () => number;
   /** Give up on a child that neither becomes ready nor dies (default 20 s). */
   readonly readyTimeoutMs?: number;
@@ -112,7 +117,9 @@ function runCycle(options: CrashHarnessOptions, random: () => number): Promise<C
   const early = kind === 'early';
   const aim =
     kind === 'stored' || kind === 'extended'
-      ? { CRASH_KILL_AT: `${kind}:${1 + Math.floor(random() * 2)}` }
+      ? {
+          CRASH_KILL_AT: options.aimAt?.(kind, random) ?? `${kind}:${1 + Math.floor(random() * 2)}`,
+        }
       : {};
   return new Promise<CycleResult>((resolve, reject) => {
     const child = spawn(options.child.command, [...options.child.args], {

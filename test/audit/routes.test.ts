@@ -119,7 +119,7 @@ describe('audit routes', () => {
     expect(e.equals(anchored.extendValue)).toBe(true);
     expect(anchored.counter).toBe((config.pinnedGenesis ?? 0n) + BigInt(batches.length));
     const page = await app.inject({ method: 'GET', url: '/v1/audit/batches?from=1&limit=1' });
-    expect(page.json()).toEqual({ batches: [batches[1]] });
+    expect(page.json()).toEqual({ period: 0, batches: [batches[1]] });
     const beyond = await app.inject({
       method: 'GET',
       url: `/v1/audit/batches?from=${batches.length}`,
@@ -242,5 +242,71 @@ describe('audit routes', () => {
     expect(res.json()).toMatchObject({ error: { code: 'audit_unavailable' } });
     await app2.close();
     await otherDb.close();
+  });
+});
+
+describe('audit routes across log periods', () => {
+  it('names the period in every answer, serves a frozen one, and lists them', async () => {
+    const before = await app.inject({ method: 'GET', url: '/v1/audit/checkpoint' });
+    const frozen = before.json<{ period: number; treeSize: number; rootHash: string }>();
+    expect(frozen.period).toBe(audit.currentPeriod());
+    const started = await audit.startPeriod('olga');
+    expect(started.period).toBe(frozen.period + 1);
+    await audit.append(event(100));
+
+    const cp = await app.inject({ method: 'GET', url: '/v1/audit/checkpoint' });
+    expect(cp.json()).toMatchObject({
+      period: started.period,
+      origin: `${ORIGIN}/period-${started.period}`,
+      treeSize: 2,
+    });
+    // The frozen period: its final checkpoint, entries and proofs, each naming it.
+    const old = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/checkpoint?period=${frozen.period}`,
+    });
+    expect(old.json()).toMatchObject({
+      period: frozen.period,
+      treeSize: frozen.treeSize,
+      rootHash: frozen.rootHash,
+    });
+    const proof = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/proof/inclusion?seq=1&size=${frozen.treeSize}&period=${frozen.period}`,
+    });
+    expect(proof.statusCode).toBe(200);
+    expect(proof.json()).toMatchObject({ period: frozen.period, treeSize: frozen.treeSize });
+    const batches = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/batches?period=${started.period}`,
+    });
+    expect(batches.json()).toMatchObject({ period: started.period });
+    expect(batches.json<{ batches: { index: number; size: number }[] }>().batches[0]).toMatchObject(
+      { index: 0, size: 1 },
+    );
+    const list = await app.inject({ method: 'GET', url: '/v1/audit/periods' });
+    expect(list.statusCode).toBe(200);
+    const periods = list.json<{ current: number; periods: { state: string }[] }>();
+    expect(periods.current).toBe(started.period);
+    expect(periods.periods.map((p) => p.state).at(-2)).toBe('frozen');
+    // What a frozen or future period cannot answer, each with its code.
+    const certified = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/checkpoint?period=${frozen.period}&nonce=abcd`,
+    });
+    expect(certified.statusCode).toBe(400);
+    expect(certified.json()).toMatchObject({ error: { code: 'bad_request' } });
+    const future = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/checkpoint?period=${started.period + 1}`,
+    });
+    expect(future.statusCode).toBe(404);
+    expect(future.json()).toMatchObject({ error: { code: 'audit_period_not_found' } });
+    const bad = await app.inject({ method: 'GET', url: '/v1/audit/checkpoint?period=x' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toMatchObject({ error: { code: 'bad_request' } });
+    // The anchor ran on: the TPM holds the current period's checkpoint values.
+    const anchored = await new TpmAuditAnchor(tpm, config).read();
+    expect(cp.json<{ nvCounter: string }>().nvCounter).toBe(anchored.counter.toString());
   });
 });

@@ -36,9 +36,9 @@ export function expectedTiles(entryHashes: readonly string[]): Map<string, strin
   return out;
 }
 
-/** The stored tiles, keyed like expectedTiles(). */
-export async function storedTiles(db: Database): Promise<Map<string, string>> {
-  const sub = db.sublevel('audit', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+/** The stored tiles of one store (a log period's, `audit` for the first), keyed like expectedTiles(). */
+export async function storedTiles(db: Database, store = 'audit'): Promise<Map<string, string>> {
+  const sub = db.sublevel(store, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
   const out = new Map<string, string>();
   for await (const [key, value] of sub.iterator({ gte: 't!', lt: 't!~' })) {
     const [, level, index] = key.split('!');

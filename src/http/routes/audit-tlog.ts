@@ -10,13 +10,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
-import { AuditPeriodNotFoundError, AuditTilePathError } from '../../audit/errors.js';
-import type { AuditService } from '../../audit/service.js';
+import { AuditTilePathError } from '../../audit/errors.js';
+import type { AuditService, LogService } from '../../audit/service.js';
 import { TILE_WIDTH, parseTilePath, type TileRequest } from '../../audit/tiles.js';
 import { ErrorSchema } from '../schemas.js';
-
-/** The log period the routes serve (docs/protocol.md §4.4: period 0 is today's one log). */
-const CURRENT_PERIOD = 0;
 
 const Period = Type.String({ pattern: '^(0|[1-9][0-9]{0,15})$' });
 
@@ -29,10 +26,9 @@ const errors = {
 
 const binary = { type: 'string', description: 'application/octet-stream bytes' } as const;
 
-function checkPeriod(period: string): void {
-  if (Number(period) !== CURRENT_PERIOD) {
-    throw new AuditPeriodNotFoundError(`no log period ${period}`);
-  }
+/** The log of period `period` (docs/protocol.md §4.5): the current one or a frozen one. */
+function periodLog(audit: AuditService, period: string): Promise<LogService> {
+  return audit.inPeriod(Number(period));
 }
 
 function sendTile(
@@ -70,8 +66,8 @@ export const auditTlogRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }>
       },
     },
     async (request, reply) => {
-      checkPeriod(request.params.period);
-      const { note } = await audit.checkpoint();
+      const log = await periodLog(audit, request.params.period);
+      const { note } = await log.checkpoint();
       return reply.type('text/plain; charset=utf-8').send(note);
     },
   );
@@ -90,9 +86,9 @@ export const auditTlogRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }>
       },
     },
     async (request, reply) => {
-      checkPeriod(request.params.period);
       const tile = parseTilePath(`entries/${request.params['*']}`);
-      return sendTile(reply, tile, await audit.tlogResource(tile), 'private');
+      const log = await periodLog(audit, request.params.period);
+      return sendTile(reply, tile, await log.tlogResource(tile), 'private');
     },
   );
 
@@ -110,11 +106,11 @@ export const auditTlogRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }>
       },
     },
     async (request, reply) => {
-      checkPeriod(request.params.period);
       const tile = parseTilePath(request.params['*']);
       // Entry bundles are the auditor route's alone, whatever the router matched.
       if (tile.kind !== 'hashes') throw new AuditTilePathError('entry bundles: tile/entries/<N>');
-      return sendTile(reply, tile, await audit.tlogResource(tile), 'public');
+      const log = await periodLog(audit, request.params.period);
+      return sendTile(reply, tile, await log.tlogResource(tile), 'public');
     },
   );
 

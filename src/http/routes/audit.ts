@@ -10,7 +10,10 @@ import type { AuditEntry } from '../../audit/entry.js';
 import { AuditQueryInvalidError } from '../../audit/errors.js';
 import { factOf } from '../../audit/facts.js';
 import type { AuditFilter } from '../../audit/query.js';
-import type { AuditService } from '../../audit/service.js';
+import { factId } from '../../audit/facts.js';
+import { MAX_PERIOD } from '../../audit/periods.js';
+import type { AuditService, LogService } from '../../audit/service.js';
+import { requireActor } from '../plugins/auth.js';
 import { ErrorSchema } from '../schemas.js';
 
 const Hex32 = Type.String({ pattern: '^[0-9a-f]{64}$' });
@@ -99,6 +102,7 @@ const NvCertifySchema = Type.Object(
 
 const CheckpointSchema = Type.Object(
   {
+    period: Type.Integer({ minimum: 0 }),
     note: Type.String(),
     origin: Type.String(),
     treeSize: Type.Integer({ minimum: 0 }),
@@ -209,6 +213,49 @@ function timelineLine(e: AuditEntry): Static<typeof TimelineLine> {
   };
 }
 
+/** A log period's number (docs/protocol.md §4, "Log periods"). */
+const Period = Type.Integer({ minimum: 0, maximum: MAX_PERIOD });
+
+const PeriodEndSchema = Type.Object(
+  {
+    period: Period,
+    origin: Type.String(),
+    size: Type.Integer({ minimum: 0 }),
+    root: Hex32,
+    counter: Type.String({ pattern: '^[0-9]+$' }),
+    extend: Hex32,
+  },
+  { additionalProperties: false },
+);
+
+const PeriodSchema = Type.Object(
+  {
+    period: Period,
+    origin: Type.String(),
+    state: Type.Union([Type.Literal('current'), Type.Literal('frozen')]),
+    startedAt: Type.Union([Type.String(), Type.Null()]),
+    previous: Type.Optional(PeriodEndSchema),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * The log period a read names (`?period=`, default the current one) and its service. A
+ * switch between the two steps answers from the period asked for, now frozen: still right.
+ */
+async function inPeriod(
+  audit: AuditService,
+  period: number | undefined,
+): Promise<{ period: number; log: LogService }> {
+  let n = period ?? audit.currentPeriod();
+  if (n === undefined) {
+    // Not serving: this throws the log's refusal, or that it is not ready.
+    await audit.inPeriod(0);
+    n = audit.currentPeriod() ?? 0;
+  }
+  return { period: n, log: await audit.inPeriod(n) };
+}
+
 /** Checked before validation: any `nonce` parameter at all asks for TPM work. */
 const hasNonce = (request: FastifyRequest): boolean =>
   typeof request.query === 'object' &&
@@ -229,7 +276,10 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       schema: {
         querystring: Type.Object(
           // At most 32 bytes: it becomes NV_Certify's qualifyingData.
-          { nonce: Type.Optional(Type.String({ pattern: '^([0-9a-fA-F]{2}){1,32}$' })) },
+          {
+            nonce: Type.Optional(Type.String({ pattern: '^([0-9a-fA-F]{2}){1,32}$' })),
+            period: Type.Optional(Period),
+          },
           { additionalProperties: false },
         ),
         response: { 200: CheckpointSchema, ...errors },
@@ -237,11 +287,14 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
     },
     async (request) => {
       const { nonce } = request.query;
-      const cp = await audit.checkpoint(
+      const { period, log } = await inPeriod(audit, request.query.period);
+      const cp = await log.checkpoint(
         nonce === undefined ? {} : { nonce: Buffer.from(nonce, 'hex') },
       );
       const { nvCertify, ...rest } = cp;
-      return nvCertify === undefined ? rest : { ...rest, nvCertify: [...nvCertify] };
+      return nvCertify === undefined
+        ? { period, ...rest }
+        : { period, ...rest, nvCertify: [...nvCertify] };
     },
   );
 
@@ -266,12 +319,14 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
             since: Type.Optional(Rfc3339),
             until: Type.Optional(Rfc3339),
             cursor: Type.Optional(Seq),
+            period: Type.Optional(Period),
           },
           { additionalProperties: false },
         ),
         response: {
           200: Type.Object(
             {
+              period: Type.Integer({ minimum: 0 }),
               entries: Type.Array(EntrySchema),
               /** With a filter or a cursor: the next page's cursor, null at the end. */
               next: Type.Optional(Type.Union([Seq, Type.Null()])),
@@ -287,9 +342,10 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
     async (request) => {
       const { from, limit, type, subject, decision, since, until, cursor } = request.query;
       const filtered = [type, subject, decision, since, until, cursor].some((v) => v !== undefined);
+      const { period, log } = await inPeriod(audit, request.query.period);
       if (!filtered) {
-        const entries = await audit.entries(from ?? 0, limit ?? 100);
-        return { entries: entries.map(entryOut) };
+        const entries = await log.entries(from ?? 0, limit ?? 100);
+        return { period, entries: entries.map(entryOut) };
       }
       if (from !== undefined && cursor !== undefined) {
         throw new AuditQueryInvalidError('give either from or cursor, not both', 'cursor');
@@ -300,8 +356,8 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
         ...(decision === undefined ? {} : { decision }),
         ...timeRange(since, until),
       };
-      const page = await audit.query(filter, cursor ?? from ?? 0, limit ?? 100);
-      return { entries: page.entries.map(entryOut), next: page.next };
+      const page = await log.query(filter, cursor ?? from ?? 0, limit ?? 100);
+      return { period, entries: page.entries.map(entryOut), next: page.next };
     },
   );
 
@@ -312,6 +368,10 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       config: { role: 'auditor' },
       schema: {
         params: Type.Object({ digest: Hex32 }, { additionalProperties: false }),
+        querystring: Type.Object(
+          { period: Type.Optional(Period) },
+          { additionalProperties: false },
+        ),
         response: {
           200: Type.Object({ digest: Hex32, body: Type.String() }, { additionalProperties: false }),
           404: ErrorSchema,
@@ -321,7 +381,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
     },
     async (request) => ({
       digest: request.params.digest,
-      body: await audit.body(request.params.digest),
+      body: await (await inPeriod(audit, request.query.period)).log.body(request.params.digest),
     }),
   );
 
@@ -382,19 +442,25 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
           {
             from: Type.Optional(Seq),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+            period: Type.Optional(Period),
           },
           { additionalProperties: false },
         ),
         response: {
-          200: Type.Object({ batches: Type.Array(BatchSchema) }, { additionalProperties: false }),
+          200: Type.Object(
+            { period: Type.Integer({ minimum: 0 }), batches: Type.Array(BatchSchema) },
+            { additionalProperties: false },
+          ),
           404: ErrorSchema,
           ...errors,
         },
       },
     },
-    async (request) => ({
-      batches: [...(await audit.batches(request.query.from ?? 0, request.query.limit ?? 100))],
-    }),
+    async (request) => {
+      const { period, log } = await inPeriod(audit, request.query.period);
+      const batches = await log.batches(request.query.from ?? 0, request.query.limit ?? 100);
+      return { period, batches: [...batches] };
+    },
   );
 
   app.get(
@@ -403,10 +469,19 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
       config: { public: true },
       schema: {
-        querystring: Type.Object({ seq: Seq, size: Size }, { additionalProperties: false }),
+        querystring: Type.Object(
+          { seq: Seq, size: Size, period: Type.Optional(Period) },
+          { additionalProperties: false },
+        ),
         response: {
           200: Type.Object(
-            { seq: Seq, treeSize: Size, leafHash: Hex32, path: PathSchema },
+            {
+              period: Type.Integer({ minimum: 0 }),
+              seq: Seq,
+              treeSize: Size,
+              leafHash: Hex32,
+              path: PathSchema,
+            },
             { additionalProperties: false },
           ),
           ...errors,
@@ -414,8 +489,9 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       },
     },
     async (request) => {
-      const proof = await audit.inclusionProof(request.query.seq, request.query.size);
-      return { ...proof, path: [...proof.path] };
+      const { period, log } = await inPeriod(audit, request.query.period);
+      const proof = await log.inclusionProof(request.query.seq, request.query.size);
+      return { period, ...proof, path: [...proof.path] };
     },
   );
 
@@ -425,10 +501,13 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       // Public: anyone may check the log's consistency and inclusion (they reveal no entry).
       config: { public: true },
       schema: {
-        querystring: Type.Object({ from: Size, to: Size }, { additionalProperties: false }),
+        querystring: Type.Object(
+          { from: Size, to: Size, period: Type.Optional(Period) },
+          { additionalProperties: false },
+        ),
         response: {
           200: Type.Object(
-            { from: Size, to: Size, path: PathSchema },
+            { period: Type.Integer({ minimum: 0 }), from: Size, to: Size, path: PathSchema },
             { additionalProperties: false },
           ),
           ...errors,
@@ -436,8 +515,46 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       },
     },
     async (request) => {
-      const proof = await audit.consistencyProof(request.query.from, request.query.to);
-      return { ...proof, path: [...proof.path] };
+      const { period, log } = await inPeriod(audit, request.query.period);
+      const proof = await log.consistencyProof(request.query.from, request.query.to);
+      return { period, ...proof, path: [...proof.path] };
+    },
+  );
+
+  app.get(
+    '/v1/audit/periods',
+    {
+      // Public like the checkpoint: each period's origin and the final checkpoint of the one
+      // before it, as its link entry records them.
+      config: { public: true },
+      schema: {
+        response: {
+          200: Type.Object(
+            { current: Period, periods: Type.Array(PeriodSchema) },
+            { additionalProperties: false },
+          ),
+          ...errors,
+        },
+      },
+    },
+    async () => {
+      const periods = await audit.periods();
+      const current = periods.find((p) => p.state === 'current')?.period ?? 0;
+      return { current, periods: periods.map((p) => ({ ...p })) };
+    },
+  );
+
+  app.post(
+    '/v1/audit/periods',
+    {
+      // Freeze the current period and start the next now (recorded as an operator act, and
+      // the new period's first entry names the operator).
+      config: { role: 'operator' },
+      schema: { response: { 201: PeriodSchema, ...errors } },
+    },
+    async (request, reply) => {
+      const started = await audit.startPeriod(factId(requireActor(request).id));
+      return reply.code(201).send({ ...started });
     },
   );
 
