@@ -15,6 +15,7 @@ import { createAudit } from '../../src/audit/index.js';
 import type { AuditService } from '../../src/audit/service.js';
 import { createServer } from '../../src/http/app.js';
 import { auditRoutes } from '../../src/http/routes/audit.js';
+import { auditTlogRoutes } from '../../src/http/routes/audit-tlog.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
@@ -52,6 +53,7 @@ beforeAll(async () => {
   await Promise.all(Array.from({ length: 10 }, (_, i) => audit.append(event(3 + i))));
   app = createServer();
   await app.register(auditRoutes, { audit });
+  await app.register(auditTlogRoutes, { audit });
   await app.ready();
 });
 
@@ -284,6 +286,30 @@ describe('audit routes across log periods', () => {
     expect(batches.json<{ batches: { index: number; size: number }[] }>().batches[0]).toMatchObject(
       { index: 0, size: 1 },
     );
+    // The tlog-tiles routes serve every period: the frozen one's final tree, the new one's.
+    const tlogOld = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/tlog/${frozen.period}/checkpoint`,
+    });
+    expect(tlogOld.statusCode).toBe(200);
+    expect(tlogOld.body.split('\n')[1]).toBe(String(frozen.treeSize));
+    expect(tlogOld.body).toBe(old.json<{ note: string }>().note);
+    const tlogNew = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/tlog/${started.period}/checkpoint`,
+    });
+    expect(tlogNew.body.startsWith(`${ORIGIN}/period-${started.period}\n2\n`)).toBe(true);
+    const oldTile = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/tlog/${frozen.period}/tile/0/000.p/${frozen.treeSize}`,
+    });
+    expect(oldTile.statusCode).toBe(200);
+    expect(oldTile.rawPayload.length).toBe(32 * frozen.treeSize);
+    const newTile = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/tlog/${started.period}/tile/0/000.p/${frozen.treeSize}`,
+    });
+    expect(newTile.json()).toMatchObject({ error: { code: 'audit_tile_width_mismatch' } });
     const list = await app.inject({ method: 'GET', url: '/v1/audit/periods' });
     expect(list.statusCode).toBe(200);
     const periods = list.json<{ current: number; periods: { state: string }[] }>();
