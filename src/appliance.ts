@@ -526,6 +526,8 @@ export async function openAppliance(
       },
     });
 
+    // Grant decisions read the gateways serving an audience from memory (gateways.ts).
+    await operators.gateways.load();
     const grants = createGrants(
       { issuer: config.applianceId, maxTtlSeconds: config.keys.grantMaxTtlSeconds },
       {
