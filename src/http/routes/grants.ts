@@ -11,6 +11,7 @@ import { Type } from 'typebox';
 import type { GrantService } from '../../grants/index.js';
 import { meterGrantDecision, type GrantDecisionMetrics } from '../plugins/metrics.js';
 import { bodyLimit } from '../plugins/body-limit.js';
+import { requireActor } from '../plugins/auth.js';
 import { requireGateway } from '../plugins/gateway-auth.js';
 import { ErrorSchema, QuoteEvidence } from '../schemas.js';
 
@@ -224,7 +225,9 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
       schema: { params: GrantParams, response: { 200: RevokeReply, ...errors } },
     },
     async (request, reply) => {
-      const actor = request.actor?.id ?? 'operator';
+      // The authenticated operator, never a default name: a revoke nobody can be named for
+      // is not performed.
+      const actor = requireActor(request).id;
       return reply.code(200).send(await svc.revoke(request.params.grantId, actor, now()));
     },
   );

@@ -303,7 +303,8 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
       schema: { params: RuntimeParams, response: { 200: RevokeReply, ...errors } },
     },
     async (request) => {
-      const actor = request.actor?.id ?? 'operator';
+      // The authenticated operator, never a default name (before anything changes).
+      const actor = requireActor(request).id;
       const out = await svc.revoke(request.params.runtimeId);
       if (opts.revokeGrants === undefined) return out;
       // After the runtime: no new grant is issued to it while its grants are revoked. A
