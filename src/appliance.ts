@@ -538,6 +538,8 @@ export async function openAppliance(
         keys,
         // Policies see which enrolled gateways hold a grant's audience (issue 18).
         gateways: operators.gateways,
+        metrics,
+        ...(logger === undefined ? {} : { logger }),
         onUnreleased: (outcome) => {
           if ('error' in outcome) {
             logger?.error(

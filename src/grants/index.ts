@@ -10,11 +10,13 @@
  */
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
+import { silentLogger, type DomainLogger } from '../shared/log.js';
+import type { GrantorMetrics } from '../shared/metrics.js';
 import { LevelGrantStore } from './grant-store.level.js';
 import { GrantService, type GrantsConfig, type GrantsDeps } from './pipeline.js';
 import { RequestPruner } from './replay.js';
 import { markUnreleased, type UnreleasedAudit } from './unreleased.js';
-import type { RevocationFeedSettings } from './revocation-feed.js';
+import { pruneFeedEvery, type RevocationFeedSettings } from './revocation-feed.js';
 
 export interface GrantsSettings {
   /** The appliance id (`iss`). */
@@ -47,6 +49,9 @@ export interface GrantsWiring extends Omit<GrantsDeps, 'store' | 'audit'> {
   readonly audit: UnreleasedAudit;
   /** How the start-up marking of unreleased allows went (unreleased.ts). */
   readonly onUnreleased?: (outcome: { marked: number } | { error: unknown }) => void;
+  /** The grants logger: failures of the background work (the feed's pruner). */
+  readonly logger?: DomainLogger;
+  readonly metrics?: Pick<GrantorMetrics, 'revocationFeedPruneFailures'>;
 }
 
 function positive(key: string, value: number, min = 1): number {
@@ -90,18 +95,16 @@ export function createGrants(config: GrantsSettings, deps: GrantsWiring): GrantS
   });
   db.once('closing', () => void pruner.stop());
   pruner.start();
-  const { onUnreleased, ...wired } = services;
+  const { onUnreleased, logger, metrics, ...wired } = services;
   const service = new GrantService(settings, { ...wired, store });
   // Feed events past their grants' lifetime are forgotten on the requestId sweep's cadence.
   const pruneMs = config.requestPruneIntervalMs ?? 60_000;
   if (pruneMs > 0) {
-    const feedPruner = setInterval(() => {
-      service.revocations.prune(Math.floor(Date.now() / 1000)).catch(() => undefined);
-    }, pruneMs);
-    feedPruner.unref();
-    db.once('closing', () => {
-      clearInterval(feedPruner);
+    const stop = pruneFeedEvery(service.revocations, pruneMs, {
+      logger: logger ?? silentLogger,
+      metrics,
     });
+    db.once('closing', stop);
   }
   // Before the first decision of this process: allows a previous one never released.
   const marking = markUnreleased(wired.audit, store);

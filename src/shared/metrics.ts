@@ -56,6 +56,8 @@ export interface GrantorMetrics {
   readonly rateLimited: Counter<'bucket' | 'scope'>;
   /** Policy set reloads, by outcome (`applied` | `refused`) and trigger (`operator` | `watch`). */
   readonly policyReloads: Counter<'outcome' | 'trigger'>;
+  /** Sweeps of the revocation feed's expired events that failed (the store refused). */
+  readonly revocationFeedPruneFailures: Counter;
   /**
    * Where the scrape-time gauges read their values (readiness, audit tree size, grant key
    * age and next rotation, TLS certificate expiry); each source is optional and later calls
@@ -292,6 +294,11 @@ export function createMetrics(options: MetricsOptions = {}): GrantorMetrics {
       name: `${p}policy_reloads_total`,
       help: 'Policy set reloads, by outcome and trigger',
       labelNames: ['outcome', 'trigger'] as const,
+      registers,
+    }),
+    revocationFeedPruneFailures: new Counter({
+      name: `${p}revocation_feed_prune_failures_total`,
+      help: 'Sweeps of expired revocation feed events that failed',
       registers,
     }),
     observe(more: MetricSources) {
