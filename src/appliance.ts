@@ -528,8 +528,14 @@ export async function openAppliance(
 
     // Grant decisions read the gateways serving an audience from memory (gateways.ts).
     await operators.gateways.load();
+    const feed = config.revocationFeed;
     const grants = createGrants(
-      { issuer: config.applianceId, maxTtlSeconds: config.keys.grantMaxTtlSeconds },
+      {
+        issuer: config.applianceId,
+        maxTtlSeconds: config.keys.grantMaxTtlSeconds,
+        revocationFeed: { maxSubscribers: feed.maxSubscribers, maxWaitMs: feed.maxWaitMs },
+        revocationSnapshotTtlSeconds: feed.snapshotTtlSeconds,
+      },
       {
         db,
         attestation,

@@ -100,6 +100,7 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
       metrics: a.metrics,
       rateLimits: a.config.rateLimits.buckets,
       rateLimiter: new RateLimiter(a.config.rateLimits.maxKeys),
+      revocationFeedSendTimeoutMs: a.config.revocationFeed.sendTimeoutMs,
       onOperatorRefused: (refusal) => refusals.refused(refusal),
       onOperatorAct: async (act) => {
         await a.audit.append({
