@@ -15,7 +15,7 @@ import { ConfigError, GrantorError } from '../shared/errors.js';
 import type { DomainLogger } from '../shared/log.js';
 import type { GrantorMetrics } from '../shared/metrics.js';
 import { RevocationFeedFullError, RevocationSnapshotRequiredError } from './errors.js';
-import type { GrantRecord, GrantStore } from './grant-store.port.js';
+import type { GrantRecord, GrantStore, PendingAuditChange } from './grant-store.port.js';
 import type { RevocationEvent, RevocationInput } from './revocations.port.js';
 
 export interface RevocationFeedSettings {
@@ -87,18 +87,20 @@ export class RevocationFeed {
   }
 
   /**
-   * Write `records` (the revoked grants) and the feed's events for `inputs` in one synced
-   * batch; resolves with the events once written, and wakes the waiting subscribers.
+   * Write `records` (the revoked grants), the feed's events for `inputs` and the audit entry
+   * owed for them (`pending`, audit-pending.ts) in one synced batch; resolves with the events
+   * once written, and wakes the waiting subscribers.
    */
   async apply(
     records: readonly GrantRecord[],
     inputs: readonly RevocationInput[],
+    pending?: PendingAuditChange,
   ): Promise<RevocationEvent[]> {
     return this.#writes.run('feed', async () => {
       const head = this.#head ?? (await this.#store.revocationBounds()).head;
       const events = inputs.map((e, i) => ({ ...e, seq: head + 1 + i }));
       try {
-        await this.#store.update(records, events);
+        await this.#store.update(records, events, pending);
       } catch (e) {
         // Unknown whether the batch landed: read the head again next time.
         this.#head = undefined;
