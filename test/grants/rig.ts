@@ -508,3 +508,94 @@ export async function quoted(
 ): Promise<Record<string, unknown>> {
   return { ...body, quote: await quote(rig, rt, body) };
 }
+
+// --- payments trees (the revocation, cascade and policy-context tests) ---------------------
+
+/** An enrolled, attested runtime and its attested session. */
+export interface AttestedRuntime {
+  readonly runtime: Runtime;
+  session: Awaited<ReturnType<typeof attest>>;
+}
+
+/** A runtime of the payments team (ECC AK), enrolled and attested on `rig`. */
+export async function paymentsRuntime(rig: Rig, name: string): Promise<AttestedRuntime> {
+  const runtime = await enrollWithEccAk(rig, name, { team: 'payments' });
+  return { runtime, session: await attest(rig, runtime) };
+}
+
+/** A quote-mode request for a `payments.transfer` of acct:1234 (`over` changes it). */
+export async function transferBody(
+  rig: Rig,
+  rt: Runtime,
+  over: Record<string, unknown> = {},
+): Promise<Record<string, unknown>> {
+  const body = grantBody(rt, {
+    action: 'payments.transfer',
+    resource: 'acct:1234',
+    audience: 'gw_payments',
+    ...over,
+  });
+  return quoted(rig, rt, body);
+}
+
+/** `POST /v1/grants` with a transferBody. */
+export async function requestTransfer(
+  rig: Rig,
+  rt: Runtime,
+  over: Record<string, unknown> = {},
+): Promise<Awaited<ReturnType<App['inject']>>> {
+  const payload = await transferBody(rig, rt, over);
+  return rig.app.inject({ method: 'POST', url: '/v1/grants', payload });
+}
+
+/** A session-signed request for a `payments.notify` child of `parentGrantId`. */
+export function notifyChild(
+  a: AttestedRuntime,
+  parentGrantId: string,
+  resource = 'acct:1234',
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return signed(
+    grantBody(a.runtime, {
+      action: 'payments.notify',
+      resource,
+      audience: 'gw_payments',
+      parentGrantId,
+      ...over,
+    }),
+    a.session.attestationId,
+    a.session.key.privateKey,
+  );
+}
+
+/** A transfer for acct:1234 with `children` notify children, all issued (201). */
+export async function transferTree(
+  rig: Rig,
+  a: AttestedRuntime,
+  children: number,
+): Promise<{ root: string; kids: string[] }> {
+  const t = await requestTransfer(rig, a.runtime);
+  if (t.statusCode !== 201) throw new Error(`transfer: ${t.statusCode} ${t.body}`);
+  const root = t.json<{ grantId: string }>().grantId;
+  const kids: string[] = [];
+  for (let i = 0; i < children; i += 1) {
+    const c = await rig.app.inject({
+      method: 'POST',
+      url: '/v1/grants',
+      payload: notifyChild(a, root),
+    });
+    if (c.statusCode !== 201) throw new Error(`child: ${c.statusCode} ${c.body}`);
+    kids.push(c.json<{ grantId: string }>().grantId);
+  }
+  return { root, kids };
+}
+
+/** Redeem `grantId` for gw_payments as the rig's gateway. */
+export function redeemPayment(rig: Rig, grantId: string) {
+  return rig.app.inject({
+    method: 'POST',
+    url: `/v1/grants/${grantId}/redeem`,
+    headers: rig.gateway.headers,
+    payload: { audience: 'gw_payments' },
+  });
+}
