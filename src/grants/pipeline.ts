@@ -16,7 +16,7 @@
  */
 import { pooledRandomBytes } from '../shared/random-pool.js';
 import type { GrantDecisionFacts } from '../audit/index.js';
-import { MAX_BODY_LENGTH } from '../audit/index.js';
+import { MAX_BODY_LENGTH, factId, factList, factText } from '../audit/index.js';
 import { HsmUnavailableError } from '../keys/index.js';
 import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { PolicyUnavailableError, grantTtlSeconds } from '../policy/index.js';
@@ -51,7 +51,7 @@ import {
   type RedeemingGateway,
   type RedemptionOutcome,
 } from './redeem.js';
-import { auditId, auditList, auditReasons, auditText } from './reasons.js';
+import { auditReasons } from './reasons.js';
 import { GrantRevoker, type RevokeResult, type RuntimeRevokeResult } from './revoke.js';
 
 export type { GrantsConfig, GrantsDeps } from './context.js';
@@ -172,7 +172,7 @@ export class GrantService {
    * next refusal entry); a stuck log never holds the answer.
    */
   async #recordRefusal(req: CheckedRequest, code: string, nowMs: number): Promise<void> {
-    const runtime = auditId(req.runtimeId);
+    const runtime = factId(req.runtimeId);
     const admission = this.#refusals.admit(runtime, code, nowMs);
     if (!admission.write) return;
     const body = unsignedRequestText(req.body);
@@ -185,7 +185,7 @@ export class GrantService {
         facts: {
           runtime,
           code,
-          requestId: auditText(req.requestId),
+          requestId: factText(req.requestId),
           repeats: admission.repeats,
           dropped: admission.dropped,
         },
@@ -275,17 +275,17 @@ export class GrantService {
     const body = bodyText.length <= MAX_BODY_LENGTH ? { body: bodyText } : {};
     const facts = (matched: readonly string[], exp: number | null): GrantDecisionFacts => ({
       // Facts are bounded names: whatever the request wrote is made one (never refused).
-      runtime: auditId(req.runtimeId),
-      action: auditText(req.action),
-      resource: auditText(req.resource),
-      audience: auditText(req.audience),
-      parent: req.parentGrantId === null ? null : auditId(req.parentGrantId),
-      requestId: auditText(req.requestId),
+      runtime: factId(req.runtimeId),
+      action: factText(req.action),
+      resource: factText(req.resource),
+      audience: factText(req.audience),
+      parent: req.parentGrantId === null ? null : factId(req.parentGrantId),
+      requestId: factText(req.requestId),
       parametersDigest: req.parametersDigest,
       proofMode: req.proof.mode,
-      attestationId: proven.attestationId === null ? null : auditId(proven.attestationId),
+      attestationId: proven.attestationId === null ? null : factId(proven.attestationId),
       policyHash: decision.policyHash,
-      matchedPolicies: auditList(matched),
+      matchedPolicies: factList(matched),
       keyId: exp === null ? null : this.#activeKid(),
       expiresAt: exp === null ? null : iso(exp),
     });
@@ -394,7 +394,7 @@ export class GrantService {
   #activeKid(): string | null {
     try {
       const kid = this.#deps.keys.activeGrantKid?.();
-      return kid === undefined ? null : auditId(kid);
+      return kid === undefined ? null : factId(kid);
     } catch {
       return null;
     }

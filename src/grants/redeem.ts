@@ -3,7 +3,7 @@
  * audience, while nothing above it is revoked; then reports what it executed, once.
  */
 import { jcs } from '../attestation/index.js';
-import { factHex, factId } from '../audit/index.js';
+import { factHex, factId, factText } from '../audit/index.js';
 import { sha256Hex, type GrantContext } from './context.js';
 import {
   GatewayAudienceForbiddenError,
@@ -18,7 +18,6 @@ import {
 } from './errors.js';
 import type { Execution, Redemption } from './grant-store.port.js';
 import type { GrantLineage } from './lineage.js';
-import { auditId, auditText } from './reasons.js';
 
 export type RedemptionOutcome = 'started' | 'succeeded' | 'failed';
 
@@ -97,8 +96,8 @@ export class GrantRedemptions {
         ),
         facts: {
           grant: grantId,
-          runtime: auditId(record.runtimeId),
-          gateway: auditText(gateway.id),
+          runtime: factId(record.runtimeId),
+          gateway: factText(gateway.id),
           outcome,
         },
       });

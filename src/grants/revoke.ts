@@ -5,11 +5,11 @@
  * roots' exclusive locks (root-lock.ts).
  */
 import { jcs } from '../attestation/index.js';
-import { fitReason } from '../audit/index.js';
+import { factText, fitReason } from '../audit/index.js';
 import { sha256Hex, type GrantContext } from './context.js';
 import { GrantNotFoundError } from './errors.js';
 import type { GrantRecord } from './grant-store.port.js';
-import { MAX_AUDIT_REASONS, auditText } from './reasons.js';
+import { MAX_AUDIT_REASONS } from './reasons.js';
 
 export interface RuntimeRevokeResult {
   readonly runtimeId: string;
@@ -97,7 +97,7 @@ export class GrantRevoker {
         facts: {
           grant: grantId,
           runtime: first.runtimeId,
-          actor: auditText(actor),
+          actor: factText(actor),
           count: ids.length,
           idsDigest,
         },
@@ -155,7 +155,7 @@ export class GrantRevoker {
         facts: {
           grant: null,
           runtime: runtimeId,
-          actor: auditText(actor),
+          actor: factText(actor),
           count: ids.length,
           idsDigest,
         },
@@ -218,7 +218,7 @@ export class GrantRevoker {
         facts: {
           grant: null,
           runtime: null,
-          actor: auditText(actor),
+          actor: factText(actor),
           count: ids.length,
           idsDigest,
         },
