@@ -91,8 +91,12 @@ export class PendingAudits {
     return seq;
   }
 
-  /** At start: every record a previous process left, appended (once) from now on. */
+  /**
+   * At start: every record a previous process left, appended (once) from now on; retries
+   * run (again, after `stop`) from here.
+   */
   async resume(): Promise<number> {
+    this.#stopped = false;
     const left = await this.#deps.store.pendingAudits(STARTUP_BATCH);
     for (const r of left) this.#owed.set(r.id, r);
     this.#gauge();

@@ -11,6 +11,9 @@ import type { KeyService } from '../keys/index.js';
 import type { PolicyDecider } from '../policy/index.js';
 import { GrantorError, UnavailableError } from '../shared/errors.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
+import type { DomainLogger } from '../shared/log.js';
+import type { GrantorMetrics } from '../shared/metrics.js';
+import { PendingAudits } from './audit-pending.js';
 import type { AudienceGateways } from './cedar-context.js';
 import { GrantStoreUnavailableError } from './errors.js';
 import type { GrantStore } from './grant-store.port.js';
@@ -46,13 +49,24 @@ export interface GrantsDeps {
   readonly attestation: Pick<AttestationService, 'getRuntime' | 'sessionFor' | 'verifyQuote'>;
   /** The engine itself (decides in the event loop) or PolicyWorkers (on worker threads). */
   readonly policy: PolicyDecider;
-  readonly audit: Pick<AuditService, 'append'>;
+  /**
+   * The log: appends; with `entries` and `treeSize`, an owed entry is never appended twice
+   * (audit-pending.ts).
+   */
+  readonly audit: Pick<AuditService, 'append'> &
+    Partial<Pick<AuditService, 'entries' | 'treeSize'>>;
   readonly keys: Pick<KeyService, 'signGrantToken'> &
     Partial<Pick<KeyService, 'activeGrantKid' | 'signJws'>>;
   readonly store: GrantStore;
   readonly random?: (n: number) => Buffer;
   /** The enrolled gateways per audience, for the policy context (absent: none known). */
   readonly gateways?: AudienceGateways;
+  /** The grants logger: background work (owed audit entries, the feed's pruner). */
+  readonly logger?: DomainLogger;
+  readonly metrics?: Pick<
+    GrantorMetrics,
+    'revocationFeedPruneFailures' | 'grantsAuditOwed' | 'grantsAuditRetries'
+  >;
 }
 
 /** A runtime as the attestation service shows it. */
@@ -93,10 +107,20 @@ export class GrantContext {
   /** Every revocation applied, sequenced, for gateways (docs/protocol.md §3.1). */
   readonly revocations: RevocationFeed;
 
+  /** Audit entries owed for revocations and outcomes already written (audit-pending.ts). */
+  readonly owed: PendingAudits;
+
   constructor(config: GrantsConfig, deps: GrantsDeps) {
     this.config = config;
     this.deps = deps;
     this.revocations = new RevocationFeed(deps.store, config.revocationFeed);
+    this.owed = new PendingAudits({
+      store: deps.store,
+      log: deps.audit,
+      append: (event) => this.append(event),
+      logger: deps.logger,
+      metrics: deps.metrics,
+    });
   }
 
   async append(
@@ -144,5 +168,15 @@ export class GrantContext {
   /** Run `fn` after every earlier call for the same key. */
   serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
     return this.#queue.run(key, fn);
+  }
+
+  /** Run `fn` holding every key of `keys` (taken in sorted order: no cycle with another). */
+  serialAll<T>(keys: readonly string[], fn: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(keys)].sort();
+    const hold = (i: number): Promise<T> => {
+      const key = sorted[i];
+      return key === undefined ? fn() : this.#queue.run(key, () => hold(i + 1));
+    };
+    return hold(0);
   }
 }

@@ -14,10 +14,10 @@
  * revocation-snapshot.ts (what gateways learn), grant-store.port.ts with
  * grant-store.level.ts; testing.ts (the service with fakes, for the tests beside each room).
  */
+import type { AuditService } from '../audit/index.js';
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
-import { silentLogger, type DomainLogger } from '../shared/log.js';
-import type { GrantorMetrics } from '../shared/metrics.js';
+import { silentLogger } from '../shared/log.js';
 import { LevelGrantStore } from './grant-store.level.js';
 import { GrantService, type GrantsConfig, type GrantsDeps } from './pipeline.js';
 import { RequestPruner } from './replay.js';
@@ -51,13 +51,13 @@ export interface GrantsSettings {
 
 export interface GrantsWiring extends Omit<GrantsDeps, 'store' | 'audit'> {
   readonly db: Database;
-  /** The log itself: appends, and the entries read by the start-up marking. */
-  readonly audit: UnreleasedAudit;
+  /**
+   * The log itself: appends, and the entries read by the start-up marking and before an
+   * owed entry is appended again (its size, `treeSize`, tells where to look).
+   */
+  readonly audit: UnreleasedAudit & Partial<Pick<AuditService, 'treeSize'>>;
   /** How the start-up marking of unreleased allows went (unreleased.ts). */
   readonly onUnreleased?: (outcome: { marked: number } | { error: unknown }) => void;
-  /** The grants logger: failures of the background work (the feed's pruner). */
-  readonly logger?: DomainLogger;
-  readonly metrics?: Pick<GrantorMetrics, 'revocationFeedPruneFailures'>;
 }
 
 function positive(key: string, value: number, min = 1): number {
@@ -101,7 +101,8 @@ export function createGrants(config: GrantsSettings, deps: GrantsWiring): GrantS
   });
   db.once('closing', () => void pruner.stop());
   pruner.start();
-  const { onUnreleased, logger, metrics, ...wired } = services;
+  const { onUnreleased, ...wired } = services;
+  const { logger, metrics } = wired;
   const service = new GrantService(settings, { ...wired, store });
   // Feed events past their grants' lifetime are forgotten on the requestId sweep's cadence.
   const pruneMs = config.requestPruneIntervalMs ?? 60_000;
@@ -112,6 +113,17 @@ export function createGrants(config: GrantsSettings, deps: GrantsWiring): GrantS
     });
     db.once('closing', stop);
   }
+  // Audit entries owed for revocations and outcomes a previous process applied (a kill
+  // between the change and its entry), appended now; retried while this one runs.
+  db.once('closing', () => {
+    service.stopAuditRetries();
+  });
+  service.resumeOwedAudits().catch((e: unknown) => {
+    (logger ?? silentLogger).error(
+      { event: 'audit_entry_owed', err: e instanceof Error ? e.message : String(e) },
+      'could not read the owed audit entries; they are appended at the next start',
+    );
+  });
   // Before the first decision of this process: allows a previous one never released.
   const marking = markUnreleased(wired.audit, store);
   service.holdDecisionsUntil(marking);

@@ -52,7 +52,12 @@ import {
   type RedemptionOutcome,
 } from './redeem.js';
 import { auditReasons } from './reasons.js';
-import { GrantRevoker, type RevokeResult, type RuntimeRevokeResult } from './revoke.js';
+import {
+  GrantRevoker,
+  type RevokeResult,
+  type RuntimeRevokeResult,
+  type RuntimesRevokeResult,
+} from './revoke.js';
 
 export type { GrantsConfig, GrantsDeps } from './context.js';
 export { jwkThumbprint, lowS } from './claims.js';
@@ -64,7 +69,7 @@ export type {
   RedeemingGateway,
   RedemptionOutcome,
 } from './redeem.js';
-export type { RevokeResult, RuntimeRevokeResult } from './revoke.js';
+export type { RevokeResult, RuntimeRevokeResult, RuntimesRevokeResult } from './revoke.js';
 export { policyReason } from './reasons.js';
 export { revokeReasons } from './revoke.js';
 
@@ -465,6 +470,24 @@ export class GrantService {
     return this.#lineage.lineage(grantId, now);
   }
 
+  /**
+   * Appends the audit entries a previous process owed (audit-pending.ts) and retries them
+   * while this one runs; resolves after the first pass, with how many there were.
+   */
+  resumeOwedAudits(): Promise<number> {
+    return this.#ctx.owed.resume();
+  }
+
+  /** Stops retrying owed entries (closing); they stay journaled for the next start. */
+  stopAuditRetries(): void {
+    this.#ctx.owed.stop();
+  }
+
+  /** Audit entries owed now for revocations and outcomes already applied. */
+  get auditOwed(): number {
+    return this.#ctx.owed.owed;
+  }
+
   /** POST /v1/grants/{grantId}/revoke (revoke.ts). */
   revoke(grantId: string, actor: string, now: Date): Promise<RevokeResult> {
     return this.#revoker.revoke(grantId, actor, now);
@@ -481,7 +504,7 @@ export class GrantService {
     cause: { readonly subject: string; readonly reason: string },
     actor: string,
     now: Date,
-  ): Promise<{ runtimes: number; revoked: string[]; auditSeq: number }> {
+  ): Promise<RuntimesRevokeResult> {
     return this.#revoker.revokeRuntimes(runtimeIds, cause, actor, now);
   }
 }

@@ -201,6 +201,7 @@ describe('revocation on real trees (issue 18)', () => {
       runtimeId: RT,
       revoked: [],
       auditSeq: null,
+      auditPending: false,
     });
   });
 });

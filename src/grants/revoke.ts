@@ -1,30 +1,49 @@
 /**
  * Revocation (docs/protocol.md §3): a grant with its live descendants, every live grant of
- * a runtime, or of many runtimes on a trust change; audited before the records change, each
- * record and its feed event in one synced write (revocation-feed.ts), under the lineage
- * roots' exclusive locks (root-lock.ts).
+ * a runtime, or of many runtimes on a trust change, under the lineage roots' exclusive
+ * locks (root-lock.ts).
+ *
+ * Fail closed, never waiting for the log: the records, their feed events (revocation-feed.ts)
+ * and a journal record of the `grant.revoke` entry they owe are one synced write; the entry
+ * is appended next (audit-pending.ts). A log that cannot record leaves the revocation in
+ * force and the entry owed: the answer says `auditPending: true` (and `auditSeq: null`), and
+ * the entry is appended by a retry, or at the next start, once.
  */
+import type { AuditEvent } from '../audit/index.js';
 import { jcs } from '../attestation/index.js';
 import { factText, fitReason } from '../audit/index.js';
 import { sha256Hex, type GrantContext } from './context.js';
 import { GrantNotFoundError } from './errors.js';
 import type { GrantRecord } from './grant-store.port.js';
 import { MAX_AUDIT_REASONS } from './reasons.js';
+import type { RevocationInput } from './revocations.port.js';
 
-export interface RuntimeRevokeResult {
+/** Whether the revocation's entry is in the log (`auditSeq`) or owed (`auditPending`). */
+interface Audited {
+  /** The `grant.revoke` entry; null while it is owed, or when there was nothing to record. */
+  readonly auditSeq: number | null;
+  /** The revocation is in force and its entry not yet in the log: it is retried. */
+  readonly auditPending: boolean;
+}
+
+export interface RuntimeRevokeResult extends Audited {
   readonly runtimeId: string;
   /** The runtime's live grants and their live descendants, now revoked. */
   readonly revoked: string[];
-  /** The `grant.revoke` entry, or null when nothing was live (nothing to record). */
-  readonly auditSeq: number | null;
 }
 
-export interface RevokeResult {
+export interface RevokeResult extends Audited {
   readonly grantId: string;
   /** The grant and every descendant that was live and is now revoked. */
   readonly revoked: string[];
-  readonly auditSeq: number;
 }
+
+export interface RuntimesRevokeResult extends Audited {
+  readonly runtimes: number;
+  readonly revoked: string[];
+}
+
+const audited = (seq: number | null): Audited => ({ auditSeq: seq, auditPending: seq === null });
 
 /**
  * The reasons of a `grant.revoke` entry: who, how many, and the ids, at any size. The ids
@@ -88,7 +107,7 @@ export class GrantRevoker {
       const ids = targets.map((r) => r.grantId);
       const at = now.toISOString();
       const { reasons, idsDigest } = revokeReasons([`by:${actor}`], ids);
-      const entry = await this.#ctx.append({
+      const seq = await this.#apply(ids, at, [], {
         type: 'grant.revoke',
         subject: grantId,
         decision: 'revoked',
@@ -102,8 +121,7 @@ export class GrantRevoker {
           idsDigest,
         },
       });
-      await this.#markRevoked(ids, at);
-      return { grantId, revoked: ids, auditSeq: entry.seq };
+      return { grantId, revoked: ids, ...audited(seq) };
     });
   }
 
@@ -127,26 +145,23 @@ export class GrantRevoker {
       return this.#ctx.roots.exclusive(root, () => underAll(i + 1, fn));
     };
     return underAll(0, async () => {
-      // Gateways learn of the runtime itself, whether or not it has a live grant.
-      await this.#ctx.storeCall(() =>
-        this.#ctx.revocations.apply(
-          [],
-          [
-            {
-              kind: 'runtime',
-              runtimeId,
-              at: now.toISOString(),
-              exp: Math.floor(nowMs / 1000) + this.#ctx.config.maxTtlSeconds,
-            },
-          ],
-        ),
-      );
+      // Gateways learn of the runtime itself, whether or not it has a live grant; in the
+      // same write as its grants' marks (a crash cannot keep one and lose the other).
+      const runtimeEvent: RevocationInput = {
+        kind: 'runtime',
+        runtimeId,
+        at: now.toISOString(),
+        exp: Math.floor(nowMs / 1000) + this.#ctx.config.maxTtlSeconds,
+      };
       const targets = await this.#liveSubtree(own, nowMs);
       const ids = targets.map((r) => r.grantId);
-      if (ids.length === 0) return { runtimeId, revoked: [], auditSeq: null };
+      if (ids.length === 0) {
+        await this.#ctx.storeCall(() => this.#ctx.revocations.apply([], [runtimeEvent]));
+        return { runtimeId, revoked: [], auditSeq: null, auditPending: false };
+      }
       const at = now.toISOString();
       const { reasons, idsDigest } = revokeReasons([`by:${actor}`, `runtime:${runtimeId}`], ids);
-      const entry = await this.#ctx.append({
+      const seq = await this.#apply(ids, at, [runtimeEvent], {
         type: 'grant.revoke',
         subject: runtimeId,
         decision: 'revoked',
@@ -160,8 +175,7 @@ export class GrantRevoker {
           idsDigest,
         },
       });
-      await this.#markRevoked(ids, at);
-      return { runtimeId, revoked: ids, auditSeq: entry.seq };
+      return { runtimeId, revoked: ids, ...audited(seq) };
     });
   }
 
@@ -178,7 +192,7 @@ export class GrantRevoker {
     cause: { readonly subject: string; readonly reason: string },
     actor: string,
     now: Date,
-  ): Promise<{ runtimes: number; revoked: string[]; auditSeq: number }> {
+  ): Promise<RuntimesRevokeResult> {
     const nowMs = now.getTime();
     const runtimes = [...new Set(runtimeIds)].sort();
     const own: GrantRecord[] = [];
@@ -207,7 +221,7 @@ export class GrantRevoker {
         ],
         ids,
       );
-      const entry = await this.#ctx.append({
+      const seq = await this.#apply(ids, at, [], {
         type: 'grant.revoke',
         subject: cause.subject,
         decision: 'revoked',
@@ -223,8 +237,7 @@ export class GrantRevoker {
           idsDigest,
         },
       });
-      await this.#markRevoked(ids, at);
-      return { runtimes: runtimes.length, revoked: ids, auditSeq: entry.seq };
+      return { runtimes: runtimes.length, revoked: ids, ...audited(seq) };
     });
   }
 
@@ -244,19 +257,41 @@ export class GrantRevoker {
     return out;
   }
 
-  async #markRevoked(ids: readonly string[], at: string): Promise<void> {
-    for (const id of ids) {
-      await this.#ctx.serial(id, async () => {
+  /**
+   * Revoke `ids` (those still unrevoked), write their feed events with `extra`, and journal
+   * the entry `event` they owe, all in one synced write, holding each grant's own lock (a
+   * redemption racing with the revocation is never overwritten); then append the entry.
+   * Resolves with its seq, or null when the log did not take it (owed, retried).
+   */
+  async #apply(
+    ids: readonly string[],
+    at: string,
+    extra: readonly RevocationInput[],
+    event: AuditEvent,
+  ): Promise<number | null> {
+    const journal = this.#ctx.owed.journal(event, Date.parse(at));
+    await this.#ctx.serialAll(ids, async () => {
+      const marked: GrantRecord[] = [];
+      for (const id of ids) {
         const current = await this.#ctx.storeCall(() => this.#ctx.deps.store.get(id));
-        if (current === undefined || current.revokedAt !== null) return;
-        // The record and its feed event, in one synced write (revocation-feed.ts).
-        await this.#ctx.storeCall(() =>
-          this.#ctx.revocations.apply(
-            [{ ...current, revokedAt: at }],
-            [{ kind: 'grant', grantId: id, runtimeId: current.runtimeId, at, exp: current.exp }],
-          ),
-        );
-      });
-    }
+        if (current !== undefined && current.revokedAt === null) {
+          marked.push({ ...current, revokedAt: at });
+        }
+      }
+      const events: RevocationInput[] = [
+        ...extra,
+        ...marked.map((r) => ({
+          kind: 'grant' as const,
+          grantId: r.grantId,
+          runtimeId: r.runtimeId,
+          at,
+          exp: r.exp,
+        })),
+      ];
+      await this.#ctx.storeCall(() =>
+        this.#ctx.revocations.apply(marked, events, { put: [journal] }),
+      );
+    });
+    return this.#ctx.owed.settle(journal);
   }
 }

@@ -19,7 +19,12 @@ import {
   type AttestationService,
   type EcSessionJwk,
 } from '../../src/attestation/index.js';
-import { TpmAuditAnchor, createAudit, type AuditService } from '../../src/audit/index.js';
+import {
+  TpmAuditAnchor,
+  createAudit,
+  type AuditEvent,
+  type AuditService,
+} from '../../src/audit/index.js';
 import {
   TrustCascade,
   createGrants,
@@ -60,6 +65,8 @@ export interface Faults {
   hsmDown: boolean;
   auditDown: boolean;
   policyDown: boolean;
+  /** The log refuses the appends this says yes to (a log failing between two entries). */
+  auditRefuses: ((event: AuditEvent) => boolean) | undefined;
   /** Signatures the HSM made for grants (ES256). */
   grantSignatures: number;
 }
@@ -134,6 +141,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
     hsmDown: false,
     auditDown: false,
     policyDown: false,
+    auditRefuses: undefined,
     grantSignatures: 0,
   };
   const clock = { offsetMs: 0 };
@@ -187,7 +195,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
   await realAudit.ready();
   const audit: AuditService = Object.assign(Object.create(realAudit) as AuditService, {
     append: (event: Parameters<AuditService['append']>[0]) =>
-      faults.auditDown
+      faults.auditDown || faults.auditRefuses?.(event) === true
         ? Promise.reject(new Error('store write failed (test)'))
         : realAudit.append(event),
   });
@@ -517,9 +525,13 @@ export interface AttestedRuntime {
   session: Awaited<ReturnType<typeof attest>>;
 }
 
-/** A runtime of the payments team (ECC AK), enrolled and attested on `rig`. */
-export async function paymentsRuntime(rig: Rig, name: string): Promise<AttestedRuntime> {
-  const runtime = await enrollWithEccAk(rig, name, { team: 'payments' });
+/** A runtime of the payments team (ECC AK persisted at `handle`), enrolled and attested on `rig`. */
+export async function paymentsRuntime(
+  rig: Rig,
+  name: string,
+  handle?: string,
+): Promise<AttestedRuntime> {
+  const runtime = await enrollWithEccAk(rig, name, { team: 'payments' }, handle);
   return { runtime, session: await attest(rig, runtime) };
 }
 

@@ -124,7 +124,14 @@ const LineageReply = Type.Object(
 );
 
 const RevokeReply = Type.Object(
-  { grantId: Type.String(), revoked: Type.Array(Type.String()), auditSeq: Type.Integer() },
+  {
+    grantId: Type.String(),
+    revoked: Type.Array(Type.String()),
+    /** The `grant.revoke` entry; null while it is owed (auditPending). */
+    auditSeq: Type.Union([Type.Integer(), Type.Null()]),
+    /** The revocation is in force; its entry is not in the log yet and is retried. */
+    auditPending: Type.Boolean(),
+  },
   closed,
 );
 
