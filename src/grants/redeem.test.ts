@@ -1,5 +1,5 @@
 /** Redemption (redeem.ts), with fakes. */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { GrantorError } from '../shared/errors.js';
 import type { GrantService } from './pipeline.js';
 import { Fakes, GW, NOW, body, code, signRequest } from './testing.js';
@@ -70,5 +70,51 @@ describe('redemption', () => {
     expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW, GW))).toBe(
       'grant_already_redeemed',
     );
+  });
+
+  it('an outcome whose store write fails is audited once: the report again writes one entry', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    const { grantId } = await issue(f, svc);
+    await svc.redeem(grantId, { audience: 'gw_tickets' }, NOW, GW);
+    const update = f.store.update.bind(f.store);
+    let failNext = true;
+    f.store.update = (records, events, pending) => {
+      if (!failNext) return update(records, events, pending);
+      failNext = false;
+      return Promise.reject(new Error('disk full (test)'));
+    };
+    expect(await code(svc.outcome(grantId, { outcome: 'succeeded' }, NOW, GW))).toBe(
+      'grant_store_unavailable',
+    );
+    const out = await svc.outcome(grantId, { outcome: 'succeeded' }, NOW, GW);
+    expect(f.events.filter((e) => e.type === 'grant.outcome')).toHaveLength(1);
+    expect(out).toMatchObject({ outcome: 'succeeded', auditPending: false });
+    expect(await f.store.pendingAudits(10)).toEqual([]);
+    expect(await code(svc.outcome(grantId, { outcome: 'failed' }, NOW, GW))).toBe(
+      'grant_outcome_recorded',
+    );
+  });
+
+  it('an outcome the log refuses is stored with its entry owed, then written once', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    const { grantId } = await issue(f, svc);
+    await svc.redeem(grantId, { audience: 'gw_tickets' }, NOW, GW);
+    f.auditFails = () => new Error('store write failed (test)');
+    const out = await svc.outcome(grantId, { outcome: 'aborted' }, NOW, GW);
+    expect(out).toMatchObject({ auditSeq: null, auditPending: true });
+    expect((await f.store.get(grantId))?.execution?.outcome).toBe('aborted');
+    expect(await code(svc.outcome(grantId, { outcome: 'aborted' }, NOW, GW))).toBe(
+      'grant_outcome_recorded',
+    );
+    f.auditFails = undefined;
+    await vi.waitFor(
+      () => {
+        expect(f.events.filter((e) => e.type === 'grant.outcome')).toHaveLength(1);
+      },
+      { timeout: 10_000 },
+    );
+    svc.stopAuditRetries();
   });
 });

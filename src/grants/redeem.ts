@@ -39,7 +39,10 @@ export interface OutcomeResult {
   readonly grantId: string;
   readonly outcome: ExecutionOutcome;
   readonly recordedAt: string;
-  readonly auditSeq: number;
+  /** The `grant.outcome` entry; null while it is owed (auditPending). */
+  readonly auditSeq: number | null;
+  /** The outcome is stored; its entry is not in the log yet and is retried (audit-pending.ts). */
+  readonly auditPending: boolean;
 }
 
 export class GrantRedemptions {
@@ -109,9 +112,10 @@ export class GrantRedemptions {
   // POST /v1/grants/{grantId}/outcome
 
   /**
-   * What the redeeming gateway executed: once per grant, by that gateway only. Audited
-   * (`grant.outcome`) before it is stored; a store failure after the entry leaves the
-   * outcome unrecorded, and the gateway may report it again.
+   * What the redeeming gateway executed: once per grant, by that gateway only, with one
+   * `grant.outcome` entry: the outcome is stored with the journal of its entry, then the
+   * entry is appended (audit-pending.ts). A store failure records neither (the gateway may
+   * report again); a log failure leaves the entry owed (`auditPending`), never doubled.
    */
   async outcome(
     grantId: string,
@@ -132,25 +136,40 @@ export class GrantRedemptions {
         outcome: body.outcome,
         ...(body.resultDigest === undefined ? {} : { resultDigest: body.resultDigest }),
       };
-      const entry = await this.#ctx.append({
-        type: 'grant.outcome',
-        subject: grantId,
-        decision: body.outcome,
-        reasons: [
-          `gateway:${gateway.id}`,
-          ...(body.resultDigest === undefined ? [] : [`result:${body.resultDigest}`]),
-        ],
-        digest: sha256Hex(jcs({ grantId, ...execution })),
-        facts: {
-          grant: factId(grantId),
-          runtime: factId(record.runtimeId),
-          gateway: factId(gateway.id),
-          outcome: body.outcome,
-          resultDigest: factHex(body.resultDigest),
+      const journal = this.#ctx.owed.journal(
+        {
+          type: 'grant.outcome',
+          subject: grantId,
+          decision: body.outcome,
+          reasons: [
+            `gateway:${gateway.id}`,
+            ...(body.resultDigest === undefined ? [] : [`result:${body.resultDigest}`]),
+          ],
+          digest: sha256Hex(jcs({ grantId, ...execution })),
+          facts: {
+            grant: factId(grantId),
+            runtime: factId(record.runtimeId),
+            gateway: factId(gateway.id),
+            outcome: body.outcome,
+            resultDigest: factHex(body.resultDigest),
+          },
         },
-      });
-      await this.#ctx.storeCall(() => this.#ctx.deps.store.update([{ ...record, execution }]));
-      return { grantId, outcome: body.outcome, recordedAt: execution.at, auditSeq: entry.seq };
+        now.getTime(),
+      );
+      // The outcome and the entry it owes in one write, then the entry: a store that fails
+      // leaves neither (the gateway reports again), a log that fails leaves the entry owed,
+      // and no retry of either ever writes a second entry.
+      await this.#ctx.storeCall(() =>
+        this.#ctx.deps.store.update([{ ...record, execution }], [], { put: [journal] }),
+      );
+      const seq = await this.#ctx.owed.settle(journal);
+      return {
+        grantId,
+        outcome: body.outcome,
+        recordedAt: execution.at,
+        auditSeq: seq,
+        auditPending: seq === null,
+      };
     });
   }
 }

@@ -80,7 +80,14 @@ const OutcomeBody = Type.Object(
 );
 
 const OutcomeReply = Type.Object(
-  { grantId: Type.String(), outcome: ExecutionOutcome, recordedAt: Time, auditSeq: Type.Integer() },
+  {
+    grantId: Type.String(),
+    outcome: ExecutionOutcome,
+    recordedAt: Time,
+    /** The `grant.outcome` entry; null while it is owed (auditPending). */
+    auditSeq: Type.Union([Type.Integer(), Type.Null()]),
+    auditPending: Type.Boolean(),
+  },
   closed,
 );
 
