@@ -133,18 +133,8 @@ export class GrantRevoker {
    */
   async revokeRuntime(runtimeId: string, actor: string, now: Date): Promise<RuntimeRevokeResult> {
     const nowMs = now.getTime();
-    const own: GrantRecord[] = [];
-    for (const id of await this.#ctx.storeCall(() => this.#ctx.deps.store.grantsOf(runtimeId))) {
-      const r = await this.#ctx.storeCall(() => this.#ctx.deps.store.get(id));
-      if (r !== undefined && r.runtimeId === runtimeId) own.push(r);
-    }
-    const roots = [...new Set(own.map((r) => r.root))].sort();
-    const underAll = async <T>(i: number, fn: () => Promise<T>): Promise<T> => {
-      const root = roots[i];
-      if (root === undefined) return fn();
-      return this.#ctx.roots.exclusive(root, () => underAll(i + 1, fn));
-    };
-    return underAll(0, async () => {
+    const own = await this.#grantsOf([runtimeId]);
+    return this.#underRoots(own, async () => {
       // Gateways learn of the runtime itself, whether or not it has a live grant; in the
       // same write as its grants' marks (a crash cannot keep one and lose the other).
       const runtimeEvent: RevocationInput = {
@@ -195,20 +185,8 @@ export class GrantRevoker {
   ): Promise<RuntimesRevokeResult> {
     const nowMs = now.getTime();
     const runtimes = [...new Set(runtimeIds)].sort();
-    const own: GrantRecord[] = [];
-    for (const runtimeId of runtimes) {
-      for (const id of await this.#ctx.storeCall(() => this.#ctx.deps.store.grantsOf(runtimeId))) {
-        const r = await this.#ctx.storeCall(() => this.#ctx.deps.store.get(id));
-        if (r !== undefined && r.runtimeId === runtimeId) own.push(r);
-      }
-    }
-    const roots = [...new Set(own.map((r) => r.root))].sort();
-    const underAll = async <T>(i: number, fn: () => Promise<T>): Promise<T> => {
-      const root = roots[i];
-      if (root === undefined) return fn();
-      return this.#ctx.roots.exclusive(root, () => underAll(i + 1, fn));
-    };
-    return underAll(0, async () => {
+    const own = await this.#grantsOf(runtimes);
+    return this.#underRoots(own, async () => {
       const ids = (await this.#liveSubtree(own, nowMs)).map((r) => r.grantId);
       const at = now.toISOString();
       const runtimesDigest = sha256Hex(jcs(runtimes));
@@ -239,6 +217,31 @@ export class GrantRevoker {
       });
       return { runtimes: runtimes.length, revoked: ids, ...audited(seq) };
     });
+  }
+
+  /** The grants issued to `runtimeIds` (by the store's index, checked against the record). */
+  async #grantsOf(runtimeIds: readonly string[]): Promise<GrantRecord[]> {
+    const own: GrantRecord[] = [];
+    for (const runtimeId of runtimeIds) {
+      for (const id of await this.#ctx.storeCall(() => this.#ctx.deps.store.grantsOf(runtimeId))) {
+        const r = await this.#ctx.storeCall(() => this.#ctx.deps.store.get(id));
+        if (r !== undefined && r.runtimeId === runtimeId) own.push(r);
+      }
+    }
+    return own;
+  }
+
+  /**
+   * Run `fn` holding the exclusive lock of every lineage root of `grants`, in sorted order,
+   * so two cascades never wait on each other in a cycle.
+   */
+  #underRoots<T>(grants: readonly GrantRecord[], fn: () => Promise<T>): Promise<T> {
+    const roots = [...new Set(grants.map((r) => r.root))].sort();
+    const hold = (i: number): Promise<T> => {
+      const root = roots[i];
+      return root === undefined ? fn() : this.#ctx.roots.exclusive(root, () => hold(i + 1));
+    };
+    return hold(0);
   }
 
   /** The live ones among `starts` and all their descendants, each once, in walk order. */
