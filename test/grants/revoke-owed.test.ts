@@ -10,7 +10,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { AttestationTrust, TrustActor } from '../../src/attestation/index.js';
+import type { AttestationTrust } from '../../src/attestation/index.js';
 import type { AuditEntry } from '../../src/audit/index.js';
 import type { GrantService } from '../../src/grants/index.js';
 import { repoRoot } from '../rig/sim.js';
@@ -19,14 +19,16 @@ import {
   codeOf,
   paymentsRuntime,
   redeemPayment,
+  RIG_POLICY,
+  TRUST_OPERATOR,
   startRig,
   transferTree,
   type AttestedRuntime,
   type Rig,
 } from './rig.js';
 
-const OP: TrustActor = { id: 'op_rig', role: 'operator', name: 'rig' };
-const POLICY = 'swtpm-grants';
+const OP = TRUST_OPERATOR;
+const POLICY = RIG_POLICY;
 
 let rig: Rig;
 let trust: AttestationTrust;

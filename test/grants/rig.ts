@@ -18,6 +18,7 @@ import {
   qualifyingData,
   type AttestationService,
   type EcSessionJwk,
+  type TrustActor,
 } from '../../src/attestation/index.js';
 import {
   TpmAuditAnchor,
@@ -60,6 +61,10 @@ export const ISSUER = 'grantor-grants-e2e';
 /** The operator who assigns the rig's runtimes their labels. */
 export const RIG_OPERATOR = { id: 'op_rig', role: 'operator' } as const;
 export const PCRS = [0, 7];
+/** The rig's reference policy (every runtime of the rig attests against it). */
+export const RIG_POLICY = 'swtpm-grants';
+/** The operator who changes the rig's trust (`startRig({ trust: true })`). */
+export const TRUST_OPERATOR: TrustActor = { id: 'op_rig', role: 'operator', name: 'rig' };
 
 export interface Faults {
   hsmDown: boolean;
@@ -205,7 +210,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
   await writeFile(
     refPolicy,
     JSON.stringify({
-      name: 'swtpm-grants',
+      name: RIG_POLICY,
       catchAll: true,
       pcrs: { sha256: Object.fromEntries(PCRS.map((p, i) => [String(p), [values[i]]])) },
       allowReset: true,

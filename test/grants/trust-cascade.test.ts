@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AttestationTrust, TrustActor } from '../../src/attestation/index.js';
+import type { AttestationTrust } from '../../src/attestation/index.js';
 import { readPcrs } from '../attestation/harness.js';
 import { makeEkCa } from '../appliance/dual-control.rig.js';
 import {
@@ -19,14 +19,16 @@ import {
   codeOf,
   paymentsRuntime,
   redeemPayment,
+  RIG_POLICY,
+  TRUST_OPERATOR,
   startRig,
   transferTree,
   type AttestedRuntime,
   type Rig,
 } from './rig.js';
 
-const OP: TrustActor = { id: 'op_rig', role: 'operator', name: 'rig' };
-const POLICY = 'swtpm-grants';
+const OP = TRUST_OPERATOR;
+const POLICY = RIG_POLICY;
 
 let rig: Rig;
 let trust: AttestationTrust;
