@@ -532,8 +532,16 @@ export async function openAppliance(
       },
     });
 
+    // Grant decisions read the gateways serving an audience from memory (gateways.ts).
+    await operators.gateways.load();
+    const feed = config.revocationFeed;
     const grants = createGrants(
-      { issuer: config.applianceId, maxTtlSeconds: config.keys.grantMaxTtlSeconds },
+      {
+        issuer: config.applianceId,
+        maxTtlSeconds: config.keys.grantMaxTtlSeconds,
+        revocationFeed: { maxSubscribers: feed.maxSubscribers, maxWaitMs: feed.maxWaitMs },
+        revocationSnapshotTtlSeconds: feed.snapshotTtlSeconds,
+      },
       {
         db,
         attestation,
@@ -542,6 +550,8 @@ export async function openAppliance(
         keys,
         // Policies see which enrolled gateways hold a grant's audience (issue 18).
         gateways: operators.gateways,
+        metrics,
+        ...(logger === undefined ? {} : { logger }),
         onUnreleased: (outcome) => {
           if ('error' in outcome) {
             logger?.error(

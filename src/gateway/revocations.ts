@@ -7,6 +7,7 @@
  */
 import { compactVerify, errors as joseErrors } from 'jose';
 import { ConfigError, GrantorError } from '../shared/errors.js';
+import { SNAPSHOT_TYP } from '../shared/jws-types.js';
 import { decodeBase64url, decodeUtf8, es256SignatureProblem } from './encoding.js';
 import {
   GrantRevokedError,
@@ -19,7 +20,7 @@ import type { KeySource } from './jwks.js';
 import { parseStrictJson, type JsonValue } from './strict-json.js';
 import { endpointUrl } from './url.js';
 
-export const SNAPSHOT_TYP = 'revocations+jwt';
+export { SNAPSHOT_TYP };
 
 /** The claims of a verified snapshot. */
 export interface SnapshotClaims {

@@ -12,7 +12,9 @@
  * `m!reconciled` holds how far the audit log was checked for unreleased allows.
  * The revocation feed (revocations.port.ts): `v!<seq, 16 digits>` (the event as JSON), written
  * in the synced batch of the revocation it records; `m!revocations-floor`, the highest
- * sequence number pruned, raised in the batch that deletes.
+ * sequence number pruned, raised in the batch that deletes. `p!<id>`: an audit entry owed
+ * for a change already written (audit-pending.ts), put in the change's own synced batch and
+ * deleted once the entry is in the log.
  */
 import type { Database } from '../shared/db.level.js';
 import type { RevocationBounds, RevocationEvent } from './revocations.port.js';
@@ -21,6 +23,8 @@ import type {
   GrantStore,
   LiveRequest,
   LiveRequests,
+  PendingAudit,
+  PendingAuditChange,
   UsedRequest,
 } from './grant-store.port.js';
 
@@ -88,11 +92,28 @@ export class LevelGrantStore implements GrantStore {
   async update(
     records: readonly GrantRecord[],
     revocations: readonly RevocationEvent[] = [],
+    pending: PendingAuditChange = {},
   ): Promise<void> {
-    await this.write([
-      ...records.map((r) => ({ key: `g!${enc(r.grantId)}`, value: JSON.stringify(r) })),
-      ...revocations.map((e) => ({ key: seqKey(e.seq), value: JSON.stringify(e) })),
-    ]);
+    await this.db.batch(
+      [
+        ...[
+          ...records.map((r) => ({ key: `g!${enc(r.grantId)}`, value: JSON.stringify(r) })),
+          ...revocations.map((e) => ({ key: seqKey(e.seq), value: JSON.stringify(e) })),
+          ...(pending.put ?? []).map((p) => ({ key: `p!${enc(p.id)}`, value: JSON.stringify(p) })),
+        ].map((op) => ({ type: 'put' as const, ...op, sublevel: this.sub })),
+        ...(pending.done ?? []).map((id) => ({
+          type: 'del' as const,
+          key: `p!${enc(id)}`,
+          sublevel: this.sub,
+        })),
+      ],
+      { sync: true },
+    );
+  }
+
+  async pendingAudits(limit: number): Promise<PendingAudit[]> {
+    const rows = await this.sub.values({ gt: 'p!', lt: 'p!\uffff', limit }).all();
+    return rows.map((text) => JSON.parse(text) as PendingAudit);
   }
 
   async revocationsSince(since: number, limit: number): Promise<RevocationEvent[]> {

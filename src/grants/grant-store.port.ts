@@ -3,7 +3,29 @@
  * redemption) and the requestIds each runtime has used (the persisted replay guard).
  * The LevelDB adapter is grant-store.level.ts; MemoryGrantStore serves fast tests.
  */
+import type { AuditEvent } from '../audit/index.js';
 import type { RevocationBounds, RevocationEvent, RevocationLog } from './revocations.port.js';
+
+/**
+ * An audit entry owed for a change already written (audit-pending.ts): journaled in the
+ * change's own synced write, removed once the entry is in the log.
+ */
+export interface PendingAudit {
+  /** `<epoch ms, 16 digits>-<the entry's digest>`: sorts by when the change was written. */
+  readonly id: string;
+  readonly event: AuditEvent;
+  /**
+   * The log's size when the change was written: the entry, if it was ever appended, is at
+   * or after this seq. Null when the log was not serving (nothing could be appended then).
+   */
+  readonly fromSeq: number | null;
+}
+
+/** Journal records to write (`put`) or remove (`done`, by id) in an update's write. */
+export interface PendingAuditChange {
+  readonly put?: readonly PendingAudit[];
+  readonly done?: readonly string[];
+}
 
 export interface Redemption {
   /** RFC 3339. */
@@ -74,7 +96,13 @@ export interface GrantStore extends RevocationLog {
    * Replace grants (revocation, redemption) in one atomic write, with the revocation feed's
    * events for them (revocations.port.ts) in that same synced write.
    */
-  update(records: readonly GrantRecord[], revocations?: readonly RevocationEvent[]): Promise<void>;
+  update(
+    records: readonly GrantRecord[],
+    revocations?: readonly RevocationEvent[],
+    pending?: PendingAuditChange,
+  ): Promise<void>;
+  /** The owed audit entries (journal records), oldest first, at most `limit`. */
+  pendingAudits(limit: number): Promise<PendingAudit[]>;
   /** Ids of the direct children of a grant. */
   children(grantId: string): Promise<string[]>;
   /** Ids of the grants issued to a runtime (indexed at create; the runtime revoke's cascade). */
@@ -126,13 +154,26 @@ export class MemoryGrantStore implements GrantStore {
     return Promise.resolve();
   }
 
-  update(records: readonly GrantRecord[], revocations?: readonly RevocationEvent[]): Promise<void> {
+  readonly pending = new Map<string, PendingAudit>();
+
+  update(
+    records: readonly GrantRecord[],
+    revocations?: readonly RevocationEvent[],
+    pending?: PendingAuditChange,
+  ): Promise<void> {
+    for (const p of pending?.put ?? []) this.pending.set(p.id, p);
+    for (const id of pending?.done ?? []) this.pending.delete(id);
     for (const r of records) this.grants.set(r.grantId, r);
     for (const e of revocations ?? []) {
       this.revocations.push(e);
       this.revocationHead = Math.max(this.revocationHead, e.seq);
     }
     return Promise.resolve();
+  }
+
+  pendingAudits(limit: number): Promise<PendingAudit[]> {
+    const ids = [...this.pending.keys()].sort().slice(0, limit);
+    return Promise.resolve(ids.flatMap((id) => this.pending.get(id) ?? []));
   }
 
   readonly revocations: RevocationEvent[] = [];

@@ -2,19 +2,27 @@
  * Wiring of the grant domain: `createGrants(config, deps)` with plain arguments; the grant
  * store lives in `db.sublevel('grants')`. See docs/grants.md.
  *
- * Rooms: pipeline.ts (the request path: runtime, freshness before the proof, proof,
- * lineage, policy, audit, signature, store; redeem, outcome, lineage, revoke), request.ts
- * (the checked body), replay.ts (requestIds used and forgotten), root-lock.ts (children
- * against revocation), refusals.ts (refusals aggregated for the log), unreleased.ts
- * (allows a crash never released), grant-store.port.ts with grant-store.level.ts.
+ * Rooms: pipeline.ts (GrantService, the domain's one face, and the request path: runtime,
+ * freshness before the proof, proof, lineage, policy, audit, signature, store), context.ts
+ * (config, ports, deadline, store and log failures shared by every room), request.ts (the
+ * checked body), freshness.ts with replay.ts (requestIds used and forgotten), proof.ts
+ * (session signature or quote), lineage.ts (a child under its chain; the lineage view),
+ * claims.ts (the token's key binding and signature form), reasons.ts (what an entry
+ * records), redeem.ts (redeem, outcome), revoke.ts (grants, runtimes, trust changes),
+ * root-lock.ts (children against revocation), refusals.ts (refusals aggregated for the
+ * log), unreleased.ts (allows a crash never released), revocation-feed.ts and
+ * revocation-snapshot.ts (what gateways learn), grant-store.port.ts with
+ * grant-store.level.ts; testing.ts (the service with fakes, for the tests beside each room).
  */
+import type { AuditService } from '../audit/index.js';
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
+import { silentLogger } from '../shared/log.js';
 import { LevelGrantStore } from './grant-store.level.js';
 import { GrantService, type GrantsConfig, type GrantsDeps } from './pipeline.js';
 import { RequestPruner } from './replay.js';
 import { markUnreleased, type UnreleasedAudit } from './unreleased.js';
-import type { RevocationFeedSettings } from './revocation-feed.js';
+import { pruneFeedEvery, type RevocationFeedSettings } from './revocation-feed.js';
 
 export interface GrantsSettings {
   /** The appliance id (`iss`). */
@@ -43,8 +51,11 @@ export interface GrantsSettings {
 
 export interface GrantsWiring extends Omit<GrantsDeps, 'store' | 'audit'> {
   readonly db: Database;
-  /** The log itself: appends, and the entries read by the start-up marking. */
-  readonly audit: UnreleasedAudit;
+  /**
+   * The log itself: appends, and the entries read by the start-up marking and before an
+   * owed entry is appended again (its size, `treeSize`, tells where to look).
+   */
+  readonly audit: UnreleasedAudit & Partial<Pick<AuditService, 'treeSize'>>;
   /** How the start-up marking of unreleased allows went (unreleased.ts). */
   readonly onUnreleased?: (outcome: { marked: number } | { error: unknown }) => void;
 }
@@ -91,18 +102,28 @@ export function createGrants(config: GrantsSettings, deps: GrantsWiring): GrantS
   db.once('closing', () => void pruner.stop());
   pruner.start();
   const { onUnreleased, ...wired } = services;
+  const { logger, metrics } = wired;
   const service = new GrantService(settings, { ...wired, store });
   // Feed events past their grants' lifetime are forgotten on the requestId sweep's cadence.
   const pruneMs = config.requestPruneIntervalMs ?? 60_000;
   if (pruneMs > 0) {
-    const feedPruner = setInterval(() => {
-      service.revocations.prune(Math.floor(Date.now() / 1000)).catch(() => undefined);
-    }, pruneMs);
-    feedPruner.unref();
-    db.once('closing', () => {
-      clearInterval(feedPruner);
+    const stop = pruneFeedEvery(service.revocations, pruneMs, {
+      logger: logger ?? silentLogger,
+      metrics,
     });
+    db.once('closing', stop);
   }
+  // Audit entries owed for revocations and outcomes a previous process applied (a kill
+  // between the change and its entry), appended now; retried while this one runs.
+  db.once('closing', () => {
+    service.stopAuditRetries();
+  });
+  service.resumeOwedAudits().catch((e: unknown) => {
+    (logger ?? silentLogger).error(
+      { event: 'audit_entry_owed', err: e instanceof Error ? e.message : String(e) },
+      'could not read the owed audit entries; they are appended at the next start',
+    );
+  });
   // Before the first decision of this process: allows a previous one never released.
   const marking = markUnreleased(wired.audit, store);
   service.holdDecisionsUntil(marking);

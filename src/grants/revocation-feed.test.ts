@@ -6,12 +6,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type Database } from '../shared/db.level.js';
 import { GrantorError } from '../shared/errors.js';
 import { LevelGrantStore } from './grant-store.level.js';
 import { MemoryGrantStore, type GrantRecord, type GrantStore } from './grant-store.port.js';
-import { RevocationFeed } from './revocation-feed.js';
+import { createMetrics } from '../shared/metrics.js';
+import { RevocationFeed, pruneFeedEvery } from './revocation-feed.js';
 
 const dirs: string[] = [];
 const dbs: Database[] = [];
@@ -170,3 +171,43 @@ for (const [name, open] of [
     });
   });
 }
+
+describe('the feed pruner (createGrants runs it on the requestId sweep cadence)', () => {
+  it('a prune the store refuses is logged and counted, then tried again, never swallowed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'grantor-feed-'));
+    dirs.push(dir);
+    const db = await openDatabase(dir);
+    const feed = new RevocationFeed(new LevelGrantStore(db), { graceSeconds: 0 });
+    await feed.apply([], [{ kind: 'runtime', runtimeId: 'rt_a', at: 'x', exp: 1 }]);
+    // The real store failing: LevelDB closed under the pruner.
+    await db.close();
+    const errors: object[] = [];
+    const logger = {
+      info: () => undefined,
+      warn: () => undefined,
+      error: (o: object) => errors.push(o),
+    };
+    const metrics = createMetrics({ defaultMetrics: false });
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const stop = pruneFeedEvery(feed, 1000, { logger, metrics, now: () => 10_000 });
+      await vi.advanceTimersByTimeAsync(1000);
+      await vi.waitFor(() => {
+        expect(errors).toHaveLength(1);
+      });
+      await vi.advanceTimersByTimeAsync(1000);
+      await vi.waitFor(() => {
+        expect(errors).toHaveLength(2);
+      });
+      stop();
+      await vi.advanceTimersByTimeAsync(5000);
+      expect(errors).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(errors[0]).toMatchObject({ event: 'revocation_feed_prune_failed' });
+    expect((await metrics.revocationFeedPruneFailures.get()).values[0]?.value).toBe(2);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('grantor_revocation_feed_prune_failures_total 2');
+  });
+});

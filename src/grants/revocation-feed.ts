@@ -11,9 +11,11 @@
  * At most `maxSubscribers` wait at once; one more is refused (`revocation_feed_full`).
  */
 import { KeyedQueue } from '../shared/keyed-queue.js';
-import { ConfigError } from '../shared/errors.js';
+import { ConfigError, GrantorError } from '../shared/errors.js';
+import type { DomainLogger } from '../shared/log.js';
+import type { GrantorMetrics } from '../shared/metrics.js';
 import { RevocationFeedFullError, RevocationSnapshotRequiredError } from './errors.js';
-import type { GrantRecord, GrantStore } from './grant-store.port.js';
+import type { GrantRecord, GrantStore, PendingAuditChange } from './grant-store.port.js';
 import type { RevocationEvent, RevocationInput } from './revocations.port.js';
 
 export interface RevocationFeedSettings {
@@ -85,18 +87,20 @@ export class RevocationFeed {
   }
 
   /**
-   * Write `records` (the revoked grants) and the feed's events for `inputs` in one synced
-   * batch; resolves with the events once written, and wakes the waiting subscribers.
+   * Write `records` (the revoked grants), the feed's events for `inputs` and the audit entry
+   * owed for them (`pending`, audit-pending.ts) in one synced batch; resolves with the events
+   * once written, and wakes the waiting subscribers.
    */
   async apply(
     records: readonly GrantRecord[],
     inputs: readonly RevocationInput[],
+    pending?: PendingAuditChange,
   ): Promise<RevocationEvent[]> {
     return this.#writes.run('feed', async () => {
       const head = this.#head ?? (await this.#store.revocationBounds()).head;
       const events = inputs.map((e, i) => ({ ...e, seq: head + 1 + i }));
       try {
-        await this.#store.update(records, events);
+        await this.#store.update(records, events, pending);
       } catch (e) {
         // Unknown whether the batch landed: read the head again next time.
         this.#head = undefined;
@@ -191,4 +195,42 @@ export class RevocationFeed {
       this.#store.pruneRevocations(nowSec - this.#graceSeconds, limit),
     );
   }
+}
+
+/** Where a failed prune is told: the grants logger and a counter. */
+export interface PruneReport {
+  readonly logger: DomainLogger;
+  readonly metrics?: Pick<GrantorMetrics, 'revocationFeedPruneFailures'> | undefined;
+  /** Epoch ms (default Date.now). */
+  readonly now?: () => number;
+}
+
+/**
+ * Prunes `feed` every `intervalMs` (unref'd; call the result to stop). A failure is logged
+ * and counted, then retried at the next tick: the events stay (the feed is only longer),
+ * so nothing is lost, but a prune failing for good is a store an operator must look at.
+ */
+export function pruneFeedEvery(
+  feed: Pick<RevocationFeed, 'prune'>,
+  intervalMs: number,
+  report: PruneReport,
+): () => void {
+  const now = report.now ?? Date.now;
+  const timer = setInterval(() => {
+    feed.prune(Math.floor(now() / 1000)).catch((e: unknown) => {
+      report.metrics?.revocationFeedPruneFailures.inc();
+      report.logger.error(
+        {
+          event: 'revocation_feed_prune_failed',
+          code: e instanceof GrantorError ? e.code : 'internal_error',
+          err: e instanceof Error ? e.message : String(e),
+        },
+        'could not forget expired revocation feed events; retried at the next sweep',
+      );
+    });
+  }, intervalMs);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+  };
 }

@@ -11,9 +11,10 @@
  * half its lifetime has passed, and concurrent callers share one signature.
  */
 import { ConfigError } from '../shared/errors.js';
+import { SNAPSHOT_TYP } from '../shared/jws-types.js';
 import type { RevocationFeed } from './revocation-feed.js';
 
-export const SNAPSHOT_TYP = 'revocations+jwt';
+export { SNAPSHOT_TYP };
 
 export interface SnapshotSigner {
   /** A compact ES256 JWS with the active grant key (KeyService.signJws). */

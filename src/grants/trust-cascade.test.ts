@@ -29,7 +29,12 @@ function fakes(affected: string[], revokeFails = false) {
         calls.push(`revoke:${ids.join(',')}:${cause.subject}:${cause.reason}:${by}`);
         expect(now).toEqual(NOW);
         if (revokeFails) return Promise.reject(new AuditUnavailableError('down'));
-        return Promise.resolve({ runtimes: ids.length, revoked: ['gr_1', 'gr_2'], auditSeq: 7 });
+        return Promise.resolve({
+          runtimes: ids.length,
+          revoked: ['gr_1', 'gr_2'],
+          auditSeq: 7,
+          auditPending: false,
+        });
       },
     },
     now: () => NOW,
@@ -48,6 +53,7 @@ describe('TrustCascade', () => {
       sessionsEnded: 2,
       grantsRevoked: 2,
       auditSeq: 7,
+      auditPending: false,
     });
     expect(calls).toEqual([
       'on:fleet:0',

@@ -5,11 +5,12 @@
  * their descendants are revoked. Configurable (`GRANTOR_TRUST_CHANGE_CASCADE`, default on).
  *
  * Order, fail closed: the sessions end first (in memory, cannot fail: no new grant for
- * them from here on), then one `grant.revoke` entry names the change with the counts (how
- * many runtimes, how many grants, both sets by digest, never past the entry's limits), then
- * the grants are marked. A log that cannot record answers 503 with the change applied and
- * the sessions ended; the runtimes' grants then need `POST /v1/runtimes/{id}/revoke` or
- * `POST /v1/grants/{id}/revoke`.
+ * them from here on), then the grants are marked revoked, in one synced write with their
+ * feed events and the journal of the one `grant.revoke` entry that names the change with
+ * the counts (how many runtimes, how many grants, both sets by digest, never past the
+ * entry's limits); then the entry is appended. A log that cannot record leaves the grants
+ * revoked and the entry owed (`auditPending`), appended by a retry or at the next start
+ * (revoke.ts, audit-pending.ts): taking trust away never waits for the log.
  */
 import type { AttestationService, TrustWithdrawal } from '../attestation/index.js';
 import type { GrantService } from './pipeline.js';
@@ -20,8 +21,10 @@ export interface TrustCascadeResult {
   readonly runtimes: readonly string[];
   readonly sessionsEnded: number;
   readonly grantsRevoked: number;
-  /** The `grant.revoke` entry; null when no runtime rested on what was withdrawn. */
+  /** The `grant.revoke` entry; null when no runtime rested on what was withdrawn, or owed. */
   readonly auditSeq: number | null;
+  /** The grants are revoked and their entry is owed to the log (retried). */
+  readonly auditPending: boolean;
 }
 
 export interface TrustCascadeDeps {
@@ -64,7 +67,14 @@ export class TrustCascade {
   async apply(change: TrustWithdrawal): Promise<TrustCascadeResult> {
     const { subject, reason, runtimes } = await affected(change, this.#deps.attestation);
     if (runtimes.length === 0) {
-      return { subject, runtimes, sessionsEnded: 0, grantsRevoked: 0, auditSeq: null };
+      return {
+        subject,
+        runtimes,
+        sessionsEnded: 0,
+        grantsRevoked: 0,
+        auditSeq: null,
+        auditPending: false,
+      };
     }
     const sessionsEnded = this.#deps.attestation.endSessions(runtimes);
     const actor = `${change.actor.role}:${change.actor.id}`;
@@ -80,6 +90,7 @@ export class TrustCascade {
       sessionsEnded,
       grantsRevoked: out.revoked.length,
       auditSeq: out.auditSeq,
+      auditPending: out.auditPending,
     };
   }
 }

@@ -76,6 +76,8 @@ export interface AppServices {
   readonly auditExportMaxEntries?: number;
   /** The buckets' bounded store (default: 10 000 keys). */
   readonly rateLimiter?: RateLimiter;
+  /** A feed answer not taken by its gateway in this time drops it (default 10 000 ms). */
+  readonly revocationFeedSendTimeoutMs?: number;
 }
 
 /**
@@ -318,6 +320,9 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     await app.register(revocationRoutes, {
       feed: services.grants.revocations,
       snapshots: services.grants.snapshots,
+      ...(services.revocationFeedSendTimeoutMs === undefined
+        ? {}
+        : { sendTimeoutMs: services.revocationFeedSendTimeoutMs }),
     });
   }
   await app.ready();

@@ -101,6 +101,7 @@ export async function buildApplianceApp(a: Appliance, options: AppOptions = {}):
       rateLimits: a.config.rateLimits.buckets,
       auditExportMaxEntries: a.config.audit.exportMaxEntries,
       rateLimiter: new RateLimiter(a.config.rateLimits.maxKeys),
+      revocationFeedSendTimeoutMs: a.config.revocationFeed.sendTimeoutMs,
       onOperatorRefused: (refusal) => refusals.refused(refusal),
       onOperatorAct: async (act) => {
         await a.audit.append({

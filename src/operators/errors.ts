@@ -121,3 +121,13 @@ export class GatewayNotFoundError extends GrantorError {
     super('gateway_not_found', `no gateway ${id}`, { details: { id } });
   }
 }
+
+/**
+ * The gateway store could not be read or written (LevelDB failing): 503, never 500, so a
+ * gateway retries instead of taking the refusal for a verdict on its credential.
+ */
+export class GatewayStoreUnavailableError extends GrantorError {
+  constructor(options?: Options) {
+    super('gateway_store_unavailable', 'the gateway store is unavailable', options);
+  }
+}

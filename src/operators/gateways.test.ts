@@ -1,9 +1,37 @@
-import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { openDatabase } from '../shared/db.level.js';
 import type { GrantorError } from '../shared/errors.js';
+import { tempDirs } from '../shared/testing/temp-dirs.js';
 import type { CredentialEvent } from './events.js';
+import { LevelGatewayStore } from './gateway-store.level.js';
 import { MemoryGatewayStore } from './gateway-store.memory.js';
+import type { GatewayStore } from './gateway-store.port.js';
 import { GatewayRegistry } from './gateways.js';
+
+const tmp = tempDirs('grantor-gateways-');
+afterAll(() => tmp.removeAll());
+
+/** The real LevelDB store, with its reads of every record counted. */
+async function levelStore(): Promise<{
+  store: GatewayStore;
+  lists: { n: number };
+  close: () => Promise<void>;
+}> {
+  const db = await openDatabase(join(await tmp.make(), 'db'));
+  const inner = new LevelGatewayStore(db);
+  const lists = { n: 0 };
+  const store: GatewayStore = {
+    get: (id) => inner.get(id),
+    put: (r) => inner.put(r),
+    list: () => {
+      lists.n += 1;
+      return inner.list();
+    },
+  };
+  return { store, lists, close: () => db.close() };
+}
 
 const T0 = new Date('2026-01-01T00:00:00.000Z');
 
@@ -48,6 +76,72 @@ describe('GatewayRegistry', () => {
     expect(await ids('gw_payments')).toEqual([a.gateway.id]);
     clock.now = new Date(T0.getTime() + 61_000);
     expect(await ids('gw_payments')).toEqual([]);
+  });
+
+  it('serving(audience) reads the store once; an enrollment or revocation is seen at once', async () => {
+    const { store, lists, close } = await levelStore();
+    const before = new GatewayRegistry(store, () => T0);
+    const old = await before.enroll({ name: 'old', audiences: ['gw_payments'] }, 'cli');
+    // A registry started over a store that already holds gateways (the appliance's start).
+    const reg = new GatewayRegistry(store, () => T0);
+    await reg.load();
+    const ids = async (aud: string) => (await reg.serving(aud)).map((g) => g.id).sort();
+    expect(await ids('gw_payments')).toEqual([old.gateway.id]);
+    const fresh = await reg.enroll({ name: 'new', audiences: ['gw_payments', 'gw_x'] }, 'cli');
+    expect(await ids('gw_payments')).toEqual([old.gateway.id, fresh.gateway.id].sort());
+    expect(await ids('gw_x')).toEqual([fresh.gateway.id]);
+    await reg.revoke(old.gateway.id, 'cli');
+    expect(await ids('gw_payments')).toEqual([fresh.gateway.id]);
+    await reg.revoke(fresh.gateway.id, 'cli');
+    expect(await ids('gw_payments')).toEqual([]);
+    expect(await ids('gw_x')).toEqual([]);
+    for (let i = 0; i < 50; i += 1) await reg.serving('gw_payments');
+    // One read at load; none per decision (the first registry never loaded).
+    expect(lists.n).toBe(1);
+    await close();
+  });
+
+  it('an enrollment made while the index loads is in it once the load ends', async () => {
+    const inner = new MemoryGatewayStore();
+    let release = (): void => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const store: GatewayStore = {
+      get: (id) => inner.get(id),
+      put: (r) => inner.put(r),
+      // The load reads the store as it was before the enrollment below.
+      list: async () => {
+        const records = await inner.list();
+        await gate;
+        return records;
+      },
+    };
+    const reg = new GatewayRegistry(store, () => T0);
+    const loading = reg.serving('a');
+    const enrolled = reg.enroll({ name: 'x', audiences: ['a'] }, 'cli');
+    await new Promise((r) => setImmediate(r));
+    release();
+    expect(await loading).toEqual([]);
+    const { gateway } = await enrolled;
+    expect(await reg.serving('a')).toEqual([{ id: gateway.id, name: 'x' }]);
+  });
+
+  it('a failing store answers gateway_store_unavailable (503), never an internal error', async () => {
+    const { store, close } = await levelStore();
+    const reg = new GatewayRegistry(store, () => T0);
+    const { token, gateway } = await reg.enroll({ name: 'x', audiences: ['a'] }, 'cli');
+    await close();
+    const fresh = new GatewayRegistry(store, () => T0);
+    for (const p of [
+      reg.authenticate(token),
+      reg.get(gateway.id),
+      reg.list(),
+      reg.revoke(gateway.id, 'cli'),
+      reg.enroll({ name: 'y', audiences: ['a'] }, 'cli'),
+      fresh.serving('a'),
+      fresh.load(),
+    ]) {
+      expect(await code(p)).toBe('gateway_store_unavailable');
+    }
   });
 
   it('enrolls, authenticates, lists without the hash, revokes; audited before each change', async () => {

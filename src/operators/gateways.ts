@@ -9,10 +9,20 @@
  * One operator enrolls or revokes a gateway (audited first): a gateway can only spend
  * grants already issued for its audiences, never obtain one, so enrolling it widens no
  * runtime's power; revoking only removes power.
+ *
+ * Every grant decision asks which gateways serve its audience (the Cedar context): that is
+ * answered from an index by audience held in memory, loaded once from the store and changed
+ * here, right after the store, by every enrollment and revocation (the only writers: the
+ * database is one process's). A store that fails answers `gateway_store_unavailable` (503).
  */
 import { BadRequestError } from '../shared/errors.js';
 import { holdsLoneSurrogate } from '../shared/jcs.js';
-import { GatewayNotFoundError, GatewayUnauthenticatedError } from './errors.js';
+import { GrantorError } from '../shared/errors.js';
+import {
+  GatewayNotFoundError,
+  GatewayStoreUnavailableError,
+  GatewayUnauthenticatedError,
+} from './errors.js';
 import { byActor, NO_EVENTS, type CredentialEventSink } from './events.js';
 import {
   MAX_GATEWAY_AUDIENCES,
@@ -80,12 +90,92 @@ export type GatewayAdmin = { readonly id: string; readonly person: string } | 'c
 
 const by = (admin: GatewayAdmin): string => (admin === 'cli' ? 'cli' : byActor(admin));
 
+/** What the audience index keeps of a gateway: enough to answer `serving`. */
+type Serving = Pick<GatewayRecord, 'id' | 'name' | 'expiresAt'>;
+
+/** Unrevoked gateways by audience, then by id. */
+class AudienceIndex {
+  readonly #byAudience = new Map<string, Map<string, Serving>>();
+
+  constructor(records: readonly GatewayRecord[]) {
+    for (const r of records) this.set(r);
+  }
+
+  /** The record as now stored: indexed under its audiences while unrevoked. */
+  set(r: GatewayRecord): void {
+    for (const audience of r.audiences) {
+      let ids = this.#byAudience.get(audience);
+      if (r.revokedAt !== undefined) {
+        ids?.delete(r.id);
+        if (ids?.size === 0) this.#byAudience.delete(audience);
+        continue;
+      }
+      if (ids === undefined) {
+        ids = new Map();
+        this.#byAudience.set(audience, ids);
+      }
+      ids.set(r.id, { id: r.id, name: r.name, expiresAt: r.expiresAt });
+    }
+  }
+
+  serving(audience: string, now: Date): { id: string; name: string }[] {
+    const out: { id: string; name: string }[] = [];
+    for (const g of this.#byAudience.get(audience)?.values() ?? []) {
+      if (!expired(g.expiresAt, now)) out.push({ id: g.id, name: g.name });
+    }
+    return out;
+  }
+}
+
+/** A store failure as the 503 it is; the registry's own refusals pass as they are. */
+async function stored<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    if (e instanceof GrantorError) throw e;
+    throw new GatewayStoreUnavailableError({ cause: e });
+  }
+}
+
 export class GatewayRegistry {
+  /** Loaded once (again after a failed load); then changed by enroll and revoke. */
+  #index: Promise<AudienceIndex> | undefined;
+
   constructor(
     private readonly store: GatewayStore,
     private readonly clock: () => Date = () => new Date(),
     private readonly onEvent: CredentialEventSink = NO_EVENTS,
   ) {}
+
+  /** Reads every gateway into the audience index (at start; else at the first decision). */
+  async load(): Promise<void> {
+    await this.#loaded();
+  }
+
+  #loaded(): Promise<AudienceIndex> {
+    if (this.#index === undefined) {
+      const loading = stored(() => this.store.list()).then((records) => new AudienceIndex(records));
+      this.#index = loading;
+      loading.catch(() => {
+        if (this.#index === loading) this.#index = undefined;
+      });
+    }
+    return this.#index;
+  }
+
+  /** Stores `record`, then shows it to the index (after a load under way, if one is). */
+  async #put(record: GatewayRecord): Promise<void> {
+    await stored(() => this.store.put(record));
+    const index = this.#index;
+    if (index === undefined) return;
+    // A load under way may have read the record before this write: apply it after.
+    await index.then(
+      (i) => {
+        i.set(record);
+      },
+      () => undefined,
+    );
+  }
 
   /** Enrolls a gateway for `audiences`; audited (`gateway.enrolled`) before it exists. */
   async enroll(input: EnrollGatewayInput, admin: GatewayAdmin): Promise<EnrolledGateway> {
@@ -108,38 +198,33 @@ export class GatewayRegistry {
       audiences,
       time: record.createdAt,
     });
-    await this.store.put(record);
+    await this.#put(record);
     return { token, gateway: info(record) };
   }
 
   async get(id: string): Promise<GatewayInfo> {
-    const record = await this.store.get(id);
+    const record = await stored(() => this.store.get(id));
     if (record === undefined) throw new GatewayNotFoundError(id);
     return info(record);
   }
 
   async list(): Promise<GatewayInfo[]> {
-    const records = await this.store.list();
+    const records = await stored(() => this.store.list());
     return records.map(info).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
   /**
    * The enrolled gateways that hold `audience` now (unrevoked, unexpired): the only ones
-   * that can redeem a grant for it. The grant pipeline shows them to policies.
+   * that can redeem a grant for it. The grant pipeline shows them to policies; answered
+   * from the audience index, never the store.
    */
   async serving(audience: string): Promise<{ id: string; name: string }[]> {
-    const now = this.clock();
-    return (await this.store.list())
-      .filter(
-        (r) =>
-          r.revokedAt === undefined && !expired(r.expiresAt, now) && r.audiences.includes(audience),
-      )
-      .map((r) => ({ id: r.id, name: r.name }));
+    return (await this.#loaded()).serving(audience, this.clock());
   }
 
   /** Revokes gateway `id` (audited first); its token fails from the next request on. */
   async revoke(id: string, admin: GatewayAdmin): Promise<GatewayInfo> {
-    const record = await this.store.get(id);
+    const record = await stored(() => this.store.get(id));
     if (record === undefined) throw new GatewayNotFoundError(id);
     if (record.revokedAt !== undefined) return info(record);
     const revoked: GatewayRecord = {
@@ -154,7 +239,7 @@ export class GatewayRegistry {
       audiences: record.audiences,
       time: revoked.revokedAt ?? '',
     });
-    await this.store.put(revoked);
+    await this.#put(revoked);
     return info(revoked);
   }
 
@@ -165,7 +250,7 @@ export class GatewayRegistry {
   async authenticate(token: string): Promise<GatewayIdentity> {
     const parsed = parseBearer(GATEWAY_TOKEN_PREFIX, token);
     if (parsed === undefined) throw new GatewayUnauthenticatedError();
-    const record = await this.store.get(`gw_${parsed.idHex}`);
+    const record = await stored(() => this.store.get(`gw_${parsed.idHex}`));
     // Compared whether or not the id exists (bearer.ts).
     const matches = secretMatches(parsed.secret, record?.secretHash);
     if (record === undefined || !matches) throw new GatewayUnauthenticatedError();

@@ -392,4 +392,48 @@ describe('grant keys in the TPM (tpm2-pkcs11) and batch-signed grants', () => {
       'GRANTOR_TRUST_CHANGE_CASCADE',
     );
   });
+
+  it('the revocation feed limits: defaults, values from the environment or the file, bad values named', () => {
+    expect(loadConfig(base, dir).revocationFeed).toEqual({
+      maxSubscribers: 256,
+      maxWaitMs: 25_000,
+      sendTimeoutMs: 10_000,
+      snapshotTtlSeconds: 300,
+    });
+    const set = loadConfig(
+      {
+        ...base,
+        GRANTOR_REVOCATION_FEED_MAX_SUBSCRIBERS: '16',
+        GRANTOR_REVOCATION_FEED_MAX_WAIT_MS: '0',
+        GRANTOR_REVOCATION_FEED_SEND_TIMEOUT_MS: '2500',
+        GRANTOR_REVOCATION_SNAPSHOT_TTL_SECONDS: '60',
+      },
+      dir,
+    );
+    expect(set.revocationFeed).toEqual({
+      maxSubscribers: 16,
+      maxWaitMs: 0,
+      sendTimeoutMs: 2500,
+      snapshotTtlSeconds: 60,
+    });
+    const file = join(dir, 'feed.json');
+    writeFileSync(file, JSON.stringify({ revocationFeedMaxSubscribers: 8 }));
+    expect(loadConfig({ ...base, GRANTOR_CONFIG: file }, dir).revocationFeed.maxSubscribers).toBe(
+      8,
+    );
+    for (const [key, bad] of [
+      ['GRANTOR_REVOCATION_FEED_MAX_SUBSCRIBERS', '0'],
+      ['GRANTOR_REVOCATION_FEED_MAX_SUBSCRIBERS', 'many'],
+      ['GRANTOR_REVOCATION_FEED_MAX_WAIT_MS', '60001'],
+      ['GRANTOR_REVOCATION_FEED_MAX_WAIT_MS', '-1'],
+      ['GRANTOR_REVOCATION_FEED_SEND_TIMEOUT_MS', '99'],
+      ['GRANTOR_REVOCATION_SNAPSHOT_TTL_SECONDS', '9'],
+      ['GRANTOR_REVOCATION_SNAPSHOT_TTL_SECONDS', '1.5'],
+    ] as const) {
+      const e = configError({ ...base, [key]: bad });
+      expect(e.key, `${key}=${bad}`).toBe(key);
+      expect(e.code).toBe('config_invalid');
+      expect(e.message).toMatch(/expected an integer from \d+ to \d+/);
+    }
+  });
 });

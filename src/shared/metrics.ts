@@ -56,6 +56,12 @@ export interface GrantorMetrics {
   readonly rateLimited: Counter<'bucket' | 'scope'>;
   /** Policy set reloads, by outcome (`applied` | `refused`) and trigger (`operator` | `watch`). */
   readonly policyReloads: Counter<'outcome' | 'trigger'>;
+  /** Sweeps of the revocation feed's expired events that failed (the store refused). */
+  readonly revocationFeedPruneFailures: Counter;
+  /** Audit entries owed for revocations and outcomes already applied (src/grants/audit-pending.ts). */
+  readonly grantsAuditOwed: Gauge;
+  /** Retries of owed audit entries, by outcome (`written` | `failed`). */
+  readonly grantsAuditRetries: Counter<'outcome'>;
   /**
    * Where the scrape-time gauges read their values (readiness, audit tree size, grant key
    * age and next rotation, TLS certificate expiry); each source is optional and later calls
@@ -294,6 +300,22 @@ export function createMetrics(options: MetricsOptions = {}): GrantorMetrics {
       labelNames: ['outcome', 'trigger'] as const,
       registers,
     }),
+    grantsAuditOwed: new Gauge({
+      name: `${p}grants_audit_owed`,
+      help: 'Audit entries owed for revocations and outcomes already applied',
+      registers,
+    }),
+    grantsAuditRetries: new Counter({
+      name: `${p}grants_audit_retries_total`,
+      help: 'Retries of owed audit entries, by outcome',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    revocationFeedPruneFailures: new Counter({
+      name: `${p}revocation_feed_prune_failures_total`,
+      help: 'Sweeps of expired revocation feed events that failed',
+      registers,
+    }),
     observe(more: MetricSources) {
       sources = { ...sources, ...more };
     },
@@ -340,6 +362,7 @@ function zeroOwnVocabulary(m: GrantorMetrics): void {
   for (const outcome of ['applied', 'refused']) {
     for (const trigger of ['operator', 'watch']) m.policyReloads.inc({ outcome, trigger }, 0);
   }
+  for (const outcome of ['written', 'failed']) m.grantsAuditRetries.inc({ outcome }, 0);
 }
 
 /**

@@ -35,6 +35,8 @@ beforeAll(async () => {
     GRANTOR_TLS_CERT: join(tls, 'server.pem'),
     GRANTOR_TLS_KEY: join(tls, 'server.key'),
     GRANTOR_OPERATOR_CA: join(tls, 'operator-ca.pem'),
+    // The feed limits reach the running feed (src/shared/config.ts → createGrants).
+    GRANTOR_REVOCATION_FEED_MAX_WAIT_MS: '7000',
   });
 }, 180_000);
 
@@ -61,6 +63,11 @@ async function opensslNotAfter(file: string): Promise<number> {
 }
 
 describe('GET /metrics on the real appliance', () => {
+  it('runs the revocation feed with the configured limits; its prune failures start at zero', async () => {
+    expect(real.server.appliance?.grants.revocations.maxWaitMs).toBe(7000);
+    expect(sample(await scrape(), 'grantor_revocation_feed_prune_failures_total')).toBe(0);
+  });
+
   it('passes promtool check metrics', async () => {
     await expect(promtool(['check', 'metrics'], { input: await scrape() })).resolves.toBe('');
   });

@@ -14,24 +14,22 @@ import { repoRoot } from '../rig/sim.js';
 import {
   attest,
   codeOf,
-  enrollWithEccAk,
-  grantBody,
-  quoted,
-  signed,
+  notifyChild,
+  paymentsRuntime,
+  requestTransfer,
   startRig,
+  transferBody,
+  type AttestedRuntime,
   type Rig,
-  type Runtime,
 } from './rig.js';
 
 let rig: Rig;
-let payments: Runtime;
-let session: Awaited<ReturnType<typeof attest>>;
+let payments: AttestedRuntime;
 let dir: string;
 
 beforeAll(async () => {
   rig = await startRig();
-  payments = await enrollWithEccAk(rig, 'payments-context', { team: 'payments' });
-  session = await attest(rig, payments);
+  payments = await paymentsRuntime(rig, 'payments-context');
   dir = await mkdtemp(join(tmpdir(), 'grantor-context-'));
 }, 180_000);
 
@@ -47,28 +45,11 @@ interface ErrorReply {
 const post = (payload: Record<string, unknown>) =>
   rig.app.inject({ method: 'POST', url: '/v1/grants', payload });
 
-async function transfer(over: Record<string, unknown> = {}) {
-  const body = grantBody(payments, {
-    action: 'payments.transfer',
-    resource: 'acct:1234',
-    audience: 'gw_payments',
-    ...over,
-  });
-  return post(await quoted(rig, payments, body));
-}
+const transfer = (over: Record<string, unknown> = {}) =>
+  requestTransfer(rig, payments.runtime, over);
 
 const notify = (parentGrantId: string, resource: string, over: Record<string, unknown> = {}) =>
-  signed(
-    grantBody(payments, {
-      action: 'payments.notify',
-      resource,
-      audience: 'gw_payments',
-      parentGrantId,
-      ...over,
-    }),
-    session.attestationId,
-    session.key.privateKey,
-  );
+  notifyChild(payments, parentGrantId, resource, over);
 
 describe('the shipped rules see the request whole', () => {
   it("notify children for acct:0..39 under a transfer for acct:1234 are denied; the transfer's own account is allowed", async () => {
@@ -137,16 +118,7 @@ forbid (principal, action in [Action::"payments.transfer", Action::"payments.not
 unless { ["${rig.gateway.id}"].containsAll(context.audience.gateways) };
 `,
     );
-    const body = () =>
-      quoted(
-        rig,
-        payments,
-        grantBody(payments, {
-          action: 'payments.transfer',
-          resource: 'acct:1234',
-          audience: 'gw_payments',
-        }),
-      );
+    const body = () => transferBody(rig, payments.runtime);
     expect(await code(svc, await body())).toBe('issued');
     const rogue = await rig.gateways.enroll(
       { name: 'rogue', audiences: ['gw_payments', 'gw_tickets'] },
@@ -172,11 +144,11 @@ unless { context.lineage.parentLabels has env && context.lineage.parentLabels.en
     expect(await code(svc, notify(root, 'acct:1234'))).toBe('policy_denied');
     // An operator labels the runtime env=prod (its session ends: it attests again).
     await rig.attestation.assignLabels(
-      payments.runtimeId,
+      payments.runtime.runtimeId,
       { team: 'payments', env: 'prod' },
       { id: 'op_rig', role: 'operator' },
     );
-    session = await attest(rig, payments);
+    payments.session = await attest(rig, payments.runtime);
     expect(await code(svc, notify(root, 'acct:1234'))).toBe('issued');
   }, 120_000);
 });

@@ -7,78 +7,32 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  attest,
   codeOf,
-  enrollWithEccAk,
-  grantBody,
-  quoted,
-  signed,
+  paymentsRuntime,
+  redeemPayment,
   startRig,
+  transferTree,
+  type AttestedRuntime,
   type Rig,
-  type Runtime,
 } from './rig.js';
 
 let rig: Rig;
-let payments: Runtime;
-let session: Awaited<ReturnType<typeof attest>>;
+let payments: AttestedRuntime;
 
 beforeAll(async () => {
   rig = await startRig();
-  payments = await enrollWithEccAk(rig, 'payments-trees', { team: 'payments' });
-  session = await attest(rig, payments);
+  payments = await paymentsRuntime(rig, 'payments-trees');
 }, 180_000);
 
 afterAll(async () => {
   await rig.close();
 });
 
-interface Issued {
-  grantId: string;
-}
-
-async function transferWithChildren(children: number): Promise<{ root: string; kids: string[] }> {
-  const body = await quoted(
-    rig,
-    payments,
-    grantBody(payments, {
-      action: 'payments.transfer',
-      resource: 'acct:1234',
-      audience: 'gw_payments',
-    }),
-  );
-  const res = await rig.app.inject({ method: 'POST', url: '/v1/grants', payload: body });
-  expect(res.statusCode, res.body).toBe(201);
-  const root = res.json<Issued>().grantId;
-  const kids: string[] = [];
-  for (let i = 0; i < children; i += 1) {
-    const child = signed(
-      grantBody(payments, {
-        action: 'payments.notify',
-        resource: 'acct:1234',
-        audience: 'gw_payments',
-        parentGrantId: root,
-      }),
-      session.attestationId,
-      session.key.privateKey,
-    );
-    const c = await rig.app.inject({ method: 'POST', url: '/v1/grants', payload: child });
-    expect(c.statusCode, c.body).toBe(201);
-    kids.push(c.json<Issued>().grantId);
-  }
-  return { root, kids };
-}
-
-const redeem = (grantId: string) =>
-  rig.app.inject({
-    method: 'POST',
-    url: `/v1/grants/${grantId}/redeem`,
-    headers: rig.gateway.headers,
-    payload: { audience: 'gw_payments' },
-  });
+const redeem = (grantId: string) => redeemPayment(rig, grantId);
 
 describe('revocation on real trees', () => {
   it('a transfer with 40 live children is revoked whole: 200, one entry within the log limits', async () => {
-    const { root, kids } = await transferWithChildren(40);
+    const { root, kids } = await transferTree(rig, payments, 40);
     const res = await rig.app.inject({ method: 'POST', url: `/v1/grants/${root}/revoke` });
     expect(res.statusCode, res.body).toBe(200);
     const out = res.json<{ revoked: string[]; auditSeq: number }>();
@@ -100,14 +54,14 @@ describe('revocation on real trees', () => {
   }, 120_000);
 
   it('POST /v1/runtimes/{id}/revoke revokes its live grants and their descendants, audited with counts', async () => {
-    const { root, kids } = await transferWithChildren(3);
+    const { root, kids } = await transferTree(rig, payments, 3);
     const res = await rig.app.inject({
       method: 'POST',
-      url: `/v1/runtimes/${payments.runtimeId}/revoke`,
+      url: `/v1/runtimes/${payments.runtime.runtimeId}/revoke`,
     });
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toEqual({
-      runtimeId: payments.runtimeId,
+      runtimeId: payments.runtime.runtimeId,
       state: 'revoked',
       grantsRevoked: 4,
     });
@@ -122,15 +76,15 @@ describe('revocation on real trees', () => {
     expect(l.descendants.map((d) => d.state)).toEqual(['revoked', 'revoked', 'revoked']);
     const log = await rig.audit.entries(0, 10_000);
     const isCascade = (e: (typeof log)[number]) =>
-      e.type === 'grant.revoke' && e.subject === payments.runtimeId;
+      e.type === 'grant.revoke' && e.subject === payments.runtime.runtimeId;
     const cascade = log.filter(isCascade);
     expect(cascade).toHaveLength(1);
     expect(cascade[0]?.reasons).toEqual(
-      expect.arrayContaining([`runtime:${payments.runtimeId}`, 'count:4']),
+      expect.arrayContaining([`runtime:${payments.runtime.runtimeId}`, 'count:4']),
     );
     // The runtime's own entry comes first: no grant of it is issued during the cascade.
     const runtimeEntry = log.findIndex(
-      (e) => e.type === 'runtime.revoke' && e.subject === payments.runtimeId,
+      (e) => e.type === 'runtime.revoke' && e.subject === payments.runtime.runtimeId,
     );
     expect(runtimeEntry).toBeGreaterThanOrEqual(0);
     expect(runtimeEntry).toBeLessThan(log.findIndex(isCascade));

@@ -18,8 +18,14 @@ import {
   qualifyingData,
   type AttestationService,
   type EcSessionJwk,
+  type TrustActor,
 } from '../../src/attestation/index.js';
-import { TpmAuditAnchor, createAudit, type AuditService } from '../../src/audit/index.js';
+import {
+  TpmAuditAnchor,
+  createAudit,
+  type AuditEvent,
+  type AuditService,
+} from '../../src/audit/index.js';
 import {
   TrustCascade,
   createGrants,
@@ -55,11 +61,17 @@ export const ISSUER = 'grantor-grants-e2e';
 /** The operator who assigns the rig's runtimes their labels. */
 export const RIG_OPERATOR = { id: 'op_rig', role: 'operator' } as const;
 export const PCRS = [0, 7];
+/** The rig's reference policy (every runtime of the rig attests against it). */
+export const RIG_POLICY = 'swtpm-grants';
+/** The operator who changes the rig's trust (`startRig({ trust: true })`). */
+export const TRUST_OPERATOR: TrustActor = { id: 'op_rig', role: 'operator', name: 'rig' };
 
 export interface Faults {
   hsmDown: boolean;
   auditDown: boolean;
   policyDown: boolean;
+  /** The log refuses the appends this says yes to (a log failing between two entries). */
+  auditRefuses: ((event: AuditEvent) => boolean) | undefined;
   /** Signatures the HSM made for grants (ES256). */
   grantSignatures: number;
 }
@@ -134,6 +146,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
     hsmDown: false,
     auditDown: false,
     policyDown: false,
+    auditRefuses: undefined,
     grantSignatures: 0,
   };
   const clock = { offsetMs: 0 };
@@ -187,7 +200,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
   await realAudit.ready();
   const audit: AuditService = Object.assign(Object.create(realAudit) as AuditService, {
     append: (event: Parameters<AuditService['append']>[0]) =>
-      faults.auditDown
+      faults.auditDown || faults.auditRefuses?.(event) === true
         ? Promise.reject(new Error('store write failed (test)'))
         : realAudit.append(event),
   });
@@ -197,7 +210,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
   await writeFile(
     refPolicy,
     JSON.stringify({
-      name: 'swtpm-grants',
+      name: RIG_POLICY,
       catchAll: true,
       pcrs: { sha256: Object.fromEntries(PCRS.map((p, i) => [String(p), [values[i]]])) },
       allowReset: true,
@@ -507,4 +520,99 @@ export async function quoted(
   body: Record<string, unknown>,
 ): Promise<Record<string, unknown>> {
   return { ...body, quote: await quote(rig, rt, body) };
+}
+
+// --- payments trees (the revocation, cascade and policy-context tests) ---------------------
+
+/** An enrolled, attested runtime and its attested session. */
+export interface AttestedRuntime {
+  readonly runtime: Runtime;
+  session: Awaited<ReturnType<typeof attest>>;
+}
+
+/** A runtime of the payments team (ECC AK persisted at `handle`), enrolled and attested on `rig`. */
+export async function paymentsRuntime(
+  rig: Rig,
+  name: string,
+  handle?: string,
+): Promise<AttestedRuntime> {
+  const runtime = await enrollWithEccAk(rig, name, { team: 'payments' }, handle);
+  return { runtime, session: await attest(rig, runtime) };
+}
+
+/** A quote-mode request for a `payments.transfer` of acct:1234 (`over` changes it). */
+export async function transferBody(
+  rig: Rig,
+  rt: Runtime,
+  over: Record<string, unknown> = {},
+): Promise<Record<string, unknown>> {
+  const body = grantBody(rt, {
+    action: 'payments.transfer',
+    resource: 'acct:1234',
+    audience: 'gw_payments',
+    ...over,
+  });
+  return quoted(rig, rt, body);
+}
+
+/** `POST /v1/grants` with a transferBody. */
+export async function requestTransfer(
+  rig: Rig,
+  rt: Runtime,
+  over: Record<string, unknown> = {},
+): Promise<Awaited<ReturnType<App['inject']>>> {
+  const payload = await transferBody(rig, rt, over);
+  return rig.app.inject({ method: 'POST', url: '/v1/grants', payload });
+}
+
+/** A session-signed request for a `payments.notify` child of `parentGrantId`. */
+export function notifyChild(
+  a: AttestedRuntime,
+  parentGrantId: string,
+  resource = 'acct:1234',
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return signed(
+    grantBody(a.runtime, {
+      action: 'payments.notify',
+      resource,
+      audience: 'gw_payments',
+      parentGrantId,
+      ...over,
+    }),
+    a.session.attestationId,
+    a.session.key.privateKey,
+  );
+}
+
+/** A transfer for acct:1234 with `children` notify children, all issued (201). */
+export async function transferTree(
+  rig: Rig,
+  a: AttestedRuntime,
+  children: number,
+): Promise<{ root: string; kids: string[] }> {
+  const t = await requestTransfer(rig, a.runtime);
+  if (t.statusCode !== 201) throw new Error(`transfer: ${t.statusCode} ${t.body}`);
+  const root = t.json<{ grantId: string }>().grantId;
+  const kids: string[] = [];
+  for (let i = 0; i < children; i += 1) {
+    const c = await rig.app.inject({
+      method: 'POST',
+      url: '/v1/grants',
+      payload: notifyChild(a, root),
+    });
+    if (c.statusCode !== 201) throw new Error(`child: ${c.statusCode} ${c.body}`);
+    kids.push(c.json<{ grantId: string }>().grantId);
+  }
+  return { root, kids };
+}
+
+/** Redeem `grantId` for gw_payments as the rig's gateway. */
+export function redeemPayment(rig: Rig, grantId: string) {
+  return rig.app.inject({
+    method: 'POST',
+    url: `/v1/grants/${grantId}/redeem`,
+    headers: rig.gateway.headers,
+    payload: { audience: 'gw_payments' },
+  });
 }

@@ -4,11 +4,18 @@
  * operator, params are validated. The service runs over an in-memory store and ports that
  * must not be reached (the pipeline itself is tested in e2e.test.ts on the real parts).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GrantService, MemoryGrantStore } from '../../src/grants/index.js';
+import type { AttestationService } from '../../src/attestation/index.js';
+import { GrantService, MemoryGrantStore, type GrantsConfig } from '../../src/grants/index.js';
 import { createServer, type App } from '../../src/http/app.js';
 import { operatorAuth } from '../../src/http/plugins/auth.js';
 import { grantsRoutes } from '../../src/http/routes/grants.js';
+import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
+import { openDatabase } from '../../src/shared/db.level.js';
+import { LevelGatewayStore } from '../../src/operators/gateway-store.level.js';
 import { UnauthenticatedError } from '../../src/operators/errors.js';
 import { MemoryGatewayStore } from '../../src/operators/gateway-store.memory.js';
 import { GatewayRegistry } from '../../src/operators/gateways.js';
@@ -23,29 +30,30 @@ const unreachable = (): never => {
 let app: App;
 let gatewayToken: string;
 
+const SETTINGS: GrantsConfig = {
+  issuer: 'grantor-routes',
+  maxTtlSeconds: 300,
+  clockSkewSeconds: 60,
+  maxDepth: 2,
+  maxChildren: 64,
+  dependencyDeadlineMs: 1000,
+  replayCacheSize: 10,
+};
+/** Ports the route tests must never reach. */
+const UNREACHABLE = {
+  attestation: {
+    getRuntime: unreachable,
+    sessionFor: unreachable,
+    verifyQuote: unreachable,
+  },
+  policy: { decide: unreachable },
+  audit: { append: unreachable },
+  keys: { signGrantToken: unreachable },
+  store: new MemoryGrantStore(),
+};
+
 beforeAll(async () => {
-  const grants = new GrantService(
-    {
-      issuer: 'grantor-routes',
-      maxTtlSeconds: 300,
-      clockSkewSeconds: 60,
-      maxDepth: 2,
-      maxChildren: 64,
-      dependencyDeadlineMs: 1000,
-      replayCacheSize: 10,
-    },
-    {
-      attestation: {
-        getRuntime: unreachable,
-        sessionFor: unreachable,
-        verifyQuote: unreachable,
-      },
-      policy: { decide: unreachable },
-      audit: { append: unreachable },
-      keys: { signGrantToken: unreachable },
-      store: new MemoryGrantStore(),
-    },
-  );
+  const grants = new GrantService(SETTINGS, UNREACHABLE);
   app = createServer();
   const gateways = new GatewayRegistry(new MemoryGatewayStore());
   gatewayToken = (await gateways.enroll({ name: 'gw', audiences: ['gw'] }, 'cli')).token;
@@ -185,5 +193,61 @@ describe('grant routes and roles', () => {
     const op = await app.inject({ method: 'POST', url, headers: bearer(OPERATOR) });
     expect(op.statusCode).toBe(404);
     expect(codeOf(op.body)).toBe('grant_not_found');
+  });
+});
+
+describe('routes over parts that fail or are missing', () => {
+  it('a gateway store that fails answers 503 gateway_store_unavailable, not 500', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'grantor-routes-'));
+    const db = await openDatabase(join(dir, 'db'));
+    const gateways = new GatewayRegistry(new LevelGatewayStore(db));
+    const { token } = await gateways.enroll({ name: 'gw', audiences: ['gw'] }, 'cli');
+    const failing = createServer();
+    await failing.register(operatorAuth, {
+      gateways,
+      tokens: { authenticate: () => Promise.reject(new UnauthenticatedError()) },
+    });
+    await failing.register(grantsRoutes, { grants: new GrantService(SETTINGS, UNREACHABLE) });
+    await failing.ready();
+    await db.close();
+    const res = await failing.inject({
+      method: 'POST',
+      url: '/v1/grants/gr_abc/redeem',
+      headers: bearer(token),
+      payload: { audience: 'gw' },
+    });
+    expect(res.statusCode).toBe(503);
+    expect(codeOf(res.body)).toBe('gateway_store_unavailable');
+    await failing.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the revoke routes never act for an operator nobody authenticated (401, no default name)', async () => {
+    // Mounted without the auth plugin: before, the handlers acted as `operator`.
+    const bare = createServer();
+    const revoked: string[] = [];
+    const grants = new GrantService(SETTINGS, UNREACHABLE);
+    await bare.register(grantsRoutes, { grants });
+    await bare.register(runtimesRoutes, {
+      attestation: {
+        attestationBodyLimit: 0,
+        revoke: (id: string) => {
+          revoked.push(id);
+          return Promise.resolve({ runtimeId: id, state: 'revoked' });
+        },
+      } as unknown as AttestationService,
+      revokeGrants: (id) => {
+        revoked.push(id);
+        return Promise.resolve({ revoked: [] });
+      },
+    });
+    await bare.ready();
+    for (const url of ['/v1/grants/gr_abc/revoke', '/v1/runtimes/rt_abc/revoke']) {
+      const res = await bare.inject({ method: 'POST', url });
+      expect(res.statusCode, url).toBe(401);
+      expect(codeOf(res.body)).toBe('unauthenticated');
+    }
+    expect(revoked).toEqual([]);
+    await bare.close();
   });
 });

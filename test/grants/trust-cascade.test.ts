@@ -10,37 +10,36 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AttestationTrust, TrustActor } from '../../src/attestation/index.js';
+import type { AttestationTrust } from '../../src/attestation/index.js';
 import { readPcrs } from '../attestation/harness.js';
 import { makeEkCa } from '../appliance/dual-control.rig.js';
 import {
   PCRS,
   attest,
   codeOf,
-  enrollWithEccAk,
-  grantBody,
-  quoted,
-  signed,
+  paymentsRuntime,
+  redeemPayment,
+  RIG_POLICY,
+  TRUST_OPERATOR,
   startRig,
+  transferTree,
+  type AttestedRuntime,
   type Rig,
-  type Runtime,
 } from './rig.js';
 
-const OP: TrustActor = { id: 'op_rig', role: 'operator', name: 'rig' };
-const POLICY = 'swtpm-grants';
+const OP = TRUST_OPERATOR;
+const POLICY = RIG_POLICY;
 
 let rig: Rig;
 let trust: AttestationTrust;
-let payments: Runtime;
-let session: Awaited<ReturnType<typeof attest>>;
+let payments: AttestedRuntime;
 let dir: string;
 
 beforeAll(async () => {
   rig = await startRig({ trust: true });
   if (rig.trust === undefined) throw new Error('the rig has no trust');
   trust = rig.trust;
-  payments = await enrollWithEccAk(rig, 'payments-cascade', { team: 'payments' });
-  session = await attest(rig, payments);
+  payments = await paymentsRuntime(rig, 'payments-cascade');
   dir = await mkdtemp(join(tmpdir(), 'grantor-cascade-'));
 }, 180_000);
 
@@ -57,50 +56,11 @@ interface Entry {
 
 /** A transfer for acct:1234 and two notify children: three live grants. */
 async function tree(): Promise<string[]> {
-  const t = await rig.app.inject({
-    method: 'POST',
-    url: '/v1/grants',
-    payload: await quoted(
-      rig,
-      payments,
-      grantBody(payments, {
-        action: 'payments.transfer',
-        resource: 'acct:1234',
-        audience: 'gw_payments',
-      }),
-    ),
-  });
-  expect(t.statusCode, t.body).toBe(201);
-  const root = t.json<{ grantId: string }>().grantId;
-  const ids = [root];
-  for (let i = 0; i < 2; i += 1) {
-    const c = await rig.app.inject({
-      method: 'POST',
-      url: '/v1/grants',
-      payload: signed(
-        grantBody(payments, {
-          action: 'payments.notify',
-          resource: 'acct:1234',
-          audience: 'gw_payments',
-          parentGrantId: root,
-        }),
-        session.attestationId,
-        session.key.privateKey,
-      ),
-    });
-    expect(c.statusCode, c.body).toBe(201);
-    ids.push(c.json<{ grantId: string }>().grantId);
-  }
-  return ids;
+  const { root, kids } = await transferTree(rig, payments, 2);
+  return [root, ...kids];
 }
 
-const redeem = (grantId: string) =>
-  rig.app.inject({
-    method: 'POST',
-    url: `/v1/grants/${grantId}/redeem`,
-    headers: rig.gateway.headers,
-    payload: { audience: 'gw_payments' },
-  });
+const redeem = (grantId: string) => redeemPayment(rig, grantId);
 
 async function states(root: string): Promise<string[]> {
   const lin = await rig.app.inject({ method: 'GET', url: `/v1/grants/${root}/lineage` });
@@ -115,7 +75,7 @@ async function cascadeEntries(subject: string): Promise<Entry[]> {
 
 /** Every grant of `ids` refuses redeem (410 grant_revoked) and the session is gone. */
 async function expectCascaded(ids: string[]): Promise<void> {
-  expect(rig.attestation.sessionFor(session.attestationId)).toBeUndefined();
+  expect(rig.attestation.sessionFor(payments.session.attestationId)).toBeUndefined();
   for (const id of ids) {
     const r = await redeem(id);
     expect(r.statusCode, r.body).toBe(410);
@@ -142,7 +102,7 @@ describe('trust withdrawn cascades to sessions and grants', () => {
     expect(entry?.reasons?.length).toBeLessThanOrEqual(32);
     // Enabling withdraws nothing; the runtime attests again.
     await trust.setReferencePolicyEnabled(POLICY, true, OP);
-    session = await attest(rig, payments);
+    payments.session = await attest(rig, payments.runtime);
     expect(await cascadeEntries(`refpolicy:${POLICY}`)).toHaveLength(1);
   }, 180_000);
 
@@ -165,7 +125,7 @@ describe('trust withdrawn cascades to sessions and grants', () => {
     expect(entries.at(-1)?.reasons).toEqual(
       expect.arrayContaining(['cause:refpolicy.put', 'runtimes:1', 'count:3']),
     );
-    session = await attest(rig, payments);
+    payments.session = await attest(rig, payments.runtime);
   }, 180_000);
 
   it("an EK CA bundle that keeps the runtime's CA changes nothing; one without it cascades", async () => {
@@ -173,7 +133,7 @@ describe('trust withdrawn cascades to sessions and grants', () => {
     const other = await makeEkCa(dir, 'other-vendor');
     const kept = await trust.replaceEkCa(`${rig.runtimeTpm.ekCaPem}\n${other.pem}`, OP);
     expect(kept.certificates.length).toBeGreaterThanOrEqual(2);
-    expect(rig.attestation.sessionFor(session.attestationId)).toBeDefined();
+    expect(rig.attestation.sessionFor(payments.session.attestationId)).toBeDefined();
     expect(await states(ids[0] ?? '')).toEqual(['live', 'live', 'live']);
 
     const dropped = await trust.replaceEkCa(other.pem, OP);
@@ -186,10 +146,10 @@ describe('trust withdrawn cascades to sessions and grants', () => {
     // The bundle that kept the CA wrote no cascade.
     expect(await cascadeEntries(`ekca:sha256:${kept.sha256}`)).toEqual([]);
     // And the runtime cannot simply attest again: its EK is vouched for by no trusted CA.
-    await expect(attest(rig, payments)).rejects.toThrow(/422 .*ek_certificate_untrusted/);
+    await expect(attest(rig, payments.runtime)).rejects.toThrow(/422 .*ek_certificate_untrusted/);
     // Until an operator trusts its CA again.
     await trust.replaceEkCa(rig.runtimeTpm.ekCaPem, OP);
-    session = await attest(rig, payments);
-    expect(rig.attestation.sessionFor(session.attestationId)).toBeDefined();
+    payments.session = await attest(rig, payments.runtime);
+    expect(rig.attestation.sessionFor(payments.session.attestationId)).toBeDefined();
   }, 180_000);
 });

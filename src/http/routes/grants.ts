@@ -11,6 +11,7 @@ import { Type } from 'typebox';
 import type { GrantService } from '../../grants/index.js';
 import { meterGrantDecision, type GrantDecisionMetrics } from '../plugins/metrics.js';
 import { bodyLimit } from '../plugins/body-limit.js';
+import { requireActor } from '../plugins/auth.js';
 import { requireGateway } from '../plugins/gateway-auth.js';
 import { ErrorSchema, QuoteEvidence } from '../schemas.js';
 
@@ -79,7 +80,14 @@ const OutcomeBody = Type.Object(
 );
 
 const OutcomeReply = Type.Object(
-  { grantId: Type.String(), outcome: ExecutionOutcome, recordedAt: Time, auditSeq: Type.Integer() },
+  {
+    grantId: Type.String(),
+    outcome: ExecutionOutcome,
+    recordedAt: Time,
+    /** The `grant.outcome` entry; null while it is owed (auditPending). */
+    auditSeq: Type.Union([Type.Integer(), Type.Null()]),
+    auditPending: Type.Boolean(),
+  },
   closed,
 );
 
@@ -123,7 +131,14 @@ const LineageReply = Type.Object(
 );
 
 const RevokeReply = Type.Object(
-  { grantId: Type.String(), revoked: Type.Array(Type.String()), auditSeq: Type.Integer() },
+  {
+    grantId: Type.String(),
+    revoked: Type.Array(Type.String()),
+    /** The `grant.revoke` entry; null while it is owed (auditPending). */
+    auditSeq: Type.Union([Type.Integer(), Type.Null()]),
+    /** The revocation is in force; its entry is not in the log yet and is retried. */
+    auditPending: Type.Boolean(),
+  },
   closed,
 );
 
@@ -224,7 +239,9 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
       schema: { params: GrantParams, response: { 200: RevokeReply, ...errors } },
     },
     async (request, reply) => {
-      const actor = request.actor?.id ?? 'operator';
+      // The authenticated operator, never a default name: a revoke nobody can be named for
+      // is not performed.
+      const actor = requireActor(request).id;
       return reply.code(200).send(await svc.revoke(request.params.grantId, actor, now()));
     },
   );

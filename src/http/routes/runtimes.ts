@@ -64,6 +64,8 @@ const RevokeReply = Type.Object(
     runtimeId: Type.String(),
     state: State,
     grantsRevoked: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** The grants are revoked; their `grant.revoke` entry is owed to the log (retried). */
+    grantsAuditPending: Type.Optional(Type.Boolean()),
   },
   closed,
 );
@@ -196,7 +198,10 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
    * The grants side of a runtime revoke (GrantService.revokeRuntime, wired in src/http/app.ts
    * from the composition root's services): its live grants and their descendants.
    */
-  revokeGrants?: (runtimeId: string, actor: string) => Promise<{ revoked: readonly string[] }>;
+  revokeGrants?: (
+    runtimeId: string,
+    actor: string,
+  ) => Promise<{ revoked: readonly string[]; auditPending?: boolean }>;
 }> = (app, opts) => {
   const svc = opts.attestation;
 
@@ -303,14 +308,19 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
       schema: { params: RuntimeParams, response: { 200: RevokeReply, ...errors } },
     },
     async (request) => {
-      const actor = request.actor?.id ?? 'operator';
+      // The authenticated operator, never a default name (before anything changes).
+      const actor = requireActor(request).id;
       const out = await svc.revoke(request.params.runtimeId);
       if (opts.revokeGrants === undefined) return out;
       // After the runtime: no new grant is issued to it while its grants are revoked. A
       // failure here answers its error (the runtime stays revoked); redeem refuses the
       // grants of a revoked runtime whatever this cascade did.
-      const { revoked } = await opts.revokeGrants(out.runtimeId, actor);
-      return { ...out, grantsRevoked: revoked.length };
+      const { revoked, auditPending } = await opts.revokeGrants(out.runtimeId, actor);
+      return {
+        ...out,
+        grantsRevoked: revoked.length,
+        ...(auditPending === true ? { grantsAuditPending: true } : {}),
+      };
     },
   );
 
