@@ -2,16 +2,10 @@
  * The grant token's claims (docs/protocol.md §3): the key binding (`cnf.jkt`, an RFC 7638
  * thumbprint) and the canonical low-S form of the signature.
  */
-import { createHash } from 'node:crypto';
-import type { EcSessionJwk } from '../attestation/index.js';
 import { HsmUnavailableError } from '../keys/index.js';
 import { toLowS } from '../shared/es256.js';
 
-/** RFC 7638 thumbprint of an EC P-256 public JWK, base64url. */
-export function jwkThumbprint(jwk: EcSessionJwk): string {
-  const members = `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}","y":"${jwk.y}"}`;
-  return createHash('sha256').update(members, 'utf8').digest('base64url');
-}
+export { jwkThumbprint, type GrantClaims } from '../shared/grant-claims.js';
 
 /**
  * The JWS with its ES256 signature in low-S form (s <= n/2). The keys service already

@@ -59,7 +59,7 @@ describe('GrantService.request: the allow path', () => {
       jti: issued.grantId,
       act: { action: 'tickets.read', resource: 'ticket:42', parametersDigest: 'ab'.repeat(32) },
       att: { pcrDigest: 'bb'.repeat(32), resetCount: 1, restartCount: 0, attestationId: AT },
-      cnf: { jkt: jwkThumbprint(f.key.jwk) },
+      cnf: { jkt: await jwkThumbprint(f.key.jwk) },
       lin: { parent: null, root: issued.grantId, depth: 0 },
       pol: POLICY_HASH,
       aud_seq: issued.auditSeq,

@@ -39,7 +39,7 @@ import {
   type GrantsDeps,
   type RuntimeView,
 } from './context.js';
-import { jwkThumbprint, lowS } from './claims.js';
+import { jwkThumbprint, lowS, type GrantClaims } from './claims.js';
 import { Freshness } from './freshness.js';
 import { GrantLineage, type Lineage, type ParentLink } from './lineage.js';
 import { RequestProver, type Proven } from './proof.js';
@@ -329,7 +329,7 @@ export class GrantService {
     // From here on an "allow" is committed: a grant that is not returned is marked.
     try {
       const root = link === undefined ? grantId : link.parent.root;
-      const claims = {
+      const claims: GrantClaims = {
         iss: this.#config.issuer,
         sub: req.runtimeId,
         aud: req.audience,
@@ -349,7 +349,7 @@ export class GrantService {
           restartCount: proven.restartCount,
           attestationId: proven.attestationId,
         },
-        cnf: { jkt: jwkThumbprint(proven.sessionKey) },
+        cnf: { jkt: await jwkThumbprint(proven.sessionKey) },
         lin: { parent: link?.parent.grantId ?? null, root, depth: link?.depth ?? 0 },
         pol: decision.policyHash,
         aud_seq: entry.seq,
@@ -417,7 +417,7 @@ export class GrantService {
     }
   }
 
-  async #sign(claims: Record<string, unknown>): Promise<string> {
+  async #sign(claims: GrantClaims): Promise<string> {
     try {
       const { token, batched } = await within(
         this.#deps.keys.signGrantToken(

@@ -114,7 +114,7 @@ describe('GrantService.request: runtime and proof', () => {
     expect(f.policyCalls[0]?.attestation.proofMode).toBe('quote');
     expect(decodeClaims(issued.grant)).toMatchObject({
       att: { akName: '000b' + 'cc'.repeat(32), pcrDigest: 'dd'.repeat(32), resetCount: 2 },
-      cnf: { jkt: jwkThumbprint(f.key.jwk) },
+      cnf: { jkt: await jwkThumbprint(f.key.jwk) },
     });
   });
 
