@@ -420,10 +420,7 @@ export class GrantService {
   async #sign(claims: GrantClaims): Promise<string> {
     try {
       const { token, batched } = await within(
-        this.#deps.keys.signGrantToken(
-          { typ: 'grant+jwt' },
-          Buffer.from(JSON.stringify(claims), 'utf8'),
-        ),
+        this.#deps.keys.signGrantToken({ typ: 'grant+jwt' }, claims),
         this.#config.dependencyDeadlineMs,
         () => new HsmUnavailableError('the HSM did not sign within its deadline'),
       );

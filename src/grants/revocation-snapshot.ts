@@ -10,6 +10,7 @@
  * Signing costs an HSM operation: a snapshot is re-signed only when the feed moved on or
  * half its lifetime has passed, and concurrent callers share one signature.
  */
+import type { SignableClaims } from '../keys/index.js';
 import { ConfigError } from '../shared/errors.js';
 import type { RevocationFeed } from './revocation-feed.js';
 
@@ -17,7 +18,10 @@ export const SNAPSHOT_TYP = 'revocations+jwt';
 
 export interface SnapshotSigner {
   /** A compact ES256 JWS with the active grant key (KeyService.signJws). */
-  signJws(protectedHeader: Readonly<Record<string, unknown>>, payload: Uint8Array): Promise<string>;
+  signJws(
+    protectedHeader: Readonly<Record<string, unknown>>,
+    claims: SignableClaims,
+  ): Promise<string>;
 }
 
 export interface SignedSnapshot {
@@ -87,10 +91,7 @@ export class RevocationSnapshots {
       grants: revoked.grants,
       runtimes: revoked.runtimes,
     };
-    const snapshot = await this.#signer.signJws(
-      { typ: SNAPSHOT_TYP },
-      Buffer.from(JSON.stringify(claims), 'utf8'),
-    );
+    const snapshot = await this.#signer.signJws({ typ: SNAPSHOT_TYP }, claims);
     const signed = { snapshot, seq: revoked.seq, iat: nowSec, exp };
     this.#current = signed;
     return signed;

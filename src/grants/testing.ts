@@ -177,16 +177,13 @@ export class Fakes {
           },
         },
         keys: {
-          signGrantToken: (header, payload) => {
+          signGrantToken: (header, signed) => {
             if (this.signFails !== undefined) return Promise.reject(this.signFails());
-            const claims = JSON.parse(Buffer.from(payload).toString('utf8')) as Record<
-              string,
-              unknown
-            >;
-            this.signed.push(claims);
+            const payload = JSON.stringify(signed);
+            this.signed.push(JSON.parse(payload) as Record<string, unknown>);
             const h = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'k1', ...header }));
             return Promise.resolve({
-              token: `${h.toString('base64url')}.${Buffer.from(payload).toString('base64url')}.${Buffer.alloc(64, 1).toString('base64url')}`,
+              token: `${h.toString('base64url')}.${Buffer.from(payload, 'utf8').toString('base64url')}.${Buffer.alloc(64, 1).toString('base64url')}`,
               batched: false,
             });
           },
