@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
 import { UnavailableError } from '../shared/errors.js';
-import { jwkThumbprint } from './claims.js';
+import { jwkThumbprint } from '../shared/grant-claims.js';
 import { requestDigest, unsignedRequestText } from './request.js';
 import {
   AT,

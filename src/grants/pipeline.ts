@@ -4,7 +4,7 @@
  *
  *   schema (request.ts) -> runtime active -> freshness (freshness.ts) -> proof (proof.ts)
  *   -> lineage (lineage.ts) -> policy -> audit entry (durable, anchored) -> HSM signature
- *   (claims.ts) -> store
+ *   (typed claims, src/shared/grant-claims.ts) -> store
  *
  * Freshness comes before the proof, which may spend state (a quote's nonce, the runtime's
  * counters, its session): a stale or replayed request changes nothing.
@@ -39,7 +39,7 @@ import {
   type GrantsDeps,
   type RuntimeView,
 } from './context.js';
-import { jwkThumbprint, lowS, type GrantClaims } from './claims.js';
+import { jwkThumbprint, type GrantClaims } from '../shared/grant-claims.js';
 import { Freshness } from './freshness.js';
 import { GrantLineage, type Lineage, type ParentLink } from './lineage.js';
 import { RequestProver, type Proven } from './proof.js';
@@ -55,7 +55,7 @@ import { auditReasons } from './reasons.js';
 import { GrantRevoker, type RevokeResult, type RuntimeRevokeResult } from './revoke.js';
 
 export type { GrantsConfig, GrantsDeps } from './context.js';
-export { jwkThumbprint, lowS } from './claims.js';
+export { jwkThumbprint } from '../shared/grant-claims.js';
 export type { GrantView, Lineage } from './lineage.js';
 export type {
   ExecutionOutcome,
@@ -419,13 +419,13 @@ export class GrantService {
 
   async #sign(claims: GrantClaims): Promise<string> {
     try {
-      const { token, batched } = await within(
+      // The keys service owns the signature's form (low-S, src/shared/es256.ts).
+      const { token } = await within(
         this.#deps.keys.signGrantToken({ typ: 'grant+jwt' }, claims),
         this.#config.dependencyDeadlineMs,
         () => new HsmUnavailableError('the HSM did not sign within its deadline'),
       );
-      // A batch-signed grant's signature is its batch's (low-S by the keys service).
-      return batched ? token : lowS(token);
+      return token;
     } catch (e) {
       throw unavailable(
         e,

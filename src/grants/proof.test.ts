@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { qualifyingData, type AttestedSession } from '../attestation/index.js';
 import { GrantorError } from '../shared/errors.js';
-import { jwkThumbprint } from './claims.js';
+import { jwkThumbprint } from '../shared/grant-claims.js';
 import { withoutQuote } from './request.js';
 import {
   AT,
