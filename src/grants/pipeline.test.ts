@@ -20,6 +20,7 @@ import {
   decodeClaims,
   sessionKey,
   signRequest,
+  grantRecord,
 } from './testing.js';
 
 describe('GrantService.request: the allow path', () => {
@@ -469,21 +470,13 @@ describe('the policy context (issue 18)', () => {
     if (view !== undefined) {
       f.runtimes.set('rt_parent', { ...view, requestedLabels: { team: 'payments', env: 'x' } });
     }
-    await f.store.create({
-      grantId: 'gr_p',
-      runtimeId: 'rt_parent',
-      action: 'payments.transfer',
-      resource: 'acct:77',
-      audience: 'gw_payments',
-      parent: null,
-      root: 'gr_p',
-      depth: 0,
-      iat: NOW.getTime() / 1000 - 10,
-      exp: NOW.getTime() / 1000 + 50,
-      auditSeq: 0,
-      revokedAt: null,
-      redemption: null,
-    });
+    await f.store.create(
+      grantRecord('gr_p', {
+        runtimeId: 'rt_parent',
+        resource: 'acct:77',
+        audience: 'gw_payments',
+      }),
+    );
     await f.service().request(signRequest(body({ parentGrantId: 'gr_p' }), f.key.privateKey), NOW);
     expect(f.policyCalls[0]?.lineage).toEqual({
       depth: 1,
