@@ -6,7 +6,7 @@
  */
 import type { GrantClaims } from '../shared/grant-claims.js';
 import { describe, expect, it } from 'vitest';
-import { fakeKeys, type FakeKeys, activeGrantKid } from '../keys/testing.js';
+import { fakeKeys, type FakeKeys, activeGrantKid, testGrantClaims } from '../keys/testing.js';
 import { BATCH_ALG, decodeBatchProof, encodeBatchProof, type BatchProof } from './batch.js';
 import { parametersDigest } from './digest.js';
 import { decodeBase64url } from './encoding.js';
@@ -16,27 +16,12 @@ import { verifyGrant, type VerifiedGrant } from './verify-grant.js';
 const execution = { action: 'tickets.read', resource: 'ticket:1', parameters: { id: 1 } };
 
 function claims(f: FakeKeys, jti: string, iss = 'grantor'): GrantClaims {
-  const now = Math.floor(f.now() / 1000);
-  return {
-    iss,
-    sub: 'rt_1',
-    aud: 'gw',
-    iat: now,
-    nbf: now,
-    exp: now + 60,
-    jti,
-    act: {
-      action: 'tickets.read',
-      resource: 'ticket:1',
-      parametersDigest: parametersDigest({ id: 1 }),
-    },
-    att: { akName: 'ak', pcrDigest: 'pcr', resetCount: 0, restartCount: 0, attestationId: null },
-    cnf: { jkt: 'jkt' },
-    lin: { parent: null, root: jti, depth: 0 },
-    pol: 'a'.repeat(64),
-    aud_seq: 0,
-    aud_hash: 'b'.repeat(64),
+  const act = {
+    action: 'tickets.read',
+    resource: 'ticket:1',
+    parametersDigest: parametersDigest({ id: 1 }),
   };
+  return testGrantClaims(f, jti, { iss, act });
 }
 
 async function batchKeys(): Promise<FakeKeys> {

@@ -11,24 +11,10 @@ import { decodeBase64url } from '../gateway/encoding.js';
 import { staticKeySource } from '../gateway/jwks.js';
 import { verifyGrant } from '../gateway/verify-grant.js';
 import { GrantBatcher } from './grant-batch.js';
-import { fakeKeys, type FakeKeys, activeGrantKid } from './testing.js';
+import { fakeKeys, type FakeKeys, activeGrantKid, testGrantClaims } from './testing.js';
 
-const claims = (f: FakeKeys, jti: string, ttl = 60): GrantClaims => ({
-  iss: 'grantor',
-  sub: 'rt_1',
-  aud: 'gw',
-  iat: Math.floor(f.now() / 1000),
-  nbf: Math.floor(f.now() / 1000),
-  exp: Math.floor(f.now() / 1000) + ttl,
-  jti,
-  act: { action: 'a', resource: 'r', parametersDigest: 'c'.repeat(64) },
-  att: { akName: 'ak', pcrDigest: 'pcr', resetCount: 0, restartCount: 0, attestationId: null },
-  cnf: { jkt: 'jkt' },
-  lin: { parent: null, root: jti, depth: 0 },
-  pol: 'a'.repeat(64),
-  aud_seq: 0,
-  aud_hash: 'b'.repeat(64),
-});
+const claims = (f: FakeKeys, jti: string, ttl = 60): GrantClaims =>
+  testGrantClaims(f, jti, {}, ttl);
 
 const kidOf = (token: string): string =>
   String(
