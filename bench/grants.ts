@@ -153,10 +153,7 @@ async function runConfig(name: ConfigName): Promise<void> {
         Array.from({ length: 16 }, async () => {
           while (Date.now() < rawEnd) {
             const exp = Math.floor(Date.now() / 1000) + 60;
-            await appliance.keys.signJws(
-              { typ: 'grant+jwt' },
-              Buffer.from(JSON.stringify({ exp })),
-            );
+            await appliance.keys.signJws({ typ: 'grant+jwt' }, { exp });
             raw += 1;
           }
         }),

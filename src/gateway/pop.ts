@@ -6,7 +6,7 @@
  * public JWK. A copied grant is then useless without the session key.
  */
 import { createPublicKey, randomBytes, timingSafeEqual, verify } from 'node:crypto';
-import { calculateJwkThumbprint } from 'jose';
+import { jwkThumbprint } from '../shared/grant-claims.js';
 import { canonicalJson } from './digest.js';
 import { decodeBase64url } from './encoding.js';
 import { GrantPopInvalidError, PopChallengesExhaustedError } from './errors.js';
@@ -94,7 +94,7 @@ export async function verifyPop(jkt: string, input: PopInput, proof: PopProof): 
   if (decodeBase64url(input.challenge)?.length !== 32) {
     throw new GrantPopInvalidError('the challenge is not 32 bytes of base64url');
   }
-  const thumbprint = await calculateJwkThumbprint({ kty, crv, x, y }, 'sha256');
+  const thumbprint = await jwkThumbprint({ kty, crv, x, y });
   const expected = Buffer.from(jkt, 'utf8');
   const actual = Buffer.from(thumbprint, 'utf8');
   if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) {

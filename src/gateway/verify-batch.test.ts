@@ -4,8 +4,9 @@
  * own code: a wrong path, another batch's signature, a position out of range, a root signed
  * by a retired key or by another appliance, changed claims, a relabelled alg.
  */
+import type { GrantClaims } from '../shared/grant-claims.js';
 import { describe, expect, it } from 'vitest';
-import { fakeKeys, type FakeKeys, activeGrantKid } from '../keys/testing.js';
+import { fakeKeys, type FakeKeys, activeGrantKid, testGrantClaims } from '../keys/testing.js';
 import { BATCH_ALG, decodeBatchProof, encodeBatchProof, type BatchProof } from './batch.js';
 import { parametersDigest } from './digest.js';
 import { decodeBase64url } from './encoding.js';
@@ -14,30 +15,13 @@ import { verifyGrant, type VerifiedGrant } from './verify-grant.js';
 
 const execution = { action: 'tickets.read', resource: 'ticket:1', parameters: { id: 1 } };
 
-function claims(f: FakeKeys, jti: string, iss = 'grantor'): Uint8Array {
-  const now = Math.floor(f.now() / 1000);
-  return Buffer.from(
-    JSON.stringify({
-      iss,
-      sub: 'rt_1',
-      aud: 'gw',
-      iat: now,
-      nbf: now,
-      exp: now + 60,
-      jti,
-      act: {
-        action: 'tickets.read',
-        resource: 'ticket:1',
-        parametersDigest: parametersDigest({ id: 1 }),
-      },
-      att: { akName: 'ak', pcrDigest: 'pcr', resetCount: 0, restartCount: 0, attestationId: null },
-      cnf: { jkt: 'jkt' },
-      lin: { parent: null, root: jti, depth: 0 },
-      pol: 'a'.repeat(64),
-      aud_seq: 0,
-      aud_hash: 'b'.repeat(64),
-    }),
-  );
+function claims(f: FakeKeys, jti: string, iss = 'grantor'): GrantClaims {
+  const act = {
+    action: 'tickets.read',
+    resource: 'ticket:1',
+    parametersDigest: parametersDigest({ id: 1 }),
+  };
+  return testGrantClaims(f, jti, { iss, act });
 }
 
 async function batchKeys(): Promise<FakeKeys> {
@@ -198,7 +182,7 @@ describe('batch-signed grants in the gateway SDK', () => {
     const f = await batchKeys();
     const [token = ''] = await issue(f, 4);
     const [h = '', , p = ''] = token.split('.');
-    const forged = Buffer.from(claims(f, 'gr_forged')).toString('base64url');
+    const forged = Buffer.from(JSON.stringify(claims(f, 'gr_forged'))).toString('base64url');
     expect(await codeOf(verify(`${h}.${forged}.${p}`, f))).toBe('grant_batch_path_invalid');
     const header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as Record<
       string,

@@ -8,6 +8,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { compactVerify, errors as joseErrors } from 'jose';
 import { ConfigError } from '../shared/errors.js';
+import type { GrantClaims } from '../shared/grant-claims.js';
 import { BATCH_ALG, verifyBatchProof } from './batch.js';
 import { parametersDigest } from './digest.js';
 import { decodeBase64url, decodeUtf8, es256SignatureProblem } from './encoding.js';
@@ -33,33 +34,7 @@ import type { Redeemer, RedemptionOutcome } from './redeem.js';
 import type { RevocationCheck } from './revocations.js';
 import { parseStrictJson, type JsonValue } from './strict-json.js';
 
-/** The claims of a grant, as §3 defines them. */
-export interface GrantClaims {
-  readonly iss: string;
-  readonly sub: string;
-  readonly aud: string;
-  readonly iat: number;
-  readonly nbf: number;
-  readonly exp: number;
-  readonly jti: string;
-  readonly act: {
-    readonly action: string;
-    readonly resource: string;
-    readonly parametersDigest: string;
-  };
-  readonly att: {
-    readonly akName: string;
-    readonly pcrDigest: string;
-    readonly resetCount: number;
-    readonly restartCount: number;
-    readonly attestationId: string | null;
-  };
-  readonly cnf: { readonly jkt: string };
-  readonly lin: { readonly parent: string | null; readonly root: string; readonly depth: number };
-  readonly pol: string;
-  readonly aud_seq: number;
-  readonly aud_hash: string;
-}
+export type { GrantClaims };
 
 export interface VerifiedGrant {
   readonly grantId: string;

@@ -7,12 +7,14 @@
  * (config, ports, deadline, store and log failures shared by every room), request.ts (the
  * checked body), freshness.ts with replay.ts (requestIds used and forgotten), proof.ts
  * (session signature or quote), lineage.ts (a child under its chain; the lineage view),
- * claims.ts (the token's key binding and signature form), reasons.ts (what an entry
- * records), redeem.ts (redeem, outcome), revoke.ts (grants, runtimes, trust changes),
- * root-lock.ts (children against revocation), refusals.ts (refusals aggregated for the
- * log), unreleased.ts (allows a crash never released), revocation-feed.ts and
- * revocation-snapshot.ts (what gateways learn), grant-store.port.ts with
- * grant-store.level.ts; testing.ts (the service with fakes, for the tests beside each room).
+ * reasons.ts (what an entry's reasons hold), redeem.ts (redeem, outcome), revoke.ts
+ * (grants, runtimes, trust changes), root-lock.ts (children against revocation),
+ * refusals.ts (refusals aggregated for the log), unreleased.ts (allows a crash never
+ * released), revocation-feed.ts and revocation-snapshot.ts (what gateways learn),
+ * grant-store.port.ts with grant-store.level.ts; testing.ts (the service with fakes, for
+ * the tests beside each room). The claims are typed, with their RFC 7638 thumbprint, in
+ * src/shared/grant-claims.ts (shared with the gateway); the keys service signs them and
+ * owns the signature's low-S form.
  */
 import type { AuditService } from '../audit/index.js';
 import type { Database } from '../shared/db.level.js';

@@ -2,25 +2,21 @@
 import { describe, expect, it } from 'vitest';
 import type { GrantorError } from '../shared/errors.js';
 import type { GrantRecord } from './grant-store.port.js';
-import { Fakes, NOW, RT, allow, body, code, decodeClaims, signRequest } from './testing.js';
+import {
+  Fakes,
+  NOW,
+  RT,
+  allow,
+  body,
+  code,
+  decodeClaims,
+  grantRecord,
+  signRequest,
+} from './testing.js';
 
 describe('GrantService.request: lineage', () => {
-  const parentRecord = (over: Partial<GrantRecord> = {}): GrantRecord => ({
-    grantId: 'gr_parent',
-    runtimeId: RT,
-    action: 'payments.transfer',
-    resource: 'acct:1',
-    audience: 'gw',
-    parent: null,
-    root: 'gr_parent',
-    depth: 0,
-    iat: NOW.getTime() / 1000 - 10,
-    exp: NOW.getTime() / 1000 + 50,
-    auditSeq: 0,
-    revokedAt: null,
-    redemption: null,
-    ...over,
-  });
+  const parentRecord = (over: Partial<GrantRecord> = {}): GrantRecord =>
+    grantRecord('gr_parent', over);
 
   it('a child of a live parent: depth, root, policy context, exp capped at the parent', async () => {
     const f = new Fakes();

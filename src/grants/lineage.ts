@@ -20,23 +20,24 @@ import type { Execution, GrantRecord } from './grant-store.port.js';
 import type { CheckedRequest } from './request.js';
 import type { GrantRevoker } from './revoke.js';
 
-export interface GrantView {
-  readonly grantId: string;
-  readonly runtimeId: string;
-  readonly action: string;
-  readonly resource: string;
-  readonly audience: string;
-  readonly parent: string | null;
-  readonly root: string;
-  readonly depth: number;
+export type GrantState = 'live' | 'expired' | 'revoked' | 'redeemed';
+
+/**
+ * A grant as the lineage route shows it: the record's own fields as stored, its times in
+ * RFC 3339, and its state (derived from the record, so the two cannot drift).
+ */
+export type GrantView = Pick<
+  GrantRecord,
+  'grantId' | 'runtimeId' | 'action' | 'resource' | 'audience' | 'parent' | 'root' | 'depth'
+> & {
   readonly issuedAt: string;
   readonly expiresAt: string;
-  readonly state: 'live' | 'expired' | 'revoked' | 'redeemed';
+  readonly state: GrantState;
   /** The gateway that redeemed it (issue 18), when one did. */
   readonly redeemedBy?: string;
   /** What that gateway reported after executing, once reported. */
   readonly execution?: Execution;
-}
+};
 
 export interface Lineage {
   readonly grant: GrantView;

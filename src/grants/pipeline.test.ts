@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
 import { UnavailableError } from '../shared/errors.js';
-import { jwkThumbprint } from './claims.js';
+import { jwkThumbprint } from '../shared/grant-claims.js';
 import { requestDigest, unsignedRequestText } from './request.js';
 import {
   AT,
@@ -20,6 +20,7 @@ import {
   decodeClaims,
   sessionKey,
   signRequest,
+  grantRecord,
 } from './testing.js';
 
 describe('GrantService.request: the allow path', () => {
@@ -59,7 +60,7 @@ describe('GrantService.request: the allow path', () => {
       jti: issued.grantId,
       act: { action: 'tickets.read', resource: 'ticket:42', parametersDigest: 'ab'.repeat(32) },
       att: { pcrDigest: 'bb'.repeat(32), resetCount: 1, restartCount: 0, attestationId: AT },
-      cnf: { jkt: jwkThumbprint(f.key.jwk) },
+      cnf: { jkt: await jwkThumbprint(f.key.jwk) },
       lin: { parent: null, root: issued.grantId, depth: 0 },
       pol: POLICY_HASH,
       aud_seq: issued.auditSeq,
@@ -469,21 +470,13 @@ describe('the policy context (issue 18)', () => {
     if (view !== undefined) {
       f.runtimes.set('rt_parent', { ...view, requestedLabels: { team: 'payments', env: 'x' } });
     }
-    await f.store.create({
-      grantId: 'gr_p',
-      runtimeId: 'rt_parent',
-      action: 'payments.transfer',
-      resource: 'acct:77',
-      audience: 'gw_payments',
-      parent: null,
-      root: 'gr_p',
-      depth: 0,
-      iat: NOW.getTime() / 1000 - 10,
-      exp: NOW.getTime() / 1000 + 50,
-      auditSeq: 0,
-      revokedAt: null,
-      redemption: null,
-    });
+    await f.store.create(
+      grantRecord('gr_p', {
+        runtimeId: 'rt_parent',
+        resource: 'acct:77',
+        audience: 'gw_payments',
+      }),
+    );
     await f.service().request(signRequest(body({ parentGrantId: 'gr_p' }), f.key.privateKey), NOW);
     expect(f.policyCalls[0]?.lineage).toEqual({
       depth: 1,

@@ -4,7 +4,7 @@
  *
  *   schema (request.ts) -> runtime active -> freshness (freshness.ts) -> proof (proof.ts)
  *   -> lineage (lineage.ts) -> policy -> audit entry (durable, anchored) -> HSM signature
- *   (claims.ts) -> store
+ *   (typed claims, src/shared/grant-claims.ts) -> store
  *
  * Freshness comes before the proof, which may spend state (a quote's nonce, the runtime's
  * counters, its session): a stale or replayed request changes nothing.
@@ -39,7 +39,7 @@ import {
   type GrantsDeps,
   type RuntimeView,
 } from './context.js';
-import { jwkThumbprint, lowS } from './claims.js';
+import { jwkThumbprint, type GrantClaims } from '../shared/grant-claims.js';
 import { Freshness } from './freshness.js';
 import { GrantLineage, type Lineage, type ParentLink } from './lineage.js';
 import { RequestProver, type Proven } from './proof.js';
@@ -60,7 +60,7 @@ import {
 } from './revoke.js';
 
 export type { GrantsConfig, GrantsDeps } from './context.js';
-export { jwkThumbprint, lowS } from './claims.js';
+export { jwkThumbprint } from '../shared/grant-claims.js';
 export type { GrantView, Lineage } from './lineage.js';
 export type {
   ExecutionOutcome,
@@ -334,7 +334,7 @@ export class GrantService {
     // From here on an "allow" is committed: a grant that is not returned is marked.
     try {
       const root = link === undefined ? grantId : link.parent.root;
-      const claims = {
+      const claims: GrantClaims = {
         iss: this.#config.issuer,
         sub: req.runtimeId,
         aud: req.audience,
@@ -354,7 +354,7 @@ export class GrantService {
           restartCount: proven.restartCount,
           attestationId: proven.attestationId,
         },
-        cnf: { jkt: jwkThumbprint(proven.sessionKey) },
+        cnf: { jkt: await jwkThumbprint(proven.sessionKey) },
         lin: { parent: link?.parent.grantId ?? null, root, depth: link?.depth ?? 0 },
         pol: decision.policyHash,
         aud_seq: entry.seq,
@@ -422,18 +422,15 @@ export class GrantService {
     }
   }
 
-  async #sign(claims: Record<string, unknown>): Promise<string> {
+  async #sign(claims: GrantClaims): Promise<string> {
     try {
-      const { token, batched } = await within(
-        this.#deps.keys.signGrantToken(
-          { typ: 'grant+jwt' },
-          Buffer.from(JSON.stringify(claims), 'utf8'),
-        ),
+      // The keys service owns the signature's form (low-S, src/shared/es256.ts).
+      const { token } = await within(
+        this.#deps.keys.signGrantToken({ typ: 'grant+jwt' }, claims),
         this.#config.dependencyDeadlineMs,
         () => new HsmUnavailableError('the HSM did not sign within its deadline'),
       );
-      // A batch-signed grant's signature is its batch's (low-S by the keys service).
-      return batched ? token : lowS(token);
+      return token;
     } catch (e) {
       throw unavailable(
         e,

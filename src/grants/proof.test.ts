@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { qualifyingData, type AttestedSession } from '../attestation/index.js';
 import { GrantorError } from '../shared/errors.js';
-import { jwkThumbprint } from './claims.js';
+import { jwkThumbprint } from '../shared/grant-claims.js';
 import { withoutQuote } from './request.js';
 import {
   AT,
@@ -114,7 +114,7 @@ describe('GrantService.request: runtime and proof', () => {
     expect(f.policyCalls[0]?.attestation.proofMode).toBe('quote');
     expect(decodeClaims(issued.grant)).toMatchObject({
       att: { akName: '000b' + 'cc'.repeat(32), pcrDigest: 'dd'.repeat(32), resetCount: 2 },
-      cnf: { jkt: jwkThumbprint(f.key.jwk) },
+      cnf: { jkt: await jwkThumbprint(f.key.jwk) },
     });
   });
 

@@ -10,6 +10,7 @@
  * Signing costs an HSM operation: a snapshot is re-signed only when the feed moved on or
  * half its lifetime has passed, and concurrent callers share one signature.
  */
+import type { SignableClaims } from '../keys/index.js';
 import { ConfigError } from '../shared/errors.js';
 import { SNAPSHOT_TYP } from '../shared/jws-types.js';
 import type { RevocationFeed } from './revocation-feed.js';
@@ -18,7 +19,10 @@ export { SNAPSHOT_TYP };
 
 export interface SnapshotSigner {
   /** A compact ES256 JWS with the active grant key (KeyService.signJws). */
-  signJws(protectedHeader: Readonly<Record<string, unknown>>, payload: Uint8Array): Promise<string>;
+  signJws(
+    protectedHeader: Readonly<Record<string, unknown>>,
+    claims: SignableClaims,
+  ): Promise<string>;
 }
 
 export interface SignedSnapshot {
@@ -88,10 +92,7 @@ export class RevocationSnapshots {
       grants: revoked.grants,
       runtimes: revoked.runtimes,
     };
-    const snapshot = await this.#signer.signJws(
-      { typ: SNAPSHOT_TYP },
-      Buffer.from(JSON.stringify(claims), 'utf8'),
-    );
+    const snapshot = await this.#signer.signJws({ typ: SNAPSHOT_TYP }, claims);
     const signed = { snapshot, seq: revoked.seq, iat: nowSec, exp };
     this.#current = signed;
     return signed;

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { GrantorError } from '../shared/errors.js';
 import type { GrantRecord } from './grant-store.port.js';
 import type { GrantService } from './pipeline.js';
-import { Fakes, GW, NOW, RT, body, code, signRequest } from './testing.js';
+import { Fakes, GW, NOW, RT, body, code, signRequest, grantRecord } from './testing.js';
 
 describe('lineage and revocation', () => {
   async function issue(f: Fakes, svc: GrantService, over: Record<string, unknown> = {}) {
@@ -52,22 +52,8 @@ describe('revocation on real trees (issue 18)', () => {
   async function issue(f: Fakes, svc: GrantService, over: Record<string, unknown> = {}) {
     return svc.request(signRequest(body({ ttlSeconds: 600, ...over }), f.key.privateKey), NOW);
   }
-  const record = (id: string, over: Partial<GrantRecord> = {}): GrantRecord => ({
-    grantId: id,
-    runtimeId: RT,
-    action: 'payments.transfer',
-    resource: 'acct:1',
-    audience: 'gw_tickets',
-    parent: null,
-    root: id,
-    depth: 0,
-    iat: NOW.getTime() / 1000 - 10,
-    exp: NOW.getTime() / 1000 + 500,
-    auditSeq: 0,
-    revokedAt: null,
-    redemption: null,
-    ...over,
-  });
+  const record = (id: string, over: Partial<GrantRecord> = {}): GrantRecord =>
+    grantRecord(id, { audience: 'gw_tickets', ...over }, 500);
 
   it('revokes a root with 40 live children: one entry within the log limits, count and ids digest', async () => {
     const f = new Fakes();

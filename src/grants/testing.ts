@@ -10,7 +10,7 @@ import { checkEvent } from '../audit/entry.js';
 import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { GrantorError } from '../shared/errors.js';
 import type { AudienceGateways } from './cedar-context.js';
-import { MemoryGrantStore } from './grant-store.port.js';
+import { MemoryGrantStore, type GrantRecord } from './grant-store.port.js';
 import { GrantService, type GrantsConfig } from './pipeline.js';
 import { sessionSigningInput } from './request.js';
 
@@ -177,16 +177,13 @@ export class Fakes {
           },
         },
         keys: {
-          signGrantToken: (header, payload) => {
+          signGrantToken: (header, signed) => {
             if (this.signFails !== undefined) return Promise.reject(this.signFails());
-            const claims = JSON.parse(Buffer.from(payload).toString('utf8')) as Record<
-              string,
-              unknown
-            >;
-            this.signed.push(claims);
+            const payload = JSON.stringify(signed);
+            this.signed.push(JSON.parse(payload) as Record<string, unknown>);
             const h = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'k1', ...header }));
             return Promise.resolve({
-              token: `${h.toString('base64url')}.${Buffer.from(payload).toString('base64url')}.${Buffer.alloc(64, 1).toString('base64url')}`,
+              token: `${h.toString('base64url')}.${Buffer.from(payload, 'utf8').toString('base64url')}.${Buffer.alloc(64, 1).toString('base64url')}`,
               batched: false,
             });
           },
@@ -245,4 +242,24 @@ export function decodeClaims(jws: string): Record<string, unknown> {
     string,
     unknown
   >;
+}
+
+/** A stored root grant of RT, issued 10 s before NOW and live for `ttl` more seconds. */
+export function grantRecord(id: string, over: Partial<GrantRecord> = {}, ttl = 50): GrantRecord {
+  return {
+    grantId: id,
+    runtimeId: RT,
+    action: 'payments.transfer',
+    resource: 'acct:1',
+    audience: 'gw',
+    parent: null,
+    root: id,
+    depth: 0,
+    iat: NOW.getTime() / 1000 - 10,
+    exp: NOW.getTime() / 1000 + ttl,
+    auditSeq: 0,
+    revokedAt: null,
+    redemption: null,
+    ...over,
+  };
 }

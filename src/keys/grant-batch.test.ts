@@ -4,33 +4,17 @@
  * typed, a rotation in the middle of batching leaves every grant verifiable with one kid per
  * batch and the retiring key published for the grants it signed, and close fails what waits.
  */
+import type { GrantClaims } from '../shared/grant-claims.js';
 import { describe, expect, it } from 'vitest';
 import { decodeBatchProof } from '../gateway/batch.js';
 import { decodeBase64url } from '../gateway/encoding.js';
 import { staticKeySource } from '../gateway/jwks.js';
 import { verifyGrant } from '../gateway/verify-grant.js';
 import { GrantBatcher } from './grant-batch.js';
-import { fakeKeys, type FakeKeys, activeGrantKid } from './testing.js';
+import { fakeKeys, type FakeKeys, activeGrantKid, testGrantClaims } from './testing.js';
 
-const claims = (f: FakeKeys, jti: string, ttl = 60): Uint8Array =>
-  Buffer.from(
-    JSON.stringify({
-      iss: 'grantor',
-      sub: 'rt_1',
-      aud: 'gw',
-      iat: Math.floor(f.now() / 1000),
-      nbf: Math.floor(f.now() / 1000),
-      exp: Math.floor(f.now() / 1000) + ttl,
-      jti,
-      act: { action: 'a', resource: 'r', parametersDigest: 'c'.repeat(64) },
-      att: { akName: 'ak', pcrDigest: 'pcr', resetCount: 0, restartCount: 0, attestationId: null },
-      cnf: { jkt: 'jkt' },
-      lin: { parent: null, root: jti, depth: 0 },
-      pol: 'a'.repeat(64),
-      aud_seq: 0,
-      aud_hash: 'b'.repeat(64),
-    }),
-  );
+const claims = (f: FakeKeys, jti: string, ttl = 60): GrantClaims =>
+  testGrantClaims(f, jti, {}, ttl);
 
 const kidOf = (token: string): string =>
   String(
@@ -115,7 +99,7 @@ describe('batch-signed grants in the key service', () => {
     await expect(f.keys.signGrantToken({}, claims(f, 'g1', 301))).rejects.toMatchObject({
       code: 'bad_request',
     });
-    await expect(f.keys.signGrantToken({}, Buffer.from('not json'))).rejects.toMatchObject({
+    await expect(f.keys.signGrantToken({}, { exp: 1.5 })).rejects.toMatchObject({
       code: 'bad_request',
     });
   });

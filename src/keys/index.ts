@@ -114,6 +114,7 @@ export type {
   KeyServiceOptions,
   PublishedKeySet,
   RotationResult,
+  SignableClaims,
 } from './key-service.js';
 export type { KeyPurpose, KeyRecord, KeyState } from './key-store.port.js';
 export type { GrantBatchOptions } from './grant-batch.js';

@@ -5,8 +5,9 @@ import { MemoryKeyStore } from './key-store.memory.js';
 import { FakeSigner } from './signer.fake.js';
 import { fakeKeys, activeGrantKid } from './testing.js';
 
-const claims = (now: number, ttl: number): Uint8Array =>
-  new TextEncoder().encode(JSON.stringify({ exp: Math.floor(now / 1000) + ttl }));
+const claims = (now: number, ttl: number): { exp: number } => ({
+  exp: Math.floor(now / 1000) + ttl,
+});
 
 describe('KeyService', () => {
   it('passes an HSM fault through typed (hsm_unavailable) and signs again after it', async () => {
@@ -206,9 +207,7 @@ describe('KeyService', () => {
     await expect(keys.signAudit(new Uint8Array(3))).rejects.toMatchObject({
       code: 'hsm_unavailable',
     });
-    await expect(
-      keys.signJws({}, new TextEncoder().encode(JSON.stringify({ exp: 1 }))),
-    ).resolves.toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    await expect(keys.signJws({}, { exp: 1 })).resolves.toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
     await auditToken.close();
     await expect(keys.ready()).resolves.toEqual({ ok: false, reason: 'hsm_unavailable' });
     await auditToken.open();

@@ -134,6 +134,12 @@ interface Usage {
 
 const b64u = (bytes: Uint8Array | string): string => Buffer.from(bytes).toString('base64url');
 
+/**
+ * Claims the grant key signs (a grant, a revocation snapshot): any JSON object with its
+ * `exp` (NumericDate) as a value, which bounds how long the signing key stays published.
+ */
+export type SignableClaims = object & { readonly exp: number };
+
 export class KeyService {
   private readonly records = new Map<string, KeyRecord>();
   private readonly active = new Map<KeyPurpose, KeyRecord>();
@@ -294,19 +300,19 @@ export class KeyService {
   // --- signing ------------------------------------------------------------------------
 
   /**
-   * A compact JWS (ES256) over `payload` with the active grant key. `protectedHeader`
-   * carries everything but `alg` and `kid` (e.g. `typ`); `payload` must be JSON claims
-   * with a numeric `exp` no later than now + grantMaxTtlSeconds.
+   * A compact JWS (ES256) over `claims` (serialised as JSON) with the active grant key.
+   * `protectedHeader` carries everything but `alg` and `kid` (e.g. `typ`); `claims.exp`
+   * must be an integer no later than now + grantMaxTtlSeconds.
    */
   async signJws(
     protectedHeader: Readonly<Record<string, unknown>>,
-    payload: Uint8Array,
+    claims: SignableClaims,
   ): Promise<string> {
     if ('alg' in protectedHeader || 'kid' in protectedHeader) {
       throw new BadRequestError('the protected header must not set alg or kid');
     }
-    const payloadB64 = b64u(payload);
-    const exp = this.grantExp(payload);
+    const exp = this.grantExp(claims);
+    const payloadB64 = b64u(JSON.stringify(claims));
     const key = await this.grantKey();
     const header = b64u(JSON.stringify({ alg: 'ES256', kid: key.kid, ...protectedHeader }));
     const signingInput = `${header}.${payloadB64}`;
@@ -321,16 +327,16 @@ export class KeyService {
    */
   async signGrantToken(
     protectedHeader: Readonly<Record<string, unknown>>,
-    payload: Uint8Array,
+    claims: SignableClaims,
   ): Promise<{ token: string; batched: boolean }> {
     if (this.batcher === undefined)
-      return { token: await this.signJws(protectedHeader, payload), batched: false };
+      return { token: await this.signJws(protectedHeader, claims), batched: false };
     if ('alg' in protectedHeader || 'kid' in protectedHeader) {
       throw new BadRequestError('the protected header must not set alg or kid');
     }
     const header = { ...protectedHeader };
-    const payloadB64 = b64u(payload);
-    const exp = this.grantExp(payload);
+    const exp = this.grantExp(claims);
+    const payloadB64 = b64u(JSON.stringify(claims));
     return { token: await this.batcher.add({ header, payloadB64, exp }), batched: true };
   }
 
@@ -391,15 +397,8 @@ export class KeyService {
     };
   }
 
-  private grantExp(payload: Uint8Array): number {
-    let claims: unknown;
-    try {
-      claims = JSON.parse(Buffer.from(payload).toString('utf8'));
-    } catch (e) {
-      throw new BadRequestError('the grant payload is not JSON', { cause: e });
-    }
-    const exp =
-      typeof claims === 'object' && claims !== null ? (claims as { exp?: unknown }).exp : undefined;
+  private grantExp(claims: SignableClaims): number {
+    const { exp } = claims;
     if (typeof exp !== 'number' || !Number.isInteger(exp)) {
       throw new BadRequestError('the grant payload needs an integer exp');
     }

@@ -1,4 +1,5 @@
 /** Test wiring: a KeyService on the fake signer and the memory store, with a movable clock. */
+import type { GrantClaims } from '../shared/grant-claims.js';
 import { KeyService, type KeyLifecycleEvent, type KeyServiceOptions } from './key-service.js';
 import { MemoryKeyStore } from './key-store.memory.js';
 import { FakeSigner } from './signer.fake.js';
@@ -56,4 +57,31 @@ export function activeGrantKid(keys: Pick<KeyService, 'list'>): string {
   const active = keys.list().find((r) => r.purpose === 'grant' && r.state === 'active');
   if (active === undefined) throw new Error('no active grant key');
   return active.kid;
+}
+
+/** Well-formed grant claims issued now by `f`'s clock, live for `ttl` seconds. */
+export function testGrantClaims(
+  f: Pick<FakeKeys, 'now'>,
+  jti: string,
+  over: Partial<GrantClaims> = {},
+  ttl = 60,
+): GrantClaims {
+  const now = Math.floor(f.now() / 1000);
+  return {
+    iss: 'grantor',
+    sub: 'rt_1',
+    aud: 'gw',
+    iat: now,
+    nbf: now,
+    exp: now + ttl,
+    jti,
+    act: { action: 'a', resource: 'r', parametersDigest: 'c'.repeat(64) },
+    att: { akName: 'ak', pcrDigest: 'pcr', resetCount: 0, restartCount: 0, attestationId: null },
+    cnf: { jkt: 'jkt' },
+    lin: { parent: null, root: jti, depth: 0 },
+    pol: 'a'.repeat(64),
+    aud_seq: 0,
+    aud_hash: 'b'.repeat(64),
+    ...over,
+  };
 }

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runOperatorsCli, parseDuration } from './cli.js';
-import { MemoryTokenStore } from './token-store.memory.js';
-import { OperatorTokens } from './tokens.js';
+import { createFakeOperatorTokens } from './token-store.memory.js';
 
 function capture() {
   const lines: string[] = [];
@@ -15,7 +14,7 @@ function capture() {
 
 describe('grantor operators token', () => {
   it('creates a token, prints it once, lists it without the secret, and revokes it', async () => {
-    const svc = new OperatorTokens(new MemoryTokenStore());
+    const svc = createFakeOperatorTokens();
     const c = capture();
     expect(
       await runOperatorsCli(
@@ -44,7 +43,7 @@ describe('grantor operators token', () => {
   });
 
   it('refuses bad usage with exit code 2', async () => {
-    const svc = new OperatorTokens(new MemoryTokenStore());
+    const svc = createFakeOperatorTokens();
     for (const argv of [
       [],
       ['tokens', 'list'],
@@ -63,7 +62,7 @@ describe('grantor operators token', () => {
   });
 
   it('reports a service refusal by its code with exit code 1', async () => {
-    const svc = new OperatorTokens(new MemoryTokenStore());
+    const svc = createFakeOperatorTokens();
     const c = capture();
     expect(await runOperatorsCli(['token', 'revoke', 'tok_0000000000000000'], svc, c.out)).toBe(1);
     expect(c.errors[0]).toContain('operator_token_not_found');
@@ -89,7 +88,7 @@ describe('grantor operators token', () => {
 
 describe('grantor operators person (offline bootstrap)', () => {
   it('registers a person with a role, adds a role, and lists them', async () => {
-    const svc = new OperatorTokens(new MemoryTokenStore());
+    const svc = createFakeOperatorTokens();
     const c = capture();
     const add = (argv: string[]) => runOperatorsCli(['person', 'add', ...argv], svc, c.out);
     expect(await add(['Alice', '--role', 'operator', '--name', 'Alice Smith'])).toBe(0);

@@ -1,5 +1,8 @@
 /** An in-memory token store, for service tests. */
+import { People } from './people.js';
+import { MemoryPersonStore } from './person-store.memory.js';
 import type { TokenRecord, TokenStore } from './token-store.port.js';
+import { OperatorTokens } from './tokens.js';
 
 export class MemoryTokenStore implements TokenStore {
   private readonly records = new Map<string, TokenRecord>();
@@ -16,4 +19,15 @@ export class MemoryTokenStore implements TokenStore {
   list(): Promise<TokenRecord[]> {
     return Promise.resolve([...this.records.values()]);
   }
+}
+
+/**
+ * Operator tokens on in-memory stores (tokens and the person registry), for tests: the
+ * service itself never falls back to a fake registry.
+ */
+export function createFakeOperatorTokens(
+  store: TokenStore = new MemoryTokenStore(),
+  clock: () => Date = () => new Date(),
+): OperatorTokens {
+  return new OperatorTokens(store, clock, new People(new MemoryPersonStore(), clock));
 }

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GrantorError } from '../shared/errors.js';
-import { MemoryTokenStore } from './token-store.memory.js';
-import { OperatorTokens } from './tokens.js';
+import { MemoryTokenStore, createFakeOperatorTokens } from './token-store.memory.js';
 
 async function code(p: Promise<unknown>): Promise<string> {
   try {
@@ -16,7 +15,7 @@ async function code(p: Promise<unknown>): Promise<string> {
 function setup(start = Date.parse('2026-01-01T00:00:00Z')) {
   let now = start;
   const store = new MemoryTokenStore();
-  const tokens = new OperatorTokens(store, () => new Date(now));
+  const tokens = createFakeOperatorTokens(store, () => new Date(now));
   return {
     store,
     tokens,

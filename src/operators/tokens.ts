@@ -7,8 +7,7 @@ import { expired, mintBearer, parseBearer, secretMatches } from './bearer.js';
 import { BadRequestError } from '../shared/errors.js';
 import { ForbiddenError, OperatorTokenNotFoundError, UnauthenticatedError } from './errors.js';
 import { byActor, NO_EVENTS, type CredentialEventSink } from './events.js';
-import { normaliseIdentifier, People } from './people.js';
-import { MemoryPersonStore } from './person-store.memory.js';
+import { normaliseIdentifier, type People } from './people.js';
 import type { OperatorActor, Role } from './roles.js';
 import type { TokenRecord, TokenStore } from './token-store.port.js';
 
@@ -55,11 +54,11 @@ export class OperatorTokens {
 
   constructor(
     private readonly store: TokenStore,
-    private readonly clock: () => Date = () => new Date(),
-    people?: People,
+    private readonly clock: () => Date,
+    people: People,
     private readonly onEvent: CredentialEventSink = NO_EVENTS,
   ) {
-    this.people = people ?? new People(new MemoryPersonStore(), clock, onEvent);
+    this.people = people;
   }
 
   /**

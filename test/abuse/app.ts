@@ -19,8 +19,8 @@ import { healthRoutes } from '../../src/http/routes/health.js';
 import { ErrorSchema } from '../../src/http/schemas.js';
 import { MemoryApprovalStore } from '../../src/operators/approval-store.memory.js';
 import { Approvals } from '../../src/operators/approvals.js';
-import { MemoryTokenStore } from '../../src/operators/token-store.memory.js';
-import { OperatorTokens } from '../../src/operators/tokens.js';
+import { createFakeOperatorTokens } from '../../src/operators/token-store.memory.js';
+import type { OperatorTokens } from '../../src/operators/tokens.js';
 import { BadRequestError } from '../../src/shared/errors.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { createMetrics, type GrantorMetrics } from '../../src/shared/metrics.js';
@@ -84,7 +84,7 @@ export async function buildAbuseApp(
     },
   });
   const metrics = createMetrics({ defaultMetrics: false });
-  const tokens = new OperatorTokens(new MemoryTokenStore());
+  const tokens = createFakeOperatorTokens();
   const approvals = new Approvals({ store: new MemoryApprovalStore() });
   const limiter = new RateLimiter(options.maxEntries ?? 1000);
   const app = createServer({

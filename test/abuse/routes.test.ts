@@ -17,8 +17,7 @@ import type { GrantService } from '../../src/grants/index.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import { RateLimiter } from '../../src/http/plugins/rate-limit.js';
 import { createMemoryOperators } from '../../src/operators/index.js';
-import { MemoryTokenStore } from '../../src/operators/token-store.memory.js';
-import { OperatorTokens } from '../../src/operators/tokens.js';
+import { createFakeOperatorTokens } from '../../src/operators/token-store.memory.js';
 import { DEFAULT_RATE_LIMIT_BUCKETS } from '../../src/shared/config.js';
 import { GrantorError } from '../../src/shared/errors.js';
 import { objectName } from '../../src/tpm/marshal/public.js';
@@ -70,7 +69,7 @@ async function activeRuntime(name: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  const tokens = new OperatorTokens(new MemoryTokenStore());
+  const tokens = createFakeOperatorTokens();
   operator = (await tokens.create({ role: 'operator', actor: 'ops' })).token;
   const attestation = new AttestationService(
     {

@@ -46,8 +46,10 @@ const config = (p: string): KeysConfig => ({
   maintenanceIntervalMs: 0,
 });
 const codeOf = (e: unknown): string => String((e as { code?: unknown }).code);
-const claims = (): Uint8Array =>
-  new TextEncoder().encode(JSON.stringify({ sub: 'rt', exp: Math.floor(Date.now() / 1000) + 120 }));
+const claims = (): { sub: string; exp: number } => ({
+  sub: 'rt',
+  exp: Math.floor(Date.now() / 1000) + 120,
+});
 
 if (mode === 'wrong-pin') {
   const attempts: string[] = [];

@@ -79,8 +79,11 @@ async function start(db: Database, now?: () => number): Promise<KeyService> {
   return keys;
 }
 
-function claims(exp: number, extra: Record<string, unknown> = {}): Uint8Array {
-  return Buffer.from(JSON.stringify({ sub: 'rt_1', exp, ...extra }));
+/** What KeyService.signJws takes: JSON members with `exp` as a value. */
+type Claims = { readonly exp: number; readonly [member: string]: unknown };
+
+function claims(exp: number, extra: Record<string, unknown> = {}): Claims {
+  return { sub: 'rt_1', exp, ...extra };
 }
 
 async function verifies(jws: string, keys: KeyService): Promise<string> {

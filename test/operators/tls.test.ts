@@ -15,8 +15,8 @@ import { installErrorHandler } from '../../src/http/errors.js';
 import { operatorAuth, requireActor } from '../../src/http/plugins/auth.js';
 import { operatorCaPem, tlsOptions } from '../../src/http/plugins/tls.js';
 import { OperatorCertificateVerifier } from '../../src/operators/client-cert.js';
-import { MemoryTokenStore } from '../../src/operators/token-store.memory.js';
-import { OperatorTokens } from '../../src/operators/tokens.js';
+import { createFakeOperatorTokens } from '../../src/operators/token-store.memory.js';
+import type { OperatorTokens } from '../../src/operators/tokens.js';
 
 const run = promisify(execFile);
 
@@ -43,7 +43,7 @@ beforeAll(async () => {
   };
   const ca = operatorCaPem(config);
   if (ca === undefined) throw new Error('no operator CA');
-  tokens = new OperatorTokens(new MemoryTokenStore());
+  tokens = createFakeOperatorTokens();
   // The make-tls certificates name the people <role>-demo (SAN urn:grantor:operator:...).
   for (const role of ['auditor', 'operator', 'key_custodian'] as const) {
     await tokens.people.put(`${role}-demo`, { displayName: `${role} demo`, roles: [role] });

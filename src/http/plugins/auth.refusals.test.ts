@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryTokenStore } from '../../operators/token-store.memory.js';
-import { OperatorTokens } from '../../operators/tokens.js';
+import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
 import { createServer } from '../app.js';
 import { operatorAuth, type OperatorRefusal } from './auth.js';
 
 async function setup(onRefused: (r: OperatorRefusal) => Promise<void>) {
-  const tokens = new OperatorTokens(new MemoryTokenStore());
+  const tokens = createFakeOperatorTokens();
   const app = createServer();
   await app.register(operatorAuth, { tokens, onRefused });
   app.get('/keys/:kid', { config: { role: 'key_custodian' } }, () => ({ ok: true }));

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrantorError } from '../../shared/errors.js';
-import { MemoryTokenStore } from '../../operators/token-store.memory.js';
-import { OperatorTokens } from '../../operators/tokens.js';
+import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
 import { createServer, type App } from '../app.js';
 import { MemoryGatewayStore } from '../../operators/gateway-store.memory.js';
 import { GatewayRegistry } from '../../operators/gateways.js';
@@ -14,7 +13,7 @@ afterEach(async () => {
 });
 
 async function setup() {
-  const tokens = new OperatorTokens(new MemoryTokenStore());
+  const tokens = createFakeOperatorTokens();
   const a = createServer();
   await a.register(operatorAuth, { tokens });
   a.get('/audit', { config: { role: 'auditor' } }, (req) => ({ actor: requireActor(req) }));
@@ -129,7 +128,7 @@ describe('operatorAuth', () => {
   });
 
   it('refuses at start-up a route with an unknown role or both role and actor', async () => {
-    const tokens = new OperatorTokens(new MemoryTokenStore());
+    const tokens = createFakeOperatorTokens();
     const a = createServer();
     await a.register(operatorAuth, { tokens });
     expect(() =>
@@ -146,7 +145,7 @@ describe('operatorAuth', () => {
 describe('gateway routes', () => {
   // A route declared for gateways is closed by the plugin itself: it carries no hook.
   async function gatewaySetup(withRegistry = true) {
-    const tokens = new OperatorTokens(new MemoryTokenStore());
+    const tokens = createFakeOperatorTokens();
     const gateways = new GatewayRegistry(new MemoryGatewayStore());
     const a = createServer();
     await a.register(operatorAuth, { tokens, ...(withRegistry ? { gateways } : {}) });
@@ -187,7 +186,7 @@ describe('gateway routes', () => {
 
 describe('operatorAuth options', () => {
   it('refuses at start-up an undeclared route where declarations are required', async () => {
-    const tokens = new OperatorTokens(new MemoryTokenStore());
+    const tokens = createFakeOperatorTokens();
     const a = createServer();
     await a.register(operatorAuth, { tokens, requireDeclaration: /^\/v1\// });
     expect(() => a.get('/v1/runtimes/:id', () => ({}))).toThrow(/declare config.role/);
@@ -202,7 +201,7 @@ describe('operatorAuth options', () => {
   });
 
   it('records every operator act, with its actor, before the handler runs', async () => {
-    const tokens = new OperatorTokens(new MemoryTokenStore());
+    const tokens = createFakeOperatorTokens();
     const acts: OperatorAct[] = [];
     let handled = 0;
     let auditUp = true;

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Type } from 'typebox';
-import { MemoryTokenStore } from '../../operators/token-store.memory.js';
-import { OperatorTokens } from '../../operators/tokens.js';
+import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
 import { createMetrics } from '../../shared/metrics.js';
 import { createServer, type App } from '../app.js';
 import { operatorAuth } from './auth.js';
@@ -16,7 +15,7 @@ afterEach(async () => {
 
 async function setup(role?: 'auditor') {
   const metrics = createMetrics({ defaultMetrics: false });
-  const tokens = new OperatorTokens(new MemoryTokenStore());
+  const tokens = createFakeOperatorTokens();
   const a = createServer();
   await a.register(openApi, { title: 'grantor', version: '1' });
   await a.register(operatorAuth, { tokens });

@@ -2,8 +2,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Type } from 'typebox';
 import fc from 'fast-check';
-import { MemoryTokenStore } from '../../operators/token-store.memory.js';
-import { OperatorTokens } from '../../operators/tokens.js';
+import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
 import { createLogger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
 import { GrantorError } from '../../shared/errors.js';
@@ -45,7 +44,7 @@ async function setup() {
       cb();
     },
   });
-  const tokens = new OperatorTokens(new MemoryTokenStore());
+  const tokens = createFakeOperatorTokens();
   const a = createServer({ logger: createLogger('debug', stream), bodyLimit: 1024 });
   await a.register(operatorAuth, { tokens });
   await a.register(metricsRoutes, { metrics: createMetrics({ defaultMetrics: false }) });

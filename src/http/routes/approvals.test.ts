@@ -2,8 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Type } from 'typebox';
 import { MemoryApprovalStore } from '../../operators/approval-store.memory.js';
 import { Approvals } from '../../operators/approvals.js';
-import { MemoryTokenStore } from '../../operators/token-store.memory.js';
-import { OperatorTokens } from '../../operators/tokens.js';
+import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
 import { createServer, type App } from '../app.js';
 import { statusForCode } from '../error-status.js';
 import { operatorAuth } from '../plugins/auth.js';
@@ -16,7 +15,7 @@ afterEach(async () => {
 });
 
 async function setup() {
-  const tokens = new OperatorTokens(new MemoryTokenStore());
+  const tokens = createFakeOperatorTokens();
   const approvals = new Approvals({ store: new MemoryApprovalStore() });
   const destroyed: string[] = [];
   const a = createServer();

@@ -7,8 +7,8 @@
  * service's, so a direct caller gets them too.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
-import type { GrantService } from '../../grants/index.js';
+import { Type, type Static } from 'typebox';
+import type { GrantService, GrantView as GrantViewShape } from '../../grants/index.js';
 import { meterGrantDecision, type GrantDecisionMetrics } from '../plugins/metrics.js';
 import { bodyLimit } from '../plugins/body-limit.js';
 import { requireActor } from '../plugins/auth.js';
@@ -124,6 +124,11 @@ const GrantView = Type.Object(
   },
   closed,
 );
+
+/** The schema and the domain's GrantView are one shape: a drift of either fails to compile. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Holds<T extends true> = T;
+export type GrantViewSchemaIsGrantView = Holds<Same<Static<typeof GrantView>, GrantViewShape>>;
 
 const LineageReply = Type.Object(
   { grant: GrantView, ancestors: Type.Array(GrantView), descendants: Type.Array(GrantView) },

@@ -14,8 +14,7 @@ import { RevocationFeed, type RevocationFeedSettings } from '../../grants/revoca
 import { RevocationSnapshots } from '../../grants/revocation-snapshot.js';
 import { LevelGatewayStore } from '../../operators/gateway-store.level.js';
 import { GatewayRegistry } from '../../operators/gateways.js';
-import { MemoryTokenStore } from '../../operators/token-store.memory.js';
-import { OperatorTokens } from '../../operators/tokens.js';
+import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
 import { openDatabase, type Database } from '../../shared/db.level.js';
 import { createServer, type App } from '../app.js';
 import { operatorAuth } from '../plugins/auth.js';
@@ -39,7 +38,7 @@ async function setup(settings: RevocationFeedSettings, sendTimeoutMs?: number) {
   const dropped = { count: 0 };
   const app: App = createServer();
   await app.register(operatorAuth, {
-    tokens: new OperatorTokens(new MemoryTokenStore()),
+    tokens: createFakeOperatorTokens(),
     gateways,
   });
   await app.register(revocationRoutes, {
