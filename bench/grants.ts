@@ -192,16 +192,22 @@ async function runConfig(name: ConfigName): Promise<void> {
     await warm;
 
     /** Key operations, and the seconds spent in TPM commands (every command, summed). */
-    const counters = async (): Promise<{ ops: number; tpmSeconds: number }> => {
+    const counters = async (): Promise<{ ops: number; tpmSeconds: number; tpmCalls: number }> => {
       const lines = (await rig.app.inject({ url: '/metrics' })).body.split('\n');
       const series = 'grantor_hsm_call_duration_seconds_count{op="sign"}';
       const line = lines.find((l) => l.startsWith(`${series} `));
       let tpmSeconds = 0;
+      let tpmCalls = 0;
       for (const l of lines) {
-        if (l.startsWith('grantor_tpm_call_duration_seconds_sum{'))
-          tpmSeconds += Number(l.slice(l.lastIndexOf(' ') + 1));
+        const value = Number(l.slice(l.lastIndexOf(' ') + 1));
+        if (l.startsWith('grantor_tpm_call_duration_seconds_sum{')) tpmSeconds += value;
+        if (l.startsWith('grantor_tpm_call_duration_seconds_count{')) tpmCalls += value;
       }
-      return { ops: line === undefined ? 0 : Number(line.slice(series.length + 1)), tpmSeconds };
+      return {
+        ops: line === undefined ? 0 : Number(line.slice(series.length + 1)),
+        tpmSeconds,
+        tpmCalls,
+      };
     };
     const rows: LevelRow[] = [];
     for (const concurrency of levels) {
@@ -249,6 +255,7 @@ async function runConfig(name: ConfigName): Promise<void> {
           (batches === 0 ? 0 : (1000 * (after.tpmSeconds - before.tpmSeconds)) / batches)
             .toFixed(1)
             .padStart(7),
+          (batches === 0 ? 0 : (after.tpmCalls - before.tpmCalls) / batches).toFixed(1).padStart(6),
           ((cpu.user + cpu.system) / 1000 / n).toFixed(2).padStart(7),
           (clientCpuMs / n).toFixed(2).padStart(7),
         ].join(' '),
@@ -317,11 +324,11 @@ try {
         .join(', '),
   );
   console.log(
-    'configuration     c  grants/s  p50 ms  p99 ms  failures  ops/gr  srv CPU  srv EL  /batch  ms/batch  tpm ms  srv ms  cli ms',
+    'configuration     c  grants/s  p50 ms  p99 ms  failures  ops/gr  srv CPU  srv EL  /batch  ms/batch  tpm ms  tpm/b  srv ms  cli ms',
   );
   for (const name of configs) for (const r of results.get(name) ?? []) console.log(r.line);
   console.log(
-    '(ops/gr: key operations per grant; /batch: audit entries per audit batch; ms/batch: wall time per audit batch; tpm ms: time in TPM commands per audit batch; srv ms, cli ms: CPU per grant of the appliance and of the client process)',
+    '(ops/gr: key operations per grant; /batch: audit entries per audit batch; ms/batch: wall time per audit batch; tpm ms, tpm/b: time in TPM commands and their number per audit batch (calls of the TPM port, each one or several commands); srv ms, cli ms: CPU per grant of the appliance and of the client process)',
   );
   const ceiling = floorParts === undefined ? undefined : floorCeiling(floorParts);
   if (floorParts !== undefined)
