@@ -2,11 +2,17 @@
  * Wiring of the grant domain: `createGrants(config, deps)` with plain arguments; the grant
  * store lives in `db.sublevel('grants')`. See docs/grants.md.
  *
- * Rooms: pipeline.ts (the request path: runtime, freshness before the proof, proof,
- * lineage, policy, audit, signature, store; redeem, outcome, lineage, revoke), request.ts
- * (the checked body), replay.ts (requestIds used and forgotten), root-lock.ts (children
- * against revocation), refusals.ts (refusals aggregated for the log), unreleased.ts
- * (allows a crash never released), grant-store.port.ts with grant-store.level.ts.
+ * Rooms: pipeline.ts (GrantService, the domain's one face, and the request path: runtime,
+ * freshness before the proof, proof, lineage, policy, audit, signature, store), context.ts
+ * (config, ports, deadline, store and log failures shared by every room), request.ts (the
+ * checked body), freshness.ts with replay.ts (requestIds used and forgotten), proof.ts
+ * (session signature or quote), lineage.ts (a child under its chain; the lineage view),
+ * claims.ts (the token's key binding and signature form), reasons.ts (what an entry
+ * records), redeem.ts (redeem, outcome), revoke.ts (grants, runtimes, trust changes),
+ * root-lock.ts (children against revocation), refusals.ts (refusals aggregated for the
+ * log), unreleased.ts (allows a crash never released), revocation-feed.ts and
+ * revocation-snapshot.ts (what gateways learn), grant-store.port.ts with
+ * grant-store.level.ts; testing.ts (the service with fakes, for the tests beside each room).
  */
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';

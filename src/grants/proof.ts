@@ -1,0 +1,115 @@
+/**
+ * The proof of a grant request: a live session's signature over the request, or a TPM
+ * quote qualified with it. Either way the grant is held by the key of the runtime's live
+ * attested session (`cnf`).
+ */
+import { createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { qualifyingData, type EcSessionJwk } from '../attestation/index.js';
+import type { GrantsDeps, RuntimeView } from './context.js';
+import {
+  RequestSignatureInvalidError,
+  SessionNotLiveError,
+  SessionRuntimeMismatchError,
+} from './errors.js';
+import { sessionSigningInput, withoutQuote, type CheckedRequest } from './request.js';
+
+export interface Proven {
+  readonly akName: string;
+  readonly pcrDigest: string;
+  readonly resetCount: number;
+  readonly restartCount: number;
+  /** The attestation whose session key holds the grant (`cnf`). */
+  readonly attestationId: string | null;
+  readonly sessionKey: EcSessionJwk;
+  readonly resetSeen: boolean;
+  readonly sessionAgeSeconds: number;
+}
+
+/** An attestation's reasons report a TPM reset or restart (the policy's `resetSeen`). */
+const resetReported = (reasons: readonly string[]): boolean =>
+  reasons.includes('tpm_reset_detected') || reasons.includes('tpm_restart_detected');
+
+export class RequestProver {
+  readonly #attestation: GrantsDeps['attestation'];
+  /** Session public keys, imported once per session: the JWK import was ~1/3 of a verify. */
+  readonly #sessionKeys = new WeakMap<EcSessionJwk, { jwk: string; key: KeyObject }>();
+
+  constructor(attestation: GrantsDeps['attestation']) {
+    this.#attestation = attestation;
+  }
+
+  /** Proof of the request: a live session's signature, or a quote over the request. */
+  async prove(req: CheckedRequest, runtime: RuntimeView, nowMs: number): Promise<Proven> {
+    const attestation = this.#attestation;
+    if (req.proof.mode === 'session') {
+      const session = attestation.sessionFor(req.proof.attestationId);
+      if (session === undefined) throw new SessionNotLiveError();
+      // A session opened by one runtime never speaks for another.
+      if (session.runtimeId !== req.runtimeId) throw new SessionRuntimeMismatchError();
+      const last = runtime.lastAttestation;
+      // Every attestation ends the previous session: a live one is the runtime's latest.
+      if (last?.attestationId !== session.attestationId) throw new SessionNotLiveError();
+      let valid: boolean;
+      try {
+        valid = verifySignature(
+          'sha256',
+          Buffer.from(sessionSigningInput(req.body), 'utf8'),
+          { key: this.#sessionKey(session.sessionKey), dsaEncoding: 'ieee-p1363' },
+          Buffer.from(req.proof.signature, 'base64url'),
+        );
+      } catch {
+        valid = false;
+      }
+      if (!valid) throw new RequestSignatureInvalidError();
+      return {
+        akName: session.akName,
+        pcrDigest: session.pcrDigestHex,
+        resetCount: session.resetCount,
+        restartCount: session.restartCount,
+        attestationId: session.attestationId,
+        sessionKey: session.sessionKey,
+        resetSeen: resetReported(last.reasons),
+        sessionAgeSeconds: Math.max(0, Math.floor((nowMs - Date.parse(last.at)) / 1000)),
+      };
+    }
+    // Quote mode: the quote is qualified with SHA-256(nonce || SHA-256(JCS(request - quote))).
+    const quote = req.proof.quote;
+    const nonce =
+      typeof quote.nonce === 'string' ? Buffer.from(quote.nonce, 'base64') : Buffer.alloc(0);
+    const qd = qualifyingData(nonce, withoutQuote(req.body));
+    const verified = await attestation.verifyQuote(req.runtimeId, quote, qd);
+    // The grant is held by the session key of the runtime's live attested session, which the
+    // same AK vouched for: without one there is no key to bind the grant to (cnf).
+    const last = (await attestation.getRuntime(req.runtimeId)).lastAttestation;
+    const session = last === null ? undefined : attestation.sessionFor(last.attestationId);
+    if (last === null || session?.runtimeId !== req.runtimeId) {
+      throw new SessionNotLiveError('quote mode needs a live attested session to hold the grant');
+    }
+    return {
+      akName: verified.akName,
+      pcrDigest: verified.pcrDigestHex,
+      resetCount: verified.resetCount,
+      restartCount: verified.restartCount,
+      attestationId: session.attestationId,
+      sessionKey: session.sessionKey,
+      // As in session mode, the session's attestation reported a reset or restart; or the
+      // quote shows one since that attestation (a restart leaves the session live; a reset
+      // ends it, and the session check above refuses).
+      resetSeen:
+        resetReported(last.reasons) ||
+        verified.resetCount !== session.resetCount ||
+        verified.restartCount !== session.restartCount,
+      sessionAgeSeconds: 0,
+    };
+  }
+
+  /** The session key as a KeyObject, cached per session; checked against the JWK each time. */
+  #sessionKey(jwk: EcSessionJwk): KeyObject {
+    const members = `${jwk.kty}.${jwk.crv}.${jwk.x}.${jwk.y}`;
+    const cached = this.#sessionKeys.get(jwk);
+    if (cached?.jwk === members) return cached.key;
+    const key = createPublicKey({ key: { ...jwk }, format: 'jwk' });
+    this.#sessionKeys.set(jwk, { jwk: members, key });
+    return key;
+  }
+}
