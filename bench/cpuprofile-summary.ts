@@ -1,7 +1,15 @@
 /**
  * Where a CPU profile's time goes: self time by area (our domains, Fastify, Node's HTTP,
  * LevelDB, GC, ...) and the heaviest functions, as shares of the busy (non-idle) time.
- * For profiles of the appliance taken with `node --cpu-prof --import tsx bench/grants.ts`.
+ * For profiles of the appliance taken with `node --cpu-prof --import tsx bench/grants.ts`
+ * or `GRANTOR_BENCH_CPU_PROFILE` (bench/grants.ts).
+ *
+ * Shares count samples, not the time between them: on a loaded machine a thread that was
+ * descheduled charges the whole gap to the one sample taken when it ran again (one
+ * `Profiler.stop` or one `Map.set` showed up as 100 ms). A native frame (a binding's
+ * function, reported by V8 with no script and sometimes under another binding's class
+ * name) is charged to the area of the nearest script frame above it and listed with that
+ * caller, so a LevelDB iterator step is LevelDB's and names who iterated.
  *
  *   npx tsx bench/cpuprofile-summary.ts FILE.cpuprofile [top, default 25]
  */
@@ -9,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 
 interface ProfileNode {
   readonly id: number;
+  readonly children?: readonly number[];
   readonly callFrame: {
     readonly functionName: string;
     readonly url: string;
@@ -64,43 +73,67 @@ function areaOf(node: ProfileNode): string {
   return url === '' ? '(native or builtin)' : 'other';
 }
 
+const short = (url: string): string => url.replace(/^.*\/(src|node_modules)\//, '$1/');
+const nameOf = (node: ProfileNode): string => node.callFrame.functionName || '(anonymous)';
+
 const file = process.argv[2];
 if (file === undefined) throw new Error('usage: cpuprofile-summary FILE.cpuprofile [top]');
 const top = Number(process.argv[3] ?? '25');
 const profile = JSON.parse(await readFile(file, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-const selfUs = new Map<number, number>();
-profile.samples.forEach((id, i) => {
-  selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
-});
+const parentOf = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
+const samples = new Map<number, number>();
+for (const id of profile.samples) samples.set(id, (samples.get(id) ?? 0) + 1);
+const wallUs = profile.timeDeltas.reduce((a, b) => a + b, 0);
+
+/** A native frame's nearest caller with a script (undefined at the root). */
+function scriptCaller(node: ProfileNode): ProfileNode | undefined {
+  let id = parentOf.get(node.id);
+  while (id !== undefined) {
+    const n = byId.get(id);
+    if (n === undefined) return undefined;
+    if (n.callFrame.url !== '') return n;
+    id = parentOf.get(id);
+  }
+  return undefined;
+}
 
 const areas = new Map<string, number>();
 const functions = new Map<string, number>();
 let total = 0;
 let idle = 0;
-for (const [id, us] of selfUs) {
+for (const [id, count] of samples) {
   const node = byId.get(id);
   if (node === undefined) continue;
-  const area = areaOf(node);
-  total += us;
+  total += count;
+  let area = areaOf(node);
   if (area === '(idle)') {
-    idle += us;
+    idle += count;
     continue;
   }
-  areas.set(area, (areas.get(area) ?? 0) + us);
-  const { functionName, url, lineNumber } = node.callFrame;
-  const where = url.replace(/^.*\/(src|node_modules)\//, '$1/');
-  const key = `${functionName || '(anonymous)'} ${where}:${String(lineNumber + 1)}`;
-  functions.set(key, (functions.get(key) ?? 0) + us);
+  let key: string;
+  if (area === '(native or builtin)') {
+    const caller = scriptCaller(node);
+    if (caller !== undefined) area = areaOf(caller);
+    key =
+      caller === undefined
+        ? `${nameOf(node)} (native)`
+        : `${nameOf(node)} (native) < ${nameOf(caller)} ${short(caller.callFrame.url)}`;
+  } else {
+    const { url, lineNumber } = node.callFrame;
+    key = url === '' ? nameOf(node) : `${nameOf(node)} ${short(url)}:${String(lineNumber + 1)}`;
+  }
+  areas.set(area, (areas.get(area) ?? 0) + count);
+  functions.set(key, (functions.get(key) ?? 0) + count);
 }
 const busy = total - idle;
-const pct = (us: number): string => `${((100 * us) / busy).toFixed(1).padStart(5)}%`;
+const pct = (n: number): string => `${((100 * n) / busy).toFixed(1).padStart(5)}%`;
 console.log(
-  `${file}: ${(total / 1e6).toFixed(1)} s profiled, busy ${(busy / 1e6).toFixed(1)} s (${((100 * busy) / total).toFixed(0)}%)`,
+  `${file}: ${(wallUs / 1e6).toFixed(1)} s profiled, ${String(total)} samples, busy ${String(busy)} (${((100 * busy) / total).toFixed(0)}%)`,
 );
-console.log('self time by area (share of busy time):');
-for (const [area, us] of [...areas].sort((a, b) => b[1] - a[1]))
-  console.log(`  ${pct(us)}  ${area}`);
-console.log(`heaviest ${String(top)} functions (self time):`);
-for (const [fn, us] of [...functions].sort((a, b) => b[1] - a[1]).slice(0, top))
-  console.log(`  ${pct(us)}  ${fn}`);
+console.log('self samples by area (share of busy samples; native frames by their caller):');
+for (const [area, n] of [...areas].sort((a, b) => b[1] - a[1])) console.log(`  ${pct(n)}  ${area}`);
+console.log(`heaviest ${String(top)} functions (self samples):`);
+for (const [fn, n] of [...functions].sort((a, b) => b[1] - a[1]).slice(0, top))
+  console.log(`  ${pct(n)}  ${fn}`);

@@ -22,7 +22,9 @@
  * HTTP/1.1 (one connection per request in flight). One warm-up second at concurrency 16
  * runs first for each appliance and is not counted. Per level the appliance's CPU
  * (user+system, all its threads, % of one core), its event-loop utilisation, the key
- * operations per grant (from GET /metrics), and the CPU per grant of both processes.
+ * operations per grant (from GET /metrics), the audit log's cycle (entries per batch, wall
+ * time per batch and the time in TPM commands per batch: the group commit paces the grants
+ * when the event loop is not busy), and the CPU per grant of both processes.
  *
  * The raw rate of a key store is the key service's signJws (one JWS, one key operation)
  * with 16 in flight, before any HTTP load. The floor (bench/grants-floor.ts) is the CPU per
@@ -186,16 +188,28 @@ async function runConfig(name: ConfigName): Promise<void> {
     send({ kind: 'level', concurrency: 16, seconds: 1 });
     await warm;
 
-    const keyOps = async (): Promise<number> => {
-      const text = (await rig.app.inject({ url: '/metrics' })).body;
+    /** Key operations, and the seconds spent in TPM commands (every command, summed). */
+    const counters = async (): Promise<{ ops: number; tpmSeconds: number; tpmCalls: number }> => {
+      const lines = (await rig.app.inject({ url: '/metrics' })).body.split('\n');
       const series = 'grantor_hsm_call_duration_seconds_count{op="sign"}';
-      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-      return line === undefined ? 0 : Number(line.slice(series.length + 1));
+      const line = lines.find((l) => l.startsWith(`${series} `));
+      let tpmSeconds = 0;
+      let tpmCalls = 0;
+      for (const l of lines) {
+        const value = Number(l.slice(l.lastIndexOf(' ') + 1));
+        if (l.startsWith('grantor_tpm_call_duration_seconds_sum{')) tpmSeconds += value;
+        if (l.startsWith('grantor_tpm_call_duration_seconds_count{')) tpmCalls += value;
+      }
+      return {
+        ops: line === undefined ? 0 : Number(line.slice(series.length + 1)),
+        tpmSeconds,
+        tpmCalls,
+      };
     };
     const rows: LevelRow[] = [];
     for (const concurrency of levels) {
       const audit0 = appliance.audit.stats();
-      const ops0 = await keyOps();
+      const before = await counters();
       const cpu0 = process.cpuUsage();
       const elu0 = performance.eventLoopUtilization();
       await inspector?.post('Profiler.start');
@@ -212,7 +226,8 @@ async function runConfig(name: ConfigName): Promise<void> {
       const cpu = process.cpuUsage(cpu0);
       const elu = performance.eventLoopUtilization(elu0);
       const audit1 = appliance.audit.stats();
-      const ops = (await keyOps()) - ops0;
+      const after = await counters();
+      const ops = after.ops - before.ops;
       latencies.sort((a, b) => a - b);
       const rate = latencies.length / seconds;
       const batches = audit1.batches - audit0.batches;
@@ -232,6 +247,12 @@ async function runConfig(name: ConfigName): Promise<void> {
           `${((cpu.user + cpu.system) / 10_000 / seconds).toFixed(0)}%`.padStart(8),
           `${(100 * elu.utilization).toFixed(0)}%`.padStart(6),
           (batches === 0 ? 0 : (audit1.appends - audit0.appends) / batches).toFixed(1).padStart(7),
+          // The audit commit's cycle (wall time per batch) and its TPM part.
+          (batches === 0 ? 0 : (1000 * seconds) / batches).toFixed(1).padStart(8),
+          (batches === 0 ? 0 : (1000 * (after.tpmSeconds - before.tpmSeconds)) / batches)
+            .toFixed(1)
+            .padStart(7),
+          (batches === 0 ? 0 : (after.tpmCalls - before.tpmCalls) / batches).toFixed(1).padStart(6),
           ((cpu.user + cpu.system) / 1000 / n).toFixed(2).padStart(7),
           (clientCpuMs / n).toFixed(2).padStart(7),
         ].join(' '),
@@ -300,11 +321,11 @@ try {
         .join(', '),
   );
   console.log(
-    'configuration     c  grants/s  p50 ms  p99 ms  failures  ops/gr  srv CPU  srv EL  /batch  srv ms  cli ms',
+    'configuration     c  grants/s  p50 ms  p99 ms  failures  ops/gr  srv CPU  srv EL  /batch  ms/batch  tpm ms  tpm/b  srv ms  cli ms',
   );
   for (const name of configs) for (const r of results.get(name) ?? []) console.log(r.line);
   console.log(
-    '(ops/gr: key operations per grant; /batch: audit entries per audit batch; srv ms, cli ms: CPU per grant of the appliance and of the client process)',
+    '(ops/gr: key operations per grant; /batch: audit entries per audit batch; ms/batch: wall time per audit batch; tpm ms, tpm/b: time in TPM commands and their number per audit batch (calls of the TPM port, each one or several commands); srv ms, cli ms: CPU per grant of the appliance and of the client process)',
   );
   const ceiling = floorParts === undefined ? undefined : floorCeiling(floorParts);
   if (floorParts !== undefined)

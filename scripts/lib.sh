@@ -72,6 +72,26 @@ ensure_test_tools() {
   ensure_apt_packages "${APT_TEST_PACKAGES[@]}"
 }
 
+# The grant key in the TPM (--grant-key=tpm): tpm2-abrmd runs on a D-Bus session bus of
+# this run only. start_tpm_bus DIR starts one and exports its address
+# (DBUS_SESSION_BUS_ADDRESS); its pid and address go to DIR/dbus.pid and DIR/dbus.address, so
+# that ./scripts/cli reaches the resource manager of a running ./scripts/start. stop_tpm_bus
+# DIR stops it (no-op when none runs). ./scripts/start and ./scripts/cli share both.
+start_tpm_bus() {
+  local dir=$1 bus
+  bus=$(dbus-daemon --session --fork --print-address=1 --print-pid=1)
+  printf '%s\n' "$bus" | sed -n 2p >"$dir/dbus.pid"
+  DBUS_SESSION_BUS_ADDRESS=$(printf '%s\n' "$bus" | sed -n 1p)
+  export DBUS_SESSION_BUS_ADDRESS
+  case "$DBUS_SESSION_BUS_ADDRESS" in unix:*) ;; *) die "dbus-daemon did not report its address" ;; esac
+  printf '%s\n' "$DBUS_SESSION_BUS_ADDRESS" >"$dir/dbus.address"
+}
+stop_tpm_bus() {
+  local dir=$1
+  if [ -f "$dir/dbus.pid" ]; then kill "$(cat "$dir/dbus.pid")" 2>/dev/null || true; fi
+  rm -f "$dir/dbus.pid" "$dir/dbus.address"
+}
+
 # ./scripts/start's environment for ./scripts/cli: $1/grantor.env (mode 0600) with every
 # GRANTOR_* setting except secrets given by value (PIN, token, auth, password, secret: the
 # *_FILE settings naming their files are kept) and SOFTHSM2_CONF, plus one remote profile per role in $1/profiles/ for the URL $2

@@ -273,8 +273,9 @@ export class GrantService {
     );
     const decision = await this.#decide(policyRequest);
 
-    const bodyText = unsignedRequestText(req.body);
-    // requestDigest's value, without canonicalising the request twice on every decision.
+    // requestDigest's value, without canonicalising the request again (session mode: the
+    // proof's signed bytes are this text).
+    const bodyText = proven.unsignedText ?? unsignedRequestText(req.body);
     const digest = sha256Hex(bodyText);
     // The request the decision was made on, kept by its digest with the entry.
     const body = bodyText.length <= MAX_BODY_LENGTH ? { body: bodyText } : {};

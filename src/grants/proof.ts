@@ -23,6 +23,12 @@ export interface Proven {
   readonly sessionKey: EcSessionJwk;
   readonly resetSeen: boolean;
   readonly sessionAgeSeconds: number;
+  /**
+   * JCS(request without signatures) when the proof already made it: in session mode the
+   * signed bytes are exactly that text (the body has no `quote`), which the audit entry
+   * keeps, so the request is canonicalised once per grant.
+   */
+  readonly unsignedText?: string;
 }
 
 /** An attestation's reasons report a TPM reset or restart (the policy's `resetSeen`). */
@@ -49,11 +55,12 @@ export class RequestProver {
       const last = runtime.lastAttestation;
       // Every attestation ends the previous session: a live one is the runtime's latest.
       if (last?.attestationId !== session.attestationId) throw new SessionNotLiveError();
+      const signed = sessionSigningInput(req.body);
       let valid: boolean;
       try {
         valid = verifySignature(
           'sha256',
-          Buffer.from(sessionSigningInput(req.body), 'utf8'),
+          Buffer.from(signed, 'utf8'),
           { key: this.#sessionKey(session.sessionKey), dsaEncoding: 'ieee-p1363' },
           Buffer.from(req.proof.signature, 'base64url'),
         );
@@ -70,6 +77,7 @@ export class RequestProver {
         sessionKey: session.sessionKey,
         resetSeen: resetReported(last.reasons),
         sessionAgeSeconds: Math.max(0, Math.floor((nowMs - Date.parse(last.at)) / 1000)),
+        unsignedText: signed,
       };
     }
     // Quote mode: the quote is qualified with SHA-256(nonce || SHA-256(JCS(request - quote))).

@@ -1,6 +1,7 @@
 /**
  * Batch mode of the KeyService (grant-batch.ts, KeyService#signBatch) on the fake signer:
- * batches close on size or deadline, one signature each, a fault fails the whole batch
+ * batches close on size, on deadline, or at the end of the turn while the key is idle, one
+ * signature each, a fault fails the whole batch
  * typed, a rotation in the middle of batching leaves every grant verifiable with one kid per
  * batch and the retiring key published for the grants it signed, and close fails what waits.
  */
@@ -38,7 +39,7 @@ function countSigns(f: FakeKeys): { n: number } {
 }
 
 describe('batch-signed grants in the key service', () => {
-  it('closes a batch on its deadline when it does not fill', async () => {
+  it('closes a batch that does not fill (at the end of the turn, the key being idle)', async () => {
     const f = await fakeKeys({ grantBatch: { maxSize: 64, maxWaitMs: 5 } });
     const signs = countSigns(f);
     const [a, b] = await Promise.all([
@@ -51,6 +52,23 @@ describe('batch-signed grants in the key service', () => {
     const alone = await f.keys.signGrantToken({ typ: 'grant+jwt' }, claims(f, 'g3'));
     expect(sizeOf(alone.token)).toBe(1);
     expect(signs.n).toBe(2);
+  });
+
+  it('does not wait for the deadline while the key is idle: the turn that opened the batch closes it', async () => {
+    // A deadline no test outlives: a batch that waited for it would lose the race below.
+    const f = await fakeKeys({ grantBatch: { maxSize: 64, maxWaitMs: 600_000 } });
+    const signs = countSigns(f);
+    const turns = async (n: number): Promise<'turns'> => {
+      for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+      return 'turns';
+    };
+    const issue = (jti: string) => f.keys.signGrantToken({ typ: 'grant+jwt' }, claims(f, jti));
+    const both = Promise.all([issue('g1'), issue('g2')]);
+    const first = await Promise.race([both, turns(50)]);
+    if (first === 'turns') throw new Error('the batch waited for its deadline on an idle key');
+    // The grants of one turn share the batch: one signature for both.
+    expect(signs.n).toBe(1);
+    for (const o of first) expect(sizeOf(o.token)).toBe(2);
   });
 
   it('lets batches grow while the key is busy: a due batch waits for a signature to finish', async () => {

@@ -7,6 +7,11 @@
  * finishes (a full batch closes at once). So a slow key store (a TPM) gets larger batches
  * instead of a queue of small ones, and a grant never waits for more than its deadline
  * plus one signature beyond what the key store's queue would make it wait anyway.
+ *
+ * While no batch is being signed the key is idle, and waiting for the deadline would only
+ * add latency: the open batch then closes at the end of the event loop's turn (the grants
+ * that turn brought share it). A fast key store (SoftHSM) thus signs about as soon as in
+ * the JWS form, and batches form where they pay: behind a signature in progress.
  */
 import { HsmUnavailableError } from './errors.js';
 
@@ -34,6 +39,8 @@ export interface BatchItem {
 export class GrantBatcher {
   private open: BatchItem[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** The end-of-turn close of a batch opened while the key was idle. */
+  private idle: NodeJS.Immediate | undefined;
   private closed = false;
   private inFlight = 0;
   /** The open batch's deadline passed while MAX_IN_FLIGHT batches were being signed. */
@@ -57,11 +64,28 @@ export class GrantBatcher {
       this.open.push({ ...item, resolve, reject });
       if (this.open.length >= this.options.maxSize) {
         this.flush();
-      } else if (this.timer === undefined && !this.due) {
-        this.timer = setTimeout(this.deadline, this.options.maxWaitMs);
+      } else if (this.inFlight === 0) {
+        this.idle ??= setImmediate(this.endOfTurn);
+      } else {
+        this.arm();
       }
     });
   }
+
+  /** Start the open batch's deadline (once). */
+  private arm(): void {
+    if (this.timer === undefined && !this.due) {
+      this.timer = setTimeout(this.deadline, this.options.maxWaitMs);
+    }
+  }
+
+  /** The turn that opened a batch on an idle key is over: close it, unless the key got busy. */
+  private readonly endOfTurn = (): void => {
+    this.idle = undefined;
+    if (this.open.length === 0) return;
+    if (this.inFlight === 0) this.flush();
+    else this.arm();
+  };
 
   /** The open batch's deadline: it closes now, or when a batch being signed is done. */
   private readonly deadline = (): void => {
@@ -77,6 +101,8 @@ export class GrantBatcher {
   private flush(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.idle !== undefined) clearImmediate(this.idle);
+    this.idle = undefined;
     this.due = false;
     const items = this.open;
     this.open = [];
@@ -94,6 +120,8 @@ export class GrantBatcher {
     this.due = false;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.idle !== undefined) clearImmediate(this.idle);
+    this.idle = undefined;
     const items = this.open;
     this.open = [];
     const error = new HsmUnavailableError('the key service is closed');

@@ -6,7 +6,9 @@
  * attests over HTTP with the attester library and gets a grant, which the gateway SDK
  * verifies against the appliance's JWKS; the key is the one in the TPM token. A SIGTERM to
  * the script stops the appliance and everything the script started (swtpm, tpm2-abrmd and
- * its D-Bus daemon); neither PIN reaches its output. A state folder keeps its mode.
+ * its D-Bus daemon); neither PIN reaches its output. With the server stopped,
+ * `./scripts/cli`'s local commands reach the TPM-held token the same way (a key rotation in
+ * the TPM). A state folder keeps its mode.
  *
  * The script runs from a copy of the repository's files (node_modules linked, the built
  * addon copied after the sources so that it is fresh): it builds the TypeScript into that
@@ -255,6 +257,42 @@ describe('./scripts/start --grant-key=tpm', () => {
       expect(output).not.toContain((await readFile(join(state, file), 'utf8')).trim());
     }
   }, 120_000);
+
+  it('./scripts/cli runs a local key ceremony on the TPM-held token, and stops what it started', async () => {
+    // The server is stopped (previous test): the CLI brings up swtpm, a bus and tpm2-abrmd
+    // for the command, as ./scripts/start does, and the grant key rotates inside the TPM.
+    const before = await tokenPoints();
+    let out: string;
+    try {
+      ({ stdout: out } = await run(join(tree, 'scripts/cli'), ['keys', 'rotate', 'grant'], {
+        cwd: tree,
+        env: { ...process.env, GRANTOR_STATE_DIR: state, GRANTOR_LOG_LEVEL: 'warn' },
+      }));
+    } catch (e) {
+      const { stdout, stderr } = e as { stdout?: string; stderr?: string };
+      throw new Error(`./scripts/cli keys rotate failed:\n${stdout ?? ''}${stderr ?? ''}`);
+    }
+    const active = /^active\t(\S+)\tgrant\tES256\tactive\t/m.exec(out);
+    expect(active, out).not.toBeNull();
+    const after = await tokenPoints();
+    // One more key pair in the TPM token, and the one the CLI made active is published.
+    expect(after.length).toBe(before.length + 1);
+    const { stdout: listed } = await run(
+      join(tree, 'scripts/cli'),
+      ['keys', 'list', '--purpose', 'grant', '--json'],
+      { cwd: tree, env: { ...process.env, GRANTOR_STATE_DIR: state, GRANTOR_LOG_LEVEL: 'warn' } },
+    );
+    const keys = JSON.parse(listed) as { kid: string; state: string }[];
+    expect(keys.find((k) => k.state === 'active')?.kid).toBe(active?.[1]);
+    // Nothing the CLI started outlives it, and no PIN reached its output.
+    for (const file of ['swtpm.pid', 'abrmd.pid', 'dbus.pid']) {
+      const pid = Number(await readFile(join(state, 'tpm', file), 'utf8').catch(() => '0'));
+      if (pid !== 0) expect(await alive(pid), `${file} ${pid}`).toBe(false);
+    }
+    for (const file of ['tpm-token/user-pin', 'tpm-token/so-pin', 'hsm/user-pin']) {
+      expect(out + listed).not.toContain((await readFile(join(state, file), 'utf8')).trim());
+    }
+  }, 300_000);
 
   it('refuses to start a state folder of the TPM mode with its grant key in the HSM', async () => {
     await startScript(['--grant-key=hsm']);
