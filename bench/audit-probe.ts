@@ -20,6 +20,7 @@ import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { AuditStore } from '../src/audit/audit-store.port.js';
 import { parseVerifierKey } from '../src/audit/checkpoint.js';
 import { verifyBundle } from '../src/audit/verify-bundle.js';
 import { createServer } from '../src/http/app.js';
@@ -45,6 +46,11 @@ export interface ScaleResult {
   readonly inclusion: Latency;
   readonly consistency: Latency;
   readonly appendRate: number;
+  /** Stored tiles read (cache misses of the tiled tree) per proof, and ms spent reading them. */
+  readonly tileReadsPerProof: number;
+  readonly tileReadMsPerProof: number;
+  /** LevelDB's own `leveldb.stats` after the proofs (files and MB per level). */
+  readonly levelStats: string;
 }
 export interface Latency {
   readonly p50: number;
@@ -116,44 +122,79 @@ function latency(samples: number[]): Latency {
   };
 }
 
-async function scale(job: ScaleJob): Promise<ScaleResult> {
-  return withLog(job.spec, async (audit, startMs) => {
-    const rssStarted = process.memoryUsage().rss;
-    const size = audit.treeSize() ?? 0;
-    const random = mulberry32(17);
-    const inclusion: number[] = [];
-    const consistency: number[] = [];
-    for (let i = 0; i < job.proofs; i++) {
-      const seq = Math.floor(random() * size);
-      let t = performance.now();
-      await audit.inclusionProof(seq, size);
-      inclusion.push(performance.now() - t);
-      const from = 1 + Math.floor(random() * (size - 1));
-      t = performance.now();
-      await audit.consistencyProof(from, size);
-      consistency.push(performance.now() - t);
-    }
-    let running = true;
-    let k = size;
-    const before = audit.stats().appends;
-    const start = performance.now();
-    const workers = Array.from({ length: 64 }, async () => {
-      while (running) await audit.append(decisionEvent(k++));
+/** The store with its tile reads counted and timed (the tiled tree's cache misses). */
+function countTileReads(counter: { reads: number; ms: number }) {
+  return (store: AuditStore): AuditStore =>
+    new Proxy(store, {
+      get(target, property) {
+        if (property === 'readTile') {
+          return async (level: number, index: number) => {
+            const t = performance.now();
+            try {
+              return await target.readTile(level, index);
+            } finally {
+              counter.reads += 1;
+              counter.ms += performance.now() - t;
+            }
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+      },
     });
-    await new Promise((r) => setTimeout(r, job.appendSeconds * 1000));
-    running = false;
-    await Promise.all(workers);
-    const appendRate = (audit.stats().appends - before) / ((performance.now() - start) / 1000);
-    return {
-      size,
-      startMs,
-      rssStarted,
-      peakRss: peakRss(),
-      inclusion: latency(inclusion),
-      consistency: latency(consistency),
-      appendRate,
-    };
-  });
+}
+
+async function scale(job: ScaleJob): Promise<ScaleResult> {
+  const tiles = { reads: 0, ms: 0 };
+  return withLog(
+    job.spec,
+    async (audit, startMs, db) => {
+      const rssStarted = process.memoryUsage().rss;
+      const size = audit.treeSize() ?? 0;
+      const random = mulberry32(17);
+      const readsBefore = { ...tiles };
+      const inclusion: number[] = [];
+      const consistency: number[] = [];
+      for (let i = 0; i < job.proofs; i++) {
+        const seq = Math.floor(random() * size);
+        let t = performance.now();
+        await audit.inclusionProof(seq, size);
+        inclusion.push(performance.now() - t);
+        const from = 1 + Math.floor(random() * (size - 1));
+        t = performance.now();
+        await audit.consistencyProof(from, size);
+        consistency.push(performance.now() - t);
+      }
+      const tileReadsPerProof = (tiles.reads - readsBefore.reads) / (2 * job.proofs);
+      const tileReadMsPerProof = (tiles.ms - readsBefore.ms) / (2 * job.proofs);
+      const levelStats = db.getProperty('leveldb.stats');
+      let running = true;
+      let k = size;
+      const before = audit.stats().appends;
+      const start = performance.now();
+      const workers = Array.from({ length: 64 }, async () => {
+        while (running) await audit.append(decisionEvent(k++));
+      });
+      await new Promise((r) => setTimeout(r, job.appendSeconds * 1000));
+      running = false;
+      await Promise.all(workers);
+      const appendRate = (audit.stats().appends - before) / ((performance.now() - start) / 1000);
+      return {
+        size,
+        startMs,
+        rssStarted,
+        peakRss: peakRss(),
+        inclusion: latency(inclusion),
+        consistency: latency(consistency),
+        appendRate,
+        tileReadsPerProof,
+        tileReadMsPerProof,
+        levelStats,
+      };
+    },
+    undefined,
+    countTileReads(tiles),
+  );
 }
 
 async function exportBundle(job: ExportJob): Promise<ExportResult> {

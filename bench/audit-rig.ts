@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../src/audit/anchor.tpm.js';
 import { Pkcs11AnchorKey } from '../src/audit/anchor-key.pkcs11.js';
 import type { BundlePolicySet } from '../src/audit/bundle.js';
+import type { AuditStore } from '../src/audit/audit-store.port.js';
 import type { AuditEvent } from '../src/audit/entry.js';
 import { createAudit, provisionAuditStore, type AuditConfig } from '../src/audit/index.js';
 import type { AuditService, VerifierInfo } from '../src/audit/service.js';
@@ -113,8 +114,9 @@ async function withParts<T>(
  */
 export function withLog<T>(
   spec: LogSpec,
-  use: (audit: AuditService, startedMs: number) => Promise<T>,
+  use: (audit: AuditService, startedMs: number, db: Database) => Promise<T>,
   config: Omit<AuditConfig, 'origin'> = APPLIANCE_LOG,
+  decorateStore?: (store: AuditStore) => AuditStore,
 ): Promise<T> {
   const t0 = performance.now();
   return withParts(spec, async ({ tpm, writeKey, db }) => {
@@ -131,6 +133,7 @@ export function withLog<T>(
       {
         db,
         anchor: anchorOf(spec, tpm, writeKey),
+        ...(decorateStore === undefined ? {} : { decorateStore }),
         signer: {
           keyName: spec.origin,
           publicKey,
@@ -140,7 +143,7 @@ export function withLog<T>(
     );
     try {
       await audit.ready();
-      return await use(audit, performance.now() - t0);
+      return await use(audit, performance.now() - t0, db);
     } finally {
       await audit.close();
     }

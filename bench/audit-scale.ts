@@ -83,8 +83,9 @@ try {
     rows.push({ result, fillRate, disk });
     const r = result;
     console.log(
-      `${r.size} entries: start ${r.startMs.toFixed(0)} ms, RSS after start ${mb(r.rssStarted)} MB, peak RSS ${mb(r.peakRss)} MB, inclusion p50/p99 ${r.inclusion.p50.toFixed(2)}/${r.inclusion.p99.toFixed(2)} ms, consistency p50/p99 ${r.consistency.p50.toFixed(2)}/${r.consistency.p99.toFixed(2)} ms, appends ${r.appendRate.toFixed(0)}/s (filled at ${fillRate.toFixed(0)} entries/s, ${mb(disk)} MB on disk)`,
+      `${r.size} entries: start ${r.startMs.toFixed(0)} ms, RSS after start ${mb(r.rssStarted)} MB, peak RSS ${mb(r.peakRss)} MB, inclusion p50/p99 ${r.inclusion.p50.toFixed(2)}/${r.inclusion.p99.toFixed(2)} ms, consistency p50/p99 ${r.consistency.p50.toFixed(2)}/${r.consistency.p99.toFixed(2)} ms, appends ${r.appendRate.toFixed(0)}/s, tile reads per proof ${r.tileReadsPerProof.toFixed(2)} (${r.tileReadMsPerProof.toFixed(2)} ms) (filled at ${fillRate.toFixed(0)} entries/s, ${mb(disk)} MB on disk)`,
     );
+    console.log(r.levelStats.trim().replace(/^/gm, '    '));
     if (filled.size < size) break;
   }
   const first = rows[0]?.result;
