@@ -129,10 +129,10 @@ try {
   const verifyRate = verified.entries / verified.seconds;
   const hashRate = hashed.items / hashed.seconds;
   console.log(
-    `export of ${exported.entries} entries (${mb(exported.bytes)} MB bundle, ${verified.bodies} bodies, NV-certified): ${exportRate.toFixed(0)} entries/s, peak RSS ${mb(exported.peakRss)} MB; ratio to reading them from LevelDB (${readRate.toFixed(0)}/s, peak RSS ${mb(read.peakRss)} MB): ${ratio(exportRate, readRate)}`,
+    `export of ${exported.entries} entries (${mb(exported.bytes)} MB bundle, ${verified.bodies} bodies, NV-certified): ${exportRate.toFixed(0)} entries/s, peak RSS ${mb(exported.peakRss)} MB (anonymous ${mb(exported.peakAnon)}, LevelDB's mapped files ${mb(exported.peakFile)}); ratio to reading them from LevelDB (${readRate.toFixed(0)}/s, peak RSS ${mb(read.peakRss)} MB, anonymous ${mb(read.peakAnon)}): ${ratio(exportRate, readRate)}`,
   );
   console.log(
-    `verify: ${verifyRate.toFixed(0)} entries/s, peak RSS ${mb(verified.peakRss)} MB; ratio to parsing and hashing its ${hashed.items} lines (${hashRate.toFixed(0)}/s, peak RSS ${mb(hashed.peakRss)} MB): ${ratio(verifyRate, hashRate)}`,
+    `verify: ${verifyRate.toFixed(0)} entries/s, peak RSS ${mb(verified.peakRss)} MB (anonymous ${mb(verified.peakAnon)}); ratio to parsing and hashing its ${hashed.items} lines (${hashRate.toFixed(0)}/s, peak RSS ${mb(hashed.peakRss)} MB, anonymous ${mb(hashed.peakAnon)}): ${ratio(verifyRate, hashRate)}`,
   );
   console.log(
     `appends/s at concurrency 64: typed grant decisions ${typed.toFixed(0)}, plain entries ${plain.toFixed(0)}, raw synced LevelDB batches ${raw.toFixed(0)}; typed/raw ${ratio(typed, raw)}, typed/plain ${ratio(typed, plain)}`,
@@ -143,9 +143,11 @@ try {
       entries,
       export_per_s: exportRate,
       export_peak_rss_mb: exported.peakRss / 2 ** 20,
+      export_peak_anon_mb: exported.peakAnon / 2 ** 20,
       export_vs_read: ratio(exportRate, readRate),
       verify_per_s: verifyRate,
       verify_peak_rss_mb: verified.peakRss / 2 ** 20,
+      verify_peak_anon_mb: verified.peakAnon / 2 ** 20,
       verify_vs_hash: ratio(verifyRate, hashRate),
       typed_vs_raw: ratio(typed, raw),
       typed_vs_plain: ratio(typed, plain),

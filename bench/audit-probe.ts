@@ -13,7 +13,7 @@
  * - `hash`: the baseline of `verify`: every line of the file parsed and SHA-256 hashed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -43,6 +43,8 @@ export interface ScaleResult {
   readonly rssStarted: number;
   /** Peak RSS of the process (start-up, proofs, appends), bytes. */
   readonly peakRss: number;
+  readonly peakAnon: number;
+  readonly peakFile: number;
   readonly inclusion: Latency;
   readonly consistency: Latency;
   readonly appendRate: number;
@@ -71,6 +73,8 @@ export interface ExportResult {
   readonly bytes: number;
   readonly seconds: number;
   readonly peakRss: number;
+  readonly peakAnon: number;
+  readonly peakFile: number;
   readonly nonce: string;
 }
 
@@ -88,6 +92,8 @@ export interface VerifyResult {
   readonly nvCertified: boolean;
   readonly seconds: number;
   readonly peakRss: number;
+  readonly peakAnon: number;
+  readonly peakFile: number;
 }
 
 export interface ReadJob {
@@ -104,12 +110,34 @@ export interface BaselineResult {
   readonly items: number;
   readonly seconds: number;
   readonly peakRss: number;
+  readonly peakAnon: number;
+  readonly peakFile: number;
 }
 
 export type ProbeJob = ScaleJob | ExportJob | VerifyJob | ReadJob | HashJob;
 
 /** Peak RSS of this process so far, bytes (getrusage's ru_maxrss is in KiB on Linux). */
 const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
+
+/**
+ * RSS splits into anonymous memory (heaps, buffers) and file pages: LevelDB maps its table
+ * files (up to 1,000 on 64-bit), so every page of the store it reads counts in RSS until the
+ * kernel reclaims it. The peak of each, sampled from /proc/self/status every 20 ms.
+ */
+const rssPeaks = { anon: 0, file: 0 };
+function peaks(): { peakRss: number; peakAnon: number; peakFile: number } {
+  sampleRss();
+  return { peakRss: peakRss(), peakAnon: rssPeaks.anon, peakFile: rssPeaks.file };
+}
+function sampleRss(): void {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const kb = (field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0) * 1024;
+  rssPeaks.anon = Math.max(rssPeaks.anon, kb('RssAnon'));
+  rssPeaks.file = Math.max(rssPeaks.file, kb('RssFile'));
+}
+sampleRss();
+setInterval(sampleRss, 20).unref();
 
 function latency(samples: number[]): Latency {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -183,7 +211,7 @@ async function scale(job: ScaleJob): Promise<ScaleResult> {
         size,
         startMs,
         rssStarted,
-        peakRss: peakRss(),
+        ...peaks(),
         inclusion: latency(inclusion),
         consistency: latency(consistency),
         appendRate,
@@ -227,7 +255,7 @@ async function exportBundle(job: ExportJob): Promise<ExportResult> {
         entries: job.to - job.from,
         bytes,
         seconds: (performance.now() - start) / 1000,
-        peakRss: peakRss(),
+        ...peaks(),
         nonce,
       };
     } finally {
@@ -255,7 +283,7 @@ async function verify(job: VerifyJob): Promise<VerifyResult> {
       policies: report.policies,
       nvCertified: report.nvCertified,
       seconds: (performance.now() - start) / 1000,
-      peakRss: peakRss(),
+      ...peaks(),
     };
   } finally {
     lines.close();
@@ -273,7 +301,7 @@ async function read(job: ReadJob): Promise<BaselineResult> {
       JSON.parse(value);
       items++;
     }
-    return { items, seconds: (performance.now() - start) / 1000, peakRss: peakRss() };
+    return { items, seconds: (performance.now() - start) / 1000, ...peaks() };
   } finally {
     await db.close();
   }
@@ -288,7 +316,7 @@ async function hash(job: HashJob): Promise<BaselineResult> {
     createHash('sha256').update(l).digest();
     items++;
   }
-  return { items, seconds: (performance.now() - start) / 1000, peakRss: peakRss() };
+  return { items, seconds: (performance.now() - start) / 1000, ...peaks() };
 }
 
 function run(job: ProbeJob): Promise<unknown> {

@@ -83,7 +83,7 @@ try {
     rows.push({ result, fillRate, disk });
     const r = result;
     console.log(
-      `${r.size} entries: start ${r.startMs.toFixed(0)} ms, RSS after start ${mb(r.rssStarted)} MB, peak RSS ${mb(r.peakRss)} MB, inclusion p50/p99 ${r.inclusion.p50.toFixed(2)}/${r.inclusion.p99.toFixed(2)} ms, consistency p50/p99 ${r.consistency.p50.toFixed(2)}/${r.consistency.p99.toFixed(2)} ms, appends ${r.appendRate.toFixed(0)}/s, tile reads per proof ${r.tileReadsPerProof.toFixed(2)} (${r.tileReadMsPerProof.toFixed(2)} ms) (filled at ${fillRate.toFixed(0)} entries/s, ${mb(disk)} MB on disk)`,
+      `${r.size} entries: start ${r.startMs.toFixed(0)} ms, RSS after start ${mb(r.rssStarted)} MB, peak RSS ${mb(r.peakRss)} MB (anonymous ${mb(r.peakAnon)}, mapped files ${mb(r.peakFile)}), inclusion p50/p99 ${r.inclusion.p50.toFixed(2)}/${r.inclusion.p99.toFixed(2)} ms, consistency p50/p99 ${r.consistency.p50.toFixed(2)}/${r.consistency.p99.toFixed(2)} ms, appends ${r.appendRate.toFixed(0)}/s, tile reads per proof ${r.tileReadsPerProof.toFixed(2)} (${r.tileReadMsPerProof.toFixed(2)} ms) (filled at ${fillRate.toFixed(0)} entries/s, ${mb(disk)} MB on disk)`,
     );
     console.log(r.levelStats.trim().replace(/^/gm, '    '));
     if (filled.size < size) break;
@@ -96,6 +96,7 @@ try {
       ['start_ms', last.startMs, first.startMs, 'cost'],
       ['rss_started', last.rssStarted, first.rssStarted, 'cost'],
       ['peak_rss', last.peakRss, first.peakRss, 'cost'],
+      ['peak_anon', last.peakAnon, first.peakAnon, 'cost'],
       ['inclusion_p50', last.inclusion.p50, first.inclusion.p50, 'cost'],
       ['inclusion_p99', last.inclusion.p99, first.inclusion.p99, 'cost'],
       ['consistency_p50', last.consistency.p50, first.consistency.p50, 'cost'],
