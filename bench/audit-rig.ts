@@ -334,10 +334,16 @@ export async function fillLog(
   return { size, rate: (size - (first ?? size)) / ((performance.now() - t0) / 1000) };
 }
 
-/** One synced LevelDB batch of one entry-sized put, as fast as they go for `seconds`. */
-export async function rawSyncedBatchRate(path: string, seconds: number): Promise<number> {
+/**
+ * One synced LevelDB batch of one put of `value` (by default a grant decision's size), as
+ * fast as they go for `seconds`: the baseline of the append rates (bench/audit.ts too).
+ */
+export async function rawSyncedBatchRate(
+  path: string,
+  seconds: number,
+  value = JSON.stringify(decisionEvent(0)),
+): Promise<number> {
   const db = await openDatabase(path);
-  const value = JSON.stringify(decisionEvent(0));
   let n = 0;
   const start = performance.now();
   const end = start + seconds * 1000;
@@ -353,7 +359,7 @@ export async function rawSyncedBatchRate(path: string, seconds: number): Promise
 /** Runs one job in a forked probe process (bench/audit-probe.ts) and returns its answer. */
 export function probe<T>(job: object): Promise<T> {
   const child = fork(fileURLToPath(new URL('./audit-probe.ts', import.meta.url)), [], {
-    execArgv: ['--import', 'tsx', '--expose-gc'],
+    execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise<T>((resolve, reject) => {
