@@ -28,29 +28,10 @@ import { Pkcs11AnchorKey } from '../src/audit/anchor-key.pkcs11.js';
 import type { AnchorWriteKey } from '../src/audit/anchor-key.port.js';
 import type { TpmPort } from '../src/tpm/tpm.port.js';
 import { provisionSimHsm, provisionTpmTemplate, startSimTpm } from '../test/rig/sim.js';
+import { rawSyncedBatchRate } from './audit-rig.js';
 
 const seconds = Number(process.argv[2] ?? '3');
 const ORIGIN = 'grantor.bench/audit';
-
-async function rawSyncedBatchRate(path: string): Promise<number> {
-  const db = await openDatabase(path);
-  const value = JSON.stringify({
-    seq: 0,
-    hash: 'f'.repeat(64),
-    prevHash: '0'.repeat(64),
-    pad: 'x'.repeat(200),
-  });
-  let n = 0;
-  const end = performance.now() + seconds * 1000;
-  const start = performance.now();
-  while (performance.now() < end) {
-    await db.batch([{ type: 'put', key: `k${n}`, value }], { sync: true });
-    n++;
-  }
-  const rate = n / ((performance.now() - start) / 1000);
-  await db.close();
-  return rate;
-}
 
 /** Milliseconds per anchor (NV_Extend + NV_Increment), owner-written or policy-written. */
 async function anchorWriteCost(
@@ -86,7 +67,16 @@ async function main(): Promise<void> {
     { create: true },
   );
   try {
-    const raw = await rawSyncedBatchRate(join(root, 'raw'));
+    const raw = await rawSyncedBatchRate(
+      join(root, 'raw'),
+      seconds,
+      JSON.stringify({
+        seq: 0,
+        hash: 'f'.repeat(64),
+        prevHash: '0'.repeat(64),
+        pad: 'x'.repeat(200),
+      }),
+    );
     const writeCost = {
       owner: await anchorWriteCost(tpm, 0x01500110),
       policy: await anchorWriteCost(tpm, 0x01500112, writeKey),

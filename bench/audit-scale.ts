@@ -1,0 +1,132 @@
+/**
+ * Issue 17's scale bench: RSS, start-up time, append rate and proof latency (inclusion and
+ * consistency) of the audit log at 10^5, 10^6 and 10^7 entries in one run, each figure at
+ * the largest size printed as a ratio to the same figure at the smallest (target: within
+ * 1.5x). Real parts as the appliance runs them: swtpm anchor written through the
+ * PolicySigned write key in a SoftHSM2 token, every anchor read certified by the pinned AK,
+ * LevelDB under the system temp directory (deleted at the end).
+ *
+ *   npx tsx bench/audit-scale.ts [sizes, default 100000,1000000,10000000]
+ *       [append-seconds, default 5] [proofs, default 200] [fill-batch, default 8192]
+ *
+ * The log is filled through the real append path (AuditService.append: typed grant
+ * decisions as the grant pipeline writes them, each with its own request body, index terms
+ * and tiles in one synced LevelDB batch, then NV_Extend + NV_Increment), in batches of
+ * `fill-batch` entries instead of the appliance's 512 so that 10^7 entries take minutes and
+ * not hours of TPM writes; the last 1,024 entries before each measurement are appended in
+ * the appliance's own batches, so the start-up check re-hashes a batch of the usual size.
+ *
+ * Each size is measured in a fresh process (bench/audit-probe.ts): the start-up time
+ * (LevelDB open, the bounded start-up check, the certified anchor read), RSS after it,
+ * `proofs` inclusion and consistency proofs at positions drawn from a fixed seed (the same
+ * fractions of the log at every size, from the tiles), then appends at concurrency 64 for
+ * `append-seconds` with the appliance's batch size and no minimum anchor interval, and the
+ * process's peak RSS. The last line is a machine-readable summary.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fillLog, mb, probe, ratio, startAuditRig, summaryLine } from './audit-rig.js';
+import type { ScaleJob, ScaleResult } from './audit-probe.js';
+
+const sizes = (process.argv[2] ?? '100000,1000000,10000000').split(',').map(Number);
+const appendSeconds = Number(process.argv[3] ?? '5');
+const proofs = Number(process.argv[4] ?? '200');
+const fillBatch = Number(process.argv[5] ?? '8192');
+/** GRANTOR_BENCH_FILL_UNTIL (ISO time): stop filling there and measure the size reached. */
+const until = process.env.GRANTOR_BENCH_FILL_UNTIL;
+const deadline = until === undefined ? undefined : Date.parse(until);
+if (deadline !== undefined && Number.isNaN(deadline))
+  throw new Error('GRANTOR_BENCH_FILL_UNTIL: an ISO time');
+if (sizes.some((n, i) => !Number.isSafeInteger(n) || n < 2048 || n <= (sizes[i - 1] ?? 0))) {
+  throw new Error('sizes: increasing integers of at least 2048');
+}
+
+const TARGET = 1.5;
+
+function diskBytes(path: string): number {
+  return Number(execFileSync('du', ['-sb', path], { encoding: 'utf8' }).split('\t')[0]);
+}
+
+const root = await mkdtemp(join(tmpdir(), 'grantor-bench-audit-scale-'));
+const rig = await startAuditRig(root, 'grantor.bench/audit-scale');
+const rows: { result: ScaleResult; fillRate: number; disk: number }[] = [];
+try {
+  console.log(
+    `load average at start: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
+  for (const size of sizes) {
+    let shown = 0;
+    const filled = await fillLog(rig.spec, size, {
+      fillBatch,
+      tail: 1024,
+      ...(deadline === undefined ? {} : { until: deadline }),
+      progress: (n) => {
+        if (n - shown >= 1_000_000) {
+          shown = n;
+          process.stderr.write(`  filled ${n}\n`);
+        }
+      },
+    });
+    const fillRate = filled.rate;
+    if (filled.size < size) {
+      console.log(
+        `the deadline stopped the fill at ${filled.size} of ${size} entries: measured there`,
+      );
+    }
+    const disk = diskBytes(rig.spec.dbPath);
+    const job: ScaleJob = { kind: 'scale', spec: rig.spec, proofs, appendSeconds };
+    const result = await probe<ScaleResult>(job);
+    rows.push({ result, fillRate, disk });
+    const r = result;
+    console.log(
+      `${r.size} entries: start ${r.startMs.toFixed(0)} ms, RSS after start ${mb(r.rssStarted)} MB, peak RSS ${mb(r.peakRss)} MB (anonymous ${mb(r.peakAnon)}, mapped files ${mb(r.peakFile)}), inclusion p50/p99 ${r.inclusion.p50.toFixed(2)}/${r.inclusion.p99.toFixed(2)} ms, consistency p50/p99 ${r.consistency.p50.toFixed(2)}/${r.consistency.p99.toFixed(2)} ms, appends ${r.appendRate.toFixed(0)}/s, tile reads per proof ${r.tileReadsPerProof.toFixed(2)} (${r.tileReadMsPerProof.toFixed(2)} ms) (filled at ${fillRate.toFixed(0)} entries/s, ${mb(disk)} MB on disk)`,
+    );
+    console.log(r.levelStats.trim().replace(/^/gm, '    '));
+    if (filled.size < size) break;
+  }
+  const first = rows[0]?.result;
+  const last = rows.at(-1)?.result;
+  if (first !== undefined && last !== undefined && rows.length > 1) {
+    // Costs may grow at most 1.5x; the append rate may fall at most to 1/1.5.
+    const figures: [string, number, number, 'cost' | 'rate'][] = [
+      ['start_ms', last.startMs, first.startMs, 'cost'],
+      ['rss_started', last.rssStarted, first.rssStarted, 'cost'],
+      ['peak_rss', last.peakRss, first.peakRss, 'cost'],
+      ['peak_anon', last.peakAnon, first.peakAnon, 'cost'],
+      ['inclusion_p50', last.inclusion.p50, first.inclusion.p50, 'cost'],
+      ['inclusion_p99', last.inclusion.p99, first.inclusion.p99, 'cost'],
+      ['consistency_p50', last.consistency.p50, first.consistency.p50, 'cost'],
+      ['consistency_p99', last.consistency.p99, first.consistency.p99, 'cost'],
+      ['append_rate', last.appendRate, first.appendRate, 'rate'],
+    ];
+    console.log(
+      `ratios ${last.size} / ${first.size} entries (target: costs <= ${TARGET}, append rate >= ${(1 / TARGET).toFixed(2)}):`,
+    );
+    const summary: Record<string, string> = {};
+    let missed = 0;
+    for (const [name, value, base, kind] of figures) {
+      const q = value / base;
+      const met = kind === 'cost' ? q <= TARGET : q >= 1 / TARGET;
+      if (!met) missed++;
+      summary[name] = ratio(value, base);
+      console.log(
+        `  ${name.padEnd(16)} ${ratio(value, base).padStart(6)}  ${met ? 'met' : 'NOT met'}`,
+      );
+    }
+    console.log(
+      `load average at end: ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    );
+    console.log(
+      summaryLine('audit-scale', { small: first.size, large: last.size, ...summary, missed }),
+    );
+  }
+} finally {
+  await rig.close();
+  await rm(root, { recursive: true, force: true });
+}
