@@ -72,6 +72,31 @@ describe('redemption', () => {
     );
   });
 
+  it('a redemption the log refuses is answered 503, its grant used, and its entry written later, once', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    const a = await issue(f, svc);
+    f.auditFails = () => new Error('down');
+    expect(await code(svc.redeem(a.grantId, { audience: 'gw_tickets' }, NOW, GW))).toBe(
+      'audit_unavailable',
+    );
+    expect((await f.store.get(a.grantId))?.redemption).toMatchObject({ gateway: GW.id });
+    expect(f.events.filter((e) => e.type === 'grant.redeem')).toHaveLength(0);
+    f.auditFails = undefined;
+    // The grant was used up: the log must say so (by which gateway), even though the gateway
+    // was told to stop.
+    await vi.waitFor(
+      () => {
+        expect(f.events.filter((e) => e.type === 'grant.redeem')).toEqual([
+          expect.objectContaining({ subject: a.grantId, reasons: [`gateway:${GW.id}`] }),
+        ]);
+      },
+      { timeout: 10_000 },
+    );
+    expect(await f.store.pendingAudits(10)).toEqual([]);
+    svc.stopAuditRetries();
+  });
+
   it('an outcome whose store write fails is audited once: the report again writes one entry', async () => {
     const f = new Fakes();
     const svc = f.service();

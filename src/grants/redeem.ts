@@ -3,7 +3,7 @@
  * audience, while nothing above it is revoked; then reports what it executed, once.
  */
 import { jcs } from '../attestation/index.js';
-import { factHex, factId, factText } from '../audit/index.js';
+import { AuditUnavailableError, factHex, factId, factText } from '../audit/index.js';
 import { sha256Hex, type GrantContext } from './context.js';
 import {
   GatewayAudienceForbiddenError,
@@ -58,8 +58,9 @@ export class GrantRedemptions {
   // POST /v1/grants/{grantId}/redeem
 
   /**
-   * Single use: the first call wins (serialised per grant; the redemption is persisted
-   * before it is audited, so a crash in between leaves the grant used, never reusable).
+   * Single use: the first call wins (serialised per grant; the redemption is persisted with
+   * the journal of its entry before the entry is appended, so a crash or a log failure in
+   * between leaves the grant used, never reusable, and its entry owed, audit-pending.ts).
    */
   async redeem(
     grantId: string,
@@ -88,23 +89,37 @@ export class GrantRedemptions {
         outcome,
         gateway: gateway.id,
       };
-      await this.#ctx.storeCall(() => this.#ctx.deps.store.update([{ ...record, redemption }]));
-      const entry = await this.#ctx.append({
-        type: 'grant.redeem',
-        subject: grantId,
-        decision: 'redeemed',
-        reasons: [`gateway:${gateway.id}`, ...(outcome === null ? [] : [outcome])],
-        digest: sha256Hex(
-          jcs({ grantId, audience, outcome, gateway: gateway.id, at: redemption.at }),
-        ),
-        facts: {
-          grant: grantId,
-          runtime: factId(record.runtimeId),
-          gateway: factText(gateway.id),
-          outcome,
+      const journal = this.#ctx.owed.journal(
+        {
+          type: 'grant.redeem',
+          subject: grantId,
+          decision: 'redeemed',
+          reasons: [`gateway:${gateway.id}`, ...(outcome === null ? [] : [outcome])],
+          digest: sha256Hex(
+            jcs({ grantId, audience, outcome, gateway: gateway.id, at: redemption.at }),
+          ),
+          facts: {
+            grant: grantId,
+            runtime: factId(record.runtimeId),
+            gateway: factText(gateway.id),
+            outcome,
+          },
         },
-      });
-      return { grantId, redeemedAt: redemption.at, auditSeq: entry.seq };
+        now.getTime(),
+      );
+      // The redemption and the entry it owes in one write, then the entry. A log that fails
+      // answers 503 (the gateway must not execute without the evidence) while the grant
+      // stays used and its entry owed: written once when the log works again.
+      await this.#ctx.storeCall(() =>
+        this.#ctx.deps.store.update([{ ...record, redemption }], [], { put: [journal] }),
+      );
+      const seq = await this.#ctx.owed.settle(journal);
+      if (seq === null) {
+        throw new AuditUnavailableError(
+          'the audit log did not record the redemption: do not execute; the grant is used and its entry owed',
+        );
+      }
+      return { grantId, redeemedAt: redemption.at, auditSeq: seq };
     });
   }
 
