@@ -198,6 +198,34 @@ describe('RevocationView.check', () => {
     ).toBe('grant_runtime_revoked');
   });
 
+  it('refuses a bound that the long-poll wait alone would exceed (config_invalid, naming the key)', () => {
+    const options = {
+      applianceUrl: 'http://127.0.0.1:1/',
+      gatewayToken: 'ggw_test',
+      issuer: vector.issuer,
+      keys,
+    };
+    for (const [maxStalenessSeconds, waitSeconds] of [
+      [25, 25],
+      [10, 25],
+      [5, 30],
+    ] as const) {
+      let caught: unknown;
+      try {
+        new RevocationView({ ...options, maxStalenessSeconds, waitSeconds });
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught).toMatchObject({
+        code: 'config_invalid',
+        message: expect.stringContaining('revocations.maxStalenessSeconds') as unknown,
+      });
+    }
+    expect(
+      () => new RevocationView({ ...options, maxStalenessSeconds: 26, waitSeconds: 25 }),
+    ).not.toThrow();
+  });
+
   it('refuses every grant when the view is older than its bound, and before any snapshot', async () => {
     const { view, clock } = await loaded();
     // Confirmed as of the snapshot's iat (1767225000): 100 s before `now` already.

@@ -194,6 +194,14 @@ export class RevocationView implements RevocationCheck {
     if (!Number.isSafeInteger(wait) || wait < 0 || wait > 60) {
       throw new ConfigError('revocations.waitSeconds', 'must be an integer in [0, 60]');
     }
+    // A view is confirmed once per answer: the long-poll alone ages it up to `wait`, so a
+    // bound not above it would refuse every grant between two answers.
+    if (stale <= wait) {
+      throw new ConfigError(
+        'revocations.maxStalenessSeconds',
+        `must be more than waitSeconds (${wait})`,
+      );
+    }
     this.#options = options;
     this.#fetch = options.fetch ?? fetch;
     this.#now = options.now ?? Date.now;
