@@ -48,7 +48,7 @@ import { keysRoutes } from './routes/keys.js';
 import { operatorRoutes } from './routes/operators.js';
 import { policyRoutes, type PolicyAdministration } from './routes/policy.js';
 import { runtimesRoutes } from './routes/runtimes.js';
-import { revocationRoutes } from './routes/revocations.js';
+import { revocationRouteMetrics, revocationRoutes } from './routes/revocations.js';
 
 /** The services the routes call; a missing one leaves its routes out (focused tests). */
 export interface AppServices {
@@ -320,6 +320,7 @@ export async function buildApp(services: AppServices, options: AppOptions = {}):
     await app.register(revocationRoutes, {
       feed: services.grants.revocations,
       snapshots: services.grants.snapshots,
+      metrics: revocationRouteMetrics(metrics),
       ...(services.revocationFeedSendTimeoutMs === undefined
         ? {}
         : { sendTimeoutMs: services.revocationFeedSendTimeoutMs }),

@@ -58,6 +58,8 @@ export interface GrantorMetrics {
   readonly policyReloads: Counter<'outcome' | 'trigger'>;
   /** Sweeps of the revocation feed's expired events that failed (the store refused). */
   readonly revocationFeedPruneFailures: Counter;
+  /** Feed subscribers dropped because they did not take their answer in time. */
+  readonly revocationFeedSubscribersDropped: Counter;
   /** Audit entries owed for revocations and outcomes already applied (src/grants/audit-pending.ts). */
   readonly grantsAuditOwed: Gauge;
   /** Retries of owed audit entries, by outcome (`written` | `failed`). */
@@ -314,6 +316,11 @@ export function createMetrics(options: MetricsOptions = {}): GrantorMetrics {
     revocationFeedPruneFailures: new Counter({
       name: `${p}revocation_feed_prune_failures_total`,
       help: 'Sweeps of expired revocation feed events that failed',
+      registers,
+    }),
+    revocationFeedSubscribersDropped: new Counter({
+      name: `${p}revocation_feed_subscribers_dropped_total`,
+      help: 'Revocation feed subscribers dropped for not taking their answer in time',
       registers,
     }),
     observe(more: MetricSources) {

@@ -66,6 +66,7 @@ describe('GET /metrics on the real appliance', () => {
   it('runs the revocation feed with the configured limits; its prune failures start at zero', async () => {
     expect(real.server.appliance?.grants.revocations.maxWaitMs).toBe(7000);
     expect(sample(await scrape(), 'grantor_revocation_feed_prune_failures_total')).toBe(0);
+    expect(sample(await scrape(), 'grantor_revocation_feed_subscribers_dropped_total')).toBe(0);
   });
 
   it('passes promtool check metrics', async () => {

@@ -16,9 +16,10 @@ import { LevelGatewayStore } from '../../operators/gateway-store.level.js';
 import { GatewayRegistry } from '../../operators/gateways.js';
 import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
 import { openDatabase, type Database } from '../../shared/db.level.js';
+import { createMetrics } from '../../shared/metrics.js';
 import { createServer, type App } from '../app.js';
 import { operatorAuth } from '../plugins/auth.js';
-import { revocationRoutes } from './revocations.js';
+import { revocationRouteMetrics, revocationRoutes } from './revocations.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -35,7 +36,7 @@ async function setup(settings: RevocationFeedSettings, sendTimeoutMs?: number) {
   const feed = new RevocationFeed(new LevelGrantStore(db), settings);
   const gateways = new GatewayRegistry(new LevelGatewayStore(db));
   const { token } = await gateways.enroll({ name: 'gw', audiences: ['gw_tickets'] }, 'cli');
-  const dropped = { count: 0 };
+  const metrics = createMetrics();
   const app: App = createServer();
   await app.register(operatorAuth, {
     tokens: createFakeOperatorTokens(),
@@ -45,14 +46,14 @@ async function setup(settings: RevocationFeedSettings, sendTimeoutMs?: number) {
     feed,
     snapshots: new RevocationSnapshots(feed, undefined, { issuer: 'test' }),
     ...(sendTimeoutMs === undefined ? {} : { sendTimeoutMs }),
-    metrics: {
-      onSubscriberDropped: () => {
-        dropped.count += 1;
-      },
-    },
+    metrics: revocationRouteMetrics(metrics),
   });
   await app.ready();
   cleanup.push(() => app.close());
+  const dropped = async (): Promise<string | undefined> =>
+    (await metrics.registry.metrics())
+      .split('\n')
+      .find((l) => l.startsWith('grantor_revocation_feed_subscribers_dropped_total '));
   return { app, feed, token, dropped, headers: { authorization: `Bearer ${token}` } };
 }
 
@@ -118,8 +119,9 @@ describe('GET /v1/revocations', () => {
       socket.destroy();
       return Promise.resolve();
     });
-    while (s.dropped.count === 0) await new Promise((r) => setTimeout(r, 20));
-    expect(s.dropped.count).toBe(1);
+    while ((await s.dropped())?.endsWith(' 0') !== false)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(await s.dropped()).toBe('grantor_revocation_feed_subscribers_dropped_total 1');
     const after = await s.app.inject({ url: `/v1/revocations?since=${n}`, headers: s.headers });
     expect(after.statusCode).toBe(200);
   }, 60_000);

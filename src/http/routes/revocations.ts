@@ -13,6 +13,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { RevocationFeed } from '../../grants/revocation-feed.js';
 import type { RevocationSnapshots } from '../../grants/revocation-snapshot.js';
+import type { GrantorMetrics } from '../../shared/metrics.js';
 import { ErrorSchema } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
@@ -65,6 +66,15 @@ const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 500: Erro
 export interface RevocationRouteMetrics {
   /** A subscriber's connection closed because it did not take its answer in time. */
   onSubscriberDropped?(): void;
+}
+
+/** The route's events as the appliance's Prometheus counters. */
+export function revocationRouteMetrics(metrics: GrantorMetrics): RevocationRouteMetrics {
+  return {
+    onSubscriberDropped: () => {
+      metrics.revocationFeedSubscribersDropped.inc();
+    },
+  };
 }
 
 export const revocationRoutes: FastifyPluginAsyncTypebox<{
