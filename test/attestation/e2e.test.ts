@@ -61,7 +61,11 @@ describe('attestation end to end on swtpm', () => {
 
   it('an attested session is visible to GET and ended by revocation', async () => {
     const runtimeId = (await h.tools.read('flow/runtime-id')).toString().trim();
-    const res = await h.app.inject({ method: 'GET', url: `/v1/runtimes/${runtimeId}` });
+    const res = await h.app.inject({
+      method: 'GET',
+      url: `/v1/runtimes/${runtimeId}`,
+      headers: h.operator,
+    });
     expect(res.statusCode).toBe(200);
     const view = res.json<{
       state: string;
@@ -73,7 +77,11 @@ describe('attestation end to end on swtpm', () => {
       ekCertified: true,
     });
     expect(h.svc.sessionFor(view.lastAttestation.attestationId)).toBeDefined();
-    const revoked = await h.app.inject({ method: 'POST', url: `/v1/runtimes/${runtimeId}/revoke` });
+    const revoked = await h.app.inject({
+      method: 'POST',
+      url: `/v1/runtimes/${runtimeId}/revoke`,
+      headers: h.operator,
+    });
     expect(revoked.json()).toEqual({ runtimeId, state: 'revoked' });
     expect(h.svc.sessionFor(view.lastAttestation.attestationId)).toBeUndefined();
     const again = await quoteWithTools(h, runtimeId).catch((e: unknown) => String(e));

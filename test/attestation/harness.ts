@@ -16,7 +16,9 @@ import {
   type EcSessionJwk,
 } from '../../src/attestation/index.js';
 import { createServer, type App } from '../../src/http/app.js';
+import { operatorAuth } from '../../src/http/plugins/auth.js';
 import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
+import { createFakeOperatorTokens } from '../../src/operators/token-store.memory.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { rigEnrollmentRules, startSimTpm, type SimTpm } from '../rig/sim.js';
 import { toolsQuote, tpm2Tools, type Tools } from './tools.js';
@@ -37,6 +39,8 @@ export interface Harness {
   readonly app: App;
   readonly audit: MemoryAudit;
   readonly clock: { now: Date };
+  /** Headers of an operator (the revoke route takes its actor from authentication). */
+  readonly operator: { readonly authorization: string };
   close(): Promise<void>;
 }
 
@@ -86,9 +90,12 @@ export async function startHarness(
     },
     { db, audit: options.audit ?? audit, now: () => clock.now },
   );
+  const tokens = createFakeOperatorTokens();
   const app = createServer();
+  await app.register(operatorAuth, { tokens });
   await app.register(runtimesRoutes, { attestation: svc });
   await app.ready();
+  const { token } = await tokens.create({ role: 'operator', actor: 'harness' });
   return {
     tpm,
     tools,
@@ -97,6 +104,7 @@ export async function startHarness(
     app,
     audit,
     clock,
+    operator: { authorization: `Bearer ${token}` },
     close: async () => {
       await app.close();
       await db.close();
