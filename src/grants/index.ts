@@ -8,7 +8,8 @@
  * checked body), freshness.ts with replay.ts (requestIds used and forgotten), proof.ts
  * (session signature or quote), lineage.ts (a child under its chain; the lineage view),
  * reasons.ts (what an entry's reasons hold), redeem.ts (redeem, outcome), revoke.ts
- * (grants, runtimes, trust changes), root-lock.ts (children against revocation),
+ * (grants, runtimes, trust changes), audit-pending.ts (the entry a change already made
+ * owes, journalled with it, retried until written once), root-lock.ts (children against revocation),
  * refusals.ts (refusals aggregated for the log), unreleased.ts (allows a crash never
  * released), revocation-feed.ts and revocation-snapshot.ts (what gateways learn),
  * grant-store.port.ts with grant-store.level.ts; testing.ts (the service with fakes, for
