@@ -105,6 +105,39 @@ describe('PendingAudits', () => {
     pa.stop();
   });
 
+  it('the search reads to the end of the log a page at a time: an entry far past its record is found', async () => {
+    const store = new MemoryGrantStore();
+    const { entries, state, log, append } = memoryLog();
+    const limits: number[] = [];
+    const period = await log.inPeriod();
+    const paged = {
+      ...log,
+      inPeriod: () =>
+        Promise.resolve({
+          entries: (from: number, limit: number) => {
+            limits.push(limit);
+            return period.entries(from, limit);
+          },
+        }),
+    };
+    const pa = new PendingAudits(
+      { store, log: paged, append },
+      { minDelayMs: 1, maxDelayMs: 20, scanPageSize: 2 },
+    );
+    const record = pa.journal(event(5), 5000);
+    await store.update([], [], { put: [record] });
+    // 250 entries of other changes land first: 125 pages of 2 before the record's own.
+    for (let i = 0; i < 250; i++) await append({ ...event(1000 + i), subject: `other_${i}` });
+    state.landThenFail = true;
+    expect(await pa.settle(record)).toBeNull();
+    await vi.waitFor(() => {
+      expect(pa.owed).toBe(0);
+    });
+    expect(entries.filter((e) => e.subject === 'gr_5')).toHaveLength(1);
+    expect(Math.max(...limits)).toBe(2);
+    pa.stop();
+  });
+
   it('a restart appends, once and in order, what the previous run left in the journal', async () => {
     const store = new MemoryGrantStore();
     const { entries, state, log, append } = memoryLog();

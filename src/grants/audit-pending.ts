@@ -11,7 +11,8 @@
  * anchor failed), and a process may die between an append and the record's removal. Before
  * every retry the log is read from the position the record names (the log period and its
  * size when the change was written) to the end of that period and through every later one,
- * a page at a time (at most 100 pages), for an entry with the same type, subject and digest; one found settles the record. A period
+ * a page at a time and to the end (no cap: an entry past a cap would be written twice), for
+ * an entry with the same type, subject and digest; one found settles the record. A period
  * switch between the journal and the append, or between the append and the removal, moves
  * the entry to another period's seq space, which is why the period is journaled too.
  */
@@ -54,8 +55,6 @@ export interface PendingAuditDeps {
   readonly metrics?: Pick<GrantorMetrics, 'grantsAuditOwed' | 'grantsAuditRetries'> | undefined;
 }
 
-/** Most pages read looking for an earlier append of one record (then it is appended). */
-const MAX_SCAN_PAGES = 100;
 const STARTUP_BATCH = 1000;
 
 const codeOf = (e: unknown): string => (e instanceof GrantorError ? e.code : 'internal_error');
@@ -264,9 +263,8 @@ export class PendingAudits {
     if (record.fromSeq === null) return undefined;
     let period = record.period ?? 0;
     let from = record.fromSeq;
-    const budget = { pages: MAX_SCAN_PAGES };
     for (;;) {
-      const seq = await this.#findInPeriod(await log.inPeriod(period), from, record.event, budget);
+      const seq = await this.#findInPeriod(await log.inPeriod(period), from, record.event);
       if (seq !== undefined) return { period, seq };
       // Read after the period's end: a switch meanwhile adds a period to search.
       const current = log.currentPeriod();
@@ -282,9 +280,8 @@ export class PendingAudits {
     service: Pick<LogService, 'entries'>,
     from: number,
     { type, subject, digest }: AuditEvent,
-    budget: { pages: number },
   ): Promise<number | undefined> {
-    for (let next = from; budget.pages > 0; budget.pages--) {
+    for (let next = from; ;) {
       let page;
       try {
         page = await service.entries(next, this.#scanPageSize);
@@ -299,6 +296,5 @@ export class PendingAudits {
       if (hit !== undefined) return hit.seq;
       next = last.seq + 1;
     }
-    return undefined;
   }
 }
