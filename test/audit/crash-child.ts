@@ -21,32 +21,22 @@
  * counted from the start, so `extended:1` also lands in the start-up check's own recovery
  * when it anchors a stored batch (a crash during recovery).
  */
-import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { createAudit } from '../../src/audit/index.js';
-import type { DomainLogger } from '../../src/shared/log.js';
-import { openDatabase } from '../../src/shared/db.level.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { crashAnchor } from './crash-anchor.js';
-import { storeWith } from './helpers.js';
+import {
+  crashAnchor,
+  crashStore,
+  openCrashTarget,
+  readAcks,
+  recoveryLogger,
+  say,
+} from './crash-anchor.js';
 import { testSigner } from './signer.js';
 import { expectedTiles, storedTiles, tilesDisagree, timeIndexDisagrees } from './tiles-check.js';
 
-function env(name: string): string {
-  const v = process.env[name];
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-}
-
-function say(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
-
 async function main(): Promise<void> {
   say('boot');
-  const db = await openDatabase(env('CRASH_DB'));
-  const tpm = await NativeTpm.open(env('CRASH_TCTI'));
+  const { db, tpm } = await openCrashTarget();
   const origin = 'grantor.test/crash';
   const [killPoint, killAfter] = (process.env.CRASH_KILL_AT ?? '').split(':');
   const aimed = (point: string): (() => void) => {
@@ -59,25 +49,10 @@ async function main(): Promise<void> {
   };
   const afterStored = aimed('stored');
   const afterExtended = aimed('extended');
-  let recovered = 'equal';
-  const logger: DomainLogger = {
-    info: () => undefined,
-    error: () => undefined,
-    warn: (obj) => {
-      const o = obj as { event?: string; recovered?: string };
-      if (o.event === 'audit_anchor_completed' && o.recovered !== undefined)
-        recovered = o.recovered;
-    },
-  };
+  const { logger, recovered } = recoveryLogger();
   // The real anchor and store, with the aimed kill right after the write it names.
   const { aimed: aimedAnchor } = crashAnchor(tpm, { afterExtend: afterExtended });
-  const aimedStore = (store: AuditStore): AuditStore =>
-    storeWith(store, {
-      appendBatch: async (entries, record, bodies, tiles) => {
-        await store.appendBatch(entries, record, bodies, tiles);
-        afterStored();
-      },
-    });
+  const aimedStore = crashStore(afterStored);
   const audit = createAudit(
     { origin, maxBatchSize: 64, minAnchorIntervalMs: 0 },
     { db, anchor: aimedAnchor, signer: testSigner(origin), logger, decorateStore: aimedStore },
@@ -92,13 +67,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const head = await audit.checkpoint();
-  say(`start ${recovered}`);
+  say(`start ${recovered()}`);
   say(`ready ${head.treeSize}`);
 
-  const acked = (await readFile(env('CRASH_ACKS'), 'utf8').catch(() => ''))
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => l.split(' '));
+  const acked = await readAcks();
   if (acked.length > 0) {
     const entries = [];
     while (entries.length < head.treeSize) {
