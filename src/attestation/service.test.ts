@@ -410,4 +410,96 @@ describe('AttestationService', () => {
       await codeOf(svc.attest(runtimeId, { ...body, sessionKey: { ...body.sessionKey, d: 'x' } })),
     ).toBe('session_key_invalid');
   });
+
+  describe('refusals before the quote is checked are audited like the later ones', () => {
+    /** The service over `store` as configured now (a fresh record cache). */
+    const over = (store: RuntimeStore, referencePolicies = [policyFor(tpm, true)]) =>
+      new AttestationService(
+        { trustedEkCas: [], referencePolicies, sessionTtlMs: 60_000 },
+        { store, audit, now: () => now },
+      );
+
+    async function refusedEntry(
+      attempt: Promise<unknown>,
+      code: string,
+    ): Promise<Parameters<FakeAudit['record']>[0]> {
+      const before = audit.events.length;
+      expect(await codeOf(attempt)).toBe(code);
+      const added = audit.events.slice(before);
+      expect(added).toHaveLength(1);
+      const [entry] = added;
+      if (entry === undefined) throw new Error('no entry');
+      expect(entry).toMatchObject({
+        type: 'runtime.attest',
+        decision: 'rejected',
+        reasons: [code],
+      });
+      expect(factsProblem(entry.type, entry.facts)).toBeUndefined();
+      return entry;
+    }
+
+    it('runtime_state_invalid: a revoked runtime attesting', async () => {
+      const runtimeId = await enrollAndActivate();
+      const body = await quoteBody(runtimeId);
+      await svc.revoke(runtimeId);
+      const entry = await refusedEntry(svc.attest(runtimeId, body), 'runtime_state_invalid');
+      expect(entry.subject).toBe(runtimeId);
+      expect(entry.facts).toMatchObject({
+        runtime: runtimeId,
+        referencePolicy: 'dev',
+        code: 'runtime_state_invalid',
+        authentic: false,
+      });
+    });
+
+    it('reference_policy_unknown: no policy selects the runtime', async () => {
+      const store = new MemoryRuntimeStore();
+      const withPolicy = over(store);
+      const runtimeId = await enrollAndActivate(withPolicy);
+      const body = await quoteBody(runtimeId, {}, withPolicy);
+      const entry = await refusedEntry(
+        over(store, []).attest(runtimeId, body),
+        'reference_policy_unknown',
+      );
+      expect(entry.facts).toMatchObject({
+        runtime: runtimeId,
+        referencePolicy: null,
+        code: 'reference_policy_unknown',
+        authentic: false,
+      });
+    });
+
+    it('ek_certificate_untrusted: the EK chained to a CA no longer trusted', async () => {
+      const store = new MemoryRuntimeStore();
+      const first = over(store);
+      const runtimeId = await enrollAndActivate(first);
+      const body = await quoteBody(runtimeId, {}, first);
+      const record = await store.get(runtimeId);
+      if (record?.ek === undefined || record.ek === null) throw new Error('no EK identity');
+      await store.update({
+        ...record,
+        ek: {
+          ...record.ek,
+          certificate: { issuer: 'CN=gone', serialNumber: '01', chainSha256: ['00'.repeat(32)] },
+        },
+      });
+      const entry = await refusedEntry(
+        over(store).attest(runtimeId, body),
+        'ek_certificate_untrusted',
+      );
+      expect(entry.facts).toMatchObject({
+        code: 'ek_certificate_untrusted',
+        referencePolicy: 'dev',
+        authentic: false,
+      });
+    });
+
+    it('a log that cannot record the refusal answers audit_unavailable', async () => {
+      const runtimeId = await enrollAndActivate();
+      const body = await quoteBody(runtimeId);
+      await svc.revoke(runtimeId);
+      audit.failing = true;
+      expect(await codeOf(svc.attest(runtimeId, body))).toBe('audit_unavailable');
+    });
+  });
 });
