@@ -419,9 +419,18 @@ describe('AttestationService', () => {
         { store, audit, now: () => now },
       );
 
+    /** A runtime enrolled and active on a service over `store`, and a quote body for it. */
+    async function enrolledOver(store: RuntimeStore) {
+      const first = over(store);
+      const runtimeId = await enrollAndActivate(first);
+      return { runtimeId, body: await quoteBody(runtimeId, {}, first) };
+    }
+
+    /** `attempt` fails with `code` and writes one rejected entry with `facts` (typed). */
     async function refusedEntry(
       attempt: Promise<unknown>,
       code: string,
+      facts: Record<string, unknown>,
     ): Promise<Parameters<FakeAudit['record']>[0]> {
       const before = audit.events.length;
       expect(await codeOf(attempt)).toBe(code);
@@ -435,6 +444,7 @@ describe('AttestationService', () => {
         reasons: [code],
       });
       expect(factsProblem(entry.type, entry.facts)).toBeUndefined();
+      expect(entry.facts).toMatchObject({ code, authentic: false, ...facts });
       return entry;
     }
 
@@ -442,38 +452,25 @@ describe('AttestationService', () => {
       const runtimeId = await enrollAndActivate();
       const body = await quoteBody(runtimeId);
       await svc.revoke(runtimeId);
-      const entry = await refusedEntry(svc.attest(runtimeId, body), 'runtime_state_invalid');
-      expect(entry.subject).toBe(runtimeId);
-      expect(entry.facts).toMatchObject({
+      const entry = await refusedEntry(svc.attest(runtimeId, body), 'runtime_state_invalid', {
         runtime: runtimeId,
         referencePolicy: 'dev',
-        code: 'runtime_state_invalid',
-        authentic: false,
       });
+      expect(entry.subject).toBe(runtimeId);
     });
 
     it('reference_policy_unknown: no policy selects the runtime', async () => {
       const store = new MemoryRuntimeStore();
-      const withPolicy = over(store);
-      const runtimeId = await enrollAndActivate(withPolicy);
-      const body = await quoteBody(runtimeId, {}, withPolicy);
-      const entry = await refusedEntry(
-        over(store, []).attest(runtimeId, body),
-        'reference_policy_unknown',
-      );
-      expect(entry.facts).toMatchObject({
+      const { runtimeId, body } = await enrolledOver(store);
+      await refusedEntry(over(store, []).attest(runtimeId, body), 'reference_policy_unknown', {
         runtime: runtimeId,
         referencePolicy: null,
-        code: 'reference_policy_unknown',
-        authentic: false,
       });
     });
 
     it('ek_certificate_untrusted: the EK chained to a CA no longer trusted', async () => {
       const store = new MemoryRuntimeStore();
-      const first = over(store);
-      const runtimeId = await enrollAndActivate(first);
-      const body = await quoteBody(runtimeId, {}, first);
+      const { runtimeId, body } = await enrolledOver(store);
       const record = await store.get(runtimeId);
       if (record?.ek === undefined || record.ek === null) throw new Error('no EK identity');
       await store.update({
@@ -483,14 +480,9 @@ describe('AttestationService', () => {
           certificate: { issuer: 'CN=gone', serialNumber: '01', chainSha256: ['00'.repeat(32)] },
         },
       });
-      const entry = await refusedEntry(
-        over(store).attest(runtimeId, body),
-        'ek_certificate_untrusted',
-      );
-      expect(entry.facts).toMatchObject({
-        code: 'ek_certificate_untrusted',
+      await refusedEntry(over(store).attest(runtimeId, body), 'ek_certificate_untrusted', {
+        runtime: runtimeId,
         referencePolicy: 'dev',
-        authentic: false,
       });
     });
 
