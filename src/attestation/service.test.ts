@@ -410,4 +410,88 @@ describe('AttestationService', () => {
       await codeOf(svc.attest(runtimeId, { ...body, sessionKey: { ...body.sessionKey, d: 'x' } })),
     ).toBe('session_key_invalid');
   });
+
+  describe('refusals before the quote is checked are audited like the later ones', () => {
+    /** The service over `store` as configured now (a fresh record cache). */
+    const over = (store: RuntimeStore, referencePolicies = [policyFor(tpm, true)]) =>
+      new AttestationService(
+        { trustedEkCas: [], referencePolicies, sessionTtlMs: 60_000 },
+        { store, audit, now: () => now },
+      );
+
+    /** A runtime enrolled and active on a service over `store`, and a quote body for it. */
+    async function enrolledOver(store: RuntimeStore) {
+      const first = over(store);
+      const runtimeId = await enrollAndActivate(first);
+      return { runtimeId, body: await quoteBody(runtimeId, {}, first) };
+    }
+
+    /** `attempt` fails with `code` and writes one rejected entry with `facts` (typed). */
+    async function refusedEntry(
+      attempt: Promise<unknown>,
+      code: string,
+      facts: Record<string, unknown>,
+    ): Promise<Parameters<FakeAudit['record']>[0]> {
+      const before = audit.events.length;
+      expect(await codeOf(attempt)).toBe(code);
+      const added = audit.events.slice(before);
+      expect(added).toHaveLength(1);
+      const [entry] = added;
+      if (entry === undefined) throw new Error('no entry');
+      expect(entry).toMatchObject({
+        type: 'runtime.attest',
+        decision: 'rejected',
+        reasons: [code],
+      });
+      expect(factsProblem(entry.type, entry.facts)).toBeUndefined();
+      expect(entry.facts).toMatchObject({ code, authentic: false, ...facts });
+      return entry;
+    }
+
+    it('runtime_state_invalid: a revoked runtime attesting', async () => {
+      const runtimeId = await enrollAndActivate();
+      const body = await quoteBody(runtimeId);
+      await svc.revoke(runtimeId);
+      const entry = await refusedEntry(svc.attest(runtimeId, body), 'runtime_state_invalid', {
+        runtime: runtimeId,
+        referencePolicy: 'dev',
+      });
+      expect(entry.subject).toBe(runtimeId);
+    });
+
+    it('reference_policy_unknown: no policy selects the runtime', async () => {
+      const store = new MemoryRuntimeStore();
+      const { runtimeId, body } = await enrolledOver(store);
+      await refusedEntry(over(store, []).attest(runtimeId, body), 'reference_policy_unknown', {
+        runtime: runtimeId,
+        referencePolicy: null,
+      });
+    });
+
+    it('ek_certificate_untrusted: the EK chained to a CA no longer trusted', async () => {
+      const store = new MemoryRuntimeStore();
+      const { runtimeId, body } = await enrolledOver(store);
+      const record = await store.get(runtimeId);
+      if (record?.ek === undefined || record.ek === null) throw new Error('no EK identity');
+      await store.update({
+        ...record,
+        ek: {
+          ...record.ek,
+          certificate: { issuer: 'CN=gone', serialNumber: '01', chainSha256: ['00'.repeat(32)] },
+        },
+      });
+      await refusedEntry(over(store).attest(runtimeId, body), 'ek_certificate_untrusted', {
+        runtime: runtimeId,
+        referencePolicy: 'dev',
+      });
+    });
+
+    it('a log that cannot record the refusal answers audit_unavailable', async () => {
+      const runtimeId = await enrollAndActivate();
+      const body = await quoteBody(runtimeId);
+      await svc.revoke(runtimeId);
+      audit.failing = true;
+      expect(await codeOf(svc.attest(runtimeId, body))).toBe('audit_unavailable');
+    });
+  });
 });

@@ -18,7 +18,7 @@ import type {
   RuntimeEventFacts,
 } from '../audit/index.js';
 import { factHex, factId, factText } from '../audit/index.js';
-import { UnavailableError } from '../shared/errors.js';
+import { UnavailableError, type GrantorError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
 import { TpmParseError } from '../tpm/marshal/errors.js';
@@ -108,7 +108,7 @@ function verdictAuditFacts(
 /** The typed audit facts of an attestation or quote rejected before a verdict. */
 function rejectedAuditFacts(
   record: RuntimeRecord,
-  policy: ReferencePolicy,
+  policy: ReferencePolicy | undefined,
   code: unknown,
   authentic: boolean,
 ): AttestationRejectedFacts {
@@ -116,7 +116,7 @@ function rejectedAuditFacts(
     runtime: factId(record.runtimeId),
     akName: factText(record.akName),
     ekFingerprint: factHex(record.ekFingerprint),
-    referencePolicy: factText(policy.name),
+    referencePolicy: policy === undefined ? null : factText(policy.name),
     code: typeof code === 'string' ? factId(code) : 'internal_error',
     authentic,
   };
@@ -1024,13 +1024,18 @@ export class AttestationService {
     measured: MeasuredBootOutcome;
   }> {
     const record = await this.#load(runtimeId);
-    if (record.state !== 'active') throw new RuntimeStateInvalidError();
     const policy = policyForLabels(this.#config.referencePolicies, record.labels);
-    if (policy === undefined) throw new ReferencePolicyUnknownError();
+    // Refused before the quote is looked at: audited as rejected, not authentic.
+    const refuse = (e: GrantorError): Promise<never> =>
+      this.#recordRejected(kind, record, policy, e.code, false).then(() => Promise.reject(e));
+    if (record.state !== 'active') return refuse(new RuntimeStateInvalidError());
+    if (policy === undefined) return refuse(new ReferencePolicyUnknownError());
     // An EK a CA vouched for stands only while the appliance trusts that CA: after an
     // operator replaced the bundle without it, the runtime's identity is vouched for by no one.
     if (!this.#ekChainTrusted(record)) {
-      throw new EkCertificateUntrustedError('the EK certificate no longer chains to a trusted CA');
+      return refuse(
+        new EkCertificateUntrustedError('the EK certificate no longer chains to a trusted CA'),
+      );
     }
     const akPublic = this.#akPublic(record.akPublic);
     // Check, verify and consume in one synchronous step (no await between): of two attempts
@@ -1071,20 +1076,31 @@ export class AttestationService {
         this.#nonces.consume(runtimeId, parsed.nonce);
       const authentic = typeof code === 'string' && AUTHENTIC_FAILURES.has(code);
       if (authentic) this.#endSession(runtimeId);
-      await this.#record({
-        type: `runtime.${kind}`,
-        subject: runtimeId,
-        decision: 'rejected',
-        reasons: [typeof code === 'string' ? code : 'internal_error'],
-        digest: factsDigest({
-          runtimeId,
-          akName: record.akName,
-          code: typeof code === 'string' ? code : null,
-        }),
-        facts: rejectedAuditFacts(record, policy, code, authentic),
-      });
+      await this.#recordRejected(kind, record, policy, code, authentic);
       throw e;
     }
+  }
+
+  /** The `runtime.attest` / `runtime.quote` entry of a refusal (fails closed: 503). */
+  #recordRejected(
+    kind: 'attest' | 'quote',
+    record: RuntimeRecord,
+    policy: ReferencePolicy | undefined,
+    code: unknown,
+    authentic: boolean,
+  ): Promise<void> {
+    return this.#record({
+      type: `runtime.${kind}`,
+      subject: record.runtimeId,
+      decision: 'rejected',
+      reasons: [typeof code === 'string' ? code : 'internal_error'],
+      digest: factsDigest({
+        runtimeId: record.runtimeId,
+        akName: record.akName,
+        code: typeof code === 'string' ? code : null,
+      }),
+      facts: rejectedAuditFacts(record, policy, code, authentic),
+    });
   }
 
   #untrusted(attestationId: string, reasons: string[]): LastAttestation {

@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,15 +12,7 @@ import type { AuditEvent } from './entry.js';
 import { createAudit, type AuditService } from './index.js';
 import { MerkleTree, leafHash } from './merkle.js';
 import { PERIOD_STARTED, periodStoreName } from './periods.js';
-
-function testSigner(keyName: string): CheckpointSigner {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return {
-    keyName,
-    publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
-    sign: (m) => Promise.resolve(sign(null, m, privateKey)),
-  };
-}
+import { testSigner } from './testing.js';
 
 const event = (i: number): AuditEvent => ({
   type: 'runtime.enrolled',

@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,19 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../shared/db.level.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import type { NvCertification } from './anchor.port.js';
-import type { CheckpointSigner } from './checkpoint.js';
 import { parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
 import type { AuditEvent } from './entry.js';
 import { createAudit } from './index.js';
-
-function testSigner(keyName: string): CheckpointSigner {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return {
-    keyName,
-    publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
-    sign: (m) => Promise.resolve(sign(null, m, privateKey)),
-  };
-}
+import { testSigner } from './testing.js';
 
 const event = (i: number): AuditEvent => ({
   type: 'runtime.enrolled',

@@ -9,23 +9,41 @@
  *
  * Once, not twice: an append that failed may still have reached the log (stored, then the
  * anchor failed), and a process may die between an append and the record's removal. Before
- * every retry the log is read from the seq the record names (its size when the change was
- * written) for an entry with the same type, subject and digest; one found settles the record.
+ * every retry the log is read from the position the record names (the log period and its
+ * size when the change was written) to the end of that period and through every later one,
+ * a page at a time and to the end (no cap: an entry past a cap would be written twice), for
+ * an entry with the same type, subject and digest; one found settles the record. A period
+ * switch between the journal and the append, or between the append and the removal, moves
+ * the entry to another period's seq space, which is why the period is journaled too.
  */
-import { AuditNotFoundError, type AuditEvent, type AuditService } from '../audit/index.js';
+import {
+  AuditNotFoundError,
+  AuditUnavailableError,
+  type AuditEvent,
+  type LogService,
+} from '../audit/index.js';
 import { GrantorError } from '../shared/errors.js';
 import { silentLogger, type DomainLogger } from '../shared/log.js';
 import type { GrantorMetrics } from '../shared/metrics.js';
 import type { GrantStore, PendingAudit } from './grant-store.port.js';
 
-/** What the retrier reads of the log; without `entries`/`treeSize`, a retry cannot dedupe. */
-export type PendingAuditLog = Partial<Pick<AuditService, 'entries' | 'treeSize'>>;
+/**
+ * What the retrier reads of the audit port (AuditService has them all): the current period
+ * and its size, and any period's entries. Without them a retry cannot dedupe.
+ */
+export interface PendingAuditLog {
+  readonly treeSize?: () => number | undefined;
+  readonly currentPeriod?: () => number | undefined;
+  readonly inPeriod?: (period: number) => Promise<Pick<LogService, 'entries'>>;
+}
 
 export interface PendingAuditSettings {
   /** First retry delay, ms (default 1000); doubled after each failed pass. */
   readonly minDelayMs?: number;
   /** Longest retry delay, ms (default 60 000). */
   readonly maxDelayMs?: number;
+  /** Entries read per page while searching the log for an earlier append (default 1000). */
+  readonly scanPageSize?: number;
 }
 
 export interface PendingAuditDeps {
@@ -37,9 +55,6 @@ export interface PendingAuditDeps {
   readonly metrics?: Pick<GrantorMetrics, 'grantsAuditOwed' | 'grantsAuditRetries'> | undefined;
 }
 
-const PAGE = 1000;
-/** Most entries read looking for an earlier append of one record (then it is appended). */
-const MAX_SCAN = 100_000;
 const STARTUP_BATCH = 1000;
 
 const codeOf = (e: unknown): string => (e instanceof GrantorError ? e.code : 'internal_error');
@@ -49,6 +64,9 @@ export class PendingAudits {
   readonly #logger: DomainLogger;
   readonly #minDelayMs: number;
   readonly #maxDelayMs: number;
+  readonly #scanPageSize: number;
+  /** The last log position seen: a lower bound of every later append (the log only grows). */
+  #seen: { readonly period: number; readonly fromSeq: number } | undefined;
   /** Owed entries waiting for a retry, by id (sorted when retried: oldest first). */
   readonly #owed = new Map<string, PendingAudit>();
   #delayMs: number;
@@ -61,6 +79,7 @@ export class PendingAudits {
     this.#logger = deps.logger ?? silentLogger;
     this.#minDelayMs = settings.minDelayMs ?? 1000;
     this.#maxDelayMs = Math.max(this.#minDelayMs, settings.maxDelayMs ?? 60_000);
+    this.#scanPageSize = settings.scanPageSize ?? 1000;
     this.#delayMs = this.#minDelayMs;
   }
 
@@ -72,7 +91,21 @@ export class PendingAudits {
   /** The journal record for `event`, to be written in the same write as its change. */
   journal(event: AuditEvent, nowMs: number): PendingAudit {
     const ms = String(Math.max(0, Math.floor(nowMs))).padStart(16, '0');
-    return { id: `${ms}-${event.digest}`, event, fromSeq: this.#deps.log.treeSize?.() ?? null };
+    const id = `${ms}-${event.digest}`;
+    const at = this.#position();
+    return at === undefined ? { id, event, fromSeq: null } : { id, event, ...at };
+  }
+
+  /**
+   * Where the log is now (both read synchronously, so of one period), or, while it is not
+   * serving (starting, or in a switch), the last position seen: still a lower bound.
+   */
+  #position(): { readonly period: number; readonly fromSeq: number } | undefined {
+    const { log } = this.#deps;
+    const period = log.currentPeriod?.();
+    const fromSeq = log.treeSize?.();
+    if (period !== undefined && fromSeq !== undefined) this.#seen = { period, fromSeq };
+    return this.#seen;
   }
 
   /**
@@ -200,9 +233,9 @@ export class PendingAudits {
     let current = record;
     if (current.fromSeq === null) {
       // The log was not serving when the change was written: nothing reached it until now.
-      const size = this.#deps.log.treeSize?.();
-      if (size !== undefined) {
-        current = { ...record, fromSeq: size };
+      const at = this.#position();
+      if (at !== undefined) {
+        current = { ...record, ...at };
         // Kept first: an append from here on is found from this seq after a crash.
         await this.#deps.store.update([], [], { put: [current] });
         this.#owed.set(current.id, current);
@@ -215,23 +248,53 @@ export class PendingAudits {
     await this.#done(current);
   }
 
-  /** The seq of an entry already holding `record`'s event, if the log can say. */
-  async #findInLog(record: PendingAudit): Promise<number | undefined> {
-    const entries = this.#deps.log.entries?.bind(this.#deps.log);
-    if (entries === undefined || record.fromSeq === null) return undefined;
-    const { type, subject, digest } = record.event;
-    for (let from = record.fromSeq; from < record.fromSeq + MAX_SCAN; from += PAGE) {
+  /**
+   * Where an entry holding `record`'s event already is, if the log can say: from the
+   * journaled position to the end of its period, then every later period from its start.
+   * A record journaled before periods were recorded names none: its seq may count in any
+   * period up to the current one, so it is read as period 0, the earliest (a longer search,
+   * never a missed entry).
+   */
+  async #findInLog(
+    record: PendingAudit,
+  ): Promise<{ readonly period: number; readonly seq: number } | undefined> {
+    const { log } = this.#deps;
+    if (log.inPeriod === undefined || log.currentPeriod === undefined) return undefined;
+    if (record.fromSeq === null) return undefined;
+    let period = record.period ?? 0;
+    let from = record.fromSeq;
+    for (;;) {
+      const seq = await this.#findInPeriod(await log.inPeriod(period), from, record.event);
+      if (seq !== undefined) return { period, seq };
+      // Read after the period's end: a switch meanwhile adds a period to search.
+      const current = log.currentPeriod();
+      if (current === undefined) throw new AuditUnavailableError('audit log is not serving');
+      if (period >= current) return undefined;
+      period += 1;
+      from = 0;
+    }
+  }
+
+  /** One period from `from` to its end, a page at a time (memory: one page). */
+  async #findInPeriod(
+    service: Pick<LogService, 'entries'>,
+    from: number,
+    { type, subject, digest }: AuditEvent,
+  ): Promise<number | undefined> {
+    for (let next = from; ;) {
       let page;
       try {
-        page = await entries(from, PAGE);
+        page = await service.entries(next, this.#scanPageSize);
       } catch (e) {
+        // Past the period's last entry.
         if (e instanceof AuditNotFoundError) return undefined;
         throw e;
       }
+      const last = page.at(-1);
+      if (last === undefined) return undefined;
       const hit = page.find((e) => e.type === type && e.subject === subject && e.digest === digest);
       if (hit !== undefined) return hit.seq;
-      if (page.length < PAGE) return undefined;
+      next = last.seq + 1;
     }
-    return undefined;
   }
 }

@@ -13,7 +13,7 @@ import { GrantorError, UnavailableError } from '../shared/errors.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import type { DomainLogger } from '../shared/log.js';
 import type { GrantorMetrics } from '../shared/metrics.js';
-import { PendingAudits } from './audit-pending.js';
+import { PendingAudits, type PendingAuditLog } from './audit-pending.js';
 import type { AudienceGateways } from './cedar-context.js';
 import { GrantStoreUnavailableError } from './errors.js';
 import type { GrantStore } from './grant-store.port.js';
@@ -50,11 +50,10 @@ export interface GrantsDeps {
   /** The engine itself (decides in the event loop) or PolicyWorkers (on worker threads). */
   readonly policy: PolicyDecider;
   /**
-   * The log: appends; with `entries` and `treeSize`, an owed entry is never appended twice
-   * (audit-pending.ts).
+   * The log: appends; with `treeSize`, `currentPeriod` and `inPeriod`, an owed entry is
+   * never appended twice (audit-pending.ts).
    */
-  readonly audit: Pick<AuditService, 'append'> &
-    Partial<Pick<AuditService, 'entries' | 'treeSize'>>;
+  readonly audit: Pick<AuditService, 'append'> & PendingAuditLog;
   readonly keys: Pick<KeyService, 'signGrantToken'> &
     Partial<Pick<KeyService, 'activeGrantKid' | 'signJws'>>;
   readonly store: GrantStore;

@@ -15,8 +15,14 @@ export interface PendingAudit {
   readonly id: string;
   readonly event: AuditEvent;
   /**
-   * The log's size when the change was written: the entry, if it was ever appended, is at
-   * or after this seq. Null when the log was not serving (nothing could be appended then).
+   * The log period `fromSeq` counts in. Absent from records journaled before it was kept:
+   * read as period 0 (audit-pending.ts `#findInLog`).
+   */
+  readonly period?: number;
+  /**
+   * The period's size when the change was written: the entry, if it was ever appended, is
+   * at or after this seq of that period, or in a later period. Null when the log had not
+   * served yet in this process.
    */
   readonly fromSeq: number | null;
 }

@@ -132,24 +132,19 @@ export class GrantRevoker {
    * held in sorted order, so two cascades never wait on each other in a cycle.
    */
   async revokeRuntime(runtimeId: string, actor: string, now: Date): Promise<RuntimeRevokeResult> {
-    const nowMs = now.getTime();
-    const own = await this.#grantsOf([runtimeId]);
-    return this.#underRoots(own, async () => {
+    return this.#underOwnRoots([runtimeId], now, async (ids, at) => {
       // Gateways learn of the runtime itself, whether or not it has a live grant; in the
       // same write as its grants' marks (a crash cannot keep one and lose the other).
       const runtimeEvent: RevocationInput = {
         kind: 'runtime',
         runtimeId,
-        at: now.toISOString(),
-        exp: Math.floor(nowMs / 1000) + this.#ctx.config.maxTtlSeconds,
+        at,
+        exp: Math.floor(now.getTime() / 1000) + this.#ctx.config.maxTtlSeconds,
       };
-      const targets = await this.#liveSubtree(own, nowMs);
-      const ids = targets.map((r) => r.grantId);
       if (ids.length === 0) {
         await this.#ctx.storeCall(() => this.#ctx.revocations.apply([], [runtimeEvent]));
         return { runtimeId, revoked: [], auditSeq: null, auditPending: false };
       }
-      const at = now.toISOString();
       const { reasons, idsDigest } = revokeReasons([`by:${actor}`, `runtime:${runtimeId}`], ids);
       const seq = await this.#apply(ids, at, [runtimeEvent], {
         type: 'grant.revoke',
@@ -183,12 +178,8 @@ export class GrantRevoker {
     actor: string,
     now: Date,
   ): Promise<RuntimesRevokeResult> {
-    const nowMs = now.getTime();
     const runtimes = [...new Set(runtimeIds)].sort();
-    const own = await this.#grantsOf(runtimes);
-    return this.#underRoots(own, async () => {
-      const ids = (await this.#liveSubtree(own, nowMs)).map((r) => r.grantId);
-      const at = now.toISOString();
+    return this.#underOwnRoots(runtimes, now, async (ids, at) => {
       const runtimesDigest = sha256Hex(jcs(runtimes));
       const { reasons, idsDigest } = revokeReasons(
         [
@@ -216,6 +207,22 @@ export class GrantRevoker {
         },
       });
       return { runtimes: runtimes.length, revoked: ids, ...audited(seq) };
+    });
+  }
+
+  /**
+   * Run `fn` holding the lineage roots of the grants issued to `runtimeIds` (sorted), with
+   * the ids of those of them live at `now` and their live descendants, and `now` as text.
+   */
+  async #underOwnRoots<T>(
+    runtimeIds: readonly string[],
+    now: Date,
+    fn: (ids: string[], at: string) => Promise<T>,
+  ): Promise<T> {
+    const own = await this.#grantsOf(runtimeIds);
+    return this.#underRoots(own, async () => {
+      const ids = (await this.#liveSubtree(own, now.getTime())).map((r) => r.grantId);
+      return fn(ids, now.toISOString());
     });
   }
 

@@ -21,32 +21,15 @@
  * counted from the start, so `extended:1` also lands in the start-up check's own recovery
  * when it anchors a stored batch (a crash during recovery).
  */
-import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { createAudit } from '../../src/audit/index.js';
-import type { DomainLogger } from '../../src/shared/log.js';
-import { openDatabase } from '../../src/shared/db.level.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { crashAnchor } from './crash-anchor.js';
-import { storeWith } from './helpers.js';
+import * as child from './crash-anchor.js';
 import { testSigner } from './signer.js';
 import { expectedTiles, storedTiles, tilesDisagree, timeIndexDisagrees } from './tiles-check.js';
 
-function env(name: string): string {
-  const v = process.env[name];
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-}
-
-function say(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
-
 async function main(): Promise<void> {
-  say('boot');
-  const db = await openDatabase(env('CRASH_DB'));
-  const tpm = await NativeTpm.open(env('CRASH_TCTI'));
+  child.say('boot');
+  const { db, tpm } = await child.openCrashTarget();
   const origin = 'grantor.test/crash';
   const [killPoint, killAfter] = (process.env.CRASH_KILL_AT ?? '').split(':');
   const aimed = (point: string): (() => void) => {
@@ -59,25 +42,10 @@ async function main(): Promise<void> {
   };
   const afterStored = aimed('stored');
   const afterExtended = aimed('extended');
-  let recovered = 'equal';
-  const logger: DomainLogger = {
-    info: () => undefined,
-    error: () => undefined,
-    warn: (obj) => {
-      const o = obj as { event?: string; recovered?: string };
-      if (o.event === 'audit_anchor_completed' && o.recovered !== undefined)
-        recovered = o.recovered;
-    },
-  };
+  const { logger, recovered } = child.recoveryLogger();
   // The real anchor and store, with the aimed kill right after the write it names.
-  const { aimed: aimedAnchor } = crashAnchor(tpm, { afterExtend: afterExtended });
-  const aimedStore = (store: AuditStore): AuditStore =>
-    storeWith(store, {
-      appendBatch: async (entries, record, bodies, tiles) => {
-        await store.appendBatch(entries, record, bodies, tiles);
-        afterStored();
-      },
-    });
+  const { aimed: aimedAnchor } = child.crashAnchor(tpm, { afterExtend: afterExtended });
+  const aimedStore = child.crashStore(afterStored);
   const audit = createAudit(
     { origin, maxBatchSize: 64, minAnchorIntervalMs: 0 },
     { db, anchor: aimedAnchor, signer: testSigner(origin), logger, decorateStore: aimedStore },
@@ -88,17 +56,14 @@ async function main(): Promise<void> {
     await audit.ready();
   } catch (err) {
     const e = err as { code?: string; details?: { reason?: string } };
-    say(`refused ${e.code ?? 'error'} ${e.details?.reason ?? String(err)}`);
+    child.say(`refused ${e.code ?? 'error'} ${e.details?.reason ?? String(err)}`);
     process.exit(2);
   }
   const head = await audit.checkpoint();
-  say(`start ${recovered}`);
-  say(`ready ${head.treeSize}`);
+  child.say(`start ${recovered()}`);
+  child.say(`ready ${head.treeSize}`);
 
-  const acked = (await readFile(env('CRASH_ACKS'), 'utf8').catch(() => ''))
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => l.split(' '));
+  const acked = await child.readAcks();
   if (acked.length > 0) {
     const entries = [];
     while (entries.length < head.treeSize) {
@@ -106,12 +71,12 @@ async function main(): Promise<void> {
     }
     for (const [seq, hash] of acked) {
       if (entries[Number(seq)]?.hash !== hash) {
-        say(`lost ${seq}`);
+        child.say(`lost ${seq}`);
         process.exit(3);
       }
     }
   }
-  say(`verified ${acked.length}`);
+  child.say(`verified ${acked.length}`);
   // After every recovery the tiles and the time index agree with the entries (recomputed
   // independently).
   const hashes: string[] = [];
@@ -121,10 +86,10 @@ async function main(): Promise<void> {
   const disagree =
     tilesDisagree(await storedTiles(db), expectedTiles(hashes)) ?? (await timeIndexDisagrees(db));
   if (disagree !== undefined) {
-    say(`error tiles: ${disagree}`);
+    child.say(`error tiles: ${disagree}`);
     process.exit(4);
   }
-  say(`tiles ${hashes.length}`);
+  child.say(`tiles ${hashes.length}`);
 
   const concurrency = Number(process.env.CRASH_CONCURRENCY ?? '16');
   let n = 0;
@@ -136,13 +101,13 @@ async function main(): Promise<void> {
         subject: `w_${i % concurrency}`,
         digest: createHash('sha256').update(`${process.pid}:${i}`).digest('hex'),
       });
-      say(`ack ${seq} ${hash}`);
+      child.say(`ack ${seq} ${hash}`);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, () => worker()));
 }
 
 main().catch((err: unknown) => {
-  say(`error ${String(err)}`);
+  child.say(`error ${String(err)}`);
   process.exit(1);
 });

@@ -15,33 +15,25 @@
  * (right after the extend that anchors the link batch), `switch:counted` (right after its
  * increment, before the new period serves), or crash-child's `stored:<n>`/`extended:<n>`.
  */
-import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { GENESIS_EXTEND, extendDigest } from '../../src/audit/anchor.port.js';
-import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import type { AuditEntry } from '../../src/audit/entry.js';
 import { createAudit, type AuditService } from '../../src/audit/index.js';
 import type { PeriodStore } from '../../src/audit/period-store.port.js';
 import { periodStoreName } from '../../src/audit/periods.js';
-import type { DomainLogger } from '../../src/shared/log.js';
-import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { crashAnchor } from './crash-anchor.js';
-import { storeWith } from './helpers.js';
+import type { Database } from '../../src/shared/db.level.js';
+import {
+  crashAnchor,
+  crashStore,
+  openCrashTarget,
+  readAcks,
+  recoveryLogger,
+  say,
+} from './crash-anchor.js';
 import { testSigner } from './signer.js';
 import { expectedTiles, storedTiles, tilesDisagree } from './tiles-check.js';
 
 const KEY = 1e9;
-
-function env(name: string): string {
-  const v = process.env[name];
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-}
-
-function say(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
 
 function fail(line: string, code: number): never {
   say(line);
@@ -69,23 +61,13 @@ async function registryCurrent(db: Database): Promise<number> {
 
 async function main(): Promise<void> {
   say('boot');
-  const db = await openDatabase(env('CRASH_DB'));
-  const tpm = await NativeTpm.open(env('CRASH_TCTI'));
+  const { db, tpm } = await openCrashTarget();
   const origin = 'grantor.test/period-crash';
   const killAt = process.env.CRASH_KILL_AT ?? '';
   const die = (): never => process.kill(process.pid, 'SIGKILL') as never;
   let switchWritten = false;
   const counted = { stored: 0, extended: 0 };
-  let recovered = 'equal';
-  const logger: DomainLogger = {
-    info: () => undefined,
-    error: () => undefined,
-    warn: (obj) => {
-      const o = obj as { event?: string; recovered?: string };
-      if (o.event === 'audit_anchor_completed' && o.recovered !== undefined)
-        recovered = o.recovered;
-    },
-  };
+  const { logger, recovered } = recoveryLogger();
   const { anchor, aimed: aimedAnchor } = crashAnchor(tpm, {
     afterExtend: () => {
       counted.extended += 1;
@@ -96,14 +78,10 @@ async function main(): Promise<void> {
       if (switchWritten && killAt === 'switch:counted') die();
     },
   });
-  const aimedStore = (store: AuditStore): AuditStore =>
-    storeWith(store, {
-      appendBatch: async (entries, record, bodies, tiles) => {
-        await store.appendBatch(entries, record, bodies, tiles);
-        counted.stored += 1;
-        if (killAt === `stored:${counted.stored}`) die();
-      },
-    });
+  const aimedStore = crashStore(() => {
+    counted.stored += 1;
+    if (killAt === `stored:${counted.stored}`) die();
+  });
   const aimedPeriods = (periods: PeriodStore): PeriodStore => ({
     readCurrent: () => periods.readCurrent(),
     readRecord: (n) => periods.readRecord(n),
@@ -133,7 +111,7 @@ async function main(): Promise<void> {
     fail(`refused ${e.code ?? 'error'} ${e.details?.reason ?? String(err)}`, 2);
   }
   const current = audit.currentPeriod() ?? -1;
-  say(`start ${recovered}`);
+  say(`start ${recovered()}`);
   say(`period ${current}`);
   say(`ready ${(await audit.checkpoint()).treeSize}`);
 
@@ -143,10 +121,7 @@ async function main(): Promise<void> {
     const service = await audit.inPeriod(n);
     byPeriod.push(await allEntries(service, (await service.checkpoint()).treeSize));
   }
-  const acked = (await readFile(env('CRASH_ACKS'), 'utf8').catch(() => ''))
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => l.split(' '));
+  const acked = await readAcks();
   for (const [key, hash] of acked) {
     const k = Number(key);
     if (byPeriod[Math.floor(k / KEY)]?.[k % KEY]?.hash !== hash) fail(`lost ${key}`, 3);

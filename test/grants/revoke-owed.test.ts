@@ -9,52 +9,35 @@
  * log's refusal left every grant live.
  */
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { AttestationTrust } from '../../src/attestation/index.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AuditEntry } from '../../src/audit/index.js';
 import type { GrantService } from '../../src/grants/index.js';
 import { repoRoot } from '../rig/sim.js';
 import {
   attest,
   codeOf,
-  paymentsRuntime,
   redeemPayment,
   RIG_POLICY,
   TRUST_OPERATOR,
-  startRig,
   transferTree,
-  type AttestedRuntime,
-  type Rig,
+  useTrustRig,
 } from './rig.js';
 
 const OP = TRUST_OPERATOR;
 const POLICY = RIG_POLICY;
 
-let rig: Rig;
-let trust: AttestationTrust;
-let payments: AttestedRuntime;
-
-beforeAll(async () => {
-  rig = await startRig({ trust: true });
-  if (rig.trust === undefined) throw new Error('the rig has no trust');
-  trust = rig.trust;
-  payments = await paymentsRuntime(rig, 'payments-owed');
-}, 180_000);
+const t = useTrustRig('payments-owed');
 
 afterEach(() => {
-  rig.faults.auditRefuses = undefined;
-});
-
-afterAll(async () => {
-  await rig.close();
+  t.rig.faults.auditRefuses = undefined;
 });
 
 const refuseRevokeEntries = (): void => {
-  rig.faults.auditRefuses = (e) => e.type === 'grant.revoke';
+  t.rig.faults.auditRefuses = (e) => e.type === 'grant.revoke';
 };
 
 async function revokeEntries(subject: string): Promise<AuditEntry[]> {
-  return (await rig.audit.entries(0, 100_000)).filter(
+  return (await t.rig.audit.entries(0, 100_000)).filter(
     (e) => e.type === 'grant.revoke' && e.subject === subject,
   );
 }
@@ -62,14 +45,14 @@ async function revokeEntries(subject: string): Promise<AuditEntry[]> {
 /** Every grant refuses redeem with grant_revoked, and the feed lists each as revoked. */
 async function expectRevoked(ids: readonly string[]): Promise<void> {
   for (const id of ids) {
-    const r = await redeemPayment(rig, id);
+    const r = await redeemPayment(t.rig, id);
     expect(r.statusCode, r.body).toBe(410);
     expect(codeOf(r.body)).toBe('grant_revoked');
   }
-  const feed = await rig.app.inject({
+  const feed = await t.rig.app.inject({
     method: 'GET',
     url: '/v1/revocations?since=0',
-    headers: rig.gateway.headers,
+    headers: t.rig.gateway.headers,
   });
   expect(feed.statusCode, feed.body).toBe(200);
   const listed = feed
@@ -93,27 +76,27 @@ async function expectOneEntryEventually(subject: string): Promise<AuditEntry> {
 
 describe('revocation that never depends on the log', () => {
   it('a trust cascade whose entry the log refuses still revokes the grants; the entry follows once', async () => {
-    const { root, kids } = await transferTree(rig, payments, 2);
+    const { root, kids } = await transferTree(t.rig, t.payments, 2);
     refuseRevokeEntries();
     // The change itself is recorded; only the cascade's entry is refused.
-    await trust.setReferencePolicyEnabled(POLICY, false, OP);
+    await t.trust.setReferencePolicyEnabled(POLICY, false, OP);
     await expectRevoked([root, ...kids]);
     expect(await revokeEntries(`refpolicy:${POLICY}`)).toEqual([]);
-    expect(rig.grants.auditOwed).toBe(1);
-    rig.faults.auditRefuses = undefined;
+    expect(t.rig.grants.auditOwed).toBe(1);
+    t.rig.faults.auditRefuses = undefined;
     const entry = await expectOneEntryEventually(`refpolicy:${POLICY}`);
     expect(entry.reasons).toEqual(expect.arrayContaining(['cause:refpolicy.disable', 'count:3']));
     await vi.waitFor(() => {
-      expect(rig.grants.auditOwed).toBe(0);
+      expect(t.rig.grants.auditOwed).toBe(0);
     });
-    await trust.setReferencePolicyEnabled(POLICY, true, OP);
-    payments.session = await attest(rig, payments.runtime);
+    await t.trust.setReferencePolicyEnabled(POLICY, true, OP);
+    t.payments.session = await attest(t.rig, t.payments.runtime);
   }, 180_000);
 
   it('killed between the revocation and its entry: the next start writes the entry, once', async () => {
-    const { root, kids } = await transferTree(rig, payments, 2);
+    const { root, kids } = await transferTree(t.rig, t.payments, 2);
     refuseRevokeEntries();
-    const res = await rig.app.inject({ method: 'POST', url: `/v1/grants/${root}/revoke` });
+    const res = await t.rig.app.inject({ method: 'POST', url: `/v1/grants/${root}/revoke` });
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toEqual({
       grantId: root,
@@ -122,12 +105,12 @@ describe('revocation that never depends on the log', () => {
       auditPending: true,
     });
     // The process dies here: no retry of this run will ever append the entry.
-    rig.grants.stopAuditRetries();
-    rig.faults.auditRefuses = undefined;
+    t.rig.grants.stopAuditRetries();
+    t.rig.faults.auditRefuses = undefined;
     await expectRevoked([root, ...kids]);
     expect(await revokeEntries(root)).toEqual([]);
     // The next start, on the same store and log: it appends what the dead run owed.
-    const next: GrantService = await rig.grantsWithPolicy(join(repoRoot, 'policies/default'));
+    const next: GrantService = await t.rig.grantsWithPolicy(join(repoRoot, 'policies/default'));
     await expectOneEntryEventually(root);
     expect(next.auditOwed).toBe(0);
     const lineage = await next.lineage(root, new Date());
@@ -138,14 +121,14 @@ describe('revocation that never depends on the log', () => {
     ]);
     next.stopAuditRetries();
     // The rig's own service serves on (the next test): its retries run again.
-    expect(await rig.grants.resumeOwedAudits()).toBe(0);
+    expect(await t.rig.grants.resumeOwedAudits()).toBe(0);
   }, 180_000);
   it('POST /v1/runtimes/{id}/revoke: grants revoked and the runtime in the feed, the entry owed then written once', async () => {
     // Last: the rig's one EK is enrolled once; this revokes its runtime.
-    const other = payments;
-    const { root, kids } = await transferTree(rig, other, 1);
+    const other = t.payments;
+    const { root, kids } = await transferTree(t.rig, other, 1);
     refuseRevokeEntries();
-    const res = await rig.app.inject({
+    const res = await t.rig.app.inject({
       method: 'POST',
       url: `/v1/runtimes/${other.runtime.runtimeId}/revoke`,
     });
@@ -157,10 +140,10 @@ describe('revocation that never depends on the log', () => {
       grantsAuditPending: true,
     });
     await expectRevoked([root, ...kids]);
-    const feed = await rig.app.inject({
+    const feed = await t.rig.app.inject({
       method: 'GET',
       url: '/v1/revocations?since=0',
-      headers: rig.gateway.headers,
+      headers: t.rig.gateway.headers,
     });
     const events = feed.json<{ events: { seq: number; kind: string; runtimeId: string }[] }>()
       .events;
@@ -168,7 +151,7 @@ describe('revocation that never depends on the log', () => {
       (e) => e.kind === 'runtime' && e.runtimeId === other.runtime.runtimeId,
     );
     expect(runtimeEvent).toBeDefined();
-    rig.faults.auditRefuses = undefined;
+    t.rig.faults.auditRefuses = undefined;
     await expectOneEntryEventually(other.runtime.runtimeId);
   }, 180_000);
 });

@@ -9,6 +9,7 @@ import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:cryp
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import {
   AttestationTrust,
   createAttestation,
@@ -538,6 +539,45 @@ export async function paymentsRuntime(
 ): Promise<AttestedRuntime> {
   const runtime = await enrollWithEccAk(rig, name, { team: 'payments' }, handle);
   return { runtime, session: await attest(rig, runtime) };
+}
+
+/** A test file's rig with operator-managed trust and one attested payments runtime. */
+export interface TrustRig {
+  readonly rig: Rig;
+  readonly trust: AttestationTrust;
+  readonly payments: AttestedRuntime;
+}
+
+/**
+ * Starts a rig with operator-managed trust (`startRig({ trust: true })`) and a payments
+ * runtime named `runtimeName` before the file's tests, and closes it after them. Read the
+ * fields inside tests (they are set by the file's beforeAll).
+ */
+export function useTrustRig(runtimeName: string): TrustRig {
+  let started: TrustRig | undefined;
+  beforeAll(async () => {
+    const rig = await startRig({ trust: true });
+    if (rig.trust === undefined) throw new Error('the rig has no trust');
+    started = { rig, trust: rig.trust, payments: await paymentsRuntime(rig, runtimeName) };
+  }, 180_000);
+  afterAll(async () => {
+    await started?.rig.close();
+  });
+  const get = (): TrustRig => {
+    if (started === undefined) throw new Error('the trust rig is not started (beforeAll)');
+    return started;
+  };
+  return {
+    get rig() {
+      return get().rig;
+    },
+    get trust() {
+      return get().trust;
+    },
+    get payments() {
+      return get().payments;
+    },
+  };
 }
 
 /** A quote-mode request for a `payments.transfer` of acct:1234 (`over` changes it). */

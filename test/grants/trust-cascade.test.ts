@@ -10,42 +10,31 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AttestationTrust } from '../../src/attestation/index.js';
 import { readPcrs } from '../attestation/harness.js';
 import { makeEkCa } from '../appliance/dual-control.rig.js';
 import {
   PCRS,
   attest,
   codeOf,
-  paymentsRuntime,
   redeemPayment,
   RIG_POLICY,
   TRUST_OPERATOR,
-  startRig,
   transferTree,
-  type AttestedRuntime,
-  type Rig,
+  useTrustRig,
 } from './rig.js';
 
 const OP = TRUST_OPERATOR;
 const POLICY = RIG_POLICY;
 
-let rig: Rig;
-let trust: AttestationTrust;
-let payments: AttestedRuntime;
+const t = useTrustRig('payments-cascade');
 let dir: string;
 
 beforeAll(async () => {
-  rig = await startRig({ trust: true });
-  if (rig.trust === undefined) throw new Error('the rig has no trust');
-  trust = rig.trust;
-  payments = await paymentsRuntime(rig, 'payments-cascade');
   dir = await mkdtemp(join(tmpdir(), 'grantor-cascade-'));
-}, 180_000);
+});
 
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
-  await rig.close();
 });
 
 interface Entry {
@@ -56,26 +45,26 @@ interface Entry {
 
 /** A transfer for acct:1234 and two notify children: three live grants. */
 async function tree(): Promise<string[]> {
-  const { root, kids } = await transferTree(rig, payments, 2);
+  const { root, kids } = await transferTree(t.rig, t.payments, 2);
   return [root, ...kids];
 }
 
-const redeem = (grantId: string) => redeemPayment(rig, grantId);
+const redeem = (grantId: string) => redeemPayment(t.rig, grantId);
 
 async function states(root: string): Promise<string[]> {
-  const lin = await rig.app.inject({ method: 'GET', url: `/v1/grants/${root}/lineage` });
+  const lin = await t.rig.app.inject({ method: 'GET', url: `/v1/grants/${root}/lineage` });
   const l = lin.json<{ grant: { state: string }; descendants: { state: string }[] }>();
   return [l.grant.state, ...l.descendants.map((d) => d.state)];
 }
 
 async function cascadeEntries(subject: string): Promise<Entry[]> {
-  const log: readonly Entry[] = await rig.audit.entries(0, 100_000);
+  const log: readonly Entry[] = await t.rig.audit.entries(0, 100_000);
   return log.filter((e) => e.type === 'grant.revoke' && e.subject === subject);
 }
 
 /** Every grant of `ids` refuses redeem (410 grant_revoked) and the session is gone. */
 async function expectCascaded(ids: string[]): Promise<void> {
-  expect(rig.attestation.sessionFor(payments.session.attestationId)).toBeUndefined();
+  expect(t.rig.attestation.sessionFor(t.payments.session.attestationId)).toBeUndefined();
   for (const id of ids) {
     const r = await redeem(id);
     expect(r.statusCode, r.body).toBe(410);
@@ -87,7 +76,7 @@ async function expectCascaded(ids: string[]): Promise<void> {
 describe('trust withdrawn cascades to sessions and grants', () => {
   it('disabling the reference policy ends the session and revokes the grants, one entry with counts', async () => {
     const ids = await tree();
-    await trust.setReferencePolicyEnabled(POLICY, false, OP);
+    await t.trust.setReferencePolicyEnabled(POLICY, false, OP);
     await expectCascaded(ids);
     const [entry] = await cascadeEntries(`refpolicy:${POLICY}`);
     expect(entry?.reasons).toEqual(
@@ -101,15 +90,15 @@ describe('trust withdrawn cascades to sessions and grants', () => {
     );
     expect(entry?.reasons?.length).toBeLessThanOrEqual(32);
     // Enabling withdraws nothing; the runtime attests again.
-    await trust.setReferencePolicyEnabled(POLICY, true, OP);
-    payments.session = await attest(rig, payments.runtime);
+    await t.trust.setReferencePolicyEnabled(POLICY, true, OP);
+    t.payments.session = await attest(t.rig, t.payments.runtime);
     expect(await cascadeEntries(`refpolicy:${POLICY}`)).toHaveLength(1);
   }, 180_000);
 
   it('replacing the reference policy (refpolicy.put of an existing one) cascades the same way', async () => {
     const ids = await tree();
-    const values = await readPcrs(rig.tools, PCRS);
-    const res = await trust.putReferencePolicy(
+    const values = await readPcrs(t.rig.tools, PCRS);
+    const res = await t.trust.putReferencePolicy(
       POLICY,
       {
         name: POLICY,
@@ -125,18 +114,18 @@ describe('trust withdrawn cascades to sessions and grants', () => {
     expect(entries.at(-1)?.reasons).toEqual(
       expect.arrayContaining(['cause:refpolicy.put', 'runtimes:1', 'count:3']),
     );
-    payments.session = await attest(rig, payments.runtime);
+    t.payments.session = await attest(t.rig, t.payments.runtime);
   }, 180_000);
 
   it("an EK CA bundle that keeps the runtime's CA changes nothing; one without it cascades", async () => {
     const ids = await tree();
     const other = await makeEkCa(dir, 'other-vendor');
-    const kept = await trust.replaceEkCa(`${rig.runtimeTpm.ekCaPem}\n${other.pem}`, OP);
+    const kept = await t.trust.replaceEkCa(`${t.rig.runtimeTpm.ekCaPem}\n${other.pem}`, OP);
     expect(kept.certificates.length).toBeGreaterThanOrEqual(2);
-    expect(rig.attestation.sessionFor(payments.session.attestationId)).toBeDefined();
+    expect(t.rig.attestation.sessionFor(t.payments.session.attestationId)).toBeDefined();
     expect(await states(ids[0] ?? '')).toEqual(['live', 'live', 'live']);
 
-    const dropped = await trust.replaceEkCa(other.pem, OP);
+    const dropped = await t.trust.replaceEkCa(other.pem, OP);
     await expectCascaded(ids);
     const entries = await cascadeEntries(`ekca:sha256:${dropped.sha256}`);
     expect(entries).toHaveLength(1);
@@ -146,10 +135,12 @@ describe('trust withdrawn cascades to sessions and grants', () => {
     // The bundle that kept the CA wrote no cascade.
     expect(await cascadeEntries(`ekca:sha256:${kept.sha256}`)).toEqual([]);
     // And the runtime cannot simply attest again: its EK is vouched for by no trusted CA.
-    await expect(attest(rig, payments.runtime)).rejects.toThrow(/422 .*ek_certificate_untrusted/);
+    await expect(attest(t.rig, t.payments.runtime)).rejects.toThrow(
+      /422 .*ek_certificate_untrusted/,
+    );
     // Until an operator trusts its CA again.
-    await trust.replaceEkCa(rig.runtimeTpm.ekCaPem, OP);
-    payments.session = await attest(rig, payments.runtime);
-    expect(rig.attestation.sessionFor(payments.session.attestationId)).toBeDefined();
+    await t.trust.replaceEkCa(t.rig.runtimeTpm.ekCaPem, OP);
+    t.payments.session = await attest(t.rig, t.payments.runtime);
+    expect(t.rig.attestation.sessionFor(t.payments.session.attestationId)).toBeDefined();
   }, 180_000);
 });
