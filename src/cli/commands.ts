@@ -210,7 +210,7 @@ export const COMMANDS: readonly Command[] = [
     options: {
       full: {
         type: 'boolean',
-        help: 'replay the local store from its first entry (server stopped; no FILE)',
+        help: 'replay every local log period from its first entry, in order (server stopped; no FILE)',
       },
       key: {
         type: 'string',
@@ -240,7 +240,7 @@ export const COMMANDS: readonly Command[] = [
       },
     },
     description:
-      'Checks an evidence bundle line by line: the checkpoint signature, the TPM NV_Certify against the pin (and your nonce), every entry, leaf and batch root, the extend chain, the consistency proofs, every request body and policy set against the digests the entries name; reports what it checked, or the first bad line. Older grantor-audit-export/1 files are checked as before. Exit code 1 when it does not verify.',
+      "Checks an evidence bundle line by line: the checkpoint signature, the TPM NV_Certify against the pin (and your nonce), every entry, leaf and batch root, the extend chain, the consistency proofs, every request body and policy set against the digests the entries name; reports what it checked, or the first bad line. Older grantor-audit-export/1 files are checked as before. --full replays the local stores instead: every log period in order, each entry, tile, batch root and extend value recomputed, each period's registry record and link entry compared with the recomputed end of the period before, the anchor chain run on across them. Exit code 1 when it does not verify.",
     examples: [
       "grantor audit verify audit.ndjson --key 'grantor+1a2b3c4d+AQ...' --pin var/appliance.anchor-pin.json --nonce <the hex you exported with>",
       'grantor audit verify --full',
