@@ -73,7 +73,8 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'GET /v1/audit/verifier': 'The audit log verifier key and anchor description',
   'GET /v1/audit/entries': 'Read audit entries',
   'GET /v1/audit/bodies/{digest}': 'Read a grant request body by its digest',
-  'GET /v1/runtimes/{runtimeId}/timeline': "A runtime's timeline, each line with its seq",
+  'GET /v1/runtimes/{runtimeId}/timeline':
+    "A runtime's timeline across every log period, each line with its period and seq",
   'GET /v1/gateways': 'List enrolled gateways',
   'POST /v1/gateways': 'Enroll a gateway for its audiences (token shown once)',
   'POST /v1/gateways/{gatewayId}/revoke': 'Revoke a gateway',
