@@ -389,6 +389,21 @@ describe('the runtime timeline across log periods', () => {
     }
     expect(walked).toEqual(page.events);
 
+    // The link entry of a period, public (what a watcher follows a switch with).
+    const link = await app.inject({
+      method: 'GET',
+      url: `/v1/audit/periods/${switched.period}/link`,
+    });
+    expect(link.statusCode).toBe(200);
+    expect(link.json()).toMatchObject({
+      period: switched.period,
+      entry: { seq: 0, type: 'audit.period.started', facts: { period: switched.period } },
+    });
+    for (const n of [0, switched.period + 1]) {
+      const none = await app.inject({ method: 'GET', url: `/v1/audit/periods/${n}/link` });
+      expect(none.statusCode).toBe(404);
+      expect(none.json()).toMatchObject({ error: { code: 'audit_period_not_found' } });
+    }
     const beyond = await app.inject({
       method: 'GET',
       url: `/v1/runtimes/${rt}/timeline?period=${switched.period + 1}`,

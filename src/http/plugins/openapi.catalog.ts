@@ -88,6 +88,8 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'GET /v1/audit/proof/consistency': 'Merkle consistency proof between two tree sizes',
   'GET /v1/audit/periods': 'The audit log periods and the final checkpoint each links to',
   'POST /v1/audit/periods': 'Freeze the current audit log period and start the next',
+  'GET /v1/audit/periods/{period}/link':
+    "A log period's link entry: the frozen period's end, leaf 0 of its tree",
   'GET /v1/keys': 'List signing keys',
   'POST /v1/keys/rotate': 'Rotate a signing key',
   'POST /v1/keys/{kid}/destroy': 'Destroy a retired key (dual control)',

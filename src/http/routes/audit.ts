@@ -7,7 +7,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { AuditEntry } from '../../audit/entry.js';
-import { AuditQueryInvalidError } from '../../audit/errors.js';
+import {
+  AuditPeriodNotFoundError,
+  AuditQueryInvalidError,
+  AuditUnavailableError,
+} from '../../audit/errors.js';
 import { factOf } from '../../audit/facts.js';
 import type { AuditFilter } from '../../audit/query.js';
 import { factId } from '../../audit/facts.js';
@@ -557,6 +561,31 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       const periods = await audit.periods();
       const current = periods.find((p) => p.state === 'current')?.period ?? 0;
       return { current, periods: periods.map((p) => ({ ...p })) };
+    },
+  );
+
+  app.get(
+    '/v1/audit/periods/:period/link',
+    {
+      // Public like the proofs: a watcher follows a switch with it (the link is leaf 0 of
+      // the period's signed tree: prove it with /v1/audit/proof/inclusion?period=&seq=0).
+      config: { public: true },
+      schema: {
+        params: Type.Object({ period: Period }, { additionalProperties: false }),
+        response: {
+          200: Type.Object({ period: Period, entry: EntrySchema }, { additionalProperties: false }),
+          404: ErrorSchema,
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const { period } = request.params;
+      // Period 0 is the first: it links to nothing.
+      if (period === 0) throw new AuditPeriodNotFoundError('log period 0 has no link entry');
+      const [entry] = await (await audit.inPeriod(period)).entries(0, 1);
+      if (entry === undefined) throw new AuditUnavailableError('the link entry cannot be read');
+      return { period, entry: entryOut(entry) };
     },
   );
 
