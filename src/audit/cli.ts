@@ -12,10 +12,10 @@ import { open, readFile, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { GrantorError } from '../shared/errors.js';
 import { parseAnchorPin } from './anchor-pin.js';
-import type { AuditStore } from './audit-store.port.js';
 import { openBundle, type BundlePolicySet, type BundleRequest } from './bundle.js';
 import { parseVerifierKey } from './checkpoint.js';
-import { verifyStoreFull } from './full-check.js';
+import { verifyPeriodsFull } from './full-check.js';
+import type { PeriodStore } from './period-store.port.js';
 import { ReplayProblem } from './replay.js';
 import type { AuditService } from './service.js';
 import { BundleInvalidError, verifyBundle, type BundleReport } from './verify-bundle.js';
@@ -32,8 +32,8 @@ export interface LocalAudit {
 }
 
 export interface AuditCliDeps {
-  /** The local store, for `verify --full` (the server stopped). */
-  readonly openStore?: () => Promise<AuditStore>;
+  /** The local log periods and their stores, for `verify --full` (the server stopped). */
+  readonly openPeriods?: () => Promise<PeriodStore>;
   /** Raw progress output (stderr): the bar of `verify --full`. */
   readonly progress?: (text: string) => void;
   /** Opens the local appliance's audit service (export only: verify never needs it). */
@@ -138,20 +138,27 @@ function progressBar(write: (text: string) => void): (done: number, total: numbe
   };
 }
 
-/** `verify --full`: replays the local store; exit 0 good, 1 does not verify, 2 cannot read. */
+/**
+ * `verify --full`: replays every local log period in order; exit 0 good, 1 does not verify,
+ * 2 cannot read.
+ */
 async function verifyFull(deps: AuditCliDeps, out: CliOutput): Promise<number> {
-  if (deps.openStore === undefined) {
+  if (deps.openPeriods === undefined) {
     out.err('audit verify --full: the appliance is not configured here');
     return 2;
   }
   const write = deps.progress ?? (() => undefined);
   try {
-    const r = await verifyStoreFull(await deps.openStore(), progressBar(write));
+    const r = await verifyPeriodsFull(await deps.openPeriods(), progressBar(write));
     write('\n');
     out.out(
       `OK: ${r.size} entries in ${r.batches} batches replayed from the first: every link, hash, ` +
         `batch root, tile and extend value recomputed; root ${r.root.toString('hex')}, ` +
         `extend value ${r.extend.toString('hex')} (start-up compares the last with the TPM anchor)`,
+    );
+    out.out(
+      `  periods: ${r.periods} replayed in order${r.periods > 1 ? ', each link entry and registry record naming the recomputed end of the period before, the anchor chain run on across them' : ''}; ` +
+        `current ${r.origin}, nv-counter ${r.counter}`,
     );
     return 0;
   } catch (err) {

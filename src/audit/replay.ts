@@ -61,12 +61,20 @@ function isRecord(v: unknown): v is { index: number; size: number; root: string 
   );
 }
 
-export async function replayLog(store: AuditStore, sink: ReplaySink): Promise<Replayed> {
+/**
+ * `baseExtend`: the extend value before the store's first batch: the provisioned one for
+ * the first log period, the previous period's final one for a later period (periods.ts).
+ */
+export async function replayLog(
+  store: AuditStore,
+  sink: ReplaySink,
+  baseExtend: Buffer = GENESIS_EXTEND,
+): Promise<Replayed> {
   // Never read back: every tile the replay needs is on its own right edge.
   const tree = new TiledTree({ readTile: () => Promise.resolve(undefined) });
   const entries = store.readEntries(0)[Symbol.asyncIterator]();
   try {
-    return await replay(store, sink, tree, entries);
+    return await replay(store, sink, tree, entries, Buffer.from(baseExtend));
   } finally {
     await entries.return?.();
   }
@@ -77,9 +85,10 @@ async function replay(
   sink: ReplaySink,
   tree: TiledTree,
   entries: AsyncIterator<unknown>,
+  baseExtend: Buffer,
 ): Promise<Replayed> {
   let prev = GENESIS_PREV_HASH;
-  let extend: Buffer = Buffer.from(GENESIS_EXTEND);
+  let extend: Buffer = baseExtend;
   let batches = 0;
   let pending: StoredBatch[] = [];
   let stored: unknown[] = [];

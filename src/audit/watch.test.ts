@@ -55,6 +55,8 @@ describe('the watch state file', () => {
       {
         checkpoint: async () => ({ note: await note(0, 5n) }),
         consistency: () => Promise.reject(new Error('unused')),
+        inclusion: () => Promise.reject(new Error('unused')),
+        link: () => Promise.reject(new Error('unused')),
       },
       () => new Date(0),
     );
@@ -107,6 +109,8 @@ describe('a visit', () => {
   const source = (n: string, proof: unknown): WatchSource => ({
     checkpoint: () => Promise.resolve({ note: n }),
     consistency: () => Promise.resolve(proof),
+    inclusion: () => Promise.resolve(null),
+    link: () => Promise.resolve(null),
   });
 
   it('alarms with a code per class', async () => {
@@ -122,7 +126,7 @@ describe('a visit', () => {
       ['audit_watch_checkpoint_malformed', source('no note', null)],
       [
         'audit_watch_checkpoint_malformed',
-        { checkpoint: () => Promise.resolve([]), consistency: () => Promise.resolve(null) },
+        { ...source('', null), checkpoint: () => Promise.resolve([]) },
       ],
     ];
     for (const [code, s] of cases) {

@@ -10,6 +10,12 @@
  * and the state file. The state is the last verified signed note itself, verified again with
  * the pinned keys whenever it is read: a state file edited to forget a larger tree no longer
  * verifies, and a corrupt one is refused, never silently reset.
+ *
+ * Log periods (periods.ts): when the appliance answers for a later period of the same log,
+ * the watcher first proves that the period it watched ended where its link entry says, in a
+ * state consistent with the one it verified, and that the link is leaf 0 of the new
+ * period's signed tree; then it follows the new period. The state file keeps the same
+ * format: it holds the new period's note.
  */
 import { constants } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
@@ -23,7 +29,11 @@ import {
   type CheckpointBody,
   type VerifierKey,
 } from './checkpoint.js';
+import { rootFromPath } from '../gateway/batch.js';
 import { verifyConsistency } from './consistency.js';
+import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
+import { leafHash } from './merkle.js';
+import { MAX_PERIOD, endFromLink, type PeriodEnd } from './periods.js';
 
 export const WATCH_STATE_FORMAT = 'grantor-audit-watch/1';
 
@@ -46,6 +56,11 @@ export const WATCH_ALARMS = {
   checkpoint_malformed: 15,
   /** The tree grew but the TPM counter line did not move forward. */
   anchor_regressed: 16,
+  /**
+   * A later log period whose link does not prove the watched period ended consistent with
+   * the verified checkpoint (another end, no valid proof, not leaf 0 of the signed tree).
+   */
+  period_link_mismatch: 17,
 } as const;
 
 export type WatchAlarm = keyof typeof WATCH_ALARMS;
@@ -98,18 +113,29 @@ export interface WatchState {
   readonly verifiedAt: string;
 }
 
-/** Where a visit reads from: the appliance's checkpoint and consistency proof routes. */
+/** Where a visit reads from: the appliance's public checkpoint, proof and period routes. */
 export interface WatchSource {
-  /** `GET /v1/audit/checkpoint`'s body (untrusted). */
-  checkpoint(): Promise<unknown>;
-  /** `GET /v1/audit/proof/consistency?from=&to=`'s body (untrusted). */
-  consistency(from: number, to: number): Promise<unknown>;
+  /** `GET /v1/audit/checkpoint[?period=]`'s body (untrusted); the current period without one. */
+  checkpoint(period?: number): Promise<unknown>;
+  /** `GET /v1/audit/proof/consistency?from=&to=[&period=]`'s body (untrusted). */
+  consistency(from: number, to: number, period?: number): Promise<unknown>;
+  /** `GET /v1/audit/proof/inclusion?period=&seq=&size=`'s body (untrusted). */
+  inclusion(period: number, seq: number, size: number): Promise<unknown>;
+  /** `GET /v1/audit/periods/{period}/link`'s body (untrusted). */
+  link(period: number): Promise<unknown>;
 }
 
 export type VisitResult =
   | { readonly kind: 'first'; readonly state: WatchState }
   | { readonly kind: 'unchanged'; readonly state: WatchState }
-  | { readonly kind: 'grew'; readonly from: number; readonly state: WatchState };
+  | { readonly kind: 'grew'; readonly from: number; readonly state: WatchState }
+  | {
+      readonly kind: 'switched';
+      /** The watched period's origin and the end its successor's link proved. */
+      readonly fromOrigin: string;
+      readonly end: PeriodEnd;
+      readonly state: WatchState;
+    };
 
 /**
  * Verify `note` with the pinned keys; returns the signed text. A note with no line of a
@@ -163,6 +189,154 @@ function proofPath(body: unknown, from: number, to: number): Buffer[] | undefine
   return path;
 }
 
+const PERIOD_SUFFIX = /^(.*)\/period-(\d{1,8})$/;
+
+/**
+ * When `next` is a later period of the log whose period `current` is (periods.ts
+ * `periodOrigin`: the first period's origin is the log's, period n's `<log>/period-<n>`),
+ * the two period numbers; otherwise undefined (another log: `origin_changed`).
+ */
+export function laterPeriod(
+  current: string,
+  next: string,
+): { readonly from: number; readonly to: number } | undefined {
+  const n = PERIOD_SUFFIX.exec(next);
+  if (n === null) return undefined;
+  const [, base, toText] = n;
+  const to = Number(toText);
+  if (base === undefined || !Number.isSafeInteger(to) || to > MAX_PERIOD) return undefined;
+  let from: number | undefined;
+  if (current === base) from = 0;
+  else {
+    const c = PERIOD_SUFFIX.exec(current);
+    if (c?.[1] === base) from = Number(c[2]);
+  }
+  return from === undefined || to <= from ? undefined : { from, to };
+}
+
+/** The signed checkpoint in an answer of the checkpoint route, verified with the pinned keys. */
+function signedCheckpoint(
+  answer: unknown,
+  keys: readonly VerifierKey[],
+): { note: string; checkpoint: CheckpointBody } {
+  const note =
+    typeof answer === 'object' && answer !== null ? (answer as { note?: unknown }).note : undefined;
+  if (typeof note !== 'string' || note.length > 64 * 1024) {
+    throw new WatchAlarmError('checkpoint_malformed', 'the answer holds no signed note');
+  }
+  return { note, checkpoint: parsedCheckpoint(verifyWithPinned(note, keys)) };
+}
+
+/** The period an answer says it is of (untrusted: it only picks the period a proof is of). */
+function answerPeriod(answer: unknown): number | undefined {
+  const p =
+    typeof answer === 'object' && answer !== null
+      ? (answer as { period?: unknown }).period
+      : undefined;
+  return typeof p === 'number' && Number.isSafeInteger(p) && p >= 0 && p <= MAX_PERIOD
+    ? p
+    : undefined;
+}
+
+/**
+ * One switch, from the verified checkpoint `old` of period `period - 1` to the signed
+ * checkpoint `next` of period `period`: the link entry of `period` (its hash recomputed)
+ * must name an end of the old period that is the verified state or a consistent extension
+ * of it, be leaf 0 of `next`'s tree, and `next`'s anchor must run on from that end.
+ * Returns the end; any failure is `period_link_mismatch`, with the link and the proofs kept.
+ */
+async function followSwitch(
+  old: CheckpointBody,
+  next: CheckpointBody,
+  period: number,
+  note: string,
+  source: WatchSource,
+): Promise<PeriodEnd> {
+  const kept: Record<string, unknown> = {};
+  const fail = (why: string): WatchAlarmError =>
+    new WatchAlarmError(
+      'period_link_mismatch',
+      `log period ${period}'s link does not prove that ${old.origin} (verified at size ${old.size}) ended consistently: ${why}`,
+      { evidence: { note, proof: kept } },
+    );
+  const answer = await source.link(period);
+  const entry =
+    typeof answer === 'object' && answer !== null
+      ? (answer as { entry?: unknown }).entry
+      : undefined;
+  kept.link = entry ?? null;
+  // Shape, seq 0, the first entry's prevHash and its hash recomputed from its content.
+  if (!isEntryShape(entry) || checkLink(entry, 0, GENESIS_PREV_HASH) !== undefined) {
+    throw fail('the link is not a well-formed first entry');
+  }
+  const link: AuditEntry = entry;
+  const end = endFromLink(link);
+  const facts = link.facts as { period?: unknown } | undefined;
+  if (end === undefined || facts?.period !== period || end.period !== period - 1) {
+    throw fail('the first entry is not the link of this period');
+  }
+  if (end.origin !== old.origin) throw fail(`the link names the end of ${end.origin}`);
+  const endRoot = Buffer.from(end.root, 'hex');
+  const endCounter = BigInt(end.counter);
+  if (end.size < old.size) throw fail(`the link says it ended at size ${end.size}`);
+  if (end.size === old.size) {
+    if (
+      !endRoot.equals(old.root) ||
+      endCounter !== old.counter ||
+      !Buffer.from(end.extend, 'hex').equals(old.extendValue)
+    ) {
+      throw fail(`the link names another root or anchor state at size ${old.size}`);
+    }
+  } else {
+    if (endCounter <= old.counter) {
+      throw fail(
+        `the old period grew to ${end.size} but nv-counter ${end.counter} is not above ${old.counter}`,
+      );
+    }
+    if (old.size > 0) {
+      const proof = await source.consistency(old.size, end.size, period - 1);
+      kept.consistency = proof;
+      const path = proofPath(proof, old.size, end.size);
+      if (path === undefined || !verifyConsistency(old.size, end.size, old.root, endRoot, path)) {
+        throw fail(`no valid consistency proof from size ${old.size} to its end ${end.size}`);
+      }
+    }
+  }
+  // The link is leaf 0 of the new period's signed tree (RFC 9162 §2.1.3.2).
+  const inclusion = await source.inclusion(period, 0, next.size);
+  kept.inclusion = inclusion;
+  const path = inclusionPath(inclusion, next.size);
+  const root =
+    path === undefined
+      ? undefined
+      : rootFromPath(0, next.size, leafHash(Buffer.from(link.hash, 'hex')), path);
+  if (root === undefined || !root.equals(next.root)) {
+    throw fail(`the link is not leaf 0 of the signed tree of size ${next.size}`);
+  }
+  // The anchor runs on: the new period's first batch (the link) is counted after the end.
+  if (next.counter <= endCounter) {
+    throw fail(
+      `nv-counter ${next.counter} of the new period is not above the end's ${end.counter}`,
+    );
+  }
+  return end;
+}
+
+/** The path of an inclusion proof answer for leaf 0 of a tree of `size`, or undefined. */
+function inclusionPath(body: unknown, size: number): Buffer[] | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const b = body as { seq?: unknown; treeSize?: unknown; path?: unknown };
+  if (b.seq !== 0 || b.treeSize !== size || !Array.isArray(b.path) || b.path.length > 128) {
+    return undefined;
+  }
+  const path: Buffer[] = [];
+  for (const h of b.path as unknown[]) {
+    if (typeof h !== 'string' || !HEX32.test(h)) return undefined;
+    path.push(Buffer.from(h, 'hex'));
+  }
+  return path;
+}
+
 /**
  * One visit: fetch, verify, compare; the new state on success, a WatchAlarmError on any
  * inconsistency. Nothing is written here (the caller saves the state it returns).
@@ -175,21 +349,39 @@ export async function visit(
 ): Promise<VisitResult> {
   const answer = await source.checkpoint();
   // Copied before the next await: the answer is not read again.
-  const note =
-    typeof answer === 'object' && answer !== null ? (answer as { note?: unknown }).note : undefined;
-  if (typeof note !== 'string' || note.length > 64 * 1024) {
-    throw new WatchAlarmError('checkpoint_malformed', 'the answer holds no signed note');
-  }
-  const checkpoint = parsedCheckpoint(verifyWithPinned(note, keys));
+  const { note, checkpoint } = signedCheckpoint(answer, keys);
+  const period = answerPeriod(answer);
   const state: WatchState = { note, checkpoint, verifiedAt: now().toISOString() };
   if (previous === undefined) return { kind: 'first', state };
   const old = previous.checkpoint;
   if (checkpoint.origin !== old.origin) {
-    throw new WatchAlarmError(
-      'origin_changed',
-      `checkpoint of ${checkpoint.origin}, the verified one is of ${old.origin}`,
-      { evidence: { note } },
-    );
+    const step = laterPeriod(old.origin, checkpoint.origin);
+    if (step === undefined) {
+      throw new WatchAlarmError(
+        'origin_changed',
+        `checkpoint of ${checkpoint.origin}, the verified one is of ${old.origin}`,
+        { evidence: { note } },
+      );
+    }
+    // Period by period: each frozen one's final checkpoint, signed, then the current one.
+    let from = old;
+    let end: PeriodEnd | undefined;
+    for (let p = step.from + 1; p <= step.to; p++) {
+      const at =
+        p === step.to ? { note, checkpoint } : signedCheckpoint(await source.checkpoint(p), keys);
+      // Each step is to the very next period of the same log.
+      if (laterPeriod(from.origin, at.checkpoint.origin)?.to !== p) {
+        throw new WatchAlarmError(
+          'period_link_mismatch',
+          `log period ${p} answered a checkpoint of ${at.checkpoint.origin}`,
+          { evidence: { note: at.note } },
+        );
+      }
+      end = await followSwitch(from, at.checkpoint, p, at.note, source);
+      from = at.checkpoint;
+    }
+    if (end === undefined) throw new WatchAlarmError('origin_changed', 'no later period');
+    return { kind: 'switched', fromOrigin: old.origin, end, state };
   }
   if (checkpoint.size < old.size) {
     throw new WatchAlarmError(
@@ -223,7 +415,7 @@ export async function visit(
   }
   // The empty tree is a prefix of every tree: nothing to prove from size 0.
   if (old.size > 0) {
-    const proof = await source.consistency(old.size, checkpoint.size);
+    const proof = await source.consistency(old.size, checkpoint.size, period);
     const path = proofPath(proof, old.size, checkpoint.size);
     if (
       path === undefined ||

@@ -48,9 +48,16 @@ function source(conn: Connection): WatchSource {
     if (answer.status !== 200) throw errorOf(answer);
     return answer.body;
   };
+  const inPeriod = (period: number | undefined): string =>
+    period === undefined ? '' : `&period=${period}`;
   return {
-    checkpoint: () => get('/v1/audit/checkpoint'),
-    consistency: (from, to) => get(`/v1/audit/proof/consistency?from=${from}&to=${to}`),
+    checkpoint: (period) =>
+      get(`/v1/audit/checkpoint${period === undefined ? '' : `?period=${period}`}`),
+    consistency: (from, to, period) =>
+      get(`/v1/audit/proof/consistency?from=${from}&to=${to}${inPeriod(period)}`),
+    inclusion: (period, seq, size) =>
+      get(`/v1/audit/proof/inclusion?seq=${seq}&size=${size}${inPeriod(period)}`),
+    link: (period) => get(`/v1/audit/periods/${period}/link`),
   };
 }
 
@@ -63,6 +70,8 @@ function describeOk(r: Awaited<ReturnType<typeof visit>>): string {
       return `ok ${cp.origin} size ${cp.size}: unchanged`;
     case 'grew':
       return `ok ${cp.origin} size ${r.from} -> ${cp.size}: consistency proof verified`;
+    case 'switched':
+      return `ok ${cp.origin} size ${cp.size}: followed a log period switch from ${r.fromOrigin} (ended at size ${r.end.size}, consistent with the verified checkpoint; its link proved as leaf 0)`;
   }
 }
 

@@ -210,7 +210,7 @@ export const COMMANDS: readonly Command[] = [
     options: {
       full: {
         type: 'boolean',
-        help: 'replay the local store from its first entry (server stopped; no FILE)',
+        help: 'replay every local log period from its first entry, in order (server stopped; no FILE)',
       },
       key: {
         type: 'string',
@@ -240,7 +240,7 @@ export const COMMANDS: readonly Command[] = [
       },
     },
     description:
-      'Checks an evidence bundle line by line: the checkpoint signature, the TPM NV_Certify against the pin (and your nonce), every entry, leaf and batch root, the extend chain, the consistency proofs, every request body and policy set against the digests the entries name; reports what it checked, or the first bad line. Older grantor-audit-export/1 files are checked as before. Exit code 1 when it does not verify.',
+      "Checks an evidence bundle line by line: the checkpoint signature, the TPM NV_Certify against the pin (and your nonce), every entry, leaf and batch root, the extend chain, the consistency proofs, every request body and policy set against the digests the entries name; reports what it checked, or the first bad line. Older grantor-audit-export/1 files are checked as before. --full replays the local stores instead: every log period in order, each entry, tile, batch root and extend value recomputed, each period's registry record and link entry compared with the recomputed end of the period before, the anchor chain run on across them. Exit code 1 when it does not verify.",
     examples: [
       "grantor audit verify audit.ndjson --key 'grantor+1a2b3c4d+AQ...' --pin var/appliance.anchor-pin.json --nonce <the hex you exported with>",
       'grantor audit verify --full',
@@ -292,7 +292,7 @@ export const COMMANDS: readonly Command[] = [
       interval: { type: 'string', value: 'SECONDS', help: 'between visits (default 300)' },
     },
     description:
-      'At each visit: GET /v1/audit/checkpoint, its signature against a pinned key (never one the appliance serves), and a consistency proof from the size in --state to the new one; then --state is replaced atomically. Any inconsistency is one ALARM line on stderr, the evidence kept beside the state, and an exit code of its own: 10 signature_invalid, 11 origin_changed, 12 tree_shrunk, 13 root_mismatch, 14 proof_invalid, 15 checkpoint_malformed, 16 anchor_regressed; 3 a corrupt state file (never reset), 1 a visit that failed (--once; the loop retries). Loops until SIGINT/SIGTERM without --once.',
+      "At each visit: GET /v1/audit/checkpoint, its signature against a pinned key (never one the appliance serves), and a consistency proof from the size in --state to the new one; then --state is replaced atomically. Any inconsistency is one ALARM line on stderr, the evidence kept beside the state, and an exit code of its own: 10 signature_invalid, 11 origin_changed, 12 tree_shrunk, 13 root_mismatch, 14 proof_invalid, 15 checkpoint_malformed, 16 anchor_regressed, 17 period_link_mismatch; 3 a corrupt state file (never reset), 1 a visit that failed (--once; the loop retries). After a log period switch (the checkpoint of <origin>/period-<n>) it proves the watched period ended consistently with --state (the new period's link entry, GET /v1/audit/periods/<n>/link, leaf 0 of the signed tree; a consistency proof when the old period grew before the switch) and follows the new period. Loops until SIGINT/SIGTERM without --once.",
     examples: [
       "grantor audit watch --once --state witness.json --verifier 'grantor+1a2b3c4d+AQ...' --profile auditor.json",
       'grantor audit watch --state witness.json --verifier-file pinned-keys.txt --interval 60 --profile auditor.json',

@@ -11,7 +11,7 @@ import { runAuditCli } from '../audit/cli.js';
 import { runKeysCli } from '../keys/cli.js';
 import { runOperatorsCli } from '../operators/cli.js';
 import { loadConfig, type AppConfig } from '../shared/config.js';
-import { LevelAuditStore } from '../audit/audit-store.level.js';
+import { LevelPeriodStore } from '../audit/period-store.level.js';
 import { databaseHeld, openDatabase } from '../shared/db.level.js';
 import { GrantorError } from '../shared/errors.js';
 import { openTpm } from '../tpm/tpm.native.js';
@@ -85,13 +85,13 @@ export async function runLocal(command: Command, args: readonly string[], io: Io
   const config = loadConfig();
   await ensureNotHeld(config);
   if (group === 'audit' && verb === 'verify') {
-    // The full replay reads the store only: no TPM, no HSM, no appliance start.
+    // The full replay reads the stores only: no TPM, no HSM, no appliance start.
     const db = await openDatabase(join(config.stateDir, 'db'));
     try {
       return await runAuditCli(
         [...sub, ...args],
         {
-          openStore: () => Promise.resolve(new LevelAuditStore(db)),
+          openPeriods: () => Promise.resolve(new LevelPeriodStore(db)),
           progress: (text) => process.stderr.write(text),
         },
         { out: io.out, err: io.err },

@@ -17,6 +17,8 @@ import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import { noteVerifierKey, type CheckpointSigner } from '../../src/audit/checkpoint.js';
 import { createAudit } from '../../src/audit/index.js';
 import type { AuditService } from '../../src/audit/service.js';
+import { entryHash, type AuditEntry } from '../../src/audit/entry.js';
+import type { PeriodStartedFacts } from '../../src/audit/facts.js';
 import { WATCH_STATE_FORMAT } from '../../src/audit/watch.js';
 import { run } from '../../src/cli/main.js';
 import { createServer } from '../../src/http/app.js';
@@ -532,4 +534,95 @@ describe('loop mode alarms', () => {
       await front.close();
     }
   }, 120_000);
+});
+
+describe('grantor audit watch across a log period switch', () => {
+  const switchState = (): string => join(work, 'switch.json');
+  const forkState = (): string => join(work, 'switch-fork.json');
+
+  it('follows a clean switch: the watched period ended consistently, its link is leaf 0', async () => {
+    await appendEach(a, 1, 8000);
+    const first = await watchOnce(a.url, switchState());
+    expect(first.code, first.err).toBe(0);
+    // The old period grows after the visit and before the switch: proved consistent too.
+    await appendEach(a, 2, 8100);
+    const started = await a.audit.startPeriod('olga');
+    expect(started.period).toBe(1);
+    await appendEach(a, 2, 8200);
+    // The state written before the switch (format grantor-audit-watch/1) reads and is followed.
+    const followed = await watchOnce(a.url, switchState());
+    expect(followed.err).toBe('');
+    expect(followed.code).toBe(0);
+    expect(followed.out).toContain(
+      `ok ${ORIGIN}/period-1 size 3: followed a log period switch from ${ORIGIN} (ended at size`,
+    );
+    const saved = JSON.parse(await readFile(switchState(), 'utf8')) as Record<string, unknown>;
+    expect(Object.keys(saved).sort()).toEqual(['format', 'note', 'verifiedAt']);
+    expect(saved.note).toMatch(new RegExp(`^${ORIGIN}/period-1\\n3\\n`));
+    // Then the new period is watched as any log.
+    await appendEach(a, 1, 8300);
+    const grew = await watchOnce(a.url, switchState());
+    expect(grew.code, grew.err).toBe(0);
+    expect(grew.out).toContain(`ok ${ORIGIN}/period-1 size 3 -> 4: consistency proof verified`);
+  }, 60_000);
+
+  const expectLinkAlarm = async (r: Result, state: string, kept: string): Promise<unknown> => {
+    expect(r.code, r.err).toBe(17);
+    expect(r.err).toMatch(/audit watch: ALARM period_link_mismatch \(exit 17\)/);
+    expect(await readFile(state, 'utf8')).toBe(kept);
+    const file = (await alarms(state)).find((f) => r.err.includes(f));
+    expect(file).toBeDefined();
+    const evidence = JSON.parse(await readFile(join(work, file ?? ''), 'utf8')) as {
+      alarm: string;
+      proof: { link?: unknown };
+    };
+    expect(evidence.alarm).toBe('period_link_mismatch');
+    return evidence.proof.link;
+  };
+
+  it('a forged link naming another root of the watched period: period_link_mismatch (17)', async () => {
+    const first = await watchOnce(b.url, forkState());
+    expect(first.code, first.err).toBe(0);
+    const kept = await readFile(forkState(), 'utf8');
+    await b.audit.startPeriod('olga');
+    await appendEach(b, 1, 9000);
+    const front = await startProxy(b.url);
+    try {
+      front.rewrite = (path, body) => {
+        if (path !== '/v1/audit/periods/1/link') return body;
+        const { hash: _hash, ...entry } = body.entry as AuditEntry;
+        const forged = {
+          ...entry,
+          facts: { ...(entry.facts as PeriodStartedFacts), previousRoot: 'ab'.repeat(32) },
+        };
+        return { ...body, entry: { ...forged, hash: entryHash(forged) } };
+      };
+      const r = await watchOnce(front.url, forkState());
+      const link = (await expectLinkAlarm(r, forkState(), kept)) as AuditEntry;
+      expect(r.err).toContain('another root or anchor state');
+      expect((link.facts as PeriodStartedFacts).previousRoot).toBe('ab'.repeat(32));
+      // Untouched, the same switch is followed.
+      front.rewrite = (_p, body) => body;
+      const ok = await watchOnce(front.url, forkState());
+      expect(ok.code, ok.err).toBe(0);
+      expect(ok.out).toContain('followed a log period switch');
+    } finally {
+      await front.close();
+    }
+  }, 60_000);
+
+  it("another history's switch (same key and origins): period_link_mismatch (17)", async () => {
+    // A state of B's first period, then an address answering A's second period: A's link
+    // names A's end, which B's verified checkpoint is no prefix of.
+    const state = join(work, 'switch-other.json');
+    // The alarm file of the last test kept B's period-0 note, as a state would hold it.
+    const files = await alarms(forkState());
+    const evidence = JSON.parse(await readFile(join(work, files[0] ?? ''), 'utf8')) as {
+      verifiedNote: string;
+    };
+    const old = `${JSON.stringify({ format: WATCH_STATE_FORMAT, note: evidence.verifiedNote, verifiedAt: new Date(0).toISOString() }, null, 1)}\n`;
+    await writeFile(state, old);
+    const r = await watchOnce(a.url, state);
+    await expectLinkAlarm(r, state, old);
+  }, 60_000);
 });

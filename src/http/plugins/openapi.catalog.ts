@@ -73,7 +73,8 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'GET /v1/audit/verifier': 'The audit log verifier key and anchor description',
   'GET /v1/audit/entries': 'Read audit entries',
   'GET /v1/audit/bodies/{digest}': 'Read a grant request body by its digest',
-  'GET /v1/runtimes/{runtimeId}/timeline': "A runtime's timeline, each line with its seq",
+  'GET /v1/runtimes/{runtimeId}/timeline':
+    "A runtime's timeline across every log period, each line with its period and seq",
   'GET /v1/gateways': 'List enrolled gateways',
   'POST /v1/gateways': 'Enroll a gateway for its audiences (token shown once)',
   'POST /v1/gateways/{gatewayId}/revoke': 'Revoke a gateway',
@@ -87,6 +88,8 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'GET /v1/audit/proof/consistency': 'Merkle consistency proof between two tree sizes',
   'GET /v1/audit/periods': 'The audit log periods and the final checkpoint each links to',
   'POST /v1/audit/periods': 'Freeze the current audit log period and start the next',
+  'GET /v1/audit/periods/{period}/link':
+    "A log period's link entry: the frozen period's end, leaf 0 of its tree",
   'GET /v1/keys': 'List signing keys',
   'POST /v1/keys/rotate': 'Rotate a signing key',
   'POST /v1/keys/{kid}/destroy': 'Destroy a retired key (dual control)',

@@ -7,11 +7,16 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { AuditEntry } from '../../audit/entry.js';
-import { AuditQueryInvalidError } from '../../audit/errors.js';
+import {
+  AuditPeriodNotFoundError,
+  AuditQueryInvalidError,
+  AuditUnavailableError,
+} from '../../audit/errors.js';
 import { factOf } from '../../audit/facts.js';
 import type { AuditFilter } from '../../audit/query.js';
 import { factId } from '../../audit/facts.js';
 import { MAX_PERIOD } from '../../audit/periods.js';
+import { queryAcrossPeriods } from '../../audit/timeline.js';
 import type { AuditService, LogService } from '../../audit/service.js';
 import { requireActor } from '../plugins/auth.js';
 import { ErrorSchema } from '../schemas.js';
@@ -158,8 +163,13 @@ const errors = {
   503: ErrorSchema,
 };
 
+/** A log period's number (docs/protocol.md §4, "Log periods"). */
+const Period = Type.Integer({ minimum: 0, maximum: MAX_PERIOD });
+
 const TimelineLine = Type.Object(
   {
+    /** The log period the line is in: `seq` counts from 0 in each (§4.5). */
+    period: Period,
     seq: Seq,
     time: Type.String(),
     /** enrollment, attestation, grant, refusal, outcome, revocation, other */
@@ -194,7 +204,7 @@ function kindOf(type: string): string {
   return 'other';
 }
 
-function timelineLine(e: AuditEntry): Static<typeof TimelineLine> {
+function timelineLine(period: number, e: AuditEntry): Static<typeof TimelineLine> {
   const fact = factOf(e.facts, 'grant');
   const grant = e.subject.startsWith('gr_')
     ? e.subject
@@ -202,6 +212,7 @@ function timelineLine(e: AuditEntry): Static<typeof TimelineLine> {
       ? fact
       : undefined;
   return {
+    period,
     seq: e.seq,
     time: e.time,
     kind: kindOf(e.type),
@@ -212,9 +223,6 @@ function timelineLine(e: AuditEntry): Static<typeof TimelineLine> {
     hash: e.hash,
   };
 }
-
-/** A log period's number (docs/protocol.md §4, "Log periods"). */
-const Period = Type.Integer({ minimum: 0, maximum: MAX_PERIOD });
 
 const PeriodEndSchema = Type.Object(
   {
@@ -399,6 +407,8 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
         ),
         querystring: Type.Object(
           {
+            // The cursor: a seq inside a log period (default period 0, the oldest).
+            period: Type.Optional(Period),
             cursor: Type.Optional(Seq),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
             since: Type.Optional(Rfc3339),
@@ -412,9 +422,11 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
               runtimeId: Type.String(),
               events: Type.Array(TimelineLine),
               next: Type.Union([Seq, Type.Null()]),
+              nextPeriod: Type.Union([Period, Type.Null()]),
             },
             { additionalProperties: false },
           ),
+          404: ErrorSchema,
           422: ErrorSchema,
           ...errors,
         },
@@ -422,13 +434,21 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
     },
     async (request) => {
       const { runtimeId } = request.params;
-      const { cursor, limit, since, until } = request.query;
-      const page = await audit.query(
+      const { period, cursor, limit, since, until } = request.query;
+      // Every period in order, oldest first: the runtime's whole history, not the current
+      // period's alone.
+      const page = await queryAcrossPeriods(
+        audit,
         { subject: runtimeId, ...timeRange(since, until) },
-        cursor ?? 0,
+        { period: period ?? 0, seq: cursor ?? 0 },
         limit ?? 100,
       );
-      return { runtimeId, events: page.entries.map(timelineLine), next: page.next };
+      return {
+        runtimeId,
+        events: page.entries.map((e) => timelineLine(e.period, e.entry)),
+        next: page.next?.seq ?? null,
+        nextPeriod: page.next?.period ?? null,
+      };
     },
   );
 
@@ -541,6 +561,31 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       const periods = await audit.periods();
       const current = periods.find((p) => p.state === 'current')?.period ?? 0;
       return { current, periods: periods.map((p) => ({ ...p })) };
+    },
+  );
+
+  app.get(
+    '/v1/audit/periods/:period/link',
+    {
+      // Public like the proofs: a watcher follows a switch with it (the link is leaf 0 of
+      // the period's signed tree: prove it with /v1/audit/proof/inclusion?period=&seq=0).
+      config: { public: true },
+      schema: {
+        params: Type.Object({ period: Period }, { additionalProperties: false }),
+        response: {
+          200: Type.Object({ period: Period, entry: EntrySchema }, { additionalProperties: false }),
+          404: ErrorSchema,
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const { period } = request.params;
+      // Period 0 is the first: it links to nothing.
+      if (period === 0) throw new AuditPeriodNotFoundError('log period 0 has no link entry');
+      const [entry] = await (await audit.inPeriod(period)).entries(0, 1);
+      if (entry === undefined) throw new AuditUnavailableError('the link entry cannot be read');
+      return { period, entry: entryOut(entry) };
     },
   );
 
