@@ -9,6 +9,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { openBundle, type BundlePolicySet } from '../../audit/bundle.js';
+import { MAX_PERIOD } from '../../audit/periods.js';
 import type { AuditService } from '../../audit/service.js';
 import { ErrorSchema } from '../schemas.js';
 
@@ -49,6 +50,8 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
             since: Type.Optional(Size),
             // At most 32 bytes: it becomes NV_Certify's qualifyingData.
             nonce: Type.Optional(Type.String({ pattern: '^([0-9a-fA-F]{2}){1,32}$' })),
+            // A frozen log period: its bundle carries the later periods' links.
+            period: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_PERIOD })),
           },
           { additionalProperties: false },
         ),
@@ -58,6 +61,7 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
           400: ErrorSchema,
           401: ErrorSchema,
           403: ErrorSchema,
+          404: ErrorSchema,
           422: ErrorSchema,
           429: ErrorSchema,
           503: ErrorSchema,
@@ -65,7 +69,7 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
       },
     },
     async (request, reply) => {
-      const { from, to, since, nonce } = request.query;
+      const { from, to, since, nonce, period } = request.query;
       const opened = await openBundle(
         { audit, policySet, ...(maxEntries === undefined ? {} : { maxEntries }) },
         {
@@ -73,6 +77,7 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
           ...(to === undefined ? {} : { to }),
           ...(since === undefined ? {} : { since }),
           ...(nonce === undefined ? {} : { nonce: Buffer.from(nonce, 'hex') }),
+          ...(period === undefined ? {} : { period }),
         },
       );
       return ndjson(reply, Readable.from(opened.lines()));
