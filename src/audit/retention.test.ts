@@ -58,7 +58,7 @@ interface Rig {
   readonly dir: string;
   readonly anchor: MemoryAnchor;
   readonly signer: ReturnType<typeof testSigner>;
-  open(): Promise<AuditService>;
+  open(afterChunk?: () => void): Promise<AuditService>;
 }
 
 async function rig(): Promise<Rig> {
@@ -73,14 +73,18 @@ async function rig(): Promise<Rig> {
     dir,
     anchor: new MemoryAnchor(),
     signer: testSigner(ORIGIN),
-    open: async () => {
+    open: async (afterChunk) => {
       const audit = createAudit(
         { origin: ORIGIN, minAnchorIntervalMs: 0, maxBatchSize: 3 },
         {
           db,
           anchor: r.anchor,
           signer: r.signer,
-          retention: { dir: join(dir, 'retired'), chunk: 4 },
+          retention: {
+            dir: join(dir, 'retired'),
+            chunk: 4,
+            ...(afterChunk === undefined ? {} : { afterChunk }),
+          },
         },
       );
       cleanup.push(() => audit.close());
@@ -228,5 +232,28 @@ describe('retention of a frozen period', () => {
     };
     expect(err.code).toBe('audit_rollback_detected');
     expect(err.details?.reason).toBe('store_entries_missing');
+  });
+
+  it('a retire interrupted while deleting is accepted at the next start and finished by the next call', async () => {
+    const r = await rig();
+    let chunks = 0;
+    const audit = await r.open(() => {
+      chunks += 1;
+      if (chunks === 1) throw new Error('interrupted');
+    });
+    for (let i = 0; i < 7; i++) await audit.append(event(i));
+    await audit.startPeriod('alice');
+    await expect(audit.retirePeriod(0, 'olivia', archive)).rejects.toThrow('interrupted');
+    const left = await rawEntries(r.db, 0);
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThan(7);
+    await audit.close();
+    const again = await r.open();
+    expect(await codeOf((await again.inPeriod(0)).entries(0, 1))).toBe('audit_entries_retired');
+    const done = await again.retirePeriod(0, 'olivia', archive);
+    expect(done.state).toBe('done');
+    expect(await rawEntries(r.db, 0)).toBe(0);
+    // One act recorded: the resumed call did not export or record again.
+    expect((await again.query({ type: 'audit.period.retired' }, 0, 10)).entries).toHaveLength(1);
   });
 });

@@ -286,3 +286,48 @@ describe('a frozen log period exported from the real appliance', () => {
     expect(beyond.json<{ error: { code: string } }>().error.code).toBe('audit_period_not_found');
   });
 });
+
+describe('retention on the real appliance', () => {
+  it('retires the frozen period through the operator route: 410 for its entries, proofs still served, refusals by code', async () => {
+    const periods = (await app.inject({ url: '/v1/audit/periods' })).json<{ current: number }>();
+    const frozen = periods.current - 1;
+    const retire = (period: number, who: keyof typeof tokens = 'operator') =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/audit/periods/${period}/retire`,
+        headers: as(who),
+      });
+    expect((await retire(frozen, 'auditor')).statusCode).toBe(403);
+    const done = await retire(frozen);
+    expect(done.statusCode, done.body).toBe(200);
+    const record = done.json<{ bundleDigest: string; to: number; state: string }>();
+    expect(record.state).toBe('done');
+    const gone = await app.inject({
+      url: `/v1/audit/entries?period=${frozen}&from=1`,
+      headers: as('auditor'),
+    });
+    expect(gone.statusCode).toBe(410);
+    expect(gone.json<{ error: { code: string } }>().error.code).toBe('audit_entries_retired');
+    const proof = await app.inject({
+      url: `/v1/audit/proof/inclusion?period=${frozen}&seq=1&size=${record.to}`,
+    });
+    expect(proof.statusCode).toBe(200);
+    const again = await retire(frozen);
+    expect([again.statusCode, again.json<{ error: { code: string } }>().error.code]).toEqual([
+      409,
+      'audit_period_retired',
+    ]);
+    const current = await retire(periods.current);
+    expect([current.statusCode, current.json<{ error: { code: string } }>().error.code]).toEqual([
+      409,
+      'audit_period_current',
+    ]);
+    const acts = await app.inject({
+      url: '/v1/audit/entries?type=audit.period.retired',
+      headers: as('auditor'),
+    });
+    expect(acts.json<{ entries: { digest: string }[] }>().entries.map((e) => e.digest)).toEqual([
+      record.bundleDigest,
+    ]);
+  });
+});
