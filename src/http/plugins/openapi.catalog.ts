@@ -87,6 +87,8 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'GET /v1/audit/proof/consistency': 'Merkle consistency proof between two tree sizes',
   'GET /v1/audit/periods': 'The audit log periods and the final checkpoint each links to',
   'POST /v1/audit/periods': 'Freeze the current audit log period and start the next',
+  'POST /v1/audit/periods/{period}/retire':
+    'Retire a frozen audit log period into a verified bundle (proofs kept)',
   'GET /v1/keys': 'List signing keys',
   'POST /v1/keys/rotate': 'Rotate a signing key',
   'POST /v1/keys/{kid}/destroy': 'Destroy a retired key (dual control)',
