@@ -314,6 +314,20 @@ export async function openAppliance(
         },
         ...(options.now === undefined ? {} : { now: options.now }),
         ...(logger === undefined ? {} : { logger }),
+        // Retention (docs/audit.md "Retention"): bundles beside the database, checked
+        // against the anchor pin as an auditor would.
+        retention: {
+          dir: join(config.stateDir, 'audit-retired'),
+          ...(pin === undefined
+            ? {}
+            : {
+                pin: {
+                  names: pin.names,
+                  genesisCounter: pin.genesisCounter,
+                  akPublic: pin.akPublic,
+                },
+              }),
+        },
       },
     );
     closers.push(() => audit.close());

@@ -102,6 +102,34 @@ export class LevelAuditStore implements AuditStore {
     );
   }
 
+  async deleteRetired(keepBelow: number, limit: number): Promise<number> {
+    const keys: string[] = [];
+    const ranges = [
+      { gte: ENTRY + pad(keepBelow), lt: ENTRY + '~' },
+      { gte: BODY, lt: BODY + '~' },
+      { gte: INDEX, lt: INDEX + '~' },
+      { gte: RISE, lt: RISE + '~' },
+      { gte: BACK, lt: BACK + '~' },
+    ];
+    for (const range of ranges) {
+      if (keys.length >= limit) break;
+      for await (const key of this.sub.keys({ ...range, limit: limit - keys.length })) {
+        keys.push(key);
+      }
+    }
+    for (const key of [INDEXED_FROM, INDEXED_ALL]) {
+      if (keys.length < limit && (await this.sub.get(key)) !== undefined) keys.push(key);
+    }
+    if (keys.length === 0) return 0;
+    await this.db.batch(
+      keys.map((key) => ({ type: 'del' as const, key, sublevel: this.sub })),
+      { sync: true },
+    );
+    this.indexStart = undefined;
+    this.timeTop = null;
+    return keys.length;
+  }
+
   async readMeta(): Promise<unknown> {
     const text = await this.sub.get(META);
     return text === undefined ? undefined : parse(text);

@@ -151,6 +151,23 @@ export class MemoryAuditStore implements AuditStore {
     return Promise.resolve(this.bodies.get(digest));
   }
 
+  deleteRetired(keepBelow: number, limit: number): Promise<number> {
+    let n = 0;
+    for (const k of [...this.entries.keys()].filter((k) => k >= keepBelow).slice(0, limit)) {
+      this.entries.delete(k);
+      n += 1;
+    }
+    for (const map of [this.bodies, this.index]) {
+      for (const k of [...map.keys()].slice(0, limit - n)) {
+        map.delete(k);
+        n += 1;
+      }
+    }
+    const times = Math.min(this.timeIndex.length, limit - n);
+    this.timeIndex.splice(0, times);
+    return Promise.resolve(n + times);
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

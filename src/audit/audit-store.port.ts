@@ -91,5 +91,13 @@ export interface AuditStore {
   buildIndexes(progress?: (entries: number) => void): Promise<number | undefined>;
   /** A request body by its digest (unchecked: the caller hashes it), or undefined. */
   readBody(digest: string): Promise<string | undefined>;
+  /**
+   * Retention (retention.ts): ONE synced write deleting at most `limit` of what a retired
+   * period no longer keeps: its entries from seq `keepBelow` on, every request body, every
+   * index term and time key. Never its meta, batch records or tiles (the proofs). Resolves
+   * how many keys it deleted; 0 when nothing is left. A crash between two calls leaves a
+   * store the next call finishes.
+   */
+  deleteRetired(keepBelow: number, limit: number): Promise<number>;
   close(): Promise<void>;
 }

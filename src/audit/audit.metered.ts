@@ -75,6 +75,10 @@ class MeteredAuditStore implements AuditStore {
     return this.store.readTile(level, index);
   }
 
+  deleteRetired(keepBelow: number, limit: number): Promise<number> {
+    return this.store.deleteRetired(keepBelow, limit);
+  }
+
   writeDerived(
     tiles: readonly TileData[],
     batches: readonly StoredBatch[],

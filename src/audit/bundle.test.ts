@@ -8,8 +8,15 @@ import { openDatabase, type Database } from '../shared/db.level.js';
 import { jcsSha256Hex } from '../shared/jcs.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { openBundle, type BundlePolicySet, type BundleRequest } from './bundle.js';
-import { noteVerifierKey, parseVerifierKey, type CheckpointSigner } from './checkpoint.js';
-import type { AuditEvent } from './entry.js';
+import {
+  noteVerifierKey,
+  parseCheckpoint,
+  parseVerifierKey,
+  verifyNote,
+  type CheckpointSigner,
+} from './checkpoint.js';
+import { entryHash, type AuditEntry, type AuditEvent } from './entry.js';
+import type { PeriodStartedFacts } from './facts.js';
 import { createAudit } from './index.js';
 import type { AuditService } from './service.js';
 import { BundleInvalidError, verifyBundle, type BundleTrust } from './verify-bundle.js';
@@ -367,5 +374,180 @@ describe('a bundle of a later log period', () => {
       await ownDb.close();
       await rm(own, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a bundle of a frozen log period', () => {
+  let own: string;
+  let ownDb: Database;
+  let log: AuditService;
+  let periodTrust: BundleTrust;
+  /** A genuinely signed checkpoint of period 0 before its end (a truncated history). */
+  let early: { note: string; size: number };
+
+  beforeAll(async () => {
+    own = await mkdtemp(join(tmpdir(), 'grantor-bundle-frozen-'));
+    ownDb = await openDatabase(own);
+    const signer = testSigner('grantor.test/bundle-frozen');
+    log = createAudit(
+      { origin: 'grantor.test/bundle-frozen', minAnchorIntervalMs: 0, maxBatchSize: 3 },
+      { db: ownDb, anchor: new MemoryAnchor(), signer },
+    );
+    await log.provision();
+    await log.ready();
+    for (let i = 0; i < 4; i++) await log.append(event(i));
+    const cp = await log.checkpoint();
+    early = { note: cp.note, size: cp.treeSize };
+    for (let i = 4; i < 7; i++) await log.append(event(i));
+    await log.startPeriod('alice');
+    for (let i = 7; i < 12; i++) await log.append(event(i));
+    await log.startPeriod('bob');
+    for (let i = 12; i < 15; i++) await log.append(event(i));
+    periodTrust = {
+      verifierKey: parseVerifierKey(noteVerifierKey(signer.keyName, signer.publicKey)),
+      skipTpmEvidence: true,
+    };
+  }, 60_000);
+
+  afterAll(async () => {
+    await log.close();
+    await ownDb.close();
+    await rm(own, { recursive: true, force: true });
+  });
+
+  const lines = async (request: BundleRequest): Promise<string[]> => {
+    const opened = await openBundle(
+      { audit: log, policySet: (h) => Promise.resolve(archive.get(h)) },
+      request,
+    );
+    const out: string[] = [];
+    for await (const l of opened.lines()) out.push(l.trimEnd());
+    return out;
+  };
+  const refused = async (bad: readonly string[]): Promise<string | undefined> =>
+    (await failure(bad, periodTrust))?.problem;
+
+  it('carries the later periods’ links down to the current checkpoint, and verifies', async () => {
+    const whole = await lines({ period: 0 });
+    expect(kind(whole[0] ?? '')).toBe('header');
+    expect(JSON.parse(whole[0] ?? '{}')).toMatchObject({ successors: 2, treeSize: 7 });
+    expect(whole.filter((l) => kind(l) === 'successor')).toHaveLength(2);
+    const report = await verifyBundle(whole, periodTrust);
+    expect(report).toMatchObject({
+      origin: 'grantor.test/bundle-frozen',
+      entries: 7,
+      successors: 2,
+    });
+    // A middle period: its own link, then one successor; and a sub-range of it.
+    await expect(verifyBundle(await lines({ period: 1 }), periodTrust)).resolves.toMatchObject({
+      origin: 'grantor.test/bundle-frozen/period-1',
+      successors: 1,
+    });
+    await expect(
+      verifyBundle(await lines({ period: 1, from: 2, to: 4 }), periodTrust),
+    ).resolves.toBeDefined();
+    // The current period exports as before: no successors.
+    const current = await lines({ period: 2 });
+    expect(JSON.parse(current[0] ?? '{}')).not.toHaveProperty('successors');
+    await expect(verifyBundle(current, periodTrust)).resolves.toMatchObject({ successors: 0 });
+  });
+
+  it('refuses a period after the current one', async () => {
+    await expect(lines({ period: 3 })).rejects.toMatchObject({ code: 'audit_period_not_found' });
+  });
+
+  it('refuses a frozen period presented with an earlier (signed) checkpoint: the link names another size and root', async () => {
+    const whole = await lines({ period: 0, to: early.size });
+    const truncated = edit(
+      edit(whole, 0, (r) => {
+        r.treeSize = early.size;
+      }),
+      1,
+      (r) => {
+        r.note = early.note;
+        r.treeSize = early.size;
+      },
+    );
+    expect(await failure(truncated, periodTrust)).toEqual({
+      problem: 'chain_link_mismatch',
+      line: 3,
+    });
+  });
+
+  it('refuses a link rewritten to name that earlier checkpoint: it is not leaf 0 of the signed tree', async () => {
+    const whole = await lines({ period: 0, to: early.size });
+    const body = parseCheckpoint(verifyNote(early.note, periodTrust.verifierKey));
+    const forged = edit(
+      edit(
+        edit(whole, 0, (r) => {
+          r.treeSize = early.size;
+        }),
+        1,
+        (r) => {
+          r.note = early.note;
+          r.treeSize = early.size;
+        },
+      ),
+      2,
+      (r) => {
+        const link = r.link as AuditEntry;
+        const facts = {
+          ...(link.facts as PeriodStartedFacts),
+          previousSize: early.size,
+          previousRoot: body.root.toString('hex'),
+          previousCounter: body.counter.toString(),
+          previousExtend: body.extendValue.toString('hex'),
+        };
+        const { hash, ...rest } = { ...link, facts };
+        expect(hash).toBe(link.hash);
+        r.link = { ...rest, hash: entryHash(rest) };
+      },
+    );
+    expect(await failure(forged, periodTrust)).toEqual({ problem: 'chain_link_proof', line: 3 });
+  });
+
+  it('refuses a link proof for another tree', async () => {
+    const whole = await lines({ period: 0 });
+    const other = await (await log.inPeriod(1)).inclusionProof(0, 2);
+    const at = indexOf(whole, 'successor');
+    const bad = edit(whole, at, (r) => {
+      r.path = [...other.path];
+    });
+    expect(await failure(bad, periodTrust)).toEqual({ problem: 'chain_link_proof', line: at + 1 });
+  });
+
+  it('refuses a missing link, first or last', async () => {
+    const whole = await lines({ period: 0 });
+    const first = indexOf(whole, 'successor', 0);
+    const second = indexOf(whole, 'successor', 1);
+    const frontier = indexOf(whole, 'frontier');
+    const withoutFirst = whole.filter((_, i) => i < first || i >= second);
+    expect(await refused(withoutFirst)).toBe('chain_missing');
+    const withoutLast = whole.filter((_, i) => i < second || i >= frontier);
+    expect(await refused(withoutLast)).toBe('chain_missing');
+  });
+
+  it('refuses a successor batch edited or left out (the link no longer reaches its anchor state)', async () => {
+    const whole = await lines({ period: 0 });
+    const at = indexOf(whole, 'successor_batch', 1);
+    const edited = edit(whole, at, (r) => {
+      r.root = 'ab'.repeat(32);
+    });
+    expect(await refused(edited)).toBe('chain_anchor');
+    expect(await refused(whole.filter((_, i) => i !== at))).toBe('chain_anchor');
+  });
+
+  it('refuses a successor checkpoint not signed with the pinned key', async () => {
+    const whole = await lines({ period: 0 });
+    const at = indexOf(whole, 'successor');
+    const bad = edit(whole, at, (r) => {
+      const cp = r.checkpoint as { note: string };
+      // Another size in the signed text: the signature no longer covers it.
+      r.checkpoint = {
+        ...cp,
+        note: cp.note.replace(/\n(\d+)\n/, (_m, d: string) => `\n${Number(d) + 1}\n`),
+      };
+    });
+    expect(await refused(bad)).toBe('chain_checkpoint');
   });
 });

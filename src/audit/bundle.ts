@@ -15,7 +15,7 @@ import type { AuditEntry } from './entry.js';
 import { PERIOD_STARTED } from './periods.js';
 import { AuditNotFoundError, AuditQueryInvalidError } from './errors.js';
 import { GrantorError } from '../shared/errors.js';
-import type { AuditService, BatchBoundary, SignedCheckpoint } from './service.js';
+import type { AuditService, BatchBoundary, LogService, SignedCheckpoint } from './service.js';
 
 export const BUNDLE_FORMAT = 'grantor-audit-bundle/1';
 /** Most entries one bundle (one call) may cover, unless configured otherwise. */
@@ -39,8 +39,24 @@ export type BundleRecord =
       readonly treeSize: number;
       readonly since: number | null;
       readonly nonce: string | null;
+      /**
+       * A frozen period's bundle: how many later periods' `successor` records follow the
+       * checkpoint, down to the current (NV-certified) one. Absent for the current period.
+       */
+      readonly successors?: number;
     }
   | ({ readonly type: 'checkpoint' } & SignedCheckpoint)
+  | {
+      readonly type: 'successor';
+      readonly period: number;
+      /** That period's checkpoint: its final one while frozen, NV-certified for the last. */
+      readonly checkpoint: SignedCheckpoint;
+      /** Its entry 0, the link naming the period before it's end. */
+      readonly link: AuditEntry;
+      /** The inclusion path of the link, leaf 0, in that checkpoint's tree. */
+      readonly path: readonly string[];
+    }
+  | ({ readonly type: 'successor_batch' } & BatchBoundary)
   | { readonly type: 'frontier'; readonly size: number; readonly hashes: readonly string[] }
   | { readonly type: 'link'; readonly entry: AuditEntry; readonly path: readonly string[] }
   | ({ readonly type: 'batch' } & BatchBoundary)
@@ -75,6 +91,8 @@ export interface BundleRequest {
   readonly since?: number;
   /** The auditor's nonce (1-32 bytes), certified by NV_Certify; random when absent. */
   readonly nonce?: Buffer;
+  /** A log period (default the current one); a frozen one carries its chain to the current. */
+  readonly period?: number;
 }
 
 export interface BundleSources {
@@ -110,7 +128,7 @@ export function keepsBody(entry: AuditEntry): boolean {
 const line = (r: BundleRecord): string => `${JSON.stringify(r)}\n`;
 
 /** Batch records in index order, one page in memory at a time. */
-async function* batchesOf(audit: AuditService, upTo: number): AsyncGenerator<BatchBoundary> {
+async function* batchesOf(audit: LogService, upTo: number): AsyncGenerator<BatchBoundary> {
   let index = 0;
   for (;;) {
     const page = await audit.batches(index, PAGE);
@@ -137,7 +155,10 @@ export async function openBundle(
   const max = sources.maxEntries ?? DEFAULT_MAX_BUNDLE_ENTRIES;
   const verifier = await audit.verifier();
   const nonce = request.nonce ?? (verifier.akPublic === undefined ? undefined : randomBytes(32));
-  const checkpoint = await audit.checkpoint(nonce === undefined ? {} : { nonce });
+  const chain = await periodChain(audit, request.period, nonce);
+  const log: LogService = chain?.log ?? audit;
+  const checkpoint =
+    chain?.checkpoint ?? (await audit.checkpoint(nonce === undefined ? {} : { nonce }));
   const size = checkpoint.treeSize;
   const from = request.from ?? 0;
   const to = request.to ?? size;
@@ -157,6 +178,7 @@ export async function openBundle(
   if (since !== undefined && (since < 1 || since > size)) {
     throw new AuditQueryInvalidError(`since must be 1 to ${size}`, 'since');
   }
+  const certified = chain?.successors.at(-1)?.checkpoint ?? checkpoint;
   const header: BundleRecord = {
     type: 'header',
     format: BUNDLE_FORMAT,
@@ -165,28 +187,36 @@ export async function openBundle(
     to,
     treeSize: size,
     since: since ?? null,
-    nonce: checkpoint.nonce ?? null,
+    nonce: certified.nonce ?? null,
+    ...(chain === undefined ? {} : { successors: chain.successors.length }),
   };
   async function* lines(): AsyncGenerator<string> {
     const counts = { entries: 0, bodies: 0, policies: 0, batches: 0 };
     yield line(header);
     yield line({ type: 'checkpoint', ...checkpoint });
+    for (const s of chain?.successors ?? []) {
+      const { service, ...record } = s;
+      yield line({ type: 'successor', ...record });
+      for await (const b of batchesOf(service, s.checkpoint.treeSize)) {
+        yield line({ type: 'successor_batch', index: b.index, size: b.size, root: b.root });
+      }
+    }
     const frontier =
       from === 0
         ? []
         : frontierFromInclusion(
             from,
             to,
-            (await audit.inclusionProof(from, to)).path.map((h) => Buffer.from(h, 'hex')),
+            (await log.inclusionProof(from, to)).path.map((h) => Buffer.from(h, 'hex')),
           );
     yield line({ type: 'frontier', size: from, hashes: frontier.map((h) => h.toString('hex')) });
     // A later log period: its link entry, proved as leaf 0, starts its anchor chain.
-    const [first] = size === 0 ? [] : await audit.entries(0, 1);
+    const [first] = size === 0 ? [] : await log.entries(0, 1);
     if (first !== undefined && first.type === PERIOD_STARTED) {
-      const path = (await audit.inclusionProof(0, size)).path;
+      const path = (await log.inclusionProof(0, size)).path;
       yield line({ type: 'link', entry: first, path: [...path] });
     }
-    const batches = size === 0 ? undefined : batchesOf(audit, size);
+    const batches = size === 0 ? undefined : batchesOf(log, size);
     const following = async (): Promise<BatchBoundary | undefined> => {
       const r = await batches?.next();
       return r === undefined || r.done === true ? undefined : r.value;
@@ -200,11 +230,11 @@ export async function openBundle(
     while (next !== undefined && next.size <= from) yield await batch(next);
     const sent = new Set<string>();
     for (let seq = from; seq < to;) {
-      for (const entry of await audit.entries(seq, Math.min(PAGE, to - seq))) {
+      for (const entry of await log.entries(seq, Math.min(PAGE, to - seq))) {
         counts.entries += 1;
         yield line({ type: 'entry', entry });
         if (keepsBody(entry)) {
-          const body = await audit.body(entry.digest).catch((e: unknown) => {
+          const body = await log.body(entry.digest).catch((e: unknown) => {
             if (e instanceof AuditNotFoundError) return undefined;
             throw e;
           });
@@ -227,14 +257,56 @@ export async function openBundle(
     }
     while (next !== undefined) yield await batch(next);
     if (to < size) {
-      const path = (await audit.consistencyProof(to, size)).path;
+      const path = (await log.consistencyProof(to, size)).path;
       yield line({ type: 'consistency', of: 'range', from: to, to: size, path: [...path] });
     }
     if (since !== undefined) {
-      const path = (await audit.consistencyProof(since, size)).path;
+      const path = (await log.consistencyProof(since, size)).path;
       yield line({ type: 'consistency', of: 'since', from: since, to: size, path: [...path] });
     }
     yield line({ type: 'end', ...counts });
   }
   return { header, lines };
+}
+
+interface Successor {
+  readonly period: number;
+  readonly checkpoint: SignedCheckpoint;
+  readonly link: AuditEntry;
+  readonly path: readonly string[];
+  readonly service: LogService;
+}
+
+/**
+ * A frozen period's bundle: its service and final checkpoint, and each later period's
+ * checkpoint (the current one certified over `nonce`), link entry and link proof, which
+ * certify the frozen end (docs/audit.md "Exporting a frozen period"). Undefined for the
+ * current period. The current checkpoint is taken last, so a switch on the way makes it
+ * a frozen period's and the export fails rather than send an uncertified chain.
+ */
+async function periodChain(
+  audit: AuditService,
+  period: number | undefined,
+  nonce: Buffer | undefined,
+): Promise<{ log: LogService; checkpoint: SignedCheckpoint; successors: Successor[] } | undefined> {
+  if (period === undefined) return undefined;
+  const log = await audit.inPeriod(period);
+  const current = audit.currentPeriod();
+  if (current === undefined || period === current) return undefined;
+  const checkpoint = await log.checkpoint();
+  const successors: Successor[] = [];
+  for (let p = period + 1; p <= current; p++) {
+    const service = await audit.inPeriod(p);
+    const cp =
+      p === current
+        ? await service.checkpoint(nonce === undefined ? {} : { nonce })
+        : await service.checkpoint();
+    const [link] = await service.entries(0, 1);
+    if (link?.type !== PERIOD_STARTED) {
+      throw new AuditNotFoundError(`log period ${p} has no link entry`);
+    }
+    const { path } = await service.inclusionProof(0, cp.treeSize);
+    successors.push({ period: p, checkpoint: cp, link, path: [...path], service });
+  }
+  return { log, checkpoint, successors };
 }

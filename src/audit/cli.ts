@@ -49,7 +49,7 @@ export interface CliOutput {
 }
 
 const USAGE =
-  'usage: grantor audit export FILE [--from N] [--to N] [--since N] [--nonce HEX] [--legacy]\n' +
+  'usage: grantor audit export FILE [--from N] [--to N] [--since N] [--nonce HEX] [--period N] [--legacy]\n' +
   '       grantor audit verify FILE --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)\n' +
   '                            [--nonce HEX] [--since-checkpoint NOTE_FILE] [--allow-missing-policies]\n' +
   '       grantor audit verify --full';
@@ -77,11 +77,13 @@ export function bundleRequestFrom(args: readonly string[]): BundleRequest | stri
   const from = count(args, '--from');
   const to = count(args, '--to');
   const since = count(args, '--since');
+  const period = count(args, '--period');
   const nonce = option(args, '--nonce');
   for (const [name, v] of [
     ['--from', from],
     ['--to', to],
     ['--since', since],
+    ['--period', period],
   ] as const) {
     if (v === 'bad') return `${name} must be a non-negative integer`;
   }
@@ -92,6 +94,7 @@ export function bundleRequestFrom(args: readonly string[]): BundleRequest | stri
     ...(typeof from === 'number' ? { from } : {}),
     ...(typeof to === 'number' ? { to } : {}),
     ...(typeof since === 'number' ? { since } : {}),
+    ...(typeof period === 'number' ? { period } : {}),
     ...(nonce === undefined ? {} : { nonce: Buffer.from(nonce, 'hex') }),
   };
 }
@@ -113,6 +116,11 @@ export function describeReport(r: BundleReport, keyName: string): string[] {
   return [
     `OK: evidence bundle of ${r.origin}: ${range} of a tree of ${r.treeSize}`,
     `  checkpoint: note signed by ${keyName} (the key given), root ${r.rootHash}`,
+    ...(r.successors === 0
+      ? []
+      : [
+          `  frozen period: its final checkpoint is named by the links of the ${r.successors} later periods, each proved as leaf 0 of its signed tree and anchored by its batches, down to the certified checkpoint`,
+        ]),
     r.nvCertified
       ? `  TPM: NV_Certify by the pinned AK of the pinned NV indices over nonce ${r.nonceChecked ? '(the one given)' : '(NOT checked as yours: no --nonce)'}; nv-counter ${r.nvCounter} = pinned genesis + ${r.batches} batches; nv-extend = the extend chain of the batch roots`
       : `  TPM: NOT checked (--skip-tpm-evidence); nv-extend = the extend chain of the ${r.batches} batch roots`,

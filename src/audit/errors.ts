@@ -50,6 +50,34 @@ export class AuditPeriodNotFoundError extends GrantorError {
   }
 }
 
+/** Retention (retention.ts): the current period cannot be retired, only a frozen one. */
+export class AuditPeriodCurrentError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('audit_period_current', message, options);
+  }
+}
+
+/** Retention: this period's entries were retired already. */
+export class AuditPeriodRetiredError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('audit_period_retired', message, options);
+  }
+}
+
+/** Retention: the bundle written did not verify; nothing was deleted. */
+export class AuditRetireBundleInvalidError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('audit_retire_bundle_invalid', message, options);
+  }
+}
+
+/** A read of entries (or their bodies) that retention moved out: `details.bundleDigest`. */
+export class AuditEntriesRetiredError extends GrantorError {
+  constructor(message: string, options?: Options) {
+    super('audit_entries_retired', message, options);
+  }
+}
+
 /** A query's parameters do not make a query (a time that is not one, an empty range). */
 export class AuditQueryInvalidError extends GrantorError {
   constructor(message: string, parameter: string, options?: Options) {

@@ -233,6 +233,18 @@ export type PeriodStartedFacts = {
   readonly actor: string;
 };
 
+/** A frozen period's entries moved out (`audit.period.retired`, retention.ts). */
+export type PeriodRetiredFacts = {
+  readonly period: number;
+  /** The first and one past the last seq retired. */
+  readonly from: number;
+  readonly to: number;
+  /** SHA-256 of the bundle file that holds them, hex. */
+  readonly bundleDigest: string;
+  /** The operator who asked. */
+  readonly actor: string;
+};
+
 export interface FactsByType {
   readonly 'grant.decision': GrantDecisionFacts;
   readonly 'grant.issue_failed': GrantDecisionFacts;
@@ -275,6 +287,7 @@ export interface FactsByType {
   readonly 'grant.outcome': GrantOutcomeFacts;
   readonly 'operator.refused': OperatorRefusedFacts;
   readonly 'audit.period.started': PeriodStartedFacts;
+  readonly 'audit.period.retired': PeriodRetiredFacts;
 }
 
 const GRANT_DECISION: Record<keyof GrantDecisionFacts, Field> = {
@@ -461,6 +474,13 @@ const SCHEMAS: { readonly [T in keyof FactsByType]: Record<keyof FactsByType[T],
     previousRoot: ['hex'],
     previousCounter: ['text'],
     previousExtend: ['hex'],
+    actor: ['id'],
+  },
+  'audit.period.retired': {
+    period: ['int'],
+    from: ['int'],
+    to: ['int'],
+    bundleDigest: ['hex'],
     actor: ['id'],
   },
 };

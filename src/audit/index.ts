@@ -17,6 +17,7 @@ import type { AuditService } from './service.js';
 import { LevelPeriodStore } from './period-store.level.js';
 import type { PeriodStore } from './period-store.port.js';
 import { PeriodicAuditService } from './periodic.js';
+import type { RetentionConfig } from './retention.js';
 import { DefaultAuditService } from './service.js';
 
 export interface AuditConfig {
@@ -52,6 +53,8 @@ export interface AuditDeps {
   readonly decorateStore?: (store: AuditStore) => AuditStore;
   /** Wraps the log periods' registry (e.g. to crash right after a period's start). */
   readonly decoratePeriods?: (periods: PeriodStore) => PeriodStore;
+  /** Retention of frozen periods (retention.ts): the bundles' folder and the anchor pin. */
+  readonly retention?: RetentionConfig;
 }
 
 function positiveInt(key: string, v: number, min = 1): number {
@@ -88,6 +91,7 @@ export function createAudit(config: AuditConfig, deps: AuditDeps): AuditService 
     clock,
     logger,
     ...(periodHours === undefined ? {} : { periodMs: periodHours * 3_600_000 }),
+    ...(deps.retention === undefined ? {} : { retention: deps.retention }),
     build: (origin, store, base) => {
       const log = new AuditLog(
         store,

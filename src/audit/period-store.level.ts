@@ -1,6 +1,7 @@
 /**
  * The log periods in LevelDB: `db.sublevel('audit-periods')` holds `current` (`{"period":n}`)
- * and `p!<n, 16 digits>` (period records, periods.ts); period n's entries, batches and tiles
+ * and `p!<n, 16 digits>` (period records, periods.ts), `r!<n, 16 digits>` (retirement
+ * records, retention.ts); period n's entries, batches and tiles
  * live in `db.sublevel(periodStoreName(n))` with the audit store's own layout
  * (audit-store.level.ts). A period's start is one synced batch across both sublevels.
  */
@@ -14,6 +15,8 @@ import type { TileData } from './tiles.js';
 
 const CURRENT = 'current';
 const recordKey = (period: number): string => `p!${period.toString().padStart(16, '0')}`;
+/** A retired period's record (retention.ts). */
+const retiredKey = (period: number): string => `r!${period.toString().padStart(16, '0')}`;
 
 function parse(text: string | undefined): unknown {
   if (text === undefined) return undefined;
@@ -43,6 +46,17 @@ export class LevelPeriodStore implements PeriodStore {
 
   async readRecord(period: number): Promise<unknown> {
     return parse(await this.sub.get(recordKey(period)));
+  }
+
+  async readRetirement(period: number): Promise<unknown> {
+    return parse(await this.sub.get(retiredKey(period)));
+  }
+
+  async writeRetirement(period: number, record: object): Promise<void> {
+    await this.db.batch(
+      [{ type: 'put', key: retiredKey(period), value: JSON.stringify(record), sublevel: this.sub }],
+      { sync: true },
+    );
   }
 
   private opened(period: number): { level: LevelAuditStore; store: AuditStore } {

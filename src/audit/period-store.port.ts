@@ -13,6 +13,10 @@ export interface PeriodStore {
   readCurrent(): Promise<unknown>;
   /** Period n's record as stored (unchecked); undefined when absent. */
   readRecord(period: number): Promise<unknown>;
+  /** Period n's retirement record (retention.ts) as stored (unchecked); undefined when none. */
+  readRetirement(period: number): Promise<unknown>;
+  /** Writes period n's retirement record, synced (retention.ts). */
+  writeRetirement(period: number, record: object): Promise<void>;
   /** The audit store of period n (the first period's is the log's original store). */
   store(period: number): AuditStore;
   /**

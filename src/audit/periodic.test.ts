@@ -296,6 +296,8 @@ describe('log periods', () => {
         decoratePeriods: (p) => ({
           readCurrent: () => p.readCurrent(),
           readRecord: (n) => p.readRecord(n),
+          readRetirement: (n) => p.readRetirement(n),
+          writeRetirement: (n, r) => p.writeRetirement(n, r),
           store: (n) => p.store(n),
           startPeriod: async (...args) => {
             if (fault === 'before') throw new Error('disk full');

@@ -36,6 +36,14 @@ import {
   type PeriodRecord,
 } from './periods.js';
 import type { AuditFilter, QueryPage } from './query.js';
+import {
+  readRetirement,
+  retiredView,
+  retirePeriod,
+  type RetentionConfig,
+  type RetirementRecord,
+} from './retention.js';
+import type { BundlePolicySet } from './bundle.js';
 import type {
   AuditExport,
   AuditService,
@@ -67,6 +75,8 @@ export interface PeriodicOptions {
   readonly logger: DomainLogger;
   /** A new period when the current one is this old (GRANTOR_AUDIT_PERIOD_HOURS); none if unset. */
   readonly periodMs?: number;
+  /** Retention of frozen periods (retention.ts); without it retiring is refused. */
+  readonly retention?: RetentionConfig;
 }
 
 interface Current extends PeriodLog {
@@ -108,6 +118,7 @@ export class PeriodicAuditService implements AuditService {
   /** Counters of the periods frozen while this process ran (stats() spans them). */
   private carried: AuditStats = ZERO_STATS;
   private closed = false;
+  private retiring: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly o: PeriodicOptions) {}
 
@@ -280,6 +291,7 @@ export class PeriodicAuditService implements AuditService {
         throw err;
       }
       if (record !== undefined) await this.checkLink(built.service, record);
+      await this.checkNotEmptied(m, end.size);
       return frozenView(built.service);
     })();
     opening.catch(() => this.frozen.delete(m));
@@ -289,6 +301,26 @@ export class PeriodicAuditService implements AuditService {
       if (oldest !== undefined && oldest !== m) this.frozen.delete(oldest);
     }
     return opening;
+  }
+
+  /**
+   * A frozen period's last entry is still in its store unless the period was retired
+   * (retention.ts): entries that vanished without a retirement record are refused
+   * (`store_entries_missing`), one read whatever the period's size.
+   */
+  private async checkNotEmptied(m: number, size: number): Promise<void> {
+    if (size <= (m === 0 ? 0 : 1)) return;
+    if ((await this.read(() => this.o.periods.readRetirement(m))) !== undefined) return;
+    const last = await this.read(async () => {
+      for await (const v of this.o.periods.store(m).readEntries(size - 1, 1)) return v;
+      return undefined;
+    });
+    if (last === undefined) {
+      throw this.refuse(
+        `the entries of frozen log period ${m} are gone without a retirement record`,
+        { reason: 'store_entries_missing', period: m },
+      );
+    }
   }
 
   currentPeriod(): number | undefined {
@@ -302,7 +334,39 @@ export class PeriodicAuditService implements AuditService {
     if (period > current.period) {
       throw new AuditPeriodNotFoundError(`no log period ${period} (current ${current.period})`);
     }
-    return this.openFrozen(period, await this.record(period + 1));
+    const frozen = await this.openFrozen(period, await this.record(period + 1));
+    const retired = await this.read(() => readRetirement(this.o.periods, period));
+    return retired === undefined ? frozen : retiredView(frozen, retired);
+  }
+
+  async retirePeriod(
+    period: number,
+    actor: string,
+    policySet: (hash: string) => Promise<BundlePolicySet | undefined>,
+  ): Promise<RetirementRecord> {
+    const config = this.o.retention;
+    if (config === undefined) throw new AuditUnavailableError('retention is not configured');
+    // One retirement at a time (each exports, verifies and deletes a whole period).
+    const run = this.retiring
+      .catch(() => undefined)
+      .then(() =>
+        retirePeriod({
+          audit: this,
+          periods: this.o.periods,
+          config,
+          clock: this.o.clock,
+          policySet,
+          period,
+          actor,
+        }),
+      );
+    this.retiring = run;
+    const done = await run;
+    this.o.logger.info(
+      { event: 'audit_period_retired', period, bundleDigest: done.bundleDigest },
+      `audit: the entries of log period ${period} were retired to bundle ${done.file}`,
+    );
+    return done;
   }
 
   async periods(): Promise<PeriodInfo[]> {

@@ -15,6 +15,8 @@ import type { AnchoredHead, Appended, AuditLog, AuditStats } from './log.js';
 import type { PeriodEnd } from './periods.js';
 import { runQuery, type AuditFilter, type QueryPage } from './query.js';
 import type { TileRequest } from './tiles.js';
+import type { BundlePolicySet } from './bundle.js';
+import type { RetirementRecord } from './retention.js';
 import { readTlogResource } from './tlog.js';
 
 export interface NvCertifyOut {
@@ -379,6 +381,15 @@ export interface AuditService extends LogService {
    * one's final checkpoint and anchor state; `actor` is the operator, or `schedule`.
    */
   startPeriod(actor: string): Promise<PeriodInfo>;
+  /**
+   * Retire frozen period `period`'s entries (retention.ts): export, verify, record, delete;
+   * the tiles and proofs stay. `policySet` reads the policy archive for the bundle.
+   */
+  retirePeriod(
+    period: number,
+    actor: string,
+    policySet: (hash: string) => Promise<BundlePolicySet | undefined>,
+  ): Promise<RetirementRecord>;
 }
 
 /** Hex SHA-256, for callers building event digests. */

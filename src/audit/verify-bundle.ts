@@ -25,7 +25,7 @@ import { CompactRange, verifyConsistency } from './compact-range.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
 import { rootFromPath } from '../gateway/batch.js';
 import { leafHash } from './merkle.js';
-import { endFromLink, periodOrigin } from './periods.js';
+import { endFromLink, linkProblem, periodOrigin, type PeriodEnd } from './periods.js';
 import { ExportInvalidError, verifyCertifications } from './verify-export.js';
 
 export type BundleProblem =
@@ -49,6 +49,12 @@ export type BundleProblem =
   | 'consistency'
   | 'since_mismatch'
   | 'link'
+  | 'chain_missing'
+  | 'chain_checkpoint'
+  | 'chain_link'
+  | 'chain_link_mismatch'
+  | 'chain_link_proof'
+  | 'chain_anchor'
   | 'truncated';
 
 /** The bundle does not verify; `line` (1-based) is the first bad record. */
@@ -106,6 +112,8 @@ export interface BundleReport {
   readonly nvCertified: boolean;
   readonly nonceChecked: boolean;
   readonly since: number | null;
+  /** A frozen period's bundle: the later periods whose links certify its end (else 0). */
+  readonly successors: number;
   readonly warnings: readonly string[];
 }
 
@@ -118,7 +126,14 @@ const hexList = (v: unknown): v is string[] =>
   Array.isArray(v) && v.length <= 64 && v.every((h) => typeof h === 'string' && HEX32.test(h));
 const sha256Hex = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
 
-type Phase = 'header' | 'checkpoint' | 'frontier' | 'body' | 'proofs' | 'done';
+/** The period an origin names (`<base>/period-<n>`; the first period's has no suffix). */
+function periodOf(origin: string): number {
+  const m = /\/period-(\d{1,8})$/.exec(origin);
+  return m?.[1] === undefined ? 0 : Number(m[1]);
+}
+const baseOrigin = (origin: string): string => origin.replace(/\/period-\d{1,8}$/, '');
+
+type Phase = 'header' | 'checkpoint' | 'chain' | 'frontier' | 'body' | 'proofs' | 'done';
 
 const LINK_PROBLEM = {
   shape: 'entry_shape',
@@ -156,6 +171,20 @@ export class BundleVerifier {
   private readonly warnings: string[] = [];
   /** A later log period's anchor base, from its link entry (periods.ts); else the pin's. */
   private linkedCounter: bigint | undefined;
+  /** A frozen period's bundle: the later periods announced, and the chain so far. */
+  private successorsExpected = 0;
+  private successorsSeen = 0;
+  private chainEnd: PeriodEnd | undefined;
+  private chainAt:
+    | {
+        readonly end: PeriodEnd;
+        readonly link: AuditEntry;
+        extend: Buffer;
+        batches: number;
+        lastSize: number;
+        lastRoot: Buffer | undefined;
+      }
+    | undefined;
 
   constructor(private readonly trust: BundleTrust) {}
 
@@ -193,6 +222,12 @@ export class BundleVerifier {
     checkpoint: (r) => {
       this.checkpoint(r);
     },
+    successor: (r) => {
+      this.successor(r);
+    },
+    successor_batch: (r) => {
+      this.successorBatch(r);
+    },
     frontier: (r) => {
       this.frontier(r);
     },
@@ -226,7 +261,11 @@ export class BundleVerifier {
   private header(r: Record<string, unknown>): void {
     this.expect('header', 'header');
     if (r.format !== BUNDLE_FORMAT) this.fail('format', `not a ${BUNDLE_FORMAT} bundle`);
-    const { from, to, treeSize, since, nonce, origin } = r;
+    const { from, to, treeSize, since, nonce, origin, successors } = r;
+    if (successors !== undefined && (!isSize(successors) || successors < 1)) {
+      this.fail('format', 'header successors is not a count of later periods');
+    }
+    this.successorsExpected = successors ?? 0;
     if (typeof origin !== 'string' || !isSize(from) || !isSize(to) || !isSize(treeSize)) {
       this.fail('format', 'header lacks origin, from, to or treeSize');
     }
@@ -261,38 +300,211 @@ export class BundleVerifier {
     this.signedRoot = body.root;
     this.counter = body.counter;
     this.extendValue = body.extendValue;
-    if (this.trust.skipTpmEvidence === true) {
-      this.warnings.push('TPM evidence NOT checked: the NV counter and NV_Certify are unverified');
-    } else {
-      const pin = this.trust.pin;
-      if (pin === undefined) {
+    if (this.successorsExpected > 0) {
+      // A frozen period: the TPM holds a later state; its end is certified by the chain of
+      // later periods' links down to the current checkpoint, whose NV_Certify is checked.
+      this.chainEnd = {
+        period: periodOf(body.origin),
+        origin: body.origin,
+        size: body.size,
+        root: body.root.toString('hex'),
+        counter: body.counter.toString(),
+        extend: body.extendValue.toString('hex'),
+      };
+      if (this.trust.skipTpmEvidence !== true && this.trust.pin === undefined) {
         this.fail(
           'tpm_evidence_unpinned',
           'no anchor pin: the AK and NV names inside a bundle vouch for nothing',
         );
       }
-      if (this.nonce === null || r.nonce !== this.nonce || !Array.isArray(r.nvCertify)) {
-        this.fail('nv_certify_invalid', 'the checkpoint has no NV_Certify over the header nonce');
-      }
-      try {
-        verifyCertifications(
-          r.nvCertify as unknown[],
-          Buffer.from(this.nonce, 'hex'),
-          pin.akPublic,
-          pin.names,
-          body.counter,
-          body.extendValue,
-        );
-      } catch (e) {
-        if (e instanceof ExportInvalidError) this.fail('nv_certify_invalid', e.message, e);
-        throw e;
-      }
-      this.nvCertified = true;
+      this.phase = 'chain';
+      return;
     }
+    this.certify(r, body.counter, body.extendValue);
     this.phase = 'frontier';
   }
 
+  /**
+   * The next later period of a frozen period's bundle: its checkpoint signed with the
+   * pinned key, its link entry naming exactly the end before it (the frozen checkpoint, or
+   * the previous successor's), proved as leaf 0 of that checkpoint's tree. Its batches
+   * follow (successorBatch); the last one's checkpoint must be NV-certified.
+   */
+  private successor(r: Record<string, unknown>): void {
+    this.expect('chain', 'successor');
+    this.closeSuccessor();
+    const previous = this.chainEnd;
+    if (previous === undefined || this.successorsSeen >= this.successorsExpected) {
+      this.fail('order', 'a successor the header does not announce');
+    }
+    const period = previous.period + 1;
+    if (r.period !== period) {
+      this.fail(
+        'chain_missing',
+        `the link of period ${period} is missing (period ${String(r.period)} follows)`,
+      );
+    }
+    const cp = r.checkpoint;
+    if (!isRecord(cp) || typeof cp.note !== 'string') {
+      this.fail('chain_checkpoint', `period ${period}: no checkpoint note`);
+    }
+    let body;
+    try {
+      body = parseCheckpoint(verifyNote(cp.note, this.trust.verifierKey));
+    } catch (e) {
+      this.fail(
+        'chain_checkpoint',
+        `period ${period}: checkpoint note: ${e instanceof Error ? e.message : 'invalid'}`,
+        e,
+      );
+    }
+    if (body.origin !== periodOrigin(baseOrigin(this.origin), period)) {
+      this.fail('chain_checkpoint', `period ${period}: the checkpoint is of origin ${body.origin}`);
+    }
+    const link = r.link;
+    if (!isEntryShape(link) || checkLink(link, 0, GENESIS_PREV_HASH) !== undefined) {
+      this.fail('chain_link', `period ${period}: the link is not a well-formed first entry`);
+    }
+    // The link must name exactly the end before it: another size, root or anchor state is
+    // another history of that period.
+    const problem = linkProblem(link, previous, period);
+    if (problem !== undefined) {
+      this.fail(
+        'chain_link_mismatch',
+        `period ${period}: its link does not name the end of period ${previous.period} (${problem})`,
+      );
+    }
+    if (!hexList(r.path)) this.fail('chain_link_proof', `period ${period}: no link proof`);
+    const root = rootFromPath(
+      0,
+      body.size,
+      leafHash(Buffer.from(link.hash, 'hex')),
+      r.path.map((h) => Buffer.from(h, 'hex')),
+    );
+    if (root === undefined || !root.equals(body.root)) {
+      this.fail(
+        'chain_link_proof',
+        `period ${period}: the link is not leaf 0 of its signed tree (size ${body.size})`,
+      );
+    }
+    this.successorsSeen += 1;
+    if (this.successorsSeen === this.successorsExpected) {
+      // The current period: the TPM's own word, over the auditor's nonce.
+      this.certify(cp, body.counter, body.extendValue);
+    }
+    const end: PeriodEnd = {
+      period,
+      origin: body.origin,
+      size: body.size,
+      root: body.root.toString('hex'),
+      counter: body.counter.toString(),
+      extend: body.extendValue.toString('hex'),
+    };
+    this.chainEnd = end;
+    this.chainAt = {
+      end,
+      link,
+      extend: Buffer.from(previous.extend, 'hex'),
+      batches: 0,
+      lastSize: 0,
+      lastRoot: undefined,
+    };
+  }
+
+  /** One batch of the successor before it: its root folded into that period's extend chain. */
+  private successorBatch(r: Record<string, unknown>): void {
+    this.expect('chain', 'successor batch');
+    const at = this.chainAt;
+    if (at === undefined) this.fail('order', 'a successor batch before any successor');
+    const { index, size, root } = r;
+    if (
+      index !== at.batches ||
+      !isSize(size) ||
+      size <= at.lastSize ||
+      size > at.end.size ||
+      typeof root !== 'string' ||
+      !HEX32.test(root)
+    ) {
+      this.fail('chain_anchor', `period ${at.end.period}: batch ${at.batches} is malformed`);
+    }
+    const rootBuf = Buffer.from(root, 'hex');
+    // Batch 0 of a later period is its link alone (periodic.ts): this binds the link to
+    // the TPM's extend chain, not only to the signature.
+    if (
+      index === 0 &&
+      (size !== 1 || !rootBuf.equals(leafHash(Buffer.from(at.link.hash, 'hex'))))
+    ) {
+      this.fail('chain_anchor', `period ${at.end.period}: batch 0 is not its link alone`);
+    }
+    at.extend = extendDigest(at.extend, rootBuf);
+    at.batches += 1;
+    at.lastSize = size;
+    at.lastRoot = rootBuf;
+  }
+
+  /** The successor's batches end at its checkpoint and reach its nv-extend and nv-counter. */
+  private closeSuccessor(): void {
+    const at = this.chainAt;
+    if (at === undefined) return;
+    const { end, link } = at;
+    const base = endFromLink(link);
+    if (
+      base === undefined ||
+      at.lastSize !== end.size ||
+      at.lastRoot?.toString('hex') !== end.root ||
+      at.extend.toString('hex') !== end.extend ||
+      BigInt(end.counter) !== BigInt(base.counter) + BigInt(at.batches)
+    ) {
+      this.fail(
+        'chain_anchor',
+        `period ${end.period}: its batches do not lead from its link's anchor state to its checkpoint's`,
+      );
+    }
+    this.chainAt = undefined;
+  }
+
+  private certify(cp: Record<string, unknown>, counter: bigint, extendValue: Buffer): void {
+    if (this.trust.skipTpmEvidence === true) {
+      this.warnings.push('TPM evidence NOT checked: the NV counter and NV_Certify are unverified');
+      return;
+    }
+    const pin = this.trust.pin;
+    if (pin === undefined) {
+      this.fail(
+        'tpm_evidence_unpinned',
+        'no anchor pin: the AK and NV names inside a bundle vouch for nothing',
+      );
+    }
+    if (this.nonce === null || cp.nonce !== this.nonce || !Array.isArray(cp.nvCertify)) {
+      this.fail('nv_certify_invalid', 'the checkpoint has no NV_Certify over the header nonce');
+    }
+    try {
+      verifyCertifications(
+        cp.nvCertify as unknown[],
+        Buffer.from(this.nonce, 'hex'),
+        pin.akPublic,
+        pin.names,
+        counter,
+        extendValue,
+      );
+    } catch (e) {
+      if (e instanceof ExportInvalidError) this.fail('nv_certify_invalid', e.message, e);
+      throw e;
+    }
+    this.nvCertified = true;
+  }
+
   private frontier(r: Record<string, unknown>): void {
+    if (this.phase === 'chain') {
+      this.closeSuccessor();
+      if (this.successorsSeen !== this.successorsExpected) {
+        this.fail(
+          'chain_missing',
+          `${this.successorsSeen} of the ${this.successorsExpected} later periods' links; the chain to the certified checkpoint is broken`,
+        );
+      }
+      this.phase = 'frontier';
+    }
     this.expect('frontier', 'frontier');
     if (r.size !== this.from || !hexList(r.hashes)) this.fail('frontier', 'malformed frontier');
     try {
@@ -580,6 +792,7 @@ export class BundleVerifier {
       nvCertified: this.nvCertified,
       nonceChecked: this.trust.nonce !== undefined,
       since: this.since,
+      successors: this.successorsExpected,
       warnings: this.warnings,
     };
   }

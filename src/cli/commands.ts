@@ -189,6 +189,11 @@ export const COMMANDS: readonly Command[] = [
         value: 'HEX',
         help: 'your nonce for the NV_Certify (default random)',
       },
+      period: {
+        type: 'string',
+        value: 'N',
+        help: "a log period (default the current one); a frozen one carries the later periods' links to a certified checkpoint",
+      },
       legacy: {
         type: 'boolean',
         help: 'the older grantor-audit-export/1 JSON instead (local only)',

@@ -82,7 +82,7 @@ export async function remoteExport(conn: Connection, parsed: Parsed, io: Io): Pr
   }
   const nonce = stringOption(parsed, 'nonce') ?? randomBytes(32).toString('hex');
   const q = new URLSearchParams();
-  for (const name of ['from', 'to', 'since'] as const) {
+  for (const name of ['from', 'to', 'since', 'period'] as const) {
     const v = stringOption(parsed, name);
     if (v !== undefined) q.set(name, v);
   }

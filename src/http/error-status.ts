@@ -125,6 +125,11 @@ export const ERROR_STATUS: Readonly<Record<string, number>> = {
   audit_query_invalid: 422,
   // a log period after the current one (src/audit/periodic.ts)
   audit_period_not_found: 404,
+  // retention of frozen periods (src/audit/retention.ts)
+  audit_period_current: 409,
+  audit_period_retired: 409,
+  audit_retire_bundle_invalid: 422,
+  audit_entries_retired: 410,
   // the policy archive (src/policy/archive.port.ts) and the live export (src/audit/bundle.ts)
   policy_set_not_found: 404,
   audit_export_range_too_large: 422,

@@ -242,3 +242,92 @@ describe('grantor audit export against the running appliance, then verify', () =
     expect(failed.join('\n')).toContain('(body)');
   });
 });
+
+describe('a frozen log period exported from the real appliance', () => {
+  it('carries the link to the TPM-certified current checkpoint, verifies with the pin and the nonce, and refuses an edited certification', async () => {
+    const before = (await app.inject({ url: '/v1/audit/checkpoint' })).json<{
+      period: number;
+    }>().period;
+    const started = await app.inject({
+      method: 'POST',
+      url: '/v1/audit/periods',
+      headers: as('operator'),
+    });
+    expect(started.statusCode, started.body).toBe(201);
+    expect((await grant()).statusCode).toBe(201);
+    const nonce = randomBytes(32).toString('hex');
+    const frozen = await exportBundle(`period=${before}&nonce=${nonce}`);
+    expect(JSON.parse(frozen[0] ?? '{}')).toMatchObject({ successors: 1, nonce });
+    const report = await verifyBundle(frozen, { ...trust, nonce });
+    expect(report).toMatchObject({ nvCertified: true, nonceChecked: true, successors: 1 });
+    expect(report.entries).toBe(report.treeSize);
+
+    // The NV_Certify of the current checkpoint, one bit changed: the chain vouches for nothing.
+    const at = frozen.findIndex((l) => l.startsWith('{"type":"successor"'));
+    const succ = JSON.parse(frozen[at] ?? '{}') as {
+      checkpoint: { nvCertify: { signature: string }[] };
+    };
+    const first = succ.checkpoint.nvCertify[0];
+    if (first === undefined) throw new Error('no certification');
+    const sig = Buffer.from(first.signature, 'base64');
+    sig.writeUInt8(sig.readUInt8(sig.length - 1) ^ 1, sig.length - 1);
+    first.signature = sig.toString('base64');
+    const edited = [...frozen];
+    edited[at] = JSON.stringify(succ);
+    expect(await problemOf(edited, { ...trust, nonce })).toBe('nv_certify_invalid');
+    expect(await problemOf(frozen, { ...trust, nonce: 'ab'.repeat(32) })).toBe('nonce_mismatch');
+
+    // A period beyond the current one: 404 before any byte.
+    const beyond = await app.inject({
+      url: `/v1/audit/export?period=${before + 2}`,
+      headers: as('auditor'),
+    });
+    expect(beyond.statusCode).toBe(404);
+    expect(beyond.json<{ error: { code: string } }>().error.code).toBe('audit_period_not_found');
+  });
+});
+
+describe('retention on the real appliance', () => {
+  it('retires the frozen period through the operator route: 410 for its entries, proofs still served, refusals by code', async () => {
+    const periods = (await app.inject({ url: '/v1/audit/periods' })).json<{ current: number }>();
+    const frozen = periods.current - 1;
+    const retire = (period: number, who: keyof typeof tokens = 'operator') =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/audit/periods/${period}/retire`,
+        headers: as(who),
+      });
+    expect((await retire(frozen, 'auditor')).statusCode).toBe(403);
+    const done = await retire(frozen);
+    expect(done.statusCode, done.body).toBe(200);
+    const record = done.json<{ bundleDigest: string; to: number; state: string }>();
+    expect(record.state).toBe('done');
+    const gone = await app.inject({
+      url: `/v1/audit/entries?period=${frozen}&from=1`,
+      headers: as('auditor'),
+    });
+    expect(gone.statusCode).toBe(410);
+    expect(gone.json<{ error: { code: string } }>().error.code).toBe('audit_entries_retired');
+    const proof = await app.inject({
+      url: `/v1/audit/proof/inclusion?period=${frozen}&seq=1&size=${record.to}`,
+    });
+    expect(proof.statusCode).toBe(200);
+    const again = await retire(frozen);
+    expect([again.statusCode, again.json<{ error: { code: string } }>().error.code]).toEqual([
+      409,
+      'audit_period_retired',
+    ]);
+    const current = await retire(periods.current);
+    expect([current.statusCode, current.json<{ error: { code: string } }>().error.code]).toEqual([
+      409,
+      'audit_period_current',
+    ]);
+    const acts = await app.inject({
+      url: '/v1/audit/entries?type=audit.period.retired',
+      headers: as('auditor'),
+    });
+    expect(acts.json<{ entries: { digest: string }[] }>().entries.map((e) => e.digest)).toEqual([
+      record.bundleDigest,
+    ]);
+  });
+});

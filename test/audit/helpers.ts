@@ -113,6 +113,7 @@ export function storeWith(inner: AuditStore, over: Partial<AuditStore> = {}): Au
     timeStepBacks: (since, until, limit) => inner.timeStepBacks(since, until, limit),
     buildIndexes: (progress) => inner.buildIndexes(progress),
     readBody: (digest) => inner.readBody(digest),
+    deleteRetired: (keepBelow, limit) => inner.deleteRetired(keepBelow, limit),
     close: () => inner.close(),
     ...over,
   };

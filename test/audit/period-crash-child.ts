@@ -85,6 +85,8 @@ async function main(): Promise<void> {
   const aimedPeriods = (periods: PeriodStore): PeriodStore => ({
     readCurrent: () => periods.readCurrent(),
     readRecord: (n) => periods.readRecord(n),
+    readRetirement: (n) => periods.readRetirement(n),
+    writeRetirement: (n, r) => periods.writeRetirement(n, r),
     store: (n) => periods.store(n),
     startPeriod: async (...args) => {
       await periods.startPeriod(...args);

@@ -90,6 +90,8 @@ export const SUMMARIES: Readonly<Record<string, string>> = {
   'POST /v1/audit/periods': 'Freeze the current audit log period and start the next',
   'GET /v1/audit/periods/{period}/link':
     "A log period's link entry: the frozen period's end, leaf 0 of its tree",
+  'POST /v1/audit/periods/{period}/retire':
+    'Retire a frozen audit log period into a verified bundle (proofs kept)',
   'GET /v1/keys': 'List signing keys',
   'POST /v1/keys/rotate': 'Rotate a signing key',
   'POST /v1/keys/{kid}/destroy': 'Destroy a retired key (dual control)',

@@ -9,7 +9,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { openBundle, type BundlePolicySet } from '../../audit/bundle.js';
+import { factId } from '../../audit/facts.js';
+import { MAX_PERIOD } from '../../audit/periods.js';
 import type { AuditService } from '../../audit/service.js';
+import { requireActor } from '../plugins/auth.js';
 import { ErrorSchema } from '../schemas.js';
 
 const Seq = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
@@ -49,6 +52,8 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
             since: Type.Optional(Size),
             // At most 32 bytes: it becomes NV_Certify's qualifyingData.
             nonce: Type.Optional(Type.String({ pattern: '^([0-9a-fA-F]{2}){1,32}$' })),
+            // A frozen log period: its bundle carries the later periods' links.
+            period: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_PERIOD })),
           },
           { additionalProperties: false },
         ),
@@ -58,6 +63,7 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
           400: ErrorSchema,
           401: ErrorSchema,
           403: ErrorSchema,
+          404: ErrorSchema,
           422: ErrorSchema,
           429: ErrorSchema,
           503: ErrorSchema,
@@ -65,7 +71,7 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
       },
     },
     async (request, reply) => {
-      const { from, to, since, nonce } = request.query;
+      const { from, to, since, nonce, period } = request.query;
       const opened = await openBundle(
         { audit, policySet, ...(maxEntries === undefined ? {} : { maxEntries }) },
         {
@@ -73,9 +79,55 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
           ...(to === undefined ? {} : { to }),
           ...(since === undefined ? {} : { since }),
           ...(nonce === undefined ? {} : { nonce: Buffer.from(nonce, 'hex') }),
+          ...(period === undefined ? {} : { period }),
         },
       );
       return ndjson(reply, Readable.from(opened.lines()));
+    },
+  );
+
+  app.post(
+    '/v1/audit/periods/:period/retire',
+    {
+      // Retention (src/audit/retention.ts): an operator act, recorded as an entry of its own.
+      config: { role: 'operator' },
+      schema: {
+        params: Type.Object(
+          { period: Type.Integer({ minimum: 0, maximum: MAX_PERIOD }) },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object(
+            {
+              period: Type.Integer({ minimum: 0 }),
+              from: Type.Integer({ minimum: 0 }),
+              to: Type.Integer({ minimum: 0 }),
+              bundleDigest: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+              file: Type.String(),
+              retiredAt: Type.String(),
+              actor: Type.String(),
+              state: Type.Literal('done'),
+            },
+            { additionalProperties: false },
+          ),
+          400: ErrorSchema,
+          401: ErrorSchema,
+          403: ErrorSchema,
+          404: ErrorSchema,
+          409: ErrorSchema,
+          422: ErrorSchema,
+          429: ErrorSchema,
+          503: ErrorSchema,
+        },
+      },
+    },
+    async (request) => {
+      const done = await audit.retirePeriod(
+        request.params.period,
+        factId(requireActor(request).id),
+        policySet,
+      );
+      return { ...done, state: 'done' as const };
     },
   );
   return Promise.resolve();

@@ -1,0 +1,259 @@
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../shared/db.level.js';
+import { jcsSha256Hex } from '../shared/jcs.js';
+import { MemoryAnchor } from './anchor.memory.js';
+import type { BundlePolicySet } from './bundle.js';
+import { noteVerifierKey, parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
+import { rootFromPath } from '../gateway/batch.js';
+import type { AuditEvent } from './entry.js';
+import { createAudit, type AuditService } from './index.js';
+import { leafHash } from './merkle.js';
+import { periodStoreName } from './periods.js';
+import { verifyBundle } from './verify-bundle.js';
+
+function testSigner(keyName: string) {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return {
+    keyName,
+    publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
+    sign: (m: Buffer) => Promise.resolve(sign(null, m, privateKey)),
+  };
+}
+
+const ORIGIN = 'grantor.test/retain';
+const SET = {
+  schema: 'entity Runtime;',
+  policies: { 'a.cedar': 'permit(principal, action, resource);' },
+};
+const HASH = jcsSha256Hex({ policies: SET.policies, schema: SET.schema });
+const archive = (h: string): Promise<BundlePolicySet | undefined> =>
+  Promise.resolve(h === HASH ? { hash: HASH, ...SET } : undefined);
+const noArchive = (): Promise<BundlePolicySet | undefined> => Promise.resolve(undefined);
+const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
+
+function event(i: number): AuditEvent {
+  const body = JSON.stringify({ runtimeId: 'rt_1', n: i });
+  return {
+    type: 'grant.decision',
+    subject: `gr_${i}`,
+    decision: 'allow',
+    reasons: [`pol:${HASH}`],
+    digest: sha(body),
+    body,
+  };
+}
+
+let cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+interface Rig {
+  readonly db: Database;
+  readonly dir: string;
+  readonly anchor: MemoryAnchor;
+  readonly signer: ReturnType<typeof testSigner>;
+  open(afterChunk?: () => void): Promise<AuditService>;
+}
+
+async function rig(): Promise<Rig> {
+  const dir = await mkdtemp(join(tmpdir(), 'grantor-retain-'));
+  const db = await openDatabase(join(dir, 'db'));
+  cleanup.push(
+    () => rm(dir, { recursive: true, force: true }),
+    () => db.close(),
+  );
+  const r: Rig = {
+    db,
+    dir,
+    anchor: new MemoryAnchor(),
+    signer: testSigner(ORIGIN),
+    open: async (afterChunk) => {
+      const audit = createAudit(
+        { origin: ORIGIN, minAnchorIntervalMs: 0, maxBatchSize: 3 },
+        {
+          db,
+          anchor: r.anchor,
+          signer: r.signer,
+          retention: {
+            dir: join(dir, 'retired'),
+            chunk: 4,
+            ...(afterChunk === undefined ? {} : { afterChunk }),
+          },
+        },
+      );
+      cleanup.push(() => audit.close());
+      await audit.provision();
+      await audit.ready();
+      return audit;
+    },
+  };
+  return r;
+}
+
+/** Period 0 with 7 decisions, period 1 with the link and 3 more, period 2 current. */
+async function periods(r: Rig): Promise<AuditService> {
+  const audit = await r.open();
+  for (let i = 0; i < 7; i++) await audit.append(event(i));
+  await audit.startPeriod('alice');
+  for (let i = 7; i < 10; i++) await audit.append(event(i));
+  await audit.startPeriod('alice');
+  return audit;
+}
+
+async function codeOf(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => 'resolved',
+    (e: unknown) => (e as { code?: string }).code,
+  );
+}
+
+const rawEntries = async (db: Database, period: number): Promise<number> => {
+  const sub = db.sublevel(periodStoreName(period), { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+  let n = 0;
+  for await (const _ of sub.keys({ gte: 'e!', lt: 'e!~' })) n += 1;
+  return n;
+};
+
+describe('retention of a frozen period', () => {
+  it('moves its entries into a verified bundle; proofs and tiles still answer, reads are 410', async () => {
+    const r = await rig();
+    const audit = await periods(r);
+    const frozen = await audit.inPeriod(0);
+    const final = await frozen.checkpoint();
+
+    const record = await audit.retirePeriod(0, 'olivia', archive);
+    expect(record).toMatchObject({ period: 0, from: 0, to: 7, state: 'done', actor: 'olivia' });
+    expect(await rawEntries(r.db, 0)).toBe(0);
+
+    // The bundle is in the retention folder, its digest the one recorded, and it verifies.
+    const [file] = await readdir(join(r.dir, 'retired'));
+    expect(file).toBe(record.file);
+    const text = await readFile(join(r.dir, 'retired', record.file), 'utf8');
+    expect(sha(text)).toBe(record.bundleDigest);
+    const key = parseVerifierKey(noteVerifierKey(r.signer.keyName, r.signer.publicKey));
+    const report = await verifyBundle(text.split('\n'), {
+      verifierKey: key,
+      skipTpmEvidence: true,
+    });
+    expect(report).toMatchObject({ entries: 7, bodies: 7, policies: 1, successors: 2 });
+
+    // Reads of retired entries name the bundle.
+    const retired = await audit.inPeriod(0);
+    const err = await retired.entries(2, 1).catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'audit_entries_retired',
+      details: { bundleDigest: record.bundleDigest, period: 0 },
+    });
+    expect(await codeOf(retired.body(sha(JSON.stringify({ runtimeId: 'rt_1', n: 2 }))))).toBe(
+      'audit_entries_retired',
+    );
+    expect(await codeOf(retired.query({ subject: 'gr_2' }, 0, 10))).toBe('audit_entries_retired');
+    expect(
+      await codeOf(retired.tlogResource({ kind: 'entries', level: 0, index: 0, width: 7 })),
+    ).toBe('audit_entries_retired');
+
+    // The proofs still answer from the tiles: entry 3 of the bundle is in the final tree.
+    const entry3 = text
+      .split('\n')
+      .filter((l) => l.startsWith('{"type":"entry"'))
+      .map((l) => (JSON.parse(l) as { entry: { seq: number; hash: string } }).entry)
+      .find((e) => e.seq === 3);
+    if (entry3 === undefined) throw new Error('entry 3 not in the bundle');
+    const proof = await retired.inclusionProof(3, 7);
+    const root = parseCheckpoint(verifyNote(final.note, key)).root;
+    const computed = rootFromPath(
+      3,
+      7,
+      leafHash(Buffer.from(entry3.hash, 'hex')),
+      proof.path.map((h) => Buffer.from(h, 'hex')),
+    );
+    expect(computed?.equals(root)).toBe(true);
+    expect((await retired.consistencyProof(3, 7)).path.length).toBeGreaterThan(0);
+    expect(
+      (await retired.tlogResource({ kind: 'hashes', level: 0, index: 0, width: 7 })).length,
+    ).toBe(7 * 32);
+
+    // The act is an entry of the current period.
+    const acts = await audit.query({ type: 'audit.period.retired' }, 0, 10);
+    expect(acts.entries.map((e) => e.facts)).toEqual([
+      { period: 0, from: 0, to: 7, bundleDigest: record.bundleDigest, actor: 'olivia' },
+    ]);
+
+    // A restart accepts the retired period, which still answers 410.
+    await audit.close();
+    const again = await r.open();
+    expect(await codeOf((await again.inPeriod(0)).entries(0, 1))).toBe('audit_entries_retired');
+    // Period 1 keeps its link entry when retired.
+    const one = await again.retirePeriod(1, 'olivia', archive);
+    expect(one).toMatchObject({ from: 1, to: 4 });
+    expect((await (await again.inPeriod(1)).entries(0, 5)).map((e) => e.type)).toEqual([
+      'audit.period.started',
+    ]);
+    expect(await codeOf((await again.inPeriod(1)).entries(1, 1))).toBe('audit_entries_retired');
+  });
+
+  it('refuses the current period, an unknown one, one retired already, and a bundle that does not verify (nothing deleted)', async () => {
+    const r = await rig();
+    const audit = await periods(r);
+    expect(await codeOf(audit.retirePeriod(2, 'olivia', archive))).toBe('audit_period_current');
+    expect(await codeOf(audit.retirePeriod(9, 'olivia', archive))).toBe('audit_period_not_found');
+    // Without the policy set its decisions name, the bundle does not verify: kept.
+    expect(await codeOf(audit.retirePeriod(0, 'olivia', noArchive))).toBe(
+      'audit_retire_bundle_invalid',
+    );
+    expect(await rawEntries(r.db, 0)).toBe(7);
+    expect(await (await audit.inPeriod(0)).entries(0, 7)).toHaveLength(7);
+    await audit.retirePeriod(0, 'olivia', archive);
+    expect(await codeOf(audit.retirePeriod(0, 'olivia', archive))).toBe('audit_period_retired');
+  });
+
+  it('refuses at start-up a frozen period whose entries vanished without a retirement record', async () => {
+    const r = await rig();
+    const audit = await periods(r);
+    await audit.close();
+    const sub = r.db.sublevel(periodStoreName(1), { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    const keys: string[] = [];
+    for await (const k of sub.keys({ gte: 'e!', lt: 'e!~' })) keys.push(k);
+    await sub.batch(keys.slice(1).map((key) => ({ type: 'del' as const, key })));
+    const again = createAudit(
+      { origin: ORIGIN, minAnchorIntervalMs: 0, maxBatchSize: 3 },
+      { db: r.db, anchor: r.anchor, signer: r.signer },
+    );
+    cleanup.push(() => again.close());
+    const err = (await again.ready().catch((e: unknown) => e)) as {
+      code?: string;
+      details?: { reason?: string };
+    };
+    expect(err.code).toBe('audit_rollback_detected');
+    expect(err.details?.reason).toBe('store_entries_missing');
+  });
+
+  it('a retire interrupted while deleting is accepted at the next start and finished by the next call', async () => {
+    const r = await rig();
+    let chunks = 0;
+    const audit = await r.open(() => {
+      chunks += 1;
+      if (chunks === 1) throw new Error('interrupted');
+    });
+    for (let i = 0; i < 7; i++) await audit.append(event(i));
+    await audit.startPeriod('alice');
+    await expect(audit.retirePeriod(0, 'olivia', archive)).rejects.toThrow('interrupted');
+    const left = await rawEntries(r.db, 0);
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThan(7);
+    await audit.close();
+    const again = await r.open();
+    expect(await codeOf((await again.inPeriod(0)).entries(0, 1))).toBe('audit_entries_retired');
+    const done = await again.retirePeriod(0, 'olivia', archive);
+    expect(done.state).toBe('done');
+    expect(await rawEntries(r.db, 0)).toBe(0);
+    // One act recorded: the resumed call did not export or record again.
+    expect((await again.query({ type: 'audit.period.retired' }, 0, 10)).entries).toHaveLength(1);
+  });
+});
