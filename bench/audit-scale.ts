@@ -22,6 +22,11 @@
  * fractions of the log at every size, from the tiles), then appends at concurrency 64 for
  * `append-seconds` with the appliance's batch size and no minimum anchor interval, and the
  * process's peak RSS. The last line is a machine-readable summary.
+ *
+ * The target judges the process's own memory: RSS after start and the peak of the
+ * anonymous part. The total peak RSS and the peak of the mapped-file part are printed
+ * beside it but not judged: LevelDB maps its table files, so the pages of the store a probe
+ * reads count in RSS, grow with the store, and are dropped by the kernel at will.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -91,11 +96,15 @@ try {
   const first = rows[0]?.result;
   const last = rows.at(-1)?.result;
   if (first !== undefined && last !== undefined && rows.length > 1) {
-    // Costs may grow at most 1.5x; the append rate may fall at most to 1/1.5.
-    const figures: [string, number, number, 'cost' | 'rate'][] = [
+    // Costs may grow at most 1.5x; the append rate may fall at most to 1/1.5. The total peak
+    // RSS is printed but not judged: it counts the pages of LevelDB's mapped table files,
+    // which grow with the store read and which the kernel drops at will; the process's own
+    // memory is its anonymous part (peak_anon), which is judged.
+    const figures: [string, number, number, 'cost' | 'rate' | 'shown'][] = [
       ['start_ms', last.startMs, first.startMs, 'cost'],
       ['rss_started', last.rssStarted, first.rssStarted, 'cost'],
-      ['peak_rss', last.peakRss, first.peakRss, 'cost'],
+      ['peak_rss', last.peakRss, first.peakRss, 'shown'],
+      ['peak_file', last.peakFile, first.peakFile, 'shown'],
       ['peak_anon', last.peakAnon, first.peakAnon, 'cost'],
       ['inclusion_p50', last.inclusion.p50, first.inclusion.p50, 'cost'],
       ['inclusion_p99', last.inclusion.p99, first.inclusion.p99, 'cost'],
@@ -110,12 +119,12 @@ try {
     let missed = 0;
     for (const [name, value, base, kind] of figures) {
       const q = value / base;
-      const met = kind === 'cost' ? q <= TARGET : q >= 1 / TARGET;
+      const met = kind === 'shown' || (kind === 'cost' ? q <= TARGET : q >= 1 / TARGET);
       if (!met) missed++;
       summary[name] = ratio(value, base);
-      console.log(
-        `  ${name.padEnd(16)} ${ratio(value, base).padStart(6)}  ${met ? 'met' : 'NOT met'}`,
-      );
+      const verdict =
+        kind === 'shown' ? 'not judged (mapped table files)' : met ? 'met' : 'NOT met';
+      console.log(`  ${name.padEnd(16)} ${ratio(value, base).padStart(6)}  ${verdict}`);
     }
     console.log(
       `load average at end: ${loadavg()

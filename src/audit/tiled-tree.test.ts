@@ -1,7 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MerkleTree, leafHash, sha256 } from './merkle.js';
-import { TiledTree, TileMismatchError, type TileSource } from './tiled-tree.js';
+import {
+  CACHE_TILES_PER_LEVEL,
+  TiledTree,
+  TileMismatchError,
+  type TileSource,
+} from './tiled-tree.js';
 import { encodeTileIndex, tilePath, type TileData } from './tiles.js';
 
 /** A tile store in a Map, written the way the log writes: after each batch, its tiles. */
@@ -151,6 +156,67 @@ describe('tiled tree', () => {
     short.tiles.delete(edgeKey);
     await expect(TiledTree.load(short, 1000)).rejects.toMatchObject({ problem: 'missing' });
   });
+});
+
+/** A copy of `tiles` that records every tile read (the tiled tree's cache misses). */
+class CountingTiles extends MapTiles {
+  reads: string[] = [];
+  constructor(from: MapTiles) {
+    super();
+    for (const [k, v] of from.tiles) this.tiles.set(k, Buffer.from(v));
+  }
+  override readTile(level: number, index: number): Promise<Buffer | undefined> {
+    this.reads.push(`${level}/${index}`);
+    return super.readTile(level, index);
+  }
+}
+
+describe('tiled tree cache, one per tile level', () => {
+  // Two full level-1 tiles (1/0, 1/1) with 256 level-0 tiles each, and a right edge.
+  const n = 140_000;
+  let wide: MapTiles | undefined;
+  const wideTiles = (): MapTiles => (wide ??= build(n, 4096).tiles);
+
+  /** A cold tree over a copy of the tiles, warmed: leaf 0, then every level-0 tile under 1/1. */
+  async function warmed(): Promise<{ tiles: CountingTiles; tree: TiledTree }> {
+    const tiles = new CountingTiles(wideTiles());
+    const tree = await TiledTree.load(tiles, n);
+    await tree.inclusionProof(0, n);
+    expect(tiles.reads).toContain('1/0');
+    for (let t = 256; t < 512; t++) await tree.inclusionProof(t * 256, n);
+    tiles.reads = [];
+    return { tiles, tree };
+  }
+
+  it('keeps an upper tile that 256 level-0 reads would have evicted', async () => {
+    const { tiles, tree } = await warmed();
+    const ref = new MerkleTree();
+    for (let i = 0; i < n; i++) ref.appendLeaf(leaf(i));
+    const proof = await tree.inclusionProof(256, n);
+    expect(hex(proof)).toEqual(hex(ref.inclusionProof(256, n)));
+    // Only the level-0 tile of leaf 256 is read; 1/0 is still in memory.
+    expect(tiles.reads).toEqual(['0/1']);
+  }, 120_000);
+
+  it('keeps at most CACHE_TILES_PER_LEVEL tiles a level', async () => {
+    const { tree } = await warmed();
+    await tree.inclusionProof(256, n);
+    // 258 level-0 tiles were read and verified; 256 are kept, and both full level-1 tiles.
+    expect(tree.cachedTiles()).toEqual([CACHE_TILES_PER_LEVEL, 2]);
+  }, 120_000);
+
+  it('still verifies a level-0 tile read under a cached parent', async () => {
+    const { tiles, tree } = await warmed();
+    const stored = tiles.tiles.get('0/7') ?? Buffer.alloc(0);
+    const flipped = Buffer.from(stored);
+    flipped[40] = (flipped[40] ?? 0) ^ 1;
+    tiles.tiles.set('0/7', flipped);
+    const err = await tree.inclusionProof(7 * 256, n).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TileMismatchError);
+    expect(err).toMatchObject({ problem: 'root_mismatch', tile: { level: 0, index: 7 } });
+    // 1/0 came from memory: the check compared the tile with the cached, verified parent.
+    expect(tiles.reads).toEqual(['0/7']);
+  }, 120_000);
 });
 
 describe('tile paths (C2SP tlog-tiles)', () => {

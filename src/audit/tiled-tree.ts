@@ -9,6 +9,10 @@
  * read back from the store is trusted only once its root equals the hash its parent tile
  * holds, up to the right edge kept in memory (which start-up checked against the TPM
  * anchor): a tile edited on disk is noticed when read, never served.
+ *
+ * Verified full tiles are kept in one bounded LRU per tile level (CACHE_TILES_PER_LEVEL), so
+ * the many level-0 tiles that random proofs read cannot evict the few upper tiles that every
+ * proof needs; the bound (docs/audit.md "Tiles") holds whatever the log's size.
  */
 import { AuditRangeError } from './errors.js';
 import { EMPTY_ROOT, HASH_SIZE, nodeHash } from './merkle.js';
@@ -49,7 +53,11 @@ export class TileMismatchError extends Error {
 }
 
 const TILE_BYTES = TILE_WIDTH * HASH_SIZE;
-const CACHE_TILES = 256;
+/**
+ * Verified full tiles kept per tile level (about 16 KB each with their inner levels): 256
+ * level-1 tiles cover 16.7 million entries, so below that size every upper tile stays warm.
+ */
+export const CACHE_TILES_PER_LEVEL = 256;
 const key = (level: number, index: number): string => `${level}/${index}`;
 
 function at(buf: Buffer, i: number): Buffer {
@@ -73,8 +81,8 @@ export class TiledTree {
   private completed = new Map<string, TileData>();
   private dirty = new Set<number>();
   private edgeMemo = new Map<number, { index: number; width: number; levels: Buffer[] }>();
-  /** Verified full tiles' inner levels, least recently used first (bounded). */
-  private readonly cache = new Map<string, Buffer[]>();
+  /** Per tile level: verified full tiles' inner levels by index, least recently used first. */
+  private readonly caches: Map<number, Buffer[]>[] = [];
 
   constructor(
     private readonly source: TileSource,
@@ -188,7 +196,7 @@ export class TiledTree {
   /** The writes are durable: the completed tiles are now read (and trusted) as stored. */
   settle(): void {
     for (const t of this.completed.values()) {
-      this.remember(key(t.level, t.index), tileInnerLevels(t.hashes));
+      this.remember(t.level, t.index, tileInnerLevels(t.hashes));
     }
     this.completed = new Map();
     this.dirty = new Set();
@@ -299,6 +307,11 @@ export class TiledTree {
     return Buffer.from(hashes.subarray(0, width * HASH_SIZE));
   }
 
+  /** How many verified full tiles each tile level keeps in memory now (for the bound). */
+  cachedTiles(): number[] {
+    return this.caches.map((c) => c.size);
+  }
+
   private checkSize(size: number): void {
     if (!Number.isSafeInteger(size) || size < 0 || size > this.treeSize) {
       throw new AuditRangeError(`tree size ${size} is beyond the log (size ${this.treeSize})`);
@@ -345,10 +358,11 @@ export class TiledTree {
     const k = key(level, index);
     const pending = this.completed.get(k);
     if (pending !== undefined) return tileInnerLevels(pending.hashes);
-    const cached = this.cache.get(k);
-    if (cached !== undefined) {
-      this.cache.delete(k);
-      this.cache.set(k, cached);
+    const cache = this.caches[level];
+    const cached = cache?.get(index);
+    if (cache !== undefined && cached !== undefined) {
+      cache.delete(index);
+      cache.set(index, cached);
       return cached;
     }
     const id = { level, index };
@@ -361,15 +375,19 @@ export class TiledTree {
     if (!parent.equals(at(levels[TILE_HEIGHT] ?? Buffer.alloc(0), 0))) {
       throw new TileMismatchError(id, 'root_mismatch');
     }
-    this.remember(k, levels);
+    this.remember(level, index, levels);
     return levels;
   }
 
-  private remember(k: string, levels: Buffer[]): void {
-    this.cache.set(k, levels);
-    if (this.cache.size > CACHE_TILES) {
-      const oldest = this.cache.keys().next();
-      if (oldest.done !== true) this.cache.delete(oldest.value);
+  /** Keeps a verified full tile; the level's least recently used one goes past the bound. */
+  private remember(level: number, index: number, levels: Buffer[]): void {
+    for (let l = this.caches.length; l <= level; l++) this.caches.push(new Map());
+    const cache = this.caches[level] ?? new Map<number, Buffer[]>();
+    cache.delete(index);
+    cache.set(index, levels);
+    if (cache.size > CACHE_TILES_PER_LEVEL) {
+      const oldest = cache.keys().next();
+      if (oldest.done !== true) cache.delete(oldest.value);
     }
   }
 }
