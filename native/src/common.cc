@@ -51,6 +51,22 @@ uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return static_cast<uint32_t>(d);
 }
 
+std::vector<uint32_t> U32ListArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsArray()) throw TypeErr(info.Env(), std::string(name) + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<uint32_t> out;
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value e = a.Get(k);
+    double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+      throw TypeErr(info.Env(), std::string(name) + " must hold unsigned 32-bit integers");
+    }
+    out.push_back(static_cast<uint32_t>(d));
+  }
+  return out;
+}
+
 bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Value v = info[i];
   if (!v.IsBoolean()) throw TypeErr(info.Env(), std::string(name) + " must be a boolean");
@@ -312,6 +328,8 @@ void TpmWorker::Execute() {
   // After any failure a kept NV handle may name an index that is gone or redefined.
   if (definesNv || rc_ != TSS2_RC_SUCCESS) ctx_->DropNv();
 }
+
+void TpmWorker::ForgetNvHandles() { ctx_->DropNv(); }
 
 void TpmWorker::Release() { ctx_->set_busy(false); }
 

@@ -26,6 +26,8 @@ Bytes BytesArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+// An array of unsigned 32-bit integers.
+std::vector<uint32_t> U32ListArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
 // How to authorise the use of an object, index or hierarchy: its auth value (password
 // session), or for an EK the TCG EK policy (PolicySecret on the endorsement hierarchy).
@@ -157,6 +159,8 @@ class TpmWorker : public Napi::AsyncWorker {
     if (rc_ == TSS2_RC_SUCCESS) rc_ = rc;
   }
   bool Failed() const { return rc_ != TSS2_RC_SUCCESS; }
+  // Drops the context's kept NV handles (Context::DropNv) after a failure Run() absorbs.
+  void ForgetNvHandles();
 
  private:
   void Execute() override;

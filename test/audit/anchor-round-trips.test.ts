@@ -103,7 +103,57 @@ describe('TPM commands per anchor write', () => {
       nv,
       'FlushContext',
     ];
-    expect(write).toEqual([...policyWrite('NV_Extend'), ...policyWrite('NV_Increment')]);
+    expect(write).toEqual([
+      ...policyWrite('NV_Extend'),
+      ...policyWrite('NV_Increment'),
+      // The read-after-write, in the increment's call (below).
+      'NV_Read',
+      'NV_Read',
+    ]);
+  });
+
+  it('reads the anchor back in the increment call itself: readAfterWrite sends nothing', async () => {
+    await anchor.extend(Buffer.alloc(32, 6));
+    const increment = await commandsOf(() => anchor.increment());
+    expect(increment.slice(-3)).toEqual(['FlushContext', 'NV_Read', 'NV_Read']);
+    let state: Awaited<ReturnType<TpmAuditAnchor['readAfterWrite']>> | undefined;
+    expect(
+      await commandsOf(async () => {
+        state = await anchor.readAfterWrite();
+      }),
+    ).toEqual([]);
+    // What the TPM holds now, read on its own.
+    expect(state?.counter).toBe(
+      await tpm.nvReadCounter(INDICES.counterIndex, { auth: { by: 'index' } }),
+    );
+    expect(state?.extendValue).toEqual(
+      await tpm.nvRead(INDICES.extendIndex, { auth: { by: 'index' } }),
+    );
+    // Used once: the next readAfterWrite reads the TPM.
+    expect(await commandsOf(() => anchor.readAfterWrite())).toContain('NV_Read');
+  });
+
+  it('a read back that fails does not fail the write: readAfterWrite reads on its own', async () => {
+    const before = await tpm.nvReadCounter(INDICES.counterIndex, { auth: { by: 'index' } });
+    let armed = true;
+    proxy.rewrite = (command, response) => {
+      if (!armed || command.readUInt32BE(6) !== CC.NV_Read) return response;
+      armed = false;
+      // TPM_RC_NV_RATE: retryable for a write, so it must not surface as the write's error.
+      const rc = Buffer.alloc(10);
+      rc.writeUInt16BE(0x8001, 0);
+      rc.writeUInt32BE(10, 2);
+      rc.writeUInt32BE(TPM_RC.NV_RATE, 6);
+      return rc;
+    };
+    try {
+      await anchor.increment();
+    } finally {
+      proxy.rewrite = undefined;
+    }
+    expect(armed).toBe(false);
+    const state = await anchor.readAfterWrite();
+    expect(state.counter).toBe(before + 1n);
   });
 
   it('an index redefined behind the kept handle with another name takes no write', async () => {
