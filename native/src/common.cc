@@ -2,6 +2,7 @@
 
 #include <tss2/tss2_rc.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "context.h"
@@ -48,6 +49,22 @@ uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
     throw TypeErr(info.Env(), std::string(name) + " must be an unsigned 32-bit integer");
   }
   return static_cast<uint32_t>(d);
+}
+
+std::vector<uint32_t> U32ListArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsArray()) throw TypeErr(info.Env(), std::string(name) + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<uint32_t> out;
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value e = a.Get(k);
+    double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+      throw TypeErr(info.Env(), std::string(name) + " must hold unsigned 32-bit integers");
+    }
+    out.push_back(static_cast<uint32_t>(d));
+  }
+  return out;
 }
 
 bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -138,11 +155,16 @@ bool HierarchyTr(TPM2_HANDLE h, ESYS_TR* out) {
   }
   return false;
 }
+
+// The context of the worker running on this thread (set around Run()), for its NV handles.
+thread_local Context* tRunning = nullptr;
 }  // namespace
+
+HandleScope::HandleScope(ESYS_CONTEXT* esys) : esys_(esys), kept_(tRunning) {}
 
 HandleScope::~HandleScope() {
   for (ESYS_TR s : sessions_) FlushOrClose(esys_, &s);
-  for (ESYS_TR h : hierarchies_) Esys_TR_SetAuth(esys_, h, nullptr);
+  for (ESYS_TR h : authSet_) Esys_TR_SetAuth(esys_, h, nullptr);
   for (ESYS_TR t : opened_) Esys_TR_Close(esys_, &t);
 }
 
@@ -151,6 +173,11 @@ TSS2_RC HandleScope::Resolve(TPM2_HANDLE handle, ESYS_TR* out) {
   if (handle <= TPM2_PCR_LAST) {
     *out = ESYS_TR_PCR0 + handle;
     return TSS2_RC_SUCCESS;
+  }
+  if (kept_ != nullptr && (handle >> TPM2_HR_SHIFT) == TPM2_HT_NV_INDEX) {
+    TSS2_RC rc = kept_->ResolveNv(handle, out);
+    if (rc == TSS2_RC_SUCCESS) kept_nv_.push_back(*out);
+    return rc;
   }
   TSS2_RC rc = Esys_TR_FromTPMPublic(esys_, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, out);
   if (rc == TSS2_RC_SUCCESS) opened_.push_back(*out);
@@ -163,7 +190,9 @@ TSS2_RC HandleScope::SetAuth(ESYS_TR tr, const Bytes& value) {
   if (rc != TSS2_RC_SUCCESS) return rc;
   rc = Esys_TR_SetAuth(esys_, tr, &auth);
   WipeTpm2b(&auth);
-  if (rc == TSS2_RC_SUCCESS && tr >= ESYS_TR_RH_OWNER && tr <= ESYS_TR_RH_PLATFORM_NV) hierarchies_.push_back(tr);
+  bool outlives = (tr >= ESYS_TR_RH_OWNER && tr <= ESYS_TR_RH_PLATFORM_NV) ||
+                  std::find(kept_nv_.begin(), kept_nv_.end(), tr) != kept_nv_.end();
+  if (rc == TSS2_RC_SUCCESS && outlives) authSet_.push_back(tr);
   return rc;
 }
 
@@ -285,8 +314,22 @@ Napi::Value TpmWorker::Start() {
 }
 
 void TpmWorker::Execute() {
+  // A define or undefine changes what an index handle names (and a successful undefine
+  // frees the index's ESYS_TR): both start and end with no kept NV handles.
+  bool definesNv = std::strcmp(command_, "NV_DefineSpace") == 0 || std::strcmp(command_, "NV_UndefineSpace") == 0;
+  if (opens_) {
+    if (rc_ == TSS2_RC_SUCCESS) rc_ = Run(esys_);
+    return;
+  }
+  if (definesNv) ctx_->DropNv();
+  tRunning = ctx_;
   if (rc_ == TSS2_RC_SUCCESS) rc_ = Run(esys_);
+  tRunning = nullptr;
+  // After any failure a kept NV handle may name an index that is gone or redefined.
+  if (definesNv || rc_ != TSS2_RC_SUCCESS) ctx_->DropNv();
 }
+
+void TpmWorker::ForgetNvHandles() { ctx_->DropNv(); }
 
 void TpmWorker::Release() { ctx_->set_busy(false); }
 

@@ -26,6 +26,8 @@ Bytes BytesArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+// An array of unsigned 32-bit integers.
+std::vector<uint32_t> U32ListArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
 // How to authorise the use of an object, index or hierarchy: its auth value (password
 // session), or for an EK the TCG EK policy (PolicySecret on the endorsement hierarchy).
@@ -104,10 +106,13 @@ void FlushOrClose(ESYS_CONTEXT* esys, ESYS_TR* tr);
 
 // Turns a TPM handle (hierarchy, PCR, transient, persistent, NV index) into an ESYS_TR.
 // Hierarchies and PCRs map to ESYS constants; others are read from the TPM and closed
-// again by HandleScope (closing an ESYS_TR never flushes the TPM object).
+// again by HandleScope (closing an ESYS_TR never flushes the TPM object). NV indices come
+// from the running worker's context instead (Context::ResolveNv: ESYS hands out one ESYS_TR
+// per TPM handle, so a scope must not close a kept one), and an auth value set on one is
+// cleared when the scope ends.
 class HandleScope {
  public:
-  explicit HandleScope(ESYS_CONTEXT* esys) : esys_(esys) {}
+  explicit HandleScope(ESYS_CONTEXT* esys);
   ~HandleScope();
   HandleScope(const HandleScope&) = delete;
   HandleScope& operator=(const HandleScope&) = delete;
@@ -127,8 +132,11 @@ class HandleScope {
 
  private:
   ESYS_CONTEXT* esys_;
+  Context* kept_;
+  std::vector<ESYS_TR> kept_nv_;
   std::vector<ESYS_TR> opened_;
-  std::vector<ESYS_TR> hierarchies_;
+  // Handles that outlive the scope (hierarchies, kept NV indices) with an auth value set.
+  std::vector<ESYS_TR> authSet_;
   std::vector<ESYS_TR> sessions_;
 };
 
@@ -151,6 +159,8 @@ class TpmWorker : public Napi::AsyncWorker {
     if (rc_ == TSS2_RC_SUCCESS) rc_ = rc;
   }
   bool Failed() const { return rc_ != TSS2_RC_SUCCESS; }
+  // Drops the context's kept NV handles (Context::DropNv) after a failure Run() absorbs.
+  void ForgetNvHandles();
 
  private:
   void Execute() override;

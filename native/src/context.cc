@@ -60,7 +60,26 @@ void Context::Adopt(TSS2_TCTI_CONTEXT* tcti, ESYS_CONTEXT* esys) {
   esys_ = esys;
 }
 
+TSS2_RC Context::ResolveNv(TPM2_HANDLE index, ESYS_TR* out) {
+  for (const auto& [handle, tr] : nv_) {
+    if (handle != index) continue;
+    *out = tr;
+    return TSS2_RC_SUCCESS;
+  }
+  TSS2_RC rc = Esys_TR_FromTPMPublic(esys_, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, out);
+  if (rc == TSS2_RC_SUCCESS) nv_.emplace_back(index, *out);
+  return rc;
+}
+
+void Context::DropNv() {
+  if (esys_ != nullptr) {
+    for (auto& [handle, tr] : nv_) Esys_TR_Close(esys_, &tr);
+  }
+  nv_.clear();
+}
+
 void Context::Finalize() {
+  DropNv();
   if (esys_ != nullptr) Esys_Finalize(&esys_);
   if (tcti_ != nullptr) Tss2_TctiLdr_Finalize(&tcti_);
   esys_ = nullptr;

@@ -1,5 +1,8 @@
 // One ESYS context over one TCTI connection. Opened asynchronously (connecting may block),
 // closed synchronously; the TypeScript facade never closes while a command runs.
+// It also keeps the ESYS handles of the NV indices its commands used (ResolveNv), so that an
+// NV command does not start with an NV_ReadPublic (Esys_TR_FromTPMPublic) every time. Only
+// the worker that holds the context (busy) touches them.
 #pragma once
 
 #include <tss2/tss2_tctildr.h>
@@ -20,6 +23,13 @@ class Context : public Napi::ObjectWrap<Context> {
   bool busy() const { return busy_; }
   void set_busy(bool b) { busy_ = b; }
   void Adopt(TSS2_TCTI_CONTEXT* tcti, ESYS_CONTEXT* esys);
+  // The ESYS handle of NV index `index`, read from the TPM on first use and kept. Its name is
+  // ESYS's copy, used only for ESYS's own bookkeeping: the TPM authorises every command by
+  // the index as it is now (a policy write's cpHash covers the caller's pinned name).
+  TSS2_RC ResolveNv(TPM2_HANDLE index, ESYS_TR* out);
+  // Forgets every kept NV handle: after any failed command (the index may be gone or
+  // redefined), and before NV_DefineSpace and NV_UndefineSpace.
+  void DropNv();
 
  private:
   Napi::Value Open(const Napi::CallbackInfo& info);
@@ -30,6 +40,7 @@ class Context : public Napi::ObjectWrap<Context> {
   TSS2_TCTI_CONTEXT* tcti_ = nullptr;
   ESYS_CONTEXT* esys_ = nullptr;
   bool busy_ = false;
+  std::vector<std::pair<TPM2_HANDLE, ESYS_TR>> nv_;
 };
 
 }  // namespace grantor

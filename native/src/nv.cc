@@ -1,5 +1,7 @@
 // NV indices: DefineSpace, UndefineSpace, Read, Write, Increment, Extend, ReadPublic.
 // authHandle is the hierarchy (owner/platform) or the index itself, per its attributes.
+// Read, Write, Increment and Extend use the context's kept NV handles; ReadPublic always
+// asks the TPM (it is how callers check an index's name).
 #include "common.h"
 
 namespace grantor {

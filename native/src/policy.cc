@@ -4,7 +4,8 @@
 // NvPolicySignedUpdate loads the signer's public key, runs PolicySigned with the command's
 // cpHashA (so the signature authorises that NV command with those parameters only), flushes the key
 // (swtpm has 3 object slots) and runs NV_Increment or NV_Extend in that session, which it
-// always flushes. PolicySessionFlush ends a session whose signature never came.
+// always flushes; then, when asked, reads indices back (the anchor's read-after-write) in
+// the same worker. PolicySessionFlush ends a session whose signature never came.
 #include "common.h"
 
 namespace grantor {
@@ -45,7 +46,7 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
   enum class Kind : uint32_t { kIncrement = 0, kExtend = 1 };
   NvPolicySignedUpdateWorker(Napi::Env env, Context* ctx, uint32_t session, uint32_t kind, uint32_t index,
                              const Bytes& data, const Bytes& keyPublic, const Bytes& signature,
-                             const Bytes& cpHash)
+                             const Bytes& cpHash, const std::vector<uint32_t>& readAfter)
       : TpmWorker(env, ctx, kind == 0 ? "NV_Increment" : "NV_Extend"),
         session_(session),
         kind_(static_cast<Kind>(kind)),
@@ -57,6 +58,12 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     // cpHashA binds the signature to the one NV command (a SHA-256 digest, never empty).
     if (cpHash.size() != 32) Fail(TSS2_ESYS_RC_BAD_VALUE);
     Fail(FillTpm2b(cpHash, &cpHash_));
+    // [index, size, index, size, ...]: the indices to read back after the write.
+    if (readAfter.size() % 2 != 0) Fail(TSS2_ESYS_RC_BAD_VALUE);
+    for (size_t i = 0; i + 1 < readAfter.size(); i += 2) {
+      if (readAfter[i + 1] > 0xffff) Fail(TSS2_ESYS_RC_BAD_VALUE);
+      readAfter_.emplace_back(readAfter[i], static_cast<UINT16>(readAfter[i + 1]));
+    }
   }
 
  private:
@@ -65,7 +72,40 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     if (rc == TSS2_RC_SUCCESS) rc = Update(esys);
     // A policy session is spent by one command (and useless after a failed one).
     FlushOrClose(esys, &session_);
+    if (rc == TSS2_RC_SUCCESS) ReadBack(esys);
     return rc;
+  }
+
+  // NV_Read of each index asked for, by its own (empty) auth value, in this same worker: the
+  // read-after-write without a round trip through the event loop. The write has happened
+  // whatever the reads do, so a failed read is not this command's failure: it resolves
+  // with no reads (null) and the caller reads again on its own.
+  void ReadBack(ESYS_CONTEXT* esys) {
+    reads_.clear();
+    readsOk_ = true;
+    for (const auto& [index, size] : readAfter_) {
+      HandleScope scope(esys);
+      ESYS_TR nv = ESYS_TR_NONE;
+      ESYS_TR session = ESYS_TR_NONE;
+      TSS2_RC rc = scope.AuthorizedNv(index, Auth(), index, &nv, &nv, &session);
+      TPM2B_MAX_NV_BUFFER* read = nullptr;
+      if (rc == TSS2_RC_SUCCESS) {
+        rc = Esys_NV_Read(esys, nv, nv, session, ESYS_TR_NONE, ESYS_TR_NONE, size, 0, &read);
+      }
+      reads_.emplace_back();
+      rc = Keep(rc, Tss2_MU_TPM2B_MAX_NV_BUFFER_Marshal, read, &reads_.back());
+      if (rc == TSS2_RC_SUCCESS) continue;
+      readsOk_ = false;
+      ForgetNvHandles();
+      return;
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    if (!readsOk_) return env.Null();
+    Napi::Array out = Napi::Array::New(env, reads_.size());
+    for (size_t i = 0; i < reads_.size(); i++) out.Set(static_cast<uint32_t>(i), ToBuffer(env, reads_[i]));
+    return out;
   }
 
   // LoadExternal (public part only, null hierarchy), PolicySigned, FlushContext.
@@ -106,6 +146,9 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
   TPM2B_PUBLIC keyPublic_ = {};
   TPMT_SIGNATURE signature_ = {};
   TPM2B_DIGEST cpHash_ = {};
+  std::vector<std::pair<uint32_t, UINT16>> readAfter_;
+  std::vector<Bytes> reads_;
+  bool readsOk_ = true;
 };
 
 class HierarchyChangeAuthWorker : public TpmWorker {
@@ -147,12 +190,14 @@ void RegisterPolicy(Napi::Env env, Napi::Object exports) {
     });
   });
   // nvPolicySignedUpdate(ctx, session, kind (0 increment, 1 extend), index, data,
-  //                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE, cpHash: 32 bytes)
+  //                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE, cpHash: 32 bytes,
+  //                      readAfter: number[] ([index, size, ...]))
+  //   -> TPM2B_MAX_NV_BUFFER[] (one per index read back), or null when a read failed
   Export(env, exports, "nvPolicySignedUpdate", [](const Napi::CallbackInfo& info) {
     return StartWorker<NvPolicySignedUpdateWorker>(info, U32Arg(info, 1, "session"), U32Arg(info, 2, "kind"),
                                                    U32Arg(info, 3, "index"), BytesArg(info, 4, "data"),
                                                    BytesArg(info, 5, "keyPublic"), BytesArg(info, 6, "signature"),
-                                                   BytesArg(info, 7, "cpHash"));
+                                                   BytesArg(info, 7, "cpHash"), U32ListArg(info, 8, "readAfter"));
   });
   // hierarchyChangeAuth(ctx, hierarchy, auth, newAuth: Uint8Array)
   Export(env, exports, "hierarchyChangeAuth", [](const Napi::CallbackInfo& info) {

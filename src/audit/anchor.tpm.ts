@@ -304,6 +304,12 @@ export async function provisionTpmAnchor(
 export class TpmAuditAnchor implements AuditAnchor {
   private readonly auth;
   private signer: Promise<PolicySigner> | undefined;
+  /**
+   * Both indices as read back in the same TPM call as the last policy-written increment
+   * (nvWriteByPolicySigned's readAfter), for the readAfterWrite() that follows it; any
+   * other anchor call forgets it.
+   */
+  private afterIncrement: AnchorState | undefined;
   readonly genesis: bigint | undefined;
   readonly pinnedNames: { readonly counter: string; readonly extend: string };
 
@@ -399,12 +405,20 @@ export class TpmAuditAnchor implements AuditAnchor {
   }
 
   read(): Promise<AnchorState> {
+    this.afterIncrement = undefined;
     const ak = this.config.pinnedAkPublic;
     if (ak !== undefined) return this.certifiedRead(Buffer.from(ak));
     return this.readAfterWrite();
   }
 
+  /**
+   * The read-after-write: after a policy-written increment, what that same TPM call read
+   * back (no round trip of its own); otherwise NV_Read of both indices.
+   */
   readAfterWrite(): Promise<AnchorState> {
+    const read = this.afterIncrement;
+    this.afterIncrement = undefined;
+    if (read !== undefined) return Promise.resolve(read);
     return this.run('NV_Read', async () => {
       const counter = await this.tpm.nvReadCounter(this.config.counterIndex, { auth: this.auth });
       const extendValue = await this.tpm.nvRead(this.config.extendIndex, { auth: this.auth });
@@ -443,29 +457,45 @@ export class TpmAuditAnchor implements AuditAnchor {
 
   extend(data: Buffer): Promise<void> {
     const key = this.config.writeKey;
-    return this.run('NV_Extend', async () =>
-      key === undefined
-        ? this.tpm.nvExtend(this.config.extendIndex, data, { auth: this.auth })
-        : this.tpm.nvWriteByPolicySigned(
-            this.config.extendIndex,
-            // Bound to the pinned (written) name: a write lands on the pinned index or fails.
-            { kind: 'extend', data, name: Buffer.from(this.config.pinnedNames.extend, 'hex') },
-            await this.policySigner(key),
-          ),
-    );
+    this.afterIncrement = undefined;
+    return this.run('NV_Extend', async () => {
+      if (key === undefined) {
+        await this.tpm.nvExtend(this.config.extendIndex, data, { auth: this.auth });
+        return;
+      }
+      await this.tpm.nvWriteByPolicySigned(
+        this.config.extendIndex,
+        // Bound to the pinned (written) name: a write lands on the pinned index or fails.
+        { kind: 'extend', data, name: Buffer.from(this.config.pinnedNames.extend, 'hex') },
+        await this.policySigner(key),
+      );
+    });
   }
 
   increment(): Promise<void> {
     const key = this.config.writeKey;
-    return this.run('NV_Increment', async () =>
-      key === undefined
-        ? this.tpm.nvIncrement(this.config.counterIndex, { auth: this.auth })
-        : this.tpm.nvWriteByPolicySigned(
-            this.config.counterIndex,
-            { kind: 'increment', name: Buffer.from(this.config.pinnedNames.counter, 'hex') },
-            await this.policySigner(key),
-          ),
-    );
+    this.afterIncrement = undefined;
+    return this.run('NV_Increment', async () => {
+      if (key === undefined) {
+        await this.tpm.nvIncrement(this.config.counterIndex, { auth: this.auth });
+        return;
+      }
+      const reads = await this.tpm.nvWriteByPolicySigned(
+        this.config.counterIndex,
+        { kind: 'increment', name: Buffer.from(this.config.pinnedNames.counter, 'hex') },
+        await this.policySigner(key),
+        {
+          readAfter: [
+            { index: this.config.counterIndex, size: 8 },
+            { index: this.config.extendIndex, size: 32 },
+          ],
+        },
+      );
+      const [counter, extendValue] = reads ?? [];
+      // A read that failed after the write: readAfterWrite() reads on its own.
+      if (counter?.length !== 8 || extendValue?.length !== 32) return;
+      this.afterIncrement = { counter: counter.readBigUInt64BE(0), extendValue };
+    });
   }
 
   private withAk<T>(use: (handle: number, publicArea: Buffer) => Promise<T>): Promise<T> {

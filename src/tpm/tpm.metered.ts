@@ -15,6 +15,7 @@ import type {
   LoadedObject,
   NvAuth,
   NvPolicyWrite,
+  NvReadBack,
   NvPublic,
   NvSpace,
   PcrBankSelection,
@@ -220,10 +221,18 @@ export class MeteredTpm implements TpmPort {
     return this.#time('NV_ReadPublic', () => this.#tpm.nvReadPublic(index));
   }
 
-  nvWriteByPolicySigned(index: number, write: NvPolicyWrite, signer: PolicySigner): Promise<void> {
-    // Timed as its NV command; the session, PolicySigned and the signer's time included.
+  nvWriteByPolicySigned(
+    index: number,
+    write: NvPolicyWrite,
+    signer: PolicySigner,
+    options?: { readAfter?: readonly NvReadBack[] },
+  ): Promise<readonly Buffer[] | undefined> {
+    // Timed as its NV command; the session, PolicySigned, the signer's time and the reads
+    // back included.
     const command = write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
-    return this.#time(command, () => this.#tpm.nvWriteByPolicySigned(index, write, signer));
+    return this.#time(command, () =>
+      this.#tpm.nvWriteByPolicySigned(index, write, signer, options),
+    );
   }
 
   hierarchyChangeAuth(

@@ -21,6 +21,7 @@ import type {
   LoadedObject,
   NvAuth,
   NvPolicyWrite,
+  NvReadBack,
   NvPublic,
   PcrRead,
   PcrValue,
@@ -201,7 +202,8 @@ interface NativeAddon {
     keyPublic: Uint8Array,
     signature: Uint8Array,
     cpHash: Uint8Array,
-  ): Promise<void>;
+    readAfter: number[],
+  ): Promise<Buffer[] | null>;
   hierarchyChangeAuth(
     c: NativeContext,
     hierarchy: number,
@@ -768,8 +770,17 @@ export class NativeTpm implements TpmPort {
     index: number,
     write: NvPolicyWrite,
     signer: PolicySigner,
-  ): Promise<void> {
+    options?: { readAfter?: readonly NvReadBack[] },
+  ): Promise<readonly Buffer[] | undefined> {
     checkU32('index', index);
+    const readAfter: number[] = [];
+    for (const r of options?.readAfter ?? []) {
+      checkU32('readAfter index', r.index);
+      if (!Number.isInteger(r.size) || r.size < 0 || r.size > NV_CHUNK) {
+        throw new TpmArgumentError(`nvWriteByPolicySigned: read back at most ${NV_CHUNK} bytes`);
+      }
+      readAfter.push(r.index, r.size);
+    }
     const data = write.kind === 'extend' ? copy(write.data) : Buffer.alloc(0);
     if (data.length > 1024) throw new TpmArgumentError('nvExtend: at most 1024 bytes');
     const keyPublic = copy(signer.public);
@@ -780,9 +791,10 @@ export class NativeTpm implements TpmPort {
     const kind = write.kind === 'increment' ? 0 : 1;
     const command = write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
     // One queue slot for the whole write: the session must not interleave with other calls.
-    await this.#slot(() =>
-      this.#policyWrite(index, kind, command, data, keyPublic, cpHash, signer),
+    const reads = await this.#slot(() =>
+      this.#policyWrite(index, kind, command, data, keyPublic, cpHash, signer, readAfter),
     );
+    return reads === null ? undefined : reads.map((r) => unwrap(TPM2B.MAX_NV_BUFFER, r));
   }
 
   /**
@@ -807,7 +819,8 @@ export class NativeTpm implements TpmPort {
     keyPublic: Buffer,
     cpHash: Buffer,
     signer: PolicySigner,
-  ): Promise<void> {
+    readAfter: number[],
+  ): Promise<Buffer[] | null> {
     const { session, nonceTpm } = await this.#native('StartAuthSession', (c) =>
       addon.policySessionStart(c),
     );
@@ -818,8 +831,18 @@ export class NativeTpm implements TpmPort {
       await addon.policySessionFlush(this.#ctx, session).catch(() => undefined);
       throw e;
     }
-    await this.#native(command, (c) =>
-      addon.nvPolicySignedUpdate(c, session, kind, index, data, keyPublic, signature, cpHash),
+    return this.#native(command, (c) =>
+      addon.nvPolicySignedUpdate(
+        c,
+        session,
+        kind,
+        index,
+        data,
+        keyPublic,
+        signature,
+        cpHash,
+        readAfter,
+      ),
     );
   }
 

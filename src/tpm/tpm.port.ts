@@ -118,6 +118,12 @@ export type NvPolicyWrite = { readonly name: Uint8Array } & (
   { readonly kind: 'increment' } | { readonly kind: 'extend'; readonly data: Uint8Array }
 );
 
+/** An index to read back after a write, and how many bytes of it. */
+export interface NvReadBack {
+  readonly index: number;
+  readonly size: number;
+}
+
 export interface TpmPort {
   /** TPM2_Startup(CLEAR); a TPM that is already started is fine. */
   startup(): Promise<void>;
@@ -215,8 +221,16 @@ export interface TpmPort {
    * NV_Increment or NV_Extend of an index with TPMA_NV_POLICYWRITE, in a fresh policy
    * session (SHA-256) satisfied by TPM2_PolicySigned with `signer` over its nonceTPM. One
    * signature per write: the session is flushed after the command, whatever happened.
+   * With `readAfter`, those indices are read (NV_Read by their own empty auth value, from
+   * offset 0) right after the write in the same call, and it resolves with their contents
+   * in that order; `undefined` when a read failed (the write happened all the same).
    */
-  nvWriteByPolicySigned(index: number, write: NvPolicyWrite, signer: PolicySigner): Promise<void>;
+  nvWriteByPolicySigned(
+    index: number,
+    write: NvPolicyWrite,
+    signer: PolicySigner,
+    options?: { readAfter?: readonly NvReadBack[] },
+  ): Promise<readonly Buffer[] | undefined>;
   /** TPM2_HierarchyChangeAuth: sets `newAuth` on the hierarchy (empty: clears it). */
   hierarchyChangeAuth(
     hierarchy: 'owner' | 'endorsement',

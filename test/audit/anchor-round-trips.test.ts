@@ -1,0 +1,196 @@
+/**
+ * The TPM commands one anchor write sends, counted on the bus (a TCP proxy in front of a
+ * real swtpm), and what the addon's kept NV handles (native/src/context.h) must not change:
+ * an index undefined and redefined behind them by someone else (tpm2-tools, another
+ * connection) with another name is refused, and nothing lands on it.
+ */
+import { execFile } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
+import { anchorWritePolicy } from '../../src/audit/anchor-policy.js';
+import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
+import { TPM_RC, TpmError } from '../../src/tpm/tpm-error.js';
+import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { provisionSimHsm, startSimTpm, type SimTpm } from '../rig/sim.js';
+import { startBusProxy, type BusProxy } from './bus-proxy.js';
+import { tempDir } from './helpers.js';
+
+const run = promisify(execFile);
+const INDICES = { counterIndex: 0x01500040, extendIndex: 0x01500041 };
+const CC = {
+  StartAuthSession: 0x176,
+  LoadExternal: 0x167,
+  PolicySigned: 0x160,
+  FlushContext: 0x165,
+  NV_Extend: 0x136,
+  NV_Increment: 0x134,
+  NV_Read: 0x14e,
+  NV_ReadPublic: 0x169,
+} as const;
+const NAMES = new Map<number, string>(Object.entries(CC).map(([k, v]) => [v, k]));
+
+let sim: SimTpm;
+let proxy: BusProxy;
+let tpm: NativeTpm;
+let key: Pkcs11AnchorKey;
+let work: string;
+let anchor: TpmAuditAnchor;
+let policy: Buffer;
+const seen: string[] = [];
+
+/** tpm2-tools on their own connection, straight to swtpm (not through our context). */
+async function tools(tool: string, args: string[]): Promise<void> {
+  const env: NodeJS.ProcessEnv = { ...process.env, TPM2TOOLS_TCTI: sim.tcti, TSS2_LOG: 'all+none' };
+  delete env.LD_PRELOAD;
+  await run(tool, args, { env });
+}
+
+/** The commands `fn` sends through the proxy, by name. */
+async function commandsOf(fn: () => Promise<unknown>): Promise<string[]> {
+  seen.length = 0;
+  await fn();
+  return [...seen];
+}
+
+beforeAll(async () => {
+  work = await tempDir('grantor-anchor-trips-');
+  const hsm = await provisionSimHsm(join(work, 'hsm'), 'grantor-anchor-trips');
+  process.env.SOFTHSM2_CONF = hsm.conf;
+  sim = await startSimTpm();
+  proxy = await startBusProxy(sim.port);
+  proxy.rewriteCommand = (command) => {
+    const cc = command.readUInt32BE(6);
+    seen.push(NAMES.get(cc) ?? `0x${cc.toString(16)}`);
+    return command;
+  };
+  tpm = await NativeTpm.open(proxy.tcti);
+  key = new Pkcs11AnchorKey(
+    { modulePath: hsm.module, tokenLabel: hsm.tokenLabel, pin: hsm.pin },
+    { create: true },
+  );
+  const pin = await provisionTpmAnchor(tpm, INDICES, { writeKey: key });
+  policy = anchorWritePolicy(await key.publicPoint());
+  anchor = new TpmAuditAnchor(tpm, { ...INDICES, pinnedNames: pin.names, writeKey: key });
+});
+
+afterAll(async () => {
+  try {
+    await key.close();
+    await tpm.close();
+    await proxy.close();
+  } finally {
+    await sim.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+describe('TPM commands per anchor write', () => {
+  it('sends no NV_ReadPublic once the indices are known: their ESYS handles are kept', async () => {
+    await anchor.extend(Buffer.alloc(32, 1));
+    await anchor.increment();
+    const write = await commandsOf(async () => {
+      await anchor.extend(Buffer.alloc(32, 2));
+      await anchor.increment();
+    });
+    const policyWrite = (nv: string): string[] => [
+      'StartAuthSession',
+      'LoadExternal',
+      'PolicySigned',
+      'FlushContext',
+      nv,
+      'FlushContext',
+    ];
+    expect(write).toEqual([
+      ...policyWrite('NV_Extend'),
+      ...policyWrite('NV_Increment'),
+      // The read-after-write, in the increment's call (below).
+      'NV_Read',
+      'NV_Read',
+    ]);
+  });
+
+  it('reads the anchor back in the increment call itself: readAfterWrite sends nothing', async () => {
+    await anchor.extend(Buffer.alloc(32, 6));
+    const increment = await commandsOf(() => anchor.increment());
+    expect(increment.slice(-3)).toEqual(['FlushContext', 'NV_Read', 'NV_Read']);
+    let state: Awaited<ReturnType<TpmAuditAnchor['readAfterWrite']>> | undefined;
+    expect(
+      await commandsOf(async () => {
+        state = await anchor.readAfterWrite();
+      }),
+    ).toEqual([]);
+    // What the TPM holds now, read on its own.
+    expect(state?.counter).toBe(
+      await tpm.nvReadCounter(INDICES.counterIndex, { auth: { by: 'index' } }),
+    );
+    expect(state?.extendValue).toEqual(
+      await tpm.nvRead(INDICES.extendIndex, { auth: { by: 'index' } }),
+    );
+    // Used once: the next readAfterWrite reads the TPM.
+    expect(await commandsOf(() => anchor.readAfterWrite())).toContain('NV_Read');
+  });
+
+  it('a read back that fails does not fail the write: readAfterWrite reads on its own', async () => {
+    const before = await tpm.nvReadCounter(INDICES.counterIndex, { auth: { by: 'index' } });
+    let armed = true;
+    proxy.rewrite = (command, response) => {
+      if (!armed || command.readUInt32BE(6) !== CC.NV_Read) return response;
+      armed = false;
+      // TPM_RC_NV_RATE: retryable for a write, so it must not surface as the write's error.
+      const rc = Buffer.alloc(10);
+      rc.writeUInt16BE(0x8001, 0);
+      rc.writeUInt32BE(10, 2);
+      rc.writeUInt32BE(TPM_RC.NV_RATE, 6);
+      return rc;
+    };
+    try {
+      await anchor.increment();
+    } finally {
+      proxy.rewrite = undefined;
+    }
+    expect(armed).toBe(false);
+    const state = await anchor.readAfterWrite();
+    expect(state.counter).toBe(before + 1n);
+  });
+
+  it('an index redefined behind the kept handle with another name takes no write', async () => {
+    await anchor.extend(Buffer.alloc(32, 3));
+    const index = `0x${INDICES.extendIndex.toString(16)}`;
+    // Someone with owner auth, on another connection: same write policy, but owner-writable
+    // too (so another name). Our kept handle still carries the pinned name.
+    const policyFile = join(work, 'policy.bin');
+    await writeFile(policyFile, policy);
+    await tools('tpm2_nvundefine', [index, '-C', 'o']);
+    await tools('tpm2_nvdefine', [
+      index,
+      '-C',
+      'o',
+      '-s',
+      '32',
+      '-L',
+      policyFile,
+      '-a',
+      'policywrite|ownerwrite|ownerread|authread|no_da|nt=extend',
+    ]);
+    const refused = await anchor.extend(Buffer.alloc(32, 4)).catch((e: unknown) => e);
+    // The TPM checks PolicySigned's cpHash (made with the pinned name) against the index
+    // as it is: the signature does not authorise a write to the substituted index.
+    expect(refused).toMatchObject({ code: 'tpm_unavailable', retryable: false });
+    expect((refused as { cause?: unknown }).cause).toBeInstanceOf(TpmError);
+    expect((refused as { cause: TpmError }).cause.is(TPM_RC.POLICY_FAIL)).toBe(true);
+    // Nothing landed: the new index was never written.
+    const read = await tpm
+      .nvRead(INDICES.extendIndex, { auth: { by: 'index' } })
+      .catch((e: unknown) => e);
+    expect(read).toBeInstanceOf(TpmError);
+    expect((read as TpmError).is(TPM_RC.NV_UNINITIALIZED)).toBe(true);
+    // And again, after the failure dropped the kept handles (re-resolved afresh).
+    await expect(anchor.extend(Buffer.alloc(32, 5))).rejects.toMatchObject({
+      code: 'tpm_unavailable',
+    });
+    await expect(anchor.checkPinned()).rejects.toMatchObject({ code: 'audit_rollback_detected' });
+  });
+});
