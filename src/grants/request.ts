@@ -4,11 +4,18 @@
  * route declares too), then the semantic checks a schema cannot express.
  */
 import { createHash } from 'node:crypto';
-import { Check, Errors } from 'typebox/value';
+import { Compile } from 'typebox/compile';
+import { Errors } from 'typebox/value';
 import { jcs, type QuoteEvidenceBody } from '../attestation/index.js';
 import type { GrantRequestBody } from '../shared/grant-request.js';
 import { GrantRequestInvalidError } from './errors.js';
 import { GrantRequestSchema } from './request.schema.js';
+
+/**
+ * The schema compiled once, as the route's validator is (Fastify's Ajv): the interpreted
+ * check cost ~0.27 ms a request, ten times this (measured on the bench machine).
+ */
+const grantRequest = Compile(GrantRequestSchema);
 
 export type { GrantRequestBody };
 
@@ -73,7 +80,7 @@ function refusedField(body: unknown): string {
 export function checkRequest(untrusted: unknown, maxTtlSeconds: number): CheckedRequest {
   const body = snapshot(untrusted);
   if (!isObject(body)) throw new GrantRequestInvalidError('the request must be an object');
-  if (!Check(GrantRequestSchema, body)) {
+  if (!grantRequest.Check(body)) {
     const field = refusedField(body);
     throw new GrantRequestInvalidError(`the request does not match its schema at ${field}`, {
       details: { field },
