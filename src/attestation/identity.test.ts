@@ -265,7 +265,7 @@ describe('quote-mode verdicts', () => {
     const { runtimeId, attestationId } = await activeWithSession();
     tpm.extend('sha256', 7, 'rootkit');
     const qd = Buffer.alloc(32, 7);
-    expect(await codeOf(svc.verifyQuote(runtimeId, await quoteFor(runtimeId, qd), qd))).toBe(
+    expect(await codeOf(svc.proveQuote(runtimeId, await quoteFor(runtimeId, qd), qd))).toBe(
       'pcr_policy_violation',
     );
     expect(audit.events.at(-1)).toMatchObject({
@@ -282,7 +282,7 @@ describe('quote-mode verdicts', () => {
   it('a trusted quote is audited too and leaves the session', async () => {
     const { runtimeId, attestationId } = await activeWithSession();
     const qd = Buffer.alloc(32, 9);
-    const verified = await svc.verifyQuote(runtimeId, await quoteFor(runtimeId, qd), qd);
+    const verified = await svc.proveQuote(runtimeId, await quoteFor(runtimeId, qd), qd);
     expect(verified.runtimeId).toBe(runtimeId);
     expect(audit.events.at(-1)).toMatchObject({ type: 'runtime.quote', decision: 'trusted' });
     expect(svc.sessionFor(attestationId)).toBeDefined();

@@ -1,6 +1,6 @@
 /**
  * Wiring of the attestation domain: one `createAttestation(config, deps)`, plain arguments.
- * Export surface for the HTTP routes and for grants (sessionFor, verifyQuote).
+ * Export surface for the HTTP routes and for grants (sessionFor; proveQuote, quote mode in one call).
  */
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';
@@ -103,9 +103,17 @@ export type {
   RuntimeFilter,
   RuntimePage,
   RuntimeView,
+  QuoteProof,
   VerifiedQuote,
 } from './service.js';
 export { qualifyingData, jcs, type QuoteRequest } from './verify-quote.js';
+export {
+  Base64,
+  PcrValues,
+  QuoteEvidence,
+  QuoteEvidenceSchema,
+  type QuoteEvidenceBody,
+} from './quote-evidence.js';
 export { ATTESTATION_CODES } from './errors.js';
 export { MemoryRuntimeStore } from './runtime-store.port.js';
 export { parseCaBundle } from './ek-certificate.js';

@@ -384,19 +384,54 @@ describe('AttestationService', () => {
     });
   });
 
-  it('verifyQuote (quote-mode grants) checks against the given qualifying data and throws on violations', async () => {
+  it('proveQuote (quote-mode grants) checks against the given qualifying data and throws on violations', async () => {
     const runtimeId = await enrollAndActivate();
     const { nonce } = await svc.challenge(runtimeId);
     const n = Buffer.from(nonce, 'base64');
     const qd = qualifyingData(n, { action: 'x' });
-    const ok = await svc.verifyQuote(runtimeId, tpm.quote(n, qd), qd);
+    const ok = await svc.proveQuote(runtimeId, tpm.quote(n, qd), qd);
     expect(ok.akName).toBe(objectName(tpm.akPublic).toString('hex'));
     tpm.extend('sha256', 0, 'x');
     const n2 = Buffer.from((await svc.challenge(runtimeId)).nonce, 'base64');
     const qd2 = qualifyingData(n2, { action: 'x' });
-    expect(await codeOf(svc.verifyQuote(runtimeId, tpm.quote(n2, qd2), qd2))).toBe(
+    expect(await codeOf(svc.proveQuote(runtimeId, tpm.quote(n2, qd2), qd2))).toBe(
       'pcr_policy_violation',
     );
+  });
+
+  it('proveQuote answers in one call with the runtime as the verdict left it and its live session', async () => {
+    const runtimeId = await enrollAndActivate();
+    const body = await quoteBody(runtimeId);
+    const attested = await svc.attest(runtimeId, body);
+    const quoteWith = async (options: Parameters<SoftTpm['quote']>[2] = {}) => {
+      const n = Buffer.from((await svc.challenge(runtimeId)).nonce, 'base64');
+      const qd = qualifyingData(n, { action: 'x' });
+      return svc.proveQuote(runtimeId, tpm.quote(n, qd, options), qd);
+    };
+    const proof = await quoteWith({ clock: 200_000n });
+    expect(proof.session?.attestationId).toBe(attested.attestationId);
+    expect(proof.session?.sessionKey).toEqual(body.sessionKey);
+    expect(proof.runtime).toMatchObject({
+      runtimeId,
+      state: 'active',
+      lastAttestation: { attestationId: attested.attestationId, verdict: 'trusted' },
+      lastQuote: { clock: '200000' },
+    });
+    // A restart leaves the session live, the new counters in the runtime's view.
+    const restarted = await quoteWith({ clock: 200_500n, restartCount: 1 });
+    expect(restarted.session?.attestationId).toBe(attested.attestationId);
+    expect(restarted.runtime.counters).toEqual({ resetCount: 3, restartCount: 1 });
+    // A reset ends it: the verdict stands, with no session to hold a grant.
+    const reset = await quoteWith({ clock: 10n, resetCount: 4, restartCount: 0 });
+    expect(reset.resetDetected).toBe(true);
+    expect(reset.session).toBeUndefined();
+    // Without an attestation there is no session either.
+    const otherTpm = new SoftTpm('ecc');
+    otherTpm.extend('sha256', 7, 'boot');
+    const other = await enrollAndActivate(svc, otherTpm, new SoftEk(), 'agent-8');
+    const n = Buffer.from((await svc.challenge(other)).nonce, 'base64');
+    const qd = qualifyingData(n, { action: 'x' });
+    expect((await svc.proveQuote(other, otherTpm.quote(n, qd), qd)).session).toBeUndefined();
   });
 
   it('refuses a session key that is not an EC P-256 public JWK on the curve', async () => {

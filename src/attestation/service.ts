@@ -249,7 +249,7 @@ export interface AttestedSession {
   readonly referencePolicy?: string;
 }
 
-/** What a quote-mode grant gets from verifyQuote. */
+/** What a verified quote establishes (the verdict of `proveQuote`). */
 export interface VerifiedQuote {
   readonly runtimeId: string;
   readonly akName: string;
@@ -257,6 +257,14 @@ export interface VerifiedQuote {
   readonly resetCount: number;
   readonly restartCount: number;
   readonly resetDetected: boolean;
+}
+
+/** What a quote-mode grant gets from `proveQuote`: the verdict and what holds the grant. */
+export interface QuoteProof extends VerifiedQuote {
+  /** The runtime as the verdict left it (its counters, last quote and standing). */
+  readonly runtime: RuntimeView;
+  /** Its live attested session (the grant's `cnf`); undefined when none is live. */
+  readonly session: AttestedSession | undefined;
 }
 
 export interface AttestationConfig {
@@ -1229,16 +1237,18 @@ export class AttestationService {
   }
 
   /**
-   * Quote-mode grants: verify `quote` for `runtimeId` against `qualifyingData` (the grant
-   * request digest, §2). Consumes the nonce; throws on any failure, including the state
-   * verdicts (pcr_policy_violation, tpm_reset_detected); an authentic untrusted quote ends
-   * the runtime's session.
+   * Quote-mode grants, in one call: verify `quote` for `runtimeId` against `qualifyingData`
+   * (the grant request digest, §2) and answer with the verdict, the runtime as the verdict
+   * left it and its live attested session (which holds the grant), all read in the
+   * runtime's serial section. Consumes the nonce; throws on any failure, including the
+   * state verdicts (pcr_policy_violation, tpm_reset_detected); an authentic untrusted quote
+   * ends the runtime's session.
    */
-  async verifyQuote(
+  async proveQuote(
     runtimeId: string,
     quote: QuoteRequest & MeasuredBootRequest,
     qd: Uint8Array,
-  ): Promise<VerifiedQuote> {
+  ): Promise<QuoteProof> {
     const now = this.#now();
     const parsed = parseQuoteRequest(quote);
     // The quote's event log and IMA entries, parsed before the first await like the quote.
@@ -1278,7 +1288,7 @@ export class AttestationService {
       });
       // The stored IMA state is not moved here: the grant answer cannot tell the attester
       // where the verified entries end (docs/measured-boot.md).
-      await this.#update({
+      const next: RuntimeRecord = {
         ...record,
         counters: { resetCount: facts.resetCount, restartCount: facts.restartCount },
         lastQuote: lastQuoteOf(facts),
@@ -1287,8 +1297,12 @@ export class AttestationService {
         ...(first === undefined
           ? {}
           : { lastAttestation: this.#untrusted(attestationId, reasons) }),
-      });
+      };
+      await this.#update(next);
       if (first !== undefined) throw first;
+      // The session of the runtime's standing attestation, if still live (a reset ended it).
+      const standing = next.lastAttestation;
+      const session = standing === null ? undefined : this.sessionFor(standing.attestationId);
       return {
         runtimeId,
         akName: record.akName,
@@ -1296,6 +1310,8 @@ export class AttestationService {
         resetCount: facts.resetCount,
         restartCount: facts.restartCount,
         resetDetected: facts.resetDetected,
+        runtime: this.#view(next),
+        session: session?.runtimeId === runtimeId ? session : undefined,
       };
     });
   }

@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import type { AttestationService } from '../attestation/index.js';
 import type { AuditService } from '../audit/index.js';
 import { AuditUnavailableError } from '../audit/index.js';
-import type { KeyService } from '../keys/index.js';
-import type { PolicyDecider } from '../policy/index.js';
+import { HsmUnavailableError, type KeyService } from '../keys/index.js';
+import { PolicyUnavailableError, type PolicyDecider } from '../policy/index.js';
 import { GrantorError, UnavailableError } from '../shared/errors.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import type { DomainLogger } from '../shared/log.js';
@@ -32,7 +32,11 @@ export interface GrantsConfig {
   readonly maxDepth: number;
   /** Most children of one grant (stored ones, live or not, and those in flight). */
   readonly maxChildren: number;
-  /** Deadline of one audit append or one signature; past it the request fails closed. */
+  /**
+   * Deadline of each dependency call on the request path (an audit append, a decision, a
+   * signature, the start-up hold); past it the request fails closed with the dependency's
+   * 503 (`GrantContext.deadline`, the one owner).
+   */
   readonly dependencyDeadlineMs: number;
   /** Most requestIds kept in memory (all are persisted). */
   readonly replayCacheSize: number;
@@ -46,7 +50,7 @@ export interface GrantsConfig {
 
 /** The services the pipeline calls (ports: the real ones in production, fakes in tests). */
 export interface GrantsDeps {
-  readonly attestation: Pick<AttestationService, 'getRuntime' | 'sessionFor' | 'verifyQuote'>;
+  readonly attestation: Pick<AttestationService, 'getRuntime' | 'sessionFor' | 'proveQuote'>;
   /** The engine itself (decides in the event loop) or PolicyWorkers (on worker threads). */
   readonly policy: PolicyDecider;
   /**
@@ -76,8 +80,21 @@ export const sha256Hex = (data: string | Uint8Array): string =>
 
 export const iso = (seconds: number): string => new Date(seconds * 1000).toISOString();
 
+/** What the request path waits on, each answering its own 503 past the deadline. */
+export type Dependency = 'audit' | 'policy' | 'hsm' | 'startup';
+
+const OVERRUN: Readonly<Record<Dependency, () => GrantorError>> = {
+  audit: () => new AuditUnavailableError('the audit log did not commit within its deadline'),
+  policy: () => new PolicyUnavailableError('the policy engine did not decide within its deadline'),
+  hsm: () => new HsmUnavailableError('the HSM did not sign within its deadline'),
+  startup: () =>
+    new GrantStoreUnavailableError({
+      details: { reason: 'still marking the allows a previous run never released' },
+    }),
+};
+
 /** The deadline, as an error of the dependency's own kind. */
-export async function within<T>(work: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+async function within<T>(work: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -122,16 +139,22 @@ export class GrantContext {
     });
   }
 
+  /**
+   * The one owner of the request path's deadlines (docs/grants.md "Deadlines"): `work` not
+   * settled within `dependencyDeadlineMs` fails with the dependency's own 503 code. The key
+   * service's and the policy workers' own deadlines guard their resources (a stuck session
+   * or worker is replaced) and answer the same codes when they fire first.
+   */
+  deadline<T>(dependency: Dependency, work: Promise<T>): Promise<T> {
+    return within(work, this.config.dependencyDeadlineMs, OVERRUN[dependency]);
+  }
+
   async append(
     event: Parameters<AuditService['append']>[0],
   ): Promise<{ seq: number; hash: string }> {
     const work = this.deps.audit.append(event);
     try {
-      return await within(
-        work,
-        this.config.dependencyDeadlineMs,
-        () => new AuditUnavailableError('the audit log did not commit within its deadline'),
-      );
+      return await this.deadline('audit', work);
     } catch (e) {
       if (event.type === 'grant.decision' && event.decision === 'allow') {
         // A late commit of this "allow" would be unmarked: mark it when it lands.

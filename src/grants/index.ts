@@ -4,8 +4,9 @@
  *
  * Rooms: pipeline.ts (GrantService, the domain's one face, and the request path: runtime,
  * freshness before the proof, proof, lineage, policy, audit, signature, store), context.ts
- * (config, ports, deadline, store and log failures shared by every room), request.ts (the
- * checked body), freshness.ts with replay.ts (requestIds used and forgotten), proof.ts
+ * (config, ports, deadline, store and log failures shared by every room), request.schema.ts
+ * (the body's one schema, every limit; the route declares it too), request.ts (the checked
+ * body), freshness.ts with replay.ts (requestIds used and forgotten), proof.ts
  * (session signature or quote), lineage.ts (a child under its chain; the lineage view),
  * reasons.ts (what an entry's reasons hold), redeem.ts (redeem, outcome), revoke.ts
  * (grants, runtimes, trust changes), audit-pending.ts (the entry a change already made
@@ -173,4 +174,5 @@ export {
   type GrantRequest,
   type GrantRequestBody,
 } from './request.js';
+export { GrantRequestSchema, Id } from './request.schema.js';
 export * from './errors.js';

@@ -252,6 +252,30 @@ describe('GrantService.request: policy, audit and HSM failures', () => {
     expect(f.signed).toHaveLength(0);
   });
 
+  it('policy past its deadline: policy_unavailable, nothing audited, signed or stored', async () => {
+    const f = new Fakes();
+    f.policyStuck = true;
+    expect(await code(f.service().request(signRequest(body(), f.key.privateKey), NOW))).toBe(
+      'policy_unavailable',
+    );
+    expect(f.events).toHaveLength(0);
+    expect(f.signed).toHaveLength(0);
+    expect(f.store.grants.size).toBe(0);
+  });
+
+  it('HSM past its deadline: hsm_unavailable and a grant.issue_failed entry, nothing stored', async () => {
+    const f = new Fakes();
+    f.signStuck = true;
+    expect(await code(f.service().request(signRequest(body(), f.key.privateKey), NOW))).toBe(
+      'hsm_unavailable',
+    );
+    expect(f.events.map((e) => [e.type, e.decision, e.reasons])).toEqual([
+      ['grant.decision', 'allow', [`pol:${POLICY_HASH}`, 'p1']],
+      ['grant.issue_failed', 'failed', ['hsm_unavailable']],
+    ]);
+    expect(f.store.grants.size).toBe(0);
+  });
+
   it('audit failure: audit_unavailable, nothing signed', async () => {
     const f = new Fakes();
     f.auditFails = () => new Error('disk gone');
@@ -409,12 +433,23 @@ describe('refusals on the record (issue 16)', () => {
     expect(f.events).toHaveLength(0);
   });
 
-  it('a runtime id that is no id is recorded by its digest, never as written', async () => {
+  it('a request id that is no text is recorded by its digest, never as written', async () => {
+    const f = new Fakes();
+    const req = signRequest(
+      body({ runtimeId: 'rt_nobody', requestId: 'q\nforged line' }),
+      f.key.privateKey,
+    );
+    expect(await code(f.service().request(req, NOW))).toBe('unknown_runtime');
+    const facts = f.events[0]?.facts as { runtime: string; requestId: string } | undefined;
+    expect(facts?.runtime).toBe('rt_nobody');
+    expect(facts?.requestId).toMatch(/^digest:[0-9a-f]{64}$/);
+  });
+
+  it('a runtime id that is no id is refused by the schema (bad_request), nothing recorded', async () => {
     const f = new Fakes();
     const req = signRequest(body({ runtimeId: 'rt\nforged line' }), f.key.privateKey);
-    expect(await code(f.service().request(req, NOW))).toBe('unknown_runtime');
-    const facts = f.events[0]?.facts as { runtime: string } | undefined;
-    expect(facts?.runtime).toMatch(/^digest:[0-9a-f]{64}$/);
+    expect(await code(f.service().request(req, NOW))).toBe('bad_request');
+    expect(f.events).toEqual([]);
   });
 
   it('a flood of 10,000 refusals writes a bounded number of entries, and counts the rest', async () => {

@@ -21,7 +21,7 @@ import { HsmUnavailableError } from '../keys/index.js';
 import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { PolicyUnavailableError, grantTtlSeconds } from '../policy/index.js';
 import { GrantorError, UnavailableError } from '../shared/errors.js';
-import { PolicyDeniedError, RuntimeNotActiveError, GrantStoreUnavailableError } from './errors.js';
+import { PolicyDeniedError, RuntimeNotActiveError } from './errors.js';
 import type { GrantRecord, UsedRequest } from './grant-store.port.js';
 import { ReplayGuard } from './replay.js';
 import { checkRequest, unsignedRequestText, type CheckedRequest } from './request.js';
@@ -34,10 +34,8 @@ import {
   iso,
   sha256Hex,
   unavailable,
-  within,
   type GrantsConfig,
   type GrantsDeps,
-  type RuntimeView,
 } from './context.js';
 import { jwkThumbprint, type GrantClaims } from '../shared/grant-claims.js';
 import { Freshness } from './freshness.js';
@@ -204,14 +202,7 @@ export class GrantService {
   async #request(req: CheckedRequest, now: Date): Promise<IssuedGrant> {
     const nowMs = now.getTime();
     if (this.#gate !== undefined) {
-      await within(
-        this.#gate,
-        this.#config.dependencyDeadlineMs,
-        () =>
-          new GrantStoreUnavailableError({
-            details: { reason: 'still marking the allows a previous run never released' },
-          }),
-      );
+      await this.#ctx.deadline('startup', this.#gate);
     }
 
     const runtime = await this.#deps.attestation.getRuntime(req.runtimeId);
@@ -224,7 +215,7 @@ export class GrantService {
     const idExpiresAt = await this.#freshness.fresh(req, nowMs);
     const used = { runtimeId: req.runtimeId, requestId: req.requestId, expiresAt: idExpiresAt };
     try {
-      const run = () => this.#decideAndIssue(req, runtime, proven, used, nowMs);
+      const run = () => this.#decideAndIssue(req, proven, used, nowMs);
       // A child is checked and stored while no revoke of its tree runs (root-lock.ts).
       const root = await this.#lineage.parentRoot(req);
       const issued = root === undefined ? await run() : await this.#ctx.roots.shared(root, run);
@@ -244,14 +235,13 @@ export class GrantService {
   /** From lineage to the stored grant: every step after the freshness check. */
   async #decideAndIssue(
     req: CheckedRequest,
-    runtime: RuntimeView,
     proven: Proven,
     used: UsedRequest,
     nowMs: number,
   ): Promise<IssuedGrant> {
     const link = await this.#lineage.link(req, nowMs);
     try {
-      return await this.#issue(req, runtime, proven, used, nowMs, link);
+      return await this.#issue(req, proven, used, nowMs, link);
     } finally {
       if (link !== undefined) this.#lineage.childSettled(link.parent.grantId);
     }
@@ -260,7 +250,6 @@ export class GrantService {
   /** From the policy decision to the stored grant. */
   async #issue(
     req: CheckedRequest,
-    runtime: RuntimeView,
     proven: Proven,
     used: UsedRequest,
     nowMs: number,
@@ -268,7 +257,7 @@ export class GrantService {
   ): Promise<IssuedGrant> {
     const grantId = `gr_${this.#random(16).toString('base64url')}`;
     const policyRequest = await policyRequestFor(
-      { req, runtime, proof: proven, link },
+      { req, runtime: proven.runtime, proof: proven, link },
       { attestation: this.#deps.attestation, gateways: this.#deps.gateways },
     );
     const decision = await this.#decide(policyRequest);
@@ -408,12 +397,8 @@ export class GrantService {
 
   async #decide(request: PolicyRequest): Promise<PolicyDecision> {
     try {
-      // The decider has deadlines of its own; this one holds whatever it is.
-      return await within(
-        Promise.resolve(this.#deps.policy.decide(request)),
-        this.#config.dependencyDeadlineMs,
-        () => new PolicyUnavailableError('the policy engine did not decide within its deadline'),
-      );
+      // The decider's own deadline guards its workers; this one is the request's.
+      return await this.#ctx.deadline('policy', Promise.resolve(this.#deps.policy.decide(request)));
     } catch (e) {
       if (e instanceof GrantorError && !(e instanceof UnavailableError)) throw e;
       throw unavailable(
@@ -425,11 +410,11 @@ export class GrantService {
 
   async #sign(claims: GrantClaims): Promise<string> {
     try {
-      // The keys service owns the signature's form (low-S, src/shared/es256.ts).
-      const { token } = await within(
+      // The keys service owns the signature's form (low-S, src/shared/es256.ts); its own
+      // deadline guards its sessions, this one is the request's.
+      const { token } = await this.#ctx.deadline(
+        'hsm',
         this.#deps.keys.signGrantToken({ typ: 'grant+jwt' }, claims),
-        this.#config.dependencyDeadlineMs,
-        () => new HsmUnavailableError('the HSM did not sign within its deadline'),
       );
       return token;
     } catch (e) {

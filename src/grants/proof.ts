@@ -14,6 +14,8 @@ import {
 import { sessionSigningInput, withoutQuote, type CheckedRequest } from './request.js';
 
 export interface Proven {
+  /** The runtime the decision sees: as the gate read it, or as a quote's verdict left it. */
+  readonly runtime: RuntimeView;
   readonly akName: string;
   readonly pcrDigest: string;
   readonly resetCount: number;
@@ -69,6 +71,7 @@ export class RequestProver {
       }
       if (!valid) throw new RequestSignatureInvalidError();
       return {
+        runtime,
         akName: session.akName,
         pcrDigest: session.pcrDigestHex,
         resetCount: session.resetCount,
@@ -82,22 +85,22 @@ export class RequestProver {
     }
     // Quote mode: the quote is qualified with SHA-256(nonce || SHA-256(JCS(request - quote))).
     const quote = req.proof.quote;
-    const nonce =
-      typeof quote.nonce === 'string' ? Buffer.from(quote.nonce, 'base64') : Buffer.alloc(0);
-    const qd = qualifyingData(nonce, withoutQuote(req.body));
-    const verified = await attestation.verifyQuote(req.runtimeId, quote, qd);
+    const qd = qualifyingData(Buffer.from(quote.nonce, 'base64'), withoutQuote(req.body));
+    // One call: the verdict, the runtime as it left it and its live session, read together.
+    const proof = await attestation.proveQuote(req.runtimeId, quote, qd);
     // The grant is held by the session key of the runtime's live attested session, which the
     // same AK vouched for: without one there is no key to bind the grant to (cnf).
-    const last = (await attestation.getRuntime(req.runtimeId)).lastAttestation;
-    const session = last === null ? undefined : attestation.sessionFor(last.attestationId);
-    if (last === null || session?.runtimeId !== req.runtimeId) {
+    const { session } = proof;
+    const last = proof.runtime.lastAttestation;
+    if (session === undefined || last?.attestationId !== session.attestationId) {
       throw new SessionNotLiveError('quote mode needs a live attested session to hold the grant');
     }
     return {
-      akName: verified.akName,
-      pcrDigest: verified.pcrDigestHex,
-      resetCount: verified.resetCount,
-      restartCount: verified.restartCount,
+      runtime: proof.runtime,
+      akName: proof.akName,
+      pcrDigest: proof.pcrDigestHex,
+      resetCount: proof.resetCount,
+      restartCount: proof.restartCount,
       attestationId: session.attestationId,
       sessionKey: session.sessionKey,
       // As in session mode, the session's attestation reported a reset or restart; or the
@@ -105,8 +108,8 @@ export class RequestProver {
       // ends it, and the session check above refuses).
       resetSeen:
         resetReported(last.reasons) ||
-        verified.resetCount !== session.resetCount ||
-        verified.restartCount !== session.restartCount,
+        proof.resetCount !== session.resetCount ||
+        proof.restartCount !== session.restartCount,
       sessionAgeSeconds: 0,
     };
   }

@@ -1,11 +1,21 @@
 /**
  * The grant request (PROTOCOL.md §3): a deep copy of the untrusted body, taken before the
- * first await, and the semantic checks the route schema cannot express.
+ * first await, checked against the one schema of its limits (request.schema.ts, which the
+ * route declares too), then the semantic checks a schema cannot express.
  */
 import { createHash } from 'node:crypto';
-import { jcs, type QuoteRequest } from '../attestation/index.js';
+import { Compile } from 'typebox/compile';
+import { Errors } from 'typebox/value';
+import { jcs, type QuoteEvidenceBody } from '../attestation/index.js';
 import type { GrantRequestBody } from '../shared/grant-request.js';
 import { GrantRequestInvalidError } from './errors.js';
+import { GrantRequestSchema } from './request.schema.js';
+
+/**
+ * The schema compiled once, as the route's validator is (Fastify's Ajv): the interpreted
+ * check cost ~0.27 ms a request, ten times this (measured on the bench machine).
+ */
+const grantRequest = Compile(GrantRequestSchema);
 
 export type { GrantRequestBody };
 
@@ -19,7 +29,7 @@ export interface SessionProof {
 export interface GrantRequest extends Omit<GrantRequestBody, 'parentGrantId'> {
   readonly parentGrantId?: string | null;
   readonly session?: SessionProof;
-  readonly quote?: QuoteRequest;
+  readonly quote?: QuoteEvidenceBody;
 }
 
 /** The checked copy the pipeline works on. */
@@ -38,25 +48,11 @@ export interface CheckedRequest {
   readonly ttlSeconds: number;
   readonly proof:
     | { readonly mode: 'session'; readonly attestationId: string; readonly signature: string }
-    | { readonly mode: 'quote'; readonly quote: QuoteRequest };
+    | { readonly mode: 'quote'; readonly quote: QuoteEvidenceBody };
 }
-
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/i;
-const HEX64 = /^[0-9a-f]{64}$/;
-const B64URL_SIG = /^[A-Za-z0-9_-]{86}$/;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function str(body: Record<string, unknown>, name: string, max = 256): string {
-  const v = body[name];
-  if (typeof v !== 'string' || v === '' || v.length > max) {
-    throw new GrantRequestInvalidError(`${name} must be a non-empty string`, {
-      details: { field: name },
-    });
-  }
-  return v;
 }
 
 /** Deep copy: the caller's object can change after this returns without effect. */
@@ -68,71 +64,61 @@ export function snapshot(body: unknown): unknown {
   }
 }
 
+/** The member the schema refused first, as a dotted path (`quote.nonce`); never its value. */
+function refusedField(body: unknown): string {
+  const first = Errors(GrantRequestSchema, body)[0];
+  const path = first?.instancePath.split('/').filter((p) => p !== '') ?? [];
+  // A missing or extra member is reported on its object: name the member itself.
+  const params = first?.params as { requiredProperties?: unknown; additionalProperties?: unknown };
+  const member = [params.requiredProperties, params.additionalProperties]
+    .map((m) => (Array.isArray(m) && typeof m[0] === 'string' ? m[0] : undefined))
+    .find((m) => m !== undefined);
+  return [...path, ...(member === undefined ? [] : [member])].join('.').slice(0, 128);
+}
+
 /** Copy and check a grant request; `maxTtlSeconds` is the appliance-wide bound. */
 export function checkRequest(untrusted: unknown, maxTtlSeconds: number): CheckedRequest {
   const body = snapshot(untrusted);
   if (!isObject(body)) throw new GrantRequestInvalidError('the request must be an object');
-  const runtimeId = str(body, 'runtimeId', 64);
-  const requestId = str(body, 'requestId', 128);
-  const issuedAt = str(body, 'issuedAt', 40);
-  const issuedAtMs = Date.parse(issuedAt);
-  if (!RFC3339.test(issuedAt) || Number.isNaN(issuedAtMs)) {
+  if (!grantRequest.Check(body)) {
+    const field = refusedField(body);
+    throw new GrantRequestInvalidError(`the request does not match its schema at ${field}`, {
+      details: { field },
+    });
+  }
+  const issuedAtMs = Date.parse(body.issuedAt);
+  if (Number.isNaN(issuedAtMs)) {
     throw new GrantRequestInvalidError('issuedAt must be an RFC 3339 time', {
       details: { field: 'issuedAt' },
     });
   }
-  const action = str(body, 'action', 128);
-  const resource = str(body, 'resource', 512);
-  const parametersDigest = str(body, 'parametersDigest', 64);
-  if (!HEX64.test(parametersDigest)) {
-    throw new GrantRequestInvalidError('parametersDigest must be 64 lowercase hex digits', {
-      details: { field: 'parametersDigest' },
-    });
-  }
-  const audience = str(body, 'audience', 128);
-  const parent = body.parentGrantId;
-  if (parent !== undefined && parent !== null && (typeof parent !== 'string' || parent === '')) {
-    throw new GrantRequestInvalidError('parentGrantId must be a grant id or null', {
-      details: { field: 'parentGrantId' },
-    });
-  }
   const ttl = body.ttlSeconds;
-  if (typeof ttl !== 'number' || !Number.isSafeInteger(ttl) || ttl < 1 || ttl > maxTtlSeconds) {
+  if (!Number.isSafeInteger(ttl) || ttl > maxTtlSeconds) {
     throw new GrantRequestInvalidError(`ttlSeconds must be an integer in 1..${maxTtlSeconds}`, {
       details: { field: 'ttlSeconds', max: maxTtlSeconds },
     });
   }
   const { session, quote } = body;
-  if ((session === undefined) === (quote === undefined)) {
+  let proof: CheckedRequest['proof'];
+  if (session !== undefined && quote === undefined) {
+    proof = { mode: 'session', attestationId: session.attestationId, signature: session.signature };
+  } else if (quote !== undefined && session === undefined) {
+    proof = { mode: 'quote', quote };
+  } else {
     throw new GrantRequestInvalidError('exactly one of session and quote is required', {
       details: { field: 'session|quote' },
     });
   }
-  let proof: CheckedRequest['proof'];
-  if (session !== undefined) {
-    if (!isObject(session)) throw new GrantRequestInvalidError('session must be an object');
-    const attestationId = str(session, 'attestationId', 64);
-    const signature = str(session, 'signature', 86);
-    if (!B64URL_SIG.test(signature)) {
-      throw new GrantRequestInvalidError('session.signature must be 64 bytes, base64url', {
-        details: { field: 'session.signature' },
-      });
-    }
-    proof = { mode: 'session', attestationId, signature };
-  } else {
-    if (!isObject(quote)) throw new GrantRequestInvalidError('quote must be an object');
-    proof = { mode: 'quote', quote: quote as unknown as QuoteRequest };
-  }
   return {
     body,
-    runtimeId,
-    requestId,
+    runtimeId: body.runtimeId,
+    requestId: body.requestId,
     issuedAtMs,
-    action,
-    resource,
-    parametersDigest,
-    audience,
-    parentGrantId: typeof parent === 'string' ? parent : null,
+    action: body.action,
+    resource: body.resource,
+    parametersDigest: body.parametersDigest,
+    audience: body.audience,
+    parentGrantId: body.parentGrantId ?? null,
     ttlSeconds: ttl,
     proof,
   };

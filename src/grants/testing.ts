@@ -51,7 +51,8 @@ export class Fakes {
   readonly signed: Record<string, unknown>[] = [];
   readonly policyCalls: PolicyRequest[] = [];
   readonly store = new MemoryGrantStore();
-  quoteCalls: { runtimeId: string; qd: Buffer }[] = [];
+  /** What reached the attestation port's proveQuote. */
+  quoteCalls: { runtimeId: string; quote: unknown; qd: Buffer }[] = [];
   auditFails: (() => Error) | undefined;
   auditHang = false;
   /** An append that never settles (a log stuck on its storage or its TPM anchor). */
@@ -59,7 +60,11 @@ export class Fakes {
   /** A realistic commit latency for every append (ms). */
   auditDelayMs = 0;
   signFails: (() => Error) | undefined;
+  /** A signature that never comes (a hung HSM session). */
+  signStuck = false;
   policyFails: (() => Error) | undefined;
+  /** A decision that never comes (a stuck policy worker). */
+  policyStuck = false;
   decision: (req: PolicyRequest) => PolicyDecision = () => allow();
   /** The enrolled gateways per audience (issue 18); undefined: no port wired. */
   gateways: AudienceGateways | undefined;
@@ -141,9 +146,19 @@ export class Fakes {
             const s = this.sessions.get(id);
             return s !== undefined && s.validUntil.getTime() > NOW.getTime() ? s : undefined;
           },
-          verifyQuote: (runtimeId, _quote, qd) => {
-            this.quoteCalls.push({ runtimeId, qd: Buffer.from(qd) });
+          proveQuote: (runtimeId, quote, qd) => {
+            this.quoteCalls.push({ runtimeId, quote, qd: Buffer.from(qd) });
             if (this.verifyQuoteFails !== undefined) return Promise.reject(this.verifyQuoteFails());
+            const runtime = this.runtimes.get(runtimeId);
+            if (runtime === undefined)
+              return Promise.reject(new GrantorError('unknown_runtime', 'no such runtime'));
+            const standing = runtime.lastAttestation;
+            const session =
+              standing === null ? undefined : this.sessions.get(standing.attestationId);
+            const live =
+              session !== undefined &&
+              session.runtimeId === runtimeId &&
+              session.validUntil.getTime() > NOW.getTime();
             return Promise.resolve({
               runtimeId,
               akName: '000b' + 'cc'.repeat(32),
@@ -151,6 +166,8 @@ export class Fakes {
               resetCount: 2,
               restartCount: 1,
               resetDetected: false,
+              runtime,
+              session: live ? session : undefined,
             });
           },
         },
@@ -158,6 +175,7 @@ export class Fakes {
           decide: (req) => {
             this.policyCalls.push(req);
             if (this.policyFails !== undefined) throw this.policyFails();
+            if (this.policyStuck) return new Promise<never>(() => undefined);
             return this.decision(req);
           },
         },
@@ -179,6 +197,7 @@ export class Fakes {
         keys: {
           signGrantToken: (header, signed) => {
             if (this.signFails !== undefined) return Promise.reject(this.signFails());
+            if (this.signStuck) return new Promise<never>(() => undefined);
             const payload = JSON.stringify(signed);
             this.signed.push(JSON.parse(payload) as Record<string, unknown>);
             const h = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'k1', ...header }));

@@ -44,7 +44,7 @@ const UNREACHABLE = {
   attestation: {
     getRuntime: unreachable,
     sessionFor: unreachable,
-    verifyQuote: unreachable,
+    proveQuote: unreachable,
   },
   policy: { decide: unreachable },
   audit: { append: unreachable },

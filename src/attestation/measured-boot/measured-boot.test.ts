@@ -429,7 +429,7 @@ describe('quote mode (a grant request carrying a fresh quote)', () => {
   async function quoted(extra: Record<string, unknown>) {
     const { nonce } = await svc.challenge(runtimeId);
     const n = Buffer.from(nonce, 'base64');
-    return svc.verifyQuote(
+    return svc.proveQuote(
       runtimeId,
       { ...tpm.quote(n, qualifyingData(n, qd), { selection: sel }), ...extra },
       qualifyingData(n, qd),

@@ -3,47 +3,26 @@
  * and response is a schema with `additionalProperties: false`; the response schemas filter
  * what leaves the process. Runtime routes refuse operator credentials (`actor: 'runtime'`);
  * revocation needs an operator. Runtime routes declare their rate-limit bucket and a body
- * limit sized to their schema. The semantic checks (ttl range, one proof) are the
- * service's, so a direct caller gets them too.
+ * limit sized to their schema. The grant request's schema is the domain's
+ * (src/grants/request.schema.ts, the only copy of its limits), which the service checks
+ * again with its semantic checks (ttl range, one proof), so a direct caller gets them too.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
-import type { GrantService, GrantView as GrantViewShape } from '../../grants/index.js';
+import {
+  GrantRequestSchema,
+  Id,
+  type GrantService,
+  type GrantView as GrantViewShape,
+} from '../../grants/index.js';
 import { meterGrantDecision, type GrantDecisionMetrics } from '../plugins/metrics.js';
 import { bodyLimit } from '../plugins/body-limit.js';
 import { requireActor } from '../plugins/auth.js';
 import { requireGateway } from '../plugins/gateway-auth.js';
-import { ErrorSchema, QuoteEvidence } from '../schemas.js';
+import { ErrorSchema } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
-const Id = (prefix: string) =>
-  Type.String({ minLength: 4, maxLength: 64, pattern: `^${prefix}_[A-Za-z0-9_-]+$` });
 const Time = Type.String({ format: 'date-time' });
-
-const GrantBody = Type.Object(
-  {
-    runtimeId: Id('rt'),
-    requestId: Type.String({ minLength: 1, maxLength: 128 }),
-    issuedAt: Time,
-    action: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' }),
-    resource: Type.String({ minLength: 1, maxLength: 512 }),
-    parametersDigest: Type.String({ pattern: '^[0-9a-f]{64}$' }),
-    audience: Type.String({ minLength: 1, maxLength: 128 }),
-    parentGrantId: Type.Optional(Type.Union([Id('gr'), Type.Null()])),
-    ttlSeconds: Type.Integer({ minimum: 1 }),
-    session: Type.Optional(
-      Type.Object(
-        {
-          attestationId: Id('at'),
-          signature: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$' }),
-        },
-        closed,
-      ),
-    ),
-    quote: Type.Optional(Type.Object(QuoteEvidence, closed)),
-  },
-  closed,
-);
 
 const IssuedReply = Type.Object(
   { grantId: Type.String(), grant: Type.String(), expiresAt: Time, auditSeq: Type.Integer() },
@@ -178,7 +157,7 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
       // with measured boot also the event log and IMA entries (the attestation route's limit).
       bodyLimit: Math.max(opts.quoteBodyLimit ?? 0, bodyLimit('medium').bodyLimit),
       config: { actor: 'runtime', rateLimit: { bucket: 'grants' } },
-      schema: { body: GrantBody, response: { 201: IssuedReply, ...errors } },
+      schema: { body: GrantRequestSchema, response: { 201: IssuedReply, ...errors } },
     },
     async (request, reply) => {
       const mode = request.body.quote === undefined ? 'session' : 'quote';
