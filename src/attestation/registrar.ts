@@ -39,8 +39,8 @@ import {
   type DisabledMark,
   type ReferencePolicy,
 } from './reference-policy.js';
-import { factHex, factId, factText } from '../audit/index.js';
-import { AuditUnavailableError, type AuditSink } from './service.js';
+import { AuditUnavailableError, factHex, factId, factText } from '../audit/index.js';
+import type { AuditSink } from './service.js';
 import {
   PUT_POLICIES_FILE,
   loadPutPolicies,
@@ -586,7 +586,7 @@ export class AttestationTrust {
       await this.#audit.record(event);
     } catch (e) {
       await rm(tmp, { force: true });
-      throw new AuditUnavailableError(e);
+      throw new AuditUnavailableError('the audit log is unavailable', { cause: e });
     }
   }
 

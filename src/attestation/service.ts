@@ -17,8 +17,7 @@ import type {
   Facts,
   RuntimeEventFacts,
 } from '../audit/index.js';
-import { factHex, factId, factText } from '../audit/index.js';
-import { UnavailableError } from '../shared/errors.js';
+import { AuditUnavailableError, factHex, factId, factText } from '../audit/index.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
 import { TpmParseError } from '../tpm/marshal/errors.js';
@@ -135,12 +134,6 @@ function runtimeEventFacts(
     rule: more.rule === undefined || more.rule === null ? null : factText(more.rule),
     labelsDigest: more.labels === undefined ? null : factsDigest(more.labels),
   };
-}
-
-export class AuditUnavailableError extends UnavailableError {
-  constructor(cause: unknown) {
-    super('audit_unavailable', 'the audit log is unavailable', { cause });
-  }
 }
 
 export interface EcSessionJwk {
@@ -462,7 +455,7 @@ export class AttestationService {
     try {
       await this.#audit.record(event);
     } catch (e) {
-      throw new AuditUnavailableError(e);
+      throw new AuditUnavailableError('the audit log is unavailable', { cause: e });
     }
   }
 
