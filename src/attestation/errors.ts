@@ -1,6 +1,6 @@
 /**
  * Failure kinds of enrollment, activation and quote verification: one class per kind, each
- * with its stable `code` (PROTOCOL.md "Errors"; statuses in src/http/error-status.ts).
+ * with its stable `code` (PROTOCOL.md "Errors"; statuses in src/shared/error-codes.ts).
  * Messages never carry secrets, expected values or the bytes that failed.
  */
 import { GrantorError } from '../shared/errors.js';
