@@ -39,5 +39,12 @@ export class ConfigError extends GrantorError {
   }
 }
 
+/** Not a state of the world but a failure nobody expected (a bug): 500, its message hidden. */
+export class InternalError extends GrantorError {
+  constructor(message = 'internal error', options?: { cause?: unknown }) {
+    super('internal_error', message, options);
+  }
+}
+
 /** A dependency the decision needs (TPM, HSM, audit, policy) cannot be used: fail closed. */
 export class UnavailableError extends GrantorError {}
