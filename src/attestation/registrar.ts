@@ -27,12 +27,12 @@ import {
 } from './ek-certificate.js';
 import {
   EMPTY_RULE_SET,
-  EnrollmentRulesInvalidError,
   parseEnrollmentRules,
   ruleSetJson,
   ruleSetSha256,
   type EnrollmentRuleSet,
 } from './enrollment-rules.js';
+import { EnrollmentRulesInvalidError } from './errors.js';
 import {
   ReferencePolicyRegistry,
   parseReferencePolicy as parsePolicyJson,
