@@ -36,6 +36,7 @@ import {
 } from './attestation/index.js';
 import { TrustCascade, createGrants, type GrantService } from './grants/index.js';
 import { createKeys, type KeyService } from './keys/index.js';
+import { HsmUnavailableError } from './keys/errors.js';
 import { MeteredSigner } from './keys/signer.metered.js';
 import { approvalPolicyFromSettings, createOperators, type Operators } from './operators/index.js';
 import {
@@ -55,6 +56,7 @@ import { fileConfigError } from './startup-cause.js';
 import { createMetrics, type GrantorMetrics } from './shared/metrics.js';
 import { marshalTpmtPublic } from './tpm/marshal/public.js';
 import { APPLIANCE_AK_TEMPLATE } from './tpm/templates.js';
+import { TpmUnavailableError } from './tpm/tpm-error.js';
 import { MeteredTpm } from './tpm/tpm.metered.js';
 import { readOwnerAuth } from './tpm/owner-auth.js';
 import { openTpm } from './tpm/tpm.native.js';
@@ -222,7 +224,7 @@ async function provisionWith(
     });
     // The AK that certifies every start-up read of the anchor, pinned with it.
     const akPublic = await new TpmAuditAnchor(tpm, anchorConfig(config)).akPublic();
-    if (akPublic === undefined) throw new GrantorError('tpm_unavailable', 'no AK for the anchor');
+    if (akPublic === undefined) throw new TpmUnavailableError('no AK for the anchor');
     pin = { ...indices, ...anchored, akPublic };
     await writeAnchorPin(file, pin);
     await options.afterStep?.('write_pin');
@@ -280,7 +282,7 @@ export async function openAppliance(
     const keysRef: { current?: KeyService } = {};
     const keysNow = (): KeyService => {
       if (keysRef.current === undefined)
-        throw new GrantorError('hsm_unavailable', 'the keys service is not started');
+        throw new HsmUnavailableError('the keys service is not started');
       return keysRef.current;
     };
     const pin = await readPin(config);

@@ -9,13 +9,13 @@
  */
 import { connect } from 'node:net';
 import type { AppConfig } from './shared/config.js';
-import { ConfigError, GrantorError } from './shared/errors.js';
+import { ConfigError, GrantorError, type ErrorCode } from './shared/errors.js';
 
 export interface StartupFailure {
   /** The component `/readyz` names: `tpm`, `hsm`, `audit`, `policy`, `attestation`, `config`. */
   readonly component: string;
   /** A 503 code every other route fails closed with. */
-  readonly code: string;
+  readonly code: ErrorCode;
   /** One line for people: what failed and where. */
   readonly cause: string;
 }

@@ -5,7 +5,7 @@
  * EK. Signatures and validity through node:crypto's X509Certificate.
  */
 import { createHash, X509Certificate, type JsonWebKey } from 'node:crypto';
-import { GrantorError } from '../shared/errors.js';
+import { EkCaBundleInvalidError } from './errors.js';
 import { TPM_ALG, TPM_ECC } from '../tpm/marshal/constants.js';
 import type { EccPublic, RsaPublic, TpmtPublic } from '../tpm/marshal/public.js';
 import {
@@ -66,13 +66,6 @@ export interface ValidatedEk {
 export function parseCaBundle(pem: string): X509Certificate[] {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   return blocks.map((b) => new X509Certificate(b));
-}
-
-/** A replacement EK CA bundle is refused: `details` name the certificate and the reason. */
-export class EkCaBundleInvalidError extends GrantorError {
-  constructor(message: string, details: { index?: number; reason: string }) {
-    super('ek_ca_bundle_invalid', message, { details });
-  }
 }
 
 /** The most certificates a trusted EK CA bundle may hold (the shipped one has ~70). */

@@ -27,7 +27,7 @@
  * matching means no labels and `pending_approval`.
  */
 import { readFile } from 'node:fs/promises';
-import { ConfigError, GrantorError } from '../shared/errors.js';
+import { ConfigError } from '../shared/errors.js';
 import { jcsSha256Hex } from '../shared/jcs.js';
 
 export type AssignedState = 'active' | 'pending_approval';
@@ -170,13 +170,6 @@ function parseRule(raw: unknown, index: number, fail: (msg: string) => Error): E
     labels: parseLabels(labels, at),
     state,
   };
-}
-
-/** A replacement rule set is refused whole; the message names the rule and the reason. */
-export class EnrollmentRulesInvalidError extends GrantorError {
-  constructor(message: string) {
-    super('enrollment_rules_invalid', message);
-  }
 }
 
 /** Validate a whole rule set; `where` names it in errors (a file path or `request`). */

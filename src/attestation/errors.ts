@@ -1,6 +1,6 @@
 /**
  * Failure kinds of enrollment, activation and quote verification: one class per kind, each
- * with its stable `code` (PROTOCOL.md "Errors"; statuses in src/http/error-status.ts).
+ * with its stable `code` (PROTOCOL.md "Errors"; statuses in src/shared/error-codes.ts).
  * Messages never carry secrets, expected values or the bytes that failed.
  */
 import { GrantorError } from '../shared/errors.js';
@@ -60,6 +60,10 @@ export const ATTESTATION_CODES = [
   'quote_signer_mismatch',
   'reference_policy_unknown',
   'attestation_not_found',
+  'ek_ca_bundle_invalid',
+  'reference_policy_not_found',
+  'reference_policy_state_invalid',
+  'enrollment_rules_invalid',
 ] as const;
 
 export type AttestationCode = (typeof ATTESTATION_CODES)[number];
@@ -277,3 +281,36 @@ export class TpmFirmwareRefusedError extends kind(
   'tpm_firmware_refused',
   'the TPM firmware version is refused by the reference policy',
 ) {}
+
+// Operator-managed trust (registrar.ts): the EK CA bundle, reference policies, rules.
+/** A replacement EK CA bundle is refused: `details` name the certificate and the reason. */
+export class EkCaBundleInvalidError extends AttestationError {
+  constructor(message: string, details: { index?: number; reason: string }) {
+    super('ek_ca_bundle_invalid', message, { details });
+  }
+}
+
+/** No reference policy with that name is loaded. */
+export class ReferencePolicyNotFoundError extends AttestationError {
+  constructor(name: string) {
+    super('reference_policy_not_found', `no reference policy ${name}`, { details: { name } });
+  }
+}
+
+/** Disabling a disabled policy, or enabling an enabled one. */
+export class ReferencePolicyStateError extends AttestationError {
+  constructor(name: string, enabled: boolean) {
+    super(
+      'reference_policy_state_invalid',
+      `reference policy ${name} is already ${enabled ? 'enabled' : 'disabled'}`,
+      { details: { name, enabled } },
+    );
+  }
+}
+
+/** A replacement rule set is refused whole; the message names the rule and the reason. */
+export class EnrollmentRulesInvalidError extends AttestationError {
+  constructor(message: string) {
+    super('enrollment_rules_invalid', message);
+  }
+}

@@ -89,7 +89,7 @@ export async function createAttestation(
   );
 }
 
-export { AttestationService, AuditUnavailableError, parseSessionKey } from './service.js';
+export { AttestationService, parseSessionKey } from './service.js';
 export type {
   AttestationConfig,
   AttestationDeps,

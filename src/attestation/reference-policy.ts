@@ -17,7 +17,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { hashInfoByName, type HashName } from '../tpm/marshal/constants.js';
-import { ConfigError, GrantorError } from '../shared/errors.js';
+import { ConfigError } from '../shared/errors.js';
+import { ReferencePolicyNotFoundError, ReferencePolicyStateError } from './errors.js';
 import { parseMeasuredBootPolicy, type MeasuredBootPolicy } from './measured-boot/policy.js';
 
 export interface ReferencePolicy {
@@ -206,24 +207,6 @@ export function policyForLabels(
     if (best === undefined || entries.length > Object.keys(best.selector).length) best = p;
   }
   return best;
-}
-
-/** No reference policy with that name is loaded. */
-export class ReferencePolicyNotFoundError extends GrantorError {
-  constructor(name: string) {
-    super('reference_policy_not_found', `no reference policy ${name}`, { details: { name } });
-  }
-}
-
-/** Disabling a disabled policy, or enabling an enabled one. */
-export class ReferencePolicyStateError extends GrantorError {
-  constructor(name: string, enabled: boolean) {
-    super(
-      'reference_policy_state_invalid',
-      `reference policy ${name} is already ${enabled ? 'enabled' : 'disabled'}`,
-      { details: { name, enabled } },
-    );
-  }
 }
 
 /** Who disabled a policy and when (persisted). */

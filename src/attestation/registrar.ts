@@ -27,20 +27,20 @@ import {
 } from './ek-certificate.js';
 import {
   EMPTY_RULE_SET,
-  EnrollmentRulesInvalidError,
   parseEnrollmentRules,
   ruleSetJson,
   ruleSetSha256,
   type EnrollmentRuleSet,
 } from './enrollment-rules.js';
+import { EnrollmentRulesInvalidError } from './errors.js';
 import {
   ReferencePolicyRegistry,
   parseReferencePolicy as parsePolicyJson,
   type DisabledMark,
   type ReferencePolicy,
 } from './reference-policy.js';
-import { factHex, factId, factText } from '../audit/index.js';
-import { AuditUnavailableError, type AuditSink } from './service.js';
+import { AuditUnavailableError, factHex, factId, factText } from '../audit/index.js';
+import type { AuditSink } from './service.js';
 import {
   PUT_POLICIES_FILE,
   loadPutPolicies,
@@ -586,7 +586,7 @@ export class AttestationTrust {
       await this.#audit.record(event);
     } catch (e) {
       await rm(tmp, { force: true });
-      throw new AuditUnavailableError(e);
+      throw new AuditUnavailableError('the audit log is unavailable', { cause: e });
     }
   }
 

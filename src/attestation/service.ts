@@ -17,7 +17,7 @@ import type {
   Facts,
   RuntimeEventFacts,
 } from '../audit/index.js';
-import { factHex, factId, factText } from '../audit/index.js';
+import { AuditUnavailableError, factHex, factId, factText } from '../audit/index.js';
 import { UnavailableError, type GrantorError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
@@ -135,12 +135,6 @@ function runtimeEventFacts(
     rule: more.rule === undefined || more.rule === null ? null : factText(more.rule),
     labelsDigest: more.labels === undefined ? null : factsDigest(more.labels),
   };
-}
-
-export class AuditUnavailableError extends UnavailableError {
-  constructor(cause: unknown) {
-    super('audit_unavailable', 'the audit log is unavailable', { cause });
-  }
 }
 
 export interface EcSessionJwk {
@@ -470,7 +464,7 @@ export class AttestationService {
     try {
       await this.#audit.record(event);
     } catch (e) {
-      throw new AuditUnavailableError(e);
+      throw new AuditUnavailableError('the audit log is unavailable', { cause: e });
     }
   }
 

@@ -1,6 +1,6 @@
 /**
  * Failure kinds of the audit log. Codes are part of the wire contract (PROTOCOL.md
- * "Errors"); the HTTP status for each lives in src/http/error-status.ts.
+ * "Errors"); the HTTP status for each lives in src/shared/error-codes.ts.
  */
 import { BadRequestError, GrantorError, UnavailableError } from '../shared/errors.js';
 

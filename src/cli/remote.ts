@@ -15,6 +15,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { isErrorCode } from '../shared/error-codes.js';
 import { GrantorError } from '../shared/errors.js';
 import { stringOption, flag, type Parsed } from './args.js';
 import type { Command } from './commands.js';
@@ -249,12 +250,19 @@ export function unreachable(conn: Connection, e: Error & { code?: string }): Gra
   );
 }
 
-/** The appliance's refusal as a GrantorError with its code (the message names the status). */
+/**
+ * The appliance's refusal as a GrantorError with its code (the message names the status). A
+ * code this CLI does not know (a newer appliance) is `remote_error`, the message naming it.
+ */
 export function errorOf(answer: Answer): GrantorError {
   const e = (answer.body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-  const code = typeof e?.code === 'string' ? e.code : 'remote_error';
+  const wire = typeof e?.code === 'string' ? e.code : undefined;
   const message = typeof e?.message === 'string' ? e.message : 'the appliance refused';
-  return new GrantorError(code, `${message} (HTTP ${answer.status})`);
+  if (wire !== undefined && isErrorCode(wire)) {
+    return new GrantorError(wire, `${message} (HTTP ${answer.status})`);
+  }
+  const named = wire === undefined ? '' : `${wire}: `;
+  return new GrantorError('remote_error', `${named}${message} (HTTP ${answer.status})`);
 }
 
 async function expectOk(conn: Connection, method: string, path: string): Promise<unknown> {

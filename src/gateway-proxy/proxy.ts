@@ -23,6 +23,8 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream';
 import {
   GrantorError,
+  InternalError,
+  RouteNotFoundError,
   UpstreamUnavailableError,
   outcomeOfStatus,
   readBody,
@@ -193,7 +195,7 @@ export function createGatewayProxy(
         client: clientOf(request),
       });
     } catch (err) {
-      const e = err instanceof GrantorError ? err : new GrantorError('internal_error', 'internal');
+      const e = err instanceof GrantorError ? err : new InternalError('internal');
       const status = refusalStatus(e);
       refuse(request, response, e, status === 401 || status >= 500 ? status : 403);
       return;
@@ -224,7 +226,7 @@ export function createGatewayProxy(
       });
     } catch (err) {
       if (err instanceof GrantorError) refuse(request, response, err);
-      else refuse(request, response, new GrantorError('internal_error', 'internal error'), 500);
+      else refuse(request, response, new InternalError(), 500);
       return;
     }
     const grantId = authorized.grant.grantId;
@@ -331,12 +333,11 @@ export function createGatewayProxy(
           await forward(request, response, config.upstream);
         } else {
           request.resume();
-          refuse(request, response, new GrantorError('route_not_found', 'no such endpoint'), 404);
+          refuse(request, response, new RouteNotFoundError('no such endpoint'), 404);
         }
       };
       work().catch((err: unknown) => {
-        const e =
-          err instanceof GrantorError ? err : new GrantorError('internal_error', 'internal');
+        const e = err instanceof GrantorError ? err : new InternalError('internal');
         refuse(request, response, e, err instanceof GrantorError ? refusalStatus(e) : 500);
       });
     },

@@ -7,7 +7,7 @@
  * action ran, `report` tells the appliance what happened, once.
  */
 import type { RevocationCheck } from './revocations.js';
-import { GrantorError, UnavailableError } from '../shared/errors.js';
+import { ConfigError, UnavailableError, type GrantorError } from '../shared/errors.js';
 import {
   GrantAlreadyRedeemedError,
   GrantMissingError,
@@ -136,7 +136,7 @@ export class Enforcer {
     this.#popHeader = (p.popHeader ?? 'grant-pop').toLowerCase();
     this.#requirePop = p.requirePop ?? true;
     if (this.#requirePop && config.challenges === undefined) {
-      throw new GrantorError('config_invalid', 'gateway.challenges: required with requirePop');
+      throw new ConfigError('gateway.challenges', 'required with requirePop');
     }
     this.#verifier = createGrantVerifier({
       issuer: config.issuer,
@@ -203,7 +203,7 @@ export class Enforcer {
   issueChallenge(client: string): string {
     const challenges = this.#config.challenges;
     if (challenges === undefined) {
-      throw new GrantorError('config_invalid', 'gateway.challenges: not configured');
+      throw new ConfigError('gateway.challenges', 'not configured');
     }
     return challenges.issue(client);
   }

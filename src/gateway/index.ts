@@ -99,4 +99,10 @@ export {
   type EnforcedHandler,
   type MiddlewareOptions,
 } from './middleware.js';
-export { ConfigError, GrantorError, UnavailableError } from '../shared/errors.js';
+export {
+  ConfigError,
+  GrantorError,
+  InternalError,
+  UnavailableError,
+  type ErrorCode,
+} from '../shared/errors.js';

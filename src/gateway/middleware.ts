@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { GrantorError } from '../shared/errors.js';
+import { GrantorError, InternalError } from '../shared/errors.js';
 import {
   outcomeOfStatus,
   refusalCode,
@@ -169,7 +169,7 @@ export function nodeEnforcement(
         });
       } catch (err) {
         if (err instanceof GrantorError) refuse(response, err);
-        else refuse(response, new GrantorError('internal_error', 'internal error'));
+        else refuse(response, new InternalError());
         return;
       }
       reportWhenDone(options, authorized.grant.grantId, response);

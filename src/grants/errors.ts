@@ -1,13 +1,18 @@
 /**
  * Failures of the grant domain, one class per kind with a stable `code` (PROTOCOL.md §3).
- * Callers and tests match on `code`; the HTTP status for each lives in
- * src/http/error-status.ts. Messages never carry keys, signatures or request bodies.
+ * Callers and tests match on `code`; each code, with its HTTP status, is a line of
+ * src/shared/error-codes.ts. Messages never carry keys, signatures or request bodies.
  */
-import { BadRequestError, GrantorError, UnavailableError } from '../shared/errors.js';
+import {
+  BadRequestError,
+  GrantorError,
+  UnavailableError,
+  type ErrorCode,
+} from '../shared/errors.js';
 
 type Options = { cause?: unknown; details?: Record<string, unknown> };
 
-function kind(code: string, defaultMessage: string) {
+function kind(code: ErrorCode, defaultMessage: string) {
   return class extends GrantorError {
     constructor(message: string = defaultMessage, options?: Options) {
       super(code, message, options);
@@ -152,29 +157,3 @@ export class RevocationFeedFullError extends UnavailableError {
     );
   }
 }
-
-/** Every code this domain raises (for the status table). */
-export const GRANT_CODES = {
-  runtime_not_active: 403,
-  session_not_live: 403,
-  session_runtime_mismatch: 403,
-  request_signature_invalid: 403,
-  request_replayed: 409,
-  request_stale: 422,
-  grant_parent_not_found: 422,
-  grant_parent_expired: 422,
-  grant_parent_revoked: 422,
-  grant_lineage_invalid: 422,
-  grant_depth_exceeded: 422,
-  grant_width_exceeded: 422,
-  grant_audience_mismatch: 403,
-  gateway_audience_forbidden: 403,
-  grant_not_redeemed: 409,
-  grant_outcome_forbidden: 403,
-  grant_outcome_recorded: 409,
-  grant_expired: 410,
-  grant_revoked: 410,
-  grant_store_unavailable: 503,
-  revocation_snapshot_required: 410,
-  revocation_feed_full: 503,
-} as const;

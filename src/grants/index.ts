@@ -1,6 +1,7 @@
 /**
  * Wiring of the grant domain: `createGrants(config, deps)` with plain arguments; the grant
- * store lives in `db.sublevel('grants')`. See docs/grants.md.
+ * store lives in `db.sublevel('grants')`; its settings of the appliance configuration are
+ * config.ts's. See docs/grants.md.
  *
  * Rooms: pipeline.ts (GrantService, the domain's one face, and the request path: runtime,
  * freshness before the proof, proof, lineage, policy, audit, signature, store), context.ts

@@ -20,7 +20,7 @@ import { MAX_BODY_LENGTH, factId, factList, factText } from '../audit/index.js';
 import { HsmUnavailableError } from '../keys/index.js';
 import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { PolicyUnavailableError, grantTtlSeconds } from '../policy/index.js';
-import { GrantorError, UnavailableError } from '../shared/errors.js';
+import { GrantorError, UnavailableError, type ErrorCode } from '../shared/errors.js';
 import { PolicyDeniedError, RuntimeNotActiveError } from './errors.js';
 import type { GrantRecord, UsedRequest } from './grant-store.port.js';
 import { ReplayGuard } from './replay.js';
@@ -174,7 +174,7 @@ export class GrantService {
    * within the dependency deadline (what it would have held is counted as dropped on the
    * next refusal entry); a stuck log never holds the answer.
    */
-  async #recordRefusal(req: CheckedRequest, code: string, nowMs: number): Promise<void> {
+  async #recordRefusal(req: CheckedRequest, code: ErrorCode, nowMs: number): Promise<void> {
     const runtime = factId(req.runtimeId);
     const admission = this.#refusals.admit(runtime, code, nowMs);
     if (!admission.write) return;

@@ -1,6 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import type { ErrorCode } from '../shared/errors.js';
 import { GrantRefusalWindow } from './refusals.js';
+
+const CODES: readonly ErrorCode[] = [
+  'request_stale',
+  'request_replayed',
+  'session_not_live',
+  'grant_parent_not_found',
+];
 
 describe('GrantRefusalWindow', () => {
   it('writes the first refusal of a key per window and the repeats with the next one', () => {
@@ -23,13 +31,17 @@ describe('GrantRefusalWindow', () => {
       maxEntriesPerWindow: 3,
       maxPerRuntime: 2,
     });
-    expect(w.admit('rt_a', 'c1', 0).write).toBe(true);
-    expect(w.admit('rt_a', 'c2', 0).write).toBe(true);
-    expect(w.admit('rt_a', 'c3', 0).write).toBe(false); // per runtime
+    expect(w.admit('rt_a', 'request_stale', 0).write).toBe(true);
+    expect(w.admit('rt_a', 'request_replayed', 0).write).toBe(true);
+    expect(w.admit('rt_a', 'session_not_live', 0).write).toBe(false); // per runtime
     // The next entry written says what was dropped since the last one.
-    expect(w.admit('rt_b', 'c1', 0)).toEqual({ write: true, repeats: 0, dropped: 1 });
-    expect(w.admit('rt_c', 'c1', 0).write).toBe(false); // in all
-    expect(w.admit('rt_d', 'c1', 60_000)).toEqual({ write: true, repeats: 0, dropped: 1 });
+    expect(w.admit('rt_b', 'request_stale', 0)).toEqual({ write: true, repeats: 0, dropped: 1 });
+    expect(w.admit('rt_c', 'request_stale', 0).write).toBe(false); // in all
+    expect(w.admit('rt_d', 'request_stale', 60_000)).toEqual({
+      write: true,
+      repeats: 0,
+      dropped: 1,
+    });
   });
 
   it('property: entries per window never exceed the budget, and every refusal is written or counted', () => {
@@ -50,7 +62,7 @@ describe('GrantRefusalWindow', () => {
           let windowStart = Number.NEGATIVE_INFINITY;
           for (const [rt, c, t] of sorted) {
             if (t - windowStart >= 60_000) windowStart = t;
-            const a = w.admit(`rt_${rt}`, `c${c}`, t);
+            const a = w.admit(`rt_${rt}`, CODES[c] ?? 'request_stale', t);
             if (a.write) {
               written += 1;
               summarised += a.repeats + a.dropped;

@@ -14,6 +14,7 @@
  * did not hold, so the budget per runtime bounds a flood under one name and the budget in
  * all bounds a flood spread over made-up names.
  */
+import type { ErrorCode } from '../shared/errors.js';
 import { RefusalWindow, type RefusalAdmission } from '../shared/refusal-window.js';
 
 export interface RefusalWindowOptions {
@@ -51,7 +52,7 @@ export class GrantRefusalWindow {
   }
 
   /** Whether this refusal is written now (with what it summarises) or only counted. */
-  admit(runtime: string, code: string, t: number): RefusalAdmission {
+  admit(runtime: string, code: ErrorCode, t: number): RefusalAdmission {
     return this.#window.admit(`${runtime}\u0000${code}`, runtime, t);
   }
 }

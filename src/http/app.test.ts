@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { Type } from 'typebox';
-import { GrantorError } from '../shared/errors.js';
+import { GrantorError, type ErrorCode } from '../shared/errors.js';
 import type { ReadinessProbe } from '../shared/readiness.js';
 import { buildApp, createServer } from './app.js';
 import { buildDegradedApp } from './server.js';
 
 function probe(
   name: string,
-  code: string,
+  code: ErrorCode,
   result: () => Promise<{ ok: true } | { ok: false; reason: string }>,
 ): ReadinessProbe {
   return { name, code, check: result };

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { EkCaBundleInvalidError } from '../attestation/ek-certificate.js';
 import {
+  EkCaBundleInvalidError,
   ReferencePolicyNotFoundError,
   ReferencePolicyStateError,
-} from '../attestation/reference-policy.js';
+} from '../attestation/errors.js';
 import { statusForCode } from './error-status.js';
 
 describe('operator-managed attestation trust codes', () => {

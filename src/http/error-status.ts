@@ -1,165 +1,12 @@
 /**
- * The one table from error codes (PROTOCOL.md "Errors") to HTTP statuses, and the public
+ * HTTP statuses of error codes (the one table is src/shared/error-codes.ts) and the public
  * message for 5xx codes (a 5xx body reveals nothing internal: a fixed text per code).
  */
-export const ERROR_STATUS: Readonly<Record<string, number>> = {
-  // 4xx: the caller's fault
-  bad_request: 400,
-  config_invalid: 400,
-  unauthenticated: 401,
-  forbidden: 403,
-  policy_denied: 403,
-  activation_failed: 403,
-  not_found: 404,
-  unknown_runtime: 404,
-  key_not_found: 404,
-  grant_not_found: 404,
-  key_state_invalid: 409,
-  grant_already_redeemed: 409,
-  runtime_state_invalid: 409,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  nonce_unknown: 422,
-  nonce_expired: 422,
-  nonce_reused: 422,
-  quote_signature_invalid: 422,
-  quote_nonce_mismatch: 422,
-  pcr_digest_mismatch: 422,
-  pcr_policy_violation: 422,
-  tpm_reset_detected: 422,
-  tpm_firmware_refused: 422,
-  policy_set_invalid: 422,
-  enrollment_rules_invalid: 422,
-  rate_limited: 429,
-  // attestation (src/attestation/errors.ts)
-  quote_malformed: 400,
-  session_key_invalid: 400,
-  ek_certificate_invalid: 400,
-  ek_public_invalid: 400,
-  ak_public_invalid: 400,
-  ek_certificate_untrusted: 422,
-  ek_certificate_expired: 422,
-  ek_certificate_eku_invalid: 422,
-  ek_certificate_san_invalid: 422,
-  ek_certificate_key_mismatch: 422,
-  ek_key_unsupported: 422,
-  ek_key_weak: 422,
-  ak_key_weak: 422,
-  ak_key_unsupported: 422,
-  ak_name_alg_weak: 422,
-  ak_not_restricted: 422,
-  ak_not_signing: 422,
-  ak_decrypt_set: 422,
-  ak_not_fixed_tpm: 422,
-  ak_not_fixed_parent: 422,
-  ak_not_sensitive_data_origin: 422,
-  ak_scheme_unsupported: 422,
-  quote_magic_invalid: 422,
-  quote_type_invalid: 422,
-  quote_signature_scheme_mismatch: 422,
-  quote_signature_out_of_range: 422,
-  pcr_selection_mismatch: 422,
-  pcr_bank_not_allowed: 422,
-  pcr_selection_incomplete: 422,
-  tpm_counter_rollback: 422,
-  tpm_clock_unsafe: 422,
-  tpm_clock_rollback: 422,
-  quote_signer_mismatch: 422,
-  ek_already_enrolled: 409,
-  ek_revoked: 409,
-  enrollment_expired: 409,
-  runtime_identity_mismatch: 409,
-  reference_policy_unknown: 409,
-  attestation_not_found: 404,
-  // measured boot (src/attestation/measured-boot/errors.ts MEASURED_BOOT_CODES)
-  event_log_malformed: 400,
-  ima_log_malformed: 400,
-  event_log_too_large: 413,
-  ima_log_too_large: 413,
-  event_log_required: 422,
-  ima_log_required: 422,
-  event_log_mismatch: 422,
-  ima_log_mismatch: 422,
-  ima_log_offset_invalid: 409,
-  measured_boot_violation: 422,
-  // grants (src/grants/errors.ts GRANT_CODES)
-  runtime_not_active: 403,
-  session_not_live: 403,
-  session_runtime_mismatch: 403,
-  request_signature_invalid: 403,
-  grant_audience_mismatch: 403,
-  request_replayed: 409,
-  grant_expired: 410,
-  grant_revoked: 410,
-  request_stale: 422,
-  grant_parent_not_found: 422,
-  grant_parent_expired: 422,
-  grant_parent_revoked: 422,
-  grant_lineage_invalid: 422,
-  grant_depth_exceeded: 422,
-  grant_width_exceeded: 422,
-  // gateways and execution outcomes (issue 18)
-  gateway_unauthenticated: 401,
-  gateway_audience_forbidden: 403,
-  gateway_not_found: 404,
-  grant_not_redeemed: 409,
-  grant_outcome_forbidden: 403,
-  grant_outcome_recorded: 409,
-  // operators (src/operators/errors.ts)
-  approval_required: 409,
-  approval_expired: 409,
-  approval_reused: 409,
-  approval_duplicate_actor: 409,
-  approval_not_found: 404,
-  operator_token_not_found: 404,
-  approval_own_request: 403,
-  approval_request_open: 409,
-  approval_request_limit: 409,
-  operator_not_found: 404,
-  operator_identifier_conflict: 409,
-  // operator-managed attestation trust (src/attestation/registrar.ts)
-  ek_ca_bundle_invalid: 400,
-  reference_policy_not_found: 404,
-  reference_policy_state_invalid: 409,
-  // audit entry queries (src/audit/query.ts): parameters that do not make a query
-  audit_query_invalid: 422,
-  // a log period after the current one (src/audit/periodic.ts)
-  audit_period_not_found: 404,
-  // retention of frozen periods (src/audit/retention.ts)
-  audit_period_current: 409,
-  audit_period_retired: 409,
-  audit_retire_bundle_invalid: 422,
-  audit_entries_retired: 410,
-  // the policy archive (src/policy/archive.port.ts) and the live export (src/audit/bundle.ts)
-  policy_set_not_found: 404,
-  audit_export_range_too_large: 422,
-  // the log as C2SP tlog-tiles (src/audit/tiles.ts, src/audit/tlog.ts)
-  audit_tile_path_invalid: 400,
-  audit_tile_beyond_tree: 404,
-  audit_tile_width_mismatch: 404,
-  // 5xx: a dependency the decision needs is not usable; the service fails closed
-  internal_error: 500,
-  hsm_unavailable: 503,
-  hsm_pin_incorrect: 503,
-  hsm_pin_locked: 503,
-  hsm_key_unsafe: 503,
-  hsm_key_missing: 503,
-  key_store_corrupt: 503,
-  tpm_unavailable: 503,
-  tpm_error: 503,
-  audit_unavailable: 503,
-  audit_rollback_detected: 503,
-  audit_not_provisioned: 503,
-  policy_unavailable: 503,
-  operator_store_corrupt: 503,
-  gateway_store_unavailable: 503,
-  grant_store_unavailable: 503,
-  not_ready: 503,
-  revocation_snapshot_required: 410,
-  revocation_feed_full: 503,
-};
+import { ERROR_CODES, type ErrorCode } from '../shared/error-codes.js';
 
-const PUBLIC_5XX_MESSAGE: Readonly<Record<string, string>> = {
+export { ERROR_STATUS, type WireErrorCode } from '../shared/error-codes.js';
+
+const PUBLIC_5XX_MESSAGE: Readonly<Partial<Record<ErrorCode, string>>> = {
   hsm_unavailable: 'the HSM is unavailable',
   hsm_pin_incorrect: 'the HSM is unavailable',
   hsm_pin_locked: 'the HSM is unavailable',
@@ -179,12 +26,12 @@ const PUBLIC_5XX_MESSAGE: Readonly<Record<string, string>> = {
   revocation_feed_full: 'the revocation feed is full; try again later',
 };
 
-/** Status for a code; an unmapped code is a bug and answers 500. */
-export function statusForCode(code: string): number {
-  return ERROR_STATUS[code] ?? 500;
+/** Status for a code; a code no route answers with (LOCAL) is a bug there and answers 500. */
+export function statusForCode(code: ErrorCode): number {
+  return ERROR_CODES[code] ?? 500;
 }
 
-export function publicMessage(code: string, status: number, message: string): string {
+export function publicMessage(code: ErrorCode, status: number, message: string): string {
   if (status < 500) return message;
   return PUBLIC_5XX_MESSAGE[code] ?? 'internal error';
 }

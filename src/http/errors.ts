@@ -4,22 +4,22 @@
  * contract codes; anything else is a 500 that reveals nothing.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { GrantorError } from '../shared/errors.js';
+import { GrantorError, type ErrorCode } from '../shared/errors.js';
 import { publicMessage, statusForCode } from './error-status.js';
 
 export interface ErrorBody {
-  error: { code: string; message: string; details?: Record<string, unknown> };
+  error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
 }
 
 export function errorBody(
-  code: string,
+  code: ErrorCode,
   message: string,
   details?: Record<string, unknown>,
 ): ErrorBody {
   return { error: details === undefined ? { code, message } : { code, message, details } };
 }
 
-function fastifyCode(err: FastifyError): { code: string; status: number } | undefined {
+function fastifyCode(err: FastifyError): { code: ErrorCode; status: number } | undefined {
   if (err.validation !== undefined) return { code: 'bad_request', status: 400 };
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':

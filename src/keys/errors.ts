@@ -1,6 +1,6 @@
 /**
  * Failures of the key domain. Each kind has its own class and a stable `code` (the HTTP
- * status for each code lives in src/http/error-status.ts). Messages never carry the PIN.
+ * status for each code lives in src/shared/error-codes.ts). Messages never carry the PIN.
  */
 import { GrantorError, UnavailableError } from '../shared/errors.js';
 

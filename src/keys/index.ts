@@ -7,7 +7,8 @@
  * with its fake (signer.fake.ts), metering and deadline timer; the PKCS#11 adapter
  * (signer.pkcs11.ts: connection, pool, recovery, dispatch; library.pkcs11.ts,
  * key-inspection.pkcs11.ts, sign-batch.pkcs11.ts; the signing thread in
- * signer.thread.pkcs11.ts and its body sign.worker.pkcs11.ts). See docs/keys.md.
+ * signer.thread.pkcs11.ts and its body sign.worker.pkcs11.ts); config.ts (the token, PIN
+ * and signing settings of the appliance configuration). See docs/keys.md.
  */
 import type { Database } from '../shared/db.level.js';
 import type { GrantBatchOptions } from './grant-batch.js';

@@ -1,6 +1,6 @@
 /**
  * Failures of the operator plane, one class per kind, each with a stable `code` (the HTTP
- * status for each lives in src/http/error-status.ts). Messages never carry a token.
+ * status for each lives in src/shared/error-codes.ts). Messages never carry a token.
  */
 import { GrantorError } from '../shared/errors.js';
 

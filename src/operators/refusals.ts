@@ -21,6 +21,7 @@
  * entries per window and memory by at most `maxKeys` keys per lane, whatever the flood;
  * nothing is silently lost, only summarised.
  */
+import type { ErrorCode } from '../shared/errors.js';
 import { addressKey } from '../shared/address.js';
 import { RefusalWindow } from '../shared/refusal-window.js';
 
@@ -29,7 +30,7 @@ export interface RefusedAttempt {
   readonly method: string;
   readonly route: string;
   readonly reason: string;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly address: string;
   /** An operator id or a token id; never a secret. */
   readonly identity?: string;

@@ -1,6 +1,6 @@
 /**
  * Failures of the policy domain. Codes are part of the wire contract; the HTTP status for
- * each lives in src/http/error-status.ts.
+ * each lives in src/shared/error-codes.ts.
  */
 import { BadRequestError, GrantorError, UnavailableError } from '../shared/errors.js';
 

@@ -5,7 +5,7 @@
  * Rooms: engine.ts (load, validate, decide), policy-set.ts (the files and their hash),
  * reloads.ts (every reload after the first logged, counted and audited, by an operator or
  * the watch), workers.ts with policy.worker.ts (decisions on worker threads), cedar.port.ts
- * with cedar.wasm.ts (the Cedar build), probe.ts (readiness).
+ * with cedar.wasm.ts (the Cedar build), probe.ts (readiness), config.ts (GRANTOR_POLICY_*).
  */
 import { cedarWasm } from './cedar.wasm.js';
 import { PolicyEngine, type PolicyEngineOptions } from './engine.js';

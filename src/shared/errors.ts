@@ -1,14 +1,18 @@
 /**
  * One base error with a stable `code` (snake_case, part of the wire contract, see
- * PROTOCOL.md "Errors"). Callers and tests match on `code`, never on message text.
- * The HTTP status for each code lives in one table in src/http.
+ * docs/protocol.md "Errors"). Callers and tests match on `code`, never on message text.
+ * Every code, with its HTTP status, is a line of the one table in ./error-codes.ts.
  */
+import type { ErrorCode } from './error-codes.js';
+
+export type { ErrorCode } from './error-codes.js';
+
 export class GrantorError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly details: Readonly<Record<string, unknown>> | undefined;
 
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     options?: { cause?: unknown; details?: Record<string, unknown> },
   ) {
@@ -32,6 +36,13 @@ export class ConfigError extends GrantorError {
   constructor(key: string, message: string) {
     super('config_invalid', `${key}: ${message}`, { details: { key } });
     this.key = key;
+  }
+}
+
+/** Not a state of the world but a failure nobody expected (a bug): 500, its message hidden. */
+export class InternalError extends GrantorError {
+  constructor(message = 'internal error', options?: { cause?: unknown }) {
+    super('internal_error', message, options);
   }
 }
 

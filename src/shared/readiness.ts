@@ -2,13 +2,15 @@
  * Readiness: each dependency the decisions need (TPM, HSM, audit store, policy) exposes one
  * probe; /readyz runs them all, each under a deadline, and is ready only if all pass.
  */
+import type { ErrorCode } from './error-codes.js';
+
 export type ProbeResult = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
 export interface ReadinessProbe {
   /** Short component name reported to operators: `tpm`, `hsm`, `audit`, `policy`. */
   readonly name: string;
   /** The error code a failure of this component maps to (e.g. `tpm_unavailable`). */
-  readonly code: string;
+  readonly code: ErrorCode;
   check(): Promise<ProbeResult>;
 }
 
@@ -16,7 +18,7 @@ export interface ReadinessReport {
   readonly ready: boolean;
   readonly checks: Readonly<Record<string, ProbeResult>>;
   /** The first failing probe, in probe order. */
-  readonly firstFailure?: { readonly name: string; readonly code: string };
+  readonly firstFailure?: { readonly name: string; readonly code: ErrorCode };
 }
 
 function withDeadline(p: Promise<ProbeResult>, ms: number): Promise<ProbeResult> {
@@ -44,7 +46,7 @@ export async function runProbes(
 ): Promise<ReadinessReport> {
   const results = await Promise.all(probes.map((p) => withDeadline(p.check(), deadlineMs)));
   const checks: Record<string, ProbeResult> = {};
-  let firstFailure: { name: string; code: string } | undefined;
+  let firstFailure: { name: string; code: ErrorCode } | undefined;
   probes.forEach((p, i) => {
     const r = results[i] ?? { ok: false, reason: 'no result' };
     checks[p.name] = r;

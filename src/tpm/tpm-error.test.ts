@@ -82,7 +82,7 @@ describe('fromNative', () => {
   });
 
   it('passes GrantorErrors through and wraps anything else as tpm_error', () => {
-    const g = new GrantorError('some_code', 'm');
+    const g = new GrantorError('tpm_unavailable', 'm');
     expect(fromNative(g, 'x')).toBe(g);
     const e = fromNative('weird', 'Quote');
     expect(e).toBeInstanceOf(TpmResponseError);

@@ -1,6 +1,6 @@
 /**
  * docs/deploy.md's troubleshooting table names every error code of the one table
- * (src/http/error-status.ts) and no code that does not exist; its glossary has the terms
+ * (src/shared/error-codes.ts) and no code that does not exist; its glossary has the terms
  * the issue asked for.
  */
 import { readFile } from 'node:fs/promises';

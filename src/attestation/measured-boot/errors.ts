@@ -1,7 +1,7 @@
 /**
  * Failure kinds of measured boot: event logs and IMA lists that cannot be parsed, are too
  * large, or do not replay to the quoted PCRs. One class per kind, each with its stable
- * `code` (statuses in src/http/error-status.ts). Messages name the structure, field, offset,
+ * `code` (statuses in src/shared/error-codes.ts). Messages name the structure, field, offset,
  * event index, bank and PCR, never the bytes.
  */
 import { GrantorError } from '../../shared/errors.js';

@@ -32,7 +32,7 @@ import type { OperatorCertificateVerifier } from '../../operators/client-cert.js
 import { ForbiddenError, UnauthenticatedError } from '../../operators/errors.js';
 import { isRole, type OperatorActor, type Role } from '../../operators/roles.js';
 import { looksLikeOperatorToken, type OperatorTokens } from '../../operators/tokens.js';
-import { GrantorError } from '../../shared/errors.js';
+import { GrantorError, type ErrorCode } from '../../shared/errors.js';
 import { authenticateGateway, type GatewayAuthenticator } from './gateway-auth.js';
 import { namedGlobalPlugin } from './plugin.js';
 
@@ -102,7 +102,7 @@ export interface OperatorRefusal {
   readonly route: string;
   readonly reason: RefusalReason;
   /** The answered error code: `unauthenticated` or `forbidden`. */
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly address: string;
   /**
    * Who the credential claims or proves to be: the operator id (`tok_...`, `cert:...`) when

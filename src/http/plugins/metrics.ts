@@ -13,6 +13,7 @@ import {
 } from '../../shared/metrics.js';
 import type { Role } from '../../operators/roles.js';
 import { DEFAULT_RATE_LIMIT_BUCKETS } from '../../shared/config.js';
+import { isErrorCode } from '../../shared/error-codes.js';
 import { ERROR_STATUS, statusForCode } from '../error-status.js';
 import { namedGlobalPlugin } from './plugin.js';
 
@@ -80,7 +81,7 @@ export const metricsRoutes = namedGlobalPlugin(METRICS_PLUGIN, metricsPlugin);
  */
 function refusalCode(e: unknown): string | undefined {
   const code = errorCode(e);
-  return code !== 'unknown' && statusForCode(code) < 500 ? code : undefined;
+  return isErrorCode(code) && statusForCode(code) < 500 ? code : undefined;
 }
 
 export type GrantDecisionMetrics = Pick<

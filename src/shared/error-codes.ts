@@ -1,0 +1,252 @@
+/**
+ * The one table of error codes: every code a GrantorError can carry, with the HTTP status a
+ * route answers it with (docs/protocol.md "Errors", docs/deploy.md's troubleshooting table),
+ * or LOCAL for a code no route answers with (the CLI, the offline verifiers, the gateway
+ * SDK, TPM parsing that its callers wrap). `ErrorCode` is derived from this table, so a code
+ * that is not written here, with its status, does not compile. One code per line.
+ * It lives in src/shared so that the domains (their errors.ts) and src/http read one table.
+ */
+
+/** Never an answer of the appliance's routes; one that escapes to a route answers 500. */
+const LOCAL = null;
+
+export const ERROR_CODES = {
+  // 4xx: the caller's fault
+  bad_request: 400,
+  config_invalid: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  policy_denied: 403,
+  activation_failed: 403,
+  not_found: 404,
+  unknown_runtime: 404,
+  key_not_found: 404,
+  grant_not_found: 404,
+  key_state_invalid: 409,
+  grant_already_redeemed: 409,
+  runtime_state_invalid: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  nonce_unknown: 422,
+  nonce_expired: 422,
+  nonce_reused: 422,
+  quote_signature_invalid: 422,
+  quote_nonce_mismatch: 422,
+  pcr_digest_mismatch: 422,
+  pcr_policy_violation: 422,
+  tpm_reset_detected: 422,
+  tpm_firmware_refused: 422,
+  policy_set_invalid: 422,
+  enrollment_rules_invalid: 422,
+  rate_limited: 429,
+  // attestation (src/attestation/errors.ts)
+  quote_malformed: 400,
+  session_key_invalid: 400,
+  ek_certificate_invalid: 400,
+  ek_public_invalid: 400,
+  ak_public_invalid: 400,
+  ek_certificate_untrusted: 422,
+  ek_certificate_expired: 422,
+  ek_certificate_eku_invalid: 422,
+  ek_certificate_san_invalid: 422,
+  ek_certificate_key_mismatch: 422,
+  ek_key_unsupported: 422,
+  ek_key_weak: 422,
+  ak_key_weak: 422,
+  ak_key_unsupported: 422,
+  ak_name_alg_weak: 422,
+  ak_not_restricted: 422,
+  ak_not_signing: 422,
+  ak_decrypt_set: 422,
+  ak_not_fixed_tpm: 422,
+  ak_not_fixed_parent: 422,
+  ak_not_sensitive_data_origin: 422,
+  ak_scheme_unsupported: 422,
+  quote_magic_invalid: 422,
+  quote_type_invalid: 422,
+  quote_signature_scheme_mismatch: 422,
+  quote_signature_out_of_range: 422,
+  pcr_selection_mismatch: 422,
+  pcr_bank_not_allowed: 422,
+  pcr_selection_incomplete: 422,
+  tpm_counter_rollback: 422,
+  tpm_clock_unsafe: 422,
+  tpm_clock_rollback: 422,
+  quote_signer_mismatch: 422,
+  ek_already_enrolled: 409,
+  ek_revoked: 409,
+  enrollment_expired: 409,
+  runtime_identity_mismatch: 409,
+  reference_policy_unknown: 409,
+  attestation_not_found: 404,
+  // measured boot (src/attestation/measured-boot/errors.ts MEASURED_BOOT_CODES)
+  event_log_malformed: 400,
+  ima_log_malformed: 400,
+  event_log_too_large: 413,
+  ima_log_too_large: 413,
+  event_log_required: 422,
+  ima_log_required: 422,
+  event_log_mismatch: 422,
+  ima_log_mismatch: 422,
+  ima_log_offset_invalid: 409,
+  measured_boot_violation: 422,
+  // grants (src/grants/errors.ts GRANT_CODES)
+  runtime_not_active: 403,
+  session_not_live: 403,
+  session_runtime_mismatch: 403,
+  request_signature_invalid: 403,
+  grant_audience_mismatch: 403,
+  request_replayed: 409,
+  grant_expired: 410,
+  grant_revoked: 410,
+  request_stale: 422,
+  grant_parent_not_found: 422,
+  grant_parent_expired: 422,
+  grant_parent_revoked: 422,
+  grant_lineage_invalid: 422,
+  grant_depth_exceeded: 422,
+  grant_width_exceeded: 422,
+  // gateways and execution outcomes (issue 18)
+  gateway_unauthenticated: 401,
+  gateway_audience_forbidden: 403,
+  gateway_not_found: 404,
+  grant_not_redeemed: 409,
+  grant_outcome_forbidden: 403,
+  grant_outcome_recorded: 409,
+  // operators (src/operators/errors.ts)
+  approval_required: 409,
+  approval_expired: 409,
+  approval_reused: 409,
+  approval_duplicate_actor: 409,
+  approval_not_found: 404,
+  operator_token_not_found: 404,
+  approval_own_request: 403,
+  approval_request_open: 409,
+  approval_request_limit: 409,
+  operator_not_found: 404,
+  operator_identifier_conflict: 409,
+  // operator-managed attestation trust (src/attestation/registrar.ts)
+  ek_ca_bundle_invalid: 400,
+  reference_policy_not_found: 404,
+  reference_policy_state_invalid: 409,
+  // audit entry queries (src/audit/query.ts): parameters that do not make a query
+  audit_query_invalid: 422,
+  // a log period after the current one (src/audit/periodic.ts)
+  audit_period_not_found: 404,
+  // the policy archive (src/policy/archive.port.ts) and the live export (src/audit/bundle.ts)
+  policy_set_not_found: 404,
+  audit_export_range_too_large: 422,
+  // the log as C2SP tlog-tiles (src/audit/tiles.ts, src/audit/tlog.ts)
+  audit_tile_path_invalid: 400,
+  audit_tile_beyond_tree: 404,
+  audit_tile_width_mismatch: 404,
+  // retention of frozen periods (src/audit/retention.ts)
+  audit_period_current: 409,
+  audit_period_retired: 409,
+  audit_retire_bundle_invalid: 422,
+  audit_entries_retired: 410,
+  // 5xx: a dependency the decision needs is not usable; the service fails closed
+  internal_error: 500,
+  hsm_unavailable: 503,
+  hsm_pin_incorrect: 503,
+  hsm_pin_locked: 503,
+  hsm_key_unsafe: 503,
+  hsm_key_missing: 503,
+  key_store_corrupt: 503,
+  tpm_unavailable: 503,
+  tpm_error: 503,
+  audit_unavailable: 503,
+  audit_rollback_detected: 503,
+  audit_not_provisioned: 503,
+  policy_unavailable: 503,
+  operator_store_corrupt: 503,
+  gateway_store_unavailable: 503,
+  grant_store_unavailable: 503,
+  not_ready: 503,
+  revocation_snapshot_required: 410,
+  revocation_feed_full: 503,
+  // LOCAL: codes no route of the appliance answers with
+  // the CLI (src/cli)
+  remote_config_invalid: LOCAL,
+  remote_unreachable: LOCAL,
+  remote_error: LOCAL,
+  state_held: LOCAL,
+  // offline audit verification, provisioning and the watcher (src/audit)
+  audit_bundle_invalid: LOCAL,
+  audit_export_invalid: LOCAL,
+  audit_note_malformed: LOCAL,
+  audit_note_signature_invalid: LOCAL,
+  audit_verifier_key_invalid: LOCAL,
+  audit_provision_refused: LOCAL,
+  audit_watch_state_invalid: LOCAL,
+  audit_watch_root_mismatch: LOCAL,
+  audit_watch_signature_invalid: LOCAL,
+  audit_watch_origin_changed: LOCAL,
+  audit_watch_tree_shrunk: LOCAL,
+  audit_watch_proof_invalid: LOCAL,
+  audit_watch_checkpoint_malformed: LOCAL,
+  audit_watch_anchor_regressed: LOCAL,
+  // TPM structures (src/tpm/marshal): their callers answer with their own codes
+  tpm_parse_truncated: LOCAL,
+  tpm_parse_oversized: LOCAL,
+  tpm_parse_trailing: LOCAL,
+  tpm_parse_invalid: LOCAL,
+  tpm_marshal_invalid: LOCAL,
+  tpm_key_invalid: LOCAL,
+  tpm_key_unsupported: LOCAL,
+  tpm_pcr_values_invalid: LOCAL,
+  tpm_signature_scheme_mismatch: LOCAL,
+  tpm_signature_hash_mismatch: LOCAL,
+  tpm_signature_out_of_range: LOCAL,
+  tpm_signature_invalid: LOCAL,
+  // the gateway SDK (src/gateway): a gateway's own refusals; their statuses are the
+  // gateway's (src/gateway/enforce.ts refusalStatus), not the appliance's
+  grant_missing: LOCAL,
+  grant_malformed: LOCAL,
+  grant_alg_invalid: LOCAL,
+  grant_typ_invalid: LOCAL,
+  grant_kid_unknown: LOCAL,
+  grant_header_forbidden: LOCAL,
+  grant_signature_invalid: LOCAL,
+  grant_batch_path_invalid: LOCAL,
+  grant_batch_position_invalid: LOCAL,
+  grant_not_yet_valid: LOCAL,
+  grant_issuer_mismatch: LOCAL,
+  grant_action_mismatch: LOCAL,
+  grant_resource_mismatch: LOCAL,
+  grant_parameters_mismatch: LOCAL,
+  grant_pop_invalid: LOCAL,
+  grant_redemption_refused: LOCAL,
+  grant_runtime_revoked: LOCAL,
+  jwks_unavailable: LOCAL,
+  redemption_unavailable: LOCAL,
+  pop_challenges_exhausted: LOCAL,
+  route_not_found: LOCAL,
+  request_path_invalid: LOCAL,
+  request_query_invalid: LOCAL,
+  request_body_invalid: LOCAL,
+  request_too_large: LOCAL,
+  route_body_unavailable: LOCAL,
+  upstream_unavailable: LOCAL,
+  revocation_view_stale: LOCAL,
+  revocation_snapshot_invalid: LOCAL,
+  revocation_feed_unavailable: LOCAL,
+} as const satisfies Readonly<Record<string, number | typeof LOCAL>>;
+
+type Table = typeof ERROR_CODES;
+
+/** Every error code (GrantorError.code). */
+export type ErrorCode = keyof Table;
+
+/** The codes a route of the appliance answers with: the wire contract. */
+export type WireErrorCode = { [C in ErrorCode]: Table[C] extends number ? C : never }[ErrorCode];
+
+/** The wire view of the table: each code a route answers with, and its HTTP status. */
+export const ERROR_STATUS = Object.fromEntries(
+  Object.entries(ERROR_CODES).filter(([, status]) => status !== LOCAL),
+) as Readonly<Record<WireErrorCode, number>>;
+
+/** Whether a string (a code read off the wire) is one of ours. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, code);
+}
