@@ -45,7 +45,7 @@ export default tseslint.config(
   {
     // Ports and adapters: services see ports; only adapter files touch hardware modules,
     // and nothing outside src/http imports src/http.
-    files: ['src/**/*.ts', 'attestation/**/*.ts'],
+    files: ['src/**/*.ts', 'attester/**/*.ts'],
     ignores: [
       'src/**/*.pkcs11.ts',
       'src/**/*.level.ts',
@@ -74,7 +74,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['attestation/**/*.ts'],
+    files: ['attester/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
