@@ -24,7 +24,7 @@ RUN bash -c 'source scripts/lib.sh && ensure_all' \
  && rm -rf /var/lib/apt/lists/*
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-COPY attestation ./attestation
+COPY attester ./attester
 COPY examples ./examples
 # What the appliance reads at run time by default: the Cedar policy set and schema, the
 # reference policy examples and the EK CA bundle of the TPM vendors.

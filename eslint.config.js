@@ -10,6 +10,19 @@ const hardwareModules = [
   { name: 'classic-level', message: 'Only store adapters (*.level.ts) may import classic-level.' },
 ];
 
+const workerFromString = {
+  selector: "NewExpression[callee.name='Worker'] Property[key.name='eval']",
+  message: 'A worker runs a real source file (src/shared/worker.ts), never a string.',
+};
+
+// One kind of private member: ECMAScript `#`, private at run time too. A constructor has no `#`
+// form, so `private constructor` stays allowed.
+const privateKeyword = {
+  selector:
+    ":matches(PropertyDefinition, AccessorProperty, TSAbstractPropertyDefinition, TSAbstractMethodDefinition, TSParameterProperty, MethodDefinition[kind!='constructor'])[accessibility='private']",
+  message: 'Use an ECMAScript private member (#name), not the TypeScript `private` keyword.',
+};
+
 export default tseslint.config(
   { ignores: ['dist/', 'var/', 'native/build/', 'node_modules/', 'coverage/'] },
   js.configs.recommended,
@@ -33,19 +46,26 @@ export default tseslint.config(
       'no-eval': 'error',
       'no-new-func': 'error',
       '@typescript-eslint/no-implied-eval': 'error',
-      'no-restricted-syntax': [
-        'error',
-        {
-          selector: "NewExpression[callee.name='Worker'] Property[key.name='eval']",
-          message: 'A worker runs a real source file (src/shared/worker.ts), never a string.',
-        },
-      ],
+      'no-restricted-syntax': ['error', workerFromString, privateKeyword],
+    },
+  },
+  {
+    // Not yet converted to `#`: these rooms were being edited in parallel when the rest moved
+    // (issue 15); they follow in their own change. Only the private-keyword check is off.
+    files: [
+      'src/audit/**/*.ts',
+      'src/grants/**/*.ts',
+      'src/attestation/**/*.ts',
+      'test/audit/**/*.ts',
+    ],
+    rules: {
+      'no-restricted-syntax': ['error', workerFromString],
     },
   },
   {
     // Ports and adapters: services see ports; only adapter files touch hardware modules,
     // and nothing outside src/http imports src/http.
-    files: ['src/**/*.ts', 'attestation/**/*.ts'],
+    files: ['src/**/*.ts', 'attester/**/*.ts'],
     ignores: [
       'src/**/*.pkcs11.ts',
       'src/**/*.level.ts',
@@ -74,7 +94,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['attestation/**/*.ts'],
+    files: ['attester/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',

@@ -6,7 +6,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['src/**/*.test.ts', 'attestation/**/*.test.ts'],
+          include: ['src/**/*.test.ts', 'attester/**/*.test.ts'],
           // Captures every log line and scans it for secrets at the end (test/rig/log-capture.ts).
           globalSetup: ['test/rig/log-capture.ts'],
           pool: 'forks',

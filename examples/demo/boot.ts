@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import type { MeasuredBootSource } from '../../attestation/attester.js';
+import type { MeasuredBootSource } from '../../attester/attester.js';
 import { EV } from '../../src/attestation/measured-boot/event-types.js';
 import { parseImaAscii } from '../../src/attestation/measured-boot/ima.js';
 import { syntheticLog, type SyntheticEvent } from '../../src/attestation/measured-boot/testing.js';

@@ -2,7 +2,7 @@
  * The grantor story, runnable (issue 6): what `./scripts/demo` drives.
  *
  * Two simulated runtimes, each on its own swtpm, enroll with their EK certificates,
- * activate and attest through the attester library (attestation/attester.ts). The shipped
+ * activate and attest through the attester library (attester/attester.ts). The shipped
  * policy set (policies/default) lets the support team read tickets and the payments team
  * move money, so the story needs one runtime of each: "support" reads a ticket in session
  * mode; "payments" asks to move money in session mode (denied: policy wants a quote), then
@@ -30,7 +30,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Attester, AttesterError, type GrantRequestBody } from '../../attestation/attester.js';
+import { Attester, AttesterError, type GrantRequestBody } from '../../attester/attester.js';
 import {
   JwksClient,
   RedemptionClient,

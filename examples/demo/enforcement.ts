@@ -12,7 +12,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Attester } from '../../attestation/attester.js';
+import type { Attester } from '../../attester/attester.js';
 import { createGateway, parseGatewayConfig } from '../../src/gateway-proxy/index.js';
 import { createGatewayExample } from '../gateway/app.js';
 import { NGINX, startNginx } from '../nginx.js';

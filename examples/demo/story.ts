@@ -5,7 +5,7 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { AttesterError } from '../../attestation/attester.js';
+import { AttesterError } from '../../attester/attester.js';
 import { GrantorError } from '../../src/shared/errors.js';
 
 /** Runs one step: prints `ok   <name> <line>` or `FAIL <name> <why>` (and stops the story). */

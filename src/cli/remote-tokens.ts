@@ -37,9 +37,12 @@ export function runRemoteTokens(
 }
 
 export class RemoteTokens implements TokenAdministration {
-  constructor(private readonly conn: Connection) {}
+  readonly #conn: Connection;
+  constructor(conn: Connection) {
+    this.#conn = conn;
+  }
 
-  private async expect<T>(answer: Promise<Answer>, ok: number): Promise<T> {
+  async #expect<T>(answer: Promise<Answer>, ok: number): Promise<T> {
     const a = await answer;
     if (a.status !== ok) throw errorOf(a);
     return a.body as T;
@@ -51,8 +54,8 @@ export class RemoteTokens implements TokenAdministration {
     readonly ttlSeconds?: number;
   }): Promise<CreatedToken> {
     // The appliance issues it to the caller's own person: there is no actor to send.
-    return this.expect<CreatedToken>(
-      call(this.conn, 'POST', '/v1/operator-tokens', {
+    return this.#expect<CreatedToken>(
+      call(this.#conn, 'POST', '/v1/operator-tokens', {
         role: input.role,
         ...(input.ttlSeconds === undefined ? {} : { ttlSeconds: input.ttlSeconds }),
       }),
@@ -61,16 +64,16 @@ export class RemoteTokens implements TokenAdministration {
   }
 
   async list(): Promise<TokenInfo[]> {
-    const body = await this.expect<{ tokens: TokenInfo[] }>(
-      call(this.conn, 'GET', '/v1/operator-tokens'),
+    const body = await this.#expect<{ tokens: TokenInfo[] }>(
+      call(this.#conn, 'GET', '/v1/operator-tokens'),
       200,
     );
     return body.tokens;
   }
 
   revoke(id: string): Promise<TokenInfo> {
-    return this.expect<TokenInfo>(
-      call(this.conn, 'POST', `/v1/operator-tokens/${encodeURIComponent(id)}/revoke`),
+    return this.#expect<TokenInfo>(
+      call(this.#conn, 'POST', `/v1/operator-tokens/${encodeURIComponent(id)}/revoke`),
       200,
     );
   }

@@ -37,20 +37,24 @@ export interface BatchItem {
 }
 
 export class GrantBatcher {
-  private open: BatchItem[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  #open: BatchItem[] = [];
+  #timer: NodeJS.Timeout | undefined;
   /** The end-of-turn close of a batch opened while the key was idle. */
-  private idle: NodeJS.Immediate | undefined;
-  private closed = false;
-  private inFlight = 0;
+  #idle: NodeJS.Immediate | undefined;
+  #closed = false;
+  #inFlight = 0;
   /** The open batch's deadline passed while MAX_IN_FLIGHT batches were being signed. */
-  private due = false;
+  #due = false;
 
+  readonly #options: GrantBatchOptions;
+  readonly #signBatch: (items: BatchItem[]) => Promise<void>;
   constructor(
-    private readonly options: GrantBatchOptions,
+    options: GrantBatchOptions,
     /** Signs one closed batch and settles every item of it. Never rejects. */
-    private readonly signBatch: (items: BatchItem[]) => Promise<void>,
+    signBatch: (items: BatchItem[]) => Promise<void>,
   ) {
+    this.#options = options;
+    this.#signBatch = signBatch;
     if (!Number.isInteger(options.maxSize) || options.maxSize < 2 || options.maxSize > 4096)
       throw new RangeError('maxSize must be an integer in 2..4096');
     if (!Number.isInteger(options.maxWaitMs) || options.maxWaitMs < 0)
@@ -59,71 +63,71 @@ export class GrantBatcher {
 
   /** The compact batch-signed grant of this item, once its batch is signed. */
   add(item: Omit<BatchItem, 'resolve' | 'reject'>): Promise<string> {
-    if (this.closed) return Promise.reject(new HsmUnavailableError('the key service is closed'));
+    if (this.#closed) return Promise.reject(new HsmUnavailableError('the key service is closed'));
     return new Promise<string>((resolve, reject) => {
-      this.open.push({ ...item, resolve, reject });
-      if (this.open.length >= this.options.maxSize) {
-        this.flush();
-      } else if (this.inFlight === 0) {
-        this.idle ??= setImmediate(this.endOfTurn);
+      this.#open.push({ ...item, resolve, reject });
+      if (this.#open.length >= this.#options.maxSize) {
+        this.#flush();
+      } else if (this.#inFlight === 0) {
+        this.#idle ??= setImmediate(this.#endOfTurn);
       } else {
-        this.arm();
+        this.#arm();
       }
     });
   }
 
   /** Start the open batch's deadline (once). */
-  private arm(): void {
-    if (this.timer === undefined && !this.due) {
-      this.timer = setTimeout(this.deadline, this.options.maxWaitMs);
+  #arm(): void {
+    if (this.#timer === undefined && !this.#due) {
+      this.#timer = setTimeout(this.#deadline, this.#options.maxWaitMs);
     }
   }
 
   /** The turn that opened a batch on an idle key is over: close it, unless the key got busy. */
-  private readonly endOfTurn = (): void => {
-    this.idle = undefined;
-    if (this.open.length === 0) return;
-    if (this.inFlight === 0) this.flush();
-    else this.arm();
+  readonly #endOfTurn = (): void => {
+    this.#idle = undefined;
+    if (this.#open.length === 0) return;
+    if (this.#inFlight === 0) this.#flush();
+    else this.#arm();
   };
 
   /** The open batch's deadline: it closes now, or when a batch being signed is done. */
-  private readonly deadline = (): void => {
-    this.timer = undefined;
-    if (this.inFlight >= MAX_IN_FLIGHT) {
-      this.due = true;
+  readonly #deadline = (): void => {
+    this.#timer = undefined;
+    if (this.#inFlight >= MAX_IN_FLIGHT) {
+      this.#due = true;
       return;
     }
-    this.flush();
+    this.#flush();
   };
 
   /** Close the open batch now and sign it. */
-  private flush(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.idle !== undefined) clearImmediate(this.idle);
-    this.idle = undefined;
-    this.due = false;
-    const items = this.open;
-    this.open = [];
+  #flush(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#idle !== undefined) clearImmediate(this.#idle);
+    this.#idle = undefined;
+    this.#due = false;
+    const items = this.#open;
+    this.#open = [];
     if (items.length === 0) return;
-    this.inFlight += 1;
-    void this.signBatch(items).finally(() => {
-      this.inFlight -= 1;
-      if (this.due && !this.closed) this.flush();
+    this.#inFlight += 1;
+    void this.#signBatch(items).finally(() => {
+      this.#inFlight -= 1;
+      if (this.#due && !this.#closed) this.#flush();
     });
   }
 
   /** Refuse new grants and fail the open batch (fail closed: nothing is signed after close). */
   close(): void {
-    this.closed = true;
-    this.due = false;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.idle !== undefined) clearImmediate(this.idle);
-    this.idle = undefined;
-    const items = this.open;
-    this.open = [];
+    this.#closed = true;
+    this.#due = false;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#idle !== undefined) clearImmediate(this.#idle);
+    this.#idle = undefined;
+    const items = this.#open;
+    this.#open = [];
     const error = new HsmUnavailableError('the key service is closed');
     for (const item of items) item.reject(error);
   }

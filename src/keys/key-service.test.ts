@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { KeyService } from './key-service.js';
 import { MemoryKeyStore } from './key-store.memory.js';
 import { FakeSigner } from './signer.fake.js';
-import { fakeKeys, activeGrantKid } from './testing.js';
+import { TEST_KEY_OPTIONS, activeGrantKid, fakeKeys } from './testing.js';
 
 const claims = (now: number, ttl: number): { exp: number } => ({
   exp: Math.floor(now / 1000) + ttl,
@@ -105,23 +105,14 @@ describe('KeyService', () => {
     const store = new MemoryKeyStore();
     await store.putAll(records.filter((r) => r.state !== 'next'));
     const published: string[] = [];
-    const again = await KeyService.start(
-      {
-        rotationPeriodSeconds: 0,
-        grantMaxTtlSeconds: 300,
-        jwksMaxAgeSeconds: 300,
-        maintenanceIntervalMs: 0,
-        labelPrefix: 'test',
+    const again = await KeyService.start(TEST_KEY_OPTIONS, {
+      signer: f.signer,
+      store,
+      onLifecycle: (e) => {
+        if (e.type === 'key_published') published.push(e.kid);
+        return Promise.resolve();
       },
-      {
-        signer: f.signer,
-        store,
-        onLifecycle: (e) => {
-          if (e.type === 'key_published') published.push(e.kid);
-          return Promise.resolve();
-        },
-      },
-    );
+    });
     const fresh = (await store.list()).filter((r) => r.state === 'next');
     expect(fresh).toHaveLength(1);
     expect(fresh[0]?.kid).not.toBe(next?.kid);
@@ -139,16 +130,7 @@ describe('KeyService', () => {
     await store.putAll([...before, second]);
     expect((await store.list()).filter((r) => r.state === 'next')).toHaveLength(2);
     await expect(
-      KeyService.start(
-        {
-          rotationPeriodSeconds: 0,
-          grantMaxTtlSeconds: 300,
-          jwksMaxAgeSeconds: 300,
-          maintenanceIntervalMs: 0,
-          labelPrefix: 'test',
-        },
-        { signer: f.signer, store },
-      ),
+      KeyService.start(TEST_KEY_OPTIONS, { signer: f.signer, store }),
     ).rejects.toMatchObject({ code: 'key_state_invalid' });
   });
 
@@ -184,16 +166,11 @@ describe('KeyService', () => {
   it('keeps the audit key in its own token when one is given (a TPM grant token has no Ed25519)', async () => {
     const grantToken = new FakeSigner();
     const auditToken = new FakeSigner();
-    const keys = await KeyService.start(
-      {
-        rotationPeriodSeconds: 0,
-        grantMaxTtlSeconds: 300,
-        jwksMaxAgeSeconds: 300,
-        maintenanceIntervalMs: 0,
-        labelPrefix: 'test',
-      },
-      { signer: grantToken, auditSigner: auditToken, store: new MemoryKeyStore() },
-    );
+    const keys = await KeyService.start(TEST_KEY_OPTIONS, {
+      signer: grantToken,
+      auditSigner: auditToken,
+      store: new MemoryKeyStore(),
+    });
     const grant = keys.get(activeGrantKid(keys));
     const audit = keys.list().find((r) => r.purpose === 'audit');
     if (audit === undefined) throw new Error('no audit key');

@@ -141,29 +141,30 @@ const b64u = (bytes: Uint8Array | string): string => Buffer.from(bytes).toString
 export type SignableClaims = object & { readonly exp: number };
 
 export class KeyService {
-  private readonly records = new Map<string, KeyRecord>();
-  private readonly active = new Map<KeyPurpose, KeyRecord>();
-  private readonly usage = new Map<string, Usage>();
-  private readonly logger: DomainLogger;
-  private readonly now: () => number;
-  private chain: Promise<unknown> = Promise.resolve();
+  readonly #records = new Map<string, KeyRecord>();
+  readonly #active = new Map<KeyPurpose, KeyRecord>();
+  readonly #usage = new Map<string, Usage>();
+  readonly #logger: DomainLogger;
+  readonly #now: () => number;
+  #chain: Promise<unknown> = Promise.resolve();
   /** Set while a rotation switches keys: new signatures of that purpose wait for it. */
-  private readonly switching = new Map<KeyPurpose, Promise<void>>();
-  private timer: NodeJS.Timeout | undefined;
-  private maintaining = false;
-  private closed = false;
-  private readonly batcher: GrantBatcher | undefined;
+  readonly #switching = new Map<KeyPurpose, Promise<void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #maintaining = false;
+  #closed = false;
+  readonly #batcher: GrantBatcher | undefined;
 
-  private constructor(
-    private readonly options: KeyServiceOptions,
-    private readonly deps: KeyServiceDeps,
-  ) {
-    this.logger = deps.logger ?? silentLogger;
-    this.now = deps.now ?? Date.now;
-    this.batcher =
+  readonly #options: KeyServiceOptions;
+  readonly #deps: KeyServiceDeps;
+  private constructor(options: KeyServiceOptions, deps: KeyServiceDeps) {
+    this.#options = options;
+    this.#deps = deps;
+    this.#logger = deps.logger ?? silentLogger;
+    this.#now = deps.now ?? Date.now;
+    this.#batcher =
       options.grantBatch === undefined
         ? undefined
-        : new GrantBatcher(options.grantBatch, (items) => this.signBatch(items));
+        : new GrantBatcher(options.grantBatch, (items) => this.#signBatch(items));
   }
 
   /**
@@ -176,23 +177,23 @@ export class KeyService {
     await deps.signer.open();
     try {
       await deps.auditSigner?.open();
-      await service.load();
+      await service.#load();
     } catch (e) {
       await deps.auditSigner?.close();
       await deps.signer.close();
       throw e;
     }
     if (options.maintenanceIntervalMs > 0) {
-      service.timer = setInterval(() => {
-        service.scheduledMaintenance();
+      service.#timer = setInterval(() => {
+        service.#scheduledMaintenance();
       }, options.maintenanceIntervalMs);
-      service.timer.unref();
+      service.#timer.unref();
     }
     return service;
   }
 
-  private async load(): Promise<void> {
-    const records = await this.deps.store.list();
+  async #load(): Promise<void> {
+    const records = await this.#deps.store.list();
     // One key signs per purpose, and one grant key is next: never guess which.
     const single = [
       ['grant', 'active'],
@@ -207,48 +208,48 @@ export class KeyService {
         });
       }
     }
-    const nowS = this.nowSeconds();
+    const nowS = this.#nowSeconds();
     for (const r of records) {
-      if (r.state !== 'retired') await this.checkInHsm(r);
-      this.records.set(r.kid, r);
+      if (r.state !== 'retired') await this.#checkInHsm(r);
+      this.#records.set(r.kid, r);
       // A previous run may have signed grants up to its maximum TTL with the active key.
       const maxExp =
-        r.state === 'active' ? nowS + this.options.grantMaxTtlSeconds : (r.maxExp ?? 0);
-      this.usage.set(r.kid, { inFlight: 0, maxExp });
-      if (r.state === 'active') this.active.set(r.purpose, r);
+        r.state === 'active' ? nowS + this.#options.grantMaxTtlSeconds : (r.maxExp ?? 0);
+      this.#usage.set(r.kid, { inFlight: 0, maxExp });
+      if (r.state === 'active') this.#active.set(r.purpose, r);
     }
     for (const purpose of ['grant', 'audit'] as const) {
-      if (!this.active.has(purpose))
-        await this.exclusive(() => this.rotateNow(purpose, 'first_start'));
+      if (!this.#active.has(purpose))
+        await this.#exclusive(() => this.#rotateNow(purpose, 'first_start'));
     }
     // The next grant key is published before it signs (stores from before issue 18 have none).
-    if (this.nextGrantKey() === undefined) {
-      await this.exclusive(async () => {
-        const next = await this.generateNext('first_start');
+    if (this.#nextGrantKey() === undefined) {
+      await this.#exclusive(async () => {
+        const next = await this.#generateNext('first_start');
         try {
-          await this.deps.store.putAll([next]);
+          await this.#deps.store.putAll([next]);
         } catch (e) {
-          await this.discard('grant', next.hsmId);
+          await this.#discard('grant', next.hsmId);
           throw e;
         }
-        this.records.set(next.kid, next);
+        this.#records.set(next.kid, next);
       });
     }
   }
 
   /** The published grant key that the next rotation makes active. */
-  private nextGrantKey(): KeyRecord | undefined {
-    return [...this.records.values()].find((r) => r.purpose === 'grant' && r.state === 'next');
+  #nextGrantKey(): KeyRecord | undefined {
+    return [...this.#records.values()].find((r) => r.purpose === 'grant' && r.state === 'next');
   }
 
   /**
    * A new grant key in the HSM, recorded as `next` (published, not signing). Audited
    * (`key_published`) before it is stored; discarded from the HSM if that fails.
    */
-  private async generateNext(reason: KeyLifecycleReason): Promise<KeyRecord> {
-    const next = await this.generate('grant', 'next', this.isoNow());
+  async #generateNext(reason: KeyLifecycleReason): Promise<KeyRecord> {
+    const next = await this.#generate('grant', 'next', this.#isoNow());
     try {
-      await this.emit({
+      await this.#emit({
         type: 'key_published',
         kid: next.kid,
         purpose: 'grant',
@@ -256,21 +257,17 @@ export class KeyService {
         at: next.createdAt,
       });
     } catch (e) {
-      await this.discard('grant', next.hsmId);
+      await this.#discard('grant', next.hsmId);
       throw e;
     }
     return next;
   }
 
   /** A new key pair in the HSM and its record (neither audited nor stored yet). */
-  private async generate(
-    purpose: KeyPurpose,
-    state: 'active' | 'next',
-    at: string,
-  ): Promise<KeyRecord> {
+  async #generate(purpose: KeyPurpose, state: 'active' | 'next', at: string): Promise<KeyRecord> {
     const kind = state === 'next' ? `${purpose}-next` : purpose;
-    const label = `${this.options.labelPrefix}-${kind}-${at.replace(/[^0-9]/g, '')}`;
-    const key = await this.signerFor(purpose).generate(ALG[purpose], label);
+    const label = `${this.#options.labelPrefix}-${kind}-${at.replace(/[^0-9]/g, '')}`;
+    const key = await this.#signerFor(purpose).generate(ALG[purpose], label);
     return {
       kid: await thumbprint(key.publicJwk),
       purpose,
@@ -283,11 +280,11 @@ export class KeyService {
     };
   }
 
-  private async checkInHsm(r: KeyRecord): Promise<void> {
-    const key = await this.signerFor(r.purpose).load(r.hsmId, r.alg);
+  async #checkInHsm(r: KeyRecord): Promise<void> {
+    const key = await this.#signerFor(r.purpose).load(r.hsmId, r.alg);
     // The store names the key by its thumbprint: the HSM object must be that very key.
     if (!sameJwk(key.publicJwk, r.publicJwk) || (await thumbprint(key.publicJwk)) !== r.kid) {
-      this.logger.error(
+      this.#logger.error(
         { kid: r.kid, hsmId: r.hsmId },
         'REFUSING an HSM key that is not the stored key',
       );
@@ -311,12 +308,12 @@ export class KeyService {
     if ('alg' in protectedHeader || 'kid' in protectedHeader) {
       throw new BadRequestError('the protected header must not set alg or kid');
     }
-    const exp = this.grantExp(claims);
+    const exp = this.#grantExp(claims);
     const payloadB64 = b64u(JSON.stringify(claims));
-    const key = await this.grantKey();
+    const key = await this.#grantKey();
     const header = b64u(JSON.stringify({ alg: 'ES256', kid: key.kid, ...protectedHeader }));
     const signingInput = `${header}.${payloadB64}`;
-    const signature = await this.signWith(key, Buffer.from(signingInput, 'ascii'), exp);
+    const signature = await this.#signWith(key, Buffer.from(signingInput, 'ascii'), exp);
     return `${signingInput}.${b64u(signature)}`;
   }
 
@@ -329,15 +326,15 @@ export class KeyService {
     protectedHeader: Readonly<Record<string, unknown>>,
     claims: SignableClaims,
   ): Promise<{ token: string; batched: boolean }> {
-    if (this.batcher === undefined)
+    if (this.#batcher === undefined)
       return { token: await this.signJws(protectedHeader, claims), batched: false };
     if ('alg' in protectedHeader || 'kid' in protectedHeader) {
       throw new BadRequestError('the protected header must not set alg or kid');
     }
     const header = { ...protectedHeader };
-    const exp = this.grantExp(claims);
+    const exp = this.#grantExp(claims);
     const payloadB64 = b64u(JSON.stringify(claims));
-    return { token: await this.batcher.add({ header, payloadB64, exp }), batched: true };
+    return { token: await this.#batcher.add({ header, payloadB64, exp }), batched: true };
   }
 
   /**
@@ -345,9 +342,9 @@ export class KeyService {
    * grant's header names it, and one signature covers the root over every grant. Settles
    * every item; never rejects.
    */
-  private async signBatch(items: BatchItem[]): Promise<void> {
+  async #signBatch(items: BatchItem[]): Promise<void> {
     try {
-      const key = await this.grantKey();
+      const key = await this.#grantKey();
       // Synchronous from here to signWith: the key's usage bound rises before a rotation
       // can read it, exactly as for a single JWS.
       const inputs = items.map(
@@ -356,7 +353,7 @@ export class KeyService {
       );
       const { root, paths } = batchTree(inputs.map((i) => batchLeafHash(Buffer.from(i, 'ascii'))));
       const exp = Math.max(...items.map((i) => i.exp));
-      const signature = await this.signWith(key, batchHead(key.kid, items.length, root), exp);
+      const signature = await this.#signWith(key, batchHead(key.kid, items.length, root), exp);
       items.forEach((item, index) => {
         const proof = encodeBatchProof({
           size: items.length,
@@ -375,40 +372,40 @@ export class KeyService {
 
   /** The active grant key's kid (recorded in the audit facts of an allow). */
   activeGrantKid(): string {
-    return this.activeKey('grant').kid;
+    return this.#activeKey('grant').kid;
   }
 
   /** Sign an audit checkpoint with the active Ed25519 key. */
   async signAudit(message: Uint8Array): Promise<{ keyId: string; signature: Uint8Array }> {
     const input = Buffer.from(message);
-    const pending = this.switching.get('audit');
+    const pending = this.#switching.get('audit');
     if (pending !== undefined) await pending;
-    const key = this.activeKey('audit');
-    const signature = await this.signerFor('audit').sign(key.hsmId, input);
+    const key = this.#activeKey('audit');
+    const signature = await this.#signerFor('audit').sign(key.hsmId, input);
     return { keyId: key.kid, signature };
   }
 
   /** The active audit key: 32 raw Ed25519 bytes and its JWK. */
   auditPublicKey(): { raw: Uint8Array; jwk: AuditJwk } {
-    const key = this.activeKey('audit');
+    const key = this.#activeKey('audit');
     return {
       raw: ed25519Raw(key.publicJwk),
       jwk: { ...key.publicJwk, kid: key.kid, alg: 'EdDSA', use: 'sig' },
     };
   }
 
-  private grantExp(claims: SignableClaims): number {
+  #grantExp(claims: SignableClaims): number {
     const { exp } = claims;
     if (typeof exp !== 'number' || !Number.isInteger(exp)) {
       throw new BadRequestError('the grant payload needs an integer exp');
     }
-    this.checkExp(exp);
+    this.#checkExp(exp);
     return exp;
   }
 
-  private checkExp(exp: number): void {
+  #checkExp(exp: number): void {
     // The key's publication lifetime is bounded by this: a later exp would outlive it.
-    const limit = this.nowSeconds() + this.options.grantMaxTtlSeconds;
+    const limit = this.#nowSeconds() + this.#options.grantMaxTtlSeconds;
     if (!Number.isInteger(exp) || exp > limit) {
       throw new BadRequestError('the grant expires later than the maximum grant TTL allows', {
         details: { exp, limit },
@@ -416,25 +413,25 @@ export class KeyService {
     }
   }
 
-  private async grantKey(): Promise<KeyRecord> {
-    const pending = this.switching.get('grant');
+  async #grantKey(): Promise<KeyRecord> {
+    const pending = this.#switching.get('grant');
     if (pending !== undefined) await pending;
-    return this.activeKey('grant');
+    return this.#activeKey('grant');
   }
 
-  private activeKey(purpose: KeyPurpose): KeyRecord {
-    const key = this.active.get(purpose);
+  #activeKey(purpose: KeyPurpose): KeyRecord {
+    const key = this.#active.get(purpose);
     if (key === undefined) throw new KeyStateInvalidError(`there is no active ${purpose} key`);
     return key;
   }
 
-  private async signWith(key: KeyRecord, input: Buffer, exp: number): Promise<Uint8Array> {
-    const usage = this.usageOf(key.kid);
+  async #signWith(key: KeyRecord, input: Buffer, exp: number): Promise<Uint8Array> {
+    const usage = this.#usageOf(key.kid);
     // Raised before the signature exists, so a rotation starting now sees it.
     usage.maxExp = Math.max(usage.maxExp, exp);
     usage.inFlight += 1;
     try {
-      const signature = await this.signerFor(key.purpose).sign(key.hsmId, input);
+      const signature = await this.#signerFor(key.purpose).sign(key.hsmId, input);
       // HSMs return either (r, s) or (r, n - s); emit the canonical low-S form only.
       return key.alg === 'ES256' ? toLowS(signature) : signature;
     } finally {
@@ -442,11 +439,11 @@ export class KeyService {
     }
   }
 
-  private usageOf(kid: string): Usage {
-    let u = this.usage.get(kid);
+  #usageOf(kid: string): Usage {
+    let u = this.#usage.get(kid);
     if (u === undefined) {
       u = { inFlight: 0, maxExp: 0 };
-      this.usage.set(kid, u);
+      this.#usage.set(kid, u);
     }
     return u;
   }
@@ -456,7 +453,7 @@ export class KeyService {
   /** Active, next and retiring grant keys, in that order. */
   jwks(): Jwks {
     const keys: GrantJwk[] = [];
-    const published = [...this.records.values()]
+    const published = [...this.#records.values()]
       .filter(
         (r) =>
           r.purpose === 'grant' &&
@@ -478,39 +475,39 @@ export class KeyService {
     const jwks = this.jwks();
     const canonical = jcs(jwks);
     const etag = `"${createHash('sha256').update(canonical).digest('base64url')}"`;
-    const nowS = this.nowSeconds();
-    let maxAge = this.options.jwksMaxAgeSeconds;
-    const active = this.active.get('grant');
-    if (active !== undefined && this.options.rotationPeriodSeconds > 0) {
-      maxAge = Math.min(maxAge, this.nextRotationAt(active) - nowS);
+    const nowS = this.#nowSeconds();
+    let maxAge = this.#options.jwksMaxAgeSeconds;
+    const active = this.#active.get('grant');
+    if (active !== undefined && this.#options.rotationPeriodSeconds > 0) {
+      maxAge = Math.min(maxAge, this.#nextRotationAt(active) - nowS);
     }
-    for (const r of this.records.values()) {
+    for (const r of this.#records.values()) {
       if (r.purpose === 'grant' && r.state === 'retiring')
-        maxAge = Math.min(maxAge, this.retiringUntil(r) - nowS);
+        maxAge = Math.min(maxAge, this.#retiringUntil(r) - nowS);
     }
     return { jwks, etag, maxAgeSeconds: Math.max(0, Math.floor(maxAge)) };
   }
 
-  private nextRotationAt(active: KeyRecord): number {
+  #nextRotationAt(active: KeyRecord): number {
     const since = active.activatedAt ?? active.createdAt;
-    return Math.floor(Date.parse(since) / 1000) + this.options.rotationPeriodSeconds;
+    return Math.floor(Date.parse(since) / 1000) + this.#options.rotationPeriodSeconds;
   }
 
-  private retiringUntil(r: KeyRecord): number {
-    return Math.max(r.maxExp ?? 0, this.usage.get(r.kid)?.maxExp ?? 0);
+  #retiringUntil(r: KeyRecord): number {
+    return Math.max(r.maxExp ?? 0, this.#usage.get(r.kid)?.maxExp ?? 0);
   }
 
   // --- lifecycle ----------------------------------------------------------------------
 
   /** Every key record (the service's copy), newest first. */
   list(): KeyRecord[] {
-    return [...this.records.values()]
+    return [...this.#records.values()]
       .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
       .map((r) => structuredClone(r));
   }
 
   get(kid: string): KeyRecord {
-    const r = this.records.get(kid);
+    const r = this.#records.get(kid);
     if (r === undefined) throw new KeyNotFoundError(kid);
     return structuredClone(r);
   }
@@ -520,7 +517,7 @@ export class KeyService {
     purpose: KeyPurpose,
     reason: 'on_demand' | 'scheduled' = 'on_demand',
   ): Promise<RotationResult> {
-    return this.exclusive(() => this.rotateNow(purpose, reason));
+    return this.#exclusive(() => this.#rotateNow(purpose, reason));
   }
 
   /**
@@ -528,8 +525,8 @@ export class KeyService {
    * live, unless `force` (an emergency: those grants stop verifying).
    */
   retire(kid: string, options: { force?: boolean } = {}): Promise<KeyRecord> {
-    return this.exclusive(async () => {
-      const r = this.records.get(kid);
+    return this.#exclusive(async () => {
+      const r = this.#records.get(kid);
       if (r === undefined) throw new KeyNotFoundError(kid);
       if (r.state !== 'retiring') {
         throw new KeyStateInvalidError(
@@ -539,23 +536,23 @@ export class KeyService {
           { kid, state: r.state },
         );
       }
-      const until = this.retiringUntil(r);
-      const inFlight = this.usage.get(kid)?.inFlight ?? 0;
-      if (options.force !== true && (this.nowSeconds() < until || inFlight > 0)) {
+      const until = this.#retiringUntil(r);
+      const inFlight = this.#usage.get(kid)?.inFlight ?? 0;
+      if (options.force !== true && (this.#nowSeconds() < until || inFlight > 0)) {
         throw new KeyStateInvalidError('grants signed by this key may still be live', {
           kid,
           until,
           inFlight,
         });
       }
-      return this.retireNow(r, options.force === true ? 'forced' : 'explicit');
+      return this.#retireNow(r, options.force === true ? 'forced' : 'explicit');
     });
   }
 
   /** Destroy the HSM objects of a retired key. Irreversible; the record stays. */
   destroy(kid: string): Promise<KeyRecord> {
-    return this.exclusive(async () => {
-      const r = this.records.get(kid);
+    return this.#exclusive(async () => {
+      const r = this.#records.get(kid);
       if (r === undefined) throw new KeyNotFoundError(kid);
       if (r.state !== 'retired')
         throw new KeyStateInvalidError('only a retired key can be destroyed', {
@@ -564,13 +561,13 @@ export class KeyService {
         });
       if (r.destroyedAt !== undefined)
         throw new KeyStateInvalidError('the key is already destroyed', { kid });
-      const at = this.isoNow();
-      await this.emit({ type: 'key_destroyed', kid, purpose: r.purpose, reason: 'explicit', at });
-      await this.signerFor(r.purpose).destroy(r.hsmId);
+      const at = this.#isoNow();
+      await this.#emit({ type: 'key_destroyed', kid, purpose: r.purpose, reason: 'explicit', at });
+      await this.#signerFor(r.purpose).destroy(r.hsmId);
       const next: KeyRecord = { ...r, destroyedAt: at };
-      await this.deps.store.putAll([next]);
-      this.records.set(kid, next);
-      this.logger.info({ kid }, 'key destroyed in the HSM');
+      await this.#deps.store.putAll([next]);
+      this.#records.set(kid, next);
+      this.#logger.info({ kid }, 'key destroyed in the HSM');
       return structuredClone(next);
     });
   }
@@ -580,75 +577,72 @@ export class KeyService {
    * whose grants have all expired. Returns what it did.
    */
   maintain(): Promise<{ rotated: boolean; retired: string[] }> {
-    return this.exclusive(async () => {
-      const nowS = this.nowSeconds();
+    return this.#exclusive(async () => {
+      const nowS = this.#nowSeconds();
       let rotated = false;
-      const active = this.active.get('grant');
+      const active = this.#active.get('grant');
       if (
         active !== undefined &&
-        this.options.rotationPeriodSeconds > 0 &&
-        nowS >= this.nextRotationAt(active)
+        this.#options.rotationPeriodSeconds > 0 &&
+        nowS >= this.#nextRotationAt(active)
       ) {
-        await this.rotateNow('grant', 'scheduled');
+        await this.#rotateNow('grant', 'scheduled');
         rotated = true;
       }
       const retired: string[] = [];
-      for (const r of [...this.records.values()]) {
+      for (const r of [...this.#records.values()]) {
         if (r.state !== 'retiring') continue;
-        if (nowS < this.retiringUntil(r) || (this.usage.get(r.kid)?.inFlight ?? 0) > 0) continue;
-        await this.retireNow(r, 'expired');
+        if (nowS < this.#retiringUntil(r) || (this.#usage.get(r.kid)?.inFlight ?? 0) > 0) continue;
+        await this.#retireNow(r, 'expired');
         retired.push(r.kid);
       }
       return { rotated, retired };
     });
   }
 
-  private scheduledMaintenance(): void {
-    if (this.maintaining || this.closed) return;
-    this.maintaining = true;
+  #scheduledMaintenance(): void {
+    if (this.#maintaining || this.#closed) return;
+    this.#maintaining = true;
     this.maintain()
       .catch((e: unknown) => {
-        this.logger.error(
+        this.#logger.error(
           { code: (e as { code?: unknown }).code },
           'scheduled key maintenance failed',
         );
       })
       .finally(() => {
-        this.maintaining = false;
+        this.#maintaining = false;
       });
   }
 
-  private async rotateNow(
-    purpose: KeyPurpose,
-    reason: KeyLifecycleReason,
-  ): Promise<RotationResult> {
-    if (this.closed) throw new KeyStateInvalidError('the key service is closed');
-    const at = this.isoNow();
-    const old = this.active.get(purpose);
+  async #rotateNow(purpose: KeyPurpose, reason: KeyLifecycleReason): Promise<RotationResult> {
+    if (this.#closed) throw new KeyStateInvalidError('the key service is closed');
+    const at = this.#isoNow();
+    const old = this.#active.get(purpose);
     // A grant rotation makes the published next key active (gateways that cached the JWKS
     // already hold it) and publishes a new next key in the same store write.
-    const promoted = purpose === 'grant' && old !== undefined ? this.nextGrantKey() : undefined;
-    const upcoming = promoted === undefined ? undefined : await this.generateNext(reason);
+    const promoted = purpose === 'grant' && old !== undefined ? this.#nextGrantKey() : undefined;
+    const upcoming = promoted === undefined ? undefined : await this.#generateNext(reason);
     const fresh: KeyRecord =
       promoted === undefined
-        ? await this.generate(purpose, 'active', at)
+        ? await this.#generate(purpose, 'active', at)
         : { ...promoted, state: 'active', activatedAt: at };
     // The one key this rotation made in the HSM, discarded if the rotation does not land.
     const generatedHsmId = (upcoming ?? fresh).hsmId;
     const kid = fresh.kid;
     try {
-      await this.emit(
+      await this.#emit(
         old === undefined
           ? { type: 'key_created', kid, purpose, reason, at }
           : { type: 'key_rotated', kid, purpose, previousKid: old.kid, reason, at },
       );
     } catch (e) {
-      await this.discard(purpose, generatedHsmId);
+      await this.#discard(purpose, generatedHsmId);
       throw e;
     }
     // Hold new signatures of this purpose for the one store write that switches keys.
     let open = (): void => undefined;
-    this.switching.set(
+    this.#switching.set(
       purpose,
       new Promise<void>((res) => {
         open = res;
@@ -660,99 +654,99 @@ export class KeyService {
         // Grants carry an exp; audit checkpoints do not, so an audit key retires at once.
         previous =
           purpose === 'grant'
-            ? { ...old, state: 'retiring', retiringAt: at, maxExp: this.retiringUntil(old) }
+            ? { ...old, state: 'retiring', retiringAt: at, maxExp: this.#retiringUntil(old) }
             : { ...old, state: 'retired', retiringAt: at, retiredAt: at };
       }
       try {
-        await this.deps.store.putAll([
+        await this.#deps.store.putAll([
           ...(previous === undefined ? [] : [previous]),
           fresh,
           ...(upcoming === undefined ? [] : [upcoming]),
         ]);
       } catch (e) {
-        await this.discard(purpose, generatedHsmId);
+        await this.#discard(purpose, generatedHsmId);
         throw e;
       }
-      if (previous !== undefined) this.records.set(previous.kid, previous);
-      this.records.set(kid, fresh);
-      this.active.set(purpose, fresh);
-      this.usage.set(kid, { inFlight: 0, maxExp: 0 });
-      if (upcoming !== undefined) this.records.set(upcoming.kid, upcoming);
-      this.logger.info({ kid, purpose, previousKid: old?.kid, reason }, 'key rotated');
+      if (previous !== undefined) this.#records.set(previous.kid, previous);
+      this.#records.set(kid, fresh);
+      this.#active.set(purpose, fresh);
+      this.#usage.set(kid, { inFlight: 0, maxExp: 0 });
+      if (upcoming !== undefined) this.#records.set(upcoming.kid, upcoming);
+      this.#logger.info({ kid, purpose, previousKid: old?.kid, reason }, 'key rotated');
       return {
         active: structuredClone(fresh),
         previous: previous === undefined ? undefined : structuredClone(previous),
       };
     } finally {
-      this.switching.delete(purpose);
+      this.#switching.delete(purpose);
       open();
     }
   }
 
-  private async retireNow(r: KeyRecord, reason: KeyLifecycleReason): Promise<KeyRecord> {
-    const at = this.isoNow();
-    await this.emit({ type: 'key_retired', kid: r.kid, purpose: r.purpose, reason, at });
+  async #retireNow(r: KeyRecord, reason: KeyLifecycleReason): Promise<KeyRecord> {
+    const at = this.#isoNow();
+    await this.#emit({ type: 'key_retired', kid: r.kid, purpose: r.purpose, reason, at });
     const next: KeyRecord = {
       ...r,
       state: 'retired',
       retiredAt: at,
-      maxExp: this.retiringUntil(r),
+      maxExp: this.#retiringUntil(r),
     };
-    await this.deps.store.putAll([next]);
-    this.records.set(r.kid, next);
-    this.logger.info({ kid: r.kid, reason }, 'key retired');
+    await this.#deps.store.putAll([next]);
+    this.#records.set(r.kid, next);
+    this.#logger.info({ kid: r.kid, reason }, 'key retired');
     return structuredClone(next);
   }
 
   /** Best effort: a key generated for a change that did not happen is destroyed again. */
-  private async discard(purpose: KeyPurpose, hsmId: string): Promise<void> {
+  async #discard(purpose: KeyPurpose, hsmId: string): Promise<void> {
     try {
-      await this.signerFor(purpose).destroy(hsmId);
+      await this.#signerFor(purpose).destroy(hsmId);
     } catch {
-      this.logger.warn({ hsmId }, 'could not destroy an unused HSM key');
+      this.#logger.warn({ hsmId }, 'could not destroy an unused HSM key');
     }
   }
 
-  private async emit(event: KeyLifecycleEvent): Promise<void> {
-    if (this.deps.onLifecycle !== undefined) await this.deps.onLifecycle(event);
+  async #emit(event: KeyLifecycleEvent): Promise<void> {
+    if (this.#deps.onLifecycle !== undefined) await this.#deps.onLifecycle(event);
   }
 
   /** The token that holds the keys of `purpose`. */
-  private signerFor(purpose: KeyPurpose): HsmSigner {
-    return purpose === 'audit' ? (this.deps.auditSigner ?? this.deps.signer) : this.deps.signer;
+  #signerFor(purpose: KeyPurpose): HsmSigner {
+    return purpose === 'audit' ? (this.#deps.auditSigner ?? this.#deps.signer) : this.#deps.signer;
   }
 
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(fn, fn);
+    this.#chain = run.catch(() => undefined);
     return run;
   }
 
-  private nowSeconds(): number {
-    return Math.floor(this.now() / 1000);
+  #nowSeconds(): number {
+    return Math.floor(this.#now() / 1000);
   }
 
-  private isoNow(): string {
-    return new Date(this.now()).toISOString();
+  #isoNow(): string {
+    return new Date(this.#now()).toISOString();
   }
 
   // --- health -------------------------------------------------------------------------
 
   /** An open, logged-in session on the token (on both, when the audit key has its own). */
   async ready(): Promise<{ ok: boolean; reason?: string }> {
-    const grant = await this.deps.signer.ready();
-    if (!grant.ok || this.deps.auditSigner === undefined) return grant;
-    return this.deps.auditSigner.ready();
+    const grant = await this.#deps.signer.ready();
+    if (!grant.ok || this.#deps.auditSigner === undefined) return grant;
+    return this.#deps.auditSigner.ready();
   }
 
   /** Stop the scheduler and close the signer. Idempotent. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.batcher?.close();
-    if (this.timer !== undefined) clearInterval(this.timer);
-    await this.chain;
-    await this.deps.auditSigner?.close();
-    await this.deps.signer.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#batcher?.close();
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.#chain;
+    await this.#deps.auditSigner?.close();
+    await this.#deps.signer.close();
   }
 }

@@ -24,25 +24,25 @@ function keysSublevel(db: Database) {
 }
 
 export class LevelKeyStore implements KeyStore {
-  private readonly keys: ReturnType<typeof keysSublevel>;
+  readonly #keys: ReturnType<typeof keysSublevel>;
 
   constructor(db: Database) {
-    this.keys = keysSublevel(db);
+    this.#keys = keysSublevel(db);
   }
 
   async list(): Promise<KeyRecord[]> {
     const out: KeyRecord[] = [];
-    for await (const [kid, text] of this.keys.iterator()) out.push(parse(kid, text));
+    for await (const [kid, text] of this.#keys.iterator()) out.push(parse(kid, text));
     return out;
   }
 
   async get(kid: string): Promise<KeyRecord | undefined> {
-    const text = await this.keys.get(kid);
+    const text = await this.#keys.get(kid);
     return text === undefined ? undefined : parse(kid, text);
   }
 
   async putAll(records: readonly KeyRecord[]): Promise<void> {
-    await this.keys.batch(
+    await this.#keys.batch(
       records.map((r) => ({ type: 'put' as const, key: r.kid, value: JSON.stringify(r) })),
     );
   }

@@ -2,19 +2,19 @@
 import type { KeyRecord, KeyStore } from './key-store.port.js';
 
 export class MemoryKeyStore implements KeyStore {
-  private readonly records = new Map<string, string>();
+  readonly #records = new Map<string, string>();
 
   list(): Promise<KeyRecord[]> {
-    return Promise.resolve([...this.records.values()].map((t) => JSON.parse(t) as KeyRecord));
+    return Promise.resolve([...this.#records.values()].map((t) => JSON.parse(t) as KeyRecord));
   }
 
   get(kid: string): Promise<KeyRecord | undefined> {
-    const t = this.records.get(kid);
+    const t = this.#records.get(kid);
     return Promise.resolve(t === undefined ? undefined : (JSON.parse(t) as KeyRecord));
   }
 
   putAll(records: readonly KeyRecord[]): Promise<void> {
-    for (const r of records) this.records.set(r.kid, JSON.stringify(r));
+    for (const r of records) this.#records.set(r.kid, JSON.stringify(r));
     return Promise.resolve();
   }
 }

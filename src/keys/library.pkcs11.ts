@@ -26,8 +26,8 @@ export class Library {
   refs = 0;
   initialized = false;
   generation = 0;
-  private inFlight = 0;
-  private idleWaiters: (() => void)[] = [];
+  #inFlight = 0;
+  #idleWaiters: (() => void)[] = [];
 
   constructor(readonly path: string) {
     this.p.load(path);
@@ -60,22 +60,22 @@ export class Library {
   }
 
   enter(): void {
-    this.inFlight += 1;
+    this.#inFlight += 1;
   }
 
   leave(): void {
-    this.inFlight -= 1;
-    if (this.inFlight === 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
+    this.#inFlight -= 1;
+    if (this.#inFlight === 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
       for (const w of waiters) w();
     }
   }
 
   waitIdle(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
+    if (this.#inFlight === 0) return Promise.resolve();
     return new Promise((res) => {
-      this.idleWaiters.push(res);
+      this.#idleWaiters.push(res);
     });
   }
 }

@@ -25,37 +25,39 @@ export interface Pinned {
 export class PendingSign implements Expirable {
   settled = false;
   readonly promise: Promise<Uint8Array>;
-  private resolveFn: (sig: Uint8Array) => void = () => undefined;
-  private rejectFn: (e: Error) => void = () => undefined;
+  #resolveFn: (sig: Uint8Array) => void = () => undefined;
+  #rejectFn: (e: Error) => void = () => undefined;
 
+  readonly #deadlineMs: number;
   constructor(
     readonly hsmId: string,
     readonly pinned: Pinned,
     /** A copy of the caller's bytes (the caller may reuse its buffer). */
     readonly data: Uint8Array,
     readonly deadline: number,
-    private readonly deadlineMs: number,
+    deadlineMs: number,
   ) {
+    this.#deadlineMs = deadlineMs;
     this.promise = new Promise<Uint8Array>((resolve, reject) => {
-      this.resolveFn = resolve;
-      this.rejectFn = reject;
+      this.#resolveFn = resolve;
+      this.#rejectFn = reject;
     });
   }
 
   resolve(sig: Uint8Array): void {
     if (this.settled) return;
     this.settled = true;
-    this.resolveFn(sig);
+    this.#resolveFn(sig);
   }
 
   reject(e: Error): void {
     if (this.settled) return;
     this.settled = true;
-    this.rejectFn(e);
+    this.#rejectFn(e);
   }
 
   expire(): void {
-    this.reject(new HsmDeadlineExceededError(this.deadlineMs));
+    this.reject(new HsmDeadlineExceededError(this.#deadlineMs));
   }
 }
 

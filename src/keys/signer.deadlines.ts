@@ -16,62 +16,65 @@ export interface Expirable {
 }
 
 export class DeadlineQueue {
-  private entries: Expirable[] = [];
-  private head = 0;
-  private timer: NodeJS.Timeout | undefined;
+  #entries: Expirable[] = [];
+  #head = 0;
+  #timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly now: () => number = () => performance.now()) {}
+  readonly #now: () => number;
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
 
   add(entry: Expirable): void {
     // Answered entries leave from the head as new ones come, so the queue holds about the
     // signs in flight, not every sign of the last deadline period.
-    this.dropSettled();
-    this.entries.push(entry);
-    if (this.timer === undefined) this.arm();
+    this.#dropSettled();
+    this.#entries.push(entry);
+    if (this.#timer === undefined) this.#arm();
   }
 
   /** Pending entries (answered ones not yet swept included); for tests. */
   get size(): number {
-    return this.entries.length - this.head;
+    return this.#entries.length - this.#head;
   }
 
   /** Stop the timer and forget every entry (their owner answers them). */
   clear(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.entries = [];
-    this.head = 0;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#entries = [];
+    this.#head = 0;
   }
 
-  private arm(): void {
-    this.dropSettled();
-    const first = this.entries[this.head];
+  #arm(): void {
+    this.#dropSettled();
+    const first = this.#entries[this.#head];
     if (first === undefined) return;
-    this.timer = setTimeout(this.sweep, Math.max(0, first.deadline - this.now()));
+    this.#timer = setTimeout(this.#sweep, Math.max(0, first.deadline - this.#now()));
     // Pending signs keep the process alive by their own work, not by this timer.
-    this.timer.unref();
+    this.#timer.unref();
   }
 
-  private readonly sweep = (): void => {
-    this.timer = undefined;
-    const now = this.now();
+  readonly #sweep = (): void => {
+    this.#timer = undefined;
+    const now = this.#now();
     for (;;) {
-      const e = this.entries[this.head];
+      const e = this.#entries[this.#head];
       if (e === undefined || (!e.settled && e.deadline > now)) break;
-      this.head += 1;
+      this.#head += 1;
       if (!e.settled) e.expire();
     }
-    this.arm();
+    this.#arm();
   };
 
-  private dropSettled(): void {
-    while (this.entries[this.head]?.settled === true) this.head += 1;
-    if (this.head === this.entries.length) {
-      this.entries = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.entries.length) {
-      this.entries = this.entries.slice(this.head);
-      this.head = 0;
+  #dropSettled(): void {
+    while (this.#entries[this.#head]?.settled === true) this.#head += 1;
+    if (this.#head === this.#entries.length) {
+      this.#entries = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
+      this.#entries = this.#entries.slice(this.#head);
+      this.#head = 0;
     }
   }
 }

@@ -8,13 +8,13 @@ import { HsmKeyMissingError, HsmUnavailableError } from './errors.js';
 import type { HsmKey, HsmSigner, KeyAlgorithm, PublicJwk } from './signer.port.js';
 
 export class FakeSigner implements HsmSigner {
-  private readonly keys = new Map<string, { key: HsmKey; privateKey: KeyObject }>();
-  private open_ = false;
+  readonly #keys = new Map<string, { key: HsmKey; privateKey: KeyObject }>();
+  #open_ = false;
   /** Make the next signing calls fail as an HSM fault would. */
   failSigns = false;
 
   open(): Promise<void> {
-    this.open_ = true;
+    this.#open_ = true;
     return Promise.resolve();
   }
 
@@ -29,21 +29,21 @@ export class FakeSigner implements HsmSigner {
         ? { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' }
         : { kty: 'OKP', crv: 'Ed25519', x: jwk.x ?? '' };
     const key: HsmKey = { hsmId: randomBytes(16).toString('hex'), label, alg, publicJwk };
-    this.keys.set(key.hsmId, { key, privateKey: pair.privateKey });
+    this.#keys.set(key.hsmId, { key, privateKey: pair.privateKey });
     return Promise.resolve(key);
   }
 
   load(hsmId: string): Promise<HsmKey> {
-    const k = this.keys.get(hsmId);
+    const k = this.#keys.get(hsmId);
     if (k === undefined)
       return Promise.reject(new HsmKeyMissingError('no such key', { details: { hsmId } }));
     return Promise.resolve(k.key);
   }
 
   sign(hsmId: string, data: Uint8Array): Promise<Uint8Array> {
-    if (!this.open_ || this.failSigns)
+    if (!this.#open_ || this.failSigns)
       return Promise.reject(new HsmUnavailableError('fake HSM fault'));
-    const k = this.keys.get(hsmId);
+    const k = this.#keys.get(hsmId);
     if (k === undefined)
       return Promise.reject(new HsmKeyMissingError('no such key', { details: { hsmId } }));
     const sig =
@@ -54,26 +54,26 @@ export class FakeSigner implements HsmSigner {
   }
 
   destroy(hsmId: string): Promise<void> {
-    this.keys.delete(hsmId);
+    this.#keys.delete(hsmId);
     return Promise.resolve();
   }
 
   /** Whether an object with this id exists (for tests). */
   has(hsmId: string): boolean {
-    return this.keys.has(hsmId);
+    return this.#keys.has(hsmId);
   }
 
   /** How many keys the fake HSM holds (for tests). */
   get size(): number {
-    return this.keys.size;
+    return this.#keys.size;
   }
 
   ready(): Promise<{ ok: boolean; reason?: string }> {
-    return Promise.resolve(this.open_ ? { ok: true } : { ok: false, reason: 'hsm_unavailable' });
+    return Promise.resolve(this.#open_ ? { ok: true } : { ok: false, reason: 'hsm_unavailable' });
   }
 
   close(): Promise<void> {
-    this.open_ = false;
+    this.#open_ = false;
     return Promise.resolve();
   }
 }

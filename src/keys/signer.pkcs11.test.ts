@@ -96,11 +96,12 @@ vi.mock('pkcs11js', async (importOriginal) => {
 });
 
 const { Pkcs11Signer } = await import('./signer.pkcs11.js');
+type Pkcs11SignerConfig = ConstructorParameters<typeof Pkcs11Signer>[0];
 const pkcs11js = (await import('pkcs11js')).default;
 
 const PIN = 'secret-pin-4711';
 
-function signer(): InstanceType<typeof Pkcs11Signer> {
+function signer(over: Partial<Pkcs11SignerConfig> = {}): InstanceType<typeof Pkcs11Signer> {
   return new Pkcs11Signer({
     modulePath: '/scripted.so',
     tokenLabel: 'tok',
@@ -108,6 +109,7 @@ function signer(): InstanceType<typeof Pkcs11Signer> {
     sessionPoolSize: 2,
     signDeadlineMs: 1000,
     recoveryBackoffMs: 0,
+    ...over,
   });
 }
 
@@ -174,18 +176,13 @@ describe('PIN handling', { timeout: 30_000 }, () => {
     await s.close();
   });
 
-  it('does not present the PIN to a token whose user PIN is locked', async () => {
-    script.tokenFlags = 0x40000;
+  it.each([
+    ['whose user PIN is locked', 0x40000, 'hsm_pin_locked'],
+    ['on its final try (a wrong PIN would lock it)', 0x20000, 'hsm_pin_incorrect'],
+  ] as const)('does not present the PIN to a token %s', async (_why, flags, code) => {
+    script.tokenFlags = flags;
     const s = signer();
-    expect(await codeOf(s.open())).toBe('hsm_pin_locked');
-    expect(script.logins).toBe(0);
-    await s.close();
-  });
-
-  it('does not present the PIN to a token on its final try (a wrong PIN would lock it)', async () => {
-    script.tokenFlags = 0x20000;
-    const s = signer();
-    expect(await codeOf(s.open())).toBe('hsm_pin_incorrect');
+    expect(await codeOf(s.open())).toBe(code);
     expect(script.logins).toBe(0);
     await s.close();
   });
@@ -199,44 +196,15 @@ describe('PIN handling', { timeout: 30_000 }, () => {
   });
 
   it('refuses an invalid pool size', () => {
-    expect(
-      () =>
-        new Pkcs11Signer({
-          modulePath: '/x',
-          tokenLabel: 't',
-          pin: PIN,
-          sessionPoolSize: 0,
-          signDeadlineMs: 1,
-          recoveryBackoffMs: 0,
-        }),
-    ).toThrow(RangeError);
+    expect(() => signer({ sessionPoolSize: 0 })).toThrow(RangeError);
   });
 
   it.each([0, 1.5, Number.NaN])('refuses %s signing threads', (signThreads) => {
-    expect(
-      () =>
-        new Pkcs11Signer({
-          modulePath: '/x',
-          tokenLabel: 't',
-          pin: PIN,
-          sessionPoolSize: 2,
-          signDeadlineMs: 1,
-          recoveryBackoffMs: 0,
-          signThreads,
-        }),
-    ).toThrow(RangeError);
+    expect(() => signer({ signThreads })).toThrow(RangeError);
   });
 
   it('uses at most one signing thread per pooled session', () => {
-    const s = new Pkcs11Signer({
-      modulePath: '/x',
-      tokenLabel: 't',
-      pin: PIN,
-      sessionPoolSize: 2,
-      signDeadlineMs: 1,
-      recoveryBackoffMs: 0,
-      signThreads: 8,
-    });
+    const s = signer({ signThreads: 8 });
     expect(s.signThreadCount).toBe(2);
   });
 

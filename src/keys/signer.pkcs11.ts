@@ -98,30 +98,31 @@ interface Waiter {
 type State = 'closed' | 'open' | 'broken' | 'latched';
 
 export class Pkcs11Signer implements HsmSigner {
-  private lib: Library | undefined;
-  private state: State = 'closed';
-  private latched: Error | undefined;
-  private slot: Handle | undefined;
-  private sessions: Handle[] = [];
-  private free: PooledSession[] = [];
-  private waiters: Waiter[] = [];
+  #lib: Library | undefined;
+  #state: State = 'closed';
+  #latched: Error | undefined;
+  #slot: Handle | undefined;
+  #sessions: Handle[] = [];
+  #free: PooledSession[] = [];
+  #waiters: Waiter[] = [];
   /** Bumped on every (re)connection; sessions and handles of an older one are never reused. */
-  private connection = 0;
-  private libGeneration = -1;
-  private readonly handles = new Map<string, Handle>();
-  private readonly pinned = new Map<string, Pinned>();
-  private recovering: Promise<void> | undefined;
-  private lastRecovery = 0;
+  #connection = 0;
+  #libGeneration = -1;
+  readonly #handles = new Map<string, Handle>();
+  readonly #pinned = new Map<string, Pinned>();
+  #recovering: Promise<void> | undefined;
+  #lastRecovery = 0;
   /** Signs waiting for a thread and a session, oldest first. */
-  private queue: PendingSign[] = [];
-  private readonly threads: SignThread[];
-  private flushQueued = false;
-  private readonly deadlines = new DeadlineQueue();
+  #queue: PendingSign[] = [];
+  readonly #threads: SignThread[];
+  #flushQueued = false;
+  readonly #deadlines = new DeadlineQueue();
 
-  constructor(
-    private readonly config: Pkcs11SignerConfig,
-    private readonly logger: DomainLogger = silentLogger,
-  ) {
+  readonly #config: Pkcs11SignerConfig;
+  readonly #logger: DomainLogger;
+  constructor(config: Pkcs11SignerConfig, logger: DomainLogger = silentLogger) {
+    this.#config = config;
+    this.#logger = logger;
     if (!Number.isInteger(config.sessionPoolSize) || config.sessionPoolSize < 1) {
       throw new RangeError('sessionPoolSize must be a positive integer');
     }
@@ -130,7 +131,7 @@ export class Pkcs11Signer implements HsmSigner {
       throw new RangeError('signThreads must be a positive integer');
     }
     // Started by open(); one lost later is restarted by the next flush.
-    this.threads = Array.from(
+    this.#threads = Array.from(
       { length: Math.min(threads, config.sessionPoolSize) },
       () => new SignThread(config.modulePath),
     );
@@ -138,7 +139,7 @@ export class Pkcs11Signer implements HsmSigner {
 
   /** Signing threads in use (for the bench's report). */
   get signThreadCount(): number {
-    return this.threads.length;
+    return this.#threads.length;
   }
 
   /**
@@ -146,27 +147,27 @@ export class Pkcs11Signer implements HsmSigner {
    * thread listens: a sign's deadline is never spent waiting for a thread to boot.
    */
   async open(): Promise<void> {
-    if (this.state !== 'closed') return;
+    if (this.#state !== 'closed') return;
     try {
-      this.lib = acquireLibrary(this.config.modulePath);
-      this.lib.initialize();
+      this.#lib = acquireLibrary(this.#config.modulePath);
+      this.#lib.initialize();
     } catch (e) {
-      this.releaseLib();
-      throw this.mapError(e, 'the PKCS#11 module could not be initialised');
+      this.#releaseLib();
+      throw this.#mapError(e, 'the PKCS#11 module could not be initialised');
     }
     try {
-      this.connect(this.lib);
+      this.#connect(this.#lib);
     } catch (e) {
-      const mapped = this.mapError(e, 'the HSM token could not be opened');
-      this.closeSessions();
-      if (this.latched === undefined) {
-        this.releaseLib();
-        this.state = 'closed';
+      const mapped = this.#mapError(e, 'the HSM token could not be opened');
+      this.#closeSessions();
+      if (this.#latched === undefined) {
+        this.#releaseLib();
+        this.#state = 'closed';
       }
       throw mapped;
     }
     try {
-      await Promise.all(this.threads.map((t) => t.start()));
+      await Promise.all(this.#threads.map((t) => t.start()));
     } catch (e) {
       await this.close();
       throw new HsmUnavailableError('the signing threads could not be started', { cause: e });
@@ -174,10 +175,10 @@ export class Pkcs11Signer implements HsmSigner {
   }
 
   async generate(alg: KeyAlgorithm, label: string): Promise<HsmKey> {
-    await this.ensureConnected();
-    const session = await this.acquire();
+    await this.#ensureConnected();
+    const session = await this.#acquire();
     try {
-      const p = this.library().p;
+      const p = this.#library().p;
       const hsmId = randomBytes(16);
       const common = [
         { type: pkcs11js.CKA_TOKEN, value: true },
@@ -205,45 +206,45 @@ export class Pkcs11Signer implements HsmSigner {
         ],
       );
       const id = hsmId.toString('hex');
-      const key = this.inspect(session.handle, id, alg);
-      this.logger.info({ hsmId: id, label, alg }, 'generated a key pair in the HSM');
+      const key = this.#inspect(session.handle, id, alg);
+      this.#logger.info({ hsmId: id, label, alg }, 'generated a key pair in the HSM');
       return key;
     } catch (e) {
-      throw this.fault(e, session, 'key generation failed in the HSM');
+      throw this.#fault(e, session, 'key generation failed in the HSM');
     } finally {
-      this.release(session);
+      this.#release(session);
     }
   }
 
   async load(hsmId: string, alg: KeyAlgorithm): Promise<HsmKey> {
-    await this.ensureConnected();
-    const session = await this.acquire();
+    await this.#ensureConnected();
+    const session = await this.#acquire();
     try {
-      return this.inspect(session.handle, hsmId, alg);
+      return this.#inspect(session.handle, hsmId, alg);
     } catch (e) {
-      throw this.fault(e, session, 'the key could not be loaded from the HSM');
+      throw this.#fault(e, session, 'the key could not be loaded from the HSM');
     } finally {
-      this.release(session);
+      this.#release(session);
     }
   }
 
   sign(hsmId: string, data: Uint8Array): Promise<Uint8Array> {
-    const pinned = this.pinned.get(hsmId);
+    const pinned = this.#pinned.get(hsmId);
     if (pinned === undefined) {
       return Promise.reject(
         new HsmKeyMissingError('the key is not loaded in the signer', { details: { hsmId } }),
       );
     }
-    const ms = this.config.signDeadlineMs;
+    const ms = this.#config.signDeadlineMs;
     // Copy the input before anything else: the caller may reuse its buffer.
     const req = new PendingSign(hsmId, pinned, new Uint8Array(data), performance.now() + ms, ms);
-    this.deadlines.add(req);
-    if (this.state === 'open' && this.libGeneration === this.lib?.generation) {
-      this.enqueue(req);
+    this.#deadlines.add(req);
+    if (this.#state === 'open' && this.#libGeneration === this.#lib?.generation) {
+      this.#enqueue(req);
     } else {
-      this.ensureConnected().then(
+      this.#ensureConnected().then(
         () => {
-          this.enqueue(req);
+          this.#enqueue(req);
         },
         (e: unknown) => {
           req.reject(e instanceof Error ? e : new HsmUnavailableError('the HSM is unavailable'));
@@ -253,51 +254,51 @@ export class Pkcs11Signer implements HsmSigner {
     return req.promise;
   }
 
-  private enqueue(req: PendingSign): void {
+  #enqueue(req: PendingSign): void {
     if (req.settled) return;
     // Closed (or broken again) while this sign waited for the recovery: nothing would run it.
-    if (this.state !== 'open') {
+    if (this.#state !== 'open') {
       req.reject(
-        this.state === 'latched' && this.latched !== undefined
-          ? this.latched
+        this.#state === 'latched' && this.#latched !== undefined
+          ? this.#latched
           : new HsmUnavailableError('the HSM connection was lost'),
       );
       return;
     }
-    this.queue.push(req);
-    this.scheduleFlush();
+    this.#queue.push(req);
+    this.#scheduleFlush();
   }
 
-  private scheduleFlush(): void {
-    if (this.flushQueued) return;
-    this.flushQueued = true;
+  #scheduleFlush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
     // After the current job: signs called together (and callers that sign again as soon as
     // a batch is answered) leave in one batch.
-    queueMicrotask(this.flush);
+    queueMicrotask(this.#flush);
   }
 
   /** Hand queued signs to idle threads, each with a free session, in batches. */
-  private readonly flush = (): void => {
-    this.flushQueued = false;
-    while (this.queue.length > 0 && this.state === 'open') {
-      const thread = this.leastBusyThread();
+  readonly #flush = (): void => {
+    this.#flushQueued = false;
+    while (this.#queue.length > 0 && this.#state === 'open') {
+      const thread = this.#leastBusyThread();
       if (thread === undefined) return;
-      const session = this.free.pop();
+      const session = this.#free.pop();
       if (session === undefined) return;
       // Share what is queued among the open pipeline slots, so no thread idles while
       // another has a backlog, and batches stay as large as the load allows.
       let slots = 0;
-      for (const t of this.threads) if (t.ready) slots += PIPELINE_DEPTH - t.inFlight;
-      const take = Math.min(MAX_BATCH, Math.ceil(this.queue.length / slots));
-      this.runBatch(thread, session, this.queue.splice(0, take));
+      for (const t of this.#threads) if (t.ready) slots += PIPELINE_DEPTH - t.inFlight;
+      const take = Math.min(MAX_BATCH, Math.ceil(this.#queue.length / slots));
+      this.#runBatch(thread, session, this.#queue.splice(0, take));
     }
   };
 
   /** The least busy thread that listens; threads lost since are restarted meanwhile. */
-  private leastBusyThread(): SignThread | undefined {
+  #leastBusyThread(): SignThread | undefined {
     let best: SignThread | undefined;
-    for (const t of this.threads) {
-      if (!t.running) this.restart(t);
+    for (const t of this.#threads) {
+      if (!t.running) this.#restart(t);
       if (!t.ready) continue;
       if (t.inFlight < PIPELINE_DEPTH && (best === undefined || t.inFlight < best.inFlight))
         best = t;
@@ -305,21 +306,21 @@ export class Pkcs11Signer implements HsmSigner {
     return best;
   }
 
-  private restart(thread: SignThread): void {
-    const connection = this.connection;
+  #restart(thread: SignThread): void {
+    const connection = this.#connection;
     thread.start().then(
       () => {
-        this.scheduleFlush();
+        this.#scheduleFlush();
       },
       (e: unknown) => {
         // A thread that cannot start is a fault like a lost one: the queue fails typed.
-        this.markBroken(connection, e);
+        this.#markBroken(connection, e);
       },
     );
   }
 
-  private runBatch(thread: SignThread, session: PooledSession, batch: PendingSign[]): void {
-    const lib = this.library();
+  #runBatch(thread: SignThread, session: PooledSession, batch: PendingSign[]): void {
+    const lib = this.#library();
     const live: PendingSign[] = [];
     const items: ThreadItem[] = [];
     const epoch = performance.timeOrigin;
@@ -328,9 +329,9 @@ export class Pkcs11Signer implements HsmSigner {
       if (req.settled) continue;
       let key: Handle;
       try {
-        key = this.privateHandle(session.handle, req.hsmId, req.pinned);
+        key = this.#privateHandle(session.handle, req.hsmId, req.pinned);
       } catch (e) {
-        req.reject(this.fault(e, session, 'signing failed in the HSM'));
+        req.reject(this.#fault(e, session, 'signing failed in the HSM'));
         continue;
       }
       live.push(req);
@@ -343,211 +344,214 @@ export class Pkcs11Signer implements HsmSigner {
       });
     }
     // A fault while finding a key has failed the queue; fail this batch's rest alike.
-    if (session.connection !== this.connection || this.state !== 'open') {
+    if (session.connection !== this.#connection || this.#state !== 'open') {
       for (const req of live) req.reject(new HsmUnavailableError('the HSM connection was lost'));
       live.length = 0;
     }
     if (live.length === 0) {
-      this.release(session);
+      this.#release(session);
       return;
     }
     lib.enter();
     thread.run(session.handle, items).then(
       (reply) => {
         lib.leave();
-        answerBatch(live, reply, (e) => this.fault(e, session, 'signing failed in the HSM'));
-        this.release(session);
-        this.scheduleFlush();
+        answerBatch(live, reply, (e) => this.#fault(e, session, 'signing failed in the HSM'));
+        this.#release(session);
+        this.#scheduleFlush();
       },
       (e: unknown) => {
         lib.leave();
         // The thread died with the session possibly mid-operation: recover the connection.
-        const error = this.fault(e, session, 'the signing thread was lost');
+        const error = this.#fault(e, session, 'the signing thread was lost');
         for (const req of live) req.reject(error);
-        this.release(session);
+        this.#release(session);
       },
     );
   }
 
   async destroy(hsmId: string): Promise<void> {
-    await this.ensureConnected();
-    const session = await this.acquire();
+    await this.#ensureConnected();
+    const session = await this.#acquire();
     try {
-      const p = this.library().p;
+      const p = this.#library().p;
       const objects = findObjects(p, session.handle, hsmId, undefined);
       for (const h of objects) p.C_DestroyObject(session.handle, h);
-      this.handles.delete(hsmId);
-      this.pinned.delete(hsmId);
-      this.logger.info({ hsmId, objects: objects.length }, 'destroyed a key in the HSM');
+      this.#handles.delete(hsmId);
+      this.#pinned.delete(hsmId);
+      this.#logger.info({ hsmId, objects: objects.length }, 'destroyed a key in the HSM');
     } catch (e) {
-      throw this.fault(e, session, 'the key could not be destroyed in the HSM');
+      throw this.#fault(e, session, 'the key could not be destroyed in the HSM');
     } finally {
-      this.release(session);
+      this.#release(session);
     }
   }
 
   async ready(): Promise<{ ok: boolean; reason?: string }> {
     try {
-      await this.ensureConnected();
+      await this.#ensureConnected();
     } catch (e) {
       return { ok: false, reason: e instanceof GrantorError ? e.code : 'hsm_unavailable' };
     }
-    const lib = this.library();
-    const first = this.sessions[0];
+    const lib = this.#library();
+    const first = this.#sessions[0];
     try {
-      if (this.slot === undefined || first === undefined)
+      if (this.#slot === undefined || first === undefined)
         throw new HsmUnavailableError('no session');
-      lib.p.C_GetTokenInfo(this.slot);
+      lib.p.C_GetTokenInfo(this.#slot);
       const info = lib.p.C_GetSessionInfo(first);
       if (info.state !== CKS_RW_USER_FUNCTIONS && info.state !== CKS_RO_USER_FUNCTIONS) {
         throw new HsmUnavailableError('the session is not logged in');
       }
       return { ok: true };
     } catch (e) {
-      this.markBroken(this.connection, e);
+      this.#markBroken(this.#connection, e);
       return { ok: false, reason: 'hsm_unavailable' };
     }
   }
 
   async close(): Promise<void> {
-    if (this.state === 'closed' || this.lib === undefined) {
-      this.state = 'closed';
+    if (this.#state === 'closed' || this.#lib === undefined) {
+      this.#state = 'closed';
       return;
     }
-    this.state = 'closed';
-    this.failWaiters(new HsmUnavailableError('the HSM signer is closed'));
-    await this.lib.waitIdle();
+    this.#state = 'closed';
+    this.#failWaiters(new HsmUnavailableError('the HSM signer is closed'));
+    await this.#lib.waitIdle();
     // No batch is in flight now: the threads can go before the module does.
-    await Promise.all(this.threads.map((t) => t.close()));
-    this.deadlines.clear();
-    this.closeSessions();
-    this.handles.clear();
-    this.pinned.clear();
-    this.releaseLib();
+    await Promise.all(this.#threads.map((t) => t.close()));
+    this.#deadlines.clear();
+    this.#closeSessions();
+    this.#handles.clear();
+    this.#pinned.clear();
+    this.#releaseLib();
   }
 
   // --- connection ---------------------------------------------------------------------
 
-  private library(): Library {
-    if (this.lib === undefined) throw new HsmUnavailableError('the HSM signer is not open');
-    return this.lib;
+  #library(): Library {
+    if (this.#lib === undefined) throw new HsmUnavailableError('the HSM signer is not open');
+    return this.#lib;
   }
 
-  private releaseLib(): void {
-    if (this.lib !== undefined) {
-      releaseLibrary(this.lib);
-      this.lib = undefined;
+  #releaseLib(): void {
+    if (this.#lib !== undefined) {
+      releaseLibrary(this.#lib);
+      this.#lib = undefined;
     }
   }
 
   /** Find the token by label, open the pool and log in (once). Synchronous PKCS#11 calls. */
-  private connect(lib: Library): void {
+  #connect(lib: Library): void {
     const p = lib.p;
-    const slot = findTokenSlot(p, this.config.tokenLabel);
+    const slot = findTokenSlot(p, this.#config.tokenLabel);
     try {
       refuseUnsafeLogin(p, slot);
     } catch (e) {
-      throw isPinRefusal(e) ? this.latch(e) : e;
+      throw isPinRefusal(e) ? this.#latch(e) : e;
     }
-    this.closeSessions();
-    this.slot = slot;
-    for (let i = 0; i < this.config.sessionPoolSize; i++) {
-      this.sessions.push(
+    this.#closeSessions();
+    this.#slot = slot;
+    for (let i = 0; i < this.#config.sessionPoolSize; i++) {
+      this.#sessions.push(
         p.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION),
       );
     }
-    const first = this.sessions[0];
+    const first = this.#sessions[0];
     if (first === undefined) throw new HsmUnavailableError('no session could be opened');
     try {
-      loginUser(p, first, this.config.pin);
+      loginUser(p, first, this.#config.pin);
     } catch (e) {
-      throw isPinRefusal(e) ? this.latch(e) : e;
+      throw isPinRefusal(e) ? this.#latch(e) : e;
     }
-    this.connection += 1;
-    this.libGeneration = lib.generation;
-    this.handles.clear();
-    this.state = 'open';
-    this.free = [];
+    this.#connection += 1;
+    this.#libGeneration = lib.generation;
+    this.#handles.clear();
+    this.#state = 'open';
+    this.#free = [];
     // Callers that queued during a recovery get the fresh sessions first.
-    for (const handle of this.sessions) this.dispatch({ handle, connection: this.connection });
-    this.scheduleFlush();
+    for (const handle of this.#sessions) this.#dispatch({ handle, connection: this.#connection });
+    this.#scheduleFlush();
   }
 
-  private latch(error: GrantorError): GrantorError {
-    this.state = 'latched';
-    this.latched = error;
-    this.closeSessions();
-    this.failWaiters(error);
-    this.logger.error({ code: error.code }, 'HSM login refused; not retrying');
+  #latch(error: GrantorError): GrantorError {
+    this.#state = 'latched';
+    this.#latched = error;
+    this.#closeSessions();
+    this.#failWaiters(error);
+    this.#logger.error({ code: error.code }, 'HSM login refused; not retrying');
     return error;
   }
 
-  private closeSessions(): void {
-    const p = this.lib?.p;
-    for (const s of this.sessions) {
+  #closeSessions(): void {
+    const p = this.#lib?.p;
+    for (const s of this.#sessions) {
       try {
         p?.C_CloseSession(s);
       } catch {
         // A session of a dead generation: nothing to close.
       }
     }
-    this.sessions = [];
-    this.free = [];
+    this.#sessions = [];
+    this.#free = [];
   }
 
-  private async ensureConnected(): Promise<void> {
-    if (this.state === 'latched' && this.latched !== undefined) throw this.latched;
-    if (this.state === 'closed' || this.lib === undefined)
+  async #ensureConnected(): Promise<void> {
+    if (this.#state === 'latched' && this.#latched !== undefined) throw this.#latched;
+    if (this.#state === 'closed' || this.#lib === undefined)
       throw new HsmUnavailableError('the HSM signer is closed');
-    if (this.state === 'open' && this.libGeneration === this.lib.generation) return;
-    if (this.recovering === undefined) {
-      const since = Date.now() - this.lastRecovery;
-      if (since < this.config.recoveryBackoffMs) {
+    if (this.#state === 'open' && this.#libGeneration === this.#lib.generation) return;
+    if (this.#recovering === undefined) {
+      const since = Date.now() - this.#lastRecovery;
+      if (since < this.#config.recoveryBackoffMs) {
         throw new HsmUnavailableError('the HSM is unavailable; recovery is pending', {
-          details: { retryInMs: this.config.recoveryBackoffMs - since },
+          details: { retryInMs: this.#config.recoveryBackoffMs - since },
         });
       }
-      this.recovering = this.recover(this.lib).finally(() => {
-        this.recovering = undefined;
+      this.#recovering = this.#recover(this.#lib).finally(() => {
+        this.#recovering = undefined;
       });
     }
-    await this.recovering;
+    await this.#recovering;
   }
 
-  private async recover(lib: Library): Promise<void> {
-    this.lastRecovery = Date.now();
-    const seenGeneration = this.libGeneration;
+  async #recover(lib: Library): Promise<void> {
+    this.#lastRecovery = Date.now();
+    const seenGeneration = this.#libGeneration;
     // Finalising under a native call in flight is undefined behaviour: drain first.
     await lib.waitIdle();
-    if (this.state === 'closed') throw new HsmUnavailableError('the HSM signer is closed');
+    if (this.#state === 'closed') throw new HsmUnavailableError('the HSM signer is closed');
     try {
-      this.closeSessions();
+      this.#closeSessions();
       // Another instance may already have re-initialised the module since our fault.
       if (lib.generation === seenGeneration || !lib.initialized) lib.reinitialize();
-      this.connect(lib);
-      this.logger.warn({ connection: this.connection }, 'HSM connection recovered');
+      this.#connect(lib);
+      this.#logger.warn({ connection: this.#connection }, 'HSM connection recovered');
     } catch (e) {
-      if (this.state === 'latched' && this.latched !== undefined) throw this.latched;
-      this.state = 'broken';
+      if (this.#state === 'latched' && this.#latched !== undefined) throw this.#latched;
+      this.#state = 'broken';
       const rv = pkcs11ReturnValue(e);
-      this.logger.warn({ rv }, 'HSM recovery failed');
+      this.#logger.warn({ rv }, 'HSM recovery failed');
       throw e instanceof HsmUnavailableError
         ? e
         : new HsmUnavailableError('the HSM is unavailable', { cause: e, details: { rv } });
     }
   }
 
-  private markBroken(connection: number, e: unknown): void {
-    if (this.state === 'open' && connection === this.connection) {
-      this.state = 'broken';
-      this.logger.warn({ rv: pkcs11ReturnValue(e) }, 'HSM fault; the connection will be recovered');
+  #markBroken(connection: number, e: unknown): void {
+    if (this.#state === 'open' && connection === this.#connection) {
+      this.#state = 'broken';
+      this.#logger.warn(
+        { rv: pkcs11ReturnValue(e) },
+        'HSM fault; the connection will be recovered',
+      );
       // Callers queued for a session of the lost connection fail now rather than wait.
-      this.failWaiters(new HsmUnavailableError('the HSM connection was lost'));
+      this.#failWaiters(new HsmUnavailableError('the HSM connection was lost'));
     }
   }
 
   /** Map a failure of an operation, and mark the connection broken when it is a fault. */
-  private fault(e: unknown, session: PooledSession, message: string): Error {
+  #fault(e: unknown, session: PooledSession, message: string): Error {
     if (
       e instanceof HsmKeyUnsafeError ||
       e instanceof HsmKeyMissingError ||
@@ -555,11 +559,11 @@ export class Pkcs11Signer implements HsmSigner {
     ) {
       return e;
     }
-    this.markBroken(session.connection, e);
-    return this.mapError(e, message);
+    this.#markBroken(session.connection, e);
+    return this.#mapError(e, message);
   }
 
-  private mapError(e: unknown, message: string): Error {
+  #mapError(e: unknown, message: string): Error {
     if (
       e instanceof HsmUnavailableError ||
       e instanceof HsmPinIncorrectError ||
@@ -575,59 +579,59 @@ export class Pkcs11Signer implements HsmSigner {
   // --- session pool -------------------------------------------------------------------
 
   /** A session for a key operation on the main thread (generate, load, destroy). */
-  private acquire(): Promise<PooledSession> {
-    const s = this.free.pop();
+  #acquire(): Promise<PooledSession> {
+    const s = this.#free.pop();
     if (s !== undefined) return Promise.resolve(s);
     return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
+      this.#waiters.push({ resolve, reject });
     });
   }
 
   /** Hand a session to the first waiter, or put it back in the pool for the threads. */
-  private dispatch(s: PooledSession): void {
-    const w = this.waiters.shift();
+  #dispatch(s: PooledSession): void {
+    const w = this.#waiters.shift();
     if (w !== undefined) {
       w.resolve(s);
       return;
     }
-    this.free.push(s);
-    if (this.queue.length > 0) this.scheduleFlush();
+    this.#free.push(s);
+    if (this.#queue.length > 0) this.#scheduleFlush();
   }
 
-  private release(s: PooledSession): void {
+  #release(s: PooledSession): void {
     // A session of an older connection is dead: never hand it out again.
-    if (s.connection !== this.connection || this.state === 'closed') return;
-    this.dispatch(s);
+    if (s.connection !== this.#connection || this.#state === 'closed') return;
+    this.#dispatch(s);
   }
 
   /** Fail the key operations waiting for a session and the signs waiting for a thread. */
-  private failWaiters(error: Error): void {
-    const waiters = this.waiters;
-    this.waiters = [];
+  #failWaiters(error: Error): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
     for (const w of waiters) w.reject(error);
-    const queue = this.queue;
-    this.queue = [];
+    const queue = this.#queue;
+    this.#queue = [];
     for (const req of queue) req.reject(error);
   }
 
   // --- objects ------------------------------------------------------------------------
 
   /** Inspect a key on this connection and pin it (its public key, its private handle). */
-  private inspect(session: Handle, hsmId: string, alg: KeyAlgorithm): HsmKey {
-    const known = this.pinned.get(hsmId)?.publicJwk;
-    const p = this.library().p;
-    const { key, priv } = inspectKey(p, session, hsmId, alg, known, this.logger);
-    this.pinned.set(hsmId, { alg, label: key.label, publicJwk: key.publicJwk });
-    this.handles.set(hsmId, priv);
+  #inspect(session: Handle, hsmId: string, alg: KeyAlgorithm): HsmKey {
+    const known = this.#pinned.get(hsmId)?.publicJwk;
+    const p = this.#library().p;
+    const { key, priv } = inspectKey(p, session, hsmId, alg, known, this.#logger);
+    this.#pinned.set(hsmId, { alg, label: key.label, publicJwk: key.publicJwk });
+    this.#handles.set(hsmId, priv);
     return key;
   }
 
   /** The private key handle of this connection; re-found (and re-checked) after a fault. */
-  private privateHandle(session: Handle, hsmId: string, pinned: Pinned): Handle {
-    const h = this.handles.get(hsmId);
+  #privateHandle(session: Handle, hsmId: string, pinned: Pinned): Handle {
+    const h = this.#handles.get(hsmId);
     if (h !== undefined) return h;
-    this.inspect(session, hsmId, pinned.alg);
-    const found = this.handles.get(hsmId);
+    this.#inspect(session, hsmId, pinned.alg);
+    const found = this.#handles.get(hsmId);
     if (found === undefined)
       throw new HsmKeyMissingError('the key vanished from the HSM', { details: { hsmId } });
     return found;

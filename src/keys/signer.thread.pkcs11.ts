@@ -132,31 +132,33 @@ interface Pending {
  * for the event loop between two batches).
  */
 export class SignThread {
-  private worker: Worker | undefined;
-  private booting: Promise<void> | undefined;
-  private isReady = false;
+  #worker: Worker | undefined;
+  #booting: Promise<void> | undefined;
+  #isReady = false;
   /** Fails the start in progress, if any (a no-op once the thread is ready). */
-  private bootFailed: (e: Error) => void = () => undefined;
-  private readonly pending: Pending[] = [];
+  #bootFailed: (e: Error) => void = () => undefined;
+  readonly #pending: Pending[] = [];
 
-  constructor(
-    private readonly modulePath: string,
-    private readonly bootTimeoutMs = BOOT_TIMEOUT_MS,
-  ) {}
+  readonly #modulePath: string;
+  readonly #bootTimeoutMs: number;
+  constructor(modulePath: string, bootTimeoutMs = BOOT_TIMEOUT_MS) {
+    this.#modulePath = modulePath;
+    this.#bootTimeoutMs = bootTimeoutMs;
+  }
 
   /** Batches handed over and not yet answered. */
   get inFlight(): number {
-    return this.pending.length;
+    return this.#pending.length;
   }
 
   /** True from start (or first use) until the thread is lost or closed. */
   get running(): boolean {
-    return this.worker !== undefined;
+    return this.#worker !== undefined;
   }
 
   /** True once the running thread listens; false while it starts and after a loss. */
   get ready(): boolean {
-    return this.isReady;
+    return this.#isReady;
   }
 
   /**
@@ -164,8 +166,8 @@ export class SignThread {
    * lost (or closed) before that.
    */
   start(): Promise<void> {
-    if (this.worker === undefined) this.spawn();
-    return this.booting ?? Promise.resolve();
+    if (this.#worker === undefined) this.#spawn();
+    return this.#booting ?? Promise.resolve();
   }
 
   /**
@@ -174,81 +176,81 @@ export class SignThread {
    */
   run(session: Uint8Array, items: readonly ThreadItem[]): Promise<ThreadReply> {
     const batch = pack(session, items);
-    const w = this.worker ?? this.spawn();
+    const w = this.#worker ?? this.#spawn();
     return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
+      this.#pending.push({ resolve, reject });
       // A busy thread keeps the process alive until its batches are answered; an idle one not.
-      if (this.pending.length === 1) w.ref();
+      if (this.#pending.length === 1) w.ref();
       w.postMessage(batch, [batch.meta.buffer, batch.data.buffer]);
     });
   }
 
   /** Terminate the thread (the caller waits until no batch is in flight first). */
   async close(): Promise<void> {
-    const w = this.worker;
-    this.forget(new Error('the signing thread was closed'));
-    this.failPending(new Error('the signing thread was closed with a batch in flight'));
+    const w = this.#worker;
+    this.#forget(new Error('the signing thread was closed'));
+    this.#failPending(new Error('the signing thread was closed with a batch in flight'));
     if (w !== undefined) await w.terminate();
   }
 
-  private spawn(): Worker {
-    const data: ThreadData = { modulePath: this.modulePath, nice: THREAD_NICE };
+  #spawn(): Worker {
+    const data: ThreadData = { modulePath: this.#modulePath, nice: THREAD_NICE };
     const w = startWorker(THREAD_ENTRY, { workerData: { ...data } });
     w.unref();
     let booted: () => void = () => undefined;
     let failed: (e: Error) => void = () => undefined;
-    this.booting = new Promise<void>((resolve, reject) => {
+    this.#booting = new Promise<void>((resolve, reject) => {
       booted = resolve;
       failed = reject;
     });
     // A boot nobody awaits (a thread started by run()) must not be an unhandled rejection.
-    this.booting.catch(() => undefined);
-    this.bootFailed = failed;
+    this.#booting.catch(() => undefined);
+    this.#bootFailed = failed;
     const boot = setTimeout(() => {
-      this.lost(w, new Error(`the signing thread was not ready within ${this.bootTimeoutMs} ms`));
+      this.#lost(w, new Error(`the signing thread was not ready within ${this.#bootTimeoutMs} ms`));
       void w.terminate();
-    }, this.bootTimeoutMs);
+    }, this.#bootTimeoutMs);
     boot.unref();
     w.on('message', (m: FromThread) => {
       if (m === 'ready') {
         clearTimeout(boot);
-        if (this.worker === w) this.isReady = true;
+        if (this.#worker === w) this.#isReady = true;
         booted();
         return;
       }
-      const p = this.pending.shift();
-      if (this.pending.length === 0) w.unref();
+      const p = this.#pending.shift();
+      if (this.#pending.length === 0) w.unref();
       p?.resolve(m);
     });
     w.on('error', (e: Error) => {
-      this.lost(w, e);
+      this.#lost(w, e);
     });
     w.on('exit', (code: number) => {
       clearTimeout(boot);
-      this.lost(w, new Error(`the signing thread exited with code ${String(code)}`));
+      this.#lost(w, new Error(`the signing thread exited with code ${String(code)}`));
     });
-    this.worker = w;
-    this.isReady = false;
+    this.#worker = w;
+    this.#isReady = false;
     return w;
   }
 
-  private lost(w: Worker, e: Error): void {
+  #lost(w: Worker, e: Error): void {
     // An 'exit' after the 'error' of the same thread, or after close(): already failed.
-    if (this.worker !== w) return;
-    this.forget(e);
-    this.failPending(e);
+    if (this.#worker !== w) return;
+    this.#forget(e);
+    this.#failPending(e);
   }
 
   /** Let go of the running thread; a start still waiting for it fails with `e`. */
-  private forget(e: Error): void {
-    this.worker = undefined;
-    this.isReady = false;
-    this.booting = undefined;
-    this.bootFailed(e);
-    this.bootFailed = () => undefined;
+  #forget(e: Error): void {
+    this.#worker = undefined;
+    this.#isReady = false;
+    this.#booting = undefined;
+    this.#bootFailed(e);
+    this.#bootFailed = () => undefined;
   }
 
-  private failPending(e: Error): void {
-    for (const p of this.pending.splice(0)) p.reject(e);
+  #failPending(e: Error): void {
+    for (const p of this.#pending.splice(0)) p.reject(e);
   }
 }

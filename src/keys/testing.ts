@@ -13,6 +13,15 @@ export interface FakeKeys {
   now(): number;
 }
 
+/** Options for a KeyService in tests: no rotation, no maintenance timer, 'test' labels. */
+export const TEST_KEY_OPTIONS: KeyServiceOptions = {
+  rotationPeriodSeconds: 0,
+  grantMaxTtlSeconds: 300,
+  jwksMaxAgeSeconds: 300,
+  maintenanceIntervalMs: 0,
+  labelPrefix: 'test',
+};
+
 export async function fakeKeys(
   options: Partial<KeyServiceOptions> = {},
   hooks: { onLifecycle?: (e: KeyLifecycleEvent) => Promise<void> } = {},
@@ -22,14 +31,7 @@ export async function fakeKeys(
   const store = new MemoryKeyStore();
   const events: KeyLifecycleEvent[] = [];
   const keys = await KeyService.start(
-    {
-      rotationPeriodSeconds: 0,
-      grantMaxTtlSeconds: 300,
-      jwksMaxAgeSeconds: 300,
-      maintenanceIntervalMs: 0,
-      labelPrefix: 'test',
-      ...options,
-    },
+    { ...TEST_KEY_OPTIONS, ...options },
     {
       signer,
       store,

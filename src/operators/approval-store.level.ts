@@ -32,14 +32,16 @@ function approvalsSublevel(db: Database) {
 }
 
 export class LevelApprovalStore implements ApprovalStore {
-  private readonly sub: ReturnType<typeof approvalsSublevel>;
+  readonly #sub: ReturnType<typeof approvalsSublevel>;
 
-  constructor(private readonly db: Database) {
-    this.sub = approvalsSublevel(db);
+  readonly #db: Database;
+  constructor(db: Database) {
+    this.#db = db;
+    this.#sub = approvalsSublevel(db);
   }
 
   async get(id: string): Promise<ApprovalRecord | undefined> {
-    const text = await this.sub.get(`r!${id}`);
+    const text = await this.#sub.get(`r!${id}`);
     return text === undefined ? undefined : parse(id, text);
   }
 
@@ -50,12 +52,12 @@ export class LevelApprovalStore implements ApprovalStore {
       { key: `c!${record.createdAt}!${record.id}`, value: record.id },
     ];
     const openKey = `o!${encodeURIComponent(requesterOf(record))}!${record.id}`;
-    await this.db.batch(
+    await this.#db.batch(
       [
-        ...ops.map((op) => ({ type: 'put' as const, ...op, sublevel: this.sub })),
+        ...ops.map((op) => ({ type: 'put' as const, ...op, sublevel: this.#sub })),
         record.consumedAt === undefined
-          ? { type: 'put' as const, key: openKey, value: record.id, sublevel: this.sub }
-          : { type: 'del' as const, key: openKey, sublevel: this.sub },
+          ? { type: 'put' as const, key: openKey, value: record.id, sublevel: this.#sub }
+          : { type: 'del' as const, key: openKey, sublevel: this.#sub },
       ],
       { sync: true },
     );
@@ -64,11 +66,11 @@ export class LevelApprovalStore implements ApprovalStore {
   async openBy(person: string): Promise<ApprovalRecord[]> {
     const prefix = `o!${encodeURIComponent(person)}!`;
     const ids: string[] = [];
-    for await (const id of this.sub.values({ gt: prefix, lt: `${prefix}~` })) ids.push(id);
-    return this.resolve(ids);
+    for await (const id of this.#sub.values({ gt: prefix, lt: `${prefix}~` })) ids.push(id);
+    return this.#resolve(ids);
   }
 
-  private async resolve(ids: readonly string[]): Promise<ApprovalRecord[]> {
+  async #resolve(ids: readonly string[]): Promise<ApprovalRecord[]> {
     const out: ApprovalRecord[] = [];
     for (const id of ids) {
       const record = await this.get(id);
@@ -80,17 +82,17 @@ export class LevelApprovalStore implements ApprovalStore {
 
   async byTarget(target: string): Promise<ApprovalRecord[]> {
     const ids: string[] = [];
-    for await (const id of this.sub.values({ gt: `t!${target}!`, lt: `t!${target}!~` })) {
+    for await (const id of this.#sub.values({ gt: `t!${target}!`, lt: `t!${target}!~` })) {
       ids.push(id);
     }
-    return this.resolve(ids);
+    return this.#resolve(ids);
   }
 
   async list(limit: number): Promise<ApprovalRecord[]> {
     const ids: string[] = [];
-    for await (const id of this.sub.values({ gt: 'c!', lt: 'c!~', reverse: true, limit })) {
+    for await (const id of this.#sub.values({ gt: 'c!', lt: 'c!~', reverse: true, limit })) {
       ids.push(id);
     }
-    return this.resolve(ids);
+    return this.#resolve(ids);
   }
 }

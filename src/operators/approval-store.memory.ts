@@ -2,20 +2,20 @@
 import { requesterOf, type ApprovalRecord, type ApprovalStore } from './approval-store.port.js';
 
 export class MemoryApprovalStore implements ApprovalStore {
-  private readonly records = new Map<string, ApprovalRecord>();
+  readonly #records = new Map<string, ApprovalRecord>();
 
   get(id: string): Promise<ApprovalRecord | undefined> {
-    return Promise.resolve(this.records.get(id));
+    return Promise.resolve(this.#records.get(id));
   }
 
   put(record: ApprovalRecord): Promise<void> {
-    this.records.set(record.id, structuredClone(record));
+    this.#records.set(record.id, structuredClone(record));
     return Promise.resolve();
   }
 
   byTarget(target: string): Promise<ApprovalRecord[]> {
     return Promise.resolve(
-      [...this.records.values()]
+      [...this.#records.values()]
         .filter((r) => r.target === target)
         .sort((a, b) => a.createdAt.localeCompare(b.createdAt)),
     );
@@ -23,7 +23,7 @@ export class MemoryApprovalStore implements ApprovalStore {
 
   openBy(person: string): Promise<ApprovalRecord[]> {
     return Promise.resolve(
-      [...this.records.values()].filter(
+      [...this.#records.values()].filter(
         (r) => r.consumedAt === undefined && requesterOf(r) === person,
       ),
     );
@@ -31,7 +31,7 @@ export class MemoryApprovalStore implements ApprovalStore {
 
   list(limit: number): Promise<ApprovalRecord[]> {
     return Promise.resolve(
-      [...this.records.values()]
+      [...this.#records.values()]
         .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
         .slice(0, limit),
     );

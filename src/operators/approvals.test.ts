@@ -8,16 +8,7 @@ import {
   type ApprovalEvent,
 } from './approvals.js';
 import type { OperatorActor, Role } from './roles.js';
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof GrantorError) return e.code;
-    throw e;
-  }
-  throw new Error('expected a refusal');
-}
+import { refusalCode as code } from './testing/refusal.js';
 
 const actor = (id: string, role: Role, name = id, person = name.toLowerCase()): OperatorActor => ({
   kind: 'operator',

@@ -197,38 +197,38 @@ function validatePolicy(policy: ApprovalPolicy): void {
 }
 
 export class Approvals {
-  private readonly store: ApprovalStore;
-  private readonly policy: ApprovalPolicy;
-  private readonly clock: () => Date;
-  private readonly onEvent: (event: ApprovalEvent) => Promise<void>;
-  private readonly credentialValid: (ref: ApprovalActorRef) => Promise<boolean>;
-  private readonly maxOpenPerPerson: number;
+  readonly #store: ApprovalStore;
+  readonly #policy: ApprovalPolicy;
+  readonly #clock: () => Date;
+  readonly #onEvent: (event: ApprovalEvent) => Promise<void>;
+  readonly #credentialValid: (ref: ApprovalActorRef) => Promise<boolean>;
+  readonly #maxOpenPerPerson: number;
   // Request, approve and consume read-modify-write one record: one at a time, so two concurrent
   // consumes can never both succeed.
-  private tail: Promise<unknown> = Promise.resolve();
+  #tail: Promise<unknown> = Promise.resolve();
 
   constructor(options: ApprovalsOptions) {
-    this.store = options.store;
-    this.policy = options.policy ?? DEFAULT_APPROVAL_POLICY;
-    this.clock = options.clock ?? (() => new Date());
-    this.onEvent = options.onEvent ?? (() => Promise.resolve());
-    this.credentialValid = options.credentialValid ?? (() => Promise.resolve(true));
-    this.maxOpenPerPerson = options.maxOpenPerPerson ?? DEFAULT_MAX_OPEN_REQUESTS_PER_PERSON;
-    validatePolicy(this.policy);
+    this.#store = options.store;
+    this.#policy = options.policy ?? DEFAULT_APPROVAL_POLICY;
+    this.#clock = options.clock ?? (() => new Date());
+    this.#onEvent = options.onEvent ?? (() => Promise.resolve());
+    this.#credentialValid = options.credentialValid ?? (() => Promise.resolve(true));
+    this.#maxOpenPerPerson = options.maxOpenPerPerson ?? DEFAULT_MAX_OPEN_REQUESTS_PER_PERSON;
+    validatePolicy(this.#policy);
   }
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
-    this.tail = run.catch(() => undefined);
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn, fn);
+    this.#tail = run.catch(() => undefined);
     return run;
   }
 
-  private resolve(act: string): { act: ApprovalAct; policy: ActPolicy } {
+  #resolve(act: string): { act: ApprovalAct; policy: ActPolicy } {
     if (!isAct(act)) throw new BadRequestError(`unknown act ${act}`);
-    return { act, policy: this.policy[act] };
+    return { act, policy: this.#policy[act] };
   }
 
-  private requireRole(actor: OperatorActor, act: ApprovalAct, policy: ActPolicy): void {
+  #requireRole(actor: OperatorActor, act: ApprovalAct, policy: ActPolicy): void {
     if (!policy.roles.includes(actor.role)) {
       throw new ForbiddenError(`${act} needs role ${policy.roles.join(' or ')}`, {
         details: { required: [...policy.roles], role: actor.role },
@@ -247,28 +247,28 @@ export class Approvals {
     actName: string,
     params: ApprovalParams,
   ): Promise<ApprovalRecord> {
-    const { act, policy } = this.resolve(actName);
-    this.requireRole(actor, act, policy);
+    const { act, policy } = this.#resolve(actName);
+    this.#requireRole(actor, act, policy);
     const snapshot = structuredClone(params);
     if (Buffer.byteLength(JSON.stringify(snapshot)) > MAX_PARAMS_BYTES) {
       throw new BadRequestError(`act parameters exceed ${MAX_PARAMS_BYTES} bytes`);
     }
     const target = approvalTarget(act, snapshot);
-    return this.serial(async () => {
-      const now = this.clock();
+    return this.#serial(async () => {
+      const now = this.#clock();
       const t = now.getTime();
       const live = (r: ApprovalRecord) => r.consumedAt === undefined && t < Date.parse(r.expiresAt);
-      const open = (await this.store.byTarget(target)).find(live);
+      const open = (await this.#store.byTarget(target)).find(live);
       if (open !== undefined) {
         throw new ApprovalRequestOpenError(`request ${open.id} for this ${act} is still open`, {
           details: { approvalId: open.id, act, target },
         });
       }
-      const mine = (await this.store.openBy(actor.person)).filter(live);
-      if (mine.length >= this.maxOpenPerPerson) {
+      const mine = (await this.#store.openBy(actor.person)).filter(live);
+      if (mine.length >= this.#maxOpenPerPerson) {
         throw new ApprovalRequestLimitError(
           `${actor.person} already has ${mine.length} open approval requests`,
-          { details: { open: mine.length, limit: this.maxOpenPerPerson } },
+          { details: { open: mine.length, limit: this.#maxOpenPerPerson } },
         );
       }
       const record: ApprovalRecord = {
@@ -281,19 +281,19 @@ export class Approvals {
         expiresAt: new Date(t + policy.requestTtlSeconds * 1000).toISOString(),
         approvals: [],
       };
-      await this.emit('approval.requested', record, [record.requestedBy], now);
-      await this.store.put(record);
+      await this.#emit('approval.requested', record, [record.requestedBy], now);
+      await this.#store.put(record);
       return record;
     });
   }
 
   /** Add `actor`'s approval to request `id`. */
   approve(actor: OperatorActor, id: string): Promise<ApprovalRecord> {
-    return this.serial(async () => {
-      const record = await this.store.get(id);
+    return this.#serial(async () => {
+      const record = await this.#store.get(id);
       if (record === undefined) throw new ApprovalNotFoundError(id);
-      const { policy } = this.resolve(record.act);
-      const now = this.clock();
+      const { policy } = this.#resolve(record.act);
+      const now = this.#clock();
       if (record.consumedAt !== undefined) {
         throw new ApprovalReusedError(`approval request ${id} was already used`, {
           details: { approvalId: id, consumedAt: record.consumedAt },
@@ -304,7 +304,7 @@ export class Approvals {
           details: { approvalId: id, expiresAt: record.expiresAt },
         });
       }
-      this.requireRole(actor, record.act, policy);
+      this.#requireRole(actor, record.act, policy);
       // Dual control: the requester plus M others, never the requester approving itself.
       if (requesterOf(record) === actor.person) {
         throw new ApprovalOwnRequestError(`${actor.person} opened ${id} and cannot approve it`, {
@@ -336,8 +336,8 @@ export class Approvals {
           },
         ],
       };
-      await this.emit('approval.given', updated, [ref(actor)], now);
-      await this.store.put(updated);
+      await this.#emit('approval.given', updated, [ref(actor)], now);
+      await this.#store.put(updated);
       return updated;
     });
   }
@@ -352,15 +352,15 @@ export class Approvals {
     params: ApprovalParams,
     precheck?: () => Promise<void> | void,
   ): Promise<ApprovalRecord> {
-    return this.serial(async () => {
-      const { act, policy } = this.resolve(actName);
+    return this.#serial(async () => {
+      const { act, policy } = this.#resolve(actName);
       const snapshot = structuredClone(params);
       // The target's state first: a refused act must not use up its approvals.
       await precheck?.();
       const target = approvalTarget(act, snapshot);
-      const now = this.clock();
+      const now = this.#clock();
       const t = now.getTime();
-      const records = await this.store.byTarget(target);
+      const records = await this.#store.byTarget(target);
       const open = records.filter((r) => r.consumedAt === undefined);
       const live = open.filter((r) => t < Date.parse(r.expiresAt));
       // Counted: unexpired approvals whose credential is still valid now, one per person,
@@ -373,7 +373,7 @@ export class Approvals {
           if (seen.has(person) || t >= Date.parse(a.expiresAt)) continue;
           const expires = a.actor.credentialExpiresAt;
           if (expires !== undefined && t >= Date.parse(expires)) continue;
-          if (!(await this.credentialValid(a.actor))) continue;
+          if (!(await this.#credentialValid(a.actor))) continue;
           seen.add(person);
           out.push(a.actor);
         }
@@ -417,8 +417,8 @@ export class Approvals {
         );
       }
       const consumed: ApprovalRecord = { ...ready.record, consumedAt: now.toISOString() };
-      await this.emit('approval.consumed', consumed, ready.approvers, now);
-      await this.store.put(consumed);
+      await this.#emit('approval.consumed', consumed, ready.approvers, now);
+      await this.#store.put(consumed);
       return consumed;
     });
   }
@@ -438,22 +438,22 @@ export class Approvals {
   }
 
   async get(id: string): Promise<ApprovalRecord> {
-    const record = await this.store.get(id);
+    const record = await this.#store.get(id);
     if (record === undefined) throw new ApprovalNotFoundError(id);
     return record;
   }
 
   list(limit = 50): Promise<ApprovalRecord[]> {
-    return this.store.list(Math.max(1, Math.min(limit, MAX_LIST)));
+    return this.#store.list(Math.max(1, Math.min(limit, MAX_LIST)));
   }
 
-  private emit(
+  #emit(
     type: ApprovalEventType,
     record: ApprovalRecord,
     actors: ApprovalEvent['actors'],
     now: Date,
   ): Promise<void> {
-    return this.onEvent({
+    return this.#onEvent({
       type,
       approvalId: record.id,
       act: record.act,

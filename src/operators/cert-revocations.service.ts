@@ -18,11 +18,18 @@ import * as x509 from './x509.js';
 const ID = new RegExp(CERTIFICATE_ID_PATTERN);
 
 export class CertificateRevocations {
+  readonly #store: CertificateRevocationStore;
+  readonly #clock: () => Date;
+  readonly #onEvent: CredentialEventSink;
   constructor(
-    private readonly store: CertificateRevocationStore,
-    private readonly clock: () => Date = () => new Date(),
-    private readonly onEvent: CredentialEventSink = NO_EVENTS,
-  ) {}
+    store: CertificateRevocationStore,
+    clock: () => Date = () => new Date(),
+    onEvent: CredentialEventSink = NO_EVENTS,
+  ) {
+    this.#store = store;
+    this.#clock = clock;
+    this.#onEvent = onEvent;
+  }
 
   /** What a revocation would record, without recording it (validate before auditing). */
   describe(input: { readonly pem?: string; readonly id?: string }): {
@@ -60,25 +67,25 @@ export class CertificateRevocations {
     by: string,
   ): Promise<CertificateRevocation> {
     const d = this.describe(input);
-    const existing = await this.store.get(d.id);
+    const existing = await this.#store.get(d.id);
     if (existing !== undefined) return existing;
     const record: CertificateRevocation = {
       ...d,
-      revokedAt: this.clock().toISOString(),
+      revokedAt: this.#clock().toISOString(),
       revokedBy: by,
     };
-    await this.onEvent({
+    await this.#onEvent({
       type: 'operator.certificate_revoked',
       subject: record.id,
       ...(record.person === undefined ? {} : { person: record.person }),
       by,
       time: record.revokedAt,
     });
-    await this.store.put(record);
+    await this.#store.put(record);
     return record;
   }
 
   async list(): Promise<CertificateRevocation[]> {
-    return (await this.store.list()).sort((a, b) => a.revokedAt.localeCompare(b.revokedAt));
+    return (await this.#store.list()).sort((a, b) => a.revokedAt.localeCompare(b.revokedAt));
   }
 }

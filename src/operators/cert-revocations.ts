@@ -52,44 +52,46 @@ function revocationsSublevel(db: Database) {
 }
 
 export class LevelCertificateRevocationStore implements CertificateRevocationStore {
-  private readonly sub: ReturnType<typeof revocationsSublevel>;
+  readonly #sub: ReturnType<typeof revocationsSublevel>;
 
-  constructor(private readonly db: Database) {
-    this.sub = revocationsSublevel(db);
+  readonly #db: Database;
+  constructor(db: Database) {
+    this.#db = db;
+    this.#sub = revocationsSublevel(db);
   }
 
   async get(id: string): Promise<CertificateRevocation | undefined> {
-    const text = await this.sub.get(id);
+    const text = await this.#sub.get(id);
     return text === undefined ? undefined : parse(id, text);
   }
 
   async put(record: CertificateRevocation): Promise<void> {
-    await this.db.batch(
-      [{ type: 'put', key: record.id, value: JSON.stringify(record), sublevel: this.sub }],
+    await this.#db.batch(
+      [{ type: 'put', key: record.id, value: JSON.stringify(record), sublevel: this.#sub }],
       { sync: true },
     );
   }
 
   async list(): Promise<CertificateRevocation[]> {
     const out: CertificateRevocation[] = [];
-    for await (const [id, text] of this.sub.iterator()) out.push(parse(id, text));
+    for await (const [id, text] of this.#sub.iterator()) out.push(parse(id, text));
     return out;
   }
 }
 
 export class MemoryCertificateRevocationStore implements CertificateRevocationStore {
-  private readonly records = new Map<string, CertificateRevocation>();
+  readonly #records = new Map<string, CertificateRevocation>();
 
   get(id: string): Promise<CertificateRevocation | undefined> {
-    return Promise.resolve(this.records.get(id));
+    return Promise.resolve(this.#records.get(id));
   }
 
   put(record: CertificateRevocation): Promise<void> {
-    this.records.set(record.id, { ...record });
+    this.#records.set(record.id, { ...record });
     return Promise.resolve();
   }
 
   list(): Promise<CertificateRevocation[]> {
-    return Promise.resolve([...this.records.values()]);
+    return Promise.resolve([...this.#records.values()]);
   }
 }

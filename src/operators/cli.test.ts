@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runOperatorsCli, parseDuration } from './cli.js';
 import { createFakeOperatorTokens } from './token-store.memory.js';
-
-function capture() {
-  const lines: string[] = [];
-  const errors: string[] = [];
-  return {
-    lines,
-    errors,
-    out: { log: (l: string) => lines.push(l), error: (l: string) => errors.push(l) },
-  };
-}
+import { capture } from './testing/cli-output.js';
 
 describe('grantor operators token', () => {
   it('creates a token, prints it once, lists it without the secret, and revokes it', async () => {

@@ -1,22 +1,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as x509 from './x509.js';
-import { GrantorError } from '../shared/errors.js';
 import { MemoryCertificateRevocationStore } from './cert-revocations.js';
 import { CertificateRevocations } from './cert-revocations.service.js';
 import { OperatorCertificateVerifier, roleFromCertificate } from './client-cert.js';
 import { People } from './people.js';
 import { MemoryPersonStore } from './person-store.memory.js';
 import { makeCa, makeLeaf, type TestCa } from './testing/certs.js';
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof GrantorError) return e.code;
-    throw e;
-  }
-  throw new Error('expected a refusal');
-}
+import { refusalCode as code } from './testing/refusal.js';
 
 describe('operator client certificates', () => {
   let ca: TestCa;

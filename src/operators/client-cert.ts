@@ -93,19 +93,19 @@ export interface CertificateVerifierOptions {
 }
 
 export class OperatorCertificateVerifier {
-  private readonly anchors: readonly x509.X509Certificate[];
-  private readonly people: People;
-  private readonly revocations: CertificateRevocationStore | undefined;
+  readonly #anchors: readonly x509.X509Certificate[];
+  readonly #people: People;
+  readonly #revocations: CertificateRevocationStore | undefined;
 
   /** `caPem`: the operator CA certificate(s), PEM. */
   constructor(caPem: string, options: CertificateVerifierOptions) {
-    this.people = options.people;
-    this.revocations = options.revocations;
+    this.#people = options.people;
+    this.#revocations = options.revocations;
     const anchors = parsePem(caPem);
     if (anchors.length === 0 || anchors.length > MAX_CA_CERTIFICATES) {
       throw new TypeError(`operator CA bundle must hold 1..${MAX_CA_CERTIFICATES} certificates`);
     }
-    this.anchors = anchors;
+    this.#anchors = anchors;
   }
 
   /** The operator a DER client certificate stands for, or a typed refusal. */
@@ -119,7 +119,7 @@ export class OperatorCertificateVerifier {
     if (now < cert.notBefore || now > cert.notAfter) {
       throw new UnauthenticatedError('the client certificate is not valid now');
     }
-    if (!(await this.issuedByAnchor(cert, now))) {
+    if (!(await this.#issuedByAnchor(cert, now))) {
       throw new UnauthenticatedError('the client certificate is not issued by the operator CA');
     }
     const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
@@ -132,7 +132,7 @@ export class OperatorCertificateVerifier {
       throw new ForbiddenError('a runtime identity cannot act as an operator');
     }
     const id = certificateId(cert);
-    if ((await this.revocations?.get(id)) !== undefined) {
+    if ((await this.#revocations?.get(id)) !== undefined) {
       throw new UnauthenticatedError('the client certificate is revoked');
     }
     const role = roleFromCertificate(cert);
@@ -140,7 +140,7 @@ export class OperatorCertificateVerifier {
       throw new UnauthenticatedError('the client certificate names no single operator role');
     }
     const names = personNames(cert);
-    const people = await this.people.named(names.ids, names.emails);
+    const people = await this.#people.named(names.ids, names.emails);
     // One person, holding the role: a certificate naming two people names nobody.
     const person = people.length === 1 ? people[0] : undefined;
     if (person === undefined || !person.roles.includes(role)) {
@@ -166,12 +166,12 @@ export class OperatorCertificateVerifier {
     now: Date,
   ): Promise<boolean> {
     if (now.getTime() >= Date.parse(expiresAt)) return false;
-    if ((await this.revocations?.get(id)) !== undefined) return false;
-    return (await this.people.holding(person, role)) !== undefined;
+    if ((await this.#revocations?.get(id)) !== undefined) return false;
+    return (await this.#people.holding(person, role)) !== undefined;
   }
 
-  private async issuedByAnchor(cert: x509.X509Certificate, now: Date): Promise<boolean> {
-    for (const anchor of this.anchors) {
+  async #issuedByAnchor(cert: x509.X509Certificate, now: Date): Promise<boolean> {
+    for (const anchor of this.#anchors) {
       if (anchor.subject !== cert.issuer) continue;
       const bc = anchor.getExtension(x509.BasicConstraintsExtension);
       if (bc === null || !bc.ca) continue;

@@ -26,27 +26,29 @@ function gatewaysSublevel(db: Database) {
 }
 
 export class LevelGatewayStore implements GatewayStore {
-  private readonly sub: ReturnType<typeof gatewaysSublevel>;
+  readonly #sub: ReturnType<typeof gatewaysSublevel>;
 
-  constructor(private readonly db: Database) {
-    this.sub = gatewaysSublevel(db);
+  readonly #db: Database;
+  constructor(db: Database) {
+    this.#db = db;
+    this.#sub = gatewaysSublevel(db);
   }
 
   async get(id: string): Promise<GatewayRecord | undefined> {
-    const text = await this.sub.get(id);
+    const text = await this.#sub.get(id);
     return text === undefined ? undefined : parse(id, text);
   }
 
   async put(record: GatewayRecord): Promise<void> {
-    await this.db.batch(
-      [{ type: 'put', key: record.id, value: JSON.stringify(record), sublevel: this.sub }],
+    await this.#db.batch(
+      [{ type: 'put', key: record.id, value: JSON.stringify(record), sublevel: this.#sub }],
       { sync: true },
     );
   }
 
   async list(): Promise<GatewayRecord[]> {
     const out: GatewayRecord[] = [];
-    for await (const [id, text] of this.sub.iterator()) out.push(parse(id, text));
+    for await (const [id, text] of this.#sub.iterator()) out.push(parse(id, text));
     return out;
   }
 }

@@ -2,19 +2,19 @@
 import type { GatewayRecord, GatewayStore } from './gateway-store.port.js';
 
 export class MemoryGatewayStore implements GatewayStore {
-  private readonly records = new Map<string, GatewayRecord>();
+  readonly #records = new Map<string, GatewayRecord>();
 
   get(id: string): Promise<GatewayRecord | undefined> {
-    const record = this.records.get(id);
+    const record = this.#records.get(id);
     return Promise.resolve(record === undefined ? undefined : { ...record });
   }
 
   put(record: GatewayRecord): Promise<void> {
-    this.records.set(record.id, { ...record });
+    this.#records.set(record.id, { ...record });
     return Promise.resolve();
   }
 
   list(): Promise<GatewayRecord[]> {
-    return Promise.resolve([...this.records.values()].map((r) => ({ ...r })));
+    return Promise.resolve([...this.#records.values()].map((r) => ({ ...r })));
   }
 }

@@ -141,11 +141,18 @@ export class GatewayRegistry {
   /** Loaded once (again after a failed load); then changed by enroll and revoke. */
   #index: Promise<AudienceIndex> | undefined;
 
+  readonly #store: GatewayStore;
+  readonly #clock: () => Date;
+  readonly #onEvent: CredentialEventSink;
   constructor(
-    private readonly store: GatewayStore,
-    private readonly clock: () => Date = () => new Date(),
-    private readonly onEvent: CredentialEventSink = NO_EVENTS,
-  ) {}
+    store: GatewayStore,
+    clock: () => Date = () => new Date(),
+    onEvent: CredentialEventSink = NO_EVENTS,
+  ) {
+    this.#store = store;
+    this.#clock = clock;
+    this.#onEvent = onEvent;
+  }
 
   /** Reads every gateway into the audience index (at start; else at the first decision). */
   async load(): Promise<void> {
@@ -154,7 +161,9 @@ export class GatewayRegistry {
 
   #loaded(): Promise<AudienceIndex> {
     if (this.#index === undefined) {
-      const loading = stored(() => this.store.list()).then((records) => new AudienceIndex(records));
+      const loading = stored(() => this.#store.list()).then(
+        (records) => new AudienceIndex(records),
+      );
       this.#index = loading;
       loading.catch(() => {
         if (this.#index === loading) this.#index = undefined;
@@ -165,7 +174,7 @@ export class GatewayRegistry {
 
   /** Stores `record`, then shows it to the index (after a load under way, if one is). */
   async #put(record: GatewayRecord): Promise<void> {
-    await stored(() => this.store.put(record));
+    await stored(() => this.#store.put(record));
     const index = this.#index;
     if (index === undefined) return;
     // A load under way may have read the record before this write: apply it after.
@@ -181,7 +190,7 @@ export class GatewayRegistry {
   async enroll(input: EnrollGatewayInput, admin: GatewayAdmin): Promise<EnrolledGateway> {
     const { audiences, ttl } = checkInput(input);
     const { idHex, token, secretHash } = mintBearer(GATEWAY_TOKEN_PREFIX);
-    const now = this.clock();
+    const now = this.#clock();
     const record: GatewayRecord = {
       id: `gw_${idHex}`,
       name: input.name,
@@ -191,7 +200,7 @@ export class GatewayRegistry {
       createdBy: by(admin),
       expiresAt: new Date(now.getTime() + ttl * 1000).toISOString(),
     };
-    await this.onEvent({
+    await this.#onEvent({
       type: 'gateway.enrolled',
       subject: record.id,
       by: record.createdBy,
@@ -203,13 +212,13 @@ export class GatewayRegistry {
   }
 
   async get(id: string): Promise<GatewayInfo> {
-    const record = await stored(() => this.store.get(id));
+    const record = await stored(() => this.#store.get(id));
     if (record === undefined) throw new GatewayNotFoundError(id);
     return info(record);
   }
 
   async list(): Promise<GatewayInfo[]> {
-    const records = await stored(() => this.store.list());
+    const records = await stored(() => this.#store.list());
     return records.map(info).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
@@ -219,20 +228,20 @@ export class GatewayRegistry {
    * from the audience index, never the store.
    */
   async serving(audience: string): Promise<{ id: string; name: string }[]> {
-    return (await this.#loaded()).serving(audience, this.clock());
+    return (await this.#loaded()).serving(audience, this.#clock());
   }
 
   /** Revokes gateway `id` (audited first); its token fails from the next request on. */
   async revoke(id: string, admin: GatewayAdmin): Promise<GatewayInfo> {
-    const record = await stored(() => this.store.get(id));
+    const record = await stored(() => this.#store.get(id));
     if (record === undefined) throw new GatewayNotFoundError(id);
     if (record.revokedAt !== undefined) return info(record);
     const revoked: GatewayRecord = {
       ...record,
-      revokedAt: this.clock().toISOString(),
+      revokedAt: this.#clock().toISOString(),
       revokedBy: by(admin),
     };
-    await this.onEvent({
+    await this.#onEvent({
       type: 'gateway.revoked',
       subject: id,
       by: revoked.revokedBy ?? 'cli',
@@ -250,12 +259,12 @@ export class GatewayRegistry {
   async authenticate(token: string): Promise<GatewayIdentity> {
     const parsed = parseBearer(GATEWAY_TOKEN_PREFIX, token);
     if (parsed === undefined) throw new GatewayUnauthenticatedError();
-    const record = await stored(() => this.store.get(`gw_${parsed.idHex}`));
+    const record = await stored(() => this.#store.get(`gw_${parsed.idHex}`));
     // Compared whether or not the id exists (bearer.ts).
     const matches = secretMatches(parsed.secret, record?.secretHash);
     if (record === undefined || !matches) throw new GatewayUnauthenticatedError();
     if (record.revokedAt !== undefined) throw new GatewayUnauthenticatedError();
-    if (expired(record.expiresAt, this.clock())) throw new GatewayUnauthenticatedError();
+    if (expired(record.expiresAt, this.#clock())) throw new GatewayUnauthenticatedError();
     return { kind: 'gateway', id: record.id, name: record.name, audiences: record.audiences };
   }
 }

@@ -57,25 +57,32 @@ function displayName(text: string): string {
 }
 
 export class People {
+  readonly #store: PersonStore;
+  readonly #clock: () => Date;
+  readonly #onEvent: CredentialEventSink;
   constructor(
-    private readonly store: PersonStore,
-    private readonly clock: () => Date = () => new Date(),
-    private readonly onEvent: CredentialEventSink = NO_EVENTS,
-  ) {}
+    store: PersonStore,
+    clock: () => Date = () => new Date(),
+    onEvent: CredentialEventSink = NO_EVENTS,
+  ) {
+    this.#store = store;
+    this.#clock = clock;
+    this.#onEvent = onEvent;
+  }
 
   async get(id: string): Promise<PersonRecord> {
-    const record = await this.store.get(normaliseIdentifier(id));
+    const record = await this.#store.get(normaliseIdentifier(id));
     if (record === undefined) throw new OperatorNotFoundError(id);
     return record;
   }
 
   async list(): Promise<PersonRecord[]> {
-    return (await this.store.list()).sort((a, b) => a.id.localeCompare(b.id));
+    return (await this.#store.list()).sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /** The person if registered, not removed, and holding `role`; otherwise undefined. */
   async holding(id: string, role: Role): Promise<PersonRecord | undefined> {
-    const record = await this.store.get(id);
+    const record = await this.#store.get(id);
     if (record === undefined || record.removedAt !== undefined) return undefined;
     return record.roles.includes(role) ? record : undefined;
   }
@@ -88,7 +95,7 @@ export class People {
     const wantIds = new Set(ids.map(normaliseIdentifier));
     const wantEmails = new Set(emails.map(normaliseIdentifier));
     if (wantIds.size === 0 && wantEmails.size === 0) return [];
-    return (await this.store.list()).filter(
+    return (await this.#store.list()).filter(
       (p) =>
         p.removedAt === undefined && (wantIds.has(p.id) || p.emails.some((e) => wantEmails.has(e))),
     );
@@ -102,15 +109,15 @@ export class People {
       throw new BadRequestError('an operator holds at least one known role');
     }
     const emails = [...new Set((input.emails ?? []).map(normaliseEmail))];
-    const others = (await this.store.list()).filter((p) => p.id !== id);
+    const others = (await this.#store.list()).filter((p) => p.id !== id);
     const taken = emails.find((e) => others.some((p) => p.emails.includes(e)));
     if (taken !== undefined) {
       throw new OperatorIdentifierConflictError(`${taken} already names another operator`, {
         details: { email: taken },
       });
     }
-    const now = this.clock().toISOString();
-    const existing = await this.store.get(id);
+    const now = this.#clock().toISOString();
+    const existing = await this.#store.get(id);
     return {
       id,
       displayName: displayName(input.displayName),
@@ -127,7 +134,7 @@ export class People {
    */
   async put(idText: string, input: PersonInput, by = 'cli'): Promise<PersonRecord> {
     const record = await this.prepare(idText, input);
-    await this.onEvent({
+    await this.#onEvent({
       type: 'operator.registered',
       subject: record.id,
       person: record.id,
@@ -135,22 +142,22 @@ export class People {
       roles: record.roles,
       time: record.updatedAt,
     });
-    await this.store.put(record);
+    await this.#store.put(record);
     return record;
   }
 
   async remove(idText: string, by = 'cli'): Promise<PersonRecord> {
     const record = await this.get(idText);
     if (record.removedAt !== undefined) return record;
-    const removed: PersonRecord = { ...record, removedAt: this.clock().toISOString() };
-    await this.onEvent({
+    const removed: PersonRecord = { ...record, removedAt: this.#clock().toISOString() };
+    await this.#onEvent({
       type: 'operator.removed',
       subject: record.id,
       person: record.id,
       by,
       time: removed.removedAt ?? '',
     });
-    await this.store.put(removed);
+    await this.#store.put(removed);
     return removed;
   }
 
@@ -160,7 +167,7 @@ export class People {
    */
   async bootstrap(idText: string, role: Role, name?: string): Promise<PersonRecord> {
     const id = normalisePersonId(idText);
-    const existing = await this.store.get(id);
+    const existing = await this.#store.get(id);
     if (existing !== undefined && existing.removedAt === undefined) {
       if (existing.roles.includes(role)) return existing;
       return this.put(id, { ...existing, roles: [...existing.roles, role] });

@@ -22,27 +22,29 @@ function peopleSublevel(db: Database) {
 }
 
 export class LevelPersonStore implements PersonStore {
-  private readonly sub: ReturnType<typeof peopleSublevel>;
+  readonly #sub: ReturnType<typeof peopleSublevel>;
 
-  constructor(private readonly db: Database) {
-    this.sub = peopleSublevel(db);
+  readonly #db: Database;
+  constructor(db: Database) {
+    this.#db = db;
+    this.#sub = peopleSublevel(db);
   }
 
   async get(id: string): Promise<PersonRecord | undefined> {
-    const text = await this.sub.get(id);
+    const text = await this.#sub.get(id);
     return text === undefined ? undefined : parse(id, text);
   }
 
   async put(record: PersonRecord): Promise<void> {
-    await this.db.batch(
-      [{ type: 'put', key: record.id, value: JSON.stringify(record), sublevel: this.sub }],
+    await this.#db.batch(
+      [{ type: 'put', key: record.id, value: JSON.stringify(record), sublevel: this.#sub }],
       { sync: true },
     );
   }
 
   async list(): Promise<PersonRecord[]> {
     const out: PersonRecord[] = [];
-    for await (const [id, text] of this.sub.iterator()) out.push(parse(id, text));
+    for await (const [id, text] of this.#sub.iterator()) out.push(parse(id, text));
     return out;
   }
 }

@@ -22,27 +22,29 @@ function tokensSublevel(db: Database) {
 }
 
 export class LevelTokenStore implements TokenStore {
-  private readonly sub: ReturnType<typeof tokensSublevel>;
+  readonly #sub: ReturnType<typeof tokensSublevel>;
 
-  constructor(private readonly db: Database) {
-    this.sub = tokensSublevel(db);
+  readonly #db: Database;
+  constructor(db: Database) {
+    this.#db = db;
+    this.#sub = tokensSublevel(db);
   }
 
   async get(id: string): Promise<TokenRecord | undefined> {
-    const text = await this.sub.get(id);
+    const text = await this.#sub.get(id);
     return text === undefined ? undefined : parse(id, text);
   }
 
   async put(record: TokenRecord): Promise<void> {
-    await this.db.batch(
-      [{ type: 'put', key: record.id, value: JSON.stringify(record), sublevel: this.sub }],
+    await this.#db.batch(
+      [{ type: 'put', key: record.id, value: JSON.stringify(record), sublevel: this.#sub }],
       { sync: true },
     );
   }
 
   async list(): Promise<TokenRecord[]> {
     const out: TokenRecord[] = [];
-    for await (const [id, text] of this.sub.iterator()) out.push(parse(id, text));
+    for await (const [id, text] of this.#sub.iterator()) out.push(parse(id, text));
     return out;
   }
 }

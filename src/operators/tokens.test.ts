@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { GrantorError } from '../shared/errors.js';
 import { MemoryTokenStore, createFakeOperatorTokens } from './token-store.memory.js';
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof GrantorError) return e.code;
-    throw e;
-  }
-  throw new Error('expected a refusal');
-}
+import { refusalCode as code } from './testing/refusal.js';
 
 function setup(start = Date.parse('2026-01-01T00:00:00Z')) {
   let now = start;

@@ -52,12 +52,18 @@ export class OperatorTokens {
   /** The operator registry: a token stands for a person, who must still hold its role. */
   readonly people: People;
 
+  readonly #store: TokenStore;
+  readonly #clock: () => Date;
+  readonly #onEvent: CredentialEventSink;
   constructor(
-    private readonly store: TokenStore,
-    private readonly clock: () => Date,
+    store: TokenStore,
+    clock: () => Date,
     people: People,
-    private readonly onEvent: CredentialEventSink = NO_EVENTS,
+    onEvent: CredentialEventSink = NO_EVENTS,
   ) {
+    this.#store = store;
+    this.#clock = clock;
+    this.#onEvent = onEvent;
     this.people = people;
   }
 
@@ -73,7 +79,7 @@ export class OperatorTokens {
   }): Promise<CreatedToken> {
     const ttl = checkTtl(input.ttlSeconds);
     const person = await this.people.bootstrap(input.actor, input.role);
-    return this.issue(person.id, input.role, ttl, 'cli');
+    return this.#issue(person.id, input.role, ttl, 'cli');
   }
 
   /**
@@ -91,12 +97,12 @@ export class OperatorTokens {
         details: { role },
       });
     }
-    return this.issue(actor.person, role, ttl, byActor(actor));
+    return this.#issue(actor.person, role, ttl, byActor(actor));
   }
 
-  private async issue(person: string, role: Role, ttl: number, by: string): Promise<CreatedToken> {
+  async #issue(person: string, role: Role, ttl: number, by: string): Promise<CreatedToken> {
     const { idHex, token, secretHash } = mintBearer(TOKEN_PREFIX);
-    const now = this.clock();
+    const now = this.#clock();
     const record: TokenRecord = {
       id: `tok_${idHex}`,
       role,
@@ -106,7 +112,7 @@ export class OperatorTokens {
       createdAt: now.toISOString(),
       expiresAt: new Date(now.getTime() + ttl * 1000).toISOString(),
     };
-    await this.onEvent({
+    await this.#onEvent({
       type: 'operator.token_created',
       subject: record.id,
       person,
@@ -114,12 +120,12 @@ export class OperatorTokens {
       roles: [role],
       time: record.createdAt,
     });
-    await this.store.put(record);
+    await this.#store.put(record);
     return { token, info: info(record) };
   }
 
   async get(id: string): Promise<TokenInfo> {
-    const record = await this.store.get(id);
+    const record = await this.#store.get(id);
     if (record === undefined) throw new OperatorTokenNotFoundError(id);
     return info(record);
   }
@@ -130,25 +136,25 @@ export class OperatorTokens {
    * every approval when it is used.
    */
   async stillValid(id: string, person: string, role: Role): Promise<boolean> {
-    const record = await this.store.get(id);
+    const record = await this.#store.get(id);
     if (record === undefined || record.revokedAt !== undefined) return false;
     if (personOf(record) !== person || record.role !== role) return false;
-    if (expired(record.expiresAt, this.clock())) return false;
+    if (expired(record.expiresAt, this.#clock())) return false;
     return (await this.people.holding(person, role)) !== undefined;
   }
 
   async list(): Promise<TokenInfo[]> {
-    const records = await this.store.list();
+    const records = await this.#store.list();
     return records.map(info).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
   /** Revoke token `id`; `by` names who (audited first). Takes effect on the next request. */
   async revoke(id: string, by = 'cli'): Promise<TokenInfo> {
-    const record = await this.store.get(id);
+    const record = await this.#store.get(id);
     if (record === undefined) throw new OperatorTokenNotFoundError(id);
     if (record.revokedAt !== undefined) return info(record);
-    const revoked: TokenRecord = { ...record, revokedAt: this.clock().toISOString() };
-    await this.onEvent({
+    const revoked: TokenRecord = { ...record, revokedAt: this.#clock().toISOString() };
+    await this.#onEvent({
       type: 'operator.token_revoked',
       subject: id,
       person: personOf(record),
@@ -156,7 +162,7 @@ export class OperatorTokens {
       roles: [record.role],
       time: revoked.revokedAt ?? '',
     });
-    await this.store.put(revoked);
+    await this.#store.put(revoked);
     return info(revoked);
   }
 
@@ -167,12 +173,12 @@ export class OperatorTokens {
   async authenticate(token: string): Promise<OperatorActor> {
     const parsed = parseBearer(TOKEN_PREFIX, token);
     if (parsed === undefined) throw new UnauthenticatedError();
-    const record = await this.store.get(`tok_${parsed.idHex}`);
+    const record = await this.#store.get(`tok_${parsed.idHex}`);
     // Compared whether or not the id exists: an unknown id costs the same as a bad secret.
     const matches = secretMatches(parsed.secret, record?.secretHash);
     if (record === undefined || !matches) throw new UnauthenticatedError();
     if (record.revokedAt !== undefined) throw new UnauthenticatedError();
-    if (expired(record.expiresAt, this.clock())) throw new UnauthenticatedError();
+    if (expired(record.expiresAt, this.#clock())) throw new UnauthenticatedError();
     // The registry decides, on every request: a person removed, or no longer holding the
     // role, is refused at once, whatever tokens they still hold.
     const person = await this.people.holding(personOf(record), record.role);

@@ -11,17 +11,19 @@ import { POLICY_HASH, canonicalPolicySet, parseArchivedPolicySet } from './archi
 import type { PolicySource } from './policy-set.js';
 
 export class LevelPolicyArchive implements PolicyArchive {
-  private readonly sub;
+  readonly #sub;
 
-  constructor(private readonly db: Database) {
-    this.sub = db.sublevel('policy-archive', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+  readonly #db: Database;
+  constructor(db: Database) {
+    this.#db = db;
+    this.#sub = db.sublevel('policy-archive', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
   }
 
   async keep(source: PolicySource): Promise<string> {
     const canonical = canonicalPolicySet(source);
     const hash = createHash('sha256').update(canonical, 'utf8').digest('hex');
-    if ((await this.sub.get(hash)) === canonical) return hash;
-    await this.db.batch([{ type: 'put', key: hash, value: canonical, sublevel: this.sub }], {
+    if ((await this.#sub.get(hash)) === canonical) return hash;
+    await this.#db.batch([{ type: 'put', key: hash, value: canonical, sublevel: this.#sub }], {
       sync: true,
     });
     return hash;
@@ -29,7 +31,7 @@ export class LevelPolicyArchive implements PolicyArchive {
 
   async get(hash: string): Promise<ArchivedPolicySet | undefined> {
     if (!POLICY_HASH.test(hash)) return undefined;
-    const canonical = await this.sub.get(hash);
+    const canonical = await this.#sub.get(hash);
     return canonical === undefined ? undefined : parseArchivedPolicySet(hash, canonical);
   }
 }

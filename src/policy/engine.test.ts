@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { CedarPort } from './cedar.port.js';
 import { cedarWasm } from './cedar.wasm.js';
-import { PolicyEngine, grantTtlSeconds } from './engine.js';
+import { PolicyEngine, grantTtlSeconds, type PolicyEngineOptions } from './engine.js';
 import { PolicySetInvalidError, PolicyUnavailableError } from './errors.js';
 import { policySetHash } from './policy-set.js';
 import { policyReadinessProbe } from './probe.js';
@@ -34,13 +34,8 @@ async function writeSet(files: Record<string, string | Buffer>): Promise<void> {
   for (const [name, text] of Object.entries(files)) await writeFile(join(policyDir, name), text);
 }
 
-function engine(extra: { cedar?: CedarPort; now?: () => number } = {}): PolicyEngine {
-  return new PolicyEngine({
-    policyDir,
-    schemaFile,
-    cedar: extra.cedar ?? cedarWasm,
-    ...(extra.now === undefined ? {} : { now: extra.now }),
-  });
+function engine(extra: Partial<PolicyEngineOptions> = {}): PolicyEngine {
+  return new PolicyEngine({ policyDir, schemaFile, cedar: cedarWasm, ...extra });
 }
 
 beforeEach(async () => {
@@ -70,22 +65,26 @@ describe('decisions', () => {
     });
   });
 
-  it('denies by default with a reason', async () => {
+  it.each([
+    [
+      'by default with a reason',
+      { action: 'payments.transfer' },
+      'no policy permits this request',
+      [],
+    ],
+    [
+      'with the @reason of the determining forbid',
+      { resource: 'acme' },
+      'acme is off limits',
+      ['no-acme'],
+    ],
+  ] as const)('denies %s', async (_case, over, reason, determining) => {
     const e = engine();
     await e.reload();
-    const d = e.decide(request({ action: 'payments.transfer' }));
+    const d = e.decide(request(over));
     expect(d.decision).toBe('deny');
-    expect(d.reasons).toEqual(['no policy permits this request']);
-    expect(d.determiningPolicies).toEqual([]);
-  });
-
-  it('denies with the @reason of the determining forbid', async () => {
-    const e = engine();
-    await e.reload();
-    const d = e.decide(request({ resource: 'acme' }));
-    expect(d.decision).toBe('deny');
-    expect(d.reasons).toEqual(['acme is off limits']);
-    expect(d.determiningPolicies).toEqual(['no-acme']);
+    expect(d.reasons).toEqual([reason]);
+    expect(d.determiningPolicies).toEqual(determining);
   });
 
   it('names a forbid without @reason', async () => {
@@ -338,24 +337,11 @@ describe('hash', () => {
     expect(h).toMatch(/^[0-9a-f]{64}$/);
     expect(policySetHash({ ...base, files: [...base.files].reverse() })).toBe(h);
     expect(policySetHash({ ...base, schema: 's ' })).not.toBe(h);
-    expect(
-      policySetHash({
-        ...base,
-        files: [
-          { name: 'a.cedar', text: 'A' },
-          { name: 'c.cedar', text: 'B' },
-        ],
-      }),
-    ).not.toBe(h);
-    expect(
-      policySetHash({
-        ...base,
-        files: [
-          { name: 'a.cedar', text: 'AB' },
-          { name: 'b.cedar', text: '' },
-        ],
-      }),
-    ).not.toBe(h);
+    const withFiles = (...files: [name: string, text: string][]): string =>
+      policySetHash({ ...base, files: files.map(([name, text]) => ({ name, text })) });
+    // A file renamed, or text moved from one file to the next: another set.
+    expect(withFiles(['a.cedar', 'A'], ['c.cedar', 'B'])).not.toBe(h);
+    expect(withFiles(['a.cedar', 'AB'], ['b.cedar', ''])).not.toBe(h);
   });
 
   it('is stable across reloads of the same files and bumps the version', async () => {
@@ -416,10 +402,7 @@ describe('atomic reload', () => {
     const refused: string[] = [];
     let onReload: () => void = () => undefined;
     let onError: () => void = () => undefined;
-    const e = new PolicyEngine({
-      policyDir,
-      schemaFile,
-      cedar: cedarWasm,
+    const e = engine({
       watchDebounceMs: 20,
       onReload: (info) => {
         reloaded.push(info.hash);
@@ -454,10 +437,7 @@ describe('atomic reload', () => {
   }, 60_000);
   it('reloads when the schema file changes (watched)', async () => {
     let onReload: (hash: string) => void = () => undefined;
-    const e = new PolicyEngine({
-      policyDir,
-      schemaFile,
-      cedar: cedarWasm,
+    const e = engine({
       watchDebounceMs: 20,
       onReload: (info) => {
         onReload(info.hash);

@@ -1,6 +1,6 @@
 /**
  * The wire shape of a grant request's fields (PROTOCOL.md §3) before its proof is attached:
- * what a runtime builds (attestation/attester.ts) and what the appliance receives
+ * what a runtime builds (attester/attester.ts) and what the appliance receives
  * (src/grants/request.ts), in one place so the two sides cannot drift.
  */
 export interface GrantRequestBody {

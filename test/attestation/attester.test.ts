@@ -1,10 +1,10 @@
 /**
- * The attester library and CLI (attestation/) against swtpm through our TPM facade, talking
+ * The attester library and CLI (attester/) against swtpm through our TPM facade, talking
  * HTTP to the appliance's routes: enroll -> activate -> challenge -> attest -> trusted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Attester } from '../../attestation/attester.js';
-import { main, parsePcrs } from '../../attestation/cli.js';
+import { Attester } from '../../attester/attester.js';
+import { main, parsePcrs } from '../../attester/cli.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import { startHarness, type Harness } from './harness.js';
 

@@ -1,6 +1,6 @@
 /**
  * End to end on swtpm: enroll -> activate -> challenge -> attest -> trusted, once through the
- * documented tpm2-tools + curl flow (attestation/tpm2-tools-flow.sh against the listening
+ * documented tpm2-tools + curl flow (attester/tpm2-tools-flow.sh against the listening
  * server) and once through the routes with tpm2-tools driving the TPM.
  */
 import { execFile } from 'node:child_process';
@@ -33,7 +33,7 @@ describe('attestation end to end on swtpm', () => {
       GRANTOR_URL: `http://127.0.0.1:${address.port}`,
       TPM2TOOLS_TCTI: h.tpm.tcti,
     };
-    const script = join(repoRoot, 'attestation/tpm2-tools-flow.sh');
+    const script = join(repoRoot, 'attester/tpm2-tools-flow.sh');
     const dir = h.tools.path('flow');
     await mkdir(dir, { recursive: true });
     const enrolled = await run(script, ['enroll', 'curl-runtime'], { cwd: dir, env });

@@ -1,7 +1,7 @@
 /**
  * Measured boot end to end against swtpm: the rig writes a TCG event log the way firmware
  * would (a crypto-agile log, SHA-1 and SHA-256) and extends the runtime TPM's PCRs to match,
- * then an IMA list whose entries it extends into PCR 10. The attester (attestation/) sends
+ * then an IMA list whose entries it extends into PCR 10. The attester (attester/) sends
  * them with its quote over HTTP to the real routes: trusted; IMA sent incrementally; every
  * edit of the log (event removed, reordered, digest changed, event added, wrong bank) is
  * refused with its code; a malformed log is a 400, never a 5xx.
@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Attester, AttesterError, type MeasuredBootSource } from '../../attestation/attester.js';
+import { Attester, AttesterError, type MeasuredBootSource } from '../../attester/attester.js';
 import { createAttestation, parseEnrollmentRules } from '../../src/attestation/index.js';
 import { EV } from '../../src/attestation/measured-boot/event-types.js';
 import { parseImaAscii } from '../../src/attestation/measured-boot/ima.js';

@@ -7,7 +7,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Attester } from '../../attestation/attester.js';
+import { Attester } from '../../attester/attester.js';
 import type { AuditSink } from '../../src/attestation/index.js';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import { createAudit } from '../../src/audit/index.js';

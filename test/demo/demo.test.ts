@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main as attestCli } from '../../attestation/cli.js';
+import { main as attestCli } from '../../attester/cli.js';
 import { MeasuredRuntime } from '../../examples/demo/boot.js';
 import { runDemo } from '../../examples/demo/demo.js';
 import { provisionAppliance } from '../../src/appliance.js';

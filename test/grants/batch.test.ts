@@ -11,15 +11,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGatewayExample } from '../../examples/gateway/app.js';
 import { decodeBatchProof } from '../../src/gateway/batch.js';
 import { decodeBase64url } from '../../src/gateway/encoding.js';
-import { parametersDigest, staticKeySource, verifyGrant } from '../../src/gateway/index.js';
-import { createEccAk } from '../attestation/tools.js';
+import { parametersDigest } from '../../src/gateway/index.js';
 import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
-import { attest, enroll, grantBody, popHeader, signed, type Runtime } from './rig.js';
+import { grantBody, popHeader, signed, type Runtime } from './rig.js';
+import { attestTpmRuntime, postGrant, verifyOffline, type TpmRuntime } from './tpm-runtime.js';
 import { activeGrantKid } from '../../src/keys/testing.js';
 
 let real: RealAppliance;
+let runtime: TpmRuntime;
 let rt: Runtime;
-let session: Awaited<ReturnType<typeof attest>>;
+let session: TpmRuntime['session'];
 
 beforeAll(async () => {
   real = await startRealAppliance(
@@ -31,16 +32,8 @@ beforeAll(async () => {
     },
     { grantKeys: 'tpm' },
   );
-  await createEccAk(real.tools);
-  await real.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
-  rt = await enroll(
-    real.rig,
-    'batch-agent',
-    { team: 'support' },
-    { ctx: '0x81010003', pub: 'ak.pub' },
-    'rsa',
-  );
-  session = await attest(real.rig, rt);
+  runtime = await attestTpmRuntime(real, 'batch-agent');
+  ({ rt, session } = runtime);
 });
 
 afterAll(async () => {
@@ -64,13 +57,9 @@ async function load(total: number, during?: () => Promise<unknown>): Promise<str
     Array.from({ length: 16 }, async () => {
       while (next < total) {
         next += 1;
-        const res = await real.server.app.inject({
-          method: 'POST',
-          url: '/v1/grants',
-          payload: signed(grantBody(rt), session.attestationId, session.key.privateKey),
-        });
-        if (res.statusCode === 201) grants.push(res.json<{ grant: string }>().grant);
-        else failures.push(`${res.statusCode} ${res.body}`);
+        const { status, body } = await postGrant(real, runtime);
+        if (status === 201) grants.push((JSON.parse(body) as { grant: string }).grant);
+        else failures.push(`${status} ${body}`);
         if (during !== undefined && started === undefined) started = during();
       }
     }),
@@ -81,21 +70,8 @@ async function load(total: number, during?: () => Promise<unknown>): Promise<str
 }
 
 async function verifyAll(grants: readonly string[]): Promise<Set<string>> {
-  const keys = await staticKeySource(
-    (await real.server.app.inject({ url: '/.well-known/jwks.json' })).body,
-  );
   const kids = new Set<string>();
-  for (const grant of grants) {
-    const v = await verifyGrant(grant, {
-      issuer: real.config().applianceId,
-      audience: 'gw_tickets',
-      keys,
-      execution: {
-        action: 'tickets.read',
-        resource: 'ticket:42',
-        parametersDigest: 'ab'.repeat(32),
-      },
-    });
+  for (const v of await verifyOffline(real, grants)) {
     expect(v.form).not.toBe('jws');
     kids.add(v.kid);
   }

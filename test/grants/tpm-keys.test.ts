@@ -7,28 +7,16 @@
  * checkpoint carries the TPM's certification; with the TPM away nothing is issued (503).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { staticKeySource, verifyGrant } from '../../src/gateway/index.js';
 import { Pkcs11Signer } from '../../src/keys/signer.pkcs11.js';
-import { createEccAk } from '../attestation/tools.js';
 import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
-import { attest, enroll, grantBody, signed, type Runtime } from './rig.js';
+import { attestTpmRuntime, postGrant, verifyOffline, type TpmRuntime } from './tpm-runtime.js';
 
 let real: RealAppliance;
-let rt: Runtime;
-let session: Awaited<ReturnType<typeof attest>>;
+let runtime: TpmRuntime;
 
 beforeAll(async () => {
   real = await startRealAppliance('tpm-keys', {}, { grantKeys: 'tpm' });
-  await createEccAk(real.tools);
-  await real.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
-  rt = await enroll(
-    real.rig,
-    'tpm-agent',
-    { team: 'support' },
-    { ctx: '0x81010003', pub: 'ak.pub' },
-    'rsa',
-  );
-  session = await attest(real.rig, rt);
+  runtime = await attestTpmRuntime(real, 'tpm-agent');
 });
 
 afterAll(async () => {
@@ -36,12 +24,8 @@ afterAll(async () => {
 });
 
 async function requestGrant(): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await real.server.app.inject({
-    method: 'POST',
-    url: '/v1/grants',
-    payload: signed(grantBody(rt), session.attestationId, session.key.privateKey),
-  });
-  return { status: res.statusCode, body: res.json<Record<string, unknown>>() };
+  const { status, body } = await postGrant(real, runtime);
+  return { status, body: JSON.parse(body) as Record<string, unknown> };
 }
 
 describe('grant keys in the appliance TPM, shared with the audit anchor', () => {
@@ -104,20 +88,8 @@ describe('grant keys in the appliance TPM, shared with the audit anchor', () => 
     expect(grants.length).toBe(total);
     expect(await checkpoints).toEqual([2, 2, 2, 2, 2, 2]);
 
-    const jwks = (await real.server.app.inject({ url: '/.well-known/jwks.json' })).body;
-    const keys = await staticKeySource(jwks);
-    for (const grant of grants) {
-      const v = await verifyGrant(grant, {
-        issuer: real.config().applianceId,
-        audience: 'gw_tickets',
-        keys,
-        execution: {
-          action: 'tickets.read',
-          resource: 'ticket:42',
-          parametersDigest: 'ab'.repeat(32),
-        },
-      });
-      expect(v.runtimeId).toBe(rt.runtimeId);
+    for (const v of await verifyOffline(real, grants)) {
+      expect(v.runtimeId).toBe(runtime.rt.runtimeId);
     }
     expect((await real.server.app.inject({ url: '/readyz' })).statusCode).toBe(200);
   });

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Attester } from '../../attestation/attester.js';
+import { Attester } from '../../attester/attester.js';
 import { JwksClient, createGrantVerifier } from '../../src/gateway/index.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import type { TpmPort } from '../../src/tpm/tpm.port.js';

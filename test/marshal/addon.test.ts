@@ -25,7 +25,6 @@ import {
   marshalTpmtSignature,
   nvAttributes,
   nvIndexName,
-  objectAttributes,
   objectName,
   pcrDigest,
   unmarshalCredentialFile,
@@ -36,7 +35,6 @@ import {
   verifyTpmtSignature,
   type PcrValues,
   type TpmsNvPublic,
-  type TpmtPublic,
 } from '../../src/tpm/marshal/index.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import type { LoadedObject } from '../../src/tpm/tpm.port.js';
@@ -44,11 +42,11 @@ import {
   AK_TEMPLATE_ECC_P256,
   AK_TEMPLATE_RSA2048,
   EK_HANDLES,
-  EK_TEMPLATE_ECC_P256,
   EK_TEMPLATE_ECC_P384,
   EK_TEMPLATE_RSA2048,
 } from '../../src/tpm/templates.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import { SRK_ECC_P256 } from '../tpm/helpers.js';
 import { toolEnv } from './tools.js';
 
 const run = promisify(execFile);
@@ -57,22 +55,6 @@ let sim: SimTpm;
 let tpm: NativeTpm;
 let dir: string;
 const SRK = 0x81000002;
-
-/** A storage key to hold the AKs (the EK would need its policy for every load). */
-const SRK_TEMPLATE: TpmtPublic = {
-  ...EK_TEMPLATE_ECC_P256,
-  objectAttributes: objectAttributes(
-    'fixedTPM',
-    'fixedParent',
-    'sensitiveDataOrigin',
-    'userWithAuth',
-    'noDA',
-    'restricted',
-    'decrypt',
-  ),
-  authPolicy: Buffer.alloc(0),
-  unique: { x: Buffer.alloc(0), y: Buffer.alloc(0) },
-};
 
 const akKeys: Partial<Record<'ecc' | 'rsa', { public: Buffer; private: Buffer }>> = {};
 
@@ -90,7 +72,8 @@ beforeAll(async () => {
   sim = await startSimTpm();
   dir = await mkdtemp(join(tmpdir(), 'grantor-marshal-addon-'));
   tpm = await NativeTpm.open(sim.tcti);
-  const srk = await tpm.createPrimary('owner', marshalTpmtPublic(SRK_TEMPLATE));
+  // A storage key to hold the AKs (the EK would need its policy for every load).
+  const srk = await tpm.createPrimary('owner', SRK_ECC_P256);
   try {
     akKeys.ecc = await tpm.create(srk.handle, marshalTpmtPublic(AK_TEMPLATE_ECC_P256));
     akKeys.rsa = await tpm.create(srk.handle, marshalTpmtPublic(AK_TEMPLATE_RSA2048));

@@ -25,6 +25,7 @@ import {
   unmarshalTpmsAttest,
   unmarshalTpmtSignature,
   verifyTpmtSignature,
+  type TpmsAttest,
   type TpmtPublic,
 } from '../../src/tpm/marshal/index.js';
 import {
@@ -63,6 +64,15 @@ async function readPublic(
   const name = await t.read(nameFile);
   expect(objectName(pub).equals(name)).toBe(true);
   return { pub, name };
+}
+
+/** An attestation tpm2-tools wrote (its objects flushed), checked for a byte-exact round trip. */
+async function readAttest(file: string): Promise<{ bytes: Buffer; attest: TpmsAttest }> {
+  await t.flush();
+  const bytes = await t.read(file);
+  const attest = unmarshalTpmsAttest(bytes);
+  expect(marshalTpmsAttest(attest).equals(bytes)).toBe(true);
+  return { bytes, attest };
 }
 
 function withoutUnique(p: TpmtPublic): unknown {
@@ -157,12 +167,9 @@ describe('attestation keys, quotes, certify, NV and credentials', () => {
         ],
         ...['-m', `q-${k}.attest`, '-s', `q-${k}.sig`, '-o', `q-${k}.pcrs`, '-F', 'values'],
       );
-      await t.flush();
-      const attestBytes = await t.read(`q-${k}.attest`);
+      const { bytes: attestBytes, attest } = await readAttest(`q-${k}.attest`);
       const sigBytes = await t.read(`q-${k}.sig`);
-      const attest = unmarshalTpmsAttest(attestBytes);
       const signature = unmarshalTpmtSignature(sigBytes);
-      expect(marshalTpmsAttest(attest).equals(attestBytes)).toBe(true);
       expect(marshalTpmtSignature(signature).equals(sigBytes)).toBe(true);
 
       expect(isTpmGenerated(attest)).toBe(true);
@@ -254,10 +261,7 @@ describe('attestation keys, quotes, certify, NV and credentials', () => {
       '-s',
       'c.sig',
     );
-    await t.flush();
-    const bytes = await t.read('c.attest');
-    const attest = unmarshalTpmsAttest(bytes);
-    expect(marshalTpmsAttest(attest).equals(bytes)).toBe(true);
+    const { bytes, attest } = await readAttest('c.attest');
     if (attest.attested.type !== TPM_ST.ATTEST_CERTIFY) throw new Error('not certify');
     expect(Buffer.from(attest.attested.name).equals(aks.ecc.name)).toBe(true);
     const signature = unmarshalTpmtSignature(await t.read('c.sig'));
@@ -331,10 +335,7 @@ describe('attestation keys, quotes, certify, NV and credentials', () => {
         '0x1500020',
       ],
     );
-    await t.flush();
-    const bytes = await t.read('nv.attest');
-    const attest = unmarshalTpmsAttest(bytes);
-    expect(marshalTpmsAttest(attest).equals(bytes)).toBe(true);
+    const { bytes, attest } = await readAttest('nv.attest');
     expect(Buffer.from(attest.extraData).equals(nonce)).toBe(true);
     if (attest.attested.type !== TPM_ST.ATTEST_NV) throw new Error('not NV');
     expect(Buffer.from(attest.attested.indexName).equals(written)).toBe(true);
@@ -342,24 +343,36 @@ describe('attestation keys, quotes, certify, NV and credentials', () => {
     verifyTpmtSignature(aks.ecc.pub, unmarshalTpmtSignature(await t.read('nv.sig')), bytes);
   });
 
-  it('a credential file re-marshalled from our structures activates under the RSA EK (policy session)', async () => {
+  /** tpm2_makecredential (no TPM) of a fresh secret for the ECC AK under `ekPub`, into `out`. */
+  async function makeCredential(ekPub: string, out: string): Promise<Buffer> {
     const secret = randomBytes(32);
-    await t.write('secret.bin', secret);
+    await t.write(`${out}.secret`, secret);
     await t.tpm2(
       'makecredential',
-      ...[
-        '-T',
-        'none',
-        '-u',
-        'ek-rsa.pub',
-        '-s',
-        'secret.bin',
-        '-n',
-        aks.ecc.name.toString('hex'),
-        '-o',
-        'cred.bin',
-      ],
+      ...['-T', 'none', '-u', ekPub, '-s', `${out}.secret`, '-n', aks.ecc.name.toString('hex')],
+      ...['-o', out],
     );
+    return secret;
+  }
+
+  /** tpm2_activatecredential of `cred` for the ECC AK under the EK at `ek`, into `out`. */
+  function activate(ek: string, cred: string, out: string, ...auth: string[]): Promise<string> {
+    return t.tpm2(
+      'activatecredential',
+      '-c',
+      'ak-ecc.ctx',
+      '-C',
+      ek,
+      '-i',
+      cred,
+      '-o',
+      out,
+      ...auth,
+    );
+  }
+
+  it('a credential file re-marshalled from our structures activates under the RSA EK (policy session)', async () => {
+    const secret = await makeCredential('ek-rsa.pub', 'cred.bin');
     const original = await t.read('cred.bin');
     const parsed = unmarshalCredentialFile(original);
     const ours = marshalCredentialFile({
@@ -370,77 +383,24 @@ describe('attestation keys, quotes, certify, NV and credentials', () => {
     await t.write('cred-ours.bin', ours);
     await t.tpm2('startauthsession', '--policy-session', '-S', 'session.ctx');
     await t.tpm2('policysecret', '-S', 'session.ctx', '-c', 'e');
-    await t.tpm2(
-      'activatecredential',
-      ...[
-        '-c',
-        'ak-ecc.ctx',
-        '-C',
-        '0x81010001',
-        '-i',
-        'cred-ours.bin',
-        '-o',
-        'out.bin',
-        '-P',
-        'session:session.ctx',
-      ],
-    );
+    await activate('0x81010001', 'cred-ours.bin', 'out.bin', '-P', 'session:session.ctx');
     await t.flush();
     expect((await t.read('out.bin')).equals(secret)).toBe(true);
   });
 
   it('the P-384 EK (H-3 template, userWithAuth) activates with its empty authValue, not a bare PolicySecret', async () => {
-    const secret = randomBytes(32);
-    await t.write('secret384.bin', secret);
-    await t.tpm2(
-      'makecredential',
-      ...[
-        '-T',
-        'none',
-        '-u',
-        'ek-p384.pub',
-        '-s',
-        'secret384.bin',
-        '-n',
-        aks.ecc.name.toString('hex'),
-      ],
-      ...['-o', 'cred384.bin'],
-    );
+    const secret = await makeCredential('ek-p384.pub', 'cred384.bin');
     const parsed = unmarshalCredentialFile(await t.read('cred384.bin'));
     // ECC EK: the encrypted secret is an ephemeral P-384 point (two 48-byte TPM2B coordinates).
     expect(parsed.encryptedSecret.length).toBe(2 + 48 + 2 + 48);
-    await t.tpm2(
-      'activatecredential',
-      '-c',
-      'ak-ecc.ctx',
-      '-C',
-      '0x81010016',
-      '-i',
-      'cred384.bin',
-      '-o',
-      'out384.bin',
-    );
+    await activate('0x81010016', 'cred384.bin', 'out384.bin');
     await t.flush();
     expect((await t.read('out384.bin')).equals(secret)).toBe(true);
 
     await t.tpm2('startauthsession', '--policy-session', '-g', 'sha384', '-S', 's384.ctx');
     await t.tpm2('policysecret', '-S', 's384.ctx', '-c', 'e');
     await expect(
-      t.tpm2(
-        'activatecredential',
-        ...[
-          '-c',
-          'ak-ecc.ctx',
-          '-C',
-          '0x81010016',
-          '-i',
-          'cred384.bin',
-          '-o',
-          'x.bin',
-          '-P',
-          'session:s384.ctx',
-        ],
-      ),
+      activate('0x81010016', 'cred384.bin', 'x.bin', '-P', 'session:s384.ctx'),
     ).rejects.toThrow(/policy check failed/);
     await t.flush();
   });

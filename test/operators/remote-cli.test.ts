@@ -9,22 +9,13 @@ import { buildApp, type App } from '../../src/http/app.js';
 import { runOperatorsCli } from '../../src/operators/cli.js';
 import { createMemoryOperators, type Operators } from '../../src/operators/index.js';
 import { RemoteTokens } from '../../src/cli/remote-tokens.js';
+import { capture } from '../../src/operators/testing/cli-output.js';
 
 let app: App;
 let url: string;
 let operators: Operators;
 let alice: string;
 const events: string[] = [];
-
-function capture() {
-  const lines: string[] = [];
-  const errors: string[] = [];
-  return {
-    lines,
-    errors,
-    out: { log: (l: string) => lines.push(l), error: (l: string) => errors.push(l) },
-  };
-}
 
 beforeAll(async () => {
   operators = createMemoryOperators({

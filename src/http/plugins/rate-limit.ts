@@ -67,30 +67,32 @@ interface BucketState {
 
 /** Token buckets by key in an LRU of at most `maxEntries` keys. */
 export class RateLimiter {
-  private readonly buckets = new Map<string, BucketState>();
+  readonly #buckets = new Map<string, BucketState>();
 
+  readonly #now: () => number;
   constructor(
     readonly maxEntries = 10_000,
-    private readonly now: () => number = () => Date.now(),
+    now: () => number = () => Date.now(),
   ) {
+    this.#now = now;
     if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new TypeError('maxEntries >= 1');
   }
 
   get size(): number {
-    return this.buckets.size;
+    return this.#buckets.size;
   }
 
   take(key: string, limit: BucketLimit): TakeResult {
-    const t = this.now();
-    const previous = this.buckets.get(key);
+    const t = this.#now();
+    const previous = this.#buckets.get(key);
     const state = previous ?? { tokens: limit.burst, at: t };
     // Refill for the time since the last take (never more than the burst).
     state.tokens = Math.min(limit.burst, state.tokens + ((t - state.at) / 1000) * limit.perSecond);
     state.at = t;
     // Most recently used last: Map keeps insertion order.
-    this.buckets.delete(key);
-    this.buckets.set(key, state);
-    if (previous === undefined) this.evict();
+    this.#buckets.delete(key);
+    this.#buckets.set(key, state);
+    if (previous === undefined) this.#evict();
     if (state.tokens >= 1) {
       state.tokens -= 1;
       return { ok: true };
@@ -99,11 +101,11 @@ export class RateLimiter {
     return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(wait)) };
   }
 
-  private evict(): void {
-    while (this.buckets.size > this.maxEntries) {
-      const oldest = this.buckets.keys().next();
+  #evict(): void {
+    while (this.#buckets.size > this.maxEntries) {
+      const oldest = this.#buckets.keys().next();
       if (oldest.done === true) return;
-      this.buckets.delete(oldest.value);
+      this.#buckets.delete(oldest.value);
     }
   }
 }

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { fixture, parseCode } from '../../../test/marshal/support.js';
 import { marshal } from './buffer.js';
 import { TPM_ALG, TPM_ECC } from './constants.js';
 import { TpmParseError } from './errors.js';
@@ -16,20 +16,7 @@ import {
   type TpmtPublic,
 } from './public.js';
 
-const fixture = (name: string): Buffer =>
-  readFileSync(new URL(`../../../test/fixtures/tpm/${name}`, import.meta.url));
-
 const PUBLICS = ['ek-rsa2048', 'ek-ecc256', 'ek-ecc384', 'ak-ecc', 'ak-rsa', 'ak-rsapss'];
-
-function parseCode(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof TpmParseError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 describe('TPM2B_PUBLIC / TPMT_PUBLIC from swtpm + tpm2-tools', () => {
   it.each(PUBLICS)('%s round-trips byte for byte and its name matches the TPM', (name) => {

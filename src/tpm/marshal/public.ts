@@ -189,99 +189,92 @@ function readSymDefObject(r: TpmReader, field: string): SymDefObject {
   });
 }
 
-function readRsaScheme(r: TpmReader, field: string): RsaScheme {
+// The schemes of each kind that carry only a hash algorithm as their details.
+const RSA_HASHED = [TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.OAEP] as const;
+const ECC_HASHED = [
+  TPM_ALG.ECDSA,
+  TPM_ALG.ECDH,
+  TPM_ALG.SM2,
+  TPM_ALG.ECSCHNORR,
+  TPM_ALG.ECMQV,
+] as const;
+const KDF_HASHED = [
+  TPM_ALG.MGF1,
+  TPM_ALG.KDF1_SP800_56A,
+  TPM_ALG.KDF2,
+  TPM_ALG.KDF1_SP800_108,
+] as const;
+
+function oneOf<T extends number>(v: number, set: readonly T[]): v is T {
+  return (set as readonly number[]).includes(v);
+}
+
+/**
+ * A TPMT_*_SCHEME: its selector, then the details `details` reads for it, or undefined for a
+ * selector that is not of this kind (`what`), which fails at the selector's offset.
+ */
+function readScheme<S>(
+  r: TpmReader,
+  field: string,
+  what: string,
+  details: (s: TpmReader, scheme: number, hashAlg: () => HashAlgId) => S | undefined,
+): S {
   return r.struct((s) => {
     const start = s.offset;
     const scheme = s.u16(`${field}.scheme`);
-    switch (scheme) {
-      case TPM_ALG.NULL:
-      case TPM_ALG.RSAES:
-        return { scheme };
-      case TPM_ALG.RSASSA:
-      case TPM_ALG.RSAPSS:
-      case TPM_ALG.OAEP:
-        return { scheme, hashAlg: readHashAlg(s, `${field}.hashAlg`) };
-      default:
-        throw s.invalid(`${field}.scheme`, `not an RSA scheme: 0x${scheme.toString(16)}`, start);
+    const read = details(s, scheme, () => readHashAlg(s, `${field}.hashAlg`));
+    if (read === undefined) {
+      throw s.invalid(`${field}.scheme`, `not ${what}: 0x${scheme.toString(16)}`, start);
     }
+    return read;
+  });
+}
+
+function readRsaScheme(r: TpmReader, field: string): RsaScheme {
+  return readScheme(r, field, 'an RSA scheme', (_s, scheme, hashAlg): RsaScheme | undefined => {
+    if (scheme === TPM_ALG.NULL || scheme === TPM_ALG.RSAES) return { scheme };
+    if (oneOf(scheme, RSA_HASHED)) return { scheme, hashAlg: hashAlg() };
+    return undefined;
   });
 }
 
 function readEccScheme(r: TpmReader, field: string): EccScheme {
-  return r.struct((s) => {
-    const start = s.offset;
-    const scheme = s.u16(`${field}.scheme`);
-    switch (scheme) {
-      case TPM_ALG.NULL:
-        return { scheme };
-      case TPM_ALG.ECDSA:
-      case TPM_ALG.ECDH:
-      case TPM_ALG.SM2:
-      case TPM_ALG.ECSCHNORR:
-      case TPM_ALG.ECMQV:
-        return { scheme, hashAlg: readHashAlg(s, `${field}.hashAlg`) };
-      case TPM_ALG.ECDAA:
-        return {
-          scheme,
-          hashAlg: readHashAlg(s, `${field}.hashAlg`),
-          count: s.u16(`${field}.count`),
-        };
-      default:
-        throw s.invalid(`${field}.scheme`, `not an ECC scheme: 0x${scheme.toString(16)}`, start);
+  return readScheme(r, field, 'an ECC scheme', (s, scheme, hashAlg): EccScheme | undefined => {
+    if (scheme === TPM_ALG.NULL) return { scheme };
+    if (oneOf(scheme, ECC_HASHED)) return { scheme, hashAlg: hashAlg() };
+    if (scheme === TPM_ALG.ECDAA) {
+      return { scheme, hashAlg: hashAlg(), count: s.u16(`${field}.count`) };
     }
+    return undefined;
   });
 }
 
 function readKdfScheme(r: TpmReader, field: string): KdfScheme {
-  return r.struct((s) => {
-    const start = s.offset;
-    const scheme = s.u16(`${field}.scheme`);
-    switch (scheme) {
-      case TPM_ALG.NULL:
-        return { scheme };
-      case TPM_ALG.MGF1:
-      case TPM_ALG.KDF1_SP800_56A:
-      case TPM_ALG.KDF2:
-      case TPM_ALG.KDF1_SP800_108:
-        return { scheme, hashAlg: readHashAlg(s, `${field}.hashAlg`) };
-      default:
-        throw s.invalid(`${field}.scheme`, `not a KDF scheme: 0x${scheme.toString(16)}`, start);
-    }
+  return readScheme(r, field, 'a KDF scheme', (_s, scheme, hashAlg): KdfScheme | undefined => {
+    if (scheme === TPM_ALG.NULL) return { scheme };
+    if (oneOf(scheme, KDF_HASHED)) return { scheme, hashAlg: hashAlg() };
+    return undefined;
   });
 }
 
 function readKeyedHashScheme(r: TpmReader, field: string): KeyedHashScheme {
-  return r.struct((s) => {
-    const start = s.offset;
-    const scheme = s.u16(`${field}.scheme`);
-    switch (scheme) {
-      case TPM_ALG.NULL:
-        return { scheme };
-      case TPM_ALG.HMAC:
-        return { scheme, hashAlg: readHashAlg(s, `${field}.hashAlg`) };
-      case TPM_ALG.XOR: {
-        const hashAlg = readHashAlg(s, `${field}.hashAlg`);
-        const kdfAt = s.offset;
-        const kdf = s.u16(`${field}.kdf`);
-        if (
-          kdf !== TPM_ALG.NULL &&
-          kdf !== TPM_ALG.MGF1 &&
-          kdf !== TPM_ALG.KDF1_SP800_56A &&
-          kdf !== TPM_ALG.KDF2 &&
-          kdf !== TPM_ALG.KDF1_SP800_108
-        ) {
-          throw s.invalid(`${field}.kdf`, `not a KDF: 0x${kdf.toString(16)}`, kdfAt);
-        }
-        return { scheme, hashAlg, kdf };
+  return readScheme(
+    r,
+    field,
+    'a keyed-hash scheme',
+    (s, scheme, hashAlg): KeyedHashScheme | undefined => {
+      if (scheme === TPM_ALG.NULL) return { scheme };
+      if (scheme === TPM_ALG.HMAC) return { scheme, hashAlg: hashAlg() };
+      if (scheme !== TPM_ALG.XOR) return undefined;
+      const xorHash = hashAlg();
+      const kdfAt = s.offset;
+      const kdf = s.u16(`${field}.kdf`);
+      if (kdf !== TPM_ALG.NULL && !oneOf(kdf, KDF_HASHED)) {
+        throw s.invalid(`${field}.kdf`, `not a KDF: 0x${kdf.toString(16)}`, kdfAt);
       }
-      default:
-        throw s.invalid(
-          `${field}.scheme`,
-          `not a keyed-hash scheme: 0x${scheme.toString(16)}`,
-          start,
-        );
-    }
-  });
+      return { scheme, hashAlg: xorHash, kdf };
+    },
+  );
 }
 
 /** Read a TPMT_PUBLIC from `r` (nested use). */

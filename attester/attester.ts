@@ -93,11 +93,11 @@ export class Attester {
   #sessionKey: KeyObject | undefined;
   #attestationId: string | undefined;
 
-  constructor(
-    private readonly tpm: TpmPort,
-    private readonly options: AttesterOptions,
-    state: AttesterState = {},
-  ) {
+  readonly #tpm: TpmPort;
+  readonly #options: AttesterOptions;
+  constructor(tpm: TpmPort, options: AttesterOptions, state: AttesterState = {}) {
+    this.#tpm = tpm;
+    this.#options = options;
     this.#state = { ...state };
   }
 
@@ -111,8 +111,8 @@ export class Attester {
   }
 
   async #call<T>(path: string, body?: unknown): Promise<T> {
-    const f = this.options.fetch ?? fetch;
-    const res = await f(`${this.options.url}${path}`, {
+    const f = this.#options.fetch ?? fetch;
+    const res = await f(`${this.#options.url}${path}`, {
       method: 'POST',
       ...(body === undefined
         ? {}
@@ -139,7 +139,7 @@ export class Attester {
         private: Buffer.from(saved.private, 'base64'),
         public: Buffer.from(saved.public, 'base64'),
       };
-    const ak = await this.tpm.create(EK.persistent, marshalTpmtPublic(AK_TEMPLATE_ECC_P256), {
+    const ak = await this.#tpm.create(EK.persistent, marshalTpmtPublic(AK_TEMPLATE_ECC_P256), {
       parentAuth: { ekPolicy: true },
     });
     this.#state = {
@@ -151,8 +151,8 @@ export class Attester {
 
   async #withAk<T>(use: (handle: number) => Promise<T>): Promise<T> {
     const ak = await this.ensureAk();
-    return this.tpm.withLoaded(
-      () => this.tpm.load(EK.persistent, ak, { parentAuth: { ekPolicy: true } }),
+    return this.#tpm.withLoaded(
+      () => this.#tpm.load(EK.persistent, ak, { parentAuth: { ekPolicy: true } }),
       (loaded) => use(loaded.handle),
     );
   }
@@ -160,7 +160,7 @@ export class Attester {
   /** Enroll with the EK certificate and activate the credential: returns the runtime state. */
   async enroll(name: string, labels: Record<string, string> = {}): Promise<string> {
     const ak = await this.ensureAk();
-    const ekCertificate = await this.tpm.nvRead(EK.certNvIndex);
+    const ekCertificate = await this.#tpm.nvRead(EK.certNvIndex);
     const enrolled = await this.#call<{
       runtimeId: string;
       credentialBlob: string;
@@ -173,7 +173,7 @@ export class Attester {
     });
     this.#state = { ...this.#state, runtimeId: enrolled.runtimeId };
     const secret = await this.#withAk((akHandle) =>
-      this.tpm.activateCredential(
+      this.#tpm.activateCredential(
         akHandle,
         EK.persistent,
         Buffer.from(enrolled.credentialBlob, 'base64'),
@@ -210,8 +210,8 @@ export class Attester {
     const runtimeId = this.#runtimeId();
     const { nonce } = await this.#call<{ nonce: string }>(`/v1/runtimes/${runtimeId}/challenges`);
     const qd = qualifyingData(Buffer.from(nonce, 'base64'), bound);
-    const pcrs = await this.tpm.pcrRead(selection);
-    const quote = await this.#withAk((akHandle) => this.tpm.quote(akHandle, selection, qd));
+    const pcrs = await this.#tpm.pcrRead(selection);
+    const quote = await this.#withAk((akHandle) => this.#tpm.quote(akHandle, selection, qd));
     const values: Record<string, Record<string, string>> = {};
     for (const v of pcrs.values) (values[v.bank] ??= {})[String(v.pcr)] = v.digest.toString('hex');
     return {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runtime side of PROTOCOL.md §1-§2 with tpm2-tools, openssl, curl and jq alone.
-#   GRANTOR_URL=http://host:port TPM2TOOLS_TCTI=... attestation/tpm2-tools-flow.sh enroll NAME
-#   GRANTOR_URL=... TPM2TOOLS_TCTI=... attestation/tpm2-tools-flow.sh attest [PCRS]
+#   GRANTOR_URL=http://host:port TPM2TOOLS_TCTI=... attester/tpm2-tools-flow.sh enroll NAME
+#   GRANTOR_URL=... TPM2TOOLS_TCTI=... attester/tpm2-tools-flow.sh attest [PCRS]
 # Works in the current folder: keeps ak.ctx, runtime-id and session-key.pem there.
 # PCRS defaults to sha256:0,1,2,3,7. Prints the attestation answer (JSON) on stdout.
 set -euo pipefail
