@@ -18,7 +18,7 @@ import type {
   RuntimeEventFacts,
 } from '../audit/index.js';
 import { AuditUnavailableError, factHex, factId, factText } from '../audit/index.js';
-import { UnavailableError, type GrantorError } from '../shared/errors.js';
+import type { GrantorError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
 import { TpmParseError } from '../tpm/marshal/errors.js';

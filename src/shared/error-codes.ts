@@ -186,6 +186,7 @@ export const ERROR_CODES = {
   audit_watch_proof_invalid: LOCAL,
   audit_watch_checkpoint_malformed: LOCAL,
   audit_watch_anchor_regressed: LOCAL,
+  audit_watch_period_link_mismatch: LOCAL,
   // TPM structures (src/tpm/marshal): their callers answer with their own codes
   tpm_parse_truncated: LOCAL,
   tpm_parse_oversized: LOCAL,
