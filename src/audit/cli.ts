@@ -168,6 +168,12 @@ async function verifyFull(deps: AuditCliDeps, out: CliOutput): Promise<number> {
       `  periods: ${r.periods} replayed in order${r.periods > 1 ? ', each link entry and registry record naming the recomputed end of the period before, the anchor chain run on across them' : ''}; ` +
         `current ${r.origin}, nv-counter ${r.counter}`,
     );
+    if (r.retired.length > 0) {
+      out.out(
+        `  retired: period${r.retired.length > 1 ? 's' : ''} ${r.retired.join(', ')} replayed from ` +
+          'their level-0 tiles (their entries are in the bundles verified when they were retired)',
+      );
+    }
     return 0;
   } catch (err) {
     write('\n');

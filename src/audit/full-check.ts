@@ -21,7 +21,8 @@ import {
   periodOrigin,
   type PeriodEnd,
 } from './periods.js';
-import { ReplayProblem, replayLog, type Replayed } from './replay.js';
+import { ReplayProblem, replayLog, replayRetired, type Replayed } from './replay.js';
+import { isRetirementRecord } from './retention.js';
 import { TILE_WIDTH } from './tiles.js';
 
 export interface FullCheckProgress {
@@ -32,6 +33,11 @@ export interface FullCheckProgress {
 export interface FullReport {
   /** Periods replayed (the current one included). */
   readonly periods: number;
+  /**
+   * Periods whose entries were retired (retention.ts): replayed from their level-0 tiles,
+   * the entries themselves checked by their bundle's verifier before deletion.
+   */
+  readonly retired: readonly number[];
   /** Entries and batches over all periods. */
   readonly size: number;
   readonly batches: number;
@@ -47,8 +53,9 @@ async function replayStore(
   store: AuditStore,
   baseExtend: Buffer,
   progress: (entries: number) => void,
+  retired = false,
 ): Promise<Replayed> {
-  return replayLog(
+  return (retired ? replayRetired : replayLog)(
     store,
     {
       derived: async (tiles, batches, stored) => {
@@ -159,6 +166,7 @@ export async function verifyPeriodsFull(
   let extend: Buffer = Buffer.from(GENESIS_EXTEND);
   let end: PeriodEnd | undefined;
   let replayed: Replayed | undefined;
+  const retiredPeriods: number[] = [];
   for (let n = 0; n <= current; n++) {
     const store = periods.store(n);
     const own = periodOrigin(origin, n);
@@ -180,8 +188,14 @@ export async function verifyPeriodsFull(
       await checkMeta(store, own, n);
     }
     const base = done;
-    const r = await replayStore(store, extend, (entries) =>
-      progress?.(base + entries, total),
+    // A retired period's entries are in its verified bundle: its tiles stand in for them.
+    const retired = isRetirementRecord(await periods.readRetirement(n), n);
+    if (retired) retiredPeriods.push(n);
+    const r = await replayStore(
+      store,
+      extend,
+      (entries) => progress?.(base + entries, total),
+      retired,
     ).catch((err: unknown) => {
       // The same reasons as start-up's, the period named (its seqs start from 0).
       if (!(err instanceof ReplayProblem) || current === 0) throw err;
@@ -219,6 +233,7 @@ export async function verifyPeriodsFull(
   progress?.(done, total);
   return {
     periods: current + 1,
+    retired: retiredPeriods,
     size: done,
     batches,
     origin: end.origin,

@@ -10,9 +10,9 @@ import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import type { AuditStore, StoredBatch } from './audit-store.port.js';
 import type { AuditEntry } from './entry.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape } from './entry.js';
-import { leafHash } from './merkle.js';
+import { HASH_SIZE, leafHash } from './merkle.js';
 import { TiledTree } from './tiled-tree.js';
-import type { TileData } from './tiles.js';
+import { TILE_WIDTH, type TileData } from './tiles.js';
 
 /** Why a replay stopped: the start-up reason codes of docs/audit.md. */
 export class ReplayProblem extends Error {
@@ -73,21 +73,86 @@ export async function replayLog(
   // Never read back: every tile the replay needs is on its own right edge.
   const tree = new TiledTree({ readTile: () => Promise.resolve(undefined) });
   const entries = store.readEntries(0)[Symbol.asyncIterator]();
+  let prev = GENESIS_PREV_HASH;
+  const leaves: LeafSource = {
+    async next(seq) {
+      const next = await entries.next();
+      if (next.done === true) return undefined;
+      const problem = isEntryShape(next.value) ? checkLink(next.value, seq, prev) : 'shape';
+      if (problem !== undefined) {
+        throw new ReplayProblem(`audit store entry ${seq} is broken (${problem})`, {
+          reason: 'store_entry_broken',
+          seq,
+          problem,
+        });
+      }
+      prev = (next.value as AuditEntry).hash;
+      return leafHash(Buffer.from(prev, 'hex'));
+    },
+    async exhausted() {
+      return (await entries.next()).done === true;
+    },
+  };
   try {
-    return await replay(store, sink, tree, entries, Buffer.from(baseExtend));
+    const r = await replay(store, sink, tree, leaves, Buffer.from(baseExtend));
+    return { ...r, headHash: prev };
   } finally {
     await entries.return?.();
   }
+}
+
+/**
+ * A retired period (retention.ts: its entries moved into a verified bundle, its tiles and
+ * batch records kept) replayed from its level-0 tiles instead of its entries: every batch
+ * root, the extend chain and the upper tiles are recomputed from the leaf hashes as for a
+ * live period; what cannot be checked without the entries (each entry against its own hash
+ * and the previous one) was checked by the bundle's verifier before they were deleted.
+ * `headHash` is empty: the entries that would name it are gone.
+ */
+export async function replayRetired(
+  store: AuditStore,
+  sink: ReplaySink,
+  baseExtend: Buffer,
+): Promise<Replayed> {
+  const tree = new TiledTree({ readTile: () => Promise.resolve(undefined) });
+  let tile: { index: number; hashes: Buffer | undefined } | undefined;
+  const leafAt = async (seq: number): Promise<Buffer | undefined> => {
+    const index = Math.floor(seq / TILE_WIDTH);
+    if (tile?.index !== index) tile = { index, hashes: await store.readTile(0, index) };
+    const at = (seq % TILE_WIDTH) * HASH_SIZE;
+    const hashes = tile.hashes;
+    if (hashes === undefined || hashes.length < at + HASH_SIZE) return undefined;
+    return Buffer.from(hashes.subarray(at, at + HASH_SIZE));
+  };
+  let size = 0;
+  const leaves: LeafSource = {
+    async next(seq) {
+      size = seq + 1;
+      return leafAt(seq);
+    },
+    async exhausted() {
+      return (await leafAt(size)) === undefined;
+    },
+  };
+  const r = await replay(store, sink, tree, leaves, Buffer.from(baseExtend));
+  return { ...r, headHash: '' };
+}
+
+/** Where a replay takes its leaf hashes from: the entries, or a retired period's tiles. */
+interface LeafSource {
+  /** The leaf hash at `seq` (asked in order from 0), undefined past the last one. */
+  next(seq: number): Promise<Buffer | undefined>;
+  /** After the last batch: nothing more to take (else the store holds unbatched entries). */
+  exhausted(): Promise<boolean>;
 }
 
 async function replay(
   store: AuditStore,
   sink: ReplaySink,
   tree: TiledTree,
-  entries: AsyncIterator<unknown>,
+  leaves: LeafSource,
   baseExtend: Buffer,
-): Promise<Replayed> {
-  let prev = GENESIS_PREV_HASH;
+): Promise<Omit<Replayed, 'headHash'>> {
   let extend: Buffer = baseExtend;
   let batches = 0;
   let pending: StoredBatch[] = [];
@@ -107,25 +172,14 @@ async function replay(
       });
     }
     while (tree.size < value.size) {
-      const next = await entries.next();
-      if (next.done === true) {
+      const leaf = await leaves.next(tree.size);
+      if (leaf === undefined) {
         throw new ReplayProblem(
           `audit store batch ${batches} ends at size ${value.size} but the store holds only ${tree.size} entries`,
           { reason: 'store_truncated', batch: batches, batchSize: value.size, entries: tree.size },
         );
       }
-      const seq = tree.size;
-      const problem = isEntryShape(next.value) ? checkLink(next.value, seq, prev) : 'shape';
-      if (problem !== undefined) {
-        throw new ReplayProblem(`audit store entry ${seq} is broken (${problem})`, {
-          reason: 'store_entry_broken',
-          seq,
-          problem,
-        });
-      }
-      const entry = next.value as AuditEntry;
-      tree.appendLeaf(leafHash(Buffer.from(entry.hash, 'hex')));
-      prev = entry.hash;
+      tree.appendLeaf(leaf);
     }
     const root: Buffer = tree.root();
     if (root.toString('hex') !== value.root) {
@@ -145,12 +199,12 @@ async function replay(
     batches += 1;
     if (pending.length >= CHUNK) await flush();
   }
-  if ((await entries.next()).done !== true) {
+  if (!(await leaves.exhausted())) {
     throw new ReplayProblem(
       `audit store holds entries after its last batch record (size ${tree.size})`,
       { reason: 'store_unbatched_entries', size: tree.size },
     );
   }
   await flush();
-  return { size: tree.size, batches, root: tree.root(), extend, headHash: prev };
+  return { size: tree.size, batches, root: tree.root(), extend };
 }

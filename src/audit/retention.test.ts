@@ -12,7 +12,9 @@ import { rootFromPath } from '../gateway/batch.js';
 import type { AuditEvent } from './entry.js';
 import { createAudit, type AuditService } from './index.js';
 import { leafHash } from './merkle.js';
+import { LevelPeriodStore } from './period-store.level.js';
 import { periodStoreName } from './periods.js';
+import { runAuditCli } from './cli.js';
 import { verifyBundle } from './verify-bundle.js';
 
 function testSigner(keyName: string) {
@@ -255,5 +257,38 @@ describe('retention of a frozen period', () => {
     expect(await rawEntries(r.db, 0)).toBe(0);
     // One act recorded: the resumed call did not export or record again.
     expect((await again.query({ type: 'audit.period.retired' }, 0, 10)).entries).toHaveLength(1);
+  });
+  it('grantor audit verify --full replays a retired period from its tiles, and names one edited', async () => {
+    const r = await rig();
+    const audit = await periods(r);
+    await audit.retirePeriod(0, 'olivia', archive);
+    await audit.retirePeriod(1, 'olivia', archive);
+    await audit.close();
+    const full = async (): Promise<{ code: number; out: string }> => {
+      const out: string[] = [];
+      const code = await runAuditCli(
+        ['verify', '--full'],
+        { openPeriods: () => Promise.resolve(new LevelPeriodStore(r.db)) },
+        { out: (l) => out.push(l), err: (l) => out.push(l) },
+      );
+      return { code, out: out.join('\n') };
+    };
+
+    // Before: the replay read period 0's entries, gone, and failed.
+    // 7 in period 0, the link and 3 in period 1, the link and the two acts in period 2.
+    const good = await full();
+    expect(good.out).toMatch(/^OK: 14 entries/);
+    expect(good.out).toContain('retired: periods 0, 1 replayed from their level-0 tiles');
+    expect(good.code).toBe(0);
+
+    // A leaf hash of the retired period edited on disk: its batch roots no longer match.
+    const p0 = r.db.sublevel(periodStoreName(0), { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    const key = `t!00!${'0'.repeat(16)}`;
+    const tile = Buffer.from((await p0.get(key)) ?? '', 'base64');
+    tile[5] = (tile[5] ?? 0) ^ 1;
+    await p0.put(key, tile.toString('base64'));
+    const edited = await full();
+    expect(edited.out).toMatch(/^FAIL: log period 0: .*\(store_batch_root_mismatch\)$/m);
+    expect(edited.code).toBe(1);
   });
 });
