@@ -88,8 +88,8 @@ start_tpm_bus() {
 }
 stop_tpm_bus() {
   local dir=$1
-  if [ -f "$dir/dbus.pid" ]; then kill "$(cat "$dir/dbus.pid")" 2>/dev/null || true; fi
-  rm -f "$dir/dbus.pid" "$dir/dbus.address"
+  "$GRANTOR_ROOT/scripts/sim/stop-pid" "$dir/dbus.pid" || true
+  rm -f "$dir/dbus.address"
 }
 
 # ./scripts/start's environment for ./scripts/cli: $1/grantor.env (mode 0600) with every

@@ -251,7 +251,10 @@ describe('./scripts/start --grant-key=tpm', () => {
     for (const pid of pids) expect(await alive(pid)).toBe(true);
     script?.kill('SIGTERM');
     expect(await exited).toBe(0);
-    for (const pid of pids) expect(await alive(pid), `pid ${pid}`).toBe(false);
+    for (const pid of pids) {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => 'gone');
+      expect(await alive(pid), `pid ${pid}: ${stat}\n${output}`).toBe(false);
+    }
     expect(await readyz()).toBe(0);
     for (const file of ['tpm-token/user-pin', 'tpm-token/so-pin', 'hsm/user-pin']) {
       expect(output).not.toContain((await readFile(join(state, file), 'utf8')).trim());
