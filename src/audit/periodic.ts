@@ -58,6 +58,7 @@ import type {
 import type { Appended, AuditStats } from './log.js';
 import { TiledTree } from './tiled-tree.js';
 import type { TileRequest } from './tiles.js';
+import { overlay } from './overlay.js';
 
 /** One period's log and the service over it. */
 export interface PeriodLog {
@@ -600,7 +601,7 @@ export class PeriodicAuditService implements AuditService {
 function frozenView(service: LogService): LogService {
   const refuse = (what: string): AuditRangeError =>
     new AuditRangeError(`${what}: this log period is frozen; ask the current period`);
-  return Object.assign(Object.create(service) as LogService, {
+  return overlay<LogService>(service, {
     append: () => Promise.reject(refuse('no appends')),
     checkpoint: (options?: { nonce?: Buffer }) =>
       options?.nonce === undefined
