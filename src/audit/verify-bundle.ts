@@ -284,7 +284,12 @@ export class BundleVerifier {
     if (this.#trust.nonce !== undefined && nonce !== this.#trust.nonce.toLowerCase()) {
       this.#fail('nonce_mismatch', 'the bundle is not certified over the nonce given');
     }
-    Object.assign(this, { from, to, size: treeSize, since, nonce, origin });
+    this.#from = from;
+    this.#to = to;
+    this.#size = treeSize;
+    this.#since = since;
+    this.#nonce = nonce;
+    this.#origin = origin;
     this.#phase = 'checkpoint';
   }
 
