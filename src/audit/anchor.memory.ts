@@ -31,7 +31,7 @@ export class MemoryAnchor implements AuditAnchor {
     this.genesis = initialCounter;
   }
 
-  private fault(op: AnchorOp): AnchorFault | undefined {
+  #fault(op: AnchorOp): AnchorFault | undefined {
     this.calls[op] += 1;
     const i = this.faults.findIndex((f) => f.op === op);
     if (i < 0) return undefined;
@@ -48,7 +48,7 @@ export class MemoryAnchor implements AuditAnchor {
   }
 
   read(): Promise<AnchorState> {
-    const f = this.fault('read');
+    const f = this.#fault('read');
     if (f !== undefined) return Promise.reject(f.error);
     return Promise.resolve({ counter: this.counter, extendValue: Buffer.from(this.extendValue) });
   }
@@ -58,7 +58,7 @@ export class MemoryAnchor implements AuditAnchor {
   }
 
   extend(data: Buffer): Promise<void> {
-    const f = this.fault('extend');
+    const f = this.#fault('extend');
     if (f?.executed === true) this.extendValue = extendDigest(this.extendValue, data);
     if (f !== undefined) return Promise.reject(f.error);
     this.extendValue = extendDigest(this.extendValue, data);
@@ -66,7 +66,7 @@ export class MemoryAnchor implements AuditAnchor {
   }
 
   increment(): Promise<void> {
-    const f = this.fault('increment');
+    const f = this.#fault('increment');
     if (f?.executed === true) this.counter += 1n;
     if (f !== undefined) return Promise.reject(f.error);
     this.counter += 1n;

@@ -302,23 +302,25 @@ export async function provisionTpmAnchor(
 }
 
 export class TpmAuditAnchor implements AuditAnchor {
-  private readonly auth;
-  private signer: Promise<PolicySigner> | undefined;
+  readonly #auth;
+  #signer: Promise<PolicySigner> | undefined;
   /**
    * Both indices as read back in the same TPM call as the last policy-written increment
    * (nvWriteByPolicySigned's readAfter), for the readAfterWrite() that follows it; any
    * other anchor call forgets it.
    */
-  private afterIncrement: AnchorState | undefined;
+  #afterIncrement: AnchorState | undefined;
   readonly genesis: bigint | undefined;
   readonly pinnedNames: { readonly counter: string; readonly extend: string };
 
-  constructor(
-    private readonly tpm: TpmPort,
-    private readonly config: TpmAnchorConfig,
-  ) {
+  readonly #tpm: TpmPort;
+  readonly #config: TpmAnchorConfig;
+
+  constructor(tpm: TpmPort, config: TpmAnchorConfig) {
+    this.#tpm = tpm;
+    this.#config = config;
     // With a write key the owner's auth is not needed: reads use the index's (empty) one.
-    this.auth =
+    this.#auth =
       config.writeKey === undefined
         ? { by: 'owner' as const, value: Buffer.from(config.ownerAuth ?? new Uint8Array(0)) }
         : { by: 'index' as const };
@@ -326,7 +328,7 @@ export class TpmAuditAnchor implements AuditAnchor {
     this.pinnedNames = config.pinnedNames;
   }
 
-  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  async #run<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
@@ -337,15 +339,15 @@ export class TpmAuditAnchor implements AuditAnchor {
   }
 
   checkPinned(): Promise<void> {
-    return this.run('NV_ReadPublic', async () => {
+    return this.#run('NV_ReadPublic', async () => {
       const wanted = [
-        ['counter', this.config.counterIndex, this.config.pinnedNames.counter],
-        ['extend', this.config.extendIndex, this.config.pinnedNames.extend],
+        ['counter', this.#config.counterIndex, this.#config.pinnedNames.counter],
+        ['extend', this.#config.extendIndex, this.#config.pinnedNames.extend],
       ] as const;
       for (const [which, index, pinned] of wanted) {
         let found: string;
         try {
-          found = (await this.tpm.nvReadPublic(index)).name.toString('hex');
+          found = (await this.#tpm.nvReadPublic(index)).name.toString('hex');
         } catch (err) {
           // An anchor index that does not exist was undefined: tampering, not an outage.
           if (err instanceof TpmError && err.is(TPM_RC.HANDLE)) {
@@ -365,7 +367,7 @@ export class TpmAuditAnchor implements AuditAnchor {
           );
         }
       }
-      await this.checkWriteKey();
+      await this.#checkWriteKey();
     });
   }
 
@@ -373,8 +375,8 @@ export class TpmAuditAnchor implements AuditAnchor {
    * The key store's write key is the one whose policy the pin records: another key could
    * not write the indices, and signing with it would only fail later, at the first batch.
    */
-  private async checkWriteKey(): Promise<void> {
-    const { writeKey, pinnedWritePolicy } = this.config;
+  async #checkWriteKey(): Promise<void> {
+    const { writeKey, pinnedWritePolicy } = this.#config;
     if (writeKey === undefined || pinnedWritePolicy === undefined) return;
     let point: Buffer;
     try {
@@ -393,21 +395,21 @@ export class TpmAuditAnchor implements AuditAnchor {
   }
 
   /** The write key as the TPM port takes it, made once. */
-  private policySigner(key: AnchorWriteKey): Promise<PolicySigner> {
-    this.signer ??= key.publicPoint().then(
+  #policySigner(key: AnchorWriteKey): Promise<PolicySigner> {
+    this.#signer ??= key.publicPoint().then(
       (point) => anchorPolicySigner(key, point),
       (err: unknown) => {
-        this.signer = undefined;
+        this.#signer = undefined;
         throw err;
       },
     );
-    return this.signer;
+    return this.#signer;
   }
 
   read(): Promise<AnchorState> {
-    this.afterIncrement = undefined;
-    const ak = this.config.pinnedAkPublic;
-    if (ak !== undefined) return this.certifiedRead(Buffer.from(ak));
+    this.#afterIncrement = undefined;
+    const ak = this.#config.pinnedAkPublic;
+    if (ak !== undefined) return this.#certifiedRead(Buffer.from(ak));
     return this.readAfterWrite();
   }
 
@@ -416,18 +418,20 @@ export class TpmAuditAnchor implements AuditAnchor {
    * back (no round trip of its own); otherwise NV_Read of both indices.
    */
   readAfterWrite(): Promise<AnchorState> {
-    const read = this.afterIncrement;
-    this.afterIncrement = undefined;
+    const read = this.#afterIncrement;
+    this.#afterIncrement = undefined;
     if (read !== undefined) return Promise.resolve(read);
-    return this.run('NV_Read', async () => {
-      const counter = await this.tpm.nvReadCounter(this.config.counterIndex, { auth: this.auth });
-      const extendValue = await this.tpm.nvRead(this.config.extendIndex, { auth: this.auth });
+    return this.#run('NV_Read', async () => {
+      const counter = await this.#tpm.nvReadCounter(this.#config.counterIndex, {
+        auth: this.#auth,
+      });
+      const extendValue = await this.#tpm.nvRead(this.#config.extendIndex, { auth: this.#auth });
       return { counter, extendValue };
     });
   }
 
   /** The anchor as the TPM itself states it: NV_Certify, fresh nonce, pinned AK and names. */
-  private async certifiedRead(akPublic: Buffer): Promise<AnchorState> {
+  async #certifiedRead(akPublic: Buffer): Promise<AnchorState> {
     const nonce = randomBytes(32);
     const certs = await this.certify(nonce);
     const values: Partial<Record<'counter' | 'extend', Buffer>> = {};
@@ -436,7 +440,7 @@ export class TpmAuditAnchor implements AuditAnchor {
         values[c.index] = checkNvCertification(c.attest, c.signature, {
           akPublic,
           nonce,
-          name: this.config.pinnedNames[c.index],
+          name: this.#config.pinnedNames[c.index],
           size: c.index === 'counter' ? 8 : 32,
         });
       } catch (err) {
@@ -456,58 +460,58 @@ export class TpmAuditAnchor implements AuditAnchor {
   }
 
   extend(data: Buffer): Promise<void> {
-    const key = this.config.writeKey;
-    this.afterIncrement = undefined;
-    return this.run('NV_Extend', async () => {
+    const key = this.#config.writeKey;
+    this.#afterIncrement = undefined;
+    return this.#run('NV_Extend', async () => {
       if (key === undefined) {
-        await this.tpm.nvExtend(this.config.extendIndex, data, { auth: this.auth });
+        await this.#tpm.nvExtend(this.#config.extendIndex, data, { auth: this.#auth });
         return;
       }
-      await this.tpm.nvWriteByPolicySigned(
-        this.config.extendIndex,
+      await this.#tpm.nvWriteByPolicySigned(
+        this.#config.extendIndex,
         // Bound to the pinned (written) name: a write lands on the pinned index or fails.
-        { kind: 'extend', data, name: Buffer.from(this.config.pinnedNames.extend, 'hex') },
-        await this.policySigner(key),
+        { kind: 'extend', data, name: Buffer.from(this.#config.pinnedNames.extend, 'hex') },
+        await this.#policySigner(key),
       );
     });
   }
 
   increment(): Promise<void> {
-    const key = this.config.writeKey;
-    this.afterIncrement = undefined;
-    return this.run('NV_Increment', async () => {
+    const key = this.#config.writeKey;
+    this.#afterIncrement = undefined;
+    return this.#run('NV_Increment', async () => {
       if (key === undefined) {
-        await this.tpm.nvIncrement(this.config.counterIndex, { auth: this.auth });
+        await this.#tpm.nvIncrement(this.#config.counterIndex, { auth: this.#auth });
         return;
       }
-      const reads = await this.tpm.nvWriteByPolicySigned(
-        this.config.counterIndex,
-        { kind: 'increment', name: Buffer.from(this.config.pinnedNames.counter, 'hex') },
-        await this.policySigner(key),
+      const reads = await this.#tpm.nvWriteByPolicySigned(
+        this.#config.counterIndex,
+        { kind: 'increment', name: Buffer.from(this.#config.pinnedNames.counter, 'hex') },
+        await this.#policySigner(key),
         {
           readAfter: [
-            { index: this.config.counterIndex, size: 8 },
-            { index: this.config.extendIndex, size: 32 },
+            { index: this.#config.counterIndex, size: 8 },
+            { index: this.#config.extendIndex, size: 32 },
           ],
         },
       );
       const [counter, extendValue] = reads ?? [];
       // A read that failed after the write: readAfterWrite() reads on its own.
       if (counter?.length !== 8 || extendValue?.length !== 32) return;
-      this.afterIncrement = { counter: counter.readBigUInt64BE(0), extendValue };
+      this.#afterIncrement = { counter: counter.readBigUInt64BE(0), extendValue };
     });
   }
 
-  private withAk<T>(use: (handle: number, publicArea: Buffer) => Promise<T>): Promise<T> {
-    const template = this.config.akTemplate;
+  #withAk<T>(use: (handle: number, publicArea: Buffer) => Promise<T>): Promise<T> {
+    const template = this.#config.akTemplate;
     if (template === undefined) {
       return Promise.reject(new AnchorError('no AK configured for NV_Certify', false));
     }
     let publicArea: Buffer = Buffer.alloc(0);
-    return this.tpm.withLoaded(
+    return this.#tpm.withLoaded(
       async () => {
-        const primary = await this.tpm.createPrimary('endorsement', template, {
-          hierarchyAuth: this.config.endorsementAuth ?? new Uint8Array(0),
+        const primary = await this.#tpm.createPrimary('endorsement', template, {
+          hierarchyAuth: this.#config.endorsementAuth ?? new Uint8Array(0),
         });
         publicArea = primary.public;
         return primary;
@@ -517,15 +521,15 @@ export class TpmAuditAnchor implements AuditAnchor {
   }
 
   certify(qualifyingData: Buffer): Promise<NvCertification[]> {
-    return this.run('NV_Certify', () =>
-      this.withAk(async (ak) => {
+    return this.#run('NV_Certify', () =>
+      this.#withAk(async (ak) => {
         const out: NvCertification[] = [];
         const indices = [
-          ['counter', this.config.counterIndex],
-          ['extend', this.config.extendIndex],
+          ['counter', this.#config.counterIndex],
+          ['extend', this.#config.extendIndex],
         ] as const;
         for (const [which, nvIndex] of indices) {
-          const a = await this.tpm.nvCertify(ak, nvIndex, qualifyingData, { auth: this.auth });
+          const a = await this.#tpm.nvCertify(ak, nvIndex, qualifyingData, { auth: this.#auth });
           out.push({ index: which, nvIndex, attest: a.attest, signature: a.signature });
         }
         return out;
@@ -534,7 +538,7 @@ export class TpmAuditAnchor implements AuditAnchor {
   }
 
   akPublic(): Promise<Buffer | undefined> {
-    if (this.config.akTemplate === undefined) return Promise.resolve(undefined);
-    return this.run('CreatePrimary', () => this.withAk((_h, pub) => Promise.resolve(pub)));
+    if (this.#config.akTemplate === undefined) return Promise.resolve(undefined);
+    return this.#run('CreatePrimary', () => this.#withAk((_h, pub) => Promise.resolve(pub)));
   }
 }

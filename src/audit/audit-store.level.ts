@@ -77,27 +77,27 @@ export function stringSublevel(db: Database, name: string) {
 }
 
 export class LevelAuditStore implements AuditStore {
-  private readonly sub;
+  readonly #sub;
   /** The first seq indexed, once known (written with the first indexed batch). */
-  private indexStart: number | undefined;
+  #indexStart: number | undefined;
   /** The latest entry time written (the last rise), once read; `null` while unknown. */
-  private timeTop: string | undefined | null = null;
+  #timeTop: string | undefined | null = null;
 
-  constructor(
-    private readonly db: Database,
-    name = 'audit',
-  ) {
-    this.sub = stringSublevel(db, name);
+  readonly #db: Database;
+
+  constructor(db: Database, name = 'audit') {
+    this.#db = db;
+    this.#sub = stringSublevel(db, name);
   }
 
-  private op(op: { key: string; value: string }): LevelOp {
-    return { type: 'put', key: op.key, value: op.value, sublevel: this.sub };
+  #op(op: { key: string; value: string }): LevelOp {
+    return { type: 'put', key: op.key, value: op.value, sublevel: this.#sub };
   }
 
   /** One synced write on the root database (sublevel batches do not type `sync`). */
-  private async write(ops: readonly ({ key: string; value: string } | LevelOp)[]): Promise<void> {
-    await this.db.batch(
-      ops.map((op) => ('sublevel' in op ? op : this.op(op))),
+  async #write(ops: readonly ({ key: string; value: string } | LevelOp)[]): Promise<void> {
+    await this.#db.batch(
+      ops.map((op) => ('sublevel' in op ? op : this.#op(op))),
       { sync: true },
     );
   }
@@ -113,30 +113,30 @@ export class LevelAuditStore implements AuditStore {
     ];
     for (const range of ranges) {
       if (keys.length >= limit) break;
-      for await (const key of this.sub.keys({ ...range, limit: limit - keys.length })) {
+      for await (const key of this.#sub.keys({ ...range, limit: limit - keys.length })) {
         keys.push(key);
       }
     }
     for (const key of [INDEXED_FROM, INDEXED_ALL]) {
-      if (keys.length < limit && (await this.sub.get(key)) !== undefined) keys.push(key);
+      if (keys.length < limit && (await this.#sub.get(key)) !== undefined) keys.push(key);
     }
     if (keys.length === 0) return 0;
-    await this.db.batch(
-      keys.map((key) => ({ type: 'del' as const, key, sublevel: this.sub })),
+    await this.#db.batch(
+      keys.map((key) => ({ type: 'del' as const, key, sublevel: this.#sub })),
       { sync: true },
     );
-    this.indexStart = undefined;
-    this.timeTop = null;
+    this.#indexStart = undefined;
+    this.#timeTop = null;
     return keys.length;
   }
 
   async readMeta(): Promise<unknown> {
-    const text = await this.sub.get(META);
+    const text = await this.#sub.get(META);
     return text === undefined ? undefined : parse(text);
   }
 
   async writeMeta(meta: StoreMeta): Promise<void> {
-    await this.write([{ key: META, value: JSON.stringify(meta) }]);
+    await this.#write([{ key: META, value: JSON.stringify(meta) }]);
   }
 
   async *readEntries(from: number, limit?: number): AsyncIterable<unknown> {
@@ -145,24 +145,24 @@ export class LevelAuditStore implements AuditStore {
       lt: ENTRY + '~',
       ...(limit === undefined ? {} : { limit }),
     };
-    for await (const value of this.sub.values(options)) yield parse(value);
+    for await (const value of this.#sub.values(options)) yield parse(value);
   }
 
   async *readBatches(from: number): AsyncIterable<unknown> {
-    for await (const value of this.sub.values({ gte: BATCH + pad(from), lt: BATCH + '~' })) {
+    for await (const value of this.#sub.values({ gte: BATCH + pad(from), lt: BATCH + '~' })) {
       yield parse(value);
     }
   }
 
   async lastBatches(count: number): Promise<unknown[]> {
-    const values = await this.sub
+    const values = await this.#sub
       .values({ gte: BATCH, lt: BATCH + '~', reverse: true, limit: count })
       .all();
     return values.reverse().map(parse);
   }
 
   async readTile(level: number, index: number): Promise<Buffer | undefined> {
-    const text = await this.sub.get(tileKey(level, index));
+    const text = await this.#sub.get(tileKey(level, index));
     return text === undefined ? undefined : Buffer.from(text, 'base64');
   }
 
@@ -174,7 +174,7 @@ export class LevelAuditStore implements AuditStore {
     const ops = tiles.map(tileOp);
     for (const b of batches) ops.push({ key: BATCH + pad(b.index), value: JSON.stringify(b) });
     if (meta !== undefined) ops.push({ key: META, value: JSON.stringify(meta) });
-    await this.write(ops);
+    await this.#write(ops);
   }
 
   async appendBatch(
@@ -185,15 +185,15 @@ export class LevelAuditStore implements AuditStore {
   ): Promise<void> {
     const { ops, start, top } = await this.batchOps(entries, batch, bodies, tiles);
     try {
-      await this.write(ops);
+      await this.#write(ops);
     } catch (err) {
       // The write may still be durable: read the latest time back before the next batch.
-      this.timeTop = null;
+      this.#timeTop = null;
       throw err;
     }
     // Known only once durable: a failed write leaves `ixfrom` to the next batch.
-    this.indexStart = start;
-    this.timeTop = top;
+    this.#indexStart = start;
+    this.#timeTop = top;
   }
 
   /**
@@ -210,26 +210,26 @@ export class LevelAuditStore implements AuditStore {
     const ops: { key: string; value: string }[] = [];
     // A store written before indexing existed is indexed from its next entry on.
     const first = (entries[0] as { seq?: number } | undefined)?.seq;
-    let start = this.indexStart;
+    let start = this.#indexStart;
     if (start === undefined && first !== undefined) {
-      const known = await this.sub.get(INDEXED_FROM);
+      const known = await this.#sub.get(INDEXED_FROM);
       if (known === undefined) ops.push({ key: INDEXED_FROM, value: String(first) });
       start = known === undefined ? first : Number(known);
     }
     for (const e of entries) {
       ops.push({ key: ENTRY + pad((e as { seq: number }).seq), value: JSON.stringify(e) });
     }
-    const time = this.indexOps(entries as readonly AuditEntry[], await this.latestTime());
+    const time = this.#indexOps(entries as readonly AuditEntry[], await this.#latestTime());
     ops.push(...time.ops);
     for (const b of bodies) ops.push({ key: BODY + b.digest, value: b.text });
     for (const t of tiles) ops.push(tileOp(t));
     ops.push({ key: BATCH + pad(batch.index), value: JSON.stringify(batch) });
     if (meta !== undefined) ops.push({ key: META, value: JSON.stringify(meta) });
-    return { ops: ops.map((op) => this.op(op)), start, top: time.top };
+    return { ops: ops.map((op) => this.#op(op)), start, top: time.top };
   }
 
   /** The index terms and time keys of entries appended after a log whose latest time is `top`. */
-  private indexOps(
+  #indexOps(
     entries: readonly AuditEntry[],
     top: string | undefined,
   ): { ops: { key: string; value: string }[]; top: string | undefined } {
@@ -244,17 +244,17 @@ export class LevelAuditStore implements AuditStore {
   }
 
   /** The time of the last rise key: the latest entry time indexed. */
-  private async latestTime(): Promise<string | undefined> {
-    if (this.timeTop !== null) return this.timeTop;
-    const [last] = await this.sub
+  async #latestTime(): Promise<string | undefined> {
+    if (this.#timeTop !== null) return this.#timeTop;
+    const [last] = await this.#sub
       .keys({ gte: RISE, lt: `${RISE}~`, reverse: true, limit: 1 })
       .all();
-    this.timeTop = last === undefined ? undefined : last.slice(RISE.length, last.lastIndexOf('!'));
-    return this.timeTop;
+    this.#timeTop = last === undefined ? undefined : last.slice(RISE.length, last.lastIndexOf('!'));
+    return this.#timeTop;
   }
 
   async firstTimeRise(time: string): Promise<number | undefined> {
-    const [first] = await this.sub.keys({ gte: RISE + time, lt: `${RISE}~`, limit: 1 }).all();
+    const [first] = await this.#sub.keys({ gte: RISE + time, lt: `${RISE}~`, limit: 1 }).all();
     return first === undefined ? undefined : seqOfKey(first);
   }
 
@@ -263,20 +263,24 @@ export class LevelAuditStore implements AuditStore {
     until: string,
     limit: number,
   ): AsyncIterable<number> {
-    for await (const key of this.sub.keys({ gte: BACK + (since ?? ''), lt: BACK + until, limit })) {
+    for await (const key of this.#sub.keys({
+      gte: BACK + (since ?? ''),
+      lt: BACK + until,
+      limit,
+    })) {
       const seq = seqOfKey(key);
       if (Number.isSafeInteger(seq)) yield seq;
     }
   }
 
   async buildIndexes(progress?: (entries: number) => void): Promise<number | undefined> {
-    if ((await this.sub.get(INDEXED_ALL)) !== undefined) return undefined;
+    if ((await this.#sub.get(INDEXED_ALL)) !== undefined) return undefined;
     let top: string | undefined;
     let chunk: AuditEntry[] = [];
     let done = 0;
     const flush = async (): Promise<void> => {
-      const { ops, top: next } = this.indexOps(chunk, top);
-      await this.write(ops);
+      const { ops, top: next } = this.#indexOps(chunk, top);
+      await this.#write(ops);
       top = next;
       done += chunk.length;
       chunk = [];
@@ -287,18 +291,18 @@ export class LevelAuditStore implements AuditStore {
       if (chunk.length === BUILD_CHUNK) await flush();
     }
     if (chunk.length > 0) await flush();
-    await this.write([
+    await this.#write([
       { key: INDEXED_FROM, value: '0' },
       { key: INDEXED_ALL, value: '1' },
     ]);
-    this.indexStart = 0;
-    this.timeTop = top;
+    this.#indexStart = 0;
+    this.#timeTop = top;
     return done;
   }
 
   async *scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
     const prefix = `${INDEX}${term}!`;
-    for await (const key of this.sub.keys({ gte: prefix + pad(from), lt: `${prefix}~`, limit })) {
+    for await (const key of this.#sub.keys({ gte: prefix + pad(from), lt: `${prefix}~`, limit })) {
       const seq = Number(key.slice(prefix.length));
       if (!Number.isSafeInteger(seq)) return;
       yield seq;
@@ -306,19 +310,19 @@ export class LevelAuditStore implements AuditStore {
   }
 
   async indexedFrom(): Promise<number> {
-    if (this.indexStart !== undefined) return this.indexStart;
-    const known = await this.sub.get(INDEXED_FROM);
+    if (this.#indexStart !== undefined) return this.#indexStart;
+    const known = await this.#sub.get(INDEXED_FROM);
     // Nothing indexed yet: the index starts with the next entry written (none before it
     // exists while the store is empty, and a non-empty unindexed store is scanned).
     if (known === undefined) return Number.MAX_SAFE_INTEGER;
     const n = Number(known);
-    this.indexStart = Number.isSafeInteger(n) && n >= 0 ? n : 0;
-    return this.indexStart;
+    this.#indexStart = Number.isSafeInteger(n) && n >= 0 ? n : 0;
+    return this.#indexStart;
   }
 
   async readBody(digest: string): Promise<string | undefined> {
     if (!/^[0-9a-f]{64}$/.test(digest)) return undefined;
-    return this.sub.get(BODY + digest);
+    return this.#sub.get(BODY + digest);
   }
 
   async close(): Promise<void> {

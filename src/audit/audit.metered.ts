@@ -23,60 +23,66 @@ export type AuditMetrics = Pick<GrantorMetrics, 'auditBatchSize' | 'nvWrites' | 
 class PendingBatches {
   readonly #pending: { entries: number; at: number }[] = [];
 
-  constructor(
-    private readonly metrics: AuditMetrics,
-    private readonly now: () => number,
-  ) {}
+  readonly #metrics: AuditMetrics;
+  readonly #now: () => number;
+
+  constructor(metrics: AuditMetrics, now: () => number) {
+    this.#metrics = metrics;
+    this.#now = now;
+  }
 
   stored(entries: number): void {
-    this.#pending.push({ entries, at: this.now() });
+    this.#pending.push({ entries, at: this.#now() });
     this.#publish();
   }
 
   anchored(): void {
     const batch = this.#pending.shift();
-    if (batch !== undefined) this.metrics.auditBatchSize.observe(batch.entries);
+    if (batch !== undefined) this.#metrics.auditBatchSize.observe(batch.entries);
     this.#publish();
   }
 
   #publish(): void {
     const entries = this.#pending.reduce((n, b) => n + b.entries, 0);
-    this.metrics.setAnchorLag(entries, this.#pending[0]?.at);
+    this.#metrics.setAnchorLag(entries, this.#pending[0]?.at);
   }
 }
 
 class MeteredAuditStore implements AuditStore {
-  constructor(
-    private readonly store: AuditStore,
-    private readonly pending: PendingBatches,
-  ) {}
+  readonly #store: AuditStore;
+  readonly #pending: PendingBatches;
+
+  constructor(store: AuditStore, pending: PendingBatches) {
+    this.#store = store;
+    this.#pending = pending;
+  }
 
   readMeta(): Promise<unknown> {
-    return this.store.readMeta();
+    return this.#store.readMeta();
   }
 
   writeMeta(meta: StoreMeta): Promise<void> {
-    return this.store.writeMeta(meta);
+    return this.#store.writeMeta(meta);
   }
 
   readEntries(from: number, limit?: number): AsyncIterable<unknown> {
-    return this.store.readEntries(from, limit);
+    return this.#store.readEntries(from, limit);
   }
 
   readBatches(from: number): AsyncIterable<unknown> {
-    return this.store.readBatches(from);
+    return this.#store.readBatches(from);
   }
 
   lastBatches(count: number): Promise<unknown[]> {
-    return this.store.lastBatches(count);
+    return this.#store.lastBatches(count);
   }
 
   readTile(level: number, index: number): Promise<Buffer | undefined> {
-    return this.store.readTile(level, index);
+    return this.#store.readTile(level, index);
   }
 
   deleteRetired(keepBelow: number, limit: number): Promise<number> {
-    return this.store.deleteRetired(keepBelow, limit);
+    return this.#store.deleteRetired(keepBelow, limit);
   }
 
   writeDerived(
@@ -84,7 +90,7 @@ class MeteredAuditStore implements AuditStore {
     batches: readonly StoredBatch[],
     meta?: StoreMeta,
   ): Promise<void> {
-    return this.store.writeDerived(tiles, batches, meta);
+    return this.#store.writeDerived(tiles, batches, meta);
   }
 
   async appendBatch(
@@ -93,83 +99,87 @@ class MeteredAuditStore implements AuditStore {
     bodies: readonly StoredBody[],
     tiles: readonly TileData[],
   ): Promise<void> {
-    await this.store.appendBatch(entries, batch, bodies, tiles);
-    this.pending.stored(entries.length);
+    await this.#store.appendBatch(entries, batch, bodies, tiles);
+    this.#pending.stored(entries.length);
   }
 
   scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
-    return this.store.scanIndex(term, from, limit);
+    return this.#store.scanIndex(term, from, limit);
   }
 
   indexedFrom(): Promise<number> {
-    return this.store.indexedFrom();
+    return this.#store.indexedFrom();
   }
 
   firstTimeRise(time: string): Promise<number | undefined> {
-    return this.store.firstTimeRise(time);
+    return this.#store.firstTimeRise(time);
   }
 
   timeStepBacks(since: string | undefined, until: string, limit: number): AsyncIterable<number> {
-    return this.store.timeStepBacks(since, until, limit);
+    return this.#store.timeStepBacks(since, until, limit);
   }
 
   buildIndexes(progress?: (entries: number) => void): Promise<number | undefined> {
-    return this.store.buildIndexes(progress);
+    return this.#store.buildIndexes(progress);
   }
 
   readBody(digest: string): Promise<string | undefined> {
-    return this.store.readBody(digest);
+    return this.#store.readBody(digest);
   }
 
   close(): Promise<void> {
-    return this.store.close();
+    return this.#store.close();
   }
 }
 
 class MeteredAuditAnchor implements AuditAnchor {
-  constructor(
-    private readonly anchor: AuditAnchor,
-    private readonly metrics: AuditMetrics,
-    private readonly pending: PendingBatches,
-  ) {}
+  readonly #anchor: AuditAnchor;
+  readonly #metrics: AuditMetrics;
+  readonly #pending: PendingBatches;
+
+  constructor(anchor: AuditAnchor, metrics: AuditMetrics, pending: PendingBatches) {
+    this.#anchor = anchor;
+    this.#metrics = metrics;
+    this.#pending = pending;
+  }
 
   get genesis(): bigint | undefined {
-    return this.anchor.genesis;
+    return this.#anchor.genesis;
   }
 
   get pinnedNames(): AuditAnchor['pinnedNames'] {
-    return this.anchor.pinnedNames;
+    return this.#anchor.pinnedNames;
   }
 
   checkPinned(): Promise<void> {
-    return this.anchor.checkPinned();
+    return this.#anchor.checkPinned();
   }
 
   read(): Promise<AnchorState> {
-    return this.anchor.read();
+    return this.#anchor.read();
   }
 
   readAfterWrite(): Promise<AnchorState> {
-    return this.anchor.readAfterWrite();
+    return this.#anchor.readAfterWrite();
   }
 
   async extend(data: Buffer): Promise<void> {
-    await this.anchor.extend(data);
-    this.metrics.nvWrites.inc({ index: 'extend' });
+    await this.#anchor.extend(data);
+    this.#metrics.nvWrites.inc({ index: 'extend' });
   }
 
   async increment(): Promise<void> {
-    await this.anchor.increment();
-    this.metrics.nvWrites.inc({ index: 'counter' });
-    this.pending.anchored();
+    await this.#anchor.increment();
+    this.#metrics.nvWrites.inc({ index: 'counter' });
+    this.#pending.anchored();
   }
 
   certify(qualifyingData: Buffer): Promise<NvCertification[]> {
-    return this.anchor.certify(qualifyingData);
+    return this.#anchor.certify(qualifyingData);
   }
 
   akPublic(): Promise<Buffer | undefined> {
-    return this.anchor.akPublic();
+    return this.#anchor.akPublic();
   }
 }
 

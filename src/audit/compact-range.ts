@@ -63,8 +63,8 @@ export function frontierFromInclusion(
 
 /** Leaves [0, end) as the roots of their perfect subtrees; grows by appending leaves. */
 export class CompactRange {
-  private readonly stack: { size: number; hash: Buffer }[] = [];
-  private count = 0;
+  readonly #stack: { size: number; hash: Buffer }[] = [];
+  #count = 0;
 
   /** From a frontier (leftmost first); RangeError when it does not fit `end`. */
   static fromFrontier(end: number, hashes: readonly Buffer[]): CompactRange {
@@ -76,33 +76,33 @@ export class CompactRange {
     sizes.forEach((size, i) => {
       const hash = hashes[i];
       if (hash?.length !== HASH_SIZE) throw new RangeError('frontier hash must be 32 bytes');
-      range.stack.push({ size, hash });
+      range.#stack.push({ size, hash });
     });
-    range.count = end;
+    range.#count = end;
     return range;
   }
 
   get end(): number {
-    return this.count;
+    return this.#count;
   }
 
   appendLeaf(leaf: Buffer): void {
     let top = { size: 1, hash: leaf };
     for (;;) {
-      const last = this.stack.at(-1);
+      const last = this.#stack.at(-1);
       if (last?.size !== top.size) break;
-      this.stack.pop();
+      this.#stack.pop();
       top = { size: top.size * 2, hash: nodeHash(last.hash, top.hash) };
     }
-    this.stack.push(top);
-    this.count += 1;
+    this.#stack.push(top);
+    this.#count += 1;
   }
 
   /** MTH(D[0:end]). */
   root(): Buffer {
     let acc: Buffer | undefined;
-    for (let i = this.stack.length - 1; i >= 0; i--) {
-      const node = this.stack[i];
+    for (let i = this.#stack.length - 1; i >= 0; i--) {
+      const node = this.#stack[i];
       if (node === undefined) continue;
       acc = acc === undefined ? node.hash : nodeHash(node.hash, acc);
     }

@@ -129,45 +129,56 @@ function isStoreMeta(v: unknown): v is StoreMeta {
 }
 
 export class AuditLog {
-  private phase: Phase = 'starting';
-  private refusal: AuditRollbackError | AuditNotProvisionedError | undefined;
+  #phase: Phase = 'starting';
+  #refusal: AuditRollbackError | AuditNotProvisionedError | undefined;
   /** The tree: tiles in the store, its right edge here; more leaves while a batch is in flight. */
-  private tree: TiledTree;
+  #tree: TiledTree;
   /** The anchored state: the tree's right edge and root, and what the TPM holds. */
-  private anchoredFrontier: Frontier = { size: 0, edges: [] };
-  private anchoredRoot: Buffer = Buffer.from(EMPTY_ROOT);
+  #anchoredFrontier: Frontier = { size: 0, edges: [] };
+  #anchoredRoot: Buffer = Buffer.from(EMPTY_ROOT);
   /** False until start-up has checked the store's tail against the TPM once. */
-  private loaded = false;
-  private size = 0;
-  private headHash = GENESIS_PREV_HASH;
-  private batches = 0;
-  private extendValue: Buffer = Buffer.from(GENESIS_EXTEND);
-  private genesisCounter = 0n;
+  #loaded = false;
+  #size = 0;
+  #headHash = GENESIS_PREV_HASH;
+  #batches = 0;
+  #extendValue: Buffer = Buffer.from(GENESIS_EXTEND);
+  #genesisCounter = 0n;
   /** True when the store or TPM may be ahead of the anchored state: reconcile first. */
-  private dirty = true;
-  private queue: Waiter[] = [];
-  private committing: Promise<void> | undefined;
+  #dirty = true;
+  #queue: Waiter[] = [];
+  #committing: Promise<void> | undefined;
   /** The commit running now, if any. */
-  private inFlight: Promise<void> | undefined;
+  #inFlight: Promise<void> | undefined;
   /** Set while a caller needs the TPM to stay at the anchored head (whileIdle). */
-  private gate: Promise<void> | undefined;
-  private lastAnchorAt = Number.NEGATIVE_INFINITY;
-  private opened: Promise<void> | undefined;
+  #gate: Promise<void> | undefined;
+  #lastAnchorAt = Number.NEGATIVE_INFINITY;
+  #opened: Promise<void> | undefined;
   /** A frozen period (openFrozen): read-only, its head fixed by the next period's link. */
-  private frozen = false;
-  private counters = { batches: 0, appends: 0, nvWrites: 0, nvRetries: 0 };
+  #frozen = false;
+  #counters = { batches: 0, appends: 0, nvWrites: 0, nvRetries: 0 };
+
+  readonly #store: AuditStore;
+  readonly #anchor: AuditAnchor;
+  readonly #options: AuditLogOptions;
+  readonly #clock: Clock;
+  readonly #logger: DomainLogger;
 
   constructor(
-    private readonly store: AuditStore,
-    private readonly anchor: AuditAnchor,
-    private readonly options: AuditLogOptions,
-    private readonly clock: Clock = systemClock,
-    private readonly logger: DomainLogger = silentLogger,
+    store: AuditStore,
+    anchor: AuditAnchor,
+    options: AuditLogOptions,
+    clock: Clock = systemClock,
+    logger: DomainLogger = silentLogger,
   ) {
+    this.#store = store;
+    this.#anchor = anchor;
+    this.#options = options;
+    this.#clock = clock;
+    this.#logger = logger;
     if (!Number.isSafeInteger(options.maxBatchSize) || options.maxBatchSize < 1) {
       throw new RangeError('maxBatchSize must be a positive integer');
     }
-    this.tree = new TiledTree(store);
+    this.#tree = new TiledTree(store);
   }
 
   /**
@@ -176,36 +187,36 @@ export class AuditLog {
    * call again). Idempotent while it runs or once it succeeded.
    */
   open(): Promise<void> {
-    if (this.phase === 'ready') return Promise.resolve();
-    if (this.refusal !== undefined) return Promise.reject(this.refusal);
-    this.opened ??= this.startUp().finally(() => {
-      this.opened = undefined;
+    if (this.#phase === 'ready') return Promise.resolve();
+    if (this.#refusal !== undefined) return Promise.reject(this.#refusal);
+    this.#opened ??= this.#startUp().finally(() => {
+      this.#opened = undefined;
     });
-    return this.opened;
+    return this.#opened;
   }
 
   get state(): Phase {
-    return this.phase;
+    return this.#phase;
   }
 
   stats(): AuditStats {
-    return { ...this.counters };
+    return { ...this.#counters };
   }
 
   /** Entries anchored so far (queries answer nothing beyond it). */
   anchoredSize(): number {
-    this.assertServing();
-    return this.size;
+    this.#assertServing();
+    return this.#size;
   }
 
   head(): AnchoredHead {
-    this.assertServing();
+    this.#assertServing();
     return {
-      size: this.size,
-      root: Buffer.from(this.anchoredRoot),
-      batches: this.batches,
-      counter: this.genesisCounter + BigInt(this.batches),
-      extendValue: Buffer.from(this.extendValue),
+      size: this.#size,
+      root: Buffer.from(this.#anchoredRoot),
+      batches: this.#batches,
+      counter: this.#genesisCounter + BigInt(this.#batches),
+      extendValue: Buffer.from(this.#extendValue),
     };
   }
 
@@ -213,15 +224,15 @@ export class AuditLog {
     let checked: AuditEvent;
     try {
       checked = checkEvent(event);
-      this.assertServing();
-      if (this.frozen) throw new AuditUnavailableError('this log period is frozen');
+      this.#assertServing();
+      if (this.#frozen) throw new AuditUnavailableError('this log period is frozen');
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error('invalid audit event'));
     }
     return new Promise<Appended>((resolve, reject) => {
-      this.queue.push({ event: checked, resolve, reject });
+      this.#queue.push({ event: checked, resolve, reject });
       // The first append starts a commit; those arriving while it runs form the next batch.
-      if (this.committing === undefined) this.committing = this.drain();
+      if (this.#committing === undefined) this.#committing = this.#drain();
     });
   }
 
@@ -231,60 +242,60 @@ export class AuditLog {
    * meanwhile. Rejects like a commit's reconciliation when the TPM or store cannot say.
    */
   async whileIdle<T>(use: (head: AnchoredHead) => Promise<T>): Promise<T> {
-    while (this.gate !== undefined) await this.gate;
+    while (this.#gate !== undefined) await this.#gate;
     let open = (): void => undefined;
-    this.gate = new Promise<void>((resolve) => {
+    this.#gate = new Promise<void>((resolve) => {
       open = resolve;
     });
     try {
-      while (this.inFlight !== undefined) await this.inFlight;
+      while (this.#inFlight !== undefined) await this.#inFlight;
       // A batch that failed half-way may have left the TPM a step ahead of the head: settle
       // it first (as the next commit would), so the TPM holds exactly the head `use` sees.
-      this.assertServing();
-      if (this.dirty) await this.reconcile();
+      this.#assertServing();
+      if (this.#dirty) await this.#reconcile();
       return await use(this.head());
     } finally {
-      this.gate = undefined;
+      this.#gate = undefined;
       open();
     }
   }
 
   /** Stop accepting appends; waits for the batch in flight. */
   async close(): Promise<void> {
-    if (this.phase !== 'refused') this.phase = 'closed';
-    await this.committing;
+    if (this.#phase !== 'refused') this.#phase = 'closed';
+    await this.#committing;
   }
 
   /** Roots and proofs are computed from the stored tiles: they resolve asynchronously. */
   async root(size: number): Promise<Buffer> {
-    this.assertServing();
-    this.checkSize(size);
-    if (size === this.size) return Buffer.from(this.anchoredRoot);
-    return this.fromTiles(() => this.tree.rootAt(size));
+    this.#assertServing();
+    this.#checkSize(size);
+    if (size === this.#size) return Buffer.from(this.#anchoredRoot);
+    return this.#fromTiles(() => this.#tree.rootAt(size));
   }
 
   async inclusionProof(seq: number, size: number): Promise<{ leafHash: Buffer; path: Buffer[] }> {
-    this.assertServing();
-    this.checkSize(size);
-    return this.fromTiles(async () => {
-      const path = await this.tree.inclusionProof(seq, size);
-      return { leafHash: await this.tree.leaf(seq), path };
+    this.#assertServing();
+    this.#checkSize(size);
+    return this.#fromTiles(async () => {
+      const path = await this.#tree.inclusionProof(seq, size);
+      return { leafHash: await this.#tree.leaf(seq), path };
     });
   }
 
   async consistencyProof(from: number, to: number): Promise<Buffer[]> {
-    this.assertServing();
-    this.checkSize(to);
-    return this.fromTiles(() => this.tree.consistencyProof(from, to));
+    this.#assertServing();
+    this.#checkSize(to);
+    return this.#fromTiles(() => this.#tree.consistencyProof(from, to));
   }
 
   /** The first `width` hashes of a tile of the anchored tree (tlog-tiles), verified. */
   async tile(level: number, index: number, width: number): Promise<Buffer> {
-    this.assertServing();
-    if (index * TILE_WIDTH + width > levelCount(this.size, level)) {
+    this.#assertServing();
+    if (index * TILE_WIDTH + width > levelCount(this.#size, level)) {
       throw new AuditRangeError(`tile ${level}/${index} is beyond the anchored tree`);
     }
-    return this.fromTiles(() => this.tree.tileHashes(level, index, width));
+    return this.#fromTiles(() => this.#tree.tileHashes(level, index, width));
   }
 
   /**
@@ -292,12 +303,12 @@ export class AuditLog {
    * served: the request fails (503) and the operator is told; `grantor audit verify
    * --full` then says what else changed.
    */
-  private async fromTiles<T>(compute: () => Promise<T>): Promise<T> {
+  async #fromTiles<T>(compute: () => Promise<T>): Promise<T> {
     try {
       return await compute();
     } catch (err) {
       if (err instanceof TileMismatchError) {
-        this.logger.error(
+        this.#logger.error(
           { event: 'audit_tile_mismatch', tile: err.tile, problem: err.problem },
           `audit: ${err.message}: the store was edited; run \`grantor audit verify --full\``,
         );
@@ -309,16 +320,16 @@ export class AuditLog {
 
   /** Anchored entries from `from`, at most `limit`, each checked against its leaf. */
   async entries(from: number, limit: number): Promise<AuditEntry[]> {
-    this.assertServing();
+    this.#assertServing();
     if (!Number.isSafeInteger(from) || from < 0) throw new AuditRangeError('bad from');
     if (!Number.isSafeInteger(limit) || limit < 1) throw new AuditRangeError('bad limit');
-    if (from >= this.size) {
-      throw new AuditNotFoundError(`no entry ${from} (log size ${this.size})`);
+    if (from >= this.#size) {
+      throw new AuditNotFoundError(`no entry ${from} (log size ${this.#size})`);
     }
-    const count = Math.min(limit, this.size - from);
+    const count = Math.min(limit, this.#size - from);
     const out: AuditEntry[] = [];
     try {
-      for await (const value of this.store.readEntries(from, count)) {
+      for await (const value of this.#store.readEntries(from, count)) {
         const seq = from + out.length;
         // The running log trusts its memory, not the disk: an entry edited since start
         // no longer matches its leaf.
@@ -326,7 +337,7 @@ export class AuditLog {
         // Its content must still be what its hash says (the leaf holds the hash only).
         if (entryHash(value) !== value.hash) throw new Error(`entry ${seq} changed in the store`);
         if (
-          !leafHash(hexToBuf(value.hash)).equals(await this.fromTiles(() => this.tree.leaf(seq)))
+          !leafHash(hexToBuf(value.hash)).equals(await this.#fromTiles(() => this.#tree.leaf(seq)))
         ) {
           throw new Error(`entry ${seq} changed in the store`);
         }
@@ -346,24 +357,25 @@ export class AuditLog {
    * extend value to the entries).
    */
   async batchRecords(from: number, limit: number): Promise<BatchRecord[]> {
-    this.assertServing();
+    this.#assertServing();
     if (!Number.isSafeInteger(from) || from < 0) throw new AuditRangeError('bad from');
     if (!Number.isSafeInteger(limit) || limit < 1) throw new AuditRangeError('bad limit');
-    if (from >= this.batches) {
-      throw new AuditNotFoundError(`no batch ${from} (${this.batches} anchored)`);
+    if (from >= this.#batches) {
+      throw new AuditNotFoundError(`no batch ${from} (${this.#batches} anchored)`);
     }
-    const count = Math.min(limit, this.batches - from);
+    const count = Math.min(limit, this.#batches - from);
     const out: BatchRecord[] = [];
     try {
-      for await (const value of this.store.readBatches(from)) {
+      for await (const value of this.#store.readBatches(from)) {
         const index = from + out.length;
         const last = out.at(-1)?.size ?? 0;
         if (
           !isBatchRecord(value) ||
           value.index !== index ||
           value.size <= last ||
-          value.size > this.size ||
-          value.root !== (await this.fromTiles(() => this.tree.rootAt(value.size))).toString('hex')
+          value.size > this.#size ||
+          value.root !==
+            (await this.#fromTiles(() => this.#tree.rootAt(value.size))).toString('hex')
         ) {
           throw new Error(`batch ${index} changed in the store`);
         }
@@ -377,23 +389,25 @@ export class AuditLog {
     return out;
   }
 
-  private checkSize(size: number): void {
-    if (!Number.isSafeInteger(size) || size < 0 || size > this.size) {
-      throw new AuditRangeError(`tree size ${size} is beyond the latest checkpoint (${this.size})`);
+  #checkSize(size: number): void {
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.#size) {
+      throw new AuditRangeError(
+        `tree size ${size} is beyond the latest checkpoint (${this.#size})`,
+      );
     }
   }
 
-  private assertServing(): void {
-    if (this.refusal !== undefined) throw this.refusal;
-    if (this.phase === 'closed') throw new AuditUnavailableError('audit log is closed');
-    if (this.phase !== 'ready') throw new AuditUnavailableError('audit log is not ready');
+  #assertServing(): void {
+    if (this.#refusal !== undefined) throw this.#refusal;
+    if (this.#phase === 'closed') throw new AuditUnavailableError('audit log is closed');
+    if (this.#phase !== 'ready') throw new AuditUnavailableError('audit log is not ready');
   }
 
-  private refuse(message: string, details: Record<string, unknown>): AuditRollbackError {
+  #refuse(message: string, details: Record<string, unknown>): AuditRollbackError {
     const err = new AuditRollbackError(message, { details });
-    this.refusal = err;
-    this.phase = 'refused';
-    this.logger.error(
+    this.#refusal = err;
+    this.#phase = 'refused';
+    this.#logger.error(
       { event: 'audit_rollback_detected', ...details },
       `audit: refusing to serve: ${message}; an operator must investigate the store and the TPM anchor`,
     );
@@ -406,65 +420,65 @@ export class AuditLog {
    * The pinned genesis, or a refusal: without a pin there is nothing to compare the store
    * with, and that is a fresh appliance, not a rollback.
    */
-  private pinnedGenesis(): bigint {
-    const genesis = this.anchor.genesis;
+  #pinnedGenesis(): bigint {
+    const genesis = this.#anchor.genesis;
     if (genesis === undefined) {
       const err = new AuditNotProvisionedError();
-      this.refusal = err;
-      this.phase = 'refused';
-      this.logger.error({ event: 'audit_not_provisioned' }, `audit: ${err.message}`);
+      this.#refusal = err;
+      this.#phase = 'refused';
+      this.#logger.error({ event: 'audit_not_provisioned' }, `audit: ${err.message}`);
       throw err;
     }
     return genesis;
   }
 
-  private async checkNames(): Promise<void> {
+  async #checkNames(): Promise<void> {
     try {
-      await this.anchor.checkPinned();
+      await this.#anchor.checkPinned();
     } catch (err) {
       if (err instanceof AuditRollbackError) {
         // The anchor names its own reason (e.g. anchor_key_mismatch); by default a name.
-        throw this.refuse(err.message, { reason: 'pinned_nv_name_mismatch', ...err.details });
+        throw this.#refuse(err.message, { reason: 'pinned_nv_name_mismatch', ...err.details });
       }
       throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
     }
   }
 
   /** The store's metadata: `undefined` for an empty store; refuses anything not this log's. */
-  private async readStoreMeta(genesis: bigint): Promise<StoreMeta | undefined> {
+  async #readStoreMeta(genesis: bigint): Promise<StoreMeta | undefined> {
     let meta: unknown;
     let hasData = false;
     try {
-      meta = await this.store.readMeta();
+      meta = await this.#store.readMeta();
       if (meta === undefined) {
-        for await (const _ of this.store.readEntries(0, 1)) hasData = true;
-        for await (const _ of this.store.readBatches(0)) hasData = true;
+        for await (const _ of this.#store.readEntries(0, 1)) hasData = true;
+        for await (const _ of this.#store.readBatches(0)) hasData = true;
       }
     } catch (err) {
       throw new AuditUnavailableError('audit store cannot be read', { cause: err });
     }
     if (meta === undefined) {
       if (hasData) {
-        throw this.refuse('the audit store has entries but no metadata', {
+        throw this.#refuse('the audit store has entries but no metadata', {
           reason: 'store_meta_missing',
         });
       }
       return undefined;
     }
     if (!isStoreMeta(meta)) {
-      throw this.refuse('the audit store metadata is malformed', {
+      throw this.#refuse('the audit store metadata is malformed', {
         reason: 'store_meta_malformed',
       });
     }
-    if (meta.origin !== this.options.origin) {
-      throw this.refuse(
-        `the audit store was created for origin "${meta.origin}", not "${this.options.origin}" (a store from another appliance)`,
+    if (meta.origin !== this.#options.origin) {
+      throw this.#refuse(
+        `the audit store was created for origin "${meta.origin}", not "${this.#options.origin}" (a store from another appliance)`,
         { reason: 'store_origin_mismatch', storeOrigin: meta.origin },
       );
     }
     // The store's own genesis is only compared, never used: whoever holds the disk writes it.
     if (BigInt(meta.genesisCounter) !== genesis) {
-      throw this.refuse(
+      throw this.#refuse(
         `the audit store was created at NV counter ${meta.genesisCounter}, not at the pinned genesis ${genesis} (a foreign or edited store)`,
         {
           reason: 'store_genesis_mismatch',
@@ -483,28 +497,28 @@ export class AuditLog {
    * leaves version 1 and the next start replays again (it writes the same values). The
    * bounded check that follows compares the result with the TPM anchor.
    */
-  private async upgrade(meta: StoreMeta): Promise<void> {
-    this.logger.warn(
+  async #upgrade(meta: StoreMeta): Promise<void> {
+    this.#logger.warn(
       { event: 'audit_upgrade_started' },
       'audit: the store has no tiles (written by an older version): building them once from every entry',
     );
     let logged = 0;
     try {
-      const done = await replayLog(this.store, {
-        derived: (tiles, batches) => this.store.writeDerived(tiles, batches),
+      const done = await replayLog(this.#store, {
+        derived: (tiles, batches) => this.#store.writeDerived(tiles, batches),
         progress: (entries) => {
           if (entries - logged < 100_000) return;
           logged = entries;
-          this.logger.info({ event: 'audit_upgrade_progress', entries }, 'audit: building tiles');
+          this.#logger.info({ event: 'audit_upgrade_progress', entries }, 'audit: building tiles');
         },
       });
-      await this.store.writeDerived([], [], { ...meta, version: 2 });
-      this.logger.warn(
+      await this.#store.writeDerived([], [], { ...meta, version: 2 });
+      this.#logger.warn(
         { event: 'audit_upgrade_done', entries: done.size, batches: done.batches },
         'audit: tiles built; the store is now version 2',
       );
     } catch (err) {
-      if (err instanceof ReplayProblem) throw this.refuse(err.message, { ...err.details });
+      if (err instanceof ReplayProblem) throw this.#refuse(err.message, { ...err.details });
       throw new AuditUnavailableError('audit store cannot be upgraded', { cause: err });
     }
   }
@@ -513,15 +527,15 @@ export class AuditLog {
    * A store written before the time index (or with entries before the term index): index
    * every entry once (audit-store.port.ts `buildIndexes`); nothing on an indexed store.
    */
-  private async buildIndexes(): Promise<void> {
+  async #buildIndexes(): Promise<void> {
     try {
-      const built = await this.store.buildIndexes((entries) => {
+      const built = await this.#store.buildIndexes((entries) => {
         if (entries % 100_000 === 0) {
-          this.logger.info({ event: 'audit_index_progress', entries }, 'audit: indexing');
+          this.#logger.info({ event: 'audit_index_progress', entries }, 'audit: indexing');
         }
       });
       if (built !== undefined && built > 0) {
-        this.logger.warn(
+        this.#logger.warn(
           { event: 'audit_index_built', entries: built },
           'audit: the store was written before the time index: every entry indexed once',
         );
@@ -531,14 +545,14 @@ export class AuditLog {
     }
   }
 
-  private async startUp(): Promise<void> {
-    const genesis = this.pinnedGenesis();
-    await this.checkNames();
-    const meta = await this.readStoreMeta(genesis);
+  async #startUp(): Promise<void> {
+    const genesis = this.#pinnedGenesis();
+    await this.#checkNames();
+    const meta = await this.#readStoreMeta(genesis);
     if (meta === undefined) {
       // Start-up never creates a log: that is `grantor provision`'s explicit act.
-      const tpm = await this.readAnchor();
-      throw this.refuse(
+      const tpm = await this.#readAnchor();
+      throw this.#refuse(
         `the audit store is missing but the anchor is pinned (genesis ${genesis}, TPM counter ${tpm.counter}): restore the store; on a freshly provisioned appliance run \`grantor provision\``,
         {
           reason: 'store_missing',
@@ -548,15 +562,15 @@ export class AuditLog {
       );
     }
     // A later period's chain continues the previous period's (periods.ts).
-    this.genesisCounter = this.options.base?.counter ?? genesis;
-    this.extendValue = this.baseExtend();
-    if (meta.version === 1) await this.upgrade(meta);
-    await this.buildIndexes();
-    await this.reconcile();
-    if (this.refusal !== undefined) throw this.refusal;
-    this.phase = 'ready';
-    this.logger.info(
-      { event: 'audit_ready', size: this.size, batches: this.batches },
+    this.#genesisCounter = this.#options.base?.counter ?? genesis;
+    this.#extendValue = this.#baseExtend();
+    if (meta.version === 1) await this.#upgrade(meta);
+    await this.#buildIndexes();
+    await this.#reconcile();
+    if (this.#refusal !== undefined) throw this.#refusal;
+    this.#phase = 'ready';
+    this.#logger.info(
+      { event: 'audit_ready', size: this.#size, batches: this.#batches },
       'audit: log matches its TPM anchor',
     );
   }
@@ -570,55 +584,55 @@ export class AuditLog {
    * own reason); appends are refused.
    */
   async openFrozen(head: FrozenHead): Promise<void> {
-    if (this.phase === 'ready') return;
-    if (this.refusal !== undefined) throw this.refusal;
-    const genesis = this.pinnedGenesis();
-    const meta = await this.readStoreMeta(genesis);
+    if (this.#phase === 'ready') return;
+    if (this.#refusal !== undefined) throw this.#refusal;
+    const genesis = this.#pinnedGenesis();
+    const meta = await this.#readStoreMeta(genesis);
     if (meta === undefined) {
-      throw this.refuse(`the store of frozen log period ${this.options.origin} is missing`, {
+      throw this.#refuse(`the store of frozen log period ${this.#options.origin} is missing`, {
         reason: 'store_missing',
-        origin: this.options.origin,
+        origin: this.#options.origin,
       });
     }
-    this.genesisCounter = this.options.base?.counter ?? genesis;
+    this.#genesisCounter = this.#options.base?.counter ?? genesis;
     let records: StoredBatch[];
     try {
-      records = await this.lastRecords();
+      records = await this.#lastRecords();
       const last = records.at(-1);
       const batches = last === undefined ? 0 : last.index + 1;
       if (
         (last?.size ?? 0) !== head.size ||
         (last?.root ?? EMPTY_ROOT.toString('hex')) !== head.root.toString('hex') ||
-        (last === undefined ? this.baseExtend() : hexToBuf(last.extend)).compare(
+        (last === undefined ? this.#baseExtend() : hexToBuf(last.extend)).compare(
           head.extendValue,
         ) !== 0 ||
-        this.genesisCounter + BigInt(batches) !== head.counter
+        this.#genesisCounter + BigInt(batches) !== head.counter
       ) {
         throw new ReplayProblem(
-          `frozen log period ${this.options.origin} does not end where the next period's link entry says`,
-          { reason: 'period_link_mismatch', origin: this.options.origin },
+          `frozen log period ${this.#options.origin} does not end where the next period's link entry says`,
+          { reason: 'period_link_mismatch', origin: this.#options.origin },
         );
       }
-      this.tree = await TiledTree.load(this.store, head.size);
-      if (!this.tree.root().equals(head.root)) {
+      this.#tree = await TiledTree.load(this.#store, head.size);
+      if (!this.#tree.root().equals(head.root)) {
         throw new TileMismatchError(
           { level: 0, index: Math.floor(head.size / 256) },
           'root_mismatch',
         );
       }
-      this.batches = batches;
+      this.#batches = batches;
     } catch (err) {
-      throw this.checkFailure(err);
+      throw this.#checkFailure(err);
     }
-    this.tree.settle();
-    this.anchoredFrontier = this.tree.frontier();
-    this.anchoredRoot = Buffer.from(head.root);
-    this.size = head.size;
-    this.extendValue = Buffer.from(head.extendValue);
-    this.loaded = true;
-    this.dirty = false;
-    this.frozen = true;
-    this.phase = 'ready';
+    this.#tree.settle();
+    this.#anchoredFrontier = this.#tree.frontier();
+    this.#anchoredRoot = Buffer.from(head.root);
+    this.#size = head.size;
+    this.#extendValue = Buffer.from(head.extendValue);
+    this.#loaded = true;
+    this.#dirty = false;
+    this.#frozen = true;
+    this.#phase = 'ready';
   }
 
   /**
@@ -629,13 +643,13 @@ export class AuditLog {
    * resolves `false` when this log's store already exists (start-up then checks it).
    */
   async provision(): Promise<boolean> {
-    if (this.phase !== 'starting') return false;
-    const genesis = this.pinnedGenesis();
-    await this.checkNames();
-    if ((await this.readStoreMeta(genesis)) !== undefined) return false;
-    const tpm = await this.readAnchor();
+    if (this.#phase !== 'starting') return false;
+    const genesis = this.#pinnedGenesis();
+    await this.#checkNames();
+    if ((await this.#readStoreMeta(genesis)) !== undefined) return false;
+    const tpm = await this.#readAnchor();
     if (tpm.counter !== genesis || !tpm.extendValue.equals(GENESIS_EXTEND)) {
-      throw this.refuse(
+      throw this.#refuse(
         `a new audit log starts only on an anchor at its pinned genesis ${genesis}; the TPM counter is ${tpm.counter}: this anchor has recorded batches whose store is missing`,
         {
           reason: 'store_missing',
@@ -646,27 +660,27 @@ export class AuditLog {
     }
     const meta: StoreMeta = {
       version: 2,
-      origin: this.options.origin,
+      origin: this.#options.origin,
       genesisCounter: genesis.toString(),
     };
     try {
-      await this.store.writeMeta(meta);
+      await this.#store.writeMeta(meta);
     } catch (err) {
       throw new AuditUnavailableError('audit store cannot be written', { cause: err });
     }
-    this.logger.info(
+    this.#logger.info(
       { event: 'audit_created', genesisCounter: meta.genesisCounter },
       'audit: new log created on a freshly provisioned anchor',
     );
     return true;
   }
 
-  private async readAnchor(): Promise<AnchorState> {
+  async #readAnchor(): Promise<AnchorState> {
     try {
-      return await this.anchor.read();
+      return await this.#anchor.read();
     } catch (err) {
       // A read the TPM's own certification contradicts (anchor_read_unverified).
-      if (err instanceof AuditRollbackError) throw this.refuse(err.message, { ...err.details });
+      if (err instanceof AuditRollbackError) throw this.#refuse(err.message, { ...err.details });
       throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
     }
   }
@@ -680,20 +694,20 @@ export class AuditLog {
    * (docs/audit.md, "What start-up checks"). On success the anchored state covers the
    * whole store; throws AuditUnavailableError (try again later) or AuditRollbackError.
    */
-  private async reconcile(): Promise<void> {
+  async #reconcile(): Promise<void> {
     try {
-      await this.reconcileTail();
+      await this.#reconcileTail();
     } catch (err) {
-      this.tree.reset(this.anchoredFrontier);
-      throw this.checkFailure(err);
+      this.#tree.reset(this.#anchoredFrontier);
+      throw this.#checkFailure(err);
     }
   }
 
   /** What a failed check of the store means: a refusal (what it found), or an outage. */
-  private checkFailure(err: unknown): Error {
-    if (err instanceof ReplayProblem) return this.refuse(err.message, { ...err.details });
+  #checkFailure(err: unknown): Error {
+    if (err instanceof ReplayProblem) return this.#refuse(err.message, { ...err.details });
     if (err instanceof TileMismatchError) {
-      return this.refuse(`${err.message}: the tiles do not match the entries`, {
+      return this.#refuse(`${err.message}: the tiles do not match the entries`, {
         reason: 'store_tiles_mismatch',
         tile: `${err.tile.level}/${err.tile.index}`,
         problem: err.problem,
@@ -704,8 +718,8 @@ export class AuditLog {
   }
 
   /** The last (up to) three batch records, each well formed and chained to the one before. */
-  private async lastRecords(): Promise<StoredBatch[]> {
-    const values = await this.store.lastBatches(3);
+  async #lastRecords(): Promise<StoredBatch[]> {
+    const values = await this.#store.lastBatches(3);
     const records: StoredBatch[] = [];
     for (const value of values) {
       const before = records.at(-1);
@@ -715,8 +729,8 @@ export class AuditLog {
         value.index !== index ||
         value.size <= (before?.size ?? 0) ||
         // The first record's extend is the provisioned value's; each next one chains.
-        (before === undefined && value.index === 0 && !this.chains(this.baseExtend(), value)) ||
-        (before !== undefined && !this.chains(hexToBuf(before.extend), value))
+        (before === undefined && value.index === 0 && !this.#chains(this.#baseExtend(), value)) ||
+        (before !== undefined && !this.#chains(hexToBuf(before.extend), value))
       ) {
         throw new ReplayProblem(`audit store batch record ${String(index)} is malformed`, {
           reason: 'store_batch_malformed',
@@ -729,16 +743,16 @@ export class AuditLog {
   }
 
   /** The extend value before this log's first batch (the provisioned one, or the base's). */
-  private baseExtend(): Buffer {
-    return Buffer.from(this.options.base?.extendValue ?? GENESIS_EXTEND);
+  #baseExtend(): Buffer {
+    return Buffer.from(this.#options.base?.extendValue ?? GENESIS_EXTEND);
   }
 
-  private chains(previous: Buffer, record: StoredBatch): boolean {
+  #chains(previous: Buffer, record: StoredBatch): boolean {
     return extendDigest(previous, hexToBuf(record.root)).toString('hex') === record.extend;
   }
 
-  private async reconcileTail(): Promise<void> {
-    const records = await this.lastRecords();
+  async #reconcileTail(): Promise<void> {
+    const records = await this.#lastRecords();
     const last = records.at(-1);
     const n = last === undefined ? 0 : last.index + 1;
     // 1. The state before the store's last batch: kept in memory once running, at start
@@ -746,29 +760,29 @@ export class AuditLog {
     let hasTail = true;
     let baseSize: number;
     let baseExtend: Buffer;
-    if (this.loaded && n === this.batches) {
+    if (this.#loaded && n === this.#batches) {
       hasTail = false;
-      baseSize = this.size;
-      baseExtend = this.extendValue;
-      if (last !== undefined && last.root !== this.anchoredRoot.toString('hex')) {
+      baseSize = this.#size;
+      baseExtend = this.#extendValue;
+      if (last !== undefined && last.root !== this.#anchoredRoot.toString('hex')) {
         throw new ReplayProblem(`audit store batch record ${n - 1} changed`, {
           reason: 'store_batch_malformed',
           batch: n - 1,
         });
       }
-    } else if (this.loaded && n === this.batches + 1) {
-      this.tree.reset(this.anchoredFrontier);
-      baseSize = this.size;
-      baseExtend = this.extendValue;
-    } else if (this.loaded) {
+    } else if (this.#loaded && n === this.#batches + 1) {
+      this.#tree.reset(this.#anchoredFrontier);
+      baseSize = this.#size;
+      baseExtend = this.#extendValue;
+    } else if (this.#loaded) {
       throw new ReplayProblem(
-        `the audit store holds ${n} batch records, the running log ${this.batches}: the store was edited`,
-        { reason: n < this.batches ? 'store_truncated' : 'store_ahead_of_anchor', batch: n },
+        `the audit store holds ${n} batch records, the running log ${this.#batches}: the store was edited`,
+        { reason: n < this.#batches ? 'store_truncated' : 'store_ahead_of_anchor', batch: n },
       );
     } else if (last === undefined) {
       hasTail = false;
       baseSize = 0;
-      baseExtend = this.baseExtend();
+      baseExtend = this.#baseExtend();
     } else {
       const before = records.at(-2);
       if (before === undefined && last.index > 0) {
@@ -778,10 +792,10 @@ export class AuditLog {
         });
       }
       baseSize = before?.size ?? 0;
-      baseExtend = before === undefined ? this.baseExtend() : hexToBuf(before.extend);
-      this.tree = await TiledTree.load(this.store, baseSize);
+      baseExtend = before === undefined ? this.#baseExtend() : hexToBuf(before.extend);
+      this.#tree = await TiledTree.load(this.#store, baseSize);
       const baseRoot = before === undefined ? EMPTY_ROOT : hexToBuf(before.root);
-      if (!this.tree.root().equals(baseRoot)) {
+      if (!this.#tree.root().equals(baseRoot)) {
         throw new TileMismatchError(
           { level: 0, index: Math.floor(baseSize / 256) },
           'root_mismatch',
@@ -790,15 +804,15 @@ export class AuditLog {
     }
     // 2. The last batch's entries re-hashed onto that state (and the entry before them for
     //    the link), its root and its tiles compared with the store's.
-    let prev = this.loaded ? this.headHash : GENESIS_PREV_HASH;
+    let prev = this.#loaded ? this.#headHash : GENESIS_PREV_HASH;
     const times: string[] = [];
-    let linkFirst = !this.loaded && baseSize > 0;
-    for await (const value of this.store.readEntries(linkFirst ? baseSize - 1 : baseSize)) {
+    let linkFirst = !this.#loaded && baseSize > 0;
+    for await (const value of this.#store.readEntries(linkFirst ? baseSize - 1 : baseSize)) {
       if (linkFirst) {
         // The entry before the tail: only its hash matters, bound by its leaf.
         linkFirst = false;
         const seq = baseSize - 1;
-        const leaf = await this.tree.leaf(seq);
+        const leaf = await this.#tree.leaf(seq);
         if (
           !isEntryShape(value) ||
           value.seq !== seq ||
@@ -816,7 +830,7 @@ export class AuditLog {
         prev = value.hash;
         continue;
       }
-      const seq = this.tree.size;
+      const seq = this.#tree.size;
       if (!hasTail || seq >= (last?.size ?? 0)) {
         throw new ReplayProblem(
           `audit store holds entries after its last batch record (size ${last?.size ?? 0}): the store was edited`,
@@ -834,24 +848,24 @@ export class AuditLog {
           },
         );
       }
-      this.tree.appendLeaf(leafHash(hexToBuf((value as AuditEntry).hash)));
+      this.#tree.appendLeaf(leafHash(hexToBuf((value as AuditEntry).hash)));
       prev = (value as AuditEntry).hash;
       times.push((value as AuditEntry).time);
     }
     let eN = baseExtend;
     if (hasTail && last !== undefined) {
-      if (this.tree.size !== last.size) {
+      if (this.#tree.size !== last.size) {
         throw new ReplayProblem(
-          `audit store batch ${n - 1} ends at size ${last.size} but the store holds only ${this.tree.size} entries: the tail was truncated`,
+          `audit store batch ${n - 1} ends at size ${last.size} but the store holds only ${this.#tree.size} entries: the tail was truncated`,
           {
             reason: 'store_truncated',
             batch: n - 1,
             batchSize: last.size,
-            entries: this.tree.size,
+            entries: this.#tree.size,
           },
         );
       }
-      if (this.tree.root().toString('hex') !== last.root) {
+      if (this.#tree.root().toString('hex') !== last.root) {
         throw new ReplayProblem(`audit store batch ${n - 1} does not match its entries`, {
           reason: 'store_batch_root_mismatch',
           batch: n - 1,
@@ -864,23 +878,23 @@ export class AuditLog {
           batch: n - 1,
         });
       }
-      for (const t of this.tree.writes()) {
-        const stored = await this.store.readTile(t.level, t.index);
+      for (const t of this.#tree.writes()) {
+        const stored = await this.#store.readTile(t.level, t.index);
         if (stored === undefined || !stored.equals(t.hashes)) {
           throw new TileMismatchError(t, stored === undefined ? 'missing' : 'root_mismatch');
         }
       }
     }
-    const expected = this.genesisCounter + BigInt(n);
+    const expected = this.#genesisCounter + BigInt(n);
 
     // 3. Compare with the TPM.
-    const tpm = await this.readAnchor();
+    const tpm = await this.#readAnchor();
     if (tpm.extendValue.equals(eN) && tpm.counter === expected) {
       // consistent
     } else if (hasTail && tpm.extendValue.equals(eN) && tpm.counter === expected - 1n) {
       // Crash between extend and increment of the last batch: finish it.
-      await this.anchorStep(() => this.anchor.increment());
-      this.logger.warn(
+      await this.#anchorStep(() => this.#anchor.increment());
+      this.#logger.warn(
         { event: 'audit_anchor_completed', batch: n - 1, recovered: 'extended_not_counted' },
         'audit: finished anchoring the last batch (counter)',
       );
@@ -892,38 +906,38 @@ export class AuditLog {
     ) {
       // Durable in the store, never anchored, so nothing from it was released: anchor it,
       // if it is one the log could have written (whoever holds the disk may write it).
-      this.checkUnanchoredBatch(n - 1, times);
-      await this.anchorStep(() => this.anchor.extend(hexToBuf(last.root)));
-      await this.anchorStep(() => this.anchor.increment());
-      this.logger.warn(
+      this.#checkUnanchoredBatch(n - 1, times);
+      await this.#anchorStep(() => this.#anchor.extend(hexToBuf(last.root)));
+      await this.#anchorStep(() => this.#anchor.increment());
+      this.#logger.warn(
         { event: 'audit_anchor_completed', batch: n - 1, recovered: 'stored_not_anchored' },
         "audit: anchored the store's last, un-anchored batch",
       );
     } else if (tpm.counter > expected) {
-      throw this.refuse(
+      throw this.#refuse(
         `the TPM anchor is ${tpm.counter - expected} batch(es) ahead of the audit store (counter ${tpm.counter}, store has ${n} batches): the store is behind (restored from an older copy or truncated)`,
         { reason: 'store_behind_anchor', tpmCounter: tpm.counter.toString(), storeBatches: n },
       );
     } else if (tpm.counter < expected - 1n) {
-      throw this.refuse(
+      throw this.#refuse(
         `the audit store is ${expected - tpm.counter} batches ahead of the TPM anchor: more than one un-anchored batch cannot happen`,
         { reason: 'store_ahead_of_anchor', tpmCounter: tpm.counter.toString(), storeBatches: n },
       );
     } else {
-      throw this.refuse(
+      throw this.#refuse(
         "the audit store does not match the TPM anchor's extend value (entries rewritten, or a store from another appliance)",
         { reason: 'store_anchor_mismatch', tpmCounter: tpm.counter.toString(), storeBatches: n },
       );
     }
-    this.tree.settle();
-    this.anchoredFrontier = this.tree.frontier();
-    this.anchoredRoot = this.tree.root();
-    this.size = this.tree.size;
-    this.batches = n;
-    this.extendValue = Buffer.from(eN);
-    this.headHash = prev;
-    this.loaded = true;
-    this.dirty = false;
+    this.#tree.settle();
+    this.#anchoredFrontier = this.#tree.frontier();
+    this.#anchoredRoot = this.#tree.root();
+    this.#size = this.#tree.size;
+    this.#batches = n;
+    this.#extendValue = Buffer.from(eN);
+    this.#headHash = prev;
+    this.#loaded = true;
+    this.#dirty = false;
   }
 
   /**
@@ -931,15 +945,15 @@ export class AuditLog {
    * one time for the whole batch (a commit stamps all entries alike), not in the future
    * beyond a minute of clock skew. Bounds what a forger with the disk can slip in.
    */
-  private checkUnanchoredBatch(batch: number, times: readonly string[]): void {
+  #checkUnanchoredBatch(batch: number, times: readonly string[]): void {
     const first = times[0];
     const at = first === undefined ? Number.NaN : Date.parse(first);
     let problem: string | undefined;
-    if (times.length > this.options.maxBatchSize) problem = 'size';
+    if (times.length > this.#options.maxBatchSize) problem = 'size';
     else if (first === undefined || times.some((t) => t !== first)) problem = 'times_differ';
-    else if (!Number.isFinite(at) || at > this.clock.now() + 60_000) problem = 'time_in_future';
+    else if (!Number.isFinite(at) || at > this.#clock.now() + 60_000) problem = 'time_in_future';
     if (problem !== undefined) {
-      throw this.refuse(
+      throw this.#refuse(
         `the store's un-anchored batch ${batch} is not one this log writes (${problem}): refusing to anchor it`,
         {
           reason: 'store_unanchored_batch_implausible',
@@ -953,88 +967,91 @@ export class AuditLog {
 
   // --- group commit ---------------------------------------------------------------------
 
-  private async drain(): Promise<void> {
+  async #drain(): Promise<void> {
     for (;;) {
       // Wait out a whileIdle() caller and the rate bound on NV writes (appends arriving
       // meanwhile join this batch); the last check and the start of the commit below run
       // without yielding, so neither can slip in between.
       for (;;) {
-        if (this.gate !== undefined) {
-          await this.gate;
+        if (this.#gate !== undefined) {
+          await this.#gate;
           continue;
         }
         // Never longer than the interval: a wall clock stepped back must not stall appends.
         const wait = Math.min(
-          this.options.minAnchorIntervalMs,
-          this.lastAnchorAt + this.options.minAnchorIntervalMs - this.clock.now(),
+          this.#options.minAnchorIntervalMs,
+          this.#lastAnchorAt + this.#options.minAnchorIntervalMs - this.#clock.now(),
         );
         if (wait <= 0) break;
-        await this.clock.sleep(wait);
+        await this.#clock.sleep(wait);
       }
-      const batch = this.queue.splice(0, this.options.maxBatchSize);
-      this.inFlight = this.commit(batch).catch((err: unknown) => {
+      const batch = this.#queue.splice(0, this.#options.maxBatchSize);
+      this.#inFlight = this.#commit(batch).catch((err: unknown) => {
         // commit() settles every waiter itself; this only keeps a bug from wedging the queue.
         const failure = new AuditUnavailableError('audit log failed', { cause: err });
         for (const w of batch) w.reject(failure);
       });
-      await this.inFlight;
-      this.inFlight = undefined;
+      await this.#inFlight;
+      this.#inFlight = undefined;
       // Checked and cleared in one synchronous step, so no append can be left in the queue
       // with nobody draining it.
-      if (this.queue.length === 0) {
-        this.committing = undefined;
+      if (this.#queue.length === 0) {
+        this.#committing = undefined;
         return;
       }
     }
   }
 
-  private async commit(batch: readonly Waiter[]): Promise<void> {
+  async #commit(batch: readonly Waiter[]): Promise<void> {
     try {
-      this.assertServing();
-      if (this.dirty) await this.reconcile();
-      const time = new Date(this.clock.now()).toISOString();
+      this.#assertServing();
+      if (this.#dirty) await this.#reconcile();
+      const time = new Date(this.#clock.now()).toISOString();
       const entries: AuditEntry[] = [];
-      let prev = this.headHash;
+      let prev = this.#headHash;
       for (const w of batch) {
-        const entry = buildEntry(w.event, this.tree.size, time, prev);
+        const entry = buildEntry(w.event, this.#tree.size, time, prev);
         entries.push(entry);
-        this.tree.appendLeaf(leafHash(hexToBuf(entry.hash)));
+        this.#tree.appendLeaf(leafHash(hexToBuf(entry.hash)));
         prev = entry.hash;
       }
-      const root = this.tree.root();
-      const extendValue = extendDigest(this.extendValue, root);
+      const root = this.#tree.root();
+      const extendValue = extendDigest(this.#extendValue, root);
       const record: StoredBatch = {
-        index: this.batches,
-        size: this.tree.size,
+        index: this.#batches,
+        size: this.#tree.size,
         root: root.toString('hex'),
         extend: extendValue.toString('hex'),
       };
       // From here a failure may leave the store or the TPM one step ahead: reconcile first.
-      this.dirty = true;
+      this.#dirty = true;
       // The request bodies the entries name, content-addressed, in the same synced write.
       const bodies = batch.flatMap((w) =>
         w.event.body === undefined ? [] : [{ digest: w.event.digest, text: w.event.body }],
       );
       // The tiles the batch changed go in the same synced write as its entries.
-      await this.store.appendBatch(entries, record, bodies, this.tree.writes());
-      this.lastAnchorAt = this.clock.now();
-      await this.anchorStep(() => this.anchor.extend(root));
-      await this.anchorStep(() => this.anchor.increment());
-      await this.checkNoForeignWrite(this.genesisCounter + BigInt(this.batches + 1), extendValue);
-      this.tree.settle();
-      this.anchoredFrontier = this.tree.frontier();
-      this.anchoredRoot = root;
-      this.size = this.tree.size;
-      this.batches += 1;
-      this.extendValue = extendValue;
-      this.headHash = prev;
-      this.dirty = false;
-      this.counters.batches += 1;
-      this.counters.appends += entries.length;
+      await this.#store.appendBatch(entries, record, bodies, this.#tree.writes());
+      this.#lastAnchorAt = this.#clock.now();
+      await this.#anchorStep(() => this.#anchor.extend(root));
+      await this.#anchorStep(() => this.#anchor.increment());
+      await this.#checkNoForeignWrite(
+        this.#genesisCounter + BigInt(this.#batches + 1),
+        extendValue,
+      );
+      this.#tree.settle();
+      this.#anchoredFrontier = this.#tree.frontier();
+      this.#anchoredRoot = root;
+      this.#size = this.#tree.size;
+      this.#batches += 1;
+      this.#extendValue = extendValue;
+      this.#headHash = prev;
+      this.#dirty = false;
+      this.#counters.batches += 1;
+      this.#counters.appends += entries.length;
       entries.forEach((e, i) => batch[i]?.resolve({ seq: e.seq, hash: e.hash }));
     } catch (err) {
       // Back to the anchored state (which a reconciliation in this commit may have moved).
-      this.tree.reset(this.anchoredFrontier);
+      this.#tree.reset(this.#anchoredFrontier);
       const failure =
         err instanceof AuditRollbackError
           ? err
@@ -1042,7 +1059,7 @@ export class AuditLog {
             ? err
             : new AuditUnavailableError('audit log cannot record right now', { cause: err });
       if (!(err instanceof AuditRollbackError)) {
-        this.logger.warn(
+        this.#logger.warn(
           { event: 'audit_batch_failed', entries: batch.length },
           `audit: batch not recorded: ${describe(err)}`,
         );
@@ -1056,15 +1073,15 @@ export class AuditLog {
    * party's write to the anchor (owner auth) since the last batch. Refuse now, not at the
    * next start. A read that fails is an outage: the reconciliation decides.
    */
-  private async checkNoForeignWrite(counter: bigint, extendValue: Buffer): Promise<void> {
+  async #checkNoForeignWrite(counter: bigint, extendValue: Buffer): Promise<void> {
     let seen: AnchorState;
     try {
-      seen = await this.anchor.readAfterWrite();
+      seen = await this.#anchor.readAfterWrite();
     } catch (err) {
       throw new AuditUnavailableError('TPM anchor cannot be read', { cause: err });
     }
     if (seen.counter !== counter || !seen.extendValue.equals(extendValue)) {
-      throw this.refuse(
+      throw this.#refuse(
         `the TPM anchor changed beside this log's writes (counter ${seen.counter}, expected ${counter}): someone else wrote the anchor NV indices`,
         {
           reason: 'anchor_foreign_write',
@@ -1076,21 +1093,21 @@ export class AuditLog {
   }
 
   /** One TPM write, retried while the TPM says it did not execute it, up to the deadline. */
-  private async anchorStep(step: () => Promise<void>): Promise<void> {
-    const deadline = this.clock.now() + this.options.anchorRetryDeadlineMs;
+  async #anchorStep(step: () => Promise<void>): Promise<void> {
+    const deadline = this.#clock.now() + this.#options.anchorRetryDeadlineMs;
     for (let attempt = 0; ; attempt++) {
       try {
         await step();
-        this.counters.nvWrites += 1;
+        this.#counters.nvWrites += 1;
         return;
       } catch (err) {
         const retry = err instanceof AnchorError && err.retryable;
         const pause = Math.min(5 * 2 ** attempt, 200);
-        if (!retry || this.clock.now() + pause > deadline) {
+        if (!retry || this.#clock.now() + pause > deadline) {
           throw new AuditUnavailableError('TPM anchor cannot be written', { cause: err });
         }
-        this.counters.nvRetries += 1;
-        await this.clock.sleep(pause);
+        this.#counters.nvRetries += 1;
+        await this.#clock.sleep(pause);
       }
     }
   }

@@ -42,38 +42,38 @@ function splitPoint(n: number): number {
 
 /** A growable array of 32-byte hashes in one buffer (no per-hash object overhead). */
 class HashArray {
-  private buf = Buffer.alloc(HASH_SIZE * 64);
+  #buf = Buffer.alloc(HASH_SIZE * 64);
   length = 0;
 
   push(hash: Uint8Array): void {
-    if ((this.length + 1) * HASH_SIZE > this.buf.length) {
-      const bigger = Buffer.alloc(this.buf.length * 2);
-      this.buf.copy(bigger, 0, 0, this.length * HASH_SIZE);
-      this.buf = bigger;
+    if ((this.length + 1) * HASH_SIZE > this.#buf.length) {
+      const bigger = Buffer.alloc(this.#buf.length * 2);
+      this.#buf.copy(bigger, 0, 0, this.length * HASH_SIZE);
+      this.#buf = bigger;
     }
-    this.buf.set(hash, this.length * HASH_SIZE);
+    this.#buf.set(hash, this.length * HASH_SIZE);
     this.length += 1;
   }
 
   get(i: number): Buffer {
     if (i < 0 || i >= this.length) throw new RangeError(`hash index ${i} out of range`);
-    return Buffer.from(this.buf.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
+    return Buffer.from(this.#buf.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
   }
 }
 
 export class MerkleTree {
   /** levels[k][i] = hash of the full subtree of 2^k leaves starting at leaf i·2^k. */
-  private readonly levels: HashArray[] = [new HashArray()];
+  readonly #levels: HashArray[] = [new HashArray()];
 
   get size(): number {
-    return this.level(0).length;
+    return this.#level(0).length;
   }
 
-  private level(k: number): HashArray {
-    let l = this.levels[k];
+  #level(k: number): HashArray {
+    let l = this.#levels[k];
     if (l === undefined) {
       l = new HashArray();
-      this.levels[k] = l;
+      this.#levels[k] = l;
     }
     return l;
   }
@@ -81,15 +81,15 @@ export class MerkleTree {
   /** Append one leaf hash (already prefixed: use leafHash()). */
   appendLeaf(leaf: Uint8Array): void {
     if (leaf.length !== HASH_SIZE) throw new TypeError('leaf hash must be 32 bytes');
-    this.level(0).push(leaf);
+    this.#level(0).push(leaf);
     // Close every subtree this leaf completes.
     let k = 0;
     let current: Buffer = Buffer.from(leaf);
-    while (this.level(k).length % 2 === 0) {
-      const left = this.level(k).get(this.level(k).length - 2);
+    while (this.#level(k).length % 2 === 0) {
+      const left = this.#level(k).get(this.#level(k).length - 2);
       current = nodeHash(left, current);
       k += 1;
-      this.level(k).push(current);
+      this.#level(k).push(current);
     }
   }
 
@@ -98,40 +98,40 @@ export class MerkleTree {
     if (!Number.isSafeInteger(size) || size < 0 || size > this.size) {
       throw new RangeError(`cannot truncate to ${size}`);
     }
-    for (let k = 0; k < this.levels.length; k++) {
-      const level = this.level(k);
+    for (let k = 0; k < this.#levels.length; k++) {
+      const level = this.#level(k);
       level.length = Math.min(level.length, Math.floor(size / 2 ** k));
     }
   }
 
   leaf(index: number): Buffer {
-    return this.level(0).get(index);
+    return this.#level(0).get(index);
   }
 
-  private checkSize(size: number): void {
+  #checkSize(size: number): void {
     if (!Number.isSafeInteger(size) || size < 0 || size > this.size) {
       throw new AuditRangeError(`tree size ${size} is beyond the log (size ${this.size})`);
     }
   }
 
   /** MTH(D[lo:hi]) for hi > lo, following the RFC's split, with cached full subtrees. */
-  private subtree(lo: number, hi: number): Buffer {
+  #subtree(lo: number, hi: number): Buffer {
     const n = hi - lo;
     if ((n & (n - 1)) === 0 && lo % n === 0) {
-      return this.level(Math.log2(n)).get(lo / n);
+      return this.#level(Math.log2(n)).get(lo / n);
     }
     const k = splitPoint(n);
-    return nodeHash(this.subtree(lo, lo + k), this.subtree(lo + k, hi));
+    return nodeHash(this.#subtree(lo, lo + k), this.#subtree(lo + k, hi));
   }
 
   root(size: number = this.size): Buffer {
-    this.checkSize(size);
-    return size === 0 ? Buffer.from(EMPTY_ROOT) : this.subtree(0, size);
+    this.#checkSize(size);
+    return size === 0 ? Buffer.from(EMPTY_ROOT) : this.#subtree(0, size);
   }
 
   /** RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf to root. */
   inclusionProof(index: number, size: number): Buffer[] {
-    this.checkSize(size);
+    this.#checkSize(size);
     if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
       throw new AuditRangeError(`leaf ${index} is not in a tree of size ${size}`);
     }
@@ -142,10 +142,10 @@ export class MerkleTree {
       const k = splitPoint(n);
       if (m < k) {
         walk(m, lo, lo + k);
-        path.push(this.subtree(lo + k, hi));
+        path.push(this.#subtree(lo + k, hi));
       } else {
         walk(m - k, lo + k, hi);
-        path.push(this.subtree(lo, lo + k));
+        path.push(this.#subtree(lo, lo + k));
       }
     };
     walk(index, 0, size);
@@ -154,7 +154,7 @@ export class MerkleTree {
 
   /** RFC 9162 §2.1.4.1 PROOF(from, D[0:to]) for 1 <= from <= to (empty when equal). */
   consistencyProof(from: number, to: number): Buffer[] {
-    this.checkSize(to);
+    this.#checkSize(to);
     if (!Number.isSafeInteger(from) || from < 1 || from > to) {
       throw new AuditRangeError(`no consistency proof from size ${from} to size ${to}`);
     }
@@ -162,16 +162,16 @@ export class MerkleTree {
     const sub = (m: number, lo: number, hi: number, complete: boolean): void => {
       const n = hi - lo;
       if (m === n) {
-        if (!complete) path.push(this.subtree(lo, hi));
+        if (!complete) path.push(this.#subtree(lo, hi));
         return;
       }
       const k = splitPoint(n);
       if (m <= k) {
         sub(m, lo, lo + k, complete);
-        path.push(this.subtree(lo + k, hi));
+        path.push(this.#subtree(lo + k, hi));
       } else {
         sub(m - k, lo + k, hi, false);
-        path.push(this.subtree(lo, lo + k));
+        path.push(this.#subtree(lo, lo + k));
       }
     };
     if (from < to) sub(from, 0, to, true);

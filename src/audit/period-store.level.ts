@@ -28,49 +28,61 @@ function parse(text: string | undefined): unknown {
 }
 
 export class LevelPeriodStore implements PeriodStore {
-  private readonly sub;
-  private readonly stores = new Map<number, { level: LevelAuditStore; store: AuditStore }>();
+  readonly #sub;
+  readonly #stores = new Map<number, { level: LevelAuditStore; store: AuditStore }>();
+
+  readonly #db: Database;
+  readonly #decorate: (store: AuditStore) => AuditStore;
 
   constructor(
-    private readonly db: Database,
+    db: Database,
     /** Wraps each period's store (e.g. to measure it); the switch writes around it. */
-    private readonly decorate: (store: AuditStore) => AuditStore = (s) => s,
+    decorate: (store: AuditStore) => AuditStore = (s) => s,
   ) {
-    this.sub = stringSublevel(db, 'audit-periods');
+    this.#db = db;
+    this.#decorate = decorate;
+    this.#sub = stringSublevel(db, 'audit-periods');
   }
 
   async readCurrent(): Promise<unknown> {
-    const value = parse(await this.sub.get(CURRENT));
+    const value = parse(await this.#sub.get(CURRENT));
     return value === undefined ? undefined : (value as { period?: unknown }).period;
   }
 
   async readRecord(period: number): Promise<unknown> {
-    return parse(await this.sub.get(recordKey(period)));
+    return parse(await this.#sub.get(recordKey(period)));
   }
 
   async readRetirement(period: number): Promise<unknown> {
-    return parse(await this.sub.get(retiredKey(period)));
+    return parse(await this.#sub.get(retiredKey(period)));
   }
 
   async writeRetirement(period: number, record: object): Promise<void> {
-    await this.db.batch(
-      [{ type: 'put', key: retiredKey(period), value: JSON.stringify(record), sublevel: this.sub }],
+    await this.#db.batch(
+      [
+        {
+          type: 'put',
+          key: retiredKey(period),
+          value: JSON.stringify(record),
+          sublevel: this.#sub,
+        },
+      ],
       { sync: true },
     );
   }
 
-  private opened(period: number): { level: LevelAuditStore; store: AuditStore } {
-    let s = this.stores.get(period);
+  #opened(period: number): { level: LevelAuditStore; store: AuditStore } {
+    let s = this.#stores.get(period);
     if (s === undefined) {
-      const level = new LevelAuditStore(this.db, periodStoreName(period));
-      s = { level, store: this.decorate(level) };
-      this.stores.set(period, s);
+      const level = new LevelAuditStore(this.#db, periodStoreName(period));
+      s = { level, store: this.#decorate(level) };
+      this.#stores.set(period, s);
     }
     return s;
   }
 
   store(period: number): AuditStore {
-    return this.opened(period).store;
+    return this.#opened(period).store;
   }
 
   async startPeriod(
@@ -80,27 +92,27 @@ export class LevelPeriodStore implements PeriodStore {
     batch: StoredBatch,
     tiles: readonly TileData[],
   ): Promise<void> {
-    const { ops } = await this.opened(record.period).level.batchOps(
+    const { ops } = await this.#opened(record.period).level.batchOps(
       entries,
       batch,
       [],
       tiles,
       meta,
     );
-    await this.db.batch(
+    await this.#db.batch(
       [
         ...ops,
         {
           type: 'put',
           key: recordKey(record.period),
           value: JSON.stringify(record),
-          sublevel: this.sub,
+          sublevel: this.#sub,
         },
         {
           type: 'put',
           key: CURRENT,
           value: JSON.stringify({ period: record.period }),
-          sublevel: this.sub,
+          sublevel: this.#sub,
         },
       ],
       { sync: true },

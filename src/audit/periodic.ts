@@ -58,6 +58,7 @@ import type {
 import type { Appended, AuditStats } from './log.js';
 import { TiledTree } from './tiled-tree.js';
 import type { TileRequest } from './tiles.js';
+import { overlay } from './overlay.js';
 
 /** One period's log and the service over it. */
 export interface PeriodLog {
@@ -106,35 +107,39 @@ function baseOf(record: PeriodRecord | undefined): AnchorState | undefined {
 }
 
 export class PeriodicAuditService implements AuditService {
-  private current: Current | undefined;
-  private starting: Promise<Current> | undefined;
-  private refusal: AuditRollbackError | AuditNotProvisionedError | undefined;
+  #current: Current | undefined;
+  #starting: Promise<Current> | undefined;
+  #refusal: AuditRollbackError | AuditNotProvisionedError | undefined;
   /** Set (synchronously) for the whole of a switch: appends wait for the next period. */
-  private switching: Promise<PeriodInfo> | undefined;
+  #switching: Promise<PeriodInfo> | undefined;
   /** Appends handed to the current period's log and not yet settled. */
-  private readonly pending = new Set<Promise<unknown>>();
-  private readonly frozen = new Map<number, Promise<LogService>>();
-  private timer: NodeJS.Timeout | undefined;
+  readonly #pending = new Set<Promise<unknown>>();
+  readonly #frozen = new Map<number, Promise<LogService>>();
+  #timer: NodeJS.Timeout | undefined;
   /** Counters of the periods frozen while this process ran (stats() spans them). */
-  private carried: AuditStats = ZERO_STATS;
-  private closed = false;
-  private retiring: Promise<unknown> = Promise.resolve();
+  #carried: AuditStats = ZERO_STATS;
+  #closed = false;
+  #retiring: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly o: PeriodicOptions) {}
+  readonly #o: PeriodicOptions;
+
+  constructor(o: PeriodicOptions) {
+    this.#o = o;
+  }
 
   // --- start-up -------------------------------------------------------------------------
 
-  private refuse(message: string, details: Record<string, unknown>): AuditRollbackError {
+  #refuse(message: string, details: Record<string, unknown>): AuditRollbackError {
     const err = new AuditRollbackError(message, { details });
-    this.refusal = err;
-    this.o.logger.error(
+    this.#refusal = err;
+    this.#o.logger.error(
       { event: 'audit_rollback_detected', ...details },
       `audit: refusing to serve: ${message}; an operator must investigate the store and the TPM anchor`,
     );
     return err;
   }
 
-  private async read<T>(what: () => Promise<T>): Promise<T> {
+  async #read<T>(what: () => Promise<T>): Promise<T> {
     try {
       return await what();
     } catch (err) {
@@ -143,10 +148,10 @@ export class PeriodicAuditService implements AuditService {
   }
 
   /** Period n's record, checked, or a refusal. */
-  private async record(n: number): Promise<PeriodRecord> {
-    const record = await this.read(() => this.o.periods.readRecord(n));
-    if (!isPeriodRecord(record, this.o.origin, n)) {
-      throw this.refuse(`the record of log period ${n} is missing or malformed`, {
+  async #record(n: number): Promise<PeriodRecord> {
+    const record = await this.#read(() => this.#o.periods.readRecord(n));
+    if (!isPeriodRecord(record, this.#o.origin, n)) {
+      throw this.#refuse(`the record of log period ${n} is missing or malformed`, {
         reason: 'period_registry_malformed',
         period: n,
       });
@@ -155,18 +160,18 @@ export class PeriodicAuditService implements AuditService {
   }
 
   /** The current period as the registry names it, every record back to the first checked. */
-  private async registry(): Promise<{ period: number; record: PeriodRecord | undefined }> {
-    const raw = await this.read(() => this.o.periods.readCurrent());
+  async #registry(): Promise<{ period: number; record: PeriodRecord | undefined }> {
+    const raw = await this.#read(() => this.#o.periods.readCurrent());
     if (raw !== undefined && !isPeriodNumber(raw)) {
-      throw this.refuse('the current log period is malformed', {
+      throw this.#refuse('the current log period is malformed', {
         reason: 'period_registry_malformed',
       });
     }
     const period = raw ?? 0;
     // A later period's record with an earlier one named current: an old period presented as
     // the current one (its log would also be behind the TPM anchor).
-    if ((await this.read(() => this.o.periods.readRecord(period + 1))) !== undefined) {
-      throw this.refuse(`log period ${period} is named current but period ${period + 1} exists`, {
+    if ((await this.#read(() => this.#o.periods.readRecord(period + 1))) !== undefined) {
+      throw this.#refuse(`log period ${period} is named current but period ${period + 1} exists`, {
         reason: 'period_not_current',
         period,
       });
@@ -174,9 +179,9 @@ export class PeriodicAuditService implements AuditService {
     // Each record names the period before it and an anchor state after it: none skipped.
     let later: PeriodRecord | undefined;
     for (let n = period; n >= 1; n--) {
-      const r = await this.record(n);
+      const r = await this.#record(n);
       if (later !== undefined && BigInt(r.previous.counter) >= BigInt(later.previous.counter)) {
-        throw this.refuse(`log periods ${n} and ${n + 1} are not in anchor order`, {
+        throw this.#refuse(`log periods ${n} and ${n + 1} are not in anchor order`, {
           reason: 'period_registry_malformed',
           period: n,
         });
@@ -186,30 +191,30 @@ export class PeriodicAuditService implements AuditService {
     return { period, record: later };
   }
 
-  private async startUp(): Promise<Current> {
-    const { period, record } = await this.registry();
-    const origin = periodOrigin(this.o.origin, period);
-    const built = this.o.build(origin, this.o.periods.store(period), baseOf(record));
+  async #startUp(): Promise<Current> {
+    const { period, record } = await this.#registry();
+    const origin = periodOrigin(this.#o.origin, period);
+    const built = this.#o.build(origin, this.#o.periods.store(period), baseOf(record));
     await built.log.open();
     if (record !== undefined) {
-      await this.checkLink(built.service, record);
+      await this.#checkLink(built.service, record);
       // The period before must end exactly where the link says (none deleted or replaced).
-      await this.openFrozen(period - 1, record);
+      await this.#openFrozen(period - 1, record);
     }
     const current = { ...built, period, record };
-    this.o.logger.info(
+    this.#o.logger.info(
       { event: 'audit_period_current', period, origin },
       `audit: log period ${period} is current`,
     );
     return current;
   }
 
-  private async checkLink(service: LogService, record: PeriodRecord): Promise<void> {
+  async #checkLink(service: LogService, record: PeriodRecord): Promise<void> {
     const [first] = await service.entries(0, 1);
     const problem =
       first === undefined ? 'missing' : linkProblem(first, record.previous, record.period);
     if (problem !== undefined) {
-      throw this.refuse(
+      throw this.#refuse(
         `the first entry of log period ${record.period} is not its link to period ${record.period - 1} (${problem})`,
         { reason: 'period_link_mismatch', period: record.period, problem },
       );
@@ -217,45 +222,46 @@ export class PeriodicAuditService implements AuditService {
   }
 
   /** The current period, its start-up check run first (once at a time). */
-  private now(): Promise<Current> {
-    if (this.refusal !== undefined) return Promise.reject(this.refusal);
-    if (this.closed) return Promise.reject(new AuditUnavailableError('audit log is closed'));
-    if (this.current !== undefined) return Promise.resolve(this.current);
-    this.starting ??= this.startUp()
+  #now(): Promise<Current> {
+    if (this.#refusal !== undefined) return Promise.reject(this.#refusal);
+    if (this.#closed) return Promise.reject(new AuditUnavailableError('audit log is closed'));
+    if (this.#current !== undefined) return Promise.resolve(this.#current);
+    this.#starting ??= this.#startUp()
       .then((c) => {
-        this.current = c;
+        this.#current = c;
         return c;
       })
       .catch((err: unknown) => {
         // A refusal stands until an operator acts, as a period's own log keeps it.
         if (err instanceof AuditRollbackError || err instanceof AuditNotProvisionedError) {
-          this.refusal = err;
+          this.#refusal = err;
         }
         throw err;
       })
       .finally(() => {
-        this.starting = undefined;
+        this.#starting = undefined;
       });
-    return this.starting;
+    return this.#starting;
   }
 
   /** The current period for a read: never runs the start-up check (that is ready()'s). */
-  private async serving(): Promise<Current> {
-    if (this.refusal !== undefined) throw this.refusal;
-    const current = this.current ?? (this.switching === undefined ? undefined : await this.now());
+  async #serving(): Promise<Current> {
+    if (this.#refusal !== undefined) throw this.#refusal;
+    const current =
+      this.#current ?? (this.#switching === undefined ? undefined : await this.#now());
     if (current === undefined) throw new AuditUnavailableError('audit log is not ready');
     return current;
   }
 
   async ready(): Promise<void> {
-    await this.now();
-    this.schedule();
+    await this.#now();
+    this.#schedule();
   }
 
   async provision(): Promise<boolean> {
     // Only the first period is ever provisioned; a log that has switched exists.
-    if ((await this.read(() => this.o.periods.readCurrent())) !== undefined) return false;
-    const first = this.o.build(this.o.origin, this.o.periods.store(0), undefined);
+    if ((await this.#read(() => this.#o.periods.readCurrent())) !== undefined) return false;
+    const first = this.#o.build(this.#o.origin, this.#o.periods.store(0), undefined);
     try {
       return await first.service.provision();
     } finally {
@@ -269,13 +275,13 @@ export class PeriodicAuditService implements AuditService {
    * Period m (< current) read-only: its end is what period m+1's record and link entry say
    * (checked against the anchored link at start-up); `next` is that record.
    */
-  private openFrozen(m: number, next: PeriodRecord): Promise<LogService> {
-    const known = this.frozen.get(m);
+  #openFrozen(m: number, next: PeriodRecord): Promise<LogService> {
+    const known = this.#frozen.get(m);
     if (known !== undefined) return known;
     const opening = (async (): Promise<LogService> => {
-      const record = m === 0 ? undefined : await this.record(m);
-      const origin = periodOrigin(this.o.origin, m);
-      const built = this.o.build(origin, this.o.periods.store(m), baseOf(record));
+      const record = m === 0 ? undefined : await this.#record(m);
+      const origin = periodOrigin(this.#o.origin, m);
+      const built = this.#o.build(origin, this.#o.periods.store(m), baseOf(record));
       const end = next.previous;
       try {
         await built.log.openFrozen({
@@ -286,19 +292,19 @@ export class PeriodicAuditService implements AuditService {
         });
       } catch (err) {
         if (err instanceof AuditRollbackError) {
-          throw this.refuse(err.message, { ...err.details, period: m });
+          throw this.#refuse(err.message, { ...err.details, period: m });
         }
         throw err;
       }
-      if (record !== undefined) await this.checkLink(built.service, record);
-      await this.checkNotEmptied(m, end.size);
+      if (record !== undefined) await this.#checkLink(built.service, record);
+      await this.#checkNotEmptied(m, end.size);
       return frozenView(built.service);
     })();
-    opening.catch(() => this.frozen.delete(m));
-    this.frozen.set(m, opening);
-    if (this.frozen.size > FROZEN_OPEN) {
-      const [oldest] = this.frozen.keys();
-      if (oldest !== undefined && oldest !== m) this.frozen.delete(oldest);
+    opening.catch(() => this.#frozen.delete(m));
+    this.#frozen.set(m, opening);
+    if (this.#frozen.size > FROZEN_OPEN) {
+      const [oldest] = this.#frozen.keys();
+      if (oldest !== undefined && oldest !== m) this.#frozen.delete(oldest);
     }
     return opening;
   }
@@ -308,15 +314,15 @@ export class PeriodicAuditService implements AuditService {
    * (retention.ts): entries that vanished without a retirement record are refused
    * (`store_entries_missing`), one read whatever the period's size.
    */
-  private async checkNotEmptied(m: number, size: number): Promise<void> {
+  async #checkNotEmptied(m: number, size: number): Promise<void> {
     if (size <= (m === 0 ? 0 : 1)) return;
-    if ((await this.read(() => this.o.periods.readRetirement(m))) !== undefined) return;
-    const last = await this.read(async () => {
-      for await (const v of this.o.periods.store(m).readEntries(size - 1, 1)) return v;
+    if ((await this.#read(() => this.#o.periods.readRetirement(m))) !== undefined) return;
+    const last = await this.#read(async () => {
+      for await (const v of this.#o.periods.store(m).readEntries(size - 1, 1)) return v;
       return undefined;
     });
     if (last === undefined) {
-      throw this.refuse(
+      throw this.#refuse(
         `the entries of frozen log period ${m} are gone without a retirement record`,
         { reason: 'store_entries_missing', period: m },
       );
@@ -324,18 +330,18 @@ export class PeriodicAuditService implements AuditService {
   }
 
   currentPeriod(): number | undefined {
-    return this.current?.period;
+    return this.#current?.period;
   }
 
   async inPeriod(period: number): Promise<LogService> {
     if (!isPeriodNumber(period)) throw new AuditRangeError('bad period');
-    const current = await this.serving();
+    const current = await this.#serving();
     if (period === current.period) return current.service;
     if (period > current.period) {
       throw new AuditPeriodNotFoundError(`no log period ${period} (current ${current.period})`);
     }
-    const frozen = await this.openFrozen(period, await this.record(period + 1));
-    const retired = await this.read(() => readRetirement(this.o.periods, period));
+    const frozen = await this.#openFrozen(period, await this.#record(period + 1));
+    const retired = await this.#read(() => readRetirement(this.#o.periods, period));
     return retired === undefined ? frozen : retiredView(frozen, retired);
   }
 
@@ -344,25 +350,25 @@ export class PeriodicAuditService implements AuditService {
     actor: string,
     policySet: (hash: string) => Promise<BundlePolicySet | undefined>,
   ): Promise<RetirementRecord> {
-    const config = this.o.retention;
+    const config = this.#o.retention;
     if (config === undefined) throw new AuditUnavailableError('retention is not configured');
     // One retirement at a time (each exports, verifies and deletes a whole period).
-    const run = this.retiring
+    const run = this.#retiring
       .catch(() => undefined)
       .then(() =>
         retirePeriod({
           audit: this,
-          periods: this.o.periods,
+          periods: this.#o.periods,
           config,
-          clock: this.o.clock,
+          clock: this.#o.clock,
           policySet,
           period,
           actor,
         }),
       );
-    this.retiring = run;
+    this.#retiring = run;
     const done = await run;
-    this.o.logger.info(
+    this.#o.logger.info(
       { event: 'audit_period_retired', period, bundleDigest: done.bundleDigest },
       `audit: the entries of log period ${period} were retired to bundle ${done.file}`,
     );
@@ -370,13 +376,13 @@ export class PeriodicAuditService implements AuditService {
   }
 
   async periods(): Promise<PeriodInfo[]> {
-    const current = await this.serving();
+    const current = await this.#serving();
     const out: PeriodInfo[] = [];
     for (let n = 0; n <= current.period; n++) {
-      const record = n === 0 ? undefined : await this.record(n);
+      const record = n === 0 ? undefined : await this.#record(n);
       out.push({
         period: n,
-        origin: periodOrigin(this.o.origin, n),
+        origin: periodOrigin(this.#o.origin, n),
         state: n === current.period ? 'current' : 'frozen',
         startedAt: record?.startedAt ?? null,
         ...(record === undefined ? {} : { previous: record.previous }),
@@ -388,32 +394,32 @@ export class PeriodicAuditService implements AuditService {
   // --- the switch ------------------------------------------------------------------------
 
   async startPeriod(actor: string): Promise<PeriodInfo> {
-    while (this.switching !== undefined) await this.switching.catch(() => undefined);
-    const run = this.switchPeriod(actor);
-    this.switching = run;
+    while (this.#switching !== undefined) await this.#switching.catch(() => undefined);
+    const run = this.#switchPeriod(actor);
+    this.#switching = run;
     try {
       return await run;
     } finally {
-      if (this.switching === run) this.switching = undefined;
+      if (this.#switching === run) this.#switching = undefined;
     }
   }
 
-  private async switchPeriod(actor: string): Promise<PeriodInfo> {
-    const cur = await this.now();
-    const genesis = this.o.anchor.genesis;
+  async #switchPeriod(actor: string): Promise<PeriodInfo> {
+    const cur = await this.#now();
+    const genesis = this.#o.anchor.genesis;
     if (genesis === undefined) throw new AuditUnavailableError('audit log is not provisioned');
     // Every append already handed to this period settles in it; later ones wait (append).
-    await Promise.allSettled([...this.pending]);
+    await Promise.allSettled([...this.#pending]);
     // Set inside the callback (so an object: the checker does not track it there).
     const step = { attempted: false };
     let closing: Promise<void> | undefined;
     try {
       await cur.log.whileIdle(async (head) => {
         const period = cur.period + 1;
-        const startedAt = new Date(this.o.clock.now()).toISOString();
+        const startedAt = new Date(this.#o.clock.now()).toISOString();
         const previous: PeriodEnd = {
           period: cur.period,
-          origin: periodOrigin(this.o.origin, cur.period),
+          origin: periodOrigin(this.#o.origin, cur.period),
           size: head.size,
           root: head.root.toString('hex'),
           counter: head.counter.toString(),
@@ -421,7 +427,7 @@ export class PeriodicAuditService implements AuditService {
         };
         const record: PeriodRecord = {
           period,
-          origin: periodOrigin(this.o.origin, period),
+          origin: periodOrigin(this.#o.origin, period),
           startedAt,
           previous,
         };
@@ -431,11 +437,11 @@ export class PeriodicAuditService implements AuditService {
           startedAt,
           GENESIS_PREV_HASH,
         );
-        const tree = new TiledTree(this.o.periods.store(period));
+        const tree = new TiledTree(this.#o.periods.store(period));
         tree.appendLeaf(leafHash(hexToBuf(link.hash)));
         const root = tree.root();
         step.attempted = true;
-        await this.o.periods.startPeriod(
+        await this.#o.periods.startPeriod(
           record,
           { version: 2, origin: record.origin, genesisCounter: genesis.toString() },
           [link],
@@ -455,17 +461,17 @@ export class PeriodicAuditService implements AuditService {
       // Whether the switch is durable is unknown: read the registry again before serving.
       closing ??= cur.service.close();
       await closing;
-      this.current = undefined;
-      this.frozen.clear();
+      this.#current = undefined;
+      this.#frozen.clear();
       throw err;
     }
     await closing;
-    this.carried = addStats(this.carried, cur.service.stats());
-    this.current = undefined;
-    this.frozen.clear();
+    this.#carried = addStats(this.#carried, cur.service.stats());
+    this.#current = undefined;
+    this.#frozen.clear();
     // The new period's start-up check anchors its first batch (stored, not anchored).
-    const next = await this.now();
-    this.o.logger.info(
+    const next = await this.#now();
+    this.#o.logger.info(
       { event: 'audit_period_started', period: next.period, actor },
       `audit: log period ${next.period} started; period ${cur.period} is frozen`,
     );
@@ -480,9 +486,9 @@ export class PeriodicAuditService implements AuditService {
    * whether it switched. The timer calls it; tests call it with an injected clock.
    */
   async tick(): Promise<boolean> {
-    const length = this.o.periodMs;
-    if (length === undefined || this.closed) return false;
-    const cur = await this.now();
+    const length = this.#o.periodMs;
+    if (length === undefined || this.#closed) return false;
+    const cur = await this.#now();
     const size = cur.service.treeSize() ?? 0;
     if (size <= (cur.record === undefined ? 0 : 1)) return false;
     let started = cur.record?.startedAt;
@@ -490,18 +496,18 @@ export class PeriodicAuditService implements AuditService {
       const [first] = await cur.service.entries(0, 1);
       started = first?.time;
     }
-    if (started === undefined || this.o.clock.now() - Date.parse(started) < length) return false;
+    if (started === undefined || this.#o.clock.now() - Date.parse(started) < length) return false;
     await this.startPeriod('schedule');
     return true;
   }
 
-  private schedule(): void {
-    const length = this.o.periodMs;
-    if (length === undefined || this.timer !== undefined || this.closed) return;
-    this.timer = setInterval(
+  #schedule(): void {
+    const length = this.#o.periodMs;
+    if (length === undefined || this.#timer !== undefined || this.#closed) return;
+    this.#timer = setInterval(
       () => {
         this.tick().catch((err: unknown) => {
-          this.o.logger.warn(
+          this.#o.logger.warn(
             { event: 'audit_period_failed' },
             `audit: scheduled log period not started: ${err instanceof Error ? err.message : 'error'}`,
           );
@@ -509,81 +515,81 @@ export class PeriodicAuditService implements AuditService {
       },
       Math.min(60_000, Math.max(1000, Math.floor(length / 10))),
     );
-    this.timer.unref();
+    this.#timer.unref();
   }
 
   // --- the current period's service -------------------------------------------------------
 
   async append(event: AuditEvent): Promise<Appended> {
     for (;;) {
-      if (this.switching !== undefined) await this.switching.catch(() => undefined);
-      const cur = await this.now();
+      if (this.#switching !== undefined) await this.#switching.catch(() => undefined);
+      const cur = await this.#now();
       // Checked and handed over without yielding, so a switch cannot begin in between.
-      if (this.switching !== undefined || this.current !== cur) continue;
+      if (this.#switching !== undefined || this.#current !== cur) continue;
       const appended = cur.service.append(event);
-      this.pending.add(appended);
+      this.#pending.add(appended);
       void appended.then(
-        () => this.pending.delete(appended),
-        () => this.pending.delete(appended),
+        () => this.#pending.delete(appended),
+        () => this.#pending.delete(appended),
       );
       return appended.then((a) => ({ ...a, period: cur.period }));
     }
   }
 
   async checkpoint(options?: { nonce?: Buffer }): Promise<SignedCheckpoint> {
-    return (await this.serving()).service.checkpoint(options);
+    return (await this.#serving()).service.checkpoint(options);
   }
 
   async verifier(): Promise<VerifierInfo> {
-    return (await this.serving()).service.verifier();
+    return (await this.#serving()).service.verifier();
   }
 
   async entries(from: number, limit: number): Promise<AuditEntry[]> {
-    return (await this.serving()).service.entries(from, limit);
+    return (await this.#serving()).service.entries(from, limit);
   }
 
   async query(filter: AuditFilter, cursor: number, limit: number): Promise<QueryPage> {
-    return (await this.serving()).service.query(filter, cursor, limit);
+    return (await this.#serving()).service.query(filter, cursor, limit);
   }
 
   async body(digest: string): Promise<string> {
-    return (await this.serving()).service.body(digest);
+    return (await this.#serving()).service.body(digest);
   }
 
   async batches(from: number, limit: number): Promise<BatchBoundary[]> {
-    return (await this.serving()).service.batches(from, limit);
+    return (await this.#serving()).service.batches(from, limit);
   }
 
   async inclusionProof(seq: number, treeSize: number): Promise<InclusionProof> {
-    return (await this.serving()).service.inclusionProof(seq, treeSize);
+    return (await this.#serving()).service.inclusionProof(seq, treeSize);
   }
 
   async consistencyProof(from: number, to: number): Promise<ConsistencyProof> {
-    return (await this.serving()).service.consistencyProof(from, to);
+    return (await this.#serving()).service.consistencyProof(from, to);
   }
 
   async tlogResource(request: TileRequest): Promise<Buffer> {
-    return (await this.serving()).service.tlogResource(request);
+    return (await this.#serving()).service.tlogResource(request);
   }
 
   async exportLog(): Promise<AuditExport> {
-    return (await this.serving()).service.exportLog();
+    return (await this.#serving()).service.exportLog();
   }
 
   stats(): AuditStats {
-    return addStats(this.carried, this.current?.service.stats() ?? ZERO_STATS);
+    return addStats(this.#carried, this.#current?.service.stats() ?? ZERO_STATS);
   }
 
   treeSize(): number | undefined {
-    return this.current?.service.treeSize();
+    return this.#current?.service.treeSize();
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer !== undefined) clearInterval(this.timer);
-    await this.switching?.catch(() => undefined);
-    await this.starting?.catch(() => undefined);
-    await this.current?.service.close();
+    this.#closed = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.#switching?.catch(() => undefined);
+    await this.#starting?.catch(() => undefined);
+    await this.#current?.service.close();
   }
 }
 
@@ -595,7 +601,7 @@ export class PeriodicAuditService implements AuditService {
 function frozenView(service: LogService): LogService {
   const refuse = (what: string): AuditRangeError =>
     new AuditRangeError(`${what}: this log period is frozen; ask the current period`);
-  return Object.assign(Object.create(service) as LogService, {
+  return overlay<LogService>(service, {
     append: () => Promise.reject(refuse('no appends')),
     checkpoint: (options?: { nonce?: Buffer }) =>
       options?.nonce === undefined

@@ -32,6 +32,7 @@ import type { PeriodStore } from './period-store.port.js';
 import { isPeriodNumber } from './periods.js';
 import type { AuditService, LogService } from './service.js';
 import { BundleInvalidError, verifyBundle, type BundleTrust } from './verify-bundle.js';
+import { overlay } from './overlay.js';
 
 /** The entry type recording a retirement (facts.ts `PeriodRetiredFacts`). */
 export const PERIOD_RETIRED = 'audit.period.retired';
@@ -259,7 +260,7 @@ export function retiredView(service: LogService, record: RetirementRecord): LogS
         },
       },
     );
-  return Object.assign(Object.create(service) as LogService, {
+  return overlay<LogService>(service, {
     entries: (from: number, limit: number) =>
       from < record.from
         ? service.entries(from, Math.min(limit, record.from - from))

@@ -150,102 +150,120 @@ function certOut(c: NvCertification): NvCertifyOut {
 }
 
 export class DefaultAuditService implements LogService {
-  private cached: { size: number; counter: bigint; checkpoint: SignedCheckpoint } | undefined;
+  #cached: { size: number; counter: bigint; checkpoint: SignedCheckpoint } | undefined;
+
+  readonly #log: AuditLog;
+  readonly #anchor: AuditAnchor;
+  readonly #signer: CheckpointSigner;
+  readonly #origin: string;
+  readonly #maxPage: number;
+  readonly #random: (n: number) => Buffer;
+  readonly #store: AuditStore | undefined;
+  readonly #maxScan: number;
 
   constructor(
-    private readonly log: AuditLog,
-    private readonly anchor: AuditAnchor,
-    private readonly signer: CheckpointSigner,
-    private readonly origin: string,
-    private readonly maxPage: number,
-    private readonly random: (n: number) => Buffer,
-    private readonly store?: AuditStore,
-    private readonly maxScan = 10_000,
-  ) {}
+    log: AuditLog,
+    anchor: AuditAnchor,
+    signer: CheckpointSigner,
+    origin: string,
+    maxPage: number,
+    random: (n: number) => Buffer,
+    store?: AuditStore,
+    maxScan = 10_000,
+  ) {
+    this.#log = log;
+    this.#anchor = anchor;
+    this.#signer = signer;
+    this.#origin = origin;
+    this.#maxPage = maxPage;
+    this.#random = random;
+    this.#store = store;
+    this.#maxScan = maxScan;
+  }
 
   ready(): Promise<void> {
-    return this.log.open();
+    return this.#log.open();
   }
 
   provision(): Promise<boolean> {
-    return this.log.provision();
+    return this.#log.provision();
   }
 
   async append(event: AuditEvent): Promise<Appended> {
     // A TPM or store that was down at boot: try the start-up check again.
-    if (this.log.state === 'starting') await this.log.open();
-    return this.log.append(event);
+    if (this.#log.state === 'starting') await this.#log.open();
+    return this.#log.append(event);
   }
 
-  private async signed(head: AnchoredHead): Promise<SignedCheckpoint> {
-    const c = this.cached;
+  async #signed(head: AnchoredHead): Promise<SignedCheckpoint> {
+    const c = this.#cached;
     if (c !== undefined && c.size === head.size && c.counter === head.counter) return c.checkpoint;
     const body = {
-      origin: this.origin,
+      origin: this.#origin,
       size: head.size,
       root: head.root,
       counter: head.counter,
       extendValue: head.extendValue,
     };
-    const note = await signNote(formatCheckpoint(body), this.signer);
+    const note = await signNote(formatCheckpoint(body), this.#signer);
     const checkpoint: SignedCheckpoint = {
       note,
-      origin: this.origin,
+      origin: this.#origin,
       treeSize: head.size,
       rootHash: head.root.toString('base64'),
       nvCounter: head.counter.toString(),
       nvExtend: head.extendValue.toString('base64'),
     };
-    this.cached = { size: head.size, counter: head.counter, checkpoint };
+    this.#cached = { size: head.size, counter: head.counter, checkpoint };
     return checkpoint;
   }
 
   async checkpoint(options: { nonce?: Buffer } = {}): Promise<SignedCheckpoint> {
-    if (options.nonce === undefined) return this.signed(this.log.head());
+    if (options.nonce === undefined) return this.#signed(this.#log.head());
     const nonce = Buffer.from(options.nonce);
     if (nonce.length < 1 || nonce.length > MAX_NONCE) {
       throw new AuditRangeError(`nonce must be 1 to ${MAX_NONCE} bytes`);
     }
     // Certify while no batch commits, so the TPM values are the checkpoint's.
-    return this.log.whileIdle(async (head) => {
-      const certs = await this.anchor.certify(nonce);
-      const checkpoint = await this.signed(head);
+    return this.#log.whileIdle(async (head) => {
+      const certs = await this.#anchor.certify(nonce);
+      const checkpoint = await this.#signed(head);
       return { ...checkpoint, nvCertify: certs.map(certOut), nonce: nonce.toString('hex') };
     });
   }
 
   async verifier(): Promise<VerifierInfo> {
-    const ak = await this.anchor.akPublic().catch(() => undefined);
+    const ak = await this.#anchor.akPublic().catch(() => undefined);
     return {
-      origin: this.origin,
-      noteVerifierKey: noteVerifierKey(this.signer.keyName, this.signer.publicKey),
+      origin: this.#origin,
+      noteVerifierKey: noteVerifierKey(this.#signer.keyName, this.#signer.publicKey),
       jwk: {
         kty: 'OKP',
         crv: 'Ed25519',
-        x: Buffer.from(this.signer.publicKey).toString('base64url'),
+        x: Buffer.from(this.#signer.publicKey).toString('base64url'),
       },
       ...(ak === undefined ? {} : { akPublic: ak.toString('base64') }),
-      ...(this.anchor.pinnedNames === undefined || this.anchor.genesis === undefined
+      ...(this.#anchor.pinnedNames === undefined || this.#anchor.genesis === undefined
         ? {}
         : {
             anchorPin: {
-              names: { ...this.anchor.pinnedNames },
-              genesisCounter: this.anchor.genesis.toString(),
+              names: { ...this.#anchor.pinnedNames },
+              genesisCounter: this.#anchor.genesis.toString(),
             },
           }),
     };
   }
 
   entries(from: number, limit: number): Promise<AuditEntry[]> {
-    return this.log.entries(from, Math.min(limit, this.maxPage));
+    return this.#log.entries(from, Math.min(limit, this.#maxPage));
   }
 
   async query(filter: AuditFilter, cursor: number, limit: number): Promise<QueryPage> {
-    const store = this.store;
+    const store = this.#store;
     if (store === undefined) throw new AuditUnavailableError('this audit service has no index');
     if (!Number.isSafeInteger(cursor) || cursor < 0) throw new AuditRangeError('bad cursor');
     if (!Number.isSafeInteger(limit) || limit < 1) throw new AuditRangeError('bad limit');
-    const log = this.log;
+    const log = this.#log;
     try {
       return await runQuery(
         {
@@ -258,8 +276,8 @@ export class DefaultAuditService implements LogService {
         },
         filter,
         cursor,
-        Math.min(limit, this.maxPage),
-        this.maxScan,
+        Math.min(limit, this.#maxPage),
+        this.#maxScan,
       );
     } catch (e) {
       if (e instanceof GrantorError) throw e;
@@ -271,7 +289,7 @@ export class DefaultAuditService implements LogService {
     if (!/^[0-9a-f]{64}$/.test(digest)) throw new AuditRangeError('bad digest');
     let text: string | undefined;
     try {
-      text = await this.store?.readBody(digest);
+      text = await this.#store?.readBody(digest);
     } catch (e) {
       throw new AuditUnavailableError('audit store cannot be read', { cause: e });
     }
@@ -283,11 +301,11 @@ export class DefaultAuditService implements LogService {
   }
 
   batches(from: number, limit: number): Promise<BatchBoundary[]> {
-    return this.log.batchRecords(from, Math.min(limit, this.maxPage));
+    return this.#log.batchRecords(from, Math.min(limit, this.#maxPage));
   }
 
   async inclusionProof(seq: number, treeSize: number): Promise<InclusionProof> {
-    const p = await this.log.inclusionProof(seq, treeSize);
+    const p = await this.#log.inclusionProof(seq, treeSize);
     return {
       seq,
       treeSize,
@@ -297,39 +315,39 @@ export class DefaultAuditService implements LogService {
   }
 
   async consistencyProof(from: number, to: number): Promise<ConsistencyProof> {
-    const path = await this.log.consistencyProof(from, to);
+    const path = await this.#log.consistencyProof(from, to);
     return { from, to, path: path.map((h) => h.toString('hex')) };
   }
 
   tlogResource(request: TileRequest): Promise<Buffer> {
-    return readTlogResource(this.log, this.log.head().size, request);
+    return readTlogResource(this.#log, this.#log.head().size, request);
   }
 
   async exportLog(): Promise<AuditExport> {
-    const ak = await this.anchor.akPublic().catch(() => undefined);
+    const ak = await this.#anchor.akPublic().catch(() => undefined);
     const checkpoint =
       ak === undefined
         ? await this.checkpoint()
-        : await this.checkpoint({ nonce: this.random(32) });
+        : await this.checkpoint({ nonce: this.#random(32) });
     const entries: AuditEntry[] = [];
     while (entries.length < checkpoint.treeSize) {
-      const page = await this.log.entries(
+      const page = await this.#log.entries(
         entries.length,
-        Math.min(this.maxPage, checkpoint.treeSize - entries.length),
+        Math.min(this.#maxPage, checkpoint.treeSize - entries.length),
       );
       entries.push(...page);
     }
     // The batches the checkpoint covers: its size is always a batch boundary.
     const batches: BatchBoundary[] = [];
     while ((batches.at(-1)?.size ?? 0) < checkpoint.treeSize) {
-      const page = await this.log.batchRecords(batches.length, this.maxPage);
+      const page = await this.#log.batchRecords(batches.length, this.#maxPage);
       batches.push(...page.filter((b) => b.size <= checkpoint.treeSize));
       if (page.some((b) => b.size >= checkpoint.treeSize)) break;
     }
     return {
       format: EXPORT_FORMAT,
-      origin: this.origin,
-      noteVerifierKey: noteVerifierKey(this.signer.keyName, this.signer.publicKey),
+      origin: this.#origin,
+      noteVerifierKey: noteVerifierKey(this.#signer.keyName, this.#signer.publicKey),
       checkpoint,
       ...(ak === undefined ? {} : { akPublic: ak.toString('base64') }),
       entries,
@@ -338,19 +356,19 @@ export class DefaultAuditService implements LogService {
   }
 
   stats(): AuditStats {
-    return this.log.stats();
+    return this.#log.stats();
   }
 
   treeSize(): number | undefined {
     try {
-      return this.log.head().size;
+      return this.#log.head().size;
     } catch {
       return undefined;
     }
   }
 
   async close(): Promise<void> {
-    await this.log.close();
+    await this.#log.close();
   }
 }
 

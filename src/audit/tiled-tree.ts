@@ -72,22 +72,22 @@ function splitPoint(n: number): number {
 }
 
 export class TiledTree {
-  private treeSize = 0;
+  #treeSize = 0;
   /** Per tile level: the edge tile's buffer (capacity 256 hashes), width and index. */
-  private edges: Buffer[] = [];
-  private widths: number[] = [];
-  private indices: number[] = [];
+  #edges: Buffer[] = [];
+  #widths: number[] = [];
+  #indices: number[] = [];
   /** Full tiles completed since the last settle() (not yet durable: read from here). */
-  private completed = new Map<string, TileData>();
-  private dirty = new Set<number>();
-  private edgeMemo = new Map<number, { index: number; width: number; levels: Buffer[] }>();
+  #completed = new Map<string, TileData>();
+  #dirty = new Set<number>();
+  #edgeMemo = new Map<number, { index: number; width: number; levels: Buffer[] }>();
   /** Per tile level: verified full tiles' inner levels by index, least recently used first. */
-  private readonly caches: Map<number, Buffer[]>[] = [];
+  readonly #caches: Map<number, Buffer[]>[] = [];
 
-  constructor(
-    private readonly source: TileSource,
-    frontier: Frontier = { size: 0, edges: [] },
-  ) {
+  readonly #source: TileSource;
+
+  constructor(source: TileSource, frontier: Frontier = { size: 0, edges: [] }) {
+    this.#source = source;
     this.reset(frontier);
   }
 
@@ -113,25 +113,25 @@ export class TiledTree {
   }
 
   get size(): number {
-    return this.treeSize;
+    return this.#treeSize;
   }
 
   /** A copy of the right edge (to return to with reset()). */
   frontier(): Frontier {
     return {
-      size: this.treeSize,
-      edges: this.edges.map((e, l) =>
-        Buffer.from(e.subarray(0, (this.widths[l] ?? 0) * HASH_SIZE)),
+      size: this.#treeSize,
+      edges: this.#edges.map((e, l) =>
+        Buffer.from(e.subarray(0, (this.#widths[l] ?? 0) * HASH_SIZE)),
       ),
     };
   }
 
   /** Back to `frontier` (an earlier state of this tree); forgets unsettled tiles. */
   reset(frontier: Frontier): void {
-    this.treeSize = frontier.size;
-    this.edges = [];
-    this.widths = [];
-    this.indices = [];
+    this.#treeSize = frontier.size;
+    this.#edges = [];
+    this.#widths = [];
+    this.#indices = [];
     const levels = Math.max(tileLevels(frontier.size), frontier.edges.length);
     for (let level = 0; level < levels; level++) {
       const { index, width } = edgeTile(frontier.size, level);
@@ -141,13 +141,13 @@ export class TiledTree {
       }
       const buf = Buffer.alloc(TILE_BYTES);
       given.copy(buf);
-      this.edges.push(buf);
-      this.widths.push(width);
-      this.indices.push(index);
+      this.#edges.push(buf);
+      this.#widths.push(width);
+      this.#indices.push(index);
     }
-    this.completed = new Map();
-    this.dirty = new Set();
-    this.edgeMemo = new Map();
+    this.#completed = new Map();
+    this.#dirty = new Set();
+    this.#edgeMemo = new Map();
   }
 
   /** Append one leaf hash (already prefixed: merkle.ts leafHash()). */
@@ -155,38 +155,38 @@ export class TiledTree {
     if (leaf.length !== HASH_SIZE) throw new TypeError('leaf hash must be 32 bytes');
     let hash: Buffer = Buffer.from(leaf);
     for (let level = 0; ; level++) {
-      if (this.edges[level] === undefined) {
-        this.edges[level] = Buffer.alloc(TILE_BYTES);
-        this.widths[level] = 0;
-        this.indices[level] = 0;
+      if (this.#edges[level] === undefined) {
+        this.#edges[level] = Buffer.alloc(TILE_BYTES);
+        this.#widths[level] = 0;
+        this.#indices[level] = 0;
       }
-      const edge = this.edges[level] ?? Buffer.alloc(0);
-      const width = this.widths[level] ?? 0;
-      const index = this.indices[level] ?? 0;
+      const edge = this.#edges[level] ?? Buffer.alloc(0);
+      const width = this.#widths[level] ?? 0;
+      const index = this.#indices[level] ?? 0;
       edge.set(hash, width * HASH_SIZE);
-      this.widths[level] = width + 1;
-      this.dirty.add(level);
+      this.#widths[level] = width + 1;
+      this.#dirty.add(level);
       if (width + 1 < TILE_WIDTH) break;
       // The tile is full: it never changes again; its root joins the level above.
       const full = Buffer.from(edge);
-      this.completed.set(key(level, index), { level, index, hashes: full });
+      this.#completed.set(key(level, index), { level, index, hashes: full });
       hash = fullTileRoot(full);
-      this.widths[level] = 0;
-      this.indices[level] = index + 1;
+      this.#widths[level] = 0;
+      this.#indices[level] = index + 1;
     }
-    this.treeSize += 1;
+    this.#treeSize += 1;
   }
 
   /** The tiles changed since the last settle(): full tiles completed and the edge tiles. */
   writes(): TileData[] {
-    const out = [...this.completed.values()];
-    for (const level of this.dirty) {
-      const width = this.widths[level] ?? 0;
-      const edge = this.edges[level];
+    const out = [...this.#completed.values()];
+    for (const level of this.#dirty) {
+      const width = this.#widths[level] ?? 0;
+      const edge = this.#edges[level];
       if (width === 0 || edge === undefined) continue;
       out.push({
         level,
-        index: this.indices[level] ?? 0,
+        index: this.#indices[level] ?? 0,
         hashes: Buffer.from(edge.subarray(0, width * HASH_SIZE)),
       });
     }
@@ -195,20 +195,20 @@ export class TiledTree {
 
   /** The writes are durable: the completed tiles are now read (and trusted) as stored. */
   settle(): void {
-    for (const t of this.completed.values()) {
-      this.remember(t.level, t.index, tileInnerLevels(t.hashes));
+    for (const t of this.#completed.values()) {
+      this.#remember(t.level, t.index, tileInnerLevels(t.hashes));
     }
-    this.completed = new Map();
-    this.dirty = new Set();
+    this.#completed = new Map();
+    this.#dirty = new Set();
   }
 
   /** Root of the whole tree, from the right edge alone. */
   root(): Buffer {
     let acc: Buffer | undefined;
-    for (let level = 0; level < this.edges.length; level++) {
-      const width = this.widths[level] ?? 0;
+    for (let level = 0; level < this.#edges.length; level++) {
+      const width = this.#widths[level] ?? 0;
       if (width === 0) continue;
-      const levels = this.edgeLevels(level);
+      const levels = this.#edgeLevels(level);
       for (let r = 0; r < TILE_HEIGHT; r++) {
         if ((width & (1 << r)) === 0) continue;
         const node = at(levels[r] ?? Buffer.alloc(0), (width >> r) - 1);
@@ -220,21 +220,21 @@ export class TiledTree {
 
   /** Root of the tree's first `size` leaves. */
   async rootAt(size: number): Promise<Buffer> {
-    this.checkSize(size);
-    if (size === this.treeSize) return this.root();
-    return size === 0 ? Buffer.from(EMPTY_ROOT) : this.subtree(0, size);
+    this.#checkSize(size);
+    if (size === this.#treeSize) return this.root();
+    return size === 0 ? Buffer.from(EMPTY_ROOT) : this.#subtree(0, size);
   }
 
   async leaf(index: number): Promise<Buffer> {
-    if (!Number.isSafeInteger(index) || index < 0 || index >= this.treeSize) {
-      throw new AuditRangeError(`leaf ${index} is not in the tree (size ${this.treeSize})`);
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.#treeSize) {
+      throw new AuditRangeError(`leaf ${index} is not in the tree (size ${this.#treeSize})`);
     }
-    return this.node(0, index);
+    return this.#node(0, index);
   }
 
   /** RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf to root. */
   async inclusionProof(index: number, size: number): Promise<Buffer[]> {
-    this.checkSize(size);
+    this.#checkSize(size);
     if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
       throw new AuditRangeError(`leaf ${index} is not in a tree of size ${size}`);
     }
@@ -254,13 +254,13 @@ export class TiledTree {
       }
     }
     const path: Buffer[] = [];
-    for (const [a, b] of ranges.reverse()) path.push(await this.subtree(a, b));
+    for (const [a, b] of ranges.reverse()) path.push(await this.#subtree(a, b));
     return path;
   }
 
   /** RFC 9162 §2.1.4.1 PROOF(from, D[0:to]) for 1 <= from <= to (empty when equal). */
   async consistencyProof(from: number, to: number): Promise<Buffer[]> {
-    this.checkSize(to);
+    this.#checkSize(to);
     if (!Number.isSafeInteger(from) || from < 1 || from > to) {
       throw new AuditRangeError(`no consistency proof from size ${from} to size ${to}`);
     }
@@ -290,7 +290,7 @@ export class TiledTree {
       }
     }
     const path: Buffer[] = [];
-    for (const [a, b] of ranges.reverse()) path.push(await this.subtree(a, b));
+    for (const [a, b] of ranges.reverse()) path.push(await this.#subtree(a, b));
     return path;
   }
 
@@ -299,41 +299,41 @@ export class TiledTree {
    * from memory, a full tile only once it agrees with its parent (TileMismatchError if not).
    */
   async tileHashes(level: number, index: number, width: number): Promise<Buffer> {
-    const available = levelCount(this.treeSize, level) - index * TILE_WIDTH;
+    const available = levelCount(this.#treeSize, level) - index * TILE_WIDTH;
     if (!Number.isSafeInteger(index) || index < 0 || width < 1 || width > available) {
       throw new AuditRangeError(`tile ${level}/${index} has no ${width} hashes in this tree`);
     }
-    const hashes = (await this.tileLevelsOf(level, index))[0] ?? Buffer.alloc(0);
+    const hashes = (await this.#tileLevelsOf(level, index))[0] ?? Buffer.alloc(0);
     return Buffer.from(hashes.subarray(0, width * HASH_SIZE));
   }
 
   /** How many verified full tiles each tile level keeps in memory now (for the bound). */
   cachedTiles(): number[] {
-    return this.caches.map((c) => c.size);
+    return this.#caches.map((c) => c.size);
   }
 
-  private checkSize(size: number): void {
-    if (!Number.isSafeInteger(size) || size < 0 || size > this.treeSize) {
-      throw new AuditRangeError(`tree size ${size} is beyond the log (size ${this.treeSize})`);
+  #checkSize(size: number): void {
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.#treeSize) {
+      throw new AuditRangeError(`tree size ${size} is beyond the log (size ${this.#treeSize})`);
     }
   }
 
   /** MTH(D[lo:hi]) for hi > lo, following the RFC's split, perfect subtrees from tiles. */
-  private async subtree(lo: number, hi: number): Promise<Buffer> {
+  async #subtree(lo: number, hi: number): Promise<Buffer> {
     const n = hi - lo;
-    if (n > 0 && (n & (n - 1)) === 0 && lo % n === 0) return this.node(Math.log2(n), lo / n);
+    if (n > 0 && (n & (n - 1)) === 0 && lo % n === 0) return this.#node(Math.log2(n), lo / n);
     const k = splitPoint(n);
-    const left = await this.subtree(lo, lo + k);
-    return nodeHash(left, await this.subtree(lo + k, hi));
+    const left = await this.#subtree(lo, lo + k);
+    return nodeHash(left, await this.#subtree(lo + k, hi));
   }
 
   /** The tree node at `height` (2^height leaves), `index` from the left. */
-  private async node(height: number, index: number): Promise<Buffer> {
+  async #node(height: number, index: number): Promise<Buffer> {
     const level = Math.floor(height / TILE_HEIGHT);
     const r = height % TILE_HEIGHT;
     const first = index * 2 ** r;
     const tile = Math.floor(first / TILE_WIDTH);
-    const levels = await this.tileLevelsOf(level, tile);
+    const levels = await this.#tileLevelsOf(level, tile);
     const inner = levels[r];
     const i = (first - tile * TILE_WIDTH) >> r;
     if (inner === undefined || (i + 1) * HASH_SIZE > inner.length) {
@@ -342,23 +342,23 @@ export class TiledTree {
     return at(inner, i);
   }
 
-  private edgeLevels(level: number): Buffer[] {
-    const index = this.indices[level] ?? 0;
-    const width = this.widths[level] ?? 0;
-    const memo = this.edgeMemo.get(level);
+  #edgeLevels(level: number): Buffer[] {
+    const index = this.#indices[level] ?? 0;
+    const width = this.#widths[level] ?? 0;
+    const memo = this.#edgeMemo.get(level);
     if (memo !== undefined && memo.index === index && memo.width === width) return memo.levels;
-    const edge = this.edges[level] ?? Buffer.alloc(0);
+    const edge = this.#edges[level] ?? Buffer.alloc(0);
     const levels = tileInnerLevels(edge.subarray(0, width * HASH_SIZE));
-    this.edgeMemo.set(level, { index, width, levels });
+    this.#edgeMemo.set(level, { index, width, levels });
     return levels;
   }
 
-  private async tileLevelsOf(level: number, index: number): Promise<Buffer[]> {
-    if (index === (this.indices[level] ?? 0)) return this.edgeLevels(level);
+  async #tileLevelsOf(level: number, index: number): Promise<Buffer[]> {
+    if (index === (this.#indices[level] ?? 0)) return this.#edgeLevels(level);
     const k = key(level, index);
-    const pending = this.completed.get(k);
+    const pending = this.#completed.get(k);
     if (pending !== undefined) return tileInnerLevels(pending.hashes);
-    const cache = this.caches[level];
+    const cache = this.#caches[level];
     const cached = cache?.get(index);
     if (cache !== undefined && cached !== undefined) {
       cache.delete(index);
@@ -366,23 +366,23 @@ export class TiledTree {
       return cached;
     }
     const id = { level, index };
-    const stored = await this.source.readTile(level, index);
+    const stored = await this.#source.readTile(level, index);
     if (stored === undefined) throw new TileMismatchError(id, 'missing');
     if (stored.length !== TILE_BYTES) throw new TileMismatchError(id, 'short');
     const levels = tileInnerLevels(Buffer.from(stored));
     // A full tile is what its parent says it is, up to the edge in memory.
-    const parent = await this.node((level + 1) * TILE_HEIGHT, index);
+    const parent = await this.#node((level + 1) * TILE_HEIGHT, index);
     if (!parent.equals(at(levels[TILE_HEIGHT] ?? Buffer.alloc(0), 0))) {
       throw new TileMismatchError(id, 'root_mismatch');
     }
-    this.remember(level, index, levels);
+    this.#remember(level, index, levels);
     return levels;
   }
 
   /** Keeps a verified full tile; the level's least recently used one goes past the bound. */
-  private remember(level: number, index: number, levels: Buffer[]): void {
-    for (let l = this.caches.length; l <= level; l++) this.caches.push(new Map());
-    const cache = this.caches[level] ?? new Map<number, Buffer[]>();
+  #remember(level: number, index: number, levels: Buffer[]): void {
+    for (let l = this.#caches.length; l <= level; l++) this.#caches.push(new Map());
+    const cache = this.#caches[level] ?? new Map<number, Buffer[]>();
     cache.delete(index);
     cache.set(index, levels);
     if (cache.size > CACHE_TILES_PER_LEVEL) {

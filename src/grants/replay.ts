@@ -34,11 +34,19 @@ export class ReplayGuard {
   #storeUntil = Number.POSITIVE_INFINITY;
   #storeReads = 0;
 
+  readonly #store: Pick<GrantStore, 'hasRequest' | 'putRequest' | 'liveRequests'>;
+  readonly #maxEntries: number;
+  readonly #window: ReplayWindow;
+
   constructor(
-    private readonly store: Pick<GrantStore, 'hasRequest' | 'putRequest' | 'liveRequests'>,
-    private readonly maxEntries: number,
-    private readonly window: ReplayWindow,
-  ) {}
+    store: Pick<GrantStore, 'hasRequest' | 'putRequest' | 'liveRequests'>,
+    maxEntries: number,
+    window: ReplayWindow,
+  ) {
+    this.#store = store;
+    this.#maxEntries = maxEntries;
+    this.#window = window;
+  }
 
   static key(runtimeId: string, requestId: string): string {
     return `${runtimeId}\n${requestId}`;
@@ -73,20 +81,20 @@ export class ReplayGuard {
   usedInMemory(runtimeId: string, requestId: string, nowMs: number): boolean | undefined {
     if (!this.#loaded) return undefined;
     const exp = this.#seen.get(ReplayGuard.key(runtimeId, requestId));
-    if (exp !== undefined && exp + this.window.graceMs >= nowMs) return true;
+    if (exp !== undefined && exp + this.#window.graceMs >= nowMs) return true;
     return nowMs < this.#storeUntil ? undefined : false;
   }
 
   /** Reserve in memory (synchronous), evicting forgotten and then the oldest entries. */
   reserve(runtimeId: string, requestId: string, expiresAt: number, nowMs: number): void {
-    if (this.#seen.size >= this.maxEntries) {
+    if (this.#seen.size >= this.#maxEntries) {
       for (const [k, exp] of this.#seen) {
-        const forgettable = exp + this.window.graceMs < nowMs;
-        if (!forgettable && this.#seen.size < this.maxEntries) break;
+        const forgettable = exp + this.#window.graceMs < nowMs;
+        if (!forgettable && this.#seen.size < this.#maxEntries) break;
         if (this.#unwritten.has(k)) continue;
         this.#seen.delete(k);
         // Evicted while the store still remembers it: the store must be asked again.
-        if (!forgettable) this.#storeUntil = Math.max(this.#storeUntil, exp + this.window.graceMs);
+        if (!forgettable) this.#storeUntil = Math.max(this.#storeUntil, exp + this.#window.graceMs);
       }
     }
     const key = ReplayGuard.key(runtimeId, requestId);
@@ -105,13 +113,13 @@ export class ReplayGuard {
   /** The store's answer (when `usedInMemory` has none). */
   persisted(runtimeId: string, requestId: string): Promise<boolean> {
     this.#storeReads += 1;
-    return this.store.hasRequest(runtimeId, requestId);
+    return this.#store.hasRequest(runtimeId, requestId);
   }
 
   /** Writes the id alone (unsynced); settles the reservation either way. */
   async persist(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
     try {
-      await this.store.putRequest(runtimeId, requestId, expiresAt);
+      await this.#store.putRequest(runtimeId, requestId, expiresAt);
     } finally {
       this.settled(runtimeId, requestId);
     }
@@ -127,9 +135,9 @@ export class ReplayGuard {
   }
 
   async #load(nowMs: number): Promise<void> {
-    const { ids, complete } = await this.store.liveRequests(
-      nowMs - this.window.graceMs,
-      this.maxEntries,
+    const { ids, complete } = await this.#store.liveRequests(
+      nowMs - this.#window.graceMs,
+      this.#maxEntries,
     );
     // Oldest first, so that the bound evicts them first. (Nothing is reserved before the
     // load: the pipeline reserves only once `ready` has nothing left to wait for.)
@@ -142,7 +150,7 @@ export class ReplayGuard {
     // time (issuedAt may lead by one skew window and is kept one more, plus the grace).
     this.#storeUntil = complete
       ? Number.NEGATIVE_INFINITY
-      : nowMs + 2 * this.window.skewMs + this.window.graceMs;
+      : nowMs + 2 * this.#window.skewMs + this.#window.graceMs;
     this.#loaded = true;
   }
 }
@@ -173,14 +181,22 @@ export class RequestPruner {
   #running: Promise<number> | undefined;
   #stopped = false;
 
+  readonly #store: Pick<GrantStore, 'pruneRequests'>;
+  readonly #settings: PruneSettings;
+  readonly #now: () => number;
+
   constructor(
-    private readonly store: Pick<GrantStore, 'pruneRequests'>,
-    private readonly settings: PruneSettings,
-    private readonly now: () => number = Date.now,
-  ) {}
+    store: Pick<GrantStore, 'pruneRequests'>,
+    settings: PruneSettings,
+    now: () => number = Date.now,
+  ) {
+    this.#store = store;
+    this.#settings = settings;
+    this.#now = now;
+  }
 
   start(): void {
-    if (this.settings.intervalMs <= 0 || this.#timer !== undefined || this.#stopped) return;
+    if (this.#settings.intervalMs <= 0 || this.#timer !== undefined || this.#stopped) return;
     this.#timer = setInterval(() => {
       // One sweep at a time; a failure (store closing, disk error) waits for the next tick.
       this.#running ??= this.sweep()
@@ -188,19 +204,19 @@ export class RequestPruner {
         .finally(() => {
           this.#running = undefined;
         });
-    }, this.settings.intervalMs);
+    }, this.#settings.intervalMs);
     // Never what keeps the process alive.
     this.#timer.unref();
   }
 
   /** One bounded sweep now; returns how many requestIds were forgotten. */
   async sweep(): Promise<number> {
-    const before = this.now() - this.settings.graceMs;
+    const before = this.#now() - this.#settings.graceMs;
     let total = 0;
-    for (let i = 0; i < this.settings.maxBatches && !this.#stopped; i++) {
-      const n = await this.store.pruneRequests(before, this.settings.batch);
+    for (let i = 0; i < this.#settings.maxBatches && !this.#stopped; i++) {
+      const n = await this.#store.pruneRequests(before, this.#settings.batch);
       total += n;
-      if (n < this.settings.batch) break;
+      if (n < this.#settings.batch) break;
     }
     return total;
   }

@@ -47,24 +47,28 @@ afterAll(async () => {
 /** The real anchor, whose next increment can be made to fail before it reaches the TPM. */
 class FailingIncrement implements AuditAnchor {
   failNext = false;
-  constructor(private readonly inner: TpmAuditAnchor) {}
+  readonly #inner: TpmAuditAnchor;
+
+  constructor(inner: TpmAuditAnchor) {
+    this.#inner = inner;
+  }
   get genesis(): bigint | undefined {
-    return this.inner.genesis;
+    return this.#inner.genesis;
   }
   get pinnedNames(): AuditAnchor['pinnedNames'] {
-    return this.inner.pinnedNames;
+    return this.#inner.pinnedNames;
   }
   checkPinned(): Promise<void> {
-    return this.inner.checkPinned();
+    return this.#inner.checkPinned();
   }
   read(): Promise<AnchorState> {
-    return this.inner.read();
+    return this.#inner.read();
   }
   readAfterWrite(): Promise<AnchorState> {
-    return this.inner.readAfterWrite();
+    return this.#inner.readAfterWrite();
   }
   extend(data: Buffer): Promise<void> {
-    return this.inner.extend(data);
+    return this.#inner.extend(data);
   }
   increment(): Promise<void> {
     if (this.failNext) {
@@ -72,13 +76,13 @@ class FailingIncrement implements AuditAnchor {
       // As a connection lost before the command: not retryable, the log must reconcile.
       return Promise.reject(new AnchorError('TPM connection lost', false));
     }
-    return this.inner.increment();
+    return this.#inner.increment();
   }
   certify(qualifyingData: Buffer): Promise<NvCertification[]> {
-    return this.inner.certify(qualifyingData);
+    return this.#inner.certify(qualifyingData);
   }
   akPublic(): Promise<Buffer | undefined> {
-    return this.inner.akPublic();
+    return this.#inner.akPublic();
   }
 }
 

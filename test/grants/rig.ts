@@ -57,6 +57,7 @@ import { activateWithTools, readPcrs } from '../attestation/harness.js';
 import { createEccAk, toolsQuote, tpm2Tools, type Tools } from '../attestation/tools.js';
 import { provisionAnchor } from '../audit/helpers.js';
 import { repoRoot, rigEnrollmentRules, startSimTpm, testHsm, type SimTpm } from '../rig/sim.js';
+import { overlay } from '../../src/audit/overlay.js';
 
 export const ISSUER = 'grantor-grants-e2e';
 /** The operator who assigns the rig's runtimes their labels. */
@@ -199,7 +200,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
   );
   await realAudit.provision();
   await realAudit.ready();
-  const audit: AuditService = Object.assign(Object.create(realAudit) as AuditService, {
+  const audit: AuditService = overlay<AuditService>(realAudit, {
     append: (event: Parameters<AuditService['append']>[0]) =>
       faults.auditDown || faults.auditRefuses?.(event) === true
         ? Promise.reject(new Error('store write failed (test)'))

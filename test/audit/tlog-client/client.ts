@@ -134,22 +134,23 @@ function split(n: number): number {
 }
 
 export class TlogClient {
-  private readonly key: Vkey;
+  readonly #key: Vkey;
   /** Authenticated tiles of one tree size: `L/N` -> its hashes (each a subtree's MTH). */
-  private tiles = new Map<string, Buffer[]>();
-  private treeSize = -1;
+  #tiles = new Map<string, Buffer[]>();
+  #treeSize = -1;
 
-  constructor(
-    private readonly fetcher: Fetcher,
-    vkey: string,
-    private readonly origin: string,
-  ) {
-    this.key = parseVkey(vkey);
+  readonly #fetcher: Fetcher;
+  readonly #origin: string;
+
+  constructor(fetcher: Fetcher, vkey: string, origin: string) {
+    this.#fetcher = fetcher;
+    this.#origin = origin;
+    this.#key = parseVkey(vkey);
   }
 
   /** The signed note as served, verified with the pinned key, and its checkpoint. */
   async checkpoint(): Promise<{ note: string; checkpoint: Checkpoint }> {
-    const res = await this.fetcher('checkpoint');
+    const res = await this.#fetcher('checkpoint');
     if (res.status !== 200) throw new TlogClientError('fetch', `checkpoint: HTTP ${res.status}`);
     const note = res.body.toString('utf8');
     return { note, checkpoint: this.open(note) };
@@ -157,22 +158,22 @@ export class TlogClient {
 
   /** A note kept earlier: verified again (never trusted as stored). */
   open(note: string): Checkpoint {
-    return parseCheckpointText(openNote(note, this.key), this.origin);
+    return parseCheckpointText(openNote(note, this.#key), this.#origin);
   }
 
-  private async fetchTile(level: number | 'entries', index: number, width: number) {
+  async #fetchTile(level: number | 'entries', index: number, width: number) {
     const path = tilePathOf(level, index, width);
-    const res = await this.fetcher(path);
+    const res = await this.#fetcher(path);
     if (res.status !== 200) throw new TlogClientError('fetch', `${path}: HTTP ${res.status}`);
     return { path, body: res.body };
   }
 
   /** Hashes of tile (L, N) in a tree of `size` (its width there), not yet authenticated. */
-  private async rawTile(size: number, level: number, index: number): Promise<Buffer[]> {
+  async #rawTile(size: number, level: number, index: number): Promise<Buffer[]> {
     const count = Math.floor(size / WIDTH ** level);
     const width = Math.min(WIDTH, count - index * WIDTH);
     if (width <= 0) throw new TlogClientError('range', `tile ${level}/${index} beyond ${size}`);
-    const { path, body } = await this.fetchTile(level, index, width);
+    const { path, body } = await this.#fetchTile(level, index, width);
     if (body.length !== width * HASH) {
       throw new TlogClientError('tile_size', `${path}: ${body.length} bytes, want ${width * HASH}`);
     }
@@ -184,8 +185,8 @@ export class TlogClient {
    * fold into the checkpoint's root. Then full tiles are authenticated against them.
    */
   async useCheckpoint(cp: Checkpoint): Promise<void> {
-    this.tiles = new Map();
-    this.treeSize = cp.size;
+    this.#tiles = new Map();
+    this.#treeSize = cp.size;
     const subtrees: Buffer[] = [];
     const edges: { level: number; index: number; hashes: Buffer[] }[] = [];
     for (let level = 0; WIDTH ** level <= cp.size; level++) {
@@ -193,7 +194,7 @@ export class TlogClient {
       const width = count % WIDTH;
       if (width === 0) continue;
       const index = Math.floor(count / WIDTH);
-      edges.push({ level, index, hashes: await this.rawTile(cp.size, level, index) });
+      edges.push({ level, index, hashes: await this.#rawTile(cp.size, level, index) });
     }
     // Left to right: the highest level's hashes first; within a tile, by the bits of W.
     for (const edge of [...edges].reverse()) {
@@ -209,14 +210,14 @@ export class TlogClient {
       const where = edges.map((e) => tilePathOf(e.level, e.index, e.hashes.length)).join(', ');
       throw new TlogClientError('tile_hash', `edge tiles ${where} do not make the root`);
     }
-    for (const e of edges) this.tiles.set(`${e.level}/${e.index}`, e.hashes);
+    for (const e of edges) this.#tiles.set(`${e.level}/${e.index}`, e.hashes);
   }
 
   /** The authenticated hashes of tile (L, N) of the current tree. */
   async tile(level: number, index: number): Promise<Buffer[]> {
-    const known = this.tiles.get(`${level}/${index}`);
+    const known = this.#tiles.get(`${level}/${index}`);
     if (known !== undefined) return known;
-    const hashes = await this.rawTile(this.treeSize, level, index);
+    const hashes = await this.#rawTile(this.#treeSize, level, index);
     if (hashes.length !== WIDTH) throw new TlogClientError('range', 'edge tile not authenticated');
     const parent = await this.tile(level + 1, Math.floor(index / WIDTH));
     const expected = parent[index % WIDTH];
@@ -226,7 +227,7 @@ export class TlogClient {
         `${tilePathOf(level, index)} does not hash to its entry in ${tilePathOf(level + 1, Math.floor(index / WIDTH))}`,
       );
     }
-    this.tiles.set(`${level}/${index}`, hashes);
+    this.#tiles.set(`${level}/${index}`, hashes);
     return hashes;
   }
 
@@ -248,7 +249,7 @@ export class TlogClient {
   }
 
   /** RFC 9162 PATH(index, D[0:size]) computed from the tiles, leaf to root. */
-  async inclusionProof(index: number, size = this.treeSize): Promise<Buffer[]> {
+  async inclusionProof(index: number, size = this.#treeSize): Promise<Buffer[]> {
     const out: Buffer[] = [];
     const walk = async (m: number, lo: number, hi: number): Promise<void> => {
       if (hi - lo <= 1) return;
@@ -266,7 +267,7 @@ export class TlogClient {
   }
 
   /** RFC 9162 PROOF(m, D[0:size]) computed from the tiles. */
-  async consistencyProof(m: number, size = this.treeSize): Promise<Buffer[]> {
+  async consistencyProof(m: number, size = this.#treeSize): Promise<Buffer[]> {
     const out: Buffer[] = [];
     const sub = async (mm: number, lo: number, hi: number, complete: boolean): Promise<void> => {
       const n = hi - lo;
@@ -301,7 +302,7 @@ export class TlogClient {
    */
   async entryBundle(index: number): Promise<Buffer[]> {
     const hashes = await this.tile(0, index);
-    const { path, body } = await this.fetchTile('entries', index, hashes.length);
+    const { path, body } = await this.#fetchTile('entries', index, hashes.length);
     const entries: Buffer[] = [];
     let at = 0;
     while (at < body.length) {
