@@ -7,11 +7,13 @@ import { createHash, verify } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TpmError } from '../../src/tpm/tpm-error.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import type { SimTpm } from '../rig/sim.js';
 import {
   AK_ECC_P256,
   SRK_ECC_P256,
   attestHeader,
+  closeSimTpm,
+  openSimTpm,
   parseSignature,
   publicKeyOf,
   tpm2,
@@ -39,14 +41,10 @@ let sim: SimTpm;
 let tpm: NativeTpm;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
+  ({ sim, tpm } = await openSimTpm());
 });
 
-afterAll(async () => {
-  await tpm.close();
-  await sim.destroy();
-});
+afterAll(() => closeSimTpm({ sim, tpm }));
 
 describe('NV indices', () => {
   it('defines an ordinary index, writes and reads more than one NV buffer, with its auth', async () => {
