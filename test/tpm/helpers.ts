@@ -38,14 +38,7 @@ export const AK_RSA2048 = tmpl(AK_TEMPLATES.rsa2048);
  */
 export const EK_ECC_P384_POLICY_A = tmpl({
   ...EK_TEMPLATE_ECC_P384,
-  objectAttributes: objectAttributes(
-    'fixedTPM',
-    'fixedParent',
-    'sensitiveDataOrigin',
-    'adminWithPolicy',
-    'restricted',
-    'decrypt',
-  ),
+  objectAttributes: { ...EK_TEMPLATE_ECC_P384.objectAttributes, userWithAuth: false },
   authPolicy: EK_POLICY_A_SHA384,
 });
 
