@@ -141,6 +141,13 @@ TSS2_RC FlushOrClose(ESYS_CONTEXT* esys, ESYS_TR* tr) {
   return rc;
 }
 
+TSS2_RC StartPolicySession(ESYS_CONTEXT* esys, TPMI_ALG_HASH hashAlg, ESYS_TR* session) {
+  TPMT_SYM_DEF sym = {};
+  sym.algorithm = TPM2_ALG_NULL;
+  return Esys_StartAuthSession(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
+                               TPM2_SE_POLICY, &sym, hashAlg, session);
+}
+
 void Export(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
   exports.Set(name, Napi::Function::New(env, fn, name));
 }
@@ -209,10 +216,7 @@ TSS2_RC HandleScope::EkPolicySession(ESYS_TR key, const Bytes& endorsementAuth, 
   TPMI_ALG_HASH alg = name->size >= 2 ? static_cast<TPMI_ALG_HASH>((name->name[0] << 8) | name->name[1]) : 0;
   Esys_Free(name);
   if (alg == 0) return TSS2_ESYS_RC_BAD_VALUE;
-  TPMT_SYM_DEF sym = {};
-  sym.algorithm = TPM2_ALG_NULL;
-  rc = Esys_StartAuthSession(esys_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
-                             TPM2_SE_POLICY, &sym, alg, session);
+  rc = StartPolicySession(esys_, alg, session);
   if (rc != TSS2_RC_SUCCESS) return rc;
   sessions_.push_back(*session);
   rc = SetAuth(ESYS_TR_RH_ENDORSEMENT, endorsementAuth);

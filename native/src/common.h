@@ -111,6 +111,8 @@ TSS2_RC Keep(TSS2_RC rc, MarshalFn<T> fn, T* value, Bytes* out) {
 
 // Flushes a session or transient object; when the TPM refuses, forgets its ESYS_TR.
 TSS2_RC FlushOrClose(ESYS_CONTEXT* esys, ESYS_TR* tr);
+// Starts an unbound, unsalted policy session hashing with `hashAlg`.
+TSS2_RC StartPolicySession(ESYS_CONTEXT* esys, TPMI_ALG_HASH hashAlg, ESYS_TR* session);
 
 // ---- handles (worker thread) ----
 

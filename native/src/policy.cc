@@ -17,10 +17,7 @@ class PolicySessionStartWorker : public TpmWorker {
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    TPMT_SYM_DEF sym = {};
-    sym.algorithm = TPM2_ALG_NULL;
-    TSS2_RC rc = Esys_StartAuthSession(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                       nullptr, TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &session_);
+    TSS2_RC rc = StartPolicySession(esys, TPM2_ALG_SHA256, &session_);
     if (rc != TSS2_RC_SUCCESS) return rc;
     // Kept after the NV command so that NvPolicySignedUpdate flushes it in every case.
     rc = Esys_TRSess_SetAttributes(esys, session_, TPMA_SESSION_CONTINUESESSION, 0xff);
