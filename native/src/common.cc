@@ -26,6 +26,11 @@ Bytes CopyBytes(Napi::Value v, Napi::Env env, const char* name) {
   // Copy into C++-owned memory: the caller's buffer may change while the worker runs.
   return Bytes(arr.Data(), arr.Data() + arr.ByteLength());
 }
+
+bool IsU32(Napi::Value v) {
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  return d >= 0 && d <= 4294967295.0 && d == static_cast<double>(static_cast<uint32_t>(d));
+}
 }  // namespace
 
 Context* ContextArg(const Napi::CallbackInfo& info, size_t i) {
@@ -44,11 +49,8 @@ Bytes BytesArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
 uint32_t U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Value v = info[i];
   if (!v.IsNumber()) throw TypeErr(info.Env(), std::string(name) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) {
-    throw TypeErr(info.Env(), std::string(name) + " must be an unsigned 32-bit integer");
-  }
-  return static_cast<uint32_t>(d);
+  if (!IsU32(v)) throw TypeErr(info.Env(), std::string(name) + " must be an unsigned 32-bit integer");
+  return v.As<Napi::Number>().Uint32Value();
 }
 
 std::vector<uint32_t> U32ListArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -58,11 +60,8 @@ std::vector<uint32_t> U32ListArg(const Napi::CallbackInfo& info, size_t i, const
   std::vector<uint32_t> out;
   for (uint32_t k = 0; k < a.Length(); k++) {
     Napi::Value e = a.Get(k);
-    double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
-    if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) {
-      throw TypeErr(info.Env(), std::string(name) + " must hold unsigned 32-bit integers");
-    }
-    out.push_back(static_cast<uint32_t>(d));
+    if (!IsU32(e)) throw TypeErr(info.Env(), std::string(name) + " must hold unsigned 32-bit integers");
+    out.push_back(e.As<Napi::Number>().Uint32Value());
   }
   return out;
 }
@@ -89,9 +88,10 @@ void Wipe(Bytes* b) {
   b->clear();
 }
 
-Auth::~Auth() {
-  Wipe(&value);
-  Wipe(&endorsementAuth);
+Secret SecretArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Secret s;
+  s.bytes = BytesArg(info, i, name);
+  return s;
 }
 
 Auth AuthArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -101,18 +101,21 @@ Auth AuthArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!v.IsObject()) throw TypeErr(info.Env(), std::string(name) + " must be an object");
   Napi::Object o = v.As<Napi::Object>();
   Napi::Env env = info.Env();
-  if (o.Has("value") && !o.Get("value").IsUndefined()) a.value = CopyBytes(o.Get("value"), env, name);
-  if (o.Has("ekPolicy") && !o.Get("ekPolicy").IsUndefined()) {
+  auto given = [&o](const char* key) { return o.Has(key) && !o.Get(key).IsUndefined(); };
+  if (given("value")) a.value.bytes = CopyBytes(o.Get("value"), env, name);
+  if (given("ekPolicy")) {
     if (!o.Get("ekPolicy").IsBoolean()) throw TypeErr(env, std::string(name) + ".ekPolicy must be a boolean");
     a.ekPolicy = o.Get("ekPolicy").As<Napi::Boolean>().Value();
   }
-  if (o.Has("endorsementAuth") && !o.Get("endorsementAuth").IsUndefined()) {
-    a.endorsementAuth = CopyBytes(o.Get("endorsementAuth"), env, name);
-  }
-  if (a.value.size() > sizeof(TPMU_HA) || a.endorsementAuth.size() > sizeof(TPMU_HA)) {
+  if (given("endorsementAuth")) a.endorsementAuth.bytes = CopyBytes(o.Get("endorsementAuth"), env, name);
+  if (a.value.bytes.size() > sizeof(TPMU_HA) || a.endorsementAuth.bytes.size() > sizeof(TPMU_HA)) {
     throw TypeErr(env, std::string(name) + ": auth value too long");
   }
   return a;
+}
+
+AuthHandle AuthHandleArg(const Napi::CallbackInfo& info, size_t i, const char* name, const char* authName) {
+  return AuthHandle{U32Arg(info, i, name), AuthArg(info, i + 1, authName)};
 }
 
 TSS2_RC FillBuffer(const Bytes& in, uint8_t* buffer, size_t capacity, UINT16* size) {
@@ -132,8 +135,17 @@ Napi::Object Fields(Napi::Env env, std::initializer_list<std::pair<const char*, 
   return o;
 }
 
-void FlushOrClose(ESYS_CONTEXT* esys, ESYS_TR* tr) {
-  if (Esys_FlushContext(esys, *tr) != TSS2_RC_SUCCESS) Esys_TR_Close(esys, tr);
+TSS2_RC FlushOrClose(ESYS_CONTEXT* esys, ESYS_TR* tr) {
+  TSS2_RC rc = Esys_FlushContext(esys, *tr);  // frees the ESYS_TR on success
+  if (rc != TSS2_RC_SUCCESS) Esys_TR_Close(esys, tr);
+  return rc;
+}
+
+TSS2_RC StartPolicySession(ESYS_CONTEXT* esys, TPMI_ALG_HASH hashAlg, ESYS_TR* session) {
+  TPMT_SYM_DEF sym = {};
+  sym.algorithm = TPM2_ALG_NULL;
+  return Esys_StartAuthSession(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
+                               TPM2_SE_POLICY, &sym, hashAlg, session);
 }
 
 void Export(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
@@ -204,10 +216,7 @@ TSS2_RC HandleScope::EkPolicySession(ESYS_TR key, const Bytes& endorsementAuth, 
   TPMI_ALG_HASH alg = name->size >= 2 ? static_cast<TPMI_ALG_HASH>((name->name[0] << 8) | name->name[1]) : 0;
   Esys_Free(name);
   if (alg == 0) return TSS2_ESYS_RC_BAD_VALUE;
-  TPMT_SYM_DEF sym = {};
-  sym.algorithm = TPM2_ALG_NULL;
-  rc = Esys_StartAuthSession(esys_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr,
-                             TPM2_SE_POLICY, &sym, alg, session);
+  rc = StartPolicySession(esys_, alg, session);
   if (rc != TSS2_RC_SUCCESS) return rc;
   sessions_.push_back(*session);
   rc = SetAuth(ESYS_TR_RH_ENDORSEMENT, endorsementAuth);
@@ -221,32 +230,32 @@ TSS2_RC HandleScope::EkPolicySession(ESYS_TR key, const Bytes& endorsementAuth, 
   return rc;
 }
 
-TSS2_RC HandleScope::Authorized(TPM2_HANDLE handle, const Auth& auth, ESYS_TR* tr, ESYS_TR* session) {
-  TSS2_RC rc = Resolve(handle, tr);
-  return rc == TSS2_RC_SUCCESS ? Authorize(*tr, auth, session) : rc;
+TSS2_RC HandleScope::Authorize(const AuthHandle& h, Authorized* out) {
+  TSS2_RC rc = Resolve(h.handle, &out->tr);
+  return rc == TSS2_RC_SUCCESS ? AuthorizeTr(out->tr, h.auth, &out->session) : rc;
 }
 
-TSS2_RC HandleScope::AuthorizedNv(TPM2_HANDLE authHandle, const Auth& auth, TPM2_HANDLE index, ESYS_TR* authTr,
-                                  ESYS_TR* indexTr, ESYS_TR* session) {
-  TSS2_RC rc = Resolve(index, indexTr);
+TSS2_RC HandleScope::AuthorizeOn(const AuthHandle& authHandle, TPM2_HANDLE target, Authorized* out,
+                                 ESYS_TR* targetTr) {
+  TSS2_RC rc = Resolve(target, targetTr);
   if (rc != TSS2_RC_SUCCESS) return rc;
-  if (authHandle == index) {
-    *authTr = *indexTr;
+  if (authHandle.handle == target) {
+    out->tr = *targetTr;
   } else {
-    rc = Resolve(authHandle, authTr);
+    rc = Resolve(authHandle.handle, &out->tr);
     if (rc != TSS2_RC_SUCCESS) return rc;
   }
-  return Authorize(*authTr, auth, session);
+  return AuthorizeTr(out->tr, authHandle.auth, &out->session);
 }
 
-TSS2_RC HandleScope::Authorize(ESYS_TR tr, const Auth& auth, ESYS_TR* session) {
-  TSS2_RC rc = SetAuth(tr, auth.value);
+TSS2_RC HandleScope::AuthorizeTr(ESYS_TR tr, const Auth& auth, ESYS_TR* session) {
+  TSS2_RC rc = SetAuth(tr, auth.value.bytes);
   if (rc != TSS2_RC_SUCCESS) return rc;
   if (!auth.ekPolicy) {
     *session = ESYS_TR_PASSWORD;
     return TSS2_RC_SUCCESS;
   }
-  return EkPolicySession(tr, auth.endorsementAuth, session);
+  return EkPolicySession(tr, auth.endorsementAuth.bytes, session);
 }
 
 // ---- errors ----
@@ -274,10 +283,10 @@ Napi::Value MakeTpmError(Napi::Env env, TSS2_RC rc, const char* command) {
   return e.Value();
 }
 
-Napi::Value MakeStateError(Napi::Env env, const char* code, const char* message) {
+Napi::Error MakeStateError(Napi::Env env, const char* code, const char* message) {
   Napi::Error e = Napi::Error::New(env, message);
   e.Set("code", Napi::String::New(env, code));
-  return e.Value();
+  return e;
 }
 
 // ---- worker ----
@@ -294,7 +303,7 @@ TpmWorker::TpmWorker(Napi::Env env, Context* ctx, const char* command, bool open
 Napi::Value TpmWorker::Start() {
   Napi::Env env = Env();
   Napi::Promise p = deferred_.Promise();
-  Napi::Value refused;
+  Napi::Error refused;
   if (opens_ && (ctx_->esys() != nullptr || ctx_->busy())) {
     refused = MakeStateError(env, "ERR_TPM_BUSY", "context is already open");
   } else if (!opens_ && ctx_->esys() == nullptr) {
@@ -303,7 +312,7 @@ Napi::Value TpmWorker::Start() {
     refused = MakeStateError(env, "ERR_TPM_BUSY", "another TPM command is running on this context");
   }
   if (!refused.IsEmpty()) {
-    deferred_.Reject(refused);
+    deferred_.Reject(refused.Value());
     delete this;
     return p;
   }

@@ -29,22 +29,6 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name
 // An array of unsigned 32-bit integers.
 std::vector<uint32_t> U32ListArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
-// How to authorise the use of an object, index or hierarchy: its auth value (password
-// session), or for an EK the TCG EK policy (PolicySecret on the endorsement hierarchy).
-struct Auth {
-  Bytes value;
-  bool ekPolicy = false;
-  Bytes endorsementAuth;
-  Auth() = default;
-  Auth(Auth&&) = default;
-  Auth& operator=(Auth&&) = default;
-  Auth(const Auth&) = delete;
-  Auth& operator=(const Auth&) = delete;
-  ~Auth();
-};
-// Reads {value?: Uint8Array, ekPolicy?: boolean, endorsementAuth?: Uint8Array} or undefined.
-Auth AuthArg(const Napi::CallbackInfo& info, size_t i, const char* name);
-
 // Overwrites secret bytes before the memory is released.
 void Wipe(Bytes* b);
 void WipeMemory(void* p, size_t n);
@@ -52,6 +36,32 @@ template <typename T>
 void WipeTpm2b(T* b) {
   WipeMemory(b->buffer, sizeof(b->buffer));
 }
+
+// Secret bytes (an auth value): moved, never copied, wiped when they go.
+struct Secret {
+  Bytes bytes;
+  Secret() = default;
+  Secret(Secret&&) = default;
+  ~Secret() { Wipe(&bytes); }
+};
+Secret SecretArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+// How to authorise the use of an object, index or hierarchy: its auth value (password
+// session), or for an EK the TCG EK policy (PolicySecret on the endorsement hierarchy).
+struct Auth {
+  Secret value;
+  bool ekPolicy = false;
+  Secret endorsementAuth;
+};
+// Reads {value?: Uint8Array, ekPolicy?: boolean, endorsementAuth?: Uint8Array} or undefined.
+Auth AuthArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+// A TPM handle and how to authorise its use: arguments i (`name`) and i + 1 (`authName`).
+struct AuthHandle {
+  uint32_t handle = 0;
+  Auth auth;
+};
+AuthHandle AuthHandleArg(const Napi::CallbackInfo& info, size_t i, const char* name, const char* authName);
 
 // ---- marshalling (worker thread) ----
 
@@ -100,9 +110,17 @@ TSS2_RC Keep(TSS2_RC rc, MarshalFn<T> fn, T* value, Bytes* out) {
 }
 
 // Flushes a session or transient object; when the TPM refuses, forgets its ESYS_TR.
-void FlushOrClose(ESYS_CONTEXT* esys, ESYS_TR* tr);
+TSS2_RC FlushOrClose(ESYS_CONTEXT* esys, ESYS_TR* tr);
+// Starts an unbound, unsalted policy session hashing with `hashAlg`.
+TSS2_RC StartPolicySession(ESYS_CONTEXT* esys, TPMI_ALG_HASH hashAlg, ESYS_TR* session);
 
 // ---- handles (worker thread) ----
+
+// A handle resolved and authorised in a HandleScope: its ESYS_TR and the session for it.
+struct Authorized {
+  ESYS_TR tr = ESYS_TR_NONE;
+  ESYS_TR session = ESYS_TR_NONE;
+};
 
 // Turns a TPM handle (hierarchy, PCR, transient, persistent, NV index) into an ESYS_TR.
 // Hierarchies and PCRs map to ESYS constants; others are read from the TPM and closed
@@ -117,20 +135,20 @@ class HandleScope {
   HandleScope(const HandleScope&) = delete;
   HandleScope& operator=(const HandleScope&) = delete;
   TSS2_RC Resolve(TPM2_HANDLE handle, ESYS_TR* out);
+  // Resolve, then a password session or the EK policy session, per the handle's Auth.
+  TSS2_RC Authorize(const AuthHandle& h, Authorized* out);
+  // A command's target (an NV index, an object) resolved, and the handle that authorises the
+  // command (a hierarchy, or the target itself) resolved and authorised.
+  TSS2_RC AuthorizeOn(const AuthHandle& authHandle, TPM2_HANDLE target, Authorized* out, ESYS_TR* targetTr);
+
+ private:
+  TSS2_RC AuthorizeTr(ESYS_TR tr, const Auth& auth, ESYS_TR* session);
   // Sets the auth value on a resolved handle; hierarchies are reset to empty afterwards.
   TSS2_RC SetAuth(ESYS_TR tr, const Bytes& value);
   // Starts the EK policy session (PolicySecret on the endorsement hierarchy) for `key`,
   // hashing with the key's nameAlg; it is flushed when the scope ends.
   TSS2_RC EkPolicySession(ESYS_TR key, const Bytes& endorsementAuth, ESYS_TR* session);
-  // Password session or EK policy session for `tr`, per `auth`.
-  TSS2_RC Authorize(ESYS_TR tr, const Auth& auth, ESYS_TR* session);
-  // Resolve, then Authorize.
-  TSS2_RC Authorized(TPM2_HANDLE handle, const Auth& auth, ESYS_TR* tr, ESYS_TR* session);
-  // An NV index and its authorisation handle (a hierarchy, or the index itself), authorised.
-  TSS2_RC AuthorizedNv(TPM2_HANDLE authHandle, const Auth& auth, TPM2_HANDLE index, ESYS_TR* authTr,
-                       ESYS_TR* indexTr, ESYS_TR* session);
 
- private:
   ESYS_CONTEXT* esys_;
   Context* kept_;
   std::vector<ESYS_TR> kept_nv_;
@@ -180,11 +198,15 @@ class TpmWorker : public Napi::AsyncWorker {
 // A command in one closure: `run(esys, out)` runs on the worker thread with its inputs
 // captured (checked and copied) on the main thread, and fills out[i] for fields[i]; resolves
 // with nothing (no fields), out[0] as a Buffer (one field, nullptr), or {field: Buffer, ...}.
+// The outputs are wiped when the worker goes (one may be a secret, e.g. ActivateCredential's).
 template <typename F>
 class CallWorker : public TpmWorker {
  public:
   CallWorker(Napi::Env env, Context* ctx, const char* command, std::vector<const char*> fields, F run)
       : TpmWorker(env, ctx, command), fields_(std::move(fields)), out_(fields_.size()), run_(std::move(run)) {}
+  ~CallWorker() override {
+    for (Bytes& b : out_) Wipe(&b);
+  }
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override { return run_(esys, out_.data()); }
@@ -204,6 +226,20 @@ Napi::Value Call(const Napi::CallbackInfo& info, const char* command, std::vecto
   return (new CallWorker<F>(info.Env(), ContextArg(info, 0), command, std::move(fields), std::move(run)))->Start();
 }
 
+// A command on the handle in argument 1 (`name`), resolved in a HandleScope:
+// run(esys, tr, out) as for Call.
+template <typename F>
+Napi::Value CallOn(const Napi::CallbackInfo& info, const char* name, const char* command,
+                   std::vector<const char*> fields, F run) {
+  uint32_t handle = U32Arg(info, 1, name);
+  return Call(info, command, std::move(fields), [handle, run = std::move(run)](ESYS_CONTEXT* esys, Bytes* out) {
+    HandleScope scope(esys);
+    ESYS_TR tr = ESYS_TR_NONE;
+    TSS2_RC rc = scope.Resolve(handle, &tr);
+    return rc == TSS2_RC_SUCCESS ? run(esys, tr, out) : rc;
+  });
+}
+
 // Starts worker W on the context in argument 0 with the command's other (checked) arguments.
 template <typename W, typename... Args>
 Napi::Value StartWorker(const Napi::CallbackInfo& info, Args&&... args) {
@@ -215,7 +251,7 @@ void Export(Napi::Env env, Napi::Object exports, const char* name, Napi::Value (
 
 // {rc, layer, decoded, command} on an Error, code 'ERR_TPM_RC'.
 Napi::Value MakeTpmError(Napi::Env env, TSS2_RC rc, const char* command);
-Napi::Value MakeStateError(Napi::Env env, const char* code, const char* message);
+Napi::Error MakeStateError(Napi::Env env, const char* code, const char* message);
 
 // Registration of each command family.
 void RegisterContext(Napi::Env env, Napi::Object exports);

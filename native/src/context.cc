@@ -94,11 +94,7 @@ Napi::Value Context::Open(const Napi::CallbackInfo& info) {
 
 // close(): idempotent; throws when a command is still running.
 Napi::Value Context::Close(const Napi::CallbackInfo& info) {
-  if (busy_) {
-    Napi::Error e = Napi::Error::New(info.Env(), "cannot close while a TPM command runs");
-    e.Set("code", Napi::String::New(info.Env(), "ERR_TPM_BUSY"));
-    throw e;
-  }
+  if (busy_) throw MakeStateError(info.Env(), "ERR_TPM_BUSY", "cannot close while a TPM command runs");
   Finalize();
   return info.Env().Undefined();
 }

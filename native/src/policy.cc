@@ -17,10 +17,7 @@ class PolicySessionStartWorker : public TpmWorker {
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    TPMT_SYM_DEF sym = {};
-    sym.algorithm = TPM2_ALG_NULL;
-    TSS2_RC rc = Esys_StartAuthSession(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                       nullptr, TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &session_);
+    TSS2_RC rc = StartPolicySession(esys, TPM2_ALG_SHA256, &session_);
     if (rc != TSS2_RC_SUCCESS) return rc;
     // Kept after the NV command so that NvPolicySignedUpdate flushes it in every case.
     rc = Esys_TRSess_SetAttributes(esys, session_, TPMA_SESSION_CONTINUESESSION, 0xff);
@@ -85,12 +82,12 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     readsOk_ = true;
     for (const auto& [index, size] : readAfter_) {
       HandleScope scope(esys);
+      Authorized self;
       ESYS_TR nv = ESYS_TR_NONE;
-      ESYS_TR session = ESYS_TR_NONE;
-      TSS2_RC rc = scope.AuthorizedNv(index, Auth(), index, &nv, &nv, &session);
+      TSS2_RC rc = scope.AuthorizeOn(AuthHandle{index, Auth()}, index, &self, &nv);
       TPM2B_MAX_NV_BUFFER* read = nullptr;
       if (rc == TSS2_RC_SUCCESS) {
-        rc = Esys_NV_Read(esys, nv, nv, session, ESYS_TR_NONE, ESYS_TR_NONE, size, 0, &read);
+        rc = Esys_NV_Read(esys, self.tr, nv, self.session, ESYS_TR_NONE, ESYS_TR_NONE, size, 0, &read);
       }
       reads_.emplace_back();
       rc = Keep(rc, Tss2_MU_TPM2B_MAX_NV_BUFFER_Marshal, read, &reads_.back());
@@ -151,29 +148,6 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
   bool readsOk_ = true;
 };
 
-class HierarchyChangeAuthWorker : public TpmWorker {
- public:
-  HierarchyChangeAuthWorker(Napi::Env env, Context* ctx, uint32_t hierarchy, Auth auth, Bytes newAuth)
-      : TpmWorker(env, ctx, "HierarchyChangeAuth"), hierarchy_(hierarchy), auth_(std::move(auth)) {
-    Fail(FillTpm2b(newAuth, &newAuth_));
-    Wipe(&newAuth);
-  }
-  ~HierarchyChangeAuthWorker() override { WipeTpm2b(&newAuth_); }
-
- private:
-  TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    HandleScope scope(esys);
-    ESYS_TR hier = ESYS_TR_NONE;
-    ESYS_TR session = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Authorized(hierarchy_, auth_, &hier, &session);
-    if (rc != TSS2_RC_SUCCESS) return rc;
-    return Esys_HierarchyChangeAuth(esys, hier, session, ESYS_TR_NONE, ESYS_TR_NONE, &newAuth_);
-  }
-  uint32_t hierarchy_;
-  Auth auth_;
-  TPM2B_AUTH newAuth_ = {};
-};
-
 }  // namespace
 
 void RegisterPolicy(Napi::Env env, Napi::Object exports) {
@@ -183,11 +157,8 @@ void RegisterPolicy(Napi::Env env, Napi::Object exports) {
   // policySessionFlush(ctx, session)
   Export(env, exports, "policySessionFlush", [](const Napi::CallbackInfo& info) {
     ESYS_TR session = U32Arg(info, 1, "session");
-    return Call(info, "FlushContext", {}, [session](ESYS_CONTEXT* esys, Bytes*) mutable {
-      TSS2_RC rc = Esys_FlushContext(esys, session);
-      if (rc != TSS2_RC_SUCCESS) Esys_TR_Close(esys, &session);
-      return rc;
-    });
+    return Call(info, "FlushContext", {},
+                [session](ESYS_CONTEXT* esys, Bytes*) mutable { return FlushOrClose(esys, &session); });
   });
   // nvPolicySignedUpdate(ctx, session, kind (0 increment, 1 extend), index, data,
   //                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE, cpHash: 32 bytes,
@@ -201,8 +172,21 @@ void RegisterPolicy(Napi::Env env, Napi::Object exports) {
   });
   // hierarchyChangeAuth(ctx, hierarchy, auth, newAuth: Uint8Array)
   Export(env, exports, "hierarchyChangeAuth", [](const Napi::CallbackInfo& info) {
-    return StartWorker<HierarchyChangeAuthWorker>(info, U32Arg(info, 1, "hierarchy"), AuthArg(info, 2, "auth"),
-                                                  BytesArg(info, 3, "newAuth"));
+    AuthHandle hierarchy = AuthHandleArg(info, 1, "hierarchy", "auth");
+    Secret newAuth = SecretArg(info, 3, "newAuth");
+    auto run = [hierarchy = std::move(hierarchy), newAuth = std::move(newAuth)](ESYS_CONTEXT* esys, Bytes*) {
+      TPM2B_AUTH auth = {};
+      HandleScope scope(esys);
+      Authorized hier;
+      TSS2_RC rc = FillTpm2b(newAuth.bytes, &auth);
+      if (rc == TSS2_RC_SUCCESS) rc = scope.Authorize(hierarchy, &hier);
+      if (rc == TSS2_RC_SUCCESS) {
+        rc = Esys_HierarchyChangeAuth(esys, hier.tr, hier.session, ESYS_TR_NONE, ESYS_TR_NONE, &auth);
+      }
+      WipeTpm2b(&auth);
+      return rc;
+    };
+    return Call(info, "HierarchyChangeAuth", {}, std::move(run));
   });
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { fixture } from '../../test/marshal/support.js';
 import { TPM_ALG, TPM_CC, TPM_RH } from './marshal/constants.js';
 import {
   marshalTpm2bPublic,
@@ -18,9 +18,6 @@ import {
   EK_TEMPLATE_RSA2048,
   withUnique,
 } from './templates.js';
-
-const fixture = (name: string): Buffer =>
-  readFileSync(new URL(`../../test/fixtures/tpm/${name}`, import.meta.url));
 
 /** PolicySecret(authHandle) with an empty policyRef, from a zero policy digest. */
 function policySecret(hash: string, handle: number): Buffer {

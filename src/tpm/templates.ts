@@ -46,15 +46,7 @@ const ekLowAttributes = objectAttributes(
   'decrypt',
 );
 
-const ekHighAttributes = objectAttributes(
-  'fixedTPM',
-  'fixedParent',
-  'sensitiveDataOrigin',
-  'userWithAuth',
-  'adminWithPolicy',
-  'restricted',
-  'decrypt',
-);
+const ekHighAttributes = { ...ekLowAttributes, userWithAuth: true };
 
 /** Template L-1: RSA-2048, AES-128-CFB, SHA-256 name, unique = 256 zero bytes. */
 export const EK_TEMPLATE_RSA2048: RsaPublic = {

@@ -4,28 +4,23 @@
  * the facade's queue included, which is what a slow TPM costs a request. Failures are
  * counted by code: `tpm_unavailable`, `bad_request`, and for a TPM-layer response code
  * `tpm_rc_0x...` (the base code, a bounded set: TPM_RC_NV_RATE is not TPM_RC_AUTH_FAIL).
+ * A command takes its port method's parameters as they are (`Parameters<TpmPort[...]>`) and
+ * passes them on, so the wrapper does not restate, and cannot drift from, the port.
  */
 import { errorCode, timeCall, type GrantorMetrics } from '../shared/metrics.js';
 import { TpmError } from './tpm-error.js';
 import type {
   Attestation,
   CreatedObject,
-  HashAlgName,
-  Hierarchy,
   LoadedObject,
-  NvAuth,
   NvPolicyWrite,
   NvReadBack,
   NvPublic,
-  NvSpace,
-  PcrBankSelection,
   PcrRead,
   PolicySigner,
   PrimaryObject,
   PublicArea,
-  SigningOptions,
   TimeInfo,
-  TpmAuth,
   TpmPort,
 } from './tpm.port.js';
 import { withLoadedObject } from './tpm.port.js';
@@ -62,55 +57,40 @@ export class MeteredTpm implements TpmPort {
     return this.#time('Startup', () => this.#tpm.startup());
   }
 
-  selfTest(full?: boolean): Promise<void> {
-    return this.#time('SelfTest', () => this.#tpm.selfTest(full));
+  selfTest(...a: Parameters<TpmPort['selfTest']>): Promise<void> {
+    return this.#time('SelfTest', () => this.#tpm.selfTest(...a));
   }
 
-  getRandom(bytes: number): Promise<Buffer> {
-    return this.#time('GetRandom', () => this.#tpm.getRandom(bytes));
+  getRandom(...a: Parameters<TpmPort['getRandom']>): Promise<Buffer> {
+    return this.#time('GetRandom', () => this.#tpm.getRandom(...a));
   }
 
   readClock(): Promise<TimeInfo> {
     return this.#time('ReadClock', () => this.#tpm.readClock());
   }
 
-  pcrRead(selection: readonly PcrBankSelection[]): Promise<PcrRead> {
-    return this.#time('PCR_Read', () => this.#tpm.pcrRead(selection));
+  pcrRead(...a: Parameters<TpmPort['pcrRead']>): Promise<PcrRead> {
+    return this.#time('PCR_Read', () => this.#tpm.pcrRead(...a));
   }
 
-  pcrExtend(
-    pcr: number,
-    digests: readonly { hash: HashAlgName; digest: Uint8Array }[],
-  ): Promise<void> {
-    return this.#time('PCR_Extend', () => this.#tpm.pcrExtend(pcr, digests));
+  pcrExtend(...a: Parameters<TpmPort['pcrExtend']>): Promise<void> {
+    return this.#time('PCR_Extend', () => this.#tpm.pcrExtend(...a));
   }
 
-  createPrimary(
-    hierarchy: Hierarchy,
-    template: Uint8Array,
-    options?: { hierarchyAuth?: Uint8Array; userAuth?: Uint8Array },
-  ): Promise<PrimaryObject> {
-    return this.#time('CreatePrimary', () => this.#tpm.createPrimary(hierarchy, template, options));
+  createPrimary(...a: Parameters<TpmPort['createPrimary']>): Promise<PrimaryObject> {
+    return this.#time('CreatePrimary', () => this.#tpm.createPrimary(...a));
   }
 
-  create(
-    parent: number,
-    template: Uint8Array,
-    options?: { parentAuth?: TpmAuth; userAuth?: Uint8Array },
-  ): Promise<CreatedObject> {
-    return this.#time('Create', () => this.#tpm.create(parent, template, options));
+  create(...a: Parameters<TpmPort['create']>): Promise<CreatedObject> {
+    return this.#time('Create', () => this.#tpm.create(...a));
   }
 
-  load(
-    parent: number,
-    key: CreatedObject,
-    options?: { parentAuth?: TpmAuth },
-  ): Promise<LoadedObject> {
-    return this.#time('Load', () => this.#tpm.load(parent, key, options));
+  load(...a: Parameters<TpmPort['load']>): Promise<LoadedObject> {
+    return this.#time('Load', () => this.#tpm.load(...a));
   }
 
-  flush(handle: number): Promise<void> {
-    return this.#time('FlushContext', () => this.#tpm.flush(handle));
+  flush(...a: Parameters<TpmPort['flush']>): Promise<void> {
+    return this.#time('FlushContext', () => this.#tpm.flush(...a));
   }
 
   /** As the port says; here so that the flush is one of this port's (timed) calls. */
@@ -121,104 +101,61 @@ export class MeteredTpm implements TpmPort {
     return withLoadedObject((handle) => this.flush(handle), load, use);
   }
 
-  makePersistent(
-    handle: number,
-    persistentHandle: number,
-    options?: { ownerAuth?: Uint8Array },
-  ): Promise<void> {
-    return this.#time('EvictControl', () =>
-      this.#tpm.makePersistent(handle, persistentHandle, options),
-    );
+  makePersistent(...a: Parameters<TpmPort['makePersistent']>): Promise<void> {
+    return this.#time('EvictControl', () => this.#tpm.makePersistent(...a));
   }
 
-  evictPersistent(persistentHandle: number, options?: { ownerAuth?: Uint8Array }): Promise<void> {
-    return this.#time('EvictControl', () => this.#tpm.evictPersistent(persistentHandle, options));
+  evictPersistent(...a: Parameters<TpmPort['evictPersistent']>): Promise<void> {
+    return this.#time('EvictControl', () => this.#tpm.evictPersistent(...a));
   }
 
-  readPublic(handle: number): Promise<PublicArea> {
-    return this.#time('ReadPublic', () => this.#tpm.readPublic(handle));
+  readPublic(...a: Parameters<TpmPort['readPublic']>): Promise<PublicArea> {
+    return this.#time('ReadPublic', () => this.#tpm.readPublic(...a));
   }
 
-  quote(
-    signKey: number,
-    selection: readonly PcrBankSelection[],
-    qualifyingData: Uint8Array,
-    options?: SigningOptions,
-  ): Promise<Attestation> {
-    return this.#time('Quote', () => this.#tpm.quote(signKey, selection, qualifyingData, options));
+  quote(...a: Parameters<TpmPort['quote']>): Promise<Attestation> {
+    return this.#time('Quote', () => this.#tpm.quote(...a));
   }
 
-  certify(
-    object: number,
-    signKey: number,
-    qualifyingData: Uint8Array,
-    options?: SigningOptions & { objectAuth?: TpmAuth },
-  ): Promise<Attestation> {
-    return this.#time('Certify', () => this.#tpm.certify(object, signKey, qualifyingData, options));
+  certify(...a: Parameters<TpmPort['certify']>): Promise<Attestation> {
+    return this.#time('Certify', () => this.#tpm.certify(...a));
   }
 
-  activateCredential(
-    activateHandle: number,
-    ekHandle: number,
-    credentialBlob: Uint8Array,
-    encryptedSecret: Uint8Array,
-    options?: { activateAuth?: TpmAuth; ekAuth?: TpmAuth },
-  ): Promise<Buffer> {
-    return this.#time('ActivateCredential', () =>
-      this.#tpm.activateCredential(
-        activateHandle,
-        ekHandle,
-        credentialBlob,
-        encryptedSecret,
-        options,
-      ),
-    );
+  activateCredential(...a: Parameters<TpmPort['activateCredential']>): Promise<Buffer> {
+    return this.#time('ActivateCredential', () => this.#tpm.activateCredential(...a));
   }
 
-  nvDefine(
-    space: NvSpace,
-    options?: { auth?: Uint8Array; hierarchy?: 'owner' | 'platform'; hierarchyAuth?: Uint8Array },
-  ): Promise<void> {
-    return this.#time('NV_DefineSpace', () => this.#tpm.nvDefine(space, options));
+  nvDefine(...a: Parameters<TpmPort['nvDefine']>): Promise<void> {
+    return this.#time('NV_DefineSpace', () => this.#tpm.nvDefine(...a));
   }
 
-  nvUndefine(
-    index: number,
-    options?: { hierarchy?: 'owner' | 'platform'; hierarchyAuth?: Uint8Array },
-  ): Promise<void> {
-    return this.#time('NV_UndefineSpace', () => this.#tpm.nvUndefine(index, options));
+  nvUndefine(...a: Parameters<TpmPort['nvUndefine']>): Promise<void> {
+    return this.#time('NV_UndefineSpace', () => this.#tpm.nvUndefine(...a));
   }
 
-  nvRead(
-    index: number,
-    options?: { size?: number; offset?: number; auth?: NvAuth },
-  ): Promise<Buffer> {
-    return this.#time('NV_Read', () => this.#tpm.nvRead(index, options));
+  nvRead(...a: Parameters<TpmPort['nvRead']>): Promise<Buffer> {
+    return this.#time('NV_Read', () => this.#tpm.nvRead(...a));
   }
 
-  nvWrite(
-    index: number,
-    data: Uint8Array,
-    options?: { offset?: number; auth?: NvAuth },
-  ): Promise<void> {
-    return this.#time('NV_Write', () => this.#tpm.nvWrite(index, data, options));
+  nvWrite(...a: Parameters<TpmPort['nvWrite']>): Promise<void> {
+    return this.#time('NV_Write', () => this.#tpm.nvWrite(...a));
   }
 
-  nvIncrement(index: number, options?: { auth?: NvAuth }): Promise<void> {
-    return this.#time('NV_Increment', () => this.#tpm.nvIncrement(index, options));
+  nvIncrement(...a: Parameters<TpmPort['nvIncrement']>): Promise<void> {
+    return this.#time('NV_Increment', () => this.#tpm.nvIncrement(...a));
   }
 
-  nvReadCounter(index: number, options?: { auth?: NvAuth }): Promise<bigint> {
+  nvReadCounter(...a: Parameters<TpmPort['nvReadCounter']>): Promise<bigint> {
     // The counter is read with TPM2_NV_Read.
-    return this.#time('NV_Read', () => this.#tpm.nvReadCounter(index, options));
+    return this.#time('NV_Read', () => this.#tpm.nvReadCounter(...a));
   }
 
-  nvExtend(index: number, data: Uint8Array, options?: { auth?: NvAuth }): Promise<void> {
-    return this.#time('NV_Extend', () => this.#tpm.nvExtend(index, data, options));
+  nvExtend(...a: Parameters<TpmPort['nvExtend']>): Promise<void> {
+    return this.#time('NV_Extend', () => this.#tpm.nvExtend(...a));
   }
 
-  nvReadPublic(index: number): Promise<NvPublic> {
-    return this.#time('NV_ReadPublic', () => this.#tpm.nvReadPublic(index));
+  nvReadPublic(...a: Parameters<TpmPort['nvReadPublic']>): Promise<NvPublic> {
+    return this.#time('NV_ReadPublic', () => this.#tpm.nvReadPublic(...a));
   }
 
   nvWriteByPolicySigned(
@@ -235,25 +172,12 @@ export class MeteredTpm implements TpmPort {
     );
   }
 
-  hierarchyChangeAuth(
-    hierarchy: 'owner' | 'endorsement',
-    newAuth: Uint8Array,
-    options?: { hierarchyAuth?: Uint8Array },
-  ): Promise<void> {
-    return this.#time('HierarchyChangeAuth', () =>
-      this.#tpm.hierarchyChangeAuth(hierarchy, newAuth, options),
-    );
+  hierarchyChangeAuth(...a: Parameters<TpmPort['hierarchyChangeAuth']>): Promise<void> {
+    return this.#time('HierarchyChangeAuth', () => this.#tpm.hierarchyChangeAuth(...a));
   }
 
-  nvCertify(
-    signKey: number,
-    index: number,
-    qualifyingData: Uint8Array,
-    options?: SigningOptions & { size?: number; offset?: number; auth?: NvAuth },
-  ): Promise<Attestation> {
-    return this.#time('NV_Certify', () =>
-      this.#tpm.nvCertify(signKey, index, qualifyingData, options),
-    );
+  nvCertify(...a: Parameters<TpmPort['nvCertify']>): Promise<Attestation> {
+    return this.#time('NV_Certify', () => this.#tpm.nvCertify(...a));
   }
 
   /** Not a TPM command: passed through untimed. */

@@ -7,21 +7,17 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TpmError, TpmUnavailableError } from '../../src/tpm/tpm-error.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { freePortPair, startSimTpm, type SimTpm } from '../rig/sim.js';
-import { tpm2 } from './helpers.js';
+import { freePortPair, type SimTpm } from '../rig/sim.js';
+import { closeSimTpm, openSimTpm, tpm2 } from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
+  ({ sim, tpm } = await openSimTpm());
 });
 
-afterAll(async () => {
-  await tpm.close();
-  await sim.destroy();
-});
+afterAll(() => closeSimTpm({ sim, tpm }));
 
 describe('NativeTpm basics', () => {
   it('starts up (already started is fine) and self-tests', async () => {

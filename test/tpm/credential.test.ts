@@ -13,8 +13,8 @@ import { EK_HANDLES } from '../../src/tpm/templates.js';
 import { TpmError } from '../../src/tpm/tpm-error.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import type { CreatedObject } from '../../src/tpm/tpm.port.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { AK_ECC_P256, EK_ECC_P384_POLICY_A, tpm2 } from './helpers.js';
+import type { SimTpm } from '../rig/sim.js';
+import { AK_ECC_P256, EK_ECC_P384_POLICY_A, closeSimTpm, openSimTpm, tpm2 } from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
@@ -24,15 +24,13 @@ const EK_RSA = EK_HANDLES.rsa2048.persistent;
 const EK_P384 = EK_HANDLES['ecc-p384'].persistent;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
+  ({ sim, tpm } = await openSimTpm());
   dir = await mkdtemp(join(tmpdir(), 'grantor-cred-'));
-  tpm = await NativeTpm.open(sim.tcti);
   ak = await tpm.create(EK_RSA, AK_ECC_P256, { parentAuth: { ekPolicy: true } });
 });
 
 afterAll(async () => {
-  await tpm.close();
-  await sim.destroy();
+  await closeSimTpm({ sim, tpm });
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import {
   marshalTpmtPublic,
   objectAttributes,
@@ -18,6 +19,7 @@ import {
   EK_TEMPLATE_ECC_P384,
   EK_TEMPLATES,
 } from '../../src/tpm/templates.js';
+import { startSimTpm, type SimTpm } from '../rig/sim.js';
 
 const run = promisify(execFile);
 
@@ -36,14 +38,7 @@ export const AK_RSA2048 = tmpl(AK_TEMPLATES.rsa2048);
  */
 export const EK_ECC_P384_POLICY_A = tmpl({
   ...EK_TEMPLATE_ECC_P384,
-  objectAttributes: objectAttributes(
-    'fixedTPM',
-    'fixedParent',
-    'sensitiveDataOrigin',
-    'adminWithPolicy',
-    'restricted',
-    'decrypt',
-  ),
+  objectAttributes: { ...EK_TEMPLATE_ECC_P384.objectAttributes, userWithAuth: false },
   authPolicy: EK_POLICY_A_SHA384,
 });
 
@@ -62,6 +57,29 @@ export const SRK_ECC_P256 = tmpl({
   authPolicy: Buffer.alloc(0),
   unique: { x: Buffer.alloc(0), y: Buffer.alloc(0) },
 });
+
+/** A test file's own swtpm and our context open on it. */
+export interface SimTpmRig {
+  sim: SimTpm;
+  tpm: NativeTpm;
+}
+
+/** Starts a fresh swtpm and opens our context on it (the swtpm goes again if that fails). */
+export async function openSimTpm(): Promise<SimTpmRig> {
+  const sim = await startSimTpm();
+  try {
+    return { sim, tpm: await NativeTpm.open(sim.tcti) };
+  } catch (e) {
+    await sim.destroy();
+    throw e;
+  }
+}
+
+/** Closes the context, then stops and removes the swtpm. */
+export async function closeSimTpm(rig: SimTpmRig): Promise<void> {
+  await rig.tpm.close();
+  await rig.sim.destroy();
+}
 
 class Cursor {
   off = 0;

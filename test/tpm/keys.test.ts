@@ -11,7 +11,7 @@ import { EK_HANDLES } from '../../src/tpm/templates.js';
 import { TpmError } from '../../src/tpm/tpm-error.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import type { LoadedObject } from '../../src/tpm/tpm.port.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import type { SimTpm } from '../rig/sim.js';
 import {
   AK_ECC_P256,
   AK_RSA2048,
@@ -20,6 +20,8 @@ import {
   EK_RSA2048,
   SRK_ECC_P256,
   attestHeader,
+  closeSimTpm,
+  openSimTpm,
   parseSignature,
   publicKeyOf,
   tpm2,
@@ -31,14 +33,10 @@ const EK_RSA = EK_HANDLES.rsa2048.persistent;
 const EK_P384 = EK_HANDLES['ecc-p384'].persistent;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
+  ({ sim, tpm } = await openSimTpm());
 });
 
-afterAll(async () => {
-  await tpm.close();
-  await sim.destroy();
-});
+afterAll(() => closeSimTpm({ sim, tpm }));
 
 function caCerts(pem: string): X509Certificate[] {
   return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map(

@@ -7,11 +7,13 @@ import { createHash, verify } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TpmError } from '../../src/tpm/tpm-error.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import type { SimTpm } from '../rig/sim.js';
 import {
   AK_ECC_P256,
   SRK_ECC_P256,
   attestHeader,
+  closeSimTpm,
+  openSimTpm,
   parseSignature,
   publicKeyOf,
   tpm2,
@@ -21,6 +23,7 @@ import {
 const NV = {
   OWNERWRITE: 0x2,
   AUTHWRITE: 0x4,
+  ORDINARY: 0x0 << 4,
   COUNTER: 0x1 << 4,
   EXTEND: 0x4 << 4,
   OWNERREAD: 0x20000,
@@ -35,30 +38,24 @@ const EXTEND = 0x01500012;
 const OWNER_ONLY = 0x01500013;
 const auth = Buffer.from('index-auth');
 
+/** Defines an index written and read by its own auth value (`auth`), outside DA protection. */
+function defineWithAuth(index: number, type: number, dataSize: number): Promise<void> {
+  const attributes = type | NV.AUTHWRITE | NV.AUTHREAD | NV.NO_DA;
+  return tpm.nvDefine({ index, nameAlg: 'sha256', attributes, dataSize }, { auth });
+}
+
 let sim: SimTpm;
 let tpm: NativeTpm;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
+  ({ sim, tpm } = await openSimTpm());
 });
 
-afterAll(async () => {
-  await tpm.close();
-  await sim.destroy();
-});
+afterAll(() => closeSimTpm({ sim, tpm }));
 
 describe('NV indices', () => {
   it('defines an ordinary index, writes and reads more than one NV buffer, with its auth', async () => {
-    await tpm.nvDefine(
-      {
-        index: ORDINARY,
-        nameAlg: 'sha256',
-        attributes: NV.AUTHWRITE | NV.AUTHREAD | NV.NO_DA,
-        dataSize: 1200,
-      },
-      { auth },
-    );
+    await defineWithAuth(ORDINARY, NV.ORDINARY, 1200);
     const data = Buffer.from(Array.from({ length: 1200 }, (_, i) => (i * 7) & 0xff));
     await tpm.nvWrite(ORDINARY, data, { auth: { value: auth } });
     expect((await tpm.nvRead(ORDINARY, { auth: { value: auth } })).equals(data)).toBe(true);
@@ -129,15 +126,7 @@ describe('NV indices', () => {
   });
 
   it('increments a counter, and tpm2_nvread reads the same value', async () => {
-    await tpm.nvDefine(
-      {
-        index: COUNTER,
-        nameAlg: 'sha256',
-        attributes: NV.COUNTER | NV.AUTHWRITE | NV.AUTHREAD | NV.NO_DA,
-        dataSize: 8,
-      },
-      { auth },
-    );
+    await defineWithAuth(COUNTER, NV.COUNTER, 8);
     await tpm.nvIncrement(COUNTER, { auth: { value: auth } });
     const first = await tpm.nvReadCounter(COUNTER, { auth: { value: auth } });
     await tpm.nvIncrement(COUNTER, { auth: { value: auth } });
@@ -164,15 +153,7 @@ describe('NV indices', () => {
   });
 
   it('extends an extend index: value = H(old ‖ data)', async () => {
-    await tpm.nvDefine(
-      {
-        index: EXTEND,
-        nameAlg: 'sha256',
-        attributes: NV.EXTEND | NV.AUTHWRITE | NV.AUTHREAD | NV.NO_DA,
-        dataSize: 32,
-      },
-      { auth },
-    );
+    await defineWithAuth(EXTEND, NV.EXTEND, 32);
     await tpm.nvExtend(EXTEND, Buffer.from('batch-1'), { auth: { value: auth } });
     await tpm.nvExtend(EXTEND, Buffer.from('batch-2'), { auth: { value: auth } });
     const h = (...b: Buffer[]): Buffer => createHash('sha256').update(Buffer.concat(b)).digest();

@@ -10,12 +10,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import type { CreatedObject, PcrBankSelection } from '../../src/tpm/tpm.port.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import type { SimTpm } from '../rig/sim.js';
 import {
   AK_ECC_P256,
   AK_RSA2048,
   SRK_ECC_P256,
   attestHeader,
+  closeSimTpm,
+  openSimTpm,
   parseSignature,
   publicKeyOf,
   tpm2,
@@ -29,9 +31,8 @@ const aks: Record<'ecc' | 'rsa', CreatedObject> = {} as Record<'ecc' | 'rsa', Cr
 const selection: PcrBankSelection[] = [{ bank: 'sha256', pcrs: [0, 1, 2, 15] }];
 
 beforeAll(async () => {
-  sim = await startSimTpm();
+  ({ sim, tpm } = await openSimTpm());
   dir = await mkdtemp(join(tmpdir(), 'grantor-quote-'));
-  tpm = await NativeTpm.open(sim.tcti);
   const srk = await tpm.createPrimary('owner', SRK_ECC_P256);
   try {
     aks.ecc = await tpm.create(srk.handle, AK_ECC_P256);
@@ -46,8 +47,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await tpm.close();
-  await sim.destroy();
+  await closeSimTpm({ sim, tpm });
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -1,17 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parseCode } from '../../../test/marshal/support.js';
 import { TpmReader, TpmWriter, marshal, parseAll } from './buffer.js';
 import { TpmParseError } from './errors.js';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof TpmParseError) return e.code;
-    throw e;
-  }
-  throw new Error('expected a TpmParseError');
-}
 
 describe('TpmReader', () => {
   it('reads big-endian integers', () => {
@@ -31,7 +22,7 @@ describe('TpmReader', () => {
 
   it('refuses to read past the end without moving', () => {
     const r = new TpmReader(Buffer.from('0102', 'hex'), 'T');
-    expect(codeOf(() => r.u32('x'))).toBe('tpm_parse_truncated');
+    expect(parseCode(() => r.u32('x'))).toBe('tpm_parse_truncated');
     expect(r.offset).toBe(0);
     expect(r.u16('y')).toBe(0x0102);
   });
@@ -52,7 +43,7 @@ describe('TpmReader', () => {
 
   it('refuses a TPM2B whose body is truncated, leaving the offset unchanged', () => {
     const r = new TpmReader(Buffer.from('0004aabb', 'hex'), 'T');
-    expect(codeOf(() => r.tpm2b('d', 64))).toBe('tpm_parse_truncated');
+    expect(parseCode(() => r.tpm2b('d', 64))).toBe('tpm_parse_truncated');
     expect(r.offset).toBe(0);
   });
 
@@ -65,7 +56,7 @@ describe('TpmReader', () => {
 
   it('commits a nested struct offset only on success', () => {
     const r = new TpmReader(Buffer.from('000100', 'hex'), 'T');
-    expect(codeOf(() => r.struct((s) => [s.u16('a'), s.u16('b')]))).toBe('tpm_parse_truncated');
+    expect(parseCode(() => r.struct((s) => [s.u16('a'), s.u16('b')]))).toBe('tpm_parse_truncated');
     expect(r.offset).toBe(0);
     expect(r.struct((s) => s.u16('a'))).toBe(1);
     expect(r.offset).toBe(2);
@@ -73,21 +64,21 @@ describe('TpmReader', () => {
 
   it('requires a sized structure to consume exactly its size', () => {
     const trailing = new TpmReader(Buffer.from('0003000102', 'hex'), 'T');
-    expect(codeOf(() => trailing.sized('s', 10, (s) => s.u16('a')))).toBe('tpm_parse_trailing');
+    expect(parseCode(() => trailing.sized('s', 10, (s) => s.u16('a')))).toBe('tpm_parse_trailing');
     expect(trailing.offset).toBe(0);
     const over = new TpmReader(Buffer.from('000b' + '00'.repeat(11), 'hex'), 'T');
-    expect(codeOf(() => over.sized('s', 10, (s) => s.rest('a')))).toBe('tpm_parse_oversized');
+    expect(parseCode(() => over.sized('s', 10, (s) => s.rest('a')))).toBe('tpm_parse_oversized');
     const short = new TpmReader(Buffer.from('000400', 'hex'), 'T');
-    expect(codeOf(() => short.sized('s', 10, (s) => s.rest('a')))).toBe('tpm_parse_truncated');
+    expect(parseCode(() => short.sized('s', 10, (s) => s.rest('a')))).toBe('tpm_parse_truncated');
     const empty = new TpmReader(Buffer.from('0000', 'hex'), 'T');
-    expect(codeOf(() => empty.sized('s', 10, (s) => s.rest('a')))).toBe('tpm_parse_invalid');
+    expect(parseCode(() => empty.sized('s', 10, (s) => s.rest('a')))).toBe('tpm_parse_invalid');
     expect(
       new TpmReader(Buffer.from('0000', 'hex'), 'T').sized('s', 10, (s) => s.rest('a'), true),
     ).toBeUndefined();
   });
 
   it('parseAll refuses trailing bytes', () => {
-    expect(codeOf(() => parseAll(Buffer.from('000100', 'hex'), 'T', (r) => r.u16('a')))).toBe(
+    expect(parseCode(() => parseAll(Buffer.from('000100', 'hex'), 'T', (r) => r.u16('a')))).toBe(
       'tpm_parse_trailing',
     );
   });

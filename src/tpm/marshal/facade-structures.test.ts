@@ -6,6 +6,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parseCode } from '../../../test/marshal/support.js';
 import { unmarshalTpmsTimeInfo } from './attest.js';
 import { TpmMarshalError, TpmParseError } from './buffer.js';
 import { marshalTpmlDigestValues, unmarshalTpmlDigest } from './digests.js';
@@ -22,15 +23,6 @@ import {
   unmarshalTpmlPcrSelection,
 } from './pcr-selection.js';
 import { TPM2B, unmarshalTpm2b } from './tpm2b.js';
-
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-    return 'none';
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  }
-};
 
 describe('structures of the TPM facade', () => {
   it('round-trips a PCR selection (banks in order, PCRs ascending, 3-byte minimum)', () => {
@@ -88,23 +80,23 @@ describe('structures of the TPM facade', () => {
   });
 
   it('rejects truncated input, an oversized count or length and trailing bytes', () => {
-    expect(codeOf(() => unmarshalTpm2b(TPM2B.DIGEST, Buffer.from([0x00])))).toBe(
+    expect(parseCode(() => unmarshalTpm2b(TPM2B.DIGEST, Buffer.from([0x00])))).toBe(
       'tpm_parse_truncated',
     );
-    expect(codeOf(() => unmarshalTpm2b(TPM2B.DIGEST, Buffer.from([0x00, 0x05, 1, 2])))).toBe(
+    expect(parseCode(() => unmarshalTpm2b(TPM2B.DIGEST, Buffer.from([0x00, 0x05, 1, 2])))).toBe(
       'tpm_parse_truncated',
     );
-    expect(codeOf(() => unmarshalTpm2b(TPM2B.DIGEST, Buffer.from([0x00, 0x01, 1, 2])))).toBe(
+    expect(parseCode(() => unmarshalTpm2b(TPM2B.DIGEST, Buffer.from([0x00, 0x01, 1, 2])))).toBe(
       'tpm_parse_trailing',
     );
-    expect(codeOf(() => unmarshalTpmlDigest(Buffer.from('00000009', 'hex')))).toBe(
+    expect(parseCode(() => unmarshalTpmlDigest(Buffer.from('00000009', 'hex')))).toBe(
       'tpm_parse_oversized',
     );
-    expect(codeOf(() => unmarshalTpmlPcrSelection(Buffer.from('00000011', 'hex')))).toBe(
+    expect(parseCode(() => unmarshalTpmlPcrSelection(Buffer.from('00000011', 'hex')))).toBe(
       'tpm_parse_oversized',
     );
-    expect(codeOf(() => unmarshalTpmsTimeInfo(Buffer.alloc(26)))).toBe('tpm_parse_trailing');
-    expect(codeOf(() => unmarshalTpmsNvPublic(Buffer.alloc(3)))).toBe('tpm_parse_truncated');
+    expect(parseCode(() => unmarshalTpmsTimeInfo(Buffer.alloc(26)))).toBe('tpm_parse_trailing');
+    expect(parseCode(() => unmarshalTpmsNvPublic(Buffer.alloc(3)))).toBe('tpm_parse_truncated');
   });
 
   it('never fails with anything but its own parse errors on arbitrary bytes', () => {
