@@ -1,0 +1,13 @@
+/** For tests that assert a synchronous rejection path by its code. */
+import { GrantorError } from '../errors.js';
+
+/** The code of the GrantorError `fn` throws; fails if it returns or throws anything else. */
+export function thrownCode(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof GrantorError) return e.code;
+    throw e;
+  }
+  throw new Error('expected a rejection');
+}
