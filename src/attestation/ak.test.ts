@@ -8,7 +8,7 @@ import {
 } from '../tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256, AK_TEMPLATE_RSA2048, withUnique } from '../tpm/templates.js';
 import { checkAkPublic, parseAkPublic } from './ak.js';
-import { thrownCode } from '../shared/testing/thrown-code.js';
+import { thrownCode } from '../shared/testing/refusal.js';
 
 const ecc: EccPublic = withUnique(AK_TEMPLATE_ECC_P256, {
   x: Buffer.alloc(32, 1),

@@ -5,7 +5,7 @@ import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { unmarshalTpm2bPublic, type TpmtPublic } from '../tpm/marshal/public.js';
 import { EK_TEMPLATE_RSA2048 } from '../tpm/templates.js';
 import { parseCaBundle, validateEkCertificate } from './ek-certificate.js';
-import { thrownCode } from '../shared/testing/thrown-code.js';
+import { thrownCode } from '../shared/testing/refusal.js';
 
 const dir = join(import.meta.dirname, 'fixtures');
 const fixture = (name: string): Buffer => readFileSync(join(dir, name));

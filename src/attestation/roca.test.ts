@@ -9,7 +9,7 @@ import { checkAkPublic } from './ak.js';
 import { checkEkPublic, parseCaBundle } from './ek-certificate.js';
 import { hasRocaFingerprint } from './roca.js';
 import { rocaModulus } from './testing/roca-modulus.js';
-import { thrownCode } from '../shared/testing/thrown-code.js';
+import { thrownCode } from '../shared/testing/refusal.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const roca = rocaModulus();
