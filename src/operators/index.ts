@@ -11,7 +11,7 @@
  * attempts audited without a flood filling the log), events.ts (registry changes for the
  * audit log), cli.ts (`grantor operators token ...`), errors.ts, config.ts; each store as
  * `x-store.port.ts` with `x-store.level.ts` and its fake `x-store.memory.ts` (approval,
- * gateway, person, token); testing/ (certificates, CLI output, refusal asserts for tests).
+ * gateway, person, token); testing/ (certificates and CLI output, for tests).
  */
 import type { Database } from '../shared/db.level.js';
 import { LevelApprovalStore } from './approval-store.level.js';
