@@ -57,6 +57,14 @@ export function softAttestationService(tpm: SoftTpm, source: string): Attestatio
   );
 }
 
+/** Serves the harness's app on a free loopback port; its base URL. */
+export async function listenHarness(h: Harness): Promise<string> {
+  await h.app.listen({ host: '127.0.0.1', port: 0 });
+  const address = h.app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('no address');
+  return `http://127.0.0.1:${address.port}`;
+}
+
 export interface Harness {
   readonly tpm: SimTpm;
   readonly tools: Tools;
