@@ -3,7 +3,7 @@
  * flat list of guard clauses, each its own error.
  */
 import { createHash } from 'node:crypto';
-import { TPM_ALG, TPM_ECC, TPM_RH, hashInfo } from '../tpm/marshal/constants.js';
+import { TPM_ALG, TPM_RH, hashInfo } from '../tpm/marshal/constants.js';
 import {
   objectName,
   unmarshalTpm2bPublic,
@@ -25,6 +25,7 @@ import {
   AkPublicInvalidError,
   AkSchemeUnsupportedError,
 } from './errors.js';
+import { attestationCurve } from './curves.js';
 import { hasRocaFingerprint } from './roca.js';
 
 export type AkPublic = RsaPublic | EccPublic;
@@ -70,13 +71,8 @@ export function checkAkPublic(ak: TpmtPublic): AkPublic {
     return ak;
   }
   if (ak.type === TPM_ALG.ECC) {
-    const size =
-      ak.parameters.curveId === TPM_ECC.NIST_P256
-        ? 32
-        : ak.parameters.curveId === TPM_ECC.NIST_P384
-          ? 48
-          : 0;
-    if (size === 0 || ak.unique.x.length !== size || ak.unique.y.length !== size)
+    const size = attestationCurve(ak.parameters.curveId)?.size;
+    if (size === undefined || ak.unique.x.length !== size || ak.unique.y.length !== size)
       throw new AkKeyUnsupportedError();
     const s = ak.parameters.scheme;
     if (s.scheme !== TPM_ALG.ECDSA || !STRONG_HASHES.includes(s.hashAlg))

@@ -5,6 +5,7 @@ import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { unmarshalTpm2bPublic, type TpmtPublic } from '../tpm/marshal/public.js';
 import { EK_TEMPLATE_RSA2048 } from '../tpm/templates.js';
 import { parseCaBundle, validateEkCertificate } from './ek-certificate.js';
+import { thrownCode } from '../shared/testing/refusal.js';
 
 const dir = join(import.meta.dirname, 'fixtures');
 const fixture = (name: string): Buffer => readFileSync(join(dir, name));
@@ -12,15 +13,6 @@ const trustedCas = parseCaBundle(readFileSync(join(dir, 'ca-chain.pem'), 'utf8')
 const now = new Date('2030-01-01T00:00:00Z');
 const ekRsaPub = unmarshalTpm2bPublic(fixture('ek-rsa.pub'));
 const ekEccPub = unmarshalTpm2bPublic(fixture('ek-ecc384.pub'));
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return (e as { code: string }).code;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('validateEkCertificate (swtpm EK certificates and local CA)', () => {
   it('accepts the RSA EK certificate and reports the TPM identity from the SAN', () => {
@@ -52,7 +44,9 @@ describe('validateEkCertificate (swtpm EK certificates and local CA)', () => {
 
   it('refuses bytes that are not a certificate', () => {
     expect(
-      codeOf(() => validateEkCertificate(Buffer.from('3003020101', 'hex'), { trustedCas, now })),
+      thrownCode(() =>
+        validateEkCertificate(Buffer.from('3003020101', 'hex'), { trustedCas, now }),
+      ),
     ).toBe('ek_certificate_invalid');
   });
 
@@ -69,24 +63,24 @@ describe('validateEkCertificate (swtpm EK certificates and local CA)', () => {
       });
     expect(vendor.length).toBeGreaterThan(10);
     expect(
-      codeOf(() => validateEkCertificate(fixture('ek-rsa.der'), { trustedCas: vendor, now })),
+      thrownCode(() => validateEkCertificate(fixture('ek-rsa.der'), { trustedCas: vendor, now })),
     ).toBe('ek_certificate_untrusted');
     expect(
-      codeOf(() => validateEkCertificate(fixture('ek-rsa.der'), { trustedCas: [], now })),
+      thrownCode(() => validateEkCertificate(fixture('ek-rsa.der'), { trustedCas: [], now })),
     ).toBe('ek_certificate_untrusted');
   });
 
   it('refuses a vendor CA certificate presented as an EK certificate', () => {
     const pem = readFileSync(join(dir, 'tpm-vendor-ca/STM_RSA_RT.pem'), 'utf8');
     const [ca] = parseCaBundle(pem);
-    expect(codeOf(() => validateEkCertificate(ca!.raw, { trustedCas: [ca!], now }))).toBe(
+    expect(thrownCode(() => validateEkCertificate(ca!.raw, { trustedCas: [ca!], now }))).toBe(
       'ek_certificate_invalid',
     );
   });
 
   it('refuses a chain that is not valid at the injected time', () => {
     expect(
-      codeOf(() =>
+      thrownCode(() =>
         validateEkCertificate(fixture('ek-rsa.der'), {
           trustedCas,
           now: new Date('2001-01-01T00:00:00Z'),
@@ -96,14 +90,14 @@ describe('validateEkCertificate (swtpm EK certificates and local CA)', () => {
   });
 
   it('refuses an EKU without the TCG EK purpose', () => {
-    expect(codeOf(() => validateEkCertificate(fixture('bad-eku.der'), { trustedCas, now }))).toBe(
-      'ek_certificate_eku_invalid',
-    );
+    expect(
+      thrownCode(() => validateEkCertificate(fixture('bad-eku.der'), { trustedCas, now })),
+    ).toBe('ek_certificate_eku_invalid');
   });
 
   it('refuses a certificate without SAN, without TPM attributes, or with an empty subject and a non-critical SAN', () => {
     for (const name of ['no-san.der', 'san-no-tpm.der', 'san-noncritical-empty-subject.der']) {
-      expect(codeOf(() => validateEkCertificate(fixture(name), { trustedCas, now }))).toBe(
+      expect(thrownCode(() => validateEkCertificate(fixture(name), { trustedCas, now }))).toBe(
         'ek_certificate_san_invalid',
       );
     }
@@ -111,13 +105,13 @@ describe('validateEkCertificate (swtpm EK certificates and local CA)', () => {
 
   it('refuses an EK public area that is not the certified key', () => {
     expect(
-      codeOf(() =>
+      thrownCode(() =>
         validateEkCertificate(fixture('ek-rsa.der'), { trustedCas, now, ekPublic: ekEccPub }),
       ),
     ).toBe('ek_certificate_key_mismatch');
     const otherModulus = { ...ekRsaPub, unique: Buffer.alloc(256, 7) } as TpmtPublic;
     expect(
-      codeOf(() =>
+      thrownCode(() =>
         validateEkCertificate(fixture('ek-rsa.der'), { trustedCas, now, ekPublic: otherModulus }),
       ),
     ).toBe('ek_certificate_key_mismatch');
@@ -129,7 +123,7 @@ describe('validateEkCertificate (swtpm EK certificates and local CA)', () => {
       objectAttributes: { ...EK_TEMPLATE_RSA2048.objectAttributes, decrypt: false, sign: true },
     } as TpmtPublic;
     expect(
-      codeOf(() =>
+      thrownCode(() =>
         validateEkCertificate(fixture('ek-rsa.der'), { trustedCas, now, ekPublic: signing }),
       ),
     ).toBe('ek_public_invalid');

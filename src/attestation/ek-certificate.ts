@@ -26,6 +26,7 @@ import {
   EkKeyWeakError,
   EkPublicInvalidError,
 } from './errors.js';
+import { attestationCurve, attestationCurveOfJwk } from './curves.js';
 import { hasRocaFingerprint } from './roca.js';
 
 /** TCG OIDs (TCG EK Credential Profile, section 3). */
@@ -314,11 +315,6 @@ function stripZeros(bytes: Uint8Array): Uint8Array {
   return bytes.subarray(i);
 }
 
-const CURVES: Readonly<Record<string, { id: number; size: number }>> = {
-  'P-256': { id: TPM_ECC.NIST_P256, size: 32 },
-  'P-384': { id: TPM_ECC.NIST_P384, size: 48 },
-};
-
 function leftPad(bytes: Uint8Array, size: number): Buffer {
   const out = Buffer.alloc(Math.max(size, bytes.length));
   out.set(bytes, out.length - bytes.length);
@@ -338,7 +334,7 @@ export function ekPublicFromJwk(jwk: JsonWebKey): TpmtPublic {
     return { ...base, parameters: { ...base.parameters, exponent: e === 65537 ? 0 : e } };
   }
   if (jwk.kty === 'EC' && typeof jwk.x === 'string' && typeof jwk.y === 'string') {
-    const curve = jwk.crv === undefined ? undefined : CURVES[jwk.crv];
+    const curve = attestationCurveOfJwk(jwk.crv);
     if (curve === undefined) throw new EkKeyUnsupportedError();
     const template = curve.id === TPM_ECC.NIST_P256 ? EK_TEMPLATE_ECC_P256 : EK_TEMPLATE_ECC_P384;
     return withUnique(template, {
@@ -379,13 +375,8 @@ export function checkEkPublic(ek: TpmtPublic): RsaPublic | EccPublic {
     if (hasRocaFingerprint(ek.unique)) throw new EkKeyWeakError();
     return ek;
   }
-  const size =
-    ek.parameters.curveId === TPM_ECC.NIST_P256
-      ? 32
-      : ek.parameters.curveId === TPM_ECC.NIST_P384
-        ? 48
-        : 0;
-  if (size === 0) throw new EkKeyUnsupportedError();
+  const size = attestationCurve(ek.parameters.curveId)?.size;
+  if (size === undefined) throw new EkKeyUnsupportedError();
   if (ek.unique.x.length !== size || ek.unique.y.length !== size)
     throw new EkPublicInvalidError('the EK point has the wrong size for its curve');
   return ek;
@@ -403,7 +394,7 @@ function sameKey(jwk: JsonWebKey, ek: TpmtPublic): boolean {
     );
   }
   if (ek.type === TPM_ALG.ECC && jwk.kty === 'EC' && jwk.crv !== undefined) {
-    const curve = CURVES[jwk.crv];
+    const curve = attestationCurveOfJwk(jwk.crv);
     if (curve?.id !== ek.parameters.curveId) return false;
     return (
       b64u(leftPad(ek.unique.x, curve.size)) ===

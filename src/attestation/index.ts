@@ -1,6 +1,21 @@
 /**
- * Wiring of the attestation domain: one `createAttestation(config, deps)`, plain arguments.
- * Export surface for the HTTP routes and for grants (sessionFor; proveQuote, quote mode in one call).
+ * The appliance's verifier side of attestation (the runtime side is attester/ at the top of
+ * the repository): one `createAttestation(config, deps)`, plain arguments. Export surface for
+ * the HTTP routes and for grants (sessionFor; proveQuote, quote mode in one call).
+ * See docs/attestation.md and docs/measured-boot.md.
+ *
+ * Rooms: service.ts (the registrar and attested sessions: enrollment, activation, challenges,
+ * attestations), verify-quote.ts (the quote's guard clauses, pure), quote-evidence.ts (the
+ * one wire schema of a quote), nonces.ts (stateless MAC-ed challenges); at enrollment
+ * ek-certificate.ts (the EK chain and the EK public), der.ts (the DER the X.509 API does not
+ * reach), ak.ts (the AK's guard clauses), curves.ts (the EK/AK curves), roca.ts (weak RSA
+ * moduli), make-credential.ts (TPM2_MakeCredential in software), enrollment-rules.ts
+ * (operators decide labels and activation); trust: registrar.ts (EK CA bundle and reference
+ * policies under dual control), reference-policy.ts with reference-policy-versions.ts;
+ * measured-boot/ (TCG event log and IMA replay, the policy's rules, learning golden values);
+ * runtime-store.port.ts (with its MemoryRuntimeStore) and runtime-store.level.ts;
+ * errors.ts (one class per failure kind); config.ts (GRANTOR_EK_CA_BUNDLE, reference
+ * policies, enrollment rules, log sizes); testing/ (a software TPM and fakes, for tests).
  */
 import type { Database } from '../shared/db.level.js';
 import { ConfigError } from '../shared/errors.js';

@@ -19,7 +19,7 @@ import {
   publicEncrypt,
   randomBytes,
 } from 'node:crypto';
-import { TPM_ALG, TPM_ECC, hashInfo } from '../tpm/marshal/constants.js';
+import { TPM_ALG, hashInfo } from '../tpm/marshal/constants.js';
 import {
   marshalCredentialFile,
   marshalIdObject,
@@ -28,6 +28,7 @@ import {
 } from '../tpm/marshal/credential.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
 import type { TpmtPublic } from '../tpm/marshal/public.js';
+import { attestationCurve } from './curves.js';
 import { checkEkPublic } from './ek-certificate.js';
 
 function u32(n: number): Buffer {
@@ -41,6 +42,19 @@ function label(text: string): Buffer {
   return Buffer.concat([Buffer.from(text, 'ascii'), Buffer.alloc(1)]);
 }
 
+/** Counter-mode blocks `block(1) ‖ block(2) ‖ …`, cut to `bits` (a multiple of 8). */
+function counterKdf(bits: number, block: (counter: Buffer) => Buffer): Buffer {
+  const bytes = bits / 8;
+  const parts: Buffer[] = [];
+  let total = 0;
+  for (let counter = 1; total < bytes; counter++) {
+    const b = block(u32(counter));
+    parts.push(b);
+    total += b.length;
+  }
+  return Buffer.concat(parts).subarray(0, bytes);
+}
+
 /** KDFa (SP 800-108 counter mode with HMAC), Part 1 §11.4.10.2. `bits` is a multiple of 8. */
 export function kdfa(
   hash: string,
@@ -50,21 +64,15 @@ export function kdfa(
   contextV: Uint8Array,
   bits: number,
 ): Buffer {
-  const bytes = bits / 8;
-  const parts: Buffer[] = [];
-  let total = 0;
-  for (let counter = 1; total < bytes; counter++) {
-    const block = createHmac(hash, key)
-      .update(u32(counter))
+  return counterKdf(bits, (counter) =>
+    createHmac(hash, key)
+      .update(counter)
       .update(label(use))
       .update(contextU)
       .update(contextV)
       .update(u32(bits))
-      .digest();
-    parts.push(block);
-    total += block.length;
-  }
-  return Buffer.concat(parts).subarray(0, bytes);
+      .digest(),
+  );
 }
 
 /** KDFe (SP 800-56A concatenation KDF), Part 1 §11.4.10.3. */
@@ -76,27 +84,16 @@ export function kdfe(
   partyV: Uint8Array,
   bits: number,
 ): Buffer {
-  const bytes = bits / 8;
-  const parts: Buffer[] = [];
-  let total = 0;
-  for (let counter = 1; total < bytes; counter++) {
-    const block = createHash(hash)
-      .update(u32(counter))
+  return counterKdf(bits, (counter) =>
+    createHash(hash)
+      .update(counter)
       .update(z)
       .update(label(use))
       .update(partyU)
       .update(partyV)
-      .digest();
-    parts.push(block);
-    total += block.length;
-  }
-  return Buffer.concat(parts).subarray(0, bytes);
+      .digest(),
+  );
 }
-
-const ECDH_CURVES: Partial<Record<number, { node: string; size: number }>> = {
-  [TPM_ECC.NIST_P256]: { node: 'prime256v1', size: 32 },
-  [TPM_ECC.NIST_P384]: { node: 'secp384r1', size: 48 },
-};
 
 function pad(bytes: Uint8Array, size: number): Buffer {
   const out = Buffer.alloc(size);
@@ -161,7 +158,7 @@ export function makeCredential(
       seed,
     );
   } else {
-    const curve = ECDH_CURVES[ek.parameters.curveId];
+    const curve = attestationCurve(ek.parameters.curveId);
     if (curve === undefined) throw new RangeError('EK curve not supported');
     const ekX = pad(ek.unique.x, curve.size);
     const ekPoint = Buffer.concat([Buffer.from([4]), ekX, pad(ek.unique.y, curve.size)]);

@@ -1,7 +1,19 @@
 /**
  * Wiring for the audit domain: `createAudit(config, deps)` returns the AuditService.
  * The anchor (TpmAuditAnchor over the TPM facade) and the signer (the HSM's Ed25519 audit
- * key) are built by the caller; the log lives in `db.sublevel('audit')`.
+ * key) are built by the caller; the log lives in `db.sublevel('audit')`. See docs/audit.md.
+ *
+ * Rooms: service.ts (what the appliance and the routes call), log.ts (group commit, anchoring,
+ * the start-up check), entry.ts and facts.ts (entries and their typed facts), merkle.ts,
+ * compact-range.ts, tiles.ts and tiled-tree.ts (the tree), checkpoint.ts (signed notes),
+ * tlog.ts (tlog-tiles resources), consistency.ts and watch.ts (the log monitor); the anchor:
+ * anchor.port.ts with anchor.tpm.ts and its fake anchor.memory.ts, anchor-pin.ts,
+ * anchor-policy.ts, anchor-key.port.ts with anchor-key.pkcs11.ts, nv-certify.ts; the store:
+ * audit-store.port.ts with audit-store.level.ts and audit-store.memory.ts; periods.ts,
+ * periodic.ts and period-store.port/.level (log periods), retention.ts; query.ts and
+ * timeline.ts (reads); bundle.ts, bundle-story.ts, verify-bundle.ts, verify-export.ts,
+ * replay.ts and full-check.ts (evidence and its offline check); cli.ts; audit.metered.ts;
+ * overlay.ts (wrapping a `#`-field service); errors.ts; config.ts (GRANTOR_AUDIT_*).
  */
 import { randomBytes } from 'node:crypto';
 import { clockFrom, systemClock } from '../shared/clock.js';

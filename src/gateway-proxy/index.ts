@@ -2,6 +2,10 @@
  * Wiring of `grantor-gateway` (one function, plain arguments): the checked configuration and
  * the gateway's token → the SDK's key source, redemption client, challenges, revocation view
  * (when `revocations` is configured) and Enforcer → the proxy and its metrics.
+ *
+ * Rooms: config.ts (the JSON configuration, checked whole), proxy.ts (forward only with a
+ * valid, redeemed grant; report the outcome), metrics.ts (Prometheus), main.ts (the
+ * `grantor-gateway` command). The enforcing itself is the SDK's (src/gateway).
  */
 import {
   Enforcer,

@@ -12,6 +12,15 @@
  *   });
  *
  * Every refusal is a GrantorError with a stable `code` (see errors.ts).
+ *
+ * Rooms: verify-grant.ts (offline verification, guard clauses in a fixed order), batch.ts
+ * (batch-signed grants, the format's one home), strict-json.ts and encoding.ts (what a JWS
+ * carries, parsed strictly), digest.ts (`parametersDigest`), jwks.ts (the appliance's
+ * keys, cached), redeem.ts (online redemption), pop.ts (proof of possession of `cnf.jkt`),
+ * revocations.ts (the offline view: snapshot and feed), route-table.ts (which request is
+ * which execution), enforce.ts (the one path every enforcement point takes), middleware.ts
+ * (Fastify and node `http`), url.ts (https, or http to loopback), errors.ts. The claims'
+ * type is src/shared/grant-claims.ts. `grantor-gateway` is src/gateway-proxy.
  */
 export {
   createGrantVerifier,

@@ -11,13 +11,15 @@
  * (session signature or quote), lineage.ts (a child under its chain; the lineage view),
  * reasons.ts (what an entry's reasons hold), redeem.ts (redeem, outcome), revoke.ts
  * (grants, runtimes, trust changes), audit-pending.ts (the entry a change already made
- * owes, journalled with it, retried until written once), root-lock.ts (children against revocation),
- * refusals.ts (refusals aggregated for the log), unreleased.ts (allows a crash never
- * released), revocation-feed.ts and revocation-snapshot.ts (what gateways learn),
- * grant-store.port.ts with grant-store.level.ts; testing.ts (the service with fakes, for
- * the tests beside each room). The claims are typed, with their RFC 7638 thumbprint, in
- * src/shared/grant-claims.ts (shared with the gateway); the keys service signs them and
- * owns the signature's low-S form.
+ * owes, journalled with it, retried until written once), root-lock.ts (children against
+ * revocation), refusals.ts (refusals aggregated for the log), unreleased.ts (allows a crash never
+ * released), cedar-context.ts (the policy request of one decision), trust-cascade.ts
+ * (withdrawn trust ends sessions and revokes grants), revocations.port.ts with
+ * revocation-feed.ts and revocation-snapshot.ts (what gateways learn), grant-store.port.ts
+ * (with its MemoryGrantStore) and grant-store.level.ts, errors.ts, config.ts; testing.ts
+ * (the service with fakes, for the tests beside each room). The claims are typed, with
+ * their RFC 7638 thumbprint, in src/shared/grant-claims.ts (shared with the gateway); the
+ * keys service signs them and owns the signature's low-S form.
  */
 import type { AuditService } from '../audit/index.js';
 import type { Database } from '../shared/db.level.js';

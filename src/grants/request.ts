@@ -33,19 +33,11 @@ export interface GrantRequest extends Omit<GrantRequestBody, 'parentGrantId'> {
 }
 
 /** The checked copy the pipeline works on. */
-export interface CheckedRequest {
+export interface CheckedRequest extends Omit<GrantRequestBody, 'issuedAt'> {
   /** The body exactly as received (deep copy): what the signature and digests cover. */
   readonly body: Readonly<Record<string, unknown>>;
-  readonly runtimeId: string;
-  readonly requestId: string;
   /** issuedAt, epoch ms. */
   readonly issuedAtMs: number;
-  readonly action: string;
-  readonly resource: string;
-  readonly parametersDigest: string;
-  readonly audience: string;
-  readonly parentGrantId: string | null;
-  readonly ttlSeconds: number;
   readonly proof:
     | { readonly mode: 'session'; readonly attestationId: string; readonly signature: string }
     | { readonly mode: 'quote'; readonly quote: QuoteEvidenceBody };

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type Database } from '../shared/db.level.js';
-import { GrantorError } from '../shared/errors.js';
 import { LevelGrantStore } from './grant-store.level.js';
 import { MemoryGrantStore, type GrantRecord, type GrantStore } from './grant-store.port.js';
 import { createMetrics } from '../shared/metrics.js';
 import { RevocationFeed, pruneFeedEvery } from './revocation-feed.js';
+import { refusalCode as codeOf } from '../shared/testing/refusal.js';
 
 const dirs: string[] = [];
 const dbs: Database[] = [];
@@ -58,16 +58,6 @@ const grantEvent = (grantId: string, exp = 2000) =>
 /** Waits (no time bound asserted) until the feed holds `n` waiting subscribers. */
 async function untilWaiting(feed: RevocationFeed, n: number): Promise<void> {
   while (feed.waiting !== n) await new Promise((r) => setTimeout(r, 5));
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof GrantorError) return e.code;
-    throw e;
-  }
-  return 'resolved';
 }
 
 for (const [name, open] of [

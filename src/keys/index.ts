@@ -3,12 +3,15 @@
  * Other domains call the KeyService; only this file knows the concrete adapters.
  *
  * Rooms: key-service.ts (lifecycle, signing, JWKS) and grant-batch.ts (batch-signed
- * grants); the key store (key-store.port/.level/.memory); the HSM port (signer.port.ts)
- * with its fake (signer.fake.ts), metering and deadline timer; the PKCS#11 adapter
- * (signer.pkcs11.ts: connection, pool, recovery, dispatch; library.pkcs11.ts,
- * key-inspection.pkcs11.ts, sign-batch.pkcs11.ts; the signing thread in
- * signer.thread.pkcs11.ts and its body sign.worker.pkcs11.ts); config.ts (the token, PIN
- * and signing settings of the appliance configuration). See docs/keys.md.
+ * grants); jwk.ts (public-key encodings); the key store (key-store.port/.level/.memory); the
+ * HSM port (signer.port.ts) with its fake (signer.fake.ts), metering (signer.metered.ts) and
+ * deadline timer (signer.deadlines.ts); the PKCS#11 adapter (signer.pkcs11.ts: connection,
+ * pool, recovery, dispatch; library.pkcs11.ts, token.pkcs11.ts (token and login, shared
+ * with the audit anchor's write key), key-inspection.pkcs11.ts, sign-batch.pkcs11.ts; the
+ * signing thread in signer.thread.pkcs11.ts and its body sign.worker.pkcs11.ts);
+ * hsm-check.pkcs11.ts (`grantor doctor`'s look at a token); cli.ts (`grantor keys ...`);
+ * errors.ts; config.ts (the token, PIN and signing settings of the appliance
+ * configuration); testing.ts (the service with fakes). See docs/keys.md.
  */
 import type { Database } from '../shared/db.level.js';
 import type { GrantBatchOptions } from './grant-batch.js';

@@ -8,7 +8,7 @@ import {
   type ApprovalEvent,
 } from './approvals.js';
 import type { OperatorActor, Role } from './roles.js';
-import { refusalCode as code } from './testing/refusal.js';
+import { refusalCode as code } from '../shared/testing/refusal.js';
 
 const actor = (id: string, role: Role, name = id, person = name.toLowerCase()): OperatorActor => ({
   kind: 'operator',

@@ -6,7 +6,7 @@ import { OperatorCertificateVerifier, roleFromCertificate } from './client-cert.
 import { People } from './people.js';
 import { MemoryPersonStore } from './person-store.memory.js';
 import { makeCa, makeLeaf, type TestCa } from './testing/certs.js';
-import { refusalCode as code } from './testing/refusal.js';
+import { refusalCode as code } from '../shared/testing/refusal.js';
 
 describe('operator client certificates', () => {
   let ca: TestCa;

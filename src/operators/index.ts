@@ -1,7 +1,17 @@
 /**
  * Wiring for the operator plane: the registry of people, their tokens, the certificate
  * denylist and approvals on the appliance database, and the client-certificate verifier
- * when an operator CA is configured.
+ * when an operator CA is configured. See docs/operators.md.
+ *
+ * Rooms: roles.ts (who may act), people.ts (the registry of persons), tokens.ts with
+ * bearer.ts (operator tokens, `gop_`; the bearer format shared with gateways' `ggw_`),
+ * client-cert.ts with x509.ts (operators by client certificate), cert-revocations.ts and
+ * cert-revocations.service.ts (the certificate denylist), approvals.ts (dual control,
+ * M-of-N), gateways.ts (enrolled gateways and their audiences), refusals.ts (refused
+ * attempts audited without a flood filling the log), events.ts (registry changes for the
+ * audit log), cli.ts (`grantor operators token ...`), errors.ts, config.ts; each store as
+ * `x-store.port.ts` with `x-store.level.ts` and its fake `x-store.memory.ts` (approval,
+ * gateway, person, token); testing/ (certificates and CLI output, for tests).
  */
 import type { Database } from '../shared/db.level.js';
 import { LevelApprovalStore } from './approval-store.level.js';

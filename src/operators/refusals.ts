@@ -28,17 +28,25 @@ import { RefusalWindow } from '../shared/refusal-window.js';
 /** One refused attempt, as the operator auth hook reports it (src/http/plugins/auth.ts). */
 export interface RefusedAttempt {
   readonly method: string;
+  /** The route pattern, e.g. `/v1/keys/rotate`. */
   readonly route: string;
   readonly reason: string;
+  /** The answered error code: `unauthenticated` or `forbidden`. */
   readonly code: ErrorCode;
   readonly address: string;
-  /** An operator id or a token id; never a secret. */
+  /**
+   * Who the credential claims or proves to be: the operator id (`tok_...`, `cert:...`) when
+   * known, the id part of a token-shaped bearer otherwise; never a secret.
+   */
   readonly identity?: string;
-  /** A valid operator credential was refused (its own budget, per identity). */
+  /**
+   * The credential was valid (role_forbidden, or a valid operator credential on a runtime
+   * route): audited on its own budget, per identity, which junk cannot spend.
+   */
   readonly credentialed?: boolean;
-  /** The person a refused valid credential was issued to. */
+  /** The person the valid credential was issued to (operator registry id). */
   readonly person?: string;
-  /** For a certificate the TLS layer refused: its reason (an OpenSSL verify code). */
+  /** For a certificate the TLS layer refused: its reason, e.g. `UNABLE_TO_VERIFY_LEAF_SIGNATURE`. */
   readonly detail?: string;
   readonly time: string;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryTokenStore, createFakeOperatorTokens } from './token-store.memory.js';
-import { refusalCode as code } from './testing/refusal.js';
+import { refusalCode as code } from '../shared/testing/refusal.js';
 
 function setup(start = Date.parse('2026-01-01T00:00:00Z')) {
   let now = start;

@@ -2,10 +2,13 @@
  * The policy domain: Cedar policy sets validated against a schema, content-hashed, reloaded
  * atomically, and decisions with reasons and obligations. See docs/policy.md.
  *
- * Rooms: engine.ts (load, validate, decide), policy-set.ts (the files and their hash),
- * reloads.ts (every reload after the first logged, counted and audited, by an operator or
- * the watch), workers.ts with policy.worker.ts (decisions on worker threads), cedar.port.ts
- * with cedar.wasm.ts (the Cedar build), probe.ts (readiness), config.ts (GRANTOR_POLICY_*).
+ * Rooms: types.ts (the request and decision model), engine.ts (load, validate, decide),
+ * policy-set.ts (the files and their hash), reloads.ts (every reload after the first logged,
+ * counted and audited, by an operator or the watch), workers.ts with policy.worker.ts
+ * (decisions on worker threads), cedar.port.ts with cedar.wasm.ts (the Cedar build),
+ * archive.ts with archive.port.ts, archive.level.ts and its fake archive.memory.ts (every
+ * set that was ever active, by hash), probe.ts (readiness), errors.ts, config.ts
+ * (GRANTOR_POLICY_*); testing/ (request builders for tests).
  */
 import { cedarWasm } from './cedar.wasm.js';
 import { PolicyEngine, type PolicyEngineOptions } from './engine.js';

@@ -16,7 +16,7 @@ import { openApi } from '../../src/http/plugins/openapi.js';
 import { rateLimit, RateLimiter, type RateLimits } from '../../src/http/plugins/rate-limit.js';
 import { approvalRoutes } from '../../src/http/routes/approvals.js';
 import { healthRoutes } from '../../src/http/routes/health.js';
-import { ErrorSchema } from '../../src/http/schemas.js';
+import { Base64, ErrorSchema, RuntimeParams } from '../../src/http/schemas.js';
 import { MemoryApprovalStore } from '../../src/operators/approval-store.memory.js';
 import { Approvals } from '../../src/operators/approvals.js';
 import { createFakeOperatorTokens } from '../../src/operators/token-store.memory.js';
@@ -25,13 +25,6 @@ import { BadRequestError } from '../../src/shared/errors.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { createMetrics, type GrantorMetrics } from '../../src/shared/metrics.js';
 
-/** Canonical padded base64 (RFC 4648 §4), as the protocol requires. */
-export const Base64 = (maxLength: number) =>
-  Type.String({
-    maxLength,
-    pattern: '^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$',
-  });
-
 function decodeStrict(name: string, text: string): Buffer {
   const bytes = Buffer.from(text, 'base64');
   // Non-zero padding bits decode to the same bytes: refuse them rather than accept twins.
@@ -39,11 +32,6 @@ function decodeStrict(name: string, text: string): Buffer {
     throw new BadRequestError(`${name} is not canonical base64`);
   return bytes;
 }
-
-const RuntimeParams = Type.Object(
-  { runtimeId: Type.String({ minLength: 4, maxLength: 64, pattern: '^rt_[A-Za-z0-9_-]+$' }) },
-  { additionalProperties: false },
-);
 
 export interface AbuseApp {
   readonly app: App;

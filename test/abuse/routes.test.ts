@@ -6,11 +6,6 @@
  * refused, oversized bodies are refused per route, and the rate-limit state stays bounded.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AttestationService,
-  MemoryRuntimeStore,
-  parseReferencePolicy,
-} from '../../src/attestation/index.js';
 import { MeasuredBoot } from '../../src/attestation/measured-boot/measured-boot.js';
 import { SoftEk, SoftTpm } from '../../src/attestation/testing/soft-tpm.js';
 import type { GrantService } from '../../src/grants/index.js';
@@ -21,7 +16,7 @@ import { createFakeOperatorTokens } from '../../src/operators/token-store.memory
 import { DEFAULT_RATE_LIMIT_BUCKETS } from '../../src/shared/config.js';
 import { GrantorError } from '../../src/shared/errors.js';
 import { objectName } from '../../src/tpm/marshal/public.js';
-import { MemoryAudit } from '../attestation/harness.js';
+import { softAttestationService } from '../attestation/harness.js';
 
 interface ErrorAnswer {
   error: { code: string; details?: { scope?: string; retryAfterSeconds?: number } };
@@ -71,22 +66,7 @@ async function activeRuntime(name: string): Promise<string> {
 beforeAll(async () => {
   const tokens = createFakeOperatorTokens();
   operator = (await tokens.create({ role: 'operator', actor: 'ops' })).token;
-  const attestation = new AttestationService(
-    {
-      trustedEkCas: [],
-      referencePolicies: [
-        parseReferencePolicy(
-          {
-            name: 'soft',
-            catchAll: true,
-            pcrs: { sha256: { '0': [tpm.value('sha256', 0).toString('hex')] } },
-          },
-          'abuse',
-        ),
-      ],
-    },
-    { store: new MemoryRuntimeStore(), audit: new MemoryAudit() },
-  );
+  const attestation = softAttestationService(tpm, 'abuse');
   // Grant requests are refused by the service; what is tested here is the limit before it.
   const grants = {
     request: () => Promise.reject(new GrantorError('runtime_not_active', 'not active')),

@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openAppliance, provisionAppliance, type Appliance } from '../../src/appliance.js';
+import { openAppliance, type Appliance } from '../../src/appliance.js';
 import { qualifyingData } from '../../src/attestation/index.js';
 import { bundleSha256 } from '../../src/attestation/registrar.js';
 import { SoftEk, SoftTpm } from '../../src/attestation/testing/soft-tpm.js';
@@ -19,7 +19,7 @@ import { buildApplianceApp } from '../../src/http/server.js';
 import { makeCa, makeLeaf } from '../../src/operators/testing/certs.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { objectName } from '../../src/tpm/marshal/public.js';
-import { openTpm } from '../../src/tpm/tpm.native.js';
+import { provisionOnTpm } from '../rig/appliance.js';
 import { checkRouteGuards } from '../operators/route-guard.js';
 import {
   applianceEnv,
@@ -205,12 +205,7 @@ beforeAll(async () => {
       { name: 'fleet-b', selector: { fleet: 'b' }, pcrs: { sha256: { '0': [pcr0] } } },
     ]),
   );
-  const t = await openTpm({ tcti: tpm.tcti });
-  try {
-    await provisionAppliance(config(), t);
-  } finally {
-    await t.close();
-  }
+  await provisionOnTpm(config());
   await start();
   const ops = appliance.operators.tokens;
   for (const [name, role] of [

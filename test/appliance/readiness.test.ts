@@ -3,64 +3,41 @@
  * provisioning, /readyz over every dependency, a TPM that goes away and comes back, and a
  * wrong HSM PIN (503 naming the HSM, no secret in the answer).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisionAppliance } from '../../src/appliance.js';
 import { NoteSignatureError, parseVerifierKey, verifyNote } from '../../src/audit/checkpoint.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
-import { openTpm } from '../../src/tpm/tpm.native.js';
 import { ROLES, type Role } from '../../src/operators/roles.js';
 import { checkRouteGuards } from '../operators/route-guard.js';
-import {
-  applianceEnv,
-  provisionSimHsm,
-  repoRoot,
-  startSimTpm,
-  type SimHsm,
-  type SimTpm,
-  writeEkTrust,
-} from '../rig/sim.js';
+import { provisionOnTpm, startApplianceRig, type ApplianceRig } from '../rig/appliance.js';
+import { repoRoot } from '../rig/sim.js';
 
 interface ErrorAnswer {
   error: { code: string; message: string; details?: { down?: string[] } };
 }
 
-let dir: string;
-let tpm: SimTpm;
-let hsm: SimHsm;
+let rig: ApplianceRig;
 
 function config(overrides: Record<string, string> = {}): AppConfig {
-  return loadConfig(applianceEnv(tpm, hsm, dir, overrides), repoRoot);
+  return loadConfig(rig.env(overrides), repoRoot);
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'grantor-appliance-'));
-  tpm = await startSimTpm();
   // A token of this file's own (this process has not initialised the module yet).
-  hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-appliance');
-  process.env.SOFTHSM2_CONF = hsm.conf;
-  await writeEkTrust(dir, tpm.ekCaPem);
-  const t = await openTpm({ tcti: tpm.tcti });
-  try {
-    const first = await provisionAppliance(config(), t);
-    expect(first.join('\n')).toMatch(/audit anchor: NV indices .* genesis counter \d+, pinned in/);
-    expect(first).toContain('audit log: created');
-    const again = await provisionAppliance(config(), t);
-    expect(again).toEqual([
-      `audit anchor: pinned in ${config().audit.pinFile} (genesis counter ${/genesis counter (\d+)/.exec(first[0] ?? '')?.[1]})`,
-      'audit log: exists',
-    ]);
-  } finally {
-    await t.close();
-  }
+  rig = await startApplianceRig('appliance');
+  const first = await provisionOnTpm(config());
+  expect(first.join('\n')).toMatch(/audit anchor: NV indices .* genesis counter \d+, pinned in/);
+  expect(first).toContain('audit log: created');
+  const again = await provisionOnTpm(config());
+  expect(again).toEqual([
+    `audit anchor: pinned in ${config().audit.pinFile} (genesis counter ${/genesis counter (\d+)/.exec(first[0] ?? '')?.[1]})`,
+    'audit log: exists',
+  ]);
 });
 
 afterAll(async () => {
-  await tpm.destroy();
-  await rm(dir, { recursive: true, force: true });
+  await rig.destroy();
 });
 
 describe('the appliance on real hardware simulators', () => {
@@ -84,7 +61,7 @@ describe('the appliance on real hardware simulators', () => {
   });
 
   it('answers 503 naming the TPM while swtpm is down, and recovers when it is back', async () => {
-    await tpm.stop();
+    await rig.tpm.stop();
     try {
       const down = await server.app.inject({ url: '/readyz' });
       expect(down.statusCode).toBe(503);
@@ -93,7 +70,7 @@ describe('the appliance on real hardware simulators', () => {
       expect(body.error.details?.down).toEqual(['tpm']);
       expect((await server.app.inject({ url: '/healthz' })).statusCode).toBe(200);
     } finally {
-      await tpm.restart();
+      await rig.tpm.restart();
     }
     const back = await server.app.inject({ url: '/readyz' });
     expect(back.statusCode).toBe(200);
@@ -241,7 +218,9 @@ describe('a wrong HSM PIN', () => {
 
 describe('a never-provisioned appliance', () => {
   it('answers 503 audit_not_provisioned ("run `grantor provision`"), not a rollback', async () => {
-    const server = await startApplianceServer(config({ GRANTOR_STATE_DIR: join(dir, 'fresh') }));
+    const server = await startApplianceServer(
+      config({ GRANTOR_STATE_DIR: join(rig.dir, 'fresh') }),
+    );
     try {
       const ready = await server.app.inject({ url: '/readyz' });
       expect(ready.statusCode).toBe(503);

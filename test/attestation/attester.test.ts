@@ -6,17 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Attester } from '../../attester/attester.js';
 import { main, parsePcrs } from '../../attester/cli.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
-import { startHarness, type Harness } from './harness.js';
+import { listenHarness, startHarness, type Harness } from './harness.js';
 
 let h: Harness;
 let url: string;
 
 beforeAll(async () => {
   h = await startHarness();
-  await h.app.listen({ host: '127.0.0.1', port: 0 });
-  const address = h.app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('no address');
-  url = `http://127.0.0.1:${address.port}`;
+  url = await listenHarness(h);
 }, 120_000);
 
 afterAll(async () => {

@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../rig/sim.js';
-import { enrollAndActivate, quoteWithTools, startHarness, type Harness } from './harness.js';
+import {
+  enrollAndActivate,
+  listenHarness,
+  quoteWithTools,
+  startHarness,
+  type Harness,
+} from './harness.js';
 import { createEccAk } from './tools.js';
 
 const run = promisify(execFile);
@@ -25,12 +31,9 @@ afterAll(async () => {
 
 describe('attestation end to end on swtpm', () => {
   it('the tpm2-tools + curl flow enrolls, activates and attests as trusted', async () => {
-    await h.app.listen({ host: '127.0.0.1', port: 0 });
-    const address = h.app.server.address();
-    if (address === null || typeof address === 'string') throw new Error('no address');
     const env = {
       ...process.env,
-      GRANTOR_URL: `http://127.0.0.1:${address.port}`,
+      GRANTOR_URL: await listenHarness(h),
       TPM2TOOLS_TCTI: h.tpm.tcti,
     };
     const script = join(repoRoot, 'attester/tpm2-tools-flow.sh');

@@ -8,13 +8,16 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  AttestationService,
   createAttestation,
+  MemoryRuntimeStore,
   parseEnrollmentRules,
+  parseReferencePolicy,
   qualifyingData,
-  type AttestationService,
   type AuditSink,
   type EcSessionJwk,
 } from '../../src/attestation/index.js';
+import type { SoftTpm } from '../../src/attestation/testing/soft-tpm.js';
 import { createServer, type App } from '../../src/http/app.js';
 import { operatorAuth } from '../../src/http/plugins/auth.js';
 import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
@@ -29,6 +32,37 @@ export class MemoryAudit implements AuditSink {
     this.events.push(event);
     return Promise.resolve();
   }
+}
+
+/**
+ * The real attestation service over memory stores, trusting bare EKs and any runtime whose
+ * PCR 0 is `tpm`'s (one catch-all policy `soft`): for route tests with software TPMs.
+ */
+export function softAttestationService(tpm: SoftTpm, source: string): AttestationService {
+  return new AttestationService(
+    {
+      trustedEkCas: [],
+      referencePolicies: [
+        parseReferencePolicy(
+          {
+            name: 'soft',
+            catchAll: true,
+            pcrs: { sha256: { '0': [tpm.value('sha256', 0).toString('hex')] } },
+          },
+          source,
+        ),
+      ],
+    },
+    { store: new MemoryRuntimeStore(), audit: new MemoryAudit() },
+  );
+}
+
+/** Serves the harness's app on a free loopback port; its base URL. */
+export async function listenHarness(h: Harness): Promise<string> {
+  await h.app.listen({ host: '127.0.0.1', port: 0 });
+  const address = h.app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('no address');
+  return `http://127.0.0.1:${address.port}`;
 }
 
 export interface Harness {

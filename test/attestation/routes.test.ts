@@ -5,12 +5,7 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AttestationService,
-  MemoryRuntimeStore,
-  parseReferencePolicy,
-  qualifyingData,
-} from '../../src/attestation/index.js';
+import { qualifyingData } from '../../src/attestation/index.js';
 import { SoftEk, SoftTpm } from '../../src/attestation/testing/soft-tpm.js';
 import { createServer, type App } from '../../src/http/app.js';
 import { operatorAuth } from '../../src/http/plugins/auth.js';
@@ -18,7 +13,7 @@ import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
 import { UnauthenticatedError } from '../../src/operators/errors.js';
 import type { OperatorActor } from '../../src/operators/roles.js';
 import { objectName } from '../../src/tpm/marshal/public.js';
-import { MemoryAudit } from './harness.js';
+import { softAttestationService } from './harness.js';
 
 const OPERATOR = `gop_${'0'.repeat(16)}${'A'.repeat(43)}`;
 const AUDITOR = `gop_${'1'.repeat(16)}${'A'.repeat(43)}`;
@@ -29,22 +24,7 @@ const tpm = new SoftTpm('ecc');
 const ek = new SoftEk();
 
 beforeAll(async () => {
-  const svc = new AttestationService(
-    {
-      trustedEkCas: [],
-      referencePolicies: [
-        parseReferencePolicy(
-          {
-            name: 'soft',
-            catchAll: true,
-            pcrs: { sha256: { '0': [tpm.value('sha256', 0).toString('hex')] } },
-          },
-          'routes',
-        ),
-      ],
-    },
-    { store: new MemoryRuntimeStore(), audit: new MemoryAudit() },
-  );
+  const svc = softAttestationService(tpm, 'routes');
   app = createServer();
   await app.register(operatorAuth, {
     requireDeclaration: /^\/v1\//,

@@ -17,7 +17,7 @@ import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { provisionAnchor, tempDir } from '../audit/helpers.js';
 import { testSigner } from '../audit/signer.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { startHarness, type Harness } from './harness.js';
+import { listenHarness, startHarness, type Harness } from './harness.js';
 
 const ORIGIN = 'grantor.test/attestation';
 let applianceSim: SimTpm;
@@ -46,10 +46,7 @@ beforeAll(async () => {
     },
   };
   h = await startHarness({ audit: sink });
-  await h.app.listen({ host: '127.0.0.1', port: 0 });
-  const address = h.app.server.address();
-  if (address === null || typeof address === 'string') throw new Error('no address');
-  url = `http://127.0.0.1:${address.port}`;
+  url = await listenHarness(h);
 }, 120_000);
 
 afterAll(async () => {

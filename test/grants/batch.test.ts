@@ -13,7 +13,7 @@ import { decodeBatchProof } from '../../src/gateway/batch.js';
 import { decodeBase64url } from '../../src/gateway/encoding.js';
 import { parametersDigest } from '../../src/gateway/index.js';
 import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
-import { grantBody, popHeader, signed, type Runtime } from './rig.js';
+import { grantBody, readTicketWithPop, signed, type Runtime } from './rig.js';
 import { attestTpmRuntime, postGrant, verifyOffline, type TpmRuntime } from './tpm-runtime.js';
 import { activeGrantKid } from '../../src/keys/testing.js';
 
@@ -153,20 +153,7 @@ describe('batch-signed grants on the appliance, grant key in the TPM', () => {
       });
       const { grantId } = res.json<{ grantId: string }>();
       // Proof of possession is on by default: a fresh challenge, signed with the session key.
-      const read = async () => {
-        const challenge = (
-          await gateway.app.inject({ method: 'POST', url: '/pop/challenge' })
-        ).json<{ challenge: string }>().challenge;
-        return gateway.app.inject({
-          method: 'POST',
-          url: '/tickets/read',
-          headers: {
-            authorization: `Grant ${grant}`,
-            'grant-pop': popHeader(session.key, { audience: 'gw_tickets', grantId, challenge }),
-          },
-          payload: params,
-        });
-      };
+      const read = () => readTicketWithPop(gateway.app, { grant, grantId }, session.key, params);
       const first = await read();
       expect(first.statusCode).toBe(200);
       expect(first.json()).toMatchObject({ id: 'T-42' });

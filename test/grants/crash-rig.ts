@@ -11,9 +11,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qualifyingData, type EcSessionJwk } from '../../src/attestation/index.js';
-import { provisionAppliance } from '../../src/appliance.js';
 import { loadConfig } from '../../src/shared/config.js';
-import { openTpm } from '../../src/tpm/tpm.native.js';
+import { provisionOnTpm } from '../rig/appliance.js';
 import { activateWithTools, readPcrs } from '../attestation/harness.js';
 import { createEccAk, tpm2Tools, type Tools } from '../attestation/tools.js';
 import { buildCrashChild, type CrashChild } from '../audit/crash-harness.js';
@@ -99,12 +98,7 @@ export async function startApplianceRig(
     // Provisioning runs here and creates the anchor write key in this rig's own token:
     // SoftHSM2 reads its configuration from this process's environment at C_Initialize.
     process.env.SOFTHSM2_CONF = hsm.conf;
-    const tpm = await openTpm(config.tpm);
-    try {
-      await provisionAppliance(config, tpm);
-    } finally {
-      await tpm.close();
-    }
+    await provisionOnTpm(config);
     const child: CrashChild = await buildCrashChild(join(repoRoot, 'test/grants/crash-child.ts'));
     opened.push(() => child.dispose());
     return {

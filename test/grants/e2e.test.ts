@@ -21,7 +21,7 @@ import {
   enroll,
   enrollWithEccAk,
   grantBody,
-  popHeader,
+  readTicketWithPop,
   quoted,
   signed,
   startRig,
@@ -169,20 +169,8 @@ describe('the story, end to end', () => {
       expect(issued.statusCode).toBe(201);
       const { grant, grantId } = issued.json<Issued>();
       // Proof of possession is on by default: a fresh challenge, signed with the session key.
-      const read = async (payload: Record<string, unknown>) => {
-        const challenge = (
-          await gateway.app.inject({ method: 'POST', url: '/pop/challenge' })
-        ).json<{ challenge: string }>().challenge;
-        return gateway.app.inject({
-          method: 'POST',
-          url: '/tickets/read',
-          headers: {
-            authorization: `Grant ${grant}`,
-            'grant-pop': popHeader(supSession.key, { audience: 'gw_tickets', grantId, challenge }),
-          },
-          payload,
-        });
-      };
+      const read = (payload: Record<string, unknown>) =>
+        readTicketWithPop(gateway.app, { grant, grantId }, supSession.key, payload);
       // Another ticket than the grant names: refused before anything is redeemed.
       const other = await read({ ticketId: 'T-43' });
       expect(other.statusCode).toBe(403);

@@ -15,7 +15,6 @@ import {
   verifyRevocationSnapshot,
   type GrantVerifier,
 } from '../../src/gateway/index.js';
-import { GrantorError } from '../../src/shared/errors.js';
 import { parametersDigest } from '../../src/gateway/index.js';
 import { createGatewayExample } from '../../examples/gateway/app.js';
 import {
@@ -28,6 +27,7 @@ import {
   type Rig,
   type Runtime,
 } from './rig.js';
+import { refusalCode as codeOf } from '../../src/shared/testing/refusal.js';
 
 let rig: Rig;
 let support: Runtime;
@@ -44,16 +44,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rig.close();
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof GrantorError) return e.code;
-    throw e;
-  }
-  return 'resolved';
-}
 
 // What the rig's grantBody asks for.
 const execution = {

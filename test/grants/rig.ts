@@ -9,6 +9,7 @@ import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:cryp
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll } from 'vitest';
 import {
   AttestationTrust,
@@ -378,6 +379,30 @@ export function popHeader(
     JSON.stringify({ challenge: input.challenge, signature, publicKey: key.jwk }),
     'utf8',
   ).toString('base64url');
+}
+
+/**
+ * `POST /tickets/read` on the example gateway with `grant`, proving possession of `key` over
+ * a fresh challenge from the gateway (what a runtime does for each call).
+ */
+export async function readTicketWithPop(
+  gateway: FastifyInstance,
+  grant: { grant: string; grantId: string },
+  key: SessionKeyPair,
+  payload: Record<string, unknown>,
+) {
+  const challenge = (await gateway.inject({ method: 'POST', url: '/pop/challenge' })).json<{
+    challenge: string;
+  }>().challenge;
+  return gateway.inject({
+    method: 'POST',
+    url: '/tickets/read',
+    headers: {
+      authorization: `Grant ${grant.grant}`,
+      'grant-pop': popHeader(key, { audience: 'gw_tickets', grantId: grant.grantId, challenge }),
+    },
+    payload,
+  });
 }
 
 export function newSessionKeyPair(): SessionKeyPair {

@@ -13,7 +13,8 @@ import { createKeys, type KeysConfig } from '../../src/keys/index.js';
 import { openDatabase } from '../../src/shared/db.level.js';
 import { SOFTHSM_MODULE } from '../rig/sim.js';
 
-interface Outcome {
+/** One signing attempt, as the child reports it on stdout (fault.test.ts reads it). */
+export interface Outcome {
   phase: 'before' | 'away' | 'back';
   startedPhase: 'before' | 'away' | 'back';
   ok: boolean;

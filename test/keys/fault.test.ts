@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisionSimHsm, repoRoot, type SimHsm } from '../rig/sim.js';
+import type { Outcome } from './fault-child.js';
 
 const run = promisify(execFile);
 let root: string;
@@ -48,14 +49,6 @@ async function child(mode: string, dbName: string): Promise<unknown> {
   );
   const last = stdout.trim().split('\n').at(-1) ?? '';
   return JSON.parse(last);
-}
-
-interface Outcome {
-  phase: 'before' | 'away' | 'back';
-  startedPhase: 'before' | 'away' | 'back';
-  ok: boolean;
-  jws?: string;
-  code?: string;
 }
 
 describe('HSM fault recovery', () => {

@@ -34,6 +34,20 @@ export function describeEvent(e: TcgEvent, bank: HashName): string {
   return `pcr=${e.pcr} event=${e.index} type=${eventTypeName(e.type)}${d}`;
 }
 
+/** The violations a rule pass finds, and `v` to add one naming its event. */
+export function violationList(bank: HashName): {
+  readonly out: MeasuredBootViolation[];
+  readonly v: (code: string, e: TcgEvent, extra?: string) => void;
+} {
+  const out: MeasuredBootViolation[] = [];
+  return {
+    out,
+    v: (code, e, extra = '') => {
+      out.push({ code, detail: `${describeEvent(e, bank)}${extra}` });
+    },
+  };
+}
+
 /** Whether the event's digest in `bank` is the hash of one of `candidates`. */
 function digestCovers(e: TcgEvent, bank: HashName, candidates: readonly Buffer[]): boolean {
   const b = bankByName(bank);
@@ -96,9 +110,7 @@ export function evaluateBootRules(
   events: readonly TcgEvent[],
   bank: HashName,
 ): MeasuredBootViolation[] {
-  const out: MeasuredBootViolation[] = [];
-  const v = (code: string, e: TcgEvent, extra = '') =>
-    out.push({ code, detail: `${describeEvent(e, bank)}${extra}` });
+  const { out, v } = violationList(bank);
 
   // The Secure Boot configuration (PCR 7): each variable's data must be what was hashed.
   const needVariables = policy.secureBoot === true || policy.signatureDbs.size > 0;

@@ -11,7 +11,7 @@ import type { HashName } from '../../tpm/marshal/constants.js';
 import { EV } from './event-types.js';
 import { bankByName } from './hashes.js';
 import type { MeasuredBootPolicy, MokVariableName } from './policy.js';
-import { describeEvent, measuredVariables, type MeasuredBootViolation } from './rules.js';
+import { measuredVariables, violationList, type MeasuredBootViolation } from './rules.js';
 import type { TcgEvent } from './tcg-log.js';
 import { EFI_IMAGE_SECURITY_DATABASE } from './uefi.js';
 
@@ -67,9 +67,7 @@ export function evaluateShimRules(
   events: readonly TcgEvent[],
   bank: HashName,
 ): MeasuredBootViolation[] {
-  const out: MeasuredBootViolation[] = [];
-  const v = (code: string, e: TcgEvent, extra = '') =>
-    out.push({ code, detail: `${describeEvent(e, bank)}${extra}` });
+  const { out, v } = violationList(bank);
   const { authority, sbatLevel, mok } = policy;
   if (authority === undefined && sbatLevel === undefined && mok === undefined) return out;
 

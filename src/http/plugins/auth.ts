@@ -31,8 +31,9 @@ import type { FastifyInstance, FastifyRequest, onRouteHookHandler } from 'fastif
 import type { OperatorCertificateVerifier } from '../../operators/client-cert.js';
 import { ForbiddenError, UnauthenticatedError } from '../../operators/errors.js';
 import { isRole, type OperatorActor, type Role } from '../../operators/roles.js';
+import type { RefusedAttempt } from '../../operators/refusals.js';
 import { looksLikeOperatorToken, type OperatorTokens } from '../../operators/tokens.js';
-import { GrantorError, type ErrorCode } from '../../shared/errors.js';
+import { GrantorError } from '../../shared/errors.js';
 import { authenticateGateway, type GatewayAuthenticator } from './gateway-auth.js';
 import { namedGlobalPlugin } from './plugin.js';
 
@@ -96,29 +97,9 @@ export type RefusalReason =
   /** An operator credential on a runtime route. */
   | 'operator_on_runtime_route';
 
-export interface OperatorRefusal {
-  readonly method: string;
-  /** The route pattern, e.g. `/v1/keys/rotate`. */
-  readonly route: string;
+/** A refused attempt as this hook reports it: the operators' RefusedAttempt, reason typed. */
+export interface OperatorRefusal extends RefusedAttempt {
   readonly reason: RefusalReason;
-  /** The answered error code: `unauthenticated` or `forbidden`. */
-  readonly code: ErrorCode;
-  readonly address: string;
-  /**
-   * Who the credential claims or proves to be: the operator id (`tok_...`, `cert:...`) when
-   * known, the id part of a token-shaped bearer otherwise; never a secret.
-   */
-  readonly identity?: string;
-  /**
-   * The credential was valid (role_forbidden, or a valid operator credential on a runtime
-   * route): audited on its own budget, which junk cannot spend (src/operators/refusals.ts).
-   */
-  readonly credentialed?: boolean;
-  /** The person the valid credential was issued to (operator registry id). */
-  readonly person?: string;
-  /** For `certificate_rejected`: the TLS layer's reason, e.g. `UNABLE_TO_VERIFY_LEAF_SIGNATURE`. */
-  readonly detail?: string;
-  readonly time: string;
 }
 
 /** One operator request about to be served. */

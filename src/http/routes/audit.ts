@@ -19,7 +19,7 @@ import { MAX_PERIOD } from '../../audit/periods.js';
 import { queryAcrossPeriods } from '../../audit/timeline.js';
 import type { AuditService, LogService } from '../../audit/service.js';
 import { requireActor } from '../plugins/auth.js';
-import { ErrorSchema } from '../schemas.js';
+import { ErrorSchema, RuntimeParams } from '../schemas.js';
 
 const Hex32 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 const Base64 = Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' });
@@ -399,12 +399,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       // What one runtime did, each line with its seq (provable with the inclusion proof).
       config: { role: 'auditor' },
       schema: {
-        params: Type.Object(
-          {
-            runtimeId: Type.String({ minLength: 4, maxLength: 64, pattern: '^rt_[A-Za-z0-9_-]+$' }),
-          },
-          { additionalProperties: false },
-        ),
+        params: RuntimeParams,
         querystring: Type.Object(
           {
             // The cursor: a seq inside a log period (default period 0, the oldest).

@@ -13,7 +13,7 @@ import type { AttestationService } from '../../attestation/index.js';
 import { meterAttestation, type AttestationMetrics } from '../plugins/metrics.js';
 import { requireActor } from '../plugins/auth.js';
 import { bodyLimit } from '../plugins/body-limit.js';
-import { Base64, ErrorSchema, QuoteEvidence } from '../schemas.js';
+import { Base64, ErrorSchema, QuoteEvidence, RuntimeParams } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
 const Hex = Type.String({ pattern: '^[0-9a-fA-F]*$', maxLength: 128 });
@@ -29,11 +29,6 @@ const Labels = Type.Record(
   Type.String({ maxLength: 256 }),
   // A Record with a key pattern does not refuse other keys by itself.
   { maxProperties: 32, additionalProperties: false },
-);
-
-const RuntimeParams = Type.Object(
-  { runtimeId: Type.String({ minLength: 4, maxLength: 64, pattern: '^rt_[A-Za-z0-9_-]+$' }) },
-  closed,
 );
 
 const EnrollBody = Type.Object(
