@@ -6,7 +6,6 @@
  * the pinned AK, qualified with the nonce, with contents equal to the note's anchor lines.
  */
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnchorState, AuditAnchor, NvCertification } from '../../src/audit/anchor.port.js';
@@ -20,7 +19,7 @@ import type { AuditService, SignedCheckpoint } from '../../src/audit/service.js'
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { event, provisionAnchor, tempDir } from './helpers.js';
+import { event, provisionAnchor, tearDownTpm, tempDir } from './helpers.js';
 import { testSigner } from './signer.js';
 
 const ORIGIN = 'grantor.test/certify';
@@ -35,14 +34,7 @@ beforeAll(async () => {
   work = await tempDir('grantor-audit-certify-');
 });
 
-afterAll(async () => {
-  try {
-    await tpm.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));
 
 /** The real anchor, whose next increment can be made to fail before it reaches the TPM. */
 class FailingIncrement implements AuditAnchor {

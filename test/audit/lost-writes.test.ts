@@ -22,7 +22,7 @@ import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { LOG_OPTIONS, event, provisionAnchor, storeWith, tempDir } from './helpers.js';
+import { LOG_OPTIONS, event, provisionAnchor, storeWith, tearDownTpm, tempDir } from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
@@ -36,14 +36,7 @@ beforeAll(async () => {
   work = await tempDir('grantor-audit-lost-writes-');
 });
 
-afterAll(async () => {
-  try {
-    await tpm.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));
 
 /** The LevelDB store, copied to `synced-<n>` each time a synced write returns. */
 function snapshotStore(db: Database, path: string): AuditStore & { snapshots: string[] } {
