@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,27 +8,13 @@ import { openDatabase, type Database } from '../shared/db.level.js';
 import { jcsSha256Hex } from '../shared/jcs.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { openBundle, type BundlePolicySet, type BundleRequest } from './bundle.js';
-import {
-  noteVerifierKey,
-  parseCheckpoint,
-  parseVerifierKey,
-  verifyNote,
-  type CheckpointSigner,
-} from './checkpoint.js';
+import { noteVerifierKey, parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
 import { entryHash, type AuditEntry, type AuditEvent } from './entry.js';
 import type { PeriodStartedFacts } from './facts.js';
 import { createAudit } from './index.js';
 import type { AuditService } from './service.js';
 import { BundleInvalidError, verifyBundle, type BundleTrust } from './verify-bundle.js';
-
-function testSigner(keyName: string): CheckpointSigner {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return {
-    keyName,
-    publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
-    sign: (m) => Promise.resolve(sign(null, m, privateKey)),
-  };
-}
+import { testSigner } from './testing.js';
 
 const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
 const SET_A: Omit<BundlePolicySet, 'hash'> = {
