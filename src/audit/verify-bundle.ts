@@ -22,7 +22,13 @@ import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { BUNDLE_FORMAT, keepsBody, policyHashesOf } from './bundle.js';
 import { parseCheckpoint, verifyNote, type VerifierKey } from './checkpoint.js';
 import { CompactRange, verifyConsistency } from './compact-range.js';
-import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
+import {
+  GENESIS_PREV_HASH,
+  LINK_PROBLEM,
+  checkLink,
+  isEntryShape,
+  type AuditEntry,
+} from './entry.js';
 import { rootFromPath } from '../gateway/batch.js';
 import { leafHash } from './merkle.js';
 import { endFromLink, linkProblem, periodOrigin, type PeriodEnd } from './periods.js';
@@ -134,13 +140,6 @@ function periodOf(origin: string): number {
 const baseOrigin = (origin: string): string => origin.replace(/\/period-\d{1,8}$/, '');
 
 type Phase = 'header' | 'checkpoint' | 'chain' | 'frontier' | 'body' | 'proofs' | 'done';
-
-const LINK_PROBLEM = {
-  shape: 'entry_shape',
-  seq: 'entry_seq',
-  prev_hash: 'entry_prev_hash',
-  hash: 'entry_hash',
-} as const;
 
 export class BundleVerifier {
   #n = 0;

@@ -13,7 +13,7 @@
 import { GrantorError } from '../shared/errors.js';
 import { parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
 import type { AuditEntry } from './entry.js';
-import { GENESIS_PREV_HASH, checkLink, isEntryShape } from './entry.js';
+import { GENESIS_PREV_HASH, LINK_PROBLEM, checkLink, isEntryShape } from './entry.js';
 import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { MerkleTree, leafHash } from './merkle.js';
 import { NvCertifyCheckError, checkNvCertification } from './nv-certify.js';
@@ -67,13 +67,6 @@ export interface ExportVerification {
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
-
-const LINK_PROBLEM = {
-  shape: 'entry_shape',
-  seq: 'entry_seq',
-  prev_hash: 'entry_prev_hash',
-  hash: 'entry_hash',
-} as const;
 
 /** What the auditor pinned about the appliance's anchor (e.g. its anchor pin file). */
 export interface PinnedEvidence {
