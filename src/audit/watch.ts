@@ -174,19 +174,26 @@ function parsedCheckpoint(text: string): CheckpointBody {
 
 const HEX32 = /^[0-9a-f]{64}$/;
 
-/** The proof's path, when the answer is one for exactly (from, to). */
-function proofPath(body: unknown, from: number, to: number): Buffer[] | undefined {
+/**
+ * A proof answer's path (at most 128 hashes, hex), when each field of `asked` has exactly
+ * the value asked for; otherwise undefined.
+ */
+function answerPath(body: unknown, asked: Readonly<Record<string, number>>): Buffer[] | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
-  const b = body as { from?: unknown; to?: unknown; path?: unknown };
-  if (b.from !== from || b.to !== to || !Array.isArray(b.path) || b.path.length > 128) {
-    return undefined;
-  }
+  const b = body as Record<string, unknown>;
+  for (const [field, value] of Object.entries(asked)) if (b[field] !== value) return undefined;
+  if (!Array.isArray(b.path) || b.path.length > 128) return undefined;
   const path: Buffer[] = [];
   for (const h of b.path as unknown[]) {
     if (typeof h !== 'string' || !HEX32.test(h)) return undefined;
     path.push(Buffer.from(h, 'hex'));
   }
   return path;
+}
+
+/** The proof's path, when the answer is one for exactly (from, to). */
+function proofPath(body: unknown, from: number, to: number): Buffer[] | undefined {
+  return answerPath(body, { from, to });
 }
 
 const PERIOD_SUFFIX = /^(.*)\/period-(\d{1,8})$/;
@@ -324,17 +331,7 @@ async function followSwitch(
 
 /** The path of an inclusion proof answer for leaf 0 of a tree of `size`, or undefined. */
 function inclusionPath(body: unknown, size: number): Buffer[] | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const b = body as { seq?: unknown; treeSize?: unknown; path?: unknown };
-  if (b.seq !== 0 || b.treeSize !== size || !Array.isArray(b.path) || b.path.length > 128) {
-    return undefined;
-  }
-  const path: Buffer[] = [];
-  for (const h of b.path as unknown[]) {
-    if (typeof h !== 'string' || !HEX32.test(h)) return undefined;
-    path.push(Buffer.from(h, 'hex'));
-  }
-  return path;
+  return answerPath(body, { seq: 0, treeSize: size });
 }
 
 /**
