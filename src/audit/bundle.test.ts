@@ -13,8 +13,9 @@ import { entryHash, type AuditEntry, type AuditEvent } from './entry.js';
 import type { PeriodStartedFacts } from './facts.js';
 import { createAudit } from './index.js';
 import type { AuditService } from './service.js';
-import { BundleInvalidError, verifyBundle, type BundleTrust } from './verify-bundle.js';
+import { verifyBundle, type BundleTrust } from './verify-bundle.js';
 import { testSigner } from './testing.js';
+import { BundleInvalidError } from './errors.js';
 
 const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
 const SET_A: Omit<BundlePolicySet, 'hash'> = {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
+import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { MemoryAuditStore } from './audit-store.memory.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
@@ -11,6 +11,7 @@ import type { AuditLogOptions } from './log.js';
 import { AuditLog } from './log.js';
 import { MerkleTree, leafHash } from './merkle.js';
 import { TiledTree } from './tiled-tree.js';
+import { AnchorError } from './errors.js';
 
 const options: AuditLogOptions = {
   origin: 'grantor.test/log',

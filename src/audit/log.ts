@@ -14,7 +14,7 @@
 import { systemClock, type Clock } from '../shared/clock.js';
 import { silentLogger, type DomainLogger } from '../shared/log.js';
 import type { AnchorState, AuditAnchor } from './anchor.port.js';
-import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
+import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { isBatchRecord } from './audit-store.port.js';
 import type { AuditStore, BatchRecord, StoreMeta, StoredBatch } from './audit-store.port.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
@@ -32,6 +32,7 @@ import {
   AuditRangeError,
   AuditRollbackError,
   AuditUnavailableError,
+  AnchorError,
 } from './errors.js';
 import { EMPTY_ROOT, leafHash } from './merkle.js';
 import { ReplayProblem, replayLog } from './replay.js';

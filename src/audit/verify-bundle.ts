@@ -16,7 +16,6 @@
  *     re-hashing to a hash an entry named; the end record's counts.
  */
 import { createHash } from 'node:crypto';
-import { GrantorError } from '../shared/errors.js';
 import { jcsSha256Hex } from '../shared/jcs.js';
 import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { BUNDLE_FORMAT, keepsBody, policyHashesOf } from './bundle.js';
@@ -32,7 +31,8 @@ import {
 import { rootFromPath } from '../gateway/batch.js';
 import { leafHash } from './merkle.js';
 import { endFromLink, linkProblem, periodOrigin, type PeriodEnd } from './periods.js';
-import { ExportInvalidError, verifyCertifications } from './verify-export.js';
+import { verifyCertifications } from './verify-export.js';
+import { BundleInvalidError, ExportInvalidError } from './errors.js';
 
 export type BundleProblem =
   | 'format'
@@ -62,25 +62,6 @@ export type BundleProblem =
   | 'chain_link_proof'
   | 'chain_anchor'
   | 'truncated';
-
-/** The bundle does not verify; `line` (1-based) is the first bad record. */
-export class BundleInvalidError extends GrantorError {
-  readonly problem: BundleProblem;
-  readonly line: number;
-  constructor(
-    problem: BundleProblem,
-    line: number,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super('audit_bundle_invalid', `line ${line}: ${message}`, {
-      ...(options?.cause === undefined ? {} : { cause: options.cause }),
-      details: { problem, line },
-    });
-    this.problem = problem;
-    this.line = line;
-  }
-}
 
 /** What the auditor trusts: nothing here may come from the bundle. */
 export interface BundleTrust {

@@ -20,10 +20,7 @@
 import { constants } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { GrantorError } from '../shared/errors.js';
 import {
-  NoteMalformedError,
-  NoteSignatureError,
   parseCheckpoint,
   verifyNote,
   type CheckpointBody,
@@ -34,6 +31,12 @@ import { verifyConsistency } from './consistency.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
 import { leafHash } from './merkle.js';
 import { MAX_PERIOD, endFromLink, type PeriodEnd } from './periods.js';
+import {
+  NoteMalformedError,
+  NoteSignatureError,
+  WatchAlarmError,
+  WatchStateError,
+} from './errors.js';
 
 export const WATCH_STATE_FORMAT = 'grantor-audit-watch/1';
 
@@ -74,36 +77,6 @@ export const WATCH_EXIT = {
   /** The state file is unreadable, corrupt or not signed by a pinned key: refused. */
   state_invalid: 3,
 } as const;
-
-/** An inconsistency found by a visit; `code` is `audit_watch_<alarm>`. */
-export class WatchAlarmError extends GrantorError {
-  readonly alarm: WatchAlarm;
-  /**
-   * The signed note that contradicts the state (with the state's own note it is the
-   * evidence of a fork: two notes the log's key signed), and the proof that failed.
-   */
-  readonly evidence: { readonly note?: string; readonly proof?: unknown } | undefined;
-  constructor(
-    alarm: WatchAlarm,
-    message: string,
-    options?: { cause?: unknown; evidence?: { note?: string; proof?: unknown } },
-  ) {
-    super(
-      `audit_watch_${alarm}`,
-      message,
-      options?.cause === undefined ? undefined : { cause: options.cause },
-    );
-    this.alarm = alarm;
-    this.evidence = options?.evidence;
-  }
-}
-
-/** The state file cannot be used; never reset by the watcher (the auditor decides). */
-export class WatchStateError extends GrantorError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('audit_watch_state_invalid', message, options);
-  }
-}
 
 /** The last verified checkpoint, as the state file holds it. */
 export interface WatchState {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provisionAppliance } from '../../src/appliance.js';
-import { NoteSignatureError, parseVerifierKey, verifyNote } from '../../src/audit/checkpoint.js';
+import { parseVerifierKey, verifyNote } from '../../src/audit/checkpoint.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
@@ -23,6 +23,7 @@ import {
   type SimTpm,
   writeEkTrust,
 } from '../rig/sim.js';
+import { NoteSignatureError } from '../../src/audit/errors.js';
 
 interface ErrorAnswer {
   error: { code: string; message: string; details?: { down?: string[] } };

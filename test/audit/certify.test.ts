@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnchorState, AuditAnchor, NvCertification } from '../../src/audit/anchor.port.js';
-import { AnchorError } from '../../src/audit/anchor.port.js';
 import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import { parseCheckpoint } from '../../src/audit/checkpoint.js';
@@ -21,6 +20,7 @@ import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
 import { event, provisionAnchor, tearDownTpm, tempDir } from './helpers.js';
 import { testSigner } from './signer.js';
+import { AnchorError } from '../../src/audit/errors.js';
 
 const ORIGIN = 'grantor.test/certify';
 let sim: SimTpm;
