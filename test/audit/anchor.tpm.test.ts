@@ -35,8 +35,8 @@ import {
   event,
   logAt,
   provisionAnchor,
+  startTpmFile,
   tearDownTpm,
-  tempDir,
 } from './helpers.js';
 
 const run = promisify(execFile);
@@ -47,10 +47,8 @@ let config: TpmAnchorConfig;
 let work: string;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
+  ({ sim, tpm, work } = await startTpmFile('grantor-audit-anchor-'));
   config = await provisionAnchor(tpm);
-  work = await tempDir('grantor-audit-anchor-');
 });
 
 afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));

@@ -16,9 +16,9 @@ import { createAudit } from '../../src/audit/index.js';
 import { checkNvCertification } from '../../src/audit/nv-certify.js';
 import type { AuditService, SignedCheckpoint } from '../../src/audit/service.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { event, provisionAnchor, tearDownTpm, tempDir } from './helpers.js';
+import type { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { type SimTpm } from '../rig/sim.js';
+import { event, provisionAnchor, startTpmFile, tearDownTpm } from './helpers.js';
 import { testSigner } from './signer.js';
 import { AnchorError } from '../../src/audit/errors.js';
 
@@ -29,9 +29,7 @@ let work: string;
 let nextIndex = 0x01500030;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
-  work = await tempDir('grantor-audit-certify-');
+  ({ sim, tpm, work } = await startTpmFile('grantor-audit-certify-'));
 });
 
 afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));

@@ -16,7 +16,7 @@ import { marshalTpmtPublic } from '../../src/tpm/marshal/public.js';
 import { APPLIANCE_AK_TEMPLATE } from '../../src/tpm/templates.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import type { TpmPort } from '../../src/tpm/tpm.port.js';
-import type { SimTpm } from '../rig/sim.js';
+import { startSimTpm, type SimTpm } from '../rig/sim.js';
 
 export const INDICES: TpmAnchorIndices = { counterIndex: 0x01500020, extendIndex: 0x01500021 };
 export const AK_TEMPLATE = marshalTpmtPublic(APPLIANCE_AK_TEMPLATE);
@@ -59,6 +59,14 @@ export async function provisionAnchorAt(
   } finally {
     await tpm.close();
   }
+}
+
+/** A swtpm test file's beforeAll: a swtpm, the TPM facade over it and a work folder. */
+export async function startTpmFile(
+  prefix: string,
+): Promise<{ sim: SimTpm; tpm: NativeTpm; work: string }> {
+  const sim = await startSimTpm();
+  return { sim, tpm: await NativeTpm.open(sim.tcti), work: await tempDir(prefix) };
 }
 
 /**

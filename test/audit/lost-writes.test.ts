@@ -20,9 +20,16 @@ import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
 import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { LOG_OPTIONS, event, provisionAnchor, storeWith, tearDownTpm, tempDir } from './helpers.js';
+import type { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { type SimTpm } from '../rig/sim.js';
+import {
+  LOG_OPTIONS,
+  event,
+  provisionAnchor,
+  storeWith,
+  startTpmFile,
+  tearDownTpm,
+} from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
@@ -30,10 +37,8 @@ let config: TpmAnchorConfig;
 let work: string;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
+  ({ sim, tpm, work } = await startTpmFile('grantor-audit-lost-writes-'));
   config = await provisionAnchor(tpm, { counterIndex: 0x015000c0, extendIndex: 0x015000c1 });
-  work = await tempDir('grantor-audit-lost-writes-');
 });
 
 afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));

@@ -12,16 +12,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
+import type { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { type SimTpm } from '../rig/sim.js';
 import {
   INDICES,
   backupBehindLive,
   event,
   logAt,
   provisionAnchor,
+  startTpmFile,
   tearDownTpm,
-  tempDir,
 } from './helpers.js';
 
 let sim: SimTpm;
@@ -32,9 +32,7 @@ const owner = { hierarchy: 'owner' as const, hierarchyAuth: new Uint8Array(0) };
 const ownerWrite = { auth: { by: 'owner' as const } };
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
-  work = await tempDir('grantor-audit-rollback-');
+  ({ sim, tpm, work } = await startTpmFile('grantor-audit-rollback-'));
 });
 
 afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));
