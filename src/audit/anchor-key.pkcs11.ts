@@ -19,7 +19,8 @@ import {
 } from '../keys/library.pkcs11.js';
 import { findTokenSlot, isPinRefusal, loginUser, refuseUnsafeLogin } from '../keys/token.pkcs11.js';
 import { GrantorError } from '../shared/errors.js';
-import { ANCHOR_KEY_LABEL, AnchorKeyError, type AnchorWriteKey } from './anchor-key.port.js';
+import { ANCHOR_KEY_LABEL, type AnchorWriteKey } from './anchor-key.port.js';
+import { AnchorKeyError } from './errors.js';
 
 export interface AnchorKeyTokenConfig {
   readonly modulePath: string;

@@ -3,7 +3,6 @@
  * anchor-policy.ts): a non-extractable P-256 key in the appliance's key store, found by its
  * label. Real adapter: anchor-key.pkcs11.ts.
  */
-import { GrantorError } from '../shared/errors.js';
 
 /** CKA_LABEL of the anchor write key on the audit token. */
 export const ANCHOR_KEY_LABEL = 'grantor-audit-anchor-write';
@@ -19,16 +18,4 @@ export interface AnchorWriteKey {
   signDigest(digest: Buffer): Promise<Buffer>;
   /** Idempotent. */
   close(): Promise<void>;
-}
-
-/** The anchor write key is missing, duplicated or unsafe on its token. */
-export class AnchorKeyError extends GrantorError {
-  constructor(
-    readonly reason: 'anchor_key_missing' | 'anchor_key_ambiguous' | 'anchor_key_unsafe',
-    message: string,
-  ) {
-    super(reason === 'anchor_key_missing' ? 'hsm_key_missing' : 'hsm_key_unsafe', message, {
-      details: { reason },
-    });
-  }
 }

@@ -5,7 +5,6 @@
  * only perform single TPM commands. Real adapter: anchor.tpm.ts.
  */
 import { createHash } from 'node:crypto';
-import { GrantorError } from '../shared/errors.js';
 import { EMPTY_ROOT } from './merkle.js';
 
 export interface AnchorState {
@@ -55,20 +54,6 @@ export interface AuditAnchor {
   certify(qualifyingData: Buffer): Promise<NvCertification[]>;
   /** The AK that signs NV_Certify, TPM2B_PUBLIC marshalled, when the anchor has one. */
   akPublic(): Promise<Buffer | undefined>;
-}
-
-/**
- * A TPM command failed. `retryable` is true only for response codes after which the
- * command is known NOT to have executed (TPM_RC_NV_RATE, TPM_RC_RETRY, TPM_RC_YIELDED,
- * TPM_RC_TESTING); an ambiguous failure (lost connection) is not retryable and sends the
- * log through its reconciliation, which reads the TPM to learn what happened.
- */
-export class AnchorError extends GrantorError {
-  readonly retryable: boolean;
-  constructor(message: string, retryable: boolean, options?: { cause?: unknown }) {
-    super('tpm_unavailable', message, options);
-    this.retryable = retryable;
-  }
 }
 
 /** E' = SHA-256(E ‖ data): what TPM2_NV_Extend does to a SHA-256 extend index. */

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { TPM_RC, TpmError, TpmUnavailableError } from '../tpm/tpm-error.js';
 import type { TpmPort } from '../tpm/tpm.port.js';
-import { AnchorError } from './anchor.port.js';
 import { ANCHOR_NV_ATTRIBUTES, TpmAuditAnchor, expectedAnchorNames } from './anchor.tpm.js';
+import { AnchorError } from './errors.js';
 
 const indices = { counterIndex: 0x01500020, extendIndex: 0x01500021 };
 const config = { ...indices, pinnedNames: expectedAnchorNames(indices) };

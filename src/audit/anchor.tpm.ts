@@ -30,14 +30,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { TpmPort } from '../tpm/tpm.port.js';
 import { TPM_RC, TpmError } from '../tpm/tpm-error.js';
 import { marshalTpmsNvPublic, nvSpacePublic } from '../tpm/marshal/index.js';
-import { GrantorError } from '../shared/errors.js';
 import type { PolicySigner } from '../tpm/tpm.port.js';
 import type { AnchorWriteKey } from './anchor-key.port.js';
-import { AnchorKeyError } from './anchor-key.port.js';
 import { anchorKeyName, anchorPolicySigner, anchorWritePolicy } from './anchor-policy.js';
 import type { AnchorState, AuditAnchor, NvCertification } from './anchor.port.js';
-import { AnchorError, GENESIS_EXTEND } from './anchor.port.js';
-import { AuditRollbackError } from './errors.js';
+import { GENESIS_EXTEND } from './anchor.port.js';
+import { AuditRollbackError, AnchorError, AnchorKeyError, AnchorProvisionError } from './errors.js';
 import { EMPTY_ROOT } from './merkle.js';
 import { NvCertifyCheckError, checkNvCertification } from './nv-certify.js';
 
@@ -173,19 +171,6 @@ export const ANCHOR_PROVISION_STEPS = [
   'increment_counter',
 ] as const;
 export type AnchorProvisionStep = (typeof ANCHOR_PROVISION_STEPS)[number];
-
-/** Provisioning found the TPM in a state it must not adopt; `reason` says which. */
-export class AnchorProvisionError extends GrantorError {
-  constructor(
-    reason: 'nv_index_foreign' | 'anchor_in_use' | 'anchor_owner_written',
-    message: string,
-    index: number,
-  ) {
-    super('audit_provision_refused', message, {
-      details: { reason, index: `0x${index.toString(16)}` },
-    });
-  }
-}
 
 /**
  * Provisioning (once per appliance, with owner authorisation): define both indices, write

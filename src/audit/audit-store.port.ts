@@ -14,6 +14,19 @@ export interface BatchRecord {
   readonly root: string;
 }
 
+/** A record read back from the (untrusted) store has the shape of a BatchRecord. */
+export function isBatchRecord(v: unknown): v is BatchRecord {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return (
+    typeof r.index === 'number' &&
+    typeof r.size === 'number' &&
+    Number.isSafeInteger(r.size) &&
+    typeof r.root === 'string' &&
+    /^[0-9a-f]{64}$/.test(r.root)
+  );
+}
+
 /**
  * A batch record as stored (version 2 stores): also the TPM extend value after the batch
  * (hex), E_i = SHA-256(E_{i-1} ‖ root_i), so that start-up can check the last batches

@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../shared/metrics.js';
 import { MemoryAnchor } from './anchor.memory.js';
-import { AnchorError } from './anchor.port.js';
 import { meterAudit } from './audit.metered.js';
 import { MemoryAuditStore } from './audit-store.memory.js';
 import type { AuditEvent } from './entry.js';
 import { AuditLog } from './log.js';
+import { AnchorError } from './errors.js';
 
 const event = (i: number): AuditEvent => ({
   type: 'grant.decision',

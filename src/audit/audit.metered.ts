@@ -13,9 +13,9 @@
  * next process, which did not see it stored: it is not counted (the lag starts at 0).
  */
 import type { GrantorMetrics } from '../shared/metrics.js';
-import type { AnchorState, AuditAnchor, NvCertification } from './anchor.port.js';
-import type { AuditStore, StoreMeta, StoredBatch, StoredBody } from './audit-store.port.js';
-import type { TileData } from './tiles.js';
+import type { AuditAnchor } from './anchor.port.js';
+import type { AuditStore } from './audit-store.port.js';
+import { overlay } from './overlay.js';
 
 export type AuditMetrics = Pick<GrantorMetrics, 'auditBatchSize' | 'nvWrites' | 'setAnchorLag'>;
 
@@ -48,141 +48,6 @@ class PendingBatches {
   }
 }
 
-class MeteredAuditStore implements AuditStore {
-  readonly #store: AuditStore;
-  readonly #pending: PendingBatches;
-
-  constructor(store: AuditStore, pending: PendingBatches) {
-    this.#store = store;
-    this.#pending = pending;
-  }
-
-  readMeta(): Promise<unknown> {
-    return this.#store.readMeta();
-  }
-
-  writeMeta(meta: StoreMeta): Promise<void> {
-    return this.#store.writeMeta(meta);
-  }
-
-  readEntries(from: number, limit?: number): AsyncIterable<unknown> {
-    return this.#store.readEntries(from, limit);
-  }
-
-  readBatches(from: number): AsyncIterable<unknown> {
-    return this.#store.readBatches(from);
-  }
-
-  lastBatches(count: number): Promise<unknown[]> {
-    return this.#store.lastBatches(count);
-  }
-
-  readTile(level: number, index: number): Promise<Buffer | undefined> {
-    return this.#store.readTile(level, index);
-  }
-
-  deleteRetired(keepBelow: number, limit: number): Promise<number> {
-    return this.#store.deleteRetired(keepBelow, limit);
-  }
-
-  writeDerived(
-    tiles: readonly TileData[],
-    batches: readonly StoredBatch[],
-    meta?: StoreMeta,
-  ): Promise<void> {
-    return this.#store.writeDerived(tiles, batches, meta);
-  }
-
-  async appendBatch(
-    entries: readonly object[],
-    batch: StoredBatch,
-    bodies: readonly StoredBody[],
-    tiles: readonly TileData[],
-  ): Promise<void> {
-    await this.#store.appendBatch(entries, batch, bodies, tiles);
-    this.#pending.stored(entries.length);
-  }
-
-  scanIndex(term: string, from: number, limit: number): AsyncIterable<number> {
-    return this.#store.scanIndex(term, from, limit);
-  }
-
-  indexedFrom(): Promise<number> {
-    return this.#store.indexedFrom();
-  }
-
-  firstTimeRise(time: string): Promise<number | undefined> {
-    return this.#store.firstTimeRise(time);
-  }
-
-  timeStepBacks(since: string | undefined, until: string, limit: number): AsyncIterable<number> {
-    return this.#store.timeStepBacks(since, until, limit);
-  }
-
-  buildIndexes(progress?: (entries: number) => void): Promise<number | undefined> {
-    return this.#store.buildIndexes(progress);
-  }
-
-  readBody(digest: string): Promise<string | undefined> {
-    return this.#store.readBody(digest);
-  }
-
-  close(): Promise<void> {
-    return this.#store.close();
-  }
-}
-
-class MeteredAuditAnchor implements AuditAnchor {
-  readonly #anchor: AuditAnchor;
-  readonly #metrics: AuditMetrics;
-  readonly #pending: PendingBatches;
-
-  constructor(anchor: AuditAnchor, metrics: AuditMetrics, pending: PendingBatches) {
-    this.#anchor = anchor;
-    this.#metrics = metrics;
-    this.#pending = pending;
-  }
-
-  get genesis(): bigint | undefined {
-    return this.#anchor.genesis;
-  }
-
-  get pinnedNames(): AuditAnchor['pinnedNames'] {
-    return this.#anchor.pinnedNames;
-  }
-
-  checkPinned(): Promise<void> {
-    return this.#anchor.checkPinned();
-  }
-
-  read(): Promise<AnchorState> {
-    return this.#anchor.read();
-  }
-
-  readAfterWrite(): Promise<AnchorState> {
-    return this.#anchor.readAfterWrite();
-  }
-
-  async extend(data: Buffer): Promise<void> {
-    await this.#anchor.extend(data);
-    this.#metrics.nvWrites.inc({ index: 'extend' });
-  }
-
-  async increment(): Promise<void> {
-    await this.#anchor.increment();
-    this.#metrics.nvWrites.inc({ index: 'counter' });
-    this.#pending.anchored();
-  }
-
-  certify(qualifyingData: Buffer): Promise<NvCertification[]> {
-    return this.#anchor.certify(qualifyingData);
-  }
-
-  akPublic(): Promise<Buffer | undefined> {
-    return this.#anchor.akPublic();
-  }
-}
-
 export interface MeteredAudit {
   /** The log's store, counting the batches it makes durable. */
   readonly store: (store: AuditStore) => AuditStore;
@@ -194,7 +59,24 @@ export interface MeteredAudit {
 export function meterAudit(metrics: AuditMetrics, now: () => number = Date.now): MeteredAudit {
   const pending = new PendingBatches(metrics, now);
   return {
-    store: (store) => new MeteredAuditStore(store, pending),
-    anchor: (anchor) => new MeteredAuditAnchor(anchor, metrics, pending),
+    store: (store) =>
+      overlay(store, {
+        appendBatch: async (entries, batch, bodies, tiles) => {
+          await store.appendBatch(entries, batch, bodies, tiles);
+          pending.stored(entries.length);
+        },
+      }),
+    anchor: (anchor) =>
+      overlay(anchor, {
+        extend: async (data) => {
+          await anchor.extend(data);
+          metrics.nvWrites.inc({ index: 'extend' });
+        },
+        increment: async () => {
+          await anchor.increment();
+          metrics.nvWrites.inc({ index: 'counter' });
+          pending.anchored();
+        },
+      }),
   };
 }

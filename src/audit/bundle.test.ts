@@ -1,34 +1,17 @@
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../shared/db.level.js';
 import { jcsSha256Hex } from '../shared/jcs.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { openBundle, type BundlePolicySet, type BundleRequest } from './bundle.js';
-import {
-  noteVerifierKey,
-  parseCheckpoint,
-  parseVerifierKey,
-  verifyNote,
-  type CheckpointSigner,
-} from './checkpoint.js';
+import { noteVerifierKey, parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
 import { entryHash, type AuditEntry, type AuditEvent } from './entry.js';
 import type { PeriodStartedFacts } from './facts.js';
 import { createAudit } from './index.js';
 import type { AuditService } from './service.js';
-import { BundleInvalidError, verifyBundle, type BundleTrust } from './verify-bundle.js';
-
-function testSigner(keyName: string): CheckpointSigner {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return {
-    keyName,
-    publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
-    sign: (m) => Promise.resolve(sign(null, m, privateKey)),
-  };
-}
+import { verifyBundle, type BundleTrust } from './verify-bundle.js';
+import { TempDatabases, testSigner } from './testing.js';
+import { BundleInvalidError } from './errors.js';
 
 const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
 const SET_A: Omit<BundlePolicySet, 'hash'> = {
@@ -62,42 +45,36 @@ function event(i: number): AuditEvent {
   };
 }
 
-let dir: string;
-let db: Database;
-let audit: AuditService;
-let trust: BundleTrust;
-const N = 40;
+const databases = new TempDatabases('grantor-bundle-');
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'grantor-bundle-'));
-  db = await openDatabase(dir);
-  const signer = testSigner('grantor.test/bundle');
-  audit = createAudit(
-    { origin: 'grantor.test/bundle', minAnchorIntervalMs: 0, maxBatchSize: 7 },
-    { db, anchor: new MemoryAnchor(), signer },
+/**
+ * A provisioned, ready log on LevelDB (closed by `databases.cleanup()`, after the log) and
+ * the memory anchor, with the trust its bundles verify against (no TPM evidence).
+ */
+async function openLog(
+  origin: string,
+  maxBatchSize: number,
+): Promise<{ log: AuditService; trust: BundleTrust }> {
+  const signer = testSigner(origin);
+  const log = createAudit(
+    { origin, minAnchorIntervalMs: 0, maxBatchSize },
+    { db: await databases.open(), anchor: new MemoryAnchor(), signer },
   );
-  await audit.provision();
-  await audit.ready();
-  // Several batches of different sizes (at most 7 entries each).
-  for (let i = 0; i < N; i += 5) {
-    await Promise.all([0, 1, 2, 3, 4].map((k) => audit.append(event(i + k))));
-  }
-  trust = {
-    verifierKey: parseVerifierKey(noteVerifierKey(signer.keyName, signer.publicKey)),
-    skipTpmEvidence: true,
-  };
-}, 60_000);
+  await log.provision();
+  await log.ready();
+  const verifierKey = parseVerifierKey(noteVerifierKey(signer.keyName, signer.publicKey));
+  return { log, trust: { verifierKey, skipTpmEvidence: true } };
+}
 
-afterAll(async () => {
-  await audit.close();
-  await db.close();
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function bundle(request: BundleRequest = {}, maxEntries?: number): Promise<string[]> {
+/** The bundle's lines, without their line ends. */
+async function bundleOf(
+  log: AuditService,
+  request: BundleRequest,
+  maxEntries?: number,
+): Promise<string[]> {
   const opened = await openBundle(
     {
-      audit,
+      audit: log,
       policySet: (h) => Promise.resolve(archive.get(h)),
       ...(maxEntries === undefined ? {} : { maxEntries }),
     },
@@ -107,6 +84,26 @@ async function bundle(request: BundleRequest = {}, maxEntries?: number): Promise
   for await (const l of opened.lines()) out.push(l.trimEnd());
   return out;
 }
+
+let audit: AuditService;
+let trust: BundleTrust;
+const N = 40;
+
+beforeAll(async () => {
+  ({ log: audit, trust } = await openLog('grantor.test/bundle', 7));
+  // Several batches of different sizes (at most 7 entries each).
+  for (let i = 0; i < N; i += 5) {
+    await Promise.all([0, 1, 2, 3, 4].map((k) => audit.append(event(i + k))));
+  }
+}, 60_000);
+
+afterAll(async () => {
+  await audit.close();
+  await databases.cleanup();
+});
+
+const bundle = (request: BundleRequest = {}, maxEntries?: number): Promise<string[]> =>
+  bundleOf(audit, request, maxEntries);
 
 async function failure(lines: readonly string[], t: BundleTrust = trust) {
   try {
@@ -308,32 +305,12 @@ describe('a tampered bundle names its first bad line', () => {
 
 describe('a bundle of a later log period', () => {
   it('verifies with the anchor chain starting at its link, and refuses a bundle without it or with a forged one', async () => {
-    const own = await mkdtemp(join(tmpdir(), 'grantor-bundle-period-'));
-    const ownDb = await openDatabase(own);
-    const signer = testSigner('grantor.test/bundle-period');
-    const log = createAudit(
-      { origin: 'grantor.test/bundle-period', minAnchorIntervalMs: 0, maxBatchSize: 3 },
-      { db: ownDb, anchor: new MemoryAnchor(), signer },
-    );
+    const { log, trust: periodTrust } = await openLog('grantor.test/bundle-period', 3);
     try {
-      await log.provision();
-      await log.ready();
       for (let i = 0; i < 7; i++) await log.append(event(i));
       await log.startPeriod('alice');
       for (let i = 7; i < 12; i++) await log.append(event(i));
-      const periodTrust: BundleTrust = {
-        verifierKey: parseVerifierKey(noteVerifierKey(signer.keyName, signer.publicKey)),
-        skipTpmEvidence: true,
-      };
-      const lines = async (request: BundleRequest): Promise<string[]> => {
-        const opened = await openBundle(
-          { audit: log, policySet: (h) => Promise.resolve(archive.get(h)) },
-          request,
-        );
-        const out: string[] = [];
-        for await (const l of opened.lines()) out.push(l.trimEnd());
-        return out;
-      };
+      const lines = (request: BundleRequest): Promise<string[]> => bundleOf(log, request);
       const whole = await lines({});
       const linkAt = whole.findIndex((l) => l.includes('"type":"link"'));
       expect(linkAt).toBe(3);
@@ -371,30 +348,18 @@ describe('a bundle of a later log period', () => {
       );
     } finally {
       await log.close();
-      await ownDb.close();
-      await rm(own, { recursive: true, force: true });
     }
   });
 });
 
 describe('a bundle of a frozen log period', () => {
-  let own: string;
-  let ownDb: Database;
   let log: AuditService;
   let periodTrust: BundleTrust;
   /** A genuinely signed checkpoint of period 0 before its end (a truncated history). */
   let early: { note: string; size: number };
 
   beforeAll(async () => {
-    own = await mkdtemp(join(tmpdir(), 'grantor-bundle-frozen-'));
-    ownDb = await openDatabase(own);
-    const signer = testSigner('grantor.test/bundle-frozen');
-    log = createAudit(
-      { origin: 'grantor.test/bundle-frozen', minAnchorIntervalMs: 0, maxBatchSize: 3 },
-      { db: ownDb, anchor: new MemoryAnchor(), signer },
-    );
-    await log.provision();
-    await log.ready();
+    ({ log, trust: periodTrust } = await openLog('grantor.test/bundle-frozen', 3));
     for (let i = 0; i < 4; i++) await log.append(event(i));
     const cp = await log.checkpoint();
     early = { note: cp.note, size: cp.treeSize };
@@ -403,27 +368,11 @@ describe('a bundle of a frozen log period', () => {
     for (let i = 7; i < 12; i++) await log.append(event(i));
     await log.startPeriod('bob');
     for (let i = 12; i < 15; i++) await log.append(event(i));
-    periodTrust = {
-      verifierKey: parseVerifierKey(noteVerifierKey(signer.keyName, signer.publicKey)),
-      skipTpmEvidence: true,
-    };
   }, 60_000);
 
-  afterAll(async () => {
-    await log.close();
-    await ownDb.close();
-    await rm(own, { recursive: true, force: true });
-  });
+  afterAll(() => log.close());
 
-  const lines = async (request: BundleRequest): Promise<string[]> => {
-    const opened = await openBundle(
-      { audit: log, policySet: (h) => Promise.resolve(archive.get(h)) },
-      request,
-    );
-    const out: string[] = [];
-    for await (const l of opened.lines()) out.push(l.trimEnd());
-    return out;
-  };
+  const lines = (request: BundleRequest): Promise<string[]> => bundleOf(log, request);
   const refused = async (bad: readonly string[]): Promise<string | undefined> =>
     (await failure(bad, periodTrust))?.problem;
 

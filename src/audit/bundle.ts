@@ -13,8 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { frontierFromInclusion } from './compact-range.js';
 import type { AuditEntry } from './entry.js';
 import { PERIOD_STARTED } from './periods.js';
-import { AuditNotFoundError, AuditQueryInvalidError } from './errors.js';
-import { GrantorError } from '../shared/errors.js';
+import { AuditNotFoundError, AuditQueryInvalidError, AuditExportRangeError } from './errors.js';
 import type { AuditService, BatchBoundary, LogService, SignedCheckpoint } from './service.js';
 
 export const BUNDLE_FORMAT = 'grantor-audit-bundle/1';
@@ -77,13 +76,6 @@ export type BundleRecord =
       readonly policies: number;
       readonly batches: number;
     };
-
-/** The range asked is larger than one bundle may cover: ask for several. */
-export class AuditExportRangeError extends GrantorError {
-  constructor(message: string, max: number) {
-    super('audit_export_range_too_large', message, { details: { max } });
-  }
-}
 
 export interface BundleRequest {
   readonly from?: number;

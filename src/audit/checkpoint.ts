@@ -11,7 +11,7 @@
  * by the offline verifier.
  */
 import { createHash, createPublicKey, timingSafeEqual, verify } from 'node:crypto';
-import { GrantorError } from '../shared/errors.js';
+import { NoteMalformedError, NoteSignatureError, VerifierKeyError } from './errors.js';
 
 /** The Ed25519 key that signs checkpoints (held in the HSM in production). */
 export interface CheckpointSigner {
@@ -29,24 +29,6 @@ export interface CheckpointBody {
   readonly root: Buffer;
   readonly counter: bigint;
   readonly extendValue: Buffer;
-}
-
-export class NoteMalformedError extends GrantorError {
-  constructor(message: string) {
-    super('audit_note_malformed', message);
-  }
-}
-
-export class NoteSignatureError extends GrantorError {
-  constructor(message: string) {
-    super('audit_note_signature_invalid', message);
-  }
-}
-
-export class VerifierKeyError extends GrantorError {
-  constructor(message: string) {
-    super('audit_verifier_key_invalid', message);
-  }
 }
 
 const ED25519 = 0x01;

@@ -18,8 +18,9 @@ import { verifyPeriodsFull } from './full-check.js';
 import type { PeriodStore } from './period-store.port.js';
 import { ReplayProblem } from './replay.js';
 import type { AuditService } from './service.js';
-import { BundleInvalidError, verifyBundle, type BundleReport } from './verify-bundle.js';
-import { ExportInvalidError, verifyExport } from './verify-export.js';
+import { verifyBundle, type BundleReport } from './verify-bundle.js';
+import { verifyExport } from './verify-export.js';
+import { BundleInvalidError, ExportInvalidError } from './errors.js';
 
 /** The local appliance's audit service and policy archive, for an export. */
 export interface LocalAudit {

@@ -5,14 +5,7 @@
  * RFC 9162 §2.1.4.2 consistency check. Sizes are plain numbers (≤ 2^53): no 32-bit bit
  * operators anywhere.
  */
-import { EMPTY_ROOT, HASH_SIZE, nodeHash } from './merkle.js';
-
-/** Largest power of two strictly smaller than n (n >= 2). */
-function splitPoint(n: number): number {
-  let k = 1;
-  while (k * 2 < n) k *= 2;
-  return k;
-}
+import { EMPTY_ROOT, HASH_SIZE, inclusionSiblings, nodeHash } from './merkle.js';
 
 /** The sizes of the perfect subtrees covering [0, n), largest (leftmost) first. */
 export function frontierSizes(n: number): number[] {
@@ -39,23 +32,10 @@ export function frontierFromInclusion(
   size: number,
   path: readonly Buffer[],
 ): Buffer[] {
-  const left: boolean[] = [];
-  const walk = (m: number, lo: number, hi: number): void => {
-    const n = hi - lo;
-    if (n === 1) return;
-    const k = splitPoint(n);
-    if (m < k) {
-      walk(m, lo, lo + k);
-      left.push(false);
-    } else {
-      walk(m - k, lo + k, hi);
-      left.push(true);
-    }
-  };
   if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
     throw new RangeError(`leaf ${index} is not in a tree of size ${size}`);
   }
-  walk(index, 0, size);
+  const left = inclusionSiblings(index, size).map((s) => s.left);
   if (left.length !== path.length) throw new RangeError('inclusion path of the wrong length');
   // The path runs leaf to root: the deepest (smallest, rightmost) left sibling comes first.
   return path.filter((_, i) => left[i] === true).reverse();

@@ -35,17 +35,12 @@ export interface AuditEvent {
 /** Largest request body kept by its digest (a grant request is far smaller). */
 export const MAX_BODY_LENGTH = 64 * 1024;
 
-export interface AuditEntry {
+/** An event as recorded: its fields but the body, placed in the chain. */
+export interface AuditEntry extends Omit<AuditEvent, 'body'> {
   /** 2 for an entry with facts; absent on a version-1 entry. */
   readonly v?: 2;
   readonly seq: number;
   readonly time: string;
-  readonly type: string;
-  readonly subject: string;
-  readonly decision?: string;
-  readonly reasons?: readonly string[];
-  readonly digest: string;
-  readonly facts?: Facts;
   readonly prevHash: string;
   readonly hash: string;
 }
@@ -157,6 +152,14 @@ export function buildEntry(
 }
 
 export type LinkProblem = 'seq' | 'prev_hash' | 'hash' | 'shape';
+
+/** A LinkProblem as the offline verifiers report it (verify-export.ts, verify-bundle.ts). */
+export const LINK_PROBLEM = {
+  shape: 'entry_shape',
+  seq: 'entry_seq',
+  prev_hash: 'entry_prev_hash',
+  hash: 'entry_hash',
+} as const;
 
 /**
  * Check one entry against its predecessor's hash and expected seq; `undefined` when good.

@@ -150,7 +150,6 @@ export async function provisionAuditStore(
 }
 
 export type { AuditAnchor, AnchorState, NvCertification } from './anchor.port.js';
-export { AnchorError } from './anchor.port.js';
 export type { CheckpointSigner } from './checkpoint.js';
 export type { AuditEntry, AuditEvent } from './entry.js';
 export type { AuditFilter, QueryPage } from './query.js';
@@ -158,6 +157,9 @@ export type * from './facts.js';
 export { MAX_BODY_LENGTH, fitReason } from './entry.js';
 export { factHex, factId, factList, factText } from './facts.js';
 export {
+  AnchorError,
+  AnchorKeyError,
+  AnchorProvisionError,
   AuditNotFoundError,
   AuditNotProvisionedError,
   AuditRollbackError,
@@ -181,13 +183,8 @@ export type {
   TpmAnchorConfig,
   TpmAnchorIndices,
 } from './anchor.tpm.js';
-export {
-  AnchorProvisionError,
-  TpmAuditAnchor,
-  expectedAnchorNames,
-  provisionTpmAnchor,
-} from './anchor.tpm.js';
+export { TpmAuditAnchor, expectedAnchorNames, provisionTpmAnchor } from './anchor.tpm.js';
 export type { PinnedAnchor } from './anchor-pin.js';
 export { readAnchorPin, writeAnchorPin } from './anchor-pin.js';
-export { AnchorKeyError, type AnchorWriteKey } from './anchor-key.port.js';
+export type { AnchorWriteKey } from './anchor-key.port.js';
 export { Pkcs11AnchorKey, type AnchorKeyTokenConfig } from './anchor-key.pkcs11.js';

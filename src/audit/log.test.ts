@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
+import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { MemoryAuditStore } from './audit-store.memory.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
@@ -11,6 +11,7 @@ import type { AuditLogOptions } from './log.js';
 import { AuditLog } from './log.js';
 import { MerkleTree, leafHash } from './merkle.js';
 import { TiledTree } from './tiled-tree.js';
+import { AnchorError } from './errors.js';
 
 const options: AuditLogOptions = {
   origin: 'grantor.test/log',
@@ -54,11 +55,25 @@ async function openLog(
   anchor = new MemoryAnchor(),
   opts: Partial<AuditLogOptions> = {},
   logger?: DomainLogger,
+  clock: Clock = fakeClock(),
 ): Promise<{ log: AuditLog; store: MemoryAuditStore; anchor: MemoryAnchor }> {
-  const log = new AuditLog(store, anchor, { ...options, ...opts }, fakeClock(), logger);
+  const log = new AuditLog(store, anchor, { ...options, ...opts }, clock, logger);
   await log.provision();
   await log.open();
   return { log, store, anchor };
+}
+
+/** A log on `clock` whose anchors are at least 500 ms apart, entry 0 appended. */
+async function rateLimitedLog(clock: Clock): Promise<{ log: AuditLog; anchor: MemoryAnchor }> {
+  const opened = await openLog(
+    undefined,
+    undefined,
+    { minAnchorIntervalMs: 500 },
+    undefined,
+    clock,
+  );
+  await opened.log.append(event(0));
+  return opened;
 }
 
 async function appendMany(log: AuditLog, from: number, n: number): Promise<void> {
@@ -162,16 +177,7 @@ describe('AuditLog: appends', () => {
 
   it('waits out the minimum interval between anchors instead of skipping', async () => {
     const clock = fakeClock();
-    const anchor = new MemoryAnchor();
-    const log = new AuditLog(
-      new MemoryAuditStore(),
-      anchor,
-      { ...options, minAnchorIntervalMs: 500 },
-      clock,
-    );
-    await log.provision();
-    await log.open();
-    await log.append(event(0));
+    const { log, anchor } = await rateLimitedLog(clock);
     expect(clock.sleeps).toEqual([]);
     await Promise.all([log.append(event(1)), log.append(event(2))]);
     expect(clock.sleeps).toEqual([500]);
@@ -191,16 +197,7 @@ describe('AuditLog: appends', () => {
           };
         }),
     };
-    const anchor = new MemoryAnchor();
-    const log = new AuditLog(
-      new MemoryAuditStore(),
-      anchor,
-      { ...options, minAnchorIntervalMs: 500 },
-      clock,
-    );
-    await log.provision();
-    await log.open();
-    await log.append(event(0));
+    const { log, anchor } = await rateLimitedLog(clock);
     const second = log.append(event(1)); // waits out the interval
     for (let i = 0; i < 100 && wake === undefined; i++) await Promise.resolve();
     expect(wake).toBeDefined();

@@ -14,7 +14,8 @@
 import { systemClock, type Clock } from '../shared/clock.js';
 import { silentLogger, type DomainLogger } from '../shared/log.js';
 import type { AnchorState, AuditAnchor } from './anchor.port.js';
-import { AnchorError, GENESIS_EXTEND, extendDigest } from './anchor.port.js';
+import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
+import { isBatchRecord } from './audit-store.port.js';
 import type { AuditStore, BatchRecord, StoreMeta, StoredBatch } from './audit-store.port.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
 import {
@@ -31,6 +32,7 @@ import {
   AuditRangeError,
   AuditRollbackError,
   AuditUnavailableError,
+  AnchorError,
 } from './errors.js';
 import { EMPTY_ROOT, leafHash } from './merkle.js';
 import { ReplayProblem, replayLog } from './replay.js';
@@ -98,18 +100,6 @@ interface Waiter {
 type Phase = 'starting' | 'ready' | 'refused' | 'closed';
 
 const hexToBuf = (hex: string): Buffer => Buffer.from(hex, 'hex');
-
-function isBatchRecord(v: unknown): v is BatchRecord {
-  if (typeof v !== 'object' || v === null) return false;
-  const r = v as Record<string, unknown>;
-  return (
-    typeof r.index === 'number' &&
-    typeof r.size === 'number' &&
-    Number.isSafeInteger(r.size) &&
-    typeof r.root === 'string' &&
-    /^[0-9a-f]{64}$/.test(r.root)
-  );
-}
 
 function isStoredBatch(v: unknown): v is StoredBatch {
   if (!isBatchRecord(v)) return false;

@@ -34,10 +34,39 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
 }
 
 /** Largest power of two strictly smaller than n (n >= 2). */
-function splitPoint(n: number): number {
+export function splitPoint(n: number): number {
   let k = 1;
   while (k * 2 < n) k *= 2;
   return k;
+}
+
+/** One hash of an inclusion path: the subtree [lo, hi), `left` when it lies left of the leaf. */
+export interface PathSibling {
+  readonly lo: number;
+  readonly hi: number;
+  readonly left: boolean;
+}
+
+/**
+ * RFC 9162 §2.1.3.1: the subtrees whose roots make PATH(index, D[0:size]), leaf to root
+ * (0 <= index < size, checked by the caller).
+ */
+export function inclusionSiblings(index: number, size: number): PathSibling[] {
+  const path: PathSibling[] = [];
+  const walk = (m: number, lo: number, hi: number): void => {
+    const n = hi - lo;
+    if (n === 1) return;
+    const k = splitPoint(n);
+    if (m < k) {
+      walk(m, lo, lo + k);
+      path.push({ lo: lo + k, hi, left: false });
+    } else {
+      walk(m - k, lo + k, hi);
+      path.push({ lo, hi: lo + k, left: true });
+    }
+  };
+  walk(index, 0, size);
+  return path;
 }
 
 /** A growable array of 32-byte hashes in one buffer (no per-hash object overhead). */
@@ -135,21 +164,7 @@ export class MerkleTree {
     if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
       throw new AuditRangeError(`leaf ${index} is not in a tree of size ${size}`);
     }
-    const path: Buffer[] = [];
-    const walk = (m: number, lo: number, hi: number): void => {
-      const n = hi - lo;
-      if (n === 1) return;
-      const k = splitPoint(n);
-      if (m < k) {
-        walk(m, lo, lo + k);
-        path.push(this.#subtree(lo + k, hi));
-      } else {
-        walk(m - k, lo + k, hi);
-        path.push(this.#subtree(lo, lo + k));
-      }
-    };
-    walk(index, 0, size);
-    return path;
+    return inclusionSiblings(index, size).map((s) => this.#subtree(s.lo, s.hi));
   }
 
   /** RFC 9162 §2.1.4.1 PROOF(from, D[0:to]) for 1 <= from <= to (empty when equal). */

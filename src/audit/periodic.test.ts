@@ -1,9 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../shared/db.level.js';
+import { type Database } from '../shared/db.level.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { extendDigest } from './anchor.port.js';
 import type { CheckpointSigner } from './checkpoint.js';
@@ -12,7 +9,7 @@ import type { AuditEvent } from './entry.js';
 import { createAudit, type AuditService } from './index.js';
 import { MerkleTree, leafHash } from './merkle.js';
 import { PERIOD_STARTED, periodStoreName } from './periods.js';
-import { testSigner } from './testing.js';
+import { TempDatabases, testSigner } from './testing.js';
 
 const event = (i: number): AuditEvent => ({
   type: 'runtime.enrolled',
@@ -21,16 +18,12 @@ const event = (i: number): AuditEvent => ({
 });
 
 const ORIGIN = 'grantor.test/periods';
-let dirs: string[] = [];
-let dbs: Database[] = [];
+const databases = new TempDatabases('grantor-audit-periods-');
 let services: AuditService[] = [];
 afterEach(async () => {
   for (const s of services) await s.close();
-  for (const db of dbs) await db.close();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-  dirs = [];
-  dbs = [];
   services = [];
+  await databases.cleanup();
 });
 
 interface Rig {
@@ -42,10 +35,7 @@ interface Rig {
 }
 
 async function rig(): Promise<Rig> {
-  const dir = await mkdtemp(join(tmpdir(), 'grantor-audit-periods-'));
-  dirs.push(dir);
-  const db = await openDatabase(dir);
-  dbs.push(db);
+  const db = await databases.open();
   const r: Rig = {
     db,
     anchor: new MemoryAnchor(),

@@ -1,48 +1,27 @@
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../shared/db.level.js';
+import { type Database } from '../shared/db.level.js';
 import { jcs } from '../shared/jcs.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { LevelAuditStore } from './audit-store.level.js';
-import type { CheckpointSigner } from './checkpoint.js';
 import type { AuditEntry, AuditEvent } from './entry.js';
 import type { GrantDecisionFacts } from './facts.js';
 import { createAudit } from './index.js';
 import { matches, type AuditFilter } from './query.js';
 import type { AuditService } from './service.js';
 import { verifyExport } from './verify-export.js';
-
-function testSigner(keyName: string): CheckpointSigner {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return {
-    keyName,
-    publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
-    sign: (m) => Promise.resolve(sign(null, m, privateKey)),
-  };
-}
+import { TempDatabases, testSigner } from './testing.js';
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 
-let dirs: string[] = [];
-let dbs: Database[] = [];
-afterEach(async () => {
-  for (const db of dbs) await db.close();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-  dirs = [];
-  dbs = [];
-});
+const databases = new TempDatabases('grantor-audit-query-');
+afterEach(() => databases.cleanup());
 
 async function service(
   options: { maxQueryScan?: number; maxPageSize?: number; now?: () => number } = {},
 ): Promise<{ audit: AuditService; db: Database }> {
-  const dir = await mkdtemp(join(tmpdir(), 'grantor-audit-query-'));
-  dirs.push(dir);
-  const db = await openDatabase(dir);
-  dbs.push(db);
+  const db = await databases.open();
   const origin = 'grantor.test/query';
   const { now, ...config } = options;
   const audit = createAudit(

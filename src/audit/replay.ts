@@ -7,7 +7,7 @@
  * --full` compares it with what the store holds (full-check.ts).
  */
 import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
-import type { AuditStore, StoredBatch } from './audit-store.port.js';
+import { isBatchRecord, type AuditStore, type StoredBatch } from './audit-store.port.js';
 import type { AuditEntry } from './entry.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape } from './entry.js';
 import { HASH_SIZE, leafHash } from './merkle.js';
@@ -48,18 +48,6 @@ export interface Replayed {
 }
 
 const CHUNK = 64;
-
-function isRecord(v: unknown): v is { index: number; size: number; root: string } {
-  if (typeof v !== 'object' || v === null) return false;
-  const r = v as Record<string, unknown>;
-  return (
-    typeof r.index === 'number' &&
-    typeof r.size === 'number' &&
-    Number.isSafeInteger(r.size) &&
-    typeof r.root === 'string' &&
-    /^[0-9a-f]{64}$/.test(r.root)
-  );
-}
 
 /**
  * `baseExtend`: the extend value before the store's first batch: the provisioned one for
@@ -165,7 +153,7 @@ async function replay(
     sink.progress?.(tree.size);
   };
   for await (const value of store.readBatches(0)) {
-    if (!isRecord(value) || value.index !== batches || value.size <= tree.size) {
+    if (!isBatchRecord(value) || value.index !== batches || value.size <= tree.size) {
       throw new ReplayProblem(`audit store batch record ${batches} is malformed`, {
         reason: 'store_batch_malformed',
         batch: batches,

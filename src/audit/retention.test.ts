@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,15 +16,7 @@ import { LevelPeriodStore } from './period-store.level.js';
 import { periodStoreName } from './periods.js';
 import { runAuditCli } from './cli.js';
 import { verifyBundle } from './verify-bundle.js';
-
-function testSigner(keyName: string) {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  return {
-    keyName,
-    publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(-32),
-    sign: (m: Buffer) => Promise.resolve(sign(null, m, privateKey)),
-  };
-}
+import { testSigner } from './testing.js';
 
 const ORIGIN = 'grantor.test/retain';
 const SET = {

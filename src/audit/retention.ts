@@ -27,11 +27,12 @@ import {
   AuditPeriodRetiredError,
   AuditRetireBundleInvalidError,
   AuditUnavailableError,
+  BundleInvalidError,
 } from './errors.js';
 import type { PeriodStore } from './period-store.port.js';
 import { isPeriodNumber } from './periods.js';
 import type { AuditService, LogService } from './service.js';
-import { BundleInvalidError, verifyBundle, type BundleTrust } from './verify-bundle.js';
+import { verifyBundle, type BundleTrust } from './verify-bundle.js';
 import { overlay } from './overlay.js';
 
 /** The entry type recording a retirement (facts.ts `PeriodRetiredFacts`). */

@@ -1,15 +1,11 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase, type Database } from '../shared/db.level.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import type { NvCertification } from './anchor.port.js';
 import { parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
 import type { AuditEvent } from './entry.js';
 import { createAudit } from './index.js';
-import { testSigner } from './testing.js';
+import { TempDatabases, testSigner } from './testing.js';
 
 const event = (i: number): AuditEvent => ({
   type: 'runtime.enrolled',
@@ -26,20 +22,11 @@ class RecordingAnchor extends MemoryAnchor {
   }
 }
 
-let dirs: string[] = [];
-let dbs: Database[] = [];
-afterEach(async () => {
-  for (const db of dbs) await db.close();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-  dirs = [];
-  dbs = [];
-});
+const databases = new TempDatabases('grantor-audit-svc-');
+afterEach(() => databases.cleanup());
 
 async function service(origin = 'grantor.test/svc') {
-  const dir = await mkdtemp(join(tmpdir(), 'grantor-audit-svc-'));
-  dirs.push(dir);
-  const db = await openDatabase(dir);
-  dbs.push(db);
+  const db = await databases.open();
   const anchor = new RecordingAnchor();
   const signer = testSigner(origin);
   const audit = createAudit({ origin, minAnchorIntervalMs: 0 }, { db, anchor, signer });
@@ -105,10 +92,7 @@ describe('AuditService', () => {
   });
 
   it('rejects an origin that cannot be a note key name', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'grantor-audit-svc-'));
-    dirs.push(dir);
-    const db = await openDatabase(dir);
-    dbs.push(db);
+    const db = await databases.open();
     expect(() =>
       createAudit(
         { origin: 'has space', minAnchorIntervalMs: 0 },

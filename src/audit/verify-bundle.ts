@@ -16,17 +16,23 @@
  *     re-hashing to a hash an entry named; the end record's counts.
  */
 import { createHash } from 'node:crypto';
-import { GrantorError } from '../shared/errors.js';
 import { jcsSha256Hex } from '../shared/jcs.js';
 import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { BUNDLE_FORMAT, keepsBody, policyHashesOf } from './bundle.js';
 import { parseCheckpoint, verifyNote, type VerifierKey } from './checkpoint.js';
 import { CompactRange, verifyConsistency } from './compact-range.js';
-import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
+import {
+  GENESIS_PREV_HASH,
+  LINK_PROBLEM,
+  checkLink,
+  isEntryShape,
+  type AuditEntry,
+} from './entry.js';
 import { rootFromPath } from '../gateway/batch.js';
 import { leafHash } from './merkle.js';
 import { endFromLink, linkProblem, periodOrigin, type PeriodEnd } from './periods.js';
-import { ExportInvalidError, verifyCertifications } from './verify-export.js';
+import { verifyCertifications } from './verify-export.js';
+import { BundleInvalidError, ExportInvalidError } from './errors.js';
 
 export type BundleProblem =
   | 'format'
@@ -56,25 +62,6 @@ export type BundleProblem =
   | 'chain_link_proof'
   | 'chain_anchor'
   | 'truncated';
-
-/** The bundle does not verify; `line` (1-based) is the first bad record. */
-export class BundleInvalidError extends GrantorError {
-  readonly problem: BundleProblem;
-  readonly line: number;
-  constructor(
-    problem: BundleProblem,
-    line: number,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super('audit_bundle_invalid', `line ${line}: ${message}`, {
-      ...(options?.cause === undefined ? {} : { cause: options.cause }),
-      details: { problem, line },
-    });
-    this.problem = problem;
-    this.line = line;
-  }
-}
 
 /** What the auditor trusts: nothing here may come from the bundle. */
 export interface BundleTrust {
@@ -134,13 +121,6 @@ function periodOf(origin: string): number {
 const baseOrigin = (origin: string): string => origin.replace(/\/period-\d{1,8}$/, '');
 
 type Phase = 'header' | 'checkpoint' | 'chain' | 'frontier' | 'body' | 'proofs' | 'done';
-
-const LINK_PROBLEM = {
-  shape: 'entry_shape',
-  seq: 'entry_seq',
-  prev_hash: 'entry_prev_hash',
-  hash: 'entry_hash',
-} as const;
 
 export class BundleVerifier {
   #n = 0;

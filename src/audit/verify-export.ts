@@ -10,14 +10,14 @@
  * export's nonce, equal to the checkpoint's anchor lines and signed by the pinned AK.
  * Without a pinned AK and pin it refuses, unless told to skip the TPM evidence.
  */
-import { GrantorError } from '../shared/errors.js';
 import { parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
 import type { AuditEntry } from './entry.js';
-import { GENESIS_PREV_HASH, checkLink, isEntryShape } from './entry.js';
+import { GENESIS_PREV_HASH, LINK_PROBLEM, checkLink, isEntryShape } from './entry.js';
 import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { MerkleTree, leafHash } from './merkle.js';
 import { NvCertifyCheckError, checkNvCertification } from './nv-certify.js';
 import { EXPORT_FORMAT } from './service.js';
+import { ExportInvalidError } from './errors.js';
 
 export type ExportProblem =
   | 'format'
@@ -31,25 +31,6 @@ export type ExportProblem =
   | 'anchor_mismatch'
   | 'tpm_evidence_unpinned'
   | 'nv_certify_invalid';
-
-/** The export does not verify; `index` is the first bad entry where one can be named. */
-export class ExportInvalidError extends GrantorError {
-  readonly problem: ExportProblem;
-  readonly index: number | undefined;
-  constructor(
-    problem: ExportProblem,
-    message: string,
-    index?: number,
-    options?: { cause?: unknown },
-  ) {
-    super('audit_export_invalid', message, {
-      ...(options?.cause === undefined ? {} : { cause: options.cause }),
-      details: index === undefined ? { problem } : { problem, index },
-    });
-    this.problem = problem;
-    this.index = index;
-  }
-}
 
 export interface ExportVerification {
   readonly origin: string;
@@ -67,13 +48,6 @@ export interface ExportVerification {
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
-
-const LINK_PROBLEM = {
-  shape: 'entry_shape',
-  seq: 'entry_seq',
-  prev_hash: 'entry_prev_hash',
-  hash: 'entry_hash',
-} as const;
 
 /** What the auditor pinned about the appliance's anchor (e.g. its anchor pin file). */
 export interface PinnedEvidence {

@@ -10,11 +10,10 @@ import {
   parseState,
   readState,
   visit,
-  WatchAlarmError,
-  WatchStateError,
   writeState,
   type WatchSource,
 } from './watch.js';
+import { WatchAlarmError, WatchStateError } from './errors.js';
 
 const ORIGIN = 'grantor.test/watch-unit';
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');

@@ -20,10 +20,7 @@
 import { constants } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { GrantorError } from '../shared/errors.js';
 import {
-  NoteMalformedError,
-  NoteSignatureError,
   parseCheckpoint,
   verifyNote,
   type CheckpointBody,
@@ -34,6 +31,12 @@ import { verifyConsistency } from './consistency.js';
 import { GENESIS_PREV_HASH, checkLink, isEntryShape, type AuditEntry } from './entry.js';
 import { leafHash } from './merkle.js';
 import { MAX_PERIOD, endFromLink, type PeriodEnd } from './periods.js';
+import {
+  NoteMalformedError,
+  NoteSignatureError,
+  WatchAlarmError,
+  WatchStateError,
+} from './errors.js';
 
 export const WATCH_STATE_FORMAT = 'grantor-audit-watch/1';
 
@@ -74,36 +77,6 @@ export const WATCH_EXIT = {
   /** The state file is unreadable, corrupt or not signed by a pinned key: refused. */
   state_invalid: 3,
 } as const;
-
-/** An inconsistency found by a visit; `code` is `audit_watch_<alarm>`. */
-export class WatchAlarmError extends GrantorError {
-  readonly alarm: WatchAlarm;
-  /**
-   * The signed note that contradicts the state (with the state's own note it is the
-   * evidence of a fork: two notes the log's key signed), and the proof that failed.
-   */
-  readonly evidence: { readonly note?: string; readonly proof?: unknown } | undefined;
-  constructor(
-    alarm: WatchAlarm,
-    message: string,
-    options?: { cause?: unknown; evidence?: { note?: string; proof?: unknown } },
-  ) {
-    super(
-      `audit_watch_${alarm}`,
-      message,
-      options?.cause === undefined ? undefined : { cause: options.cause },
-    );
-    this.alarm = alarm;
-    this.evidence = options?.evidence;
-  }
-}
-
-/** The state file cannot be used; never reset by the watcher (the auditor decides). */
-export class WatchStateError extends GrantorError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('audit_watch_state_invalid', message, options);
-  }
-}
 
 /** The last verified checkpoint, as the state file holds it. */
 export interface WatchState {
@@ -174,19 +147,26 @@ function parsedCheckpoint(text: string): CheckpointBody {
 
 const HEX32 = /^[0-9a-f]{64}$/;
 
-/** The proof's path, when the answer is one for exactly (from, to). */
-function proofPath(body: unknown, from: number, to: number): Buffer[] | undefined {
+/**
+ * A proof answer's path (at most 128 hashes, hex), when each field of `asked` has exactly
+ * the value asked for; otherwise undefined.
+ */
+function answerPath(body: unknown, asked: Readonly<Record<string, number>>): Buffer[] | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
-  const b = body as { from?: unknown; to?: unknown; path?: unknown };
-  if (b.from !== from || b.to !== to || !Array.isArray(b.path) || b.path.length > 128) {
-    return undefined;
-  }
+  const b = body as Record<string, unknown>;
+  for (const [field, value] of Object.entries(asked)) if (b[field] !== value) return undefined;
+  if (!Array.isArray(b.path) || b.path.length > 128) return undefined;
   const path: Buffer[] = [];
   for (const h of b.path as unknown[]) {
     if (typeof h !== 'string' || !HEX32.test(h)) return undefined;
     path.push(Buffer.from(h, 'hex'));
   }
   return path;
+}
+
+/** The proof's path, when the answer is one for exactly (from, to). */
+function proofPath(body: unknown, from: number, to: number): Buffer[] | undefined {
+  return answerPath(body, { from, to });
 }
 
 const PERIOD_SUFFIX = /^(.*)\/period-(\d{1,8})$/;
@@ -324,17 +304,7 @@ async function followSwitch(
 
 /** The path of an inclusion proof answer for leaf 0 of a tree of `size`, or undefined. */
 function inclusionPath(body: unknown, size: number): Buffer[] | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const b = body as { seq?: unknown; treeSize?: unknown; path?: unknown };
-  if (b.seq !== 0 || b.treeSize !== size || !Array.isArray(b.path) || b.path.length > 128) {
-    return undefined;
-  }
-  const path: Buffer[] = [];
-  for (const h of b.path as unknown[]) {
-    if (typeof h !== 'string' || !HEX32.test(h)) return undefined;
-    path.push(Buffer.from(h, 'hex'));
-  }
-  return path;
+  return answerPath(body, { seq: 0, treeSize: size });
 }
 
 /**

@@ -7,14 +7,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseVerifierKey, VerifierKeyError, type VerifierKey } from '../audit/checkpoint.js';
+import { parseVerifierKey, type VerifierKey } from '../audit/checkpoint.js';
 import {
   readState,
   visit,
   WATCH_ALARMS,
   WATCH_EXIT,
-  WatchAlarmError,
-  WatchStateError,
   writeState,
   type WatchSource,
   type WatchState,
@@ -24,6 +22,7 @@ import { writeFileOnce } from '../shared/write-once.js';
 import { flag, stringOption, type Parsed } from './args.js';
 import type { Io } from './io.js';
 import { call, errorOf, type Connection } from './remote.js';
+import { VerifierKeyError, WatchAlarmError, WatchStateError } from '../audit/errors.js';
 
 const DEFAULT_INTERVAL_S = 300;
 

@@ -5,7 +5,8 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NoteSignatureError, parseVerifierKey, verifyNote } from '../../src/audit/checkpoint.js';
+import { parseVerifierKey, verifyNote } from '../../src/audit/checkpoint.js';
+import { NoteSignatureError } from '../../src/audit/errors.js';
 import { startApplianceServer, type RunningServer } from '../../src/http/server.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { ROLES, type Role } from '../../src/operators/roles.js';

@@ -7,12 +7,13 @@ import { join } from 'node:path';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
-import { ANCHOR_KEY_LABEL, AnchorKeyError } from '../../src/audit/anchor-key.port.js';
+import { ANCHOR_KEY_LABEL } from '../../src/audit/anchor-key.port.js';
 import { P256_PARAMS, type Handle } from '../../src/keys/key-inspection.pkcs11.js';
 import { acquireLibrary, releaseLibrary, type Library } from '../../src/keys/library.pkcs11.js';
 import { findTokenSlot, loginUser } from '../../src/keys/token.pkcs11.js';
 import { provisionSimHsm, type SimHsm } from '../rig/sim.js';
 import { tempDir } from './helpers.js';
+import { AnchorKeyError } from '../../src/audit/errors.js';
 
 let hsm: SimHsm;
 let lib: Library;

@@ -5,7 +5,7 @@
  * connection) with another name is refused, and nothing lands on it.
  */
 import { execFile } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import { TPM_RC, TpmError } from '../../src/tpm/tpm-error.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { provisionSimHsm, startSimTpm, type SimTpm } from '../rig/sim.js';
 import { startBusProxy, type BusProxy } from './bus-proxy.js';
-import { tempDir } from './helpers.js';
+import { tempDir, tearDownTpm } from './helpers.js';
 
 const run = promisify(execFile);
 const INDICES = { counterIndex: 0x01500040, extendIndex: 0x01500041 };
@@ -76,16 +76,17 @@ beforeAll(async () => {
   anchor = new TpmAuditAnchor(tpm, { ...INDICES, pinnedNames: pin.names, writeKey: key });
 });
 
-afterAll(async () => {
-  try {
-    await key.close();
-    await tpm.close();
-    await proxy.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() =>
+  tearDownTpm(
+    async () => {
+      await key.close();
+      await tpm.close();
+      await proxy.close();
+    },
+    [sim],
+    work,
+  ),
+);
 
 describe('TPM commands per anchor write', () => {
   it('sends no NV_ReadPublic once the indices are known: their ESYS handles are kept', async () => {

@@ -29,7 +29,15 @@ import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { marshalTpmtPublic } from '../../src/tpm/marshal/public.js';
 import { AK_TEMPLATE_ECC_P256 } from '../../src/tpm/templates.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { INDICES, captureLogger, event, logAt, provisionAnchor, tempDir } from './helpers.js';
+import {
+  INDICES,
+  captureLogger,
+  event,
+  logAt,
+  provisionAnchor,
+  startTpmFile,
+  tearDownTpm,
+} from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -39,21 +47,11 @@ let config: TpmAnchorConfig;
 let work: string;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
+  ({ sim, tpm, work } = await startTpmFile('grantor-audit-anchor-'));
   config = await provisionAnchor(tpm);
-  work = await tempDir('grantor-audit-anchor-');
 });
 
-afterAll(async () => {
-  // Stop swtpm even when set-up failed half-way.
-  try {
-    await tpm.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));
 
 const rollback = (reason: string): object => ({
   code: 'audit_rollback_detected',

@@ -14,11 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAnchorPin } from '../../src/audit/anchor-pin.js';
 import { parseVerifierKey } from '../../src/audit/checkpoint.js';
-import {
-  BundleInvalidError,
-  verifyBundle,
-  type BundleTrust,
-} from '../../src/audit/verify-bundle.js';
+import { verifyBundle, type BundleTrust } from '../../src/audit/verify-bundle.js';
 import { bundleRecords, runtimeStory } from '../../src/audit/bundle-story.js';
 import { run } from '../../src/cli/main.js';
 import type { App } from '../../src/http/app.js';
@@ -33,6 +29,7 @@ import {
   type SessionKeyPair,
 } from '../grants/rig.js';
 import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
+import { BundleInvalidError } from '../../src/audit/errors.js';
 
 let real: RealAppliance;
 let app: App;

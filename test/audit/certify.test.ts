@@ -6,11 +6,9 @@
  * the pinned AK, qualified with the nonce, with contents equal to the note's anchor lines.
  */
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnchorState, AuditAnchor, NvCertification } from '../../src/audit/anchor.port.js';
-import { AnchorError } from '../../src/audit/anchor.port.js';
 import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import { parseCheckpoint } from '../../src/audit/checkpoint.js';
@@ -18,10 +16,11 @@ import { createAudit } from '../../src/audit/index.js';
 import { checkNvCertification } from '../../src/audit/nv-certify.js';
 import type { AuditService, SignedCheckpoint } from '../../src/audit/service.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { event, provisionAnchor, tempDir } from './helpers.js';
+import type { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { type SimTpm } from '../rig/sim.js';
+import { event, provisionAnchor, startTpmFile, tearDownTpm } from './helpers.js';
 import { testSigner } from './signer.js';
+import { AnchorError } from '../../src/audit/errors.js';
 
 const ORIGIN = 'grantor.test/certify';
 let sim: SimTpm;
@@ -30,19 +29,10 @@ let work: string;
 let nextIndex = 0x01500030;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
-  work = await tempDir('grantor-audit-certify-');
+  ({ sim, tpm, work } = await startTpmFile('grantor-audit-certify-'));
 });
 
-afterAll(async () => {
-  try {
-    await tpm.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));
 
 /** The real anchor, whose next increment can be made to fail before it reaches the TPM. */
 class FailingIncrement implements AuditAnchor {

@@ -21,8 +21,8 @@ import { openDatabase } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
 import { buildCrashChild, runCrashHarness, type CrashChild } from './crash-harness.js';
-import { mkdir, rm } from 'node:fs/promises';
-import { provisionAnchor, tempDir } from './helpers.js';
+import { mkdir } from 'node:fs/promises';
+import { provisionAnchorAt, tearDownTpm, tempDir } from './helpers.js';
 import { mulberry32 } from '../rig/prng.js';
 import { expectedTiles, storedTiles, tilesDisagree, timeIndexDisagrees } from './tiles-check.js';
 
@@ -51,24 +51,18 @@ beforeAll(async () => {
       const dir = join(work, `lane-${i}`);
       await mkdir(dir, { recursive: true });
       const sim = await startSimTpm();
-      const tpm = await NativeTpm.open(sim.tcti);
-      try {
-        return { sim, config: await provisionAnchor(tpm), dir };
-      } finally {
-        await tpm.close();
-      }
+      return { sim, config: await provisionAnchorAt(sim.tcti), dir };
     }),
   );
 });
 
-afterAll(async () => {
-  try {
-    await child.dispose();
-  } finally {
-    for (const lane of lanes) await lane.sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() =>
+  tearDownTpm(
+    () => child.dispose(),
+    lanes.map((lane) => lane.sim),
+    work,
+  ),
+);
 
 /** Independently of the service: links, acks, batch roots and the TPM's extend value. */
 async function checkLane(lane: Lane, acked: ReadonlyMap<number, string>): Promise<void> {

@@ -3,7 +3,6 @@
  * failing. Appends are refused with audit_unavailable while the fault lasts, nothing is
  * acknowledged that is not durable and anchored, and the log recovers once it clears.
  */
-import { rm } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +15,15 @@ import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { freePortPair, startSimTpm, type SimTpm } from '../rig/sim.js';
-import { LOG_OPTIONS, event, logAt, provisionAnchor, storeWith, tempDir } from './helpers.js';
+import {
+  LOG_OPTIONS,
+  event,
+  logAt,
+  provisionAnchor,
+  storeWith,
+  tempDir,
+  tearDownTpm,
+} from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
@@ -113,16 +120,16 @@ beforeAll(async () => {
   work = await tempDir('grantor-audit-fault-');
 });
 
-afterAll(async () => {
-  // Stop swtpm even when set-up failed half-way.
-  try {
-    await tpm.close();
-    await link.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() =>
+  tearDownTpm(
+    async () => {
+      await tpm.close();
+      await link.close();
+    },
+    [sim],
+    work,
+  ),
+);
 
 type FaultMode = 'ok' | 'fail' | 'fail-after-write';
 

@@ -1,6 +1,6 @@
 /** Shared pieces of the audit integration tests: a real LevelDB store, the real TPM anchor. */
 import { createHash } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
@@ -8,13 +8,15 @@ import type { TpmAnchorConfig, TpmAnchorIndices } from '../../src/audit/anchor.t
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
 import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import type { AuditEvent } from '../../src/audit/entry.js';
-import type { AuditLogOptions } from '../../src/audit/log.js';
+import type { AnchoredHead, AuditLogOptions } from '../../src/audit/log.js';
 import type { DomainLogger } from '../../src/shared/log.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { marshalTpmtPublic } from '../../src/tpm/marshal/public.js';
 import { APPLIANCE_AK_TEMPLATE } from '../../src/tpm/templates.js';
+import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import type { TpmPort } from '../../src/tpm/tpm.port.js';
+import { startSimTpm, type SimTpm } from '../rig/sim.js';
 
 export const INDICES: TpmAnchorIndices = { counterIndex: 0x01500020, extendIndex: 0x01500021 };
 export const AK_TEMPLATE = marshalTpmtPublic(APPLIANCE_AK_TEMPLATE);
@@ -44,6 +46,44 @@ export async function provisionAnchor(
   // Pinned as provisioning pins it: every anchor read is then a certified one.
   const pinnedAkPublic = await new TpmAuditAnchor(tpm, config).akPublic();
   return pinnedAkPublic === undefined ? config : { ...config, pinnedAkPublic };
+}
+
+/** provisionAnchor on the TPM behind `tcti`, through a facade opened for it alone. */
+export async function provisionAnchorAt(
+  tcti: string,
+  indices: TpmAnchorIndices = INDICES,
+): Promise<TpmAnchorConfig> {
+  const tpm = await NativeTpm.open(tcti);
+  try {
+    return await provisionAnchor(tpm, indices);
+  } finally {
+    await tpm.close();
+  }
+}
+
+/** A swtpm test file's beforeAll: a swtpm, the TPM facade over it and a work folder. */
+export async function startTpmFile(
+  prefix: string,
+): Promise<{ sim: SimTpm; tpm: NativeTpm; work: string }> {
+  const sim = await startSimTpm();
+  return { sim, tpm: await NativeTpm.open(sim.tcti), work: await tempDir(prefix) };
+}
+
+/**
+ * A swtpm test file's afterAll: `first` (close the TPM facade, a proxy or a child), then
+ * every swtpm, then the work folder; swtpm is stopped even when set-up failed half-way.
+ */
+export async function tearDownTpm(
+  first: () => Promise<void>,
+  sims: readonly SimTpm[],
+  work: string,
+): Promise<void> {
+  try {
+    await first();
+  } finally {
+    for (const sim of sims) await sim.destroy();
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 export function event(i: number): AuditEvent {
@@ -85,6 +125,35 @@ export async function logAt(
       await db.close();
     },
   };
+}
+
+/**
+ * The rollback scene: a log at `work/live` with 1 entry, copied to `work/backup`, then
+ * grown to `size` entries, one batch each. `atBackup` runs right after the copy (to read
+ * the anchor the backup matches). Resolves to the live log's head.
+ */
+export async function backupBehindLive(
+  work: string,
+  tpm: TpmPort,
+  config: TpmAnchorConfig,
+  size: number,
+  atBackup?: () => Promise<void>,
+): Promise<AnchoredHead> {
+  const live = await logAt(join(work, 'live'), tpm, config);
+  await live.log.provision();
+  await live.log.open();
+  await live.log.append(event(0));
+  await live.close();
+  await cp(join(work, 'live'), join(work, 'backup'), { recursive: true });
+  await atBackup?.();
+  const again = await logAt(join(work, 'live'), tpm, config);
+  try {
+    await again.log.open();
+    for (let i = 1; i < size; i++) await again.log.append(event(i));
+    return again.log.head();
+  } finally {
+    await again.close();
+  }
 }
 
 export function captureLogger(): DomainLogger & { lines: { obj: object; msg: string }[] } {

@@ -4,7 +4,6 @@
  * it and accepts the backup; the start-up read the appliance uses (NV_Certify with a fresh
  * nonce, checked against the pinned AK and NV names) does not: start-up refuses.
  */
-import { cp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AnchorState } from '../../src/audit/anchor.port.js';
@@ -19,7 +18,14 @@ import {
   startBusProxy,
   type BusProxy,
 } from './bus-proxy.js';
-import { INDICES, event, logAt, provisionAnchor, tempDir } from './helpers.js';
+import {
+  INDICES,
+  backupBehindLive,
+  logAt,
+  provisionAnchor,
+  tearDownTpm,
+  tempDir,
+} from './helpers.js';
 
 let sim: SimTpm;
 let proxy: BusProxy;
@@ -40,31 +46,16 @@ beforeAll(async () => {
   try {
     config = await provisionAnchor(tpm);
     expect(config.pinnedAkPublic).toBeDefined();
-    const live = await logAt(join(work, 'live'), tpm, config);
-    await live.log.provision();
-    await live.log.open();
-    await live.log.append(event(0));
-    await live.close();
-    await cp(join(work, 'live'), join(work, 'backup'), { recursive: true });
-    old = await new TpmAuditAnchor(tpm, config).read();
-    const again = await logAt(join(work, 'live'), tpm, config);
-    await again.log.open();
-    for (let i = 1; i < 4; i++) await again.log.append(event(i));
-    await again.close();
+    await backupBehindLive(work, tpm, config, 4, async () => {
+      old = await new TpmAuditAnchor(tpm, config).read();
+    });
   } finally {
     await tpm.close();
   }
   proxy = await startBusProxy(sim.port);
 }, 60_000);
 
-afterAll(async () => {
-  try {
-    await proxy.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() => tearDownTpm(() => proxy.close(), [sim], work));
 
 /** Opens the log at `dir` through the proxy; resolves to 'ready' or the refusal. */
 async function startThroughProxy(dir: string, anchorConfig: TpmAnchorConfig): Promise<object> {

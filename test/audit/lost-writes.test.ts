@@ -20,9 +20,16 @@ import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
 import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { LOG_OPTIONS, event, provisionAnchor, storeWith, tempDir } from './helpers.js';
+import type { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { type SimTpm } from '../rig/sim.js';
+import {
+  LOG_OPTIONS,
+  event,
+  provisionAnchor,
+  storeWith,
+  startTpmFile,
+  tearDownTpm,
+} from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
@@ -30,20 +37,11 @@ let config: TpmAnchorConfig;
 let work: string;
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
+  ({ sim, tpm, work } = await startTpmFile('grantor-audit-lost-writes-'));
   config = await provisionAnchor(tpm, { counterIndex: 0x015000c0, extendIndex: 0x015000c1 });
-  work = await tempDir('grantor-audit-lost-writes-');
 });
 
-afterAll(async () => {
-  try {
-    await tpm.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));
 
 /** The LevelDB store, copied to `synced-<n>` each time a synced write returns. */
 function snapshotStore(db: Database, path: string): AuditStore & { snapshots: string[] } {

@@ -11,14 +11,13 @@
  * tiles equal those recomputed independently. GRANTOR_PERIOD_CRASH_CYCLES sets the kills.
  */
 import { join } from 'node:path';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { mulberry32 } from '../rig/prng.js';
 import { repoRoot, startSimTpm, type SimTpm } from '../rig/sim.js';
 import { buildCrashChild, runCrashHarness, type CrashChild } from './crash-harness.js';
-import { provisionAnchor, tempDir } from './helpers.js';
+import { provisionAnchorAt, tearDownTpm, tempDir } from './helpers.js';
 
 const CYCLES = Number(process.env.GRANTOR_PERIOD_CRASH_CYCLES ?? '45');
 const SWITCH_POINTS = ['switch:stored', 'switch:extended', 'switch:counted'] as const;
@@ -33,22 +32,10 @@ beforeAll(async () => {
   await mkdir(work, { recursive: true });
   child = await buildCrashChild(join(repoRoot, 'test/audit/period-crash-child.ts'));
   sim = await startSimTpm();
-  const tpm = await NativeTpm.open(sim.tcti);
-  try {
-    config = await provisionAnchor(tpm);
-  } finally {
-    await tpm.close();
-  }
+  config = await provisionAnchorAt(sim.tcti);
 });
 
-afterAll(async () => {
-  try {
-    await child.dispose();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() => tearDownTpm(() => child.dispose(), [sim], work));
 
 describe('log period switch under SIGKILL', () => {
   it(

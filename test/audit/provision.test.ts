@@ -14,7 +14,7 @@ import { TpmAuditAnchor, expectedAnchorNames } from '../../src/audit/anchor.tpm.
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { buildCrashChild, type CrashChild } from './crash-harness.js';
-import { AK_TEMPLATE, event, logAt, tempDir } from './helpers.js';
+import { AK_TEMPLATE, event, logAt, tempDir, tearDownTpm } from './helpers.js';
 import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
 import {
   provisionSimHsm,
@@ -54,15 +54,16 @@ beforeAll(async () => {
   });
 }, 60_000);
 
-afterAll(async () => {
-  try {
-    await writeKey.close();
-    await child.dispose();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() =>
+  tearDownTpm(
+    async () => {
+      await writeKey.close();
+      await child.dispose();
+    },
+    [sim],
+    work,
+  ),
+);
 
 function envFor(name: string, counterIndex: number): Record<string, string> {
   return {

@@ -7,14 +7,22 @@
  * entries) and appends continued at seq 1. The genesis is now pinned beside the names.
  * Also: the TPM's counter rule that the pin relies on, measured on swtpm.
  */
-import { cp, rm } from 'node:fs/promises';
+import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
-import { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { INDICES, event, logAt, provisionAnchor, tempDir } from './helpers.js';
+import type { NativeTpm } from '../../src/tpm/tpm.native.js';
+import { type SimTpm } from '../rig/sim.js';
+import {
+  INDICES,
+  backupBehindLive,
+  event,
+  logAt,
+  provisionAnchor,
+  startTpmFile,
+  tearDownTpm,
+} from './helpers.js';
 
 let sim: SimTpm;
 let tpm: NativeTpm;
@@ -24,19 +32,10 @@ const owner = { hierarchy: 'owner' as const, hierarchyAuth: new Uint8Array(0) };
 const ownerWrite = { auth: { by: 'owner' as const } };
 
 beforeAll(async () => {
-  sim = await startSimTpm();
-  tpm = await NativeTpm.open(sim.tcti);
-  work = await tempDir('grantor-audit-rollback-');
+  ({ sim, tpm, work } = await startTpmFile('grantor-audit-rollback-'));
 });
 
-afterAll(async () => {
-  try {
-    await tpm.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));
 
 describe('the TPM counter rule the pinned genesis relies on (swtpm)', () => {
   it('a redefined counter starts above the count its undefined predecessor held', async () => {
@@ -96,17 +95,7 @@ describe('rollback by redefining the anchor and replaying a backup (issue 13)', 
 
   it('sets the scene: a backup with 1 entry, a live log with 4 acknowledged entries', async () => {
     config = await provisionAnchor(tpm);
-    const live = await logAt(join(work, 'live'), tpm, config);
-    await live.log.provision();
-    await live.log.open();
-    await live.log.append(event(0));
-    await live.close();
-    await cp(join(work, 'live'), join(work, 'backup'), { recursive: true });
-    const again = await logAt(join(work, 'live'), tpm, config);
-    await again.log.open();
-    for (let i = 1; i < 4; i++) await again.log.append(event(i));
-    expect(again.log.head()).toMatchObject({ size: 4, batches: 4 });
-    await again.close();
+    expect(await backupBehindLive(work, tpm, config, 4)).toMatchObject({ size: 4, batches: 4 });
   });
 
   it('performs the attack: redefine both indices, replay the roots, rewrite the genesis', async () => {

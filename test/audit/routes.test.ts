@@ -4,7 +4,6 @@
  * with a nonce, and the 503 codes when the log is unavailable or refused.
  */
 import { createHash } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENESIS_EXTEND, extendDigest } from '../../src/audit/anchor.port.js';
@@ -19,7 +18,7 @@ import { auditTlogRoutes } from '../../src/http/routes/audit-tlog.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
-import { event, provisionAnchor, tempDir } from './helpers.js';
+import { event, provisionAnchor, tempDir, tearDownTpm } from './helpers.js';
 import { testSigner } from './signer.js';
 
 const ORIGIN = 'grantor.test/routes';
@@ -57,18 +56,18 @@ beforeAll(async () => {
   await app.ready();
 });
 
-afterAll(async () => {
-  // Stop swtpm even when set-up failed half-way.
-  try {
-    await app.close();
-    await audit.close();
-    await db.close();
-    await tpm.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() =>
+  tearDownTpm(
+    async () => {
+      await app.close();
+      await audit.close();
+      await db.close();
+      await tpm.close();
+    },
+    [sim],
+    work,
+  ),
+);
 
 describe('audit routes', () => {
   it('GET /v1/audit/checkpoint: a signed note that verifies with /v1/audit/verifier', async () => {

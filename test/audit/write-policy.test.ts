@@ -8,7 +8,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHmac, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -37,7 +37,7 @@ import { TPM_RC, TpmError } from '../../src/tpm/tpm-error.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { provisionSimHsm, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
 import { TPM_CC_NV_EXTEND, commandOf, startBusProxy } from './bus-proxy.js';
-import { AK_TEMPLATE, event, logAt, tempDir } from './helpers.js';
+import { AK_TEMPLATE, event, logAt, tempDir, tearDownTpm } from './helpers.js';
 
 const run = promisify(execFile);
 const INDICES = { counterIndex: 0x01500030, extendIndex: 0x01500031 };
@@ -170,15 +170,16 @@ beforeAll(async () => {
   config = pinnedAkPublic === undefined ? base : { ...base, pinnedAkPublic };
 });
 
-afterAll(async () => {
-  try {
-    await key.close();
-    await tpm.close();
-  } finally {
-    await sim.destroy();
-    await rm(work, { recursive: true, force: true });
-  }
-});
+afterAll(() =>
+  tearDownTpm(
+    async () => {
+      await key.close();
+      await tpm.close();
+    },
+    [sim],
+    work,
+  ),
+);
 
 describe('anchor write policy', () => {
   it('defines both indices policy-written, with the HSM key in their names', async () => {
