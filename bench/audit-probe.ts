@@ -3,8 +3,9 @@
  * `probe`), so that its RSS and peak RSS are the measurement's alone. It takes one job by
  * IPC, answers `{ ok, result }` and exits. Jobs:
  *
- * - `scale`: open the log (start-up time), RSS, inclusion and consistency proof latency at
- *   sampled positions, then the append rate at concurrency 64 (bench/audit-scale.ts);
+ * - `scale`: open the log (start-up time), RSS, an untimed warm-up of proofs, inclusion and
+ *   consistency proof latency at sampled positions (all of them, and those that read a
+ *   stored tile apart), then the append rate at concurrency 64 (bench/audit-scale.ts);
  * - `export`: the live evidence bundle through `GET /v1/audit/export` on the production
  *   server (src/http/app.ts `createServer` with the route), streamed to a file by a
  *   client in the same process;
@@ -34,6 +35,8 @@ export interface ScaleJob {
   readonly spec: LogSpec;
   /** Proofs of each kind timed (positions from a fixed seed: the same fractions at every size). */
   readonly proofs: number;
+  /** Untimed inclusion proofs before the timed ones (the same at every size). */
+  readonly warmup: number;
   readonly appendSeconds: number;
 }
 export interface ScaleResult {
@@ -45,8 +48,14 @@ export interface ScaleResult {
   readonly peakRss: number;
   readonly peakAnon: number;
   readonly peakFile: number;
+  /** Every timed proof, as served: from the tile cache or reading stored tiles. */
   readonly inclusion: Latency;
   readonly consistency: Latency;
+  /** Only the proofs that read at least one stored tile (the tile cache missed). */
+  readonly inclusionRead: Latency;
+  readonly consistencyRead: Latency;
+  /** Share of the timed proofs served from memory alone (no stored tile read). */
+  readonly fromMemory: number;
   readonly appendRate: number;
   /** Stored tiles read (cache misses of the tiled tree) per proof, and ms spent reading them. */
   readonly tileReadsPerProof: number;
@@ -58,6 +67,14 @@ export interface Latency {
   readonly p50: number;
   readonly p99: number;
   readonly mean: number;
+  /** Samples. */
+  readonly n: number;
+}
+
+/** One timed proof: its latency and whether it read a stored tile. */
+interface Sample {
+  readonly ms: number;
+  readonly read: boolean;
 }
 
 export interface ExportJob {
@@ -147,6 +164,7 @@ function latency(samples: number[]): Latency {
     p50: at(0.5),
     p99: at(0.99),
     mean: sorted.reduce((s, x) => s + x, 0) / Math.max(1, sorted.length),
+    n: sorted.length,
   };
 }
 
@@ -179,19 +197,28 @@ async function scale(job: ScaleJob): Promise<ScaleResult> {
     async (audit, startMs, db) => {
       const rssStarted = process.memoryUsage().rss;
       const size = audit.treeSize() ?? 0;
+      // Untimed warm-up, the same at every size: the upper tiles every proof needs (152
+      // level-1 tiles at 10^7) are read once, as on an appliance that has served proofs for
+      // a while; the level-0 cache fills as far as it can.
+      const warm = mulberry32(23);
+      for (let i = 0; i < job.warmup; i++) {
+        await audit.inclusionProof(Math.floor(warm() * size), size);
+      }
       const random = mulberry32(17);
       const readsBefore = { ...tiles };
-      const inclusion: number[] = [];
-      const consistency: number[] = [];
+      const inclusion: Sample[] = [];
+      const consistency: Sample[] = [];
+      const timed = async (proof: () => Promise<unknown>): Promise<Sample> => {
+        const reads = tiles.reads;
+        const t = performance.now();
+        await proof();
+        return { ms: performance.now() - t, read: tiles.reads > reads };
+      };
       for (let i = 0; i < job.proofs; i++) {
         const seq = Math.floor(random() * size);
-        let t = performance.now();
-        await audit.inclusionProof(seq, size);
-        inclusion.push(performance.now() - t);
+        inclusion.push(await timed(() => audit.inclusionProof(seq, size)));
         const from = 1 + Math.floor(random() * (size - 1));
-        t = performance.now();
-        await audit.consistencyProof(from, size);
-        consistency.push(performance.now() - t);
+        consistency.push(await timed(() => audit.consistencyProof(from, size)));
       }
       const tileReadsPerProof = (tiles.reads - readsBefore.reads) / (2 * job.proofs);
       const tileReadMsPerProof = (tiles.ms - readsBefore.ms) / (2 * job.proofs);
@@ -212,8 +239,11 @@ async function scale(job: ScaleJob): Promise<ScaleResult> {
         startMs,
         rssStarted,
         ...peaks(),
-        inclusion: latency(inclusion),
-        consistency: latency(consistency),
+        inclusion: latency(inclusion.map((x) => x.ms)),
+        consistency: latency(consistency.map((x) => x.ms)),
+        inclusionRead: latency(inclusion.filter((x) => x.read).map((x) => x.ms)),
+        consistencyRead: latency(consistency.filter((x) => x.read).map((x) => x.ms)),
+        fromMemory: [...inclusion, ...consistency].filter((x) => !x.read).length / (2 * job.proofs),
         appendRate,
         tileReadsPerProof,
         tileReadMsPerProof,

@@ -67,7 +67,8 @@ export interface OpenLog {
  */
 export const APPLIANCE_LOG: Omit<AuditConfig, 'origin'> = { minAnchorIntervalMs: 0 };
 
-function anchorOf(spec: LogSpec, tpm: NativeTpm, writeKey: Pkcs11AnchorKey): TpmAuditAnchor {
+/** The anchor of `spec` as the appliance configures it (pins, write key, AK). */
+export function anchorOf(spec: LogSpec, tpm: NativeTpm, writeKey: Pkcs11AnchorKey): TpmAuditAnchor {
   return new TpmAuditAnchor(tpm, {
     counterIndex: spec.counterIndex,
     extendIndex: spec.extendIndex,
@@ -83,7 +84,7 @@ function anchorOf(spec: LogSpec, tpm: NativeTpm, writeKey: Pkcs11AnchorKey): Tpm
 }
 
 /** Runs `use` with the TPM, the token and the database of `spec` open; closes all three. */
-async function withParts<T>(
+export async function withParts<T>(
   spec: LogSpec,
   use: (parts: { tpm: NativeTpm; writeKey: Pkcs11AnchorKey; db: Database }) => Promise<T>,
 ): Promise<T> {
@@ -279,10 +280,12 @@ export function decisionEvent(k: number): AuditEvent {
 /**
  * Fills the log of `spec` from its size up to `target` entries through the real append
  * path (entries, facts, index terms, bodies and tiles in one synced batch, then the TPM
- * anchor), in batches of `fillBatch`; the last `tail` entries go in the appliance's own
- * batches (at most 512), so a start-up check re-hashes a batch of the usual size. With
- * `until` (a Date.now() time) the bulk part stops there and the log ends smaller than
- * `target`. Resolves with the size reached and the fill rate (entries per second).
+ * anchor), in batches of `fillBatch`, or with `bulk` (bench/audit-fill.ts `directFill`:
+ * the same records written directly); the last `tail` entries go through the real path in
+ * the appliance's own batches (at most 512), so a start-up check re-hashes a batch of the
+ * usual size. With `until` (a Date.now() time) the bulk part stops there and the log ends
+ * smaller than `target`. Resolves with the size reached and the fill rate (entries per
+ * second).
  */
 export async function fillLog(
   spec: LogSpec,
@@ -292,11 +295,14 @@ export async function fillLog(
     readonly tail: number;
     readonly until?: number;
     readonly progress?: (n: number) => void;
+    readonly bulk?: BulkFill;
   },
 ): Promise<{ size: number; rate: number }> {
   const t0 = performance.now();
   let first: number | undefined;
   let size = 0;
+  const upTo = Math.max(0, target - options.tail);
+  const { bulk } = options;
   const run = async (audit: AuditService, upTo: number, window: number): Promise<void> => {
     let k = audit.treeSize() ?? 0;
     first ??= k;
@@ -315,14 +321,20 @@ export async function fillLog(
     await pending;
     size = k;
   };
-  await withLog(
-    spec,
-    (audit) => run(audit, Math.max(0, target - options.tail), options.fillBatch),
-    {
+  if (bulk === undefined) {
+    await withLog(spec, (audit) => run(audit, upTo, options.fillBatch), {
       ...APPLIANCE_LOG,
       maxBatchSize: options.fillBatch,
-    },
-  );
+    });
+  } else {
+    first = await withLog(spec, (audit) => Promise.resolve(audit.treeSize() ?? 0));
+    size = (
+      await bulk(spec, upTo, {
+        ...(options.until === undefined ? {} : { until: options.until }),
+        ...(options.progress === undefined ? {} : { progress: options.progress }),
+      })
+    ).size;
+  }
   const end = Math.min(target, size + options.tail);
   await withLog(spec, async (audit) => {
     const k = audit.treeSize() ?? 0;
@@ -333,6 +345,13 @@ export async function fillLog(
   });
   return { size, rate: (size - (first ?? size)) / ((performance.now() - t0) / 1000) };
 }
+
+/** A fill of the bulk part that writes the store directly (bench/audit-fill.ts). */
+export type BulkFill = (
+  spec: LogSpec,
+  target: number,
+  options: { readonly until?: number; readonly progress?: (size: number) => void },
+) => Promise<{ size: number }>;
 
 /**
  * One synced LevelDB batch of one put of `value` (by default a grant decision's size), as
