@@ -220,7 +220,8 @@ export class LevelAuditStore implements AuditStore {
       ops.push({ key: ENTRY + pad((e as { seq: number }).seq), value: JSON.stringify(e) });
     }
     const time = this.#indexOps(entries as readonly AuditEntry[], await this.#latestTime());
-    ops.push(...time.ops);
+    // One at a time: a spread push of a large batch's keys overflows the call stack.
+    for (const op of time.ops) ops.push(op);
     for (const b of bodies) ops.push({ key: BODY + b.digest, value: b.text });
     for (const t of tiles) ops.push(tileOp(t));
     ops.push({ key: BATCH + pad(batch.index), value: JSON.stringify(batch) });

@@ -109,7 +109,9 @@ export class MemoryAuditStore implements AuditStore {
       }
     }
     const rises = this.timeIndex.filter((k) => k.kind === 'rise');
-    this.timeIndex.push(...timeKeys(entries as AuditEntry[], rises.at(-1)?.time).keys);
+    for (const key of timeKeys(entries as AuditEntry[], rises.at(-1)?.time).keys) {
+      this.timeIndex.push(key);
+    }
     for (const b of bodies) this.bodies.set(b.digest, b.text);
     this.batches.set(batch.index, JSON.stringify(batch));
     if (fault !== undefined) throw fault.error;

@@ -241,6 +241,24 @@ describe('audit entry queries', () => {
     expect(await store.indexedFrom()).toBe(0);
   });
 
+  it('indexes one batch larger than a call may have arguments (a large maxBatchSize)', async () => {
+    // 70,000 entries, three index terms each: 210,000 keys, more than one spread push takes.
+    const size = 70_000;
+    const entries = Array.from({ length: size }, (_, seq) => ({
+      seq,
+      type: 'grant.decision',
+      subject: `gr_${seq}`,
+      decision: 'allow',
+      time: '2026-12-03T08:00:00.000Z',
+    }));
+    const store = new LevelAuditStore(await databases.open());
+    const batch = { index: 0, size, root: '00'.repeat(32), extend: '00'.repeat(32) };
+    await store.appendBatch(entries, batch, [], []);
+    const seqs: number[] = [];
+    for await (const s of store.scanIndex('decision:allow', size - 2, 10)) seqs.push(s);
+    expect(seqs).toEqual([size - 2, size - 1]);
+  }, 120_000);
+
   it('keeps a request body by its digest, and refuses one that is not what the digest names', async () => {
     const { audit } = await service();
     const body = jcs({ runtimeId: 'rt_a', action: 'read' });
