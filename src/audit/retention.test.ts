@@ -16,6 +16,9 @@ import { LevelPeriodStore } from './period-store.level.js';
 import { periodStoreName } from './periods.js';
 import { runAuditCli } from './cli.js';
 import { verifyBundle } from './verify-bundle.js';
+import { overlay } from './overlay.js';
+import { retirePeriod } from './retention.js';
+import { systemClock } from '../shared/clock.js';
 import { testSigner } from './testing.js';
 
 const ORIGIN = 'grantor.test/retain';
@@ -250,6 +253,42 @@ describe('retention of a frozen period', () => {
     // One act recorded: the resumed call did not export or record again.
     expect((await again.query({ type: 'audit.period.retired' }, 0, 10)).entries).toHaveLength(1);
   });
+  it('a crash after the act entry and before its record: the next retire records that act, not a second one', async () => {
+    const r = await rig();
+    const audit = await r.open();
+    for (let i = 0; i < 7; i++) await audit.append(event(i));
+    await audit.startPeriod('alice');
+    const dir = join(r.dir, 'retired');
+    // The act's entry is appended, then the record's write fails (the process died there).
+    const periods = new LevelPeriodStore(r.db);
+    const crashing = overlay(periods, {
+      writeRetirement: () => Promise.reject(new Error('killed before the record')),
+    });
+    await expect(
+      retirePeriod({
+        audit,
+        periods: crashing,
+        config: { dir },
+        clock: systemClock,
+        policySet: archive,
+        period: 0,
+        actor: 'olivia',
+      }),
+    ).rejects.toThrow('killed before the record');
+    expect(await rawEntries(r.db, 0)).toBe(7);
+    const [first] = await readdir(dir);
+
+    const done = await audit.retirePeriod(0, 'oscar', archive);
+    expect(done).toMatchObject({ period: 0, from: 0, to: 7, state: 'done', actor: 'olivia' });
+    expect(done.file).toBe(first);
+    expect(await rawEntries(r.db, 0)).toBe(0);
+    // One act, one bundle: the second call neither exported nor recorded again.
+    const acts = (await audit.query({ type: 'audit.period.retired' }, 0, 10)).entries;
+    expect(acts).toHaveLength(1);
+    expect(acts[0]?.digest).toBe(done.bundleDigest);
+    expect(await readdir(dir)).toEqual([first]);
+  });
+
   it('grantor audit verify --full replays a retired period from its tiles, and names one edited', async () => {
     const r = await rig();
     const audit = await periods(r);

@@ -10,11 +10,14 @@
  * key, the anchor pin and the nonce); record the act as an entry of the current period
  * (`audit.period.retired`); write the retirement record (`deleting`); delete in synced
  * chunks; mark it `done`. A crash while deleting leaves the record `deleting`: start-up
- * accepts the period (its entries are retired) and the next retire of it finishes.
+ * accepts the period (its entries are retired) and the next retire of it finishes. A crash
+ * after the act's entry and before the record leaves an act without a record: the next
+ * retire finds that entry and its bundle file (by digest) and goes on from there, so one
+ * retirement is one act (if the file is gone, nothing was deleted yet: it exports again).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename } from 'node:fs/promises';
+import { mkdir, open, readdir, rename } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Clock } from '../shared/clock.js';
@@ -29,6 +32,7 @@ import {
   AuditUnavailableError,
   BundleInvalidError,
 } from './errors.js';
+import type { AuditEntry } from './entry.js';
 import type { PeriodStore } from './period-store.port.js';
 import { isPeriodNumber } from './periods.js';
 import type { AuditService, LogService } from './service.js';
@@ -193,6 +197,74 @@ async function finish(r: RetireRequest, record: RetirementRecord): Promise<Retir
 }
 
 /**
+ * The `audit.period.retired` entry of `r.period` that a crash left without its record
+ * (searched from the current period back to the one after `r.period`; a retired period's
+ * entries are not searched), if any.
+ */
+async function recordedAct(r: RetireRequest, current: number): Promise<AuditEntry | undefined> {
+  const filter = { type: PERIOD_RETIRED, subject: `period:${r.period}` };
+  for (let p = current; p > r.period; p--) {
+    const log = await r.audit.inPeriod(p);
+    let cursor: number | null = 0;
+    try {
+      while (cursor !== null) {
+        const page = await log.query(filter, cursor, 100);
+        const [act] = page.entries;
+        if (act !== undefined) return act;
+        cursor = page.next;
+      }
+    } catch (e) {
+      if (!(e instanceof AuditEntriesRetiredError)) throw e;
+    }
+  }
+  return undefined;
+}
+
+/** SHA-256 of a file, hex, streamed (a bundle holds a whole period). */
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** The record of an act recorded before a crash, when its bundle file is still there. */
+async function resumeRecordedAct(
+  r: RetireRequest,
+  current: number,
+  size: number,
+): Promise<RetirementRecord | undefined> {
+  const act = await recordedAct(r, current);
+  const facts = act?.facts as Partial<Record<string, unknown>> | undefined;
+  if (act === undefined || facts === undefined) return undefined;
+  const { from, to, bundleDigest, actor } = facts;
+  if (
+    facts.period !== r.period ||
+    typeof from !== 'number' ||
+    to !== size ||
+    typeof bundleDigest !== 'string' ||
+    typeof actor !== 'string'
+  ) {
+    return undefined;
+  }
+  const prefix = `period-${r.period}-`;
+  const names = await readdir(r.config.dir).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith(prefix) && n.endsWith('.ndjson')).sort()) {
+    if ((await fileSha256(join(r.config.dir, name))) !== bundleDigest) continue;
+    return {
+      period: r.period,
+      from,
+      to,
+      bundleDigest,
+      file: name,
+      retiredAt: act.time,
+      actor,
+      state: 'deleting',
+    };
+  }
+  return undefined;
+}
+
+/**
  * Retires frozen period `r.period` (see the file comment). Refusals, before any change:
  * a period after the current one (`audit_period_not_found`), the current one
  * (`audit_period_current`), one retired already (`audit_period_retired`), a bundle that
@@ -218,6 +290,11 @@ export async function retirePeriod(r: RetireRequest): Promise<RetirementRecord> 
   if (known !== undefined) return finish(r, known);
   const final = await log.checkpoint();
   const size = final.treeSize;
+  const resumed = await resumeRecordedAct(r, current, size);
+  if (resumed !== undefined) {
+    await r.periods.writeRetirement(r.period, resumed);
+    return finish(r, resumed);
+  }
   const nonce = randomBytes(32);
   const { path, digest } = await writeBundle(r, nonce);
   await verifyWritten(r, path, nonce, final);
