@@ -72,6 +72,16 @@ describe('the policy archive (LevelDB)', () => {
     expect((await archive.get(hash))?.schema).toBe(source.schema);
   });
 
+  it('hashes and keeps a file named __proto__ as a file (found by the property below)', () => {
+    const s = { schema: 'entity A;', files: [{ name: '__proto__', text: '' }] };
+    const without = { schema: 'entity A;', files: [] };
+    expect(policySetHash(s)).not.toBe(policySetHash(without));
+    const got = parseArchivedPolicySet(policySetHash(s), canonicalPolicySet(s));
+    expect(got === undefined ? undefined : Object.entries(got.policies)).toEqual([
+      ['__proto__', ''],
+    ]);
+  });
+
   it('parses arbitrary text into a set that hashes to the hash asked, or nothing', () => {
     fc.assert(
       fc.property(fc.string(), fc.string(), (hashish, text) => {

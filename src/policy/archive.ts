@@ -12,8 +12,8 @@ export const POLICY_HASH = /^[0-9a-f]{64}$/;
 
 /** The canonical text of a set: its hash is the SHA-256 of exactly these bytes. */
 export function canonicalPolicySet(source: PolicySource): string {
-  const policies: Record<string, string> = {};
-  for (const f of source.files) policies[f.name] = f.text;
+  // fromEntries defines own members: a file named `__proto__` is a file, not a prototype.
+  const policies = Object.fromEntries(source.files.map((f) => [f.name, f.text]));
   return jcs({ policies, schema: source.schema });
 }
 

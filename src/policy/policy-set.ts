@@ -62,8 +62,8 @@ const DECIMAL = /^(0|[1-9][0-9]{0,8})$/;
  * names are sorted (JCS orders object keys) and both names and contents are covered.
  */
 export function policySetHash(source: PolicySource): string {
-  const policies: Record<string, string> = {};
-  for (const f of source.files) policies[f.name] = f.text;
+  // fromEntries defines own members: a file named `__proto__` is hashed as a file.
+  const policies = Object.fromEntries(source.files.map((f) => [f.name, f.text]));
   return jcsSha256Hex({ schema: source.schema, policies });
 }
 
