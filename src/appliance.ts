@@ -22,10 +22,10 @@ import {
   AnchorKeyError,
   type AnchorProvisionStep,
   type AnchorWriteKey,
+  type AuditEvent,
   type AuditService,
   type PinnedAnchor,
 } from './audit/index.js';
-import { factId, factList, factText } from './audit/index.js';
 import { meterAudit } from './audit/audit.metered.js';
 import {
   AttestationTrust,
@@ -36,9 +36,11 @@ import {
 } from './attestation/index.js';
 import { TrustCascade, createGrants, type GrantService } from './grants/index.js';
 import { createKeys, type KeyService } from './keys/index.js';
+import { auditKeyLifecycle } from './keys/audit-events.js';
 import { HsmUnavailableError } from './keys/errors.js';
 import { MeteredSigner } from './keys/signer.metered.js';
 import { approvalPolicyFromSettings, createOperators, type Operators } from './operators/index.js';
+import { auditOperatorEvents } from './operators/audit-events.js';
 import {
   LevelPolicyArchive,
   PolicyWorkers,
@@ -51,7 +53,6 @@ import {
 import type { AppConfig } from './shared/config.js';
 import { openDatabase, type Database } from './shared/db.level.js';
 import { ConfigError, GrantorError } from './shared/errors.js';
-import { jcsSha256Hex } from './shared/jcs.js';
 import { fileConfigError } from './startup-cause.js';
 import { createMetrics, type GrantorMetrics } from './shared/metrics.js';
 import { marshalTpmtPublic } from './tpm/marshal/public.js';
@@ -266,6 +267,8 @@ export async function openAppliance(
   options: StartOptions = {},
 ): Promise<Appliance> {
   const logger = options.logger;
+  // The one clock shape every domain takes (src/shared/clock.ts): epoch milliseconds.
+  const now = options.now === undefined ? {} : { now: options.now };
   const metrics = options.metrics ?? createMetrics();
   // Every TPM command of the appliance (audit anchor, NV_Certify, readiness) is timed.
   const tpm: TpmPort = new MeteredTpm(await openTpm(config.tpm), metrics);
@@ -314,7 +317,7 @@ export async function openAppliance(
           },
           sign: async (message) => (await keysNow().signAudit(message)).signature,
         },
-        ...(options.now === undefined ? {} : { now: options.now }),
+        ...now,
         ...(logger === undefined ? {} : { logger }),
         // Retention (docs/audit.md "Retention"): bundles beside the database, checked
         // against the anchor pin as an auditor would.
@@ -382,22 +385,9 @@ export async function openAppliance(
       {
         db,
         ...(logger === undefined ? {} : { logger }),
-        ...(options.now === undefined ? {} : { now: options.now }),
+        ...now,
         decorateSigner: (signer) => new MeteredSigner(signer, metrics),
-        onLifecycle: async (event) => {
-          await audit.append({
-            type: `key.${event.type.replace(/^key_/, '')}`,
-            subject: event.kid,
-            reasons: [event.reason],
-            digest: jcsSha256Hex(event),
-            facts: {
-              kid: factId(event.kid),
-              purpose: event.purpose,
-              previousKid: event.previousKid === undefined ? null : factId(event.previousKid),
-              reason: event.reason,
-            },
-          });
-        },
+        onLifecycle: auditKeyLifecycle(audit),
       },
     );
     keysRef.current = keys;
@@ -424,7 +414,7 @@ export async function openAppliance(
         schemaFile: config.policy.schemaFile,
         watch: config.policy.watch,
         keep: (source) => policyArchive.keep(source),
-        ...(options.now === undefined ? {} : { now: options.now }),
+        ...now,
       },
       { audit, metrics, logger },
     );
@@ -466,16 +456,17 @@ export async function openAppliance(
     const ekCaBundlePem = await readBundle(config.attestation.ekCaBundle).catch((e: unknown) => {
       throw fileConfigError('GRANTOR_EK_CA_BUNDLE', config.attestation.ekCaBundle, e);
     });
+    const attestationAudit = {
+      record: async (event: AuditEvent) => {
+        await audit.append(event);
+      },
+    };
     const attestationTrust = await AttestationTrust.open({
       configuredEkCaPem: ekCaBundlePem,
       configuredEnrollmentRules: await loadEnrollmentRules(config.attestation.enrollmentRules),
       referencePolicies: await loadReferencePolicies(referencePolicyFiles),
       stateDir: join(config.stateDir, 'attestation'),
-      audit: {
-        record: async (event) => {
-          await audit.append(event);
-        },
-      },
+      audit: attestationAudit,
     });
     const attestation = await createAttestation(
       {
@@ -487,65 +478,17 @@ export async function openAppliance(
       },
       {
         db,
-        audit: {
-          record: async (event) => {
-            await audit.append(event);
-          },
-        },
-        ...(options.now === undefined ? {} : { now: () => new Date((options.now ?? Date.now)()) }),
+        audit: attestationAudit,
+        ...now,
       },
     );
 
     const operators = createOperators(db, {
       approvalPolicy: approvalPolicyFromSettings(config.approvals),
       // Approvals expire on the appliance's clock, like every other domain's deadlines.
-      ...(options.now === undefined ? {} : { clock: () => new Date((options.now ?? Date.now)()) }),
+      ...now,
       ...(options.operatorCaPem === undefined ? {} : { operatorCaPem: options.operatorCaPem }),
-      onApprovalEvent: async (event) => {
-        await audit.append({
-          type: event.type,
-          subject: event.approvalId,
-          reasons: [
-            event.act,
-            ...event.actors.map(
-              (a) => `${a.role}:${a.id}${a.person === undefined ? '' : `:${a.person}`}`,
-            ),
-          ],
-          digest: jcsSha256Hex(event),
-          facts: {
-            approval: factId(event.approvalId),
-            act: factId(event.act),
-            target: factText(event.target),
-            paramsDigest: jcsSha256Hex(event.params),
-            actors: factList(
-              event.actors.map(
-                (a) => `${a.role}:${a.id}${a.person === undefined ? '' : `:${a.person}`}`,
-              ),
-            ),
-          },
-        });
-      },
-      // Every credential and registry change, with the person and who made it.
-      onCredentialEvent: async (event) => {
-        await audit.append({
-          type: event.type,
-          subject: event.subject,
-          reasons: [
-            ...(event.person === undefined ? [] : [`person:${event.person}`]),
-            `by:${event.by}`,
-            ...(event.roles ?? []).map((r) => `role:${r}`),
-            ...(event.audiences ?? []).map((a) => `audience:${a}`),
-          ],
-          digest: jcsSha256Hex(event),
-          facts: {
-            credential: factText(event.subject),
-            person: event.person === undefined ? null : factId(event.person),
-            actor: factId(event.by),
-            roles: factList(event.roles ?? []),
-            audiences: factList(event.audiences ?? []),
-          },
-        });
-      },
+      ...auditOperatorEvents(audit),
     });
 
     // Grant decisions read the gateways serving an audience from memory (gateways.ts).
@@ -589,7 +532,7 @@ export async function openAppliance(
       const cascade = new TrustCascade({
         attestation,
         grants,
-        ...(options.now === undefined ? {} : { now: () => new Date((options.now ?? Date.now)()) }),
+        ...now,
       });
       attestationTrust.onTrustWithdrawn((change) => cascade.apply(change));
     }

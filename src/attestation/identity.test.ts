@@ -48,7 +48,7 @@ function makeService(): AttestationService {
       },
       sessionTtlMs: 10 * MINUTE,
     },
-    { store: new MemoryRuntimeStore(), audit, now: () => now },
+    { store: new MemoryRuntimeStore(), audit, now: () => now.getTime() },
   );
 }
 

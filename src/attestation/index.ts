@@ -53,7 +53,8 @@ export interface AttestationSettings {
 export interface AttestationWiring {
   readonly db: Database;
   readonly audit: AuditSink;
-  readonly now?: () => Date;
+  /** Epoch milliseconds (the one clock shape, src/shared/clock.ts). */
+  readonly now?: () => number;
 }
 
 export async function createAttestation(

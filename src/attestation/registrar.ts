@@ -113,7 +113,8 @@ export interface AttestationTrustOptions {
   /** Where replacements and disabled marks are kept (e.g. `<stateDir>/attestation`). */
   readonly stateDir: string;
   readonly audit: AuditSink;
-  readonly now?: () => Date;
+  /** Epoch milliseconds (the one clock shape, src/shared/clock.ts). */
+  readonly now?: () => number;
 }
 
 interface EkCaState {
@@ -243,7 +244,8 @@ export class AttestationTrust {
     this.#policies = policies;
     this.#dir = options.stateDir;
     this.#audit = options.audit;
-    this.#now = options.now ?? (() => new Date());
+    const now = options.now ?? Date.now;
+    this.#now = () => new Date(now());
   }
 
   static async open(options: AttestationTrustOptions): Promise<AttestationTrust> {

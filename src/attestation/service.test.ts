@@ -35,7 +35,7 @@ function policyFor(t: SoftTpm, allowReset = true) {
 function makeService(allowReset = true): AttestationService {
   return new AttestationService(
     { trustedEkCas: [], referencePolicies: [policyFor(tpm, allowReset)], sessionTtlMs: 60_000 },
-    { store: new MemoryRuntimeStore(), audit, now: () => now },
+    { store: new MemoryRuntimeStore(), audit, now: () => now.getTime() },
   );
 }
 
@@ -299,7 +299,7 @@ describe('AttestationService', () => {
     const make = () =>
       new AttestationService(
         { trustedEkCas: [], referencePolicies: [policyFor(tpm)], sessionTtlMs: 60_000 },
-        { store: slow, audit, now: () => now },
+        { store: slow, audit, now: () => now.getTime() },
       );
     const s = make();
     const runtimeId = await enrollAndActivate(s);
@@ -348,7 +348,7 @@ describe('AttestationService', () => {
     const store = new MemoryRuntimeStore();
     const s = new AttestationService(
       { trustedEkCas: [], referencePolicies: [policyFor(tpm)], sessionTtlMs: 60_000 },
-      { store, audit, now: () => now },
+      { store, audit, now: () => now.getTime() },
     );
     const runtimeId = await enrollAndActivate(s);
     const ekRecord = await store.get(runtimeId);
@@ -451,7 +451,7 @@ describe('AttestationService', () => {
     const over = (store: RuntimeStore, referencePolicies = [policyFor(tpm, true)]) =>
       new AttestationService(
         { trustedEkCas: [], referencePolicies, sessionTtlMs: 60_000 },
-        { store, audit, now: () => now },
+        { store, audit, now: () => now.getTime() },
       );
 
     /** A runtime enrolled and active on a service over `store`, and a quote body for it. */

@@ -277,7 +277,8 @@ export interface AttestationConfig {
 export interface AttestationDeps {
   readonly store: RuntimeStore;
   readonly audit: AuditSink;
-  readonly now?: () => Date;
+  /** Epoch milliseconds (the one clock shape, src/shared/clock.ts). */
+  readonly now?: () => number;
   readonly random?: (n: number) => Buffer;
   /** Event-log and IMA verification (measured-boot/); a default one when not given. */
   readonly measuredBoot?: MeasuredBoot;
@@ -438,7 +439,8 @@ export class AttestationService {
     this.#config = config;
     this.#store = deps.store;
     this.#audit = deps.audit;
-    this.#now = deps.now ?? (() => new Date());
+    const now = deps.now ?? Date.now;
+    this.#now = () => new Date(now());
     this.#random = deps.random ?? randomBytes;
     this.#measuredBoot = deps.measuredBoot ?? new MeasuredBoot();
     this.#nonces = new NonceStore({

@@ -57,7 +57,7 @@ describe('the watch state file', () => {
         inclusion: () => Promise.reject(new Error('unused')),
         link: () => Promise.reject(new Error('unused')),
       },
-      () => new Date(0),
+      () => 0,
     );
     await writeState(path, first.state);
     const back = await readState(path, keys);
@@ -113,8 +113,7 @@ describe('a visit', () => {
   });
 
   it('alarms with a code per class', async () => {
-    const prev = (await visit(undefined, keys, source(await note(4, 9n), null), () => new Date()))
-      .state;
+    const prev = (await visit(undefined, keys, source(await note(4, 9n), null), Date.now)).state;
     const cases: [string, WatchSource][] = [
       ['audit_watch_tree_shrunk', source(await note(3, 10n), null)],
       ['audit_watch_root_mismatch', source(await note(4, 10n), null)],
@@ -129,7 +128,7 @@ describe('a visit', () => {
       ],
     ];
     for (const [code, s] of cases) {
-      const e = await visit(prev, keys, s, () => new Date()).catch((x: unknown) => x);
+      const e = await visit(prev, keys, s, Date.now).catch((x: unknown) => x);
       expect(e, code).toBeInstanceOf(WatchAlarmError);
       expect((e as WatchAlarmError).code).toBe(code);
     }

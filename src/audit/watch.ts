@@ -315,13 +315,13 @@ export async function visit(
   previous: WatchState | undefined,
   keys: readonly VerifierKey[],
   source: WatchSource,
-  now: () => Date,
+  now: () => number,
 ): Promise<VisitResult> {
   const answer = await source.checkpoint();
   // Copied before the next await: the answer is not read again.
   const { note, checkpoint } = signedCheckpoint(answer, keys);
   const period = answerPeriod(answer);
-  const state: WatchState = { note, checkpoint, verifiedAt: now().toISOString() };
+  const state: WatchState = { note, checkpoint, verifiedAt: new Date(now()).toISOString() };
   if (previous === undefined) return { kind: 'first', state };
   const old = previous.checkpoint;
   if (checkpoint.origin !== old.origin) {

@@ -152,7 +152,7 @@ export async function runAuditWatch(conn: Connection, parsed: Parsed, io: Io): P
         return WATCH_EXIT.state_invalid;
       }
       try {
-        const result = await visit(previous, keys, from, () => new Date());
+        const result = await visit(previous, keys, from, Date.now);
         await writeState(statePath, result.state);
         io.out(line(describeOk(result)));
       } catch (e) {

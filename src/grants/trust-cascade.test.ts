@@ -37,7 +37,7 @@ function fakes(affected: string[], revokeFails = false) {
         });
       },
     },
-    now: () => NOW,
+    now: () => NOW.getTime(),
   };
   return { calls, cascade: new TrustCascade(deps) };
 }

@@ -33,7 +33,8 @@ export interface TrustCascadeDeps {
     'runtimesOnReferencePolicy' | 'runtimesOutsideEkCas' | 'endSessions'
   >;
   readonly grants: Pick<GrantService, 'revokeRuntimes'>;
-  readonly now?: () => Date;
+  /** Epoch milliseconds (the one clock shape, src/shared/clock.ts). */
+  readonly now?: () => number;
 }
 
 /** Who rested on the change, and how the entry names it. */
@@ -61,7 +62,8 @@ export class TrustCascade {
 
   constructor(deps: TrustCascadeDeps) {
     this.#deps = deps;
-    this.#now = deps.now ?? (() => new Date());
+    const now = deps.now ?? Date.now;
+    this.#now = () => new Date(now());
   }
 
   async apply(change: TrustWithdrawal): Promise<TrustCascadeResult> {

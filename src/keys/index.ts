@@ -10,7 +10,7 @@
  * with the audit anchor's write key), key-inspection.pkcs11.ts, sign-batch.pkcs11.ts; the
  * signing thread in signer.thread.pkcs11.ts and its body sign.worker.pkcs11.ts);
  * hsm-check.pkcs11.ts (`grantor doctor`'s look at a token); cli.ts (`grantor keys ...`);
- * errors.ts; config.ts (the token, PIN and signing settings of the appliance
+ * audit-events.ts (a key's lifecycle as audit entries); errors.ts; config.ts (the token, PIN and signing settings of the appliance
  * configuration); testing.ts (the service with fakes). See docs/keys.md.
  */
 import type { Database } from '../shared/db.level.js';

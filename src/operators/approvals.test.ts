@@ -30,7 +30,7 @@ function setup() {
   const events: ApprovalEvent[] = [];
   const approvals = new Approvals({
     store: new MemoryApprovalStore(),
-    clock: () => new Date(now),
+    now: () => now,
     onEvent: (e) => {
       events.push(e);
       return Promise.resolve();

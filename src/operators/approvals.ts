@@ -149,7 +149,8 @@ export interface ApprovalEvent {
 export interface ApprovalsOptions {
   readonly store: ApprovalStore;
   readonly policy?: ApprovalPolicy;
-  readonly clock?: () => Date;
+  /** Epoch milliseconds (the one clock shape, src/shared/clock.ts). */
+  readonly now?: () => number;
   /** Called (and awaited) before each step takes effect: the lead wires the audit log here. */
   readonly onEvent?: (event: ApprovalEvent) => Promise<void>;
   /**
@@ -210,7 +211,8 @@ export class Approvals {
   constructor(options: ApprovalsOptions) {
     this.#store = options.store;
     this.#policy = options.policy ?? DEFAULT_APPROVAL_POLICY;
-    this.#clock = options.clock ?? (() => new Date());
+    const now = options.now ?? Date.now;
+    this.#clock = () => new Date(now());
     this.#onEvent = options.onEvent ?? (() => Promise.resolve());
     this.#credentialValid = options.credentialValid ?? (() => Promise.resolve(true));
     this.#maxOpenPerPerson = options.maxOpenPerPerson ?? DEFAULT_MAX_OPEN_REQUESTS_PER_PERSON;

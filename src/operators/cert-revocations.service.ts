@@ -23,11 +23,11 @@ export class CertificateRevocations {
   readonly #onEvent: CredentialEventSink;
   constructor(
     store: CertificateRevocationStore,
-    clock: () => Date = () => new Date(),
+    now: () => number = Date.now,
     onEvent: CredentialEventSink = NO_EVENTS,
   ) {
     this.#store = store;
-    this.#clock = clock;
+    this.#clock = () => new Date(now());
     this.#onEvent = onEvent;
   }
 

@@ -52,9 +52,9 @@ function flags(args: readonly string[]): Map<string, string> | undefined {
   return out;
 }
 
-function status(t: TokenInfo, now: Date): string {
+function status(t: TokenInfo, nowMs: number): string {
   if (t.revokedAt !== undefined) return `revoked ${t.revokedAt}`;
-  return Date.parse(t.expiresAt) <= now.getTime() ? 'expired' : 'active';
+  return Date.parse(t.expiresAt) <= nowMs ? 'expired' : 'active';
 }
 
 /**
@@ -67,7 +67,7 @@ export async function runOperatorsCli(
   argv: readonly string[],
   svc: OperatorTokens | TokenAdministration,
   out: CliOutput,
-  now: () => Date = () => new Date(),
+  now: () => number = Date.now,
 ): Promise<number> {
   const [noun, verb, ...rest] = argv;
   const local = 'people' in svc ? svc : undefined;

@@ -40,7 +40,7 @@ function registry(clock = { now: T0 }) {
   const store = new MemoryGatewayStore();
   const reg = new GatewayRegistry(
     store,
-    () => clock.now,
+    () => clock.now.getTime(),
     (e) => {
       events.push(e);
       return Promise.resolve();
@@ -80,10 +80,10 @@ describe('GatewayRegistry', () => {
 
   it('serving(audience) reads the store once; an enrollment or revocation is seen at once', async () => {
     const { store, lists, close } = await levelStore();
-    const before = new GatewayRegistry(store, () => T0);
+    const before = new GatewayRegistry(store, () => T0.getTime());
     const old = await before.enroll({ name: 'old', audiences: ['gw_payments'] }, 'cli');
     // A registry started over a store that already holds gateways (the appliance's start).
-    const reg = new GatewayRegistry(store, () => T0);
+    const reg = new GatewayRegistry(store, () => T0.getTime());
     await reg.load();
     const ids = async (aud: string) => (await reg.serving(aud)).map((g) => g.id).sort();
     expect(await ids('gw_payments')).toEqual([old.gateway.id]);
@@ -115,7 +115,7 @@ describe('GatewayRegistry', () => {
         return records;
       },
     };
-    const reg = new GatewayRegistry(store, () => T0);
+    const reg = new GatewayRegistry(store, () => T0.getTime());
     const loading = reg.serving('a');
     const enrolled = reg.enroll({ name: 'x', audiences: ['a'] }, 'cli');
     await new Promise((r) => setImmediate(r));
@@ -127,10 +127,10 @@ describe('GatewayRegistry', () => {
 
   it('a failing store answers gateway_store_unavailable (503), never an internal error', async () => {
     const { store, close } = await levelStore();
-    const reg = new GatewayRegistry(store, () => T0);
+    const reg = new GatewayRegistry(store, () => T0.getTime());
     const { token, gateway } = await reg.enroll({ name: 'x', audiences: ['a'] }, 'cli');
     await close();
-    const fresh = new GatewayRegistry(store, () => T0);
+    const fresh = new GatewayRegistry(store, () => T0.getTime());
     for (const p of [
       reg.authenticate(token),
       reg.get(gateway.id),
@@ -174,7 +174,7 @@ describe('GatewayRegistry', () => {
     const store = new MemoryGatewayStore();
     const reg = new GatewayRegistry(
       store,
-      () => T0,
+      () => T0.getTime(),
       () => Promise.reject(new Error('audit down')),
     );
     await expect(reg.enroll({ name: 'x', audiences: ['a'] }, 'cli')).rejects.toThrow('audit down');

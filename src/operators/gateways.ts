@@ -146,11 +146,11 @@ export class GatewayRegistry {
   readonly #onEvent: CredentialEventSink;
   constructor(
     store: GatewayStore,
-    clock: () => Date = () => new Date(),
+    now: () => number = Date.now,
     onEvent: CredentialEventSink = NO_EVENTS,
   ) {
     this.#store = store;
-    this.#clock = clock;
+    this.#clock = () => new Date(now());
     this.#onEvent = onEvent;
   }
 

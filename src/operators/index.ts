@@ -9,7 +9,8 @@
  * cert-revocations.service.ts (the certificate denylist), approvals.ts (dual control,
  * M-of-N), gateways.ts (enrolled gateways and their audiences), refusals.ts (refused
  * attempts audited without a flood filling the log), events.ts (registry changes for the
- * audit log), cli.ts (`grantor operators token ...`), errors.ts, config.ts; each store as
+ * audit log) and audit-events.ts (how approvals and registry changes read as audit
+ * entries), cli.ts (`grantor operators token ...`), errors.ts, config.ts; each store as
  * `x-store.port.ts` with `x-store.level.ts` and its fake `x-store.memory.ts` (approval,
  * gateway, person, token); testing/ (certificates and CLI output, for tests).
  */
@@ -50,7 +51,8 @@ export interface OperatorsOptions {
   readonly onCredentialEvent?: CredentialEventSink;
   /** The audit log's append, for every approval step. */
   readonly onApprovalEvent?: (event: ApprovalEvent) => Promise<void>;
-  readonly clock?: () => Date;
+  /** Epoch milliseconds (the one clock shape, src/shared/clock.ts). */
+  readonly now?: () => number;
 }
 
 export interface Operators {
@@ -104,10 +106,10 @@ export function createOperatorsOn(
   stores: OperatorStores,
   options: OperatorsOptions = {},
 ): Operators {
-  const clock = options.clock ?? (() => new Date());
+  const now = options.now ?? Date.now;
   const onEvent = options.onCredentialEvent ?? NO_EVENTS;
-  const people = new People(stores.people, clock, onEvent);
-  const tokens = new OperatorTokens(stores.tokens, clock, people, onEvent);
+  const people = new People(stores.people, now, onEvent);
+  const tokens = new OperatorTokens(stores.tokens, now, people, onEvent);
   const revocationStore = stores.revocations;
   const certificates =
     options.operatorCaPem === undefined
@@ -123,8 +125,13 @@ export function createOperatorsOn(
     if (ref.id.startsWith('cert:') && ref.credentialExpiresAt !== undefined) {
       // Without an operator CA no certificate is a credential any more.
       return (
-        certificates?.stillValid(ref.id, person, ref.role, ref.credentialExpiresAt, clock()) ??
-        false
+        certificates?.stillValid(
+          ref.id,
+          person,
+          ref.role,
+          ref.credentialExpiresAt,
+          new Date(now()),
+        ) ?? false
       );
     }
     return false;
@@ -132,12 +139,12 @@ export function createOperatorsOn(
   return {
     people,
     tokens,
-    revocations: new CertificateRevocations(revocationStore, clock, onEvent),
+    revocations: new CertificateRevocations(revocationStore, now, onEvent),
     certificates,
-    gateways: new GatewayRegistry(stores.gateways ?? new MemoryGatewayStore(), clock, onEvent),
+    gateways: new GatewayRegistry(stores.gateways ?? new MemoryGatewayStore(), now, onEvent),
     approvals: new Approvals({
       store: stores.approvals,
-      clock,
+      now,
       credentialValid,
       ...(options.approvalPolicy === undefined ? {} : { policy: options.approvalPolicy }),
       ...(options.onApprovalEvent === undefined ? {} : { onEvent: options.onApprovalEvent }),

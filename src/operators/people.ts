@@ -62,11 +62,11 @@ export class People {
   readonly #onEvent: CredentialEventSink;
   constructor(
     store: PersonStore,
-    clock: () => Date = () => new Date(),
+    now: () => number = Date.now,
     onEvent: CredentialEventSink = NO_EVENTS,
   ) {
     this.#store = store;
-    this.#clock = clock;
+    this.#clock = () => new Date(now());
     this.#onEvent = onEvent;
   }
 

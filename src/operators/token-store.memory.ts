@@ -27,7 +27,7 @@ export class MemoryTokenStore implements TokenStore {
  */
 export function createFakeOperatorTokens(
   store: TokenStore = new MemoryTokenStore(),
-  clock: () => Date = () => new Date(),
+  now: () => number = Date.now,
 ): OperatorTokens {
-  return new OperatorTokens(store, clock, new People(new MemoryPersonStore(), clock));
+  return new OperatorTokens(store, now, new People(new MemoryPersonStore(), now));
 }

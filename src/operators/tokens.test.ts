@@ -5,7 +5,7 @@ import { refusalCode as code } from '../shared/testing/refusal.js';
 function setup(start = Date.parse('2026-01-01T00:00:00Z')) {
   let now = start;
   const store = new MemoryTokenStore();
-  const tokens = createFakeOperatorTokens(store, () => new Date(now));
+  const tokens = createFakeOperatorTokens(store, () => now);
   return {
     store,
     tokens,

@@ -57,12 +57,12 @@ export class OperatorTokens {
   readonly #onEvent: CredentialEventSink;
   constructor(
     store: TokenStore,
-    clock: () => Date,
+    now: () => number,
     people: People,
     onEvent: CredentialEventSink = NO_EVENTS,
   ) {
     this.#store = store;
-    this.#clock = clock;
+    this.#clock = () => new Date(now());
     this.#onEvent = onEvent;
     this.people = people;
   }

@@ -122,7 +122,7 @@ export async function startHarness(
         'harness',
       ),
     },
-    { db, audit: options.audit ?? audit, now: () => clock.now },
+    { db, audit: options.audit ?? audit, now: () => clock.now.getTime() },
   );
   const tokens = createFakeOperatorTokens();
   const app = createServer();

@@ -153,7 +153,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
     grantSignatures: 0,
   };
   const clock = { offsetMs: 0 };
-  const now = (): Date => new Date(Date.now() + clock.offsetMs);
+  const now = (): number => Date.now() + clock.offsetMs;
   const applianceTpm = await startSimTpm();
   const runtimeTpm = await startSimTpm();
   const tools = await tpm2Tools(runtimeTpm.tcti);
@@ -307,7 +307,7 @@ export async function startRig(options: RigOptions = {}): Promise<Rig> {
   });
   await app.register(runtimesRoutes, {
     attestation,
-    revokeGrants: (id, actor) => grants.revokeRuntime(id, actor, now()),
+    revokeGrants: (id, actor) => grants.revokeRuntime(id, actor, new Date(now())),
   });
   await app.register(keysRoutes, { keys });
   await app.register(grantsRoutes, { grants, now });

@@ -62,7 +62,8 @@ export interface OperatorAuthOptions {
   readonly certificates?: OperatorCertificateVerifier;
   /** Enrolled gateways (`config.actor: 'gateway'` routes); none: every gateway call is refused. */
   readonly gateways?: GatewayAuthenticator;
-  readonly now?: () => Date;
+  /** Epoch milliseconds (the one clock shape, src/shared/clock.ts). */
+  readonly now?: () => number;
   /**
    * Routes whose URL matches must declare `role`, `actor: 'runtime'` or `public: true`;
    * any other is refused at start-up instead of being public by omission. E.g. /^\/v1\//.
@@ -237,7 +238,8 @@ export function requireActor(request: FastifyRequest): OperatorActor {
 }
 
 async function operatorAuthPlugin(app: FastifyInstance, opts: OperatorAuthOptions): Promise<void> {
-  const now = opts.now ?? (() => new Date());
+  const clock = opts.now ?? Date.now;
+  const now = (): Date => new Date(clock());
   app.decorateRequest('actor', undefined);
   app.decorateRequest('gateway', undefined);
   const gatewayOnly = authenticateGateway(opts.gateways);

@@ -141,14 +141,16 @@ const errors = {
 
 export const grantsRoutes: FastifyPluginAsyncTypebox<{
   grants: GrantService;
-  now?: () => Date;
+  /** Epoch milliseconds (the one clock shape, src/shared/clock.ts). */
+  now?: () => number;
   /** Counts each decision (issued by mode, denied by code) and its latency. */
   metrics?: GrantDecisionMetrics;
   /** Body limit for quote mode with measured-boot logs (the attestation route's). */
   quoteBodyLimit?: number;
 }> = (app, opts) => {
   const svc = opts.grants;
-  const now = opts.now ?? (() => new Date());
+  const clock = opts.now ?? Date.now;
+  const now = (): Date => new Date(clock());
 
   app.post(
     '/v1/grants',

@@ -80,12 +80,14 @@ export function revocationRouteMetrics(metrics: GrantorMetrics): RevocationRoute
 export const revocationRoutes: FastifyPluginAsyncTypebox<{
   feed: RevocationFeed;
   snapshots: RevocationSnapshots;
-  now?: () => Date;
+  /** Epoch milliseconds (the one clock shape, src/shared/clock.ts). */
+  now?: () => number;
   /** Longest time an answer may take to be written to the subscriber. Default 10 000 ms. */
   sendTimeoutMs?: number;
   metrics?: RevocationRouteMetrics;
 }> = (app, opts) => {
-  const now = opts.now ?? (() => new Date());
+  const clock = opts.now ?? Date.now;
+  const now = (): Date => new Date(clock());
   const sendTimeoutMs = opts.sendTimeoutMs ?? 10_000;
 
   app.get(
