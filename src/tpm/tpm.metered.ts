@@ -8,7 +8,7 @@
  * passes them on, so the wrapper does not restate, and cannot drift from, the port.
  */
 import { errorCode, timeCall, type GrantorMetrics } from '../shared/metrics.js';
-import { TpmError } from './tpm-error.js';
+import { TpmError } from './errors.js';
 import type {
   Attestation,
   CreatedObject,

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { TpmParseError } from '../../src/tpm/marshal/errors.js';
+import { TpmParseError } from '../../src/tpm/errors.js';
 
 export const PARSE_CODES = new Set([
   'tpm_parse_truncated',

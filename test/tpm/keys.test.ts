@@ -8,7 +8,7 @@ import { X509Certificate, verify } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { objectName, unmarshalTpm2bPublic } from '../../src/tpm/marshal/public.js';
 import { EK_HANDLES } from '../../src/tpm/templates.js';
-import { TpmError } from '../../src/tpm/tpm-error.js';
+import { TpmError } from '../../src/tpm/errors.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import type { LoadedObject } from '../../src/tpm/tpm.port.js';
 import type { SimTpm } from '../rig/sim.js';

@@ -5,7 +5,7 @@
  */
 import { createHash, verify } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TpmError } from '../../src/tpm/tpm-error.js';
+import { TpmError } from '../../src/tpm/errors.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import type { SimTpm } from '../rig/sim.js';
 import {

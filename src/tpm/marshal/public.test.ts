@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { fixture, parseCode } from '../../../test/marshal/support.js';
 import { marshal } from './buffer.js';
 import { TPM_ALG, TPM_ECC } from './constants.js';
-import { TpmParseError } from './errors.js';
+import { TpmParseError } from '../errors.js';
 import {
   decodeObjectAttributes,
   encodeObjectAttributes,
