@@ -39,17 +39,29 @@ export function errorCode(fn: () => unknown): string {
   return 'no error';
 }
 
-/** Every strict prefix of `bytes` is refused as truncated. */
-export function expectEveryPrefixTruncated(
-  parse: (b: Uint8Array) => unknown,
-  bytes: Uint8Array,
-): void {
+/** Every strict prefix of `bytes` is refused as truncated, and one byte more as trailing. */
+export function expectExactLength(parse: (b: Uint8Array) => unknown, bytes: Uint8Array): void {
   for (let n = 0; n < bytes.length; n++) {
     expect(
       parseCode(() => parse(bytes.subarray(0, n))),
       `prefix of ${n} bytes`,
     ).toBe('tpm_parse_truncated');
   }
+  expect(parseCode(() => parse(Buffer.concat([bytes, Buffer.of(0)])))).toBe('tpm_parse_trailing');
+}
+
+/**
+ * What every parser owes on a valid `sample` (docs: STYLE "Parsing binary structures"): it
+ * takes exactly the sample's length (expectExactLength) and gives only its own errors
+ * (expectOnlyOwnErrors).
+ */
+export function expectParserContract<T>(
+  parse: (b: Uint8Array) => T,
+  remarshal: (v: T) => Uint8Array,
+  sample: Uint8Array,
+): void {
+  expectExactLength(parse, sample);
+  expectOnlyOwnErrors(parse, remarshal, sample);
 }
 
 /**
