@@ -8,6 +8,7 @@ import {
   objectAttributes,
   type EccPublic,
   type RsaPublic,
+  type SymDefObject,
   type TpmtPublic,
 } from './marshal/public.js';
 
@@ -62,7 +63,9 @@ function rsaTemplate(
 }
 
 /** The EK templates' storage parameters: AES-CFB of `keyBits`, no signing scheme. */
-const ekStorage = (keyBits: 128 | 256): Pick<EccPublic['parameters'], 'symmetric' | 'scheme'> => ({
+const ekStorage = (
+  keyBits: 128 | 256,
+): { symmetric: SymDefObject; scheme: { scheme: typeof TPM_ALG.NULL } } => ({
   symmetric: { algorithm: TPM_ALG.AES, keyBits, mode: TPM_ALG.CFB },
   scheme: { scheme: TPM_ALG.NULL },
 });
