@@ -57,7 +57,7 @@ import { fileConfigError } from './startup-cause.js';
 import { createMetrics, type GrantorMetrics } from './shared/metrics.js';
 import { marshalTpmtPublic } from './tpm/marshal/public.js';
 import { APPLIANCE_AK_TEMPLATE } from './tpm/templates.js';
-import { TpmUnavailableError } from './tpm/tpm-error.js';
+import { TpmUnavailableError } from './tpm/errors.js';
 import { MeteredTpm } from './tpm/tpm.metered.js';
 import { readOwnerAuth } from './tpm/owner-auth.js';
 import { openTpm } from './tpm/tpm.native.js';

@@ -88,11 +88,7 @@ void Wipe(Bytes* b) {
   b->clear();
 }
 
-Secret SecretArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Secret s;
-  s.bytes = BytesArg(info, i, name);
-  return s;
-}
+Secret SecretArg(const Napi::CallbackInfo& info, size_t i, const char* name) { return Secret(BytesArg(info, i, name)); }
 
 Auth AuthArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Auth a;
@@ -129,9 +125,11 @@ Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const Bytes& b) {
   return Napi::Buffer<uint8_t>::Copy(env, b.data(), b.size());
 }
 
-Napi::Object Fields(Napi::Env env, std::initializer_list<std::pair<const char*, const Bytes*>> fields) {
+Napi::Object Fields(Napi::Env env, std::initializer_list<std::pair<const char*, const Bytes*>> fields,
+                    std::initializer_list<std::pair<const char*, uint32_t>> numbers) {
   Napi::Object o = Napi::Object::New(env);
   for (const auto& f : fields) o.Set(f.first, ToBuffer(env, *f.second));
+  for (const auto& n : numbers) o.Set(n.first, Napi::Number::New(env, n.second));
   return o;
 }
 
@@ -228,11 +226,6 @@ TSS2_RC HandleScope::EkPolicySession(ESYS_TR key, const Bytes& endorsementAuth, 
   Esys_Free(timeout);
   Esys_Free(ticket);
   return rc;
-}
-
-TSS2_RC HandleScope::Authorize(const AuthHandle& h, Authorized* out) {
-  TSS2_RC rc = Resolve(h.handle, &out->tr);
-  return rc == TSS2_RC_SUCCESS ? AuthorizeTr(out->tr, h.auth, &out->session) : rc;
 }
 
 TSS2_RC HandleScope::AuthorizeOn(const AuthHandle& authHandle, TPM2_HANDLE target, Authorized* out,

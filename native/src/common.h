@@ -41,6 +41,7 @@ void WipeTpm2b(T* b) {
 struct Secret {
   Bytes bytes;
   Secret() = default;
+  explicit Secret(Bytes b) : bytes(std::move(b)) {}
   Secret(Secret&&) = default;
   ~Secret() { Wipe(&bytes); }
 };
@@ -98,8 +99,9 @@ TSS2_RC FillTpm2b(const Bytes& in, T* out) {
 }
 
 Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, const Bytes& b);
-// {key: Buffer, ...} of marshalled results.
-Napi::Object Fields(Napi::Env env, std::initializer_list<std::pair<const char*, const Bytes*>> fields);
+// {key: Buffer, ...} of marshalled results, then {key: number, ...} (handles, counters).
+Napi::Object Fields(Napi::Env env, std::initializer_list<std::pair<const char*, const Bytes*>> fields,
+                    std::initializer_list<std::pair<const char*, uint32_t>> numbers = {});
 
 // Marshals an ESYS output into `out` when `rc` is success, and frees the output either way.
 template <typename T>
@@ -135,11 +137,12 @@ class HandleScope {
   HandleScope(const HandleScope&) = delete;
   HandleScope& operator=(const HandleScope&) = delete;
   TSS2_RC Resolve(TPM2_HANDLE handle, ESYS_TR* out);
-  // Resolve, then a password session or the EK policy session, per the handle's Auth.
-  TSS2_RC Authorize(const AuthHandle& h, Authorized* out);
   // A command's target (an NV index, an object) resolved, and the handle that authorises the
-  // command (a hierarchy, or the target itself) resolved and authorised.
+  // command (a hierarchy, or the target itself) resolved and authorised: a password session
+  // or the EK policy session, per the handle's Auth.
   TSS2_RC AuthorizeOn(const AuthHandle& authHandle, TPM2_HANDLE target, Authorized* out, ESYS_TR* targetTr);
+  // AuthorizeOn the handle itself.
+  TSS2_RC Authorize(const AuthHandle& h, Authorized* out) { return AuthorizeOn(h, h.handle, out, &out->tr); }
 
  private:
   TSS2_RC AuthorizeTr(ESYS_TR tr, const Auth& auth, ESYS_TR* session);
@@ -238,6 +241,22 @@ Napi::Value CallOn(const Napi::CallbackInfo& info, const char* name, const char*
     TSS2_RC rc = scope.Resolve(handle, &tr);
     return rc == TSS2_RC_SUCCESS ? run(esys, tr, out) : rc;
   });
+}
+
+// A command on `target` (an NV index, an object) authorised through `authHandle` (a
+// hierarchy, or the target itself), both resolved in a HandleScope (AuthorizeOn):
+// run(esys, auth, targetTr, out) as for Call.
+template <typename F>
+Napi::Value CallAuthorizedOn(const Napi::CallbackInfo& info, const char* command, AuthHandle authHandle,
+                             uint32_t target, std::vector<const char*> fields, F run) {
+  auto call = [authHandle = std::move(authHandle), target, run = std::move(run)](ESYS_CONTEXT* esys, Bytes* out) {
+    HandleScope scope(esys);
+    Authorized auth;
+    ESYS_TR tr = ESYS_TR_NONE;
+    TSS2_RC rc = scope.AuthorizeOn(authHandle, target, &auth, &tr);
+    return rc == TSS2_RC_SUCCESS ? run(esys, auth, tr, out) : rc;
+  };
+  return Call(info, command, std::move(fields), std::move(call));
 }
 
 // Starts worker W on the context in argument 0 with the command's other (checked) arguments.

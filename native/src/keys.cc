@@ -73,11 +73,8 @@ class ObjectWorker : public TpmWorker {
 
   Napi::Value Result(Napi::Env env) override {
     if (kind_ == Kind::kCreate) return Fields(env, {{"private", &private_}, {"public", &public_}});
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("handle", Napi::Number::New(env, handle_));
-    if (kind_ == Kind::kCreatePrimary) o.Set("public", ToBuffer(env, public_));
-    o.Set("name", ToBuffer(env, name_));
-    return o;
+    if (kind_ == Kind::kLoad) return Fields(env, {{"name", &name_}}, {{"handle", handle_}});
+    return Fields(env, {{"public", &public_}, {"name", &name_}}, {{"handle", handle_}});
   }
 
   Kind kind_;
@@ -122,20 +119,15 @@ void RegisterKeys(Napi::Env env, Napi::Object exports) {
   });
   // evictControl(ctx, ownerAuth, object, persistentHandle)
   Export(env, exports, "evictControl", [](const Napi::CallbackInfo& info) {
-    AuthHandle owner{TPM2_RH_OWNER, AuthArg(info, 1, "ownerAuth")};
-    uint32_t object = U32Arg(info, 2, "object");
     uint32_t persistent = U32Arg(info, 3, "persistentHandle");
-    return Call(info, "EvictControl", {}, [owner = std::move(owner), object, persistent](ESYS_CONTEXT* esys, Bytes*) {
-      HandleScope scope(esys);
-      Authorized auth;
-      ESYS_TR obj = ESYS_TR_NONE;
-      TSS2_RC rc = scope.AuthorizeOn(owner, object, &auth, &obj);
-      if (rc != TSS2_RC_SUCCESS) return rc;
+    auto run = [persistent](ESYS_CONTEXT* esys, const Authorized& owner, ESYS_TR obj, Bytes*) {
       ESYS_TR out = ESYS_TR_NONE;
-      rc = Esys_EvictControl(esys, auth.tr, obj, auth.session, ESYS_TR_NONE, ESYS_TR_NONE, persistent, &out);
+      TSS2_RC rc = Esys_EvictControl(esys, owner.tr, obj, owner.session, ESYS_TR_NONE, ESYS_TR_NONE, persistent, &out);
       if (rc == TSS2_RC_SUCCESS && out != ESYS_TR_NONE) Esys_TR_Close(esys, &out);
       return rc;
-    });
+    };
+    return CallAuthorizedOn(info, "EvictControl", AuthHandle{TPM2_RH_OWNER, AuthArg(info, 1, "ownerAuth")},
+                            U32Arg(info, 2, "object"), {}, run);
   });
   // readPublic(ctx, handle) -> {public: TPM2B_PUBLIC, name: TPM2B_NAME, qualifiedName: TPM2B_NAME}
   Export(env, exports, "readPublic", [](const Napi::CallbackInfo& info) {

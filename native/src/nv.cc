@@ -7,55 +7,13 @@
 namespace grantor {
 namespace {
 
-// NV_Read, NV_Write, NV_Increment and NV_Extend share the handle and auth plumbing.
-class NvWorker : public TpmWorker {
- public:
-  enum class Kind { kRead, kWrite, kIncrement, kExtend };
-  NvWorker(Napi::Env env, Context* ctx, Kind kind, AuthHandle authHandle, uint32_t index, const Bytes& data,
-           uint32_t size, uint32_t offset)
-      : TpmWorker(env, ctx, kCommands[static_cast<int>(kind)]),
-        kind_(kind),
-        authHandle_(std::move(authHandle)),
-        index_(index),
-        size_(static_cast<UINT16>(size)),
-        offset_(static_cast<UINT16>(offset)) {
-    Fail(FillTpm2b(data, &data_));
-    if (size > 0xffff || offset > 0xffff) Fail(TSS2_ESYS_RC_BAD_VALUE);
-  }
-
- private:
-  static constexpr const char* kCommands[] = {"NV_Read", "NV_Write", "NV_Increment", "NV_Extend"};
-
-  TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    HandleScope scope(esys);
-    Authorized auth;
-    ESYS_TR nv = ESYS_TR_NONE;
-    TSS2_RC rc = scope.AuthorizeOn(authHandle_, index_, &auth, &nv);
-    if (rc != TSS2_RC_SUCCESS) return rc;
-    switch (kind_) {
-      case Kind::kRead: {
-        TPM2B_MAX_NV_BUFFER* read = nullptr;
-        rc = Esys_NV_Read(esys, auth.tr, nv, auth.session, ESYS_TR_NONE, ESYS_TR_NONE, size_, offset_, &read);
-        return Keep(rc, Tss2_MU_TPM2B_MAX_NV_BUFFER_Marshal, read, &read_);
-      }
-      case Kind::kWrite:
-        return Esys_NV_Write(esys, auth.tr, nv, auth.session, ESYS_TR_NONE, ESYS_TR_NONE, &data_, offset_);
-      case Kind::kIncrement:
-        return Esys_NV_Increment(esys, auth.tr, nv, auth.session, ESYS_TR_NONE, ESYS_TR_NONE);
-      case Kind::kExtend:
-        return Esys_NV_Extend(esys, auth.tr, nv, auth.session, ESYS_TR_NONE, ESYS_TR_NONE, &data_);
-    }
-    return TSS2_ESYS_RC_BAD_VALUE;
-  }
-  Napi::Value Result(Napi::Env env) override { return kind_ == Kind::kRead ? ToBuffer(env, read_) : env.Undefined(); }
-  Kind kind_;
-  AuthHandle authHandle_;
-  uint32_t index_;
-  UINT16 size_;
-  UINT16 offset_;
-  TPM2B_MAX_NV_BUFFER data_ = {};
-  Bytes read_;
-};
+// NV_Read, NV_Write, NV_Increment and NV_Extend: (ctx, authHandle, auth, index, ...) on the
+// index, authorised through authHandle.
+template <typename F>
+Napi::Value CallNv(const Napi::CallbackInfo& info, const char* command, std::vector<const char*> fields, F run) {
+  return CallAuthorizedOn(info, command, AuthHandleArg(info, 1, "authHandle", "auth"), U32Arg(info, 3, "index"),
+                          std::move(fields), std::move(run));
+}
 
 }  // namespace
 
@@ -85,37 +43,54 @@ void RegisterNv(Napi::Env env, Napi::Object exports) {
   });
   // nvUndefine(ctx, authHandle, hierarchyAuth, index)
   Export(env, exports, "nvUndefine", [](const Napi::CallbackInfo& info) {
-    AuthHandle hierarchy = AuthHandleArg(info, 1, "authHandle", "hierarchyAuth");
-    uint32_t index = U32Arg(info, 3, "index");
-    return Call(info, "NV_UndefineSpace", {}, [hierarchy = std::move(hierarchy), index](ESYS_CONTEXT* esys, Bytes*) {
-      HandleScope scope(esys);
-      Authorized hier;
-      ESYS_TR nv = ESYS_TR_NONE;
-      TSS2_RC rc = scope.AuthorizeOn(hierarchy, index, &hier, &nv);
-      if (rc != TSS2_RC_SUCCESS) return rc;
+    auto run = [](ESYS_CONTEXT* esys, const Authorized& hier, ESYS_TR nv, Bytes*) {
       // On success ESYS frees the index's ESYS_TR; the scope then closes a stale id (ignored).
       return Esys_NV_UndefineSpace(esys, hier.tr, nv, hier.session, ESYS_TR_NONE, ESYS_TR_NONE);
-    });
+    };
+    return CallAuthorizedOn(info, "NV_UndefineSpace", AuthHandleArg(info, 1, "authHandle", "hierarchyAuth"),
+                            U32Arg(info, 3, "index"), {}, run);
   });
   // nvRead(ctx, authHandle, auth, index, size, offset) -> TPM2B_MAX_NV_BUFFER
   Export(env, exports, "nvRead", [](const Napi::CallbackInfo& info) {
-    return StartWorker<NvWorker>(info, NvWorker::Kind::kRead, AuthHandleArg(info, 1, "authHandle", "auth"),
-                                 U32Arg(info, 3, "index"), Bytes(), U32Arg(info, 4, "size"), U32Arg(info, 5, "offset"));
+    uint32_t size = U32Arg(info, 4, "size");
+    uint32_t offset = U32Arg(info, 5, "offset");
+    auto run = [size, offset](ESYS_CONTEXT* esys, const Authorized& auth, ESYS_TR nv, Bytes* out) {
+      if (size > 0xffff || offset > 0xffff) return static_cast<TSS2_RC>(TSS2_ESYS_RC_BAD_VALUE);
+      TPM2B_MAX_NV_BUFFER* read = nullptr;
+      TSS2_RC rc = Esys_NV_Read(esys, auth.tr, nv, auth.session, ESYS_TR_NONE, ESYS_TR_NONE,
+                                static_cast<UINT16>(size), static_cast<UINT16>(offset), &read);
+      return Keep(rc, Tss2_MU_TPM2B_MAX_NV_BUFFER_Marshal, read, out);
+    };
+    return CallNv(info, "NV_Read", {nullptr}, run);
   });
   // nvWrite(ctx, authHandle, auth, index, data: Uint8Array, offset)
   Export(env, exports, "nvWrite", [](const Napi::CallbackInfo& info) {
-    return StartWorker<NvWorker>(info, NvWorker::Kind::kWrite, AuthHandleArg(info, 1, "authHandle", "auth"),
-                                 U32Arg(info, 3, "index"), BytesArg(info, 4, "data"), 0u, U32Arg(info, 5, "offset"));
+    Bytes data = BytesArg(info, 4, "data");
+    uint32_t offset = U32Arg(info, 5, "offset");
+    auto run = [data, offset](ESYS_CONTEXT* esys, const Authorized& auth, ESYS_TR nv, Bytes*) {
+      TPM2B_MAX_NV_BUFFER buffer = {};
+      TSS2_RC rc = offset > 0xffff ? TSS2_ESYS_RC_BAD_VALUE : FillTpm2b(data, &buffer);
+      if (rc != TSS2_RC_SUCCESS) return rc;
+      return Esys_NV_Write(esys, auth.tr, nv, auth.session, ESYS_TR_NONE, ESYS_TR_NONE, &buffer,
+                           static_cast<UINT16>(offset));
+    };
+    return CallNv(info, "NV_Write", {}, run);
   });
   // nvIncrement(ctx, authHandle, auth, index)
   Export(env, exports, "nvIncrement", [](const Napi::CallbackInfo& info) {
-    return StartWorker<NvWorker>(info, NvWorker::Kind::kIncrement, AuthHandleArg(info, 1, "authHandle", "auth"),
-                                 U32Arg(info, 3, "index"), Bytes(), 0u, 0u);
+    return CallNv(info, "NV_Increment", {}, [](ESYS_CONTEXT* esys, const Authorized& auth, ESYS_TR nv, Bytes*) {
+      return Esys_NV_Increment(esys, auth.tr, nv, auth.session, ESYS_TR_NONE, ESYS_TR_NONE);
+    });
   });
   // nvExtend(ctx, authHandle, auth, index, data: Uint8Array)
   Export(env, exports, "nvExtend", [](const Napi::CallbackInfo& info) {
-    return StartWorker<NvWorker>(info, NvWorker::Kind::kExtend, AuthHandleArg(info, 1, "authHandle", "auth"),
-                                 U32Arg(info, 3, "index"), BytesArg(info, 4, "data"), 0u, 0u);
+    Bytes data = BytesArg(info, 4, "data");
+    return CallNv(info, "NV_Extend", {}, [data](ESYS_CONTEXT* esys, const Authorized& auth, ESYS_TR nv, Bytes*) {
+      TPM2B_MAX_NV_BUFFER buffer = {};
+      TSS2_RC rc = FillTpm2b(data, &buffer);
+      if (rc != TSS2_RC_SUCCESS) return rc;
+      return Esys_NV_Extend(esys, auth.tr, nv, auth.session, ESYS_TR_NONE, ESYS_TR_NONE, &buffer);
+    });
   });
   // nvReadPublic(ctx, index) -> {public: TPM2B_NV_PUBLIC, name: TPM2B_NAME}
   Export(env, exports, "nvReadPublic", [](const Napi::CallbackInfo& info) {

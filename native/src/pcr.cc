@@ -20,11 +20,7 @@ class PcrReadWorker : public TpmWorker {
     return Keep(rc, Tss2_MU_TPML_DIGEST_Marshal, values, &values_);
   }
   Napi::Value Result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("updateCounter", Napi::Number::New(env, counter_));
-    o.Set("selection", ToBuffer(env, selOut_));
-    o.Set("digests", ToBuffer(env, values_));
-    return o;
+    return Fields(env, {{"selection", &selOut_}, {"digests", &values_}}, {{"updateCounter", counter_}});
   }
   TPML_PCR_SELECTION selection_ = {};
   UINT32 counter_ = 0;

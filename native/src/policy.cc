@@ -28,12 +28,7 @@ class PolicySessionStartWorker : public TpmWorker {
     if (rc != TSS2_RC_SUCCESS) FlushOrClose(esys, &session_);
     return rc;
   }
-  Napi::Value Result(Napi::Env env) override {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("session", Napi::Number::New(env, session_));
-    o.Set("nonceTpm", ToBuffer(env, nonce_));
-    return o;
-  }
+  Napi::Value Result(Napi::Env env) override { return Fields(env, {{"nonceTpm", &nonce_}}, {{"session", session_}}); }
   ESYS_TR session_ = ESYS_TR_NONE;
   Bytes nonce_;
 };

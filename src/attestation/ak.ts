@@ -11,7 +11,7 @@ import {
   type RsaPublic,
   type TpmtPublic,
 } from '../tpm/marshal/public.js';
-import { TpmParseError } from '../tpm/marshal/errors.js';
+import { TpmParseError } from '../tpm/errors.js';
 import {
   AkDecryptSetError,
   AkKeyUnsupportedError,

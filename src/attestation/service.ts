@@ -21,7 +21,7 @@ import { AuditUnavailableError, factHex, factId, factText } from '../audit/index
 import type { GrantorError } from '../shared/errors.js';
 import { TPM_ALG } from '../tpm/marshal/constants.js';
 import { publicToKeyObject } from '../tpm/marshal/keys.js';
-import { TpmParseError } from '../tpm/marshal/errors.js';
+import { TpmParseError } from '../tpm/errors.js';
 import { objectName, unmarshalTpm2bPublic, type TpmtPublic } from '../tpm/marshal/public.js';
 import { akQualifiedNameUnderEk, parseAkPublic, type AkPublic } from './ak.js';
 import { checkEkPublic, validateEkCertificate } from './ek-certificate.js';

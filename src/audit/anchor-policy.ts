@@ -6,7 +6,7 @@
  * Pure computations here; the key is behind AnchorWriteKey (anchor-key.port.ts).
  */
 import { createHash } from 'node:crypto';
-import { TPM_ALG, TPM_ECC } from '../tpm/marshal/constants.js';
+import { TPM_ALG } from '../tpm/marshal/constants.js';
 import {
   marshalTpm2bPublic,
   objectAttributes,
@@ -14,6 +14,7 @@ import {
   type EccPublic,
 } from '../tpm/marshal/public.js';
 import { marshalTpmtSignature } from '../tpm/marshal/signature.js';
+import { ECDSA_P256_SHA256 } from '../tpm/templates.js';
 import type { PolicySigner } from '../tpm/tpm.port.js';
 import type { AnchorWriteKey } from './anchor-key.port.js';
 
@@ -40,12 +41,7 @@ export function anchorKeyTpmPublic(point: Uint8Array): EccPublic {
     nameAlg: TPM_ALG.SHA256,
     objectAttributes: objectAttributes('sign', 'userWithAuth', 'noDA'),
     authPolicy: Buffer.alloc(0),
-    parameters: {
-      symmetric: { algorithm: TPM_ALG.NULL },
-      scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
-      curveId: TPM_ECC.NIST_P256,
-      kdf: { scheme: TPM_ALG.NULL },
-    },
+    parameters: { ...ECDSA_P256_SHA256, kdf: { scheme: TPM_ALG.NULL } },
     unique: splitPoint(point),
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TPM_RC, TpmError, TpmUnavailableError } from '../tpm/tpm-error.js';
+import { TPM_RC, TpmError, TpmUnavailableError } from '../tpm/errors.js';
 import type { TpmPort } from '../tpm/tpm.port.js';
 import { ANCHOR_NV_ATTRIBUTES, TpmAuditAnchor, expectedAnchorNames } from './anchor.tpm.js';
 import { AnchorError } from './errors.js';

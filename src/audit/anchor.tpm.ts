@@ -28,7 +28,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { TpmPort } from '../tpm/tpm.port.js';
-import { TPM_RC, TpmError } from '../tpm/tpm-error.js';
+import { TPM_RC, TpmError } from '../tpm/errors.js';
 import { marshalTpmsNvPublic, nvSpacePublic } from '../tpm/marshal/index.js';
 import type { PolicySigner } from '../tpm/tpm.port.js';
 import type { AnchorWriteKey } from './anchor-key.port.js';

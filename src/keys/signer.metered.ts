@@ -4,22 +4,20 @@
  * `hsm_pin_incorrect`, `hsm_key_unsafe`, ...). A `ready()` that answers not ok counts as a
  * `ready` failure with code `hsm_not_ready`: the probe reports a fault, it does not throw.
  */
-import { timeCall, type GrantorMetrics } from '../shared/metrics.js';
+import { callTimer, type CallTimer, type GrantorMetrics } from '../shared/metrics.js';
 import type { HsmKey, HsmSigner, KeyAlgorithm } from './signer.port.js';
 
 export type HsmMetrics = Pick<GrantorMetrics, 'hsmCallSeconds' | 'hsmErrors'>;
 
 export class MeteredSigner implements HsmSigner {
   readonly #signer: HsmSigner;
-  readonly #metrics: HsmMetrics;
+  readonly #errors: HsmMetrics['hsmErrors'];
+  readonly #time: CallTimer;
 
   constructor(signer: HsmSigner, metrics: HsmMetrics) {
     this.#signer = signer;
-    this.#metrics = metrics;
-  }
-
-  #time<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    return timeCall(this.#metrics.hsmCallSeconds, this.#metrics.hsmErrors, { op }, fn);
+    this.#errors = metrics.hsmErrors;
+    this.#time = callTimer(metrics.hsmCallSeconds, metrics.hsmErrors, 'op');
   }
 
   open(): Promise<void> {
@@ -44,7 +42,7 @@ export class MeteredSigner implements HsmSigner {
 
   async ready(): Promise<{ ok: boolean; reason?: string }> {
     const r = await this.#time('ready', () => this.#signer.ready());
-    if (!r.ok) this.#metrics.hsmErrors.inc({ op: 'ready', code: 'hsm_not_ready' });
+    if (!r.ok) this.#errors.inc({ op: 'ready', code: 'hsm_not_ready' });
     return r;
   }
 

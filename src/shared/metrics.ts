@@ -421,3 +421,17 @@ export async function timeCall<T, L extends string>(
     end();
   }
 }
+
+/** timeCall with its series and label name fixed: `time(value, fn)` times `fn` as label=value. */
+export type CallTimer = <T>(value: string, fn: () => Promise<T>) => Promise<T>;
+
+/** A CallTimer for one hardware port's calls (e.g. the TPM's by `command`, the HSM's by `op`). */
+export function callTimer<L extends string>(
+  latency: Histogram<L>,
+  errors: Counter<L | 'code'>,
+  label: L,
+  codeOf?: (e: unknown) => string,
+): CallTimer {
+  return (value, fn) =>
+    timeCall(latency, errors, { [label]: value } as Record<L, string>, fn, codeOf);
+}

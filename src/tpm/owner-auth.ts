@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { ConfigError } from '../shared/errors.js';
 import { writeFileOnce } from '../shared/write-once.js';
-import { TPM_RC, TpmError } from './tpm-error.js';
+import { TPM_RC, TpmError } from './errors.js';
 import type { TpmPort } from './tpm.port.js';
 
 const KEY = 'GRANTOR_TPM_OWNER_AUTH_FILE';

@@ -8,6 +8,7 @@ import {
   objectAttributes,
   type EccPublic,
   type RsaPublic,
+  type SymDefObject,
   type TpmtPublic,
 } from './marshal/public.js';
 
@@ -37,6 +38,38 @@ export const EK_POLICY_B_SHA384 = Buffer.from(
   'hex',
 );
 
+/** What a template takes besides its key type and parameters (its name's hash, who may use it). */
+type TemplateBase = Pick<TpmtPublic, 'nameAlg' | 'objectAttributes' | 'authPolicy'>;
+
+/** An ECC template: no KDF, `unique` two zero coordinates of `uniqueSize` bytes. */
+function eccTemplate(
+  base: TemplateBase,
+  params: Omit<EccPublic['parameters'], 'kdf'>,
+  uniqueSize: number,
+): EccPublic {
+  const parameters = { ...params, kdf: { scheme: TPM_ALG.NULL } };
+  const unique = { x: Buffer.alloc(uniqueSize), y: Buffer.alloc(uniqueSize) };
+  return { type: TPM_ALG.ECC, ...base, parameters, unique };
+}
+
+/** An RSA template: the default exponent (0 = 2^16 + 1), `unique` `uniqueSize` zero bytes. */
+function rsaTemplate(
+  base: TemplateBase,
+  params: Omit<RsaPublic['parameters'], 'exponent'>,
+  uniqueSize: number,
+): RsaPublic {
+  const parameters = { ...params, exponent: 0 };
+  return { type: TPM_ALG.RSA, ...base, parameters, unique: Buffer.alloc(uniqueSize) };
+}
+
+/** The EK templates' storage parameters: AES-CFB of `keyBits`, no signing scheme. */
+const ekStorage = (
+  keyBits: 128 | 256,
+): { symmetric: SymDefObject; scheme: { scheme: typeof TPM_ALG.NULL } } => ({
+  symmetric: { algorithm: TPM_ALG.AES, keyBits, mode: TPM_ALG.CFB },
+  scheme: { scheme: TPM_ALG.NULL },
+});
+
 const ekLowAttributes = objectAttributes(
   'fixedTPM',
   'fixedParent',
@@ -46,55 +79,40 @@ const ekLowAttributes = objectAttributes(
   'decrypt',
 );
 
-const ekHighAttributes = { ...ekLowAttributes, userWithAuth: true };
+/** The low-range templates (L-1, L-2): SHA-256 name, PolicyA_SHA256, no userWithAuth. */
+const ekLow: TemplateBase = {
+  nameAlg: TPM_ALG.SHA256,
+  objectAttributes: ekLowAttributes,
+  authPolicy: EK_POLICY_A_SHA256,
+};
 
 /** Template L-1: RSA-2048, AES-128-CFB, SHA-256 name, unique = 256 zero bytes. */
-export const EK_TEMPLATE_RSA2048: RsaPublic = {
-  type: TPM_ALG.RSA,
-  nameAlg: TPM_ALG.SHA256,
-  objectAttributes: ekLowAttributes,
-  authPolicy: EK_POLICY_A_SHA256,
-  parameters: {
-    symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
-    scheme: { scheme: TPM_ALG.NULL },
-    keyBits: 2048,
-    exponent: 0,
-  },
-  unique: Buffer.alloc(256),
-};
+export const EK_TEMPLATE_RSA2048: RsaPublic = rsaTemplate(
+  ekLow,
+  { ...ekStorage(128), keyBits: 2048 },
+  256,
+);
 
 /** Template L-2: ECC NIST P-256, AES-128-CFB, SHA-256 name, unique = two 32-byte zeros. */
-export const EK_TEMPLATE_ECC_P256: EccPublic = {
-  type: TPM_ALG.ECC,
-  nameAlg: TPM_ALG.SHA256,
-  objectAttributes: ekLowAttributes,
-  authPolicy: EK_POLICY_A_SHA256,
-  parameters: {
-    symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
-    scheme: { scheme: TPM_ALG.NULL },
-    curveId: TPM_ECC.NIST_P256,
-    kdf: { scheme: TPM_ALG.NULL },
-  },
-  unique: { x: Buffer.alloc(32), y: Buffer.alloc(32) },
-};
+export const EK_TEMPLATE_ECC_P256: EccPublic = eccTemplate(
+  ekLow,
+  { ...ekStorage(128), curveId: TPM_ECC.NIST_P256 },
+  32,
+);
 
 /**
  * Template H-3: ECC NIST P-384, AES-256-CFB, SHA-384 name, PolicyB_SHA384, userWithAuth,
  * empty unique. swtpm_setup --ecc creates its EK at 0x81010016 from this template.
  */
-export const EK_TEMPLATE_ECC_P384: EccPublic = {
-  type: TPM_ALG.ECC,
-  nameAlg: TPM_ALG.SHA384,
-  objectAttributes: ekHighAttributes,
-  authPolicy: EK_POLICY_B_SHA384,
-  parameters: {
-    symmetric: { algorithm: TPM_ALG.AES, keyBits: 256, mode: TPM_ALG.CFB },
-    scheme: { scheme: TPM_ALG.NULL },
-    curveId: TPM_ECC.NIST_P384,
-    kdf: { scheme: TPM_ALG.NULL },
+export const EK_TEMPLATE_ECC_P384: EccPublic = eccTemplate(
+  {
+    nameAlg: TPM_ALG.SHA384,
+    objectAttributes: { ...ekLowAttributes, userWithAuth: true },
+    authPolicy: EK_POLICY_B_SHA384,
   },
-  unique: { x: Buffer.alloc(0), y: Buffer.alloc(0) },
-};
+  { ...ekStorage(256), curveId: TPM_ECC.NIST_P384 },
+  0,
+);
 
 export type EkKind = 'rsa2048' | 'ecc-p256' | 'ecc-p384';
 
@@ -111,6 +129,17 @@ export const EK_HANDLES: Readonly<Record<EkKind, { persistent: number; certNvInd
   'ecc-p384': { persistent: 0x81010016, certNvIndex: 0x01c00016 },
 };
 
+/**
+ * A plain P-256 signing key's parameters: ECDSA with SHA-256, no symmetric part (our ECC AK,
+ * and the audit anchor's key, src/audit/anchor-policy.ts).
+ */
+export const ECDSA_P256_SHA256: Omit<EccPublic['parameters'], 'kdf'> = {
+  symmetric: { algorithm: TPM_ALG.NULL },
+  scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
+  curveId: TPM_ECC.NIST_P256,
+};
+
+/** A key that signs only what the TPM itself produced (restricted), with an empty authValue. */
 const akAttributes = objectAttributes(
   'fixedTPM',
   'fixedParent',
@@ -120,20 +149,14 @@ const akAttributes = objectAttributes(
   'sign',
 );
 
-/** Restricted signing AK: ECC NIST P-256, ECDSA with SHA-256. */
-export const AK_TEMPLATE_ECC_P256: EccPublic = {
-  type: TPM_ALG.ECC,
+const ak: TemplateBase = {
   nameAlg: TPM_ALG.SHA256,
   objectAttributes: akAttributes,
   authPolicy: Buffer.alloc(0),
-  parameters: {
-    symmetric: { algorithm: TPM_ALG.NULL },
-    scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
-    curveId: TPM_ECC.NIST_P256,
-    kdf: { scheme: TPM_ALG.NULL },
-  },
-  unique: { x: Buffer.alloc(0), y: Buffer.alloc(0) },
 };
+
+/** Restricted signing AK: ECC NIST P-256, ECDSA with SHA-256. */
+export const AK_TEMPLATE_ECC_P256: EccPublic = eccTemplate(ak, ECDSA_P256_SHA256, 0);
 
 /**
  * The appliance's own AK (it certifies the audit anchor at every start): the ECC AK with
@@ -147,19 +170,15 @@ export const APPLIANCE_AK_TEMPLATE: EccPublic = {
 };
 
 /** Restricted signing AK: RSA-2048, RSASSA-PKCS1-v1_5 with SHA-256. */
-export const AK_TEMPLATE_RSA2048: RsaPublic = {
-  type: TPM_ALG.RSA,
-  nameAlg: TPM_ALG.SHA256,
-  objectAttributes: akAttributes,
-  authPolicy: Buffer.alloc(0),
-  parameters: {
+export const AK_TEMPLATE_RSA2048: RsaPublic = rsaTemplate(
+  ak,
+  {
     symmetric: { algorithm: TPM_ALG.NULL },
     scheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 },
     keyBits: 2048,
-    exponent: 0,
   },
-  unique: Buffer.alloc(0),
-};
+  0,
+);
 
 export type AkKind = 'ecc-p256' | 'rsa2048';
 

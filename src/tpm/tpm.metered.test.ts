@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../shared/metrics.js';
-import { TPM_RC, TpmError, TpmUnavailableError } from './tpm-error.js';
+import { TPM_RC, TpmError, TpmUnavailableError } from './errors.js';
 import { MeteredTpm, tpmErrorCode } from './tpm.metered.js';
 import type { LoadedObject, TpmPort } from './tpm.port.js';
 

@@ -7,8 +7,8 @@
  * A command takes its port method's parameters as they are (`Parameters<TpmPort[...]>`) and
  * passes them on, so the wrapper does not restate, and cannot drift from, the port.
  */
-import { errorCode, timeCall, type GrantorMetrics } from '../shared/metrics.js';
-import { TpmError } from './tpm-error.js';
+import { callTimer, errorCode, type CallTimer, type GrantorMetrics } from '../shared/metrics.js';
+import { TpmError } from './errors.js';
 import type {
   Attestation,
   CreatedObject,
@@ -37,16 +37,11 @@ export function tpmErrorCode(e: unknown): string {
 
 export class MeteredTpm implements TpmPort {
   readonly #tpm: TpmPort;
-  readonly #metrics: TpmMetrics;
+  readonly #time: CallTimer;
 
   constructor(tpm: TpmPort, metrics: TpmMetrics) {
     this.#tpm = tpm;
-    this.#metrics = metrics;
-  }
-
-  #time<T>(command: string, fn: () => Promise<T>): Promise<T> {
-    const m = this.#metrics;
-    return timeCall(m.tpmCallSeconds, m.tpmErrors, { command }, fn, tpmErrorCode);
+    this.#time = callTimer(metrics.tpmCallSeconds, metrics.tpmErrors, 'command', tpmErrorCode);
   }
 
   get closed(): boolean {

@@ -13,7 +13,7 @@ import {
   TpmError,
   TpmResponseError,
   fromNative,
-} from './tpm-error.js';
+} from './errors.js';
 import type {
   Attestation,
   CreatedObject,

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
 import { anchorWritePolicy } from '../../src/audit/anchor-policy.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
-import { TPM_RC, TpmError } from '../../src/tpm/tpm-error.js';
+import { TPM_RC, TpmError } from '../../src/tpm/errors.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { provisionSimHsm, startSimTpm, type SimTpm } from '../rig/sim.js';
 import { startBusProxy, type BusProxy } from './bus-proxy.js';

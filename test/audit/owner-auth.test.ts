@@ -18,7 +18,7 @@ import {
   readOwnerAuth,
   setRandomOwnerAuth,
 } from '../../src/tpm/owner-auth.js';
-import { TPM_RC, TpmError } from '../../src/tpm/tpm-error.js';
+import { TPM_RC, TpmError } from '../../src/tpm/errors.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { provisionSimHsm, repoRoot, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
 import { registerSecret } from '../rig/secrets.js';

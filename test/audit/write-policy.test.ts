@@ -33,7 +33,7 @@ import { marshalTpm2bPublic } from '../../src/tpm/marshal/public.js';
 import { marshalTpmtSignature } from '../../src/tpm/marshal/signature.js';
 import { nvIndexName, nvSpacePublic, nvWriteCpHash } from '../../src/tpm/marshal/nv.js';
 import type { NvPolicyWrite, PolicySigner } from '../../src/tpm/tpm.port.js';
-import { TPM_RC, TpmError } from '../../src/tpm/tpm-error.js';
+import { TPM_RC, TpmError } from '../../src/tpm/errors.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { provisionSimHsm, startSimTpm, type SimHsm, type SimTpm } from '../rig/sim.js';
 import { TPM_CC_NV_EXTEND, commandOf, startBusProxy } from './bus-proxy.js';

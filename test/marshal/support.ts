@@ -2,7 +2,13 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { TpmParseError } from '../../src/tpm/marshal/errors.js';
+import { TpmParseError } from '../../src/tpm/errors.js';
+import {
+  marshalTpm2bPublic,
+  objectName,
+  unmarshalTpm2bPublic,
+  type TpmtPublic,
+} from '../../src/tpm/marshal/public.js';
 
 export const PARSE_CODES = new Set([
   'tpm_parse_truncated',
@@ -14,6 +20,25 @@ export const PARSE_CODES = new Set([
 /** A committed fixture from test/fixtures/tpm. */
 export function fixture(name: string): Buffer {
   return readFileSync(new URL(`../fixtures/tpm/${name}`, import.meta.url));
+}
+
+/**
+ * A TPM2B_PUBLIC and its name as tpm2-tools wrote them: the area re-marshals byte for byte,
+ * the name we compute is the TPM's, and, given a `template`, the area is that template but for
+ * `unique`. `label` names the object in a failure.
+ */
+export function checkPublic(
+  bytes: Buffer,
+  name: Buffer,
+  template?: TpmtPublic,
+  label = 'public',
+): TpmtPublic {
+  const pub = unmarshalTpm2bPublic(bytes);
+  expect(marshalTpm2bPublic(pub).equals(bytes), label).toBe(true);
+  expect(objectName(pub).equals(name), label).toBe(true);
+  const withoutUnique = (p: TpmtPublic): unknown => ({ ...p, unique: undefined });
+  if (template !== undefined) expect(withoutUnique(pub), label).toEqual(withoutUnique(template));
+  return pub;
 }
 
 /** The TpmParseError code `fn` throws ('no error' if it returns); any other throw fails. */
@@ -39,17 +64,29 @@ export function errorCode(fn: () => unknown): string {
   return 'no error';
 }
 
-/** Every strict prefix of `bytes` is refused as truncated. */
-export function expectEveryPrefixTruncated(
-  parse: (b: Uint8Array) => unknown,
-  bytes: Uint8Array,
-): void {
+/** Every strict prefix of `bytes` is refused as truncated, and one byte more as trailing. */
+export function expectExactLength(parse: (b: Uint8Array) => unknown, bytes: Uint8Array): void {
   for (let n = 0; n < bytes.length; n++) {
     expect(
       parseCode(() => parse(bytes.subarray(0, n))),
       `prefix of ${n} bytes`,
     ).toBe('tpm_parse_truncated');
   }
+  expect(parseCode(() => parse(Buffer.concat([bytes, Buffer.of(0)])))).toBe('tpm_parse_trailing');
+}
+
+/**
+ * What every parser owes on a valid `sample` (docs: STYLE "Parsing binary structures"): it
+ * takes exactly the sample's length (expectExactLength) and gives only its own errors
+ * (expectOnlyOwnErrors).
+ */
+export function expectParserContract<T>(
+  parse: (b: Uint8Array) => T,
+  remarshal: (v: T) => Uint8Array,
+  sample: Uint8Array,
+): void {
+  expectExactLength(parse, sample);
+  expectOnlyOwnErrors(parse, remarshal, sample);
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TpmError, TpmUnavailableError } from '../../src/tpm/tpm-error.js';
+import { TpmError, TpmUnavailableError } from '../../src/tpm/errors.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import { freePortPair, type SimTpm } from '../rig/sim.js';
 import { closeSimTpm, openSimTpm, tpm2 } from './helpers.js';

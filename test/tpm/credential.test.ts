@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EK_HANDLES } from '../../src/tpm/templates.js';
-import { TpmError } from '../../src/tpm/tpm-error.js';
+import { TpmError } from '../../src/tpm/errors.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import type { CreatedObject } from '../../src/tpm/tpm.port.js';
 import type { SimTpm } from '../rig/sim.js';

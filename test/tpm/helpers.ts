@@ -4,8 +4,9 @@
  * node:crypto.
  */
 import { execFile } from 'node:child_process';
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import { expect } from 'vitest';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
 import {
   marshalTpmtPublic,
@@ -169,6 +170,30 @@ export function attestHeader(attest: Buffer): {
   c.take(17); // clockInfo
   c.take(8); // firmwareVersion
   return { magic, type, signer, extraData, rest: attest.subarray(c.off) };
+}
+
+/**
+ * What every signed attestation of these tests must be: TPM-generated (magic), of `type`, over
+ * `nonce` (extraData), and signed by the key of `signerPublic` (a TPM2B_PUBLIC), checked with
+ * node:crypto. Returns the attested union (the bytes after the header).
+ */
+export function expectSignedAttest(
+  signed: { attest: Buffer; signature: Buffer },
+  signerPublic: Buffer,
+  type: number,
+  nonce: Buffer,
+): Buffer {
+  const h = attestHeader(signed.attest);
+  expect(h.magic).toBe(0xff544347);
+  expect(h.type).toBe(type);
+  expect(h.extraData.equals(nonce)).toBe(true);
+  const key = publicKeyOf(signerPublic);
+  const options =
+    key.asymmetricKeyType === 'ec' ? { key, dsaEncoding: 'ieee-p1363' as const } : key;
+  expect(verify('sha256', signed.attest, options, parseSignature(signed.signature).bytes)).toBe(
+    true,
+  );
+  return h.rest;
 }
 
 /** The environment for tpm2-tools: no ASan preload (set when the addon runs under ASan). */

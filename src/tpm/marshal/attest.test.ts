@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   errorCode,
-  expectEveryPrefixTruncated,
-  expectOnlyOwnErrors,
+  expectParserContract,
   fixture,
   parseCode,
 } from '../../../test/marshal/support.js';
@@ -118,9 +117,26 @@ describe('TPMS_ATTEST from swtpm + tpm2-tools', () => {
         },
       },
     ];
-    for (const a of all) {
+    // Each member's bytes as Part 2 (10.12) lays them out, written out by hand: no capture
+    // holds these kinds, and a round trip alone cannot see two fields in the wrong order.
+    const u16 = (v: number): Buffer => Buffer.of(v >> 8, v & 0xff);
+    const u32 = (v: number): Buffer => Buffer.concat([u16(v >>> 16), u16(v & 0xffff)]);
+    const u64 = (v: number): Buffer => Buffer.concat([u32(Math.floor(v / 2 ** 32)), u32(v >>> 0)]);
+    const sized = (n: number, fill: number): Buffer =>
+      Buffer.concat([u16(n), Buffer.alloc(n, fill)]);
+    // TPMS_CLOCK_INFO of the time member: clock, resetCount, restartCount, safe = NO.
+    const clock = Buffer.concat([u64(123456789), u32(3), u32(1), Buffer.of(0)]);
+    const tails = [
+      Buffer.concat([sized(34, 1), sized(32, 3)]),
+      Buffer.concat([u64(99), clock, u64(7)]),
+      Buffer.concat([u64(5), u16(0x000c), sized(48, 4), sized(48, 5)]),
+      Buffer.concat([Buffer.of(1), sized(32, 6)]),
+    ];
+    for (const [i, a] of all.entries()) {
       const bytes = marshalTpmsAttest(a);
       expect(unmarshalTpmsAttest(bytes)).toEqual(a);
+      const tail = tails[i] ?? Buffer.alloc(0);
+      expect(bytes.subarray(bytes.length - tail.length).toString('hex')).toBe(tail.toString('hex'));
     }
   });
 
@@ -140,18 +156,6 @@ describe('TPMS_ATTEST from swtpm + tpm2-tools', () => {
 describe('TPMS_ATTEST rejections', () => {
   // Offsets in the quote fixture: magic 0, type 4, qualifiedSigner 6 (2+34), extraData 42 (2+32),
   // clockInfo 76 (17), firmwareVersion 93, pcrSelect 101 (count), ...
-  it('refuses every truncation', () => {
-    expectEveryPrefixTruncated(unmarshalTpmsAttest, quote);
-    expectEveryPrefixTruncated(unmarshalTpmsAttest, fixture('nvcertify.attest'));
-    expectEveryPrefixTruncated(unmarshalTpmsAttest, fixture('certify.attest'));
-  });
-
-  it('refuses trailing bytes', () => {
-    expect(parseCode(() => unmarshalTpmsAttest(Buffer.concat([quote, Buffer.of(0)])))).toBe(
-      'tpm_parse_trailing',
-    );
-  });
-
   it.each([
     ['qualifiedSigner', 6, 67],
     ['extraData', 42, 67],
@@ -196,15 +200,20 @@ describe('TPMS_ATTEST rejections', () => {
     );
   });
 
-  it('gives a value or its own error for arbitrary and mutated bytes', () => {
-    expectOnlyOwnErrors(unmarshalTpmsAttest, marshalTpmsAttest, quote);
-    expectOnlyOwnErrors(unmarshalTpmsAttest, marshalTpmsAttest, fixture('nvcertify.attest'));
-    expectOnlyOwnErrors(unmarshalTpmsAttest, marshalTpmsAttest, gcpCreation);
+  it('refuses every truncation and trailing bytes; arbitrary and mutated bytes give a value or its own error', () => {
+    for (const sample of [
+      quote,
+      fixture('nvcertify.attest'),
+      fixture('certify.attest'),
+      gcpCreation,
+    ]) {
+      expectParserContract(unmarshalTpmsAttest, marshalTpmsAttest, sample);
+    }
     const sized = (a: TpmsAttest): Buffer => {
       const body = marshalTpmsAttest(a);
       return Buffer.concat([Buffer.of(body.length >> 8, body.length & 0xff), body]);
     };
-    expectOnlyOwnErrors(unmarshalTpm2bAttest, sized, sized(unmarshalTpmsAttest(quote)));
+    expectParserContract(unmarshalTpm2bAttest, sized, sized(unmarshalTpmsAttest(quote)));
   });
 });
 

@@ -3,8 +3,6 @@ import { TpmMarshalError, marshal, parseAll, type TpmReader, type TpmWriter } fr
 import { TPM_GENERATED_VALUE, TPM_MAX, TPM_ST, isHashAlg, type HashAlgId } from './constants.js';
 import { readTpmlPcrSelection, writeTpmlPcrSelection, type PcrSelection } from './pcr-selection.js';
 
-type St = typeof TPM_ST;
-
 /** TPMS_CLOCK_INFO. */
 export interface ClockInfo {
   readonly clock: bigint;
@@ -12,53 +10,6 @@ export interface ClockInfo {
   readonly restartCount: number;
   readonly safe: boolean;
 }
-
-/** TPMU_ATTEST, discriminated by its TPM_ST_ATTEST_* tag. */
-export type Attested =
-  | {
-      readonly type: St['ATTEST_QUOTE'];
-      readonly pcrSelect: PcrSelection[];
-      readonly pcrDigest: Uint8Array;
-    }
-  | {
-      readonly type: St['ATTEST_CERTIFY'];
-      readonly name: Uint8Array;
-      readonly qualifiedName: Uint8Array;
-    }
-  | {
-      readonly type: St['ATTEST_NV'];
-      readonly indexName: Uint8Array;
-      readonly offset: number;
-      readonly nvContents: Uint8Array;
-    }
-  | {
-      readonly type: St['ATTEST_NV_DIGEST'];
-      readonly indexName: Uint8Array;
-      readonly nvDigest: Uint8Array;
-    }
-  | {
-      readonly type: St['ATTEST_CREATION'];
-      readonly objectName: Uint8Array;
-      readonly creationHash: Uint8Array;
-    }
-  | {
-      readonly type: St['ATTEST_TIME'];
-      readonly time: bigint;
-      readonly timeClockInfo: ClockInfo;
-      readonly timeFirmwareVersion: bigint;
-    }
-  | {
-      readonly type: St['ATTEST_COMMAND_AUDIT'];
-      readonly auditCounter: bigint;
-      readonly digestAlg: HashAlgId;
-      readonly auditDigest: Uint8Array;
-      readonly commandDigest: Uint8Array;
-    }
-  | {
-      readonly type: St['ATTEST_SESSION_AUDIT'];
-      readonly exclusiveSession: boolean;
-      readonly sessionDigest: Uint8Array;
-    };
 
 /**
  * TPMS_ATTEST. `magic` is kept as read: whether it is TPM_GENERATED_VALUE is a verification
@@ -115,73 +66,126 @@ function writeClockInfo(w: TpmWriter, c: ClockInfo): void {
   w.u8(c.safe ? 1 : 0);
 }
 
-const name = (r: TpmReader, field: string): Buffer => r.tpm2b(field, TPM_MAX.NAME);
-const digest = (r: TpmReader, field: string): Buffer => r.tpm2b(field, TPM_MAX.DIGEST);
+/** How one kind of TPMU_ATTEST field is read and written. */
+interface Codec<V> {
+  read(r: TpmReader, field: string): V;
+  write(w: TpmWriter, v: V, field: string): void;
+}
+
+const tpm2b = (max: number): Codec<Uint8Array> => ({
+  read: (r, field) => r.tpm2b(field, max),
+  write: (w, v, field) => w.tpm2b(v, max, field),
+});
+
+const CODECS = {
+  name: tpm2b(TPM_MAX.NAME),
+  digest: tpm2b(TPM_MAX.DIGEST),
+  nvBuffer: tpm2b(TPM_MAX.NV_BUFFER),
+  u16: {
+    read: (r, field) => r.u16(field),
+    write: (w, v, field) => w.u16(v, field),
+  } satisfies Codec<number>,
+  u64: {
+    read: (r, field) => r.u64(field),
+    write: (w, v, field) => w.u64(v, field),
+  } satisfies Codec<bigint>,
+  yesNo: { read: readYesNo, write: (w, v) => w.u8(v ? 1 : 0) } satisfies Codec<boolean>,
+  clockInfo: { read: readClockInfo, write: writeClockInfo } satisfies Codec<ClockInfo>,
+  pcrSelection: {
+    read: (r, field) => readTpmlPcrSelection(r, field),
+    write: writeTpmlPcrSelection,
+  } satisfies Codec<PcrSelection[]>,
+  hashAlg: {
+    read: (r, field) => {
+      const at = r.offset;
+      const v = r.u16(field);
+      if (!isHashAlg(v)) throw r.invalid(field, 'not a hash algorithm', at);
+      return v;
+    },
+    write: (w, v, field) => {
+      if (!isHashAlg(v)) throw new TpmMarshalError(field, 'not a hash algorithm');
+      w.u16(v, field);
+    },
+  } satisfies Codec<HashAlgId>,
+};
+
+type FieldKind = keyof typeof CODECS;
+type ValueOf<K> = K extends FieldKind
+  ? (typeof CODECS)[K] extends Codec<infer V>
+    ? V
+    : never
+  : never;
+
+/**
+ * TPMU_ATTEST (TPM 2.0 Part 2, 10.12.12): each TPM_ST_ATTEST_* member's fields, in wire order
+ * (the order of the keys), with their kinds. `label` names the member in parse errors
+ * (`attested.quote.pcrDigest`). The Attested type, the parser and the writer all come from here.
+ */
+const MEMBERS = {
+  [TPM_ST.ATTEST_QUOTE]: {
+    label: 'quote',
+    fields: { pcrSelect: 'pcrSelection', pcrDigest: 'digest' },
+  },
+  [TPM_ST.ATTEST_CERTIFY]: { label: 'certify', fields: { name: 'name', qualifiedName: 'name' } },
+  [TPM_ST.ATTEST_NV]: {
+    label: 'nv',
+    fields: { indexName: 'name', offset: 'u16', nvContents: 'nvBuffer' },
+  },
+  [TPM_ST.ATTEST_NV_DIGEST]: {
+    label: 'nvDigest',
+    fields: { indexName: 'name', nvDigest: 'digest' },
+  },
+  [TPM_ST.ATTEST_CREATION]: {
+    label: 'creation',
+    fields: { objectName: 'name', creationHash: 'digest' },
+  },
+  // TPMS_TIME_ATTEST_INFO: a TPMS_TIME_INFO (time, clockInfo), then firmwareVersion.
+  [TPM_ST.ATTEST_TIME]: {
+    label: 'time',
+    fields: { time: 'u64', timeClockInfo: 'clockInfo', timeFirmwareVersion: 'u64' },
+  },
+  [TPM_ST.ATTEST_COMMAND_AUDIT]: {
+    label: 'commandAudit',
+    fields: {
+      auditCounter: 'u64',
+      digestAlg: 'hashAlg',
+      auditDigest: 'digest',
+      commandDigest: 'digest',
+    },
+  },
+  [TPM_ST.ATTEST_SESSION_AUDIT]: {
+    label: 'sessionAudit',
+    fields: { exclusiveSession: 'yesNo', sessionDigest: 'digest' },
+  },
+} as const satisfies Record<number, { label: string; fields: Record<string, FieldKind> }>;
+
+type Members = typeof MEMBERS;
+type AttestType = keyof Members;
+type FieldsOf<T extends AttestType> = Members[T]['fields'];
+
+/** TPMU_ATTEST, discriminated by its TPM_ST_ATTEST_* tag. */
+export type Attested = {
+  [T in AttestType]: { readonly type: T } & {
+    readonly [F in keyof FieldsOf<T>]: ValueOf<FieldsOf<T>[F]>;
+  };
+}[AttestType];
+
+function isAttestType(type: number): type is AttestType {
+  return Object.hasOwn(MEMBERS, type);
+}
 
 function readAttested(r: TpmReader, type: number, typeAt: number): Attested {
-  return r.struct((s): Attested => {
-    switch (type) {
-      case TPM_ST.ATTEST_QUOTE:
-        return {
-          type,
-          pcrSelect: readTpmlPcrSelection(s, 'attested.quote.pcrSelect'),
-          pcrDigest: digest(s, 'attested.quote.pcrDigest'),
-        };
-      case TPM_ST.ATTEST_CERTIFY:
-        return {
-          type,
-          name: name(s, 'attested.certify.name'),
-          qualifiedName: name(s, 'attested.certify.qualifiedName'),
-        };
-      case TPM_ST.ATTEST_NV:
-        return {
-          type,
-          indexName: name(s, 'attested.nv.indexName'),
-          offset: s.u16('attested.nv.offset'),
-          nvContents: s.tpm2b('attested.nv.nvContents', TPM_MAX.NV_BUFFER),
-        };
-      case TPM_ST.ATTEST_NV_DIGEST:
-        return {
-          type,
-          indexName: name(s, 'attested.nvDigest.indexName'),
-          nvDigest: digest(s, 'attested.nvDigest.nvDigest'),
-        };
-      case TPM_ST.ATTEST_CREATION:
-        return {
-          type,
-          objectName: name(s, 'attested.creation.objectName'),
-          creationHash: digest(s, 'attested.creation.creationHash'),
-        };
-      case TPM_ST.ATTEST_TIME:
-        return {
-          type,
-          time: s.u64('attested.time.time.time'),
-          timeClockInfo: readClockInfo(s, 'attested.time.time.clockInfo'),
-          timeFirmwareVersion: s.u64('attested.time.firmwareVersion'),
-        };
-      case TPM_ST.ATTEST_COMMAND_AUDIT: {
-        const auditCounter = s.u64('attested.commandAudit.auditCounter');
-        const algAt = s.offset;
-        const digestAlg = s.u16('attested.commandAudit.digestAlg');
-        if (!isHashAlg(digestAlg))
-          throw s.invalid('attested.commandAudit.digestAlg', 'not a hash algorithm', algAt);
-        return {
-          type,
-          auditCounter,
-          digestAlg,
-          auditDigest: digest(s, 'attested.commandAudit.auditDigest'),
-          commandDigest: digest(s, 'attested.commandAudit.commandDigest'),
-        };
-      }
-      case TPM_ST.ATTEST_SESSION_AUDIT:
-        return {
-          type,
-          exclusiveSession: readYesNo(s, 'attested.sessionAudit.exclusiveSession'),
-          sessionDigest: digest(s, 'attested.sessionAudit.sessionDigest'),
-        };
-      default:
-        throw s.invalid('type', `not an attestation type: 0x${type.toString(16)}`, typeAt);
+  if (!isAttestType(type)) {
+    throw r.invalid('type', `not an attestation type: 0x${type.toString(16)}`, typeAt);
+  }
+  const { label, fields } = MEMBERS[type];
+  return r.struct((s) => {
+    const attested: Record<string, unknown> = { type };
+    for (const [field, kind] of Object.entries<FieldKind>(fields)) {
+      attested[field] = CODECS[kind].read(s, `attested.${label}.${field}`);
     }
+    // Each field read with its kind's codec: the member's shape by construction.
+    return attested as Attested;
   });
 }
 
@@ -190,7 +194,7 @@ export function readTpmsAttest(r: TpmReader): TpmsAttest {
     const magic = s.u32('magic');
     const typeAt = s.offset;
     const type = s.u16('type');
-    const qualifiedSigner = name(s, 'qualifiedSigner');
+    const qualifiedSigner = CODECS.name.read(s, 'qualifiedSigner');
     const extraData = s.tpm2b('extraData', TPM_MAX.DATA);
     const clockInfo = readClockInfo(s, 'clockInfo');
     const firmwareVersion = s.u64('firmwareVersion');
@@ -220,42 +224,12 @@ export function writeTpmsAttest(w: TpmWriter, a: TpmsAttest): void {
   w.tpm2b(a.extraData, TPM_MAX.DATA, 'extraData');
   writeClockInfo(w, a.clockInfo);
   w.u64(a.firmwareVersion, 'firmwareVersion');
-  switch (t.type) {
-    case TPM_ST.ATTEST_QUOTE:
-      writeTpmlPcrSelection(w, t.pcrSelect);
-      w.tpm2b(t.pcrDigest, TPM_MAX.DIGEST, 'pcrDigest');
-      return;
-    case TPM_ST.ATTEST_CERTIFY:
-      w.tpm2b(t.name, TPM_MAX.NAME, 'name').tpm2b(t.qualifiedName, TPM_MAX.NAME, 'qualifiedName');
-      return;
-    case TPM_ST.ATTEST_NV:
-      w.tpm2b(t.indexName, TPM_MAX.NAME, 'indexName').u16(t.offset, 'offset');
-      w.tpm2b(t.nvContents, TPM_MAX.NV_BUFFER, 'nvContents');
-      return;
-    case TPM_ST.ATTEST_NV_DIGEST:
-      w.tpm2b(t.indexName, TPM_MAX.NAME, 'indexName').tpm2b(t.nvDigest, TPM_MAX.DIGEST, 'nvDigest');
-      return;
-    case TPM_ST.ATTEST_CREATION:
-      w.tpm2b(t.objectName, TPM_MAX.NAME, 'objectName');
-      w.tpm2b(t.creationHash, TPM_MAX.DIGEST, 'creationHash');
-      return;
-    case TPM_ST.ATTEST_TIME:
-      w.u64(t.time, 'time');
-      writeClockInfo(w, t.timeClockInfo);
-      w.u64(t.timeFirmwareVersion, 'firmwareVersion');
-      return;
-    case TPM_ST.ATTEST_COMMAND_AUDIT:
-      if (!isHashAlg(t.digestAlg)) throw new TpmMarshalError('digestAlg', 'not a hash algorithm');
-      w.u64(t.auditCounter, 'auditCounter').u16(t.digestAlg, 'digestAlg');
-      w.tpm2b(t.auditDigest, TPM_MAX.DIGEST, 'auditDigest');
-      w.tpm2b(t.commandDigest, TPM_MAX.DIGEST, 'commandDigest');
-      return;
-    case TPM_ST.ATTEST_SESSION_AUDIT:
-      w.u8(t.exclusiveSession ? 1 : 0).tpm2b(t.sessionDigest, TPM_MAX.DIGEST, 'sessionDigest');
-      return;
-    default:
-      // Only reachable through a cast; never emit a half-written structure.
-      throw new TpmMarshalError('type', 'not an attestation type');
+  // Only reachable through a cast; never emit a half-written structure.
+  if (!isAttestType(t.type)) throw new TpmMarshalError('type', 'not an attestation type');
+  const values: Readonly<Record<string, unknown>> = t;
+  for (const [field, kind] of Object.entries<FieldKind>(MEMBERS[t.type].fields)) {
+    // The member's fields have their kinds' value types (the Attested type is built so).
+    (CODECS[kind] as Codec<unknown>).write(w, values[field], field);
   }
 }
 

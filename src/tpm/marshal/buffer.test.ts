@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseCode } from '../../../test/marshal/support.js';
 import { TpmReader, TpmWriter, marshal, parseAll } from './buffer.js';
-import { TpmParseError } from './errors.js';
+import { TpmParseError } from '../errors.js';
 
 describe('TpmReader', () => {
   it('reads big-endian integers', () => {

@@ -12,7 +12,7 @@ import {
   TpmParseTrailingError,
   TpmParseTruncatedError,
   type TpmParseLocation,
-} from './errors.js';
+} from '../errors.js';
 
 export {
   TpmMarshalError,
@@ -22,7 +22,7 @@ export {
   TpmParseTrailingError,
   TpmParseTruncatedError,
   TPM_PARSE_CODES,
-} from './errors.js';
+} from '../errors.js';
 
 export class TpmReader {
   readonly #bytes: Uint8Array;

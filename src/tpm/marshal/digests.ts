@@ -1,7 +1,7 @@
 /** TPML_DIGEST (what PCR_Read answers) and TPML_DIGEST_VALUES (what PCR_Extend takes). */
 import { TpmMarshalError, marshal, parseAll, type TpmReader } from './buffer.js';
 import { TPM_MAX, hashInfoByName, type HashAlgName } from './constants.js';
-import { TpmParseOversizedError } from './errors.js';
+import { TpmParseOversizedError } from '../errors.js';
 
 export function readTpmlDigest(r: TpmReader): Buffer[] {
   return r.struct((s) => {

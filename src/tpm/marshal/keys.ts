@@ -1,22 +1,10 @@
 /** Public areas (TPMT_PUBLIC) as node:crypto KeyObjects and JWKs. */
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { GrantorError } from '../../shared/errors.js';
+import { TpmKeyInvalidError, TpmKeyUnsupportedError } from '../errors.js';
 import { TPM_ALG } from './constants.js';
 import { ECC_CURVES, type TpmtPublic } from './public.js';
 
-/** The public area is not an RSA or NIST-curve ECC key that node:crypto can use. */
-export class TpmKeyUnsupportedError extends GrantorError {
-  constructor(reason: string) {
-    super('tpm_key_unsupported', reason);
-  }
-}
-
-/** The public area's key material is malformed (wrong length, point not on the curve). */
-export class TpmKeyInvalidError extends GrantorError {
-  constructor(reason: string, cause?: unknown) {
-    super('tpm_key_invalid', reason, cause === undefined ? undefined : { cause });
-  }
-}
+export { TpmKeyInvalidError, TpmKeyUnsupportedError } from '../errors.js';
 
 export const DEFAULT_RSA_EXPONENT = 65537;
 

@@ -14,7 +14,7 @@ import {
   type HashAlgId,
   type HashAlgName,
 } from './constants.js';
-import { TpmParseOversizedError } from './errors.js';
+import { TpmParseOversizedError } from '../errors.js';
 
 export type NvType = (typeof TPM_NT)[keyof typeof TPM_NT];
 

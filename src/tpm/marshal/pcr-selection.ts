@@ -1,9 +1,10 @@
 /** TPML_PCR_SELECTION / TPMS_PCR_SELECTION, list helpers and PCR digests. */
 import { createHash } from 'node:crypto';
-import { GrantorError } from '../../shared/errors.js';
+import { PcrValuesError, TpmParseOversizedError } from '../errors.js';
 import { TpmMarshalError, marshal, parseAll, type TpmReader, type TpmWriter } from './buffer.js';
 import { TPM_MAX, hashInfo, hashInfoByName, type HashAlgId, type HashName } from './constants.js';
-import { TpmParseOversizedError } from './errors.js';
+
+export { PcrValuesError } from '../errors.js';
 
 /** TPMS_PCR_SELECTION as marshalled: the bank, and a bitmap (PCR n = byte n>>3, bit n&7). */
 export interface PcrSelection {
@@ -117,13 +118,6 @@ export function pcrListToSelection(list: readonly PcrBankSelection[]): PcrSelect
     for (const p of pcrs) pcrSelect[p >> 3] = (pcrSelect[p >> 3] ?? 0) | (1 << (p & 7));
     return { hashAlg: info.id, pcrSelect };
   });
-}
-
-/** A PCR value that the selection needs is missing or has the wrong length. */
-export class PcrValuesError extends GrantorError {
-  constructor(reason: string, details: { bank: string; pcr?: number }) {
-    super('tpm_pcr_values_invalid', reason, { details });
-  }
 }
 
 /** PCR values by bank and index, e.g. `{ sha256: { 0: <32 bytes>, 7: ... } }`. */

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { fixture, parseCode } from '../../../test/marshal/support.js';
 import { marshal } from './buffer.js';
 import { TPM_ALG, TPM_ECC } from './constants.js';
-import { TpmParseError } from './errors.js';
+import { TpmParseError } from '../errors.js';
 import {
   decodeObjectAttributes,
   encodeObjectAttributes,
@@ -51,16 +51,10 @@ describe('TPM2B_PUBLIC / TPMT_PUBLIC from swtpm + tpm2-tools', () => {
     expect(pub.type).toBe(TPM_ALG.ECC);
     if (pub.type !== TPM_ALG.ECC) return;
     expect(pub.nameAlg).toBe(TPM_ALG.SHA256);
-    expect(pub.objectAttributes).toEqual(
-      objectAttributes(
-        'fixedTPM',
-        'fixedParent',
-        'sensitiveDataOrigin',
-        'userWithAuth',
-        'restricted',
-        'sign',
-      ),
-    );
+    // TPMA_OBJECT (Part 2, 8.3.2) as tpm2_createak sets it: fixedTPM (bit 1), fixedParent (4),
+    // sensitiveDataOrigin (5), userWithAuth (6), restricted (16), sign (18).
+    const bits = [1, 4, 5, 6, 16, 18].reduce((a, b) => a | (1 << b), 0);
+    expect(pub.objectAttributes).toEqual(decodeObjectAttributes(bits));
     expect(pub.parameters).toEqual({
       symmetric: { algorithm: TPM_ALG.NULL },
       scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },

@@ -3,11 +3,23 @@
  * TPM signs: ECDSA (r, s), RSASSA-PKCS1-v1_5, and RSASSA-PSS with salt length = hash length.
  */
 import { constants, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { GrantorError } from '../../shared/errors.js';
+import {
+  TpmSignatureHashMismatchError,
+  TpmSignatureInvalidError,
+  TpmSignatureOutOfRangeError,
+  TpmSignatureSchemeMismatchError,
+} from '../errors.js';
 import { TPM_ALG, TPM_ECC, hashInfo } from './constants.js';
 import { publicToKeyObject } from './keys.js';
 import type { TpmtPublic } from './public.js';
 import type { TpmtSignature } from './signature.js';
+
+export {
+  TpmSignatureHashMismatchError,
+  TpmSignatureInvalidError,
+  TpmSignatureOutOfRangeError,
+  TpmSignatureSchemeMismatchError,
+} from '../errors.js';
 
 /**
  * KeyObjects by public area (parsed areas are immutable): building one costs more than the
@@ -22,34 +34,6 @@ function keyObjectOf(pub: TpmtPublic): KeyObject {
     keyObjects.set(pub, key);
   }
   return key;
-}
-
-/** The signature's scheme does not fit the key (type, or the key's fixed scheme). */
-export class TpmSignatureSchemeMismatchError extends GrantorError {
-  constructor(reason: string) {
-    super('tpm_signature_scheme_mismatch', reason);
-  }
-}
-
-/** The signature's hash is not the key's scheme hash, or not one node:crypto can verify. */
-export class TpmSignatureHashMismatchError extends GrantorError {
-  constructor(reason: string) {
-    super('tpm_signature_hash_mismatch', reason);
-  }
-}
-
-/** ECDSA r or s outside [1, n-1], or an RSA signature not the size of the modulus. */
-export class TpmSignatureOutOfRangeError extends GrantorError {
-  constructor(reason: string) {
-    super('tpm_signature_out_of_range', reason);
-  }
-}
-
-/** The signature does not verify. */
-export class TpmSignatureInvalidError extends GrantorError {
-  constructor() {
-    super('tpm_signature_invalid', 'signature does not verify');
-  }
 }
 
 /** Curve orders n of the curves we verify on. */

@@ -1,5 +1,9 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { GrantorError } from '../shared/errors.js';
+import * as errors from './errors.js';
 import {
   TPM_RC,
   TpmArgumentError,
@@ -9,7 +13,8 @@ import {
   TpmUnavailableError,
   fromNative,
   tpmBaseRc,
-} from './tpm-error.js';
+} from './errors.js';
+import * as marshal from './marshal/index.js';
 
 const nativeRc = (rc: number, layer: string, command = 'NV_Read'): Error =>
   Object.assign(new Error('x'), {
@@ -87,5 +92,49 @@ describe('fromNative', () => {
     const e = fromNative('weird', 'Quote');
     expect(e).toBeInstanceOf(TpmResponseError);
     expect(e.code).toBe('tpm_error');
+  });
+});
+
+describe('the one home of the TPM error classes', () => {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const sources = readdirSync(here, { recursive: true, encoding: 'utf8' }).filter(
+    (f) => f.endsWith('.ts') && !f.endsWith('.test.ts'),
+  );
+
+  it('is this file: no other source under src/tpm declares an error class', () => {
+    const elsewhere = sources.filter(
+      (f) =>
+        f !== 'errors.ts' &&
+        /\bclass\s+\w+\s+extends\s+\w*Error\b/.test(readFileSync(join(here, f), 'utf8')),
+    );
+    expect(sources).toContain(join('marshal', 'verify.ts'));
+    expect(elsewhere).toEqual([]);
+  });
+
+  it("re-exports the TPM structures' errors from ./marshal, where callers found them before", () => {
+    const adapter = ['TpmError', 'TpmUnavailableError', 'TpmClosedError', 'TpmResponseError'];
+    const structureErrors = Object.entries(errors).filter(
+      ([name, value]) =>
+        typeof value === 'function' &&
+        value.prototype instanceof Error &&
+        ![...adapter, 'TpmArgumentError'].includes(name),
+    );
+    expect(structureErrors.map(([name]) => name).sort()).toEqual([
+      'PcrValuesError',
+      'TpmKeyInvalidError',
+      'TpmKeyUnsupportedError',
+      'TpmMarshalError',
+      'TpmParseError',
+      'TpmParseInvalidError',
+      'TpmParseOversizedError',
+      'TpmParseTrailingError',
+      'TpmParseTruncatedError',
+      'TpmSignatureHashMismatchError',
+      'TpmSignatureInvalidError',
+      'TpmSignatureOutOfRangeError',
+      'TpmSignatureSchemeMismatchError',
+    ]);
+    const reexported = marshal as Record<string, unknown>;
+    for (const [name, value] of structureErrors) expect(reexported[name], name).toBe(value);
   });
 });
