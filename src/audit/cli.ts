@@ -53,7 +53,8 @@ const USAGE =
   'usage: grantor audit export FILE [--from N] [--to N] [--since N] [--nonce HEX] [--period N] [--legacy]\n' +
   '       grantor audit verify FILE --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)\n' +
   '                            [--nonce HEX] [--since-checkpoint NOTE_FILE] [--allow-missing-policies]\n' +
-  '       grantor audit verify --full';
+  '       grantor audit verify --full\n' +
+  '       grantor audit retire PERIOD';
 
 /** An error as one line: its code first when it has one. */
 function describeError(err: unknown): string {
@@ -201,6 +202,7 @@ export async function runAuditCli(
     return 2;
   }
   if (command === 'export') return exportLocal(file, rest, deps, out);
+  if (command === 'retire') return retireLocal(file, rest, deps, out);
   if (command === 'verify') {
     let head: string;
     try {
@@ -249,6 +251,48 @@ async function exportLocal(
   } catch (err) {
     out.err(`audit export failed: ${describeError(err)}`);
     return 2;
+  } finally {
+    await local.close();
+  }
+}
+
+/** The actor a local ceremony records: the operator at the appliance's console. */
+export const LOCAL_ACTOR = 'cli';
+
+/**
+ * `retire PERIOD`: the local form of POST /v1/audit/periods/{period}/retire (server
+ * stopped): the frozen period's entries exported, verified, recorded and deleted
+ * (docs/audit.md "Retention"); the act is audited with the actor `cli`.
+ */
+async function retireLocal(
+  period: string,
+  rest: readonly string[],
+  deps: AuditCliDeps,
+  out: CliOutput,
+): Promise<number> {
+  if (!/^(0|[1-9][0-9]{0,8})$/.test(period) || rest.length > 0) {
+    out.err(USAGE);
+    return 2;
+  }
+  if (deps.openAudit === undefined) {
+    out.err('audit retire: the appliance is not configured here');
+    return 2;
+  }
+  const local = await deps.openAudit();
+  try {
+    await local.audit.ready();
+    const done = await local.audit.retirePeriod(
+      Number(period),
+      LOCAL_ACTOR,
+      local.policySet ?? (() => Promise.resolve(undefined)),
+    );
+    out.out(
+      `retired period ${String(done.period)}: entries ${String(done.from)}..${String(done.to - 1)} moved to ${done.file} (sha256 ${done.bundleDigest}); its tiles and proofs stay`,
+    );
+    return 0;
+  } catch (err) {
+    out.err(`audit retire failed: ${describeError(err)}`);
+    return 1;
   } finally {
     await local.close();
   }

@@ -322,4 +322,42 @@ describe('retention of a frozen period', () => {
     expect(edited.out).toMatch(/^FAIL: log period 0: .*\(store_batch_root_mismatch\)$/m);
     expect(edited.code).toBe(1);
   });
+  it('grantor audit retire PERIOD retires locally, audited as the cli, and refuses with the codes of the route', async () => {
+    const r = await rig();
+    const audit = await periods(r);
+    const run = async (...argv: string[]): Promise<{ code: number; out: string; err: string }> => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runAuditCli(
+        ['retire', ...argv],
+        {
+          openAudit: () =>
+            Promise.resolve({ audit, policySet: archive, close: () => Promise.resolve() }),
+        },
+        { out: (l) => out.push(l), err: (l) => err.push(l) },
+      );
+      return { code, out: out.join('\n'), err: err.join('\n') };
+    };
+    expect((await run('zero')).code).toBe(2);
+    expect((await run('0', '1')).code).toBe(2);
+    const current = await run('2');
+    expect(current.code).toBe(1);
+    expect(current.err).toContain('audit_period_current');
+    expect(await rawEntries(r.db, 0)).toBe(7);
+
+    const done = await run('0');
+    expect(done.code).toBe(0);
+    expect(done.out).toMatch(
+      /^retired period 0: entries 0\.\.6 moved to \S+ \(sha256 [0-9a-f]{64}\)/,
+    );
+    expect(await rawEntries(r.db, 0)).toBe(0);
+    const acts = await audit.query({ type: 'audit.period.retired' }, 0, 10);
+    expect(acts.entries.map((e) => e.facts)).toEqual([
+      expect.objectContaining({ period: 0, actor: 'cli' }),
+    ]);
+
+    const again = await run('0');
+    expect(again.code).toBe(1);
+    expect(again.err).toContain('audit_period_retired');
+  });
 });

@@ -208,6 +208,16 @@ export const COMMANDS: readonly Command[] = [
     where: ['local', 'remote'],
   },
   {
+    path: ['audit', 'retire'],
+    summary: "move a frozen log period's entries out into a verified bundle (server stopped)",
+    args: 'PERIOD',
+    options: {},
+    description:
+      'Retention (docs/audit.md "Retention"): exports the frozen period\'s evidence bundle to <state>/audit-retired/, verifies it as an auditor would (nothing is deleted if it does not: audit_retire_bundle_invalid), appends audit.period.retired with the actor cli, then deletes the entries, bodies and indexes; the tiles, batch records and checkpoints stay, so proofs still answer. Refused for the current period (audit_period_current), an unknown one (audit_period_not_found) or one retired already (audit_period_retired). On a running appliance this is POST /v1/audit/periods/{period}/retire with an operator credential.',
+    examples: ['grantor audit retire 0'],
+    where: ['local'],
+  },
+  {
     path: ['audit', 'verify'],
     summary:
       'verify a bundle or an export offline (no appliance needed), or the local store with --full',
