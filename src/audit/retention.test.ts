@@ -360,4 +360,19 @@ describe('retention of a frozen period', () => {
     expect(again.code).toBe(1);
     expect(again.err).toContain('audit_period_retired');
   });
+  it('a period before a retired one still exports and retires: the chain needs only the later link entries', async () => {
+    const r = await rig();
+    const audit = await periods(r);
+    await audit.retirePeriod(1, 'olivia', archive);
+    expect(await codeOf((await audit.inPeriod(1)).entries(1, 1))).toBe('audit_entries_retired');
+    // Period 0's bundle carries period 1's link entry (kept) and checkpoint to the current.
+    const record = await audit.retirePeriod(0, 'olivia', archive);
+    expect(record).toMatchObject({ period: 0, from: 0, to: 7, state: 'done' });
+    const text = await readFile(join(r.dir, 'retired', record.file), 'utf8');
+    const report = await verifyBundle(text.split('\n'), {
+      verifierKey: parseVerifierKey(noteVerifierKey(r.signer.keyName, r.signer.publicKey)),
+      skipTpmEvidence: true,
+    });
+    expect(report).toMatchObject({ entries: 7, bodies: 7, policies: 1, successors: 2 });
+  });
 });
