@@ -1,6 +1,5 @@
 /** Test doubles shared by the attestation service tests. */
 import { generateKeyPairSync } from 'node:crypto';
-import { objectName } from '../../tpm/marshal/public.js';
 import type { AttestationService, AuditSink, EcSessionJwk } from '../service.js';
 import { qualifyingData } from '../verify-quote.js';
 import { SoftEk, SoftTpm } from './soft-tpm.js';
@@ -48,12 +47,7 @@ export async function enrollRuntime(
     ekPublic: ek.ekPublicBytes.toString('base64'),
     akPublic: tpm.akPublicBytes.toString('base64'),
   });
-  const secret = ek.activate(
-    Buffer.from(enrolled.credentialBlob, 'base64'),
-    Buffer.from(enrolled.encryptedSecret, 'base64'),
-    objectName(tpm.akPublic),
-  );
-  return { runtimeId: enrolled.runtimeId, secret: secret.toString('base64') };
+  return { runtimeId: enrolled.runtimeId, secret: ek.activateEnrollment(enrolled, tpm) };
 }
 
 /**
