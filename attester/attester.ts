@@ -79,6 +79,23 @@ export interface AttesterOptions {
 /** A grant request body (PROTOCOL.md §3) before its proof is attached (shared with the appliance). */
 export type { GrantRequestBody };
 
+/**
+ * Session mode (§3) for any request body: ES256 (r‖s, base64url) with the session key `key`
+ * of the attested session `attestationId` over JCS(request without session.signature).
+ */
+export function signSessionRequest<T extends object>(
+  body: T,
+  attestationId: string,
+  key: KeyObject,
+): T & { session: { attestationId: string; signature: string } } {
+  const unsigned = { ...body, session: { attestationId } };
+  const signature = sign('sha256', Buffer.from(jcs(unsigned), 'utf8'), {
+    key,
+    dsaEncoding: 'ieee-p1363',
+  }).toString('base64url');
+  return { ...body, session: { attestationId, signature } };
+}
+
 export interface GrantAnswer {
   readonly grantId: string;
   readonly grant: string;
@@ -295,12 +312,7 @@ export class Attester {
     const attestationId = this.#attestationId;
     if (key === undefined || attestationId === undefined)
       throw new AttesterError('no attested session: attest first', 0, undefined);
-    const unsigned = { ...body, session: { attestationId } };
-    const signature = sign('sha256', Buffer.from(jcs(unsigned), 'utf8'), {
-      key,
-      dsaEncoding: 'ieee-p1363',
-    }).toString('base64url');
-    return { ...body, session: { attestationId, signature } };
+    return signSessionRequest(body, attestationId, key);
   }
 
   /**

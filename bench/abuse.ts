@@ -68,7 +68,7 @@ await provisionTpmTemplate(join(root, 'tpm-template'));
 // startSimTpm copies this template; the appliance provisions its own SoftHSM2 token.
 process.env.GRANTOR_TEST_TPM_TEMPLATE = join(root, 'tpm-template');
 
-const { startApplianceRig, enrollOverHttp, attestOverHttp } =
+const { startCrashRig, enrollOverHttp, attestOverHttp } =
   await import('../test/grants/crash-rig.js');
 const { grantBody, signed } = await import('../test/grants/rig.js');
 
@@ -86,7 +86,7 @@ const count = (r: AutocannonResult, prefix: string): number =>
     .reduce((n, [, s]) => n + (s?.count ?? 0), 0);
 
 // The appliance's default rate limits (src/shared/config.ts), as an operator would run it.
-const rig = await startApplianceRig();
+const rig = await startCrashRig();
 const child = await rig.start();
 let failed = false;
 try {

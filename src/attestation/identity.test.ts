@@ -9,7 +9,14 @@ import { parseEnrollmentRules, type EnrollmentRuleSet } from './enrollment-rules
 import { parseReferencePolicy } from './reference-policy.js';
 import { MemoryRuntimeStore } from './runtime-store.port.js';
 import { AttestationService } from './service.js';
-import { codeOf, enrollRuntime, FakeAudit, sessionKey } from './testing/fakes.js';
+import {
+  answerChallenge,
+  codeOf,
+  enrollRuntime,
+  type FakeAudit,
+  freshRuntime,
+  sessionKey,
+} from './testing/fakes.js';
 import { SoftEk, SoftTpm } from './testing/soft-tpm.js';
 import { qualifyingData } from './verify-quote.js';
 
@@ -66,10 +73,7 @@ async function enroll(
 }
 
 async function attest(runtimeId: string) {
-  const { nonce } = await svc.challenge(runtimeId);
-  const key = sessionKey();
-  const n = Buffer.from(nonce, 'base64');
-  return svc.attest(runtimeId, { ...tpm.quote(n, qualifyingData(n, key)), sessionKey: key });
+  return svc.attest(runtimeId, await answerChallenge(svc, tpm, runtimeId));
 }
 
 function ruleFor(e: SoftEk, labels: Record<string, string>, state = 'active') {
@@ -83,11 +87,7 @@ function ruleFor(e: SoftEk, labels: Record<string, string>, state = 'active') {
 }
 
 beforeEach(() => {
-  now = new Date('2030-01-01T00:00:00Z');
-  audit = new FakeAudit();
-  tpm = new SoftTpm('ecc');
-  tpm.extend('sha256', 7, 'boot');
-  ek = new SoftEk();
+  ({ now, audit, tpm, ek } = freshRuntime());
   rules = { version: 1, rules: [] };
   svc = makeService();
 });

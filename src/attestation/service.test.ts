@@ -5,7 +5,13 @@ import { marshalTpm2bPublic, objectName } from '../tpm/marshal/public.js';
 import { parseReferencePolicy } from './reference-policy.js';
 import { MemoryRuntimeStore, type RuntimeStore } from './runtime-store.port.js';
 import { AttestationService } from './service.js';
-import { codeOf, enrollRuntime, FakeAudit, sessionKey } from './testing/fakes.js';
+import {
+  answerChallenge,
+  codeOf,
+  enrollRuntime,
+  type FakeAudit,
+  freshRuntime,
+} from './testing/fakes.js';
 import { SoftEk, SoftTpm } from './testing/soft-tpm.js';
 import { qualifyingData } from './verify-quote.js';
 
@@ -49,24 +55,17 @@ async function enrollAndActivate(s = svc, t = tpm, e = ek, name = 'agent-7'): Pr
   return runtimeId;
 }
 
-async function quoteBody(
+function quoteBody(
   runtimeId: string,
   options: Parameters<SoftTpm['quote']>[2] = {},
   s = svc,
   t = tpm,
 ) {
-  const { nonce } = await s.challenge(runtimeId);
-  const key = sessionKey();
-  const n = Buffer.from(nonce, 'base64');
-  return { ...t.quote(n, qualifyingData(n, key), options), sessionKey: key };
+  return answerChallenge(s, t, runtimeId, options);
 }
 
 beforeEach(() => {
-  now = new Date('2030-01-01T00:00:00Z');
-  audit = new FakeAudit();
-  tpm = new SoftTpm('ecc');
-  tpm.extend('sha256', 7, 'boot');
-  ek = new SoftEk();
+  ({ now, audit, tpm, ek } = freshRuntime());
   svc = makeService();
 });
 

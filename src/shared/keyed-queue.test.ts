@@ -3,17 +3,22 @@ import { KeyedQueue } from './keyed-queue.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/** A call named `name` that records its start and its end (one tick apart) in `events`. */
+const recorded = (events: string[], name: string) => async (): Promise<string> => {
+  events.push(`${name} start`);
+  await tick();
+  events.push(`${name} end`);
+  return name;
+};
+
 describe('KeyedQueue', () => {
   it('runs calls for one key in call order, one at a time, and forgets idle keys', async () => {
     const q = new KeyedQueue();
     const events: string[] = [];
-    const call = (name: string) => async () => {
-      events.push(`${name} start`);
-      await tick();
-      events.push(`${name} end`);
-      return name;
-    };
-    const results = await Promise.all([q.run('k', call('a')), q.run('k', call('b'))]);
+    const results = await Promise.all([
+      q.run('k', recorded(events, 'a')),
+      q.run('k', recorded(events, 'b')),
+    ]);
     expect(results).toEqual(['a', 'b']);
     expect(events).toEqual(['a start', 'a end', 'b start', 'b end']);
     expect(q.size).toBe(0);
@@ -22,12 +27,7 @@ describe('KeyedQueue', () => {
   it('runs different keys concurrently', async () => {
     const q = new KeyedQueue();
     const events: string[] = [];
-    const call = (name: string) => async () => {
-      events.push(`${name} start`);
-      await tick();
-      events.push(`${name} end`);
-    };
-    await Promise.all([q.run('x', call('x')), q.run('y', call('y'))]);
+    await Promise.all([q.run('x', recorded(events, 'x')), q.run('y', recorded(events, 'y'))]);
     expect(events.slice(0, 2)).toEqual(['x start', 'y start']);
   });
 

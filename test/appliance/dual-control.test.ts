@@ -5,31 +5,21 @@
  * the change takes effect for the next enrollment or quote, survives a restart, and is
  * audited. Also: refused operator attempts are audited, bounded, without the token.
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openAppliance, type Appliance } from '../../src/appliance.js';
 import { qualifyingData } from '../../src/attestation/index.js';
 import { bundleSha256 } from '../../src/attestation/registrar.js';
+import { sessionKey } from '../../src/attestation/testing/fakes.js';
 import { SoftEk, SoftTpm } from '../../src/attestation/testing/soft-tpm.js';
 import type { App } from '../../src/http/app.js';
 import { buildApplianceApp } from '../../src/http/server.js';
 import { makeCa, makeLeaf } from '../../src/operators/testing/certs.js';
 import { loadConfig, type AppConfig } from '../../src/shared/config.js';
-import { objectName } from '../../src/tpm/marshal/public.js';
-import { provisionOnTpm } from '../rig/appliance.js';
+import { provisionOnTpm, startApplianceRig, type ApplianceRig } from '../rig/appliance.js';
 import { checkRouteGuards } from '../operators/route-guard.js';
-import {
-  applianceEnv,
-  provisionSimHsm,
-  repoRoot,
-  startSimTpm,
-  type SimHsm,
-  type SimTpm,
-  writeEkTrust,
-} from '../rig/sim.js';
+import { repoRoot, writeEkTrust } from '../rig/sim.js';
 import { makeEkCa, type OpensslCa } from './dual-control.rig.js';
 
 interface ErrorAnswer {
@@ -48,9 +38,7 @@ interface Entry {
   reasons?: string[];
 }
 
-let dir: string;
-let tpm: SimTpm;
-let hsm: SimHsm;
+let rig: ApplianceRig;
 let caOld: OpensslCa;
 let caNew: OpensslCa;
 let caOther: OpensslCa;
@@ -65,8 +53,8 @@ const runtimeTpm = new SoftTpm('ecc');
 
 function config(): AppConfig {
   return loadConfig(
-    applianceEnv(tpm, hsm, dir, {
-      GRANTOR_REFERENCE_POLICIES: join(dir, 'reference-policies.json'),
+    rig.env({
+      GRANTOR_REFERENCE_POLICIES: join(rig.dir, 'reference-policies.json'),
       GRANTOR_OPERATOR_REFUSAL_MAX_PER_WINDOW: '1000',
     }),
     repoRoot,
@@ -132,15 +120,10 @@ async function activeRuntime(name: string, labels: Record<string, string>): Prom
   const { res, ek } = await enroll(caNew, name, labels);
   expect(res.statusCode).toBe(201);
   const e = res.json<{ runtimeId: string; credentialBlob: string; encryptedSecret: string }>();
-  const secret = ek.activate(
-    Buffer.from(e.credentialBlob, 'base64'),
-    Buffer.from(e.encryptedSecret, 'base64'),
-    objectName(runtimeTpm.akPublic),
-  );
   const act = await app.inject({
     method: 'POST',
     url: `/v1/runtimes/${e.runtimeId}/activation`,
-    payload: { secret: secret.toString('base64') },
+    payload: { secret: ek.activateEnrollment(e, runtimeTpm) },
   });
   expect(act.json<{ state: string }>().state).toBe('active');
   parentEks.set(e.runtimeId, ek);
@@ -163,18 +146,15 @@ async function attest(runtimeId: string) {
   const ch = await app.inject({ method: 'POST', url: `/v1/runtimes/${runtimeId}/challenges` });
   expect(ch.statusCode).toBe(201);
   const nonce = Buffer.from(ch.json<{ nonce: string }>().nonce, 'base64');
-  const jwk = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({
-    format: 'jwk',
-  });
-  const sessionKey = { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+  const key = sessionKey();
   return app.inject({
     method: 'POST',
     url: `/v1/runtimes/${runtimeId}/attestations`,
     payload: {
-      ...runtimeTpm.quote(nonce, qualifyingData(nonce, sessionKey), {
+      ...runtimeTpm.quote(nonce, qualifyingData(nonce, key), {
         selection: [{ bank: 'sha256', pcrs: [0] }],
       }),
-      sessionKey,
+      sessionKey: key,
     },
   });
 }
@@ -189,13 +169,13 @@ async function auditEntries(): Promise<Entry[]> {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'grantor-dual-'));
-  tpm = await startSimTpm();
-  hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-dual');
-  process.env.SOFTHSM2_CONF = hsm.conf;
+  rig = await startApplianceRig('dual');
+  const { dir } = rig;
   caOld = await makeEkCa(dir, 'old-ek-ca');
   caNew = await makeEkCa(dir, 'new-ek-ca');
   caOther = await makeEkCa(dir, 'other-ek-ca');
+  // The runtimes here are software TPMs whose EK certificates these CAs issue: the
+  // appliance starts out trusting the old one, in place of the rig swtpm's own CA.
   await writeEkTrust(dir, caOld.pem);
   const pcr0 = runtimeTpm.value('sha256', 0).toString('hex');
   await writeFile(
@@ -224,8 +204,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stop().catch(() => undefined);
-  await tpm.destroy();
-  await rm(dir, { recursive: true, force: true });
+  await rig.destroy();
 });
 
 describe('replacing the trusted EK CA bundle', () => {

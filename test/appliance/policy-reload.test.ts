@@ -14,15 +14,8 @@ import type { Appliance } from '../../src/appliance.js';
 import type { App } from '../../src/http/app.js';
 import { policySetHash, readPolicySource } from '../../src/policy/index.js';
 import { jcsSha256Hex } from '../../src/shared/jcs.js';
-import { createEccAk } from '../attestation/tools.js';
-import {
-  attest,
-  enroll,
-  grantBody,
-  signed,
-  type Runtime,
-  type SessionKeyPair,
-} from '../grants/rig.js';
+import { sessionRequest } from '../grants/rig.js';
+import { attestTpmRuntime, type TpmRuntime } from '../grants/tpm-runtime.js';
 import { repoRoot } from '../rig/sim.js';
 import { startRealAppliance, type RealAppliance } from './real.js';
 
@@ -58,8 +51,7 @@ let policyDir: string;
 let real: RealAppliance;
 let appliance: Appliance;
 let app: App;
-let runtime: Runtime;
-let session: { attestationId: string; key: SessionKeyPair };
+let support: TpmRuntime;
 const tokens = { operator: '', auditor: '', custodian: '' };
 let operatorId: string;
 
@@ -97,7 +89,7 @@ async function requestGrant() {
   return app.inject({
     method: 'POST',
     url: '/v1/grants',
-    payload: signed(grantBody(runtime), session.attestationId, session.key.privateKey),
+    payload: sessionRequest({ runtime: support.rt, session: support.session }),
   });
 }
 
@@ -132,15 +124,7 @@ beforeAll(async () => {
   operatorId = op.info.id;
   tokens.auditor = (await ops.create({ role: 'auditor', actor: 'aude' })).token;
   tokens.custodian = (await ops.create({ role: 'key_custodian', actor: 'kim' })).token;
-  await createEccAk(real.tools);
-  runtime = await enroll(
-    real.rig,
-    'support-agent',
-    { team: 'support' },
-    { ctx: 'ak.ctx', pub: 'ak.pub' },
-    'rsa',
-  );
-  session = await attest(real.rig, runtime);
+  support = await attestTpmRuntime(real, 'support-agent');
 }, 180_000);
 
 afterAll(async () => {

@@ -17,7 +17,7 @@ import {
   attest,
   grantBody,
   quoted,
-  signed,
+  sessionRequest,
   type Runtime,
   type SessionKeyPair,
 } from '../grants/rig.js';
@@ -111,6 +111,9 @@ describe('operator-owned runtime identity on the real appliance', () => {
   let runtime: Runtime;
   let view: View;
   let session: { attestationId: string; key: SessionKeyPair };
+  /** The runtime's usual request, signed with its current session. */
+  const askGrant = () =>
+    inject('POST', '/v1/grants', undefined, sessionRequest({ runtime, session }));
 
   it('a squatter holding the EK certificate blocks it only until an operator releases it', async () => {
     // Anyone has the EK certificate (public) and can make an AK of their own.
@@ -158,12 +161,7 @@ describe('operator-owned runtime identity on the real appliance', () => {
     expect(view.requestedLabels).toEqual({ team: 'support' });
     expect(view.labelSource).toBe('rule:rig');
     session = await attest(real.rig, runtime);
-    const ask = await inject(
-      'POST',
-      '/v1/grants',
-      undefined,
-      signed(grantBody(runtime), session.attestationId, session.key.privateKey),
-    );
+    const ask = await askGrant();
     expect(ask.status).toBe(403);
     expect(codeOf(ask)).toBe('policy_denied');
   });
@@ -204,20 +202,10 @@ describe('operator-owned runtime identity on the real appliance', () => {
     const assigned = put.body as View;
     expect(assigned.labels).toEqual({ team: 'support' });
     expect(assigned.labelSource).toBe(`operator:${ids.alice ?? ''}`);
-    const stale = await inject(
-      'POST',
-      '/v1/grants',
-      undefined,
-      signed(grantBody(runtime), session.attestationId, session.key.privateKey),
-    );
+    const stale = await askGrant();
     expect(codeOf(stale)).toBe('session_not_live');
     session = await attest(real.rig, runtime);
-    const ok = await inject(
-      'POST',
-      '/v1/grants',
-      undefined,
-      signed(grantBody(runtime), session.attestationId, session.key.privateKey),
-    );
+    const ok = await askGrant();
     expect(ok.status).toBe(201);
     const entries = await inject('GET', '/v1/audit/entries?from=0&limit=1000', 'aude');
     const types = (entries.body as { entries: { type: string }[] }).entries.map((e) => e.type);
@@ -290,12 +278,7 @@ describe('operator-owned runtime identity on the real appliance', () => {
       verdict: 'untrusted',
       reasons: ['pcr_policy_violation'],
     });
-    const after = await inject(
-      'POST',
-      '/v1/grants',
-      undefined,
-      signed(grantBody(runtime), session.attestationId, session.key.privateKey),
-    );
+    const after = await askGrant();
     expect(codeOf(after)).toBe('session_not_live');
   });
 });

@@ -3,16 +3,15 @@
  * strict schemas, and the §1/§2 flow with a software TPM (the swtpm flows are in
  * e2e.test.ts, adversarial.test.ts and attester.test.ts).
  */
-import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qualifyingData } from '../../src/attestation/index.js';
+import { sessionKey } from '../../src/attestation/testing/fakes.js';
 import { SoftEk, SoftTpm } from '../../src/attestation/testing/soft-tpm.js';
 import { createServer, type App } from '../../src/http/app.js';
 import { operatorAuth } from '../../src/http/plugins/auth.js';
 import { runtimesRoutes } from '../../src/http/routes/runtimes.js';
 import { UnauthenticatedError } from '../../src/operators/errors.js';
 import type { OperatorActor } from '../../src/operators/roles.js';
-import { objectName } from '../../src/tpm/marshal/public.js';
 import { softAttestationService } from './harness.js';
 
 const OPERATOR = `gop_${'0'.repeat(16)}${'A'.repeat(43)}`;
@@ -87,15 +86,10 @@ describe('runtime routes', () => {
       credentialBlob: string;
       encryptedSecret: string;
     }>();
-    const secret = ek.activate(
-      Buffer.from(e.credentialBlob, 'base64'),
-      Buffer.from(e.encryptedSecret, 'base64'),
-      objectName(tpm.akPublic),
-    );
     const act = await app.inject({
       method: 'POST',
       url: `/v1/runtimes/${e.runtimeId}/activation`,
-      payload: { secret: secret.toString('base64') },
+      payload: { secret: ek.activateEnrollment(e, tpm) },
     });
     expect(act.json()).toEqual({ runtimeId: e.runtimeId, state: 'pending_approval' });
 
@@ -127,15 +121,12 @@ describe('runtime routes', () => {
     const ch = await app.inject({ method: 'POST', url: `/v1/runtimes/${e.runtimeId}/challenges` });
     expect(ch.statusCode).toBe(201);
     const nonce = Buffer.from(ch.json<{ nonce: string }>().nonce, 'base64');
-    const jwk = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({
-      format: 'jwk',
-    });
-    const sessionKey = { kty: 'EC', crv: 'P-256', x: jwk.x ?? '', y: jwk.y ?? '' };
+    const key = sessionKey();
     const body = {
-      ...tpm.quote(nonce, qualifyingData(nonce, sessionKey), {
+      ...tpm.quote(nonce, qualifyingData(nonce, key), {
         selection: [{ bank: 'sha256', pcrs: [0] }],
       }),
-      sessionKey,
+      sessionKey: key,
     };
     const res = await app.inject({
       method: 'POST',

@@ -7,28 +7,19 @@
  * and token; its attested sessions live in its memory, so each start needs a new attest.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { qualifyingData, type EcSessionJwk } from '../../src/attestation/index.js';
 import { loadConfig } from '../../src/shared/config.js';
-import { provisionOnTpm } from '../rig/appliance.js';
+import { provisionOnTpm, startApplianceRig } from '../rig/appliance.js';
 import { activateWithTools, readPcrs } from '../attestation/harness.js';
 import { createEccAk, tpm2Tools, type Tools } from '../attestation/tools.js';
 import { buildCrashChild, type CrashChild } from '../audit/crash-harness.js';
 import { registerSecret } from '../rig/secrets.js';
-import {
-  applianceEnv,
-  provisionSimHsm,
-  repoRoot,
-  startSimTpm,
-  type SimHsm,
-  type SimTpm,
-  writeEkTrust,
-} from '../rig/sim.js';
+import { repoRoot, startSimTpm, type SimHsm, type SimTpm, writeEkTrust } from '../rig/sim.js';
 import { newSessionKeyPair, PCRS, type SessionKeyPair } from './rig.js';
 
-export interface ApplianceRig {
+export interface CrashRig {
   readonly dir: string;
   readonly applianceTpm: SimTpm;
   readonly runtimeTpm: SimTpm;
@@ -57,24 +48,26 @@ export interface ApplianceChild {
   stop(): Promise<NodeJS.Signals | null>;
 }
 
-/** Provision everything once: TPMs, token, EK CA, reference policy, the audit anchor. */
-export async function startApplianceRig(
+/**
+ * Provision everything once: the appliance rig (its TPM, token and folder), a runtime TPM
+ * and its EK CA, the reference policy, the audit anchor.
+ */
+export async function startCrashRig(
   options: { logLevel?: string; env?: Record<string, string> } = {},
-): Promise<ApplianceRig> {
-  const dir = await mkdtemp(join(tmpdir(), 'grantor-grant-crash-'));
-  const opened: (() => Promise<void>)[] = [() => rm(dir, { recursive: true, force: true })];
+): Promise<CrashRig> {
+  const appliance = await startApplianceRig('grant-crash');
+  const { dir, hsm } = appliance;
+  const opened: (() => Promise<void>)[] = [() => appliance.destroy()];
   const close = async (): Promise<void> => {
     for (const c of opened.reverse()) await c().catch(() => undefined);
   };
   try {
-    const applianceTpm = await startSimTpm();
-    opened.push(() => applianceTpm.destroy());
     const runtimeTpm = await startSimTpm();
     opened.push(() => runtimeTpm.destroy());
     const tools = await tpm2Tools(runtimeTpm.tcti);
     opened.push(() => tools.close());
-    const hsm = await provisionSimHsm(join(dir, 'hsm'), 'grantor-crash');
-    // Every runtime of this rig works as the support team's (the operators' rule says so).
+    // The runtime TPM's EK CA, and every runtime of this rig works as the support team's
+    // (the operators' rule says so).
     await writeEkTrust(dir, runtimeTpm.ekCaPem, { team: 'support' });
     const values = await readPcrs(tools, PCRS);
     await writeFile(
@@ -86,7 +79,7 @@ export async function startApplianceRig(
         allowReset: true,
       }),
     );
-    const env: Record<string, string> = applianceEnv(applianceTpm, hsm, dir, {
+    const env: Record<string, string> = appliance.env({
       GRANTOR_APPLIANCE_ID: 'grantor-crash',
       GRANTOR_LISTEN: '127.0.0.1:0',
       GRANTOR_REFERENCE_POLICIES: join(dir, 'reference.json'),
@@ -95,15 +88,14 @@ export async function startApplianceRig(
       ...options.env,
     });
     const config = loadConfig(env, repoRoot);
-    // Provisioning runs here and creates the anchor write key in this rig's own token:
-    // SoftHSM2 reads its configuration from this process's environment at C_Initialize.
-    process.env.SOFTHSM2_CONF = hsm.conf;
+    // Provisioning runs here and creates the anchor write key in this rig's own token
+    // (startApplianceRig named it in this process's SOFTHSM2_CONF, read at C_Initialize).
     await provisionOnTpm(config);
     const child: CrashChild = await buildCrashChild(join(repoRoot, 'test/grants/crash-child.ts'));
     opened.push(() => child.dispose());
     return {
       dir,
-      applianceTpm,
+      applianceTpm: appliance.tpm,
       runtimeTpm,
       hsm,
       tools,

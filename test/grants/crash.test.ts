@@ -22,9 +22,9 @@ import {
   attestOverHttp,
   call,
   enrollOverHttp,
-  startApplianceRig,
+  startCrashRig,
   type ApplianceChild,
-  type ApplianceRig,
+  type CrashRig,
   type HttpRuntime,
 } from './crash-rig.js';
 import { grantBody, signed } from './rig.js';
@@ -46,12 +46,12 @@ const sleep = (ms: number) =>
     setTimeout(r, ms);
   });
 
-let rig: ApplianceRig;
+let rig: CrashRig;
 let running: ApplianceChild | undefined;
 let ackedInRun: readonly Acked[] = [];
 
 beforeAll(async () => {
-  rig = await startApplianceRig();
+  rig = await startCrashRig();
 }, 120_000);
 
 afterAll(async () => {

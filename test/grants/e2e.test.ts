@@ -23,8 +23,11 @@ import {
   grantBody,
   readTicketWithPop,
   quoted,
+  sessionRequest,
   signed,
   startRig,
+  TICKET_READ,
+  type AttestedRuntime,
   type Rig,
   type Runtime,
   type SessionKeyPair,
@@ -41,6 +44,23 @@ let payments: Runtime; // team payments: RSA EK, ECC AK
 let support: Runtime; // team support: P-384 EK, RSA AK
 let paySession: { attestationId: string; key: SessionKeyPair };
 let supSession: { attestationId: string; key: SessionKeyPair };
+// The runtimes with their current sessions, for sessionRequest.
+const pay: AttestedRuntime = {
+  get runtime() {
+    return payments;
+  },
+  get session() {
+    return paySession;
+  },
+};
+const sup: AttestedRuntime = {
+  get runtime() {
+    return support;
+  },
+  get session() {
+    return supSession;
+  },
+};
 
 beforeAll(async () => {
   rig = await startRig();
@@ -92,7 +112,7 @@ describe('the story, end to end', () => {
   let transfer: Issued;
 
   it('session mode: support reads a ticket (201), and the grant verifies at a gateway and with plain jose', async () => {
-    const body = signed(grantBody(support), supSession.attestationId, supSession.key.privateKey);
+    const body = sessionRequest(sup);
     const res = await post(body);
     expect(res.statusCode).toBe(201);
     ticket = res.json<Issued>();
@@ -101,11 +121,7 @@ describe('the story, end to end', () => {
       issuer: ISSUER,
       audience: 'gw_tickets',
       keys,
-      execution: {
-        action: 'tickets.read',
-        resource: 'ticket:42',
-        parametersDigest: 'ab'.repeat(32),
-      },
+      execution: TICKET_READ,
     });
     expect(verified.grantId).toBe(ticket.grantId);
     expect(verified.runtimeId).toBe(support.runtimeId);
@@ -159,13 +175,7 @@ describe('the story, end to end', () => {
       const parametersDigest = createHash('sha256')
         .update(canonicalize(params) ?? '')
         .digest('hex');
-      const issued = await post(
-        signed(
-          grantBody(support, { resource: 'ticket:T-42', parametersDigest }),
-          supSession.attestationId,
-          supSession.key.privateKey,
-        ),
-      );
+      const issued = await post(sessionRequest(sup, { resource: 'ticket:T-42', parametersDigest }));
       expect(issued.statusCode).toBe(201);
       const { grant, grantId } = issued.json<Issued>();
       // Proof of possession is on by default: a fresh challenge, signed with the session key.
@@ -204,22 +214,14 @@ describe('the story, end to end', () => {
 
   it('every grant verifies at the gateway (the HSM signature is normalised to low S)', async () => {
     const keys = await staticKeySource(await jwks());
-    const issued = await Promise.all(
-      Array.from({ length: 16 }, () =>
-        post(signed(grantBody(support), supSession.attestationId, supSession.key.privateKey)),
-      ),
-    );
+    const issued = await Promise.all(Array.from({ length: 16 }, () => post(sessionRequest(sup))));
     for (const res of issued) {
       expect(res.statusCode).toBe(201);
       await verifyGrant(res.json<Issued>().grant, {
         issuer: ISSUER,
         audience: 'gw_tickets',
         keys,
-        execution: {
-          action: 'tickets.read',
-          resource: 'ticket:42',
-          parametersDigest: 'ab'.repeat(32),
-        },
+        execution: TICKET_READ,
       });
     }
   });
@@ -227,11 +229,7 @@ describe('the story, end to end', () => {
   it('a grant for another audience, action or parameters is refused by the gateway', async () => {
     const keys = await staticKeySource(await jwks());
     const base = { issuer: ISSUER, keys };
-    const exec = {
-      action: 'tickets.read',
-      resource: 'ticket:42',
-      parametersDigest: 'ab'.repeat(32),
-    };
+    const exec = TICKET_READ;
     await expect(
       verifyGrant(ticket.grant, { ...base, audience: 'gw_payments', execution: exec }),
     ).rejects.toMatchObject({ code: 'grant_audience_mismatch' });
@@ -252,15 +250,11 @@ describe('the story, end to end', () => {
   });
 
   it('payments.transfer in session mode: 403 policy_denied with the policy reason, audited', async () => {
-    const body = signed(
-      grantBody(payments, {
-        action: 'payments.transfer',
-        resource: 'acct:1234',
-        audience: 'gw_payments',
-      }),
-      paySession.attestationId,
-      paySession.key.privateKey,
-    );
+    const body = sessionRequest(pay, {
+      action: 'payments.transfer',
+      resource: 'acct:1234',
+      audience: 'gw_payments',
+    });
     const res = await post(body);
     expect(res.statusCode).toBe(403);
     const err = res.json<ErrorReply>().error;
@@ -301,16 +295,12 @@ describe('the story, end to end', () => {
   });
 
   it('a child grant (payments.notify under the transfer) and the lineage of both', async () => {
-    const body = signed(
-      grantBody(payments, {
-        action: 'payments.notify',
-        resource: 'acct:1234',
-        audience: 'gw_payments',
-        parentGrantId: transfer.grantId,
-      }),
-      paySession.attestationId,
-      paySession.key.privateKey,
-    );
+    const body = sessionRequest(pay, {
+      action: 'payments.notify',
+      resource: 'acct:1234',
+      audience: 'gw_payments',
+      parentGrantId: transfer.grantId,
+    });
     const res = await post(body);
     expect(res.statusCode).toBe(201);
     const child = res.json<Issued>();
@@ -406,7 +396,7 @@ describe('the story, end to end', () => {
   });
 
   it('the body schema refuses unknown members and both proofs at once (400)', async () => {
-    const body = signed(grantBody(support), supSession.attestationId, supSession.key.privateKey);
+    const body = sessionRequest(sup);
     const extra = await post({ ...body, admin: true });
     expect(extra.statusCode).toBe(400);
     const both = await post({
@@ -415,13 +405,7 @@ describe('the story, end to end', () => {
     });
     expect(both.statusCode).toBe(400);
     expect(both.json<ErrorReply>().error.code).toBe('bad_request');
-    const ttl = await post(
-      signed(
-        grantBody(support, { ttlSeconds: 0 }),
-        supSession.attestationId,
-        supSession.key.privateKey,
-      ),
-    );
+    const ttl = await post(sessionRequest(sup, { ttlSeconds: 0 }));
     expect(ttl.statusCode).toBe(400);
   });
 });
@@ -431,22 +415,14 @@ describe('adversarial grant requests', () => {
     (await post(body)).json<ErrorReply>().error.code;
 
   it('a replayed requestId: request_replayed', async () => {
-    const body = signed(grantBody(support), supSession.attestationId, supSession.key.privateKey);
+    const body = sessionRequest(sup);
     expect((await post(body)).statusCode).toBe(201);
     expect(await code(body)).toBe('request_replayed');
   });
 
   it('a stale issuedAt: request_stale', async () => {
     const stale = new Date(Date.now() - 10 * 60_000).toISOString();
-    expect(
-      await code(
-        signed(
-          grantBody(support, { issuedAt: stale }),
-          supSession.attestationId,
-          supSession.key.privateKey,
-        ),
-      ),
-    ).toBe('request_stale');
+    expect(await code(sessionRequest(sup, { issuedAt: stale }))).toBe('request_stale');
   });
 
   it('a signature by another session key: request_signature_invalid', async () => {
@@ -462,22 +438,10 @@ describe('adversarial grant requests', () => {
   });
 
   it('a parent from another lineage (another runtime): policy_denied, delegation refused', async () => {
-    const root = await post(
-      signed(
-        grantBody(support, { ttlSeconds: 300 }),
-        supSession.attestationId,
-        supSession.key.privateKey,
-      ),
-    );
+    const root = await post(sessionRequest(sup, { ttlSeconds: 300 }));
     expect(root.statusCode).toBe(201);
     const parentGrantId = root.json<Issued>().grantId;
-    const res = await post(
-      signed(
-        grantBody(payments, { action: 'payments.notify', parentGrantId }),
-        paySession.attestationId,
-        paySession.key.privateKey,
-      ),
-    );
+    const res = await post(sessionRequest(pay, { action: 'payments.notify', parentGrantId }));
     expect(res.statusCode).toBe(403);
     const err = res.json<ErrorReply>().error;
     expect(err.code).toBe('policy_denied');
@@ -485,15 +449,9 @@ describe('adversarial grant requests', () => {
   });
 
   it('an unknown parent: grant_parent_not_found', async () => {
-    expect(
-      await code(
-        signed(
-          grantBody(support, { parentGrantId: 'gr_unknown' }),
-          supSession.attestationId,
-          supSession.key.privateKey,
-        ),
-      ),
-    ).toBe('grant_parent_not_found');
+    expect(await code(sessionRequest(sup, { parentGrantId: 'gr_unknown' }))).toBe(
+      'grant_parent_not_found',
+    );
   });
 
   it('depth beyond policy: policy_denied naming the depth bound', async () => {
@@ -511,14 +469,7 @@ describe('adversarial grant requests', () => {
       );
       const svc = await rig.grantsWithPolicy(dir);
       const ask = (over: Record<string, unknown>) =>
-        svc.request(
-          signed(
-            grantBody(support, { ttlSeconds: 300, ...over }),
-            supSession.attestationId,
-            supSession.key.privateKey,
-          ),
-          new Date(),
-        );
+        svc.request(sessionRequest(sup, { ttlSeconds: 300, ...over }), new Date());
       const root = await ask({});
       const child = await ask({ parentGrantId: root.grantId });
       const err = await ask({ parentGrantId: child.grantId }).catch((e: unknown) => e);
@@ -529,14 +480,7 @@ describe('adversarial grant requests', () => {
       // And the appliance-wide bound, checked before the policy is asked.
       const bounded = await rig.grantsWithPolicy(dir, { maxDepth: 1 });
       await expect(
-        bounded.request(
-          signed(
-            grantBody(support, { parentGrantId: child.grantId }),
-            supSession.attestationId,
-            supSession.key.privateKey,
-          ),
-          new Date(),
-        ),
+        bounded.request(sessionRequest(sup, { parentGrantId: child.grantId }), new Date()),
       ).rejects.toMatchObject({ code: 'grant_depth_exceeded' });
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -561,7 +505,7 @@ describe('adversarial grant requests', () => {
   });
 
   it('an expired session: session_not_live (last: it ends the session)', async () => {
-    const body = signed(grantBody(support), supSession.attestationId, supSession.key.privateKey);
+    const body = sessionRequest(sup);
     rig.clock.offsetMs = 16 * 60_000;
     try {
       const res = await rig.grants
@@ -575,16 +519,13 @@ describe('adversarial grant requests', () => {
       rig.clock.offsetMs = 0;
     }
     // Through the route too, now that the session is gone.
-    expect(
-      await code(signed(grantBody(support), supSession.attestationId, supSession.key.privateKey)),
-    ).toBe('session_not_live');
+    expect(await code(sessionRequest(sup))).toBe('session_not_live');
     supSession = await attest(rig, support);
   });
 });
 
 describe('faults: fail closed, nothing issued, nothing half-recorded', () => {
-  const ask = () =>
-    post(signed(grantBody(support), supSession.attestationId, supSession.key.privateKey));
+  const ask = () => post(sessionRequest(sup));
 
   it('HSM down: 503 hsm_unavailable, and the committed allow is followed by grant.issue_failed', async () => {
     const before = (await entries()).length;

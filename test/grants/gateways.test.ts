@@ -5,55 +5,36 @@
  * names the gateway; the outcome is reported once, by the redeeming gateway only, audited
  * and shown in lineage. Each refusal asserts its code.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { staticKeySource, verifyGrant } from '../../src/gateway/index.js';
-import {
-  ISSUER,
-  attest,
-  codeOf,
-  enrollWithEccAk,
-  grantBody,
-  signed,
-  startRig,
-  type Rig,
-  type Runtime,
-} from './rig.js';
+import { ISSUER, TICKET_READ, codeOf, sessionRequest, useRig } from './rig.js';
 
-let rig: Rig;
-let support: Runtime;
-let session: Awaited<ReturnType<typeof attest>>;
+const t = useRig('support-gateways', 'support');
 /** Enrolled for gw_payments only. */
 let payGateway: { id: string; token: string };
 
 beforeAll(async () => {
-  rig = await startRig();
-  support = await enrollWithEccAk(rig, 'support-gateways', { team: 'support' });
-  session = await attest(rig, support);
-  const enrolled = await rig.gateways.enroll(
+  const enrolled = await t.rig.gateways.enroll(
     { name: 'payments-only', audiences: ['gw_payments'] },
     'cli',
   );
   payGateway = { id: enrolled.gateway.id, token: enrolled.token };
-}, 180_000);
-
-afterAll(async () => {
-  await rig.close();
 });
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 async function ticketGrant(): Promise<string> {
-  const res = await rig.app.inject({
+  const res = await t.rig.app.inject({
     method: 'POST',
     url: '/v1/grants',
-    payload: signed(grantBody(support), session.attestationId, session.key.privateKey),
+    payload: sessionRequest(t.attested),
   });
   expect(res.statusCode, res.body).toBe(201);
   return res.json<{ grantId: string }>().grantId;
 }
 
 const redeem = (grantId: string, headers: Record<string, string>, audience = 'gw_tickets') =>
-  rig.app.inject({
+  t.rig.app.inject({
     method: 'POST',
     url: `/v1/grants/${grantId}/redeem`,
     headers,
@@ -61,10 +42,10 @@ const redeem = (grantId: string, headers: Record<string, string>, audience = 'gw
   });
 
 const outcome = (grantId: string, headers: Record<string, string>, payload: object) =>
-  rig.app.inject({ method: 'POST', url: `/v1/grants/${grantId}/outcome`, headers, payload });
+  t.rig.app.inject({ method: 'POST', url: `/v1/grants/${grantId}/outcome`, headers, payload });
 
 async function entriesOf(subject: string, type: string) {
-  return (await rig.audit.entries(0, 100_000)).filter(
+  return (await t.rig.audit.entries(0, 100_000)).filter(
     (e) => e.subject === subject && e.type === type,
   );
 }
@@ -76,7 +57,7 @@ describe('gateways are enrolled parties', () => {
       {},
       { authorization: 'Basic abc' },
       bearer(`ggw_${'0'.repeat(16)}${'A'.repeat(43)}`),
-      bearer(rig.gateway.token.slice(0, -1) + (rig.gateway.token.endsWith('A') ? 'B' : 'A')),
+      bearer(t.rig.gateway.token.slice(0, -1) + (t.rig.gateway.token.endsWith('A') ? 'B' : 'A')),
       bearer('a-grant-or-anything'),
     ];
     for (const headers of cases) {
@@ -85,7 +66,7 @@ describe('gateways are enrolled parties', () => {
       expect(codeOf(res.body)).toBe('gateway_unauthenticated');
     }
     expect(await entriesOf(grantId, 'grant.redeem')).toEqual([]);
-    expect((await redeem(grantId, rig.gateway.headers)).statusCode).toBe(200);
+    expect((await redeem(grantId, t.rig.gateway.headers)).statusCode).toBe(200);
   });
 
   it('a gateway redeems only for its own audiences: 403 gateway_audience_forbidden', async () => {
@@ -98,25 +79,25 @@ describe('gateways are enrolled parties', () => {
     expect(mismatch.statusCode).toBe(403);
     expect(codeOf(mismatch.body)).toBe('grant_audience_mismatch');
     // Neither burned the grant: its own gateway still redeems it.
-    expect((await redeem(grantId, rig.gateway.headers)).statusCode).toBe(200);
+    expect((await redeem(grantId, t.rig.gateway.headers)).statusCode).toBe(200);
   });
 
   it('every redeem entry names the gateway', async () => {
     const grantId = await ticketGrant();
-    expect((await redeem(grantId, rig.gateway.headers)).statusCode).toBe(200);
+    expect((await redeem(grantId, t.rig.gateway.headers)).statusCode).toBe(200);
     const [entry, ...more] = await entriesOf(grantId, 'grant.redeem');
     expect(more).toEqual([]);
-    expect(entry?.reasons).toEqual([`gateway:${rig.gateway.id}`]);
+    expect(entry?.reasons).toEqual([`gateway:${t.rig.gateway.id}`]);
   });
 
   it('a revoked gateway is refused from the next request on (401), enroll and revoke audited', async () => {
-    const enrolled = await rig.gateways.enroll(
+    const enrolled = await t.rig.gateways.enroll(
       { name: 'short-lived', audiences: ['gw_tickets'] },
       'cli',
     );
     const a = await ticketGrant();
     expect((await redeem(a, bearer(enrolled.token))).statusCode).toBe(200);
-    await rig.gateways.revoke(enrolled.gateway.id, 'cli');
+    await t.rig.gateways.revoke(enrolled.gateway.id, 'cli');
     const b = await ticketGrant();
     const res = await redeem(b, bearer(enrolled.token));
     expect(res.statusCode).toBe(401);
@@ -134,43 +115,43 @@ describe('execution outcomes', () => {
 
   it('reported once by the redeeming gateway, audited, shown in lineage', async () => {
     const grantId = await ticketGrant();
-    const early = await outcome(grantId, rig.gateway.headers, { outcome: 'succeeded' });
+    const early = await outcome(grantId, t.rig.gateway.headers, { outcome: 'succeeded' });
     expect(early.statusCode).toBe(409);
     expect(codeOf(early.body)).toBe('grant_not_redeemed');
-    expect((await redeem(grantId, rig.gateway.headers)).statusCode).toBe(200);
+    expect((await redeem(grantId, t.rig.gateway.headers)).statusCode).toBe(200);
     const intruder = await outcome(grantId, bearer(payGateway.token), { outcome: 'failed' });
     expect(intruder.statusCode).toBe(403);
     expect(codeOf(intruder.body)).toBe('grant_outcome_forbidden');
     const anonymous = await outcome(grantId, {}, { outcome: 'failed' });
     expect(anonymous.statusCode).toBe(401);
     expect(codeOf(anonymous.body)).toBe('gateway_unauthenticated');
-    const first = await outcome(grantId, rig.gateway.headers, {
+    const first = await outcome(grantId, t.rig.gateway.headers, {
       outcome: 'succeeded',
       resultDigest: digest,
     });
     expect(first.statusCode, first.body).toBe(200);
     expect(first.json()).toMatchObject({ grantId, outcome: 'succeeded' });
-    const again = await outcome(grantId, rig.gateway.headers, { outcome: 'aborted' });
+    const again = await outcome(grantId, t.rig.gateway.headers, { outcome: 'aborted' });
     expect(again.statusCode).toBe(409);
     expect(codeOf(again.body)).toBe('grant_outcome_recorded');
     expect(await entriesOf(grantId, 'grant.outcome')).toEqual([
       expect.objectContaining({
         decision: 'succeeded',
-        reasons: [`gateway:${rig.gateway.id}`, `result:${digest}`],
+        reasons: [`gateway:${t.rig.gateway.id}`, `result:${digest}`],
       }),
     ]);
-    const lineage = await rig.app.inject({ url: `/v1/grants/${grantId}/lineage` });
+    const lineage = await t.rig.app.inject({ url: `/v1/grants/${grantId}/lineage` });
     expect(lineage.json()).toMatchObject({
       grant: {
         state: 'redeemed',
-        redeemedBy: rig.gateway.id,
-        execution: { gateway: rig.gateway.id, outcome: 'succeeded', resultDigest: digest },
+        redeemedBy: t.rig.gateway.id,
+        execution: { gateway: t.rig.gateway.id, outcome: 'succeeded', resultDigest: digest },
       },
     });
   });
 
   it('refuses an unknown grant (404) and bad bodies (400)', async () => {
-    const unknown = await outcome('gr_nope', rig.gateway.headers, { outcome: 'failed' });
+    const unknown = await outcome('gr_nope', t.rig.gateway.headers, { outcome: 'failed' });
     expect(unknown.statusCode).toBe(404);
     expect(codeOf(unknown.body)).toBe('grant_not_found');
     for (const payload of [
@@ -179,7 +160,7 @@ describe('execution outcomes', () => {
       { outcome: 'failed', extra: 1 },
       {},
     ]) {
-      const res = await outcome('gr_nope', rig.gateway.headers, payload);
+      const res = await outcome('gr_nope', t.rig.gateway.headers, payload);
       expect(res.statusCode).toBe(400);
       expect(codeOf(res.body)).toBe('bad_request');
     }
@@ -187,11 +168,11 @@ describe('execution outcomes', () => {
 
   it('aborted is an outcome too; no result digest needed', async () => {
     const grantId = await ticketGrant();
-    expect((await redeem(grantId, rig.gateway.headers)).statusCode).toBe(200);
-    const res = await outcome(grantId, rig.gateway.headers, { outcome: 'aborted' });
+    expect((await redeem(grantId, t.rig.gateway.headers)).statusCode).toBe(200);
+    const res = await outcome(grantId, t.rig.gateway.headers, { outcome: 'aborted' });
     expect(res.statusCode).toBe(200);
     const [entry] = await entriesOf(grantId, 'grant.outcome');
-    expect(entry).toMatchObject({ decision: 'aborted', reasons: [`gateway:${rig.gateway.id}`] });
+    expect(entry).toMatchObject({ decision: 'aborted', reasons: [`gateway:${t.rig.gateway.id}`] });
   });
 });
 
@@ -199,27 +180,23 @@ describe('the next grant key is published before it signs', () => {
   it('a gateway that cached the JWKS before a rotation verifies a grant signed after it', async () => {
     // The gateway fetched the set once and never fetches it again.
     const cached = await staticKeySource(
-      (await rig.app.inject({ url: '/.well-known/jwks.json' })).body,
+      (await t.rig.app.inject({ url: '/.well-known/jwks.json' })).body,
     );
-    const before = rig.keys.activeGrantKid();
-    await rig.keys.rotate('grant');
-    expect(rig.keys.activeGrantKid()).not.toBe(before);
-    const res = await rig.app.inject({
+    const before = t.rig.keys.activeGrantKid();
+    await t.rig.keys.rotate('grant');
+    expect(t.rig.keys.activeGrantKid()).not.toBe(before);
+    const res = await t.rig.app.inject({
       method: 'POST',
       url: '/v1/grants',
-      payload: signed(grantBody(support), session.attestationId, session.key.privateKey),
+      payload: sessionRequest(t.attested),
     });
     expect(res.statusCode, res.body).toBe(201);
     const verified = await verifyGrant(res.json<{ grant: string }>().grant, {
       issuer: ISSUER,
       audience: 'gw_tickets',
       keys: cached,
-      execution: {
-        action: 'tickets.read',
-        resource: 'ticket:42',
-        parametersDigest: 'ab'.repeat(32),
-      },
+      execution: TICKET_READ,
     });
-    expect(verified.kid).toBe(rig.keys.activeGrantKid());
+    expect(verified.kid).toBe(t.rig.keys.activeGrantKid());
   });
 });

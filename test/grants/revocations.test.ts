@@ -7,7 +7,7 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { CompactSign, compactVerify, createLocalJWKSet, exportJWK } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   JwksClient,
   RevocationView,
@@ -17,48 +17,20 @@ import {
 } from '../../src/gateway/index.js';
 import { parametersDigest } from '../../src/gateway/index.js';
 import { createGatewayExample } from '../../examples/gateway/app.js';
-import {
-  ISSUER,
-  attest,
-  enrollWithEccAk,
-  grantBody,
-  signed,
-  startRig,
-  type Rig,
-  type Runtime,
-} from './rig.js';
+import { ISSUER, TICKET_READ as execution, sessionRequest, useRig } from './rig.js';
 import { refusalCode as codeOf } from '../../src/shared/testing/refusal.js';
 
-let rig: Rig;
-let support: Runtime;
-let session: Awaited<ReturnType<typeof attest>>;
+const t = useRig('support-revocations', 'support');
 let base: string;
+const supportId = (): string => t.attested.runtime.runtimeId;
 
 beforeAll(async () => {
-  rig = await startRig();
-  support = await enrollWithEccAk(rig, 'support-revocations', { team: 'support' });
-  session = await attest(rig, support);
-  base = await rig.app.listen({ port: 0, host: '127.0.0.1' });
-}, 180_000);
-
-afterAll(async () => {
-  await rig.close();
+  base = await t.rig.app.listen({ port: 0, host: '127.0.0.1' });
 });
 
-// What the rig's grantBody asks for.
-const execution = {
-  action: 'tickets.read',
-  resource: 'ticket:42',
-  parametersDigest: 'ab'.repeat(32),
-};
-
 async function ticketGrant(): Promise<string> {
-  const body = signed(
-    grantBody(support, { audience: 'gw_tickets' }),
-    session.attestationId,
-    session.key.privateKey,
-  );
-  const res = await rig.app.inject({ method: 'POST', url: '/v1/grants', payload: body });
+  const body = sessionRequest(t.attested, { audience: 'gw_tickets' });
+  const res = await t.rig.app.inject({ method: 'POST', url: '/v1/grants', payload: body });
   expect(res.statusCode, res.body).toBe(201);
   return res.json<{ grant: string }>().grant;
 }
@@ -67,7 +39,7 @@ function gateway(now?: () => number): { view: RevocationView; verifier: GrantVer
   const keys = new JwksClient({ url: `${base}/.well-known/jwks.json` });
   const view = new RevocationView({
     applianceUrl: base,
-    gatewayToken: rig.gateway.token,
+    gatewayToken: t.rig.gateway.token,
     issuer: ISSUER,
     keys,
     maxStalenessSeconds: 30,
@@ -84,9 +56,9 @@ function gateway(now?: () => number): { view: RevocationView; verifier: GrantVer
 }
 
 async function snapshotJws(): Promise<string> {
-  const res = await rig.app.inject({
+  const res = await t.rig.app.inject({
     url: '/v1/revocations/snapshot',
-    headers: rig.gateway.headers,
+    headers: t.rig.gateway.headers,
   });
   expect(res.statusCode, res.body).toBe(200);
   return res.json<{ snapshot: string }>().snapshot;
@@ -99,12 +71,12 @@ describe('offline revocation at a gateway', () => {
     const { view, verifier } = gateway(() => Date.now() + clock.offsetMs);
     await view.loadSnapshot();
     await view.poll(0);
-    expect((await verifier.verify(grant, { execution })).runtimeId).toBe(support.runtimeId);
+    expect((await verifier.verify(grant, { execution })).runtimeId).toBe(supportId());
     clock.offsetMs = 31_000;
     expect(await codeOf(verifier.verify(grant, { execution }))).toBe('revocation_view_stale');
     // Confirmed current again: accepted again.
     await view.poll(0);
-    expect((await verifier.verify(grant, { execution })).runtimeId).toBe(support.runtimeId);
+    expect((await verifier.verify(grant, { execution })).runtimeId).toBe(supportId());
   }, 120_000);
 
   it('a tampered, foreign-key, grant-typed or other-issuer snapshot is refused: revocation_snapshot_invalid', async () => {
@@ -114,7 +86,7 @@ describe('offline revocation at a gateway', () => {
     // The real one verifies with the SDK, and with plain jose over the JWKS alone.
     const claims = await verifyRevocationSnapshot(jws, opts);
     expect(claims.iss).toBe(ISSUER);
-    const jwks = (await rig.app.inject({ url: '/.well-known/jwks.json' })).json<{
+    const jwks = (await t.rig.app.inject({ url: '/.well-known/jwks.json' })).json<{
       keys: object[];
     }>();
     const plain = await compactVerify(jws, createLocalJWKSet(jwks as never));
@@ -156,16 +128,16 @@ describe('offline revocation at a gateway', () => {
   }, 120_000);
 
   it('the feed refuses a since beyond its head and anyone without a gateway token', async () => {
-    const ahead = await rig.app.inject({
+    const ahead = await t.rig.app.inject({
       url: '/v1/revocations?since=999999',
-      headers: rig.gateway.headers,
+      headers: t.rig.gateway.headers,
     });
     expect(ahead.statusCode).toBe(410);
     expect(ahead.json<{ error: { code: string } }>().error.code).toBe(
       'revocation_snapshot_required',
     );
     for (const url of ['/v1/revocations?since=0', '/v1/revocations/snapshot']) {
-      const none = await rig.app.inject({ url });
+      const none = await t.rig.app.inject({ url });
       expect(none.statusCode).toBe(401);
       expect(none.json<{ error: { code: string } }>().error.code).toBe('gateway_unauthenticated');
     }
@@ -179,25 +151,24 @@ describe('offline revocation at a gateway', () => {
     expect(await codeOf(verifier.verify(grant, { execution }))).toBe('revocation_view_stale');
     await view.loadSnapshot();
     const ok = await verifier.verify(grant, { execution });
-    expect(ok.runtimeId).toBe(support.runtimeId);
+    expect(ok.runtimeId).toBe(supportId());
     const from = view.seq ?? -1;
     // The example gateway in offline mode, its own view following the same feed.
     const example = await createGatewayExample({
       issuer: ISSUER,
       audience: 'gw_tickets',
       applianceUrl: base,
-      gatewayToken: rig.gateway.token,
+      gatewayToken: t.rig.gateway.token,
       requireProofOfPossession: false,
       offline: { maxStalenessSeconds: 30 },
     });
     const params = { ticketId: 'T-42' };
     const exampleGrant = await (async () => {
-      const body = signed(
-        grantBody(support, { resource: 'ticket:T-42', parametersDigest: parametersDigest(params) }),
-        session.attestationId,
-        session.key.privateKey,
-      );
-      const res = await rig.app.inject({ method: 'POST', url: '/v1/grants', payload: body });
+      const body = sessionRequest(t.attested, {
+        resource: 'ticket:T-42',
+        parametersDigest: parametersDigest(params),
+      });
+      const res = await t.rig.app.inject({ method: 'POST', url: '/v1/grants', payload: body });
       expect(res.statusCode, res.body).toBe(201);
       return res.json<{ grant: string }>().grant;
     })();
@@ -211,9 +182,9 @@ describe('offline revocation at a gateway', () => {
 
     // The gateway long-polls; the operator revokes the runtime meanwhile.
     const polled = view.poll(25);
-    const revoke = await rig.app.inject({
+    const revoke = await t.rig.app.inject({
       method: 'POST',
-      url: `/v1/runtimes/${support.runtimeId}/revoke`,
+      url: `/v1/runtimes/${supportId()}/revoke`,
     });
     expect(revoke.statusCode, revoke.body).toBe(200);
     await polled;

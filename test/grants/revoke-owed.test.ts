@@ -13,18 +13,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AuditEntry } from '../../src/audit/index.js';
 import type { GrantService } from '../../src/grants/index.js';
 import { repoRoot } from '../rig/sim.js';
-import {
-  attest,
-  codeOf,
-  redeemPayment,
-  RIG_POLICY,
-  TRUST_OPERATOR,
-  transferTree,
-  useTrustRig,
-} from './rig.js';
-
-const OP = TRUST_OPERATOR;
-const POLICY = RIG_POLICY;
+import { attest, expectRedeemRevoked, revokeRuntime, transferTree, useTrustRig } from './rig.js';
 
 const t = useTrustRig('payments-owed');
 
@@ -44,11 +33,7 @@ async function revokeEntries(subject: string): Promise<AuditEntry[]> {
 
 /** Every grant refuses redeem with grant_revoked, and the feed lists each as revoked. */
 async function expectRevoked(ids: readonly string[]): Promise<void> {
-  for (const id of ids) {
-    const r = await redeemPayment(t.rig, id);
-    expect(r.statusCode, r.body).toBe(410);
-    expect(codeOf(r.body)).toBe('grant_revoked');
-  }
+  await expectRedeemRevoked(t.rig, ids);
   const feed = await t.rig.app.inject({
     method: 'GET',
     url: '/v1/revocations?since=0',
@@ -79,17 +64,17 @@ describe('revocation that never depends on the log', () => {
     const { root, kids } = await transferTree(t.rig, t.payments, 2);
     refuseRevokeEntries();
     // The change itself is recorded; only the cascade's entry is refused.
-    await t.trust.setReferencePolicyEnabled(POLICY, false, OP);
+    await t.trust.setReferencePolicyEnabled(t.policy, false, t.operator);
     await expectRevoked([root, ...kids]);
-    expect(await revokeEntries(`refpolicy:${POLICY}`)).toEqual([]);
+    expect(await revokeEntries(`refpolicy:${t.policy}`)).toEqual([]);
     expect(t.rig.grants.auditOwed).toBe(1);
     t.rig.faults.auditRefuses = undefined;
-    const entry = await expectOneEntryEventually(`refpolicy:${POLICY}`);
+    const entry = await expectOneEntryEventually(`refpolicy:${t.policy}`);
     expect(entry.reasons).toEqual(expect.arrayContaining(['cause:refpolicy.disable', 'count:3']));
     await vi.waitFor(() => {
       expect(t.rig.grants.auditOwed).toBe(0);
     });
-    await t.trust.setReferencePolicyEnabled(POLICY, true, OP);
+    await t.trust.setReferencePolicyEnabled(t.policy, true, t.operator);
     t.payments.session = await attest(t.rig, t.payments.runtime);
   }, 180_000);
 
@@ -128,10 +113,7 @@ describe('revocation that never depends on the log', () => {
     const other = t.payments;
     const { root, kids } = await transferTree(t.rig, other, 1);
     refuseRevokeEntries();
-    const res = await t.rig.app.inject({
-      method: 'POST',
-      url: `/v1/runtimes/${other.runtime.runtimeId}/revoke`,
-    });
+    const res = await revokeRuntime(t.rig, other.runtime.runtimeId);
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toEqual({
       runtimeId: other.runtime.runtimeId,

@@ -10,13 +10,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import {
   AttestationTrust,
   createAttestation,
   loadReferencePolicies,
   parseEnrollmentRules,
-  jcs,
   qualifyingData,
   type AttestationService,
   type EcSessionJwk,
@@ -59,6 +58,8 @@ import { createEccAk, toolsQuote, tpm2Tools, type Tools } from '../attestation/t
 import { provisionAnchor } from '../audit/helpers.js';
 import { repoRoot, rigEnrollmentRules, startSimTpm, testHsm, type SimTpm } from '../rig/sim.js';
 import { overlay } from '../../src/audit/overlay.js';
+import type { GrantRequestBody } from '../../src/shared/grant-request.js';
+import { signSessionRequest } from '../../attester/attester.js';
 
 export const ISSUER = 'grantor-grants-e2e';
 /** The operator who assigns the rig's runtimes their labels. */
@@ -486,11 +487,14 @@ export async function quote(rig: Rig, rt: Runtime, bound: unknown): Promise<Quot
   return { nonce, ...(await toolsQuote(rig.tools, rt.ak, 'sha256', PCRS, qd)) };
 }
 
+/** An attested session: its id and its key. */
+export interface AttestedSession {
+  readonly attestationId: string;
+  readonly key: SessionKeyPair;
+}
+
 /** Attest with a fresh session key; returns the attested session's id and key. */
-export async function attest(
-  rig: Rig,
-  rt: Runtime,
-): Promise<{ attestationId: string; key: SessionKeyPair }> {
+export async function attest(rig: Rig, rt: Runtime): Promise<AttestedSession> {
   const key = newSessionKeyPair();
   const q = await quote(rig, rt, key.jwk);
   const res = await rig.app.inject({
@@ -506,19 +510,24 @@ export async function attest(
 
 let requests = 0;
 
-/** A grant request body (unsigned, no proof). */
-export function grantBody(
-  rt: Runtime,
-  over: Record<string, unknown> = {},
-): Record<string, unknown> {
+/** What the usual request asks to execute (a gateway verifies a grant for it). */
+export const TICKET_READ = {
+  action: 'tickets.read',
+  resource: 'ticket:42',
+  parametersDigest: 'ab'.repeat(32),
+} as const;
+
+/** The usual request of `runtimeId` (unsigned, no proof): read ticket 42 at gw_tickets. */
+export function grantRequest(
+  runtimeId: string,
+  over: Partial<GrantRequestBody> = {},
+): GrantRequestBody {
   requests += 1;
   return {
-    runtimeId: rt.runtimeId,
+    runtimeId,
     requestId: `req-${process.pid}-${requests}`,
     issuedAt: new Date().toISOString(),
-    action: 'tickets.read',
-    resource: 'ticket:42',
-    parametersDigest: 'ab'.repeat(32),
+    ...TICKET_READ,
     audience: 'gw_tickets',
     parentGrantId: null,
     ttlSeconds: 60,
@@ -526,18 +535,32 @@ export function grantBody(
   };
 }
 
-/** Session mode: ES256 with the session key over JCS(request without session.signature). */
+/** A grant request body (unsigned, no proof); `over` may also set what the wire refuses. */
+export function grantBody(
+  rt: Runtime,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return { ...grantRequest(rt.runtimeId), ...over };
+}
+
+/**
+ * Session mode: ES256 with the session key over JCS(request without session.signature), as
+ * the attester signs (the rig's runtimes are attesters driven by tpm2-tools).
+ */
 export function signed(
   body: Record<string, unknown>,
   attestationId: string,
   key: KeyObject,
 ): Record<string, unknown> {
-  const unsigned = { ...body, session: { attestationId } };
-  const signature = sign('sha256', Buffer.from(jcs(unsigned), 'utf8'), {
-    key,
-    dsaEncoding: 'ieee-p1363',
-  }).toString('base64url');
-  return { ...body, session: { attestationId, signature } };
+  return signSessionRequest(body, attestationId, key);
+}
+
+/** `grantBody(a.runtime, over)` signed in session mode with `a`'s session key. */
+export function sessionRequest(
+  a: AttestedRuntime,
+  over: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return signed(grantBody(a.runtime, over), a.session.attestationId, a.session.key.privateKey);
 }
 
 /** Quote mode: a quote qualified with SHA-256(nonce || SHA-256(JCS(request))). */
@@ -554,17 +577,57 @@ export async function quoted(
 /** An enrolled, attested runtime and its attested session. */
 export interface AttestedRuntime {
   readonly runtime: Runtime;
-  session: Awaited<ReturnType<typeof attest>>;
+  session: AttestedSession;
+}
+
+/** A runtime of `team` (ECC AK persisted at `handle`), enrolled and attested on `rig`. */
+export async function attestedRuntime(
+  rig: Rig,
+  name: string,
+  team: string,
+  handle?: string,
+): Promise<AttestedRuntime> {
+  const runtime = await enrollWithEccAk(rig, name, { team }, handle);
+  return { runtime, session: await attest(rig, runtime) };
 }
 
 /** A runtime of the payments team (ECC AK persisted at `handle`), enrolled and attested on `rig`. */
-export async function paymentsRuntime(
-  rig: Rig,
-  name: string,
-  handle?: string,
-): Promise<AttestedRuntime> {
-  const runtime = await enrollWithEccAk(rig, name, { team: 'payments' }, handle);
-  return { runtime, session: await attest(rig, runtime) };
+export function paymentsRuntime(rig: Rig, name: string, handle?: string): Promise<AttestedRuntime> {
+  return attestedRuntime(rig, name, 'payments', handle);
+}
+
+/** A test file's rig and one attested runtime on it. */
+export interface UsedRig {
+  readonly rig: Rig;
+  readonly attested: AttestedRuntime;
+}
+
+/**
+ * Starts a rig (`options`) and a runtime of `team` named `runtimeName`, enrolled and
+ * attested, before the file's tests, and closes the rig after them. Read the fields inside
+ * tests (they are set by the file's beforeAll, which runs before the file's own).
+ */
+export function useRig(runtimeName: string, team: string, options: RigOptions = {}): UsedRig {
+  let started: UsedRig | undefined;
+  beforeAll(async () => {
+    const rig = await startRig(options);
+    started = { rig, attested: await attestedRuntime(rig, runtimeName, team) };
+  }, 180_000);
+  afterAll(async () => {
+    await started?.rig.close();
+  });
+  const get = (): UsedRig => {
+    if (started === undefined) throw new Error('the rig is not started (beforeAll)');
+    return started;
+  };
+  return {
+    get rig() {
+      return get().rig;
+    },
+    get attested() {
+      return get().attested;
+    },
+  };
 }
 
 /** A test file's rig with operator-managed trust and one attested payments runtime. */
@@ -572,37 +635,29 @@ export interface TrustRig {
   readonly rig: Rig;
   readonly trust: AttestationTrust;
   readonly payments: AttestedRuntime;
+  /** The operator who changes the trust (TRUST_OPERATOR). */
+  readonly operator: TrustActor;
+  /** The reference policy the runtime attested against (RIG_POLICY). */
+  readonly policy: string;
 }
 
-/**
- * Starts a rig with operator-managed trust (`startRig({ trust: true })`) and a payments
- * runtime named `runtimeName` before the file's tests, and closes it after them. Read the
- * fields inside tests (they are set by the file's beforeAll).
- */
+/** useRig with operator-managed trust (`startRig({ trust: true })`) and a payments runtime. */
 export function useTrustRig(runtimeName: string): TrustRig {
-  let started: TrustRig | undefined;
-  beforeAll(async () => {
-    const rig = await startRig({ trust: true });
-    if (rig.trust === undefined) throw new Error('the rig has no trust');
-    started = { rig, trust: rig.trust, payments: await paymentsRuntime(rig, runtimeName) };
-  }, 180_000);
-  afterAll(async () => {
-    await started?.rig.close();
-  });
-  const get = (): TrustRig => {
-    if (started === undefined) throw new Error('the trust rig is not started (beforeAll)');
-    return started;
-  };
+  const used = useRig(runtimeName, 'payments', { trust: true });
   return {
     get rig() {
-      return get().rig;
+      return used.rig;
     },
     get trust() {
-      return get().trust;
+      const { trust } = used.rig;
+      if (trust === undefined) throw new Error('the rig has no trust');
+      return trust;
     },
     get payments() {
-      return get().payments;
+      return used.attested;
     },
+    operator: TRUST_OPERATOR,
+    policy: RIG_POLICY,
   };
 }
 
@@ -638,17 +693,13 @@ export function notifyChild(
   resource = 'acct:1234',
   over: Record<string, unknown> = {},
 ): Record<string, unknown> {
-  return signed(
-    grantBody(a.runtime, {
-      action: 'payments.notify',
-      resource,
-      audience: 'gw_payments',
-      parentGrantId,
-      ...over,
-    }),
-    a.session.attestationId,
-    a.session.key.privateKey,
-  );
+  return sessionRequest(a, {
+    action: 'payments.notify',
+    resource,
+    audience: 'gw_payments',
+    parentGrantId,
+    ...over,
+  });
 }
 
 /** A transfer for acct:1234 with `children` notify children, all issued (201). */
@@ -681,4 +732,25 @@ export function redeemPayment(rig: Rig, grantId: string) {
     headers: rig.gateway.headers,
     payload: { audience: 'gw_payments' },
   });
+}
+
+/** Every grant of `ids` refuses redeem at gw_payments: 410 grant_revoked. */
+export async function expectRedeemRevoked(rig: Rig, ids: readonly string[]): Promise<void> {
+  for (const id of ids) {
+    const r = await redeemPayment(rig, id);
+    expect(r.statusCode, r.body).toBe(410);
+    expect(codeOf(r.body)).toBe('grant_revoked');
+  }
+}
+
+/** `POST /v1/runtimes/{id}/revoke` as the rig's operator. */
+export function revokeRuntime(rig: Rig, runtimeId: string) {
+  return rig.app.inject({ method: 'POST', url: `/v1/runtimes/${runtimeId}/revoke` });
+}
+
+/** The states of `root` and its descendants, as `GET /v1/grants/{id}/lineage` shows them. */
+export async function lineageStates(rig: Rig, root: string): Promise<string[]> {
+  const lin = await rig.app.inject({ method: 'GET', url: `/v1/grants/${root}/lineage` });
+  const l = lin.json<{ grant: { state: string }; descendants: { state: string }[] }>();
+  return [l.grant.state, ...l.descendants.map((d) => d.state)];
 }

@@ -1,11 +1,12 @@
 /**
- * A runtime on the real appliance's own TPM: an ECC AK made persistent at 0x81010003, enrolled
- * with the appliance and attested, for the tests that keep the grant key in that TPM too.
+ * A support runtime on a real appliance's runtime TPM (`real.tools`): an ECC AK made
+ * persistent at 0x81010003, enrolled with the appliance and attested. The tests that keep
+ * the grant key in that TPM too use it, and so does the policy reload test.
  */
 import { staticKeySource, verifyGrant, type VerifiedGrant } from '../../src/gateway/index.js';
 import { createEccAk } from '../attestation/tools.js';
 import type { RealAppliance } from '../appliance/real.js';
-import { attest, enroll, grantBody, signed, type Runtime } from './rig.js';
+import { attest, enroll, sessionRequest, TICKET_READ, type Runtime } from './rig.js';
 
 export interface TpmRuntime {
   readonly rt: Runtime;
@@ -33,7 +34,7 @@ export async function postGrant(
   const res = await real.server.app.inject({
     method: 'POST',
     url: '/v1/grants',
-    payload: signed(grantBody(rt), session.attestationId, session.key.privateKey),
+    payload: sessionRequest({ runtime: rt, session }),
   });
   return { status: res.statusCode, body: res.body };
 }
@@ -56,11 +57,7 @@ export async function verifyOffline(
         issuer: real.config().applianceId,
         audience: 'gw_tickets',
         keys,
-        execution: {
-          action: 'tickets.read',
-          resource: 'ticket:42',
-          parametersDigest: 'ab'.repeat(32),
-        },
+        execution: TICKET_READ,
       }),
     );
   }

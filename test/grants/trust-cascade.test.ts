@@ -15,16 +15,11 @@ import { makeEkCa } from '../appliance/dual-control.rig.js';
 import {
   PCRS,
   attest,
-  codeOf,
-  redeemPayment,
-  RIG_POLICY,
-  TRUST_OPERATOR,
+  expectRedeemRevoked,
+  lineageStates,
   transferTree,
   useTrustRig,
 } from './rig.js';
-
-const OP = TRUST_OPERATOR;
-const POLICY = RIG_POLICY;
 
 const t = useTrustRig('payments-cascade');
 let dir: string;
@@ -49,13 +44,7 @@ async function tree(): Promise<string[]> {
   return [root, ...kids];
 }
 
-const redeem = (grantId: string) => redeemPayment(t.rig, grantId);
-
-async function states(root: string): Promise<string[]> {
-  const lin = await t.rig.app.inject({ method: 'GET', url: `/v1/grants/${root}/lineage` });
-  const l = lin.json<{ grant: { state: string }; descendants: { state: string }[] }>();
-  return [l.grant.state, ...l.descendants.map((d) => d.state)];
-}
+const states = (root: string): Promise<string[]> => lineageStates(t.rig, root);
 
 async function cascadeEntries(subject: string): Promise<Entry[]> {
   const log: readonly Entry[] = await t.rig.audit.entries(0, 100_000);
@@ -65,20 +54,16 @@ async function cascadeEntries(subject: string): Promise<Entry[]> {
 /** Every grant of `ids` refuses redeem (410 grant_revoked) and the session is gone. */
 async function expectCascaded(ids: string[]): Promise<void> {
   expect(t.rig.attestation.sessionFor(t.payments.session.attestationId)).toBeUndefined();
-  for (const id of ids) {
-    const r = await redeem(id);
-    expect(r.statusCode, r.body).toBe(410);
-    expect(codeOf(r.body)).toBe('grant_revoked');
-  }
+  await expectRedeemRevoked(t.rig, ids);
   expect(await states(ids[0] ?? '')).toEqual(['revoked', 'revoked', 'revoked']);
 }
 
 describe('trust withdrawn cascades to sessions and grants', () => {
   it('disabling the reference policy ends the session and revokes the grants, one entry with counts', async () => {
     const ids = await tree();
-    await t.trust.setReferencePolicyEnabled(POLICY, false, OP);
+    await t.trust.setReferencePolicyEnabled(t.policy, false, t.operator);
     await expectCascaded(ids);
-    const [entry] = await cascadeEntries(`refpolicy:${POLICY}`);
+    const [entry] = await cascadeEntries(`refpolicy:${t.policy}`);
     expect(entry?.reasons).toEqual(
       expect.arrayContaining([
         'by:operator:op_rig',
@@ -90,27 +75,27 @@ describe('trust withdrawn cascades to sessions and grants', () => {
     );
     expect(entry?.reasons?.length).toBeLessThanOrEqual(32);
     // Enabling withdraws nothing; the runtime attests again.
-    await t.trust.setReferencePolicyEnabled(POLICY, true, OP);
+    await t.trust.setReferencePolicyEnabled(t.policy, true, t.operator);
     t.payments.session = await attest(t.rig, t.payments.runtime);
-    expect(await cascadeEntries(`refpolicy:${POLICY}`)).toHaveLength(1);
+    expect(await cascadeEntries(`refpolicy:${t.policy}`)).toHaveLength(1);
   }, 180_000);
 
   it('replacing the reference policy (refpolicy.put of an existing one) cascades the same way', async () => {
     const ids = await tree();
     const values = await readPcrs(t.rig.tools, PCRS);
     const res = await t.trust.putReferencePolicy(
-      POLICY,
+      t.policy,
       {
-        name: POLICY,
+        name: t.policy,
         catchAll: true,
         pcrs: { sha256: Object.fromEntries(PCRS.map((p, i) => [String(p), [values[i]]])) },
         allowReset: true,
       },
-      OP,
+      t.operator,
     );
     expect(res.replaced).toBe(true);
     await expectCascaded(ids);
-    const entries = await cascadeEntries(`refpolicy:${POLICY}`);
+    const entries = await cascadeEntries(`refpolicy:${t.policy}`);
     expect(entries.at(-1)?.reasons).toEqual(
       expect.arrayContaining(['cause:refpolicy.put', 'runtimes:1', 'count:3']),
     );
@@ -120,12 +105,12 @@ describe('trust withdrawn cascades to sessions and grants', () => {
   it("an EK CA bundle that keeps the runtime's CA changes nothing; one without it cascades", async () => {
     const ids = await tree();
     const other = await makeEkCa(dir, 'other-vendor');
-    const kept = await t.trust.replaceEkCa(`${t.rig.runtimeTpm.ekCaPem}\n${other.pem}`, OP);
+    const kept = await t.trust.replaceEkCa(`${t.rig.runtimeTpm.ekCaPem}\n${other.pem}`, t.operator);
     expect(kept.certificates.length).toBeGreaterThanOrEqual(2);
     expect(t.rig.attestation.sessionFor(t.payments.session.attestationId)).toBeDefined();
     expect(await states(ids[0] ?? '')).toEqual(['live', 'live', 'live']);
 
-    const dropped = await t.trust.replaceEkCa(other.pem, OP);
+    const dropped = await t.trust.replaceEkCa(other.pem, t.operator);
     await expectCascaded(ids);
     const entries = await cascadeEntries(`ekca:sha256:${dropped.sha256}`);
     expect(entries).toHaveLength(1);
@@ -139,7 +124,7 @@ describe('trust withdrawn cascades to sessions and grants', () => {
       /422 .*ek_certificate_untrusted/,
     );
     // Until an operator trusts its CA again.
-    await t.trust.replaceEkCa(t.rig.runtimeTpm.ekCaPem, OP);
+    await t.trust.replaceEkCa(t.rig.runtimeTpm.ekCaPem, t.operator);
     t.payments.session = await attest(t.rig, t.payments.runtime);
     expect(t.rig.attestation.sessionFor(t.payments.session.attestationId)).toBeDefined();
   }, 180_000);

@@ -27,6 +27,7 @@ import { Attester } from '../../attester/attester.js';
 import { JwksClient, createGrantVerifier } from '../../src/gateway/index.js';
 import { openTpm } from '../../src/tpm/tpm.native.js';
 import type { TpmPort } from '../../src/tpm/tpm.port.js';
+import { grantRequest, TICKET_READ } from '../grants/rig.js';
 import { copyRepository } from '../rig/repo-copy.js';
 import { freePortPair, repoRoot, rigEnrollmentRules } from '../rig/sim.js';
 import { registerSecret } from '../rig/secrets.js';
@@ -197,17 +198,9 @@ describe('./scripts/start --grant-key=tpm', () => {
     const verdict = await attester.attest();
     expect(verdict.verdict).toBe('trusted');
     const runtimeId = attester.state.runtimeId ?? '';
-    const answer = await attester.requestGrant({
-      runtimeId,
-      requestId: 'start-tpm-1',
-      issuedAt: new Date().toISOString(),
-      action: 'tickets.read',
-      resource: 'ticket:42',
-      parametersDigest: 'ab'.repeat(32),
-      audience: 'gw_tickets',
-      parentGrantId: null,
-      ttlSeconds: 60,
-    });
+    const answer = await attester.requestGrant(
+      grantRequest(runtimeId, { requestId: 'start-tpm-1' }),
+    );
 
     const issuer = ((await (await fetch(`${url}/v1/audit/verifier`)).json()) as { origin: string })
       .origin;
@@ -216,13 +209,7 @@ describe('./scripts/start --grant-key=tpm', () => {
       audience: 'gw_tickets',
       keys: new JwksClient({ url: `${url}/.well-known/jwks.json` }),
     });
-    const verified = await verifier.verify(answer.grant, {
-      execution: {
-        action: 'tickets.read',
-        resource: 'ticket:42',
-        parametersDigest: 'ab'.repeat(32),
-      },
-    });
+    const verified = await verifier.verify(answer.grant, { execution: TICKET_READ });
     expect(verified.runtimeId).toBe(runtimeId);
 
     // The key that signed it is in the TPM token: its public point is an object of the

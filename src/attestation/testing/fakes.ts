@@ -1,8 +1,8 @@
 /** Test doubles shared by the attestation service tests. */
 import { generateKeyPairSync } from 'node:crypto';
-import { objectName } from '../../tpm/marshal/public.js';
 import type { AttestationService, AuditSink, EcSessionJwk } from '../service.js';
-import type { SoftEk, SoftTpm } from './soft-tpm.js';
+import { qualifyingData } from '../verify-quote.js';
+import { SoftEk, SoftTpm } from './soft-tpm.js';
 
 /** An audit sink that keeps what it is given, or fails when told to. */
 export class FakeAudit implements AuditSink {
@@ -47,10 +47,28 @@ export async function enrollRuntime(
     ekPublic: ek.ekPublicBytes.toString('base64'),
     akPublic: tpm.akPublicBytes.toString('base64'),
   });
-  const secret = ek.activate(
-    Buffer.from(enrolled.credentialBlob, 'base64'),
-    Buffer.from(enrolled.encryptedSecret, 'base64'),
-    objectName(tpm.akPublic),
-  );
-  return { runtimeId: enrolled.runtimeId, secret: secret.toString('base64') };
+  return { runtimeId: enrolled.runtimeId, secret: ek.activateEnrollment(enrolled, tpm) };
+}
+
+/**
+ * Where each service test starts: a fixed clock, an empty audit, a fresh EK and an ECC TPM
+ * whose PCR 7 has measured `boot` (so a policy written from its values is not all zeros).
+ */
+export function freshRuntime(): { now: Date; audit: FakeAudit; tpm: SoftTpm; ek: SoftEk } {
+  const tpm = new SoftTpm('ecc');
+  tpm.extend('sha256', 7, 'boot');
+  return { now: new Date('2030-01-01T00:00:00Z'), audit: new FakeAudit(), tpm, ek: new SoftEk() };
+}
+
+/** `tpm`'s quote answering a fresh challenge of `svc` for `runtimeId`, bound to a new session key. */
+export async function answerChallenge(
+  svc: AttestationService,
+  tpm: SoftTpm,
+  runtimeId: string,
+  options: Parameters<SoftTpm['quote']>[2] = {},
+): Promise<ReturnType<SoftTpm['quote']> & { sessionKey: EcSessionJwk }> {
+  const { nonce } = await svc.challenge(runtimeId);
+  const key = sessionKey();
+  const n = Buffer.from(nonce, 'base64');
+  return { ...tpm.quote(n, qualifyingData(n, key), options), sessionKey: key };
 }

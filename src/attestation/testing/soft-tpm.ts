@@ -226,4 +226,19 @@ export class SoftEk {
     if (ak !== undefined) ak.parentEk = this.ekPublic;
     return plain.subarray(2, 2 + plain.readUInt16BE(0));
   }
+
+  /**
+   * What a runtime posts to activate: the secret of an enrollment answer (its base64 wire
+   * fields) recovered for `ak`'s AK, base64.
+   */
+  activateEnrollment(
+    enrolled: { readonly credentialBlob: string; readonly encryptedSecret: string },
+    ak: SoftTpm,
+  ): string {
+    return this.activate(
+      Buffer.from(enrolled.credentialBlob, 'base64'),
+      Buffer.from(enrolled.encryptedSecret, 'base64'),
+      objectName(ak.akPublic),
+    ).toString('base64');
+  }
 }
