@@ -15,7 +15,7 @@
 import type { GrantorMetrics } from '../shared/metrics.js';
 import type { AuditAnchor } from './anchor.port.js';
 import type { AuditStore } from './audit-store.port.js';
-import { overlay } from './overlay.js';
+import { overlay } from '../shared/overlay.js';
 
 export type AuditMetrics = Pick<GrantorMetrics, 'auditBatchSize' | 'nvWrites' | 'setAnchorLag'>;
 
