@@ -18,10 +18,7 @@ import { verifyBundle, type BundleTrust } from '../../src/audit/verify-bundle.js
 import { bundleRecords, runtimeStory } from '../../src/audit/bundle-story.js';
 import { run } from '../../src/cli/main.js';
 import type { App } from '../../src/http/app.js';
-import { createEccAk } from '../attestation/tools.js';
 import {
-  attest,
-  enroll,
   grantBody,
   newSessionKeyPair,
   signed,
@@ -29,6 +26,7 @@ import {
   type SessionKeyPair,
 } from '../grants/rig.js';
 import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
+import { attestedSupportRuntime } from '../rig/support-runtime.js';
 import { BundleInvalidError } from '../../src/audit/errors.js';
 
 let real: RealAppliance;
@@ -54,15 +52,7 @@ beforeAll(async () => {
   if (ops === undefined) throw new Error('the appliance did not start');
   tokens.operator = (await ops.create({ role: 'operator', actor: 'olivia' })).token;
   tokens.auditor = (await ops.create({ role: 'auditor', actor: 'aude' })).token;
-  await createEccAk(real.tools);
-  runtime = await enroll(
-    real.rig,
-    'support-agent',
-    { team: 'support' },
-    { ctx: 'ak.ctx', pub: 'ak.pub' },
-    'rsa',
-  );
-  session = await attest(real.rig, runtime);
+  ({ runtime, session } = await attestedSupportRuntime(real.rig));
   expect((await grant()).statusCode).toBe(201);
   const denied = await grant({
     action: 'payments.transfer',
