@@ -3,12 +3,31 @@
  * context file, not persisted) under the runtime TPM's RSA EK, enrolled with the label
  * `team=support` and attested on the appliance `rig` drives.
  */
+import type { KeyObject } from 'node:crypto';
 import { createEccAk } from '../attestation/tools.js';
-import { attest, enroll, type AttestedRuntime, type Rig } from '../grants/rig.js';
+import {
+  attest,
+  enroll,
+  grantBody,
+  signed,
+  type AttestedRuntime,
+  type Rig,
+} from '../grants/rig.js';
 
-export async function attestedSupportRuntime(rig: Rig): Promise<AttestedRuntime> {
+export interface SupportRuntime extends AttestedRuntime {
+  /** A POST /v1/grants body: the usual request with `over`, signed (session mode) by `key`. */
+  request(over?: Record<string, unknown>, key?: KeyObject): Record<string, unknown>;
+}
+
+export async function attestedSupportRuntime(rig: Rig): Promise<SupportRuntime> {
   await createEccAk(rig.tools);
   const ak = { ctx: 'ak.ctx', pub: 'ak.pub' };
   const runtime = await enroll(rig, 'support-agent', { team: 'support' }, ak, 'rsa');
-  return { runtime, session: await attest(rig, runtime) };
+  const session = await attest(rig, runtime);
+  return {
+    runtime,
+    session,
+    request: (over = {}, key = session.key.privateKey) =>
+      signed(grantBody(runtime, over), session.attestationId, key),
+  };
 }
