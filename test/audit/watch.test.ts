@@ -478,16 +478,9 @@ describe('grantor audit watch against the whole appliance over HTTPS', () => {
     const appliance = server?.appliance;
     if (appliance === undefined || https === undefined) throw new Error('no appliance');
     const state = join(https.rig.dir, 'witness.json');
-    const first = await grantor([
-      'audit',
-      'watch',
-      '--once',
-      '--state',
-      state,
-      '--verifier',
-      key,
-      ...tlsArgs,
-    ]);
+    const visit = (): Promise<Result> =>
+      grantor(['audit', 'watch', '--once', '--state', state, '--verifier', key, ...tlsArgs]);
+    const first = await visit();
     expect(first.err).toBe('');
     expect(first.code).toBe(0);
     const size = (await appliance.audit.checkpoint({})).treeSize;
@@ -495,16 +488,7 @@ describe('grantor audit watch against the whole appliance over HTTPS', () => {
     await appliance.reloadPolicy('auditor-test');
     const next = (await appliance.audit.checkpoint({})).treeSize;
     expect(next).toBeGreaterThan(size);
-    const second = await grantor([
-      'audit',
-      'watch',
-      '--once',
-      '--state',
-      state,
-      '--verifier',
-      key,
-      ...tlsArgs,
-    ]);
+    const second = await visit();
     expect(second.err).toBe('');
     expect(second.code).toBe(0);
     expect(second.out).toContain(`size ${size} -> ${next}: consistency proof verified`);
