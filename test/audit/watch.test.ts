@@ -404,6 +404,25 @@ describe('grantor audit watch against forked and tampered logs', () => {
   }, 60_000);
 });
 
+/** `grantor audit watch` in loop mode, one visit a second, as a process. */
+function watchLoop(
+  state: string,
+  key: string,
+  remote: readonly string[],
+): ReturnType<typeof spawnGrantor> {
+  return spawnGrantor([
+    'audit',
+    'watch',
+    '--state',
+    state,
+    '--verifier',
+    key,
+    '--interval',
+    '1',
+    ...remote,
+  ]);
+}
+
 /** The CLI as a process (loop mode needs signals). */
 function spawnGrantor(args: readonly string[]): {
   lines: string[];
@@ -498,17 +517,7 @@ describe('grantor audit watch against the whole appliance over HTTPS', () => {
     const appliance = server?.appliance;
     if (appliance === undefined || https === undefined) throw new Error('no appliance');
     const state = join(https.rig.dir, 'loop.json');
-    const child = spawnGrantor([
-      'audit',
-      'watch',
-      '--state',
-      state,
-      '--verifier',
-      key,
-      '--interval',
-      '1',
-      ...tlsArgs,
-    ]);
+    const child = watchLoop(state, key, tlsArgs);
     await child.waitFor(/first visit/);
     await appliance.reloadPolicy('auditor-test');
     await child.waitFor(/ -> \d+: consistency proof verified/);
@@ -523,18 +532,7 @@ describe('loop mode alarms', () => {
     const state = join(work, 'loop-fork.json');
     const front = await startProxy(a.url);
     try {
-      const child = spawnGrantor([
-        'audit',
-        'watch',
-        '--state',
-        state,
-        '--verifier',
-        KEY,
-        '--interval',
-        '1',
-        '--url',
-        front.url,
-      ]);
+      const child = watchLoop(state, KEY, ['--url', front.url]);
       await child.waitFor(/first visit/);
       // The address now answers with the other history (same key, same origin).
       await appendEach(b, 1, 7000);
