@@ -14,9 +14,16 @@ import type { Appliance } from '../../src/appliance.js';
 import type { App } from '../../src/http/app.js';
 import { policySetHash, readPolicySource } from '../../src/policy/index.js';
 import { jcsSha256Hex } from '../../src/shared/jcs.js';
-import { grantBody, signed, type Runtime, type SessionKeyPair } from '../grants/rig.js';
+import { createEccAk } from '../attestation/tools.js';
+import {
+  attest,
+  enroll,
+  grantBody,
+  signed,
+  type Runtime,
+  type SessionKeyPair,
+} from '../grants/rig.js';
 import { repoRoot } from '../rig/sim.js';
-import { attestedSupportRuntime } from '../rig/support-runtime.js';
 import { startRealAppliance, type RealAppliance } from './real.js';
 
 interface PolicyAnswer {
@@ -125,7 +132,15 @@ beforeAll(async () => {
   operatorId = op.info.id;
   tokens.auditor = (await ops.create({ role: 'auditor', actor: 'aude' })).token;
   tokens.custodian = (await ops.create({ role: 'key_custodian', actor: 'kim' })).token;
-  ({ runtime, session } = await attestedSupportRuntime(real.rig));
+  await createEccAk(real.tools);
+  runtime = await enroll(
+    real.rig,
+    'support-agent',
+    { team: 'support' },
+    { ctx: 'ak.ctx', pub: 'ak.pub' },
+    'rsa',
+  );
+  session = await attest(real.rig, runtime);
 }, 180_000);
 
 afterAll(async () => {
