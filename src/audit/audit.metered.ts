@@ -61,9 +61,9 @@ export function meterAudit(metrics: AuditMetrics, now: () => number = Date.now):
   return {
     store: (store) =>
       overlay(store, {
-        appendBatch: async (entries, batch, bodies, tiles) => {
-          await store.appendBatch(entries, batch, bodies, tiles);
-          pending.stored(entries.length);
+        appendBatch: async (write) => {
+          await store.appendBatch(write);
+          pending.stored(write.entries.length);
         },
       }),
     anchor: (anchor) =>

@@ -221,8 +221,7 @@ export function storeWith(inner: AuditStore, over: Partial<AuditStore> = {}): Au
     writeMeta: (meta) => inner.writeMeta(meta),
     readEntries: (from, limit) => inner.readEntries(from, limit),
     readBatches: (from) => inner.readBatches(from),
-    appendBatch: (entries, batch, bodies, tiles) =>
-      inner.appendBatch(entries, batch, bodies, tiles),
+    appendBatch: (write) => inner.appendBatch(write),
     lastBatches: (count) => inner.lastBatches(count),
     readTile: (level, index) => inner.readTile(level, index),
     writeDerived: (tiles, batches, meta) => inner.writeDerived(tiles, batches, meta),

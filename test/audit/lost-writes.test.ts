@@ -41,8 +41,8 @@ function snapshotStore(db: Database, path: string): AuditStore & { snapshots: st
         await inner.writeMeta(meta);
         await snapshot();
       },
-      appendBatch: async (entries, batch, bodies, tiles) => {
-        await inner.appendBatch(entries, batch, bodies, tiles);
+      appendBatch: async (write) => {
+        await inner.appendBatch(write);
         await snapshot();
       },
     }),
