@@ -16,7 +16,8 @@ const workerFromString = {
 };
 
 // One kind of private member: ECMAScript `#`, private at run time too. A constructor has no `#`
-// form, so `private constructor` stays allowed.
+// form, so `private constructor` stays allowed. `Object.create`/`Object.assign` cannot reach a `#`
+// member: wrap such an object with `overlay()` (src/shared/overlay.ts).
 const privateKeyword = {
   selector:
     ":matches(PropertyDefinition, AccessorProperty, TSAbstractPropertyDefinition, TSAbstractMethodDefinition, TSParameterProperty, MethodDefinition[kind!='constructor'])[accessibility='private']",

@@ -130,12 +130,12 @@ export async function directFill(
         for (let at = 0; at < n; at += SLICE) {
           const slice = entries.slice(at, at + SLICE);
           const end = at + SLICE >= n;
-          const { ops } = await new LevelAuditStore(db).batchOps(
-            slice,
-            record,
-            bodies.slice(at, at + SLICE).filter((b) => b !== undefined),
-            end ? tiles : [],
-          );
+          const { ops } = await new LevelAuditStore(db).batchOps({
+            entries: slice,
+            batch: record,
+            bodies: bodies.slice(at, at + SLICE).filter((b) => b !== undefined),
+            tiles: end ? tiles : [],
+          });
           await db.batch(ops);
         }
         await anchor.extend(root);

@@ -10,7 +10,7 @@
  */
 import pkcs11js from 'pkcs11js';
 import { HsmUnavailableError } from '../keys/errors.js';
-import { P256_PARAMS, type Handle } from '../keys/key-inspection.pkcs11.js';
+import { P256_PARAMS, generateSigningKeyPair, type Handle } from '../keys/key-inspection.pkcs11.js';
 import {
   acquireLibrary,
   pkcs11Code,
@@ -227,23 +227,7 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
       { type: pkcs11js.CKA_TOKEN, value: true },
       { type: pkcs11js.CKA_LABEL, value: ANCHOR_KEY_LABEL },
     ];
-    this.#library().p.C_GenerateKeyPair(
-      session,
-      { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN },
-      [
-        ...common,
-        { type: pkcs11js.CKA_EC_PARAMS, value: P256_PARAMS },
-        { type: pkcs11js.CKA_VERIFY, value: true },
-        { type: pkcs11js.CKA_PRIVATE, value: false },
-      ],
-      [
-        ...common,
-        { type: pkcs11js.CKA_PRIVATE, value: true },
-        { type: pkcs11js.CKA_SIGN, value: true },
-        { type: pkcs11js.CKA_SENSITIVE, value: true },
-        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-        { type: pkcs11js.CKA_DERIVE, value: false },
-      ],
-    );
+    const p = this.#library().p;
+    generateSigningKeyPair(p, session, pkcs11js.CKM_EC_KEY_PAIR_GEN, P256_PARAMS, common);
   }
 }

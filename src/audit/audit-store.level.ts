@@ -11,7 +11,7 @@
  * the log.
  */
 import type { Database } from '../shared/db.level.js';
-import type { AuditStore, StoreMeta, StoredBatch, StoredBody } from './audit-store.port.js';
+import type { AuditStore, BatchWrite, StoreMeta, StoredBatch } from './audit-store.port.js';
 import type { AuditEntry } from './entry.js';
 import { indexTerms, timeKeys, type TimeKey } from './query.js';
 import type { TileData } from './tiles.js';
@@ -177,13 +177,8 @@ export class LevelAuditStore implements AuditStore {
     await this.#write(ops);
   }
 
-  async appendBatch(
-    entries: readonly object[],
-    batch: StoredBatch,
-    bodies: readonly StoredBody[],
-    tiles: readonly TileData[],
-  ): Promise<void> {
-    const { ops, start, top } = await this.batchOps(entries, batch, bodies, tiles);
+  async appendBatch(write: BatchWrite): Promise<void> {
+    const { ops, start, top } = await this.batchOps(write);
     try {
       await this.#write(ops);
     } catch (err) {
@@ -201,10 +196,7 @@ export class LevelAuditStore implements AuditStore {
    * writes them with others in one synced batch (a log period's start, period-store.level.ts).
    */
   async batchOps(
-    entries: readonly object[],
-    batch: StoredBatch,
-    bodies: readonly StoredBody[],
-    tiles: readonly TileData[],
+    { entries, batch, bodies, tiles }: BatchWrite,
     meta?: StoreMeta,
   ): Promise<{ ops: LevelOp[]; start: number | undefined; top: string | undefined }> {
     const ops: { key: string; value: string }[] = [];

@@ -3,7 +3,7 @@
  * atomic write per batch), plus `clone()` (copy the store aside) and scripted write
  * faults. Values are kept as JSON text, as on disk, so tests can edit them.
  */
-import type { AuditStore, StoreMeta, StoredBatch, StoredBody } from './audit-store.port.js';
+import type { AuditStore, BatchWrite, StoreMeta, StoredBatch } from './audit-store.port.js';
 import type { AuditEntry } from './entry.js';
 import { indexTerms, timeKeys, type TimeKey } from './query.js';
 import type { TileData } from './tiles.js';
@@ -88,12 +88,7 @@ export class MemoryAuditStore implements AuditStore {
     if (fault !== undefined) throw fault.error;
   }
 
-  async appendBatch(
-    entries: readonly object[],
-    batch: StoredBatch,
-    bodies: readonly StoredBody[],
-    tiles: readonly TileData[],
-  ): Promise<void> {
+  async appendBatch({ entries, batch, bodies, tiles }: BatchWrite): Promise<void> {
     await Promise.resolve();
     const fault = this.writeFaults.shift();
     if (fault !== undefined && !fault.durable) throw fault.error;

@@ -54,6 +54,14 @@ export interface StoredBody {
   readonly text: string;
 }
 
+/** One batch as the log makes it durable: its entries, record, request bodies and tiles. */
+export interface BatchWrite {
+  readonly entries: readonly object[];
+  readonly batch: StoredBatch;
+  readonly bodies: readonly StoredBody[];
+  readonly tiles: readonly TileData[];
+}
+
 export interface AuditStore {
   /** `undefined` for an empty store; anything else is returned as read, unchecked. */
   readMeta(): Promise<unknown>;
@@ -72,12 +80,7 @@ export interface AuditStore {
    * request bodies they name and the tiles they change, in ONE synced write (all or
    * nothing): tiles never disagree with the entries, whatever the crash.
    */
-  appendBatch(
-    entries: readonly object[],
-    batch: StoredBatch,
-    bodies: readonly StoredBody[],
-    tiles: readonly TileData[],
-  ): Promise<void>;
+  appendBatch(write: BatchWrite): Promise<void>;
   /**
    * What a version 1 store lacks (tiles, batch records with `extend`), in one synced write;
    * with `meta` last, the upgrade's end (log.ts `upgrade`).

@@ -15,7 +15,7 @@
 import type { GrantorMetrics } from '../shared/metrics.js';
 import type { AuditAnchor } from './anchor.port.js';
 import type { AuditStore } from './audit-store.port.js';
-import { overlay } from './overlay.js';
+import { overlay } from '../shared/overlay.js';
 
 export type AuditMetrics = Pick<GrantorMetrics, 'auditBatchSize' | 'nvWrites' | 'setAnchorLag'>;
 
@@ -61,9 +61,9 @@ export function meterAudit(metrics: AuditMetrics, now: () => number = Date.now):
   return {
     store: (store) =>
       overlay(store, {
-        appendBatch: async (entries, batch, bodies, tiles) => {
-          await store.appendBatch(entries, batch, bodies, tiles);
-          pending.stored(entries.length);
+        appendBatch: async (write) => {
+          await store.appendBatch(write);
+          pending.stored(write.entries.length);
         },
       }),
     anchor: (anchor) =>

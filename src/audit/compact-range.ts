@@ -1,8 +1,8 @@
 /**
  * The Merkle arithmetic an evidence bundle needs without the whole tree in memory: a
  * compact range (the roots of the perfect subtrees covering leaves [0, end), at most one
- * per bit of `end`), the frontier an RFC 9162 inclusion path of leaf `end` carries, and the
- * RFC 9162 §2.1.4.2 consistency check. Sizes are plain numbers (≤ 2^53): no 32-bit bit
+ * per bit of `end`) and the frontier an RFC 9162 inclusion path of leaf `end` carries; the
+ * consistency check is consistency.ts's. Sizes are plain numbers (≤ 2^53): no 32-bit bit
  * operators anywhere.
  */
 import { EMPTY_ROOT, HASH_SIZE, inclusionSiblings, nodeHash } from './merkle.js';
@@ -88,57 +88,4 @@ export class CompactRange {
     }
     return acc ?? Buffer.from(EMPTY_ROOT);
   }
-}
-
-const odd = (n: number): boolean => n % 2 === 1;
-const half = (n: number): number => Math.floor(n / 2);
-
-/**
- * RFC 9162 §2.1.4.2: whether `proof` shows the tree of `second` leaves with root
- * `secondRoot` extends the tree of `first` leaves with root `firstRoot` (1 <= first <= second).
- */
-export function verifyConsistency(
-  first: number,
-  second: number,
-  firstRoot: Buffer,
-  secondRoot: Buffer,
-  proof: readonly Buffer[],
-): boolean {
-  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(second)) return false;
-  if (first < 1 || first > second) return false;
-  if (first === second) return proof.length === 0 && firstRoot.equals(secondRoot);
-  // A first tree that is a perfect subtree is its own first proof node.
-  const path = isPow2(first) ? [firstRoot, ...proof] : [...proof];
-  const [head, ...rest] = path;
-  if (head === undefined) return false;
-  let fn = first - 1;
-  let sn = second - 1;
-  while (odd(fn)) {
-    fn = half(fn);
-    sn = half(sn);
-  }
-  let fr = head;
-  let sr = head;
-  for (const c of rest) {
-    if (sn === 0) return false;
-    if (odd(fn) || fn === sn) {
-      fr = nodeHash(c, fr);
-      sr = nodeHash(c, sr);
-      while (!odd(fn) && fn !== 0) {
-        fn = half(fn);
-        sn = half(sn);
-      }
-    } else {
-      sr = nodeHash(sr, c);
-    }
-    fn = half(fn);
-    sn = half(sn);
-  }
-  return fr.equals(firstRoot) && sr.equals(secondRoot) && sn === 0;
-}
-
-function isPow2(n: number): boolean {
-  let p = 1;
-  while (p < n) p *= 2;
-  return p === n;
 }

@@ -69,6 +69,25 @@ describe('verifyConsistency (RFC 9162 §2.1.4.2)', () => {
     expect(verifyConsistency(3, 5, t.root(3), t.root(5), [Buffer.alloc(31)])).toBe(false);
   });
 
+  it('never accepts a proof with one node replaced', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 39 }),
+        fc.integer({ min: 0, max: 39 }),
+        fc.nat(),
+        (m, extra, pick) => {
+          const n = Math.min(40, m + extra + 1);
+          const proof = t.consistencyProof(m, n);
+          if (proof.length === 0) return true;
+          const bad = proof.map((p, i) => (i === pick % proof.length ? t.root(1) : p));
+          return bad.some((p, i) => !p.equals(proof[i] ?? p))
+            ? !verifyConsistency(m, n, t.root(m), t.root(n), bad)
+            : true;
+        },
+      ),
+    );
+  });
+
   it('answers true or false for arbitrary input, never throws', () => {
     fc.assert(
       fc.property(

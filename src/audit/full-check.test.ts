@@ -215,17 +215,17 @@ describe('grantor audit verify --full across log periods', () => {
     const e = entry(at.size, at.prevHash);
     tree.appendLeaf(leafHash(Buffer.from(e.hash, 'hex')));
     const root = tree.root();
-    await store.appendBatch(
-      [e],
-      {
+    await store.appendBatch({
+      entries: [e],
+      batch: {
         index: at.index,
         size: at.size + 1,
         root: root.toString('hex'),
         extend: extendDigest(Buffer.from(at.extend, 'hex'), root).toString('hex'),
       },
-      [],
-      tree.writes(),
-    );
+      bodies: [],
+      tiles: tree.writes(),
+    });
   }
 
   it('replays every period in order to OK, with one progress bar over all of them', async () => {

@@ -13,7 +13,8 @@
  * periodic.ts and period-store.port/.level (log periods), retention.ts; query.ts and
  * timeline.ts (reads); bundle.ts, bundle-story.ts, verify-bundle.ts, verify-export.ts,
  * replay.ts and full-check.ts (evidence and its offline check); cli.ts; audit.metered.ts;
- * overlay.ts (wrapping a `#`-field service); errors.ts; config.ts (GRANTOR_AUDIT_*).
+ * errors.ts; config.ts (GRANTOR_AUDIT_*). The metered store and anchor, periodic.ts and
+ * retention.ts wrap `#`-field objects with `overlay()` from src/shared/overlay.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { clockFrom, systemClock } from '../shared/clock.js';

@@ -403,12 +403,12 @@ describe('AuditLog: start-up check', () => {
       }
       const root = tree.root();
       const extend = extendDigest(before.extend, root).toString('hex');
-      await f.appendBatch(
+      await f.appendBatch({
         entries,
-        { index: 2, size: 12, root: root.toString('hex'), extend },
-        [],
-        tree.writes(),
-      );
+        batch: { index: 2, size: 12, root: root.toString('hex'), extend },
+        bodies: [],
+        tiles: tree.writes(),
+      });
       return f;
     };
     const open = (f: MemoryAuditStore, opts: Partial<AuditLogOptions> = {}) =>

@@ -1020,7 +1020,7 @@ export class AuditLog {
         w.event.body === undefined ? [] : [{ digest: w.event.digest, text: w.event.body }],
       );
       // The tiles the batch changed go in the same synced write as its entries.
-      await this.#store.appendBatch(entries, record, bodies, this.#tree.writes());
+      await this.#store.appendBatch({ entries, batch: record, bodies, tiles: this.#tree.writes() });
       this.#lastAnchorAt = this.#clock.now();
       await this.#anchorStep(() => this.#anchor.extend(root));
       await this.#anchorStep(() => this.#anchor.increment());

@@ -69,6 +69,34 @@ export function inclusionSiblings(index: number, size: number): PathSibling[] {
   return path;
 }
 
+/**
+ * RFC 9162 §2.1.4.1: the subtrees [lo, hi) whose roots make PROOF(from, D[0:to]), in proof
+ * order (1 <= from <= to, checked by the caller; none when equal). SUBPROOF's recursion,
+ * unrolled from the top: each step records the sibling of the side that holds `from`.
+ */
+export function consistencySubtrees(from: number, to: number): { lo: number; hi: number }[] {
+  const ranges: { lo: number; hi: number }[] = [];
+  let m = from;
+  let lo = 0;
+  let hi = to;
+  let complete = true;
+  while (m !== hi - lo) {
+    const k = splitPoint(hi - lo);
+    if (m <= k) {
+      ranges.push({ lo: lo + k, hi });
+      hi = lo + k;
+    } else {
+      ranges.push({ lo, hi: lo + k });
+      lo += k;
+      m -= k;
+      complete = false;
+    }
+  }
+  // SUBPROOF(m, D[m], false): a subtree the old tree ends with but is not all of it.
+  if (!complete) ranges.push({ lo, hi });
+  return ranges.reverse();
+}
+
 /** A growable array of 32-byte hashes in one buffer (no per-hash object overhead). */
 class HashArray {
   #buf = Buffer.alloc(HASH_SIZE * 64);
@@ -173,23 +201,6 @@ export class MerkleTree {
     if (!Number.isSafeInteger(from) || from < 1 || from > to) {
       throw new AuditRangeError(`no consistency proof from size ${from} to size ${to}`);
     }
-    const path: Buffer[] = [];
-    const sub = (m: number, lo: number, hi: number, complete: boolean): void => {
-      const n = hi - lo;
-      if (m === n) {
-        if (!complete) path.push(this.#subtree(lo, hi));
-        return;
-      }
-      const k = splitPoint(n);
-      if (m <= k) {
-        sub(m, lo, lo + k, complete);
-        path.push(this.#subtree(lo + k, hi));
-      } else {
-        sub(m - k, lo + k, hi, false);
-        path.push(this.#subtree(lo, lo + k));
-      }
-    };
-    if (from < to) sub(from, 0, to, true);
-    return path;
+    return consistencySubtrees(from, to).map((s) => this.#subtree(s.lo, s.hi));
   }
 }

@@ -93,10 +93,7 @@ export class LevelPeriodStore implements PeriodStore {
     tiles: readonly TileData[],
   ): Promise<void> {
     const { ops } = await this.#opened(record.period).level.batchOps(
-      entries,
-      batch,
-      [],
-      tiles,
+      { entries, batch, bodies: [], tiles },
       meta,
     );
     await this.#db.batch(

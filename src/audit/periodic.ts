@@ -58,7 +58,7 @@ import type {
 import type { Appended, AuditStats } from './log.js';
 import { TiledTree } from './tiled-tree.js';
 import type { TileRequest } from './tiles.js';
-import { overlay } from './overlay.js';
+import { overlay } from '../shared/overlay.js';
 
 /** One period's log and the service over it. */
 export interface PeriodLog {

@@ -253,7 +253,7 @@ describe('audit entry queries', () => {
     }));
     const store = new LevelAuditStore(await databases.open());
     const batch = { index: 0, size, root: '00'.repeat(32), extend: '00'.repeat(32) };
-    await store.appendBatch(entries, batch, [], []);
+    await store.appendBatch({ entries, batch, bodies: [], tiles: [] });
     const seqs: number[] = [];
     for await (const s of store.scanIndex('decision:allow', size - 2, 10)) seqs.push(s);
     expect(seqs).toEqual([size - 2, size - 1]);

@@ -16,7 +16,7 @@ import { LevelPeriodStore } from './period-store.level.js';
 import { periodStoreName } from './periods.js';
 import { runAuditCli } from './cli.js';
 import { verifyBundle } from './verify-bundle.js';
-import { overlay } from './overlay.js';
+import { overlay } from '../shared/overlay.js';
 import { retirePeriod } from './retention.js';
 import { systemClock } from '../shared/clock.js';
 import { testSigner } from './testing.js';

@@ -37,7 +37,7 @@ import type { PeriodStore } from './period-store.port.js';
 import { isPeriodNumber } from './periods.js';
 import type { AuditService, LogService } from './service.js';
 import { verifyBundle, type BundleTrust } from './verify-bundle.js';
-import { overlay } from './overlay.js';
+import { overlay } from '../shared/overlay.js';
 
 /** The entry type recording a retirement (facts.ts `PeriodRetiredFacts`). */
 export const PERIOD_RETIRED = 'audit.period.retired';

@@ -15,7 +15,14 @@
  * proof needs; the bound (docs/audit.md "Tiles") holds whatever the log's size.
  */
 import { AuditRangeError } from './errors.js';
-import { EMPTY_ROOT, HASH_SIZE, nodeHash } from './merkle.js';
+import {
+  EMPTY_ROOT,
+  HASH_SIZE,
+  consistencySubtrees,
+  inclusionSiblings,
+  nodeHash,
+  splitPoint,
+} from './merkle.js';
 import {
   TILE_HEIGHT,
   TILE_WIDTH,
@@ -62,13 +69,6 @@ const key = (level: number, index: number): string => `${level}/${index}`;
 
 function at(buf: Buffer, i: number): Buffer {
   return Buffer.from(buf.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
-}
-
-/** Largest power of two strictly smaller than n (n >= 2). */
-function splitPoint(n: number): number {
-  let k = 1;
-  while (k * 2 < n) k *= 2;
-  return k;
 }
 
 export class TiledTree {
@@ -238,23 +238,8 @@ export class TiledTree {
     if (!Number.isSafeInteger(index) || index < 0 || index >= size) {
       throw new AuditRangeError(`leaf ${index} is not in a tree of size ${size}`);
     }
-    const ranges: [number, number][] = [];
-    let m = index;
-    let lo = 0;
-    let hi = size;
-    while (hi - lo > 1) {
-      const k = splitPoint(hi - lo);
-      if (m < k) {
-        ranges.push([lo + k, hi]);
-        hi = lo + k;
-      } else {
-        ranges.push([lo, lo + k]);
-        lo += k;
-        m -= k;
-      }
-    }
     const path: Buffer[] = [];
-    for (const [a, b] of ranges.reverse()) path.push(await this.#subtree(a, b));
+    for (const { lo, hi } of inclusionSiblings(index, size)) path.push(await this.#subtree(lo, hi));
     return path;
   }
 
@@ -264,33 +249,8 @@ export class TiledTree {
     if (!Number.isSafeInteger(from) || from < 1 || from > to) {
       throw new AuditRangeError(`no consistency proof from size ${from} to size ${to}`);
     }
-    if (from === to) return [];
-    // SUBPROOF(m, D[lo:hi], complete), unrolled: the ranges whose hashes form the proof,
-    // innermost first.
-    const ranges: [number, number][] = [];
-    let m = from;
-    let lo = 0;
-    let hi = to;
-    let complete = true;
-    for (;;) {
-      const n = hi - lo;
-      if (m === n) {
-        if (!complete) ranges.push([lo, hi]);
-        break;
-      }
-      const k = splitPoint(n);
-      if (m <= k) {
-        ranges.push([lo + k, hi]);
-        hi = lo + k;
-      } else {
-        ranges.push([lo, lo + k]);
-        lo += k;
-        m -= k;
-        complete = false;
-      }
-    }
     const path: Buffer[] = [];
-    for (const [a, b] of ranges.reverse()) path.push(await this.#subtree(a, b));
+    for (const { lo, hi } of consistencySubtrees(from, to)) path.push(await this.#subtree(lo, hi));
     return path;
   }
 

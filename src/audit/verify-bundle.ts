@@ -20,7 +20,8 @@ import { jcsSha256Hex } from '../shared/jcs.js';
 import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { BUNDLE_FORMAT, keepsBody, policyHashesOf } from './bundle.js';
 import { parseCheckpoint, verifyNote, type VerifierKey } from './checkpoint.js';
-import { CompactRange, verifyConsistency } from './compact-range.js';
+import { CompactRange } from './compact-range.js';
+import { verifyConsistency } from './consistency.js';
 import {
   GENESIS_PREV_HASH,
   LINK_PROBLEM,

@@ -1,7 +1,8 @@
 /**
  * Key inspection of the PKCS#11 adapter: find a key pair by CKA_ID, refuse a private key
  * that could leave the token, read the public key and prove that the two are one pair
- * before either is trusted. Synchronous PKCS#11 calls on a session the caller holds.
+ * before either is trusted; and the one template a signing key pair is generated with.
+ * Synchronous PKCS#11 calls on a session the caller holds.
  */
 import { createHash, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
@@ -20,6 +21,38 @@ export const P256_PARAMS = Buffer.from('06082a8648ce3d030107', 'hex');
 export const ED25519_PARAMS = Buffer.from('06032b6570', 'hex');
 
 export type Handle = Buffer;
+
+/**
+ * Generate a signing key pair on the token with `common` (CKA_TOKEN, CKA_LABEL, perhaps
+ * CKA_ID) on both halves: the public half public and verify-only, the private half private,
+ * sensitive, never extractable and not for derivation (what inspection refuses otherwise).
+ */
+export function generateSigningKeyPair(
+  p: pkcs11js.PKCS11,
+  session: Handle,
+  keyGen: number,
+  ecParams: Buffer,
+  common: pkcs11js.Template,
+): void {
+  p.C_GenerateKeyPair(
+    session,
+    { mechanism: keyGen },
+    [
+      ...common,
+      { type: pkcs11js.CKA_EC_PARAMS, value: ecParams },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: false },
+    ],
+    [
+      ...common,
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SIGN, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_DERIVE, value: false },
+    ],
+  );
+}
 
 function bool(buf: Buffer | undefined): boolean | undefined {
   if (buf === undefined || buf.length === 0) return undefined;

@@ -43,6 +43,7 @@ import {
   ED25519_PARAMS,
   P256_PARAMS,
   findObjects,
+  generateSigningKeyPair,
   inspectKey,
   mechanism,
   type Handle,
@@ -187,24 +188,7 @@ export class Pkcs11Signer implements HsmSigner {
       ];
       const params = alg === 'ES256' ? P256_PARAMS : ED25519_PARAMS;
       const gen = alg === 'ES256' ? pkcs11js.CKM_EC_KEY_PAIR_GEN : CKM_EC_EDWARDS_KEY_PAIR_GEN;
-      p.C_GenerateKeyPair(
-        session.handle,
-        { mechanism: gen },
-        [
-          ...common,
-          { type: pkcs11js.CKA_EC_PARAMS, value: params },
-          { type: pkcs11js.CKA_VERIFY, value: true },
-          { type: pkcs11js.CKA_PRIVATE, value: false },
-        ],
-        [
-          ...common,
-          { type: pkcs11js.CKA_PRIVATE, value: true },
-          { type: pkcs11js.CKA_SIGN, value: true },
-          { type: pkcs11js.CKA_SENSITIVE, value: true },
-          { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-          { type: pkcs11js.CKA_DERIVE, value: false },
-        ],
-      );
+      generateSigningKeyPair(p, session.handle, gen, params, common);
       const id = hsmId.toString('hex');
       const key = this.#inspect(session.handle, id, alg);
       this.#logger.info({ hsmId: id, label, alg }, 'generated a key pair in the HSM');

@@ -7,7 +7,7 @@
  * answers "what did this runtime do" from the bundle alone. The same through the CLI over
  * the network (`grantor audit export --url`), and the route's refusals.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -18,33 +18,24 @@ import { verifyBundle, type BundleTrust } from '../../src/audit/verify-bundle.js
 import { bundleRecords, runtimeStory } from '../../src/audit/bundle-story.js';
 import { run } from '../../src/cli/main.js';
 import type { App } from '../../src/http/app.js';
-import { createEccAk } from '../attestation/tools.js';
-import {
-  attest,
-  enroll,
-  grantBody,
-  newSessionKeyPair,
-  signed,
-  type Runtime,
-  type SessionKeyPair,
-} from '../grants/rig.js';
+import { newSessionKeyPair } from '../grants/rig.js';
 import { startRealAppliance, type RealAppliance } from '../appliance/real.js';
+import { attestedSupportRuntime, type SupportRuntime } from '../rig/support-runtime.js';
 import { BundleInvalidError } from '../../src/audit/errors.js';
 
 let real: RealAppliance;
 let app: App;
-let runtime: Runtime;
-let session: { attestationId: string; key: SessionKeyPair };
+let support: SupportRuntime;
 const tokens = { operator: '', auditor: '' };
 const as = (who: keyof typeof tokens) => ({ authorization: `Bearer ${tokens[who]}` });
 let trust: BundleTrust;
 let verifierKeyText: string;
 
-const grant = (over: Record<string, unknown> = {}, key = session.key.privateKey) =>
+const grant = (over?: Record<string, unknown>, key?: KeyObject) =>
   app.inject({
     method: 'POST',
     url: '/v1/grants',
-    payload: signed(grantBody(runtime, over), session.attestationId, key),
+    payload: support.request(over, key),
   });
 
 beforeAll(async () => {
@@ -54,15 +45,7 @@ beforeAll(async () => {
   if (ops === undefined) throw new Error('the appliance did not start');
   tokens.operator = (await ops.create({ role: 'operator', actor: 'olivia' })).token;
   tokens.auditor = (await ops.create({ role: 'auditor', actor: 'aude' })).token;
-  await createEccAk(real.tools);
-  runtime = await enroll(
-    real.rig,
-    'support-agent',
-    { team: 'support' },
-    { ctx: 'ak.ctx', pub: 'ak.pub' },
-    'rsa',
-  );
-  session = await attest(real.rig, runtime);
+  support = await attestedSupportRuntime(real.rig);
   expect((await grant()).statusCode).toBe(201);
   const denied = await grant({
     action: 'payments.transfer',
@@ -133,7 +116,7 @@ describe('GET /v1/audit/export on the real appliance', () => {
   });
 
   it('answers "what did this runtime do" from the bundle alone: allow, deny, refusal, with bodies and rules', () => {
-    const mine = runtimeStory(bundleRecords(lines), runtime.runtimeId);
+    const mine = runtimeStory(bundleRecords(lines), support.runtime.runtimeId);
     const decisions = mine.map(({ entry }) => `${entry.type}:${entry.decision ?? ''}`);
     expect(decisions).toContain('grant.decision:allow');
     expect(decisions).toContain('grant.decision:deny');

@@ -59,8 +59,8 @@ export function recoveryLogger(): { readonly logger: DomainLogger; recovered: ()
 export function crashStore(afterStored: () => void): (store: AuditStore) => AuditStore {
   return (store) =>
     storeWith(store, {
-      appendBatch: async (entries, record, bodies, tiles) => {
-        await store.appendBatch(entries, record, bodies, tiles);
+      appendBatch: async (write) => {
+        await store.appendBatch(write);
         afterStored();
       },
     });

@@ -10,22 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from '../../src/http/app.js';
 import { auditRoutes } from '../../src/http/routes/audit.js';
 import { loadSecrets } from '../rig/secrets.js';
-import { createEccAk } from '../attestation/tools.js';
-import {
-  attest,
-  enroll,
-  grantBody,
-  newSessionKeyPair,
-  signed,
-  startRig,
-  type Rig,
-  type Runtime,
-  type SessionKeyPair,
-} from '../grants/rig.js';
+import { newSessionKeyPair, startRig, type Rig } from '../grants/rig.js';
+import { attestedSupportRuntime, type SupportRuntime } from '../rig/support-runtime.js';
 
 let rig: Rig;
-let rt: Runtime;
-let session: { attestationId: string; key: SessionKeyPair };
+let support: SupportRuntime;
 let auditApp: ReturnType<typeof createServer>;
 let allowed: { grantId: string; auditSeq: number };
 let allowedBody: Record<string, unknown>;
@@ -42,26 +31,17 @@ interface Entry {
 
 beforeAll(async () => {
   rig = await startRig();
-  await createEccAk(rig.tools);
-  await rig.tools.tpm2('evictcontrol', ['-C', 'o', '-c', 'ak.ctx', '0x81010003']);
-  rt = await enroll(
-    rig,
-    'support-agent',
-    { team: 'support' },
-    { ctx: '0x81010003', pub: 'ak.pub' },
-    'rsa',
-  );
-  session = await attest(rig, rt);
+  support = await attestedSupportRuntime(rig);
   auditApp = createServer();
   await auditApp.register(auditRoutes, { audit: rig.audit });
   await auditApp.ready();
 
-  allowedBody = signed(grantBody(rt), session.attestationId, session.key.privateKey);
+  allowedBody = support.request();
   const ok = await rig.app.inject({ method: 'POST', url: '/v1/grants', payload: allowedBody });
   expect(ok.statusCode).toBe(201);
   allowed = ok.json();
   // A refusal after the body parsed: signed with a key that is not the session's.
-  const forged = signed(grantBody(rt), session.attestationId, newSessionKeyPair().privateKey);
+  const forged = support.request({}, newSessionKeyPair().privateKey);
   const refused = await rig.app.inject({ method: 'POST', url: '/v1/grants', payload: forged });
   expect(refused.json<{ error: { code: string } }>().error.code).toBe('request_signature_invalid');
 }, 180_000);
@@ -79,14 +59,14 @@ async function query(qs: string): Promise<{ entries: Entry[]; next: number | nul
 
 describe('evidence an auditor can use', () => {
   it('the allow says what was decided (v2 facts) and its request body hashes to its digest', async () => {
-    const { entries } = await query(`subject=${rt.runtimeId}&type=grant.decision`);
+    const { entries } = await query(`subject=${support.runtime.runtimeId}&type=grant.decision`);
     const entry = entries.find((e) => e.seq === allowed.auditSeq);
     expect(entry).toMatchObject({
       v: 2,
       subject: allowed.grantId,
       decision: 'allow',
       facts: {
-        runtime: rt.runtimeId,
+        runtime: support.runtime.runtimeId,
         action: allowedBody.action,
         resource: allowedBody.resource,
         audience: allowedBody.audience,
@@ -94,7 +74,7 @@ describe('evidence an auditor can use', () => {
         requestId: allowedBody.requestId,
         parametersDigest: allowedBody.parametersDigest,
         proofMode: 'session',
-        attestationId: session.attestationId,
+        attestationId: support.session.attestationId,
       },
     });
     expect(entry?.facts?.policyHash).toMatch(/^[0-9a-f]{64}$/);
@@ -107,24 +87,26 @@ describe('evidence an auditor can use', () => {
     const { body } = res.json<{ body: string }>();
     expect(createHash('sha256').update(body).digest('hex')).toBe(entry?.digest);
     expect(JSON.parse(body)).toMatchObject({
-      runtimeId: rt.runtimeId,
+      runtimeId: support.runtime.runtimeId,
       requestId: allowedBody.requestId,
     });
   });
 
   it('the refusal is on the record under the runtime, with its code', async () => {
-    const { entries } = await query(`subject=${rt.runtimeId}&decision=request_signature_invalid`);
+    const { entries } = await query(
+      `subject=${support.runtime.runtimeId}&decision=request_signature_invalid`,
+    );
     expect(entries).toHaveLength(1);
     expect(entries[0]).toMatchObject({
       type: 'grant.refused',
-      facts: { runtime: rt.runtimeId, code: 'request_signature_invalid' },
+      facts: { runtime: support.runtime.runtimeId, code: 'request_signature_invalid' },
     });
   });
 
   it("the runtime's timeline: enrollment, attestation, grant and refusal, each with its seq", async () => {
     const res = await auditApp.inject({
       method: 'GET',
-      url: `/v1/runtimes/${rt.runtimeId}/timeline`,
+      url: `/v1/runtimes/${support.runtime.runtimeId}/timeline`,
     });
     expect(res.statusCode).toBe(200);
     const { events } = res.json<{ events: { seq: number; kind: string; grant?: string }[] }>();
@@ -136,9 +118,12 @@ describe('evidence an auditor can use', () => {
   });
 
   it('attestation verdicts carry the AK name, PCR digest, counters and firmware', async () => {
-    const { entries } = await query(`subject=${rt.runtimeId}&type=runtime.attest`);
+    const { entries } = await query(`subject=${support.runtime.runtimeId}&type=runtime.attest`);
     const facts = entries[0]?.facts ?? {};
-    expect(facts).toMatchObject({ runtime: rt.runtimeId, attestationId: session.attestationId });
+    expect(facts).toMatchObject({
+      runtime: support.runtime.runtimeId,
+      attestationId: support.session.attestationId,
+    });
     expect(facts.akName).toMatch(/^000b[0-9a-f]{64}$/);
     expect(facts.pcrDigest).toMatch(/^[0-9a-f]{64}$/);
     expect(typeof facts.resetCount).toBe('number');
@@ -173,7 +158,7 @@ describe('evidence an auditor can use', () => {
     const file = process.env.GRANTOR_TEST_SECRETS_FILE;
     const secrets = file === undefined ? [] : await loadSecrets(file);
     for (const s of secrets) expect(all.includes(s.value), s.label).toBe(false);
-    const d = session.key.privateKey.export({ format: 'jwk' }).d ?? '';
+    const d = support.session.key.privateKey.export({ format: 'jwk' }).d ?? '';
     expect(d).not.toBe('');
     expect(all.includes(d)).toBe(false);
   });

@@ -27,6 +27,7 @@ async function grantor(args: readonly string[]): Promise<Result> {
 
 /** A small bound, so that a range past it is cheap to ask for. */
 const MAX_ENTRIES = 40;
+const NONCE = 'aa'.repeat(32);
 
 let https: HttpsAppliance | undefined;
 let server: RunningServer | undefined;
@@ -71,48 +72,22 @@ afterAll(async () => {
 describe('grantor audit export over HTTPS', () => {
   it('downloads a bundle that verifies, checking the server against the CA given', async () => {
     const file = join(dir, 'tls.ndjson');
-    const exported = await grantor([
-      'audit',
-      'export',
-      file,
-      '--profile',
-      join(dir, 'auditor.json'),
-      '--nonce',
-      'aa'.repeat(32),
-    ]);
+    const exported = await exportWithProfile(file, '--nonce', NONCE);
     expect(exported.code, exported.err).toBe(0);
     expect(exported.out).toMatch(/exported an evidence bundle of \d+ entries/);
     expect(`${exported.out}\n${exported.err}`).not.toContain(token);
     expect((await stat(file)).mode & 0o077).toBe(0);
     expect(await readFile(file, 'utf8')).not.toContain(token);
-    const verified = await grantor([
-      'audit',
-      'verify',
-      file,
-      '--key',
-      verifierKey,
-      '--pin',
-      pinFile,
-      '--nonce',
-      'aa'.repeat(32),
-    ]);
+    const checks = ['--key', verifierKey, '--pin', pinFile, '--nonce', NONCE];
+    const verified = await grantor(['audit', 'verify', file, ...checks]);
     expect(verified.code, verified.err).toBe(0);
     expect(verified.out).toMatch(/^OK: evidence bundle of /m);
   });
 
   it('refuses a server whose certificate the CA given did not sign, sending nothing', async () => {
     const file = join(dir, 'wrong-ca.ndjson');
-    const refused = await grantor([
-      'audit',
-      'export',
-      file,
-      '--url',
-      url,
-      '--cacert',
-      join(dir, 'foreign', 'server-ca.pem'),
-      '--token',
-      token,
-    ]);
+    const remote = ['--url', url, '--cacert', join(dir, 'foreign', 'server-ca.pem')];
+    const refused = await grantor(['audit', 'export', file, ...remote, '--token', token]);
     expect(refused.code, refused.err).toBe(1);
     expect(refused.err).toMatch(/remote_unreachable/);
     expect(refused.err).toContain("the server's certificate does not verify against the CA given");
@@ -133,20 +108,17 @@ describe('grantor audit export over HTTPS', () => {
       error: { code: 'audit_export_range_too_large', details: { max: MAX_ENTRIES } },
     });
     const file = join(dir, 'too-large.ndjson');
-    const cli = await grantor([
-      'audit',
-      'export',
-      file,
-      '--profile',
-      join(dir, 'auditor.json'),
-      '--to',
-      String(MAX_ENTRIES + 1),
-    ]);
+    const cli = await exportWithProfile(file, '--to', String(MAX_ENTRIES + 1));
     expect(cli.code).not.toBe(0);
     expect(cli.err).toContain('audit_export_range_too_large');
     expect(`${cli.out}\n${cli.err}`).not.toContain(token);
   });
 });
+
+/** `grantor audit export FILE` as the auditor's profile says (URL, CA, token file). */
+function exportWithProfile(file: string, ...flags: string[]): Promise<Result> {
+  return grantor(['audit', 'export', file, '--profile', join(dir, 'auditor.json'), ...flags]);
+}
 
 /** GET through the app itself (no TLS needed to read the error body). */
 async function fetchExport(path: string): Promise<{ status: number; body: unknown }> {

@@ -138,9 +138,9 @@ function flakyStore(db: Database): AuditStore & { mode: FaultMode } {
   const inner = new LevelAuditStore(db);
   const store: AuditStore & { mode: FaultMode } = {
     ...storeWith(inner, {
-      appendBatch: async (entries, batch, bodies, tiles) => {
+      appendBatch: async (write) => {
         if (store.mode === 'fail') throw new Error('EIO: simulated disk failure');
-        await inner.appendBatch(entries, batch, bodies, tiles);
+        await inner.appendBatch(write);
         if (store.mode === 'fail-after-write')
           throw new Error('EIO: simulated failure after write');
       },

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
 import type { TpmAnchorConfig, TpmAnchorIndices } from '../../src/audit/anchor.tpm.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
@@ -67,6 +68,55 @@ export async function startTpmFile(
 ): Promise<{ sim: SimTpm; tpm: NativeTpm; work: string }> {
   const sim = await startSimTpm();
   return { sim, tpm: await NativeTpm.open(sim.tcti), work: await tempDir(prefix) };
+}
+
+/** A swtpm test file's pieces, set in its beforeAll (read them in hooks and tests). */
+export interface TpmFile {
+  readonly sim: SimTpm;
+  /** The facade over `sim`; a test that closes it opens the next one here (closed afterAll). */
+  tpm: NativeTpm;
+  readonly work: string;
+  /** The anchor provisioned at the indices given to useTpmFile. */
+  readonly config: TpmAnchorConfig;
+}
+
+/**
+ * Registers a swtpm test file's beforeAll (startTpmFile, then the anchor at `indices`
+ * unless null) and afterAll (tearDownTpm).
+ */
+export function useTpmFile(prefix: string, indices: TpmAnchorIndices | null = INDICES): TpmFile {
+  let started: { sim: SimTpm; tpm: NativeTpm; work: string } | undefined;
+  let config: TpmAnchorConfig | undefined;
+  const get = (): { sim: SimTpm; tpm: NativeTpm; work: string } => {
+    if (started === undefined) throw new Error('useTpmFile: read before its beforeAll ran');
+    return started;
+  };
+  beforeAll(async () => {
+    started = await startTpmFile(prefix);
+    if (indices !== null) config = await provisionAnchor(started.tpm, indices);
+  });
+  afterAll(async () => {
+    const { sim, work } = get();
+    await tearDownTpm(() => get().tpm.close(), [sim], work);
+  });
+  return {
+    get sim() {
+      return get().sim;
+    },
+    get tpm() {
+      return get().tpm;
+    },
+    set tpm(tpm: NativeTpm) {
+      get().tpm = tpm;
+    },
+    get work() {
+      return get().work;
+    },
+    get config() {
+      if (config === undefined) throw new Error(`useTpmFile(${prefix}): no anchor provisioned`);
+      return config;
+    },
+  };
 }
 
 /**
@@ -171,8 +221,7 @@ export function storeWith(inner: AuditStore, over: Partial<AuditStore> = {}): Au
     writeMeta: (meta) => inner.writeMeta(meta),
     readEntries: (from, limit) => inner.readEntries(from, limit),
     readBatches: (from) => inner.readBatches(from),
-    appendBatch: (entries, batch, bodies, tiles) =>
-      inner.appendBatch(entries, batch, bodies, tiles),
+    appendBatch: (write) => inner.appendBatch(write),
     lastBatches: (count) => inner.lastBatches(count),
     readTile: (level, index) => inner.readTile(level, index),
     writeDerived: (tiles, batches, meta) => inner.writeDerived(tiles, batches, meta),

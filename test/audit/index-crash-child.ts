@@ -46,12 +46,12 @@ async function main(): Promise<void> {
       prev = e.hash;
       seq += 1;
     }
-    await store.appendBatch(
+    await store.appendBatch({
       entries,
-      { index: batchIndex, size: seq, root: '0'.repeat(64), extend: '0'.repeat(64) },
+      batch: { index: batchIndex, size: seq, root: '0'.repeat(64), extend: '0'.repeat(64) },
       bodies,
-      [],
-    );
+      tiles: [],
+    });
     batchIndex += 1;
   }
 }

@@ -13,42 +13,25 @@
  */
 import { cp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
+import { describe, expect, it } from 'vitest';
 import { TpmAuditAnchor } from '../../src/audit/anchor.tpm.js';
 import { LevelAuditStore } from '../../src/audit/audit-store.level.js';
 import type { AuditStore } from '../../src/audit/audit-store.port.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { openDatabase, type Database } from '../../src/shared/db.level.js';
-import type { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { type SimTpm } from '../rig/sim.js';
-import {
-  LOG_OPTIONS,
-  event,
-  provisionAnchor,
-  storeWith,
-  startTpmFile,
-  tearDownTpm,
-} from './helpers.js';
+import { LOG_OPTIONS, event, storeWith, useTpmFile } from './helpers.js';
 
-let sim: SimTpm;
-let tpm: NativeTpm;
-let config: TpmAnchorConfig;
-let work: string;
-
-beforeAll(async () => {
-  ({ sim, tpm, work } = await startTpmFile('grantor-audit-lost-writes-'));
-  config = await provisionAnchor(tpm, { counterIndex: 0x015000c0, extendIndex: 0x015000c1 });
+const file = useTpmFile('grantor-audit-lost-writes-', {
+  counterIndex: 0x015000c0,
+  extendIndex: 0x015000c1,
 });
-
-afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));
 
 /** The LevelDB store, copied to `synced-<n>` each time a synced write returns. */
 function snapshotStore(db: Database, path: string): AuditStore & { snapshots: string[] } {
   const inner = new LevelAuditStore(db);
   const snapshots: string[] = [];
   const snapshot = async (): Promise<void> => {
-    const to = join(work, `synced-${snapshots.length}`);
+    const to = join(file.work, `synced-${snapshots.length}`);
     await cp(path, to, { recursive: true });
     snapshots.push(to);
   };
@@ -58,8 +41,8 @@ function snapshotStore(db: Database, path: string): AuditStore & { snapshots: st
         await inner.writeMeta(meta);
         await snapshot();
       },
-      appendBatch: async (entries, batch, bodies, tiles) => {
-        await inner.appendBatch(entries, batch, bodies, tiles);
+      appendBatch: async (write) => {
+        await inner.appendBatch(write);
         await snapshot();
       },
     }),
@@ -69,16 +52,20 @@ function snapshotStore(db: Database, path: string): AuditStore & { snapshots: st
 
 async function openAt(path: string): Promise<{ db: Database; log: AuditLog }> {
   const db = await openDatabase(path);
-  const log = new AuditLog(new LevelAuditStore(db), new TpmAuditAnchor(tpm, config), LOG_OPTIONS);
+  const log = new AuditLog(
+    new LevelAuditStore(db),
+    new TpmAuditAnchor(file.tpm, file.config),
+    LOG_OPTIONS,
+  );
   return { db, log };
 }
 
 describe('the store reverted to an earlier synced state (lost writes)', () => {
   it('is refused as store_behind_anchor at every earlier sync point, and serves at the last', async () => {
-    const live = join(work, 'live');
+    const live = join(file.work, 'live');
     const db = await openDatabase(live);
     const store = snapshotStore(db, live);
-    const log = new AuditLog(store, new TpmAuditAnchor(tpm, config), LOG_OPTIONS);
+    const log = new AuditLog(store, new TpmAuditAnchor(file.tpm, file.config), LOG_OPTIONS);
     await log.provision();
     await log.open();
     const acked: string[] = [];
@@ -104,7 +91,7 @@ describe('the store reverted to an earlier synced state (lost writes)', () => {
           details: {
             reason: 'store_behind_anchor',
             storeBatches: n,
-            tpmCounter: ((config.pinnedGenesis ?? 0n) + BigInt(batches)).toString(),
+            tpmCounter: ((file.config.pinnedGenesis ?? 0n) + BigInt(batches)).toString(),
           },
         });
         // Nothing is served from the stale store: no appends, no head, no entries.

@@ -9,33 +9,15 @@
  */
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TpmAnchorConfig } from '../../src/audit/anchor.tpm.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
-import type { NativeTpm } from '../../src/tpm/tpm.native.js';
-import { type SimTpm } from '../rig/sim.js';
-import {
-  INDICES,
-  backupBehindLive,
-  event,
-  logAt,
-  provisionAnchor,
-  startTpmFile,
-  tearDownTpm,
-} from './helpers.js';
+import { INDICES, backupBehindLive, event, logAt, provisionAnchor, useTpmFile } from './helpers.js';
 
-let sim: SimTpm;
-let tpm: NativeTpm;
-let work: string;
+const file = useTpmFile('grantor-audit-rollback-', null);
 
 const owner = { hierarchy: 'owner' as const, hierarchyAuth: new Uint8Array(0) };
 const ownerWrite = { auth: { by: 'owner' as const } };
-
-beforeAll(async () => {
-  ({ sim, tpm, work } = await startTpmFile('grantor-audit-rollback-'));
-});
-
-afterAll(() => tearDownTpm(() => tpm.close(), [sim], work));
 
 describe('the TPM counter rule the pinned genesis relies on (swtpm)', () => {
   it('a redefined counter starts above the count its undefined predecessor held', async () => {
@@ -48,39 +30,39 @@ describe('the TPM counter rule the pinned genesis relies on (swtpm)', () => {
       attributes: (1 << 1) | (1 << 17) | (1 << 18) | (1 << 25) | (0x1 << 4),
       dataSize: 8,
     });
-    await tpm.nvDefine(space(a), owner);
-    for (let i = 0; i < 5; i++) await tpm.nvIncrement(a, ownerWrite);
-    const high = await tpm.nvReadCounter(a, ownerWrite);
-    await tpm.nvUndefine(a, owner);
-    await tpm.nvDefine(space(a), owner);
-    await tpm.nvIncrement(a, ownerWrite);
-    const redefined = await tpm.nvReadCounter(a, ownerWrite);
+    await file.tpm.nvDefine(space(a), owner);
+    for (let i = 0; i < 5; i++) await file.tpm.nvIncrement(a, ownerWrite);
+    const high = await file.tpm.nvReadCounter(a, ownerWrite);
+    await file.tpm.nvUndefine(a, owner);
+    await file.tpm.nvDefine(space(a), owner);
+    await file.tpm.nvIncrement(a, ownerWrite);
+    const redefined = await file.tpm.nvReadCounter(a, ownerWrite);
     expect(redefined).toBe(high + 1n);
     // The TPM remembers the highest count of an UNDEFINED counter (maxCount): a second new
     // counter starts from there too, not above the live one (this swtpm: 6, not 7). What the
     // pin needs holds: redefining the anchor counter means undefining it first.
-    await tpm.nvDefine(space(b), owner);
-    await tpm.nvIncrement(b, ownerWrite);
-    expect(await tpm.nvReadCounter(b, ownerWrite)).toBe(high + 1n);
-    await tpm.nvUndefine(a, owner);
-    await tpm.nvUndefine(b, owner);
-    await tpm.nvDefine(space(a), owner);
-    await tpm.nvIncrement(a, ownerWrite);
-    expect(await tpm.nvReadCounter(a, ownerWrite)).toBe(redefined + 1n);
-    await tpm.nvUndefine(a, owner);
+    await file.tpm.nvDefine(space(b), owner);
+    await file.tpm.nvIncrement(b, ownerWrite);
+    expect(await file.tpm.nvReadCounter(b, ownerWrite)).toBe(high + 1n);
+    await file.tpm.nvUndefine(a, owner);
+    await file.tpm.nvUndefine(b, owner);
+    await file.tpm.nvDefine(space(a), owner);
+    await file.tpm.nvIncrement(a, ownerWrite);
+    expect(await file.tpm.nvReadCounter(a, ownerWrite)).toBe(redefined + 1n);
+    await file.tpm.nvUndefine(a, owner);
   });
 });
 
 describe('a third party writing the anchor while the log runs', () => {
   it('is noticed at the next anchor write (anchor_foreign_write), not the next start', async () => {
     const indices = { counterIndex: 0x01500064, extendIndex: 0x01500065 };
-    const config = await provisionAnchor(tpm, indices);
-    const opened = await logAt(join(work, 'foreign'), tpm, config);
+    const config = await provisionAnchor(file.tpm, indices);
+    const opened = await logAt(join(file.work, 'foreign'), file.tpm, config);
     await opened.log.provision();
     await opened.log.open();
     await opened.log.append(event(0));
     // With the (empty) owner authorisation, as tpm2_nvincrement -C o would.
-    await tpm.nvIncrement(indices.counterIndex, ownerWrite);
+    await file.tpm.nvIncrement(indices.counterIndex, ownerWrite);
     await expect(opened.log.append(event(1))).rejects.toMatchObject({
       code: 'audit_rollback_detected',
       details: { reason: 'anchor_foreign_write' },
@@ -94,26 +76,29 @@ describe('rollback by redefining the anchor and replaying a backup (issue 13)', 
   let forgedGenesis: bigint;
 
   it('sets the scene: a backup with 1 entry, a live log with 4 acknowledged entries', async () => {
-    config = await provisionAnchor(tpm);
-    expect(await backupBehindLive(work, tpm, config, 4)).toMatchObject({ size: 4, batches: 4 });
+    config = await provisionAnchor(file.tpm);
+    expect(await backupBehindLive(file.work, file.tpm, config, 4)).toMatchObject({
+      size: 4,
+      batches: 4,
+    });
   });
 
   it('performs the attack: redefine both indices, replay the roots, rewrite the genesis', async () => {
-    await tpm.nvUndefine(INDICES.extendIndex, owner);
-    await tpm.nvUndefine(INDICES.counterIndex, owner);
-    const redone = await provisionTpmAnchor(tpm, INDICES);
+    await file.tpm.nvUndefine(INDICES.extendIndex, owner);
+    await file.tpm.nvUndefine(INDICES.counterIndex, owner);
+    const redone = await provisionTpmAnchor(file.tpm, INDICES);
     // Same attributes: the same NV names, so the name pin alone holds.
     expect(redone.names).toEqual(config.pinnedNames);
-    const backup = await logAt(join(work, 'backup'), tpm, config);
+    const backup = await logAt(join(file.work, 'backup'), file.tpm, config);
     const sub = backup.db.sublevel('audit', { valueEncoding: 'utf8' });
     const roots = (await sub.values({ gte: 'b!', lt: 'b!~' }).all()).map(
       (r) => (JSON.parse(r) as { root: string }).root,
     );
     expect(roots).toHaveLength(1);
     for (const root of roots) {
-      await tpm.nvExtend(INDICES.extendIndex, Buffer.from(root, 'hex'), ownerWrite);
+      await file.tpm.nvExtend(INDICES.extendIndex, Buffer.from(root, 'hex'), ownerWrite);
     }
-    const counter = await tpm.nvReadCounter(INDICES.counterIndex, ownerWrite);
+    const counter = await file.tpm.nvReadCounter(INDICES.counterIndex, ownerWrite);
     forgedGenesis = counter - BigInt(roots.length);
     const meta = JSON.parse((await sub.get('meta')) ?? '') as Record<string, unknown>;
     await sub.put('meta', JSON.stringify({ ...meta, genesisCounter: forgedGenesis.toString() }));
@@ -124,8 +109,8 @@ describe('rollback by redefining the anchor and replaying a backup (issue 13)', 
 
   it('would be accepted with the genesis the store states (the old design), appending at seq 1', async () => {
     const asStored = { ...config, pinnedGenesis: forgedGenesis };
-    await cp(join(work, 'backup'), join(work, 'backup-old-design'), { recursive: true });
-    const opened = await logAt(join(work, 'backup-old-design'), tpm, asStored);
+    await cp(join(file.work, 'backup'), join(file.work, 'backup-old-design'), { recursive: true });
+    const opened = await logAt(join(file.work, 'backup-old-design'), file.tpm, asStored);
     await opened.log.open();
     // Nothing is written: appending here would move the TPM on for the next case.
     expect(opened.log.head()).toMatchObject({ size: 1, batches: 1 });
@@ -133,7 +118,7 @@ describe('rollback by redefining the anchor and replaying a backup (issue 13)', 
   });
 
   it('is refused against the pinned genesis: store_genesis_mismatch', async () => {
-    const opened = await logAt(join(work, 'backup'), tpm, config);
+    const opened = await logAt(join(file.work, 'backup'), file.tpm, config);
     await expect(opened.log.open()).rejects.toMatchObject({
       code: 'audit_rollback_detected',
       details: {
@@ -149,7 +134,7 @@ describe('rollback by redefining the anchor and replaying a backup (issue 13)', 
   });
 
   it('is refused with the genesis left alone: the counter is past genesis + 1 batch', async () => {
-    const opened = await logAt(join(work, 'backup'), tpm, config);
+    const opened = await logAt(join(file.work, 'backup'), file.tpm, config);
     const sub = opened.db.sublevel('audit', { valueEncoding: 'utf8' });
     const meta = JSON.parse((await sub.get('meta')) ?? '') as Record<string, unknown>;
     await sub.put(
@@ -164,23 +149,23 @@ describe('rollback by redefining the anchor and replaying a backup (issue 13)', 
   });
 
   it('an empty store on the redefined indices is not a new log (start and provisioning refuse)', async () => {
-    const fresh = await logAt(join(work, 'empty'), tpm, config);
+    const fresh = await logAt(join(file.work, 'empty'), file.tpm, config);
     await expect(fresh.log.provision()).rejects.toMatchObject({
       details: { reason: 'store_missing' },
     });
     await fresh.close();
-    const started = await logAt(join(work, 'empty'), tpm, config);
+    const started = await logAt(join(file.work, 'empty'), file.tpm, config);
     await expect(started.log.open()).rejects.toMatchObject({
       details: { reason: 'store_missing' },
     });
     await started.close();
     // Even with the forged extend index reset to its genesis value, the counter is not.
-    await tpm.nvUndefine(INDICES.extendIndex, owner);
-    await tpm.nvUndefine(INDICES.counterIndex, owner);
-    await provisionTpmAnchor(tpm, INDICES);
-    const state = await new TpmAuditAnchor(tpm, config).read();
+    await file.tpm.nvUndefine(INDICES.extendIndex, owner);
+    await file.tpm.nvUndefine(INDICES.counterIndex, owner);
+    await provisionTpmAnchor(file.tpm, INDICES);
+    const state = await new TpmAuditAnchor(file.tpm, config).read();
     expect(state.counter).toBeGreaterThan(config.pinnedGenesis ?? 0n);
-    const again = await logAt(join(work, 'empty'), tpm, config);
+    const again = await logAt(join(file.work, 'empty'), file.tpm, config);
     await expect(again.log.provision()).rejects.toMatchObject({
       details: { reason: 'store_missing', tpmCounter: state.counter.toString() },
     });

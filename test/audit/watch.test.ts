@@ -267,63 +267,94 @@ describe('grantor audit watch against forked and tampered logs', () => {
     expect(evidence.note).toMatch(/^grantor\.test\/watch\n3\n/);
   }, 60_000);
 
-  it('the same size with another history: root_mismatch (13)', async () => {
-    await appendTogether(b, 7, 2000);
-    await expectAlarm(await watchOnce(b.url, state()), 13, 'root_mismatch');
-  }, 60_000);
+  /** A visit that must alarm: `arrange` readies the log and names the URL visited. */
+  const itAlarms = (
+    title: string,
+    code: number,
+    alarm: string,
+    arrange: () => Promise<string>,
+    keys: readonly string[] = [KEY],
+  ): void => {
+    it(`${title}: ${alarm} (${code})`, async () => {
+      await expectAlarm(await watchOnce(await arrange(), state(), keys), code, alarm);
+    }, 60_000);
+  };
 
-  it('a larger tree whose TPM counter did not move forward: anchor_regressed (16)', async () => {
+  itAlarms('the same size with another history', 13, 'root_mismatch', async () => {
+    await appendTogether(b, 7, 2000);
+    return b.url;
+  });
+
+  itAlarms('a larger tree whose TPM counter did not move', 16, 'anchor_regressed', async () => {
     await appendTogether(b, 4, 3000);
     const [counterA, counterB] = await counters();
     // The precondition the case needs: B's 14 entries in fewer batches than A's 10.
     expect(counterB).toBeLessThanOrEqual(counterA);
-    await expectAlarm(await watchOnce(b.url, state()), 16, 'anchor_regressed');
-  }, 60_000);
+    return b.url;
+  });
 
-  it('a larger forked tree: proof_invalid (14)', async () => {
+  itAlarms('a larger forked tree', 14, 'proof_invalid', async () => {
     await appendEach(b, 10, 4000);
     const [counterA, counterB] = await counters();
     expect(counterB).toBeGreaterThan(counterA);
-    await expectAlarm(await watchOnce(b.url, state()), 14, 'proof_invalid');
-  }, 60_000);
+    return b.url;
+  });
 
-  it('another log whose key is not pinned: signature_invalid (10)', async () => {
+  itAlarms('another log whose key is not pinned', 10, 'signature_invalid', async () => {
     await appendEach(c, 12, 5000);
-    await expectAlarm(await watchOnce(c.url, state()), 10, 'signature_invalid');
-  }, 60_000);
+    return c.url;
+  });
 
-  it('another log whose key is pinned too: origin_changed (11)', async () => {
-    await expectAlarm(await watchOnce(c.url, state(), [KEY, OTHER_KEY]), 11, 'origin_changed');
-  }, 60_000);
+  itAlarms(
+    'another log whose key is pinned too',
+    11,
+    'origin_changed',
+    () => Promise.resolve(c.url),
+    [KEY, OTHER_KEY],
+  );
 
   it('through a proxy: a tampered signature (10), note (15) and proof (14)', async () => {
     await appendEach(a, 2, 6000);
     proxy.target = a.url;
-    proxy.rewrite = (path, body) => {
-      if (path !== '/v1/audit/checkpoint') return body;
-      const note = body.note as string;
-      // Flip one bit of the Ed25519 signature (after the 4-byte key id).
-      const m = /— (\S+) (\S+)\n$/.exec(note);
-      const raw = Buffer.from(m?.[2] ?? '', 'base64');
-      raw[10] = (raw[10] ?? 0) ^ 1;
-      return { ...body, note: note.replace(m?.[2] ?? '', raw.toString('base64')) };
-    };
-    await expectAlarm(await watchOnce(proxy.url, state()), 10, 'signature_invalid');
-
-    proxy.rewrite = (path, body) =>
-      path === '/v1/audit/checkpoint' ? { ...body, note: 'not a note' } : body;
-    await expectAlarm(await watchOnce(proxy.url, state()), 15, 'checkpoint_malformed');
-
-    proxy.rewrite = (path, body) => {
-      if (path !== '/v1/audit/proof/consistency') return body;
-      const p = [...(body.path as string[])];
-      p[0] = randomBytes(32).toString('hex');
-      return { ...body, path: p };
-    };
-    await expectAlarm(await watchOnce(proxy.url, state()), 14, 'proof_invalid');
-    proxy.rewrite = (path, body) =>
-      path === '/v1/audit/proof/consistency' ? { ...body, path: [] } : body;
-    await expectAlarm(await watchOnce(proxy.url, state()), 14, 'proof_invalid');
+    const tampered: [number, string, Proxy['rewrite']][] = [
+      [
+        10,
+        'signature_invalid',
+        (path, body) => {
+          if (path !== '/v1/audit/checkpoint') return body;
+          const note = body.note as string;
+          // Flip one bit of the Ed25519 signature (after the 4-byte key id).
+          const m = /— (\S+) (\S+)\n$/.exec(note);
+          const raw = Buffer.from(m?.[2] ?? '', 'base64');
+          raw[10] = (raw[10] ?? 0) ^ 1;
+          return { ...body, note: note.replace(m?.[2] ?? '', raw.toString('base64')) };
+        },
+      ],
+      [
+        15,
+        'checkpoint_malformed',
+        (path, body) => (path === '/v1/audit/checkpoint' ? { ...body, note: 'not a note' } : body),
+      ],
+      [
+        14,
+        'proof_invalid',
+        (path, body) => {
+          if (path !== '/v1/audit/proof/consistency') return body;
+          const p = [...(body.path as string[])];
+          p[0] = randomBytes(32).toString('hex');
+          return { ...body, path: p };
+        },
+      ],
+      [
+        14,
+        'proof_invalid',
+        (path, body) => (path === '/v1/audit/proof/consistency' ? { ...body, path: [] } : body),
+      ],
+    ];
+    for (const [code, alarm, rewrite] of tampered) {
+      proxy.rewrite = rewrite;
+      await expectAlarm(await watchOnce(proxy.url, state()), code, alarm);
+    }
 
     // Untouched, the same log through the same proxy is consistent.
     proxy.rewrite = (_p, body) => body;
@@ -372,6 +403,25 @@ describe('grantor audit watch against forked and tampered logs', () => {
     expect(await readFile(state(), 'utf8')).toBe(verified);
   }, 60_000);
 });
+
+/** `grantor audit watch` in loop mode, one visit a second, as a process. */
+function watchLoop(
+  state: string,
+  key: string,
+  remote: readonly string[],
+): ReturnType<typeof spawnGrantor> {
+  return spawnGrantor([
+    'audit',
+    'watch',
+    '--state',
+    state,
+    '--verifier',
+    key,
+    '--interval',
+    '1',
+    ...remote,
+  ]);
+}
 
 /** The CLI as a process (loop mode needs signals). */
 function spawnGrantor(args: readonly string[]): {
@@ -447,16 +497,9 @@ describe('grantor audit watch against the whole appliance over HTTPS', () => {
     const appliance = server?.appliance;
     if (appliance === undefined || https === undefined) throw new Error('no appliance');
     const state = join(https.rig.dir, 'witness.json');
-    const first = await grantor([
-      'audit',
-      'watch',
-      '--once',
-      '--state',
-      state,
-      '--verifier',
-      key,
-      ...tlsArgs,
-    ]);
+    const visit = (): Promise<Result> =>
+      grantor(['audit', 'watch', '--once', '--state', state, '--verifier', key, ...tlsArgs]);
+    const first = await visit();
     expect(first.err).toBe('');
     expect(first.code).toBe(0);
     const size = (await appliance.audit.checkpoint({})).treeSize;
@@ -464,16 +507,7 @@ describe('grantor audit watch against the whole appliance over HTTPS', () => {
     await appliance.reloadPolicy('auditor-test');
     const next = (await appliance.audit.checkpoint({})).treeSize;
     expect(next).toBeGreaterThan(size);
-    const second = await grantor([
-      'audit',
-      'watch',
-      '--once',
-      '--state',
-      state,
-      '--verifier',
-      key,
-      ...tlsArgs,
-    ]);
+    const second = await visit();
     expect(second.err).toBe('');
     expect(second.code).toBe(0);
     expect(second.out).toContain(`size ${size} -> ${next}: consistency proof verified`);
@@ -483,17 +517,7 @@ describe('grantor audit watch against the whole appliance over HTTPS', () => {
     const appliance = server?.appliance;
     if (appliance === undefined || https === undefined) throw new Error('no appliance');
     const state = join(https.rig.dir, 'loop.json');
-    const child = spawnGrantor([
-      'audit',
-      'watch',
-      '--state',
-      state,
-      '--verifier',
-      key,
-      '--interval',
-      '1',
-      ...tlsArgs,
-    ]);
+    const child = watchLoop(state, key, tlsArgs);
     await child.waitFor(/first visit/);
     await appliance.reloadPolicy('auditor-test');
     await child.waitFor(/ -> \d+: consistency proof verified/);
@@ -508,18 +532,7 @@ describe('loop mode alarms', () => {
     const state = join(work, 'loop-fork.json');
     const front = await startProxy(a.url);
     try {
-      const child = spawnGrantor([
-        'audit',
-        'watch',
-        '--state',
-        state,
-        '--verifier',
-        KEY,
-        '--interval',
-        '1',
-        '--url',
-        front.url,
-      ]);
+      const child = watchLoop(state, KEY, ['--url', front.url]);
       await child.waitFor(/first visit/);
       // The address now answers with the other history (same key, same origin).
       await appendEach(b, 1, 7000);

@@ -57,7 +57,7 @@ import { activateWithTools, readPcrs } from '../attestation/harness.js';
 import { createEccAk, toolsQuote, tpm2Tools, type Tools } from '../attestation/tools.js';
 import { provisionAnchor } from '../audit/helpers.js';
 import { repoRoot, rigEnrollmentRules, startSimTpm, testHsm, type SimTpm } from '../rig/sim.js';
-import { overlay } from '../../src/audit/overlay.js';
+import { overlay } from '../../src/shared/overlay.js';
 import type { GrantRequestBody } from '../../src/shared/grant-request.js';
 import { signSessionRequest } from '../../attester/attester.js';
 

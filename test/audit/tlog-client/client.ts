@@ -6,8 +6,8 @@
  * authenticated before use: the right-edge tiles of a checkpoint's size must fold into the
  * checkpoint's root, and a full tile's hash (the Merkle Tree Hash of its 256 hashes) must be
  * the entry its parent tile (authenticated first) holds. Proofs are then computed from the
- * tiles and checked with RFC 9162's verification algorithms, and entry bundles against the
- * level-0 tiles.
+ * tiles and checked against the recursive proof definitions of RFC 9162 §2.1.3.1 and
+ * §2.1.4.1, and entry bundles against the level-0 tiles.
  */
 import { createHash } from 'node:crypto';
 import { TlogClientError, openNote, parseCheckpointText, parseVkey } from './note.js';
@@ -42,11 +42,17 @@ export function tilePathOf(level: number | 'entries', index: number, width = WID
   return `tile/${level}/${digits}${width === WIDTH ? '' : `.p/${width}`}`;
 }
 
+/** Largest power of two strictly below n (n >= 2). */
+function split(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
 /** RFC 6962 MTH over a list of subtree hashes (a tile's, or part of it). */
 function mth(hashes: readonly Buffer[]): Buffer {
   if (hashes.length === 1) return hashes[0] ?? Buffer.alloc(0);
-  let k = 1;
-  while (k * 2 < hashes.length) k *= 2;
+  const k = split(hashes.length);
   return nodeHash(mth(hashes.slice(0, k)), mth(hashes.slice(k)));
 }
 
@@ -56,7 +62,30 @@ function splitHashes(bytes: Buffer): Buffer[] {
   return out;
 }
 
-/** RFC 9162 §2.1.3.2: verify an inclusion proof of `leaf` at `index` in a tree of `size`. */
+/*
+ * The two verifiers below follow the recursive definitions of the proofs (RFC 9162
+ * §2.1.3.1 PATH and §2.1.4.1 PROOF/SUBPROOF): each step takes the proof's last node, the
+ * sibling of the split at k, and recurses into the side that holds what is proved. The
+ * appliance and its monitor verify with the iterative algorithms of §2.1.3.2 and §2.1.4.2;
+ * a client that reads the same text another way is a check on both.
+ */
+
+/** RFC 9162 §2.1.3.1: the root PATH(m, D[n]) leads to from `leaf`, or undefined. */
+function pathRoot(m: number, n: number, leaf: Buffer, path: readonly Buffer[]): Buffer | undefined {
+  if (n === 1) return path.length === 0 ? leaf : undefined;
+  const sibling = path.at(-1);
+  if (sibling === undefined) return undefined;
+  const k = split(n);
+  const below = path.slice(0, -1);
+  if (m < k) {
+    const left = pathRoot(m, k, leaf, below);
+    return left && nodeHash(left, sibling);
+  }
+  const right = pathRoot(m - k, n - k, leaf, below);
+  return right && nodeHash(sibling, right);
+}
+
+/** RFC 9162 §2.1.3.2's question: is `proof` the path of `leaf` at `index` in `root`? */
 export function verifyInclusion(
   leaf: Buffer,
   index: number,
@@ -64,30 +93,39 @@ export function verifyInclusion(
   proof: readonly Buffer[],
   root: Buffer,
 ): boolean {
-  if (index >= size) return false;
-  let fn = index;
-  let sn = size - 1;
-  let r = leaf;
-  for (const p of proof) {
-    if (sn === 0) return false;
-    if (fn % 2 === 1 || fn === sn) {
-      r = nodeHash(p, r);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
-      }
-    } else {
-      r = nodeHash(r, p);
-    }
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
-  }
-  return sn === 0 && r.equals(root);
+  if (!(index >= 0 && index < size)) return false;
+  return pathRoot(index, size, leaf, proof)?.equals(root) ?? false;
 }
 
-/** RFC 9162 §2.1.4.2: verify a consistency proof between trees of size1 <= size2. */
+/**
+ * RFC 9162 §2.1.4.1 SUBPROOF(m, D[n], b), read backwards: the roots of D[0:m] and of D[n]
+ * the proof leads to. `first` is MTH(D[0:m]), the one node a complete subtree (b) omits.
+ */
+function subproofRoots(
+  m: number,
+  n: number,
+  complete: boolean,
+  first: Buffer,
+  proof: readonly Buffer[],
+): { old: Buffer; new: Buffer } | undefined {
+  if (m === n) {
+    if (complete) return proof.length === 0 ? { old: first, new: first } : undefined;
+    const [only, ...more] = proof;
+    return only !== undefined && more.length === 0 ? { old: only, new: only } : undefined;
+  }
+  const sibling = proof.at(-1);
+  if (sibling === undefined) return undefined;
+  const k = split(n);
+  const below = proof.slice(0, -1);
+  if (m <= k) {
+    const left = subproofRoots(m, k, complete, first, below);
+    return left && { old: left.old, new: nodeHash(left.new, sibling) };
+  }
+  const right = subproofRoots(m - k, n - k, false, first, below);
+  return right && { old: nodeHash(sibling, right.old), new: nodeHash(sibling, right.new) };
+}
+
+/** RFC 9162 §2.1.4.2's question: does `proof` show size1's tree is a prefix of size2's? */
 export function verifyConsistency(
   size1: number,
   size2: number,
@@ -96,41 +134,9 @@ export function verifyConsistency(
   root2: Buffer,
 ): boolean {
   if (size1 === size2) return proof.length === 0 && root1.equals(root2);
-  if (size1 === 0 || size1 > size2 || proof.length === 0) return false;
-  const path = (size1 & (size1 - 1)) === 0 ? [root1, ...proof] : [...proof];
-  let fn = size1 - 1;
-  let sn = size2 - 1;
-  while (fn % 2 === 1) {
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
-  }
-  let fr = path[0] ?? Buffer.alloc(0);
-  let sr = fr;
-  for (const c of path.slice(1)) {
-    if (sn === 0) return false;
-    if (fn % 2 === 1 || fn === sn) {
-      fr = nodeHash(c, fr);
-      sr = nodeHash(c, sr);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
-      }
-    } else {
-      sr = nodeHash(sr, c);
-    }
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
-  }
-  return fr.equals(root1) && sr.equals(root2) && sn === 0;
-}
-
-/** Largest power of two strictly below n (n >= 2). */
-function split(n: number): number {
-  let k = 1;
-  while (k * 2 < n) k *= 2;
-  return k;
+  if (!(size1 >= 1 && size1 < size2)) return false;
+  const roots = subproofRoots(size1, size2, true, root1, proof);
+  return roots !== undefined && roots.old.equals(root1) && roots.new.equals(root2);
 }
 
 export class TlogClient {
