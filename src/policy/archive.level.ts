@@ -4,11 +4,10 @@
  * with other content (the key is the hash of the value), only repaired if the disk's copy
  * no longer hashes to its key.
  */
-import { createHash } from 'node:crypto';
 import type { Database } from '../shared/db.level.js';
 import type { ArchivedPolicySet, PolicyArchive } from './archive.port.js';
-import { POLICY_HASH, canonicalPolicySet, parseArchivedPolicySet } from './archive.js';
-import type { PolicySource } from './policy-set.js';
+import { POLICY_HASH, parseArchivedPolicySet } from './archive.js';
+import { canonicalHash, canonicalPolicySet, type PolicySource } from './policy-set.js';
 
 export class LevelPolicyArchive implements PolicyArchive {
   readonly #sub;
@@ -21,7 +20,7 @@ export class LevelPolicyArchive implements PolicyArchive {
 
   async keep(source: PolicySource): Promise<string> {
     const canonical = canonicalPolicySet(source);
-    const hash = createHash('sha256').update(canonical, 'utf8').digest('hex');
+    const hash = canonicalHash(canonical);
     if ((await this.#sub.get(hash)) === canonical) return hash;
     await this.#db.batch([{ type: 'put', key: hash, value: canonical, sublevel: this.#sub }], {
       sync: true,
