@@ -7,7 +7,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { parseEnrollmentRules, type EnrollmentRuleSet } from './enrollment-rules.js';
 import { parseReferencePolicy } from './reference-policy.js';
-import { MemoryRuntimeStore } from './runtime-store.port.js';
+import { createFakeRuntimeStore } from './runtime-store.memory.js';
 import { AttestationService } from './service.js';
 import { codeOf, enrollRuntime, FakeAudit, sessionKey } from './testing/fakes.js';
 import { SoftEk, SoftTpm } from './testing/soft-tpm.js';
@@ -48,7 +48,7 @@ function makeService(): AttestationService {
       },
       sessionTtlMs: 10 * MINUTE,
     },
-    { store: new MemoryRuntimeStore(), audit, now: () => now },
+    { store: createFakeRuntimeStore(), audit, now: () => now },
   );
 }
 
