@@ -68,7 +68,7 @@ const MESSAGES = {
 
 const kind = errorKinds(MESSAGES);
 
-/** The codes of the kinds at the end, whose messages name what failed (no default). */
+/** The codes of the trust kinds below, whose messages name what failed (no default). */
 const TRUST_CODES = [
   'ek_ca_bundle_invalid',
   'reference_policy_not_found',
@@ -83,6 +83,35 @@ export const ATTESTATION_CODES: readonly AttestationCode[] = [
   ...(Object.keys(MESSAGES) as (keyof typeof MESSAGES)[]),
   ...TRUST_CODES,
 ];
+
+// Operator-managed trust (registrar.ts): the EK CA bundle, reference policies, rules.
+/** A replacement EK CA bundle is refused: `details` name the certificate and the reason. */
+export class EkCaBundleInvalidError extends GrantorError {
+  constructor(message: string, details: { index?: number; reason: string }) {
+    super('ek_ca_bundle_invalid', message, { details });
+  }
+}
+
+/** No reference policy with that name is loaded. */
+export class ReferencePolicyNotFoundError extends GrantorError {
+  constructor(name: string) {
+    super('reference_policy_not_found', `no reference policy ${name}`, { details: { name } });
+  }
+}
+
+/** Disabling a disabled policy, or enabling an enabled one. */
+export class ReferencePolicyStateError extends GrantorError {
+  constructor(name: string, enabled: boolean) {
+    super(
+      'reference_policy_state_invalid',
+      `reference policy ${name} is already ${enabled ? 'enabled' : 'disabled'}`,
+      { details: { name, enabled } },
+    );
+  }
+}
+
+/** A replacement rule set is refused whole; the message names the rule and the reason. */
+export class EnrollmentRulesInvalidError extends kind('enrollment_rules_invalid') {}
 
 // Enrollment: the EK certificate and EK public key.
 export class EkCertificateInvalidError extends kind('ek_certificate_invalid') {}
@@ -144,32 +173,3 @@ export class AkKeyWeakError extends kind('ak_key_weak') {}
 export class TpmClockRollbackError extends kind('tpm_clock_rollback') {}
 export class QuoteSignerMismatchError extends kind('quote_signer_mismatch') {}
 export class TpmFirmwareRefusedError extends kind('tpm_firmware_refused') {}
-
-// Operator-managed trust (registrar.ts): the EK CA bundle, reference policies, rules.
-/** A replacement EK CA bundle is refused: `details` name the certificate and the reason. */
-export class EkCaBundleInvalidError extends GrantorError {
-  constructor(message: string, details: { index?: number; reason: string }) {
-    super('ek_ca_bundle_invalid', message, { details });
-  }
-}
-
-/** No reference policy with that name is loaded. */
-export class ReferencePolicyNotFoundError extends GrantorError {
-  constructor(name: string) {
-    super('reference_policy_not_found', `no reference policy ${name}`, { details: { name } });
-  }
-}
-
-/** Disabling a disabled policy, or enabling an enabled one. */
-export class ReferencePolicyStateError extends GrantorError {
-  constructor(name: string, enabled: boolean) {
-    super(
-      'reference_policy_state_invalid',
-      `reference policy ${name} is already ${enabled ? 'enabled' : 'disabled'}`,
-      { details: { name, enabled } },
-    );
-  }
-}
-
-/** A replacement rule set is refused whole; the message names the rule and the reason. */
-export class EnrollmentRulesInvalidError extends kind('enrollment_rules_invalid') {}

@@ -4,77 +4,69 @@
  * extend GrantRejectedError; failures of a dependency (JWKS, redemption endpoint) extend
  * UnavailableError: the gateway fails closed and does not execute.
  */
-import { BadRequestError, errorKinds, GrantorError, UnavailableError } from '../shared/errors.js';
-
-const kind = errorKinds({
-  pop_challenges_exhausted: 'too many outstanding proof-of-possession challenges',
-});
+import {
+  BadRequestError,
+  errorKinds,
+  GrantorError,
+  kind,
+  UnavailableError,
+} from '../shared/errors.js';
 
 /** Base of every refusal of a grant itself (as opposed to an unavailable dependency). */
 export class GrantRejectedError extends GrantorError {}
 
+/** Kinds of refusal of the grant itself. */
+const refusal = errorKinds({}, GrantRejectedError);
+/** Kinds of failure of a dependency: the gateway fails closed. */
+const unavailable = errorKinds(
+  { pop_challenges_exhausted: 'too many outstanding proof-of-possession challenges' },
+  UnavailableError,
+);
+
 /** Not a well-formed compact JWS with JSON header and claims as §3 describes. */
-export class GrantMalformedError extends kind('grant_malformed', GrantRejectedError) {}
+export class GrantMalformedError extends refusal('grant_malformed') {}
 
 /** `alg` is not ES256 (including `none` and HMAC), or the key is not an ES256 key. */
-export class GrantAlgInvalidError extends kind('grant_alg_invalid', GrantRejectedError) {}
+export class GrantAlgInvalidError extends refusal('grant_alg_invalid') {}
 
 /** `typ` is not `grant+jwt`. */
-export class GrantTypInvalidError extends kind('grant_typ_invalid', GrantRejectedError) {}
+export class GrantTypInvalidError extends refusal('grant_typ_invalid') {}
 
 /** No usable `kid`, or no key with that `kid` in the appliance's JWKS. */
-export class GrantKidUnknownError extends kind('grant_kid_unknown', GrantRejectedError) {}
+export class GrantKidUnknownError extends refusal('grant_kid_unknown') {}
 
 /** A header member that could point verification at another key or change its rules. */
-export class GrantHeaderForbiddenError extends kind('grant_header_forbidden', GrantRejectedError) {}
+export class GrantHeaderForbiddenError extends refusal('grant_header_forbidden') {}
 
 /** The signature does not verify, or is not a canonical (low-S, non-zero) ES256 signature. */
-export class GrantSignatureInvalidError extends kind(
-  'grant_signature_invalid',
-  GrantRejectedError,
-) {}
+export class GrantSignatureInvalidError extends refusal('grant_signature_invalid') {}
 
 /**
  * A batch-signed grant's inclusion path does not lead from the grant to the signed root,
  * or does not have the length its position needs (docs/protocol.md §3).
  */
-export class GrantBatchPathInvalidError extends kind(
-  'grant_batch_path_invalid',
-  GrantRejectedError,
-) {}
+export class GrantBatchPathInvalidError extends refusal('grant_batch_path_invalid') {}
 
 /** A batch-signed grant names a position outside its batch. */
-export class GrantBatchPositionInvalidError extends kind(
-  'grant_batch_position_invalid',
-  GrantRejectedError,
-) {}
+export class GrantBatchPositionInvalidError extends refusal('grant_batch_position_invalid') {}
 
-export class GrantExpiredError extends kind('grant_expired', GrantRejectedError) {}
+export class GrantExpiredError extends refusal('grant_expired') {}
 
 /** `nbf` (or `iat`) lies in the future beyond the allowed clock skew. */
-export class GrantNotYetValidError extends kind('grant_not_yet_valid', GrantRejectedError) {}
+export class GrantNotYetValidError extends refusal('grant_not_yet_valid') {}
 
-export class GrantAudienceMismatchError extends kind(
-  'grant_audience_mismatch',
-  GrantRejectedError,
-) {}
+export class GrantAudienceMismatchError extends refusal('grant_audience_mismatch') {}
 
-export class GrantIssuerMismatchError extends kind('grant_issuer_mismatch', GrantRejectedError) {}
+export class GrantIssuerMismatchError extends refusal('grant_issuer_mismatch') {}
 
-export class GrantActionMismatchError extends kind('grant_action_mismatch', GrantRejectedError) {}
+export class GrantActionMismatchError extends refusal('grant_action_mismatch') {}
 
-export class GrantResourceMismatchError extends kind(
-  'grant_resource_mismatch',
-  GrantRejectedError,
-) {}
+export class GrantResourceMismatchError extends refusal('grant_resource_mismatch') {}
 
-export class GrantParametersMismatchError extends kind(
-  'grant_parameters_mismatch',
-  GrantRejectedError,
-) {}
+export class GrantParametersMismatchError extends refusal('grant_parameters_mismatch') {}
 
 /** The proof of possession of the `cnf.jkt` key is missing, for another key, or invalid. */
-export class GrantPopInvalidError extends kind('grant_pop_invalid', GrantRejectedError) {}
+export class GrantPopInvalidError extends refusal('grant_pop_invalid') {}
 
 /** The appliance answered 409: someone redeemed this grant first. */
 export class GrantAlreadyRedeemedError extends GrantRejectedError {
@@ -86,25 +78,19 @@ export class GrantAlreadyRedeemedError extends GrantRejectedError {
 }
 
 /** The appliance refused the redemption for another reason (unknown grant, wrong audience). */
-export class GrantRedemptionRefusedError extends kind(
-  'grant_redemption_refused',
-  GrantRejectedError,
-) {}
+export class GrantRedemptionRefusedError extends refusal('grant_redemption_refused') {}
 
 /** The JWKS cannot be fetched or is not a valid key set: nothing can be verified. */
-export class JwksUnavailableError extends kind('jwks_unavailable', UnavailableError) {}
+export class JwksUnavailableError extends unavailable('jwks_unavailable') {}
 
 /** The redemption endpoint did not answer usefully (network, timeout, 5xx): do not execute. */
-export class RedemptionUnavailableError extends kind('redemption_unavailable', UnavailableError) {}
+export class RedemptionUnavailableError extends unavailable('redemption_unavailable') {}
 
 /**
  * Every outstanding proof-of-possession challenge slot is taken (PopChallenges'
  * `maxOutstanding`): the gateway refuses to issue more rather than grow without bound.
  */
-export class PopChallengesExhaustedError extends kind(
-  'pop_challenges_exhausted',
-  UnavailableError,
-) {}
+export class PopChallengesExhaustedError extends unavailable('pop_challenges_exhausted') {}
 
 /** No grant was presented where the route table asks for one (gateway: 401). */
 export class GrantMissingError extends kind('grant_missing') {}
@@ -135,7 +121,7 @@ export class RequestTooLargeError extends kind('request_too_large') {}
 export class RouteBodyUnavailableError extends kind('route_body_unavailable') {}
 
 /** The gateway's upstream did not answer (connection refused, reset, timed out). */
-export class UpstreamUnavailableError extends kind('upstream_unavailable', UnavailableError) {}
+export class UpstreamUnavailableError extends unavailable('upstream_unavailable') {}
 
 /** Text that is not JSON, nests too deep, or repeats a member name. */
 export class StrictJsonError extends BadRequestError {
@@ -147,22 +133,19 @@ export class StrictJsonError extends BadRequestError {
 }
 
 /** The grant, or the grant above it (`lin.parent`) or its root (`lin.root`), was revoked. */
-export class GrantRevokedError extends kind('grant_revoked', GrantRejectedError) {}
+export class GrantRevokedError extends refusal('grant_revoked') {}
 
 /** The runtime the grant was issued to (`sub`) was revoked. */
-export class GrantRuntimeRevokedError extends kind('grant_runtime_revoked', GrantRejectedError) {}
+export class GrantRuntimeRevokedError extends refusal('grant_runtime_revoked') {}
 
 /**
  * The gateway's view of revocations was last confirmed current longer ago than its bound:
  * a revocation may have been missed, so no grant is accepted (fail closed).
  */
-export class RevocationViewStaleError extends kind('revocation_view_stale', UnavailableError) {}
+export class RevocationViewStaleError extends unavailable('revocation_view_stale') {}
 
 /** A revocation snapshot that does not verify (signature, key, typ, iss, exp, shape). */
 export class RevocationSnapshotInvalidError extends kind('revocation_snapshot_invalid') {}
 
 /** The appliance's revocation feed or snapshot could not be fetched or used. */
-export class RevocationFeedUnavailableError extends kind(
-  'revocation_feed_unavailable',
-  UnavailableError,
-) {}
+export class RevocationFeedUnavailableError extends unavailable('revocation_feed_unavailable') {}

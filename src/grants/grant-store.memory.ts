@@ -2,28 +2,20 @@
  * The grant store in memory, for fast service tests; the LevelDB adapter
  * (grant-store.level.ts) passes the same tests in test/grants/grant-store.test.ts.
  */
-import type {
-  GrantRecord,
-  GrantStore,
-  LiveRequest,
-  LiveRequests,
-  PendingAudit,
-  PendingAuditChange,
-  UsedRequest,
-} from './grant-store.port.js';
+import type * as port from './grant-store.port.js';
 import type { RevocationBounds, RevocationEvent } from './revocations.port.js';
 
-export class MemoryGrantStore implements GrantStore {
-  readonly grants = new Map<string, GrantRecord>();
+export class MemoryGrantStore implements port.GrantStore {
+  readonly grants = new Map<string, port.GrantRecord>();
   readonly links = new Map<string, string[]>();
   readonly byRuntime = new Map<string, string[]>();
   readonly requests = new Map<string, number>();
 
-  get(grantId: string): Promise<GrantRecord | undefined> {
+  get(grantId: string): Promise<port.GrantRecord | undefined> {
     return Promise.resolve(this.grants.get(grantId));
   }
 
-  create(record: GrantRecord, used?: UsedRequest): Promise<void> {
+  create(record: port.GrantRecord, used?: port.UsedRequest): Promise<void> {
     if (used !== undefined) {
       this.requests.set(`${used.runtimeId}\n${used.requestId}`, used.expiresAt);
     }
@@ -38,12 +30,12 @@ export class MemoryGrantStore implements GrantStore {
     return Promise.resolve();
   }
 
-  readonly pending = new Map<string, PendingAudit>();
+  readonly pending = new Map<string, port.PendingAudit>();
 
   update(
-    records: readonly GrantRecord[],
+    records: readonly port.GrantRecord[],
     revocations?: readonly RevocationEvent[],
-    pending?: PendingAuditChange,
+    pending?: port.PendingAuditChange,
   ): Promise<void> {
     for (const p of pending?.put ?? []) this.pending.set(p.id, p);
     for (const id of pending?.done ?? []) this.pending.delete(id);
@@ -55,7 +47,7 @@ export class MemoryGrantStore implements GrantStore {
     return Promise.resolve();
   }
 
-  pendingAudits(limit: number): Promise<PendingAudit[]> {
+  pendingAudits(limit: number): Promise<port.PendingAudit[]> {
     const ids = [...this.pending.keys()].sort().slice(0, limit);
     return Promise.resolve(ids.flatMap((id) => this.pending.get(id) ?? []));
   }
@@ -101,8 +93,8 @@ export class MemoryGrantStore implements GrantStore {
     return Promise.resolve();
   }
 
-  liveRequests(sinceMs: number, limit: number): Promise<LiveRequests> {
-    const ids: LiveRequest[] = [];
+  liveRequests(sinceMs: number, limit: number): Promise<port.LiveRequests> {
+    const ids: port.LiveRequest[] = [];
     for (const [key, expiresAt] of this.requests) {
       if (expiresAt < sinceMs) continue;
       if (ids.length === limit) return Promise.resolve({ ids, complete: false });

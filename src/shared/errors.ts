@@ -69,22 +69,26 @@ export type ErrorKind<C extends ErrorCode, T extends GrantorError, Defaulted ext
  * The one way a domain declares a failure kind whose class would only set its code and
  * message: `export class XError extends kind('x_code') {}`, or `kind('x_code', UnavailableError)`
  * to extend another base. `messages` are the domain's default messages by code; a kind with
- * none takes its message from every caller. A class that carries more (details built from
+ * none takes its message from every caller. `domainBase` (GrantorError unless given) is the
+ * base of every kind that names none. A class that carries more (details built from
  * its arguments, extra fields) is written by hand on GrantorError.
  */
-export function errorKinds<const M extends Partial<Record<ErrorCode, string>>>(messages: M) {
-  return function kind<C extends ErrorCode, T extends GrantorError = GrantorError>(
+export function errorKinds<
+  const M extends Partial<Record<ErrorCode, string>>,
+  T extends GrantorError = GrantorError,
+>(messages: M, domainBase?: KindBase<T>) {
+  return function kind<C extends ErrorCode, U extends GrantorError = T>(
     code: C,
-    base?: KindBase<T>,
-  ): ErrorKind<C, T, C extends keyof M ? true : false> {
-    const Base: KindBase<GrantorError> = base ?? GrantorError;
+    base?: KindBase<U>,
+  ): ErrorKind<C, U, C extends keyof M ? true : false> {
+    const Base: KindBase<GrantorError> = base ?? domainBase ?? GrantorError;
     const fallback: string | undefined = messages[code];
     const Kind = class extends Base {
       constructor(message?: string, options?: ErrorOptions) {
         super(code, message ?? fallback ?? code, options);
       }
     };
-    return Kind as unknown as ErrorKind<C, T, C extends keyof M ? true : false>;
+    return Kind as unknown as ErrorKind<C, U, C extends keyof M ? true : false>;
   };
 }
 
