@@ -17,41 +17,8 @@ import type { WatchAlarm } from './watch.js';
 
 const kind = errorKinds({ audit_not_provisioned: 'not provisioned: run `grantor provision`' });
 
-/** The log cannot durably record and anchor right now (store or TPM failing): deny. */
-export class AuditUnavailableError extends kind('audit_unavailable', UnavailableError) {}
-
-/**
- * The store does not match the TPM anchor (rolled back, rewritten, truncated, from another
- * appliance) or the anchor indices are not the pinned ones: refuse until an operator acts.
- */
-export class AuditRollbackError extends kind('audit_rollback_detected') {}
-
-/**
- * No anchor is pinned in the operator configuration: the appliance was never provisioned.
- * Not a rollback: `grantor provision` is the remedy.
- */
-export class AuditNotProvisionedError extends kind('audit_not_provisioned', UnavailableError) {}
-
 /** A tree size, sequence number or range outside what the log (or its checkpoint) holds. */
 export class AuditRangeError extends BadRequestError {}
-
-/** An entry that does not exist (yet). */
-export class AuditNotFoundError extends kind('not_found') {}
-
-/** A log period after the current one (periods.ts): it does not exist (yet). */
-export class AuditPeriodNotFoundError extends kind('audit_period_not_found') {}
-
-/** Retention (retention.ts): the current period cannot be retired, only a frozen one. */
-export class AuditPeriodCurrentError extends kind('audit_period_current') {}
-
-/** Retention: this period's entries were retired already. */
-export class AuditPeriodRetiredError extends kind('audit_period_retired') {}
-
-/** Retention: the bundle written did not verify; nothing was deleted. */
-export class AuditRetireBundleInvalidError extends kind('audit_retire_bundle_invalid') {}
-
-/** A read of entries (or their bodies) that retention moved out: `details.bundleDigest`. */
-export class AuditEntriesRetiredError extends kind('audit_entries_retired') {}
 
 /** A query's parameters do not make a query (a time that is not one, an empty range). */
 export class AuditQueryInvalidError extends GrantorError {
@@ -59,12 +26,6 @@ export class AuditQueryInvalidError extends GrantorError {
     super('audit_query_invalid', message, { ...options, details: { parameter } });
   }
 }
-
-/** A tlog-tiles path that is not `<L>/<N>[.p/<W>]` in the C2SP canonical form. */
-export class AuditTilePathError extends kind('audit_tile_path_invalid') {}
-
-/** A tile or entry bundle with no hash in the checkpointed tree. */
-export class AuditTileBeyondTreeError extends kind('audit_tile_beyond_tree') {}
 
 /** A tile or entry bundle that exists, with fewer hashes than the width asked for. */
 export class AuditTileWidthError extends GrantorError {
@@ -118,12 +79,6 @@ export class AuditExportRangeError extends GrantorError {
     super('audit_export_range_too_large', message, { details: { max } });
   }
 }
-
-export class NoteMalformedError extends kind('audit_note_malformed') {}
-
-export class NoteSignatureError extends kind('audit_note_signature_invalid') {}
-
-export class VerifierKeyError extends kind('audit_verifier_key_invalid') {}
 
 /** The bundle does not verify; `line` (1-based) is the first bad record. */
 export class BundleInvalidError extends GrantorError {
@@ -192,3 +147,48 @@ export class WatchStateError extends GrantorError {
     super('audit_watch_state_invalid', message, options);
   }
 }
+
+/** The log cannot durably record and anchor right now (store or TPM failing): deny. */
+export class AuditUnavailableError extends kind('audit_unavailable', UnavailableError) {}
+
+/**
+ * The store does not match the TPM anchor (rolled back, rewritten, truncated, from another
+ * appliance) or the anchor indices are not the pinned ones: refuse until an operator acts.
+ */
+export class AuditRollbackError extends kind('audit_rollback_detected') {}
+
+/**
+ * No anchor is pinned in the operator configuration: the appliance was never provisioned.
+ * Not a rollback: `grantor provision` is the remedy.
+ */
+export class AuditNotProvisionedError extends kind('audit_not_provisioned', UnavailableError) {}
+
+/** An entry that does not exist (yet). */
+export class AuditNotFoundError extends kind('not_found') {}
+
+/** A log period after the current one (periods.ts): it does not exist (yet). */
+export class AuditPeriodNotFoundError extends kind('audit_period_not_found') {}
+
+/** Retention (retention.ts): the current period cannot be retired, only a frozen one. */
+export class AuditPeriodCurrentError extends kind('audit_period_current') {}
+
+/** Retention: this period's entries were retired already. */
+export class AuditPeriodRetiredError extends kind('audit_period_retired') {}
+
+/** Retention: the bundle written did not verify; nothing was deleted. */
+export class AuditRetireBundleInvalidError extends kind('audit_retire_bundle_invalid') {}
+
+/** A read of entries (or their bodies) that retention moved out: `details.bundleDigest`. */
+export class AuditEntriesRetiredError extends kind('audit_entries_retired') {}
+
+/** A tlog-tiles path that is not `<L>/<N>[.p/<W>]` in the C2SP canonical form. */
+export class AuditTilePathError extends kind('audit_tile_path_invalid') {}
+
+/** A tile or entry bundle with no hash in the checkpointed tree. */
+export class AuditTileBeyondTreeError extends kind('audit_tile_beyond_tree') {}
+
+export class NoteMalformedError extends kind('audit_note_malformed') {}
+
+export class NoteSignatureError extends kind('audit_note_signature_invalid') {}
+
+export class VerifierKeyError extends kind('audit_verifier_key_invalid') {}

@@ -23,6 +23,24 @@ const unavailable = errorKinds(
   UnavailableError,
 );
 
+/** The appliance answered 409: someone redeemed this grant first. */
+export class GrantAlreadyRedeemedError extends GrantRejectedError {
+  constructor(grantId: string) {
+    super('grant_already_redeemed', `grant ${grantId} was already redeemed`, {
+      details: { grantId },
+    });
+  }
+}
+
+/** Text that is not JSON, nests too deep, or repeats a member name. */
+export class StrictJsonError extends BadRequestError {
+  readonly reason: 'syntax' | 'duplicate_key' | 'depth';
+  constructor(reason: 'syntax' | 'duplicate_key' | 'depth', message: string) {
+    super(message, { details: { reason } });
+    this.reason = reason;
+  }
+}
+
 /** Not a well-formed compact JWS with JSON header and claims as §3 describes. */
 export class GrantMalformedError extends refusal('grant_malformed') {}
 
@@ -67,15 +85,6 @@ export class GrantParametersMismatchError extends refusal('grant_parameters_mism
 
 /** The proof of possession of the `cnf.jkt` key is missing, for another key, or invalid. */
 export class GrantPopInvalidError extends refusal('grant_pop_invalid') {}
-
-/** The appliance answered 409: someone redeemed this grant first. */
-export class GrantAlreadyRedeemedError extends GrantRejectedError {
-  constructor(grantId: string) {
-    super('grant_already_redeemed', `grant ${grantId} was already redeemed`, {
-      details: { grantId },
-    });
-  }
-}
 
 /** The appliance refused the redemption for another reason (unknown grant, wrong audience). */
 export class GrantRedemptionRefusedError extends refusal('grant_redemption_refused') {}
@@ -122,15 +131,6 @@ export class RouteBodyUnavailableError extends kind('route_body_unavailable') {}
 
 /** The gateway's upstream did not answer (connection refused, reset, timed out). */
 export class UpstreamUnavailableError extends unavailable('upstream_unavailable') {}
-
-/** Text that is not JSON, nests too deep, or repeats a member name. */
-export class StrictJsonError extends BadRequestError {
-  readonly reason: 'syntax' | 'duplicate_key' | 'depth';
-  constructor(reason: 'syntax' | 'duplicate_key' | 'depth', message: string) {
-    super(message, { details: { reason } });
-    this.reason = reason;
-  }
-}
 
 /** The grant, or the grant above it (`lin.parent`) or its root (`lin.root`), was revoked. */
 export class GrantRevokedError extends refusal('grant_revoked') {}

@@ -41,6 +41,33 @@ const kind = errorKinds({
 /** The body breaks a semantic rule the schema cannot express (ranges, one proof). */
 export class GrantRequestInvalidError extends BadRequestError {}
 
+/** The policy denied the request; `details.reasons` carries the policy's reasons. */
+export class PolicyDeniedError extends GrantorError {
+  constructor(reasons: readonly string[], details: Record<string, unknown>) {
+    super('policy_denied', 'the policy denied this request', {
+      details: { reasons: [...reasons], ...details },
+    });
+  }
+}
+
+/** The grant store cannot be read or written: fail closed. */
+export class GrantStoreUnavailableError extends UnavailableError {
+  constructor(options?: ErrorOptions) {
+    super('grant_store_unavailable', 'the grant store is unavailable', options);
+  }
+}
+
+/** The feed holds as many waiting subscribers as it may: try again later. */
+export class RevocationFeedFullError extends UnavailableError {
+  constructor(options?: ErrorOptions) {
+    super(
+      'revocation_feed_full',
+      'the revocation feed has no room for another subscriber',
+      options,
+    );
+  }
+}
+
 /** The runtime exists but is not `active` (pending, revoked). */
 export class RuntimeNotActiveError extends kind('runtime_not_active') {}
 
@@ -70,15 +97,6 @@ export class GrantDepthExceededError extends kind('grant_depth_exceeded') {}
 /** The parent already has as many children as allowed (`maxChildren`, issue 18). */
 export class GrantWidthExceededError extends kind('grant_width_exceeded') {}
 
-/** The policy denied the request; `details.reasons` carries the policy's reasons. */
-export class PolicyDeniedError extends GrantorError {
-  constructor(reasons: readonly string[], details: Record<string, unknown>) {
-    super('policy_denied', 'the policy denied this request', {
-      details: { reasons: [...reasons], ...details },
-    });
-  }
-}
-
 export class GrantNotFoundError extends kind('grant_not_found') {}
 export class GrantAlreadyRedeemedError extends kind('grant_already_redeemed') {}
 export class GrantAudienceMismatchError extends kind('grant_audience_mismatch') {}
@@ -94,27 +112,9 @@ export class GrantOutcomeForbiddenError extends kind('grant_outcome_forbidden') 
 /** The outcome was already reported: once per grant. */
 export class GrantOutcomeRecordedError extends kind('grant_outcome_recorded') {}
 
-/** The grant store cannot be read or written: fail closed. */
-export class GrantStoreUnavailableError extends UnavailableError {
-  constructor(options?: ErrorOptions) {
-    super('grant_store_unavailable', 'the grant store is unavailable', options);
-  }
-}
-
 /**
  * The revocation feed cannot answer from `since`: older than what it keeps (pruned), or
  * beyond its head (another appliance, or a restored database). The gateway fetches the
  * snapshot and follows the feed from the snapshot's `seq`.
  */
 export class RevocationSnapshotRequiredError extends kind('revocation_snapshot_required') {}
-
-/** The feed holds as many waiting subscribers as it may: try again later. */
-export class RevocationFeedFullError extends UnavailableError {
-  constructor(options?: ErrorOptions) {
-    super(
-      'revocation_feed_full',
-      'the revocation feed has no room for another subscriber',
-      options,
-    );
-  }
-}

@@ -9,18 +9,49 @@ const kind = errorKinds({
   gateway_unauthenticated: 'a gateway credential is required',
 });
 
-/** No usable operator credential: missing, unknown, expired, revoked or malformed. */
-export class UnauthenticatedError extends kind('unauthenticated') {}
-
-/** The credential is valid but its role may not do this (or it is the wrong kind of actor). */
-export class ForbiddenError extends kind('forbidden') {}
-
 /** No such operator token (CLI revoke). */
 export class OperatorTokenNotFoundError extends GrantorError {
   constructor(id: string) {
     super('operator_token_not_found', `no operator token ${id}`, { details: { id } });
   }
 }
+
+/** No approval request with that id. */
+export class ApprovalNotFoundError extends GrantorError {
+  constructor(id: string) {
+    super('approval_not_found', `no approval request ${id}`, { details: { id } });
+  }
+}
+
+/** No person with that id in the operator registry. */
+export class OperatorNotFoundError extends GrantorError {
+  constructor(id: string) {
+    super('operator_not_found', `no operator ${id}`, { details: { id } });
+  }
+}
+
+/** No enrolled gateway with that id. */
+export class GatewayNotFoundError extends GrantorError {
+  constructor(id: string) {
+    super('gateway_not_found', `no gateway ${id}`, { details: { id } });
+  }
+}
+
+/**
+ * The gateway store could not be read or written (LevelDB failing): 503, never 500, so a
+ * gateway retries instead of taking the refusal for a verdict on its credential.
+ */
+export class GatewayStoreUnavailableError extends GrantorError {
+  constructor(options?: ErrorOptions) {
+    super('gateway_store_unavailable', 'the gateway store is unavailable', options);
+  }
+}
+
+/** No usable operator credential: missing, unknown, expired, revoked or malformed. */
+export class UnauthenticatedError extends kind('unauthenticated') {}
+
+/** The credential is valid but its role may not do this (or it is the wrong kind of actor). */
+export class ForbiddenError extends kind('forbidden') {}
 
 /** The act needs more distinct, valid approvals than it has. */
 export class ApprovalRequiredError extends kind('approval_required') {}
@@ -34,22 +65,8 @@ export class ApprovalReusedError extends kind('approval_reused') {}
 /** The same actor tried to approve twice: approvals must come from distinct people. */
 export class ApprovalDuplicateActorError extends kind('approval_duplicate_actor') {}
 
-/** No approval request with that id. */
-export class ApprovalNotFoundError extends GrantorError {
-  constructor(id: string) {
-    super('approval_not_found', `no approval request ${id}`, { details: { id } });
-  }
-}
-
 /** A stored operator record does not parse: refuse rather than guess. */
 export class OperatorStoreCorruptError extends kind('operator_store_corrupt') {}
-
-/** No person with that id in the operator registry. */
-export class OperatorNotFoundError extends GrantorError {
-  constructor(id: string) {
-    super('operator_not_found', `no operator ${id}`, { details: { id } });
-  }
-}
 
 /** An e-mail address (a certificate identifier) already names another person. */
 export class OperatorIdentifierConflictError extends kind('operator_identifier_conflict') {}
@@ -69,20 +86,3 @@ export class ApprovalRequestLimitError extends kind('approval_request_limit') {}
  * about which ids exist.
  */
 export class GatewayUnauthenticatedError extends kind('gateway_unauthenticated') {}
-
-/** No enrolled gateway with that id. */
-export class GatewayNotFoundError extends GrantorError {
-  constructor(id: string) {
-    super('gateway_not_found', `no gateway ${id}`, { details: { id } });
-  }
-}
-
-/**
- * The gateway store could not be read or written (LevelDB failing): 503, never 500, so a
- * gateway retries instead of taking the refusal for a verdict on its credential.
- */
-export class GatewayStoreUnavailableError extends GrantorError {
-  constructor(options?: ErrorOptions) {
-    super('gateway_store_unavailable', 'the gateway store is unavailable', options);
-  }
-}

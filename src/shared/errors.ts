@@ -71,7 +71,8 @@ export type ErrorKind<C extends ErrorCode, T extends GrantorError, Defaulted ext
  * to extend another base. `messages` are the domain's default messages by code; a kind with
  * none takes its message from every caller. `domainBase` (GrantorError unless given) is the
  * base of every kind that names none. A class that carries more (details built from
- * its arguments, extra fields) is written by hand on GrantorError.
+ * its arguments, extra fields) is written by hand on GrantorError. A domain's errors.ts lists
+ * its classes written by hand first, then its plain kinds, one line each.
  */
 export function errorKinds<
   const M extends Partial<Record<ErrorCode, string>>,
