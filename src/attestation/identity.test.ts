@@ -7,7 +7,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { parseEnrollmentRules, type EnrollmentRuleSet } from './enrollment-rules.js';
 import { parseReferencePolicy } from './reference-policy.js';
-import { MemoryRuntimeStore } from './runtime-store.port.js';
+import { createFakeRuntimeStore } from './runtime-store.memory.js';
 import { AttestationService } from './service.js';
 import {
   answerChallenge,
@@ -55,7 +55,7 @@ function makeService(): AttestationService {
       },
       sessionTtlMs: 10 * MINUTE,
     },
-    { store: new MemoryRuntimeStore(), audit, now: () => now.getTime() },
+    { store: createFakeRuntimeStore(), audit, now: () => now.getTime() },
   );
 }
 

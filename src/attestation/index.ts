@@ -13,7 +13,7 @@
  * (operators decide labels and activation); trust: registrar.ts (EK CA bundle and reference
  * policies under dual control), reference-policy.ts with reference-policy-versions.ts;
  * measured-boot/ (TCG event log and IMA replay, the policy's rules, learning golden values);
- * runtime-store.port.ts (with its MemoryRuntimeStore) and runtime-store.level.ts;
+ * runtime-store.port.ts with runtime-store.level.ts and its fake runtime-store.memory.ts;
  * errors.ts (one class per failure kind); config.ts (GRANTOR_EK_CA_BUNDLE, reference
  * policies, enrollment rules, log sizes); testing/ (a software TPM and fakes, for tests).
  */
@@ -131,7 +131,7 @@ export {
   type QuoteEvidenceBody,
 } from './quote-evidence.js';
 export { ATTESTATION_CODES } from './errors.js';
-export { MemoryRuntimeStore } from './runtime-store.port.js';
+export { MemoryRuntimeStore, createFakeRuntimeStore } from './runtime-store.memory.js';
 export { parseCaBundle } from './ek-certificate.js';
 export {
   AttestationTrust,

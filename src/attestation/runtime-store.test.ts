@@ -5,12 +5,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../shared/db.level.js';
 import { LevelRuntimeStore } from './runtime-store.level.js';
-import {
-  MemoryRuntimeStore,
-  upgradeRecord,
-  type RuntimeRecord,
-  type RuntimeStore,
-} from './runtime-store.port.js';
+import { createFakeRuntimeStore } from './runtime-store.memory.js';
+import { upgradeRecord, type RuntimeRecord, type RuntimeStore } from './runtime-store.port.js';
 
 const record = (id: string, name: string, ek: string): RuntimeRecord => ({
   runtimeId: id,
@@ -46,7 +42,7 @@ afterAll(async () => {
 });
 
 const stores: [string, () => Promise<RuntimeStore>][] = [
-  ['memory', () => Promise.resolve(new MemoryRuntimeStore())],
+  ['memory', () => Promise.resolve(createFakeRuntimeStore())],
   [
     'level',
     async () => {

@@ -3,7 +3,8 @@ import { factsProblem } from '../audit/facts.js';
 import { TPM_ST } from '../tpm/marshal/constants.js';
 import { marshalTpm2bPublic, objectName } from '../tpm/marshal/public.js';
 import { parseReferencePolicy } from './reference-policy.js';
-import { MemoryRuntimeStore, type RuntimeStore } from './runtime-store.port.js';
+import { createFakeRuntimeStore } from './runtime-store.memory.js';
+import type { RuntimeStore } from './runtime-store.port.js';
 import { AttestationService } from './service.js';
 import {
   answerChallenge,
@@ -41,7 +42,7 @@ function policyFor(t: SoftTpm, allowReset = true) {
 function makeService(allowReset = true): AttestationService {
   return new AttestationService(
     { trustedEkCas: [], referencePolicies: [policyFor(tpm, allowReset)], sessionTtlMs: 60_000 },
-    { store: new MemoryRuntimeStore(), audit, now: () => now.getTime() },
+    { store: createFakeRuntimeStore(), audit, now: () => now.getTime() },
   );
 }
 
@@ -274,7 +275,7 @@ describe('AttestationService', () => {
   });
 
   it('cached runtime records: reads after a change see it; a read that raced a write is not kept', async () => {
-    const store = new MemoryRuntimeStore();
+    const store = createFakeRuntimeStore();
     let reads = 0;
     let holdNext: Promise<void> | undefined;
     const slow: RuntimeStore = {
@@ -344,7 +345,7 @@ describe('AttestationService', () => {
   });
 
   it('records clock and firmware of the last quote; a clock rollback and a firmware change', async () => {
-    const store = new MemoryRuntimeStore();
+    const store = createFakeRuntimeStore();
     const s = new AttestationService(
       { trustedEkCas: [], referencePolicies: [policyFor(tpm)], sessionTtlMs: 60_000 },
       { store, audit, now: () => now.getTime() },
@@ -494,7 +495,7 @@ describe('AttestationService', () => {
     });
 
     it('reference_policy_unknown: no policy selects the runtime', async () => {
-      const store = new MemoryRuntimeStore();
+      const store = createFakeRuntimeStore();
       const { runtimeId, body } = await enrolledOver(store);
       await refusedEntry(over(store, []).attest(runtimeId, body), 'reference_policy_unknown', {
         runtime: runtimeId,
@@ -503,7 +504,7 @@ describe('AttestationService', () => {
     });
 
     it('ek_certificate_untrusted: the EK chained to a CA no longer trusted', async () => {
-      const store = new MemoryRuntimeStore();
+      const store = createFakeRuntimeStore();
       const { runtimeId, body } = await enrolledOver(store);
       const record = await store.get(runtimeId);
       if (record?.ek === undefined || record.ek === null) throw new Error('no EK identity');

@@ -4,109 +4,32 @@
  * wire contract (docs/protocol.md "Errors"); the HTTP status for each lives in
  * src/shared/error-codes.ts.
  */
-import { BadRequestError, GrantorError, UnavailableError } from '../shared/errors.js';
+import {
+  BadRequestError,
+  errorKinds,
+  type ErrorOptions,
+  GrantorError,
+  UnavailableError,
+} from '../shared/errors.js';
 import type { BundleProblem } from './verify-bundle.js';
 import type { ExportProblem } from './verify-export.js';
 import type { WatchAlarm } from './watch.js';
 
-type Options = { cause?: unknown; details?: Record<string, unknown> };
-
-/** The log cannot durably record and anchor right now (store or TPM failing): deny. */
-export class AuditUnavailableError extends UnavailableError {
-  constructor(message: string, options?: Options) {
-    super('audit_unavailable', message, options);
-  }
-}
-
-/**
- * The store does not match the TPM anchor (rolled back, rewritten, truncated, from another
- * appliance) or the anchor indices are not the pinned ones: refuse until an operator acts.
- */
-export class AuditRollbackError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('audit_rollback_detected', message, options);
-  }
-}
-
-/**
- * No anchor is pinned in the operator configuration: the appliance was never provisioned.
- * Not a rollback: `grantor provision` is the remedy.
- */
-export class AuditNotProvisionedError extends UnavailableError {
-  constructor(message = 'not provisioned: run `grantor provision`', options?: Options) {
-    super('audit_not_provisioned', message, options);
-  }
-}
+const kind = errorKinds({ audit_not_provisioned: 'not provisioned: run `grantor provision`' });
 
 /** A tree size, sequence number or range outside what the log (or its checkpoint) holds. */
 export class AuditRangeError extends BadRequestError {}
 
-/** An entry that does not exist (yet). */
-export class AuditNotFoundError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('not_found', message, options);
-  }
-}
-
-/** A log period after the current one (periods.ts): it does not exist (yet). */
-export class AuditPeriodNotFoundError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('audit_period_not_found', message, options);
-  }
-}
-
-/** Retention (retention.ts): the current period cannot be retired, only a frozen one. */
-export class AuditPeriodCurrentError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('audit_period_current', message, options);
-  }
-}
-
-/** Retention: this period's entries were retired already. */
-export class AuditPeriodRetiredError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('audit_period_retired', message, options);
-  }
-}
-
-/** Retention: the bundle written did not verify; nothing was deleted. */
-export class AuditRetireBundleInvalidError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('audit_retire_bundle_invalid', message, options);
-  }
-}
-
-/** A read of entries (or their bodies) that retention moved out: `details.bundleDigest`. */
-export class AuditEntriesRetiredError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('audit_entries_retired', message, options);
-  }
-}
-
 /** A query's parameters do not make a query (a time that is not one, an empty range). */
 export class AuditQueryInvalidError extends GrantorError {
-  constructor(message: string, parameter: string, options?: Options) {
+  constructor(message: string, parameter: string, options?: ErrorOptions) {
     super('audit_query_invalid', message, { ...options, details: { parameter } });
-  }
-}
-
-/** A tlog-tiles path that is not `<L>/<N>[.p/<W>]` in the C2SP canonical form. */
-export class AuditTilePathError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('audit_tile_path_invalid', message, options);
-  }
-}
-
-/** A tile or entry bundle with no hash in the checkpointed tree. */
-export class AuditTileBeyondTreeError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('audit_tile_beyond_tree', message, options);
   }
 }
 
 /** A tile or entry bundle that exists, with fewer hashes than the width asked for. */
 export class AuditTileWidthError extends GrantorError {
-  constructor(message: string, width: number, options?: Options) {
+  constructor(message: string, width: number, options?: ErrorOptions) {
     super('audit_tile_width_mismatch', message, { ...options, details: { width } });
   }
 }
@@ -154,24 +77,6 @@ export class AnchorProvisionError extends GrantorError {
 export class AuditExportRangeError extends GrantorError {
   constructor(message: string, max: number) {
     super('audit_export_range_too_large', message, { details: { max } });
-  }
-}
-
-export class NoteMalformedError extends GrantorError {
-  constructor(message: string) {
-    super('audit_note_malformed', message);
-  }
-}
-
-export class NoteSignatureError extends GrantorError {
-  constructor(message: string) {
-    super('audit_note_signature_invalid', message);
-  }
-}
-
-export class VerifierKeyError extends GrantorError {
-  constructor(message: string) {
-    super('audit_verifier_key_invalid', message);
   }
 }
 
@@ -242,3 +147,48 @@ export class WatchStateError extends GrantorError {
     super('audit_watch_state_invalid', message, options);
   }
 }
+
+/** The log cannot durably record and anchor right now (store or TPM failing): deny. */
+export class AuditUnavailableError extends kind('audit_unavailable', UnavailableError) {}
+
+/**
+ * The store does not match the TPM anchor (rolled back, rewritten, truncated, from another
+ * appliance) or the anchor indices are not the pinned ones: refuse until an operator acts.
+ */
+export class AuditRollbackError extends kind('audit_rollback_detected') {}
+
+/**
+ * No anchor is pinned in the operator configuration: the appliance was never provisioned.
+ * Not a rollback: `grantor provision` is the remedy.
+ */
+export class AuditNotProvisionedError extends kind('audit_not_provisioned', UnavailableError) {}
+
+/** An entry that does not exist (yet). */
+export class AuditNotFoundError extends kind('not_found') {}
+
+/** A log period after the current one (periods.ts): it does not exist (yet). */
+export class AuditPeriodNotFoundError extends kind('audit_period_not_found') {}
+
+/** Retention (retention.ts): the current period cannot be retired, only a frozen one. */
+export class AuditPeriodCurrentError extends kind('audit_period_current') {}
+
+/** Retention: this period's entries were retired already. */
+export class AuditPeriodRetiredError extends kind('audit_period_retired') {}
+
+/** Retention: the bundle written did not verify; nothing was deleted. */
+export class AuditRetireBundleInvalidError extends kind('audit_retire_bundle_invalid') {}
+
+/** A read of entries (or their bodies) that retention moved out: `details.bundleDigest`. */
+export class AuditEntriesRetiredError extends kind('audit_entries_retired') {}
+
+/** A tlog-tiles path that is not `<L>/<N>[.p/<W>]` in the C2SP canonical form. */
+export class AuditTilePathError extends kind('audit_tile_path_invalid') {}
+
+/** A tile or entry bundle with no hash in the checkpointed tree. */
+export class AuditTileBeyondTreeError extends kind('audit_tile_beyond_tree') {}
+
+export class NoteMalformedError extends kind('audit_note_malformed') {}
+
+export class NoteSignatureError extends kind('audit_note_signature_invalid') {}
+
+export class VerifierKeyError extends kind('audit_verifier_key_invalid') {}

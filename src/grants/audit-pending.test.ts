@@ -14,7 +14,8 @@ import { openDatabase, type Database } from '../shared/db.level.js';
 import { createMetrics } from '../shared/metrics.js';
 import { tempDirs } from '../shared/testing/temp-dirs.js';
 import type { RevocationEvent } from './revocations.port.js';
-import { MemoryGrantStore, type GrantRecord, type PendingAuditChange } from './grant-store.port.js';
+import { createFakeGrantStore, MemoryGrantStore } from './grant-store.memory.js';
+import type { GrantRecord, PendingAuditChange } from './grant-store.port.js';
 import { PendingAudits } from './audit-pending.js';
 
 /** A log in memory: `down` refuses appends; `landThenFail` stores one and still rejects. */
@@ -55,7 +56,7 @@ const event = (n: number): AuditEvent => ({
 
 describe('PendingAudits', () => {
   it('an entry the log refused is owed, retried, and written once; its journal record goes', async () => {
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     const { entries, state, log, append } = memoryLog();
     const metrics = createMetrics({ defaultMetrics: false });
     const pa = new PendingAudits(
@@ -89,7 +90,7 @@ describe('PendingAudits', () => {
   });
 
   it('a failed append that did reach the log is not appended again', async () => {
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     const { entries, state, log, append } = memoryLog();
     const pa = new PendingAudits({ store, log, append }, { minDelayMs: 1, maxDelayMs: 20 });
     await pa.settle(pa.journal(event(0), 1));
@@ -106,7 +107,7 @@ describe('PendingAudits', () => {
   });
 
   it('the search reads to the end of the log a page at a time: an entry far past its record is found', async () => {
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     const { entries, state, log, append } = memoryLog();
     const limits: number[] = [];
     const period = await log.inPeriod();
@@ -139,7 +140,7 @@ describe('PendingAudits', () => {
   });
 
   it('a restart appends, once and in order, what the previous run left in the journal', async () => {
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     const { entries, state, log, append } = memoryLog();
     const before = new PendingAudits({ store, log, append }, { minDelayMs: 60_000 });
     state.down = true;
@@ -263,7 +264,7 @@ describe('PendingAudits across log periods', () => {
 
   it('a record journaled without its period is searched from period 0 through every later one', async () => {
     const audit = await periodicLog(5);
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     // As a previous version journaled it: period 0, size 3, no period named.
     const legacy = { id: '0000000000003000-legacy', event: event(3), fromSeq: 3 };
     await store.update([], [], { put: [legacy] });

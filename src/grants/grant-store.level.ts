@@ -16,7 +16,7 @@
  * for a change already written (audit-pending.ts), put in the change's own synced batch and
  * deleted once the entry is in the log.
  */
-import type { Database } from '../shared/db.level.js';
+import { LevelRoom, type Database, type RoomOp } from '../shared/db.level.js';
 import type { RevocationBounds, RevocationEvent } from './revocations.port.js';
 import type {
   GrantRecord,
@@ -59,42 +59,31 @@ function storedSeq(text: string | undefined): number {
   return Number.isSafeInteger(n) && n >= 0 ? n : 0;
 }
 
-export class LevelGrantStore implements GrantStore {
-  readonly #sub;
+/** Puts of text values, the most common change of this room. */
+const puts = (ops: readonly { key: string; value: string }[]): RoomOp[] =>
+  ops.map((op) => ({ type: 'put', ...op }));
 
-  readonly #db: Database;
-
+export class LevelGrantStore extends LevelRoom implements GrantStore {
   constructor(db: Database) {
-    this.#db = db;
-    this.#sub = db.sublevel('grants', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    super(db, 'grants');
   }
 
   async get(grantId: string): Promise<GrantRecord | undefined> {
-    const text = await this.#sub.get(`g!${enc(grantId)}`);
+    const text = await this.sub.get(`g!${enc(grantId)}`);
     return text === undefined ? undefined : (JSON.parse(text) as GrantRecord);
   }
 
-  async #write(ops: readonly { key: string; value: string }[], sync = true): Promise<void> {
-    await this.#db.batch(
-      ops.map((op) => ({
-        type: 'put' as const,
-        key: op.key,
-        value: op.value,
-        sublevel: this.#sub,
-      })),
-      { sync },
-    );
-  }
-
   async create(record: GrantRecord, used?: UsedRequest): Promise<void> {
-    await this.#write([
-      { key: `g!${enc(record.grantId)}`, value: JSON.stringify(record) },
-      ...(record.parent === null
-        ? []
-        : [{ key: `c!${enc(record.parent)}!${enc(record.grantId)}`, value: '' }]),
-      { key: `r!${enc(record.runtimeId)}!${enc(record.grantId)}`, value: '' },
-      ...(used === undefined ? [] : requestOps(used.runtimeId, used.requestId, used.expiresAt)),
-    ]);
+    await this.write(
+      puts([
+        { key: `g!${enc(record.grantId)}`, value: JSON.stringify(record) },
+        ...(record.parent === null
+          ? []
+          : [{ key: `c!${enc(record.parent)}!${enc(record.grantId)}`, value: '' }]),
+        { key: `r!${enc(record.runtimeId)}!${enc(record.grantId)}`, value: '' },
+        ...(used === undefined ? [] : requestOps(used.runtimeId, used.requestId, used.expiresAt)),
+      ]),
+    );
   }
 
   async update(
@@ -102,45 +91,36 @@ export class LevelGrantStore implements GrantStore {
     revocations: readonly RevocationEvent[] = [],
     pending: PendingAuditChange = {},
   ): Promise<void> {
-    await this.#db.batch(
-      [
-        ...[
-          ...records.map((r) => ({ key: `g!${enc(r.grantId)}`, value: JSON.stringify(r) })),
-          ...revocations.map((e) => ({ key: seqKey(e.seq), value: JSON.stringify(e) })),
-          ...(pending.put ?? []).map((p) => ({ key: `p!${enc(p.id)}`, value: JSON.stringify(p) })),
-        ].map((op) => ({ type: 'put' as const, ...op, sublevel: this.#sub })),
-        ...(pending.done ?? []).map((id) => ({
-          type: 'del' as const,
-          key: `p!${enc(id)}`,
-          sublevel: this.#sub,
-        })),
-      ],
-      { sync: true },
-    );
+    await this.write([
+      ...[
+        ...records.map((r) => ({ key: `g!${enc(r.grantId)}`, value: JSON.stringify(r) })),
+        ...revocations.map((e) => ({ key: seqKey(e.seq), value: JSON.stringify(e) })),
+        ...(pending.put ?? []).map((p) => ({ key: `p!${enc(p.id)}`, value: JSON.stringify(p) })),
+      ].map((op) => ({ type: 'put' as const, ...op })),
+      ...(pending.done ?? []).map((id) => ({ type: 'del' as const, key: `p!${enc(id)}` })),
+    ]);
   }
 
   async pendingAudits(limit: number): Promise<PendingAudit[]> {
-    const rows = await this.#sub.values({ gt: 'p!', lt: 'p!\uffff', limit }).all();
+    const rows = await this.sub.values({ gt: 'p!', lt: 'p!\uffff', limit }).all();
     return rows.map((text) => JSON.parse(text) as PendingAudit);
   }
 
   async revocationsSince(since: number, limit: number): Promise<RevocationEvent[]> {
-    const rows = await this.#sub.values({ gt: seqKey(since), lt: 'v!\uffff', limit }).all();
+    const rows = await this.sub.values({ gt: seqKey(since), lt: 'v!\uffff', limit }).all();
     return rows.map((text) => JSON.parse(text) as RevocationEvent);
   }
 
   async revocationBounds(): Promise<RevocationBounds> {
-    const floor = storedSeq(await this.#sub.get(FLOOR));
-    const [last] = await this.#sub
-      .keys({ gt: 'v!', lt: 'v!\uffff', reverse: true, limit: 1 })
-      .all();
+    const floor = storedSeq(await this.sub.get(FLOOR));
+    const [last] = await this.sub.keys({ gt: 'v!', lt: 'v!\uffff', reverse: true, limit: 1 }).all();
     // Everything pruned: the head is the floor.
     const head = last === undefined ? floor : storedSeq(last.slice(2));
     return { floor, head: Math.max(head, floor) };
   }
 
   async pruneRevocations(beforeSec: number, limit: number): Promise<number> {
-    const rows = await this.#sub.iterator({ gt: 'v!', lt: 'v!\uffff', limit }).all();
+    const rows = await this.sub.iterator({ gt: 'v!', lt: 'v!\uffff', limit }).all();
     const dels: string[] = [];
     let floor: number | undefined;
     for (const [key, text] of rows) {
@@ -151,20 +131,17 @@ export class LevelGrantStore implements GrantStore {
       floor = event.seq;
     }
     if (floor === undefined) return 0;
-    await this.#db.batch(
-      [
-        ...dels.map((key) => ({ type: 'del' as const, key, sublevel: this.#sub })),
-        { type: 'put' as const, key: FLOOR, value: String(floor), sublevel: this.#sub },
-      ],
-      { sync: true },
-    );
+    await this.write([
+      ...dels.map((key) => ({ type: 'del' as const, key })),
+      { type: 'put' as const, key: FLOOR, value: String(floor) },
+    ]);
     return dels.length;
   }
 
   async children(grantId: string): Promise<string[]> {
     const prefix = `c!${enc(grantId)}!`;
     const out: string[] = [];
-    for await (const key of this.#sub.keys({ gte: prefix, lt: `${prefix}\uffff` })) {
+    for await (const key of this.sub.keys({ gte: prefix, lt: `${prefix}\uffff` })) {
       out.push(decodeURIComponent(key.slice(prefix.length)));
     }
     return out;
@@ -173,36 +150,36 @@ export class LevelGrantStore implements GrantStore {
   async grantsOf(runtimeId: string): Promise<string[]> {
     const prefix = `r!${enc(runtimeId)}!`;
     const out: string[] = [];
-    for await (const key of this.#sub.keys({ gte: prefix, lt: `${prefix}\uffff` })) {
+    for await (const key of this.sub.keys({ gte: prefix, lt: `${prefix}\uffff` })) {
       out.push(decodeURIComponent(key.slice(prefix.length)));
     }
     return out;
   }
 
   async hasRequest(runtimeId: string, requestId: string): Promise<boolean> {
-    return (await this.#sub.get(`q!${enc(runtimeId)}!${enc(requestId)}`)) !== undefined;
+    return (await this.sub.get(`q!${enc(runtimeId)}!${enc(requestId)}`)) !== undefined;
   }
 
   async putRequest(runtimeId: string, requestId: string, expiresAt: number): Promise<void> {
-    await this.#write(requestOps(runtimeId, requestId, expiresAt), false);
+    await this.write(puts(requestOps(runtimeId, requestId, expiresAt)), false);
   }
 
   async reconciledUpTo(): Promise<number> {
-    const text = await this.#sub.get('m!reconciled');
+    const text = await this.sub.get('m!reconciled');
     const seq = text === undefined ? 0 : Number(text);
     // A damaged mark checks the whole log again: slower, never a skipped entry.
     return Number.isSafeInteger(seq) && seq >= 0 ? seq : 0;
   }
 
   async setReconciledUpTo(seq: number): Promise<void> {
-    await this.#write([{ key: 'm!reconciled', value: String(seq) }]);
+    await this.write(puts([{ key: 'm!reconciled', value: String(seq) }]));
   }
 
   /** Reads every `q!` entry (indexed or not), so that nothing remembered is left out. */
   async liveRequests(sinceMs: number, limit: number): Promise<LiveRequests> {
     const ids: LiveRequest[] = [];
     let complete = true;
-    for await (const [key, value] of this.#sub.iterator({ gt: 'q!', lt: 'q!\uffff' })) {
+    for await (const [key, value] of this.sub.iterator({ gt: 'q!', lt: 'q!\uffff' })) {
       // An unreadable expiry is kept (as never expiring) rather than forgotten.
       const stored = Number(value);
       const expiresAt = Number.isFinite(stored) ? stored : Number.POSITIVE_INFINITY;
@@ -229,8 +206,8 @@ export class LevelGrantStore implements GrantStore {
     const dels: string[] = [];
     let pruned = 0;
     const upper = `x!${expiryKey(beforeMs)}`;
-    const indexed = await this.#sub.keys({ gte: 'x!', lt: upper, limit }).all();
-    const current = await this.#sub.getMany(indexed.map((k) => `q!${k.slice(EXPIRY_DIGITS + 3)}`));
+    const indexed = await this.sub.keys({ gte: 'x!', lt: upper, limit }).all();
+    const current = await this.sub.getMany(indexed.map((k) => `q!${k.slice(EXPIRY_DIGITS + 3)}`));
     indexed.forEach((key, i) => {
       dels.push(key);
       // The id's entry goes only if it is still the one this index key was written for.
@@ -243,10 +220,10 @@ export class LevelGrantStore implements GrantStore {
     const from = this.#unindexedFrom;
     const budget = limit - pruned;
     if (from !== undefined && budget > 0) {
-      const slice = await this.#sub.iterator({ gt: from, lt: 'q!\uffff', limit: budget }).all();
+      const slice = await this.sub.iterator({ gt: from, lt: 'q!\uffff', limit: budget }).all();
       const expired = slice.filter(([, value]) => Number(value) < beforeMs);
       // An id with an index entry is the indexed sweep's to forget (once, and counted once).
-      const index = await this.#sub.getMany(
+      const index = await this.sub.getMany(
         expired.map(([key, value]) => `x!${expiryKey(Number(value))}!${key.slice(2)}`),
       );
       expired.forEach(([key], i) => {
@@ -258,9 +235,9 @@ export class LevelGrantStore implements GrantStore {
       this.#unindexedFrom = slice.length < budget ? undefined : slice.at(-1)?.[0];
     }
     if (dels.length > 0) {
-      await this.#db.batch(
-        dels.map((key) => ({ type: 'del' as const, key, sublevel: this.#sub })),
-        { sync: false },
+      await this.write(
+        dels.map((key) => ({ type: 'del' as const, key })),
+        false,
       );
     }
     return pruned;

@@ -16,7 +16,7 @@
  * released), cedar-context.ts (the policy request of one decision), trust-cascade.ts
  * (withdrawn trust ends sessions and revokes grants), revocations.port.ts with
  * revocation-feed.ts and revocation-snapshot.ts (what gateways learn), grant-store.port.ts
- * (with its MemoryGrantStore) and grant-store.level.ts, errors.ts, config.ts; testing.ts
+ * with grant-store.level.ts and its fake grant-store.memory.ts, errors.ts, config.ts; testing.ts
  * (the service with fakes, for the tests beside each room). The claims are typed, with
  * their RFC 7638 thumbprint, in src/shared/grant-claims.ts (shared with the gateway); the
  * keys service signs them and owns the signature's low-S form.
@@ -153,7 +153,8 @@ export {
   type RedemptionOutcome,
   type RevokeResult,
 } from './pipeline.js';
-export { MemoryGrantStore, type GrantRecord, type GrantStore } from './grant-store.port.js';
+export type { GrantRecord, GrantStore } from './grant-store.port.js';
+export { MemoryGrantStore, createFakeGrantStore } from './grant-store.memory.js';
 export { TrustCascade, type TrustCascadeDeps, type TrustCascadeResult } from './trust-cascade.js';
 export {
   RevocationFeed,

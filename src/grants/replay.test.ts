@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryGrantStore } from './grant-store.port.js';
+import { createFakeGrantStore, type MemoryGrantStore } from './grant-store.memory.js';
 import { ReplayGuard } from './replay.js';
 
 const SKEW = 60_000;
@@ -11,7 +11,7 @@ function guard(store: MemoryGrantStore, maxEntries = 100): ReplayGuard {
 
 describe('ReplayGuard: memory in place of the store', () => {
   it('loads the live ids on the first request, then answers from memory as the store would', async () => {
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     await store.putRequest('rt', 'live', T0 + SKEW);
     await store.putRequest('rt', 'in-grace', T0 - SKEW / 2);
     await store.putRequest('rt', 'forgotten', T0 - 2 * SKEW);
@@ -32,7 +32,7 @@ describe('ReplayGuard: memory in place of the store', () => {
   });
 
   it('a failed load fails the request and is retried by the next one', async () => {
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     let fail = true;
     const flaky = Object.assign(Object.create(store) as MemoryGrantStore, {
       liveRequests: (since: number, limit: number) =>
@@ -47,7 +47,7 @@ describe('ReplayGuard: memory in place of the store', () => {
   });
 
   it('more live ids than the bound: the store is asked until all of them are past their time', async () => {
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     for (const id of ['a', 'b', 'c']) await store.putRequest('rt', id, T0 + SKEW);
     const g = guard(store, 2);
     await g.ready(T0);
@@ -62,7 +62,7 @@ describe('ReplayGuard: memory in place of the store', () => {
   });
 
   it('an id evicted before its time sends misses to the store until its expiry plus grace', async () => {
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     const g = guard(store, 2);
     await g.ready(T0);
     for (const id of ['a', 'b', 'c']) {
@@ -77,7 +77,7 @@ describe('ReplayGuard: memory in place of the store', () => {
   });
 
   it('never evicts a reservation whose write has not settled; counts exp == now as used', async () => {
-    const g = guard(new MemoryGrantStore(), 2);
+    const g = guard(createFakeGrantStore(), 2);
     await g.ready(T0);
     g.reserve('rt', 'in-flight', T0 + SKEW, T0);
     g.reserve('rt', 'b', T0 + SKEW, T0);
@@ -95,7 +95,7 @@ describe('ReplayGuard: memory in place of the store', () => {
   });
 
   it('forgettable entries (past expiry plus grace) are evicted first, without the store', async () => {
-    const g = guard(new MemoryGrantStore(), 2);
+    const g = guard(createFakeGrantStore(), 2);
     await g.ready(T0);
     for (const [id, exp] of [
       ['old', T0 - 2 * SKEW],

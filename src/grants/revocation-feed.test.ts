@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type Database } from '../shared/db.level.js';
 import { LevelGrantStore } from './grant-store.level.js';
-import { MemoryGrantStore, type GrantRecord, type GrantStore } from './grant-store.port.js';
+import { createFakeGrantStore } from './grant-store.memory.js';
+import type { GrantRecord, GrantStore } from './grant-store.port.js';
 import { createMetrics } from '../shared/metrics.js';
 import { RevocationFeed, pruneFeedEvery } from './revocation-feed.js';
 import { refusalCode as codeOf } from '../shared/testing/refusal.js';
@@ -65,7 +66,7 @@ for (const [name, open] of [
   [
     'memory',
     () => {
-      const store = new MemoryGrantStore();
+      const store = createFakeGrantStore();
       return Promise.resolve({ store, reopen: () => Promise.resolve(store as GrantStore) });
     },
   ],

@@ -10,7 +10,8 @@ import { checkEvent } from '../audit/entry.js';
 import type { PolicyDecision, PolicyRequest } from '../policy/index.js';
 import { GrantorError } from '../shared/errors.js';
 import type { AudienceGateways } from './cedar-context.js';
-import { MemoryGrantStore, type GrantRecord } from './grant-store.port.js';
+import { createFakeGrantStore } from './grant-store.memory.js';
+import type { GrantRecord } from './grant-store.port.js';
 import { GrantService, type GrantsConfig } from './pipeline.js';
 import { sessionSigningInput } from './request.js';
 
@@ -50,7 +51,7 @@ export class Fakes {
   readonly events: AuditEvent[] = [];
   readonly signed: Record<string, unknown>[] = [];
   readonly policyCalls: PolicyRequest[] = [];
-  readonly store = new MemoryGrantStore();
+  readonly store = createFakeGrantStore();
   /** What reached the attestation port's proveQuote. */
   quoteCalls: { runtimeId: string; quote: unknown; qd: Buffer }[] = [];
   auditFails: (() => Error) | undefined;

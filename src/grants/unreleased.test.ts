@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AuditNotFoundError, type AuditEntry, type AuditEvent } from '../audit/index.js';
-import { MemoryGrantStore, type GrantRecord } from './grant-store.port.js';
+import { createFakeGrantStore } from './grant-store.memory.js';
+import type { GrantRecord } from './grant-store.port.js';
 import { NOT_RELEASED, markUnreleased, type UnreleasedAudit } from './unreleased.js';
 
 /** A log in memory with the two calls the marking makes. */
@@ -61,7 +62,7 @@ const record = (grantId: string): GrantRecord => ({
 describe('markUnreleased', () => {
   it('marks each allow with neither a grant record nor a mark, once, with its digest', async () => {
     const log = new Log();
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     log.add({ type: 'key.rotated', subject: 'k1', digest: digest(0) });
     log.add(allow('gr_released', 1));
     await store.create(record('gr_released'));
@@ -99,7 +100,7 @@ describe('markUnreleased', () => {
   it('appends failing halfway leave the mark; the next start marks only what is still unmarked', async () => {
     const log = new Log();
     for (const id of ['gr_1', 'gr_2', 'gr_3']) log.add(allow(id, 1));
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     const append = log.append.bind(log);
     let calls = 0;
     log.append = (event) =>
@@ -115,7 +116,7 @@ describe('markUnreleased', () => {
   it('a store that cannot answer fails the marking and leaves the mark where it was', async () => {
     const log = new Log();
     log.add(allow('gr_a', 1));
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     await store.setReconciledUpTo(0);
     store.get = () => Promise.reject(new Error('io error'));
     await expect(markUnreleased(log, store)).rejects.toThrow('io error');

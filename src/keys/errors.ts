@@ -2,16 +2,10 @@
  * Failures of the key domain. Each kind has its own class and a stable `code` (the HTTP
  * status for each code lives in src/shared/error-codes.ts). Messages never carry the PIN.
  */
-import { GrantorError, UnavailableError } from '../shared/errors.js';
-
-type Options = { cause?: unknown; details?: Record<string, unknown> };
+import { type ErrorOptions, GrantorError, kind, UnavailableError } from '../shared/errors.js';
 
 /** The HSM cannot sign now (lost session, removed token, restart, deadline): fail closed. */
-export class HsmUnavailableError extends UnavailableError {
-  constructor(message: string, options?: Options) {
-    super('hsm_unavailable', message, options);
-  }
-}
+export class HsmUnavailableError extends kind('hsm_unavailable', UnavailableError) {}
 
 /** A signing call did not finish within its deadline (still `hsm_unavailable` on the wire). */
 export class HsmDeadlineExceededError extends HsmUnavailableError {
@@ -24,31 +18,23 @@ export class HsmDeadlineExceededError extends HsmUnavailableError {
 
 /** The token refused the configured PIN. Reported once; login is not retried. */
 export class HsmPinIncorrectError extends UnavailableError {
-  constructor(options?: Options) {
+  constructor(options?: ErrorOptions) {
     super('hsm_pin_incorrect', 'the HSM token refused the configured user PIN', options);
   }
 }
 
 /** The token's user PIN is locked; an officer must unlock it. Login is not retried. */
 export class HsmPinLockedError extends UnavailableError {
-  constructor(options?: Options) {
+  constructor(options?: ErrorOptions) {
     super('hsm_pin_locked', 'the HSM token user PIN is locked', options);
   }
 }
 
 /** A key in use could leave the HSM (or is not the key the store names): refuse it. */
-export class HsmKeyUnsafeError extends UnavailableError {
-  constructor(message: string, options?: Options) {
-    super('hsm_key_unsafe', message, options);
-  }
-}
+export class HsmKeyUnsafeError extends kind('hsm_key_unsafe', UnavailableError) {}
 
 /** A key the store names has no object (private or public) on the token. */
-export class HsmKeyMissingError extends UnavailableError {
-  constructor(message: string, options?: Options) {
-    super('hsm_key_missing', message, options);
-  }
-}
+export class HsmKeyMissingError extends kind('hsm_key_missing', UnavailableError) {}
 
 /** No key with this kid. */
 export class KeyNotFoundError extends GrantorError {
@@ -65,8 +51,4 @@ export class KeyStateInvalidError extends GrantorError {
 }
 
 /** The key store holds something that is not a valid key record. */
-export class KeyStoreCorruptError extends GrantorError {
-  constructor(message: string, options?: Options) {
-    super('key_store_corrupt', message, options);
-  }
-}
+export class KeyStoreCorruptError extends kind('key_store_corrupt') {}

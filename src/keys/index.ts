@@ -4,7 +4,7 @@
  *
  * Rooms: key-service.ts (lifecycle, signing, JWKS) and grant-batch.ts (batch-signed
  * grants); jwk.ts (public-key encodings); the key store (key-store.port/.level/.memory); the
- * HSM port (signer.port.ts) with its fake (signer.fake.ts), metering (signer.metered.ts) and
+ * HSM port (signer.port.ts) with its fake (signer.memory.ts), metering (signer.metered.ts) and
  * deadline timer (signer.deadlines.ts); the PKCS#11 adapter (signer.pkcs11.ts: connection,
  * pool, recovery, dispatch; library.pkcs11.ts, token.pkcs11.ts (token and login, shared
  * with the audit anchor's write key), key-inspection.pkcs11.ts, sign-batch.pkcs11.ts; the

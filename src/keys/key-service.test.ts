@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { KeyService } from './key-service.js';
 import { MemoryKeyStore } from './key-store.memory.js';
-import { FakeSigner } from './signer.fake.js';
+import { createFakeSigner } from './signer.memory.js';
 import { TEST_KEY_OPTIONS, activeGrantKid, fakeKeys } from './testing.js';
 
 const claims = (now: number, ttl: number): { exp: number } => ({
@@ -164,8 +164,8 @@ describe('KeyService', () => {
   });
 
   it('keeps the audit key in its own token when one is given (a TPM grant token has no Ed25519)', async () => {
-    const grantToken = new FakeSigner();
-    const auditToken = new FakeSigner();
+    const grantToken = createFakeSigner();
+    const auditToken = createFakeSigner();
     const keys = await KeyService.start(TEST_KEY_OPTIONS, {
       signer: grantToken,
       auditSigner: auditToken,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../shared/metrics.js';
 import { HsmPinIncorrectError } from './errors.js';
-import { FakeSigner } from './signer.fake.js';
+import { createFakeSigner } from './signer.memory.js';
 import { MeteredSigner } from './signer.metered.js';
 import type { HsmSigner } from './signer.port.js';
 
@@ -12,7 +12,7 @@ async function series(m: ReturnType<typeof createMetrics>): Promise<string> {
 describe('MeteredSigner', () => {
   it('times every HSM call by operation and passes the answers through', async () => {
     const m = createMetrics({ defaultMetrics: false });
-    const fake = new FakeSigner();
+    const fake = createFakeSigner();
     const signer = new MeteredSigner(fake, m);
     await signer.open();
     const key = await signer.generate('ES256', 'grantor-test');
@@ -43,7 +43,7 @@ describe('MeteredSigner', () => {
 
   it('counts a failed call by its error code and rethrows the same error', async () => {
     const m = createMetrics({ defaultMetrics: false });
-    const fake = new FakeSigner();
+    const fake = createFakeSigner();
     const signer = new MeteredSigner(fake, m);
     await signer.open();
     const key = await signer.generate('EdDSA', 'grantor-audit');
@@ -65,7 +65,7 @@ describe('MeteredSigner', () => {
   it('counts a wrong PIN at open and a token that is not ready', async () => {
     const m = createMetrics({ defaultMetrics: false });
     const pin = new HsmPinIncorrectError();
-    const broken: HsmSigner = Object.assign(new FakeSigner(), {
+    const broken: HsmSigner = Object.assign(createFakeSigner(), {
       open: () => Promise.reject(pin),
     });
     const signer = new MeteredSigner(broken, m);

@@ -2,7 +2,7 @@
 import type { GrantClaims } from '../shared/grant-claims.js';
 import { KeyService, type KeyLifecycleEvent, type KeyServiceOptions } from './key-service.js';
 import { MemoryKeyStore } from './key-store.memory.js';
-import { FakeSigner } from './signer.fake.js';
+import { createFakeSigner, type FakeSigner } from './signer.memory.js';
 
 export interface FakeKeys {
   readonly keys: KeyService;
@@ -27,7 +27,7 @@ export async function fakeKeys(
   hooks: { onLifecycle?: (e: KeyLifecycleEvent) => Promise<void> } = {},
 ): Promise<FakeKeys> {
   let t = Date.parse('2026-06-01T00:00:00Z');
-  const signer = new FakeSigner();
+  const signer = createFakeSigner();
   const store = new MemoryKeyStore();
   const events: KeyLifecycleEvent[] = [];
   const keys = await KeyService.start(

@@ -78,20 +78,3 @@ export class LevelCertificateRevocationStore implements CertificateRevocationSto
     return out;
   }
 }
-
-export class MemoryCertificateRevocationStore implements CertificateRevocationStore {
-  readonly #records = new Map<string, CertificateRevocation>();
-
-  get(id: string): Promise<CertificateRevocation | undefined> {
-    return Promise.resolve(this.#records.get(id));
-  }
-
-  put(record: CertificateRevocation): Promise<void> {
-    this.#records.set(record.id, { ...record });
-    return Promise.resolve();
-  }
-
-  list(): Promise<CertificateRevocation[]> {
-    return Promise.resolve([...this.#records.values()]);
-  }
-}

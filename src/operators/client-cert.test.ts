@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as x509 from './x509.js';
-import { MemoryCertificateRevocationStore } from './cert-revocations.js';
+import { createFakeCertificateRevocationStore } from './cert-revocations.memory.js';
 import { CertificateRevocations } from './cert-revocations.service.js';
 import { OperatorCertificateVerifier, roleFromCertificate } from './client-cert.js';
 import { People } from './people.js';
@@ -13,7 +13,7 @@ describe('operator client certificates', () => {
   let other: TestCa;
   let verifier: OperatorCertificateVerifier;
   let people: People;
-  const revocationStore = new MemoryCertificateRevocationStore();
+  const revocationStore = createFakeCertificateRevocationStore();
   const now = new Date();
 
   beforeAll(async () => {

@@ -5,14 +5,15 @@
  *
  * Rooms: roles.ts (who may act), people.ts (the registry of persons), tokens.ts with
  * bearer.ts (operator tokens, `gop_`; the bearer format shared with gateways' `ggw_`),
- * client-cert.ts with x509.ts (operators by client certificate), cert-revocations.ts and
- * cert-revocations.service.ts (the certificate denylist), approvals.ts (dual control,
- * M-of-N), gateways.ts (enrolled gateways and their audiences), refusals.ts (refused
- * attempts audited without a flood filling the log), events.ts (registry changes for the
- * audit log) and audit-events.ts (how approvals and registry changes read as audit
- * entries), cli.ts (`grantor operators token ...`), errors.ts, config.ts; each store as
- * `x-store.port.ts` with `x-store.level.ts` and its fake `x-store.memory.ts` (approval,
- * gateway, person, token); testing/ (certificates and CLI output, for tests).
+ * client-cert.ts with x509.ts (operators by client certificate), cert-revocations.ts with
+ * its fake cert-revocations.memory.ts and cert-revocations.service.ts (the certificate
+ * denylist), approvals.ts (dual control, M-of-N), gateways.ts (enrolled gateways and their
+ * audiences), refusals.ts (refused attempts audited without a flood filling the log),
+ * events.ts (registry changes for the audit log) and audit-events.ts (how approvals and
+ * registry changes read as audit entries), cli.ts (`grantor operators token ...`),
+ * errors.ts, config.ts; each store as `x-store.port.ts` with `x-store.level.ts` and its
+ * fake `x-store.memory.ts` (approval, gateway, person, token); testing/ (certificates and
+ * CLI output, for tests).
  */
 import type { Database } from '../shared/db.level.js';
 import { LevelApprovalStore } from './approval-store.level.js';
@@ -21,9 +22,9 @@ import { Approvals, type ApprovalEvent, type ApprovalPolicy } from './approvals.
 import { CertificateRevocations } from './cert-revocations.service.js';
 import {
   LevelCertificateRevocationStore,
-  MemoryCertificateRevocationStore,
   type CertificateRevocationStore,
 } from './cert-revocations.js';
+import { MemoryCertificateRevocationStore } from './cert-revocations.memory.js';
 import { MemoryApprovalStore } from './approval-store.memory.js';
 import type { ApprovalStore } from './approval-store.port.js';
 import { MemoryPersonStore } from './person-store.memory.js';

@@ -4,34 +4,27 @@
  * with other content (the key is the hash of the value), only repaired if the disk's copy
  * no longer hashes to its key.
  */
-import { createHash } from 'node:crypto';
-import type { Database } from '../shared/db.level.js';
+import { LevelRoom, type Database } from '../shared/db.level.js';
 import type { ArchivedPolicySet, PolicyArchive } from './archive.port.js';
-import { POLICY_HASH, canonicalPolicySet, parseArchivedPolicySet } from './archive.js';
-import type { PolicySource } from './policy-set.js';
+import { POLICY_HASH, parseArchivedPolicySet } from './archive.js';
+import { canonicalHash, canonicalPolicySet, type PolicySource } from './policy-set.js';
 
-export class LevelPolicyArchive implements PolicyArchive {
-  readonly #sub;
-
-  readonly #db: Database;
+export class LevelPolicyArchive extends LevelRoom implements PolicyArchive {
   constructor(db: Database) {
-    this.#db = db;
-    this.#sub = db.sublevel('policy-archive', { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    super(db, 'policy-archive');
   }
 
   async keep(source: PolicySource): Promise<string> {
     const canonical = canonicalPolicySet(source);
-    const hash = createHash('sha256').update(canonical, 'utf8').digest('hex');
-    if ((await this.#sub.get(hash)) === canonical) return hash;
-    await this.#db.batch([{ type: 'put', key: hash, value: canonical, sublevel: this.#sub }], {
-      sync: true,
-    });
+    const hash = canonicalHash(canonical);
+    if ((await this.sub.get(hash)) === canonical) return hash;
+    await this.write([{ type: 'put', key: hash, value: canonical }]);
     return hash;
   }
 
   async get(hash: string): Promise<ArchivedPolicySet | undefined> {
     if (!POLICY_HASH.test(hash)) return undefined;
-    const canonical = await this.#sub.get(hash);
+    const canonical = await this.sub.get(hash);
     return canonical === undefined ? undefined : parseArchivedPolicySet(hash, canonical);
   }
 }

@@ -1,15 +1,14 @@
 /** The policy archive in memory, for service tests (the real one: archive.level.ts). */
-import { createHash } from 'node:crypto';
 import type { ArchivedPolicySet, PolicyArchive } from './archive.port.js';
-import { canonicalPolicySet, parseArchivedPolicySet } from './archive.js';
-import type { PolicySource } from './policy-set.js';
+import { parseArchivedPolicySet } from './archive.js';
+import { canonicalHash, canonicalPolicySet, type PolicySource } from './policy-set.js';
 
 export class MemoryPolicyArchive implements PolicyArchive {
   readonly texts = new Map<string, string>();
 
   keep(source: PolicySource): Promise<string> {
     const canonical = canonicalPolicySet(source);
-    const hash = createHash('sha256').update(canonical, 'utf8').digest('hex');
+    const hash = canonicalHash(canonical);
     this.texts.set(hash, canonical);
     return Promise.resolve(hash);
   }

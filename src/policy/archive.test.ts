@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type Database } from '../shared/db.level.js';
-import { canonicalPolicySet, parseArchivedPolicySet } from './archive.js';
+import { parseArchivedPolicySet } from './archive.js';
 import { LevelPolicyArchive } from './archive.level.js';
 import { cedarWasm } from './cedar.wasm.js';
 import { PolicyEngine } from './engine.js';
-import { policySetHash, type PolicySource } from './policy-set.js';
+import { canonicalPolicySet, policySetHash, type PolicySource } from './policy-set.js';
 
 vi.setConfig({ testTimeout: 30_000 });
 

@@ -3,7 +3,7 @@
  * atomically, and decisions with reasons and obligations. See docs/policy.md.
  *
  * Rooms: types.ts (the request and decision model), engine.ts (load, validate, decide),
- * policy-set.ts (the files and their hash), reloads.ts (every reload after the first logged,
+ * policy-set.ts (the files, their canonical text and its hash), reloads.ts (every reload after the first logged,
  * counted and audited, by an operator or the watch), workers.ts with policy.worker.ts
  * (decisions on worker threads), cedar.port.ts with cedar.wasm.ts (the Cedar build),
  * archive.ts with archive.port.ts, archive.level.ts and its fake archive.memory.ts (every
@@ -29,6 +29,7 @@ export {
   PolicyUnavailableError,
 } from './errors.js';
 export {
+  canonicalPolicySet,
   policySetHash,
   readPolicySource,
   type PolicyFile,
@@ -38,7 +39,7 @@ export { policyReadinessProbe } from './probe.js';
 export type { PolicyReloadDeps } from './reloads.js';
 export type { ArchivedPolicySet, PolicyArchive } from './archive.port.js';
 export { LevelPolicyArchive } from './archive.level.js';
-export { POLICY_HASH, canonicalPolicySet, parseArchivedPolicySet } from './archive.js';
+export { POLICY_HASH, parseArchivedPolicySet } from './archive.js';
 export type * from './types.js';
 export type { CedarPort } from './cedar.port.js';
 /** The real engine; wrap it to inject failures in fault tests (see engine.test.ts). */

@@ -3,11 +3,12 @@
  * parsed, checked (annotations, ids) and validated against the schema. Pure apart from
  * reading files; activation (preparsing into the wasm instance) is the engine's job.
  */
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { CedarPort, DetailedError } from './cedar.port.js';
 import { PolicySetInvalidError } from './errors.js';
-import { jcsSha256Hex } from '../shared/jcs.js';
+import { jcs } from '../shared/jcs.js';
 
 export interface PolicyFile {
   /** File name relative to the policy directory (e.g. "payments.cedar"). */
@@ -57,14 +58,25 @@ const OBLIGATIONS = ['requireQuote', 'maxTtlSeconds', 'maxDepth'] as const;
 const DECIMAL = /^(0|[1-9][0-9]{0,8})$/;
 
 /**
- * Hex SHA-256 of the canonical form of a policy set: RFC 8785 JCS of
- * `{"schema": <schema text>, "policies": {<file name>: <file text>, ...}}`, so the file
- * names are sorted (JCS orders object keys) and both names and contents are covered.
+ * The canonical text of a policy set: RFC 8785 JCS of
+ * `{"policies": {<file name>: <file text>, ...}, "schema": <schema text>}`, so the file names
+ * are sorted (JCS orders object keys) and both names and contents are covered. The archive
+ * keeps exactly this text; the set's hash is the SHA-256 of its bytes.
  */
-export function policySetHash(source: PolicySource): string {
-  // fromEntries defines own members: a file named `__proto__` is hashed as a file.
+export function canonicalPolicySet(source: PolicySource): string {
+  // fromEntries defines own members: a file named `__proto__` is a file, not a prototype.
   const policies = Object.fromEntries(source.files.map((f) => [f.name, f.text]));
-  return jcsSha256Hex({ schema: source.schema, policies });
+  return jcs({ policies, schema: source.schema });
+}
+
+/** Hex SHA-256 of a canonical text (canonicalPolicySet): the name of a set. */
+export function canonicalHash(canonical: string): string {
+  return createHash('sha256').update(canonical, 'utf8').digest('hex');
+}
+
+/** The hash of a policy set: hex SHA-256 of its canonical text. */
+export function policySetHash(source: PolicySource): string {
+  return canonicalHash(canonicalPolicySet(source));
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

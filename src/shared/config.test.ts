@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_BUNDLE_ENTRIES } from '../audit/bundle.js';
 import { ConfigError } from './errors.js';
-import { DEFAULT_RATE_LIMIT_BUCKETS, loadConfig, redactedConfig } from './config.js';
+import { bucketLimits, DEFAULT_RATE_LIMIT_BUCKETS, loadConfig, redactedConfig } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'grantor-config-'));
 afterAll(() => {
@@ -435,5 +435,19 @@ describe('grant keys in the TPM (tpm2-pkcs11) and batch-signed grants', () => {
       expect(e.code).toBe('config_invalid');
       expect(e.message).toMatch(/expected an integer from \d+ to \d+/);
     }
+  });
+});
+
+describe('bucketLimits', () => {
+  it('reads each pair as [burst, perSecond] and adds a per-appliance bucket only when given', () => {
+    expect(bucketLimits([3, 1], [2, 0.5])).toEqual({
+      perAddress: { burst: 3, perSecond: 1 },
+      perRuntime: { burst: 2, perSecond: 0.5 },
+    });
+    expect(bucketLimits([3, 1], [2, 0.5], [1, 0.25]).perAppliance).toEqual({
+      burst: 1,
+      perSecond: 0.25,
+    });
+    expect(DEFAULT_RATE_LIMIT_BUCKETS.rotate.perAppliance?.perSecond).toBe(1 / 300);
   });
 });

@@ -137,6 +137,20 @@ export interface BucketLimits {
   readonly perAppliance?: BucketLimit;
 }
 
+/** `[burst, perSecond]`: one token bucket, written as a table row. */
+export type BucketPair = readonly [burst: number, perSecond: number];
+
+/** The limits of one bucket from its pairs: per address, per runtime, per appliance. */
+export function bucketLimits(
+  perAddress: BucketPair,
+  perRuntime: BucketPair,
+  perAppliance?: BucketPair,
+): BucketLimits {
+  const limit = ([burst, perSecond]: BucketPair): BucketLimit => ({ burst, perSecond });
+  const both = { perAddress: limit(perAddress), perRuntime: limit(perRuntime) };
+  return perAppliance === undefined ? both : { ...both, perAppliance: limit(perAppliance) };
+}
+
 export interface RateLimitSettings {
   readonly buckets: Readonly<Record<RateLimitBucket, BucketLimits>>;
   /** Most keys (address or runtime, per bucket) kept; the least recently used go first. */
@@ -150,42 +164,19 @@ export interface RateLimitSettings {
  * verification per request.
  */
 export const DEFAULT_RATE_LIMIT_BUCKETS: RateLimitSettings['buckets'] = {
-  challenges: {
-    perAddress: { burst: 600, perSecond: 300 },
-    perRuntime: { burst: 60, perSecond: 20 },
-  },
-  enroll: { perAddress: { burst: 100, perSecond: 10 }, perRuntime: { burst: 10, perSecond: 1 } },
-  attestations: {
-    perAddress: { burst: 600, perSecond: 300 },
-    perRuntime: { burst: 60, perSecond: 20 },
-  },
-  grants: {
-    perAddress: { burst: 8000, perSecond: 4000 },
-    perRuntime: { burst: 4000, perSecond: 2000 },
-  },
-  redeem: {
-    perAddress: { burst: 8000, perSecond: 4000 },
-    perRuntime: { burst: 4000, perSecond: 2000 },
-  },
+  challenges: bucketLimits([600, 300], [60, 20]),
+  enroll: bucketLimits([100, 10], [10, 1]),
+  attestations: bucketLimits([600, 300], [60, 20]),
+  grants: bucketLimits([8000, 4000], [4000, 2000]),
+  redeem: bucketLimits([8000, 4000], [4000, 2000]),
   // Checkpoints with a nonce: each costs the appliance's TPM a CreatePrimary and two
   // NV_Certify, in the queue the audit anchor needs; anyone may ask (public route).
-  certify: {
-    perAddress: { burst: 10, perSecond: 2 },
-    perRuntime: { burst: 10, perSecond: 2 },
-    perAppliance: { burst: 20, perSecond: 10 },
-  },
+  certify: bucketLimits([10, 2], [10, 2], [20, 10]),
   // Operators reading and changing runtimes (GET /v1/runtimes reads up to 4,096 records).
-  inventory: {
-    perAddress: { burst: 60, perSecond: 10 },
-    perRuntime: { burst: 60, perSecond: 10 },
-  },
+  inventory: bucketLimits([60, 10], [60, 10]),
   // On-demand key rotations (key custodians): each is an HSM key generation and a new key
   // every verifier must fetch; a few in a row at most, then one per 5 minutes.
-  rotate: {
-    perAddress: { burst: 3, perSecond: 1 / 60 },
-    perRuntime: { burst: 3, perSecond: 1 / 60 },
-    perAppliance: { burst: 3, perSecond: 1 / 300 },
-  },
+  rotate: bucketLimits([3, 1 / 60], [3, 1 / 60], [3, 1 / 300]),
 };
 
 /** Keys accepted in the environment and (without the GRANTOR_ prefix, camelCase) in the file. */

@@ -32,3 +32,30 @@ export async function databaseHeld(path: string): Promise<boolean> {
   await db.close();
   return false;
 }
+
+/** A put (with its value) or a delete of one key of a room. */
+export type RoomOp =
+  | { readonly type: 'put'; readonly key: string; readonly value: string }
+  | { readonly type: 'del'; readonly key: string };
+
+/**
+ * The base of a store kept in one named sublevel (a room) of the one database, with text
+ * keys and values: `sub` reads it, `write` changes it in one batch on the root database,
+ * synced unless said otherwise.
+ */
+export abstract class LevelRoom {
+  readonly #db: Database;
+  protected readonly sub;
+
+  protected constructor(db: Database, name: string) {
+    this.#db = db;
+    this.sub = db.sublevel(name, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+  }
+
+  protected async write(ops: readonly RoomOp[], sync = true): Promise<void> {
+    await this.#db.batch(
+      ops.map((op) => ({ ...op, sublevel: this.sub })),
+      { sync },
+    );
+  }
+}

@@ -7,15 +7,17 @@ import type { ErrorCode } from './error-codes.js';
 
 export type { ErrorCode } from './error-codes.js';
 
+/** What every GrantorError may carry besides its code and message. */
+export interface ErrorOptions {
+  cause?: unknown;
+  details?: Record<string, unknown>;
+}
+
 export class GrantorError extends Error {
   readonly code: ErrorCode;
   readonly details: Readonly<Record<string, unknown>> | undefined;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    options?: { cause?: unknown; details?: Record<string, unknown> },
-  ) {
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -25,7 +27,7 @@ export class GrantorError extends Error {
 
 /** Input that does not satisfy the contract (schema, encoding, ranges). */
 export class BadRequestError extends GrantorError {
-  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+  constructor(message: string, options?: ErrorOptions) {
     super('bad_request', message, options);
   }
 }
@@ -48,3 +50,48 @@ export class InternalError extends GrantorError {
 
 /** A dependency the decision needs (TPM, HSM, audit, policy) cannot be used: fail closed. */
 export class UnavailableError extends GrantorError {}
+
+/** A class a kind may extend: one constructed as GrantorError is, from code and message. */
+export type KindBase<T extends GrantorError> = new (
+  code: ErrorCode,
+  message: string,
+  options?: ErrorOptions,
+) => T;
+
+/** A kind's class: its message may be left out where the domain gives it a default. */
+export type ErrorKind<C extends ErrorCode, T extends GrantorError, Defaulted extends boolean> = [
+  Defaulted,
+] extends [true]
+  ? new (message?: string, options?: ErrorOptions) => T & { readonly code: C }
+  : new (message: string, options?: ErrorOptions) => T & { readonly code: C };
+
+/**
+ * The one way a domain declares a failure kind whose class would only set its code and
+ * message: `export class XError extends kind('x_code') {}`, or `kind('x_code', UnavailableError)`
+ * to extend another base. `messages` are the domain's default messages by code; a kind with
+ * none takes its message from every caller. `domainBase` (GrantorError unless given) is the
+ * base of every kind that names none. A class that carries more (details built from
+ * its arguments, extra fields) is written by hand on GrantorError. A domain's errors.ts lists
+ * its classes written by hand first, then its plain kinds, one line each.
+ */
+export function errorKinds<
+  const M extends Partial<Record<ErrorCode, string>>,
+  T extends GrantorError = GrantorError,
+>(messages: M, domainBase?: KindBase<T>) {
+  return function kind<C extends ErrorCode, U extends GrantorError = T>(
+    code: C,
+    base?: KindBase<U>,
+  ): ErrorKind<C, U, C extends keyof M ? true : false> {
+    const Base: KindBase<GrantorError> = base ?? domainBase ?? GrantorError;
+    const fallback: string | undefined = messages[code];
+    const Kind = class extends Base {
+      constructor(message?: string, options?: ErrorOptions) {
+        super(code, message ?? fallback ?? code, options);
+      }
+    };
+    return Kind as unknown as ErrorKind<C, U, C extends keyof M ? true : false>;
+  };
+}
+
+/** `kind()` for a domain whose kinds all take their message from the caller. */
+export const kind = errorKinds({});

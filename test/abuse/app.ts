@@ -21,6 +21,7 @@ import { MemoryApprovalStore } from '../../src/operators/approval-store.memory.j
 import { Approvals } from '../../src/operators/approvals.js';
 import { createFakeOperatorTokens } from '../../src/operators/token-store.memory.js';
 import type { OperatorTokens } from '../../src/operators/tokens.js';
+import { bucketLimits } from '../../src/shared/config.js';
 import { BadRequestError } from '../../src/shared/errors.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { createMetrics, type GrantorMetrics } from '../../src/shared/metrics.js';
@@ -44,15 +45,9 @@ export interface AbuseApp {
 
 export const ABUSE_LIMITS: RateLimits = {
   // A refill too slow to matter within a test run, so counts do not depend on its speed.
-  challenges: {
-    perAddress: { burst: 5000, perSecond: 5000 },
-    perRuntime: { burst: 5, perSecond: 0.001 },
-  },
-  enroll: { perAddress: { burst: 10, perSecond: 1 }, perRuntime: { burst: 5, perSecond: 1 } },
-  grants: {
-    perAddress: { burst: 100_000, perSecond: 100_000 },
-    perRuntime: { burst: 50, perSecond: 20 },
-  },
+  challenges: bucketLimits([5000, 5000], [5, 0.001]),
+  enroll: bucketLimits([10, 1], [5, 1]),
+  grants: bucketLimits([100_000, 100_000], [50, 20]),
 };
 
 export async function buildAbuseApp(

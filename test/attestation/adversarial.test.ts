@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AttestationService,
-  MemoryRuntimeStore,
+  createFakeRuntimeStore,
   parseCaBundle,
   parseReferencePolicy,
 } from '../../src/attestation/index.js';
@@ -395,7 +395,7 @@ describe('adversarial quotes (real swtpm quotes, mutated)', () => {
           ),
         ],
       },
-      { store: new MemoryRuntimeStore(), audit: h.audit },
+      { store: createFakeRuntimeStore(), audit: h.audit },
     );
     await expect(
       svc.enroll({

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAkPublic } from '../../src/attestation/ak.js';
+import * as errors from '../../src/attestation/errors.js';
 import { parseReferencePolicy } from '../../src/attestation/reference-policy.js';
 import { parseQuoteRequest, verifyParsedQuote } from '../../src/attestation/verify-quote.js';
 import { startSimTpm, type SimTpm } from '../rig/sim.js';
@@ -12,17 +13,19 @@ import { tpm2Tools, type Tools } from './tools.js';
 
 const PCRS = [0, 1, 2, 3, 7];
 const SELECTION = `sha256:${PCRS.join(',')}`;
-/** The codes that correspond to what tpm2_checkquote checks. */
-const CHECKED = new Set([
-  'quote_malformed',
-  'quote_magic_invalid',
-  'quote_type_invalid',
-  'quote_signature_scheme_mismatch',
-  'quote_signature_out_of_range',
-  'quote_signature_invalid',
-  'quote_nonce_mismatch',
-  'pcr_digest_mismatch',
-]);
+/** The verifier's checks that tpm2_checkquote also makes, named by their error classes. */
+const CHECKED: ReadonlySet<string> = new Set(
+  [
+    errors.QuoteMalformedError,
+    errors.QuoteMagicError,
+    errors.QuoteTypeError,
+    errors.QuoteSignatureSchemeError,
+    errors.QuoteSignatureRangeError,
+    errors.QuoteSignatureInvalidError,
+    errors.QuoteNonceMismatchError,
+    errors.PcrDigestMismatchError,
+  ].map((Kind) => new Kind().code),
+);
 
 let tpm: SimTpm;
 let tools: Tools;

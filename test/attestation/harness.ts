@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import {
   AttestationService,
   createAttestation,
-  MemoryRuntimeStore,
+  createFakeRuntimeStore,
   parseEnrollmentRules,
   parseReferencePolicy,
   qualifyingData,
@@ -53,7 +53,7 @@ export function softAttestationService(tpm: SoftTpm, source: string): Attestatio
         ),
       ],
     },
-    { store: new MemoryRuntimeStore(), audit: new MemoryAudit() },
+    { store: createFakeRuntimeStore(), audit: new MemoryAudit() },
   );
 }
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import type { GrantsWiring } from '../../src/grants/index.js';
 import {
-  MemoryGrantStore,
+  createFakeGrantStore,
   RequestPruner,
   createGrants,
   type GrantRecord,
@@ -171,7 +171,7 @@ contract('LevelDB', async () => {
 });
 
 contract('memory', () => {
-  const store = new MemoryGrantStore();
+  const store = createFakeGrantStore();
   return Promise.resolve({
     store,
     reopen: () => Promise.resolve(store),
@@ -253,7 +253,7 @@ describe('RequestPruner', () => {
   });
 
   it('sweeps in batches up to maxBatches, with the grace before the cut-off', async () => {
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     for (let i = 0; i < 35; i++) await store.putRequest('rt_a', `r${i}`, 1000 + i);
     const calls: [number, number][] = [];
     const spy = {
@@ -279,7 +279,7 @@ describe('RequestPruner', () => {
 
   it('runs on a timer until stopped; createGrants stops its sweeper when the database closes', async () => {
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
-    const store = new MemoryGrantStore();
+    const store = createFakeGrantStore();
     await store.putRequest('rt_a', 'old', 1);
     const pruner = new RequestPruner(store, {
       intervalMs: 1000,

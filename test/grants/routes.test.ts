@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AttestationService } from '../../src/attestation/index.js';
-import { GrantService, MemoryGrantStore, type GrantsConfig } from '../../src/grants/index.js';
+import { createFakeGrantStore, GrantService, type GrantsConfig } from '../../src/grants/index.js';
 import { createServer, type App } from '../../src/http/app.js';
 import { operatorAuth } from '../../src/http/plugins/auth.js';
 import { grantsRoutes } from '../../src/http/routes/grants.js';
@@ -49,7 +49,7 @@ const UNREACHABLE = {
   policy: { decide: unreachable },
   audit: { append: unreachable },
   keys: { signGrantToken: unreachable },
-  store: new MemoryGrantStore(),
+  store: createFakeGrantStore(),
 };
 
 beforeAll(async () => {

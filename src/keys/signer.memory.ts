@@ -77,3 +77,7 @@ export class FakeSigner implements HsmSigner {
     return Promise.resolve();
   }
 }
+
+export function createFakeSigner(): FakeSigner {
+  return new FakeSigner();
+}
