@@ -8,7 +8,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
 import { KeyStateInvalidError, type KeyRecord, type KeyService } from '../../keys/index.js';
 import { bodyLimit } from '../plugins/body-limit.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const JwkSchema = Type.Object(
   {
@@ -119,9 +119,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
         ),
         response: {
           200: Type.Object({ keys: Type.Array(KeyViewSchema) }, { additionalProperties: false }),
-          400: ErrorSchema,
-          401: ErrorSchema,
-          403: ErrorSchema,
+          ...errorResponses(400, 401, 403),
         },
       },
     },
@@ -156,12 +154,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
             { active: KeyViewSchema, previous: Type.Union([KeyViewSchema, Type.Null()]) },
             { additionalProperties: false },
           ),
-          400: ErrorSchema,
-          401: ErrorSchema,
-          403: ErrorSchema,
-          409: ErrorSchema,
-          429: ErrorSchema,
-          503: ErrorSchema,
+          ...errorResponses(400, 401, 403, 409, 429, 503),
         },
       },
     },
@@ -198,12 +191,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
           ),
           response: {
             200: Type.Object({ key: KeyViewSchema }, { additionalProperties: false }),
-            400: ErrorSchema,
-            401: ErrorSchema,
-            403: ErrorSchema,
-            404: ErrorSchema,
-            409: ErrorSchema,
-            503: ErrorSchema,
+            ...errorResponses(400, 401, 403, 404, 409, 503),
           },
         },
       },
