@@ -177,8 +177,24 @@ const AttestReply = Type.Object(
 
 const errorStatuses = [400, 403, 404, 409, 422, 429, 503] as const;
 
+/** What the runtime routes call: the attestation service (a test may stand in for it). */
+export type RuntimesRoutesService = Pick<
+  AttestationService,
+  | 'enroll'
+  | 'activate'
+  | 'listRuntimes'
+  | 'assignLabels'
+  | 'release'
+  | 'getRuntime'
+  | 'approve'
+  | 'revoke'
+  | 'challenge'
+  | 'attest'
+  | 'attestationBodyLimit'
+>;
+
 export const runtimesRoutes: FastifyPluginAsyncTypebox<{
-  attestation: AttestationService;
+  attestation: RuntimesRoutesService;
   /** Counts each attestation verdict. */
   metrics?: AttestationMetrics;
   /**
