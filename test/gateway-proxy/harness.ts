@@ -8,6 +8,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parametersDigest } from '../../src/gateway/index.js';
+import { TICKET_READ_ROUTE } from '../../src/gateway/testing/routes.js';
 import {
   createGateway,
   parseGatewayConfig,
@@ -144,13 +145,7 @@ export async function startAppliance(): Promise<Appliance> {
 
 /** The route table of the enforcement tests. */
 export const ROUTES = [
-  {
-    method: 'GET',
-    path: '/tickets/:id',
-    action: 'tickets.read',
-    resource: 'ticket:{id}',
-    parameters: ['path', 'query'],
-  },
+  TICKET_READ_ROUTE,
   {
     method: 'POST',
     path: '/tickets/:id/read',
