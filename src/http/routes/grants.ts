@@ -8,7 +8,7 @@
  * again with its semantic checks (ttl range, one proof), so a direct caller gets them too.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type, type Static } from 'typebox';
+import { Type, type Static, type TSchema } from 'typebox';
 import {
   GrantRequestSchema,
   Id,
@@ -160,45 +160,28 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
     },
   );
 
-  app.post(
-    '/v1/grants/:grantId/redeem',
-    {
-      // Enrolled gateways redeem, for their own audiences; operators are refused (403). The
-      // gateway token is checked by the auth plugin from `actor: 'gateway'` (plugins/auth.ts).
-      ...bodyLimit('tiny'),
-      config: { actor: 'gateway', rateLimit: { bucket: 'redeem', perRuntime: false } },
-      schema: {
-        params: GrantParams,
-        body: RedeemBody,
-        response: { 200: RedeemReply, ...errorResponses(...errorStatuses) },
-      },
+  // Enrolled gateways redeem, for their own audiences, and report what they executed (once,
+  // by the redeeming gateway only); operators are refused (403). The gateway token is checked
+  // by the auth plugin from `actor: 'gateway'` (plugins/auth.ts).
+  const gatewayCall = <B extends TSchema, R extends TSchema>(body: B, reply: R) => ({
+    ...bodyLimit('tiny'),
+    config: {
+      actor: 'gateway' as const,
+      rateLimit: { bucket: 'redeem' as const, perRuntime: false },
     },
-    async (request, reply) =>
-      reply
-        .code(200)
-        .send(
-          await svc.redeem(request.params.grantId, request.body, now(), requireGateway(request)),
-        ),
+    schema: {
+      params: GrantParams,
+      body,
+      response: { 200: reply, ...errorResponses(...errorStatuses) },
+    },
+  });
+
+  app.post('/v1/grants/:grantId/redeem', gatewayCall(RedeemBody, RedeemReply), (request) =>
+    svc.redeem(request.params.grantId, request.body, now(), requireGateway(request)),
   );
 
-  app.post(
-    '/v1/grants/:grantId/outcome',
-    {
-      // What the redeeming gateway executed: once, by that gateway only.
-      ...bodyLimit('tiny'),
-      config: { actor: 'gateway', rateLimit: { bucket: 'redeem', perRuntime: false } },
-      schema: {
-        params: GrantParams,
-        body: OutcomeBody,
-        response: { 200: OutcomeReply, ...errorResponses(...errorStatuses) },
-      },
-    },
-    async (request, reply) =>
-      reply
-        .code(200)
-        .send(
-          await svc.outcome(request.params.grantId, request.body, now(), requireGateway(request)),
-        ),
+  app.post('/v1/grants/:grantId/outcome', gatewayCall(OutcomeBody, OutcomeReply), (request) =>
+    svc.outcome(request.params.grantId, request.body, now(), requireGateway(request)),
   );
 
   app.get(

@@ -51,20 +51,26 @@ export const KeyViewSchema = Type.Object(
 
 type KeyView = Static<typeof KeyViewSchema>;
 
+/** What an operator sees of a key: the members named here (not its HSM id nor public key). */
 function view(r: KeyRecord): KeyView {
-  return {
-    kid: r.kid,
-    purpose: r.purpose,
-    alg: r.alg,
-    state: r.state,
-    hsmLabel: r.hsmLabel,
-    createdAt: r.createdAt,
-    ...(r.retiringAt === undefined ? {} : { retiringAt: r.retiringAt }),
-    ...(r.retiredAt === undefined ? {} : { retiredAt: r.retiredAt }),
-    ...(r.destroyedAt === undefined ? {} : { destroyedAt: r.destroyedAt }),
-    ...(r.maxExp === undefined || r.state === 'active' || r.state === 'next'
+  const { kid, purpose, alg, state, hsmLabel, createdAt } = r;
+  const { retiringAt, retiredAt, destroyedAt, maxExp } = r;
+  // A key that stopped signing stays published until the last grant it signed expires.
+  const lastGrant =
+    maxExp === undefined || state === 'active' || state === 'next'
       ? {}
-      : { lastGrantExpiresAt: new Date(r.maxExp * 1000).toISOString() }),
+      : { lastGrantExpiresAt: new Date(maxExp * 1000).toISOString() };
+  return {
+    kid,
+    purpose,
+    alg,
+    state,
+    hsmLabel,
+    createdAt,
+    ...(retiringAt === undefined ? {} : { retiringAt }),
+    ...(retiredAt === undefined ? {} : { retiredAt }),
+    ...(destroyedAt === undefined ? {} : { destroyedAt }),
+    ...lastGrant,
   };
 }
 
