@@ -7,17 +7,12 @@
  */
 import { request as httpRequest } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  startEnforcedGateway,
-  type Appliance,
-  type EnforcedGateway,
-  type Upstream,
-} from './harness.js';
+import { startEnforcedGateway, type EnforcedGateway } from './harness.js';
 import { startNginx, type Nginx } from '../../examples/nginx.js';
 
 let rig: EnforcedGateway;
-let appliance: Appliance;
-let upstream: Upstream;
+let appliance: EnforcedGateway['appliance'];
+let upstream: EnforcedGateway['upstream'];
 let nginx: Nginx;
 
 beforeAll(async () => {

@@ -5,7 +5,9 @@
  * code and that the upstream executed nothing; the good grant executes exactly once and its
  * outcome is recorded at the appliance.
  */
-import { request as httpRequest } from 'node:http';
+import { once } from 'node:events';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { text } from 'node:stream/consumers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createGateway,
@@ -51,30 +53,17 @@ interface Answer {
 }
 
 /** A raw HTTP request (the target is sent exactly as given, no normalisation). */
-function send(
+async function send(
   method: string,
   target: string,
   headers: Record<string, string> = {},
   body?: string,
 ): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      { host: base.hostname, port: base.port, method, path: target, headers },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-          });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+  const req = httpRequest({ host: base.hostname, port: base.port, method, path: target, headers });
+  req.end(body);
+  // `once` rejects with the request's 'error'.
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  return { status: res.statusCode ?? 0, headers: res.headers, body: await text(res) };
 }
 
 async function challenge(): Promise<string> {
