@@ -18,6 +18,7 @@ import {
   AUDIENCE,
   ISSUER,
   ROUTES,
+  expectNothingExecuted,
   startEnforcedGateway,
   type Appliance,
   type EnforcedGateway,
@@ -158,13 +159,7 @@ describe('grantor-gateway forwards only authorised requests', () => {
   });
 
   describe('refusals, each with its code, nothing executed', () => {
-    let before = 0;
-    beforeAll(() => {
-      before = upstream.executed.length;
-    });
-    afterEach(() => {
-      expect(upstream.executed.length).toBe(before);
-    });
+    const executed = expectNothingExecuted(() => upstream);
 
     it('no grant: 401 grant_missing', async () => {
       expectRefused(await send('GET', '/tickets/1'), 401, 'grant_missing');
@@ -258,7 +253,7 @@ describe('grantor-gateway forwards only authorised requests', () => {
       // The grant was never redeemed: it still works for what it names.
       const ok = await send('GET', '/tickets/1', await presented(grantId, grant));
       expect(ok.status).toBe(200);
-      before += 1;
+      executed.allow();
     });
 
     it('a copied grant without the session key: 403 grant_pop_invalid', async () => {
