@@ -11,7 +11,7 @@
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Agent, request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 export type Tally = Map<string, number>;
 const bump = (t: Tally, key: string): void => {
@@ -76,20 +76,28 @@ export async function flood(
   return tally;
 }
 
+/** `count` connections to `base` from `localAddress`, until `stop()`. */
+export interface ConnectionFlood {
+  readonly base: URL;
+  readonly localAddress: string;
+  readonly count: number;
+  readonly stop: () => boolean;
+}
+
+function floodSocket({ base, localAddress }: ConnectionFlood): Socket {
+  return connect({ host: base.hostname, port: Number(base.port), localAddress });
+}
+
 /** Connections that send a request body a byte every 500 ms; what each one ends with. */
-export async function slowBodies(
-  base: URL,
-  localAddress: string,
-  count: number,
-  stop: () => boolean,
-): Promise<Tally> {
+export async function slowBodies(flood: ConnectionFlood): Promise<Tally> {
+  const { count, stop } = flood;
   const tally: Tally = new Map();
   await Promise.all(
     Array.from(
       { length: count },
       () =>
         new Promise<void>((resolve) => {
-          const socket = connect({ host: base.hostname, port: Number(base.port), localAddress });
+          const socket = floodSocket(flood);
           let answered = false;
           let timer: NodeJS.Timeout | undefined;
           const done = (outcome: string): void => {
@@ -130,16 +138,12 @@ export async function slowBodies(
  * closes is opened again): a half-open flood against the connection caps and timeouts.
  * Tallies how each ended (`closed` by the server, `still-open` at the stop).
  */
-export async function halfOpen(
-  base: URL,
-  localAddress: string,
-  count: number,
-  stop: () => boolean,
-): Promise<Tally> {
+export async function halfOpen(flood: ConnectionFlood): Promise<Tally> {
+  const { count, stop } = flood;
   const tally: Tally = new Map();
   const one = (): Promise<void> =>
     new Promise((resolve) => {
-      const socket = connect({ host: base.hostname, port: Number(base.port), localAddress });
+      const socket = floodSocket(flood);
       const timer = setInterval(() => {
         if (stop()) {
           bump(tally, 'still-open');
@@ -221,7 +225,7 @@ async function runAbusers(data: AbuseClientsData, stopped: () => boolean): Promi
         () => ({ path: '/v1/grants', body: '{"runtimeId":"rt_x","requestId":' }),
         stopped,
       ),
-    slow: () => slowBodies(base, '127.0.0.5', 32, stopped),
+    slow: () => slowBodies({ base, localAddress: '127.0.0.5', count: 32, stop: stopped }),
     // Invalid operator tokens (each its own id) on an operator route: 401, their audit
     // entries budgeted per address.
     'junk-tokens': () =>
@@ -239,7 +243,7 @@ async function runAbusers(data: AbuseClientsData, stopped: () => boolean): Promi
         stopped,
       ),
     // More bare connections than one address may hold (GRANTOR_MAX_CONNECTIONS_PER_ADDRESS).
-    'half-open': () => halfOpen(base, '127.0.0.8', 300, stopped),
+    'half-open': () => halfOpen({ base, localAddress: '127.0.0.8', count: 300, stop: stopped }),
   };
   const results = await Promise.all(
     data.enabled.map(async (name) => [name, [...(await clients[name]())]] as const),

@@ -127,6 +127,11 @@ function grantBody(rt: Runtime, over: GrantAsk): GrantRequestBody {
   };
 }
 
+/** A grant request in session mode: signed with the runtime's attested session key. */
+function sessionBody(rt: Runtime, ask: GrantAsk): GrantRequestBody {
+  return rt.attester.sessionSigned(grantBody(rt, ask));
+}
+
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const { url, print } = options;
   const steps: { step: string; ok: boolean }[] = [];
@@ -327,13 +332,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     let ticket: Issued | undefined;
     await step('grant', async () => {
       ticket = await expectGrant(
-        support.attester.sessionSigned(
-          grantBody(support, {
-            action: 'tickets.read',
-            resource: 'ticket:T-42',
-            parametersDigest: parametersDigest(ticketParams),
-          }),
-        ),
+        sessionBody(support, {
+          action: 'tickets.read',
+          resource: 'ticket:T-42',
+          parametersDigest: parametersDigest(ticketParams),
+        }),
       );
       return `tickets.read on ticket:T-42, session mode (signed with the session key): ALLOWED, grant ${short(ticket.grantId)}, audit #${ticket.auditSeq}`;
     });
@@ -374,13 +377,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         url,
         'POST',
         '/v1/grants',
-        payments.attester.sessionSigned(
-          grantBody(payments, {
-            action: 'payments.transfer',
-            resource: 'acct:1234',
-            parametersDigest: parametersDigest(transferParams),
-          }),
-        ),
+        sessionBody(payments, {
+          action: 'payments.transfer',
+          resource: 'acct:1234',
+          parametersDigest: parametersDigest(transferParams),
+        }),
       );
     await step('grant', async () => {
       const res = await sessionTransfer();
@@ -413,14 +414,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     let notify: Issued | undefined;
     await step('grant', async () => {
       notify = await expectGrant(
-        payments.attester.sessionSigned(
-          grantBody(payments, {
-            action: 'payments.notify',
-            resource: 'acct:1234',
-            parametersDigest: parametersDigest(notifyParams),
-            parentGrantId: transferId,
-          }),
-        ),
+        sessionBody(payments, {
+          action: 'payments.notify',
+          resource: 'acct:1234',
+          parametersDigest: parametersDigest(notifyParams),
+          parentGrantId: transferId,
+        }),
       );
       return `payments.notify as a child of ${short(transferId)} (lineage depth 1): ALLOWED, grant ${short(notify.grantId)}`;
     });

@@ -104,6 +104,14 @@ export function createGatewayProxy(
 ): GatewayProxy {
   const { enforcer } = deps;
   const log = deps.log ?? (() => undefined);
+  /** A decision on a request: its method and path (never its query) with what was decided. */
+  const logRequest = (
+    request: IncomingMessage,
+    event: GatewayProxyEvent['event'],
+    fields: Omit<GatewayProxyEvent, 'event' | 'method' | 'path'>,
+  ) => {
+    log({ event, method: request.method ?? '', path: pathOf(request.url ?? ''), ...fields });
+  };
   const consumed = new Set(enforcer.consumedHeaders);
   const limits = config.limits;
 
@@ -121,13 +129,7 @@ export function createGatewayProxy(
   ) => {
     const code = refusalCode(err);
     deps.metrics?.refused(code);
-    log({
-      event: 'refused',
-      method: request.method ?? '',
-      path: pathOf(request.url ?? ''),
-      code,
-      status,
-    });
+    logRequest(request, 'refused', { code, status });
     if (response.headersSent) {
       response.destroy();
       return;
@@ -267,14 +269,7 @@ export function createGatewayProxy(
         const status = upstreamResponse.statusCode ?? 502;
         outcome = outcomeOfStatus(status);
         report(grantId, outcome);
-        log({
-          event: 'forwarded',
-          method: request.method ?? '',
-          path: pathOf(request.url ?? ''),
-          grantId,
-          status,
-          outcome,
-        });
+        logRequest(request, 'forwarded', { grantId, status, outcome });
         const drop = hopHeaders(upstreamResponse.headers);
         const back: OutgoingHttpHeaders = {};
         for (const [name, value] of Object.entries(upstreamResponse.headers)) {

@@ -1,35 +1,29 @@
 import { describe, expect, it } from 'vitest';
 import { runOperatorsCli, parseDuration } from './cli.js';
 import { createFakeOperatorTokens } from './token-store.memory.js';
-import { capture } from './testing/cli-output.js';
+import { capture, runCli } from './testing/cli-output.js';
 
 describe('grantor operators token', () => {
   it('creates a token, prints it once, lists it without the secret, and revokes it', async () => {
     const svc = createFakeOperatorTokens();
-    const c = capture();
-    expect(
-      await runOperatorsCli(
-        ['token', 'create', '--role', 'auditor', '--actor', 'alice', '--ttl', '1d'],
-        svc,
-        c.out,
-      ),
-    ).toBe(0);
-    const token = c.lines.at(-1) ?? '';
+    const argv = ['token', 'create', '--role', 'auditor', '--actor', 'alice', '--ttl', '1d'];
+    const created = await runCli(svc, argv);
+    expect(created.exit).toBe(0);
+    const token = created.lines.at(-1) ?? '';
     expect(token).toMatch(/^gop_/);
     const actor = await svc.authenticate(token);
     expect(actor.role).toBe('auditor');
 
-    const l = capture();
-    expect(await runOperatorsCli(['token', 'list'], svc, l.out)).toBe(0);
+    const l = await runCli(svc, ['token', 'list']);
+    expect(l.exit).toBe(0);
     expect(l.lines).toHaveLength(1);
     expect(l.lines[0]).toContain(actor.id);
     expect(l.lines[0]).toContain('active');
     expect(l.lines.join('\n')).not.toContain(token.slice(4));
 
-    const r = capture();
-    expect(await runOperatorsCli(['token', 'revoke', actor.id], svc, r.out)).toBe(0);
-    const after = capture();
-    await runOperatorsCli(['token', 'list'], svc, after.out);
+    const r = await runCli(svc, ['token', 'revoke', actor.id]);
+    expect(r.exit).toBe(0);
+    const after = await runCli(svc, ['token', 'list']);
     expect(after.lines[0]).toContain('revoked');
   });
 
@@ -46,26 +40,19 @@ describe('grantor operators token', () => {
       ['token', 'list', 'extra'],
       ['token', 'burn'],
     ]) {
-      const c = capture();
-      expect(await runOperatorsCli(argv, svc, c.out)).toBe(2);
+      const c = await runCli(svc, argv);
+      expect(c.exit).toBe(2);
       expect(c.errors.join('\n')).toContain('usage');
     }
   });
 
-  it('reports a service refusal by its code with exit code 1', async () => {
-    const svc = createFakeOperatorTokens();
-    const c = capture();
-    expect(await runOperatorsCli(['token', 'revoke', 'tok_0000000000000000'], svc, c.out)).toBe(1);
-    expect(c.errors[0]).toContain('operator_token_not_found');
-    const t = capture();
-    expect(
-      await runOperatorsCli(
-        ['token', 'create', '--role', 'auditor', '--actor', 'a', '--ttl', '5'],
-        svc,
-        t.out,
-      ),
-    ).toBe(1);
-    expect(t.errors[0]).toContain('bad_request');
+  it.each([
+    [['token', 'revoke', 'tok_0000000000000000'], 'operator_token_not_found'],
+    [['token', 'create', '--role', 'auditor', '--actor', 'a', '--ttl', '5'], 'bad_request'],
+  ])('reports a service refusal of %j by its code %s, exit code 1', async (argv, code) => {
+    const refused = await runCli(createFakeOperatorTokens(), argv);
+    expect(refused.exit).toBe(1);
+    expect(refused.errors[0]).toContain(code);
   });
 
   it('parses durations', () => {
@@ -86,8 +73,8 @@ describe('grantor operators person (offline bootstrap)', () => {
     expect(await add(['alice', '--role', 'auditor'])).toBe(0);
     expect(await add(['alice', '--role', 'root'])).toBe(2);
     expect(await add(['bad id', '--role', 'auditor'])).toBe(1);
-    const l = capture();
-    expect(await runOperatorsCli(['person', 'list'], svc, l.out)).toBe(0);
+    const l = await runCli(svc, ['person', 'list']);
+    expect(l.exit).toBe(0);
     expect(l.lines).toEqual(['alice\tAlice Smith\tauditor,operator\t\tactive']);
   });
 });

@@ -1,37 +1,71 @@
 /**
  * The app the abuse tests attack (bench/abuse.ts attacks the real appliance): createServer (its error
  * handler, validators, timeouts and logger) with every operator-plane plugin in the order
- * buildApp should register them, the real approval and health routes, and two routes in
- * the shape of the runtime protocol (PROTOCOL.md §2, §3) standing in for routes that need
- * a TPM and an HSM behind them.
+ * buildApp should register them, the real approval, health and runtime routes
+ * (PROTOCOL.md §1, §2). Behind the runtime routes stands a service that parses a request as
+ * the attestation service does (quote, signature, session key, measured-boot logs) and then
+ * answers an untrusted verdict for any runtime id, instead of verifying against a runtime
+ * record, a TPM and an HSM.
  */
+import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { Type } from 'typebox';
 import type { FastifyBaseLogger } from 'fastify';
+import { UnknownRuntimeError } from '../../src/attestation/errors.js';
+import { parseSessionKey } from '../../src/attestation/index.js';
+import { MeasuredBoot } from '../../src/attestation/measured-boot/measured-boot.js';
+import { parseQuoteRequest } from '../../src/attestation/verify-quote.js';
 import { createServer, type App } from '../../src/http/app.js';
 import { operatorAuth } from '../../src/http/plugins/auth.js';
-import { bodyLimit } from '../../src/http/plugins/body-limit.js';
 import { metricsRoutes } from '../../src/http/plugins/metrics.js';
 import { openApi } from '../../src/http/plugins/openapi.js';
 import { rateLimit, RateLimiter, type RateLimits } from '../../src/http/plugins/rate-limit.js';
 import { approvalRoutes } from '../../src/http/routes/approvals.js';
 import { healthRoutes } from '../../src/http/routes/health.js';
-import { Base64, ErrorSchema, RuntimeParams } from '../../src/http/schemas.js';
+import { runtimesRoutes, type RuntimesRoutesService } from '../../src/http/routes/runtimes.js';
 import { MemoryApprovalStore } from '../../src/operators/approval-store.memory.js';
 import { Approvals } from '../../src/operators/approvals.js';
 import { createFakeOperatorTokens } from '../../src/operators/token-store.memory.js';
 import type { OperatorTokens } from '../../src/operators/tokens.js';
 import { bucketLimits } from '../../src/shared/config.js';
-import { BadRequestError } from '../../src/shared/errors.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { createMetrics, type GrantorMetrics } from '../../src/shared/metrics.js';
 
-function decodeStrict(name: string, text: string): Buffer {
-  const bytes = Buffer.from(text, 'base64');
-  // Non-zero padding bits decode to the same bytes: refuse them rather than accept twins.
-  if (bytes.toString('base64') !== text)
-    throw new BadRequestError(`${name} is not canonical base64`);
-  return bytes;
+/** Parses as AttestationService.attest does, then answers untrusted; nothing else exists. */
+function standInAttestation(): RuntimesRoutesService {
+  const measuredBoot = new MeasuredBoot();
+  const unknown = () => Promise.reject(new UnknownRuntimeError());
+  return {
+    attestationBodyLimit: measuredBoot.bodyLimit,
+    enroll: unknown,
+    activate: unknown,
+    listRuntimes: () => Promise.resolve({ runtimes: [], nextCursor: null }),
+    assignLabels: unknown,
+    release: unknown,
+    getRuntime: unknown,
+    approve: unknown,
+    revoke: unknown,
+    challenge: () =>
+      Promise.resolve({
+        nonce: randomBytes(32).toString('base64'),
+        expiresAt: new Date(Date.now() + 60_000).toISOString(),
+      }),
+    // A throw while parsing becomes the rejection the route answers, as in the real service.
+    attest: (_runtimeId, body) =>
+      Promise.resolve().then(() => {
+        const { attest } = parseQuoteRequest(body);
+        parseSessionKey(body.sessionKey);
+        measuredBoot.parse(body);
+        return {
+          attestationId: 'at_abuse',
+          verdict: 'untrusted' as const,
+          reasons: ['no runtime record (abuse test)'],
+          validUntil: null,
+          pcrDigestHex: '',
+          resetCount: attest.clockInfo.resetCount,
+          restartCount: attest.clockInfo.restartCount,
+        };
+      }),
+  };
 }
 
 export interface AbuseApp {
@@ -43,11 +77,12 @@ export interface AbuseApp {
   readonly logLines: string[];
 }
 
+/**
+ * Over the defaults (src/shared/config.ts): one runtime's challenges refill too slowly to
+ * matter within a test run, so counts do not depend on its speed.
+ */
 export const ABUSE_LIMITS: RateLimits = {
-  // A refill too slow to matter within a test run, so counts do not depend on its speed.
   challenges: bucketLimits([5000, 5000], [5, 0.001]),
-  enroll: bucketLimits([10, 1], [5, 1]),
-  grants: bucketLimits([100_000, 100_000], [50, 20]),
 };
 
 export async function buildAbuseApp(
@@ -84,73 +119,7 @@ export async function buildAbuseApp(
   });
   await app.register(approvalRoutes, { approvals });
 
-  app.post(
-    '/v1/runtimes/:runtimeId/challenges',
-    {
-      ...bodyLimit('tiny'),
-      config: { actor: 'runtime', rateLimit: { bucket: 'challenges' } },
-      schema: {
-        params: RuntimeParams,
-        response: {
-          201: Type.Object(
-            { nonce: Type.String(), expiresAt: Type.String() },
-            { additionalProperties: false },
-          ),
-          400: ErrorSchema,
-          403: ErrorSchema,
-          429: ErrorSchema,
-        },
-      },
-    },
-    async (_request, reply) => {
-      await reply.code(201).send({ nonce: 'A'.repeat(44), expiresAt: new Date().toISOString() });
-    },
-  );
-
-  app.post(
-    '/v1/runtimes/:runtimeId/attestations',
-    {
-      ...bodyLimit('medium'),
-      config: { actor: 'runtime', rateLimit: { bucket: 'grants' } },
-      schema: {
-        params: RuntimeParams,
-        body: Type.Object(
-          {
-            nonce: Base64(64),
-            quote: Base64(4096),
-            signature: Base64(1024),
-            pcrs: Type.Record(
-              Type.String({ pattern: '^(sha1|sha256|sha384)$' }),
-              Type.Record(
-                Type.String({ pattern: '^([0-9]|1[0-9]|2[0-3])$' }),
-                Type.String({ pattern: '^[0-9a-f]{40,96}$' }),
-                { additionalProperties: false },
-              ),
-              // A Record with a key pattern does not refuse other keys by itself.
-              { additionalProperties: false },
-            ),
-          },
-          { additionalProperties: false },
-        ),
-        response: {
-          201: Type.Object(
-            { verdict: Type.String(), bytes: Type.Integer() },
-            { additionalProperties: false },
-          ),
-          400: ErrorSchema,
-          403: ErrorSchema,
-          413: ErrorSchema,
-          429: ErrorSchema,
-        },
-      },
-    },
-    async (request, reply) => {
-      const quote = decodeStrict('quote', request.body.quote);
-      const signature = decodeStrict('signature', request.body.signature);
-      decodeStrict('nonce', request.body.nonce);
-      await reply.code(201).send({ verdict: 'untrusted', bytes: quote.length + signature.length });
-    },
-  );
+  await app.register(runtimesRoutes, { attestation: standInAttestation() });
 
   await app.ready();
   return { app, tokens, metrics, limiter, logLines };

@@ -113,20 +113,10 @@ beforeAll(async () => {
   server = started;
   const appliance = started.appliance;
   if (appliance === undefined) throw new Error('the appliance started degraded');
-  auditorToken = (
-    await appliance.operators.tokens.create({
-      role: 'auditor',
-      actor: 'demo',
-      ttlSeconds: 3600,
-    })
-  ).token;
-  operatorToken = (
-    await appliance.operators.tokens.create({
-      role: 'operator',
-      actor: 'demo-operator',
-      ttlSeconds: 3600,
-    })
-  ).token;
+  const token = async (role: 'auditor' | 'operator', actor: string) =>
+    (await appliance.operators.tokens.create({ role, actor, ttlSeconds: 3600 })).token;
+  auditorToken = await token('auditor', 'demo');
+  operatorToken = await token('operator', 'demo-operator');
   await started.app.listen({ host: '127.0.0.1', port: 0 });
   const address = started.app.server.address() as AddressInfo;
   url = `http://127.0.0.1:${address.port}`;

@@ -6,8 +6,10 @@
  * over both (`startEnforcedGateway`), as the proxy and the nginx tests use it.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { afterEach, beforeAll, expect } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import { parametersDigest } from '../../src/gateway/index.js';
+import { TICKET_READ_ROUTE } from '../../src/gateway/testing/routes.js';
 import {
   createGateway,
   parseGatewayConfig,
@@ -28,6 +30,25 @@ import {
 } from '../grants/rig.js';
 
 export { ISSUER };
+
+/**
+ * In the enclosing describe: the upstream (read when the describe starts) executes nothing
+ * during any of its tests but what a test declares with `allow()`.
+ */
+export function expectNothingExecuted(upstream: () => Upstream): { allow(): void } {
+  let before = 0;
+  beforeAll(() => {
+    before = upstream().executed.length;
+  });
+  afterEach(() => {
+    expect(upstream().executed.length).toBe(before);
+  });
+  return {
+    allow: () => {
+      before += 1;
+    },
+  };
+}
 export const AUDIENCE = 'gw_tickets';
 
 export interface Executed {
@@ -144,13 +165,7 @@ export async function startAppliance(): Promise<Appliance> {
 
 /** The route table of the enforcement tests. */
 export const ROUTES = [
-  {
-    method: 'GET',
-    path: '/tickets/:id',
-    action: 'tickets.read',
-    resource: 'ticket:{id}',
-    parameters: ['path', 'query'],
-  },
+  TICKET_READ_ROUTE,
   {
     method: 'POST',
     path: '/tickets/:id/read',

@@ -7,17 +7,12 @@
  */
 import { request as httpRequest } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  startEnforcedGateway,
-  type Appliance,
-  type EnforcedGateway,
-  type Upstream,
-} from './harness.js';
+import { expectNothingExecuted, startEnforcedGateway, type EnforcedGateway } from './harness.js';
 import { startNginx, type Nginx } from '../../examples/nginx.js';
 
 let rig: EnforcedGateway;
-let appliance: Appliance;
-let upstream: Upstream;
+let appliance: EnforcedGateway['appliance'];
+let upstream: EnforcedGateway['upstream'];
 let nginx: Nginx;
 
 beforeAll(async () => {
@@ -79,13 +74,7 @@ describe('nginx auth_request through grantor-gateway', () => {
   });
 
   describe('refusals, each with its code, nothing executed', () => {
-    let before = 0;
-    beforeAll(() => {
-      before = upstream.executed.length;
-    });
-    afterEach(() => {
-      expect(upstream.executed.length).toBe(before);
-    });
+    expectNothingExecuted(() => upstream);
 
     it('missing: 401 grant_missing', async () => {
       await refused(await fetch(`${nginx.url}/tickets/42?full=1`), 401, 'grant_missing');

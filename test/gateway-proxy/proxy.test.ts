@@ -5,7 +5,9 @@
  * code and that the upstream executed nothing; the good grant executes exactly once and its
  * outcome is recorded at the appliance.
  */
-import { request as httpRequest } from 'node:http';
+import { once } from 'node:events';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { text } from 'node:stream/consumers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createGateway,
@@ -16,6 +18,7 @@ import {
   AUDIENCE,
   ISSUER,
   ROUTES,
+  expectNothingExecuted,
   startEnforcedGateway,
   type Appliance,
   type EnforcedGateway,
@@ -51,30 +54,17 @@ interface Answer {
 }
 
 /** A raw HTTP request (the target is sent exactly as given, no normalisation). */
-function send(
+async function send(
   method: string,
   target: string,
   headers: Record<string, string> = {},
   body?: string,
 ): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      { host: base.hostname, port: base.port, method, path: target, headers },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-          });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+  const req = httpRequest({ host: base.hostname, port: base.port, method, path: target, headers });
+  req.end(body);
+  // `once` rejects with the request's 'error'.
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  return { status: res.statusCode ?? 0, headers: res.headers, body: await text(res) };
 }
 
 async function challenge(): Promise<string> {
@@ -169,13 +159,7 @@ describe('grantor-gateway forwards only authorised requests', () => {
   });
 
   describe('refusals, each with its code, nothing executed', () => {
-    let before = 0;
-    beforeAll(() => {
-      before = upstream.executed.length;
-    });
-    afterEach(() => {
-      expect(upstream.executed.length).toBe(before);
-    });
+    const executed = expectNothingExecuted(() => upstream);
 
     it('no grant: 401 grant_missing', async () => {
       expectRefused(await send('GET', '/tickets/1'), 401, 'grant_missing');
@@ -269,7 +253,7 @@ describe('grantor-gateway forwards only authorised requests', () => {
       // The grant was never redeemed: it still works for what it names.
       const ok = await send('GET', '/tickets/1', await presented(grantId, grant));
       expect(ok.status).toBe(200);
-      before += 1;
+      executed.allow();
     });
 
     it('a copied grant without the session key: 403 grant_pop_invalid', async () => {

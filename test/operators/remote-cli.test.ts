@@ -6,10 +6,9 @@
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../../src/http/app.js';
-import { runOperatorsCli } from '../../src/operators/cli.js';
 import { createMemoryOperators, type Operators } from '../../src/operators/index.js';
 import { RemoteTokens } from '../../src/cli/remote-tokens.js';
-import { capture } from '../../src/operators/testing/cli-output.js';
+import { runCli } from '../../src/operators/testing/cli-output.js';
 
 let app: App;
 let url: string;
@@ -38,27 +37,21 @@ afterAll(async () => {
 describe('grantor operators token, remote', () => {
   it('creates a token for the caller, lists it and revokes it while the appliance runs', async () => {
     const remote = new RemoteTokens({ url: new URL(url), token: alice });
-    const c = capture();
-    expect(
-      await runOperatorsCli(
-        ['token', 'create', '--role', 'operator', '--ttl', '1h'],
-        remote,
-        c.out,
-      ),
-    ).toBe(0);
+    const c = await runCli(remote, ['token', 'create', '--role', 'operator', '--ttl', '1h']);
+    expect(c.exit).toBe(0);
     const token = c.lines.at(-1) ?? '';
     expect(token).toMatch(/^gop_/);
     expect(c.lines).toContain('person:  alice');
     const fresh = await operators.tokens.authenticate(token);
     expect(fresh.person).toBe('alice');
 
-    const l = capture();
-    expect(await runOperatorsCli(['token', 'list'], remote, l.out)).toBe(0);
+    const l = await runCli(remote, ['token', 'list']);
+    expect(l.exit).toBe(0);
     expect(l.lines.some((line) => line.startsWith(fresh.id) && line.includes('active'))).toBe(true);
     expect(l.lines.join('\n')).not.toContain(token.slice(20));
 
-    const r = capture();
-    expect(await runOperatorsCli(['token', 'revoke', fresh.id], remote, r.out)).toBe(0);
+    const r = await runCli(remote, ['token', 'revoke', fresh.id]);
+    expect(r.exit).toBe(0);
     const refused = await fetch(`${url}/v1/operator-tokens`, {
       headers: { authorization: `Bearer ${token}` },
     });
@@ -72,28 +65,20 @@ describe('grantor operators token, remote', () => {
   });
 
   it('refuses --actor over the API, and a bad credential with its code', async () => {
-    const c = capture();
     const remote = new RemoteTokens({ url: new URL(url), token: alice });
-    expect(
-      await runOperatorsCli(
-        ['token', 'create', '--role', 'operator', '--actor', 'bob'],
-        remote,
-        c.out,
-      ),
-    ).toBe(2);
-    expect(await runOperatorsCli(['person', 'list'], remote, c.out)).toBe(2);
+    const actor = await runCli(remote, ['token', 'create', '--role', 'operator', '--actor', 'bob']);
+    expect(actor.exit).toBe(2);
+    expect((await runCli(remote, ['person', 'list'])).exit).toBe(2);
     const wrong = new RemoteTokens({
       url: new URL(url),
       token: `gop_${'0'.repeat(16)}${'A'.repeat(43)}`,
     });
-    const w = capture();
-    expect(await runOperatorsCli(['token', 'list'], wrong, w.out)).toBe(1);
+    const w = await runCli(wrong, ['token', 'list']);
+    expect(w.exit).toBe(1);
     expect(w.errors.join('\n')).toContain('unauthenticated');
     // A role the person does not hold.
-    const k = capture();
-    expect(
-      await runOperatorsCli(['token', 'create', '--role', 'key_custodian'], remote, k.out),
-    ).toBe(1);
+    const k = await runCli(remote, ['token', 'create', '--role', 'key_custodian']);
+    expect(k.exit).toBe(1);
     expect(k.errors.join('\n')).toContain('forbidden');
   });
 

@@ -4,10 +4,13 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { text } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -86,32 +89,20 @@ async function call(
           key: await readFile(join(opts.certDir, 'operators', `${opts.role}.key`)),
         }
       : {};
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        servername: 'localhost',
-        port,
-        path,
-        method,
-        ca,
-        ...client,
-        headers: opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          resolve({
-            status: res.statusCode ?? 0,
-            body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Answer['body'],
-          });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end();
+  const req = request({
+    host: '127.0.0.1',
+    servername: 'localhost',
+    port,
+    path,
+    method,
+    ca,
+    ...client,
+    headers: opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` },
   });
+  req.end();
+  // `once` rejects with the request's 'error' (a refused handshake).
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  return { status: res.statusCode ?? 0, body: JSON.parse(await text(res)) as Answer['body'] };
 }
 
 describe('operators over mutual TLS', () => {

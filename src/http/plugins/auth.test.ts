@@ -1,21 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrantorError } from '../../shared/errors.js';
-import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
-import { createServer, type App } from '../app.js';
 import { MemoryGatewayStore } from '../../operators/gateway-store.memory.js';
 import { GatewayRegistry } from '../../operators/gateways.js';
-import { operatorAuth, requireActor, type OperatorAct } from './auth.js';
+import { operatorApps } from '../testing/operator-apps.js';
+import { requireActor, type OperatorAct } from './auth.js';
 
-let app: App | undefined;
-afterEach(async () => {
-  await app?.close();
-  app = undefined;
-});
+const apps = operatorApps();
+afterEach(() => apps.closeAll());
 
 async function setup() {
-  const tokens = createFakeOperatorTokens();
-  const a = createServer();
-  await a.register(operatorAuth, { tokens });
+  const { app: a, tokens } = await apps.make();
   a.get('/audit', { config: { role: 'auditor' } }, (req) => ({ actor: requireActor(req) }));
   a.post('/keys', { config: { role: 'key_custodian' } }, (req) => ({ id: requireActor(req).id }));
   a.get('/runtimes', { config: { role: ['auditor', 'operator'] } }, (req) => ({
@@ -24,7 +18,6 @@ async function setup() {
   a.post('/grants', { config: { actor: 'runtime' } }, () => ({ ok: true }));
   a.get('/public', (req) => ({ actor: req.actor ?? null }));
   await a.ready();
-  app = a;
   const auditor = (await tokens.create({ role: 'auditor', actor: 'alice' })).token;
   const operator = (await tokens.create({ role: 'operator', actor: 'olga' })).token;
   const custodian = (await tokens.create({ role: 'key_custodian', actor: 'kim' })).token;
@@ -128,9 +121,7 @@ describe('operatorAuth', () => {
   });
 
   it('refuses at start-up a route with an unknown role or both role and actor', async () => {
-    const tokens = createFakeOperatorTokens();
-    const a = createServer();
-    await a.register(operatorAuth, { tokens });
+    const { app: a } = await apps.make();
     expect(() =>
       a.get('/x', { config: { role: 'root' as unknown as 'auditor' } }, () => ({})),
     ).toThrow(/unknown config.role/);
@@ -138,21 +129,17 @@ describe('operatorAuth', () => {
       a.get('/y', { config: { role: 'auditor', actor: 'runtime' } }, () => ({})),
     ).toThrow(/exclude/);
     expect(() => a.get('/z', { config: { role: [] } }, () => ({}))).toThrow(/unknown config.role/);
-    await a.close();
   });
 });
 
 describe('gateway routes', () => {
   // A route declared for gateways is closed by the plugin itself: it carries no hook.
   async function gatewaySetup(withRegistry = true) {
-    const tokens = createFakeOperatorTokens();
     const gateways = new GatewayRegistry(new MemoryGatewayStore());
-    const a = createServer();
-    await a.register(operatorAuth, { tokens, ...(withRegistry ? { gateways } : {}) });
+    const { app: a, tokens } = await apps.make({}, withRegistry ? { gateways } : {});
     // The handler does not check either: only the declaration protects it.
     a.get('/feed', { config: { actor: 'gateway' } }, (req) => ({ id: req.gateway?.id ?? null }));
     await a.ready();
-    app = a;
     const enrolled = await gateways.enroll({ name: 'gw', audiences: ['payments'] }, 'cli');
     const operator = (await tokens.create({ role: 'operator', actor: 'olga' })).token;
     return { app: a, gateways, enrolled, operator };
@@ -186,9 +173,7 @@ describe('gateway routes', () => {
 
 describe('operatorAuth options', () => {
   it('refuses at start-up an undeclared route where declarations are required', async () => {
-    const tokens = createFakeOperatorTokens();
-    const a = createServer();
-    await a.register(operatorAuth, { tokens, requireDeclaration: /^\/v1\// });
+    const { app: a } = await apps.make({}, { requireDeclaration: /^\/v1\// });
     expect(() => a.get('/v1/runtimes/:id', () => ({}))).toThrow(/declare config.role/);
     a.get('/v1/jwks', { config: { public: true } }, () => ({}));
     a.get('/v1/a', { config: { role: 'auditor' } }, () => ({}));
@@ -197,30 +182,28 @@ describe('operatorAuth options', () => {
     expect(() => a.get('/v1/b', { config: { role: 'auditor', public: true } }, () => ({}))).toThrow(
       /exclude/,
     );
-    await a.close();
   });
 
   it('records every operator act, with its actor, before the handler runs', async () => {
-    const tokens = createFakeOperatorTokens();
     const acts: OperatorAct[] = [];
     let handled = 0;
     let auditUp = true;
-    const a = createServer();
-    await a.register(operatorAuth, {
-      tokens,
-      onOperatorAct: (act) => {
-        if (!auditUp) return Promise.reject(new GrantorError('audit_unavailable', 'down'));
-        acts.push(act);
-        return Promise.resolve();
+    const { app: a, tokens } = await apps.make(
+      {},
+      {
+        onOperatorAct: (act) => {
+          if (!auditUp) return Promise.reject(new GrantorError('audit_unavailable', 'down'));
+          acts.push(act);
+          return Promise.resolve();
+        },
       },
-    });
+    );
     a.post('/v1/keys/:kid/retire', { config: { role: 'key_custodian' } }, () => {
       handled++;
       return { ok: true };
     });
     a.get('/public', () => ({ ok: true }));
     await a.ready();
-    app = a;
     const { token, info } = await tokens.create({ role: 'key_custodian', actor: 'kim' });
     const headers = { authorization: `Bearer ${token}` };
     const ok = await a.inject({ method: 'POST', url: '/v1/keys/k1/retire', headers });

@@ -1,24 +1,17 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Type } from 'typebox';
-import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
 import { createMetrics } from '../../shared/metrics.js';
-import { createServer, type App } from '../app.js';
-import { operatorAuth } from './auth.js';
+import { operatorApps } from '../testing/operator-apps.js';
 import { metricsRoutes } from './metrics.js';
 import { openApi, openApiPath } from './openapi.js';
 
-let app: App | undefined;
-afterEach(async () => {
-  await app?.close();
-  app = undefined;
-});
+const apps = operatorApps();
+afterEach(() => apps.closeAll());
 
 async function setup(role?: 'auditor') {
   const metrics = createMetrics({ defaultMetrics: false });
-  const tokens = createFakeOperatorTokens();
-  const a = createServer();
+  const { app: a, tokens } = await apps.make();
   await a.register(openApi, { title: 'grantor', version: '1' });
-  await a.register(operatorAuth, { tokens });
   await a.register(metricsRoutes, role === undefined ? { metrics } : { metrics, role });
   a.post(
     '/v1/runtimes/:runtimeId/challenges',
@@ -45,7 +38,6 @@ async function setup(role?: 'auditor') {
     () => [],
   );
   await a.ready();
-  app = a;
   return { app: a, metrics, tokens };
 }
 

@@ -2,13 +2,11 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Type } from 'typebox';
 import fc from 'fast-check';
-import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
 import { createLogger } from '../../shared/logger.js';
 import { createMetrics } from '../../shared/metrics.js';
 import { GrantorError } from '../../shared/errors.js';
-import { createServer, type App } from '../app.js';
+import { operatorApps } from '../testing/operator-apps.js';
 import { healthRoutes } from '../routes/health.js';
-import { operatorAuth } from './auth.js';
 import { metricsRoutes } from './metrics.js';
 import { errorCodeOfBody, requestIdGenerator } from './request-log.js';
 
@@ -27,11 +25,8 @@ interface Line {
   ms?: number;
 }
 
-let app: App | undefined;
-afterEach(async () => {
-  await app?.close();
-  app = undefined;
-});
+const apps = operatorApps();
+afterEach(() => apps.closeAll());
 
 /** The app's log stream, line by line (pino JSON), at debug. */
 async function setup() {
@@ -44,9 +39,10 @@ async function setup() {
       cb();
     },
   });
-  const tokens = createFakeOperatorTokens();
-  const a = createServer({ logger: createLogger('debug', stream), bodyLimit: 1024 });
-  await a.register(operatorAuth, { tokens });
+  const { app: a, tokens } = await apps.make({
+    logger: createLogger('debug', stream),
+    bodyLimit: 1024,
+  });
   await a.register(metricsRoutes, { metrics: createMetrics({ defaultMetrics: false }) });
   await a.register(healthRoutes, { probes: [] });
   a.get('/v1/keys/:kid', { config: { role: 'key_custodian' } }, () => ({ ok: true }));
@@ -62,7 +58,6 @@ async function setup() {
     throw new GrantorError('hsm_unavailable', 'CKR_DEVICE_ERROR on slot 0');
   });
   await a.ready();
-  app = a;
   const custodian = await tokens.create({ role: 'key_custodian', actor: 'kim' });
   const requests = () => lines.filter((l) => l.msg === 'request');
   return { app: a, lines, requests, custodian };

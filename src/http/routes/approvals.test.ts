@@ -2,24 +2,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Type } from 'typebox';
 import { MemoryApprovalStore } from '../../operators/approval-store.memory.js';
 import { Approvals } from '../../operators/approvals.js';
-import { createFakeOperatorTokens } from '../../operators/token-store.memory.js';
-import { createServer, type App } from '../app.js';
+import { createServer } from '../app.js';
 import { statusForCode } from '../error-status.js';
-import { operatorAuth } from '../plugins/auth.js';
+import { operatorApps } from '../testing/operator-apps.js';
 import { approvalRoutes } from './approvals.js';
 
-let app: App | undefined;
-afterEach(async () => {
-  await app?.close();
-  app = undefined;
-});
+const apps = operatorApps();
+afterEach(() => apps.closeAll());
 
 async function setup() {
-  const tokens = createFakeOperatorTokens();
+  const { app: a, bearer } = await apps.make();
   const approvals = new Approvals({ store: new MemoryApprovalStore() });
   const destroyed: string[] = [];
-  const a = createServer();
-  await a.register(operatorAuth, { tokens });
   await a.register(approvalRoutes, { approvals });
   // Stands in for the keys route (someone else's): destroy only with dual control.
   a.delete(
@@ -38,18 +32,14 @@ async function setup() {
     },
   );
   await a.ready();
-  app = a;
-  const token = async (role: 'auditor' | 'operator' | 'key_custodian', actor: string) => ({
-    authorization: `Bearer ${(await tokens.create({ role, actor })).token}`,
-  });
   return {
     app: a,
     destroyed,
-    kim: await token('key_custodian', 'kim'),
-    kai: await token('key_custodian', 'kai'),
-    kit: await token('key_custodian', 'kit'),
-    olga: await token('operator', 'olga'),
-    ada: await token('auditor', 'ada'),
+    kim: await bearer('key_custodian', 'kim'),
+    kai: await bearer('key_custodian', 'kai'),
+    kit: await bearer('key_custodian', 'kit'),
+    olga: await bearer('operator', 'olga'),
+    ada: await bearer('auditor', 'ada'),
   };
 }
 
@@ -102,29 +92,21 @@ describe('approval routes', () => {
     expect(s.destroyed).toEqual(['k1']);
   });
 
-  it('refuses missing and wrong-role credentials', async () => {
-    const s = await setup();
-    const body = { act: 'key.destroy', params: { kid: 'k1' } };
-    const none = await s.app.inject({ method: 'POST', url: '/v1/approvals', payload: body });
-    expect(none.statusCode).toBe(401);
-    expect(codeOf(none)).toBe('unauthenticated');
-    const auditor = await s.app.inject({
-      method: 'POST',
-      url: '/v1/approvals',
-      headers: s.ada,
-      payload: body,
-    });
-    expect(auditor.statusCode).toBe(403);
-    expect(codeOf(auditor)).toBe('forbidden');
+  it.each([
+    ['no credential', 401, 'unauthenticated', undefined],
+    ['an auditor', 403, 'forbidden', 'ada'],
     // An operator may use the route, but key.destroy needs custodians.
-    const operator = await s.app.inject({
+    ['an operator', 403, 'forbidden', 'olga'],
+  ] as const)('refuses %s with %i %s', async (_who, status, code, person) => {
+    const s = await setup();
+    const res = await s.app.inject({
       method: 'POST',
       url: '/v1/approvals',
-      headers: s.olga,
-      payload: body,
+      ...(person === undefined ? {} : { headers: s[person] }),
+      payload: { act: 'key.destroy', params: { kid: 'k1' } },
     });
-    expect(operator.statusCode).toBe(403);
-    expect(codeOf(operator)).toBe('forbidden');
+    expect(res.statusCode).toBe(status);
+    expect(codeOf(res)).toBe(code);
   });
 
   it('lists and reads approvals for auditors', async () => {

@@ -12,14 +12,14 @@ import {
 } from '../../operators/approval-store.port.js';
 import type { Approvals } from '../../operators/approvals.js';
 import { OPERATOR_AUTH_PLUGIN, requireActor } from '../plugins/auth.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const IdParams = Type.Object(
   { approvalId: Type.String({ pattern: '^apr_[0-9a-f]{16}$' }) },
   { additionalProperties: false },
 );
 
-const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 503: ErrorSchema };
+const errorStatuses = [400, 401, 403, 503] as const;
 const BODY_LIMIT = 8 * 1024;
 
 export const approvalRoutes: FastifyPluginAsyncTypebox<{ approvals: Approvals }> = (
@@ -42,7 +42,7 @@ export const approvalRoutes: FastifyPluginAsyncTypebox<{ approvals: Approvals }>
         ),
         // 409: approval_request_open (one open request per act and parameters),
         // approval_request_limit (too many open requests by this person).
-        response: { 201: ApprovalRecordSchema, 409: ErrorSchema, ...errors },
+        response: { 201: ApprovalRecordSchema, ...errorResponses(...errorStatuses, 409) },
       },
     },
     async (request, reply) => {
@@ -64,9 +64,7 @@ export const approvalRoutes: FastifyPluginAsyncTypebox<{ approvals: Approvals }>
         params: IdParams,
         response: {
           200: ApprovalRecordSchema,
-          404: ErrorSchema,
-          409: ErrorSchema,
-          ...errors,
+          ...errorResponses(...errorStatuses, 404, 409),
         },
       },
     },
@@ -87,7 +85,7 @@ export const approvalRoutes: FastifyPluginAsyncTypebox<{ approvals: Approvals }>
             { approvals: Type.Array(ApprovalRecordSchema) },
             { additionalProperties: false },
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -100,7 +98,7 @@ export const approvalRoutes: FastifyPluginAsyncTypebox<{ approvals: Approvals }>
       config: { role: ['auditor', 'operator', 'key_custodian'] },
       schema: {
         params: IdParams,
-        response: { 200: ApprovalRecordSchema, 404: ErrorSchema, ...errors },
+        response: { 200: ApprovalRecordSchema, ...errorResponses(...errorStatuses, 404) },
       },
     },
     (request) => approvals.get(request.params.approvalId),

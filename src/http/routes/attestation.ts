@@ -24,7 +24,7 @@ import type { AttestationTrust } from '../../attestation/index.js';
 import type { Approvals } from '../../operators/approvals.js';
 import { bodyLimit } from '../plugins/body-limit.js';
 import { OPERATOR_AUTH_PLUGIN, requireActor } from '../plugins/auth.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
 const Hex64 = Type.String({ pattern: '^[0-9a-f]{64}$' });
@@ -96,17 +96,7 @@ const PolicyVersionView = Type.Object(
   closed,
 );
 
-const errors = {
-  400: ErrorSchema,
-  422: ErrorSchema,
-  401: ErrorSchema,
-  403: ErrorSchema,
-  404: ErrorSchema,
-  409: ErrorSchema,
-  413: ErrorSchema,
-  429: ErrorSchema,
-  503: ErrorSchema,
-};
+const errorStatuses = [400, 422, 401, 403, 404, 409, 413, 429, 503] as const;
 
 export interface AttestationRoutesOptions {
   readonly trust: AttestationTrust;
@@ -125,7 +115,7 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
     '/v1/attestation/ek-ca',
     {
       config: { role: ['auditor', 'operator'] },
-      schema: { response: { 200: EkCaReply, ...errors } },
+      schema: { response: { 200: EkCaReply, ...errorResponses(...errorStatuses) } },
     },
     () => trust.ekCa(),
   );
@@ -138,7 +128,7 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
       config: { role: 'operator' },
       schema: {
         body: Type.Object({ pem: Type.String({ minLength: 1, maxLength: 240 * 1024 }) }, closed),
-        response: { 200: EkCaReply, ...errors },
+        response: { 200: EkCaReply, ...errorResponses(...errorStatuses) },
       },
     },
     async (request) => {
@@ -159,7 +149,7 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
         role: ['auditor', 'operator'],
         rateLimit: { bucket: 'inventory', perRuntime: false },
       },
-      schema: { response: { 200: RulesReply, ...errors } },
+      schema: { response: { 200: RulesReply, ...errorResponses(...errorStatuses) } },
     },
     () => trust.enrollmentRulesView(),
   );
@@ -175,7 +165,7 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
         body: RuleSetBody,
         response: {
           200: Type.Object({ sha256: Hex64, rules: Type.Integer() }, closed),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -190,7 +180,10 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
     {
       ...bodyLimit('large'),
       config: { role: 'operator', rateLimit: { bucket: 'inventory', perRuntime: false } },
-      schema: { body: RuleSetBody, response: { 200: RulesReply, ...errors } },
+      schema: {
+        body: RuleSetBody,
+        response: { 200: RulesReply, ...errorResponses(...errorStatuses) },
+      },
     },
     async (request) => {
       const actor = requireActor(request);
@@ -207,7 +200,10 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
     {
       config: { role: ['auditor', 'operator'] },
       schema: {
-        response: { 200: Type.Object({ policies: Type.Array(PolicyView) }, closed), ...errors },
+        response: {
+          200: Type.Object({ policies: Type.Array(PolicyView) }, closed),
+          ...errorResponses(...errorStatuses),
+        },
       },
     },
     () => ({ policies: trust.referencePolicyViews() }),
@@ -231,7 +227,7 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
             },
             closed,
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -261,7 +257,7 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
             },
             closed,
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -278,7 +274,10 @@ export const attestationRoutes: FastifyPluginAsyncTypebox<AttestationRoutesOptio
       {
         ...bodyLimit('tiny'),
         config: { role: 'operator' },
-        schema: { params: PolicyParams, response: { 200: PolicyView, ...errors } },
+        schema: {
+          params: PolicyParams,
+          response: { 200: PolicyView, ...errorResponses(...errorStatuses) },
+        },
       },
       async (request) => {
         const actor = requireActor(request);

@@ -13,7 +13,7 @@ import { factId } from '../../audit/facts.js';
 import { MAX_PERIOD } from '../../audit/periods.js';
 import type { AuditService } from '../../audit/service.js';
 import { requireActor } from '../plugins/auth.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const Seq = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Size = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
@@ -60,13 +60,7 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
         response: {
           // NDJSON, `grantor-audit-bundle/1` (docs/protocol.md §4.2), one record a line.
           200: { type: 'string', description: 'grantor-audit-bundle/1 NDJSON' },
-          400: ErrorSchema,
-          401: ErrorSchema,
-          403: ErrorSchema,
-          404: ErrorSchema,
-          422: ErrorSchema,
-          429: ErrorSchema,
-          503: ErrorSchema,
+          ...errorResponses(400, 401, 403, 404, 422, 429, 503),
         },
       },
     },
@@ -110,14 +104,7 @@ export const auditExportRoutes: FastifyPluginAsyncTypebox<AuditExportOptions> = 
             },
             { additionalProperties: false },
           ),
-          400: ErrorSchema,
-          401: ErrorSchema,
-          403: ErrorSchema,
-          404: ErrorSchema,
-          409: ErrorSchema,
-          422: ErrorSchema,
-          429: ErrorSchema,
-          503: ErrorSchema,
+          ...errorResponses(400, 401, 403, 404, 409, 422, 429, 503),
         },
       },
     },

@@ -13,16 +13,11 @@ import { Type } from 'typebox';
 import { AuditTilePathError } from '../../audit/errors.js';
 import type { AuditService, LogService } from '../../audit/service.js';
 import { TILE_WIDTH, parseTilePath, type TileRequest } from '../../audit/tiles.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const Period = Type.String({ pattern: '^(0|[1-9][0-9]{0,15})$' });
 
-const errors = {
-  400: ErrorSchema,
-  404: ErrorSchema,
-  500: ErrorSchema,
-  503: ErrorSchema,
-};
+const errorStatuses = [400, 404, 500, 503] as const;
 
 const binary = { type: 'string', description: 'application/octet-stream bytes' } as const;
 
@@ -62,7 +57,10 @@ export const auditTlogRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }>
       schema: {
         produces: ['text/plain'],
         params: Type.Object({ period: Period }, { additionalProperties: false }),
-        response: { 200: { type: 'string', description: 'C2SP signed note' }, ...errors },
+        response: {
+          200: { type: 'string', description: 'C2SP signed note' },
+          ...errorResponses(...errorStatuses),
+        },
       },
     },
     async (request, reply) => {
@@ -82,7 +80,7 @@ export const auditTlogRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }>
           { period: Period, '*': Type.String() },
           { additionalProperties: false },
         ),
-        response: { 200: binary, ...errors, 401: ErrorSchema, 403: ErrorSchema },
+        response: { 200: binary, ...errorResponses(...errorStatuses, 401, 403) },
       },
     },
     async (request, reply) => {
@@ -102,7 +100,7 @@ export const auditTlogRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }>
           { period: Period, '*': Type.String() },
           { additionalProperties: false },
         ),
-        response: { 200: binary, ...errors },
+        response: { 200: binary, ...errorResponses(...errorStatuses) },
       },
     },
     async (request, reply) => {

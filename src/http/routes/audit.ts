@@ -19,7 +19,7 @@ import { MAX_PERIOD } from '../../audit/periods.js';
 import { queryAcrossPeriods } from '../../audit/timeline.js';
 import type { AuditService, LogService } from '../../audit/service.js';
 import { requireActor } from '../plugins/auth.js';
-import { ErrorSchema, RuntimeParams } from '../schemas.js';
+import { errorResponses, RuntimeParams } from '../schemas.js';
 
 const Hex32 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 const Base64 = Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$' });
@@ -155,13 +155,7 @@ const BatchSchema = Type.Object(
 
 const PathSchema = Type.Array(Hex32);
 
-const errors = {
-  400: ErrorSchema,
-  401: ErrorSchema,
-  403: ErrorSchema,
-  429: ErrorSchema,
-  503: ErrorSchema,
-};
+const errorStatuses = [400, 401, 403, 429, 503] as const;
 
 /** A log period's number (docs/protocol.md §4, "Log periods"). */
 const Period = Type.Integer({ minimum: 0, maximum: MAX_PERIOD });
@@ -290,7 +284,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
           },
           { additionalProperties: false },
         ),
-        response: { 200: CheckpointSchema, ...errors },
+        response: { 200: CheckpointSchema, ...errorResponses(...errorStatuses) },
       },
     },
     async (request) => {
@@ -308,7 +302,10 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
 
   app.get(
     '/v1/audit/verifier',
-    { config: { public: true }, schema: { response: { 200: VerifierSchema, ...errors } } },
+    {
+      config: { public: true },
+      schema: { response: { 200: VerifierSchema, ...errorResponses(...errorStatuses) } },
+    },
     async () => audit.verifier(),
   );
 
@@ -341,9 +338,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
             },
             { additionalProperties: false },
           ),
-          404: ErrorSchema,
-          422: ErrorSchema,
-          ...errors,
+          ...errorResponses(...errorStatuses, 404, 422),
         },
       },
     },
@@ -382,8 +377,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
         ),
         response: {
           200: Type.Object({ digest: Hex32, body: Type.String() }, { additionalProperties: false }),
-          404: ErrorSchema,
-          ...errors,
+          ...errorResponses(...errorStatuses, 404),
         },
       },
     },
@@ -421,9 +415,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
             },
             { additionalProperties: false },
           ),
-          404: ErrorSchema,
-          422: ErrorSchema,
-          ...errors,
+          ...errorResponses(...errorStatuses, 404, 422),
         },
       },
     },
@@ -466,8 +458,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
             { period: Type.Integer({ minimum: 0 }), batches: Type.Array(BatchSchema) },
             { additionalProperties: false },
           ),
-          404: ErrorSchema,
-          ...errors,
+          ...errorResponses(...errorStatuses, 404),
         },
       },
     },
@@ -499,7 +490,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
             },
             { additionalProperties: false },
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -525,7 +516,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
             { period: Type.Integer({ minimum: 0 }), from: Size, to: Size, path: PathSchema },
             { additionalProperties: false },
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -548,7 +539,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
             { current: Period, periods: Type.Array(PeriodSchema) },
             { additionalProperties: false },
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -569,8 +560,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
         params: Type.Object({ period: Period }, { additionalProperties: false }),
         response: {
           200: Type.Object({ period: Period, entry: EntrySchema }, { additionalProperties: false }),
-          404: ErrorSchema,
-          ...errors,
+          ...errorResponses(...errorStatuses, 404),
         },
       },
     },
@@ -590,7 +580,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ audit: AuditService }> = (
       // Freeze the current period and start the next now (recorded as an operator act, and
       // the new period's first entry names the operator).
       config: { role: 'operator' },
-      schema: { response: { 201: PeriodSchema, ...errors } },
+      schema: { response: { 201: PeriodSchema, ...errorResponses(...errorStatuses) } },
     },
     async (request, reply) => {
       const started = await audit.startPeriod(factId(requireActor(request).id));

@@ -72,38 +72,43 @@ describe('gateway routes', () => {
     });
   });
 
-  it('refusals: 401 unauthenticated, 403 forbidden for an auditor, 404 gateway_not_found, 400', async () => {
-    const none = await app.inject({
-      method: 'POST',
-      url: '/v1/gateways',
-      payload: { name: 'x', audiences: ['a'] },
-    });
-    expect(none.statusCode).toBe(401);
-    expect(codeOf(none)).toBe('unauthenticated');
-    const auditor = await app.inject({
-      method: 'POST',
-      url: '/v1/gateways',
-      headers: au,
-      payload: { name: 'x', audiences: ['a'] },
-    });
-    expect(auditor.statusCode).toBe(403);
-    expect(codeOf(auditor)).toBe('forbidden');
-    const missing = await app.inject({
-      method: 'POST',
-      url: '/v1/gateways/gw_0000000000000000/revoke',
-      headers: op,
-    });
-    expect(missing.statusCode).toBe(404);
-    expect(codeOf(missing)).toBe('gateway_not_found');
-    for (const payload of [
-      { name: 'x', audiences: [] },
-      { name: 'x y', audiences: ['a'] },
+  const enroll = '/v1/gateways';
+  it.each([
+    ['no credential', 'none', enroll, 401, 'unauthenticated', { name: 'x', audiences: ['a'] }],
+    ['an auditor', 'auditor', enroll, 403, 'forbidden', { name: 'x', audiences: ['a'] }],
+    ['no audience', 'operator', enroll, 400, 'bad_request', { name: 'x', audiences: [] }],
+    ['a spaced name', 'operator', enroll, 400, 'bad_request', { name: 'x y', audiences: ['a'] }],
+    [
+      'an unknown member',
+      'operator',
+      enroll,
+      400,
+      'bad_request',
       { name: 'x', audiences: ['a'], extra: true },
-    ]) {
-      const bad = await app.inject({ method: 'POST', url: '/v1/gateways', headers: op, payload });
-      expect(bad.statusCode).toBe(400);
-      expect(codeOf(bad)).toBe('bad_request');
-    }
+    ],
+    [
+      'an unknown gateway',
+      'operator',
+      `${enroll}/gw_0000000000000000/revoke`,
+      404,
+      'gateway_not_found',
+    ],
+  ] as const)(
+    'refuses %s: %s POST %s → %i %s',
+    async (_what, who, url, status, code, payload?: object) => {
+      const headers = { none: {}, auditor: au, operator: op }[who];
+      const res = await app.inject({
+        method: 'POST',
+        url,
+        headers,
+        ...(payload === undefined ? {} : { payload }),
+      });
+      expect(res.statusCode).toBe(status);
+      expect(codeOf(res)).toBe(code);
+    },
+  );
+
+  it('refuses a gateway token on an operator route: 401 unauthenticated', async () => {
     // A gateway token is no operator credential.
     const enrolled = await operators.gateways.enroll({ name: 'g', audiences: ['a'] }, 'cli');
     const gw = await app.inject({
@@ -111,5 +116,6 @@ describe('gateway routes', () => {
       headers: { authorization: `Bearer ${enrolled.token}` },
     });
     expect(gw.statusCode).toBe(401);
+    expect(codeOf(gw)).toBe('unauthenticated');
   });
 });

@@ -11,10 +11,10 @@ import type { GatewayRegistry } from '../../operators/gateways.js';
 import { MAX_TOKEN_TTL_SECONDS } from '../../operators/tokens.js';
 import { requireActor } from '../plugins/auth.js';
 import { bodyLimit } from '../plugins/body-limit.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
-const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 503: ErrorSchema };
+const errorStatuses = [400, 401, 403, 503] as const;
 
 const GatewayInfoSchema = Type.Object(
   { ...Type.Omit(GatewayRecordSchema, ['secretHash']).properties },
@@ -34,7 +34,7 @@ export const gatewayRoutes: FastifyPluginAsyncTypebox<{ gateways: GatewayRegistr
       schema: {
         response: {
           200: Type.Object({ gateways: Type.Array(GatewayInfoSchema) }, closed),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -62,7 +62,7 @@ export const gatewayRoutes: FastifyPluginAsyncTypebox<{ gateways: GatewayRegistr
         ),
         response: {
           201: Type.Object({ token: Type.String(), gateway: GatewayInfoSchema }, closed),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -79,7 +79,7 @@ export const gatewayRoutes: FastifyPluginAsyncTypebox<{ gateways: GatewayRegistr
       config: { role: 'operator' },
       schema: {
         params: Type.Object({ gatewayId: Type.String({ pattern: '^gw_[0-9a-f]{16}$' }) }, closed),
-        response: { 200: GatewayInfoSchema, 404: ErrorSchema, ...errors },
+        response: { 200: GatewayInfoSchema, ...errorResponses(...errorStatuses, 404) },
       },
     },
     async (request) => gateways.revoke(request.params.gatewayId, requireActor(request)),

@@ -8,7 +8,7 @@
  * again with its semantic checks (ttl range, one proof), so a direct caller gets them too.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type, type Static } from 'typebox';
+import { Type, type Static, type TSchema } from 'typebox';
 import {
   GrantRequestSchema,
   Id,
@@ -19,7 +19,7 @@ import { meterGrantDecision, type GrantDecisionMetrics } from '../plugins/metric
 import { bodyLimit } from '../plugins/body-limit.js';
 import { requireActor } from '../plugins/auth.js';
 import { requireGateway } from '../plugins/gateway-auth.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
 const Time = Type.String({ format: 'date-time' });
@@ -126,18 +126,7 @@ const RevokeReply = Type.Object(
   closed,
 );
 
-const errors = {
-  400: ErrorSchema,
-  401: ErrorSchema,
-  403: ErrorSchema,
-  404: ErrorSchema,
-  409: ErrorSchema,
-  410: ErrorSchema,
-  422: ErrorSchema,
-  429: ErrorSchema,
-  500: ErrorSchema,
-  503: ErrorSchema,
-};
+const errorStatuses = [400, 401, 403, 404, 409, 410, 422, 429, 500, 503] as const;
 
 export const grantsRoutes: FastifyPluginAsyncTypebox<{
   grants: GrantService;
@@ -159,7 +148,10 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
       // with measured boot also the event log and IMA entries (the attestation route's limit).
       bodyLimit: Math.max(opts.quoteBodyLimit ?? 0, bodyLimit('medium').bodyLimit),
       config: { actor: 'runtime', rateLimit: { bucket: 'grants' } },
-      schema: { body: GrantRequestSchema, response: { 201: IssuedReply, ...errors } },
+      schema: {
+        body: GrantRequestSchema,
+        response: { 201: IssuedReply, ...errorResponses(...errorStatuses) },
+      },
     },
     async (request, reply) => {
       const mode = request.body.quote === undefined ? 'session' : 'quote';
@@ -170,48 +162,38 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
     },
   );
 
-  app.post(
-    '/v1/grants/:grantId/redeem',
-    {
-      // Enrolled gateways redeem, for their own audiences; operators are refused (403). The
-      // gateway token is checked by the auth plugin from `actor: 'gateway'` (plugins/auth.ts).
-      ...bodyLimit('tiny'),
-      config: { actor: 'gateway', rateLimit: { bucket: 'redeem', perRuntime: false } },
-      schema: { params: GrantParams, body: RedeemBody, response: { 200: RedeemReply, ...errors } },
+  // Enrolled gateways redeem, for their own audiences, and report what they executed (once,
+  // by the redeeming gateway only); operators are refused (403). The gateway token is checked
+  // by the auth plugin from `actor: 'gateway'` (plugins/auth.ts).
+  const gatewayCall = <B extends TSchema, R extends TSchema>(body: B, reply: R) => ({
+    ...bodyLimit('tiny'),
+    config: {
+      actor: 'gateway' as const,
+      rateLimit: { bucket: 'redeem' as const, perRuntime: false },
     },
-    async (request, reply) =>
-      reply
-        .code(200)
-        .send(
-          await svc.redeem(request.params.grantId, request.body, now(), requireGateway(request)),
-        ),
+    schema: {
+      params: GrantParams,
+      body,
+      response: { 200: reply, ...errorResponses(...errorStatuses) },
+    },
+  });
+
+  app.post('/v1/grants/:grantId/redeem', gatewayCall(RedeemBody, RedeemReply), (request) =>
+    svc.redeem(request.params.grantId, request.body, now(), requireGateway(request)),
   );
 
-  app.post(
-    '/v1/grants/:grantId/outcome',
-    {
-      // What the redeeming gateway executed: once, by that gateway only.
-      ...bodyLimit('tiny'),
-      config: { actor: 'gateway', rateLimit: { bucket: 'redeem', perRuntime: false } },
-      schema: {
-        params: GrantParams,
-        body: OutcomeBody,
-        response: { 200: OutcomeReply, ...errors },
-      },
-    },
-    async (request, reply) =>
-      reply
-        .code(200)
-        .send(
-          await svc.outcome(request.params.grantId, request.body, now(), requireGateway(request)),
-        ),
+  app.post('/v1/grants/:grantId/outcome', gatewayCall(OutcomeBody, OutcomeReply), (request) =>
+    svc.outcome(request.params.grantId, request.body, now(), requireGateway(request)),
   );
 
   app.get(
     '/v1/grants/:grantId/lineage',
     {
       config: { role: ['auditor', 'operator'] },
-      schema: { params: GrantParams, response: { 200: LineageReply, ...errors } },
+      schema: {
+        params: GrantParams,
+        response: { 200: LineageReply, ...errorResponses(...errorStatuses) },
+      },
     },
     async (request, reply) =>
       reply.code(200).send(await svc.lineage(request.params.grantId, now())),
@@ -222,7 +204,10 @@ export const grantsRoutes: FastifyPluginAsyncTypebox<{
     {
       ...bodyLimit('tiny'),
       config: { role: 'operator' },
-      schema: { params: GrantParams, response: { 200: RevokeReply, ...errors } },
+      schema: {
+        params: GrantParams,
+        response: { 200: RevokeReply, ...errorResponses(...errorStatuses) },
+      },
     },
     async (request, reply) => {
       // The authenticated operator, never a default name: a revoke nobody can be named for

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { runProbes, type ReadinessProbe, type ReadinessReport } from '../../shared/readiness.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const ProbeResultSchema = Type.Union([
   Type.Object({ ok: Type.Literal(true) }),
@@ -39,7 +39,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{
             },
             { additionalProperties: false },
           ),
-          503: ErrorSchema,
+          ...errorResponses(503),
         },
       },
     },

@@ -8,7 +8,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type Static } from 'typebox';
 import { KeyStateInvalidError, type KeyRecord, type KeyService } from '../../keys/index.js';
 import { bodyLimit } from '../plugins/body-limit.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const JwkSchema = Type.Object(
   {
@@ -51,20 +51,26 @@ export const KeyViewSchema = Type.Object(
 
 type KeyView = Static<typeof KeyViewSchema>;
 
+/** What an operator sees of a key: the members named here (not its HSM id nor public key). */
 function view(r: KeyRecord): KeyView {
-  return {
-    kid: r.kid,
-    purpose: r.purpose,
-    alg: r.alg,
-    state: r.state,
-    hsmLabel: r.hsmLabel,
-    createdAt: r.createdAt,
-    ...(r.retiringAt === undefined ? {} : { retiringAt: r.retiringAt }),
-    ...(r.retiredAt === undefined ? {} : { retiredAt: r.retiredAt }),
-    ...(r.destroyedAt === undefined ? {} : { destroyedAt: r.destroyedAt }),
-    ...(r.maxExp === undefined || r.state === 'active' || r.state === 'next'
+  const { kid, purpose, alg, state, hsmLabel, createdAt } = r;
+  const { retiringAt, retiredAt, destroyedAt, maxExp } = r;
+  // A key that stopped signing stays published until the last grant it signed expires.
+  const lastGrant =
+    maxExp === undefined || state === 'active' || state === 'next'
       ? {}
-      : { lastGrantExpiresAt: new Date(r.maxExp * 1000).toISOString() }),
+      : { lastGrantExpiresAt: new Date(maxExp * 1000).toISOString() };
+  return {
+    kid,
+    purpose,
+    alg,
+    state,
+    hsmLabel,
+    createdAt,
+    ...(retiringAt === undefined ? {} : { retiringAt }),
+    ...(retiredAt === undefined ? {} : { retiredAt }),
+    ...(destroyedAt === undefined ? {} : { destroyedAt }),
+    ...lastGrant,
   };
 }
 
@@ -119,9 +125,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
         ),
         response: {
           200: Type.Object({ keys: Type.Array(KeyViewSchema) }, { additionalProperties: false }),
-          400: ErrorSchema,
-          401: ErrorSchema,
-          403: ErrorSchema,
+          ...errorResponses(400, 401, 403),
         },
       },
     },
@@ -156,12 +160,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
             { active: KeyViewSchema, previous: Type.Union([KeyViewSchema, Type.Null()]) },
             { additionalProperties: false },
           ),
-          400: ErrorSchema,
-          401: ErrorSchema,
-          403: ErrorSchema,
-          409: ErrorSchema,
-          429: ErrorSchema,
-          503: ErrorSchema,
+          ...errorResponses(400, 401, 403, 409, 429, 503),
         },
       },
     },
@@ -198,12 +197,7 @@ export const keysRoutes: FastifyPluginAsyncTypebox<KeysRoutesOptions> = (app, op
           ),
           response: {
             200: Type.Object({ key: KeyViewSchema }, { additionalProperties: false }),
-            400: ErrorSchema,
-            401: ErrorSchema,
-            403: ErrorSchema,
-            404: ErrorSchema,
-            409: ErrorSchema,
-            503: ErrorSchema,
+            ...errorResponses(400, 401, 403, 404, 409, 503),
           },
         },
       },

@@ -22,9 +22,9 @@ import { RoleSchema, TokenRecordSchema } from '../../operators/token-store.port.
 import { MAX_TOKEN_TTL_SECONDS } from '../../operators/tokens.js';
 import { OPERATOR_AUTH_PLUGIN, requireActor } from '../plugins/auth.js';
 import { bodyLimit } from '../plugins/body-limit.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
-const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 503: ErrorSchema };
+const errorStatuses = [400, 401, 403, 503] as const;
 
 const OperatorIdParams = Type.Object(
   { operatorId: Type.String({ minLength: 1, maxLength: 128 }) },
@@ -77,7 +77,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<{
             { operators: Type.Array(PersonRecordSchema) },
             { additionalProperties: false },
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -90,7 +90,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<{
       config: { role: ['auditor', 'operator', 'key_custodian'] },
       schema: {
         params: OperatorIdParams,
-        response: { 200: PersonRecordSchema, 404: ErrorSchema, ...errors },
+        response: { 200: PersonRecordSchema, ...errorResponses(...errorStatuses, 404) },
       },
     },
     (request) => people.get(request.params.operatorId),
@@ -104,7 +104,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<{
       schema: {
         params: OperatorIdParams,
         body: PersonBody,
-        response: { 200: PersonRecordSchema, 404: ErrorSchema, 409: ErrorSchema, ...errors },
+        response: { 200: PersonRecordSchema, ...errorResponses(...errorStatuses, 404, 409) },
       },
     },
     async (request) => {
@@ -123,7 +123,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<{
       config: { role: 'operator' },
       schema: {
         params: OperatorIdParams,
-        response: { 200: PersonRecordSchema, 404: ErrorSchema, 409: ErrorSchema, ...errors },
+        response: { 200: PersonRecordSchema, ...errorResponses(...errorStatuses, 404, 409) },
       },
     },
     async (request) => {
@@ -152,7 +152,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<{
             { tokens: Type.Array(TokenInfoSchema) },
             { additionalProperties: false },
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -179,7 +179,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<{
             { token: Type.String(), info: TokenInfoSchema },
             { additionalProperties: false },
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -203,7 +203,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<{
           { tokenId: Type.String({ pattern: '^tok_[0-9a-f]{16}$' }) },
           { additionalProperties: false },
         ),
-        response: { 200: TokenInfoSchema, 404: ErrorSchema, ...errors },
+        response: { 200: TokenInfoSchema, ...errorResponses(...errorStatuses, 404) },
       },
     },
     async (request) => {
@@ -227,7 +227,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<{
             { revocations: Type.Array(CertificateRevocationSchema) },
             { additionalProperties: false },
           ),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -247,7 +247,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<{
           },
           { additionalProperties: false },
         ),
-        response: { 200: CertificateRevocationSchema, ...errors },
+        response: { 200: CertificateRevocationSchema, ...errorResponses(...errorStatuses) },
       },
     },
     (request) => revocations.revoke(request.body, byActor(requireActor(request))),

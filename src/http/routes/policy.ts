@@ -15,7 +15,7 @@ import {
 } from '../../policy/index.js';
 import { OPERATOR_AUTH_PLUGIN, requireActor } from '../plugins/auth.js';
 import { bodyLimit } from '../plugins/body-limit.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 /** What the routes need of the policy domain. */
 export interface PolicyAdministration {
@@ -69,7 +69,7 @@ function view(info: PolicySetInfo): PolicySetView {
   };
 }
 
-const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 503: ErrorSchema };
+const errorStatuses = [400, 401, 403, 503] as const;
 
 export const policyRoutes: FastifyPluginAsyncTypebox<{ policy: PolicyAdministration }> = (
   app,
@@ -85,7 +85,7 @@ export const policyRoutes: FastifyPluginAsyncTypebox<{ policy: PolicyAdministrat
     {
       // Auditors check which set decided; operators see what they are about to replace.
       config: { role: ['auditor', 'operator'] },
-      schema: { response: { 200: PolicySetInfoSchema, ...errors } },
+      schema: { response: { 200: PolicySetInfoSchema, ...errorResponses(...errorStatuses) } },
     },
     () => {
       const info = policy.info();
@@ -106,7 +106,7 @@ export const policyRoutes: FastifyPluginAsyncTypebox<{ policy: PolicyAdministrat
             { hash: Type.String({ pattern: '^[0-9a-f]{64}$' }) },
             { additionalProperties: false },
           ),
-          response: { 200: ArchivedPolicySetSchema, 404: ErrorSchema, ...errors },
+          response: { 200: ArchivedPolicySetSchema, ...errorResponses(...errorStatuses, 404) },
         },
       },
       async (request) => {
@@ -131,7 +131,7 @@ export const policyRoutes: FastifyPluginAsyncTypebox<{ policy: PolicyAdministrat
       },
       schema: {
         body: Type.Optional(Type.Object({}, { additionalProperties: false })),
-        response: { 200: PolicySetInfoSchema, 422: ErrorSchema, ...errors },
+        response: { 200: PolicySetInfoSchema, ...errorResponses(...errorStatuses, 422) },
       },
     },
     async (request) => view(await policy.reload(requireActor(request))),

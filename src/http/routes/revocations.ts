@@ -14,7 +14,7 @@ import { Type } from 'typebox';
 import type { RevocationFeed } from '../../grants/revocation-feed.js';
 import type { RevocationSnapshots } from '../../grants/revocation-snapshot.js';
 import type { GrantorMetrics } from '../../shared/metrics.js';
-import { ErrorSchema } from '../schemas.js';
+import { errorResponses } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
 const Time = Type.String({ format: 'date-time' });
@@ -61,7 +61,7 @@ const SnapshotReply = Type.Object(
   closed,
 );
 
-const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 500: ErrorSchema };
+const errorStatuses = [400, 401, 403, 500] as const;
 
 export interface RevocationRouteMetrics {
   /** A subscriber's connection closed because it did not take its answer in time. */
@@ -96,7 +96,7 @@ export const revocationRoutes: FastifyPluginAsyncTypebox<{
       config: { actor: 'gateway' },
       schema: {
         querystring: FeedQuery,
-        response: { 200: FeedReply, ...errors, 410: ErrorSchema, 503: ErrorSchema },
+        response: { 200: FeedReply, ...errorResponses(...errorStatuses, 410, 503) },
       },
     },
     async (request, reply) => {
@@ -129,7 +129,7 @@ export const revocationRoutes: FastifyPluginAsyncTypebox<{
     '/v1/revocations/snapshot',
     {
       config: { actor: 'gateway' },
-      schema: { response: { 200: SnapshotReply, ...errors, 503: ErrorSchema } },
+      schema: { response: { 200: SnapshotReply, ...errorResponses(...errorStatuses, 503) } },
     },
     async (_request, reply) => {
       const s = await opts.snapshots.current(now());

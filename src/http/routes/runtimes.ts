@@ -13,7 +13,7 @@ import type { AttestationService } from '../../attestation/index.js';
 import { meterAttestation, type AttestationMetrics } from '../plugins/metrics.js';
 import { requireActor } from '../plugins/auth.js';
 import { bodyLimit } from '../plugins/body-limit.js';
-import { Base64, ErrorSchema, QuoteEvidence, RuntimeParams } from '../schemas.js';
+import { Base64, errorResponses, QuoteEvidence, RuntimeParams } from '../schemas.js';
 
 const closed = { additionalProperties: false } as const;
 const Hex = Type.String({ pattern: '^[0-9a-fA-F]*$', maxLength: 128 });
@@ -175,18 +175,26 @@ const AttestReply = Type.Object(
   closed,
 );
 
-const errors = {
-  400: ErrorSchema,
-  403: ErrorSchema,
-  404: ErrorSchema,
-  409: ErrorSchema,
-  422: ErrorSchema,
-  429: ErrorSchema,
-  503: ErrorSchema,
-};
+const errorStatuses = [400, 403, 404, 409, 422, 429, 503] as const;
+
+/** What the runtime routes call: the attestation service (a test may stand in for it). */
+export type RuntimesRoutesService = Pick<
+  AttestationService,
+  | 'enroll'
+  | 'activate'
+  | 'listRuntimes'
+  | 'assignLabels'
+  | 'release'
+  | 'getRuntime'
+  | 'approve'
+  | 'revoke'
+  | 'challenge'
+  | 'attest'
+  | 'attestationBodyLimit'
+>;
 
 export const runtimesRoutes: FastifyPluginAsyncTypebox<{
-  attestation: AttestationService;
+  attestation: RuntimesRoutesService;
   /** Counts each attestation verdict. */
   metrics?: AttestationMetrics;
   /**
@@ -206,7 +214,10 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
       // EK certificate (8 KiB of base64), EK and AK publics, 32 labels: about 22 KiB at most.
       ...bodyLimit('medium'),
       config: { actor: 'runtime', rateLimit: { bucket: 'enroll', perRuntime: false } },
-      schema: { body: EnrollBody, response: { 201: EnrollReply, ...errors } },
+      schema: {
+        body: EnrollBody,
+        response: { 201: EnrollReply, ...errorResponses(...errorStatuses) },
+      },
     },
     async (request, reply) => reply.code(201).send(await svc.enroll(request.body)),
   );
@@ -219,7 +230,7 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
       schema: {
         params: RuntimeParams,
         body: Type.Object({ secret: Base64(128) }, closed),
-        response: { 200: StateReply, ...errors },
+        response: { 200: StateReply, ...errorResponses(...errorStatuses) },
       },
     },
     (request) => svc.activate(request.params.runtimeId, request.body),
@@ -232,7 +243,10 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
         role: ['operator', 'auditor'],
         rateLimit: { bucket: 'inventory', perRuntime: false },
       },
-      schema: { querystring: ListQuery, response: { 200: RuntimeList, ...errors } },
+      schema: {
+        querystring: ListQuery,
+        response: { 200: RuntimeList, ...errorResponses(...errorStatuses) },
+      },
     },
     (request) => {
       const q = request.query;
@@ -257,7 +271,7 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
       schema: {
         params: RuntimeParams,
         body: Type.Object({ labels: Labels }, closed),
-        response: { 200: RuntimeReply, ...errors },
+        response: { 200: RuntimeReply, ...errorResponses(...errorStatuses) },
       },
     },
     (request) => {
@@ -271,7 +285,10 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
     {
       ...bodyLimit('tiny'),
       config: { role: 'operator', rateLimit: { bucket: 'inventory', perRuntime: false } },
-      schema: { params: RuntimeParams, response: { 200: RuntimeReply, ...errors } },
+      schema: {
+        params: RuntimeParams,
+        response: { 200: RuntimeReply, ...errorResponses(...errorStatuses) },
+      },
     },
     (request) => svc.release(request.params.runtimeId, requireActor(request)),
   );
@@ -280,7 +297,10 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
     '/v1/runtimes/:runtimeId',
     {
       config: { role: ['operator', 'auditor'] },
-      schema: { params: RuntimeParams, response: { 200: RuntimeReply, ...errors } },
+      schema: {
+        params: RuntimeParams,
+        response: { 200: RuntimeReply, ...errorResponses(...errorStatuses) },
+      },
     },
     (request) => svc.getRuntime(request.params.runtimeId),
   );
@@ -290,7 +310,10 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
     {
       ...bodyLimit('tiny'),
       config: { role: 'operator' },
-      schema: { params: RuntimeParams, response: { 200: StateReply, ...errors } },
+      schema: {
+        params: RuntimeParams,
+        response: { 200: StateReply, ...errorResponses(...errorStatuses) },
+      },
     },
     (request) => svc.approve(request.params.runtimeId),
   );
@@ -300,7 +323,10 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
     {
       ...bodyLimit('tiny'),
       config: { role: 'operator' },
-      schema: { params: RuntimeParams, response: { 200: RevokeReply, ...errors } },
+      schema: {
+        params: RuntimeParams,
+        response: { 200: RevokeReply, ...errorResponses(...errorStatuses) },
+      },
     },
     async (request) => {
       // The authenticated operator, never a default name (before anything changes).
@@ -328,7 +354,7 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
         params: RuntimeParams,
         response: {
           201: Type.Object({ nonce: Type.String(), expiresAt: Time }, closed),
-          ...errors,
+          ...errorResponses(...errorStatuses),
         },
       },
     },
@@ -345,7 +371,7 @@ export const runtimesRoutes: FastifyPluginAsyncTypebox<{
       schema: {
         params: RuntimeParams,
         body: AttestBody,
-        response: { 201: AttestReply, ...errors },
+        response: { 201: AttestReply, ...errorResponses(...errorStatuses) },
       },
     },
     async (request, reply) => {
