@@ -21,40 +21,19 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditStore } from '../../src/audit/audit-store.port.js';
-import type { BundlePolicySet } from '../../src/audit/bundle.js';
 import { runAuditCli } from '../../src/audit/cli.js';
-import type { AuditEvent } from '../../src/audit/entry.js';
 import { createAudit } from '../../src/audit/index.js';
 import { LevelPeriodStore } from '../../src/audit/period-store.level.js';
 import type { PeriodStore } from '../../src/audit/period-store.port.js';
 import { periodStoreName } from '../../src/audit/periods.js';
 import { overlay } from '../../src/shared/overlay.js';
-import { jcsSha256Hex } from '../../src/shared/jcs.js';
 import { crashAnchor, env, openCrashTarget, say } from './crash-anchor.js';
 import { storeWith } from './helpers.js';
+import { retainArchive, retainDecision } from '../../src/audit/testing.js';
 import { testSigner } from './signer.js';
 
 const ORIGIN = 'grantor.test/retire-crash';
-const SET = {
-  schema: 'entity Runtime;',
-  policies: { 'a.cedar': 'permit(principal, action, resource);' },
-};
-const HASH = jcsSha256Hex({ policies: SET.policies, schema: SET.schema });
-const archive = (h: string): Promise<BundlePolicySet | undefined> =>
-  Promise.resolve(h === HASH ? { hash: HASH, ...SET } : undefined);
 const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
-
-function event(i: number): AuditEvent {
-  const body = JSON.stringify({ runtimeId: 'rt_1', n: i });
-  return {
-    type: 'grant.decision',
-    subject: `gr_${i}`,
-    decision: 'allow',
-    reasons: [`pol:${HASH}`],
-    digest: sha(body),
-    body,
-  };
-}
 
 function fail(line: string, code: number): never {
   say(line);
@@ -112,16 +91,16 @@ async function main(): Promise<void> {
     fail(`refused ${(err as { code?: string }).code ?? String(err)}`, 2);
   }
   if (mode === 'prepare') {
-    for (let i = 0; i < 7; i++) await audit.append(event(i));
+    for (let i = 0; i < 7; i++) await audit.append(retainDecision(i));
     await audit.startPeriod('olivia');
-    for (let i = 7; i < 10; i++) await audit.append(event(i));
+    for (let i = 7; i < 10; i++) await audit.append(retainDecision(i));
     await audit.startPeriod('olivia');
     say('prepared');
     await audit.close();
     process.exit(0);
   }
 
-  const record = await audit.retirePeriod(0, 'olivia', archive).catch((err: unknown) => {
+  const record = await audit.retirePeriod(0, 'olivia', retainArchive).catch((err: unknown) => {
     fail(`error retire ${(err as { code?: string }).code ?? String(err)}`, 3);
   });
   const acts = await audit.query({ type: 'audit.period.retired' }, 0, 10);
