@@ -4,12 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../shared/db.level.js';
-import { jcsSha256Hex } from '../shared/jcs.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import type { BundlePolicySet } from './bundle.js';
 import { noteVerifierKey, parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
 import { rootFromPath } from '../gateway/batch.js';
-import type { AuditEvent } from './entry.js';
 import { createAudit, type AuditService } from './index.js';
 import { leafHash } from './merkle.js';
 import { LevelPeriodStore } from './period-store.level.js';
@@ -19,30 +17,13 @@ import { verifyBundle } from './verify-bundle.js';
 import { overlay } from '../shared/overlay.js';
 import { retirePeriod } from './retention.js';
 import { systemClock } from '../shared/clock.js';
-import { testSigner } from './testing.js';
+import { retainArchive, retainDecision, testSigner } from './testing.js';
 
 const ORIGIN = 'grantor.test/retain';
-const SET = {
-  schema: 'entity Runtime;',
-  policies: { 'a.cedar': 'permit(principal, action, resource);' },
-};
-const HASH = jcsSha256Hex({ policies: SET.policies, schema: SET.schema });
-const archive = (h: string): Promise<BundlePolicySet | undefined> =>
-  Promise.resolve(h === HASH ? { hash: HASH, ...SET } : undefined);
+const archive = retainArchive;
 const noArchive = (): Promise<BundlePolicySet | undefined> => Promise.resolve(undefined);
 const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
-
-function event(i: number): AuditEvent {
-  const body = JSON.stringify({ runtimeId: 'rt_1', n: i });
-  return {
-    type: 'grant.decision',
-    subject: `gr_${i}`,
-    decision: 'allow',
-    reasons: [`pol:${HASH}`],
-    digest: sha(body),
-    body,
-  };
-}
+const event = retainDecision;
 
 let cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
