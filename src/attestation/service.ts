@@ -1262,7 +1262,7 @@ export class AttestationService {
       await this.#recordFirmwareChange(record, facts);
       // The verdict is recorded like an attestation's, before the grant answer: the entry,
       // the counters, and on a violation the runtime's standing and its session.
-      const first =
+      const first: GrantorError | undefined =
         facts.violations[0] ??
         (measured.reasons.length > 0
           ? new MeasuredBootViolationError(measured.reasons)

@@ -59,11 +59,11 @@ export type KindBase<T extends GrantorError> = new (
 ) => T;
 
 /** A kind's class: its message may be left out where the domain gives it a default. */
-export type ErrorKind<C extends ErrorCode, T extends GrantorError, Defaulted extends boolean> = [
-  Defaulted,
-] extends [true]
-  ? new (message?: string, options?: ErrorOptions) => T & { readonly code: C }
-  : new (message: string, options?: ErrorOptions) => T & { readonly code: C };
+export type ErrorKind<T extends GrantorError, Defaulted extends boolean> = [Defaulted] extends [
+  true,
+]
+  ? new (message?: string, options?: ErrorOptions) => T
+  : new (message: string, options?: ErrorOptions) => T;
 
 /**
  * The one way a domain declares a failure kind whose class would only set its code and
@@ -81,7 +81,7 @@ export function errorKinds<
   return function kind<C extends ErrorCode, U extends GrantorError = T>(
     code: C,
     base?: KindBase<U>,
-  ): ErrorKind<C, U, C extends keyof M ? true : false> {
+  ): ErrorKind<U, C extends keyof M ? true : false> {
     const Base: KindBase<GrantorError> = base ?? domainBase ?? GrantorError;
     const fallback: string | undefined = messages[code];
     const Kind = class extends Base {
@@ -89,7 +89,7 @@ export function errorKinds<
         super(code, message ?? fallback ?? code, options);
       }
     };
-    return Kind as unknown as ErrorKind<C, U, C extends keyof M ? true : false>;
+    return Kind as unknown as ErrorKind<U, C extends keyof M ? true : false>;
   };
 }
 
