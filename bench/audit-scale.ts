@@ -7,7 +7,7 @@
  * LevelDB under the system temp directory (deleted at the end).
  *
  *   npx tsx bench/audit-scale.ts [sizes, default 100000,1000000,10000000]
- *       [append-seconds, default 5] [proofs, default 400] [record-size, default 32768]
+ *       [append-seconds, default 5] [proofs, default 2000] [record-size, default 32768]
  *
  * The log is filled by bench/audit-fill.ts `directFill`: typed grant decisions as the grant
  * pipeline writes them (each with its own request body, index terms and tiles), written in
@@ -19,11 +19,16 @@
  * path (AuditService.append) in the appliance's own batches, so the start-up check
  * re-hashes a batch of the usual size.
  *
+ * The ratios compare the largest size with a baseline log of the smallest size (its own
+ * swtpm, token and store, filled once) probed again right after each probe of the growing
+ * log: the two probes of a ratio run a minute apart under the same load, not an hour apart
+ * (on a shared 2-core machine the load an hour later is another machine's).
+ *
  * Each size is measured in a fresh process (bench/audit-probe.ts): the start-up time
  * (LevelDB open, the bounded start-up check, the certified anchor read), RSS after it, an
- * untimed warm-up of 1,000 inclusion proofs (the same at every size), then `proofs`
- * inclusion and consistency proofs at positions drawn from a fixed seed (the same fractions
- * of the log at every size, from the tiles), then appends at concurrency 64 for
+ * untimed warm-up of 1,000 inclusion proofs (the same at every size), then inclusion and
+ * consistency proofs at positions drawn from a fixed seed (the same fractions of the log at
+ * every size, from the tiles) until `proofs` of each kind have read a stored tile, then appends at concurrency 64 for
  * `append-seconds` with the appliance's batch size and no minimum anchor interval, and the
  * process's peak RSS. The last line is a machine-readable summary.
  *
@@ -45,12 +50,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { directFill } from './audit-fill.js';
-import { fillLog, mb, probe, ratio, startAuditRig, summaryLine } from './audit-rig.js';
 import type { ScaleJob, ScaleResult } from './audit-probe.js';
+import {
+  fillLog,
+  mb,
+  probe,
+  ratio,
+  startAuditRig,
+  summaryLine,
+  type LogSpec,
+} from './audit-rig.js';
 
 const sizes = (process.argv[2] ?? '100000,1000000,10000000').split(',').map(Number);
 const appendSeconds = Number(process.argv[3] ?? '5');
-const proofs = Number(process.argv[4] ?? '400');
+const proofs = Number(process.argv[4] ?? '2000');
 const recordSize = Number(process.argv[5] ?? '32768');
 /** Untimed proofs before the timed ones, at every size. */
 const WARMUP = 1000;
@@ -65,6 +78,29 @@ if (sizes.some((n, i) => !Number.isSafeInteger(n) || n < 2048 || n <= (sizes[i -
 
 const TARGET = 1.5;
 
+/**
+ * GRANTOR_BENCH_QUIET_LOAD=L: before each probe, wait (up to GRANTOR_BENCH_QUIET_WAIT_S
+ * seconds, default 900) until the 1-minute load average is below L, so that a probe
+ * measured minutes or an hour after the first one does not run in someone else's build.
+ * The load at each probe is printed either way.
+ */
+const quietLoad = Number(process.env.GRANTOR_BENCH_QUIET_LOAD ?? 'NaN');
+const quietWaitMs = 1000 * Number(process.env.GRANTOR_BENCH_QUIET_WAIT_S ?? '900');
+async function waitForQuiet(): Promise<string> {
+  const since = Date.now();
+  while (Number.isFinite(quietLoad) && (loadavg()[0] ?? 0) >= quietLoad) {
+    if (Date.now() - since >= quietWaitMs) break;
+    await new Promise((r) => setTimeout(r, 5000));
+  }
+  const waited =
+    Date.now() - since >= 5000
+      ? ` after ${((Date.now() - since) / 1000).toFixed(0)} s of waiting`
+      : '';
+  return `load ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}${waited}`;
+}
+
 /** Two decimals; `n/a` for a figure without samples (NaN, null once sent over IPC). */
 const fmt = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 
@@ -73,28 +109,59 @@ function diskBytes(path: string): number {
 }
 
 const root = await mkdtemp(join(tmpdir(), 'grantor-bench-audit-scale-'));
-const rig = await startAuditRig(root, 'grantor.bench/audit-scale');
-const rows: { result: ScaleResult; fillRate: number; disk: number }[] = [];
+const rig = await startAuditRig(join(root, 'log'), 'grantor.bench/audit-scale');
+// The baseline: a second log (its own swtpm, token and store) filled once to the smallest
+// size and probed again right after every probe of the growing log, so that each ratio
+// compares two probes a minute apart, under the same load, and not probes an hour apart.
+const base = await startAuditRig(
+  join(root, 'baseline'),
+  'grantor.bench/audit-scale-baseline',
+).catch(async (e: unknown) => {
+  await rig.close();
+  throw e;
+});
+const rows: { result: ScaleResult; baseline: ScaleResult; fillRate: number; disk: number }[] = [];
+const p = (l: { p50: number; p99: number }): string => `${fmt(l.p50)}/${fmt(l.p99)}`;
+function report(label: string, r: ScaleResult, fill: string): void {
+  console.log(
+    `${label}${r.size} entries: start ${r.startMs.toFixed(0)} ms, RSS after start ${mb(r.rssStarted)} MB, peak RSS ${mb(r.peakRss)} MB (anonymous ${mb(r.peakAnon)}, mapped files ${mb(r.peakFile)}), appends ${r.appendRate.toFixed(0)}/s${fill}`,
+  );
+  console.log(
+    `    proofs reading a stored tile: inclusion p50/p99 ${p(r.inclusionRead)} ms (${r.inclusionRead.n}), consistency ${p(r.consistencyRead)} ms (${r.consistencyRead.n}); all proofs: inclusion ${p(r.inclusion)} ms, consistency ${p(r.consistency)} ms, ${(100 * r.fromMemory).toFixed(1)}% from memory alone; tile reads per proof ${r.tileReadsPerProof.toFixed(2)} (${r.tileReadMsPerProof.toFixed(2)} ms)`,
+  );
+}
+const fillTo = (spec: LogSpec, size: number) => {
+  let shown = 0;
+  return fillLog(spec, size, {
+    fillBatch: 512,
+    bulk: (s, target, options) => directFill(s, target, { ...options, recordSize }),
+    tail: 1024,
+    ...(deadline === undefined ? {} : { until: deadline }),
+    progress: (n) => {
+      if (n - shown >= 1_000_000) {
+        shown = n;
+        process.stderr.write(`  filled ${n}\n`);
+      }
+    },
+  });
+};
+const jobOf = (spec: LogSpec): ScaleJob => ({
+  kind: 'scale',
+  spec,
+  proofs,
+  warmup: WARMUP,
+  appendSeconds,
+});
 try {
   console.log(
     `load average at start: ${loadavg()
       .map((x) => x.toFixed(2))
       .join(' ')}`,
   );
+  const baseSize = sizes[0] ?? 0;
+  await fillTo(base.spec, baseSize);
   for (const size of sizes) {
-    let shown = 0;
-    const filled = await fillLog(rig.spec, size, {
-      fillBatch: 512,
-      bulk: (spec, target, options) => directFill(spec, target, { ...options, recordSize }),
-      tail: 1024,
-      ...(deadline === undefined ? {} : { until: deadline }),
-      progress: (n) => {
-        if (n - shown >= 1_000_000) {
-          shown = n;
-          process.stderr.write(`  filled ${n}\n`);
-        }
-      },
-    });
+    const filled = await fillTo(rig.spec, size);
     const fillRate = filled.rate;
     if (filled.size < size) {
       console.log(
@@ -102,27 +169,17 @@ try {
       );
     }
     const disk = diskBytes(rig.spec.dbPath);
-    const job: ScaleJob = {
-      kind: 'scale',
-      spec: rig.spec,
-      proofs,
-      warmup: WARMUP,
-      appendSeconds,
-    };
-    const result = await probe<ScaleResult>(job);
-    rows.push({ result, fillRate, disk });
-    const r = result;
-    const p = (l: { p50: number; p99: number }): string => `${fmt(l.p50)}/${fmt(l.p99)}`;
-    console.log(
-      `${r.size} entries: start ${r.startMs.toFixed(0)} ms, RSS after start ${mb(r.rssStarted)} MB, peak RSS ${mb(r.peakRss)} MB (anonymous ${mb(r.peakAnon)}, mapped files ${mb(r.peakFile)}), appends ${r.appendRate.toFixed(0)}/s (filled at ${fillRate.toFixed(0)} entries/s, ${mb(disk)} MB on disk)`,
-    );
-    console.log(
-      `    proofs reading a stored tile: inclusion p50/p99 ${p(r.inclusionRead)} ms (${r.inclusionRead.n}), consistency ${p(r.consistencyRead)} ms (${r.consistencyRead.n}); all proofs: inclusion ${p(r.inclusion)} ms, consistency ${p(r.consistency)} ms, ${(100 * r.fromMemory).toFixed(1)}% from memory alone; tile reads per proof ${r.tileReadsPerProof.toFixed(2)} (${r.tileReadMsPerProof.toFixed(2)} ms)`,
-    );
-    console.log(r.levelStats.trim().replace(/^/gm, '    '));
+    console.log(`probing ${filled.size} entries at ${await waitForQuiet()}`);
+    const result = await probe<ScaleResult>(jobOf(rig.spec));
+    report('', result, ` (filled at ${fillRate.toFixed(0)} entries/s, ${mb(disk)} MB on disk)`);
+    console.log(result.levelStats.trim().replace(/^/gm, '    '));
+    const baseline = await probe<ScaleResult>(jobOf(base.spec));
+    report('  baseline, probed next: ', baseline, ` (load ${loadavg()[0]?.toFixed(2)})`);
+    rows.push({ result, baseline, fillRate, disk });
     if (filled.size < size) break;
   }
-  const first = rows[0]?.result;
+  // The largest size against the baseline probed right after it (same size as the first).
+  const first = rows.at(-1)?.baseline;
   const last = rows.at(-1)?.result;
   if (first !== undefined && last !== undefined && rows.length > 1) {
     // Costs may grow at most 1.5x; the append rate may fall at most to 1/1.5. The total peak
@@ -176,5 +233,6 @@ try {
   }
 } finally {
   await rig.close();
+  await base.close();
   await rm(root, { recursive: true, force: true });
 }
