@@ -85,6 +85,17 @@ async function exportBundle(qs: string): Promise<string[]> {
   return res.body.split('\n').filter((l) => l !== '');
 }
 
+/** POST /v1/audit/periods (operator), then one grant: the new period holds a decision. */
+async function startPeriod(): Promise<void> {
+  const started = await app.inject({
+    method: 'POST',
+    url: '/v1/audit/periods',
+    headers: as('operator'),
+  });
+  expect(started.statusCode, started.body).toBe(201);
+  expect((await grant()).statusCode).toBe(201);
+}
+
 async function problemOf(lines: readonly string[], t: BundleTrust) {
   try {
     await verifyBundle(lines, t);
@@ -228,13 +239,7 @@ describe('a frozen log period exported from the real appliance', () => {
     const before = (await app.inject({ url: '/v1/audit/checkpoint' })).json<{
       period: number;
     }>().period;
-    const started = await app.inject({
-      method: 'POST',
-      url: '/v1/audit/periods',
-      headers: as('operator'),
-    });
-    expect(started.statusCode, started.body).toBe(201);
-    expect((await grant()).statusCode).toBe(201);
+    await startPeriod();
     const nonce = randomBytes(32).toString('hex');
     const frozen = await exportBundle(`period=${before}&nonce=${nonce}`);
     expect(JSON.parse(frozen[0] ?? '{}')).toMatchObject({ successors: 1, nonce });
@@ -269,15 +274,6 @@ describe('a frozen log period exported from the real appliance', () => {
 
 describe('two consecutive periods’ bundles verified across their link on the real appliance', () => {
   it('grantor audit verify A B: exit 0 for periods m and m+1, exit 1 with the code for the files swapped and an edited B', async () => {
-    const startPeriod = async (): Promise<void> => {
-      const started = await app.inject({
-        method: 'POST',
-        url: '/v1/audit/periods',
-        headers: as('operator'),
-      });
-      expect(started.statusCode, started.body).toBe(201);
-      expect((await grant()).statusCode).toBe(201);
-    };
     expect((await grant()).statusCode).toBe(201);
     const m = (await app.inject({ url: '/v1/audit/periods' })).json<{ current: number }>().current;
     await startPeriod();
