@@ -575,8 +575,21 @@ describe('two consecutive periods’ bundles compared across the link', () => {
       linkHash: p1.link?.hash,
       tiedBy: 'successor_chain',
     });
+    expect(verifyBundlePair(p0, p1).warnings).toEqual([]);
     // A frozen period and the current one after it.
     expect(verifyBundlePair(p1, p2).tiedBy).toBe('successor_chain');
+  });
+
+  it('ties sub-ranges too, naming the entries neither bundle carries', async () => {
+    const a = await report(await bundleOf(log, { period: 0, from: 2, to: 5 }));
+    const b = await report(await bundleOf(log, { period: 1, from: 3, to: 4 }));
+    expect(verifyBundlePair(a, b)).toMatchObject({
+      tiedBy: 'successor_chain',
+      warnings: [
+        'entries 5..6 of period 0 are in neither bundle',
+        'entries 1..2 of period 1 are in neither bundle',
+      ],
+    });
   });
 
   it('ties a bundle exported while current to the next period when the link names exactly its checkpoint', async () => {

@@ -497,6 +497,7 @@ async function verifyBundleFiles(
   if (a === undefined || b === undefined) return 0;
   try {
     const pair = verifyBundlePair(a, b);
+    for (const w of pair.warnings) out.err(`warning: ${w}`);
     for (const l of describePair(pair, files, verifierKey.name, trust.pin !== undefined)) {
       out.out(l);
     }

@@ -35,6 +35,11 @@ export interface BundlePairReport {
    * `exported_at_end`: A was exported while current, at exactly the end B's link names.
    */
   readonly tiedBy: 'successor_chain' | 'exported_at_end';
+  /**
+   * Entries proved by the checkpoints but carried by neither bundle (a sub-range exported):
+   * the tie holds, the entries themselves are not in the auditor's hands.
+   */
+  readonly warnings: readonly string[];
 }
 
 export function verifyBundlePair(a: BundleReport, b: BundleReport): BundlePairReport {
@@ -90,10 +95,17 @@ export function verifyBundlePair(a: BundleReport, b: BundleReport): BundlePairRe
       `the first bundle's successor chain carries another link of period ${n} (entry ${carried?.hash ?? 'none'}) than the second bundle's (entry ${link.hash})`,
     );
   }
+  const warnings: string[] = [];
+  if (a.to < a.treeSize) {
+    warnings.push(`entries ${a.to}..${a.treeSize - 1} of period ${m} are in neither bundle`);
+  }
+  // Entry 0 of B's period is its link, carried by every bundle of it.
+  if (b.from > 1) warnings.push(`entries 1..${b.from - 1} of period ${n} are in neither bundle`);
   return {
     log,
     end: a.end,
     linkHash: link.hash,
     tiedBy: a.successors > 0 ? 'successor_chain' : 'exported_at_end',
+    warnings,
   };
 }
