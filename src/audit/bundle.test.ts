@@ -4,14 +4,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jcsSha256Hex } from '../shared/jcs.js';
 import { MemoryAnchor } from './anchor.memory.js';
 import { openBundle, type BundlePolicySet, type BundleRequest } from './bundle.js';
-import { noteVerifierKey, parseCheckpoint, parseVerifierKey, verifyNote } from './checkpoint.js';
+import {
+  noteVerifierKey,
+  parseCheckpoint,
+  parseVerifierKey,
+  verifyNote,
+  type CheckpointSigner,
+} from './checkpoint.js';
 import { entryHash, type AuditEntry, type AuditEvent } from './entry.js';
 import type { PeriodStartedFacts } from './facts.js';
 import { createAudit } from './index.js';
 import type { AuditService } from './service.js';
-import { verifyBundle, type BundleTrust } from './verify-bundle.js';
+import { verifyBundle, type BundleReport, type BundleTrust } from './verify-bundle.js';
 import { TempDatabases, testSigner } from './testing.js';
-import { BundleInvalidError } from './errors.js';
+import { BundleInvalidError, BundlePairInvalidError } from './errors.js';
+import { verifyBundlePair } from './verify-bundle-pair.js';
 
 const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
 const SET_A: Omit<BundlePolicySet, 'hash'> = {
@@ -49,16 +56,23 @@ const databases = new TempDatabases('grantor-bundle-');
 
 /**
  * A provisioned, ready log on LevelDB (closed by `databases.cleanup()`, after the log) and
- * the memory anchor, with the trust its bundles verify against (no TPM evidence).
+ * the memory anchor, with the trust its bundles verify against (no TPM evidence). `same`:
+ * another log's signer and a fixed clock, so that equal appends make equal entries (a fork).
  */
 async function openLog(
   origin: string,
   maxBatchSize: number,
+  same?: { signer: CheckpointSigner; now: () => number },
 ): Promise<{ log: AuditService; trust: BundleTrust }> {
-  const signer = testSigner(origin);
+  const signer = same?.signer ?? testSigner(origin);
   const log = createAudit(
     { origin, minAnchorIntervalMs: 0, maxBatchSize },
-    { db: await databases.open(), anchor: new MemoryAnchor(), signer },
+    {
+      db: await databases.open(),
+      anchor: new MemoryAnchor(),
+      signer,
+      ...(same === undefined ? {} : { now: same.now }),
+    },
   );
   await log.provision();
   await log.ready();
@@ -498,5 +512,135 @@ describe('a bundle of a frozen log period', () => {
       };
     });
     expect(await refused(bad)).toBe('chain_checkpoint');
+  });
+});
+
+describe('two consecutive periods’ bundles compared across the link', () => {
+  const T = Date.parse('2026-01-01T00:00:00Z');
+  const signer = testSigner('grantor.test/bundle-pair');
+  const same = { signer, now: () => T };
+  let log: AuditService;
+  let pairTrust: BundleTrust;
+  /** Period 0 exported while current: after 4 entries, and at its final 7. */
+  let early: string[];
+  let atEnd: string[];
+  /** The same key and history, switched after 4 entries / after 7 by another actor. */
+  let forkAt4: AuditService;
+  let forkAt7: AuditService;
+
+  const appendAll = async (to: AuditService, from: number, until: number): Promise<void> => {
+    for (let i = from; i < until; i++) await to.append(event(i));
+  };
+
+  beforeAll(async () => {
+    ({ log, trust: pairTrust } = await openLog('grantor.test/bundle-pair', 3, same));
+    ({ log: forkAt4 } = await openLog('grantor.test/bundle-pair', 3, same));
+    ({ log: forkAt7 } = await openLog('grantor.test/bundle-pair', 3, same));
+    for (const l of [log, forkAt4, forkAt7]) await appendAll(l, 0, 4);
+    early = await bundleOf(log, { period: 0 });
+    await forkAt4.startPeriod('mallory');
+    for (const l of [log, forkAt7]) await appendAll(l, 4, 7);
+    atEnd = await bundleOf(log, { period: 0 });
+    await forkAt7.startPeriod('mallory');
+    await log.startPeriod('alice');
+    await appendAll(log, 7, 12);
+    await log.startPeriod('bob');
+    await appendAll(log, 12, 15);
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all([log.close(), forkAt4.close(), forkAt7.close()]);
+  });
+
+  const report = async (lines: readonly string[]) => verifyBundle(lines, pairTrust);
+  const period = async (l: AuditService, p: number) => report(await bundleOf(l, { period: p }));
+  function problemOf(a: BundleReport, b: BundleReport) {
+    try {
+      verifyBundlePair(a, b);
+      return undefined;
+    } catch (e) {
+      if (e instanceof BundlePairInvalidError) return e.problem;
+      throw e;
+    }
+  }
+  const pairProblem = async (a: readonly string[], b: readonly string[]) =>
+    problemOf(await report(a), await report(b));
+
+  it('ties a frozen period to the next by the link its own successor chain carries', async () => {
+    const [p0, p1, p2] = await Promise.all([0, 1, 2].map((p) => period(log, p)));
+    if (p0 === undefined || p1 === undefined || p2 === undefined) throw new Error('no reports');
+    expect(verifyBundlePair(p0, p1)).toMatchObject({
+      log: 'grantor.test/bundle-pair',
+      end: { period: 0, size: 7, counter: p0.end.counter },
+      linkHash: p1.link?.hash,
+      tiedBy: 'successor_chain',
+    });
+    expect(verifyBundlePair(p0, p1).warnings).toEqual([]);
+    // A frozen period and the current one after it.
+    expect(verifyBundlePair(p1, p2).tiedBy).toBe('successor_chain');
+  });
+
+  it('ties sub-ranges too, naming the entries neither bundle carries', async () => {
+    const a = await report(await bundleOf(log, { period: 0, from: 2, to: 5 }));
+    const b = await report(await bundleOf(log, { period: 1, from: 3, to: 4 }));
+    expect(verifyBundlePair(a, b)).toMatchObject({
+      tiedBy: 'successor_chain',
+      warnings: [
+        'entries 5..6 of period 0 are in neither bundle',
+        'entries 1..2 of period 1 are in neither bundle',
+      ],
+    });
+  });
+
+  it('ties a bundle exported while current to the next period when the link names exactly its checkpoint', async () => {
+    const tie = verifyBundlePair(await report(atEnd), await period(log, 1));
+    expect(tie).toMatchObject({ tiedBy: 'exported_at_end', end: { size: 7 } });
+  });
+
+  it('refuses A exported while current, before its final checkpoint (pair_not_final)', async () => {
+    expect(await pairProblem(early, await bundleOf(log, { period: 1 }))).toBe('pair_not_final');
+  });
+
+  it('refuses a gap of two periods, and the same period twice (pair_not_consecutive)', async () => {
+    const [p0, p2] = await Promise.all([0, 2].map((p) => bundleOf(log, { period: p })));
+    expect(await pairProblem(p0 ?? [], p2 ?? [])).toBe('pair_not_consecutive');
+    expect(await pairProblem(p0 ?? [], p0 ?? [])).toBe('pair_not_consecutive');
+  });
+
+  it('refuses the files swapped (pair_order)', async () => {
+    const [p0, p1] = await Promise.all([0, 1].map((p) => bundleOf(log, { period: p })));
+    expect(await pairProblem(p1 ?? [], p0 ?? [])).toBe('pair_order');
+  });
+
+  it('refuses a B whose link names an earlier, genuinely signed checkpoint of A’s period (pair_link_mismatch)', async () => {
+    // The fork signed with the same key holds exactly the first 4 entries: its link names
+    // the checkpoint `early` is certified at, and its period 1 verifies on its own.
+    const forked = await bundleOf(forkAt4, { period: 1 });
+    const b = await report(forked);
+    expect(b.link?.facts).toMatchObject({ previousSize: 4 });
+    expect(verifyBundlePair(await report(early), b).tiedBy).toBe('exported_at_end');
+    expect(await pairProblem(await bundleOf(log, { period: 0 }), forked)).toBe(
+      'pair_link_mismatch',
+    );
+  });
+
+  it('refuses a B whose link names A’s final end but is not the link A’s chain carries (pair_chain_mismatch)', async () => {
+    const forked = await bundleOf(forkAt7, { period: 1 });
+    expect((await report(forked)).link?.facts).toMatchObject({ previousSize: 7 });
+    expect(await pairProblem(await bundleOf(log, { period: 0 }), forked)).toBe(
+      'pair_chain_mismatch',
+    );
+  });
+
+  it('refuses bundles of two logs (pair_other_log)', async () => {
+    const { log: other, trust: otherTrust } = await openLog('grantor.test/bundle-pair-other', 3);
+    try {
+      await other.append(event(0));
+      await other.startPeriod('olga');
+      const b = await verifyBundle(await bundleOf(other, { period: 1 }), otherTrust);
+      expect(problemOf(await period(log, 0), b)).toBe('pair_other_log');
+    } finally {
+      await other.close();
+    }
   });
 });

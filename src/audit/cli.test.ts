@@ -244,4 +244,28 @@ describe('grantor audit export / verify', () => {
     expect(await runAuditCli(['verify', legacyFile, ...args], {}, legacy.out_)).toBe(0);
     expect(legacy.out.join('\n')).toMatch(/^OK: 9 entries of /);
   });
+
+  it('two files are compared only as bundles, and without --nonce or --since-checkpoint (exit 2)', async () => {
+    const key = noteVerifierKey(signer.keyName, signer.publicKey);
+    const local = {
+      openAudit: () => Promise.resolve({ audit, close: () => Promise.resolve() }),
+    };
+    const bundle = join(dir, 'pair.ndjson');
+    expect(await runAuditCli(['export', bundle], local, capture().out_)).toBe(0);
+    const legacyFile = join(dir, 'pair-legacy.json');
+    await writeFile(legacyFile, exported);
+    const args = ['--key', key, '--skip-tpm-evidence'];
+    const mixed = capture();
+    expect(await runAuditCli(['verify', bundle, legacyFile, ...args], {}, mixed.out_)).toBe(2);
+    expect(mixed.err.join('\n')).toContain('compared only as evidence bundles');
+    const nonce = capture();
+    expect(
+      await runAuditCli(['verify', bundle, bundle, ...args, '--nonce', 'ab'], {}, nonce.out_),
+    ).toBe(2);
+    expect(nonce.err.join('\n')).toContain('one bundle at a time');
+    // The same period twice: both verify, the pair does not (exit 1, its code).
+    const twice = capture();
+    expect(await runAuditCli(['verify', bundle, bundle, ...args], {}, twice.out_)).toBe(1);
+    expect(twice.out.at(-1)).toMatch(/^FAIL across .* \(pair_not_consecutive\)$/);
+  });
 });

@@ -3,8 +3,9 @@
  * export is an evidence bundle (`grantor-audit-bundle/1`, bundle.ts) of the local (stopped)
  * appliance, or with `--legacy` the older `grantor-audit-export/1` JSON; `verify FILE` tells
  * the two formats apart by the first line and checks either offline (verify-bundle.ts,
- * verify-export.ts); `verify --full` replays the local store (full-check.ts). The caller
- * (src/cli/local.ts) passes argv after `audit`, how to open the appliance or the store, and
+ * verify-export.ts); `verify A B` checks two bundles so, then that B's period starts where
+ * A's ends (verify-bundle-pair.ts); `verify --full` replays the local store (full-check.ts);
+ * `retire PERIOD` retires a frozen period (retention.ts). The caller (src/cli/local.ts) passes argv after `audit`, how to open the appliance or the store, and
  * where to print. Exit codes: 0 good, 1 does not verify, 2 usage or I/O error.
  */
 import { createReadStream } from 'node:fs';
@@ -18,9 +19,10 @@ import { verifyPeriodsFull } from './full-check.js';
 import type { PeriodStore } from './period-store.port.js';
 import { ReplayProblem } from './replay.js';
 import type { AuditService } from './service.js';
-import { verifyBundle, type BundleReport } from './verify-bundle.js';
+import { verifyBundle, type BundleReport, type BundleTrust } from './verify-bundle.js';
+import { verifyBundlePair, type BundlePairReport } from './verify-bundle-pair.js';
 import { verifyExport } from './verify-export.js';
-import { BundleInvalidError, ExportInvalidError } from './errors.js';
+import { BundleInvalidError, BundlePairInvalidError, ExportInvalidError } from './errors.js';
 
 /** The local appliance's audit service and policy archive, for an export. */
 export interface LocalAudit {
@@ -53,6 +55,8 @@ const USAGE =
   'usage: grantor audit export FILE [--from N] [--to N] [--since N] [--nonce HEX] [--period N] [--legacy]\n' +
   '       grantor audit verify FILE --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)\n' +
   '                            [--nonce HEX] [--since-checkpoint NOTE_FILE] [--allow-missing-policies]\n' +
+  '       grantor audit verify PERIOD_M.ndjson PERIOD_M+1.ndjson --key <verifier key> (--pin <anchor pin file> [--ak <base64 TPM2B_PUBLIC>] | --skip-tpm-evidence)\n' +
+  '                            [--allow-missing-policies]\n' +
   '       grantor audit verify --full\n' +
   '       grantor audit retire PERIOD';
 
@@ -204,20 +208,32 @@ export async function runAuditCli(
   if (command === 'export') return exportLocal(file, rest, deps, out);
   if (command === 'retire') return retireLocal(file, rest, deps, out);
   if (command === 'verify') {
-    let head: string;
-    try {
-      // Files given by the caller (tests) come whole; a bundle on disk is only streamed.
-      head =
-        deps.readFile === undefined
-          ? await firstLine(file)
-          : ((await deps.readFile(file)).split('\n', 1)[0] ?? '');
-    } catch (err) {
-      out.err(`audit verify: cannot read ${file}: ${describeError(err)}`);
-      return 2;
+    // A second file before the options: two consecutive periods' bundles, compared.
+    const second = rest[0] !== undefined && !rest[0].startsWith('--') ? rest[0] : undefined;
+    const files = second === undefined ? [file] : [file, second];
+    const heads: string[] = [];
+    for (const f of files) {
+      try {
+        // Files given by the caller (tests) come whole; a bundle on disk is only streamed.
+        heads.push(
+          deps.readFile === undefined
+            ? await firstLine(f)
+            : ((await deps.readFile(f)).split('\n', 1)[0] ?? ''),
+        );
+      } catch (err) {
+        out.err(`audit verify: cannot read ${f}: ${describeError(err)}`);
+        return 2;
+      }
     }
     const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
-    return head.startsWith('{"type":"header"')
-      ? verifyBundleFile(file, rest, read, out)
+    const bundles = heads.every((h) => h.startsWith('{"type":"header"'));
+    if (second !== undefined) {
+      if (bundles) return verifyBundleFiles(files, rest.slice(1), read, out);
+      out.err('audit verify: two files are compared only as evidence bundles');
+      return 2;
+    }
+    return bundles
+      ? verifyBundleFiles(files, rest, read, out)
       : verifyLegacy(file, rest, read, out);
   }
   out.err(USAGE);
@@ -424,9 +440,13 @@ async function verifyLegacy(
   }
 }
 
-/** `verify FILE` of an evidence bundle, streamed line by line. */
-async function verifyBundleFile(
-  file: string,
+/**
+ * `verify FILE` of an evidence bundle, streamed line by line; `verify A B`: two bundles,
+ * each verified exactly so (each certified over the nonce in its own header), then compared
+ * across the period switch between them (verify-bundle-pair.ts).
+ */
+async function verifyBundleFiles(
+  files: readonly string[],
   rest: readonly string[],
   read: (path: string) => Promise<string>,
   out: CliOutput,
@@ -435,6 +455,11 @@ async function verifyBundleFile(
   const sinceFile = option(rest, '--since-checkpoint');
   if (nonce !== undefined && !/^([0-9a-fA-F]{2}){1,32}$/.test(nonce)) {
     out.err('audit verify: --nonce must be 1 to 32 bytes of hex');
+    return 2;
+  }
+  if (files.length > 1 && (nonce !== undefined || sinceFile !== undefined)) {
+    // One nonce cannot be both bundles' own: check it with a single verify.
+    out.err('audit verify: --nonce and --since-checkpoint apply to one bundle at a time');
     return 2;
   }
   let trust: Trust | undefined;
@@ -452,23 +477,74 @@ async function verifyBundleFile(
     out.err(`audit verify: ${describeError(err)}`);
     return 2;
   }
+  const bundleTrust: BundleTrust = {
+    verifierKey,
+    ...(trust.pin === undefined ? {} : { pin: trust.pin }),
+    ...(nonce === undefined ? {} : { nonce: nonce.toLowerCase() }),
+    ...(sinceNote === undefined ? {} : { sinceNote }),
+    skipTpmEvidence: trust.skipTpmEvidence,
+    allowMissingPolicies: rest.includes('--allow-missing-policies'),
+  };
+  const reports: BundleReport[] = [];
+  for (const file of files) {
+    const report = await verifyBundleFile(file, bundleTrust, files.length > 1, out);
+    if (typeof report === 'number') return report;
+    for (const w of report.warnings) out.err(`warning: ${files.length > 1 ? `${file}: ` : ''}${w}`);
+    for (const l of describeReport(report, verifierKey.name)) out.out(l);
+    reports.push(report);
+  }
+  const [a, b] = reports;
+  if (a === undefined || b === undefined) return 0;
+  try {
+    const pair = verifyBundlePair(a, b);
+    for (const w of pair.warnings) out.err(`warning: ${w}`);
+    for (const l of describePair(pair, files, verifierKey.name, trust.pin !== undefined)) {
+      out.out(l);
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof BundlePairInvalidError) {
+      out.out(`FAIL across ${files.join(' and ')}: ${err.message} (${err.problem})`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+/** What tied two consecutive periods' bundles, one line per check. */
+function describePair(
+  p: BundlePairReport,
+  files: readonly string[],
+  keyName: string,
+  pinned: boolean,
+): string[] {
+  const [fileA = '', fileB = ''] = files;
+  const m = p.end.period;
+  return [
+    `OK: ${fileA} (period ${m}) and ${fileB} (period ${m + 1}) are consecutive periods of ${p.log}`,
+    `  same log: both origins of ${p.log}, both notes signed by ${keyName} (the key given), ${pinned ? 'both anchors certified against the one pin given' : 'TPM evidence NOT checked (--skip-tpm-evidence)'}`,
+    `  consecutive: period ${m + 1} follows period ${m}`,
+    `  link: entry 0 of period ${m + 1} (hash ${p.linkHash}) names exactly the first bundle's checkpoint: ${p.end.origin}, size ${p.end.size}, root ${p.end.root}, nv-counter ${p.end.counter}, nv-extend ${p.end.extend}`,
+    p.tiedBy === 'successor_chain'
+      ? `  tied by: the first bundle's own successor chain carries this same link (exported frozen: its checkpoint is period ${m}'s final one)`
+      : `  tied by: the link alone (the first bundle was exported while period ${m} was current, at exactly the end the link names: nothing was appended after it)`,
+  ];
+}
+
+/** One bundle file, streamed: its report, or the exit code after printing why not. */
+async function verifyBundleFile(
+  file: string,
+  trust: BundleTrust,
+  named: boolean,
+  out: CliOutput,
+): Promise<BundleReport | number> {
   const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
   try {
-    const report = await verifyBundle(lines, {
-      verifierKey,
-      ...(trust.pin === undefined ? {} : { pin: trust.pin }),
-      ...(nonce === undefined ? {} : { nonce: nonce.toLowerCase() }),
-      ...(sinceNote === undefined ? {} : { sinceNote }),
-      skipTpmEvidence: trust.skipTpmEvidence,
-      allowMissingPolicies: rest.includes('--allow-missing-policies'),
-    });
-    for (const w of report.warnings) out.err(`warning: ${w}`);
-    for (const l of describeReport(report, verifierKey.name)) out.out(l);
-    return 0;
+    return await verifyBundle(lines, trust);
   } catch (err) {
     if (err instanceof BundleInvalidError) {
       out.out(
-        `FAIL at line ${err.line}: ${err.message.replace(/^line \d+: /, '')} (${err.problem})`,
+        `FAIL ${named ? `in ${file} ` : ''}at line ${err.line}: ${err.message.replace(/^line \d+: /, '')} (${err.problem})`,
       );
       return 1;
     }

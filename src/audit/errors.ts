@@ -11,7 +11,7 @@ import {
   GrantorError,
   UnavailableError,
 } from '../shared/errors.js';
-import type { BundleProblem } from './verify-bundle.js';
+import type { BundlePairProblem, BundleProblem } from './verify-bundle.js';
 import type { ExportProblem } from './verify-export.js';
 import type { WatchAlarm } from './watch.js';
 
@@ -96,6 +96,18 @@ export class BundleInvalidError extends GrantorError {
     });
     this.problem = problem;
     this.line = line;
+  }
+}
+
+/**
+ * Two bundles, each valid on its own, are not consecutive periods of one log (`grantor
+ * audit verify A B`): no line is bad, the relation between them is.
+ */
+export class BundlePairInvalidError extends GrantorError {
+  readonly problem: BundlePairProblem;
+  constructor(problem: BundlePairProblem, message: string) {
+    super('audit_bundle_invalid', message, { details: { problem } });
+    this.problem = problem;
   }
 }
 

@@ -11,8 +11,8 @@
  * anchor-policy.ts, anchor-key.port.ts with anchor-key.pkcs11.ts, nv-certify.ts; the store:
  * audit-store.port.ts with audit-store.level.ts and audit-store.memory.ts; periods.ts,
  * periodic.ts and period-store.port/.level (log periods), retention.ts; query.ts and
- * timeline.ts (reads); bundle.ts, bundle-story.ts, verify-bundle.ts, verify-export.ts,
- * replay.ts and full-check.ts (evidence and its offline check); cli.ts; audit.metered.ts;
+ * timeline.ts (reads); bundle.ts, bundle-story.ts, verify-bundle.ts, verify-bundle-pair.ts,
+ * verify-export.ts, replay.ts and full-check.ts (evidence and its offline check); cli.ts; audit.metered.ts;
  * errors.ts; config.ts (GRANTOR_AUDIT_*). The metered store and anchor, periodic.ts and
  * retention.ts wrap `#`-field objects with `overlay()` from src/shared/overlay.ts.
  */

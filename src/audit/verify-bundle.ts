@@ -19,7 +19,12 @@ import { createHash } from 'node:crypto';
 import { jcsSha256Hex } from '../shared/jcs.js';
 import { GENESIS_EXTEND, extendDigest } from './anchor.port.js';
 import { BUNDLE_FORMAT, keepsBody, policyHashesOf } from './bundle.js';
-import { parseCheckpoint, verifyNote, type VerifierKey } from './checkpoint.js';
+import {
+  parseCheckpoint,
+  verifyNote,
+  type CheckpointBody,
+  type VerifierKey,
+} from './checkpoint.js';
 import { CompactRange } from './compact-range.js';
 import { verifyConsistency } from './consistency.js';
 import {
@@ -64,6 +69,21 @@ export type BundleProblem =
   | 'chain_anchor'
   | 'truncated';
 
+/**
+ * Why two bundles, each verified on its own, are not consecutive periods of one log
+ * (`grantor audit verify A B`, verify-bundle-pair.ts): another log, the files in the
+ * wrong order, a gap (or the same period twice), B's link naming another end than A's
+ * final checkpoint, A exported while its period was current and not at its final end, A's
+ * successor chain carrying another link of B's period than B's own.
+ */
+export type BundlePairProblem =
+  | 'pair_other_log'
+  | 'pair_order'
+  | 'pair_not_consecutive'
+  | 'pair_link_mismatch'
+  | 'pair_not_final'
+  | 'pair_chain_mismatch';
+
 /** What the auditor trusts: nothing here may come from the bundle. */
 export interface BundleTrust {
   /** The C2SP note verifier key of the log (pinned, or from GET /v1/audit/verifier once). */
@@ -102,6 +122,12 @@ export interface BundleReport {
   readonly since: number | null;
   /** A frozen period's bundle: the later periods whose links certify its end (else 0). */
   readonly successors: number;
+  /** The checkpoint's period and end (the period's final one when `successors` > 0). */
+  readonly end: PeriodEnd;
+  /** A later period's entry 0 (its link to the period before), proved in its signed tree. */
+  readonly link: AuditEntry | undefined;
+  /** A frozen period's bundle: the next period's link, from the first successor record. */
+  readonly nextLink: AuditEntry | undefined;
   readonly warnings: readonly string[];
 }
 
@@ -119,7 +145,20 @@ function periodOf(origin: string): number {
   const m = /\/period-(\d{1,8})$/.exec(origin);
   return m?.[1] === undefined ? 0 : Number(m[1]);
 }
-const baseOrigin = (origin: string): string => origin.replace(/\/period-\d{1,8}$/, '');
+/** The log an origin belongs to: the first period's origin, shared by all its periods. */
+export const baseOrigin = (origin: string): string => origin.replace(/\/period-\d{1,8}$/, '');
+
+/** A signed checkpoint as the end of its period (the form a later period's link names). */
+function endOf(body: CheckpointBody): PeriodEnd {
+  return {
+    period: periodOf(body.origin),
+    origin: body.origin,
+    size: body.size,
+    root: body.root.toString('hex'),
+    counter: body.counter.toString(),
+    extend: body.extendValue.toString('hex'),
+  };
+}
 
 type Phase = 'header' | 'checkpoint' | 'chain' | 'frontier' | 'body' | 'proofs' | 'done';
 
@@ -136,6 +175,7 @@ export class BundleVerifier {
   #counter = 0n;
   #extendValue: Buffer = Buffer.alloc(0);
   #nvCertified = false;
+  #signedEnd: PeriodEnd = { period: 0, origin: '', size: 0, root: '', counter: '0', extend: '' };
   #range = new CompactRange();
   #prevHash: string | undefined;
   #lastEntry: AuditEntry | undefined;
@@ -152,6 +192,8 @@ export class BundleVerifier {
   readonly #warnings: string[] = [];
   /** A later log period's anchor base, from its link entry (periods.ts); else the pin's. */
   #linkedCounter: bigint | undefined;
+  #linkEntry: AuditEntry | undefined;
+  #nextLink: AuditEntry | undefined;
   /** A frozen period's bundle: the later periods announced, and the chain so far. */
   #successorsExpected = 0;
   #successorsSeen = 0;
@@ -289,17 +331,11 @@ export class BundleVerifier {
     this.#signedRoot = body.root;
     this.#counter = body.counter;
     this.#extendValue = body.extendValue;
+    this.#signedEnd = endOf(body);
     if (this.#successorsExpected > 0) {
       // A frozen period: the TPM holds a later state; its end is certified by the chain of
       // later periods' links down to the current checkpoint, whose NV_Certify is checked.
-      this.#chainEnd = {
-        period: periodOf(body.origin),
-        origin: body.origin,
-        size: body.size,
-        root: body.root.toString('hex'),
-        counter: body.counter.toString(),
-        extend: body.extendValue.toString('hex'),
-      };
+      this.#chainEnd = this.#signedEnd;
       if (this.#trust.skipTpmEvidence !== true && this.#trust.pin === undefined) {
         this.#fail(
           'tpm_evidence_unpinned',
@@ -379,19 +415,13 @@ export class BundleVerifier {
         `period ${period}: the link is not leaf 0 of its signed tree (size ${body.size})`,
       );
     }
+    if (this.#successorsSeen === 0) this.#nextLink = link;
     this.#successorsSeen += 1;
     if (this.#successorsSeen === this.#successorsExpected) {
       // The current period: the TPM's own word, over the auditor's nonce.
       this.#certify(cp, body.counter, body.extendValue);
     }
-    const end: PeriodEnd = {
-      period,
-      origin: body.origin,
-      size: body.size,
-      root: body.root.toString('hex'),
-      counter: body.counter.toString(),
-      extend: body.extendValue.toString('hex'),
-    };
+    const end = endOf(body);
     this.#chainEnd = end;
     this.#chainAt = {
       end,
@@ -542,6 +572,7 @@ export class BundleVerifier {
     }
     this.#extend = Buffer.from(end.extend, 'hex');
     this.#linkedCounter = BigInt(end.counter);
+    this.#linkEntry = entry;
   }
 
   #batch(r: Record<string, unknown>): void {
@@ -787,6 +818,9 @@ export class BundleVerifier {
       nonceChecked: this.#trust.nonce !== undefined,
       since: this.#since,
       successors: this.#successorsExpected,
+      end: this.#signedEnd,
+      link: this.#linkEntry,
+      nextLink: this.#nextLink,
       warnings: this.#warnings,
     };
   }

@@ -220,8 +220,8 @@ export const COMMANDS: readonly Command[] = [
   {
     path: ['audit', 'verify'],
     summary:
-      'verify a bundle or an export offline (no appliance needed), or the local store with --full',
-    args: '[FILE]',
+      "verify a bundle or an export offline (no appliance needed), two consecutive periods' bundles across their link, or the local store with --full",
+    args: '[FILE] [NEXT_PERIOD_FILE]',
     options: {
       full: {
         type: 'boolean',
@@ -255,9 +255,10 @@ export const COMMANDS: readonly Command[] = [
       },
     },
     description:
-      "Checks an evidence bundle line by line: the checkpoint signature, the TPM NV_Certify against the pin (and your nonce), every entry, leaf and batch root, the extend chain, the consistency proofs, every request body and policy set against the digests the entries name; reports what it checked, or the first bad line. Older grantor-audit-export/1 files are checked as before. --full replays the local stores instead: every log period in order, each entry, tile, batch root and extend value recomputed, each period's registry record and link entry compared with the recomputed end of the period before, the anchor chain run on across them. Exit code 1 when it does not verify.",
+      "Checks an evidence bundle line by line: the checkpoint signature, the TPM NV_Certify against the pin (and your nonce), every entry, leaf and batch root, the extend chain, the consistency proofs, every request body and policy set against the digests the entries name; reports what it checked, or the first bad line. Older grantor-audit-export/1 files are checked as before. Two bundles (period m, then period m+1; archived bundles of retired periods) are each checked so, over the nonce in its own header (no --nonce, no --since-checkpoint), then across: one log (one base origin, the one key and pin given), consecutive periods in that order, and period m+1's link naming exactly the first bundle's checkpoint and being the link the first bundle's successor chain carries (pair_other_log, pair_order, pair_not_consecutive, pair_link_mismatch, pair_not_final, pair_chain_mismatch). --full replays the local stores instead: every log period in order, each entry, tile, batch root and extend value recomputed, each period's registry record and link entry compared with the recomputed end of the period before, the anchor chain run on across them. Exit code 1 when it does not verify.",
     examples: [
       "grantor audit verify audit.ndjson --key 'grantor+1a2b3c4d+AQ...' --pin var/appliance.anchor-pin.json --nonce <the hex you exported with>",
+      "grantor audit verify period-3.ndjson period-4.ndjson --key 'grantor+1a2b3c4d+AQ...' --pin var/appliance.anchor-pin.json",
       'grantor audit verify --full',
     ],
     where: ['offline'],

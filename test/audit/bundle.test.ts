@@ -85,6 +85,17 @@ async function exportBundle(qs: string): Promise<string[]> {
   return res.body.split('\n').filter((l) => l !== '');
 }
 
+/** POST /v1/audit/periods (operator), then one grant: the new period holds a decision. */
+async function startPeriod(): Promise<void> {
+  const started = await app.inject({
+    method: 'POST',
+    url: '/v1/audit/periods',
+    headers: as('operator'),
+  });
+  expect(started.statusCode, started.body).toBe(201);
+  expect((await grant()).statusCode).toBe(201);
+}
+
 async function problemOf(lines: readonly string[], t: BundleTrust) {
   try {
     await verifyBundle(lines, t);
@@ -228,13 +239,7 @@ describe('a frozen log period exported from the real appliance', () => {
     const before = (await app.inject({ url: '/v1/audit/checkpoint' })).json<{
       period: number;
     }>().period;
-    const started = await app.inject({
-      method: 'POST',
-      url: '/v1/audit/periods',
-      headers: as('operator'),
-    });
-    expect(started.statusCode, started.body).toBe(201);
-    expect((await grant()).statusCode).toBe(201);
+    await startPeriod();
     const nonce = randomBytes(32).toString('hex');
     const frozen = await exportBundle(`period=${before}&nonce=${nonce}`);
     expect(JSON.parse(frozen[0] ?? '{}')).toMatchObject({ successors: 1, nonce });
@@ -264,6 +269,62 @@ describe('a frozen log period exported from the real appliance', () => {
     });
     expect(beyond.statusCode).toBe(404);
     expect(beyond.json<{ error: { code: string } }>().error.code).toBe('audit_period_not_found');
+  });
+});
+
+describe('two consecutive periods’ bundles verified across their link on the real appliance', () => {
+  it('grantor audit verify A B: exit 0 for periods m and m+1, exit 1 with the code for the files swapped and an edited B', async () => {
+    expect((await grant()).statusCode).toBe(201);
+    const m = (await app.inject({ url: '/v1/audit/periods' })).json<{ current: number }>().current;
+    await startPeriod();
+    await startPeriod();
+    // Both frozen now, each exported over its own nonce (verify reads it from the header).
+    const files: string[] = [];
+    for (const period of [m, m + 1]) {
+      const lines = await exportBundle(`period=${period}&nonce=${randomBytes(32).toString('hex')}`);
+      const file = join(real.dir, `period-${period}.ndjson`);
+      await writeFile(file, `${lines.join('\n')}\n`);
+      files.push(file);
+    }
+    const [a = '', b = ''] = files;
+    const pinFile = real.config().audit.pinFile;
+    const verify = async (...pair: string[]) => {
+      const lines: string[] = [];
+      const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+      const code = await run(
+        ['audit', 'verify', ...pair, '--key', verifierKeyText, '--pin', pinFile],
+        io,
+      );
+      return { code, text: lines.join('\n') };
+    };
+
+    const ok = await verify(a, b);
+    expect(ok.code, ok.text).toBe(0);
+    expect(ok.text).toContain(`(period ${m}) and ${b} (period ${m + 1}) are consecutive periods`);
+    expect(ok.text).toMatch(/NV_Certify by the pinned AK/);
+    expect(ok.text).toMatch(
+      /^ {2}link: entry 0 of period \d+ \(hash [0-9a-f]{64}\) names exactly/m,
+    );
+    expect(ok.text).toContain(
+      "tied by: the first bundle's own successor chain carries this same link",
+    );
+
+    const swapped = await verify(b, a);
+    expect(swapped.code, swapped.text).toBe(1);
+    expect(swapped.text).toMatch(/^FAIL across .* \(pair_order\)$/m);
+
+    // B's link edited to name an earlier size of period m: B itself no longer verifies.
+    const text = (await readFile(b, 'utf8')).split('\n');
+    const at = text.findIndex((l) => l.startsWith('{"type":"link"'));
+    const link = JSON.parse(text[at] ?? '{}') as { entry: { facts: { previousSize: number } } };
+    link.entry.facts.previousSize -= 1;
+    text[at] = JSON.stringify(link);
+    const edited = join(real.dir, `period-${m + 1}-edited.ndjson`);
+    await writeFile(edited, text.join('\n'));
+    const refused = await verify(a, edited);
+    expect(refused.code, refused.text).toBe(1);
+    expect(refused.text).toContain(`FAIL in ${edited} at line ${at + 1}:`);
+    expect(refused.text).toMatch(/\(link\)$/m);
   });
 });
 
