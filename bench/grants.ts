@@ -24,7 +24,8 @@
  * (user+system, all its threads, % of one core), its event-loop utilisation, the key
  * operations per grant (from GET /metrics), the audit log's cycle (entries per batch, wall
  * time per batch and the time in TPM commands per batch: the group commit paces the grants
- * when the event loop is not busy), and the CPU per grant of both processes.
+ * when the event loop is not busy), the CPU per grant of both processes, and the appliance's
+ * garbage collections (perf_hooks `gc` entries: how many per 100 grants, their pause per grant).
  *
  * The raw rate of a key store is the key service's signJws (one JWS, one key operation)
  * with 16 in flight, before any HTTP load. The floor (bench/grants-floor.ts) is the CPU per
@@ -39,7 +40,7 @@ import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { provisionTpmTemplate, repoRoot, startSessionBus } from '../test/rig/sim.js';
 import { createEccAk } from '../test/attestation/tools.js';
@@ -84,6 +85,16 @@ if (inspector !== undefined && profileDir !== undefined) {
   await inspector.post('Profiler.enable');
   await mkdir(profileDir, { recursive: true });
 }
+
+// The appliance's garbage collections (this process's heap: the event loop and its allocations).
+const gc = { count: 0, ms: 0 };
+const gcObserver = new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    gc.count += 1;
+    gc.ms += entry.duration;
+  }
+});
+gcObserver.observe({ entryTypes: ['gc'] });
 
 const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -212,6 +223,7 @@ async function runConfig(name: ConfigName): Promise<void> {
       const before = await counters();
       const cpu0 = process.cpuUsage();
       const elu0 = performance.eventLoopUtilization();
+      const gc0 = { ...gc };
       await inspector?.post('Profiler.start');
       const result = answer();
       send({ kind: 'level', concurrency, seconds });
@@ -225,6 +237,7 @@ async function runConfig(name: ConfigName): Promise<void> {
       }
       const cpu = process.cpuUsage(cpu0);
       const elu = performance.eventLoopUtilization(elu0);
+      const gcs = { count: gc.count - gc0.count, ms: gc.ms - gc0.ms };
       const audit1 = appliance.audit.stats();
       const after = await counters();
       const ops = after.ops - before.ops;
@@ -255,6 +268,9 @@ async function runConfig(name: ConfigName): Promise<void> {
           (batches === 0 ? 0 : (after.tpmCalls - before.tpmCalls) / batches).toFixed(1).padStart(6),
           ((cpu.user + cpu.system) / 1000 / n).toFixed(2).padStart(7),
           (clientCpuMs / n).toFixed(2).padStart(7),
+          // Collections per 100 grants and their pause per grant (the event loop stops).
+          ((100 * gcs.count) / n).toFixed(1).padStart(7),
+          (gcs.ms / n).toFixed(3).padStart(6),
         ].join(' '),
       });
       if (failed > 0)
@@ -321,11 +337,11 @@ try {
         .join(', '),
   );
   console.log(
-    'configuration     c  grants/s  p50 ms  p99 ms  failures  ops/gr  srv CPU  srv EL  /batch  ms/batch  tpm ms  tpm/b  srv ms  cli ms',
+    'configuration     c  grants/s  p50 ms  p99 ms  failures  ops/gr  srv CPU  srv EL  /batch  ms/batch  tpm ms  tpm/b  srv ms  cli ms  gc/100  gc ms',
   );
   for (const name of configs) for (const r of results.get(name) ?? []) console.log(r.line);
   console.log(
-    '(ops/gr: key operations per grant; /batch: audit entries per audit batch; ms/batch: wall time per audit batch; tpm ms, tpm/b: time in TPM commands and their number per audit batch (calls of the TPM port, each one or several commands); srv ms, cli ms: CPU per grant of the appliance and of the client process)',
+    '(ops/gr: key operations per grant; /batch: audit entries per audit batch; ms/batch: wall time per audit batch; tpm ms, tpm/b: time in TPM commands and their number per audit batch (calls of the TPM port, each one or several commands); srv ms, cli ms: CPU per grant of the appliance and of the client process; gc/100, gc ms: the appliance garbage collections per 100 grants and their pause per grant)',
   );
   const ceiling = floorParts === undefined ? undefined : floorCeiling(floorParts);
   if (floorParts !== undefined)
@@ -336,6 +352,7 @@ try {
   );
   console.log(`SoftHSM JWS at c64 / floor ceiling = ${ratio(at('softhsm-jws', 64), ceiling)}`);
 } finally {
+  gcObserver.disconnect();
   client.kill();
   await stopBus();
   await rm(root, { recursive: true, force: true });

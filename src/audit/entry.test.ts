@@ -9,7 +9,8 @@ import {
   fitReason,
   isEntryShape,
 } from './entry.js';
-import { factsProblem } from './facts.js';
+import { factsProblem, type Facts } from './facts.js';
+import { jcs } from '../shared/jcs.js';
 import fc from 'fast-check';
 
 const digest = createHash('sha256').update('request').digest('hex');
@@ -58,6 +59,43 @@ describe('audit entries', () => {
     [{ type: 't', subject: 's', reasons: Array.from({ length: 40 }, () => 'r'), digest }],
   ])('refuses a malformed event with bad_request (%#)', (event) => {
     expect(() => checkEvent(event)).toThrow(expect.objectContaining({ code: 'bad_request' }));
+  });
+
+  it('property: the hash is SHA-256 of jcs() of the entry without hash, members in the stored order', () => {
+    // entryHash writes the canonical text member by member; jcs of the object is the oracle.
+    const text = fc.string({ unit: 'grapheme', maxLength: 40 });
+    const optional = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
+    fc.assert(
+      fc.property(
+        fc.record({
+          type: text,
+          subject: text,
+          decision: optional(text),
+          reasons: optional(fc.array(text, { maxLength: 4 })),
+          digest: text,
+          facts: optional(fc.dictionary(text, fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 })),
+          seq: fc.nat(),
+          time: text,
+          prevHash: text,
+        }),
+        ({ seq, time, prevHash, ...members }) => {
+          const event = Object.fromEntries(
+            Object.entries(members).filter(([, v]) => v !== undefined),
+          ) as unknown as { type: string; subject: string; digest: string; facts?: Facts };
+          const e = buildEntry(event, seq, time, prevHash);
+          const { hash, ...body } = e;
+          expect(hash).toBe(createHash('sha256').update(jcs(body), 'utf8').digest('hex'));
+          expect(entryHash(e)).toBe(hash);
+          const order = ['v', 'seq', 'time', 'type', 'subject', 'decision', 'reasons', 'digest'];
+          const expected = [...order, 'facts', 'prevHash', 'hash'].filter((k) =>
+            k === 'v' ? members.facts !== undefined : k in e,
+          );
+          expect(Object.keys(e)).toEqual(expected);
+          expect(Object.isFrozen(e)).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('copies the event so later mutation cannot change the entry', () => {

@@ -37,7 +37,7 @@ import {
   type GrantsConfig,
   type GrantsDeps,
 } from './context.js';
-import { jwkThumbprint, type GrantClaims } from '../shared/grant-claims.js';
+import type { GrantClaims } from '../shared/grant-claims.js';
 import { Freshness } from './freshness.js';
 import { GrantLineage, type Lineage, type ParentLink } from './lineage.js';
 import { RequestProver, type Proven } from './proof.js';
@@ -344,7 +344,7 @@ export class GrantService {
           restartCount: proven.restartCount,
           attestationId: proven.attestationId,
         },
-        cnf: { jkt: await jwkThumbprint(proven.sessionKey) },
+        cnf: { jkt: proven.jkt },
         lin: { parent: link?.parent.grantId ?? null, root, depth: link?.depth ?? 0 },
         pol: decision.policyHash,
         aud_seq: entry.seq,

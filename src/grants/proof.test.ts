@@ -87,14 +87,41 @@ describe('GrantService.request: runtime and proof', () => {
   it('the cached session key follows the session: a key changed in place is used, the old one refused', async () => {
     const f = new Fakes();
     const svc = f.service();
-    expect((await svc.request(signRequest(body(), f.key.privateKey), NOW)).grantId).toMatch(/^gr_/);
+    const first = await svc.request(signRequest(body(), f.key.privateKey), NOW);
+    const firstJkt = await jwkThumbprint(f.key.jwk);
+    expect(decodeClaims(first.grant)).toMatchObject({ cnf: { jkt: firstJkt } });
     // The same session object (the cache key) now holds another key.
     const next = sessionKey();
     Object.assign(f.key.jwk, { x: next.jwk.x, y: next.jwk.y });
     expect(await code(svc.request(signRequest(body(), f.key.privateKey), NOW))).toBe(
       'request_signature_invalid',
     );
-    expect((await svc.request(signRequest(body(), next.privateKey), NOW)).grantId).toMatch(/^gr_/);
+    const second = await svc.request(signRequest(body(), next.privateKey), NOW);
+    // The thumbprint is cached with the key and follows it: the grant is bound to the new key.
+    const nextJkt = await jwkThumbprint(next.jwk);
+    expect(nextJkt).not.toBe(firstJkt);
+    expect(decodeClaims(second.grant)).toMatchObject({ cnf: { jkt: nextJkt } });
+  });
+
+  it('a new session (a new attestation, its own key) binds its grants to its own key (cnf.jkt)', async () => {
+    const f = new Fakes();
+    const svc = f.service();
+    const first = await svc.request(signRequest(body(), f.key.privateKey), NOW);
+    expect(decodeClaims(first.grant)).toMatchObject({
+      cnf: { jkt: await jwkThumbprint(f.key.jwk) },
+    });
+    const next = sessionKey();
+    f.addSession('at_next', RT, next);
+    const req = signRequest(body({ session: { attestationId: 'at_next' } }), next.privateKey);
+    const second = await svc.request(req, NOW);
+    expect(decodeClaims(second.grant)).toMatchObject({
+      cnf: { jkt: await jwkThumbprint(next.jwk) },
+      att: { attestationId: 'at_next' },
+    });
+    // The old session is no longer the runtime's latest: refused, not served from a cache.
+    expect(await code(svc.request(signRequest(body(), f.key.privateKey), NOW))).toBe(
+      'session_not_live',
+    );
   });
 
   it('quote mode: verifyQuote gets SHA-256(nonce || SHA-256(JCS(request - quote))); att from the quote', async () => {

@@ -5,6 +5,7 @@
  */
 import { createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { qualifyingData, type EcSessionJwk } from '../attestation/index.js';
+import { jwkThumbprint } from '../shared/grant-claims.js';
 import type { GrantsDeps, RuntimeView } from './context.js';
 import {
   RequestSignatureInvalidError,
@@ -22,7 +23,8 @@ export interface Proven {
   readonly restartCount: number;
   /** The attestation whose session key holds the grant (`cnf`). */
   readonly attestationId: string | null;
-  readonly sessionKey: EcSessionJwk;
+  /** RFC 7638 thumbprint of the session key that holds the grant (its `cnf.jkt`). */
+  readonly jkt: string;
   readonly resetSeen: boolean;
   readonly sessionAgeSeconds: number;
   /**
@@ -33,14 +35,24 @@ export interface Proven {
   readonly unsignedText?: string;
 }
 
+interface SessionKeyEntry {
+  /** The JWK members the entry was made from. */
+  readonly members: string;
+  readonly key: KeyObject;
+  readonly jkt: Promise<string>;
+}
+
 /** An attestation's reasons report a TPM reset or restart (the policy's `resetSeen`). */
 const resetReported = (reasons: readonly string[]): boolean =>
   reasons.includes('tpm_reset_detected') || reasons.includes('tpm_restart_detected');
 
 export class RequestProver {
   readonly #attestation: GrantsDeps['attestation'];
-  /** Session public keys, imported once per session: the JWK import was ~1/3 of a verify. */
-  readonly #sessionKeys = new WeakMap<EcSessionJwk, { jwk: string; key: KeyObject }>();
+  /**
+   * Session public keys, imported once per session (the JWK import was ~1/3 of a verify),
+   * and their thumbprints (WebCrypto's digest per grant was ~5% of the event loop).
+   */
+  readonly #sessionKeys = new WeakMap<EcSessionJwk, SessionKeyEntry>();
 
   constructor(attestation: GrantsDeps['attestation']) {
     this.#attestation = attestation;
@@ -58,12 +70,13 @@ export class RequestProver {
       // Every attestation ends the previous session: a live one is the runtime's latest.
       if (last?.attestationId !== session.attestationId) throw new SessionNotLiveError();
       const signed = sessionSigningInput(req.body);
+      const sessionKey = this.#sessionKey(session.sessionKey);
       let valid: boolean;
       try {
         valid = verifySignature(
           'sha256',
           Buffer.from(signed, 'utf8'),
-          { key: this.#sessionKey(session.sessionKey), dsaEncoding: 'ieee-p1363' },
+          { key: sessionKey.key, dsaEncoding: 'ieee-p1363' },
           Buffer.from(req.proof.signature, 'base64url'),
         );
       } catch {
@@ -77,7 +90,7 @@ export class RequestProver {
         resetCount: session.resetCount,
         restartCount: session.restartCount,
         attestationId: session.attestationId,
-        sessionKey: session.sessionKey,
+        jkt: await sessionKey.jkt,
         resetSeen: resetReported(last.reasons),
         sessionAgeSeconds: Math.max(0, Math.floor((nowMs - Date.parse(last.at)) / 1000)),
         unsignedText: signed,
@@ -102,7 +115,7 @@ export class RequestProver {
       resetCount: proof.resetCount,
       restartCount: proof.restartCount,
       attestationId: session.attestationId,
-      sessionKey: session.sessionKey,
+      jkt: await this.#sessionKey(session.sessionKey).jkt,
       // As in session mode, the session's attestation reported a reset or restart; or the
       // quote shows one since that attestation (a restart leaves the session live; a reset
       // ends it, and the session check above refuses).
@@ -114,13 +127,24 @@ export class RequestProver {
     };
   }
 
-  /** The session key as a KeyObject, cached per session; checked against the JWK each time. */
-  #sessionKey(jwk: EcSessionJwk): KeyObject {
+  /**
+   * The session key as a KeyObject and its thumbprint, cached per session; checked against
+   * the JWK's members each time, so a changed member is never served from the cache.
+   */
+  #sessionKey(jwk: EcSessionJwk): SessionKeyEntry {
     const members = `${jwk.kty}.${jwk.crv}.${jwk.x}.${jwk.y}`;
     const cached = this.#sessionKeys.get(jwk);
-    if (cached?.jwk === members) return cached.key;
-    const key = createPublicKey({ key: { ...jwk }, format: 'jwk' });
-    this.#sessionKeys.set(jwk, { jwk: members, key });
-    return key;
+    if (cached?.members === members) return cached;
+    const entry: SessionKeyEntry = {
+      members,
+      key: createPublicKey({ key: { ...jwk }, format: 'jwk' }),
+      jkt: jwkThumbprint(jwk),
+    };
+    // A thumbprint that failed is not kept: the next request computes it again.
+    entry.jkt.catch(() => {
+      if (this.#sessionKeys.get(jwk) === entry) this.#sessionKeys.delete(jwk);
+    });
+    this.#sessionKeys.set(jwk, entry);
+    return entry;
   }
 }
