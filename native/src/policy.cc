@@ -3,8 +3,8 @@
 // takes two calls: PolicySessionStart returns the session and its nonceTPM; then
 // NvPolicySignedUpdate loads the signer's public key, runs PolicySigned with the command's
 // cpHashA (so the signature authorises that NV command with those parameters only), flushes the key
-// (swtpm has 3 object slots) and runs NV_Increment or NV_Extend in that session, which it
-// always flushes; then, when asked, reads indices back (the anchor's read-after-write) in
+// (swtpm has 3 object slots) and runs NV_Increment or NV_Extend in that session, which the
+// command spends (or, when it fails, the worker flushes); then, when asked, reads indices back (the anchor's read-after-write) in
 // the same worker. PolicySessionFlush ends a session whose signature never came.
 //
 // These commands go through SAPI (tss2-sys, the ESYS context's own), not ESYS: the session is
@@ -108,9 +108,10 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     if (rc != TSS2_RC_SUCCESS) return rc;
     rc = Authorize(sys);
     if (rc == TSS2_RC_SUCCESS) rc = Update(sys);
-    // A policy session is spent by one command (and useless after a failed one): the command
-    // keeps it (continueSession), so that it is flushed here in every case.
-    SysFlush(sys, session_);
+    // A policy session is spent by one command: the NV command does not continue it, so the
+    // TPM flushes it when the command succeeds; after a failure (of PolicySigned or of the
+    // command) it is still loaded and flushed here.
+    if (rc != TSS2_RC_SUCCESS) SysFlush(sys, session_);
     if (rc == TSS2_RC_SUCCESS) ReadBack(sys);
     return rc;
   }
@@ -169,7 +170,7 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     TSS2L_SYS_AUTH_COMMAND auths = {};
     auths.count = 1;
     auths.auths[0].sessionHandle = session_;
-    auths.auths[0].sessionAttributes = TPMA_SESSION_CONTINUESESSION;
+    auths.auths[0].sessionAttributes = 0;  // continueSession clear: spent by this command
     TSS2L_SYS_AUTH_RESPONSE response = {};
     return Submit([&] {
       // A fresh caller nonce for every submission; no HMAC (the policy asks for no auth value).
