@@ -24,7 +24,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-fexceptions"],
-      "libraries": ["-ltss2-esys", "-ltss2-tctildr", "-ltss2-mu", "-ltss2-rc"],
+      "libraries": ["-ltss2-esys", "-ltss2-sys", "-ltss2-tctildr", "-ltss2-mu", "-ltss2-rc"],
       "conditions": [
         [
           "grantor_asan==1",

@@ -3,13 +3,50 @@
 // takes two calls: PolicySessionStart returns the session and its nonceTPM; then
 // NvPolicySignedUpdate loads the signer's public key, runs PolicySigned with the command's
 // cpHashA (so the signature authorises that NV command with those parameters only), flushes the key
-// (swtpm has 3 object slots) and runs NV_Increment or NV_Extend in that session, which it
-// always flushes; then, when asked, reads indices back (the anchor's read-after-write) in
+// (swtpm has 3 object slots) and runs NV_Increment or NV_Extend in that session, which the
+// command spends (or, when it fails, the worker flushes); then, when asked, reads indices back (the anchor's read-after-write) in
 // the same worker. PolicySessionFlush ends a session whose signature never came.
+//
+// These commands go through SAPI (tss2-sys, the ESYS context's own), not ESYS: the session is
+// unsalted and unbound and the write policy asks for no auth value, so no command needs an
+// HMAC, the cpHash is the caller's, and ESYS would only add its own crypto (a fresh OpenSSL
+// library context for every hash and nonce in tpm2-tss 3.2/4.x: ~13 ms of CPU per anchored
+// batch, docs/grants.md "Why ESYS's crypto costs ~13 ms an anchor write"). Handles are TPM
+// handles; nonces come from getrandom(2). Commands the TPM asks to resubmit (RETRY, YIELDED,
+// TESTING) are resubmitted, as ESYS does.
+#include <sys/random.h>
+#include <tss2/tss2_sys.h>
+
 #include "common.h"
 
 namespace grantor {
 namespace {
+
+constexpr int kSubmissions = 5;
+
+// Resubmits a command the TPM asked to try again, at most kSubmissions times in all.
+template <typename F>
+TSS2_RC Submit(F command) {
+  TSS2_RC rc = TSS2_RC_SUCCESS;
+  for (int i = 0; i < kSubmissions; i++) {
+    rc = command();
+    if (rc != TPM2_RC_RETRY && rc != TPM2_RC_YIELDED && rc != TPM2_RC_TESTING) break;
+  }
+  return rc;
+}
+
+TSS2_RC SysOf(ESYS_CONTEXT* esys, TSS2_SYS_CONTEXT** sys) { return Esys_GetSysContext(esys, sys); }
+
+// A fresh caller nonce of the session hash's size, from the kernel's CSPRNG.
+TSS2_RC FreshNonce(TPM2B_NONCE* nonce) {
+  nonce->size = TPM2_SHA256_DIGEST_SIZE;
+  ssize_t n = getrandom(nonce->buffer, nonce->size, 0);
+  return n == nonce->size ? TSS2_RC_SUCCESS : TSS2_SYS_RC_GENERAL_FAILURE;
+}
+
+TSS2_RC SysFlush(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE handle) {
+  return Submit([&] { return Tss2_Sys_FlushContext(sys, handle); });
+}
 
 class PolicySessionStartWorker : public TpmWorker {
  public:
@@ -17,33 +54,39 @@ class PolicySessionStartWorker : public TpmWorker {
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    TSS2_RC rc = StartPolicySession(esys, TPM2_ALG_SHA256, &session_);
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    TPM2B_NONCE nonceCaller = {};
+    TSS2_RC rc = SysOf(esys, &sys);
+    if (rc == TSS2_RC_SUCCESS) rc = FreshNonce(&nonceCaller);
     if (rc != TSS2_RC_SUCCESS) return rc;
-    // Kept after the NV command so that NvPolicySignedUpdate flushes it in every case.
-    rc = Esys_TRSess_SetAttributes(esys, session_, TPMA_SESSION_CONTINUESESSION, 0xff);
-    TPM2B_NONCE* nonce = nullptr;
-    if (rc == TSS2_RC_SUCCESS) rc = Esys_TRSess_GetNonceTPM(esys, session_, &nonce);
-    if (rc == TSS2_RC_SUCCESS) nonce_.assign(nonce->buffer, nonce->buffer + nonce->size);
-    Esys_Free(nonce);
-    if (rc != TSS2_RC_SUCCESS) FlushOrClose(esys, &session_);
+    TPM2B_ENCRYPTED_SECRET salt = {};
+    TPMT_SYM_DEF sym = {};
+    sym.algorithm = TPM2_ALG_NULL;
+    TPM2B_NONCE nonceTpm = {};
+    rc = Submit([&] {
+      return Tss2_Sys_StartAuthSession(sys, TPM2_RH_NULL, TPM2_RH_NULL, nullptr, &nonceCaller, &salt,
+                                       TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &session_, &nonceTpm, nullptr);
+    });
+    if (rc == TSS2_RC_SUCCESS) nonce_.assign(nonceTpm.buffer, nonceTpm.buffer + nonceTpm.size);
     return rc;
   }
   Napi::Value Result(Napi::Env env) override { return Fields(env, {{"nonceTpm", &nonce_}}, {{"session", session_}}); }
-  ESYS_TR session_ = ESYS_TR_NONE;
+  TPMI_SH_AUTH_SESSION session_ = 0;
   Bytes nonce_;
 };
 
 class NvPolicySignedUpdateWorker : public TpmWorker {
  public:
   enum class Kind : uint32_t { kIncrement = 0, kExtend = 1 };
-  NvPolicySignedUpdateWorker(Napi::Env env, Context* ctx, uint32_t session, uint32_t kind, uint32_t index,
-                             const Bytes& data, const Bytes& keyPublic, const Bytes& signature,
+  NvPolicySignedUpdateWorker(Napi::Env env, Context* ctx, uint32_t session, const Bytes& nonceTpm, uint32_t kind,
+                             uint32_t index, const Bytes& data, const Bytes& keyPublic, const Bytes& signature,
                              const Bytes& cpHash, const std::vector<uint32_t>& readAfter)
       : TpmWorker(env, ctx, kind == 0 ? "NV_Increment" : "NV_Extend"),
         session_(session),
         kind_(static_cast<Kind>(kind)),
         index_(index) {
     if (kind > 1) Fail(TSS2_ESYS_RC_BAD_VALUE);
+    Fail(FillTpm2b(nonceTpm, &nonceTpm_));
     Fail(FillTpm2b(data, &data_));
     Fail(UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, keyPublic, &keyPublic_));
     Fail(UnmarshalAll(Tss2_MU_TPMT_SIGNATURE_Unmarshal, signature, &signature_));
@@ -60,35 +103,39 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
-    TSS2_RC rc = Authorize(esys);
-    if (rc == TSS2_RC_SUCCESS) rc = Update(esys);
-    // A policy session is spent by one command (and useless after a failed one).
-    FlushOrClose(esys, &session_);
-    if (rc == TSS2_RC_SUCCESS) ReadBack(esys);
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    TSS2_RC rc = SysOf(esys, &sys);
+    if (rc != TSS2_RC_SUCCESS) return rc;
+    rc = Authorize(sys);
+    if (rc == TSS2_RC_SUCCESS) rc = Update(sys);
+    // A policy session is spent by one command: the NV command does not continue it, so the
+    // TPM flushes it when the command succeeds; after a failure (of PolicySigned or of the
+    // command) it is still loaded and flushed here.
+    if (rc != TSS2_RC_SUCCESS) SysFlush(sys, session_);
+    if (rc == TSS2_RC_SUCCESS) ReadBack(sys);
     return rc;
   }
 
-  // NV_Read of each index asked for, by its own (empty) auth value, in this same worker: the
-  // read-after-write without a round trip through the event loop. The write has happened
-  // whatever the reads do, so a failed read is not this command's failure: it resolves
-  // with no reads (null) and the caller reads again on its own.
-  void ReadBack(ESYS_CONTEXT* esys) {
+  // NV_Read of each index asked for, by its own (empty) auth value in a password session, in
+  // this same worker: the read-after-write without a round trip through the event loop. The
+  // write has happened whatever the reads do, so a failed read is not this command's
+  // failure: it resolves with no reads (null) and the caller reads again on its own.
+  void ReadBack(TSS2_SYS_CONTEXT* sys) {
     reads_.clear();
     readsOk_ = true;
+    TSS2L_SYS_AUTH_COMMAND password = {};
+    password.count = 1;
+    password.auths[0].sessionHandle = TPM2_RS_PW;
     for (const auto& [index, size] : readAfter_) {
-      HandleScope scope(esys);
-      Authorized self;
-      ESYS_TR nv = ESYS_TR_NONE;
-      TSS2_RC rc = scope.AuthorizeOn(AuthHandle{index, Auth()}, index, &self, &nv);
-      TPM2B_MAX_NV_BUFFER* read = nullptr;
-      if (rc == TSS2_RC_SUCCESS) {
-        rc = Esys_NV_Read(esys, self.tr, nv, self.session, ESYS_TR_NONE, ESYS_TR_NONE, size, 0, &read);
-      }
+      TPM2B_MAX_NV_BUFFER read = {};
+      TSS2L_SYS_AUTH_RESPONSE response = {};
+      TSS2_RC rc = Submit([&, index = index, size = size] {
+        return Tss2_Sys_NV_Read(sys, index, index, &password, size, 0, &read, &response);
+      });
       reads_.emplace_back();
-      rc = Keep(rc, Tss2_MU_TPM2B_MAX_NV_BUFFER_Marshal, read, &reads_.back());
+      if (rc == TSS2_RC_SUCCESS) rc = MarshalTo(Tss2_MU_TPM2B_MAX_NV_BUFFER_Marshal, &read, &reads_.back());
       if (rc == TSS2_RC_SUCCESS) continue;
       readsOk_ = false;
-      ForgetNvHandles();
       return;
     }
   }
@@ -101,39 +148,43 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
   }
 
   // LoadExternal (public part only, null hierarchy), PolicySigned, FlushContext.
-  TSS2_RC Authorize(ESYS_CONTEXT* esys) {
-    ESYS_TR key = ESYS_TR_NONE;
-    TSS2_RC rc = Esys_LoadExternal(esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nullptr, &keyPublic_,
-                                   ESYS_TR_RH_NULL, &key);
+  TSS2_RC Authorize(TSS2_SYS_CONTEXT* sys) {
+    TPM2_HANDLE key = 0;
+    TPM2B_NAME name = {};
+    TSS2_RC rc = Submit([&] {
+      return Tss2_Sys_LoadExternal(sys, nullptr, nullptr, &keyPublic_, TPM2_RH_NULL, &key, &name, nullptr);
+    });
     if (rc != TSS2_RC_SUCCESS) return rc;
-    TPM2B_NONCE* nonce = nullptr;
-    rc = Esys_TRSess_GetNonceTPM(esys, session_, &nonce);
-    if (rc == TSS2_RC_SUCCESS) {
-      TPM2B_NONCE policyRef = {};
-      TPM2B_TIMEOUT* timeout = nullptr;
-      TPMT_TK_AUTH* ticket = nullptr;
-      rc = Esys_PolicySigned(esys, key, session_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, nonce, &cpHash_,
-                             &policyRef, 0, &signature_, &timeout, &ticket);
-      Esys_Free(timeout);
-      Esys_Free(ticket);
-    }
-    Esys_Free(nonce);
-    FlushOrClose(esys, &key);
+    TPM2B_NONCE policyRef = {};
+    TPM2B_TIMEOUT timeout = {};
+    TPMT_TK_AUTH ticket = {};
+    rc = Submit([&] {
+      return Tss2_Sys_PolicySigned(sys, key, session_, nullptr, &nonceTpm_, &cpHash_, &policyRef, 0, &signature_,
+                                   &timeout, &ticket, nullptr);
+    });
+    SysFlush(sys, key);
     return rc;
   }
 
-  TSS2_RC Update(ESYS_CONTEXT* esys) {
-    HandleScope scope(esys);
-    ESYS_TR nv = ESYS_TR_NONE;
-    TSS2_RC rc = scope.Resolve(index_, &nv);
-    if (rc != TSS2_RC_SUCCESS) return rc;
-    if (kind_ == Kind::kIncrement) return Esys_NV_Increment(esys, nv, nv, session_, ESYS_TR_NONE, ESYS_TR_NONE);
-    return Esys_NV_Extend(esys, nv, nv, session_, ESYS_TR_NONE, ESYS_TR_NONE, &data_);
+  TSS2_RC Update(TSS2_SYS_CONTEXT* sys) {
+    TSS2L_SYS_AUTH_COMMAND auths = {};
+    auths.count = 1;
+    auths.auths[0].sessionHandle = session_;
+    auths.auths[0].sessionAttributes = 0;  // continueSession clear: spent by this command
+    TSS2L_SYS_AUTH_RESPONSE response = {};
+    return Submit([&] {
+      // A fresh caller nonce for every submission; no HMAC (the policy asks for no auth value).
+      TSS2_RC rc = FreshNonce(&auths.auths[0].nonce);
+      if (rc != TSS2_RC_SUCCESS) return rc;
+      if (kind_ == Kind::kIncrement) return Tss2_Sys_NV_Increment(sys, index_, index_, &auths, &response);
+      return Tss2_Sys_NV_Extend(sys, index_, index_, &auths, &data_, &response);
+    });
   }
 
-  ESYS_TR session_;
+  TPMI_SH_AUTH_SESSION session_;
   Kind kind_;
   uint32_t index_;
+  TPM2B_NONCE nonceTpm_ = {};
   TPM2B_MAX_NV_BUFFER data_ = {};
   TPM2B_PUBLIC keyPublic_ = {};
   TPMT_SIGNATURE signature_ = {};
@@ -146,24 +197,28 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
 }  // namespace
 
 void RegisterPolicy(Napi::Env env, Napi::Object exports) {
-  // policySessionStart(ctx) -> {session: ESYS_TR, nonceTpm: Buffer}
+  // policySessionStart(ctx) -> {session: TPM handle, nonceTpm: Buffer}
   Export(env, exports, "policySessionStart",
          [](const Napi::CallbackInfo& info) { return StartWorker<PolicySessionStartWorker>(info); });
-  // policySessionFlush(ctx, session)
+  // policySessionFlush(ctx, session: TPM handle)
   Export(env, exports, "policySessionFlush", [](const Napi::CallbackInfo& info) {
-    ESYS_TR session = U32Arg(info, 1, "session");
-    return Call(info, "FlushContext", {},
-                [session](ESYS_CONTEXT* esys, Bytes*) mutable { return FlushOrClose(esys, &session); });
+    TPM2_HANDLE session = U32Arg(info, 1, "session");
+    return Call(info, "FlushContext", {}, [session](ESYS_CONTEXT* esys, Bytes*) {
+      TSS2_SYS_CONTEXT* sys = nullptr;
+      TSS2_RC rc = SysOf(esys, &sys);
+      return rc == TSS2_RC_SUCCESS ? SysFlush(sys, session) : rc;
+    });
   });
-  // nvPolicySignedUpdate(ctx, session, kind (0 increment, 1 extend), index, data,
+  // nvPolicySignedUpdate(ctx, session: TPM handle, nonceTpm (the session's, as started),
+  //                      kind (0 increment, 1 extend), index, data,
   //                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE, cpHash: 32 bytes,
   //                      readAfter: number[] ([index, size, ...]))
   //   -> TPM2B_MAX_NV_BUFFER[] (one per index read back), or null when a read failed
   Export(env, exports, "nvPolicySignedUpdate", [](const Napi::CallbackInfo& info) {
-    return StartWorker<NvPolicySignedUpdateWorker>(info, U32Arg(info, 1, "session"), U32Arg(info, 2, "kind"),
-                                                   U32Arg(info, 3, "index"), BytesArg(info, 4, "data"),
-                                                   BytesArg(info, 5, "keyPublic"), BytesArg(info, 6, "signature"),
-                                                   BytesArg(info, 7, "cpHash"), U32ListArg(info, 8, "readAfter"));
+    return StartWorker<NvPolicySignedUpdateWorker>(
+        info, U32Arg(info, 1, "session"), BytesArg(info, 2, "nonceTpm"), U32Arg(info, 3, "kind"),
+        U32Arg(info, 4, "index"), BytesArg(info, 5, "data"), BytesArg(info, 6, "keyPublic"),
+        BytesArg(info, 7, "signature"), BytesArg(info, 8, "cpHash"), U32ListArg(info, 9, "readAfter"));
   });
   // hierarchyChangeAuth(ctx, hierarchy, auth, newAuth: Uint8Array)
   Export(env, exports, "hierarchyChangeAuth", [](const Napi::CallbackInfo& info) {

@@ -191,11 +191,13 @@ interface NativeAddon {
     data: Uint8Array,
   ): Promise<void>;
   nvReadPublic(c: NativeContext, index: number): Promise<{ public: Buffer; name: Buffer }>;
+  /** Through SAPI: `session` is the TPM handle of the policy session. */
   policySessionStart(c: NativeContext): Promise<{ session: number; nonceTpm: Buffer }>;
   policySessionFlush(c: NativeContext, session: number): Promise<void>;
   nvPolicySignedUpdate(
     c: NativeContext,
     session: number,
+    nonceTpm: Uint8Array,
     kind: 0 | 1,
     index: number,
     data: Uint8Array,
@@ -835,6 +837,7 @@ export class NativeTpm implements TpmPort {
       addon.nvPolicySignedUpdate(
         c,
         session,
+        nonceTpm,
         kind,
         index,
         data,

@@ -5,6 +5,7 @@
  * connection) with another name is refused, and nothing lands on it.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -89,7 +90,7 @@ afterAll(() =>
 );
 
 describe('TPM commands per anchor write', () => {
-  it('sends no NV_ReadPublic once the indices are known: their ESYS handles are kept', async () => {
+  it('sends no NV_ReadPublic: the policy write addresses the indices by their TPM handles', async () => {
     await anchor.extend(Buffer.alloc(32, 1));
     await anchor.increment();
     const write = await commandsOf(async () => {
@@ -101,8 +102,8 @@ describe('TPM commands per anchor write', () => {
       'LoadExternal',
       'PolicySigned',
       'FlushContext',
+      // The NV command spends its policy session (continueSession clear): no flush after it.
       nv,
-      'FlushContext',
     ];
     expect(write).toEqual([
       ...policyWrite('NV_Extend'),
@@ -116,7 +117,7 @@ describe('TPM commands per anchor write', () => {
   it('reads the anchor back in the increment call itself: readAfterWrite sends nothing', async () => {
     await anchor.extend(Buffer.alloc(32, 6));
     const increment = await commandsOf(() => anchor.increment());
-    expect(increment.slice(-3)).toEqual(['FlushContext', 'NV_Read', 'NV_Read']);
+    expect(increment.slice(-3)).toEqual(['NV_Increment', 'NV_Read', 'NV_Read']);
     let state: Awaited<ReturnType<TpmAuditAnchor['readAfterWrite']>> | undefined;
     expect(
       await commandsOf(async () => {
@@ -155,6 +156,43 @@ describe('TPM commands per anchor write', () => {
     expect(armed).toBe(false);
     const state = await anchor.readAfterWrite();
     expect(state.counter).toBe(before + 1n);
+  });
+
+  it('resubmits a command the TPM answers with TPM_RC_RETRY, and the write lands once', async () => {
+    const before = await anchor.readAfterWrite();
+    const record = proxy.rewriteCommand;
+    let armed = true;
+    // The first NV_Extend reaches the TPM as an unknown command code (refused before any
+    // session or NV processing, so nothing is spent), and its answer becomes TPM_RC_RETRY.
+    proxy.rewriteCommand = (command) => {
+      const sent = record === undefined ? command : record(command);
+      if (!armed || sent.readUInt32BE(6) !== CC.NV_Extend) return sent;
+      armed = false;
+      const mangled = Buffer.from(sent);
+      mangled.writeUInt32BE(0, 6);
+      return mangled;
+    };
+    proxy.rewrite = (command, response) => {
+      if (command.readUInt32BE(6) !== 0) return response;
+      const rc = Buffer.alloc(10);
+      rc.writeUInt16BE(0x8001, 0);
+      rc.writeUInt32BE(10, 2);
+      rc.writeUInt32BE(TPM_RC.RETRY, 6);
+      return rc;
+    };
+    const value = Buffer.alloc(32, 9);
+    let write: string[];
+    try {
+      write = await commandsOf(() => anchor.extend(value));
+    } finally {
+      proxy.rewriteCommand = record;
+      proxy.rewrite = undefined;
+    }
+    expect(armed).toBe(false);
+    expect(write.filter((c) => c === 'NV_Extend')).toHaveLength(2);
+    // Extended exactly once: SHA-256(before || value).
+    const extended = createHash('sha256').update(before.extendValue).update(value).digest();
+    expect(await tpm.nvRead(INDICES.extendIndex, { auth: { by: 'index' } })).toEqual(extended);
   });
 
   it('an index redefined behind the kept handle with another name takes no write', async () => {

@@ -227,6 +227,7 @@ describe('anchor write policy', () => {
   it('binds each signature to its command: NV_Extend data rewritten on the bus is refused', async () => {
     const before = await new TpmAuditAnchor(tpm, config).read();
     await tpm.close();
+    let loaded: string | undefined;
     const proxy = await startBusProxy(sim.port);
     const proxied = await NativeTpm.open(proxy.tcti);
     try {
@@ -265,8 +266,17 @@ describe('anchor write policy', () => {
     } finally {
       await proxied.close();
       await proxy.close();
+      // The refused command did not spend its policy session: the write must flush it.
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        TPM2TOOLS_TCTI: sim.tcti,
+        TSS2_LOG: 'all+none',
+      };
+      delete env.LD_PRELOAD;
+      loaded = (await run('tpm2_getcap', ['handles-loaded-session'], { env })).stdout.trim();
       tpm = await NativeTpm.open(sim.tcti);
     }
+    expect(loaded).toBe('');
     // Nothing was written.
     const after = await new TpmAuditAnchor(tpm, config).read();
     expect(after.extendValue.equals(before.extendValue)).toBe(true);
