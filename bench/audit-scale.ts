@@ -24,13 +24,15 @@
  * log: the two probes of a ratio run a minute apart under the same load, not an hour apart
  * (on a shared 2-core machine the load an hour later is another machine's).
  *
- * Each size is measured in a fresh process (bench/audit-probe.ts): the start-up time
- * (LevelDB open, the bounded start-up check, the certified anchor read), RSS after it, an
+ * Each size is measured in a fresh process (bench/audit-probe.ts): the start-up time (the
+ * median of five starts, each opening the TPM, the token and LevelDB, the bounded start-up
+ * check and the certified anchor read; the first is printed apart), RSS after it, an
  * untimed warm-up of 1,000 inclusion proofs (the same at every size), then inclusion and
  * consistency proofs at positions drawn from a fixed seed (the same fractions of the log at
  * every size, from the tiles) until `proofs` of each kind have read a stored tile, then appends at concurrency 64 for
  * `append-seconds` with the appliance's batch size and no minimum anchor interval, and the
- * process's peak RSS. The last line is a machine-readable summary.
+ * process's peak RSS (its own high-water mark, VmHWM: getrusage's would include the bench's
+ * own peak, inherited at the fork). The last line is a machine-readable summary.
  *
  * The target judges the process's own memory: RSS after start and the peak of the
  * anonymous part. The total peak RSS and the peak of the mapped-file part are printed
@@ -124,7 +126,7 @@ const rows: { result: ScaleResult; baseline: ScaleResult; fillRate: number; disk
 const p = (l: { p50: number; p99: number }): string => `${fmt(l.p50)}/${fmt(l.p99)}`;
 function report(label: string, r: ScaleResult, fill: string): void {
   console.log(
-    `${label}${r.size} entries: start ${r.startMs.toFixed(0)} ms, RSS after start ${mb(r.rssStarted)} MB, peak RSS ${mb(r.peakRss)} MB (anonymous ${mb(r.peakAnon)}, mapped files ${mb(r.peakFile)}), appends ${r.appendRate.toFixed(0)}/s${fill}`,
+    `${label}${r.size} entries: start ${r.startMs.toFixed(0)} ms (median of 5; the first ${r.firstStartMs.toFixed(0)} ms), RSS after start ${mb(r.rssStarted)} MB, peak RSS ${mb(r.peakRss)} MB (anonymous ${mb(r.peakAnon)}, mapped files ${mb(r.peakFile)}), appends ${r.appendRate.toFixed(0)}/s${fill}`,
   );
   console.log(
     `    proofs reading a stored tile: inclusion p50/p99 ${p(r.inclusionRead)} ms (${r.inclusionRead.n}), consistency ${p(r.consistencyRead)} ms (${r.consistencyRead.n}); all proofs: inclusion ${p(r.inclusion)} ms, consistency ${p(r.consistency)} ms, ${(100 * r.fromMemory).toFixed(1)}% from memory alone; tile reads per proof ${r.tileReadsPerProof.toFixed(2)} (${r.tileReadMsPerProof.toFixed(2)} ms)`,
