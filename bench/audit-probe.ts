@@ -46,10 +46,8 @@ export interface ScaleJob {
 }
 export interface ScaleResult {
   readonly size: number;
-  /** The median of STARTS start-ups, ms. */
+  /** This probe's start-up, ms (one sample; bench/audit-scale.ts judges alternated ones). */
   readonly startMs: number;
-  /** The first of them (the store's pages least warm), ms. */
-  readonly firstStartMs: number;
   /** RSS right after the start-up check, bytes. */
   readonly rssStarted: number;
   /** Peak RSS of the process (start-up, proofs, appends), bytes. */
@@ -139,7 +137,13 @@ export interface BaselineResult {
   readonly peakFile: number;
 }
 
-export type ProbeJob = ScaleJob | ExportJob | VerifyJob | ReadJob | HashJob;
+/** One start-up of the log, timed (bench/audit-scale.ts alternates them between two logs). */
+export interface StartJob {
+  readonly kind: 'start';
+  readonly spec: LogSpec;
+}
+
+export type ProbeJob = ScaleJob | ExportJob | VerifyJob | ReadJob | HashJob | StartJob;
 
 /**
  * Peak RSS of this process so far, bytes: the kernel's high-water mark of its own memory
@@ -169,11 +173,6 @@ function sampleRss(): void {
 }
 sampleRss();
 setInterval(sampleRss, 20).unref();
-
-function median(xs: readonly number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
 
 function latency(samples: number[]): Latency {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -212,27 +211,11 @@ function countTileReads(counter: { reads: number; ms: number }) {
 /** Draws per judged sample before a probe gives up on reaching `proofs` (a log all in cache). */
 const MAX_DRAWS_PER_READ = 20;
 
-/** Start-ups timed per probe; the figure is their median (the first is printed apart). */
-const STARTS = 5;
-
 async function scale(job: ScaleJob): Promise<ScaleResult> {
   const tiles = { reads: 0, ms: 0 };
-  // Each start is the appliance's: the TPM and the token opened, LevelDB opened, the
-  // start-up check and the certified anchor read. One start is a few hundred ms, much of it
-  // the TPM and the token, so one sample is the machine's mood; the median of five is not.
-  const starts: number[] = [];
-  for (let i = 0; i < STARTS - 1; i++) {
-    await withLog(job.spec, (_audit, ms) => {
-      starts.push(ms);
-      return Promise.resolve();
-    });
-  }
   return withLog(
     job.spec,
-    async (audit, lastStartMs, db) => {
-      starts.push(lastStartMs);
-      const startMs = median(starts);
-      const firstStartMs = starts[0] ?? Number.NaN;
+    async (audit, startMs, db) => {
       const rssStarted = process.memoryUsage().rss;
       const size = audit.treeSize() ?? 0;
       // Untimed warm-up, the same at every size: the upper tiles every proof needs (152
@@ -292,7 +275,6 @@ async function scale(job: ScaleJob): Promise<ScaleResult> {
       return {
         size,
         startMs,
-        firstStartMs,
         rssStarted,
         ...peaks(),
         inclusion: latency(inclusion.map((x) => x.ms)),
@@ -417,6 +399,8 @@ function run(job: ProbeJob): Promise<unknown> {
       return read(job);
     case 'hash':
       return hash(job);
+    case 'start':
+      return withLog(job.spec, (_audit, ms) => Promise.resolve(ms));
   }
 }
 
