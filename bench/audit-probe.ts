@@ -143,6 +143,14 @@ export interface StartJob {
   readonly spec: LogSpec;
 }
 
+export interface StartResult {
+  readonly ms: number;
+  /** The TPM connected, the token's library loaded, LevelDB opened. */
+  readonly openMs: number;
+  /** `AuditService.ready()`: the start-up check and the certified anchor read. */
+  readonly readyMs: number;
+}
+
 export type ProbeJob = ScaleJob | ExportJob | VerifyJob | ReadJob | HashJob | StartJob;
 
 /**
@@ -400,7 +408,9 @@ function run(job: ProbeJob): Promise<unknown> {
     case 'hash':
       return hash(job);
     case 'start':
-      return withLog(job.spec, (_audit, ms) => Promise.resolve(ms));
+      return withLog(job.spec, (_audit, ms, _db, phases) =>
+        Promise.resolve<StartResult>({ ms, ...phases }),
+      );
   }
 }
 

@@ -115,12 +115,19 @@ export async function withParts<T>(
  */
 export function withLog<T>(
   spec: LogSpec,
-  use: (audit: AuditService, startedMs: number, db: Database) => Promise<T>,
+  use: (
+    audit: AuditService,
+    startedMs: number,
+    db: Database,
+    /** `startedMs` split: the TPM, token and LevelDB opened; then `AuditService.ready()`. */
+    phases: { readonly openMs: number; readonly readyMs: number },
+  ) => Promise<T>,
   config: Omit<AuditConfig, 'origin'> = APPLIANCE_LOG,
   decorateStore?: (store: AuditStore) => AuditStore,
 ): Promise<T> {
   const t0 = performance.now();
   return withParts(spec, async ({ tpm, writeKey, db }) => {
+    const opened = performance.now();
     const privateKey = createPrivateKey({
       key: Buffer.from(spec.signerKey, 'base64'),
       format: 'der',
@@ -143,8 +150,10 @@ export function withLog<T>(
       },
     );
     try {
+      const readying = performance.now();
       await audit.ready();
-      return await use(audit, performance.now() - t0, db);
+      const done = performance.now();
+      return await use(audit, done - t0, db, { openMs: opened - t0, readyMs: done - readying });
     } finally {
       await audit.close();
     }

@@ -55,7 +55,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { directFill } from './audit-fill.js';
-import type { ScaleJob, ScaleResult, StartJob } from './audit-probe.js';
+import type { ScaleJob, ScaleResult, StartJob, StartResult } from './audit-probe.js';
 import {
   fillLog,
   mb,
@@ -192,18 +192,19 @@ try {
     report('  baseline, probed next: ', baseline, ` (load ${loadavg()[0]?.toFixed(2)})`);
     // Start-up, judged on STARTS starts of each log in alternation (a process each), so that
     // both see the same minutes: one start is a few hundred ms, mostly the TPM and the token.
-    const starts = { log: [] as number[], baseline: [] as number[] };
+    const starts = { log: [] as StartResult[], baseline: [] as StartResult[] };
     for (let i = 0; i < STARTS; i++) {
-      starts.log.push(await probe<number>(startOf(rig.spec)));
-      starts.baseline.push(await probe<number>(startOf(base.spec)));
+      starts.log.push(await probe<StartResult>(startOf(rig.spec)));
+      starts.baseline.push(await probe<StartResult>(startOf(base.spec)));
     }
-    const ms = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(', ');
+    const show = (xs: StartResult[]): string =>
+      `median ${median(xs.map((x) => x.ms)).toFixed(0)} ms (${xs.map((x) => `${x.ms.toFixed(0)} = open ${x.openMs.toFixed(0)} + ready ${x.readyMs.toFixed(0)}`).join(', ')})`;
     console.log(
-      `  start-up, alternating: ${filled.size} entries median ${median(starts.log).toFixed(0)} ms (${ms(starts.log)}), baseline median ${median(starts.baseline).toFixed(0)} ms (${ms(starts.baseline)})`,
+      `  start-up, alternating: ${filled.size} entries ${show(starts.log)}; baseline ${show(starts.baseline)}`,
     );
     rows.push({
-      result: { ...result, startMs: median(starts.log) },
-      baseline: { ...baseline, startMs: median(starts.baseline) },
+      result: { ...result, startMs: median(starts.log.map((x) => x.ms)) },
+      baseline: { ...baseline, startMs: median(starts.baseline.map((x) => x.ms)) },
       fillRate,
       disk,
     });
