@@ -154,23 +154,18 @@ export interface StartResult {
 export type ProbeJob = ScaleJob | ExportJob | VerifyJob | ReadJob | HashJob | StartJob;
 
 /**
- * Peak RSS of this process so far, bytes: the kernel's high-water mark of its own memory
- * (`VmHWM`). Not getrusage's ru_maxrss: Linux carries the parent's high-water mark at the
- * fork into the child's (exec folds the forked copy's into it), so a probe forked by a
- * bench that had filled a large log reported the bench's peak as its own.
- */
-const peakRss = (): number =>
-  Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
-
-/**
  * RSS splits into anonymous memory (heaps, buffers) and file pages: LevelDB maps its table
  * files (up to 1,000 on 64-bit), so every page of the store it reads counts in RSS until the
- * kernel reclaims it. The peak of each, sampled from /proc/self/status every 20 ms.
+ * kernel reclaims it. The peak of each, sampled from /proc/self/status every 20 ms; the
+ * total peak is the kernel's own high-water mark of this process's memory (`VmHWM`), not
+ * getrusage's ru_maxrss: Linux carries the parent's high-water mark at the fork into the
+ * child's, so a probe forked by a bench that had filled a large log reported the bench's
+ * peak as its own.
  */
-const rssPeaks = { anon: 0, file: 0 };
+const rssPeaks = { anon: 0, file: 0, total: 0 };
 function peaks(): { peakRss: number; peakAnon: number; peakFile: number } {
   sampleRss();
-  return { peakRss: peakRss(), peakAnon: rssPeaks.anon, peakFile: rssPeaks.file };
+  return { peakRss: rssPeaks.total, peakAnon: rssPeaks.anon, peakFile: rssPeaks.file };
 }
 function sampleRss(): void {
   const status = readFileSync('/proc/self/status', 'utf8');
@@ -178,6 +173,7 @@ function sampleRss(): void {
     Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0) * 1024;
   rssPeaks.anon = Math.max(rssPeaks.anon, kb('RssAnon'));
   rssPeaks.file = Math.max(rssPeaks.file, kb('RssFile'));
+  rssPeaks.total = kb('VmHWM');
 }
 sampleRss();
 setInterval(sampleRss, 20).unref();

@@ -5,8 +5,8 @@
  * the two formats apart by the first line and checks either offline (verify-bundle.ts,
  * verify-export.ts); `verify A B` checks two bundles so, then that B's period starts where
  * A's ends (verify-bundle-pair.ts); `verify --full` replays the local store (full-check.ts);
- * `retire PERIOD` retires a frozen period (retention.ts). The caller (src/cli/local.ts) passes argv after `audit`, how to open the appliance or the store, and
- * where to print. Exit codes: 0 good, 1 does not verify, 2 usage or I/O error.
+ * `retire PERIOD` retires a frozen period (retention.ts). The caller (src/cli/local.ts)
+ * passes argv after `audit`, how to open the appliance or the store, and where to print. Exit codes: 0 good, 1 does not verify, 2 usage or I/O error.
  */
 import { createReadStream } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
