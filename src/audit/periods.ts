@@ -134,7 +134,7 @@ export function linkProblem(
 ): string | undefined {
   if (entry.seq !== 0) return 'not the first entry';
   if (entry.type !== PERIOD_STARTED) return `type ${entry.type}`;
-  const f = entry.facts as Partial<PeriodStartedFacts> | undefined;
+  const f = linkFacts(entry);
   if (f === undefined) return 'no facts';
   if (f.period !== period) return 'period';
   if (f.previousPeriod !== previous.period || f.previousOrigin !== previous.origin) {
@@ -149,10 +149,25 @@ export function linkProblem(
   return undefined;
 }
 
+/**
+ * A link entry's facts, every member still to be checked by the caller (undefined: not a
+ * link entry, or one without facts). The one place that reads an entry's facts as a link's.
+ */
+function linkFacts(entry: AuditEntry): Partial<PeriodStartedFacts> | undefined {
+  if (entry.type !== PERIOD_STARTED) return undefined;
+  return entry.facts as Partial<PeriodStartedFacts> | undefined;
+}
+
+/** The size of the previous period a link entry names (undefined: not a link, or no size). */
+export function linkedPreviousSize(entry: AuditEntry): number | undefined {
+  const size = linkFacts(entry)?.previousSize;
+  return typeof size === 'number' && Number.isSafeInteger(size) ? size : undefined;
+}
+
 /** The previous period's end as a link entry's facts state it (undefined: not a link). */
 export function endFromLink(entry: AuditEntry): PeriodEnd | undefined {
-  if (entry.type !== PERIOD_STARTED || entry.facts === undefined) return undefined;
-  const f = entry.facts as PeriodStartedFacts;
+  const f = linkFacts(entry);
+  if (f === undefined) return undefined;
   const end = {
     period: f.previousPeriod,
     origin: f.previousOrigin,

@@ -19,7 +19,7 @@
  */
 import type { AuditEntry } from './entry.js';
 import { BundlePairInvalidError } from './errors.js';
-import { linkProblem, type PeriodEnd } from './periods.js';
+import { linkProblem, linkedPreviousSize, type PeriodEnd } from './periods.js';
 import { baseOrigin, type BundleReport } from './verify-bundle.js';
 
 /** What tied the two bundles, for the report. */
@@ -73,13 +73,9 @@ export function verifyBundlePair(a: BundleReport, b: BundleReport): BundlePairRe
   }
   const problem = linkProblem(link, a.end, n);
   if (problem !== undefined) {
-    const named = link.facts as { previousSize?: unknown } | undefined;
-    const where = `period ${n}'s link names another end of period ${m} than the first bundle's checkpoint (size ${a.end.size}; ${problem}${typeof named?.previousSize === 'number' ? `, the link names size ${named.previousSize}` : ''})`;
-    if (
-      a.successors === 0 &&
-      typeof named?.previousSize === 'number' &&
-      named.previousSize > a.end.size
-    ) {
+    const named = linkedPreviousSize(link);
+    const where = `period ${n}'s link names another end of period ${m} than the first bundle's checkpoint (size ${a.end.size}; ${problem}${named === undefined ? '' : `, the link names size ${named}`})`;
+    if (a.successors === 0 && named !== undefined && named > a.end.size) {
       // Exported while current: its checkpoint was the head then, and entries came after.
       throw new BundlePairInvalidError(
         'pair_not_final',
