@@ -204,6 +204,38 @@ describe('grantor audit export / verify', () => {
     expect((await verify(exported, 'not-a-key')).out).toMatch(/audit_verifier_key_invalid/);
   });
 
+  it('the local export and retire: 2 when not configured here; their own exit code on failure, the log closed either way', async () => {
+    for (const argv of [
+      ['export', 'x.ndjson'],
+      ['retire', '1'],
+    ]) {
+      const c = capture();
+      expect(await runAuditCli(argv, {}, c.out_)).toBe(2);
+      expect(c.err).toEqual([`audit ${argv[0]}: the appliance is not configured here`]);
+    }
+    let closed = 0;
+    const local = {
+      openAudit: () =>
+        Promise.resolve({
+          audit,
+          close: () => {
+            closed += 1;
+            return Promise.resolve();
+          },
+        }),
+    };
+    // Period 7 does not exist: the retirement fails after the log opened (exit 1) ...
+    const r = capture();
+    expect(await runAuditCli(['retire', '7'], local, r.out_)).toBe(1);
+    expect(r.err.join('\n')).toMatch(/^audit retire failed: /);
+    expect(r.out).toEqual([]);
+    // ... and an export into a directory that does not exist fails the same way (exit 2).
+    const e = capture();
+    expect(await runAuditCli(['export', join(dir, 'no', 'such.ndjson')], local, e.out_)).toBe(2);
+    expect(e.err.join('\n')).toMatch(/^audit export failed: .*ENOENT/);
+    expect(closed).toBe(2);
+  });
+
   it('one CLI for both formats: a local bundle export, and verify telling the formats apart on disk', async () => {
     const key = noteVerifierKey(signer.keyName, signer.publicKey);
     const local = {

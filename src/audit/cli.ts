@@ -253,20 +253,36 @@ async function exportLocal(
     out.err(`audit export: ${request}`);
     return 2;
   }
+  return withLocalAudit('audit export', deps, out, 2, (local) =>
+    legacy ? writeLegacy(local, file, deps) : writeBundle(local, file, request),
+  );
+}
+
+/**
+ * Opens the local appliance's log (server stopped), runs `use` once its start-up check
+ * passed, prints the line it returns and closes the log. Exit codes: 0 done; 2 not
+ * configured here; `failed` when opening, the check or `use` failed (printed as
+ * `<name> failed: ...`).
+ */
+async function withLocalAudit(
+  name: string,
+  deps: AuditCliDeps,
+  out: CliOutput,
+  failed: number,
+  use: (local: LocalAudit) => Promise<string>,
+): Promise<number> {
   if (deps.openAudit === undefined) {
-    out.err('audit export: the appliance is not configured here');
+    out.err(`${name}: the appliance is not configured here`);
     return 2;
   }
   const local = await deps.openAudit();
   try {
     await local.audit.ready();
-    out.out(
-      legacy ? await writeLegacy(local, file, deps) : await writeBundle(local, file, request),
-    );
+    out.out(await use(local));
     return 0;
   } catch (err) {
-    out.err(`audit export failed: ${describeError(err)}`);
-    return 2;
+    out.err(`${name} failed: ${describeError(err)}`);
+    return failed;
   } finally {
     await local.close();
   }
@@ -290,28 +306,14 @@ async function retireLocal(
     out.err(USAGE);
     return 2;
   }
-  if (deps.openAudit === undefined) {
-    out.err('audit retire: the appliance is not configured here');
-    return 2;
-  }
-  const local = await deps.openAudit();
-  try {
-    await local.audit.ready();
+  return withLocalAudit('audit retire', deps, out, 1, async (local) => {
     const done = await local.audit.retirePeriod(
       Number(period),
       LOCAL_ACTOR,
       local.policySet ?? (() => Promise.resolve(undefined)),
     );
-    out.out(
-      `retired period ${String(done.period)}: entries ${String(done.from)}..${String(done.to - 1)} moved to ${done.file} (sha256 ${done.bundleDigest}); its tiles and proofs stay`,
-    );
-    return 0;
-  } catch (err) {
-    out.err(`audit retire failed: ${describeError(err)}`);
-    return 1;
-  } finally {
-    await local.close();
-  }
+    return `retired period ${String(done.period)}: entries ${String(done.from)}..${String(done.to - 1)} moved to ${done.file} (sha256 ${done.bundleDigest}); its tiles and proofs stay`;
+  });
 }
 
 /** Writes a bundle to a new file (never overwriting evidence); the line to print. */
