@@ -9,7 +9,7 @@
  * it sees handles, inputs and signatures.
  */
 import { createHash } from 'node:crypto';
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import pkcs11js from 'pkcs11js';
 import {
@@ -29,9 +29,11 @@ if (port === null) throw new TypeError('sign.worker.pkcs11.ts runs on a worker t
 const data = workerData as ThreadData;
 
 // On Linux this lowers the priority of this thread only: when the threads keep every core
-// busy, the event loop still runs first.
+// busy, the event loop still runs first. `data.nice` is added to the niceness this thread
+// inherited from the event loop's, so an appliance started under `nice` keeps its threads
+// below the event loop too (an absolute value there would raise them above it as root).
 try {
-  setPriority(data.nice);
+  setPriority(Math.min(19, getPriority() + data.nice));
 } catch {
   // Not permitted here: sign at the inherited priority.
 }

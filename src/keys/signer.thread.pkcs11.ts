@@ -95,6 +95,7 @@ export type FromThread = ThreadReply | 'ready';
 /** The thread's workerData. */
 export interface ThreadData {
   readonly modulePath: string;
+  /** Added to the niceness the thread inherits from the event loop (at most 19). */
   readonly nice: number;
 }
 
@@ -103,7 +104,7 @@ export const SKIPPED = -1;
 export const FAILED = -2;
 
 /**
- * Niceness of a signing thread (the event loop's thread keeps its own). The event loop is
+ * Niceness of a signing thread above the event loop's (which keeps its own). The event loop is
  * the pipeline's critical path: with the threads below it, it answers a batch and hands
  * over the next one without waiting for a time slice (measured: event-loop delay p99
  * 2.8-4.9 ms at concurrency 16 instead of 5.4-6.5 ms, and a higher rate).

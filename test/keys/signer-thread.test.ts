@@ -6,8 +6,11 @@
  * thread that is not ready within its boot time fails its start.
  * (Signing through the thread, with real sessions and keys, is in signer.test.ts.)
  */
+import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { getPriority } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import pkcs11js from 'pkcs11js';
 import { describe, expect, it } from 'vitest';
 import {
@@ -16,7 +19,9 @@ import {
   SKIPPED,
   type ThreadItem,
 } from '../../src/keys/signer.thread.pkcs11.js';
-import { SOFTHSM_MODULE } from '../rig/sim.js';
+import { repoRoot, SOFTHSM_MODULE } from '../rig/sim.js';
+
+const run = promisify(execFile);
 
 const handle = (n: number): Uint8Array => {
   const b = Buffer.alloc(8);
@@ -142,6 +147,30 @@ describe('SignThread', () => {
     } finally {
       await t.close();
     }
+  });
+
+  it('keeps its thread below the event loop when the appliance itself runs under nice', async () => {
+    // The thread adds its niceness to the one it inherits: an absolute value would put it
+    // level with an event loop at nice 5, and above one at nice 7 when run as root.
+    const { stdout } = await run(
+      'nice',
+      [
+        '-n',
+        '7',
+        process.execPath,
+        '--import',
+        'tsx',
+        join(repoRoot, 'test/keys/signer-nice-child.ts'),
+      ],
+      { cwd: repoRoot, timeout: 60_000 },
+    );
+    const { loop, nices } = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as {
+      loop: number;
+      nices: number[];
+    };
+    expect(loop).toBe(Math.min(19, getPriority() + 7));
+    expect(nices).toContain(Math.min(19, loop + 5));
+    expect(Math.min(...nices)).toBe(loop);
   });
 
   it('rejects the batch in flight when the thread goes, and starts a new thread after', async () => {
