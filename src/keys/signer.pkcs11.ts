@@ -8,9 +8,10 @@
  * Signing runs on worker threads (signer.thread.pkcs11.ts; one per core, at most one per
  * pooled session, at a niceness 5 above the event loop's), each signing batches of queued
  * requests synchronously (C_SignInit, C_Sign) on a session of the pool, with two batches
- * handed to a thread at a time so it never waits for the event loop between them. The event loop only copies the
- * input, queues, packs batches and answers; one shared timer keeps every sign's deadline
- * (signer.deadlines.ts) instead of a setTimeout and a Promise.race per sign.
+ * handed to a thread at a time so it never waits for the event loop between them. The
+ * event loop only copies the input, queues, packs batches and answers; one shared timer
+ * keeps every sign's deadline (signer.deadlines.ts) instead of a setTimeout and a
+ * Promise.race per sign.
  *
  * Why threads, and what they measured: docs/keys.md.
  *
