@@ -12,9 +12,10 @@ import { P256_PARAMS, type Handle } from '../../src/keys/key-inspection.pkcs11.j
 import { acquireLibrary, releaseLibrary, type Library } from '../../src/keys/library.pkcs11.js';
 import { findTokenSlot, loginUser } from '../../src/keys/token.pkcs11.js';
 import { provisionSimHsm, type SimHsm } from '../rig/sim.js';
-import { tempDir } from './helpers.js';
+import { tempDirs } from '../../src/shared/testing/temp-dirs.js';
 import { AnchorKeyError } from '../../src/audit/errors.js';
 
+const tmp = tempDirs('grantor-anchor-key-');
 let hsm: SimHsm;
 let lib: Library;
 let session: Handle;
@@ -66,7 +67,7 @@ async function refusal(pin?: string): Promise<unknown> {
 }
 
 beforeAll(async () => {
-  hsm = await provisionSimHsm(join(await tempDir('grantor-anchor-key-'), 'hsm'), 'anchor-key');
+  hsm = await provisionSimHsm(join(await tmp.make(), 'hsm'), 'anchor-key');
   process.env.SOFTHSM2_CONF = hsm.conf;
   lib = acquireLibrary(hsm.module);
   lib.initialize();
@@ -77,9 +78,10 @@ beforeAll(async () => {
   loginUser(lib.p, session, hsm.pin);
 });
 
-afterAll(() => {
+afterAll(async () => {
   lib.p.C_CloseSession(session);
   releaseLibrary(lib);
+  await tmp.removeAll();
 });
 
 describe('Pkcs11AnchorKey', () => {
