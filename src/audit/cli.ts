@@ -6,7 +6,8 @@
  * verify-export.ts); `verify A B` checks two bundles so, then that B's period starts where
  * A's ends (verify-bundle-pair.ts); `verify --full` replays the local store (full-check.ts);
  * `retire PERIOD` retires a frozen period (retention.ts). The caller (src/cli/local.ts)
- * passes argv after `audit`, how to open the appliance or the store, and where to print. Exit codes: 0 good, 1 does not verify, 2 usage or I/O error.
+ * passes argv after `audit`, how to open the appliance or the store, and where to print.
+ * Exit codes: 0 good; 1 does not verify, or a retirement refused; 2 usage or I/O error.
  */
 import { createReadStream } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
@@ -261,7 +262,7 @@ async function exportLocal(
 /**
  * Opens the local appliance's log (server stopped), runs `use` once its start-up check
  * passed, prints the line it returns and closes the log. Exit codes: 0 done; 2 not
- * configured here; `failed` when opening, the check or `use` failed (printed as
+ * configured here; `failed` when the start-up check or `use` failed (printed as
  * `<name> failed: ...`).
  */
 async function withLocalAudit(
