@@ -1,11 +1,12 @@
 /**
  * The anchor write key on a real SoftHSM2 token: it is found only when exactly one safe key
- * pair carries its label, and a refused PIN is never presented again.
+ * pair carries its label, a refused PIN is never presented again, and once its signing
+ * thread listens the event loop no longer signs.
  */
 import { createPublicKey, createHash, verify } from 'node:crypto';
 import { join } from 'node:path';
 import pkcs11js from 'pkcs11js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
 import { ANCHOR_KEY_LABEL } from '../../src/audit/anchor-key.port.js';
 import { P256_PARAMS, type Handle } from '../../src/keys/key-inspection.pkcs11.js';
@@ -40,6 +41,29 @@ function addPair(priv: { sensitive: boolean; extractable: boolean }): void {
       { type: pkcs11js.CKA_SENSITIVE, value: priv.sensitive },
       { type: pkcs11js.CKA_EXTRACTABLE, value: priv.extractable },
     ],
+  );
+}
+
+/** The anchor key's public point as a Node key. */
+function publicKey(point: Buffer): ReturnType<typeof createPublicKey> {
+  return createPublicKey({
+    key: {
+      kty: 'EC',
+      crv: 'P-256',
+      x: point.subarray(1, 33).toString('base64url'),
+      y: point.subarray(33).toString('base64url'),
+    },
+    format: 'jwk',
+  });
+}
+
+/** Whether `sig` (P1363) is the key's signature of SHA-256(`text`). */
+function signs(point: Buffer, text: string, sig: Buffer): boolean {
+  return verify(
+    'sha256',
+    Buffer.from(text),
+    { key: publicKey(point), dsaEncoding: 'ieee-p1363' },
+    sig,
   );
 }
 
@@ -137,6 +161,83 @@ describe('Pkcs11AnchorKey', () => {
       );
     } finally {
       await finder.close();
+    }
+  });
+
+  it('signs on its thread once the thread listens, never on the event loop', async () => {
+    removePairs();
+    const token = { modulePath: hsm.module, tokenLabel: hsm.tokenLabel, pin: hsm.pin };
+    const key = new Pkcs11AnchorKey(token, { create: true });
+    // The event loop's own C_Sign calls: the module instance is shared in the process
+    // (library.pkcs11.ts); the thread's is another.
+    const onLoop = vi.spyOn(lib.p, 'C_Sign');
+    try {
+      const point = await key.publicPoint();
+      const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
+      // The first signs run on the event loop while the thread boots (seconds under tsx).
+      const first = await key.signDigest(digest('first'));
+      expect(signs(point, 'first', first)).toBe(true);
+      expect(onLoop).toHaveBeenCalled();
+      const until = Date.now() + 60_000;
+      let calls = onLoop.mock.calls.length;
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 50));
+        await key.signDigest(digest('probe'));
+        if (onLoop.mock.calls.length === calls) break;
+        calls = onLoop.mock.calls.length;
+        if (Date.now() > until) throw new Error('the anchor key never signed off the event loop');
+      }
+      const texts = Array.from({ length: 12 }, (_, i) => `batch ${i}`);
+      const sigs = await Promise.all(texts.map((t) => key.signDigest(digest(t))));
+      expect(onLoop.mock.calls.length).toBe(calls);
+      texts.forEach((t, i) => {
+        expect(signs(point, t, sigs[i] as Buffer)).toBe(true);
+      });
+      // Each signature is its own digest's, not another's of the same batch of calls.
+      expect(signs(point, texts[0] as string, sigs[1] as Buffer)).toBe(false);
+
+      // close() waits for a sign in flight on the thread rather than pulling the module
+      // from under it.
+      const inFlight = key.signDigest(digest('last'));
+      const closing = key.close();
+      expect(signs(point, 'last', await inFlight)).toBe(true);
+      await closing;
+    } finally {
+      onLoop.mockRestore();
+      await key.close();
+    }
+  });
+
+  it('recovers from a session lost under a sign on its thread, as on the event loop', async () => {
+    removePairs();
+    const token = { modulePath: hsm.module, tokenLabel: hsm.tokenLabel, pin: hsm.pin };
+    const key = new Pkcs11AnchorKey(token, { create: true });
+    const onLoop = vi.spyOn(lib.p, 'C_Sign');
+    try {
+      const point = await key.publicPoint();
+      const until = Date.now() + 60_000;
+      let calls = onLoop.mock.calls.length;
+      for (;;) {
+        await key.signDigest(Buffer.alloc(32, 1));
+        if (calls > 0 && onLoop.mock.calls.length === calls) break;
+        calls = onLoop.mock.calls.length;
+        if (Date.now() > until) throw new Error('the anchor key never signed off the event loop');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // Every session of the token closed behind the key (as a token reset would): the
+      // thread's C_SignInit fails with the module's CKR_SESSION_HANDLE_INVALID, which must
+      // reach the key as a PKCS#11 fault, so that it re-opens a session and signs once more.
+      lib.p.C_CloseAllSessions(findTokenSlot(lib.p, hsm.tokenLabel));
+      const digest = createHash('sha256').update('after').digest();
+      expect(signs(point, 'after', await key.signDigest(digest))).toBe(true);
+    } finally {
+      onLoop.mockRestore();
+      await key.close();
+      session = lib.p.C_OpenSession(
+        findTokenSlot(lib.p, hsm.tokenLabel),
+        pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION,
+      );
+      loginUser(lib.p, session, hsm.pin);
     }
   });
 
