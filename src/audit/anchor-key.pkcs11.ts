@@ -68,7 +68,10 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
   /** A refused PIN: never tried again (each try counts towards the token's lock). */
   #latched: Error | undefined;
   #thread: SignThread | undefined;
-  /** The sign in progress: one at a time on the one session. */
+  /**
+   * The last use of the session queued (a sign, a search): one at a time, since a sign on
+   * the thread holds the session while the event loop goes on.
+   */
   #signing: Promise<unknown> = Promise.resolve();
 
   constructor(config: AnchorKeyTokenConfig, options: { create?: boolean } = {}) {
@@ -77,14 +80,12 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
   }
 
   publicPoint(): Promise<Buffer> {
-    return this.#retry(() => Buffer.from(this.#found().point));
+    return this.#serial(() => Buffer.from(this.#found().point));
   }
 
   signDigest(digest: Buffer): Promise<Buffer> {
     const input = Buffer.from(digest);
-    const sign = this.#signing.then(() => this.#retry(() => this.#sign(input)));
-    this.#signing = sign.catch(() => undefined);
-    return sign;
+    return this.#serial(() => this.#sign(input));
   }
 
   async close(): Promise<void> {
@@ -138,6 +139,13 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
     const thread = this.#thread;
     if (!thread.running) thread.start().catch(() => undefined);
     return thread.ready ? thread : undefined;
+  }
+
+  /** Runs `fn` after every use of the session queued before it (with #retry). */
+  #serial<T>(fn: () => T | Promise<T>): Promise<T> {
+    const run = this.#signing.then(() => this.#retry(fn));
+    this.#signing = run.catch(() => undefined);
+    return run;
   }
 
   /** Runs `fn`; after a PKCS#11 fault, re-opens the session and runs it once more. */
