@@ -5,8 +5,8 @@
  */
 import { createPublicKey, createHash, verify } from 'node:crypto';
 import { join } from 'node:path';
-import pkcs11js from 'pkcs11js';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import pkcs11js, { type PKCS11 } from 'pkcs11js';
+import { afterAll, beforeAll, describe, expect, it, vi, type MockInstance } from 'vitest';
 import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
 import { ANCHOR_KEY_LABEL } from '../../src/audit/anchor-key.port.js';
 import { P256_PARAMS, type Handle } from '../../src/keys/key-inspection.pkcs11.js';
@@ -65,6 +65,46 @@ function signs(point: Buffer, text: string, sig: Buffer): boolean {
     { key: publicKey(point), dsaEncoding: 'ieee-p1363' },
     sig,
   );
+}
+
+/** The event loop's own C_Sign calls, as a spy sees them. */
+type LoopSigns = MockInstance<PKCS11['C_Sign']>;
+
+/**
+ * `fn` with a fresh anchor key (created, its public point read) and a spy on the event
+ * loop's C_Sign calls (the module instance is shared in the process, library.pkcs11.ts;
+ * the key's thread has its own); the key is closed and the spy removed afterwards.
+ */
+async function withNewKey(
+  fn: (key: Pkcs11AnchorKey, onLoop: LoopSigns, point: Buffer) => Promise<void>,
+): Promise<void> {
+  removePairs();
+  const token = { modulePath: hsm.module, tokenLabel: hsm.tokenLabel, pin: hsm.pin };
+  const key = new Pkcs11AnchorKey(token, { create: true });
+  const onLoop = vi.spyOn(lib.p, 'C_Sign');
+  try {
+    await fn(key, onLoop, await key.publicPoint());
+  } finally {
+    onLoop.mockRestore();
+    await key.close();
+  }
+}
+
+/**
+ * Signs until a sign leaves the event loop's C_Sign count as it was: the key's thread then
+ * listens. The first sign always runs on the event loop (the thread starts with it).
+ * Returns the event loop's count.
+ */
+async function untilThreaded(key: Pkcs11AnchorKey, onLoop: LoopSigns): Promise<number> {
+  const until = Date.now() + 60_000;
+  let calls = onLoop.mock.calls.length;
+  for (;;) {
+    await key.signDigest(createHash('sha256').update('probe').digest());
+    if (calls > 0 && onLoop.mock.calls.length === calls) return calls;
+    calls = onLoop.mock.calls.length;
+    if (Date.now() > until) throw new Error('the anchor key never signed off the event loop');
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function removePairs(): void {
@@ -146,47 +186,20 @@ describe('Pkcs11AnchorKey', () => {
     try {
       expect(await finder.publicPoint()).toEqual(point);
       const digest = createHash('sha256').update('batch').digest();
-      const sig = await finder.signDigest(digest);
-      const key = createPublicKey({
-        key: {
-          kty: 'EC',
-          crv: 'P-256',
-          x: point.subarray(1, 33).toString('base64url'),
-          y: point.subarray(33).toString('base64url'),
-        },
-        format: 'jwk',
-      });
-      expect(verify('sha256', Buffer.from('batch'), { key, dsaEncoding: 'ieee-p1363' }, sig)).toBe(
-        true,
-      );
+      expect(signs(point, 'batch', await finder.signDigest(digest))).toBe(true);
     } finally {
       await finder.close();
     }
   });
 
   it('signs on its thread once the thread listens, never on the event loop', async () => {
-    removePairs();
-    const token = { modulePath: hsm.module, tokenLabel: hsm.tokenLabel, pin: hsm.pin };
-    const key = new Pkcs11AnchorKey(token, { create: true });
-    // The event loop's own C_Sign calls: the module instance is shared in the process
-    // (library.pkcs11.ts); the thread's is another.
-    const onLoop = vi.spyOn(lib.p, 'C_Sign');
-    try {
-      const point = await key.publicPoint();
+    await withNewKey(async (key, onLoop, point) => {
       const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
       // The first signs run on the event loop while the thread boots (seconds under tsx).
       const first = await key.signDigest(digest('first'));
       expect(signs(point, 'first', first)).toBe(true);
       expect(onLoop).toHaveBeenCalled();
-      const until = Date.now() + 60_000;
-      let calls = onLoop.mock.calls.length;
-      for (;;) {
-        await new Promise((r) => setTimeout(r, 50));
-        await key.signDigest(digest('probe'));
-        if (onLoop.mock.calls.length === calls) break;
-        calls = onLoop.mock.calls.length;
-        if (Date.now() > until) throw new Error('the anchor key never signed off the event loop');
-      }
+      const calls = await untilThreaded(key, onLoop);
       const texts = Array.from({ length: 12 }, (_, i) => `batch ${i}`);
       const sigs = await Promise.all(texts.map((t) => key.signDigest(digest(t))));
       expect(onLoop.mock.calls.length).toBe(calls);
@@ -202,37 +215,24 @@ describe('Pkcs11AnchorKey', () => {
       const closing = key.close();
       expect(signs(point, 'last', await inFlight)).toBe(true);
       await closing;
-    } finally {
-      onLoop.mockRestore();
-      await key.close();
-    }
+    });
   });
 
   it('recovers from a session lost under a sign on its thread, as on the event loop', async () => {
-    removePairs();
-    const token = { modulePath: hsm.module, tokenLabel: hsm.tokenLabel, pin: hsm.pin };
-    const key = new Pkcs11AnchorKey(token, { create: true });
-    const onLoop = vi.spyOn(lib.p, 'C_Sign');
     try {
-      const point = await key.publicPoint();
-      const until = Date.now() + 60_000;
-      let calls = onLoop.mock.calls.length;
-      for (;;) {
-        await key.signDigest(Buffer.alloc(32, 1));
-        if (calls > 0 && onLoop.mock.calls.length === calls) break;
-        calls = onLoop.mock.calls.length;
-        if (Date.now() > until) throw new Error('the anchor key never signed off the event loop');
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      // Every session of the token closed behind the key (as a token reset would): the
-      // thread's C_SignInit fails with the module's CKR_SESSION_HANDLE_INVALID, which must
-      // reach the key as a PKCS#11 fault, so that it re-opens a session and signs once more.
-      lib.p.C_CloseAllSessions(findTokenSlot(lib.p, hsm.tokenLabel));
-      const digest = createHash('sha256').update('after').digest();
-      expect(signs(point, 'after', await key.signDigest(digest))).toBe(true);
+      await withNewKey(async (key, onLoop, point) => {
+        const calls = await untilThreaded(key, onLoop);
+        // Every session of the token closed behind the key (as a token reset would): the
+        // thread's C_SignInit fails with the module's CKR_SESSION_HANDLE_INVALID, which
+        // must reach the key as a PKCS#11 fault, so that it re-opens a session and signs
+        // once more.
+        lib.p.C_CloseAllSessions(findTokenSlot(lib.p, hsm.tokenLabel));
+        const digest = createHash('sha256').update('after').digest();
+        expect(signs(point, 'after', await key.signDigest(digest))).toBe(true);
+        // The retry was the thread's too.
+        expect(onLoop.mock.calls.length).toBe(calls);
+      });
     } finally {
-      onLoop.mockRestore();
-      await key.close();
       session = lib.p.C_OpenSession(
         findTokenSlot(lib.p, hsm.tokenLabel),
         pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION,
