@@ -114,13 +114,17 @@ async function readBundle(paths: readonly string[]): Promise<string> {
 
 /**
  * The anchor write key's token (src/audit/anchor-key.pkcs11.ts): the audit token when
- * configured, else the main one. Provisioning creates the key; a start only finds it.
+ * configured, else the main one. Provisioning creates the key; a start only finds it, and
+ * signs with it on a signing thread.
  */
-function anchorWriteKey(config: AppConfig, create = false): Pkcs11AnchorKey {
+function anchorWriteKey(
+  config: AppConfig,
+  use: { create: true } | { signThread: true },
+): Pkcs11AnchorKey {
   const token = config.auditHsm ?? config.hsm;
   return new Pkcs11AnchorKey(
     { modulePath: token.module, tokenLabel: token.tokenLabel, pin: token.pin },
-    { create },
+    use,
   );
 }
 
@@ -195,7 +199,7 @@ export async function provisionAppliance(
   tpm: TpmPort,
   options: { afterStep?: (step: ProvisionStep) => Promise<void> | void } = {},
 ): Promise<string[]> {
-  const writeKey = anchorWriteKey(config, true);
+  const writeKey = anchorWriteKey(config, { create: true });
   try {
     return await provisionWith(config, tpm, writeKey, options);
   } finally {
@@ -290,7 +294,7 @@ export async function openAppliance(
     };
     const pin = await readPin(config);
     // Found, never created, here: a missing key is refused (anchor_key_missing).
-    const writeKey = anchorWriteKey(config);
+    const writeKey = anchorWriteKey(config, { signThread: true });
     closers.push(() => writeKey.close());
     // The key store answers first: a refused PIN or a missing token is the HSM's failure,
     // named as such; a missing or foreign key is the audit start-up's refusal (lockdown).

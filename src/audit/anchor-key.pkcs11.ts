@@ -8,17 +8,20 @@
  * session of an older module generation is re-opened, and one lost to a fault is re-opened
  * once.
  *
- * The signs run on a signing thread of the keys adapter's kind (signer.thread.pkcs11.ts:
- * C_SignInit and C_Sign off the event loop), so that an HSM's sign latency (a network HSM
+ * In the running appliance (`signThread`) the signs run on a signing thread of the keys
+ * adapter's kind (signer.thread.pkcs11.ts: C_SignInit and C_Sign off the event loop), so that an HSM's sign latency (a network HSM
  * answers in milliseconds) never stops the appliance's event loop, and the loop does not
  * spend the sign's CPU (3.6% of its busy time at 64 grants in flight, bench/grants.ts).
  * Until the thread listens (it boots in the background on first use) and while a lost one
  * restarts, a sign runs on the event loop as before: the anchor never waits for a boot.
+ * A one-shot command (provisioning, the benches' rigs) signs a few times and goes: it starts
+ * no thread.
  */
 import pkcs11js from 'pkcs11js';
-import { HsmUnavailableError } from '../keys/errors.js';
+import { HsmDeadlineExceededError, HsmUnavailableError } from '../keys/errors.js';
 import { P256_PARAMS, generateSigningKeyPair, type Handle } from '../keys/key-inspection.pkcs11.js';
-import { FAILED, SignThread } from '../keys/signer.thread.pkcs11.js';
+import { rebuildPkcs11Error } from '../keys/sign-batch.pkcs11.js';
+import { SKIPPED, SignThread } from '../keys/signer.thread.pkcs11.js';
 import {
   acquireLibrary,
   pkcs11Code,
@@ -55,12 +58,13 @@ function point(buf: Buffer): Buffer {
   return Buffer.from(raw);
 }
 
-/** A sign handed to the thread and not done by then is skipped there, and fails here. */
+/** A sign handed to the thread and not begun by then is skipped there, and fails here. */
 const THREAD_SIGN_DEADLINE_MS = 10_000;
 
 export class Pkcs11AnchorKey implements AnchorWriteKey {
   readonly #config: AnchorKeyTokenConfig;
   readonly #create: boolean;
+  readonly #signThread: boolean;
   #lib: Library | undefined;
   /** The session, and the module generation it was opened in (library.pkcs11.ts). */
   #session: { handle: Handle; generation: number } | undefined;
@@ -74,9 +78,13 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
    */
   #signing: Promise<unknown> = Promise.resolve();
 
-  constructor(config: AnchorKeyTokenConfig, options: { create?: boolean } = {}) {
+  constructor(
+    config: AnchorKeyTokenConfig,
+    options: { create?: boolean; signThread?: boolean } = {},
+  ) {
     this.#config = config;
     this.#create = options.create === true;
+    this.#signThread = options.signThread === true;
   }
 
   publicPoint(): Promise<Buffer> {
@@ -118,16 +126,16 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
         deadline: Date.now() + THREAD_SIGN_DEADLINE_MS,
       };
       const reply = await thread.run(session, [item]);
-      const length = reply.lengths[0] ?? FAILED;
-      if (reply.error !== undefined || length < 0) {
-        // The module's own return value, as a sign on this thread would have thrown it.
-        throw new pkcs11js.Pkcs11Error(
-          reply.error?.name ?? 'the sign was skipped after its deadline',
-          reply.error?.rv ?? pkcs11js.CKR_FUNCTION_FAILED,
-          'C_Sign',
+      const length = reply.lengths[0];
+      if (length === SKIPPED) throw new HsmDeadlineExceededError(THREAD_SIGN_DEADLINE_MS);
+      // The module's own error, rebuilt as a sign on the event loop would have thrown it
+      // (a PKCS#11 fault, so #retry re-opens the session once), as the keys adapter does.
+      if (length !== 64) {
+        throw rebuildPkcs11Error(
+          reply.error ?? { rv: undefined, name: `the thread returned ${String(length)} bytes` },
         );
       }
-      return Buffer.from(reply.sigs.subarray(0, length));
+      return Buffer.from(reply.sigs.subarray(0, 64));
     } finally {
       lib.leave();
     }
@@ -135,6 +143,7 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
 
   /** The signing thread when it listens; started (in the background) when none runs. */
   #readyThread(): SignThread | undefined {
+    if (!this.#signThread) return undefined;
     this.#thread ??= new SignThread(this.#config.modulePath);
     const thread = this.#thread;
     if (!thread.running) thread.start().catch(() => undefined);

@@ -1,9 +1,7 @@
 /** The rooms' synced writes, committed in groups (db.level.ts, SyncedWrites). */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { LevelRoom, openDatabase, type Database, type RoomOp } from './db.level.js';
+import { tempDirs } from './testing/temp-dirs.js';
 
 class Room extends LevelRoom {
   constructor(db: Database, name = 'room') {
@@ -20,21 +18,19 @@ class Room extends LevelRoom {
   }
 }
 
-const opened: { db: Database; dir: string }[] = [];
+const tmp = tempDirs('grantor-db-level-');
+const opened: Database[] = [];
 
 async function fresh(): Promise<Database> {
-  const dir = await mkdtemp(join(tmpdir(), 'grantor-db-level-'));
-  const db = await openDatabase(dir);
-  opened.push({ db, dir });
+  const db = await openDatabase(await tmp.make());
+  opened.push(db);
   return db;
 }
 
 afterEach(async () => {
   vi.restoreAllMocks();
-  for (const { db, dir } of opened.splice(0)) {
-    if (db.status === 'open') await db.close();
-    await rm(dir, { recursive: true, force: true });
-  }
+  for (const db of opened.splice(0)) if (db.status === 'open') await db.close();
+  await tmp.removeAll();
 });
 
 /** Every db.batch call: how many ops and whether it was synced. */

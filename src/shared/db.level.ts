@@ -63,7 +63,7 @@ const MAX_GROUP_WRITES = 256;
  * never another's: with the disk gone every one fails anyway (puts and deletes of fixed
  * values are idempotent, so a group that reached the log before its error is harmless).
  */
-export class SyncedWrites {
+class SyncedWrites {
   readonly #db: Database;
   readonly #queue: QueuedWrite[] = [];
   #writing = false;
@@ -85,26 +85,28 @@ export class SyncedWrites {
       while (this.#queue.length > 0) {
         const group = this.#queue.splice(0, MAX_GROUP_WRITES);
         try {
-          const ops = group.length === 1 ? (group[0]?.ops ?? []) : group.flatMap((w) => w.ops);
-          await this.#db.batch(ops, { sync: true });
+          await this.#db.batch(
+            group.flatMap((w) => w.ops),
+            { sync: true },
+          );
           for (const w of group) w.resolve();
         } catch (e) {
-          if (group.length === 1) {
-            group[0]?.reject(e);
-            continue;
-          }
-          for (const w of group) {
-            try {
-              await this.#db.batch(w.ops, { sync: true });
-              w.resolve();
-            } catch (alone) {
-              w.reject(alone);
-            }
-          }
+          if (group.length === 1) group[0]?.reject(e);
+          else for (const w of group) await this.#alone(w);
         }
       }
     } finally {
       this.#writing = false;
+    }
+  }
+
+  /** One write of a failed group, tried on its own. */
+  async #alone(w: QueuedWrite): Promise<void> {
+    try {
+      await this.#db.batch(w.ops, { sync: true });
+      w.resolve();
+    } catch (e) {
+      w.reject(e);
     }
   }
 }
@@ -112,7 +114,7 @@ export class SyncedWrites {
 const syncedWrites = new WeakMap<Database, SyncedWrites>();
 
 /** The group committer of a database's synced writes (one per database). */
-export function syncedWritesOf(db: Database): SyncedWrites {
+function syncedWritesOf(db: Database): SyncedWrites {
   let writes = syncedWrites.get(db);
   if (writes === undefined) {
     writes = new SyncedWrites(db);

@@ -77,10 +77,11 @@ type LoopSigns = MockInstance<PKCS11['C_Sign']>;
  */
 async function withNewKey(
   fn: (key: Pkcs11AnchorKey, onLoop: LoopSigns, point: Buffer) => Promise<void>,
+  signThread = true,
 ): Promise<void> {
   removePairs();
   const token = { modulePath: hsm.module, tokenLabel: hsm.tokenLabel, pin: hsm.pin };
-  const key = new Pkcs11AnchorKey(token, { create: true });
+  const key = new Pkcs11AnchorKey(token, { create: true, signThread });
   const onLoop = vi.spyOn(lib.p, 'C_Sign');
   try {
     await fn(key, onLoop, await key.publicPoint());
@@ -216,6 +217,18 @@ describe('Pkcs11AnchorKey', () => {
       expect(signs(point, 'last', await inFlight)).toBe(true);
       await closing;
     });
+  });
+
+  it('signs on the event loop only when it is not asked for a thread (one-shot commands)', async () => {
+    await withNewKey(async (key, onLoop, point) => {
+      // Longer than a thread takes to listen in the test above (well under a second).
+      for (let i = 0; i < 30; i++) {
+        const sig = await key.signDigest(createHash('sha256').update(`one-shot ${i}`).digest());
+        expect(signs(point, `one-shot ${i}`, sig)).toBe(true);
+        expect(onLoop).toHaveBeenCalledTimes(i + 1);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }, false);
   });
 
   it('recovers from a session lost under a sign on its thread, as on the event loop', async () => {
