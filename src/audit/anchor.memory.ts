@@ -25,6 +25,8 @@ export class MemoryAnchor implements AuditAnchor {
   pinnedNamesMatch = true;
   readonly faults: AnchorFault[] = [];
   readonly calls: Record<AnchorOp, number> = { read: 0, extend: 0, increment: 0 };
+  /** Calls of writeBatch (each also counts its extend and increment in `calls`). */
+  batchWrites = 0;
 
   constructor(initialCounter = 1n) {
     this.counter = initialCounter;
@@ -71,6 +73,20 @@ export class MemoryAnchor implements AuditAnchor {
     if (f !== undefined) return Promise.reject(f.error);
     this.counter += 1n;
     return Promise.resolve();
+  }
+
+  /** The two writes in order once `stored` resolves; faults apply to each as scripted. */
+  async writeBatch(
+    root: Buffer,
+    stored: Promise<void>,
+    landed: (write: 'extend' | 'increment') => void,
+  ): Promise<void> {
+    this.batchWrites += 1;
+    await stored;
+    await this.extend(root);
+    landed('extend');
+    await this.increment();
+    landed('increment');
   }
 
   certify(qualifyingData: Buffer): Promise<NvCertification[]> {

@@ -2,7 +2,8 @@
  * The audit log's view of its TPM anchor: an NV counter and an NV extend index
  * (TPM_NT_EXTEND, SHA-256), both defined at provisioning and their NV names pinned in
  * configuration. The log core decides the order of writes (see docs/audit.md); adapters
- * only perform single TPM commands. Real adapter: anchor.tpm.ts.
+ * perform single TPM commands, or a batch's two writes in that order (`writeBatch`). Real
+ * adapter: anchor.tpm.ts.
  */
 import { createHash } from 'node:crypto';
 import { EMPTY_ROOT } from './merkle.js';
@@ -50,6 +51,21 @@ export interface AuditAnchor {
   extend(data: Buffer): Promise<void>;
   /** TPM2_NV_Increment of the counter. */
   increment(): Promise<void>;
+  /**
+   * Both writes of one batch, NV_Extend with `root` then NV_Increment, with what touches no
+   * NV (policy sessions, the write key's signatures) done while `stored` is pending: the
+   * log's store write and the TPM's preparation overlap, and the extend is sent only once
+   * `stored` has resolved (the write order is the log's: store, extend, increment). When
+   * `stored` rejects nothing is written and this rejects with its error. `landed` is called
+   * with each write as it takes effect; on a failure, the writes `landed` named are the ones
+   * done, and the rejection is the next one's error (as `extend()` or `increment()` would
+   * reject). Optional: without it the log calls `extend()` and `increment()`.
+   */
+  writeBatch?(
+    root: Buffer,
+    stored: Promise<void>,
+    landed: (write: 'extend' | 'increment') => void,
+  ): Promise<void>;
   /** TPM2_NV_Certify of both indices, qualified with `qualifyingData`. */
   certify(qualifyingData: Buffer): Promise<NvCertification[]>;
   /** The AK that signs NV_Certify, TPM2B_PUBLIC marshalled, when the anchor has one. */

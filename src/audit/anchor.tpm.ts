@@ -103,6 +103,13 @@ export interface TpmAnchorConfig extends TpmAnchorIndices {
   readonly akTemplate?: Uint8Array;
 }
 
+/** An anchor command's failure as the log takes it: retryable when the TPM did not run it. */
+function failure(what: string, err: unknown): Error {
+  if (err instanceof AuditRollbackError) return err;
+  const retryable = err instanceof TpmError && RETRYABLE.some((rc) => err.is(rc));
+  return new AnchorError(`${what} failed`, retryable, { cause: err });
+}
+
 function space(index: number, type: number, dataSize: number, authPolicy?: Uint8Array) {
   return {
     index,
@@ -317,9 +324,7 @@ export class TpmAuditAnchor implements AuditAnchor {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof AuditRollbackError) throw err;
-      const retryable = err instanceof TpmError && RETRYABLE.some((rc) => err.is(rc));
-      throw new AnchorError(`${what} failed`, retryable, { cause: err });
+      throw failure(what, err);
     }
   }
 
@@ -485,6 +490,67 @@ export class TpmAuditAnchor implements AuditAnchor {
       if (counter?.length !== 8 || extendValue?.length !== 32) return;
       this.#afterIncrement = { counter: counter.readBigUInt64BE(0), extendValue };
     });
+  }
+
+  async writeBatch(
+    root: Buffer,
+    stored: Promise<void>,
+    landed: (write: 'extend' | 'increment') => void,
+  ): Promise<void> {
+    const key = this.#config.writeKey;
+    this.#afterIncrement = undefined;
+    if (key === undefined) {
+      // Owner-written indices (tests of the log core): nothing to prepare.
+      await stored;
+      await this.extend(root);
+      landed('extend');
+      await this.increment();
+      landed('increment');
+      return;
+    }
+    const { counterIndex, extendIndex, pinnedNames } = this.#config;
+    const writes = ['extend', 'increment'] as const;
+    let done = 0;
+    try {
+      const reads = await this.#tpm.nvWritesByPolicySigned(
+        [
+          // Bound to the pinned (written) names: a write lands on the pinned index or fails.
+          {
+            index: extendIndex,
+            write: { kind: 'extend', data: root, name: Buffer.from(pinnedNames.extend, 'hex') },
+          },
+          {
+            index: counterIndex,
+            write: { kind: 'increment', name: Buffer.from(pinnedNames.counter, 'hex') },
+          },
+        ],
+        await this.#policySigner(key),
+        {
+          before: stored,
+          readAfter: [
+            { index: counterIndex, size: 8 },
+            { index: extendIndex, size: 32 },
+          ],
+          landed: (i) => {
+            done = i + 1;
+            landed(writes[i] ?? 'increment');
+          },
+        },
+      );
+      const [counter, extendValue] = reads ?? [];
+      // A read that failed after the writes: readAfterWrite() reads on its own.
+      if (counter?.length === 8 && extendValue?.length === 32) {
+        this.#afterIncrement = { counter: counter.readBigUInt64BE(0), extendValue };
+      }
+    } catch (err) {
+      // The store's own failure, as it is: nothing was written.
+      const store = await stored.then(
+        () => undefined,
+        (error: unknown) => ({ error }),
+      );
+      if (store !== undefined) throw store.error;
+      throw failure(done === 0 ? 'NV_Extend' : 'NV_Increment', err);
+    }
   }
 
   #withAk<T>(use: (handle: number, publicArea: Buffer) => Promise<T>): Promise<T> {

@@ -66,8 +66,19 @@ export function meterAudit(metrics: AuditMetrics, now: () => number = Date.now):
           pending.stored(write.entries.length);
         },
       }),
-    anchor: (anchor) =>
-      overlay(anchor, {
+    anchor: (anchor) => {
+      const writeBatch = anchor.writeBatch?.bind(anchor);
+      return overlay(anchor, {
+        ...(writeBatch === undefined
+          ? {}
+          : {
+              writeBatch: (root, stored, landed) =>
+                writeBatch(root, stored, (write) => {
+                  metrics.nvWrites.inc({ index: write === 'extend' ? 'extend' : 'counter' });
+                  if (write === 'increment') pending.anchored();
+                  landed(write);
+                }),
+            }),
         extend: async (data) => {
           await anchor.extend(data);
           metrics.nvWrites.inc({ index: 'extend' });
@@ -77,6 +88,7 @@ export function meterAudit(metrics: AuditMetrics, now: () => number = Date.now):
           metrics.nvWrites.inc({ index: 'counter' });
           pending.anchored();
         },
-      }),
+      });
+    },
   };
 }

@@ -1020,10 +1020,34 @@ export class AuditLog {
         w.event.body === undefined ? [] : [{ digest: w.event.digest, text: w.event.body }],
       );
       // The tiles the batch changed go in the same synced write as its entries.
-      await this.#store.appendBatch({ entries, batch: record, bodies, tiles: this.#tree.writes() });
+      const stored = this.#store.appendBatch({
+        entries,
+        batch: record,
+        bodies,
+        tiles: this.#tree.writes(),
+      });
+      // The anchor prepares its two writes while the store writes; it sends the extend only
+      // once the batch is durable. Whatever it did not land is done step by step below.
+      let landed = 0;
+      const anchoring = this.#anchor.writeBatch?.(root, stored, () => {
+        landed += 1;
+        this.#counters.nvWrites += 1;
+      });
+      const anchored = anchoring?.then(
+        () => undefined,
+        (error: unknown) => ({ error }),
+      );
+      await stored;
       this.#lastAnchorAt = this.#clock.now();
-      await this.#anchorStep(() => this.#anchor.extend(root));
-      await this.#anchorStep(() => this.#anchor.increment());
+      const failed = anchored === undefined ? undefined : await anchored;
+      if (anchored === undefined || failed !== undefined) {
+        // The fast path's failure counts as the first attempt of the step it stopped at.
+        const done = landed;
+        if (done < 1) await this.#anchorStep(() => this.#anchor.extend(root), failed);
+        if (done < 2) {
+          await this.#anchorStep(() => this.#anchor.increment(), done === 1 ? failed : undefined);
+        }
+      }
       await this.#checkNoForeignWrite(
         this.#genesisCounter + BigInt(this.#batches + 1),
         extendValue,
@@ -1082,11 +1106,15 @@ export class AuditLog {
     }
   }
 
-  /** One TPM write, retried while the TPM says it did not execute it, up to the deadline. */
-  async #anchorStep(step: () => Promise<void>): Promise<void> {
+  /**
+   * One TPM write, retried while the TPM says it did not execute it, up to the deadline.
+   * `first`: the failure of an attempt already made (by the anchor's writeBatch).
+   */
+  async #anchorStep(step: () => Promise<void>, first?: { error: unknown }): Promise<void> {
     const deadline = this.#clock.now() + this.#options.anchorRetryDeadlineMs;
     for (let attempt = 0; ; attempt++) {
       try {
+        if (attempt === 0 && first !== undefined) throw first.error;
         await step();
         this.#counters.nvWrites += 1;
         return;

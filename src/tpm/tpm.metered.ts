@@ -167,6 +167,28 @@ export class MeteredTpm implements TpmPort {
     );
   }
 
+  /**
+   * Timed from the moment `before` resolves: the time the caller waits for the TPM once its
+   * own write is done (the sessions and signatures made meanwhile are not on its path).
+   * Labelled by its NV commands joined with `+` (`NV_Extend+NV_Increment`).
+   */
+  nvWritesByPolicySigned(
+    ...a: Parameters<TpmPort['nvWritesByPolicySigned']>
+  ): ReturnType<TpmPort['nvWritesByPolicySigned']> {
+    const [writes, , options] = a;
+    const command = writes
+      .map((w) => (w.write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend'))
+      .join('+');
+    const call = this.#tpm.nvWritesByPolicySigned(...a);
+    if (options?.before === undefined) return this.#time(command, () => call);
+    // Handled here at once: the timer attaches only once `before` has settled.
+    call.catch(() => undefined);
+    return Promise.resolve(options.before).then(
+      () => this.#time(command, () => call),
+      () => call,
+    );
+  }
+
   hierarchyChangeAuth(...a: Parameters<TpmPort['hierarchyChangeAuth']>): Promise<void> {
     return this.#time('HierarchyChangeAuth', () => this.#tpm.hierarchyChangeAuth(...a));
   }

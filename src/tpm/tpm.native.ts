@@ -20,6 +20,7 @@ import type {
   Hierarchy,
   LoadedObject,
   NvAuth,
+  NvPolicySignedWrite,
   NvPolicyWrite,
   NvReadBack,
   NvPublic,
@@ -284,6 +285,46 @@ function checkSelection(
  * Read a structure the TPM answered: a malformed one is the TPM's failure (`tpm_error`,
  * TpmResponseError), not a bad request.
  */
+/** A policy-signed write as the addon takes it. */
+interface PlannedPolicyWrite {
+  readonly index: number;
+  readonly kind: 0 | 1;
+  readonly command: 'NV_Increment' | 'NV_Extend';
+  readonly data: Buffer;
+  readonly cpHash: Buffer;
+}
+
+/** A planned write with its started session and the signature over that session's nonce. */
+interface PreparedPolicyWrite {
+  readonly write: PlannedPolicyWrite;
+  readonly session: number;
+  readonly nonceTpm: Buffer;
+  readonly signature: Buffer;
+}
+
+function planPolicyWrite({ index, write }: NvPolicySignedWrite): PlannedPolicyWrite {
+  checkU32('index', index);
+  const data = write.kind === 'extend' ? copy(write.data) : Buffer.alloc(0);
+  if (data.length > 1024) throw new TpmArgumentError('nvExtend: at most 1024 bytes');
+  const cpHash = nvWriteCpHash(
+    copy(write.name),
+    write.kind === 'extend' ? { kind: 'extend', data } : { kind: 'increment' },
+  );
+  return write.kind === 'increment'
+    ? { index, kind: 0, command: 'NV_Increment', data, cpHash }
+    : { index, kind: 1, command: 'NV_Extend', data, cpHash };
+}
+
+type Settled = { readonly failed: false } | { readonly failed: true; readonly error: unknown };
+
+/** How `p` settles, as a promise that always resolves (so it is never left unhandled). */
+function settle(p: PromiseLike<unknown>): Promise<Settled> {
+  return Promise.resolve(p).then(
+    () => ({ failed: false }),
+    (error: unknown) => ({ failed: true, error }),
+  );
+}
+
 function fromTpm<T>(structure: string, parse: () => T): T {
   try {
     return parse();
@@ -768,35 +809,121 @@ export class NativeTpm implements TpmPort {
     return { public: r.public, name: unwrap(TPM2B.NAME, r.name) };
   }
 
-  async nvWriteByPolicySigned(
+  nvWriteByPolicySigned(
     index: number,
     write: NvPolicyWrite,
     signer: PolicySigner,
     options?: { readAfter?: readonly NvReadBack[] },
   ): Promise<readonly Buffer[] | undefined> {
-    checkU32('index', index);
+    return this.nvWritesByPolicySigned([{ index, write }], signer, options);
+  }
+
+  async nvWritesByPolicySigned(
+    writes: readonly NvPolicySignedWrite[],
+    signer: PolicySigner,
+    options: {
+      readAfter?: readonly NvReadBack[];
+      before?: PromiseLike<unknown>;
+      landed?: (i: number) => void;
+    } = {},
+  ): Promise<readonly Buffer[] | undefined> {
+    if (writes.length === 0) throw new TpmArgumentError('nvWritesByPolicySigned: no write');
     const readAfter: number[] = [];
-    for (const r of options?.readAfter ?? []) {
+    for (const r of options.readAfter ?? []) {
       checkU32('readAfter index', r.index);
       if (!Number.isInteger(r.size) || r.size < 0 || r.size > NV_CHUNK) {
         throw new TpmArgumentError(`nvWriteByPolicySigned: read back at most ${NV_CHUNK} bytes`);
       }
       readAfter.push(r.index, r.size);
     }
-    const data = write.kind === 'extend' ? copy(write.data) : Buffer.alloc(0);
-    if (data.length > 1024) throw new TpmArgumentError('nvExtend: at most 1024 bytes');
+    const planned = writes.map(planPolicyWrite);
     const keyPublic = copy(signer.public);
-    const cpHash = nvWriteCpHash(
-      copy(write.name),
-      write.kind === 'extend' ? { kind: 'extend', data } : { kind: 'increment' },
-    );
-    const kind = write.kind === 'increment' ? 0 : 1;
-    const command = write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
-    // One queue slot for the whole write: the session must not interleave with other calls.
-    const reads = await this.#slot(() =>
-      this.#policyWrite(index, kind, command, data, keyPublic, cpHash, signer, readAfter),
-    );
+    const before = options.before === undefined ? undefined : settle(options.before);
+    // The first write that has not landed: a queue slot run again (slots full) resumes there.
+    let next = 0;
+    const land = (): void => {
+      next += 1;
+      options.landed?.(next - 1);
+    };
+    // One queue slot for all of it: the sessions must not interleave with other calls.
+    const reads = await this.#slot(async () => {
+      const ready = await this.#preparePolicyWrites(planned.slice(next), signer, before);
+      let out: Buffer[] | null = null;
+      try {
+        while (ready.length > 0) {
+          const { write, session, nonceTpm, signature } = ready[0] as PreparedPolicyWrite;
+          const last = next === planned.length - 1;
+          out = await this.#native(write.command, (c) =>
+            addon.nvPolicySignedUpdate(
+              c,
+              session,
+              nonceTpm,
+              write.kind,
+              write.index,
+              write.data,
+              keyPublic,
+              signature,
+              write.cpHash,
+              last ? readAfter : [],
+            ),
+          );
+          // Spent by the command (or, when it failed, flushed by the addon's worker).
+          ready.shift();
+          land();
+        }
+      } catch (e) {
+        ready.shift();
+        await this.#flushSessions(ready.map((r) => r.session));
+        throw e;
+      }
+      return out;
+    });
     return reads === null ? undefined : reads.map((r) => unwrap(TPM2B.MAX_NV_BUFFER, r));
+  }
+
+  /**
+   * Starts a policy session for each write and has `signer` sign each nonce with the
+   * write's cpHash, then waits for `before`. On any failure the sessions are flushed, and
+   * `before`'s rejection, when it rejects, is the one passed on.
+   */
+  async #preparePolicyWrites(
+    writes: readonly PlannedPolicyWrite[],
+    signer: PolicySigner,
+    before: Promise<Settled> | undefined,
+  ): Promise<PreparedPolicyWrite[]> {
+    const started: { session: number; nonceTpm: Buffer }[] = [];
+    let failure: { error: unknown } | undefined;
+    let signatures: Buffer[] = [];
+    try {
+      for (let i = 0; i < writes.length; i++) {
+        started.push(await this.#native('StartAuthSession', (c) => addon.policySessionStart(c)));
+      }
+      signatures = await Promise.all(
+        writes.map(async (w, i) =>
+          copy(await signer.sign((started[i] as { nonceTpm: Buffer }).nonceTpm, w.cpHash)),
+        ),
+      );
+    } catch (e) {
+      failure = { error: e };
+    }
+    const settled = await before;
+    if (settled?.failed === true) failure = { error: settled.error };
+    if (failure !== undefined) {
+      await this.#flushSessions(started.map((s) => s.session));
+      throw failure.error;
+    }
+    return writes.map((write, i) => ({
+      write,
+      ...(started[i] as { session: number; nonceTpm: Buffer }),
+      signature: signatures[i] as Buffer,
+    }));
+  }
+
+  /** Flushes policy sessions that no command spent (best effort: the sweep catches the rest). */
+  async #flushSessions(sessions: readonly number[]): Promise<void> {
+    for (const session of sessions) {
+      await addon.policySessionFlush(this.#ctx, session).catch(() => undefined);
+    }
   }
 
   /**
@@ -811,42 +938,6 @@ export class NativeTpm implements TpmPort {
         await addon.flush(this.#ctx, first + i).catch(() => undefined);
       }
     }
-  }
-
-  async #policyWrite(
-    index: number,
-    kind: 0 | 1,
-    command: string,
-    data: Buffer,
-    keyPublic: Buffer,
-    cpHash: Buffer,
-    signer: PolicySigner,
-    readAfter: number[],
-  ): Promise<Buffer[] | null> {
-    const { session, nonceTpm } = await this.#native('StartAuthSession', (c) =>
-      addon.policySessionStart(c),
-    );
-    let signature: Buffer;
-    try {
-      signature = copy(await signer.sign(nonceTpm, cpHash));
-    } catch (e) {
-      await addon.policySessionFlush(this.#ctx, session).catch(() => undefined);
-      throw e;
-    }
-    return this.#native(command, (c) =>
-      addon.nvPolicySignedUpdate(
-        c,
-        session,
-        nonceTpm,
-        kind,
-        index,
-        data,
-        keyPublic,
-        signature,
-        cpHash,
-        readAfter,
-      ),
-    );
   }
 
   async hierarchyChangeAuth(

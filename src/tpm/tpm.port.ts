@@ -118,6 +118,12 @@ export type NvPolicyWrite = { readonly name: Uint8Array } & (
   { readonly kind: 'increment' } | { readonly kind: 'extend'; readonly data: Uint8Array }
 );
 
+/** One write of {@link TpmPort.nvWritesByPolicySigned}: the index and what to write. */
+export interface NvPolicySignedWrite {
+  readonly index: number;
+  readonly write: NvPolicyWrite;
+}
+
 /** An index to read back after a write, and how many bytes of it. */
 export interface NvReadBack {
   readonly index: number;
@@ -230,6 +236,26 @@ export interface TpmPort {
     write: NvPolicyWrite,
     signer: PolicySigner,
     options?: { readAfter?: readonly NvReadBack[] },
+  ): Promise<readonly Buffer[] | undefined>;
+  /**
+   * Several policy-signed NV writes (as {@link nvWriteByPolicySigned}), in order, in one
+   * hold of the TPM, with what does not touch NV done before `before` settles: a policy
+   * session is started for each write and `signer` signs every nonce while the caller
+   * still waits for `before` (the audit log's store write). No write is sent until
+   * `before` resolves; when it rejects, the sessions are flushed, nothing is written and
+   * this rejects with the same error. Then the writes go to the TPM one after another,
+   * `landed(i)` being called as soon as write i has taken effect, and the first that fails
+   * stops the rest (their sessions flushed): the rejection is its error, and the writes
+   * before it are the ones `landed` was called for. `readAfter` follows the last write.
+   */
+  nvWritesByPolicySigned(
+    writes: readonly NvPolicySignedWrite[],
+    signer: PolicySigner,
+    options?: {
+      readAfter?: readonly NvReadBack[];
+      before?: PromiseLike<unknown>;
+      landed?: (i: number) => void;
+    },
   ): Promise<readonly Buffer[] | undefined>;
   /** TPM2_HierarchyChangeAuth: sets `newAuth` on the hierarchy (empty: clears it). */
   hierarchyChangeAuth(

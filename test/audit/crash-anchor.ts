@@ -105,6 +105,13 @@ export function crashAnchor(
       await anchor.increment();
       hooks.afterIncrement?.();
     },
+    // The appliance's path: the same hooks, called as each write lands.
+    writeBatch: (root, stored, landed) =>
+      anchor.writeBatch(root, stored, (write) => {
+        landed(write);
+        if (write === 'extend') hooks.afterExtend?.();
+        else hooks.afterIncrement?.();
+      }),
     certify: (q) => anchor.certify(q),
     akPublic: () => anchor.akPublic(),
   };
