@@ -294,6 +294,32 @@ describe('AuditLog: faults during appends', () => {
     expect(again.log.head().size).toBe(4);
   });
 
+  it("the batch's writes stopped after the extend: only the increment is tried again", async () => {
+    const { log, store, anchor } = await openLog();
+    await log.append(event(0));
+    const before = { ...anchor.calls, batches: anchor.batchWrites };
+    anchor.faults.push({ op: 'increment', error: new AnchorError('TPM_RC_NV_RATE', true) });
+    await expect(log.append(event(1))).resolves.toMatchObject({ seq: 1 });
+    // One writeBatch; its extend landed, so the step path sent the increment alone.
+    expect(anchor.batchWrites - before.batches).toBe(1);
+    expect(anchor.calls.extend - before.extend).toBe(1);
+    expect(anchor.calls.increment - before.increment).toBe(2);
+    expect(log.stats()).toMatchObject({ nvRetries: 1, nvWrites: 4 });
+    expect(anchor.extendValue.equals(expectedAnchor(store).extend)).toBe(true);
+    expect(anchor.counter).toBe(3n);
+  });
+
+  it("the batch's writes stopped at a store failure: nothing reaches the anchor", async () => {
+    const { log, store, anchor } = await openLog();
+    await log.append(event(0));
+    const before = { ...anchor.calls };
+    store.writeFaults.push({ error: new Error('EIO'), durable: false });
+    await expect(log.append(event(1))).rejects.toMatchObject(unavailable);
+    expect(anchor.calls.extend).toBe(before.extend);
+    expect(anchor.calls.increment).toBe(before.increment);
+    expect(anchor.counter).toBe(2n);
+  });
+
   it('a lost TPM response after the extend: recovery finishes with the increment', async () => {
     const { log, store, anchor } = await openLog();
     anchor.faults.push({

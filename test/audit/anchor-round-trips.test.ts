@@ -49,6 +49,11 @@ async function tools(tool: string, args: string[]): Promise<void> {
   await run(tool, args, { env });
 }
 
+/** Resolves once `done()` holds (polled; the test's own timeout bounds it). */
+async function until(done: () => boolean): Promise<void> {
+  while (!done()) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
 /** The commands `fn` sends through the proxy, by name. */
 async function commandsOf(fn: () => Promise<unknown>): Promise<string[]> {
   seen.length = 0;
@@ -112,6 +117,117 @@ describe('TPM commands per anchor write', () => {
       'NV_Read',
       'NV_Read',
     ]);
+  });
+
+  it("a batch's two writes: both sessions started and signed while the store writes, NV written only after it", async () => {
+    const root = Buffer.alloc(32, 7);
+    const before = await anchor.readAfterWrite();
+    let release = (): void => undefined;
+    const stored = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const landed: string[] = [];
+    seen.length = 0;
+    const batch = anchor.writeBatch(root, stored, (write) => landed.push(write));
+    await until(() => seen.length >= 2);
+    // Given time, nothing more goes to the TPM while the store has not answered.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(seen).toEqual(['StartAuthSession', 'StartAuthSession']);
+    expect(landed).toEqual([]);
+    release();
+    await batch;
+    const policyWrite = (nv: string): string[] => [
+      'LoadExternal',
+      'PolicySigned',
+      'FlushContext',
+      nv,
+    ];
+    expect(seen).toEqual([
+      'StartAuthSession',
+      'StartAuthSession',
+      ...policyWrite('NV_Extend'),
+      ...policyWrite('NV_Increment'),
+      'NV_Read',
+      'NV_Read',
+    ]);
+    expect(landed).toEqual(['extend', 'increment']);
+    const extended = createHash('sha256').update(before.extendValue).update(root).digest();
+    const state = await anchor.readAfterWrite();
+    expect(state).toEqual({ counter: before.counter + 1n, extendValue: extended });
+    expect(await tpm.nvRead(INDICES.extendIndex, { auth: { by: 'index' } })).toEqual(extended);
+  });
+
+  it("a batch whose store write fails writes nothing, flushes both sessions and rejects with the store's error", async () => {
+    const before = await anchor.readAfterWrite();
+    let fail = (_e: Error): void => undefined;
+    const stored = new Promise<void>((_resolve, reject) => {
+      fail = reject;
+    });
+    const landed: string[] = [];
+    seen.length = 0;
+    const batch = anchor.writeBatch(Buffer.alloc(32, 8), stored, (write) => landed.push(write));
+    await until(() => seen.length >= 2);
+    const disk = new Error('EIO');
+    fail(disk);
+    await expect(batch).rejects.toBe(disk);
+    expect(seen).toEqual(['StartAuthSession', 'StartAuthSession', 'FlushContext', 'FlushContext']);
+    expect(landed).toEqual([]);
+    expect(await tpm.nvRead(INDICES.extendIndex, { auth: { by: 'index' } })).toEqual(
+      before.extendValue,
+    );
+    expect(await tpm.nvReadCounter(INDICES.counterIndex, { auth: { by: 'index' } })).toBe(
+      before.counter,
+    );
+  });
+
+  it("a batch whose increment is refused: the extend landed, the rejection is the increment's", async () => {
+    const before = await anchor.readAfterWrite();
+    const record = proxy.rewriteCommand;
+    let armed = true;
+    // The NV_Increment reaches the TPM as an unknown command code (refused before any
+    // session or NV processing) and its answer becomes TPM_RC_NV_RATE: not run, so the
+    // log may send it again.
+    proxy.rewriteCommand = (command) => {
+      const sent = record === undefined ? command : record(command);
+      if (!armed || sent.readUInt32BE(6) !== CC.NV_Increment) return sent;
+      armed = false;
+      const mangled = Buffer.from(sent);
+      mangled.writeUInt32BE(0, 6);
+      return mangled;
+    };
+    proxy.rewrite = (command, response) => {
+      if (command.readUInt32BE(6) !== 0) return response;
+      const rc = Buffer.alloc(10);
+      rc.writeUInt16BE(0x8001, 0);
+      rc.writeUInt32BE(10, 2);
+      rc.writeUInt32BE(TPM_RC.NV_RATE, 6);
+      return rc;
+    };
+    const root = Buffer.alloc(32, 10);
+    const landed: string[] = [];
+    let refused: unknown;
+    try {
+      await anchor.writeBatch(root, Promise.resolve(), (write) => landed.push(write));
+    } catch (err) {
+      refused = err;
+    } finally {
+      proxy.rewriteCommand = record;
+      proxy.rewrite = undefined;
+    }
+    expect(armed).toBe(false);
+    expect(landed).toEqual(['extend']);
+    expect(refused).toMatchObject({ code: 'tpm_unavailable', retryable: true });
+    expect((refused as Error).message).toBe('NV_Increment failed');
+    const extended = createHash('sha256').update(before.extendValue).update(root).digest();
+    expect(await tpm.nvRead(INDICES.extendIndex, { auth: { by: 'index' } })).toEqual(extended);
+    expect(await tpm.nvReadCounter(INDICES.counterIndex, { auth: { by: 'index' } })).toBe(
+      before.counter,
+    );
+    // The increment's session was spent or flushed: another write still finds a slot.
+    await anchor.increment();
+    expect(await tpm.nvReadCounter(INDICES.counterIndex, { auth: { by: 'index' } })).toBe(
+      before.counter + 1n,
+    );
   });
 
   it('reads the anchor back in the increment call itself: readAfterWrite sends nothing', async () => {
