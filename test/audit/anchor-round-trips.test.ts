@@ -54,6 +54,39 @@ async function until(done: () => boolean): Promise<void> {
   while (!done()) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
+/**
+ * The next `cc` command reaches the TPM as an unknown command code (refused before any
+ * session or NV processing, so it does not run and spends nothing), and its answer becomes
+ * `rc`. `fired()`: whether it happened; `undo()` puts the proxy back.
+ */
+function refuseNext(cc: number, rc: number): { fired: () => boolean; undo: () => void } {
+  const record = proxy.rewriteCommand;
+  let armed = true;
+  proxy.rewriteCommand = (command) => {
+    const sent = record === undefined ? command : record(command);
+    if (!armed || sent.readUInt32BE(6) !== cc) return sent;
+    armed = false;
+    const mangled = Buffer.from(sent);
+    mangled.writeUInt32BE(0, 6);
+    return mangled;
+  };
+  proxy.rewrite = (command, response) => {
+    if (command.readUInt32BE(6) !== 0) return response;
+    const answer = Buffer.alloc(10);
+    answer.writeUInt16BE(0x8001, 0);
+    answer.writeUInt32BE(10, 2);
+    answer.writeUInt32BE(rc, 6);
+    return answer;
+  };
+  return {
+    fired: () => !armed,
+    undo: () => {
+      proxy.rewriteCommand = record;
+      proxy.rewrite = undefined;
+    },
+  };
+}
+
 /** The commands `fn` sends through the proxy, by name. */
 async function commandsOf(fn: () => Promise<unknown>): Promise<string[]> {
   seen.length = 0;
@@ -182,27 +215,8 @@ describe('TPM commands per anchor write', () => {
 
   it("a batch whose increment is refused: the extend landed, the rejection is the increment's", async () => {
     const before = await anchor.readAfterWrite();
-    const record = proxy.rewriteCommand;
-    let armed = true;
-    // The NV_Increment reaches the TPM as an unknown command code (refused before any
-    // session or NV processing) and its answer becomes TPM_RC_NV_RATE: not run, so the
-    // log may send it again.
-    proxy.rewriteCommand = (command) => {
-      const sent = record === undefined ? command : record(command);
-      if (!armed || sent.readUInt32BE(6) !== CC.NV_Increment) return sent;
-      armed = false;
-      const mangled = Buffer.from(sent);
-      mangled.writeUInt32BE(0, 6);
-      return mangled;
-    };
-    proxy.rewrite = (command, response) => {
-      if (command.readUInt32BE(6) !== 0) return response;
-      const rc = Buffer.alloc(10);
-      rc.writeUInt16BE(0x8001, 0);
-      rc.writeUInt32BE(10, 2);
-      rc.writeUInt32BE(TPM_RC.NV_RATE, 6);
-      return rc;
-    };
+    // TPM_RC_NV_RATE: not run, so the log may send it again.
+    const refusal = refuseNext(CC.NV_Increment, TPM_RC.NV_RATE);
     const root = Buffer.alloc(32, 10);
     const landed: string[] = [];
     let refused: unknown;
@@ -211,10 +225,9 @@ describe('TPM commands per anchor write', () => {
     } catch (err) {
       refused = err;
     } finally {
-      proxy.rewriteCommand = record;
-      proxy.rewrite = undefined;
+      refusal.undo();
     }
-    expect(armed).toBe(false);
+    expect(refusal.fired()).toBe(true);
     expect(landed).toEqual(['extend']);
     expect(refused).toMatchObject({ code: 'tpm_unavailable', retryable: true });
     expect((refused as Error).message).toBe('NV_Increment failed');
@@ -276,35 +289,15 @@ describe('TPM commands per anchor write', () => {
 
   it('resubmits a command the TPM answers with TPM_RC_RETRY, and the write lands once', async () => {
     const before = await anchor.readAfterWrite();
-    const record = proxy.rewriteCommand;
-    let armed = true;
-    // The first NV_Extend reaches the TPM as an unknown command code (refused before any
-    // session or NV processing, so nothing is spent), and its answer becomes TPM_RC_RETRY.
-    proxy.rewriteCommand = (command) => {
-      const sent = record === undefined ? command : record(command);
-      if (!armed || sent.readUInt32BE(6) !== CC.NV_Extend) return sent;
-      armed = false;
-      const mangled = Buffer.from(sent);
-      mangled.writeUInt32BE(0, 6);
-      return mangled;
-    };
-    proxy.rewrite = (command, response) => {
-      if (command.readUInt32BE(6) !== 0) return response;
-      const rc = Buffer.alloc(10);
-      rc.writeUInt16BE(0x8001, 0);
-      rc.writeUInt32BE(10, 2);
-      rc.writeUInt32BE(TPM_RC.RETRY, 6);
-      return rc;
-    };
+    const refusal = refuseNext(CC.NV_Extend, TPM_RC.RETRY);
     const value = Buffer.alloc(32, 9);
     let write: string[];
     try {
       write = await commandsOf(() => anchor.extend(value));
     } finally {
-      proxy.rewriteCommand = record;
-      proxy.rewrite = undefined;
+      refusal.undo();
     }
-    expect(armed).toBe(false);
+    expect(refusal.fired()).toBe(true);
     expect(write.filter((c) => c === 'NV_Extend')).toHaveLength(2);
     // Extended exactly once: SHA-256(before || value).
     const extended = createHash('sha256').update(before.extendValue).update(value).digest();
