@@ -117,6 +117,7 @@ export const HSM_ERROR_CODES = [
 ] as const;
 /** The TPM commands the appliance itself sends (anchoring, checkpoints, readiness). */
 export const APPLIANCE_TPM_COMMANDS = [
+  'NV_Extend.NV_Increment',
   'NV_Extend',
   'NV_Increment',
   'NV_Read',

@@ -170,7 +170,7 @@ export class MeteredTpm implements TpmPort {
   /**
    * Timed from the moment `before` resolves: the time the caller waits for the TPM once its
    * own write is done (the sessions and signatures made meanwhile are not on its path).
-   * Labelled by its NV commands joined with `+` (`NV_Extend+NV_Increment`).
+   * Labelled by its NV commands joined with `.` (`NV_Extend.NV_Increment`).
    */
   nvWritesByPolicySigned(
     ...a: Parameters<TpmPort['nvWritesByPolicySigned']>
@@ -178,7 +178,7 @@ export class MeteredTpm implements TpmPort {
     const [writes, , options] = a;
     const command = writes
       .map((w) => (w.write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend'))
-      .join('+');
+      .join('.');
     const call = this.#tpm.nvWritesByPolicySigned(...a);
     if (options?.before === undefined) return this.#time(command, () => call);
     // Handled here at once: the timer attaches only once `before` has settled.
