@@ -281,10 +281,6 @@ function checkSelection(
   });
 }
 
-/**
- * Read a structure the TPM answered: a malformed one is the TPM's failure (`tpm_error`,
- * TpmResponseError), not a bad request.
- */
 /** A policy-signed write as the addon takes it. */
 interface PlannedPolicyWrite {
   readonly index: number;
@@ -325,6 +321,10 @@ function settle(p: PromiseLike<unknown>): Promise<Settled> {
   );
 }
 
+/**
+ * Read a structure the TPM answered: a malformed one is the TPM's failure (`tpm_error`,
+ * TpmResponseError), not a bad request.
+ */
 function fromTpm<T>(structure: string, parse: () => T): T {
   try {
     return parse();
@@ -832,7 +832,7 @@ export class NativeTpm implements TpmPort {
     for (const r of options.readAfter ?? []) {
       checkU32('readAfter index', r.index);
       if (!Number.isInteger(r.size) || r.size < 0 || r.size > NV_CHUNK) {
-        throw new TpmArgumentError(`nvWriteByPolicySigned: read back at most ${NV_CHUNK} bytes`);
+        throw new TpmArgumentError(`nvWritesByPolicySigned: read back at most ${NV_CHUNK} bytes`);
       }
       readAfter.push(r.index, r.size);
     }
