@@ -66,6 +66,15 @@ std::vector<uint32_t> U32ListArg(const Napi::CallbackInfo& info, size_t i, const
   return out;
 }
 
+std::vector<Bytes> BytesListArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsArray()) throw TypeErr(info.Env(), std::string(name) + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<Bytes> out;
+  for (uint32_t k = 0; k < a.Length(); k++) out.push_back(CopyBytes(a.Get(k), info.Env(), name));
+  return out;
+}
+
 bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Value v = info[i];
   if (!v.IsBoolean()) throw TypeErr(info.Env(), std::string(name) + " must be a boolean");
@@ -339,7 +348,9 @@ void TpmWorker::OnOK() {
   Release();
   Napi::Env env = Env();
   if (rc_ != TSS2_RC_SUCCESS) {
-    deferred_.Reject(MakeTpmError(env, rc_, command_));
+    Napi::Value error = MakeTpmError(env, rc_, command_);
+    Annotate(error.As<Napi::Object>());
+    deferred_.Reject(error);
     return;
   }
   try {

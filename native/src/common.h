@@ -28,6 +28,8 @@ bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 // An array of unsigned 32-bit integers.
 std::vector<uint32_t> U32ListArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+// An array of Buffers / Uint8Arrays (each copied).
+std::vector<Bytes> BytesListArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 
 // Overwrites secret bytes before the memory is released.
 void Wipe(Bytes* b);
@@ -182,6 +184,10 @@ class TpmWorker : public Napi::AsyncWorker {
   bool Failed() const { return rc_ != TSS2_RC_SUCCESS; }
   // Drops the context's kept NV handles (Context::DropNv) after a failure Run() absorbs.
   void ForgetNvHandles();
+  // Names the command that failed, when a worker runs several (the rejection's `command`).
+  void SetCommand(const char* command) { command_ = command; }
+  // Adds fields to the rejection of a failed Run() (main thread; by default nothing).
+  virtual void Annotate(Napi::Object error) { (void)error; }
 
  private:
   void Execute() override;

@@ -1,11 +1,17 @@
 // NV writes authorised by TPM2_PolicySigned (the audit anchor, docs/audit.md "Write policy").
-// The signature over the TPM's nonce is made outside the TPM (by the HSM), so one write
-// takes two calls: PolicySessionStart returns the session and its nonceTPM; then
-// NvPolicySignedUpdate loads the signer's public key, runs PolicySigned with the command's
-// cpHashA (so the signature authorises that NV command with those parameters only), flushes the key
-// (swtpm has 3 object slots) and runs NV_Increment or NV_Extend in that session, which the
-// command spends (or, when it fails, the worker flushes); then, when asked, reads indices back (the anchor's read-after-write) in
-// the same worker. PolicySessionFlush ends a session whose signature never came.
+// The signature over the TPM's nonce is made outside the TPM (by the HSM), so a batch of
+// writes takes three calls, each a list in one worker:
+// - PolicySessionsStart starts a policy session per write and returns each session and its
+//   nonceTPM (the HSM signs each nonce with its write's cpHashA);
+// - PolicySigned loads the signer's public key once, runs PolicySigned in each session with
+//   its write's cpHashA (so each signature authorises that NV command with those parameters
+//   only) and flushes the key (swtpm has 3 object slots);
+// - NvPolicyWrites runs each NV_Extend or NV_Increment in its session, which the command
+//   spends, in order, stopping at the first that fails; then, when asked, reads indices back
+//   (the anchor's read-after-write).
+// The first two change no NV index, so the audit log runs them while its store write is in
+// flight; only the third waits for it. A call that fails flushes the sessions it was given
+// and did not spend; PolicySessionFlush ends one whose signature never came.
 //
 // These commands go through SAPI (tss2-sys, the ESYS context's own), not ESYS: the session is
 // unsalted and unbound and the write policy asks for no auth value, so no command needs an
@@ -48,78 +54,210 @@ TSS2_RC SysFlush(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE handle) {
   return Submit([&] { return Tss2_Sys_FlushContext(sys, handle); });
 }
 
-class PolicySessionStartWorker : public TpmWorker {
+// At most this many writes in one call (the anchor makes two; swtpm holds 3 sessions).
+constexpr size_t kMaxWrites = 3;
+
+bool BadCount(size_t n) { return n == 0 || n > kMaxWrites; }
+
+void FlushAll(TSS2_SYS_CONTEXT* sys, const std::vector<TPMI_SH_AUTH_SESSION>& sessions, size_t from = 0) {
+  for (size_t i = from; i < sessions.size(); i++) SysFlush(sys, sessions[i]);
+}
+
+class PolicySessionsStartWorker : public TpmWorker {
  public:
-  PolicySessionStartWorker(Napi::Env env, Context* ctx) : TpmWorker(env, ctx, "StartAuthSession") {}
+  PolicySessionsStartWorker(Napi::Env env, Context* ctx, uint32_t count)
+      : TpmWorker(env, ctx, "StartAuthSession"), count_(count) {
+    if (BadCount(count)) Fail(TSS2_ESYS_RC_BAD_VALUE);
+  }
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
     TSS2_SYS_CONTEXT* sys = nullptr;
-    TPM2B_NONCE nonceCaller = {};
     TSS2_RC rc = SysOf(esys, &sys);
-    if (rc == TSS2_RC_SUCCESS) rc = FreshNonce(&nonceCaller);
+    for (uint32_t i = 0; rc == TSS2_RC_SUCCESS && i < count_; i++) rc = StartOne(sys);
+    if (rc != TSS2_RC_SUCCESS && sys != nullptr) {
+      // All or none: the sessions already started would only hold the TPM's slots.
+      FlushAll(sys, sessions_);
+      sessions_.clear();
+      nonces_.clear();
+    }
+    return rc;
+  }
+
+  TSS2_RC StartOne(TSS2_SYS_CONTEXT* sys) {
+    TPM2B_NONCE nonceCaller = {};
+    TSS2_RC rc = FreshNonce(&nonceCaller);
     if (rc != TSS2_RC_SUCCESS) return rc;
     TPM2B_ENCRYPTED_SECRET salt = {};
     TPMT_SYM_DEF sym = {};
     sym.algorithm = TPM2_ALG_NULL;
     TPM2B_NONCE nonceTpm = {};
+    TPMI_SH_AUTH_SESSION session = 0;
     rc = Submit([&] {
       return Tss2_Sys_StartAuthSession(sys, TPM2_RH_NULL, TPM2_RH_NULL, nullptr, &nonceCaller, &salt,
-                                       TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &session_, &nonceTpm, nullptr);
+                                       TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &session, &nonceTpm, nullptr);
     });
-    if (rc == TSS2_RC_SUCCESS) nonce_.assign(nonceTpm.buffer, nonceTpm.buffer + nonceTpm.size);
+    if (rc != TSS2_RC_SUCCESS) return rc;
+    sessions_.push_back(session);
+    nonces_.emplace_back(nonceTpm.buffer, nonceTpm.buffer + nonceTpm.size);
     return rc;
   }
-  Napi::Value Result(Napi::Env env) override { return Fields(env, {{"nonceTpm", &nonce_}}, {{"session", session_}}); }
-  TPMI_SH_AUTH_SESSION session_ = 0;
-  Bytes nonce_;
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Array out = Napi::Array::New(env, sessions_.size());
+    for (size_t i = 0; i < sessions_.size(); i++) {
+      out.Set(static_cast<uint32_t>(i), Fields(env, {{"nonceTpm", &nonces_[i]}}, {{"session", sessions_[i]}}));
+    }
+    return out;
+  }
+
+  uint32_t count_;
+  std::vector<TPMI_SH_AUTH_SESSION> sessions_;
+  std::vector<Bytes> nonces_;
 };
 
-class NvPolicySignedUpdateWorker : public TpmWorker {
+// One PolicySigned per session, all with one loaded copy of the signer's public key.
+class PolicySignedWorker : public TpmWorker {
  public:
-  enum class Kind : uint32_t { kIncrement = 0, kExtend = 1 };
-  NvPolicySignedUpdateWorker(Napi::Env env, Context* ctx, uint32_t session, const Bytes& nonceTpm, uint32_t kind,
-                             uint32_t index, const Bytes& data, const Bytes& keyPublic, const Bytes& signature,
-                             const Bytes& cpHash, const std::vector<uint32_t>& readAfter)
-      : TpmWorker(env, ctx, kind == 0 ? "NV_Increment" : "NV_Extend"),
-        session_(session),
-        kind_(static_cast<Kind>(kind)),
-        index_(index) {
-    if (kind > 1) Fail(TSS2_ESYS_RC_BAD_VALUE);
-    Fail(FillTpm2b(nonceTpm, &nonceTpm_));
-    Fail(FillTpm2b(data, &data_));
-    Fail(UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, keyPublic, &keyPublic_));
-    Fail(UnmarshalAll(Tss2_MU_TPMT_SIGNATURE_Unmarshal, signature, &signature_));
-    // cpHashA binds the signature to the one NV command (a SHA-256 digest, never empty).
-    if (cpHash.size() != 32) Fail(TSS2_ESYS_RC_BAD_VALUE);
-    Fail(FillTpm2b(cpHash, &cpHash_));
-    // [index, size, index, size, ...]: the indices to read back after the write.
-    if (readAfter.size() % 2 != 0) Fail(TSS2_ESYS_RC_BAD_VALUE);
-    for (size_t i = 0; i + 1 < readAfter.size(); i += 2) {
-      if (readAfter[i + 1] > 0xffff) Fail(TSS2_ESYS_RC_BAD_VALUE);
-      readAfter_.emplace_back(readAfter[i], static_cast<UINT16>(readAfter[i + 1]));
-    }
-  }
+  PolicySignedWorker(Napi::Env env, Context* ctx, Bytes keyPublic, const std::vector<uint32_t>& sessions,
+                     std::vector<Bytes> nonces, std::vector<Bytes> signatures, std::vector<Bytes> cpHashes)
+      : TpmWorker(env, ctx, "PolicySigned"),
+        sessions_(sessions.begin(), sessions.end()),
+        keyPublicIn_(std::move(keyPublic)),
+        noncesIn_(std::move(nonces)),
+        signaturesIn_(std::move(signatures)),
+        cpHashesIn_(std::move(cpHashes)) {}
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
     TSS2_SYS_CONTEXT* sys = nullptr;
     TSS2_RC rc = SysOf(esys, &sys);
     if (rc != TSS2_RC_SUCCESS) return rc;
-    rc = Authorize(sys);
-    if (rc == TSS2_RC_SUCCESS) rc = Update(sys);
-    // A policy session is spent by one command: the NV command does not continue it, so the
-    // TPM flushes it when the command succeeds; after a failure (of PolicySigned or of the
-    // command) it is still loaded and flushed here.
-    if (rc != TSS2_RC_SUCCESS) SysFlush(sys, session_);
-    if (rc == TSS2_RC_SUCCESS) ReadBack(sys);
+    rc = Inputs();
+    TPM2_HANDLE key = 0;
+    TPM2B_NAME name = {};
+    if (rc == TSS2_RC_SUCCESS) {
+      SetCommand("LoadExternal");
+      rc = Submit([&] {
+        return Tss2_Sys_LoadExternal(sys, nullptr, nullptr, &keyPublic_, TPM2_RH_NULL, &key, &name, nullptr);
+      });
+      if (rc == TSS2_RC_SUCCESS) {
+        SetCommand("PolicySigned");
+        for (size_t i = 0; rc == TSS2_RC_SUCCESS && i < sessions_.size(); i++) {
+          TPM2B_NONCE policyRef = {};
+          TPM2B_TIMEOUT timeout = {};
+          TPMT_TK_AUTH ticket = {};
+          rc = Submit([&] {
+            return Tss2_Sys_PolicySigned(sys, key, sessions_[i], nullptr, &nonces_[i], &cpHashes_[i], &policyRef, 0,
+                                         &signatures_[i], &timeout, &ticket, nullptr);
+          });
+        }
+        SysFlush(sys, key);
+      }
+    }
+    // A session whose policy is not complete is of no use: no write is made in any.
+    if (rc != TSS2_RC_SUCCESS) FlushAll(sys, sessions_);
     return rc;
+  }
+
+  // Checked here, not on the main thread, so that bad inputs still flush the sessions.
+  TSS2_RC Inputs() {
+    size_t n = sessions_.size();
+    if (BadCount(n) || noncesIn_.size() != n || signaturesIn_.size() != n || cpHashesIn_.size() != n) {
+      return TSS2_ESYS_RC_BAD_VALUE;
+    }
+    TSS2_RC rc = UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, keyPublicIn_, &keyPublic_);
+    nonces_.resize(n);
+    signatures_.resize(n);
+    cpHashes_.resize(n);
+    for (size_t i = 0; rc == TSS2_RC_SUCCESS && i < n; i++) {
+      rc = FillTpm2b(noncesIn_[i], &nonces_[i]);
+      if (rc == TSS2_RC_SUCCESS) rc = UnmarshalAll(Tss2_MU_TPMT_SIGNATURE_Unmarshal, signaturesIn_[i], &signatures_[i]);
+      // cpHashA binds the signature to the one NV command (a SHA-256 digest, never empty).
+      if (rc == TSS2_RC_SUCCESS && cpHashesIn_[i].size() != 32) rc = TSS2_ESYS_RC_BAD_VALUE;
+      if (rc == TSS2_RC_SUCCESS) rc = FillTpm2b(cpHashesIn_[i], &cpHashes_[i]);
+    }
+    return rc;
+  }
+
+  std::vector<TPMI_SH_AUTH_SESSION> sessions_;
+  Bytes keyPublicIn_;
+  std::vector<Bytes> noncesIn_, signaturesIn_, cpHashesIn_;
+  TPM2B_PUBLIC keyPublic_ = {};
+  std::vector<TPM2B_NONCE> nonces_;
+  std::vector<TPMT_SIGNATURE> signatures_;
+  std::vector<TPM2B_DIGEST> cpHashes_;
+};
+
+class NvPolicyWritesWorker : public TpmWorker {
+ public:
+  enum class Kind : uint32_t { kIncrement = 0, kExtend = 1 };
+  NvPolicyWritesWorker(Napi::Env env, Context* ctx, const std::vector<uint32_t>& sessions,
+                       std::vector<uint32_t> kinds, std::vector<uint32_t> indices, std::vector<Bytes> data,
+                       std::vector<uint32_t> readAfter)
+      : TpmWorker(env, ctx, "NV_Extend"),
+        sessions_(sessions.begin(), sessions.end()),
+        kindsIn_(std::move(kinds)),
+        indices_(std::move(indices)),
+        dataIn_(std::move(data)),
+        readAfterIn_(std::move(readAfter)) {}
+
+ private:
+  // Checked here, not on the main thread, so that bad inputs still flush the sessions.
+  TSS2_RC Inputs() {
+    size_t n = sessions_.size();
+    if (BadCount(n) || kindsIn_.size() != n || indices_.size() != n || dataIn_.size() != n) {
+      return TSS2_ESYS_RC_BAD_VALUE;
+    }
+    data_.resize(n);
+    for (size_t i = 0; i < n; i++) {
+      if (kindsIn_[i] > 1) return TSS2_ESYS_RC_BAD_VALUE;
+      kinds_.push_back(static_cast<Kind>(kindsIn_[i]));
+      TSS2_RC rc = FillTpm2b(dataIn_[i], &data_[i]);
+      if (rc != TSS2_RC_SUCCESS) return rc;
+    }
+    // [index, size, index, size, ...]: the indices to read back after the last write.
+    if (readAfterIn_.size() % 2 != 0) return TSS2_ESYS_RC_BAD_VALUE;
+    for (size_t i = 0; i + 1 < readAfterIn_.size(); i += 2) {
+      if (readAfterIn_[i + 1] > 0xffff) return TSS2_ESYS_RC_BAD_VALUE;
+      readAfter_.emplace_back(readAfterIn_[i], static_cast<UINT16>(readAfterIn_[i + 1]));
+    }
+    return TSS2_RC_SUCCESS;
+  }
+
+  static const char* CommandOf(Kind kind) { return kind == Kind::kIncrement ? "NV_Increment" : "NV_Extend"; }
+
+  TSS2_RC Run(ESYS_CONTEXT* esys) override {
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    TSS2_RC rc = SysOf(esys, &sys);
+    if (rc != TSS2_RC_SUCCESS) return rc;
+    rc = Inputs();
+    landed_ = 0;
+    while (rc == TSS2_RC_SUCCESS && landed_ < sessions_.size()) {
+      SetCommand(CommandOf(kinds_[landed_]));
+      rc = Update(sys, landed_);
+      if (rc == TSS2_RC_SUCCESS) landed_++;
+    }
+    // A policy session is spent by one command: the NV command does not continue it, so the
+    // TPM flushes it when the command succeeds; after a failure it is still loaded, and the
+    // sessions of the writes not sent are unused: all are flushed here.
+    if (rc != TSS2_RC_SUCCESS) {
+      FlushAll(sys, sessions_, landed_);
+      return rc;
+    }
+    ReadBack(sys);
+    return rc;
+  }
+
+  // The rejection says how many writes landed before the one that failed.
+  void Annotate(Napi::Object error) override {
+    error.Set("landed", Napi::Number::New(error.Env(), static_cast<double>(landed_)));
   }
 
   // NV_Read of each index asked for, by its own (empty) auth value in a password session, in
   // this same worker: the read-after-write without a round trip through the event loop. The
-  // write has happened whatever the reads do, so a failed read is not this command's
-  // failure: it resolves with no reads (null) and the caller reads again on its own.
+  // writes have happened whatever the reads do, so a failed read is not this call's failure:
+  // it resolves with no reads (null) and the caller reads again on its own.
   void ReadBack(TSS2_SYS_CONTEXT* sys) {
     reads_.clear();
     readsOk_ = true;
@@ -147,49 +285,31 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
     return out;
   }
 
-  // LoadExternal (public part only, null hierarchy), PolicySigned, FlushContext.
-  TSS2_RC Authorize(TSS2_SYS_CONTEXT* sys) {
-    TPM2_HANDLE key = 0;
-    TPM2B_NAME name = {};
-    TSS2_RC rc = Submit([&] {
-      return Tss2_Sys_LoadExternal(sys, nullptr, nullptr, &keyPublic_, TPM2_RH_NULL, &key, &name, nullptr);
-    });
-    if (rc != TSS2_RC_SUCCESS) return rc;
-    TPM2B_NONCE policyRef = {};
-    TPM2B_TIMEOUT timeout = {};
-    TPMT_TK_AUTH ticket = {};
-    rc = Submit([&] {
-      return Tss2_Sys_PolicySigned(sys, key, session_, nullptr, &nonceTpm_, &cpHash_, &policyRef, 0, &signature_,
-                                   &timeout, &ticket, nullptr);
-    });
-    SysFlush(sys, key);
-    return rc;
-  }
-
-  TSS2_RC Update(TSS2_SYS_CONTEXT* sys) {
+  TSS2_RC Update(TSS2_SYS_CONTEXT* sys, size_t i) {
+    TPMI_RH_NV_INDEX index = indices_[i];
     TSS2L_SYS_AUTH_COMMAND auths = {};
     auths.count = 1;
-    auths.auths[0].sessionHandle = session_;
+    auths.auths[0].sessionHandle = sessions_[i];
     auths.auths[0].sessionAttributes = 0;  // continueSession clear: spent by this command
     TSS2L_SYS_AUTH_RESPONSE response = {};
     return Submit([&] {
       // A fresh caller nonce for every submission; no HMAC (the policy asks for no auth value).
       TSS2_RC rc = FreshNonce(&auths.auths[0].nonce);
       if (rc != TSS2_RC_SUCCESS) return rc;
-      if (kind_ == Kind::kIncrement) return Tss2_Sys_NV_Increment(sys, index_, index_, &auths, &response);
-      return Tss2_Sys_NV_Extend(sys, index_, index_, &auths, &data_, &response);
+      if (kinds_[i] == Kind::kIncrement) return Tss2_Sys_NV_Increment(sys, index, index, &auths, &response);
+      return Tss2_Sys_NV_Extend(sys, index, index, &auths, &data_[i], &response);
     });
   }
 
-  TPMI_SH_AUTH_SESSION session_;
-  Kind kind_;
-  uint32_t index_;
-  TPM2B_NONCE nonceTpm_ = {};
-  TPM2B_MAX_NV_BUFFER data_ = {};
-  TPM2B_PUBLIC keyPublic_ = {};
-  TPMT_SIGNATURE signature_ = {};
-  TPM2B_DIGEST cpHash_ = {};
+  std::vector<TPMI_SH_AUTH_SESSION> sessions_;
+  std::vector<uint32_t> kindsIn_;
+  std::vector<uint32_t> indices_;
+  std::vector<Bytes> dataIn_;
+  std::vector<uint32_t> readAfterIn_;
+  std::vector<Kind> kinds_;
+  std::vector<TPM2B_MAX_NV_BUFFER> data_;
   std::vector<std::pair<uint32_t, UINT16>> readAfter_;
+  size_t landed_ = 0;
   std::vector<Bytes> reads_;
   bool readsOk_ = true;
 };
@@ -197,9 +317,10 @@ class NvPolicySignedUpdateWorker : public TpmWorker {
 }  // namespace
 
 void RegisterPolicy(Napi::Env env, Napi::Object exports) {
-  // policySessionStart(ctx) -> {session: TPM handle, nonceTpm: Buffer}
-  Export(env, exports, "policySessionStart",
-         [](const Napi::CallbackInfo& info) { return StartWorker<PolicySessionStartWorker>(info); });
+  // policySessionsStart(ctx, count: 1..3) -> [{session: TPM handle, nonceTpm: Buffer}, ...]
+  Export(env, exports, "policySessionsStart", [](const Napi::CallbackInfo& info) {
+    return StartWorker<PolicySessionsStartWorker>(info, U32Arg(info, 1, "count"));
+  });
   // policySessionFlush(ctx, session: TPM handle)
   Export(env, exports, "policySessionFlush", [](const Napi::CallbackInfo& info) {
     TPM2_HANDLE session = U32Arg(info, 1, "session");
@@ -209,16 +330,24 @@ void RegisterPolicy(Napi::Env env, Napi::Object exports) {
       return rc == TSS2_RC_SUCCESS ? SysFlush(sys, session) : rc;
     });
   });
-  // nvPolicySignedUpdate(ctx, session: TPM handle, nonceTpm (the session's, as started),
-  //                      kind (0 increment, 1 extend), index, data,
-  //                      keyPublic: TPM2B_PUBLIC, signature: TPMT_SIGNATURE, cpHash: 32 bytes,
-  //                      readAfter: number[] ([index, size, ...]))
-  //   -> TPM2B_MAX_NV_BUFFER[] (one per index read back), or null when a read failed
-  Export(env, exports, "nvPolicySignedUpdate", [](const Napi::CallbackInfo& info) {
-    return StartWorker<NvPolicySignedUpdateWorker>(
-        info, U32Arg(info, 1, "session"), BytesArg(info, 2, "nonceTpm"), U32Arg(info, 3, "kind"),
-        U32Arg(info, 4, "index"), BytesArg(info, 5, "data"), BytesArg(info, 6, "keyPublic"),
-        BytesArg(info, 7, "signature"), BytesArg(info, 8, "cpHash"), U32ListArg(info, 9, "readAfter"));
+  // policySigned(ctx, keyPublic: TPM2B_PUBLIC, sessions: TPM handle[], nonces: Buffer[] (each
+  //              session's nonceTPM, as started), signatures: TPMT_SIGNATURE[],
+  //              cpHashes: Buffer[] (32 bytes each))
+  //   -> undefined; on failure every session given is flushed
+  Export(env, exports, "policySigned", [](const Napi::CallbackInfo& info) {
+    return StartWorker<PolicySignedWorker>(info, BytesArg(info, 1, "keyPublic"), U32ListArg(info, 2, "sessions"),
+                                           BytesListArg(info, 3, "nonces"), BytesListArg(info, 4, "signatures"),
+                                           BytesListArg(info, 5, "cpHashes"));
+  });
+  // nvPolicyWrites(ctx, sessions: TPM handle[], kinds: (0 increment, 1 extend)[], indices: number[],
+  //                data: Buffer[], readAfter: number[] ([index, size, ...]))
+  //   -> TPM2B_MAX_NV_BUFFER[] (one per index read back), or null when a read failed; a failed
+  //      write rejects with `command` (the write's) and `landed` (the writes before it), and
+  //      the sessions not spent are flushed
+  Export(env, exports, "nvPolicyWrites", [](const Napi::CallbackInfo& info) {
+    return StartWorker<NvPolicyWritesWorker>(info, U32ListArg(info, 1, "sessions"), U32ListArg(info, 2, "kinds"),
+                                             U32ListArg(info, 3, "indices"), BytesListArg(info, 4, "data"),
+                                             U32ListArg(info, 5, "readAfter"));
   });
   // hierarchyChangeAuth(ctx, hierarchy, auth, newAuth: Uint8Array)
   Export(env, exports, "hierarchyChangeAuth", [](const Napi::CallbackInfo& info) {

@@ -192,19 +192,31 @@ interface NativeAddon {
     data: Uint8Array,
   ): Promise<void>;
   nvReadPublic(c: NativeContext, index: number): Promise<{ public: Buffer; name: Buffer }>;
-  /** Through SAPI: `session` is the TPM handle of the policy session. */
-  policySessionStart(c: NativeContext): Promise<{ session: number; nonceTpm: Buffer }>;
-  policySessionFlush(c: NativeContext, session: number): Promise<void>;
-  nvPolicySignedUpdate(
+  /** Through SAPI: a session is the TPM handle of a policy session. */
+  policySessionsStart(
     c: NativeContext,
-    session: number,
-    nonceTpm: Uint8Array,
-    kind: 0 | 1,
-    index: number,
-    data: Uint8Array,
+    count: number,
+  ): Promise<{ session: number; nonceTpm: Buffer }[]>;
+  policySessionFlush(c: NativeContext, session: number): Promise<void>;
+  /** On failure every session given is flushed. */
+  policySigned(
+    c: NativeContext,
     keyPublic: Uint8Array,
-    signature: Uint8Array,
-    cpHash: Uint8Array,
+    sessions: number[],
+    nonces: Uint8Array[],
+    signatures: Uint8Array[],
+    cpHashes: Uint8Array[],
+  ): Promise<void>;
+  /**
+   * In order, stopping at the first that fails: its rejection carries `landed` (the writes
+   * before it) and the sessions not spent are flushed.
+   */
+  nvPolicyWrites(
+    c: NativeContext,
+    sessions: number[],
+    kinds: (0 | 1)[],
+    indices: number[],
+    data: Uint8Array[],
     readAfter: number[],
   ): Promise<Buffer[] | null>;
   hierarchyChangeAuth(
@@ -290,14 +302,6 @@ interface PlannedPolicyWrite {
   readonly cpHash: Buffer;
 }
 
-/** A planned write with its started session and the signature over that session's nonce. */
-interface PreparedPolicyWrite {
-  readonly write: PlannedPolicyWrite;
-  readonly session: number;
-  readonly nonceTpm: Buffer;
-  readonly signature: Buffer;
-}
-
 function planPolicyWrite({ index, write }: NvPolicySignedWrite): PlannedPolicyWrite {
   checkU32('index', index);
   const data = write.kind === 'extend' ? copy(write.data) : Buffer.alloc(0);
@@ -309,6 +313,12 @@ function planPolicyWrite({ index, write }: NvPolicySignedWrite): PlannedPolicyWr
   return write.kind === 'increment'
     ? { index, kind: 0, command: 'NV_Increment', data, cpHash }
     : { index, kind: 1, command: 'NV_Extend', data, cpHash };
+}
+
+/** How many writes of an `nvPolicyWrites` call landed before the one that failed. */
+function landedBefore(e: unknown): number {
+  const n = typeof e === 'object' && e !== null ? (e as { landed?: unknown }).landed : undefined;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : 0;
 }
 
 type Settled = { readonly failed: false } | { readonly failed: true; readonly error: unknown };
@@ -841,82 +851,91 @@ export class NativeTpm implements TpmPort {
     const before = options.before === undefined ? undefined : settle(options.before);
     // The first write that has not landed: a queue slot run again (slots full) resumes there.
     let next = 0;
-    const land = (): void => {
-      next += 1;
-      options.landed?.(next - 1);
-    };
     // One queue slot for all of it: the sessions must not interleave with other calls.
     const reads = await this.#slot(async () => {
-      const ready = await this.#preparePolicyWrites(planned.slice(next), signer, before);
-      let out: Buffer[] | null = null;
+      const pending = planned.slice(next);
+      const sessions = await this.#preparePolicyWrites(pending, signer, keyPublic, before);
+      let landed = 0;
       try {
-        while (ready.length > 0) {
-          const { write, session, nonceTpm, signature } = ready[0] as PreparedPolicyWrite;
-          const last = next === planned.length - 1;
-          out = await this.#native(write.command, (c) =>
-            addon.nvPolicySignedUpdate(
+        return await this.#native((pending[0] as PlannedPolicyWrite).command, (c) =>
+          addon
+            .nvPolicyWrites(
               c,
-              session,
-              nonceTpm,
-              write.kind,
-              write.index,
-              write.data,
-              keyPublic,
-              signature,
-              write.cpHash,
-              last ? readAfter : [],
+              sessions,
+              pending.map((w) => w.kind),
+              pending.map((w) => w.index),
+              pending.map((w) => w.data),
+              readAfter,
+            )
+            .then(
+              (out) => {
+                landed = pending.length;
+                return out;
+              },
+              (e: unknown) => {
+                landed = landedBefore(e);
+                throw e;
+              },
             ),
-          );
-          // Spent by the command (or, when it failed, flushed by the addon's worker).
-          ready.shift();
-          land();
+        );
+      } finally {
+        for (let i = 0; i < landed; i++) {
+          next += 1;
+          options.landed?.(next - 1);
         }
-      } catch (e) {
-        ready.shift();
-        await this.#flushSessions(ready.map((r) => r.session));
-        throw e;
       }
-      return out;
     });
     return reads === null ? undefined : reads.map((r) => unwrap(TPM2B.MAX_NV_BUFFER, r));
   }
 
   /**
-   * Starts a policy session for each write and has `signer` sign each nonce with the
-   * write's cpHash, then waits for `before`. On any failure the sessions are flushed, and
-   * `before`'s rejection, when it rejects, is the one passed on.
+   * Readies a policy session for each write, changing no NV index: starts the sessions, has
+   * `signer` sign each nonce with its write's cpHash and runs PolicySigned in each; then
+   * waits for `before`. On any failure no session is left loaded, and `before`'s rejection,
+   * when it rejects, is the one passed on.
    */
   async #preparePolicyWrites(
     writes: readonly PlannedPolicyWrite[],
     signer: PolicySigner,
+    keyPublic: Buffer,
     before: Promise<Settled> | undefined,
-  ): Promise<PreparedPolicyWrite[]> {
-    const started: { session: number; nonceTpm: Buffer }[] = [];
+  ): Promise<number[]> {
+    let live: number[] = [];
     let failure: { error: unknown } | undefined;
-    let signatures: Buffer[] = [];
     try {
-      for (let i = 0; i < writes.length; i++) {
-        started.push(await this.#native('StartAuthSession', (c) => addon.policySessionStart(c)));
-      }
-      signatures = await Promise.all(
+      const started = await this.#native('StartAuthSession', (c) =>
+        addon.policySessionsStart(c, writes.length),
+      );
+      live = started.map((s) => s.session);
+      const signatures = await Promise.all(
         writes.map(async (w, i) =>
           copy(await signer.sign((started[i] as { nonceTpm: Buffer }).nonceTpm, w.cpHash)),
         ),
       );
+      const sessions = live;
+      // The addon flushes every session when PolicySigned fails.
+      live = [];
+      await this.#native('PolicySigned', (c) =>
+        addon.policySigned(
+          c,
+          keyPublic,
+          sessions,
+          started.map((s) => s.nonceTpm),
+          signatures,
+          writes.map((w) => w.cpHash),
+        ),
+      );
+      live = sessions;
     } catch (e) {
       failure = { error: e };
     }
     const settled = await before;
     if (settled?.failed === true) failure = { error: settled.error };
     if (failure !== undefined) {
-      await this.#flushSessions(started.map((s) => s.session));
+      await this.#flushSessions(live);
       throw failure.error;
     }
-    return writes.map((write, i) => ({
-      write,
-      ...(started[i] as { session: number; nonceTpm: Buffer }),
-      signature: signatures[i] as Buffer,
-    }));
+    return live;
   }
 
   /** Flushes policy sessions that no command spent (best effort: the sweep catches the rest). */

@@ -50,8 +50,13 @@ async function tools(tool: string, args: string[]): Promise<void> {
 }
 
 /** Resolves once `done()` holds (polled; the test's own timeout bounds it). */
+/** Waits for `done`, failing after 10 s (a hung wait would hold the TPM for later tests). */
 async function until(done: () => boolean): Promise<void> {
-  while (!done()) await new Promise((resolve) => setTimeout(resolve, 5));
+  const deadline = Date.now() + 10_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('until: condition not met in 10 s');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 /**
@@ -152,7 +157,7 @@ describe('TPM commands per anchor write', () => {
     ]);
   });
 
-  it("a batch's two writes: both sessions started and signed while the store writes, NV written only after it", async () => {
+  it("a batch's two writes: both sessions readied by PolicySigned while the store writes, NV written only after it, in one call", async () => {
     const root = Buffer.alloc(32, 7);
     const before = await anchor.readAfterWrite();
     let release = (): void => undefined;
@@ -162,27 +167,27 @@ describe('TPM commands per anchor write', () => {
     const landed: string[] = [];
     seen.length = 0;
     const batch = anchor.writeBatch(root, stored, (write) => landed.push(write));
-    await until(() => seen.length >= 2);
-    // Given time, nothing more goes to the TPM while the store has not answered.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(seen).toEqual(['StartAuthSession', 'StartAuthSession']);
-    expect(landed).toEqual([]);
-    release();
-    await batch;
-    const policyWrite = (nv: string): string[] => [
+    const prepared = [
+      'StartAuthSession',
+      'StartAuthSession',
+      // One loaded copy of the write key for both sessions.
       'LoadExternal',
       'PolicySigned',
+      'PolicySigned',
       'FlushContext',
-      nv,
     ];
-    expect(seen).toEqual([
-      'StartAuthSession',
-      'StartAuthSession',
-      ...policyWrite('NV_Extend'),
-      ...policyWrite('NV_Increment'),
-      'NV_Read',
-      'NV_Read',
-    ]);
+    try {
+      await until(() => seen.length >= prepared.length);
+      // Given time, nothing more goes to the TPM while the store has not answered.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(seen).toEqual(prepared);
+      expect(landed).toEqual([]);
+    } finally {
+      release();
+      await batch;
+    }
+    // The NV commands spend their sessions (continueSession clear): no flush after them.
+    expect(seen).toEqual([...prepared, 'NV_Extend', 'NV_Increment', 'NV_Read', 'NV_Read']);
     expect(landed).toEqual(['extend', 'increment']);
     const extended = createHash('sha256').update(before.extendValue).update(root).digest();
     const state = await anchor.readAfterWrite();
@@ -199,11 +204,20 @@ describe('TPM commands per anchor write', () => {
     const landed: string[] = [];
     seen.length = 0;
     const batch = anchor.writeBatch(Buffer.alloc(32, 8), stored, (write) => landed.push(write));
-    await until(() => seen.length >= 2);
+    await until(() => seen.includes('PolicySigned'));
     const disk = new Error('EIO');
     fail(disk);
     await expect(batch).rejects.toBe(disk);
-    expect(seen).toEqual(['StartAuthSession', 'StartAuthSession', 'FlushContext', 'FlushContext']);
+    expect(seen).toEqual([
+      'StartAuthSession',
+      'StartAuthSession',
+      'LoadExternal',
+      'PolicySigned',
+      'PolicySigned',
+      'FlushContext',
+      'FlushContext',
+      'FlushContext',
+    ]);
     expect(landed).toEqual([]);
     expect(await tpm.nvRead(INDICES.extendIndex, { auth: { by: 'index' } })).toEqual(
       before.extendValue,
@@ -211,6 +225,40 @@ describe('TPM commands per anchor write', () => {
     expect(await tpm.nvReadCounter(INDICES.counterIndex, { auth: { by: 'index' } })).toBe(
       before.counter,
     );
+  });
+
+  it('a batch whose PolicySigned is refused lands nothing and leaves no session loaded', async () => {
+    const before = await anchor.readAfterWrite();
+    const refusal = refuseNext(CC.PolicySigned, TPM_RC.VALUE);
+    const landed: string[] = [];
+    seen.length = 0;
+    let refused: unknown;
+    try {
+      await anchor.writeBatch(Buffer.alloc(32, 11), Promise.resolve(), (write) =>
+        landed.push(write),
+      );
+    } catch (err) {
+      refused = err;
+    } finally {
+      refusal.undo();
+    }
+    expect(refusal.fired()).toBe(true);
+    expect(refused).toMatchObject({ code: 'tpm_unavailable' });
+    expect((refused as Error).message).toBe('NV_Extend failed');
+    expect((refused as { cause?: unknown }).cause).toMatchObject({ command: 'PolicySigned' });
+    // The key, then both sessions: the refused one, and the one whose PolicySigned never
+    // ran (all or none).
+    expect(seen).toEqual([
+      'StartAuthSession',
+      'StartAuthSession',
+      'LoadExternal',
+      'PolicySigned',
+      'FlushContext',
+      'FlushContext',
+      'FlushContext',
+    ]);
+    expect(landed).toEqual([]);
+    expect(await anchor.readAfterWrite()).toEqual(before);
   });
 
   it("a batch whose increment is refused: the extend landed, the rejection is the increment's", async () => {
