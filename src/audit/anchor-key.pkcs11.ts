@@ -21,7 +21,7 @@ import pkcs11js from 'pkcs11js';
 import { HsmDeadlineExceededError, HsmUnavailableError } from '../keys/errors.js';
 import { P256_PARAMS, generateSigningKeyPair, type Handle } from '../keys/key-inspection.pkcs11.js';
 import { rebuildPkcs11Error } from '../keys/sign-batch.pkcs11.js';
-import { SKIPPED, SignThread } from '../keys/signer.thread.pkcs11.js';
+import { SIGNATURE_SLOT, SKIPPED, SignThread } from '../keys/signer.thread.pkcs11.js';
 import {
   acquireLibrary,
   pkcs11Code,
@@ -91,9 +91,15 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
     return this.#serial(() => Buffer.from(this.#found().point));
   }
 
-  signDigest(digest: Buffer): Promise<Buffer> {
-    const input = Buffer.from(digest);
-    return this.#serial(() => this.#sign(input));
+  async signDigest(digest: Buffer): Promise<Buffer> {
+    const [signature] = await this.signDigests([digest]);
+    return signature as Buffer;
+  }
+
+  signDigests(digests: readonly Buffer[]): Promise<Buffer[]> {
+    const inputs = digests.map((d) => Buffer.from(d));
+    if (inputs.length === 0) return Promise.resolve([]);
+    return this.#serial(() => this.#sign(inputs));
   }
 
   async close(): Promise<void> {
@@ -105,37 +111,45 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
     this.#lib = undefined;
   }
 
-  /** One sign: on the signing thread once it listens, else on the event loop. */
-  async #sign(input: Buffer): Promise<Buffer> {
+  /**
+   * Signs each input, in order: on the signing thread once it listens (one batch, one
+   * hand-off), else on the event loop.
+   */
+  async #sign(inputs: readonly Buffer[]): Promise<Buffer[]> {
     const lib = this.#library();
     const session = this.#open();
     const { priv } = this.#found();
     const thread = this.#readyThread();
     if (thread === undefined) {
-      lib.p.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, priv);
-      return Buffer.from(lib.p.C_Sign(session, input, Buffer.alloc(64)));
+      return inputs.map((input) => {
+        lib.p.C_SignInit(session, { mechanism: pkcs11js.CKM_ECDSA }, priv);
+        return Buffer.from(lib.p.C_Sign(session, input, Buffer.alloc(64)));
+      });
     }
     // In flight for the module: a recovery of the keys adapter waits for it to finish.
     lib.enter();
     try {
-      const item = {
+      const deadline = Date.now() + THREAD_SIGN_DEADLINE_MS;
+      const items = inputs.map((data) => ({
         key: priv,
         mechanism: pkcs11js.CKM_ECDSA,
         sha256: false,
-        data: input,
-        deadline: Date.now() + THREAD_SIGN_DEADLINE_MS,
-      };
-      const reply = await thread.run(session, [item]);
-      const length = reply.lengths[0];
-      if (length === SKIPPED) throw new HsmDeadlineExceededError(THREAD_SIGN_DEADLINE_MS);
-      // The module's own error, rebuilt as a sign on the event loop would have thrown it
-      // (a PKCS#11 fault, so #retry re-opens the session once), as the keys adapter does.
-      if (length !== 64) {
-        throw rebuildPkcs11Error(
-          reply.error ?? { rv: undefined, name: `the thread returned ${String(length)} bytes` },
-        );
-      }
-      return Buffer.from(reply.sigs.subarray(0, 64));
+        data,
+        deadline,
+      }));
+      const reply = await thread.run(session, items);
+      return inputs.map((_input, i) => {
+        const length = reply.lengths[i];
+        if (length === SKIPPED) throw new HsmDeadlineExceededError(THREAD_SIGN_DEADLINE_MS);
+        // The module's own error, rebuilt as a sign on the event loop would have thrown it
+        // (a PKCS#11 fault, so #retry re-opens the session once), as the keys adapter does.
+        if (length !== 64) {
+          throw rebuildPkcs11Error(
+            reply.error ?? { rv: undefined, name: `the thread returned ${String(length)} bytes` },
+          );
+        }
+        return Buffer.from(reply.sigs.subarray(i * SIGNATURE_SLOT, i * SIGNATURE_SLOT + 64));
+      });
     } finally {
       lib.leave();
     }

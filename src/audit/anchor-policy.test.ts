@@ -23,6 +23,7 @@ function point(): Buffer {
 const keyReturning = (sig: Buffer): AnchorWriteKey => ({
   publicPoint: () => Promise.resolve(point()),
   signDigest: () => Promise.resolve(sig),
+  signDigests: (digests) => Promise.resolve(digests.map(() => sig)),
   close: () => Promise.resolve(),
 });
 
@@ -63,9 +64,13 @@ describe('the anchor write policy', () => {
   it('wraps r ‖ s as an ECDSA/SHA-256 TPMT_SIGNATURE and refuses anything else', async () => {
     const rs = Buffer.concat([Buffer.alloc(32, 1), Buffer.alloc(32, 2)]);
     const signer = anchorPolicySigner(keyReturning(rs), point());
-    const sig = unmarshalTpmtSignature(await signer.sign(Buffer.alloc(32), Buffer.alloc(32)));
-    expect(sig).toMatchObject({ sigAlg: 0x18, hash: 0x0b });
+    const request = { nonceTpm: Buffer.alloc(32), cpHashA: Buffer.alloc(32) };
+    const sigs = await signer.sign([request, request]);
+    expect(sigs).toHaveLength(2);
+    for (const sig of sigs) {
+      expect(unmarshalTpmtSignature(sig)).toMatchObject({ sigAlg: 0x18, hash: 0x0b });
+    }
     const short = anchorPolicySigner(keyReturning(Buffer.alloc(63)), point());
-    await expect(short.sign(Buffer.alloc(32), Buffer.alloc(32))).rejects.toThrow(RangeError);
+    await expect(short.sign([request])).rejects.toThrow(RangeError);
   });
 });

@@ -15,7 +15,7 @@ import {
 } from '../tpm/marshal/public.js';
 import { marshalTpmtSignature } from '../tpm/marshal/signature.js';
 import { ECDSA_P256_SHA256 } from '../tpm/templates.js';
-import type { PolicySigner } from '../tpm/tpm.port.js';
+import type { PolicySigner, PolicySignRequest } from '../tpm/tpm.port.js';
 import type { AnchorWriteKey } from './anchor-key.port.js';
 
 /** TPM_CC_PolicySigned. */
@@ -81,15 +81,21 @@ export function policySignedDigest(nonceTpm: Uint8Array, cpHashA: Uint8Array): B
 export function anchorPolicySigner(key: AnchorWriteKey, point: Uint8Array): PolicySigner {
   return {
     public: marshalTpm2bPublic(anchorKeyTpmPublic(point)),
-    async sign(nonceTpm: Buffer, cpHashA: Buffer): Promise<Uint8Array> {
-      const rs = await key.signDigest(policySignedDigest(nonceTpm, cpHashA));
-      if (rs.length !== 64)
-        throw new RangeError('the anchor write key returned no P-256 signature');
-      return marshalTpmtSignature({
-        sigAlg: TPM_ALG.ECDSA,
-        hash: TPM_ALG.SHA256,
-        r: rs.subarray(0, 32),
-        s: rs.subarray(32, 64),
+    async sign(requests: readonly PolicySignRequest[]): Promise<Uint8Array[]> {
+      const signatures = await key.signDigests(
+        requests.map((r) => policySignedDigest(r.nonceTpm, r.cpHashA)),
+      );
+      if (signatures.length !== requests.length)
+        throw new RangeError('the anchor write key returned another number of signatures');
+      return signatures.map((rs) => {
+        if (rs.length !== 64)
+          throw new RangeError('the anchor write key returned no P-256 signature');
+        return marshalTpmtSignature({
+          sigAlg: TPM_ALG.ECDSA,
+          hash: TPM_ALG.SHA256,
+          r: rs.subarray(0, 32),
+          s: rs.subarray(32, 64),
+        });
       });
     },
   };

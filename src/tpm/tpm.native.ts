@@ -890,7 +890,8 @@ export class NativeTpm implements TpmPort {
 
   /**
    * Readies a policy session for each write, changing no NV index: starts the sessions, has
-   * `signer` sign each nonce with its write's cpHash and runs PolicySigned in each; then
+   * `signer` sign every nonce with its write's cpHash (one call) and runs PolicySigned in
+   * each; then
    * waits for `before`. On any failure no session is left loaded, and `before`'s rejection,
    * when it rejects, is the one passed on.
    */
@@ -907,11 +908,17 @@ export class NativeTpm implements TpmPort {
         addon.policySessionsStart(c, writes.length),
       );
       live = started.map((s) => s.session);
-      const signatures = await Promise.all(
-        writes.map(async (w, i) =>
-          copy(await signer.sign((started[i] as { nonceTpm: Buffer }).nonceTpm, w.cpHash)),
-        ),
-      );
+      const signatures = (
+        await signer.sign(
+          writes.map((w, i) => ({
+            nonceTpm: (started[i] as { nonceTpm: Buffer }).nonceTpm,
+            cpHashA: w.cpHash,
+          })),
+        )
+      ).map(copy);
+      if (signatures.length !== writes.length) {
+        throw new TpmArgumentError('nvWritesByPolicySigned: the signer answered another count');
+      }
       const sessions = live;
       // The addon flushes every session when PolicySigned fails.
       live = [];

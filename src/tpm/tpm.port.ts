@@ -102,11 +102,19 @@ export interface PolicySigner {
   /** TPM2B_PUBLIC of the signing key (public part only). */
   readonly public: Uint8Array;
   /**
-   * TPMT_SIGNATURE over aHash = SHA-256(nonceTPM ‖ expiration 0 ‖ cpHashA), policyRef
-   * empty (TPM 2.0 Part 3, 23.3): valid for this session's nonce and for the one command
-   * whose parameter hash is `cpHashA` (marshal/nv.ts nvWriteCpHash).
+   * For each request, in order, a TPMT_SIGNATURE over aHash = SHA-256(nonceTPM ‖
+   * expiration 0 ‖ cpHashA), policyRef empty (TPM 2.0 Part 3, 23.3): valid for that
+   * session's nonce and for the one command whose parameter hash is `cpHashA`
+   * (marshal/nv.ts nvWriteCpHash). All of them in one use of the key (one hand-off to a
+   * signing thread): a batch's writes wait for one sign, not one per write.
    */
-  sign(nonceTpm: Buffer, cpHashA: Buffer): Promise<Uint8Array>;
+  sign(requests: readonly PolicySignRequest[]): Promise<Uint8Array[]>;
+}
+
+/** One PolicySigned authorisation to sign: the session's nonce and the command's cpHashA. */
+export interface PolicySignRequest {
+  readonly nonceTpm: Buffer;
+  readonly cpHashA: Buffer;
 }
 
 /**

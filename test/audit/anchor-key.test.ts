@@ -15,6 +15,7 @@ import { findTokenSlot, loginUser } from '../../src/keys/token.pkcs11.js';
 import { provisionSimHsm, type SimHsm } from '../rig/sim.js';
 import { tempDirs } from '../../src/shared/testing/temp-dirs.js';
 import { AnchorKeyError } from '../../src/audit/errors.js';
+import { SignThread } from '../../src/keys/signer.thread.pkcs11.js';
 
 const tmp = tempDirs('grantor-anchor-key-');
 let hsm: SimHsm;
@@ -217,6 +218,41 @@ describe('Pkcs11AnchorKey', () => {
       expect(signs(point, 'last', await inFlight)).toBe(true);
       await closing;
     });
+  });
+
+  it("signs a list of digests in one hand-off to its thread, each signature its own digest's, in order", async () => {
+    await withNewKey(async (key, onLoop, point) => {
+      const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
+      const calls = await untilThreaded(key, onLoop);
+      const handOffs = vi.spyOn(SignThread.prototype, 'run');
+      try {
+        const texts = ['extend', 'increment', 'third'];
+        const sigs = await key.signDigests(texts.map(digest));
+        expect(handOffs).toHaveBeenCalledTimes(1);
+        expect(handOffs.mock.calls[0]?.[1]).toHaveLength(3);
+        expect(onLoop.mock.calls.length).toBe(calls);
+        expect(sigs).toHaveLength(3);
+        texts.forEach((t, i) => {
+          expect(signs(point, t, sigs[i] as Buffer)).toBe(true);
+        });
+        expect(signs(point, 'extend', sigs[1] as Buffer)).toBe(false);
+        expect(await key.signDigests([])).toEqual([]);
+        expect(handOffs).toHaveBeenCalledTimes(1);
+      } finally {
+        handOffs.mockRestore();
+      }
+    });
+  });
+
+  it('signs a list of digests on the event loop before the thread listens', async () => {
+    await withNewKey(async (key, onLoop, point) => {
+      const texts = ['a', 'b'];
+      const sigs = await key.signDigests(texts.map((t) => createHash('sha256').update(t).digest()));
+      expect(onLoop).toHaveBeenCalledTimes(2);
+      texts.forEach((t, i) => {
+        expect(signs(point, t, sigs[i] as Buffer)).toBe(true);
+      });
+    }, false);
   });
 
   it('signs on the event loop only when it is not asked for a thread (one-shot commands)', async () => {

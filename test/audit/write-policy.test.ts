@@ -117,25 +117,27 @@ function softwareKey(): { key: AnchorWriteKey; signer: PolicySigner } {
   const key: AnchorWriteKey = {
     publicPoint: () => Promise.resolve(raw),
     signDigest: () => Promise.reject(new Error('not used')),
+    signDigests: () => Promise.reject(new Error('not used')),
     close: () => Promise.resolve(),
   };
   // A valid PolicySigned signature by this key: ECDSA-SHA-256 over nonceTPM ‖ 0 ‖ cpHashA.
   const signer: PolicySigner = {
     public: marshalTpm2bPublic(anchorKeyTpmPublic(raw)),
-    sign: (nonceTpm, cpHashA) => {
-      const rs = cryptoSign('sha256', Buffer.concat([nonceTpm, Buffer.alloc(4), cpHashA]), {
-        key: privateKey,
-        dsaEncoding: 'ieee-p1363',
-      });
-      return Promise.resolve(
-        marshalTpmtSignature({
-          sigAlg: TPM_ALG.ECDSA,
-          hash: TPM_ALG.SHA256,
-          r: rs.subarray(0, 32),
-          s: rs.subarray(32),
+    sign: (requests) =>
+      Promise.resolve(
+        requests.map(({ nonceTpm, cpHashA }) => {
+          const rs = cryptoSign('sha256', Buffer.concat([nonceTpm, Buffer.alloc(4), cpHashA]), {
+            key: privateKey,
+            dsaEncoding: 'ieee-p1363',
+          });
+          return marshalTpmtSignature({
+            sigAlg: TPM_ALG.ECDSA,
+            hash: TPM_ALG.SHA256,
+            r: rs.subarray(0, 32),
+            s: rs.subarray(32),
+          });
         }),
-      );
-    },
+      ),
   };
   return { key, signer };
 }
@@ -291,7 +293,7 @@ describe('anchor write policy', () => {
     /** The HSM key, signing the cpHash of `signed` whatever the write presented. */
     const signingOther = (signed: Buffer): PolicySigner => ({
       public: hsm.public,
-      sign: (nonceTpm) => hsm.sign(nonceTpm, signed),
+      sign: (requests) => hsm.sign(requests.map((r) => ({ ...r, cpHashA: signed }))),
     });
     const before = await new TpmAuditAnchor(tpm, config).read();
     const cases: [PolicySigner, NvPolicyWrite, number][] = [
@@ -339,7 +341,8 @@ describe('anchor write policy', () => {
       const session = join(work, 'trial.ctx');
       const sig = join(work, 'any.sig');
       const signer = anchorPolicySigner(key, point);
-      await writeFile(sig, await signer.sign(Buffer.alloc(32), Buffer.alloc(32)));
+      const [any] = await signer.sign([{ nonceTpm: Buffer.alloc(32), cpHashA: Buffer.alloc(32) }]);
+      await writeFile(sig, any ?? Buffer.alloc(0));
       const digest = join(work, 'policy.bin');
       await run('tpm2_startauthsession', ['-S', session], { env });
       await run('tpm2_policysigned', ['-S', session, '-c', ctx, '-s', sig, '-L', digest], {
