@@ -2,8 +2,8 @@
  * The anchor write key on a PKCS#11 token (the audit token: GRANTOR_AUDIT_PKCS11_* when
  * set, else the main one): a P-256 key pair labelled ANCHOR_KEY_LABEL, private half
  * CKA_SENSITIVE, never extractable. `grantor provision` creates it (`create: true`); the
- * running appliance only finds it. Two signatures per anchored batch, one at a time on one
- * session. The module is the keys adapter's (library.pkcs11.ts: one load, one C_Initialize
+ * running appliance only finds it. Two signatures per anchored batch, asked for as one list
+ * (signDigests), one use of the session at a time. The module is the keys adapter's (library.pkcs11.ts: one load, one C_Initialize
  * per process), and the token is found and logged into the same way (token.pkcs11.ts); a
  * session of an older module generation is re-opened, and one lost to a fault is re-opened
  * once.

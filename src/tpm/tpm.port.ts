@@ -247,14 +247,15 @@ export interface TpmPort {
   ): Promise<readonly Buffer[] | undefined>;
   /**
    * Several policy-signed NV writes (as {@link nvWriteByPolicySigned}), in order, in one
-   * hold of the TPM, with what does not touch NV done before `before` settles: a policy
-   * session is started for each write and `signer` signs every nonce while the caller
-   * still waits for `before` (the audit log's store write). No write is sent until
-   * `before` resolves; when it rejects, the sessions are flushed, nothing is written and
-   * this rejects with the same error. Then the writes go to the TPM one after another,
-   * `landed(i)` being called as soon as write i has taken effect, and the first that fails
-   * stops the rest (their sessions flushed): the rejection is its error, and the writes
-   * before it are the ones `landed` was called for. `readAfter` follows the last write.
+   * hold of the TPM, at most 3 (swtpm holds 3 sessions), with what does not touch NV done
+   * before `before` settles: a policy session is started for each write, `signer` signs
+   * every nonce (one call) and the TPM runs each PolicySigned while the caller still waits
+   * for `before` (the audit log's store write). No write is sent until `before` resolves;
+   * when it rejects, the sessions are flushed, nothing is written and this rejects with the
+   * same error. Then the writes go to the TPM one after another in one call, and the first
+   * that fails stops the rest (their sessions flushed): the rejection is its error.
+   * `landed(i)` is called, once that call has returned, for each write that took effect
+   * (all of them, or those before the one that failed). `readAfter` follows the last write.
    */
   nvWritesByPolicySigned(
     writes: readonly NvPolicySignedWrite[],
