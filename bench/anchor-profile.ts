@@ -139,24 +139,18 @@ async function main(): Promise<void> {
     { create: true },
   );
   let signMs = 0;
+  const timed = async <T>(sign: Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    try {
+      return await sign;
+    } finally {
+      signMs += performance.now() - t0;
+    }
+  };
   const writeKey: AnchorWriteKey = {
     publicPoint: () => key.publicPoint(),
-    signDigest: async (d) => {
-      const t0 = performance.now();
-      try {
-        return await key.signDigest(d);
-      } finally {
-        signMs += performance.now() - t0;
-      }
-    },
-    signDigests: async (d) => {
-      const t0 = performance.now();
-      try {
-        return await key.signDigests(d);
-      } finally {
-        signMs += performance.now() - t0;
-      }
-    },
+    signDigest: (d) => timed(key.signDigest(d)),
+    signDigests: (d) => timed(key.signDigests(d)),
     close: () => key.close(),
   };
   let running = true;

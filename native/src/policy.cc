@@ -11,7 +11,9 @@
 //   (the anchor's read-after-write).
 // The first two change no NV index, so the audit log runs them while its store write is in
 // flight; only the third waits for it. A call that fails flushes the sessions it was given
-// and did not spend; PolicySessionFlush ends one whose signature never came.
+// and did not spend (only policy-session handles; and not when the context has no SAPI
+// context at all, which an open context always has); PolicySessionFlush ends one whose
+// signature never came.
 //
 // These commands go through SAPI (tss2-sys, the ESYS context's own), not ESYS: the session is
 // unsalted and unbound and the write policy asks for no auth value, so no command needs an
@@ -59,8 +61,20 @@ constexpr size_t kMaxWrites = 3;
 
 bool BadCount(size_t n) { return n == 0 || n > kMaxWrites; }
 
+// A policy session's TPM handle (TPM_HT_POLICY_SESSION): the only handles these calls flush.
+bool IsPolicySession(TPM2_HANDLE h) { return (h >> TPM2_HR_SHIFT) == TPM2_HT_POLICY_SESSION; }
+
+bool AllPolicySessions(const std::vector<TPMI_SH_AUTH_SESSION>& sessions) {
+  for (TPM2_HANDLE h : sessions) {
+    if (!IsPolicySession(h)) return false;
+  }
+  return true;
+}
+
 void FlushAll(TSS2_SYS_CONTEXT* sys, const std::vector<TPMI_SH_AUTH_SESSION>& sessions, size_t from = 0) {
-  for (size_t i = from; i < sessions.size(); i++) SysFlush(sys, sessions[i]);
+  for (size_t i = from; i < sessions.size(); i++) {
+    if (IsPolicySession(sessions[i])) SysFlush(sys, sessions[i]);
+  }
 }
 
 class PolicySessionsStartWorker : public TpmWorker {
@@ -163,7 +177,8 @@ class PolicySignedWorker : public TpmWorker {
   // Checked here, not on the main thread, so that bad inputs still flush the sessions.
   TSS2_RC Inputs() {
     size_t n = sessions_.size();
-    if (BadCount(n) || noncesIn_.size() != n || signaturesIn_.size() != n || cpHashesIn_.size() != n) {
+    if (BadCount(n) || !AllPolicySessions(sessions_) || noncesIn_.size() != n || signaturesIn_.size() != n ||
+        cpHashesIn_.size() != n) {
       return TSS2_ESYS_RC_BAD_VALUE;
     }
     TSS2_RC rc = UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, keyPublicIn_, &keyPublic_);
@@ -206,7 +221,8 @@ class NvPolicyWritesWorker : public TpmWorker {
   // Checked here, not on the main thread, so that bad inputs still flush the sessions.
   TSS2_RC Inputs() {
     size_t n = sessions_.size();
-    if (BadCount(n) || kindsIn_.size() != n || indices_.size() != n || dataIn_.size() != n) {
+    if (BadCount(n) || !AllPolicySessions(sessions_) || kindsIn_.size() != n || indices_.size() != n ||
+        dataIn_.size() != n) {
       return TSS2_ESYS_RC_BAD_VALUE;
     }
     data_.resize(n);

@@ -315,6 +315,9 @@ function planPolicyWrite({ index, write }: NvPolicySignedWrite): PlannedPolicyWr
     : { index, kind: 1, command: 'NV_Extend', data, cpHash };
 }
 
+/** At most this many policy writes in one call (native/src/policy.cc kMaxWrites). */
+const MAX_POLICY_WRITES = 3;
+
 /** How many writes of an `nvPolicyWrites` call landed before the one that failed. */
 function landedBefore(e: unknown): number {
   const n = typeof e === 'object' && e !== null ? (e as { landed?: unknown }).landed : undefined;
@@ -838,6 +841,11 @@ export class NativeTpm implements TpmPort {
     } = {},
   ): Promise<readonly Buffer[] | undefined> {
     if (writes.length === 0) throw new TpmArgumentError('nvWritesByPolicySigned: no write');
+    if (writes.length > MAX_POLICY_WRITES) {
+      throw new TpmArgumentError(
+        `nvWritesByPolicySigned: at most ${MAX_POLICY_WRITES} writes (one session each)`,
+      );
+    }
     const readAfter: number[] = [];
     for (const r of options.readAfter ?? []) {
       checkU32('readAfter index', r.index);
@@ -856,8 +864,9 @@ export class NativeTpm implements TpmPort {
       const pending = planned.slice(next);
       const sessions = await this.#preparePolicyWrites(pending, signer, keyPublic, before);
       let landed = 0;
+      let outcome: { reads: Buffer[] | null } | { error: unknown };
       try {
-        return await this.#native((pending[0] as PlannedPolicyWrite).command, (c) =>
+        const reads = await this.#native((pending[0] as PlannedPolicyWrite).command, (c) =>
           addon
             .nvPolicyWrites(
               c,
@@ -873,17 +882,30 @@ export class NativeTpm implements TpmPort {
                 return out;
               },
               (e: unknown) => {
-                landed = landedBefore(e);
+                landed = Math.min(landedBefore(e), pending.length);
                 throw e;
               },
             ),
         );
-      } finally {
-        for (let i = 0; i < landed; i++) {
-          next += 1;
-          options.landed?.(next - 1);
+        outcome = { reads };
+      } catch (error) {
+        outcome = { error };
+      }
+      // A rerun never sends a landed write again, and every landed write is told, even if
+      // a callback throws (the write's own error comes first, then the callback's).
+      const first = next;
+      next += landed;
+      let thrown: { error: unknown } | undefined;
+      for (let i = first; i < next; i++) {
+        try {
+          options.landed?.(i);
+        } catch (error) {
+          thrown ??= { error };
         }
       }
+      if ('error' in outcome) throw outcome.error;
+      if (thrown !== undefined) throw thrown.error;
+      return outcome.reads;
     });
     return reads === null ? undefined : reads.map((r) => unwrap(TPM2B.MAX_NV_BUFFER, r));
   }

@@ -11,10 +11,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
-import { anchorWritePolicy } from '../../src/audit/anchor-policy.js';
+import { anchorPolicySigner, anchorWritePolicy } from '../../src/audit/anchor-policy.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
-import { TPM_RC, TpmError } from '../../src/tpm/errors.js';
+import { TPM_RC, TpmArgumentError, TpmError } from '../../src/tpm/errors.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
+import type { PolicySigner } from '../../src/tpm/tpm.port.js';
 import { provisionSimHsm, startSimTpm, type SimTpm } from '../rig/sim.js';
 import { startBusProxy, type BusProxy } from './bus-proxy.js';
 import { tempDir, tearDownTpm } from './helpers.js';
@@ -41,6 +42,18 @@ let work: string;
 let anchor: TpmAuditAnchor;
 let policy: Buffer;
 const seen: string[] = [];
+let pinnedNames: { extend: string; counter: string };
+
+/** What a batch sends while its store write is in flight: both sessions readied. */
+const PREPARED = [
+  'StartAuthSession',
+  'StartAuthSession',
+  // One loaded copy of the write key for both sessions, flushed after them.
+  'LoadExternal',
+  'PolicySigned',
+  'PolicySigned',
+  'FlushContext',
+];
 
 /** tpm2-tools on their own connection, straight to swtpm (not through our context). */
 async function tools(tool: string, args: string[]): Promise<void> {
@@ -49,7 +62,6 @@ async function tools(tool: string, args: string[]): Promise<void> {
   await run(tool, args, { env });
 }
 
-/** Resolves once `done()` holds (polled; the test's own timeout bounds it). */
 /** Waits for `done`, failing after 10 s (a hung wait would hold the TPM for later tests). */
 async function until(done: () => boolean): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -117,7 +129,8 @@ beforeAll(async () => {
   );
   const pin = await provisionTpmAnchor(tpm, INDICES, { writeKey: key });
   policy = anchorWritePolicy(await key.publicPoint());
-  anchor = new TpmAuditAnchor(tpm, { ...INDICES, pinnedNames: pin.names, writeKey: key });
+  pinnedNames = pin.names;
+  anchor = new TpmAuditAnchor(tpm, { ...INDICES, pinnedNames, writeKey: key });
 });
 
 afterAll(() =>
@@ -167,15 +180,7 @@ describe('TPM commands per anchor write', () => {
     const landed: string[] = [];
     seen.length = 0;
     const batch = anchor.writeBatch(root, stored, (write) => landed.push(write));
-    const prepared = [
-      'StartAuthSession',
-      'StartAuthSession',
-      // One loaded copy of the write key for both sessions.
-      'LoadExternal',
-      'PolicySigned',
-      'PolicySigned',
-      'FlushContext',
-    ];
+    const prepared = PREPARED;
     try {
       await until(() => seen.length >= prepared.length);
       // Given time, nothing more goes to the TPM while the store has not answered.
@@ -204,20 +209,15 @@ describe('TPM commands per anchor write', () => {
     const landed: string[] = [];
     seen.length = 0;
     const batch = anchor.writeBatch(Buffer.alloc(32, 8), stored, (write) => landed.push(write));
-    await until(() => seen.includes('PolicySigned'));
     const disk = new Error('EIO');
-    fail(disk);
+    try {
+      await until(() => seen.includes('PolicySigned'));
+    } finally {
+      fail(disk);
+    }
     await expect(batch).rejects.toBe(disk);
-    expect(seen).toEqual([
-      'StartAuthSession',
-      'StartAuthSession',
-      'LoadExternal',
-      'PolicySigned',
-      'PolicySigned',
-      'FlushContext',
-      'FlushContext',
-      'FlushContext',
-    ]);
+    // The key's flush (in PREPARED), then both sessions'.
+    expect(seen).toEqual([...PREPARED, 'FlushContext', 'FlushContext']);
     expect(landed).toEqual([]);
     expect(await tpm.nvRead(INDICES.extendIndex, { auth: { by: 'index' } })).toEqual(
       before.extendValue,
@@ -268,6 +268,7 @@ describe('TPM commands per anchor write', () => {
     const root = Buffer.alloc(32, 10);
     const landed: string[] = [];
     let refused: unknown;
+    seen.length = 0;
     try {
       await anchor.writeBatch(root, Promise.resolve(), (write) => landed.push(write));
     } catch (err) {
@@ -276,6 +277,9 @@ describe('TPM commands per anchor write', () => {
       refusal.undo();
     }
     expect(refusal.fired()).toBe(true);
+    // The refused increment's session is flushed by the same call (a leak would be hidden
+    // by the sweep on "slots full" below, so it is checked on the bus).
+    expect(seen.slice(-3)).toEqual(['NV_Extend', 'NV_Increment', 'FlushContext']);
     expect(landed).toEqual(['extend']);
     expect(refused).toMatchObject({ code: 'tpm_unavailable', retryable: true });
     expect((refused as Error).message).toBe('NV_Increment failed');
@@ -289,6 +293,75 @@ describe('TPM commands per anchor write', () => {
     expect(await tpm.nvReadCounter(INDICES.counterIndex, { auth: { by: 'index' } })).toBe(
       before.counter + 1n,
     );
+  });
+
+  it('a batch whose extend is refused lands nothing and flushes both sessions', async () => {
+    const before = await anchor.readAfterWrite();
+    const refusal = refuseNext(CC.NV_Extend, TPM_RC.NV_RATE);
+    const landed: string[] = [];
+    seen.length = 0;
+    let refused: unknown;
+    try {
+      await anchor.writeBatch(Buffer.alloc(32, 12), Promise.resolve(), (write) =>
+        landed.push(write),
+      );
+    } catch (err) {
+      refused = err;
+    } finally {
+      refusal.undo();
+    }
+    expect(refusal.fired()).toBe(true);
+    expect(refused).toMatchObject({ code: 'tpm_unavailable', retryable: true });
+    expect((refused as Error).message).toBe('NV_Extend failed');
+    // The increment was never sent: its session and the refused extend's are flushed.
+    expect(seen.slice(-3)).toEqual(['NV_Extend', 'FlushContext', 'FlushContext']);
+    expect(landed).toEqual([]);
+    expect(await anchor.readAfterWrite()).toEqual(before);
+  });
+
+  it('a signer that answers another number of signatures writes nothing and flushes the sessions', async () => {
+    const before = await anchor.readAfterWrite();
+    const hsm = anchorPolicySigner(key, await key.publicPoint());
+    const short: PolicySigner = {
+      public: hsm.public,
+      sign: async (requests) => (await hsm.sign(requests)).slice(0, 1),
+    };
+    seen.length = 0;
+    const refused = await tpm
+      .nvWritesByPolicySigned(
+        [
+          {
+            index: INDICES.extendIndex,
+            write: {
+              kind: 'extend',
+              data: Buffer.alloc(32, 13),
+              name: Buffer.from(pinnedNames.extend, 'hex'),
+            },
+          },
+          {
+            index: INDICES.counterIndex,
+            write: { kind: 'increment', name: Buffer.from(pinnedNames.counter, 'hex') },
+          },
+        ],
+        short,
+      )
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(TpmArgumentError);
+    expect(seen).toEqual(['StartAuthSession', 'StartAuthSession', 'FlushContext', 'FlushContext']);
+    expect(await anchor.readAfterWrite()).toEqual(before);
+  });
+
+  it('refuses more writes in one call than the TPM holds sessions, before sending anything', async () => {
+    const hsm = anchorPolicySigner(key, await key.publicPoint());
+    const write = {
+      index: INDICES.counterIndex,
+      write: { kind: 'increment', name: Buffer.from(pinnedNames.counter, 'hex') },
+    } as const;
+    seen.length = 0;
+    await expect(
+      tpm.nvWritesByPolicySigned([write, write, write, write], hsm),
+    ).rejects.toBeInstanceOf(TpmArgumentError);
+    expect(seen).toEqual([]);
   });
 
   it('reads the anchor back in the increment call itself: readAfterWrite sends nothing', async () => {
