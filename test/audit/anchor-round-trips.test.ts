@@ -104,6 +104,30 @@ function refuseNext(cc: number, rc: number): { fired: () => boolean; undo: () =>
   };
 }
 
+/**
+ * A batch whose store write is done, with the next `cc` refused with `rc` (refuseNext):
+ * what it rejected with and the writes it reported landed; `seen` holds its commands.
+ */
+async function batchRefusing(
+  cc: number,
+  rc: number,
+  root: Buffer,
+): Promise<{ refused: unknown; landed: string[] }> {
+  const refusal = refuseNext(cc, rc);
+  const landed: string[] = [];
+  seen.length = 0;
+  let refused: unknown;
+  try {
+    await anchor.writeBatch(root, Promise.resolve(), (write) => landed.push(write));
+  } catch (err) {
+    refused = err;
+  } finally {
+    refusal.undo();
+  }
+  expect(refusal.fired()).toBe(true);
+  return { refused, landed };
+}
+
 /** The commands `fn` sends through the proxy, by name. */
 async function commandsOf(fn: () => Promise<unknown>): Promise<string[]> {
   seen.length = 0;
@@ -229,20 +253,11 @@ describe('TPM commands per anchor write', () => {
 
   it('a batch whose PolicySigned is refused lands nothing and leaves no session loaded', async () => {
     const before = await anchor.readAfterWrite();
-    const refusal = refuseNext(CC.PolicySigned, TPM_RC.VALUE);
-    const landed: string[] = [];
-    seen.length = 0;
-    let refused: unknown;
-    try {
-      await anchor.writeBatch(Buffer.alloc(32, 11), Promise.resolve(), (write) =>
-        landed.push(write),
-      );
-    } catch (err) {
-      refused = err;
-    } finally {
-      refusal.undo();
-    }
-    expect(refusal.fired()).toBe(true);
+    const { refused, landed } = await batchRefusing(
+      CC.PolicySigned,
+      TPM_RC.VALUE,
+      Buffer.alloc(32, 11),
+    );
     expect(refused).toMatchObject({ code: 'tpm_unavailable' });
     expect((refused as Error).message).toBe('NV_Extend failed');
     expect((refused as { cause?: unknown }).cause).toMatchObject({ command: 'PolicySigned' });
@@ -264,19 +279,8 @@ describe('TPM commands per anchor write', () => {
   it("a batch whose increment is refused: the extend landed, the rejection is the increment's", async () => {
     const before = await anchor.readAfterWrite();
     // TPM_RC_NV_RATE: not run, so the log may send it again.
-    const refusal = refuseNext(CC.NV_Increment, TPM_RC.NV_RATE);
     const root = Buffer.alloc(32, 10);
-    const landed: string[] = [];
-    let refused: unknown;
-    seen.length = 0;
-    try {
-      await anchor.writeBatch(root, Promise.resolve(), (write) => landed.push(write));
-    } catch (err) {
-      refused = err;
-    } finally {
-      refusal.undo();
-    }
-    expect(refusal.fired()).toBe(true);
+    const { refused, landed } = await batchRefusing(CC.NV_Increment, TPM_RC.NV_RATE, root);
     // The refused increment's session is flushed by the same call (a leak would be hidden
     // by the sweep on "slots full" below, so it is checked on the bus).
     expect(seen.slice(-3)).toEqual(['NV_Extend', 'NV_Increment', 'FlushContext']);
@@ -297,20 +301,11 @@ describe('TPM commands per anchor write', () => {
 
   it('a batch whose extend is refused lands nothing and flushes both sessions', async () => {
     const before = await anchor.readAfterWrite();
-    const refusal = refuseNext(CC.NV_Extend, TPM_RC.NV_RATE);
-    const landed: string[] = [];
-    seen.length = 0;
-    let refused: unknown;
-    try {
-      await anchor.writeBatch(Buffer.alloc(32, 12), Promise.resolve(), (write) =>
-        landed.push(write),
-      );
-    } catch (err) {
-      refused = err;
-    } finally {
-      refusal.undo();
-    }
-    expect(refusal.fired()).toBe(true);
+    const { refused, landed } = await batchRefusing(
+      CC.NV_Extend,
+      TPM_RC.NV_RATE,
+      Buffer.alloc(32, 12),
+    );
     expect(refused).toMatchObject({ code: 'tpm_unavailable', retryable: true });
     expect((refused as Error).message).toBe('NV_Extend failed');
     // The increment was never sent: its session and the refused extend's are flushed.
