@@ -10,10 +10,9 @@
 //   spends, in order, stopping at the first that fails; then, when asked, reads indices back
 //   (the anchor's read-after-write).
 // The first two change no NV index, so the audit log runs them while its store write is in
-// flight; only the third waits for it. A call that fails flushes the sessions it was given
-// and did not spend (only policy-session handles; and not when the context has no SAPI
-// context at all, which an open context always has); PolicySessionFlush ends one whose
-// signature never came.
+// flight; only the third waits for it. The sessions are the caller's once started: a call
+// that fails leaves the sessions it was given as they are (the failed command's still
+// loaded), and the caller ends each one no command spent with PolicySessionFlush.
 //
 // These commands go through SAPI (tss2-sys, the ESYS context's own), not ESYS: the session is
 // unsalted and unbound and the write policy asks for no auth value, so no command needs an
@@ -61,22 +60,6 @@ constexpr size_t kMaxWrites = 3;
 
 bool BadCount(size_t n) { return n == 0 || n > kMaxWrites; }
 
-// A policy session's TPM handle (TPM_HT_POLICY_SESSION): the only handles these calls flush.
-bool IsPolicySession(TPM2_HANDLE h) { return (h >> TPM2_HR_SHIFT) == TPM2_HT_POLICY_SESSION; }
-
-bool AllPolicySessions(const std::vector<TPMI_SH_AUTH_SESSION>& sessions) {
-  for (TPM2_HANDLE h : sessions) {
-    if (!IsPolicySession(h)) return false;
-  }
-  return true;
-}
-
-void FlushAll(TSS2_SYS_CONTEXT* sys, const std::vector<TPMI_SH_AUTH_SESSION>& sessions, size_t from = 0) {
-  for (size_t i = from; i < sessions.size(); i++) {
-    if (IsPolicySession(sessions[i])) SysFlush(sys, sessions[i]);
-  }
-}
-
 class PolicySessionsStartWorker : public TpmWorker {
  public:
   PolicySessionsStartWorker(Napi::Env env, Context* ctx, uint32_t count)
@@ -90,8 +73,9 @@ class PolicySessionsStartWorker : public TpmWorker {
     TSS2_RC rc = SysOf(esys, &sys);
     for (uint32_t i = 0; rc == TSS2_RC_SUCCESS && i < count_; i++) rc = StartOne(sys);
     if (rc != TSS2_RC_SUCCESS && sys != nullptr) {
-      // All or none: the sessions already started would only hold the TPM's slots.
-      FlushAll(sys, sessions_);
+      // All or none (the caller never learns these handles): the sessions already started
+      // would only hold the TPM's slots.
+      for (TPMI_SH_AUTH_SESSION session : sessions_) SysFlush(sys, session);
       sessions_.clear();
       nonces_.clear();
     }
@@ -133,71 +117,55 @@ class PolicySessionsStartWorker : public TpmWorker {
 // One PolicySigned per session, all with one loaded copy of the signer's public key.
 class PolicySignedWorker : public TpmWorker {
  public:
-  PolicySignedWorker(Napi::Env env, Context* ctx, Bytes keyPublic, const std::vector<uint32_t>& sessions,
-                     std::vector<Bytes> nonces, std::vector<Bytes> signatures, std::vector<Bytes> cpHashes)
-      : TpmWorker(env, ctx, "PolicySigned"),
-        sessions_(sessions.begin(), sessions.end()),
-        keyPublicIn_(std::move(keyPublic)),
-        noncesIn_(std::move(nonces)),
-        signaturesIn_(std::move(signatures)),
-        cpHashesIn_(std::move(cpHashes)) {}
+  PolicySignedWorker(Napi::Env env, Context* ctx, const Bytes& keyPublic, const std::vector<uint32_t>& sessions,
+                     const std::vector<Bytes>& nonces, const std::vector<Bytes>& signatures,
+                     const std::vector<Bytes>& cpHashes)
+      : TpmWorker(env, ctx, "PolicySigned"), sessions_(sessions.begin(), sessions.end()) {
+    size_t n = sessions.size();
+    if (BadCount(n) || nonces.size() != n || signatures.size() != n || cpHashes.size() != n) {
+      Fail(TSS2_ESYS_RC_BAD_VALUE);
+      return;
+    }
+    Fail(UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, keyPublic, &keyPublic_));
+    nonces_.resize(n);
+    signatures_.resize(n);
+    cpHashes_.resize(n);
+    for (size_t i = 0; i < n; i++) {
+      Fail(FillTpm2b(nonces[i], &nonces_[i]));
+      Fail(UnmarshalAll(Tss2_MU_TPMT_SIGNATURE_Unmarshal, signatures[i], &signatures_[i]));
+      // cpHashA binds the signature to the one NV command (a SHA-256 digest, never empty).
+      if (cpHashes[i].size() != 32) Fail(TSS2_ESYS_RC_BAD_VALUE);
+      Fail(FillTpm2b(cpHashes[i], &cpHashes_[i]));
+    }
+  }
 
  private:
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
     TSS2_SYS_CONTEXT* sys = nullptr;
     TSS2_RC rc = SysOf(esys, &sys);
     if (rc != TSS2_RC_SUCCESS) return rc;
-    rc = Inputs();
     TPM2_HANDLE key = 0;
     TPM2B_NAME name = {};
-    if (rc == TSS2_RC_SUCCESS) {
-      SetCommand("LoadExternal");
+    SetCommand("LoadExternal");
+    rc = Submit([&] {
+      return Tss2_Sys_LoadExternal(sys, nullptr, nullptr, &keyPublic_, TPM2_RH_NULL, &key, &name, nullptr);
+    });
+    if (rc != TSS2_RC_SUCCESS) return rc;
+    SetCommand("PolicySigned");
+    for (size_t i = 0; rc == TSS2_RC_SUCCESS && i < sessions_.size(); i++) {
+      TPM2B_NONCE policyRef = {};
+      TPM2B_TIMEOUT timeout = {};
+      TPMT_TK_AUTH ticket = {};
       rc = Submit([&] {
-        return Tss2_Sys_LoadExternal(sys, nullptr, nullptr, &keyPublic_, TPM2_RH_NULL, &key, &name, nullptr);
+        return Tss2_Sys_PolicySigned(sys, key, sessions_[i], nullptr, &nonces_[i], &cpHashes_[i], &policyRef, 0,
+                                     &signatures_[i], &timeout, &ticket, nullptr);
       });
-      if (rc == TSS2_RC_SUCCESS) {
-        SetCommand("PolicySigned");
-        for (size_t i = 0; rc == TSS2_RC_SUCCESS && i < sessions_.size(); i++) {
-          TPM2B_NONCE policyRef = {};
-          TPM2B_TIMEOUT timeout = {};
-          TPMT_TK_AUTH ticket = {};
-          rc = Submit([&] {
-            return Tss2_Sys_PolicySigned(sys, key, sessions_[i], nullptr, &nonces_[i], &cpHashes_[i], &policyRef, 0,
-                                         &signatures_[i], &timeout, &ticket, nullptr);
-          });
-        }
-        SysFlush(sys, key);
-      }
     }
-    // A session whose policy is not complete is of no use: no write is made in any.
-    if (rc != TSS2_RC_SUCCESS) FlushAll(sys, sessions_);
-    return rc;
-  }
-
-  // Checked here, not on the main thread, so that bad inputs still flush the sessions.
-  TSS2_RC Inputs() {
-    size_t n = sessions_.size();
-    if (BadCount(n) || !AllPolicySessions(sessions_) || noncesIn_.size() != n || signaturesIn_.size() != n ||
-        cpHashesIn_.size() != n) {
-      return TSS2_ESYS_RC_BAD_VALUE;
-    }
-    TSS2_RC rc = UnmarshalAll(Tss2_MU_TPM2B_PUBLIC_Unmarshal, keyPublicIn_, &keyPublic_);
-    nonces_.resize(n);
-    signatures_.resize(n);
-    cpHashes_.resize(n);
-    for (size_t i = 0; rc == TSS2_RC_SUCCESS && i < n; i++) {
-      rc = FillTpm2b(noncesIn_[i], &nonces_[i]);
-      if (rc == TSS2_RC_SUCCESS) rc = UnmarshalAll(Tss2_MU_TPMT_SIGNATURE_Unmarshal, signaturesIn_[i], &signatures_[i]);
-      // cpHashA binds the signature to the one NV command (a SHA-256 digest, never empty).
-      if (rc == TSS2_RC_SUCCESS && cpHashesIn_[i].size() != 32) rc = TSS2_ESYS_RC_BAD_VALUE;
-      if (rc == TSS2_RC_SUCCESS) rc = FillTpm2b(cpHashesIn_[i], &cpHashes_[i]);
-    }
+    SysFlush(sys, key);
     return rc;
   }
 
   std::vector<TPMI_SH_AUTH_SESSION> sessions_;
-  Bytes keyPublicIn_;
-  std::vector<Bytes> noncesIn_, signaturesIn_, cpHashesIn_;
   TPM2B_PUBLIC keyPublic_ = {};
   std::vector<TPM2B_NONCE> nonces_;
   std::vector<TPMT_SIGNATURE> signatures_;
@@ -208,46 +176,35 @@ class NvPolicyWritesWorker : public TpmWorker {
  public:
   enum class Kind : uint32_t { kIncrement = 0, kExtend = 1 };
   NvPolicyWritesWorker(Napi::Env env, Context* ctx, const std::vector<uint32_t>& sessions,
-                       std::vector<uint32_t> kinds, std::vector<uint32_t> indices, std::vector<Bytes> data,
-                       std::vector<uint32_t> readAfter)
-      : TpmWorker(env, ctx, "NV_Extend"),
-        sessions_(sessions.begin(), sessions.end()),
-        kindsIn_(std::move(kinds)),
-        indices_(std::move(indices)),
-        dataIn_(std::move(data)),
-        readAfterIn_(std::move(readAfter)) {}
-
- private:
-  // Checked here, not on the main thread, so that bad inputs still flush the sessions.
-  TSS2_RC Inputs() {
-    size_t n = sessions_.size();
-    if (BadCount(n) || !AllPolicySessions(sessions_) || kindsIn_.size() != n || indices_.size() != n ||
-        dataIn_.size() != n) {
-      return TSS2_ESYS_RC_BAD_VALUE;
+                       const std::vector<uint32_t>& kinds, std::vector<uint32_t> indices,
+                       const std::vector<Bytes>& data, const std::vector<uint32_t>& readAfter)
+      : TpmWorker(env, ctx, "NV_Extend"), sessions_(sessions.begin(), sessions.end()), indices_(std::move(indices)) {
+    size_t n = sessions.size();
+    if (BadCount(n) || kinds.size() != n || indices_.size() != n || data.size() != n) {
+      Fail(TSS2_ESYS_RC_BAD_VALUE);
+      return;
     }
     data_.resize(n);
     for (size_t i = 0; i < n; i++) {
-      if (kindsIn_[i] > 1) return TSS2_ESYS_RC_BAD_VALUE;
-      kinds_.push_back(static_cast<Kind>(kindsIn_[i]));
-      TSS2_RC rc = FillTpm2b(dataIn_[i], &data_[i]);
-      if (rc != TSS2_RC_SUCCESS) return rc;
+      if (kinds[i] > 1) Fail(TSS2_ESYS_RC_BAD_VALUE);
+      kinds_.push_back(static_cast<Kind>(kinds[i]));
+      Fail(FillTpm2b(data[i], &data_[i]));
     }
     // [index, size, index, size, ...]: the indices to read back after the last write.
-    if (readAfterIn_.size() % 2 != 0) return TSS2_ESYS_RC_BAD_VALUE;
-    for (size_t i = 0; i + 1 < readAfterIn_.size(); i += 2) {
-      if (readAfterIn_[i + 1] > 0xffff) return TSS2_ESYS_RC_BAD_VALUE;
-      readAfter_.emplace_back(readAfterIn_[i], static_cast<UINT16>(readAfterIn_[i + 1]));
+    if (readAfter.size() % 2 != 0) Fail(TSS2_ESYS_RC_BAD_VALUE);
+    for (size_t i = 0; i + 1 < readAfter.size(); i += 2) {
+      if (readAfter[i + 1] > 0xffff) Fail(TSS2_ESYS_RC_BAD_VALUE);
+      readAfter_.emplace_back(readAfter[i], static_cast<UINT16>(readAfter[i + 1]));
     }
-    return TSS2_RC_SUCCESS;
   }
 
+ private:
   static const char* CommandOf(Kind kind) { return kind == Kind::kIncrement ? "NV_Increment" : "NV_Extend"; }
 
   TSS2_RC Run(ESYS_CONTEXT* esys) override {
     TSS2_SYS_CONTEXT* sys = nullptr;
     TSS2_RC rc = SysOf(esys, &sys);
     if (rc != TSS2_RC_SUCCESS) return rc;
-    rc = Inputs();
     landed_ = 0;
     while (rc == TSS2_RC_SUCCESS && landed_ < sessions_.size()) {
       SetCommand(CommandOf(kinds_[landed_]));
@@ -255,12 +212,10 @@ class NvPolicyWritesWorker : public TpmWorker {
       if (rc == TSS2_RC_SUCCESS) landed_++;
     }
     // A policy session is spent by one command: the NV command does not continue it, so the
-    // TPM flushes it when the command succeeds; after a failure it is still loaded, and the
-    // sessions of the writes not sent are unused: all are flushed here.
-    if (rc != TSS2_RC_SUCCESS) {
-      FlushAll(sys, sessions_, landed_);
-      return rc;
-    }
+    // TPM flushes it when the command succeeds. After a failure the failed command's session
+    // is still loaded and the later ones unused: the caller flushes them (`landed` says
+    // where they start).
+    if (rc != TSS2_RC_SUCCESS) return rc;
     ReadBack(sys);
     return rc;
   }
@@ -318,10 +273,7 @@ class NvPolicyWritesWorker : public TpmWorker {
   }
 
   std::vector<TPMI_SH_AUTH_SESSION> sessions_;
-  std::vector<uint32_t> kindsIn_;
   std::vector<uint32_t> indices_;
-  std::vector<Bytes> dataIn_;
-  std::vector<uint32_t> readAfterIn_;
   std::vector<Kind> kinds_;
   std::vector<TPM2B_MAX_NV_BUFFER> data_;
   std::vector<std::pair<uint32_t, UINT16>> readAfter_;
@@ -349,7 +301,7 @@ void RegisterPolicy(Napi::Env env, Napi::Object exports) {
   // policySigned(ctx, keyPublic: TPM2B_PUBLIC, sessions: TPM handle[], nonces: Buffer[] (each
   //              session's nonceTPM, as started), signatures: TPMT_SIGNATURE[],
   //              cpHashes: Buffer[] (32 bytes each))
-  //   -> undefined; on failure every session given is flushed
+  //   -> undefined; the sessions are left as they are whatever happens (the caller's)
   Export(env, exports, "policySigned", [](const Napi::CallbackInfo& info) {
     return StartWorker<PolicySignedWorker>(info, BytesArg(info, 1, "keyPublic"), U32ListArg(info, 2, "sessions"),
                                            BytesListArg(info, 3, "nonces"), BytesListArg(info, 4, "signatures"),
@@ -358,8 +310,8 @@ void RegisterPolicy(Napi::Env env, Napi::Object exports) {
   // nvPolicyWrites(ctx, sessions: TPM handle[], kinds: (0 increment, 1 extend)[], indices: number[],
   //                data: Buffer[], readAfter: number[] ([index, size, ...]))
   //   -> TPM2B_MAX_NV_BUFFER[] (one per index read back), or null when a read failed; a failed
-  //      write rejects with `command` (the write's) and `landed` (the writes before it), and
-  //      the sessions not spent are flushed
+  //      write rejects with `command` (the write's) and `landed` (the writes before it): the
+  //      sessions from `landed` on are not spent, and the caller flushes them
   Export(env, exports, "nvPolicyWrites", [](const Napi::CallbackInfo& info) {
     return StartWorker<NvPolicyWritesWorker>(info, U32ListArg(info, 1, "sessions"), U32ListArg(info, 2, "kinds"),
                                              U32ListArg(info, 3, "indices"), BytesListArg(info, 4, "data"),

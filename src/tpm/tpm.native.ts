@@ -198,7 +198,7 @@ interface NativeAddon {
     count: number,
   ): Promise<{ session: number; nonceTpm: Buffer }[]>;
   policySessionFlush(c: NativeContext, session: number): Promise<void>;
-  /** On failure every session given is flushed. */
+  /** The sessions stay the caller's, whatever happens. */
   policySigned(
     c: NativeContext,
     keyPublic: Uint8Array,
@@ -209,7 +209,7 @@ interface NativeAddon {
   ): Promise<void>;
   /**
    * In order, stopping at the first that fails: its rejection carries `landed` (the writes
-   * before it) and the sessions not spent are flushed.
+   * before it); the sessions from there on are not spent, and the caller flushes them.
    */
   nvPolicyWrites(
     c: NativeContext,
@@ -864,9 +864,8 @@ export class NativeTpm implements TpmPort {
       const pending = planned.slice(next);
       const sessions = await this.#preparePolicyWrites(pending, signer, keyPublic, before);
       let landed = 0;
-      let outcome: { reads: Buffer[] | null } | { error: unknown };
       try {
-        const reads = await this.#native((pending[0] as PlannedPolicyWrite).command, (c) =>
+        return await this.#native((pending[0] as PlannedPolicyWrite).command, (c) =>
           addon
             .nvPolicyWrites(
               c,
@@ -887,25 +886,17 @@ export class NativeTpm implements TpmPort {
               },
             ),
         );
-        outcome = { reads };
-      } catch (error) {
-        outcome = { error };
-      }
-      // A rerun never sends a landed write again, and every landed write is told, even if
-      // a callback throws (the write's own error comes first, then the callback's).
-      const first = next;
-      next += landed;
-      let thrown: { error: unknown } | undefined;
-      for (let i = first; i < next; i++) {
-        try {
-          options.landed?.(i);
-        } catch (error) {
-          thrown ??= { error };
+      } catch (e) {
+        // The failed write's session is still loaded, and the later ones were never used.
+        await this.#flushSessions(sessions.slice(landed));
+        throw e;
+      } finally {
+        // A rerun never sends a landed write again.
+        for (let i = 0; i < landed; i++) {
+          next += 1;
+          options.landed?.(next - 1);
         }
       }
-      if ('error' in outcome) throw outcome.error;
-      if (thrown !== undefined) throw thrown.error;
-      return outcome.reads;
     });
     return reads === null ? undefined : reads.map((r) => unwrap(TPM2B.MAX_NV_BUFFER, r));
   }
@@ -913,9 +904,8 @@ export class NativeTpm implements TpmPort {
   /**
    * Readies a policy session for each write, changing no NV index: starts the sessions, has
    * `signer` sign every nonce with its write's cpHash (one call) and runs PolicySigned in
-   * each; then
-   * waits for `before`. On any failure no session is left loaded, and `before`'s rejection,
-   * when it rejects, is the one passed on.
+   * each; then waits for `before`. On any failure the sessions are flushed, and `before`'s
+   * rejection, when it rejects, is the one passed on.
    */
   async #preparePolicyWrites(
     writes: readonly PlannedPolicyWrite[],
@@ -923,13 +913,13 @@ export class NativeTpm implements TpmPort {
     keyPublic: Buffer,
     before: Promise<Settled> | undefined,
   ): Promise<number[]> {
-    let live: number[] = [];
+    let sessions: number[] = [];
     let failure: { error: unknown } | undefined;
     try {
       const started = await this.#native('StartAuthSession', (c) =>
         addon.policySessionsStart(c, writes.length),
       );
-      live = started.map((s) => s.session);
+      sessions = started.map((s) => s.session);
       const signatures = (
         await signer.sign(
           writes.map((w, i) => ({
@@ -941,9 +931,6 @@ export class NativeTpm implements TpmPort {
       if (signatures.length !== writes.length) {
         throw new TpmArgumentError('nvWritesByPolicySigned: the signer answered another count');
       }
-      const sessions = live;
-      // The addon flushes every session when PolicySigned fails.
-      live = [];
       await this.#native('PolicySigned', (c) =>
         addon.policySigned(
           c,
@@ -954,17 +941,16 @@ export class NativeTpm implements TpmPort {
           writes.map((w) => w.cpHash),
         ),
       );
-      live = sessions;
     } catch (e) {
       failure = { error: e };
     }
     const settled = await before;
     if (settled?.failed === true) failure = { error: settled.error };
     if (failure !== undefined) {
-      await this.#flushSessions(live);
+      await this.#flushSessions(sessions);
       throw failure.error;
     }
-    return live;
+    return sessions;
   }
 
   /** Flushes policy sessions that no command spent (best effort: the sweep catches the rest). */

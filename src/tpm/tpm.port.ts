@@ -255,7 +255,8 @@ export interface TpmPort {
    * same error. Then the writes go to the TPM one after another in one call, and the first
    * that fails stops the rest (their sessions flushed): the rejection is its error.
    * `landed(i)` is called, once that call has returned, for each write that took effect
-   * (all of them, or those before the one that failed). `readAfter` follows the last write.
+   * (all of them, or those before the one that failed); it must not throw. `readAfter`
+   * follows the last write.
    */
   nvWritesByPolicySigned(
     writes: readonly NvPolicySignedWrite[],
