@@ -3,10 +3,10 @@
  * set, else the main one): a P-256 key pair labelled ANCHOR_KEY_LABEL, private half
  * CKA_SENSITIVE, never extractable. `grantor provision` creates it (`create: true`); the
  * running appliance only finds it. Two signatures per anchored batch, asked for as one list
- * (signDigests), one use of the session at a time. The module is the keys adapter's (library.pkcs11.ts: one load, one C_Initialize
- * per process), and the token is found and logged into the same way (token.pkcs11.ts); a
- * session of an older module generation is re-opened, and one lost to a fault is re-opened
- * once.
+ * (signDigests), one use of the session at a time. The module is the keys adapter's
+ * (library.pkcs11.ts: one load, one C_Initialize per process), and the token is found and
+ * logged into the same way (token.pkcs11.ts); a session of an older module generation is
+ * re-opened, and one lost to a fault is re-opened once.
  *
  * In the running appliance (`signThread`) the signs run on a signing thread of the keys
  * adapter's kind (signer.thread.pkcs11.ts: C_SignInit and C_Sign off the event loop), so that an HSM's sign latency (a network HSM
@@ -89,11 +89,6 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
 
   publicPoint(): Promise<Buffer> {
     return this.#serial(() => Buffer.from(this.#found().point));
-  }
-
-  async signDigest(digest: Buffer): Promise<Buffer> {
-    const [signature] = await this.signDigests([digest]);
-    return signature as Buffer;
   }
 
   signDigests(digests: readonly Buffer[]): Promise<Buffer[]> {

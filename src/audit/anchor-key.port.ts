@@ -14,11 +14,10 @@ export interface AnchorWriteKey {
    * leave the token).
    */
   publicPoint(): Promise<Buffer>;
-  /** ECDSA over `digest` as given (already SHA-256): r ‖ s, 64 bytes. */
-  signDigest(digest: Buffer): Promise<Buffer>;
   /**
-   * ECDSA over each digest, in order, in one use of the key (on a signing thread, one
-   * hand-off for all of them): r ‖ s, 64 bytes each. Rejects as a whole when one fails.
+   * ECDSA over each digest as given (already SHA-256), in order, in one use of the key (on
+   * a signing thread, one hand-off for all of them): r ‖ s, 64 bytes each. Rejects as a
+   * whole when one fails.
    */
   signDigests(digests: readonly Buffer[]): Promise<Buffer[]>;
   /** Idempotent. */

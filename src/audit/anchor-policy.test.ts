@@ -22,7 +22,6 @@ function point(): Buffer {
 
 const keyReturning = (sig: Buffer): AnchorWriteKey => ({
   publicPoint: () => Promise.resolve(point()),
-  signDigest: () => Promise.resolve(sig),
   signDigests: (digests) => Promise.resolve(digests.map(() => sig)),
   close: () => Promise.resolve(),
 });

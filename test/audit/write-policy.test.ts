@@ -116,7 +116,6 @@ function softwareKey(): { key: AnchorWriteKey; signer: PolicySigner } {
   ]);
   const key: AnchorWriteKey = {
     publicPoint: () => Promise.resolve(raw),
-    signDigest: () => Promise.reject(new Error('not used')),
     signDigests: () => Promise.reject(new Error('not used')),
     close: () => Promise.resolve(),
   };
