@@ -281,7 +281,7 @@ describe('TPM commands per anchor write', () => {
     // TPM_RC_NV_RATE: not run, so the log may send it again.
     const root = Buffer.alloc(32, 10);
     const { refused, landed } = await batchRefusing(CC.NV_Increment, TPM_RC.NV_RATE, root);
-    // The refused increment's session is flushed by the same call (a leak would be hidden
+    // The refused increment's session is flushed right after it (a leak would be hidden
     // by the sweep on "slots full" below, so it is checked on the bus).
     expect(seen.slice(-3)).toEqual(['NV_Extend', 'NV_Increment', 'FlushContext']);
     expect(landed).toEqual(['extend']);
