@@ -58,13 +58,17 @@ function point(buf: Buffer): Buffer {
   return Buffer.from(raw);
 }
 
-/** A sign handed to the thread and not begun by then is skipped there, and fails here. */
+/**
+ * By default, a sign handed to the thread and not begun within this many ms is skipped
+ * there, and fails here.
+ */
 const THREAD_SIGN_DEADLINE_MS = 10_000;
 
 export class Pkcs11AnchorKey implements AnchorWriteKey {
   readonly #config: AnchorKeyTokenConfig;
   readonly #create: boolean;
   readonly #signThread: boolean;
+  readonly #deadlineMs: number;
   #lib: Library | undefined;
   /** The session, and the module generation it was opened in (library.pkcs11.ts). */
   #session: { handle: Handle; generation: number } | undefined;
@@ -80,11 +84,12 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
 
   constructor(
     config: AnchorKeyTokenConfig,
-    options: { create?: boolean; signThread?: boolean } = {},
+    options: { create?: boolean; signThread?: boolean; threadDeadlineMs?: number } = {},
   ) {
     this.#config = config;
     this.#create = options.create === true;
     this.#signThread = options.signThread === true;
+    this.#deadlineMs = options.threadDeadlineMs ?? THREAD_SIGN_DEADLINE_MS;
   }
 
   publicPoint(): Promise<Buffer> {
@@ -124,7 +129,7 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
     // In flight for the module: a recovery of the keys adapter waits for it to finish.
     lib.enter();
     try {
-      const deadline = Date.now() + THREAD_SIGN_DEADLINE_MS;
+      const deadline = Date.now() + this.#deadlineMs;
       const items = inputs.map((data) => ({
         key: priv,
         mechanism: pkcs11js.CKM_ECDSA,
@@ -135,7 +140,7 @@ export class Pkcs11AnchorKey implements AnchorWriteKey {
       const reply = await thread.run(session, items);
       return inputs.map((_input, i) => {
         const length = reply.lengths[i];
-        if (length === SKIPPED) throw new HsmDeadlineExceededError(THREAD_SIGN_DEADLINE_MS);
+        if (length === SKIPPED) throw new HsmDeadlineExceededError(this.#deadlineMs);
         // The module's own error, rebuilt as a sign on the event loop would have thrown it
         // (a PKCS#11 fault, so #retry re-opens the session once), as the keys adapter does.
         if (length !== 64) {

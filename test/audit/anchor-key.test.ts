@@ -16,6 +16,7 @@ import { provisionSimHsm, type SimHsm } from '../rig/sim.js';
 import { tempDirs } from '../../src/shared/testing/temp-dirs.js';
 import { AnchorKeyError } from '../../src/audit/errors.js';
 import { SignThread } from '../../src/keys/signer.thread.pkcs11.js';
+import { HsmDeadlineExceededError } from '../../src/keys/errors.js';
 
 const tmp = tempDirs('grantor-anchor-key-');
 let hsm: SimHsm;
@@ -71,11 +72,6 @@ function signs(point: Buffer, text: string, sig: Buffer): boolean {
 /** The event loop's own C_Sign calls, as a spy sees them. */
 type LoopSigns = MockInstance<PKCS11['C_Sign']>;
 
-/**
- * `fn` with a fresh anchor key (created, its public point read) and a spy on the event
- * loop's C_Sign calls (the module instance is shared in the process, library.pkcs11.ts;
- * the key's thread has its own); the key is closed and the spy removed afterwards.
- */
 /** One digest signed through signDigests (the key's only sign). */
 async function signOne(key: Pkcs11AnchorKey, digest: Buffer): Promise<Buffer> {
   const [signature] = await key.signDigests([digest]);
@@ -83,13 +79,18 @@ async function signOne(key: Pkcs11AnchorKey, digest: Buffer): Promise<Buffer> {
   return signature;
 }
 
+/**
+ * `fn` with a fresh anchor key (created, its public point read) and a spy on the event
+ * loop's C_Sign calls (the module instance is shared in the process, library.pkcs11.ts;
+ * the key's thread has its own); the key is closed and the spy removed afterwards.
+ */
 async function withNewKey(
   fn: (key: Pkcs11AnchorKey, onLoop: LoopSigns, point: Buffer) => Promise<void>,
-  signThread = true,
+  options: { signThread: boolean; threadDeadlineMs?: number } = { signThread: true },
 ): Promise<void> {
   removePairs();
   const token = { modulePath: hsm.module, tokenLabel: hsm.tokenLabel, pin: hsm.pin };
-  const key = new Pkcs11AnchorKey(token, { create: true, signThread });
+  const key = new Pkcs11AnchorKey(token, { create: true, ...options });
   const onLoop = vi.spyOn(lib.p, 'C_Sign');
   try {
     await fn(key, onLoop, await key.publicPoint());
@@ -252,26 +253,76 @@ describe('Pkcs11AnchorKey', () => {
   });
 
   it('signs a list of digests on the event loop before the thread listens', async () => {
-    await withNewKey(async (key, onLoop, point) => {
-      const texts = ['a', 'b'];
-      const sigs = await key.signDigests(texts.map((t) => createHash('sha256').update(t).digest()));
-      expect(onLoop).toHaveBeenCalledTimes(2);
-      texts.forEach((t, i) => {
-        expect(signs(point, t, sigs[i] as Buffer)).toBe(true);
-      });
-    }, false);
+    await withNewKey(
+      async (key, onLoop, point) => {
+        const texts = ['a', 'b'];
+        const sigs = await key.signDigests(
+          texts.map((t) => createHash('sha256').update(t).digest()),
+        );
+        expect(onLoop).toHaveBeenCalledTimes(2);
+        texts.forEach((t, i) => {
+          expect(signs(point, t, sigs[i] as Buffer)).toBe(true);
+        });
+      },
+      { signThread: false },
+    );
   });
 
   it('signs on the event loop only when it is not asked for a thread (one-shot commands)', async () => {
-    await withNewKey(async (key, onLoop, point) => {
-      // Longer than a thread takes to listen in the test above (well under a second).
-      for (let i = 0; i < 30; i++) {
-        const sig = await signOne(key, createHash('sha256').update(`one-shot ${i}`).digest());
-        expect(signs(point, `one-shot ${i}`, sig)).toBe(true);
-        expect(onLoop).toHaveBeenCalledTimes(i + 1);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }, false);
+    await withNewKey(
+      async (key, onLoop, point) => {
+        // Longer than a thread takes to listen in the test above (well under a second).
+        for (let i = 0; i < 30; i++) {
+          const sig = await signOne(key, createHash('sha256').update(`one-shot ${i}`).digest());
+          expect(signs(point, `one-shot ${i}`, sig)).toBe(true);
+          expect(onLoop).toHaveBeenCalledTimes(i + 1);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      },
+      { signThread: false },
+    );
+  });
+
+  it('fails a sign its thread skipped after the deadline: hsm_unavailable (deadline), not retried, not signed on the event loop', async () => {
+    // A deadline already past when the thread takes the batch: the thread skips the items.
+    await withNewKey(
+      async (key, onLoop) => {
+        const digest = createHash('sha256').update('late').digest();
+        // The signs before the thread listens run on the event loop, where no deadline
+        // applies; the first one past that is the thread's.
+        const until = Date.now() + 60_000;
+        const handOffs = vi.spyOn(SignThread.prototype, 'run');
+        try {
+          for (;;) {
+            const calls = onLoop.mock.calls.length;
+            const refused = await key.signDigests([digest, digest]).then(
+              () => undefined,
+              (e: unknown) => e,
+            );
+            if (refused !== undefined) {
+              expect(refused).toBeInstanceOf(HsmDeadlineExceededError);
+              expect(refused).toMatchObject({
+                code: 'hsm_unavailable',
+                details: { reason: 'deadline', deadlineMs: -1 },
+              });
+              // One hand-off (a skip is no PKCS#11 fault to re-open a session for), and
+              // no fallback to the event loop.
+              expect(handOffs).toHaveBeenCalledTimes(1);
+              expect(onLoop.mock.calls.length).toBe(calls);
+              break;
+            }
+            expect(handOffs).not.toHaveBeenCalled();
+            expect(onLoop.mock.calls.length).toBe(calls + 2);
+            if (Date.now() > until)
+              throw new Error('the anchor key never signed off the event loop');
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        } finally {
+          handOffs.mockRestore();
+        }
+      },
+      { signThread: true, threadDeadlineMs: -1 },
+    );
   });
 
   it('recovers from a session lost under a sign on its thread, as on the event loop', async () => {
