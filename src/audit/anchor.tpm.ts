@@ -532,8 +532,11 @@ export class TpmAuditAnchor implements AuditAnchor {
             { index: extendIndex, size: 32 },
           ],
           landed: (i) => {
+            // The port counts within the list above; any other i is not a write of ours.
+            const write = writes[i];
+            if (write === undefined) return;
             done = i + 1;
-            landed(writes[i] ?? 'increment');
+            landed(write);
           },
         },
       );

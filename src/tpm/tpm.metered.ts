@@ -23,7 +23,7 @@ import type {
   TimeInfo,
   TpmPort,
 } from './tpm.port.js';
-import { withLoadedObject } from './tpm.port.js';
+import { nvPolicyWriteCommand, withLoadedObject } from './tpm.port.js';
 
 export type TpmMetrics = Pick<GrantorMetrics, 'tpmCallSeconds' | 'tpmErrors'>;
 
@@ -161,8 +161,7 @@ export class MeteredTpm implements TpmPort {
   ): Promise<readonly Buffer[] | undefined> {
     // Timed as its NV command; the session, PolicySigned, the signer's time and the reads
     // back included.
-    const command = write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
-    return this.#time(command, () =>
+    return this.#time(nvPolicyWriteCommand(write), () =>
       this.#tpm.nvWriteByPolicySigned(index, write, signer, options),
     );
   }
@@ -176,9 +175,7 @@ export class MeteredTpm implements TpmPort {
     ...a: Parameters<TpmPort['nvWritesByPolicySigned']>
   ): ReturnType<TpmPort['nvWritesByPolicySigned']> {
     const [writes, , options] = a;
-    const command = writes
-      .map((w) => (w.write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend'))
-      .join('.');
+    const command = writes.map((w) => nvPolicyWriteCommand(w.write)).join('.');
     const call = this.#tpm.nvWritesByPolicySigned(...a);
     if (options?.before === undefined) return this.#time(command, () => call);
     // Handled here at once: the timer attaches only once `before` has settled.

@@ -33,7 +33,7 @@ import type {
   TpmAuth,
   TpmPort,
 } from './tpm.port.js';
-import { TPM_HANDLE, withLoadedObject } from './tpm.port.js';
+import { TPM_HANDLE, nvPolicyWriteCommand, withLoadedObject } from './tpm.port.js';
 import {
   MAX_TPMT_PUBLIC_SIZE,
   SIG_SCHEME_NULL,
@@ -310,9 +310,13 @@ function planPolicyWrite({ index, write }: NvPolicySignedWrite): PlannedPolicyWr
     copy(write.name),
     write.kind === 'extend' ? { kind: 'extend', data } : { kind: 'increment' },
   );
-  return write.kind === 'increment'
-    ? { index, kind: 0, command: 'NV_Increment', data, cpHash }
-    : { index, kind: 1, command: 'NV_Extend', data, cpHash };
+  return {
+    index,
+    kind: write.kind === 'increment' ? 0 : 1,
+    command: nvPolicyWriteCommand(write),
+    data,
+    cpHash,
+  };
 }
 
 /** At most this many policy writes in one call (native/src/policy.cc kMaxWrites). */

@@ -126,6 +126,11 @@ export type NvPolicyWrite = { readonly name: Uint8Array } & (
   { readonly kind: 'increment' } | { readonly kind: 'extend'; readonly data: Uint8Array }
 );
 
+/** The TPM 2.0 command a policy-signed write sends. */
+export function nvPolicyWriteCommand(write: NvPolicyWrite): 'NV_Increment' | 'NV_Extend' {
+  return write.kind === 'increment' ? 'NV_Increment' : 'NV_Extend';
+}
+
 /** One write of {@link TpmPort.nvWritesByPolicySigned}: the index and what to write. */
 export interface NvPolicySignedWrite {
   readonly index: number;
