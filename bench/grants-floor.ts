@@ -104,7 +104,7 @@ export function floorReport(parts: readonly FloorPart[], target: number): string
   const sum = parts.reduce((a, p) => a + p.cpuMs, 0);
   const ceiling = floorCeiling(parts);
   return [
-    `floor: CPU per grant in the parts every design pays (measured in this run):`,
+    `floor: CPU per grant in the parts every design pays (measured in this round):`,
     ...parts.map((p) => `  ${p.name.padEnd(58)} ${p.cpuMs.toFixed(3).padStart(6)} ms`),
     `  ${'sum'.padEnd(58)} ${sum.toFixed(3).padStart(6)} ms`,
     `  -> at most ${ceiling.toFixed(0)} grants/s on ${cores} cores kept 100% busy by nothing else; ` +

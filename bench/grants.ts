@@ -10,10 +10,11 @@
  *
  *   npx tsx bench/grants.ts [seconds-per-level] [levels, default 1,16,64]
  *       [configs, default softhsm-jws,softhsm-batch,tpm-jws,tpm-batch]
+ *   GRANTOR_BENCH_ROUNDS=N npx tsx bench/grants.ts ...   (default 3; see below)
  *   GRANTOR_POLICY_THREADS=0 npx tsx bench/grants.ts ...   (decisions in the event loop)
  *   GRANTOR_BENCH_CPU_PROFILE=DIR npx tsx bench/grants.ts ...
  *       (the V8 CPU profile of the appliance's event loop during each level, as --cpu-prof
- *       takes it but without the set-up: DIR/<config>-c<N>.cpuprofile; read it with
+ *       takes it but without the set-up: DIR/<config>-c<N>-r<round>.cpuprofile; read it with
  *       bench/cpuprofile-summary.ts)
  *
  * The appliance (this process) and the clients (bench/grants-client.ts, a forked process)
@@ -31,14 +32,22 @@
  * with 16 in flight, before any HTTP load. The floor (bench/grants-floor.ts) is the CPU per
  * grant of the parts every design pays (the SoftHSM signature, Cedar, the signature check,
  * a no-op HTTP round trip with the same client) and the ceiling those allow on this
- * machine's cores. The last three lines are the issue's summary ratios, for scripts.
+ * machine's cores.
+ *
+ * This machine's speed drifts by tens of percent within minutes, and the configurations run
+ * one after another, so one pass can favour one side of a ratio. The bench therefore runs
+ * every configuration in N rounds, in alternating order (the second round backwards), and
+ * measures the raw rates and the floor again in each. Each round prints its table and its
+ * own three ratios; the last three lines are the median of those per-round ratios, for
+ * scripts (the issue's summary lines).
  */
 import { fork } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -121,15 +130,42 @@ const answer = (): Promise<Result> =>
 interface LevelRow {
   readonly concurrency: number;
   readonly rate: number;
+  /** The whole machine's CPU per grant (ms). */
+  readonly boxMs: number;
   readonly line: string;
 }
 
-const rawRates: Partial<Record<'SoftHSM' | 'TPM', number>> = {};
-const results = new Map<ConfigName, LevelRow[]>();
-let floorParts: FloorPart[] | undefined;
+/** One pass over every configuration, with its own raw rates and floor. */
+interface Round {
+  /** 1-based. */
+  readonly index: number;
+  readonly rawRates: Partial<Record<'SoftHSM' | 'TPM', number>>;
+  readonly results: Map<ConfigName, LevelRow[]>;
+  floor: FloorPart[] | undefined;
+}
 
-/** One appliance: its raw sign rate, the floor (first SoftHSM one), then every level. */
-async function runConfig(name: ConfigName): Promise<void> {
+const roundCount = Number(process.env.GRANTOR_BENCH_ROUNDS ?? '3');
+if (!Number.isInteger(roundCount) || roundCount < 1) {
+  throw new Error('GRANTOR_BENCH_ROUNDS must be a positive whole number');
+}
+/**
+ * The whole machine's busy CPU time in ms since boot (/proc/stat's first line: user, nice,
+ * system, irq and softirq, in USER_HZ ticks of 10 ms). Over a level it counts every process the grant
+ * costs: the appliance, the clients, swtpm, the kernel's network and disk work, and anything
+ * else running, which is why a quiet box matters.
+ */
+function boxBusyMs(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  // user nice system idle iowait irq softirq; not steal (another guest's), and guest time is
+  // already in user.
+  return 10 * (ticks.slice(0, 7).reduce((a, b) => a + b, 0) - idle);
+}
+
+/** One appliance: its raw sign rate, the round's floor (first SoftHSM one), then every level. */
+async function runConfig(name: ConfigName, round: Round): Promise<void> {
+  const { rawRates } = round;
   const c = CONFIGS[name];
   const threads = process.env.GRANTOR_POLICY_THREADS;
   const real = await startRealAppliance(
@@ -184,8 +220,8 @@ async function runConfig(name: ConfigName): Promise<void> {
       privateKeyPem: session.key.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
     });
 
-    if (floorParts === undefined && c.store === 'SoftHSM' && signCpuMs !== undefined) {
-      floorParts = await measureFloor(
+    if (round.floor === undefined && c.store === 'SoftHSM' && signCpuMs !== undefined) {
+      round.floor = await measureFloor(
         signCpuMs,
         signed(grantBody(rt), session.attestationId, session.key.privateKey),
         createPublicKey({ key: { ...session.key.jwk }, format: 'jwk' }),
@@ -222,6 +258,7 @@ async function runConfig(name: ConfigName): Promise<void> {
       const audit0 = appliance.audit.stats();
       const before = await counters();
       const cpu0 = process.cpuUsage();
+      const box0 = boxBusyMs();
       const elu0 = performance.eventLoopUtilization();
       const gc0 = { ...gc };
       await inspector?.post('Profiler.start');
@@ -231,11 +268,12 @@ async function runConfig(name: ConfigName): Promise<void> {
       if (inspector !== undefined && profileDir !== undefined) {
         const { profile } = await inspector.post('Profiler.stop');
         await writeFile(
-          join(profileDir, `${name}-c${String(concurrency)}.cpuprofile`),
+          join(profileDir, `${name}-c${String(concurrency)}-r${String(round.index)}.cpuprofile`),
           JSON.stringify(profile),
         );
       }
       const cpu = process.cpuUsage(cpu0);
+      const boxBusy = boxBusyMs() - box0;
       const elu = performance.eventLoopUtilization(elu0);
       const gcs = { count: gc.count - gc0.count, ms: gc.ms - gc0.ms };
       const audit1 = appliance.audit.stats();
@@ -249,6 +287,7 @@ async function runConfig(name: ConfigName): Promise<void> {
       rows.push({
         concurrency,
         rate,
+        boxMs: boxBusy / n,
         line: [
           c.label.padEnd(14),
           String(concurrency).padStart(4),
@@ -268,6 +307,11 @@ async function runConfig(name: ConfigName): Promise<void> {
           (batches === 0 ? 0 : (after.tpmCalls - before.tpmCalls) / batches).toFixed(1).padStart(6),
           ((cpu.user + cpu.system) / 1000 / n).toFixed(2).padStart(7),
           (clientCpuMs / n).toFixed(2).padStart(7),
+          // Every process on the machine: its busy share of all cores, and its CPU per grant.
+          `${((100 * boxBusy) / (1000 * seconds * availableParallelism())).toFixed(0)}%`.padStart(
+            6,
+          ),
+          (boxBusy / n).toFixed(2).padStart(7),
           // Collections per 100 grants and their pause per grant (the event loop stops).
           ((100 * gcs.count) / n).toFixed(1).padStart(7),
           (gcs.ms / n).toFixed(3).padStart(6),
@@ -276,7 +320,7 @@ async function runConfig(name: ConfigName): Promise<void> {
       if (failed > 0)
         console.log(`${c.label} at ${concurrency}: failures ${JSON.stringify(failures)}`);
     }
-    results.set(name, rows);
+    round.results.set(name, rows);
   } finally {
     await real.close();
   }
@@ -323,34 +367,89 @@ async function measureFloor(
   ];
 }
 
-const at = (name: ConfigName, concurrency: number): number | undefined =>
-  results.get(name)?.find((r) => r.concurrency === concurrency)?.rate;
-const ratio = (a: number | undefined, b: number | undefined): string =>
-  a === undefined || b === undefined || b === 0 ? 'n/a' : (a / b).toFixed(2);
+const at = (round: Round, name: ConfigName, concurrency: number): LevelRow | undefined =>
+  round.results.get(name)?.find((r) => r.concurrency === concurrency);
+const quotient = (a: number | undefined, b: number | undefined): number | undefined =>
+  a === undefined || b === undefined || b === 0 ? undefined : a / b;
+const shown = (r: number | undefined): string => (r === undefined ? 'n/a' : r.toFixed(2));
+const median = (values: readonly (number | undefined)[]): number | undefined => {
+  const known = values.filter((v): v is number => v !== undefined).sort((a, b) => a - b);
+  if (known.length === 0) return undefined;
+  const mid = Math.floor(known.length / 2);
+  return known.length % 2 === 1 ? known[mid] : ((known[mid - 1] ?? NaN) + (known[mid] ?? NaN)) / 2;
+};
+
+/** A round's three ratios (each against its own baseline) and its CPU bound. */
+function ratios(round: Round): {
+  tpm: number | undefined;
+  softhsm: number | undefined;
+  floor: number | undefined;
+  bound: number | undefined;
+} {
+  const ceiling = round.floor === undefined ? undefined : floorCeiling(round.floor);
+  const jws = at(round, 'softhsm-jws', 64);
+  // What the pipeline's own CPU allows, however its work were spread over the cores.
+  const bound = jws === undefined ? undefined : (availableParallelism() * 1000) / jws.boxMs;
+  return {
+    tpm: quotient(at(round, 'tpm-batch', 64)?.rate, at(round, 'tpm-jws', 64)?.rate),
+    softhsm: quotient(at(round, 'softhsm-batch', 64)?.rate, jws?.rate),
+    floor: quotient(jws?.rate, ceiling),
+    bound: quotient(bound, ceiling),
+  };
+}
+
+const HEADER =
+  'configuration     c  grants/s  p50 ms  p99 ms  failures  ops/gr  srv CPU  srv EL  /batch  ms/batch  tpm ms  tpm/b  srv ms  cli ms    box  box ms  gc/100  gc ms';
 
 try {
-  for (const name of configs) await runConfig(name);
+  const rounds: Round[] = [];
+  for (let k = 0; k < roundCount; k++) {
+    const round: Round = { index: k + 1, rawRates: {}, results: new Map(), floor: undefined };
+    rounds.push(round);
+    // Alternating order: drift over the run does not always favour the same side.
+    const order = k % 2 === 0 ? configs : [...configs].reverse();
+    for (const name of order) await runConfig(name, round);
+  }
+  for (const round of rounds) {
+    console.log(`\nround ${String(round.index)} of ${String(roundCount)}`);
+    console.log(
+      `raw key store rates (signJws, 16 in flight, ${seconds} s): ` +
+        Object.entries(round.rawRates)
+          .map(([store, rate]) => `${store} ${rate.toFixed(0)}/s`)
+          .join(', '),
+    );
+    console.log(HEADER);
+    for (const name of configs) for (const r of round.results.get(name) ?? []) console.log(r.line);
+    if (round.floor !== undefined) {
+      for (const line of floorReport(round.floor, 0.3 * (round.rawRates.SoftHSM ?? 0))) {
+        console.log(line);
+      }
+    }
+    const jws = at(round, 'softhsm-jws', 64);
+    const r = ratios(round);
+    if (jws !== undefined && r.bound !== undefined) {
+      console.log(
+        `SoftHSM JWS at c64 cost the box ${jws.boxMs.toFixed(2)} ms of CPU a grant: at most ` +
+          `${((availableParallelism() * 1000) / jws.boxMs).toFixed(0)} grants/s on ` +
+          `${String(availableParallelism())} cores kept 100% busy, ${shown(r.bound)} of the floor's ceiling`,
+      );
+    }
+    console.log(
+      `round ${String(round.index)} ratios at c64: TPM batch/JWS ${shown(r.tpm)}, SoftHSM batch/JWS ` +
+        `${shown(r.softhsm)}, SoftHSM JWS/floor ceiling ${shown(r.floor)}`,
+    );
+  }
   console.log(
-    `raw key store rates (signJws, 16 in flight, ${seconds} s): ` +
-      Object.entries(rawRates)
-        .map(([store, rate]) => `${store} ${rate.toFixed(0)}/s`)
-        .join(', '),
+    '(ops/gr: key operations per grant; /batch: audit entries per audit batch; ms/batch: wall time per audit batch; tpm ms, tpm/b: time in TPM commands and their number per audit batch (calls of the TPM port, each one or several commands); srv ms, cli ms: CPU per grant of the appliance and of the client process; box, box ms: the whole machine, its busy share of all its cores and its CPU per grant (every process: appliance, clients, swtpm, kernel); gc/100, gc ms: the appliance garbage collections per 100 grants and their pause per grant)',
   );
+  const all = rounds.map(ratios);
   console.log(
-    'configuration     c  grants/s  p50 ms  p99 ms  failures  ops/gr  srv CPU  srv EL  /batch  ms/batch  tpm ms  tpm/b  srv ms  cli ms  gc/100  gc ms',
+    `median of ${String(roundCount)} round(s), each ratio against its own round: the CPU ` +
+      `bound of SoftHSM JWS at c64 is ${shown(median(all.map((r) => r.bound)))} of the floor's ceiling`,
   );
-  for (const name of configs) for (const r of results.get(name) ?? []) console.log(r.line);
-  console.log(
-    '(ops/gr: key operations per grant; /batch: audit entries per audit batch; ms/batch: wall time per audit batch; tpm ms, tpm/b: time in TPM commands and their number per audit batch (calls of the TPM port, each one or several commands); srv ms, cli ms: CPU per grant of the appliance and of the client process; gc/100, gc ms: the appliance garbage collections per 100 grants and their pause per grant)',
-  );
-  const ceiling = floorParts === undefined ? undefined : floorCeiling(floorParts);
-  if (floorParts !== undefined)
-    for (const line of floorReport(floorParts, 0.3 * (rawRates.SoftHSM ?? 0))) console.log(line);
-  console.log(`TPM batch / TPM JWS at c64 = ${ratio(at('tpm-batch', 64), at('tpm-jws', 64))}`);
-  console.log(
-    `SoftHSM batch / SoftHSM JWS at c64 = ${ratio(at('softhsm-batch', 64), at('softhsm-jws', 64))}`,
-  );
-  console.log(`SoftHSM JWS at c64 / floor ceiling = ${ratio(at('softhsm-jws', 64), ceiling)}`);
+  console.log(`TPM batch / TPM JWS at c64 = ${shown(median(all.map((r) => r.tpm)))}`);
+  console.log(`SoftHSM batch / SoftHSM JWS at c64 = ${shown(median(all.map((r) => r.softhsm)))}`);
+  console.log(`SoftHSM JWS at c64 / floor ceiling = ${shown(median(all.map((r) => r.floor)))}`);
 } finally {
   gcObserver.disconnect();
   client.kill();
