@@ -148,11 +148,12 @@ const roundCount = Number(process.env.GRANTOR_BENCH_ROUNDS ?? '3');
 if (!Number.isInteger(roundCount) || roundCount < 1) {
   throw new Error('GRANTOR_BENCH_ROUNDS must be a positive whole number');
 }
+
 /**
  * The whole machine's busy CPU time in ms since boot (/proc/stat's first line: user, nice,
- * system, irq and softirq, in USER_HZ ticks of 10 ms). Over a level it counts every process the grant
- * costs: the appliance, the clients, swtpm, the kernel's network and disk work, and anything
- * else running, which is why a quiet box matters.
+ * system, irq and softirq, in USER_HZ ticks, 10 ms on Linux). Over a level it counts every
+ * process the grant costs: the appliance, the clients, swtpm, the kernel's network and disk
+ * work, and anything else running, which is why a quiet box matters.
  */
 function boxBusyMs(): number {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
