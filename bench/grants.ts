@@ -380,22 +380,27 @@ const median = (values: readonly (number | undefined)[]): number | undefined => 
   return known.length % 2 === 1 ? known[mid] : ((known[mid - 1] ?? NaN) + (known[mid] ?? NaN)) / 2;
 };
 
-/** A round's three ratios (each against its own baseline) and its CPU bound. */
+/**
+ * A round's three ratios (each against its own baseline), and the CPU bound of SoftHSM JWS
+ * at c64: the rate its `box ms` allows (`boundRate`) and that rate over the ceiling.
+ */
 function ratios(round: Round): {
   tpm: number | undefined;
   softhsm: number | undefined;
   floor: number | undefined;
+  boundRate: number | undefined;
   bound: number | undefined;
 } {
   const ceiling = round.floor === undefined ? undefined : floorCeiling(round.floor);
   const jws = at(round, 'softhsm-jws', 64);
   // What the pipeline's own CPU allows, however its work were spread over the cores.
-  const bound = jws === undefined ? undefined : (availableParallelism() * 1000) / jws.boxMs;
+  const boundRate = quotient(availableParallelism() * 1000, jws?.boxMs);
   return {
     tpm: quotient(at(round, 'tpm-batch', 64)?.rate, at(round, 'tpm-jws', 64)?.rate),
     softhsm: quotient(at(round, 'softhsm-batch', 64)?.rate, jws?.rate),
     floor: quotient(jws?.rate, ceiling),
-    bound: quotient(bound, ceiling),
+    boundRate,
+    bound: quotient(boundRate, ceiling),
   };
 }
 
@@ -428,10 +433,10 @@ try {
     }
     const jws = at(round, 'softhsm-jws', 64);
     const r = ratios(round);
-    if (jws !== undefined && r.bound !== undefined) {
+    if (jws !== undefined && r.boundRate !== undefined) {
       console.log(
         `SoftHSM JWS at c64 cost the box ${jws.boxMs.toFixed(2)} ms of CPU a grant: at most ` +
-          `${((availableParallelism() * 1000) / jws.boxMs).toFixed(0)} grants/s on ` +
+          `${r.boundRate.toFixed(0)} grants/s on ` +
           `${String(availableParallelism())} cores kept 100% busy, ${shown(r.bound)} of the floor's ceiling`,
       );
     }
