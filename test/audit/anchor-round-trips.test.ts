@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Pkcs11AnchorKey } from '../../src/audit/anchor-key.pkcs11.js';
 import { anchorPolicySigner, anchorWritePolicy } from '../../src/audit/anchor-policy.js';
+import type { AnchorState } from '../../src/audit/anchor.port.js';
 import { TpmAuditAnchor, provisionTpmAnchor } from '../../src/audit/anchor.tpm.js';
 import { TPM_RC, TpmArgumentError, TpmError } from '../../src/tpm/errors.js';
 import { NativeTpm } from '../../src/tpm/tpm.native.js';
@@ -106,13 +107,15 @@ function refuseNext(cc: number, rc: number): { fired: () => boolean; undo: () =>
 
 /**
  * A batch whose store write is done, with the next `cc` refused with `rc` (refuseNext):
- * what it rejected with and the writes it reported landed; `seen` holds its commands.
+ * the anchor as read before it, what it rejected with and the writes it reported landed;
+ * `seen` holds its commands.
  */
 async function batchRefusing(
   cc: number,
   rc: number,
   root: Buffer,
-): Promise<{ refused: unknown; landed: string[] }> {
+): Promise<{ before: AnchorState; refused: unknown; landed: string[] }> {
+  const before = await anchor.readAfterWrite();
   const refusal = refuseNext(cc, rc);
   const landed: string[] = [];
   seen.length = 0;
@@ -125,7 +128,7 @@ async function batchRefusing(
     refusal.undo();
   }
   expect(refusal.fired()).toBe(true);
-  return { refused, landed };
+  return { before, refused, landed };
 }
 
 /** The commands `fn` sends through the proxy, by name. */
@@ -252,8 +255,7 @@ describe('TPM commands per anchor write', () => {
   });
 
   it('a batch whose PolicySigned is refused lands nothing and leaves no session loaded', async () => {
-    const before = await anchor.readAfterWrite();
-    const { refused, landed } = await batchRefusing(
+    const { before, refused, landed } = await batchRefusing(
       CC.PolicySigned,
       TPM_RC.VALUE,
       Buffer.alloc(32, 11),
@@ -277,10 +279,9 @@ describe('TPM commands per anchor write', () => {
   });
 
   it("a batch whose increment is refused: the extend landed, the rejection is the increment's", async () => {
-    const before = await anchor.readAfterWrite();
     // TPM_RC_NV_RATE: not run, so the log may send it again.
     const root = Buffer.alloc(32, 10);
-    const { refused, landed } = await batchRefusing(CC.NV_Increment, TPM_RC.NV_RATE, root);
+    const { before, refused, landed } = await batchRefusing(CC.NV_Increment, TPM_RC.NV_RATE, root);
     // The refused increment's session is flushed right after it (a leak would be hidden
     // by the sweep on "slots full" below, so it is checked on the bus).
     expect(seen.slice(-3)).toEqual(['NV_Extend', 'NV_Increment', 'FlushContext']);
@@ -300,8 +301,7 @@ describe('TPM commands per anchor write', () => {
   });
 
   it('a batch whose extend is refused lands nothing and flushes both sessions', async () => {
-    const before = await anchor.readAfterWrite();
-    const { refused, landed } = await batchRefusing(
+    const { before, refused, landed } = await batchRefusing(
       CC.NV_Extend,
       TPM_RC.NV_RATE,
       Buffer.alloc(32, 12),
